@@ -1,0 +1,43 @@
+// Package membership knows which nodes are alive and where principals and
+// groups are placed among them. Single-node deployments use Static; the
+// gossip-driven cluster view (hashicorp/memberlist plus a consistent hash
+// ring) implements the same methods.
+package membership
+
+// Node describes one pushring node as the others see it.
+type Node struct {
+	ID       string   `json:"id"`
+	MQTT     []string `json:"mqtt"` // client-facing MQTT addresses, host:port
+	HTTP     string   `json:"http"`
+	Version  string   `json:"version"`
+	State    string   `json:"state"`      // "alive", "suspect", "dead", "left"
+	RingPart float64  `json:"ring_share"` // fraction of the ring this node owns
+}
+
+// Static is a membership of exactly one node: every principal and every
+// group lives on it. It is the placement of a one-machine deployment.
+type Static struct {
+	self Node
+}
+
+// NewStatic returns the membership of a lone node.
+func NewStatic(self Node) *Static {
+	self.State = "alive"
+	self.RingPart = 1
+	return &Static{self: self}
+}
+
+// Self is this node.
+func (s *Static) Self() Node { return s.self }
+
+// Home is the node that delivers to principal id.
+func (s *Static) Home(id string) string { return s.self.ID }
+
+// Owner is the node that resolves group gid.
+func (s *Static) Owner(gid string) string { return s.self.ID }
+
+// HomeNode returns the full description of Home(id).
+func (s *Static) HomeNode(id string) Node { return s.self }
+
+// Nodes lists the live nodes.
+func (s *Static) Nodes() []Node { return []Node{s.self} }

@@ -1,0 +1,84 @@
+// Package message holds the one value that crosses every boundary of a node:
+// a message accepted from a publisher (MQTT or HTTP) on its way to sessions.
+// It is a leaf package so that router and fanout can share it without
+// importing each other.
+package message
+
+import (
+	"encoding/binary"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"hash/fnv"
+)
+
+// Kind says how a message is addressed.
+type Kind uint8
+
+const (
+	// Direct messages go to one principal's private topic, /private/<To>.
+	Direct Kind = 1
+	// Group messages go to every member of group To, on
+	// /private/<member>/group/<To> (or /group/<To> for members that
+	// subscribed to the group topic itself).
+	Group Kind = 2
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Direct:
+		return "direct"
+	case Group:
+		return "group"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Message is immutable once handed to a Forwarder or Deliverer: every
+// receiver shares the same value and the same Payload bytes.
+type Message struct {
+	ID      uint64 // cluster-unique, see IDSource
+	Kind    Kind
+	From    string // principal id of the publisher ("" for admin over HTTP)
+	To      string // principal id (Direct) or group id (Group)
+	QoS     byte   // 0 or 1: the publisher's QoS, capped per subscription at delivery
+	Payload []byte
+}
+
+// IDSource makes cluster-unique message ids without coordination: the top
+// 16 bits come from a hash of the node id, the low 48 bits from a counter
+// that starts at the current time in microseconds, so a restarted node does
+// not reuse the ids of its previous life.
+type IDSource struct {
+	prefix  uint64
+	counter atomic.Uint64
+}
+
+// NewIDSource returns an IDSource for the node with the given id.
+func NewIDSource(nodeID string) *IDSource {
+	h := fnv.New64a()
+	h.Write([]byte(nodeID))
+	s := &IDSource{prefix: h.Sum64() << 48}
+	s.counter.Store(uint64(time.Now().UnixMicro()) & (1<<48 - 1))
+	return s
+}
+
+// Next returns a new id. It is goroutine-safe and never blocks.
+func (s *IDSource) Next() uint64 {
+	return s.prefix | (s.counter.Add(1) & (1<<48 - 1))
+}
+
+// FormatID renders an id as 16 lower-case hex digits, the form the HTTP API
+// returns.
+func FormatID(id uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], id)
+	const hex = "0123456789abcdef"
+	out := make([]byte, 16)
+	for i, c := range b {
+		out[2*i] = hex[c>>4]
+		out[2*i+1] = hex[c&15]
+	}
+	return string(out)
+}

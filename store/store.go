@@ -1,0 +1,146 @@
+// Package store keeps principals (users and devices), groups, group roles
+// and login sessions. Two implementations share one contract: KV on NATS
+// JetStream key-value buckets (production) and Memory (unit tests).
+//
+// Directory sits on top of either and keeps an in-memory view of groups
+// and roles, fresh through watches, so the hot paths (ACL checks, group
+// resolution) never wait on the store.
+package store
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"time"
+)
+
+var (
+	// ErrNotFound: no such principal, group, role or session.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: a create hit an id that is taken.
+	ErrExists = errors.New("store: already exists")
+	// ErrInvalidID: an id outside ValidID.
+	ErrInvalidID = errors.New("store: invalid id")
+	// ErrUnavailable: the backend could not answer (timeout, no quorum).
+	// Callers fail closed on it.
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// Kind of principal. Users and devices share one id space.
+type Kind string
+
+const (
+	User   Kind = "user"
+	Device Kind = "device"
+)
+
+// Principal is a user or a device.
+type Principal struct {
+	ID   string `json:"id"`
+	Kind Kind   `json:"kind"`
+	// SecretHash is the argon2id hash of a user's password (PHC string
+	// form) or the hex SHA-256 of a device key (keys are 256-bit random, so
+	// a fast hash is enough and keeps CONNECT cheap).
+	SecretHash string    `json:"secret_hash"`
+	Created    time.Time `json:"created"`
+}
+
+// Group is a fan-out target.
+type Group struct {
+	ID                string    `json:"id"`
+	MembersCanPublish bool      `json:"members_can_publish"`
+	Created           time.Time `json:"created"`
+}
+
+// Role of a principal in a group. A principal may hold both.
+type Role uint8
+
+const (
+	// Member receives every message of the group on its private topic.
+	Member Role = 1
+	// Publisher may publish to the group topic (devices, typically).
+	Publisher Role = 2
+)
+
+func (r Role) String() string {
+	switch r {
+	case Member:
+		return "member"
+	case Publisher:
+		return "publisher"
+	}
+	return "role?"
+}
+
+// Session is a login. The token itself is never stored: only its SHA-256.
+type Session struct {
+	TokenHash   string    `json:"token_hash"` // hex SHA-256 of the token
+	PrincipalID string    `json:"principal_id"`
+	Created     time.Time `json:"created"`
+	Expires     time.Time `json:"expires"`
+}
+
+// Expired reports whether the session is past its expiry at now.
+func (s Session) Expired(now time.Time) bool { return !now.Before(s.Expires) }
+
+// EventType says what changed.
+type EventType uint8
+
+const (
+	GroupPut       EventType = iota + 1 // Group created or updated
+	GroupDeleted                        // Group removed
+	RoleSet                             // Principal got Role in Group
+	RoleRemoved                         // Principal lost Role in Group
+	SessionRevoked                      // session TokenHash deleted (logout)
+)
+
+// Event is one change seen by Watch.
+type Event struct {
+	Type      EventType
+	Group     Group  // GroupPut, GroupDeleted (ID only)
+	GroupID   string // RoleSet, RoleRemoved
+	Principal string // RoleSet, RoleRemoved
+	Role      Role   // RoleSet, RoleRemoved
+	TokenHash string // SessionRevoked
+}
+
+// Store is the contract both implementations meet. All methods are
+// goroutine-safe and may block on the backend (honour ctx).
+type Store interface {
+	CreatePrincipal(ctx context.Context, p Principal) error // ErrExists, ErrInvalidID
+	Principal(ctx context.Context, id string) (Principal, error)
+
+	CreateGroup(ctx context.Context, g Group) error // ErrExists, ErrInvalidID
+	Group(ctx context.Context, gid string) (Group, error)
+
+	// SetRole gives (on=true) or takes (on=false) role r in group gid to
+	// principal id. The group and the principal must exist (ErrNotFound).
+	// Setting a role that is held, or removing one that is not, is no error.
+	SetRole(ctx context.Context, gid, id string, r Role, on bool) error
+	// Roles lists the members and publishers of gid, sorted.
+	Roles(ctx context.Context, gid string) (members, publishers []string, err error)
+
+	CreateSession(ctx context.Context, s Session) error
+	// Session returns the session for a token hash; expired sessions are
+	// ErrNotFound.
+	Session(ctx context.Context, tokenHash string) (Session, error)
+	DeleteSession(ctx context.Context, tokenHash string) error
+
+	// Watch calls fn for every group and role that exists now (as GroupPut
+	// and RoleSet events), then calls ready once, then calls fn for every
+	// later change, including SessionRevoked, until ctx is done. fn is
+	// called from one goroutine at a time and must not block for long.
+	Watch(ctx context.Context, fn func(Event), ready func()) error
+
+	Close() error
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// ValidID reports whether id may name a principal or group: 1 to 64 of
+// [A-Za-z0-9_.-], and not "." or ".." (they would read as path steps).
+// Wildcards, '/', NUL and spaces can never appear, so an id is always
+// exactly one topic level.
+func ValidID(id string) bool {
+	return id != "." && id != ".." && idPattern.MatchString(id)
+}
