@@ -1,0 +1,47 @@
+# pushring — the two commands that matter: `make run` and `make test`.
+GO        ?= go
+BIN       := bin
+FUZZTIME  ?= 5s
+LONGFUZZ  ?= 5m
+
+.PHONY: all build run test test-unit testrace fuzz fuzz-smoke bench lint deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## run: build and start one node with the embedded defaults (MQTT :1883, HTTP :8080, ./data)
+run: build
+	./$(BIN)/pushring --data-dir ./data
+
+## test: install test dependencies, vet, run every test with the race detector, then a short fuzz pass
+test: deps lint testrace fuzz-smoke
+
+deps:
+	./scripts/deps.sh
+
+test-unit:
+	$(GO) test -count=1 ./...
+
+testrace:
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+## fuzz-smoke: every fuzz target for $(FUZZTIME) (part of make test)
+fuzz-smoke:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+## fuzz: every fuzz target for $(LONGFUZZ)
+fuzz:
+	./scripts/fuzz.sh $(LONGFUZZ)
+
+## bench: Go micro-benchmarks with allocations (the load harness joins later)
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

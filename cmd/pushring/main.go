@@ -1,0 +1,98 @@
+// Command pushring runs one pushring node.
+//
+// Every flag has a PUSHRING_* environment equivalent (--data-dir is
+// PUSHRING_DATA_DIR, and so on); a flag given on the command line wins.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushring/pushring/node"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "pushring:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg := node.DefaultConfig()
+	fs := flag.NewFlagSet("pushring", flag.ContinueOnError)
+	var advertise, logLevel string
+	var authTopic bool
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for JetStream data and the generated admin key")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT/TCP listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP API listen address")
+	fs.StringVar(&advertise, "advertise-mqtt", "", "comma-separated MQTT addresses returned at login (default: the bound MQTT address)")
+	fs.StringVar(&cfg.AdminKey, "admin-key", "", "admin key (default: read or generate <data-dir>/admin.key)")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "comma-separated NATS server URLs (default: embedded NATS server)")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "host:port for the embedded NATS server to accept other clients")
+	fs.StringVar(&cfg.NodeID, "node-id", cfg.NodeID, "node id (default: host name)")
+	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "cluster name: prefix of NATS subjects and KV buckets")
+	fs.BoolVar(&authTopic, "auth-topic", false, "enable the prototype's login by publishing the session token to /service/auth")
+	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a login session")
+	fs.IntVar(&cfg.Router.MaxConnections, "max-connections", cfg.Router.MaxConnections, "maximum MQTT connections (0: unlimited)")
+	fs.IntVar(&cfg.Router.MaxPacketSize, "max-packet-size", cfg.Router.MaxPacketSize, "maximum MQTT packet size in bytes")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	cfg.AuthTopic = authTopic
+	if advertise != "" {
+		cfg.AdvertiseMQTT = strings.Split(advertise, ",")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("bad --log-level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	n, err := node.Start(startCtx, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down")
+	return n.Close()
+}
+
+// applyEnv sets each flag from its PUSHRING_* variable, before the command
+// line is parsed, so the command line wins.
+func applyEnv(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "PUSHRING_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(name)
+		if !ok || err != nil {
+			return
+		}
+		if _, isBool := f.Value.(interface{ IsBoolFlag() bool }); isBool && v == "" {
+			v = strconv.FormatBool(true)
+		}
+		if e := f.Value.Set(v); e != nil {
+			err = fmt.Errorf("%s=%q: %w", name, v, e)
+		}
+	})
+	return err
+}

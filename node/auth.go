@@ -1,0 +1,67 @@
+package node
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pushring/pushring/router"
+	"github.com/pushring/pushring/store"
+)
+
+// authenticator checks MQTT credentials against the store: the username is
+// a principal id; the password is a session token for users and the device
+// key for devices. Every store failure other than "not found" fails closed
+// as ErrAuthUnavailable (CONNACK 0x03), never as success.
+type authenticator struct {
+	st store.Store
+}
+
+var _ router.Authenticator = (*authenticator)(nil)
+
+// maxSecretLen bounds what is hashed: tokens and keys are 43 bytes, so
+// anything longer is refused without work.
+const maxSecretLen = 256
+
+func (a *authenticator) Authenticate(ctx context.Context, username string, password []byte) (router.Identity, error) {
+	if !store.ValidID(username) || len(password) == 0 || len(password) > maxSecretLen {
+		return router.Identity{}, router.ErrBadCredentials
+	}
+	p, err := a.st.Principal(ctx, username)
+	if err != nil {
+		return router.Identity{}, mapStoreErr(err)
+	}
+	if p.Kind == store.Device {
+		if !store.CheckDeviceKey(p.SecretHash, string(password)) {
+			return router.Identity{}, router.ErrBadCredentials
+		}
+		return router.Identity{ID: p.ID, Device: true}, nil
+	}
+	id, err := a.AuthenticateToken(ctx, password)
+	if err != nil {
+		return router.Identity{}, err
+	}
+	// The identity comes from the validated token; a username that
+	// disagrees with it is somebody else's token (BAD_INPUTS B4).
+	if id.ID != p.ID {
+		return router.Identity{}, router.ErrBadCredentials
+	}
+	return id, nil
+}
+
+func (a *authenticator) AuthenticateToken(ctx context.Context, token []byte) (router.Identity, error) {
+	if len(token) == 0 || len(token) > maxSecretLen {
+		return router.Identity{}, router.ErrBadCredentials
+	}
+	s, err := a.st.Session(ctx, store.HashToken(string(token)))
+	if err != nil {
+		return router.Identity{}, mapStoreErr(err)
+	}
+	return router.Identity{ID: s.PrincipalID, TokenHash: s.TokenHash, Expires: s.Expires}, nil
+}
+
+func mapStoreErr(err error) error {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalidID) {
+		return router.ErrBadCredentials
+	}
+	return router.ErrAuthUnavailable
+}

@@ -1,0 +1,363 @@
+package node
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPushFlow is the single-node acceptance scenario: group fan-out over
+// MQTT and HTTP into private topics, direct messages, and nothing for
+// non-members. Everything goes through the real stack: embedded NATS with
+// JetStream KV, fanout over NATS, the MQTT router, paho clients.
+func TestPushFlow(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	defer n.Close()
+	w := setupWorld(t, n)
+
+	var sinks = map[string]*received{"alice": {}, "bob": {}, "carol": {}}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		s := w.api.login(u, u+"-password")
+		if s.PrivateTopic != "/private/"+u || len(s.MQTT) == 0 || s.MQTT[0] != n.MQTTAddr() {
+			t.Fatalf("login %s: %+v", u, s)
+		}
+		c := connect(t, n, clientOpts{user: u, password: s.Token}, sinks[u])
+		if code := subscribe(t, c, "/private/"+u+"/#", 1, sinks[u]); code != 1 {
+			t.Fatalf("%s: granted %#x, want 1", u, code)
+		}
+	}
+
+	d1 := connect(t, n, clientOpts{user: "d1", password: w.d1Key}, nil)
+	publish(t, d1, "/group/g1", 1, "over-mqtt")
+	w.api.must(202, "POST", "/v1/groups/g1/messages", basic("d1", w.d1Key), map[string]any{"payload": "over-http"}, nil)
+	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload_base64": base64.StdEncoding.EncodeToString([]byte("direct-hi"))}, nil)
+
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if sinks["alice"].count() < 3 || sinks["bob"].count() < 2 {
+			return fmt.Errorf("alice %v, bob %v", sinks["alice"].list(), sinks["bob"].list())
+		}
+		return nil
+	})
+	// Let any duplicate arrive before judging "exactly once": a second,
+	// independent message to bob travels the same path behind them.
+	w.api.must(202, "POST", "/v1/users/bob/messages", w.admin, map[string]any{"payload": "marker"}, nil)
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !slices.Contains(sinks["bob"].list(), "/private/bob marker") {
+			return fmt.Errorf("bob has no marker yet: %v", sinks["bob"].list())
+		}
+		return nil
+	})
+
+	alice := sinks["alice"].list()
+	slices.Sort(alice)
+	wantAlice := []string{"/private/alice direct-hi", "/private/alice/group/g1 over-http", "/private/alice/group/g1 over-mqtt"}
+	if !slices.Equal(alice, wantAlice) {
+		t.Errorf("alice got\n%s\nwant\n%s", joinLines(alice), joinLines(wantAlice))
+	}
+	bob := sinks["bob"].list()
+	slices.Sort(bob)
+	wantBob := []string{"/private/bob marker", "/private/bob/group/g1 over-http", "/private/bob/group/g1 over-mqtt"}
+	if !slices.Equal(bob, wantBob) {
+		t.Errorf("bob got\n%s\nwant\n%s", joinLines(bob), joinLines(wantBob))
+	}
+	if got := sinks["carol"].list(); len(got) != 0 {
+		t.Errorf("carol got %v, want nothing", got)
+	}
+}
+
+// TestGroupTopicSubscriberGetsOneCopy: a member subscribed to both its
+// private tree and /group/<gid> gets each group message once.
+func TestGroupTopicSubscriberGetsOneCopy(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	defer n.Close()
+	w := setupWorld(t, n)
+	s := w.api.login("alice", "alice-password")
+	sink := &received{}
+	c := connect(t, n, clientOpts{user: "alice", password: s.Token}, sink)
+	subscribe(t, c, "/private/alice/#", 1, sink)
+	if code := subscribe(t, c, "/group/g1", 1, sink); code != 1 {
+		t.Fatalf("member subscribing /group/g1: granted %#x", code)
+	}
+	for i := range 3 {
+		w.api.must(202, "POST", "/v1/groups/g1/messages", w.admin, map[string]any{"payload": fmt.Sprint("m", i)}, nil)
+	}
+	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "marker"}, nil)
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !slices.Contains(sink.list(), "/private/alice marker") {
+			return fmt.Errorf("no marker: %v", sink.list())
+		}
+		return nil
+	})
+	got := sink.list()
+	if len(got) != 4 {
+		t.Fatalf("got %d messages, want 3 group messages once each and the marker:\n%s", len(got), joinLines(got))
+	}
+}
+
+// TestRefusals: bad credentials, ACL on SUBSCRIBE and PUBLISH.
+func TestRefusals(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	defer n.Close()
+	w := setupWorld(t, n)
+
+	if _, err := tryConnect(n, clientOpts{user: "alice", password: "not-a-token"}, nil); err == nil {
+		t.Error("wrong token accepted")
+	}
+	bobSession := w.api.login("bob", "bob-password")
+	if _, err := tryConnect(n, clientOpts{user: "alice", password: bobSession.Token}, nil); err == nil {
+		t.Error("alice connected with bob's token")
+	}
+	if _, err := tryConnect(n, clientOpts{user: "d1", password: "wrong-key"}, nil); err == nil {
+		t.Error("wrong device key accepted")
+	}
+
+	// Revoked token: logout, then the token no longer connects.
+	s := w.api.login("alice", "alice-password")
+	w.api.must(204, "DELETE", "/v1/sessions/current", "Bearer "+s.Token, nil, nil)
+	if _, err := tryConnect(n, clientOpts{user: "alice", password: s.Token}, nil); err == nil {
+		t.Error("revoked token accepted")
+	}
+
+	s = w.api.login("alice", "alice-password")
+	alice := &received{}
+	ac := connect(t, n, clientOpts{user: "alice", password: s.Token}, alice)
+	if code := subscribe(t, ac, "/private/bob/#", 1, alice); code != 0x80 {
+		t.Errorf("alice subscribing /private/bob/#: %#x, want 0x80", code)
+	}
+	for _, f := range []string{"#", "/private/+", "/private/#", "/group/+", "/private/alice2", "$share/x/private/bob"} {
+		if code := subscribe(t, ac, f, 1, alice); code != 0x80 {
+			t.Errorf("alice subscribing %q: %#x, want 0x80", f, code)
+		}
+	}
+	subscribe(t, ac, "/private/alice/#", 1, alice)
+
+	// carol is no member and no publisher of g1: her publish is dropped
+	// and counted, never delivered.
+	cs := w.api.login("carol", "carol-password")
+	cc := connect(t, n, clientOpts{user: "carol", password: cs.Token}, nil)
+	before := counter(t, n, "pushring_mqtt_refusals_total", nil)
+	publish(t, cc, "/group/g1", 1, "from-carol")
+	publish(t, cc, "/private/alice", 1, "carol-direct") // shares no group with alice
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if got := counter(t, n, "pushring_mqtt_refusals_total", nil); got < before+2 {
+			return fmt.Errorf("refusals %v, want %v", got, before+2)
+		}
+		return nil
+	})
+	// Revocation of a live session disconnects it at once.
+	w.api.must(204, "DELETE", "/v1/sessions/current", "Bearer "+s.Token, nil, nil)
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if ac.IsConnectionOpen() {
+			return fmt.Errorf("alice still connected after logout")
+		}
+		return nil
+	})
+	if got := alice.list(); len(got) != 0 {
+		t.Errorf("alice received refused messages: %v", got)
+	}
+}
+
+// TestExpiredToken: a session past its expiry no longer connects.
+func TestExpiredToken(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.SessionTTL = 1500 * time.Millisecond })
+	defer n.Close()
+	w := setupWorld(t, n)
+	s := w.api.login("alice", "alice-password")
+	c, err := tryConnect(n, clientOpts{user: "alice", password: s.Token}, nil)
+	if err != nil {
+		t.Fatalf("fresh token refused: %v", err)
+	}
+	c.Disconnect(10)
+	checkFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if c, err := tryConnect(n, clientOpts{user: "alice", password: s.Token}, nil); err == nil {
+			c.Disconnect(10)
+			return fmt.Errorf("token still accepted")
+		}
+		return nil
+	})
+}
+
+// TestWildcardPublishClosesConnection: a wildcard in a PUBLISH topic is a
+// protocol violation (3.1.1: close); other clients keep their messages.
+func TestWildcardPublishClosesConnection(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	defer n.Close()
+	w := setupWorld(t, n)
+	conn, err := net.Dial("tcp", n.MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	writeConnect(t, conn, "d1", "d1", w.d1Key)
+	// PUBLISH QoS 0 to "/group/+".
+	topic := "/group/+"
+	pkt := append([]byte{0x30, byte(2 + len(topic) + 1), 0, byte(len(topic))}, topic...)
+	pkt = append(pkt, 'x')
+	conn.Write(pkt)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 16)
+	if k, err := conn.Read(buf); err == nil {
+		t.Fatalf("connection still open after wildcard publish, read %x", buf[:k])
+	}
+}
+
+// writeConnect sends a 3.1.1 CONNECT and checks for CONNACK 0.
+func writeConnect(t testing.TB, conn net.Conn, clientID, user, pass string) {
+	t.Helper()
+	var body []byte
+	body = append(body, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 30)
+	for _, s := range []string{clientID, user, pass} {
+		body = append(body, byte(len(s)>>8), byte(len(s)))
+		body = append(body, s...)
+	}
+	pkt := []byte{0x10}
+	for l := len(body); ; {
+		b := byte(l % 128)
+		l /= 128
+		if l > 0 {
+			b |= 0x80
+		}
+		pkt = append(pkt, b)
+		if l == 0 {
+			break
+		}
+	}
+	conn.Write(append(pkt, body...))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ack := make([]byte, 4)
+	if _, err := conn.Read(ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK %x %v", ack, err)
+	}
+}
+
+func basic(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// TestPersistentSession: alice (clean session off) goes offline, d1
+// publishes 5 QoS 1 messages, alice reconnects and gets all 5 in order.
+func TestPersistentSession(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	defer n.Close()
+	w := setupWorld(t, n)
+	s := w.api.login("alice", "alice-password")
+	opts := clientOpts{user: "alice", password: s.Token, clientID: "alice-phone", persistent: true}
+	first := &received{}
+	c, err := tryConnect(n, opts, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribe(t, c, "/private/alice/#", 1, first)
+	c.Disconnect(50)
+
+	d1 := connect(t, n, clientOpts{user: "d1", password: w.d1Key}, nil)
+	for i := range 5 {
+		publish(t, d1, "/group/g1", 1, fmt.Sprint("msg-", i))
+	}
+	second := &received{}
+	c2 := connect(t, n, opts, second)
+	_ = c2
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if second.count() < 5 {
+			return fmt.Errorf("got %v", second.list())
+		}
+		return nil
+	})
+	var want []string
+	for i := range 5 {
+		want = append(want, fmt.Sprint("/private/alice/group/g1 msg-", i))
+	}
+	if got := second.list(); !slices.Equal(got, want) {
+		t.Fatalf("after reconnect got\n%s\nwant\n%s", joinLines(got), joinLines(want))
+	}
+}
+
+// TestRestartKeepsState: users, groups and devices survive a restart with
+// the same data dir, and so does the generated admin key.
+func TestRestartKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, nil)
+	w := setupWorld(t, n)
+	key := n.AdminKey()
+	n.Close()
+
+	n = startNode(t, dir, nil)
+	defer n.Close()
+	if n.AdminKey() != key {
+		t.Fatalf("admin key changed across restart")
+	}
+	c := newAPI(t, n)
+	var g struct {
+		ID         string   `json:"id"`
+		Members    []string `json:"members"`
+		Publishers []string `json:"publishers"`
+	}
+	c.must(200, "GET", "/v1/groups/g1", w.admin, nil, &g)
+	if !slices.Equal(g.Members, []string{"alice", "bob"}) || !slices.Equal(g.Publishers, []string{"d1"}) {
+		t.Fatalf("group after restart: %+v", g)
+	}
+	s := c.login("alice", "alice-password")
+	sink := &received{}
+	ac := connect(t, n, clientOpts{user: "alice", password: s.Token}, sink)
+	subscribe(t, ac, "/private/alice/#", 1, sink)
+	d1 := connect(t, n, clientOpts{user: "d1", password: w.d1Key}, nil)
+	publish(t, d1, "/group/g1", 1, "after-restart")
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !slices.Contains(sink.list(), "/private/alice/group/g1 after-restart") {
+			return fmt.Errorf("got %v", sink.list())
+		}
+		return nil
+	})
+}
+
+// TestAuthTopic: the prototype's flow — connect without credentials,
+// publish the token to the auth topic — and its failure path.
+func TestAuthTopic(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.AuthTopic = true })
+	defer n.Close()
+	w := setupWorld(t, n)
+	s := w.api.login("alice", "alice-password")
+
+	for _, topic := range []string{"/service/auth", "service/auth"} {
+		sink := &received{}
+		c := connect(t, n, clientOpts{user: "", password: "", clientID: "proto-" + strings.ReplaceAll(topic, "/", "_")}, sink)
+		publish(t, c, topic, 0, s.Token)
+		checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			if sink.count() == 0 {
+				return fmt.Errorf("no auth answer")
+			}
+			return nil
+		})
+		got := sink.list()[0]
+		if !strings.Contains(got, `"ok":true`) || !strings.Contains(got, `"id":"alice"`) || !strings.Contains(got, `"private_topic":"/private/alice"`) {
+			t.Fatalf("auth answer on %s: %s", topic, got)
+		}
+		subscribe(t, c, "/private/alice/#", 1, sink)
+		w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "hello-" + topic}, nil)
+		checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			if !slices.Contains(sink.list(), "/private/alice hello-"+topic) {
+				return fmt.Errorf("got %v", sink.list())
+			}
+			return nil
+		})
+		c.Disconnect(10)
+	}
+
+	// Bad token: the failure answer arrives on the auth topic, then close.
+	sink := &received{}
+	c := connect(t, n, clientOpts{clientID: "proto-bad"}, sink)
+	c.Publish("/service/auth", 0, false, "bogus-token")
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if sink.count() == 0 || c.IsConnectionOpen() {
+			return fmt.Errorf("answer %v, open %v", sink.list(), c.IsConnectionOpen())
+		}
+		return nil
+	})
+	if got := sink.list()[0]; !strings.Contains(got, `"ok":false`) || !strings.HasPrefix(got, "/service/auth ") {
+		t.Fatalf("failure answer: %s", got)
+	}
+}

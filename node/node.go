@@ -1,0 +1,347 @@
+// Package node wires one pushring node together: the store on NATS
+// JetStream, the membership view, fanout over NATS, the MQTT router and the
+// HTTP API. It owns the start and stop order; cmd/pushring only turns flags
+// into a Config.
+//
+// Start order: data dir and admin key → NATS (embedded or remote) → store
+// and its directory (watch-fed cache) → fanout (subscribes to this node's
+// subject) → MQTT listener → HTTP listener. Close runs it backwards, so no
+// component sees a dependency disappear under it.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pushring/pushring/api"
+	"github.com/pushring/pushring/fanout"
+	"github.com/pushring/pushring/internal/natsembed"
+	"github.com/pushring/pushring/membership"
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router"
+	"github.com/pushring/pushring/store"
+)
+
+// Version is reported in the node metadata and /v1/cluster.
+var Version = "0.1.0-dev"
+
+// Config of a node. Every field has a working default (DefaultConfig), so
+// a zero-flag start runs the whole service on one machine.
+type Config struct {
+	// DataDir holds the embedded NATS server's JetStream files and the
+	// generated admin key.
+	DataDir string
+	// NodeID names the node in the cluster (default: the host name).
+	NodeID string
+	// Cluster names the cluster: the prefix of NATS subjects and KV
+	// buckets, so several clusters can share one NATS.
+	Cluster string
+	// MQTTAddr is the MQTT/TCP listen address.
+	MQTTAddr string
+	// HTTPAddr is the HTTP API listen address.
+	HTTPAddr string
+	// AdvertiseMQTT are the MQTT addresses login returns to clients.
+	// Default: MQTTAddr as bound, with an unspecified host replaced by
+	// 127.0.0.1.
+	AdvertiseMQTT []string
+	// AdminKey authorises admin calls. Empty: read <DataDir>/admin.key,
+	// or generate one there (mode 0600) on first start.
+	AdminKey string
+	// NATSURL is a comma-separated list of NATS servers. Empty: start an
+	// embedded NATS server with JetStream under DataDir.
+	NATSURL string
+	// NATSListen makes the embedded NATS server listen on host:port, so
+	// other nodes and tools can use it. Empty: in-process only.
+	NATSListen string
+	// AuthTopic enables the prototype's login by publishing the session
+	// token to /service/auth as the first packet.
+	AuthTopic bool
+	// SessionTTL is the lifetime of a login session.
+	SessionTTL time.Duration
+	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
+	// Logger and Registerer are filled in by the node.
+	Router router.Config
+	// Logger receives all logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the one-machine defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "node1"
+	}
+	return Config{
+		DataDir:    "./data",
+		NodeID:     host,
+		Cluster:    "pushring",
+		MQTTAddr:   ":1883",
+		HTTPAddr:   ":8080",
+		SessionTTL: 24 * time.Hour,
+		Router:     router.DefaultConfig(),
+	}
+}
+
+// Node is a running node.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	adminKey string
+
+	embedded *natsembed.Server
+	nc       *nats.Conn
+	kv       *store.KV
+	dir      *store.Directory
+	fan      *fanout.Fanout
+	router   *router.Server
+	mqttLn   net.Listener
+	httpLn   net.Listener
+	http     *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closeMu  sync.Mutex
+	closed   bool
+	registry *prometheus.Registry
+}
+
+// Start brings a node up and returns when it serves MQTT and HTTP.
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NodeID == "" || strings.ContainsAny(cfg.NodeID, ".*> \t") {
+		return nil, fmt.Errorf("node: invalid node id %q (no dots, wildcards or spaces)", cfg.NodeID)
+	}
+	if cfg.Cluster == "" {
+		cfg.Cluster = "pushring"
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 24 * time.Hour
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), registry: prometheus.NewRegistry()}
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	if n.adminKey, err = loadAdminKey(cfg, n.log); err != nil {
+		return nil, err
+	}
+
+	// NATS: the bus between nodes and the home of the KV buckets.
+	if cfg.NATSURL == "" {
+		n.embedded, err = natsembed.Start(natsembed.Config{
+			StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+			Listen:     cfg.NATSListen,
+			ServerName: cfg.NodeID,
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.nc, err = n.embedded.Connect(nats.MaxReconnects(-1))
+		if n.embedded.Addr() != nil {
+			n.log.Info("embedded NATS server listening", "addr", n.embedded.ClientURL())
+		}
+	} else {
+		n.nc, err = nats.Connect(cfg.NATSURL, nats.Name("pushring-"+cfg.NodeID), nats.MaxReconnects(-1))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: connect to NATS: %w", err)
+	}
+	js, err := jetstream.New(n.nc)
+	if err != nil {
+		return nil, fmt.Errorf("node: jetstream: %w", err)
+	}
+	kvCfg := store.DefaultKVConfig()
+	kvCfg.Cluster = cfg.Cluster
+	if n.kv, err = store.NewKV(ctx, js, kvCfg); err != nil {
+		return nil, err
+	}
+	n.dir = store.NewDirectory(n.kv)
+	if err := n.dir.Start(runCtx); err != nil {
+		return nil, fmt.Errorf("node: directory: %w", err)
+	}
+
+	// MQTT listener first, so the advertised addresses are known.
+	if n.mqttLn, err = net.Listen("tcp", cfg.MQTTAddr); err != nil {
+		return nil, fmt.Errorf("node: mqtt listen: %w", err)
+	}
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("node: http listen: %w", err)
+	}
+	advertise := cfg.AdvertiseMQTT
+	if len(advertise) == 0 {
+		advertise = []string{advertiseAddr(n.mqttLn.Addr())}
+	}
+	members := membership.NewStatic(membership.Node{
+		ID: cfg.NodeID, MQTT: advertise, HTTP: advertiseAddr(n.httpLn.Addr()), Version: Version,
+	})
+	ids := message.NewIDSource(cfg.NodeID)
+
+	// fanout and router need each other: fanout delivers into the router,
+	// the router forwards into fanout. The closure breaks the cycle.
+	fcfg := fanout.DefaultConfig()
+	fcfg.Cluster, fcfg.NodeID, fcfg.Logger, fcfg.Registerer = cfg.Cluster, cfg.NodeID, n.log, n.registry
+	n.fan = fanout.New(fcfg, fanout.NewNATSBus(n.nc), n.dir, members, deliverFunc(func(m *message.Message, to []string) {
+		n.router.Deliver(m, to)
+	}))
+	rcfg := cfg.Router
+	rcfg.NodeID, rcfg.AuthTopic, rcfg.Logger, rcfg.Registerer = cfg.NodeID, cfg.AuthTopic, n.log, n.registry
+	n.router = router.New(rcfg, &authenticator{st: n.dir}, n.dir, n.fan, ids)
+	n.dir.OnRevoke(n.router.Revoke)
+	if err := n.fan.Start(); err != nil {
+		return nil, err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.router.Serve(n.mqttLn); err != nil && !errors.Is(err, net.ErrClosed) {
+			n.log.Error("mqtt listener stopped", "err", err)
+		}
+	}()
+
+	acfg := api.DefaultConfig()
+	acfg.AdminKey, acfg.SessionTTL, acfg.Logger, acfg.Registry = n.adminKey, cfg.SessionTTL, n.log, n.registry
+	acfg.PrivatePrefix = rcfg.PrivatePrefix
+	handler := api.New(acfg, n.dir, api.Deps{
+		Publisher: n.fan,
+		ACL:       n.dir,
+		Cluster:   members,
+		IDs:       ids,
+		Ready:     n.ready,
+	})
+	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http listener stopped", "err", err)
+		}
+	}()
+	n.log.Info("pushring node started", "mqtt", n.mqttLn.Addr().String(), "http", n.httpLn.Addr().String(),
+		"advertise", advertise, "embedded_nats", n.embedded != nil, "auth_topic", cfg.AuthTopic)
+	return n, nil
+}
+
+// ready reports whether the node can serve: NATS connected.
+func (n *Node) ready() error {
+	if n.nc == nil || !n.nc.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	return nil
+}
+
+// MQTTAddr is the bound MQTT address.
+func (n *Node) MQTTAddr() string { return n.mqttLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP address.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// AdminKey is the key admin calls need.
+func (n *Node) AdminKey() string { return n.adminKey }
+
+// Registry is the node's Prometheus registry (served on /metrics).
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
+
+// Close stops the node: listeners, router, fanout, store, NATS. It is safe
+// to call more than once.
+func (n *Node) Close() error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	if n.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n.http.Shutdown(ctx)
+		cancel()
+	} else if n.httpLn != nil {
+		n.httpLn.Close()
+	}
+	if n.router != nil {
+		n.router.Close()
+	} else if n.mqttLn != nil {
+		n.mqttLn.Close()
+	}
+	if n.fan != nil {
+		n.fan.Close()
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	if n.nc != nil {
+		n.nc.Drain()
+		n.nc.Close()
+	}
+	if n.embedded != nil {
+		n.embedded.Stop()
+	}
+	n.log.Info("pushring node stopped")
+	return nil
+}
+
+type deliverFunc func(m *message.Message, recipients []string)
+
+func (f deliverFunc) Deliver(m *message.Message, recipients []string) { f(m, recipients) }
+
+// loadAdminKey returns the configured admin key, or the one stored in the
+// data dir, or a new random one written there with mode 0600.
+func loadAdminKey(cfg Config, log *slog.Logger) (string, error) {
+	if cfg.AdminKey != "" {
+		return cfg.AdminKey, nil
+	}
+	path := filepath.Join(cfg.DataDir, "admin.key")
+	if b, err := os.ReadFile(path); err == nil {
+		if key := strings.TrimSpace(string(b)); key != "" {
+			log.Info("admin key loaded", "file", path)
+			return key, nil
+		}
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	key := base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("node: write admin key: %w", err)
+	}
+	log.Info("admin key generated", "file", path)
+	return key, nil
+}
+
+// advertiseAddr turns a bound address into one a client can dial.
+func advertiseAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}

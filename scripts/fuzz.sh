@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target in the module for the given time each.
+# Usage: scripts/fuzz.sh 10s
+set -euo pipefail
+fuzztime=${1:-10s}
+cd "$(dirname "$0")/.."
+status=0
+for file in $(grep -rl --include='*_test.go' '^func Fuzz' .); do
+  pkg=./$(dirname "${file#./}")
+  for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
+    echo "fuzz: $pkg $target ($fuzztime)"
+    if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/pushring-fuzz.log 2>&1; then
+      cat /tmp/pushring-fuzz.log
+      status=1
+    fi
+  done
+done
+exit $status
