@@ -1,0 +1,505 @@
+// Command pushctl is the admin and user command line of pushring. It talks to
+// a node over the HTTP API only (see client.go) and never imports server
+// packages.
+//
+//	pushctl [global flags] <command> [args] [flags]
+//
+// Flags may come before or after the command and its arguments; "--" ends
+// the flags. Run "pushctl help" for the list of commands.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+const usageText = `usage: pushctl [global flags] <command> [args] [flags]
+
+Admin (needs --admin-key, --admin-key-file or PUSHRING_ADMIN_KEY):
+  user create <id> --password P              create a user
+  device create <id> [-q]                    create a device; prints its id and key (-q: the key only)
+  group create <gid> [--members-can-publish] create a group
+  group add-member <gid> <id>                make <id> a member (receives the group's messages)
+  group remove-member <gid> <id>
+  group add-publisher <gid> <id>             allow <id> (e.g. a device) to publish to the group
+  group remove-publisher <gid> <id>
+
+User (needs --token or PUSHRING_TOKEN, except login):
+  login <id> --password P [-q]               open a session; -q prints only the token
+  logout                                     revoke the session of --token
+  whoami                                     show the session of --token
+
+Anyone with a credential:
+  group show <gid>                           members and publishers of a group
+  publish group <gid> <text…>                send to every member of a group
+  publish user <id> <text…>                  send a direct message
+      --qos N     QoS 0 or 1 (default: the server's)
+      --base64    <text> is base64-encoded bytes, sent as payload_base64
+      text "-"    read the payload from stdin
+    (publish authenticates as --device/--key if given, else --token, else the admin key)
+  route <id>                                 the home node of a user or device
+  cluster                                    the nodes of the cluster
+
+Global flags:
+  --server URL          HTTP API (default http://127.0.0.1:8080, env PUSHRING_SERVER)
+  --admin-key KEY       admin key (env PUSHRING_ADMIN_KEY)
+  --admin-key-file F    read the admin key from F (e.g. ./data/admin.key)
+  --token T             session token (env PUSHRING_TOKEN)
+  --device ID --key K   authenticate as a device (HTTP basic auth)
+  --json                print the raw JSON response
+  --timeout D           per-request timeout (default 30s)
+
+API errors print "error: <code>: <message>" on stderr and exit 1; usage errors exit 2.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// globals are the flags every command accepts.
+type globals struct {
+	server       string
+	adminKey     string
+	adminKeyFile string
+	token        string
+	device       string
+	key          string
+	json         bool
+	timeout      time.Duration
+}
+
+// register adds the global flags to fs. The current values are the defaults,
+// so registering on a second FlagSet keeps what the first one parsed.
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.server, "server", g.server, "HTTP API base URL")
+	fs.StringVar(&g.adminKey, "admin-key", g.adminKey, "admin key")
+	fs.StringVar(&g.adminKeyFile, "admin-key-file", g.adminKeyFile, "file holding the admin key")
+	fs.StringVar(&g.token, "token", g.token, "session token")
+	fs.StringVar(&g.device, "device", g.device, "device id (HTTP basic auth)")
+	fs.StringVar(&g.key, "key", g.key, "device key (HTTP basic auth)")
+	fs.BoolVar(&g.json, "json", g.json, "print the raw JSON response")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "per-request timeout")
+}
+
+// cli is one invocation: its streams, global flags and client.
+type cli struct {
+	g      globals
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// command is one subcommand. args are the words after its name.
+type command struct {
+	usage string
+	run   func(ctx context.Context, c *cli, args []string) error
+}
+
+var commands = map[string]command{
+	"user create":            {"user create <id> --password P", cmdUserCreate},
+	"device create":          {"device create <id> [-q]", cmdDeviceCreate},
+	"group create":           {"group create <gid> [--members-can-publish]", cmdGroupCreate},
+	"group add-member":       {"group add-member <gid> <id>", roleCmd("members", true)},
+	"group remove-member":    {"group remove-member <gid> <id>", roleCmd("members", false)},
+	"group add-publisher":    {"group add-publisher <gid> <id>", roleCmd("publishers", true)},
+	"group remove-publisher": {"group remove-publisher <gid> <id>", roleCmd("publishers", false)},
+	"group show":             {"group show <gid>", cmdGroupShow},
+	"login":                  {"login <id> --password P [-q]", cmdLogin},
+	"logout":                 {"logout", cmdLogout},
+	"whoami":                 {"whoami", cmdWhoami},
+	"publish group":          {"publish group <gid> <text…> [--qos N] [--base64]", publishCmd(true)},
+	"publish user":           {"publish user <id> <text…> [--qos N] [--base64]", publishCmd(false)},
+	"route":                  {"route <id>", cmdRoute},
+	"cluster":                {"cluster", cmdCluster},
+}
+
+// run is main without the process: it returns the exit status.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	c.g = globals{
+		server:       "http://127.0.0.1:8080",
+		adminKey:     getenv("PUSHRING_ADMIN_KEY"),
+		adminKeyFile: getenv("PUSHRING_ADMIN_KEY_FILE"),
+		token:        getenv("PUSHRING_TOKEN"),
+		timeout:      30 * time.Second,
+	}
+	if s := getenv("PUSHRING_SERVER"); s != "" {
+		c.g.server = s
+	}
+
+	top := flag.NewFlagSet("pushctl", flag.ContinueOnError)
+	top.SetOutput(io.Discard)
+	c.g.register(top)
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			return 0
+		}
+		return c.fail(usageError{err.Error()}, "")
+	}
+	rest := top.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	if rest[0] == "help" {
+		fmt.Fprint(stdout, usageText)
+		return 0
+	}
+
+	name := rest[0]
+	if _, ok := commands[name]; !ok && len(rest) > 1 {
+		name = rest[0] + " " + rest[1]
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		return c.fail(usagef("unknown command %q", strings.Join(rest[:min(2, len(rest))], " ")), "")
+	}
+	sub := rest[len(strings.Fields(name)):]
+	if err := cmd.run(ctx, c, sub); err != nil {
+		return c.fail(err, cmd.usage)
+	}
+	return 0
+}
+
+// fail prints err the way the exit status says and returns that status.
+func (c *cli) fail(err error, usage string) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(c.stderr, "error: %s\n", ue.msg)
+		if usage != "" {
+			fmt.Fprintf(c.stderr, "usage: pushctl %s\n", usage)
+		} else {
+			fmt.Fprintln(c.stderr, `run "pushctl help" for the list of commands`)
+		}
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(c.stdout, "usage: pushctl %s\n", usage)
+		return 0
+	default:
+		// *APIError prints as "<code>: <message>".
+		fmt.Fprintf(c.stderr, "error: %s\n", err)
+		return 1
+	}
+}
+
+// flags returns a FlagSet for one command with the global flags on it.
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.g.register(fs)
+	return fs
+}
+
+// parse parses flags anywhere among args and returns the positional words.
+// It wants between lo and hi of them (hi < 0: no upper bound).
+func (c *cli) parse(fs *flag.FlagSet, args []string, lo, hi int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...) // "--": everything after is positional
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if len(pos) < lo || (hi >= 0 && len(pos) > hi) {
+		switch {
+		case len(pos) < lo:
+			return nil, usageError{"missing arguments"}
+		default:
+			return nil, usagef("unexpected argument %q", pos[hi])
+		}
+	}
+	return pos, nil
+}
+
+// client builds the API client from the global flags.
+func (c *cli) client() (*Client, error) {
+	key := c.g.adminKey
+	if key == "" && c.g.adminKeyFile != "" {
+		b, err := os.ReadFile(c.g.adminKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin key file: %w", err)
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	if (c.g.device == "") != (c.g.key == "") {
+		return nil, usageError{"--device and --key go together"}
+	}
+	server := c.g.server
+	if !strings.Contains(server, "://") {
+		server = "http://" + server
+	}
+	return &Client{BaseURL: server, AdminKey: key, Token: c.g.token, DeviceID: c.g.device, DeviceKey: c.g.key}, nil
+}
+
+// call runs fn with a client and the per-request timeout, then prints its
+// result: raw JSON with --json, else through human.
+func call[T interface{ rawBody() []byte }](ctx context.Context, c *cli, fn func(context.Context, *Client) (T, error), human func(io.Writer, T)) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
+	res, err := fn(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if c.g.json {
+		return printJSON(c.stdout, res.rawBody())
+	}
+	human(c.stdout, res)
+	return nil
+}
+
+func (r *Response) rawBody() []byte { return r.Raw }
+
+// --- commands ---------------------------------------------------------------
+
+func cmdUserCreate(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("user create")
+	password := fs.String("password", c.getenv("PUSHRING_PASSWORD"), "password (env PUSHRING_PASSWORD)")
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if *password == "" {
+		return usageError{"--password is required"}
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*User, error) {
+		return cl.CreateUser(ctx, pos[0], *password)
+	}, func(w io.Writer, u *User) { fmt.Fprintf(w, "created user %s\n", or(u.ID, pos[0])) })
+}
+
+func cmdDeviceCreate(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("device create")
+	quiet := quietFlag(fs)
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*Device, error) {
+		return cl.CreateDevice(ctx, pos[0])
+	}, func(w io.Writer, d *Device) {
+		if *quiet {
+			fmt.Fprintln(w, d.Key)
+			return
+		}
+		printDevice(w, d)
+	})
+}
+
+func cmdGroupCreate(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("group create")
+	mcp := fs.Bool("members-can-publish", false, "members may publish to the group")
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*Group, error) {
+		return cl.CreateGroup(ctx, pos[0], *mcp)
+	}, func(w io.Writer, g *Group) {
+		fmt.Fprintf(w, "created group %s (members can publish: %s)\n", or(g.ID, pos[0]), yesNo(*mcp))
+	})
+}
+
+func roleCmd(role string, on bool) func(context.Context, *cli, []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		pos, err := c.parse(c.flags("group"), args, 2, 2)
+		if err != nil {
+			return err
+		}
+		gid, id := pos[0], pos[1]
+		return call(ctx, c, func(ctx context.Context, cl *Client) (*Ack, error) {
+			if role == "members" {
+				return cl.SetMember(ctx, gid, id, on)
+			}
+			return cl.SetPublisher(ctx, gid, id, on)
+		}, func(w io.Writer, _ *Ack) { fmt.Fprintln(w, roleMessage(gid, id, role, on)) })
+	}
+}
+
+func cmdGroupShow(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags("group show"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*Group, error) {
+		return cl.Group(ctx, pos[0])
+	}, printGroup)
+}
+
+func cmdLogin(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("login")
+	password := fs.String("password", c.getenv("PUSHRING_PASSWORD"), "password (env PUSHRING_PASSWORD)")
+	quiet := quietFlag(fs)
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if *password == "" {
+		return usageError{"--password is required"}
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*Session, error) {
+		return cl.Login(ctx, pos[0], *password)
+	}, func(w io.Writer, s *Session) {
+		if *quiet {
+			fmt.Fprintln(w, s.Token)
+			return
+		}
+		printSession(w, s, time.Now())
+	})
+}
+
+func cmdLogout(ctx context.Context, c *cli, args []string) error {
+	if _, err := c.parse(c.flags("logout"), args, 0, 0); err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*Ack, error) {
+		return cl.Logout(ctx)
+	}, func(w io.Writer, _ *Ack) { fmt.Fprintln(w, "logged out") })
+}
+
+func cmdWhoami(ctx context.Context, c *cli, args []string) error {
+	if _, err := c.parse(c.flags("whoami"), args, 0, 0); err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*SessionInfo, error) {
+		return cl.CurrentSession(ctx)
+	}, func(w io.Writer, s *SessionInfo) { printSessionInfo(w, s, time.Now()) })
+}
+
+func publishCmd(group bool) func(context.Context, *cli, []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		fs := c.flags("publish")
+		qos := fs.Int("qos", -1, "QoS 0 or 1 (default: the server's)")
+		b64 := fs.Bool("base64", false, "the text is base64-encoded bytes")
+		pos, err := c.parse(fs, args, 2, -1)
+		if err != nil {
+			return err
+		}
+		if *qos < -1 || *qos > 2 {
+			return usagef("--qos must be 0, 1 or 2")
+		}
+		p, err := makePayload(strings.Join(pos[1:], " "), *b64, c.stdin)
+		if err != nil {
+			return err
+		}
+		p.QoS = *qos
+		to := pos[0]
+		return call(ctx, c, func(ctx context.Context, cl *Client) (*Published, error) {
+			if group {
+				return cl.PublishGroup(ctx, to, p)
+			}
+			return cl.PublishUser(ctx, to, p)
+		}, func(w io.Writer, m *Published) { fmt.Fprintf(w, "accepted message %s\n", m.ID) })
+	}
+}
+
+// makePayload builds the payload of publish from its text argument: "-"
+// reads stdin (sent as text if it is UTF-8, else as base64); with b64 the
+// text must already be base64.
+func makePayload(text string, b64 bool, stdin io.Reader) (Payload, error) {
+	if text == "-" {
+		b, err := io.ReadAll(io.LimitReader(stdin, maxBody))
+		if err != nil {
+			return Payload{}, fmt.Errorf("reading stdin: %w", err)
+		}
+		if b64 {
+			text = strings.TrimSpace(string(b))
+		} else if utf8.Valid(b) {
+			return Payload{Text: string(b)}, nil
+		} else {
+			return Payload{Base64: base64.StdEncoding.EncodeToString(b), IsBase64: true}, nil
+		}
+	}
+	if b64 {
+		if _, err := base64.StdEncoding.DecodeString(text); err != nil {
+			return Payload{}, usagef("--base64: the text is not valid base64: %v", err)
+		}
+		return Payload{Base64: text, IsBase64: true}, nil
+	}
+	return Payload{Text: text}, nil
+}
+
+func cmdRoute(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags("route"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*Route, error) {
+		return cl.Route(ctx, pos[0])
+	}, func(w io.Writer, r *Route) { printRoute(w, r, pos[0]) })
+}
+
+func cmdCluster(ctx context.Context, c *cli, args []string) error {
+	if _, err := c.parse(c.flags("cluster"), args, 0, 0); err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *Client) (*Cluster, error) {
+		return cl.Cluster(ctx)
+	}, printCluster)
+}
+
+// quietFlag registers -q and --quiet on the same variable.
+func quietFlag(fs *flag.FlagSet) *bool {
+	q := new(bool)
+	fs.BoolVar(q, "q", false, "print only the essential value")
+	fs.BoolVar(q, "quiet", false, "print only the essential value")
+	return q
+}
+
+// printJSON writes the response body as indented JSON (or "{}" for an
+// empty body, so the output is always JSON).
+func printJSON(w io.Writer, raw []byte) error {
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		_, err := fmt.Fprintln(w, "{}")
+		return err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		buf.Reset()
+		buf.Write(raw) // not JSON: print it as it came
+	}
+	if !bytes.HasSuffix(buf.Bytes(), []byte("\n")) {
+		buf.WriteByte('\n')
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}

@@ -1,0 +1,143 @@
+package main
+
+// output.go: the human-readable forms of API results (the default; --json
+// prints the response body instead).
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func printDevice(w io.Writer, d *Device) {
+	fmt.Fprintf(w, "id:  %s\nkey: %s\n", d.ID, d.Key)
+	fmt.Fprintln(w, "(the key is shown only once: store it now)")
+}
+
+func printGroup(w io.Writer, g *Group) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "group:\t%s\n", g.ID)
+	fmt.Fprintf(tw, "members can publish:\t%s\n", yesNo(g.MembersCanPublish))
+	fmt.Fprintf(tw, "members (%d):\t%s\n", len(g.Members), list(g.Members))
+	fmt.Fprintf(tw, "publishers (%d):\t%s\n", len(g.Publishers), list(g.Publishers))
+	if !g.Created.IsZero() {
+		fmt.Fprintf(tw, "created:\t%s\n", g.Created.UTC().Format(time.RFC3339))
+	}
+	tw.Flush()
+}
+
+func printSession(w io.Writer, s *Session, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "token:\t%s\n", s.Token)
+	fmt.Fprintf(tw, "expires:\t%s\n", expiry(s.ExpiresAt, now))
+	fmt.Fprintf(tw, "private topic:\t%s\n", s.PrivateTopic)
+	fmt.Fprintf(tw, "mqtt:\t%s\n", list(s.MQTT))
+	tw.Flush()
+}
+
+func printSessionInfo(w io.Writer, s *SessionInfo, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "id:\t%s\n", s.Principal())
+	if s.Kind != "" {
+		fmt.Fprintf(tw, "kind:\t%s\n", s.Kind)
+	}
+	if !s.ExpiresAt.IsZero() {
+		fmt.Fprintf(tw, "expires:\t%s\n", expiry(s.ExpiresAt, now))
+	}
+	if s.PrivateTopic != "" {
+		fmt.Fprintf(tw, "private topic:\t%s\n", s.PrivateTopic)
+	}
+	if len(s.MQTT) > 0 {
+		fmt.Fprintf(tw, "mqtt:\t%s\n", list(s.MQTT))
+	}
+	tw.Flush()
+}
+
+func printRoute(w io.Writer, r *Route, asked string) {
+	n := r.HomeNode()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "id:\t%s\n", or(r.ID, asked))
+	fmt.Fprintf(tw, "home node:\t%s\n", or(n.ID, "?"))
+	if len(n.MQTT) > 0 {
+		fmt.Fprintf(tw, "mqtt:\t%s\n", list(n.MQTT))
+	}
+	if n.HTTP != "" {
+		fmt.Fprintf(tw, "http:\t%s\n", n.HTTP)
+	}
+	tw.Flush()
+}
+
+func printCluster(w io.Writer, c *Cluster) {
+	nodes := c.AllNodes()
+	if c.Name != "" {
+		fmt.Fprintf(w, "cluster %s, ", c.Name)
+	}
+	fmt.Fprintf(w, "%d node(s)\n", len(nodes))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tRING\tMQTT\tHTTP\tVERSION")
+	for _, n := range nodes {
+		id := n.ID
+		if c.Self != "" && id == c.Self {
+			id += "*"
+		}
+		ring := "-"
+		if n.RingShare > 0 {
+			ring = strconv.FormatFloat(n.RingShare*100, 'f', 1, 64) + "%"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, or(n.State, "-"), ring,
+			or(strings.Join(n.MQTT, ","), "-"), or(n.HTTP, "-"), or(n.Version, "-"))
+	}
+	tw.Flush()
+	if c.Self != "" {
+		fmt.Fprintln(w, "* the node that answered")
+	}
+}
+
+// roleMessage is the confirmation of a membership change.
+func roleMessage(gid, id, role string, on bool) string {
+	what := "a member"
+	if role == "publishers" {
+		what = "a publisher"
+	}
+	if on {
+		return fmt.Sprintf("%s is now %s of %s", id, what, gid)
+	}
+	return fmt.Sprintf("%s is no longer %s of %s", id, what, gid)
+}
+
+// expiry renders an expiry time with the time left.
+func expiry(t Timestamp, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	s := t.UTC().Format(time.RFC3339)
+	if d := t.Sub(now).Round(time.Second); d > 0 {
+		return s + " (in " + d.String() + ")"
+	}
+	return s + " (expired)"
+}
+
+func list(ss []string) string {
+	if len(ss) == 0 {
+		return "-"
+	}
+	return strings.Join(ss, ", ")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// or returns s, or def if s is empty.
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
