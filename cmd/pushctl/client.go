@@ -168,10 +168,10 @@ func (r *Route) HomeNode() Node {
 // Cluster is the result of GET /v1/cluster.
 type Cluster struct {
 	Response
-	Name    string `json:"cluster"`
-	Self    string `json:"self"`
-	Nodes   []Node `json:"nodes"`
-	Members []Node `json:"members"` // accepted as a synonym of nodes
+	Name    string  `json:"cluster"`
+	Self    NodeRef `json:"self"` // the node that answered
+	Nodes   []Node  `json:"nodes"`
+	Members []Node  `json:"members"` // accepted as a synonym of nodes
 }
 
 // AllNodes returns nodes or members, whichever the server sent.

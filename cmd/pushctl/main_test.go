@@ -64,9 +64,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case route == "PUT /v1/groups/g1/members/alice":
 		w.WriteHeader(204)
 	case route == "GET /v1/cluster":
-		reply(200, `{"self":"n1","nodes":[{"id":"n1","mqtt":["127.0.0.1:1883"],"http":"127.0.0.1:8080","state":"alive","ring_share":1,"version":"dev"}]}`)
+		reply(200, `{"self":{"id":"n1"},"nodes":[{"id":"n1","mqtt":["127.0.0.1:1883"],"http":"127.0.0.1:8080","state":"alive","ring_share":1,"version":"dev"}]}`)
 	case route == "GET /v1/route/alice":
-		reply(200, `{"id":"alice","node":"n1","mqtt":["127.0.0.1:1883"]}`)
+		reply(200, `{"id":"alice","node":{"id":"n1","mqtt":["127.0.0.1:1883"],"http":"127.0.0.1:8080"}}`)
 	case r.Method == "GET" && r.URL.Path == "/v1/route/bad":
 		w.WriteHeader(502)
 		io.WriteString(w, "<html>bad gateway</html>")
@@ -164,7 +164,7 @@ func TestCommands(t *testing.T) {
 		{name: "publish bad base64", env: admin, args: []string{"publish", "group", "g1", "--base64", "!!"},
 			code: 2, stderr: "not valid base64"},
 		{name: "publish no text", env: admin, args: []string{"publish", "group", "g1"}, code: 2, stderr: "missing arguments"},
-		{name: "route", args: []string{"route", "alice"}, stdout: "id:         alice\nhome node:  n1\nmqtt:       127.0.0.1:1883\n"},
+		{name: "route", args: []string{"route", "alice"}, stdout: "id:         alice\nhome node:  n1\nmqtt:       127.0.0.1:1883\nhttp:       127.0.0.1:8080\n"},
 		{name: "route non-json error", args: []string{"route", "bad"}, code: 1, stderr: "error: bad_gateway: <html>bad gateway</html>\n"},
 		{name: "cluster", args: []string{"cluster"},
 			stdout: "1 node(s)\nID   STATE  RING    MQTT            HTTP            VERSION\nn1*  alive  100.0%  127.0.0.1:1883  127.0.0.1:8080  dev\n* the node that answered\n"},

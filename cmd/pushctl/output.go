@@ -80,7 +80,7 @@ func printCluster(w io.Writer, c *Cluster) {
 	fmt.Fprintln(tw, "ID\tSTATE\tRING\tMQTT\tHTTP\tVERSION")
 	for _, n := range nodes {
 		id := n.ID
-		if c.Self != "" && id == c.Self {
+		if c.Self.ID != "" && id == c.Self.ID {
 			id += "*"
 		}
 		ring := "-"
@@ -91,7 +91,7 @@ func printCluster(w io.Writer, c *Cluster) {
 			or(strings.Join(n.MQTT, ","), "-"), or(n.HTTP, "-"), or(n.Version, "-"))
 	}
 	tw.Flush()
-	if c.Self != "" {
+	if c.Self.ID != "" {
 		fmt.Fprintln(w, "* the node that answered")
 	}
 }
