@@ -1,0 +1,348 @@
+package router
+
+import (
+	"errors"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/pushring/pushring/router/packet"
+)
+
+// This file is THE SEAM between socket I/O and MQTT session logic.
+//
+// A connection is two halves:
+//
+//   - transport (this file): reads whole packets, owns the outbound byte
+//     buffer, flushes it, applies read and write deadlines. The current
+//     implementation, tcpTransport, spends two goroutines per connection
+//     (a reader and a writer). A lower-memory model (an epoll event loop
+//     with a few goroutines for all sockets) can replace it by implementing
+//     the same interface and calling the same handler methods.
+//   - handler (mqttConn in mqtt.go): the MQTT protocol state of the
+//     connection, which knows nothing about sockets or goroutines.
+//
+// Outbound writes are coalesced: whoever has something to send (the
+// reader answering a packet, the fanout goroutine delivering, a retry
+// timer) locks the outbound buffer, appends whole packets to it and
+// unlocks; the writer swaps that buffer with a spare one and writes it in
+// one syscall under a write deadline. In steady state nothing is allocated
+// per packet: the two buffers are reused.
+//
+// Lock order (see also server.go): Server.mu → session.mu → transport
+// outbound lock. The transport never calls the handler while holding its
+// lock.
+
+// transport is the socket side of one client connection.
+type transport interface {
+	// beginWrite locks the outbound buffer and returns it, with the bytes
+	// not yet written to the socket (backlog, including a write in
+	// progress) and whether the connection still takes output. The caller
+	// appends whole packets and must call endWrite with the result, also
+	// when open is false (the bytes are then discarded). Never blocks on
+	// the socket. Goroutine-safe.
+	beginWrite() (buf []byte, backlog int, open bool)
+	// endWrite stores buf (from beginWrite, possibly appended to),
+	// unlocks and wakes the writer.
+	endWrite(buf []byte)
+	// notifyDrained asks for one handler.drained call once the backlog
+	// falls under half of MaxOutboundBytes. Goroutine-safe.
+	notifyDrained()
+	// setTimeouts sets when the next inbound packet must have fully
+	// arrived: by deadline (zero: none), and within idle of the previous
+	// one (0: no limit); the earlier applies. Only called from
+	// handler.handlePacket.
+	setTimeouts(deadline time.Time, idle time.Duration)
+	// close stops the connection. flush: write what is buffered first
+	// (bounded by the write timeout); else at once. No more handlePacket
+	// calls start after close; handler.closed follows. Idempotent,
+	// goroutine-safe, never blocks.
+	close(flush bool)
+	// remoteAddr is the peer's address, for logs.
+	remoteAddr() string
+}
+
+// handler is the session-logic side of a connection.
+type handler interface {
+	// handlePacket handles one whole inbound packet; body is only valid
+	// during the call. Calls are sequential (one at a time, in order). A
+	// non-nil error closes the connection after flushing what is already
+	// buffered.
+	handlePacket(header byte, body []byte) error
+	// drained: the backlog fell after notifyDrained. May be called from
+	// any goroutine, concurrently with handlePacket; may block briefly.
+	drained()
+	// closed is called exactly once, after the socket is closed and the
+	// last handlePacket returned. err says why (nil is never passed).
+	closed(err error)
+}
+
+var (
+	errNotConnect  = errors.New("first packet is not CONNECT")
+	errConnPanic   = errors.New("panic in connection")
+	errOutOverflow = errors.New("outbound backlog over limit")
+)
+
+// tcpTransport is the goroutine-per-direction transport for net.Conn
+// (TCP, TLS, or anything else that is a net.Conn).
+type tcpTransport struct {
+	nc           net.Conn
+	srv          *Server
+	h            handler
+	maxPacket    int
+	writeTimeout time.Duration
+	drainMark    int // notify drained under this backlog
+	hardMax      int // close the connection over this backlog
+
+	// reader-goroutine only
+	deadline time.Time
+	idle     time.Duration
+
+	mu        sync.Mutex
+	out       []byte // appended to by beginWrite/endWrite callers
+	spare     []byte // the other buffer, reused by the writer
+	mark      int    // len(out) at beginWrite, to discard appends after close
+	writing   int    // bytes of the Write in progress
+	closing   bool   // close was called: take no more output
+	wantDrain bool
+
+	wake       chan struct{} // cap 1: there is output (or closing)
+	stop       chan struct{} // closed by shutdown
+	stopOnce   sync.Once
+	writerDone chan struct{}
+}
+
+// maxKeptBuffer: an outbound buffer grown past this by a burst is
+// dropped after flushing instead of kept as the spare.
+const maxKeptBuffer = 64 << 10
+
+func newTCPTransport(srv *Server, nc net.Conn) *tcpTransport {
+	cfg := &srv.cfg
+	return &tcpTransport{
+		nc:           nc,
+		srv:          srv,
+		maxPacket:    cfg.MaxPacketSize,
+		writeTimeout: cfg.WriteTimeout,
+		drainMark:    cfg.MaxOutboundBytes / 2,
+		hardMax:      4 * cfg.MaxOutboundBytes,
+		deadline:     time.Now().Add(cfg.ConnectTimeout),
+		wake:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		writerDone:   make(chan struct{}),
+	}
+}
+
+// start runs the connection on two goroutines; the caller has added 2 to
+// srv.wg for them.
+func (t *tcpTransport) start(h handler) {
+	t.h = h
+	go t.writeLoop()
+	go t.readLoop()
+}
+
+func (t *tcpTransport) remoteAddr() string { return t.nc.RemoteAddr().String() }
+
+func (t *tcpTransport) setTimeouts(deadline time.Time, idle time.Duration) {
+	t.deadline, t.idle = deadline, idle
+}
+
+func (t *tcpTransport) beginWrite() ([]byte, int, bool) {
+	t.mu.Lock()
+	t.mark = len(t.out)
+	return t.out, len(t.out) + t.writing, !t.closing
+}
+
+func (t *tcpTransport) endWrite(buf []byte) {
+	if t.closing {
+		buf = buf[:t.mark]
+	}
+	grew := len(buf) > t.mark
+	t.out = buf
+	over := len(buf)+t.writing > t.hardMax
+	t.mu.Unlock()
+	if over {
+		t.srv.log.Warn("mqtt: outbound backlog over limit, closing", "remote", t.remoteAddr())
+		t.shutdown()
+		return
+	}
+	if grew {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (t *tcpTransport) notifyDrained() {
+	t.mu.Lock()
+	t.wantDrain = true
+	t.mu.Unlock()
+	// The writer may have finished just before the flag was set.
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (t *tcpTransport) close(flush bool) {
+	t.mu.Lock()
+	t.closing = true
+	t.mu.Unlock()
+	if !flush {
+		t.shutdown()
+		return
+	}
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown closes the socket at once, which ends both loops.
+func (t *tcpTransport) shutdown() {
+	t.stopOnce.Do(func() {
+		close(t.stop)
+		t.nc.Close()
+	})
+}
+
+func (t *tcpTransport) readLoop() {
+	err := errConnPanic
+	defer func() {
+		if r := recover(); r != nil {
+			t.srv.panicked("reader", r, debug.Stack())
+			err = errConnPanic
+		}
+		t.close(true)
+		<-t.writerDone
+		t.shutdown()
+		t.closeHandler(err)
+		t.srv.wg.Done()
+	}()
+	err = t.read()
+}
+
+func (t *tcpTransport) closeHandler(err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.srv.panicked("close", r, debug.Stack())
+		}
+	}()
+	t.h.closed(err)
+}
+
+func (t *tcpTransport) applyDeadline() {
+	d := t.deadline
+	if t.idle > 0 {
+		if i := time.Now().Add(t.idle); d.IsZero() || i.Before(d) {
+			d = i
+		}
+	}
+	t.nc.SetReadDeadline(d)
+}
+
+func (t *tcpTransport) read() error {
+	rd := packet.NewReader(t.nc, t.maxPacket)
+	// Checked on each fixed header, before the body is read: the first
+	// packet must be CONNECT, and no packet may be of a type clients never
+	// send (A2, A6, B1). A refused packet's declared length is never
+	// buffered.
+	first := true
+	rd.SetCheck(func(header byte, _ int) error {
+		if first {
+			first = false
+			if header>>4 != packet.CONNECT {
+				return errNotConnect
+			}
+		}
+		if !packet.ValidClientPacketType(header>>4, packet.V5) {
+			return packet.ErrPacketType
+		}
+		return nil
+	})
+	for {
+		t.applyDeadline()
+		header, body, err := rd.ReadPacket()
+		if err != nil {
+			return err
+		}
+		if err := t.h.handlePacket(header, body); err != nil {
+			return err
+		}
+		select {
+		case <-t.stop:
+			return errClosedByServer
+		default:
+		}
+	}
+}
+
+func (t *tcpTransport) writeLoop() {
+	defer func() {
+		if r := recover(); r != nil {
+			t.srv.panicked("writer", r, debug.Stack())
+			t.shutdown()
+		}
+		close(t.writerDone)
+		t.srv.wg.Done()
+	}()
+	for {
+		select {
+		case <-t.wake:
+		case <-t.stop:
+			return
+		}
+		if !t.flush() {
+			return
+		}
+	}
+}
+
+// flush writes until the buffer is empty. It returns false when the
+// connection is done (write error, or closing and flushed).
+func (t *tcpTransport) flush() bool {
+	for {
+		t.mu.Lock()
+		buf := t.out
+		if len(buf) == 0 {
+			closing := t.closing
+			notify := t.wantDrain
+			t.wantDrain = false
+			t.mu.Unlock()
+			if closing {
+				t.shutdown()
+				return false
+			}
+			if notify {
+				t.h.drained()
+			}
+			return true
+		}
+		t.out = t.spare[:0]
+		t.spare = nil
+		t.writing = len(buf)
+		t.mu.Unlock()
+
+		t.nc.SetWriteDeadline(time.Now().Add(t.writeTimeout))
+		_, err := t.nc.Write(buf)
+
+		t.mu.Lock()
+		t.writing = 0
+		if cap(buf) <= maxKeptBuffer {
+			t.spare = buf[:0]
+		}
+		notify := t.wantDrain && len(t.out) < t.drainMark
+		if notify {
+			t.wantDrain = false
+		}
+		t.mu.Unlock()
+		if err != nil {
+			t.shutdown()
+			return false
+		}
+		if notify {
+			t.h.drained()
+		}
+	}
+}

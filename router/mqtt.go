@@ -1,0 +1,521 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router/packet"
+)
+
+// mqttConn is the protocol side of one client connection (the handler of
+// the seam in conn.go): CONNECT and authentication, PUBLISH with the ACL,
+// SUBSCRIBE, acks, keepalive, will. It does no socket I/O and starts no
+// goroutine; the transport calls it.
+
+type connState uint8
+
+const (
+	stateConnect connState = iota // waiting for CONNECT
+	stateAuth                     // auth-topic mode: CONNACK sent, waiting for the auth PUBLISH
+	stateActive                   // authenticated, bound to a session
+)
+
+// Why a connection closed (handler.closed's err, in logs).
+var (
+	errClosedByServer   = errors.New("closed by server")
+	errClientDisconnect = errors.New("client sent DISCONNECT")
+	errSecondConnect    = errors.New("second CONNECT") // B2
+	errRefused          = errors.New("connection refused")
+	errAuthFailed       = errors.New("auth-topic login failed")
+	errUnexpectedPacket = errors.New("unexpected packet type") // A6
+	errQoS2Window       = errors.New("too many QoS 2 packet ids awaiting PUBREL")
+	errForward          = errors.New("could not forward a QoS 1 message")
+)
+
+// maxLoggedRefusals: refused publishes and subscriptions are logged this
+// many times per connection, then only counted.
+const maxLoggedRefusals = 10
+
+type willMsg struct {
+	topic   string
+	payload []byte
+	qos     byte
+}
+
+type mqttConn struct {
+	srv    *Server
+	t      transport
+	remote string
+	ctx    context.Context // cancelled when the connection closes
+	cancel context.CancelFunc
+
+	// Reader-side state: only handlePacket and closed touch it.
+	state     connState
+	level     byte
+	keepAlive time.Duration // 1.5 × the client's keepalive; 0: none
+	clientID  string
+	clean     bool
+	will      *willMsg
+	qos2      []uint16 // inbound QoS 2 ids held until PUBREL (E1)
+	expire    *time.Timer
+	refusals  int
+	pub       packet.Publish
+	sub       packet.Subscribe
+	unsub     packet.Unsubscribe
+	codes     []byte
+
+	// id is set before the connection is registered (bind) and never
+	// changes after (B2: no second CONNECT, no re-authentication).
+	id      Identity
+	sess    atomic.Pointer[session]
+	counted bool        // counted in Server.connected; under Server.mu
+	noWill  atomic.Bool // closed by the server for a reason that skips the will
+}
+
+func newMQTTConn(srv *Server, t transport) *mqttConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &mqttConn{srv: srv, t: t, remote: t.remoteAddr(), ctx: ctx, cancel: cancel}
+}
+
+// kill closes the connection at once from any goroutine. publishWill:
+// whether its will is published (takeover: yes; revoke, token expiry,
+// server shutdown: no).
+func (c *mqttConn) kill(publishWill bool) {
+	if !publishWill {
+		c.noWill.Store(true)
+	}
+	c.t.close(false)
+}
+
+// ---- handler ----
+
+func (c *mqttConn) handlePacket(header byte, body []byte) error {
+	if h := c.srv.hookPacket; h != nil {
+		h(header, body)
+	}
+	switch c.state {
+	case stateConnect:
+		return c.handleConnect(header, body)
+	case stateAuth:
+		return c.handleAuth(header, body)
+	}
+	switch header >> 4 {
+	case packet.PUBLISH:
+		return c.handlePublish(header, body)
+	case packet.PUBACK:
+		pid, err := packet.DecodeAck(header, body, c.level)
+		if err != nil {
+			return err
+		}
+		c.sess.Load().ack(c, pid)
+	case packet.PUBREL:
+		pid, err := packet.DecodeAck(header, body, c.level)
+		if err != nil {
+			return err
+		}
+		if i := slices.Index(c.qos2, pid); i >= 0 {
+			c.qos2 = slices.Delete(c.qos2, i, i+1)
+		}
+		c.writeAck(packet.PUBCOMP, pid) // also for an unknown id [MQTT-4.3.3-1]
+	case packet.SUBSCRIBE:
+		return c.handleSubscribe(header, body)
+	case packet.UNSUBSCRIBE:
+		u := &c.unsub
+		if err := packet.DecodeUnsubscribe(header, body, c.level, u); err != nil {
+			return err
+		}
+		c.sess.Load().unsubscribe(c, u.Filters)
+		buf, _, _ := c.t.beginWrite()
+		c.t.endWrite(packet.AppendUnsuback(buf, u.PacketID))
+	case packet.PINGREQ:
+		if err := packet.DecodeEmpty(header, body, c.level); err != nil {
+			return err
+		}
+		buf, _, _ := c.t.beginWrite()
+		c.t.endWrite(packet.AppendPingresp(buf))
+	case packet.DISCONNECT:
+		if err := packet.DecodeEmpty(header, body, c.level); err != nil {
+			return err
+		}
+		c.will = nil // [MQTT-3.14.4-3]
+		return errClientDisconnect
+	case packet.CONNECT:
+		return errSecondConnect
+	default:
+		// PUBREC/PUBCOMP (the server never sends QoS 2), AUTH on 3.1.1,
+		// server-to-client and reserved types.
+		return errUnexpectedPacket
+	}
+	return nil
+}
+
+func (c *mqttConn) drained() {
+	if s := c.sess.Load(); s != nil {
+		s.drain(c)
+	}
+}
+
+func (c *mqttConn) closed(err error) {
+	c.cancel()
+	if c.expire != nil {
+		c.expire.Stop()
+	}
+	c.srv.detach(c)
+	if c.state == stateActive && c.will != nil && !c.noWill.Load() && !errors.Is(err, errClientDisconnect) {
+		c.publishWill()
+	}
+	c.srv.log.Debug("mqtt: connection closed", "id", c.id.ID, "client_id", c.clientID, "remote", c.remote, "reason", err)
+}
+
+// ---- CONNECT ----
+
+func (c *mqttConn) handleConnect(header byte, body []byte) error {
+	var cp packet.Connect
+	if err := packet.DecodeConnect(header, body, &cp); err != nil {
+		var pe *packet.Error
+		if errors.As(err, &pe) && pe.Code == packet.CodeUnsupportedVersion {
+			// 5.0 and unknown levels (B3). MQTT 5.0 comes later; the
+			// session keeps the level so it can slot in.
+			return c.refuse(packet.ConnBadProtocol, resultBadProtocol)
+		}
+		return err // malformed: close without CONNACK
+	}
+	cfg := &c.srv.cfg
+	c.level = cp.ProtocolLevel
+	c.clean = cp.CleanSession
+	c.clientID = cp.ClientID
+	c.keepAlive = time.Duration(cp.KeepAlive) * 1500 * time.Millisecond
+	if c.clientID == "" {
+		if !c.clean {
+			return c.refuse(packet.ConnIDRejected, resultIDRejected) // [MQTT-3.1.3-8], B5
+		}
+		c.clientID = c.srv.assignClientID()
+	}
+	if cp.WillFlag {
+		// The codec has checked the will topic is a valid topic name (a
+		// wildcard closes, D1); the ACL is checked once the identity is
+		// known, and again when the will is published.
+		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: min(cp.WillQoS, 1)}
+	}
+
+	if !cp.UsernameFlag && !cp.PasswordFlag && cfg.AuthTopic {
+		// Prototype login: accepted but unauthenticated until the first
+		// packet, a PUBLISH of the token (see handleAuth).
+		if !c.srv.countConnected(c) {
+			return c.refuse(packet.ConnServerUnavailable, resultUnavailable)
+		}
+		buf, _, _ := c.t.beginWrite()
+		c.t.endWrite(packet.AppendConnack(buf, false, packet.ConnAccepted))
+		c.state = stateAuth
+		c.t.setTimeouts(time.Now().Add(cfg.ConnectTimeout), c.keepAlive)
+		return nil
+	}
+	if !cp.UsernameFlag || !cp.PasswordFlag {
+		return c.refuse(packet.ConnNotAuthorized, resultNotAuthorized)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, cfg.ConnectTimeout)
+	id, err := c.srv.auth.Authenticate(ctx, cp.Username, cp.Password)
+	cancel()
+	if code, result := c.checkIdentity(id, err); code != 0 {
+		return c.refuse(code, result)
+	}
+	// From here on the identity is id.ID, whatever the username said (B4).
+	c.id = id
+	if !c.willAllowed() {
+		return c.refuse(packet.ConnNotAuthorized, resultNotAuthorized)
+	}
+	code := c.srv.bind(c, func(buf []byte, present bool) []byte {
+		return packet.AppendConnack(buf, present, packet.ConnAccepted)
+	})
+	if code != 0 {
+		return c.refuse(code, resultUnavailable)
+	}
+	c.activate()
+	return nil
+}
+
+// checkIdentity maps an Authenticator answer to a CONNACK code (0: ok).
+func (c *mqttConn) checkIdentity(id Identity, err error) (code byte, result string) {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrBadCredentials):
+		return packet.ConnBadCredentials, resultBadCredentials
+	default: // ErrAuthUnavailable or anything unexpected: fail closed
+		c.srv.log.Warn("mqtt: authentication failed", "err", err, "remote", c.remote)
+		return packet.ConnServerUnavailable, resultUnavailable
+	}
+	if !validID(id.ID) {
+		// The store never issues such ids; refuse rather than put a
+		// wildcard or a '/' into the ACL (C5).
+		c.srv.log.Error("mqtt: authenticator returned an invalid principal id", "remote", c.remote)
+		return packet.ConnBadCredentials, resultBadCredentials
+	}
+	if !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+		return packet.ConnBadCredentials, resultBadCredentials
+	}
+	return 0, ""
+}
+
+// refuse sends CONNACK code and closes.
+func (c *mqttConn) refuse(code byte, result string) error {
+	buf, _, _ := c.t.beginWrite()
+	c.t.endWrite(packet.AppendConnack(buf, false, code))
+	c.srv.m.connect(result)
+	c.srv.log.Info("mqtt: connection refused", "code", code, "result", result, "id", c.id.ID, "remote", c.remote)
+	return errRefused
+}
+
+// activate finishes a successful login.
+func (c *mqttConn) activate() {
+	c.state = stateActive
+	c.t.setTimeouts(time.Time{}, c.keepAlive)
+	if !c.id.Expires.IsZero() {
+		c.expire = time.AfterFunc(time.Until(c.id.Expires), func() {
+			c.srv.log.Info("mqtt: session token expired, disconnecting", "id", c.id.ID, "remote", c.remote)
+			c.kill(false)
+		})
+	}
+	c.srv.m.connect(resultAccepted)
+	c.srv.log.Debug("mqtt: connected", "id", c.id.ID, "client_id", c.clientID, "clean", c.clean, "remote", c.remote)
+}
+
+// willAllowed checks the will topic against the ACL for c.id (D1).
+func (c *mqttConn) willAllowed() bool {
+	if c.will == nil {
+		return true
+	}
+	if _, _, ok := c.willTarget(); ok {
+		return true
+	}
+	c.srv.m.refusal(reasonWillACL)
+	c.srv.log.Warn("mqtt: will topic not allowed", "id", c.id.ID, "topic", logTopic(&c.srv.tp, []byte(c.will.topic)), "remote", c.remote)
+	return false
+}
+
+func (c *mqttConn) willTarget() (kind message.Kind, to string, ok bool) {
+	kind, toB, reason := c.srv.tp.publishTarget([]byte(c.will.topic))
+	if reason != "" {
+		return 0, "", false
+	}
+	to = string(toB)
+	ok, _ = allowPublish(c.srv.acl, c.id.ID, kind, to)
+	return kind, to, ok
+}
+
+// publishWill publishes the will after an abnormal close, if the ACL
+// still allows it (checked again now, D1).
+func (c *mqttConn) publishWill() {
+	kind, to, ok := c.willTarget()
+	if !ok {
+		c.srv.m.refusal(reasonWillACL)
+		c.srv.log.Warn("mqtt: will topic no longer allowed, not published", "id", c.id.ID, "remote", c.remote)
+		return
+	}
+	m := &message.Message{
+		ID: c.srv.ids.Next(), Kind: kind, From: c.id.ID, To: to,
+		QoS: c.will.qos, Payload: c.will.payload,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
+	defer cancel()
+	if err := c.srv.forward(ctx, m); err != nil {
+		c.srv.m.refusal(reasonForwardFailed)
+		c.srv.log.Warn("mqtt: could not publish will", "id", c.id.ID, "err", err)
+		return
+	}
+	c.srv.m.messageIn(kind)
+}
+
+// ---- auth-topic login ----
+
+type authReply struct {
+	OK           bool   `json:"ok"`
+	ID           string `json:"id,omitempty"`
+	PrivateTopic string `json:"private_topic,omitempty"`
+	Error        string `json:"error,omitempty"`
+}
+
+// handleAuth handles the first packet after an unauthenticated CONNACK:
+// it must be a PUBLISH of a session token to an auth topic.
+func (c *mqttConn) handleAuth(header byte, body []byte) error {
+	tp := &c.srv.tp
+	if header>>4 != packet.PUBLISH {
+		return c.authFail(tp.authTopic, "authentication required: publish your session token to "+tp.authTopic)
+	}
+	p := &c.pub
+	if err := packet.DecodePublish(header, body, c.level, p); err != nil {
+		return err
+	}
+	token, ok := tp.authToken(p.Topic, p.Payload)
+	if !ok {
+		return c.authFail(tp.authTopic, "authentication required: publish your session token to "+tp.authTopic)
+	}
+	topic := string(p.Topic)
+	qos, pid := p.QoS, p.PacketID
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
+	id, err := c.srv.auth.AuthenticateToken(ctx, token)
+	cancel()
+	if code, _ := c.checkIdentity(id, err); code != 0 {
+		if code == packet.ConnServerUnavailable {
+			return c.authFail(topic, "authentication unavailable")
+		}
+		return c.authFail(topic, "invalid session token")
+	}
+	c.id = id
+	if !c.willAllowed() {
+		return c.authFail(topic, "will topic not authorized")
+	}
+	reply, _ := json.Marshal(authReply{OK: true, ID: id.ID, PrivateTopic: tp.privateSlash + id.ID})
+	// In this mode CONNACK went out before the principal was known, so it
+	// said session present = 0 even when a persistent session is resumed
+	// here (its subscriptions and queue are kept).
+	code := c.srv.bind(c, func(buf []byte, _ bool) []byte {
+		switch qos {
+		case 1:
+			buf = packet.AppendAck(buf, packet.PUBACK, pid)
+		case 2:
+			buf = packet.AppendAck(buf, packet.PUBREC, pid)
+		}
+		return packet.AppendPublish(buf, 0, false, false, 0, reply, topic)
+	})
+	if code != 0 {
+		return c.authFail(topic, "server unavailable")
+	}
+	if qos == 2 {
+		c.qos2 = append(c.qos2, pid)
+	}
+	c.activate()
+	return nil
+}
+
+// authFail answers a failed auth-topic login on topic and closes.
+func (c *mqttConn) authFail(topic, reason string) error {
+	reply, _ := json.Marshal(authReply{OK: false, Error: reason})
+	buf, _, _ := c.t.beginWrite()
+	c.t.endWrite(packet.AppendPublish(buf, 0, false, false, 0, reply, topic))
+	c.srv.m.connect(resultAuthTopicFail)
+	c.srv.log.Info("mqtt: auth-topic login failed", "reason", reason, "remote", c.remote)
+	return errAuthFailed
+}
+
+// ---- PUBLISH ----
+
+func (c *mqttConn) handlePublish(header byte, body []byte) error {
+	p := &c.pub
+	if err := packet.DecodePublish(header, body, c.level, p); err != nil {
+		return err // QoS 3, DUP at QoS 0, wildcard or bad topic, id 0: close
+	}
+	qos, pid := p.QoS, p.PacketID
+	if qos == 2 {
+		if slices.Contains(c.qos2, pid) {
+			// A retransmission before PUBREL: acknowledged, not
+			// forwarded again (E1).
+			c.writeAck(packet.PUBREC, pid)
+			return nil
+		}
+		if len(c.qos2) >= c.srv.cfg.MaxInflight {
+			c.srv.log.Warn("mqtt: too many QoS 2 ids awaiting PUBREL, closing", "id", c.id.ID, "remote", c.remote)
+			return errQoS2Window
+		}
+	}
+	// The retain flag is ignored: retained messages are not supported.
+	kind, toB, reason := c.srv.tp.publishTarget(p.Topic)
+	var to string
+	if reason == "" {
+		to = string(toB)
+		_, reason = allowPublish(c.srv.acl, c.id.ID, kind, to)
+	}
+	if reason != "" {
+		// 3.1.1 has no negative ack: drop, log, count; still ack so the
+		// client's flow does not stall.
+		c.srv.m.refusal(reason)
+		if c.refusals++; c.refusals <= maxLoggedRefusals {
+			c.srv.log.Warn("mqtt: publish refused", "id", c.id.ID, "topic", logTopic(&c.srv.tp, p.Topic), "reason", reason, "remote", c.remote)
+		}
+		c.ackPublish(qos, pid, false)
+		return nil
+	}
+	m := &message.Message{
+		ID: c.srv.ids.Next(), Kind: kind, From: c.id.ID, To: to,
+		QoS: min(qos, 1), Payload: bytes.Clone(p.Payload),
+	}
+	if err := c.srv.forward(c.ctx, m); err != nil {
+		c.srv.m.refusal(reasonForwardFailed)
+		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
+		if qos > 0 {
+			// No PUBACK for what was not handed on: close, so the
+			// client sends it again after reconnecting (F2).
+			return errForward
+		}
+		return nil
+	}
+	c.srv.m.messageIn(kind)
+	c.ackPublish(qos, pid, true)
+	return nil
+}
+
+// ackPublish acknowledges an inbound PUBLISH: PUBACK for QoS 1, PUBREC
+// for QoS 2 (holding the id until PUBREL when hold).
+func (c *mqttConn) ackPublish(qos byte, pid uint16, hold bool) {
+	switch qos {
+	case 1:
+		c.writeAck(packet.PUBACK, pid)
+	case 2:
+		if hold {
+			c.qos2 = append(c.qos2, pid)
+		}
+		c.writeAck(packet.PUBREC, pid)
+	}
+}
+
+func (c *mqttConn) writeAck(typ byte, pid uint16) {
+	buf, _, _ := c.t.beginWrite()
+	c.t.endWrite(packet.AppendAck(buf, typ, pid))
+}
+
+// logTopic renders a topic for a log line: truncated, and service topics
+// (an auth topic may carry a token) reduced to their prefix.
+func logTopic(tp *topics, t []byte) string {
+	if bytes.HasPrefix(t, []byte(tp.serviceSlash)) || bytes.HasPrefix(t, []byte(tp.authTopicProto)) {
+		return tp.service + "/…"
+	}
+	if len(t) > 128 {
+		return string(t[:128]) + "…"
+	}
+	return string(t)
+}
+
+// ---- SUBSCRIBE ----
+
+func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
+	s := &c.sub
+	if err := packet.DecodeSubscribe(header, body, c.level, s); err != nil {
+		return err // invalid filter, no filters, QoS 3, reserved bits: close (C10)
+	}
+	sess := c.sess.Load()
+	codes := c.codes[:0]
+	for _, f := range s.Filters {
+		gid, ok := c.srv.tp.subscribeTarget(c.id.ID, f.Filter)
+		if ok && gid != "" && !c.srv.acl.IsMember(gid, c.id.ID) {
+			ok = false
+		}
+		if !ok {
+			c.srv.m.refusal(reasonSubscribeACL)
+			if c.refusals++; c.refusals <= maxLoggedRefusals {
+				c.srv.log.Warn("mqtt: subscribe refused", "id", c.id.ID, "filter", logTopic(&c.srv.tp, []byte(f.Filter)), "remote", c.remote)
+			}
+			codes = append(codes, packet.SubackFailure)
+			continue
+		}
+		codes = append(codes, sess.subscribe(c, f.Filter, min(f.QoS, 1), gid))
+	}
+	c.codes = codes
+	buf, _, _ := c.t.beginWrite()
+	c.t.endWrite(packet.AppendSuback(buf, s.PacketID, codes))
+	return nil
+}

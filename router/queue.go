@@ -1,0 +1,111 @@
+package router
+
+import "github.com/pushring/pushring/message"
+
+// topicForm says on which topic a session receives a message; the topic
+// is re-encoded from the form, the message and the session's principal
+// every time it is sent, so a queued or inflight entry holds no string.
+type topicForm uint8
+
+const (
+	formDirect       topicForm = iota + 1 // <private>/<id>
+	formPrivateGroup                      // <private>/<id>/group/<gid>
+	formGroup                             // <group>/<gid>
+)
+
+// outMsg is one message on its way to one session. m is shared by every
+// receiver and never modified.
+type outMsg struct {
+	m    *message.Message
+	form topicForm
+	qos  byte
+}
+
+// msgQueue is a bounded FIFO ring of outMsg. It grows by doubling up to
+// max and then drops its oldest entry to make room. Not goroutine-safe
+// (the session lock guards it).
+type msgQueue struct {
+	buf  []outMsg
+	head int
+	n    int
+}
+
+func (q *msgQueue) len() int { return q.n }
+
+// push appends o; when the queue already holds max entries the oldest is
+// dropped and dropped is true.
+func (q *msgQueue) push(o outMsg, max int) (dropped bool) {
+	if q.n >= max {
+		q.buf[q.head] = outMsg{}
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+		dropped = true
+	}
+	if q.n == len(q.buf) {
+		c := 2 * len(q.buf)
+		if c < 8 {
+			c = 8
+		}
+		if c > max {
+			c = max
+		}
+		nb := make([]outMsg, c)
+		for i := 0; i < q.n; i++ {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = o
+	q.n++
+	return dropped
+}
+
+// front returns the oldest entry; the queue must not be empty.
+func (q *msgQueue) front() *outMsg { return &q.buf[q.head] }
+
+// pop removes the oldest entry; the queue must not be empty.
+func (q *msgQueue) pop() outMsg {
+	o := q.buf[q.head]
+	q.buf[q.head] = outMsg{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	if q.n == 0 {
+		q.head = 0
+		if len(q.buf) > 64 {
+			q.buf = nil // give a burst's memory back
+		}
+	}
+	return o
+}
+
+// reset empties the queue and releases its memory.
+func (q *msgQueue) reset() { *q = msgQueue{} }
+
+// recentIDs is how many delivered message ids a session remembers to
+// drop duplicates (DESIGN.md section 5): a message reaching a session
+// twice (fanout retry, two matching paths) within this window is
+// delivered once.
+const recentIDs = 64
+
+// idRing remembers the last recentIDs message ids.
+type idRing struct {
+	ids [recentIDs]uint64
+	pos int
+}
+
+func (r *idRing) has(id uint64) bool {
+	if id == 0 {
+		return false
+	}
+	for _, v := range r.ids {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *idRing) add(id uint64) {
+	r.ids[r.pos] = id
+	r.pos = (r.pos + 1) % recentIDs
+}

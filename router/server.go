@@ -1,0 +1,441 @@
+// Package router is the MQTT 3.1.1 server of one pushring node: listeners,
+// connections, MQTT sessions, the topic ACL, and delivery of messages to
+// the sessions held on this node. It meets the rest of the node through
+// small interfaces: Authenticator and ACL (the store's directory),
+// Forwarder (fanout, for messages published here) and, the other way,
+// *Server implements fanout.Deliverer without importing fanout.
+//
+// Files:
+//
+//	config.go   Config, DefaultConfig
+//	server.go   Server: listeners, session registry, Deliver, Revoke
+//	conn.go     THE SEAM: socket I/O (transport) vs protocol (handler)
+//	mqtt.go     the protocol handler of one connection (CONNECT, PUBLISH...)
+//	session.go  session state: subscriptions, inflight window, queue
+//	queue.go    bounded message queue, recent-id ring
+//	topic.go    topic layout and ACL rules
+//	metrics.go  Prometheus metrics and Stats
+//
+// Lock order: Server.mu → session.mu → transport outbound lock. Nothing
+// blocking (Authenticator, Forwarder) is ever called with a lock held; ACL
+// methods (non-blocking by contract) may be.
+//
+// Not supported in this version (documented choices): retained messages
+// (the retain flag is ignored and messages are delivered with retain=0);
+// QoS 2 is accepted inbound and delivered as QoS 1; MQTT 5.0 (CONNACK
+// 0x01); persistence of sessions across restarts.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pushring/pushring/message"
+)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("router: server closed")
+
+// Server is the MQTT server of one node. Create it with New; it is
+// goroutine-safe.
+type Server struct {
+	cfg  Config
+	auth Authenticator
+	acl  ACL
+	fwd  Forwarder
+	ids  *message.IDSource
+	log  *slog.Logger
+	tp   topics
+	m    *metrics
+
+	mu          sync.RWMutex
+	closed      bool
+	listeners   []net.Listener
+	conns       map[*mqttConn]struct{} // every open connection
+	sessions    map[string]*session    // by sessionKey
+	byPrincipal map[string][]*session  // principal id → its sessions
+	byToken     map[string][]*mqttConn // Identity.TokenHash → connections
+	connected   int                    // connections past CONNACK 0
+
+	wg     sync.WaitGroup
+	autoID uint64 // under mu: assigned client ids
+
+	// hookPacket, when set (tests only, before Serve), is called with
+	// every inbound packet before it is handled.
+	hookPacket func(header byte, body []byte)
+}
+
+// New returns a server; call Serve to accept clients. ids makes the ids of
+// messages published by clients. See Config for defaults and panics.
+func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.IDSource) *Server {
+	cfg = cfg.normalize()
+	return &Server{
+		cfg:         cfg,
+		auth:        auth,
+		acl:         acl,
+		fwd:         fwd,
+		ids:         ids,
+		log:         cfg.Logger.With("component", "router", "node", cfg.NodeID),
+		tp:          newTopics(cfg),
+		m:           newMetrics(cfg.Registerer),
+		conns:       make(map[*mqttConn]struct{}),
+		sessions:    make(map[string]*session),
+		byPrincipal: make(map[string][]*session),
+		byToken:     make(map[string][]*mqttConn),
+	}
+}
+
+// Serve accepts MQTT clients on ln until Close; it may be called for
+// several listeners. It returns ErrServerClosed after Close, or the
+// listener's error.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.RLock()
+			closed := s.closed
+			s.mu.RUnlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("mqtt: accept failed, retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.accept(nc)
+	}
+}
+
+// isTemporary: accept errors worth retrying (EMFILE and friends).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) accept(nc net.Conn) {
+	t := newTCPTransport(s, nc)
+	c := newMQTTConn(s, t)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(2) // under mu, so Close's Wait cannot miss it
+	s.mu.Unlock()
+	t.start(c)
+}
+
+// Close closes the listeners and every connection (without publishing
+// wills: the node is going away, not the clients), and waits for the
+// connection goroutines. Persistent sessions are dropped with the process.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	lns := s.listeners
+	conns := make([]*mqttConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	var err error
+	for _, ln := range lns {
+		if e := ln.Close(); e != nil && err == nil && !errors.Is(e, net.ErrClosed) {
+			err = e
+		}
+	}
+	for _, c := range conns {
+		c.kill(false)
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	for _, sess := range s.sessions {
+		sess.mu.Lock()
+		sess.release()
+		sess.mu.Unlock()
+	}
+	clear(s.sessions)
+	clear(s.byPrincipal)
+	s.m.nSessions.Store(0)
+	s.mu.Unlock()
+	return err
+}
+
+// Addrs returns the addresses of the listeners being served.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]net.Addr, 0, len(s.listeners))
+	for _, ln := range s.listeners {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats { return s.m.stats() }
+
+// Deliver gives m to every session on this node of each listed
+// principal, connected or persistent offline (fanout.Deliverer). It never
+// blocks on a client: what cannot be written at once is queued (bounded)
+// or, for QoS 0, dropped. Goroutine-safe; m and recipients are not kept
+// (m.Payload, immutable, is).
+func (s *Server) Deliver(m *message.Message, recipients []string) {
+	for _, r := range recipients {
+		s.mu.RLock()
+		for _, sess := range s.byPrincipal[r] {
+			sess.deliver(m)
+		}
+		s.mu.RUnlock()
+	}
+}
+
+// Revoke disconnects every connection authenticated with the session
+// token whose hex SHA-256 is tokenHash (logout takes effect at once). Their
+// wills are not published. Goroutine-safe.
+func (s *Server) Revoke(tokenHash string) {
+	if tokenHash == "" {
+		return
+	}
+	s.mu.RLock()
+	conns := slices.Clone(s.byToken[tokenHash])
+	s.mu.RUnlock()
+	for _, c := range conns {
+		s.log.Info("mqtt: session token revoked, disconnecting", "id", c.id.ID, "remote", c.remote)
+		c.kill(false)
+	}
+}
+
+// panicked records a recovered panic.
+func (s *Server) panicked(where string, r any, stack []byte) {
+	s.m.panics.Inc()
+	s.m.nPanics.Add(1)
+	s.log.Error("mqtt: panic recovered, closing the connection", "where", where, "panic", fmt.Sprint(r), "stack", string(stack))
+}
+
+// ---- session registry ----
+
+// bind attaches connection c, authenticated as c.id, to its session
+// (creating, resuming or taking it over) and writes preamble (CONNACK,
+// or the auth-topic answer) before any replayed message. It returns a
+// CONNACK refusal code, or 0.
+func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byte) byte {
+	id := c.id.ID
+	key := sessionKey(id, c.clientID)
+	var victim *mqttConn
+	s.mu.Lock()
+	defer func() {
+		s.mu.Unlock()
+		if victim != nil {
+			// Takeover ([MQTT-3.1.4-2]): close the old connection. Its
+			// will is published; its late close finds the session bound
+			// to c and leaves it alone (B7).
+			s.log.Info("mqtt: session taken over", "id", id, "client_id", c.clientID, "old_remote", victim.remote, "remote", c.remote)
+			victim.kill(true)
+		}
+	}()
+	if s.closed {
+		return 0x03
+	}
+	if !c.counted && s.cfg.MaxConnections > 0 && s.connected >= s.cfg.MaxConnections {
+		return 0x03
+	}
+	sess := s.sessions[key]
+	present := false
+	if sess != nil {
+		sess.mu.Lock()
+		victim = sess.conn
+		sess.conn = nil
+		if c.clean || sess.clean {
+			sess.mu.Unlock()
+			s.removeSessionLocked(sess)
+			sess = nil
+		} else {
+			present = true
+		}
+	}
+	if sess == nil {
+		if list := s.byPrincipal[id]; len(list) >= s.cfg.MaxSessionsPerPrincipal {
+			oldest := s.oldestOfflineLocked(list)
+			if oldest == nil {
+				victim = nil
+				return 0x03
+			}
+			s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
+			s.removeSessionLocked(oldest)
+		}
+		sess = newSession(s, id, c.clientID, c.clean)
+		s.sessions[key] = sess
+		s.byPrincipal[id] = append(s.byPrincipal[id], sess)
+		s.m.nSessions.Add(1)
+		sess.mu.Lock()
+	}
+	c.sess.Store(sess)
+	sess.attach(c, c.level, func(buf []byte) []byte { return preamble(buf, present) })
+	sess.mu.Unlock()
+
+	if !c.counted {
+		c.counted = true
+		s.connected++
+		s.m.connUp()
+	}
+	if h := c.id.TokenHash; h != "" {
+		s.byToken[h] = append(s.byToken[h], c)
+	}
+	return 0
+}
+
+// countConnected counts an auth-topic connection that got CONNACK 0 before
+// it authenticated. It returns false over MaxConnections.
+func (s *Server) countConnected(c *mqttConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.cfg.MaxConnections > 0 && s.connected >= s.cfg.MaxConnections {
+		return false
+	}
+	c.counted = true
+	s.connected++
+	s.m.connUp()
+	return true
+}
+
+func (s *Server) oldestOfflineLocked(list []*session) *session {
+	var oldest *session
+	var since time.Time
+	for _, sess := range list {
+		sess.mu.Lock()
+		if sess.conn == nil && (oldest == nil || sess.offlineSince.Before(since)) {
+			oldest, since = sess, sess.offlineSince
+		}
+		sess.mu.Unlock()
+	}
+	return oldest
+}
+
+// removeSessionLocked drops sess from the registry and releases it. s.mu
+// held, sess.mu not held.
+func (s *Server) removeSessionLocked(sess *session) {
+	if s.sessions[sess.key] == sess {
+		delete(s.sessions, sess.key)
+		s.m.nSessions.Add(-1)
+	}
+	list := s.byPrincipal[sess.principal]
+	if i := slices.Index(list, sess); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+		if len(list) == 0 {
+			delete(s.byPrincipal, sess.principal)
+		} else {
+			s.byPrincipal[sess.principal] = list
+		}
+	}
+	sess.mu.Lock()
+	sess.release()
+	sess.mu.Unlock()
+}
+
+// detach is the registry side of a connection closing: the session is
+// dropped (clean) or kept offline (persistent), unless another connection
+// took it over meanwhile, in which case nothing of it is touched (B7).
+func (s *Server) detach(c *mqttConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if c.counted {
+		c.counted = false
+		s.connected--
+		s.m.connDown()
+	}
+	if h := c.id.TokenHash; h != "" {
+		list := s.byToken[h]
+		if i := slices.Index(list, c); i >= 0 {
+			list = slices.Delete(list, i, i+1)
+			if len(list) == 0 {
+				delete(s.byToken, h)
+			} else {
+				s.byToken[h] = list
+			}
+		}
+	}
+	sess := c.sess.Load()
+	if sess == nil {
+		return
+	}
+	sess.mu.Lock()
+	if sess.conn != c || sess.removed {
+		sess.mu.Unlock()
+		return
+	}
+	if sess.clean || s.closed {
+		sess.mu.Unlock()
+		s.removeSessionLocked(sess)
+		return
+	}
+	sess.conn = nil
+	sess.offlineSince = time.Now()
+	sess.offlineGen++
+	gen := sess.offlineGen
+	if sess.retry != nil {
+		sess.retry.Stop()
+		sess.retryArmed = false
+	}
+	sess.expiry = time.AfterFunc(s.cfg.SessionExpiry, func() { s.expire(sess, gen) })
+	sess.mu.Unlock()
+}
+
+// expire drops a persistent session that stayed offline for SessionExpiry.
+func (s *Server) expire(sess *session, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess.mu.Lock()
+	stale := sess.removed || sess.conn != nil || sess.offlineGen != gen
+	sess.mu.Unlock()
+	if stale {
+		return
+	}
+	s.log.Debug("mqtt: persistent session expired", "id", sess.principal, "client_id", sess.clientID)
+	s.removeSessionLocked(sess)
+}
+
+// assignClientID makes a unique client id for an empty one with clean
+// session = 1 (B5).
+func (s *Server) assignClientID() string {
+	s.mu.Lock()
+	s.autoID++
+	n := s.autoID
+	s.mu.Unlock()
+	return "auto-" + s.cfg.NodeID + "-" + strconv.FormatUint(n, 36) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}
+
+// forward hands a message published on this node to the cluster.
+func (s *Server) forward(ctx context.Context, m *message.Message) error {
+	return s.fwd.Forward(ctx, m)
+}

@@ -1,0 +1,456 @@
+package router
+
+import (
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router/packet"
+)
+
+// session is the MQTT session state of one (principal, client id): its
+// subscriptions, the QoS 1 messages sent and not yet acknowledged
+// (inflight), and the messages waiting to be sent (queue).
+//
+// A clean session (CleanSession=1) lives as long as its connection. A
+// persistent one (CleanSession=0) is kept after its client disconnects,
+// for Config.SessionExpiry, and keeps queueing QoS 1 messages (QoS 0
+// messages are not queued for an offline session). Persistent sessions
+// live in this process's memory only: a node restart loses them (and a
+// reconnecting client then gets session present = 0). JetStream-backed
+// sessions come later.
+//
+// Sessions are keyed by principal id + "\x00" + client id, so one
+// principal can never reach another's session (B6).
+//
+// Ordering: QoS 1 messages reach the client in the order the session got
+// them; a message that cannot go out at once (window full, socket backlog,
+// client offline) is queued and everything after it queues behind it.
+// QoS 0 messages are written at once or dropped, so they may overtake
+// queued QoS 1 messages (MQTT orders per QoS level only).
+type session struct {
+	srv       *Server
+	key       string
+	principal string
+	clientID  string
+	clean     bool
+
+	mu       sync.Mutex
+	conn     *mqttConn // nil while offline
+	level    byte      // protocol level of the last connection (5.0 slots in here)
+	removed  bool      // dropped from the server: ignore everything
+	subs     []subscription
+	inflight []inflightMsg // QoS 1 sent, awaiting PUBACK, in send order
+	nextPID  uint16
+	queue    msgQueue
+	recent   idRing
+	topicBuf []byte // scratch for building a topic to match
+
+	offlineSince time.Time
+	offlineGen   uint64 // invalidates stale expiry timers
+	expiry       *time.Timer
+	retry        *time.Timer
+	retryArmed   bool
+}
+
+// subscription is one granted filter.
+type subscription struct {
+	filter string
+	qos    byte
+	group  string // gid when the filter is exactly <group>/<gid>, else "" (private tree)
+}
+
+// inflightMsg is one QoS 1 message sent and not yet acknowledged. It keeps
+// the shared message and the topic form, and is re-encoded when resent.
+type inflightMsg struct {
+	outMsg
+	pid  uint16
+	sent time.Time
+}
+
+func newSession(srv *Server, principal, clientID string, clean bool) *session {
+	return &session{
+		srv:       srv,
+		key:       sessionKey(principal, clientID),
+		principal: principal,
+		clientID:  clientID,
+		clean:     clean,
+	}
+}
+
+func sessionKey(principal, clientID string) string {
+	return principal + "\x00" + clientID
+}
+
+// ---- delivery ----
+
+// deliver offers m to this session: picks the topic it receives it on (if
+// any subscription matches), drops duplicates, and sends or queues it.
+// Never blocks on the socket.
+func (s *session) deliver(m *message.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed || s.recent.has(m.ID) {
+		return
+	}
+	form, qos, ok := s.match(m)
+	if !ok {
+		return
+	}
+	s.recent.add(m.ID)
+	s.offer(outMsg{m: m, form: form, qos: qos})
+}
+
+// match finds how m reaches this session: group messages on
+// <private>/<id>/group/<gid> if a subscription matches that topic, else
+// on <group>/<gid> if subscribed to it (and still a member); direct
+// messages on <private>/<id>. QoS is the publisher's, capped by the best
+// matching subscription. Allocation-free in steady state.
+func (s *session) match(m *message.Message) (form topicForm, qos byte, ok bool) {
+	tp := &s.srv.tp
+	best := -1
+	s.topicBuf = append(append(s.topicBuf[:0], tp.privateSlash...), s.principal...)
+	switch m.Kind {
+	case message.Direct:
+		form = formDirect
+	case message.Group:
+		s.topicBuf = append(append(s.topicBuf, "/group/"...), m.To...)
+		form = formPrivateGroup
+	default:
+		return 0, 0, false
+	}
+	for i := range s.subs {
+		sub := &s.subs[i]
+		if sub.group == "" && int(sub.qos) > best && packet.Match(sub.filter, s.topicBuf) {
+			best = int(sub.qos)
+		}
+	}
+	if best < 0 && m.Kind == message.Group {
+		for i := range s.subs {
+			if s.subs[i].group == m.To {
+				best = int(s.subs[i].qos)
+				break
+			}
+		}
+		if best < 0 {
+			return 0, 0, false
+		}
+		if !s.srv.acl.IsMember(m.To, s.principal) {
+			s.srv.m.refusal(reasonDeliverACL)
+			return 0, 0, false
+		}
+		form = formGroup
+	}
+	if best < 0 {
+		return 0, 0, false
+	}
+	qos = min(m.QoS, byte(best))
+	return form, qos, true
+}
+
+// offer sends o now if it can, else queues it (QoS 1) or drops it (QoS 0).
+// s.mu held.
+func (s *session) offer(o outMsg) {
+	c := s.conn
+	cfg := &s.srv.cfg
+	if o.qos == 0 {
+		if c == nil {
+			return // QoS 0 is not queued for an offline session
+		}
+		buf, backlog, open := c.t.beginWrite()
+		if open && backlog < cfg.MaxOutboundBytes {
+			buf = s.appendPublish(buf, &o, 0, false)
+			c.t.endWrite(buf)
+			s.srv.m.delivered(0)
+			return
+		}
+		c.t.endWrite(buf)
+		if open {
+			s.srv.m.dropped() // slow consumer
+		}
+		return
+	}
+	if c == nil || s.queue.len() > 0 || len(s.inflight) >= cfg.MaxInflight {
+		s.enqueue(o)
+		return
+	}
+	buf, backlog, open := c.t.beginWrite()
+	if !open || backlog >= cfg.MaxOutboundBytes {
+		c.t.endWrite(buf)
+		s.enqueue(o)
+		if open {
+			c.t.notifyDrained()
+		}
+		return
+	}
+	s.sendQoS1(c, buf, o)
+}
+
+// sendQoS1 appends o with a fresh packet id to buf (from c's beginWrite),
+// ends the write and records o as inflight. s.mu held.
+func (s *session) sendQoS1(c *mqttConn, buf []byte, o outMsg) {
+	pid := s.newPacketID()
+	buf = s.appendPublish(buf, &o, pid, false)
+	c.t.endWrite(buf)
+	if s.inflight == nil {
+		s.inflight = make([]inflightMsg, 0, s.srv.cfg.MaxInflight)
+	}
+	s.inflight = append(s.inflight, inflightMsg{outMsg: o, pid: pid, sent: time.Now()})
+	s.srv.m.delivered(1)
+	s.armRetry()
+}
+
+func (s *session) enqueue(o outMsg) {
+	if s.queue.push(o, s.srv.cfg.MaxQueued) {
+		s.srv.m.dropped()
+	}
+}
+
+// appendPublish encodes o for this session; the topic is written from its
+// parts, never concatenated.
+func (s *session) appendPublish(buf []byte, o *outMsg, pid uint16, dup bool) []byte {
+	tp := &s.srv.tp
+	switch o.form {
+	case formDirect:
+		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.privateSlash, s.principal)
+	case formPrivateGroup:
+		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.privateSlash, s.principal, "/group/", o.m.To)
+	default:
+		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.groupSlash, o.m.To)
+	}
+}
+
+// newPacketID returns an id not used by any inflight message ([MQTT-2.3.1-2],
+// E3). The window is at most MaxInflight (< 65535), so one is always free.
+func (s *session) newPacketID() uint16 {
+	for {
+		s.nextPID++
+		if s.nextPID == 0 {
+			s.nextPID = 1
+		}
+		if !s.pidInflight(s.nextPID) {
+			return s.nextPID
+		}
+	}
+}
+
+func (s *session) pidInflight(pid uint16) bool {
+	for i := range s.inflight {
+		if s.inflight[i].pid == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// stillAllowed re-checks the ACL for a queued or resent group message
+// (D2): the principal must still be a member of the group.
+func (s *session) stillAllowed(o *outMsg) bool {
+	if o.form == formDirect {
+		return true
+	}
+	if s.srv.acl.IsMember(o.m.To, s.principal) {
+		return true
+	}
+	s.srv.m.refusal(reasonReplayACL)
+	return false
+}
+
+// drainLocked sends queued messages while the window and the socket allow.
+// s.mu held.
+func (s *session) drainLocked() {
+	c := s.conn
+	if c == nil {
+		return
+	}
+	cfg := &s.srv.cfg
+	for s.queue.len() > 0 && len(s.inflight) < cfg.MaxInflight {
+		if !s.stillAllowed(s.queue.front()) {
+			s.queue.pop()
+			continue
+		}
+		buf, backlog, open := c.t.beginWrite()
+		if !open {
+			c.t.endWrite(buf)
+			return
+		}
+		if backlog >= cfg.MaxOutboundBytes {
+			c.t.endWrite(buf)
+			c.t.notifyDrained()
+			return
+		}
+		o := s.queue.pop()
+		if o.qos == 0 {
+			buf = s.appendPublish(buf, &o, 0, false)
+			c.t.endWrite(buf)
+			s.srv.m.delivered(0)
+			continue
+		}
+		s.sendQoS1(c, buf, o)
+	}
+}
+
+// drain is handler.drained's work for this session.
+func (s *session) drain(c *mqttConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == c && !s.removed {
+		s.drainLocked()
+	}
+}
+
+// resendInflight sends every inflight message again with DUP set (older
+// than minAge; 0: all), dropping those the ACL no longer allows. s.mu held.
+func (s *session) resendInflight(minAge time.Duration) {
+	c := s.conn
+	if c == nil || len(s.inflight) == 0 {
+		return
+	}
+	now := time.Now()
+	buf, _, open := c.t.beginWrite()
+	if !open {
+		c.t.endWrite(buf)
+		return
+	}
+	kept := s.inflight[:0]
+	for _, f := range s.inflight {
+		if !s.stillAllowed(&f.outMsg) {
+			continue
+		}
+		if now.Sub(f.sent) >= minAge {
+			buf = s.appendPublish(buf, &f.outMsg, f.pid, true)
+			f.sent = now
+			s.srv.m.delivered(1)
+		}
+		kept = append(kept, f)
+	}
+	clear(s.inflight[len(kept):])
+	s.inflight = kept
+	c.t.endWrite(buf)
+}
+
+// ack handles PUBACK pid from connection c.
+func (s *session) ack(c *mqttConn, pid uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != c || s.removed {
+		return
+	}
+	for i := range s.inflight {
+		if s.inflight[i].pid == pid {
+			copy(s.inflight[i:], s.inflight[i+1:])
+			s.inflight[len(s.inflight)-1] = inflightMsg{}
+			s.inflight = s.inflight[:len(s.inflight)-1]
+			break
+		}
+	}
+	// An unknown id is ignored (a late ack of a message resent after
+	// reconnect, or a confused client).
+	s.drainLocked()
+}
+
+// armRetry schedules the redelivery check. s.mu held.
+func (s *session) armRetry() {
+	if s.retryArmed || len(s.inflight) == 0 || s.conn == nil {
+		return
+	}
+	s.retryArmed = true
+	d := s.srv.cfg.RetryInterval
+	if s.retry == nil {
+		s.retry = time.AfterFunc(d, s.retryFire)
+	} else {
+		s.retry.Reset(d)
+	}
+}
+
+func (s *session) retryFire() {
+	defer func() {
+		if r := recover(); r != nil {
+			s.srv.panicked("retry", r, debug.Stack())
+		}
+	}()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retryArmed = false
+	if s.removed || s.conn == nil {
+		return
+	}
+	s.resendInflight(s.srv.cfg.RetryInterval)
+	s.armRetry()
+}
+
+// ---- connection binding ----
+
+// attach makes c the session's connection and replays: inflight messages
+// again (DUP), then the queue. preamble appends what must precede them
+// (CONNACK). s.mu held.
+func (s *session) attach(c *mqttConn, level byte, preamble func([]byte) []byte) {
+	s.conn = c
+	s.level = level
+	s.offlineGen++
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	buf, _, _ := c.t.beginWrite()
+	buf = preamble(buf)
+	c.t.endWrite(buf)
+	s.resendInflight(0)
+	s.drainLocked()
+	s.armRetry()
+}
+
+// ---- subscriptions ----
+
+// subscribe adds or replaces a filter for connection c and returns the
+// SUBACK code.
+func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != c || s.removed {
+		return packet.SubackFailure
+	}
+	for i := range s.subs {
+		if s.subs[i].filter == filter {
+			s.subs[i].qos, s.subs[i].group = qos, gid
+			return qos
+		}
+	}
+	if len(s.subs) >= s.srv.cfg.MaxSubscriptions {
+		s.srv.m.refusal(reasonSubscribeMax)
+		return packet.SubackFailure
+	}
+	s.subs = append(s.subs, subscription{filter: filter, qos: qos, group: gid})
+	return qos
+}
+
+func (s *session) unsubscribe(c *mqttConn, filters []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != c || s.removed {
+		return
+	}
+	for _, f := range filters {
+		for i := range s.subs {
+			if s.subs[i].filter == f {
+				s.subs = append(s.subs[:i], s.subs[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// release drops everything the session holds. s.mu held.
+func (s *session) release() {
+	s.removed = true
+	s.conn = nil
+	s.subs = nil
+	s.inflight = nil
+	s.queue.reset()
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	if s.retry != nil {
+		s.retry.Stop()
+	}
+}

@@ -1,0 +1,229 @@
+package router
+
+import (
+	"testing"
+
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router/packet"
+)
+
+func TestSubscribeTarget(t *testing.T) {
+	tp := newTopics(DefaultConfig().normalize())
+	cases := []struct {
+		filter string
+		gid    string
+		ok     bool
+	}{
+		{"/private/alice", "", true},
+		{"/private/alice/#", "", true},
+		{"/private/alice/group/+", "", true},
+		{"/private/alice/group/g1", "", true},
+		{"/private/alice/+/g1", "", true},
+		{"/group/g1", "g1", true},
+		{"/group/anything", "anything", true}, // membership is checked by the caller
+
+		// C5/C6: wildcards where the identity goes, other trees
+		{"/private/+", "", false},
+		{"/private/#", "", false},
+		{"/private/+/group/g1", "", false},
+		{"#", "", false},
+		{"/#", "", false},
+		{"+/+", "", false},
+		{"/+/alice", "", false},
+		{"+/private/alice", "", false},
+		{"/private/bob", "", false},
+		{"/private/bob/#", "", false},
+		// C7: level boundaries
+		{"/private/alice2", "", false},
+		{"/private/alicebob", "", false},
+		{"private/alice", "", false},
+		{"//private/alice", "", false},
+		{"/private//alice", "", false},
+		{"/group/+", "", false},
+		{"/group/#", "", false},
+		{"/group/g1/#", "", false},
+		{"/group/g1/x", "", false},
+		{"/group/", "", false},
+		{"/group//g1", "", false},
+		{"/group/..", "", false},
+		// C9: shared subscriptions refused whatever follows
+		{"$share/g/private/alice", "", false},
+		{"$share/g//private/alice", "", false},
+		{"$share/g/#", "", false},
+		// C8, service
+		{"$SYS/#", "", false},
+		{"/service/auth", "", false},
+		// C4: no normalisation
+		{"\uFEFF/private/alice", "", false},
+		{"/private/ALICE", "", false},
+	}
+	for _, c := range cases {
+		gid, ok := tp.subscribeTarget("alice", c.filter)
+		if ok != c.ok || gid != c.gid {
+			t.Errorf("subscribeTarget(alice, %q) = %q, %v; want %q, %v", c.filter, gid, ok, c.gid, c.ok)
+		}
+	}
+	// C5: an identity that is not a valid id never matches anything.
+	for _, id := range []string{"+", "#", "alice/#", "a/b", "", "..", "."} {
+		for _, f := range []string{"/private/" + id, "/private/+", "/private/#", "/private/" + id + "/#"} {
+			if _, ok := tp.subscribeTarget(id, f); ok {
+				t.Errorf("identity %q may subscribe %q", id, f)
+			}
+		}
+	}
+}
+
+func TestPublishTarget(t *testing.T) {
+	tp := newTopics(DefaultConfig().normalize())
+	cases := []struct {
+		topic  string
+		kind   message.Kind
+		to     string
+		reason string
+	}{
+		{"/group/g1", message.Group, "g1", ""},
+		{"/private/bob", message.Direct, "bob", ""},
+		{"/group/g1x", message.Group, "g1x", ""}, // a different group: the ACL decides
+		{"/group/g1/secret", 0, "", reasonTopic},
+		{"/group/g1/", 0, "", reasonTopic},
+		{"/group//g1", 0, "", reasonTopic},
+		{"//group/g1", 0, "", reasonTopic},
+		{"/group/g1/../g2", 0, "", reasonTopic},
+		{"/group/", 0, "", reasonTopic},
+		{"/group", 0, "", reasonTopic},
+		{"/private/bob/group/g1", 0, "", reasonTopic},
+		{"/private/", 0, "", reasonTopic},
+		{"$SYS/x", 0, "", reasonTopic},
+		{"$share/g/x", 0, "", reasonTopic},
+		{"$private/alice", 0, "", reasonTopic},
+		{"/service/auth", 0, "", reasonService},
+		{"/service/auth/tok", 0, "", reasonService},
+		{"service/auth", 0, "", reasonService},
+		{"/services", 0, "", reasonTopic},
+		{"\uFEFF/group/g1", 0, "", reasonTopic},
+	}
+	for _, c := range cases {
+		kind, to, reason := tp.publishTarget([]byte(c.topic))
+		if kind != c.kind || string(to) != c.to || reason != c.reason {
+			t.Errorf("publishTarget(%q) = %v, %q, %q; want %v, %q, %q", c.topic, kind, to, reason, c.kind, c.to, c.reason)
+		}
+	}
+}
+
+func TestAuthToken(t *testing.T) {
+	tp := newTopics(DefaultConfig().normalize())
+	for _, c := range []struct{ topic, payload, token string }{
+		{"/service/auth", "T1", "T1"},
+		{"service/auth", "T2", "T2"},
+		{"/service/auth/T3", "ignored", "T3"},
+	} {
+		tok, ok := tp.authToken([]byte(c.topic), []byte(c.payload))
+		if !ok || string(tok) != c.token {
+			t.Errorf("authToken(%q) = %q, %v", c.topic, tok, ok)
+		}
+	}
+	for _, topic := range []string{"/service/auth/", "/service/authx", "/service", "/private/alice"} {
+		if _, ok := tp.authToken([]byte(topic), []byte("x")); ok {
+			t.Errorf("authToken(%q) accepted", topic)
+		}
+	}
+}
+
+func TestCustomPrefixes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PrivatePrefix, cfg.GroupPrefix, cfg.ServicePrefix = "p/u", "grp", "svc"
+	tp := newTopics(cfg.normalize())
+	if _, ok := tp.subscribeTarget("alice", "p/u/alice/#"); !ok {
+		t.Error("p/u/alice/# refused")
+	}
+	if _, ok := tp.subscribeTarget("alice", "p/+/alice"); ok {
+		t.Error("p/+/alice allowed")
+	}
+	if gid, ok := tp.subscribeTarget("alice", "grp/g1"); !ok || gid != "g1" {
+		t.Error("grp/g1 refused")
+	}
+	if k, to, _ := tp.publishTarget([]byte("grp/g1")); k != message.Group || string(to) != "g1" {
+		t.Error("grp/g1 not a group topic")
+	}
+	if _, ok := tp.authToken([]byte("svc/auth"), []byte("t")); !ok {
+		t.Error("svc/auth not an auth topic")
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"a", "alice", "A-b_c.d", "0123456789012345678901234567890123456789012345678901234567890123"} {
+		if !validID(id) {
+			t.Errorf("validID(%q) = false", id)
+		}
+	}
+	for _, id := range []string{"", ".", "..", "+", "#", "a/b", "a b", "a\x00", "é", "01234567890123456789012345678901234567890123456789012345678901234"} {
+		if validID(id) {
+			t.Errorf("validID(%q) = true", id)
+		}
+	}
+}
+
+func TestQueueDropsOldest(t *testing.T) {
+	var q msgQueue
+	msgs := make([]*message.Message, 10)
+	dropped := 0
+	for i := range msgs {
+		msgs[i] = &message.Message{ID: uint64(i + 1)}
+		if q.push(outMsg{m: msgs[i], qos: 1}, 4) {
+			dropped++
+		}
+	}
+	if dropped != 6 || q.len() != 4 {
+		t.Fatalf("dropped %d len %d", dropped, q.len())
+	}
+	for want := uint64(7); want <= 10; want++ {
+		if got := q.pop().m.ID; got != want {
+			t.Fatalf("pop %d, want %d", got, want)
+		}
+	}
+	if q.len() != 0 {
+		t.Fatal("queue not empty")
+	}
+	// interleaved push/pop keeps order across wrap-around
+	next, want := uint64(1), uint64(1)
+	for i := 0; i < 100; i++ {
+		q.push(outMsg{m: &message.Message{ID: next}}, 1000)
+		next++
+		if i%3 == 0 {
+			if got := q.pop().m.ID; got != want {
+				t.Fatalf("pop %d want %d", got, want)
+			}
+			want++
+		}
+	}
+	for q.len() > 0 {
+		if got := q.pop().m.ID; got != want {
+			t.Fatalf("pop %d want %d", got, want)
+		}
+		want++
+	}
+}
+
+func TestIDRing(t *testing.T) {
+	var r idRing
+	for i := uint64(1); i <= recentIDs; i++ {
+		r.add(i)
+	}
+	if !r.has(1) || !r.has(recentIDs) || r.has(recentIDs+1) || r.has(0) {
+		t.Fatal("ring membership wrong")
+	}
+	r.add(recentIDs + 1)
+	if r.has(1) || !r.has(2) {
+		t.Fatal("oldest id not evicted")
+	}
+}
+
+func TestMatchUsedByDelivery(t *testing.T) {
+	// Sanity check that the codec's matcher agrees with the delivery
+	// topic forms.
+	if !packet.Match("/private/alice/#", []byte("/private/alice/group/g1")) ||
+		!packet.Match("/private/alice/#", []byte("/private/alice")) ||
+		packet.Match("/private/alice", []byte("/private/alice/group/g1")) {
+		t.Fatal("unexpected Match results")
+	}
+}
