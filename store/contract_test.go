@@ -433,12 +433,12 @@ func testWatch(t *testing.T, f *fixture) {
 	steps := []func() error{
 		func() error { return st.CreateGroup(ctx, Group{ID: "g3"}) },
 		func() error { return st.SetRole(ctx, "g3", "bob", Member, true) },
-		func() error { return st.SetRole(ctx, "g3", "bob", Member, true) }, // no change
+		func() error { return st.SetRole(ctx, "g3", "bob", Member, true) }, // no change, still an event
 		func() error {
 			return st.CreateSession(ctx, Session{TokenHash: h, PrincipalID: "bob", Expires: time.Now().Add(time.Hour)})
 		},
 		func() error { return st.SetRole(ctx, "g.1", "alice", Member, false) },
-		func() error { return st.SetRole(ctx, "g.1", "alice", Member, false) }, // no change
+		func() error { return st.SetRole(ctx, "g.1", "alice", Member, false) }, // no change, still an event
 		func() error { return st.DeleteSession(ctx, h) },
 		func() error { return st.DeleteSession(ctx, hOld) },
 	}
@@ -450,6 +450,8 @@ func testWatch(t *testing.T, f *fixture) {
 	waitEvents(t, rec,
 		"group+ g3 false",
 		"role+ g3 bob member",
+		"role+ g3 bob member", // one event per SetRole, even a no-op
+		"role- g.1 alice member",
 		"role- g.1 alice member",
 		"revoked "+h,
 		"revoked "+hOld,

@@ -21,7 +21,9 @@ package store
 // Deleted roles and sessions leave a delete marker (history 1), which is
 // what watchers see as RoleRemoved / SessionRevoked. Markers of removed
 // roles stay until the bucket is compacted (kv.PurgeDeletes); expired
-// sessions vanish through the bucket's MaxAge without any marker.
+// sessions vanish through the bucket's MaxAge without any marker. A role's
+// "since" is the time of its last SetRole(on=true): re-setting a held role
+// rewrites it (one watch event per SetRole, as the contract requires).
 
 import (
 	"context"
@@ -314,33 +316,21 @@ func (k *KV) SetRole(ctx context.Context, gid, id string, r Role, on bool) error
 		return err
 	}
 	key := roleKey(gid, id, r)
-	if on {
-		// Create, not Put: setting a held role writes nothing, so watchers
-		// see no event for a no-op.
-		if err := k.create(ctx, k.roles, "role", key, roleRecord{Since: time.Now().UTC()}); err != nil && !errors.Is(err, ErrExists) {
-			return err
-		}
-		return nil
-	}
 	ctx, cancel, err := k.op(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	e, err := k.roles.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil // not held: no marker, no event
-	}
-	if err != nil {
-		return unavailable("get role", err)
-	}
-	// Guarded by the revision read, so a concurrent remove-and-set by
-	// another process is not undone; a mismatch means someone else changed
-	// the key, and their write wins.
-	if err := k.roles.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return nil
+	// Always one write, even when nothing changes: the Store contract
+	// promises watchers one event per SetRole.
+	if on {
+		data, _ := json.Marshal(roleRecord{Since: time.Now().UTC()})
+		if _, err := k.roles.Put(ctx, key, data); err != nil {
+			return unavailable("put role", err)
 		}
+		return nil
+	}
+	if err := k.roles.Delete(ctx, key); err != nil {
 		return unavailable("delete role", err)
 	}
 	return nil
@@ -454,7 +444,8 @@ func (k *KV) Close() error {
 //     then live changes. Delete markers in the replay are skipped (the
 //     key does not exist); live ones become GroupDeleted / RoleRemoved.
 //   - sessions: updates only (no replay of sessions); live deletes and
-//     purges become SessionRevoked, puts are ignored.
+//     purges become SessionRevoked, puts are ignored. Revocations made
+//     while no watch runs are not replayed.
 //
 // ready is called once both replays are complete. Until then only the
 // replays are read (live changes wait in the watchers' buffers), so every

@@ -156,14 +156,13 @@ func (m *Memory) SetRole(ctx context.Context, gid, id string, r Role, on bool) e
 		return fmt.Errorf("principal %q: %w", id, ErrNotFound)
 	}
 	held := m.roles[gid][id]
-	switch {
-	case on && held&r == 0:
+	if on {
 		if m.roles[gid] == nil {
 			m.roles[gid] = make(map[string]Role)
 		}
 		m.roles[gid][id] = held | r
 		m.emit(Event{Type: RoleSet, GroupID: gid, Principal: id, Role: r})
-	case !on && held&r != 0:
+	} else {
 		if held &^= r; held == 0 {
 			delete(m.roles[gid], id)
 		} else {

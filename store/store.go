@@ -116,6 +116,9 @@ type Store interface {
 	// SetRole gives (on=true) or takes (on=false) role r in group gid to
 	// principal id. The group and the principal must exist (ErrNotFound).
 	// Setting a role that is held, or removing one that is not, is no error.
+	// Every successful call is one change that Watch reports (RoleSet or
+	// RoleRemoved), even when it changes nothing: Directory relies on it to
+	// order its own writes against watched ones.
 	SetRole(ctx context.Context, gid, id string, r Role, on bool) error
 	// Roles lists the members and publishers of gid, sorted.
 	Roles(ctx context.Context, gid string) (members, publishers []string, err error)
