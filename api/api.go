@@ -1,0 +1,347 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pushring/pushring/membership"
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/store"
+)
+
+// Publisher takes a message accepted over HTTP into the cluster. fanout
+// implements it; node wires it in.
+type Publisher interface {
+	// Forward hands m on. When it returns nil the message is handed on
+	// and the API answers 202; an error is 503. Goroutine-safe; may block
+	// briefly (honours ctx). m must not be modified after the call.
+	Forward(ctx context.Context, m *message.Message) error
+}
+
+// ACL answers authorization questions. store.Directory implements it.
+// All methods are goroutine-safe and non-blocking.
+type ACL interface {
+	// CanPublishGroup: id is a publisher of gid, or a member of a group
+	// whose members may publish.
+	CanPublishGroup(id, gid string) bool
+	// CanDirect: from may send a direct message to to.
+	CanDirect(from, to string) bool
+	// IsMember: id is a member of gid.
+	IsMember(gid, id string) bool
+}
+
+// Cluster describes the nodes and where principals live.
+// membership.Static and the gossip membership implement it. All methods
+// are goroutine-safe and non-blocking.
+type Cluster interface {
+	// Self is this node.
+	Self() membership.Node
+	// Nodes lists the live nodes.
+	Nodes() []membership.Node
+	// HomeNode is the node that delivers to principal id.
+	HomeNode(id string) membership.Node
+}
+
+var (
+	_ Cluster = (*membership.Static)(nil)
+	_ ACL     = (*store.Directory)(nil)
+)
+
+// Deps are the parts of the node the API uses.
+type Deps struct {
+	Publisher Publisher         // required
+	ACL       ACL               // required
+	Cluster   Cluster           // required
+	IDs       *message.IDSource // nil: a source named after Cluster.Self().ID
+	// Ready reports whether the node can serve (/readyz): nil error is
+	// ready. nil: always ready. Goroutine-safe; should answer quickly.
+	Ready func() error
+}
+
+// Config of the API. Zero fields take the DefaultConfig value.
+type Config struct {
+	// AdminKey authorizes admin calls, sent as "Authorization: Bearer
+	// <AdminKey>". Empty: no call is ever admin (fail closed).
+	AdminKey string
+	// SessionTTL is how long a login session lasts. Default 24h.
+	SessionTTL time.Duration
+	// MaxBodyBytes caps every request body (413 above). Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxPayloadBytes caps a message payload after base64 decoding (413
+	// above). Default 256 KiB.
+	MaxPayloadBytes int
+	// PrivatePrefix is the root of private topics: /private/<id>.
+	// Default "/private".
+	PrivatePrefix string
+	// LoginRate is the refill rate, in attempts per second, of the login
+	// token bucket kept per client address, and LoginBurst its size.
+	// Defaults 1/s and 10. A negative LoginRate turns the limit off.
+	LoginRate  float64
+	LoginBurst int
+	// Logger receives one line per refused request. Default: discard.
+	Logger *slog.Logger
+	// Registry is the node's Prometheus registry: /metrics serves it and
+	// the API registers its own metrics on it. nil: a new one.
+	Registry *prometheus.Registry
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults (no admin key).
+func DefaultConfig() Config {
+	return Config{
+		SessionTTL:      24 * time.Hour,
+		MaxBodyBytes:    1 << 20,
+		MaxPayloadBytes: 256 << 10,
+		PrivatePrefix:   "/private",
+		LoginRate:       1,
+		LoginBurst:      10,
+		Now:             time.Now,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = d.SessionTTL
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = d.MaxPayloadBytes
+	}
+	c.PrivatePrefix = strings.TrimRight(c.PrivatePrefix, "/")
+	if c.PrivatePrefix == "" {
+		c.PrivatePrefix = d.PrivatePrefix
+	}
+	if c.LoginRate == 0 {
+		c.LoginRate = d.LoginRate
+	}
+	if c.LoginBurst <= 0 {
+		c.LoginBurst = d.LoginBurst
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// API is the HTTP handler of a node. It is goroutine-safe.
+type API struct {
+	cfg   Config
+	st    store.Store
+	deps  Deps
+	log   *slog.Logger
+	mux   *http.ServeMux
+	met   *metrics
+	login *limiter // nil: no login limit
+
+	adminSet  bool
+	adminHash [sha256.Size]byte
+
+	hashSlots chan struct{} // bounds concurrent password hashing
+
+	dummyOnce sync.Once
+	dummyPHC  string // a password hash to check against for unknown ids
+}
+
+var _ http.Handler = (*API)(nil)
+
+// New returns the API over st. It panics if st or a required dependency is
+// nil: that is a wiring bug, not a runtime condition.
+func New(cfg Config, st store.Store, deps Deps) *API {
+	if st == nil || deps.Publisher == nil || deps.ACL == nil || deps.Cluster == nil {
+		panic("api: New needs a store, a Publisher, an ACL and a Cluster")
+	}
+	cfg.fill()
+	if deps.IDs == nil {
+		deps.IDs = message.NewIDSource(deps.Cluster.Self().ID)
+	}
+	a := &API{
+		cfg:       cfg,
+		st:        st,
+		deps:      deps,
+		log:       cfg.Logger,
+		mux:       http.NewServeMux(),
+		met:       newMetrics(cfg.Registry),
+		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
+	}
+	if cfg.AdminKey != "" {
+		a.adminSet = true
+		a.adminHash = sha256.Sum256([]byte(cfg.AdminKey))
+		if len(cfg.AdminKey) < 16 {
+			a.log.Warn("api: admin key is shorter than 16 bytes")
+		}
+	}
+	if cfg.LoginRate > 0 {
+		a.login = newLimiter(cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
+	}
+	a.routes()
+	return a
+}
+
+func (a *API) now() time.Time { return a.cfg.Now() }
+
+func (a *API) routes() {
+	a.handle("POST /v1/users", a.createUser)
+	a.handle("POST /v1/devices", a.createDevice)
+	a.handle("POST /v1/sessions", a.createSession)
+	a.handle("GET /v1/sessions/current", a.currentSession)
+	a.handle("DELETE /v1/sessions/current", a.deleteSession)
+	a.handle("POST /v1/groups", a.createGroup)
+	a.handle("GET /v1/groups/{gid}", a.getGroup)
+	a.handle("PUT /v1/groups/{gid}/members/{id}", a.setRole(store.Member, true))
+	a.handle("DELETE /v1/groups/{gid}/members/{id}", a.setRole(store.Member, false))
+	a.handle("PUT /v1/groups/{gid}/publishers/{id}", a.setRole(store.Publisher, true))
+	a.handle("DELETE /v1/groups/{gid}/publishers/{id}", a.setRole(store.Publisher, false))
+	a.handle("POST /v1/groups/{gid}/messages", a.groupMessage)
+	a.handle("POST /v1/users/{id}/messages", a.directMessage)
+	a.handle("GET /v1/route/{id}", a.route)
+	a.handle("GET /v1/cluster", a.cluster)
+	a.handle("GET /healthz", a.healthz)
+	a.handle("GET /readyz", a.readyz)
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}))
+}
+
+// request is one call on its way through a handler.
+type request struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	route  string
+	caller caller // set once authenticated, for the log
+
+	// subject is the principal id a refused login tried, for the log.
+	subject string
+}
+
+// handlerFunc serves q; a non-nil error is written as the JSON error.
+type handlerFunc func(q *request) error
+
+func (a *API) handle(pattern string, h handlerFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		q := &request{w: w, r: r, route: pattern}
+		if err := h(q); err != nil {
+			a.fail(q, err)
+		}
+	})
+}
+
+// ServeHTTP counts every request, turns panics into 500 and replaces the
+// mux's own text answers (404, 405, redirects) with JSON ones.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	route := "unmatched"
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			a.log.Error("api: panic", "route", route, "panic", fmt.Sprint(v))
+			if !sw.wrote {
+				a.fail(&request{w: sw, r: r, route: route}, errInternal)
+			}
+		}
+		a.met.requests.WithLabelValues(route, sw.statusText()).Inc()
+	}()
+
+	q := &request{w: sw, r: r, route: route}
+	if r.Method == http.MethodConnect || !canonicalPath(r.URL.EscapedPath()) {
+		a.fail(q, errNotFound)
+		return
+	}
+	h, pattern := a.mux.Handler(r)
+	if pattern == "" {
+		// The mux's own 404 or 405: learn which, answer in JSON.
+		rec := &discardWriter{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			sw.Header().Set("Allow", rec.header.Get("Allow"))
+			a.fail(q, errMethodNotAllowed)
+			return
+		}
+		a.fail(q, errNotFound)
+		return
+	}
+	route = pattern
+	a.mux.ServeHTTP(sw, r)
+}
+
+// canonicalPath reports whether p is already clean (no "//", "." or ".."
+// elements), so the mux would not redirect it.
+func canonicalPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return !strings.Contains(p, "//")
+}
+
+// statusWriter records the status written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) statusText() string {
+	if !w.wrote {
+		return "200"
+	}
+	return fmt.Sprint(w.status)
+}
+
+// discardWriter captures the status and headers of the mux's fallback
+// handlers and drops their text bodies.
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *discardWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return len(b), nil
+}
