@@ -106,7 +106,6 @@ type Node struct {
 
 	embedded *natsembed.Server
 	nc       *nats.Conn
-	kv       *store.KV
 	dir      *store.Directory
 	fan      *fanout.Fanout
 	router   *router.Server
@@ -177,10 +176,15 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	kvCfg := store.DefaultKVConfig()
 	kvCfg.Cluster = cfg.Cluster
-	if n.kv, err = store.NewKV(ctx, js, kvCfg); err != nil {
+	// The sessions bucket drops records after SessionMaxAge: never before
+	// the sessions it holds expire.
+	kvCfg.SessionMaxAge = max(kvCfg.SessionMaxAge, cfg.SessionTTL)
+	kv, err := store.NewKV(ctx, js, kvCfg)
+	if err != nil {
 		return nil, err
 	}
-	n.dir = store.NewDirectory(n.kv)
+	n.dir = store.NewDirectory(kv)
+	n.dir.SetLogger(n.log)
 	if err := n.dir.Start(runCtx); err != nil {
 		return nil, fmt.Errorf("node: directory: %w", err)
 	}
@@ -294,6 +298,9 @@ func (n *Node) Close() error {
 		n.cancel()
 	}
 	n.wg.Wait()
+	if n.dir != nil {
+		n.dir.Close() // closes the KV too, never the NATS connection
+	}
 	if n.nc != nil {
 		n.nc.Drain()
 		n.nc.Close()
