@@ -1,0 +1,38 @@
+package fanout
+
+import "github.com/nats-io/nats.go"
+
+// natsBus is the production Bus: core NATS publish/subscribe on one
+// connection.
+type natsBus struct {
+	nc *nats.Conn
+}
+
+var _ Bus = (*natsBus)(nil)
+
+// NewNATSBus returns a Bus over nc. Publish copies data into the
+// connection's buffer and returns (fire-and-forget). Each subscription is
+// served by its own goroutine, one message at a time (the nats.go async
+// subscription), with nats.go's default pending limits (500,000 messages or
+// 64 MiB): a receiver that falls further behind loses envelopes, reported
+// to nc's async error handler as a slow consumer. The connection's owner
+// closes it; the Bus does not.
+func NewNATSBus(nc *nats.Conn) Bus {
+	return &natsBus{nc: nc}
+}
+
+func (b *natsBus) Publish(subject string, data []byte) error {
+	return b.nc.Publish(subject, data)
+}
+
+func (b *natsBus) Subscribe(subject string, fn func(data []byte)) (func(), error) {
+	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) { fn(m.Data) })
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+func (b *natsBus) Flush() error {
+	return b.nc.Flush()
+}

@@ -1,0 +1,498 @@
+package fanout
+
+// Envelope format, version 1
+//
+// Every message between nodes is one envelope, published on the receiving
+// node's subject (see Subject). All integers marked "uvarint" are unsigned
+// LEB128 varints as written by encoding/binary.AppendUvarint, in their
+// shortest form: the decoder refuses padded varints, so every valid
+// envelope has exactly one encoding. A "str" is a uvarint byte length
+// followed by that many bytes. Nothing follows the last field.
+//
+//	offset  size  field
+//	0       1     version, 1
+//	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach
+//	2       1     hops: how many times a node re-sent the message because
+//	              ownership had moved (see Config.HopLimit)
+//	3       str   sender node id, non-empty
+//
+// Resolve (a group message on its way to the group's owner) and Deliver
+// (a message plus the recipients homed at the receiving node) go on with
+// the message:
+//
+//	        8     message id, big-endian
+//	        1     message kind: 1 direct, 2 group (Resolve: group only)
+//	        1     QoS: 0 or 1
+//	        str   from: publisher principal id, may be empty (admin over HTTP)
+//	        str   to: principal id (direct) or group id (group), non-empty
+//	        str   payload, may be empty
+//
+// Deliver then lists its recipients:
+//
+//	        uvarint  recipient count, at least 1
+//	        str      recipient principal id, non-empty; count times
+//
+// Attach and Detach (principal id → the node that holds its connection)
+// carry two fields after the header instead:
+//
+//	        str   principal id, non-empty
+//	        str   holding node id, non-empty
+//
+// Example, a Deliver of direct message 0x0102030405060708 at QoS 1 from
+// "a" to "b", payload "hi", sent by node "n1" that has not re-sent it:
+//
+//	01 02 00  02 6e 31  01 02 03 04 05 06 07 08  01 01  01 61  01 62
+//	02 68 69  01  01 62
+//
+// A version bump is needed for any change a version-1 decoder would
+// misread; a decoder refuses versions it does not know, so nodes of mixed
+// versions drop each other's envelopes (counted) instead of misrouting.
+//
+// A decoded envelope aliases one private copy of the wire bytes: strings
+// and the payload point into it. See DecodeEnvelope.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/pushring/pushring/message"
+)
+
+// EnvelopeVersion is the version this package writes and the only one it
+// reads.
+const EnvelopeVersion = 1
+
+// EnvelopeKind says what an envelope asks the receiving node to do.
+type EnvelopeKind uint8
+
+const (
+	// KindResolve: resolve group message Msg (its owner expands it to
+	// members and sends Deliver envelopes).
+	KindResolve EnvelopeKind = 1
+	// KindDeliver: hand Msg to the local sessions of Recipients.
+	KindDeliver EnvelopeKind = 2
+	// KindAttach: principal Principal is connected to node Node.
+	KindAttach EnvelopeKind = 3
+	// KindDetach: principal Principal is no longer connected to node Node.
+	KindDetach EnvelopeKind = 4
+)
+
+func (k EnvelopeKind) String() string {
+	switch k {
+	case KindResolve:
+		return "resolve"
+	case KindDeliver:
+		return "deliver"
+	case KindAttach:
+		return "attach"
+	case KindDetach:
+		return "detach"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Envelope is the decoded form of one envelope. Which fields are used
+// depends on Kind; the others must be zero for AppendEnvelope.
+type Envelope struct {
+	Kind   EnvelopeKind
+	Hops   uint8
+	Sender string // node id of the sending node
+
+	// Msg: Resolve and Deliver.
+	Msg message.Message
+	// Recipients: Deliver only; principal ids homed at the receiving node.
+	Recipients []string
+
+	// Principal and Node: Attach and Detach.
+	Principal string
+	Node      string
+}
+
+// Errors of the envelope codec. Decode errors wrap ErrMalformed unless the
+// version or kind is unknown.
+var (
+	ErrEnvelopeVersion = errors.New("fanout: unknown envelope version")
+	ErrEnvelopeKind    = errors.New("fanout: unknown envelope kind")
+	ErrMalformed       = errors.New("fanout: malformed envelope")
+	// ErrInvalidEnvelope: AppendEnvelope was given an envelope that the
+	// decoder would refuse.
+	ErrInvalidEnvelope = errors.New("fanout: invalid envelope")
+)
+
+// Decode errors are values made once, so that refusing garbage does not
+// allocate.
+var (
+	errTruncated       = fmt.Errorf("%w: truncated", ErrMalformed)
+	errTrailing        = fmt.Errorf("%w: trailing bytes", ErrMalformed)
+	errVarint          = fmt.Errorf("%w: bad uvarint", ErrMalformed)
+	errEmptySender     = fmt.Errorf("%w: empty sender", ErrMalformed)
+	errMsgKind         = fmt.Errorf("%w: bad message kind", ErrMalformed)
+	errQoS             = fmt.Errorf("%w: bad QoS", ErrMalformed)
+	errEmptyTo         = fmt.Errorf("%w: empty to", ErrMalformed)
+	errNoRecipients    = fmt.Errorf("%w: no recipients", ErrMalformed)
+	errEmptyRecipient  = fmt.Errorf("%w: empty recipient", ErrMalformed)
+	errEmptyAttachment = fmt.Errorf("%w: empty principal or node", ErrMalformed)
+)
+
+// headerLen is the fixed part of the header: version, kind, hops.
+const headerLen = 3
+
+// AppendEnvelope appends the encoding of e to dst and returns the extended
+// slice. It does not allocate when dst has room. It refuses (with
+// ErrInvalidEnvelope) exactly the envelopes DecodeEnvelope would refuse,
+// so decode(encode(e)) == e for every e it accepts.
+func AppendEnvelope(dst []byte, e *Envelope) ([]byte, error) {
+	if err := validEnvelope(e); err != nil {
+		return dst, fmt.Errorf("%w: %w", ErrInvalidEnvelope, err)
+	}
+	dst = appendHeader(dst, e.Kind, e.Hops, e.Sender)
+	switch e.Kind {
+	case KindResolve:
+		dst = appendMessage(dst, &e.Msg)
+	case KindDeliver:
+		dst = appendMessage(dst, &e.Msg)
+		dst = appendRecipients(dst, e.Recipients)
+	case KindAttach, KindDetach:
+		dst = appendString(dst, e.Principal)
+		dst = appendString(dst, e.Node)
+	}
+	return dst, nil
+}
+
+// EnvelopeSize is len of the encoding of e (e must be valid).
+func EnvelopeSize(e *Envelope) int {
+	n := headerSize(e.Sender)
+	switch e.Kind {
+	case KindResolve:
+		n += messageSize(&e.Msg)
+	case KindDeliver:
+		n += messageSize(&e.Msg) + recipientsSize(e.Recipients)
+	case KindAttach, KindDetach:
+		n += stringSize(e.Principal) + stringSize(e.Node)
+	}
+	return n
+}
+
+func validEnvelope(e *Envelope) error {
+	if e.Sender == "" {
+		return errEmptySender
+	}
+	switch e.Kind {
+	case KindResolve, KindDeliver:
+		if err := validMessage(&e.Msg); err != nil {
+			return err
+		}
+		if e.Kind == KindResolve {
+			if e.Msg.Kind != message.Group {
+				return errMsgKind
+			}
+			if e.Recipients != nil {
+				return errors.New("recipients on a resolve")
+			}
+		} else {
+			if len(e.Recipients) == 0 {
+				return errNoRecipients
+			}
+			for _, r := range e.Recipients {
+				if r == "" {
+					return errEmptyRecipient
+				}
+			}
+		}
+		if e.Principal != "" || e.Node != "" {
+			return errors.New("principal or node on a " + e.Kind.String())
+		}
+	case KindAttach, KindDetach:
+		if e.Principal == "" || e.Node == "" {
+			return errEmptyAttachment
+		}
+		m := &e.Msg
+		if m.ID != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil {
+			return errors.New("message or recipients on a " + e.Kind.String())
+		}
+	default:
+		return ErrEnvelopeKind
+	}
+	return nil
+}
+
+// validMessage reports whether m can travel in an envelope.
+func validMessage(m *message.Message) error {
+	if m.Kind != message.Direct && m.Kind != message.Group {
+		return errMsgKind
+	}
+	if m.QoS > 1 {
+		return errQoS
+	}
+	if m.To == "" {
+		return errEmptyTo
+	}
+	return nil
+}
+
+// The append and size helpers below are what the hot path uses directly,
+// on inputs it has validated once.
+
+func appendHeader(dst []byte, k EnvelopeKind, hops uint8, sender string) []byte {
+	dst = append(dst, EnvelopeVersion, byte(k), hops)
+	return appendString(dst, sender)
+}
+
+func appendMessage(dst []byte, m *message.Message) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, m.ID)
+	dst = append(dst, byte(m.Kind), m.QoS)
+	dst = appendString(dst, m.From)
+	dst = appendString(dst, m.To)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Payload)))
+	return append(dst, m.Payload...)
+}
+
+func appendRecipients(dst []byte, rcpts []string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(rcpts)))
+	for _, r := range rcpts {
+		dst = appendString(dst, r)
+	}
+	return dst
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func uvarintSize(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+func stringSize(s string) int { return uvarintSize(uint64(len(s))) + len(s) }
+
+func headerSize(sender string) int { return headerLen + stringSize(sender) }
+
+func messageSize(m *message.Message) int {
+	return 8 + 2 + stringSize(m.From) + stringSize(m.To) +
+		uvarintSize(uint64(len(m.Payload))) + len(m.Payload)
+}
+
+func recipientsSize(rcpts []string) int {
+	n := uvarintSize(uint64(len(rcpts)))
+	for _, r := range rcpts {
+		n += stringSize(r)
+	}
+	return n
+}
+
+// DecodeEnvelope decodes one envelope. It is strict: an unknown version or
+// kind, a field that runs past the end, a padded or overflowing uvarint,
+// an empty id, a message kind or QoS out of range, or bytes after the last
+// field are errors. It never panics, whatever data holds.
+//
+// data is copied once; the returned envelope's strings (Sender, Msg.From,
+// Msg.To, Recipients, Principal, Node) and Msg.Payload alias that copy
+// instead of being allocated one by one, so a decode costs three
+// allocations however many recipients there are: the copy, the Envelope
+// and the Recipients slice. This is safe because the copy is private to
+// the envelope and never written after decoding (Go strings must never
+// change under their readers, and nothing here or in the Deliverer
+// contract writes to Payload); the garbage collector keeps the copy alive
+// as long as any string or slice points into it. The cost: a receiver
+// that keeps a single recipient id or the payload keeps the whole
+// envelope's bytes alive.
+//
+// data may be reused by the caller as soon as DecodeEnvelope returns.
+func DecodeEnvelope(data []byte) (*Envelope, error) {
+	return decodeEnvelope(data, nil)
+}
+
+// decodeEnvelope is DecodeEnvelope that puts the recipients in scratch
+// when it has room (the receive path pools them: a Deliverer must not keep
+// the slice).
+func decodeEnvelope(data []byte, scratch []string) (*Envelope, error) {
+	if len(data) > 0 && data[0] != EnvelopeVersion {
+		return nil, ErrEnvelopeVersion
+	}
+	if len(data) > 1 {
+		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindDetach {
+			return nil, ErrEnvelopeKind
+		}
+	}
+	if len(data) < headerLen {
+		return nil, errTruncated
+	}
+	buf := make([]byte, len(data))
+	copy(buf, data)
+	e := &Envelope{Kind: EnvelopeKind(buf[1]), Hops: buf[2]}
+	if err := decodeInto(e, buf, scratch); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// decodeInto fills e from buf (already copied, header bytes 0-2 checked),
+// aliasing buf.
+func decodeInto(e *Envelope, buf []byte, scratch []string) error {
+	r := reader{b: buf, off: headerLen}
+	e.Sender = r.str()
+	if r.err == nil && e.Sender == "" {
+		return errEmptySender
+	}
+	switch e.Kind {
+	case KindResolve, KindDeliver:
+		m := &e.Msg
+		if r.need(8 + 2) {
+			m.ID = binary.BigEndian.Uint64(buf[r.off:])
+			m.Kind = message.Kind(buf[r.off+8])
+			m.QoS = buf[r.off+9]
+			r.off += 10
+		}
+		m.From = r.str()
+		m.To = r.str()
+		m.Payload = r.bytes()
+		if r.err != nil {
+			return r.err
+		}
+		if err := validMessage(m); err != nil {
+			return err
+		}
+		if e.Kind == KindResolve {
+			if m.Kind != message.Group {
+				return errMsgKind
+			}
+			break
+		}
+		n := r.uvarint()
+		if r.err != nil {
+			return r.err
+		}
+		if n == 0 {
+			return errNoRecipients
+		}
+		// Every recipient takes at least two bytes (length and one byte):
+		// a count that cannot fit is refused before it sizes an allocation.
+		if n > uint64(len(buf)-r.off)/2 {
+			return errTruncated
+		}
+		var rcpts []string
+		if uint64(cap(scratch)) >= n {
+			rcpts = scratch[:n]
+		} else {
+			rcpts = make([]string, n)
+		}
+		for i := range rcpts {
+			rcpts[i] = r.str()
+			if r.err != nil {
+				return r.err
+			}
+			if rcpts[i] == "" {
+				return errEmptyRecipient
+			}
+		}
+		e.Recipients = rcpts
+	case KindAttach, KindDetach:
+		e.Principal = r.str()
+		e.Node = r.str()
+		if r.err != nil {
+			return r.err
+		}
+		if e.Principal == "" || e.Node == "" {
+			return errEmptyAttachment
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if r.off != len(buf) {
+		return errTrailing
+	}
+	return nil
+}
+
+// reader walks an envelope with a sticky error: after the first error
+// every read returns a zero value.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+// need reports whether n more bytes are there, setting errTruncated if not.
+func (r *reader) need(n int) bool {
+	if r.err != nil {
+		return false
+	}
+	if len(r.b)-r.off < n {
+		r.err = errTruncated
+		return false
+	}
+	return true
+}
+
+// uvarint reads a shortest-form uvarint.
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	var x uint64
+	var s uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		if r.off >= len(r.b) {
+			r.err = errTruncated
+			return 0
+		}
+		c := r.b[r.off]
+		r.off++
+		if c < 0x80 {
+			if (i > 0 && c == 0) || (i == binary.MaxVarintLen64-1 && c > 1) {
+				r.err = errVarint // padded, or more than 64 bits
+				return 0
+			}
+			return x | uint64(c)<<s
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	r.err = errVarint
+	return 0
+}
+
+// span reads a uvarint length and returns the offset of that many bytes,
+// which it skips.
+func (r *reader) span() (int, int) {
+	n := r.uvarint()
+	if r.err != nil {
+		return 0, 0
+	}
+	if n > uint64(len(r.b)-r.off) {
+		r.err = errTruncated
+		return 0, 0
+	}
+	start := r.off
+	r.off += int(n)
+	return start, int(n)
+}
+
+// str reads a str field as a string aliasing r.b (see DecodeEnvelope for
+// why that is safe).
+func (r *reader) str() string {
+	start, n := r.span()
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&r.b[start], n)
+}
+
+// bytes reads a str field as a slice of r.b, capacity clipped so that an
+// append by a receiver can never write into the next field.
+func (r *reader) bytes() []byte {
+	start, n := r.span()
+	if r.err != nil {
+		return nil
+	}
+	return r.b[start : start+n : start+n]
+}

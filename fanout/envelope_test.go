@@ -1,0 +1,271 @@
+package fanout
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pushring/pushring/message"
+)
+
+// envelopeTests is the table of expected bytes: TestAppendEnvelope encodes
+// each Envelope and compares with Hex, TestDecodeEnvelope decodes Hex and
+// compares with Envelope, and FuzzDecodeEnvelope starts from them.
+var envelopeTests = []struct {
+	Name     string
+	Envelope Envelope
+	Hex      string // spaces are ignored
+}{
+	{
+		Name: "deliver direct (the example in envelope.go)",
+		Envelope: Envelope{Kind: KindDeliver, Sender: "n1",
+			Msg:        message.Message{ID: 0x0102030405060708, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("hi")},
+			Recipients: []string{"b"}},
+		Hex: "01 02 00 02 6e31 0102030405060708 01 01 01 61 01 62 02 6869 01 01 62",
+	},
+	{
+		Name: "deliver group, three recipients, hops 2, empty from and payload",
+		Envelope: Envelope{Kind: KindDeliver, Hops: 2, Sender: "n3",
+			Msg:        message.Message{ID: 0xffffffffffffffff, Kind: message.Group, To: "g1", QoS: 0},
+			Recipients: []string{"alice", "bob", "c"}},
+		Hex: "01 02 02 02 6e33 ffffffffffffffff 02 00 00 02 6731 00" +
+			" 03 05 616c696365 03 626f62 01 63",
+	},
+	{
+		Name: "resolve",
+		Envelope: Envelope{Kind: KindResolve, Hops: 0, Sender: "node-a",
+			Msg: message.Message{ID: 42, Kind: message.Group, From: "dev1", To: "g", QoS: 1, Payload: []byte{0, 1, 2}}},
+		Hex: "01 01 00 06 6e6f64652d61 000000000000002a 02 01 04 64657631 01 67 03 000102",
+	},
+	{
+		Name: "resolve, hops 255, 200-byte payload (two-byte length)",
+		Envelope: Envelope{Kind: KindResolve, Hops: 255, Sender: "n",
+			Msg: message.Message{ID: 1, Kind: message.Group, To: "g", Payload: bytes.Repeat([]byte{'x'}, 200)}},
+		Hex: "01 01 ff 01 6e 0000000000000001 02 00 00 01 67 c801" + strings.Repeat("78", 200),
+	},
+	{
+		Name:     "attach",
+		Envelope: Envelope{Kind: KindAttach, Sender: "n2", Principal: "alice", Node: "n2"},
+		Hex:      "01 03 00 02 6e32 05 616c696365 02 6e32",
+	},
+	{
+		Name:     "detach",
+		Envelope: Envelope{Kind: KindDetach, Hops: 1, Sender: "n1", Principal: "bob", Node: "n3"},
+		Hex:      "01 04 01 02 6e31 03 626f62 02 6e33",
+	},
+}
+
+// badEnvelopes must all be refused by DecodeEnvelope with an error that
+// matches Err.
+var badEnvelopes = []struct {
+	Name string
+	Hex  string
+	Err  error
+}{
+	{"empty", "", ErrMalformed},
+	{"version only", "01", ErrMalformed},
+	{"no hops", "01 02", ErrMalformed},
+	{"version 0", "00 02 00 02 6e31", ErrEnvelopeVersion},
+	{"version 2", "02 02 00 02 6e31", ErrEnvelopeVersion},
+	{"kind 0", "01 00 00 02 6e31", ErrEnvelopeKind},
+	{"kind 5", "01 05 00 02 6e31", ErrEnvelopeKind},
+	{"kind ff", "01 ff", ErrEnvelopeKind},
+	{"empty sender", "01 03 00 00 05 616c696365 02 6e32", ErrMalformed},
+	{"sender runs past end", "01 03 00 09 6e32", ErrMalformed},
+	{"padded uvarint", "01 03 00 8200 6e32 05 616c696365 02 6e32", ErrMalformed},
+	{"uvarint over 64 bits", "01 03 00 ffffffffffffffffff02", ErrMalformed},
+	{"uvarint of 11 bytes", "01 03 00 8080808080808080808001", ErrMalformed},
+	{"huge length", "01 03 00 ffffffffffffffff7f 6e", ErrMalformed},
+	{"attach without node", "01 03 00 02 6e32 05 616c696365", ErrMalformed},
+	{"attach empty node", "01 03 00 02 6e32 05 616c696365 00", ErrMalformed},
+	{"attach empty principal", "01 03 00 02 6e32 00 02 6e32", ErrMalformed},
+	{"attach trailing byte", "01 03 00 02 6e32 05 616c696365 02 6e32 00", ErrMalformed},
+	{"resolve truncated id", "01 01 00 01 6e 00000000", ErrMalformed},
+	{"resolve of a direct message", "01 01 00 01 6e 0000000000000001 01 00 00 01 67 00", ErrMalformed},
+	{"message kind 0", "01 02 00 01 6e 0000000000000001 00 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"message kind 3", "01 02 00 01 6e 0000000000000001 03 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"QoS 2", "01 01 00 01 6e 0000000000000001 02 02 00 01 67 00", ErrMalformed},
+	{"empty to", "01 01 00 01 6e 0000000000000001 02 00 00 00 00", ErrMalformed},
+	{"payload runs past end", "01 01 00 01 6e 0000000000000001 02 00 00 01 67 05 6869", ErrMalformed},
+	{"resolve trailing byte", "01 01 00 01 6e 0000000000000001 02 00 00 01 67 00 00", ErrMalformed},
+	{"deliver without recipients", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00", ErrMalformed},
+	{"deliver zero recipients", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 00", ErrMalformed},
+	{"deliver empty recipient", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 01 00", ErrMalformed},
+	{"deliver count larger than data", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 02 01 62", ErrMalformed},
+	{"deliver huge count", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 ffffffff0f 01 62", ErrMalformed},
+	{"deliver trailing byte", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 01 01 62 62", ErrMalformed},
+}
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
+}
+
+// equalEnvelope compares two envelopes, treating nil and empty payloads as
+// equal (the wire cannot tell them apart).
+func equalEnvelope(a, b *Envelope) bool {
+	if a.Kind != b.Kind || a.Hops != b.Hops || a.Sender != b.Sender ||
+		a.Principal != b.Principal || a.Node != b.Node || len(a.Recipients) != len(b.Recipients) {
+		return false
+	}
+	for i := range a.Recipients {
+		if a.Recipients[i] != b.Recipients[i] {
+			return false
+		}
+	}
+	am, bm := a.Msg, b.Msg
+	return am.ID == bm.ID && am.Kind == bm.Kind && am.From == bm.From && am.To == bm.To &&
+		am.QoS == bm.QoS && bytes.Equal(am.Payload, bm.Payload)
+}
+
+func fmtEnvelope(e *Envelope) string {
+	return fmt.Sprintf("%+v payload=%q", *e, e.Msg.Payload)
+}
+
+func TestAppendEnvelope(t *testing.T) {
+	for _, tt := range envelopeTests {
+		t.Run(tt.Name, func(t *testing.T) {
+			want := unhex(t, tt.Hex)
+			got, err := AppendEnvelope(nil, &tt.Envelope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("encoded\n got %x\nwant %x", got, want)
+			}
+			if n := EnvelopeSize(&tt.Envelope); n != len(want) {
+				t.Errorf("EnvelopeSize = %d, want %d", n, len(want))
+			}
+			// Appends after what is there.
+			got, _ = AppendEnvelope([]byte("xyz"), &tt.Envelope)
+			if !bytes.Equal(got, append([]byte("xyz"), want...)) {
+				t.Errorf("append after a prefix: %x", got)
+			}
+		})
+	}
+}
+
+func TestDecodeEnvelope(t *testing.T) {
+	for _, tt := range envelopeTests {
+		t.Run(tt.Name, func(t *testing.T) {
+			data := unhex(t, tt.Hex)
+			got, err := DecodeEnvelope(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalEnvelope(got, &tt.Envelope) {
+				t.Fatalf("decoded\n got %s\nwant %s", fmtEnvelope(got), fmtEnvelope(&tt.Envelope))
+			}
+			// The envelope owns a copy: the caller may reuse data.
+			want := fmtEnvelope(got)
+			for i := range data {
+				data[i] ^= 0xff
+			}
+			if after := fmtEnvelope(got); after != want {
+				t.Fatalf("decoded envelope changed with its input:\n%s\n%s", want, after)
+			}
+			// Every strict prefix is refused.
+			data = unhex(t, tt.Hex)
+			for n := range len(data) {
+				if e, err := DecodeEnvelope(data[:n]); err == nil {
+					t.Fatalf("prefix of %d bytes decoded: %s", n, fmtEnvelope(e))
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeEnvelopeRefuses(t *testing.T) {
+	for _, tt := range badEnvelopes {
+		t.Run(tt.Name, func(t *testing.T) {
+			e, err := DecodeEnvelope(unhex(t, tt.Hex))
+			if err == nil {
+				t.Fatalf("decoded: %s", fmtEnvelope(e))
+			}
+			if !errors.Is(err, tt.Err) {
+				t.Fatalf("err = %v, want %v", err, tt.Err)
+			}
+		})
+	}
+}
+
+func TestAppendEnvelopeRefuses(t *testing.T) {
+	msg := message.Message{ID: 1, Kind: message.Group, To: "g"}
+	for name, e := range map[string]Envelope{
+		"unknown kind":            {Kind: 9, Sender: "n"},
+		"no sender":               {Kind: KindAttach, Principal: "a", Node: "n"},
+		"resolve of direct":       {Kind: KindResolve, Sender: "n", Msg: message.Message{ID: 1, Kind: message.Direct, To: "a"}},
+		"resolve with recipient":  {Kind: KindResolve, Sender: "n", Msg: msg, Recipients: []string{"a"}},
+		"QoS 2":                   {Kind: KindResolve, Sender: "n", Msg: message.Message{Kind: message.Group, To: "g", QoS: 2}},
+		"empty to":                {Kind: KindResolve, Sender: "n", Msg: message.Message{Kind: message.Group}},
+		"deliver no recipients":   {Kind: KindDeliver, Sender: "n", Msg: msg},
+		"deliver empty recipient": {Kind: KindDeliver, Sender: "n", Msg: msg, Recipients: []string{"a", ""}},
+		"deliver with principal":  {Kind: KindDeliver, Sender: "n", Msg: msg, Recipients: []string{"a"}, Principal: "p"},
+		"attach with message":     {Kind: KindAttach, Sender: "n", Principal: "a", Node: "n", Msg: msg},
+		"attach without node":     {Kind: KindAttach, Sender: "n", Principal: "a"},
+		"detach with recipients":  {Kind: KindDetach, Sender: "n", Principal: "a", Node: "n", Recipients: []string{"a"}},
+	} {
+		if b, err := AppendEnvelope(nil, &e); !errors.Is(err, ErrInvalidEnvelope) || len(b) != 0 {
+			t.Errorf("%s: got %x, %v; want ErrInvalidEnvelope", name, b, err)
+		}
+	}
+}
+
+// deliver1000 is the benchmark envelope: 1,000 recipients of 11 bytes and
+// a 64-byte payload.
+func deliver1000() *Envelope {
+	rcpts := make([]string, 1000)
+	for i := range rcpts {
+		rcpts[i] = fmt.Sprintf("user-%06d", i)
+	}
+	return &Envelope{Kind: KindDeliver, Sender: "node-1",
+		Msg: message.Message{ID: 7, Kind: message.Group, From: "device-1", To: "group-1", QoS: 1,
+			Payload: bytes.Repeat([]byte("p"), 64)},
+		Recipients: rcpts}
+}
+
+func TestEnvelopeAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	e := deliver1000()
+	buf, _ := AppendEnvelope(nil, e)
+	if n := testing.AllocsPerRun(100, func() { buf, _ = AppendEnvelope(buf[:0], e) }); n != 0 {
+		t.Errorf("AppendEnvelope with a reused buffer: %v allocs, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = DecodeEnvelope(buf) }); n > 3 {
+		t.Errorf("DecodeEnvelope of %d recipients: %v allocs, want at most 3", len(e.Recipients), n)
+	}
+	bad := unhex(t, badEnvelopes[len(badEnvelopes)-1].Hex)
+	if n := testing.AllocsPerRun(100, func() { _, _ = DecodeEnvelope(bad) }); n > 3 {
+		t.Errorf("refusing an envelope: %v allocs", n)
+	}
+}
+
+func BenchmarkEnvelopeEncodeDeliver1000(b *testing.B) {
+	e := deliver1000()
+	buf, _ := AppendEnvelope(nil, e)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = AppendEnvelope(buf[:0], e)
+	}
+}
+
+func BenchmarkEnvelopeDecodeDeliver1000(b *testing.B) {
+	buf, _ := AppendEnvelope(nil, deliver1000())
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeEnvelope(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,729 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushring/pushring/message"
+)
+
+// Config of a Fanout. The zero value of a field means its default.
+type Config struct {
+	// Cluster names the cluster: the second token of every subject, so
+	// clusters sharing one NATS do not see each other. Default "pushring".
+	Cluster string
+	// NodeID is this node's id, as Placement.Home and Placement.Owner
+	// return it. Required, at most 128 bytes. Neither Cluster nor NodeID may contain '.',
+	// '*', '>' or white space (they are NATS subject tokens).
+	NodeID string
+	// HopLimit bounds how often a Resolve envelope is re-sent because
+	// ownership moved while it was in flight (ring convergence). A node
+	// that would have to re-send one that has already been re-sent
+	// HopLimit times drops it and counts it (hop_limit_drops). A Resolve
+	// that reaches its owner is resolved whatever its hop count. Default
+	// 4, at most 255.
+	HopLimit int
+	// MaxEnvelopeBytes is the largest envelope this node publishes. A
+	// Deliver envelope whose recipients would not fit is split into
+	// several, each repeating the payload. Forward refuses with
+	// ErrTooLarge a message whose envelope would not fit with 195 bytes
+	// to spare (one recipient and a longer sender id): in practice, a
+	// payload over MaxEnvelopeBytes minus at most 500 bytes. Must not exceed
+	// the NATS server's max payload (natsembed: 8 MiB), and should be the
+	// same on every node. Default 512 KiB.
+	MaxEnvelopeBytes int
+	// Logger receives warnings (decode errors, publish failures in the
+	// receive path), rate limited. Default: discard.
+	Logger *slog.Logger
+	// Registerer gets the pushring_fanout_* metrics at Start (and loses
+	// them at Close). Nil: metrics are kept but not registered.
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns a Config with every default filled in; NodeID is
+// still to be set.
+func DefaultConfig() Config {
+	return Config{
+		Cluster:          "pushring",
+		HopLimit:         4,
+		MaxEnvelopeBytes: 512 << 10,
+	}
+}
+
+// Errors of Fanout.
+var (
+	// ErrClosed: Forward after Close.
+	ErrClosed = errors.New("fanout: closed")
+	// ErrTooLarge: the message does not fit in an envelope of
+	// Config.MaxEnvelopeBytes. Not transient.
+	ErrTooLarge = errors.New("fanout: message too large for an envelope")
+	// ErrInvalidMessage: nil message, unknown kind, QoS above 1 or empty
+	// To. Not transient.
+	ErrInvalidMessage = errors.New("fanout: invalid message")
+	// ErrConfig: Start found the Config unusable.
+	ErrConfig = errors.New("fanout: bad config")
+)
+
+// maxNodeIDLen bounds Config.NodeID, and envelopeSlack is what Forward
+// keeps free in an envelope beyond the message itself: room for a sender
+// id of maxNodeIDLen instead of this node's, plus a recipient count and
+// one recipient of 64 bytes (the longest principal id).
+const (
+	maxNodeIDLen  = 128
+	envelopeSlack = (1 + maxNodeIDLen) + 1 + (1 + 64)
+)
+
+// Subject is the NATS subject node nodeID of cluster cluster receives its
+// envelopes on.
+func Subject(cluster, nodeID string) string {
+	return "pushring." + cluster + ".node." + nodeID
+}
+
+// Fanout resolves, routes and receives envelopes for one node. Create it
+// with New, then Start it; it implements router.Forwarder.
+type Fanout struct {
+	cfg      Config
+	self     string
+	hopLimit uint8
+	maxBytes int
+	bus      Bus
+	members  Members
+	place    Placement
+	d        Deliverer
+	log      *slog.Logger
+
+	met   metrics
+	stats counters
+	work  sync.Pool // of *work
+	rcpts sync.Pool // of *[]string, see getRecipients
+
+	// peers maps node id → per-peer subject and counters. Copy on write:
+	// readers load the map without a lock, writers hold peersMu.
+	peers   atomic.Pointer[map[string]*peer]
+	peersMu sync.Mutex
+
+	closed atomic.Bool // fast check for Forward
+	// mu is held for reading while one received envelope is handled and
+	// for writing by Start and Close.
+	mu      sync.RWMutex
+	started bool
+	unsub   func()
+
+	lastLog atomic.Int64 // unix nanos of the last rate-limited warning
+}
+
+// router.Forwarder, without importing router.
+var _ interface {
+	Forward(ctx context.Context, m *message.Message) error
+} = (*Fanout)(nil)
+
+// New returns a Fanout for node cfg.NodeID. It does not touch the bus
+// until Start. members, place and d are used from the bus's receive
+// goroutine and from every Forward caller, so they must be goroutine-safe.
+func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fanout {
+	def := DefaultConfig()
+	if cfg.Cluster == "" {
+		cfg.Cluster = def.Cluster
+	}
+	if cfg.HopLimit <= 0 {
+		cfg.HopLimit = def.HopLimit
+	}
+	if cfg.HopLimit > 255 {
+		cfg.HopLimit = 255
+	}
+	if cfg.MaxEnvelopeBytes <= 0 {
+		cfg.MaxEnvelopeBytes = def.MaxEnvelopeBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Fanout{
+		cfg:      cfg,
+		self:     cfg.NodeID,
+		hopLimit: uint8(cfg.HopLimit),
+		maxBytes: cfg.MaxEnvelopeBytes,
+		bus:      bus,
+		members:  members,
+		place:    place,
+		d:        d,
+		log:      cfg.Logger.With("component", "fanout", "node", cfg.NodeID),
+		met:      newMetrics(),
+	}
+	f.work.New = func() any { return new(work) }
+	empty := map[string]*peer{}
+	f.peers.Store(&empty)
+	return f
+}
+
+// Start registers the metrics and subscribes to this node's subject, then
+// flushes so that the subscription is in place at the server when Start
+// returns. Call it once, before the router accepts clients: a node
+// receives its own deliveries through the bus.
+func (f *Fanout) Start() error {
+	if err := validToken(f.cfg.Cluster); err != nil {
+		return fmt.Errorf("%w: Cluster %q: %s", ErrConfig, f.cfg.Cluster, err)
+	}
+	if err := validToken(f.cfg.NodeID); err != nil {
+		return fmt.Errorf("%w: NodeID %q: %s", ErrConfig, f.cfg.NodeID, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	if f.started {
+		return errors.New("fanout: already started")
+	}
+	if err := f.met.register(f.cfg.Registerer); err != nil {
+		return err
+	}
+	unsub, err := f.bus.Subscribe(Subject(f.cfg.Cluster, f.self), f.receive)
+	if err != nil {
+		f.met.unregister(f.cfg.Registerer)
+		return fmt.Errorf("fanout: subscribe: %w", err)
+	}
+	if err := f.bus.Flush(); err != nil {
+		unsub()
+		f.met.unregister(f.cfg.Registerer)
+		return fmt.Errorf("fanout: flush: %w", err)
+	}
+	f.started, f.unsub = true, unsub
+	return nil
+}
+
+func validToken(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	if len(s) > maxNodeIDLen {
+		return fmt.Errorf("longer than %d bytes", maxNodeIDLen)
+	}
+	if strings.ContainsAny(s, ".*> \t\r\n") {
+		return errors.New("contains '.', '*', '>' or white space")
+	}
+	return nil
+}
+
+// Close unsubscribes and unregisters the metrics. When it returns no
+// Deliverer call is running or will start; Forward returns ErrClosed. It
+// does not flush the bus (the node does, when it drains NATS). Safe to
+// call more than once.
+func (f *Fanout) Close() error {
+	if f.closed.Swap(true) {
+		return nil
+	}
+	f.mu.Lock()
+	unsub, started := f.unsub, f.started
+	f.unsub = nil
+	f.mu.Unlock()
+	if unsub != nil {
+		unsub()
+	}
+	if started {
+		f.met.unregister(f.cfg.Registerer)
+	}
+	return nil
+}
+
+// Forward takes message m from a local client into the cluster (see the
+// package documentation for the flows). It returns when the bus has
+// accepted every envelope, without waiting for delivery or a Flush: a nil
+// error means "handed to the bus", which is not yet durable (at-least-once
+// across crashes comes with JetStream, in a later issue). On an error some
+// envelopes may have been sent; a retry can duplicate deliveries, which
+// message ids let sessions drop. Goroutine-safe; does not block except on
+// the bus. m must not be modified after the call; m.Payload is not kept.
+func (f *Fanout) Forward(ctx context.Context, m *message.Message) error {
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if m == nil {
+		return fmt.Errorf("%w: nil", ErrInvalidMessage)
+	}
+	if err := validMessage(m); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+	}
+	// Refused here rather than dropped by a node further on: with the
+	// slack, the envelope still fits when the owner re-sends it under its
+	// own (longer) node id or builds a Deliver with one recipient.
+	if headerSize(f.self)+messageSize(m)+envelopeSlack > f.maxBytes {
+		return ErrTooLarge
+	}
+	w := f.getWork()
+	defer f.putWork(w)
+	switch m.Kind {
+	case message.Group:
+		var err error
+		if owner := f.place.Owner(m.To); owner != f.self {
+			err = f.sendResolve(w, owner, 0, m)
+		} else {
+			err = f.resolve(w, 0, m)
+		}
+		if err != nil {
+			return err
+		}
+		f.stats.groupMessages.Add(1)
+		f.met.group.Inc()
+	default: // message.Direct
+		rcpt := [1]string{m.To}
+		if err := f.sendDeliver(w, f.place.Home(m.To), 0, m, rcpt[:]); err != nil {
+			return err
+		}
+		f.stats.directMessages.Add(1)
+		f.met.direct.Inc()
+	}
+	return nil
+}
+
+// resolve expands group message m here: one Deliver envelope (or more if
+// it must be split) per node that holds members. It returns the first
+// publish error after trying every node.
+func (f *Fanout) resolve(w *work, hops uint8, m *message.Message) error {
+	members := f.members.Members(m.To)
+	if len(members) == 0 {
+		return nil
+	}
+	w.split(members, f.place)
+	var first error
+	for i, node := range w.nodes {
+		if err := f.sendDeliver(w, node, hops, m, w.list(i)); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// sendResolve publishes a Resolve envelope for m to node.
+func (f *Fanout) sendResolve(w *work, node string, hops uint8, m *message.Message) error {
+	if headerSize(f.self)+messageSize(m) > f.maxBytes {
+		return ErrTooLarge
+	}
+	w.buf = appendHeader(w.buf[:0], KindResolve, hops, f.self)
+	w.buf = appendMessage(w.buf, m)
+	if err := f.publish(node, w.buf); err != nil {
+		return err
+	}
+	f.stats.resolvesSent.Add(1)
+	return nil
+}
+
+// sendDeliver publishes m for rcpts to node: one envelope, or as many as
+// it takes to keep each under maxBytes.
+func (f *Fanout) sendDeliver(w *work, node string, hops uint8, m *message.Message, rcpts []string) error {
+	fixed := headerSize(f.self) + messageSize(m)
+	// Every chunk's count is at most len(rcpts), so its varint is at most
+	// this long.
+	budget := f.maxBytes - fixed - uvarintSize(uint64(len(rcpts)))
+	for len(rcpts) > 0 {
+		n, size := 0, 0
+		for n < len(rcpts) {
+			c := stringSize(rcpts[n])
+			if size+c > budget {
+				break
+			}
+			size += c
+			n++
+		}
+		if n == 0 {
+			return ErrTooLarge
+		}
+		chunk := rcpts[:n]
+		rcpts = rcpts[n:]
+		buf := w.buf[:0]
+		if need := fixed + uvarintSize(uint64(n)) + size; cap(buf) < need {
+			buf = make([]byte, 0, need)
+		}
+		buf = appendHeader(buf, KindDeliver, hops, f.self)
+		buf = appendMessage(buf, m)
+		buf = appendRecipients(buf, chunk)
+		w.buf = buf
+		if err := f.publish(node, buf); err != nil {
+			return err
+		}
+		f.stats.deliversSent.Add(1)
+	}
+	return nil
+}
+
+func (f *Fanout) publish(node string, data []byte) error {
+	p := f.peer(node)
+	if err := f.bus.Publish(p.subject, data); err != nil {
+		f.stats.publishErrors.Add(1)
+		f.met.publishErrors.Inc()
+		return fmt.Errorf("fanout: publish to node %s: %w", node, err)
+	}
+	f.stats.envelopesSent.Add(1)
+	p.sent.Inc()
+	return nil
+}
+
+// receive handles one envelope from the bus. The bus calls it from one
+// goroutine at a time; data is only valid during the call.
+func (f *Fanout) receive(data []byte) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed.Load() {
+		return
+	}
+	defer func() {
+		// A panic here (a Deliverer bug, say) would kill the process from
+		// the bus goroutine: one envelope must not do that.
+		if r := recover(); r != nil {
+			f.stats.panics.Add(1)
+			f.log.Error("recovered a panic while handling an envelope", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	sp := f.getRecipients()
+	defer f.putRecipients(sp)
+	// env (and env.Msg) is fresh for every envelope and never reused, so
+	// a Deliverer that keeps m is safe; only the Recipients slice is
+	// recycled once Deliver returns.
+	env, err := decodeEnvelope(data, *sp)
+	if err != nil {
+		f.stats.decodeErrors.Add(1)
+		f.met.decodeErrors.Inc()
+		f.warn("dropped an undecodable envelope", "err", err, "bytes", len(data))
+		return
+	}
+	f.stats.envelopesReceived.Add(1)
+	f.peer(env.Sender).received.Inc()
+	switch env.Kind {
+	case KindDeliver:
+		f.stats.deliversReceived.Add(1)
+		f.stats.recipients.Add(uint64(len(env.Recipients)))
+		f.met.recipients.Add(float64(len(env.Recipients)))
+		f.d.Deliver(&env.Msg, env.Recipients)
+		*sp = env.Recipients // the scratch, or a larger slice to keep instead
+	case KindResolve:
+		f.stats.resolvesReceived.Add(1)
+		f.handleResolve(env)
+	default:
+		// Attach and Detach: the attach table comes with the cluster
+		// issue. Counted as received, otherwise ignored.
+		f.log.Debug("ignored envelope", "kind", env.Kind, "from", env.Sender)
+	}
+}
+
+// handleResolve resolves a group message sent here as its owner, or sends
+// it on if ownership has moved since the sender looked.
+func (f *Fanout) handleResolve(env *Envelope) {
+	m := &env.Msg
+	w := f.getWork()
+	defer f.putWork(w)
+	if owner := f.place.Owner(m.To); owner != f.self {
+		if env.Hops >= f.hopLimit {
+			f.stats.hopLimitDrops.Add(1)
+			f.met.hopLimitDrops.Inc()
+			f.warn("dropped a group message at the hop limit", "group", m.To,
+				"id", message.FormatID(m.ID), "hops", env.Hops, "owner", owner, "from", env.Sender)
+			return
+		}
+		if err := f.sendResolve(w, owner, env.Hops+1, m); err != nil {
+			f.warn("could not pass a group message on to its owner", "group", m.To, "owner", owner, "err", err)
+			return
+		}
+		f.stats.resolvesForwarded.Add(1)
+		return
+	}
+	if err := f.resolve(w, env.Hops, m); err != nil {
+		f.warn("could not deliver a resolved group message", "group", m.To, "id", message.FormatID(m.ID), "err", err)
+	}
+}
+
+// warn logs at most one warning per second, so that a flood of bad
+// envelopes does not become a flood of log lines (the counters count
+// them all).
+func (f *Fanout) warn(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := f.lastLog.Load()
+	if now-last < int64(time.Second) || !f.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	f.log.Warn(msg, args...)
+}
+
+// peer returns the subject and counters of node id, creating them on
+// first use. Node ids come from Placement when sending and from the wire
+// when receiving; past maxPeers distinct ids (garbage senders) the rest
+// share one uncached entry labelled "other".
+func (f *Fanout) peer(id string) *peer {
+	if p, ok := (*f.peers.Load())[id]; ok {
+		return p
+	}
+	f.peersMu.Lock()
+	defer f.peersMu.Unlock()
+	old := *f.peers.Load()
+	if p, ok := old[id]; ok {
+		return p
+	}
+	// id may alias a received envelope: a copy keeps the map (and the
+	// metric label) from holding the whole envelope alive.
+	id = strings.Clone(id)
+	if len(old) >= maxPeers {
+		return &peer{
+			subject:  Subject(f.cfg.Cluster, id),
+			sent:     f.met.sent.WithLabelValues("other"),
+			received: f.met.received.WithLabelValues("other"),
+		}
+	}
+	p := &peer{
+		subject:  Subject(f.cfg.Cluster, id),
+		sent:     f.met.sent.WithLabelValues(id),
+		received: f.met.received.WithLabelValues(id),
+	}
+	next := make(map[string]*peer, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[id] = p
+	f.peers.Store(&next)
+	return p
+}
+
+const maxPeers = 1024
+
+type peer struct {
+	subject  string
+	sent     prometheus.Counter
+	received prometheus.Counter
+}
+
+// work is the per-call scratch space of Forward and of the receive path,
+// pooled so that the hot path allocates nothing per member or per message.
+type work struct {
+	buf   []byte
+	nodes []string   // home nodes in first-seen order
+	lists [][]string // lists[i]: recipients homed at nodes[i]
+	index map[string]int
+	whole []string // when set, the one list (see split); not ours to modify
+}
+
+// Pooled scratch that grew past these is dropped rather than kept.
+const (
+	maxPooledBuf     = 1 << 20
+	maxPooledMembers = 1 << 16
+)
+
+func (f *Fanout) getWork() *work { return f.work.Get().(*work) }
+
+func (f *Fanout) putWork(w *work) {
+	total := 0
+	for _, l := range w.lists[:cap(w.lists)] {
+		total += cap(l)
+	}
+	if cap(w.buf) > maxPooledBuf || total > maxPooledMembers {
+		return
+	}
+	w.whole = nil
+	f.work.Put(w)
+}
+
+// split groups members by home node: afterwards w.nodes lists the home
+// nodes in first-seen order and w.list(i) the members homed at w.nodes[i],
+// in members order. Empty ids are skipped (they could not be encoded).
+// Storage is reused; when every member has the same home (always, on one
+// node) nothing is copied: the one list is members itself, only read.
+func (w *work) split(members []string, place Placement) {
+	for i := range w.lists {
+		clear(w.lists[i]) // drop references to the previous message's ids
+		w.lists[i] = w.lists[i][:0]
+	}
+	w.nodes, w.lists, w.whole = w.nodes[:0], w.lists[:0], nil
+	if w.index == nil {
+		w.index = make(map[string]int)
+	}
+	clear(w.index)
+
+	// The common prefix of members sharing the first member's home.
+	n, first := 0, ""
+	for ; n < len(members) && members[n] != ""; n++ {
+		home := place.Home(members[n])
+		if n == 0 {
+			first = home
+		} else if home != first {
+			break
+		}
+	}
+	if n == len(members) {
+		if n > 0 {
+			w.nodes = append(w.nodes, first)
+			w.whole = members
+		}
+		return
+	}
+	if n > 0 {
+		i := w.node(first)
+		w.lists[i] = append(w.lists[i], members[:n]...)
+	}
+	last, lastIdx := "", -1
+	for _, id := range members[n:] {
+		if id == "" {
+			continue
+		}
+		home := place.Home(id)
+		if lastIdx < 0 || home != last {
+			last, lastIdx = home, w.node(home)
+		}
+		w.lists[lastIdx] = append(w.lists[lastIdx], id)
+	}
+}
+
+// node returns the index of home in w.nodes, adding it with an empty list
+// (reusing old storage) if it is new.
+func (w *work) node(home string) int {
+	if i, ok := w.index[home]; ok {
+		return i
+	}
+	i := len(w.nodes)
+	w.index[home] = i
+	w.nodes = append(w.nodes, home)
+	if len(w.lists) < cap(w.lists) {
+		w.lists = w.lists[:i+1] // keeps the old list's storage
+	} else {
+		w.lists = append(w.lists, nil)
+	}
+	return i
+}
+
+// list is the recipients homed at w.nodes[i].
+func (w *work) list(i int) []string {
+	if w.whole != nil {
+		return w.whole
+	}
+	return w.lists[i]
+}
+
+// getRecipients and putRecipients recycle the recipient slices of
+// received Deliver envelopes.
+func (f *Fanout) getRecipients() *[]string {
+	if sp, ok := f.rcpts.Get().(*[]string); ok {
+		return sp
+	}
+	return new([]string)
+}
+
+func (f *Fanout) putRecipients(sp *[]string) {
+	s := *sp
+	if cap(s) > maxPooledMembers {
+		return
+	}
+	// Drop the strings, which keep their envelope alive. Past len they
+	// were cleared by earlier puts.
+	clear(s)
+	*sp = s[:0]
+	f.rcpts.Put(sp)
+}
+
+// Stats are the Fanout's counters since New, readable without
+// Prometheus.
+type Stats struct {
+	EnvelopesSent     uint64 // all kinds, accepted by Bus.Publish
+	ResolvesSent      uint64 // including ResolvesForwarded
+	DeliversSent      uint64
+	EnvelopesReceived uint64 // decoded, all kinds
+	ResolvesReceived  uint64
+	DeliversReceived  uint64
+	GroupMessages     uint64 // group messages Forward handed on
+	DirectMessages    uint64 // direct messages Forward handed on
+	ResolvesForwarded uint64 // Resolve envelopes re-sent because ownership moved
+	HopLimitDrops     uint64
+	DecodeErrors      uint64
+	PublishErrors     uint64
+	Recipients        uint64 // recipients handed to the Deliverer
+	Panics            uint64 // recovered while handling received envelopes
+}
+
+type counters struct {
+	envelopesSent, resolvesSent, deliversSent             atomic.Uint64
+	envelopesReceived, resolvesReceived, deliversReceived atomic.Uint64
+	groupMessages, directMessages, resolvesForwarded      atomic.Uint64
+	hopLimitDrops, decodeErrors, publishErrors            atomic.Uint64
+	recipients, panics                                    atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters. Goroutine-safe.
+func (f *Fanout) Stats() Stats {
+	c := &f.stats
+	return Stats{
+		EnvelopesSent:     c.envelopesSent.Load(),
+		ResolvesSent:      c.resolvesSent.Load(),
+		DeliversSent:      c.deliversSent.Load(),
+		EnvelopesReceived: c.envelopesReceived.Load(),
+		ResolvesReceived:  c.resolvesReceived.Load(),
+		DeliversReceived:  c.deliversReceived.Load(),
+		GroupMessages:     c.groupMessages.Load(),
+		DirectMessages:    c.directMessages.Load(),
+		ResolvesForwarded: c.resolvesForwarded.Load(),
+		HopLimitDrops:     c.hopLimitDrops.Load(),
+		DecodeErrors:      c.decodeErrors.Load(),
+		PublishErrors:     c.publishErrors.Load(),
+		Recipients:        c.recipients.Load(),
+		Panics:            c.panics.Load(),
+	}
+}
+
+// metrics are the Prometheus side of the counters.
+type metrics struct {
+	sent, received, messages                               *prometheus.CounterVec
+	group, direct                                          prometheus.Counter
+	hopLimitDrops, decodeErrors, recipients, publishErrors prometheus.Counter
+	all                                                    []prometheus.Collector
+}
+
+func newMetrics() metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pushring", Subsystem: "fanout", Name: name, Help: help})
+	}
+	vec := func(name, help, label string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pushring", Subsystem: "fanout", Name: name, Help: help}, []string{label})
+	}
+	m := metrics{
+		sent:          vec("envelopes_sent_total", "Envelopes published, by destination node.", "peer"),
+		received:      vec("envelopes_received_total", "Envelopes received and decoded, by sending node.", "peer"),
+		messages:      vec("messages_total", "Messages handed on by Forward, by kind (group, direct).", "kind"),
+		hopLimitDrops: counter("hop_limit_drops_total", "Group messages dropped because they were re-sent HopLimit times."),
+		decodeErrors:  counter("decode_errors_total", "Envelopes dropped because they could not be decoded."),
+		recipients:    counter("recipients_total", "Recipients handed to local delivery."),
+		publishErrors: counter("publish_errors_total", "Envelopes the bus refused to publish."),
+	}
+	m.group = m.messages.WithLabelValues("group")
+	m.direct = m.messages.WithLabelValues("direct")
+	m.all = []prometheus.Collector{m.sent, m.received, m.messages, m.hopLimitDrops, m.decodeErrors, m.recipients, m.publishErrors}
+	return m
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	if r == nil {
+		return nil
+	}
+	for i, c := range m.all {
+		if err := r.Register(c); err != nil {
+			for _, c := range m.all[:i] {
+				r.Unregister(c)
+			}
+			return fmt.Errorf("fanout: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister(r prometheus.Registerer) {
+	if r == nil {
+		return
+	}
+	for _, c := range m.all {
+		r.Unregister(c)
+	}
+}

@@ -1,0 +1,172 @@
+package fanout
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/message"
+)
+
+// checkFor calls fn every interval until it returns nil, failing the test
+// with fn's last error after timeout.
+func checkFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// mapPlacement is a predictable Placement: homes and owners from maps,
+// def for anything not listed. Safe for concurrent reads.
+type mapPlacement struct {
+	homes  map[string]string
+	owners map[string]string
+	def    string
+}
+
+func (p *mapPlacement) Home(id string) string {
+	if n, ok := p.homes[id]; ok {
+		return n
+	}
+	return p.def
+}
+
+func (p *mapPlacement) Owner(gid string) string {
+	if n, ok := p.owners[gid]; ok {
+		return n
+	}
+	return p.def
+}
+
+// staticMembers is a Members over a map.
+type staticMembers map[string][]string
+
+func (m staticMembers) Members(gid string) []string { return m[gid] }
+
+// recorder is a Deliverer that remembers every delivery.
+type recorder struct {
+	mu    sync.Mutex
+	calls int                       // Deliver calls
+	got   map[uint64]map[string]int // message id → recipient → times
+	msgs  map[uint64]message.Message
+}
+
+func newRecorder() *recorder {
+	return &recorder{got: map[uint64]map[string]int{}, msgs: map[uint64]message.Message{}}
+}
+
+func (r *recorder) Deliver(m *message.Message, recipients []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	per := r.got[m.ID]
+	if per == nil {
+		per = map[string]int{}
+		r.got[m.ID] = per
+	}
+	for _, id := range recipients {
+		per[id]++ // map keys copy nothing: strings alias the envelope, which stays alive
+	}
+	// Keep a copy as a router would (Payload may be kept).
+	r.msgs[m.ID] = message.Message{ID: m.ID, Kind: m.Kind, From: string([]byte(m.From)),
+		To: string([]byte(m.To)), QoS: m.QoS, Payload: m.Payload}
+}
+
+func (r *recorder) Calls() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls
+}
+
+// count returns how many deliveries of message id went to recipient rid.
+func (r *recorder) count(id uint64, rid string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[id][rid]
+}
+
+func (r *recorder) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, per := range r.got {
+		for _, c := range per {
+			n += c
+		}
+	}
+	return n
+}
+
+// testNode is one Fanout of a test cluster with its recorder.
+type testNode struct {
+	id  string
+	f   *Fanout
+	rec *recorder
+}
+
+// startNodes starts one Fanout per id, each on the bus busFor(i) returns,
+// sharing members; place(i) is node i's view of the placement.
+func startNodes(t testing.TB, ids []string, busFor func(i int) Bus, members Members,
+	place func(i int) Placement, tweak func(*Config)) []*testNode {
+	t.Helper()
+	nodes := make([]*testNode, len(ids))
+	for i, id := range ids {
+		cfg := DefaultConfig()
+		cfg.NodeID = id
+		cfg.Cluster = "test"
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		rec := newRecorder()
+		f := New(cfg, busFor(i), members, place(i), rec)
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		nodes[i] = &testNode{id: id, f: f, rec: rec}
+	}
+	return nodes
+}
+
+// groupOf returns n member ids and a placement that homes member i on
+// ids[i%len(ids)].
+func groupOf(n int, ids []string) ([]string, map[string]string) {
+	members := make([]string, n)
+	homes := make(map[string]string, n)
+	for i := range members {
+		members[i] = fmt.Sprintf("user-%04d", i)
+		homes[members[i]] = ids[i%len(ids)]
+	}
+	return members, homes
+}
+
+func sumStats(nodes []*testNode) Stats {
+	var s Stats
+	for _, n := range nodes {
+		x := n.f.Stats()
+		s.EnvelopesSent += x.EnvelopesSent
+		s.ResolvesSent += x.ResolvesSent
+		s.DeliversSent += x.DeliversSent
+		s.EnvelopesReceived += x.EnvelopesReceived
+		s.ResolvesReceived += x.ResolvesReceived
+		s.DeliversReceived += x.DeliversReceived
+		s.GroupMessages += x.GroupMessages
+		s.DirectMessages += x.DirectMessages
+		s.ResolvesForwarded += x.ResolvesForwarded
+		s.HopLimitDrops += x.HopLimitDrops
+		s.DecodeErrors += x.DecodeErrors
+		s.PublishErrors += x.PublishErrors
+		s.Recipients += x.Recipients
+	}
+	return s
+}
