@@ -46,7 +46,17 @@
 // buffers and the per-node split lists come from a sync.Pool. The bus
 // calls the receive handler from one goroutine at a time, which holds
 // Fanout.mu for reading while it handles one envelope; Close takes it for
-// writing, so no Deliverer call starts after Close returns. Lock order:
+// writing, so no Deliverer call starts after Close returns. A panic while
+// handling an envelope is recovered, logged and counted (Stats.Panics).
+//
+// The *message.Message handed to the Deliverer is allocated per envelope
+// and never modified or reused afterwards, and its strings and payload
+// alias one private copy of the envelope: a Deliverer may keep it (the
+// router's session queues do), though the interface does not promise it;
+// keeping any part keeps the envelope's bytes alive. Only the recipients
+// slice is recycled after Deliver returns.
+//
+// Lock order:
 // Fanout.mu, then peersMu. The bus's unsubscribe is called after mu is
 // released (a bus may wait for its handler).
 package fanout
