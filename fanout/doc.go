@@ -56,7 +56,6 @@
 // keeping any part keeps the envelope's bytes alive. Only the recipients
 // slice is recycled after Deliver returns.
 //
-// Lock order:
-// Fanout.mu, then peersMu. The bus's unsubscribe is called after mu is
-// released (a bus may wait for its handler).
+// Lock order: Fanout.mu, then peersMu. The bus's unsubscribe is called
+// after mu is released (a bus may wait for its handler).
 package fanout
