@@ -9,8 +9,9 @@ type Deliverer interface {
 	// node (others are skipped). For Group messages recipients are the
 	// group's members homed here; for Direct messages it is [m.To].
 	// Goroutine-safe; must not block on slow clients (it queues).
-	// m and recipients must not be modified or kept after it returns,
-	// except m.Payload, which is immutable and may be kept.
+	// m is immutable once delivered and may be kept (queued, held in an
+	// inflight window); recipients is reused by the caller and must not be
+	// kept after Deliver returns.
 	Deliver(m *message.Message, recipients []string)
 }
 

@@ -160,12 +160,12 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		if err != nil {
 			return nil, err
 		}
-		n.nc, err = n.embedded.Connect(nats.MaxReconnects(-1))
+		n.nc, err = n.embedded.Connect(n.natsOptions()...)
 		if n.embedded.Addr() != nil {
 			n.log.Info("embedded NATS server listening", "addr", n.embedded.ClientURL())
 		}
 	} else {
-		n.nc, err = nats.Connect(cfg.NATSURL, nats.Name("pushring-"+cfg.NodeID), nats.MaxReconnects(-1))
+		n.nc, err = nats.Connect(cfg.NATSURL, n.natsOptions()...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("node: connect to NATS: %w", err)
@@ -248,6 +248,24 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.log.Info("pushring node started", "mqtt", n.mqttLn.Addr().String(), "http", n.httpLn.Addr().String(),
 		"advertise", advertise, "embedded_nats", n.embedded != nil, "auth_topic", cfg.AuthTopic)
 	return n, nil
+}
+
+// natsOptions: reconnect forever, and log what NATS reports on its own
+// (slow-consumer drops of envelopes above all: they are message loss).
+func (n *Node) natsOptions() []nats.Option {
+	return []nats.Option{
+		nats.Name("pushring-" + n.cfg.NodeID),
+		nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			n.log.Error("NATS async error", "subject", subject, "err", err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { n.log.Warn("NATS disconnected", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
 }
 
 // ready reports whether the node can serve: NATS connected.
