@@ -241,7 +241,16 @@ func subscribe(t testing.TB, c mqtt.Client, filter string, qos byte, sink *recei
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe %s: %v", filter, tok.Error())
 	}
-	return tok.(*mqtt.SubscribeToken).Result()[filter]
+	// One filter per call: take its code whatever key paho files it under
+	// (paho strips "$share/<name>/" from the key).
+	res := tok.(*mqtt.SubscribeToken).Result()
+	if len(res) != 1 {
+		t.Fatalf("subscribe %s: result %v", filter, res)
+	}
+	for _, code := range res {
+		return code
+	}
+	return 0
 }
 
 func publish(t testing.TB, c mqtt.Client, topic string, qos byte, payload string) {
