@@ -4,8 +4,55 @@
 // Topic and Payload alias the input buffer. Encoders append to a caller's
 // buffer so the hot path reuses memory.
 //
-// THIS FILE IS THE CONTRACT the router codes against. Implementations live
-// in the other files of this package.
+// This file holds the types, constants and error values the router codes
+// against. The functions live in:
+//
+//	reader.go  Reader: whole packets from a stream, bounded memory
+//	decode.go  Decode*: client → server packets (plus CONNACK/SUBACK/UNSUBACK for test clients),
+//	           ValidClientPacketType
+//	encode.go  Append*: server → client packets (plus CONNECT/SUBSCRIBE/... for test clients),
+//	           PublishLen, SetPacketID/SetDup/PublishIDOffset to patch an encoded PUBLISH
+//	topic.go   ValidTopicName, ValidFilter, Match
+//
+// Every function is safe for concurrent use; a Reader is not.
+//
+// # Aliasing
+//
+// The body returned by Reader.ReadPacket is valid until the next
+// ReadPacket. Publish.Topic and Publish.Payload alias it, and so do the
+// codes of DecodeSuback: copy (or encode the outgoing PUBLISH, which
+// copies) before reading the next packet. Connect, Subscribe and
+// Unsubscribe hold copies and may be kept.
+//
+// # Protocol levels
+//
+// Every decoder takes the connection's protocol level (from its CONNECT).
+// Levels 3 (MQTT 3.1, "MQIsdp") and 4 (3.1.1) share one wire format. Level 5
+// is laid out but not implemented yet: DecodeConnect refuses it with
+// ErrV5NotSupported (Code 0x84, answer CONNACK 0x01) and so do the other
+// decoders.
+//
+// # Errors
+//
+// Every decode error is one of the *Error sentinels below, never wrapped;
+// compare with == or errors.Is, and read Code for the reason. The Reader
+// also returns I/O errors (io.EOF between packets, io.ErrUnexpectedEOF
+// inside one): use errors.As(err, new(*Error)) to tell a protocol fault.
+// On a 3.1.1 connection every *Error means "close the connection without a
+// reply", with one exception: DecodeConnect's Code 0x84
+// (ErrUnsupportedLevel, ErrV5NotSupported) is answered with CONNACK 0x01
+// (ConnBadProtocol) before closing.
+//
+// # Left to the server
+//
+// The codec checks form, not policy. The server still must: refuse a first
+// packet that is not CONNECT and a second CONNECT (B1, B2; Reader.SetCheck
+// can do the first without reading the body), refuse types a client may
+// not send (ValidClientPacketType, A6), answer an empty client id with
+// clean session 0 with CONNACK 0x02 (B5), validate identities and build
+// ACL filters level by level (C5), apply the ACL to decoded topics and
+// filters including Will topics (C6–C9, D1), and cap sizes, counts and
+// inflight state (E1–E7).
 package packet
 
 // Packet types (the high nibble of the first byte).
@@ -29,6 +76,7 @@ const (
 
 // Protocol levels.
 const (
+	V31  byte = 3 // MQTT 3.1, protocol name "MQIsdp"; decoded like 3.1.1
 	V311 byte = 4
 	V5   byte = 5
 )
@@ -46,6 +94,18 @@ const (
 // SubackFailure is the 3.1.1 SUBACK failure code.
 const SubackFailure byte = 0x80
 
+// Limits.
+const (
+	// MaxRemainingLength is the largest Remaining Length that fits the
+	// 4-byte encoding (256 MiB - 1).
+	MaxRemainingLength = 268435455
+	// MaxLevels caps the number of levels of a topic name or filter
+	// (BAD_INPUTS C11; mosquitto uses 200). Longer ones are invalid.
+	MaxLevels = 128
+	// MaxStringLen is the longest UTF-8 string or binary field (2-byte length).
+	MaxStringLen = 65535
+)
+
 // Error is a decode or protocol error. Code is the MQTT 5.0 reason code
 // that describes it (0x81 malformed, 0x82 protocol error, 0x84
 // unsupported protocol version, 0x95 packet too large, ...); 3.1.1
@@ -57,7 +117,50 @@ type Error struct {
 
 func (e *Error) Error() string { return "mqtt: " + e.Msg }
 
-// Connect is a decoded CONNECT.
+// Reason codes carried by Error.
+const (
+	CodeMalformed          byte = 0x81
+	CodeProtocolError      byte = 0x82
+	CodeUnsupportedVersion byte = 0x84
+	CodeTopicFilterInvalid byte = 0x8F
+	CodeTopicNameInvalid   byte = 0x90
+	CodePacketTooLarge     byte = 0x95
+)
+
+// Error sentinels. Decoders return exactly these values (never wrapped), so
+// they can be compared with ==; they carry no per-packet detail so that
+// failing never allocates.
+var (
+	// Framing (Reader).
+	ErrRemainingLength = &Error{CodeMalformed, "malformed remaining length"} // 5th length byte, or a non-minimal encoding (A1)
+	ErrTooLarge        = &Error{CodePacketTooLarge, "packet too large"}      // remaining length > maxSize (A2, E5)
+	ErrPacketType      = &Error{CodeProtocolError, "unexpected packet type"} // a decoder given another type's header; see ValidClientPacketType (A6)
+
+	// Structure (all packets).
+	ErrFlags        = &Error{CodeMalformed, "invalid fixed header flags"}        // A5
+	ErrShort        = &Error{CodeMalformed, "field runs past end of packet"}     // A3
+	ErrTrailing     = &Error{CodeMalformed, "trailing bytes after last field"}   // A4
+	ErrPacketIDZero = &Error{CodeProtocolError, "packet identifier 0"}           // A7
+	ErrQoS          = &Error{CodeMalformed, "invalid QoS"}                       // PUBLISH QoS 3, SUBSCRIBE QoS 3
+	ErrUTF8         = &Error{CodeMalformed, "invalid UTF-8 or U+0000 in string"} // C3, B4
+
+	// CONNECT.
+	ErrProtocolName     = &Error{CodeMalformed, "unknown protocol name"}               // B3 "hj": close, no CONNACK
+	ErrUnsupportedLevel = &Error{CodeUnsupportedVersion, "unsupported protocol level"} // B3 level 6: CONNACK 0x01
+	ErrV5NotSupported   = &Error{CodeUnsupportedVersion, "MQTT 5.0 not yet supported"} // level 5: CONNACK 0x01
+	ErrConnectFlags     = &Error{CodeMalformed, "invalid CONNECT flags"}               // B3
+
+	// Topics.
+	ErrTopicName = &Error{CodeTopicNameInvalid, "invalid topic name"} // empty, wildcard, > MaxLevels (C1, C2, C11, D1)
+	ErrFilter    = &Error{CodeMalformed, "invalid topic filter"}      // see ValidFilter (C10, C11)
+
+	// SUBSCRIBE / UNSUBSCRIBE.
+	ErrNoFilters  = &Error{CodeProtocolError, "no topic filters"}              // [MQTT-3.8.3-3], [MQTT-3.10.3-2]
+	ErrSubOptions = &Error{CodeMalformed, "reserved subscription option bits"} // [MQTT-3.8.3-4]
+)
+
+// Connect is a decoded CONNECT. It holds no reference to the decoded body:
+// strings and byte slices are copies, so it may be kept.
 type Connect struct {
 	ProtocolName  string
 	ProtocolLevel byte
@@ -103,53 +206,3 @@ type Unsubscribe struct {
 	PacketID uint16
 	Filters  []string
 }
-
-// Reading (see reader.go):
-//
-//	// Reader reads whole packets from r. It never allocates from a declared
-//	// length: a packet whose remaining length exceeds maxSize is refused with
-//	// an *Error{Code: 0x95} before its body is read.
-//	type Reader struct{ ... }
-//	func NewReader(r io.Reader, maxSize int) *Reader
-//	// ReadPacket returns the first byte (type and flags) and the body
-//	// (the remaining-length bytes). body is only valid until the next call.
-//	func (r *Reader) ReadPacket() (header byte, body []byte, err error)
-//	// Buffered reports bytes already read but not returned (for coalescing).
-//	func (r *Reader) Buffered() int
-//
-// Decoding (see decode.go): each validates the header flags of its type
-// and the whole body, and returns *Error on any fault.
-//
-//	func DecodeConnect(header byte, body []byte, c *Connect) error
-//	func DecodePublish(header byte, body []byte, level byte, p *Publish) error
-//	func DecodeSubscribe(header byte, body []byte, level byte, s *Subscribe) error
-//	func DecodeUnsubscribe(header byte, body []byte, level byte, u *Unsubscribe) error
-//	// DecodeAck decodes PUBACK, PUBREC, PUBREL, PUBCOMP (header checked
-//	// against its type): the packet id, never 0.
-//	func DecodeAck(header byte, body []byte, level byte) (packetID uint16, err error)
-//	// DecodeEmpty checks PINGREQ and DISCONNECT (3.1.1: empty body).
-//	func DecodeEmpty(header byte, body []byte, level byte) error
-//
-// Encoding (see encode.go): each appends one whole packet to dst.
-//
-//	func AppendConnack(dst []byte, sessionPresent bool, code byte) []byte
-//	func AppendSuback(dst []byte, packetID uint16, codes []byte) []byte
-//	func AppendUnsuback(dst []byte, packetID uint16) []byte
-//	func AppendAck(dst []byte, typ byte, packetID uint16) []byte // PUBACK/PUBREC/PUBREL/PUBCOMP
-//	func AppendPingresp(dst []byte) []byte
-//	// AppendPublish appends a PUBLISH whose topic is the concatenation of
-//	// topicParts (so "/private/"+id+"/group/"+gid needs no allocation).
-//	// packetID is written only when qos > 0.
-//	func AppendPublish(dst []byte, qos byte, dup, retain bool, packetID uint16, payload []byte, topicParts ...string) []byte
-//	func AppendConnect(dst []byte, c *Connect) []byte         // for tests and clients
-//	func AppendSubscribe(dst []byte, s *Subscribe) []byte     // for tests and clients
-//
-// Topics (see topic.go):
-//
-//	// ValidTopicName: non-empty, valid UTF-8, no NUL, no '+' or '#', at most maxLevels levels.
-//	func ValidTopicName(t []byte) bool
-//	// ValidFilter: non-empty, valid UTF-8, no NUL, '#' only as the whole last level,
-//	// '+' only as a whole level, at most maxLevels levels.
-//	func ValidFilter(f string) bool
-//	// Match reports whether topic name t matches filter f (no recursion; '$' rule of [MQTT-4.7.2-1]).
-//	func Match(f string, t []byte) bool
