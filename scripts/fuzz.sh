@@ -9,7 +9,7 @@ for file in $(grep -rl --include='*_test.go' '^func Fuzz' .); do
   pkg=./$(dirname "${file#./}")
   for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
     echo "fuzz: $pkg $target ($fuzztime)"
-    if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/pushring-fuzz.log 2>&1; then
+    if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" -fuzzminimizetime=2s "$pkg" >/tmp/pushring-fuzz.log 2>&1; then
       cat /tmp/pushring-fuzz.log
       status=1
     fi
