@@ -1,0 +1,40 @@
+package main
+
+import (
+	"flag"
+	"testing"
+)
+
+func TestApplyEnvSetsFlagsAndCommandLineWins(t *testing.T) {
+	t.Setenv("PUSHRING_DATA_DIR", "/env/data")
+	t.Setenv("PUSHRING_AUTH_TOPIC", "true")
+	t.Setenv("PUSHRING_MQTT_ADDR", "127.0.0.1:1999")
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "./data", "")
+	authTopic := fs.Bool("auth-topic", false, "")
+	mqttAddr := fs.String("mqtt-addr", ":1883", "")
+	if err := applyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"--mqtt-addr", "127.0.0.1:2000"}); err != nil {
+		t.Fatal(err)
+	}
+	if *dataDir != "/env/data" || !*authTopic || *mqttAddr != "127.0.0.1:2000" {
+		t.Fatalf("data-dir %q auth-topic %v mqtt-addr %q", *dataDir, *authTopic, *mqttAddr)
+	}
+}
+
+func TestApplyEnvRejectsBadValue(t *testing.T) {
+	t.Setenv("PUSHRING_SESSION_TTL", "forever")
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.Duration("session-ttl", 0, "")
+	if err := applyEnv(fs); err == nil {
+		t.Fatal("bad PUSHRING_SESSION_TTL accepted")
+	}
+}
+
+func TestRunRejectsStrayArguments(t *testing.T) {
+	if err := run([]string{"--data-dir", t.TempDir(), "extra"}); err == nil {
+		t.Fatal("stray argument accepted")
+	}
+}

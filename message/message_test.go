@@ -1,0 +1,53 @@
+package message
+
+import (
+	"sync"
+	"testing"
+)
+
+func TestIDSourceUniqueAcrossGoroutinesAndNodes(t *testing.T) {
+	a, b := NewIDSource("node-a"), NewIDSource("node-b")
+	seen := make(map[uint64]bool)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range []*IDSource{a, a, b, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]uint64, 0, 1000)
+			for range 1000 {
+				local = append(local, s.Next())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range local {
+				if seen[id] {
+					t.Errorf("duplicate id %x", id)
+				}
+				seen[id] = true
+			}
+		}()
+	}
+	wg.Wait()
+	if a.Next()>>48 == b.Next()>>48 {
+		t.Errorf("nodes share an id prefix")
+	}
+}
+
+func TestFormatID(t *testing.T) {
+	for id, want := range map[uint64]string{
+		0:                  "0000000000000000",
+		0x0123456789abcdef: "0123456789abcdef",
+		^uint64(0):         "ffffffffffffffff",
+	} {
+		if got := FormatID(id); got != want {
+			t.Errorf("FormatID(%x) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+func TestKindString(t *testing.T) {
+	if Direct.String() != "direct" || Group.String() != "group" || Kind(9).String() != "kind(9)" {
+		t.Fatal(Direct.String(), Group.String(), Kind(9).String())
+	}
+}
