@@ -1,0 +1,128 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router/packet"
+)
+
+// BenchmarkGroupFanout measures the whole single-node path of one group
+// message: fanout resolves the group, sends one envelope over the embedded
+// NATS, the router encodes and writes a PUBLISH into every member's
+// connection. Members are raw-socket MQTT clients that only count PUBLISH
+// packets, so the node, not the clients, is what is measured. It reports
+// deliveries per second and heap allocations per delivered message
+// (process-wide, so the readers' share is included; they allocate nothing
+// per packet).
+func BenchmarkGroupFanout(b *testing.B) {
+	for _, members := range []int{100, 1000} {
+		for _, qos := range []byte{0, 1} {
+			b.Run(fmt.Sprintf("members=%d/qos=%d", members, qos), func(b *testing.B) {
+				benchGroupFanout(b, members, qos)
+			})
+		}
+	}
+}
+
+func benchGroupFanout(b *testing.B, members int, qos byte) {
+	n := startNode(b, b.TempDir(), nil)
+	defer n.Close()
+	c := newAPI(b, n)
+	admin := "Bearer " + n.AdminKey()
+	c.must(201, "POST", "/v1/groups", admin, map[string]any{"id": "big"}, nil)
+	var delivered atomic.Int64
+	for i := range members {
+		id := fmt.Sprintf("m%04d", i)
+		var dev struct{ Key string }
+		c.must(201, "POST", "/v1/devices", admin, map[string]any{"id": id}, &dev)
+		c.must(204, "PUT", "/v1/groups/big/members/"+id, admin, nil, nil)
+		conn := rawSubscriber(b, n.MQTTAddr(), id, dev.Key, "/private/"+id+"/#", qos, &delivered)
+		defer conn.Close()
+	}
+	payload := make([]byte, 64)
+	ctx := context.Background()
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		m := &message.Message{ID: uint64(i + 1), Kind: message.Group, From: "bench", To: "big", QoS: qos, Payload: payload}
+		if err := n.fan.Forward(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		// Keep at most a few messages in flight so QoS 1 windows and
+		// queues never overflow: this measures the path, not the drops.
+		for int64(i+1-4)*int64(members) > delivered.Load() {
+			runtime.Gosched()
+		}
+	}
+	want := int64(b.N) * int64(members)
+	deadline := time.Now().Add(30 * time.Second)
+	for delivered.Load() < want {
+		if time.Now().After(deadline) {
+			b.Fatalf("delivered %d of %d", delivered.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(want)/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(want), "allocs/delivery")
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(want), "B/delivery")
+}
+
+// rawSubscriber connects a minimal MQTT 3.1.1 client, subscribes, and
+// counts PUBLISH packets (acknowledging QoS 1) in a goroutine.
+func rawSubscriber(tb testing.TB, addr, user, pass, filter string, qos byte, count *atomic.Int64) net.Conn {
+	tb.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := packet.AppendConnect(nil, &packet.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, CleanSession: true,
+		KeepAlive: 0, ClientID: user, UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pass)})
+	out = packet.AppendSubscribe(out, &packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: filter, QoS: qos}}})
+	if _, err := conn.Write(out); err != nil {
+		tb.Fatal(err)
+	}
+	r := packet.NewReader(conn, 1<<20)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, want := range []byte{packet.CONNACK, packet.SUBACK} {
+		h, body, err := r.ReadPacket()
+		if err != nil || h>>4 != want || body[len(body)-1] >= 0x80 {
+			tb.Fatalf("%s: want packet type %d, got header %#x body %x err %v", user, want, h, body, err)
+		}
+	}
+	conn.SetReadDeadline(time.Time{})
+	go func() {
+		var ack []byte
+		var p packet.Publish
+		for {
+			h, body, err := r.ReadPacket()
+			if err != nil {
+				return
+			}
+			if h>>4 != packet.PUBLISH {
+				continue
+			}
+			if err := packet.DecodePublish(h, body, packet.V311, &p); err != nil {
+				return
+			}
+			if p.QoS > 0 {
+				ack = packet.AppendAck(ack[:0], packet.PUBACK, p.PacketID)
+				conn.Write(ack)
+			}
+			count.Add(1)
+		}
+	}()
+	return conn
+}
