@@ -151,8 +151,8 @@ func (c Config) normalize() Config {
 	if c.MaxConnections < 0 {
 		c.MaxConnections = 0
 	}
-	if c.MaxInflight > 65535 {
-		c.MaxInflight = 65535
+	if c.MaxInflight > 65534 {
+		c.MaxInflight = 65534 // a free packet id must always exist (E3)
 	}
 	dur := func(v *time.Duration, def time.Duration) {
 		if *v <= 0 {

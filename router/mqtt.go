@@ -96,8 +96,8 @@ func (c *mqttConn) kill(publishWill bool) {
 // ---- handler ----
 
 func (c *mqttConn) handlePacket(header byte, body []byte) error {
-	if h := c.srv.hookPacket; h != nil {
-		h(header, body)
+	if h := c.srv.hookPacket.Load(); h != nil {
+		(*h)(header, body)
 	}
 	switch c.state {
 	case stateConnect:

@@ -1,29 +1,3 @@
-// Package router is the MQTT 3.1.1 server of one pushring node: listeners,
-// connections, MQTT sessions, the topic ACL, and delivery of messages to
-// the sessions held on this node. It meets the rest of the node through
-// small interfaces: Authenticator and ACL (the store's directory),
-// Forwarder (fanout, for messages published here) and, the other way,
-// *Server implements fanout.Deliverer without importing fanout.
-//
-// Files:
-//
-//	config.go   Config, DefaultConfig
-//	server.go   Server: listeners, session registry, Deliver, Revoke
-//	conn.go     THE SEAM: socket I/O (transport) vs protocol (handler)
-//	mqtt.go     the protocol handler of one connection (CONNECT, PUBLISH...)
-//	session.go  session state: subscriptions, inflight window, queue
-//	queue.go    bounded message queue, recent-id ring
-//	topic.go    topic layout and ACL rules
-//	metrics.go  Prometheus metrics and Stats
-//
-// Lock order: Server.mu → session.mu → transport outbound lock. Nothing
-// blocking (Authenticator, Forwarder) is ever called with a lock held; ACL
-// methods (non-blocking by contract) may be.
-//
-// Not supported in this version (documented choices): retained messages
-// (the retain flag is ignored and messages are delivered with retain=0);
-// QoS 2 is accepted inbound and delivered as QoS 1; MQTT 5.0 (CONNACK
-// 0x01); persistence of sessions across restarts.
 package router
 
 import (
@@ -35,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushring/pushring/message"
@@ -67,10 +42,19 @@ type Server struct {
 	wg     sync.WaitGroup
 	autoID uint64 // under mu: assigned client ids
 
-	// hookPacket, when set (tests only, before Serve), is called with
-	// every inbound packet before it is handled.
-	hookPacket func(header byte, body []byte)
+	// hookPacket, when set (tests only), is called with every inbound
+	// packet before it is handled.
+	hookPacket atomic.Pointer[func(header byte, body []byte)]
 }
+
+var (
+	_ transport = (*tcpTransport)(nil)
+	_ handler   = (*mqttConn)(nil)
+	// *Server is the node's fanout.Deliverer (router must not import fanout).
+	_ interface {
+		Deliver(m *message.Message, recipients []string)
+	} = (*Server)(nil)
+)
 
 // New returns a server; call Serve to accept clients. ids makes the ids of
 // messages published by clients. See Config for defaults and panics.

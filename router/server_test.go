@@ -497,14 +497,13 @@ func TestAuthTopicDeadline(t *testing.T) {
 }
 
 func TestPanicClosesOnlyThatConnection(t *testing.T) {
-	cfgHook := func(c *Config) {}
-	e := newEnv(t, cfgHook)
-	// Installed before any client connects.
-	e.srv.hookPacket = func(header byte, body []byte) {
+	e := newEnv(t, nil)
+	hook := func(header byte, body []byte) {
 		if header>>4 == packet.PUBLISH && strings.Contains(string(body), "boom") {
 			panic("test panic")
 		}
 	}
+	e.srv.hookPacket.Store(&hook)
 	good := connectRaw(t, e, "bob", "b", true)
 	good.subscribe(1, "/private/bob/#")
 	bad := connectRaw(t, e, "alice", "a", true)

@@ -59,6 +59,7 @@ type subscription struct {
 	filter string
 	qos    byte
 	group  string // gid when the filter is exactly <group>/<gid>, else "" (private tree)
+	all    bool   // filter is <private>/<id>/#: matches every delivery topic of the tree
 }
 
 // inflightMsg is one QoS 1 message sent and not yet acknowledged. It keeps
@@ -108,23 +109,31 @@ func (s *session) deliver(m *message.Message) {
 // messages on <private>/<id>. QoS is the publisher's, capped by the best
 // matching subscription. Allocation-free in steady state.
 func (s *session) match(m *message.Message) (form topicForm, qos byte, ok bool) {
-	tp := &s.srv.tp
-	best := -1
-	s.topicBuf = append(append(s.topicBuf[:0], tp.privateSlash...), s.principal...)
 	switch m.Kind {
 	case message.Direct:
 		form = formDirect
 	case message.Group:
-		s.topicBuf = append(append(s.topicBuf, "/group/"...), m.To...)
 		form = formPrivateGroup
 	default:
 		return 0, 0, false
 	}
+	best := -1
+	built := false
 	for i := range s.subs {
 		sub := &s.subs[i]
-		if sub.group == "" && int(sub.qos) > best && packet.Match(sub.filter, s.topicBuf) {
-			best = int(sub.qos)
+		if sub.group != "" || int(sub.qos) <= best {
+			continue
 		}
+		if !sub.all {
+			if !built {
+				s.buildTopic(m)
+				built = true
+			}
+			if !packet.Match(sub.filter, s.topicBuf) {
+				continue
+			}
+		}
+		best = int(sub.qos)
 	}
 	if best < 0 && m.Kind == message.Group {
 		for i := range s.subs {
@@ -147,6 +156,14 @@ func (s *session) match(m *message.Message) (form topicForm, qos byte, ok bool) 
 	}
 	qos = min(m.QoS, byte(best))
 	return form, qos, true
+}
+
+// buildTopic writes m's private-tree delivery topic into s.topicBuf.
+func (s *session) buildTopic(m *message.Message) {
+	s.topicBuf = append(append(s.topicBuf[:0], s.srv.tp.privateSlash...), s.principal...)
+	if m.Kind == message.Group {
+		s.topicBuf = append(append(s.topicBuf, "/group/"...), m.To...)
+	}
 }
 
 // offer sends o now if it can, else queues it (QoS 1) or drops it (QoS 0).
@@ -410,9 +427,11 @@ func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) by
 	if s.conn != c || s.removed {
 		return packet.SubackFailure
 	}
+	all := gid == "" && len(filter) == len(s.srv.tp.privateSlash)+len(s.principal)+2 &&
+		filter == s.srv.tp.privateSlash+s.principal+"/#"
 	for i := range s.subs {
 		if s.subs[i].filter == filter {
-			s.subs[i].qos, s.subs[i].group = qos, gid
+			s.subs[i] = subscription{filter: filter, qos: qos, group: gid, all: all}
 			return qos
 		}
 	}
@@ -420,7 +439,7 @@ func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) by
 		s.srv.m.refusal(reasonSubscribeMax)
 		return packet.SubackFailure
 	}
-	s.subs = append(s.subs, subscription{filter: filter, qos: qos, group: gid})
+	s.subs = append(s.subs, subscription{filter: filter, qos: qos, group: gid, all: all})
 	return qos
 }
 

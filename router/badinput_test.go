@@ -1,0 +1,343 @@
+package router
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/router/packet"
+)
+
+// Bad inputs from /work/shared/BAD_INPUTS.md, sent over real sockets.
+
+// connectWith builds a 3.1.1 CONNECT with the given flags byte and
+// payload fields (each length-prefixed), for malformed CONNECT cases.
+func connectWith(level, flags byte, fields ...string) []byte {
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', level, flags, 0, 60}
+	for _, f := range fields {
+		body = append(body, byte(len(f)>>8), byte(len(f)))
+		body = append(body, f...)
+	}
+	return frame(packet.CONNECT<<4, body)
+}
+
+// frame prefixes body with a fixed header.
+func frame(header byte, body []byte) []byte {
+	out := []byte{header}
+	n := len(body)
+	for {
+		b := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			b |= 0x80
+		}
+		out = append(out, b)
+		if n == 0 {
+			break
+		}
+	}
+	return append(out, body...)
+}
+
+func publishFrame(qos byte, topic string, payload string) []byte {
+	body := []byte{byte(len(topic) >> 8), byte(len(topic))}
+	body = append(body, topic...)
+	if qos > 0 {
+		body = append(body, 0, 1)
+	}
+	body = append(body, payload...)
+	return frame(packet.PUBLISH<<4|qos<<1, body)
+}
+
+func subscribeFrame(filter string, opts byte) []byte {
+	body := []byte{0, 1, byte(len(filter) >> 8), byte(len(filter))}
+	body = append(body, filter...)
+	body = append(body, opts)
+	return frame(packet.SUBSCRIBE<<4|2, body)
+}
+
+func TestBadInputsClose(t *testing.T) {
+	e := newEnv(t, nil)
+	type tc struct {
+		name string
+		raw  bool   // no CONNECT first
+		data []byte // sent after CONNACK 0 unless raw
+	}
+	cases := []tc{
+		{"A1 remaining length 5 bytes", false, hexBytes("30 80 80 80 80 01")},
+		{"A1 raw", true, hexBytes("10 80 80 80 80 01")},
+		{"A2 huge CONNECT", true, hexBytes("10 FF FF FF 7F")},
+		{"A2 huge PUBLISH first", true, append(hexBytes("30 80 80 80 74"), make([]byte, 64<<10)...)},
+		{"A2 huge PUBLISH", false, hexBytes("30 FF FF FF 7F")},
+		{"A3 SUBSCRIBE without options", false, hexBytes("82 09 00 01 00 05 74 6F 70 69 63")},
+		{"A3 string past end", false, hexBytes("30 07 FF FF 41 42 43 44 45")},
+		{"A4 CONNECT trailing byte", true, hexBytes("10 0E 00 04 4D 51 54 54 04 02 00 0A 00 01 70 00")},
+		{"A5 PUBLISH QoS 3", false, hexBytes("36 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64")},
+		{"A5 SUBSCRIBE flags 0", false, hexBytes("80 0A 00 01 00 05 74 6F 70 69 63 00")},
+		{"A5 PUBREL flags 0", false, hexBytes("60 02 00 01")},
+		{"A5 QoS 0 DUP", false, hexBytes("38 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64")},
+		{"A6 reserved 0", false, hexBytes("00 00")},
+		{"A6 AUTH on 3.1.1", false, hexBytes("F0 00")},
+		{"A6 CONNACK", false, hexBytes("20 02 00 00")},
+		{"A6 SUBACK", false, hexBytes("90 03 00 01 00")},
+		{"A6 UNSUBACK", false, hexBytes("B0 02 00 01")},
+		{"A6 PINGRESP", false, hexBytes("D0 00")},
+		{"A6 PUBREC (server never sends QoS 2)", false, hexBytes("50 02 00 01")},
+		{"A7 PUBLISH id 0", false, hexBytes("32 10 00 05 74 6F 70 69 63 00 00 70 61 79 6C 6F 61 64")},
+		{"A7 SUBSCRIBE id 0", false, hexBytes("82 0A 00 00 00 05 74 6F 70 69 63 00")},
+		{"A7 UNSUBSCRIBE id 0", false, hexBytes("A2 09 00 00 00 05 74 6F 70 69 63")},
+		{"A7 PUBACK id 0", false, hexBytes("40 02 00 00")},
+		{"A7 PUBREL id 0", false, hexBytes("62 02 00 00")},
+		{"B1 PUBLISH first", true, hexBytes("30 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64")},
+		{"B1 SUBSCRIBE first", true, hexBytes("82 0A 00 01 00 05 74 6F 70 69 63 00")},
+		{"B1 PINGREQ first", true, hexBytes("C0 00")},
+		{"B2 second CONNECT (other user)", false, connectPacket("bob", "tok-bob", "x", true, 60)},
+		{"B2 second CONNECT (same user)", false, connectPacket("alice", "tok-alice", "bad", true, 60)},
+		{"B3 reserved flag", true, hexBytes("10 0D 00 04 4D 51 54 54 04 03 00 0A 00 01 70")},
+		{"B3 password without username", true, hexBytes("10 10 00 04 4D 51 54 54 04 42 00 0A 00 01 70 00 01 70")},
+		{"B3 will QoS without will flag", true, hexBytes("10 0D 00 04 4D 51 54 54 04 0A 00 0A 00 01 70")},
+		{"B3 will QoS 3", true, connectWith(4, 0x1E, "p", "/group/g1", "m")},
+		{"B3 will flag, no will", true, connectWith(4, 0x06, "p")},
+		{"B3 protocol name hj", true, hexBytes("10 0B 00 02 68 6A 04 02 00 0A 00 01 70")},
+		{"B4 NUL in username", true, connectWith(4, 0xC2, "p", "alice\x00x", "tok-alice")},
+		{"C1 PUBLISH /group/+", false, publishFrame(0, "/group/+", "x")},
+		{"C1 PUBLISH /group/g1/#", false, publishFrame(1, "/group/g1/#", "x")},
+		{"C2 PUBLISH empty topic", false, publishFrame(0, "", "x")},
+		{"C3 NUL in topic", false, publishFrame(0, "/group/g1\x00", "x")},
+		{"C3 overlong slash", false, publishFrame(0, "/group\xC0\xAFg1", "x")},
+		{"C3 surrogate", false, publishFrame(0, "/group/\xED\xA0\x80", "x")},
+		{"C10 a/#/b", false, subscribeFrame("a/#/b", 1)},
+		{"C10 a#", false, subscribeFrame("a#", 1)},
+		{"C10 a+", false, subscribeFrame("a+", 1)},
+		{"C10 +a", false, subscribeFrame("+a", 1)},
+		{"C10 empty filter", false, subscribeFrame("", 1)},
+		{"C10 NUL filter", false, subscribeFrame("/private/alice\x00", 1)},
+		{"C10 no filters", false, hexBytes("82 02 00 01")},
+		{"C10 QoS 3", false, hexBytes("82 0A 00 01 00 05 74 6F 70 69 63 03")},
+		{"C10 reserved option bits", false, subscribeFrame("/private/alice", 0x05)},
+		{"C11 topic of 32767 slashes", false, publishFrame(0, strings.Repeat("/", 32767), "x")},
+		{"C11 filter of 10000 + levels", false, subscribeFrame(strings.Repeat("+/", 9999)+"+", 0)},
+		{"D1 will topic with wildcard", true, connectWith(4, 0xC6, "w", "/group/#", "bye", "alice", "tok-alice")},
+		{"DISCONNECT with body", false, hexBytes("E0 01 00")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := dialRaw(t, e.addr)
+			if !c.raw {
+				r.send(connectPacket("alice", "tok-alice", "bad", true, 60))
+				r.expectConnack(0)
+			}
+			r.send(c.data)
+			r.expectClosed()
+		})
+	}
+	if n := e.fwd.count(); n != 0 {
+		t.Fatalf("%d messages forwarded", n)
+	}
+	if p := e.srv.Stats().Panics; p != 0 {
+		t.Fatalf("%d panics", p)
+	}
+}
+
+func TestBadConnectReplies(t *testing.T) {
+	e := newEnv(t, nil)
+	e.auth.addIdentity("tok-plus", Identity{ID: "+"})
+	e.auth.addIdentity("tok-slash", Identity{ID: "alice/#"})
+	long := strings.Repeat("x", 65535)
+	cases := []struct {
+		name string
+		data []byte
+		code byte
+	}{
+		{"B3 protocol level 6", hexBytes("10 0D 00 04 4D 51 54 54 06 02 00 0A 00 01 70"), packet.ConnBadProtocol},
+		{"B3 protocol level 5", hexBytes("10 0D 00 04 4D 51 54 54 05 02 00 0A 00 01 70"), packet.ConnBadProtocol},
+		{"B4 no credentials", hexBytes("10 0D 00 04 4D 51 54 54 04 02 00 0A 00 01 70"), packet.ConnNotAuthorized},
+		{"B4 username only", connectWith(4, 0x82, "p", "alice"), packet.ConnNotAuthorized},
+		{"B4 empty password", connectWith(4, 0xC2, "p", "alice", ""), packet.ConnBadCredentials},
+		{"B4 victim's username, attacker's token", connectPacket("alice", "tok-bob", "p", true, 60), packet.ConnBadCredentials},
+		{"B4 token with trailing space", connectPacket("alice", "tok-alice ", "p", true, 60), packet.ConnBadCredentials},
+		{"B4 token with trailing NUL", connectPacket("alice", "tok-alice\x00", "p", true, 60), packet.ConnBadCredentials},
+		{"B4 token with trailing newline", connectPacket("alice", "tok-alice\n", "p", true, 60), packet.ConnBadCredentials},
+		{"B4 65535-byte token", connectPacket("alice", long, "p", true, 60), packet.ConnBadCredentials},
+		{"B5 empty client id, clean 0", hexBytes("10 0C 00 04 4D 51 54 54 04 00 00 0A 00 00"), packet.ConnIDRejected},
+		{"B5 empty client id, clean 0, credentials", connectPacket("alice", "tok-alice", "", false, 60), packet.ConnIDRejected},
+		{"C5 username + (example)", hexBytes("10 15 00 04 4D 51 54 54 04 C2 00 0A 00 01 70 00 01 2B 00 03 74 6F 6B"), packet.ConnBadCredentials},
+		{"C5 token for identity +", connectPacket("+", "tok-plus", "p", true, 60), packet.ConnBadCredentials},
+		{"C5 token for identity alice/#", connectPacket("alice/#", "tok-slash", "p", true, 60), packet.ConnBadCredentials},
+		{"D1 will to a stranger's private topic", connectWith(4, 0xCE, "w", "/private/carol", "x", "alice", "tok-alice"), packet.ConnNotAuthorized},
+		{"D1 will to a group it may not publish to", connectWith(4, 0xC6, "w", "/group/g2", "x", "alice", "tok-alice"), packet.ConnNotAuthorized},
+		{"D1 will to $SYS", connectWith(4, 0xC6, "w", "$SYS/x", "x", "alice", "tok-alice"), packet.ConnNotAuthorized},
+		{"D1 will to /service", connectWith(4, 0xC6, "w", "/service/auth", "x", "alice", "tok-alice"), packet.ConnNotAuthorized},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := dialRaw(t, e.addr)
+			r.send(c.data)
+			r.expectConnack(c.code)
+			r.expectClosed()
+		})
+	}
+	t.Run("B5 empty client id, clean 1: assigned", func(t *testing.T) {
+		r := dialRaw(t, e.addr)
+		r.send(connectPacket("alice", "tok-alice", "", true, 60))
+		r.expectConnack(0)
+		r2 := dialRaw(t, e.addr)
+		r2.send(connectPacket("alice", "tok-alice", "", true, 60))
+		r2.expectConnack(0)
+		// two distinct sessions: neither took the other over
+		r.sendHex("C0 00")
+		r.mustRead(packet.PINGRESP)
+	})
+	t.Run("F2 auth backend down", func(t *testing.T) {
+		e.auth.unavailable.Store(true)
+		defer e.auth.unavailable.Store(false)
+		r := dialRaw(t, e.addr)
+		r.send(connectPacket("alice", "tok-alice", "p", true, 60))
+		r.expectConnack(packet.ConnServerUnavailable)
+		r.expectClosed()
+	})
+}
+
+func TestIdentityComesFromToken(t *testing.T) {
+	// B4: an authenticator that ignores the username (as a device-key or
+	// token-only backend might) still yields the token's identity.
+	e := newEnv(t, nil)
+	e.auth.ignoreUsername = true
+	r := dialRaw(t, e.addr)
+	r.send(connectPacket("alice", "tok-bob", "x", true, 60))
+	r.expectConnack(0)
+	codes := r.subscribe(1, "/private/alice/#", "/private/bob/#")
+	if codes[0] != 0x80 || codes[1] != 1 {
+		t.Fatalf("suback %v: the ACL used the username", codes)
+	}
+}
+
+func TestSlowloris(t *testing.T) {
+	// B8: nothing, or a partial CONNECT, within ConnectTimeout → close.
+	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
+	for _, data := range [][]byte{nil, hexBytes("10 0D 00 04"), hexBytes("10")} {
+		r := dialRaw(t, e.addr)
+		if data != nil {
+			r.send(data)
+		}
+		start := time.Now()
+		r.expectClosed()
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("closed after %v", d)
+		}
+	}
+}
+
+func TestSubscribeRefusals(t *testing.T) {
+	// C5, C6, C7, C9: SUBACK 0x80 per refused filter, others granted.
+	e := newEnv(t, nil)
+	r := connectRaw(t, e, "alice", "s", true)
+	refused := []string{
+		"#", "/#", "+/+", "/private/+", "/private/#", "/+/alice", "+/private/alice", "/private/+/x",
+		"/private/alice2", "/private/alicebob", "/private/bob", "/private/bob/#",
+		"/group/g2", "/group/+", "/group/#", "/group/g1/#", "/group/g1x",
+		"$share/g/private/bob", "$share/g/#", "$share/g//private/alice", "$share/g/",
+		"$SYS/#", "/service/auth", "\uFEFF/private/alice", "/private/ALICE",
+	}
+	for i, f := range refused {
+		if codes := r.subscribe(uint16(i+1), f); codes[0] != packet.SubackFailure {
+			t.Errorf("filter %q granted %#x", f, codes[0])
+		}
+	}
+	granted := []string{"/private/alice", "/private/alice/#", "/private/alice/group/+", "/group/g1"}
+	codes := r.subscribe(100, granted...)
+	for i, c := range codes {
+		if c != 1 {
+			t.Errorf("filter %q: %#x", granted[i], c)
+		}
+	}
+	// nothing from bob's tree reaches alice
+	r.expectNothing(50 * time.Millisecond)
+}
+
+func TestSubscriptionCap(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxSubscriptions = 2 })
+	r := connectRaw(t, e, "alice", "s", true)
+	codes := r.subscribe(1, "/private/alice", "/private/alice/#", "/private/alice/x", "/private/alice")
+	if fmt.Sprint(codes) != fmt.Sprint([]byte{1, 1, 0x80, 1}) {
+		t.Fatalf("codes %v", codes)
+	}
+	// unsubscribe frees room
+	u := packet.Unsubscribe{PacketID: 2, Filters: []string{"/private/alice"}}
+	r.send(packet.AppendUnsubscribe(nil, &u))
+	r.mustRead(packet.UNSUBACK)
+	if codes := r.subscribe(3, "/private/alice/x"); codes[0] != 1 {
+		t.Fatalf("codes %v", codes)
+	}
+}
+
+func TestPublishRefusals(t *testing.T) {
+	// C7, C8, service topics, other trees: silently dropped, QoS 1 still
+	// acked, the connection stays, nothing is delivered.
+	e := newEnv(t, nil)
+	bob := connectRaw(t, e, "bob", "b", true)
+	bob.subscribe(1, "/private/bob/#")
+	r := connectRaw(t, e, "alice", "a", true)
+	topics := []string{
+		"/group/g1x", "/group/g1/secret", "/group/g1/", "/group//g1", "//group/g1", "/group/g1/../g2",
+		"/group/g2", "$SYS/x", "$share/g/x", "$private/alice", "/service/auth", "/service/x",
+		"/private/bob/group/g1", "/private/carol", "/private/", "plain", strings.Repeat("a", 60000),
+	}
+	for i, topic := range topics {
+		r.send(packet.AppendPublish(nil, 1, false, false, uint16(i+1), []byte("x"), topic))
+		body := r.mustRead(packet.PUBACK)
+		if pid, _ := packet.DecodeAck(packet.PUBACK<<4, body, packet.V311); pid != uint16(i+1) {
+			t.Fatalf("PUBACK id %d for %d", pid, i+1)
+		}
+	}
+	r.send(packet.AppendPublish(nil, 0, false, false, 0, []byte("x"), "/group/g2"))
+	r.sendHex("C0 00")
+	r.mustRead(packet.PINGRESP)
+	bob.expectNothing(100 * time.Millisecond)
+	if n := e.fwd.count(); n != 0 {
+		t.Fatalf("%d forwarded", n)
+	}
+	if s := e.srv.Stats(); s.Refusals != uint64(len(topics)+1) {
+		t.Fatalf("refusals %d, want %d", s.Refusals, len(topics)+1)
+	}
+	// and an allowed one goes through
+	r.publish(1, 99, "/group/g1", "ok")
+	r.mustRead(packet.PUBACK)
+	if p := bob.readPublish(); string(p.Payload) != "ok" {
+		t.Fatalf("got %q", p.Payload)
+	}
+}
+
+func TestQoS2Inbound(t *testing.T) {
+	// E1: QoS 2 accepted, delivered as QoS 1, a repeated id before PUBREL
+	// forwarded once; ids awaiting PUBREL are capped.
+	e := newEnv(t, func(c *Config) { c.MaxInflight = 4 })
+	bob := connectRaw(t, e, "bob", "b", true)
+	bob.subscribe(1, "/private/bob/#")
+	r := connectRaw(t, e, "alice", "a", true)
+	for range 3 {
+		r.send(packet.AppendPublish(nil, 2, true, false, 7, []byte("q2"), "/group/g1"))
+		if pid, _ := packet.DecodeAck(packet.PUBREC<<4, r.mustRead(packet.PUBREC), packet.V311); pid != 7 {
+			t.Fatalf("PUBREC %d", pid)
+		}
+	}
+	p := bob.readPublish()
+	if p.QoS != 1 || string(p.Payload) != "q2" {
+		t.Fatalf("delivered %+v", p)
+	}
+	bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+	bob.expectNothing(100 * time.Millisecond)
+	r.send(packet.AppendAck(nil, packet.PUBREL, 7))
+	r.mustRead(packet.PUBCOMP)
+	if e.fwd.count() != 1 {
+		t.Fatalf("forwarded %d", e.fwd.count())
+	}
+	// after PUBREL the id may be used again for a new message
+	for pid := uint16(1); pid <= 4; pid++ {
+		r.send(packet.AppendPublish(nil, 2, false, false, pid, []byte("n"), "/group/g1"))
+		r.mustRead(packet.PUBREC)
+	}
+	r.send(packet.AppendPublish(nil, 2, false, false, 5, []byte("n"), "/group/g1"))
+	r.expectClosed()
+}
