@@ -283,6 +283,7 @@ func TestPublishRefusals(t *testing.T) {
 		"/group/g1x", "/group/g1/secret", "/group/g1/", "/group//g1", "//group/g1", "/group/g1/../g2",
 		"/group/g2", "$SYS/x", "$share/g/x", "$private/alice", "/service/auth", "/service/x",
 		"/private/bob/group/g1", "/private/carol", "/private/", "plain", strings.Repeat("a", 60000),
+		"\uFEFF/group/g1", "/group/G1", "/GROUP/g1", "／group／g1",
 	}
 	for i, topic := range topics {
 		r.send(packet.AppendPublish(nil, 1, false, false, uint16(i+1), []byte("x"), topic))

@@ -123,6 +123,12 @@ func TestPersistentSessionReplay(t *testing.T) {
 		dev.pub(t, "/group/g1", 1, fmt.Sprint("q", i))
 	}
 	dev.pub(t, "/group/g1", 0, "qos0 is not queued offline")
+	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		if n := e.fwd.count(); n != 6 {
+			return fmt.Errorf("%d forwarded", n)
+		}
+		return nil
+	})
 
 	r2 := dialRaw(t, e.addr)
 	r2.send(connectPacket("alice", "tok-alice", "alice-p", false, 60))
