@@ -15,8 +15,10 @@ import (
 	"github.com/pushring/pushring/message"
 )
 
-// ErrServerClosed is returned by Serve after Close.
-var ErrServerClosed = errors.New("router: server closed")
+// ErrServerClosed is returned by Serve after Close. It wraps
+// net.ErrClosed, so callers that check for a closed listener need not know
+// it.
+var ErrServerClosed = fmt.Errorf("router: server closed: %w", net.ErrClosed)
 
 // Server is the MQTT server of one node. Create it with New; it is
 // goroutine-safe.

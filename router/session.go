@@ -111,6 +111,9 @@ func (s *session) deliver(m *message.Message) {
 func (s *session) match(m *message.Message) (form topicForm, qos byte, ok bool) {
 	switch m.Kind {
 	case message.Direct:
+		if m.To != s.principal {
+			return 0, 0, false // not addressed to this principal
+		}
 		form = formDirect
 	case message.Group:
 		form = formPrivateGroup
