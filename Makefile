@@ -40,7 +40,7 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
 
 lint:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
 
 clean:
