@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -76,24 +77,6 @@ func (twoNodes) Self() membership.Node              { return n1 }
 func (twoNodes) Nodes() []membership.Node           { return []membership.Node{n1, n2} }
 func (twoNodes) HomeNode(id string) membership.Node { return n1 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // clock is a settable test clock.
 type clock struct {
 	mu sync.Mutex
@@ -118,7 +101,7 @@ type fixture struct {
 	acl   *store.Directory // also the API's store, as in node
 	pub   *recPublisher
 	clock *clock
-	logs  *syncBuffer
+	logs  *testutil.SyncBuffer
 	reg   *prometheus.Registry
 	ready error
 	api   *API
@@ -134,7 +117,7 @@ func newFixture(t *testing.T, mod ...func(*Config)) *fixture {
 		st:    store.NewMemory(),
 		pub:   &recPublisher{},
 		clock: &clock{t: time.Now().UTC()},
-		logs:  &syncBuffer{},
+		logs:  &testutil.SyncBuffer{},
 		reg:   prometheus.NewRegistry(),
 	}
 	f.acl = store.NewDirectory(f.st)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,7 +58,7 @@ func runCoreScenario(t *testing.T, busFor func(i int) Bus) {
 	}
 
 	wantPerNode := 2*perGroup*100 + 1
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		for _, n := range nodes {
 			if got := n.rec.total(); got < wantPerNode {
 				return fmt.Errorf("%s: %d deliveries, want %d", n.id, got, wantPerNode)
@@ -155,7 +156,7 @@ func TestHopLimitStopsLoop(t *testing.T) {
 	if err := nodes[0].f.Forward(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if s := sumStats(nodes); s.HopLimitDrops != 1 {
 			return fmt.Errorf("hop limit drops %d", s.HopLimitDrops)
 		}
@@ -188,7 +189,7 @@ func TestResolveFollowsMovedOwner(t *testing.T) {
 	if err := nodes[0].f.Forward(context.Background(), &message.Message{ID: 9, Kind: message.Group, To: "g"}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		for _, n := range nodes {
 			if n.rec.total() != 10 {
 				return fmt.Errorf("%s: %d deliveries", n.id, n.rec.total())
@@ -230,7 +231,7 @@ func TestLargeGroupSplitsEnvelopes(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := nodes[0]
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if n.rec.total() != 1000 {
 			return fmt.Errorf("%d deliveries", n.rec.total())
 		}
@@ -323,7 +324,7 @@ func TestReceiveSurvivesGarbage(t *testing.T) {
 	if err := f.Forward(context.Background(), &message.Message{ID: 3, Kind: message.Direct, To: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if nodes[0].rec.count(3, "a") != 1 {
 			return errors.New("not delivered after garbage")
 		}
@@ -399,7 +400,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	bus.Publish(Subject("test", "n2"), []byte{1, 2, 3})
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if s := nodes[1].f.Stats(); s.Recipients != 11 || s.DecodeErrors != 1 {
 			return fmt.Errorf("n2 stats %+v", s)
 		}
@@ -483,7 +484,7 @@ func TestConcurrentForward(t *testing.T) {
 			total += 90
 		}
 	}
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		got := 0
 		for _, n := range nodes {
 			got += n.rec.total()
@@ -627,7 +628,7 @@ func TestReceiveRecoversDelivererPanic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if s := f.Stats(); d.n.Load() != 2 || s.Panics != 1 {
 			return fmt.Errorf("deliveries %d, stats %+v", d.n.Load(), s)
 		}

@@ -4,27 +4,9 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/pushring/pushring/message"
 )
-
-// checkFor calls fn every interval until it returns nil, failing the test
-// with fn's last error after timeout.
-func checkFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(interval)
-	}
-}
 
 // mapPlacement is a predictable Placement: homes and owners from maps,
 // def for anything not listed. Safe for concurrent reads.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"testing"
 	"time"
 
@@ -49,7 +50,7 @@ func TestLargeGroupNATS(t *testing.T) {
 	if err := nodes[0].f.Forward(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		for _, n := range nodes {
 			if n.rec.total() != 40_000 {
 				return fmt.Errorf("%s: %d deliveries", n.id, n.rec.total())

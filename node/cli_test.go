@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"os"
 	"os/exec"
@@ -67,15 +68,15 @@ func TestQuickStart(t *testing.T) {
 	token := pushctl("login", "alice", "--password", "alice-secret", "-q")
 
 	host, port, _ := strings.Cut(n.MQTTAddr(), ":")
-	aliceOut := &syncBuffer{}
+	aliceOut := &testutil.SyncBuffer{}
 	ms := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-u", "alice", "-P", token, "-t", "/private/alice/#", "-v")
 	ms.Stdout, ms.Stderr = aliceOut, aliceOut
 	if err := ms.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { ms.Process.Kill(); ms.Wait() }()
-	checkFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-		if aliceOut.contains(" probe") {
+	testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if aliceOut.Contains(" probe") {
 			return nil
 		}
 		pushctl("publish", "user", "alice", "probe")
@@ -89,15 +90,15 @@ func TestQuickStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chatOut, chatErr := &syncBuffer{}, &syncBuffer{}
+	chatOut, chatErr := &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	chat.Stdout, chat.Stderr = chatOut, chatErr
 	if err := chat.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { chat.Process.Kill(); chat.Wait() }()
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if !chatErr.contains("pushchat: ready") {
-			return fmt.Errorf("pushchat not ready: %q", chatErr.lines())
+	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if !chatErr.Contains("pushchat: ready") {
+			return fmt.Errorf("pushchat not ready: %q", outputLines(chatErr))
 		}
 		return nil
 	})
@@ -116,18 +117,18 @@ func TestQuickStart(t *testing.T) {
 		"/private/alice/group/home door opened",
 		"/private/alice/group/home temperature=21.5",
 	}
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		got := aliceOut.lines()
+	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		got := outputLines(aliceOut)
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
 			return fmt.Errorf("alice has\n%s", joinLines(got))
 		}
 		return nil
 	})
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		for _, line := range []string{"[group home] temperature=21.5", "[group home] door opened", "[group home] bob: hello"} {
-			if !chatOut.contains(line) {
-				return fmt.Errorf("pushchat output lacks %q: %q", line, chatOut.lines())
+			if !chatOut.Contains(line) {
+				return fmt.Errorf("pushchat output lacks %q: %q", line, outputLines(chatOut))
 			}
 		}
 		return nil
@@ -139,12 +140,12 @@ func TestQuickStart(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("pushchat exit: %v\n%s", err, bytes.TrimSpace([]byte(strings.Join(chatErr.lines(), "\n"))))
+			t.Fatalf("pushchat exit: %v\n%s", err, bytes.TrimSpace([]byte(strings.Join(outputLines(chatErr), "\n"))))
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("pushchat did not exit on /quit")
 	}
-	if !chatErr.contains("logged out") {
-		t.Errorf("pushchat did not log out: %q", chatErr.lines())
+	if !chatErr.Contains("logged out") {
+		t.Errorf("pushchat did not log out: %q", outputLines(chatErr))
 	}
 }

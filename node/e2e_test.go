@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/base64"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"net"
 	"slices"
 	"strings"
@@ -36,7 +37,7 @@ func TestPushFlow(t *testing.T) {
 	w.api.must(202, "POST", "/v1/groups/g1/messages", basic("d1", w.d1Key), map[string]any{"payload": "over-http"}, nil)
 	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload_base64": base64.StdEncoding.EncodeToString([]byte("direct-hi"))}, nil)
 
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if sinks["alice"].count() < 3 || sinks["bob"].count() < 2 {
 			return fmt.Errorf("alice %v, bob %v", sinks["alice"].list(), sinks["bob"].list())
 		}
@@ -45,7 +46,7 @@ func TestPushFlow(t *testing.T) {
 	// Let any duplicate arrive before judging "exactly once": a second,
 	// independent message to bob travels the same path behind them.
 	w.api.must(202, "POST", "/v1/users/bob/messages", w.admin, map[string]any{"payload": "marker"}, nil)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if !slices.Contains(sinks["bob"].list(), "/private/bob marker") {
 			return fmt.Errorf("bob has no marker yet: %v", sinks["bob"].list())
 		}
@@ -86,7 +87,7 @@ func TestGroupTopicSubscriberGetsOneCopy(t *testing.T) {
 		w.api.must(202, "POST", "/v1/groups/g1/messages", w.admin, map[string]any{"payload": fmt.Sprint("m", i)}, nil)
 	}
 	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "marker"}, nil)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if !slices.Contains(sink.list(), "/private/alice marker") {
 			return fmt.Errorf("no marker: %v", sink.list())
 		}
@@ -142,7 +143,7 @@ func TestRefusals(t *testing.T) {
 	before := counter(t, n, "pushring_mqtt_refusals_total", nil)
 	publish(t, cc, "/group/g1", 1, "from-carol")
 	publish(t, cc, "/private/alice", 1, "carol-direct") // shares no group with alice
-	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if got := counter(t, n, "pushring_mqtt_refusals_total", nil); got < before+2 {
 			return fmt.Errorf("refusals %v, want %v", got, before+2)
 		}
@@ -150,7 +151,7 @@ func TestRefusals(t *testing.T) {
 	})
 	// Revocation of a live session disconnects it at once.
 	w.api.must(204, "DELETE", "/v1/sessions/current", "Bearer "+s.Token, nil, nil)
-	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if ac.IsConnectionOpen() {
 			return fmt.Errorf("alice still connected after logout")
 		}
@@ -172,7 +173,7 @@ func TestExpiredToken(t *testing.T) {
 		t.Fatalf("fresh token refused: %v", err)
 	}
 	c.Disconnect(10)
-	checkFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
 		if c, err := tryConnect(n, clientOpts{user: "alice", password: s.Token}, nil); err == nil {
 			c.Disconnect(10)
 			return fmt.Errorf("token still accepted")
@@ -261,7 +262,7 @@ func TestPersistentSession(t *testing.T) {
 	second := &received{}
 	c2 := connect(t, n, opts, second)
 	_ = c2
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if second.count() < 5 {
 			return fmt.Errorf("got %v", second.list())
 		}
@@ -306,7 +307,7 @@ func TestRestartKeepsState(t *testing.T) {
 	subscribe(t, ac, "/private/alice/#", 1, sink)
 	d1 := connect(t, n, clientOpts{user: "d1", password: w.d1Key}, nil)
 	publish(t, d1, "/group/g1", 1, "after-restart")
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if !slices.Contains(sink.list(), "/private/alice/group/g1 after-restart") {
 			return fmt.Errorf("got %v", sink.list())
 		}
@@ -326,7 +327,7 @@ func TestAuthTopic(t *testing.T) {
 		sink := &received{}
 		c := connect(t, n, clientOpts{user: "", password: "", clientID: "proto-" + strings.ReplaceAll(topic, "/", "_")}, sink)
 		publish(t, c, topic, 0, s.Token)
-		checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 			if sink.count() == 0 {
 				return fmt.Errorf("no auth answer")
 			}
@@ -338,7 +339,7 @@ func TestAuthTopic(t *testing.T) {
 		}
 		subscribe(t, c, "/private/alice/#", 1, sink)
 		w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "hello-" + topic}, nil)
-		checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 			if !slices.Contains(sink.list(), "/private/alice hello-"+topic) {
 				return fmt.Errorf("got %v", sink.list())
 			}
@@ -351,7 +352,7 @@ func TestAuthTopic(t *testing.T) {
 	sink := &received{}
 	c := connect(t, n, clientOpts{clientID: "proto-bad"}, sink)
 	c.Publish("/service/auth", 0, false, "bogus-token")
-	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if sink.count() == 0 || c.IsConnectionOpen() {
 			return fmt.Errorf("answer %v, open %v", sink.list(), c.IsConnectionOpen())
 		}

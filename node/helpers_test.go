@@ -18,22 +18,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// checkFor polls fn every interval until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("PUSHRING_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -1,15 +1,14 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -28,35 +27,16 @@ func needTool(t *testing.T, name string) string {
 	return p
 }
 
-// syncBuffer is an io.Writer that may be read while a process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// lines returns the complete lines written so far, without probe lines.
-func (s *syncBuffer) lines() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// outputLines returns the complete lines of a process's output, without
+// the probe lines tests use to see a subscription is live.
+func outputLines(b *testutil.SyncBuffer) []string {
 	var out []string
-	for _, l := range strings.Split(s.b.String(), "\n") {
+	for _, l := range strings.Split(b.String(), "\n") {
 		if l != "" && !strings.HasSuffix(l, " probe") {
 			out = append(out, l)
 		}
 	}
 	return out
-}
-
-func (s *syncBuffer) contains(sub string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Contains(s.b.String(), sub)
 }
 
 // TestMosquittoClients runs the push flow with the stock mosquitto_sub and
@@ -72,12 +52,12 @@ func TestMosquittoClients(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	outs := map[string]*syncBuffer{}
+	outs := map[string]*testutil.SyncBuffer{}
 	for _, u := range []string{"alice", "bob", "carol"} {
 		s := w.api.login(u, u+"-password")
 		cmd := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "mqttv311", "-q", "1",
 			"-i", u+"-mosq", "-u", u, "-P", s.Token, "-t", "/private/"+u+"/#", "-v")
-		out := &syncBuffer{}
+		out := &testutil.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -86,12 +66,12 @@ func TestMosquittoClients(t *testing.T) {
 		outs[u] = out
 		// A direct probe shows the subscription is live: send until one
 		// arrives (probes before the SUBSCRIBE are simply not delivered).
-		checkFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-			if out.contains(" probe") {
+		testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+			if out.Contains(" probe") {
 				return nil
 			}
 			w.api.must(202, "POST", "/v1/users/"+u+"/messages", w.admin, map[string]any{"payload": "probe"}, nil)
-			return fmt.Errorf("%s: no probe yet: %q", u, out.lines())
+			return fmt.Errorf("%s: no probe yet: %q", u, outputLines(out))
 		})
 	}
 
@@ -107,15 +87,15 @@ func TestMosquittoClients(t *testing.T) {
 	}
 	// The marker travels behind the group messages on the same path.
 	for _, u := range []string{"alice", "bob", "carol"} {
-		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-			if !outs[u].contains(" marker") {
-				return fmt.Errorf("%s: no marker: %q", u, outs[u].lines())
+		testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if !outs[u].Contains(" marker") {
+				return fmt.Errorf("%s: no marker: %q", u, outputLines(outs[u]))
 			}
 			return nil
 		})
 	}
 	for _, u := range []string{"alice", "bob"} {
-		lines := outs[u].lines()
+		lines := outputLines(outs[u])
 		slices.Sort(lines)
 		want := []string{
 			"/private/" + u + " marker",
@@ -126,7 +106,7 @@ func TestMosquittoClients(t *testing.T) {
 			t.Errorf("%s got\n%s\nwant\n%s", u, joinLines(lines), joinLines(want))
 		}
 	}
-	if got := outs["carol"].lines(); !slices.Equal(got, []string{"/private/carol marker"}) {
+	if got := outputLines(outs["carol"]); !slices.Equal(got, []string{"/private/carol marker"}) {
 		t.Errorf("carol got %q, want only her marker", got)
 	}
 }

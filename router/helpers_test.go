@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -229,22 +230,6 @@ func newEnv(t testing.TB, edit func(*Config)) *env {
 	return e
 }
 
-// checkFor polls fn every interval until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = fn(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // ---- raw TCP client ----
 
 type rawClient struct {
@@ -427,7 +412,7 @@ func (p *pahoClient) got() []pahoMsg {
 // waitMsgs waits until exactly n messages arrived (and no more soon after).
 func (p *pahoClient) waitMsgs(t testing.TB, n int) []pahoMsg {
 	t.Helper()
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if got := len(p.got()); got < n {
 			return fmt.Errorf("%d messages, want %d", got, n)
 		}

@@ -3,6 +3,7 @@ package router
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +50,7 @@ func TestGroupAndDirectDelivery(t *testing.T) {
 	bob.pub(t, "/private/bob", 1, "note to self")
 	// carol shares no group with alice: refused, nothing delivered.
 	carol.pub(t, "/private/alice", 1, "spam")
-	checkFor(t, 2*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
 		if e.srv.Stats().Refusals < 1 {
 			return fmt.Errorf("refusal not counted")
 		}
@@ -111,7 +112,7 @@ func TestPersistentSessionReplay(t *testing.T) {
 	}
 	r.sendHex("E0 00") // DISCONNECT
 	r.expectClosed()
-	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
 			return fmt.Errorf("%d connections", n)
 		}
@@ -123,7 +124,7 @@ func TestPersistentSessionReplay(t *testing.T) {
 		dev.pub(t, "/group/g1", 1, fmt.Sprint("q", i))
 	}
 	dev.pub(t, "/group/g1", 0, "qos0 is not queued offline")
-	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.fwd.count(); n != 6 {
 			return fmt.Errorf("%d forwarded", n)
 		}
@@ -195,7 +196,7 @@ func TestQueueOverflowDropsOldest(t *testing.T) {
 	r := connectRaw(t, e, "alice", "a", false)
 	r.subscribe(1, "/private/alice/#")
 	r.nc.Close()
-	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
 			return fmt.Errorf("%d connections", n)
 		}
@@ -325,7 +326,7 @@ func TestTakeoverFlapping(t *testing.T) {
 		last = r
 	}
 	last.subscribe(1, "/private/alice")
-	checkFor(t, 3*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
 		if s := e.srv.Stats(); s.Connections != 1 || s.Sessions != 1 {
 			return fmt.Errorf("stats %+v", s)
 		}
@@ -515,7 +516,7 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 	bad := connectRaw(t, e, "alice", "a", true)
 	bad.publish(0, 0, "/group/g1", "boom")
 	bad.expectClosed()
-	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Panics; n != 1 {
 			return fmt.Errorf("%d panics", n)
 		}
@@ -593,7 +594,7 @@ func TestMaxSessionsPerPrincipal(t *testing.T) {
 	r.expectConnack(packet.ConnServerUnavailable)
 	// an offline persistent session is evicted to make room
 	a1.nc.Close()
-	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 1 {
 			return fmt.Errorf("%d connections", n)
 		}
@@ -609,7 +610,7 @@ func TestSessionExpiry(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.SessionExpiry = 100 * time.Millisecond })
 	r := connectRaw(t, e, "alice", "p", false)
 	r.nc.Close()
-	checkFor(t, 3*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
 		if s := e.srv.Stats(); s.Sessions != 0 {
 			return fmt.Errorf("sessions %d", s.Sessions)
 		}
@@ -629,7 +630,7 @@ func TestQueuedReplayRechecksMembership(t *testing.T) {
 	r := connectRaw(t, e, "alice", "p", false)
 	r.subscribe(1, "/private/alice/#")
 	r.nc.Close()
-	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
 			return fmt.Errorf("%d connections", n)
 		}
@@ -684,7 +685,7 @@ func TestMetricsRegistered(t *testing.T) {
 		}
 		return -1
 	}
-	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if v := value("pushring_mqtt_connections", ""); v != 1 {
 			return fmt.Errorf("gauge %v", v)
 		}

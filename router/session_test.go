@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -222,7 +223,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	if got := <-received; got != n {
 		t.Fatalf("fast client got %d of %d", got, n)
 	}
-	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if c := e.srv.Stats().Connections; c != 1 {
 			return fmt.Errorf("%d connections", c)
 		}

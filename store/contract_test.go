@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"slices"
 	"strings"
 	"sync"
@@ -24,23 +25,6 @@ type fixture struct {
 	// Restart stops the backend and starts it again on the same data,
 	// returning a new Store (St is then dead). Nil if not persistent.
 	Restart func(t *testing.T) Store
-}
-
-// checkFor calls fn every interval until it returns nil or timeout passes,
-// then fails with fn's last error.
-func checkFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -355,7 +339,7 @@ func startWatch(t *testing.T, st Store) *recorder {
 			t.Error("Watch did not return after cancel")
 		}
 	})
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("Watch returned early: %v", err)
@@ -372,7 +356,7 @@ func startWatch(t *testing.T, st Store) *recorder {
 // waitEvents waits until rec has want (in order) after its ready point.
 func waitEvents(t *testing.T, rec *recorder, want ...string) {
 	t.Helper()
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		events, _, at := rec.snapshot()
 		got := describe(events[at:])
 		// Each bucket has its own watcher: order holds within a bucket

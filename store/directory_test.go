@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pushring/pushring/internal/testutil"
 	"slices"
 	"sync"
 	"testing"
@@ -126,7 +127,7 @@ func testDirReadYourWrites(t *testing.T, backend dirBackend) {
 		t.Fatal("failed CreateGroup applied")
 	}
 	// The view settles on the store's state once the watch catches up.
-	checkFor(t, time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if got := d.Members("g"); !slices.Equal(got, []string{"bob"}) {
 			return fmt.Errorf("Members = %q", got)
 		}
@@ -143,14 +144,14 @@ func testDirWatchDriven(t *testing.T, backend dirBackend) {
 	must(t, peer.CreateGroup(ctx, Group{ID: "room.1"}))
 	must(t, peer.SetRole(ctx, "room.1", "carol", Member, true))
 	must(t, peer.SetRole(ctx, "room.1", "dev.1", Publisher, true))
-	checkFor(t, time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if !d.IsMember("room.1", "carol") || !d.CanPublishGroup("dev.1", "room.1") || !d.CanDirect("dev.1", "carol") {
 			return errors.New("peer's writes not visible")
 		}
 		return nil
 	})
 	must(t, peer.SetRole(ctx, "room.1", "carol", Member, false))
-	checkFor(t, time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if d.IsMember("room.1", "carol") || d.Members("room.1") != nil || d.CanDirect("dev.1", "carol") {
 			return errors.New("peer's removal not visible")
 		}
@@ -220,7 +221,7 @@ func testDirTruthTables(t *testing.T, backend dirBackend) {
 	t.Cleanup(func() { d2.cancel() }) // st is closed by the fixture
 	must(t, d2.Start(ctx))
 	d = d2
-	checkFor(t, time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if !d.IsMember("solo", "erin") {
 			return errors.New("not caught up")
 		}
@@ -273,7 +274,7 @@ func testDirRevoke(t *testing.T, backend dirBackend) {
 	}
 	// Logout by another process: through the watch.
 	must(t, peer.DeleteSession(ctx, h2))
-	checkFor(t, time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if !seen(h2) {
 			return errors.New("remote revocation not reported")
 		}
@@ -298,7 +299,7 @@ func TestDirectoryStaleLocalWrite(t *testing.T) {
 	// the watch delivers both before our SetRole returns.
 	racer.after = func() {
 		must(t, m.SetRole(ctx, "g", "alice", Member, false))
-		checkFor(t, time.Second, time.Millisecond, func() error {
+		testutil.CheckFor(t, time.Second, time.Millisecond, func() error {
 			d.mu.RLock()
 			defer d.mu.RUnlock()
 			if d.v.groups["g"] != nil && d.v.groups["g"].roles["alice"] == 0 && d.pending[eventKey(Event{Type: RoleSet, GroupID: "g", Principal: "alice", Role: Member})][0].seenSame {
@@ -322,7 +323,7 @@ func TestDirectoryStaleLocalWrite(t *testing.T) {
 	}
 	must(t, m.CreatePrincipal(ctx, Principal{ID: "marker", Kind: User}))
 	must(t, m.SetRole(ctx, "g", "marker", Member, true))
-	checkFor(t, time.Second, time.Millisecond, func() error {
+	testutil.CheckFor(t, time.Second, time.Millisecond, func() error {
 		if !d.IsMember("g", "marker") {
 			return errors.New("watch not caught up")
 		}
@@ -384,7 +385,7 @@ func TestDirectoryGroupDeleted(t *testing.T) {
 	}
 	// No API deletes groups; an operator might, on the bucket.
 	must(t, st.groups.Delete(ctx, encodeID("g.x")))
-	checkFor(t, time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if _, ok := d.GroupInfo("g.x"); ok {
 			return errors.New("group still there")
 		}

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -90,23 +90,6 @@ func TestFlags(t *testing.T) {
 
 // --- end to end against a fake API and a fake broker --------------------------
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // checkFor polls fn until it returns true or timeout passes.
 func checkFor(t *testing.T, timeout time.Duration, what string, fn func() bool) {
 	t.Helper()
@@ -156,7 +139,7 @@ func (f *fakeSessions) loggedOut() []string {
 }
 
 type chatRun struct {
-	stdout, stderr syncBuffer
+	stdout, stderr testutil.SyncBuffer
 	done           chan int
 }
 
