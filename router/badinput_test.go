@@ -229,6 +229,21 @@ func TestSlowloris(t *testing.T) {
 	}
 }
 
+func TestPartialPacketAfterConnect(t *testing.T) {
+	// A2: with keepalive 0 there is no idle timeout, but a packet whose
+	// header has arrived must still arrive whole within ConnectTimeout.
+	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
+	r := dialRaw(t, e.addr)
+	r.send(connectPacket("alice", "tok-alice", "x", true, 0))
+	r.expectConnack(0)
+	r.send(hexBytes("30 80 01 00 05")) // PUBLISH declaring 128 bytes, 3 sent
+	start := time.Now()
+	r.expectClosed()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("closed after %v", d)
+	}
+}
+
 func TestSubscribeRefusals(t *testing.T) {
 	// C5, C6, C7, C9: SUBACK 0x80 per refused filter, others granted.
 	e := newEnv(t, nil)

@@ -41,7 +41,10 @@ type Config struct {
 
 	// ConnectTimeout: the CONNECT must arrive within it after accept,
 	// and in auth-topic mode the auth PUBLISH within it after CONNACK
-	// (slowloris, B8). It also bounds each call to the Authenticator.
+	// (slowloris, B8). It also bounds each call to the Authenticator, and
+	// the time a packet whose header has arrived may take to arrive whole
+	// (A2: a partial packet never holds a connection open, keepalive 0 or
+	// not).
 	ConnectTimeout time.Duration
 
 	// MaxInflight caps the outbound QoS 1 messages awaiting PUBACK per

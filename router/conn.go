@@ -96,8 +96,10 @@ type tcpTransport struct {
 	hardMax      int // close the connection over this backlog
 
 	// reader-goroutine only
-	deadline time.Time
-	idle     time.Duration
+	deadline      time.Time
+	idle          time.Duration
+	readDeadline  time.Time     // as last set on nc
+	packetTimeout time.Duration // a started packet must arrive whole within it
 
 	mu        sync.Mutex
 	out       []byte // appended to by beginWrite/endWrite callers
@@ -120,16 +122,17 @@ const maxKeptBuffer = 64 << 10
 func newTCPTransport(srv *Server, nc net.Conn) *tcpTransport {
 	cfg := &srv.cfg
 	return &tcpTransport{
-		nc:           nc,
-		srv:          srv,
-		maxPacket:    cfg.MaxPacketSize,
-		writeTimeout: cfg.WriteTimeout,
-		drainMark:    cfg.MaxOutboundBytes / 2,
-		hardMax:      4 * cfg.MaxOutboundBytes,
-		deadline:     time.Now().Add(cfg.ConnectTimeout),
-		wake:         make(chan struct{}, 1),
-		stop:         make(chan struct{}),
-		writerDone:   make(chan struct{}),
+		nc:            nc,
+		srv:           srv,
+		maxPacket:     cfg.MaxPacketSize,
+		writeTimeout:  cfg.WriteTimeout,
+		drainMark:     cfg.MaxOutboundBytes / 2,
+		hardMax:       4 * cfg.MaxOutboundBytes,
+		deadline:      time.Now().Add(cfg.ConnectTimeout),
+		packetTimeout: cfg.ConnectTimeout,
+		wake:          make(chan struct{}, 1),
+		stop:          make(chan struct{}),
+		writerDone:    make(chan struct{}),
 	}
 }
 
@@ -239,6 +242,7 @@ func (t *tcpTransport) applyDeadline() {
 			d = i
 		}
 	}
+	t.readDeadline = d
 	t.nc.SetReadDeadline(d)
 }
 
@@ -249,7 +253,7 @@ func (t *tcpTransport) read() error {
 	// send (A2, A6, B1). A refused packet's declared length is never
 	// buffered.
 	first := true
-	rd.SetCheck(func(header byte, _ int) error {
+	rd.SetCheck(func(header byte, remaining int) error {
 		if first {
 			first = false
 			if header>>4 != packet.CONNECT {
@@ -258,6 +262,14 @@ func (t *tcpTransport) read() error {
 		}
 		if !packet.ValidClientPacketType(header>>4, packet.V5) {
 			return packet.ErrPacketType
+		}
+		// The body is still on its way: it must arrive within
+		// packetTimeout, whatever the keepalive (A2).
+		if remaining > rd.Buffered() {
+			if d := time.Now().Add(t.packetTimeout); t.readDeadline.IsZero() || d.Before(t.readDeadline) {
+				t.readDeadline = d
+				t.nc.SetReadDeadline(d)
+			}
 		}
 		return nil
 	})
