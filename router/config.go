@@ -67,6 +67,13 @@ type Config struct {
 	// 0 means unlimited. Over the cap: CONNACK 0x03, then close.
 	MaxConnections int
 
+	// ConnectRate is the new connections a second one source address
+	// (IPv6: one /64) may open, with bursts up to ConnectBurst; over it a
+	// connection is closed at once, before any byte is read, and counted
+	// as refusal "connect_rate" (B7). ConnectRate < 0 turns the limit off.
+	ConnectRate  float64
+	ConnectBurst int
+
 	// MaxSessionsPerPrincipal caps the sessions (connected or persistent
 	// offline) one principal holds on this node. A new session over the
 	// cap evicts the principal's oldest offline session; if all are
@@ -118,6 +125,8 @@ func DefaultConfig() Config {
 		MaxQueued:               1000,
 		MaxSubscriptions:        32,
 		MaxConnections:          0,
+		ConnectRate:             200,
+		ConnectBurst:            2000,
 		MaxSessionsPerPrincipal: 16,
 		SessionExpiry:           24 * time.Hour,
 		WriteTimeout:            10 * time.Second,
@@ -151,6 +160,10 @@ func (c Config) normalize() Config {
 	num(&c.MaxSubscriptions, d.MaxSubscriptions)
 	num(&c.MaxSessionsPerPrincipal, d.MaxSessionsPerPrincipal)
 	num(&c.MaxOutboundBytes, d.MaxOutboundBytes)
+	if c.ConnectRate == 0 {
+		c.ConnectRate = d.ConnectRate
+	}
+	num(&c.ConnectBurst, d.ConnectBurst)
 	if c.MaxConnections < 0 {
 		c.MaxConnections = 0
 	}

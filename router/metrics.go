@@ -17,7 +17,7 @@ type Stats struct {
 	ConnectsRefused uint64 // CONNACK != 0 sent, or auth-topic login failed
 	MessagesIn      uint64 // PUBLISHes (and wills) accepted and forwarded
 	Deliveries      uint64 // PUBLISHes written to clients (first sends and resends)
-	Refusals        uint64 // refused publishes, subscriptions, wills, replays
+	Refusals        uint64 // refused publishes, subscriptions, wills, replays, connections over the rate
 	QueueDropped    uint64 // messages dropped by a full queue or a slow consumer
 	Panics          uint64 // recovered panics (each closed one connection)
 }

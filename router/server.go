@@ -31,6 +31,7 @@ type Server struct {
 	log  *slog.Logger
 	tp   topics
 	m    *metrics
+	rate *connLimiter // nil: no per-address connect limit
 
 	mu          sync.RWMutex
 	closed      bool
@@ -41,8 +42,9 @@ type Server struct {
 	byToken     map[string][]*mqttConn // Identity.TokenHash → connections
 	connected   int                    // connections past CONNACK 0
 
-	wg     sync.WaitGroup
-	autoID uint64 // under mu: assigned client ids
+	wg         sync.WaitGroup
+	rateLogged atomic.Int64 // unix second of the last connect-rate log line
+	autoID     uint64       // under mu: assigned client ids
 
 	// hookPacket, when set (tests only), is called with every inbound
 	// packet before it is handled.
@@ -71,6 +73,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		log:         cfg.Logger.With("component", "router", "node", cfg.NodeID),
 		tp:          newTopics(cfg),
 		m:           newMetrics(cfg.Registerer),
+		rate:        newConnLimiter(cfg.ConnectRate, cfg.ConnectBurst),
 		conns:       make(map[*mqttConn]struct{}),
 		sessions:    make(map[string]*session),
 		byPrincipal: make(map[string][]*session),
@@ -122,6 +125,12 @@ func isTemporary(err error) bool {
 }
 
 func (s *Server) accept(nc net.Conn) {
+	if !s.rate.allow(nc.RemoteAddr(), time.Now()) {
+		s.m.refusal(reasonConnectRate)
+		s.logConnectRate(nc.RemoteAddr())
+		nc.Close()
+		return
+	}
 	t := newTCPTransport(s, nc)
 	c := newMQTTConn(s, t)
 	s.mu.Lock()
@@ -424,4 +433,13 @@ func (s *Server) assignClientID() string {
 // forward hands a message published on this node to the cluster.
 func (s *Server) forward(ctx context.Context, m *message.Message) error {
 	return s.fwd.Forward(ctx, m)
+}
+
+// logConnectRate logs a refused connection at most once a second, so a
+// storm costs a counter increment per connection, not a log line.
+func (s *Server) logConnectRate(addr net.Addr) {
+	now := time.Now().Unix()
+	if last := s.rateLogged.Load(); last != now && s.rateLogged.CompareAndSwap(last, now) {
+		s.log.Warn("mqtt: connection refused: connect rate per address exceeded", "remote", addr.String())
+	}
 }

@@ -35,12 +35,13 @@ const (
 	reasonReplayACL     = "replay_acl"     // queued group message, no longer a member
 	reasonDeliverACL    = "deliver_acl"    // /group/<gid> subscriber, no longer a member
 	reasonForwardFailed = "forward_failed" // Forwarder returned an error
+	reasonConnectRate   = "connect_rate"   // too many new connections from one address
 )
 
 var allReasons = []string{
 	reasonTopic, reasonService, reasonGroupACL, reasonDirectACL,
 	reasonSubscribeACL, reasonSubscribeMax, reasonWillACL, reasonReplayACL,
-	reasonDeliverACL, reasonForwardFailed,
+	reasonDeliverACL, reasonForwardFailed, reasonConnectRate,
 }
 
 // validID mirrors store.ValidID (router must not depend on the store's

@@ -43,6 +43,8 @@ func run(args []string) error {
 	fs.BoolVar(&authTopic, "auth-topic", false, "enable the prototype's login by publishing the session token to /service/auth")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a login session")
 	fs.IntVar(&cfg.Router.MaxConnections, "max-connections", cfg.Router.MaxConnections, "maximum MQTT connections (0: unlimited)")
+	fs.Float64Var(&cfg.Router.ConnectRate, "connect-rate", cfg.Router.ConnectRate, "new MQTT connections a second per source address (negative: no limit)")
+	fs.IntVar(&cfg.Router.ConnectBurst, "connect-burst", cfg.Router.ConnectBurst, "burst of new MQTT connections per source address")
 	fs.IntVar(&cfg.Router.MaxPacketSize, "max-packet-size", cfg.Router.MaxPacketSize, "maximum MQTT packet size in bytes")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
