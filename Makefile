@@ -4,7 +4,7 @@ BIN       := bin
 FUZZTIME  ?= 5s
 LONGFUZZ  ?= 5m
 
-.PHONY: all build run test test-unit testrace fuzz fuzz-smoke bench lint deps clean
+.PHONY: all build run test test-unit testrace testallocs fuzz fuzz-smoke bench lint deps clean
 
 all: build
 
@@ -15,14 +15,18 @@ build:
 run: build
 	./$(BIN)/pushring --data-dir ./data
 
-## test: install test dependencies, vet, run every test with the race detector, then a short fuzz pass
-test: deps lint testrace fuzz-smoke
+## test: install test dependencies, vet, run every test with the race detector, the allocation
+## tests without it (the race detector allocates), then a short fuzz pass
+test: deps lint testrace testallocs fuzz-smoke
 
 deps:
 	./scripts/deps.sh
 
 test-unit:
 	$(GO) test -count=1 ./...
+
+testallocs:
+	$(GO) test -count=1 -run 'Alloc|ZeroAllocs' ./...
 
 testrace:
 	$(GO) test -race -count=1 -timeout 10m ./...

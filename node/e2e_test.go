@@ -1,8 +1,12 @@
 package node
 
 import (
+	"os"
+	"path/filepath"
+
 	"encoding/base64"
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"github.com/pushring/pushring/internal/testutil"
 	"net"
 	"slices"
@@ -361,4 +365,31 @@ func TestAuthTopic(t *testing.T) {
 	if got := sink.list()[0]; !strings.Contains(got, `"ok":false`) || !strings.HasPrefix(got, "/service/auth ") {
 		t.Fatalf("failure answer: %s", got)
 	}
+}
+
+// TestNATSListenNeedsToken: an embedded NATS server opened to other
+// processes requires the token the node wrote (mode 0600) into its data
+// dir; without it nobody reaches the KV buckets or the node subjects.
+func TestNATSListenNeedsToken(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, func(c *Config) { c.NATSListen = "127.0.0.1:0" })
+	defer n.Close()
+	fi, err := os.Stat(filepath.Join(dir, "nats.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("nats.token mode %v, want 0600", fi.Mode().Perm())
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "nats.token"))
+	addr := n.embedded.Addr().String()
+	if nc, err := nats.Connect("nats://" + addr); err == nil {
+		nc.Close()
+		t.Fatal("connected to the node's NATS without the token")
+	}
+	nc, err := nats.Connect("nats://" + strings.TrimSpace(string(raw)) + "@" + addr)
+	if err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	nc.Close()
 }

@@ -146,23 +146,35 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
-	if n.adminKey, err = loadAdminKey(cfg, n.log); err != nil {
-		return nil, err
+	if n.adminKey = cfg.AdminKey; n.adminKey == "" {
+		if n.adminKey, err = loadOrCreateSecret(filepath.Join(cfg.DataDir, "admin.key"), "admin key", n.log); err != nil {
+			return nil, err
+		}
 	}
 
 	// NATS: the bus between nodes and the home of the KV buckets.
 	if cfg.NATSURL == "" {
+		var token string
+		if cfg.NATSListen != "" {
+			// Others reach this NATS with nats://<token>@<listen>.
+			path := filepath.Join(cfg.DataDir, "nats.token")
+			if token, err = loadOrCreateSecret(path, "NATS token", n.log); err != nil {
+				return nil, err
+			}
+		}
 		n.embedded, err = natsembed.Start(natsembed.Config{
 			StoreDir:   filepath.Join(cfg.DataDir, "nats"),
 			Listen:     cfg.NATSListen,
 			ServerName: cfg.NodeID,
+			Token:      token,
 		})
 		if err != nil {
 			return nil, err
 		}
 		n.nc, err = n.embedded.Connect(n.natsOptions()...)
 		if n.embedded.Addr() != nil {
-			n.log.Info("embedded NATS server listening", "addr", n.embedded.ClientURL())
+			n.log.Info("embedded NATS server listening (clients need the token)", "addr", n.embedded.ClientURL(),
+				"token_file", filepath.Join(cfg.DataDir, "nats.token"))
 		}
 	} else {
 		n.nc, err = nats.Connect(cfg.NATSURL, n.natsOptions()...)
@@ -334,16 +346,12 @@ type deliverFunc func(m *message.Message, recipients []string)
 
 func (f deliverFunc) Deliver(m *message.Message, recipients []string) { f(m, recipients) }
 
-// loadAdminKey returns the configured admin key, or the one stored in the
-// data dir, or a new random one written there with mode 0600.
-func loadAdminKey(cfg Config, log *slog.Logger) (string, error) {
-	if cfg.AdminKey != "" {
-		return cfg.AdminKey, nil
-	}
-	path := filepath.Join(cfg.DataDir, "admin.key")
+// loadOrCreateSecret returns the secret stored at path, or a new random
+// one (256 bits, base64url) written there with mode 0600.
+func loadOrCreateSecret(path, what string, log *slog.Logger) (string, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		if key := strings.TrimSpace(string(b)); key != "" {
-			log.Info("admin key loaded", "file", path)
+			log.Info(what+" loaded", "file", path)
 			return key, nil
 		}
 	}
@@ -353,9 +361,9 @@ func loadAdminKey(cfg Config, log *slog.Logger) (string, error) {
 	}
 	key := base64.RawURLEncoding.EncodeToString(raw[:])
 	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("node: write admin key: %w", err)
+		return "", fmt.Errorf("node: write %s: %w", what, err)
 	}
-	log.Info("admin key generated", "file", path)
+	log.Info(what+" generated", "file", path)
 	return key, nil
 }
 

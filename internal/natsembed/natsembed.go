@@ -23,11 +23,17 @@ type Config struct {
 	MaxPayload int32
 	// ServerName names the server (default "pushring").
 	ServerName string
+	// Token, when set, is required of every client (nats://<token>@host).
+	// Start refuses a Listen address without one: whoever can reach an
+	// open NATS port could write sessions into the KV buckets or publish
+	// envelopes past every ACL.
+	Token string
 }
 
 // Server is a running embedded NATS server.
 type Server struct {
 	*server.Server
+	token string
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -50,9 +56,15 @@ func Start(cfg Config) (*Server, error) {
 		NoLog:                  true,
 		DisableJetStreamBanner: true,
 	}
+	if cfg.Token != "" {
+		opts.Authorization = cfg.Token
+	}
 	if cfg.Listen == "" {
 		opts.DontListen = true
 	} else {
+		if cfg.Token == "" {
+			return nil, errors.New("natsembed: a listening server needs a Token")
+		}
 		host, port, err := splitHostPort(cfg.Listen)
 		if err != nil {
 			return nil, err
@@ -68,13 +80,16 @@ func Start(cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, errors.New("natsembed: server not ready within 10s")
 	}
-	return &Server{s}, nil
+	return &Server{Server: s, token: cfg.Token}, nil
 }
 
 // Connect opens a client connection to the server: in-process when it has
 // no listener, over loopback TCP otherwise.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{nats.InProcessServer(s.Server), nats.Name("pushring")}, opts...)
+	if s.token != "" {
+		opts = append(opts, nats.Token(s.token))
+	}
 	return nats.Connect("", opts...)
 }
 

@@ -1,6 +1,7 @@
 package natsembed
 
 import (
+	"github.com/nats-io/nats.go"
 	"testing"
 	"time"
 )
@@ -30,4 +31,30 @@ func TestStartConnectPubSub(t *testing.T) {
 	if _, err := nc.JetStream(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestListenRequiresToken(t *testing.T) {
+	if _, err := Start(Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}); err == nil {
+		t.Fatal("listening server started without a token")
+	}
+	s, err := Start(Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "s3cret-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	addr := s.Addr().String()
+	if nc, err := nats.Connect("nats://" + addr); err == nil {
+		nc.Close()
+		t.Fatal("connected without the token")
+	}
+	nc, err := nats.Connect("nats://s3cret-token@" + addr)
+	if err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	nc.Close()
+	inproc, err := s.Connect()
+	if err != nil {
+		t.Fatalf("in-process with the token: %v", err)
+	}
+	inproc.Close()
 }
