@@ -723,3 +723,50 @@ func TestCloseWaitsAndRefusesServe(t *testing.T) {
 		t.Fatalf("after Close: %+v", s)
 	}
 }
+
+func TestResendBoundedByOutboundBacklog(t *testing.T) {
+	// Review 1: unacked messages far over MaxOutboundBytes are resent on
+	// reconnect after the CONNACK, as fast as the socket drains, instead
+	// of all at once over the hard backlog limit (which closed every
+	// reconnect for good).
+	e := newEnv(t, func(c *Config) { c.MaxOutboundBytes = 4096 })
+	r := connectRaw(t, e, "alice", "a", false)
+	r.subscribe(1, "/private/alice/#")
+	payload := func(i int) string { return fmt.Sprintf("%04d", i) + strings.Repeat("x", 996) }
+	for i := range 32 {
+		e.srv.Deliver(&message.Message{ID: uint64(500 + i), Kind: message.Direct, To: "alice", QoS: 1, Payload: []byte(payload(i))}, []string{"alice"})
+	}
+	for i := range 32 {
+		if p := r.readPublish(); string(p.Payload) != payload(i) {
+			t.Fatalf("message %d: got %.8q", i, p.Payload)
+		}
+	}
+	r.nc.Close() // nothing acknowledged
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		if n := e.srv.Stats().Connections; n != 0 {
+			return fmt.Errorf("%d connections", n)
+		}
+		return nil
+	})
+	for round := range 2 { // and again: the session is not locked out
+		r2 := dialRaw(t, e.addr)
+		r2.send(connectPacket("alice", "tok-alice", "a", false, 60))
+		if !r2.expectConnack(0) {
+			t.Fatalf("round %d: session not present", round)
+		}
+		for i := range 32 {
+			p := r2.readPublish()
+			if string(p.Payload) != payload(i) || !p.Dup {
+				t.Fatalf("round %d message %d: got %.8q dup %v", round, i, p.Payload, p.Dup)
+			}
+		}
+		r2.expectNothing(50 * time.Millisecond)
+		r2.nc.Close()
+		testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+			if n := e.srv.Stats().Connections; n != 0 {
+				return fmt.Errorf("%d connections", n)
+			}
+			return nil
+		})
+	}
+}

@@ -36,16 +36,17 @@ type session struct {
 	clientID  string
 	clean     bool
 
-	mu       sync.Mutex
-	conn     *mqttConn // nil while offline
-	level    byte      // protocol level of the last connection (5.0 slots in here)
-	removed  bool      // dropped from the server: ignore everything
-	subs     []subscription
-	inflight []inflightMsg // QoS 1 sent, awaiting PUBACK, in send order
-	nextPID  uint16
-	queue    msgQueue
-	recent   idRing
-	topicBuf []byte // scratch for building a topic to match
+	mu        sync.Mutex
+	conn      *mqttConn // nil while offline
+	level     byte      // protocol level of the last connection (5.0 slots in here)
+	removed   bool      // dropped from the server: ignore everything
+	subs      []subscription
+	inflight  []inflightMsg // QoS 1 sent, awaiting PUBACK, in send order
+	nextPID   uint16
+	resendDue int // inflight entries with due set
+	queue     msgQueue
+	recent    idRing
+	topicBuf  []byte // scratch for building a topic to match
 
 	offlineSince time.Time
 	offlineGen   uint64 // invalidates stale expiry timers
@@ -68,6 +69,7 @@ type inflightMsg struct {
 	outMsg
 	pid  uint16
 	sent time.Time
+	due  bool // to be sent again (DUP) as soon as the backlog allows
 }
 
 func newSession(srv *Server, principal, clientID string, clean bool) *session {
@@ -277,11 +279,11 @@ func (s *session) stillAllowed(o *outMsg) bool {
 	return false
 }
 
-// drainLocked sends queued messages while the window and the socket allow.
-// s.mu held.
+// drainLocked sends what waits while the window and the socket allow:
+// inflight messages due for resending first, then the queue. s.mu held.
 func (s *session) drainLocked() {
 	c := s.conn
-	if c == nil {
+	if c == nil || !s.flushResend() {
 		return
 	}
 	cfg := &s.srv.cfg
@@ -320,34 +322,73 @@ func (s *session) drain(c *mqttConn) {
 	}
 }
 
-// resendInflight sends every inflight message again with DUP set (older
-// than minAge; 0: all), dropping those the ACL no longer allows. s.mu held.
+// resendInflight marks every inflight message older than minAge (0: all)
+// for sending again with DUP set, and sends what the socket backlog allows
+// (flushResend). s.mu held.
 func (s *session) resendInflight(minAge time.Duration) {
-	c := s.conn
-	if c == nil || len(s.inflight) == 0 {
+	if s.conn == nil || len(s.inflight) == 0 {
 		return
 	}
 	now := time.Now()
-	buf, _, open := c.t.beginWrite()
+	for i := range s.inflight {
+		f := &s.inflight[i]
+		if !f.due && now.Sub(f.sent) >= minAge {
+			f.due = true
+			s.resendDue++
+		}
+	}
+	s.flushResend()
+}
+
+// flushResend sends the inflight messages marked due, in order, while the
+// socket backlog is under MaxOutboundBytes, dropping those the ACL no
+// longer allows (D2). When the backlog stops it, the rest goes from the
+// drained callback (drainLocked), so a resend never pushes a connection
+// over its hard backlog limit, however much is unacknowledged. It returns
+// true when nothing is left to resend. s.mu held.
+func (s *session) flushResend() bool {
+	if s.resendDue == 0 {
+		return true
+	}
+	c := s.conn
+	if c == nil {
+		return false
+	}
+	buf, backlog, open := c.t.beginWrite()
 	if !open {
 		c.t.endWrite(buf)
-		return
+		return false
 	}
+	limit := s.srv.cfg.MaxOutboundBytes
+	now := time.Now()
+	start := len(buf)
+	blocked := false
 	kept := s.inflight[:0]
 	for _, f := range s.inflight {
-		if !s.stillAllowed(&f.outMsg) {
-			continue
-		}
-		if now.Sub(f.sent) >= minAge {
-			buf = s.appendPublish(buf, &f.outMsg, f.pid, true)
-			f.sent = now
-			s.srv.m.delivered(1)
+		if f.due && !blocked {
+			if !s.stillAllowed(&f.outMsg) {
+				s.resendDue--
+				continue
+			}
+			if backlog+len(buf)-start >= limit {
+				blocked = true
+			} else {
+				buf = s.appendPublish(buf, &f.outMsg, f.pid, true)
+				f.due = false
+				f.sent = now
+				s.resendDue--
+				s.srv.m.delivered(1)
+			}
 		}
 		kept = append(kept, f)
 	}
 	clear(s.inflight[len(kept):])
 	s.inflight = kept
 	c.t.endWrite(buf)
+	if blocked {
+		c.t.notifyDrained()
+	}
+	return !blocked
 }
 
 // ack handles PUBACK pid from connection c.
@@ -359,6 +400,9 @@ func (s *session) ack(c *mqttConn, pid uint16) {
 	}
 	for i := range s.inflight {
 		if s.inflight[i].pid == pid {
+			if s.inflight[i].due {
+				s.resendDue--
+			}
 			copy(s.inflight[i:], s.inflight[i+1:])
 			s.inflight[len(s.inflight)-1] = inflightMsg{}
 			s.inflight = s.inflight[:len(s.inflight)-1]
@@ -404,7 +448,9 @@ func (s *session) retryFire() {
 
 // attach makes c the session's connection and replays: inflight messages
 // again (DUP), then the queue. preamble appends what must precede them
-// (CONNACK). s.mu held.
+// (CONNACK); it is written first, on its own, and the replay goes out only
+// as fast as the backlog limit allows (the rest from the drained callback),
+// so a large replay can never get the connection closed. s.mu held.
 func (s *session) attach(c *mqttConn, level byte, preamble func([]byte) []byte) {
 	s.conn = c
 	s.level = level
@@ -468,6 +514,7 @@ func (s *session) release() {
 	s.conn = nil
 	s.subs = nil
 	s.inflight = nil
+	s.resendDue = 0
 	s.queue.reset()
 	if s.expiry != nil {
 		s.expiry.Stop()
