@@ -34,6 +34,9 @@ type memAuth struct {
 	tokens         map[string]Identity
 	unavailable    atomic.Bool
 	ignoreUsername bool
+	// onAuth, when set, is called with every identity the token lookup
+	// accepts, just before Authenticate returns it.
+	onAuth atomic.Pointer[func(Identity)]
 }
 
 func newMemAuth() *memAuth { return &memAuth{tokens: map[string]Identity{}} }
@@ -72,10 +75,13 @@ func (a *memAuth) AuthenticateToken(_ context.Context, token []byte) (Identity, 
 		return Identity{}, ErrAuthUnavailable
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	id, ok := a.tokens[string(token)]
+	a.mu.Unlock()
 	if !ok {
 		return Identity{}, ErrBadCredentials
+	}
+	if f := a.onAuth.Load(); f != nil {
+		(*f)(id)
 	}
 	return id, nil
 }

@@ -233,6 +233,9 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 	code := c.srv.bind(c, func(buf []byte, present bool) []byte {
 		return packet.AppendConnack(buf, present, packet.ConnAccepted)
 	})
+	if code == packet.ConnBadCredentials {
+		return c.refuse(code, resultBadCredentials) // revoked meanwhile
+	}
 	if code != 0 {
 		return c.refuse(code, resultUnavailable)
 	}
@@ -383,6 +386,9 @@ func (c *mqttConn) handleAuth(header byte, body []byte) error {
 		}
 		return packet.AppendPublish(buf, 0, false, false, 0, reply, topic)
 	})
+	if code == packet.ConnBadCredentials {
+		return c.authFail(topic, "invalid session token") // revoked meanwhile
+	}
 	if code != 0 {
 		return c.authFail(topic, "server unavailable")
 	}

@@ -41,6 +41,8 @@ type Server struct {
 	byPrincipal map[string][]*session  // principal id → its sessions
 	byToken     map[string][]*mqttConn // Identity.TokenHash → connections
 	connected   int                    // connections past CONNACK 0
+	revoked     map[string]time.Time   // Identity.TokenHash → when Revoke saw it
+	revokedQ    []revokedEntry         // the same, oldest first, for pruning
 
 	wg         sync.WaitGroup
 	rateLogged atomic.Int64 // unix second of the last connect-rate log line
@@ -78,6 +80,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		sessions:    make(map[string]*session),
 		byPrincipal: make(map[string][]*session),
 		byToken:     make(map[string][]*mqttConn),
+		revoked:     make(map[string]time.Time),
 	}
 }
 
@@ -216,18 +219,72 @@ func (s *Server) Deliver(m *message.Message, recipients []string) {
 
 // Revoke disconnects every connection authenticated with the session
 // token whose hex SHA-256 is tokenHash (logout takes effect at once). Their
-// wills are not published. Goroutine-safe.
+// wills are not published. The hash is also remembered (revokedTTL, at
+// most maxRevoked hashes), so a connection that authenticated with the
+// token just before the revoke and binds just after is refused (CONNACK
+// 0x04) instead of missed. Goroutine-safe.
 func (s *Server) Revoke(tokenHash string) {
 	if tokenHash == "" {
 		return
 	}
-	s.mu.RLock()
+	now := time.Now()
+	s.mu.Lock()
+	s.revoked[tokenHash] = now
+	s.revokedQ = append(s.revokedQ, revokedEntry{hash: tokenHash, at: now})
+	s.pruneRevokedLocked(now)
 	conns := slices.Clone(s.byToken[tokenHash])
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	for _, c := range conns {
 		s.log.Info("mqtt: session token revoked, disconnecting", "id", c.id.ID, "remote", c.remote)
 		c.kill(false)
 	}
+}
+
+// The revoked set only has to cover the time between an Authenticate that
+// still accepted a token and the bind after it (the Authenticator refuses
+// a revoked token from then on), so a day, and a cap on its size, are
+// ample.
+const (
+	revokedTTL = 24 * time.Hour
+	maxRevoked = 1 << 16
+)
+
+type revokedEntry struct {
+	hash string
+	at   time.Time
+}
+
+// pruneRevokedLocked forgets revoked hashes older than revokedTTL, and the
+// oldest ones over maxRevoked. s.mu held.
+func (s *Server) pruneRevokedLocked(now time.Time) {
+	n := 0
+	for n < len(s.revokedQ) {
+		e := s.revokedQ[n]
+		if len(s.revokedQ)-n <= maxRevoked && now.Sub(e.at) < revokedTTL {
+			break
+		}
+		if s.revoked[e.hash].Equal(e.at) {
+			delete(s.revoked, e.hash)
+		}
+		n++
+	}
+	if n > 0 {
+		clear(s.revokedQ[:n])
+		s.revokedQ = s.revokedQ[n:]
+		if len(s.revokedQ) == 0 {
+			s.revokedQ = nil
+		}
+	}
+}
+
+// isRevokedLocked reports whether tokenHash was revoked (and not yet
+// forgotten). s.mu held.
+func (s *Server) isRevokedLocked(tokenHash string) bool {
+	if tokenHash == "" {
+		return false
+	}
+	at, ok := s.revoked[tokenHash]
+	return ok && time.Since(at) < revokedTTL
 }
 
 // panicked records a recovered panic.
@@ -242,7 +299,8 @@ func (s *Server) panicked(where string, r any, stack []byte) {
 // bind attaches connection c, authenticated as c.id, to its session
 // (creating, resuming or taking it over) and writes preamble (CONNACK,
 // or the auth-topic answer) before any replayed message. It returns a
-// CONNACK refusal code, or 0.
+// CONNACK refusal code, or 0: 0x04 for a token revoked since it was
+// authenticated, 0x03 when the server is closed or full.
 func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byte) byte {
 	id := c.id.ID
 	key := sessionKey(id, c.clientID)
@@ -260,6 +318,9 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 	}()
 	if s.closed {
 		return 0x03
+	}
+	if s.isRevokedLocked(c.id.TokenHash) {
+		return 0x04
 	}
 	if !c.counted && s.cfg.MaxConnections > 0 && s.connected >= s.cfg.MaxConnections {
 		return 0x03

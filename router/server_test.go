@@ -770,3 +770,62 @@ func TestResendBoundedByOutboundBacklog(t *testing.T) {
 		})
 	}
 }
+
+func TestRevokeDuringLogin(t *testing.T) {
+	// Review 2: a token revoked after the Authenticator accepted it but
+	// before the connection was registered is refused, not missed.
+	for _, authTopic := range []bool{false, true} {
+		t.Run(fmt.Sprint("authTopic=", authTopic), func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.AuthTopic = authTopic })
+			revoke := func(id Identity) {
+				if id.ID == "alice" {
+					e.srv.Revoke(id.TokenHash)
+				}
+			}
+			e.auth.onAuth.Store(&revoke)
+			r := dialRaw(t, e.addr)
+			if authTopic {
+				r.send(connectWith(4, 0x02, "p"))
+				r.expectConnack(0)
+				r.publish(0, 0, "/service/auth", "tok-alice")
+				p := r.readPublish()
+				if !strings.Contains(string(p.Payload), `"ok":false`) {
+					t.Fatalf("auth reply %s", p.Payload)
+				}
+			} else {
+				r.send(connectPacket("alice", "tok-alice", "a", true, 60))
+				r.expectConnack(packet.ConnBadCredentials)
+			}
+			r.expectClosed()
+			if n := e.srv.Stats().Connections; n != 0 {
+				t.Fatalf("%d connections", n)
+			}
+			// other tokens are unaffected
+			b := connectRaw(t, e, "bob", "b", true)
+			b.sendHex("C0 00")
+			b.mustRead(packet.PINGRESP)
+		})
+	}
+}
+
+func TestRevokedSetPruned(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range maxRevoked + 10 {
+		e.srv.Revoke(fmt.Sprint("h", i))
+	}
+	e.srv.mu.RLock()
+	n, q := len(e.srv.revoked), len(e.srv.revokedQ)
+	first := e.srv.isRevokedLocked("h0")
+	last := e.srv.isRevokedLocked(fmt.Sprint("h", maxRevoked+9))
+	e.srv.mu.RUnlock()
+	if n != maxRevoked || q != maxRevoked || first || !last {
+		t.Fatalf("revoked set %d/%d entries, oldest kept %v, newest kept %v", n, q, first, last)
+	}
+	e.srv.mu.Lock()
+	e.srv.pruneRevokedLocked(time.Now().Add(revokedTTL))
+	n, q = len(e.srv.revoked), len(e.srv.revokedQ)
+	e.srv.mu.Unlock()
+	if n != 0 || q != 0 {
+		t.Fatalf("after a day: %d/%d entries", n, q)
+	}
+}
