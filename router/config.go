@@ -59,6 +59,13 @@ type Config struct {
 	// counted (pushring_queue_dropped_total).
 	MaxQueued int
 
+	// MaxQueuedBytes caps the payload bytes of one session's queue, on
+	// top of MaxQueued (a persistent offline session would otherwise hold
+	// MaxQueued × MaxPacketSize). Over it the oldest messages are dropped
+	// and counted like MaxQueued drops; a single message larger than the
+	// cap is still queued, alone.
+	MaxQueuedBytes int
+
 	// MaxSubscriptions caps the distinct filters of one session; a filter
 	// over the cap gets SUBACK 0x80.
 	MaxSubscriptions int
@@ -123,6 +130,7 @@ func DefaultConfig() Config {
 		ConnectTimeout:          10 * time.Second,
 		MaxInflight:             32,
 		MaxQueued:               1000,
+		MaxQueuedBytes:          8 << 20,
 		MaxSubscriptions:        32,
 		MaxConnections:          0,
 		ConnectRate:             200,
@@ -157,6 +165,7 @@ func (c Config) normalize() Config {
 	num(&c.MaxPacketSize, d.MaxPacketSize)
 	num(&c.MaxInflight, d.MaxInflight)
 	num(&c.MaxQueued, d.MaxQueued)
+	num(&c.MaxQueuedBytes, d.MaxQueuedBytes)
 	num(&c.MaxSubscriptions, d.MaxSubscriptions)
 	num(&c.MaxSessionsPerPrincipal, d.MaxSessionsPerPrincipal)
 	num(&c.MaxOutboundBytes, d.MaxOutboundBytes)

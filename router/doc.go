@@ -42,8 +42,9 @@
 // the PUBLISH to the connection's outbound buffer (encoded in place from
 // topic parts, no allocation), or queues it (QoS 1: window full, socket
 // backlog over MaxOutboundBytes, or client offline; the queue is bounded
-// and drops its oldest), or drops it (QoS 0 on a backlogged socket; QoS 0
-// is not queued for offline sessions). Queued and resent group messages
+// by MaxQueued messages and MaxQueuedBytes of payload, and drops its
+// oldest), or drops it (QoS 0 on a backlogged socket; QoS 0 is not queued
+// for offline sessions). Queued and resent group messages
 // are checked against the ACL again when they go out.
 //
 // Guarantees (this version): QoS 1 is at least once while the session is

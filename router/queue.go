@@ -21,25 +21,31 @@ type outMsg struct {
 	qos  byte
 }
 
-// msgQueue is a bounded FIFO ring of outMsg. It grows by doubling up to
-// max and then drops its oldest entry to make room. Not goroutine-safe
-// (the session lock guards it).
+// msgQueue is a bounded FIFO ring of outMsg, bounded both in entries and
+// in payload bytes. It grows by doubling up to max entries and drops its
+// oldest entries to make room. Not goroutine-safe (the session lock guards
+// it).
 type msgQueue struct {
-	buf  []outMsg
-	head int
-	n    int
+	buf   []outMsg
+	head  int
+	n     int
+	bytes int // payload bytes of the queued messages
 }
 
 func (q *msgQueue) len() int { return q.n }
 
-// push appends o; when the queue already holds max entries the oldest is
-// dropped and dropped is true.
-func (q *msgQueue) push(o outMsg, max int) (dropped bool) {
-	if q.n >= max {
+// push appends o, first dropping the oldest entries while the queue holds
+// max entries or its payload bytes plus o's would exceed maxBytes; it
+// returns how many it dropped. A message larger than maxBytes on its own
+// is still queued (alone): MaxPacketSize bounds it.
+func (q *msgQueue) push(o outMsg, max, maxBytes int) (dropped int) {
+	size := len(o.m.Payload)
+	for q.n > 0 && (q.n >= max || q.bytes+size > maxBytes) {
+		q.bytes -= len(q.buf[q.head].m.Payload)
 		q.buf[q.head] = outMsg{}
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
-		dropped = true
+		dropped++
 	}
 	if q.n == len(q.buf) {
 		c := 2 * len(q.buf)
@@ -57,6 +63,7 @@ func (q *msgQueue) push(o outMsg, max int) (dropped bool) {
 	}
 	q.buf[(q.head+q.n)%len(q.buf)] = o
 	q.n++
+	q.bytes += size
 	return dropped
 }
 
@@ -69,8 +76,10 @@ func (q *msgQueue) pop() outMsg {
 	q.buf[q.head] = outMsg{}
 	q.head = (q.head + 1) % len(q.buf)
 	q.n--
+	q.bytes -= len(o.m.Payload)
 	if q.n == 0 {
 		q.head = 0
+		q.bytes = 0
 		if len(q.buf) > 64 {
 			q.buf = nil // give a burst's memory back
 		}

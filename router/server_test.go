@@ -829,3 +829,34 @@ func TestRevokedSetPruned(t *testing.T) {
 		t.Fatalf("after a day: %d/%d entries", n, q)
 	}
 }
+
+func TestQueueBoundedByBytes(t *testing.T) {
+	// Review 3: an offline session's queue is bounded in payload bytes
+	// too (MaxQueuedBytes); the oldest are dropped and counted.
+	e := newEnv(t, func(c *Config) { c.MaxQueuedBytes = 3000 })
+	r := connectRaw(t, e, "alice", "a", false)
+	r.subscribe(1, "/private/alice/#")
+	r.nc.Close()
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		if n := e.srv.Stats().Connections; n != 0 {
+			return fmt.Errorf("%d connections", n)
+		}
+		return nil
+	})
+	payload := func(i int) string { return fmt.Sprintf("%04d", i) + strings.Repeat("x", 996) }
+	for i := range 10 {
+		e.srv.Deliver(&message.Message{ID: uint64(700 + i), Kind: message.Direct, To: "alice", QoS: 1, Payload: []byte(payload(i))}, []string{"alice"})
+	}
+	if d := e.srv.Stats().QueueDropped; d != 7 {
+		t.Fatalf("dropped %d, want 7", d)
+	}
+	r2 := connectRaw(t, e, "alice", "a", false)
+	for i := 7; i < 10; i++ {
+		p := r2.readPublish()
+		if string(p.Payload) != payload(i) {
+			t.Fatalf("got %.8q, want message %d", p.Payload, i)
+		}
+		r2.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+	}
+	r2.expectNothing(100 * time.Millisecond)
+}

@@ -224,7 +224,7 @@ func (s *session) sendQoS1(c *mqttConn, buf []byte, o outMsg) {
 }
 
 func (s *session) enqueue(o outMsg) {
-	if s.queue.push(o, s.srv.cfg.MaxQueued) {
+	for range s.queue.push(o, s.srv.cfg.MaxQueued, s.srv.cfg.MaxQueuedBytes) {
 		s.srv.m.dropped()
 	}
 }

@@ -169,9 +169,7 @@ func TestQueueDropsOldest(t *testing.T) {
 	dropped := 0
 	for i := range msgs {
 		msgs[i] = &message.Message{ID: uint64(i + 1)}
-		if q.push(outMsg{m: msgs[i], qos: 1}, 4) {
-			dropped++
-		}
+		dropped += q.push(outMsg{m: msgs[i], qos: 1}, 4, 1<<20)
 	}
 	if dropped != 6 || q.len() != 4 {
 		t.Fatalf("dropped %d len %d", dropped, q.len())
@@ -187,7 +185,7 @@ func TestQueueDropsOldest(t *testing.T) {
 	// interleaved push/pop keeps order across wrap-around
 	next, want := uint64(1), uint64(1)
 	for i := 0; i < 100; i++ {
-		q.push(outMsg{m: &message.Message{ID: next}}, 1000)
+		q.push(outMsg{m: &message.Message{ID: next}}, 1000, 1<<20)
 		next++
 		if i%3 == 0 {
 			if got := q.pop().m.ID; got != want {
@@ -225,5 +223,26 @@ func TestMatchUsedByDelivery(t *testing.T) {
 		!packet.Match("/private/alice/#", []byte("/private/alice")) ||
 		packet.Match("/private/alice", []byte("/private/alice/group/g1")) {
 		t.Fatal("unexpected Match results")
+	}
+}
+
+func TestQueueBytesBound(t *testing.T) {
+	var q msgQueue
+	msg := func(id uint64, n int) outMsg {
+		return outMsg{m: &message.Message{ID: id, Payload: make([]byte, n)}, qos: 1}
+	}
+	dropped := 0
+	for i := range 5 {
+		dropped += q.push(msg(uint64(i+1), 100), 1000, 250)
+	}
+	if dropped != 3 || q.len() != 2 || q.bytes != 200 {
+		t.Fatalf("dropped %d len %d bytes %d", dropped, q.len(), q.bytes)
+	}
+	// one message over the cap evicts everything but is kept, alone
+	if d := q.push(msg(9, 300), 1000, 250); d != 2 || q.len() != 1 || q.bytes != 300 {
+		t.Fatalf("dropped %d len %d bytes %d", d, q.len(), q.bytes)
+	}
+	if q.pop().m.ID != 9 || q.bytes != 0 {
+		t.Fatalf("bytes %d after pop", q.bytes)
 	}
 }
