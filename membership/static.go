@@ -1,7 +1,3 @@
-// Package membership knows which nodes are alive and where principals and
-// groups are placed among them. Single-node deployments use Static; the
-// gossip-driven cluster view (hashicorp/memberlist plus a consistent hash
-// ring) implements the same methods.
 package membership
 
 // Node describes one pushring node as the others see it.
