@@ -357,3 +357,30 @@ func TestQoS2Inbound(t *testing.T) {
 	r.send(packet.AppendPublish(nil, 2, false, false, 5, []byte("n"), "/group/g1"))
 	r.expectClosed()
 }
+
+func TestConnectPacketSizeLimit(t *testing.T) {
+	// Review 4: before authentication the packet limit is
+	// MaxConnectPacketSize (80 KiB by default), not MaxPacketSize.
+	e := newEnv(t, nil)
+	big := connectWith(4, 0xC6, strings.Repeat("c", 40000), "/private/alice", strings.Repeat("w", 60000), "alice", "tok-alice")
+	r := dialRaw(t, e.addr)
+	r.send(big[:5]) // the fixed header is enough to refuse it
+	r.expectClosed()
+	// a normal CONNECT works, and after it the limit is MaxPacketSize
+	r2 := connectRaw(t, e, "alice", "a", true)
+	r2.subscribe(1, "/private/alice")
+	payload := strings.Repeat("p", 100<<10)
+	r2.publish(1, 2, "/private/alice", payload)
+	// the loopback Forwarder delivers before the PUBACK is written
+	if p := r2.readPublish(); string(p.Payload) != payload {
+		t.Fatalf("got %d bytes", len(p.Payload))
+	}
+	r2.mustRead(packet.PUBACK)
+	// the same limit for the auth PUBLISH of auth-topic mode
+	e2 := newEnv(t, func(c *Config) { c.AuthTopic = true })
+	r3 := dialRaw(t, e2.addr)
+	r3.send(connectWith(4, 0x02, "p"))
+	r3.expectConnack(0)
+	r3.send(publishFrame(0, "/service/auth", strings.Repeat("t", 100<<10))[:5])
+	r3.expectClosed()
+}

@@ -39,6 +39,13 @@ type Config struct {
 	// larger one closes the connection before its body is read.
 	MaxPacketSize int
 
+	// MaxConnectPacketSize is MaxPacketSize until the client is
+	// authenticated (the CONNECT, and the auth PUBLISH in auth-topic
+	// mode), so an unauthenticated connection holds little memory. The
+	// default leaves room for a 65,535-byte password, which still gets its
+	// CONNACK 0x04 (B4); it is capped at MaxPacketSize.
+	MaxConnectPacketSize int
+
 	// ConnectTimeout: the CONNECT must arrive within it after accept,
 	// and in auth-topic mode the auth PUBLISH within it after CONNACK
 	// (slowloris, B8). It also bounds each call to the Authenticator, and
@@ -127,6 +134,7 @@ func DefaultConfig() Config {
 		GroupPrefix:             "/group",
 		ServicePrefix:           "/service",
 		MaxPacketSize:           256 << 10,
+		MaxConnectPacketSize:    80 << 10,
 		ConnectTimeout:          10 * time.Second,
 		MaxInflight:             32,
 		MaxQueued:               1000,
@@ -163,6 +171,8 @@ func (c Config) normalize() Config {
 		}
 	}
 	num(&c.MaxPacketSize, d.MaxPacketSize)
+	num(&c.MaxConnectPacketSize, d.MaxConnectPacketSize)
+	c.MaxConnectPacketSize = min(c.MaxConnectPacketSize, c.MaxPacketSize)
 	num(&c.MaxInflight, d.MaxInflight)
 	num(&c.MaxQueued, d.MaxQueued)
 	num(&c.MaxQueuedBytes, d.MaxQueuedBytes)

@@ -54,6 +54,11 @@ type transport interface {
 	// one (0: no limit); the earlier applies. Only called from
 	// handler.handlePacket.
 	setTimeouts(deadline time.Time, idle time.Duration)
+	// setMaxPacket sets the largest remaining length of the inbound
+	// packets after this one (Config.MaxConnectPacketSize until the client
+	// is authenticated, then MaxPacketSize). Only called from
+	// handler.handlePacket.
+	setMaxPacket(n int)
 	// close stops the connection. flush: write what is buffered first
 	// (bounded by the write timeout); else at once. No more handlePacket
 	// calls start after close; handler.closed follows. Idempotent,
@@ -90,12 +95,13 @@ type tcpTransport struct {
 	nc           net.Conn
 	srv          *Server
 	h            handler
-	maxPacket    int
+	maxPacket    int // until setMaxPacket: Config.MaxConnectPacketSize
 	writeTimeout time.Duration
 	drainMark    int // notify drained under this backlog
 	hardMax      int // close the connection over this backlog
 
 	// reader-goroutine only
+	rd            *packet.Reader
 	deadline      time.Time
 	idle          time.Duration
 	readDeadline  time.Time     // as last set on nc
@@ -124,7 +130,7 @@ func newTCPTransport(srv *Server, nc net.Conn) *tcpTransport {
 	return &tcpTransport{
 		nc:            nc,
 		srv:           srv,
-		maxPacket:     cfg.MaxPacketSize,
+		maxPacket:     cfg.MaxConnectPacketSize,
 		writeTimeout:  cfg.WriteTimeout,
 		drainMark:     cfg.MaxOutboundBytes / 2,
 		hardMax:       4 * cfg.MaxOutboundBytes,
@@ -149,6 +155,8 @@ func (t *tcpTransport) remoteAddr() string { return t.nc.RemoteAddr().String() }
 func (t *tcpTransport) setTimeouts(deadline time.Time, idle time.Duration) {
 	t.deadline, t.idle = deadline, idle
 }
+
+func (t *tcpTransport) setMaxPacket(n int) { t.rd.SetMaxSize(n) }
 
 func (t *tcpTransport) beginWrite() ([]byte, int, bool) {
 	t.mu.Lock()
@@ -248,6 +256,7 @@ func (t *tcpTransport) applyDeadline() {
 
 func (t *tcpTransport) read() error {
 	rd := packet.NewReader(t.nc, t.maxPacket)
+	t.rd = rd
 	// Checked on each fixed header, before the body is read: the first
 	// packet must be CONNECT, and no packet may be of a type clients never
 	// send (A2, A6, B1). A refused packet's declared length is never

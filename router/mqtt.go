@@ -278,6 +278,7 @@ func (c *mqttConn) refuse(code byte, result string) error {
 func (c *mqttConn) activate() {
 	c.state = stateActive
 	c.t.setTimeouts(time.Time{}, c.keepAlive)
+	c.t.setMaxPacket(c.srv.cfg.MaxPacketSize)
 	if !c.id.Expires.IsZero() {
 		c.expire = time.AfterFunc(time.Until(c.id.Expires), func() {
 			c.srv.log.Info("mqtt: session token expired, disconnecting", "id", c.id.ID, "remote", c.remote)

@@ -35,6 +35,7 @@ func (f *fakeTransport) notifyDrained() {
 	f.mu.Unlock()
 }
 func (f *fakeTransport) setTimeouts(time.Time, time.Duration) {}
+func (f *fakeTransport) setMaxPacket(int)                     {}
 func (f *fakeTransport) close(bool) {
 	f.mu.Lock()
 	f.closed = true
