@@ -244,6 +244,25 @@ func TestPartialPacketAfterConnect(t *testing.T) {
 	}
 }
 
+func TestPartialFixedHeaderAfterConnect(t *testing.T) {
+	// Review 5: the packet deadline starts at a packet's first byte, not
+	// once its fixed header is whole: "30 80" (a remaining length still
+	// to come) with keepalive 0 is closed after ConnectTimeout, and so is
+	// a lone first byte.
+	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
+	for _, data := range []string{"30 80", "30", "C0"} {
+		r := dialRaw(t, e.addr)
+		r.send(connectPacket("alice", "tok-alice", "x", true, 0))
+		r.expectConnack(0)
+		r.sendHex(data)
+		start := time.Now()
+		r.expectClosed()
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("%s: closed after %v", data, d)
+		}
+	}
+}
+
 func TestSubscribeRefusals(t *testing.T) {
 	// C5, C6, C7, C9: SUBACK 0x80 per refused filter, others granted.
 	e := newEnv(t, nil)

@@ -49,9 +49,9 @@ type Config struct {
 	// ConnectTimeout: the CONNECT must arrive within it after accept,
 	// and in auth-topic mode the auth PUBLISH within it after CONNACK
 	// (slowloris, B8). It also bounds each call to the Authenticator, and
-	// the time a packet whose header has arrived may take to arrive whole
-	// (A2: a partial packet never holds a connection open, keepalive 0 or
-	// not).
+	// the time a packet may take to arrive whole once its first byte has
+	// arrived (A2: a partial packet, even a partial fixed header, never
+	// holds a connection open, keepalive 0 or not).
 	ConnectTimeout time.Duration
 
 	// MaxInflight caps the outbound QoS 1 messages awaiting PUBACK per

@@ -272,15 +272,16 @@ func (t *tcpTransport) read() error {
 		if !packet.ValidClientPacketType(header>>4, packet.V5) {
 			return packet.ErrPacketType
 		}
-		// The body is still on its way: it must arrive within
-		// packetTimeout, whatever the keepalive (A2).
-		if remaining > rd.Buffered() {
-			if d := time.Now().Add(t.packetTimeout); t.readDeadline.IsZero() || d.Before(t.readDeadline) {
-				t.readDeadline = d
-				t.nc.SetReadDeadline(d)
-			}
-		}
 		return nil
+	})
+	// A packet has started (its first byte may be all there is, even of
+	// the fixed header) and the rest is still on its way: it must arrive
+	// within packetTimeout, whatever the keepalive (A2).
+	rd.SetPartial(func() {
+		if d := time.Now().Add(t.packetTimeout); t.readDeadline.IsZero() || d.Before(t.readDeadline) {
+			t.readDeadline = d
+			t.nc.SetReadDeadline(d)
+		}
 	})
 	for {
 		t.applyDeadline()

@@ -41,6 +41,7 @@ type Reader struct {
 	maxSize int
 	bufSize int
 	check   func(header byte, remaining int) error
+	partial func()
 
 	buf     []byte // buf[start:end] is read but not yet returned
 	start   int
@@ -87,6 +88,15 @@ func (r *Reader) SetMaxSize(maxSize int) {
 // fn runs on the reading goroutine and must not block.
 func (r *Reader) SetCheck(fn func(header byte, remaining int) error) { r.check = fn }
 
+// SetPartial installs fn, called at most once per packet: when some of its
+// bytes (possibly only the first) have been read and the Reader is about to
+// read more from the underlying reader, that is before it may block in the
+// middle of a packet. The server arms its packet deadline there, so a
+// packet that has started, even with an incomplete fixed header, must
+// arrive whole in time (BAD_INPUTS A2). fn runs on the reading goroutine
+// and must not block.
+func (r *Reader) SetPartial(fn func()) { r.partial = fn }
+
 // ReadPacket returns the first byte (type and flags) and the body
 // (the remaining-length bytes). body is only valid until the next call.
 //
@@ -105,6 +115,14 @@ func (r *Reader) ReadPacket() (header byte, body []byte, err error) {
 		}
 	}
 	var hl, rl int
+	started := false // partial was called for this packet
+	more := func(want int) error {
+		if !started && r.end > r.start && r.partial != nil {
+			started = true
+			r.partial()
+		}
+		return r.fill(want)
+	}
 	for {
 		hl, rl, err = parseFixedHeader(r.buf[r.start:r.end])
 		if err != nil {
@@ -113,7 +131,7 @@ func (r *Reader) ReadPacket() (header byte, body []byte, err error) {
 		if hl > 0 {
 			break
 		}
-		if err = r.fill(5); err != nil {
+		if err = more(5); err != nil {
 			return r.fail(err)
 		}
 	}
@@ -127,7 +145,7 @@ func (r *Reader) ReadPacket() (header byte, body []byte, err error) {
 	}
 	total := hl + rl
 	for r.end-r.start < total {
-		if err = r.fill(total); err != nil {
+		if err = more(total); err != nil {
 			return r.fail(err)
 		}
 	}

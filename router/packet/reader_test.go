@@ -249,3 +249,50 @@ func TestParseFixedHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestReaderSetPartial(t *testing.T) {
+	// A packet whose bytes come one at a time reports itself started
+	// once, at its first byte (before the fixed header is whole); whole
+	// packets already buffered never do.
+	pub := append([]byte{0x30, 0x80, 0x01}, make([]byte, 128)...)
+	stream := append(append(append([]byte{}, pub...), 0xC0, 0x00), 0xC0, 0x00)
+	calls := 0
+	var atCall []int // bytes buffered when partial was called
+	r := NewReader(iotestOneByte{bytes.NewReader(stream)}, 1<<20)
+	r.SetPartial(func() { calls++; atCall = append(atCall, r.Buffered()) })
+	for i := range 3 {
+		if _, _, err := r.ReadPacket(); err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if calls != i+1 || atCall[i] != 1 {
+			t.Fatalf("packet %d: %d calls, buffered %v", i, calls, atCall)
+		}
+	}
+	calls = 0
+	r = NewReader(bytes.NewReader(stream), 1<<20)
+	r.SetPartial(func() { calls++ })
+	for range 3 {
+		if _, _, err := r.ReadPacket(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 0 {
+		t.Fatalf("%d calls for whole packets", calls)
+	}
+	// "30 80" then EOF: started once, then io.ErrUnexpectedEOF
+	r = NewReader(bytes.NewReader([]byte{0x30, 0x80}), 1<<20)
+	r.SetPartial(func() { calls++ })
+	if _, _, err := r.ReadPacket(); err != io.ErrUnexpectedEOF || calls != 1 {
+		t.Fatalf("%v, %d calls", err, calls)
+	}
+}
+
+// iotestOneByte hands out one byte per Read.
+type iotestOneByte struct{ r io.Reader }
+
+func (o iotestOneByte) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return o.r.Read(p[:1])
+}
