@@ -22,6 +22,9 @@
 // Nothing that may block (Authenticator, Forwarder, socket writes) is
 // called with a lock held; ACL methods, non-blocking by contract, may be.
 // The transport calls handler.drained and handler.closed without its lock.
+// Server.mu guards the registry only: Deliver copies a principal's sessions
+// out of it, and a reconnect's replay of queued and inflight messages holds
+// the session's lock alone (see Server.bind).
 //
 // # Identity and ACL
 //

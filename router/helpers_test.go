@@ -88,6 +88,9 @@ func (a *memAuth) AuthenticateToken(_ context.Context, token []byte) (Identity, 
 
 // memACL: groups with members and publishers.
 type memACL struct {
+	// onIsMember, when set, is called (without the ACL's lock) at the
+	// start of every IsMember.
+	onIsMember atomic.Pointer[func(gid, id string)]
 	mu         sync.Mutex
 	members    map[string]map[string]bool // gid → ids
 	publishers map[string]map[string]bool
@@ -134,6 +137,9 @@ func (a *memACL) CanPublishGroup(id, gid string) bool {
 }
 
 func (a *memACL) IsMember(gid, id string) bool {
+	if f := a.onIsMember.Load(); f != nil {
+		(*f)(gid, id)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.members[gid][id]

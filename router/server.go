@@ -208,12 +208,17 @@ func (s *Server) Stats() Stats { return s.m.stats() }
 // or, for QoS 0, dropped. Goroutine-safe; m and recipients are not kept
 // (m.Payload, immutable, is).
 func (s *Server) Deliver(m *message.Message, recipients []string) {
+	// The sessions are copied out so that Server.mu is not held while
+	// waiting for a session's lock (held during a replay, see bind).
+	var arr [16]*session
 	for _, r := range recipients {
 		s.mu.RLock()
-		for _, sess := range s.byPrincipal[r] {
-			sess.deliver(m)
-		}
+		list := append(arr[:0], s.byPrincipal[r]...)
 		s.mu.RUnlock()
+		for i, sess := range list {
+			sess.deliver(m) // a session removed meanwhile ignores it
+			list[i] = nil
+		}
 	}
 }
 
@@ -301,32 +306,46 @@ func (s *Server) panicked(where string, r any, stack []byte) {
 // or the auth-topic answer) before any replayed message. It returns a
 // CONNACK refusal code, or 0: 0x04 for a token revoked since it was
 // authenticated, 0x03 when the server is closed or full.
+//
+// Only the registration holds Server.mu; the replay of the session's
+// inflight and queued messages holds the session's lock alone, which is
+// taken before Server.mu is released, so nothing reaches the session
+// before the preamble.
 func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byte) byte {
+	sess, present, victim, code := s.register(c)
+	if code == 0 {
+		sess.replay(func(buf []byte) []byte { return preamble(buf, present) })
+		sess.mu.Unlock()
+	}
+	if victim != nil {
+		// Takeover ([MQTT-3.1.4-2]): close the old connection. Its
+		// will is published; its late close finds the session bound
+		// to c and leaves it alone (B7).
+		s.log.Info("mqtt: session taken over", "id", c.id.ID, "client_id", c.clientID, "old_remote", victim.remote, "remote", c.remote)
+		victim.kill(true)
+	}
+	return code
+}
+
+// register is bind's part under Server.mu: it finds, creates or takes
+// over c's session, makes c its connection, and counts and indexes c. On
+// success (code 0) it returns with sess.mu held; victim is the connection
+// taken over, if any.
+func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqttConn, code byte) {
 	id := c.id.ID
 	key := sessionKey(id, c.clientID)
-	var victim *mqttConn
 	s.mu.Lock()
-	defer func() {
-		s.mu.Unlock()
-		if victim != nil {
-			// Takeover ([MQTT-3.1.4-2]): close the old connection. Its
-			// will is published; its late close finds the session bound
-			// to c and leaves it alone (B7).
-			s.log.Info("mqtt: session taken over", "id", id, "client_id", c.clientID, "old_remote", victim.remote, "remote", c.remote)
-			victim.kill(true)
-		}
-	}()
+	defer s.mu.Unlock()
 	if s.closed {
-		return 0x03
+		return nil, false, nil, 0x03
 	}
 	if s.isRevokedLocked(c.id.TokenHash) {
-		return 0x04
+		return nil, false, nil, 0x04
 	}
 	if !c.counted && s.cfg.MaxConnections > 0 && s.connected >= s.cfg.MaxConnections {
-		return 0x03
+		return nil, false, nil, 0x03
 	}
-	sess := s.sessions[key]
-	present := false
+	sess = s.sessions[key]
 	if sess != nil {
 		sess.mu.Lock()
 		victim = sess.conn
@@ -343,8 +362,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		if list := s.byPrincipal[id]; len(list) >= s.cfg.MaxSessionsPerPrincipal {
 			oldest := s.oldestOfflineLocked(list)
 			if oldest == nil {
-				victim = nil
-				return 0x03
+				return nil, false, nil, 0x03
 			}
 			s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
 			s.removeSessionLocked(oldest)
@@ -356,8 +374,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		sess.mu.Lock()
 	}
 	c.sess.Store(sess)
-	sess.attach(c, c.level, func(buf []byte) []byte { return preamble(buf, present) })
-	sess.mu.Unlock()
+	sess.attach(c, c.level)
 
 	if !c.counted {
 		c.counted = true
@@ -367,7 +384,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 	if h := c.id.TokenHash; h != "" {
 		s.byToken[h] = append(s.byToken[h], c)
 	}
-	return 0
+	return sess, present, victim, 0
 }
 
 // countConnected counts an auth-topic connection that got CONNACK 0 before

@@ -860,3 +860,57 @@ func TestQueueBoundedByBytes(t *testing.T) {
 	}
 	r2.expectNothing(100 * time.Millisecond)
 }
+
+func TestReplayDoesNotHoldServerLock(t *testing.T) {
+	// Review 6: a reconnect's replay runs under the session's lock only;
+	// while it is stuck (here in an ACL call, which the contract says
+	// never blocks), other clients still log in and other principals
+	// still get messages.
+	e := newEnv(t, nil)
+	r := connectRaw(t, e, "alice", "a", false)
+	r.subscribe(1, "/group/g1")
+	r.nc.Close()
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		if n := e.srv.Stats().Connections; n != 0 {
+			return fmt.Errorf("%d connections", n)
+		}
+		return nil
+	})
+	e.srv.Deliver(&message.Message{ID: 900, Kind: message.Group, To: "g1", QoS: 1, Payload: []byte("queued")}, []string{"alice"})
+
+	entered := make(chan struct{})
+	gate := make(chan struct{})
+	var once, release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(gate) }) })
+	hook := func(gid, id string) {
+		if id == "alice" {
+			once.Do(func() { close(entered) })
+			<-gate
+		}
+	}
+	e.acl.onIsMember.Store(&hook)
+	r2 := dialRaw(t, e.addr)
+	r2.send(connectPacket("alice", "tok-alice", "a", false, 60))
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("replay did not check the ACL")
+	}
+	// alice's replay is stuck; bob logs in and gets a message meanwhile
+	b := dialRaw(t, e.addr)
+	b.send(connectPacket("bob", "tok-bob", "b", true, 60))
+	h, _, err := b.read(2 * time.Second)
+	if err != nil || h>>4 != packet.CONNACK {
+		t.Fatalf("bob's CONNECT while alice's replay runs: %#x %v", h, err)
+	}
+	b.subscribe(1, "/private/bob")
+	e.srv.Deliver(&message.Message{ID: 901, Kind: message.Direct, To: "bob", QoS: 1, Payload: []byte("hi")}, []string{"bob"})
+	if p := b.readPublish(); string(p.Payload) != "hi" {
+		t.Fatalf("bob got %q", p.Payload)
+	}
+	release.Do(func() { close(gate) })
+	r2.expectConnack(0)
+	if p := r2.readPublish(); string(p.Payload) != "queued" {
+		t.Fatalf("alice got %q", p.Payload)
+	}
+}

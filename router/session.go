@@ -446,18 +446,23 @@ func (s *session) retryFire() {
 
 // ---- connection binding ----
 
-// attach makes c the session's connection and replays: inflight messages
-// again (DUP), then the queue. preamble appends what must precede them
-// (CONNACK); it is written first, on its own, and the replay goes out only
-// as fast as the backlog limit allows (the rest from the drained callback),
-// so a large replay can never get the connection closed. s.mu held.
-func (s *session) attach(c *mqttConn, level byte, preamble func([]byte) []byte) {
+// attach makes c the session's connection (registration, under
+// Server.mu and s.mu); replay must follow before s.mu is released.
+func (s *session) attach(c *mqttConn, level byte) {
 	s.conn = c
 	s.level = level
 	s.offlineGen++
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
+}
+
+// replay writes preamble (CONNACK) first, on its own, then inflight
+// messages again (DUP), then the queue, only as fast as the backlog limit
+// allows (the rest from the drained callback), so a large replay can
+// never get the connection closed. Only s.mu is held, not Server.mu.
+func (s *session) replay(preamble func([]byte) []byte) {
+	c := s.conn
 	buf, _, _ := c.t.beginWrite()
 	buf = preamble(buf)
 	c.t.endWrite(buf)
