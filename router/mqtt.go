@@ -267,9 +267,9 @@ func (c *mqttConn) checkIdentity(id Identity, err error) (code byte, result stri
 
 // refuse sends CONNACK code and closes.
 func (c *mqttConn) refuse(code byte, result string) error {
+	c.srv.m.connect(result) // counted before the client can see the CONNACK
 	buf, _, _ := c.t.beginWrite()
 	c.t.endWrite(packet.AppendConnack(buf, false, code))
-	c.srv.m.connect(result)
 	c.srv.log.Info("mqtt: connection refused", "code", code, "result", result, "id", c.id.ID, "remote", c.remote)
 	return errRefused
 }
@@ -403,9 +403,9 @@ func (c *mqttConn) handleAuth(header byte, body []byte) error {
 // authFail answers a failed auth-topic login on topic and closes.
 func (c *mqttConn) authFail(topic, reason string) error {
 	reply, _ := json.Marshal(authReply{OK: false, Error: reason})
+	c.srv.m.connect(resultAuthTopicFail) // counted before the client sees the reply
 	buf, _, _ := c.t.beginWrite()
 	c.t.endWrite(packet.AppendPublish(buf, 0, false, false, 0, reply, topic))
-	c.srv.m.connect(resultAuthTopicFail)
 	c.srv.log.Info("mqtt: auth-topic login failed", "reason", reason, "remote", c.remote)
 	return errAuthFailed
 }
