@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/router/packet"
 )
 
@@ -286,7 +287,22 @@ func TestSubscribeRefusals(t *testing.T) {
 			t.Errorf("filter %q: %#x", granted[i], c)
 		}
 	}
-	// nothing from bob's tree reaches alice
+	// Nothing from bob's tree or from a group she is not in reaches
+	// alice, even with alice among the recipients of bob's direct message
+	// (the router delivers a direct message to its addressee only); bob
+	// and carol, subscribed, do get theirs, so something was published.
+	bob := connectRaw(t, e, "bob", "b", true)
+	bob.subscribe(1, "/private/bob/#")
+	carol := connectRaw(t, e, "carol", "c", true)
+	carol.subscribe(1, "/private/carol/#")
+	e.srv.Deliver(&message.Message{ID: 1, Kind: message.Direct, From: "d1", To: "bob", QoS: 1, Payload: []byte("for bob")}, []string{"alice", "bob"})
+	e.srv.Deliver(&message.Message{ID: 2, Kind: message.Group, From: "d1", To: "g2", QoS: 1, Payload: []byte("for g2")}, e.acl.memberList("g2"))
+	if p := bob.readPublish(); string(p.Payload) != "for bob" {
+		t.Fatalf("bob got %q", p.Payload)
+	}
+	if p := carol.readPublish(); string(p.Payload) != "for g2" {
+		t.Fatalf("carol got %q", p.Payload)
+	}
 	r.expectNothing(50 * time.Millisecond)
 }
 
