@@ -917,3 +917,51 @@ func TestReplayDoesNotHoldServerLock(t *testing.T) {
 		t.Fatalf("alice got %q", p.Payload)
 	}
 }
+
+func TestInflightResendRechecksMembership(t *testing.T) {
+	// D2 (review 8): an unacknowledged delivery on /group/<gid> is not
+	// sent again, by the retry timer or on reconnect, once the member has
+	// left the group; a direct message inflight beside it still is.
+	deliverBoth := func(t *testing.T, e *env, r *rawClient) {
+		r.subscribe(1, "/group/g1", "/private/alice")
+		e.srv.Deliver(&message.Message{ID: 1, Kind: message.Group, From: "d1", To: "g1", QoS: 1, Payload: []byte("g")}, []string{"alice"})
+		e.srv.Deliver(&message.Message{ID: 2, Kind: message.Direct, From: "d1", To: "alice", QoS: 1, Payload: []byte("d")}, []string{"alice"})
+		// both are inflight now (written to the socket inside Deliver)
+		e.acl.setMember("g1", "alice", false)
+		if p := r.readPublish(); string(p.Topic) != "/group/g1" || string(p.Payload) != "g" || p.Dup {
+			t.Fatalf("first %s %q dup %v", p.Topic, p.Payload, p.Dup)
+		}
+		if p := r.readPublish(); string(p.Payload) != "d" || p.Dup {
+			t.Fatalf("second %s %q dup %v", p.Topic, p.Payload, p.Dup)
+		}
+	}
+	t.Run("retry", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.RetryInterval = 300 * time.Millisecond })
+		r := connectRaw(t, e, "alice", "a", true)
+		deliverBoth(t, e, r)
+		p := r.readPublish()
+		if string(p.Payload) != "d" || !p.Dup {
+			t.Fatalf("resent %s %q dup %v", p.Topic, p.Payload, p.Dup)
+		}
+		r.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+		r.expectNothing(700 * time.Millisecond)
+	})
+	t.Run("reconnect", func(t *testing.T) {
+		e := newEnv(t, nil)
+		r := connectRaw(t, e, "alice", "a", false)
+		deliverBoth(t, e, r)
+		r.nc.Close()
+		testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+			if n := e.srv.Stats().Connections; n != 0 {
+				return fmt.Errorf("%d connections", n)
+			}
+			return nil
+		})
+		r2 := connectRaw(t, e, "alice", "a", false)
+		p := r2.readPublish()
+		if string(p.Payload) != "d" || !p.Dup {
+			t.Fatalf("resent %s %q dup %v", p.Topic, p.Payload, p.Dup)
+		}
+		r2.expectNothing(100 * time.Millisecond)
+	})
+}
