@@ -193,7 +193,9 @@ func (s *session) offer(o outMsg) {
 		}
 		return
 	}
-	if c == nil || s.queue.len() > 0 || len(s.inflight) >= cfg.MaxInflight {
+	if c == nil || s.queue.len() > 0 || s.resendDue > 0 || len(s.inflight) >= cfg.MaxInflight {
+		// (resendDue: unacked messages still wait to be resent, and go
+		// first)
 		s.enqueue(o)
 		return
 	}

@@ -234,3 +234,37 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 		t.Fatal("no QoS 0 message dropped for the slow consumer")
 	}
 }
+
+func TestResendWaitsForBacklogAndGoesFirst(t *testing.T) {
+	// Review 1 at the unit level: a resend stops at MaxOutboundBytes and
+	// continues when the socket drains; a new message arriving meanwhile
+	// waits behind the resends ([MQTT-4.6.0-1] order).
+	srv, c, ft := boundSession(t, func(c *Config) { c.MaxOutboundBytes = 100 })
+	msg := func(id uint64) *message.Message {
+		return &message.Message{ID: id, Kind: message.Direct, To: "alice", QoS: 1, Payload: []byte(fmt.Sprint(id))}
+	}
+	for id := uint64(1); id <= 3; id++ {
+		srv.Deliver(msg(id), []string{"alice"})
+	}
+	if got := ft.take(t); len(got) != 3 {
+		t.Fatalf("sent %v", got)
+	}
+	sess := c.sess.Load()
+	ft.set(150) // backlogged: the resend waits
+	sess.mu.Lock()
+	sess.resendInflight(0)
+	sess.mu.Unlock()
+	if got := ft.take(t); len(got) != 0 || !ft.wantDrain {
+		t.Fatalf("resent while backlogged: %v (drain requested %v)", got, ft.wantDrain)
+	}
+	ft.set(0)
+	srv.Deliver(msg(4), []string{"alice"}) // must not overtake the resends
+	if got := ft.take(t); len(got) != 0 {
+		t.Fatalf("new message ahead of the resends: %v", got)
+	}
+	c.drained()
+	want := "[/private/alice:1:1 /private/alice:1:2 /private/alice:1:3 /private/alice:1:4]"
+	if got := ft.take(t); fmt.Sprint(got) != want {
+		t.Fatalf("after drain: %v, want %v", got, want)
+	}
+}
