@@ -108,8 +108,10 @@ type Config struct {
 	// messages are dropped (counted as queue drops), QoS 1 messages wait
 	// in the session queue (MaxQueued) until the socket drains. Control
 	// packets (acks, pings) still go out, but a connection whose unwritten
-	// bytes reach 4×MaxOutboundBytes is closed. A client that reads
-	// nothing at all is cut off by WriteTimeout.
+	// bytes reach 4×MaxOutboundBytes is closed. Resent unacknowledged
+	// messages (retry, reconnect) obey the same limit: they go out as the
+	// socket drains, after the CONNACK. A client that reads nothing at
+	// all is cut off by WriteTimeout.
 	MaxOutboundBytes int
 
 	// RetryInterval: an outbound QoS 1 PUBLISH unacknowledged for this
