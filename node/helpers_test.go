@@ -34,6 +34,7 @@ func startNode(t testing.TB, dir string, mod func(*Config)) *Node {
 	cfg.NodeID = "n1"
 	cfg.MQTTAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.GossipAddr = "127.0.0.1:0"
 	cfg.Logger = testLogger(t)
 	if mod != nil {
 		mod(&cfg)

@@ -69,6 +69,16 @@ type Config struct {
 	// NATSListen makes the embedded NATS server listen on host:port, so
 	// other nodes and tools can use it. Empty: in-process only.
 	NATSListen string
+	// GossipAddr is the host:port of memberlist's gossip (UDP and TCP).
+	GossipAddr string
+	// Join lists gossip addresses of nodes already in the cluster; empty
+	// starts a new cluster. Nodes that start together may list each
+	// other: joining is retried in the background.
+	Join []string
+	// Membership tunes failure detection and the ring (probe timings,
+	// virtual nodes, gossip encryption); NodeID, addresses, Label, Logger
+	// and Registerer are filled in by the node.
+	Membership membership.Config
 	// AuthTopic enables the prototype's login by publishing the session
 	// token to /service/auth as the first packet.
 	AuthTopic bool
@@ -94,6 +104,8 @@ func DefaultConfig() Config {
 		MQTTAddr:   ":1883",
 		HTTPAddr:   ":8080",
 		SessionTTL: 24 * time.Hour,
+		GossipAddr: ":7946",
+		Membership: membership.DefaultConfig(),
 		Router:     router.DefaultConfig(),
 	}
 }
@@ -108,6 +120,7 @@ type Node struct {
 	nc       *nats.Conn
 	dir      *store.Directory
 	fan      *fanout.Fanout
+	cluster  *membership.Cluster
 	router   *router.Server
 	mqttLn   net.Listener
 	httpLn   net.Listener
@@ -212,9 +225,17 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if len(advertise) == 0 {
 		advertise = []string{advertiseAddr(n.mqttLn.Addr())}
 	}
-	members := membership.NewStatic(membership.Node{
-		ID: cfg.NodeID, MQTT: advertise, HTTP: advertiseAddr(n.httpLn.Addr()), Version: Version,
-	})
+	mcfg := cfg.Membership
+	mcfg.NodeID, mcfg.GossipAddr, mcfg.Join, mcfg.Label = cfg.NodeID, cfg.GossipAddr, cfg.Join, cfg.Cluster
+	mcfg.MQTT, mcfg.HTTP, mcfg.Version = advertise, advertiseAddr(n.httpLn.Addr()), Version
+	mcfg.Logger, mcfg.Registerer = n.log, n.registry
+	if len(mcfg.Join) > 0 && mcfg.JoinRetryInterval == 0 {
+		mcfg.JoinRetryInterval = time.Second
+	}
+	if n.cluster, err = membership.Start(mcfg); err != nil {
+		return nil, fmt.Errorf("node: membership: %w", err)
+	}
+	members := n.cluster
 	ids := message.NewIDSource(cfg.NodeID)
 
 	// fanout and router need each other: fanout delivers into the router,
@@ -258,7 +279,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		}
 	}()
 	n.log.Info("pushring node started", "mqtt", n.mqttLn.Addr().String(), "http", n.httpLn.Addr().String(),
-		"advertise", advertise, "embedded_nats", n.embedded != nil, "auth_topic", cfg.AuthTopic)
+		"gossip", n.cluster.GossipAddr(), "advertise", advertise, "embedded_nats", n.embedded != nil, "auth_topic", cfg.AuthTopic)
 	return n, nil
 }
 
@@ -316,6 +337,13 @@ func (n *Node) Close() error {
 	} else if n.httpLn != nil {
 		n.httpLn.Close()
 	}
+	// Leave first, so the others move this node's homes and groups away
+	// (a clean leave, told apart from a crash) before its clients go.
+	if n.cluster != nil {
+		if err := n.cluster.Leave(2 * time.Second); err != nil {
+			n.log.Warn("leaving the cluster", "err", err)
+		}
+	}
 	if n.router != nil {
 		n.router.Close()
 	} else if n.mqttLn != nil {
@@ -323,6 +351,9 @@ func (n *Node) Close() error {
 	}
 	if n.fan != nil {
 		n.fan.Close()
+	}
+	if n.cluster != nil {
+		n.cluster.Close()
 	}
 	if n.cancel != nil {
 		n.cancel()

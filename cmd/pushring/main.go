@@ -29,7 +29,7 @@ func main() {
 func run(args []string) error {
 	cfg := node.DefaultConfig()
 	fs := flag.NewFlagSet("pushring", flag.ContinueOnError)
-	var advertise, logLevel string
+	var advertise, logLevel, join string
 	var authTopic bool
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for JetStream data and the generated admin key")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT/TCP listen address")
@@ -39,6 +39,9 @@ func run(args []string) error {
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "comma-separated NATS server URLs (default: embedded NATS server)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "host:port for the embedded NATS server to accept other clients")
 	fs.StringVar(&cfg.NodeID, "node-id", cfg.NodeID, "node id (default: host name)")
+	fs.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "host:port for cluster gossip (memberlist, UDP and TCP)")
+	fs.StringVar(&cfg.Membership.AdvertiseAddr, "advertise-gossip", "", "host:port the other nodes reach this node's gossip on (default: the bound address)")
+	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of nodes to join")
 	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "cluster name: prefix of NATS subjects and KV buckets")
 	fs.BoolVar(&authTopic, "auth-topic", false, "enable the prototype's login by publishing the session token to /service/auth")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a login session")
@@ -57,6 +60,9 @@ func run(args []string) error {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	cfg.AuthTopic = authTopic
+	if join != "" {
+		cfg.Join = strings.Split(join, ",")
+	}
 	if advertise != "" {
 		cfg.AdvertiseMQTT = strings.Split(advertise, ",")
 	}
