@@ -1,0 +1,331 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/internal/natsembed"
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/store"
+)
+
+// testCluster is N nodes in this process on loopback, sharing one NATS
+// server (as production nodes share a NATS cluster), gossiping with real
+// memberlist.
+type testCluster struct {
+	nats  *natsembed.Server
+	url   string
+	nodes []*Node
+}
+
+func startCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	tc := &testCluster{}
+	var err error
+	tc.nats, err = natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "cluster-test-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.nats.Stop)
+	tc.url = "nats://cluster-test-token@" + tc.nats.Addr().String()
+	for range n {
+		tc.add(t)
+	}
+	tc.waitConverged(t)
+	return tc
+}
+
+// add starts one more node that joins the first.
+func (tc *testCluster) add(t *testing.T) *Node {
+	t.Helper()
+	i := len(tc.nodes) + 1
+	var join []string
+	if len(tc.nodes) > 0 {
+		join = []string{tc.nodes[0].cluster.GossipAddr()}
+	}
+	node := startNode(t, filepath.Join(t.TempDir(), strconv.Itoa(i)), func(c *Config) {
+		c.NodeID = "n" + strconv.Itoa(i)
+		c.NATSURL = tc.url
+		c.AdminKey = "cluster-admin-key"
+		c.Join = join
+	})
+	t.Cleanup(func() { node.Close() })
+	tc.nodes = append(tc.nodes, node)
+	return node
+}
+
+// waitConverged waits until every live node sees all live nodes.
+func (tc *testCluster) waitConverged(t *testing.T) {
+	t.Helper()
+	testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range tc.nodes {
+			if got := len(n.cluster.Ring().Nodes()); got != len(tc.nodes) {
+				return fmt.Errorf("%s sees %d nodes, want %d", n.cfg.NodeID, got, len(tc.nodes))
+			}
+		}
+		return nil
+	})
+}
+
+func (tc *testCluster) byID(id string) *Node {
+	for _, n := range tc.nodes {
+		if n.cfg.NodeID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// user creates a user with a live session straight in the shared store
+// (HTTP login would spend an argon2 hash per user; login itself is tested
+// elsewhere) and returns its token.
+func (tc *testCluster) user(t *testing.T, id string) string {
+	t.Helper()
+	ctx := context.Background()
+	st := tc.nodes[0].dir
+	if err := st.CreatePrincipal(ctx, store.Principal{ID: id, Kind: store.User, SecretHash: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	token, hash, err := store.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateSession(ctx, store.Session{TokenHash: hash, PrincipalID: id, Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+// inbox records the payloads one raw subscriber received.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (b *inbox) add(topic, payload []byte) {
+	b.mu.Lock()
+	b.msgs = append(b.msgs, string(topic)+" "+string(payload))
+	b.mu.Unlock()
+}
+
+func (b *inbox) list() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.msgs)
+}
+
+// listen connects a raw MQTT 3.1.1 client, subscribes to the private
+// tree at QoS 1 and records every PUBLISH (acknowledging it).
+func listen(t *testing.T, addr, id, token string, box *inbox) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	out := packet.AppendConnect(nil, &packet.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, CleanSession: true,
+		ClientID: id, UsernameFlag: true, Username: id, PasswordFlag: true, Password: []byte(token)})
+	out = packet.AppendSubscribe(out, &packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: "/private/" + id + "/#", QoS: 1}}})
+	conn.Write(out)
+	r := packet.NewReader(conn, 1<<20)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, want := range []byte{packet.CONNACK, packet.SUBACK} {
+		h, body, err := r.ReadPacket()
+		if err != nil || h>>4 != want || body[len(body)-1] >= 0x80 {
+			t.Fatalf("%s at %s: want packet type %d, got %#x %x %v", id, addr, want, h, body, err)
+		}
+	}
+	conn.SetReadDeadline(time.Time{})
+	go func() {
+		var p packet.Publish
+		var ack []byte
+		for {
+			h, body, err := r.ReadPacket()
+			if err != nil || h>>4 != packet.PUBLISH || packet.DecodePublish(h, body, packet.V311, &p) != nil {
+				return
+			}
+			box.add(p.Topic, p.Payload)
+			if p.QoS > 0 {
+				ack = packet.AppendAck(ack[:0], packet.PUBACK, p.PacketID)
+				conn.Write(ack)
+			}
+		}
+	}()
+	return conn
+}
+
+// TestClusterGroupFanout: 3 nodes, 300 users homed over all three, one
+// group of all 300. A device publishes 100 QoS 1 messages: every member
+// gets each exactly once, and the nodes sent exactly one Deliver envelope
+// per home node per message, never one per member.
+func TestClusterGroupFanout(t *testing.T) {
+	tc := startCluster(t, 3)
+	ctx := context.Background()
+	st := tc.nodes[0].dir
+	const users, msgs = 300, 100
+	if err := st.CreateGroup(ctx, store.Group{ID: "all"}); err != nil {
+		t.Fatal(err)
+	}
+	homes := map[string]int{}
+	boxes := map[string]*inbox{}
+	for i := range users {
+		id := fmt.Sprintf("u%03d", i)
+		token := tc.user(t, id)
+		if err := st.SetRole(ctx, "all", id, store.Member, true); err != nil {
+			t.Fatal(err)
+		}
+		home := tc.nodes[0].cluster.Home(id)
+		homes[home]++
+		boxes[id] = &inbox{}
+		listen(t, tc.byID(home).MQTTAddr(), id, token, boxes[id])
+	}
+	if len(homes) != 3 {
+		t.Fatalf("members' homes %v: want all three nodes", homes)
+	}
+	key := tc.device(t, "d1")
+	if err := st.SetRole(ctx, "all", "d1", store.Publisher, true); err != nil {
+		t.Fatal(err)
+	}
+	// Every node's directory must have the group before publishing.
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		for _, n := range tc.nodes {
+			if got := len(n.dir.Members("all")); got != users {
+				return fmt.Errorf("%s knows %d members", n.cfg.NodeID, got)
+			}
+		}
+		return nil
+	})
+
+	before := tc.delivers()
+	ingress := tc.nodes[1] // not necessarily the owner: Resolve may hop once
+	d1 := connect(t, ingress, clientOpts{user: "d1", password: key}, nil)
+	for i := range msgs {
+		publish(t, d1, "/group/all", 1, fmt.Sprint("m", i))
+	}
+	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for id, b := range boxes {
+			if n := len(b.list()); n < msgs {
+				return fmt.Errorf("%s has %d of %d", id, n, msgs)
+			}
+		}
+		return nil
+	})
+	for id, b := range boxes {
+		got := b.list()
+		if len(got) != msgs {
+			t.Fatalf("%s got %d messages, want %d", id, len(got), msgs)
+		}
+		seen := map[string]bool{}
+		for _, m := range got {
+			if !strings.HasPrefix(m, "/private/"+id+"/group/all m") || seen[m] {
+				t.Fatalf("%s: unexpected or duplicate %q", id, m)
+			}
+			seen[m] = true
+		}
+	}
+	if got, want := tc.delivers()-before, uint64(msgs*len(homes)); got != want {
+		t.Fatalf("Deliver envelopes sent: %d, want %d (one per home node per message)", got, want)
+	}
+}
+
+// delivers sums the Deliver envelopes the nodes have sent.
+func (tc *testCluster) delivers() uint64 {
+	var sum uint64
+	for _, n := range tc.nodes {
+		sum += n.fan.Stats().DeliversSent
+	}
+	return sum
+}
+
+// device creates a device over HTTP and returns its key.
+func (tc *testCluster) device(t *testing.T, id string) string {
+	t.Helper()
+	var dev struct{ Key string }
+	newAPI(t, tc.nodes[0]).must(201, "POST", "/v1/devices", "Bearer cluster-admin-key", map[string]any{"id": id}, &dev)
+	return dev.Key
+}
+
+// TestClusterDirectAndMembership: direct messages reach users homed on
+// each node whichever node the sender used; login returns the home node's
+// MQTT address first; a membership change made through one node is in
+// force at the group's owner within 1 s.
+func TestClusterDirectAndMembership(t *testing.T) {
+	tc := startCluster(t, 3)
+	// One user homed on each node.
+	byHome := map[string]string{}
+	for i := 0; len(byHome) < 3 && i < 100; i++ {
+		id := fmt.Sprintf("user%d", i)
+		if h := tc.nodes[0].cluster.Home(id); byHome[h] == "" {
+			byHome[h] = id
+		}
+	}
+	boxes := map[string]*inbox{}
+	for home, id := range byHome {
+		token := tc.user(t, id)
+		boxes[id] = &inbox{}
+		listen(t, tc.byID(home).MQTTAddr(), id, token, boxes[id])
+	}
+	for _, sender := range tc.nodes {
+		for _, id := range byHome {
+			newAPI(t, sender).must(202, "POST", "/v1/users/"+id+"/messages", "Bearer cluster-admin-key",
+				map[string]any{"payload": "via-" + sender.cfg.NodeID}, nil)
+		}
+	}
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for id, b := range boxes {
+			got := b.list()
+			slices.Sort(got)
+			want := []string{"/private/" + id + " via-n1", "/private/" + id + " via-n2", "/private/" + id + " via-n3"}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("%s has %q", id, got)
+			}
+		}
+		return nil
+	})
+
+	// Route and login answer with the home node.
+	for home, id := range byHome {
+		var route struct {
+			Node struct {
+				ID   string   `json:"id"`
+				MQTT []string `json:"mqtt"`
+			} `json:"node"`
+		}
+		newAPI(t, tc.nodes[0]).must(200, "GET", "/v1/route/"+id, "Bearer cluster-admin-key", nil, &route)
+		if route.Node.ID != home || len(route.Node.MQTT) == 0 || route.Node.MQTT[0] != tc.byID(home).MQTTAddr() {
+			t.Fatalf("route %s: %+v, want home %s at %s", id, route, home, tc.byID(home).MQTTAddr())
+		}
+	}
+
+	// Membership change through one node, in force at the owner in 1 s.
+	ctx := context.Background()
+	if err := tc.nodes[0].dir.CreateGroup(ctx, store.Group{ID: "g-late"}); err != nil {
+		t.Fatal(err)
+	}
+	owner := tc.byID(tc.nodes[0].cluster.Owner("g-late"))
+	var via *Node
+	for _, n := range tc.nodes {
+		if n != owner {
+			via = n
+		}
+	}
+	id := byHome[owner.cfg.NodeID]
+	newAPI(t, via).must(204, "PUT", "/v1/groups/g-late/members/"+id, "Bearer cluster-admin-key", nil, nil)
+	start := time.Now()
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+		if !owner.dir.IsMember("g-late", id) {
+			return fmt.Errorf("owner %s does not see %s in g-late yet", owner.cfg.NodeID, id)
+		}
+		return nil
+	})
+	t.Logf("membership change via %s in force at owner %s after %v", via.cfg.NodeID, owner.cfg.NodeID, time.Since(start))
+}
