@@ -4,7 +4,7 @@ BIN       := bin
 FUZZTIME  ?= 5s
 LONGFUZZ  ?= 5m
 
-.PHONY: all build run test test-unit testrace testallocs fuzz fuzz-smoke bench lint deps clean
+.PHONY: all build run cluster test test-unit testrace testallocs fuzz fuzz-smoke bench lint deps clean
 
 all: build
 
@@ -14,6 +14,10 @@ build:
 ## run: build and start one node with the embedded defaults (MQTT :1883, HTTP :8080, ./data)
 run: build
 	./$(BIN)/pushring --data-dir ./data
+
+## cluster: build and start a local 3-node cluster on 127.0.0.1 (Ctrl-C stops it)
+cluster: build
+	./scripts/cluster.sh
 
 ## test: install test dependencies, vet, run every test with the race detector, the allocation
 ## tests without it (the race detector allocates), then a short fuzz pass
