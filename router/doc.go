@@ -2,8 +2,9 @@
 // connections, MQTT sessions, the topic ACL, and delivery of messages to
 // the sessions held on this node. It meets the rest of the node through
 // small interfaces: Authenticator and ACL (the store's directory),
-// Forwarder (fanout, for messages published here) and, the other way,
-// *Server implements fanout.Deliverer without importing fanout.
+// Forwarder (fanout, for messages published here), Presence (fanout's
+// attach records: which principals hold sessions here) and, the other
+// way, *Server implements fanout.Deliverer without importing fanout.
 //
 // # Files
 //
@@ -15,6 +16,7 @@
 //	queue.go    bounded message queue, recent-id ring
 //	topic.go    topic layout and ACL rules
 //	metrics.go  Prometheus metrics and Stats
+//	presence.go Presence hook: principals that start and stop holding sessions
 //
 // # Locks
 //
@@ -22,6 +24,8 @@
 // Nothing that may block (Authenticator, Forwarder, socket writes) is
 // called with a lock held; ACL methods, non-blocking by contract, may be.
 // The transport calls handler.drained and handler.closed without its lock.
+// Presence events are queued under Server.mu and handed to the Presence
+// after every router lock is released (presence.go).
 // Server.mu guards the registry only: Deliver copies a principal's sessions
 // out of it, and a reconnect's replay of queued and inflight messages holds
 // the session's lock alone (see Server.bind).

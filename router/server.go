@@ -44,6 +44,8 @@ type Server struct {
 	revoked     map[string]time.Time   // Identity.TokenHash → when Revoke saw it
 	revokedQ    []revokedEntry         // the same, oldest first, for pruning
 
+	pres presenceQueue // see SetPresence
+
 	wg         sync.WaitGroup
 	rateLogged atomic.Int64 // unix second of the last connect-rate log line
 	autoID     uint64       // under mu: assigned client ids
@@ -175,7 +177,11 @@ func (s *Server) Close() error {
 		c.kill(false)
 	}
 	s.wg.Wait()
+	defer s.flushPresence()
 	s.mu.Lock()
+	for id := range s.byPrincipal {
+		s.presenceLocked(id, false)
+	}
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
 		sess.release()
@@ -317,6 +323,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		sess.replay(func(buf []byte) []byte { return preamble(buf, present) })
 		sess.mu.Unlock()
 	}
+	s.flushPresence()
 	if victim != nil {
 		// Takeover ([MQTT-3.1.4-2]): close the old connection. Its
 		// will is published; its late close finds the session bound
@@ -339,6 +346,14 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 	if s.closed {
 		return nil, false, nil, 0x03
 	}
+	// Presence: a takeover or a session dropped for the cap is not a
+	// release when the principal still holds a session afterwards.
+	held := len(s.byPrincipal[id]) > 0
+	defer func() {
+		if now := len(s.byPrincipal[id]) > 0; now != held {
+			s.presenceLocked(id, now)
+		}
+	}()
 	if s.isRevokedLocked(c.id.TokenHash) {
 		return nil, false, nil, 0x04
 	}
@@ -352,7 +367,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		sess.conn = nil
 		if c.clean || sess.clean {
 			sess.mu.Unlock()
-			s.removeSessionLocked(sess)
+			s.removeSessionLocked(sess, false)
 			sess = nil
 		} else {
 			present = true
@@ -365,7 +380,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 				return nil, false, nil, 0x03
 			}
 			s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
-			s.removeSessionLocked(oldest)
+			s.removeSessionLocked(oldest, false)
 		}
 		sess = newSession(s, id, c.clientID, c.clean)
 		s.sessions[key] = sess
@@ -414,9 +429,10 @@ func (s *Server) oldestOfflineLocked(list []*session) *session {
 	return oldest
 }
 
-// removeSessionLocked drops sess from the registry and releases it. s.mu
-// held, sess.mu not held.
-func (s *Server) removeSessionLocked(sess *session) {
+// removeSessionLocked drops sess from the registry and releases it,
+// reporting a release to the Presence if it was the principal's last
+// session and notify is set. s.mu held, sess.mu not held.
+func (s *Server) removeSessionLocked(sess *session, notify bool) {
 	if s.sessions[sess.key] == sess {
 		delete(s.sessions, sess.key)
 		s.m.nSessions.Add(-1)
@@ -426,6 +442,9 @@ func (s *Server) removeSessionLocked(sess *session) {
 		list = slices.Delete(list, i, i+1)
 		if len(list) == 0 {
 			delete(s.byPrincipal, sess.principal)
+			if notify {
+				s.presenceLocked(sess.principal, false)
+			}
 		} else {
 			s.byPrincipal[sess.principal] = list
 		}
@@ -439,6 +458,7 @@ func (s *Server) removeSessionLocked(sess *session) {
 // dropped (clean) or kept offline (persistent), unless another connection
 // took it over meanwhile, in which case nothing of it is touched (B7).
 func (s *Server) detach(c *mqttConn) {
+	defer s.flushPresence() // runs after the Unlock below
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
@@ -469,7 +489,7 @@ func (s *Server) detach(c *mqttConn) {
 	}
 	if sess.clean || s.closed {
 		sess.mu.Unlock()
-		s.removeSessionLocked(sess)
+		s.removeSessionLocked(sess, true)
 		return
 	}
 	sess.conn = nil
@@ -486,6 +506,7 @@ func (s *Server) detach(c *mqttConn) {
 
 // expire drops a persistent session that stayed offline for SessionExpiry.
 func (s *Server) expire(sess *session, gen uint64) {
+	defer s.flushPresence() // runs after the Unlock below
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess.mu.Lock()
@@ -495,7 +516,7 @@ func (s *Server) expire(sess *session, gen uint64) {
 		return
 	}
 	s.log.Debug("mqtt: persistent session expired", "id", sess.principal, "client_id", sess.clientID)
-	s.removeSessionLocked(sess)
+	s.removeSessionLocked(sess, true)
 }
 
 // assignClientID makes a unique client id for an empty one with clean

@@ -1,0 +1,111 @@
+package router
+
+import "sync"
+
+// Presence is told which principals hold sessions on this node, so that
+// the cluster can route their messages here when this node is not their
+// home (fanout's attach records, DESIGN.md section 4). fanout implements
+// it; node wires it in with SetPresence.
+//
+// Holding(id) is called when principal id gets its first session on this
+// node (connected, or persistent and offline), Released(id) when its last
+// one is gone: a clean session's disconnect, a persistent session's
+// expiry, a session dropped for the per-principal cap, or Server.Close. A
+// takeover (the same client id connecting again, here) does not release.
+//
+// Calls are made outside every router lock, one at a time, in the order
+// the registry changed: a Released never overtakes the Holding it ends.
+// They must not block (the implementation queues what it has to send):
+// while one runs, other registry changes wait to be reported, not to
+// happen.
+type Presence interface {
+	Holding(id string)
+	Released(id string)
+}
+
+// SetPresence sets the presence hook. Call it before Serve; nil (the
+// default) means no calls.
+func (s *Server) SetPresence(p Presence) {
+	s.pres.mu.Lock()
+	s.pres.p = p
+	s.pres.mu.Unlock()
+}
+
+// Held returns the principals that hold sessions on this node now (for
+// re-attachment), in no particular order.
+func (s *Server) Held() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.byPrincipal))
+	for id := range s.byPrincipal {
+		out = append(out, id)
+	}
+	return out
+}
+
+// presenceQueue orders presence events: they are queued under Server.mu,
+// where the registry changes, and handed to the Presence after it is
+// released, by one goroutine at a time (whichever finds the queue idle
+// drains it), so events reach the Presence in registry order without a
+// router lock held. Lock order: Server.mu → presenceQueue.mu.
+type presenceQueue struct {
+	mu      sync.Mutex
+	p       Presence
+	q       []presenceEvent
+	spare   []presenceEvent
+	running bool
+}
+
+type presenceEvent struct {
+	id      string
+	holding bool
+}
+
+// presenceLocked queues an event. Server.mu held for writing.
+func (s *Server) presenceLocked(id string, holding bool) {
+	s.pres.mu.Lock()
+	if s.pres.p != nil {
+		s.pres.q = append(s.pres.q, presenceEvent{id: id, holding: holding})
+	}
+	s.pres.mu.Unlock()
+}
+
+// flushPresence hands queued events to the Presence, unless another
+// goroutine is already doing it (it will pick them up). No router lock
+// may be held.
+func (s *Server) flushPresence() {
+	pq := &s.pres
+	pq.mu.Lock()
+	if pq.running || len(pq.q) == 0 {
+		pq.mu.Unlock()
+		return
+	}
+	pq.running = true
+	defer func() {
+		pq.running = false
+		pq.mu.Unlock()
+	}()
+	for len(pq.q) > 0 {
+		batch, p := pq.q, pq.p
+		pq.q = pq.spare[:0]
+		pq.spare = nil
+		pq.mu.Unlock()
+		func() {
+			// Re-lock even if the Presence panics, so the deferred
+			// reset above runs with the lock held.
+			defer pq.mu.Lock()
+			if p == nil {
+				return
+			}
+			for _, e := range batch {
+				if e.holding {
+					p.Holding(e.id)
+				} else {
+					p.Released(e.id)
+				}
+			}
+		}()
+		clear(batch)
+		pq.spare = batch[:0]
+	}
+}
