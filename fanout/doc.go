@@ -21,8 +21,18 @@
 // Deliver envelopes go to the Deliverer; Resolve envelopes are resolved,
 // or re-sent with hops+1 when ownership moved while they were in flight
 // (see Config.HopLimit); undecodable envelopes are counted, logged and
-// dropped. Attach and Detach envelopes are defined (envelope.go) but not
-// acted on yet: they are counted and dropped.
+// dropped. Attach and Detach envelopes maintain the attach table.
+//
+// Attach records (attach.go, DESIGN.md section 4): Fanout implements the
+// router's Presence hook. For a principal held here but homed elsewhere
+// it sends Attach to the home (renewed every Config.AttachRenew, Detach
+// on release); the home keeps principal → holding nodes, soft state
+// expiring after Config.AttachTTL, and sends every Deliver it receives
+// with Hops 0 on to the holding nodes of its recipients: one Deliver per
+// node, Hops 1, never forwarded again. RingChanged drops the records of
+// nodes that left and re-attaches held principals whose home moved.
+// Deliver envelopes always start with Hops 0 (the Resolve's hop count is
+// not carried over): at a Deliver, hops counts attach forwards.
 //
 // Envelopes for one node are never split per member. A Deliver envelope is
 // split only when its recipients would make it larger than
@@ -55,6 +65,12 @@
 // router's session queues do), though the interface does not promise it;
 // keeping any part keeps the envelope's bytes alive. Only the recipients
 // slice is recycled after Deliver returns.
+//
+// The attach table has its own RWMutex, read once per received Deliver
+// when the table is not empty (an atomic record count skips it
+// otherwise); the holding side is one goroutine fed by a queue, so
+// Holding, Released and RingChanged never block. Close stops that
+// goroutine after it has sent what was queued.
 //
 // Lock order: Fanout.mu, then peersMu. The bus's unsubscribe is called
 // after mu is released (a bus may wait for its handler).

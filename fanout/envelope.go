@@ -12,8 +12,11 @@ package fanout
 //	offset  size  field
 //	0       1     version, 1
 //	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach
-//	2       1     hops: how many times a node re-sent the message because
-//	              ownership had moved (see Config.HopLimit)
+//	2       1     hops: Resolve: how many times a node re-sent the message
+//	              because ownership had moved (see Config.HopLimit);
+//	              Deliver: 0 from the resolving or sending node, 1 when a
+//	              home sent it on along an attach record (never forwarded
+//	              again); Attach, Detach: 0
 //	3       str   sender node id, non-empty
 //
 // Resolve (a group message on its way to the group's owner) and Deliver

@@ -47,6 +47,14 @@ type Config struct {
 	// Registerer gets the pushring_fanout_* metrics at Start (and loses
 	// them at Close). Nil: metrics are kept but not registered.
 	Registerer prometheus.Registerer
+	// AttachTTL is how long an attach record lives at a home node
+	// without being renewed (see attach.go). Default 30 s.
+	AttachTTL time.Duration
+	// AttachRenew is how often this node re-sends the attach records of
+	// the principals it holds away from their homes, and sweeps expired
+	// records from its own table. Keep it well under AttachTTL on every
+	// node. Default 10 s.
+	AttachRenew time.Duration
 }
 
 // DefaultConfig returns a Config with every default filled in; NodeID is
@@ -56,6 +64,8 @@ func DefaultConfig() Config {
 		Cluster:          "pushring",
 		HopLimit:         4,
 		MaxEnvelopeBytes: 512 << 10,
+		AttachTTL:        30 * time.Second,
+		AttachRenew:      10 * time.Second,
 	}
 }
 
@@ -111,6 +121,9 @@ type Fanout struct {
 	peers   atomic.Pointer[map[string]*peer]
 	peersMu sync.Mutex
 
+	att  attachTable // home side of attach records (attach.go)
+	hold holder      // holding side, with the attach goroutine
+
 	closed atomic.Bool // fast check for Forward
 	// mu is held for reading while one received envelope is handled and
 	// for writing by Start and Close.
@@ -146,6 +159,12 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fa
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.AttachTTL <= 0 {
+		cfg.AttachTTL = def.AttachTTL
+	}
+	if cfg.AttachRenew <= 0 {
+		cfg.AttachRenew = def.AttachRenew
+	}
 	f := &Fanout{
 		cfg:      cfg,
 		self:     cfg.NodeID,
@@ -159,6 +178,7 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fa
 		met:      newMetrics(),
 	}
 	f.work.New = func() any { return new(work) }
+	f.hold.init()
 	empty := map[string]*peer{}
 	f.peers.Store(&empty)
 	return f
@@ -197,6 +217,7 @@ func (f *Fanout) Start() error {
 		return fmt.Errorf("fanout: flush: %w", err)
 	}
 	f.started, f.unsub = true, unsub
+	go f.attachLoop()
 	return nil
 }
 
@@ -225,6 +246,12 @@ func (f *Fanout) Close() error {
 	unsub, started := f.unsub, f.started
 	f.unsub = nil
 	f.mu.Unlock()
+	if started {
+		// The attach goroutine sends what is still queued (the Detaches
+		// of a router that closed first) and returns.
+		close(f.hold.stop)
+		<-f.hold.done
+	}
 	if unsub != nil {
 		unsub()
 	}
@@ -298,7 +325,9 @@ func (f *Fanout) resolve(w *work, hops uint8, m *message.Message) error {
 	w.split(members, f.place)
 	var first error
 	for i, node := range w.nodes {
-		if err := f.sendDeliver(w, node, hops, m, w.list(i)); err != nil && first == nil {
+		// Deliver envelopes start with hops 0 whatever the Resolve's:
+		// at a Deliver, hops counts forwards along attach records.
+		if err := f.sendDeliver(w, node, 0, m, w.list(i)); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -405,14 +434,15 @@ func (f *Fanout) receive(data []byte) {
 		f.stats.recipients.Add(uint64(len(env.Recipients)))
 		f.met.recipients.Add(float64(len(env.Recipients)))
 		f.d.Deliver(&env.Msg, env.Recipients)
+		if env.Hops == 0 && f.att.n.Load() > 0 {
+			f.forwardAttached(env)
+		}
 		*sp = env.Recipients // the scratch, or a larger slice to keep instead
 	case KindResolve:
 		f.stats.resolvesReceived.Add(1)
 		f.handleResolve(env)
-	default:
-		// Attach and Detach: the attach table comes with the cluster
-		// issue. Counted as received, otherwise ignored.
-		f.log.Debug("ignored envelope", "kind", env.Kind, "from", env.Sender)
+	case KindAttach, KindDetach:
+		f.handleAttach(env)
 	}
 }
 
@@ -536,15 +566,7 @@ func (f *Fanout) putWork(w *work) {
 // Storage is reused; when every member has the same home (always, on one
 // node) nothing is copied: the one list is members itself, only read.
 func (w *work) split(members []string, place Placement) {
-	for i := range w.lists {
-		clear(w.lists[i]) // drop references to the previous message's ids
-		w.lists[i] = w.lists[i][:0]
-	}
-	w.nodes, w.lists, w.whole = w.nodes[:0], w.lists[:0], nil
-	if w.index == nil {
-		w.index = make(map[string]int)
-	}
-	clear(w.index)
+	w.reset()
 
 	// The common prefix of members sharing the first member's home.
 	n, first := 0, ""
@@ -578,6 +600,20 @@ func (w *work) split(members []string, place Placement) {
 		}
 		w.lists[lastIdx] = append(w.lists[lastIdx], id)
 	}
+}
+
+// reset empties the split lists, keeping their storage.
+func (w *work) reset() {
+	for i := range w.lists {
+		clear(w.lists[i]) // drop references to the previous message's ids
+		w.lists[i] = w.lists[i][:0]
+	}
+	clear(w.nodes)
+	w.nodes, w.lists, w.whole = w.nodes[:0], w.lists[:0], nil
+	if w.index == nil {
+		w.index = make(map[string]int)
+	}
+	clear(w.index)
 }
 
 // node returns the index of home in w.nodes, adding it with an empty list
@@ -643,6 +679,10 @@ type Stats struct {
 	PublishErrors     uint64
 	Recipients        uint64 // recipients handed to the Deliverer
 	Panics            uint64 // recovered while handling received envelopes
+	AttachForwards    uint64 // Deliver envelopes sent on to nodes holding recipients (attach records)
+	AttachesSent      uint64 // Attach and Detach envelopes sent (renewals included)
+	AttachesReceived  uint64 // Attach and Detach envelopes received
+	AttachRecords     uint64 // attach records in this node's table now (some may have expired)
 }
 
 type counters struct {
@@ -651,6 +691,7 @@ type counters struct {
 	groupMessages, directMessages, resolvesForwarded      atomic.Uint64
 	hopLimitDrops, decodeErrors, publishErrors            atomic.Uint64
 	recipients, panics                                    atomic.Uint64
+	attachForwards, attachesSent, attachesReceived        atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -671,6 +712,10 @@ func (f *Fanout) Stats() Stats {
 		PublishErrors:     c.publishErrors.Load(),
 		Recipients:        c.recipients.Load(),
 		Panics:            c.panics.Load(),
+		AttachForwards:    c.attachForwards.Load(),
+		AttachesSent:      c.attachesSent.Load(),
+		AttachesReceived:  c.attachesReceived.Load(),
+		AttachRecords:     uint64(max(f.att.n.Load(), 0)),
 	}
 }
 
@@ -679,6 +724,8 @@ type metrics struct {
 	sent, received, messages                               *prometheus.CounterVec
 	group, direct                                          prometheus.Counter
 	hopLimitDrops, decodeErrors, recipients, publishErrors prometheus.Counter
+	attachForwards                                         prometheus.Counter
+	attachRecords                                          prometheus.Gauge
 	all                                                    []prometheus.Collector
 }
 
@@ -697,10 +744,15 @@ func newMetrics() metrics {
 		decodeErrors:  counter("decode_errors_total", "Envelopes dropped because they could not be decoded."),
 		recipients:    counter("recipients_total", "Recipients handed to local delivery."),
 		publishErrors: counter("publish_errors_total", "Envelopes the bus refused to publish."),
+		attachForwards: counter("attach_forwards_total",
+			"Deliver envelopes sent on to a node holding recipients away from their home (attach records)."),
+		attachRecords: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pushring", Subsystem: "fanout",
+			Name: "attach_records", Help: "Attach records (principal held on another node) in this node's table."}),
 	}
 	m.group = m.messages.WithLabelValues("group")
 	m.direct = m.messages.WithLabelValues("direct")
-	m.all = []prometheus.Collector{m.sent, m.received, m.messages, m.hopLimitDrops, m.decodeErrors, m.recipients, m.publishErrors}
+	m.all = []prometheus.Collector{m.sent, m.received, m.messages, m.hopLimitDrops, m.decodeErrors, m.recipients, m.publishErrors,
+		m.attachForwards, m.attachRecords}
 	return m
 }
 

@@ -1,0 +1,361 @@
+package fanout
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Attach records (DESIGN.md section 4): a principal connected to a node
+// that is not its home still gets everything.
+//
+// The holding side: the router reports, through Holding and Released,
+// which principals hold sessions on this node (router.Presence). For each
+// one whose home is another node, this node sends an Attach envelope
+// {Principal: id, Node: self} to the home, re-sends it every
+// Config.AttachRenew, and sends a Detach when the principal is released.
+// The sending is done by one goroutine (started by Start, stopped by
+// Close) from a queue, so Holding and Released never block. On every
+// renew and on RingChanged it also re-checks each held principal's home:
+// when the home moved, it detaches from the old home and attaches to the
+// new one at once.
+//
+// The home side: Attach and Detach envelopes maintain the attach table,
+// principal → holding nodes, each record expiring Config.AttachTTL after
+// its last Attach (soft state: a holder that dies without a Detach is
+// forgotten after the TTL, or at once when RingChanged no longer lists
+// it). A Deliver envelope that arrives with Hops 0 is delivered locally
+// and, for recipients with live records, sent on as one Deliver envelope
+// per holding node, Hops 1, recipients batched per node. A Deliver with
+// Hops 1 or more is only delivered locally, so nothing loops however the
+// views disagree.
+//
+// Envelope cost: the version-1 Attach envelope names one principal, so a
+// renew costs one envelope per principal held away from its home per
+// AttachRenew (a batched kind would need a format change).
+
+// maxHolders bounds the holding nodes recorded for one principal.
+const maxHolders = 64
+
+type attachRec struct {
+	node    string
+	expires int64 // unix nanos
+}
+
+// attachTable is the home side: principal → holding nodes.
+type attachTable struct {
+	mu   sync.RWMutex
+	recs map[string][]attachRec
+	n    atomic.Int64 // records; 0 lets the receive path skip the table
+}
+
+// put records (or renews) that node holds principal until exp. It
+// returns the number of records.
+func (t *attachTable) put(principal, node string, exp int64) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.recs == nil {
+		t.recs = make(map[string][]attachRec)
+	}
+	list, ok := t.recs[principal]
+	for i := range list {
+		if list[i].node == node {
+			list[i].expires = exp
+			return t.n.Load()
+		}
+	}
+	if len(list) >= maxHolders {
+		return t.n.Load()
+	}
+	if !ok {
+		// The strings alias a received envelope: copies keep the table
+		// from holding whole envelopes alive.
+		principal = strings.Clone(principal)
+	}
+	t.recs[principal] = append(list, attachRec{node: strings.Clone(node), expires: exp})
+	return t.n.Add(1)
+}
+
+// del forgets that node holds principal. It returns the number of
+// records.
+func (t *attachTable) del(principal, node string) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.filterLocked(principal, func(r *attachRec) bool { return r.node != node })
+	return t.n.Load()
+}
+
+// retain keeps only the records for which keep returns true. It returns
+// the number of records.
+func (t *attachTable) retain(keep func(r *attachRec) bool) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for p := range t.recs {
+		t.filterLocked(p, keep)
+	}
+	return t.n.Load()
+}
+
+func (t *attachTable) filterLocked(principal string, keep func(r *attachRec) bool) {
+	list, ok := t.recs[principal]
+	if !ok {
+		return
+	}
+	kept := list[:0]
+	for _, r := range list {
+		if keep(&r) {
+			kept = append(kept, r)
+		}
+	}
+	t.n.Add(int64(len(kept) - len(list)))
+	clear(list[len(kept):])
+	if len(kept) == 0 {
+		delete(t.recs, principal)
+	} else {
+		t.recs[principal] = kept
+	}
+}
+
+// holders returns the live holding nodes of principal (tests).
+func (t *attachTable) holders(principal string, now int64) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []string
+	for _, r := range t.recs[principal] {
+		if r.expires > now {
+			out = append(out, r.node)
+		}
+	}
+	return out
+}
+
+// Holding reports that principal id got its first session on this node
+// (router.Presence). If its home is another node, an Attach goes there.
+// Never blocks: the work is queued for the attach goroutine. Calls for
+// one id must come in order (the router guarantees it). Calls after
+// Close are ignored.
+func (f *Fanout) Holding(id string) { f.queueHold(holdOp{id: id, holding: true}) }
+
+// Released reports that principal id has no session left on this node
+// (router.Presence). If it was attached to another node, a Detach goes
+// there. Never blocks, like Holding.
+func (f *Fanout) Released(id string) { f.queueHold(holdOp{id: id}) }
+
+// RingChanged tells the Fanout that the live nodes are now nodes (the
+// node calls it from membership's OnChange, after Placement reflects the
+// new ring). Attach records of holders not in nodes (dead or gone) are
+// dropped at once, and every principal held here whose home is another
+// node is attached there again (the new home learns at once; a moved
+// home gets a Detach at the old one). Harmless at any time; never
+// blocks.
+func (f *Fanout) RingChanged(nodes []string) {
+	live := make(map[string]struct{}, len(nodes))
+	for _, n := range nodes {
+		live[n] = struct{}{}
+	}
+	n := f.att.retain(func(r *attachRec) bool {
+		_, ok := live[r.node]
+		return ok
+	})
+	f.met.attachRecords.Set(float64(n))
+	h := &f.hold
+	h.mu.Lock()
+	h.reattach = true
+	h.mu.Unlock()
+	h.signal()
+}
+
+// holdOp is one Holding or Released call, queued.
+type holdOp struct {
+	id      string
+	holding bool
+}
+
+// holder is the holding side: a queue filled by Holding, Released and
+// RingChanged, drained by the attach goroutine, which alone owns held.
+type holder struct {
+	mu       sync.Mutex
+	ops      []holdOp
+	reattach bool // RingChanged: re-check every held principal
+
+	wake chan struct{} // capacity 1
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the goroutine has returned
+
+	// Owned by the attach goroutine.
+	held  map[string]string // principal → node attached to ("": home is here)
+	buf   []byte
+	spare []holdOp
+}
+
+func (h *holder) init() {
+	h.wake = make(chan struct{}, 1)
+	h.stop = make(chan struct{})
+	h.done = make(chan struct{})
+	h.held = make(map[string]string)
+}
+
+func (h *holder) signal() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *Fanout) queueHold(op holdOp) {
+	if f.closed.Load() {
+		return
+	}
+	h := &f.hold
+	h.mu.Lock()
+	h.ops = append(h.ops, op)
+	h.mu.Unlock()
+	h.signal()
+}
+
+// attachLoop is the attach goroutine: it sends what Holding, Released and
+// RingChanged queued, renews the attachments, and sweeps expired records
+// from the table. On stop it sends what is still queued (Detaches of a
+// node shutting down), then returns.
+func (f *Fanout) attachLoop() {
+	h := &f.hold
+	defer close(h.done)
+	tick := time.NewTicker(f.cfg.AttachRenew)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.wake:
+			f.runHoldOps()
+		case <-tick.C:
+			f.runHoldOps()
+			f.reattach()
+			now := time.Now().UnixNano()
+			n := f.att.retain(func(r *attachRec) bool { return r.expires > now })
+			f.met.attachRecords.Set(float64(n))
+		case <-h.stop:
+			f.runHoldOps()
+			return
+		}
+	}
+}
+
+func (f *Fanout) runHoldOps() {
+	h := &f.hold
+	for {
+		h.mu.Lock()
+		ops, again := h.ops, h.reattach
+		h.ops, h.spare, h.reattach = h.spare[:0], nil, false
+		h.mu.Unlock()
+		if len(ops) == 0 && !again {
+			return
+		}
+		for _, op := range ops {
+			if op.holding {
+				home := f.place.Home(op.id)
+				if home == f.self {
+					home = ""
+				}
+				if old, ok := h.held[op.id]; ok && old != "" && old != home {
+					f.sendAttach(KindDetach, old, op.id)
+				}
+				h.held[op.id] = home
+				if home != "" {
+					f.sendAttach(KindAttach, home, op.id)
+				}
+				continue
+			}
+			if node, ok := h.held[op.id]; ok {
+				delete(h.held, op.id)
+				if node != "" {
+					f.sendAttach(KindDetach, node, op.id)
+				}
+			}
+		}
+		clear(ops)
+		h.spare = ops[:0]
+		if again {
+			f.reattach()
+		}
+	}
+}
+
+// reattach re-checks every held principal's home and (re-)sends an
+// Attach to it when it is another node; a principal whose home moved is
+// detached from the old one. Attach goroutine only.
+func (f *Fanout) reattach() {
+	h := &f.hold
+	for id, old := range h.held {
+		home := f.place.Home(id)
+		if home == f.self {
+			home = ""
+		}
+		if old != "" && old != home {
+			f.sendAttach(KindDetach, old, id)
+		}
+		if home != old {
+			h.held[id] = home
+		}
+		if home != "" {
+			f.sendAttach(KindAttach, home, id)
+		}
+	}
+}
+
+// sendAttach publishes an Attach or Detach of principal id, held here, to
+// node. Attach goroutine only.
+func (f *Fanout) sendAttach(kind EnvelopeKind, node, id string) {
+	h := &f.hold
+	h.buf = appendHeader(h.buf[:0], kind, 0, f.self)
+	h.buf = appendString(h.buf, id)
+	h.buf = appendString(h.buf, f.self)
+	if err := f.publish(node, h.buf); err != nil {
+		f.warn("could not send an attach record", "kind", kind, "principal", id, "node", node, "err", err)
+		return
+	}
+	f.stats.attachesSent.Add(1)
+}
+
+// handleAttach applies a received Attach or Detach to the table.
+func (f *Fanout) handleAttach(env *Envelope) {
+	f.stats.attachesReceived.Add(1)
+	if env.Node == f.self {
+		return
+	}
+	var n int64
+	if env.Kind == KindAttach {
+		n = f.att.put(env.Principal, env.Node, time.Now().Add(f.cfg.AttachTTL).UnixNano())
+	} else {
+		n = f.att.del(env.Principal, env.Node)
+	}
+	f.met.attachRecords.Set(float64(n))
+}
+
+// forwardAttached sends env (a Deliver received with Hops 0) on to the
+// nodes holding its recipients: one Deliver per node, Hops 1. Called only
+// when the table is not empty.
+func (f *Fanout) forwardAttached(env *Envelope) {
+	w := f.getWork()
+	defer f.putWork(w)
+	w.reset()
+	now := time.Now().UnixNano()
+	f.att.mu.RLock()
+	for _, r := range env.Recipients {
+		for _, rec := range f.att.recs[r] {
+			if rec.expires > now && rec.node != f.self {
+				i := w.node(rec.node)
+				w.lists[i] = append(w.lists[i], r)
+			}
+		}
+	}
+	f.att.mu.RUnlock()
+	for i, node := range w.nodes {
+		if err := f.sendDeliver(w, node, 1, &env.Msg, w.lists[i]); err != nil {
+			f.warn("could not forward a message to an attached node", "node", node, "id", env.Msg.ID, "err", err)
+			continue
+		}
+		f.stats.attachForwards.Add(1)
+		f.met.attachForwards.Inc()
+	}
+	w.reset() // drop the recipient strings, which alias the envelope
+}

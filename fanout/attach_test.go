@@ -1,0 +1,332 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/message"
+)
+
+// swapPlacement is a Placement that a test can replace at once (a ring
+// change).
+type swapPlacement struct{ p atomic.Pointer[mapPlacement] }
+
+func newSwap(p *mapPlacement) *swapPlacement {
+	s := &swapPlacement{}
+	s.p.Store(p)
+	return s
+}
+
+func (s *swapPlacement) Home(id string) string   { return s.p.Load().Home(id) }
+func (s *swapPlacement) Owner(gid string) string { return s.p.Load().Owner(gid) }
+
+// waitHolders waits until n's attach table lists exactly want (sorted)
+// as live holders of principal.
+func waitHolders(t *testing.T, n *testNode, principal string, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		got := n.f.att.holders(principal, time.Now().UnixNano())
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("%s: holders of %s %v, want %v", n.id, principal, got, want)
+		}
+		return nil
+	})
+}
+
+// waitCount waits until message id reached rid on n exactly want times,
+// then checks that it stays so for a moment.
+func waitCount(t *testing.T, n *testNode, id uint64, rid string, want int) {
+	t.Helper()
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if got := n.rec.count(id, rid); got != want {
+			return fmt.Errorf("message %d to %s on %s: %d deliveries, want %d", id, rid, n.id, got, want)
+		}
+		return nil
+	})
+}
+
+// settle waits until every envelope sent has been received.
+func settle(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if s := sumStats(nodes); s.EnvelopesSent != s.EnvelopesReceived {
+			return fmt.Errorf("envelopes in flight: sent %d, received %d", s.EnvelopesSent, s.EnvelopesReceived)
+		}
+		return nil
+	})
+	time.Sleep(20 * time.Millisecond)
+	if s := sumStats(nodes); s.EnvelopesSent != s.EnvelopesReceived {
+		t.Fatalf("envelopes still in flight: sent %d, received %d", s.EnvelopesSent, s.EnvelopesReceived)
+	}
+}
+
+// runAttachScenario: alice is homed on n1 and held on n2; a direct message
+// and a group message (owned by n3... sent via n3) reach n2 exactly once,
+// through one forward each from n1.
+func runAttachScenario(t *testing.T, busFor func(int) Bus) {
+	members, homes := groupOf(30, threeIDs)
+	homes["alice"] = "n1"
+	members = append(members, "alice")
+	place := &mapPlacement{homes: homes, owners: map[string]string{"g": "n2"}, def: "n3"}
+	nodes := startNodes(t, threeIDs, busFor, staticMembers{"g": members},
+		func(int) Placement { return place }, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+
+	n2.f.Holding("alice")
+	waitHolders(t, n1, "alice", "n2")
+	if s := n1.f.Stats(); s.AttachRecords != 1 || s.AttachesReceived != 1 {
+		t.Errorf("n1 stats after attach: %+v", s)
+	}
+
+	ctx := context.Background()
+	direct := &message.Message{ID: 1, Kind: message.Direct, From: "bob", To: "alice", QoS: 1, Payload: []byte("d")}
+	group := &message.Message{ID: 2, Kind: message.Group, From: "dev", To: "g", QoS: 1, Payload: []byte("g")}
+	for _, m := range []*message.Message{direct, group} {
+		if err := n3.f.Forward(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(t, nodes)
+	for _, id := range []uint64{1, 2} {
+		// The home delivers locally as ever (its router finds no session)
+		// and forwards; the holder gets it exactly once.
+		for _, c := range []struct {
+			n    *testNode
+			want int
+		}{{n1, 1}, {n2, 1}, {n3, 0}} {
+			if got := c.n.rec.count(id, "alice"); got != c.want {
+				t.Errorf("message %d to alice on %s: %d deliveries, want %d", id, c.n.id, got, c.want)
+			}
+		}
+	}
+	// The other members: exactly once, at home, never forwarded.
+	for _, rid := range members[:30] {
+		for _, n := range nodes {
+			want := 0
+			if homes[rid] == n.id {
+				want = 1
+			}
+			if got := n.rec.count(2, rid); got != want {
+				t.Fatalf("group message to %s on %s: %d, want %d", rid, n.id, got, want)
+			}
+		}
+	}
+	if s := n1.f.Stats(); s.AttachForwards != 2 {
+		t.Errorf("n1 attach forwards %d, want 2", s.AttachForwards)
+	}
+	if s := sumStats(nodes); s.DecodeErrors+s.PublishErrors+s.HopLimitDrops != 0 {
+		t.Errorf("errors: %+v", s)
+	}
+}
+
+func TestAttachMemoryBus(t *testing.T) {
+	bus := NewMemoryBus()
+	runAttachScenario(t, func(int) Bus { return bus })
+}
+
+func TestAttachNATS(t *testing.T) {
+	runAttachScenario(t, natsBuses(t, startNATS(t)))
+}
+
+func attachNodes(t *testing.T, place Placement, tweak func(*Config)) (*MemoryBus, []*testNode) {
+	bus := NewMemoryBus()
+	nodes := startNodes(t, threeIDs, func(int) Bus { return bus }, staticMembers{},
+		func(int) Placement { return place }, tweak)
+	return bus, nodes
+}
+
+func sendDirect(t *testing.T, n *testNode, id uint64, to string) {
+	t.Helper()
+	if err := n.f.Forward(context.Background(), &message.Message{ID: id, Kind: message.Direct, To: to, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAttachTwoHoldersAndRelease(t *testing.T) {
+	_, nodes := attachNodes(t, &mapPlacement{homes: map[string]string{"alice": "n1"}, def: "n1"}, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n2.f.Holding("alice")
+	n3.f.Holding("alice")
+	n1.f.Holding("alice") // at home: no attach record anywhere
+	waitHolders(t, n1, "alice", "n2", "n3")
+
+	sendDirect(t, n3, 1, "alice")
+	settle(t, nodes)
+	for _, n := range nodes {
+		if got := n.rec.count(1, "alice"); got != 1 {
+			t.Errorf("%s: %d deliveries, want 1", n.id, got)
+		}
+	}
+	if s := n1.f.Stats(); s.AttachForwards != 2 {
+		t.Errorf("n1 attach forwards %d, want 2 (one per holder)", s.AttachForwards)
+	}
+
+	// Released on n2: only n3 still gets it; then on n3 too: nobody.
+	n2.f.Released("alice")
+	waitHolders(t, n1, "alice", "n3")
+	sendDirect(t, n1, 2, "alice")
+	settle(t, nodes)
+	if a, b, c := n1.rec.count(2, "alice"), n2.rec.count(2, "alice"), n3.rec.count(2, "alice"); a != 1 || b != 0 || c != 1 {
+		t.Errorf("after n2 released: deliveries %d %d %d, want 1 0 1", a, b, c)
+	}
+	n3.f.Released("alice")
+	waitHolders(t, n1, "alice")
+	sendDirect(t, n2, 3, "alice")
+	settle(t, nodes)
+	if a, b, c := n1.rec.count(3, "alice"), n2.rec.count(3, "alice"), n3.rec.count(3, "alice"); a != 1 || b != 0 || c != 0 {
+		t.Errorf("after both released: deliveries %d %d %d, want 1 0 0", a, b, c)
+	}
+	if s := n1.f.Stats(); s.AttachForwards != 3 || s.AttachRecords != 0 {
+		t.Errorf("n1 stats %+v", s)
+	}
+}
+
+func TestAttachExpiresWithoutRenewal(t *testing.T) {
+	_, nodes := attachNodes(t, &mapPlacement{def: "n1"}, func(c *Config) {
+		c.AttachTTL = 300 * time.Millisecond
+		switch c.NodeID {
+		case "n2":
+			c.AttachRenew = time.Hour // never renews
+		case "n3":
+			c.AttachRenew = 50 * time.Millisecond
+		}
+	})
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n2.f.Holding("alice")
+	n3.f.Holding("bob")
+	waitHolders(t, n1, "alice", "n2")
+	waitHolders(t, n1, "bob", "n3")
+	time.Sleep(600 * time.Millisecond)
+	// alice's record expired; bob's was renewed.
+	waitHolders(t, n1, "alice")
+	waitHolders(t, n1, "bob", "n3")
+	sendDirect(t, n1, 1, "alice")
+	sendDirect(t, n1, 2, "bob")
+	settle(t, nodes)
+	if got := n2.rec.count(1, "alice"); got != 0 {
+		t.Errorf("alice got %d forwards after her record expired", got)
+	}
+	if got := n3.rec.count(2, "bob"); got != 1 {
+		t.Errorf("bob got %d forwards, want 1 (renewed)", got)
+	}
+	if s := n3.f.Stats(); s.AttachesSent < 3 {
+		t.Errorf("n3 sent %d attaches, want renewals", s.AttachesSent)
+	}
+}
+
+func TestRingChangedDropsDeadAndReattaches(t *testing.T) {
+	place := newSwap(&mapPlacement{homes: map[string]string{"alice": "n1", "bob": "n1"}, def: "n1"})
+	_, nodes := attachNodes(t, place, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n2.f.Holding("alice")
+	n3.f.Holding("bob")
+	waitHolders(t, n1, "alice", "n2")
+	waitHolders(t, n1, "bob", "n3")
+
+	// n3 is declared dead: n1 drops its records at once.
+	n1.f.RingChanged([]string{"n1", "n2"})
+	waitHolders(t, n1, "bob")
+	waitHolders(t, n1, "alice", "n2")
+	sendDirect(t, n1, 1, "bob")
+	settle(t, nodes)
+	if got := n3.rec.count(1, "bob"); got != 0 {
+		t.Errorf("forwarded %d times to a dead node", got)
+	}
+
+	// alice's home moves to n3: n2 attaches there at once and detaches
+	// from n1.
+	place.p.Store(&mapPlacement{homes: map[string]string{"alice": "n3", "bob": "n1"}, def: "n1"})
+	for _, n := range nodes {
+		n.f.RingChanged(threeIDs)
+	}
+	waitHolders(t, n3, "alice", "n2")
+	waitHolders(t, n1, "alice")
+	sendDirect(t, n1, 2, "alice") // n1 sends to the new home
+	settle(t, nodes)
+	if a, b, c := n1.rec.count(2, "alice"), n2.rec.count(2, "alice"), n3.rec.count(2, "alice"); a != 0 || b != 1 || c != 1 {
+		t.Errorf("after the move: deliveries %d %d %d, want 0 1 1", a, b, c)
+	}
+	// RingChanged is harmless when nothing changed: same state after.
+	n2.f.RingChanged(threeIDs)
+	n2.f.RingChanged(nil) // no live node listed: n2 has no records; its own attachments stand
+	settle(t, nodes)
+	waitHolders(t, n3, "alice", "n2")
+	waitHolders(t, n3, "bob") // bob's home is n1, where n3's record was dropped (dead)
+}
+
+// A Deliver that was already forwarded once (Hops 1) is delivered
+// locally only, even where an attach record would send it on.
+func TestForwardedDeliverIsNotForwardedAgain(t *testing.T) {
+	bus, nodes := attachNodes(t, &mapPlacement{def: "n1"}, nil)
+	n1, n2 := nodes[0], nodes[1]
+	n2.f.Holding("alice")
+	waitHolders(t, n1, "alice", "n2")
+	e := &Envelope{Kind: KindDeliver, Hops: 1, Sender: "n3",
+		Msg:        message.Message{ID: 7, Kind: message.Direct, To: "alice", Payload: []byte("x")},
+		Recipients: []string{"alice"}}
+	data, err := AppendEnvelope(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(Subject("test", "n1"), data); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, n1, 7, "alice", 1)
+	time.Sleep(50 * time.Millisecond)
+	if got := n2.rec.count(7, "alice"); got != 0 {
+		t.Errorf("a hops-1 Deliver was forwarded (%d deliveries on n2)", got)
+	}
+	if s := n1.f.Stats(); s.AttachForwards != 0 {
+		t.Errorf("n1 attach forwards %d", s.AttachForwards)
+	}
+}
+
+// Close sends the Detaches of principals released just before it (the
+// router closes first).
+func TestCloseSendsQueuedDetaches(t *testing.T) {
+	_, nodes := attachNodes(t, &mapPlacement{def: "n1"}, nil)
+	n1, n2 := nodes[0], nodes[1]
+	n2.f.Holding("alice")
+	waitHolders(t, n1, "alice", "n2")
+	n2.f.Released("alice")
+	n2.f.Close()
+	waitHolders(t, n1, "alice")
+	n2.f.Holding("bob") // after Close: ignored
+}
+
+// The receive path of a 1,000-recipient Deliver costs no more with attach
+// records than before: with an empty table, and with a table that lists
+// none of the recipients.
+func TestReceiveAllocsWithAttachTable(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	members, _ := groupOf(1000, []string{"n1"})
+	f := newSingle(t, &discardBus{}, &countingDeliverer{}, members)
+	e := &Envelope{Kind: KindDeliver, Sender: "n2",
+		Msg:        message.Message{ID: 1, Kind: message.Group, To: "g", QoS: 1, Payload: []byte("hello")},
+		Recipients: members}
+	data, err := AppendEnvelope(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Today's cost: the decode's copy and Envelope (recipients pooled).
+	const want = 2
+	if n := testing.AllocsPerRun(200, func() { f.receive(data) }); n > want {
+		t.Errorf("empty attach table: %v allocs per receive, want at most %d", n, want)
+	}
+	f.att.put("someone-else", "n3", time.Now().Add(time.Hour).UnixNano())
+	if n := testing.AllocsPerRun(200, func() { f.receive(data) }); n > want {
+		t.Errorf("unrelated attach records: %v allocs per receive, want at most %d", n, want)
+	}
+	if s := f.Stats(); s.AttachForwards != 0 {
+		t.Errorf("forwards %d", s.AttachForwards)
+	}
+}
