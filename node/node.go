@@ -84,6 +84,11 @@ type Config struct {
 	AuthTopic bool
 	// SessionTTL is the lifetime of a login session.
 	SessionTTL time.Duration
+	// LoginRate and LoginBurst bound login attempts per client address
+	// (a token bucket: attempts a second, bucket size); LoginRate < 0
+	// turns the limit off. Zero: the API's defaults (1/s, 10).
+	LoginRate  float64
+	LoginBurst int
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
 	// Logger and Registerer are filled in by the node.
 	Router router.Config
@@ -263,6 +268,12 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	acfg := api.DefaultConfig()
 	acfg.AdminKey, acfg.SessionTTL, acfg.Logger, acfg.Registry = n.adminKey, cfg.SessionTTL, n.log, n.registry
 	acfg.PrivatePrefix = rcfg.PrivatePrefix
+	if cfg.LoginRate != 0 {
+		acfg.LoginRate = cfg.LoginRate
+	}
+	if cfg.LoginBurst != 0 {
+		acfg.LoginBurst = cfg.LoginBurst
+	}
 	handler := api.New(acfg, n.dir, api.Deps{
 		Publisher: n.fan,
 		ACL:       n.dir,

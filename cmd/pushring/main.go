@@ -45,6 +45,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "cluster name: prefix of NATS subjects and KV buckets")
 	fs.BoolVar(&authTopic, "auth-topic", false, "enable the prototype's login by publishing the session token to /service/auth")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a login session")
+	fs.Float64Var(&cfg.LoginRate, "login-rate", 1, "login attempts a second per client address (negative: no limit)")
+	fs.IntVar(&cfg.LoginBurst, "login-burst", 10, "burst of login attempts per client address")
 	fs.IntVar(&cfg.Router.MaxConnections, "max-connections", cfg.Router.MaxConnections, "maximum MQTT connections (0: unlimited)")
 	fs.Float64Var(&cfg.Router.ConnectRate, "connect-rate", cfg.Router.ConnectRate, "new MQTT connections a second per source address (negative: no limit)")
 	fs.IntVar(&cfg.Router.ConnectBurst, "connect-burst", cfg.Router.ConnectBurst, "burst of new MQTT connections per source address")

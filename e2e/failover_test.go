@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pushring/pushring/internal/testutil"
+)
+
+// member is one user with one paho connection that fails over between the
+// addresses login returned (home first) and resubscribes on every connect.
+type member struct {
+	id     string
+	client mqtt.Client
+
+	mu   sync.Mutex
+	msgs []received
+}
+
+type received struct {
+	payload string
+	at      time.Time
+}
+
+func (m *member) payloads() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, len(m.msgs))
+	for i, r := range m.msgs {
+		out[i] = r.payload
+	}
+	return out
+}
+
+// firstAfter returns when the first message after t arrived (zero if none).
+func (m *member) firstAfter(t time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.msgs {
+		if r.at.After(t) {
+			return r.at
+		}
+	}
+	return time.Time{}
+}
+
+func (m *member) has(payload string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.msgs {
+		if r.payload == payload {
+			return true
+		}
+	}
+	return false
+}
+
+// members creates n users in group "all", logs each in, and connects it
+// with paho to the addresses login returned, subscribed at qos.
+func (c *cluster) members(n int, qos byte) []*member {
+	t := c.t
+	t.Helper()
+	seed := c.procs[0]
+	c.mustAPI(seed, "POST", "/v1/groups", map[string]any{"id": "all"}, nil)
+	out := make([]*member, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4) // argon2 costs 19 MiB and ~50 ms per call
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			id := fmt.Sprintf("u%02d", i)
+			pw := id + "-password"
+			if err := c.api(seed, "POST", "/v1/users", map[string]any{"id": id, "password": pw}, nil); err != nil {
+				errs <- err
+				return
+			}
+			if err := c.api(seed, "PUT", "/v1/groups/all/members/"+id, nil, nil); err != nil {
+				errs <- err
+				return
+			}
+			var login struct {
+				Token string   `json:"token"`
+				MQTT  []string `json:"mqtt"`
+			}
+			req, _ := newLogin(seed, id, pw)
+			if err := doJSON(req, &login); err != nil {
+				errs <- err
+				return
+			}
+			m := &member{id: id}
+			opts := mqtt.NewClientOptions().SetClientID(id + "-phone").SetUsername(id).SetPassword(login.Token)
+			for _, a := range login.MQTT {
+				opts.AddBroker("tcp://" + a)
+			}
+			opts.SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true)
+			opts.SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(500 * time.Millisecond)
+			opts.SetKeepAlive(2 * time.Second).SetPingTimeout(time.Second).SetConnectTimeout(2 * time.Second)
+			opts.SetOnConnectHandler(func(cl mqtt.Client) {
+				cl.Subscribe("/private/"+id+"/#", qos, func(_ mqtt.Client, msg mqtt.Message) {
+					m.mu.Lock()
+					m.msgs = append(m.msgs, received{string(msg.Payload()), time.Now()})
+					m.mu.Unlock()
+				})
+			})
+			m.client = mqtt.NewClient(opts)
+			if tok := m.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				errs <- fmt.Errorf("%s connect: %v", id, tok.Error())
+				return
+			}
+			out[i] = m
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, m := range out {
+			m.client.Disconnect(50)
+		}
+	})
+	return out
+}
+
+// publishAll sends a group message to "all" through p's HTTP API.
+func (c *cluster) publishAll(p *proc, payload string, qos int) error {
+	return c.api(p, "POST", "/v1/groups/all/messages", map[string]any{"payload": payload, "qos": qos}, nil)
+}
+
+// probeUntilAllReceive publishes probes through p until every member has
+// received one: then routes (homes, attach records) are in place.
+func (c *cluster) probeUntilAllReceive(p *proc, ms []*member, tag string) {
+	c.t.Helper()
+	k := 0
+	testutil.CheckFor(c.t, 30*time.Second, 100*time.Millisecond, func() error {
+		for _, m := range ms {
+			got := false
+			for _, pl := range m.payloads() {
+				if strings.HasPrefix(pl, tag) {
+					got = true
+					break
+				}
+			}
+			if !got {
+				c.publishAll(p, fmt.Sprintf("%s-%d", tag, k), 1)
+				k++
+				return fmt.Errorf("%s has no %s yet", m.id, tag)
+			}
+		}
+		return nil
+	})
+}
+
+// expectEach checks every member received each payload exactly once.
+func expectEach(t *testing.T, ms []*member, payloads []string) {
+	t.Helper()
+	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		for _, m := range ms {
+			for _, p := range payloads {
+				if !m.has(p) {
+					return fmt.Errorf("%s lacks %q", m.id, p)
+				}
+			}
+		}
+		return nil
+	})
+	for _, m := range ms {
+		count := map[string]int{}
+		for _, p := range m.payloads() {
+			count[p]++
+		}
+		for _, p := range payloads {
+			if count[p] != 1 {
+				t.Errorf("%s got %q %d times", m.id, p, count[p])
+			}
+		}
+	}
+}
+
+// TestKillNode: kill -9 one of three node processes while clients are
+// connected. The survivors declare it dead within seconds, its clients
+// reconnect to another node, and messages published after the ring has
+// settled reach every member exactly once.
+func TestKillNode(t *testing.T) {
+	c := newCluster(t, 3)
+	ms := c.members(30, 1)
+	c.probeUntilAllReceive(c.procs[0], ms, "hello")
+
+	victim := c.procs[1]
+	var victims []*member
+	for _, m := range ms {
+		if c.home(c.procs[0], m.id) == victim.id {
+			victims = append(victims, m)
+		}
+	}
+	if len(victims) == 0 {
+		t.Fatalf("no member homed on %s", victim.id)
+	}
+	killed := time.Now()
+	victim.cmd.Process.Kill() // SIGKILL: no leave, no goodbye
+	<-victim.exited
+	survivors := c.live()
+	c.waitRing(survivors, 2)
+	dead := time.Since(killed)
+
+	c.probeUntilAllReceive(survivors[0], ms, "after-kill")
+	var worst time.Duration
+	for _, m := range victims {
+		if d := m.firstAfter(killed).Sub(killed); d > worst {
+			worst = d
+		}
+	}
+	t.Logf("kill -9 of %s: declared dead after %v; its %d clients' first delivery after reconnect within %v of the kill",
+		victim.id, dead.Round(time.Millisecond), len(victims), worst.Round(time.Millisecond))
+
+	var final []string
+	for i := range 20 {
+		p := fmt.Sprintf("final-%d", i)
+		final = append(final, p)
+		if err := c.publishAll(survivors[i%2], p, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectEach(t, ms, final)
+}
+
+// TestJoinUnderLoad: a 4th node joins while messages flow. About a quarter
+// of homes move to it, every member receives every message published
+// after the join settles, and no QoS 0 subscriber gets a message twice.
+func TestJoinUnderLoad(t *testing.T) {
+	c := newCluster(t, 3)
+	ms := c.members(30, 0)
+	c.probeUntilAllReceive(c.procs[0], ms, "hello")
+
+	const sample = 400
+	before := make([]string, sample)
+	for i := range sample {
+		before[i] = c.home(c.procs[0], fmt.Sprintf("key%d", i))
+	}
+
+	// Load: QoS 0 group messages every 20 ms through n1, numbered.
+	var seq atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				c.publishAll(c.procs[0], fmt.Sprintf("load-%d", seq.Load()), 0)
+				seq.Add(1)
+			}
+		}
+	}()
+
+	n4 := c.start()
+	c.waitRing(c.procs, 4)
+	moved := 0
+	for i := range sample {
+		after := c.home(c.procs[0], fmt.Sprintf("key%d", i))
+		if after != before[i] {
+			moved++
+			if after != n4.id {
+				t.Errorf("key%d moved from %s to %s, not to the new node", i, before[i], after)
+			}
+		}
+	}
+	share := float64(moved) / sample
+	t.Logf("4th node joined: %.1f%% of %d homes moved", 100*share, sample)
+	if share < 0.15 || share > 0.35 {
+		t.Errorf("%.1f%% of homes moved, want about 25%%", 100*share)
+	}
+
+	c.probeUntilAllReceive(c.procs[0], ms, "after-join")
+	from := seq.Load() + 1 // the next load message is published after settling
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-done
+	to := seq.Load()
+	var want []string
+	for i := from; i < to; i++ {
+		want = append(want, fmt.Sprintf("load-%d", i))
+	}
+	if len(want) < 20 {
+		t.Fatalf("only %d load messages after settling", len(want))
+	}
+	expectEach(t, ms, want)
+	// QoS 0: never twice, during convergence either.
+	for _, m := range ms {
+		seen := map[string]bool{}
+		for _, p := range m.payloads() {
+			if strings.HasPrefix(p, "load-") && seen[p] {
+				t.Errorf("%s got %s twice", m.id, p)
+			}
+			seen[p] = true
+		}
+	}
+}

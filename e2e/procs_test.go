@@ -1,0 +1,292 @@
+// Package e2e holds process-level tests: real pushring binaries on
+// loopback, killed with SIGKILL, joined under load, with paho clients that
+// fail over between nodes. What one process cannot show (a crash) is shown
+// here; everything else lives in the packages' own tests.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/internal/natsembed"
+	"github.com/pushring/pushring/internal/testutil"
+)
+
+const adminKey = "e2e-admin-key-0123456789"
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// pushringBinary builds cmd/pushring once for the whole test binary.
+func pushringBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pushring-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "pushring"), "./cmd/pushring")
+		cmd.Dir = filepath.Dir(filepath.Dir(file))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		binPath = filepath.Join(dir, "pushring")
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago (TCP; memberlist also binds UDP on it, so it is checked too).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return addr
+	}
+	t.Fatal("no free port")
+	return ""
+}
+
+// proc is one pushring node process.
+type proc struct {
+	id, mqtt, http, gossip string
+	cmd                    *exec.Cmd
+	log                    string
+	exited                 chan struct{}
+}
+
+// cluster is a set of node processes sharing one NATS server that runs in
+// the test process (so killing a node never kills the bus).
+type cluster struct {
+	t     *testing.T
+	url   string
+	procs []*proc
+}
+
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "e2e-nats-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	c := &cluster{t: t, url: "nats://e2e-nats-token@" + ns.Addr().String()}
+	for range n {
+		c.start()
+	}
+	c.waitRing(c.live(), len(c.procs))
+	return c
+}
+
+// start launches one more node, joining the first.
+func (c *cluster) start() *proc {
+	t := c.t
+	t.Helper()
+	p := &proc{id: "n" + strconv.Itoa(len(c.procs)+1), mqtt: freeAddr(t), http: freeAddr(t), gossip: freeAddr(t), exited: make(chan struct{})}
+	dir := t.TempDir()
+	p.log = filepath.Join(dir, "node.log")
+	args := []string{"--node-id", p.id, "--data-dir", dir, "--admin-key", adminKey, "--nats-url", c.url,
+		"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip, "--log-level", "info",
+		"--login-rate", "-1"} // the test logs in many users from one address
+	if len(c.procs) > 0 {
+		args = append(args, "--join", c.procs[0].gossip)
+	}
+	p.cmd = exec.Command(pushringBinary(t), args...)
+	logFile, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); logFile.Close(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("--- log of %s (last 3000 bytes)\n%s", p.id, tail(b, 3000))
+		}
+	})
+	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		select {
+		case <-p.exited:
+			b, _ := os.ReadFile(p.log)
+			t.Fatalf("%s exited at start:\n%s", p.id, b)
+		default:
+		}
+		resp, err := http.Get("http://" + p.http + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	c.procs = append(c.procs, p)
+	return p
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// live returns the processes not killed.
+func (c *cluster) live() []*proc {
+	var out []*proc
+	for _, p := range c.procs {
+		select {
+		case <-p.exited:
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c *cluster) byID(id string) *proc {
+	for _, p := range c.procs {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// waitRing waits until each of procs lists exactly want alive nodes.
+func (c *cluster) waitRing(procs []*proc, want int) {
+	c.t.Helper()
+	testutil.CheckFor(c.t, 20*time.Second, 50*time.Millisecond, func() error {
+		for _, p := range procs {
+			var cl struct {
+				Nodes []struct {
+					ID    string `json:"id"`
+					State string `json:"state"`
+				} `json:"nodes"`
+			}
+			if err := c.api(p, "GET", "/v1/cluster", nil, &cl); err != nil {
+				return err
+			}
+			alive := 0
+			for _, n := range cl.Nodes {
+				if n.State == "alive" {
+					alive++
+				}
+			}
+			if alive != want {
+				return fmt.Errorf("%s sees %d alive nodes (%+v), want %d", p.id, alive, cl.Nodes, want)
+			}
+		}
+		return nil
+	})
+}
+
+// api calls the HTTP API of p as admin; out may be nil.
+func (c *cluster) api(p *proc, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+p.http+path, rd)
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s on %s: %d %s", method, path, p.id, resp.StatusCode, raw)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+func (c *cluster) mustAPI(p *proc, method, path string, body, out any) {
+	c.t.Helper()
+	if err := c.api(p, method, path, body, out); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// home asks p for the home node of id.
+func (c *cluster) home(p *proc, id string) string {
+	c.t.Helper()
+	var r struct {
+		Node struct {
+			ID string `json:"id"`
+		} `json:"node"`
+	}
+	c.mustAPI(p, "GET", "/v1/route/"+id, nil, &r)
+	return r.Node.ID
+}
+
+func newLogin(p *proc, id, password string) (*http.Request, error) {
+	b, _ := json.Marshal(map[string]string{"id": id, "password": password})
+	req, err := http.NewRequest("POST", "http://"+p.http+"/v1/sessions", bytes.NewReader(b))
+	if err == nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, err
+}
+
+func doJSON(req *http.Request, out any) error {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, raw)
+	}
+	return json.Unmarshal(raw, out)
+}
