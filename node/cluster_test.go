@@ -329,3 +329,119 @@ func TestClusterDirectAndMembership(t *testing.T) {
 	})
 	t.Logf("membership change via %s in force at owner %s after %v", via.cfg.NodeID, owner.cfg.NodeID, time.Since(start))
 }
+
+// TestClusterOnNATSCluster: three nodes, each on its own server of a real
+// three-server NATS cluster (routes, clustered JetStream, R3 buckets):
+// state written through one node is seen by all, and a group message
+// fans out across servers.
+func TestClusterOnNATSCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("NATS cluster start takes seconds")
+	}
+	var routes, clients []string
+	for range 3 {
+		routes = append(routes, freeLoopback(t))
+	}
+	// The servers wait for each other's routes: start them together.
+	servers := make([]*natsembed.Server, 3)
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() {
+			s, err := natsembed.Start(natsembed.Config{
+				StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "tok", ServerName: fmt.Sprint("s", i),
+				ClusterName: "pushring-test", ClusterListen: routes[i], Routes: routes,
+			})
+			servers[i] = s
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range servers {
+		t.Cleanup(s.Stop)
+		clients = append(clients, "nats://tok@"+s.Addr().String())
+	}
+	// JetStream's meta group needs a leader before buckets can be made.
+	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if !anyLeader(servers) {
+			return fmt.Errorf("no JetStream meta leader yet")
+		}
+		for _, s := range servers {
+			if !s.JetStreamIsCurrent() {
+				return fmt.Errorf("JetStream on %s not current", s.Name())
+			}
+		}
+		return nil
+	})
+	tc := &testCluster{}
+	for i := range 3 {
+		var join []string
+		if i > 0 {
+			join = []string{tc.nodes[0].cluster.GossipAddr()}
+		}
+		n := startNode(t, t.TempDir(), func(c *Config) {
+			c.NodeID = fmt.Sprint("n", i+1)
+			c.NATSURL = clients[i]
+			c.KVReplicas = 3
+			c.AdminKey = "cluster-admin-key"
+			c.Join = join
+		})
+		t.Cleanup(func() { n.Close() })
+		tc.nodes = append(tc.nodes, n)
+	}
+	tc.waitConverged(t)
+
+	ctx := context.Background()
+	if err := tc.nodes[2].dir.CreateGroup(ctx, store.Group{ID: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	boxes := map[string]*inbox{}
+	for i := range 12 {
+		id := fmt.Sprintf("v%02d", i)
+		token := tc.user(t, id)
+		if err := tc.nodes[1].dir.SetRole(ctx, "g", id, store.Member, true); err != nil {
+			t.Fatal(err)
+		}
+		boxes[id] = &inbox{}
+		listen(t, tc.byID(tc.nodes[0].cluster.Home(id)).MQTTAddr(), id, token, boxes[id])
+	}
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		for _, n := range tc.nodes {
+			if len(n.dir.Members("g")) != 12 {
+				return fmt.Errorf("%s knows %d members", n.cfg.NodeID, len(n.dir.Members("g")))
+			}
+		}
+		return nil
+	})
+	newAPI(t, tc.nodes[0]).must(202, "POST", "/v1/groups/g/messages", "Bearer cluster-admin-key", map[string]any{"payload": "across"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for id, b := range boxes {
+			if got := b.list(); !slices.Equal(got, []string{"/private/" + id + "/group/g across"}) {
+				return fmt.Errorf("%s has %q", id, got)
+			}
+		}
+		return nil
+	})
+}
+
+func anyLeader(servers []*natsembed.Server) bool {
+	for _, s := range servers {
+		if s.JetStreamIsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

@@ -66,6 +66,9 @@ type Config struct {
 	// NATSURL is a comma-separated list of NATS servers. Empty: start an
 	// embedded NATS server with JetStream under DataDir.
 	NATSURL string
+	// KVReplicas is the replication of the KV buckets (1 on one NATS
+	// server; 3 on a NATS cluster of 3 or more).
+	KVReplicas int
 	// NATSListen makes the embedded NATS server listen on host:port, so
 	// other nodes and tools can use it. Empty: in-process only.
 	NATSListen string
@@ -206,6 +209,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	kvCfg := store.DefaultKVConfig()
 	kvCfg.Cluster = cfg.Cluster
+	if cfg.KVReplicas > 0 {
+		kvCfg.Replicas = cfg.KVReplicas
+	}
 	// The sessions bucket drops records after SessionMaxAge: never before
 	// the sessions it holds expire.
 	kvCfg.SessionMaxAge = max(kvCfg.SessionMaxAge, cfg.SessionTTL)

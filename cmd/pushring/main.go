@@ -37,6 +37,7 @@ func run(args []string) error {
 	fs.StringVar(&advertise, "advertise-mqtt", "", "comma-separated MQTT addresses returned at login (default: the bound MQTT address)")
 	fs.StringVar(&cfg.AdminKey, "admin-key", "", "admin key (default: read or generate <data-dir>/admin.key)")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "comma-separated NATS server URLs (default: embedded NATS server)")
+	fs.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "replicas of the JetStream KV buckets (3 on a NATS cluster)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "host:port for the embedded NATS server to accept other clients")
 	fs.StringVar(&cfg.NodeID, "node-id", cfg.NodeID, "node id (default: host name)")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "host:port for cluster gossip (memberlist, UDP and TCP)")

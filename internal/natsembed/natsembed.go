@@ -5,6 +5,7 @@ package natsembed
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,6 +29,14 @@ type Config struct {
 	// open NATS port could write sessions into the KV buckets or publish
 	// envelopes past every ACL.
 	Token string
+	// ClusterName, ClusterListen and Routes make the server one of a NATS
+	// cluster (JetStream clustered by RAFT across the servers): it
+	// listens for routes on ClusterListen (host:port) and connects to the
+	// other servers' route addresses (host:port). ServerName must then be
+	// unique per server.
+	ClusterName   string
+	ClusterListen string
+	Routes        []string
 }
 
 // Server is a running embedded NATS server.
@@ -71,6 +80,20 @@ func Start(cfg Config) (*Server, error) {
 		}
 		opts.Host, opts.Port = host, port
 	}
+	if cfg.ClusterListen != "" {
+		host, port, err := splitHostPort(cfg.ClusterListen)
+		if err != nil {
+			return nil, err
+		}
+		opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port = cfg.ClusterName, host, port
+		var urls []string
+		for _, r := range cfg.Routes {
+			urls = append(urls, "nats://"+r)
+		}
+		if len(urls) > 0 {
+			opts.Routes = server.RoutesFromStr(strings.Join(urls, ","))
+		}
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
@@ -110,6 +133,9 @@ func splitHostPort(addr string) (string, int, error) {
 			}
 			if host == "" {
 				host = "127.0.0.1"
+			}
+			if port == 0 {
+				port = server.RANDOM_PORT // NATS reads 0 as "the default port"
 			}
 			return host, port, nil
 		}
