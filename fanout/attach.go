@@ -31,9 +31,11 @@ import (
 // Hops 1 or more is only delivered locally, so nothing loops however the
 // views disagree.
 //
-// Envelope cost: the version-1 Attach envelope names one principal, so a
-// renew costs one envelope per principal held away from its home per
-// AttachRenew (a batched kind would need a format change).
+// Envelope cost: attachments are batched per home node into AttachMany
+// envelopes (as many principals as fit in Config.MaxEnvelopeBytes), so a
+// renew costs about one envelope per home node per AttachRenew, and a
+// burst of connections is attached in a few envelopes; a lone principal
+// goes in a plain Attach. Detach is sent per principal, at once.
 
 // maxHolders bounds the holding nodes recorded for one principal.
 const maxHolders = 64
@@ -55,6 +57,21 @@ type attachTable struct {
 func (t *attachTable) put(principal, node string, exp int64) int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.putLocked(principal, node, exp)
+	return t.n.Load()
+}
+
+// putMany is put for several principals held by one node.
+func (t *attachTable) putMany(principals []string, node string, exp int64) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range principals {
+		t.putLocked(p, node, exp)
+	}
+	return t.n.Load()
+}
+
+func (t *attachTable) putLocked(principal, node string, exp int64) {
 	if t.recs == nil {
 		t.recs = make(map[string][]attachRec)
 	}
@@ -62,11 +79,11 @@ func (t *attachTable) put(principal, node string, exp int64) int64 {
 	for i := range list {
 		if list[i].node == node {
 			list[i].expires = exp
-			return t.n.Load()
+			return
 		}
 	}
 	if len(list) >= maxHolders {
-		return t.n.Load()
+		return
 	}
 	if !ok {
 		// The strings alias a received envelope: copies keep the table
@@ -74,7 +91,7 @@ func (t *attachTable) put(principal, node string, exp int64) int64 {
 		principal = strings.Clone(principal)
 	}
 	t.recs[principal] = append(list, attachRec{node: strings.Clone(node), expires: exp})
-	return t.n.Add(1)
+	t.n.Add(1)
 }
 
 // del forgets that node holds principal. It returns the number of
@@ -184,9 +201,10 @@ type holder struct {
 	done chan struct{} // closed when the goroutine has returned
 
 	// Owned by the attach goroutine.
-	held  map[string]string // principal → node attached to ("": home is here)
-	buf   []byte
-	spare []holdOp
+	held    map[string]string   // principal → node attached to ("": home is here)
+	pending map[string][]string // home node → principals to attach there (see flushAttaches)
+	buf     []byte
+	spare   []holdOp
 }
 
 func (h *holder) init() {
@@ -194,6 +212,7 @@ func (h *holder) init() {
 	h.stop = make(chan struct{})
 	h.done = make(chan struct{})
 	h.held = make(map[string]string)
+	h.pending = make(map[string][]string)
 }
 
 func (h *holder) signal() {
@@ -257,18 +276,18 @@ func (f *Fanout) runHoldOps() {
 					home = ""
 				}
 				if old, ok := h.held[op.id]; ok && old != "" && old != home {
-					f.sendAttach(KindDetach, old, op.id)
+					f.sendDetach(old, op.id)
 				}
 				h.held[op.id] = home
 				if home != "" {
-					f.sendAttach(KindAttach, home, op.id)
+					h.pending[home] = append(h.pending[home], op.id)
 				}
 				continue
 			}
 			if node, ok := h.held[op.id]; ok {
 				delete(h.held, op.id)
 				if node != "" {
-					f.sendAttach(KindDetach, node, op.id)
+					f.sendDetach(node, op.id)
 				}
 			}
 		}
@@ -277,6 +296,7 @@ func (f *Fanout) runHoldOps() {
 		if again {
 			f.reattach()
 		}
+		f.flushAttaches()
 	}
 }
 
@@ -291,26 +311,77 @@ func (f *Fanout) reattach() {
 			home = ""
 		}
 		if old != "" && old != home {
-			f.sendAttach(KindDetach, old, id)
+			f.sendDetach(old, id)
 		}
 		if home != old {
 			h.held[id] = home
 		}
 		if home != "" {
-			f.sendAttach(KindAttach, home, id)
+			h.pending[home] = append(h.pending[home], id)
+		}
+	}
+	f.flushAttaches()
+}
+
+// sendDetach publishes a Detach of principal id, held here until now, to
+// node. Attachments still pending go first, so that a Detach never
+// overtakes the Attach it ends. Attach goroutine only.
+func (f *Fanout) sendDetach(node, id string) {
+	f.flushAttaches()
+	h := &f.hold
+	h.buf = appendHeader(h.buf[:0], KindDetach, 0, f.self)
+	h.buf = appendString(h.buf, id)
+	h.buf = appendString(h.buf, f.self)
+	f.sendHold(KindDetach, node, 1)
+}
+
+// flushAttaches sends the pending attachments: per home node, one Attach
+// for a lone principal, else AttachMany envelopes of as many principals
+// as fit in MaxEnvelopeBytes. Attach goroutine only.
+func (f *Fanout) flushAttaches() {
+	h := &f.hold
+	for node, ids := range h.pending {
+		if len(ids) == 1 {
+			h.buf = appendHeader(h.buf[:0], KindAttach, 0, f.self)
+			h.buf = appendString(h.buf, ids[0])
+			h.buf = appendString(h.buf, f.self)
+			f.sendHold(KindAttach, node, 1)
+		}
+		fixed := headerSize(f.self) + stringSize(f.self)
+		budget := f.maxBytes - fixed - uvarintSize(uint64(len(ids)))
+		for rest := ids; len(rest) > 1; {
+			n, size := 0, 0
+			for n < len(rest) && size+stringSize(rest[n]) <= budget {
+				size += stringSize(rest[n])
+				n++
+			}
+			n = max(n, 1) // a principal id is far smaller than any envelope limit
+			h.buf = appendHeader(h.buf[:0], KindAttachMany, 0, f.self)
+			h.buf = appendString(h.buf, f.self)
+			h.buf = appendRecipients(h.buf, rest[:n])
+			f.sendHold(KindAttachMany, node, n)
+			rest = rest[n:]
+			if len(rest) == 1 {
+				h.buf = appendHeader(h.buf[:0], KindAttach, 0, f.self)
+				h.buf = appendString(h.buf, rest[0])
+				h.buf = appendString(h.buf, f.self)
+				f.sendHold(KindAttach, node, 1)
+			}
+		}
+		clear(ids)
+		if cap(ids) > 4096 {
+			delete(h.pending, node)
+		} else {
+			h.pending[node] = ids[:0]
 		}
 	}
 }
 
-// sendAttach publishes an Attach or Detach of principal id, held here, to
-// node. Attach goroutine only.
-func (f *Fanout) sendAttach(kind EnvelopeKind, node, id string) {
-	h := &f.hold
-	h.buf = appendHeader(h.buf[:0], kind, 0, f.self)
-	h.buf = appendString(h.buf, id)
-	h.buf = appendString(h.buf, f.self)
-	if err := f.publish(node, h.buf); err != nil {
-		f.warn("could not send an attach record", "kind", kind, "principal", id, "node", node, "err", err)
+// sendHold publishes h.buf, an attachment envelope for n principals, to
+// node.
+func (f *Fanout) sendHold(kind EnvelopeKind, node string, n int) {
+	if err := f.publish(node, f.hold.buf); err != nil {
+		f.warn("could not send an attach record", "kind", kind, "principals", n, "node", node, "err", err)
 		return
 	}
 	f.stats.attachesSent.Add(1)
@@ -323,9 +394,12 @@ func (f *Fanout) handleAttach(env *Envelope) {
 		return
 	}
 	var n int64
-	if env.Kind == KindAttach {
+	switch env.Kind {
+	case KindAttach:
 		n = f.att.put(env.Principal, env.Node, time.Now().Add(f.cfg.AttachTTL).UnixNano())
-	} else {
+	case KindAttachMany:
+		n = f.att.putMany(env.Principals, env.Node, time.Now().Add(f.cfg.AttachTTL).UnixNano())
+	default:
 		n = f.att.del(env.Principal, env.Node)
 	}
 	f.met.attachRecords.Set(float64(n))

@@ -330,3 +330,45 @@ func TestReceiveAllocsWithAttachTable(t *testing.T) {
 		t.Errorf("forwards %d", s.AttachForwards)
 	}
 }
+
+// Many principals held away from one home are attached, and renewed, in a
+// few AttachMany envelopes, not one per principal.
+func TestAttachBatches(t *testing.T) {
+	const renew = 100 * time.Millisecond
+	_, nodes := attachNodes(t, &mapPlacement{def: "n1"}, func(c *Config) {
+		c.AttachRenew = renew
+		c.MaxEnvelopeBytes = 4096 // about 300 ids of 12 bytes per envelope
+	})
+	n1, n2 := nodes[0], nodes[1]
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("user-%07d", i)
+	}
+	for _, id := range ids {
+		n2.f.Holding(id)
+	}
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if s := n1.f.Stats(); s.AttachRecords != uint64(len(ids)) {
+			return fmt.Errorf("n1 has %d records", s.AttachRecords)
+		}
+		return nil
+	})
+	start, s0 := time.Now(), n2.f.Stats().AttachesSent
+	time.Sleep(5 * renew)
+	s1 := n2.f.Stats().AttachesSent
+	// Each renew: 1000 ids in 4096-byte envelopes = 4 envelopes.
+	ticks := uint64(time.Since(start)/renew) + 1
+	if d := s1 - s0; d == 0 || d > 4*ticks {
+		t.Errorf("%d attach envelopes sent in %d renew periods, want 1..%d", d, ticks, 4*ticks)
+	}
+	for _, id := range []string{ids[0], ids[500], ids[999]} {
+		waitHolders(t, n1, id, "n2")
+	}
+	sendDirect(t, n3of(nodes), 1, ids[999])
+	waitCount(t, n2, 1, ids[999], 1)
+	if s := n1.f.Stats(); s.DecodeErrors != 0 || s.AttachRecords != uint64(len(ids)) {
+		t.Errorf("n1 stats %+v", s)
+	}
+}
+
+func n3of(nodes []*testNode) *testNode { return nodes[2] }

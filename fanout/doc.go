@@ -21,12 +21,13 @@
 // Deliver envelopes go to the Deliverer; Resolve envelopes are resolved,
 // or re-sent with hops+1 when ownership moved while they were in flight
 // (see Config.HopLimit); undecodable envelopes are counted, logged and
-// dropped. Attach and Detach envelopes maintain the attach table.
+// dropped. Attach, AttachMany and Detach envelopes maintain the attach
+// table.
 //
 // Attach records (attach.go, DESIGN.md section 4): Fanout implements the
 // router's Presence hook. For a principal held here but homed elsewhere
-// it sends Attach to the home (renewed every Config.AttachRenew, Detach
-// on release); the home keeps principal → holding nodes, soft state
+// it sends Attach to the home (batched per home in AttachMany envelopes,
+// renewed every Config.AttachRenew; Detach on release); the home keeps principal → holding nodes, soft state
 // expiring after Config.AttachTTL, and sends every Deliver it receives
 // with Hops 0 on to the holding nodes of its recipients: one Deliver per
 // node, Hops 1, never forwarded again. RingChanged drops the records of

@@ -11,7 +11,8 @@ package fanout
 //
 //	offset  size  field
 //	0       1     version, 1
-//	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach
+//	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach,
+//	              5 AttachMany
 //	2       1     hops: Resolve: how many times a node re-sent the message
 //	              because ownership had moved (see Config.HopLimit);
 //	              Deliver: 0 from the resolving or sending node, 1 when a
@@ -40,6 +41,13 @@ package fanout
 //
 //	        str   principal id, non-empty
 //	        str   holding node id, non-empty
+//
+// AttachMany means what one Attach per listed principal would (renewals
+// and re-attachment after a ring change, batched per home node):
+//
+//	        str      holding node id, non-empty
+//	        uvarint  principal count, at least 1
+//	        str      principal id, non-empty; count times
 //
 // Example, a Deliver of direct message 0x0102030405060708 at QoS 1 from
 // "a" to "b", payload "hi", sent by node "n1" that has not re-sent it:
@@ -80,6 +88,9 @@ const (
 	KindAttach EnvelopeKind = 3
 	// KindDetach: principal Principal is no longer connected to node Node.
 	KindDetach EnvelopeKind = 4
+	// KindAttachMany: every principal in Principals is connected to node
+	// Node (an Attach for each, in one envelope).
+	KindAttachMany EnvelopeKind = 5
 )
 
 func (k EnvelopeKind) String() string {
@@ -92,6 +103,8 @@ func (k EnvelopeKind) String() string {
 		return "attach"
 	case KindDetach:
 		return "detach"
+	case KindAttachMany:
+		return "attach-many"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -108,9 +121,11 @@ type Envelope struct {
 	// Recipients: Deliver only; principal ids homed at the receiving node.
 	Recipients []string
 
-	// Principal and Node: Attach and Detach.
-	Principal string
-	Node      string
+	// Principal and Node: Attach and Detach; Node and Principals:
+	// AttachMany.
+	Principal  string
+	Node       string
+	Principals []string
 }
 
 // Errors of the envelope codec. Decode errors wrap ErrMalformed unless the
@@ -137,6 +152,7 @@ var (
 	errNoRecipients    = fmt.Errorf("%w: no recipients", ErrMalformed)
 	errEmptyRecipient  = fmt.Errorf("%w: empty recipient", ErrMalformed)
 	errEmptyAttachment = fmt.Errorf("%w: empty principal or node", ErrMalformed)
+	errNoPrincipals    = fmt.Errorf("%w: no principals", ErrMalformed)
 )
 
 // headerLen is the fixed part of the header: version, kind, hops.
@@ -160,6 +176,9 @@ func AppendEnvelope(dst []byte, e *Envelope) ([]byte, error) {
 	case KindAttach, KindDetach:
 		dst = appendString(dst, e.Principal)
 		dst = appendString(dst, e.Node)
+	case KindAttachMany:
+		dst = appendString(dst, e.Node)
+		dst = appendRecipients(dst, e.Principals)
 	}
 	return dst, nil
 }
@@ -174,6 +193,8 @@ func EnvelopeSize(e *Envelope) int {
 		n += messageSize(&e.Msg) + recipientsSize(e.Recipients)
 	case KindAttach, KindDetach:
 		n += stringSize(e.Principal) + stringSize(e.Node)
+	case KindAttachMany:
+		n += stringSize(e.Node) + recipientsSize(e.Principals)
 	}
 	return n
 }
@@ -204,12 +225,29 @@ func validEnvelope(e *Envelope) error {
 				}
 			}
 		}
-		if e.Principal != "" || e.Node != "" {
+		if e.Principal != "" || e.Node != "" || e.Principals != nil {
 			return errors.New("principal or node on a " + e.Kind.String())
 		}
-	case KindAttach, KindDetach:
-		if e.Principal == "" || e.Node == "" {
-			return errEmptyAttachment
+	case KindAttach, KindDetach, KindAttachMany:
+		if e.Kind == KindAttachMany {
+			if e.Node == "" || e.Principal != "" {
+				return errEmptyAttachment
+			}
+			if len(e.Principals) == 0 {
+				return errNoPrincipals
+			}
+			for _, p := range e.Principals {
+				if p == "" {
+					return errEmptyAttachment
+				}
+			}
+		} else {
+			if e.Principal == "" || e.Node == "" {
+				return errEmptyAttachment
+			}
+			if e.Principals != nil {
+				return errors.New("principals on a " + e.Kind.String())
+			}
 		}
 		m := &e.Msg
 		if m.ID != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil {
@@ -297,10 +335,10 @@ func recipientsSize(rcpts []string) int {
 // field are errors. It never panics, whatever data holds.
 //
 // data is copied once; the returned envelope's strings (Sender, Msg.From,
-// Msg.To, Recipients, Principal, Node) and Msg.Payload alias that copy
-// instead of being allocated one by one, so a decode costs three
-// allocations however many recipients there are: the copy, the Envelope
-// and the Recipients slice. This is safe because the copy is private to
+// Msg.To, Recipients, Principal, Node, Principals) and Msg.Payload alias
+// that copy instead of being allocated one by one, so a decode costs
+// three allocations however many recipients there are: the copy, the
+// Envelope and the Recipients (or Principals) slice. This is safe because the copy is private to
 // the envelope and never written after decoding (Go strings must never
 // change under their readers, and nothing here or in the Deliverer
 // contract writes to Payload); the garbage collector keeps the copy alive
@@ -321,7 +359,7 @@ func decodeEnvelope(data []byte, scratch []string) (*Envelope, error) {
 		return nil, ErrEnvelopeVersion
 	}
 	if len(data) > 1 {
-		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindDetach {
+		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindAttachMany {
 			return nil, ErrEnvelopeKind
 		}
 	}
@@ -369,32 +407,9 @@ func decodeInto(e *Envelope, buf []byte, scratch []string) error {
 			}
 			break
 		}
-		n := r.uvarint()
-		if r.err != nil {
-			return r.err
-		}
-		if n == 0 {
-			return errNoRecipients
-		}
-		// Every recipient takes at least two bytes (length and one byte):
-		// a count that cannot fit is refused before it sizes an allocation.
-		if n > uint64(len(buf)-r.off)/2 {
-			return errTruncated
-		}
-		var rcpts []string
-		if uint64(cap(scratch)) >= n {
-			rcpts = scratch[:n]
-		} else {
-			rcpts = make([]string, n)
-		}
-		for i := range rcpts {
-			rcpts[i] = r.str()
-			if r.err != nil {
-				return r.err
-			}
-			if rcpts[i] == "" {
-				return errEmptyRecipient
-			}
+		rcpts, err := r.list(scratch, errNoRecipients, errEmptyRecipient)
+		if err != nil {
+			return err
 		}
 		e.Recipients = rcpts
 	case KindAttach, KindDetach:
@@ -406,6 +421,19 @@ func decodeInto(e *Envelope, buf []byte, scratch []string) error {
 		if e.Principal == "" || e.Node == "" {
 			return errEmptyAttachment
 		}
+	case KindAttachMany:
+		e.Node = r.str()
+		if r.err != nil {
+			return r.err
+		}
+		if e.Node == "" {
+			return errEmptyAttachment
+		}
+		ps, err := r.list(scratch, errNoPrincipals, errEmptyAttachment)
+		if err != nil {
+			return err
+		}
+		e.Principals = ps
 	}
 	if r.err != nil {
 		return r.err
@@ -422,6 +450,40 @@ type reader struct {
 	b   []byte
 	off int
 	err error
+}
+
+// list reads a uvarint count (at least 1) and that many non-empty str
+// fields, into scratch when it has room. errNone and errEmpty are the
+// errors for a zero count and an empty id.
+func (r *reader) list(scratch []string, errNone, errEmpty error) ([]string, error) {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil, r.err
+	}
+	if n == 0 {
+		return nil, errNone
+	}
+	// Every id takes at least two bytes (length and one byte): a count
+	// that cannot fit is refused before it sizes an allocation.
+	if n > uint64(len(r.b)-r.off)/2 {
+		return nil, errTruncated
+	}
+	var ids []string
+	if uint64(cap(scratch)) >= n {
+		ids = scratch[:n]
+	} else {
+		ids = make([]string, n)
+	}
+	for i := range ids {
+		ids[i] = r.str()
+		if r.err != nil {
+			return nil, r.err
+		}
+		if ids[i] == "" {
+			return nil, errEmpty
+		}
+	}
+	return ids, nil
 }
 
 // need reports whether n more bytes are there, setting errTruncated if not.

@@ -56,6 +56,11 @@ var envelopeTests = []struct {
 		Envelope: Envelope{Kind: KindDetach, Hops: 1, Sender: "n1", Principal: "bob", Node: "n3"},
 		Hex:      "01 04 01 02 6e31 03 626f62 02 6e33",
 	},
+	{
+		Name:     "attach many",
+		Envelope: Envelope{Kind: KindAttachMany, Sender: "n2", Node: "n2", Principals: []string{"alice", "bob"}},
+		Hex:      "01 05 00 02 6e32 02 6e32 02 05 616c696365 03 626f62",
+	},
 }
 
 // badEnvelopes must all be refused by DecodeEnvelope with an error that
@@ -71,7 +76,7 @@ var badEnvelopes = []struct {
 	{"version 0", "00 02 00 02 6e31", ErrEnvelopeVersion},
 	{"version 2", "02 02 00 02 6e31", ErrEnvelopeVersion},
 	{"kind 0", "01 00 00 02 6e31", ErrEnvelopeKind},
-	{"kind 5", "01 05 00 02 6e31", ErrEnvelopeKind},
+	{"kind 6", "01 06 00 02 6e31", ErrEnvelopeKind},
 	{"kind ff", "01 ff", ErrEnvelopeKind},
 	{"empty sender", "01 03 00 00 05 616c696365 02 6e32", ErrMalformed},
 	{"sender runs past end", "01 03 00 09 6e32", ErrMalformed},
@@ -83,6 +88,12 @@ var badEnvelopes = []struct {
 	{"attach empty node", "01 03 00 02 6e32 05 616c696365 00", ErrMalformed},
 	{"attach empty principal", "01 03 00 02 6e32 00 02 6e32", ErrMalformed},
 	{"attach trailing byte", "01 03 00 02 6e32 05 616c696365 02 6e32 00", ErrMalformed},
+	{"attach many without principals", "01 05 00 02 6e32 02 6e32", ErrMalformed},
+	{"attach many zero principals", "01 05 00 02 6e32 02 6e32 00", ErrMalformed},
+	{"attach many empty node", "01 05 00 02 6e32 00 01 01 61", ErrMalformed},
+	{"attach many empty principal", "01 05 00 02 6e32 02 6e32 02 01 61 00", ErrMalformed},
+	{"attach many count larger than data", "01 05 00 02 6e32 02 6e32 03 01 61 01 62", ErrMalformed},
+	{"attach many trailing byte", "01 05 00 02 6e32 02 6e32 01 01 61 00", ErrMalformed},
 	{"resolve truncated id", "01 01 00 01 6e 00000000", ErrMalformed},
 	{"resolve of a direct message", "01 01 00 01 6e 0000000000000001 01 00 00 01 67 00", ErrMalformed},
 	{"message kind 0", "01 02 00 01 6e 0000000000000001 00 00 00 01 67 00 01 01 62", ErrMalformed},
@@ -112,8 +123,14 @@ func unhex(t testing.TB, s string) []byte {
 // equal (the wire cannot tell them apart).
 func equalEnvelope(a, b *Envelope) bool {
 	if a.Kind != b.Kind || a.Hops != b.Hops || a.Sender != b.Sender ||
-		a.Principal != b.Principal || a.Node != b.Node || len(a.Recipients) != len(b.Recipients) {
+		a.Principal != b.Principal || a.Node != b.Node || len(a.Recipients) != len(b.Recipients) ||
+		len(a.Principals) != len(b.Principals) {
 		return false
+	}
+	for i := range a.Principals {
+		if a.Principals[i] != b.Principals[i] {
+			return false
+		}
 	}
 	for i := range a.Recipients {
 		if a.Recipients[i] != b.Recipients[i] {
@@ -211,6 +228,12 @@ func TestAppendEnvelopeRefuses(t *testing.T) {
 		"attach with message":     {Kind: KindAttach, Sender: "n", Principal: "a", Node: "n", Msg: msg},
 		"attach without node":     {Kind: KindAttach, Sender: "n", Principal: "a"},
 		"detach with recipients":  {Kind: KindDetach, Sender: "n", Principal: "a", Node: "n", Recipients: []string{"a"}},
+		"attach with principals":  {Kind: KindAttach, Sender: "n", Principal: "a", Node: "n", Principals: []string{"b"}},
+		"attach many, none":       {Kind: KindAttachMany, Sender: "n", Node: "n"},
+		"attach many, empty id":   {Kind: KindAttachMany, Sender: "n", Node: "n", Principals: []string{"a", ""}},
+		"attach many, no node":    {Kind: KindAttachMany, Sender: "n", Principals: []string{"a"}},
+		"attach many, principal":  {Kind: KindAttachMany, Sender: "n", Node: "n", Principal: "a", Principals: []string{"a"}},
+		"deliver with principals": {Kind: KindDeliver, Sender: "n", Msg: msg, Recipients: []string{"a"}, Principals: []string{"a"}},
 	} {
 		if b, err := AppendEnvelope(nil, &e); !errors.Is(err, ErrInvalidEnvelope) || len(b) != 0 {
 			t.Errorf("%s: got %x, %v; want ErrInvalidEnvelope", name, b, err)

@@ -443,6 +443,9 @@ func (f *Fanout) receive(data []byte) {
 		f.handleResolve(env)
 	case KindAttach, KindDetach:
 		f.handleAttach(env)
+	case KindAttachMany:
+		f.handleAttach(env)
+		*sp = env.Principals // as for Recipients
 	}
 }
 
@@ -680,8 +683,8 @@ type Stats struct {
 	Recipients        uint64 // recipients handed to the Deliverer
 	Panics            uint64 // recovered while handling received envelopes
 	AttachForwards    uint64 // Deliver envelopes sent on to nodes holding recipients (attach records)
-	AttachesSent      uint64 // Attach and Detach envelopes sent (renewals included)
-	AttachesReceived  uint64 // Attach and Detach envelopes received
+	AttachesSent      uint64 // Attach, AttachMany and Detach envelopes sent (renewals included)
+	AttachesReceived  uint64 // Attach, AttachMany and Detach envelopes received
 	AttachRecords     uint64 // attach records in this node's table now (some may have expired)
 }
 

@@ -51,7 +51,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 	for _, tt := range envelopeTests {
 		e := tt.Envelope
 		var rcpts []byte
-		for _, r := range e.Recipients {
+		for _, r := range append(e.Recipients, e.Principals...) {
 			rcpts = append(rcpts, r...)
 			rcpts = append(rcpts, 0)
 		}
@@ -63,15 +63,22 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		if e.Kind == KindResolve || e.Kind == KindDeliver {
 			e.Msg = message.Message{ID: id, Kind: message.Kind(mkind), QoS: qos, From: from, To: to, Payload: payload}
 		}
-		if e.Kind == KindDeliver {
-			// NUL-separated recipients; a trailing NUL ends the last one.
+		if e.Kind == KindDeliver || e.Kind == KindAttachMany {
+			// NUL-separated recipients (or principals); a trailing NUL
+			// ends the last one.
+			var ids []string
 			for len(rcpts) > 0 {
 				i := bytes.IndexByte(rcpts, 0)
 				if i < 0 {
 					i = len(rcpts)
 				}
-				e.Recipients = append(e.Recipients, string(rcpts[:i]))
+				ids = append(ids, string(rcpts[:i]))
 				rcpts = rcpts[min(i+1, len(rcpts)):]
+			}
+			if e.Kind == KindDeliver {
+				e.Recipients = ids
+			} else {
+				e.Principals = ids
 			}
 		}
 		enc, err := AppendEnvelope(nil, e)
