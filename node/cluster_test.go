@@ -445,3 +445,78 @@ func freeLoopback(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// TestClusterAwayFromHome: a client connected to a node that is not its
+// home still receives group and direct messages (its node attaches it at
+// the home), and stops being forwarded to once it disconnects.
+func TestClusterAwayFromHome(t *testing.T) {
+	tc := startCluster(t, 3)
+	ctx := context.Background()
+	st := tc.nodes[0].dir
+	if err := st.CreateGroup(ctx, store.Group{ID: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	id := "wanderer"
+	token := tc.user(t, id)
+	if err := st.SetRole(ctx, "g", id, store.Member, true); err != nil {
+		t.Fatal(err)
+	}
+	home := tc.nodes[0].cluster.Home(id)
+	var away *Node
+	for _, n := range tc.nodes {
+		if n.cfg.NodeID != home {
+			away = n
+			break
+		}
+	}
+	box := &inbox{}
+	conn := listen(t, away.MQTTAddr(), id, token, box)
+	admin := "Bearer cluster-admin-key"
+	// The attach record travels asynchronously: probe until it is in place.
+	k := 0
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if len(box.list()) > 0 {
+			return nil
+		}
+		newAPI(t, tc.nodes[k%3]).must(202, "POST", "/v1/users/"+id+"/messages", admin, map[string]any{"payload": "probe"}, nil)
+		k++
+		return fmt.Errorf("no probe yet")
+	})
+	for _, via := range tc.nodes {
+		newAPI(t, via).must(202, "POST", "/v1/groups/g/messages", admin, map[string]any{"payload": "g-via-" + via.cfg.NodeID}, nil)
+		newAPI(t, via).must(202, "POST", "/v1/users/"+id+"/messages", admin, map[string]any{"payload": "d-via-" + via.cfg.NodeID}, nil)
+	}
+	want := []string{}
+	for _, via := range tc.nodes {
+		want = append(want, "/private/"+id+"/group/g g-via-"+via.cfg.NodeID, "/private/"+id+" d-via-"+via.cfg.NodeID)
+	}
+	slices.Sort(want)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		var got []string
+		for _, m := range box.list() {
+			if !strings.HasSuffix(m, " probe") {
+				got = append(got, m)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
+	forwards := func() uint64 { return tc.byID(home).fan.Stats().AttachForwards }
+	if forwards() == 0 {
+		t.Fatalf("home %s forwarded nothing via attach", home)
+	}
+	conn.Close()
+	// Once released, the home stops forwarding.
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		before := forwards()
+		newAPI(t, tc.nodes[0]).must(202, "POST", "/v1/users/"+id+"/messages", admin, map[string]any{"payload": "after"}, nil)
+		time.Sleep(50 * time.Millisecond) // the message's own travel time, not synchronisation
+		if forwards() != before {
+			return fmt.Errorf("still forwarded after disconnect")
+		}
+		return nil
+	})
+}

@@ -34,6 +34,7 @@ import (
 	"github.com/pushring/pushring/internal/natsembed"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/ring"
 	"github.com/pushring/pushring/router"
 	"github.com/pushring/pushring/store"
 )
@@ -260,6 +261,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	rcfg.NodeID, rcfg.AuthTopic, rcfg.Logger, rcfg.Registerer = cfg.NodeID, cfg.AuthTopic, n.log, n.registry
 	n.router = router.New(rcfg, &authenticator{st: n.dir}, n.dir, n.fan, ids)
 	n.dir.OnRevoke(n.router.Revoke)
+	// Attach records: sessions held here for principals homed elsewhere
+	// are announced to their home, again whenever the ring changes.
+	n.router.SetPresence(n.fan)
+	n.cluster.OnChange(func(_, now *ring.Ring) { n.fan.RingChanged(now.Nodes()) })
 	if err := n.fan.Start(); err != nil {
 		return nil, err
 	}
