@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
 )
@@ -150,7 +152,12 @@ func sendDirect(t *testing.T, n *testNode, id uint64, to string) {
 }
 
 func TestAttachTwoHoldersAndRelease(t *testing.T) {
-	_, nodes := attachNodes(t, &mapPlacement{homes: map[string]string{"alice": "n1"}, def: "n1"}, nil)
+	reg := prometheus.NewRegistry()
+	_, nodes := attachNodes(t, &mapPlacement{homes: map[string]string{"alice": "n1"}, def: "n1"}, func(c *Config) {
+		if c.NodeID == "n1" {
+			c.Registerer = reg
+		}
+	})
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	n2.f.Holding("alice")
 	n3.f.Holding("alice")
@@ -166,6 +173,12 @@ func TestAttachTwoHoldersAndRelease(t *testing.T) {
 	}
 	if s := n1.f.Stats(); s.AttachForwards != 2 {
 		t.Errorf("n1 attach forwards %d, want 2 (one per holder)", s.AttachForwards)
+	}
+	if v := gauge(t, reg, "pushring_fanout_attach_forwards_total"); v != 2 {
+		t.Errorf("attach_forwards_total = %v, want 2", v)
+	}
+	if v := gauge(t, reg, "pushring_fanout_attach_records"); v != 2 {
+		t.Errorf("attach_records = %v, want 2", v)
 	}
 
 	// Released on n2: only n3 still gets it; then on n3 too: nobody.
@@ -186,6 +199,30 @@ func TestAttachTwoHoldersAndRelease(t *testing.T) {
 	if s := n1.f.Stats(); s.AttachForwards != 3 || s.AttachRecords != 0 {
 		t.Errorf("n1 stats %+v", s)
 	}
+	if v := gauge(t, reg, "pushring_fanout_attach_records"); v != 0 {
+		t.Errorf("attach_records = %v, want 0", v)
+	}
+}
+
+// gauge returns the value of the unlabelled counter or gauge name in reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 func TestAttachExpiresWithoutRenewal(t *testing.T) {
