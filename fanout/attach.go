@@ -305,13 +305,18 @@ func (f *Fanout) runHoldOps() {
 // detached from the old one. Attach goroutine only.
 func (f *Fanout) reattach() {
 	h := &f.hold
+	// Pending attachments go first; after that, the ones collected here
+	// are for new homes, so a Detach sent below (to an old home) can go
+	// at once without overtaking an Attach of the same principal to the
+	// same node, and the batches stay whole.
+	f.flushAttaches()
 	for id, old := range h.held {
 		home := f.place.Home(id)
 		if home == f.self {
 			home = ""
 		}
 		if old != "" && old != home {
-			f.sendDetach(old, id)
+			f.sendDetachNow(old, id)
 		}
 		if home != old {
 			h.held[id] = home
@@ -328,6 +333,11 @@ func (f *Fanout) reattach() {
 // overtakes the Attach it ends. Attach goroutine only.
 func (f *Fanout) sendDetach(node, id string) {
 	f.flushAttaches()
+	f.sendDetachNow(node, id)
+}
+
+// sendDetachNow is sendDetach without the flush.
+func (f *Fanout) sendDetachNow(node, id string) {
 	h := &f.hold
 	h.buf = appendHeader(h.buf[:0], KindDetach, 0, f.self)
 	h.buf = appendString(h.buf, id)
