@@ -11,9 +11,10 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## run: build and start one node with the embedded defaults (MQTT :1883, HTTP :8080, ./data)
+## run: build and start one node with the embedded defaults (MQTT :1883, HTTP :8080, ./data;
+## gossip on loopback, as a lone node needs no more)
 run: build
-	./$(BIN)/pushring --data-dir ./data
+	./$(BIN)/pushring --data-dir ./data --gossip-addr 127.0.0.1:7946
 
 ## cluster: build and start a local 3-node cluster on 127.0.0.1 (Ctrl-C stops it)
 cluster: build

@@ -89,7 +89,7 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	c := &Cluster{
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "membership", "node", cfg.NodeID),
+		log:     cfg.Logger.With("component", "membership"),
 		members: map[string]*member{},
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),

@@ -74,7 +74,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		acl:         acl,
 		fwd:         fwd,
 		ids:         ids,
-		log:         cfg.Logger.With("component", "router", "node", cfg.NodeID),
+		log:         cfg.Logger.With("component", "router"),
 		tp:          newTopics(cfg),
 		m:           newMetrics(cfg.Registerer),
 		rate:        newConnLimiter(cfg.ConnectRate, cfg.ConnectBurst),
