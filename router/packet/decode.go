@@ -202,6 +202,29 @@ func DecodePublish(header byte, body []byte, level byte, p *Publish) error {
 	return nil
 }
 
+// decodeFilterListHead checks what SUBSCRIBE and UNSUBSCRIBE share: the
+// type, flags 0b0010, the level, a non-zero packet id, and at least one
+// filter after it. The id is returned when it was read, even with an error.
+func decodeFilterListHead(header, typ byte, body []byte, level byte) (uint16, error) {
+	if header>>4 != typ {
+		return 0, ErrPacketType
+	}
+	if header&0x0f != 0x02 {
+		return 0, ErrFlags
+	}
+	if err := checkLevel(level); err != nil {
+		return 0, err
+	}
+	id, err := readPacketID(body)
+	if err != nil {
+		return 0, err
+	}
+	if len(body) == 2 {
+		return id, ErrNoFilters
+	}
+	return id, nil
+}
+
 // DecodeSubscribe decodes a SUBSCRIBE into s. s.Filters is reused: the
 // filters are appended to s.Filters[:0]. On error s is left partly filled.
 //
@@ -213,24 +236,12 @@ func DecodePublish(header byte, body []byte, level byte, p *Publish) error {
 func DecodeSubscribe(header byte, body []byte, level byte, s *Subscribe) error {
 	s.Filters = s.Filters[:0]
 	s.PacketID = 0
-	if header>>4 != SUBSCRIBE {
-		return ErrPacketType
-	}
-	if header&0x0f != 0x02 {
-		return ErrFlags
-	}
-	if err := checkLevel(level); err != nil {
-		return err
-	}
-	id, err := readPacketID(body)
+	id, err := decodeFilterListHead(header, SUBSCRIBE, body, level)
+	s.PacketID = id
 	if err != nil {
 		return err
 	}
-	s.PacketID = id
 	off := 2
-	if off == len(body) {
-		return ErrNoFilters
-	}
 	for off < len(body) {
 		f, next, ok := readBinary(body, off)
 		if !ok || next >= len(body) {
@@ -261,24 +272,12 @@ func DecodeSubscribe(header byte, body []byte, level byte, s *Subscribe) error {
 func DecodeUnsubscribe(header byte, body []byte, level byte, u *Unsubscribe) error {
 	u.Filters = u.Filters[:0]
 	u.PacketID = 0
-	if header>>4 != UNSUBSCRIBE {
-		return ErrPacketType
-	}
-	if header&0x0f != 0x02 {
-		return ErrFlags
-	}
-	if err := checkLevel(level); err != nil {
-		return err
-	}
-	id, err := readPacketID(body)
+	id, err := decodeFilterListHead(header, UNSUBSCRIBE, body, level)
+	u.PacketID = id
 	if err != nil {
 		return err
 	}
-	u.PacketID = id
 	off := 2
-	if off == len(body) {
-		return ErrNoFilters
-	}
 	for off < len(body) {
 		f, next, ok := readBinary(body, off)
 		if !ok {
