@@ -161,21 +161,14 @@ func (f *Fanout) Released(id string) { f.queueHold(holdOp{id: id}) }
 
 // RingChanged tells the Fanout that the live nodes are now nodes (the
 // node calls it from membership's OnChange, after Placement reflects the
-// new ring). Attach records of holders not in nodes (dead or gone) are
-// dropped at once, and every principal held here whose home is another
-// node is attached there again (the new home learns at once; a moved
-// home gets a Detach at the old one). Harmless at any time; never
-// blocks.
+// new ring). Every principal held here whose home is another node is
+// attached there again, so the new home learns at once. Records are not
+// dropped here: those of a dead holder, and those left at a principal's
+// old home, run out with their TTL. Dropping them early would lose
+// messages during a false death (a flap) and to nodes still on the old
+// ring, while keeping them costs at most a forward nobody reads. nodes is
+// unused today. Harmless at any time; never blocks.
 func (f *Fanout) RingChanged(nodes []string) {
-	live := make(map[string]struct{}, len(nodes))
-	for _, n := range nodes {
-		live[n] = struct{}{}
-	}
-	n := f.att.retain(func(r *attachRec) bool {
-		_, ok := live[r.node]
-		return ok
-	})
-	f.met.attachRecords.Set(float64(n))
 	h := &f.hold
 	h.mu.Lock()
 	h.reattach = true
@@ -275,9 +268,8 @@ func (f *Fanout) runHoldOps() {
 				if home == f.self {
 					home = ""
 				}
-				if old, ok := h.held[op.id]; ok && old != "" && old != home {
-					f.sendDetach(old, op.id)
-				}
+				// A record left at an old home expires with its TTL (see
+				// RingChanged).
 				h.held[op.id] = home
 				if home != "" {
 					h.pending[home] = append(h.pending[home], op.id)
@@ -301,22 +293,15 @@ func (f *Fanout) runHoldOps() {
 }
 
 // reattach re-checks every held principal's home and (re-)sends an
-// Attach to it when it is another node; a principal whose home moved is
-// detached from the old one. Attach goroutine only.
+// Attach to it when it is another node; the record at a moved
+// principal's old home is left to expire. Attach goroutine only.
 func (f *Fanout) reattach() {
 	h := &f.hold
-	// Pending attachments go first; after that, the ones collected here
-	// are for new homes, so a Detach sent below (to an old home) can go
-	// at once without overtaking an Attach of the same principal to the
-	// same node, and the batches stay whole.
 	f.flushAttaches()
 	for id, old := range h.held {
 		home := f.place.Home(id)
 		if home == f.self {
 			home = ""
-		}
-		if old != "" && old != home {
-			f.sendDetachNow(old, id)
 		}
 		if home != old {
 			h.held[id] = home
@@ -333,11 +318,6 @@ func (f *Fanout) reattach() {
 // overtakes the Attach it ends. Attach goroutine only.
 func (f *Fanout) sendDetach(node, id string) {
 	f.flushAttaches()
-	f.sendDetachNow(node, id)
-}
-
-// sendDetachNow is sendDetach without the flush.
-func (f *Fanout) sendDetachNow(node, id string) {
 	h := &f.hold
 	h.buf = appendHeader(h.buf[:0], KindDetach, 0, f.self)
 	h.buf = appendString(h.buf, id)

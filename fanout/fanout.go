@@ -28,7 +28,8 @@ type Config struct {
 	// HopLimit bounds how often a Resolve envelope is re-sent because
 	// ownership moved while it was in flight (ring convergence). A node
 	// that would have to re-send one that has already been re-sent
-	// HopLimit times drops it and counts it (hop_limit_drops). A Resolve
+	// HopLimit times resolves it itself instead and counts it
+	// (hop_limit_drops: the loop was dropped, not the message). A Resolve
 	// that reaches its owner is resolved whatever its hop count. Default
 	// 4, at most 255.
 	HopLimit int
@@ -457,10 +458,17 @@ func (f *Fanout) handleResolve(env *Envelope) {
 	defer f.putWork(w)
 	if owner := f.place.Owner(m.To); owner != f.self {
 		if env.Hops >= f.hopLimit {
+			// Owners still disagree after HopLimit hops: stop bouncing and
+			// resolve here. Every node's Members view holds every group,
+			// so this node can, and the message is still resolved exactly
+			// once, only not where the ring says.
 			f.stats.hopLimitDrops.Add(1)
 			f.met.hopLimitDrops.Inc()
-			f.warn("dropped a group message at the hop limit", "group", m.To,
+			f.warn("resolving a group message here at the hop limit", "group", m.To,
 				"id", message.FormatID(m.ID), "hops", env.Hops, "owner", owner, "from", env.Sender)
+			if err := f.resolve(w, env.Hops, m); err != nil {
+				f.warn("could not deliver a resolved group message", "group", m.To, "id", message.FormatID(m.ID), "err", err)
+			}
 			return
 		}
 		if err := f.sendResolve(w, owner, env.Hops+1, m); err != nil {
@@ -743,7 +751,7 @@ func newMetrics() metrics {
 		sent:          vec("envelopes_sent_total", "Envelopes published, by destination node.", "peer"),
 		received:      vec("envelopes_received_total", "Envelopes received and decoded, by sending node.", "peer"),
 		messages:      vec("messages_total", "Messages handed on by Forward, by kind (group, direct).", "kind"),
-		hopLimitDrops: counter("hop_limit_drops_total", "Group messages dropped because they were re-sent HopLimit times."),
+		hopLimitDrops: counter("hop_limit_drops_total", "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."),
 		decodeErrors:  counter("decode_errors_total", "Envelopes dropped because they could not be decoded."),
 		recipients:    counter("recipients_total", "Recipients handed to local delivery."),
 		publishErrors: counter("publish_errors_total", "Envelopes the bus refused to publish."),

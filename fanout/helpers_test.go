@@ -152,3 +152,17 @@ func sumStats(nodes []*testNode) Stats {
 	}
 	return s
 }
+
+// countRecipients sums, over nodes, the deliveries of message id (each
+// recipient once per delivery; a duplicate counts twice).
+func countRecipients(nodes []*testNode, id uint64) int {
+	n := 0
+	for _, tn := range nodes {
+		tn.rec.mu.Lock()
+		for _, c := range tn.rec.got[id] {
+			n += c
+		}
+		tn.rec.mu.Unlock()
+	}
+	return n
+}

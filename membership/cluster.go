@@ -43,6 +43,7 @@ type Cluster struct {
 
 	meta, leavingMeta []byte // NodeMeta, before and after Leave
 	leaving           atomic.Bool
+	joined            atomic.Bool // see Joined
 
 	mu      sync.Mutex         // guards members; held by memberlist event callbacks
 	members map[string]*member // every node heard of, by ID, tombstones included
@@ -142,8 +143,11 @@ func Start(cfg Config) (*Cluster, error) {
 	c.wg.Add(1)
 	go c.notifier()
 
+	c.joined.Store(len(cfg.Join) == 0)
 	if len(cfg.Join) > 0 {
-		if n, err := c.ml.Join(cfg.Join); n == 0 {
+		if n, err := c.ml.Join(cfg.Join); n > 0 {
+			c.joined.Store(true)
+		} else {
 			if cfg.JoinRetryInterval <= 0 {
 				c.shutdown()
 				return nil, fmt.Errorf("%w via %v: %v", ErrJoin, cfg.Join, err)
@@ -198,12 +202,19 @@ func (c *Cluster) retryJoin() {
 		}
 		n, err := c.ml.Join(c.cfg.Join)
 		if n > 0 {
+			c.joined.Store(true)
 			c.log.Info("joined", "contacted", n)
 			return
 		}
 		c.log.Debug("join retry failed", "err", err)
 	}
 }
+
+// Joined reports whether this node is part of a cluster: it was started
+// without Join addresses, or one of them answered. Until then it is a
+// cluster of one that places everything on itself, so a node should not
+// report ready. Goroutine-safe.
+func (c *Cluster) Joined() bool { return c.joined.Load() }
 
 // notifier runs OnChange listeners and Subscribe signals outside
 // memberlist's locks: the event callbacks only swap the view and kick.

@@ -159,7 +159,10 @@ func validID(id string) error {
 		return fmt.Errorf("%w: node id %q: want 1 to %d bytes", ErrBadMeta, id, metaMaxID)
 	}
 	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c > '~' {
+		// A node id is also a NATS subject token (fanout delivers on
+		// pushring.<cluster>.node.<id>): '.', '*' and '>' would put a
+		// peer on the ring that nobody can reach.
+		if c := id[i]; c <= ' ' || c > '~' || c == '.' || c == '*' || c == '>' {
 			return fmt.Errorf("%w: node id %q: byte %#x", ErrBadMeta, id, c)
 		}
 	}

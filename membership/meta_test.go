@@ -107,6 +107,9 @@ func TestMetaEncodeLimits(t *testing.T) {
 	for name, m := range map[string]meta{
 		"no id":        {},
 		"bad id":       {ID: "a b"},
+		"dotted id":    {ID: "x.y"},
+		"star id":      {ID: "x*"},
+		"gt id":        {ID: ">"},
 		"17 mqtt":      {ID: "x", MQTT: make([]string, 17)},
 		"over 512":     {ID: "x", MQTT: []string{long, long, long}},
 		"long string":  {ID: "x", HTTP: strings.Repeat("h", 256)},

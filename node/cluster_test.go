@@ -509,14 +509,23 @@ func TestClusterAwayFromHome(t *testing.T) {
 		t.Fatalf("home %s forwarded nothing via attach", home)
 	}
 	conn.Close()
-	// Once released, the home stops forwarding.
-	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		before := forwards()
-		newAPI(t, tc.nodes[0]).must(202, "POST", "/v1/users/"+id+"/messages", admin, map[string]any{"payload": "after"}, nil)
-		time.Sleep(50 * time.Millisecond) // the message's own travel time, not synchronisation
-		if forwards() != before {
-			return fmt.Errorf("still forwarded after disconnect")
+	// Once released, the home drops the record and stops forwarding.
+	h := tc.byID(home)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := h.fan.Stats().AttachRecords; n != 0 {
+			return fmt.Errorf("home %s still has %d attach records", home, n)
 		}
 		return nil
 	})
+	before, received := forwards(), h.fan.Stats().DeliversReceived
+	newAPI(t, tc.nodes[0]).must(202, "POST", "/v1/users/"+id+"/messages", admin, map[string]any{"payload": "after"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if h.fan.Stats().DeliversReceived == received {
+			return fmt.Errorf("home has not received the message yet")
+		}
+		return nil
+	})
+	if forwards() != before {
+		t.Fatalf("home forwarded after the client disconnected")
+	}
 }

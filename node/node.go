@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -237,6 +238,25 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if len(advertise) == 0 {
 		advertise = []string{advertiseAddr(n.mqttLn.Addr())}
 	}
+	ids := message.NewIDSource(cfg.NodeID)
+
+	// fanout and router need each other: fanout delivers into the router,
+	// the router forwards into fanout. The closure breaks the cycle; until
+	// the router exists there are no sessions to deliver to.
+	var deliverTo atomic.Pointer[router.Server]
+	fcfg := fanout.DefaultConfig()
+	fcfg.Cluster, fcfg.NodeID, fcfg.Logger, fcfg.Registerer = cfg.Cluster, cfg.NodeID, n.log, n.registry
+	// fanout subscribes before this node joins the gossip: peers may
+	// place homes and groups here as soon as they hear of it.
+	place := &lazyPlacement{self: cfg.NodeID}
+	n.fan = fanout.New(fcfg, fanout.NewNATSBus(n.nc), n.dir, place, deliverFunc(func(m *message.Message, to []string) {
+		if r := deliverTo.Load(); r != nil {
+			r.Deliver(m, to)
+		}
+	}))
+	if err := n.fan.Start(); err != nil {
+		return nil, err
+	}
 	mcfg := cfg.Membership
 	mcfg.NodeID, mcfg.GossipAddr, mcfg.Join, mcfg.Label = cfg.NodeID, cfg.GossipAddr, cfg.Join, cfg.Cluster
 	mcfg.MQTT, mcfg.HTTP, mcfg.Version = advertise, advertiseAddr(n.httpLn.Addr()), Version
@@ -248,26 +268,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: membership: %w", err)
 	}
 	members := n.cluster
-	ids := message.NewIDSource(cfg.NodeID)
-
-	// fanout and router need each other: fanout delivers into the router,
-	// the router forwards into fanout. The closure breaks the cycle.
-	fcfg := fanout.DefaultConfig()
-	fcfg.Cluster, fcfg.NodeID, fcfg.Logger, fcfg.Registerer = cfg.Cluster, cfg.NodeID, n.log, n.registry
-	n.fan = fanout.New(fcfg, fanout.NewNATSBus(n.nc), n.dir, members, deliverFunc(func(m *message.Message, to []string) {
-		n.router.Deliver(m, to)
-	}))
+	place.cluster.Store(n.cluster)
 	rcfg := cfg.Router
 	rcfg.NodeID, rcfg.AuthTopic, rcfg.Logger, rcfg.Registerer = cfg.NodeID, cfg.AuthTopic, n.log, n.registry
 	n.router = router.New(rcfg, &authenticator{st: n.dir}, n.dir, n.fan, ids)
+	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
 	// Attach records: sessions held here for principals homed elsewhere
 	// are announced to their home, again whenever the ring changes.
 	n.router.SetPresence(n.fan)
 	n.cluster.OnChange(func(_, now *ring.Ring) { n.fan.RingChanged(now.Nodes()) })
-	if err := n.fan.Start(); err != nil {
-		return nil, err
-	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -327,6 +337,9 @@ func (n *Node) natsOptions() []nats.Option {
 func (n *Node) ready() error {
 	if n.nc == nil || !n.nc.IsConnected() {
 		return errors.New("NATS not connected")
+	}
+	if !n.cluster.Joined() {
+		return errors.New("not joined to the cluster yet")
 	}
 	return nil
 }
@@ -393,6 +406,27 @@ func (n *Node) Close() error {
 	}
 	n.log.Info("pushring node stopped")
 	return nil
+}
+
+// lazyPlacement places everything on this node until the cluster view
+// is set, so fanout can subscribe before the node joins the gossip.
+type lazyPlacement struct {
+	self    string
+	cluster atomic.Pointer[membership.Cluster]
+}
+
+func (l *lazyPlacement) Home(id string) string {
+	if c := l.cluster.Load(); c != nil {
+		return c.Home(id)
+	}
+	return l.self
+}
+
+func (l *lazyPlacement) Owner(gid string) string {
+	if c := l.cluster.Load(); c != nil {
+		return c.Owner(gid)
+	}
+	return l.self
 }
 
 type deliverFunc func(m *message.Message, recipients []string)
