@@ -1,0 +1,168 @@
+// Command pushbench is pushring's load harness (issue #4): it runs a
+// scenario against a pushring node and, in the same run on the same
+// machine, against plain MQTT brokers it starts itself (--baseline), and
+// prints one row per system. See bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushring/pushring/bench"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "pushbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("pushbench", flag.ContinueOnError)
+	scenario := fs.String("scenario", "fanout", "scenario: fanout (direct, idle, cluster, churn: not yet)")
+	system := fs.String("system", "pushring", "system under test: pushring, or none (baselines only)")
+	target := fs.String("target", "127.0.0.1:1883", "pushring MQTT address (when not --start-pushring)")
+	httpURL := fs.String("http", "http://127.0.0.1:8080", "pushring HTTP API base URL (when not --start-pushring)")
+	adminKey := fs.String("admin-key", "", "pushring admin key (or PUSHRING_ADMIN_KEY)")
+	adminKeyFile := fs.String("admin-key-file", "", "file holding the pushring admin key")
+	serverPID := fs.Int("server-pid", 0, "pid of the running pushring node, for its CPU and RSS from /proc")
+	startPushring := fs.String("start-pushring", "", "path of a pushring binary to start on free loopback ports (temp data dir), stopped after")
+	baselines := fs.String("baseline", "", "comma-separated plain brokers to start and run the same scenario on: mosquitto, nats")
+	mosquittoBin := fs.String("mosquitto", "", "mosquitto binary (default: PATH or /usr/sbin/mosquitto)")
+	natsBin := fs.String("nats-server", "", "nats-server binary (default: built once from the nats-server/v2 module into the user cache dir)")
+	groups := fs.Int("groups", 1, "groups (G)")
+	members := fs.Int("members", 100, "members per group (M)")
+	devices := fs.Int("devices", 1, "publishing devices per group (D)")
+	rate := fs.Float64("rate", 0, "messages/s published in total over all devices; 0: as fast as possible")
+	qos := fs.Int("qos", 0, "QoS of publishes and subscriptions: 0 or 1")
+	payload := fs.Int("payload", 64, "payload bytes (at least 20: publisher, sequence, timestamp)")
+	duration := fs.Duration("duration", 5*time.Second, "measured window")
+	warmup := fs.Duration("warmup", time.Second, "publishing before the measured window")
+	drain := fs.Duration("drain", 10*time.Second, "longest wait for late deliveries after publishing stops (then missing ones count as lost)")
+	inflight := fs.Int("inflight", 16, "QoS 1 publish window per device")
+	jsonPath := fs.String("json", "", "write the results as JSON to this file")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *scenario != "fanout" {
+		return fmt.Errorf("scenario %q not implemented yet (only fanout)", *scenario)
+	}
+	if *qos != 0 && *qos != 1 {
+		return errors.New("--qos must be 0 or 1")
+	}
+	if *groups < 1 || *members < 1 || *devices < 1 || *duration <= 0 {
+		return errors.New("--groups, --members, --devices and --duration must be positive")
+	}
+	logf := func(format string, a ...any) {
+		if !*quiet {
+			fmt.Fprintf(os.Stderr, "pushbench: "+format+"\n", a...)
+		}
+	}
+	cfg := bench.FanoutConfig{Groups: *groups, Members: *members, Devices: *devices, Rate: *rate, QoS: byte(*qos),
+		Payload: *payload, Duration: *duration, Warmup: *warmup, Drain: *drain, Inflight: *inflight, Log: logf}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep := &bench.Report{Machine: bench.DescribeMachine(), Command: append([]string{"pushbench"}, args...)}
+
+	runOne := func(name string, start func() (bench.System, error)) {
+		if ctx.Err() != nil {
+			return
+		}
+		logf("%s: starting", name)
+		sys, err := start()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pushbench: %s: %v (skipped)\n", name, err)
+			rep.Results = append(rep.Results, bench.Result{System: name, Scenario: *scenario, QoS: *qos, Error: err.Error()})
+			return
+		}
+		res := bench.RunFanout(ctx, sys, cfg)
+		if err := sys.Stop(); err != nil {
+			logf("%s: stop: %v", name, err)
+		}
+		if res.Error != "" {
+			fmt.Fprintf(os.Stderr, "pushbench: %s: %s\n", name, res.Error)
+		} else {
+			logf("%s: %.0f deliveries/s, p99 %.2f ms, lost %d, duplicates %d", name, res.DeliveriesPerS, res.P99ms, res.Lost, res.Duplicates)
+		}
+		rep.Results = append(rep.Results, res)
+	}
+
+	switch *system {
+	case "pushring":
+		runOne("pushring", func() (bench.System, error) {
+			if *startPushring != "" {
+				return bench.StartPushring(*startPushring)
+			}
+			key := *adminKey
+			if key == "" && *adminKeyFile != "" {
+				b, err := os.ReadFile(*adminKeyFile)
+				if err != nil {
+					return nil, err
+				}
+				key = strings.TrimSpace(string(b))
+			}
+			if key == "" {
+				key = os.Getenv("PUSHRING_ADMIN_KEY")
+			}
+			if key == "" {
+				return nil, errors.New("no admin key: --admin-key, --admin-key-file or PUSHRING_ADMIN_KEY")
+			}
+			return bench.NewPushring(*target, *httpURL, key, *serverPID), nil
+		})
+	case "none", "":
+	default:
+		return fmt.Errorf("unknown --system %q", *system)
+	}
+	for _, b := range strings.Split(*baselines, ",") {
+		switch b = strings.TrimSpace(b); b {
+		case "":
+		case "mosquitto":
+			runOne(b, func() (bench.System, error) {
+				bin := *mosquittoBin
+				if bin == "" {
+					var err error
+					if bin, err = bench.MosquittoPath(); err != nil {
+						return nil, err
+					}
+				}
+				return bench.StartMosquitto(bin)
+			})
+		case "nats":
+			runOne(b, func() (bench.System, error) {
+				bin := *natsBin
+				if bin == "" {
+					var err error
+					if bin, err = bench.NATSServerPath(); err != nil {
+						return nil, err
+					}
+				}
+				return bench.StartNATS(bin)
+			})
+		default:
+			fmt.Fprintf(os.Stderr, "pushbench: unknown baseline %q (mosquitto, nats)\n", b)
+		}
+	}
+	if len(rep.Results) == 0 {
+		return errors.New("nothing to run")
+	}
+	rep.WriteTable(os.Stdout)
+	if *jsonPath != "" {
+		if err := rep.WriteJSON(*jsonPath); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushring/pushring/bench/hist"
+	"github.com/pushring/pushring/bench/mqttc"
+)
+
+// FanoutConfig is the fanout scenario: Groups × Members, Devices
+// publishers per group, Rate messages/s in total (0: as fast as possible).
+type FanoutConfig struct {
+	Groups, Members, Devices int
+	Rate                     float64
+	QoS                      byte
+	Payload                  int
+	Duration, Warmup         time.Duration
+	Drain                    time.Duration // max wait for late deliveries after publishing stops
+	Inflight                 int           // QoS 1 publish window per publisher
+	ConnectWorkers           int
+	Log                      func(format string, args ...any)
+}
+
+// header of every payload: publisher index, sequence, send time (unix ns).
+const headerLen = 4 + 8 + 8
+
+// Result is one row of the report.
+type Result struct {
+	System         string   `json:"system"`
+	Scenario       string   `json:"scenario"`
+	QoS            int      `json:"qos"`
+	Groups         int      `json:"groups"`
+	Members        int      `json:"members"`
+	Devices        int      `json:"devices"`
+	PayloadBytes   int      `json:"payload_bytes"`
+	Rate           float64  `json:"rate"`
+	DurationS      float64  `json:"duration_s"`
+	WarmupS        float64  `json:"warmup_s"`
+	Connections    int      `json:"connections"`
+	Sent           uint64   `json:"sent"`
+	Deliveries     uint64   `json:"deliveries"` // in the measured window
+	DeliveriesPerS float64  `json:"deliveries_per_s"`
+	P50ms          float64  `json:"p50_ms"`
+	P90ms          float64  `json:"p90_ms"`
+	P99ms          float64  `json:"p99_ms"`
+	Maxms          float64  `json:"max_ms"`
+	Meanms         float64  `json:"mean_ms"`
+	Lost           uint64   `json:"lost"`
+	Duplicates     uint64   `json:"duplicates"`
+	KiBPerConn     *float64 `json:"kib_per_conn"`
+	ServerRSSMiB   *float64 `json:"server_rss_mib"`
+	ServerCPUs     *float64 `json:"server_cpu_s"` // CPU seconds in the measured window
+	HarnessCPUs    float64  `json:"harness_cpu_s"`
+	SetupS         float64  `json:"setup_s"`
+	ConnectS       float64  `json:"connect_s"`
+	Note           string   `json:"note,omitempty"`
+	Error          string   `json:"error,omitempty"`
+}
+
+type receiver struct {
+	conn     *mqttc.Conn
+	h        *hist.Histogram
+	seen     [][]uint64 // per publisher: bitset of sequence numbers
+	window   uint64
+	distinct uint64
+	dups     uint64
+	bad      uint64
+	total    atomic.Uint64
+}
+
+type window struct{ start, end atomic.Int64 }
+
+func (r *receiver) onPublish(w *window, payload []byte) {
+	now := time.Now().UnixNano()
+	r.total.Add(1)
+	if len(payload) < headerLen {
+		r.bad++
+		return
+	}
+	pub := binary.BigEndian.Uint32(payload)
+	seq := binary.BigEndian.Uint64(payload[4:])
+	ts := int64(binary.BigEndian.Uint64(payload[12:]))
+	if int(pub) >= len(r.seen) {
+		r.bad++
+		return
+	}
+	bs := r.seen[pub]
+	word := int(seq / 64)
+	if word >= len(bs) {
+		bs = append(bs, make([]uint64, word+1-len(bs)+len(bs)/2)...)
+		r.seen[pub] = bs
+	}
+	bit := uint64(1) << (seq % 64)
+	if bs[word]&bit != 0 {
+		r.dups++
+		return
+	}
+	bs[word] |= bit
+	r.distinct++
+	if now >= w.start.Load() && now < w.end.Load() {
+		r.window++
+		r.h.Record(now - ts)
+	}
+}
+
+// RunFanout runs the fanout scenario against sys and returns its row.
+func RunFanout(ctx context.Context, sys System, cfg FanoutConfig) (res Result) {
+	res = Result{System: sys.Name(), Scenario: "fanout", QoS: int(cfg.QoS), Groups: cfg.Groups, Members: cfg.Members,
+		Devices: cfg.Devices, PayloadBytes: max(cfg.Payload, headerLen), Rate: cfg.Rate,
+		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds()}
+	logf := cfg.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if cfg.ConnectWorkers <= 0 {
+		cfg.ConnectWorkers = 32
+	}
+	fail := func(err error) Result { res.Error = err.Error(); return res }
+
+	t0 := time.Now()
+	plan, err := sys.SetupFanout(ctx, cfg.Groups, cfg.Members, cfg.Devices)
+	if err != nil {
+		return fail(fmt.Errorf("setup: %w", err))
+	}
+	res.SetupS = time.Since(t0).Seconds()
+	res.Note = plan.Note
+	logf("%s: set up %d groups, %d members, %d publishers in %.1f s", sys.Name(), cfg.Groups, len(plan.Members), len(plan.Publishers), res.SetupS)
+
+	// Connect and subscribe the members.
+	t0 = time.Now()
+	var w window
+	w.start.Store(math.MaxInt64)
+	w.end.Store(math.MaxInt64)
+	recv := make([]*receiver, len(plan.Members))
+	var conns sync.WaitGroup // read loops
+	defer func() {
+		for _, r := range recv {
+			if r != nil {
+				r.conn.Close()
+			}
+		}
+		conns.Wait()
+	}()
+	err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
+		m := plan.Members[i]
+		c, err := mqttc.Dial(sys.MQTTAddr(), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password})
+		if err != nil {
+			return fmt.Errorf("member %s: %w", m.ID, err)
+		}
+		if err := c.Subscribe(m.Filter, cfg.QoS, 10*time.Second); err != nil {
+			c.Close()
+			return fmt.Errorf("member %s: %w", m.ID, err)
+		}
+		r := &receiver{conn: c, h: hist.New(), seen: make([][]uint64, len(plan.Publishers))}
+		recv[i] = r
+		return nil
+	})
+	if err != nil {
+		return fail(fmt.Errorf("connect: %w", err))
+	}
+	for _, r := range recv {
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			r.conn.Run(func(_, payload []byte) { r.onPublish(&w, payload) })
+		}()
+	}
+	pubs := make([]*mqttc.Conn, len(plan.Publishers))
+	var pubLoops sync.WaitGroup
+	defer func() {
+		for _, c := range pubs {
+			if c != nil {
+				c.Close()
+			}
+		}
+		pubLoops.Wait()
+	}()
+	for i, p := range plan.Publishers {
+		c, err := mqttc.Dial(sys.MQTTAddr(), mqttc.Options{ClientID: p.ID, Username: p.Username, Password: p.Password, Inflight: cfg.Inflight})
+		if err != nil {
+			return fail(fmt.Errorf("publisher %s: %w", p.ID, err))
+		}
+		pubs[i] = c
+		pubLoops.Add(1)
+		go func() { defer pubLoops.Done(); c.Run(nil) }()
+	}
+	res.Connections = len(recv) + len(pubs)
+	res.ConnectS = time.Since(t0).Seconds()
+	logf("%s: %d connections in %.1f s", sys.Name(), res.Connections, res.ConnectS)
+	// Subscriptions on a broker may take effect a moment after SUBACK
+	// (NATS MQTT, pushring's attach records): let them settle.
+	time.Sleep(300 * time.Millisecond)
+
+	// Publish.
+	stop := make(chan struct{})
+	sent := make([]atomic.Uint64, len(pubs))
+	perPub := cfg.Rate / float64(len(pubs))
+	start := time.Now()
+	w.start.Store(start.Add(cfg.Warmup).UnixNano())
+	w.end.Store(start.Add(cfg.Warmup + cfg.Duration).UnixNano())
+	var pw sync.WaitGroup
+	for i, c := range pubs {
+		pw.Add(1)
+		go func() {
+			defer pw.Done()
+			publish(c, plan.Publishers[i].Topic, uint32(i), cfg, perPub, start, stop, &sent[i])
+		}()
+	}
+	var srv0, self0 ProcSample
+	pid := sys.PID()
+	sleepCtx(ctx, cfg.Warmup)
+	if pid > 0 {
+		srv0, _ = ReadProc(pid)
+	}
+	self0, _ = ReadProc(0)
+	sleepCtx(ctx, time.Until(start.Add(cfg.Warmup+cfg.Duration)))
+	self1, _ := ReadProc(0)
+	if pid > 0 {
+		srv1, err := ReadProc(pid)
+		if err == nil {
+			cpu := srv1.CPUSeconds - srv0.CPUSeconds
+			rss := float64(srv1.RSSKiB) / 1024
+			res.ServerCPUs, res.ServerRSSMiB = &cpu, &rss
+		}
+	}
+	res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds
+	close(stop)
+	pwDone := make(chan struct{})
+	go func() { pw.Wait(); close(pwDone) }()
+	select {
+	case <-pwDone:
+	case <-time.After(10 * time.Second): // a publisher blocked on a server that stopped reading
+		for _, c := range pubs {
+			c.Abort()
+		}
+		<-pwDone
+		res.Note += "; publishers aborted (blocked writes after the run)"
+	}
+
+	// Drain: wait for late deliveries until all expected arrived, or no
+	// progress for a second, or cfg.Drain.
+	var expected uint64
+	groupSent := make([]uint64, cfg.Groups)
+	for i, p := range plan.Publishers {
+		n := sent[i].Load()
+		res.Sent += n
+		groupSent[p.Group] += n
+	}
+	for _, m := range plan.Members {
+		expected += groupSent[m.Group]
+	}
+	total := func() (n uint64) {
+		for _, r := range recv {
+			n += r.total.Load()
+		}
+		return n
+	}
+	drainEnd := time.Now().Add(cfg.Drain)
+	last, lastChange := total(), time.Now()
+	for time.Now().Before(drainEnd) && last < expected && time.Since(lastChange) < time.Second {
+		time.Sleep(50 * time.Millisecond)
+		if n := total(); n != last {
+			last, lastChange = n, time.Now()
+		}
+	}
+	for _, r := range recv {
+		r.conn.Close()
+	}
+	conns.Wait()
+	h := hist.New()
+	var distinct uint64
+	for _, r := range recv {
+		h.Merge(r.h)
+		res.Deliveries += r.window
+		res.Duplicates += r.dups
+		distinct += r.distinct
+		if r.bad > 0 && res.Note != "" {
+			res.Note += fmt.Sprintf("; %d malformed payloads", r.bad)
+		}
+	}
+	recv = nil
+	if expected > distinct {
+		res.Lost = expected - distinct
+	}
+	res.DeliveriesPerS = float64(res.Deliveries) / cfg.Duration.Seconds()
+	ms := func(ns int64) float64 { return float64(ns) / 1e6 }
+	res.P50ms, res.P90ms, res.P99ms = ms(h.Quantile(0.5)), ms(h.Quantile(0.9)), ms(h.Quantile(0.99))
+	res.Maxms, res.Meanms = ms(h.Max()), h.Mean()/1e6
+	return res
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// publish sends until stop: at rate messages/s (0: as fast as the
+// connection takes them), in batches flushed together.
+func publish(c *mqttc.Conn, topic string, idx uint32, cfg FanoutConfig, rate float64, start time.Time, stop <-chan struct{}, sent *atomic.Uint64) {
+	payload := make([]byte, max(cfg.Payload, headerLen))
+	for i := headerLen; i < len(payload); i++ {
+		payload[i] = 'x'
+	}
+	binary.BigEndian.PutUint32(payload, idx)
+	var seq uint64
+	one := func() bool {
+		binary.BigEndian.PutUint64(payload[4:], seq)
+		binary.BigEndian.PutUint64(payload[12:], uint64(time.Now().UnixNano()))
+		if !c.Publish(topic, cfg.QoS, payload, stop) {
+			return false
+		}
+		seq++
+		sent.Store(seq)
+		return true
+	}
+	defer c.Flush()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if rate <= 0 {
+			for range 64 {
+				if !one() {
+					return
+				}
+			}
+			if c.Flush() != nil {
+				return
+			}
+			continue
+		}
+		due := uint64(time.Since(start).Seconds() * rate)
+		for seq < due {
+			if !one() {
+				return
+			}
+		}
+		if c.Flush() != nil {
+			return
+		}
+		next := start.Add(time.Duration(float64(seq+1) / rate * float64(time.Second)))
+		if d := time.Until(next); d > 0 {
+			select {
+			case <-stop:
+				return
+			case <-time.After(d):
+			}
+		}
+	}
+}

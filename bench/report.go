@@ -1,0 +1,65 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+)
+
+// Report is the JSON output.
+type Report struct {
+	Machine Machine  `json:"machine"`
+	Command []string `json:"command"`
+	Results []Result `json:"results"`
+}
+
+// WriteJSON writes r to path.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func optf(p *float64, format string) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf(format, *p)
+}
+
+// WriteTable prints one row per result, with the pushring/row ratio of
+// deliveries/s and p99 for each row of the same scenario and QoS.
+func (r *Report) WriteTable(out io.Writer) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tscenario\tqos\tconns\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tsrv CPU s\tsrv RSS MiB\tharness CPU s\tpushring/this deliv/s\tpushring/this p99\t")
+	for _, x := range r.Results {
+		if x.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t%d\tERROR: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", x.System, x.Scenario, x.QoS, x.Error)
+			continue
+		}
+		rd, rp := "-", "-"
+		for _, p := range r.Results {
+			if p.System == "pushring" && p.Error == "" && p.Scenario == x.Scenario && p.QoS == x.QoS {
+				if x.DeliveriesPerS > 0 {
+					rd = fmt.Sprintf("%.2f", p.DeliveriesPerS/x.DeliveriesPerS)
+				}
+				if x.P99ms > 0 {
+					rp = fmt.Sprintf("%.2f", p.P99ms/x.P99ms)
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t%s\t%s\t\n",
+			x.System, x.Scenario, x.QoS, x.Connections, x.DeliveriesPerS, x.P50ms, x.P90ms, x.P99ms, x.Maxms,
+			x.Lost, x.Duplicates, optf(x.ServerCPUs, "%.2f"), optf(x.ServerRSSMiB, "%.1f"), x.HarnessCPUs, rd, rp)
+	}
+	tw.Flush()
+	for _, x := range r.Results {
+		if x.Note != "" && x.Error == "" {
+			fmt.Fprintf(out, "%s: %s\n", x.System, x.Note)
+		}
+	}
+}

@@ -1,0 +1,457 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Client is one MQTT identity of a scenario.
+type Client struct {
+	ID       string // client id
+	Username string
+	Password string
+	Filter   string // subscription (members)
+	Topic    string // publish topic (publishers)
+	Group    int
+}
+
+// FanoutPlan is what a system set up for the fanout scenario.
+type FanoutPlan struct {
+	Members    []Client // grouped: Members[i].Group
+	Publishers []Client
+	Note       string
+}
+
+// System is a server under test.
+type System interface {
+	Name() string
+	MQTTAddr() string
+	PID() int // 0 when unknown
+	SetupFanout(ctx context.Context, groups, members, devices int) (*FanoutPlan, error)
+	Stop() error
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// process is a server the harness started.
+type process struct {
+	cmd  *exec.Cmd
+	dir  string // temp dir, removed on stop
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func startProcess(dir, logName, bin string, args ...string) (*process, error) {
+	logPath := filepath.Join(dir, logName)
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	p := &process{cmd: cmd, dir: dir, log: logPath, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); lf.Close(); close(p.done) }()
+	return p, nil
+}
+
+func (p *process) logTail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// waitTCP waits until addr accepts connections or the process exits.
+func (p *process) waitTCP(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return fmt.Errorf("exited (%v): %s", p.err, p.logTail())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not listening on %s after %v: %s", addr, timeout, p.logTail())
+}
+
+func (p *process) stop() error {
+	if p == nil {
+		return nil
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	return os.RemoveAll(p.dir)
+}
+
+func (p *process) pid() int {
+	if p == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// ---- pushring ----
+
+// Pushring is a pushring node: one the harness started (StartPushring) or
+// one already running (NewPushring).
+type Pushring struct {
+	mqtt, http, adminKey string
+	pid                  int
+	proc                 *process
+	hc                   *http.Client
+	prefix               string
+}
+
+// NewPushring targets a running node.
+func NewPushring(mqttAddr, httpURL, adminKey string, pid int) *Pushring {
+	return &Pushring{mqtt: mqttAddr, http: strings.TrimRight(httpURL, "/"), adminKey: adminKey, pid: pid,
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+}
+
+// StartPushring starts the node binary bin on free loopback ports with a
+// temp data dir (removed on Stop), connection and login rate limits off.
+func StartPushring(bin string) (*Pushring, error) {
+	dir, err := os.MkdirTemp("", "pushbench-pushring-")
+	if err != nil {
+		return nil, err
+	}
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	key := randHex(32)
+	mqtt := "127.0.0.1:" + strconv.Itoa(ports[0])
+	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	p, err := startProcess(dir, "pushring.log", bin,
+		"--data-dir", filepath.Join(dir, "data"),
+		"--mqtt-addr", mqtt, "--http-addr", httpAddr,
+		"--gossip-addr", "127.0.0.1:"+strconv.Itoa(ports[2]),
+		"--node-id", "bench", "--admin-key", key,
+		"--connect-rate", "-1", "--login-rate", "-1", "--log-level", "warn")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s := NewPushring(mqtt, "http://"+httpAddr, key, 0)
+	s.proc = p
+	s.pid = p.pid()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-p.done:
+			err := fmt.Errorf("pushring exited (%v): %s", p.err, p.logTail())
+			p.stop()
+			return nil, err
+		default:
+		}
+		if resp, err := s.hc.Get(s.http + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			err := fmt.Errorf("pushring not ready after 60 s: %s", p.logTail())
+			p.stop()
+			return nil, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s, nil
+}
+
+func (s *Pushring) Name() string     { return "pushring" }
+func (s *Pushring) MQTTAddr() string { return s.mqtt }
+func (s *Pushring) PID() int         { return s.pid }
+func (s *Pushring) Stop() error      { return s.proc.stop() }
+
+// call does one admin API call; out, if non-nil, receives the JSON answer.
+func (s *Pushring) call(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.http+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.adminKey)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// parallel runs fn(i) for i in [0, n) on k workers and returns the first error.
+func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(k, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(ctx, i); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// SetupFanout creates, under a per-run prefix, G groups, G×M member devices
+// and G×D publisher devices through the HTTP API. Members are devices
+// (POST /v1/devices): they log in over MQTT with their key, no argon2 on
+// the node, unlike users' password logins.
+func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int) (*FanoutPlan, error) {
+	if s.prefix == "" {
+		s.prefix = "pb" + randHex(3) + "-"
+	}
+	plan := &FanoutPlan{
+		Members:    make([]Client, groups*members),
+		Publishers: make([]Client, groups*devices),
+		Note:       "members and publishers are devices (POST /v1/devices, key auth, no argon2); members subscribe /private/<id>/#",
+	}
+	gid := func(g int) string { return s.prefix + "g" + strconv.Itoa(g) }
+	if err := parallel(ctx, groups, 8, func(ctx context.Context, g int) error {
+		return s.call(ctx, "POST", "/v1/groups", map[string]any{"id": gid(g), "members_can_publish": false}, nil)
+	}); err != nil {
+		return nil, err
+	}
+	device := func(ctx context.Context, id string) (string, error) {
+		var out struct{ Key string }
+		if err := s.call(ctx, "POST", "/v1/devices", map[string]string{"id": id}, &out); err != nil {
+			return "", err
+		}
+		return out.Key, nil
+	}
+	if err := parallel(ctx, len(plan.Members), 16, func(ctx context.Context, i int) error {
+		g := i / members
+		id := fmt.Sprintf("%sg%dm%d", s.prefix, g, i%members)
+		key, err := device(ctx, id)
+		if err != nil {
+			return err
+		}
+		plan.Members[i] = Client{ID: id, Username: id, Password: key, Filter: "/private/" + id + "/#", Group: g}
+		return s.call(ctx, "PUT", "/v1/groups/"+gid(g)+"/members/"+id, nil, nil)
+	}); err != nil {
+		return nil, err
+	}
+	if err := parallel(ctx, len(plan.Publishers), 8, func(ctx context.Context, i int) error {
+		g := i / devices
+		id := fmt.Sprintf("%sg%dd%d", s.prefix, g, i%devices)
+		key, err := device(ctx, id)
+		if err != nil {
+			return err
+		}
+		plan.Publishers[i] = Client{ID: id, Username: id, Password: key, Topic: "/group/" + gid(g), Group: g}
+		return s.call(ctx, "PUT", "/v1/groups/"+gid(g)+"/publishers/"+id, nil, nil)
+	}); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// ---- plain brokers ----
+
+// Broker is a plain MQTT broker the harness started: a group is one topic
+// /group/<gid> that all its members subscribe to, no auth.
+type Broker struct {
+	name string
+	addr string
+	proc *process
+}
+
+func (b *Broker) Name() string     { return b.name }
+func (b *Broker) MQTTAddr() string { return b.addr }
+func (b *Broker) PID() int         { return b.proc.pid() }
+func (b *Broker) Stop() error      { return b.proc.stop() }
+
+func (b *Broker) SetupFanout(ctx context.Context, groups, members, devices int) (*FanoutPlan, error) {
+	plan := &FanoutPlan{Note: "anonymous; a group is one topic /group/<gid> its members subscribe to"}
+	for g := range groups {
+		topic := "/group/g" + strconv.Itoa(g)
+		for i := range members {
+			id := fmt.Sprintf("g%dm%d", g, i)
+			plan.Members = append(plan.Members, Client{ID: id, Filter: topic, Group: g})
+		}
+	}
+	for g := range groups {
+		for i := range devices {
+			id := fmt.Sprintf("g%dd%d", g, i)
+			plan.Publishers = append(plan.Publishers, Client{ID: id, Topic: "/group/g" + strconv.Itoa(g), Group: g})
+		}
+	}
+	return plan, nil
+}
+
+// MosquittoPath finds the mosquitto binary.
+func MosquittoPath() (string, error) {
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
+		return "/usr/sbin/mosquitto", nil
+	}
+	return "", errors.New("mosquitto not found (Debian: apt-get install mosquitto)")
+}
+
+// StartMosquitto starts mosquitto on a free loopback port.
+func StartMosquitto(bin string) (*Broker, error) {
+	dir, err := os.MkdirTemp("", "pushbench-mosquitto-")
+	if err != nil {
+		return nil, err
+	}
+	os.Chmod(dir, 0o755) // mosquitto may drop root for user mosquitto
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
+	cf := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := startProcess(dir, "mosquitto.log", bin, "-c", cf)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	if err := p.waitTCP(addr, 10*time.Second); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("mosquitto: %w", err)
+	}
+	return &Broker{name: "mosquitto", addr: addr, proc: p}, nil
+}
+
+// NATSServerPath returns a nats-server binary: the cached build in the
+// user cache dir, built once with `go build github.com/nats-io/nats-server/v2`
+// from the module of the current directory (the pushring checkout).
+func NATSServerPath() (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/nats-io/nats-server/v2").Output()
+	if err != nil {
+		return "", fmt.Errorf("nats-server: cannot find the module (run from the pushring checkout or pass --nats-server): %v", err)
+	}
+	bin := filepath.Join(cache, "pushbench", "nats-server-"+strings.TrimSpace(string(out)))
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	fmt.Fprintf(os.Stderr, "pushbench: building %s (once)\n", bin)
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("nats-server: go build: %v: %s", err, b)
+	}
+	return bin, nil
+}
+
+// StartNATS starts the NATS server with JetStream (which its MQTT needs)
+// and MQTT on free loopback ports.
+func StartNATS(bin string) (*Broker, error) {
+	dir, err := os.MkdirTemp("", "pushbench-nats-")
+	if err != nil {
+		return nil, err
+	}
+	var ports [2]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	conf := fmt.Sprintf("server_name: pushbench\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q }\nmqtt { listen: 127.0.0.1:%d }\n",
+		ports[0], filepath.Join(dir, "js"), ports[1])
+	cf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := startProcess(dir, "nats.log", bin, "-c", cf)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	if err := p.waitTCP(addr, 20*time.Second); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	return &Broker{name: "nats", addr: addr, proc: p}, nil
+}
