@@ -71,7 +71,7 @@ type process struct {
 	err  error
 }
 
-func startProcess(dir, logName, bin string, args ...string) (*process, error) {
+func startProcess(dir, logName string, env []string, bin string, args ...string) (*process, error) {
 	logPath := filepath.Join(dir, logName)
 	lf, err := os.Create(logPath)
 	if err != nil {
@@ -79,6 +79,7 @@ func startProcess(dir, logName, bin string, args ...string) (*process, error) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
@@ -170,11 +171,11 @@ func StartPushring(bin string) (*Pushring, error) {
 	key := randHex(32)
 	mqtt := "127.0.0.1:" + strconv.Itoa(ports[0])
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
-	p, err := startProcess(dir, "pushring.log", bin,
+	p, err := startProcess(dir, "pushring.log", []string{"PUSHRING_ADMIN_KEY=" + key}, bin,
 		"--data-dir", filepath.Join(dir, "data"),
 		"--mqtt-addr", mqtt, "--http-addr", httpAddr,
 		"--gossip-addr", "127.0.0.1:"+strconv.Itoa(ports[2]),
-		"--node-id", "bench", "--admin-key", key,
+		"--node-id", "bench",
 		"--connect-rate", "-1", "--login-rate", "-1", "--log-level", "warn")
 	if err != nil {
 		os.RemoveAll(dir)
@@ -387,7 +388,7 @@ func StartMosquitto(bin string) (*Broker, error) {
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProcess(dir, "mosquitto.log", bin, "-c", cf)
+	p, err := startProcess(dir, "mosquitto.log", nil, bin, "-c", cf)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -443,7 +444,7 @@ func StartNATS(bin string) (*Broker, error) {
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProcess(dir, "nats.log", bin, "-c", cf)
+	p, err := startProcess(dir, "nats.log", nil, bin, "-c", cf)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -11,7 +11,7 @@ import (
 )
 
 const (
-	subBits    = 7                 // values < 1<<subBits are exact
+	subBits    = 7                  // values < 1<<subBits are exact
 	half       = 1 << (subBits - 1) // sub-buckets per power of two
 	numBuckets = (64-subBits+1)*half + half
 )
