@@ -1,0 +1,80 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestSmoke builds cmd/pushring and cmd/pushbench (without -race) and runs
+// a short fanout against a node pushbench starts itself, so the harness
+// cannot rot. Absolute numbers never gate: only that messages arrive, none
+// is lost or duplicated, and the JSON is valid.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs a node")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, pkg := range []string{"cmd/pushring", "bench/cmd/pushbench"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", dir, "github.com/pushring/pushring/"+pkg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	out := filepath.Join(dir, "out.json")
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
+		"--start-pushring", filepath.Join(dir, "pushring"),
+		"--scenario", "fanout", "--groups", "1", "--members", "50", "--devices", "1",
+		"--rate", "200", "--qos", "1", "--duration", "3s", "--warmup", "500ms",
+		"--json", out)
+	b, err := cmd.CombinedOutput()
+	t.Logf("pushbench:\n%s", b)
+	if err != nil {
+		t.Fatalf("pushbench: %v", err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Machine struct {
+			Cores int `json:"cores"`
+		} `json:"machine"`
+		Results []struct {
+			System         string   `json:"system"`
+			Scenario       string   `json:"scenario"`
+			QoS            int      `json:"qos"`
+			DeliveriesPerS float64  `json:"deliveries_per_s"`
+			P99ms          float64  `json:"p99_ms"`
+			Lost           *uint64  `json:"lost"`
+			Duplicates     *uint64  `json:"duplicates"`
+			ServerCPUs     *float64 `json:"server_cpu_s"`
+			Error          string   `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, raw)
+	}
+	if rep.Machine.Cores < 1 || len(rep.Results) != 1 {
+		t.Fatalf("want the machine and one result:\n%s", raw)
+	}
+	r := rep.Results[0]
+	switch {
+	case r.Error != "":
+		t.Fatalf("result error: %s", r.Error)
+	case r.System != "pushring" || r.Scenario != "fanout" || r.QoS != 1:
+		t.Errorf("system %q scenario %q qos %d", r.System, r.Scenario, r.QoS)
+	case r.DeliveriesPerS <= 0 || r.P99ms <= 0:
+		t.Errorf("deliveries/s %v p99 %v ms: nothing measured", r.DeliveriesPerS, r.P99ms)
+	case r.Lost == nil || *r.Lost != 0 || r.Duplicates == nil || *r.Duplicates != 0:
+		t.Errorf("lost %v duplicates %v, want 0 and 0", r.Lost, r.Duplicates)
+	case r.ServerCPUs == nil:
+		t.Errorf("no server CPU for a node the harness started")
+	}
+}
