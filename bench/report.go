@@ -38,7 +38,7 @@ func (r *Report) WriteTable(out io.Writer) {
 	fmt.Fprintln(tw, "system\tscenario\tqos\tconns\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tsrv CPU s\tsrv RSS MiB\tharness CPU s\tpushring/this deliv/s\tpushring/this p99\t")
 	for _, x := range r.Results {
 		if x.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%d\tERROR: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", x.System, x.Scenario, x.QoS, x.Error)
+			fmt.Fprintf(tw, "%s\t%s\t%d\tfailed\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", x.System, x.Scenario, x.QoS)
 			continue
 		}
 		rd, rp := "-", "-"
@@ -58,7 +58,10 @@ func (r *Report) WriteTable(out io.Writer) {
 	}
 	tw.Flush()
 	for _, x := range r.Results {
-		if x.Note != "" && x.Error == "" {
+		switch {
+		case x.Error != "":
+			fmt.Fprintf(out, "%s: FAILED: %s\n", x.System, x.Error)
+		case x.Note != "":
 			fmt.Fprintf(out, "%s: %s\n", x.System, x.Note)
 		}
 	}
