@@ -44,9 +44,18 @@ fuzz-smoke:
 fuzz:
 	./scripts/fuzz.sh $(LONGFUZZ)
 
-## bench: Go micro-benchmarks with allocations (the load harness joins later)
-bench:
-	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+## bench: Go micro-benchmarks with allocations, then pushbench's fanout scenario
+## against pushring, mosquitto and the NATS server's MQTT (results in bench/results/latest/)
+bench: build
+	./scripts/deps.sh bench
+	$(GO) build -o $(BIN)/ ./bench/cmd/pushbench
+	mkdir -p bench/results/latest
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./... | tee bench/results/latest/micro.txt
+	for qos in 0 1; do \
+	  ./$(BIN)/pushbench --start-pushring ./$(BIN)/pushring --baseline mosquitto,nats \
+	    --groups 1 --members 1000 --devices 1 --qos $$qos --rate 0 --payload 64 --duration 10s \
+	    --json bench/results/latest/fanout-qos$$qos.json || exit 1; \
+	done
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt needed"; exit 1)
