@@ -253,6 +253,7 @@ func TestJoinUnderLoad(t *testing.T) {
 	var seq atomic.Int64
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	n1 := c.procs[0] // c.procs grows below, while this goroutine runs
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -262,7 +263,7 @@ func TestJoinUnderLoad(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				c.publishAll(c.procs[0], fmt.Sprintf("load-%d", seq.Load()), 0)
+				c.publishAll(n1, fmt.Sprintf("load-%d", seq.Load()), 0)
 				seq.Add(1)
 			}
 		}
