@@ -35,10 +35,10 @@ func optf(p *float64, format string) string {
 // deliveries/s and p99 for each row of the same scenario and QoS.
 func (r *Report) WriteTable(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tscenario\tqos\tconns\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tsrv CPU s\tsrv RSS MiB\tharness CPU s\tpushring/this deliv/s\tpushring/this p99\t")
+	fmt.Fprintln(tw, "system\tscenario\tqos\tconns\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tsrv CPU s\tsrv RSS MiB\tharness CPU s\tKiB/conn\tpushring/this deliv/s\tpushring/this p99\t")
 	for _, x := range r.Results {
 		if x.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%d\tfailed\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", x.System, x.Scenario, x.QoS)
+			fmt.Fprintf(tw, "%s\t%s\t%d\tfailed\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", x.System, x.Scenario, x.QoS)
 			continue
 		}
 		rd, rp := "-", "-"
@@ -52,9 +52,9 @@ func (r *Report) WriteTable(out io.Writer) {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t\n",
 			x.System, x.Scenario, x.QoS, x.Connections, x.DeliveriesPerS, x.P50ms, x.P90ms, x.P99ms, x.Maxms,
-			x.Lost, x.Duplicates, optf(x.ServerCPUs, "%.2f"), optf(x.ServerRSSMiB, "%.1f"), x.HarnessCPUs, rd, rp)
+			x.Lost, x.Duplicates, optf(x.ServerCPUs, "%.2f"), optf(x.ServerRSSMiB, "%.1f"), x.HarnessCPUs, optf(x.KiBPerConn, "%.2f"), rd, rp)
 	}
 	tw.Flush()
 	for _, x := range r.Results {

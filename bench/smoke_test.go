@@ -6,9 +6,51 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
+
+var build struct {
+	once sync.Once
+	dir  string
+	err  string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
+}
+
+// buildBinaries builds cmd/pushring and pushbench once per test binary
+// (without -race) and returns their directory.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		dir, err := os.MkdirTemp("", "pushbench-smoke-")
+		if err != nil {
+			build.err = err.Error()
+			return
+		}
+		build.dir = dir
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		for _, pkg := range []string{"cmd/pushring", "bench/cmd/pushbench"} {
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", dir, "github.com/pushring/pushring/"+pkg)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				build.err = "go build " + pkg + ": " + err.Error() + "\n" + string(out)
+				return
+			}
+		}
+	})
+	if build.err != "" {
+		t.Fatal(build.err)
+	}
+	return build.dir
+}
 
 // TestSmoke builds cmd/pushring and cmd/pushbench (without -race) and runs
 // a short fanout against a node pushbench starts itself, so the harness
@@ -18,16 +60,10 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two binaries and runs a node")
 	}
-	dir := t.TempDir()
+	dir := buildBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for _, pkg := range []string{"cmd/pushring", "bench/cmd/pushbench"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", dir, "github.com/pushring/pushring/"+pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
-	out := filepath.Join(dir, "out.json")
+	out := filepath.Join(t.TempDir(), "out.json")
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
 		"--start-pushring", filepath.Join(dir, "pushring"),
 		"--scenario", "fanout", "--groups", "1", "--members", "50", "--devices", "1",
@@ -76,5 +112,53 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("lost %v duplicates %v, want 0 and 0", r.Lost, r.Duplicates)
 	case r.ServerCPUs == nil:
 		t.Errorf("no server CPU for a node the harness started")
+	}
+}
+
+// TestSmokeIdle runs the idle scenario with 100 clients against a node
+// pushbench starts: kib_per_conn is measured (> 0) and the JSON is valid.
+func TestSmokeIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs a node")
+	}
+	dir := buildBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "idle.json")
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
+		"--start-pushring", filepath.Join(dir, "pushring"),
+		"--scenario", "idle", "--clients", "100", "--settle", "1s", "--json", out)
+	b, err := cmd.CombinedOutput()
+	t.Logf("pushbench:\n%s", b)
+	if err != nil {
+		t.Fatalf("pushbench: %v", err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Results []struct {
+			System      string   `json:"system"`
+			Scenario    string   `json:"scenario"`
+			Connections int      `json:"connections"`
+			KiBPerConn  *float64 `json:"kib_per_conn"`
+			Error       string   `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, raw)
+	}
+	if len(rep.Results) != 1 {
+		t.Fatalf("want one result:\n%s", raw)
+	}
+	r := rep.Results[0]
+	switch {
+	case r.Error != "":
+		t.Fatalf("result error: %s", r.Error)
+	case r.System != "pushring" || r.Scenario != "idle" || r.Connections != 100:
+		t.Errorf("system %q scenario %q connections %d", r.System, r.Scenario, r.Connections)
+	case r.KiBPerConn == nil || *r.KiBPerConn <= 0:
+		t.Errorf("kib_per_conn %v, want > 0", r.KiBPerConn)
 	}
 }

@@ -44,6 +44,8 @@ type System interface {
 	MQTTAddr() string
 	PID() int // 0 when unknown
 	SetupFanout(ctx context.Context, groups, members, devices int) (*FanoutPlan, error)
+	// SetupIdle prepares k subscribing clients that never publish.
+	SetupIdle(ctx context.Context, k int) (*FanoutPlan, error)
 	Stop() error
 }
 
@@ -333,6 +335,30 @@ func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int
 	return plan, nil
 }
 
+// SetupIdle creates k devices under a per-run prefix; each subscribes to
+// its own /private/<id>/#.
+func (s *Pushring) SetupIdle(ctx context.Context, k int) (*FanoutPlan, error) {
+	if s.prefix == "" {
+		s.prefix = "pb" + randHex(3) + "-"
+	}
+	plan := &FanoutPlan{
+		Members: make([]Client, k),
+		Note:    "clients are devices (POST /v1/devices, key auth) subscribed to /private/<id>/#",
+	}
+	if err := parallel(ctx, k, 16, func(ctx context.Context, i int) error {
+		id := fmt.Sprintf("%si%d", s.prefix, i)
+		var out struct{ Key string }
+		if err := s.call(ctx, "POST", "/v1/devices", map[string]string{"id": id}, &out); err != nil {
+			return err
+		}
+		plan.Members[i] = Client{ID: id, Username: id, Password: out.Key, Filter: "/private/" + id + "/#"}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
 // ---- plain brokers ----
 
 // Broker is a plain MQTT broker the harness started: a group is one topic
@@ -362,6 +388,16 @@ func (b *Broker) SetupFanout(ctx context.Context, groups, members, devices int) 
 			id := fmt.Sprintf("g%dd%d", g, i)
 			plan.Publishers = append(plan.Publishers, Client{ID: id, Topic: "/group/g" + strconv.Itoa(g), Group: g})
 		}
+	}
+	return plan, nil
+}
+
+// SetupIdle: k anonymous clients, each subscribed to its own topic /c/<id>.
+func (b *Broker) SetupIdle(ctx context.Context, k int) (*FanoutPlan, error) {
+	plan := &FanoutPlan{Members: make([]Client, k), Note: "anonymous; each client subscribes to its own topic /c/<id>"}
+	for i := range plan.Members {
+		id := "i" + strconv.Itoa(i)
+		plan.Members[i] = Client{ID: id, Filter: "/c/" + id}
 	}
 	return plan, nil
 }

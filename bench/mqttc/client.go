@@ -35,6 +35,10 @@ type Options struct {
 	Password string
 	Timeout  time.Duration // connect + CONNACK; default 10 s
 	Inflight int           // QoS 1 publish window; default 16
+	// LocalAddr, if set, is the source IP to dial from (e.g. 127.0.0.2), so
+	// many connections do not run out of ephemeral ports on one address.
+	LocalAddr string
+	BufSize   int // read and write buffer size; default 32 KiB (idle clients: small)
 }
 
 // Dial connects, sends CONNECT (clean session, no keep-alive) and waits for
@@ -46,14 +50,25 @@ func Dial(addr string, o Options) (*Conn, error) {
 	if o.Inflight <= 0 {
 		o.Inflight = 16
 	}
-	nc, err := net.DialTimeout("tcp", addr, o.Timeout)
+	if o.BufSize <= 0 {
+		o.BufSize = 32 << 10
+	}
+	d := net.Dialer{Timeout: o.Timeout}
+	if o.LocalAddr != "" {
+		ip := net.ParseIP(o.LocalAddr)
+		if ip == nil {
+			return nil, fmt.Errorf("bad local address %q", o.LocalAddr)
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	c := &Conn{
 		nc:       nc,
-		r:        packet.NewReaderSize(nc, 1<<20, 32<<10),
-		w:        bufio.NewWriterSize(nc, 32<<10),
+		r:        packet.NewReaderSize(nc, 1<<20, o.BufSize),
+		w:        bufio.NewWriterSize(nc, o.BufSize),
 		inflight: make(chan struct{}, o.Inflight),
 	}
 	nc.SetDeadline(time.Now().Add(o.Timeout))

@@ -27,7 +27,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("pushbench", flag.ContinueOnError)
-	scenario := fs.String("scenario", "fanout", "scenario: fanout (direct, idle, cluster, churn: not yet)")
+	scenario := fs.String("scenario", "fanout", "scenario: fanout, idle (direct, cluster, churn: not yet)")
 	system := fs.String("system", "pushring", "system under test: pushring, or none (baselines only)")
 	target := fs.String("target", "127.0.0.1:1883", "pushring MQTT address (when not --start-pushring)")
 	httpURL := fs.String("http", "http://127.0.0.1:8080", "pushring HTTP API base URL (when not --start-pushring)")
@@ -48,13 +48,22 @@ func run(args []string) error {
 	warmup := fs.Duration("warmup", time.Second, "publishing before the measured window")
 	drain := fs.Duration("drain", 10*time.Second, "longest wait for late deliveries after publishing stops (then missing ones count as lost)")
 	inflight := fs.Int("inflight", 16, "QoS 1 publish window per device")
+	clients := fs.Int("clients", 1000, "idle: connected, subscribed, silent clients (K); one process, at most ~19,000 (20,000 open files)")
+	settle := fs.Duration("settle", 2*time.Second, "idle: wait before each RSS reading (after setup, after the last connect)")
+	sourceAddrs := fs.Int("source-addrs", 0, "idle: spread connections over source addresses 127.0.0.1..N; 0: one per 20,000 clients")
 	jsonPath := fs.String("json", "", "write the results as JSON to this file")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *scenario != "fanout" {
-		return fmt.Errorf("scenario %q not implemented yet (only fanout)", *scenario)
+	switch *scenario {
+	case "fanout":
+	case "idle":
+		if *clients < 1 {
+			return errors.New("--clients must be positive")
+		}
+	default:
+		return fmt.Errorf("scenario %q not implemented yet (fanout, idle)", *scenario)
 	}
 	if *qos != 0 && *qos != 1 {
 		return errors.New("--qos must be 0 or 1")
@@ -85,12 +94,21 @@ func run(args []string) error {
 			rep.Results = append(rep.Results, bench.Result{System: name, Scenario: *scenario, QoS: *qos, Error: err.Error()})
 			return
 		}
-		res := bench.RunFanout(ctx, sys, cfg)
+		var res bench.Result
+		switch *scenario {
+		case "idle":
+			res = bench.RunIdle(ctx, sys, bench.IdleConfig{Clients: *clients, QoS: byte(*qos), Settle: *settle,
+				SourceAddrs: *sourceAddrs, Log: logf})
+		default:
+			res = bench.RunFanout(ctx, sys, cfg)
+		}
 		if err := sys.Stop(); err != nil {
 			logf("%s: stop: %v", name, err)
 		}
 		if res.Error != "" {
 			fmt.Fprintf(os.Stderr, "pushbench: %s: %s\n", name, res.Error)
+		} else if res.KiBPerConn != nil {
+			logf("%s: %.2f KiB per idle connection", name, *res.KiBPerConn)
 		} else {
 			logf("%s: %.0f deliveries/s, p99 %.2f ms, lost %d, duplicates %d", name, res.DeliveriesPerS, res.P99ms, res.Lost, res.Duplicates)
 		}
