@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,8 +111,23 @@ func (r *receiver) onPublish(w *window, payload []byte) {
 }
 
 // RunFanout runs the fanout scenario against sys and returns its row.
-func RunFanout(ctx context.Context, sys System, cfg FanoutConfig) (res Result) {
-	res = Result{System: sys.Name(), Scenario: "fanout", QoS: int(cfg.QoS), Groups: cfg.Groups, Members: cfg.Members,
+func RunFanout(ctx context.Context, sys System, cfg FanoutConfig) Result {
+	return run(ctx, sys, cfg, false)
+}
+
+// RunDirect runs the direct scenario: cfg.Members users, cfg.Devices
+// senders, each message to a random user's inbox (cfg.Groups is ignored).
+func RunDirect(ctx context.Context, sys System, cfg FanoutConfig) Result {
+	cfg.Groups = 1
+	return run(ctx, sys, cfg, true)
+}
+
+func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Result) {
+	scenario := "fanout"
+	if direct {
+		scenario = "direct"
+	}
+	res = Result{System: sys.Name(), Scenario: scenario, QoS: int(cfg.QoS), Groups: cfg.Groups, Members: cfg.Members,
 		Devices: cfg.Devices, PayloadBytes: max(cfg.Payload, headerLen), Rate: cfg.Rate,
 		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds()}
 	logf := cfg.Log
@@ -124,7 +140,13 @@ func RunFanout(ctx context.Context, sys System, cfg FanoutConfig) (res Result) {
 	fail := func(err error) Result { res.Error = err.Error(); return res }
 
 	t0 := time.Now()
-	plan, err := sys.SetupFanout(ctx, cfg.Groups, cfg.Members, cfg.Devices)
+	var plan *FanoutPlan
+	var err error
+	if direct {
+		plan, err = sys.SetupDirect(ctx, cfg.Members, cfg.Devices)
+	} else {
+		plan, err = sys.SetupFanout(ctx, cfg.Groups, cfg.Members, cfg.Devices)
+	}
 	if err != nil {
 		return fail(fmt.Errorf("setup: %w", err))
 	}
@@ -204,12 +226,24 @@ func RunFanout(ctx context.Context, sys System, cfg FanoutConfig) (res Result) {
 	start := time.Now()
 	w.start.Store(start.Add(cfg.Warmup).UnixNano())
 	w.end.Store(start.Add(cfg.Warmup + cfg.Duration).UnixNano())
+	var toUser []atomic.Uint64 // direct: messages sent to each member
+	if direct {
+		toUser = make([]atomic.Uint64, len(plan.Members))
+	}
 	var pw sync.WaitGroup
 	for i, c := range pubs {
 		pw.Add(1)
 		go func() {
 			defer pw.Done()
-			publish(c, plan.Publishers[i].Topic, uint32(i), cfg, perPub, start, stop, &sent[i])
+			var pick func() (string, func())
+			if direct {
+				rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
+				pick = func() (string, func()) {
+					j := rng.IntN(len(plan.Members))
+					return plan.Members[j].Inbox, func() { toUser[j].Add(1) }
+				}
+			}
+			publish(c, plan.Publishers[i].Topic, pick, uint32(i), cfg, perPub, start, stop, &sent[i])
 		}()
 	}
 	var srv0, self0 ProcSample
@@ -252,8 +286,12 @@ func RunFanout(ctx context.Context, sys System, cfg FanoutConfig) (res Result) {
 		res.Sent += n
 		groupSent[p.Group] += n
 	}
-	for _, m := range plan.Members {
-		expected += groupSent[m.Group]
+	for j, m := range plan.Members {
+		if direct {
+			expected += toUser[j].Load()
+		} else {
+			expected += groupSent[m.Group]
+		}
 	}
 	total := func() (n uint64) {
 		for _, r := range recv {
@@ -308,8 +346,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // publish sends until stop: at rate messages/s (0: as fast as the
-// connection takes them), in batches flushed together.
-func publish(c *mqttc.Conn, topic string, idx uint32, cfg FanoutConfig, rate float64, start time.Time, stop <-chan struct{}, sent *atomic.Uint64) {
+// connection takes them), in batches flushed together. pick, if not nil,
+// chooses each message's topic and returns what to call once it is sent.
+func publish(c *mqttc.Conn, topic string, pick func() (string, func()), idx uint32, cfg FanoutConfig, rate float64, start time.Time, stop <-chan struct{}, sent *atomic.Uint64) {
 	payload := make([]byte, max(cfg.Payload, headerLen))
 	for i := headerLen; i < len(payload); i++ {
 		payload[i] = 'x'
@@ -319,9 +358,14 @@ func publish(c *mqttc.Conn, topic string, idx uint32, cfg FanoutConfig, rate flo
 	one := func() bool {
 		binary.BigEndian.PutUint64(payload[4:], seq)
 		binary.BigEndian.PutUint64(payload[12:], uint64(time.Now().UnixNano()))
-		if !c.Publish(topic, cfg.QoS, payload, stop) {
+		t, sentTo := topic, func() {}
+		if pick != nil {
+			t, sentTo = pick()
+		}
+		if !c.Publish(t, cfg.QoS, payload, stop) {
 			return false
 		}
+		sentTo()
 		seq++
 		sent.Store(seq)
 		return true

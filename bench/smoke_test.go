@@ -162,3 +162,57 @@ func TestSmokeIdle(t *testing.T) {
 		t.Errorf("kib_per_conn %v, want > 0", r.KiBPerConn)
 	}
 }
+
+// TestSmokeDirect runs a 2 s QoS 1 direct scenario (50 users, 2 senders)
+// against a node pushbench starts: deliveries, no loss, no duplicates.
+func TestSmokeDirect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs a node")
+	}
+	dir := buildBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "direct.json")
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
+		"--start-pushring", filepath.Join(dir, "pushring"),
+		"--scenario", "direct", "--users", "50", "--senders", "2",
+		"--rate", "200", "--qos", "1", "--duration", "2s", "--warmup", "500ms", "--json", out)
+	b, err := cmd.CombinedOutput()
+	t.Logf("pushbench:\n%s", b)
+	if err != nil {
+		t.Fatalf("pushbench: %v", err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Results []struct {
+			System         string  `json:"system"`
+			Scenario       string  `json:"scenario"`
+			QoS            int     `json:"qos"`
+			Sent           uint64  `json:"sent"`
+			DeliveriesPerS float64 `json:"deliveries_per_s"`
+			Lost           *uint64 `json:"lost"`
+			Duplicates     *uint64 `json:"duplicates"`
+			Error          string  `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, raw)
+	}
+	if len(rep.Results) != 1 {
+		t.Fatalf("want one result:\n%s", raw)
+	}
+	r := rep.Results[0]
+	switch {
+	case r.Error != "":
+		t.Fatalf("result error: %s", r.Error)
+	case r.System != "pushring" || r.Scenario != "direct" || r.QoS != 1:
+		t.Errorf("system %q scenario %q qos %d", r.System, r.Scenario, r.QoS)
+	case r.Sent == 0 || r.DeliveriesPerS <= 0:
+		t.Errorf("sent %d deliveries/s %v: nothing measured", r.Sent, r.DeliveriesPerS)
+	case r.Lost == nil || *r.Lost != 0 || r.Duplicates == nil || *r.Duplicates != 0:
+		t.Errorf("lost %v duplicates %v, want 0 and 0", r.Lost, r.Duplicates)
+	}
+}

@@ -28,6 +28,7 @@ type Client struct {
 	Password string
 	Filter   string // subscription (members)
 	Topic    string // publish topic (publishers)
+	Inbox    string // topic a direct message to this client goes to (direct scenario)
 	Group    int
 }
 
@@ -44,6 +45,9 @@ type System interface {
 	MQTTAddr() string
 	PID() int // 0 when unknown
 	SetupFanout(ctx context.Context, groups, members, devices int) (*FanoutPlan, error)
+	// SetupDirect prepares users receiving clients, each with its Inbox,
+	// and senders publishers allowed to message every one of them.
+	SetupDirect(ctx context.Context, users, senders int) (*FanoutPlan, error)
 	// SetupIdle prepares k subscribing clients that never publish.
 	SetupIdle(ctx context.Context, k int) (*FanoutPlan, error)
 	Stop() error
@@ -335,6 +339,21 @@ func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int
 	return plan, nil
 }
 
+// SetupDirect puts users member devices and senders publisher devices in
+// one group, so CanDirect holds between every sender and every user; a
+// direct message to a user goes to /private/<id>.
+func (s *Pushring) SetupDirect(ctx context.Context, users, senders int) (*FanoutPlan, error) {
+	plan, err := s.SetupFanout(ctx, 1, users, senders)
+	if err != nil {
+		return nil, err
+	}
+	for i := range plan.Members {
+		plan.Members[i].Inbox = "/private/" + plan.Members[i].ID
+	}
+	plan.Note = "users and senders are devices in one group (so they may message each other); users subscribe /private/<id>/#, senders publish to /private/<id>"
+	return plan, nil
+}
+
 // SetupIdle creates k devices under a per-run prefix; each subscribes to
 // its own /private/<id>/#.
 func (s *Pushring) SetupIdle(ctx context.Context, k int) (*FanoutPlan, error) {
@@ -388,6 +407,20 @@ func (b *Broker) SetupFanout(ctx context.Context, groups, members, devices int) 
 			id := fmt.Sprintf("g%dd%d", g, i)
 			plan.Publishers = append(plan.Publishers, Client{ID: id, Topic: "/group/g" + strconv.Itoa(g), Group: g})
 		}
+	}
+	return plan, nil
+}
+
+// SetupDirect: each user subscribes to its own topic /u/<id>, senders
+// publish to it; no auth.
+func (b *Broker) SetupDirect(ctx context.Context, users, senders int) (*FanoutPlan, error) {
+	plan := &FanoutPlan{Note: "anonymous; each user subscribes to its own topic /u/<id>, senders publish to it"}
+	for i := range users {
+		id := "u" + strconv.Itoa(i)
+		plan.Members = append(plan.Members, Client{ID: id, Filter: "/u/" + id, Inbox: "/u/" + id})
+	}
+	for i := range senders {
+		plan.Publishers = append(plan.Publishers, Client{ID: "s" + strconv.Itoa(i)})
 	}
 	return plan, nil
 }

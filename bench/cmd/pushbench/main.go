@@ -27,7 +27,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("pushbench", flag.ContinueOnError)
-	scenario := fs.String("scenario", "fanout", "scenario: fanout, idle (direct, cluster, churn: not yet)")
+	scenario := fs.String("scenario", "fanout", "scenario: fanout, direct, idle (cluster, churn: not yet)")
 	system := fs.String("system", "pushring", "system under test: pushring, or none (baselines only)")
 	target := fs.String("target", "127.0.0.1:1883", "pushring MQTT address (when not --start-pushring)")
 	httpURL := fs.String("http", "http://127.0.0.1:8080", "pushring HTTP API base URL (when not --start-pushring)")
@@ -48,6 +48,8 @@ func run(args []string) error {
 	warmup := fs.Duration("warmup", time.Second, "publishing before the measured window")
 	drain := fs.Duration("drain", 10*time.Second, "longest wait for late deliveries after publishing stops (then missing ones count as lost)")
 	inflight := fs.Int("inflight", 16, "QoS 1 publish window per device")
+	users := fs.Int("users", 100, "direct: users receiving direct messages (N)")
+	senders := fs.Int("senders", 1, "direct: sender devices (P), each message to a random user")
 	clients := fs.Int("clients", 1000, "idle: connected, subscribed, silent clients (K); one process, at most ~19,000 (20,000 open files)")
 	settle := fs.Duration("settle", 2*time.Second, "idle: wait before each RSS reading (after setup, after the last connect)")
 	sourceAddrs := fs.Int("source-addrs", 0, "idle: spread connections over source addresses 127.0.0.1..N; 0: one per 20,000 clients")
@@ -58,12 +60,16 @@ func run(args []string) error {
 	}
 	switch *scenario {
 	case "fanout":
+	case "direct":
+		if *users < 1 || *senders < 1 {
+			return errors.New("--users and --senders must be positive")
+		}
 	case "idle":
 		if *clients < 1 {
 			return errors.New("--clients must be positive")
 		}
 	default:
-		return fmt.Errorf("scenario %q not implemented yet (fanout, idle)", *scenario)
+		return fmt.Errorf("scenario %q not implemented yet (fanout, direct, idle)", *scenario)
 	}
 	if *qos != 0 && *qos != 1 {
 		return errors.New("--qos must be 0 or 1")
@@ -99,6 +105,10 @@ func run(args []string) error {
 		case "idle":
 			res = bench.RunIdle(ctx, sys, bench.IdleConfig{Clients: *clients, QoS: byte(*qos), Settle: *settle,
 				SourceAddrs: *sourceAddrs, Log: logf})
+		case "direct":
+			dc := cfg
+			dc.Members, dc.Devices = *users, *senders
+			res = bench.RunDirect(ctx, sys, dc)
 		default:
 			res = bench.RunFanout(ctx, sys, cfg)
 		}
