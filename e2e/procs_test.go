@@ -92,16 +92,17 @@ type cluster struct {
 	t     *testing.T
 	url   string
 	procs []*proc
+	args  []string // extra flags for every node started
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int, args ...string) *cluster {
 	t.Helper()
 	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "e2e-nats-token"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Stop)
-	c := &cluster{t: t, url: "nats://e2e-nats-token@" + ns.Addr().String()}
+	c := &cluster{t: t, url: "nats://e2e-nats-token@" + ns.Addr().String(), args: args}
 	for range n {
 		c.start()
 	}
@@ -122,6 +123,7 @@ func (c *cluster) start() *proc {
 	if len(c.procs) > 0 {
 		args = append(args, "--join", c.procs[0].gossip)
 	}
+	args = append(args, c.args...)
 	p.cmd = exec.Command(pushringBinary(t), args...)
 	logFile, err := os.Create(p.log)
 	if err != nil {

@@ -206,6 +206,7 @@ func TestClusterGroupFanout(t *testing.T) {
 	})
 
 	before := tc.delivers()
+	changes := tc.ringChanges()
 	ingress := tc.nodes[1] // not necessarily the owner: Resolve may hop once
 	d1 := connect(t, ingress, clientOpts{user: "d1", password: key}, nil)
 	for i := range msgs {
@@ -214,7 +215,7 @@ func TestClusterGroupFanout(t *testing.T) {
 	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for id, b := range boxes {
 			if n := len(b.list()); n < msgs {
-				return fmt.Errorf("%s has %d of %d", id, n, msgs)
+				return fmt.Errorf("%s has %d of %d (ring changes during the run: %d)", id, n, msgs, tc.ringChanges()-changes)
 			}
 		}
 		return nil
@@ -235,6 +236,15 @@ func TestClusterGroupFanout(t *testing.T) {
 	if got, want := tc.delivers()-before, uint64(msgs*len(homes)); got != want {
 		t.Fatalf("Deliver envelopes sent: %d, want %d (one per home node per message)", got, want)
 	}
+}
+
+// ringChanges sums the ring changes the nodes have seen.
+func (tc *testCluster) ringChanges() uint64 {
+	var sum uint64
+	for _, n := range tc.nodes {
+		sum += n.cluster.RingChanges()
+	}
+	return sum
 }
 
 // delivers sums the Deliver envelopes the nodes have sent.

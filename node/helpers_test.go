@@ -35,6 +35,14 @@ func startNode(t testing.TB, dir string, mod func(*Config)) *Node {
 	cfg.MQTTAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.GossipAddr = "127.0.0.1:0"
+	// Several nodes share this process and two cores with the race
+	// detector and other test packages: detect failures less eagerly than
+	// production does, so a slow probe is not taken for a death (a flap
+	// moves homes and loses in-flight messages, which these tests do not
+	// study; e2e/ measures failover with the default timings).
+	cfg.Membership.ProbeInterval = 500 * time.Millisecond
+	cfg.Membership.ProbeTimeout = 400 * time.Millisecond
+	cfg.Membership.SuspicionMult = 6
 	cfg.Logger = testLogger(t)
 	if mod != nil {
 		mod(&cfg)
