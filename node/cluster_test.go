@@ -392,12 +392,20 @@ func TestClusterOnNATSCluster(t *testing.T) {
 		if i > 0 {
 			join = []string{tc.nodes[0].cluster.GossipAddr()}
 		}
-		n := startNode(t, t.TempDir(), func(c *Config) {
-			c.NodeID = fmt.Sprint("n", i+1)
-			c.NATSURL = clients[i]
-			c.KVReplicas = 3
-			c.AdminKey = "cluster-admin-key"
-			c.Join = join
+		// The first node creates the R3 buckets: on a loaded machine the
+		// new streams may still be electing leaders when the store's 5 s
+		// per-call timeout runs out, so starting is retried a few times.
+		var n *Node
+		dir := t.TempDir()
+		testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() (err error) {
+			n, err = tryStartNode(t, dir, func(c *Config) {
+				c.NodeID = fmt.Sprint("n", i+1)
+				c.NATSURL = clients[i]
+				c.KVReplicas = 3
+				c.AdminKey = "cluster-admin-key"
+				c.Join = join
+			})
+			return err
 		})
 		t.Cleanup(func() { n.Close() })
 		tc.nodes = append(tc.nodes, n)

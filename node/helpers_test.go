@@ -29,6 +29,15 @@ func testLogger(t testing.TB) *slog.Logger {
 // embedded NATS server under dir.
 func startNode(t testing.TB, dir string, mod func(*Config)) *Node {
 	t.Helper()
+	n, err := tryStartNode(t, dir, mod)
+	if err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	return n
+}
+
+// tryStartNode is startNode returning the error.
+func tryStartNode(t testing.TB, dir string, mod func(*Config)) (*Node, error) {
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
 	cfg.NodeID = "n1"
@@ -49,11 +58,7 @@ func startNode(t testing.TB, dir string, mod func(*Config)) *Node {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	return n
+	return Start(ctx, cfg)
 }
 
 // apiClient speaks the HTTP API like any client would.
