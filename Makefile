@@ -33,8 +33,11 @@ test-unit:
 testallocs:
 	$(GO) test -count=1 -run 'Alloc|ZeroAllocs' ./...
 
+## testrace: every package with -race; e2e/ in its own verbose run, so the
+## CI log shows what it measures (grep "failover:" for the kill -9 numbers)
 testrace:
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v '/e2e$$')
+	$(GO) test -race -count=1 -timeout 10m -v ./e2e/
 
 ## fuzz-smoke: every fuzz target for $(FUZZTIME) (part of make test)
 fuzz-smoke:
