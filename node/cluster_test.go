@@ -164,9 +164,12 @@ func listen(t *testing.T, addr, id, token string, box *inbox) net.Conn {
 }
 
 // TestClusterGroupFanout: 3 nodes, 300 users homed over all three, one
-// group of all 300. A device publishes 100 QoS 1 messages: every member
-// gets each exactly once, and the nodes sent exactly one Deliver envelope
-// per home node per message, never one per member.
+// group of all 300. A device connected at its home, which is not the
+// group's owner, publishes 100 QoS 1 messages: every member gets each
+// exactly once; per message the ingress sent the owner one Resolve
+// envelope and the owner sent each home node exactly one Deliver envelope
+// (pushring_fanout_envelopes_sent_total by peer), never one per member,
+// and no node sent anything else.
 func TestClusterGroupFanout(t *testing.T) {
 	tc := startCluster(t, 3)
 	ctx := context.Background()
@@ -191,8 +194,20 @@ func TestClusterGroupFanout(t *testing.T) {
 	if len(homes) != 3 {
 		t.Fatalf("members' homes %v: want all three nodes", homes)
 	}
-	key := tc.device(t, "d1")
-	if err := st.SetRole(ctx, "all", "d1", store.Publisher, true); err != nil {
+	// The device is homed away from the group's owner and connects at its
+	// home (so no attach record is made): the Resolve hop to the owner runs.
+	owner := tc.nodes[0].cluster.Owner("all")
+	dev := ""
+	for i := 0; dev == "" && i < 100; i++ {
+		if id := fmt.Sprint("d", i); tc.nodes[0].cluster.Home(id) != owner {
+			dev = id
+		}
+	}
+	if dev == "" {
+		t.Fatalf("no device id homed away from the owner %s", owner)
+	}
+	key := tc.device(t, dev)
+	if err := st.SetRole(ctx, "all", dev, store.Publisher, true); err != nil {
 		t.Fatal(err)
 	}
 	// Every node's directory must have the group before publishing.
@@ -205,10 +220,13 @@ func TestClusterGroupFanout(t *testing.T) {
 		return nil
 	})
 
+	ingress := tc.byID(tc.nodes[0].cluster.Home(dev))
+	d1 := connect(t, ingress, clientOpts{user: dev, password: key}, nil)
 	before := tc.delivers()
+	sentBefore := tc.sentByPeer(t)
+	resolvesBefore := ingress.fan.Stats().ResolvesSent
+	ownerResolvesBefore := tc.byID(owner).fan.Stats().ResolvesReceived
 	changes := tc.ringChanges()
-	ingress := tc.nodes[1] // not necessarily the owner: Resolve may hop once
-	d1 := connect(t, ingress, clientOpts{user: "d1", password: key}, nil)
 	for i := range msgs {
 		publish(t, d1, "/group/all", 1, fmt.Sprint("m", i))
 	}
@@ -236,6 +254,48 @@ func TestClusterGroupFanout(t *testing.T) {
 	if got, want := tc.delivers()-before, uint64(msgs*len(homes)); got != want {
 		t.Fatalf("Deliver envelopes sent: %d, want %d (one per home node per message)", got, want)
 	}
+	// Per sender and peer: the ingress sent the owner one Resolve per
+	// message, the owner sent each home node one Deliver per message
+	// (its own included, over the bus like the others), nothing else moved.
+	if changes := tc.ringChanges() - changes; changes != 0 {
+		t.Fatalf("%d ring changes during the run: the per-peer counts below would not hold", changes)
+	}
+	if got := ingress.fan.Stats().ResolvesSent - resolvesBefore; got != msgs {
+		t.Errorf("ingress %s sent %d Resolve envelopes, want %d (one per message)", ingress.cfg.NodeID, got, msgs)
+	}
+	if got := tc.byID(owner).fan.Stats().ResolvesReceived - ownerResolvesBefore; got != msgs {
+		t.Errorf("owner %s received %d Resolve envelopes, want %d", owner, got, msgs)
+	}
+	sent := tc.sentByPeer(t)
+	for _, from := range tc.nodes {
+		for _, to := range tc.nodes {
+			k := [2]string{from.cfg.NodeID, to.cfg.NodeID}
+			want := 0.0
+			switch {
+			case from.cfg.NodeID == owner && homes[to.cfg.NodeID] > 0:
+				want = msgs // Deliver
+			case from == ingress && to.cfg.NodeID == owner:
+				want = msgs // Resolve
+			}
+			if got := sent[k] - sentBefore[k]; got != want {
+				t.Errorf("pushring_fanout_envelopes_sent_total{peer=%q} on %s rose by %v, want %v", k[1], k[0], got, want)
+			}
+		}
+	}
+	t.Logf("per message: 1 Resolve %s→%s, 1 Deliver from %s to each of %d home nodes (%v members)", ingress.cfg.NodeID, owner, owner, len(homes), homes)
+}
+
+// sentByPeer reads pushring_fanout_envelopes_sent_total on every node,
+// keyed by {sending node, peer label}.
+func (tc *testCluster) sentByPeer(t *testing.T) map[[2]string]float64 {
+	t.Helper()
+	out := map[[2]string]float64{}
+	for _, from := range tc.nodes {
+		for _, to := range tc.nodes {
+			out[[2]string{from.cfg.NodeID, to.cfg.NodeID}] = counter(t, from, "pushring_fanout_envelopes_sent_total", map[string]string{"peer": to.cfg.NodeID})
+		}
+	}
+	return out
 }
 
 // ringChanges sums the ring changes the nodes have seen.
@@ -265,9 +325,13 @@ func (tc *testCluster) device(t *testing.T, id string) string {
 }
 
 // TestClusterDirectAndMembership: direct messages reach users homed on
-// each node whichever node the sender used; login returns the home node's
-// MQTT address first; a membership change made through one node is in
-// force at the group's owner within 1 s.
+// each node whichever node the sender used; GET /v1/cluster on every node
+// lists each member alive with its MQTT and HTTP addresses and a ring
+// share (the shares sum to 1); route and login, through any node, answer
+// with the home node's MQTT address first; a member added and then
+// removed through a node that is not the group's owner is in force at the
+// owner within 1 s each time: the added member receives the group's next
+// message, the removed one no longer does.
 func TestClusterDirectAndMembership(t *testing.T) {
 	tc := startCluster(t, 3)
 	// One user homed on each node.
@@ -302,6 +366,44 @@ func TestClusterDirectAndMembership(t *testing.T) {
 		return nil
 	})
 
+	// Every node lists every member, alive, with its addresses and ring
+	// share.
+	admin := "Bearer cluster-admin-key"
+	for _, via := range tc.nodes {
+		var cl struct {
+			Self  struct{ ID string } `json:"self"`
+			Nodes []struct {
+				ID    string   `json:"id"`
+				MQTT  []string `json:"mqtt"`
+				HTTP  string   `json:"http"`
+				State string   `json:"state"`
+				Share float64  `json:"ring_share"`
+			} `json:"nodes"`
+		}
+		newAPI(t, via).must(200, "GET", "/v1/cluster", admin, nil, &cl)
+		if cl.Self.ID != via.cfg.NodeID {
+			t.Errorf("/v1/cluster on %s: self is %q", via.cfg.NodeID, cl.Self.ID)
+		}
+		if len(cl.Nodes) != len(tc.nodes) {
+			t.Fatalf("/v1/cluster on %s lists %d nodes, want %d: %+v", via.cfg.NodeID, len(cl.Nodes), len(tc.nodes), cl.Nodes)
+		}
+		sum := 0.0
+		for _, m := range cl.Nodes {
+			n := tc.byID(m.ID)
+			switch {
+			case n == nil:
+				t.Errorf("/v1/cluster on %s lists unknown node %+v", via.cfg.NodeID, m)
+			case m.State != "alive" || len(m.MQTT) != 1 || m.MQTT[0] != n.MQTTAddr() || m.HTTP != n.HTTPAddr() || m.Share <= 0 || m.Share >= 1:
+				t.Errorf("/v1/cluster on %s: %+v, want alive, mqtt [%s], http %s, a ring share in (0, 1)",
+					via.cfg.NodeID, m, n.MQTTAddr(), n.HTTPAddr())
+			}
+			sum += m.Share
+		}
+		if sum < 0.999 || sum > 1.001 {
+			t.Errorf("/v1/cluster on %s: ring shares sum to %v, want 1", via.cfg.NodeID, sum)
+		}
+	}
+
 	// Route and login answer with the home node.
 	for home, id := range byHome {
 		var route struct {
@@ -313,6 +415,34 @@ func TestClusterDirectAndMembership(t *testing.T) {
 		newAPI(t, tc.nodes[0]).must(200, "GET", "/v1/route/"+id, "Bearer cluster-admin-key", nil, &route)
 		if route.Node.ID != home || len(route.Node.MQTT) == 0 || route.Node.MQTT[0] != tc.byID(home).MQTTAddr() {
 			t.Fatalf("route %s: %+v, want home %s at %s", id, route, home, tc.byID(home).MQTTAddr())
+		}
+	}
+	// Login (a real password, so a real argon2 check) through every node:
+	// the home's MQTT address first, then the other nodes' as fallbacks.
+	loginHome := map[string]string{} // home node → user
+	for i := 0; len(loginHome) < 3 && i < 100; i++ {
+		id := fmt.Sprintf("login%d", i)
+		if h := tc.nodes[0].cluster.Home(id); loginHome[h] == "" {
+			loginHome[h] = id
+			newAPI(t, tc.nodes[i%3]).must(201, "POST", "/v1/users", admin, map[string]any{"id": id, "password": id + "-password"}, nil)
+		}
+	}
+	if len(loginHome) != 3 {
+		t.Fatalf("login users' homes %v: want all three nodes", loginHome)
+	}
+	for home, id := range loginHome {
+		for _, via := range tc.nodes {
+			got := newAPI(t, via).login(id, id+"-password").MQTT
+			var others []string
+			for _, n := range tc.nodes {
+				if n.cfg.NodeID != home {
+					others = append(others, n.MQTTAddr())
+				}
+			}
+			if len(got) != 3 || got[0] != tc.byID(home).MQTTAddr() || !slices.Equal(sorted(got[1:]), sorted(others)) {
+				t.Errorf("login %s (home %s at %s) via %s: mqtt %q, want the home first, then %q",
+					id, home, tc.byID(home).MQTTAddr(), via.cfg.NodeID, got, others)
+			}
 		}
 	}
 
@@ -329,15 +459,74 @@ func TestClusterDirectAndMembership(t *testing.T) {
 		}
 	}
 	id := byHome[owner.cfg.NodeID]
-	newAPI(t, via).must(204, "PUT", "/v1/groups/g-late/members/"+id, "Bearer cluster-admin-key", nil, nil)
+	// keeper stays in the group throughout, homed on via: after the
+	// remove, its copy shows the group message was resolved and sent.
+	keeper := byHome[via.cfg.NodeID]
+	newAPI(t, via).must(204, "PUT", "/v1/groups/g-late/members/"+keeper, admin, nil, nil)
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+		if !owner.dir.IsMember("g-late", keeper) {
+			return fmt.Errorf("owner %s does not see %s in g-late yet", owner.cfg.NodeID, keeper)
+		}
+		return nil
+	})
 	start := time.Now()
+	newAPI(t, via).must(204, "PUT", "/v1/groups/g-late/members/"+id, "Bearer cluster-admin-key", nil, nil)
 	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if !owner.dir.IsMember("g-late", id) {
 			return fmt.Errorf("owner %s does not see %s in g-late yet", owner.cfg.NodeID, id)
 		}
 		return nil
 	})
-	t.Logf("membership change via %s in force at owner %s after %v", via.cfg.NodeID, owner.cfg.NodeID, time.Since(start))
+	t.Logf("member added via %s: in force at owner %s %v after the request", via.cfg.NodeID, owner.cfg.NodeID, time.Since(start))
+	has := func(b *inbox, m string) bool { return slices.Contains(b.list(), m) }
+	// The new member receives the group's next message (published through
+	// the non-owner, so it takes the Resolve hop to the owner).
+	newAPI(t, via).must(202, "POST", "/v1/groups/g-late/messages", admin, map[string]any{"payload": "after-add"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		for _, u := range []string{id, keeper} {
+			if m := "/private/" + u + "/group/g-late after-add"; !has(boxes[u], m) {
+				return fmt.Errorf("%s has no %q: %q", u, m, boxes[u].list())
+			}
+		}
+		return nil
+	})
+
+	// Remove through the same non-owner node: in force at the owner in 1 s.
+	start = time.Now()
+	newAPI(t, via).must(204, "DELETE", "/v1/groups/g-late/members/"+id, admin, nil, nil)
+	testutil.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+		if owner.dir.IsMember("g-late", id) {
+			return fmt.Errorf("owner %s still sees %s in g-late", owner.cfg.NodeID, id)
+		}
+		return nil
+	})
+	t.Logf("member removed via %s: in force at owner %s %v after the request", via.cfg.NodeID, owner.cfg.NodeID, time.Since(start))
+	// The removed member no longer receives the group's messages. Both
+	// the group message and the direct barrier after it are published
+	// through the owner, which is also id's home: had the owner still
+	// listed id, its Deliver envelope would be on the same subject, from
+	// the same NATS connection, ahead of the barrier's.
+	ownerAPI := newAPI(t, owner)
+	ownerAPI.must(202, "POST", "/v1/groups/g-late/messages", admin, map[string]any{"payload": "after-remove"}, nil)
+	ownerAPI.must(202, "POST", "/v1/users/"+id+"/messages", admin, map[string]any{"payload": "barrier"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if m := "/private/" + keeper + "/group/g-late after-remove"; !has(boxes[keeper], m) {
+			return fmt.Errorf("%s has no %q: %q", keeper, m, boxes[keeper].list())
+		}
+		if m := "/private/" + id + " barrier"; !has(boxes[id], m) {
+			return fmt.Errorf("%s has no %q: %q", id, m, boxes[id].list())
+		}
+		return nil
+	})
+	if m := "/private/" + id + "/group/g-late after-remove"; has(boxes[id], m) {
+		t.Fatalf("%s, removed from g-late, still received %q", id, m)
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }
 
 // TestClusterOnNATSCluster: three nodes, each on its own server of a real
