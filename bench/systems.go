@@ -167,8 +167,9 @@ func NewPushring(mqttAddr, httpURL, adminKey string, pid int) *Pushring {
 }
 
 // StartPushring starts the node binary bin on free loopback ports with a
-// temp data dir (removed on Stop), connection and login rate limits off.
-func StartPushring(bin string) (*Pushring, error) {
+// temp data dir (removed on Stop), connection and login rate limits off;
+// extra flags go to the node after the harness's own.
+func StartPushring(bin string, extra ...string) (*Pushring, error) {
 	dir, err := os.MkdirTemp("", "pushbench-pushring-")
 	if err != nil {
 		return nil, err
@@ -182,12 +183,13 @@ func StartPushring(bin string) (*Pushring, error) {
 	key := randHex(32)
 	mqtt := "127.0.0.1:" + strconv.Itoa(ports[0])
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
-	p, err := startProcess(dir, "pushring.log", []string{"PUSHRING_ADMIN_KEY=" + key}, bin,
+	args := append([]string{
 		"--data-dir", filepath.Join(dir, "data"),
 		"--mqtt-addr", mqtt, "--http-addr", httpAddr,
-		"--gossip-addr", "127.0.0.1:"+strconv.Itoa(ports[2]),
+		"--gossip-addr", "127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--node-id", "bench",
-		"--connect-rate", "-1", "--login-rate", "-1", "--log-level", "warn")
+		"--connect-rate", "-1", "--login-rate", "-1", "--log-level", "warn"}, extra...)
+	p, err := startProcess(dir, "pushring.log", []string{"PUSHRING_ADMIN_KEY=" + key}, bin, args...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -1,11 +1,18 @@
 package router
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/router/packet"
 )
@@ -58,72 +65,141 @@ func subscribeFrame(filter string, opts byte) []byte {
 	return frame(packet.SUBSCRIBE<<4|2, body)
 }
 
+// captureLogs points c's logger at a buffer (JSON lines, Info and up)
+// and returns it.
+func captureLogs(c *Config) *testutil.SyncBuffer {
+	buf := &testutil.SyncBuffer{}
+	c.Logger = slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return buf
+}
+
+var badInputReasonList = []string{reasonMalformed, reasonTooLarge, reasonProtocol, reasonTimeout}
+
+// badInputCounts reads pushring_mqtt_refusals_total for every bad-input
+// reason.
+func badInputCounts(e *env) map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range badInputReasonList {
+		var m dto.Metric
+		if err := e.srv.m.refusals.WithLabelValues(r).Write(&m); err != nil {
+			panic(err)
+		}
+		out[r] = m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// waitBadInput waits until the counter of reason is one above before,
+// and checks that no other bad-input reason moved.
+func waitBadInput(t testing.TB, e *env, before map[string]float64, reason string) {
+	t.Helper()
+	want := maps.Clone(before)
+	want[reason]++
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if got := badInputCounts(e); got[reason] < want[reason] {
+			return fmt.Errorf("refusals %v, want %v", got, want)
+		}
+		return nil
+	})
+	if got := badInputCounts(e); !maps.Equal(got, want) {
+		t.Fatalf("refusals %v, want %v", got, want)
+	}
+}
+
+// badInputLogLines returns the "bad input" log records for remote.
+func badInputLogLines(t testing.TB, logs *testutil.SyncBuffer, remote string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		if rec["msg"] == "mqtt: bad input, connection closed" && rec["remote"] == remote {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// badInput is one hostile input that closes the connection.
+type badInput struct {
+	name   string
+	raw    bool   // no CONNECT first
+	data   []byte // sent after CONNACK 0 unless raw
+	reason string // pushring_mqtt_refusals_total{reason} counts the close
+}
+
+// badInputs are the bad inputs that close a connection, with the refusal
+// reason each is counted under.
+func badInputs() []badInput {
+	return []badInput{
+		{"A1 remaining length 5 bytes", false, hexBytes("30 80 80 80 80 01"), reasonMalformed},
+		{"A1 raw", true, hexBytes("10 80 80 80 80 01"), reasonMalformed},
+		{"A2 huge CONNECT", true, hexBytes("10 FF FF FF 7F"), reasonTooLarge},
+		{"A2 huge PUBLISH first", true, append(hexBytes("30 80 80 80 74"), make([]byte, 64<<10)...), reasonTooLarge},
+		{"A2 huge PUBLISH", false, hexBytes("30 FF FF FF 7F"), reasonTooLarge},
+		{"A3 SUBSCRIBE without options", false, hexBytes("82 09 00 01 00 05 74 6F 70 69 63"), reasonMalformed},
+		{"A3 string past end", false, hexBytes("30 07 FF FF 41 42 43 44 45"), reasonMalformed},
+		{"A4 CONNECT trailing byte", true, hexBytes("10 0E 00 04 4D 51 54 54 04 02 00 0A 00 01 70 00"), reasonMalformed},
+		{"A5 PUBLISH QoS 3", false, hexBytes("36 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64"), reasonMalformed},
+		{"A5 SUBSCRIBE flags 0", false, hexBytes("80 0A 00 01 00 05 74 6F 70 69 63 00"), reasonMalformed},
+		{"A5 PUBREL flags 0", false, hexBytes("60 02 00 01"), reasonMalformed},
+		{"A5 QoS 0 DUP", false, hexBytes("38 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64"), reasonMalformed},
+		{"A6 reserved 0", false, hexBytes("00 00"), reasonProtocol},
+		{"A6 AUTH on 3.1.1", false, hexBytes("F0 00"), reasonProtocol},
+		{"A6 CONNACK", false, hexBytes("20 02 00 00"), reasonProtocol},
+		{"A6 SUBACK", false, hexBytes("90 03 00 01 00"), reasonProtocol},
+		{"A6 UNSUBACK", false, hexBytes("B0 02 00 01"), reasonProtocol},
+		{"A6 PINGRESP", false, hexBytes("D0 00"), reasonProtocol},
+		{"A6 PUBREC (server never sends QoS 2)", false, hexBytes("50 02 00 01"), reasonProtocol},
+		{"A7 PUBLISH id 0", false, hexBytes("32 10 00 05 74 6F 70 69 63 00 00 70 61 79 6C 6F 61 64"), reasonProtocol},
+		{"A7 SUBSCRIBE id 0", false, hexBytes("82 0A 00 00 00 05 74 6F 70 69 63 00"), reasonProtocol},
+		{"A7 UNSUBSCRIBE id 0", false, hexBytes("A2 09 00 00 00 05 74 6F 70 69 63"), reasonProtocol},
+		{"A7 PUBACK id 0", false, hexBytes("40 02 00 00"), reasonProtocol},
+		{"A7 PUBREL id 0", false, hexBytes("62 02 00 00"), reasonProtocol},
+		{"B1 PUBLISH first", true, hexBytes("30 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64"), reasonProtocol},
+		{"B1 SUBSCRIBE first", true, hexBytes("82 0A 00 01 00 05 74 6F 70 69 63 00"), reasonProtocol},
+		{"B1 PINGREQ first", true, hexBytes("C0 00"), reasonProtocol},
+		{"B2 second CONNECT (other user)", false, connectPacket("bob", "tok-bob", "x", true, 60), reasonProtocol},
+		{"B2 second CONNECT (same user)", false, connectPacket("alice", "tok-alice", "bad", true, 60), reasonProtocol},
+		{"B3 reserved flag", true, hexBytes("10 0D 00 04 4D 51 54 54 04 03 00 0A 00 01 70"), reasonMalformed},
+		{"B3 password without username", true, hexBytes("10 10 00 04 4D 51 54 54 04 42 00 0A 00 01 70 00 01 70"), reasonMalformed},
+		{"B3 will QoS without will flag", true, hexBytes("10 0D 00 04 4D 51 54 54 04 0A 00 0A 00 01 70"), reasonMalformed},
+		{"B3 will QoS 3", true, connectWith(4, 0x1E, "p", "/group/g1", "m"), reasonMalformed},
+		{"B3 will flag, no will", true, connectWith(4, 0x06, "p"), reasonMalformed},
+		{"B3 protocol name hj", true, hexBytes("10 0B 00 02 68 6A 04 02 00 0A 00 01 70"), reasonMalformed},
+		{"B4 NUL in username", true, connectWith(4, 0xC2, "p", "alice\x00x", "tok-alice"), reasonMalformed},
+		{"C1 PUBLISH /group/+", false, publishFrame(0, "/group/+", "x"), reasonProtocol},
+		{"C1 PUBLISH /group/g1/#", false, publishFrame(1, "/group/g1/#", "x"), reasonProtocol},
+		{"C2 PUBLISH empty topic", false, publishFrame(0, "", "x"), reasonProtocol},
+		{"C3 NUL in topic", false, publishFrame(0, "/group/g1\x00", "x"), reasonMalformed},
+		{"C3 overlong slash", false, publishFrame(0, "/group\xC0\xAFg1", "x"), reasonMalformed},
+		{"C3 surrogate", false, publishFrame(0, "/group/\xED\xA0\x80", "x"), reasonMalformed},
+		{"C10 a/#/b", false, subscribeFrame("a/#/b", 1), reasonMalformed},
+		{"C10 a#", false, subscribeFrame("a#", 1), reasonMalformed},
+		{"C10 a+", false, subscribeFrame("a+", 1), reasonMalformed},
+		{"C10 +a", false, subscribeFrame("+a", 1), reasonMalformed},
+		{"C10 empty filter", false, subscribeFrame("", 1), reasonMalformed},
+		{"C10 NUL filter", false, subscribeFrame("/private/alice\x00", 1), reasonMalformed},
+		{"C10 no filters", false, hexBytes("82 02 00 01"), reasonProtocol},
+		{"C10 QoS 3", false, hexBytes("82 0A 00 01 00 05 74 6F 70 69 63 03"), reasonMalformed},
+		{"C10 reserved option bits", false, subscribeFrame("/private/alice", 0x05), reasonMalformed},
+		{"C11 topic of 32767 slashes", false, publishFrame(0, strings.Repeat("/", 32767), "x"), reasonProtocol},
+		{"C11 filter of 10000 + levels", false, subscribeFrame(strings.Repeat("+/", 9999)+"+", 0), reasonMalformed},
+		{"D1 will topic with wildcard", true, connectWith(4, 0xC6, "w", "/group/#", "bye", "alice", "tok-alice"), reasonProtocol},
+		{"DISCONNECT with body", false, hexBytes("E0 01 00"), reasonMalformed},
+	}
+}
+
 func TestBadInputsClose(t *testing.T) {
-	e := newEnv(t, nil)
-	type tc struct {
-		name string
-		raw  bool   // no CONNECT first
-		data []byte // sent after CONNACK 0 unless raw
-	}
-	cases := []tc{
-		{"A1 remaining length 5 bytes", false, hexBytes("30 80 80 80 80 01")},
-		{"A1 raw", true, hexBytes("10 80 80 80 80 01")},
-		{"A2 huge CONNECT", true, hexBytes("10 FF FF FF 7F")},
-		{"A2 huge PUBLISH first", true, append(hexBytes("30 80 80 80 74"), make([]byte, 64<<10)...)},
-		{"A2 huge PUBLISH", false, hexBytes("30 FF FF FF 7F")},
-		{"A3 SUBSCRIBE without options", false, hexBytes("82 09 00 01 00 05 74 6F 70 69 63")},
-		{"A3 string past end", false, hexBytes("30 07 FF FF 41 42 43 44 45")},
-		{"A4 CONNECT trailing byte", true, hexBytes("10 0E 00 04 4D 51 54 54 04 02 00 0A 00 01 70 00")},
-		{"A5 PUBLISH QoS 3", false, hexBytes("36 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64")},
-		{"A5 SUBSCRIBE flags 0", false, hexBytes("80 0A 00 01 00 05 74 6F 70 69 63 00")},
-		{"A5 PUBREL flags 0", false, hexBytes("60 02 00 01")},
-		{"A5 QoS 0 DUP", false, hexBytes("38 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64")},
-		{"A6 reserved 0", false, hexBytes("00 00")},
-		{"A6 AUTH on 3.1.1", false, hexBytes("F0 00")},
-		{"A6 CONNACK", false, hexBytes("20 02 00 00")},
-		{"A6 SUBACK", false, hexBytes("90 03 00 01 00")},
-		{"A6 UNSUBACK", false, hexBytes("B0 02 00 01")},
-		{"A6 PINGRESP", false, hexBytes("D0 00")},
-		{"A6 PUBREC (server never sends QoS 2)", false, hexBytes("50 02 00 01")},
-		{"A7 PUBLISH id 0", false, hexBytes("32 10 00 05 74 6F 70 69 63 00 00 70 61 79 6C 6F 61 64")},
-		{"A7 SUBSCRIBE id 0", false, hexBytes("82 0A 00 00 00 05 74 6F 70 69 63 00")},
-		{"A7 UNSUBSCRIBE id 0", false, hexBytes("A2 09 00 00 00 05 74 6F 70 69 63")},
-		{"A7 PUBACK id 0", false, hexBytes("40 02 00 00")},
-		{"A7 PUBREL id 0", false, hexBytes("62 02 00 00")},
-		{"B1 PUBLISH first", true, hexBytes("30 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64")},
-		{"B1 SUBSCRIBE first", true, hexBytes("82 0A 00 01 00 05 74 6F 70 69 63 00")},
-		{"B1 PINGREQ first", true, hexBytes("C0 00")},
-		{"B2 second CONNECT (other user)", false, connectPacket("bob", "tok-bob", "x", true, 60)},
-		{"B2 second CONNECT (same user)", false, connectPacket("alice", "tok-alice", "bad", true, 60)},
-		{"B3 reserved flag", true, hexBytes("10 0D 00 04 4D 51 54 54 04 03 00 0A 00 01 70")},
-		{"B3 password without username", true, hexBytes("10 10 00 04 4D 51 54 54 04 42 00 0A 00 01 70 00 01 70")},
-		{"B3 will QoS without will flag", true, hexBytes("10 0D 00 04 4D 51 54 54 04 0A 00 0A 00 01 70")},
-		{"B3 will QoS 3", true, connectWith(4, 0x1E, "p", "/group/g1", "m")},
-		{"B3 will flag, no will", true, connectWith(4, 0x06, "p")},
-		{"B3 protocol name hj", true, hexBytes("10 0B 00 02 68 6A 04 02 00 0A 00 01 70")},
-		{"B4 NUL in username", true, connectWith(4, 0xC2, "p", "alice\x00x", "tok-alice")},
-		{"C1 PUBLISH /group/+", false, publishFrame(0, "/group/+", "x")},
-		{"C1 PUBLISH /group/g1/#", false, publishFrame(1, "/group/g1/#", "x")},
-		{"C2 PUBLISH empty topic", false, publishFrame(0, "", "x")},
-		{"C3 NUL in topic", false, publishFrame(0, "/group/g1\x00", "x")},
-		{"C3 overlong slash", false, publishFrame(0, "/group\xC0\xAFg1", "x")},
-		{"C3 surrogate", false, publishFrame(0, "/group/\xED\xA0\x80", "x")},
-		{"C10 a/#/b", false, subscribeFrame("a/#/b", 1)},
-		{"C10 a#", false, subscribeFrame("a#", 1)},
-		{"C10 a+", false, subscribeFrame("a+", 1)},
-		{"C10 +a", false, subscribeFrame("+a", 1)},
-		{"C10 empty filter", false, subscribeFrame("", 1)},
-		{"C10 NUL filter", false, subscribeFrame("/private/alice\x00", 1)},
-		{"C10 no filters", false, hexBytes("82 02 00 01")},
-		{"C10 QoS 3", false, hexBytes("82 0A 00 01 00 05 74 6F 70 69 63 03")},
-		{"C10 reserved option bits", false, subscribeFrame("/private/alice", 0x05)},
-		{"C11 topic of 32767 slashes", false, publishFrame(0, strings.Repeat("/", 32767), "x")},
-		{"C11 filter of 10000 + levels", false, subscribeFrame(strings.Repeat("+/", 9999)+"+", 0)},
-		{"D1 will topic with wildcard", true, connectWith(4, 0xC6, "w", "/group/#", "bye", "alice", "tok-alice")},
-		{"DISCONNECT with body", false, hexBytes("E0 01 00")},
-	}
-	for _, c := range cases {
+	var logs *testutil.SyncBuffer
+	e := newEnv(t, func(c *Config) { logs = captureLogs(c) })
+	for _, c := range badInputs() {
 		t.Run(c.name, func(t *testing.T) {
+			before := badInputCounts(e)
 			r := dialRaw(t, e.addr)
 			if !c.raw {
 				r.send(connectPacket("alice", "tok-alice", "bad", true, 60))
@@ -131,6 +207,16 @@ func TestBadInputsClose(t *testing.T) {
 			}
 			r.send(c.data)
 			r.expectClosed()
+			// Counted (and logged just before) once the server has
+			// closed its side; the client may see the close first.
+			waitBadInput(t, e, before, c.reason)
+			lines := badInputLogLines(t, logs, r.nc.LocalAddr().String())
+			if len(lines) != 1 || lines[0]["reason"] != c.reason {
+				t.Fatalf("bad-input log lines for this connection: %v, want one with reason %q", lines, c.reason)
+			}
+			if strings.Contains(logs.String(), "tok-") {
+				t.Fatal("a token was logged")
+			}
 		})
 	}
 	if n := e.fwd.count(); n != 0 {
@@ -204,7 +290,7 @@ func TestIdentityComesFromToken(t *testing.T) {
 	// B4: an authenticator that ignores the username (as a device-key or
 	// token-only backend might) still yields the token's identity.
 	e := newEnv(t, nil)
-	e.auth.ignoreUsername = true
+	e.auth.ignoreUsername.Store(true)
 	r := dialRaw(t, e.addr)
 	r.send(connectPacket("alice", "tok-bob", "x", true, 60))
 	r.expectConnack(0)

@@ -119,6 +119,13 @@ type Config struct {
 	// when a persistent session reconnects.
 	RetryInterval time.Duration
 
+	// GoroutinePerConn serves each TCP connection with a reader and a
+	// writer goroutine of its own instead of the event loop. The event
+	// loop (Linux: a few epoll pollers for all connections) keeps an idle
+	// connection at a few KiB; other platforms, and connections that are
+	// not plain TCP, always use goroutines.
+	GoroutinePerConn bool
+
 	// Logger receives the server's logs (nil: slog.Default()). Tokens and
 	// passwords are never logged.
 	Logger *slog.Logger

@@ -68,6 +68,17 @@ type transport interface {
 	remoteAddr() string
 }
 
+// transportStarter is a transport that can be started with its handler.
+type transportStarter interface {
+	transport
+	// start runs the connection; the caller has added goroutines() to
+	// Server.wg for it.
+	start(h handler)
+	goroutines() int
+	// abort closes a transport that was never started.
+	abort()
+}
+
 // handler is the session-logic side of a connection.
 type handler interface {
 	// handlePacket handles one whole inbound packet; body is only valid
@@ -81,6 +92,10 @@ type handler interface {
 	// closed is called exactly once, after the socket is closed and the
 	// last handlePacket returned. err says why (nil is never passed).
 	closed(err error)
+	// mayBlock: handling the next packet may block on I/O (the CONNECT
+	// and the auth-topic login call the Authenticator). An event loop
+	// runs such a packet off its loop. Called between handlePacket calls.
+	mayBlock() bool
 }
 
 var (
@@ -142,8 +157,11 @@ func newTCPTransport(srv *Server, nc net.Conn) *tcpTransport {
 	}
 }
 
-// start runs the connection on two goroutines; the caller has added 2 to
-// srv.wg for them.
+func (t *tcpTransport) goroutines() int { return 2 }
+
+func (t *tcpTransport) abort() { t.nc.Close() }
+
+// start runs the connection on two goroutines.
 func (t *tcpTransport) start(h handler) {
 	t.h = h
 	go t.writeLoop()

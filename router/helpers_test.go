@@ -33,7 +33,7 @@ type memAuth struct {
 	mu             sync.Mutex
 	tokens         map[string]Identity
 	unavailable    atomic.Bool
-	ignoreUsername bool
+	ignoreUsername atomic.Bool
 	// onAuth, when set, is called with every identity the token lookup
 	// accepts, just before Authenticate returns it.
 	onAuth atomic.Pointer[func(Identity)]
@@ -64,7 +64,7 @@ func (a *memAuth) Authenticate(ctx context.Context, username string, password []
 	if err != nil {
 		return Identity{}, err
 	}
-	if !a.ignoreUsername && id.ID != username {
+	if !a.ignoreUsername.Load() && id.ID != username {
 		return Identity{}, ErrBadCredentials
 	}
 	return id, nil

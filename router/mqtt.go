@@ -26,7 +26,8 @@ const (
 	stateActive                   // authenticated, bound to a session
 )
 
-// Why a connection closed (handler.closed's err, in logs).
+// Why a connection closed (handler.closed's err, in logs; badInputReason
+// in refusal.go tells which count as bad input).
 var (
 	errClosedByServer   = errors.New("closed by server")
 	errClientDisconnect = errors.New("client sent DISCONNECT")
@@ -94,6 +95,10 @@ func (c *mqttConn) kill(publishWill bool) {
 }
 
 // ---- handler ----
+
+// mayBlock: until the client is authenticated, handling a packet calls
+// the Authenticator, which may wait on the store.
+func (c *mqttConn) mayBlock() bool { return c.state != stateActive }
 
 func (c *mqttConn) handlePacket(header byte, body []byte) error {
 	if h := c.srv.hookPacket.Load(); h != nil {
@@ -170,7 +175,9 @@ func (c *mqttConn) closed(err error) {
 	if c.state == stateActive && c.will != nil && !c.noWill.Load() && !errors.Is(err, errClientDisconnect) {
 		c.publishWill()
 	}
-	c.srv.log.Debug("mqtt: connection closed", "id", c.id.ID, "client_id", c.clientID, "remote", c.remote, "reason", err)
+	if !c.countBadInput(err) {
+		c.srv.log.Debug("mqtt: connection closed", "id", c.id.ID, "client_id", c.clientID, "remote", c.remote, "reason", err)
+	}
 }
 
 // ---- CONNECT ----
@@ -426,8 +433,7 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 			return nil
 		}
 		if len(c.qos2) >= c.srv.cfg.MaxInflight {
-			c.srv.log.Warn("mqtt: too many QoS 2 ids awaiting PUBREL, closing", "id", c.id.ID, "remote", c.remote)
-			return errQoS2Window
+			return errQoS2Window // counted and logged by closed
 		}
 	}
 	// The retain flag is ignored: retained messages are not supported.

@@ -47,6 +47,8 @@ type Server struct {
 	pres presenceQueue // see SetPresence
 
 	wg         sync.WaitGroup
+	loops      eventLoops   // the event-loop transport's pollers
+	loopErr    sync.Once    // the event loop could not start: logged once
 	rateLogged atomic.Int64 // unix second of the last connect-rate log line
 	autoID     uint64       // under mu: assigned client ids
 
@@ -136,16 +138,19 @@ func (s *Server) accept(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	t := newTCPTransport(s, nc)
+	t := newEventTransport(s, nc)
+	if t == nil {
+		t = newTCPTransport(s, nc)
+	}
 	c := newMQTTConn(s, t)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		nc.Close()
+		t.abort()
 		return
 	}
 	s.conns[c] = struct{}{}
-	s.wg.Add(2) // under mu, so Close's Wait cannot miss it
+	s.wg.Add(t.goroutines()) // under mu, so Close's Wait cannot miss it
 	s.mu.Unlock()
 	t.start(c)
 }
@@ -177,6 +182,7 @@ func (s *Server) Close() error {
 		c.kill(false)
 	}
 	s.wg.Wait()
+	s.loops.stop()
 	defer s.flushPresence()
 	s.mu.Lock()
 	for id := range s.byPrincipal {

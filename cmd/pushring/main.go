@@ -55,6 +55,7 @@ func run(args []string) error {
 	fs.Float64Var(&cfg.Router.ConnectRate, "connect-rate", cfg.Router.ConnectRate, "new MQTT connections a second per source address (negative: no limit)")
 	fs.IntVar(&cfg.Router.ConnectBurst, "connect-burst", cfg.Router.ConnectBurst, "burst of new MQTT connections per source address")
 	fs.IntVar(&cfg.Router.MaxPacketSize, "max-packet-size", cfg.Router.MaxPacketSize, "maximum MQTT packet size in bytes")
+	fs.BoolVar(&cfg.Router.GoroutinePerConn, "goroutine-per-conn", false, "serve each MQTT connection with two goroutines instead of the epoll event loop")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
 		return err

@@ -233,3 +233,13 @@ func parseFixedHeader(b []byte) (hl, rl int, err error) {
 	}
 	return 0, 0, nil
 }
+
+// ParseFixedHeader parses the fixed header at the start of b, for
+// transports that frame packets themselves (an event loop that reads into
+// a shared buffer). headerLen is 0, with no error, while b does not hold
+// the whole fixed header yet; the packet is b[:headerLen+remaining] once
+// that many bytes are there. The Remaining Length must be minimally
+// encoded in at most 4 bytes (ErrRemainingLength otherwise).
+func ParseFixedHeader(b []byte) (headerLen, remaining int, err error) {
+	return parseFixedHeader(b)
+}

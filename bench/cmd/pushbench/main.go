@@ -35,6 +35,7 @@ func run(args []string) error {
 	adminKeyFile := fs.String("admin-key-file", "", "file holding the pushring admin key")
 	serverPID := fs.Int("server-pid", 0, "pid of the running pushring node, for its CPU and RSS from /proc")
 	startPushring := fs.String("start-pushring", "", "path of a pushring binary to start on free loopback ports (temp data dir), stopped after")
+	pushringArgs := fs.String("pushring-args", "", "extra flags, space-separated, for the node --start-pushring starts (e.g. --goroutine-per-conn)")
 	baselines := fs.String("baseline", "", "comma-separated plain brokers to start and run the same scenario on: mosquitto, nats")
 	mosquittoBin := fs.String("mosquitto", "", "mosquitto binary (default: PATH or /usr/sbin/mosquitto)")
 	natsBin := fs.String("nats-server", "", "nats-server binary (default: built once from the nats-server/v2 module into the user cache dir)")
@@ -129,7 +130,7 @@ func run(args []string) error {
 	case "pushring":
 		runOne("pushring", func() (bench.System, error) {
 			if *startPushring != "" {
-				return bench.StartPushring(*startPushring)
+				return bench.StartPushring(*startPushring, strings.Fields(*pushringArgs)...)
 			}
 			key := *adminKey
 			if key == "" && *adminKeyFile != "" {

@@ -1,0 +1,809 @@
+//go:build linux
+
+package router
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pushring/pushring/router/packet"
+)
+
+// The event-loop transport (issue #4's connection model): a few poller
+// goroutines, one epoll instance each, serve every TCP connection of the
+// server. An idle connection owns no goroutine and no buffer: the bytes
+// read from sockets land in the poller's shared buffer, and a connection
+// keeps bytes only while a packet is incomplete (what arrived so far) or
+// output is waiting for the socket. That is what brings the idle cost of
+// a connection down to its protocol state (a few KiB), where the
+// goroutine transport spends two stacks and two buffers.
+//
+// Rules that keep it correct:
+//
+//   - Only the poller goroutine reads, closes and (un)registers a
+//     connection's fd, so an fd number is never reused while an event for
+//     its old connection is still being handled.
+//   - Other goroutines (fanout delivering, retry timers, takeovers) append
+//     output under the connection's lock and queue the connection for
+//     the poller (endWrite); the poller writes in its loop, so messages
+//     that arrive together leave in one write.
+//   - Packets are handled on the poller, in order, except while the
+//     handler says a packet may block (CONNECT and the auth-topic login
+//     call the Authenticator, which may wait on the store): such a packet
+//     runs on a goroutine of its own while the connection is out of the
+//     epoll set, and the poller carries on with the others.
+//   - Deadlines (CONNECT, keepalive, a started packet, blocked writes) are
+//     checked by a sweep every pollTick: no timer per connection.
+
+// pollTick is how often each poller checks deadlines; they fire up to
+// this late.
+const pollTick = 50 * time.Millisecond
+
+// pollReadSize is the shared read buffer of one poller: the most one
+// read takes from one socket before the poller moves on.
+const pollReadSize = 64 << 10
+
+// idleRelease: a connection's buffers are released after this long with
+// nothing in them.
+const idleRelease = 2 * time.Second
+
+// Queued work for the poller (epollTransport.ops).
+const (
+	opRegister = 1 << iota
+	opResume   // a may-block packet finished on its goroutine
+	opFlush    // output waits
+	opClose    // close requested (flushClose says how)
+)
+
+var errWriteTimeout = errors.New("write timed out (client not reading)")
+
+// eventLoops is the server's set of pollers, started with the first
+// connection and stopped by Server.Close.
+type eventLoops struct {
+	once    sync.Once
+	pollers []*poller
+	next    int // round robin, under Server.mu
+	err     error
+	wg      sync.WaitGroup
+}
+
+func (l *eventLoops) start(srv *Server) error {
+	l.once.Do(func() {
+		n := min(max(runtime.GOMAXPROCS(0), 1), 8)
+		for range n {
+			p, err := newPoller(srv)
+			if err != nil {
+				l.err = err
+				break
+			}
+			l.pollers = append(l.pollers, p)
+		}
+		if l.err != nil {
+			for _, p := range l.pollers {
+				p.closeFds()
+			}
+			l.pollers = nil
+			return
+		}
+		for _, p := range l.pollers {
+			l.wg.Add(1)
+			go p.run(&l.wg)
+		}
+	})
+	return l.err
+}
+
+// stop ends the pollers once every connection is gone (Server.Close
+// calls it after its wait).
+func (l *eventLoops) stop() {
+	for _, p := range l.pollers {
+		p.mu.Lock()
+		p.stopping = true
+		p.mu.Unlock()
+		p.wake()
+	}
+	l.wg.Wait()
+}
+
+// newEventTransport returns an event-loop transport for nc, or nil when
+// nc is not a TCP connection (TLS, WebSocket, tests' pipes) or the event
+// loop is off or failed to start: the caller then uses tcpTransport.
+// On success nc is closed: the transport owns a duplicate of its fd.
+func newEventTransport(srv *Server, nc net.Conn) transportStarter {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok || srv.cfg.GoroutinePerConn {
+		return nil
+	}
+	if err := srv.loops.start(srv); err != nil {
+		srv.loopErr.Do(func() {
+			srv.log.Warn("mqtt: event loop unavailable, using goroutines per connection", "err", err)
+		})
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	fd := -1
+	var derr error
+	if cerr := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); cerr != nil || derr != nil {
+		return nil
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	remote := nc.RemoteAddr().String()
+	nc.Close()
+
+	srv.mu.Lock()
+	p := srv.loops.pollers[srv.loops.next%len(srv.loops.pollers)]
+	srv.loops.next++
+	srv.mu.Unlock()
+
+	cfg := &srv.cfg
+	now := time.Now()
+	return &epollTransport{
+		p:            p,
+		srv:          srv,
+		fd:           fd,
+		remote:       remote,
+		maxPacket:    cfg.MaxConnectPacketSize,
+		first:        true,
+		deadline:     now.Add(cfg.ConnectTimeout),
+		lastPacket:   now.UnixNano(),
+		writeTimeout: cfg.WriteTimeout,
+		drainMark:    cfg.MaxOutboundBytes / 2,
+		hardMax:      4 * cfg.MaxOutboundBytes,
+	}
+}
+
+// poller is one event loop: an epoll instance, its connections and a
+// queue of work handed to it by other goroutines.
+type poller struct {
+	srv   *Server
+	epfd  int
+	evfd  int // eventfd: wakes EpollWait when work is queued
+	rbuf  []byte
+	conns map[int32]*epollTransport // poller goroutine only
+
+	mu       sync.Mutex
+	queue    []*epollTransport
+	woken    bool // evfd written since the queue was last taken
+	stopping bool
+}
+
+func newPoller(srv *Server) (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return &poller{srv: srv, epfd: epfd, evfd: evfd, conns: make(map[int32]*epollTransport)}, nil
+}
+
+func (p *poller) closeFds() {
+	unix.Close(p.epfd)
+	unix.Close(p.evfd)
+}
+
+// enqueue hands t to the poller with op. Goroutine-safe, never blocks.
+func (p *poller) enqueue(t *epollTransport, op uint8) {
+	t.mu.Lock()
+	push := t.markLocked(op)
+	t.mu.Unlock()
+	if push {
+		p.push(t)
+	}
+}
+
+// markLocked records op for the poller under t.mu; true: t must be pushed
+// onto the queue (it is not there yet).
+func (t *epollTransport) markLocked(op uint8) bool {
+	t.ops |= op
+	if t.queued {
+		return false
+	}
+	t.queued = true
+	return true
+}
+
+// push puts t on the queue and wakes the poller if it may be asleep.
+func (p *poller) push(t *epollTransport) {
+	p.mu.Lock()
+	p.queue = append(p.queue, t)
+	wake := !p.woken
+	p.woken = true
+	p.mu.Unlock()
+	if wake {
+		p.wake()
+	}
+}
+
+var one = [8]byte{1}
+
+func (p *poller) wake() {
+	unix.Write(p.evfd, one[:])
+}
+
+func (p *poller) run(wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer p.closeFds()
+	p.rbuf = make([]byte, pollReadSize)
+	events := make([]unix.EpollEvent, 256)
+	var spare []*epollTransport
+	nextSweep := time.Now().Add(pollTick)
+	for {
+		wait := max(time.Until(nextSweep), 0)
+		n, err := unix.EpollWait(p.epfd, events, int(wait/time.Millisecond)+1)
+		if err != nil && err != unix.EINTR {
+			p.srv.log.Error("mqtt: epoll_wait failed", "err", err)
+			time.Sleep(pollTick)
+		}
+		now := time.Now()
+		for i := range max(n, 0) {
+			if int(events[i].Fd) == p.evfd {
+				var b [8]byte
+				unix.Read(p.evfd, b[:]) // reset the counter
+				continue
+			}
+			p.event(events[i], now)
+		}
+
+		p.mu.Lock()
+		q := p.queue
+		p.queue = spare[:0]
+		p.woken = false
+		stopping := p.stopping
+		p.mu.Unlock()
+		for i, t := range q {
+			p.work(t, now)
+			q[i] = nil
+		}
+		spare = q
+
+		if !now.Before(nextSweep) {
+			p.sweep(now)
+			nextSweep = now.Add(pollTick)
+		}
+		if stopping && len(p.conns) == 0 {
+			return
+		}
+	}
+}
+
+// event handles one epoll event. Events for an fd closed earlier in the
+// same batch find no connection and are ignored.
+func (p *poller) event(ev unix.EpollEvent, now time.Time) {
+	t := p.conns[ev.Fd]
+	if t == nil || t.fdClosed {
+		return
+	}
+	p.guard(t, func() {
+		if ev.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && !t.fdClosed {
+			p.flush(t, now)
+		}
+		if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 && !t.fdClosed {
+			p.readable(t, now)
+		}
+	})
+}
+
+// work does what other goroutines queued for t.
+func (p *poller) work(t *epollTransport, now time.Time) {
+	t.mu.Lock()
+	ops := t.ops
+	t.ops = 0
+	t.queued = false
+	t.mu.Unlock()
+	p.guard(t, func() {
+		if ops&opRegister != 0 {
+			p.conns[int32(t.fd)] = t
+			p.arm(t)
+		}
+		if ops&opResume != 0 {
+			p.resume(t, now)
+		}
+		if ops&(opFlush|opClose) != 0 && !t.fdClosed {
+			p.flush(t, now)
+		}
+	})
+}
+
+// guard runs fn for t, turning a panic into the close of t alone.
+func (p *poller) guard(t *epollTransport, fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.srv.panicked("event loop", r, debug.Stack())
+			p.closeNow(t, errConnPanic)
+		}
+	}()
+	fn()
+}
+
+// arm makes t's epoll registration match what it waits for: input unless
+// a may-block packet runs or reading is over, output while some is
+// unwritten.
+func (p *poller) arm(t *epollTransport) {
+	if t.fdClosed {
+		return
+	}
+	var want uint32
+	if !t.busy && !t.readDone {
+		want |= unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if t.outWait {
+		want |= unix.EPOLLOUT
+	}
+	if want == t.events {
+		return
+	}
+	op := unix.EPOLL_CTL_MOD
+	switch {
+	case want == 0:
+		op = unix.EPOLL_CTL_DEL
+	case t.events == 0:
+		op = unix.EPOLL_CTL_ADD
+	}
+	ev := unix.EpollEvent{Events: want, Fd: int32(t.fd)}
+	if err := unix.EpollCtl(p.epfd, op, t.fd, &ev); err != nil {
+		p.closeNow(t, os.NewSyscallError("epoll_ctl", err))
+		return
+	}
+	t.events = want
+}
+
+// readable reads once from t (level-triggered epoll calls again while
+// more is there) and handles the whole packets.
+func (p *poller) readable(t *epollTransport, now time.Time) {
+	if t.busy || t.readDone {
+		return
+	}
+	n, err := unix.Read(t.fd, p.rbuf)
+	if n <= 0 {
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			return
+		case err == nil: // end of stream
+			err = io.EOF
+			if len(t.in) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+		default:
+			err = os.NewSyscallError("read", err)
+		}
+		p.readFailed(t, err)
+		return
+	}
+	data := p.rbuf[:n]
+	if len(t.in) > 0 {
+		t.in = append(t.in, data...)
+		data = t.in
+	}
+	p.consume(t, data, now)
+}
+
+// consume handles the whole packets at the start of data (the shared
+// read buffer, or t.in) and keeps the rest in t.in.
+func (p *poller) consume(t *epollTransport, data []byte, now time.Time) {
+	off := 0
+	ns := now.UnixNano()
+	for !t.readDone && !t.fdClosed {
+		b := data[off:]
+		hl, rl, err := packet.ParseFixedHeader(b)
+		if err != nil {
+			p.readFailed(t, err)
+			return
+		}
+		if hl == 0 {
+			break
+		}
+		if rl > t.maxPacket {
+			p.readFailed(t, packet.ErrTooLarge)
+			return
+		}
+		if err := t.check(b[0], rl); err != nil {
+			p.readFailed(t, err)
+			return
+		}
+		total := hl + rl
+		if len(b) < total {
+			break
+		}
+		if t.h.mayBlock() {
+			// Off the poller: the packet and what follows it are copied
+			// out of the shared buffer, the socket leaves the epoll set
+			// until the handler is done (opResume).
+			pkt := append([]byte(nil), b[:total]...)
+			t.keep(b[total:])
+			t.busy = true
+			p.arm(t)
+			go t.runBlocking(pkt[0], pkt[hl:])
+			return
+		}
+		off += total
+		if err := t.h.handlePacket(b[0], b[hl:total:total]); err != nil {
+			p.readFailed(t, err)
+			return
+		}
+		t.lastPacket = ns
+		t.partialDue = 0
+	}
+	t.keep(data[off:])
+	if len(t.in) > 0 && t.partialDue == 0 {
+		// A packet has started: it must arrive whole within
+		// ConnectTimeout, whatever the keepalive (A2).
+		t.partialDue = now.Add(p.srv.cfg.ConnectTimeout).UnixNano()
+	}
+}
+
+// resume continues t after a may-block packet returned.
+func (p *poller) resume(t *epollTransport, now time.Time) {
+	t.busy = false
+	t.lastPacket = now.UnixNano()
+	t.partialDue = 0
+	if err := t.blockErr; err != nil {
+		p.readFailed(t, err)
+		return
+	}
+	if t.closeWhenIdle {
+		p.closeNow(t, t.reason)
+		return
+	}
+	p.arm(t)
+	if len(t.in) > 0 {
+		p.consume(t, t.in, now)
+	}
+}
+
+// readFailed ends reading on t: a read error, a malformed or refused
+// packet, a handler error or a timeout. What is already buffered is
+// flushed first (bounded by WriteTimeout), as in tcpTransport.
+func (p *poller) readFailed(t *epollTransport, err error) {
+	if t.reason == nil {
+		t.reason = err
+	}
+	t.readDone = true
+	t.in = nil
+	t.mu.Lock()
+	if !t.closing {
+		t.closing, t.flushClose = true, true
+	}
+	t.mu.Unlock()
+	p.flush(t, time.Now())
+}
+
+// flush writes t's output until done or the socket is full, and closes t
+// when a close was asked for and everything that should go out has.
+func (p *poller) flush(t *epollTransport, now time.Time) {
+	if t.fdClosed {
+		return
+	}
+	var werr error
+	t.mu.Lock()
+	if t.closing && !t.flushClose {
+		t.mu.Unlock()
+		p.closeNow(t, errClosedByServer)
+		return
+	}
+	progress := false
+	for t.woff < len(t.out) {
+		n, err := unix.Write(t.fd, t.out[t.woff:])
+		if n > 0 {
+			t.woff += n
+			progress = true
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			if err != unix.EAGAIN {
+				werr = os.NewSyscallError("write", err)
+			}
+			break
+		}
+	}
+	done := t.woff == len(t.out)
+	if done {
+		t.out, t.woff = t.out[:0], 0
+		if cap(t.out) > maxKeptBuffer {
+			t.out = nil
+		}
+		t.writeDue = 0
+		t.lastOut = now.UnixNano()
+	} else if progress || t.writeDue == 0 {
+		t.writeDue = now.Add(t.writeTimeout).UnixNano()
+	}
+	notify := t.wantDrain && len(t.out)-t.woff < t.drainMark
+	if notify {
+		t.wantDrain = false
+	}
+	closeNow := done && t.closing
+	t.mu.Unlock()
+
+	switch {
+	case werr != nil:
+		p.closeNow(t, werr)
+		return
+	case closeNow:
+		p.closeNow(t, t.reason)
+		return
+	}
+	if t.outWait != !done {
+		t.outWait = !done
+		p.arm(t)
+	}
+	if notify {
+		t.h.drained()
+	}
+}
+
+// sweep enforces every deadline of p's connections and releases the
+// buffers of idle ones.
+func (p *poller) sweep(now time.Time) {
+	ns := now.UnixNano()
+	for _, t := range p.conns {
+		p.guard(t, func() {
+			if !t.busy && !t.readDone {
+				if due := t.readDue(); due != 0 && ns >= due {
+					p.readFailed(t, os.ErrDeadlineExceeded)
+					return
+				}
+			}
+			t.mu.Lock()
+			stalled := t.writeDue != 0 && ns >= t.writeDue
+			if len(t.out) == 0 && t.out != nil && ns-t.lastOut > int64(idleRelease) {
+				t.out = nil
+			}
+			t.mu.Unlock()
+			if stalled {
+				p.closeNow(t, errWriteTimeout)
+				return
+			}
+			if len(t.in) == 0 && t.in != nil && ns-t.lastPacket > int64(idleRelease) {
+				t.in = nil
+			}
+		})
+	}
+}
+
+// closeNow closes t's socket (poller goroutine only) and calls the
+// handler's closed on a goroutine of its own: closing touches the
+// server's registry and may publish a will, which must not hold up the
+// other connections. While a may-block packet runs, the close waits for
+// it (handler.closed comes after the last handlePacket).
+func (p *poller) closeNow(t *epollTransport, reason error) {
+	if t.fdClosed {
+		return
+	}
+	if t.reason == nil {
+		t.reason = reason
+	}
+	if t.reason == nil {
+		t.reason = errClosedByServer
+	}
+	t.mu.Lock()
+	t.closing, t.flushClose = true, false
+	t.out, t.woff = nil, 0
+	t.mu.Unlock()
+	if t.busy {
+		// Out of the epoll set until the packet returns, or a writable
+		// socket would wake the loop over and over.
+		t.closeWhenIdle = true
+		t.outWait = false
+		p.arm(t)
+		return
+	}
+	if t.events != 0 {
+		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+		t.events = 0
+	}
+	unix.Close(t.fd)
+	t.fdClosed = true
+	t.in = nil
+	delete(p.conns, int32(t.fd))
+	go t.closeHandler()
+}
+
+// epollTransport is one connection of the event loop.
+type epollTransport struct {
+	p      *poller
+	srv    *Server
+	h      handler
+	fd     int
+	remote string
+
+	// Poller side. While busy, the may-block goroutine owns the fields
+	// the handler sets (deadline, idle, maxPacket) and blockErr; the
+	// poller reads them after opResume.
+	in            []byte // bytes of an incomplete packet (nil: none)
+	maxPacket     int
+	first         bool // the next packet is the first (must be CONNECT)
+	deadline      time.Time
+	idle          time.Duration
+	lastPacket    int64 // unix ns: the last whole packet (or accept)
+	partialDue    int64 // unix ns: an incomplete packet must be whole by then (0: none)
+	busy          bool  // a may-block packet runs on its goroutine
+	blockErr      error // its handler error
+	closeWhenIdle bool  // close once busy ends
+	readDone      bool
+	outWait       bool   // output waits for the socket (EPOLLOUT)
+	events        uint32 // registered epoll events (0: not in the set)
+	fdClosed      bool
+	reason        error // why it closed (handler.closed's err)
+
+	writeTimeout time.Duration
+	drainMark    int
+	hardMax      int
+
+	mu         sync.Mutex
+	out        []byte // out[woff:] is not written yet
+	woff       int
+	mark       int  // len(out) at beginWrite
+	closing    bool // take no more output
+	flushClose bool // closing after what is buffered is written
+	wantDrain  bool
+	writeDue   int64 // unix ns: output must make progress by then (0: none)
+	lastOut    int64 // unix ns: output last emptied
+	ops        uint8
+	queued     bool
+}
+
+var _ transportStarter = (*epollTransport)(nil)
+
+func (t *epollTransport) start(h handler) {
+	t.h = h
+	t.p.enqueue(t, opRegister)
+}
+
+func (t *epollTransport) goroutines() int { return 1 }
+
+func (t *epollTransport) abort() { unix.Close(t.fd) }
+
+func (t *epollTransport) remoteAddr() string { return t.remote }
+
+func (t *epollTransport) setTimeouts(deadline time.Time, idle time.Duration) {
+	t.deadline, t.idle = deadline, idle
+}
+
+func (t *epollTransport) setMaxPacket(n int) {
+	switch {
+	case n <= 0:
+		n = packet.DefaultMaxSize
+	case n > packet.MaxRemainingLength:
+		n = packet.MaxRemainingLength
+	}
+	t.maxPacket = n
+}
+
+// check refuses, on its fixed header, a first packet that is not CONNECT
+// or a type clients never send (A2, A6, B1), as tcpTransport does.
+func (t *epollTransport) check(header byte, _ int) error {
+	if t.first {
+		t.first = false
+		if header>>4 != packet.CONNECT {
+			return errNotConnect
+		}
+	}
+	if !packet.ValidClientPacketType(header>>4, packet.V5) {
+		return packet.ErrPacketType
+	}
+	return nil
+}
+
+// keep stores rest (a suffix of the shared buffer or of t.in) as t.in.
+func (t *epollTransport) keep(rest []byte) {
+	switch {
+	case len(rest) == 0:
+		if cap(t.in) > packet.DefaultReadBufferSize {
+			t.in = nil
+		} else if t.in != nil {
+			t.in = t.in[:0]
+		}
+	case len(t.in) > 0 && &rest[0] == &t.in[len(t.in)-len(rest)]:
+		t.in = t.in[:copy(t.in, rest)] // a suffix of t.in: slide it down
+	default:
+		t.in = append(t.in[:0], rest...)
+	}
+}
+
+// readDue is when reading times out (unix ns, 0: never): the earliest of
+// the handler's deadline, idle after the last packet, and the deadline
+// of a started packet.
+func (t *epollTransport) readDue() int64 {
+	var due int64
+	if !t.deadline.IsZero() {
+		due = t.deadline.UnixNano()
+	}
+	if t.idle > 0 {
+		if d := t.lastPacket + int64(t.idle); due == 0 || d < due {
+			due = d
+		}
+	}
+	if t.partialDue != 0 && (due == 0 || t.partialDue < due) {
+		due = t.partialDue
+	}
+	return due
+}
+
+func (t *epollTransport) runBlocking(header byte, body []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.srv.panicked("reader", r, debug.Stack())
+			t.blockErr = errConnPanic
+		}
+		t.p.enqueue(t, opResume)
+	}()
+	t.blockErr = t.h.handlePacket(header, body)
+}
+
+func (t *epollTransport) closeHandler() {
+	defer t.srv.wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			t.srv.panicked("close", r, debug.Stack())
+		}
+	}()
+	t.h.closed(t.reason)
+}
+
+func (t *epollTransport) beginWrite() ([]byte, int, bool) {
+	t.mu.Lock()
+	t.mark = len(t.out)
+	return t.out, len(t.out) - t.woff, !t.closing
+}
+
+func (t *epollTransport) endWrite(buf []byte) {
+	if t.closing {
+		buf = buf[:t.mark]
+	}
+	t.out = buf
+	over := len(buf)-t.woff > t.hardMax
+	push := len(buf) > t.mark && t.markLocked(opFlush)
+	t.mu.Unlock()
+	if push {
+		t.p.push(t)
+	}
+	if over {
+		t.srv.log.Warn("mqtt: outbound backlog over limit, closing", "remote", t.remote)
+		t.close(false)
+	}
+}
+
+func (t *epollTransport) notifyDrained() {
+	t.mu.Lock()
+	t.wantDrain = true
+	t.mu.Unlock()
+	t.p.enqueue(t, opFlush) // the backlog may be gone already
+}
+
+func (t *epollTransport) close(flush bool) {
+	t.mu.Lock()
+	if !t.closing {
+		t.closing, t.flushClose = true, flush
+	} else if !flush {
+		t.flushClose = false
+	}
+	t.mu.Unlock()
+	t.p.enqueue(t, opClose)
+}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package router
+
+import "net"
+
+// The event loop is Linux only (epoll); elsewhere every connection uses
+// tcpTransport.
+
+type eventLoops struct{}
+
+func (eventLoops) stop() {}
+
+func newEventTransport(*Server, net.Conn) transportStarter { return nil }
