@@ -2,11 +2,20 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
+	"net"
+	"os"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -302,8 +311,10 @@ func TestIdentityComesFromToken(t *testing.T) {
 
 func TestSlowloris(t *testing.T) {
 	// B8: nothing, or a partial CONNECT, within ConnectTimeout → close.
-	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
+	var logs *testutil.SyncBuffer
+	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond; logs = captureLogs(c) })
 	for _, data := range [][]byte{nil, hexBytes("10 0D 00 04"), hexBytes("10")} {
+		before := badInputCounts(e)
 		r := dialRaw(t, e.addr)
 		if data != nil {
 			r.send(data)
@@ -313,6 +324,10 @@ func TestSlowloris(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("closed after %v", d)
 		}
+		waitBadInput(t, e, before, reasonTimeout)
+		if lines := badInputLogLines(t, logs, r.nc.LocalAddr().String()); len(lines) != 1 || lines[0]["reason"] != reasonTimeout {
+			t.Fatalf("% x: bad-input log lines %v", data, lines)
+		}
 	}
 }
 
@@ -320,6 +335,7 @@ func TestPartialPacketAfterConnect(t *testing.T) {
 	// A2: with keepalive 0 there is no idle timeout, but a packet whose
 	// header has arrived must still arrive whole within ConnectTimeout.
 	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
+	before := badInputCounts(e)
 	r := dialRaw(t, e.addr)
 	r.send(connectPacket("alice", "tok-alice", "x", true, 0))
 	r.expectConnack(0)
@@ -329,6 +345,7 @@ func TestPartialPacketAfterConnect(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("closed after %v", d)
 	}
+	waitBadInput(t, e, before, reasonTimeout)
 }
 
 func TestPartialFixedHeaderAfterConnect(t *testing.T) {
@@ -338,6 +355,7 @@ func TestPartialFixedHeaderAfterConnect(t *testing.T) {
 	// a lone first byte.
 	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
 	for _, data := range []string{"30 80", "30", "C0"} {
+		before := badInputCounts(e)
 		r := dialRaw(t, e.addr)
 		r.send(connectPacket("alice", "tok-alice", "x", true, 0))
 		r.expectConnack(0)
@@ -347,6 +365,7 @@ func TestPartialFixedHeaderAfterConnect(t *testing.T) {
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("%s: closed after %v", data, d)
 		}
+		waitBadInput(t, e, before, reasonTimeout)
 	}
 }
 
@@ -504,4 +523,222 @@ func TestConnectPacketSizeLimit(t *testing.T) {
 	r3.expectConnack(0)
 	r3.send(publishFrame(0, "/service/auth", strings.Repeat("t", 100<<10))[:5])
 	r3.expectClosed()
+}
+
+func TestBadInputReason(t *testing.T) {
+	// What each transport hands closed(): the tcp transport's read
+	// deadline is a *net.OpError around os.ErrDeadlineExceeded, the event
+	// loop passes os.ErrDeadlineExceeded itself.
+	tcpTimeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{tcpTimeout, reasonTimeout},
+		{os.ErrDeadlineExceeded, reasonTimeout},
+		{packet.ErrRemainingLength, reasonMalformed},
+		{packet.ErrShort, reasonMalformed},
+		{packet.ErrFilter, reasonMalformed},
+		{packet.ErrTooLarge, reasonTooLarge},
+		{packet.ErrPacketType, reasonProtocol},
+		{packet.ErrPacketIDZero, reasonProtocol},
+		{packet.ErrTopicName, reasonProtocol},
+		{errNotConnect, reasonProtocol},
+		{errSecondConnect, reasonProtocol},
+		{errUnexpectedPacket, reasonProtocol},
+		{errQoS2Window, reasonProtocol},
+		{fmt.Errorf("wrapped: %w", packet.ErrUTF8), reasonMalformed},
+		// not refusals
+		{io.EOF, ""},
+		{io.ErrUnexpectedEOF, ""},
+		{&net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}, ""},
+		{&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, ""},
+		{errClientDisconnect, ""},
+		{errClosedByServer, ""},
+		{errRefused, ""},
+		{errAuthFailed, ""},
+		{errForward, ""},
+		{errConnPanic, ""},
+		{context.DeadlineExceeded, ""},
+	}
+	for _, c := range cases {
+		if got := badInputReason(c.err); got != c.want {
+			t.Errorf("badInputReason(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+	for _, r := range badInputReasonList {
+		if !slices.Contains(allReasons, r) {
+			t.Errorf("reason %q not pre-registered", r)
+		}
+	}
+}
+
+func TestNormalClosesNotCounted(t *testing.T) {
+	// DISCONNECT, end of stream between packets, a refused CONNECT,
+	// takeover, revocation, token expiry and server shutdown are no bad
+	// input: nothing counted under the bad-input reasons, no such line.
+	var logs *testutil.SyncBuffer
+	e := newEnv(t, func(c *Config) { logs = captureLogs(c) })
+	e.auth.addIdentity("short", Identity{ID: "carol", TokenHash: tokenHash("short"), Expires: time.Now().Add(300 * time.Millisecond)})
+	before := badInputCounts(e)
+
+	r := connectRaw(t, e, "alice", "disc", true)
+	r.sendHex("E0 00")
+	r.expectClosed()
+
+	r = connectRaw(t, e, "alice", "eof", true)
+	r.nc.Close()
+
+	r = dialRaw(t, e.addr)
+	r.send(connectPacket("alice", "wrong", "x", true, 60))
+	r.expectConnack(packet.ConnBadCredentials)
+	r.expectClosed()
+
+	old := connectRaw(t, e, "bob", "same", true)
+	connectRaw(t, e, "bob", "same", true)
+	old.expectClosed()
+
+	d := connectRaw(t, e, "d1", "d", true)
+	e.srv.Revoke(tokenHash("tok-d1"))
+	d.expectClosed()
+
+	r = dialRaw(t, e.addr)
+	r.send(connectPacket("carol", "short", "c", true, 60))
+	r.expectConnack(0)
+	r.expectClosed()
+
+	connectRaw(t, e, "alice", "at-shutdown", true)
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if n := e.srv.Stats().Connections; n != 2 { // bob's new one, alice's last
+			return fmt.Errorf("%d connections", n)
+		}
+		return nil
+	})
+	e.srv.Close() // returns once every connection's closed has run
+	if got := badInputCounts(e); !maps.Equal(got, before) {
+		t.Fatalf("bad-input refusals %v, want %v", got, before)
+	}
+	if strings.Contains(logs.String(), "bad input") {
+		t.Fatalf("normal closes logged as bad input:\n%s", logs)
+	}
+}
+
+// hostileRun sends one bad input over a plain socket (for goroutines
+// other than the test's) and checks the server closes the connection
+// without answering it.
+func hostileRun(addr string, c badInput, clientID string) error {
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	rd := packet.NewReader(nc, 1<<20)
+	if !c.raw {
+		if _, err := nc.Write(connectPacket("alice", "tok-alice", clientID, true, 60)); err != nil {
+			return fmt.Errorf("%s: %v", c.name, err)
+		}
+		h, body, err := rd.ReadPacket()
+		if err != nil || h>>4 != packet.CONNACK || len(body) != 2 || body[1] != 0 {
+			return fmt.Errorf("%s: CONNACK %#x % x %v", c.name, h, body, err)
+		}
+	}
+	nc.Write(c.data) // the server may close before it has read everything
+	h, body, err := rd.ReadPacket()
+	var ne net.Error
+	switch {
+	case err == nil:
+		return fmt.Errorf("%s: got packet %#x % x, want close", c.name, h, body)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%s: connection still open", c.name)
+	}
+	return nil
+}
+
+func TestBadInputsSpareBystanders(t *testing.T) {
+	// Item 8, "never another client's messages lost": while hostile
+	// connections come and go (each bad input in turn on the test
+	// goroutine, and all of them over and over from three more), bob,
+	// subscribed, gets every group message d1 publishes exactly once and
+	// in order.
+	e := newEnv(t, func(c *Config) { c.ConnectRate = -1 })
+	bob := connectRaw(t, e, "bob", "bystander", true)
+	if codes := bob.subscribe(1, "/private/bob/#"); codes[0] != 1 {
+		t.Fatalf("suback %v", codes)
+	}
+	d1 := connectRaw(t, e, "d1", "publisher", true)
+	cases := badInputs()
+
+	stop := make(chan struct{})
+	errs := make(chan error, 3)
+	var wg sync.WaitGroup
+	var runs atomic.Int64
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := hostileRun(e.addr, cases[i%len(cases)], fmt.Sprint("hostile", g)); err != nil {
+					errs <- err
+					return
+				}
+				runs.Add(1)
+			}
+		}()
+	}
+
+	var got, want []string
+	for i, c := range cases {
+		r := dialRaw(t, e.addr)
+		if !c.raw {
+			r.send(connectPacket("alice", "tok-alice", "fg", true, 60))
+			r.expectConnack(0)
+		}
+		payload := fmt.Sprint("m", i)
+		want = append(want, payload)
+		d1.publish(1, uint16(i+1), "/group/g1", payload)
+		r.send(c.data)
+		p := bob.readPublish()
+		bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+		if string(p.Topic) != "/private/bob/group/g1" {
+			t.Fatalf("%s: bob got topic %q", c.name, p.Topic)
+		}
+		got = append(got, string(p.Payload))
+		if pid, _ := packet.DecodeAck(packet.PUBACK<<4, d1.mustRead(packet.PUBACK), packet.V311); pid != uint16(i+1) {
+			t.Fatalf("%s: PUBACK %d, want %d", c.name, pid, i+1)
+		}
+		r.expectClosed()
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// one more message behind the others: a duplicate would come first
+	d1.publish(1, 1000, "/group/g1", "last")
+	d1.mustRead(packet.PUBACK)
+	p := bob.readPublish()
+	bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+	got = append(got, string(p.Payload))
+	want = append(want, "last")
+	bob.expectNothing(100 * time.Millisecond)
+	if !slices.Equal(got, want) {
+		t.Fatalf("bob got %v, want %v", got, want)
+	}
+	if n := runs.Load(); n < int64(len(cases)) {
+		t.Errorf("only %d background hostile runs", n)
+	}
+	if n := e.fwd.count(); n != len(want) {
+		t.Fatalf("%d messages forwarded, want %d (only d1's)", n, len(want))
+	}
+	if p := e.srv.Stats().Panics; p != 0 {
+		t.Fatalf("%d panics", p)
+	}
+	t.Logf("%d hostile connections in the background", runs.Load())
 }

@@ -17,7 +17,7 @@ type Stats struct {
 	ConnectsRefused uint64 // CONNACK != 0 sent, or auth-topic login failed
 	MessagesIn      uint64 // PUBLISHes (and wills) accepted and forwarded
 	Deliveries      uint64 // PUBLISHes written to clients (first sends and resends)
-	Refusals        uint64 // refused publishes, subscriptions, wills, replays, connections over the rate
+	Refusals        uint64 // refused publishes, subscriptions, wills, replays, connections over the rate or closed for bad input
 	QueueDropped    uint64 // messages dropped by a full queue or a slow consumer
 	Panics          uint64 // recovered panics (each closed one connection)
 }
@@ -72,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"proto", "kind"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushring_mqtt_refusals_total",
-			Help: "Publishes, subscriptions, wills and deliveries refused by the ACL or limits.",
+			Help: "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input.",
 		}, []string{"reason"}),
 		queueDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pushring_queue_dropped_total",

@@ -493,6 +493,7 @@ func TestAuthTopic(t *testing.T) {
 
 func TestAuthTopicDeadline(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.AuthTopic = true; c.ConnectTimeout = 200 * time.Millisecond })
+	before := badInputCounts(e)
 	r := dialRaw(t, e.addr)
 	r.send(connectPacket("", "", "x", true, 60))
 	r.expectConnack(0)
@@ -501,6 +502,7 @@ func TestAuthTopicDeadline(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("closed after %v", d)
 	}
+	waitBadInput(t, e, before, reasonTimeout)
 }
 
 func TestPanicClosesOnlyThatConnection(t *testing.T) {
@@ -533,6 +535,7 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 
 func TestKeepAliveTimeout(t *testing.T) {
 	e := newEnv(t, nil)
+	before := badInputCounts(e)
 	r := dialRaw(t, e.addr)
 	r.send(connectPacket("alice", "tok-alice", "ka", true, 1))
 	r.expectConnack(0)
@@ -541,6 +544,7 @@ func TestKeepAliveTimeout(t *testing.T) {
 	if d := time.Since(start); d < time.Second || d > 3*time.Second {
 		t.Fatalf("closed after %v, want about 1.5s", d)
 	}
+	waitBadInput(t, e, before, reasonTimeout) // B9
 }
 
 func TestWillPublishedOnAbruptClose(t *testing.T) {

@@ -42,6 +42,8 @@ var allReasons = []string{
 	reasonTopic, reasonService, reasonGroupACL, reasonDirectACL,
 	reasonSubscribeACL, reasonSubscribeMax, reasonWillACL, reasonReplayACL,
 	reasonDeliverACL, reasonForwardFailed, reasonConnectRate,
+	// bad input that closed a connection (refusal.go)
+	reasonMalformed, reasonTooLarge, reasonProtocol, reasonTimeout,
 }
 
 // validID mirrors store.ValidID (router must not depend on the store's
