@@ -9,6 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -29,7 +32,7 @@ func main() {
 func run(args []string) error {
 	cfg := node.DefaultConfig()
 	fs := flag.NewFlagSet("pushring", flag.ContinueOnError)
-	var advertise, logLevel, join string
+	var advertise, logLevel, join, pprofAddr string
 	var authTopic bool
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for JetStream data and the generated admin key")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT/TCP listen address")
@@ -56,6 +59,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Router.ConnectBurst, "connect-burst", cfg.Router.ConnectBurst, "burst of new MQTT connections per source address")
 	fs.IntVar(&cfg.Router.MaxPacketSize, "max-packet-size", cfg.Router.MaxPacketSize, "maximum MQTT packet size in bytes")
 	fs.BoolVar(&cfg.Router.GoroutinePerConn, "goroutine-per-conn", false, "serve each MQTT connection with two goroutines instead of the epoll event loop")
+	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
 		return err
@@ -79,6 +83,12 @@ func run(args []string) error {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	if pprofAddr != "" {
+		if err := servePprof(pprofAddr, cfg.Logger); err != nil {
+			return err
+		}
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -90,6 +100,23 @@ func run(args []string) error {
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
 	return n.Close()
+}
+
+// servePprof serves the profiling endpoints on their own listener, apart
+// from the API, so they are never exposed by accident with it.
+func servePprof(addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	go http.Serve(ln, mux)
+	return nil
 }
 
 // applyEnv sets each flag from its PUSHRING_* variable, before the command
