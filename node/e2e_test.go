@@ -7,7 +7,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"github.com/nats-io/nats.go"
+	"github.com/pushring/pushring/fanout"
 	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/message"
 	"net"
 	"slices"
 	"strings"
@@ -35,6 +37,25 @@ func TestPushFlow(t *testing.T) {
 			t.Fatalf("%s: granted %#x, want 1", u, code)
 		}
 	}
+
+	// Fan-out goes over NATS even on one node: a plain nats.go
+	// subscriber on the node's subject sees the envelopes (checked below).
+	raw, err := n.embedded.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	envelopes, err := raw.SubscribeSync("pushring." + n.cfg.Cluster + ".node." + n.cfg.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fanBefore := n.fan.Stats()
+	peer := map[string]string{"peer": n.cfg.NodeID}
+	sentBefore := counter(t, n, "pushring_fanout_envelopes_sent_total", peer)
+	receivedBefore := counter(t, n, "pushring_fanout_envelopes_received_total", peer)
 
 	d1 := connect(t, n, clientOpts{user: "d1", password: w.d1Key}, nil)
 	publish(t, d1, "/group/g1", 1, "over-mqtt")
@@ -71,6 +92,40 @@ func TestPushFlow(t *testing.T) {
 	}
 	if got := sinks["carol"].list(); len(got) != 0 {
 		t.Errorf("carol got %v, want nothing", got)
+	}
+
+	// Two group messages and two direct ones: one Deliver envelope each,
+	// published to this node's subject and received from it.
+	fs := n.fan.Stats()
+	if g, d, sent, recv := fs.GroupMessages-fanBefore.GroupMessages, fs.DirectMessages-fanBefore.DirectMessages,
+		fs.DeliversSent-fanBefore.DeliversSent, fs.DeliversReceived-fanBefore.DeliversReceived; g != 2 || d != 2 || sent != 4 || recv != 4 {
+		t.Errorf("fanout: %d group and %d direct messages, %d deliver envelopes sent and %d received; want 2, 2, 4, 4", g, d, sent, recv)
+	}
+	if sent := counter(t, n, "pushring_fanout_envelopes_sent_total", peer) - sentBefore; sent < 4 {
+		t.Errorf("pushring_fanout_envelopes_sent_total{peer=%q} rose by %v, want at least 4", n.cfg.NodeID, sent)
+	}
+	if recv := counter(t, n, "pushring_fanout_envelopes_received_total", peer) - receivedBefore; recv < 4 {
+		t.Errorf("pushring_fanout_envelopes_received_total{peer=%q} rose by %v, want at least 4", n.cfg.NodeID, recv)
+	}
+	var groupEnvelopes []string
+	for {
+		m, err := envelopes.NextMsg(time.Second)
+		if err != nil {
+			break
+		}
+		env, err := fanout.DecodeEnvelope(m.Data)
+		if err != nil {
+			t.Fatalf("envelope on %s: %v", m.Subject, err)
+		}
+		if env.Kind == fanout.KindDeliver && env.Msg.Kind == message.Group {
+			rcpts := slices.Sorted(slices.Values(env.Recipients))
+			groupEnvelopes = append(groupEnvelopes, fmt.Sprintf("%s from %s to %v", env.Msg.Payload, env.Sender, rcpts))
+		}
+	}
+	slices.Sort(groupEnvelopes)
+	wantEnvelopes := []string{"over-http from n1 to [alice bob]", "over-mqtt from n1 to [alice bob]"}
+	if !slices.Equal(groupEnvelopes, wantEnvelopes) {
+		t.Errorf("group envelopes on the node's NATS subject:\n%s\nwant\n%s", joinLines(groupEnvelopes), joinLines(wantEnvelopes))
 	}
 }
 
@@ -145,6 +200,10 @@ func TestRefusals(t *testing.T) {
 	cs := w.api.login("carol", "carol-password")
 	cc := connect(t, n, clientOpts{user: "carol", password: cs.Token}, nil)
 	before := counter(t, n, "pushring_mqtt_refusals_total", nil)
+	groupACL := map[string]string{"reason": "group_acl"}
+	directACL := map[string]string{"reason": "direct_acl"}
+	groupBefore := counter(t, n, "pushring_mqtt_refusals_total", groupACL)
+	directBefore := counter(t, n, "pushring_mqtt_refusals_total", directACL)
 	publish(t, cc, "/group/g1", 1, "from-carol")
 	publish(t, cc, "/private/alice", 1, "carol-direct") // shares no group with alice
 	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
@@ -153,6 +212,13 @@ func TestRefusals(t *testing.T) {
 		}
 		return nil
 	})
+	// each under its own reason
+	if got := counter(t, n, "pushring_mqtt_refusals_total", groupACL) - groupBefore; got != 1 {
+		t.Errorf("refusals{reason=group_acl} rose by %v after carol published to /group/g1, want 1", got)
+	}
+	if got := counter(t, n, "pushring_mqtt_refusals_total", directACL) - directBefore; got != 1 {
+		t.Errorf("refusals{reason=direct_acl} rose by %v after carol published to /private/alice, want 1", got)
+	}
 	// Revocation of a live session disconnects it at once.
 	w.api.must(204, "DELETE", "/v1/sessions/current", "Bearer "+s.Token, nil, nil)
 	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
@@ -208,6 +274,13 @@ func TestWildcardPublishClosesConnection(t *testing.T) {
 	if k, err := conn.Read(buf); err == nil {
 		t.Fatalf("connection still open after wildcard publish, read %x", buf[:k])
 	}
+	// counted as a protocol error once the server has closed its side
+	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if got := counter(t, n, "pushring_mqtt_refusals_total", map[string]string{"reason": "protocol"}); got != 1 {
+			return fmt.Errorf("refusals{reason=protocol} = %v, want 1", got)
+		}
+		return nil
+	})
 }
 
 // writeConnect sends a 3.1.1 CONNECT and checks for CONNACK 0.
