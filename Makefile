@@ -34,10 +34,13 @@ testallocs:
 	$(GO) test -count=1 -run 'Alloc|ZeroAllocs' ./...
 
 ## testrace: every package with -race; e2e/ in its own verbose run, so the
-## CI log shows what it measures (grep "failover:" for the kill -9 numbers)
+## CI log shows what it measures (grep "failover:" for the kill -9 numbers);
+## router/ once more on the goroutine-per-connection transport (the default
+## run uses the epoll event loop)
 testrace:
 	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -race -count=1 -timeout 10m -v ./e2e/
+	ROUTER_TEST_GOROUTINES=1 $(GO) test -race -count=1 -timeout 10m ./router/
 
 ## fuzz-smoke: every fuzz target for $(FUZZTIME) (part of make test)
 fuzz-smoke:

@@ -211,6 +211,7 @@ func newEnv(t testing.TB, edit func(*Config)) *env {
 	if os.Getenv("ROUTER_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	cfg.GoroutinePerConn = os.Getenv("ROUTER_TEST_GOROUTINES") != ""
 	if edit != nil {
 		edit(&cfg)
 	}
