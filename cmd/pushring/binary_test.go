@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
+)
+
+// The real binary: built, started with a fresh data dir, free loopback
+// ports and no --admin-key, then stopped by a signal.
+
+// buildPushring builds this command into a temporary directory.
+func buildPushring(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pushring")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeAddr returns a loopback host:port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// cleanEnv is the environment without PUSHRING_* variables, so the
+// caller's settings do not leak into the node under test.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PUSHRING_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func TestBinaryGeneratesAdminKeyAndStopsOnSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the pushring binary")
+	}
+	bin := buildPushring(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { runUntilSignal(t, bin, sig) })
+	}
+}
+
+func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	mqttAddr, httpAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "--data-dir", dataDir, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr,
+		"--gossip-addr", "127.0.0.1:0", "--node-id", "bin1")
+	cmd.Env = cleanEnv()
+	var logs testutil.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("pushring output:\n%s", logs.String())
+		}
+	})
+
+	base := "http://" + httpAddr
+	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		select {
+		case <-exited:
+			t.Fatalf("pushring exited before it was ready: %v", waitErr)
+		default:
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	})
+
+	keyFile := filepath.Join(dataDir, "admin.key")
+	st, err := os.Stat(keyFile)
+	if err != nil {
+		t.Fatalf("no admin key file: %v", err)
+	}
+	if mode := st.Mode().Perm(); mode != 0o600 {
+		t.Errorf("%s has mode %o, want 600", keyFile, mode)
+	}
+	raw, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(raw))
+	if len(key) < 32 {
+		t.Fatalf("admin key %d characters", len(key))
+	}
+	out := logs.String()
+	for _, want := range []string{
+		`msg="admin key generated"`, "file=" + keyFile, // where it is
+		`msg="pushring node started"`, "mqtt=" + mqttAddr, "http=" + httpAddr,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if strings.Contains(out, key) {
+		t.Error("the admin key itself was logged")
+	}
+	// the key in the file is the one the node uses
+	for auth, want := range map[string]int{"Bearer " + key: 200, "Bearer not-the-key": 401} {
+		req, _ := http.NewRequest("GET", base+"/v1/cluster", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /v1/cluster: %s, want %d", resp.Status, want)
+		}
+	}
+	if c, err := net.DialTimeout("tcp", mqttAddr, 5*time.Second); err != nil {
+		t.Errorf("MQTT listener: %v", err)
+	} else {
+		c.Close()
+	}
+
+	start := time.Now()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("still running %v after %v", time.Since(start), sig)
+	}
+	took := time.Since(start)
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) {
+		t.Fatalf("exit after %v: %v", sig, ee)
+	} else if waitErr != nil {
+		t.Fatal(waitErr)
+	}
+	out = logs.String()
+	for _, want := range []string{`msg="shutting down"`, `msg="pushring node stopped"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if _, err := http.Get(base + "/readyz"); err == nil {
+		t.Error("HTTP still served after exit")
+	}
+	t.Logf("%v: exited 0 after %v", sig, took.Round(time.Millisecond))
+}
