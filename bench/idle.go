@@ -16,7 +16,7 @@ type IdleConfig struct {
 	Clients        int
 	QoS            byte          // of the subscriptions
 	Settle         time.Duration // wait after the last connect before reading RSS
-	SourceAddrs    int           // spread over 127.0.0.1..127.0.0.N; 0: one per 20,000 clients
+	SourceAddrs    int           // spread over 127.0.0.1..127.0.0.N; 0: one per 5,000 clients
 	ConnectWorkers int
 	Log            func(format string, args ...any)
 }
@@ -41,7 +41,7 @@ func RunIdle(ctx context.Context, sys System, cfg IdleConfig) (res Result) {
 		cfg.ConnectWorkers = 32
 	}
 	if cfg.SourceAddrs <= 0 {
-		cfg.SourceAddrs = cfg.Clients/20000 + 1
+		cfg.SourceAddrs = cfg.Clients/5000 + 1 // ports in TIME_WAIT from an earlier run must not run out
 	}
 	fail := func(err error) Result { res.Error = err.Error(); return res }
 	pid := sys.PID()

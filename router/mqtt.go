@@ -53,8 +53,10 @@ type mqttConn struct {
 	srv    *Server
 	t      transport
 	remote string
-	ctx    context.Context // cancelled when the connection closes
-	cancel context.CancelFunc
+	// authCancel aborts an Authenticator call in progress when the
+	// connection closes. No context lives as long as the connection: an
+	// idle connection's memory is its protocol state (issue #4).
+	authCancel atomic.Pointer[context.CancelFunc]
 
 	// Reader-side state: only handlePacket and closed touch it.
 	state     connState
@@ -80,8 +82,18 @@ type mqttConn struct {
 }
 
 func newMQTTConn(srv *Server, t transport) *mqttConn {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &mqttConn{srv: srv, t: t, remote: t.remoteAddr(), ctx: ctx, cancel: cancel}
+	return &mqttConn{srv: srv, t: t, remote: t.remoteAddr()}
+}
+
+// authContext bounds one Authenticator call by ConnectTimeout; closing
+// the connection cancels it. Call the returned func when done.
+func (c *mqttConn) authContext() (context.Context, func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
+	c.authCancel.Store(&cancel)
+	return ctx, func() {
+		c.authCancel.Store(nil)
+		cancel()
+	}
 }
 
 // kill closes the connection at once from any goroutine. publishWill:
@@ -167,7 +179,9 @@ func (c *mqttConn) drained() {
 }
 
 func (c *mqttConn) closed(err error) {
-	c.cancel()
+	if cancel := c.authCancel.Load(); cancel != nil {
+		(*cancel)()
+	}
 	if c.expire != nil {
 		c.expire.Stop()
 	}
@@ -226,9 +240,9 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 	if !cp.UsernameFlag || !cp.PasswordFlag {
 		return c.refuse(packet.ConnNotAuthorized, resultNotAuthorized)
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, cfg.ConnectTimeout)
+	ctx, done := c.authContext()
 	id, err := c.srv.auth.Authenticate(ctx, cp.Username, cp.Password)
-	cancel()
+	done()
 	if code, result := c.checkIdentity(id, err); code != 0 {
 		return c.refuse(code, result)
 	}
@@ -368,9 +382,9 @@ func (c *mqttConn) handleAuth(header byte, body []byte) error {
 	}
 	topic := string(p.Topic)
 	qos, pid := p.QoS, p.PacketID
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
+	ctx, done := c.authContext()
 	id, err := c.srv.auth.AuthenticateToken(ctx, token)
-	cancel()
+	done()
 	if code, _ := c.checkIdentity(id, err); code != 0 {
 		if code == packet.ConnServerUnavailable {
 			return c.authFail(topic, "authentication unavailable")
@@ -457,7 +471,7 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		ID: c.srv.ids.Next(), Kind: kind, From: c.id.ID, To: to,
 		QoS: min(qos, 1), Payload: bytes.Clone(p.Payload),
 	}
-	if err := c.srv.forward(c.ctx, m); err != nil {
+	if err := c.srv.forward(context.Background(), m); err != nil {
 		c.srv.m.refusal(reasonForwardFailed)
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
 		if qos > 0 {

@@ -103,7 +103,7 @@ type idRing struct {
 }
 
 func (r *idRing) has(id uint64) bool {
-	if id == 0 {
+	if r == nil || id == 0 {
 		return false
 	}
 	for _, v := range r.ids {

@@ -45,8 +45,8 @@ type session struct {
 	nextPID   uint16
 	resendDue int // inflight entries with due set
 	queue     msgQueue
-	recent    idRing
-	topicBuf  []byte // scratch for building a topic to match
+	recent    *idRing // allocated with the first delivery: an idle session has none
+	topicBuf  []byte  // scratch for building a topic to match
 
 	offlineSince time.Time
 	offlineGen   uint64 // invalidates stale expiry timers
@@ -100,6 +100,9 @@ func (s *session) deliver(m *message.Message) {
 	form, qos, ok := s.match(m)
 	if !ok {
 		return
+	}
+	if s.recent == nil {
+		s.recent = new(idRing)
 	}
 	s.recent.add(m.ID)
 	s.offer(outMsg{m: m, form: form, qos: qos})

@@ -27,7 +27,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("pushbench", flag.ContinueOnError)
-	scenario := fs.String("scenario", "fanout", "scenario: fanout, direct, idle (cluster, churn: not yet)")
+	scenario := fs.String("scenario", "fanout", "scenario: fanout, direct, idle, churn, cluster")
 	system := fs.String("system", "pushring", "system under test: pushring, or none (baselines only)")
 	target := fs.String("target", "127.0.0.1:1883", "pushring MQTT address (when not --start-pushring)")
 	httpURL := fs.String("http", "http://127.0.0.1:8080", "pushring HTTP API base URL (when not --start-pushring)")
@@ -53,8 +53,12 @@ func run(args []string) error {
 	senders := fs.Int("senders", 1, "direct: sender devices (P), each message to a random user")
 	clients := fs.Int("clients", 1000, "idle: connected, subscribed, silent clients (K); one process, at most ~19,000 (20,000 open files)")
 	settle := fs.Duration("settle", 2*time.Second, "idle: wait before each RSS reading (after setup, after the last connect)")
-	sourceAddrs := fs.Int("source-addrs", 0, "idle: spread connections over source addresses 127.0.0.1..N; 0: one per 20,000 clients")
+	sourceAddrs := fs.Int("source-addrs", 0, "idle: spread connections over source addresses 127.0.0.1..N; 0: one per 5,000 clients")
+	workers := fs.Int("workers", 16, "churn: concurrent clients connecting, subscribing, disconnecting (pushring: the --users users log in first)")
+	nodes := fs.Int("nodes", 3, "cluster: pushring nodes to start (needs --start-pushring); a single node runs too, in the same run")
 	jsonPath := fs.String("json", "", "write the results as JSON to this file")
+	reportPath := fs.String("report", "", "write a self-contained HTML report (table, latency CDF, deliveries over time) to this file")
+	runs := fs.Int("runs", 1, "run the scenario N times over all systems, their order reversed every other run; report the medians")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -69,11 +73,22 @@ func run(args []string) error {
 		if *clients < 1 {
 			return errors.New("--clients must be positive")
 		}
+	case "churn":
+		if *users < 1 || *workers < 1 {
+			return errors.New("--users and --workers must be positive")
+		}
+	case "cluster":
+		if *nodes < 2 {
+			return errors.New("--nodes must be at least 2")
+		}
 	default:
-		return fmt.Errorf("scenario %q not implemented yet (fanout, direct, idle)", *scenario)
+		return fmt.Errorf("unknown scenario %q (fanout, direct, idle, churn, cluster)", *scenario)
 	}
 	if *qos != 0 && *qos != 1 {
 		return errors.New("--qos must be 0 or 1")
+	}
+	if *runs < 1 {
+		return errors.New("--runs must be at least 1")
 	}
 	if *groups < 1 || *members < 1 || *devices < 1 || *duration <= 0 {
 		return errors.New("--groups, --members, --devices and --duration must be positive")
@@ -90,7 +105,7 @@ func run(args []string) error {
 	defer stop()
 	rep := &bench.Report{Machine: bench.DescribeMachine(), Command: append([]string{"pushbench"}, args...)}
 
-	runOne := func(name string, start func() (bench.System, error)) {
+	measure := func(name string, start func() (bench.System, error)) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -110,6 +125,11 @@ func run(args []string) error {
 			dc := cfg
 			dc.Members, dc.Devices = *users, *senders
 			res = bench.RunDirect(ctx, sys, dc)
+		case "churn":
+			res = bench.RunChurn(ctx, sys, bench.ChurnConfig{Users: *users, Workers: *workers, QoS: byte(*qos),
+				Duration: *duration, Warmup: *warmup, Log: logf})
+		case "cluster":
+			res = bench.RunClusterFanout(ctx, sys, cfg)
 		default:
 			res = bench.RunFanout(ctx, sys, cfg)
 		}
@@ -120,14 +140,39 @@ func run(args []string) error {
 			fmt.Fprintf(os.Stderr, "pushbench: %s: %s\n", name, res.Error)
 		} else if res.KiBPerConn != nil {
 			logf("%s: %.2f KiB per idle connection", name, *res.KiBPerConn)
-		} else {
+		} else if res.ConnectsPerS == nil { // churn: RunChurn logged its own figures
 			logf("%s: %.0f deliveries/s, p99 %.2f ms, lost %d, duplicates %d", name, res.DeliveriesPerS, res.P99ms, res.Lost, res.Duplicates)
 		}
 		rep.Results = append(rep.Results, res)
 	}
+	// runOne queues a system; all run --runs times below, in the order
+	// queued in odd runs and reversed in even ones.
+	type queued struct {
+		name  string
+		start func() (bench.System, error)
+	}
+	var queue []queued
+	runOne := func(name string, start func() (bench.System, error)) {
+		queue = append(queue, queued{name, start})
+	}
 
 	switch *system {
 	case "pushring":
+		if *scenario == "cluster" { // a single node and the cluster, both started here
+			if *startPushring == "" {
+				return errors.New("--scenario cluster starts its nodes itself: it needs --start-pushring")
+			}
+			for _, n := range []int{1, *nodes} {
+				name := "pushring-cluster"
+				if n == 1 {
+					name = "pushring-single"
+				}
+				runOne(name, func() (bench.System, error) {
+					return bench.StartCluster(*startPushring, n, strings.Fields(*pushringArgs)...)
+				})
+			}
+			break
+		}
 		runOne("pushring", func() (bench.System, error) {
 			if *startPushring != "" {
 				return bench.StartPushring(*startPushring, strings.Fields(*pushringArgs)...)
@@ -181,12 +226,33 @@ func run(args []string) error {
 			fmt.Fprintf(os.Stderr, "pushbench: unknown baseline %q (mosquitto, nats)\n", b)
 		}
 	}
+	for run := 1; run <= *runs; run++ {
+		if *runs > 1 {
+			logf("run %d of %d", run, *runs)
+		}
+		for _, i := range bench.RunOrder(len(queue), run) {
+			n := len(rep.Results)
+			measure(queue[i].name, queue[i].start)
+			for j := n; j < len(rep.Results) && *runs > 1; j++ {
+				rep.Results[j].Run = run
+			}
+		}
+	}
+	rep.Results = bench.Medians(rep.Results) // one row per system: the medians over the runs
+	bench.FillClusterRatios(rep.Results)
 	if len(rep.Results) == 0 {
 		return errors.New("nothing to run")
 	}
-	rep.WriteTable(os.Stdout)
+	if !rep.WriteScenarioTable(os.Stdout) { // churn, cluster
+		rep.WriteTable(os.Stdout)
+	}
 	if *jsonPath != "" {
 		if err := rep.WriteJSON(*jsonPath); err != nil {
+			return err
+		}
+	}
+	if *reportPath != "" {
+		if err := bench.WriteHTMLFile(*reportPath, "pushbench", rep); err != nil {
 			return err
 		}
 	}
