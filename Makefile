@@ -50,18 +50,15 @@ fuzz-smoke:
 fuzz:
 	./scripts/fuzz.sh $(LONGFUZZ)
 
-## bench: Go micro-benchmarks with allocations, then pushbench's fanout scenario
-## against pushring, mosquitto and the NATS server's MQTT (results in bench/results/latest/)
+## bench: Go micro-benchmarks with allocations, then pushbench's standard suite (bench/suite.sh:
+## fanout, direct, idle against pushring, mosquitto and the NATS server's MQTT, medians of 3
+## alternating runs; JSON per entry and report.html in bench/results/latest/; about 10 minutes)
 bench: build
 	./scripts/deps.sh bench
-	$(GO) build -o $(BIN)/ ./bench/cmd/pushbench
+	$(GO) build -o $(BIN)/ ./bench/cmd/pushbench ./bench/cmd/pushreport
 	mkdir -p bench/results/latest
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./... | tee bench/results/latest/micro.txt
-	for qos in 0 1; do \
-	  ./$(BIN)/pushbench --start-pushring ./$(BIN)/pushring --baseline mosquitto,nats \
-	    --groups 1 --members 1000 --devices 1 --qos $$qos --rate 0 --payload 64 --duration 10s \
-	    --json bench/results/latest/fanout-qos$$qos.json || exit 1; \
-	done
+	BIN=$(BIN) ./bench/suite.sh bench/results/latest
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt needed"; exit 1)

@@ -62,7 +62,27 @@ type Result struct {
 	ConnectS       float64  `json:"connect_s"`
 	Note           string   `json:"note,omitempty"`
 	Error          string   `json:"error,omitempty"`
+
+	// For the report (--report): the latency distribution, [ms, fraction
+	// at most ms] pairs, and deliveries per SeriesStepMs from the start of
+	// publishing (warmup, window, drain).
+	LatencyCDF   [][2]float64 `json:"latency_cdf,omitempty"`
+	SeriesStepMs float64      `json:"series_step_ms,omitempty"`
+	Series       []uint64     `json:"deliveries_series,omitempty"`
+
+	// --runs N > 1: Run is the run (1..N) of an entry in Runs; a result
+	// with Runs holds the medians of its figures over the runs that did
+	// not fail, its latency CDF from all those runs' histograms merged,
+	// and the series of the run with the median deliveries/s (SeriesRun).
+	Run       int      `json:"run,omitempty"`
+	SeriesRun int      `json:"series_run,omitempty"`
+	Runs      []Result `json:"runs,omitempty"`
+
+	hist *hist.Histogram // merged latency histogram, for medians over runs
 }
+
+// seriesStep is the bucket width of Result.Series.
+const seriesStep = 100 * time.Millisecond
 
 type receiver struct {
 	conn     *mqttc.Conn
@@ -73,9 +93,12 @@ type receiver struct {
 	dups     uint64
 	bad      uint64
 	total    atomic.Uint64
+	series   []uint32 // deliveries per seriesStep since window.t0 (read after the read loop ends)
 }
 
-type window struct{ start, end atomic.Int64 }
+// window is the measured window and t0, the start of publishing (the
+// series' origin), as unix ns.
+type window struct{ start, end, t0 atomic.Int64 }
 
 func (r *receiver) onPublish(w *window, payload []byte) {
 	now := time.Now().UnixNano()
@@ -104,6 +127,9 @@ func (r *receiver) onPublish(w *window, payload []byte) {
 	}
 	bs[word] |= bit
 	r.distinct++
+	if d := now - w.t0.Load(); d >= 0 && len(r.series) > 0 {
+		r.series[min(int(d/int64(seriesStep)), len(r.series)-1)]++
+	}
 	if now >= w.start.Load() && now < w.end.Load() {
 		r.window++
 		r.h.Record(now - ts)
@@ -159,6 +185,9 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	var w window
 	w.start.Store(math.MaxInt64)
 	w.end.Store(math.MaxInt64)
+	w.t0.Store(math.MaxInt64)
+	// warmup + window + the wait for blocked publishers + drain, and a margin.
+	seriesLen := int((cfg.Warmup+cfg.Duration+10*time.Second+cfg.Drain)/seriesStep) + 20
 	recv := make([]*receiver, len(plan.Members))
 	var conns sync.WaitGroup // read loops
 	defer func() {
@@ -179,7 +208,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 			c.Close()
 			return fmt.Errorf("member %s: %w", m.ID, err)
 		}
-		r := &receiver{conn: c, h: hist.New(), seen: make([][]uint64, len(plan.Publishers))}
+		r := &receiver{conn: c, h: hist.New(), seen: make([][]uint64, len(plan.Publishers)), series: make([]uint32, seriesLen)}
 		recv[i] = r
 		return nil
 	})
@@ -224,6 +253,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	sent := make([]atomic.Uint64, len(pubs))
 	perPub := cfg.Rate / float64(len(pubs))
 	start := time.Now()
+	w.t0.Store(start.UnixNano())
 	w.start.Store(start.Add(cfg.Warmup).UnixNano())
 	w.end.Store(start.Add(cfg.Warmup + cfg.Duration).UnixNano())
 	var toUser []atomic.Uint64 // direct: messages sent to each member
@@ -311,9 +341,15 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		r.conn.Close()
 	}
 	conns.Wait()
+	end := min(int(time.Since(start)/seriesStep)+1, seriesLen)
+	res.SeriesStepMs = float64(seriesStep) / float64(time.Millisecond)
+	res.Series = make([]uint64, end)
 	h := hist.New()
 	var distinct uint64
 	for _, r := range recv {
+		for i, n := range r.series[:end] {
+			res.Series[i] += uint64(n)
+		}
 		h.Merge(r.h)
 		res.Deliveries += r.window
 		res.Duplicates += r.dups
@@ -330,7 +366,18 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	ms := func(ns int64) float64 { return float64(ns) / 1e6 }
 	res.P50ms, res.P90ms, res.P99ms = ms(h.Quantile(0.5)), ms(h.Quantile(0.9)), ms(h.Quantile(0.99))
 	res.Maxms, res.Meanms = ms(h.Max()), h.Mean()/1e6
+	res.hist = h
+	res.LatencyCDF = latencyCDF(h)
 	return res
+}
+
+// latencyCDF is h's CDF in [ms, fraction] pairs.
+func latencyCDF(h *hist.Histogram) [][2]float64 {
+	var out [][2]float64
+	for _, p := range h.CDF() {
+		out = append(out, [2]float64{float64(p.V) / 1e6, p.Frac})
+	}
+	return out
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -64,15 +64,19 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out := filepath.Join(t.TempDir(), "out.json")
+	report := filepath.Join(t.TempDir(), "report.html")
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
 		"--start-pushring", filepath.Join(dir, "pushring"),
 		"--scenario", "fanout", "--groups", "1", "--members", "50", "--devices", "1",
 		"--rate", "200", "--qos", "1", "--duration", "3s", "--warmup", "500ms",
-		"--json", out)
+		"--json", out, "--report", report)
 	b, err := cmd.CombinedOutput()
 	t.Logf("pushbench:\n%s", b)
 	if err != nil {
 		t.Fatalf("pushbench: %v", err)
+	}
+	if st, err := os.Stat(report); err != nil || st.Size() == 0 {
+		t.Errorf("--report: %v (%v)", st, err)
 	}
 	raw, err := os.ReadFile(out)
 	if err != nil {

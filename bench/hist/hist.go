@@ -115,3 +115,72 @@ func (h *Histogram) Quantile(q float64) int64 {
 	}
 	return h.max
 }
+
+// Min is the smallest recorded value (exact), 0 if empty.
+func (h *Histogram) Min() int64 {
+	if h.n == 0 {
+		return 0
+	}
+	return h.min
+}
+
+// cdfQuantiles are where CDF samples the distribution: dense in the body,
+// denser in the tail (log-spaced towards 1).
+var cdfQuantiles = func() []float64 {
+	var qs []float64
+	for i := 1; i < 100; i++ { // 0.01 .. 0.99
+		qs = append(qs, float64(i)/100)
+	}
+	for _, step := range []float64{1e-3, 1e-4, 1e-5} { // 0.991..0.999, 0.9991..0.9999, ...
+		top := 1 - step*10
+		for i := 1; i < 10; i++ {
+			qs = append(qs, top+float64(i)*step)
+		}
+	}
+	return qs
+}()
+
+// Point is one sample of a cumulative distribution: Frac of the values
+// are at most V.
+type Point struct {
+	V    int64
+	Frac float64
+}
+
+// CDF samples the cumulative distribution at about 130 quantiles (the
+// body every 1 %, the tail to 0.99999), plus the exact min and max;
+// points with the same value are merged into the highest fraction.
+// Empty for an empty histogram.
+func (h *Histogram) CDF() []Point {
+	if h.n == 0 {
+		return nil
+	}
+	pts := []Point{{V: h.min, Frac: 1 / float64(h.n)}}
+	// One walk over the buckets for all quantiles (they are increasing).
+	var seen uint64
+	i := 0
+	for _, q := range cdfQuantiles {
+		rank := uint64(math.Ceil(q * float64(h.n)))
+		for ; i < len(h.counts) && seen+h.counts[i] < rank; i++ {
+			seen += h.counts[i]
+		}
+		if i == len(h.counts) {
+			break
+		}
+		lo, hi := bounds(i)
+		v := min(max(int64(lo+(hi-lo)/2), h.min), h.max)
+		pts = append(pts, Point{V: v, Frac: q})
+	}
+	pts = append(pts, Point{V: h.max, Frac: 1})
+	out := pts[:1]
+	for _, p := range pts[1:] {
+		last := &out[len(out)-1]
+		switch {
+		case p.V == last.V:
+			last.Frac = max(last.Frac, p.Frac)
+		case p.V > last.V && p.Frac >= last.Frac:
+			out = append(out, p)
+		}
+	}
+	return out
+}

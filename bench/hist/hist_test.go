@@ -1,6 +1,7 @@
 package hist
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -44,5 +45,40 @@ func TestQuantiles(t *testing.T) {
 	}
 	if h.Max() != all[len(all)-1] || h.Count() != 100000 {
 		t.Errorf("max %d count %d", h.Max(), h.Count())
+	}
+}
+
+func TestCDF(t *testing.T) {
+	if New().CDF() != nil {
+		t.Fatal("CDF of an empty histogram")
+	}
+	h := New()
+	for v := range int64(100000) {
+		h.Record(1000 + v*10) // uniform on [1000, 1_000_990]
+	}
+	pts := h.CDF()
+	if len(pts) < 50 || len(pts) > 200 {
+		t.Fatalf("%d points", len(pts))
+	}
+	if pts[0].V != h.Min() || pts[len(pts)-1].V != h.Max() || pts[len(pts)-1].Frac != 1 {
+		t.Fatalf("ends %+v %+v, min %d max %d", pts[0], pts[len(pts)-1], h.Min(), h.Max())
+	}
+	for i := 1; i < len(pts); i++ {
+		if pts[i].V <= pts[i-1].V || pts[i].Frac < pts[i-1].Frac {
+			t.Fatalf("not increasing at %d: %+v %+v", i, pts[i-1], pts[i])
+		}
+	}
+	for _, p := range pts[1 : len(pts)-1] {
+		want := 1000 + p.Frac*1_000_000
+		if d := math.Abs(float64(p.V)-want) / want; d > 0.02 {
+			t.Errorf("at %.5f: %d, want about %.0f", p.Frac, p.V, want)
+		}
+	}
+	// One value: min = max, one point.
+	o := New()
+	o.Record(5)
+	o.Record(5)
+	if pts := o.CDF(); len(pts) != 1 || pts[0] != (Point{5, 1}) {
+		t.Fatalf("constant: %+v", pts)
 	}
 }
