@@ -63,6 +63,31 @@ type Result struct {
 	Note           string   `json:"note,omitempty"`
 	Error          string   `json:"error,omitempty"`
 
+	// churn (churn.go): login (users) and connect-only (devices or
+	// anonymous) figures; nil or zero in other scenarios.
+	Workers           int      `json:"workers,omitempty"`
+	LoginsPerS        *float64 `json:"logins_per_s,omitempty"`
+	LoginP50ms        *float64 `json:"login_p50_ms,omitempty"`
+	LoginP99ms        *float64 `json:"login_p99_ms,omitempty"`
+	TokenConnectP50ms *float64 `json:"token_connect_p50_ms,omitempty"`
+	TokenConnectP99ms *float64 `json:"token_connect_p99_ms,omitempty"`
+	ConnectsPerS      *float64 `json:"connects_per_s,omitempty"`
+	ConnectP50ms      *float64 `json:"connect_p50_ms,omitempty"`
+	ConnectP99ms      *float64 `json:"connect_p99_ms,omitempty"`
+	SubscribeP50ms    *float64 `json:"subscribe_p50_ms,omitempty"`
+	SubscribeP99ms    *float64 `json:"subscribe_p99_ms,omitempty"`
+	Errors            uint64   `json:"errors,omitempty"`
+
+	// cluster (cluster.go): nodes, inter-node envelopes per group publish,
+	// the cluster/single-node deliveries ratio, per-node details.
+	Nodes               int           `json:"nodes,omitempty"`
+	EnvelopesPerPublish *float64      `json:"envelopes_per_publish,omitempty"`
+	HomeNodesPerGroup   *float64      `json:"home_nodes_per_group,omitempty"`
+	ClusterOverSingle   *float64      `json:"cluster_over_single,omitempty"`
+	NodesCPUs           *float64      `json:"nodes_cpu_s,omitempty"`
+	NodesRSSMiB         *float64      `json:"nodes_rss_mib,omitempty"`
+	ClusterNodes        []ClusterNode `json:"cluster_nodes,omitempty"`
+
 	// For the report (--report): the latency distribution, [ms, fraction
 	// at most ms] pairs, and deliveries per SeriesStepMs from the start of
 	// publishing (warmup, window, drain).
@@ -200,7 +225,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	}()
 	err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
 		m := plan.Members[i]
-		c, err := mqttc.Dial(sys.MQTTAddr(), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password})
+		c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password})
 		if err != nil {
 			return fmt.Errorf("member %s: %w", m.ID, err)
 		}
@@ -233,7 +258,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		pubLoops.Wait()
 	}()
 	for i, p := range plan.Publishers {
-		c, err := mqttc.Dial(sys.MQTTAddr(), mqttc.Options{ClientID: p.ID, Username: p.Username, Password: p.Password, Inflight: cfg.Inflight})
+		c, err := mqttc.Dial(dialAddr(sys, p), mqttc.Options{ClientID: p.ID, Username: p.Username, Password: p.Password, Inflight: cfg.Inflight})
 		if err != nil {
 			return fail(fmt.Errorf("publisher %s: %w", p.ID, err))
 		}

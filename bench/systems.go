@@ -30,6 +30,7 @@ type Client struct {
 	Topic    string // publish topic (publishers)
 	Inbox    string // topic a direct message to this client goes to (direct scenario)
 	Group    int
+	Addr     string // MQTT address to dial (cluster: the client's home node); "": the system's
 }
 
 // FanoutPlan is what a system set up for the fanout scenario.

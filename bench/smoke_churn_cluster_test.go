@@ -1,0 +1,149 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestSmokeChurn runs a 2 s churn with 4 workers (20 users log in, then 4
+// devices reconnect) against a node pushbench starts: logins and connects
+// were measured, no errors, valid JSON.
+func TestSmokeChurn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs a node")
+	}
+	dir := buildBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "churn.json")
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
+		"--start-pushring", filepath.Join(dir, "pushring"),
+		"--scenario", "churn", "--users", "20", "--workers", "4",
+		"--duration", "2s", "--warmup", "300ms", "--json", out)
+	b, err := cmd.CombinedOutput()
+	t.Logf("pushbench:\n%s", b)
+	if err != nil {
+		t.Fatalf("pushbench: %v", err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Results []struct {
+			System       string   `json:"system"`
+			Scenario     string   `json:"scenario"`
+			Workers      int      `json:"workers"`
+			LoginsPerS   *float64 `json:"logins_per_s"`
+			LoginP99ms   *float64 `json:"login_p99_ms"`
+			ConnectsPerS *float64 `json:"connects_per_s"`
+			ConnectP99ms *float64 `json:"connect_p99_ms"`
+			Errors       uint64   `json:"errors"`
+			Error        string   `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, raw)
+	}
+	if len(rep.Results) != 1 {
+		t.Fatalf("want one result:\n%s", raw)
+	}
+	r := rep.Results[0]
+	switch {
+	case r.Error != "":
+		t.Fatalf("result error: %s", r.Error)
+	case r.System != "pushring" || r.Scenario != "churn" || r.Workers != 4:
+		t.Errorf("system %q scenario %q workers %d", r.System, r.Scenario, r.Workers)
+	case r.LoginsPerS == nil || *r.LoginsPerS <= 0 || r.LoginP99ms == nil || *r.LoginP99ms <= 0:
+		t.Errorf("logins/s %v, login p99 %v: no logins measured", r.LoginsPerS, r.LoginP99ms)
+	case r.ConnectsPerS == nil || *r.ConnectsPerS <= 0 || r.ConnectP99ms == nil || *r.ConnectP99ms <= 0:
+		t.Errorf("connects/s %v, connect p99 %v: no connects measured", r.ConnectsPerS, r.ConnectP99ms)
+	case r.Errors != 0:
+		t.Errorf("%d errors", r.Errors)
+	}
+}
+
+// TestSmokeCluster runs a 2 s QoS 1 fanout (1 × 40, 100 msgs/s) on one
+// node and on a 2-node cluster, both started by pushbench: no loss, no
+// duplicates, at most one inter-node envelope per node per group publish.
+func TestSmokeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs three nodes")
+	}
+	dir := buildBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "cluster.json")
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
+		"--start-pushring", filepath.Join(dir, "pushring"),
+		"--scenario", "cluster", "--nodes", "2", "--groups", "1", "--members", "40", "--devices", "1",
+		"--rate", "100", "--qos", "1", "--duration", "2s", "--warmup", "300ms", "--json", out)
+	b, err := cmd.CombinedOutput()
+	t.Logf("pushbench:\n%s", b)
+	if err != nil {
+		t.Fatalf("pushbench: %v", err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type node struct {
+		ID      string `json:"id"`
+		Members int    `json:"members"`
+	}
+	var rep struct {
+		Results []struct {
+			System              string   `json:"system"`
+			Scenario            string   `json:"scenario"`
+			Nodes               int      `json:"nodes"`
+			Sent                uint64   `json:"sent"`
+			DeliveriesPerS      float64  `json:"deliveries_per_s"`
+			Lost                *uint64  `json:"lost"`
+			Duplicates          *uint64  `json:"duplicates"`
+			EnvelopesPerPublish *float64 `json:"envelopes_per_publish"`
+			ClusterOverSingle   *float64 `json:"cluster_over_single"`
+			ClusterNodes        []node   `json:"cluster_nodes"`
+			Error               string   `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, raw)
+	}
+	if len(rep.Results) != 2 {
+		t.Fatalf("want two results (single, cluster):\n%s", raw)
+	}
+	for i, want := range []struct {
+		system string
+		nodes  int
+	}{{"pushring-single", 1}, {"pushring-cluster", 2}} {
+		r := rep.Results[i]
+		switch {
+		case r.Error != "":
+			t.Fatalf("%s: result error: %s", want.system, r.Error)
+		case r.System != want.system || r.Scenario != "cluster" || r.Nodes != want.nodes || len(r.ClusterNodes) != want.nodes:
+			t.Errorf("result %d: system %q scenario %q nodes %d (%d listed), want %s with %d", i, r.System, r.Scenario, r.Nodes,
+				len(r.ClusterNodes), want.system, want.nodes)
+		case r.Sent == 0 || r.DeliveriesPerS <= 0:
+			t.Errorf("%s: sent %d deliveries/s %v: nothing measured", r.System, r.Sent, r.DeliveriesPerS)
+		case r.Lost == nil || *r.Lost != 0 || r.Duplicates == nil || *r.Duplicates != 0:
+			t.Errorf("%s: lost %v duplicates %v, want 0 and 0", r.System, r.Lost, r.Duplicates)
+		case r.EnvelopesPerPublish == nil || *r.EnvelopesPerPublish > float64(r.Nodes):
+			t.Errorf("%s: inter-node envelopes per publish %v, want at most %d", r.System, r.EnvelopesPerPublish, r.Nodes)
+		}
+		members := 0
+		for _, n := range r.ClusterNodes {
+			members += n.Members
+		}
+		if members != 40 {
+			t.Errorf("%s: %d members homed over the nodes, want 40", r.System, members)
+		}
+	}
+	if c := rep.Results[1]; c.ClusterOverSingle == nil || *c.ClusterOverSingle <= 0 {
+		t.Errorf("cluster_over_single %v, want > 0", c.ClusterOverSingle)
+	}
+}
