@@ -418,6 +418,12 @@ func (p *poller) readable(t *epollTransport, now time.Time) {
 		data = t.in
 	}
 	p.consume(t, data, now)
+	// The answers to what was just read (PUBACKs, SUBACKs, PINGRESPs)
+	// leave now, in one write, rather than after the rest of the batch:
+	// a QoS 1 publisher's window turns on this round trip.
+	if !t.fdClosed {
+		p.flush(t, now)
+	}
 }
 
 // consume handles the whole packets at the start of data (the shared
