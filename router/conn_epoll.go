@@ -184,6 +184,8 @@ type poller struct {
 	rbuf  []byte
 	conns map[int32]*epollTransport // poller goroutine only
 
+	nextRelease int64 // unix ns: the next sweep that releases idle buffers
+
 	mu       sync.Mutex
 	queue    []*epollTransport
 	woken    bool // evfd written since the queue was last taken
@@ -585,24 +587,36 @@ func (p *poller) flush(t *epollTransport, now time.Time) {
 // buffers of idle ones.
 func (p *poller) sweep(now time.Time) {
 	ns := now.UnixNano()
+	// Buffers are looked at about once a second: that takes each
+	// connection's lock, the deadline checks do not.
+	release := ns >= p.nextRelease
+	if release {
+		p.nextRelease = ns + int64(idleRelease/2)
+	}
 	for _, t := range p.conns {
+		if t.busy {
+			continue // its packet's handler is running; deadlines resume after it
+		}
 		p.guard(t, func() {
-			if !t.busy && !t.readDone {
+			if !t.readDone {
 				if due := t.readDue(); due != 0 && ns >= due {
 					p.readFailed(t, os.ErrDeadlineExceeded)
 					return
 				}
 			}
+			// writeDue is written by the poller alone (flush).
+			if t.outWait && t.writeDue != 0 && ns >= t.writeDue {
+				p.closeNow(t, errWriteTimeout)
+				return
+			}
+			if !release {
+				return
+			}
 			t.mu.Lock()
-			stalled := t.writeDue != 0 && ns >= t.writeDue
 			if len(t.out) == 0 && t.out != nil && ns-t.lastOut > int64(idleRelease) {
 				t.out = nil
 			}
 			t.mu.Unlock()
-			if stalled {
-				p.closeNow(t, errWriteTimeout)
-				return
-			}
 			if len(t.in) == 0 && t.in != nil && ns-t.lastPacket > int64(idleRelease) {
 				t.in = nil
 			}
