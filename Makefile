@@ -51,8 +51,8 @@ fuzz:
 	./scripts/fuzz.sh $(LONGFUZZ)
 
 ## bench: Go micro-benchmarks with allocations, then pushbench's standard suite (bench/suite.sh:
-## fanout, direct, idle against pushring, mosquitto and the NATS server's MQTT, medians of 3
-## alternating runs; JSON per entry and report.html in bench/results/latest/; about 10 minutes)
+## fanout, direct, idle, churn against pushring, mosquitto and the NATS server's MQTT, medians of 3
+## alternating runs, and cluster; JSON per entry and report.html in bench/results/latest/; < 10 min)
 bench: build
 	./scripts/deps.sh bench
 	$(GO) build -o $(BIN)/ ./bench/cmd/pushbench ./bench/cmd/pushreport

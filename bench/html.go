@@ -105,8 +105,12 @@ func sectionTitle(r *Report) string {
 		s += fmt.Sprintf(", %d users, %d senders", x.Members, x.Devices)
 	case "idle":
 		s += fmt.Sprintf(", %d clients", x.Members)
+	case "churn":
+		s += fmt.Sprintf(", %d workers", x.Workers)
+	case "cluster":
+		s += fmt.Sprintf(", %d × %d members, %d device(s)", x.Groups, x.Members, x.Devices)
 	}
-	if x.Scenario == "fanout" || x.Scenario == "direct" {
+	if x.Scenario == "fanout" || x.Scenario == "direct" || x.Scenario == "cluster" {
 		if x.Rate > 0 {
 			s += fmt.Sprintf(", %g msg/s", x.Rate)
 		} else {
@@ -157,46 +161,160 @@ func color(system string, i int) string {
 	return extraColors[i%len(extraColors)]
 }
 
-func writeHTMLTable(b *strings.Builder, rs []Result) {
-	esc := html.EscapeString
-	var pr *Result
-	for i := range rs {
-		if rs[i].System == "pushring" && rs[i].Error == "" {
-			pr = &rs[i]
-		}
+// column is one column of the HTML results table.
+type column struct {
+	head string
+	cell func(x *Result) string
+}
+
+func f2(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+// ratio is num/den as "%.2f", "-" when either is missing.
+func ratio(num, den *float64) string {
+	if num == nil || den == nil || *den <= 0 {
+		return "-"
 	}
-	b.WriteString("<table>\n<tr><th class=\"l\">system</th><th>conns</th><th>sent</th><th>deliveries/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>lost</th><th>dups</th><th>srv CPU s</th><th>srv RSS MiB</th><th>harness CPU s</th><th>KiB/conn</th><th>pushring/this deliv/s</th><th>pushring/this p99</th><th class=\"l\">per run: deliveries/s, p99 ms</th></tr>\n")
-	for i, x := range rs {
-		fmt.Fprintf(b, "<tr><td class=\"l\"><span style=\"color:%s\">■</span> %s</td>", color(x.System, i), esc(x.System))
-		if x.Error != "" {
-			fmt.Fprintf(b, "<td class=\"l\" colspan=\"16\">failed: %s</td></tr>\n", esc(x.Error))
-			continue
-		}
-		rd, rp := "-", "-"
-		if pr != nil && x.DeliveriesPerS > 0 {
-			rd = fmt.Sprintf("%.2f", pr.DeliveriesPerS/x.DeliveriesPerS)
-		}
-		if pr != nil && x.P99ms > 0 {
-			rp = fmt.Sprintf("%.2f", pr.P99ms/x.P99ms)
-		}
+	return fmt.Sprintf("%.2f", *num / *den)
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// columns picks the table's columns by scenario: churn and cluster have
+// their own figures, the others share fanout's. ref is the row the ratio
+// columns divide by (pushring's, or the cluster's).
+func columns(scenario string, ref *Result) []column {
+	perRun := column{"per run", func(x *Result) string {
 		var per []string
 		for _, r := range x.Runs {
-			if r.Error != "" {
+			switch {
+			case r.Error != "":
 				per = append(per, fmt.Sprintf("%d: failed", r.Run))
-			} else {
-				per = append(per, fmt.Sprintf("%d: %s, %.2f", r.Run, thousands(r.DeliveriesPerS), r.P99ms))
+			case r.ConnectsPerS != nil:
+				per = append(per, fmt.Sprintf("%d: %s connects/s", r.Run, thousands(*r.ConnectsPerS)))
+			default:
+				per = append(per, fmt.Sprintf("%d: %s/s, p99 %.2f", r.Run, thousands(r.DeliveriesPerS), r.P99ms))
 			}
 		}
-		fmt.Fprintf(b, "<td>%d</td><td>%s</td><td>%s</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.2f</td><td>%s</td><td>%s</td><td>%s</td><td class=\"l\">%s</td></tr>\n",
-			x.Connections, thousands(float64(x.Sent)), thousands(x.DeliveriesPerS), x.P50ms, x.P90ms, x.P99ms, x.Maxms,
-			thousands(float64(x.Lost)), thousands(float64(x.Duplicates)), optf(x.ServerCPUs, "%.2f"), optf(x.ServerRSSMiB, "%.1f"),
-			x.HarnessCPUs, optf(x.KiBPerConn, "%.2f"), rd, rp, esc(strings.Join(per, " · ")))
+		return strings.Join(per, " · ")
+	}}
+	delivery := func(x *Result) *float64 { return ptr(x.DeliveriesPerS) }
+	p99 := func(x *Result) *float64 { return ptr(x.P99ms) }
+	var refD, refP *float64
+	if ref != nil {
+		refD, refP = delivery(ref), p99(ref)
+	}
+	latency := []column{
+		{"deliveries/s", func(x *Result) string { return thousands(x.DeliveriesPerS) }},
+		{"p50 ms", func(x *Result) string { return f2(x.P50ms) }},
+		{"p90 ms", func(x *Result) string { return f2(x.P90ms) }},
+		{"p99 ms", func(x *Result) string { return f2(x.P99ms) }},
+		{"max ms", func(x *Result) string { return f2(x.Maxms) }},
+		{"lost", func(x *Result) string { return thousands(float64(x.Lost)) }},
+		{"dups", func(x *Result) string { return thousands(float64(x.Duplicates)) }},
+	}
+	conns := column{"conns", func(x *Result) string { return fmt.Sprint(x.Connections) }}
+	sent := column{"sent", func(x *Result) string { return thousands(float64(x.Sent)) }}
+	harness := column{"harness CPU s", func(x *Result) string { return f2(x.HarnessCPUs) }}
+	switch scenario {
+	case "churn":
+		var refC *float64
+		if ref != nil {
+			refC = ref.ConnectsPerS
+		}
+		return []column{
+			{"workers", func(x *Result) string { return fmt.Sprint(x.Workers) }},
+			{"logins/s", func(x *Result) string { return optf(x.LoginsPerS, "%.1f") }},
+			{"login p50 / p99 ms", func(x *Result) string { return optf(x.LoginP50ms, "%.1f") + " / " + optf(x.LoginP99ms, "%.1f") }},
+			{"token CONNECT p50 / p99 ms", func(x *Result) string {
+				return optf(x.TokenConnectP50ms, "%.2f") + " / " + optf(x.TokenConnectP99ms, "%.2f")
+			}},
+			{"connects/s", func(x *Result) string { return optf(x.ConnectsPerS, "%.0f") }},
+			{"CONNECT p50 / p99 ms", func(x *Result) string { return optf(x.ConnectP50ms, "%.2f") + " / " + optf(x.ConnectP99ms, "%.2f") }},
+			{"SUBSCRIBE p50 / p99 ms", func(x *Result) string {
+				return optf(x.SubscribeP50ms, "%.2f") + " / " + optf(x.SubscribeP99ms, "%.2f")
+			}},
+			{"errors", func(x *Result) string { return thousands(float64(x.Errors)) }},
+			{"srv CPU s", func(x *Result) string { return optf(x.ServerCPUs, "%.2f") }},
+			harness,
+			{"pushring/this connects/s", func(x *Result) string { return ratio(refC, x.ConnectsPerS) }},
+			perRun,
+		}
+	case "cluster":
+		cols := []column{{"nodes", func(x *Result) string { return fmt.Sprint(max(x.Nodes, 1)) }}, conns, sent}
+		cols = append(cols, latency...)
+		return append(cols,
+			column{"envelopes/publish", func(x *Result) string { return optf(x.EnvelopesPerPublish, "%.2f") }},
+			column{"home nodes/group", func(x *Result) string { return optf(x.HomeNodesPerGroup, "%.1f") }},
+			column{"nodes CPU s", func(x *Result) string {
+				if x.NodesCPUs == nil {
+					return optf(x.ServerCPUs, "%.2f")
+				}
+				return optf(x.NodesCPUs, "%.2f")
+			}},
+			column{"nodes RSS MiB", func(x *Result) string {
+				if x.NodesRSSMiB == nil {
+					return optf(x.ServerRSSMiB, "%.1f")
+				}
+				return optf(x.NodesRSSMiB, "%.1f")
+			}},
+			harness,
+			column{"cluster/this deliv/s", func(x *Result) string { return ratio(refD, delivery(x)) }},
+			perRun)
+	}
+	cols := []column{conns, sent}
+	cols = append(cols, latency...)
+	return append(cols,
+		column{"srv CPU s", func(x *Result) string { return optf(x.ServerCPUs, "%.2f") }},
+		column{"srv RSS MiB", func(x *Result) string { return optf(x.ServerRSSMiB, "%.1f") }},
+		harness,
+		column{"KiB/conn", func(x *Result) string { return optf(x.KiBPerConn, "%.2f") }},
+		column{"pushring/this deliv/s", func(x *Result) string { return ratio(refD, delivery(x)) }},
+		column{"pushring/this p99", func(x *Result) string { return ratio(refP, p99(x)) }},
+		perRun)
+}
+
+func writeHTMLTable(b *strings.Builder, rs []Result) {
+	esc := html.EscapeString
+	want := "pushring"
+	if rs[0].Scenario == "cluster" {
+		want = "pushring-cluster"
+	}
+	var ref *Result
+	for i := range rs {
+		if rs[i].System == want && rs[i].Error == "" {
+			ref = &rs[i]
+		}
+	}
+	cols := columns(rs[0].Scenario, ref)
+	b.WriteString("<table>\n<tr><th class=\"l\">system</th>")
+	for _, c := range cols {
+		fmt.Fprintf(b, "<th>%s</th>", esc(c.head))
+	}
+	b.WriteString("</tr>\n")
+	for i := range rs {
+		x := &rs[i]
+		fmt.Fprintf(b, "<tr><td class=\"l\"><span style=\"color:%s\">■</span> %s</td>", color(x.System, i), esc(x.System))
+		if x.Error != "" {
+			fmt.Fprintf(b, "<td class=\"l\" colspan=\"%d\">failed: %s</td></tr>\n", len(cols), esc(x.Error))
+			continue
+		}
+		for j, c := range cols {
+			cls := ""
+			if j == len(cols)-1 {
+				cls = " class=\"l\""
+			}
+			fmt.Fprintf(b, "<td%s>%s</td>", cls, esc(c.cell(x)))
+		}
+		b.WriteString("</tr>\n")
 	}
 	b.WriteString("</table>\n")
 	for _, x := range rs {
 		if x.Note != "" && x.Error == "" {
 			fmt.Fprintf(b, "<p class=\"note\"><b>%s</b>: %s</p>\n", esc(x.System), esc(x.Note))
 		}
+	}
+	if ref != nil && ref.ClusterOverSingle != nil {
+		fmt.Fprintf(b, "<p class=\"note\"><b>cluster/single deliveries/s</b>: %.2f (target ≥ 0.7)</p>\n", *ref.ClusterOverSingle)
 	}
 }
 

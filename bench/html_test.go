@@ -135,9 +135,12 @@ func TestHTMLReport(t *testing.T) {
 		all = append(all, Result{System: "other", Scenario: "fanout", QoS: 1, Run: run, Error: "x <failed>"})
 	}
 	fan := &Report{Machine: DescribeMachine(), Command: []string{"pushbench", "--runs", "3"}, Results: Medians(all)}
-	kib := 2.5
+	kib, cps, cps2 := 2.5, 5385.0, 12612.0
 	idle := &Report{Machine: fan.Machine, Command: []string{"pushbench", "--scenario", "idle"},
-		Results: []Result{{System: "pushring", Scenario: "idle", Members: 100, Connections: 100, KiBPerConn: &kib}}}
+		Results: []Result{{System: "pushring", Scenario: "idle", Members: 100, Connections: 100, KiBPerConn: &kib},
+			// churn has its own columns and no charts
+			{System: "pushring", Scenario: "churn", Workers: 16, ConnectsPerS: &cps},
+			{System: "mosquitto", Scenario: "churn", Workers: 16, ConnectsPerS: &cps2}}}
 
 	// Through JSON and back, as pushreport does.
 	path := filepath.Join(t.TempDir(), "fan.json")
@@ -199,7 +202,7 @@ func TestHTMLReport(t *testing.T) {
 		}
 	}
 	walk(doc, "")
-	if sections != 2 || tables != 2 || rows != 1+4+1+1 {
+	if sections != 2 || tables != 3 || rows != 1+4+1+1+1+2 {
 		t.Errorf("%d sections, %d tables, %d rows", sections, tables, rows)
 	}
 	for _, chart := range []string{"cdf", "throughput"} {
@@ -213,7 +216,7 @@ func TestHTMLReport(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"<title>test &lt;report&gt;</title>", "x &lt;failed&gt;", "synthetic &lt;b&gt;&amp;amp;", "median of 3 runs",
-		"1: 3,000,", "2.50", "pushring (run 2)"} {
+		"1: 3,000/s, p99", "2.50", "pushring (run 2)", "<th>connects/s</th>", "<td>12612</td>", "<td>0.43</td>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
