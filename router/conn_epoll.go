@@ -525,17 +525,31 @@ func (p *poller) flush(t *epollTransport, now time.Time) {
 		return
 	}
 	var werr error
-	t.mu.Lock()
-	if t.closing && !t.flushClose {
-		t.mu.Unlock()
-		p.closeNow(t, errClosedByServer)
-		return
-	}
 	progress := false
-	for t.woff < len(t.out) {
-		n, err := unix.Write(t.fd, t.out[t.woff:])
+	t.mu.Lock()
+	for {
+		if t.closing && !t.flushClose {
+			t.mu.Unlock()
+			p.closeNow(t, errClosedByServer)
+			return
+		}
+		if t.woff == len(t.wbuf) {
+			if len(t.out) == 0 {
+				break
+			}
+			// Swap: producers go on appending to the other buffer
+			// while this one is written without the lock.
+			t.wbuf, t.out, t.woff = t.out, t.wbuf[:0], 0
+			if cap(t.out) > maxKeptBuffer {
+				t.out = nil
+			}
+		}
+		t.mu.Unlock()
+		n, err := unix.Write(t.fd, t.wbuf[t.woff:])
+		t.mu.Lock()
 		if n > 0 {
 			t.woff += n
+			t.pending = len(t.wbuf) - t.woff
 			progress = true
 		}
 		if err == unix.EINTR {
@@ -548,18 +562,18 @@ func (p *poller) flush(t *epollTransport, now time.Time) {
 			break
 		}
 	}
-	done := t.woff == len(t.out)
+	done := t.woff == len(t.wbuf) && len(t.out) == 0
 	if done {
-		t.out, t.woff = t.out[:0], 0
-		if cap(t.out) > maxKeptBuffer {
-			t.out = nil
+		t.wbuf, t.woff, t.pending = t.wbuf[:0], 0, 0
+		if cap(t.wbuf) > maxKeptBuffer {
+			t.wbuf = nil
 		}
 		t.writeDue = 0
 		t.lastOut = now.UnixNano()
 	} else if progress || t.writeDue == 0 {
 		t.writeDue = now.Add(t.writeTimeout).UnixNano()
 	}
-	notify := t.wantDrain && len(t.out)-t.woff < t.drainMark
+	notify := t.wantDrain && len(t.out)+t.pending < t.drainMark
 	if notify {
 		t.wantDrain = false
 	}
@@ -613,8 +627,8 @@ func (p *poller) sweep(now time.Time) {
 				return
 			}
 			t.mu.Lock()
-			if len(t.out) == 0 && t.out != nil && ns-t.lastOut > int64(idleRelease) {
-				t.out = nil
+			if len(t.out) == 0 && t.pending == 0 && (t.out != nil || t.wbuf != nil) && ns-t.lastOut > int64(idleRelease) {
+				t.out, t.wbuf = nil, nil
 			}
 			t.mu.Unlock()
 			if len(t.in) == 0 && t.in != nil && ns-t.lastPacket > int64(idleRelease) {
@@ -641,7 +655,7 @@ func (p *poller) closeNow(t *epollTransport, reason error) {
 	}
 	t.mu.Lock()
 	t.closing, t.flushClose = true, false
-	t.out, t.woff = nil, 0
+	t.out, t.wbuf, t.woff, t.pending = nil, nil, 0, 0
 	t.mu.Unlock()
 	if t.busy {
 		// Out of the epoll set until the packet returns, or a writable
@@ -694,11 +708,13 @@ type epollTransport struct {
 	hardMax      int
 
 	mu         sync.Mutex
-	out        []byte // out[woff:] is not written yet
-	woff       int
-	mark       int  // len(out) at beginWrite
-	closing    bool // take no more output
-	flushClose bool // closing after what is buffered is written
+	out        []byte // appended to by beginWrite/endWrite callers
+	wbuf       []byte // being written by the poller: wbuf[woff:] is not written yet
+	woff       int    // poller only (wbuf too, once swapped in)
+	pending    int    // len(wbuf)-woff, for the callers' backlog
+	mark       int    // len(out) at beginWrite
+	closing    bool   // take no more output
+	flushClose bool   // closing after what is buffered is written
 	wantDrain  bool
 	writeDue   int64 // unix ns: output must make progress by then (0: none)
 	lastOut    int64 // unix ns: output last emptied
@@ -807,7 +823,7 @@ func (t *epollTransport) closeHandler() {
 func (t *epollTransport) beginWrite() ([]byte, int, bool) {
 	t.mu.Lock()
 	t.mark = len(t.out)
-	return t.out, len(t.out) - t.woff, !t.closing
+	return t.out, len(t.out) + t.pending, !t.closing
 }
 
 func (t *epollTransport) endWrite(buf []byte) {
@@ -815,7 +831,7 @@ func (t *epollTransport) endWrite(buf []byte) {
 		buf = buf[:t.mark]
 	}
 	t.out = buf
-	over := len(buf)-t.woff > t.hardMax
+	over := len(buf)+t.pending > t.hardMax
 	push := len(buf) > t.mark && t.markLocked(opFlush)
 	t.mu.Unlock()
 	if push {
