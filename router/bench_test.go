@@ -19,17 +19,25 @@ import (
 // QoS 1) and reports, per delivered message: the wall time until every
 // client has read every message (ns/delivery, clients included, on
 // however many cores there are), the time spent in Deliver calls, and
-// the allocations of the whole process.
+// the allocations of the whole process. Each runs on both transports
+// (epoll event loop, goroutines per connection), side by side.
 func BenchmarkDeliverGroup1000(b *testing.B) {
-	for _, qos := range []byte{0, 1} {
-		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) { benchDeliver(b, 1000, qos) })
+	for _, model := range []string{"epoll", "goroutines"} {
+		for _, qos := range []byte{0, 1} {
+			b.Run(fmt.Sprintf("%s/qos%d", model, qos), func(b *testing.B) {
+				benchDeliver(b, 1000, qos, model == "goroutines")
+			})
+		}
 	}
 }
 
-func benchDeliver(b *testing.B, n int, qos byte) {
+func benchDeliver(b *testing.B, n int, qos byte, goroutines bool) {
 	// Default window (32); a queue deep enough that nothing is dropped
 	// while QoS 1 acks catch up.
-	e := newEnv(b, func(c *Config) { c.MaxQueued = 1 << 20 })
+	e := newEnv(b, func(c *Config) {
+		c.MaxQueued = 1 << 20
+		c.GoroutinePerConn = goroutines
+	})
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	var received atomic.Int64
