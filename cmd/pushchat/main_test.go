@@ -188,6 +188,12 @@ func TestChatInteractive(t *testing.T) {
 	if code := c.wait(t); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, c.stderr.String())
 	}
+	// pushchat exits once its DISCONNECT is written; the fake broker
+	// records it when its reader gets there.
+	checkFor(t, 5*time.Second, "disconnect at the broker", func() bool {
+		ev := broker.eventList()
+		return len(ev) > 0 && ev[len(ev)-1] == "disconnect"
+	})
 	ev := broker.eventList()
 	if len(ev) < 4 || !strings.HasPrefix(ev[0], "connect alice pushchat-alice-") ||
 		ev[1] != "subscribe /private/alice/#" || ev[2] != "publish /group/g1 alice: hello everyone" || ev[len(ev)-1] != "disconnect" {
