@@ -126,6 +126,13 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 	if len(key) < 32 {
 		t.Fatalf("admin key %d characters", len(key))
 	}
+	// /readyz can answer before the "started" line reaches the pipe.
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), `msg="pushring node started"`) {
+			return fmt.Errorf("no started line yet")
+		}
+		return nil
+	})
 	out := logs.String()
 	for _, want := range []string{
 		`msg="admin key generated"`, "file=" + keyFile, // where it is
