@@ -252,13 +252,34 @@ func (t *tcpTransport) readLoop() {
 	err = t.read()
 }
 
-func (t *tcpTransport) closeHandler(err error) {
+func (t *tcpTransport) closeHandler(err error) { callClosed(t.srv, t.h, err) }
+
+// callClosed calls h.closed, turning a panic into a log line and a count
+// (either transport).
+func callClosed(srv *Server, h handler, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			t.srv.panicked("close", r, debug.Stack())
+			srv.panicked("close", r, debug.Stack())
 		}
 	}()
-	t.h.closed(err)
+	h.closed(err)
+}
+
+// checkHeader refuses, on its fixed header and before any byte of its
+// body is read, a first packet that is not CONNECT or a type clients
+// never send (A2, A6, B1); *first is true until the first packet's
+// header has been checked. Both transports call it.
+func checkHeader(first *bool, header byte) error {
+	if *first {
+		*first = false
+		if header>>4 != packet.CONNECT {
+			return errNotConnect
+		}
+	}
+	if !packet.ValidClientPacketType(header>>4, packet.V5) {
+		return packet.ErrPacketType
+	}
+	return nil
 }
 
 func (t *tcpTransport) applyDeadline() {
@@ -280,18 +301,7 @@ func (t *tcpTransport) read() error {
 	// send (A2, A6, B1). A refused packet's declared length is never
 	// buffered.
 	first := true
-	rd.SetCheck(func(header byte, remaining int) error {
-		if first {
-			first = false
-			if header>>4 != packet.CONNECT {
-				return errNotConnect
-			}
-		}
-		if !packet.ValidClientPacketType(header>>4, packet.V5) {
-			return packet.ErrPacketType
-		}
-		return nil
-	})
+	rd.SetCheck(func(header byte, _ int) error { return checkHeader(&first, header) })
 	// A packet has started (its first byte may be all there is, even of
 	// the fixed header) and the rest is still on its way: it must arrive
 	// within packetTimeout, whatever the keepalive (A2).

@@ -447,7 +447,7 @@ func (p *poller) consume(t *epollTransport, data []byte, now time.Time) {
 			p.readFailed(t, packet.ErrTooLarge)
 			return
 		}
-		if err := t.check(b[0], rl); err != nil {
+		if err := checkHeader(&t.first, b[0]); err != nil {
 			p.readFailed(t, err)
 			return
 		}
@@ -749,21 +749,6 @@ func (t *epollTransport) setMaxPacket(n int) {
 	t.maxPacket = n
 }
 
-// check refuses, on its fixed header, a first packet that is not CONNECT
-// or a type clients never send (A2, A6, B1), as tcpTransport does.
-func (t *epollTransport) check(header byte, _ int) error {
-	if t.first {
-		t.first = false
-		if header>>4 != packet.CONNECT {
-			return errNotConnect
-		}
-	}
-	if !packet.ValidClientPacketType(header>>4, packet.V5) {
-		return packet.ErrPacketType
-	}
-	return nil
-}
-
 // keep stores rest (a suffix of the shared buffer or of t.in) as t.in.
 func (t *epollTransport) keep(rest []byte) {
 	switch {
@@ -812,12 +797,7 @@ func (t *epollTransport) runBlocking(header byte, body []byte) {
 
 func (t *epollTransport) closeHandler() {
 	defer t.srv.wg.Done()
-	defer func() {
-		if r := recover(); r != nil {
-			t.srv.panicked("close", r, debug.Stack())
-		}
-	}()
-	t.h.closed(t.reason)
+	callClosed(t.srv, t.h, t.reason)
 }
 
 func (t *epollTransport) beginWrite() ([]byte, int, bool) {
