@@ -55,7 +55,7 @@ const pollReadSize = 64 << 10
 // poller.run).
 const (
 	paceFrom = 200 * time.Microsecond
-	paceMax  = 2 * time.Millisecond
+	paceMax  = 500 * time.Microsecond
 )
 
 // idleRelease: a connection's buffers are released after this long with
