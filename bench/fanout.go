@@ -25,6 +25,7 @@ type FanoutConfig struct {
 	Drain                    time.Duration // max wait for late deliveries after publishing stops
 	Inflight                 int           // QoS 1 publish window per publisher
 	ConnectWorkers           int
+	Procs                    int // > 1: the members in this many worker processes (worker.go)
 	Log                      func(format string, args ...any)
 }
 
@@ -44,6 +45,7 @@ type Result struct {
 	DurationS      float64  `json:"duration_s"`
 	WarmupS        float64  `json:"warmup_s"`
 	Connections    int      `json:"connections"`
+	Procs          int      `json:"procs,omitempty"` // worker processes holding the receiving clients (--procs > 1)
 	Sent           uint64   `json:"sent"`
 	Deliveries     uint64   `json:"deliveries"` // in the measured window
 	DeliveriesPerS float64  `json:"deliveries_per_s"`
@@ -223,22 +225,36 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		}
 		conns.Wait()
 	}()
-	err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
-		m := plan.Members[i]
-		c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password})
-		if err != nil {
-			return fmt.Errorf("member %s: %w", m.ID, err)
+	limit := limitNote(sys, len(plan.Members), cfg.Procs) // one process's open-files limit, said when exceeded
+	res.Note += limit
+	var pool *workerPool // --procs > 1: the members are in worker processes, recv stays empty
+	if cfg.Procs > 1 {
+		recv = nil
+		if pool, err = startWorkers(cfg.Procs); err == nil {
+			defer pool.close()
+			res.Procs = cfg.Procs
+			res.Note += procsNote(cfg.Procs, len(plan.Members))
+			err = pool.connect(ctx, sys, workerMsg{Op: "fanout", Clients: plan.Members, QoS: cfg.QoS,
+				Publishers: len(plan.Publishers), SeriesLen: seriesLen, ConnectWorkers: cfg.ConnectWorkers}, 0)
 		}
-		if err := c.Subscribe(m.Filter, cfg.QoS, 10*time.Second); err != nil {
-			c.Close()
-			return fmt.Errorf("member %s: %w", m.ID, err)
-		}
-		r := &receiver{conn: c, h: hist.New(), seen: make([][]uint64, len(plan.Publishers)), series: make([]uint32, seriesLen)}
-		recv[i] = r
-		return nil
-	})
+	} else {
+		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
+			m := plan.Members[i]
+			c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password})
+			if err != nil {
+				return fmt.Errorf("member %s: %w", m.ID, err)
+			}
+			if err := c.Subscribe(m.Filter, cfg.QoS, 10*time.Second); err != nil {
+				c.Close()
+				return fmt.Errorf("member %s: %w", m.ID, err)
+			}
+			r := &receiver{conn: c, h: hist.New(), seen: make([][]uint64, len(plan.Publishers)), series: make([]uint32, seriesLen)}
+			recv[i] = r
+			return nil
+		})
+	}
 	if err != nil {
-		return fail(fmt.Errorf("connect: %w", err))
+		return fail(fmt.Errorf("connect: %w%s", err, limit))
 	}
 	for _, r := range recv {
 		conns.Add(1)
@@ -266,7 +282,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		pubLoops.Add(1)
 		go func() { defer pubLoops.Done(); c.Run(nil) }()
 	}
-	res.Connections = len(recv) + len(pubs)
+	res.Connections = len(plan.Members) + len(pubs)
 	res.ConnectS = time.Since(t0).Seconds()
 	logf("%s: %d connections in %.1f s", sys.Name(), res.Connections, res.ConnectS)
 	// Subscriptions on a broker may take effect a moment after SUBACK
@@ -281,6 +297,11 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	w.t0.Store(start.UnixNano())
 	w.start.Store(start.Add(cfg.Warmup).UnixNano())
 	w.end.Store(start.Add(cfg.Warmup + cfg.Duration).UnixNano())
+	if pool != nil {
+		if err := pool.arm(ctx, &w); err != nil {
+			return fail(fmt.Errorf("workers: %w", err))
+		}
+	}
 	var toUser []atomic.Uint64 // direct: messages sent to each member
 	if direct {
 		toUser = make([]atomic.Uint64, len(plan.Members))
@@ -308,8 +329,10 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		srv0, _ = ReadProc(pid)
 	}
 	self0, _ = ReadProc(0)
+	workers0 := pool.cpuSeconds()
 	sleepCtx(ctx, time.Until(start.Add(cfg.Warmup+cfg.Duration)))
 	self1, _ := ReadProc(0)
+	workers1 := pool.cpuSeconds()
 	if pid > 0 {
 		srv1, err := ReadProc(pid)
 		if err == nil {
@@ -318,7 +341,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 			res.ServerCPUs, res.ServerRSSMiB = &cpu, &rss
 		}
 	}
-	res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds
+	res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds + workers1 - workers0
 	close(stop)
 	pwDone := make(chan struct{})
 	go func() { pw.Wait(); close(pwDone) }()
@@ -352,7 +375,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		for _, r := range recv {
 			n += r.total.Load()
 		}
-		return n
+		return n + pool.total()
 	}
 	drainEnd := time.Now().Add(cfg.Drain)
 	last, lastChange := total(), time.Now()
@@ -366,6 +389,12 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		r.conn.Close()
 	}
 	conns.Wait()
+	var fromWorkers []*workerResult
+	if pool != nil {
+		if fromWorkers, err = pool.stop(ctx); err != nil {
+			return fail(fmt.Errorf("workers: %w", err))
+		}
+	}
 	end := min(int(time.Since(start)/seriesStep)+1, seriesLen)
 	res.SeriesStepMs = float64(seriesStep) / float64(time.Millisecond)
 	res.Series = make([]uint64, end)
@@ -384,6 +413,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		}
 	}
 	recv = nil
+	distinct += foldWorkers(&res, h, fromWorkers)
 	if expected > distinct {
 		res.Lost = expected - distinct
 	}

@@ -18,6 +18,7 @@ type IdleConfig struct {
 	Settle         time.Duration // wait after the last connect before reading RSS
 	SourceAddrs    int           // spread over 127.0.0.1..127.0.0.N; 0: one per 5,000 clients
 	ConnectWorkers int
+	Procs          int // > 1: the clients in this many worker processes, each on its own source addresses (worker.go)
 	Log            func(format string, args ...any)
 }
 
@@ -75,46 +76,62 @@ func RunIdle(ctx context.Context, sys System, cfg IdleConfig) (res Result) {
 		}
 		loops.Wait()
 	}()
-	err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
-		m := plan.Members[i]
-		c, err := mqttc.Dial(sys.MQTTAddr(), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password,
-			LocalAddr: sourceAddr(i, cfg.SourceAddrs), BufSize: 512})
-		if err != nil {
-			return fmt.Errorf("client %s: %w", m.ID, err)
+	limit := limitNote(sys, len(plan.Members), cfg.Procs) // the server's own open-files limit, said when exceeded
+	res.Note += limit
+	var pool *workerPool // --procs > 1: the clients are in worker processes, conns stays empty
+	if cfg.Procs > 1 {
+		conns = nil
+		if pool, err = startWorkers(cfg.Procs); err == nil {
+			defer pool.close()
+			res.Procs = cfg.Procs
+			res.Note += procsNote(cfg.Procs, len(plan.Members))
+			err = pool.connect(ctx, sys, workerMsg{Op: "idle", Clients: plan.Members, QoS: cfg.QoS, BufSize: 512,
+				ConnectWorkers: cfg.ConnectWorkers}, cfg.SourceAddrs)
 		}
-		if err := c.Subscribe(m.Filter, cfg.QoS, 10*time.Second); err != nil {
-			c.Close()
-			return fmt.Errorf("client %s: %w", m.ID, err)
-		}
-		conns[i] = c
-		return nil
-	})
+	} else {
+		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
+			m := plan.Members[i]
+			c, err := mqttc.Dial(sys.MQTTAddr(), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password,
+				LocalAddr: sourceAddr(i, cfg.SourceAddrs), BufSize: 512})
+			if err != nil {
+				return fmt.Errorf("client %s: %w", m.ID, err)
+			}
+			if err := c.Subscribe(m.Filter, cfg.QoS, 10*time.Second); err != nil {
+				c.Close()
+				return fmt.Errorf("client %s: %w", m.ID, err)
+			}
+			conns[i] = c
+			return nil
+		})
+	}
 	if err != nil {
-		return fail(fmt.Errorf("connect: %w", err))
+		return fail(fmt.Errorf("connect: %w%s", err, limit))
 	}
 	for _, c := range conns {
 		loops.Add(1)
 		go func() { defer loops.Done(); c.Run(nil) }()
 	}
-	res.Connections = len(conns)
+	res.Connections = len(plan.Members)
 	res.ConnectS = time.Since(t0).Seconds()
 	logf("%s: %d idle connections in %.1f s (%d source addresses)", sys.Name(), res.Connections, res.ConnectS, cfg.SourceAddrs)
 
 	self0, _ := ReadProc(0)
+	workers0 := pool.cpuSeconds()
 	srv0, _ := ReadProc(pid)
 	sleepCtx(ctx, cfg.Settle)
 	self1, _ := ReadProc(0)
+	workers1 := pool.cpuSeconds()
 	after, err := ReadProc(pid)
 	if err != nil {
 		return fail(fmt.Errorf("reading the server's RSS: %w", err))
 	}
 	cpu := after.CPUSeconds - srv0.CPUSeconds
 	rss := float64(after.RSSKiB) / 1024
-	per := float64(after.RSSKiB-before.RSSKiB) / float64(len(conns))
+	per := float64(after.RSSKiB-before.RSSKiB) / float64(res.Connections)
 	res.ServerCPUs, res.ServerRSSMiB, res.KiBPerConn = &cpu, &rss, &per
-	res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds
+	res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds + workers1 - workers0
 	res.DurationS = cfg.Settle.Seconds()
 	res.Note += fmt.Sprintf("; server RSS %.1f MiB before connecting, %.1f MiB with %d clients after %v",
-		float64(before.RSSKiB)/1024, rss, len(conns), cfg.Settle)
+		float64(before.RSSKiB)/1024, rss, res.Connections, cfg.Settle)
 	return res
 }

@@ -19,6 +19,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == bench.WorkerArg { // a worker process of --procs (hidden)
+		if err := bench.ServeWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "pushbench worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "pushbench:", err)
 		os.Exit(1)
@@ -51,13 +58,14 @@ func run(args []string) error {
 	inflight := fs.Int("inflight", 16, "QoS 1 publish window per device")
 	users := fs.Int("users", 100, "direct: users receiving direct messages (N)")
 	senders := fs.Int("senders", 1, "direct: sender devices (P), each message to a random user")
-	clients := fs.Int("clients", 1000, "idle: connected, subscribed, silent clients (K); one process, at most ~19,000 (20,000 open files)")
+	clients := fs.Int("clients", 1000, "idle: connected, subscribed, silent clients (K); one harness process holds at most ~19,000 (20,000 open files): more need --procs")
 	settle := fs.Duration("settle", 2*time.Second, "idle: wait before each RSS reading (after setup, after the last connect)")
 	sourceAddrs := fs.Int("source-addrs", 0, "idle: spread connections over source addresses 127.0.0.1..N; 0: one per 5,000 clients")
 	workers := fs.Int("workers", 16, "churn: concurrent clients connecting, subscribing, disconnecting (pushring: the --users users log in first)")
 	nodes := fs.Int("nodes", 3, "cluster: pushring nodes to start (needs --start-pushring); a single node runs too, in the same run")
 	jsonPath := fs.String("json", "", "write the results as JSON to this file")
 	reportPath := fs.String("report", "", "write a self-contained HTML report (table, latency CDF, deliveries over time) to this file")
+	procs := fs.Int("procs", 1, "worker processes holding the receiving clients (fanout members, direct users, idle clients), each on its own 127.0.0.x source addresses; 1: all in this process")
 	runs := fs.Int("runs", 1, "run the scenario N times over all systems, their order reversed every other run; report the medians")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -87,6 +95,12 @@ func run(args []string) error {
 	if *qos != 0 && *qos != 1 {
 		return errors.New("--qos must be 0 or 1")
 	}
+	if *procs < 1 {
+		return errors.New("--procs must be at least 1")
+	}
+	if *procs > 1 && *scenario == "churn" {
+		return errors.New("--procs does not apply to churn (its --workers clients run in this process)")
+	}
 	if *runs < 1 {
 		return errors.New("--runs must be at least 1")
 	}
@@ -99,7 +113,7 @@ func run(args []string) error {
 		}
 	}
 	cfg := bench.FanoutConfig{Groups: *groups, Members: *members, Devices: *devices, Rate: *rate, QoS: byte(*qos),
-		Payload: *payload, Duration: *duration, Warmup: *warmup, Drain: *drain, Inflight: *inflight, Log: logf}
+		Payload: *payload, Duration: *duration, Warmup: *warmup, Drain: *drain, Inflight: *inflight, Procs: *procs, Log: logf}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -120,7 +134,7 @@ func run(args []string) error {
 		switch *scenario {
 		case "idle":
 			res = bench.RunIdle(ctx, sys, bench.IdleConfig{Clients: *clients, QoS: byte(*qos), Settle: *settle,
-				SourceAddrs: *sourceAddrs, Log: logf})
+				SourceAddrs: *sourceAddrs, Procs: *procs, Log: logf})
 		case "direct":
 			dc := cfg
 			dc.Members, dc.Devices = *users, *senders

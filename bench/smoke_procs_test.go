@@ -1,0 +1,102 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// procsResult is what TestSmokeProcs reads of a result.
+type procsResult struct {
+	System      string   `json:"system"`
+	Scenario    string   `json:"scenario"`
+	QoS         int      `json:"qos"`
+	Members     int      `json:"members"`
+	Connections int      `json:"connections"`
+	Procs       int      `json:"procs"`
+	Sent        uint64   `json:"sent"`
+	Deliveries  uint64   `json:"deliveries"`
+	P99ms       float64  `json:"p99_ms"`
+	Lost        *uint64  `json:"lost"`
+	Duplicates  *uint64  `json:"duplicates"`
+	KiBPerConn  *float64 `json:"kib_per_conn"`
+	Series      []uint64 `json:"deliveries_series"`
+	Error       string   `json:"error"`
+}
+
+func runProcs(t *testing.T, args ...string) procsResult {
+	t.Helper()
+	dir := buildBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "out.json")
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
+		append([]string{"--start-pushring", filepath.Join(dir, "pushring"), "--procs", "2", "--json", out}, args...)...)
+	b, err := cmd.CombinedOutput()
+	t.Logf("pushbench:\n%s", b)
+	if err != nil {
+		t.Fatalf("pushbench: %v", err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct{ Results []procsResult }
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, raw)
+	}
+	if len(rep.Results) != 1 {
+		t.Fatalf("want one result:\n%s", raw)
+	}
+	r := rep.Results[0]
+	if r.Error != "" {
+		t.Fatalf("result error: %s", r.Error)
+	}
+	if r.Procs != 2 {
+		t.Errorf("procs %d, want 2", r.Procs)
+	}
+	return r
+}
+
+// TestSmokeProcs runs a QoS 1 fanout (1 × 40, 2 s at 200 msgs/s) and an
+// idle run (100 clients) with the receiving clients in two worker
+// processes (--procs 2): the merged counts hold every delivery once (no
+// loss, no duplicates, the series summing to sent × members).
+func TestSmokeProcs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs a node")
+	}
+	t.Run("fanout", func(t *testing.T) {
+		r := runProcs(t, "--scenario", "fanout", "--members", "40", "--qos", "1", "--rate", "200",
+			"--duration", "2s", "--warmup", "500ms")
+		var all uint64
+		for _, n := range r.Series {
+			all += n
+		}
+		switch {
+		case r.Scenario != "fanout" || r.QoS != 1 || r.Connections != 41:
+			t.Errorf("scenario %q qos %d connections %d", r.Scenario, r.QoS, r.Connections)
+		case r.Sent == 0 || r.Deliveries == 0 || r.P99ms <= 0:
+			t.Errorf("sent %d, window deliveries %d, p99 %v: nothing measured", r.Sent, r.Deliveries, r.P99ms)
+		case r.Lost == nil || *r.Lost != 0 || r.Duplicates == nil || *r.Duplicates != 0:
+			t.Errorf("lost %v duplicates %v, want 0 and 0", r.Lost, r.Duplicates)
+		case all != r.Sent*40:
+			t.Errorf("deliveries over the whole run %d, want sent × members = %d × 40", all, r.Sent)
+		case r.Deliveries > all:
+			t.Errorf("window deliveries %d > all %d", r.Deliveries, all)
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		r := runProcs(t, "--scenario", "idle", "--clients", "100", "--settle", "1s")
+		switch {
+		case r.Scenario != "idle" || r.Connections != 100:
+			t.Errorf("scenario %q connections %d", r.Scenario, r.Connections)
+		case r.KiBPerConn == nil || *r.KiBPerConn <= 0:
+			t.Errorf("kib_per_conn %v, want > 0", r.KiBPerConn)
+		}
+	})
+}
