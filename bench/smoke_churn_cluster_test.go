@@ -1,11 +1,6 @@
 package bench_test
 
 import (
-	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -16,23 +11,6 @@ import (
 func TestSmokeChurn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two binaries and runs a node")
-	}
-	dir := buildBinaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out := filepath.Join(t.TempDir(), "churn.json")
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
-		"--start-pushring", filepath.Join(dir, "pushring"),
-		"--scenario", "churn", "--users", "20", "--workers", "4",
-		"--duration", "2s", "--warmup", "300ms", "--json", out)
-	b, err := cmd.CombinedOutput()
-	t.Logf("pushbench:\n%s", b)
-	if err != nil {
-		t.Fatalf("pushbench: %v", err)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
 	}
 	var rep struct {
 		Results []struct {
@@ -47,9 +25,9 @@ func TestSmokeChurn(t *testing.T) {
 			Error        string   `json:"error"`
 		} `json:"results"`
 	}
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatalf("invalid JSON: %v\n%s", err, raw)
-	}
+	raw := runPushbench(t, time.Minute, &rep,
+		"--scenario", "churn", "--users", "20", "--workers", "4",
+		"--duration", "2s", "--warmup", "300ms")
 	if len(rep.Results) != 1 {
 		t.Fatalf("want one result:\n%s", raw)
 	}
@@ -75,23 +53,6 @@ func TestSmokeCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two binaries and runs three nodes")
 	}
-	dir := buildBinaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out := filepath.Join(t.TempDir(), "cluster.json")
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
-		"--start-pushring", filepath.Join(dir, "pushring"),
-		"--scenario", "cluster", "--nodes", "2", "--groups", "1", "--members", "40", "--devices", "1",
-		"--rate", "100", "--qos", "1", "--duration", "2s", "--warmup", "300ms", "--json", out)
-	b, err := cmd.CombinedOutput()
-	t.Logf("pushbench:\n%s", b)
-	if err != nil {
-		t.Fatalf("pushbench: %v", err)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	type node struct {
 		ID      string `json:"id"`
 		Members int    `json:"members"`
@@ -111,9 +72,9 @@ func TestSmokeCluster(t *testing.T) {
 			Error               string   `json:"error"`
 		} `json:"results"`
 	}
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatalf("invalid JSON: %v\n%s", err, raw)
-	}
+	raw := runPushbench(t, time.Minute, &rep,
+		"--scenario", "cluster", "--nodes", "2", "--groups", "1", "--members", "40", "--devices", "1",
+		"--rate", "100", "--qos", "1", "--duration", "2s", "--warmup", "300ms")
 	if len(rep.Results) != 2 {
 		t.Fatalf("want two results (single, cluster):\n%s", raw)
 	}

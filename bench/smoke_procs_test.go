@@ -1,11 +1,6 @@
 package bench_test
 
 import (
-	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -30,25 +25,8 @@ type procsResult struct {
 
 func runProcs(t *testing.T, args ...string) procsResult {
 	t.Helper()
-	dir := buildBinaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out := filepath.Join(t.TempDir(), "out.json")
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
-		append([]string{"--start-pushring", filepath.Join(dir, "pushring"), "--procs", "2", "--json", out}, args...)...)
-	b, err := cmd.CombinedOutput()
-	t.Logf("pushbench:\n%s", b)
-	if err != nil {
-		t.Fatalf("pushbench: %v", err)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep struct{ Results []procsResult }
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatalf("invalid JSON: %v\n%s", err, raw)
-	}
+	raw := runPushbench(t, 2*time.Minute, &rep, append([]string{"--procs", "2"}, args...)...)
 	if len(rep.Results) != 1 {
 		t.Fatalf("want one result:\n%s", raw)
 	}

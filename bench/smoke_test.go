@@ -56,32 +56,37 @@ func buildBinaries(t *testing.T) string {
 // a short fanout against a node pushbench starts itself, so the harness
 // cannot rot. Absolute numbers never gate: only that messages arrive, none
 // is lost or duplicated, and the JSON is valid.
-func TestSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds two binaries and runs a node")
-	}
+// runPushbench runs the built pushbench with --start-pushring (the built
+// node) and --json, then args, within timeout, and decodes its JSON into
+// rep; it returns the raw JSON for failure messages.
+func runPushbench(t *testing.T, timeout time.Duration, rep any, args ...string) []byte {
+	t.Helper()
 	dir := buildBinaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	out := filepath.Join(t.TempDir(), "out.json")
-	report := filepath.Join(t.TempDir(), "report.html")
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
-		"--start-pushring", filepath.Join(dir, "pushring"),
-		"--scenario", "fanout", "--groups", "1", "--members", "50", "--devices", "1",
-		"--rate", "200", "--qos", "1", "--duration", "3s", "--warmup", "500ms",
-		"--json", out, "--report", report)
+		append([]string{"--start-pushring", filepath.Join(dir, "pushring"), "--json", out}, args...)...)
 	b, err := cmd.CombinedOutput()
 	t.Logf("pushbench:\n%s", b)
 	if err != nil {
 		t.Fatalf("pushbench: %v", err)
 	}
-	if st, err := os.Stat(report); err != nil || st.Size() == 0 {
-		t.Errorf("--report: %v (%v)", st, err)
-	}
 	raw, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := json.Unmarshal(raw, rep); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, raw)
+	}
+	return raw
+}
+
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs a node")
+	}
+	report := filepath.Join(t.TempDir(), "report.html")
 	var rep struct {
 		Machine struct {
 			Cores int `json:"cores"`
@@ -98,8 +103,11 @@ func TestSmoke(t *testing.T) {
 			Error          string   `json:"error"`
 		} `json:"results"`
 	}
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatalf("invalid JSON: %v\n%s", err, raw)
+	raw := runPushbench(t, 3*time.Minute, &rep,
+		"--scenario", "fanout", "--groups", "1", "--members", "50", "--devices", "1",
+		"--rate", "200", "--qos", "1", "--duration", "3s", "--warmup", "500ms", "--report", report)
+	if st, err := os.Stat(report); err != nil || st.Size() == 0 {
+		t.Errorf("--report: %v (%v)", st, err)
 	}
 	if rep.Machine.Cores < 1 || len(rep.Results) != 1 {
 		t.Fatalf("want the machine and one result:\n%s", raw)
@@ -125,22 +133,6 @@ func TestSmokeIdle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two binaries and runs a node")
 	}
-	dir := buildBinaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out := filepath.Join(t.TempDir(), "idle.json")
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
-		"--start-pushring", filepath.Join(dir, "pushring"),
-		"--scenario", "idle", "--clients", "100", "--settle", "1s", "--json", out)
-	b, err := cmd.CombinedOutput()
-	t.Logf("pushbench:\n%s", b)
-	if err != nil {
-		t.Fatalf("pushbench: %v", err)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep struct {
 		Results []struct {
 			System      string   `json:"system"`
@@ -150,9 +142,8 @@ func TestSmokeIdle(t *testing.T) {
 			Error       string   `json:"error"`
 		} `json:"results"`
 	}
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatalf("invalid JSON: %v\n%s", err, raw)
-	}
+	raw := runPushbench(t, time.Minute, &rep,
+		"--scenario", "idle", "--clients", "100", "--settle", "1s")
 	if len(rep.Results) != 1 {
 		t.Fatalf("want one result:\n%s", raw)
 	}
@@ -173,23 +164,6 @@ func TestSmokeDirect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two binaries and runs a node")
 	}
-	dir := buildBinaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out := filepath.Join(t.TempDir(), "direct.json")
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushbench"),
-		"--start-pushring", filepath.Join(dir, "pushring"),
-		"--scenario", "direct", "--users", "50", "--senders", "2",
-		"--rate", "200", "--qos", "1", "--duration", "2s", "--warmup", "500ms", "--json", out)
-	b, err := cmd.CombinedOutput()
-	t.Logf("pushbench:\n%s", b)
-	if err != nil {
-		t.Fatalf("pushbench: %v", err)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep struct {
 		Results []struct {
 			System         string  `json:"system"`
@@ -202,9 +176,9 @@ func TestSmokeDirect(t *testing.T) {
 			Error          string  `json:"error"`
 		} `json:"results"`
 	}
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatalf("invalid JSON: %v\n%s", err, raw)
-	}
+	raw := runPushbench(t, time.Minute, &rep,
+		"--scenario", "direct", "--users", "50", "--senders", "2",
+		"--rate", "200", "--qos", "1", "--duration", "2s", "--warmup", "500ms")
 	if len(rep.Results) != 1 {
 		t.Fatalf("want one result:\n%s", raw)
 	}
