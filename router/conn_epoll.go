@@ -540,6 +540,7 @@ func (p *poller) flush(t *epollTransport, now time.Time) {
 			// Swap: producers go on appending to the other buffer
 			// while this one is written without the lock.
 			t.wbuf, t.out, t.woff = t.out, t.wbuf[:0], 0
+			t.pending = len(t.wbuf) // still the callers' backlog while it is written
 			if cap(t.out) > maxKeptBuffer {
 				t.out = nil
 			}

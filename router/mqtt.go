@@ -53,10 +53,11 @@ type mqttConn struct {
 	srv    *Server
 	t      transport
 	remote string
-	// authCancel aborts an Authenticator call in progress when the
-	// connection closes. No context lives as long as the connection: an
-	// idle connection's memory is its protocol state (issue #4).
-	authCancel atomic.Pointer[context.CancelFunc]
+	// No context lives as long as the connection (an idle connection's
+	// memory is its protocol state, issue #4): each Authenticator call
+	// gets its own, bounded by ConnectTimeout. Both transports call
+	// closed only after the handler has returned, so there is no call in
+	// progress to cancel then.
 
 	// Reader-side state: only handlePacket and closed touch it.
 	state     connState
@@ -85,15 +86,9 @@ func newMQTTConn(srv *Server, t transport) *mqttConn {
 	return &mqttConn{srv: srv, t: t, remote: t.remoteAddr()}
 }
 
-// authContext bounds one Authenticator call by ConnectTimeout; closing
-// the connection cancels it. Call the returned func when done.
-func (c *mqttConn) authContext() (context.Context, func()) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
-	c.authCancel.Store(&cancel)
-	return ctx, func() {
-		c.authCancel.Store(nil)
-		cancel()
-	}
+// authContext bounds one Authenticator call by ConnectTimeout.
+func (c *mqttConn) authContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
 }
 
 // kill closes the connection at once from any goroutine. publishWill:
@@ -179,9 +174,6 @@ func (c *mqttConn) drained() {
 }
 
 func (c *mqttConn) closed(err error) {
-	if cancel := c.authCancel.Load(); cancel != nil {
-		(*cancel)()
-	}
 	if c.expire != nil {
 		c.expire.Stop()
 	}
