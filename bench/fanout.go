@@ -230,12 +230,10 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	var pool *workerPool // --procs > 1: the members are in worker processes, recv stays empty
 	if cfg.Procs > 1 {
 		recv = nil
-		if pool, err = startWorkers(cfg.Procs); err == nil {
+		pool, err = connectInWorkers(ctx, sys, cfg.Procs, workerMsg{Op: "fanout", Clients: plan.Members, QoS: cfg.QoS,
+			Publishers: len(plan.Publishers), SeriesLen: seriesLen, ConnectWorkers: cfg.ConnectWorkers}, 0, &res)
+		if pool != nil {
 			defer pool.close()
-			res.Procs = cfg.Procs
-			res.Note += procsNote(cfg.Procs, len(plan.Members))
-			err = pool.connect(ctx, sys, workerMsg{Op: "fanout", Clients: plan.Members, QoS: cfg.QoS,
-				Publishers: len(plan.Publishers), SeriesLen: seriesLen, ConnectWorkers: cfg.ConnectWorkers}, 0)
 		}
 	} else {
 		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {

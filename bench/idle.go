@@ -81,12 +81,10 @@ func RunIdle(ctx context.Context, sys System, cfg IdleConfig) (res Result) {
 	var pool *workerPool // --procs > 1: the clients are in worker processes, conns stays empty
 	if cfg.Procs > 1 {
 		conns = nil
-		if pool, err = startWorkers(cfg.Procs); err == nil {
+		pool, err = connectInWorkers(ctx, sys, cfg.Procs, workerMsg{Op: "idle", Clients: plan.Members, QoS: cfg.QoS, BufSize: 512,
+			ConnectWorkers: cfg.ConnectWorkers}, cfg.SourceAddrs, &res)
+		if pool != nil {
 			defer pool.close()
-			res.Procs = cfg.Procs
-			res.Note += procsNote(cfg.Procs, len(plan.Members))
-			err = pool.connect(ctx, sys, workerMsg{Op: "idle", Clients: plan.Members, QoS: cfg.QoS, BufSize: 512,
-				ConnectWorkers: cfg.ConnectWorkers}, cfg.SourceAddrs)
 		}
 	} else {
 		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {

@@ -366,6 +366,20 @@ func workerAddrs(w, n, per int) []string {
 // one is connected and subscribed. addrs is the number of source
 // addresses over all workers (0: one per 5,000 clients, at least one per
 // worker).
+// connectInWorkers is the --procs > 1 path of fanout and idle: it starts
+// procs workers, has them connect job.Clients (over addrs source
+// addresses; 0: each worker's own default) and records the split in res.
+// A non-nil pool is returned also with an error; the caller closes it.
+func connectInWorkers(ctx context.Context, sys System, procs int, job workerMsg, addrs int, res *Result) (*workerPool, error) {
+	pool, err := startWorkers(procs)
+	if err != nil {
+		return nil, err
+	}
+	res.Procs = procs
+	res.Note += procsNote(procs, len(job.Clients))
+	return pool, pool.connect(ctx, sys, job, addrs)
+}
+
 func (p *workerPool) connect(ctx context.Context, sys System, job workerMsg, addrs int) error {
 	n := len(p.procs)
 	shares := make([][]Client, n)
