@@ -414,7 +414,8 @@ func (f *Fanout) forwardAttached(env *Envelope) {
 	}
 	f.att.mu.RUnlock()
 	for i, node := range w.nodes {
-		if err := f.sendDeliver(w, node, 1, &env.Msg, w.lists[i]); err != nil {
+		// No ack request: the holding node is not waited for (ack.go).
+		if _, err := f.sendDeliver(w, node, 1, &env.Msg, w.lists[i], ackReq{}); err != nil {
 			f.warn("could not forward a message to an attached node", "node", node, "id", env.Msg.ID, "err", err)
 			continue
 		}

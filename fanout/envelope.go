@@ -12,7 +12,8 @@ package fanout
 //	offset  size  field
 //	0       1     version, 1
 //	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach,
-//	              5 AttachMany
+//	              5 AttachMany, 6 Resolve awaiting an ack, 7 Deliver
+//	              awaiting an ack, 8 Ack
 //	2       1     hops: Resolve: how many times a node re-sent the message
 //	              because ownership had moved (see Config.HopLimit);
 //	              Deliver: 0 from the resolving or sending node, 1 when a
@@ -35,6 +36,26 @@ package fanout
 //
 //	        uvarint  recipient count, at least 1
 //	        str      recipient principal id, non-empty; count times
+//
+// Kinds 6 and 7 are Resolve and Deliver of a QoS 1 message whose
+// publisher waits for its PUBACK until the message is queued for every
+// recipient (see ack.go). Between the header and the message they carry
+// who waits:
+//
+//	        str      ack node: the publisher's node, non-empty
+//	        uvarint  ack id, that node's number for the wait
+//
+// The decoded Envelope has Kind Resolve or Deliver and AckNode set.
+//
+// Ack (kind 8) answers them, batched per waiting node:
+//
+//	        uvarint  entry count, at least 1
+//	        uvarint  ack id; then
+//	        uvarint  n<<1 | expect, n at most 2^32-1; count times
+//
+// expect 0: n Deliver envelopes for the id were taken in (a home node
+// sends 1 for each). expect 1: the group's owner resolved the id into n
+// Deliver envelopes (the waiting node knows the count only then).
 //
 // Attach and Detach (principal id → the node that holds its connection)
 // carry two fields after the header instead:
@@ -91,6 +112,14 @@ const (
 	// KindAttachMany: every principal in Principals is connected to node
 	// Node (an Attach for each, in one envelope).
 	KindAttachMany EnvelopeKind = 5
+	// KindAck: the deliveries awaited under Acks' ids were taken in.
+	KindAck EnvelopeKind = 8
+)
+
+// Wire kinds of a Resolve and a Deliver with AckNode set.
+const (
+	kindResolveAcked EnvelopeKind = 6
+	kindDeliverAcked EnvelopeKind = 7
 )
 
 func (k EnvelopeKind) String() string {
@@ -105,6 +134,8 @@ func (k EnvelopeKind) String() string {
 		return "detach"
 	case KindAttachMany:
 		return "attach-many"
+	case KindAck:
+		return "ack"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -126,6 +157,22 @@ type Envelope struct {
 	Principal  string
 	Node       string
 	Principals []string
+
+	// AckNode and AckID: Resolve and Deliver only, optional. AckNode is
+	// the node whose publisher waits for this QoS 1 message to be taken
+	// in (it gets an Ack for AckID); empty: nobody waits.
+	AckNode string
+	AckID   uint64
+
+	// Acks: Ack only, at least one.
+	Acks []Ack
+}
+
+// Ack is one entry of an Ack envelope (see the format above).
+type Ack struct {
+	ID     uint64
+	N      uint32
+	Expect bool
 }
 
 // Errors of the envelope codec. Decode errors wrap ErrMalformed unless the
@@ -153,6 +200,9 @@ var (
 	errEmptyRecipient  = fmt.Errorf("%w: empty recipient", ErrMalformed)
 	errEmptyAttachment = fmt.Errorf("%w: empty principal or node", ErrMalformed)
 	errNoPrincipals    = fmt.Errorf("%w: no principals", ErrMalformed)
+	errEmptyAckNode    = fmt.Errorf("%w: empty ack node", ErrMalformed)
+	errNoAcks          = fmt.Errorf("%w: no acks", ErrMalformed)
+	errAckCount        = fmt.Errorf("%w: ack count over 2^32-1", ErrMalformed)
 )
 
 // headerLen is the fixed part of the header: version, kind, hops.
@@ -166,13 +216,20 @@ func AppendEnvelope(dst []byte, e *Envelope) ([]byte, error) {
 	if err := validEnvelope(e); err != nil {
 		return dst, fmt.Errorf("%w: %w", ErrInvalidEnvelope, err)
 	}
-	dst = appendHeader(dst, e.Kind, e.Hops, e.Sender)
+	switch e.Kind {
+	case KindResolve, KindDeliver:
+		dst = appendMessageHeader(dst, e.Kind, e.Hops, e.Sender, ackReq{e.AckNode, e.AckID})
+	default:
+		dst = appendHeader(dst, e.Kind, e.Hops, e.Sender)
+	}
 	switch e.Kind {
 	case KindResolve:
 		dst = appendMessage(dst, &e.Msg)
 	case KindDeliver:
 		dst = appendMessage(dst, &e.Msg)
 		dst = appendRecipients(dst, e.Recipients)
+	case KindAck:
+		dst = appendAcks(dst, e.Acks)
 	case KindAttach, KindDetach:
 		dst = appendString(dst, e.Principal)
 		dst = appendString(dst, e.Node)
@@ -186,11 +243,16 @@ func AppendEnvelope(dst []byte, e *Envelope) ([]byte, error) {
 // EnvelopeSize is len of the encoding of e (e must be valid).
 func EnvelopeSize(e *Envelope) int {
 	n := headerSize(e.Sender)
+	if e.AckNode != "" {
+		n += ackReq{e.AckNode, e.AckID}.size()
+	}
 	switch e.Kind {
 	case KindResolve:
 		n += messageSize(&e.Msg)
 	case KindDeliver:
 		n += messageSize(&e.Msg) + recipientsSize(e.Recipients)
+	case KindAck:
+		n += acksSize(e.Acks)
 	case KindAttach, KindDetach:
 		n += stringSize(e.Principal) + stringSize(e.Node)
 	case KindAttachMany:
@@ -225,8 +287,20 @@ func validEnvelope(e *Envelope) error {
 				}
 			}
 		}
-		if e.Principal != "" || e.Node != "" || e.Principals != nil {
-			return errors.New("principal or node on a " + e.Kind.String())
+		if e.Principal != "" || e.Node != "" || e.Principals != nil || e.Acks != nil {
+			return errors.New("principal, node or acks on a " + e.Kind.String())
+		}
+		if e.AckNode == "" && e.AckID != 0 {
+			return errEmptyAckNode
+		}
+	case KindAck:
+		if len(e.Acks) == 0 {
+			return errNoAcks
+		}
+		m := &e.Msg
+		if m.ID != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil ||
+			e.Recipients != nil || e.Principal != "" || e.Node != "" || e.Principals != nil || e.AckNode != "" || e.AckID != 0 {
+			return errors.New("fields other than acks on an ack")
 		}
 	case KindAttach, KindDetach, KindAttachMany:
 		if e.Kind == KindAttachMany {
@@ -250,8 +324,9 @@ func validEnvelope(e *Envelope) error {
 			}
 		}
 		m := &e.Msg
-		if m.ID != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil {
-			return errors.New("message or recipients on a " + e.Kind.String())
+		if m.ID != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil ||
+			e.AckNode != "" || e.AckID != 0 || e.Acks != nil {
+			return errors.New("message, recipients or acks on a " + e.Kind.String())
 		}
 	default:
 		return ErrEnvelopeKind
@@ -279,6 +354,60 @@ func validMessage(m *message.Message) error {
 func appendHeader(dst []byte, k EnvelopeKind, hops uint8, sender string) []byte {
 	dst = append(dst, EnvelopeVersion, byte(k), hops)
 	return appendString(dst, sender)
+}
+
+// ackReq is who waits for a Resolve's or Deliver's message to be taken
+// in: AckNode and AckID of the Envelope (node empty: nobody).
+type ackReq struct {
+	node string
+	id   uint64
+}
+
+func (a ackReq) size() int {
+	if a.node == "" {
+		return 0
+	}
+	return stringSize(a.node) + uvarintSize(a.id)
+}
+
+// appendMessageHeader is appendHeader for a Resolve or Deliver (k), with
+// the wire kind and fields of a.
+func appendMessageHeader(dst []byte, k EnvelopeKind, hops uint8, sender string, a ackReq) []byte {
+	if a.node == "" {
+		return appendHeader(dst, k, hops, sender)
+	}
+	wire := kindResolveAcked
+	if k == KindDeliver {
+		wire = kindDeliverAcked
+	}
+	dst = appendHeader(dst, wire, hops, sender)
+	dst = appendString(dst, a.node)
+	return binary.AppendUvarint(dst, a.id)
+}
+
+func appendAcks(dst []byte, acks []Ack) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(acks)))
+	for _, a := range acks {
+		dst = binary.AppendUvarint(dst, a.ID)
+		dst = binary.AppendUvarint(dst, ackValue(a))
+	}
+	return dst
+}
+
+func ackValue(a Ack) uint64 {
+	v := uint64(a.N) << 1
+	if a.Expect {
+		v |= 1
+	}
+	return v
+}
+
+func acksSize(acks []Ack) int {
+	n := uvarintSize(uint64(len(acks)))
+	for _, a := range acks {
+		n += uvarintSize(a.ID) + uvarintSize(ackValue(a))
+	}
+	return n
 }
 
 func appendMessage(dst []byte, m *message.Message) []byte {
@@ -359,7 +488,7 @@ func decodeEnvelope(data []byte, scratch []string) (*Envelope, error) {
 		return nil, ErrEnvelopeVersion
 	}
 	if len(data) > 1 {
-		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindAttachMany {
+		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindAck {
 			return nil, ErrEnvelopeKind
 		}
 	}
@@ -369,15 +498,23 @@ func decodeEnvelope(data []byte, scratch []string) (*Envelope, error) {
 	buf := make([]byte, len(data))
 	copy(buf, data)
 	e := &Envelope{Kind: EnvelopeKind(buf[1]), Hops: buf[2]}
-	if err := decodeInto(e, buf, scratch); err != nil {
+	acked := false
+	switch e.Kind {
+	case kindResolveAcked:
+		e.Kind, acked = KindResolve, true
+	case kindDeliverAcked:
+		e.Kind, acked = KindDeliver, true
+	}
+	if err := decodeInto(e, buf, scratch, acked); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
 // decodeInto fills e from buf (already copied, header bytes 0-2 checked),
-// aliasing buf.
-func decodeInto(e *Envelope, buf []byte, scratch []string) error {
+// aliasing buf. acked: the wire kind was 6 or 7 (e.Kind says Resolve or
+// Deliver).
+func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 	r := reader{b: buf, off: headerLen}
 	e.Sender = r.str()
 	if r.err == nil && e.Sender == "" {
@@ -385,6 +522,13 @@ func decodeInto(e *Envelope, buf []byte, scratch []string) error {
 	}
 	switch e.Kind {
 	case KindResolve, KindDeliver:
+		if acked {
+			e.AckNode = r.str()
+			e.AckID = r.uvarint()
+			if r.err == nil && e.AckNode == "" {
+				return errEmptyAckNode
+			}
+		}
 		m := &e.Msg
 		if r.need(8 + 2) {
 			m.ID = binary.BigEndian.Uint64(buf[r.off:])
@@ -434,6 +578,12 @@ func decodeInto(e *Envelope, buf []byte, scratch []string) error {
 			return err
 		}
 		e.Principals = ps
+	case KindAck:
+		acks, err := r.acks()
+		if err != nil {
+			return err
+		}
+		e.Acks = acks
 	}
 	if r.err != nil {
 		return r.err
@@ -484,6 +634,33 @@ func (r *reader) list(scratch []string, errNone, errEmpty error) ([]string, erro
 		}
 	}
 	return ids, nil
+}
+
+// acks reads the entries of an Ack envelope.
+func (r *reader) acks() ([]Ack, error) {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil, r.err
+	}
+	if n == 0 {
+		return nil, errNoAcks
+	}
+	if n > uint64(len(r.b)-r.off)/2 { // an entry takes at least two bytes
+		return nil, errTruncated
+	}
+	acks := make([]Ack, n)
+	for i := range acks {
+		acks[i].ID = r.uvarint()
+		v := r.uvarint()
+		if r.err != nil {
+			return nil, r.err
+		}
+		if v>>1 > 1<<32-1 {
+			return nil, errAckCount
+		}
+		acks[i].N, acks[i].Expect = uint32(v>>1), v&1 == 1
+	}
+	return acks, nil
 }
 
 // need reports whether n more bytes are there, setting errTruncated if not.

@@ -61,6 +61,24 @@ var envelopeTests = []struct {
 		Envelope: Envelope{Kind: KindAttachMany, Sender: "n2", Node: "n2", Principals: []string{"alice", "bob"}},
 		Hex:      "01 05 00 02 6e32 02 6e32 02 05 616c696365 03 626f62",
 	},
+	{
+		Name: "deliver awaiting an ack",
+		Envelope: Envelope{Kind: KindDeliver, Sender: "n1", AckNode: "n2", AckID: 5,
+			Msg:        message.Message{ID: 0x0102030405060708, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("hi")},
+			Recipients: []string{"b"}},
+		Hex: "01 07 00 02 6e31 02 6e32 05 0102030405060708 01 01 01 61 01 62 02 6869 01 01 62",
+	},
+	{
+		Name: "resolve awaiting an ack, ack id 300",
+		Envelope: Envelope{Kind: KindResolve, Hops: 1, Sender: "n1", AckNode: "n1", AckID: 300,
+			Msg: message.Message{ID: 9, Kind: message.Group, From: "a", To: "g", QoS: 1}},
+		Hex: "01 06 01 02 6e31 02 6e31 ac02 0000000000000009 02 01 01 61 01 67 00",
+	},
+	{
+		Name:     "ack",
+		Envelope: Envelope{Kind: KindAck, Sender: "n3", Acks: []Ack{{ID: 1, N: 1}, {ID: 300, N: 3, Expect: true}, {ID: 0, N: 0}}},
+		Hex:      "01 08 00 02 6e33 03 01 02 ac02 07 00 00",
+	},
 }
 
 // badEnvelopes must all be refused by DecodeEnvelope with an error that
@@ -76,7 +94,14 @@ var badEnvelopes = []struct {
 	{"version 0", "00 02 00 02 6e31", ErrEnvelopeVersion},
 	{"version 2", "02 02 00 02 6e31", ErrEnvelopeVersion},
 	{"kind 0", "01 00 00 02 6e31", ErrEnvelopeKind},
-	{"kind 6", "01 06 00 02 6e31", ErrEnvelopeKind},
+	{"kind 9", "01 09 00 02 6e31", ErrEnvelopeKind},
+	{"ack zero entries", "01 08 00 02 6e33 00", ErrMalformed},
+	{"ack without entries", "01 08 00 02 6e33", ErrMalformed},
+	{"ack count larger than data", "01 08 00 02 6e33 02 01 02", ErrMalformed},
+	{"ack n over 32 bits", "01 08 00 02 6e33 01 01 8080808020", ErrMalformed},
+	{"ack trailing byte", "01 08 00 02 6e33 01 01 02 00", ErrMalformed},
+	{"deliver acked empty ack node", "01 07 00 01 6e 00 05 0000000000000001 02 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"deliver acked truncated ack id", "01 07 00 01 6e 01 6e", ErrMalformed},
 	{"kind ff", "01 ff", ErrEnvelopeKind},
 	{"empty sender", "01 03 00 00 05 616c696365 02 6e32", ErrMalformed},
 	{"sender runs past end", "01 03 00 09 6e32", ErrMalformed},
@@ -124,8 +149,14 @@ func unhex(t testing.TB, s string) []byte {
 func equalEnvelope(a, b *Envelope) bool {
 	if a.Kind != b.Kind || a.Hops != b.Hops || a.Sender != b.Sender ||
 		a.Principal != b.Principal || a.Node != b.Node || len(a.Recipients) != len(b.Recipients) ||
-		len(a.Principals) != len(b.Principals) {
+		len(a.Principals) != len(b.Principals) || a.AckNode != b.AckNode || a.AckID != b.AckID ||
+		len(a.Acks) != len(b.Acks) {
 		return false
+	}
+	for i := range a.Acks {
+		if a.Acks[i] != b.Acks[i] {
+			return false
+		}
 	}
 	for i := range a.Principals {
 		if a.Principals[i] != b.Principals[i] {

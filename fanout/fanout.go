@@ -56,6 +56,15 @@ type Config struct {
 	// records from its own table. Keep it well under AttachTTL on every
 	// node. Default 10 s.
 	AttachRenew time.Duration
+	// AckTimeout is how long a QoS 1 publisher's PUBACK waits for the
+	// nodes delivering its message to confirm (ForwardAcked, ack.go)
+	// before it goes out anyway, counted (ack_timeouts). Keep it above
+	// AckHold plus a round trip. Default 5 s.
+	AckTimeout time.Duration
+	// AckHold is the longest this node holds its confirmation of a QoS 1
+	// Deliver while a recipient's session is backlogged (Throttler).
+	// Default 1 s.
+	AckHold time.Duration
 }
 
 // DefaultConfig returns a Config with every default filled in; NodeID is
@@ -67,6 +76,8 @@ func DefaultConfig() Config {
 		MaxEnvelopeBytes: 512 << 10,
 		AttachTTL:        30 * time.Second,
 		AttachRenew:      10 * time.Second,
+		AckTimeout:       5 * time.Second,
+		AckHold:          time.Second,
 	}
 }
 
@@ -90,7 +101,8 @@ var (
 // one recipient of 64 bytes (the longest principal id).
 const (
 	maxNodeIDLen  = 128
-	envelopeSlack = (1 + maxNodeIDLen) + 1 + (1 + 64)
+	envelopeSlack = (1 + maxNodeIDLen) + 1 + (1 + 64) + ackSlack
+	ackSlack      = (1 + maxNodeIDLen) + binary10 // ack node and id (kinds 6, 7)
 )
 
 // Subject is the NATS subject node nodeID of cluster cluster receives its
@@ -110,6 +122,7 @@ type Fanout struct {
 	members  Members
 	place    Placement
 	d        Deliverer
+	throttle Throttler // d, if it is one
 	log      *slog.Logger
 
 	met   metrics
@@ -124,6 +137,9 @@ type Fanout struct {
 
 	att  attachTable // home side of attach records (attach.go)
 	hold holder      // holding side, with the attach goroutine
+
+	waits   waits  // QoS 1 publishers waiting here (ack.go)
+	acksOut ackOut // Ack entries to send, with ackLoop
 
 	closed atomic.Bool // fast check for Forward
 	// mu is held for reading while one received envelope is handled and
@@ -166,6 +182,12 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fa
 	if cfg.AttachRenew <= 0 {
 		cfg.AttachRenew = def.AttachRenew
 	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = def.AckTimeout
+	}
+	if cfg.AckHold <= 0 {
+		cfg.AckHold = def.AckHold
+	}
 	f := &Fanout{
 		cfg:      cfg,
 		self:     cfg.NodeID,
@@ -178,8 +200,10 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fa
 		log:      cfg.Logger.With("component", "fanout", "node", cfg.NodeID),
 		met:      newMetrics(),
 	}
+	f.throttle, _ = d.(Throttler)
 	f.work.New = func() any { return new(work) }
 	f.hold.init()
+	f.acksOut.init()
 	empty := map[string]*peer{}
 	f.peers.Store(&empty)
 	return f
@@ -219,6 +243,7 @@ func (f *Fanout) Start() error {
 	}
 	f.started, f.unsub = true, unsub
 	go f.attachLoop()
+	go f.ackLoop()
 	return nil
 }
 
@@ -252,6 +277,8 @@ func (f *Fanout) Close() error {
 		// of a router that closed first) and returns.
 		close(f.hold.stop)
 		<-f.hold.done
+		close(f.acksOut.stop)
+		<-f.acksOut.done
 	}
 	if unsub != nil {
 		unsub()
@@ -271,11 +298,16 @@ func (f *Fanout) Close() error {
 // message ids let sessions drop. Goroutine-safe; does not block except on
 // the bus. m must not be modified after the call; m.Payload is not kept.
 func (f *Fanout) Forward(ctx context.Context, m *message.Message) error {
-	if f.closed.Load() {
-		return ErrClosed
-	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	return f.forward(m, nil, 0)
+}
+
+// forward is Forward, and ForwardAcked when r is set.
+func (f *Fanout) forward(m *message.Message, r Receipt, tag uint64) error {
+	if f.closed.Load() {
+		return ErrClosed
 	}
 	if m == nil {
 		return fmt.Errorf("%w: nil", ErrInvalidMessage)
@@ -291,56 +323,76 @@ func (f *Fanout) Forward(ctx context.Context, m *message.Message) error {
 	}
 	w := f.getWork()
 	defer f.putWork(w)
+	var ack ackReq
+	if r != nil {
+		ack = ackReq{f.self, f.waits.add(r, tag, time.Now().Add(f.cfg.AckTimeout).UnixNano())}
+	}
+	var err error
+	sent := -1 // Deliver envelopes sent, when known here
 	switch m.Kind {
 	case message.Group:
-		var err error
 		if owner := f.place.Owner(m.To); owner != f.self {
-			err = f.sendResolve(w, owner, 0, m)
+			err = f.sendResolve(w, owner, 0, m, ack)
 		} else {
-			err = f.resolve(w, 0, m)
+			sent, err = f.resolve(w, m, ack)
 		}
-		if err != nil {
-			return err
+		if err == nil {
+			f.stats.groupMessages.Add(1)
+			f.met.group.Inc()
 		}
-		f.stats.groupMessages.Add(1)
-		f.met.group.Inc()
 	default: // message.Direct
 		rcpt := [1]string{m.To}
-		if err := f.sendDeliver(w, f.place.Home(m.To), 0, m, rcpt[:]); err != nil {
-			return err
+		sent, err = f.sendDeliver(w, f.place.Home(m.To), 0, m, rcpt[:], ack)
+		if err == nil {
+			f.stats.directMessages.Add(1)
+			f.met.direct.Inc()
 		}
-		f.stats.directMessages.Add(1)
-		f.met.direct.Inc()
 	}
-	return nil
+	if ack.node != "" {
+		switch {
+		case err != nil:
+			// Acks for the envelopes that went out find no wait and are
+			// ignored; the publisher gets no PUBACK and sends again.
+			f.waits.cancel(ack.id)
+		case sent >= 0:
+			if r, tag, ok := f.waits.update(Ack{ID: ack.id, N: uint32(sent), Expect: true}); ok {
+				f.accepted(r, tag) // nothing to wait for (a group without members)
+			}
+		}
+	}
+	return err
 }
 
 // resolve expands group message m here: one Deliver envelope (or more if
-// it must be split) per node that holds members. It returns the first
-// publish error after trying every node.
-func (f *Fanout) resolve(w *work, hops uint8, m *message.Message) error {
+// it must be split) per node that holds members, each carrying ack. It
+// returns how many it sent and the first publish error after trying
+// every node.
+func (f *Fanout) resolve(w *work, m *message.Message, ack ackReq) (int, error) {
 	members := f.members.Members(m.To)
 	if len(members) == 0 {
-		return nil
+		return 0, nil
 	}
 	w.split(members, f.place)
 	var first error
+	sent := 0
 	for i, node := range w.nodes {
 		// Deliver envelopes start with hops 0 whatever the Resolve's:
 		// at a Deliver, hops counts forwards along attach records.
-		if err := f.sendDeliver(w, node, 0, m, w.list(i)); err != nil && first == nil {
+		n, err := f.sendDeliver(w, node, 0, m, w.list(i), ack)
+		sent += n
+		if err != nil && first == nil {
 			first = err
 		}
 	}
-	return first
+	return sent, first
 }
 
 // sendResolve publishes a Resolve envelope for m to node.
-func (f *Fanout) sendResolve(w *work, node string, hops uint8, m *message.Message) error {
-	if headerSize(f.self)+messageSize(m) > f.maxBytes {
+func (f *Fanout) sendResolve(w *work, node string, hops uint8, m *message.Message, ack ackReq) error {
+	if headerSize(f.self)+ack.size()+messageSize(m) > f.maxBytes {
 		return ErrTooLarge
 	}
-	w.buf = appendHeader(w.buf[:0], KindResolve, hops, f.self)
+	w.buf = appendMessageHeader(w.buf[:0], KindResolve, hops, f.self, ack)
 	w.buf = appendMessage(w.buf, m)
 	if err := f.publish(node, w.buf); err != nil {
 		return err
@@ -350,9 +402,10 @@ func (f *Fanout) sendResolve(w *work, node string, hops uint8, m *message.Messag
 }
 
 // sendDeliver publishes m for rcpts to node: one envelope, or as many as
-// it takes to keep each under maxBytes.
-func (f *Fanout) sendDeliver(w *work, node string, hops uint8, m *message.Message, rcpts []string) error {
-	fixed := headerSize(f.self) + messageSize(m)
+// it takes to keep each under maxBytes. It returns how many it sent.
+func (f *Fanout) sendDeliver(w *work, node string, hops uint8, m *message.Message, rcpts []string, ack ackReq) (int, error) {
+	fixed := headerSize(f.self) + ack.size() + messageSize(m)
+	sent := 0
 	// Every chunk's count is at most len(rcpts), so its varint is at most
 	// this long.
 	budget := f.maxBytes - fixed - uvarintSize(uint64(len(rcpts)))
@@ -367,7 +420,7 @@ func (f *Fanout) sendDeliver(w *work, node string, hops uint8, m *message.Messag
 			n++
 		}
 		if n == 0 {
-			return ErrTooLarge
+			return sent, ErrTooLarge
 		}
 		chunk := rcpts[:n]
 		rcpts = rcpts[n:]
@@ -375,28 +428,38 @@ func (f *Fanout) sendDeliver(w *work, node string, hops uint8, m *message.Messag
 		if need := fixed + uvarintSize(uint64(n)) + size; cap(buf) < need {
 			buf = make([]byte, 0, need)
 		}
-		buf = appendHeader(buf, KindDeliver, hops, f.self)
+		buf = appendMessageHeader(buf, KindDeliver, hops, f.self, ack)
 		buf = appendMessage(buf, m)
 		buf = appendRecipients(buf, chunk)
 		w.buf = buf
 		if err := f.publish(node, buf); err != nil {
-			return err
+			return sent, err
 		}
+		sent++
 		f.stats.deliversSent.Add(1)
 	}
-	return nil
+	return sent, nil
 }
 
+// publish sends an envelope of a kind other than Ack to node.
 func (f *Fanout) publish(node string, data []byte) error {
-	p := f.peer(node)
-	if err := f.bus.Publish(p.subject, data); err != nil {
-		f.stats.publishErrors.Add(1)
-		f.met.publishErrors.Inc()
-		return fmt.Errorf("fanout: publish to node %s: %w", node, err)
+	p, err := f.publishTo(node, data)
+	if err != nil {
+		return err
 	}
 	f.stats.envelopesSent.Add(1)
 	p.sent.Inc()
 	return nil
+}
+
+func (f *Fanout) publishTo(node string, data []byte) (*peer, error) {
+	p := f.peer(node)
+	if err := f.bus.Publish(p.subject, data); err != nil {
+		f.stats.publishErrors.Add(1)
+		f.met.publishErrors.Inc()
+		return nil, fmt.Errorf("fanout: publish to node %s: %w", node, err)
+	}
+	return p, nil
 }
 
 // receive handles one envelope from the bus. The bus calls it from one
@@ -434,7 +497,11 @@ func (f *Fanout) receive(data []byte) {
 		f.stats.deliversReceived.Add(1)
 		f.stats.recipients.Add(uint64(len(env.Recipients)))
 		f.met.recipients.Add(float64(len(env.Recipients)))
-		f.d.Deliver(&env.Msg, env.Recipients)
+		if env.AckNode != "" {
+			f.deliverAcked(env)
+		} else {
+			f.d.Deliver(&env.Msg, env.Recipients)
+		}
 		if env.Hops == 0 && f.att.n.Load() > 0 {
 			f.forwardAttached(env)
 		}
@@ -447,7 +514,26 @@ func (f *Fanout) receive(data []byte) {
 	case KindAttachMany:
 		f.handleAttach(env)
 		*sp = env.Principals // as for Recipients
+	case KindAck:
+		f.stats.acksReceived.Add(1)
+		f.handleAcks(env.Acks)
 	}
+}
+
+// deliverAcked delivers a Deliver whose publisher waits and confirms it
+// to the waiting node: at once, or when the Throttler says the
+// recipients' sessions have room again.
+func (f *Fanout) deliverAcked(env *Envelope) {
+	if f.throttle == nil {
+		f.d.Deliver(&env.Msg, env.Recipients)
+		f.queueAck(env.AckNode, Ack{ID: env.AckID, N: 1})
+		return
+	}
+	if held := f.throttle.DeliverHeld(&env.Msg, env.Recipients); held != nil {
+		f.holdAck(held, env.AckNode, env.AckID)
+		return
+	}
+	f.queueAck(env.AckNode, Ack{ID: env.AckID, N: 1})
 }
 
 // handleResolve resolves a group message sent here as its owner, or sends
@@ -456,6 +542,7 @@ func (f *Fanout) handleResolve(env *Envelope) {
 	m := &env.Msg
 	w := f.getWork()
 	defer f.putWork(w)
+	ack := ackReq{env.AckNode, env.AckID}
 	if owner := f.place.Owner(m.To); owner != f.self {
 		if env.Hops >= f.hopLimit {
 			// Owners still disagree after HopLimit hops: stop bouncing and
@@ -466,20 +553,31 @@ func (f *Fanout) handleResolve(env *Envelope) {
 			f.met.hopLimitDrops.Inc()
 			f.warn("resolving a group message here at the hop limit", "group", m.To,
 				"id", message.FormatID(m.ID), "hops", env.Hops, "owner", owner, "from", env.Sender)
-			if err := f.resolve(w, env.Hops, m); err != nil {
-				f.warn("could not deliver a resolved group message", "group", m.To, "id", message.FormatID(m.ID), "err", err)
-			}
+			f.resolveFor(w, m, ack)
 			return
 		}
-		if err := f.sendResolve(w, owner, env.Hops+1, m); err != nil {
+		if err := f.sendResolve(w, owner, env.Hops+1, m, ack); err != nil {
 			f.warn("could not pass a group message on to its owner", "group", m.To, "owner", owner, "err", err)
 			return
 		}
 		f.stats.resolvesForwarded.Add(1)
 		return
 	}
-	if err := f.resolve(w, env.Hops, m); err != nil {
+	f.resolveFor(w, m, ack)
+}
+
+// resolveFor resolves a Resolve received from another node and tells the
+// waiting node, if any, how many Deliver envelopes to count. When some
+// could not be sent the count still stands: the waiting node times out
+// and acknowledges anyway (the publisher is not asked to send again for
+// what most members may have had).
+func (f *Fanout) resolveFor(w *work, m *message.Message, ack ackReq) {
+	sent, err := f.resolve(w, m, ack)
+	if err != nil {
 		f.warn("could not deliver a resolved group message", "group", m.To, "id", message.FormatID(m.ID), "err", err)
+	}
+	if ack.node != "" {
+		f.queueAck(ack.node, Ack{ID: ack.id, N: uint32(sent), Expect: true})
 	}
 }
 
@@ -517,12 +615,14 @@ func (f *Fanout) peer(id string) *peer {
 			subject:  Subject(f.cfg.Cluster, id),
 			sent:     f.met.sent.WithLabelValues("other"),
 			received: f.met.received.WithLabelValues("other"),
+			acks:     f.met.acksSent.WithLabelValues("other"),
 		}
 	}
 	p := &peer{
 		subject:  Subject(f.cfg.Cluster, id),
 		sent:     f.met.sent.WithLabelValues(id),
 		received: f.met.received.WithLabelValues(id),
+		acks:     f.met.acksSent.WithLabelValues(id),
 	}
 	next := make(map[string]*peer, len(old)+1)
 	for k, v := range old {
@@ -537,8 +637,9 @@ const maxPeers = 1024
 
 type peer struct {
 	subject  string
-	sent     prometheus.Counter
+	sent     prometheus.Counter // envelopes but Ack
 	received prometheus.Counter
+	acks     prometheus.Counter // Ack envelopes sent
 }
 
 // work is the per-call scratch space of Forward and of the receive path,
@@ -676,7 +777,7 @@ func (f *Fanout) putRecipients(sp *[]string) {
 // Stats are the Fanout's counters since New, readable without
 // Prometheus.
 type Stats struct {
-	EnvelopesSent     uint64 // all kinds, accepted by Bus.Publish
+	EnvelopesSent     uint64 // all kinds but Ack (AcksSent), accepted by Bus.Publish
 	ResolvesSent      uint64 // including ResolvesForwarded
 	DeliversSent      uint64
 	EnvelopesReceived uint64 // decoded, all kinds
@@ -694,6 +795,13 @@ type Stats struct {
 	AttachesSent      uint64 // Attach, AttachMany and Detach envelopes sent (renewals included)
 	AttachesReceived  uint64 // Attach, AttachMany and Detach envelopes received
 	AttachRecords     uint64 // attach records in this node's table now (some may have expired)
+	AcksSent          uint64 // Ack envelopes published (acks for this node itself skip the bus)
+	AcksReceived      uint64 // Ack envelopes received
+	AcksHeld          uint64 // QoS 1 Deliver confirmations held while a recipient was backlogged
+	HoldTimeouts      uint64 // held confirmations sent after AckHold without the backlog draining
+	AckTimeouts       uint64 // QoS 1 publishers acknowledged after AckTimeout without every confirmation
+	AckDrops          uint64 // Ack entries not sent: too many distinct ack nodes (garbage)
+	Waiting           uint64 // QoS 1 publishes waiting here for confirmations now
 }
 
 type counters struct {
@@ -703,6 +811,8 @@ type counters struct {
 	hopLimitDrops, decodeErrors, publishErrors            atomic.Uint64
 	recipients, panics                                    atomic.Uint64
 	attachForwards, attachesSent, attachesReceived        atomic.Uint64
+	acksSent, acksReceived, acksHeld, holdTimeouts        atomic.Uint64
+	ackTimeouts, ackDrops                                 atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -727,15 +837,22 @@ func (f *Fanout) Stats() Stats {
 		AttachesSent:      c.attachesSent.Load(),
 		AttachesReceived:  c.attachesReceived.Load(),
 		AttachRecords:     uint64(max(f.att.n.Load(), 0)),
+		AcksSent:          c.acksSent.Load(),
+		AcksReceived:      c.acksReceived.Load(),
+		AcksHeld:          c.acksHeld.Load(),
+		HoldTimeouts:      c.holdTimeouts.Load(),
+		AckTimeouts:       c.ackTimeouts.Load(),
+		AckDrops:          c.ackDrops.Load(),
+		Waiting:           uint64(f.waits.len()),
 	}
 }
 
 // metrics are the Prometheus side of the counters.
 type metrics struct {
-	sent, received, messages                               *prometheus.CounterVec
+	sent, received, messages, acksSent                     *prometheus.CounterVec
 	group, direct                                          prometheus.Counter
 	hopLimitDrops, decodeErrors, recipients, publishErrors prometheus.Counter
-	attachForwards                                         prometheus.Counter
+	attachForwards, ackTimeouts, acksHeld, holdTimeouts    prometheus.Counter
 	attachRecords                                          prometheus.Gauge
 	all                                                    []prometheus.Collector
 }
@@ -748,7 +865,8 @@ func newMetrics() metrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pushring", Subsystem: "fanout", Name: name, Help: help}, []string{label})
 	}
 	m := metrics{
-		sent:          vec("envelopes_sent_total", "Envelopes published, by destination node.", "peer"),
+		sent:          vec("envelopes_sent_total", "Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total.", "peer"),
+		acksSent:      vec("acks_sent_total", "Ack envelopes (confirmations of QoS 1 deliveries, batched) published, by destination node.", "peer"),
 		received:      vec("envelopes_received_total", "Envelopes received and decoded, by sending node.", "peer"),
 		messages:      vec("messages_total", "Messages handed on by Forward, by kind (group, direct).", "kind"),
 		hopLimitDrops: counter("hop_limit_drops_total", "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."),
@@ -757,13 +875,19 @@ func newMetrics() metrics {
 		publishErrors: counter("publish_errors_total", "Envelopes the bus refused to publish."),
 		attachForwards: counter("attach_forwards_total",
 			"Deliver envelopes sent on to a node holding recipients away from their home (attach records)."),
+		ackTimeouts: counter("ack_timeouts_total",
+			"QoS 1 publishes acknowledged after AckTimeout without every delivering node's confirmation."),
+		acksHeld: counter("acks_held_total",
+			"QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged."),
+		holdTimeouts: counter("hold_timeouts_total",
+			"Held QoS 1 confirmations sent after AckHold although the backlog had not drained."),
 		attachRecords: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pushring", Subsystem: "fanout",
 			Name: "attach_records", Help: "Attach records (principal held on another node) in this node's table."}),
 	}
 	m.group = m.messages.WithLabelValues("group")
 	m.direct = m.messages.WithLabelValues("direct")
-	m.all = []prometheus.Collector{m.sent, m.received, m.messages, m.hopLimitDrops, m.decodeErrors, m.recipients, m.publishErrors,
-		m.attachForwards, m.attachRecords}
+	m.all = []prometheus.Collector{m.sent, m.acksSent, m.received, m.messages, m.hopLimitDrops, m.decodeErrors, m.recipients, m.publishErrors,
+		m.attachForwards, m.attachRecords, m.ackTimeouts, m.acksHeld, m.holdTimeouts}
 	return m
 }
 

@@ -55,11 +55,24 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			rcpts = append(rcpts, r...)
 			rcpts = append(rcpts, 0)
 		}
-		f.Add(byte(e.Kind), e.Hops, e.Sender, e.Msg.ID, byte(e.Msg.Kind), e.Msg.QoS, e.Msg.From, e.Msg.To, e.Msg.Payload, rcpts, e.Principal, e.Node)
+		var acks []byte
+		for _, a := range e.Acks {
+			acks = append(acks, byte(a.ID), byte(a.N), 0)
+			if a.Expect {
+				acks[len(acks)-1] = 1
+			}
+		}
+		f.Add(byte(e.Kind), e.Hops, e.Sender, e.Msg.ID, byte(e.Msg.Kind), e.Msg.QoS, e.Msg.From, e.Msg.To, e.Msg.Payload, rcpts, e.Principal, e.Node,
+			e.AckNode, e.AckID, acks)
 	}
 	f.Fuzz(func(t *testing.T, kind, hops byte, sender string, id uint64, mkind, qos byte,
-		from, to string, payload, rcpts []byte, principal, node string) {
-		e := &Envelope{Kind: EnvelopeKind(kind), Hops: hops, Sender: sender, Principal: principal, Node: node}
+		from, to string, payload, rcpts []byte, principal, node string, ackNode string, ackID uint64, acks []byte) {
+		e := &Envelope{Kind: EnvelopeKind(kind), Hops: hops, Sender: sender, Principal: principal, Node: node,
+			AckNode: ackNode, AckID: ackID}
+		// Ack entries from byte triples: id, n, expect (low bit).
+		for ; len(acks) >= 3; acks = acks[3:] {
+			e.Acks = append(e.Acks, Ack{ID: uint64(acks[0]) << 20, N: uint32(acks[1]) << 24, Expect: acks[2]&1 == 1})
+		}
 		if e.Kind == KindResolve || e.Kind == KindDeliver {
 			e.Msg = message.Message{ID: id, Kind: message.Kind(mkind), QoS: qos, From: from, To: to, Payload: payload}
 		}

@@ -25,11 +25,18 @@ type testCluster struct {
 	nats  *natsembed.Server
 	url   string
 	nodes []*Node
+	mod   func(*Config) // applied to every node's config last
 }
 
 func startCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
-	tc := &testCluster{}
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith is startCluster with mod applied to each node's config.
+func startClusterWith(t *testing.T, n int, mod func(*Config)) *testCluster {
+	t.Helper()
+	tc := &testCluster{mod: mod}
 	var err error
 	tc.nats, err = natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "cluster-test-token"})
 	if err != nil {
@@ -57,6 +64,9 @@ func (tc *testCluster) add(t *testing.T) *Node {
 		c.NATSURL = tc.url
 		c.AdminKey = "cluster-admin-key"
 		c.Join = join
+		if tc.mod != nil {
+			tc.mod(c)
+		}
 	})
 	t.Cleanup(func() { node.Close() })
 	tc.nodes = append(tc.nodes, node)
@@ -127,6 +137,13 @@ func (b *inbox) list() []string {
 // tree at QoS 1 and records every PUBLISH (acknowledging it).
 func listen(t *testing.T, addr, id, token string, box *inbox) net.Conn {
 	t.Helper()
+	return listenSlow(t, addr, id, token, box, 0)
+}
+
+// listenSlow is listen for a client that spends delay on every message
+// before it acknowledges it and reads the next.
+func listenSlow(t *testing.T, addr, id, token string, box *inbox, delay time.Duration) net.Conn {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +171,9 @@ func listen(t *testing.T, addr, id, token string, box *inbox) net.Conn {
 				return
 			}
 			box.add(p.Topic, p.Payload)
+			if delay > 0 {
+				time.Sleep(delay)
+			}
 			if p.QoS > 0 {
 				ack = packet.AppendAck(ack[:0], packet.PUBACK, p.PacketID)
 				conn.Write(ack)
@@ -224,6 +244,7 @@ func TestClusterGroupFanout(t *testing.T) {
 	d1 := connect(t, ingress, clientOpts{user: dev, password: key}, nil)
 	before := tc.delivers()
 	sentBefore := tc.sentByPeer(t)
+	acksBefore := tc.byPeer(t, "pushring_fanout_acks_sent_total")
 	resolvesBefore := ingress.fan.Stats().ResolvesSent
 	ownerResolvesBefore := tc.byID(owner).fan.Stats().ResolvesReceived
 	changes := tc.ringChanges()
@@ -282,17 +303,46 @@ func TestClusterGroupFanout(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("per message: 1 Resolve %s→%s, 1 Deliver from %s to each of %d home nodes (%v members)", ingress.cfg.NodeID, owner, owner, len(homes), homes)
+	// QoS 1 confirmations (fanout/ack.go) go to the ingress only, batched:
+	// from the owner (its count, and its delivery if it is a home) and
+	// from each other home node, never more than two per message.
+	acks := tc.byPeer(t, "pushring_fanout_acks_sent_total")
+	var ackTotal float64
+	for _, from := range tc.nodes {
+		for _, to := range tc.nodes {
+			k := [2]string{from.cfg.NodeID, to.cfg.NodeID}
+			got := acks[k] - acksBefore[k]
+			ackTotal += got
+			confirms := from != ingress && (from.cfg.NodeID == owner || homes[from.cfg.NodeID] > 0)
+			switch {
+			case to != ingress && got != 0:
+				t.Errorf("%s sent %v Ack envelopes to %s, which published nothing", k[0], got, k[1])
+			case to == ingress && confirms && (got < 1 || got > 2*msgs):
+				t.Errorf("%s sent %v Ack envelopes to the ingress for %d messages", k[0], got, msgs)
+			case to == ingress && !confirms && got != 0:
+				t.Errorf("%s sent %v Ack envelopes but neither owns the group nor delivers", k[0], got)
+			}
+		}
+	}
+	t.Logf("per message: 1 Resolve %s→%s, 1 Deliver from %s to each of %d home nodes (%v members); %v Ack envelopes in all for %d QoS 1 messages",
+		ingress.cfg.NodeID, owner, owner, len(homes), homes, ackTotal, msgs)
 }
 
 // sentByPeer reads pushring_fanout_envelopes_sent_total on every node,
 // keyed by {sending node, peer label}.
 func (tc *testCluster) sentByPeer(t *testing.T) map[[2]string]float64 {
 	t.Helper()
+	return tc.byPeer(t, "pushring_fanout_envelopes_sent_total")
+}
+
+// byPeer reads counter name (labelled by peer) on every node, keyed by
+// {sending node, peer label}.
+func (tc *testCluster) byPeer(t *testing.T, name string) map[[2]string]float64 {
+	t.Helper()
 	out := map[[2]string]float64{}
 	for _, from := range tc.nodes {
 		for _, to := range tc.nodes {
-			out[[2]string{from.cfg.NodeID, to.cfg.NodeID}] = counter(t, from, "pushring_fanout_envelopes_sent_total", map[string]string{"peer": to.cfg.NodeID})
+			out[[2]string{from.cfg.NodeID, to.cfg.NodeID}] = counter(t, from, name, map[string]string{"peer": to.cfg.NodeID})
 		}
 	}
 	return out

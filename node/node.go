@@ -241,7 +241,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	ids := message.NewIDSource(cfg.NodeID)
 
 	// fanout and router need each other: fanout delivers into the router,
-	// the router forwards into fanout. The closure breaks the cycle; until
+	// the router forwards into fanout. lazyRouter breaks the cycle; until
 	// the router exists there are no sessions to deliver to.
 	var deliverTo atomic.Pointer[router.Server]
 	fcfg := fanout.DefaultConfig()
@@ -249,11 +249,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// fanout subscribes before this node joins the gossip: peers may
 	// place homes and groups here as soon as they hear of it.
 	place := &lazyPlacement{self: cfg.NodeID}
-	n.fan = fanout.New(fcfg, fanout.NewNATSBus(n.nc), n.dir, place, deliverFunc(func(m *message.Message, to []string) {
-		if r := deliverTo.Load(); r != nil {
-			r.Deliver(m, to)
-		}
-	}))
+	n.fan = fanout.New(fcfg, fanout.NewNATSBus(n.nc), n.dir, place, (*lazyRouter)(&deliverTo))
 	if err := n.fan.Start(); err != nil {
 		return nil, err
 	}
@@ -429,9 +425,24 @@ func (l *lazyPlacement) Owner(gid string) string {
 	return l.self
 }
 
-type deliverFunc func(m *message.Message, recipients []string)
+// lazyRouter is fanout's Deliverer and Throttler: the router, once it
+// exists (until then there are no sessions to deliver to).
+type lazyRouter atomic.Pointer[router.Server]
 
-func (f deliverFunc) Deliver(m *message.Message, recipients []string) { f(m, recipients) }
+func (l *lazyRouter) Deliver(m *message.Message, recipients []string) {
+	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
+		r.Deliver(m, recipients)
+	}
+}
+
+func (l *lazyRouter) DeliverHeld(m *message.Message, recipients []string) <-chan struct{} {
+	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
+		return r.DeliverHeld(m, recipients)
+	}
+	return nil
+}
+
+var _ fanout.Throttler = (*lazyRouter)(nil)
 
 // loadOrCreateSecret returns the secret stored at path, or a new random
 // one (256 bits, base64url) written there with mode 0600.

@@ -205,6 +205,13 @@ type env struct {
 // bob, publisher d1 and alice; group g2 has member carol.
 func newEnv(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
+	return newEnvWith(t, edit, nil)
+}
+
+// newEnvWith is newEnv with the server's Forwarder made by wrap from the
+// loopFwd (nil: the loopFwd itself).
+func newEnvWith(t testing.TB, edit func(*Config), wrap func(*loopFwd) Forwarder) *env {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeID = "test"
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -225,7 +232,11 @@ func newEnv(t testing.TB, edit func(*Config)) *env {
 	e.acl.setPublisher("g1", "alice")
 	e.acl.setMember("g2", "carol", true)
 	e.fwd = &loopFwd{acl: e.acl}
-	e.srv = New(cfg, e.auth, e.acl, e.fwd, message.NewIDSource("test"))
+	var fwd Forwarder = e.fwd
+	if wrap != nil {
+		fwd = wrap(e.fwd)
+	}
+	e.srv = New(cfg, e.auth, e.acl, fwd, message.NewIDSource("test"))
 	e.fwd.srv.Store(e.srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

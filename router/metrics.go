@@ -20,6 +20,7 @@ type Stats struct {
 	Refusals        uint64 // refused publishes, subscriptions, wills, replays, connections over the rate or closed for bad input
 	QueueDropped    uint64 // messages dropped by a full queue or a slow consumer
 	Panics          uint64 // recovered panics (each closed one connection)
+	SlowSessions    uint64 // backlogged sessions that stopped holding QoS 1 publishers (hold.go)
 }
 
 // Connect results, the values of pushring_mqtt_connects_total{result}.
@@ -43,6 +44,7 @@ type metrics struct {
 	refusals     *prometheus.CounterVec
 	queueDropped prometheus.Counter
 	panics       prometheus.Counter
+	slow         prometheus.Counter
 
 	// plain counters behind Stats
 	nConnections atomic.Int64
@@ -54,6 +56,7 @@ type metrics struct {
 	nRefusals    atomic.Uint64
 	nDropped     atomic.Uint64
 	nPanics      atomic.Uint64
+	nSlow        atomic.Uint64
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -82,6 +85,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushring_mqtt_panics_total",
 			Help: "Panics recovered in connection goroutines.",
 		}),
+		slow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushring_mqtt_slow_sessions_total",
+			Help: "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.",
+		}),
 	}
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushring_deliveries_total",
@@ -100,7 +107,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.inDirect = m.messagesIn.WithLabelValues("mqtt", "direct")
 	if reg != nil {
 		reg.MustRegister(m.connections, m.connects, m.messagesIn, deliveries,
-			m.refusals, m.queueDropped, m.panics)
+			m.refusals, m.queueDropped, m.panics, m.slow)
 	}
 	return m
 }
@@ -138,6 +145,11 @@ func (m *metrics) dropped() {
 	m.nDropped.Add(1)
 }
 
+func (m *metrics) slowSession() {
+	m.slow.Inc()
+	m.nSlow.Add(1)
+}
+
 func (m *metrics) connUp() {
 	m.connections.Inc()
 	m.nConnections.Add(1)
@@ -159,5 +171,6 @@ func (m *metrics) stats() Stats {
 		Refusals:        m.nRefusals.Load(),
 		QueueDropped:    m.nDropped.Load(),
 		Panics:          m.nPanics.Load(),
+		SlowSessions:    m.nSlow.Load(),
 	}
 }

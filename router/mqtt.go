@@ -36,6 +36,7 @@ var (
 	errAuthFailed       = errors.New("auth-topic login failed")
 	errUnexpectedPacket = errors.New("unexpected packet type") // A6
 	errQoS2Window       = errors.New("too many QoS 2 packet ids awaiting PUBREL")
+	errQoS1Window       = errors.New("too many QoS 1 publishes awaiting PUBACK")
 	errForward          = errors.New("could not forward a QoS 1 message")
 )
 
@@ -73,6 +74,8 @@ type mqttConn struct {
 	sub       packet.Subscribe
 	unsub     packet.Unsubscribe
 	codes     []byte
+
+	acks heldAcks // QoS 1 PUBACKs waiting for their Receipt (hold.go)
 
 	// id is set before the connection is registered (bind) and never
 	// changes after (B2: no second CONNECT, no re-authentication).
@@ -178,6 +181,7 @@ func (c *mqttConn) closed(err error) {
 		c.expire.Stop()
 	}
 	c.srv.detach(c)
+	c.dropAcks()
 	if c.state == stateActive && c.will != nil && !c.noWill.Load() && !errors.Is(err, errClientDisconnect) {
 		c.publishWill()
 	}
@@ -463,6 +467,9 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		ID: c.srv.ids.Next(), Kind: kind, From: c.id.ID, To: to,
 		QoS: min(qos, 1), Payload: bytes.Clone(p.Payload),
 	}
+	if qos == 1 && c.srv.afwd != nil {
+		return c.forwardAcked(m, pid)
+	}
 	if err := c.srv.forward(context.Background(), m); err != nil {
 		c.srv.m.refusal(reasonForwardFailed)
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
@@ -478,12 +485,29 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	return nil
 }
 
+// forwardAcked forwards QoS 1 message m, whose PUBACK for pid goes out
+// when the Forwarder's Receipt says it was taken in (hold.go).
+func (c *mqttConn) forwardAcked(m *message.Message, pid uint16) error {
+	tag, ok := c.holdAck(pid)
+	if !ok {
+		return errQoS1Window
+	}
+	if err := c.srv.afwd.ForwardAcked(m, c, tag); err != nil {
+		c.unholdAck(tag)
+		c.srv.m.refusal(reasonForwardFailed)
+		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
+		return errForward // no PUBACK: the client sends it again after reconnecting (F2)
+	}
+	c.srv.m.messageIn(m.Kind)
+	return nil
+}
+
 // ackPublish acknowledges an inbound PUBLISH: PUBACK for QoS 1, PUBREC
 // for QoS 2 (holding the id until PUBREL when hold).
 func (c *mqttConn) ackPublish(qos byte, pid uint16, hold bool) {
 	switch qos {
 	case 1:
-		c.writeAck(packet.PUBACK, pid)
+		c.puback(pid)
 	case 2:
 		if hold {
 			c.qos2 = append(c.qos2, pid)

@@ -35,7 +35,7 @@ func badInputReason(err error) string {
 	}
 	switch {
 	case errors.Is(err, errNotConnect), errors.Is(err, errSecondConnect),
-		errors.Is(err, errUnexpectedPacket), errors.Is(err, errQoS2Window):
+		errors.Is(err, errUnexpectedPacket), errors.Is(err, errQoS2Window), errors.Is(err, errQoS1Window):
 		return reasonProtocol
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return reasonTimeout // event loop, and net.Conn read deadlines

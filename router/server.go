@@ -27,6 +27,7 @@ type Server struct {
 	auth Authenticator
 	acl  ACL
 	fwd  Forwarder
+	afwd AckForwarder // fwd, if it is one
 	ids  *message.IDSource
 	log  *slog.Logger
 	tp   topics
@@ -70,7 +71,9 @@ var (
 // messages published by clients. See Config for defaults and panics.
 func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.IDSource) *Server {
 	cfg = cfg.normalize()
+	afwd, _ := fwd.(AckForwarder)
 	return &Server{
+		afwd:        afwd,
 		cfg:         cfg,
 		auth:        auth,
 		acl:         acl,
@@ -220,6 +223,12 @@ func (s *Server) Stats() Stats { return s.m.stats() }
 // or, for QoS 0, dropped. Goroutine-safe; m and recipients are not kept
 // (m.Payload, immutable, is).
 func (s *Server) Deliver(m *message.Message, recipients []string) {
+	s.deliver(m, recipients, nil)
+}
+
+// deliver is Deliver, collecting in *hp (when hp is set) the backlogged
+// sessions a QoS 1 publisher's confirmation should wait for (hold.go).
+func (s *Server) deliver(m *message.Message, recipients []string, hp **hold) {
 	// The sessions are copied out so that Server.mu is not held while
 	// waiting for a session's lock (held during a replay, see bind).
 	var arr [16]*session
@@ -228,7 +237,7 @@ func (s *Server) Deliver(m *message.Message, recipients []string) {
 		list := append(arr[:0], s.byPrincipal[r]...)
 		s.mu.RUnlock()
 		for i, sess := range list {
-			sess.deliver(m) // a session removed meanwhile ignores it
+			sess.deliver(m, hp) // a session removed meanwhile ignores it
 			list[i] = nil
 		}
 	}
@@ -371,6 +380,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		sess.mu.Lock()
 		victim = sess.conn
 		sess.conn = nil
+		sess.releaseWaiters()
 		if c.clean || sess.clean {
 			sess.mu.Unlock()
 			s.removeSessionLocked(sess, false)
@@ -499,6 +509,7 @@ func (s *Server) detach(c *mqttConn) {
 		return
 	}
 	sess.conn = nil
+	sess.releaseWaiters() // offline sessions are not waited for
 	sess.offlineSince = time.Now()
 	sess.offlineGen++
 	gen := sess.offlineGen

@@ -46,7 +46,11 @@ type session struct {
 	resendDue int // inflight entries with due set
 	queue     msgQueue
 	recent    *idRing // allocated with the first delivery: an idle session has none
-	topicBuf  []byte  // scratch for building a topic to match
+	// waiters: deliveries whose publishers wait for this backlogged
+	// session (hold.go), since backlogSince.
+	waiters      []*hold
+	backlogSince time.Time
+	topicBuf     []byte // scratch for building a topic to match
 
 	offlineSince time.Time
 	offlineGen   uint64 // invalidates stale expiry timers
@@ -91,7 +95,7 @@ func sessionKey(principal, clientID string) string {
 // deliver offers m to this session: picks the topic it receives it on (if
 // any subscription matches), drops duplicates, and sends or queues it.
 // Never blocks on the socket.
-func (s *session) deliver(m *message.Message) {
+func (s *session) deliver(m *message.Message, hp **hold) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed || s.recent.has(m.ID) {
@@ -106,6 +110,9 @@ func (s *session) deliver(m *message.Message) {
 	}
 	s.recent.add(m.ID)
 	s.offer(outMsg{m: m, form: form, qos: qos})
+	if hp != nil && qos == 1 && s.conn != nil && s.backlogged() {
+		s.holdOn(hp)
+	}
 }
 
 // match finds how m reaches this session: group messages on
@@ -285,8 +292,14 @@ func (s *session) stillAllowed(o *outMsg) bool {
 }
 
 // drainLocked sends what waits while the window and the socket allow:
-// inflight messages due for resending first, then the queue. s.mu held.
+// inflight messages due for resending first, then the queue; deliveries
+// waiting for the queue to shrink go once it did. s.mu held.
 func (s *session) drainLocked() {
+	s.drainQueueLocked()
+	s.checkBacklog()
+}
+
+func (s *session) drainQueueLocked() {
 	c := s.conn
 	if c == nil || !s.flushResend() {
 		return
@@ -522,6 +535,7 @@ func (s *session) unsubscribe(c *mqttConn, filters []string) {
 func (s *session) release() {
 	s.removed = true
 	s.conn = nil
+	s.releaseWaiters()
 	s.subs = nil
 	s.inflight = nil
 	s.resendDue = 0

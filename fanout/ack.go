@@ -1,0 +1,340 @@
+package fanout
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pushring/pushring/message"
+)
+
+// Flow control for QoS 1 messages (issue 4, target 7: no losses at QoS 1).
+//
+// Without it a publisher's PUBACK means "handed to NATS": a publisher
+// with a window of unacknowledged messages runs as far ahead of delivery
+// as NATS buffers allow, and when members read more slowly than it
+// publishes their session queues overflow and drop the oldest messages.
+// With it the PUBACK waits until every node that delivers the message
+// has queued it for its recipients, and a node holds its part of that
+// acknowledgement while one of the recipients' queues is backlogged (see
+// Throttler). The publisher's own window then paces it to the slowest
+// member that still keeps up.
+//
+// The flow, for a message published at node I (the ingress):
+//
+//   - I registers a wait (a number, the ack id) and sends the message's
+//     Resolve or Deliver envelopes with "ack node I, ack id" attached
+//     (kinds 6 and 7, see envelope.go).
+//   - A home node hands a Deliver to its Deliverer and, once the
+//     recipients' sessions have room (at once, usually), sends I an Ack
+//     entry "id: 1 Deliver taken in".
+//   - An owner resolving a Resolve for I passes the ack fields on in every
+//     Deliver it sends and tells I how many it sent ("id: expect n");
+//     when I resolves the group itself it knows n already.
+//   - I calls the publisher's Receipt once it counted n Deliver acks, or
+//     after Config.AckTimeout whatever it counted (a node that died with
+//     the message, or a lost ack: the PUBACK then means "handed to NATS",
+//     as without flow control, and the timeout is counted). Losses across
+//     crashes are DESIGN section 5's durable QoS 1, not this.
+//
+// Ack entries are batched per waiting node by one goroutine (ackLoop):
+// under load one Ack envelope carries the entries of many messages. Acks
+// for this node itself skip the bus. Deliver envelopes a home node sends
+// on along attach records carry no ack request: a principal connected
+// away from its home is not waited for.
+
+// Receipt is what ForwardAcked tells when the message is taken in: it
+// calls Accepted(tag) exactly once, from any goroutine. The router's
+// connections implement it (an alias of an unnamed interface type, so
+// that router can declare the same one without importing fanout).
+type Receipt = interface{ Accepted(tag uint64) }
+
+// Throttler is a Deliverer that tells when the sessions it queued a
+// message for are backlogged. The router implements it.
+type Throttler interface {
+	// DeliverHeld is Deliver for a QoS 1 message whose publisher waits.
+	// It returns nil when every recipient's session has room for more,
+	// or a channel closed once the backlogged ones drained (or stopped
+	// counting: disconnected, or too slow to wait for).
+	DeliverHeld(m *message.Message, recipients []string) <-chan struct{}
+}
+
+// ForwardAcked is Forward for a QoS 1 message whose publisher waits: r's
+// Accepted(tag) is called once every node delivering m has taken it in
+// (or after Config.AckTimeout). On an error nothing was registered and r
+// is never called. m.QoS must be 1.
+func (f *Fanout) ForwardAcked(m *message.Message, r Receipt, tag uint64) error {
+	if m != nil && m.QoS != 1 {
+		return ErrInvalidMessage
+	}
+	return f.forward(m, r, tag)
+}
+
+// waits is the ingress side: the messages whose publishers wait.
+type waits struct {
+	mu   sync.Mutex
+	next uint64
+	m    map[uint64]*wait
+	free []*wait
+}
+
+type wait struct {
+	r    Receipt
+	tag  uint64
+	want int64 // Deliver envelopes to count; -1 until the owner said
+	got  int64
+	due  int64 // unix ns: acknowledge anyway
+}
+
+// add registers a wait for r and returns its id.
+func (ws *waits) add(r Receipt, tag uint64, due int64) uint64 {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.m == nil {
+		ws.m = make(map[uint64]*wait)
+	}
+	ws.next++
+	var w *wait
+	if n := len(ws.free); n > 0 {
+		w, ws.free = ws.free[n-1], ws.free[:n-1]
+	} else {
+		w = new(wait)
+	}
+	*w = wait{r: r, tag: tag, want: -1, due: due}
+	ws.m[ws.next] = w
+	return ws.next
+}
+
+// cancel forgets wait id (its envelopes could not all be sent).
+func (ws *waits) cancel(id uint64) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if w, ok := ws.m[id]; ok {
+		ws.release(id, w)
+	}
+}
+
+// update applies one Ack entry (or this node's own count, expect) and
+// returns the receipt to call if the wait is complete. An unknown id (a
+// wait that timed out, or a confused peer) is ignored.
+func (ws *waits) update(a Ack) (Receipt, uint64, bool) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w, ok := ws.m[a.ID]
+	if !ok {
+		return nil, 0, false
+	}
+	if a.Expect {
+		if w.want >= 0 {
+			return nil, 0, false // said twice: keep the first
+		}
+		w.want = int64(a.N)
+	} else {
+		w.got += int64(a.N)
+	}
+	if w.want < 0 || w.got < w.want {
+		return nil, 0, false
+	}
+	r, tag := w.r, w.tag
+	ws.release(a.ID, w)
+	return r, tag, true
+}
+
+// release drops wait id. ws.mu held.
+func (ws *waits) release(id uint64, w *wait) {
+	delete(ws.m, id)
+	*w = wait{}
+	if len(ws.free) < 1024 {
+		ws.free = append(ws.free, w)
+	}
+}
+
+// expired removes the waits due by now and appends their receipts and
+// tags to rs and tags.
+func (ws *waits) expired(now int64, rs []Receipt, tags []uint64) ([]Receipt, []uint64) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for id, w := range ws.m {
+		if w.due <= now {
+			rs, tags = append(rs, w.r), append(tags, w.tag)
+			ws.release(id, w)
+		}
+	}
+	return rs, tags
+}
+
+func (ws *waits) len() int {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return len(ws.m)
+}
+
+// handleAcks applies the entries of an Ack envelope (or of this node's
+// own batch) and tells the receipts that are complete.
+func (f *Fanout) handleAcks(acks []Ack) {
+	for _, a := range acks {
+		if r, tag, ok := f.waits.update(a); ok {
+			f.accepted(r, tag)
+		}
+	}
+}
+
+// accepted calls r.Accepted(tag), keeping a panic in it from taking the
+// calling goroutine (the bus's, or ackLoop) down.
+func (f *Fanout) accepted(r Receipt, tag uint64) {
+	defer func() {
+		if p := recover(); p != nil {
+			f.stats.panics.Add(1)
+			f.log.Error("recovered a panic in a Receipt", "panic", p)
+		}
+	}()
+	r.Accepted(tag)
+}
+
+// ackOut is the sending side: Ack entries waiting for ackLoop, by node.
+type ackOut struct {
+	mu     sync.Mutex
+	byNode map[string][]Ack
+	spare  map[string][]Ack // the batch before, emptied: the next byNode (nil while ackLoop sends it)
+	wake   chan struct{}    // cap 1
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+func (o *ackOut) init() {
+	o.byNode = make(map[string][]Ack)
+	o.spare = make(map[string][]Ack)
+	o.wake = make(chan struct{}, 1)
+	o.stop = make(chan struct{})
+	o.done = make(chan struct{})
+}
+
+// queueAck has ackLoop send a to node. node may alias an envelope.
+func (f *Fanout) queueAck(node string, a Ack) {
+	o := &f.acksOut
+	o.mu.Lock()
+	list, ok := o.byNode[node] // empty, with its storage, if node had acks lately
+	if !ok {
+		if len(o.byNode) >= maxPeers {
+			o.mu.Unlock()
+			f.stats.ackDrops.Add(1) // garbage ack nodes: not worth a map entry
+			return
+		}
+		node = strings.Clone(node)
+	}
+	o.byNode[node] = append(list, a)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// holdAck sends node's Ack for id once held closes, or after
+// Config.AckHold.
+func (f *Fanout) holdAck(held <-chan struct{}, node string, id uint64) {
+	f.stats.acksHeld.Add(1)
+	f.met.acksHeld.Inc()
+	node = strings.Clone(node)
+	go func() {
+		t := time.NewTimer(f.cfg.AckHold)
+		select {
+		case <-held:
+		case <-t.C:
+			f.stats.holdTimeouts.Add(1)
+			f.met.holdTimeouts.Inc()
+		}
+		t.Stop()
+		f.queueAck(node, Ack{ID: id, N: 1})
+	}()
+}
+
+// ackLoop sends the queued Ack entries, one envelope per node for all
+// that queued up while it was sending the previous ones, and acknowledges
+// the waits that timed out.
+func (f *Fanout) ackLoop() {
+	o := &f.acksOut
+	defer close(o.done)
+	tick := time.NewTicker(max(f.cfg.AckTimeout/10, 10*time.Millisecond))
+	defer tick.Stop()
+	var buf []byte
+	var rs []Receipt
+	var tags []uint64
+	for {
+		select {
+		case <-o.wake:
+			buf = f.sendAcks(buf)
+		case <-tick.C:
+			rs, tags = f.waits.expired(time.Now().UnixNano(), rs[:0], tags[:0])
+			for i, r := range rs {
+				f.stats.ackTimeouts.Add(1)
+				f.met.ackTimeouts.Inc()
+				f.accepted(r, tags[i])
+			}
+			if len(rs) > 0 {
+				f.warn("acknowledged QoS 1 messages whose deliveries were not confirmed in time",
+					"count", len(rs), "timeout", f.cfg.AckTimeout)
+			}
+			clear(rs)
+		case <-o.stop:
+			f.sendAcks(buf)
+			return
+		}
+	}
+}
+
+// sendAcks sends what is queued and returns the scratch buffer.
+func (f *Fanout) sendAcks(buf []byte) []byte {
+	o := &f.acksOut
+	o.mu.Lock()
+	batch := o.byNode
+	o.byNode, o.spare = o.spare, nil
+	o.mu.Unlock()
+	for node, acks := range batch {
+		if len(acks) == 0 {
+			delete(batch, node) // no ack for this node last time: forget it
+			continue
+		}
+		if node == f.self {
+			f.handleAcks(acks)
+		} else {
+			buf = f.publishAcks(buf, node, acks)
+		}
+		clear(acks)
+		batch[node] = acks[:0]
+	}
+	o.mu.Lock()
+	o.spare = batch
+	o.mu.Unlock()
+	return buf
+}
+
+// publishAcks sends acks to node in as few envelopes as maxBytes allows.
+func (f *Fanout) publishAcks(buf []byte, node string, acks []Ack) []byte {
+	fixed := headerSize(f.self) + binary10
+	for len(acks) > 0 {
+		n, size := 0, fixed
+		for n < len(acks) {
+			c := uvarintSize(acks[n].ID) + uvarintSize(ackValue(acks[n]))
+			if size+c > f.maxBytes {
+				break
+			}
+			size += c
+			n++
+		}
+		buf = appendHeader(buf[:0], KindAck, 0, f.self)
+		buf = appendAcks(buf, acks[:n])
+		acks = acks[n:]
+		p, err := f.publishTo(node, buf)
+		if err != nil {
+			f.warn("could not send acks", "node", node, "err", err)
+			continue
+		}
+		p.acks.Inc()
+		f.stats.acksSent.Add(1)
+	}
+	return buf
+}
+
+// binary10 bounds a uvarint's length.
+const binary10 = 10

@@ -1,0 +1,240 @@
+package fanout
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/message"
+)
+
+// gatedDeliverer is a recorder that is also a Throttler: while gate is
+// set, DeliverHeld returns it (the recipients are "backlogged").
+type gatedDeliverer struct {
+	*recorder
+	mu   sync.Mutex
+	gate chan struct{}
+	held int
+}
+
+func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string) <-chan struct{} {
+	g.Deliver(m, recipients)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gate != nil {
+		g.held++
+	}
+	return g.gate
+}
+
+func (g *gatedDeliverer) setGate(c chan struct{}) {
+	g.mu.Lock()
+	g.gate = c
+	g.mu.Unlock()
+}
+
+// receipts is a Receipt that sends its tags on a channel.
+type receipts chan uint64
+
+func (r receipts) Accepted(tag uint64) { r <- tag }
+
+// waitTag fails unless tag arrives on r within the test's patience.
+func (r receipts) waitTag(t *testing.T, tag uint64) {
+	t.Helper()
+	select {
+	case got := <-r:
+		if got != tag {
+			t.Fatalf("receipt for tag %d, want %d", got, tag)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no receipt for tag %d", tag)
+	}
+}
+
+// none fails if a receipt arrives within d. (It can only fail for a
+// receipt that must not exist yet, never for slowness.)
+func (r receipts) none(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case got := <-r:
+		t.Fatalf("receipt for tag %d too early", got)
+	case <-time.After(d):
+	}
+}
+
+type ackNode struct {
+	f *Fanout
+	d *gatedDeliverer
+}
+
+// startAckNodes starts one Fanout per id on bus, each delivering into a
+// gatedDeliverer.
+func startAckNodes(t *testing.T, ids []string, bus Bus, members Members, place Placement, tweak func(*Config)) map[string]*ackNode {
+	t.Helper()
+	nodes := map[string]*ackNode{}
+	for _, id := range ids {
+		cfg := DefaultConfig()
+		cfg.NodeID, cfg.Cluster = id, "test"
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		d := &gatedDeliverer{recorder: newRecorder()}
+		f := New(cfg, bus, members, place, d)
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		nodes[id] = &ackNode{f: f, d: d}
+	}
+	return nodes
+}
+
+// A group message published at n1, owned by n2, with members homed on all
+// three nodes: the publisher's receipt waits for the owner's count and for
+// every home node's confirmation, including one held by a backlogged
+// recipient, and comes once that recipient's backlog clears.
+func TestForwardAckedWaitsForEveryHome(t *testing.T) {
+	ids := []string{"n1", "n2", "n3"}
+	members, homes := groupOf(9, ids)
+	place := &mapPlacement{homes: homes, owners: map[string]string{"g": "n2"}, def: "n1"}
+	nodes := startAckNodes(t, ids, NewMemoryBus(), staticMembers{"g": members}, place, nil)
+	gate := make(chan struct{})
+	nodes["n3"].d.setGate(gate)
+
+	r := make(receipts, 4)
+	m := &message.Message{ID: 77, Kind: message.Group, From: "dev", To: "g", QoS: 1, Payload: []byte("x")}
+	if err := nodes["n1"].f.ForwardAcked(m, r, 5); err != nil {
+		t.Fatal(err)
+	}
+	// Every member gets the message while n3 still holds its confirmation.
+	deadline := time.Now().Add(10 * time.Second)
+	for countDelivered(nodes, 77) < len(members) {
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %d of %d", countDelivered(nodes, 77), len(members))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.none(t, 100*time.Millisecond)
+	if w := nodes["n1"].f.Stats().Waiting; w != 1 {
+		t.Fatalf("waiting = %d, want 1", w)
+	}
+	close(gate)
+	r.waitTag(t, 5)
+	if s := nodes["n1"].f.Stats(); s.Waiting != 0 || s.AckTimeouts != 0 {
+		t.Fatalf("after the receipt: waiting %d, ack timeouts %d", s.Waiting, s.AckTimeouts)
+	}
+	if s := nodes["n3"].f.Stats(); s.AcksHeld != 1 || s.HoldTimeouts != 0 {
+		t.Fatalf("n3: acks held %d, hold timeouts %d; want 1, 0", s.AcksHeld, s.HoldTimeouts)
+	}
+	// n2 (owner and a home) and n3 confirmed over the bus; n1's own
+	// confirmation skipped it.
+	if s := nodes["n1"].f.Stats(); s.AcksReceived < 2 {
+		t.Fatalf("n1 received %d ack envelopes, want at least 2 (n2, n3)", s.AcksReceived)
+	}
+	if s := nodes["n1"].f.Stats(); s.AcksSent != 0 {
+		t.Fatalf("n1 sent %d ack envelopes; its own confirmation must not use the bus", s.AcksSent)
+	}
+}
+
+func countDelivered(nodes map[string]*ackNode, id uint64) int {
+	n := 0
+	for _, an := range nodes {
+		rec := an.d.recorder
+		rec.mu.Lock()
+		for _, c := range rec.got[id] {
+			n += c
+		}
+		rec.mu.Unlock()
+	}
+	return n
+}
+
+// Direct messages: one confirmation from the home node. Receipts of many
+// messages in a row come back with their own tags, each exactly once.
+func TestForwardAckedDirect(t *testing.T) {
+	ids := []string{"n1", "n2"}
+	place := &mapPlacement{homes: map[string]string{"bob": "n2"}, def: "n1"}
+	nodes := startAckNodes(t, ids, NewMemoryBus(), staticMembers{}, place, nil)
+	const n = 500
+	r := make(receipts, n)
+	for i := range n {
+		m := &message.Message{ID: uint64(1000 + i), Kind: message.Direct, From: "alice", To: "bob", QoS: 1}
+		if err := nodes["n1"].f.ForwardAcked(m, r, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint64]bool{}
+	for range n {
+		select {
+		case tag := <-r:
+			if seen[tag] || tag >= n {
+				t.Fatalf("tag %d twice or unknown", tag)
+			}
+			seen[tag] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d receipts", len(seen), n)
+		}
+	}
+	r.none(t, 50*time.Millisecond)
+	s2 := nodes["n2"].f.Stats()
+	if s2.AcksSent == 0 || s2.AcksSent > n {
+		t.Fatalf("n2 sent %d ack envelopes for %d messages", s2.AcksSent, n)
+	}
+	t.Logf("%d confirmations in %d ack envelopes", n, s2.AcksSent)
+	if got := nodes["n2"].d.count(1000, "bob"); got != 1 {
+		t.Fatalf("bob got message 1000 %d times", got)
+	}
+}
+
+// A confirmation that never comes (the home node is gone) releases the
+// publisher after AckTimeout, counted; a hold that never clears is
+// confirmed after AckHold, counted.
+func TestForwardAckedTimeouts(t *testing.T) {
+	ids := []string{"n1", "n2"}
+	place := &mapPlacement{homes: map[string]string{"ghost-user": "ghost", "bob": "n2"}, def: "n1"}
+	nodes := startAckNodes(t, ids, NewMemoryBus(), staticMembers{}, place, func(c *Config) {
+		c.AckTimeout = 300 * time.Millisecond
+		c.AckHold = 100 * time.Millisecond
+	})
+	r := make(receipts, 2)
+	m := &message.Message{ID: 1, Kind: message.Direct, From: "a", To: "ghost-user", QoS: 1}
+	if err := nodes["n1"].f.ForwardAcked(m, r, 1); err != nil {
+		t.Fatal(err)
+	}
+	r.waitTag(t, 1)
+	if s := nodes["n1"].f.Stats(); s.AckTimeouts != 1 || s.Waiting != 0 {
+		t.Fatalf("ack timeouts %d waiting %d, want 1, 0", s.AckTimeouts, s.Waiting)
+	}
+
+	nodes["n2"].d.setGate(make(chan struct{})) // never closed
+	m = &message.Message{ID: 2, Kind: message.Direct, From: "a", To: "bob", QoS: 1}
+	if err := nodes["n1"].f.ForwardAcked(m, r, 2); err != nil {
+		t.Fatal(err)
+	}
+	r.waitTag(t, 2)
+	if s := nodes["n2"].f.Stats(); s.HoldTimeouts != 1 {
+		t.Fatalf("hold timeouts %d, want 1", s.HoldTimeouts)
+	}
+	if s := nodes["n1"].f.Stats(); s.AckTimeouts != 1 {
+		t.Fatalf("ack timeouts %d, want still 1 (the hold was confirmed in time)", s.AckTimeouts)
+	}
+}
+
+// A group without members has nothing to wait for: the receipt comes at
+// once, from the owner's count (here, and through another owner).
+func TestForwardAckedEmptyGroup(t *testing.T) {
+	ids := []string{"n1", "n2"}
+	place := &mapPlacement{owners: map[string]string{"remote": "n2"}, def: "n1"}
+	nodes := startAckNodes(t, ids, NewMemoryBus(), staticMembers{}, place, nil)
+	r := make(receipts, 2)
+	for i, gid := range []string{"local", "remote"} {
+		m := &message.Message{ID: uint64(i + 1), Kind: message.Group, From: "a", To: gid, QoS: 1}
+		if err := nodes["n1"].f.ForwardAcked(m, r, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+		r.waitTag(t, uint64(i))
+	}
+	if err := nodes["n1"].f.ForwardAcked(&message.Message{ID: 9, Kind: message.Direct, To: "x", QoS: 0}, r, 0); err == nil {
+		t.Fatal("ForwardAcked took a QoS 0 message")
+	}
+}

@@ -1,0 +1,230 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router/packet"
+)
+
+// QoS 1 flow control, the router's two halves (fanout/ack.go has the
+// protocol between nodes):
+//
+//   - publishing side: with an AckForwarder, a QoS 1 PUBLISH is
+//     acknowledged when the Forwarder's Receipt says every delivering
+//     node took the message in, not when it was handed on. PUBACKs still
+//     leave in the order of the PUBLISHes (MQTT-4.6.0-2): each connection
+//     keeps its unanswered ones in a FIFO (heldAcks).
+//   - delivering side: DeliverHeld tells the Forwarder's node to hold its
+//     confirmation while a connected recipient's queue is backlogged
+//     (holdMark), until the queue is back under it. A session backlogged
+//     for longer than holdLimit is too slow to wait for: it stops
+//     holding anybody and its queue drops its oldest messages when full,
+//     as before (a stuck member must not stall a group).
+
+// Receipt is fanout's: told once per ForwardAcked, from any goroutine.
+// An alias of the same unnamed type, so that router need not import
+// fanout.
+type Receipt = interface{ Accepted(tag uint64) }
+
+// AckForwarder is a Forwarder that can tell when a QoS 1 message was
+// taken in by every node delivering it. fanout implements it.
+type AckForwarder interface {
+	// ForwardAcked is Forward for a QoS 1 message: r.Accepted(tag) is
+	// called once the message is taken in (or given up on by the
+	// Forwarder's timeout). On an error r is never called.
+	ForwardAcked(m *message.Message, r Receipt, tag uint64) error
+}
+
+// holdLimit: a session backlogged this long no longer holds confirmations.
+const holdLimit = time.Second
+
+// maxHeldAcks bounds the QoS 1 PUBLISHes one connection may have
+// unanswered: as MQTT 5's default Receive Maximum, whose excess is a
+// protocol error there too.
+const maxHeldAcks = 65535
+
+// hold is one delivery's wait on backlogged sessions: n counts the
+// sessions still backlogged (plus one while DeliverHeld runs); ch closes
+// at zero.
+type hold struct {
+	n  atomic.Int32
+	ch chan struct{}
+}
+
+func (h *hold) release() {
+	if h.n.Add(-1) == 0 {
+		close(h.ch)
+	}
+}
+
+// DeliverHeld is Deliver for a QoS 1 message whose publisher waits (the
+// fanout Throttler): nil when every connected recipient's queue has room,
+// else a channel closed when those that are backlogged have drained
+// under holdMark, gone offline or been backlogged past holdLimit.
+func (s *Server) DeliverHeld(m *message.Message, recipients []string) <-chan struct{} {
+	var h *hold
+	s.deliver(m, recipients, &h)
+	if h == nil {
+		return nil
+	}
+	h.release() // DeliverHeld's own reference
+	return h.ch
+}
+
+// backlogged: the session's queue is past the mark at which confirmations
+// wait. s.mu held.
+func (s *session) backlogged() bool {
+	cfg := &s.srv.cfg
+	return s.queue.len() >= max(cfg.MaxQueued/4, 1) || s.queue.bytes >= cfg.MaxQueuedBytes/4
+}
+
+// holdOn adds this session to *hp after a delivery left it backlogged.
+// s.mu held, s.conn set.
+func (s *session) holdOn(hp **hold) {
+	now := time.Now()
+	if s.backlogSince.IsZero() {
+		s.backlogSince = now
+	}
+	if now.Sub(s.backlogSince) > holdLimit {
+		// Too slow to wait for (see the top of this file).
+		if len(s.waiters) > 0 {
+			s.srv.m.slowSession()
+			s.releaseWaiters()
+		}
+		return
+	}
+	h := *hp
+	if h == nil {
+		h = &hold{ch: make(chan struct{})}
+		h.n.Store(1)
+		*hp = h
+	}
+	h.n.Add(1)
+	s.waiters = append(s.waiters, h)
+}
+
+// checkBacklog releases the waiters once the queue is back under the mark.
+// s.mu held.
+func (s *session) checkBacklog() {
+	if !s.backlogSince.IsZero() && !s.backlogged() {
+		s.backlogSince = time.Time{}
+		s.releaseWaiters()
+	}
+}
+
+// releaseWaiters lets every delivery waiting on this session go. Called
+// with s.mu held whenever the session stops counting: drained, offline,
+// taken over, removed, too slow.
+func (s *session) releaseWaiters() {
+	for i, h := range s.waiters {
+		h.release()
+		s.waiters[i] = nil
+	}
+	if cap(s.waiters) > 64 {
+		s.waiters = nil
+	} else {
+		s.waiters = s.waiters[:0]
+	}
+}
+
+// heldAcks is a connection's FIFO of QoS 1 PUBLISHes not yet answered,
+// in the order they arrived. Entry i has tag base+i.
+type heldAcks struct {
+	mu     sync.Mutex
+	list   []heldAck
+	head   int    // list[:head] are answered, waiting to be compacted away
+	base   uint64 // tag of list[head]
+	closed bool
+}
+
+type heldAck struct {
+	pid  uint16
+	done bool
+}
+
+// holdAck queues a PUBACK for pid that waits for Accepted(tag). It
+// returns false when maxHeldAcks are unanswered already.
+func (c *mqttConn) holdAck(pid uint16) (tag uint64, ok bool) {
+	q := &c.acks
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.list)-q.head >= maxHeldAcks {
+		return 0, false
+	}
+	q.list = append(q.list, heldAck{pid: pid})
+	return q.base + uint64(len(q.list)-q.head-1), true
+}
+
+// unholdAck takes back the entry holdAck just added (the Forwarder
+// refused the message, so Accepted will not come).
+func (c *mqttConn) unholdAck(tag uint64) {
+	q := &c.acks
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if i := int(tag-q.base) + q.head; i == len(q.list)-1 {
+		q.list = q.list[:i]
+	}
+}
+
+// puback answers QoS 1 PUBLISH pid: at once when nothing before it waits,
+// else behind the ones that do (order, MQTT-4.6.0-2).
+func (c *mqttConn) puback(pid uint16) {
+	q := &c.acks
+	q.mu.Lock()
+	if len(q.list) == q.head {
+		q.mu.Unlock()
+		c.writeAck(packet.PUBACK, pid)
+		return
+	}
+	q.list = append(q.list, heldAck{pid: pid, done: true})
+	q.mu.Unlock()
+}
+
+// Accepted is the Receipt of the QoS 1 message with tag: its PUBACK, and
+// those answered behind it, go out. Goroutine-safe; a tag it does not
+// know (the connection closed meanwhile) is ignored.
+func (c *mqttConn) Accepted(tag uint64) {
+	q := &c.acks
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || tag < q.base {
+		return
+	}
+	i := int(tag-q.base) + q.head
+	if i >= len(q.list) {
+		return
+	}
+	q.list[i].done = true
+	if i != q.head {
+		return
+	}
+	buf, _, _ := c.t.beginWrite()
+	for q.head < len(q.list) && q.list[q.head].done {
+		buf = packet.AppendAck(buf, packet.PUBACK, q.list[q.head].pid)
+		q.head++
+		q.base++
+	}
+	c.t.endWrite(buf)
+	switch {
+	case q.head == len(q.list):
+		q.list, q.head = q.list[:0], 0
+		if cap(q.list) > 1024 {
+			q.list = nil
+		}
+	case q.head > 1024 && q.head > len(q.list)/2:
+		q.list = q.list[:copy(q.list, q.list[q.head:])]
+		q.head = 0
+	}
+}
+
+// dropAcks forgets the unanswered PUBLISHes of a closed connection.
+func (c *mqttConn) dropAcks() {
+	q := &c.acks
+	q.mu.Lock()
+	q.closed = true
+	q.list, q.head = nil, 0
+	q.mu.Unlock()
+}

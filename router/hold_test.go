@@ -1,0 +1,221 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router/packet"
+)
+
+// ackingFwd is a loopFwd that is an AckForwarder: it delivers at once but
+// keeps each Receipt until the test calls accept.
+type ackingFwd struct {
+	*loopFwd
+	fail atomic.Bool
+	mu   sync.Mutex
+	held map[string]func() // payload → the receipt's call
+}
+
+func (f *ackingFwd) ForwardAcked(m *message.Message, r Receipt, tag uint64) error {
+	if f.fail.Load() {
+		return errors.New("bus down")
+	}
+	if err := f.loopFwd.Forward(context.Background(), m); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.held[string(m.Payload)] = func() { r.Accepted(tag) }
+	f.mu.Unlock()
+	return nil
+}
+
+// accept calls the receipt of the message with payload p, once it was
+// forwarded.
+func (f *ackingFwd) accept(t *testing.T, p string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		fn := f.held[p]
+		delete(f.held, p)
+		f.mu.Unlock()
+		if fn != nil {
+			fn()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message %q was never forwarded", p)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func newAckingEnv(t *testing.T) (*env, *ackingFwd) {
+	var f *ackingFwd
+	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
+		f = &ackingFwd{loopFwd: l, held: map[string]func(){}}
+		return f
+	})
+	return e, f
+}
+
+// With an AckForwarder a QoS 1 PUBACK waits for its Receipt, and PUBACKs
+// leave in the order of the PUBLISHes whatever order the receipts come
+// in (MQTT-4.6.0-2), a refused publish's included. A publish the
+// Forwarder refuses gets no PUBACK: the connection closes.
+func TestHeldPubacksInOrder(t *testing.T) {
+	e, f := newAckingEnv(t)
+	alice := connectRaw(t, e, "alice", "a", true)
+	for pid, p := range []string{"", "m1", "m2", "m3"} {
+		if pid > 0 {
+			alice.publish(1, uint16(pid), "/group/g1", p)
+		}
+	}
+	alice.publish(1, 4, "/group/g2", "refused") // alice may not publish to g2
+	alice.expectNothing(100 * time.Millisecond)
+
+	f.accept(t, "m2")
+	alice.expectNothing(50 * time.Millisecond) // m1 still waits, and m2 behind it
+	f.accept(t, "m1")
+	for _, want := range []uint16{1, 2} {
+		if pid := readPuback(t, alice); pid != want {
+			t.Fatalf("PUBACK %d, want %d", pid, want)
+		}
+	}
+	alice.expectNothing(50 * time.Millisecond)
+	f.accept(t, "m3")
+	for _, want := range []uint16{3, 4} {
+		if pid := readPuback(t, alice); pid != want {
+			t.Fatalf("PUBACK %d, want %d", pid, want)
+		}
+	}
+	// Nothing waits now: the next one waits for its own receipt only.
+	alice.publish(1, 5, "/group/g1", "m5")
+	alice.expectNothing(50 * time.Millisecond)
+	f.accept(t, "m5")
+	if pid := readPuback(t, alice); pid != 5 {
+		t.Fatalf("PUBACK %d, want 5", pid)
+	}
+	f.fail.Store(true)
+	alice.publish(1, 6, "/group/g1", "m6")
+	alice.expectClosed()
+}
+
+func readPuback(t *testing.T, r *rawClient) uint16 {
+	t.Helper()
+	body := r.mustRead(packet.PUBACK)
+	pid, err := packet.DecodeAck(packet.PUBACK<<4, body, packet.V311)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// DeliverHeld hands back a channel when a delivery leaves a connected
+// recipient's queue at the hold mark (MaxQueued/4), closed once the
+// queue is under it again; offline sessions and sessions backlogged past
+// holdLimit hold nobody.
+func TestDeliverHeld(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.MaxQueued = 8 // hold mark 2
+		c.MaxInflight = 1
+	})
+	bob := connectRaw(t, e, "bob", "b", true)
+	bob.subscribe(1, "/private/bob/#")
+	direct := func(i int) *message.Message {
+		return &message.Message{ID: uint64(100 + i), Kind: message.Direct, From: "alice", To: "bob", QoS: 1, Payload: []byte{byte(i)}}
+	}
+	// 1 goes out (window 1), 2 is queued (1 < 2), 3 makes the queue 2.
+	for i := 1; i <= 2; i++ {
+		if ch := e.srv.DeliverHeld(direct(i), []string{"bob"}); ch != nil {
+			t.Fatalf("message %d held with the queue under the mark", i)
+		}
+	}
+	held := e.srv.DeliverHeld(direct(3), []string{"bob"})
+	if held == nil {
+		t.Fatal("message 3 left the queue at the mark and was not held")
+	}
+	held4 := e.srv.DeliverHeld(direct(4), []string{"bob"})
+	if held4 == nil {
+		t.Fatal("message 4 was not held")
+	}
+	select {
+	case <-held:
+		t.Fatal("released before the client acknowledged anything")
+	default:
+	}
+	// Acknowledging 1 sends 2: the queue (3, 4) is still at the mark.
+	p := bob.readPublish()
+	bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+	p = bob.readPublish()
+	if p.Payload[0] != 2 {
+		t.Fatalf("got message %d, want 2", p.Payload[0])
+	}
+	select {
+	case <-held:
+		t.Fatal("released with the queue still at the mark")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// Acknowledging 2 sends 3: the queue (4) is under the mark.
+	bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+	for _, ch := range []<-chan struct{}{held, held4} {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("not released after the queue fell under the mark")
+		}
+	}
+
+	// Backlogged past holdLimit: too slow to wait for.
+	bob.readPublish() // 3, not acknowledged: 4 waits in the queue
+	for i := 5; i <= 6; i++ {
+		e.srv.DeliverHeld(direct(i), []string{"bob"})
+	}
+	waiting := e.srv.DeliverHeld(direct(7), []string{"bob"})
+	if waiting == nil {
+		t.Fatal("message 7 was not held")
+	}
+	time.Sleep(holdLimit + 100*time.Millisecond)
+	if ch := e.srv.DeliverHeld(direct(8), []string{"bob"}); ch != nil {
+		t.Fatal("a session backlogged past holdLimit still holds")
+	}
+	select {
+	case <-waiting:
+	default:
+		t.Fatal("the slow session's earlier holds were not released")
+	}
+	if n := e.srv.Stats().SlowSessions; n != 1 {
+		t.Fatalf("SlowSessions = %d, want 1", n)
+	}
+
+	// Offline: a persistent session queues but holds nobody, and going
+	// offline releases what waited.
+	carol := connectRaw(t, e, "carol", "c", false)
+	carol.subscribe(1, "/private/carol/#")
+	toCarol := func(i int) *message.Message {
+		return &message.Message{ID: uint64(200 + i), Kind: message.Direct, From: "bob", To: "carol", QoS: 1, Payload: []byte{byte(i)}}
+	}
+	var last <-chan struct{}
+	for i := 1; i <= 3; i++ {
+		last = e.srv.DeliverHeld(toCarol(i), []string{"carol"})
+	}
+	if last == nil {
+		t.Fatal("carol's third message was not held")
+	}
+	carol.readPublish() // 1 (window 1); 2 and 3 are queued
+	carol.send(packet.AppendDisconnect(nil))
+	carol.expectClosed()
+	select {
+	case <-last:
+	case <-time.After(5 * time.Second):
+		t.Fatal("going offline did not release the hold")
+	}
+	if ch := e.srv.DeliverHeld(toCarol(4), []string{"carol"}); ch != nil {
+		t.Fatal("an offline session holds")
+	}
+}
