@@ -296,7 +296,8 @@ func (f *Fanout) Close() error {
 // across crashes comes with JetStream, in a later issue). On an error some
 // envelopes may have been sent; a retry can duplicate deliveries, which
 // message ids let sessions drop. Goroutine-safe; does not block except on
-// the bus. m must not be modified after the call; m.Payload is not kept.
+// the bus. Neither m nor m.Payload is kept after the call (the router
+// reuses both).
 func (f *Fanout) Forward(ctx context.Context, m *message.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err

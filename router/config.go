@@ -59,6 +59,15 @@ type Config struct {
 	// QoS 2 packet ids held until PUBREL (over it the connection is
 	// closed, E1).
 	MaxInflight int
+	// MaxUnconfirmed is how many QoS 1 PUBLISHes of one connection may be
+	// acknowledged before every node delivering them confirmed they are
+	// queued (flow control, hold.go): a publisher whose recipients keep up
+	// never waits for a confirmation's round trip, and one that outruns a
+	// backlogged recipient is held this far ahead of it (plus its own
+	// window). A recipient's queue overflows only if the publishers
+	// sending to it together run more than 3/4 of MaxQueued ahead. 0: the
+	// default (32); negative: acknowledge only once confirmed.
+	MaxUnconfirmed int
 
 	// MaxQueued caps a session's queue of messages waiting for the
 	// inflight window, for the socket to drain, or (persistent sessions)
@@ -146,6 +155,7 @@ func DefaultConfig() Config {
 		MaxConnectPacketSize:    80 << 10,
 		ConnectTimeout:          10 * time.Second,
 		MaxInflight:             32,
+		MaxUnconfirmed:          32,
 		MaxQueued:               1000,
 		MaxQueuedBytes:          8 << 20,
 		MaxSubscriptions:        32,
@@ -183,6 +193,9 @@ func (c Config) normalize() Config {
 	num(&c.MaxConnectPacketSize, d.MaxConnectPacketSize)
 	c.MaxConnectPacketSize = min(c.MaxConnectPacketSize, c.MaxPacketSize)
 	num(&c.MaxInflight, d.MaxInflight)
+	if c.MaxUnconfirmed == 0 {
+		c.MaxUnconfirmed = d.MaxUnconfirmed // negative stays: none (hold.go)
+	}
 	num(&c.MaxQueued, d.MaxQueued)
 	num(&c.MaxQueuedBytes, d.MaxQueuedBytes)
 	num(&c.MaxSubscriptions, d.MaxSubscriptions)

@@ -57,8 +57,15 @@
 // Guarantees (this version): QoS 1 is at least once while the session is
 // in this process's memory; a PUBACK to a publisher means the Forwarder
 // accepted the message (a Forwarder error closes a QoS 1 publisher's
-// connection without PUBACK, so the client resends). Persistent sessions
-// are not persisted: a node restart loses them (session present = 0 after).
+// connection without PUBACK, so the client resends). With an
+// AckForwarder (fanout) QoS 1 is flow controlled (hold.go): PUBACKs run
+// at most MaxUnconfirmed messages ahead of the delivering nodes'
+// confirmations, and a node confirms only while its recipients' queues
+// are under a quarter of MaxQueued, so a publisher is paced to the
+// slowest recipient that keeps up instead of overflowing its queue; a
+// recipient backlogged for over a second is not waited for. Persistent
+// sessions are not persisted: a node restart loses them (session
+// present = 0 after).
 //
 // # Not supported (yet)
 //

@@ -173,6 +173,10 @@ func (f *loopFwd) Forward(_ context.Context, m *message.Message) error {
 	if f.fail.Load() {
 		return errors.New("bus down")
 	}
+	// The router lends m and its payload (Forwarder contract): keep a copy.
+	c := *m
+	c.Payload = bytes.Clone(m.Payload)
+	m = &c
 	f.mu.Lock()
 	f.msgs = append(f.msgs, m)
 	f.mu.Unlock()

@@ -34,7 +34,8 @@ type Receipt = interface{ Accepted(tag uint64) }
 type AckForwarder interface {
 	// ForwardAcked is Forward for a QoS 1 message: r.Accepted(tag) is
 	// called once the message is taken in (or given up on by the
-	// Forwarder's timeout). On an error r is never called.
+	// Forwarder's timeout). On an error r is never called. m and
+	// m.Payload are not kept, as for Forward.
 	ForwardAcked(m *message.Message, r Receipt, tag uint64) error
 }
 
@@ -130,22 +131,33 @@ func (s *session) releaseWaiters() {
 	}
 }
 
-// heldAcks is a connection's FIFO of QoS 1 PUBLISHes not yet answered,
-// in the order they arrived. Entry i has tag base+i.
+// heldAcks is a connection's FIFO of QoS 1 PUBACKs not yet sent, in the
+// order the PUBLISHes arrived. Every QoS 1 PUBLISH gets the next tag;
+// list[head+i] has tag base+i, and tags under base were answered.
+//
+// A PUBACK goes out, in order, once its message is confirmed (Accepted),
+// or earlier while fewer than Config.MaxUnconfirmed PUBACKed messages of
+// this connection are still unconfirmed (ahead). So a publisher that
+// keeps up with its recipients never waits for a confirmation's round
+// trip, and one that outruns them is held at most MaxUnconfirmed messages
+// ahead.
 type heldAcks struct {
 	mu     sync.Mutex
 	list   []heldAck
-	head   int    // list[:head] are answered, waiting to be compacted away
-	base   uint64 // tag of list[head]
+	head   int                 // list[:head] are answered, waiting to be compacted away
+	base   uint64              // tag of list[head]
+	ahead  int                 // PUBACKed before their confirmation came
+	early  map[uint64]struct{} // their tags (nil while none)
 	closed bool
 }
 
 type heldAck struct {
-	pid  uint16
-	done bool
+	pid       uint16
+	ready     bool // handed on (or refused): may be answered
+	confirmed bool // Accepted, or needs no confirmation (refused)
 }
 
-// holdAck queues a PUBACK for pid that waits for Accepted(tag). It
+// holdAck queues a PUBACK for pid that is not sent before ready(tag). It
 // returns false when maxHeldAcks are unanswered already.
 func (c *mqttConn) holdAck(pid uint16) (tag uint64, ok bool) {
 	q := &c.acks
@@ -158,19 +170,33 @@ func (c *mqttConn) holdAck(pid uint16) (tag uint64, ok bool) {
 	return q.base + uint64(len(q.list)-q.head-1), true
 }
 
+// readyAck marks tag's message handed on: its PUBACK may go (early, or on
+// confirmation).
+func (c *mqttConn) readyAck(tag uint64) {
+	q := &c.acks
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if i := q.index(tag); i >= 0 {
+		q.list[i].ready = true
+		c.sendAcksLocked()
+	}
+}
+
 // unholdAck takes back the entry holdAck just added (the Forwarder
-// refused the message, so Accepted will not come).
+// refused the message, so Accepted will not come). It was never ready,
+// so nothing after it was sent.
 func (c *mqttConn) unholdAck(tag uint64) {
 	q := &c.acks
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if i := int(tag-q.base) + q.head; i == len(q.list)-1 {
+	if i := q.index(tag); i == len(q.list)-1 {
 		q.list = q.list[:i]
 	}
 }
 
-// puback answers QoS 1 PUBLISH pid: at once when nothing before it waits,
-// else behind the ones that do (order, MQTT-4.6.0-2).
+// puback answers QoS 1 PUBLISH pid, which needs no confirmation (refused):
+// at once when nothing before it waits, else behind the ones that do
+// (order, MQTT-4.6.0-2).
 func (c *mqttConn) puback(pid uint16) {
 	q := &c.acks
 	q.mu.Lock()
@@ -179,31 +205,67 @@ func (c *mqttConn) puback(pid uint16) {
 		c.writeAck(packet.PUBACK, pid)
 		return
 	}
-	q.list = append(q.list, heldAck{pid: pid, done: true})
+	q.list = append(q.list, heldAck{pid: pid, ready: true, confirmed: true})
+	c.sendAcksLocked()
 	q.mu.Unlock()
 }
 
-// Accepted is the Receipt of the QoS 1 message with tag: its PUBACK, and
-// those answered behind it, go out. Goroutine-safe; a tag it does not
-// know (the connection closed meanwhile) is ignored.
+// Accepted is the Receipt of the QoS 1 message with tag. Goroutine-safe;
+// a tag it does not know (the connection closed meanwhile) is ignored.
 func (c *mqttConn) Accepted(tag uint64) {
 	q := &c.acks
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || tag < q.base {
+	if q.closed {
 		return
+	}
+	if tag < q.base {
+		if _, ok := q.early[tag]; ok {
+			delete(q.early, tag)
+			q.ahead--
+		}
+	} else if i := q.index(tag); i >= 0 {
+		q.list[i].confirmed = true
+	} else {
+		return
+	}
+	c.sendAcksLocked()
+}
+
+// index is the position of tag in q.list, or -1. q.mu held.
+func (q *heldAcks) index(tag uint64) int {
+	if tag < q.base {
+		return -1
 	}
 	i := int(tag-q.base) + q.head
 	if i >= len(q.list) {
-		return
+		return -1
 	}
-	q.list[i].done = true
-	if i != q.head {
+	return i
+}
+
+// sendAcksLocked writes the PUBACKs at the head of the FIFO that may go,
+// in one write. q.mu held.
+func (c *mqttConn) sendAcksLocked() {
+	q := &c.acks
+	maxAhead := max(c.srv.cfg.MaxUnconfirmed, 0)
+	if q.head == len(q.list) || !q.list[q.head].ready {
 		return
 	}
 	buf, _, _ := c.t.beginWrite()
-	for q.head < len(q.list) && q.list[q.head].done {
-		buf = packet.AppendAck(buf, packet.PUBACK, q.list[q.head].pid)
+	for q.head < len(q.list) {
+		e := &q.list[q.head]
+		if !e.ready || (!e.confirmed && q.ahead >= maxAhead) {
+			break
+		}
+		if !e.confirmed {
+			if q.early == nil {
+				q.early = make(map[uint64]struct{})
+			}
+			q.early[q.base] = struct{}{}
+			q.ahead++
+		}
+		buf = packet.AppendAck(buf, packet.PUBACK, e.pid)
 		q.head++
 		q.base++
 	}
@@ -218,6 +280,9 @@ func (c *mqttConn) Accepted(tag uint64) {
 		q.list = q.list[:copy(q.list, q.list[q.head:])]
 		q.head = 0
 	}
+	if q.ahead == 0 && len(q.early) == 0 && q.early != nil {
+		q.early = nil
+	}
 }
 
 // dropAcks forgets the unanswered PUBLISHes of a closed connection.
@@ -225,6 +290,6 @@ func (c *mqttConn) dropAcks() {
 	q := &c.acks
 	q.mu.Lock()
 	q.closed = true
-	q.list, q.head = nil, 0
+	q.list, q.head, q.early = nil, 0, nil
 	q.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,9 +56,9 @@ func (f *ackingFwd) accept(t *testing.T, p string) {
 	}
 }
 
-func newAckingEnv(t *testing.T) (*env, *ackingFwd) {
+func newAckingEnv(t *testing.T, maxUnconfirmed int) (*env, *ackingFwd) {
 	var f *ackingFwd
-	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
+	e := newEnvWith(t, func(c *Config) { c.MaxUnconfirmed = maxUnconfirmed }, func(l *loopFwd) Forwarder {
 		f = &ackingFwd{loopFwd: l, held: map[string]func(){}}
 		return f
 	})
@@ -69,7 +70,7 @@ func newAckingEnv(t *testing.T) (*env, *ackingFwd) {
 // in (MQTT-4.6.0-2), a refused publish's included. A publish the
 // Forwarder refuses gets no PUBACK: the connection closes.
 func TestHeldPubacksInOrder(t *testing.T) {
-	e, f := newAckingEnv(t)
+	e, f := newAckingEnv(t, -1) // none acknowledged before confirmation
 	alice := connectRaw(t, e, "alice", "a", true)
 	for pid, p := range []string{"", "m1", "m2", "m3"} {
 		if pid > 0 {
@@ -104,6 +105,44 @@ func TestHeldPubacksInOrder(t *testing.T) {
 	f.fail.Store(true)
 	alice.publish(1, 6, "/group/g1", "m6")
 	alice.expectClosed()
+}
+
+// With MaxUnconfirmed 2 the first two PUBACKs go at once; the third
+// waits until a confirmation leaves fewer than two unconfirmed, or for
+// its own; order holds throughout.
+func TestPubacksAheadOfConfirmation(t *testing.T) {
+	e, f := newAckingEnv(t, 2)
+	alice := connectRaw(t, e, "alice", "a", true)
+	for pid := uint16(1); pid <= 4; pid++ {
+		alice.publish(1, pid, "/group/g1", fmt.Sprint("m", pid))
+	}
+	for _, want := range []uint16{1, 2} {
+		if pid := readPuback(t, alice); pid != want {
+			t.Fatalf("PUBACK %d, want %d", pid, want)
+		}
+	}
+	alice.expectNothing(100 * time.Millisecond) // m1, m2 unconfirmed: 3 and 4 wait
+	f.accept(t, "m4")                           // its own confirmation, but 3 is first
+	alice.expectNothing(50 * time.Millisecond)
+	f.accept(t, "m2") // one unconfirmed (m1): 3 goes early, then 4 (confirmed)
+	for _, want := range []uint16{3, 4} {
+		if pid := readPuback(t, alice); pid != want {
+			t.Fatalf("PUBACK %d, want %d", pid, want)
+		}
+	}
+	alice.publish(1, 5, "/group/g1", "m5")
+	alice.expectNothing(50 * time.Millisecond) // m1 and m3 unconfirmed
+	f.accept(t, "m1")
+	if pid := readPuback(t, alice); pid != 5 {
+		t.Fatalf("PUBACK %d, want 5", pid)
+	}
+	for _, p := range []string{"m3", "m5"} {
+		f.accept(t, p)
+	}
+	alice.publish(1, 6, "/group/g1", "m6") // nothing unconfirmed: at once
+	if pid := readPuback(t, alice); pid != 6 {
+		t.Fatalf("PUBACK %d, want 6", pid)
+	}
 }
 
 func readPuback(t *testing.T, r *rawClient) uint16 {

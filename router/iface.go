@@ -58,6 +58,8 @@ type Forwarder interface {
 	// Forward hands m on (resolution, routing, delivery happen behind
 	// it). When it returns nil the message is handed on and a QoS 1
 	// publisher may be acknowledged. Goroutine-safe; may block briefly.
-	// m must not be modified after the call.
+	// Neither m nor m.Payload may be kept after the call returns (the
+	// router reuses both: the payload is the read buffer); copy what is
+	// kept.
 	Forward(ctx context.Context, m *message.Message) error
 }

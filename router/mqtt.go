@@ -463,9 +463,14 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		c.ackPublish(qos, pid, false)
 		return nil
 	}
-	m := &message.Message{
+	// The Forwarder keeps neither the message nor its payload (it
+	// encodes them into envelopes), so both are borrowed: a pooled
+	// Message and the packet's bytes in the read buffer.
+	m := c.srv.msgs.Get().(*message.Message)
+	defer c.srv.putMessage(m)
+	*m = message.Message{
 		ID: c.srv.ids.Next(), Kind: kind, From: c.id.ID, To: to,
-		QoS: min(qos, 1), Payload: bytes.Clone(p.Payload),
+		QoS: min(qos, 1), Payload: p.Payload,
 	}
 	if qos == 1 && c.srv.afwd != nil {
 		return c.forwardAcked(m, pid)
@@ -499,6 +504,7 @@ func (c *mqttConn) forwardAcked(m *message.Message, pid uint16) error {
 		return errForward // no PUBACK: the client sends it again after reconnecting (F2)
 	}
 	c.srv.m.messageIn(m.Kind)
+	c.readyAck(tag)
 	return nil
 }
 

@@ -28,6 +28,7 @@ type Server struct {
 	acl  ACL
 	fwd  Forwarder
 	afwd AckForwarder // fwd, if it is one
+	msgs sync.Pool    // of *message.Message, lent to the Forwarder (see handlePublish)
 	ids  *message.IDSource
 	log  *slog.Logger
 	tp   topics
@@ -72,7 +73,7 @@ var (
 func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.IDSource) *Server {
 	cfg = cfg.normalize()
 	afwd, _ := fwd.(AckForwarder)
-	return &Server{
+	s := &Server{
 		afwd:        afwd,
 		cfg:         cfg,
 		auth:        auth,
@@ -89,6 +90,8 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		byToken:     make(map[string][]*mqttConn),
 		revoked:     make(map[string]time.Time),
 	}
+	s.msgs.New = func() any { return new(message.Message) }
+	return s
 }
 
 // Serve accepts MQTT clients on ln until Close; it may be called for
@@ -544,6 +547,11 @@ func (s *Server) assignClientID() string {
 	n := s.autoID
 	s.mu.Unlock()
 	return "auto-" + s.cfg.NodeID + "-" + strconv.FormatUint(n, 36) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}
+
+func (s *Server) putMessage(m *message.Message) {
+	*m = message.Message{} // the payload is the read buffer: let go of it
+	s.msgs.Put(m)
 }
 
 // forward hands a message published on this node to the cluster.
