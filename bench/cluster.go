@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ type ClusterNode struct {
 	MQTT           string            `json:"mqtt"`
 	Members        int               `json:"members"`         // members homed (and connected) here
 	EnvelopesSent  map[string]uint64 `json:"envelopes_sent"`  // by destination peer, self included, from the end of setup to the end of the drain
+	AcksSent       map[string]uint64 `json:"acks_sent"`       // Ack envelopes (QoS 1 confirmations, batched) by destination peer, same span
 	AttachForwards uint64            `json:"attach_forwards"` // same span
 	CPUs           float64           `json:"cpu_s"`           // same span
 	RSSMiB         float64           `json:"rss_mib"`         // at the end
@@ -54,6 +56,7 @@ type LocalCluster struct {
 
 type nodeSample struct {
 	sent    map[string]uint64
+	acks    map[string]uint64
 	attach  uint64
 	cpu     float64
 	rssKiB  int64
@@ -298,8 +301,8 @@ func (c *LocalCluster) SetupIdle(ctx context.Context, k int) (*FanoutPlan, error
 func (c *LocalCluster) sample(ctx context.Context) []nodeSample {
 	out := make([]nodeSample, len(c.nodes))
 	for i, s := range c.nodes {
-		sent, attach, err := s.scrapeFanout(ctx)
-		out[i] = nodeSample{sent: sent, attach: attach, scraped: err == nil}
+		m, err := s.scrapeFanout(ctx)
+		out[i] = nodeSample{sent: m.sent, acks: m.acks, attach: m.attach, scraped: err == nil}
 		if p, err := ReadProc(s.pid); err == nil {
 			out[i].cpu, out[i].rssKiB = p.CPUSeconds, p.RSSKiB
 		}
@@ -307,45 +310,60 @@ func (c *LocalCluster) sample(ctx context.Context) []nodeSample {
 	return out
 }
 
-// scrapeFanout reads pushring_fanout_envelopes_sent_total by peer and
-// pushring_fanout_attach_forwards_total from the node's /metrics.
-func (s *Pushring) scrapeFanout(ctx context.Context) (map[string]uint64, uint64, error) {
+// fanoutMetrics are a node's envelope counters.
+type fanoutMetrics struct {
+	sent   map[string]uint64 // pushring_fanout_envelopes_sent_total by peer
+	acks   map[string]uint64 // pushring_fanout_acks_sent_total by peer
+	attach uint64            // pushring_fanout_attach_forwards_total
+}
+
+// scrapeFanout reads the node's envelope counters from its /metrics.
+func (s *Pushring) scrapeFanout(ctx context.Context) (fanoutMetrics, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", s.http+"/metrics", nil)
 	if err != nil {
-		return nil, 0, err
+		return fanoutMetrics{}, err
 	}
 	resp, err := s.hc.Do(req)
 	if err != nil {
-		return nil, 0, err
+		return fanoutMetrics{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		return nil, 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return fanoutMetrics{}, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	return parseFanoutMetrics(resp.Body)
 }
 
-func parseFanoutMetrics(r io.Reader) (map[string]uint64, uint64, error) {
-	sent := map[string]uint64{}
-	var attach uint64
+func parseFanoutMetrics(r io.Reader) (fanoutMetrics, error) {
+	m := fanoutMetrics{sent: map[string]uint64{}, acks: map[string]uint64{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	value := func(s string) uint64 {
 		f, _ := strconv.ParseFloat(strings.TrimSpace(s), 64)
 		return uint64(f)
 	}
+	byPeer := func(line, prefix string, into map[string]uint64) bool {
+		rest, ok := strings.CutPrefix(line, prefix+`{peer="`)
+		if !ok {
+			return false
+		}
+		if peer, v, ok := strings.Cut(rest, `"} `); ok {
+			into[peer] = value(v)
+		}
+		return true
+	}
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, `pushring_fanout_envelopes_sent_total{peer="`); ok {
-			peer, v, ok := strings.Cut(rest, `"} `)
-			if ok {
-				sent[peer] = value(v)
+		switch {
+		case byPeer(line, "pushring_fanout_envelopes_sent_total", m.sent):
+		case byPeer(line, "pushring_fanout_acks_sent_total", m.acks):
+		default:
+			if v, ok := strings.CutPrefix(line, "pushring_fanout_attach_forwards_total "); ok {
+				m.attach = value(v)
 			}
-		} else if v, ok := strings.CutPrefix(line, "pushring_fanout_attach_forwards_total "); ok {
-			attach = value(v)
 		}
 	}
-	return sent, attach, sc.Err()
+	return m, sc.Err()
 }
 
 // RunClusterFanout runs the fanout of the cluster scenario on sys: on a
@@ -401,15 +419,20 @@ func FillClusterRatios(results []Result) {
 // the end of setup.
 func (c *LocalCluster) finish(ctx context.Context, res *Result) {
 	after := c.sample(ctx)
-	var inter uint64
+	var inter, acks uint64
 	var cpu float64
 	var rss int64
 	scraped := true
 	for i, s := range c.nodes {
 		b, a := c.before[i], after[i]
 		scraped = scraped && b.scraped && a.scraped
-		nd := ClusterNode{ID: c.ids[i], MQTT: s.mqtt, Members: c.members[i], EnvelopesSent: map[string]uint64{},
+		nd := ClusterNode{ID: c.ids[i], MQTT: s.mqtt, Members: c.members[i], EnvelopesSent: map[string]uint64{}, AcksSent: map[string]uint64{},
 			AttachForwards: a.attach - min(b.attach, a.attach), CPUs: a.cpu - b.cpu, RSSMiB: float64(a.rssKiB) / 1024}
+		for peer, v := range a.acks {
+			d := v - min(b.acks[peer], v)
+			nd.AcksSent[peer] = d
+			acks += d // an Ack never goes to its own node (it skips the bus)
+		}
 		for peer, v := range a.sent {
 			d := v - min(b.sent[peer], v)
 			nd.EnvelopesSent[peer] = d
@@ -428,6 +451,8 @@ func (c *LocalCluster) finish(ctx context.Context, res *Result) {
 	if scraped && res.Sent > 0 {
 		e := float64(inter) / float64(res.Sent)
 		res.EnvelopesPerPublish = &e
+		a := float64(acks) / float64(res.Sent)
+		res.AcksPerPublish = &a
 	}
 	var parts []string
 	for _, nd := range res.ClusterNodes {
@@ -442,7 +467,13 @@ func (c *LocalCluster) finish(ctx context.Context, res *Result) {
 				pe = append(pe, fmt.Sprintf("%s:%d", p, v))
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s (%d members) sent {%s}", nd.ID, nd.Members, strings.Join(pe, " ")))
+		var pa []string
+		for _, p := range slices.Sorted(maps.Keys(nd.AcksSent)) {
+			if v := nd.AcksSent[p]; v > 0 {
+				pa = append(pa, fmt.Sprintf("%s:%d", p, v))
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d members) sent {%s}, acks {%s}", nd.ID, nd.Members, strings.Join(pe, " "), strings.Join(pa, " ")))
 	}
 	res.Note += fmt.Sprintf("; envelopes over %d group publishes: %s; nodes' CPU and RSS summed, from the end of setup to the end of the drain",
 		res.Sent, strings.Join(parts, ", "))
@@ -454,7 +485,7 @@ func (c *LocalCluster) finish(ctx context.Context, res *Result) {
 // deliveries/s over each row's.
 func (r *Report) WriteClusterTable(out io.Writer) {
 	tw := newTable(out)
-	fmt.Fprintln(tw, "system\tnodes\tqos\tconns\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tenvelopes/publish\thome nodes/group\tnodes CPU s\tnodes RSS MiB\tcluster/this deliv/s\t")
+	fmt.Fprintln(tw, "system\tnodes\tqos\tconns\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tenvelopes/publish\tacks/publish\thome nodes/group\tnodes CPU s\tnodes RSS MiB\tcluster/this deliv/s\t")
 	var cl *Result
 	for i, x := range r.Results {
 		if x.System == "pushring-cluster" && x.Error == "" {
@@ -463,7 +494,7 @@ func (r *Report) WriteClusterTable(out io.Writer) {
 	}
 	for _, x := range r.Results {
 		if x.Error != "" {
-			fmt.Fprintf(tw, "%s\t%d\t%d\tfailed\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", x.System, x.Nodes, x.QoS)
+			fmt.Fprintf(tw, "%s\t%d\t%d\tfailed\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", x.System, x.Nodes, x.QoS)
 			continue
 		}
 		nodes := x.Nodes
@@ -478,15 +509,16 @@ func (r *Report) WriteClusterTable(out io.Writer) {
 		if cpu == nil {
 			cpu, rss = x.ServerCPUs, x.ServerRSSMiB
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			x.System, nodes, x.QoS, x.Connections, x.DeliveriesPerS, x.P50ms, x.P90ms, x.P99ms, x.Maxms, x.Lost, x.Duplicates,
-			optf(x.EnvelopesPerPublish, "%.2f"), optf(x.HomeNodesPerGroup, "%.1f"), optf(cpu, "%.2f"), optf(rss, "%.1f"), ratio)
+			optf(x.EnvelopesPerPublish, "%.2f"), optf(x.AcksPerPublish, "%.2f"), optf(x.HomeNodesPerGroup, "%.1f"), optf(cpu, "%.2f"), optf(rss, "%.1f"), ratio)
 	}
 	tw.Flush()
 	if cl != nil && cl.ClusterOverSingle != nil {
 		fmt.Fprintf(out, "cluster/single deliveries/s: %.2f (target >= 0.7); inter-node envelopes per group publish: %s "+
-			"(members' home nodes per group: %s; ideal: one Deliver per home node other than the group's owner, plus one Resolve when the publisher's node is not the owner)\n",
-			*cl.ClusterOverSingle, optf(cl.EnvelopesPerPublish, "%.2f"), optf(cl.HomeNodesPerGroup, "%.1f"))
+			"(members' home nodes per group: %s; ideal: one Deliver per home node other than the group's owner, plus one Resolve when the publisher's node is not the owner); "+
+			"QoS 1 confirmation (Ack) envelopes per publish: %s (batched; at most one per delivering node other than the publisher's, plus the owner's count)\n",
+			*cl.ClusterOverSingle, optf(cl.EnvelopesPerPublish, "%.2f"), optf(cl.HomeNodesPerGroup, "%.1f"), optf(cl.AcksPerPublish, "%.2f"))
 	}
 	writeNotes(out, r.Results)
 }

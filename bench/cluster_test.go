@@ -13,13 +13,14 @@ pushring_fanout_envelopes_sent_total{peer="n1"} 12
 pushring_fanout_envelopes_sent_total{peer="n2"} 1.234567e+06
 pushring_fanout_envelopes_received_total{peer="n2"} 99
 pushring_fanout_attach_forwards_total 3
+pushring_fanout_acks_sent_total{peer="n3"} 7
 `
-	sent, attach, err := parseFanoutMetrics(strings.NewReader(in))
+	m, err := parseFanoutMetrics(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sent) != 2 || sent["n1"] != 12 || sent["n2"] != 1234567 || attach != 3 {
-		t.Errorf("sent %v attach %d", sent, attach)
+	if len(m.sent) != 2 || m.sent["n1"] != 12 || m.sent["n2"] != 1234567 || m.attach != 3 || len(m.acks) != 1 || m.acks["n3"] != 7 {
+		t.Errorf("sent %v attach %d acks %v", m.sent, m.attach, m.acks)
 	}
 }
 

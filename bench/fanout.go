@@ -84,6 +84,7 @@ type Result struct {
 	// the cluster/single-node deliveries ratio, per-node details.
 	Nodes               int           `json:"nodes,omitempty"`
 	EnvelopesPerPublish *float64      `json:"envelopes_per_publish,omitempty"`
+	AcksPerPublish      *float64      `json:"acks_per_publish,omitempty"` // QoS 1 confirmation envelopes between nodes per group publish
 	HomeNodesPerGroup   *float64      `json:"home_nodes_per_group,omitempty"`
 	ClusterOverSingle   *float64      `json:"cluster_over_single,omitempty"`
 	NodesCPUs           *float64      `json:"nodes_cpu_s,omitempty"`

@@ -244,6 +244,7 @@ func columns(scenario string, ref *Result) []column {
 		cols = append(cols, latency...)
 		return append(cols,
 			column{"envelopes/publish", func(x *Result) string { return optf(x.EnvelopesPerPublish, "%.2f") }},
+			column{"acks/publish", func(x *Result) string { return optf(x.AcksPerPublish, "%.2f") }},
 			column{"home nodes/group", func(x *Result) string { return optf(x.HomeNodesPerGroup, "%.1f") }},
 			column{"nodes CPU s", func(x *Result) string {
 				if x.NodesCPUs == nil {

@@ -67,6 +67,7 @@ func TestSmokeCluster(t *testing.T) {
 			Lost                *uint64  `json:"lost"`
 			Duplicates          *uint64  `json:"duplicates"`
 			EnvelopesPerPublish *float64 `json:"envelopes_per_publish"`
+			AcksPerPublish      *float64 `json:"acks_per_publish"`
 			ClusterOverSingle   *float64 `json:"cluster_over_single"`
 			ClusterNodes        []node   `json:"cluster_nodes"`
 			Error               string   `json:"error"`
@@ -95,6 +96,13 @@ func TestSmokeCluster(t *testing.T) {
 			t.Errorf("%s: lost %v duplicates %v, want 0 and 0", r.System, r.Lost, r.Duplicates)
 		case r.EnvelopesPerPublish == nil || *r.EnvelopesPerPublish > float64(r.Nodes):
 			t.Errorf("%s: inter-node envelopes per publish %v, want at most %d", r.System, r.EnvelopesPerPublish, r.Nodes)
+		case r.AcksPerPublish == nil:
+			t.Errorf("%s: no acks per publish", r.System)
+		case r.Nodes == 1 && *r.AcksPerPublish != 0:
+			// One node confirms to itself without the bus.
+			t.Errorf("%s: %v Ack envelopes per publish on one node, want 0", r.System, *r.AcksPerPublish)
+		case r.Nodes > 1 && (*r.AcksPerPublish <= 0 || *r.AcksPerPublish > 2*float64(r.Nodes)):
+			t.Errorf("%s: %v Ack envelopes per QoS 1 publish, want some and at most %d", r.System, *r.AcksPerPublish, 2*r.Nodes)
 		}
 		members := 0
 		for _, n := range r.ClusterNodes {

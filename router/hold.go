@@ -82,16 +82,28 @@ func (s *session) backlogged() bool {
 	return s.queue.len() >= max(cfg.MaxQueued/4, 1) || s.queue.bytes >= cfg.MaxQueuedBytes/4
 }
 
+// backlog is a session's part in holds: the deliveries whose publishers
+// wait for it, since when it is backlogged. Allocated the first time it
+// is, so sessions that keep up carry one pointer.
+type backlog struct {
+	waiters []*hold
+	since   time.Time // zero: not backlogged
+}
+
 // holdOn adds this session to *hp after a delivery left it backlogged.
 // s.mu held, s.conn set.
 func (s *session) holdOn(hp **hold) {
 	now := time.Now()
-	if s.backlogSince.IsZero() {
-		s.backlogSince = now
+	if s.backlog == nil {
+		s.backlog = new(backlog)
 	}
-	if now.Sub(s.backlogSince) > holdLimit {
+	b := s.backlog
+	if b.since.IsZero() {
+		b.since = now
+	}
+	if now.Sub(b.since) > holdLimit {
 		// Too slow to wait for (see the top of this file).
-		if len(s.waiters) > 0 {
+		if len(b.waiters) > 0 {
 			s.srv.m.slowSession()
 			s.releaseWaiters()
 		}
@@ -104,14 +116,14 @@ func (s *session) holdOn(hp **hold) {
 		*hp = h
 	}
 	h.n.Add(1)
-	s.waiters = append(s.waiters, h)
+	b.waiters = append(b.waiters, h)
 }
 
 // checkBacklog releases the waiters once the queue is back under the mark.
 // s.mu held.
 func (s *session) checkBacklog() {
-	if !s.backlogSince.IsZero() && !s.backlogged() {
-		s.backlogSince = time.Time{}
+	if b := s.backlog; b != nil && !b.since.IsZero() && !s.backlogged() {
+		b.since = time.Time{}
 		s.releaseWaiters()
 	}
 }
@@ -120,14 +132,18 @@ func (s *session) checkBacklog() {
 // with s.mu held whenever the session stops counting: drained, offline,
 // taken over, removed, too slow.
 func (s *session) releaseWaiters() {
-	for i, h := range s.waiters {
-		h.release()
-		s.waiters[i] = nil
+	b := s.backlog
+	if b == nil {
+		return
 	}
-	if cap(s.waiters) > 64 {
-		s.waiters = nil
+	for i, h := range b.waiters {
+		h.release()
+		b.waiters[i] = nil
+	}
+	if cap(b.waiters) > 64 {
+		b.waiters = nil
 	} else {
-		s.waiters = s.waiters[:0]
+		b.waiters = b.waiters[:0]
 	}
 }
 
@@ -158,9 +174,14 @@ type heldAck struct {
 }
 
 // holdAck queues a PUBACK for pid that is not sent before ready(tag). It
-// returns false when maxHeldAcks are unanswered already.
+// returns false when maxHeldAcks are unanswered already. The FIFO is
+// allocated with the first QoS 1 PUBLISH (subscribers that never publish
+// do without), before any Receipt can run.
 func (c *mqttConn) holdAck(pid uint16) (tag uint64, ok bool) {
-	q := &c.acks
+	if c.acks == nil {
+		c.acks = new(heldAcks)
+	}
+	q := c.acks
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.list)-q.head >= maxHeldAcks {
@@ -173,7 +194,7 @@ func (c *mqttConn) holdAck(pid uint16) (tag uint64, ok bool) {
 // readyAck marks tag's message handed on: its PUBACK may go (early, or on
 // confirmation).
 func (c *mqttConn) readyAck(tag uint64) {
-	q := &c.acks
+	q := c.acks
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if i := q.index(tag); i >= 0 {
@@ -186,7 +207,7 @@ func (c *mqttConn) readyAck(tag uint64) {
 // refused the message, so Accepted will not come). It was never ready,
 // so nothing after it was sent.
 func (c *mqttConn) unholdAck(tag uint64) {
-	q := &c.acks
+	q := c.acks
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if i := q.index(tag); i == len(q.list)-1 {
@@ -198,7 +219,11 @@ func (c *mqttConn) unholdAck(tag uint64) {
 // at once when nothing before it waits, else behind the ones that do
 // (order, MQTT-4.6.0-2).
 func (c *mqttConn) puback(pid uint16) {
-	q := &c.acks
+	q := c.acks
+	if q == nil {
+		c.writeAck(packet.PUBACK, pid)
+		return
+	}
 	q.mu.Lock()
 	if len(q.list) == q.head {
 		q.mu.Unlock()
@@ -213,7 +238,7 @@ func (c *mqttConn) puback(pid uint16) {
 // Accepted is the Receipt of the QoS 1 message with tag. Goroutine-safe;
 // a tag it does not know (the connection closed meanwhile) is ignored.
 func (c *mqttConn) Accepted(tag uint64) {
-	q := &c.acks
+	q := c.acks
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -247,7 +272,7 @@ func (q *heldAcks) index(tag uint64) int {
 // sendAcksLocked writes the PUBACKs at the head of the FIFO that may go,
 // in one write. q.mu held.
 func (c *mqttConn) sendAcksLocked() {
-	q := &c.acks
+	q := c.acks
 	maxAhead := max(c.srv.cfg.MaxUnconfirmed, 0)
 	if q.head == len(q.list) || !q.list[q.head].ready {
 		return
@@ -287,7 +312,10 @@ func (c *mqttConn) sendAcksLocked() {
 
 // dropAcks forgets the unanswered PUBLISHes of a closed connection.
 func (c *mqttConn) dropAcks() {
-	q := &c.acks
+	q := c.acks
+	if q == nil {
+		return
+	}
 	q.mu.Lock()
 	q.closed = true
 	q.list, q.head, q.early = nil, 0, nil

@@ -75,7 +75,7 @@ type mqttConn struct {
 	unsub     packet.Unsubscribe
 	codes     []byte
 
-	acks heldAcks // QoS 1 PUBACKs waiting for their Receipt (hold.go)
+	acks *heldAcks // QoS 1 PUBACKs waiting for their Receipt (hold.go); nil until the first QoS 1 PUBLISH
 
 	// id is set before the connection is registered (bind) and never
 	// changes after (B2: no second CONNECT, no re-authentication).

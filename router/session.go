@@ -34,29 +34,26 @@ type session struct {
 	key       string
 	principal string
 	clientID  string
-	clean     bool
 
-	mu        sync.Mutex
-	conn      *mqttConn // nil while offline
-	level     byte      // protocol level of the last connection (5.0 slots in here)
-	removed   bool      // dropped from the server: ignore everything
-	subs      []subscription
-	inflight  []inflightMsg // QoS 1 sent, awaiting PUBACK, in send order
-	nextPID   uint16
-	resendDue int // inflight entries with due set
-	queue     msgQueue
-	recent    *idRing // allocated with the first delivery: an idle session has none
-	// waiters: deliveries whose publishers wait for this backlogged
-	// session (hold.go), since backlogSince.
-	waiters      []*hold
-	backlogSince time.Time
-	topicBuf     []byte // scratch for building a topic to match
+	mu         sync.Mutex
+	conn       *mqttConn // nil while offline
+	level      byte      // protocol level of the last connection (5.0 slots in here)
+	removed    bool      // dropped from the server: ignore everything
+	retryArmed bool
+	clean      bool // set by newSession, never changed (here to pack the small fields)
+	nextPID    uint16
+	subs       []subscription
+	inflight   []inflightMsg // QoS 1 sent, awaiting PUBACK, in send order
+	resendDue  int           // inflight entries with due set
+	queue      msgQueue
+	recent     *idRing  // allocated with the first delivery: an idle session has none
+	backlog    *backlog // allocated when first backlogged (hold.go)
+	topicBuf   []byte   // scratch for building a topic to match
 
 	offlineSince time.Time
 	offlineGen   uint64 // invalidates stale expiry timers
 	expiry       *time.Timer
 	retry        *time.Timer
-	retryArmed   bool
 }
 
 // subscription is one granted filter.
