@@ -3,6 +3,7 @@ package fanout
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushring/pushring/message"
@@ -53,11 +54,17 @@ type Receipt = interface{ Accepted(tag uint64) }
 // message for are backlogged. The router implements it.
 type Throttler interface {
 	// DeliverHeld is Deliver for a QoS 1 message whose publisher waits.
-	// It returns nil when every recipient's session has room for more,
-	// or a channel closed once the backlogged ones drained (or stopped
-	// counting: disconnected, or too slow to wait for).
-	DeliverHeld(m *message.Message, recipients []string) <-chan struct{}
+	// It returns false when every recipient's session has room for more.
+	// It returns true when some are backlogged, and then calls
+	// r.HoldReleased(seq) once, from any goroutine (possibly before
+	// DeliverHeld returns), when they drained or stopped counting
+	// (disconnected, or too slow to wait for).
+	DeliverHeld(m *message.Message, recipients []string, r Releaser, seq uint64) bool
 }
+
+// Releaser is what a Throttler tells when a held delivery may be
+// confirmed (an alias of an unnamed type, as Receipt). Fanout is one.
+type Releaser = interface{ HoldReleased(seq uint64) }
 
 // ForwardAcked is Forward for a QoS 1 message whose publisher waits: r's
 // Accepted(tag) is called once every node delivering m has taken it in
@@ -230,23 +237,86 @@ func (f *Fanout) queueAck(node string, a Ack) {
 	}
 }
 
-// holdAck sends node's Ack for id once held closes, or after
-// Config.AckHold.
-func (f *Fanout) holdAck(held <-chan struct{}, node string, id uint64) {
+// holds are the confirmations this node holds for backlogged recipients
+// (Throttler), by hold number: no goroutine or timer each, ackLoop's tick
+// times them out.
+type holds struct {
+	seq   atomic.Uint64
+	mu    sync.Mutex
+	m     map[uint64]heldAck
+	early map[uint64]int64 // released before DeliverHeld returned: when (unix ns)
+}
+
+type heldAck struct {
+	node string // the waiting node (a copy)
+	id   uint64
+	due  int64 // unix ns: confirm anyway (AckHold)
+}
+
+// holdAck holds node's confirmation of id under hold seq, for which
+// DeliverHeld returned true: until HoldReleased(seq) or Config.AckHold.
+func (f *Fanout) holdAck(seq uint64, node string, id uint64) {
 	f.stats.acksHeld.Add(1)
 	f.met.acksHeld.Inc()
-	node = strings.Clone(node)
-	go func() {
-		t := time.NewTimer(f.cfg.AckHold)
-		select {
-		case <-held:
-		case <-t.C:
-			f.stats.holdTimeouts.Add(1)
-			f.met.holdTimeouts.Inc()
-		}
-		t.Stop()
+	hs := &f.holds
+	hs.mu.Lock()
+	if _, ok := hs.early[seq]; ok {
+		delete(hs.early, seq)
+		hs.mu.Unlock()
 		f.queueAck(node, Ack{ID: id, N: 1})
-	}()
+		return
+	}
+	if hs.m == nil {
+		hs.m = make(map[uint64]heldAck)
+	}
+	hs.m[seq] = heldAck{node: strings.Clone(node), id: id, due: time.Now().Add(f.cfg.AckHold).UnixNano()}
+	hs.mu.Unlock()
+}
+
+// HoldReleased is the Throttler's word that hold seq may be confirmed.
+func (f *Fanout) HoldReleased(seq uint64) {
+	hs := &f.holds
+	hs.mu.Lock()
+	h, ok := hs.m[seq]
+	if ok {
+		delete(hs.m, seq)
+	} else {
+		// DeliverHeld has not returned yet (or the hold timed out, and
+		// this entry is swept with the early ones).
+		if hs.early == nil {
+			hs.early = make(map[uint64]int64)
+		}
+		hs.early[seq] = time.Now().UnixNano()
+	}
+	hs.mu.Unlock()
+	if ok {
+		f.queueAck(h.node, Ack{ID: h.id, N: 1})
+	}
+}
+
+// expireHolds confirms the holds due by now, counted, and forgets early
+// releases older than AckHold (their holds timed out first).
+func (f *Fanout) expireHolds(now int64) {
+	hs := &f.holds
+	var due []heldAck
+	hs.mu.Lock()
+	for seq, h := range hs.m {
+		if h.due <= now {
+			due = append(due, h)
+			delete(hs.m, seq)
+		}
+	}
+	for seq, at := range hs.early {
+		if now-at > int64(f.cfg.AckHold) {
+			delete(hs.early, seq)
+		}
+	}
+	hs.mu.Unlock()
+	for _, h := range due {
+		f.stats.holdTimeouts.Add(1)
+		f.met.holdTimeouts.Inc()
+		f.queueAck(h.node, Ack{ID: h.id, N: 1})
+	}
 }
 
 // ackLoop sends the queued Ack entries, one envelope per node for all
@@ -255,7 +325,7 @@ func (f *Fanout) holdAck(held <-chan struct{}, node string, id uint64) {
 func (f *Fanout) ackLoop() {
 	o := &f.acksOut
 	defer close(o.done)
-	tick := time.NewTicker(max(f.cfg.AckTimeout/10, 10*time.Millisecond))
+	tick := time.NewTicker(max(min(f.cfg.AckTimeout/10, f.cfg.AckHold/4), 10*time.Millisecond))
 	defer tick.Stop()
 	var buf []byte
 	var rs []Receipt
@@ -265,7 +335,9 @@ func (f *Fanout) ackLoop() {
 		case <-o.wake:
 			buf = f.sendAcks(buf)
 		case <-tick.C:
-			rs, tags = f.waits.expired(time.Now().UnixNano(), rs[:0], tags[:0])
+			now := time.Now().UnixNano()
+			f.expireHolds(now)
+			rs, tags = f.waits.expired(now, rs[:0], tags[:0])
 			for i, r := range rs {
 				f.stats.ackTimeouts.Add(1)
 				f.met.ackTimeouts.Inc()

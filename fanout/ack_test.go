@@ -9,7 +9,8 @@ import (
 )
 
 // gatedDeliverer is a recorder that is also a Throttler: while gate is
-// set, DeliverHeld returns it (the recipients are "backlogged").
+// set, DeliverHeld holds (the recipients are "backlogged") and releases
+// when gate closes.
 type gatedDeliverer struct {
 	*recorder
 	mu   sync.Mutex
@@ -17,14 +18,20 @@ type gatedDeliverer struct {
 	held int
 }
 
-func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string) <-chan struct{} {
+func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string, r Releaser, seq uint64) bool {
 	g.Deliver(m, recipients)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.gate != nil {
-		g.held++
+	if g.gate == nil {
+		return false
 	}
-	return g.gate
+	g.held++
+	gate := g.gate
+	go func() {
+		<-gate
+		r.HoldReleased(seq)
+	}()
+	return true
 }
 
 func (g *gatedDeliverer) setGate(c chan struct{}) {

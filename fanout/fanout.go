@@ -140,6 +140,7 @@ type Fanout struct {
 
 	waits   waits  // QoS 1 publishers waiting here (ack.go)
 	acksOut ackOut // Ack entries to send, with ackLoop
+	holds   holds  // confirmations held for backlogged recipients
 
 	closed atomic.Bool // fast check for Forward
 	// mu is held for reading while one received envelope is handled and
@@ -530,8 +531,9 @@ func (f *Fanout) deliverAcked(env *Envelope) {
 		f.queueAck(env.AckNode, Ack{ID: env.AckID, N: 1})
 		return
 	}
-	if held := f.throttle.DeliverHeld(&env.Msg, env.Recipients); held != nil {
-		f.holdAck(held, env.AckNode, env.AckID)
+	seq := f.holds.seq.Add(1)
+	if f.throttle.DeliverHeld(&env.Msg, env.Recipients, f, seq) {
+		f.holdAck(seq, env.AckNode, env.AckID)
 		return
 	}
 	f.queueAck(env.AckNode, Ack{ID: env.AckID, N: 1})

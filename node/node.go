@@ -435,11 +435,11 @@ func (l *lazyRouter) Deliver(m *message.Message, recipients []string) {
 	}
 }
 
-func (l *lazyRouter) DeliverHeld(m *message.Message, recipients []string) <-chan struct{} {
+func (l *lazyRouter) DeliverHeld(m *message.Message, recipients []string, rel fanout.Releaser, seq uint64) bool {
 	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
-		return r.DeliverHeld(m, recipients)
+		return r.DeliverHeld(m, recipients, rel, seq)
 	}
-	return nil
+	return false
 }
 
 var _ fanout.Throttler = (*lazyRouter)(nil)

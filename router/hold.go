@@ -47,32 +47,48 @@ const holdLimit = time.Second
 // protocol error there too.
 const maxHeldAcks = 65535
 
+// Releaser is fanout's: told when a held delivery may be confirmed (an
+// alias of the same unnamed type).
+type Releaser = interface{ HoldReleased(seq uint64) }
+
 // hold is one delivery's wait on backlogged sessions: n counts the
-// sessions still backlogged (plus one while DeliverHeld runs); ch closes
-// at zero.
+// sessions still backlogged (plus one while DeliverHeld runs); at zero
+// r.HoldReleased(seq).
 type hold struct {
-	n  atomic.Int32
-	ch chan struct{}
+	n   atomic.Int32
+	r   Releaser
+	seq uint64
 }
 
 func (h *hold) release() {
 	if h.n.Add(-1) == 0 {
-		close(h.ch)
+		h.r.HoldReleased(h.seq)
 	}
 }
 
 // DeliverHeld is Deliver for a QoS 1 message whose publisher waits (the
-// fanout Throttler): nil when every connected recipient's queue has room,
-// else a channel closed when those that are backlogged have drained
-// under holdMark, gone offline or been backlogged past holdLimit.
-func (s *Server) DeliverHeld(m *message.Message, recipients []string) <-chan struct{} {
-	var h *hold
-	s.deliver(m, recipients, &h)
-	if h == nil {
-		return nil
+// fanout Throttler): false when every connected recipient's queue has
+// room; true when some are backlogged, and then r.HoldReleased(seq) follows
+// once, when those have drained under the hold mark, gone offline or been
+// backlogged past holdLimit.
+func (s *Server) DeliverHeld(m *message.Message, recipients []string, r Releaser, seq uint64) bool {
+	hc := holdCtx{r: r, seq: seq}
+	s.deliver(m, recipients, &hc)
+	if hc.h == nil {
+		return false
 	}
-	h.release() // DeliverHeld's own reference
-	return h.ch
+	// Sessions that drained meanwhile released their part already; if
+	// all did, there is nothing to wait for and no Released comes.
+	return hc.h.n.Add(-1) != 0
+}
+
+// holdCtx is DeliverHeld's state while it delivers: the hold is made by
+// the first backlogged session, so a delivery that holds nobody
+// allocates nothing.
+type holdCtx struct {
+	h   *hold
+	r   Releaser
+	seq uint64
 }
 
 // backlogged: the session's queue is past the mark at which confirmations
@@ -90,9 +106,9 @@ type backlog struct {
 	since   time.Time // zero: not backlogged
 }
 
-// holdOn adds this session to *hp after a delivery left it backlogged.
-// s.mu held, s.conn set.
-func (s *session) holdOn(hp **hold) {
+// holdOn adds this session to the delivery's hold after the delivery
+// left it backlogged. s.mu held, s.conn set.
+func (s *session) holdOn(hc *holdCtx) {
 	now := time.Now()
 	if s.backlog == nil {
 		s.backlog = new(backlog)
@@ -109,14 +125,12 @@ func (s *session) holdOn(hp **hold) {
 		}
 		return
 	}
-	h := *hp
-	if h == nil {
-		h = &hold{ch: make(chan struct{})}
-		h.n.Store(1)
-		*hp = h
+	if hc.h == nil {
+		hc.h = &hold{r: hc.r, seq: hc.seq}
+		hc.h.n.Store(1) // DeliverHeld's own reference
 	}
-	h.n.Add(1)
-	b.waiters = append(b.waiters, h)
+	hc.h.n.Add(1)
+	b.waiters = append(b.waiters, hc.h)
 }
 
 // checkBacklog releases the waiters once the queue is back under the mark.

@@ -155,8 +155,44 @@ func readPuback(t *testing.T, r *rawClient) uint16 {
 	return pid
 }
 
-// DeliverHeld hands back a channel when a delivery leaves a connected
-// recipient's queue at the hold mark (MaxQueued/4), closed once the
+// releases is a Releaser that counts HoldReleased calls by hold number.
+type releases struct {
+	mu  sync.Mutex
+	got map[uint64]int
+}
+
+func (r *releases) HoldReleased(seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.got == nil {
+		r.got = map[uint64]int{}
+	}
+	r.got[seq]++
+}
+
+func (r *releases) count(seq uint64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[seq]
+}
+
+// waitReleased fails unless hold seq is released, exactly once.
+func (r *releases) waitReleased(t *testing.T, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.count(seq) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("hold %d not released", seq)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := r.count(seq); n != 1 {
+		t.Fatalf("hold %d released %d times", seq, n)
+	}
+}
+
+// DeliverHeld says "held" when a delivery leaves a connected recipient's
+// queue at the hold mark (MaxQueued/4), and releases the hold once the
 // queue is under it again; offline sessions and sessions backlogged past
 // holdLimit hold nobody.
 func TestDeliverHeld(t *testing.T) {
@@ -164,29 +200,29 @@ func TestDeliverHeld(t *testing.T) {
 		c.MaxQueued = 8 // hold mark 2
 		c.MaxInflight = 1
 	})
+	rel := &releases{}
 	bob := connectRaw(t, e, "bob", "b", true)
 	bob.subscribe(1, "/private/bob/#")
 	direct := func(i int) *message.Message {
 		return &message.Message{ID: uint64(100 + i), Kind: message.Direct, From: "alice", To: "bob", QoS: 1, Payload: []byte{byte(i)}}
 	}
+	held := func(i int, to string, m *message.Message) bool {
+		return e.srv.DeliverHeld(m, []string{to}, rel, uint64(i))
+	}
 	// 1 goes out (window 1), 2 is queued (1 < 2), 3 makes the queue 2.
 	for i := 1; i <= 2; i++ {
-		if ch := e.srv.DeliverHeld(direct(i), []string{"bob"}); ch != nil {
+		if held(i, "bob", direct(i)) {
 			t.Fatalf("message %d held with the queue under the mark", i)
 		}
 	}
-	held := e.srv.DeliverHeld(direct(3), []string{"bob"})
-	if held == nil {
+	if !held(3, "bob", direct(3)) {
 		t.Fatal("message 3 left the queue at the mark and was not held")
 	}
-	held4 := e.srv.DeliverHeld(direct(4), []string{"bob"})
-	if held4 == nil {
+	if !held(4, "bob", direct(4)) {
 		t.Fatal("message 4 was not held")
 	}
-	select {
-	case <-held:
+	if rel.count(3) != 0 {
 		t.Fatal("released before the client acknowledged anything")
-	default:
 	}
 	// Acknowledging 1 sends 2: the queue (3, 4) is still at the mark.
 	p := bob.readPublish()
@@ -195,39 +231,31 @@ func TestDeliverHeld(t *testing.T) {
 	if p.Payload[0] != 2 {
 		t.Fatalf("got message %d, want 2", p.Payload[0])
 	}
-	select {
-	case <-held:
+	time.Sleep(50 * time.Millisecond)
+	if rel.count(3) != 0 {
 		t.Fatal("released with the queue still at the mark")
-	case <-time.After(50 * time.Millisecond):
 	}
 	// Acknowledging 2 sends 3: the queue (4) is under the mark.
 	bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
-	for _, ch := range []<-chan struct{}{held, held4} {
-		select {
-		case <-ch:
-		case <-time.After(5 * time.Second):
-			t.Fatal("not released after the queue fell under the mark")
-		}
+	rel.waitReleased(t, 3)
+	rel.waitReleased(t, 4)
+	if rel.count(1)+rel.count(2) != 0 {
+		t.Fatal("a delivery that was not held was released")
 	}
 
 	// Backlogged past holdLimit: too slow to wait for.
 	bob.readPublish() // 3, not acknowledged: 4 waits in the queue
 	for i := 5; i <= 6; i++ {
-		e.srv.DeliverHeld(direct(i), []string{"bob"})
+		held(i, "bob", direct(i))
 	}
-	waiting := e.srv.DeliverHeld(direct(7), []string{"bob"})
-	if waiting == nil {
+	if !held(7, "bob", direct(7)) {
 		t.Fatal("message 7 was not held")
 	}
 	time.Sleep(holdLimit + 100*time.Millisecond)
-	if ch := e.srv.DeliverHeld(direct(8), []string{"bob"}); ch != nil {
+	if held(8, "bob", direct(8)) {
 		t.Fatal("a session backlogged past holdLimit still holds")
 	}
-	select {
-	case <-waiting:
-	default:
-		t.Fatal("the slow session's earlier holds were not released")
-	}
+	rel.waitReleased(t, 7) // released at once by the slow session, not by a timeout
 	if n := e.srv.Stats().SlowSessions; n != 1 {
 		t.Fatalf("SlowSessions = %d, want 1", n)
 	}
@@ -239,22 +267,17 @@ func TestDeliverHeld(t *testing.T) {
 	toCarol := func(i int) *message.Message {
 		return &message.Message{ID: uint64(200 + i), Kind: message.Direct, From: "bob", To: "carol", QoS: 1, Payload: []byte{byte(i)}}
 	}
-	var last <-chan struct{}
-	for i := 1; i <= 3; i++ {
-		last = e.srv.DeliverHeld(toCarol(i), []string{"carol"})
+	for i := 1; i <= 2; i++ {
+		held(200+i, "carol", toCarol(i))
 	}
-	if last == nil {
+	if !held(203, "carol", toCarol(3)) {
 		t.Fatal("carol's third message was not held")
 	}
 	carol.readPublish() // 1 (window 1); 2 and 3 are queued
 	carol.send(packet.AppendDisconnect(nil))
 	carol.expectClosed()
-	select {
-	case <-last:
-	case <-time.After(5 * time.Second):
-		t.Fatal("going offline did not release the hold")
-	}
-	if ch := e.srv.DeliverHeld(toCarol(4), []string{"carol"}); ch != nil {
+	rel.waitReleased(t, 203)
+	if held(204, "carol", toCarol(4)) {
 		t.Fatal("an offline session holds")
 	}
 }

@@ -229,9 +229,9 @@ func (s *Server) Deliver(m *message.Message, recipients []string) {
 	s.deliver(m, recipients, nil)
 }
 
-// deliver is Deliver, collecting in *hp (when hp is set) the backlogged
+// deliver is Deliver, collecting in hc (when set) the backlogged
 // sessions a QoS 1 publisher's confirmation should wait for (hold.go).
-func (s *Server) deliver(m *message.Message, recipients []string, hp **hold) {
+func (s *Server) deliver(m *message.Message, recipients []string, hc *holdCtx) {
 	// The sessions are copied out so that Server.mu is not held while
 	// waiting for a session's lock (held during a replay, see bind).
 	var arr [16]*session
@@ -240,7 +240,7 @@ func (s *Server) deliver(m *message.Message, recipients []string, hp **hold) {
 		list := append(arr[:0], s.byPrincipal[r]...)
 		s.mu.RUnlock()
 		for i, sess := range list {
-			sess.deliver(m, hp) // a session removed meanwhile ignores it
+			sess.deliver(m, hc) // a session removed meanwhile ignores it
 			list[i] = nil
 		}
 	}

@@ -92,7 +92,7 @@ func sessionKey(principal, clientID string) string {
 // deliver offers m to this session: picks the topic it receives it on (if
 // any subscription matches), drops duplicates, and sends or queues it.
 // Never blocks on the socket.
-func (s *session) deliver(m *message.Message, hp **hold) {
+func (s *session) deliver(m *message.Message, hc *holdCtx) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed || s.recent.has(m.ID) {
@@ -107,8 +107,8 @@ func (s *session) deliver(m *message.Message, hp **hold) {
 	}
 	s.recent.add(m.ID)
 	s.offer(outMsg{m: m, form: form, qos: qos})
-	if hp != nil && qos == 1 && s.conn != nil && s.backlogged() {
-		s.holdOn(hp)
+	if hc != nil && qos == 1 && s.conn != nil && s.backlogged() {
+		s.holdOn(hc)
 	}
 }
 
