@@ -394,6 +394,10 @@ func (f *Fanout) publishAcks(buf []byte, node string, acks []Ack) []byte {
 			size += c
 			n++
 		}
+		if n == 0 { // cannot happen with MaxEnvelopeBytes >= minEnvelopeBytes; never loop
+			f.stats.ackDrops.Add(uint64(len(acks)))
+			break
+		}
 		buf = appendHeader(buf[:0], KindAck, 0, f.self)
 		buf = appendAcks(buf, acks[:n])
 		acks = acks[n:]

@@ -203,6 +203,7 @@ var (
 	errEmptyAckNode    = fmt.Errorf("%w: empty ack node", ErrMalformed)
 	errNoAcks          = fmt.Errorf("%w: no acks", ErrMalformed)
 	errAckCount        = fmt.Errorf("%w: ack count over 2^32-1", ErrMalformed)
+	errBadAckNode      = fmt.Errorf("%w: ack node is not a node id", ErrMalformed)
 )
 
 // headerLen is the fixed part of the header: version, kind, hops.
@@ -292,6 +293,9 @@ func validEnvelope(e *Envelope) error {
 		}
 		if e.AckNode == "" && e.AckID != 0 {
 			return errEmptyAckNode
+		}
+		if e.AckNode != "" && !nodeIDOK(e.AckNode) {
+			return errBadAckNode
 		}
 	case KindAck:
 		if len(e.Acks) == 0 {
@@ -527,6 +531,11 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 			e.AckID = r.uvarint()
 			if r.err == nil && e.AckNode == "" {
 				return errEmptyAckNode
+			}
+			// It becomes a subject token, a map key and a metric label:
+			// only what Config.NodeID may be.
+			if r.err == nil && !nodeIDOK(e.AckNode) {
+				return errBadAckNode
 			}
 		}
 		m := &e.Msg

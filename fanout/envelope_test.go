@@ -102,6 +102,8 @@ var badEnvelopes = []struct {
 	{"ack trailing byte", "01 08 00 02 6e33 01 01 02 00", ErrMalformed},
 	{"deliver acked empty ack node", "01 07 00 01 6e 00 05 0000000000000001 02 00 00 01 67 00 01 01 62", ErrMalformed},
 	{"deliver acked truncated ack id", "01 07 00 01 6e 01 6e", ErrMalformed},
+	{"deliver acked ack node with a dot", "01 07 00 01 6e 03 6e2e32 05 0000000000000001 02 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"resolve acked ack node with '>'", "01 06 00 01 6e 01 3e 05 0000000000000001 02 00 00 01 67 00", ErrMalformed},
 	{"kind ff", "01 ff", ErrEnvelopeKind},
 	{"empty sender", "01 03 00 00 05 616c696365 02 6e32", ErrMalformed},
 	{"sender runs past end", "01 03 00 09 6e32", ErrMalformed},

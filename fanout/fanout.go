@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -36,9 +37,10 @@ type Config struct {
 	// MaxEnvelopeBytes is the largest envelope this node publishes. A
 	// Deliver envelope whose recipients would not fit is split into
 	// several, each repeating the payload. Forward refuses with
-	// ErrTooLarge a message whose envelope would not fit with 195 bytes
-	// to spare (one recipient and a longer sender id): in practice, a
-	// payload over MaxEnvelopeBytes minus at most 500 bytes. Must not exceed
+	// ErrTooLarge a message whose envelope would not fit with 334 bytes
+	// to spare (one recipient, a longer sender id and an ack request): in
+	// practice, a payload over MaxEnvelopeBytes minus at most 620 bytes.
+	// At least 1 KiB (smaller values are raised); must not exceed
 	// the NATS server's max payload (natsembed: 8 MiB), and should be the
 	// same on every node. Default 512 KiB.
 	MaxEnvelopeBytes int
@@ -103,6 +105,8 @@ const (
 	maxNodeIDLen  = 128
 	envelopeSlack = (1 + maxNodeIDLen) + 1 + (1 + 64) + ackSlack
 	ackSlack      = (1 + maxNodeIDLen) + binary10 // ack node and id (kinds 6, 7)
+
+	minEnvelopeBytes = 1 << 10
 )
 
 // Subject is the NATS subject node nodeID of cluster cluster receives its
@@ -174,6 +178,8 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fa
 	if cfg.MaxEnvelopeBytes <= 0 {
 		cfg.MaxEnvelopeBytes = def.MaxEnvelopeBytes
 	}
+	// Room for a header and a few recipients or acks, whatever the ids.
+	cfg.MaxEnvelopeBytes = max(cfg.MaxEnvelopeBytes, minEnvelopeBytes)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -246,6 +252,11 @@ func (f *Fanout) Start() error {
 	go f.attachLoop()
 	go f.ackLoop()
 	return nil
+}
+
+// nodeIDOK is validToken as a bool, for the decoder (no allocation).
+func nodeIDOK(s string) bool {
+	return s != "" && len(s) <= maxNodeIDLen && !strings.ContainsAny(s, ".*> \t\r\n")
 }
 
 func validToken(s string) error {
@@ -571,13 +582,15 @@ func (f *Fanout) handleResolve(env *Envelope) {
 
 // resolveFor resolves a Resolve received from another node and tells the
 // waiting node, if any, how many Deliver envelopes to count. When some
-// could not be sent the count still stands: the waiting node times out
-// and acknowledges anyway (the publisher is not asked to send again for
-// what most members may have had).
+// could not be sent it names a count that cannot be reached, so the wait
+// times out and is counted (ack_timeouts) rather than passing for a
+// delivery (the publisher is not asked to send again for what most
+// members may have had).
 func (f *Fanout) resolveFor(w *work, m *message.Message, ack ackReq) {
 	sent, err := f.resolve(w, m, ack)
 	if err != nil {
 		f.warn("could not deliver a resolved group message", "group", m.To, "id", message.FormatID(m.ID), "err", err)
+		sent = math.MaxUint32
 	}
 	if ack.node != "" {
 		f.queueAck(ack.node, Ack{ID: ack.id, N: uint32(sent), Expect: true})

@@ -142,9 +142,21 @@ func (s *session) checkBacklog() {
 	}
 }
 
+// offlineBacklog is releaseWaiters for a session whose connection went
+// away (offline, taken over, removed): its backlog time starts again with
+// the next connection, so a session that reconnects to a full queue is
+// waited for like any other. s.mu held.
+func (s *session) offlineBacklog() {
+	s.releaseWaiters()
+	if s.backlog != nil {
+		s.backlog.since = time.Time{}
+	}
+}
+
 // releaseWaiters lets every delivery waiting on this session go. Called
 // with s.mu held whenever the session stops counting: drained, offline,
-// taken over, removed, too slow.
+// taken over, removed, too slow (then since stays: it is not waited for
+// again until it drains).
 func (s *session) releaseWaiters() {
 	b := s.backlog
 	if b == nil {

@@ -280,4 +280,19 @@ func TestDeliverHeld(t *testing.T) {
 	if held(204, "carol", toCarol(4)) {
 		t.Fatal("an offline session holds")
 	}
+	// Offline for longer than holdLimit, then back with a full queue: it
+	// is waited for again, not taken for a slow session.
+	time.Sleep(holdLimit + 100*time.Millisecond)
+	slow := e.srv.Stats().SlowSessions
+	carol = dialRaw(t, e.addr)
+	carol.send(connectPacket("carol", "tok-carol", "c", false, 60))
+	if !carol.expectConnack(0) {
+		t.Fatal("carol's session is gone")
+	}
+	if !held(205, "carol", toCarol(5)) {
+		t.Fatal("a session back from offline with a backlog does not hold")
+	}
+	if n := e.srv.Stats().SlowSessions; n != slow {
+		t.Fatalf("SlowSessions %d -> %d: the reconnected session was taken for a slow one", slow, n)
+	}
 }

@@ -383,7 +383,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		sess.mu.Lock()
 		victim = sess.conn
 		sess.conn = nil
-		sess.releaseWaiters()
+		sess.offlineBacklog()
 		if c.clean || sess.clean {
 			sess.mu.Unlock()
 			s.removeSessionLocked(sess, false)
@@ -512,7 +512,7 @@ func (s *Server) detach(c *mqttConn) {
 		return
 	}
 	sess.conn = nil
-	sess.releaseWaiters() // offline sessions are not waited for
+	sess.offlineBacklog() // offline sessions are not waited for
 	sess.offlineSince = time.Now()
 	sess.offlineGen++
 	gen := sess.offlineGen

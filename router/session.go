@@ -532,7 +532,7 @@ func (s *session) unsubscribe(c *mqttConn, filters []string) {
 func (s *session) release() {
 	s.removed = true
 	s.conn = nil
-	s.releaseWaiters()
+	s.offlineBacklog()
 	s.subs = nil
 	s.inflight = nil
 	s.resendDue = 0
