@@ -68,8 +68,9 @@ type Releaser = interface{ HoldReleased(seq uint64) }
 
 // ForwardAcked is Forward for a QoS 1 message whose publisher waits: r's
 // Accepted(tag) is called once every node delivering m has taken it in
-// (or after Config.AckTimeout). On an error nothing was registered and r
-// is never called. m.QoS must be 1.
+// (or after Config.AckTimeout), unless the Fanout is closed first (the
+// node closes the router before it). On an error nothing was registered
+// and r is never called. m.QoS must be 1.
 func (f *Fanout) ForwardAcked(m *message.Message, r Receipt, tag uint64) error {
 	if m != nil && m.QoS != 1 {
 		return ErrInvalidMessage
