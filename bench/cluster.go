@@ -456,27 +456,22 @@ func (c *LocalCluster) finish(ctx context.Context, res *Result) {
 	}
 	var parts []string
 	for _, nd := range res.ClusterNodes {
-		peers := make([]string, 0, len(nd.EnvelopesSent))
-		for p := range nd.EnvelopesSent {
-			peers = append(peers, p)
-		}
-		slices.Sort(peers)
-		var pe []string
-		for _, p := range peers {
-			if v := nd.EnvelopesSent[p]; v > 0 {
-				pe = append(pe, fmt.Sprintf("%s:%d", p, v))
-			}
-		}
-		var pa []string
-		for _, p := range slices.Sorted(maps.Keys(nd.AcksSent)) {
-			if v := nd.AcksSent[p]; v > 0 {
-				pa = append(pa, fmt.Sprintf("%s:%d", p, v))
-			}
-		}
+		pe, pa := nonZeroByPeer(nd.EnvelopesSent), nonZeroByPeer(nd.AcksSent)
 		parts = append(parts, fmt.Sprintf("%s (%d members) sent {%s}, acks {%s}", nd.ID, nd.Members, strings.Join(pe, " "), strings.Join(pa, " ")))
 	}
 	res.Note += fmt.Sprintf("; envelopes over %d group publishes: %s; nodes' CPU and RSS summed, from the end of setup to the end of the drain",
 		res.Sent, strings.Join(parts, ", "))
+}
+
+// nonZeroByPeer lists the non-zero counts of m as "peer:count", by peer.
+func nonZeroByPeer(m map[string]uint64) []string {
+	var out []string
+	for _, p := range slices.Sorted(maps.Keys(m)) {
+		if v := m[p]; v > 0 {
+			out = append(out, fmt.Sprintf("%s:%d", p, v))
+		}
+	}
+	return out
 }
 
 // WriteClusterTable prints the cluster rows (and any baseline fanout rows

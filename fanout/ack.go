@@ -82,8 +82,7 @@ func (f *Fanout) ForwardAcked(m *message.Message, r Receipt, tag uint64) error {
 type waits struct {
 	mu   sync.Mutex
 	next uint64
-	m    map[uint64]*wait
-	free []*wait
+	m    map[uint64]wait
 }
 
 type wait struct {
@@ -99,17 +98,10 @@ func (ws *waits) add(r Receipt, tag uint64, due int64) uint64 {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.m == nil {
-		ws.m = make(map[uint64]*wait)
+		ws.m = make(map[uint64]wait)
 	}
 	ws.next++
-	var w *wait
-	if n := len(ws.free); n > 0 {
-		w, ws.free = ws.free[n-1], ws.free[:n-1]
-	} else {
-		w = new(wait)
-	}
-	*w = wait{r: r, tag: tag, want: -1, due: due}
-	ws.m[ws.next] = w
+	ws.m[ws.next] = wait{r: r, tag: tag, want: -1, due: due}
 	return ws.next
 }
 
@@ -117,9 +109,7 @@ func (ws *waits) add(r Receipt, tag uint64, due int64) uint64 {
 func (ws *waits) cancel(id uint64) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if w, ok := ws.m[id]; ok {
-		ws.release(id, w)
-	}
+	delete(ws.m, id)
 }
 
 // update applies one Ack entry (or this node's own count, expect) and
@@ -141,20 +131,11 @@ func (ws *waits) update(a Ack) (Receipt, uint64, bool) {
 		w.got += int64(a.N)
 	}
 	if w.want < 0 || w.got < w.want {
+		ws.m[a.ID] = w
 		return nil, 0, false
 	}
-	r, tag := w.r, w.tag
-	ws.release(a.ID, w)
-	return r, tag, true
-}
-
-// release drops wait id. ws.mu held.
-func (ws *waits) release(id uint64, w *wait) {
-	delete(ws.m, id)
-	*w = wait{}
-	if len(ws.free) < 1024 {
-		ws.free = append(ws.free, w)
-	}
+	delete(ws.m, a.ID)
+	return w.r, w.tag, true
 }
 
 // expired removes the waits due by now and appends their receipts and
@@ -165,7 +146,7 @@ func (ws *waits) expired(now int64, rs []Receipt, tags []uint64) ([]Receipt, []u
 	for id, w := range ws.m {
 		if w.due <= now {
 			rs, tags = append(rs, w.r), append(tags, w.tag)
-			ws.release(id, w)
+			delete(ws.m, id)
 		}
 	}
 	return rs, tags

@@ -19,7 +19,8 @@ import (
 //     keeps its unanswered ones in a FIFO (heldAcks).
 //   - delivering side: DeliverHeld tells the Forwarder's node to hold its
 //     confirmation while a connected recipient's queue is backlogged
-//     (holdMark), until the queue is back under it. A session backlogged
+//     (at a quarter of MaxQueued, see backlogged), until the queue is back
+//     under it. A session backlogged
 //     for longer than holdLimit is too slow to wait for: it stops
 //     holding anybody and its queue drops its oldest messages when full,
 //     as before (a stuck member must not stall a group).
@@ -78,7 +79,7 @@ func (s *Server) DeliverHeld(m *message.Message, recipients []string, r Releaser
 		return false
 	}
 	// Sessions that drained meanwhile released their part already; if
-	// all did, there is nothing to wait for and no Released comes.
+	// all did, there is nothing to wait for and no HoldReleased follows.
 	return hc.h.n.Add(-1) != 0
 }
 
@@ -179,17 +180,19 @@ func (s *session) releaseWaiters() {
 //
 // A PUBACK goes out, in order, once its message is confirmed (Accepted),
 // or earlier while fewer than Config.MaxUnconfirmed PUBACKed messages of
-// this connection are still unconfirmed (ahead). So a publisher that
+// this connection are still unconfirmed (early). So a publisher that
 // keeps up with its recipients never waits for a confirmation's round
 // trip, and one that outruns them is held at most MaxUnconfirmed messages
 // ahead.
 type heldAcks struct {
-	mu     sync.Mutex
-	list   []heldAck
-	head   int                 // list[:head] are answered, waiting to be compacted away
-	base   uint64              // tag of list[head]
-	ahead  int                 // PUBACKed before their confirmation came
-	early  map[uint64]struct{} // their tags (nil while none)
+	mu   sync.Mutex
+	list []heldAck
+	head int    // list[:head] are answered, waiting to be compacted away
+	base uint64 // tag of list[head]
+	// early: tags PUBACKed before their confirmation came (at most
+	// MaxUnconfirmed; kept allocated once made, so a publisher that is
+	// always a little ahead does not make a map per burst).
+	early  map[uint64]struct{}
 	closed bool
 }
 
@@ -271,10 +274,7 @@ func (c *mqttConn) Accepted(tag uint64) {
 		return
 	}
 	if tag < q.base {
-		if _, ok := q.early[tag]; ok {
-			delete(q.early, tag)
-			q.ahead--
-		}
+		delete(q.early, tag) // answered already: only the count of early ones changes
 	} else if i := q.index(tag); i >= 0 {
 		q.list[i].confirmed = true
 	} else {
@@ -306,15 +306,14 @@ func (c *mqttConn) sendAcksLocked() {
 	buf, _, _ := c.t.beginWrite()
 	for q.head < len(q.list) {
 		e := &q.list[q.head]
-		if !e.ready || (!e.confirmed && q.ahead >= maxAhead) {
+		if !e.ready || (!e.confirmed && len(q.early) >= maxAhead) {
 			break
 		}
 		if !e.confirmed {
 			if q.early == nil {
-				q.early = make(map[uint64]struct{})
+				q.early = make(map[uint64]struct{}, maxAhead)
 			}
 			q.early[q.base] = struct{}{}
-			q.ahead++
 		}
 		buf = packet.AppendAck(buf, packet.PUBACK, e.pid)
 		q.head++
@@ -330,9 +329,6 @@ func (c *mqttConn) sendAcksLocked() {
 	case q.head > 1024 && q.head > len(q.list)/2:
 		q.list = q.list[:copy(q.list, q.list[q.head:])]
 		q.head = 0
-	}
-	if q.ahead == 0 && len(q.early) == 0 && q.early != nil {
-		q.early = nil
 	}
 }
 
