@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/bench/hist"
-	"github.com/pushring/pushring/bench/mqttc"
+	"github.com/pushring/pushring/mqtt/mqttc"
 )
 
 // ChurnConfig is the churn scenario: Workers concurrent clients that

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/bench/hist"
-	"github.com/pushring/pushring/bench/mqttc"
+	"github.com/pushring/pushring/mqtt/mqttc"
 )
 
 // FanoutConfig is the fanout scenario: Groups × Members, Devices

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pushring/pushring/bench/mqttc"
+	"github.com/pushring/pushring/mqtt/mqttc"
 )
 
 // IdleConfig is the idle scenario: Clients connected, subscribed, silent

@@ -1,8 +1,8 @@
 // Package bench is pushbench's library: the systems it measures (a
 // pushring node, plain MQTT brokers it starts itself), the scenarios, and
 // the report. It is a client only: it talks to servers over HTTP and MQTT
-// and imports no server package (router/packet, the codec, is the one
-// exception, for the lean MQTT client in bench/mqttc).
+// and imports no server package: its MQTT client is mqtt/mqttc, on the
+// shared codec mqtt/packet.
 package bench
 
 import (

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/bench/hist"
-	"github.com/pushring/pushring/bench/mqttc"
+	"github.com/pushring/pushring/mqtt/mqttc"
 )
 
 // --procs N > 1 spreads a run's receiving clients (fanout members, direct

@@ -3,16 +3,14 @@ package node
 import (
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pushring/pushring/bench/mqttc"
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/mqttc"
 )
 
 // BenchmarkGroupFanout measures the whole single-node path of one group
@@ -45,8 +43,7 @@ func benchGroupFanout(b *testing.B, members int, qos byte) {
 		var dev struct{ Key string }
 		c.must(201, "POST", "/v1/devices", admin, map[string]any{"id": id}, &dev)
 		c.must(204, "PUT", "/v1/groups/big/members/"+id, admin, nil, nil)
-		conn := rawSubscriber(b, n.MQTTAddr(), id, dev.Key, "/private/"+id+"/#", qos, &delivered)
-		defer conn.Close()
+		rawSubscriber(b, n.MQTTAddr(), id, dev.Key, "/private/"+id+"/#", qos, func(_, _ []byte) { delivered.Add(1) })
 	}
 	payload := make([]byte, 64)
 	ctx := context.Background()
@@ -82,53 +79,6 @@ func benchGroupFanout(b *testing.B, members int, qos byte) {
 	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(want), "B/delivery")
 }
 
-// rawSubscriber connects a minimal MQTT 3.1.1 client, subscribes, and
-// counts PUBLISH packets (acknowledging QoS 1) in a goroutine.
-func rawSubscriber(tb testing.TB, addr, user, pass, filter string, qos byte, count *atomic.Int64) net.Conn {
-	tb.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out := packet.AppendConnect(nil, &packet.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, CleanSession: true,
-		KeepAlive: 0, ClientID: user, UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pass)})
-	out = packet.AppendSubscribe(out, &packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: filter, QoS: qos}}})
-	if _, err := conn.Write(out); err != nil {
-		tb.Fatal(err)
-	}
-	r := packet.NewReader(conn, 1<<20)
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for _, want := range []byte{packet.CONNACK, packet.SUBACK} {
-		h, body, err := r.ReadPacket()
-		if err != nil || h>>4 != want || body[len(body)-1] >= 0x80 {
-			tb.Fatalf("%s: want packet type %d, got header %#x body %x err %v", user, want, h, body, err)
-		}
-	}
-	conn.SetReadDeadline(time.Time{})
-	go func() {
-		var ack []byte
-		var p packet.Publish
-		for {
-			h, body, err := r.ReadPacket()
-			if err != nil {
-				return
-			}
-			if h>>4 != packet.PUBLISH {
-				continue
-			}
-			if err := packet.DecodePublish(h, body, packet.V311, &p); err != nil {
-				return
-			}
-			if p.QoS > 0 {
-				ack = packet.AppendAck(ack[:0], packet.PUBACK, p.PacketID)
-				conn.Write(ack)
-			}
-			count.Add(1)
-		}
-	}()
-	return conn
-}
-
 // BenchmarkDirect measures direct messages through one node end to end:
 // 4 publishers (the harness's lean client, a QoS 1 window of 16 each)
 // send b.N messages round robin to 100 receivers (raw clients that count
@@ -158,8 +108,7 @@ func benchDirect(b *testing.B, qos byte) {
 	var delivered atomic.Int64
 	for i := range receivers {
 		id := fmt.Sprintf("r%03d", i)
-		conn := rawSubscriber(b, n.MQTTAddr(), id, device(id), "/private/"+id+"/#", qos, &delivered)
-		defer conn.Close()
+		rawSubscriber(b, n.MQTTAddr(), id, device(id), "/private/"+id+"/#", qos, func(_, _ []byte) { delivered.Add(1) })
 	}
 	pubs := make([]*mqttc.Conn, publishers)
 	for i := range pubs {

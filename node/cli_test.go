@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
 )
 
 // buildTools builds the client binaries once per test binary run.

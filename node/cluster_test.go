@@ -14,7 +14,7 @@ import (
 
 	"github.com/pushring/pushring/internal/natsembed"
 	"github.com/pushring/pushring/internal/testutil"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/mqttc"
 	"github.com/pushring/pushring/store"
 )
 
@@ -135,52 +135,21 @@ func (b *inbox) list() []string {
 
 // listen connects a raw MQTT 3.1.1 client, subscribes to the private
 // tree at QoS 1 and records every PUBLISH (acknowledging it).
-func listen(t *testing.T, addr, id, token string, box *inbox) net.Conn {
+func listen(t *testing.T, addr, id, token string, box *inbox) *mqttc.Conn {
 	t.Helper()
 	return listenSlow(t, addr, id, token, box, 0)
 }
 
 // listenSlow is listen for a client that spends delay on every message
 // before it acknowledges it and reads the next.
-func listenSlow(t *testing.T, addr, id, token string, box *inbox, delay time.Duration) net.Conn {
+func listenSlow(t *testing.T, addr, id, token string, box *inbox, delay time.Duration) *mqttc.Conn {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	out := packet.AppendConnect(nil, &packet.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, CleanSession: true,
-		ClientID: id, UsernameFlag: true, Username: id, PasswordFlag: true, Password: []byte(token)})
-	out = packet.AppendSubscribe(out, &packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: "/private/" + id + "/#", QoS: 1}}})
-	conn.Write(out)
-	r := packet.NewReader(conn, 1<<20)
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for _, want := range []byte{packet.CONNACK, packet.SUBACK} {
-		h, body, err := r.ReadPacket()
-		if err != nil || h>>4 != want || body[len(body)-1] >= 0x80 {
-			t.Fatalf("%s at %s: want packet type %d, got %#x %x %v", id, addr, want, h, body, err)
+	return rawSubscriber(t, addr, id, token, "/private/"+id+"/#", 1, func(topic, payload []byte) {
+		box.add(topic, payload)
+		if delay > 0 {
+			time.Sleep(delay) // the slow client's work on each message
 		}
-	}
-	conn.SetReadDeadline(time.Time{})
-	go func() {
-		var p packet.Publish
-		var ack []byte
-		for {
-			h, body, err := r.ReadPacket()
-			if err != nil || h>>4 != packet.PUBLISH || packet.DecodePublish(h, body, packet.V311, &p) != nil {
-				return
-			}
-			box.add(p.Topic, p.Payload)
-			if delay > 0 {
-				time.Sleep(delay)
-			}
-			if p.QoS > 0 {
-				ack = packet.AppendAck(ack[:0], packet.PUBACK, p.PacketID)
-				conn.Write(ack)
-			}
-		}
-	}()
-	return conn
+	})
 }
 
 // TestClusterGroupFanout: 3 nodes, 300 users homed over all three, one
@@ -765,7 +734,7 @@ func TestClusterAwayFromHome(t *testing.T) {
 	if forwards() == 0 {
 		t.Fatalf("home %s forwarded nothing via attach", home)
 	}
-	conn.Close()
+	conn.Abort()
 	// Once released, the home drops the record and stops forwarding.
 	h := tc.byID(home)
 	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushring/pushring/bench/mqttc"
 	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/mqtt/mqttc"
 	"github.com/pushring/pushring/store"
 )
 

@@ -16,6 +16,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/pushring/pushring/mqtt/mqttc"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -303,3 +304,21 @@ func labelsMatch(m *dto.Metric, want map[string]string) bool {
 }
 
 func joinLines(s []string) string { return strings.Join(s, "\n") }
+
+// rawSubscriber connects a raw MQTT 3.1.1 client as user (client id
+// user), subscribes to filter at qos and, in a goroutine, hands every
+// PUBLISH to onPublish (topic and payload valid during the call only),
+// then acknowledges it at QoS 1. The connection is closed at cleanup.
+func rawSubscriber(tb testing.TB, addr, user, pass, filter string, qos byte, onPublish func(topic, payload []byte)) *mqttc.Conn {
+	tb.Helper()
+	c, err := mqttc.Dial(addr, mqttc.Options{ClientID: user, Username: user, Password: pass})
+	if err != nil {
+		tb.Fatalf("%s at %s: %v", user, addr, err)
+	}
+	tb.Cleanup(func() { c.Abort() })
+	if err := c.Subscribe(filter, qos, 10*time.Second); err != nil {
+		tb.Fatalf("%s at %s: subscribe %s: %v", user, addr, filter, err)
+	}
+	go c.Run(onPublish)
+	return c
+}

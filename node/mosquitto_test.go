@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"github.com/pushring/pushring/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
 )
 
 // needTool finds a stock client; `make test` installs them (scripts/deps.sh),

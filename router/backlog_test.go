@@ -13,7 +13,8 @@ import (
 
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/mqttc"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // TestOutboundBacklogCountsBufferBeingWritten: MaxOutboundBytes bounds
@@ -73,7 +74,7 @@ func TestOutboundBacklogCountsBufferBeingWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	r := &rawClient{t: t, nc: nc, rd: packet.NewReader(nc, 1<<20)}
+	r := &rawClient{t: t, Conn: mqttc.New(nc, mqttc.Options{})}
 	r.send(connectPacket("alice", "tok-alice", "slow", true, 0)) // keepalive 0: no idle timeout
 	r.expectConnack(0)
 	r.send(packet.AppendSubscribe(nil, &packet.Subscribe{PacketID: 1,

@@ -23,55 +23,29 @@ import (
 
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/mqttc"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Bad inputs from /work/shared/BAD_INPUTS.md, sent over real sockets.
 
-// connectWith builds a 3.1.1 CONNECT with the given flags byte and
-// payload fields (each length-prefixed), for malformed CONNECT cases.
-func connectWith(level, flags byte, fields ...string) []byte {
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', level, flags, 0, 60}
-	for _, f := range fields {
-		body = append(body, byte(len(f)>>8), byte(len(f)))
-		body = append(body, f...)
-	}
-	return frame(packet.CONNECT<<4, body)
+// tp returns the bytes of the codec table's entry name.
+func tp(name string) []byte {
+	e := packet.TPacketNamed(name)
+	return e.Bytes()
 }
 
-// frame prefixes body with a fixed header.
-func frame(header byte, body []byte) []byte {
-	out := []byte{header}
-	n := len(body)
-	for {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		out = append(out, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(out, body...)
+// anonConnect is a 3.1.1 CONNECT without credentials (auth-topic mode).
+func anonConnect(clientID string) []byte {
+	return packet.AppendConnect(nil, &packet.Connect{CleanSession: true, KeepAlive: 60, ClientID: clientID})
 }
 
-func publishFrame(qos byte, topic string, payload string) []byte {
-	body := []byte{byte(len(topic) >> 8), byte(len(topic))}
-	body = append(body, topic...)
-	if qos > 0 {
-		body = append(body, 0, 1)
-	}
-	body = append(body, payload...)
-	return frame(packet.PUBLISH<<4|qos<<1, body)
-}
-
-func subscribeFrame(filter string, opts byte) []byte {
-	body := []byte{0, 1, byte(len(filter) >> 8), byte(len(filter))}
-	body = append(body, filter...)
-	body = append(body, opts)
-	return frame(packet.SUBSCRIBE<<4|2, body)
+// withWill is a 3.1.1 CONNECT as alice (token tok-alice) with a will to
+// topic.
+func withWill(clientID, topic string, qos byte) []byte {
+	return packet.AppendConnect(nil, &packet.Connect{CleanSession: true, KeepAlive: 60, ClientID: clientID,
+		Username: "alice", Password: []byte("tok-alice"),
+		WillFlag: true, WillQoS: qos, WillTopic: topic, WillPayload: []byte("bye")})
 }
 
 // captureLogs points c's logger at a buffer (JSON lines, Info and up)
@@ -145,61 +119,118 @@ type badInput struct {
 // reason each is counted under.
 func badInputs() []badInput {
 	return []badInput{
-		{"A1 remaining length 5 bytes", false, hexBytes("30 80 80 80 80 01"), reasonMalformed},
-		{"A1 raw", true, hexBytes("10 80 80 80 80 01"), reasonMalformed},
-		{"A2 huge CONNECT", true, hexBytes("10 FF FF FF 7F"), reasonTooLarge},
-		{"A2 huge PUBLISH first", true, append(hexBytes("30 80 80 80 74"), make([]byte, 64<<10)...), reasonTooLarge},
-		{"A2 huge PUBLISH", false, hexBytes("30 FF FF FF 7F"), reasonTooLarge},
-		{"A3 SUBSCRIBE without options", false, hexBytes("82 09 00 01 00 05 74 6F 70 69 63"), reasonMalformed},
-		{"A3 string past end", false, hexBytes("30 07 FF FF 41 42 43 44 45"), reasonMalformed},
-		{"A4 CONNECT trailing byte", true, hexBytes("10 0E 00 04 4D 51 54 54 04 02 00 0A 00 01 70 00"), reasonMalformed},
-		{"A5 PUBLISH QoS 3", false, hexBytes("36 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64"), reasonMalformed},
-		{"A5 SUBSCRIBE flags 0", false, hexBytes("80 0A 00 01 00 05 74 6F 70 69 63 00"), reasonMalformed},
-		{"A5 PUBREL flags 0", false, hexBytes("60 02 00 01"), reasonMalformed},
-		{"A5 QoS 0 DUP", false, hexBytes("38 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64"), reasonMalformed},
-		{"A6 reserved 0", false, hexBytes("00 00"), reasonProtocol},
-		{"A6 AUTH on 3.1.1", false, hexBytes("F0 00"), reasonProtocol},
-		{"A6 CONNACK", false, hexBytes("20 02 00 00"), reasonProtocol},
-		{"A6 SUBACK", false, hexBytes("90 03 00 01 00"), reasonProtocol},
-		{"A6 UNSUBACK", false, hexBytes("B0 02 00 01"), reasonProtocol},
-		{"A6 PINGRESP", false, hexBytes("D0 00"), reasonProtocol},
-		{"A6 PUBREC (server never sends QoS 2)", false, hexBytes("50 02 00 01"), reasonProtocol},
-		{"A7 PUBLISH id 0", false, hexBytes("32 10 00 05 74 6F 70 69 63 00 00 70 61 79 6C 6F 61 64"), reasonProtocol},
-		{"A7 SUBSCRIBE id 0", false, hexBytes("82 0A 00 00 00 05 74 6F 70 69 63 00"), reasonProtocol},
-		{"A7 UNSUBSCRIBE id 0", false, hexBytes("A2 09 00 00 00 05 74 6F 70 69 63"), reasonProtocol},
-		{"A7 PUBACK id 0", false, hexBytes("40 02 00 00"), reasonProtocol},
-		{"A7 PUBREL id 0", false, hexBytes("62 02 00 00"), reasonProtocol},
-		{"B1 PUBLISH first", true, hexBytes("30 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64"), reasonProtocol},
-		{"B1 SUBSCRIBE first", true, hexBytes("82 0A 00 01 00 05 74 6F 70 69 63 00"), reasonProtocol},
-		{"B1 PINGREQ first", true, hexBytes("C0 00"), reasonProtocol},
+		{"A1 remaining length 5 bytes", false, tp("A1 remaining length in 5 bytes"), reasonMalformed},
+		{"A1 raw", true, tp("A1 CONNECT remaining length in 5 bytes"), reasonMalformed},
+		{"A2 huge CONNECT", true, tp("A2 huge declared CONNECT, no body"), reasonTooLarge},
+		{"A2 huge PUBLISH first", true, append(tp("A2 huge declared PUBLISH, some junk"), make([]byte, 64<<10)...), reasonTooLarge},
+		{"A2 huge PUBLISH", false, tp("A2 largest declared PUBLISH, no body"), reasonTooLarge},
+		{"A3 SUBSCRIBE without options", false, tp("SUBSCRIBE A3 no options byte"), reasonMalformed},
+		{"A3 string past end", false, tp("PUBLISH A3 topic length past end"), reasonMalformed},
+		{"A4 CONNECT trailing byte", true, tp("CONNECT A4 trailing byte"), reasonMalformed},
+		{"A5 PUBLISH QoS 3", false, tp("PUBLISH A5 QoS 3"), reasonMalformed},
+		{"A5 SUBSCRIBE flags 0", false, tp("SUBSCRIBE A5 flags 0"), reasonMalformed},
+		{"A5 PUBREL flags 0", false, tp("PUBREL A5 flags 0"), reasonMalformed},
+		{"A5 QoS 0 DUP", false, tp("PUBLISH A5 QoS 0 with DUP"), reasonMalformed},
+		{"A6 reserved 0", false, tp("A6 reserved type 0"), reasonProtocol},
+		{"A6 AUTH on 3.1.1", false, tp("A6 AUTH from a 3.1.1 client"), reasonProtocol},
+		{"A6 CONNACK", false, tp("A6 CONNACK from a client"), reasonProtocol},
+		{"A6 SUBACK", false, tp("A6 SUBACK from a client"), reasonProtocol},
+		{"A6 UNSUBACK", false, tp("A6 UNSUBACK from a client"), reasonProtocol},
+		{"A6 PINGRESP", false, tp("A6 PINGRESP from a client"), reasonProtocol},
+		{"A6 PUBREC (server never sends QoS 2)", false, tp("PUBREC"), reasonProtocol},
+		{"A7 PUBLISH id 0", false, tp("PUBLISH A7 QoS 1 packet id 0"), reasonProtocol},
+		{"A7 SUBSCRIBE id 0", false, tp("SUBSCRIBE A7 packet id 0"), reasonProtocol},
+		{"A7 UNSUBSCRIBE id 0", false, tp("UNSUBSCRIBE A7 packet id 0"), reasonProtocol},
+		{"A7 PUBACK id 0", false, tp("PUBACK A7 id 0"), reasonProtocol},
+		{"A7 PUBREL id 0", false, tp("PUBREL A7 id 0"), reasonProtocol},
+		{"B1 PUBLISH first", true, tp("PUBLISH QoS 0"), reasonProtocol},
+		{"B1 SUBSCRIBE first", true, tp("SUBSCRIBE one filter"), reasonProtocol},
+		{"B1 PINGREQ first", true, tp("PINGREQ"), reasonProtocol},
 		{"B2 second CONNECT (other user)", false, connectPacket("bob", "tok-bob", "x", true, 60), reasonProtocol},
 		{"B2 second CONNECT (same user)", false, connectPacket("alice", "tok-alice", "bad", true, 60), reasonProtocol},
-		{"B3 reserved flag", true, hexBytes("10 0D 00 04 4D 51 54 54 04 03 00 0A 00 01 70"), reasonMalformed},
-		{"B3 password without username", true, hexBytes("10 10 00 04 4D 51 54 54 04 42 00 0A 00 01 70 00 01 70"), reasonMalformed},
-		{"B3 will QoS without will flag", true, hexBytes("10 0D 00 04 4D 51 54 54 04 0A 00 0A 00 01 70"), reasonMalformed},
-		{"B3 will QoS 3", true, connectWith(4, 0x1E, "p", "/group/g1", "m"), reasonMalformed},
-		{"B3 will flag, no will", true, connectWith(4, 0x06, "p"), reasonMalformed},
-		{"B3 protocol name hj", true, hexBytes("10 0B 00 02 68 6A 04 02 00 0A 00 01 70"), reasonMalformed},
-		{"B4 NUL in username", true, connectWith(4, 0xC2, "p", "alice\x00x", "tok-alice"), reasonMalformed},
-		{"C1 PUBLISH /group/+", false, publishFrame(0, "/group/+", "x"), reasonProtocol},
-		{"C1 PUBLISH /group/g1/#", false, publishFrame(1, "/group/g1/#", "x"), reasonProtocol},
-		{"C2 PUBLISH empty topic", false, publishFrame(0, "", "x"), reasonProtocol},
-		{"C3 NUL in topic", false, publishFrame(0, "/group/g1\x00", "x"), reasonMalformed},
-		{"C3 overlong slash", false, publishFrame(0, "/group\xC0\xAFg1", "x"), reasonMalformed},
-		{"C3 surrogate", false, publishFrame(0, "/group/\xED\xA0\x80", "x"), reasonMalformed},
-		{"C10 a/#/b", false, subscribeFrame("a/#/b", 1), reasonMalformed},
-		{"C10 a#", false, subscribeFrame("a#", 1), reasonMalformed},
-		{"C10 a+", false, subscribeFrame("a+", 1), reasonMalformed},
-		{"C10 +a", false, subscribeFrame("+a", 1), reasonMalformed},
-		{"C10 empty filter", false, subscribeFrame("", 1), reasonMalformed},
-		{"C10 NUL filter", false, subscribeFrame("/private/alice\x00", 1), reasonMalformed},
-		{"C10 no filters", false, hexBytes("82 02 00 01"), reasonProtocol},
-		{"C10 QoS 3", false, hexBytes("82 0A 00 01 00 05 74 6F 70 69 63 03"), reasonMalformed},
-		{"C10 reserved option bits", false, subscribeFrame("/private/alice", 0x05), reasonMalformed},
-		{"C11 topic of 32767 slashes", false, publishFrame(0, strings.Repeat("/", 32767), "x"), reasonProtocol},
-		{"C11 filter of 10000 + levels", false, subscribeFrame(strings.Repeat("+/", 9999)+"+", 0), reasonMalformed},
-		{"D1 will topic with wildcard", true, connectWith(4, 0xC6, "w", "/group/#", "bye", "alice", "tok-alice"), reasonProtocol},
-		{"DISCONNECT with body", false, hexBytes("E0 01 00"), reasonMalformed},
+		{"B3 reserved flag", true, tp("CONNECT B3 reserved flag"), reasonMalformed},
+		{"B3 password without username", true, tp("CONNECT B3 password without username"), reasonMalformed},
+		{"B3 will QoS without will flag", true, tp("CONNECT B3 will QoS without will"), reasonMalformed},
+		{"B3 will QoS 3", true, withWill("p", "/group/g1", 3), reasonMalformed},
+		{"B3 will flag, no will", true, tp("CONNECT B3 will flag, no will topic"), reasonMalformed},
+		{"B3 protocol name hj", true, tp("CONNECT B3 protocol name hj"), reasonMalformed},
+		{"B4 NUL in username", true, tp("CONNECT B4 username with NUL"), reasonMalformed},
+		{"C1 PUBLISH /group/+", false, tp("PUBLISH C1 /group/+"), reasonProtocol},
+		{"C1 PUBLISH /group/g1/#", false, packet.AppendPublish(nil, 1, false, false, 1, []byte("x"), "/group/g1/#"), reasonProtocol},
+		{"C2 PUBLISH empty topic", false, tp("PUBLISH C2 empty topic"), reasonProtocol},
+		{"C3 NUL in topic", false, packet.AppendPublish(nil, 0, false, false, 0, []byte("x"), "/group/g1\x00"), reasonMalformed},
+		{"C3 overlong slash", false, tp("PUBLISH C3 overlong /"), reasonMalformed},
+		{"C3 surrogate", false, tp("PUBLISH C3 U+D800"), reasonMalformed},
+		{"C10 a/#/b", false, tp("SUBSCRIBE C10 a/#/b"), reasonMalformed},
+		{"C10 a#", false, tp("SUBSCRIBE C10 a#"), reasonMalformed},
+		{"C10 a+", false, tp("SUBSCRIBE C10 a+"), reasonMalformed},
+		{"C10 +a", false, tp("SUBSCRIBE C10 +a"), reasonMalformed},
+		{"C10 empty filter", false, tp("SUBSCRIBE C10 empty filter"), reasonMalformed},
+		{"C10 NUL filter", false, tp("SUBSCRIBE C10 NUL in filter"), reasonMalformed},
+		{"C10 no filters", false, tp("SUBSCRIBE C10 no filters"), reasonProtocol},
+		{"C10 QoS 3", false, tp("SUBSCRIBE C10 QoS 3"), reasonMalformed},
+		{"C10 reserved option bits", false, tp("SUBSCRIBE C10 reserved option bit 2"), reasonMalformed},
+		{"C11 topic of 32767 slashes", false, tp("PUBLISH C11 topic of 32767 slashes"), reasonProtocol},
+		{"C11 filter of 10000 + levels", false, tp("SUBSCRIBE C11 filter of 10000 + levels"), reasonMalformed},
+		{"D1 will topic with wildcard", true, withWill("w", "/group/#", 1), reasonProtocol},
+		{"DISCONNECT with body", false, tp("DISCONNECT A4 trailing byte"), reasonMalformed},
+	}
+}
+
+// Every bad packet of the codec table that a client may send is refused
+// by the server with a close, counted under the reason its error maps to.
+// The map is written out here, not taken from the server, so the test
+// checks it.
+func TestBadInputsFromCodecTable(t *testing.T) {
+	reasonOf := map[*packet.Error]string{
+		packet.ErrRemainingLength: reasonMalformed,
+		packet.ErrTooLarge:        reasonTooLarge,
+		packet.ErrShort:           reasonMalformed,
+		packet.ErrTrailing:        reasonMalformed,
+		packet.ErrFlags:           reasonMalformed,
+		packet.ErrQoS:             reasonMalformed,
+		packet.ErrConnectFlags:    reasonMalformed,
+		packet.ErrProtocolName:    reasonMalformed,
+		packet.ErrUTF8:            reasonMalformed,
+		packet.ErrFilter:          reasonMalformed,
+		packet.ErrSubOptions:      reasonMalformed,
+		packet.ErrPacketType:      reasonProtocol,
+		packet.ErrPacketIDZero:    reasonProtocol,
+		packet.ErrTopicName:       reasonProtocol,
+		packet.ErrNoFilters:       reasonProtocol,
+	}
+	e := newEnv(t, func(c *Config) { c.MaxPacketSize = packet.TMaxSize })
+	n := 0
+	for _, c := range packet.TPackets() {
+		if c.Err == nil || c.Server || c.Level != 0 {
+			continue
+		}
+		want, ok := reasonOf[c.Err]
+		if !ok {
+			// A CONNECT the server answers with a CONNACK code
+			// (protocol level) is TestBadConnectReplies' case.
+			continue
+		}
+		if typ := c.Bytes()[0] >> 4; typ == packet.PUBREC || typ == packet.PUBCOMP {
+			// The server never sends QoS 2, so a client's PUBREC or
+			// PUBCOMP is refused by its type before it is decoded.
+			want = reasonProtocol
+		}
+		n++
+		t.Run(c.Name, func(t *testing.T) {
+			before := badInputCounts(e)
+			r := dialRaw(t, e.addr)
+			if c.Bytes()[0]>>4 != packet.CONNECT {
+				r.send(connectPacket("alice", "tok-alice", "bad", true, 60))
+				r.expectConnack(0)
+			}
+			r.send(c.Bytes())
+			r.expectClosed()
+			waitBadInput(t, e, before, want)
+		})
+	}
+	if n < 80 {
+		t.Fatalf("only %d bad packets in the codec table", n)
 	}
 }
 
@@ -219,7 +250,7 @@ func TestBadInputsClose(t *testing.T) {
 			// Counted (and logged just before) once the server has
 			// closed its side; the client may see the close first.
 			waitBadInput(t, e, before, c.reason)
-			lines := badInputLogLines(t, logs, r.nc.LocalAddr().String())
+			lines := badInputLogLines(t, logs, r.LocalAddr().String())
 			if len(lines) != 1 || lines[0]["reason"] != c.reason {
 				t.Fatalf("bad-input log lines for this connection: %v, want one with reason %q", lines, c.reason)
 			}
@@ -246,25 +277,25 @@ func TestBadConnectReplies(t *testing.T) {
 		data []byte
 		code byte
 	}{
-		{"B3 protocol level 6", hexBytes("10 0D 00 04 4D 51 54 54 06 02 00 0A 00 01 70"), packet.ConnBadProtocol},
-		{"B3 protocol level 5", hexBytes("10 0D 00 04 4D 51 54 54 05 02 00 0A 00 01 70"), packet.ConnBadProtocol},
-		{"B4 no credentials", hexBytes("10 0D 00 04 4D 51 54 54 04 02 00 0A 00 01 70"), packet.ConnNotAuthorized},
-		{"B4 username only", connectWith(4, 0x82, "p", "alice"), packet.ConnNotAuthorized},
-		{"B4 empty password", connectWith(4, 0xC2, "p", "alice", ""), packet.ConnBadCredentials},
+		{"B3 protocol level 6", tp("CONNECT B3 protocol level 6"), packet.ConnBadProtocol},
+		{"B3 protocol level 5", tp("CONNECT level 5 (not yet)"), packet.ConnBadProtocol},
+		{"B4 no credentials", tp("CONNECT minimal"), packet.ConnNotAuthorized},
+		{"B4 username only", packet.AppendConnect(nil, &packet.Connect{CleanSession: true, KeepAlive: 60, ClientID: "p", UsernameFlag: true, Username: "alice"}), packet.ConnNotAuthorized},
+		{"B4 empty password", packet.AppendConnect(nil, &packet.Connect{CleanSession: true, KeepAlive: 60, ClientID: "p", Username: "alice", PasswordFlag: true, Password: []byte{}}), packet.ConnBadCredentials},
 		{"B4 victim's username, attacker's token", connectPacket("alice", "tok-bob", "p", true, 60), packet.ConnBadCredentials},
 		{"B4 token with trailing space", connectPacket("alice", "tok-alice ", "p", true, 60), packet.ConnBadCredentials},
 		{"B4 token with trailing NUL", connectPacket("alice", "tok-alice\x00", "p", true, 60), packet.ConnBadCredentials},
 		{"B4 token with trailing newline", connectPacket("alice", "tok-alice\n", "p", true, 60), packet.ConnBadCredentials},
 		{"B4 65535-byte token", connectPacket("alice", long, "p", true, 60), packet.ConnBadCredentials},
-		{"B5 empty client id, clean 0", hexBytes("10 0C 00 04 4D 51 54 54 04 00 00 0A 00 00"), packet.ConnIDRejected},
+		{"B5 empty client id, clean 0", tp("CONNECT B5 empty client id, clean 0"), packet.ConnIDRejected},
 		{"B5 empty client id, clean 0, credentials", connectPacket("alice", "tok-alice", "", false, 60), packet.ConnIDRejected},
-		{"C5 username + (example)", hexBytes("10 15 00 04 4D 51 54 54 04 C2 00 0A 00 01 70 00 01 2B 00 03 74 6F 6B"), packet.ConnBadCredentials},
+		{"C5 username + (example)", tp("CONNECT C5 username +"), packet.ConnBadCredentials},
 		{"C5 token for identity +", connectPacket("+", "tok-plus", "p", true, 60), packet.ConnBadCredentials},
 		{"C5 token for identity alice/#", connectPacket("alice/#", "tok-slash", "p", true, 60), packet.ConnBadCredentials},
-		{"D1 will to a stranger's private topic", connectWith(4, 0xCE, "w", "/private/carol", "x", "alice", "tok-alice"), packet.ConnNotAuthorized},
-		{"D1 will to a group it may not publish to", connectWith(4, 0xC6, "w", "/group/g2", "x", "alice", "tok-alice"), packet.ConnNotAuthorized},
-		{"D1 will to $SYS", connectWith(4, 0xC6, "w", "$SYS/x", "x", "alice", "tok-alice"), packet.ConnNotAuthorized},
-		{"D1 will to /service", connectWith(4, 0xC6, "w", "/service/auth", "x", "alice", "tok-alice"), packet.ConnNotAuthorized},
+		{"D1 will to a stranger's private topic", withWill("w", "/private/carol", 1), packet.ConnNotAuthorized},
+		{"D1 will to a group it may not publish to", withWill("w", "/group/g2", 0), packet.ConnNotAuthorized},
+		{"D1 will to $SYS", withWill("w", "$SYS/x", 0), packet.ConnNotAuthorized},
+		{"D1 will to /service", withWill("w", "/service/auth", 0), packet.ConnNotAuthorized},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -282,7 +313,7 @@ func TestBadConnectReplies(t *testing.T) {
 		r2.send(connectPacket("alice", "tok-alice", "", true, 60))
 		r2.expectConnack(0)
 		// two distinct sessions: neither took the other over
-		r.sendHex("C0 00")
+		r.ping()
 		r.mustRead(packet.PINGRESP)
 	})
 	t.Run("F2 auth backend down", func(t *testing.T) {
@@ -313,7 +344,7 @@ func TestSlowloris(t *testing.T) {
 	// B8: nothing, or a partial CONNECT, within ConnectTimeout → close.
 	var logs *testutil.SyncBuffer
 	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond; logs = captureLogs(c) })
-	for _, data := range [][]byte{nil, hexBytes("10 0D 00 04"), hexBytes("10")} {
+	for _, data := range [][]byte{nil, tp("CONNECT minimal")[:4], tp("CONNECT minimal")[:1]} {
 		before := badInputCounts(e)
 		r := dialRaw(t, e.addr)
 		if data != nil {
@@ -325,7 +356,7 @@ func TestSlowloris(t *testing.T) {
 			t.Fatalf("closed after %v", d)
 		}
 		waitBadInput(t, e, before, reasonTimeout)
-		if lines := badInputLogLines(t, logs, r.nc.LocalAddr().String()); len(lines) != 1 || lines[0]["reason"] != reasonTimeout {
+		if lines := badInputLogLines(t, logs, r.LocalAddr().String()); len(lines) != 1 || lines[0]["reason"] != reasonTimeout {
 			t.Fatalf("% x: bad-input log lines %v", data, lines)
 		}
 	}
@@ -339,7 +370,7 @@ func TestPartialPacketAfterConnect(t *testing.T) {
 	r := dialRaw(t, e.addr)
 	r.send(connectPacket("alice", "tok-alice", "x", true, 0))
 	r.expectConnack(0)
-	r.send(hexBytes("30 80 01 00 05")) // PUBLISH declaring 128 bytes, 3 sent
+	r.send(packet.AppendPublish(nil, 0, false, false, 0, make([]byte, 121), "/private/alice")[:5]) // PUBLISH declaring 137 bytes, 2 sent
 	start := time.Now()
 	r.expectClosed()
 	if d := time.Since(start); d > 2*time.Second {
@@ -354,16 +385,17 @@ func TestPartialFixedHeaderAfterConnect(t *testing.T) {
 	// to come) with keepalive 0 is closed after ConnectTimeout, and so is
 	// a lone first byte.
 	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
-	for _, data := range []string{"30 80", "30", "C0"} {
+	publish := packet.AppendPublish(nil, 0, false, false, 0, make([]byte, 200), "/private/alice")
+	for _, data := range [][]byte{publish[:2], publish[:1], packet.AppendPingreq(nil)[:1]} {
 		before := badInputCounts(e)
 		r := dialRaw(t, e.addr)
 		r.send(connectPacket("alice", "tok-alice", "x", true, 0))
 		r.expectConnack(0)
-		r.sendHex(data)
+		r.send(data)
 		start := time.Now()
 		r.expectClosed()
 		if d := time.Since(start); d > time.Second {
-			t.Fatalf("%s: closed after %v", data, d)
+			t.Fatalf("% x: closed after %v", data, d)
 		}
 		waitBadInput(t, e, before, reasonTimeout)
 	}
@@ -448,7 +480,7 @@ func TestPublishRefusals(t *testing.T) {
 		}
 	}
 	r.send(packet.AppendPublish(nil, 0, false, false, 0, []byte("x"), "/group/g2"))
-	r.sendHex("C0 00")
+	r.ping()
 	r.mustRead(packet.PINGRESP)
 	bob.expectNothing(100 * time.Millisecond)
 	if n := e.fwd.count(); n != 0 {
@@ -502,7 +534,9 @@ func TestConnectPacketSizeLimit(t *testing.T) {
 	// Review 4: before authentication the packet limit is
 	// MaxConnectPacketSize (80 KiB by default), not MaxPacketSize.
 	e := newEnv(t, nil)
-	big := connectWith(4, 0xC6, strings.Repeat("c", 40000), "/private/alice", strings.Repeat("w", 60000), "alice", "tok-alice")
+	big := packet.AppendConnect(nil, &packet.Connect{CleanSession: true, KeepAlive: 60, ClientID: strings.Repeat("c", 40000),
+		Username: "alice", Password: []byte("tok-alice"),
+		WillFlag: true, WillTopic: "/private/alice", WillPayload: []byte(strings.Repeat("w", 60000))})
 	r := dialRaw(t, e.addr)
 	r.send(big[:5]) // the fixed header is enough to refuse it
 	r.expectClosed()
@@ -519,9 +553,9 @@ func TestConnectPacketSizeLimit(t *testing.T) {
 	// the same limit for the auth PUBLISH of auth-topic mode
 	e2 := newEnv(t, func(c *Config) { c.AuthTopic = true })
 	r3 := dialRaw(t, e2.addr)
-	r3.send(connectWith(4, 0x02, "p"))
+	r3.send(anonConnect("p"))
 	r3.expectConnack(0)
-	r3.send(publishFrame(0, "/service/auth", strings.Repeat("t", 100<<10))[:5])
+	r3.send(packet.AppendPublish(nil, 0, false, false, 0, []byte(strings.Repeat("t", 100<<10)), "/service/auth")[:5])
 	r3.expectClosed()
 }
 
@@ -583,11 +617,11 @@ func TestNormalClosesNotCounted(t *testing.T) {
 	before := badInputCounts(e)
 
 	r := connectRaw(t, e, "alice", "disc", true)
-	r.sendHex("E0 00")
+	r.disconnect()
 	r.expectClosed()
 
 	r = connectRaw(t, e, "alice", "eof", true)
-	r.nc.Close()
+	r.Abort()
 
 	r = dialRaw(t, e.addr)
 	r.send(connectPacket("alice", "wrong", "x", true, 60))
@@ -627,24 +661,20 @@ func TestNormalClosesNotCounted(t *testing.T) {
 // other than the test's) and checks the server closes the connection
 // without answering it.
 func hostileRun(addr string, c badInput, clientID string) error {
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	r, err := mqttc.DialTCP(addr, mqttc.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	rd := packet.NewReader(nc, 1<<20)
+	defer r.Abort()
 	if !c.raw {
-		if _, err := nc.Write(connectPacket("alice", "tok-alice", clientID, true, 60)); err != nil {
-			return fmt.Errorf("%s: %v", c.name, err)
-		}
-		h, body, err := rd.ReadPacket()
-		if err != nil || h>>4 != packet.CONNACK || len(body) != 2 || body[1] != 0 {
-			return fmt.Errorf("%s: CONNACK %#x % x %v", c.name, h, body, err)
+		_, code, err := r.Connect(&packet.Connect{CleanSession: true, KeepAlive: 60, ClientID: clientID,
+			Username: "alice", Password: []byte("tok-alice")}, 5*time.Second)
+		if err != nil || code != packet.ConnAccepted {
+			return fmt.Errorf("%s: CONNACK %#x %v", c.name, code, err)
 		}
 	}
-	nc.Write(c.data) // the server may close before it has read everything
-	h, body, err := rd.ReadPacket()
+	r.WritePacket(c.data, 5*time.Second) // the server may close before it has read everything
+	h, body, err := r.ReadPacket(5 * time.Second)
 	var ne net.Error
 	switch {
 	case err == nil:

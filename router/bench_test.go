@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
 )
 
 // BenchmarkDeliverGroup1000 delivers one group message to 1,000 local
@@ -51,26 +50,7 @@ func benchDeliver(b *testing.B, n int, qos byte, goroutines bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.nc.SetReadDeadline(time.Time{})
-			r.nc.SetWriteDeadline(time.Time{})
-			rd := packet.NewReader(r.nc, 1<<20)
-			var ack []byte
-			for {
-				h, body, err := rd.ReadPacket()
-				if err != nil {
-					return
-				}
-				if h>>4 == packet.PUBLISH {
-					received.Add(1)
-				}
-				if h>>1&3 == 1 && h>>4 == packet.PUBLISH {
-					var p packet.Publish
-					if packet.DecodePublish(h, body, packet.V311, &p) == nil {
-						ack = packet.AppendAck(ack[:0], packet.PUBACK, p.PacketID)
-						r.nc.Write(ack)
-					}
-				}
-			}
+			r.Run(func(_, _ []byte) { received.Add(1) })
 		}()
 	}
 	payload := make([]byte, 64)

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // This file is THE SEAM between socket I/O and MQTT session logic.

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // The event-loop transport (issue #4's connection model): a few poller

@@ -5,7 +5,6 @@ package router
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // The whole router suite runs on the event loop (the default); these tests
@@ -77,7 +76,6 @@ func TestEventLoopSplitPackets(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 20 {
 		r := dialRaw(t, e.addr)
-		r.nc.(*net.TCPConn).SetNoDelay(true)
 		var stream []byte
 		stream = append(stream, connectPacket("alice", "tok-alice", fmt.Sprintf("split-%d", round), true, 60)...)
 		stream = packet.AppendSubscribe(stream, &packet.Subscribe{PacketID: 7,
@@ -122,7 +120,7 @@ func TestEventLoopSplitPackets(t *testing.T) {
 		if acks != msgs || pubs != msgs {
 			t.Fatalf("round %d: %d PUBACKs and %d PUBLISHes, want %d each", round, acks, pubs, msgs)
 		}
-		r.nc.Close()
+		r.Abort()
 	}
 }
 

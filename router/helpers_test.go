@@ -7,21 +7,22 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/internal/testutil"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/mqttc"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // ---- in-memory Authenticator, ACL and a loopback Forwarder ----
@@ -260,52 +261,32 @@ func newEnvWith(t testing.TB, edit func(*Config), wrap func(*loopFwd) Forwarder)
 
 // ---- raw TCP client ----
 
+// rawClient is mqttc's raw connection with the test's failure handling.
 type rawClient struct {
-	t  testing.TB
-	nc net.Conn
-	rd *packet.Reader
+	t testing.TB
+	*mqttc.Conn
 }
 
 func dialRaw(t testing.TB, addr string) *rawClient {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
+	c, err := mqttc.DialTCP(addr, mqttc.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawClient{t: t, nc: nc, rd: packet.NewReader(nc, 1<<20)}
-}
-
-// hexBytes parses "10 0D 00 04 ..." (spaces ignored; 'x' quoted strings
-// are not supported: write hex).
-func hexBytes(s string) []byte {
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		panic(err)
-	}
-	return b
+	t.Cleanup(func() { c.Abort() })
+	return &rawClient{t: t, Conn: c}
 }
 
 func (r *rawClient) send(b []byte) {
 	r.t.Helper()
-	r.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := r.nc.Write(b); err != nil {
+	if err := r.WritePacket(b, 5*time.Second); err != nil {
 		r.t.Fatalf("write: %v", err)
 	}
 }
 
-func (r *rawClient) sendHex(s string) { r.t.Helper(); r.send(hexBytes(s)) }
-
 // read returns the next packet (a copy) or an error within timeout.
 func (r *rawClient) read(timeout time.Duration) (byte, []byte, error) {
-	r.nc.SetReadDeadline(time.Now().Add(timeout))
-	h, body, err := r.rd.ReadPacket()
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		// The Reader's errors are sticky; a quiet period is not an
-		// error for the tests that look for one.
-		r.rd = packet.NewReader(r.nc, 1<<20)
-	}
+	h, body, err := r.ReadPacket(timeout)
 	return h, bytes.Clone(body), err
 }
 
@@ -376,6 +357,12 @@ func connectRaw(t testing.TB, e *env, id, clientID string, clean bool) *rawClien
 	r.expectConnack(0)
 	return r
 }
+
+// ping sends a PINGREQ.
+func (r *rawClient) ping() { r.t.Helper(); r.send(packet.AppendPingreq(nil)) }
+
+// disconnect sends a DISCONNECT.
+func (r *rawClient) disconnect() { r.t.Helper(); r.send(packet.AppendDisconnect(nil)) }
 
 func (r *rawClient) subscribe(pid uint16, filters ...string) []byte {
 	r.t.Helper()

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // QoS 1 flow control, the router's two halves (fanout/ack.go has the

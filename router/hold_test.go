@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // ackingFwd is a loopFwd that is an AckForwarder: it delivers at once but

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // mqttConn is the protocol side of one client connection (the handler of

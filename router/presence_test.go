@@ -56,11 +56,11 @@ func TestPresence(t *testing.T) {
 		t.Fatalf("Held() = %v", got)
 	}
 	a2 := connectRaw(t, e, "alice", "a2", true)
-	a1.sendHex("e000") // DISCONNECT
+	a1.disconnect()
 	a1.expectClosed()
 	time.Sleep(50 * time.Millisecond)
 	p.waitFor(t, "+alice")
-	a2.sendHex("e000")
+	a2.disconnect()
 	a2.expectClosed()
 	p.waitFor(t, "+alice -alice")
 	if got := e.srv.Held(); len(got) != 0 {
@@ -81,7 +81,7 @@ func TestPresence(t *testing.T) {
 	p.waitFor(t, "+alice -alice +carol +bob")
 	b2 := connectRaw(t, e, "bob", "b", false)
 	b1.expectClosed()
-	b2.sendHex("e000")
+	b2.disconnect()
 	b2.expectClosed()
 	time.Sleep(100 * time.Millisecond)
 	if got := p.get(); got != "+alice -alice +carol +bob" {
@@ -114,7 +114,7 @@ func TestPresenceOrderUnderChurn(t *testing.T) {
 			id := []string{"alice", "bob", "carol"}[i%3]
 			for j := range 10 {
 				r := connectRaw(t, e, id, fmt.Sprintf("c%d-%d", i, j), true)
-				r.sendHex("e000")
+				r.disconnect()
 				r.expectClosed()
 			}
 		}()

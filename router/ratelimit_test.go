@@ -67,7 +67,7 @@ func TestConnectRateRefusesStorm(t *testing.T) {
 	// read, and counted.
 	e := newEnv(t, func(c *Config) { c.ConnectRate = 0.001; c.ConnectBurst = 3 })
 	for range 3 {
-		connectRaw(t, e, "alice", "", true).nc.Close()
+		connectRaw(t, e, "alice", "", true).Abort()
 	}
 	r := dialRaw(t, e.addr)
 	r.send(connectPacket("alice", "tok-alice", "x", true, 60))

@@ -7,7 +7,7 @@ import (
 	"net"
 	"os"
 
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Bad input that closes a connection (BAD_INPUTS A–C, issue 2 item 8):

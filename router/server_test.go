@@ -3,17 +3,18 @@ package router
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/pushring/pushring/internal/testutil"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/internal/testutil"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 func TestGroupAndDirectDelivery(t *testing.T) {
@@ -110,7 +111,7 @@ func TestPersistentSessionReplay(t *testing.T) {
 	if codes := r.subscribe(1, "/private/alice/#"); codes[0] != 1 {
 		t.Fatalf("suback %v", codes)
 	}
-	r.sendHex("E0 00") // DISCONNECT
+	r.disconnect()
 	r.expectClosed()
 	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
@@ -150,7 +151,7 @@ func TestPersistentSessionReplay(t *testing.T) {
 	}
 
 	// A clean-session connect with the same client id discards the state.
-	r2.nc.Close()
+	r2.Abort()
 	r3 := dialRaw(t, e.addr)
 	r3.send(connectPacket("alice", "tok-alice", "alice-p", true, 60))
 	if r3.expectConnack(0) {
@@ -195,7 +196,7 @@ func TestQueueOverflowDropsOldest(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxQueued = 3 })
 	r := connectRaw(t, e, "alice", "a", false)
 	r.subscribe(1, "/private/alice/#")
-	r.nc.Close()
+	r.Abort()
 	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
 			return fmt.Errorf("%d connections", n)
@@ -367,7 +368,7 @@ func TestRevokeDisconnects(t *testing.T) {
 	e.srv.Revoke(tokenHash("tok-alice"))
 	r1.expectClosed()
 	r2.expectClosed()
-	other.sendHex("C0 00")
+	other.ping()
 	other.mustRead(packet.PINGRESP)
 }
 
@@ -434,7 +435,7 @@ func TestAuthTopic(t *testing.T) {
 		if p := r.readPublish(); string(p.Topic) != "/private/alice" {
 			t.Fatalf("delivery on %s", p.Topic)
 		}
-		r.nc.Close()
+		r.Abort()
 	}
 
 	// bad token: ok=false on the same topic, then close
@@ -556,7 +557,7 @@ func TestWillPublishedOnAbruptClose(t *testing.T) {
 		Password: []byte("tok-alice"), WillTopic: "/private/bob", WillPayload: []byte("bye"), WillQoS: 1, WillRetain: true}
 	r.send(packet.AppendConnect(nil, &c))
 	r.expectConnack(0)
-	r.nc.Close()
+	r.Abort()
 	p := bob.readPublish()
 	if string(p.Topic) != "/private/bob" || string(p.Payload) != "bye" || p.Retain {
 		t.Fatalf("will %s %q retain %v", p.Topic, p.Payload, p.Retain)
@@ -567,7 +568,7 @@ func TestWillPublishedOnAbruptClose(t *testing.T) {
 	r = dialRaw(t, e.addr)
 	r.send(packet.AppendConnect(nil, &c))
 	r.expectConnack(0)
-	r.sendHex("E0 00")
+	r.disconnect()
 	r.expectClosed()
 	bob.expectNothing(200 * time.Millisecond)
 
@@ -576,7 +577,7 @@ func TestWillPublishedOnAbruptClose(t *testing.T) {
 	r.send(packet.AppendConnect(nil, &c))
 	r.expectConnack(0)
 	e.acl.setMember("g1", "alice", false)
-	r.nc.Close()
+	r.Abort()
 	bob.expectNothing(200 * time.Millisecond)
 }
 
@@ -597,7 +598,7 @@ func TestMaxSessionsPerPrincipal(t *testing.T) {
 	r.send(connectPacket("alice", "tok-alice", "s3", true, 60))
 	r.expectConnack(packet.ConnServerUnavailable)
 	// an offline persistent session is evicted to make room
-	a1.nc.Close()
+	a1.Abort()
 	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 1 {
 			return fmt.Errorf("%d connections", n)
@@ -613,7 +614,7 @@ func TestMaxSessionsPerPrincipal(t *testing.T) {
 func TestSessionExpiry(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.SessionExpiry = 100 * time.Millisecond })
 	r := connectRaw(t, e, "alice", "p", false)
-	r.nc.Close()
+	r.Abort()
 	testutil.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
 		if s := e.srv.Stats(); s.Sessions != 0 {
 			return fmt.Errorf("sessions %d", s.Sessions)
@@ -633,7 +634,7 @@ func TestQueuedReplayRechecksMembership(t *testing.T) {
 	e := newEnv(t, nil)
 	r := connectRaw(t, e, "alice", "p", false)
 	r.subscribe(1, "/private/alice/#")
-	r.nc.Close()
+	r.Abort()
 	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
 			return fmt.Errorf("%d connections", n)
@@ -655,7 +656,7 @@ func TestForwardFailure(t *testing.T) {
 	r := connectRaw(t, e, "d1", "d", true)
 	e.fwd.fail.Store(true)
 	r.publish(0, 0, "/group/g1", "lost qos0") // dropped, connection stays
-	r.sendHex("C0 00")
+	r.ping()
 	r.mustRead(packet.PINGRESP)
 	r.publish(1, 5, "/group/g1", "qos1") // no PUBACK: closed
 	r.expectClosed()
@@ -745,7 +746,7 @@ func TestResendBoundedByOutboundBacklog(t *testing.T) {
 			t.Fatalf("message %d: got %.8q", i, p.Payload)
 		}
 	}
-	r.nc.Close() // nothing acknowledged
+	r.Abort() // nothing acknowledged
 	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
 			return fmt.Errorf("%d connections", n)
@@ -765,7 +766,7 @@ func TestResendBoundedByOutboundBacklog(t *testing.T) {
 			}
 		}
 		r2.expectNothing(50 * time.Millisecond)
-		r2.nc.Close()
+		r2.Abort()
 		testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 			if n := e.srv.Stats().Connections; n != 0 {
 				return fmt.Errorf("%d connections", n)
@@ -789,7 +790,7 @@ func TestRevokeDuringLogin(t *testing.T) {
 			e.auth.onAuth.Store(&revoke)
 			r := dialRaw(t, e.addr)
 			if authTopic {
-				r.send(connectWith(4, 0x02, "p"))
+				r.send(anonConnect("p"))
 				r.expectConnack(0)
 				r.publish(0, 0, "/service/auth", "tok-alice")
 				p := r.readPublish()
@@ -809,7 +810,7 @@ func TestRevokeDuringLogin(t *testing.T) {
 			})
 			// other tokens are unaffected
 			b := connectRaw(t, e, "bob", "b", true)
-			b.sendHex("C0 00")
+			b.ping()
 			b.mustRead(packet.PINGRESP)
 		})
 	}
@@ -843,7 +844,7 @@ func TestQueueBoundedByBytes(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxQueuedBytes = 3000 })
 	r := connectRaw(t, e, "alice", "a", false)
 	r.subscribe(1, "/private/alice/#")
-	r.nc.Close()
+	r.Abort()
 	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
 			return fmt.Errorf("%d connections", n)
@@ -876,7 +877,7 @@ func TestReplayDoesNotHoldServerLock(t *testing.T) {
 	e := newEnv(t, nil)
 	r := connectRaw(t, e, "alice", "a", false)
 	r.subscribe(1, "/group/g1")
-	r.nc.Close()
+	r.Abort()
 	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 0 {
 			return fmt.Errorf("%d connections", n)
@@ -954,7 +955,7 @@ func TestInflightResendRechecksMembership(t *testing.T) {
 		e := newEnv(t, nil)
 		r := connectRaw(t, e, "alice", "a", false)
 		deliverBoth(t, e, r)
-		r.nc.Close()
+		r.Abort()
 		testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 			if n := e.srv.Stats().Connections; n != 0 {
 				return fmt.Errorf("%d connections", n)

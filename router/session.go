@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // session is the MQTT session state of one (principal, client id): its

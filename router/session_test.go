@@ -1,8 +1,8 @@
 package router
 
 import (
+	"bytes"
 	"fmt"
-	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/internal/testutil"
+
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // fakeTransport records output and lets a test set the backlog, so the
@@ -57,7 +59,7 @@ func (f *fakeTransport) take(t *testing.T) []string {
 	f.out = nil
 	f.mu.Unlock()
 	var out []string
-	rd := packet.NewReader(bytesReader(data), 1<<20)
+	rd := packet.NewReader(bytes.NewReader(data), 1<<20)
 	for {
 		h, body, err := rd.ReadPacket()
 		if err != nil {
@@ -72,18 +74,6 @@ func (f *fakeTransport) take(t *testing.T) []string {
 		}
 		out = append(out, fmt.Sprintf("%s:%d:%s", p.Topic, p.QoS, p.Payload))
 	}
-}
-
-type sliceReader struct{ b []byte }
-
-func bytesReader(b []byte) *sliceReader { return &sliceReader{b} }
-func (r *sliceReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
 }
 
 // boundSession makes a server (not serving) and a connection on a fake
@@ -192,7 +182,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	})
 	slow := connectRaw(t, e, "alice", "slow", true)
 	slow.subscribe(1, "/private/alice/#")
-	if tc, ok := slow.nc.(*net.TCPConn); ok {
+	if tc, ok := slow.NetConn().(*net.TCPConn); ok {
 		tc.SetReadBuffer(4096)
 	}
 	fast := connectRaw(t, e, "bob", "fast", true)

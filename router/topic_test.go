@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 func TestSubscribeTarget(t *testing.T) {

@@ -1,23 +1,20 @@
 package main
 
 // broker_test.go: a minimal MQTT 3.1.1 broker for pushchat's tests, built on
-// mochi's packet codec. It is not pushring: it checks the CONNECT password
+// the codec mqtt/packet. It is not pushring: it checks the CONNECT password
 // against one token, acknowledges SUBSCRIBE and QoS 1 PUBLISH, and does the
 // one fan-out pushchat relies on — a PUBLISH to /group/<gid> comes back to
 // every connected client as /private/<user>/group/<gid>, and a PUBLISH to
 // /private/<id> goes to <id>.
 
 import (
-	"bufio"
-	"bytes"
-	"io"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 type fakeBroker struct {
@@ -72,17 +69,10 @@ func (b *fakeBroker) accept() {
 	}
 }
 
-func (bc *brokerConn) write(pk packets.Packet, enc func(*packets.Packet, *bytes.Buffer) error) {
-	var buf bytes.Buffer
-	pk.ProtocolVersion = 4
+func (bc *brokerConn) write(pkt []byte) {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
-	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
-		bc.nextID++
-		pk.PacketID = bc.nextID
-	}
-	enc(&pk, &buf)
-	bc.c.Write(buf.Bytes())
+	bc.c.Write(pkt)
 }
 
 // send delivers a QoS 1 PUBLISH to the client logged in as user.
@@ -93,79 +83,72 @@ func (b *fakeBroker) send(user, topic, payload string) bool {
 	if bc == nil {
 		return false
 	}
-	bc.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-		TopicName: topic, Payload: []byte(payload)}, (*packets.Packet).PublishEncode)
+	bc.mu.Lock()
+	bc.nextID++
+	id := bc.nextID
+	bc.mu.Unlock()
+	bc.write(packet.AppendPublish(nil, 1, false, false, id, []byte(payload), topic))
 	return true
 }
 
 func (b *fakeBroker) serve(c net.Conn) {
 	defer c.Close()
-	r := bufio.NewReader(c)
+	r := packet.NewReader(c, 1<<20)
 	bc := &brokerConn{c: c}
 	user := ""
 	for {
-		hb, err := r.ReadByte()
+		h, body, err := r.ReadPacket()
 		if err != nil {
 			return
 		}
-		var pk packets.Packet
-		pk.ProtocolVersion = 4
-		if err := pk.FixedHeader.Decode(hb); err != nil {
-			b.t.Errorf("broker: bad header %x: %v", hb, err)
-			return
-		}
-		n, _, err := packets.DecodeLength(r)
-		if err != nil {
-			return
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return
-		}
-		switch pk.FixedHeader.Type {
-		case packets.Connect:
-			if err := pk.ConnectDecode(body); err != nil {
+		switch h >> 4 {
+		case packet.CONNECT:
+			var p packet.Connect
+			if err := packet.DecodeConnect(h, body, &p); err != nil {
 				b.t.Errorf("broker: CONNECT: %v", err)
 				return
 			}
-			user = string(pk.Connect.Username)
-			b.log("connect " + user + " " + pk.Connect.ClientIdentifier)
-			code := byte(0)
-			if string(pk.Connect.Password) != b.token {
-				code = 5 // not authorized
+			user = p.Username
+			b.log("connect " + user + " " + p.ClientID)
+			code := packet.ConnAccepted
+			if string(p.Password) != b.token {
+				code = packet.ConnNotAuthorized
 			}
-			bc.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code}, (*packets.Packet).ConnackEncode)
-			if code != 0 {
+			bc.write(packet.AppendConnack(nil, false, code))
+			if code != packet.ConnAccepted {
 				return
 			}
 			b.mu.Lock()
 			b.conns[user] = bc
 			b.mu.Unlock()
-		case packets.Subscribe:
-			if err := pk.SubscribeDecode(body); err != nil {
+		case packet.SUBSCRIBE:
+			var p packet.Subscribe
+			if err := packet.DecodeSubscribe(h, body, packet.V311, &p); err != nil {
 				b.t.Errorf("broker: SUBSCRIBE: %v", err)
 				return
 			}
 			var codes []byte
-			for _, f := range pk.Filters {
+			for _, f := range p.Filters {
 				b.log("subscribe " + f.Filter)
-				code := min(f.Qos, 1)
+				code := min(f.QoS, 1)
 				if b.refuseSubscribe.Load() {
-					code = 0x80
+					code = packet.SubackFailure
 				}
 				codes = append(codes, code)
 			}
-			bc.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, PacketID: pk.PacketID, ReasonCodes: codes}, (*packets.Packet).SubackEncode)
-		case packets.Publish:
-			if err := pk.PublishDecode(body); err != nil {
+			bc.write(packet.AppendSuback(nil, p.PacketID, codes))
+		case packet.PUBLISH:
+			var p packet.Publish
+			if err := packet.DecodePublish(h, body, packet.V311, &p); err != nil {
 				b.t.Errorf("broker: PUBLISH: %v", err)
 				return
 			}
-			b.log("publish " + pk.TopicName + " " + string(pk.Payload))
-			if pk.FixedHeader.Qos > 0 {
-				bc.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}, (*packets.Packet).PubackEncode)
+			topic, payload := string(p.Topic), string(p.Payload)
+			b.log("publish " + topic + " " + payload)
+			if p.QoS > 0 {
+				bc.write(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
 			}
-			if gid, ok := strings.CutPrefix(pk.TopicName, "/group/"); ok {
+			if gid, ok := strings.CutPrefix(topic, "/group/"); ok {
 				b.mu.Lock()
 				var users []string
 				for u := range b.conns {
@@ -173,22 +156,22 @@ func (b *fakeBroker) serve(c net.Conn) {
 				}
 				b.mu.Unlock()
 				for _, u := range users {
-					b.send(u, "/private/"+u+"/group/"+gid, string(pk.Payload))
+					b.send(u, "/private/"+u+"/group/"+gid, payload)
 				}
-			} else if to, ok := strings.CutPrefix(pk.TopicName, "/private/"); ok {
-				b.send(to, pk.TopicName, string(pk.Payload))
+			} else if to, ok := strings.CutPrefix(topic, "/private/"); ok {
+				b.send(to, topic, payload)
 			}
-		case packets.Puback:
-		case packets.Pingreq:
-			bc.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingresp}}, (*packets.Packet).PingrespEncode)
-		case packets.Disconnect:
+		case packet.PUBACK:
+		case packet.PINGREQ:
+			bc.write(packet.AppendPingresp(nil))
+		case packet.DISCONNECT:
 			b.log("disconnect")
 			b.mu.Lock()
 			delete(b.conns, user)
 			b.mu.Unlock()
 			return
 		default:
-			b.t.Errorf("broker: unexpected packet type %d", pk.FixedHeader.Type)
+			b.t.Errorf("broker: unexpected packet type %d", h>>4)
 			return
 		}
 	}

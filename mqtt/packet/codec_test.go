@@ -19,18 +19,18 @@ func decodeAny(header byte, body []byte, level byte, server bool) (any, error) {
 		switch typ {
 		case CONNACK:
 			sp, code, err := DecodeConnack(header, body, level)
-			return tConnack{sp, code}, err
+			return TConnack{sp, code}, err
 		case SUBACK:
 			id, codes, err := DecodeSuback(header, body, level)
-			return tSuback{id, codes}, err
+			return TSuback{id, codes}, err
 		case UNSUBACK:
 			id, err := DecodeUnsuback(header, body, level)
-			return tUnsuback{id}, err
+			return TUnsuback{id}, err
 		case PINGRESP:
 			if header != PINGRESP<<4 || len(body) != 0 {
 				return nil, ErrFlags
 			}
-			return tEmpty{PINGRESP}, nil
+			return TEmpty{PINGRESP}, nil
 		case PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP:
 		default:
 			return nil, ErrPacketType
@@ -53,9 +53,9 @@ func decodeAny(header byte, body []byte, level byte, server bool) (any, error) {
 		return u, DecodeUnsubscribe(header, body, level, u)
 	case PUBACK, PUBREC, PUBREL, PUBCOMP:
 		id, err := DecodeAck(header, body, level)
-		return tAck{typ, id}, err
+		return TAck{typ, id}, err
 	case PINGREQ, DISCONNECT:
-		return tEmpty{typ}, DecodeEmpty(header, body, level)
+		return TEmpty{typ}, DecodeEmpty(header, body, level)
 	}
 	return nil, ErrPacketType
 }
@@ -71,10 +71,10 @@ func encodeAny(dst []byte, v any) []byte {
 		return AppendSubscribe(dst, v)
 	case *Unsubscribe:
 		return AppendUnsubscribe(dst, v)
-	case tAck:
-		return AppendAck(dst, v.typ, v.id)
-	case tEmpty:
-		switch v.typ {
+	case TAck:
+		return AppendAck(dst, v.Type, v.ID)
+	case TEmpty:
+		switch v.Type {
 		case PINGREQ:
 			return AppendPingreq(dst)
 		case DISCONNECT:
@@ -82,12 +82,12 @@ func encodeAny(dst []byte, v any) []byte {
 		case PINGRESP:
 			return AppendPingresp(dst)
 		}
-	case tConnack:
-		return AppendConnack(dst, v.sp, v.code)
-	case tSuback:
-		return AppendSuback(dst, v.id, v.codes)
-	case tUnsuback:
-		return AppendUnsuback(dst, v.id)
+	case TConnack:
+		return AppendConnack(dst, v.SessionPresent, v.Code)
+	case TSuback:
+		return AppendSuback(dst, v.ID, v.Codes)
+	case TUnsuback:
+		return AppendUnsuback(dst, v.ID)
 	}
 	panic("encodeAny: no encoder for " + reflect.TypeOf(v).String())
 }
@@ -98,25 +98,25 @@ func readOne(b []byte, maxSize int) (byte, []byte, error) {
 }
 
 func TestTableDecode(t *testing.T) {
-	for _, tp := range tpackets {
-		t.Run(tp.name, func(t *testing.T) {
-			pkt := tp.bytes()
-			header, body, err := readOne(pkt, tMaxSize)
+	for _, tp := range TPackets() {
+		t.Run(tp.Name, func(t *testing.T) {
+			pkt := tp.Bytes()
+			header, body, err := readOne(pkt, TMaxSize)
 			var got any
 			if err == nil {
-				got, err = decodeAny(header, body, tp.lvl(), tp.server)
+				got, err = decodeAny(header, body, tp.ProtocolLevel(), tp.Server)
 			}
-			if tp.err != nil {
-				if err != tp.err {
-					t.Fatalf("error %v, want %v", err, tp.err)
+			if tp.Err != nil {
+				if err != tp.Err {
+					t.Fatalf("error %v, want %v", err, tp.Err)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatalf("unexpected error %v", err)
 			}
-			if !reflect.DeepEqual(got, tp.want) {
-				t.Fatalf("decoded\n%#v\nwant\n%#v", got, tp.want)
+			if !reflect.DeepEqual(got, tp.Want) {
+				t.Fatalf("decoded\n%#v\nwant\n%#v", got, tp.Want)
 			}
 		})
 	}
@@ -140,28 +140,28 @@ func TestTableErrorCodes(t *testing.T) {
 			t.Errorf("%v: errors.As failed", e)
 		}
 	}
-	for _, tp := range tpackets {
-		if tp.err != nil {
-			if _, ok := want[tp.err]; !ok {
-				t.Errorf("%s: sentinel %v missing from the code map", tp.name, tp.err)
+	for _, tp := range TPackets() {
+		if tp.Err != nil {
+			if _, ok := want[tp.Err]; !ok {
+				t.Errorf("%s: sentinel %v missing from the code map", tp.Name, tp.Err)
 			}
 		}
 	}
 }
 
 func TestTableEncode(t *testing.T) {
-	for _, tp := range tpackets {
-		if tp.err != nil || tp.noEnc {
+	for _, tp := range TPackets() {
+		if tp.Err != nil || tp.NoEnc {
 			continue
 		}
-		t.Run(tp.name, func(t *testing.T) {
-			want := tp.bytes()
-			if got := encodeAny(nil, tp.want); !bytes.Equal(got, want) {
+		t.Run(tp.Name, func(t *testing.T) {
+			want := tp.Bytes()
+			if got := encodeAny(nil, tp.Want); !bytes.Equal(got, want) {
 				t.Fatalf("encoded\n% X\nwant\n% X", got, want)
 			}
 			// Appending keeps what dst held.
 			prefix := []byte{0xAA, 0xBB}
-			if got := encodeAny(prefix, tp.want); !bytes.Equal(got[:2], prefix) || !bytes.Equal(got[2:], want) {
+			if got := encodeAny(prefix, tp.Want); !bytes.Equal(got[:2], prefix) || !bytes.Equal(got[2:], want) {
 				t.Fatalf("append to prefix\n% X", got)
 			}
 		})
@@ -169,22 +169,22 @@ func TestTableEncode(t *testing.T) {
 }
 
 func TestTableRoundTrip(t *testing.T) {
-	for _, tp := range tpackets {
-		if tp.err != nil {
+	for _, tp := range TPackets() {
+		if tp.Err != nil {
 			continue
 		}
-		t.Run(tp.name, func(t *testing.T) {
-			enc := encodeAny(nil, tp.want)
-			header, body, err := readOne(enc, tMaxSize)
+		t.Run(tp.Name, func(t *testing.T) {
+			enc := encodeAny(nil, tp.Want)
+			header, body, err := readOne(enc, TMaxSize)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := decodeAny(header, body, tp.lvl(), tp.server)
+			got, err := decodeAny(header, body, tp.ProtocolLevel(), tp.Server)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tp.want) {
-				t.Fatalf("round trip\n%#v\nwant\n%#v", got, tp.want)
+			if !reflect.DeepEqual(got, tp.Want) {
+				t.Fatalf("round trip\n%#v\nwant\n%#v", got, tp.Want)
 			}
 		})
 	}
@@ -194,33 +194,33 @@ func TestTableRoundTrip(t *testing.T) {
 // one Reader in pieces of every size from 1 byte up, as a socket would.
 func TestTableStream(t *testing.T) {
 	var stream []byte
-	var want []tpacket
-	for _, tp := range tpackets {
-		if tp.err == nil {
-			stream = append(stream, tp.bytes()...)
+	var want []TPacket
+	for _, tp := range TPackets() {
+		if tp.Err == nil {
+			stream = append(stream, tp.Bytes()...)
 			want = append(want, tp)
 		}
 	}
 	for _, chunk := range []int{1, 2, 3, 5, 7, 64, 1000, 5000, len(stream)} {
-		r := NewReaderSize(&chunkReader{b: stream, sizes: []int{chunk}}, tMaxSize, 64)
+		r := NewReaderSize(&chunkReader{b: stream, sizes: []int{chunk}}, TMaxSize, 64)
 		for _, tp := range want {
 			header, body, err := r.ReadPacket()
 			if err != nil {
-				t.Fatalf("chunk %d, %s: %v", chunk, tp.name, err)
+				t.Fatalf("chunk %d, %s: %v", chunk, tp.Name, err)
 			}
-			got, err := decodeAny(header, body, tp.lvl(), tp.server)
-			if err != nil || !reflect.DeepEqual(got, tp.want) {
-				t.Fatalf("chunk %d, %s: got %#v, %v", chunk, tp.name, got, err)
+			got, err := decodeAny(header, body, tp.ProtocolLevel(), tp.Server)
+			if err != nil || !reflect.DeepEqual(got, tp.Want) {
+				t.Fatalf("chunk %d, %s: got %#v, %v", chunk, tp.Name, got, err)
 			}
 		}
 		if _, _, err := r.ReadPacket(); err != io.EOF {
 			t.Fatalf("chunk %d: end of stream: %v, want io.EOF", chunk, err)
 		}
-		if c := cap(r.buf); c > 64+tMaxSize+5 {
+		if c := cap(r.buf); c > 64+TMaxSize+5 {
 			t.Fatalf("buffer grew to %d", c)
 		}
 	}
-	r := NewReader(iotest.OneByteReader(bytes.NewReader(stream)), tMaxSize)
+	r := NewReader(iotest.OneByteReader(bytes.NewReader(stream)), TMaxSize)
 	for range want {
 		if _, _, err := r.ReadPacket(); err != nil {
 			t.Fatal(err)
@@ -355,7 +355,7 @@ func TestSetPacketID(t *testing.T) {
 func TestDecodeConnectLevelReported(t *testing.T) {
 	var c Connect
 	pkt := AppendConnect(nil, &Connect{ProtocolLevel: V5, ClientID: "x", WillTopic: "w", Username: "u"})
-	header, body, _ := readOne(pkt, tMaxSize)
+	header, body, _ := readOne(pkt, TMaxSize)
 	if err := DecodeConnect(header, body, &c); err != ErrV5NotSupported || c.ProtocolLevel != V5 || c.ProtocolName != "MQTT" {
 		t.Fatalf("level 5: %v, %+v", err, c)
 	}
@@ -364,13 +364,13 @@ func TestDecodeConnectLevelReported(t *testing.T) {
 func TestDecodeReusesSlices(t *testing.T) {
 	var s Subscribe
 	pkt := AppendSubscribe(nil, &Subscribe{PacketID: 1, Filters: []Subscription{{"a", 0}, {"b", 1}, {"c", 2}}})
-	header, body, _ := readOne(pkt, tMaxSize)
+	header, body, _ := readOne(pkt, TMaxSize)
 	if err := DecodeSubscribe(header, body, V311, &s); err != nil || len(s.Filters) != 3 {
 		t.Fatal(err)
 	}
 	p := &s.Filters[0]
 	pkt = AppendSubscribe(nil, &Subscribe{PacketID: 2, Filters: []Subscription{{"d", 1}}})
-	header, body, _ = readOne(pkt, tMaxSize)
+	header, body, _ = readOne(pkt, TMaxSize)
 	if err := DecodeSubscribe(header, body, V311, &s); err != nil || len(s.Filters) != 1 || &s.Filters[0] != p {
 		t.Fatalf("filters not reused: %v %+v", err, s)
 	}
@@ -399,7 +399,7 @@ var (
 
 func TestAllocsDecodePublish(t *testing.T) {
 	pkt := AppendPublish(nil, 1, false, false, 7, make([]byte, 64), "/private/alice/group/g1")
-	header, body, _ := readOne(pkt, tMaxSize)
+	header, body, _ := readOne(pkt, TMaxSize)
 	var p Publish
 	if n := testing.AllocsPerRun(1000, func() {
 		if err := DecodePublish(header, body, V311, &p); err != nil {
@@ -447,7 +447,7 @@ func TestAllocsAppendPublish(t *testing.T) {
 func TestAllocsReaderAndMatch(t *testing.T) {
 	pkt := AppendPublish(nil, 1, false, false, 7, make([]byte, 64), "/private/alice/group/g1")
 	src := &loopReader{b: bytes.Repeat(pkt, 10)}
-	r := NewReader(src, tMaxSize)
+	r := NewReader(src, TMaxSize)
 	var p Publish
 	r.ReadPacket() // allocates the buffer
 	if n := testing.AllocsPerRun(1000, func() {

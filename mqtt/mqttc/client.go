@@ -1,8 +1,14 @@
-// Package mqttc is the load harness's lean MQTT 3.1.1 client, built on
-// router/packet (the codec, standard library only). One goroutine reads a
-// connection; the owner writes to it through a buffered writer. It is made
-// for measurement, not for applications: no reconnects, no keep-alive
-// (KeepAlive 0), no persistent sessions.
+// Package mqttc is a lean raw MQTT 3.1.1 client on the codec mqtt/packet
+// (standard library only). It serves two kinds of callers with one set of
+// primitives:
+//
+//   - the load harness: Dial, Subscribe, Publish/Flush from one goroutine
+//     and Run, a read loop that acknowledges QoS 1 deliveries, in another;
+//   - tests that speak MQTT byte by byte: DialTCP (no CONNECT), Connect,
+//     WritePacket (any bytes, well-formed or hostile) and ReadPacket.
+//
+// It is made for measurement and tests, not for applications: no
+// reconnects and no keep-alive pings.
 package mqttc
 
 import (
@@ -12,28 +18,29 @@ import (
 	"net"
 	"time"
 
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Conn is one MQTT connection. Write methods are not safe for concurrent
 // use: one goroutine writes (Publish, Flush), the read loop (Run) only
 // answers PUBLISHes with PUBACKs through its own buffer.
 type Conn struct {
-	nc  net.Conn
-	r   *packet.Reader
-	w   *bufio.Writer
-	buf []byte
+	nc      net.Conn
+	r       *packet.Reader
+	w       *bufio.Writer
+	buf     []byte
+	bufSize int
 
 	nextID   uint16
 	inflight chan struct{} // QoS 1 publish window; nil if no QoS 1 publishing
 }
 
-// Options for Dial.
+// Options for Dial and DialTCP.
 type Options struct {
 	ClientID string
 	Username string
 	Password string
-	Timeout  time.Duration // connect + CONNACK; default 10 s
+	Timeout  time.Duration // dial, and Dial's CONNECT + CONNACK; default 10 s
 	Inflight int           // QoS 1 publish window; default 16
 	// LocalAddr, if set, is the source IP to dial from (e.g. 127.0.0.2), so
 	// many connections do not run out of ephemeral ports on one address.
@@ -41,10 +48,8 @@ type Options struct {
 	BufSize   int // read and write buffer size; default 32 KiB (idle clients: small)
 }
 
-// Dial connects, sends CONNECT (clean session, no keep-alive) and waits for
-// CONNACK.
-func Dial(addr string, o Options) (*Conn, error) {
-	if o.Timeout == 0 {
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
 	if o.Inflight <= 0 {
@@ -53,6 +58,37 @@ func Dial(addr string, o Options) (*Conn, error) {
 	if o.BufSize <= 0 {
 		o.BufSize = 32 << 10
 	}
+	return o
+}
+
+// Dial connects, sends CONNECT (clean session, no keep-alive) and waits for
+// CONNACK 0.
+func Dial(addr string, o Options) (*Conn, error) {
+	o = o.withDefaults()
+	c, err := DialTCP(addr, o)
+	if err != nil {
+		return nil, err
+	}
+	_, code, err := c.Connect(&packet.Connect{
+		CleanSession: true,
+		ClientID:     o.ClientID,
+		Username:     o.Username,
+		Password:     []byte(o.Password),
+	}, o.Timeout)
+	if err == nil && code != packet.ConnAccepted {
+		err = fmt.Errorf("CONNACK refused with code %d", code)
+	}
+	if err != nil {
+		c.nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// DialTCP opens the connection and sends nothing: the caller writes the
+// first packet (Connect, or any bytes through WritePacket).
+func DialTCP(addr string, o Options) (*Conn, error) {
+	o = o.withDefaults()
 	d := net.Dialer{Timeout: o.Timeout}
 	if o.LocalAddr != "" {
 		ip := net.ParseIP(o.LocalAddr)
@@ -65,40 +101,71 @@ func Dial(addr string, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{
+	return New(nc, o), nil
+}
+
+// New makes a client of a connection the caller opened (with socket
+// options of its own, say); like DialTCP it sends nothing.
+func New(nc net.Conn, o Options) *Conn {
+	o = o.withDefaults()
+	return &Conn{
 		nc:       nc,
-		r:        packet.NewReaderSize(nc, 1<<20, o.BufSize),
+		r:        packet.NewReaderSize(nc, maxPacket, o.BufSize),
 		w:        bufio.NewWriterSize(nc, o.BufSize),
+		bufSize:  o.BufSize,
 		inflight: make(chan struct{}, o.Inflight),
 	}
-	nc.SetDeadline(time.Now().Add(o.Timeout))
-	c.buf = packet.AppendConnect(c.buf[:0], &packet.Connect{
-		CleanSession: true,
-		ClientID:     o.ClientID,
-		Username:     o.Username,
-		Password:     []byte(o.Password),
-	})
-	if _, err := nc.Write(c.buf); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	h, body, err := c.r.ReadPacket()
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("reading CONNACK: %w", err)
-	}
-	_, code, err := packet.DecodeConnack(h, body, packet.V311)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	if code != packet.ConnAccepted {
-		nc.Close()
-		return nil, fmt.Errorf("CONNACK refused with code %d", code)
-	}
-	nc.SetDeadline(time.Time{})
-	return c, nil
 }
+
+// maxPacket is the largest packet the client reads.
+const maxPacket = 1 << 20
+
+// Connect sends p as the CONNECT (protocol MQTT 3.1.1 unless p names
+// another) and reads the CONNACK within timeout. A refusal is a code, not
+// an error: tests look at it.
+func (c *Conn) Connect(p *packet.Connect, timeout time.Duration) (sessionPresent bool, code byte, err error) {
+	c.buf = packet.AppendConnect(c.buf[:0], p)
+	if err := c.WritePacket(c.buf, timeout); err != nil {
+		return false, 0, err
+	}
+	h, body, err := c.ReadPacket(timeout)
+	if err != nil {
+		return false, 0, fmt.Errorf("reading CONNACK: %w", err)
+	}
+	return packet.DecodeConnack(h, body, packet.V311)
+}
+
+// WritePacket writes b (one or more packets, or any bytes) to the socket
+// at once, bypassing the Publish buffer, within timeout.
+func (c *Conn) WritePacket(b []byte, timeout time.Duration) error {
+	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	defer c.nc.SetWriteDeadline(time.Time{})
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// ReadPacket returns the next packet read within timeout; body is valid
+// until the next read. After a timeout the connection stays usable (a
+// packet cut by the timeout is lost), so a test can assert a quiet period
+// and go on; any other error is final.
+func (c *Conn) ReadPacket(timeout time.Duration) (header byte, body []byte, err error) {
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	defer c.nc.SetReadDeadline(time.Time{})
+	header, body, err = c.r.ReadPacket()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// The Reader's errors are sticky.
+		c.r = packet.NewReaderSize(c.nc, maxPacket, c.bufSize)
+	}
+	return header, body, err
+}
+
+// LocalAddr is the client's end of the connection.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// NetConn is the connection itself, for socket options; reading or
+// writing it directly bypasses the client's buffers.
+func (c *Conn) NetConn() net.Conn { return c.nc }
 
 // Subscribe sends one SUBSCRIBE and waits for its SUBACK (call before Run).
 func (c *Conn) Subscribe(filter string, qos byte, timeout time.Duration) error {

@@ -8,7 +8,7 @@ import (
 
 // Fuzz targets (STYLE.md §6). Run one at a time, for example:
 //
-//	go test ./router/packet/ -run '^$' -fuzz '^FuzzReader$' -fuzztime 20s -fuzzminimizetime 2s
+//	go test ./mqtt/packet/ -run '^$' -fuzz '^FuzzReader$' -fuzztime 20s -fuzzminimizetime 2s
 //
 // (the default minimization time of 60s stalls short runs on new inputs.)
 //
@@ -22,8 +22,8 @@ import (
 // seedPackets splits the table into (header, body) pairs.
 func seedPackets(f *testing.F, add func(header byte, body []byte)) {
 	f.Helper()
-	for _, tp := range tpackets {
-		b := tp.bytes()
+	for _, tp := range TPackets() {
+		b := tp.Bytes()
 		hl, rl, err := parseFixedHeader(b)
 		if err != nil || hl == 0 || hl+rl != len(b) || len(b) > 4096 {
 			continue
@@ -48,10 +48,10 @@ func checkReencode(t *testing.T, v any, pkt []byte) {
 
 func FuzzReader(f *testing.F) {
 	var all []byte
-	for _, tp := range tpackets {
-		b := tp.bytes()
+	for _, tp := range TPackets() {
+		b := tp.Bytes()
 		if len(b) < 1000 {
-			f.Add(b, []byte{1, 7, 0, 200}, uint32(tMaxSize))
+			f.Add(b, []byte{1, 7, 0, 200}, uint32(TMaxSize))
 			all = append(all, b...)
 		}
 	}

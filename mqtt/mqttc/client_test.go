@@ -1,11 +1,15 @@
 package mqttc
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // fakeBroker accepts one connection and plays a tiny script: CONNACK,
@@ -109,5 +113,71 @@ func TestClient(t *testing.T) {
 	c.Close()
 	if err := <-done; err == nil {
 		t.Fatal("Run returned nil after Close")
+	}
+}
+
+// TestRawConn: the primitives the tests use byte by byte. DialTCP sends
+// nothing; Connect reports a refusal as a code; WritePacket writes any
+// bytes as they are; a ReadPacket timeout leaves the connection usable.
+func TestRawConn(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := DialTCP(l.Addr().String(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Abort()
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	sr := packet.NewReader(sc, 0)
+
+	connected := make(chan error, 1)
+	go func() {
+		_, code, err := c.Connect(&packet.Connect{ClientID: "x", Username: "u", Password: []byte("bad")}, 5*time.Second)
+		if err == nil && code != packet.ConnBadCredentials {
+			err = fmt.Errorf("code %#x", code)
+		}
+		connected <- err
+	}()
+	h, body, err := sr.ReadPacket()
+	if err != nil || h>>4 != packet.CONNECT {
+		t.Fatalf("server read %#x %v", h, err)
+	}
+	var cp packet.Connect
+	if err := packet.DecodeConnect(h, body, &cp); err != nil || cp.Username != "u" || string(cp.Password) != "bad" {
+		t.Fatalf("CONNECT %+v %v", cp, err)
+	}
+	sc.Write(packet.AppendConnack(nil, false, packet.ConnBadCredentials))
+	if err := <-connected; err != nil {
+		t.Fatal(err)
+	}
+
+	hostile := []byte{0x30, 0xFF, 0xFF, 0xFF, 0x7F}
+	if err := c.WritePacket(hostile, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(hostile))
+	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(sc, got); err != nil || !bytes.Equal(got, hostile) {
+		t.Fatalf("server got % x %v", got, err)
+	}
+
+	var ne net.Error
+	if _, _, err := c.ReadPacket(20 * time.Millisecond); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("quiet read: %v, want a timeout", err)
+	}
+	sc.Write(packet.AppendPingresp(nil))
+	if h, _, err := c.ReadPacket(5 * time.Second); err != nil || h>>4 != packet.PINGRESP {
+		t.Fatalf("after a timeout: %#x %v", h, err)
+	}
+	sc.Close()
+	if _, _, err := c.ReadPacket(5 * time.Second); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("after the server closed: %v, want EOF", err)
 	}
 }

@@ -5,7 +5,7 @@ package packet_test
 // unless your own codec beats it in a benchmark you commit"). mochi is a
 // test-only dependency of this package.
 //
-//	go test ./router/packet/ -run '^$' -bench . -benchmem
+//	go test ./mqtt/packet/ -run '^$' -bench . -benchmem
 //
 // Both sides do what a server does per message: decode = fixed header flags
 // + body + validation (mochi: FixedHeader.Decode, PublishDecode,
@@ -30,7 +30,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 var (

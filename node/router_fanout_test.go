@@ -1,24 +1,28 @@
-package fanout
+package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/pushring/pushring/fanout"
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/router"
 )
 
-// The whole path through real routers: the router's Presence hook drives
-// the attach records, and a client connected away from its home gets
-// direct and group messages exactly once over MQTT.
+// The whole path through real routers and fan-outs on an in-memory bus
+// and a fixed placement: the router's Presence hook drives the attach
+// records, and a client connected away from its home gets direct and group
+// messages exactly once over MQTT.
 
 type allowAll struct{}
 
@@ -36,20 +40,35 @@ type delivererFunc func(*message.Message, []string)
 
 func (d delivererFunc) Deliver(m *message.Message, to []string) { d(m, to) }
 
+// fixedPlacement homes principals and owns groups by map, def otherwise.
+type fixedPlacement struct {
+	homes, owners map[string]string
+	def           string
+}
+
+func (p *fixedPlacement) Home(id string) string   { return cmp.Or(p.homes[id], p.def) }
+func (p *fixedPlacement) Owner(gid string) string { return cmp.Or(p.owners[gid], p.def) }
+
+// staticMembers is a fanout.Members over a map.
+type staticMembers map[string][]string
+
+func (m staticMembers) Members(gid string) []string { return m[gid] }
+
 type routerNode struct {
-	f    *Fanout
+	f    *fanout.Fanout
 	srv  *router.Server
 	addr string
 }
 
-func startRouterNodes(t *testing.T, bus Bus, dir Members, place Placement) []*routerNode {
+func startRouterNodes(t *testing.T, bus fanout.Bus, dir fanout.Members, place fanout.Placement) []*routerNode {
 	t.Helper()
-	out := make([]*routerNode, len(threeIDs))
-	for i, id := range threeIDs {
+	ids := []string{"n1", "n2", "n3"}
+	out := make([]*routerNode, len(ids))
+	for i, id := range ids {
 		n := &routerNode{}
-		cfg := DefaultConfig()
+		cfg := fanout.DefaultConfig()
 		cfg.NodeID, cfg.Cluster = id, "test"
-		n.f = New(cfg, bus, dir, place, delivererFunc(func(m *message.Message, to []string) { n.srv.Deliver(m, to) }))
+		n.f = fanout.New(cfg, bus, dir, place, delivererFunc(func(m *message.Message, to []string) { n.srv.Deliver(m, to) }))
 		rcfg := router.DefaultConfig()
 		rcfg.NodeID = id
 		n.srv = router.New(rcfg, allowAll{}, allowAll{}, n.f, message.NewIDSource(id))
@@ -111,8 +130,8 @@ func connectMQTT(t *testing.T, addr, id string, inbox *mqttInbox) mqtt.Client {
 }
 
 func TestAttachThroughRouters(t *testing.T) {
-	bus := NewMemoryBus()
-	place := &mapPlacement{homes: map[string]string{"alice": "n1", "bob": "n2", "dev": "n3"},
+	bus := fanout.NewMemoryBus()
+	place := &fixedPlacement{homes: map[string]string{"alice": "n1", "bob": "n2", "dev": "n3"},
 		owners: map[string]string{"g": "n3"}, def: "n1"}
 	nodes := startRouterNodes(t, bus, staticMembers{"g": {"alice", "bob"}}, place)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
@@ -120,9 +139,10 @@ func TestAttachThroughRouters(t *testing.T) {
 	// alice connects to n2, not her home: n2 attaches her at n1.
 	var inbox mqttInbox
 	alice := connectMQTT(t, n2.addr, "alice", &inbox)
+	// Only alice is away from home, so n1's one record is hers.
 	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
-		if h := n1.f.att.holders("alice", time.Now().UnixNano()); len(h) != 1 || h[0] != "n2" {
-			return fmt.Errorf("holders of alice at n1: %v", h)
+		if r := n1.f.Stats().AttachRecords; r != 1 {
+			return fmt.Errorf("%d attach records at n1", r)
 		}
 		return nil
 	})
@@ -144,7 +164,19 @@ func TestAttachThroughRouters(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(100 * time.Millisecond)
+	// A duplicate would have been sent with the first copies; a last
+	// direct message on the same path (home n1, on to n2) is a barrier
+	// for them.
+	if tok := bob.Publish("/private/alice", 1, false, "last"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	want["/private/alice last"] = true
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got := inbox.get(); !slices.Contains(got, "/private/alice last") {
+			return fmt.Errorf("alice got %v", got)
+		}
+		return nil
+	})
 	got := inbox.get()
 	if len(got) != len(want) {
 		t.Fatalf("alice got %v, want each of %v once", got, want)
@@ -154,15 +186,15 @@ func TestAttachThroughRouters(t *testing.T) {
 			t.Errorf("alice got %q", m)
 		}
 	}
-	if s := n1.f.Stats(); s.AttachForwards != 2 {
-		t.Errorf("n1 attach forwards %d, want 2", s.AttachForwards)
+	if s := n1.f.Stats(); s.AttachForwards != 3 {
+		t.Errorf("n1 attach forwards %d, want 3", s.AttachForwards)
 	}
 
 	// alice leaves: her record at n1 goes.
 	alice.Disconnect(0)
 	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
-		if h := n1.f.att.holders("alice", time.Now().UnixNano()); len(h) != 0 {
-			return fmt.Errorf("holders of alice at n1: %v", h)
+		if r := n1.f.Stats().AttachRecords; r != 0 {
+			return fmt.Errorf("%d attach records at n1", r)
 		}
 		return nil
 	})
