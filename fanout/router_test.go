@@ -49,10 +49,14 @@ func startRouterNodes(t *testing.T, bus Bus, dir Members, place Placement) []*ro
 		n := &routerNode{}
 		cfg := DefaultConfig()
 		cfg.NodeID, cfg.Cluster = id, "test"
-		n.f = New(cfg, bus, dir, place, delivererFunc(func(m *message.Message, to []string) { n.srv.Deliver(m, to) }))
+		n.f = mustNew(t, cfg, bus, dir, place, delivererFunc(func(m *message.Message, to []string) { n.srv.Deliver(m, to) }))
 		rcfg := router.DefaultConfig()
 		rcfg.NodeID = id
-		n.srv = router.New(rcfg, allowAll{}, allowAll{}, n.f, message.NewIDSource(id))
+		srv, err := router.New(rcfg, allowAll{}, allowAll{}, n.f, message.NewIDSource(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.srv = srv
 		n.srv.SetPresence(n.f)
 		if err := n.f.Start(); err != nil {
 			t.Fatal(err)
