@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/store"
@@ -68,32 +71,45 @@ type Deps struct {
 	Ready func() error
 }
 
-// Config of the API. Zero fields take the DefaultConfig value.
+// ErrInvalidConfig is matched (errors.Is) by every error New returns for
+// a Config or Deps it cannot run with; the error's text names the field.
+var ErrInvalidConfig = errors.New("api: invalid config")
+
+// Config of the API. Build it from DefaultConfig and change what you
+// need. New fills a zero field with its default, then refuses, with an
+// error naming the field, a value it cannot run with.
 type Config struct {
 	// AdminKey authorizes admin calls, sent as "Authorization: Bearer
-	// <AdminKey>". Empty: no call is ever admin (fail closed).
+	// <AdminKey>". Empty (the default): no call is ever admin (fail
+	// closed). A key under 16 bytes is accepted with a warning.
 	AdminKey string
 	// SessionTTL is how long a login session lasts. Default 24h.
 	SessionTTL time.Duration
-	// MaxBodyBytes caps every request body (413 above). Default 1 MiB.
+	// MaxBodyBytes caps every request body, in bytes (413 above).
+	// Default 1 MiB.
 	MaxBodyBytes int64
-	// MaxPayloadBytes caps a message payload after base64 decoding (413
-	// above). Default 256 KiB.
+	// MaxPayloadBytes caps a message payload after base64 decoding, in
+	// bytes (413 above). Default 256 KiB.
 	MaxPayloadBytes int
-	// PrivatePrefix is the root of private topics: /private/<id>.
-	// Default "/private".
+	// PrivatePrefix is the root of private topics: <PrivatePrefix>/<id>,
+	// a topic name without wildcards or NUL; trailing '/'s are dropped.
+	// It must match the MQTT router's. Default "/private".
 	PrivatePrefix string
 	// LoginRate is the refill rate, in attempts per second, of the login
-	// token bucket kept per client address, and LoginBurst its size.
-	// Defaults 1/s and 10. A negative LoginRate turns the limit off.
+	// token bucket kept per client address, and LoginBurst its size in
+	// attempts. A negative LoginRate turns the limit off. Defaults 1/s
+	// and 10.
 	LoginRate  float64
 	LoginBurst int
-	// Logger receives one line per refused request. Default: discard.
+	// Logger receives one line per refused request, and warnings. Nil
+	// (the default) means slog.Default(), so nothing the API reports is
+	// lost; pass slog.New(slog.DiscardHandler) for silence.
 	Logger *slog.Logger
 	// Registry is the node's Prometheus registry: /metrics serves it and
-	// the API registers its own metrics on it. nil: a new one.
+	// the API registers its own metrics on it. Nil (the default): a new
+	// one.
 	Registry *prometheus.Registry
-	// Now is the clock (tests). Default time.Now.
+	// Now is the clock (tests). Nil: time.Now, the default.
 	Now func() time.Time
 }
 
@@ -110,15 +126,23 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c *Config) fill() {
+// Validate reports the error New would return for c: nil if New can run
+// with it. Use it to refuse a bad config before starting anything else.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
+// withDefaults returns c with every zero field that has a default set to
+// it (the nil Logger to slog.Default(), a nil Registry to a new one), and
+// trailing '/'s dropped from PrivatePrefix. It leaves wrong values for
+// validate to refuse.
+func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.SessionTTL <= 0 {
+	if c.SessionTTL == 0 {
 		c.SessionTTL = d.SessionTTL
 	}
-	if c.MaxBodyBytes <= 0 {
+	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = d.MaxBodyBytes
 	}
-	if c.MaxPayloadBytes <= 0 {
+	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = d.MaxPayloadBytes
 	}
 	c.PrivatePrefix = strings.TrimRight(c.PrivatePrefix, "/")
@@ -126,20 +150,47 @@ func (c *Config) fill() {
 		c.PrivatePrefix = d.PrivatePrefix
 	}
 	if c.LoginRate == 0 {
-		c.LoginRate = d.LoginRate
+		c.LoginRate = d.LoginRate // negative stays: no limit
 	}
-	if c.LoginBurst <= 0 {
+	if c.LoginBurst == 0 {
 		c.LoginBurst = d.LoginBurst
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = d.Now
 	}
+	return c
+}
+
+// validate checks a Config that went through withDefaults. The error
+// names the first bad field.
+func (c Config) validate() error {
+	return configerr.First(
+		configerr.Positive(ErrInvalidConfig, "api", "SessionTTL", c.SessionTTL),
+		configerr.Positive(ErrInvalidConfig, "api", "MaxBodyBytes", c.MaxBodyBytes),
+		configerr.Positive(ErrInvalidConfig, "api", "MaxPayloadBytes", c.MaxPayloadBytes),
+		invalidIf(strings.ContainsAny(c.PrivatePrefix, "+#\x00"), "PrivatePrefix %q must be a topic name without wildcards or NUL", c.PrivatePrefix),
+		invalidIf(math.IsNaN(c.LoginRate), "LoginRate must be a number (got NaN)"),
+		configerr.Positive(ErrInvalidConfig, "api", "LoginBurst", c.LoginBurst),
+	)
+}
+
+// invalid returns a config error: "api: " and format.
+func invalid(format string, args ...any) error {
+	return configerr.New(ErrInvalidConfig, "api", format, args...)
+}
+
+// invalidIf is invalid when bad holds, else nil.
+func invalidIf(bad bool, format string, args ...any) error {
+	if !bad {
+		return nil
+	}
+	return invalid(format, args...)
 }
 
 // API is the HTTP handler of a node. It is goroutine-safe.
@@ -163,15 +214,23 @@ type API struct {
 
 var _ http.Handler = (*API)(nil)
 
-// New returns the API over st. It panics if st or a required dependency is
-// nil: that is a wiring bug, not a runtime condition.
-func New(cfg Config, st store.Store, deps Deps) *API {
-	if st == nil || deps.Publisher == nil || deps.ACL == nil || deps.Cluster == nil {
-		panic("api: New needs a store, a Publisher, an ACL and a Cluster")
+// New returns the API over st. Zero Config fields take their defaults
+// (see Config). A Config New cannot run with, or a nil st or required
+// dependency, is refused with an error matching ErrInvalidConfig.
+func New(cfg Config, st store.Store, deps Deps) (*API, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	cfg.fill()
+	if st == nil || deps.Publisher == nil || deps.ACL == nil || deps.Cluster == nil {
+		return nil, invalid("New needs a store, a Publisher, an ACL and a Cluster (one is nil)")
+	}
 	if deps.IDs == nil {
 		deps.IDs = message.NewIDSource(deps.Cluster.Self().ID)
+	}
+	met, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
 	}
 	a := &API{
 		cfg:       cfg,
@@ -179,7 +238,7 @@ func New(cfg Config, st store.Store, deps Deps) *API {
 		deps:      deps,
 		log:       cfg.Logger,
 		mux:       http.NewServeMux(),
-		met:       newMetrics(cfg.Registry),
+		met:       met,
 		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	if cfg.AdminKey != "" {
@@ -193,7 +252,7 @@ func New(cfg Config, st store.Store, deps Deps) *API {
 		a.login = newLimiter(cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
 	}
 	a.routes()
-	return a
+	return a, nil
 }
 
 func (a *API) now() time.Time { return a.cfg.Now() }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -461,7 +462,9 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 
 	// A second API on the same registry reuses the collectors.
-	New(Config{Registry: f.reg}, f.st, Deps{Publisher: f.pub, ACL: f.acl, Cluster: twoNodes{}})
+	if _, err := New(Config{Registry: f.reg}, f.st, Deps{Publisher: f.pub, ACL: f.acl, Cluster: twoNodes{}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestRouting(t *testing.T) {
@@ -680,7 +683,10 @@ func (panicCluster) HomeNode(string) membership.Node { panic("boom") }
 
 func TestPanicIsJSON500(t *testing.T) {
 	f := newFixture(t)
-	a := New(Config{AdminKey: adminKey, Logger: f.api.log}, f.acl, Deps{Publisher: f.pub, ACL: f.acl, Cluster: panicCluster{}})
+	a, err := New(Config{AdminKey: adminKey, Logger: f.api.log}, f.acl, Deps{Publisher: f.pub, ACL: f.acl, Cluster: panicCluster{}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.srv.Config.Handler = a
 	f.mustErr(500, "internal", "GET", "/v1/route/alice", admin, nil)
 	f.must(200, "GET", "/v1/cluster", admin, nil)
@@ -689,11 +695,18 @@ func TestPanicIsJSON500(t *testing.T) {
 	}
 }
 
-func TestNewPanicsOnMissingDeps(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("no panic")
+func TestNewRefusesMissingDeps(t *testing.T) {
+	deps := Deps{Publisher: dropPublisher{}, ACL: store.NewDirectory(store.NewMemory()), Cluster: twoNodes{}}
+	for name, mod := range map[string]func(*Deps) store.Store{
+		"store":     func(*Deps) store.Store { return nil },
+		"Publisher": func(d *Deps) store.Store { d.Publisher = nil; return store.NewMemory() },
+		"ACL":       func(d *Deps) store.Store { d.ACL = nil; return store.NewMemory() },
+		"Cluster":   func(d *Deps) store.Store { d.Cluster = nil; return store.NewMemory() },
+	} {
+		d := deps
+		st := mod(&d)
+		if a, err := New(DefaultConfig(), st, d); !errors.Is(err, ErrInvalidConfig) || a != nil {
+			t.Errorf("no %s: %v, %v", name, a, err)
 		}
-	}()
-	New(DefaultConfig(), store.NewMemory(), Deps{})
+	}
 }

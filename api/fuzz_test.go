@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,11 +43,15 @@ func FuzzDecodeRequest(f *testing.F) {
 	cfg.AdminKey = adminKey
 	cfg.MaxBodyBytes = 4096
 	cfg.MaxPayloadBytes = 64
-	a := New(cfg, mem, Deps{
+	cfg.Logger = slog.New(slog.DiscardHandler) // a line per refused request
+	a, err := New(cfg, mem, Deps{
 		Publisher: dropPublisher{},
 		ACL:       store.NewDirectory(mem), // never started: denies everyone but admin
 		Cluster:   membership.NewStatic(membership.Node{ID: "n1"}),
 	})
+	if err != nil {
+		f.Fatal(err)
+	}
 	paths := []string{"/v1/devices", "/v1/groups", "/v1/groups/g1/messages", "/v1/users/alice/messages"}
 
 	f.Fuzz(func(t *testing.T, data []byte) {

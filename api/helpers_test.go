@@ -135,13 +135,17 @@ func newFixture(t *testing.T, mod ...func(*Config)) *fixture {
 	for _, m := range mod {
 		m(&cfg)
 	}
-	f.api = New(cfg, f.acl, Deps{
+	a, err := New(cfg, f.acl, Deps{
 		Publisher: f.pub,
 		ACL:       f.acl,
 		Cluster:   twoNodes{},
 		IDs:       message.NewIDSource("n1"),
 		Ready:     func() error { return f.ready },
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.api = a
 	f.srv = httptest.NewServer(f.api)
 	t.Cleanup(f.srv.Close)
 	return f

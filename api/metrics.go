@@ -2,8 +2,11 @@ package api
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushring/pushring/internal/configerr"
 )
 
 // metrics of the API. Label values come from fixed sets (route patterns,
@@ -14,35 +17,45 @@ type metrics struct {
 	messages *prometheus.CounterVec // kind
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	return &metrics{
-		requests: counterVec(reg, prometheus.CounterOpts{
-			Name: "pushring_http_requests_total",
-			Help: "HTTP API requests by route pattern and status code.",
-		}, "route", "code"),
-		errors: counterVec(reg, prometheus.CounterOpts{
-			Name: "pushring_http_errors_total",
-			Help: "HTTP API error answers by error code.",
-		}, "code"),
-		messages: counterVec(reg, prometheus.CounterOpts{
-			Name: "pushring_http_messages_total",
-			Help: "Messages accepted over the HTTP API, by kind (direct, group).",
-		}, "kind"),
+// newMetrics registers the API's metrics on reg. It fails if reg holds
+// another collector under one of their names (a Registry the caller
+// filled with something else).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var m metrics
+	var err error
+	if m.requests, err = counterVec(reg, prometheus.CounterOpts{
+		Name: "pushring_http_requests_total",
+		Help: "HTTP API requests by route pattern and status code.",
+	}, "route", "code"); err != nil {
+		return nil, err
 	}
+	if m.errors, err = counterVec(reg, prometheus.CounterOpts{
+		Name: "pushring_http_errors_total",
+		Help: "HTTP API error answers by error code.",
+	}, "code"); err != nil {
+		return nil, err
+	}
+	if m.messages, err = counterVec(reg, prometheus.CounterOpts{
+		Name: "pushring_http_messages_total",
+		Help: "Messages accepted over the HTTP API, by kind (direct, group).",
+	}, "kind"); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 // counterVec registers a counter vector, or reuses the one already
 // registered under the same name (two APIs on one registry, in tests).
-func counterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels ...string) *prometheus.CounterVec {
+func counterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels ...string) (*prometheus.CounterVec, error) {
 	c := prometheus.NewCounterVec(opts, labels)
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
+				return existing, nil
 			}
 		}
-		panic("api: registering " + opts.Name + ": " + err.Error())
+		return nil, configerr.Wrap(ErrInvalidConfig, fmt.Errorf("api: Registry: registering %s: %w", opts.Name, err))
 	}
-	return c
+	return c, nil
 }

@@ -87,7 +87,7 @@ func startAckNodes(t *testing.T, ids []string, bus Bus, members Members, place P
 			tweak(&cfg)
 		}
 		d := &gatedDeliverer{recorder: newRecorder()}
-		f := New(cfg, bus, members, place, d)
+		f := mustNew(t, cfg, bus, members, place, d)
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +258,7 @@ func TestForwardAckedOwnerFailure(t *testing.T) {
 			bus = &failingBus{Bus: mem, subject: Subject("test", "n3")}
 		}
 		d := &gatedDeliverer{recorder: newRecorder()}
-		f := New(cfg, bus, staticMembers{"g": members}, place, d)
+		f := mustNew(t, cfg, bus, staticMembers{"g": members}, place, d)
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -14,41 +14,50 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/message"
 )
 
-// Config of a Fanout. The zero value of a field means its default.
+// Config of a Fanout. Build it from DefaultConfig and set NodeID. New
+// fills a zero field with its default, then refuses, with an error naming
+// the field, a value it cannot run with.
 type Config struct {
 	// Cluster names the cluster: the second token of every subject, so
-	// clusters sharing one NATS do not see each other. Default "pushring".
+	// clusters sharing one NATS do not see each other. At most 128 bytes,
+	// without '.', '*', '>' or white space (a NATS subject token). Default
+	// "pushring".
 	Cluster string
 	// NodeID is this node's id, as Placement.Home and Placement.Owner
-	// return it. Required, at most 128 bytes. Neither Cluster nor NodeID may contain '.',
-	// '*', '>' or white space (they are NATS subject tokens).
+	// return it. Required (no default), at most 128 bytes, without '.',
+	// '*', '>' or white space (a NATS subject token).
 	NodeID string
 	// HopLimit bounds how often a Resolve envelope is re-sent because
 	// ownership moved while it was in flight (ring convergence). A node
 	// that would have to re-send one that has already been re-sent
 	// HopLimit times resolves it itself instead and counts it
 	// (hop_limit_drops: the loop was dropped, not the message). A Resolve
-	// that reaches its owner is resolved whatever its hop count. Default
-	// 4, at most 255.
+	// that reaches its owner is resolved whatever its hop count. A count
+	// of re-sends, 1 to 255 (it travels in one byte). Default 4.
 	HopLimit int
-	// MaxEnvelopeBytes is the largest envelope this node publishes. A
-	// Deliver envelope whose recipients would not fit is split into
-	// several, each repeating the payload. Forward refuses with
+	// MaxEnvelopeBytes is the largest envelope this node publishes, in
+	// bytes. A Deliver envelope whose recipients would not fit is split
+	// into several, each repeating the payload. Forward refuses with
 	// ErrTooLarge a message whose envelope would not fit with 334 bytes
 	// to spare (one recipient, a longer sender id and an ack request): in
 	// practice, a payload over MaxEnvelopeBytes minus at most 620 bytes.
-	// At least 1 KiB (smaller values are raised); must not exceed
-	// the NATS server's max payload (natsembed: 8 MiB), and should be the
-	// same on every node. Default 512 KiB.
+	// At least 1 KiB (smaller positive values are raised to it, so an
+	// envelope always has room for a header and a few recipients or
+	// acks); must not exceed the NATS server's max payload (natsembed:
+	// 8 MiB), and should be the same on every node. Default 512 KiB.
 	MaxEnvelopeBytes int
 	// Logger receives warnings (decode errors, publish failures in the
-	// receive path), rate limited. Default: discard.
+	// receive path), rate limited. Nil (the default) means slog.Default(),
+	// so nothing the fanout reports is lost; pass
+	// slog.New(slog.DiscardHandler) for silence.
 	Logger *slog.Logger
 	// Registerer gets the pushring_fanout_* metrics at Start (and loses
-	// them at Close). Nil: metrics are kept but not registered.
+	// them at Close). Nil (the default): metrics are kept but not
+	// registered.
 	Registerer prometheus.Registerer
 	// AttachTTL is how long an attach record lives at a home node
 	// without being renewed (see attach.go). Default 30 s.
@@ -56,12 +65,14 @@ type Config struct {
 	// AttachRenew is how often this node re-sends the attach records of
 	// the principals it holds away from their homes, and sweeps expired
 	// records from its own table. Keep it well under AttachTTL on every
-	// node. Default 10 s.
+	// node (the TTL that counts is the home's), or records expire between
+	// renewals; New does not compare the two, since a node only knows its
+	// own. Default 10 s.
 	AttachRenew time.Duration
 	// AckTimeout is how long a QoS 1 publisher's PUBACK waits for the
 	// nodes delivering its message to confirm (ForwardAcked, ack.go)
 	// before it goes out anyway, counted (ack_timeouts). Keep it above
-	// AckHold plus a round trip. Default 5 s.
+	// the delivering nodes' AckHold plus a round trip. Default 5 s.
 	AckTimeout time.Duration
 	// AckHold is the longest this node holds its confirmation of a QoS 1
 	// Deliver while a recipient's session is backlogged (Throttler).
@@ -83,6 +94,88 @@ func DefaultConfig() Config {
 	}
 }
 
+// Validate reports the error New would return for c: nil if New can run
+// with it. Use it to refuse a bad config before starting anything else.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
+// withDefaults returns c with every zero field that has a default set to
+// it (the nil Logger to slog.Default()), and a positive MaxEnvelopeBytes
+// under 1 KiB raised to 1 KiB. It leaves wrong values for validate to
+// refuse.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Cluster == "" {
+		c.Cluster = d.Cluster
+	}
+	if c.HopLimit == 0 {
+		c.HopLimit = d.HopLimit
+	}
+	if c.MaxEnvelopeBytes == 0 {
+		c.MaxEnvelopeBytes = d.MaxEnvelopeBytes
+	}
+	if c.MaxEnvelopeBytes > 0 {
+		// Room for a header and a few recipients or acks, whatever the ids.
+		c.MaxEnvelopeBytes = max(c.MaxEnvelopeBytes, minEnvelopeBytes)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.AttachTTL == 0 {
+		c.AttachTTL = d.AttachTTL
+	}
+	if c.AttachRenew == 0 {
+		c.AttachRenew = d.AttachRenew
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = d.AckTimeout
+	}
+	if c.AckHold == 0 {
+		c.AckHold = d.AckHold
+	}
+	return c
+}
+
+// validate checks a Config that went through withDefaults. The error
+// names the first bad field.
+func (c Config) validate() error {
+	positive := func(field string, v int) error {
+		return configerr.Positive(ErrInvalidConfig, "fanout", field, v)
+	}
+	positiveDur := func(field string, v time.Duration) error {
+		return configerr.Positive(ErrInvalidConfig, "fanout", field, v)
+	}
+	token := func(field, v string) error {
+		if err := validToken(v); err != nil {
+			return invalid("%s %q: %s", field, v, err)
+		}
+		return nil
+	}
+	return configerr.First(
+		token("Cluster", c.Cluster),
+		token("NodeID", c.NodeID),
+		positive("HopLimit", c.HopLimit),
+		invalidIf(c.HopLimit > math.MaxUint8, "HopLimit must be at most %d (got %d)", math.MaxUint8, c.HopLimit),
+		positive("MaxEnvelopeBytes", c.MaxEnvelopeBytes),
+		positiveDur("AttachTTL", c.AttachTTL),
+		positiveDur("AttachRenew", c.AttachRenew),
+		positiveDur("AckTimeout", c.AckTimeout),
+		positiveDur("AckHold", c.AckHold),
+	)
+}
+
+// invalid returns a config error: "fanout: " and format.
+func invalid(format string, args ...any) error {
+	return configerr.New(ErrInvalidConfig, "fanout", format, args...)
+}
+
+// invalidIf is invalid when bad holds, else nil.
+func invalidIf(bad bool, format string, args ...any) error {
+	if !bad {
+		return nil
+	}
+	return invalid(format, args...)
+}
+
 // Errors of Fanout.
 var (
 	// ErrClosed: Forward after Close.
@@ -93,8 +186,9 @@ var (
 	// ErrInvalidMessage: nil message, unknown kind, QoS above 1 or empty
 	// To. Not transient.
 	ErrInvalidMessage = errors.New("fanout: invalid message")
-	// ErrConfig: Start found the Config unusable.
-	ErrConfig = errors.New("fanout: bad config")
+	// ErrInvalidConfig is matched (errors.Is) by every error New returns
+	// for a Config it cannot run with; the error's text names the field.
+	ErrInvalidConfig = errors.New("fanout: invalid config")
 )
 
 // maxNodeIDLen bounds Config.NodeID, and envelopeSlack is what Forward
@@ -164,36 +258,16 @@ var _ interface {
 // New returns a Fanout for node cfg.NodeID. It does not touch the bus
 // until Start. members, place and d are used from the bus's receive
 // goroutine and from every Forward caller, so they must be goroutine-safe.
-func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fanout {
-	def := DefaultConfig()
-	if cfg.Cluster == "" {
-		cfg.Cluster = def.Cluster
+// Zero Config fields take their defaults (see Config). A Config New
+// cannot run with, or a nil bus, members, place or d, is refused with an
+// error matching ErrInvalidConfig.
+func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*Fanout, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	if cfg.HopLimit <= 0 {
-		cfg.HopLimit = def.HopLimit
-	}
-	if cfg.HopLimit > 255 {
-		cfg.HopLimit = 255
-	}
-	if cfg.MaxEnvelopeBytes <= 0 {
-		cfg.MaxEnvelopeBytes = def.MaxEnvelopeBytes
-	}
-	// Room for a header and a few recipients or acks, whatever the ids.
-	cfg.MaxEnvelopeBytes = max(cfg.MaxEnvelopeBytes, minEnvelopeBytes)
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.AttachTTL <= 0 {
-		cfg.AttachTTL = def.AttachTTL
-	}
-	if cfg.AttachRenew <= 0 {
-		cfg.AttachRenew = def.AttachRenew
-	}
-	if cfg.AckTimeout <= 0 {
-		cfg.AckTimeout = def.AckTimeout
-	}
-	if cfg.AckHold <= 0 {
-		cfg.AckHold = def.AckHold
+	if bus == nil || members == nil || place == nil || d == nil {
+		return nil, invalid("New needs a Bus, Members, a Placement and a Deliverer (one is nil)")
 	}
 	f := &Fanout{
 		cfg:      cfg,
@@ -213,7 +287,7 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fa
 	f.acksOut.init()
 	empty := map[string]*peer{}
 	f.peers.Store(&empty)
-	return f
+	return f, nil
 }
 
 // Start registers the metrics and subscribes to this node's subject, then
@@ -221,12 +295,6 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fa
 // returns. Call it once, before the router accepts clients: a node
 // receives its own deliveries through the bus.
 func (f *Fanout) Start() error {
-	if err := validToken(f.cfg.Cluster); err != nil {
-		return fmt.Errorf("%w: Cluster %q: %s", ErrConfig, f.cfg.Cluster, err)
-	}
-	if err := validToken(f.cfg.NodeID); err != nil {
-		return fmt.Errorf("%w: NodeID %q: %s", ErrConfig, f.cfg.NodeID, err)
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed.Load() {

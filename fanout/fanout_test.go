@@ -342,14 +342,17 @@ func TestStartAndClose(t *testing.T) {
 	for _, bad := range []string{"", "a.b", "a*", ">", "a b"} {
 		cfg := DefaultConfig()
 		cfg.NodeID = bad
-		if err := New(cfg, bus, staticMembers{}, place, newRecorder()).Start(); !errors.Is(err, ErrConfig) {
+		if f, err := New(cfg, bus, staticMembers{}, place, newRecorder()); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("NodeID %q: %v", bad, err)
+			if f != nil {
+				f.Close()
+			}
 		}
 	}
 	cfg := DefaultConfig()
 	cfg.NodeID = "n1"
 	rec := newRecorder()
-	f := New(cfg, bus, staticMembers{}, place, rec)
+	f := mustNew(t, cfg, bus, staticMembers{}, place, rec)
 	if err := f.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +530,7 @@ func (d *countingDeliverer) Deliver(m *message.Message, recipients []string) {
 func newSingle(tb testing.TB, bus Bus, d Deliverer, members []string) *Fanout {
 	cfg := DefaultConfig()
 	cfg.NodeID = "n1"
-	f := New(cfg, bus, staticMembers{"g": members}, &mapPlacement{def: "n1"}, d)
+	f := mustNew(tb, cfg, bus, staticMembers{"g": members}, &mapPlacement{def: "n1"}, d)
 	if err := f.Start(); err != nil {
 		tb.Fatal(err)
 	}
@@ -547,7 +550,7 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 	bus := &discardBus{}
 	cfg := DefaultConfig()
 	cfg.NodeID = "n1"
-	f := New(cfg, bus, staticMembers{"g": members}, &mapPlacement{homes: homes, owners: map[string]string{"remote": "n2"}, def: "n1"}, newRecorder())
+	f := mustNew(t, cfg, bus, staticMembers{"g": members}, &mapPlacement{homes: homes, owners: map[string]string{"remote": "n2"}, def: "n1"}, newRecorder())
 	ctx := context.Background()
 	for name, m := range map[string]*message.Message{
 		"group of 1000 on 3 nodes": {ID: 1, Kind: message.Group, To: "g", Payload: []byte("hello")},
@@ -619,7 +622,7 @@ func TestReceiveRecoversDelivererPanic(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.NodeID = "n1"
 	d := &panicky{}
-	f := New(cfg, NewMemoryBus(), staticMembers{}, &mapPlacement{def: "n1"}, d)
+	f := mustNew(t, cfg, NewMemoryBus(), staticMembers{}, &mapPlacement{def: "n1"}, d)
 	if err := f.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,27 @@ package fanout
 
 import (
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 
 	"github.com/pushring/pushring/message"
 )
+
+// mustNew is New for a Config the test knows to be good. A nil Logger
+// becomes a discarding one: the warnings tests provoke on purpose stay out
+// of the test output.
+func mustNew(tb testing.TB, cfg Config, bus Bus, members Members, place Placement, d Deliverer) *Fanout {
+	tb.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	f, err := New(cfg, bus, members, place, d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
 
 // mapPlacement is a predictable Placement: homes and owners from maps,
 // def for anything not listed. Safe for concurrent reads.
@@ -110,7 +126,7 @@ func startNodes(t testing.TB, ids []string, busFor func(i int) Bus, members Memb
 			tweak(&cfg)
 		}
 		rec := newRecorder()
-		f := New(cfg, busFor(i), members, place(i), rec)
+		f := mustNew(t, cfg, busFor(i), members, place(i), rec)
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -84,8 +84,8 @@ var (
 // When it returns, this node is on its own ring; peers appear as gossip
 // reaches them (a join with a peer syncs the full state at once).
 func Start(cfg Config) (*Cluster, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	c := &Cluster{
@@ -96,6 +96,7 @@ func Start(cfg Config) (*Cluster, error) {
 		done:    make(chan struct{}),
 	}
 	m := meta{ID: cfg.NodeID, HTTP: cfg.HTTP, Version: cfg.Version, MQTT: cfg.MQTT, VirtualNodes: cfg.VirtualNodes}
+	var err error
 	if c.meta, err = appendMeta(nil, &m); err != nil {
 		return nil, fmt.Errorf("membership: node metadata: %w", err)
 	}

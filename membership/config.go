@@ -1,85 +1,105 @@
 package membership
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/ring"
 )
 
-// Config configures a Cluster. Start validates it; zero fields take the
-// values of DefaultConfig.
+// ErrInvalidConfig is matched (errors.Is) by every error Start returns
+// for a Config it cannot run with; the error's text names the field.
+var ErrInvalidConfig = errors.New("membership: invalid config")
+
+// Config configures a Cluster. Build it from DefaultConfig and set NodeID.
+// Start fills a zero field with its default, then refuses, with an error
+// naming the field, a value it cannot run with.
 type Config struct {
 	// NodeID names this node; it is also its memberlist node name, so it
 	// must be unique in the cluster. 1 to 64 printable ASCII bytes, no
-	// spaces. Required.
+	// spaces, '.', '*' or '>'. Required (no default).
 	NodeID string
-	// GossipAddr is the host:port memberlist binds, UDP and TCP (default
-	// ":7946"). Port 0 picks a free port; GossipAddr() tells which.
+	// GossipAddr is the host:port memberlist binds, UDP and TCP. Port 0
+	// picks a free port; GossipAddr() tells which. Default ":7946".
 	GossipAddr string
 	// AdvertiseAddr is the host:port the other nodes use to reach this
-	// one. Empty: the bind address, or a private IP of this host when
-	// binding all interfaces (memberlist's choice).
+	// one. Empty (the default): the bind address, or a private IP of this
+	// host when binding all interfaces (memberlist's choice).
 	AdvertiseAddr string
 	// Join lists host:port gossip addresses of nodes already in the
-	// cluster. Empty: start a new cluster.
+	// cluster; none may be empty. Empty list (the default): start a new
+	// cluster.
 	Join []string
 	// JoinRetryInterval: if no node in Join answers, Start fails when this
-	// is zero; otherwise Start succeeds and keeps trying Join at this
-	// interval in the background until one answers or Close. (Nodes that
-	// start together and list each other need the retry.)
+	// is zero (the default); otherwise Start succeeds and keeps trying
+	// Join at this interval in the background until one answers or Close.
+	// (Nodes that start together and list each other need the retry.)
 	JoinRetryInterval time.Duration
 	// Label is put on every gossip packet; nodes with another label are
 	// ignored, so two clusters sharing a network stay apart. Use the
-	// cluster name.
+	// cluster name. At most 255 bytes; empty (the default): no label.
 	Label string
 	// SecretKey, if set (16, 24 or 32 bytes), encrypts gossip with AES-GCM.
-	// Every node needs the same key.
+	// Every node needs the same key. Empty (the default): no encryption.
 	SecretKey []byte
 
 	// MQTT, HTTP and Version describe this node to the others (Node.MQTT,
 	// Node.HTTP, Node.Version). All of it must fit in memberlist's 512
-	// bytes of node metadata: at most 16 MQTT addresses, 255 bytes each.
+	// bytes of node metadata: at most 16 MQTT addresses, 255 bytes each,
+	// UTF-8 without control characters. Defaults empty.
 	MQTT    []string
 	HTTP    string
 	Version string
 
-	// VirtualNodes per node on the hash ring (default 128). Every node
+	// VirtualNodes per node on the hash ring, 1 to 1<<20 (more would be
+	// refused by the peers decoding this node's metadata). Every node
 	// must use the same value or rings disagree; a peer that advertises
-	// another value is logged at warn.
+	// another value is logged at warn. Default 128.
 	VirtualNodes int
 
 	// Failure detection (see memberlist.Config). A crashed node is probed
 	// by a peer within about ProbeInterval × (peers) / (peers-1), found
 	// silent after ProbeTimeout plus indirect probes, suspected, and
 	// declared dead SuspicionMult × ProbeInterval later (for fewer than 10
-	// nodes; longer if the other nodes do not confirm). Defaults, tuned on
-	// loopback for detection within about 2 s: ProbeInterval 250ms,
-	// ProbeTimeout 100ms, SuspicionMult 3, GossipInterval 100ms.
+	// nodes; longer if the other nodes do not confirm). ProbeTimeout must
+	// be shorter than ProbeInterval. Defaults, tuned on loopback for
+	// detection within about 2 s: ProbeInterval 250ms, ProbeTimeout
+	// 100ms, SuspicionMult 3 (a count of probe intervals), GossipInterval
+	// 100ms.
 	ProbeInterval  time.Duration
 	ProbeTimeout   time.Duration
 	SuspicionMult  int
 	GossipInterval time.Duration
 	// PushPullInterval is the period of full state syncs with a random
-	// peer (default 5s): the bound on convergence when gossip messages
-	// are lost, which in clusters of a few nodes happens now and then.
+	// peer: the bound on convergence when gossip messages are lost, which
+	// in clusters of a few nodes happens now and then. Default 5s.
 	PushPullInterval time.Duration
 
 	// Logger receives membership changes at info/warn and memberlist's own
-	// log lines at debug. Default slog.Default().
+	// log lines at debug. Nil (the default) means slog.Default(), so
+	// nothing the cluster reports is lost; pass
+	// slog.New(slog.DiscardHandler) for silence.
 	Logger *slog.Logger
 	// Registerer, if set, gets pushring_ring_changes_total and
-	// pushring_cluster_nodes; Close unregisters them.
+	// pushring_cluster_nodes; Close unregisters them. Nil (the default):
+	// not registered.
 	Registerer prometheus.Registerer
 }
 
+// maxLabel is memberlist's limit on Label: its length travels in a byte.
+const maxLabel = 255
+
 // DefaultConfig returns the defaults: gossip on :7946, 128 virtual nodes,
-// failure detection tuned to about 2 s on a LAN or loopback.
+// failure detection tuned to about 2 s on a LAN or loopback. NodeID is
+// still to be set.
 func DefaultConfig() Config {
 	return Config{
 		GossipAddr:       ":7946",
@@ -92,53 +112,137 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults fills zero fields and validates the result.
-func (c Config) withDefaults() (Config, error) {
+// Validate reports the error Start would return for c before it binds
+// anything: nil if c passes the checks. Use it to refuse a bad config
+// before starting anything else.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
+// withDefaults returns c with every zero field that has a default set to
+// it (the nil Logger to slog.Default()). It leaves wrong values for
+// validate to refuse.
+func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.GossipAddr == "" {
 		c.GossipAddr = d.GossipAddr
 	}
-	if c.VirtualNodes <= 0 {
+	if c.VirtualNodes == 0 {
 		c.VirtualNodes = d.VirtualNodes
 	}
-	if c.ProbeInterval <= 0 {
+	if c.ProbeInterval == 0 {
 		c.ProbeInterval = d.ProbeInterval
 	}
-	if c.ProbeTimeout <= 0 {
+	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = d.ProbeTimeout
 	}
-	if c.SuspicionMult <= 0 {
+	if c.SuspicionMult == 0 {
 		c.SuspicionMult = d.SuspicionMult
 	}
-	if c.GossipInterval <= 0 {
+	if c.GossipInterval == 0 {
 		c.GossipInterval = d.GossipInterval
 	}
-	if c.PushPullInterval <= 0 {
+	if c.PushPullInterval == 0 {
 		c.PushPullInterval = d.PushPullInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if err := validID(c.NodeID); err != nil {
-		return c, fmt.Errorf("membership: %w", err)
+	return c
+}
+
+// validate checks a Config that went through withDefaults. The error
+// names the first bad field.
+func (c Config) validate() error {
+	positive := func(field string, v int) error {
+		return configerr.Positive(ErrInvalidConfig, "membership", field, v)
 	}
-	if c.ProbeTimeout >= c.ProbeInterval {
-		return c, fmt.Errorf("membership: probe timeout %v must be shorter than the probe interval %v", c.ProbeTimeout, c.ProbeInterval)
+	positiveDur := func(field string, v time.Duration) error {
+		return configerr.Positive(ErrInvalidConfig, "membership", field, v)
 	}
-	if _, _, err := splitHostPort(c.GossipAddr); err != nil {
-		return c, fmt.Errorf("membership: gossip address: %w", err)
+	return configerr.First(
+		nodeID(c.NodeID),
+		wrapIf("GossipAddr", checkHostPort(c.GossipAddr)),
+		wrapIf("AdvertiseAddr", checkHostPort(c.AdvertiseAddr)),
+		emptyJoin(c.Join),
+		invalidIf(c.JoinRetryInterval < 0, "JoinRetryInterval must be >= 0, 0 for no retry (got %v)", c.JoinRetryInterval),
+		invalidIf(len(c.Label) > maxLabel, "Label must be at most %d bytes (got %d)", maxLabel, len(c.Label)),
+		secretKey(c.SecretKey),
+		positive("VirtualNodes", c.VirtualNodes),
+		invalidIf(c.VirtualNodes > maxVirtualNodes, "VirtualNodes must be at most %d (got %d)", maxVirtualNodes, c.VirtualNodes),
+		positiveDur("ProbeInterval", c.ProbeInterval),
+		positiveDur("ProbeTimeout", c.ProbeTimeout),
+		invalidIf(c.ProbeTimeout >= c.ProbeInterval, "ProbeTimeout (%v) must be shorter than ProbeInterval (%v)", c.ProbeTimeout, c.ProbeInterval),
+		positive("SuspicionMult", c.SuspicionMult),
+		positiveDur("GossipInterval", c.GossipInterval),
+		positiveDur("PushPullInterval", c.PushPullInterval),
+		checkMeta(c),
+	)
+}
+
+// invalid returns a config error: "membership: " and format.
+func invalid(format string, args ...any) error {
+	return configerr.New(ErrInvalidConfig, "membership", format, args...)
+}
+
+// invalidIf is invalid when bad holds, else nil.
+func invalidIf(bad bool, format string, args ...any) error {
+	if !bad {
+		return nil
 	}
-	if c.AdvertiseAddr != "" {
-		if _, _, err := splitHostPort(c.AdvertiseAddr); err != nil {
-			return c, fmt.Errorf("membership: advertise address: %w", err)
+	return invalid(format, args...)
+}
+
+// wrapIf names field in err, if any, as a config error.
+func wrapIf(field string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return invalid("%s: %v", field, err)
+}
+
+// checkHostPort accepts "" (no address) and host:port.
+func checkHostPort(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, _, err := splitHostPort(addr)
+	return err
+}
+
+// emptyJoin: an empty address in Join can never answer, and with a retry
+// interval Start would keep trying it.
+func emptyJoin(join []string) error {
+	for i, a := range join {
+		if a == "" {
+			return invalid("Join[%d] is empty", i)
 		}
 	}
-	switch len(c.SecretKey) {
+	return nil
+}
+
+func secretKey(k []byte) error {
+	switch len(k) {
 	case 0, 16, 24, 32:
-	default:
-		return c, fmt.Errorf("membership: secret key of %d bytes, want 16, 24 or 32", len(c.SecretKey))
+		return nil
 	}
-	return c, nil
+	return invalid("SecretKey must be 16, 24 or 32 bytes (got %d)", len(k))
+}
+
+// nodeID: the id is the memberlist node name and a NATS subject token.
+func nodeID(id string) error {
+	if validID(id) == nil {
+		return nil
+	}
+	return invalid("NodeID %q must be 1 to %d printable ASCII bytes without spaces, '.', '*' or '>'", id, metaMaxID)
+}
+
+// checkMeta encodes the node metadata as Start will, so that addresses
+// too many or too long for it are refused before anything starts.
+func checkMeta(c Config) error {
+	_, err := appendMeta(nil, &meta{ID: c.NodeID, HTTP: c.HTTP, Version: c.Version, MQTT: c.MQTT, VirtualNodes: c.VirtualNodes, Leaving: true})
+	if err == nil {
+		return nil
+	}
+	return invalid("MQTT, HTTP and Version must fit the node metadata: %s", strings.TrimPrefix(err.Error(), ErrBadMeta.Error()+": "))
 }
 
 func splitHostPort(addr string) (string, int, error) {

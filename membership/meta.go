@@ -31,6 +31,9 @@ const (
 	metaMaxString = 255
 	metaMaxID     = 64
 
+	// maxVirtualNodes is the most virtual nodes a peer may advertise.
+	maxVirtualNodes = 1 << 20
+
 	flagLeaving = 1 << 0
 )
 
@@ -107,7 +110,7 @@ func decodeMeta(b []byte) (meta, error) {
 	m.Leaving = b[1]&flagLeaving != 0
 	b = b[2:]
 	vn, n := binary.Uvarint(b)
-	if n <= 0 || vn > 1<<20 {
+	if n <= 0 || vn > maxVirtualNodes {
 		return m, fmt.Errorf("%w: virtual nodes", ErrBadMeta)
 	}
 	m.VirtualNodes, b = int(vn), b[n:]

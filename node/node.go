@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/pushring/pushring/api"
 	"github.com/pushring/pushring/fanout"
+	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/internal/natsembed"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
@@ -43,81 +45,229 @@ import (
 // Version is reported in the node metadata and /v1/cluster.
 var Version = "0.1.0-dev"
 
+// ErrInvalidConfig is matched (errors.Is) by every error Start returns
+// for a Config it cannot run with, its own fields' or those it passes on
+// to a component (which then match that component's ErrInvalidConfig as
+// well); the error's text names the field.
+var ErrInvalidConfig = errors.New("node: invalid config")
+
 // Config of a node. Every field has a working default (DefaultConfig), so
-// a zero-flag start runs the whole service on one machine.
+// a zero-flag start runs the whole service on one machine. Start fills a
+// zero field with its default (NodeID excepted: it is required, and
+// DefaultConfig sets it to the host name), then refuses, with an error
+// naming the field, a value it cannot run with, before it starts
+// anything.
 type Config struct {
 	// DataDir holds the embedded NATS server's JetStream files and the
-	// generated admin key.
+	// generated admin key. Default "./data".
 	DataDir string
-	// NodeID names the node in the cluster (default: the host name).
+	// NodeID names the node in the cluster: a NATS subject token and the
+	// gossip node name, 1 to 64 printable ASCII bytes without spaces,
+	// '.', '*' or '>'. Required; DefaultConfig sets the host name.
 	NodeID string
 	// Cluster names the cluster: the prefix of NATS subjects and KV
-	// buckets, so several clusters can share one NATS.
+	// buckets, so several clusters can share one NATS. Default
+	// "pushring".
 	Cluster string
-	// MQTTAddr is the MQTT/TCP listen address.
+	// MQTTAddr is the MQTT/TCP listen address, host:port. Default ":1883".
 	MQTTAddr string
-	// HTTPAddr is the HTTP API listen address.
+	// HTTPAddr is the HTTP API listen address, host:port. Default ":8080".
 	HTTPAddr string
 	// AdvertiseMQTT are the MQTT addresses login returns to clients.
-	// Default: MQTTAddr as bound, with an unspecified host replaced by
-	// 127.0.0.1.
+	// Default (empty): MQTTAddr as bound, with an unspecified host
+	// replaced by 127.0.0.1.
 	AdvertiseMQTT []string
-	// AdminKey authorises admin calls. Empty: read <DataDir>/admin.key,
-	// or generate one there (mode 0600) on first start.
+	// AdminKey authorises admin calls. Empty (the default): read
+	// <DataDir>/admin.key, or generate one there (mode 0600) on first
+	// start.
 	AdminKey string
-	// NATSURL is a comma-separated list of NATS servers. Empty: start an
-	// embedded NATS server with JetStream under DataDir.
+	// NATSURL is a comma-separated list of NATS servers. Empty (the
+	// default): start an embedded NATS server with JetStream under
+	// DataDir.
 	NATSURL string
-	// KVReplicas is the replication of the KV buckets (1 on one NATS
-	// server; 3 on a NATS cluster of 3 or more).
+	// KVReplicas is the replication of the KV buckets, 1 to 5 (1 on one
+	// NATS server; 3 on a NATS cluster of 3 or more). Default 1.
 	KVReplicas int
 	// NATSListen makes the embedded NATS server listen on host:port, so
-	// other nodes and tools can use it. Empty: in-process only.
+	// other nodes and tools can use it. Empty (the default): in-process
+	// only.
 	NATSListen string
 	// GossipAddr is the host:port of memberlist's gossip (UDP and TCP).
+	// Default ":7946".
 	GossipAddr string
 	// Join lists gossip addresses of nodes already in the cluster; empty
-	// starts a new cluster. Nodes that start together may list each
-	// other: joining is retried in the background.
+	// (the default) starts a new cluster. Nodes that start together may
+	// list each other: joining is retried in the background, every
+	// Membership.JoinRetryInterval (default here 1 s).
 	Join []string
 	// Membership tunes failure detection and the ring (probe timings,
-	// virtual nodes, gossip encryption); NodeID, addresses, Label, Logger
-	// and Registerer are filled in by the node.
+	// virtual nodes, gossip encryption); NodeID, addresses, Join, Label,
+	// Logger and Registerer are filled in by the node. Zero fields take
+	// membership's defaults (DefaultConfig sets membership.DefaultConfig()).
 	Membership membership.Config
 	// AuthTopic enables the prototype's login by publishing the session
-	// token to /service/auth as the first packet.
+	// token to /service/auth as the first packet. Default off.
 	AuthTopic bool
-	// SessionTTL is the lifetime of a login session.
+	// SessionTTL is the lifetime of a login session. Default 24 h.
 	SessionTTL time.Duration
 	// LoginRate and LoginBurst bound login attempts per client address
-	// (a token bucket: attempts a second, bucket size); LoginRate < 0
-	// turns the limit off. Zero: the API's defaults (1/s, 10).
+	// (a token bucket: attempts a second, bucket size in attempts);
+	// LoginRate < 0 turns the limit off. Defaults 1/s and 10.
 	LoginRate  float64
 	LoginBurst int
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
-	// Logger and Registerer are filled in by the node.
+	// Logger and Registerer are filled in by the node. Zero fields take
+	// router's defaults (DefaultConfig sets router.DefaultConfig()).
 	Router router.Config
-	// Logger receives all logs. Default: slog.Default().
+	// Logger receives all logs, the components' included. Nil (the
+	// default) means slog.Default(), so nothing the node reports is lost;
+	// pass slog.New(slog.DiscardHandler) for silence.
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the one-machine defaults.
+// DefaultConfig returns the one-machine defaults, with the host name as
+// NodeID.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "node1"
 	}
+	a := api.DefaultConfig()
 	return Config{
 		DataDir:    "./data",
 		NodeID:     host,
 		Cluster:    "pushring",
 		MQTTAddr:   ":1883",
 		HTTPAddr:   ":8080",
+		KVReplicas: store.DefaultKVConfig().Replicas,
 		SessionTTL: 24 * time.Hour,
+		LoginRate:  a.LoginRate,
+		LoginBurst: a.LoginBurst,
 		GossipAddr: ":7946",
 		Membership: membership.DefaultConfig(),
 		Router:     router.DefaultConfig(),
 	}
+}
+
+// Validate reports the error Start would return for c before it starts
+// anything: nil if c passes the checks of the node and of every
+// component it configures.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
+// joinRetry is how often a node that could not reach any node of Join
+// tries again, unless Membership.JoinRetryInterval says otherwise.
+const joinRetry = time.Second
+
+// withDefaults returns c with every zero field that has a default set to
+// it (the nil Logger to slog.Default()). The zero fields of Router and
+// Membership are left to their packages. It leaves wrong values for
+// validate to refuse.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	str := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	str(&c.DataDir, d.DataDir)
+	str(&c.Cluster, d.Cluster)
+	str(&c.MQTTAddr, d.MQTTAddr)
+	str(&c.HTTPAddr, d.HTTPAddr)
+	str(&c.GossipAddr, d.GossipAddr)
+	if c.KVReplicas == 0 {
+		c.KVReplicas = d.KVReplicas
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = d.SessionTTL
+	}
+	if c.LoginRate == 0 {
+		c.LoginRate = d.LoginRate // negative stays: no limit
+	}
+	if c.LoginBurst == 0 {
+		c.LoginBurst = d.LoginBurst
+	}
+	if len(c.Join) > 0 && c.Membership.JoinRetryInterval == 0 {
+		c.Membership.JoinRetryInterval = joinRetry
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate checks a Config that went through withDefaults: the node's own
+// fields, then the config of each component as Start will build it, so
+// that a bad value is refused before the node starts anything (binds a
+// port, starts NATS or joins the gossip). The error names the first bad
+// field.
+func (c Config) validate() error {
+	invalid := func(format string, args ...any) error {
+		return configerr.New(ErrInvalidConfig, "node", format, args...)
+	}
+	invalidIf := func(bad bool, format string, args ...any) error {
+		if !bad {
+			return nil
+		}
+		return invalid(format, args...)
+	}
+	hostPort := func(field, addr string) error {
+		_, _, err := net.SplitHostPort(addr)
+		return invalidIf(err != nil, "%s %q must be host:port", field, addr)
+	}
+	var advertise error
+	if i := slices.Index(c.AdvertiseMQTT, ""); i >= 0 {
+		advertise = invalid("AdvertiseMQTT[%d] is empty", i)
+	}
+	minReplicas, maxReplicas := 1, 5 // what JetStream accepts
+	return configerr.First(
+		invalidIf(c.NodeID == "" || strings.ContainsAny(c.NodeID, ".*> \t\r\n"),
+			"NodeID %q must be set, without '.', '*', '>' or white space", c.NodeID),
+		hostPort("MQTTAddr", c.MQTTAddr),
+		hostPort("HTTPAddr", c.HTTPAddr),
+		advertise,
+		invalidIf(c.KVReplicas < minReplicas || c.KVReplicas > maxReplicas,
+			"KVReplicas must be %d to %d (got %d)", minReplicas, maxReplicas, c.KVReplicas),
+		configerr.Wrap(ErrInvalidConfig, c.fanoutConfig().Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.membershipConfig(c.AdvertiseMQTT, c.HTTPAddr).Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.routerConfig().Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.apiConfig("").Validate()),
+	)
+}
+
+// fanoutConfig is the fanout's Config as this node sets it, without the
+// logger and registry of the running node.
+func (c Config) fanoutConfig() fanout.Config {
+	f := fanout.DefaultConfig()
+	f.Cluster, f.NodeID = c.Cluster, c.NodeID
+	return f
+}
+
+// membershipConfig is c.Membership with what the node sets itself, given
+// the addresses it advertises, without the logger and registry of the
+// running node.
+func (c Config) membershipConfig(mqtt []string, http string) membership.Config {
+	m := c.Membership
+	m.NodeID, m.GossipAddr, m.Join, m.Label = c.NodeID, c.GossipAddr, c.Join, c.Cluster
+	m.MQTT, m.HTTP, m.Version = mqtt, http, Version
+	return m
+}
+
+// routerConfig is c.Router with what the node sets itself, without the
+// logger and registry of the running node.
+func (c Config) routerConfig() router.Config {
+	r := c.Router
+	r.NodeID, r.AuthTopic = c.NodeID, c.AuthTopic
+	return r
+}
+
+// apiConfig is the API's Config as this node sets it, given the admin
+// key, without the logger and registry of the running node.
+func (c Config) apiConfig(adminKey string) api.Config {
+	a := api.DefaultConfig()
+	a.AdminKey, a.SessionTTL = adminKey, c.SessionTTL
+	a.LoginRate, a.LoginBurst = c.LoginRate, c.LoginBurst
+	a.PrivatePrefix = c.Router.PrivatePrefix
+	return a
 }
 
 // Node is a running node.
@@ -143,18 +293,12 @@ type Node struct {
 }
 
 // Start brings a node up and returns when it serves MQTT and HTTP.
+// A Config it cannot run with is refused, before anything starts, with an
+// error matching ErrInvalidConfig.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.NodeID == "" || strings.ContainsAny(cfg.NodeID, ".*> \t") {
-		return nil, fmt.Errorf("node: invalid node id %q (no dots, wildcards or spaces)", cfg.NodeID)
-	}
-	if cfg.Cluster == "" {
-		cfg.Cluster = "pushring"
-	}
-	if cfg.SessionTTL <= 0 {
-		cfg.SessionTTL = 24 * time.Hour
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), registry: prometheus.NewRegistry()}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -210,10 +354,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: jetstream: %w", err)
 	}
 	kvCfg := store.DefaultKVConfig()
-	kvCfg.Cluster = cfg.Cluster
-	if cfg.KVReplicas > 0 {
-		kvCfg.Replicas = cfg.KVReplicas
-	}
+	kvCfg.Cluster, kvCfg.Replicas = cfg.Cluster, cfg.KVReplicas
 	// The sessions bucket drops records after SessionMaxAge: never before
 	// the sessions it holds expire.
 	kvCfg.SessionMaxAge = max(kvCfg.SessionMaxAge, cfg.SessionTTL)
@@ -244,30 +385,29 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// the router forwards into fanout. lazyRouter breaks the cycle; until
 	// the router exists there are no sessions to deliver to.
 	var deliverTo atomic.Pointer[router.Server]
-	fcfg := fanout.DefaultConfig()
-	fcfg.Cluster, fcfg.NodeID, fcfg.Logger, fcfg.Registerer = cfg.Cluster, cfg.NodeID, n.log, n.registry
+	fcfg := cfg.fanoutConfig()
+	fcfg.Logger, fcfg.Registerer = n.log, n.registry
 	// fanout subscribes before this node joins the gossip: peers may
 	// place homes and groups here as soon as they hear of it.
 	place := &lazyPlacement{self: cfg.NodeID}
-	n.fan = fanout.New(fcfg, fanout.NewNATSBus(n.nc), n.dir, place, (*lazyRouter)(&deliverTo))
+	if n.fan, err = fanout.New(fcfg, fanout.NewNATSBus(n.nc), n.dir, place, (*lazyRouter)(&deliverTo)); err != nil {
+		return nil, err
+	}
 	if err := n.fan.Start(); err != nil {
 		return nil, err
 	}
-	mcfg := cfg.Membership
-	mcfg.NodeID, mcfg.GossipAddr, mcfg.Join, mcfg.Label = cfg.NodeID, cfg.GossipAddr, cfg.Join, cfg.Cluster
-	mcfg.MQTT, mcfg.HTTP, mcfg.Version = advertise, advertiseAddr(n.httpLn.Addr()), Version
+	mcfg := cfg.membershipConfig(advertise, advertiseAddr(n.httpLn.Addr()))
 	mcfg.Logger, mcfg.Registerer = n.log, n.registry
-	if len(mcfg.Join) > 0 && mcfg.JoinRetryInterval == 0 {
-		mcfg.JoinRetryInterval = time.Second
-	}
 	if n.cluster, err = membership.Start(mcfg); err != nil {
 		return nil, fmt.Errorf("node: membership: %w", err)
 	}
 	members := n.cluster
 	place.cluster.Store(n.cluster)
-	rcfg := cfg.Router
-	rcfg.NodeID, rcfg.AuthTopic, rcfg.Logger, rcfg.Registerer = cfg.NodeID, cfg.AuthTopic, n.log, n.registry
-	n.router = router.New(rcfg, &authenticator{st: n.dir}, n.dir, n.fan, ids)
+	rcfg := cfg.routerConfig()
+	rcfg.Logger, rcfg.Registerer = n.log, n.registry
+	if n.router, err = router.New(rcfg, &authenticator{st: n.dir}, n.dir, n.fan, ids); err != nil {
+		return nil, err
+	}
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
 	// Attach records: sessions held here for principals homed elsewhere
@@ -282,22 +422,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
-	acfg := api.DefaultConfig()
-	acfg.AdminKey, acfg.SessionTTL, acfg.Logger, acfg.Registry = n.adminKey, cfg.SessionTTL, n.log, n.registry
-	acfg.PrivatePrefix = rcfg.PrivatePrefix
-	if cfg.LoginRate != 0 {
-		acfg.LoginRate = cfg.LoginRate
-	}
-	if cfg.LoginBurst != 0 {
-		acfg.LoginBurst = cfg.LoginBurst
-	}
-	handler := api.New(acfg, n.dir, api.Deps{
+	acfg := cfg.apiConfig(n.adminKey)
+	acfg.Logger, acfg.Registry = n.log, n.registry
+	handler, err := api.New(acfg, n.dir, api.Deps{
 		Publisher: n.fan,
 		ACL:       n.dir,
 		Cluster:   members,
 		IDs:       ids,
 		Ready:     n.ready,
 	})
+	if err != nil {
+		return nil, err
+	}
 	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	n.wg.Add(1)
 	go func() {

@@ -68,10 +68,18 @@ func startRouterNodes(t *testing.T, bus fanout.Bus, dir fanout.Members, place fa
 		n := &routerNode{}
 		cfg := fanout.DefaultConfig()
 		cfg.NodeID, cfg.Cluster = id, "test"
-		n.f = fanout.New(cfg, bus, dir, place, delivererFunc(func(m *message.Message, to []string) { n.srv.Deliver(m, to) }))
+		f, err := fanout.New(cfg, bus, dir, place, delivererFunc(func(m *message.Message, to []string) { n.srv.Deliver(m, to) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.f = f
 		rcfg := router.DefaultConfig()
 		rcfg.NodeID = id
-		n.srv = router.New(rcfg, allowAll{}, allowAll{}, n.f, message.NewIDSource(id))
+		srv, err := router.New(rcfg, allowAll{}, allowAll{}, n.f, message.NewIDSource(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.srv = srv
 		n.srv.SetPresence(n.f)
 		if err := n.f.Start(); err != nil {
 			t.Fatal(err)

@@ -104,7 +104,10 @@ func BenchmarkDeliverGroupCPU(b *testing.B) {
 			cfg := DefaultConfig()
 			cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 			acl := newMemACL()
-			srv := New(cfg, newMemAuth(), acl, &loopFwd{acl: acl}, message.NewIDSource("b"))
+			srv, err := New(cfg, newMemAuth(), acl, &loopFwd{acl: acl}, message.NewIDSource("b"))
+			if err != nil {
+				b.Fatal(err)
+			}
 			const n = 1000
 			ids := make([]string, n)
 			conns := make([]*mqttConn, n)

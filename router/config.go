@@ -1,63 +1,77 @@
 package router
 
 import (
-	"fmt"
+	"errors"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushring/pushring/internal/configerr"
 )
 
+// ErrInvalidConfig is matched (errors.Is) by every error New returns for
+// a Config it cannot run with; the error's text names the field.
+var ErrInvalidConfig = errors.New("router: invalid config")
+
 // Config configures one node's MQTT server. Build it from DefaultConfig
-// and change what you need: New treats a zero numeric or duration field as
-// "use the default" (except MaxConnections, where 0 means unlimited), and
-// panics on a config it cannot run with (a prefix that is not a plain
-// topic), since that is a programming error of the caller.
+// and change what you need. New fills a zero field with its default
+// (MaxConnections excepted, where 0 means unlimited, and AuthTopic and
+// GoroutinePerConn, which default to off), then refuses, with an error
+// naming the field, a value it cannot run with: a negative size, count or
+// duration (MaxUnconfirmed and ConnectRate excepted, where a negative
+// value means none and no limit), or a prefix that is not a plain topic.
 type Config struct {
-	// NodeID names this node in logs and in assigned client ids.
+	// NodeID names this node in logs and in the client ids the server
+	// assigns to clients that connect without one. Default "node".
 	NodeID string
 
 	// AuthTopic enables the prototype's login: a CONNECT without
 	// credentials is accepted (CONNACK 0) but unauthenticated until its
 	// first packet, a PUBLISH of a session token to ServicePrefix+"/auth"
 	// (token = payload), ServicePrefix+"/auth/<token>", or "service/auth"
-	// (the prototype client's spelling, token = payload). Off: CONNECT
-	// must carry username and password.
+	// (the prototype client's spelling, token = payload). Off (the
+	// default): CONNECT must carry username and password.
 	AuthTopic bool
 
 	// PrivatePrefix, GroupPrefix and ServicePrefix are the topic roots:
 	// "<PrivatePrefix>/<id>" is a principal's private tree,
 	// "<GroupPrefix>/<gid>" a group topic, "<ServicePrefix>/..." is
-	// reserved. Each must be a valid topic name without wildcards; the
-	// ACL compares them level by level.
+	// reserved. Each must be a valid topic name without wildcards or a
+	// trailing '/', and the three must differ: the ACL compares them
+	// level by level. Defaults "/private", "/group" and "/service".
 	PrivatePrefix string
 	GroupPrefix   string
 	ServicePrefix string
 
-	// MaxPacketSize caps the remaining length of an inbound packet; a
-	// larger one closes the connection before its body is read.
+	// MaxPacketSize caps the remaining length of an inbound packet, in
+	// bytes; a larger one closes the connection before its body is read.
+	// Default 256 KiB.
 	MaxPacketSize int
 
-	// MaxConnectPacketSize is MaxPacketSize until the client is
+	// MaxConnectPacketSize, in bytes, is MaxPacketSize until the client is
 	// authenticated (the CONNECT, and the auth PUBLISH in auth-topic
 	// mode), so an unauthenticated connection holds little memory. The
-	// default leaves room for a 65,535-byte password, which still gets its
-	// CONNACK 0x04 (B4); it is capped at MaxPacketSize.
+	// default, 80 KiB, leaves room for a 65,535-byte password, which still
+	// gets its CONNACK 0x04; a value above MaxPacketSize is lowered to it.
 	MaxConnectPacketSize int
 
-	// ConnectTimeout: the CONNECT must arrive within it after accept,
-	// and in auth-topic mode the auth PUBLISH within it after CONNACK
-	// (slowloris, B8). It also bounds each call to the Authenticator, and
-	// the time a packet may take to arrive whole once its first byte has
-	// arrived (A2: a partial packet, even a partial fixed header, never
-	// holds a connection open, keepalive 0 or not).
+	// ConnectTimeout: the CONNECT must arrive within it after accept, and
+	// in auth-topic mode the auth PUBLISH within it after CONNACK, so a
+	// slow client cannot hold a connection open without logging in. It
+	// also bounds each call to the Authenticator, and the time a packet
+	// may take to arrive whole once its first byte has arrived (a partial
+	// packet, even a partial fixed header, never holds a connection open,
+	// keepalive 0 or not). Default 10 s.
 	ConnectTimeout time.Duration
 
 	// MaxInflight caps the outbound QoS 1 messages awaiting PUBACK per
 	// session; more wait in the session's queue. It also caps the inbound
 	// QoS 2 packet ids held until PUBREL (over it the connection is
-	// closed, E1).
+	// closed). At most 65534, so that a free packet id always exists.
+	// Default 32.
 	MaxInflight int
 	// MaxUnconfirmed is how many QoS 1 PUBLISHes of one connection may be
 	// acknowledged before every node delivering them confirmed they are
@@ -71,45 +85,49 @@ type Config struct {
 
 	// MaxQueued caps a session's queue of messages waiting for the
 	// inflight window, for the socket to drain, or (persistent sessions)
-	// for the client to come back. When full the oldest is dropped and
-	// counted (pushring_queue_dropped_total).
+	// for the client to come back, in messages. When full the oldest is
+	// dropped and counted (pushring_queue_dropped_total). Default 1000.
 	MaxQueued int
 
 	// MaxQueuedBytes caps the payload bytes of one session's queue, on
 	// top of MaxQueued (a persistent offline session would otherwise hold
 	// MaxQueued × MaxPacketSize). Over it the oldest messages are dropped
 	// and counted like MaxQueued drops; a single message larger than the
-	// cap is still queued, alone.
+	// cap is still queued, alone. Default 8 MiB.
 	MaxQueuedBytes int
 
 	// MaxSubscriptions caps the distinct filters of one session; a filter
-	// over the cap gets SUBACK 0x80.
+	// over the cap gets SUBACK 0x80. Default 32.
 	MaxSubscriptions int
 
-	// MaxConnections caps the connected (CONNACK 0) clients of this node;
-	// 0 means unlimited. Over the cap: CONNACK 0x03, then close.
+	// MaxConnections caps the connected (CONNACK 0) clients of this node.
+	// Over the cap: CONNACK 0x03, then close. 0 (the default) means
+	// unlimited.
 	MaxConnections int
 
 	// ConnectRate is the new connections a second one source address
-	// (IPv6: one /64) may open, with bursts up to ConnectBurst; over it a
-	// connection is closed at once, before any byte is read, and counted
-	// as refusal "connect_rate" (B7). ConnectRate < 0 turns the limit off.
+	// (IPv6: one /64) may open, with bursts up to ConnectBurst
+	// connections; over it a connection is closed at once, before any
+	// byte is read, and counted as refusal "connect_rate", so one address
+	// cannot storm the node with connects. ConnectRate < 0 turns the
+	// limit off. Defaults 200 a second and 2000.
 	ConnectRate  float64
 	ConnectBurst int
 
 	// MaxSessionsPerPrincipal caps the sessions (connected or persistent
 	// offline) one principal holds on this node. A new session over the
 	// cap evicts the principal's oldest offline session; if all are
-	// connected it is refused with CONNACK 0x03.
+	// connected it is refused with CONNACK 0x03. Default 16.
 	MaxSessionsPerPrincipal int
 
 	// SessionExpiry: a persistent (clean session = 0) session is kept this
 	// long after its client disconnects, then dropped with its queue.
 	// Sessions live in this process only: a node restart loses them.
+	// Default 24 h.
 	SessionExpiry time.Duration
 
 	// WriteTimeout bounds each socket write; a client that does not read
-	// for this long is disconnected (slow consumer, E2).
+	// for this long is disconnected as a slow consumer. Default 10 s.
 	WriteTimeout time.Duration
 
 	// MaxOutboundBytes caps the bytes waiting to be written to one
@@ -120,31 +138,38 @@ type Config struct {
 	// bytes reach 4×MaxOutboundBytes is closed. Resent unacknowledged
 	// messages (retry, reconnect) obey the same limit: they go out as the
 	// socket drains, after the CONNACK. A client that reads nothing at
-	// all is cut off by WriteTimeout.
+	// all is cut off by WriteTimeout. Default 1 MiB.
 	MaxOutboundBytes int
 
 	// RetryInterval: an outbound QoS 1 PUBLISH unacknowledged for this
 	// long is sent again with DUP set. Unacked messages are always resent
-	// when a persistent session reconnects.
+	// when a persistent session reconnects. Default 30 s.
 	RetryInterval time.Duration
 
 	// GoroutinePerConn serves each TCP connection with a reader and a
 	// writer goroutine of its own instead of the event loop. The event
 	// loop (Linux: a few epoll pollers for all connections) keeps an idle
 	// connection at a few KiB; other platforms, and connections that are
-	// not plain TCP, always use goroutines.
+	// not plain TCP, always use goroutines. Default off.
 	GoroutinePerConn bool
 
-	// Logger receives the server's logs (nil: slog.Default()). Tokens and
-	// passwords are never logged.
+	// Logger receives the server's logs; tokens and passwords are never
+	// logged. Nil (the default) means slog.Default(), so nothing the
+	// server reports is lost; pass slog.New(slog.DiscardHandler) for
+	// silence.
 	Logger *slog.Logger
 
-	// Registerer gets the server's Prometheus metrics; nil: not
-	// registered (Stats still works).
+	// Registerer gets the server's Prometheus metrics. Nil (the default):
+	// not registered (Stats still works).
 	Registerer prometheus.Registerer
 }
 
-// DefaultConfig returns the defaults described on each Config field.
+// maxInflight keeps one 16-bit packet id (of 65535, 0 not being one)
+// free whatever the window holds.
+const maxInflight = 65534
+
+// DefaultConfig returns a Config with the default of every field, as
+// described on each.
 func DefaultConfig() Config {
 	return Config{
 		NodeID:                  "node",
@@ -170,49 +195,49 @@ func DefaultConfig() Config {
 	}
 }
 
-// normalize fills zero fields from DefaultConfig and checks the prefixes.
-func (c Config) normalize() Config {
+// Validate reports the error New would return for c: nil if New can run
+// with it. Use it to refuse a bad config before starting anything else.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
+// withDefaults returns c with every zero field that has a default set to
+// it (the nil Logger to slog.Default()), and MaxConnectPacketSize lowered
+// to MaxPacketSize. It leaves wrong values for validate to refuse.
+func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.NodeID == "" {
-		c.NodeID = d.NodeID
-	}
 	str := func(v *string, def string) {
 		if *v == "" {
 			*v = def
 		}
 	}
+	str(&c.NodeID, d.NodeID)
 	str(&c.PrivatePrefix, d.PrivatePrefix)
 	str(&c.GroupPrefix, d.GroupPrefix)
 	str(&c.ServicePrefix, d.ServicePrefix)
 	num := func(v *int, def int) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = def
 		}
 	}
 	num(&c.MaxPacketSize, d.MaxPacketSize)
 	num(&c.MaxConnectPacketSize, d.MaxConnectPacketSize)
-	c.MaxConnectPacketSize = min(c.MaxConnectPacketSize, c.MaxPacketSize)
-	num(&c.MaxInflight, d.MaxInflight)
-	if c.MaxUnconfirmed == 0 {
-		c.MaxUnconfirmed = d.MaxUnconfirmed // negative stays: none (hold.go)
+	// The connect limit only ever tightens MaxPacketSize: a caller that
+	// lowers MaxPacketSize alone gets a connect limit no larger.
+	if c.MaxPacketSize > 0 {
+		c.MaxConnectPacketSize = min(c.MaxConnectPacketSize, c.MaxPacketSize)
 	}
+	num(&c.MaxInflight, d.MaxInflight)
+	num(&c.MaxUnconfirmed, d.MaxUnconfirmed) // negative stays: none (hold.go)
 	num(&c.MaxQueued, d.MaxQueued)
 	num(&c.MaxQueuedBytes, d.MaxQueuedBytes)
 	num(&c.MaxSubscriptions, d.MaxSubscriptions)
 	num(&c.MaxSessionsPerPrincipal, d.MaxSessionsPerPrincipal)
 	num(&c.MaxOutboundBytes, d.MaxOutboundBytes)
 	if c.ConnectRate == 0 {
-		c.ConnectRate = d.ConnectRate
+		c.ConnectRate = d.ConnectRate // negative stays: no limit
 	}
 	num(&c.ConnectBurst, d.ConnectBurst)
-	if c.MaxConnections < 0 {
-		c.MaxConnections = 0
-	}
-	if c.MaxInflight > 65534 {
-		c.MaxInflight = 65534 // a free packet id must always exist (E3)
-	}
 	dur := func(v *time.Duration, def time.Duration) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = def
 		}
 	}
@@ -223,10 +248,73 @@ func (c Config) normalize() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	for _, p := range []string{c.PrivatePrefix, c.GroupPrefix, c.ServicePrefix} {
-		if strings.ContainsAny(p, "+#\x00") || strings.HasSuffix(p, "/") {
-			panic(fmt.Sprintf("router: invalid topic prefix %q", p))
-		}
-	}
 	return c
+}
+
+// validate checks a Config that went through withDefaults. The error
+// names the first bad field.
+func (c Config) validate() error {
+	positive := func(field string, v int) error {
+		return configerr.Positive(ErrInvalidConfig, "router", field, v)
+	}
+	positiveDur := func(field string, v time.Duration) error {
+		return configerr.Positive(ErrInvalidConfig, "router", field, v)
+	}
+	return configerr.First(
+		validPrefix("PrivatePrefix", c.PrivatePrefix),
+		validPrefix("GroupPrefix", c.GroupPrefix),
+		validPrefix("ServicePrefix", c.ServicePrefix),
+		distinctPrefixes(c),
+		positive("MaxPacketSize", c.MaxPacketSize),
+		positive("MaxConnectPacketSize", c.MaxConnectPacketSize),
+		positiveDur("ConnectTimeout", c.ConnectTimeout),
+		positive("MaxInflight", c.MaxInflight),
+		invalidIf(c.MaxInflight > maxInflight, "MaxInflight must be at most %d, so a packet id is always free (got %d)", maxInflight, c.MaxInflight),
+		positive("MaxQueued", c.MaxQueued),
+		positive("MaxQueuedBytes", c.MaxQueuedBytes),
+		positive("MaxSubscriptions", c.MaxSubscriptions),
+		invalidIf(c.MaxConnections < 0, "MaxConnections must be >= 0, 0 for no limit (got %d)", c.MaxConnections),
+		invalidIf(math.IsNaN(c.ConnectRate), "ConnectRate must be a number (got NaN)"),
+		positive("ConnectBurst", c.ConnectBurst),
+		positive("MaxSessionsPerPrincipal", c.MaxSessionsPerPrincipal),
+		positiveDur("SessionExpiry", c.SessionExpiry),
+		positiveDur("WriteTimeout", c.WriteTimeout),
+		positive("MaxOutboundBytes", c.MaxOutboundBytes),
+		positiveDur("RetryInterval", c.RetryInterval),
+	)
+}
+
+// invalid returns a config error: "router: " and format.
+func invalid(format string, args ...any) error {
+	return configerr.New(ErrInvalidConfig, "router", format, args...)
+}
+
+// invalidIf is invalid when bad holds, else nil.
+func invalidIf(bad bool, format string, args ...any) error {
+	if !bad {
+		return nil
+	}
+	return invalid(format, args...)
+}
+
+// validPrefix: a topic root is compared level by level with the topics
+// clients use, so it must be a plain topic name: no wildcard, no NUL, and
+// no trailing '/' (which would make an empty level of its own).
+func validPrefix(field, p string) error {
+	return invalidIf(strings.ContainsAny(p, "+#\x00") || strings.HasSuffix(p, "/"),
+		"%s %q must be a topic name without wildcards, NUL or a trailing '/'", field, p)
+}
+
+// distinctPrefixes: two roots that are the same topic would make a group
+// topic and a private tree indistinguishable.
+func distinctPrefixes(c Config) error {
+	switch {
+	case c.PrivatePrefix == c.GroupPrefix:
+		return invalid("PrivatePrefix and GroupPrefix must differ (both %q)", c.PrivatePrefix)
+	case c.PrivatePrefix == c.ServicePrefix:
+		return invalid("PrivatePrefix and ServicePrefix must differ (both %q)", c.PrivatePrefix)
+	case c.GroupPrefix == c.ServicePrefix:
+		return invalid("GroupPrefix and ServicePrefix must differ (both %q)", c.GroupPrefix)
+	}
+	return nil
 }

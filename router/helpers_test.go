@@ -241,7 +241,11 @@ func newEnvWith(t testing.TB, edit func(*Config), wrap func(*loopFwd) Forwarder)
 	if wrap != nil {
 		fwd = wrap(e.fwd)
 	}
-	e.srv = New(cfg, e.auth, e.acl, fwd, message.NewIDSource("test"))
+	srv, err := New(cfg, e.auth, e.acl, fwd, message.NewIDSource("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
 	e.fwd.srv.Store(e.srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -69,9 +69,17 @@ var (
 )
 
 // New returns a server; call Serve to accept clients. ids makes the ids of
-// messages published by clients. See Config for defaults and panics.
-func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.IDSource) *Server {
-	cfg = cfg.normalize()
+// messages published by clients. Zero Config fields take their defaults
+// (see Config). A Config New cannot run with, or a nil auth, acl, fwd or
+// ids, is refused with an error matching ErrInvalidConfig.
+func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.IDSource) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if auth == nil || acl == nil || fwd == nil || ids == nil {
+		return nil, invalid("New needs an Authenticator, an ACL, a Forwarder and an IDSource (one is nil)")
+	}
 	afwd, _ := fwd.(AckForwarder)
 	s := &Server{
 		afwd:        afwd,
@@ -91,7 +99,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		revoked:     make(map[string]time.Time),
 	}
 	s.msgs.New = func() any { return new(message.Message) }
-	return s
+	return s, nil
 }
 
 // Serve accepts MQTT clients on ln until Close; it may be called for

@@ -86,7 +86,10 @@ func boundSession(t *testing.T, edit func(*Config)) (*Server, *mqttConn, *fakeTr
 	}
 	acl := newMemACL()
 	acl.setMember("g1", "alice", true)
-	srv := New(cfg, newMemAuth(), acl, &loopFwd{acl: acl}, message.NewIDSource("t"))
+	srv, err := New(cfg, newMemAuth(), acl, &loopFwd{acl: acl}, message.NewIDSource("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ft := &fakeTransport{}
 	c := newMQTTConn(srv, ft)
 	c.id = Identity{ID: "alice"}

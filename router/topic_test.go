@@ -8,7 +8,7 @@ import (
 )
 
 func TestSubscribeTarget(t *testing.T) {
-	tp := newTopics(DefaultConfig().normalize())
+	tp := newTopics(DefaultConfig().withDefaults())
 	cases := []struct {
 		filter string
 		gid    string
@@ -74,7 +74,7 @@ func TestSubscribeTarget(t *testing.T) {
 }
 
 func TestPublishTarget(t *testing.T) {
-	tp := newTopics(DefaultConfig().normalize())
+	tp := newTopics(DefaultConfig().withDefaults())
 	cases := []struct {
 		topic  string
 		kind   message.Kind
@@ -111,7 +111,7 @@ func TestPublishTarget(t *testing.T) {
 }
 
 func TestAuthToken(t *testing.T) {
-	tp := newTopics(DefaultConfig().normalize())
+	tp := newTopics(DefaultConfig().withDefaults())
 	for _, c := range []struct{ topic, payload, token string }{
 		{"/service/auth", "T1", "T1"},
 		{"service/auth", "T2", "T2"},
@@ -132,7 +132,7 @@ func TestAuthToken(t *testing.T) {
 func TestCustomPrefixes(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.PrivatePrefix, cfg.GroupPrefix, cfg.ServicePrefix = "p/u", "grp", "svc"
-	tp := newTopics(cfg.normalize())
+	tp := newTopics(cfg.withDefaults())
 	if _, ok := tp.subscribeTarget("alice", "p/u/alice/#"); !ok {
 		t.Error("p/u/alice/# refused")
 	}

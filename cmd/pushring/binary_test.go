@@ -191,3 +191,36 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 	}
 	t.Logf("%v: exited 0 after %v", sig, took.Round(time.Millisecond))
 }
+
+// A value only the config checks refuse (the flag parses: a negative
+// connection limit) stops the binary before it starts anything: exit
+// status 2, one line on stderr naming the field, no data dir.
+func TestBinaryRefusesInvalidConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the pushring binary")
+	}
+	bin := buildPushring(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--data-dir", dataDir, "--mqtt-addr", freeAddr(t), "--http-addr", freeAddr(t),
+		"--gossip-addr", "127.0.0.1:0", "--node-id", "bin1", "--max-connections", "-1")
+	cmd.Env = cleanEnv()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want status 2\nstderr:\n%s", err, stderr.String())
+	}
+	const want = "pushring: router: MaxConnections must be >= 0, 0 for no limit (got -1)\n"
+	if got := stderr.String(); got != want {
+		t.Errorf("stderr %q, want %q", got, want)
+	}
+	if stdout.Len() > 0 {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data dir after a refused config: %v", err)
+	}
+}

@@ -2,10 +2,16 @@
 //
 // Every flag has a PUSHRING_* environment equivalent (--data-dir is
 // PUSHRING_DATA_DIR, and so on); a flag given on the command line wins.
+//
+// Exit status: 0 after a signal (or -h), 2 when the flags, their
+// environment equivalents or the config they make are invalid (nothing has
+// started then; the one line on stderr names the problem), 1 when the node
+// failed to start or to stop.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -19,14 +25,31 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/node"
 )
 
+// errUsage is matched by the errors of the command line and environment.
+var errUsage = errors.New("usage")
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // the flag package printed the usage
+		}
 		fmt.Fprintln(os.Stderr, "pushring:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 2 for a config the node refuses to start with, as for a
+// bad command line (the flag package's convention), so that a supervisor
+// can tell it from a failure that a restart might cure; 1 otherwise.
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) || errors.Is(err, node.ErrInvalidConfig) {
+		return 2
+	}
+	return 1
 }
 
 func run(args []string) error {
@@ -62,13 +85,13 @@ func run(args []string) error {
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
-		return err
+		return configerr.Wrap(errUsage, err)
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return configerr.Wrap(errUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return configerr.New(errUsage, "unexpected arguments", "%v", fs.Args())
 	}
 	cfg.AuthTopic = authTopic
 	if join != "" {
@@ -79,9 +102,14 @@ func run(args []string) error {
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("bad --log-level: %w", err)
+		return configerr.Wrap(errUsage, fmt.Errorf("bad --log-level: %w", err))
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// node.Start checks too; checking here refuses a bad config before
+	// the profiling listener opens.
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 
 	if pprofAddr != "" {
 		if err := servePprof(pprofAddr, cfg.Logger); err != nil {

@@ -1,0 +1,99 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushring/pushring/store"
+)
+
+func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
+	got := Config{}.withDefaults()
+	if got.Logger != slog.Default() {
+		t.Errorf("nil Logger became %v, want slog.Default()", got.Logger)
+	}
+	if got.Registry == nil {
+		t.Error("nil Registry not replaced by a new one")
+	}
+	want := DefaultConfig()
+	if reflect.ValueOf(got.Now).Pointer() != reflect.ValueOf(want.Now).Pointer() {
+		t.Error("Now is not DefaultConfig's time.Now")
+	}
+	// The fields left: reflect.DeepEqual cannot compare funcs, and the
+	// registry is new.
+	got.Logger, got.Registry, got.Now, want.Now = nil, nil, nil, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Config{}.withDefaults()\n got %+v\nwant %+v", got, want)
+	}
+	if err := DefaultConfig().withDefaults().validate(); err != nil {
+		t.Errorf("DefaultConfig: %v", err)
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("zero Config: %v", err)
+	}
+}
+
+func TestWithDefaultsKeepsSetFields(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := Config{SessionTTL: time.Hour, LoginRate: -1, PrivatePrefix: "/p//", Registry: reg}.withDefaults()
+	if c.SessionTTL != time.Hour || c.LoginRate != -1 || c.Registry != reg {
+		t.Errorf("set fields changed: %+v", c)
+	}
+	if c.PrivatePrefix != "/p" {
+		t.Errorf("PrivatePrefix %q, want trailing slashes dropped", c.PrivatePrefix)
+	}
+	if c.LoginBurst != 10 || c.MaxBodyBytes != 1<<20 || c.MaxPayloadBytes != 256<<10 {
+		t.Errorf("zero fields not filled: %+v", c)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	deps := Deps{Publisher: dropPublisher{}, ACL: store.NewDirectory(store.NewMemory()), Cluster: twoNodes{}}
+	for _, tc := range []struct {
+		field string
+		mod   func(*Config)
+	}{
+		{"SessionTTL", func(c *Config) { c.SessionTTL = -time.Hour }},
+		{"MaxBodyBytes", func(c *Config) { c.MaxBodyBytes = -1 }},
+		{"MaxPayloadBytes", func(c *Config) { c.MaxPayloadBytes = -1 }},
+		{"PrivatePrefix", func(c *Config) { c.PrivatePrefix = "/p/+" }},
+		{"PrivatePrefix", func(c *Config) { c.PrivatePrefix = "#" }},
+		{"LoginRate", func(c *Config) { c.LoginRate = math.NaN() }},
+		{"LoginBurst", func(c *Config) { c.LoginBurst = -1 }},
+	} {
+		cfg := DefaultConfig()
+		tc.mod(&cfg)
+		err := cfg.withDefaults().validate()
+		if !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", tc.field, err)
+			continue
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, "api: ") || !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
+			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
+		}
+		if a, err := New(cfg, store.NewMemory(), deps); !errors.Is(err, ErrInvalidConfig) || a != nil {
+			t.Errorf("%s: New returned %v, %v", tc.field, a, err)
+		}
+	}
+}
+
+// A Registry holding another collector under one of the API's metric
+// names is refused, not a panic.
+func TestNewRefusesConflictingRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "pushring_http_errors_total", Help: "something else"}))
+	cfg := DefaultConfig()
+	cfg.Registry = reg
+	deps := Deps{Publisher: dropPublisher{}, ACL: store.NewDirectory(store.NewMemory()), Cluster: twoNodes{}}
+	a, err := New(cfg, store.NewMemory(), deps)
+	if !errors.Is(err, ErrInvalidConfig) || a != nil || !strings.Contains(err.Error(), "Registry") {
+		t.Fatalf("New: %v, %v", a, err)
+	}
+}

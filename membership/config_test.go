@@ -1,0 +1,88 @@
+package membership
+
+import (
+	"errors"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
+	got := Config{NodeID: "n1"}.withDefaults()
+	if got.Logger != slog.Default() {
+		t.Errorf("nil Logger became %v, want slog.Default()", got.Logger)
+	}
+	got.Logger = nil
+	want := DefaultConfig()
+	want.NodeID = "n1"
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Config{NodeID}.withDefaults()\n got %+v\nwant %+v", got, want)
+	}
+	if err := want.withDefaults().validate(); err != nil {
+		t.Errorf("DefaultConfig: %v", err)
+	}
+	if err := (Config{NodeID: "n1"}).Validate(); err != nil {
+		t.Errorf("zero Config with NodeID: %v", err)
+	}
+}
+
+func TestWithDefaultsKeepsSetFields(t *testing.T) {
+	c := Config{NodeID: "n1", ProbeInterval: time.Second, SuspicionMult: 6}.withDefaults()
+	if c.ProbeInterval != time.Second || c.SuspicionMult != 6 {
+		t.Errorf("set fields changed: %+v", c)
+	}
+	if c.ProbeTimeout != 100*time.Millisecond || c.GossipAddr != ":7946" || c.JoinRetryInterval != 0 {
+		t.Errorf("zero fields not as documented: %+v", c)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		mod   func(*Config)
+	}{
+		{"NodeID", func(c *Config) { c.NodeID = "" }},
+		{"NodeID", func(c *Config) { c.NodeID = "a b" }},
+		{"NodeID", func(c *Config) { c.NodeID = "a.b" }},
+		{"NodeID", func(c *Config) { c.NodeID = strings.Repeat("n", metaMaxID+1) }},
+		{"GossipAddr", func(c *Config) { c.GossipAddr = "nowhere" }},
+		{"GossipAddr", func(c *Config) { c.GossipAddr = "host:99999" }},
+		{"AdvertiseAddr", func(c *Config) { c.AdvertiseAddr = "host" }},
+		{"Join", func(c *Config) { c.Join = []string{"a:1", ""} }},
+		{"JoinRetryInterval", func(c *Config) { c.JoinRetryInterval = -time.Second }},
+		{"Label", func(c *Config) { c.Label = strings.Repeat("l", 256) }},
+		{"SecretKey", func(c *Config) { c.SecretKey = []byte("short") }},
+		{"VirtualNodes", func(c *Config) { c.VirtualNodes = -1 }},
+		{"VirtualNodes", func(c *Config) { c.VirtualNodes = maxVirtualNodes + 1 }},
+		{"ProbeInterval", func(c *Config) { c.ProbeInterval = -time.Second }},
+		{"ProbeTimeout", func(c *Config) { c.ProbeTimeout = -time.Second }},
+		{"ProbeTimeout", func(c *Config) { c.ProbeTimeout = c.ProbeInterval }},
+		{"SuspicionMult", func(c *Config) { c.SuspicionMult = -1 }},
+		{"GossipInterval", func(c *Config) { c.GossipInterval = -time.Second }},
+		{"PushPullInterval", func(c *Config) { c.PushPullInterval = -time.Second }},
+		{"MQTT", func(c *Config) { c.MQTT = slices.Repeat([]string{strings.Repeat("m", 200)}, 3) }},
+		{"MQTT", func(c *Config) { c.MQTT = make([]string, metaMaxMQTT+1) }},
+		{"HTTP", func(c *Config) { c.HTTP = strings.Repeat("h", metaMaxString+1) }},
+	} {
+		cfg := DefaultConfig()
+		cfg.NodeID = "n1"
+		tc.mod(&cfg)
+		err := cfg.withDefaults().validate()
+		if !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", tc.field, err)
+			continue
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, "membership: ") || !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
+			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
+		}
+		if c, err := Start(cfg); !errors.Is(err, ErrInvalidConfig) || c != nil {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("%s: Start returned %v, %v", tc.field, c, err)
+		}
+	}
+}

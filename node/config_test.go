@@ -1,0 +1,116 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/api"
+	"github.com/pushring/pushring/fanout"
+	"github.com/pushring/pushring/membership"
+	"github.com/pushring/pushring/router"
+)
+
+// Router and Membership are left zero by withDefaults (their packages
+// fill them, and test that their DefaultConfig is what they fill); every
+// other field is the node's.
+func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
+	want := DefaultConfig()
+	got := Config{NodeID: want.NodeID}.withDefaults()
+	if got.Logger != slog.Default() {
+		t.Errorf("nil Logger became %v, want slog.Default()", got.Logger)
+	}
+	got.Logger = nil
+	if !reflect.DeepEqual(got.Router, router.Config{}) || !reflect.DeepEqual(got.Membership, membership.Config{}) {
+		t.Errorf("withDefaults filled Router or Membership: %+v %+v", got.Router, got.Membership)
+	}
+	got.Router, got.Membership = want.Router, want.Membership
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Config{NodeID}.withDefaults()\n got %+v\nwant %+v", got, want)
+	}
+	if err := want.withDefaults().validate(); err != nil {
+		t.Errorf("DefaultConfig: %v", err)
+	}
+	if err := (Config{NodeID: "n1"}).Validate(); err != nil {
+		t.Errorf("zero Config with NodeID: %v", err)
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	c := Config{NodeID: "n1", KVReplicas: 3, LoginRate: -1, Join: []string{"a:1"}}.withDefaults()
+	if c.KVReplicas != 3 || c.LoginRate != -1 {
+		t.Errorf("set fields changed: %+v", c)
+	}
+	if c.LoginBurst != 10 || c.SessionTTL != 24*time.Hour || c.Cluster != "pushring" {
+		t.Errorf("zero fields not filled: %+v", c)
+	}
+	if c.Membership.JoinRetryInterval != time.Second {
+		t.Errorf("with Join, JoinRetryInterval %v, want 1s", c.Membership.JoinRetryInterval)
+	}
+	if c := (Config{NodeID: "n1"}).withDefaults(); c.Membership.JoinRetryInterval != 0 {
+		t.Errorf("without Join, JoinRetryInterval %v, want 0", c.Membership.JoinRetryInterval)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		mod   func(*Config)
+		also  error // the component's sentinel the error matches as well
+	}{
+		{"NodeID", func(c *Config) { c.NodeID = "" }, nil},
+		{"NodeID", func(c *Config) { c.NodeID = "a.b" }, nil},
+		{"NodeID", func(c *Config) { c.NodeID = strings.Repeat("n", 65) }, membership.ErrInvalidConfig},
+		{"Cluster", func(c *Config) { c.Cluster = "a b" }, fanout.ErrInvalidConfig},
+		{"MQTTAddr", func(c *Config) { c.MQTTAddr = "nowhere" }, nil},
+		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "nowhere" }, nil},
+		{"GossipAddr", func(c *Config) { c.GossipAddr = "nowhere" }, membership.ErrInvalidConfig},
+		{"AdvertiseMQTT", func(c *Config) { c.AdvertiseMQTT = []string{""} }, nil},
+		{"KVReplicas", func(c *Config) { c.KVReplicas = -1 }, nil},
+		{"KVReplicas", func(c *Config) { c.KVReplicas = 6 }, nil},
+		{"Join", func(c *Config) { c.Join = []string{""} }, membership.ErrInvalidConfig},
+		{"SessionTTL", func(c *Config) { c.SessionTTL = -time.Hour }, api.ErrInvalidConfig},
+		{"LoginRate", func(c *Config) { c.LoginRate = math.NaN() }, api.ErrInvalidConfig},
+		{"LoginBurst", func(c *Config) { c.LoginBurst = -1 }, api.ErrInvalidConfig},
+		{"ProbeTimeout", func(c *Config) { c.Membership.ProbeTimeout = time.Hour }, membership.ErrInvalidConfig},
+		{"MaxConnections", func(c *Config) { c.Router.MaxConnections = -1 }, router.ErrInvalidConfig},
+		{"MaxQueued", func(c *Config) { c.Router.MaxQueued = -1 }, router.ErrInvalidConfig},
+		{"PrivatePrefix", func(c *Config) { c.Router.PrivatePrefix = "/p/#" }, router.ErrInvalidConfig},
+	} {
+		cfg := DefaultConfig()
+		tc.mod(&cfg)
+		err := cfg.withDefaults().validate()
+		if !errors.Is(err, ErrInvalidConfig) || tc.also != nil && !errors.Is(err, tc.also) {
+			t.Errorf("%s: %v, want ErrInvalidConfig and %v", tc.field, err, tc.also)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
+			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
+		}
+	}
+}
+
+// A bad config is refused before anything starts: no data dir, no NATS.
+func TestStartRefusesInvalidConfigFirst(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Router.MaxQueued = -1
+	n, err := Start(context.Background(), cfg)
+	if !errors.Is(err, ErrInvalidConfig) || !errors.Is(err, router.ErrInvalidConfig) || n != nil {
+		t.Fatalf("Start: %v, %v", n, err)
+	}
+	if want := "router: MaxQueued must be > 0 (got -1)"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data dir after a refused config: %v", err)
+	}
+}

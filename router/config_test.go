@@ -1,0 +1,106 @@
+package router
+
+import (
+	"errors"
+	"log/slog"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/message"
+)
+
+func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
+	got := Config{}.withDefaults()
+	if got.Logger != slog.Default() {
+		t.Errorf("nil Logger became %v, want slog.Default()", got.Logger)
+	}
+	got.Logger = nil
+	if want := DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Config{}.withDefaults()\n got %+v\nwant %+v", got, want)
+	}
+	if err := DefaultConfig().withDefaults().validate(); err != nil {
+		t.Errorf("DefaultConfig: %v", err)
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("zero Config: %v", err)
+	}
+}
+
+// Zero fields are filled one by one, whatever else is set; the values
+// with a meaning of their own stay.
+func TestWithDefaultsKeepsSetFields(t *testing.T) {
+	c := Config{MaxQueued: 5, MaxPacketSize: 1024, MaxUnconfirmed: -1, ConnectRate: -1}.withDefaults()
+	if c.MaxQueued != 5 || c.MaxPacketSize != 1024 || c.MaxUnconfirmed != -1 || c.ConnectRate != -1 {
+		t.Errorf("set fields changed: %+v", c)
+	}
+	if c.MaxConnectPacketSize != 1024 {
+		t.Errorf("MaxConnectPacketSize %d, want lowered to MaxPacketSize 1024", c.MaxConnectPacketSize)
+	}
+	if c.MaxInflight != 32 || c.RetryInterval != 30*time.Second || c.PrivatePrefix != "/private" || c.MaxConnections != 0 {
+		t.Errorf("zero fields not filled: %+v", c)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		mod   func(*Config)
+	}{
+		{"PrivatePrefix", func(c *Config) { c.PrivatePrefix = "/p/+" }},
+		{"GroupPrefix", func(c *Config) { c.GroupPrefix = "/g/" }},
+		{"ServicePrefix", func(c *Config) { c.ServicePrefix = "/s#" }},
+		{"ServicePrefix", func(c *Config) { c.ServicePrefix = "/s\x00" }},
+		{"GroupPrefix", func(c *Config) { c.GroupPrefix = c.PrivatePrefix }},
+		{"ServicePrefix", func(c *Config) { c.ServicePrefix = c.GroupPrefix }},
+		{"MaxPacketSize", func(c *Config) { c.MaxPacketSize = -1 }},
+		{"MaxConnectPacketSize", func(c *Config) { c.MaxConnectPacketSize = -1 }},
+		{"ConnectTimeout", func(c *Config) { c.ConnectTimeout = -time.Second }},
+		{"MaxInflight", func(c *Config) { c.MaxInflight = -1 }},
+		{"MaxInflight", func(c *Config) { c.MaxInflight = 65535 }},
+		{"MaxQueued", func(c *Config) { c.MaxQueued = -1 }},
+		{"MaxQueuedBytes", func(c *Config) { c.MaxQueuedBytes = -1 }},
+		{"MaxSubscriptions", func(c *Config) { c.MaxSubscriptions = -1 }},
+		{"MaxConnections", func(c *Config) { c.MaxConnections = -1 }},
+		{"ConnectRate", func(c *Config) { c.ConnectRate = math.NaN() }},
+		{"ConnectBurst", func(c *Config) { c.ConnectBurst = -1 }},
+		{"MaxSessionsPerPrincipal", func(c *Config) { c.MaxSessionsPerPrincipal = -1 }},
+		{"SessionExpiry", func(c *Config) { c.SessionExpiry = -time.Second }},
+		{"WriteTimeout", func(c *Config) { c.WriteTimeout = -time.Second }},
+		{"MaxOutboundBytes", func(c *Config) { c.MaxOutboundBytes = -1 }},
+		{"RetryInterval", func(c *Config) { c.RetryInterval = -time.Second }},
+	} {
+		cfg := DefaultConfig()
+		tc.mod(&cfg)
+		err := cfg.withDefaults().validate()
+		if !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", tc.field, err)
+			continue
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, "router: ") || !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
+			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
+		}
+		if srv, err := New(cfg, newMemAuth(), newMemACL(), &loopFwd{}, message.NewIDSource("t")); !errors.Is(err, ErrInvalidConfig) || srv != nil {
+			t.Errorf("%s: New returned %v, %v", tc.field, srv, err)
+		}
+	}
+	if got, want := (Config{MaxQueued: -1}).Validate().Error(), "router: MaxQueued must be > 0 (got -1)"; got != want {
+		t.Errorf("error %q, want %q", got, want)
+	}
+}
+
+func TestNewRefusesMissingDependencies(t *testing.T) {
+	auth, acl, fwd, ids := newMemAuth(), newMemACL(), &loopFwd{}, message.NewIDSource("t")
+	for name, call := range map[string]func() (*Server, error){
+		"auth": func() (*Server, error) { return New(Config{}, nil, acl, fwd, ids) },
+		"acl":  func() (*Server, error) { return New(Config{}, auth, nil, fwd, ids) },
+		"fwd":  func() (*Server, error) { return New(Config{}, auth, acl, nil, ids) },
+		"ids":  func() (*Server, error) { return New(Config{}, auth, acl, fwd, nil) },
+	} {
+		if srv, err := call(); !errors.Is(err, ErrInvalidConfig) || srv != nil {
+			t.Errorf("nil %s: %v, %v", name, srv, err)
+		}
+	}
+}
