@@ -10,29 +10,29 @@ import (
 	"github.com/pushring/pushring/mqtt/packet"
 )
 
-// This file is THE SEAM between socket I/O and MQTT session logic.
+// This file is the seam between socket I/O and MQTT session logic.
 //
 // A connection is two halves:
 //
-//   - transport (this file): reads whole packets, owns the outbound byte
-//     buffer, flushes it, applies read and write deadlines. The current
-//     implementation, tcpTransport, spends two goroutines per connection
-//     (a reader and a writer). A lower-memory model (an epoll event loop
-//     with a few goroutines for all sockets) can replace it by implementing
-//     the same interface and calling the same handler methods.
+//   - transport: reads whole packets, owns the outbound byte buffer,
+//     flushes it, applies read and write deadlines. Two implement it: the
+//     epoll event loop (conn_epoll.go, the default on Linux: a poller
+//     goroutine per core for all sockets, so an idle connection owns no
+//     goroutine and no buffer) and tcpTransport in this file (a reader
+//     and a writer goroutine per connection: any net.Conn, and every
+//     platform; Config.GoroutinePerConn selects it).
 //   - handler (mqttConn in mqtt.go): the MQTT protocol state of the
 //     connection, which knows nothing about sockets or goroutines.
 //
 // Outbound writes are coalesced: whoever has something to send (the
-// reader answering a packet, the fanout goroutine delivering, a retry
-// timer) locks the outbound buffer, appends whole packets to it and
-// unlocks; the writer swaps that buffer with a spare one and writes it in
-// one syscall under a write deadline. In steady state nothing is allocated
-// per packet: the two buffers are reused.
+// connection answering a packet, a delivery, a retry) locks the outbound
+// buffer, appends whole packets to it and unlocks; the writer swaps that
+// buffer with a spare one and writes it in one syscall under a write
+// deadline. In steady state nothing is allocated per packet: the two
+// buffers are reused.
 //
-// Lock order (see also server.go): Server.mu → session.mu → transport
-// outbound lock. The transport never calls the handler while holding its
-// lock.
+// The transport never calls the handler while holding its lock; the lock
+// order across the node is in LOCKS.md at the repository root.
 
 // transport is the socket side of one client connection.
 type transport interface {
