@@ -30,7 +30,7 @@ import (
 // one syscall under a write deadline. In steady state nothing is allocated
 // per packet: the two buffers are reused.
 //
-// Lock order (see also server.go): Server.mu → session.mu → transport
+// Lock order (see also doc.go): Server.mu → session.mu → transport
 // outbound lock. The transport never calls the handler while holding its
 // lock.
 
