@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pushring/pushring/internal/ratelimit"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/store"
@@ -150,7 +151,7 @@ type API struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 	met   *metrics
-	login *limiter // nil: no login limit
+	login *ratelimit.Limiter[string] // nil: no login limit
 
 	adminSet  bool
 	adminHash [sha256.Size]byte
@@ -190,7 +191,7 @@ func New(cfg Config, st store.Store, deps Deps) *API {
 		}
 	}
 	if cfg.LoginRate > 0 {
-		a.login = newLimiter(cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
+		a.login = ratelimit.New[string](cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
 	}
 	a.routes()
 	return a
