@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pushring/pushring/internal/configerr"
+	"github.com/pushring/pushring/internal/ratelimit"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/store"
@@ -201,7 +202,7 @@ type API struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 	met   *metrics
-	login *limiter // nil: no login limit
+	login *ratelimit.Limiter[string] // nil: no login limit
 
 	adminSet  bool
 	adminHash [sha256.Size]byte
@@ -249,7 +250,7 @@ func New(cfg Config, st store.Store, deps Deps) (*API, error) {
 		}
 	}
 	if cfg.LoginRate > 0 {
-		a.login = newLimiter(cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
+		a.login = ratelimit.New[string](cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
 	}
 	a.routes()
 	return a, nil

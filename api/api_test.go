@@ -183,24 +183,7 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 }
 
-func TestLimiter(t *testing.T) {
-	now := time.Unix(1000, 0)
-	l := newLimiter(1, 2, 4)
-	for i, want := range []bool{true, true, false} {
-		if ok, _ := l.allow("a", now); ok != want {
-			t.Fatalf("take %d: %v", i, ok)
-		}
-	}
-	if ok, _ := l.allow("b", now); !ok {
-		t.Fatal("b limited by a")
-	}
-	// Fill the table: full buckets are swept, then all if need be.
-	for _, k := range []string{"c", "d", "e", "f", "g"} {
-		l.allow(k, now)
-	}
-	if len(l.buckets) > 4 {
-		t.Fatalf("%d buckets, max 4", len(l.buckets))
-	}
+func TestAddrKey(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"192.0.2.1:1234", "192.0.2.1"},
 		{"[2001:db8:1:2:3:4:5:6]:1234", "2001:db8:1:2::/64"},

@@ -1,9 +1,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/bench/hist"
+	"github.com/pushring/pushring/client"
 	"github.com/pushring/pushring/mqtt/mqttc"
 )
 
@@ -53,16 +52,15 @@ func (s *Pushring) SetupChurn(ctx context.Context, users, workers int) (*ChurnPl
 		s.prefix = "pb" + randHex(3) + "-"
 	}
 	plan := &ChurnPlan{
-		Users:   make([]Client, users),
-		Devices: make([]Client, workers),
-		Login:   s.login,
+		Users: make([]Client, users),
+		Login: s.login,
 		Note: "login phase: users (POST /v1/sessions, argon2id on the node, then CONNECT with the token); " +
 			"connect phase: devices (key auth, no argon2); both subscribe /private/<id>/#",
 	}
 	if err := parallel(ctx, users, 8, func(ctx context.Context, i int) error {
 		id := s.prefix + "u" + strconv.Itoa(i)
 		pw := randHex(12)
-		if err := s.call(ctx, "POST", "/v1/users", map[string]string{"id": id, "password": pw}, nil); err != nil {
+		if _, err := s.api.CreateUser(ctx, id, pw); err != nil {
 			return err
 		}
 		plan.Users[i] = Client{ID: id, Username: id, Password: pw, Filter: "/private/" + id + "/#"}
@@ -70,15 +68,8 @@ func (s *Pushring) SetupChurn(ctx context.Context, users, workers int) (*ChurnPl
 	}); err != nil {
 		return nil, err
 	}
-	if err := parallel(ctx, workers, 16, func(ctx context.Context, i int) error {
-		id := s.prefix + "c" + strconv.Itoa(i)
-		var out struct{ Key string }
-		if err := s.call(ctx, "POST", "/v1/devices", map[string]string{"id": id}, &out); err != nil {
-			return err
-		}
-		plan.Devices[i] = Client{ID: id, Username: id, Password: out.Key, Filter: "/private/" + id + "/#"}
-		return nil
-	}); err != nil {
+	var err error
+	if plan.Devices, err = s.privateDevices(ctx, "c", workers); err != nil {
 		return nil, err
 	}
 	return plan, nil
@@ -86,27 +77,15 @@ func (s *Pushring) SetupChurn(ctx context.Context, users, workers int) (*ChurnPl
 
 // login is POST /v1/sessions (no Authorization): the session token.
 func (s *Pushring) login(ctx context.Context, id, password string) (string, error) {
-	b, _ := json.Marshal(map[string]string{"id": id, "password": password})
-	req, err := http.NewRequestWithContext(ctx, "POST", s.http+"/v1/sessions", bytes.NewReader(b))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	out, err := s.api.Login(ctx, id, password)
+	var ae *client.APIError
 	switch {
-	case resp.StatusCode == http.StatusTooManyRequests:
+	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
 		return "", errors.New("login: 429 rate limited (a node's default --login-rate is 1/s per address; the node pushbench starts has -1)")
-	case resp.StatusCode/100 != 2:
-		return "", fmt.Errorf("login: %s: %s", resp.Status, bytes.TrimSpace(body))
-	}
-	var out struct{ Token string }
-	if err := json.Unmarshal(body, &out); err != nil || out.Token == "" {
-		return "", fmt.Errorf("login: no token in %q", body)
+	case err != nil:
+		return "", fmt.Errorf("login: %w", err)
+	case out.Token == "":
+		return "", fmt.Errorf("login: no token in %q", out.Body())
 	}
 	return out.Token, nil
 }

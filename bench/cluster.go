@@ -144,12 +144,9 @@ func StartCluster(bin string, n int, extra ...string) (*LocalCluster, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for i, s := range c.nodes {
 		for {
-			var out struct {
-				Nodes []struct{ ID, State string }
-			}
 			alive := 0
-			if err := s.call(context.Background(), "GET", "/v1/cluster", nil, &out); err == nil {
-				for _, nd := range out.Nodes {
+			if cl, err := s.api.Cluster(context.Background()); err == nil {
+				for _, nd := range cl.AllNodes() {
 					if nd.State == "" || nd.State == "alive" {
 						alive++
 					}
@@ -231,8 +228,8 @@ func (c *LocalCluster) Stop() error {
 // address GET /v1/route/{id} returns for it (its home node) and samples
 // every node's /metrics and /proc.
 func (c *LocalCluster) SetupFanout(ctx context.Context, groups, members, devices int) (*FanoutPlan, error) {
-	api := c.nodes[0]
-	plan, err := api.SetupFanout(ctx, groups, members, devices)
+	n1 := c.nodes[0]
+	plan, err := n1.SetupFanout(ctx, groups, members, devices)
 	if err != nil {
 		return nil, err
 	}
@@ -249,23 +246,19 @@ func (c *LocalCluster) SetupFanout(ctx context.Context, groups, members, devices
 	}
 	home := make([]int, len(clients))
 	if err := parallel(ctx, len(clients), 16, func(ctx context.Context, i int) error {
-		var out struct {
-			Node struct {
-				ID   string
-				MQTT []string
-			}
-		}
-		if err := api.call(ctx, "GET", "/v1/route/"+clients[i].ID, nil, &out); err != nil {
+		r, err := n1.api.Route(ctx, clients[i].ID)
+		if err != nil {
 			return err
 		}
-		if len(out.Node.MQTT) == 0 {
+		nd := r.HomeNode()
+		if len(nd.MQTT) == 0 {
 			return fmt.Errorf("route %s: no MQTT address", clients[i].ID)
 		}
-		n, ok := byAddr[out.Node.MQTT[0]]
+		n, ok := byAddr[nd.MQTT[0]]
 		if !ok {
-			return fmt.Errorf("route %s: home %s (%s) is none of the started nodes", clients[i].ID, out.Node.ID, out.Node.MQTT[0])
+			return fmt.Errorf("route %s: home %s (%s) is none of the started nodes", clients[i].ID, nd.ID, nd.MQTT[0])
 		}
-		clients[i].Addr, home[i] = out.Node.MQTT[0], n
+		clients[i].Addr, home[i] = nd.MQTT[0], n
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("route: %w", err)

@@ -1,14 +1,11 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -20,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pushring/pushring/client"
 )
 
 // Client is one MQTT identity of a scenario.
@@ -170,17 +169,20 @@ func (p *process) pid() int {
 // Pushring is a pushring node: one the harness started (StartPushring) or
 // one already running (NewPushring).
 type Pushring struct {
-	mqtt, http, adminKey string
-	pid                  int
-	proc                 *process
-	hc                   *http.Client
-	prefix               string
+	mqtt, http string
+	pid        int
+	proc       *process
+	hc         *http.Client
+	api        *client.Client // the admin key's
+	prefix     string
 }
 
 // NewPushring targets a running node.
 func NewPushring(mqttAddr, httpURL, adminKey string, pid int) *Pushring {
-	return &Pushring{mqtt: mqttAddr, http: strings.TrimRight(httpURL, "/"), adminKey: adminKey, pid: pid,
+	s := &Pushring{mqtt: mqttAddr, http: strings.TrimRight(httpURL, "/"), pid: pid,
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	s.api = &client.Client{BaseURL: s.http, HTTP: s.hc, AdminKey: adminKey}
+	return s
 }
 
 // StartPushring starts the node binary bin on free loopback ports with a
@@ -244,36 +246,6 @@ func (s *Pushring) MQTTAddr() string { return s.mqtt }
 func (s *Pushring) PID() int         { return s.pid }
 func (s *Pushring) Stop() error      { return s.proc.stop() }
 
-// call does one admin API call; out, if non-nil, receives the JSON answer.
-func (s *Pushring) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, s.http+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+s.adminKey)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
-
 // parallel runs fn(i) for i in [0, n) on k workers and returns the first error.
 func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -320,16 +292,17 @@ func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int
 	}
 	gid := func(g int) string { return s.prefix + "g" + strconv.Itoa(g) }
 	if err := parallel(ctx, groups, 8, func(ctx context.Context, g int) error {
-		return s.call(ctx, "POST", "/v1/groups", map[string]any{"id": gid(g), "members_can_publish": false}, nil)
+		_, err := s.api.CreateGroup(ctx, gid(g), false)
+		return err
 	}); err != nil {
 		return nil, err
 	}
 	device := func(ctx context.Context, id string) (string, error) {
-		var out struct{ Key string }
-		if err := s.call(ctx, "POST", "/v1/devices", map[string]string{"id": id}, &out); err != nil {
+		d, err := s.api.CreateDevice(ctx, id)
+		if err != nil {
 			return "", err
 		}
-		return out.Key, nil
+		return d.Key, nil
 	}
 	if err := parallel(ctx, len(plan.Members), 16, func(ctx context.Context, i int) error {
 		g := i / members
@@ -339,7 +312,8 @@ func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int
 			return err
 		}
 		plan.Members[i] = Client{ID: id, Username: id, Password: key, Filter: "/private/" + id + "/#", Group: g}
-		return s.call(ctx, "PUT", "/v1/groups/"+gid(g)+"/members/"+id, nil, nil)
+		_, err = s.api.SetMember(ctx, gid(g), id, true)
+		return err
 	}); err != nil {
 		return nil, err
 	}
@@ -351,7 +325,8 @@ func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int
 			return err
 		}
 		plan.Publishers[i] = Client{ID: id, Username: id, Password: key, Topic: "/group/" + gid(g), Group: g}
-		return s.call(ctx, "PUT", "/v1/groups/"+gid(g)+"/publishers/"+id, nil, nil)
+		_, err = s.api.SetPublisher(ctx, gid(g), id, true)
+		return err
 	}); err != nil {
 		return nil, err
 	}
@@ -379,22 +354,28 @@ func (s *Pushring) SetupIdle(ctx context.Context, k int) (*FanoutPlan, error) {
 	if s.prefix == "" {
 		s.prefix = "pb" + randHex(3) + "-"
 	}
-	plan := &FanoutPlan{
-		Members: make([]Client, k),
-		Note:    "clients are devices (POST /v1/devices, key auth) subscribed to /private/<id>/#",
-	}
-	if err := parallel(ctx, k, 16, func(ctx context.Context, i int) error {
-		id := fmt.Sprintf("%si%d", s.prefix, i)
-		var out struct{ Key string }
-		if err := s.call(ctx, "POST", "/v1/devices", map[string]string{"id": id}, &out); err != nil {
-			return err
-		}
-		plan.Members[i] = Client{ID: id, Username: id, Password: out.Key, Filter: "/private/" + id + "/#"}
-		return nil
-	}); err != nil {
+	plan := &FanoutPlan{Note: "clients are devices (POST /v1/devices, key auth) subscribed to /private/<id>/#"}
+	var err error
+	if plan.Members, err = s.privateDevices(ctx, "i", k); err != nil {
 		return nil, err
 	}
 	return plan, nil
+}
+
+// privateDevices creates n devices, prefix+tag+i, each subscribing to its
+// own /private/<id>/#.
+func (s *Pushring) privateDevices(ctx context.Context, tag string, n int) ([]Client, error) {
+	out := make([]Client, n)
+	err := parallel(ctx, n, 16, func(ctx context.Context, i int) error {
+		id := s.prefix + tag + strconv.Itoa(i)
+		d, err := s.api.CreateDevice(ctx, id)
+		if err != nil {
+			return err
+		}
+		out[i] = Client{ID: id, Username: id, Password: d.Key, Filter: "/private/" + id + "/#"}
+		return nil
+	})
+	return out, err
 }
 
 // ---- plain brokers ----

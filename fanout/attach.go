@@ -401,26 +401,24 @@ func (f *Fanout) handleAttach(env *Envelope) {
 func (f *Fanout) forwardAttached(env *Envelope) {
 	w := f.getWork()
 	defer f.putWork(w)
-	w.reset()
 	now := time.Now().UnixNano()
 	f.att.mu.RLock()
 	for _, r := range env.Recipients {
 		for _, rec := range f.att.recs[r] {
 			if rec.expires > now && rec.node != f.self {
-				i := w.node(rec.node)
-				w.lists[i] = append(w.lists[i], r)
+				w.split.Add(rec.node, r)
 			}
 		}
 	}
 	f.att.mu.RUnlock()
-	for i, node := range w.nodes {
+	for i := range w.split.Len() {
+		node := w.split.Node(i)
 		// No ack request: the holding node is not waited for (ack.go).
-		if _, err := f.sendDeliver(w, node, 1, &env.Msg, w.lists[i], ackReq{}); err != nil {
+		if _, err := f.sendDeliver(w, node, 1, &env.Msg, w.split.List(i), ackReq{}); err != nil {
 			f.warn("could not forward a message to an attached node", "node", node, "id", env.Msg.ID, "err", err)
 			continue
 		}
 		f.stats.attachForwards.Add(1)
 		f.met.attachForwards.Inc()
 	}
-	w.reset() // drop the recipient strings, which alias the envelope
 }

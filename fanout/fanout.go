@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/ring"
 )
 
 // Config of a Fanout. Build it from DefaultConfig and set NodeID. New
@@ -453,13 +454,13 @@ func (f *Fanout) resolve(w *work, m *message.Message, ack ackReq) (int, error) {
 	if len(members) == 0 {
 		return 0, nil
 	}
-	w.split(members, f.place)
+	ring.SplitHomes(members, f.place, &w.split)
 	var first error
 	sent := 0
-	for i, node := range w.nodes {
+	for i := range w.split.Len() {
 		// Deliver envelopes start with hops 0 whatever the Resolve's:
 		// at a Deliver, hops counts forwards along attach records.
-		n, err := f.sendDeliver(w, node, 0, m, w.list(i), ack)
+		n, err := f.sendDeliver(w, w.split.Node(i), 0, m, w.split.List(i), ack)
 		sent += n
 		if err != nil && first == nil {
 			first = err
@@ -730,10 +731,7 @@ type peer struct {
 // pooled so that the hot path allocates nothing per member or per message.
 type work struct {
 	buf   []byte
-	nodes []string   // home nodes in first-seen order
-	lists [][]string // lists[i]: recipients homed at nodes[i]
-	index map[string]int
-	whole []string // when set, the one list (see split); not ours to modify
+	split ring.Split // recipients by node
 }
 
 // Pooled scratch that grew past these is dropped rather than kept.
@@ -745,96 +743,11 @@ const (
 func (f *Fanout) getWork() *work { return f.work.Get().(*work) }
 
 func (f *Fanout) putWork(w *work) {
-	total := 0
-	for _, l := range w.lists[:cap(w.lists)] {
-		total += cap(l)
-	}
-	if cap(w.buf) > maxPooledBuf || total > maxPooledMembers {
+	if cap(w.buf) > maxPooledBuf || w.split.Cap() > maxPooledMembers {
 		return
 	}
-	w.whole = nil
+	w.split.Reset()
 	f.work.Put(w)
-}
-
-// split groups members by home node: afterwards w.nodes lists the home
-// nodes in first-seen order and w.list(i) the members homed at w.nodes[i],
-// in members order. Empty ids are skipped (they could not be encoded).
-// Storage is reused; when every member has the same home (always, on one
-// node) nothing is copied: the one list is members itself, only read.
-func (w *work) split(members []string, place Placement) {
-	w.reset()
-
-	// The common prefix of members sharing the first member's home.
-	n, first := 0, ""
-	for ; n < len(members) && members[n] != ""; n++ {
-		home := place.Home(members[n])
-		if n == 0 {
-			first = home
-		} else if home != first {
-			break
-		}
-	}
-	if n == len(members) {
-		if n > 0 {
-			w.nodes = append(w.nodes, first)
-			w.whole = members
-		}
-		return
-	}
-	if n > 0 {
-		i := w.node(first)
-		w.lists[i] = append(w.lists[i], members[:n]...)
-	}
-	last, lastIdx := "", -1
-	for _, id := range members[n:] {
-		if id == "" {
-			continue
-		}
-		home := place.Home(id)
-		if lastIdx < 0 || home != last {
-			last, lastIdx = home, w.node(home)
-		}
-		w.lists[lastIdx] = append(w.lists[lastIdx], id)
-	}
-}
-
-// reset empties the split lists, keeping their storage.
-func (w *work) reset() {
-	for i := range w.lists {
-		clear(w.lists[i]) // drop references to the previous message's ids
-		w.lists[i] = w.lists[i][:0]
-	}
-	clear(w.nodes)
-	w.nodes, w.lists, w.whole = w.nodes[:0], w.lists[:0], nil
-	if w.index == nil {
-		w.index = make(map[string]int)
-	}
-	clear(w.index)
-}
-
-// node returns the index of home in w.nodes, adding it with an empty list
-// (reusing old storage) if it is new.
-func (w *work) node(home string) int {
-	if i, ok := w.index[home]; ok {
-		return i
-	}
-	i := len(w.nodes)
-	w.index[home] = i
-	w.nodes = append(w.nodes, home)
-	if len(w.lists) < cap(w.lists) {
-		w.lists = w.lists[:i+1] // keeps the old list's storage
-	} else {
-		w.lists = append(w.lists, nil)
-	}
-	return i
-}
-
-// list is the recipients homed at w.nodes[i].
-func (w *work) list(i int) []string {
-	if w.whole != nil {
-		return w.whole
-	}
-	return w.lists[i]
 }
 
 // getRecipients and putRecipients recycle the recipient slices of

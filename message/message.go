@@ -6,6 +6,7 @@ package message
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -74,11 +75,5 @@ func (s *IDSource) Next() uint64 {
 func FormatID(id uint64) string {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], id)
-	const hex = "0123456789abcdef"
-	out := make([]byte, 16)
-	for i, c := range b {
-		out[2*i] = hex[c>>4]
-		out[2*i+1] = hex[c&15]
-	}
-	return string(out)
+	return hex.EncodeToString(b[:])
 }

@@ -37,13 +37,25 @@ func TestIDSourceUniqueAcrossGoroutinesAndNodes(t *testing.T) {
 func TestFormatID(t *testing.T) {
 	for id, want := range map[uint64]string{
 		0:                  "0000000000000000",
+		1:                  "0000000000000001",
+		0xa:                "000000000000000a",
+		0xff:               "00000000000000ff",
+		1 << 48:            "0001000000000000",
 		0x0123456789abcdef: "0123456789abcdef",
+		0xfedcba9876543210: "fedcba9876543210",
 		^uint64(0):         "ffffffffffffffff",
 	} {
 		if got := FormatID(id); got != want {
 			t.Errorf("FormatID(%x) = %q, want %q", id, got, want)
 		}
 	}
+	// The HTTP API formats every accepted message's id: the string is its
+	// one allocation.
+	var sink string
+	if a := testing.AllocsPerRun(100, func() { sink = FormatID(0x0123456789abcdef) }); a > 1 {
+		t.Errorf("FormatID: %v allocations, want 1", a)
+	}
+	_ = sink
 }
 
 func TestKindString(t *testing.T) {

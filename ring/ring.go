@@ -204,44 +204,6 @@ func (r *Ring) sumPrefixed(prefix, id string) uint64 {
 	return d.Sum64()
 }
 
-// SplitHomes groups ids by home node: into[Home(id)] gets id appended,
-// in the order of ids. Slices already in into are appended to, so a
-// caller that keeps into between calls truncates them first (for k, v :=
-// range into { into[k] = v[:0] }) and allocates nothing once the slices
-// have grown. On an empty ring nothing is added.
-func (r *Ring) SplitHomes(ids []string, into map[string][]string) {
-	if r == nil || len(r.nodes) == 0 || len(ids) == 0 {
-		return
-	}
-	if len(r.nodes) > splitStack {
-		for _, id := range ids {
-			n := r.nodes[r.locate(r.sumPrefixed(HomePrefix, id))]
-			into[n] = append(into[n], id)
-		}
-		return
-	}
-	// Look each node's slice up once rather than once per id.
-	var lists [splitStack][]string
-	var used [splitStack]bool
-	for _, id := range ids {
-		i := r.locate(r.sumPrefixed(HomePrefix, id))
-		if !used[i] {
-			used[i] = true
-			lists[i] = into[r.nodes[i]]
-		}
-		lists[i] = append(lists[i], id)
-	}
-	for i, u := range used[:len(r.nodes)] {
-		if u {
-			into[r.nodes[i]] = lists[i]
-		}
-	}
-}
-
-// splitStack is the largest ring SplitHomes handles with per-node
-// slices on the stack.
-const splitStack = 64
-
 // Nodes returns the ring's node ids, sorted. The slice is a copy.
 func (r *Ring) Nodes() []string {
 	if r == nil {

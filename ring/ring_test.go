@@ -85,11 +85,6 @@ func TestEmptyAndSingle(t *testing.T) {
 			r.Nodes() != nil || r.Share("x") != 0 || r.Has("") {
 			t.Errorf("empty ring %+v answers", r)
 		}
-		m := map[string][]string{}
-		r.SplitHomes([]string{"a"}, m)
-		if len(m) != 0 {
-			t.Errorf("SplitHomes on an empty ring: %v", m)
-		}
 	}
 	r := New([]string{"solo", "solo", ""}, Config{})
 	if r.Len() != 1 || r.Home("anyone") != "solo" || r.Share("solo") != 1 || !r.Has("solo") {
@@ -219,44 +214,6 @@ func TestMovement(t *testing.T) {
 	}
 }
 
-func TestSplitHomes(t *testing.T) {
-	for _, n := range []int{1, 3, splitStack, splitStack + 1} {
-		r := New(nodeNames(n), Config{VirtualNodes: 8})
-		ids := make([]string, 1000)
-		for i := range ids {
-			ids[i] = userID(i)
-		}
-		into := map[string][]string{"stale": {"keep"}}
-		r.SplitHomes(ids, into)
-		total := 0
-		for node, list := range into {
-			if node == "stale" {
-				continue
-			}
-			total += len(list)
-			prev := -1
-			for _, id := range list {
-				if r.Home(id) != node {
-					t.Fatalf("%s listed under %s, home is %s", id, node, r.Home(id))
-				}
-				i := slices.Index(ids, id)
-				if i <= prev {
-					t.Fatalf("order not kept under %s", node)
-				}
-				prev = i
-			}
-		}
-		if total != len(ids) || !slices.Equal(into["stale"], []string{"keep"}) {
-			t.Fatalf("%d nodes: %d ids split, stale=%v", n, total, into["stale"])
-		}
-		// Appends to existing slices.
-		r.SplitHomes(ids[:1], into)
-		if h := r.Home(ids[0]); into[h][len(into[h])-1] != ids[0] {
-			t.Fatal("second call did not append")
-		}
-	}
-}
-
 func TestZeroAllocs(t *testing.T) {
 	r := New(nodeNames(5), DefaultConfig())
 	long := strings.Repeat("y", 300)
@@ -275,24 +232,6 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}
 	_ = sink
-
-	ids := make([]string, 1000)
-	for i := range ids {
-		ids[i] = userID(i)
-	}
-	for _, n := range []int{5, splitStack + 1} {
-		r := New(nodeNames(n), Config{VirtualNodes: 8})
-		into := map[string][]string{}
-		r.SplitHomes(ids, into)
-		if a := testing.AllocsPerRun(100, func() {
-			for k, v := range into {
-				into[k] = v[:0]
-			}
-			r.SplitHomes(ids, into)
-		}); a != 0 {
-			t.Errorf("SplitHomes with a reused map, %d nodes: %v allocs per call", n, a)
-		}
-	}
 }
 
 func BenchmarkHome(b *testing.B) {
@@ -311,26 +250,6 @@ func BenchmarkHome(b *testing.B) {
 				i++
 			}
 			_ = sink
-		})
-	}
-}
-
-func BenchmarkSplitHomes1000(b *testing.B) {
-	for _, n := range []int{3, 10, 100} {
-		b.Run(strconv.Itoa(n)+"nodes", func(b *testing.B) {
-			r := New(nodeNames(n), DefaultConfig())
-			ids := make([]string, 1000)
-			for i := range ids {
-				ids[i] = userID(i)
-			}
-			into := map[string][]string{}
-			b.ReportAllocs()
-			for b.Loop() {
-				for k, v := range into {
-					into[k] = v[:0]
-				}
-				r.SplitHomes(ids, into)
-			}
 		})
 	}
 }

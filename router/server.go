@@ -146,7 +146,7 @@ func isTemporary(err error) bool {
 }
 
 func (s *Server) accept(nc net.Conn) {
-	if !s.rate.allow(nc.RemoteAddr(), time.Now()) {
+	if ok, _ := s.rate.Allow(limiterKey(nc.RemoteAddr()), time.Now()); !ok {
 		s.m.refusal(reasonConnectRate)
 		s.logConnectRate(nc.RemoteAddr())
 		nc.Close()

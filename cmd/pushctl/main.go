@@ -1,5 +1,5 @@
 // Command pushctl is the admin and user command line of pushring. It talks to
-// a node over the HTTP API only (see client.go) and never imports server
+// a node over the HTTP API only (package client) and never imports server
 // packages.
 //
 //	pushctl [global flags] <command> [args] [flags]
@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pushring/pushring/client"
 )
 
 const usageText = `usage: pushctl [global flags] <command> [args] [flags]
@@ -249,7 +251,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, lo, hi int) ([]string, erro
 }
 
 // client builds the API client from the global flags.
-func (c *cli) client() (*Client, error) {
+func (c *cli) client() (*client.Client, error) {
 	key := c.g.adminKey
 	if key == "" && c.g.adminKeyFile != "" {
 		b, err := os.ReadFile(c.g.adminKeyFile)
@@ -265,12 +267,12 @@ func (c *cli) client() (*Client, error) {
 	if !strings.Contains(server, "://") {
 		server = "http://" + server
 	}
-	return &Client{BaseURL: server, AdminKey: key, Token: c.g.token, DeviceID: c.g.device, DeviceKey: c.g.key}, nil
+	return &client.Client{BaseURL: server, AdminKey: key, Token: c.g.token, DeviceID: c.g.device, DeviceKey: c.g.key}, nil
 }
 
 // call runs fn with a client and the per-request timeout, then prints its
 // result: raw JSON with --json, else through human.
-func call[T interface{ rawBody() []byte }](ctx context.Context, c *cli, fn func(context.Context, *Client) (T, error), human func(io.Writer, T)) error {
+func call[T interface{ Body() []byte }](ctx context.Context, c *cli, fn func(context.Context, *client.Client) (T, error), human func(io.Writer, T)) error {
 	cl, err := c.client()
 	if err != nil {
 		return err
@@ -279,16 +281,28 @@ func call[T interface{ rawBody() []byte }](ctx context.Context, c *cli, fn func(
 	defer cancel()
 	res, err := fn(ctx, cl)
 	if err != nil {
-		return err
+		return flagHint(err)
 	}
 	if c.g.json {
-		return printJSON(c.stdout, res.rawBody())
+		return printJSON(c.stdout, res.Body())
 	}
 	human(c.stdout, res)
 	return nil
 }
 
-func (r *Response) rawBody() []byte { return r.Raw }
+// flagHint names the flags and variables that give the credential a call
+// lacked.
+func flagHint(err error) error {
+	switch {
+	case errors.Is(err, client.ErrNoAdminKey):
+		return fmt.Errorf("%w: this call needs the admin key (--admin-key, --admin-key-file or PUSHRING_ADMIN_KEY)", client.ErrNoCredentials)
+	case errors.Is(err, client.ErrNoToken):
+		return fmt.Errorf("%w: this call needs a session token (--token or PUSHRING_TOKEN; get one with 'pushctl login')", client.ErrNoCredentials)
+	case errors.Is(err, client.ErrNoPublisher):
+		return fmt.Errorf("%w: publishing needs --device/--key, --token or the admin key", client.ErrNoCredentials)
+	}
+	return err
+}
 
 // --- commands ---------------------------------------------------------------
 
@@ -302,9 +316,9 @@ func cmdUserCreate(ctx context.Context, c *cli, args []string) error {
 	if *password == "" {
 		return usageError{"--password is required"}
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*User, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.User, error) {
 		return cl.CreateUser(ctx, pos[0], *password)
-	}, func(w io.Writer, u *User) { fmt.Fprintf(w, "created user %s\n", or(u.ID, pos[0])) })
+	}, func(w io.Writer, u *client.User) { fmt.Fprintf(w, "created user %s\n", or(u.ID, pos[0])) })
 }
 
 func cmdDeviceCreate(ctx context.Context, c *cli, args []string) error {
@@ -314,9 +328,9 @@ func cmdDeviceCreate(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*Device, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Device, error) {
 		return cl.CreateDevice(ctx, pos[0])
-	}, func(w io.Writer, d *Device) {
+	}, func(w io.Writer, d *client.Device) {
 		if *quiet {
 			fmt.Fprintln(w, d.Key)
 			return
@@ -332,9 +346,9 @@ func cmdGroupCreate(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*Group, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Group, error) {
 		return cl.CreateGroup(ctx, pos[0], *mcp)
-	}, func(w io.Writer, g *Group) {
+	}, func(w io.Writer, g *client.Group) {
 		fmt.Fprintf(w, "created group %s (members can publish: %s)\n", or(g.ID, pos[0]), yesNo(*mcp))
 	})
 }
@@ -346,12 +360,12 @@ func roleCmd(role string, on bool) func(context.Context, *cli, []string) error {
 			return err
 		}
 		gid, id := pos[0], pos[1]
-		return call(ctx, c, func(ctx context.Context, cl *Client) (*Ack, error) {
+		return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Ack, error) {
 			if role == "members" {
 				return cl.SetMember(ctx, gid, id, on)
 			}
 			return cl.SetPublisher(ctx, gid, id, on)
-		}, func(w io.Writer, _ *Ack) { fmt.Fprintln(w, roleMessage(gid, id, role, on)) })
+		}, func(w io.Writer, _ *client.Ack) { fmt.Fprintln(w, roleMessage(gid, id, role, on)) })
 	}
 }
 
@@ -360,7 +374,7 @@ func cmdGroupShow(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*Group, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Group, error) {
 		return cl.Group(ctx, pos[0])
 	}, printGroup)
 }
@@ -376,9 +390,9 @@ func cmdLogin(ctx context.Context, c *cli, args []string) error {
 	if *password == "" {
 		return usageError{"--password is required"}
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*Session, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Session, error) {
 		return cl.Login(ctx, pos[0], *password)
-	}, func(w io.Writer, s *Session) {
+	}, func(w io.Writer, s *client.Session) {
 		if *quiet {
 			fmt.Fprintln(w, s.Token)
 			return
@@ -391,18 +405,18 @@ func cmdLogout(ctx context.Context, c *cli, args []string) error {
 	if _, err := c.parse(c.flags("logout"), args, 0, 0); err != nil {
 		return err
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*Ack, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Ack, error) {
 		return cl.Logout(ctx)
-	}, func(w io.Writer, _ *Ack) { fmt.Fprintln(w, "logged out") })
+	}, func(w io.Writer, _ *client.Ack) { fmt.Fprintln(w, "logged out") })
 }
 
 func cmdWhoami(ctx context.Context, c *cli, args []string) error {
 	if _, err := c.parse(c.flags("whoami"), args, 0, 0); err != nil {
 		return err
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*SessionInfo, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.SessionInfo, error) {
 		return cl.CurrentSession(ctx)
-	}, func(w io.Writer, s *SessionInfo) { printSessionInfo(w, s, time.Now()) })
+	}, func(w io.Writer, s *client.SessionInfo) { printSessionInfo(w, s, time.Now()) })
 }
 
 func publishCmd(group bool) func(context.Context, *cli, []string) error {
@@ -423,39 +437,42 @@ func publishCmd(group bool) func(context.Context, *cli, []string) error {
 		}
 		p.QoS = *qos
 		to := pos[0]
-		return call(ctx, c, func(ctx context.Context, cl *Client) (*Published, error) {
+		return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Published, error) {
 			if group {
 				return cl.PublishGroup(ctx, to, p)
 			}
 			return cl.PublishUser(ctx, to, p)
-		}, func(w io.Writer, m *Published) { fmt.Fprintf(w, "accepted message %s\n", m.ID) })
+		}, func(w io.Writer, m *client.Published) { fmt.Fprintf(w, "accepted message %s\n", m.ID) })
 	}
 }
+
+// maxStdin bounds a payload read from stdin.
+const maxStdin = 16 << 20
 
 // makePayload builds the payload of publish from its text argument: "-"
 // reads stdin (sent as text if it is UTF-8, else as base64); with b64 the
 // text must already be base64.
-func makePayload(text string, b64 bool, stdin io.Reader) (Payload, error) {
+func makePayload(text string, b64 bool, stdin io.Reader) (client.Payload, error) {
 	if text == "-" {
-		b, err := io.ReadAll(io.LimitReader(stdin, maxBody))
+		b, err := io.ReadAll(io.LimitReader(stdin, maxStdin))
 		if err != nil {
-			return Payload{}, fmt.Errorf("reading stdin: %w", err)
+			return client.Payload{}, fmt.Errorf("reading stdin: %w", err)
 		}
 		if b64 {
 			text = strings.TrimSpace(string(b))
 		} else if utf8.Valid(b) {
-			return Payload{Text: string(b)}, nil
+			return client.Payload{Text: string(b)}, nil
 		} else {
-			return Payload{Base64: base64.StdEncoding.EncodeToString(b), IsBase64: true}, nil
+			return client.Payload{Base64: base64.StdEncoding.EncodeToString(b), IsBase64: true}, nil
 		}
 	}
 	if b64 {
 		if _, err := base64.StdEncoding.DecodeString(text); err != nil {
-			return Payload{}, usagef("--base64: the text is not valid base64: %v", err)
+			return client.Payload{}, usagef("--base64: the text is not valid base64: %v", err)
 		}
-		return Payload{Base64: text, IsBase64: true}, nil
+		return client.Payload{Base64: text, IsBase64: true}, nil
 	}
-	return Payload{Text: text}, nil
+	return client.Payload{Text: text}, nil
 }
 
 func cmdRoute(ctx context.Context, c *cli, args []string) error {
@@ -463,16 +480,16 @@ func cmdRoute(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*Route, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Route, error) {
 		return cl.Route(ctx, pos[0])
-	}, func(w io.Writer, r *Route) { printRoute(w, r, pos[0]) })
+	}, func(w io.Writer, r *client.Route) { printRoute(w, r, pos[0]) })
 }
 
 func cmdCluster(ctx context.Context, c *cli, args []string) error {
 	if _, err := c.parse(c.flags("cluster"), args, 0, 0); err != nil {
 		return err
 	}
-	return call(ctx, c, func(ctx context.Context, cl *Client) (*Cluster, error) {
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Cluster, error) {
 		return cl.Cluster(ctx)
 	}, printCluster)
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pushring/pushring/client"
 )
 
 // fakeAPI answers the few endpoints pushctl's tests use, the way the API
@@ -210,11 +212,11 @@ func TestLoginQuietIsTheWholeOutput(t *testing.T) {
 
 func TestExpiry(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	ts := Timestamp{now.Add(90 * time.Minute)}
+	ts := client.Timestamp{Time: now.Add(90 * time.Minute)}
 	if got, want := expiry(ts, now), "2030-01-01T01:30:00Z (in 1h30m0s)"; got != want {
 		t.Errorf("expiry = %q, want %q", got, want)
 	}
-	if got := expiry(Timestamp{now.Add(-time.Second)}, now); !strings.HasSuffix(got, "(expired)") {
+	if got := expiry(client.Timestamp{Time: now.Add(-time.Second)}, now); !strings.HasSuffix(got, "(expired)") {
 		t.Errorf("expiry of past = %q", got)
 	}
 }

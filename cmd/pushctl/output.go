@@ -10,14 +10,16 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pushring/pushring/client"
 )
 
-func printDevice(w io.Writer, d *Device) {
+func printDevice(w io.Writer, d *client.Device) {
 	fmt.Fprintf(w, "id:  %s\nkey: %s\n", d.ID, d.Key)
 	fmt.Fprintln(w, "(the key is shown only once: store it now)")
 }
 
-func printGroup(w io.Writer, g *Group) {
+func printGroup(w io.Writer, g *client.Group) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "group:\t%s\n", g.ID)
 	fmt.Fprintf(tw, "members can publish:\t%s\n", yesNo(g.MembersCanPublish))
@@ -29,7 +31,7 @@ func printGroup(w io.Writer, g *Group) {
 	tw.Flush()
 }
 
-func printSession(w io.Writer, s *Session, now time.Time) {
+func printSession(w io.Writer, s *client.Session, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "token:\t%s\n", s.Token)
 	fmt.Fprintf(tw, "expires:\t%s\n", expiry(s.ExpiresAt, now))
@@ -38,7 +40,7 @@ func printSession(w io.Writer, s *Session, now time.Time) {
 	tw.Flush()
 }
 
-func printSessionInfo(w io.Writer, s *SessionInfo, now time.Time) {
+func printSessionInfo(w io.Writer, s *client.SessionInfo, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "id:\t%s\n", s.Principal())
 	if s.Kind != "" {
@@ -56,7 +58,7 @@ func printSessionInfo(w io.Writer, s *SessionInfo, now time.Time) {
 	tw.Flush()
 }
 
-func printRoute(w io.Writer, r *Route, asked string) {
+func printRoute(w io.Writer, r *client.Route, asked string) {
 	n := r.HomeNode()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "id:\t%s\n", or(r.ID, asked))
@@ -70,7 +72,7 @@ func printRoute(w io.Writer, r *Route, asked string) {
 	tw.Flush()
 }
 
-func printCluster(w io.Writer, c *Cluster) {
+func printCluster(w io.Writer, c *client.Cluster) {
 	nodes := c.AllNodes()
 	if c.Name != "" {
 		fmt.Fprintf(w, "cluster %s, ", c.Name)
@@ -109,7 +111,7 @@ func roleMessage(gid, id, role string, on bool) string {
 }
 
 // expiry renders an expiry time with the time left.
-func expiry(t Timestamp, now time.Time) string {
+func expiry(t client.Timestamp, now time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}

@@ -1,8 +1,10 @@
-package main
-
-// client.go is the whole HTTP side of pushctl: one typed method per call of
-// the pushring HTTP API (v1, DESIGN.md §7). It imports no server package on
-// purpose — pushctl is a client like any other.
+// Package client is a Go client for pushring's HTTP API (v1): one typed
+// method per call. It imports no server package on purpose: pushctl and
+// the benchmark harness are clients like any other, and a program that
+// talks to pushring needs nothing else. The result types are tolerant of
+// the forms a server may answer in (timestamps as RFC 3339 or Unix
+// seconds, ids as strings or numbers, member lists as ids or objects).
+package client
 
 import (
 	"bytes"
@@ -39,17 +41,27 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Code + ": " + e.Message }
 
-// ErrNoCredentials is returned, wrapped, when a call needs a credential that
-// the Client was not given; no request is sent then.
+// ErrNoCredentials is returned, wrapped in one of the errors below, when a
+// call needs a credential that the Client was not given; no request is
+// sent then.
 var ErrNoCredentials = errors.New("missing credentials")
 
-// Response keeps the body a call returned (for --json). Every result type
-// embeds it.
+// The credential a call lacked; each wraps ErrNoCredentials.
+var (
+	ErrNoAdminKey  = fmt.Errorf("%w: this call needs the admin key", ErrNoCredentials)
+	ErrNoToken     = fmt.Errorf("%w: this call needs a session token", ErrNoCredentials)
+	ErrNoPublisher = fmt.Errorf("%w: publishing needs a device key, a session token or the admin key", ErrNoCredentials)
+)
+
+// Response keeps the body a call returned. Every result type embeds it.
 type Response struct {
-	Raw json.RawMessage `json:"-"`
+	raw json.RawMessage
 }
 
-func (r *Response) setRaw(b []byte) { r.Raw = b }
+// Body is the response body as it came (JSON, or empty).
+func (r *Response) Body() []byte { return r.raw }
+
+func (r *Response) setRaw(b []byte) { r.raw = b }
 
 // Ack is the result of calls whose body carries nothing to show
 // (membership changes, logout).
@@ -315,12 +327,12 @@ func (c *Client) authorize(req *http.Request, a auth) error {
 	switch a {
 	case authAdmin:
 		if c.AdminKey == "" {
-			return fmt.Errorf("%w: this call needs the admin key (--admin-key, --admin-key-file or PUSHRING_ADMIN_KEY)", ErrNoCredentials)
+			return ErrNoAdminKey
 		}
 		bearer(c.AdminKey)
 	case authUser:
 		if c.Token == "" {
-			return fmt.Errorf("%w: this call needs a session token (--token or PUSHRING_TOKEN; get one with 'pushctl login')", ErrNoCredentials)
+			return ErrNoToken
 		}
 		bearer(c.Token)
 	case authPublisher:
@@ -332,7 +344,7 @@ func (c *Client) authorize(req *http.Request, a auth) error {
 		case c.AdminKey != "":
 			bearer(c.AdminKey)
 		default:
-			return fmt.Errorf("%w: publishing needs --device/--key, --token or the admin key", ErrNoCredentials)
+			return ErrNoPublisher
 		}
 	case authReader:
 		switch {
@@ -347,7 +359,7 @@ func (c *Client) authorize(req *http.Request, a auth) error {
 	return nil
 }
 
-// maxBody bounds what pushctl reads of one response.
+// maxBody bounds what a call reads of one response.
 const maxBody = 16 << 20
 
 // do sends one request and decodes the answer into out. A status of 400 or
