@@ -349,6 +349,24 @@ func (r *rawClient) expectNothing(d time.Duration) {
 	}
 }
 
+// expectQuiet asserts that the server has nothing queued for this
+// client: a PINGREQ sent now is answered by the next packet. The server
+// handles a connection's packets in order and writes its answers in
+// order, so the PINGRESP also proves that everything sent before it has
+// been handled, including whatever that did synchronously (a receipt, a
+// released hold). It waits for the answer, not for a quiet period.
+func (r *rawClient) expectQuiet() {
+	r.t.Helper()
+	r.send(packet.AppendPingreq(nil))
+	h, body, err := r.read(5 * time.Second)
+	if err != nil {
+		r.t.Fatalf("waiting for PINGRESP: %v", err)
+	}
+	if h>>4 != packet.PINGRESP {
+		r.t.Fatalf("expected nothing before the PINGRESP, got packet %#x % x", h, body)
+	}
+}
+
 func (r *rawClient) expectConnack(code byte) (present bool) {
 	r.t.Helper()
 	body := r.mustRead(packet.CONNACK)
