@@ -395,6 +395,37 @@ func connectRaw(t testing.TB, e *env, id, clientID string, clean bool) *rawClien
 	return r
 }
 
+// tryConnect is connectRaw for goroutines other than the test's: it
+// reports failures as an error instead of failing the test. The caller
+// closes the connection.
+func tryConnect(addr, id, clientID string, clean bool) (net.Conn, error) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := nc.Write(connectPacket(id, "tok-"+id, clientID, clean, 60)); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%s/%s: write CONNECT: %w", id, clientID, err)
+	}
+	h, body, err := packet.NewReader(nc, 1<<20).ReadPacket()
+	if err == nil && h>>4 != packet.CONNACK {
+		err = fmt.Errorf("packet type %d instead of CONNACK", h>>4)
+	}
+	if err == nil {
+		var code byte
+		if _, code, err = packet.DecodeConnack(h, body, packet.V311); err == nil && code != 0 {
+			err = fmt.Errorf("CONNACK code %#x", code)
+		}
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%s/%s: %w", id, clientID, err)
+	}
+	nc.SetDeadline(time.Time{})
+	return nc, nil
+}
+
 func (r *rawClient) subscribe(pid uint16, filters ...string) []byte {
 	r.t.Helper()
 	s := packet.Subscribe{PacketID: pid}

@@ -713,10 +713,18 @@ func TestCloseWaitsAndRefusesServe(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			connectRaw(t, e, "alice", fmt.Sprint("c", i), i%2 == 0)
+			nc, err := tryConnect(e.addr, "alice", fmt.Sprint("c", i), i%2 == 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Cleanup(func() { nc.Close() })
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		return
+	}
 	if len(e.srv.Addrs()) != 1 {
 		t.Fatal("Addrs")
 	}
