@@ -172,6 +172,8 @@ func listenSlow(t *testing.T, addr, id, token string, box *inbox, delay time.Dur
 			}
 			box.add(p.Topic, p.Payload)
 			if delay > 0 {
+				// A slow client is the point: it spends real time on
+				// each message, and the server must cope.
 				time.Sleep(delay)
 			}
 			if p.QoS > 0 {
@@ -595,9 +597,10 @@ func TestClusterOnNATSCluster(t *testing.T) {
 	servers := make([]*natsembed.Server, 3)
 	errs := make(chan error, 3)
 	for i := range 3 {
+		dir := t.TempDir() // here: TempDir fails the test with t.Fatal
 		go func() {
 			s, err := natsembed.Start(natsembed.Config{
-				StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "tok", ServerName: fmt.Sprint("s", i),
+				StoreDir: dir, Listen: "127.0.0.1:0", Token: "tok", ServerName: fmt.Sprint("s", i),
 				ClusterName: "pushring-test", ClusterListen: routes[i], Routes: routes,
 			})
 			servers[i] = s
