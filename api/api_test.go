@@ -638,24 +638,30 @@ func TestConcurrent(t *testing.T) {
 	f.user("alice")
 	f.group("g1", true, []string{"alice"}, nil)
 	tok := f.login("alice")
-	done := make(chan struct{})
+	errs := make(chan error, 8)
 	for i := range 8 {
 		go func() {
-			defer func() { done <- struct{}{} }()
+			var err error
+			defer func() { errs <- err }()
 			for range 20 {
 				switch i % 3 {
 				case 0:
-					f.must(202, "POST", "/v1/groups/g1/messages", tok, map[string]any{"payload": "x"})
+					err = f.check(202, "", "POST", "/v1/groups/g1/messages", tok, map[string]any{"payload": "x"})
 				case 1:
-					f.must(200, "GET", "/v1/groups/g1", tok, nil)
+					err = f.check(200, "", "GET", "/v1/groups/g1", tok, nil)
 				default:
-					f.mustErr(404, "not_found", "GET", "/x", "", nil)
+					err = f.check(404, "not_found", "GET", "/x", "", nil)
+				}
+				if err != nil {
+					return
 				}
 			}
 		}()
 	}
 	for range 8 {
-		<-done
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"log/slog"
@@ -175,6 +176,16 @@ func (r resp) json(t *testing.T, v any) {
 // errCode returns the error code of an error answer, checking its shape.
 func (r resp) errCode(t *testing.T) string {
 	t.Helper()
+	code, err := r.checkErr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// checkErr is errCode for goroutines other than the test's: it returns
+// what is wrong instead of failing the test.
+func (r resp) checkErr() (string, error) {
 	var e struct {
 		Error *struct {
 			Code    string `json:"code"`
@@ -184,18 +195,28 @@ func (r resp) errCode(t *testing.T) string {
 	dec := json.NewDecoder(bytes.NewReader(r.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil || e.Error == nil || e.Error.Code == "" || e.Error.Message == "" {
-		t.Fatalf("status %d: not a JSON error: %q (%v)", r.status, r.body, err)
+		return "", fmt.Errorf("status %d: not a JSON error: %q (%v)", r.status, r.body, err)
 	}
 	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Fatalf("error Content-Type %q", ct)
+		return "", fmt.Errorf("error Content-Type %q", ct)
 	}
-	return e.Error.Code
+	return e.Error.Code, nil
 }
 
 // do sends a request. body is nil, a string or []byte (sent as is), or a
 // value sent as JSON. auth is the Authorization header ("" for none).
 func (f *fixture) do(method, path, auth string, body any, hdr ...string) resp {
 	f.t.Helper()
+	r, err := f.try(method, path, auth, body, hdr...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return r
+}
+
+// try is do for goroutines other than the test's: it returns failures
+// instead of failing the test.
+func (f *fixture) try(method, path, auth string, body any, hdr ...string) (resp, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -206,13 +227,13 @@ func (f *fixture) do(method, path, auth string, body any, hdr ...string) resp {
 	default:
 		data, err := json.Marshal(b)
 		if err != nil {
-			f.t.Fatal(err)
+			return resp{}, err
 		}
 		rd = bytes.NewReader(data)
 	}
 	req, err := http.NewRequest(method, f.srv.URL+path, rd)
 	if err != nil {
-		f.t.Fatal(err)
+		return resp{}, err
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
@@ -229,14 +250,37 @@ func (f *fixture) do(method, path, auth string, body any, hdr ...string) resp {
 	}
 	res, err := f.srv.Client().Do(req)
 	if err != nil {
-		f.t.Fatal(err)
+		return resp{}, err
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	if err != nil {
-		f.t.Fatal(err)
+		return resp{}, err
 	}
-	return resp{status: res.StatusCode, header: res.Header, body: data}
+	return resp{status: res.StatusCode, header: res.Header, body: data}, nil
+}
+
+// check is must and mustErr (code != "") for goroutines other than the
+// test's: it returns what is wrong instead of failing the test.
+func (f *fixture) check(want int, code, method, path, auth string, body any) error {
+	r, err := f.try(method, path, auth, body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if r.status != want {
+		return fmt.Errorf("%s %s: status %d, want %d: %s", method, path, r.status, want, r.body)
+	}
+	if code == "" {
+		return nil
+	}
+	got, err := r.checkErr()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if got != code {
+		return fmt.Errorf("%s %s: code %q, want %q", method, path, got, code)
+	}
+	return nil
 }
 
 // must sends a request and fails unless the status is want.

@@ -158,7 +158,17 @@ func TestServeWorkerProtocol(t *testing.T) {
 	if m := next(); m.Op != "armed" {
 		t.Fatalf("%+v", m)
 	}
-	time.Sleep(2 * workerTick)
+	// Armed, it reports totals: wait for two of them before stopping it.
+	// (Only totals come until then, so read them here.)
+	for totals := 0; totals < 2; totals++ {
+		var m workerMsg
+		if err := dec.Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Op != "total" || m.Total != 0 {
+			t.Fatalf("armed: got %+v, want totals of 0", m)
+		}
+	}
 	enc.Encode(workerMsg{Op: "stop"})
 	m := next()
 	if m.Op != "result" || m.Result == nil || m.Result.Hist == nil || m.Result.Hist.Count() != 0 || len(m.Result.Series) == 0 {

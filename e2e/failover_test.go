@@ -352,7 +352,14 @@ func TestJoinUnderLoad(t *testing.T) {
 
 	c.probeUntilAllReceive(c.procs[0], ms, "after-join")
 	from := seq.Load() + 1 // the next load message is published after settling
-	time.Sleep(2 * time.Second)
+	// Let the load run on after settling until enough of it was sent to
+	// check (an interval would send few on a loaded machine).
+	testutil.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := seq.Load() - from; n < 50 {
+			return fmt.Errorf("%d load messages after settling, want 50", n)
+		}
+		return nil
+	})
 	close(stop)
 	<-done
 	to := seq.Load()

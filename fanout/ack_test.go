@@ -2,10 +2,12 @@ package fanout
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
 )
 
@@ -59,20 +61,45 @@ func (r receipts) waitTag(t *testing.T, tag uint64) {
 	}
 }
 
-// none fails if a receipt arrives within d. (It can only fail for a
-// receipt that must not exist yet, never for slowness.)
-func (r receipts) none(t *testing.T, d time.Duration) {
+// none fails if a receipt has come. Call it once whatever could have
+// called one too early has been handled.
+func (r receipts) none(t *testing.T) {
 	t.Helper()
 	select {
 	case got := <-r:
 		t.Fatalf("receipt for tag %d too early", got)
-	case <-time.After(d):
+	default:
 	}
 }
 
 type ackNode struct {
-	f *Fanout
-	d *gatedDeliverer
+	f   *Fanout
+	d   *gatedDeliverer
+	bus *handledBus
+}
+
+// ackIdle is idle for ack nodes.
+func ackIdle(nodes map[string]*ackNode) error {
+	var bn []busNode
+	for _, n := range nodes {
+		bn = append(bn, busNode{n.f, n.bus})
+	}
+	return idle(bn)
+}
+
+// progress returns the Deliver confirmations f counted for its only
+// waiting publish, and how many it waits for (-1: the owner has not said
+// yet).
+func progress(f *Fanout) (got, want int64, err error) {
+	f.waits.mu.Lock()
+	defer f.waits.mu.Unlock()
+	if n := len(f.waits.m); n != 1 {
+		return 0, 0, fmt.Errorf("%d publishes waiting, want 1", n)
+	}
+	for _, w := range f.waits.m {
+		got, want = w.got, w.want
+	}
+	return got, want, nil
 }
 
 // startAckNodes starts one Fanout per id on bus, each delivering into a
@@ -87,12 +114,13 @@ func startAckNodes(t *testing.T, ids []string, bus Bus, members Members, place P
 			tweak(&cfg)
 		}
 		d := &gatedDeliverer{recorder: newRecorder()}
-		f := mustNew(t, cfg, bus, members, place, d)
+		hb := &handledBus{Bus: bus}
+		f := mustNew(t, cfg, hb, members, place, d)
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { f.Close() })
-		nodes[id] = &ackNode{f: f, d: d}
+		nodes[id] = &ackNode{f: f, d: d, bus: hb}
 	}
 	return nodes
 }
@@ -114,15 +142,26 @@ func TestForwardAckedWaitsForEveryHome(t *testing.T) {
 	if err := nodes["n1"].f.ForwardAcked(m, r, 5); err != nil {
 		t.Fatal(err)
 	}
-	// Every member gets the message while n3 still holds its confirmation.
-	deadline := time.Now().Add(10 * time.Second)
-	for countDelivered(nodes, 77) < len(members) {
-		if time.Now().After(deadline) {
-			t.Fatalf("delivered %d of %d", countDelivered(nodes, 77), len(members))
+	// Every member gets the message while n3 still holds its
+	// confirmation; n1 counts the other two (its own, n2's) of the three.
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		r.none(t)
+		if n := countDelivered(nodes, 77); n < len(members) {
+			return fmt.Errorf("delivered %d of %d", n, len(members))
 		}
-		time.Sleep(time.Millisecond)
-	}
-	r.none(t, 100*time.Millisecond)
+		if held := nodes["n3"].f.Stats().AcksHeld; held != 1 {
+			return fmt.Errorf("n3 holds %d confirmations, want 1", held)
+		}
+		got, want, err := progress(nodes["n1"].f)
+		if err != nil {
+			return err
+		}
+		if got != 2 || want != 3 {
+			return fmt.Errorf("n1 counted %d of %d confirmations, want 2 of 3", got, want)
+		}
+		return nil
+	})
+	r.none(t)
 	if w := nodes["n1"].f.Stats().Waiting; w != 1 {
 		t.Fatalf("waiting = %d, want 1", w)
 	}
@@ -183,7 +222,10 @@ func TestForwardAckedDirect(t *testing.T) {
 			t.Fatalf("%d of %d receipts", len(seen), n)
 		}
 	}
-	r.none(t, 50*time.Millisecond)
+	// A second receipt for a tag would come with an Ack envelope, handled
+	// by n1 before the ack envelopes are all handled.
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error { return ackIdle(nodes) })
+	r.none(t)
 	s2 := nodes["n2"].f.Stats()
 	if s2.AcksSent == 0 || s2.AcksSent > n {
 		t.Fatalf("n2 sent %d ack envelopes for %d messages", s2.AcksSent, n)

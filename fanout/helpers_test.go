@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pushring/pushring/message"
@@ -110,6 +111,64 @@ type testNode struct {
 	id  string
 	f   *Fanout
 	rec *recorder
+	bus *handledBus
+}
+
+// handledBus is a node's Bus that counts the envelopes its handler has
+// finished with: with the Fanout's Stats, that tells when nothing is on
+// its way or being handled any more (idle).
+type handledBus struct {
+	Bus
+	handled atomic.Uint64
+}
+
+func (b *handledBus) Subscribe(subject string, fn func(data []byte)) (func(), error) {
+	return b.Bus.Subscribe(subject, func(data []byte) {
+		fn(data)
+		b.handled.Add(1)
+	})
+}
+
+// busNode is what idle needs of a node.
+type busNode struct {
+	f   *Fanout
+	bus *handledBus
+}
+
+// idle returns nil when every envelope the nodes sent each other has been
+// received and handled to the end, so nothing they sent while handling
+// is still on its way: the counters are read as sent, received, handled,
+// sent, received, and must all agree (received and sent did not move
+// while no handler was running). It cannot see envelopes a node's own
+// goroutines (attach, ack) are about to send: wait for those by their
+// counters. The nodes must be running, and subscribed to every subject
+// they send to.
+func idle(nodes []busNode) error {
+	sum := func(fn func(n busNode) uint64) uint64 {
+		var t uint64
+		for _, n := range nodes {
+			t += fn(n)
+		}
+		return t
+	}
+	sent := func(n busNode) uint64 { s := n.f.Stats(); return s.EnvelopesSent + s.AcksSent }
+	received := func(n busNode) uint64 { s := n.f.Stats(); return s.EnvelopesReceived + s.DecodeErrors }
+	handled := func(n busNode) uint64 { return n.bus.handled.Load() }
+	s1, r1 := sum(sent), sum(received)
+	h := sum(handled)
+	s2, r2 := sum(sent), sum(received)
+	if s1 != r1 || r1 != h || h != s2 || s2 != r2 {
+		return fmt.Errorf("envelopes in flight: sent %d, received %d, handled %d, then sent %d, received %d", s1, r1, h, s2, r2)
+	}
+	return nil
+}
+
+func busNodes(nodes []*testNode) []busNode {
+	out := make([]busNode, len(nodes))
+	for i, n := range nodes {
+		out[i] = busNode{n.f, n.bus}
+	}
+	return out
 }
 
 // startNodes starts one Fanout per id, each on the bus busFor(i) returns,
@@ -126,12 +185,13 @@ func startNodes(t testing.TB, ids []string, busFor func(i int) Bus, members Memb
 			tweak(&cfg)
 		}
 		rec := newRecorder()
-		f := mustNew(t, cfg, busFor(i), members, place(i), rec)
+		bus := &handledBus{Bus: busFor(i)}
+		f := mustNew(t, cfg, bus, members, place(i), rec)
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { f.Close() })
-		nodes[i] = &testNode{id: id, f: f, rec: rec}
+		nodes[i] = &testNode{id: id, f: f, rec: rec, bus: bus}
 	}
 	return nodes
 }

@@ -3,7 +3,6 @@ package fanout
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/ring"
@@ -55,7 +54,7 @@ func TestAttachFollowsMembership(t *testing.T) {
 	waitHolders(t, byID[newHome], id, holder)
 	sendDirect(t, byID[newHome], 1, id)
 	waitCount(t, byID[holder], 1, id, 1)
-	time.Sleep(20 * time.Millisecond)
+	settle(t, nodes) // a second copy would be on its way until then
 	if s := byID[newHome].f.Stats(); s.AttachForwards != 1 {
 		t.Errorf("new home: %d attach forwards, want 1", s.AttachForwards)
 	}

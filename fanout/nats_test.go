@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/pushring/pushring/internal/testutil"
 	"testing"
 	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
 
 	"github.com/pushring/pushring/internal/natsembed"
 	"github.com/pushring/pushring/message"

@@ -564,9 +564,10 @@ func TestClusterOnNATSCluster(t *testing.T) {
 	servers := make([]*natsembed.Server, 3)
 	errs := make(chan error, 3)
 	for i := range 3 {
+		dir := t.TempDir() // here: TempDir fails the test with t.Fatal
 		go func() {
 			s, err := natsembed.Start(natsembed.Config{
-				StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "tok", ServerName: fmt.Sprint("s", i),
+				StoreDir: dir, Listen: "127.0.0.1:0", Token: "tok", ServerName: fmt.Sprint("s", i),
 				ClusterName: "pushring-test", ClusterListen: routes[i], Routes: routes,
 			})
 			servers[i] = s

@@ -90,7 +90,9 @@ func TestEventLoopSplitPackets(t *testing.T) {
 			r.send(stream[:k])
 			stream = stream[k:]
 			if rng.IntN(3) == 0 {
-				time.Sleep(time.Millisecond) // a separate read on the server
+				// A real gap in time, so that the server gets the pieces in
+				// separate reads: split packets are what this tests.
+				time.Sleep(time.Millisecond)
 			}
 		}
 		r.expectConnack(0)

@@ -334,6 +334,24 @@ func (r *rawClient) expectNothing(d time.Duration) {
 	}
 }
 
+// expectQuiet asserts that the server has nothing queued for this
+// client: a PINGREQ sent now is answered by the next packet. The server
+// handles a connection's packets in order and writes its answers in
+// order, so the PINGRESP also proves that everything sent before it has
+// been handled, including whatever that did synchronously (a receipt, a
+// released hold). It waits for the answer, not for a quiet period.
+func (r *rawClient) expectQuiet() {
+	r.t.Helper()
+	r.send(packet.AppendPingreq(nil))
+	h, body, err := r.read(5 * time.Second)
+	if err != nil {
+		r.t.Fatalf("waiting for PINGRESP: %v", err)
+	}
+	if h>>4 != packet.PINGRESP {
+		r.t.Fatalf("expected nothing before the PINGRESP, got packet %#x % x", h, body)
+	}
+}
+
 func (r *rawClient) expectConnack(code byte) (present bool) {
 	r.t.Helper()
 	body := r.mustRead(packet.CONNACK)
@@ -367,6 +385,26 @@ func (r *rawClient) ping() { r.t.Helper(); r.send(packet.AppendPingreq(nil)) }
 
 // disconnect sends a DISCONNECT.
 func (r *rawClient) disconnect() { r.t.Helper(); r.send(packet.AppendDisconnect(nil)) }
+
+// tryConnect is connectRaw for goroutines other than the test's: it
+// reports failures as an error instead of failing the test. The caller
+// closes the connection.
+func tryConnect(addr, id, clientID string, clean bool) (*mqttc.Conn, error) {
+	c, err := mqttc.DialTCP(addr, mqttc.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	_, code, err := c.Connect(&packet.Connect{ClientID: clientID, CleanSession: clean, KeepAlive: 60,
+		Username: id, Password: []byte("tok-" + id)}, 5*time.Second)
+	if err == nil && code != packet.ConnAccepted {
+		err = fmt.Errorf("CONNACK code %#x", code)
+	}
+	if err != nil {
+		c.Abort()
+		return nil, fmt.Errorf("%s/%s: %w", id, clientID, err)
+	}
+	return c, nil
+}
 
 func (r *rawClient) subscribe(pid uint16, filters ...string) []byte {
 	r.t.Helper()

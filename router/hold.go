@@ -110,7 +110,7 @@ type backlog struct {
 // holdOn adds this session to the delivery's hold after the delivery
 // left it backlogged. s.mu held, s.conn set.
 func (s *session) holdOn(hc *holdCtx) {
-	now := time.Now()
+	now := s.srv.now()
 	if s.backlog == nil {
 		s.backlog = new(backlog)
 	}

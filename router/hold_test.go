@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/mqtt/packet"
 )
@@ -39,21 +40,18 @@ func (f *ackingFwd) ForwardAcked(m *message.Message, r Receipt, tag uint64) erro
 // forwarded.
 func (f *ackingFwd) accept(t *testing.T, p string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var fn func()
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		f.mu.Lock()
-		fn := f.held[p]
+		fn = f.held[p]
 		delete(f.held, p)
 		f.mu.Unlock()
-		if fn != nil {
-			fn()
-			return
+		if fn == nil {
+			return fmt.Errorf("message %q was never forwarded", p)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("message %q was never forwarded", p)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
+	fn()
 }
 
 func newAckingEnv(t *testing.T, maxUnconfirmed int) (*env, *ackingFwd) {
@@ -78,17 +76,17 @@ func TestHeldPubacksInOrder(t *testing.T) {
 		}
 	}
 	alice.publish(1, 4, "/group/g2", "refused") // alice may not publish to g2
-	alice.expectNothing(100 * time.Millisecond)
+	alice.expectQuiet()                         // all four handled, none answered
 
 	f.accept(t, "m2")
-	alice.expectNothing(50 * time.Millisecond) // m1 still waits, and m2 behind it
+	alice.expectQuiet() // m1 still waits, and m2 behind it
 	f.accept(t, "m1")
 	for _, want := range []uint16{1, 2} {
 		if pid := readPuback(t, alice); pid != want {
 			t.Fatalf("PUBACK %d, want %d", pid, want)
 		}
 	}
-	alice.expectNothing(50 * time.Millisecond)
+	alice.expectQuiet()
 	f.accept(t, "m3")
 	for _, want := range []uint16{3, 4} {
 		if pid := readPuback(t, alice); pid != want {
@@ -97,7 +95,7 @@ func TestHeldPubacksInOrder(t *testing.T) {
 	}
 	// Nothing waits now: the next one waits for its own receipt only.
 	alice.publish(1, 5, "/group/g1", "m5")
-	alice.expectNothing(50 * time.Millisecond)
+	alice.expectQuiet()
 	f.accept(t, "m5")
 	if pid := readPuback(t, alice); pid != 5 {
 		t.Fatalf("PUBACK %d, want 5", pid)
@@ -121,9 +119,9 @@ func TestPubacksAheadOfConfirmation(t *testing.T) {
 			t.Fatalf("PUBACK %d, want %d", pid, want)
 		}
 	}
-	alice.expectNothing(100 * time.Millisecond) // m1, m2 unconfirmed: 3 and 4 wait
-	f.accept(t, "m4")                           // its own confirmation, but 3 is first
-	alice.expectNothing(50 * time.Millisecond)
+	alice.expectQuiet() // m1, m2 unconfirmed: 3 and 4 wait
+	f.accept(t, "m4")   // its own confirmation, but 3 is first
+	alice.expectQuiet()
 	f.accept(t, "m2") // one unconfirmed (m1): 3 goes early, then 4 (confirmed)
 	for _, want := range []uint16{3, 4} {
 		if pid := readPuback(t, alice); pid != want {
@@ -131,7 +129,7 @@ func TestPubacksAheadOfConfirmation(t *testing.T) {
 		}
 	}
 	alice.publish(1, 5, "/group/g1", "m5")
-	alice.expectNothing(50 * time.Millisecond) // m1 and m3 unconfirmed
+	alice.expectQuiet() // m1 and m3 unconfirmed
 	f.accept(t, "m1")
 	if pid := readPuback(t, alice); pid != 5 {
 		t.Fatalf("PUBACK %d, want 5", pid)
@@ -179,17 +177,23 @@ func (r *releases) count(seq uint64) int {
 // waitReleased fails unless hold seq is released, exactly once.
 func (r *releases) waitReleased(t *testing.T, seq uint64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for r.count(seq) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("hold %d not released", seq)
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if r.count(seq) == 0 {
+			return fmt.Errorf("hold %d not released", seq)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	if n := r.count(seq); n != 1 {
 		t.Fatalf("hold %d released %d times", seq, n)
 	}
 }
+
+// testClock is a Server.now that runs with the real clock plus what the
+// test moved it on by, so that holdLimit passes without waiting for it.
+type testClock struct{ ahead atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *testClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
 
 // DeliverHeld says "held" when a delivery leaves a connected recipient's
 // queue at the hold mark (MaxQueued/4), and releases the hold once the
@@ -200,6 +204,8 @@ func TestDeliverHeld(t *testing.T) {
 		c.MaxQueued = 8 // hold mark 2
 		c.MaxInflight = 1
 	})
+	clock := &testClock{}
+	e.srv.now = clock.now
 	rel := &releases{}
 	bob := connectRaw(t, e, "bob", "b", true)
 	bob.subscribe(1, "/private/bob/#")
@@ -231,7 +237,7 @@ func TestDeliverHeld(t *testing.T) {
 	if p.Payload[0] != 2 {
 		t.Fatalf("got message %d, want 2", p.Payload[0])
 	}
-	time.Sleep(50 * time.Millisecond)
+	bob.expectQuiet() // the PUBACK, and any release it made, are handled
 	if rel.count(3) != 0 {
 		t.Fatal("released with the queue still at the mark")
 	}
@@ -251,7 +257,7 @@ func TestDeliverHeld(t *testing.T) {
 	if !held(7, "bob", direct(7)) {
 		t.Fatal("message 7 was not held")
 	}
-	time.Sleep(holdLimit + 100*time.Millisecond)
+	clock.advance(holdLimit + time.Millisecond)
 	if held(8, "bob", direct(8)) {
 		t.Fatal("a session backlogged past holdLimit still holds")
 	}
@@ -282,7 +288,7 @@ func TestDeliverHeld(t *testing.T) {
 	}
 	// Offline for longer than holdLimit, then back with a full queue: it
 	// is waited for again, not taken for a slow session.
-	time.Sleep(holdLimit + 100*time.Millisecond)
+	clock.advance(holdLimit + time.Millisecond)
 	slow := e.srv.Stats().SlowSessions
 	carol = dialRaw(t, e.addr)
 	carol.send(connectPacket("carol", "tok-carol", "c", false, 60))

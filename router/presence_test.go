@@ -1,7 +1,9 @@
 package router
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -9,29 +11,61 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
-// presenceLog records Holding and Released calls. Each call also reads
-// Server.Held, which would deadlock if a router lock were held.
+// presenceLog records Holding and Released calls, with when they came.
+// Each call also reads Server.Held, which would deadlock if a router lock
+// were held. Calls for the marker principal (see sync) are counted, not
+// recorded.
 type presenceLog struct {
 	srv    *Server
 	mu     sync.Mutex
 	events []string
+	at     []time.Time
+	marks  int
 }
+
+// marker is the principal sync connects: its events only count marks.
+const marker = "d1"
 
 func (p *presenceLog) Holding(id string)  { p.srv.Held(); p.add("+" + id) }
 func (p *presenceLog) Released(id string) { p.srv.Held(); p.add("-" + id) }
 
 func (p *presenceLog) add(e string) {
+	now := time.Now()
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e[1:] == marker {
+		p.marks++
+		return
+	}
 	p.events = append(p.events, e)
-	p.mu.Unlock()
+	p.at = append(p.at, now)
 }
 
 func (p *presenceLog) get() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return strings.Join(p.events, " ")
+}
+
+// when returns the time event e was recorded (zero if it was not).
+func (p *presenceLog) when(e string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.events {
+		if x == e {
+			return p.at[i]
+		}
+	}
+	return time.Time{}
+}
+
+func (p *presenceLog) markCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.marks
 }
 
 func (p *presenceLog) waitFor(t *testing.T, want string) {
@@ -44,8 +78,44 @@ func (p *presenceLog) waitFor(t *testing.T, want string) {
 	})
 }
 
+// sync returns once the Presence has been told every registry change made
+// before it was called: it connects and disconnects the marker principal
+// and waits for both events, which are queued behind those changes
+// (presence calls come in registry order).
+func (p *presenceLog) sync(t *testing.T, e *env) {
+	t.Helper()
+	n := p.markCount()
+	waitMarks := func(want int) {
+		t.Helper()
+		testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+			if got := p.markCount(); got != want {
+				return fmt.Errorf("%d marker events, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	m := connectRaw(t, e, marker, "presence-marker", true)
+	waitMarks(n + 1)
+	m.send(packet.AppendDisconnect(nil))
+	m.expectClosed()
+	waitMarks(n + 2)
+}
+
+// waitConnections waits until the server counts n connections, so that
+// the registry has seen the closes before it.
+func waitConnections(t *testing.T, e *env, n int64) {
+	t.Helper()
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if got := e.srv.Stats().Connections; got != n {
+			return fmt.Errorf("%d connections, want %d", got, n)
+		}
+		return nil
+	})
+}
+
 func TestPresence(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.SessionExpiry = 300 * time.Millisecond })
+	const expiry = 300 * time.Millisecond
+	e := newEnv(t, func(c *Config) { c.SessionExpiry = expiry })
 	p := &presenceLog{srv: e.srv}
 	e.srv.SetPresence(p)
 
@@ -58,8 +128,11 @@ func TestPresence(t *testing.T) {
 	a2 := connectRaw(t, e, "alice", "a2", true)
 	a1.disconnect()
 	a1.expectClosed()
-	time.Sleep(50 * time.Millisecond)
-	p.waitFor(t, "+alice")
+	waitConnections(t, e, 1) // a1 is out of the registry
+	p.sync(t, e)
+	if got := p.get(); got != "+alice" {
+		t.Fatalf("presence events %q after alice's first session closed, want %q", got, "+alice")
+	}
 	a2.disconnect()
 	a2.expectClosed()
 	p.waitFor(t, "+alice -alice")
@@ -72,8 +145,11 @@ func TestPresence(t *testing.T) {
 	p.waitFor(t, "+alice -alice +carol")
 	c2 := connectRaw(t, e, "carol", "c", true)
 	c1.expectClosed()
-	time.Sleep(50 * time.Millisecond)
-	p.waitFor(t, "+alice -alice +carol")
+	waitConnections(t, e, 1) // c1's close has reached the registry
+	p.sync(t, e)
+	if got := p.get(); got != "+alice -alice +carol" {
+		t.Fatalf("presence events %q after carol's takeover", got)
+	}
 
 	// A persistent session holds while offline, until it expires; a
 	// persistent takeover does not release either.
@@ -81,18 +157,27 @@ func TestPresence(t *testing.T) {
 	p.waitFor(t, "+alice -alice +carol +bob")
 	b2 := connectRaw(t, e, "bob", "b", false)
 	b1.expectClosed()
+	offline := time.Now() // the expiry timer starts after this
 	b2.disconnect()
 	b2.expectClosed()
-	time.Sleep(100 * time.Millisecond)
-	if got := p.get(); got != "+alice -alice +carol +bob" {
-		t.Fatalf("presence events %q before expiry", got)
-	}
+	waitConnections(t, e, 1) // b1 and b2 are out of the registry
+	// Held() must list bob until the expiry; skipped if this goroutine was
+	// so slow that the expiry may have come.
 	held := e.srv.Held()
-	slices.Sort(held)
-	if !slices.Equal(held, []string{"bob", "carol"}) {
-		t.Fatalf("Held() = %v", held)
+	if time.Since(offline) < expiry {
+		slices.Sort(held)
+		if !slices.Equal(held, []string{"bob", "carol"}) {
+			t.Fatalf("Held() = %v while bob's session is offline", held)
+		}
+	} else {
+		t.Logf("Held() not checked: %v passed before it returned", time.Since(offline))
 	}
 	p.waitFor(t, "+alice -alice +carol +bob -bob")
+	// The release came from the expiry, not from the takeover or the
+	// disconnect before it.
+	if d := p.when("-bob").Sub(offline); d < expiry {
+		t.Fatalf("bob released %v after his session went offline, before its expiry (%v)", d, expiry)
+	}
 
 	// Close releases what is left.
 	_ = c2
@@ -106,27 +191,43 @@ func TestPresenceOrderUnderChurn(t *testing.T) {
 	e := newEnv(t, nil)
 	p := &presenceLog{srv: e.srv}
 	e.srv.SetPresence(p)
+	ids := []string{"alice", "bob", "carol"}
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id := []string{"alice", "bob", "carol"}[i%3]
+			id := ids[i%3]
 			for j := range 10 {
-				r := connectRaw(t, e, id, fmt.Sprintf("c%d-%d", i, j), true)
-				r.disconnect()
-				r.expectClosed()
+				if err := connectDisconnect(e.addr, id, fmt.Sprintf("c%d-%d", i, j)); err != nil {
+					t.Error(err)
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// Every session is gone: wait until the Presence was told so, i.e.
+	// as many Released as Holding calls per principal.
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if n := len(e.srv.Held()); n != 0 {
-			return fmt.Errorf("%d principals still held", n)
+		n := map[string]int{}
+		for _, ev := range strings.Fields(p.get()) {
+			if ev[0] == '+' {
+				n[ev[1:]]++
+			} else {
+				n[ev[1:]]--
+			}
+		}
+		for id, d := range n {
+			if d != 0 {
+				return fmt.Errorf("%s: %d more Holding than Released calls", id, d)
+			}
 		}
 		return nil
 	})
-	time.Sleep(50 * time.Millisecond)
 	state := map[string]bool{}
 	for _, ev := range strings.Fields(p.get()) {
 		id, holding := ev[1:], ev[0] == '+'
@@ -135,9 +236,33 @@ func TestPresenceOrderUnderChurn(t *testing.T) {
 		}
 		state[id] = holding
 	}
-	for id, h := range state {
-		if h {
-			t.Errorf("%s still holding at the end", id)
+	for _, id := range ids {
+		if _, ok := state[id]; !ok {
+			t.Errorf("no presence calls for %s", id)
 		}
 	}
+	if n := len(e.srv.Held()); n != 0 {
+		t.Errorf("%d principals still held", n)
+	}
+}
+
+// connectDisconnect logs a clean session of id in and out, and waits for
+// the server to close the connection. For goroutines other than the
+// test's: failures are returned.
+func connectDisconnect(addr, id, clientID string) error {
+	c, err := tryConnect(addr, id, clientID, true)
+	if err != nil {
+		return err
+	}
+	defer c.Abort()
+	if err := c.WritePacket(packet.AppendDisconnect(nil), 5*time.Second); err != nil {
+		return fmt.Errorf("%s/%s: write DISCONNECT: %w", id, clientID, err)
+	}
+	// EOF or a reset is the close; a packet or a timeout is not.
+	h, _, err := c.ReadPacket(5 * time.Second)
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%s/%s: after DISCONNECT: packet %#x, %v (want the server to close)", id, clientID, h, err)
+	}
+	return nil
 }

@@ -57,6 +57,11 @@ type Server struct {
 	// hookPacket, when set (tests only), is called with every inbound
 	// packet before it is handled.
 	hookPacket atomic.Pointer[func(header byte, body []byte)]
+
+	// now is the clock that times a session's backlog against holdLimit
+	// (hold.go): time.Now, or a test's clock that it moves on instead of
+	// waiting a second. Set before the first delivery.
+	now func() time.Time
 }
 
 var (
@@ -99,6 +104,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		revoked:     make(map[string]time.Time),
 	}
 	s.msgs.New = func() any { return new(message.Message) }
+	s.now = time.Now
 	return s, nil
 }
 

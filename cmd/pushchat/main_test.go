@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"net/http"
@@ -90,16 +91,15 @@ func TestFlags(t *testing.T) {
 
 // --- end to end against a fake API and a fake broker --------------------------
 
-// checkFor polls fn until it returns true or timeout passes.
+// checkFor waits until fn returns true, failing after timeout.
 func checkFor(t *testing.T, timeout time.Duration, what string, fn func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !fn() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testutil.CheckFor(t, timeout, 5*time.Millisecond, func() error {
+		if !fn() {
+			return fmt.Errorf("no %s yet", what)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // fakeSessions is the API side pushchat uses: login and logout.
