@@ -239,7 +239,6 @@ type heldAck struct {
 // DeliverHeld returned true: until HoldReleased(seq) or Config.AckHold.
 func (f *Fanout) holdAck(seq uint64, node string, id uint64) {
 	f.stats.acksHeld.Add(1)
-	f.met.acksHeld.Inc()
 	hs := &f.holds
 	hs.mu.Lock()
 	if _, ok := hs.early[seq]; ok {
@@ -296,7 +295,6 @@ func (f *Fanout) expireHolds(now int64) {
 	hs.mu.Unlock()
 	for _, h := range due {
 		f.stats.holdTimeouts.Add(1)
-		f.met.holdTimeouts.Inc()
 		f.queueAck(h.node, Ack{ID: h.id, N: 1})
 	}
 }
@@ -322,7 +320,6 @@ func (f *Fanout) ackLoop() {
 			rs, tags = f.waits.expired(now, rs[:0], tags[:0])
 			for i, r := range rs {
 				f.stats.ackTimeouts.Add(1)
-				f.met.ackTimeouts.Inc()
 				f.accepted(r, tags[i])
 			}
 			if len(rs) > 0 {
@@ -388,8 +385,7 @@ func (f *Fanout) publishAcks(buf []byte, node string, acks []Ack) []byte {
 			f.warn("could not send acks", "node", node, "err", err)
 			continue
 		}
-		p.acks.Inc()
-		f.stats.acksSent.Add(1)
+		p.acks.Add(1)
 	}
 	return buf
 }

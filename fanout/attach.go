@@ -49,26 +49,23 @@ type attachRec struct {
 type attachTable struct {
 	mu   sync.RWMutex
 	recs map[string][]attachRec
-	n    atomic.Int64 // records; 0 lets the receive path skip the table
+	n    atomic.Int64 // records (Stats, attach_records); 0 lets the receive path skip the table
 }
 
-// put records (or renews) that node holds principal until exp. It
-// returns the number of records.
-func (t *attachTable) put(principal, node string, exp int64) int64 {
+// put records (or renews) that node holds principal until exp.
+func (t *attachTable) put(principal, node string, exp int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.putLocked(principal, node, exp)
-	return t.n.Load()
 }
 
 // putMany is put for several principals held by one node.
-func (t *attachTable) putMany(principals []string, node string, exp int64) int64 {
+func (t *attachTable) putMany(principals []string, node string, exp int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, p := range principals {
 		t.putLocked(p, node, exp)
 	}
-	return t.n.Load()
 }
 
 func (t *attachTable) putLocked(principal, node string, exp int64) {
@@ -94,24 +91,20 @@ func (t *attachTable) putLocked(principal, node string, exp int64) {
 	t.n.Add(1)
 }
 
-// del forgets that node holds principal. It returns the number of
-// records.
-func (t *attachTable) del(principal, node string) int64 {
+// del forgets that node holds principal.
+func (t *attachTable) del(principal, node string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.filterLocked(principal, func(r *attachRec) bool { return r.node != node })
-	return t.n.Load()
 }
 
-// retain keeps only the records for which keep returns true. It returns
-// the number of records.
-func (t *attachTable) retain(keep func(r *attachRec) bool) int64 {
+// retain keeps only the records for which keep returns true.
+func (t *attachTable) retain(keep func(r *attachRec) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for p := range t.recs {
 		t.filterLocked(p, keep)
 	}
-	return t.n.Load()
 }
 
 func (t *attachTable) filterLocked(principal string, keep func(r *attachRec) bool) {
@@ -243,8 +236,7 @@ func (f *Fanout) attachLoop() {
 			f.runHoldOps()
 			f.reattach()
 			now := time.Now().UnixNano()
-			n := f.att.retain(func(r *attachRec) bool { return r.expires > now })
-			f.met.attachRecords.Set(float64(n))
+			f.att.retain(func(r *attachRec) bool { return r.expires > now })
 		case <-h.stop:
 			f.runHoldOps()
 			return
@@ -383,16 +375,14 @@ func (f *Fanout) handleAttach(env *Envelope) {
 	if env.Node == f.self {
 		return
 	}
-	var n int64
 	switch env.Kind {
 	case KindAttach:
-		n = f.att.put(env.Principal, env.Node, time.Now().Add(f.cfg.AttachTTL).UnixNano())
+		f.att.put(env.Principal, env.Node, time.Now().Add(f.cfg.AttachTTL).UnixNano())
 	case KindAttachMany:
-		n = f.att.putMany(env.Principals, env.Node, time.Now().Add(f.cfg.AttachTTL).UnixNano())
+		f.att.putMany(env.Principals, env.Node, time.Now().Add(f.cfg.AttachTTL).UnixNano())
 	default:
-		n = f.att.del(env.Principal, env.Node)
+		f.att.del(env.Principal, env.Node)
 	}
-	f.met.attachRecords.Set(float64(n))
 }
 
 // forwardAttached sends env (a Deliver received with Hops 0) on to the
@@ -419,6 +409,5 @@ func (f *Fanout) forwardAttached(env *Envelope) {
 			continue
 		}
 		f.stats.attachForwards.Add(1)
-		f.met.attachForwards.Inc()
 	}
 }

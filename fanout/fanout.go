@@ -224,7 +224,6 @@ type Fanout struct {
 	throttle Throttler // d, if it is one
 	log      *slog.Logger
 
-	met   metrics
 	stats counters
 	work  sync.Pool // of *work
 	rcpts sync.Pool // of *[]string, see getRecipients
@@ -280,8 +279,8 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 		place:    place,
 		d:        d,
 		log:      cfg.Logger.With("component", "fanout", "node", cfg.NodeID),
-		met:      newMetrics(),
 	}
+	f.stats.created = time.Now()
 	f.throttle, _ = d.(Throttler)
 	f.work.New = func() any { return new(work) }
 	f.hold.init()
@@ -304,17 +303,17 @@ func (f *Fanout) Start() error {
 	if f.started {
 		return errors.New("fanout: already started")
 	}
-	if err := f.met.register(f.cfg.Registerer); err != nil {
+	if err := f.registerMetrics(); err != nil {
 		return err
 	}
 	unsub, err := f.bus.Subscribe(Subject(f.cfg.Cluster, f.self), f.receive)
 	if err != nil {
-		f.met.unregister(f.cfg.Registerer)
+		f.unregisterMetrics()
 		return fmt.Errorf("fanout: subscribe: %w", err)
 	}
 	if err := f.bus.Flush(); err != nil {
 		unsub()
-		f.met.unregister(f.cfg.Registerer)
+		f.unregisterMetrics()
 		return fmt.Errorf("fanout: flush: %w", err)
 	}
 	f.started, f.unsub = true, unsub
@@ -365,7 +364,7 @@ func (f *Fanout) Close() error {
 		unsub()
 	}
 	if started {
-		f.met.unregister(f.cfg.Registerer)
+		f.unregisterMetrics()
 	}
 	return nil
 }
@@ -420,14 +419,12 @@ func (f *Fanout) forward(m *message.Message, r Receipt, tag uint64) error {
 		}
 		if err == nil {
 			f.stats.groupMessages.Add(1)
-			f.met.group.Inc()
 		}
 	default: // message.Direct
 		rcpt := [1]string{m.To}
 		sent, err = f.sendDeliver(w, f.place.Home(m.To), 0, m, rcpt[:], ack)
 		if err == nil {
 			f.stats.directMessages.Add(1)
-			f.met.direct.Inc()
 		}
 	}
 	if ack.node != "" {
@@ -529,8 +526,7 @@ func (f *Fanout) publish(node string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	f.stats.envelopesSent.Add(1)
-	p.sent.Inc()
+	p.sent.Add(1)
 	return nil
 }
 
@@ -538,7 +534,6 @@ func (f *Fanout) publishTo(node string, data []byte) (*peer, error) {
 	p := f.peer(node)
 	if err := f.bus.Publish(p.subject, data); err != nil {
 		f.stats.publishErrors.Add(1)
-		f.met.publishErrors.Inc()
 		return nil, fmt.Errorf("fanout: publish to node %s: %w", node, err)
 	}
 	return p, nil
@@ -568,17 +563,14 @@ func (f *Fanout) receive(data []byte) {
 	env, err := decodeEnvelope(data, *sp)
 	if err != nil {
 		f.stats.decodeErrors.Add(1)
-		f.met.decodeErrors.Inc()
 		f.warn("dropped an undecodable envelope", "err", err, "bytes", len(data))
 		return
 	}
-	f.stats.envelopesReceived.Add(1)
-	f.peer(env.Sender).received.Inc()
+	f.peer(env.Sender).received.Add(1)
 	switch env.Kind {
 	case KindDeliver:
 		f.stats.deliversReceived.Add(1)
 		f.stats.recipients.Add(uint64(len(env.Recipients)))
-		f.met.recipients.Add(float64(len(env.Recipients)))
 		if env.AckNode != "" {
 			f.deliverAcked(env)
 		} else {
@@ -633,7 +625,6 @@ func (f *Fanout) handleResolve(env *Envelope) {
 			// so this node can, and the message is still resolved exactly
 			// once, only not where the ring says.
 			f.stats.hopLimitDrops.Add(1)
-			f.met.hopLimitDrops.Inc()
 			f.warn("resolving a group message here at the hop limit", "group", m.To,
 				"id", message.FormatID(m.ID), "hops", env.Hops, "owner", owner, "from", env.Sender)
 			f.resolveFor(w, m, ack)
@@ -681,7 +672,7 @@ func (f *Fanout) warn(msg string, args ...any) {
 // peer returns the subject and counters of node id, creating them on
 // first use. Node ids come from Placement when sending and from the wire
 // when receiving; past maxPeers distinct ids (garbage senders) the rest
-// share one uncached entry labelled "other".
+// get uncached entries that share the counters of peer "other".
 func (f *Fanout) peer(id string) *peer {
 	if p, ok := (*f.peers.Load())[id]; ok {
 		return p
@@ -696,19 +687,19 @@ func (f *Fanout) peer(id string) *peer {
 	// metric label) from holding the whole envelope alive.
 	id = strings.Clone(id)
 	if len(old) >= maxPeers {
-		return &peer{
-			subject:  Subject(f.cfg.Cluster, id),
-			sent:     f.met.sent.WithLabelValues("other"),
-			received: f.met.received.WithLabelValues("other"),
-			acks:     f.met.acksSent.WithLabelValues("other"),
+		other, ok := old[otherPeer]
+		if !ok {
+			other = f.addPeerLocked(old, otherPeer)
 		}
+		return &peer{subject: Subject(f.cfg.Cluster, id), peerCounts: other.peerCounts}
 	}
-	p := &peer{
-		subject:  Subject(f.cfg.Cluster, id),
-		sent:     f.met.sent.WithLabelValues(id),
-		received: f.met.received.WithLabelValues(id),
-		acks:     f.met.acksSent.WithLabelValues(id),
-	}
+	return f.addPeerLocked(old, id)
+}
+
+// addPeerLocked adds a peer for node id to the map old, which is the
+// current one. peersMu held.
+func (f *Fanout) addPeerLocked(old map[string]*peer, id string) *peer {
+	p := &peer{subject: Subject(f.cfg.Cluster, id), peerCounts: &peerCounts{created: time.Now()}}
 	next := make(map[string]*peer, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -718,13 +709,25 @@ func (f *Fanout) peer(id string) *peer {
 	return p
 }
 
-const maxPeers = 1024
+const (
+	maxPeers  = 1024
+	otherPeer = "other" // the peer label of node ids past maxPeers
+)
 
+// peer is a node that envelopes go to or come from. The entries of node
+// ids past maxPeers share the peerCounts of otherPeer.
 type peer struct {
-	subject  string
-	sent     prometheus.Counter // envelopes but Ack
-	received prometheus.Counter
-	acks     prometheus.Counter // Ack envelopes sent
+	subject string
+	*peerCounts
+}
+
+// peerCounts are the envelopes exchanged with one node: the per-peer
+// Prometheus series, and, summed over the peers, the Stats totals.
+type peerCounts struct {
+	created  time.Time     // for Prometheus
+	sent     atomic.Uint64 // envelopes but Ack
+	received atomic.Uint64
+	acks     atomic.Uint64 // Ack envelopes sent
 }
 
 // work is the per-call scratch space of Forward and of the receive path,
@@ -801,25 +804,36 @@ type Stats struct {
 	Waiting           uint64 // QoS 1 publishes waiting here for confirmations now
 }
 
+// counters are the Fanout's counts but the per-peer ones (peerCounts).
+// Stats reads them, and so does Prometheus when it scrapes (collector):
+// the two views cannot disagree, and an event costs one atomic add.
 type counters struct {
-	envelopesSent, resolvesSent, deliversSent             atomic.Uint64
-	envelopesReceived, resolvesReceived, deliversReceived atomic.Uint64
-	groupMessages, directMessages, resolvesForwarded      atomic.Uint64
-	hopLimitDrops, decodeErrors, publishErrors            atomic.Uint64
-	recipients, panics                                    atomic.Uint64
-	attachForwards, attachesSent, attachesReceived        atomic.Uint64
-	acksSent, acksReceived, acksHeld, holdTimeouts        atomic.Uint64
-	ackTimeouts, ackDrops                                 atomic.Uint64
+	created time.Time // when counting started, for Prometheus
+
+	resolvesSent, deliversSent                       atomic.Uint64
+	resolvesReceived, deliversReceived               atomic.Uint64
+	groupMessages, directMessages, resolvesForwarded atomic.Uint64
+	hopLimitDrops, decodeErrors, publishErrors       atomic.Uint64
+	recipients, panics                               atomic.Uint64
+	attachForwards, attachesSent, attachesReceived   atomic.Uint64
+	acksReceived, acksHeld, holdTimeouts             atomic.Uint64
+	ackTimeouts, ackDrops                            atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
 func (f *Fanout) Stats() Stats {
 	c := &f.stats
+	var sent, received, acks uint64
+	for _, p := range *f.peers.Load() {
+		sent += p.sent.Load()
+		received += p.received.Load()
+		acks += p.acks.Load()
+	}
 	return Stats{
-		EnvelopesSent:     c.envelopesSent.Load(),
+		EnvelopesSent:     sent,
 		ResolvesSent:      c.resolvesSent.Load(),
 		DeliversSent:      c.deliversSent.Load(),
-		EnvelopesReceived: c.envelopesReceived.Load(),
+		EnvelopesReceived: received,
 		ResolvesReceived:  c.resolvesReceived.Load(),
 		DeliversReceived:  c.deliversReceived.Load(),
 		GroupMessages:     c.groupMessages.Load(),
@@ -833,8 +847,8 @@ func (f *Fanout) Stats() Stats {
 		AttachForwards:    c.attachForwards.Load(),
 		AttachesSent:      c.attachesSent.Load(),
 		AttachesReceived:  c.attachesReceived.Load(),
-		AttachRecords:     uint64(max(f.att.n.Load(), 0)),
-		AcksSent:          c.acksSent.Load(),
+		AttachRecords:     f.attachRecords(),
+		AcksSent:          acks,
 		AcksReceived:      c.acksReceived.Load(),
 		AcksHeld:          c.acksHeld.Load(),
 		HoldTimeouts:      c.holdTimeouts.Load(),
@@ -844,70 +858,91 @@ func (f *Fanout) Stats() Stats {
 	}
 }
 
-// metrics are the Prometheus side of the counters.
-type metrics struct {
-	sent, received, messages, acksSent                     *prometheus.CounterVec
-	group, direct                                          prometheus.Counter
-	hopLimitDrops, decodeErrors, recipients, publishErrors prometheus.Counter
-	attachForwards, ackTimeouts, acksHeld, holdTimeouts    prometheus.Counter
-	attachRecords                                          prometheus.Gauge
-	all                                                    []prometheus.Collector
+func (f *Fanout) attachRecords() uint64 { return uint64(max(f.att.n.Load(), 0)) }
+
+// Each Prometheus family of the fanout.
+var (
+	sentDesc = fanoutDesc("envelopes_sent_total",
+		"Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total.", "peer")
+	acksSentDesc = fanoutDesc("acks_sent_total",
+		"Ack envelopes (confirmations of QoS 1 deliveries, batched) published, by destination node.", "peer")
+	receivedDesc = fanoutDesc("envelopes_received_total",
+		"Envelopes received and decoded, by sending node.", "peer")
+	messagesDesc = fanoutDesc("messages_total",
+		"Messages handed on by Forward, by kind (group, direct).", "kind")
+	hopLimitDropsDesc = fanoutDesc("hop_limit_drops_total",
+		"Group messages resolved off-owner because owners still disagreed after HopLimit re-sends.")
+	decodeErrorsDesc = fanoutDesc("decode_errors_total",
+		"Envelopes dropped because they could not be decoded.")
+	recipientsDesc = fanoutDesc("recipients_total",
+		"Recipients handed to local delivery.")
+	publishErrorsDesc = fanoutDesc("publish_errors_total",
+		"Envelopes the bus refused to publish.")
+	attachForwardsDesc = fanoutDesc("attach_forwards_total",
+		"Deliver envelopes sent on to a node holding recipients away from their home (attach records).")
+	ackTimeoutsDesc = fanoutDesc("ack_timeouts_total",
+		"QoS 1 publishes acknowledged after AckTimeout without every delivering node's confirmation.")
+	acksHeldDesc = fanoutDesc("acks_held_total",
+		"QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged.")
+	holdTimeoutsDesc = fanoutDesc("hold_timeouts_total",
+		"Held QoS 1 confirmations sent after AckHold although the backlog had not drained.")
+	attachRecordsDesc = fanoutDesc("attach_records",
+		"Attach records (principal held on another node) in this node's table.")
+)
+
+func fanoutDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("pushring_fanout_"+name, help, labels, nil)
 }
 
-func newMetrics() metrics {
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pushring", Subsystem: "fanout", Name: name, Help: help})
+// collector is the Prometheus view of a Fanout's counters. A peer's
+// series appear with its first envelope, in either direction.
+type collector struct{ f *Fanout }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
+		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
+		ackTimeoutsDesc, acksHeldDesc, holdTimeoutsDesc, attachRecordsDesc} {
+		ch <- d
 	}
-	vec := func(name, help, label string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pushring", Subsystem: "fanout", Name: name, Help: help}, []string{label})
-	}
-	m := metrics{
-		sent:          vec("envelopes_sent_total", "Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total.", "peer"),
-		acksSent:      vec("acks_sent_total", "Ack envelopes (confirmations of QoS 1 deliveries, batched) published, by destination node.", "peer"),
-		received:      vec("envelopes_received_total", "Envelopes received and decoded, by sending node.", "peer"),
-		messages:      vec("messages_total", "Messages handed on by Forward, by kind (group, direct).", "kind"),
-		hopLimitDrops: counter("hop_limit_drops_total", "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."),
-		decodeErrors:  counter("decode_errors_total", "Envelopes dropped because they could not be decoded."),
-		recipients:    counter("recipients_total", "Recipients handed to local delivery."),
-		publishErrors: counter("publish_errors_total", "Envelopes the bus refused to publish."),
-		attachForwards: counter("attach_forwards_total",
-			"Deliver envelopes sent on to a node holding recipients away from their home (attach records)."),
-		ackTimeouts: counter("ack_timeouts_total",
-			"QoS 1 publishes acknowledged after AckTimeout without every delivering node's confirmation."),
-		acksHeld: counter("acks_held_total",
-			"QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged."),
-		holdTimeouts: counter("hold_timeouts_total",
-			"Held QoS 1 confirmations sent after AckHold although the backlog had not drained."),
-		attachRecords: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pushring", Subsystem: "fanout",
-			Name: "attach_records", Help: "Attach records (principal held on another node) in this node's table."}),
-	}
-	m.group = m.messages.WithLabelValues("group")
-	m.direct = m.messages.WithLabelValues("direct")
-	m.all = []prometheus.Collector{m.sent, m.acksSent, m.received, m.messages, m.hopLimitDrops, m.decodeErrors, m.recipients, m.publishErrors,
-		m.attachForwards, m.attachRecords, m.ackTimeouts, m.acksHeld, m.holdTimeouts}
-	return m
 }
 
-func (m *metrics) register(r prometheus.Registerer) error {
-	if r == nil {
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for id, p := range *c.f.peers.Load() {
+		ch <- counter(sentDesc, &p.sent, p.created, id)
+		ch <- counter(acksSentDesc, &p.acks, p.created, id)
+		ch <- counter(receivedDesc, &p.received, p.created, id)
+	}
+	s := &c.f.stats
+	ch <- counter(messagesDesc, &s.groupMessages, s.created, "group")
+	ch <- counter(messagesDesc, &s.directMessages, s.created, "direct")
+	ch <- counter(hopLimitDropsDesc, &s.hopLimitDrops, s.created)
+	ch <- counter(decodeErrorsDesc, &s.decodeErrors, s.created)
+	ch <- counter(recipientsDesc, &s.recipients, s.created)
+	ch <- counter(publishErrorsDesc, &s.publishErrors, s.created)
+	ch <- counter(attachForwardsDesc, &s.attachForwards, s.created)
+	ch <- counter(ackTimeoutsDesc, &s.ackTimeouts, s.created)
+	ch <- counter(acksHeldDesc, &s.acksHeld, s.created)
+	ch <- counter(holdTimeoutsDesc, &s.holdTimeouts, s.created)
+	ch <- prometheus.MustNewConstMetric(attachRecordsDesc, prometheus.GaugeValue, float64(c.f.attachRecords()))
+}
+
+func counter(d *prometheus.Desc, n *atomic.Uint64, created time.Time, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetricWithCreatedTimestamp(d, prometheus.CounterValue, float64(n.Load()), created, labels...)
+}
+
+// registerMetrics adds the Fanout's metrics to Config.Registerer, if set.
+func (f *Fanout) registerMetrics() error {
+	if f.cfg.Registerer == nil {
 		return nil
 	}
-	for i, c := range m.all {
-		if err := r.Register(c); err != nil {
-			for _, c := range m.all[:i] {
-				r.Unregister(c)
-			}
-			return fmt.Errorf("fanout: register metrics: %w", err)
-		}
+	if err := f.cfg.Registerer.Register(collector{f}); err != nil {
+		return fmt.Errorf("fanout: register metrics: %w", err)
 	}
 	return nil
 }
 
-func (m *metrics) unregister(r prometheus.Registerer) {
-	if r == nil {
-		return
-	}
-	for _, c := range m.all {
-		r.Unregister(c)
+func (f *Fanout) unregisterMetrics() {
+	if f.cfg.Registerer != nil {
+		f.cfg.Registerer.Unregister(collector{f})
 	}
 }

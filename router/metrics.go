@@ -2,6 +2,7 @@ package router
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/pushring/pushring/message"
 
@@ -34,143 +35,149 @@ const (
 	resultAuthTopicFail  = "auth_topic_failed"
 )
 
-type metrics struct {
-	connections  prometheus.Gauge
-	connects     *prometheus.CounterVec
-	messagesIn   *prometheus.CounterVec
-	inGroup      prometheus.Counter
-	inDirect     prometheus.Counter
-	deliveries   [2]prometheus.Counter // by QoS
-	refusals     *prometheus.CounterVec
-	queueDropped prometheus.Counter
-	panics       prometheus.Counter
-	slow         prometheus.Counter
+// connectResults are the values of pushring_mqtt_connects_total{result};
+// accepted comes first (see stats).
+var connectResults = []string{resultAccepted, resultBadProtocol, resultIDRejected,
+	resultUnavailable, resultBadCredentials, resultNotAuthorized, resultAuthTopicFail}
 
-	// plain counters behind Stats
-	nConnections atomic.Int64
-	nSessions    atomic.Int64
-	nConnectsOK  atomic.Uint64
-	nRefusedConn atomic.Uint64
-	nMessagesIn  atomic.Uint64
-	nDeliveries  atomic.Uint64
-	nRefusals    atomic.Uint64
-	nDropped     atomic.Uint64
-	nPanics      atomic.Uint64
-	nSlow        atomic.Uint64
+// Each Prometheus family of the server.
+var (
+	connectionsDesc = prometheus.NewDesc("pushring_mqtt_connections",
+		"MQTT clients connected to this node.", nil, nil)
+	connectsDesc = prometheus.NewDesc("pushring_mqtt_connects_total",
+		"MQTT connection attempts by result.", []string{"result"}, nil)
+	messagesInDesc = prometheus.NewDesc("pushring_messages_in_total",
+		"Messages accepted from publishers.", []string{"proto", "kind"}, nil)
+	deliveriesDesc = prometheus.NewDesc("pushring_deliveries_total",
+		"PUBLISH packets written to MQTT clients, by QoS.", []string{"qos"}, nil)
+	refusalsDesc = prometheus.NewDesc("pushring_mqtt_refusals_total",
+		"Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input.", []string{"reason"}, nil)
+	queueDroppedDesc = prometheus.NewDesc("pushring_queue_dropped_total",
+		"Messages dropped from a full session queue or for a slow consumer.", nil, nil)
+	panicsDesc = prometheus.NewDesc("pushring_mqtt_panics_total",
+		"Panics recovered in connection goroutines.", nil, nil)
+	slowDesc = prometheus.NewDesc("pushring_mqtt_slow_sessions_total",
+		"Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.", nil, nil)
+)
+
+// metrics are the server's counters, one atomic per count. Stats reads
+// them, and so does Prometheus when it scrapes (Collect): the two views
+// cannot disagree, and an event costs one atomic add, with no label
+// lookup on the delivery path. Every labelled series exists from the
+// start, at zero, so the label values are fixed lists.
+type metrics struct {
+	created time.Time // when the counters started, for Prometheus
+
+	// connections is changed under Server.mu only, so that Server can
+	// check MaxConnections against it and count in one step.
+	connections  atomic.Int64
+	connects     []atomic.Uint64  // by result, as connectResults
+	messagesIn   [2]atomic.Uint64 // group, direct
+	deliveries   [2]atomic.Uint64 // by QoS
+	refusals     []atomic.Uint64  // by reason, as allReasons
+	queueDropped atomic.Uint64
+	panics       atomic.Uint64
+	slow         atomic.Uint64
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		connections: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pushring_mqtt_connections",
-			Help: "MQTT clients connected to this node.",
-		}),
-		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushring_mqtt_connects_total",
-			Help: "MQTT connection attempts by result.",
-		}, []string{"result"}),
-		messagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushring_messages_in_total",
-			Help: "Messages accepted from publishers.",
-		}, []string{"proto", "kind"}),
-		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushring_mqtt_refusals_total",
-			Help: "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input.",
-		}, []string{"reason"}),
-		queueDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushring_queue_dropped_total",
-			Help: "Messages dropped from a full session queue or for a slow consumer.",
-		}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushring_mqtt_panics_total",
-			Help: "Panics recovered in connection goroutines.",
-		}),
-		slow: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushring_mqtt_slow_sessions_total",
-			Help: "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.",
-		}),
+		created:  time.Now(),
+		connects: make([]atomic.Uint64, len(connectResults)),
+		refusals: make([]atomic.Uint64, len(allReasons)),
 	}
-	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pushring_deliveries_total",
-		Help: "PUBLISH packets written to MQTT clients, by QoS.",
-	}, []string{"qos"})
-	m.deliveries[0] = deliveries.WithLabelValues("0")
-	m.deliveries[1] = deliveries.WithLabelValues("1")
-	for _, r := range []string{resultAccepted, resultBadProtocol, resultIDRejected,
-		resultUnavailable, resultBadCredentials, resultNotAuthorized, resultAuthTopicFail} {
-		m.connects.WithLabelValues(r)
-	}
-	for _, r := range allReasons {
-		m.refusals.WithLabelValues(r)
-	}
-	m.inGroup = m.messagesIn.WithLabelValues("mqtt", "group")
-	m.inDirect = m.messagesIn.WithLabelValues("mqtt", "direct")
 	if reg != nil {
-		reg.MustRegister(m.connections, m.connects, m.messagesIn, deliveries,
-			m.refusals, m.queueDropped, m.panics, m.slow)
+		reg.MustRegister(m)
 	}
 	return m
 }
 
-func (m *metrics) connect(result string) {
-	m.connects.WithLabelValues(result).Inc()
-	if result == resultAccepted {
-		m.nConnectsOK.Add(1)
-	} else {
-		m.nRefusedConn.Add(1)
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
+		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc} {
+		ch <- d
 	}
 }
 
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(m.connections.Load()))
+	for i, r := range connectResults {
+		ch <- m.counter(connectsDesc, &m.connects[i], r)
+	}
+	ch <- m.counter(messagesInDesc, &m.messagesIn[0], "mqtt", "group")
+	ch <- m.counter(messagesInDesc, &m.messagesIn[1], "mqtt", "direct")
+	ch <- m.counter(deliveriesDesc, &m.deliveries[0], "0")
+	ch <- m.counter(deliveriesDesc, &m.deliveries[1], "1")
+	for i, r := range allReasons {
+		ch <- m.counter(refusalsDesc, &m.refusals[i], r)
+	}
+	ch <- m.counter(queueDroppedDesc, &m.queueDropped)
+	ch <- m.counter(panicsDesc, &m.panics)
+	ch <- m.counter(slowDesc, &m.slow)
+}
+
+func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetricWithCreatedTimestamp(d, prometheus.CounterValue, float64(n.Load()), m.created, labels...)
+}
+
+// index returns the position of v in values. Label values are package
+// constants listed in values, so a miss is a programming error.
+func index(values []string, v string) int {
+	for i, x := range values {
+		if x == v {
+			return i
+		}
+	}
+	panic("router: metric label value " + v + " is not listed")
+}
+
+func (m *metrics) connect(result string) {
+	m.connects[index(connectResults, result)].Add(1)
+}
+
 func (m *metrics) refusal(reason string) {
-	m.refusals.WithLabelValues(reason).Inc()
-	m.nRefusals.Add(1)
+	m.refusals[index(allReasons, reason)].Add(1)
 }
 
 func (m *metrics) messageIn(kind message.Kind) {
 	if kind == message.Group {
-		m.inGroup.Inc()
+		m.messagesIn[0].Add(1)
 	} else {
-		m.inDirect.Inc()
+		m.messagesIn[1].Add(1)
 	}
-	m.nMessagesIn.Add(1)
 }
 
-func (m *metrics) delivered(qos byte) {
-	m.deliveries[qos&1].Inc()
-	m.nDeliveries.Add(1)
-}
+func (m *metrics) delivered(qos byte) { m.deliveries[qos&1].Add(1) }
 
-func (m *metrics) dropped() {
-	m.queueDropped.Inc()
-	m.nDropped.Add(1)
-}
+func (m *metrics) dropped() { m.queueDropped.Add(1) }
 
-func (m *metrics) slowSession() {
-	m.slow.Inc()
-	m.nSlow.Add(1)
-}
+func (m *metrics) slowSession() { m.slow.Add(1) }
 
-func (m *metrics) connUp() {
-	m.connections.Inc()
-	m.nConnections.Add(1)
-}
+func (m *metrics) connUp() { m.connections.Add(1) }
 
-func (m *metrics) connDown() {
-	m.connections.Dec()
-	m.nConnections.Add(-1)
-}
+func (m *metrics) connDown() { m.connections.Add(-1) }
 
+// stats returns the counters but Sessions, which Server fills in.
 func (m *metrics) stats() Stats {
 	return Stats{
-		Connections:     m.nConnections.Load(),
-		Sessions:        m.nSessions.Load(),
-		ConnectsOK:      m.nConnectsOK.Load(),
-		ConnectsRefused: m.nRefusedConn.Load(),
-		MessagesIn:      m.nMessagesIn.Load(),
-		Deliveries:      m.nDeliveries.Load(),
-		Refusals:        m.nRefusals.Load(),
-		QueueDropped:    m.nDropped.Load(),
-		Panics:          m.nPanics.Load(),
-		SlowSessions:    m.nSlow.Load(),
+		Connections:     m.connections.Load(),
+		ConnectsOK:      m.connects[0].Load(),
+		ConnectsRefused: sum(m.connects[1:]),
+		MessagesIn:      sum(m.messagesIn[:]),
+		Deliveries:      sum(m.deliveries[:]),
+		Refusals:        sum(m.refusals),
+		QueueDropped:    m.queueDropped.Load(),
+		Panics:          m.panics.Load(),
+		SlowSessions:    m.slow.Load(),
 	}
+}
+
+func sum(ns []atomic.Uint64) uint64 {
+	var total uint64
+	for i := range ns {
+		total += ns[i].Load()
+	}
+	return total
 }

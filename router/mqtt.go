@@ -81,7 +81,7 @@ type mqttConn struct {
 	// changes after (B2: no second CONNECT, no re-authentication).
 	id      Identity
 	sess    atomic.Pointer[session]
-	counted bool        // counted in Server.connected; under Server.mu
+	counted bool        // counted in Server.m.connections; under Server.mu
 	noWill  atomic.Bool // closed by the server for a reason that skips the will
 }
 

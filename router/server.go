@@ -42,7 +42,6 @@ type Server struct {
 	sessions    map[string]*session    // by sessionKey
 	byPrincipal map[string][]*session  // principal id → its sessions
 	byToken     map[string][]*mqttConn // Identity.TokenHash → connections
-	connected   int                    // connections past CONNACK 0
 	revoked     map[string]time.Time   // Identity.TokenHash → when Revoke saw it
 	revokedQ    []revokedEntry         // the same, oldest first, for pruning
 
@@ -215,7 +214,6 @@ func (s *Server) Close() error {
 	}
 	clear(s.sessions)
 	clear(s.byPrincipal)
-	s.m.nSessions.Store(0)
 	s.mu.Unlock()
 	return err
 }
@@ -232,7 +230,13 @@ func (s *Server) Addrs() []net.Addr {
 }
 
 // Stats returns the server's counters.
-func (s *Server) Stats() Stats { return s.m.stats() }
+func (s *Server) Stats() Stats {
+	st := s.m.stats()
+	s.mu.RLock()
+	st.Sessions = int64(len(s.sessions))
+	s.mu.RUnlock()
+	return st
+}
 
 // Deliver gives m to every session on this node of each listed
 // principal, connected or persistent offline (fanout.Deliverer). It never
@@ -332,8 +336,7 @@ func (s *Server) isRevokedLocked(tokenHash string) bool {
 
 // panicked records a recovered panic.
 func (s *Server) panicked(where string, r any, stack []byte) {
-	s.m.panics.Inc()
-	s.m.nPanics.Add(1)
+	s.m.panics.Add(1)
 	s.log.Error("mqtt: panic recovered, closing the connection", "where", where, "panic", fmt.Sprint(r), "stack", string(stack))
 }
 
@@ -389,7 +392,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 	if s.isRevokedLocked(c.id.TokenHash) {
 		return nil, false, nil, 0x04
 	}
-	if !c.counted && s.cfg.MaxConnections > 0 && s.connected >= s.cfg.MaxConnections {
+	if !c.counted && s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {
 		return nil, false, nil, 0x03
 	}
 	sess = s.sessions[key]
@@ -418,7 +421,6 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		sess = newSession(s, id, c.clientID, c.clean)
 		s.sessions[key] = sess
 		s.byPrincipal[id] = append(s.byPrincipal[id], sess)
-		s.m.nSessions.Add(1)
 		sess.mu.Lock()
 	}
 	c.sess.Store(sess)
@@ -426,7 +428,6 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 
 	if !c.counted {
 		c.counted = true
-		s.connected++
 		s.m.connUp()
 	}
 	if h := c.id.TokenHash; h != "" {
@@ -440,11 +441,10 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 func (s *Server) countConnected(c *mqttConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.cfg.MaxConnections > 0 && s.connected >= s.cfg.MaxConnections {
+	if s.closed || s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {
 		return false
 	}
 	c.counted = true
-	s.connected++
 	s.m.connUp()
 	return true
 }
@@ -468,7 +468,6 @@ func (s *Server) oldestOfflineLocked(list []*session) *session {
 func (s *Server) removeSessionLocked(sess *session, notify bool) {
 	if s.sessions[sess.key] == sess {
 		delete(s.sessions, sess.key)
-		s.m.nSessions.Add(-1)
 	}
 	list := s.byPrincipal[sess.principal]
 	if i := slices.Index(list, sess); i >= 0 {
@@ -497,7 +496,6 @@ func (s *Server) detach(c *mqttConn) {
 	delete(s.conns, c)
 	if c.counted {
 		c.counted = false
-		s.connected--
 		s.m.connDown()
 	}
 	if h := c.id.TokenHash; h != "" {

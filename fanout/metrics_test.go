@@ -1,0 +1,324 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/message"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The fanout's metric families, and its series when it starts and once
+// it has exchanged envelopes with two peers: dashboards and alerts depend
+// on these names, types, labels and help texts. A peer's three series
+// appear together, at zero, when the node first sends to or hears from
+// it, and stay until Close.
+var (
+	goldenFamilies = []string{
+		`pushring_fanout_ack_timeouts_total counter [] "QoS 1 publishes acknowledged after AckTimeout without every delivering node's confirmation."`,
+		`pushring_fanout_acks_held_total counter [] "QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged."`,
+		`pushring_fanout_acks_sent_total counter [peer] "Ack envelopes (confirmations of QoS 1 deliveries, batched) published, by destination node."`,
+		`pushring_fanout_attach_forwards_total counter [] "Deliver envelopes sent on to a node holding recipients away from their home (attach records)."`,
+		`pushring_fanout_attach_records gauge [] "Attach records (principal held on another node) in this node's table."`,
+		`pushring_fanout_decode_errors_total counter [] "Envelopes dropped because they could not be decoded."`,
+		`pushring_fanout_envelopes_received_total counter [peer] "Envelopes received and decoded, by sending node."`,
+		`pushring_fanout_envelopes_sent_total counter [peer] "Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total."`,
+		`pushring_fanout_hold_timeouts_total counter [] "Held QoS 1 confirmations sent after AckHold although the backlog had not drained."`,
+		`pushring_fanout_hop_limit_drops_total counter [] "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."`,
+		`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct)."`,
+		`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
+		`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
+	}
+	goldenStart = []string{
+		`pushring_fanout_ack_timeouts_total`,
+		`pushring_fanout_acks_held_total`,
+		`pushring_fanout_attach_forwards_total`,
+		`pushring_fanout_attach_records`,
+		`pushring_fanout_decode_errors_total`,
+		`pushring_fanout_hold_timeouts_total`,
+		`pushring_fanout_hop_limit_drops_total`,
+		`pushring_fanout_messages_total{kind="direct"}`,
+		`pushring_fanout_messages_total{kind="group"}`,
+		`pushring_fanout_publish_errors_total`,
+		`pushring_fanout_recipients_total`,
+	}
+	goldenPeers = []string{
+		`pushring_fanout_ack_timeouts_total`,
+		`pushring_fanout_acks_held_total`,
+		`pushring_fanout_acks_sent_total{peer="n2"}`,
+		`pushring_fanout_acks_sent_total{peer="n3"}`,
+		`pushring_fanout_attach_forwards_total`,
+		`pushring_fanout_attach_records`,
+		`pushring_fanout_decode_errors_total`,
+		`pushring_fanout_envelopes_received_total{peer="n2"}`,
+		`pushring_fanout_envelopes_received_total{peer="n3"}`,
+		`pushring_fanout_envelopes_sent_total{peer="n2"}`,
+		`pushring_fanout_envelopes_sent_total{peer="n3"}`,
+		`pushring_fanout_hold_timeouts_total`,
+		`pushring_fanout_hop_limit_drops_total`,
+		`pushring_fanout_messages_total{kind="direct"}`,
+		`pushring_fanout_messages_total{kind="group"}`,
+		`pushring_fanout_publish_errors_total`,
+		`pushring_fanout_recipients_total`,
+	}
+)
+
+func TestMetricFamilies(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	bus := NewMemoryBus()
+	place := &mapPlacement{homes: map[string]string{"bob": "n2"}, def: "n1"}
+	nodes := startNodes(t, []string{"n1"}, func(int) Bus { return bus }, staticMembers{},
+		func(int) Placement { return place }, func(c *Config) { c.Registerer = reg })
+	start := testutil.MetricSeries(t, reg, "")
+	testutil.CheckLines(t, "series at start", testutil.SeriesNames(start), goldenStart)
+	for name, v := range start {
+		if v != 0 {
+			t.Errorf("%s = %v at start", name, v)
+		}
+	}
+
+	// A message for bob goes to n2 (no node is there to receive it), and
+	// an envelope arrives from n3.
+	if err := nodes[0].f.Forward(context.Background(), &message.Message{ID: 1, Kind: message.Direct, To: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := AppendEnvelope(nil, &Envelope{Kind: KindDetach, Sender: "n3", Principal: "carol", Node: "n3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(Subject("test", "n1"), env); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if s := nodes[0].f.Stats(); s.EnvelopesReceived != 1 {
+			return fmt.Errorf("%+v", s)
+		}
+		return nil
+	})
+	testutil.CheckLines(t, "families", testutil.MetricFamilies(t, reg, ""), goldenFamilies)
+	series := testutil.MetricSeries(t, reg, "")
+	testutil.CheckLines(t, "series with peers", testutil.SeriesNames(series), goldenPeers)
+	testutil.CheckCreated(t, reg, "")
+	for name, want := range map[string]float64{
+		`pushring_fanout_envelopes_sent_total{peer="n2"}`:     1,
+		`pushring_fanout_envelopes_sent_total{peer="n3"}`:     0,
+		`pushring_fanout_envelopes_received_total{peer="n2"}`: 0,
+		`pushring_fanout_envelopes_received_total{peer="n3"}`: 1,
+		`pushring_fanout_acks_sent_total{peer="n2"}`:          0,
+		`pushring_fanout_acks_sent_total{peer="n3"}`:          0,
+		`pushring_fanout_messages_total{kind="direct"}`:       1,
+	} {
+		if series[name] != want {
+			t.Errorf("%s = %v, want %v", name, series[name], want)
+		}
+	}
+	nodes[0].f.Close()
+	if got := testutil.MetricSeries(t, reg, ""); len(got) != 0 {
+		t.Errorf("series left after Close: %v", testutil.SeriesNames(got))
+	}
+}
+
+// Past maxPeers distinct node ids, the rest are counted together under
+// peer "other".
+func TestMetricsPeerOverflow(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	bus := NewMemoryBus()
+	nodes := startNodes(t, []string{"n1"}, func(int) Bus { return bus }, staticMembers{},
+		func(int) Placement { return &mapPlacement{def: "n1"} }, func(c *Config) { c.Registerer = reg })
+	const extra = 5
+	for i := range maxPeers + extra {
+		id := fmt.Sprintf("s%04d", i)
+		env, err := AppendEnvelope(nil, &Envelope{Kind: KindDetach, Sender: id, Principal: "carol", Node: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bus.Publish(Subject("test", "n1"), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if s := nodes[0].f.Stats(); s.EnvelopesReceived != maxPeers+extra {
+			return fmt.Errorf("received %d", s.EnvelopesReceived)
+		}
+		return nil
+	})
+	series := testutil.MetricSeries(t, reg, "pushring_fanout_envelopes_received_total")
+	if len(series) != maxPeers+1 {
+		t.Errorf("%d received series, want %d", len(series), maxPeers+1)
+	}
+	if v := series[`pushring_fanout_envelopes_received_total{peer="other"}`]; v != extra {
+		t.Errorf(`received{peer="other"} = %v, want %d`, v, extra)
+	}
+	if v := series[`pushring_fanout_envelopes_received_total{peer="s0000"}`]; v != 1 {
+		t.Errorf(`received{peer="s0000"} = %v, want 1`, v)
+	}
+	if v := testutil.SumSeries(series, "pushring_fanout_envelopes_received_total"); v != maxPeers+extra {
+		t.Errorf("received in all = %v, want %d", v, maxPeers+extra)
+	}
+}
+
+// checkStatsMatch waits until each Stats field of f and the Prometheus
+// series in reg that count the same events agree.
+func checkStatsMatch(t *testing.T, name string, f *Fanout, reg *prometheus.Registry) Stats {
+	t.Helper()
+	var st Stats
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		st = f.Stats()
+		s := testutil.MetricSeries(t, reg, "pushring_fanout_")
+		sum := func(name string) float64 { return testutil.SumSeries(s, "pushring_fanout_"+name) }
+		for _, c := range []struct {
+			field  string
+			stat   uint64
+			metric float64
+		}{
+			{"EnvelopesSent", st.EnvelopesSent, sum("envelopes_sent_total")},
+			{"AcksSent", st.AcksSent, sum("acks_sent_total")},
+			{"EnvelopesReceived", st.EnvelopesReceived, sum("envelopes_received_total")},
+			{"GroupMessages", st.GroupMessages, s[`pushring_fanout_messages_total{kind="group"}`]},
+			{"DirectMessages", st.DirectMessages, s[`pushring_fanout_messages_total{kind="direct"}`]},
+			{"HopLimitDrops", st.HopLimitDrops, sum("hop_limit_drops_total")},
+			{"DecodeErrors", st.DecodeErrors, sum("decode_errors_total")},
+			{"PublishErrors", st.PublishErrors, sum("publish_errors_total")},
+			{"Recipients", st.Recipients, sum("recipients_total")},
+			{"AttachForwards", st.AttachForwards, sum("attach_forwards_total")},
+			{"AttachRecords", st.AttachRecords, sum("attach_records")},
+			{"AckTimeouts", st.AckTimeouts, sum("ack_timeouts_total")},
+			{"AcksHeld", st.AcksHeld, sum("acks_held_total")},
+			{"HoldTimeouts", st.HoldTimeouts, sum("hold_timeouts_total")},
+		} {
+			if float64(c.stat) != c.metric {
+				return fmt.Errorf("%s: Stats().%s = %d, Prometheus %v", name, c.field, c.stat, c.metric)
+			}
+		}
+		return nil
+	})
+	return st
+}
+
+// TestStatsMatchMetrics drives every counter that has a Prometheus series
+// and checks that Stats and the series move together.
+func TestStatsMatchMetrics(t *testing.T) {
+	ids := []string{"n1", "n2", "n3"}
+	members, homes := groupOf(9, ids)
+	homes["alice"], homes["bob"], homes["ghost-user"], homes["lost-user"] = "n1", "n2", "ghost", "lost"
+	// n1 and n2 each think the other owns "bounce": its Resolve goes back
+	// and forth until the hop limit.
+	places := map[string]*mapPlacement{
+		"n1": {homes: homes, owners: map[string]string{"g": "n2", "bounce": "n2"}, def: "n1"},
+		"n2": {homes: homes, owners: map[string]string{"g": "n2", "bounce": "n1"}, def: "n1"},
+		"n3": {homes: homes, owners: map[string]string{"g": "n2", "bounce": "n2"}, def: "n1"},
+	}
+	mem := NewMemoryBus()
+	nodes := map[string]*ackNode{}
+	regs := map[string]*prometheus.Registry{}
+	for _, id := range ids {
+		cfg := DefaultConfig()
+		cfg.NodeID, cfg.Cluster = id, "test"
+		cfg.HopLimit = 1
+		cfg.AckTimeout = time.Second
+		cfg.AckHold = 100 * time.Millisecond
+		regs[id] = prometheus.NewRegistry()
+		cfg.Registerer = regs[id]
+		var bus Bus = mem
+		if id == "n1" {
+			bus = &failingBus{Bus: mem, subject: Subject("test", "lost")}
+		}
+		d := &gatedDeliverer{recorder: newRecorder()}
+		f := New(cfg, bus, staticMembers{"g": members, "bounce": members[:3]}, places[id], d)
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		nodes[id] = &ackNode{f: f, d: d}
+	}
+	check := func(step string) map[string]Stats {
+		t.Helper()
+		out := map[string]Stats{}
+		for _, id := range ids {
+			out[id] = checkStatsMatch(t, step+" "+id, nodes[id].f, regs[id])
+		}
+		return out
+	}
+	check("start")
+	n1 := nodes["n1"].f
+	ctx := context.Background()
+
+	// QoS 1 to a group, with n3's confirmation held until its gate opens;
+	// a direct message; a group message bounced to the hop limit.
+	gate := make(chan struct{})
+	nodes["n3"].d.setGate(gate)
+	r := make(receipts, 4)
+	if err := n1.ForwardAcked(&message.Message{ID: 1, Kind: message.Group, To: "g", QoS: 1}, r, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Forward(ctx, &message.Message{ID: 2, Kind: message.Direct, To: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Forward(ctx, &message.Message{ID: 3, Kind: message.Group, To: "bounce"}); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	r.waitTag(t, 1)
+	st := check("delivered")
+	if s := st["n3"]; s.AcksHeld != 1 || s.AcksSent == 0 {
+		t.Errorf("n3: %+v", s)
+	}
+	if s := st["n1"]; s.GroupMessages != 2 || s.DirectMessages != 1 || s.HopLimitDrops != 1 {
+		t.Errorf("n1: %+v", s)
+	}
+	if s := st["n2"]; s.Recipients == 0 {
+		t.Errorf("n2: %+v", s)
+	}
+
+	// A confirmation that never comes, one held past AckHold, an
+	// envelope that does not decode, a publish the bus refuses.
+	nodes["n2"].d.setGate(make(chan struct{})) // never opened
+	if err := n1.ForwardAcked(&message.Message{ID: 4, Kind: message.Direct, To: "ghost-user", QoS: 1}, r, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.ForwardAcked(&message.Message{ID: 5, Kind: message.Direct, To: "bob", QoS: 1}, r, 5); err != nil {
+		t.Fatal(err)
+	}
+	mem.Publish(Subject("test", "n1"), []byte{1, 2, 3})
+	if err := n1.Forward(ctx, &message.Message{ID: 6, Kind: message.Direct, To: "lost-user"}); err == nil {
+		t.Fatalf("forward to lost: %v", err)
+	}
+	for range 2 {
+		select {
+		case <-r:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no receipt")
+		}
+	}
+	st = check("timeouts")
+	if s := st["n1"]; s.AckTimeouts != 1 || s.DecodeErrors != 1 || s.PublishErrors != 1 {
+		t.Errorf("n1: %+v", s)
+	}
+	if s := st["n2"]; s.HoldTimeouts != 1 {
+		t.Errorf("n2: %+v", s)
+	}
+
+	// n2 holds alice, homed at n1: n1 keeps an attach record and sends
+	// her messages on to n2.
+	nodes["n2"].f.Holding("alice")
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if n := n1.Stats().AttachRecords; n != 1 {
+			return fmt.Errorf("%d attach records", n)
+		}
+		return nil
+	})
+	if err := nodes["n3"].f.Forward(ctx, &message.Message{ID: 7, Kind: message.Direct, To: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if n := n1.Stats().AttachForwards; n != 1 {
+			return fmt.Errorf("%d attach forwards", n)
+		}
+		return nil
+	})
+	check("attached")
+}

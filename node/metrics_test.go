@@ -1,0 +1,79 @@
+package node
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/message"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// The pushring families a started node serves on /metrics once it has
+// sent an envelope (the fanout's per-peer families appear with the first
+// peer) and /metrics has been asked for (the HTTP API counts requests):
+// dashboards and alerts depend on these names, types, labels and help
+// texts.
+var goldenNodeFamilies = []string{
+	`pushring_cluster_nodes gauge [] "Nodes on this node's hash ring."`,
+	`pushring_deliveries_total counter [qos] "PUBLISH packets written to MQTT clients, by QoS."`,
+	`pushring_fanout_ack_timeouts_total counter [] "QoS 1 publishes acknowledged after AckTimeout without every delivering node's confirmation."`,
+	`pushring_fanout_acks_held_total counter [] "QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged."`,
+	`pushring_fanout_acks_sent_total counter [peer] "Ack envelopes (confirmations of QoS 1 deliveries, batched) published, by destination node."`,
+	`pushring_fanout_attach_forwards_total counter [] "Deliver envelopes sent on to a node holding recipients away from their home (attach records)."`,
+	`pushring_fanout_attach_records gauge [] "Attach records (principal held on another node) in this node's table."`,
+	`pushring_fanout_decode_errors_total counter [] "Envelopes dropped because they could not be decoded."`,
+	`pushring_fanout_envelopes_received_total counter [peer] "Envelopes received and decoded, by sending node."`,
+	`pushring_fanout_envelopes_sent_total counter [peer] "Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total."`,
+	`pushring_fanout_hold_timeouts_total counter [] "Held QoS 1 confirmations sent after AckHold although the backlog had not drained."`,
+	`pushring_fanout_hop_limit_drops_total counter [] "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."`,
+	`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct)."`,
+	`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
+	`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
+	`pushring_http_requests_total counter [code route] "HTTP API requests by route pattern and status code."`,
+	`pushring_messages_in_total counter [kind proto] "Messages accepted from publishers."`,
+	`pushring_mqtt_connections gauge [] "MQTT clients connected to this node."`,
+	`pushring_mqtt_connects_total counter [result] "MQTT connection attempts by result."`,
+	`pushring_mqtt_panics_total counter [] "Panics recovered in connection goroutines."`,
+	`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
+	`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
+	`pushring_queue_dropped_total counter [] "Messages dropped from a full session queue or for a slow consumer."`,
+	`pushring_ring_changes_total counter [] "Changes of the set of nodes on this node's hash ring."`,
+}
+
+func TestMetricsServed(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	defer n.Close()
+	scrape := func() []*dto.MetricFamily {
+		t.Helper()
+		resp, err := http.Get("http://" + n.HTTPAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /metrics: %s", resp.Status)
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		byName, err := p.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []*dto.MetricFamily
+		for _, mf := range byName {
+			out = append(out, mf)
+		}
+		return out
+	}
+	if err := n.fan.Forward(context.Background(), &message.Message{ID: 1, Kind: message.Direct, To: "nobody"}); err != nil {
+		t.Fatal(err)
+	}
+	scrape()
+	served := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return scrape(), nil })
+	testutil.CheckLines(t, "families", testutil.MetricFamilies(t, served, "pushring_"), goldenNodeFamilies)
+}
