@@ -228,7 +228,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 			bus = &failingBus{Bus: mem, subject: Subject("test", "lost")}
 		}
 		d := &gatedDeliverer{recorder: newRecorder()}
-		f := New(cfg, bus, staticMembers{"g": members, "bounce": members[:3]}, places[id], d)
+		f := mustNew(t, cfg, bus, staticMembers{"g": members, "bounce": members[:3]}, places[id], d)
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/pushring/pushring/message"
 )
 
@@ -102,5 +103,19 @@ func TestNewRefusesMissingDependencies(t *testing.T) {
 		if srv, err := call(); !errors.Is(err, ErrInvalidConfig) || srv != nil {
 			t.Errorf("nil %s: %v, %v", name, srv, err)
 		}
+	}
+}
+
+// A Registerer that already holds the router's metrics (two servers on
+// one registry) is an error from New, not a panic.
+func TestNewRefusesTakenRegisterer(t *testing.T) {
+	auth, acl, fwd, ids := newMemAuth(), newMemACL(), &loopFwd{}, message.NewIDSource("t")
+	cfg := DefaultConfig()
+	cfg.Registerer = prometheus.NewRegistry()
+	if _, err := New(cfg, auth, acl, fwd, ids); err != nil {
+		t.Fatal(err)
+	}
+	if srv, err := New(cfg, auth, acl, fwd, ids); err == nil || srv != nil {
+		t.Fatalf("second server on one registry: %v, %v", srv, err)
 	}
 }

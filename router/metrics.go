@@ -1,6 +1,7 @@
 package router
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -80,16 +81,20 @@ type metrics struct {
 	slow         atomic.Uint64
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the counters and registers them with reg (if not
+// nil); a registry that already holds them is an error, not a panic.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		created:  time.Now(),
 		connects: make([]atomic.Uint64, len(connectResults)),
 		refusals: make([]atomic.Uint64, len(allReasons)),
 	}
 	if reg != nil {
-		reg.MustRegister(m)
+		if err := reg.Register(m); err != nil {
+			return nil, fmt.Errorf("router: registering metrics: %w", err)
+		}
 	}
-	return m
+	return m, nil
 }
 
 // Describe implements prometheus.Collector.

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/internal/testutil"
-	"github.com/pushring/pushring/router/packet"
+	"github.com/pushring/pushring/mqtt/packet"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -150,7 +150,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 		}
 	}
 
-	bob.nc.Close()
+	bob.Abort()
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if n := e.srv.Stats().Connections; n != 2 {
 			return fmt.Errorf("%d connections", n)

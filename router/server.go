@@ -84,6 +84,10 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 	if auth == nil || acl == nil || fwd == nil || ids == nil {
 		return nil, invalid("New needs an Authenticator, an ACL, a Forwarder and an IDSource (one is nil)")
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	afwd, _ := fwd.(AckForwarder)
 	s := &Server{
 		afwd:        afwd,
@@ -94,7 +98,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		ids:         ids,
 		log:         cfg.Logger.With("component", "router"),
 		tp:          newTopics(cfg),
-		m:           newMetrics(cfg.Registerer),
+		m:           m,
 		rate:        newConnLimiter(cfg.ConnectRate, cfg.ConnectBurst),
 		conns:       make(map[*mqttConn]struct{}),
 		sessions:    make(map[string]*session),
