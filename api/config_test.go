@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/store"
 )
 
@@ -71,12 +72,9 @@ func TestValidate(t *testing.T) {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)
 		err := cfg.withDefaults().validate()
-		if !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%s: %v, want ErrInvalidConfig", tc.field, err)
+		if err := testutil.ConfigError(err, ErrInvalidConfig, "api: ", tc.field); err != nil {
+			t.Error(err)
 			continue
-		}
-		if msg := err.Error(); !strings.HasPrefix(msg, "api: ") || !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
-			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
 		}
 		if a, err := New(cfg, store.NewMemory(), deps); !errors.Is(err, ErrInvalidConfig) || a != nil {
 			t.Errorf("%s: New returned %v, %v", tc.field, a, err)

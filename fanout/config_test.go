@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
 )
 
 func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
@@ -63,12 +65,9 @@ func TestValidate(t *testing.T) {
 		cfg.NodeID = "n1"
 		tc.mod(&cfg)
 		err := cfg.withDefaults().validate()
-		if !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%s: %v, want ErrInvalidConfig", tc.field, err)
+		if err := testutil.ConfigError(err, ErrInvalidConfig, "fanout: ", tc.field); err != nil {
+			t.Error(err)
 			continue
-		}
-		if msg := err.Error(); !strings.HasPrefix(msg, "fanout: ") || !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
-			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
 		}
 		if f, err := New(cfg, NewMemoryBus(), staticMembers{}, &mapPlacement{}, newRecorder()); !errors.Is(err, ErrInvalidConfig) || f != nil {
 			t.Errorf("%s: New returned %v, %v", tc.field, f, err)

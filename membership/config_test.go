@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
 )
 
 func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
@@ -71,12 +73,9 @@ func TestValidate(t *testing.T) {
 		cfg.NodeID = "n1"
 		tc.mod(&cfg)
 		err := cfg.withDefaults().validate()
-		if !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%s: %v, want ErrInvalidConfig", tc.field, err)
+		if err := testutil.ConfigError(err, ErrInvalidConfig, "membership: ", tc.field); err != nil {
+			t.Error(err)
 			continue
-		}
-		if msg := err.Error(); !strings.HasPrefix(msg, "membership: ") || !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
-			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
 		}
 		if c, err := Start(cfg); !errors.Is(err, ErrInvalidConfig) || c != nil {
 			if c != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pushring/pushring/api"
 	"github.com/pushring/pushring/fanout"
+	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/router"
 )
@@ -87,12 +88,12 @@ func TestValidate(t *testing.T) {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)
 		err := cfg.withDefaults().validate()
-		if !errors.Is(err, ErrInvalidConfig) || tc.also != nil && !errors.Is(err, tc.also) {
-			t.Errorf("%s: %v, want ErrInvalidConfig and %v", tc.field, err, tc.also)
+		if err := testutil.ConfigError(err, ErrInvalidConfig, "", tc.field); err != nil {
+			t.Error(err)
 			continue
 		}
-		if msg := err.Error(); !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
-			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
+		if tc.also != nil && !errors.Is(err, tc.also) {
+			t.Errorf("%s: %v, want it to match %v too", tc.field, err, tc.also)
 		}
 	}
 }

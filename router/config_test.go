@@ -5,11 +5,11 @@ import (
 	"log/slog"
 	"math"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
 )
 
@@ -76,12 +76,9 @@ func TestValidate(t *testing.T) {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)
 		err := cfg.withDefaults().validate()
-		if !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%s: %v, want ErrInvalidConfig", tc.field, err)
+		if err := testutil.ConfigError(err, ErrInvalidConfig, "router: ", tc.field); err != nil {
+			t.Error(err)
 			continue
-		}
-		if msg := err.Error(); !strings.HasPrefix(msg, "router: ") || !strings.Contains(msg, tc.field) || strings.Contains(msg, "\n") {
-			t.Errorf("%s: error %q does not name the field on one line", tc.field, msg)
 		}
 		if srv, err := New(cfg, newMemAuth(), newMemACL(), &loopFwd{}, message.NewIDSource("t")); !errors.Is(err, ErrInvalidConfig) || srv != nil {
 			t.Errorf("%s: New returned %v, %v", tc.field, srv, err)

@@ -181,3 +181,59 @@ func TestRawConn(t *testing.T) {
 		t.Fatalf("after the server closed: %v, want EOF", err)
 	}
 }
+
+// TestWritesTableBytes: what the client writes is, byte for byte, the
+// codec table's entry for that packet.
+func TestWritesTableBytes(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := DialTCP(l.Addr().String(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Abort()
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	expectBytes := func(name string) {
+		t.Helper()
+		tp := packet.TPacketNamed(name)
+		want := tp.Bytes()
+		got := make([]byte, len(want))
+		sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(sc, got); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: client wrote % x (%v), want % x", name, got, err, want)
+		}
+	}
+
+	connected := make(chan error, 1)
+	go func() {
+		_, _, err := c.Connect(&packet.Connect{CleanSession: true, KeepAlive: 10, ClientID: "p"}, 5*time.Second)
+		connected <- err
+	}()
+	expectBytes("CONNECT minimal")
+	sc.Write(packet.AppendConnack(nil, false, packet.ConnAccepted))
+	if err := <-connected; err != nil {
+		t.Fatal(err)
+	}
+
+	subscribed := make(chan error, 1)
+	go func() { subscribed <- c.Subscribe("topic", 1, 5*time.Second) }()
+	expectBytes("SUBSCRIBE one filter")
+	sc.Write(packet.AppendSuback(nil, 1, []byte{1}))
+	if err := <-subscribed; err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	c.Publish("topic", 0, []byte("payload"), stop)
+	c.Publish("topic", 1, []byte("payload"), stop)
+	c.Flush()
+	expectBytes("PUBLISH QoS 0")
+	expectBytes("PUBLISH QoS 1")
+}
