@@ -196,7 +196,7 @@ func expectEach(t *testing.T, ms []*member, payloads []string) {
 // suspicion 3 × 250 ms, up to 6× that when the other survivor does not
 // confirm); 10 s leaves room for a loaded 2-core CI machine running the
 // race detector, so a slow detection fails the test only when it is far
-// off the design.
+// off what those settings give.
 const deadBound = 10 * time.Second
 
 // TestKillNode: kill -9 one of three node processes while clients are

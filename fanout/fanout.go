@@ -372,8 +372,8 @@ func (f *Fanout) Close() error {
 // Forward takes message m from a local client into the cluster (see the
 // package documentation for the flows). It returns when the bus has
 // accepted every envelope, without waiting for delivery or a Flush: a nil
-// error means "handed to the bus", which is not yet durable (at-least-once
-// across crashes comes with JetStream, in a later issue). On an error some
+// error means "handed to the bus", which is not durable: a crash of this
+// node or of the bus can still lose the message. On an error some
 // envelopes may have been sent; a retry can duplicate deliveries, which
 // message ids let sessions drop. Goroutine-safe; does not block except on
 // the bus. Neither m nor m.Payload is kept after the call (the router

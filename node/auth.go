@@ -41,7 +41,8 @@ func (a *authenticator) Authenticate(ctx context.Context, username string, passw
 		return router.Identity{}, err
 	}
 	// The identity comes from the validated token; a username that
-	// disagrees with it is somebody else's token (BAD_INPUTS B4).
+	// disagrees with it is somebody else's token: refused, so a stolen
+	// token cannot be used under its victim's name, nor the other way.
 	if id.ID != p.ID {
 		return router.Identity{}, router.ErrBadCredentials
 	}

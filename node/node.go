@@ -105,8 +105,11 @@ type Config struct {
 	// Logger and Registerer are filled in by the node. Zero fields take
 	// membership's defaults (DefaultConfig sets membership.DefaultConfig()).
 	Membership membership.Config
-	// AuthTopic enables the prototype's login by publishing the session
-	// token to /service/auth as the first packet. Default off.
+	// AuthTopic enables the auth-topic login, for clients that send no
+	// credentials in CONNECT: they publish the session token to the auth
+	// topic (/service/auth by default) as their first packet; see
+	// router.Config.AuthTopic.
+	// Default off.
 	AuthTopic bool
 	// SessionTTL is the lifetime of a login session. Default 24 h.
 	SessionTTL time.Duration

@@ -28,11 +28,12 @@ type Config struct {
 	// assigns to clients that connect without one. Default "node".
 	NodeID string
 
-	// AuthTopic enables the prototype's login: a CONNECT without
-	// credentials is accepted (CONNACK 0) but unauthenticated until its
-	// first packet, a PUBLISH of a session token to ServicePrefix+"/auth"
-	// (token = payload), ServicePrefix+"/auth/<token>", or "service/auth"
-	// (the prototype client's spelling, token = payload). Off (the
+	// AuthTopic enables the auth-topic login, for clients that send no
+	// credentials in CONNECT: such a CONNECT is accepted (CONNACK 0) but
+	// unauthenticated until its first packet, a PUBLISH of a session
+	// token to ServicePrefix+"/auth" (token = payload),
+	// ServicePrefix+"/auth/<token>", or the first of these without its
+	// leading '/' ("service/auth" by default, token = payload). Off (the
 	// default): CONNECT must carry username and password.
 	AuthTopic bool
 

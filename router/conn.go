@@ -267,7 +267,7 @@ func callClosed(srv *Server, h handler, err error) {
 
 // checkHeader refuses, on its fixed header and before any byte of its
 // body is read, a first packet that is not CONNECT or a type clients
-// never send (A2, A6, B1); *first is true until the first packet's
+// never send; *first is true until the first packet's
 // header has been checked. Both transports call it.
 func checkHeader(first *bool, header byte) error {
 	if *first {
@@ -298,13 +298,13 @@ func (t *tcpTransport) read() error {
 	t.rd = rd
 	// Checked on each fixed header, before the body is read: the first
 	// packet must be CONNECT, and no packet may be of a type clients never
-	// send (A2, A6, B1). A refused packet's declared length is never
+	// send. A refused packet's declared length is never
 	// buffered.
 	first := true
 	rd.SetCheck(func(header byte, _ int) error { return checkHeader(&first, header) })
 	// A packet has started (its first byte may be all there is, even of
 	// the fixed header) and the rest is still on its way: it must arrive
-	// within packetTimeout, whatever the keepalive (A2).
+	// within packetTimeout, whatever the keepalive.
 	rd.SetPartial(func() {
 		if d := time.Now().Add(t.packetTimeout); t.readDeadline.IsZero() || d.Before(t.readDeadline) {
 			t.readDeadline = d

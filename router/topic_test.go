@@ -22,7 +22,7 @@ func TestSubscribeTarget(t *testing.T) {
 		{"/group/g1", "g1", true},
 		{"/group/anything", "anything", true}, // membership is checked by the caller
 
-		// C5/C6: wildcards where the identity goes, other trees
+		// Wildcards where the identity goes, other trees
 		{"/private/+", "", false},
 		{"/private/#", "", false},
 		{"/private/+/group/g1", "", false},
@@ -33,7 +33,7 @@ func TestSubscribeTarget(t *testing.T) {
 		{"+/private/alice", "", false},
 		{"/private/bob", "", false},
 		{"/private/bob/#", "", false},
-		// C7: level boundaries
+		// Level boundaries
 		{"/private/alice2", "", false},
 		{"/private/alicebob", "", false},
 		{"private/alice", "", false},
@@ -46,14 +46,14 @@ func TestSubscribeTarget(t *testing.T) {
 		{"/group/", "", false},
 		{"/group//g1", "", false},
 		{"/group/..", "", false},
-		// C9: shared subscriptions refused whatever follows
+		// Shared subscriptions refused whatever follows
 		{"$share/g/private/alice", "", false},
 		{"$share/g//private/alice", "", false},
 		{"$share/g/#", "", false},
-		// C8, service
+		// $ topics, service topics
 		{"$SYS/#", "", false},
 		{"/service/auth", "", false},
-		// C4: no normalisation
+		// No normalisation
 		{"\uFEFF/private/alice", "", false},
 		{"/private/ALICE", "", false},
 	}
@@ -63,7 +63,7 @@ func TestSubscribeTarget(t *testing.T) {
 			t.Errorf("subscribeTarget(alice, %q) = %q, %v; want %q, %v", c.filter, gid, ok, c.gid, c.ok)
 		}
 	}
-	// C5: an identity that is not a valid id never matches anything.
+	// An identity that is not a valid id never matches anything.
 	for _, id := range []string{"+", "#", "alice/#", "a/b", "", "..", "."} {
 		for _, f := range []string{"/private/" + id, "/private/+", "/private/#", "/private/" + id + "/#"} {
 			if _, ok := tp.subscribeTarget(id, f); ok {
