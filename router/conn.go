@@ -16,11 +16,11 @@ import (
 //
 //   - transport: reads whole packets, owns the outbound byte buffer,
 //     flushes it, applies read and write deadlines. Two implement it: the
-//     epoll event loop (conn_epoll.go, the default on Linux: a poller
-//     goroutine per core for all sockets, so an idle connection owns no
-//     goroutine and no buffer) and tcpTransport in this file (a reader
-//     and a writer goroutine per connection: any net.Conn, and every
-//     platform; Config.GoroutinePerConn selects it).
+//     epoll event loop (conn_epoll.go, the default on Linux: a few poller
+//     goroutines, one per core up to a cap, for all sockets, so an idle
+//     connection owns no goroutine and no buffer) and tcpTransport in
+//     this file (a reader and a writer goroutine per connection: any
+//     net.Conn, and every platform; Config.GoroutinePerConn selects it).
 //   - handler (mqttConn in mqtt.go): the MQTT protocol state of the
 //     connection, which knows nothing about sockets or goroutines.
 //
