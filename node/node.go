@@ -4,9 +4,17 @@
 // into a Config.
 //
 // Start order: data dir and admin key → NATS (embedded or remote) → store
-// and its directory (watch-fed cache) → fanout (subscribes to this node's
-// subject) → MQTT listener → HTTP listener. Close runs it backwards, so no
+// and its directory (watch-fed cache) → MQTT and HTTP listeners bound (so
+// the advertised addresses are known) → fanout (subscribes to this node's
+// subject) → membership (joins the gossip) → router (serves MQTT) → HTTP
+// API. Close runs it backwards, but for leaving the gossip first, right
+// after the HTTP server stops: peers move this node's homes and groups
+// away, told apart from a crash, before its clients are disconnected. No
 // component sees a dependency disappear under it.
+//
+// LOCKS.md, at the repository root, lists the locks of every server
+// package and the calls between them; Close holds Node.closeMu across the
+// whole stop sequence, so nothing it stops may call Close.
 package node
 
 import (
