@@ -18,8 +18,9 @@ type authenticator struct {
 
 var _ router.Authenticator = (*authenticator)(nil)
 
-// maxSecretLen bounds what is hashed: tokens and keys are 43 bytes, so
-// anything longer is refused without work.
+// maxSecretLen bounds what is hashed: session tokens and device keys
+// (store.NewToken, store.NewDeviceKey) are much shorter, so anything
+// longer is refused without work.
 const maxSecretLen = 256
 
 func (a *authenticator) Authenticate(ctx context.Context, username string, password []byte) (router.Identity, error) {

@@ -47,8 +47,9 @@ var allReasons = []string{
 }
 
 // validID mirrors store.ValidID (router must not depend on the store's
-// backends): 1 to 64 of [A-Za-z0-9_.-], not "." or "..". An id that passes
-// is exactly one topic level and never a wildcard.
+// backends; TestValidID checks they agree): 1 to 64 of [A-Za-z0-9_.-],
+// not "." or "..". An id that passes is exactly one topic level and never
+// a wildcard.
 func validID[T string | []byte](id T) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false

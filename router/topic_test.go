@@ -1,10 +1,12 @@
 package router
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/mqtt/packet"
+	"github.com/pushring/pushring/store"
 )
 
 func TestSubscribeTarget(t *testing.T) {
@@ -159,6 +161,12 @@ func TestValidID(t *testing.T) {
 	for _, id := range []string{"", ".", "..", "+", "#", "a/b", "a b", "a\x00", "é", "01234567890123456789012345678901234567890123456789012345678901234"} {
 		if validID(id) {
 			t.Errorf("validID(%q) = true", id)
+		}
+	}
+	// validID mirrors store.ValidID, around the length limit too.
+	for _, id := range []string{"a", "A-b_c.d", ".", "..", "a/b", "é", strings.Repeat("a", 64), strings.Repeat("a", 65)} {
+		if validID(id) != store.ValidID(id) {
+			t.Errorf("validID(%q) = %v, store.ValidID %v", id, validID(id), store.ValidID(id))
 		}
 	}
 }

@@ -21,8 +21,8 @@ package packet_test
 //	ReadDecodePublish (Reader) 27 ns/op
 //	WriteManyPatchID            5 ns/op
 //
-// Our codec is 2.5–3.5× faster, and stricter (see the TPackets table, tpackets.go), so it
-// stays.
+// Our codec is 2.5–3.5× faster, and stricter (see the TPackets table,
+// tpackets.go), so it stays.
 
 import (
 	"bytes"

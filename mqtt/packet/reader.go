@@ -60,7 +60,7 @@ func NewReader(r io.Reader, maxSize int) *Reader {
 }
 
 // NewReaderSize is NewReader with an initial buffer of bufSize bytes
-// (at least 16).
+// (at least minReadBufferSize).
 func NewReaderSize(r io.Reader, maxSize, bufSize int) *Reader {
 	rd := &Reader{r: r, bufSize: max(bufSize, minReadBufferSize)}
 	rd.SetMaxSize(maxSize)
