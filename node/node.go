@@ -94,7 +94,8 @@ type Config struct {
 	// DataDir.
 	NATSURL string
 	// KVReplicas is the replication of the KV buckets, 1 to 5 (1 on one
-	// NATS server; 3 on a NATS cluster of 3 or more). Default 1.
+	// NATS server; 3 on a NATS cluster of 3 or more). Default:
+	// store.DefaultKVConfig's.
 	KVReplicas int
 	// NATSListen makes the embedded NATS server listen on host:port, so
 	// other nodes and tools can use it. Empty (the default): in-process
@@ -116,14 +117,13 @@ type Config struct {
 	// AuthTopic enables the auth-topic login, for clients that send no
 	// credentials in CONNECT: they publish the session token to the auth
 	// topic (/service/auth by default) as their first packet; see
-	// router.Config.AuthTopic.
-	// Default off.
+	// router.Config.AuthTopic. Default off.
 	AuthTopic bool
 	// SessionTTL is the lifetime of a login session. Default 24 h.
 	SessionTTL time.Duration
 	// LoginRate and LoginBurst bound login attempts per client address
 	// (a token bucket: attempts a second, bucket size in attempts);
-	// LoginRate < 0 turns the limit off. Defaults 1/s and 10.
+	// LoginRate < 0 turns the limit off. Defaults: api.DefaultConfig's.
 	LoginRate  float64
 	LoginBurst int
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,

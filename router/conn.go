@@ -267,8 +267,8 @@ func callClosed(srv *Server, h handler, err error) {
 
 // checkHeader refuses, on its fixed header and before any byte of its
 // body is read, a first packet that is not CONNECT or a type clients
-// never send; *first is true until the first packet's
-// header has been checked. Both transports call it.
+// never send; *first is true until the first packet's header has been
+// checked. Both transports call it.
 func checkHeader(first *bool, header byte) error {
 	if *first {
 		*first = false
