@@ -40,8 +40,8 @@ func (c caller) String() string {
 	return "anonymous"
 }
 
-// maxCredentialBytes bounds what is hashed or looked up: tokens and keys
-// are 43 characters.
+// maxCredentialBytes bounds what is hashed or looked up: session tokens
+// and device keys (store.NewToken, store.NewDeviceKey) are much shorter.
 const maxCredentialBytes = 512
 
 // dummyKeyHash is checked against when a device id is unknown, so the

@@ -1,5 +1,5 @@
 // Package api serves pushring's HTTP API v1 (JSON), the health checks and
-// the Prometheus metrics of a node.
+// the Prometheus metrics of a node. Package client is a Go client for it.
 //
 // # Endpoints and who may call them
 //
@@ -25,10 +25,11 @@
 // the deployment. Health, readiness and metrics need none: restrict them at
 // the network if that matters.
 //
-// # Choices where the design is silent
+// # Choices this API makes
 //
-//   - Passwords: at least 8 characters (runes) and at most 1024 bytes, so
-//     that hashing cost stays bounded. Login checks only the upper bound.
+//   - Passwords: at least minPasswordRunes characters (runes) and at most
+//     maxPasswordBytes bytes (decode.go), so that hashing cost stays
+//     bounded. Login checks only the upper bound.
 //   - Login failures (unknown id, a device id, wrong password) are all the
 //     same 401 "invalid id or password", and an unknown id still pays for
 //     one password check so timing does not tell ids apart either.

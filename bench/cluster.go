@@ -197,7 +197,7 @@ func (c *LocalCluster) Name() string {
 // MQTTAddr is n1's: clients of a cluster plan dial their Addr instead.
 func (c *LocalCluster) MQTTAddr() string { return c.nodes[0].mqtt }
 
-// PID is 0: the nodes' CPU and RSS are summed by RunCluster instead.
+// PID is 0: the nodes' CPU and RSS are summed by RunClusterFanout instead.
 func (c *LocalCluster) PID() int { return 0 }
 
 // Stop stops the nodes, n1 (the NATS server) last.

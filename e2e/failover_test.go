@@ -192,11 +192,10 @@ func expectEach(t *testing.T, ms []*member, payloads []string) {
 
 // deadBound is how long the survivors may take to declare a SIGKILLed
 // node dead in TestKillNode. The nodes run the default failure detection
-// (about 2 s on loopback: probe every 250 ms, 100 ms ack timeout,
-// suspicion 3 × 250 ms, up to 6× that when the other survivor does not
-// confirm); 10 s leaves room for a loaded 2-core CI machine running the
+// (membership.DefaultConfig: about 2 s on loopback, longer when the other
+// survivor does not confirm the suspicion); deadBound leaves room for a loaded 2-core CI machine running the
 // race detector, so a slow detection fails the test only when it is far
-// off the design.
+// off what those settings give.
 const deadBound = 10 * time.Second
 
 // TestKillNode: kill -9 one of three node processes while clients are

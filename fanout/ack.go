@@ -9,7 +9,8 @@ import (
 	"github.com/pushring/pushring/message"
 )
 
-// Flow control for QoS 1 messages (issue 4, target 7: no losses at QoS 1).
+// Flow control for QoS 1 messages, so that a fast publisher does not
+// make slow recipients' queues overflow and lose messages.
 //
 // Without it a publisher's PUBACK means "handed to NATS": a publisher
 // with a window of unacknowledged messages runs as far ahead of delivery
@@ -35,8 +36,8 @@ import (
 //   - I calls the publisher's Receipt once it counted n Deliver acks, or
 //     after Config.AckTimeout whatever it counted (a node that died with
 //     the message, or a lost ack: the PUBACK then means "handed to NATS",
-//     as without flow control, and the timeout is counted). Losses across
-//     crashes are DESIGN section 5's durable QoS 1, not this.
+//     as without flow control, and the timeout is counted). This does
+//     not make QoS 1 durable: what a node that crashes held is lost.
 //
 // Ack entries are batched per waiting node by one goroutine (ackLoop):
 // under load one Ack envelope carries the entries of many messages. Acks

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Attach records (DESIGN.md section 4): a principal connected to a node
+// Attach records: a principal connected to a node
 // that is not its home still gets everything.
 //
 // The holding side: the router reports, through Holding and Released,

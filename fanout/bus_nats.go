@@ -13,8 +13,9 @@ var _ Bus = (*natsBus)(nil)
 // NewNATSBus returns a Bus over nc. Publish copies data into the
 // connection's buffer and returns (fire-and-forget). Each subscription is
 // served by its own goroutine, one message at a time (the nats.go async
-// subscription), with nats.go's default pending limits (500,000 messages or
-// 64 MiB): a receiver that falls further behind loses envelopes, reported
+// subscription), with nats.go's default pending limits
+// (nats.DefaultSubPendingMsgsLimit messages or
+// nats.DefaultSubPendingBytesLimit bytes): a receiver that falls further behind loses envelopes, reported
 // to nc's async error handler as a slow consumer. The connection's owner
 // closes it; the Bus does not.
 func NewNATSBus(nc *nats.Conn) Bus {

@@ -3,6 +3,17 @@
 // sends one envelope per node that holds members, over a Bus (NATS in
 // production, MemoryBus in unit tests).
 //
+// # Files
+//
+//	doc.go           this overview
+//	fanout_iface.go  what the node plugs in: Deliverer, Members, Placement, Bus
+//	fanout.go        Config, Fanout: New, Start, Close, Forward, the receive path, Stats and metrics
+//	envelope.go      the envelope format (version 1): AppendEnvelope, DecodeEnvelope
+//	attach.go        attach records: Presence hooks (Holding, Released, RingChanged) and the home's table
+//	ack.go           QoS 1 flow control: ForwardAcked, Receipt, Throttler, Ack envelopes
+//	bus_nats.go      NewNATSBus, the production Bus
+//	bus_memory.go    MemoryBus, a Bus inside one process for tests
+//
 // # Flows
 //
 // Forward (ingress node, called by the router for every accepted message):
@@ -17,20 +28,29 @@
 //   - Direct message: publish one Deliver envelope to Home(To) with the
 //     single recipient To.
 //
-// Receive (every node, on its subject pushring.<cluster>.node.<nodeID>):
-// Deliver envelopes go to the Deliverer; Resolve envelopes are resolved,
-// or re-sent with hops+1 when ownership moved while they were in flight
-// (see Config.HopLimit); undecodable envelopes are counted, logged and
-// dropped. Attach, AttachMany and Detach envelopes maintain the attach
-// table.
+// ForwardAcked (ack.go) is Forward for a QoS 1 message whose publisher
+// waits for its PUBACK: the same flows, with an ack request in each
+// envelope, and the publisher's Receipt is told once every Deliver
+// envelope was taken in by its node (or after Config.AckTimeout).
 //
-// Attach records (attach.go, DESIGN.md section 4): Fanout implements the
-// router's Presence hook. For a principal held here but homed elsewhere
-// it sends Attach to the home (batched per home in AttachMany envelopes,
-// renewed every Config.AttachRenew; Detach on release); the home keeps principal → holding nodes, soft state
-// expiring after Config.AttachTTL, and sends every Deliver it receives
-// with Hops 0 on to the holding nodes of its recipients: one Deliver per
-// node, Hops 1, never forwarded again. RingChanged drops the records of
+// Receive (every node, on its subject pushring.<cluster>.node.<nodeID>,
+// see Subject): Deliver envelopes go to the Deliverer (through the
+// Throttler, and confirmed with an Ack, when they carry an ack request);
+// Resolve envelopes are resolved, or re-sent with hops+1 when ownership
+// moved while they were in flight (see Config.HopLimit); Ack envelopes
+// complete the waits of this node's publishers; undecodable envelopes are
+// counted, logged and dropped. Attach, AttachMany and Detach envelopes
+// maintain the attach table.
+//
+// Attach records (attach.go): Fanout implements the router's Presence
+// hook. For a principal held here but homed elsewhere it sends Attach to
+// the home (batched per home in AttachMany envelopes, renewed every
+// Config.AttachRenew; Detach on release); the home keeps principal →
+// holding nodes, soft state expiring after Config.AttachTTL, and sends
+// every Deliver it receives with Hops 0 on to the holding nodes of its
+// recipients: one Deliver per node, Hops 1, never forwarded again, and
+// without an ack request (a principal away from its home is not waited
+// for). RingChanged drops the records of
 // nodes that left and re-attaches held principals whose home moved.
 // Deliver envelopes always start with Hops 0 (the Resolve's hop count is
 // not carried over): at a Deliver, hops counts attach forwards.
@@ -44,12 +64,18 @@
 // Forward returns once Bus.Publish has accepted every envelope; it does
 // not Flush. For NATS that means the envelope is in the connection's
 // outgoing buffer: a crash of this node, of the NATS server, or a slow
-// consumer drop at the receiver can lose it, and nothing retries. So
-// today a QoS 1 PUBACK means "handed to the bus", not "stored". The
-// at-least-once design of DESIGN.md section 5 (JetStream before PUBACK,
-// per-member positions, replay on reconnect) comes with a later issue;
-// message ids are already carried end to end so sessions can drop
-// duplicates then.
+// consumer drop at the receiver can lose it, and nothing retries.
+//
+// ForwardAcked adds flow control, not durability: the Receipt comes once
+// every node delivering the message has queued it for its recipients
+// (and a node holds its confirmation, up to Config.AckHold, while a
+// recipient's session is backlogged), so a QoS 1 PUBACK no longer runs
+// ahead of slow recipients. A confirmation that does not come (a node
+// that died with the message, a lost Ack) releases the Receipt after
+// Config.AckTimeout, counted: the PUBACK then means "handed to the bus".
+// Nothing is stored: what a crashed node held is lost. Message ids are
+// carried end to end, so a session drops a recent duplicate (a retry
+// after an error) instead of delivering it twice.
 //
 // # Concurrency
 //
@@ -62,9 +88,9 @@
 //
 // The *message.Message handed to the Deliverer is allocated per envelope
 // and never modified or reused afterwards, and its strings and payload
-// alias one private copy of the envelope: a Deliverer may keep it (the
-// router's session queues do), though the interface does not promise it;
-// keeping any part keeps the envelope's bytes alive. Only the recipients
+// alias one private copy of the envelope: a Deliverer may keep it (as
+// Deliverer says; the router's session queues do), and keeping any part
+// keeps the envelope's bytes alive. Only the recipients
 // slice is recycled after Deliver returns.
 //
 // The attach table has its own RWMutex, read once per received Deliver
@@ -73,6 +99,10 @@
 // Holding, Released and RingChanged never block. Close stops that
 // goroutine after it has sent what was queued.
 //
-// Lock order: Fanout.mu, then peersMu. The bus's unsubscribe is called
-// after mu is released (a bus may wait for its handler).
+// LOCKS.md, at the repository root, lists every lock of this package and
+// the calls to and from the router with the locks held on each side. The
+// rule to keep: the receive path holds Fanout.mu for reading while it
+// calls the Deliverer, so nothing reachable from a Deliverer may take
+// Fanout.mu (Start, Close), and the bus's unsubscribe is called after
+// Close released it (a bus may wait for its handler).
 package fanout

@@ -24,13 +24,13 @@ import (
 // the field, a value it cannot run with.
 type Config struct {
 	// Cluster names the cluster: the second token of every subject, so
-	// clusters sharing one NATS do not see each other. At most 128 bytes,
-	// without '.', '*', '>' or white space (a NATS subject token). Default
-	// "pushring".
+	// clusters sharing one NATS do not see each other. At most
+	// maxNodeIDLen bytes, without '.', '*', '>' or white space (a NATS
+	// subject token). Default "pushring".
 	Cluster string
 	// NodeID is this node's id, as Placement.Home and Placement.Owner
-	// return it. Required (no default), at most 128 bytes, without '.',
-	// '*', '>' or white space (a NATS subject token).
+	// return it. Required (no default), at most maxNodeIDLen bytes,
+	// without '.', '*', '>' or white space (a NATS subject token).
 	NodeID string
 	// HopLimit bounds how often a Resolve envelope is re-sent because
 	// ownership moved while it was in flight (ring convergence). A node
@@ -38,18 +38,23 @@ type Config struct {
 	// HopLimit times resolves it itself instead and counts it
 	// (hop_limit_drops: the loop was dropped, not the message). A Resolve
 	// that reaches its owner is resolved whatever its hop count. A count
-	// of re-sends, 1 to 255 (it travels in one byte). Default 4.
+	// of re-sends, 1 to math.MaxUint8 (it travels in one byte). Default
+	// 4.
 	HopLimit int
 	// MaxEnvelopeBytes is the largest envelope this node publishes, in
 	// bytes. A Deliver envelope whose recipients would not fit is split
 	// into several, each repeating the payload. Forward refuses with
-	// ErrTooLarge a message whose envelope would not fit with 334 bytes
-	// to spare (one recipient, a longer sender id and an ack request): in
-	// practice, a payload over MaxEnvelopeBytes minus at most 620 bytes.
-	// At least 1 KiB (smaller positive values are raised to it, so an
-	// envelope always has room for a header and a few recipients or
-	// acks); must not exceed the NATS server's max payload (natsembed:
-	// 8 MiB), and should be the same on every node. Default 512 KiB.
+	// ErrTooLarge a message whose envelope would not fit with
+	// envelopeSlack bytes to spare (room for a sender id of maxNodeIDLen,
+	// one recipient and an ack request, so that the envelopes other nodes
+	// build from it fit too): the largest payload is MaxEnvelopeBytes
+	// less this node's envelope header, the message's fixed fields and
+	// ids, and envelopeSlack (TestForwardRefuses pins the limit). At
+	// least minEnvelopeBytes (smaller positive values are raised to it,
+	// so an envelope always has room for a header and a few recipients
+	// or acks); must not exceed the NATS server's max payload (for the
+	// embedded server, natsembed.Config.MaxPayload), and should be the
+	// same on every node. Default 512 KiB.
 	MaxEnvelopeBytes int
 	// Logger receives warnings (decode errors, publish failures in the
 	// receive path), rate limited. Nil (the default) means slog.Default(),
@@ -101,7 +106,7 @@ func (c Config) Validate() error { return c.withDefaults().validate() }
 
 // withDefaults returns c with every zero field that has a default set to
 // it (the nil Logger to slog.Default()), and a positive MaxEnvelopeBytes
-// under 1 KiB raised to 1 KiB. It leaves wrong values for validate to
+// under minEnvelopeBytes raised to it. It leaves wrong values for validate to
 // refuse.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
@@ -195,11 +200,15 @@ var (
 // maxNodeIDLen bounds Config.NodeID, and envelopeSlack is what Forward
 // keeps free in an envelope beyond the message itself: room for a sender
 // id of maxNodeIDLen instead of this node's, plus a recipient count and
-// one recipient of 64 bytes (the longest principal id).
+// one recipient of maxPrincipalIDLen bytes, plus ackSlack for an ack
+// request (the ack node id and a uvarint ack id).
 const (
 	maxNodeIDLen  = 128
-	envelopeSlack = (1 + maxNodeIDLen) + 1 + (1 + 64) + ackSlack
+	envelopeSlack = (1 + maxNodeIDLen) + 1 + (1 + maxPrincipalIDLen) + ackSlack
 	ackSlack      = (1 + maxNodeIDLen) + binary10 // ack node and id (kinds 6, 7)
+
+	// maxPrincipalIDLen is the longest principal id (store.ValidID).
+	maxPrincipalIDLen = 64
 
 	minEnvelopeBytes = 1 << 10
 )
@@ -372,8 +381,8 @@ func (f *Fanout) Close() error {
 // Forward takes message m from a local client into the cluster (see the
 // package documentation for the flows). It returns when the bus has
 // accepted every envelope, without waiting for delivery or a Flush: a nil
-// error means "handed to the bus", which is not yet durable (at-least-once
-// across crashes comes with JetStream, in a later issue). On an error some
+// error means "handed to the bus", which is not durable: a crash of this
+// node or of the bus can still lose the message. On an error some
 // envelopes may have been sent; a retry can duplicate deliveries, which
 // message ids let sessions drop. Goroutine-safe; does not block except on
 // the bus. Neither m nor m.Payload is kept after the call (the router

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/store"
 )
 
 var threeIDs = []string{"n1", "n2", "n3"}
@@ -307,6 +308,44 @@ func TestForwardRefuses(t *testing.T) {
 	// A group without members is fine and costs nothing.
 	if err := f.Forward(ctx, &message.Message{Kind: message.Group, To: "empty"}); err != nil {
 		t.Errorf("empty group: %v", err)
+	}
+}
+
+// TestEnvelopeSlack pins what envelopeSlack is for: the largest message
+// Forward accepts (the ids as long as they may be) still fits in
+// MaxEnvelopeBytes when another node, with a node id of maxNodeIDLen,
+// re-sends it as a Resolve or builds a Deliver of it for one recipient of
+// the longest principal id, both with an ack request.
+func TestEnvelopeSlack(t *testing.T) {
+	const limit = minEnvelopeBytes
+	long := func(n int) string { return strings.Repeat("x", n) }
+	if !store.ValidID(long(maxPrincipalIDLen)) || store.ValidID(long(maxPrincipalIDLen+1)) {
+		t.Fatalf("maxPrincipalIDLen %d is not the longest principal id store.ValidID takes", maxPrincipalIDLen)
+	}
+	nodes := startNodes(t, []string{"n1"}, func(int) Bus { return NewMemoryBus() }, staticMembers{},
+		func(int) Placement { return &mapPlacement{def: "n1"} }, func(c *Config) { c.MaxEnvelopeBytes = limit })
+	m := &message.Message{ID: 1<<64 - 1, Kind: message.Group, QoS: 1,
+		From: long(maxPrincipalIDLen), To: long(maxPrincipalIDLen)}
+	// The largest payload Forward's check lets through.
+	m.Payload = make([]byte, limit)
+	for headerSize("n1")+messageSize(m)+envelopeSlack > limit {
+		m.Payload = m.Payload[:len(m.Payload)-1]
+	}
+	if err := nodes[0].f.Forward(context.Background(), m); err != nil {
+		t.Fatalf("largest payload (%d bytes): %v", len(m.Payload), err)
+	}
+	other, ackNode := long(maxNodeIDLen), long(maxNodeIDLen)
+	for _, e := range []*Envelope{
+		{Kind: KindResolve, Hops: 255, Sender: other, Msg: *m, AckNode: ackNode, AckID: 1<<64 - 1},
+		{Kind: KindDeliver, Sender: other, Msg: *m, Recipients: []string{long(maxPrincipalIDLen)}, AckNode: ackNode, AckID: 1<<64 - 1},
+	} {
+		b, err := AppendEnvelope(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > limit {
+			t.Errorf("%v from a node id of maxNodeIDLen: %d bytes, MaxEnvelopeBytes %d", e.Kind, len(b), limit)
+		}
 	}
 }
 

@@ -41,7 +41,7 @@ func TestClusterNATS(t *testing.T) {
 }
 
 // A group large enough that its envelopes are split, over real NATS with
-// the default limit (512 KiB, under the server's 8 MiB max payload).
+// the default MaxEnvelopeBytes (under the embedded server's MaxPayload).
 func TestLargeGroupNATS(t *testing.T) {
 	members, homes := groupOf(120_000, threeIDs) // 40,000 per node, about 420 KB of ids
 	place := &mapPlacement{homes: homes, def: "n1"}

@@ -24,8 +24,8 @@ var ErrInvalidConfig = errors.New("membership: invalid config")
 // naming the field, a value it cannot run with.
 type Config struct {
 	// NodeID names this node; it is also its memberlist node name, so it
-	// must be unique in the cluster. 1 to 64 printable ASCII bytes, no
-	// spaces, '.', '*' or '>'. Required (no default).
+	// must be unique in the cluster. 1 to metaMaxID printable ASCII
+	// bytes, no spaces, '.', '*' or '>'. Required (no default).
 	NodeID string
 	// GossipAddr is the host:port memberlist binds, UDP and TCP. Port 0
 	// picks a free port; GossipAddr() tells which. Default ":7946".
@@ -45,22 +45,24 @@ type Config struct {
 	JoinRetryInterval time.Duration
 	// Label is put on every gossip packet; nodes with another label are
 	// ignored, so two clusters sharing a network stay apart. Use the
-	// cluster name. At most 255 bytes; empty (the default): no label.
+	// cluster name. At most maxLabel bytes; empty (the default): no
+	// label.
 	Label string
 	// SecretKey, if set (16, 24 or 32 bytes), encrypts gossip with AES-GCM.
 	// Every node needs the same key. Empty (the default): no encryption.
 	SecretKey []byte
 
 	// MQTT, HTTP and Version describe this node to the others (Node.MQTT,
-	// Node.HTTP, Node.Version). All of it must fit in memberlist's 512
-	// bytes of node metadata: at most 16 MQTT addresses, 255 bytes each,
-	// UTF-8 without control characters. Defaults empty.
+	// Node.HTTP, Node.Version). All of it must fit in the node metadata
+	// (metaMaxSize bytes, memberlist's limit): at most metaMaxMQTT MQTT
+	// addresses, each string at most metaMaxString bytes of UTF-8 without
+	// control characters. Defaults empty.
 	MQTT    []string
 	HTTP    string
 	Version string
 
-	// VirtualNodes per node on the hash ring, 1 to 1<<20 (more would be
-	// refused by the peers decoding this node's metadata). Every node
+	// VirtualNodes per node on the hash ring, 1 to maxVirtualNodes (more
+	// would be refused by the peers decoding this node's metadata). Every node
 	// must use the same value or rings disagree; a peer that advertises
 	// another value is logged at warn. Default 128.
 	VirtualNodes int
@@ -97,9 +99,9 @@ type Config struct {
 // maxLabel is memberlist's limit on Label: its length travels in a byte.
 const maxLabel = 255
 
-// DefaultConfig returns the defaults: gossip on :7946, 128 virtual nodes,
-// failure detection tuned to about 2 s on a LAN or loopback. NodeID is
-// still to be set.
+// DefaultConfig returns the defaults: gossip on :7946,
+// ring.DefaultVirtualNodes virtual nodes, failure detection tuned to about
+// 2 s on a LAN or loopback. NodeID is still to be set.
 func DefaultConfig() Config {
 	return Config{
 		GossipAddr:       ":7946",

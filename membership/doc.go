@@ -4,7 +4,8 @@
 // Three implementations answer the same questions (Self, Nodes, Home,
 // Owner, HomeNode):
 //
-//   - Static: one node, everything on it (a one-machine deployment).
+//   - Static: one node, everything on it, without gossip (tests; a node
+//     always runs a Cluster, even alone).
 //   - Cluster: the gossip view (hashicorp/memberlist) with a consistent
 //     hash ring (package ring) over the live nodes.
 //   - Memory: peers set by the caller, for unit tests of the packages that
@@ -50,10 +51,15 @@
 //
 // Node metadata (id, MQTT and HTTP addresses, version, virtual nodes,
 // the leaving flag) is a small versioned binary form (see meta.go), at
-// most 512 bytes. A peer whose metadata does not decode, or names another
-// id than its memberlist name, is logged and kept off the ring.
+// most metaMaxSize bytes, memberlist's limit (memberlist.MetaMaxSize). A
+// peer whose metadata does not decode, or names another id than its
+// memberlist name, is logged and kept off the ring.
 //
-// Lock order: Cluster.lifeMu, then memberlist's node lock, then
-// Cluster.mu; placement.notifyMu, then placement.mu. Listeners run with
-// only notifyMu held.
+// # Locks
+//
+// LOCKS.md, at the repository root, lists the locks of this package and
+// their order. The rule for callers: OnChange listeners run on the
+// notifier goroutine with placement.notifyMu held, so a listener must
+// return quickly and must call neither Close (which waits for the
+// notifier) nor Leave.
 package membership

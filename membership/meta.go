@@ -156,7 +156,8 @@ func decodeMeta(b []byte) (meta, error) {
 	return m, nil
 }
 
-// validID accepts node ids of 1 to 64 printable ASCII bytes, no spaces.
+// validID accepts node ids of 1 to metaMaxID printable ASCII bytes, no
+// spaces.
 func validID(id string) error {
 	if id == "" || len(id) > metaMaxID {
 		return fmt.Errorf("%w: node id %q: want 1 to %d bytes", ErrBadMeta, id, metaMaxID)

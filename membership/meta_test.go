@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // metaCases are the expected bytes of the metadata format, reused by the
@@ -99,6 +101,14 @@ func TestMetaDecodeErrors(t *testing.T) {
 		if _, err := decodeMeta(raw); !errors.Is(err, ErrBadMeta) {
 			t.Errorf("%s: err = %v, want ErrBadMeta", name, err)
 		}
+	}
+}
+
+// TestMetaMaxSizeIsMemberlists pins metaMaxSize, written out in meta.go, to
+// the limit memberlist puts on NodeMeta.
+func TestMetaMaxSizeIsMemberlists(t *testing.T) {
+	if metaMaxSize != memberlist.MetaMaxSize {
+		t.Fatalf("metaMaxSize %d, memberlist.MetaMaxSize %d", metaMaxSize, memberlist.MetaMaxSize)
 	}
 }
 

@@ -6,12 +6,13 @@ type Node struct {
 	MQTT     []string `json:"mqtt"` // client-facing MQTT addresses, host:port
 	HTTP     string   `json:"http"`
 	Version  string   `json:"version"`
-	State    string   `json:"state"`      // "alive", "suspect", "dead", "left"
+	State    string   `json:"state"`      // StateAlive, StateDead or StateLeft
 	RingPart float64  `json:"ring_share"` // fraction of the ring this node owns
 }
 
 // Static is a membership of exactly one node: every principal and every
-// group lives on it. It is the placement of a one-machine deployment.
+// group lives on it, with no gossip. The node always runs a Cluster, even
+// alone; Static is for tests and tools that need a placement.
 type Static struct {
 	self Node
 }

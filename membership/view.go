@@ -135,8 +135,9 @@ func (p *placement) notify() {
 // from one goroutine at a time, in order; rings that were replaced again
 // before fn ran are skipped, so old is always the ring the previous call
 // gave as new. fn may read the membership (Home, Ring, Nodes) but must not
-// call Close, and should return quickly: it delays later notifications
-// (never gossip or lookups). The returned func unregisters fn.
+// call Close or Leave (Close waits for the goroutine fn runs on), and
+// should return quickly: it delays later notifications (never gossip or
+// lookups). The returned func unregisters fn.
 func (p *placement) OnChange(fn func(old, new *ring.Ring)) (cancel func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -18,8 +18,9 @@ type authenticator struct {
 
 var _ router.Authenticator = (*authenticator)(nil)
 
-// maxSecretLen bounds what is hashed: tokens and keys are 43 bytes, so
-// anything longer is refused without work.
+// maxSecretLen bounds what is hashed: session tokens and device keys
+// (store.NewToken, store.NewDeviceKey) are much shorter, so anything
+// longer is refused without work.
 const maxSecretLen = 256
 
 func (a *authenticator) Authenticate(ctx context.Context, username string, password []byte) (router.Identity, error) {
@@ -41,7 +42,8 @@ func (a *authenticator) Authenticate(ctx context.Context, username string, passw
 		return router.Identity{}, err
 	}
 	// The identity comes from the validated token; a username that
-	// disagrees with it is somebody else's token (BAD_INPUTS B4).
+	// disagrees with it is somebody else's token: refused, so a stolen
+	// token cannot be used under its victim's name, nor the other way.
 	if id.ID != p.ID {
 		return router.Identity{}, router.ErrBadCredentials
 	}

@@ -361,7 +361,7 @@ func TestRestartKeepsState(t *testing.T) {
 	})
 }
 
-// TestAuthTopic: the prototype's flow — connect without credentials,
+// TestAuthTopic: the auth-topic login — connect without credentials,
 // publish the token to the auth topic — and its failure path.
 func TestAuthTopic(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *Config) { c.AuthTopic = true })

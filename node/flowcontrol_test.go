@@ -12,7 +12,7 @@ import (
 	"github.com/pushring/pushring/store"
 )
 
-// TestQoS1SlowMembersLoseNothing (issue 4, target 7): a device publishes
+// TestQoS1SlowMembersLoseNothing (no losses at QoS 1): a device publishes
 // QoS 1 messages as fast as its window of 16 allows into a group whose
 // members read slowly, with session queues of only 100 messages. Without
 // flow control the publisher runs ahead (its PUBACK meant "handed to

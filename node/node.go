@@ -4,9 +4,17 @@
 // into a Config.
 //
 // Start order: data dir and admin key → NATS (embedded or remote) → store
-// and its directory (watch-fed cache) → fanout (subscribes to this node's
-// subject) → MQTT listener → HTTP listener. Close runs it backwards, so no
+// and its directory (watch-fed cache) → MQTT and HTTP listeners bound (so
+// the advertised addresses are known) → fanout (subscribes to this node's
+// subject) → membership (joins the gossip) → router (serves MQTT) → HTTP
+// API. Close runs it backwards, but for leaving the gossip first, right
+// after the HTTP server stops: peers move this node's homes and groups
+// away, told apart from a crash, before its clients are disconnected. No
 // component sees a dependency disappear under it.
+//
+// LOCKS.md, at the repository root, lists the locks of every server
+// package and the calls between them; Close holds Node.closeMu across the
+// whole stop sequence, so nothing it stops may call Close.
 package node
 
 import (
@@ -86,7 +94,8 @@ type Config struct {
 	// DataDir.
 	NATSURL string
 	// KVReplicas is the replication of the KV buckets, 1 to 5 (1 on one
-	// NATS server; 3 on a NATS cluster of 3 or more). Default 1.
+	// NATS server; 3 on a NATS cluster of 3 or more). Default:
+	// store.DefaultKVConfig's.
 	KVReplicas int
 	// NATSListen makes the embedded NATS server listen on host:port, so
 	// other nodes and tools can use it. Empty (the default): in-process
@@ -105,14 +114,16 @@ type Config struct {
 	// Logger and Registerer are filled in by the node. Zero fields take
 	// membership's defaults (DefaultConfig sets membership.DefaultConfig()).
 	Membership membership.Config
-	// AuthTopic enables the prototype's login by publishing the session
-	// token to /service/auth as the first packet. Default off.
+	// AuthTopic enables the auth-topic login, for clients that send no
+	// credentials in CONNECT: they publish the session token to the auth
+	// topic (/service/auth by default) as their first packet; see
+	// router.Config.AuthTopic. Default off.
 	AuthTopic bool
 	// SessionTTL is the lifetime of a login session. Default 24 h.
 	SessionTTL time.Duration
 	// LoginRate and LoginBurst bound login attempts per client address
 	// (a token bucket: attempts a second, bucket size in attempts);
-	// LoginRate < 0 turns the limit off. Defaults 1/s and 10.
+	// LoginRate < 0 turns the limit off. Defaults: api.DefaultConfig's.
 	LoginRate  float64
 	LoginBurst int
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,

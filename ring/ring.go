@@ -37,7 +37,8 @@ const (
 type Config struct {
 	// VirtualNodes is the number of points each node gets on the circle.
 	// More points give a more even split and cost memory and build time
-	// (points × nodes × 16 bytes). Zero or less means DefaultVirtualNodes.
+	// (points × nodes points, each a 64-bit hash and an owner index). Zero
+	// or less means DefaultVirtualNodes.
 	VirtualNodes int
 	// Hash maps bytes to a point on the circle. nil means xxhash64
 	// (cespare/xxhash/v2), the only choice that keeps Home and
@@ -45,8 +46,8 @@ type Config struct {
 	Hash func([]byte) uint64
 }
 
-// DefaultConfig returns the Config of a production ring: 128 virtual
-// nodes, xxhash64.
+// DefaultConfig returns the Config of a production ring:
+// DefaultVirtualNodes virtual nodes, xxhash64.
 func DefaultConfig() Config { return Config{VirtualNodes: DefaultVirtualNodes} }
 
 // Ring is an immutable placement of keys on a set of nodes. The zero value
@@ -183,7 +184,8 @@ func (r *Ring) prefixed(prefix, id string) string {
 }
 
 // stackKey bounds the keys hashed from a stack buffer; principal and
-// group ids are at most 64 bytes, so longer keys are rare.
+// group ids (store.ValidID) and their prefixes are shorter, so longer
+// keys are rare.
 const stackKey = 128
 
 // sumPrefixed hashes prefix+id without building the string on the heap.

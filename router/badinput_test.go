@@ -25,7 +25,9 @@ import (
 	"github.com/pushring/pushring/mqtt/packet"
 )
 
-// Bad inputs from /work/shared/BAD_INPUTS.md, sent over real sockets.
+// Hostile input sent over real sockets. Case names start with the class
+// of hostile input they stand for, as defined on packet.TPackets
+// (mqtt/packet/tpackets.go); classes it does not define are spelled out.
 
 // tp returns the bytes of the codec table's entry name.
 func tp(name string) []byte {
@@ -310,7 +312,7 @@ func TestBadConnectReplies(t *testing.T) {
 		r.ping()
 		r.mustRead(packet.PINGRESP)
 	})
-	t.Run("F2 auth backend down", func(t *testing.T) {
+	t.Run("auth backend down", func(t *testing.T) {
 		e.auth.unavailable.Store(true)
 		defer e.auth.unavailable.Store(false)
 		r := dialRaw(t, e.addr)
@@ -321,7 +323,7 @@ func TestBadConnectReplies(t *testing.T) {
 }
 
 func TestIdentityComesFromToken(t *testing.T) {
-	// B4: an authenticator that ignores the username (as a device-key or
+	// An authenticator that ignores the username (as a device-key or
 	// token-only backend might) still yields the token's identity.
 	e := newEnv(t, nil)
 	e.auth.ignoreUsername.Store(true)
@@ -335,7 +337,7 @@ func TestIdentityComesFromToken(t *testing.T) {
 }
 
 func TestSlowloris(t *testing.T) {
-	// B8: nothing, or a partial CONNECT, within ConnectTimeout → close.
+	// Nothing, or a partial CONNECT, within ConnectTimeout → close.
 	var logs *testutil.SyncBuffer
 	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond; logs = captureLogs(c) })
 	for _, data := range [][]byte{nil, tp("CONNECT minimal")[:4], tp("CONNECT minimal")[:1]} {
@@ -357,7 +359,7 @@ func TestSlowloris(t *testing.T) {
 }
 
 func TestPartialPacketAfterConnect(t *testing.T) {
-	// A2: with keepalive 0 there is no idle timeout, but a packet whose
+	// With keepalive 0 there is no idle timeout, but a packet whose
 	// header has arrived must still arrive whole within ConnectTimeout.
 	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
 	before := badInputCounts(e)
@@ -374,7 +376,7 @@ func TestPartialPacketAfterConnect(t *testing.T) {
 }
 
 func TestPartialFixedHeaderAfterConnect(t *testing.T) {
-	// Review 5: the packet deadline starts at a packet's first byte, not
+	// The packet deadline starts at a packet's first byte, not
 	// once its fixed header is whole: "30 80" (a remaining length still
 	// to come) with keepalive 0 is closed after ConnectTimeout, and so is
 	// a lone first byte.
@@ -396,7 +398,8 @@ func TestPartialFixedHeaderAfterConnect(t *testing.T) {
 }
 
 func TestSubscribeRefusals(t *testing.T) {
-	// C5, C6, C7, C9: SUBACK 0x80 per refused filter, others granted.
+	// SUBACK 0x80 per refused filter (wildcards where the identity goes,
+	// level boundaries, shared subscriptions), others granted.
 	e := newEnv(t, nil)
 	r := connectRaw(t, e, "alice", "s", true)
 	refused := []string{
@@ -454,7 +457,7 @@ func TestSubscriptionCap(t *testing.T) {
 }
 
 func TestPublishRefusals(t *testing.T) {
-	// C7, C8, service topics, other trees: silently dropped, QoS 1 still
+	// Odd levels, $ topics, service topics, other trees: silently dropped, QoS 1 still
 	// acked, the connection stays, nothing is delivered.
 	e := newEnv(t, nil)
 	bob := connectRaw(t, e, "bob", "b", true)
@@ -492,7 +495,7 @@ func TestPublishRefusals(t *testing.T) {
 }
 
 func TestQoS2Inbound(t *testing.T) {
-	// E1: QoS 2 accepted, delivered as QoS 1, a repeated id before PUBREL
+	// QoS 2 accepted, delivered as QoS 1, a repeated id before PUBREL
 	// forwarded once; ids awaiting PUBREL are capped.
 	e := newEnv(t, func(c *Config) { c.MaxInflight = 4 })
 	bob := connectRaw(t, e, "bob", "b", true)
@@ -525,7 +528,7 @@ func TestQoS2Inbound(t *testing.T) {
 }
 
 func TestConnectPacketSizeLimit(t *testing.T) {
-	// Review 4: before authentication the packet limit is
+	// Before authentication the packet limit is
 	// MaxConnectPacketSize (80 KiB by default), not MaxPacketSize.
 	e := newEnv(t, nil)
 	big := packet.AppendConnect(nil, &packet.Connect{CleanSession: true, KeepAlive: 60, ClientID: strings.Repeat("c", 40000),
@@ -680,7 +683,7 @@ func hostileRun(addr string, c badInput, clientID string) error {
 }
 
 func TestBadInputsSpareBystanders(t *testing.T) {
-	// Item 8, "never another client's messages lost": while hostile
+	// Never another client's messages lost: while hostile
 	// connections come and go (each bad input in turn on the test
 	// goroutine, and all of them over and over from three more), bob,
 	// subscribed, gets every group message d1 publishes exactly once and

@@ -28,11 +28,12 @@ type Config struct {
 	// assigns to clients that connect without one. Default "node".
 	NodeID string
 
-	// AuthTopic enables the prototype's login: a CONNECT without
-	// credentials is accepted (CONNACK 0) but unauthenticated until its
-	// first packet, a PUBLISH of a session token to ServicePrefix+"/auth"
-	// (token = payload), ServicePrefix+"/auth/<token>", or "service/auth"
-	// (the prototype client's spelling, token = payload). Off (the
+	// AuthTopic enables the auth-topic login, for clients that send no
+	// credentials in CONNECT: such a CONNECT is accepted (CONNACK 0) but
+	// unauthenticated until its first packet, a PUBLISH of a session
+	// token to ServicePrefix+"/auth" (token = payload),
+	// ServicePrefix+"/auth/<token>", or the first of these without its
+	// leading '/' ("service/auth" by default, token = payload). Off (the
 	// default): CONNECT must carry username and password.
 	AuthTopic bool
 
@@ -54,8 +55,9 @@ type Config struct {
 	// MaxConnectPacketSize, in bytes, is MaxPacketSize until the client is
 	// authenticated (the CONNECT, and the auth PUBLISH in auth-topic
 	// mode), so an unauthenticated connection holds little memory. The
-	// default, 80 KiB, leaves room for a 65,535-byte password, which still
-	// gets its CONNACK 0x04; a value above MaxPacketSize is lowered to it.
+	// default, 80 KiB, leaves room for the longest password a CONNECT can
+	// carry (packet.MaxStringLen bytes), which still gets its CONNACK
+	// 0x04; a value above MaxPacketSize is lowered to it.
 	MaxConnectPacketSize int
 
 	// ConnectTimeout: the CONNECT must arrive within it after accept, and
@@ -70,8 +72,8 @@ type Config struct {
 	// MaxInflight caps the outbound QoS 1 messages awaiting PUBACK per
 	// session; more wait in the session's queue. It also caps the inbound
 	// QoS 2 packet ids held until PUBREL (over it the connection is
-	// closed). At most 65534, so that a free packet id always exists.
-	// Default 32.
+	// closed). At most maxInflight (one less than the 16-bit packet ids
+	// there are), so that a free packet id always exists. Default 32.
 	MaxInflight int
 	// MaxUnconfirmed is how many QoS 1 PUBLISHes of one connection may be
 	// acknowledged before every node delivering them confirmed they are
@@ -79,7 +81,8 @@ type Config struct {
 	// never waits for a confirmation's round trip, and one that outruns a
 	// backlogged recipient is held this far ahead of it (plus its own
 	// window). A recipient's queue overflows only if the publishers
-	// sending to it together run more than 3/4 of MaxQueued ahead. 0: the
+	// sending to it together run further ahead than MaxQueued less the
+	// hold mark (a quarter of MaxQueued, see session.backlogged). 0: the
 	// default (32); negative: acknowledge only once confirmed.
 	MaxUnconfirmed int
 
@@ -164,9 +167,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// maxInflight keeps one 16-bit packet id (of 65535, 0 not being one)
+// maxInflight keeps one of the math.MaxUint16 packet ids (0 is not one)
 // free whatever the window holds.
-const maxInflight = 65534
+const maxInflight = math.MaxUint16 - 1
 
 // DefaultConfig returns a Config with the default of every field, as
 // described on each.

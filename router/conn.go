@@ -16,11 +16,11 @@ import (
 //
 //   - transport: reads whole packets, owns the outbound byte buffer,
 //     flushes it, applies read and write deadlines. Two implement it: the
-//     epoll event loop (conn_epoll.go, the default on Linux: a poller
-//     goroutine per core for all sockets, so an idle connection owns no
-//     goroutine and no buffer) and tcpTransport in this file (a reader
-//     and a writer goroutine per connection: any net.Conn, and every
-//     platform; Config.GoroutinePerConn selects it).
+//     epoll event loop (conn_epoll.go, the default on Linux: a few poller
+//     goroutines, one per core up to a cap, for all sockets, so an idle
+//     connection owns no goroutine and no buffer) and tcpTransport in
+//     this file (a reader and a writer goroutine per connection: any
+//     net.Conn, and every platform; Config.GoroutinePerConn selects it).
 //   - handler (mqttConn in mqtt.go): the MQTT protocol state of the
 //     connection, which knows nothing about sockets or goroutines.
 //
@@ -267,8 +267,8 @@ func callClosed(srv *Server, h handler, err error) {
 
 // checkHeader refuses, on its fixed header and before any byte of its
 // body is read, a first packet that is not CONNECT or a type clients
-// never send (A2, A6, B1); *first is true until the first packet's
-// header has been checked. Both transports call it.
+// never send; *first is true until the first packet's header has been
+// checked. Both transports call it.
 func checkHeader(first *bool, header byte) error {
 	if *first {
 		*first = false
@@ -298,13 +298,13 @@ func (t *tcpTransport) read() error {
 	t.rd = rd
 	// Checked on each fixed header, before the body is read: the first
 	// packet must be CONNECT, and no packet may be of a type clients never
-	// send (A2, A6, B1). A refused packet's declared length is never
+	// send. A refused packet's declared length is never
 	// buffered.
 	first := true
 	rd.SetCheck(func(header byte, _ int) error { return checkHeader(&first, header) })
 	// A packet has started (its first byte may be all there is, even of
 	// the fixed header) and the rest is still on its way: it must arrive
-	// within packetTimeout, whatever the keepalive (A2).
+	// within packetTimeout, whatever the keepalive.
 	rd.SetPartial(func() {
 		if d := time.Now().Add(t.packetTimeout); t.readDeadline.IsZero() || d.Before(t.readDeadline) {
 			t.readDeadline = d

@@ -17,7 +17,7 @@ import (
 	"github.com/pushring/pushring/mqtt/packet"
 )
 
-// The event-loop transport (issue #4's connection model): a few poller
+// The event-loop transport: a few poller
 // goroutines, one epoll instance each, serve every TCP connection of the
 // server. An idle connection owns no goroutine and no buffer: the bytes
 // read from sockets land in the poller's shared buffer, and a connection
@@ -477,7 +477,7 @@ func (p *poller) consume(t *epollTransport, data []byte, now time.Time) {
 	t.keep(data[off:])
 	if len(t.in) > 0 && t.partialDue == 0 {
 		// A packet has started: it must arrive whole within
-		// ConnectTimeout, whatever the keepalive (A2).
+		// ConnectTimeout, whatever the keepalive.
 		t.partialDue = now.Add(p.srv.cfg.ConnectTimeout).UnixNano()
 	}
 }

@@ -2,44 +2,68 @@
 // connections, MQTT sessions, the topic ACL, and delivery of messages to
 // the sessions held on this node. It meets the rest of the node through
 // small interfaces: Authenticator and ACL (the store's directory),
-// Forwarder (fanout, for messages published here), Presence (fanout's
-// attach records: which principals hold sessions here) and, the other
-// way, *Server implements fanout.Deliverer without importing fanout.
+// Forwarder (fanout, for messages published here; as an AckForwarder it
+// also confirms QoS 1 messages, hold.go), Presence (fanout's attach
+// records: which principals hold sessions here) and, the other way,
+// *Server implements fanout.Deliverer and fanout.Throttler without
+// importing fanout.
 //
 // # Files
 //
-//	config.go   Config, DefaultConfig
-//	server.go   Server: listeners, session registry, Deliver, Revoke
-//	conn.go     THE SEAM: socket I/O (transport) vs protocol (handler)
-//	mqtt.go     the protocol handler of one connection (CONNECT, PUBLISH, ...)
-//	session.go  session state: subscriptions, inflight window, queue
-//	queue.go    bounded message queue, recent-id ring
-//	topic.go    topic layout and ACL rules
-//	metrics.go  Prometheus metrics and Stats
-//	presence.go Presence hook: principals that start and stop holding sessions
+//	doc.go               this overview
+//	config.go            Config, DefaultConfig, Validate: the defaults and the checks New applies
+//	iface.go             Identity and what the node plugs in: Authenticator, ACL, Forwarder
+//	server.go            Server: New, Serve, Close, Stats, Deliver, Revoke; the session registry (bind, detach, expiry)
+//	conn.go              the seam between socket I/O (transport) and protocol (handler); tcpTransport, two goroutines a connection
+//	conn_epoll.go        Linux: the event-loop transport (epoll pollers, deadlines checked by a sweep)
+//	conn_epoll_other.go  other platforms: no event loop, every connection uses tcpTransport
+//	mqtt.go              the protocol handler of one connection: CONNECT, auth-topic login, PUBLISH, SUBSCRIBE, acks, will
+//	session.go           session state: subscriptions, inflight window, resends, queue, replay on reconnect
+//	queue.go             the bounded message queue and the ring of recently delivered ids
+//	hold.go              QoS 1 flow control: AckForwarder, DeliverHeld, each connection's ordered PUBACK FIFO
+//	topic.go             topic layout, ACL rules, refusal reasons
+//	refusal.go           bad input that closes a connection: its reason, log line and count
+//	ratelimit.go         the per-address connect rate limit (Config.ConnectRate, ConnectBurst)
+//	presence.go          the Presence hook: principals that start and stop holding sessions here
+//	metrics.go           the counters behind Stats and the Prometheus collector
 //
 // # Locks
 //
-// Server.mu → session.mu → transport outbound lock, in that order only.
-// Nothing that may block (Authenticator, Forwarder, socket writes) is
-// called with a lock held; ACL methods, non-blocking by contract, may be.
-// The transport calls handler.drained and handler.closed without its lock.
-// Presence events are queued under Server.mu and handed to the Presence
-// after every router lock is released (presence.go).
-// Server.mu guards the registry only: Deliver copies a principal's sessions
-// out of it, and a reconnect's replay of queued and inflight messages holds
-// the session's lock alone (see Server.bind).
+// LOCKS.md, at the repository root, lists every lock of this package,
+// what it guards, the order they nest in, and the calls between packages
+// with the locks held on each side; read it before changing who calls
+// what under which lock. The rule every change here must keep: with a
+// router lock held, call only what never blocks and never calls back into
+// the router (the ACL, Releaser.HoldReleased, appending to an outbound
+// buffer); the Authenticator, the Forwarder and the Presence are called
+// with no router lock held.
+//
+// # Connections
+//
+// A new connection from an address over its connect rate (Config.ConnectRate
+// and ConnectBurst, one bucket per IPv4 address or IPv6 /64) is closed
+// before any byte is read and counted as refusal "connect_rate". The first
+// packet must be CONNECT, within ConnectTimeout and at most
+// MaxConnectPacketSize bytes; a CONNECT over MaxConnections is answered
+// with CONNACK 0x03. Bad input (a packet that does not decode, a type
+// clients never send, a packet over the size limit, a deadline missed)
+// closes the connection, logged and counted by reason (refusal.go).
 //
 // # Identity and ACL
 //
 // A connection's identity is Identity.ID from the Authenticator, never a
 // CONNECT field, and must be a valid principal id (one topic level, no
-// wildcard). Topics are compared level by level, byte for byte; see
+// wildcard). Sessions are keyed by principal and client id, so one
+// principal never reaches another's session; a principal holds at most
+// MaxSessionsPerPrincipal, and a new one over the cap evicts its oldest
+// offline session. Topics are compared level by level, byte for byte; see
 // topic.go for the rules. 3.1.1 has no negative PUBACK: a refused publish
-// is dropped, logged (the first few per connection) and counted, and still
-// acknowledged. Auth-topic mode (Config.AuthTopic) implements the
-// prototype's login: CONNACK 0 to a CONNECT without credentials, then the
-// first packet must PUBLISH a session token to the auth topic.
+// is dropped, logged (the first maxLoggedRefusals refusals per connection)
+// and counted, and still acknowledged, in order with the others. Auth-topic
+// mode (Config.AuthTopic) is the login for clients that send no
+// credentials in CONNECT: CONNACK 0, then the first packet must PUBLISH a
+// session token to the auth topic. Revoke closes the connections of a
+// token at once, and a token's expiry closes its connections then.
 //
 // # Delivery
 //
@@ -48,31 +72,37 @@
 // subscribed), drops message ids it delivered recently, and either appends
 // the PUBLISH to the connection's outbound buffer (encoded in place from
 // topic parts, no allocation), or queues it (QoS 1: window full, socket
-// backlog over MaxOutboundBytes, or client offline; the queue is bounded
-// by MaxQueued messages and MaxQueuedBytes of payload, and drops its
-// oldest), or drops it (QoS 0 on a backlogged socket; QoS 0 is not queued
-// for offline sessions). Queued and resent group messages
-// are checked against the ACL again when they go out.
+// backlog over MaxOutboundBytes, messages already queued or resends due,
+// or client offline; the queue is bounded by MaxQueued messages and
+// MaxQueuedBytes of payload, and drops its oldest), or drops it (QoS 0 on
+// a backlogged socket; QoS 0 is not queued for offline sessions). Queued
+// and resent group messages are checked against the ACL again when they
+// go out.
 //
 // Guarantees (this version): QoS 1 is at least once while the session is
-// in this process's memory; a PUBACK to a publisher means the Forwarder
-// accepted the message (a Forwarder error closes a QoS 1 publisher's
-// connection without PUBACK, so the client resends). With an
-// AckForwarder (fanout) QoS 1 is flow controlled (hold.go): PUBACKs run
-// at most MaxUnconfirmed messages ahead of the delivering nodes'
-// confirmations, and a node confirms only while its recipients' queues
-// are under a quarter of MaxQueued, so a publisher is paced to the
-// slowest recipient that keeps up instead of overflowing its queue; a
-// recipient backlogged for over a second is not waited for. Persistent
-// sessions are not persisted: a node restart loses them (session
-// present = 0 after).
+// in this process's memory and its queue does not overflow. A PUBACK to a
+// publisher means the Forwarder took the message (a Forwarder error closes
+// a QoS 1 publisher's connection without PUBACK, so the client resends).
+// With an AckForwarder (fanout) QoS 1 is flow controlled (hold.go): a
+// PUBACK waits for the delivering nodes' confirmation, or goes earlier
+// while fewer than MaxUnconfirmed of the connection's acknowledged
+// messages are unconfirmed; a node confirms only while its recipients'
+// queues are under a quarter of MaxQueued and of MaxQueuedBytes, so a
+// publisher is paced to the slowest recipient that keeps up instead of
+// overflowing its queue; a recipient backlogged for longer than holdLimit
+// is not waited for. A will is published when a connection closes without
+// DISCONNECT (a takeover included) and the ACL still allows its topic,
+// but not when the server shuts down or the token is revoked or expires.
+// Persistent sessions are not persisted: a node restart loses them
+// (session present = 0 after).
 //
 // # Not supported (yet)
 //
 // Retained messages (the retain flag is ignored, everything is delivered
-// with retain=0); outbound QoS 2 (inbound QoS 2 is accepted and delivered
-// as QoS 1; ids awaiting PUBREL live on the connection, capped by
-// MaxInflight); MQTT 5.0 (CONNACK 0x01; the session keeps the protocol
-// level so 5.0 slots in); shared subscriptions (SUBACK 0x80); per-client
-// publish and connect rate limits.
+// with retain=0); outbound QoS 2 (inbound QoS 2 is accepted and forwarded
+// as QoS 1, without flow control; its ids wait for PUBREL on the
+// connection, at most MaxInflight of them, one more closes it); MQTT 5.0
+// (CONNACK 0x01; the session keeps the protocol level so 5.0 slots in);
+// shared subscriptions (SUBACK 0x80); a per-client publish rate limit
+// (publishers are paced by QoS 1 flow control only).
 package router

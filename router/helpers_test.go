@@ -29,7 +29,7 @@ import (
 
 // memAuth: tokens map to identities. A CONNECT's username must equal the
 // token's principal unless ignoreUsername (to test that the ACL uses the
-// token's identity, B4).
+// token's identity).
 type memAuth struct {
 	mu             sync.Mutex
 	tokens         map[string]Identity

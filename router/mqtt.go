@@ -31,10 +31,10 @@ const (
 var (
 	errClosedByServer   = errors.New("closed by server")
 	errClientDisconnect = errors.New("client sent DISCONNECT")
-	errSecondConnect    = errors.New("second CONNECT") // B2
+	errSecondConnect    = errors.New("second CONNECT")
 	errRefused          = errors.New("connection refused")
 	errAuthFailed       = errors.New("auth-topic login failed")
-	errUnexpectedPacket = errors.New("unexpected packet type") // A6
+	errUnexpectedPacket = errors.New("unexpected packet type") // a type clients never send
 	errQoS2Window       = errors.New("too many QoS 2 packet ids awaiting PUBREL")
 	errQoS1Window       = errors.New("too many QoS 1 publishes awaiting PUBACK")
 	errForward          = errors.New("could not forward a QoS 1 message")
@@ -55,7 +55,7 @@ type mqttConn struct {
 	t      transport
 	remote string
 	// No context lives as long as the connection (an idle connection's
-	// memory is its protocol state, issue #4): each Authenticator call
+	// memory is its protocol state and nothing else): each Authenticator call
 	// gets its own, bounded by ConnectTimeout. Both transports call
 	// closed only after the handler has returned, so there is no call in
 	// progress to cancel then.
@@ -67,7 +67,7 @@ type mqttConn struct {
 	clientID  string
 	clean     bool
 	will      *willMsg
-	qos2      []uint16 // inbound QoS 2 ids held until PUBREL (E1)
+	qos2      []uint16 // inbound QoS 2 ids held until PUBREL, at most MaxInflight
 	expire    *time.Timer
 	refusals  int
 	pub       packet.Publish
@@ -78,7 +78,7 @@ type mqttConn struct {
 	acks *heldAcks // QoS 1 PUBACKs waiting for their Receipt (hold.go); nil until the first QoS 1 PUBLISH
 
 	// id is set before the connection is registered (bind) and never
-	// changes after (B2: no second CONNECT, no re-authentication).
+	// changes after (no second CONNECT, no re-authentication).
 	id      Identity
 	sess    atomic.Pointer[session]
 	counted bool        // counted in Server.m.connections; under Server.mu
@@ -197,7 +197,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 	if err := packet.DecodeConnect(header, body, &cp); err != nil {
 		var pe *packet.Error
 		if errors.As(err, &pe) && pe.Code == packet.CodeUnsupportedVersion {
-			// 5.0 and unknown levels (B3). MQTT 5.0 comes later; the
+			// 5.0 and unknown levels. MQTT 5.0 comes later; the
 			// session keeps the level so it can slot in.
 			return c.refuse(packet.ConnBadProtocol, resultBadProtocol)
 		}
@@ -210,19 +210,19 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 	c.keepAlive = time.Duration(cp.KeepAlive) * 1500 * time.Millisecond
 	if c.clientID == "" {
 		if !c.clean {
-			return c.refuse(packet.ConnIDRejected, resultIDRejected) // [MQTT-3.1.3-8], B5
+			return c.refuse(packet.ConnIDRejected, resultIDRejected) // [MQTT-3.1.3-8]
 		}
 		c.clientID = c.srv.assignClientID()
 	}
 	if cp.WillFlag {
 		// The codec has checked the will topic is a valid topic name (a
-		// wildcard closes, D1); the ACL is checked once the identity is
+		// wildcard closes); the ACL is checked once the identity is
 		// known, and again when the will is published.
 		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: min(cp.WillQoS, 1)}
 	}
 
 	if !cp.UsernameFlag && !cp.PasswordFlag && cfg.AuthTopic {
-		// Prototype login: accepted but unauthenticated until the first
+		// Auth-topic login: accepted but unauthenticated until the first
 		// packet, a PUBLISH of the token (see handleAuth).
 		if !c.srv.countConnected(c) {
 			return c.refuse(packet.ConnServerUnavailable, resultUnavailable)
@@ -242,7 +242,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 	if code, result := c.checkIdentity(id, err); code != 0 {
 		return c.refuse(code, result)
 	}
-	// From here on the identity is id.ID, whatever the username said (B4).
+	// From here on the identity is id.ID, whatever the username said.
 	c.id = id
 	if !c.willAllowed() {
 		return c.refuse(packet.ConnNotAuthorized, resultNotAuthorized)
@@ -272,7 +272,7 @@ func (c *mqttConn) checkIdentity(id Identity, err error) (code byte, result stri
 	}
 	if !validID(id.ID) {
 		// The store never issues such ids; refuse rather than put a
-		// wildcard or a '/' into the ACL (C5).
+		// wildcard or a '/' into the ACL.
 		c.srv.log.Error("mqtt: authenticator returned an invalid principal id", "remote", c.remote)
 		return packet.ConnBadCredentials, resultBadCredentials
 	}
@@ -306,7 +306,7 @@ func (c *mqttConn) activate() {
 	c.srv.log.Debug("mqtt: connected", "id", c.id.ID, "client_id", c.clientID, "clean", c.clean, "remote", c.remote)
 }
 
-// willAllowed checks the will topic against the ACL for c.id (D1).
+// willAllowed checks the will topic against the ACL for c.id.
 func (c *mqttConn) willAllowed() bool {
 	if c.will == nil {
 		return true
@@ -330,7 +330,8 @@ func (c *mqttConn) willTarget() (kind message.Kind, to string, ok bool) {
 }
 
 // publishWill publishes the will after an abnormal close, if the ACL
-// still allows it (checked again now, D1).
+// still allows it (checked again now: a membership may have ended since
+// the CONNECT).
 func (c *mqttConn) publishWill() {
 	kind, to, ok := c.willTarget()
 	if !ok {
@@ -438,7 +439,7 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	if qos == 2 {
 		if slices.Contains(c.qos2, pid) {
 			// A retransmission before PUBREL: acknowledged, not
-			// forwarded again (E1).
+			// forwarded again.
 			c.writeAck(packet.PUBREC, pid)
 			return nil
 		}
@@ -480,7 +481,7 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
 		if qos > 0 {
 			// No PUBACK for what was not handed on: close, so the
-			// client sends it again after reconnecting (F2).
+			// client sends it again after reconnecting.
 			return errForward
 		}
 		return nil
@@ -501,7 +502,7 @@ func (c *mqttConn) forwardAcked(m *message.Message, pid uint16) error {
 		c.unholdAck(tag)
 		c.srv.m.refusal(reasonForwardFailed)
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
-		return errForward // no PUBACK: the client sends it again after reconnecting (F2)
+		return errForward // no PUBACK: the client sends it again after reconnecting
 	}
 	c.srv.m.messageIn(m.Kind)
 	c.readyAck(tag)
@@ -544,7 +545,7 @@ func logTopic(tp *topics, t []byte) string {
 func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 	s := &c.sub
 	if err := packet.DecodeSubscribe(header, body, c.level, s); err != nil {
-		return err // invalid filter, no filters, QoS 3, reserved bits: close (C10)
+		return err // invalid filter, no filters, QoS 3, reserved bits: close
 	}
 	sess := c.sess.Load()
 	codes := c.codes[:0]

@@ -4,7 +4,7 @@ import "sync"
 
 // Presence is told which principals hold sessions on this node, so that
 // the cluster can route their messages here when this node is not their
-// home (fanout's attach records, DESIGN.md section 4). fanout implements
+// home (fanout's attach records, fanout/attach.go). fanout implements
 // it; node wires it in with SetPresence.
 //
 // Holding(id) is called when principal id gets its first session on this

@@ -91,7 +91,7 @@ func (q *msgQueue) pop() outMsg {
 func (q *msgQueue) reset() { *q = msgQueue{} }
 
 // recentIDs is how many delivered message ids a session remembers to
-// drop duplicates (DESIGN.md section 5): a message reaching a session
+// drop duplicates: a message reaching a session
 // twice (fanout retry, two matching paths) within this window is
 // delivered once.
 const recentIDs = 64

@@ -31,7 +31,7 @@ func TestConnLimiterIPv6Per64AndMapped(t *testing.T) {
 }
 
 func TestConnectRateRefusesStorm(t *testing.T) {
-	// B7: a connect storm from one address is cut off before any byte is
+	// A connect storm from one address is cut off before any byte is
 	// read, and counted.
 	e := newEnv(t, func(c *Config) { c.ConnectRate = 0.001; c.ConnectBurst = 3 })
 	for range 3 {

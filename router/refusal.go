@@ -10,15 +10,15 @@ import (
 	"github.com/pushring/pushring/mqtt/packet"
 )
 
-// Bad input that closes a connection (BAD_INPUTS A–C, issue 2 item 8):
+// Bad input that closes a connection:
 // each such close is counted once in pushring_mqtt_refusals_total under
 // one of these reasons and logged once, by mqttConn.closed, whichever
 // transport read the bytes.
 const (
-	reasonMalformed = "malformed" // a packet that does not decode (A1, A3–A5, B3, B4 NUL, C3, C10)
-	reasonTooLarge  = "too_large" // remaining length over the packet limit (A2, E5)
-	reasonProtocol  = "protocol"  // first packet not CONNECT, second CONNECT, forbidden type, packet id 0, wildcard or empty topic name (A6, A7, B1, B2, C1, C2, C11)
-	reasonTimeout   = "timeout"   // CONNECT, packet or keepalive deadline missed (A2, B8, B9)
+	reasonMalformed = "malformed" // a packet that does not decode (bad remaining length, short or trailing fields, flags, CONNECT fields, UTF-8, filters)
+	reasonTooLarge  = "too_large" // remaining length over the packet limit
+	reasonProtocol  = "protocol"  // first packet not CONNECT, second CONNECT, forbidden type, packet id 0, wildcard, empty or too deep topic name, too many QoS 1 or 2 ids awaiting an answer
+	reasonTimeout   = "timeout"   // CONNECT, packet or keepalive deadline missed
 )
 
 // badInputReason classifies why a connection closed: one of the reasons

@@ -366,7 +366,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 	if victim != nil {
 		// Takeover ([MQTT-3.1.4-2]): close the old connection. Its
 		// will is published; its late close finds the session bound
-		// to c and leaves it alone (B7).
+		// to c and leaves it alone.
 		s.log.Info("mqtt: session taken over", "id", c.id.ID, "client_id", c.clientID, "old_remote", victim.remote, "remote", c.remote)
 		victim.kill(true)
 	}
@@ -492,7 +492,7 @@ func (s *Server) removeSessionLocked(sess *session, notify bool) {
 
 // detach is the registry side of a connection closing: the session is
 // dropped (clean) or kept offline (persistent), unless another connection
-// took it over meanwhile, in which case nothing of it is touched (B7).
+// took it over meanwhile, in which case nothing of it is touched.
 func (s *Server) detach(c *mqttConn) {
 	defer s.flushPresence() // runs after the Unlock below
 	s.mu.Lock()
@@ -556,7 +556,7 @@ func (s *Server) expire(sess *session, gen uint64) {
 }
 
 // assignClientID makes a unique client id for an empty one with clean
-// session = 1 (B5).
+// session = 1.
 func (s *Server) assignClientID() string {
 	s.mu.Lock()
 	s.autoID++

@@ -96,7 +96,7 @@ func TestGroupTopicSubscriptionOnce(t *testing.T) {
 	e.srv.Deliver(m, []string{"alice", "bob"})
 	alice.waitMsgs(t, 4)
 	bob.waitMsgs(t, 4)
-	// bob leaves g1: his /group/g1 subscription no longer delivers (D2).
+	// bob leaves g1: his /group/g1 subscription no longer delivers.
 	e.acl.setMember("g1", "bob", false)
 	e.srv.Deliver(&message.Message{ID: 4243, Kind: message.Group, To: "g1", QoS: 1, Payload: []byte("x")}, []string{"alice", "bob"})
 	alice.waitMsgs(t, 5)
@@ -221,7 +221,7 @@ func TestQueueOverflowDropsOldest(t *testing.T) {
 }
 
 func TestInflightWindowAndPacketIDs(t *testing.T) {
-	// E3: unacked QoS 1 messages never exceed the window and their ids are
+	// Unacked QoS 1 messages never exceed the window and their ids are
 	// never reused while unacked.
 	e := newEnv(t, func(c *Config) { c.MaxInflight = 4 })
 	r := connectRaw(t, e, "alice", "a", true)
@@ -296,13 +296,13 @@ func TestTakeoverSamePrincipal(t *testing.T) {
 		t.Fatal("takeover: session present = 0")
 	}
 	old.expectClosed()
-	// The will of the old connection is published ([MQTT-3.1.4-2], B6).
+	// The will of the old connection is published ([MQTT-3.1.4-2]).
 	got := bob.waitMsgs(t, 1)
 	if got[0].topic != "/private/bob/group/g1" || got[0].payload != "alice gone" {
 		t.Fatalf("bob got %+v", got[0])
 	}
 	// The new connection has the session (subscription kept) and its late
-	// close of the old one did not remove it (B7).
+	// close of the old one did not remove it.
 	if p := nw.readPublish(); string(p.Payload) != "alice gone" || string(p.Topic) != "/private/alice/group/g1" {
 		t.Fatalf("got %s %q", p.Topic, p.Payload)
 	}
@@ -316,7 +316,7 @@ func TestTakeoverSamePrincipal(t *testing.T) {
 }
 
 func TestTakeoverFlapping(t *testing.T) {
-	// B7: many takeovers in a row leave one session and no leaked
+	// Many takeovers in a row leave one session and no leaked
 	// connections.
 	e := newEnv(t, nil)
 	var last *rawClient
@@ -340,7 +340,7 @@ func TestTakeoverFlapping(t *testing.T) {
 }
 
 func TestClientIDNamespacedByPrincipal(t *testing.T) {
-	// B6: bob using alice's client id gets his own session.
+	// bob using alice's client id gets his own session.
 	e := newEnv(t, nil)
 	a := connectRaw(t, e, "alice", "shared-id", false)
 	a.subscribe(1, "/private/alice/#")
@@ -474,8 +474,8 @@ func TestAuthTopic(t *testing.T) {
 	// CONNECT credentials still work in auth-topic mode
 	connectRaw(t, e, "bob", "b", true)
 
-	// and the prototype client flow with paho: connect without
-	// credentials, publish the token to service/auth.
+	// and the auth-topic login with paho: connect without credentials,
+	// publish the token to service/auth (no leading '/').
 	pc := &pahoClient{}
 	o := pahoOpts(e, "", "", "paho-proto", true).SetDefaultPublishHandler(pc.handler)
 	c := mqtt.NewClient(o)
@@ -545,7 +545,7 @@ func TestKeepAliveTimeout(t *testing.T) {
 	if d := time.Since(start); d < time.Second || d > 3*time.Second {
 		t.Fatalf("closed after %v, want about 1.5s", d)
 	}
-	waitBadInput(t, e, before, reasonTimeout) // B9
+	waitBadInput(t, e, before, reasonTimeout) // a missed keepalive is a timeout refusal
 }
 
 func TestWillPublishedOnAbruptClose(t *testing.T) {
@@ -629,7 +629,7 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func TestQueuedReplayRechecksMembership(t *testing.T) {
-	// D2: group messages queued for an offline session are not replayed
+	// Group messages queued for an offline session are not replayed
 	// after the member left the group.
 	e := newEnv(t, nil)
 	r := connectRaw(t, e, "alice", "p", false)
@@ -738,7 +738,7 @@ func TestCloseWaitsAndRefusesServe(t *testing.T) {
 }
 
 func TestResendBoundedByOutboundBacklog(t *testing.T) {
-	// Review 1: unacked messages far over MaxOutboundBytes are resent on
+	// Unacked messages far over MaxOutboundBytes are resent on
 	// reconnect after the CONNACK, as fast as the socket drains, instead
 	// of all at once over the hard backlog limit (which closed every
 	// reconnect for good).
@@ -785,7 +785,7 @@ func TestResendBoundedByOutboundBacklog(t *testing.T) {
 }
 
 func TestRevokeDuringLogin(t *testing.T) {
-	// Review 2: a token revoked after the Authenticator accepted it but
+	// A token revoked after the Authenticator accepted it but
 	// before the connection was registered is refused, not missed.
 	for _, authTopic := range []bool{false, true} {
 		t.Run(fmt.Sprint("authTopic=", authTopic), func(t *testing.T) {
@@ -847,7 +847,7 @@ func TestRevokedSetPruned(t *testing.T) {
 }
 
 func TestQueueBoundedByBytes(t *testing.T) {
-	// Review 3: an offline session's queue is bounded in payload bytes
+	// An offline session's queue is bounded in payload bytes
 	// too (MaxQueuedBytes); the oldest are dropped and counted.
 	e := newEnv(t, func(c *Config) { c.MaxQueuedBytes = 3000 })
 	r := connectRaw(t, e, "alice", "a", false)
@@ -878,7 +878,7 @@ func TestQueueBoundedByBytes(t *testing.T) {
 }
 
 func TestReplayDoesNotHoldServerLock(t *testing.T) {
-	// Review 6: a reconnect's replay runs under the session's lock only;
+	// A reconnect's replay runs under the session's lock only;
 	// while it is stuck (here in an ACL call, which the contract says
 	// never blocks), other clients still log in and other principals
 	// still get messages.
@@ -932,7 +932,7 @@ func TestReplayDoesNotHoldServerLock(t *testing.T) {
 }
 
 func TestInflightResendRechecksMembership(t *testing.T) {
-	// D2 (review 8): an unacknowledged delivery on /group/<gid> is not
+	// An unacknowledged delivery on /group/<gid> is not
 	// sent again, by the retry timer or on reconnect, once the member has
 	// left the group; a direct message inflight beside it still is.
 	deliverBoth := func(t *testing.T, e *env, r *rawClient) {

@@ -22,7 +22,8 @@ import (
 // sessions come later.
 //
 // Sessions are keyed by principal id + "\x00" + client id, so one
-// principal can never reach another's session (B6).
+// principal can never reach another's session, whatever client id it
+// sends.
 //
 // Ordering: QoS 1 messages reach the client in the order the session got
 // them; a message that cannot go out at once (window full, socket backlog,
@@ -252,8 +253,9 @@ func (s *session) appendPublish(buf []byte, o *outMsg, pid uint16, dup bool) []b
 	}
 }
 
-// newPacketID returns an id not used by any inflight message ([MQTT-2.3.1-2],
-// E3). The window is at most MaxInflight (< 65535), so one is always free.
+// newPacketID returns an id not used by any inflight message ([MQTT-2.3.1-2]).
+// The window is at most MaxInflight (at most maxInflight, one less than
+// the 16-bit ids there are), so one is always free.
 func (s *session) newPacketID() uint16 {
 	for {
 		s.nextPID++
@@ -275,8 +277,8 @@ func (s *session) pidInflight(pid uint16) bool {
 	return false
 }
 
-// stillAllowed re-checks the ACL for a queued or resent group message
-// (D2): the principal must still be a member of the group.
+// stillAllowed re-checks the ACL for a queued or resent group message:
+// the principal must still be a member of the group.
 func (s *session) stillAllowed(o *outMsg) bool {
 	if o.form == formDirect {
 		return true
@@ -357,7 +359,7 @@ func (s *session) resendInflight(minAge time.Duration) {
 
 // flushResend sends the inflight messages marked due, in order, while the
 // socket backlog is under MaxOutboundBytes, dropping those the ACL no
-// longer allows (D2). When the backlog stops it, the rest goes from the
+// longer allows. When the backlog stops it, the rest goes from the
 // drained callback (drainLocked), so a resend never pushes a connection
 // over its hard backlog limit, however much is unacknowledged. It returns
 // true when nothing is left to resend. s.mu held.

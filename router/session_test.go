@@ -140,7 +140,7 @@ func TestSlowConsumerPolicy(t *testing.T) {
 }
 
 func TestLateCloseAfterTakeoverLeavesSession(t *testing.T) {
-	// B7 at the unit level: the old connection's close runs after the new
+	// Takeover at the unit level: the old connection's close runs after the new
 	// one is bound and must not touch the session.
 	srv, old, oldT := boundSession(t, nil)
 	sess := old.sess.Load()
@@ -177,7 +177,7 @@ func TestLateCloseAfterTakeoverLeavesSession(t *testing.T) {
 }
 
 func TestSlowConsumerDisconnected(t *testing.T) {
-	// E2 over real sockets: a client that never reads is cut off by the
+	// Over real sockets: a client that never reads is cut off by the
 	// write timeout; Deliver never blocks and a fast client gets everything.
 	e := newEnv(t, func(c *Config) {
 		c.WriteTimeout = 300 * time.Millisecond
@@ -229,7 +229,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 }
 
 func TestResendWaitsForBacklogAndGoesFirst(t *testing.T) {
-	// Review 1 at the unit level: a resend stops at MaxOutboundBytes and
+	// At the unit level: a resend stops at MaxOutboundBytes and
 	// continues when the socket drains; a new message arriving meanwhile
 	// waits behind the resends ([MQTT-4.6.0-1] order).
 	srv, c, ft := boundSession(t, func(c *Config) { c.MaxOutboundBytes = 100 })

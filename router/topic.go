@@ -9,9 +9,9 @@ import (
 
 // This file holds the topic ACL: which filters a principal may subscribe
 // to and which topic names it may publish to. Everything is compared level
-// by level and byte for byte (no normalisation, no prefix matching,
-// C4/C7); the identity put into a topic is always Identity.ID, never a
-// CONNECT field (B4), and must pass validID (C5).
+// by level and byte for byte (no normalisation, no prefix matching); the
+// identity put into a topic is always Identity.ID, never a CONNECT field,
+// and must pass validID (one level, no wildcard).
 //
 // Rules (prefixes from Config, defaults shown):
 //
@@ -47,8 +47,9 @@ var allReasons = []string{
 }
 
 // validID mirrors store.ValidID (router must not depend on the store's
-// backends): 1 to 64 of [A-Za-z0-9_.-], not "." or "..". An id that passes
-// is exactly one topic level and never a wildcard.
+// backends; TestValidID checks they agree): 1 to 64 of [A-Za-z0-9_.-],
+// not "." or "..". An id that passes is exactly one topic level and never
+// a wildcard.
 func validID[T string | []byte](id T) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false
@@ -81,7 +82,7 @@ type topics struct {
 	// auth-topic mode spellings
 	authTopic      string // "/service/auth": token = payload
 	authTopicSlash string // "/service/auth/": token = rest of topic
-	authTopicProto string // "service/auth": the prototype client's spelling
+	authTopicProto string // "service/auth": the spelling of older auth-topic clients (no leading '/')
 }
 
 func newTopics(c Config) topics {
@@ -151,8 +152,7 @@ func (tp *topics) authToken(t, payload []byte) (token []byte, ok bool) {
 // against the subscribe rules for principal id. For an allowed filter it
 // returns gid != "" when the filter is exactly a group topic (the caller
 // then checks acl.IsMember), or gid == "" for a filter inside the
-// principal's private tree. $share/... and every other shape: ok=false
-// (C5, C6, C7, C9).
+// principal's private tree. $share/... and every other shape: ok=false.
 func (tp *topics) subscribeTarget(id, filter string) (gid string, ok bool) {
 	if !validID(id) {
 		return "", false

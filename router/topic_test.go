@@ -1,10 +1,12 @@
 package router
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/mqtt/packet"
+	"github.com/pushring/pushring/store"
 )
 
 func TestSubscribeTarget(t *testing.T) {
@@ -22,7 +24,7 @@ func TestSubscribeTarget(t *testing.T) {
 		{"/group/g1", "g1", true},
 		{"/group/anything", "anything", true}, // membership is checked by the caller
 
-		// C5/C6: wildcards where the identity goes, other trees
+		// Wildcards where the identity goes, other trees
 		{"/private/+", "", false},
 		{"/private/#", "", false},
 		{"/private/+/group/g1", "", false},
@@ -33,7 +35,7 @@ func TestSubscribeTarget(t *testing.T) {
 		{"+/private/alice", "", false},
 		{"/private/bob", "", false},
 		{"/private/bob/#", "", false},
-		// C7: level boundaries
+		// Level boundaries
 		{"/private/alice2", "", false},
 		{"/private/alicebob", "", false},
 		{"private/alice", "", false},
@@ -46,14 +48,14 @@ func TestSubscribeTarget(t *testing.T) {
 		{"/group/", "", false},
 		{"/group//g1", "", false},
 		{"/group/..", "", false},
-		// C9: shared subscriptions refused whatever follows
+		// Shared subscriptions refused whatever follows
 		{"$share/g/private/alice", "", false},
 		{"$share/g//private/alice", "", false},
 		{"$share/g/#", "", false},
-		// C8, service
+		// $ topics, service topics
 		{"$SYS/#", "", false},
 		{"/service/auth", "", false},
-		// C4: no normalisation
+		// No normalisation
 		{"\uFEFF/private/alice", "", false},
 		{"/private/ALICE", "", false},
 	}
@@ -63,7 +65,7 @@ func TestSubscribeTarget(t *testing.T) {
 			t.Errorf("subscribeTarget(alice, %q) = %q, %v; want %q, %v", c.filter, gid, ok, c.gid, c.ok)
 		}
 	}
-	// C5: an identity that is not a valid id never matches anything.
+	// An identity that is not a valid id never matches anything.
 	for _, id := range []string{"+", "#", "alice/#", "a/b", "", "..", "."} {
 		for _, f := range []string{"/private/" + id, "/private/+", "/private/#", "/private/" + id + "/#"} {
 			if _, ok := tp.subscribeTarget(id, f); ok {
@@ -159,6 +161,12 @@ func TestValidID(t *testing.T) {
 	for _, id := range []string{"", ".", "..", "+", "#", "a/b", "a b", "a\x00", "é", "01234567890123456789012345678901234567890123456789012345678901234"} {
 		if validID(id) {
 			t.Errorf("validID(%q) = true", id)
+		}
+	}
+	// validID mirrors store.ValidID, around the length limit too.
+	for _, id := range []string{"a", "A-b_c.d", ".", "..", "a/b", "é", strings.Repeat("a", 64), strings.Repeat("a", 65)} {
+		if validID(id) != store.ValidID(id) {
+			t.Errorf("validID(%q) = %v, store.ValidID %v", id, validID(id), store.ValidID(id))
 		}
 	}
 }

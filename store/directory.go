@@ -95,8 +95,8 @@ func (d *Directory) SetLogger(l *slog.Logger) {
 }
 
 // Start runs the watch in a goroutine and returns once the initial state
-// is loaded, or with an error when ctx is done or 10 seconds pass first.
-// ctx bounds only the wait: the watch runs, and is retried after
+// is loaded, or with an error when ctx is done or startTimeout passes
+// first. ctx bounds only the wait: the watch runs, and is retried after
 // failures, until Close. Calling Start again just waits again.
 func (d *Directory) Start(ctx context.Context) error {
 	d.startOnce.Do(func() { go d.loop() })

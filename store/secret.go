@@ -41,8 +41,10 @@ const (
 
 var b64 = base64.RawStdEncoding // PHC strings use standard base64, no padding
 
-// HashPassword returns the argon2id hash of pw in PHC string form:
-// $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash> with a fresh 16-byte salt.
+// HashPassword returns the argon2id hash of pw in PHC string form,
+// $argon2id$v=<version>$m=<KiB>,t=<passes>,p=<threads>$<salt>$<hash>, with
+// the parameters above (argonMemory, argonTime, argonThreads) and a fresh
+// salt of argonSaltLen bytes.
 func HashPassword(pw string) (string, error) {
 	salt := make([]byte, argonSaltLen)
 	if _, err := rand.Read(salt); err != nil {
@@ -89,7 +91,7 @@ func CheckPassword(phc, pw string) bool {
 }
 
 // NewToken returns a fresh session token (32 random bytes, base64url
-// without padding: 43 characters) and its stored hash, HashToken(token).
+// without padding) and its stored hash, HashToken(token).
 func NewToken() (token, tokenHash string, err error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -1,10 +1,19 @@
 // Package store keeps principals (users and devices), groups, group roles
-// and login sessions. Two implementations share one contract: KV on NATS
-// JetStream key-value buckets (production) and Memory (unit tests).
+// and login sessions. Two implementations share one contract (Store, and
+// the contract tests that run against both): KV on NATS JetStream
+// key-value buckets (production, kv.go) and Memory (unit tests,
+// memory.go).
 //
-// Directory sits on top of either and keeps an in-memory view of groups
-// and roles, fresh through watches, so the hot paths (ACL checks, group
-// resolution) never wait on the store.
+// Directory (directory.go) sits on top of either and is itself a Store:
+// it keeps an in-memory view of groups and roles, fresh through watches,
+// so the hot paths (ACL checks, group resolution) never wait on the
+// store, and it tells OnRevoke callbacks (the router) about logouts.
+// secret.go holds the credentials: argon2id password hashes, session
+// tokens and device keys, stored only as hashes.
+//
+// LOCKS.md, at the repository root, lists the locks of this package: a
+// Directory read takes its read lock only, and neither the backing store
+// nor an OnRevoke callback is called with a Directory lock held.
 package store
 
 import (

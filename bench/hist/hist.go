@@ -1,7 +1,8 @@
 // Package hist is a small log-linear latency histogram in the spirit of
-// HDR histograms: values (nanoseconds) below 128 are exact, larger ones
-// fall into 64 linear sub-buckets per power of two (relative error under
-// 1.6%). Recording is allocation-free; histograms merge by addition. Not
+// HDR histograms: values (nanoseconds) below 1<<subBits are exact, larger
+// ones fall into half linear sub-buckets per power of two, so a bucket is
+// at most 1/half of its values wide (the relative error; TestBucketWidth
+// pins it). Recording is allocation-free; histograms merge by addition. Not
 // safe for concurrent use: keep one per goroutine and Merge at the end.
 package hist
 

@@ -22,6 +22,24 @@ func TestBucketsMonotonic(t *testing.T) {
 	}
 }
 
+// TestBucketWidth pins the precision the package doc states: values
+// below 1<<subBits have a bucket each, and every other bucket is at most
+// 1/half of its lowest value wide.
+func TestBucketWidth(t *testing.T) {
+	for i := range numBuckets {
+		lo, hi := bounds(i)
+		if i < 1<<subBits {
+			if lo != hi {
+				t.Fatalf("bucket %d holds [%d, %d], want one value", i, lo, hi)
+			}
+			continue
+		}
+		if width := hi - lo + 1; width > lo/half {
+			t.Fatalf("bucket %d is [%d, %d]: %d wide, over 1/%d of %d", i, lo, hi, width, half, lo)
+		}
+	}
+}
+
 func TestQuantiles(t *testing.T) {
 	h, o := New(), New()
 	var all []int64

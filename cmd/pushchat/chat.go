@@ -17,7 +17,8 @@ import (
 	"unicode/utf8"
 )
 
-// validID is the principal and group id syntax of DESIGN.md §2. pushchat
+// validID is the principal and group id syntax (store.ValidID, less its
+// refusal of "." and "..", which the server still applies). pushchat
 // checks ids before it builds topics from them, so "+", "#" or "/" never
 // reach a topic.
 var validID = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)

@@ -1,4 +1,4 @@
-// Command pushchat is the prototype's chat client rebuilt on pushring: it
+// Command pushchat is a chat client on pushring: it
 // logs in over HTTP, holds ONE MQTT connection subscribed to the user's
 // private tree, prints what arrives and publishes what is typed.
 //

@@ -14,7 +14,7 @@ import (
 //
 // A bucket that has refilled completely carries no state (a new one would
 // be the same), so such buckets are swept out when the table grows past a
-// threshold that starts at 1024 keys and doubles with the keys still
+// threshold that starts at minSweep keys and doubles with the keys still
 // active: a scan from many addresses costs memory only while they are
 // active, and sweeping stays amortised. With a bound (maxKeys > 0), a table
 // still at the bound after a sweep is emptied: under an address-rotation

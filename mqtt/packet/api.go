@@ -7,12 +7,14 @@
 // This file holds the types, constants and error values the router codes
 // against. The functions live in:
 //
-//	reader.go  Reader: whole packets from a stream, bounded memory
-//	decode.go  Decode*: client → server packets (plus CONNACK/SUBACK/UNSUBACK for test clients),
-//	           ValidClientPacketType
-//	encode.go  Append*: server → client packets (plus CONNECT/SUBSCRIBE/... for test clients),
-//	           PublishLen, SetPacketID/SetDup/PublishIDOffset to patch an encoded PUBLISH
-//	topic.go   ValidTopicName, ValidFilter, Match
+//	reader.go    Reader: whole packets from a stream, bounded memory; ParseFixedHeader
+//	decode.go    Decode*: client → server packets (plus CONNACK/SUBACK/UNSUBACK for test clients),
+//	             ValidClientPacketType
+//	encode.go    Append*: server → client packets (plus CONNECT/SUBSCRIBE/... for test clients),
+//	             PublishLen, SetPacketID/SetDup/PublishIDOffset to patch an encoded PUBLISH
+//	topic.go     ValidTopicName, ValidFilter, Match
+//	tpackets.go  TPackets: the expected-bytes table the codec's and the server's tests
+//	             read, and the classes of hostile input its entries are named after
 //
 // Every function is safe for concurrent use; a Reader is not.
 //
@@ -46,13 +48,13 @@
 // # Left to the server
 //
 // The codec checks form, not policy. The server still must: refuse a first
-// packet that is not CONNECT and a second CONNECT (B1, B2; Reader.SetCheck
-// can do the first without reading the body), refuse types a client may
-// not send (ValidClientPacketType, A6), answer an empty client id with
-// clean session 0 with CONNACK 0x02 (B5), validate identities and build
-// ACL filters level by level (C5), apply the ACL to decoded topics and
-// filters including Will topics (C6–C9, D1), and cap sizes, counts and
-// inflight state (E1–E7).
+// packet that is not CONNECT and a second CONNECT (Reader.SetCheck can do
+// the first without reading the body), refuse types a client may not send
+// (ValidClientPacketType), answer an empty client id with clean session 0
+// with CONNACK 0x02, check that an identity is one topic level without
+// wildcards before it goes into a topic, apply the ACL to decoded topics
+// and filters (Will topics included) level by level, and cap packet sizes,
+// subscription counts and inflight state.
 package packet
 
 // Packet types (the high nibble of the first byte).
@@ -100,7 +102,8 @@ const (
 	// 4-byte encoding (256 MiB - 1).
 	MaxRemainingLength = 268435455
 	// MaxLevels caps the number of levels of a topic name or filter
-	// (BAD_INPUTS C11; mosquitto uses 200). Longer ones are invalid.
+	// (mosquitto uses 200), so that no topic costs more than that many
+	// levels to walk. Longer ones are invalid.
 	MaxLevels = 128
 	// MaxStringLen is the longest UTF-8 string or binary field (2-byte length).
 	MaxStringLen = 65535
@@ -132,27 +135,27 @@ const (
 // failing never allocates.
 var (
 	// Framing (Reader).
-	ErrRemainingLength = &Error{CodeMalformed, "malformed remaining length"} // 5th length byte, or a non-minimal encoding (A1)
-	ErrTooLarge        = &Error{CodePacketTooLarge, "packet too large"}      // remaining length > maxSize (A2, E5)
-	ErrPacketType      = &Error{CodeProtocolError, "unexpected packet type"} // a decoder given another type's header; see ValidClientPacketType (A6)
+	ErrRemainingLength = &Error{CodeMalformed, "malformed remaining length"} // 5th length byte, or a non-minimal encoding
+	ErrTooLarge        = &Error{CodePacketTooLarge, "packet too large"}      // remaining length > maxSize
+	ErrPacketType      = &Error{CodeProtocolError, "unexpected packet type"} // a decoder given another type's header; see ValidClientPacketType
 
 	// Structure (all packets).
-	ErrFlags        = &Error{CodeMalformed, "invalid fixed header flags"}        // A5
-	ErrShort        = &Error{CodeMalformed, "field runs past end of packet"}     // A3
-	ErrTrailing     = &Error{CodeMalformed, "trailing bytes after last field"}   // A4
-	ErrPacketIDZero = &Error{CodeProtocolError, "packet identifier 0"}           // A7
+	ErrFlags        = &Error{CodeMalformed, "invalid fixed header flags"}        // reserved bits of the first byte wrong for the type
+	ErrShort        = &Error{CodeMalformed, "field runs past end of packet"}     // a length or field past the end of the body
+	ErrTrailing     = &Error{CodeMalformed, "trailing bytes after last field"}   // bytes after the last field
+	ErrPacketIDZero = &Error{CodeProtocolError, "packet identifier 0"}           // a packet id of 0 where one is required
 	ErrQoS          = &Error{CodeMalformed, "invalid QoS"}                       // PUBLISH QoS 3, SUBSCRIBE QoS 3
-	ErrUTF8         = &Error{CodeMalformed, "invalid UTF-8 or U+0000 in string"} // C3, B4
+	ErrUTF8         = &Error{CodeMalformed, "invalid UTF-8 or U+0000 in string"} // topics, filters, client id, username, will topic
 
 	// CONNECT.
-	ErrProtocolName     = &Error{CodeMalformed, "unknown protocol name"}               // B3 "hj": close, no CONNACK
-	ErrUnsupportedLevel = &Error{CodeUnsupportedVersion, "unsupported protocol level"} // B3 level 6: CONNACK 0x01
+	ErrProtocolName     = &Error{CodeMalformed, "unknown protocol name"}               // neither "MQTT" nor "MQIsdp": close, no CONNACK
+	ErrUnsupportedLevel = &Error{CodeUnsupportedVersion, "unsupported protocol level"} // a level the name does not go with: CONNACK 0x01
 	ErrV5NotSupported   = &Error{CodeUnsupportedVersion, "MQTT 5.0 not yet supported"} // level 5: CONNACK 0x01
-	ErrConnectFlags     = &Error{CodeMalformed, "invalid CONNECT flags"}               // B3
+	ErrConnectFlags     = &Error{CodeMalformed, "invalid CONNECT flags"}               // reserved flag, will QoS 3, will or password flags that do not go together
 
 	// Topics.
-	ErrTopicName = &Error{CodeTopicNameInvalid, "invalid topic name"} // empty, wildcard, > MaxLevels (C1, C2, C11, D1)
-	ErrFilter    = &Error{CodeMalformed, "invalid topic filter"}      // see ValidFilter (C10, C11)
+	ErrTopicName = &Error{CodeTopicNameInvalid, "invalid topic name"} // empty, wildcard, > MaxLevels (PUBLISH and will topics)
+	ErrFilter    = &Error{CodeMalformed, "invalid topic filter"}      // see ValidFilter
 
 	// SUBSCRIBE / UNSUBSCRIBE.
 	ErrNoFilters  = &Error{CodeProtocolError, "no topic filters"}              // [MQTT-3.8.3-3], [MQTT-3.10.3-2]

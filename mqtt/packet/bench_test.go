@@ -1,9 +1,9 @@
 package packet_test
 
-// Benchmarks against github.com/mochi-mqtt/server/v2/packets, the codec
-// the issue names as the alternative ("use a well-kept MQTT codec library
-// unless your own codec beats it in a benchmark you commit"). mochi is a
-// test-only dependency of this package.
+// Benchmarks against github.com/mochi-mqtt/server/v2/packets, a
+// well-kept MQTT codec library: pushring keeps a codec of its own only
+// because it beats that one here, in a benchmark anyone can rerun. mochi
+// is a test-only dependency of this package.
 //
 //	go test ./mqtt/packet/ -run '^$' -bench . -benchmem
 //
@@ -14,15 +14,15 @@ package packet_test
 // needs the topic as one string, so it pays for the concatenation; the
 // FixedTopic variant shows mochi without it).
 //
-// Result (go1.26.8, 2 shared cores, -cpu 1, 91-byte packet; all 0 allocs/op):
+// Result (go1.26.8, 2 shared cores, -cpu 1, benchPacket's PUBLISH; all 0 allocs/op):
 //
 //	DecodePublish              20 ns/op   mochi 51 ns/op
 //	EncodePublish              20 ns/op   mochi 72 ns/op (55 ns/op with a fixed topic)
 //	ReadDecodePublish (Reader) 27 ns/op
 //	WriteManyPatchID            5 ns/op
 //
-// Our codec is 2.5–3.5× faster, and stricter (see tpackets_test.go), so it
-// stays.
+// Our codec is 2.5–3.5× faster, and stricter (see the TPackets table,
+// tpackets.go), so it stays.
 
 import (
 	"bytes"
@@ -131,8 +131,8 @@ func BenchmarkMochiEncodePublishFixedTopic(b *testing.B) {
 	benchSink = buf.Bytes()
 }
 
-// BenchmarkWriteManyPatchID is the fan-out path of DESIGN.md §3: one encoded
-// PUBLISH copied into a connection's write buffer with its packet id patched.
+// BenchmarkWriteManyPatchID is the fan-out path (encode once, write many):
+// one encoded PUBLISH copied into a connection's write buffer with its packet id patched.
 func BenchmarkWriteManyPatchID(b *testing.B) {
 	shared := packet.AppendPublish(nil, 1, false, false, 0, benchPayload, benchTopic)
 	off := packet.PublishIDOffset(shared)

@@ -123,8 +123,8 @@ func TestTableDecode(t *testing.T) {
 }
 
 func TestTableErrorCodes(t *testing.T) {
-	// Every error is an *Error with the code the BAD_INPUTS catalogue
-	// expects for its class.
+	// Every error is an *Error with the MQTT 5.0 reason code that
+	// describes it.
 	want := map[*Error]byte{
 		ErrRemainingLength: 0x81, ErrTooLarge: 0x95, ErrPacketType: 0x82, ErrFlags: 0x81,
 		ErrShort: 0x81, ErrTrailing: 0x81, ErrPacketIDZero: 0x82, ErrQoS: 0x81, ErrUTF8: 0x81,

@@ -18,7 +18,7 @@ import (
 // typ (header>>4) on a connection of the given protocol level: CONNECT,
 // PUBLISH, the four acks, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT, and
 // AUTH in 5.0. Reserved 0 and server-only types (CONNACK, SUBACK, UNSUBACK,
-// PINGRESP) are refused: close (5.0: 0x82) — BAD_INPUTS A6.
+// PINGRESP) are refused: close (5.0: 0x82).
 func ValidClientPacketType(typ, level byte) bool {
 	switch typ {
 	case CONNECT, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT:
@@ -47,7 +47,7 @@ func checkLevel(level byte) error {
 // Will flag; Will QoS < 3; in 3.1/3.1.1 no password flag without the
 // username flag; client id, Will topic and username valid UTF-8 without
 // U+0000; the Will topic a valid topic name; no trailing bytes. An empty
-// client id is decoded: the server decides (BAD_INPUTS B5).
+// client id is decoded: the server decides whether to assign one.
 //
 // Errors with Code 0x84 (ErrUnsupportedLevel for "MQTT" with a level other
 // than 4 or 5, or "MQIsdp" with a level other than 3; ErrV5NotSupported for
@@ -134,7 +134,7 @@ func DecodeConnect(header byte, body []byte, c *Connect) error {
 		if b, off, ok = readBinary(body, off); !ok {
 			return ErrShort
 		}
-		if !validString(b) { // [MQTT-1.5.3-2]: the username too (BAD_INPUTS B4)
+		if !validString(b) { // [MQTT-1.5.3-2]: the username too
 			return ErrUTF8
 		}
 		c.Username = string(b)
@@ -143,7 +143,7 @@ func DecodeConnect(header byte, body []byte, c *Connect) error {
 		if b, off, ok = readBinary(body, off); !ok {
 			return ErrShort
 		}
-		c.Password = bytes.Clone(b) // non-nil, maybe empty (B4)
+		c.Password = bytes.Clone(b) // non-nil, maybe empty: an empty password is still a password
 	}
 	if off != len(body) {
 		return ErrTrailing

@@ -9,7 +9,7 @@ import "slices"
 // encoded at all (a string over MaxStringLen bytes, a body over
 // MaxRemainingLength, QoS 3) is not appended: dst comes back unchanged.
 //
-// Encode once, write many (DESIGN.md §3): AppendPublish the message once
+// Encode once, write many (the fan-out path): AppendPublish the message once
 // with packet id 0, then for each receiving QoS>0 connection append those
 // bytes to its write buffer and patch the copy with SetPacketID (or with
 // the offset from PublishIDOffset, computed once). Never patch the shared
@@ -98,7 +98,7 @@ func AppendPublish(dst []byte, qos byte, dup, retain bool, packetID uint16, payl
 
 // PublishLen returns the size in bytes of the PUBLISH that AppendPublish
 // would append, or -1 if it cannot be encoded. Compare it with a client's
-// maximum packet size before queueing (BAD_INPUTS E5).
+// maximum packet size before queueing.
 func PublishLen(qos byte, payloadLen int, topicParts ...string) int {
 	tlen := 0
 	for _, p := range topicParts {

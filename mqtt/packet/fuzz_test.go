@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// Fuzz targets (STYLE.md §6). Run one at a time, for example:
+// Fuzz targets (make test runs each for a few seconds, scripts/fuzz.sh).
+// Run one at a time, for example:
 //
 //	go test ./mqtt/packet/ -run '^$' -fuzz '^FuzzReader$' -fuzztime 20s -fuzzminimizetime 2s
 //

@@ -5,7 +5,8 @@ import (
 	"io"
 )
 
-// Reader memory rules (BAD_INPUTS A2, B8):
+// Reader memory rules (a declared length is not a reason to allocate, and
+// a slow or partial packet holds no more than the initial buffer):
 //
 //   - The buffer is allocated on the first read, DefaultReadBufferSize bytes
 //     unless NewReaderSize says otherwise.
@@ -59,7 +60,7 @@ func NewReader(r io.Reader, maxSize int) *Reader {
 }
 
 // NewReaderSize is NewReader with an initial buffer of bufSize bytes
-// (at least 16).
+// (at least minReadBufferSize).
 func NewReaderSize(r io.Reader, maxSize, bufSize int) *Reader {
 	rd := &Reader{r: r, bufSize: max(bufSize, minReadBufferSize)}
 	rd.SetMaxSize(maxSize)
@@ -84,7 +85,7 @@ func (r *Reader) SetMaxSize(maxSize int) {
 // maxSize check, before any byte of its body is read. A non-nil error from
 // fn is returned by ReadPacket (and sticks). The server uses it to refuse a
 // first packet that is not CONNECT, or a type a client may not send (see
-// ValidClientPacketType), without reading the body (BAD_INPUTS A2, A6, B1).
+// ValidClientPacketType), without reading the body.
 // fn runs on the reading goroutine and must not block.
 func (r *Reader) SetCheck(fn func(header byte, remaining int) error) { r.check = fn }
 
@@ -93,7 +94,7 @@ func (r *Reader) SetCheck(fn func(header byte, remaining int) error) { r.check =
 // read more from the underlying reader, that is before it may block in the
 // middle of a packet. The server arms its packet deadline there, so a
 // packet that has started, even with an incomplete fixed header, must
-// arrive whole in time (BAD_INPUTS A2). fn runs on the reading goroutine
+// arrive whole in time. fn runs on the reading goroutine
 // and must not block.
 func (r *Reader) SetPartial(fn func()) { r.partial = fn }
 

@@ -25,7 +25,7 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 func TestReaderHugeDeclaredLength(t *testing.T) {
-	// A2: a huge declared length is refused after the fixed header, before
+	// A huge declared length is refused after the fixed header, before
 	// any body byte is buffered beyond the first read, with nothing
 	// allocated but the initial buffer.
 	for _, hdr := range [][]byte{{0x10, 0xFF, 0xFF, 0xFF, 0x7F}, {0x30, 0x80, 0x80, 0x80, 0x74}} {
@@ -44,7 +44,7 @@ func TestReaderHugeDeclaredLength(t *testing.T) {
 }
 
 func TestReaderSlowloris(t *testing.T) {
-	// B8 / NanoMQ CVE-2026-25627: a declared length within maxSize with
+	// Slowloris (NanoMQ CVE-2026-25627): a declared length within maxSize with
 	// only 3 bytes of body costs no more than the initial buffer.
 	pkt := []byte{0x10, 0xC0, 0x84, 0x3D, 1, 2, 3} // declares 1,000,000
 	r := NewReaderSize(bytes.NewReader(pkt), 4<<20, 256)
@@ -123,7 +123,7 @@ func TestReaderBufferedCoalesces(t *testing.T) {
 
 func TestReaderCheck(t *testing.T) {
 	// The server refuses a first packet that is not CONNECT without
-	// reading its body (B1, A2 "close without reading the body").
+	// reading its body.
 	errNotConnect := errors.New("first packet is not CONNECT")
 	pub := AppendPublish(nil, 0, false, false, 0, make([]byte, 5000), "t")
 	src := &countingReader{r: bytes.NewReader(pub)}

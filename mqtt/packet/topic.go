@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Topic names and filters (BAD_INPUTS C1–C11).
+// Topic names and filters.
 //
 // Levels are the strings between '/'. They are compared byte for byte:
 // no normalization, no case folding, no BOM stripping, ".." is literal,
@@ -22,7 +22,7 @@ func ValidTopicName(t []byte) bool { return checkTopicName(t) == nil }
 // checkTopicName is ValidTopicName with the reason: ErrUTF8 for bad UTF-8
 // or U+0000, ErrTopicName otherwise.
 func checkTopicName(t []byte) error {
-	if len(t) == 0 { // [MQTT-4.7.3-1]; C2
+	if len(t) == 0 { // [MQTT-4.7.3-1]
 		return ErrTopicName
 	}
 	levels := 1
@@ -33,7 +33,7 @@ func checkTopicName(t []byte) error {
 		case tbPlain:
 		case tbSlash:
 			levels++
-		case tbWildcard: // [MQTT-3.3.2-2]; C1
+		case tbWildcard: // [MQTT-3.3.2-2]
 			return ErrTopicName
 		case tbNUL:
 			return ErrUTF8

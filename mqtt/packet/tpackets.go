@@ -135,7 +135,7 @@ var TPackets = sync.OnceValue(func() []TPacket {
 		{Name: "body exactly at the limit", Raw: rawPublish("t", strings.Repeat("x", TMaxSize-3)),
 			Want: &Publish{Topic: []byte("t"), Payload: []byte(strings.Repeat("x", TMaxSize-3))}},
 
-		// ---- Packet types a client may not send (A6) ----
+		// ---- Packet types a client may not send ----
 		{Name: "A6 reserved type 0", Hex: "00 00", Err: ErrPacketType, Ref: "A6"},
 		{Name: "A6 AUTH from a 3.1.1 client", Hex: "F0 00", Err: ErrPacketType, Ref: "A6"},
 		{Name: "A6 CONNACK from a client", Hex: "20 02 00 00", Err: ErrPacketType, Ref: "A6"},

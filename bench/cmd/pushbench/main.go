@@ -1,4 +1,4 @@
-// Command pushbench is pushring's load harness (issue #4): it runs a
+// Command pushbench is pushring's load harness: it runs a
 // scenario against a pushring node and, in the same run on the same
 // machine, against plain MQTT brokers it starts itself (--baseline), and
 // prints one row per system. See bench/README.md.
