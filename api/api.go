@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -137,28 +138,14 @@ func (c Config) Validate() error { return c.withDefaults().validate() }
 // validate to refuse.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.SessionTTL == 0 {
-		c.SessionTTL = d.SessionTTL
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = d.MaxBodyBytes
-	}
-	if c.MaxPayloadBytes == 0 {
-		c.MaxPayloadBytes = d.MaxPayloadBytes
-	}
+	c.SessionTTL = cmp.Or(c.SessionTTL, d.SessionTTL)
+	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, d.MaxBodyBytes)
+	c.MaxPayloadBytes = cmp.Or(c.MaxPayloadBytes, d.MaxPayloadBytes)
 	c.PrivatePrefix = strings.TrimRight(c.PrivatePrefix, "/")
-	if c.PrivatePrefix == "" {
-		c.PrivatePrefix = d.PrivatePrefix
-	}
-	if c.LoginRate == 0 {
-		c.LoginRate = d.LoginRate // negative stays: no limit
-	}
-	if c.LoginBurst == 0 {
-		c.LoginBurst = d.LoginBurst
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.PrivatePrefix = cmp.Or(c.PrivatePrefix, d.PrivatePrefix)
+	c.LoginRate = cmp.Or(c.LoginRate, d.LoginRate) // negative stays: no limit
+	c.LoginBurst = cmp.Or(c.LoginBurst, d.LoginBurst)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}

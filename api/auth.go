@@ -44,6 +44,10 @@ func (c caller) String() string {
 // and device keys (store.NewToken, store.NewDeviceKey) are much shorter.
 const maxCredentialBytes = 512
 
+// Every issued secret fits under maxCredentialBytes: a negative array
+// length fails to compile otherwise.
+var _ [maxCredentialBytes - store.SecretLen]struct{}
+
 // dummyKeyHash is checked against when a device id is unknown, so the
 // answer costs the same.
 var dummyKeyHash = strings.Repeat("0", 2*sha256.Size)

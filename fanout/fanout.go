@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,34 +111,18 @@ func (c Config) Validate() error { return c.withDefaults().validate() }
 // refuse.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Cluster == "" {
-		c.Cluster = d.Cluster
-	}
-	if c.HopLimit == 0 {
-		c.HopLimit = d.HopLimit
-	}
-	if c.MaxEnvelopeBytes == 0 {
-		c.MaxEnvelopeBytes = d.MaxEnvelopeBytes
-	}
+	c.Cluster = cmp.Or(c.Cluster, d.Cluster)
+	c.HopLimit = cmp.Or(c.HopLimit, d.HopLimit)
+	c.MaxEnvelopeBytes = cmp.Or(c.MaxEnvelopeBytes, d.MaxEnvelopeBytes)
 	if c.MaxEnvelopeBytes > 0 {
 		// Room for a header and a few recipients or acks, whatever the ids.
 		c.MaxEnvelopeBytes = max(c.MaxEnvelopeBytes, minEnvelopeBytes)
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.AttachTTL == 0 {
-		c.AttachTTL = d.AttachTTL
-	}
-	if c.AttachRenew == 0 {
-		c.AttachRenew = d.AttachRenew
-	}
-	if c.AckTimeout == 0 {
-		c.AckTimeout = d.AckTimeout
-	}
-	if c.AckHold == 0 {
-		c.AckHold = d.AckHold
-	}
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.AttachTTL = cmp.Or(c.AttachTTL, d.AttachTTL)
+	c.AttachRenew = cmp.Or(c.AttachRenew, d.AttachRenew)
+	c.AckTimeout = cmp.Or(c.AckTimeout, d.AckTimeout)
+	c.AckHold = cmp.Or(c.AckHold, d.AckHold)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -124,30 +125,14 @@ func (c Config) Validate() error { return c.withDefaults().validate() }
 // validate to refuse.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.GossipAddr == "" {
-		c.GossipAddr = d.GossipAddr
-	}
-	if c.VirtualNodes == 0 {
-		c.VirtualNodes = d.VirtualNodes
-	}
-	if c.ProbeInterval == 0 {
-		c.ProbeInterval = d.ProbeInterval
-	}
-	if c.ProbeTimeout == 0 {
-		c.ProbeTimeout = d.ProbeTimeout
-	}
-	if c.SuspicionMult == 0 {
-		c.SuspicionMult = d.SuspicionMult
-	}
-	if c.GossipInterval == 0 {
-		c.GossipInterval = d.GossipInterval
-	}
-	if c.PushPullInterval == 0 {
-		c.PushPullInterval = d.PushPullInterval
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.GossipAddr = cmp.Or(c.GossipAddr, d.GossipAddr)
+	c.VirtualNodes = cmp.Or(c.VirtualNodes, d.VirtualNodes)
+	c.ProbeInterval = cmp.Or(c.ProbeInterval, d.ProbeInterval)
+	c.ProbeTimeout = cmp.Or(c.ProbeTimeout, d.ProbeTimeout)
+	c.SuspicionMult = cmp.Or(c.SuspicionMult, d.SuspicionMult)
+	c.GossipInterval = cmp.Or(c.GossipInterval, d.GossipInterval)
+	c.PushPullInterval = cmp.Or(c.PushPullInterval, d.PushPullInterval)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 

@@ -23,6 +23,10 @@ var _ router.Authenticator = (*authenticator)(nil)
 // longer is refused without work.
 const maxSecretLen = 256
 
+// Every issued secret fits under maxSecretLen: a negative array length
+// fails to compile otherwise.
+var _ [maxSecretLen - store.SecretLen]struct{}
+
 func (a *authenticator) Authenticate(ctx context.Context, username string, password []byte) (router.Identity, error) {
 	if !store.ValidID(username) || len(password) == 0 || len(password) > maxSecretLen {
 		return router.Identity{}, router.ErrBadCredentials

@@ -18,6 +18,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -175,34 +176,19 @@ const joinRetry = time.Second
 // validate to refuse.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	str := func(v *string, def string) {
-		if *v == "" {
-			*v = def
-		}
-	}
-	str(&c.DataDir, d.DataDir)
-	str(&c.Cluster, d.Cluster)
-	str(&c.MQTTAddr, d.MQTTAddr)
-	str(&c.HTTPAddr, d.HTTPAddr)
-	str(&c.GossipAddr, d.GossipAddr)
-	if c.KVReplicas == 0 {
-		c.KVReplicas = d.KVReplicas
-	}
-	if c.SessionTTL == 0 {
-		c.SessionTTL = d.SessionTTL
-	}
-	if c.LoginRate == 0 {
-		c.LoginRate = d.LoginRate // negative stays: no limit
-	}
-	if c.LoginBurst == 0 {
-		c.LoginBurst = d.LoginBurst
-	}
+	c.DataDir = cmp.Or(c.DataDir, d.DataDir)
+	c.Cluster = cmp.Or(c.Cluster, d.Cluster)
+	c.MQTTAddr = cmp.Or(c.MQTTAddr, d.MQTTAddr)
+	c.HTTPAddr = cmp.Or(c.HTTPAddr, d.HTTPAddr)
+	c.GossipAddr = cmp.Or(c.GossipAddr, d.GossipAddr)
+	c.KVReplicas = cmp.Or(c.KVReplicas, d.KVReplicas)
+	c.SessionTTL = cmp.Or(c.SessionTTL, d.SessionTTL)
+	c.LoginRate = cmp.Or(c.LoginRate, d.LoginRate) // negative stays: no limit
+	c.LoginBurst = cmp.Or(c.LoginBurst, d.LoginBurst)
 	if len(c.Join) > 0 && c.Membership.JoinRetryInterval == 0 {
 		c.Membership.JoinRetryInterval = joinRetry
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 

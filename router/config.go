@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"math"
@@ -207,50 +208,31 @@ func (c Config) Validate() error { return c.withDefaults().validate() }
 // to MaxPacketSize. It leaves wrong values for validate to refuse.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	str := func(v *string, def string) {
-		if *v == "" {
-			*v = def
-		}
-	}
-	str(&c.NodeID, d.NodeID)
-	str(&c.PrivatePrefix, d.PrivatePrefix)
-	str(&c.GroupPrefix, d.GroupPrefix)
-	str(&c.ServicePrefix, d.ServicePrefix)
-	num := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	num(&c.MaxPacketSize, d.MaxPacketSize)
-	num(&c.MaxConnectPacketSize, d.MaxConnectPacketSize)
+	c.NodeID = cmp.Or(c.NodeID, d.NodeID)
+	c.PrivatePrefix = cmp.Or(c.PrivatePrefix, d.PrivatePrefix)
+	c.GroupPrefix = cmp.Or(c.GroupPrefix, d.GroupPrefix)
+	c.ServicePrefix = cmp.Or(c.ServicePrefix, d.ServicePrefix)
+	c.MaxPacketSize = cmp.Or(c.MaxPacketSize, d.MaxPacketSize)
+	c.MaxConnectPacketSize = cmp.Or(c.MaxConnectPacketSize, d.MaxConnectPacketSize)
 	// The connect limit only ever tightens MaxPacketSize: a caller that
 	// lowers MaxPacketSize alone gets a connect limit no larger.
 	if c.MaxPacketSize > 0 {
 		c.MaxConnectPacketSize = min(c.MaxConnectPacketSize, c.MaxPacketSize)
 	}
-	num(&c.MaxInflight, d.MaxInflight)
-	num(&c.MaxUnconfirmed, d.MaxUnconfirmed) // negative stays: none (hold.go)
-	num(&c.MaxQueued, d.MaxQueued)
-	num(&c.MaxQueuedBytes, d.MaxQueuedBytes)
-	num(&c.MaxSubscriptions, d.MaxSubscriptions)
-	num(&c.MaxSessionsPerPrincipal, d.MaxSessionsPerPrincipal)
-	num(&c.MaxOutboundBytes, d.MaxOutboundBytes)
-	if c.ConnectRate == 0 {
-		c.ConnectRate = d.ConnectRate // negative stays: no limit
-	}
-	num(&c.ConnectBurst, d.ConnectBurst)
-	dur := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	dur(&c.ConnectTimeout, d.ConnectTimeout)
-	dur(&c.SessionExpiry, d.SessionExpiry)
-	dur(&c.WriteTimeout, d.WriteTimeout)
-	dur(&c.RetryInterval, d.RetryInterval)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.MaxInflight = cmp.Or(c.MaxInflight, d.MaxInflight)
+	c.MaxUnconfirmed = cmp.Or(c.MaxUnconfirmed, d.MaxUnconfirmed) // negative stays: none (hold.go)
+	c.MaxQueued = cmp.Or(c.MaxQueued, d.MaxQueued)
+	c.MaxQueuedBytes = cmp.Or(c.MaxQueuedBytes, d.MaxQueuedBytes)
+	c.MaxSubscriptions = cmp.Or(c.MaxSubscriptions, d.MaxSubscriptions)
+	c.MaxSessionsPerPrincipal = cmp.Or(c.MaxSessionsPerPrincipal, d.MaxSessionsPerPrincipal)
+	c.MaxOutboundBytes = cmp.Or(c.MaxOutboundBytes, d.MaxOutboundBytes)
+	c.ConnectRate = cmp.Or(c.ConnectRate, d.ConnectRate) // negative stays: no limit
+	c.ConnectBurst = cmp.Or(c.ConnectBurst, d.ConnectBurst)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, d.ConnectTimeout)
+	c.SessionExpiry = cmp.Or(c.SessionExpiry, d.SessionExpiry)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, d.WriteTimeout)
+	c.RetryInterval = cmp.Or(c.RetryInterval, d.RetryInterval)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 

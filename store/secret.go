@@ -90,6 +90,12 @@ func CheckPassword(phc, pw string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
+// SecretLen is the length of every session token and device key NewToken
+// and NewDeviceKey issue (32 random bytes in base64url without padding), so
+// that code which bounds what it hashes can check the bound at compile
+// time.
+const SecretLen = 43
+
 // NewToken returns a fresh session token (32 random bytes, base64url
 // without padding) and its stored hash, HashToken(token).
 func NewToken() (token, tokenHash string, err error) {

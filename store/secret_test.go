@@ -113,3 +113,19 @@ func TestDeviceKeys(t *testing.T) {
 		t.Error("upper-case hash refused")
 	}
 }
+
+func TestSecretLen(t *testing.T) {
+	for range 100 {
+		tok, _, err := NewToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := NewDeviceKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tok) != SecretLen || len(key) != SecretLen {
+			t.Fatalf("token %d bytes, device key %d bytes, SecretLen %d", len(tok), len(key), SecretLen)
+		}
+	}
+}

@@ -116,10 +116,10 @@ func TestClient(t *testing.T) {
 	}
 }
 
-// TestRawConn: the primitives the tests use byte by byte. DialTCP sends
-// nothing; Connect reports a refusal as a code; WritePacket writes any
-// bytes as they are; a ReadPacket timeout leaves the connection usable.
-func TestRawConn(t *testing.T) {
+// dialPair returns a client from DialTCP and the server's end of its
+// connection; both are closed at cleanup.
+func dialPair(t *testing.T) (*Conn, net.Conn) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -129,12 +129,20 @@ func TestRawConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Abort()
+	t.Cleanup(func() { c.Abort() })
 	sc, err := l.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sc.Close()
+	t.Cleanup(func() { sc.Close() })
+	return c, sc
+}
+
+// TestRawConn: the primitives the tests use byte by byte. DialTCP sends
+// nothing; Connect reports a refusal as a code; WritePacket writes any
+// bytes as they are; a ReadPacket timeout leaves the connection usable.
+func TestRawConn(t *testing.T) {
+	c, sc := dialPair(t)
 	sr := packet.NewReader(sc, 0)
 
 	connected := make(chan error, 1)
@@ -185,21 +193,7 @@ func TestRawConn(t *testing.T) {
 // TestWritesTableBytes: what the client writes is, byte for byte, the
 // codec table's entry for that packet.
 func TestWritesTableBytes(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c, err := DialTCP(l.Addr().String(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Abort()
-	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	c, sc := dialPair(t)
 	expectBytes := func(name string) {
 		t.Helper()
 		tp := packet.TPacketNamed(name)
