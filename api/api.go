@@ -77,6 +77,9 @@ type Deps struct {
 // a Config or Deps it cannot run with; the error's text names the field.
 var ErrInvalidConfig = errors.New("api: invalid config")
 
+// check makes the errors that match ErrInvalidConfig.
+var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "api"}
+
 // Config of the API. Build it from DefaultConfig and change what you
 // need. New fills a zero field with its default, then refuses, with an
 // error naming the field, a value it cannot run with.
@@ -159,26 +162,13 @@ func (c Config) withDefaults() Config {
 // names the first bad field.
 func (c Config) validate() error {
 	return configerr.First(
-		configerr.Positive(ErrInvalidConfig, "api", "SessionTTL", c.SessionTTL),
-		configerr.Positive(ErrInvalidConfig, "api", "MaxBodyBytes", c.MaxBodyBytes),
-		configerr.Positive(ErrInvalidConfig, "api", "MaxPayloadBytes", c.MaxPayloadBytes),
-		invalidIf(strings.ContainsAny(c.PrivatePrefix, "+#\x00"), "PrivatePrefix %q must be a topic name without wildcards or NUL", c.PrivatePrefix),
-		invalidIf(math.IsNaN(c.LoginRate), "LoginRate must be a number (got NaN)"),
-		configerr.Positive(ErrInvalidConfig, "api", "LoginBurst", c.LoginBurst),
+		configerr.Positive(check, "SessionTTL", c.SessionTTL),
+		configerr.Positive(check, "MaxBodyBytes", c.MaxBodyBytes),
+		configerr.Positive(check, "MaxPayloadBytes", c.MaxPayloadBytes),
+		check.If(strings.ContainsAny(c.PrivatePrefix, "+#\x00"), "PrivatePrefix %q must be a topic name without wildcards or NUL", c.PrivatePrefix),
+		check.If(math.IsNaN(c.LoginRate), "LoginRate must be a number (got NaN)"),
+		configerr.Positive(check, "LoginBurst", c.LoginBurst),
 	)
-}
-
-// invalid returns a config error: "api: " and format.
-func invalid(format string, args ...any) error {
-	return configerr.New(ErrInvalidConfig, "api", format, args...)
-}
-
-// invalidIf is invalid when bad holds, else nil.
-func invalidIf(bad bool, format string, args ...any) error {
-	if !bad {
-		return nil
-	}
-	return invalid(format, args...)
 }
 
 // API is the HTTP handler of a node. It is goroutine-safe.
@@ -211,7 +201,7 @@ func New(cfg Config, st store.Store, deps Deps) (*API, error) {
 		return nil, err
 	}
 	if st == nil || deps.Publisher == nil || deps.ACL == nil || deps.Cluster == nil {
-		return nil, invalid("New needs a store, a Publisher, an ACL and a Cluster (one is nil)")
+		return nil, check.New("New needs a store, a Publisher, an ACL and a Cluster (one is nil)")
 	}
 	if deps.IDs == nil {
 		deps.IDs = message.NewIDSource(deps.Cluster.Self().ID)

@@ -204,6 +204,8 @@ var (
 	errNoAcks          = fmt.Errorf("%w: no acks", ErrMalformed)
 	errAckCount        = fmt.Errorf("%w: ack count over 2^32-1", ErrMalformed)
 	errBadAckNode      = fmt.Errorf("%w: ack node is not a node id", ErrMalformed)
+	errBadSender       = fmt.Errorf("%w: sender is not a node id", ErrMalformed)
+	errBadNode         = fmt.Errorf("%w: attachment node is not a node id", ErrMalformed)
 )
 
 // headerLen is the fixed part of the header: version, kind, hops.
@@ -266,6 +268,9 @@ func validEnvelope(e *Envelope) error {
 	if e.Sender == "" {
 		return errEmptySender
 	}
+	if !nodeIDOK(e.Sender) {
+		return errBadSender
+	}
 	switch e.Kind {
 	case KindResolve, KindDeliver:
 		if err := validMessage(&e.Msg); err != nil {
@@ -307,6 +312,9 @@ func validEnvelope(e *Envelope) error {
 			return errors.New("fields other than acks on an ack")
 		}
 	case KindAttach, KindDetach, KindAttachMany:
+		if e.Node != "" && !nodeIDOK(e.Node) {
+			return errBadNode
+		}
 		if e.Kind == KindAttachMany {
 			if e.Node == "" || e.Principal != "" {
 				return errEmptyAttachment
@@ -524,6 +532,11 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 	if r.err == nil && e.Sender == "" {
 		return errEmptySender
 	}
+	// Sender, AckNode and an attachment's Node become subject tokens, map
+	// keys and metric labels: only what Config.NodeID may be.
+	if r.err == nil && !nodeIDOK(e.Sender) {
+		return errBadSender
+	}
 	switch e.Kind {
 	case KindResolve, KindDeliver:
 		if acked {
@@ -532,8 +545,6 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 			if r.err == nil && e.AckNode == "" {
 				return errEmptyAckNode
 			}
-			// It becomes a subject token, a map key and a metric label:
-			// only what Config.NodeID may be.
 			if r.err == nil && !nodeIDOK(e.AckNode) {
 				return errBadAckNode
 			}
@@ -574,6 +585,9 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 		if e.Principal == "" || e.Node == "" {
 			return errEmptyAttachment
 		}
+		if !nodeIDOK(e.Node) {
+			return errBadNode
+		}
 	case KindAttachMany:
 		e.Node = r.str()
 		if r.err != nil {
@@ -581,6 +595,9 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 		}
 		if e.Node == "" {
 			return errEmptyAttachment
+		}
+		if !nodeIDOK(e.Node) {
+			return errBadNode
 		}
 		ps, err := r.list(scratch, errNoPrincipals, errEmptyAttachment)
 		if err != nil {

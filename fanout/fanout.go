@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -129,42 +130,23 @@ func (c Config) withDefaults() Config {
 // validate checks a Config that went through withDefaults. The error
 // names the first bad field.
 func (c Config) validate() error {
-	positive := func(field string, v int) error {
-		return configerr.Positive(ErrInvalidConfig, "fanout", field, v)
-	}
-	positiveDur := func(field string, v time.Duration) error {
-		return configerr.Positive(ErrInvalidConfig, "fanout", field, v)
-	}
 	token := func(field, v string) error {
 		if err := validToken(v); err != nil {
-			return invalid("%s %q: %s", field, v, err)
+			return check.New("%s %q: %s", field, v, err)
 		}
 		return nil
 	}
 	return configerr.First(
 		token("Cluster", c.Cluster),
 		token("NodeID", c.NodeID),
-		positive("HopLimit", c.HopLimit),
-		invalidIf(c.HopLimit > math.MaxUint8, "HopLimit must be at most %d (got %d)", math.MaxUint8, c.HopLimit),
-		positive("MaxEnvelopeBytes", c.MaxEnvelopeBytes),
-		positiveDur("AttachTTL", c.AttachTTL),
-		positiveDur("AttachRenew", c.AttachRenew),
-		positiveDur("AckTimeout", c.AckTimeout),
-		positiveDur("AckHold", c.AckHold),
+		configerr.Positive(check, "HopLimit", c.HopLimit),
+		check.If(c.HopLimit > math.MaxUint8, "HopLimit must be at most %d (got %d)", math.MaxUint8, c.HopLimit),
+		configerr.Positive(check, "MaxEnvelopeBytes", c.MaxEnvelopeBytes),
+		configerr.Positive(check, "AttachTTL", c.AttachTTL),
+		configerr.Positive(check, "AttachRenew", c.AttachRenew),
+		configerr.Positive(check, "AckTimeout", c.AckTimeout),
+		configerr.Positive(check, "AckHold", c.AckHold),
 	)
-}
-
-// invalid returns a config error: "fanout: " and format.
-func invalid(format string, args ...any) error {
-	return configerr.New(ErrInvalidConfig, "fanout", format, args...)
-}
-
-// invalidIf is invalid when bad holds, else nil.
-func invalidIf(bad bool, format string, args ...any) error {
-	if !bad {
-		return nil
-	}
-	return invalid(format, args...)
 }
 
 // Errors of Fanout.
@@ -197,6 +179,9 @@ const (
 
 	minEnvelopeBytes = 1 << 10
 )
+
+// check makes the errors that match ErrInvalidConfig.
+var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "fanout"}
 
 // Subject is the NATS subject node nodeID of cluster cluster receives its
 // envelopes on.
@@ -261,7 +246,7 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 		return nil, err
 	}
 	if bus == nil || members == nil || place == nil || d == nil {
-		return nil, invalid("New needs a Bus, Members, a Placement and a Deliverer (one is nil)")
+		return nil, check.New("New needs a Bus, Members, a Placement and a Deliverer (one is nil)")
 	}
 	f := &Fanout{
 		cfg:      cfg,
@@ -318,7 +303,7 @@ func (f *Fanout) Start() error {
 
 // nodeIDOK is validToken as a bool, for the decoder (no allocation).
 func nodeIDOK(s string) bool {
-	return s != "" && len(s) <= maxNodeIDLen && !strings.ContainsAny(s, ".*> \t\r\n")
+	return s != "" && len(s) <= maxNodeIDLen && !strings.ContainsAny(s, ".*> \t\r\n") && utf8.ValidString(s)
 }
 
 func validToken(s string) error {
@@ -330,6 +315,9 @@ func validToken(s string) error {
 	}
 	if strings.ContainsAny(s, ".*> \t\r\n") {
 		return errors.New("contains '.', '*', '>' or white space")
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8") // it is a metric label
 	}
 	return nil
 }
@@ -680,7 +668,10 @@ func (f *Fanout) peer(id string) *peer {
 	// id may alias a received envelope: a copy keeps the map (and the
 	// metric label) from holding the whole envelope alive.
 	id = strings.Clone(id)
-	if len(old) >= maxPeers {
+	// Past maxPeers, or for an id that cannot be a label (every id a
+	// decoded envelope names is a valid node id, but the placement's come
+	// from elsewhere), the counts go to one "other" series.
+	if len(old) >= maxPeers || !nodeIDOK(id) {
 		other, ok := old[otherPeer]
 		if !ok {
 			other = f.addPeerLocked(old, otherPeer)

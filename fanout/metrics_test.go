@@ -161,6 +161,37 @@ func TestMetricsPeerOverflow(t *testing.T) {
 	}
 }
 
+// An id that cannot be a metric label never becomes one: an envelope
+// that names one is refused (a decode error), and an id from elsewhere
+// (the placement) is counted under "other". A label that is not UTF-8
+// would fail every later scrape of the node.
+func TestMetricsRefuseBadPeerIDs(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	bus := NewMemoryBus()
+	nodes := startNodes(t, []string{"n1"}, func(int) Bus { return bus }, staticMembers{},
+		func(int) Placement { return &mapPlacement{def: "n1"} }, func(c *Config) { c.Registerer = reg })
+	for _, b := range []string{
+		"01 04 00 02 6eff 05 616c696365 02 6e32",    // Detach, sender "n\xff"
+		"01 04 00 02 6e32 05 616c696365 02 6eff",    // Detach, node "n\xff"
+		"01 05 00 02 6e32 02 6eff 01 05 616c696365", // AttachMany, node "n\xff"
+	} {
+		if err := bus.Publish(Subject("test", "n1"), unhex(t, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if s := nodes[0].f.Stats(); s.DecodeErrors != 3 {
+			return fmt.Errorf("%d decode errors", s.DecodeErrors)
+		}
+		return nil
+	})
+	nodes[0].f.peer("n\xff").sent.Add(1)
+	series := testutil.MetricSeries(t, reg, "pushring_fanout_envelopes_sent_total") // fails on a Gather error
+	if v := series[`pushring_fanout_envelopes_sent_total{peer="other"}`]; len(series) != 1 || v != 1 {
+		t.Errorf("sent series %v, want one, other = 1", series)
+	}
+}
+
 // checkStatsMatch waits until each Stats field of f and the Prometheus
 // series in reg that count the same events agree.
 func checkStatsMatch(t *testing.T, name string, f *Fanout, reg *prometheus.Registry) Stats {
@@ -276,7 +307,9 @@ func TestStatsMatchMetrics(t *testing.T) {
 
 	// A confirmation that never comes, one held past AckHold, an
 	// envelope that does not decode, a publish the bus refuses.
-	nodes["n2"].d.setGate(make(chan struct{})) // never opened
+	never := make(chan struct{}) // opened only at cleanup, so no goroutine outlives the test
+	t.Cleanup(func() { close(never) })
+	nodes["n2"].d.setGate(never)
 	if err := n1.ForwardAcked(&message.Message{ID: 4, Kind: message.Direct, To: "ghost-user", QoS: 1}, r, 4); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,9 @@ import (
 // for a Config it cannot run with; the error's text names the field.
 var ErrInvalidConfig = errors.New("membership: invalid config")
 
+// check makes the errors that match ErrInvalidConfig.
+var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "membership"}
+
 // Config configures a Cluster. Build it from DefaultConfig and set NodeID.
 // Start fills a zero field with its default, then refuses, with an error
 // naming the field, a value it cannot run with.
@@ -139,43 +142,24 @@ func (c Config) withDefaults() Config {
 // validate checks a Config that went through withDefaults. The error
 // names the first bad field.
 func (c Config) validate() error {
-	positive := func(field string, v int) error {
-		return configerr.Positive(ErrInvalidConfig, "membership", field, v)
-	}
-	positiveDur := func(field string, v time.Duration) error {
-		return configerr.Positive(ErrInvalidConfig, "membership", field, v)
-	}
 	return configerr.First(
 		nodeID(c.NodeID),
 		wrapIf("GossipAddr", checkHostPort(c.GossipAddr)),
 		wrapIf("AdvertiseAddr", checkHostPort(c.AdvertiseAddr)),
 		emptyJoin(c.Join),
-		invalidIf(c.JoinRetryInterval < 0, "JoinRetryInterval must be >= 0, 0 for no retry (got %v)", c.JoinRetryInterval),
-		invalidIf(len(c.Label) > maxLabel, "Label must be at most %d bytes (got %d)", maxLabel, len(c.Label)),
+		check.If(c.JoinRetryInterval < 0, "JoinRetryInterval must be >= 0, 0 for no retry (got %v)", c.JoinRetryInterval),
+		check.If(len(c.Label) > maxLabel, "Label must be at most %d bytes (got %d)", maxLabel, len(c.Label)),
 		secretKey(c.SecretKey),
-		positive("VirtualNodes", c.VirtualNodes),
-		invalidIf(c.VirtualNodes > maxVirtualNodes, "VirtualNodes must be at most %d (got %d)", maxVirtualNodes, c.VirtualNodes),
-		positiveDur("ProbeInterval", c.ProbeInterval),
-		positiveDur("ProbeTimeout", c.ProbeTimeout),
-		invalidIf(c.ProbeTimeout >= c.ProbeInterval, "ProbeTimeout (%v) must be shorter than ProbeInterval (%v)", c.ProbeTimeout, c.ProbeInterval),
-		positive("SuspicionMult", c.SuspicionMult),
-		positiveDur("GossipInterval", c.GossipInterval),
-		positiveDur("PushPullInterval", c.PushPullInterval),
+		configerr.Positive(check, "VirtualNodes", c.VirtualNodes),
+		check.If(c.VirtualNodes > maxVirtualNodes, "VirtualNodes must be at most %d (got %d)", maxVirtualNodes, c.VirtualNodes),
+		configerr.Positive(check, "ProbeInterval", c.ProbeInterval),
+		configerr.Positive(check, "ProbeTimeout", c.ProbeTimeout),
+		check.If(c.ProbeTimeout >= c.ProbeInterval, "ProbeTimeout (%v) must be shorter than ProbeInterval (%v)", c.ProbeTimeout, c.ProbeInterval),
+		configerr.Positive(check, "SuspicionMult", c.SuspicionMult),
+		configerr.Positive(check, "GossipInterval", c.GossipInterval),
+		configerr.Positive(check, "PushPullInterval", c.PushPullInterval),
 		checkMeta(c),
 	)
-}
-
-// invalid returns a config error: "membership: " and format.
-func invalid(format string, args ...any) error {
-	return configerr.New(ErrInvalidConfig, "membership", format, args...)
-}
-
-// invalidIf is invalid when bad holds, else nil.
-func invalidIf(bad bool, format string, args ...any) error {
-	if !bad {
-		return nil
-	}
-	return invalid(format, args...)
 }
 
 // wrapIf names field in err, if any, as a config error.
@@ -183,7 +167,7 @@ func wrapIf(field string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return invalid("%s: %v", field, err)
+	return check.New("%s: %v", field, err)
 }
 
 // checkHostPort accepts "" (no address) and host:port.
@@ -200,7 +184,7 @@ func checkHostPort(addr string) error {
 func emptyJoin(join []string) error {
 	for i, a := range join {
 		if a == "" {
-			return invalid("Join[%d] is empty", i)
+			return check.New("Join[%d] is empty", i)
 		}
 	}
 	return nil
@@ -211,7 +195,7 @@ func secretKey(k []byte) error {
 	case 0, 16, 24, 32:
 		return nil
 	}
-	return invalid("SecretKey must be 16, 24 or 32 bytes (got %d)", len(k))
+	return check.New("SecretKey must be 16, 24 or 32 bytes (got %d)", len(k))
 }
 
 // nodeID: the id is the memberlist node name and a NATS subject token.
@@ -219,7 +203,7 @@ func nodeID(id string) error {
 	if validID(id) == nil {
 		return nil
 	}
-	return invalid("NodeID %q must be 1 to %d printable ASCII bytes without spaces, '.', '*' or '>'", id, metaMaxID)
+	return check.New("NodeID %q must be 1 to %d printable ASCII bytes without spaces, '.', '*' or '>'", id, metaMaxID)
 }
 
 // checkMeta encodes the node metadata as Start will, so that addresses
@@ -229,7 +213,7 @@ func checkMeta(c Config) error {
 	if err == nil {
 		return nil
 	}
-	return invalid("MQTT, HTTP and Version must fit the node metadata: %s", strings.TrimPrefix(err.Error(), ErrBadMeta.Error()+": "))
+	return check.New("MQTT, HTTP and Version must fit the node metadata: %s", strings.TrimPrefix(err.Error(), ErrBadMeta.Error()+": "))
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -141,7 +141,9 @@ func listen(t *testing.T, addr, id, token string, box *inbox) *mqttc.Conn {
 }
 
 // listenSlow is listen for a client that spends delay on every message
-// before it acknowledges it and reads the next.
+// before it reads the next; its PUBACKs go out once it has worked through
+// what it had read (mqttc.Conn.Run), so a slow client is also slow to
+// acknowledge.
 func listenSlow(t *testing.T, addr, id, token string, box *inbox, delay time.Duration) *mqttc.Conn {
 	t.Helper()
 	return rawSubscriber(t, addr, id, token, "/private/"+id+"/#", 1, func(topic, payload []byte) {
@@ -574,13 +576,22 @@ func TestClusterOnNATSCluster(t *testing.T) {
 			errs <- err
 		}()
 	}
+	var failed error
 	for range 3 {
 		if err := <-errs; err != nil {
-			t.Fatal(err)
+			failed = err
 		}
 	}
+	// Every server that started stops at cleanup, even if another failed.
 	for _, s := range servers {
-		t.Cleanup(s.Stop)
+		if s != nil {
+			t.Cleanup(s.Stop)
+		}
+	}
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	for _, s := range servers {
 		clients = append(clients, "nats://tok@"+s.Addr().String())
 	}
 	// JetStream's meta group needs a leader before buckets can be made.

@@ -17,6 +17,7 @@ import (
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/router"
+	"github.com/pushring/pushring/store"
 )
 
 // Router and Membership are left zero by withDefaults (their packages
@@ -74,8 +75,11 @@ func TestValidate(t *testing.T) {
 		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "nowhere" }, nil},
 		{"GossipAddr", func(c *Config) { c.GossipAddr = "nowhere" }, membership.ErrInvalidConfig},
 		{"AdvertiseMQTT", func(c *Config) { c.AdvertiseMQTT = []string{""} }, nil},
-		{"KVReplicas", func(c *Config) { c.KVReplicas = -1 }, nil},
-		{"KVReplicas", func(c *Config) { c.KVReplicas = 6 }, nil},
+		{"Replicas", func(c *Config) { c.KVReplicas = -1 }, store.ErrInvalidConfig},
+		{"Replicas", func(c *Config) { c.KVReplicas = 6 }, store.ErrInvalidConfig},
+		{"Cluster", func(c *Config) { c.Cluster = "a/b" }, store.ErrInvalidConfig},
+		{"Cluster", func(c *Config) { c.Cluster = "\u00fcn\u00ef" }, store.ErrInvalidConfig},
+		{"NATSListen", func(c *Config) { c.NATSListen = "nonsense" }, nil},
 		{"Join", func(c *Config) { c.Join = []string{""} }, membership.ErrInvalidConfig},
 		{"SessionTTL", func(c *Config) { c.SessionTTL = -time.Hour }, api.ErrInvalidConfig},
 		{"LoginRate", func(c *Config) { c.LoginRate = math.NaN() }, api.ErrInvalidConfig},

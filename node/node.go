@@ -60,6 +60,9 @@ var Version = "0.1.0-dev"
 // well); the error's text names the field.
 var ErrInvalidConfig = errors.New("node: invalid config")
 
+// check makes the errors that match ErrInvalidConfig.
+var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "node"}
+
 // Config of a node. Every field has a working default (DefaultConfig), so
 // a zero-flag start runs the whole service on one machine. Start fills a
 // zero field with its default (NodeID excepted: it is required, and
@@ -198,37 +201,41 @@ func (c Config) withDefaults() Config {
 // port, starts NATS or joins the gossip). The error names the first bad
 // field.
 func (c Config) validate() error {
-	invalid := func(format string, args ...any) error {
-		return configerr.New(ErrInvalidConfig, "node", format, args...)
-	}
-	invalidIf := func(bad bool, format string, args ...any) error {
-		if !bad {
-			return nil
-		}
-		return invalid(format, args...)
-	}
 	hostPort := func(field, addr string) error {
 		_, _, err := net.SplitHostPort(addr)
-		return invalidIf(err != nil, "%s %q must be host:port", field, addr)
+		return check.If(err != nil, "%s %q must be host:port", field, addr)
 	}
 	var advertise error
 	if i := slices.Index(c.AdvertiseMQTT, ""); i >= 0 {
-		advertise = invalid("AdvertiseMQTT[%d] is empty", i)
+		advertise = check.New("AdvertiseMQTT[%d] is empty", i)
 	}
-	minReplicas, maxReplicas := 1, 5 // what JetStream accepts
+	natsListen := error(nil)
+	if c.NATSListen != "" {
+		natsListen = hostPort("NATSListen", c.NATSListen)
+	}
 	return configerr.First(
-		invalidIf(c.NodeID == "" || strings.ContainsAny(c.NodeID, ".*> \t\r\n"),
+		check.If(c.NodeID == "" || strings.ContainsAny(c.NodeID, ".*> \t\r\n"),
 			"NodeID %q must be set, without '.', '*', '>' or white space", c.NodeID),
 		hostPort("MQTTAddr", c.MQTTAddr),
 		hostPort("HTTPAddr", c.HTTPAddr),
 		advertise,
-		invalidIf(c.KVReplicas < minReplicas || c.KVReplicas > maxReplicas,
-			"KVReplicas must be %d to %d (got %d)", minReplicas, maxReplicas, c.KVReplicas),
+		natsListen,
 		configerr.Wrap(ErrInvalidConfig, c.fanoutConfig().Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.membershipConfig(c.AdvertiseMQTT, c.HTTPAddr).Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.routerConfig().Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.apiConfig("").Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.kvConfig().Validate()),
 	)
+}
+
+// kvConfig is the store's config as Start builds it.
+func (c Config) kvConfig() store.KVConfig {
+	k := store.DefaultKVConfig()
+	k.Cluster, k.Replicas = c.Cluster, c.KVReplicas
+	// The sessions bucket drops records after SessionMaxAge: never before
+	// the sessions it holds expire.
+	k.SessionMaxAge = max(k.SessionMaxAge, c.SessionTTL)
+	return k
 }
 
 // fanoutConfig is the fanout's Config as this node sets it, without the
@@ -350,12 +357,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: jetstream: %w", err)
 	}
-	kvCfg := store.DefaultKVConfig()
-	kvCfg.Cluster, kvCfg.Replicas = cfg.Cluster, cfg.KVReplicas
-	// The sessions bucket drops records after SessionMaxAge: never before
-	// the sessions it holds expire.
-	kvCfg.SessionMaxAge = max(kvCfg.SessionMaxAge, cfg.SessionTTL)
-	kv, err := store.NewKV(ctx, js, kvCfg)
+	kv, err := store.NewKV(ctx, js, cfg.kvConfig())
 	if err != nil {
 		return nil, err
 	}

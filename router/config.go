@@ -17,6 +17,9 @@ import (
 // a Config it cannot run with; the error's text names the field.
 var ErrInvalidConfig = errors.New("router: invalid config")
 
+// check makes the errors that match ErrInvalidConfig.
+var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "router"}
+
 // Config configures one node's MQTT server. Build it from DefaultConfig
 // and change what you need. New fills a zero field with its default
 // (MaxConnections excepted, where 0 means unlimited, and AuthTopic and
@@ -239,54 +242,35 @@ func (c Config) withDefaults() Config {
 // validate checks a Config that went through withDefaults. The error
 // names the first bad field.
 func (c Config) validate() error {
-	positive := func(field string, v int) error {
-		return configerr.Positive(ErrInvalidConfig, "router", field, v)
-	}
-	positiveDur := func(field string, v time.Duration) error {
-		return configerr.Positive(ErrInvalidConfig, "router", field, v)
-	}
 	return configerr.First(
 		validPrefix("PrivatePrefix", c.PrivatePrefix),
 		validPrefix("GroupPrefix", c.GroupPrefix),
 		validPrefix("ServicePrefix", c.ServicePrefix),
 		distinctPrefixes(c),
-		positive("MaxPacketSize", c.MaxPacketSize),
-		positive("MaxConnectPacketSize", c.MaxConnectPacketSize),
-		positiveDur("ConnectTimeout", c.ConnectTimeout),
-		positive("MaxInflight", c.MaxInflight),
-		invalidIf(c.MaxInflight > maxInflight, "MaxInflight must be at most %d, so a packet id is always free (got %d)", maxInflight, c.MaxInflight),
-		positive("MaxQueued", c.MaxQueued),
-		positive("MaxQueuedBytes", c.MaxQueuedBytes),
-		positive("MaxSubscriptions", c.MaxSubscriptions),
-		invalidIf(c.MaxConnections < 0, "MaxConnections must be >= 0, 0 for no limit (got %d)", c.MaxConnections),
-		invalidIf(math.IsNaN(c.ConnectRate), "ConnectRate must be a number (got NaN)"),
-		positive("ConnectBurst", c.ConnectBurst),
-		positive("MaxSessionsPerPrincipal", c.MaxSessionsPerPrincipal),
-		positiveDur("SessionExpiry", c.SessionExpiry),
-		positiveDur("WriteTimeout", c.WriteTimeout),
-		positive("MaxOutboundBytes", c.MaxOutboundBytes),
-		positiveDur("RetryInterval", c.RetryInterval),
+		configerr.Positive(check, "MaxPacketSize", c.MaxPacketSize),
+		configerr.Positive(check, "MaxConnectPacketSize", c.MaxConnectPacketSize),
+		configerr.Positive(check, "ConnectTimeout", c.ConnectTimeout),
+		configerr.Positive(check, "MaxInflight", c.MaxInflight),
+		check.If(c.MaxInflight > maxInflight, "MaxInflight must be at most %d, so a packet id is always free (got %d)", maxInflight, c.MaxInflight),
+		configerr.Positive(check, "MaxQueued", c.MaxQueued),
+		configerr.Positive(check, "MaxQueuedBytes", c.MaxQueuedBytes),
+		configerr.Positive(check, "MaxSubscriptions", c.MaxSubscriptions),
+		check.If(c.MaxConnections < 0, "MaxConnections must be >= 0, 0 for no limit (got %d)", c.MaxConnections),
+		check.If(math.IsNaN(c.ConnectRate), "ConnectRate must be a number (got NaN)"),
+		configerr.Positive(check, "ConnectBurst", c.ConnectBurst),
+		configerr.Positive(check, "MaxSessionsPerPrincipal", c.MaxSessionsPerPrincipal),
+		configerr.Positive(check, "SessionExpiry", c.SessionExpiry),
+		configerr.Positive(check, "WriteTimeout", c.WriteTimeout),
+		configerr.Positive(check, "MaxOutboundBytes", c.MaxOutboundBytes),
+		configerr.Positive(check, "RetryInterval", c.RetryInterval),
 	)
-}
-
-// invalid returns a config error: "router: " and format.
-func invalid(format string, args ...any) error {
-	return configerr.New(ErrInvalidConfig, "router", format, args...)
-}
-
-// invalidIf is invalid when bad holds, else nil.
-func invalidIf(bad bool, format string, args ...any) error {
-	if !bad {
-		return nil
-	}
-	return invalid(format, args...)
 }
 
 // validPrefix: a topic root is compared level by level with the topics
 // clients use, so it must be a plain topic name: no wildcard, no NUL, and
 // no trailing '/' (which would make an empty level of its own).
 func validPrefix(field, p string) error {
-	return invalidIf(strings.ContainsAny(p, "+#\x00") || strings.HasSuffix(p, "/"),
+	return check.If(strings.ContainsAny(p, "+#\x00") || strings.HasSuffix(p, "/"),
 		"%s %q must be a topic name without wildcards, NUL or a trailing '/'", field, p)
 }
 
@@ -295,11 +279,11 @@ func validPrefix(field, p string) error {
 func distinctPrefixes(c Config) error {
 	switch {
 	case c.PrivatePrefix == c.GroupPrefix:
-		return invalid("PrivatePrefix and GroupPrefix must differ (both %q)", c.PrivatePrefix)
+		return check.New("PrivatePrefix and GroupPrefix must differ (both %q)", c.PrivatePrefix)
 	case c.PrivatePrefix == c.ServicePrefix:
-		return invalid("PrivatePrefix and ServicePrefix must differ (both %q)", c.PrivatePrefix)
+		return check.New("PrivatePrefix and ServicePrefix must differ (both %q)", c.PrivatePrefix)
 	case c.GroupPrefix == c.ServicePrefix:
-		return invalid("GroupPrefix and ServicePrefix must differ (both %q)", c.GroupPrefix)
+		return check.New("GroupPrefix and ServicePrefix must differ (both %q)", c.GroupPrefix)
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func TestNewRefusesTakenRegisterer(t *testing.T) {
 	if _, err := New(cfg, auth, acl, fwd, ids); err != nil {
 		t.Fatal(err)
 	}
-	if srv, err := New(cfg, auth, acl, fwd, ids); err == nil || srv != nil {
+	if srv, err := New(cfg, auth, acl, fwd, ids); !errors.Is(err, ErrInvalidConfig) || srv != nil {
 		t.Fatalf("second server on one registry: %v, %v", srv, err)
 	}
 }

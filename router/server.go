@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/message"
 )
 
@@ -82,11 +83,11 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		return nil, err
 	}
 	if auth == nil || acl == nil || fwd == nil || ids == nil {
-		return nil, invalid("New needs an Authenticator, an ACL, a Forwarder and an IDSource (one is nil)")
+		return nil, check.New("New needs an Authenticator, an ACL, a Forwarder and an IDSource (one is nil)")
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
-		return nil, err
+		return nil, configerr.Wrap(ErrInvalidConfig, err) // a Registerer that holds them already
 	}
 	afwd, _ := fwd.(AckForwarder)
 	s := &Server{

@@ -274,6 +274,8 @@ func TestRetryRedelivers(t *testing.T) {
 		t.Fatalf("resend %+v after %+v", p2, p1)
 	}
 	r.send(packet.AppendAck(nil, packet.PUBACK, p1.PacketID))
+	// A resend is due RetryInterval after the last send, driven by a
+	// timer no packet can mark: none within three intervals.
 	r.expectNothing(300 * time.Millisecond)
 }
 
@@ -564,21 +566,37 @@ func TestWillPublishedOnAbruptClose(t *testing.T) {
 	}
 	bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
 
-	// DISCONNECT: no will
-	r = dialRaw(t, e.addr)
-	r.send(packet.AppendConnect(nil, &c))
-	r.expectConnack(0)
-	r.disconnect()
-	r.expectClosed()
-	bob.expectNothing(200 * time.Millisecond)
+	forwarded := e.fwd.count()
 
-	// ACL changed before the close: no will (checked again at publish)
+	// ACL changed before the close: no will (checked again at publish,
+	// and counted when refused).
+	willACL := func() uint64 { return e.srv.m.refusals[index(allReasons, reasonWillACL)].Load() }
+	refused := willACL()
 	r = dialRaw(t, e.addr)
 	r.send(packet.AppendConnect(nil, &c))
 	r.expectConnack(0)
 	e.acl.setMember("g1", "alice", false)
 	r.Abort()
-	bob.expectNothing(200 * time.Millisecond)
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if willACL() != refused+1 {
+			return fmt.Errorf("will_acl refusals %d, want %d", willACL(), refused+1)
+		}
+		return nil
+	})
+	e.acl.setMember("g1", "alice", true)
+
+	// DISCONNECT: no will. Close returns once every connection's closed
+	// has run, so nothing forwarded by then means none ever will be.
+	r = dialRaw(t, e.addr)
+	r.send(packet.AppendConnect(nil, &c))
+	r.expectConnack(0)
+	r.disconnect()
+	r.expectClosed()
+	e.srv.Close()
+	if n := e.fwd.count(); n != forwarded {
+		t.Fatalf("%d messages forwarded after the will, want none", n-forwarded)
+	}
+	bob.expectClosed() // by Close, with nothing before
 }
 
 func TestMaxConnections(t *testing.T) {
@@ -773,6 +791,8 @@ func TestResendBoundedByOutboundBacklog(t *testing.T) {
 				t.Fatalf("round %d message %d: got %.8q dup %v", round, i, p.Payload, p.Dup)
 			}
 		}
+		// The replay is paced by the socket draining, so no packet marks
+		// its end: nothing more within a short window.
 		r2.expectNothing(50 * time.Millisecond)
 		r2.Abort()
 		testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
@@ -957,6 +977,7 @@ func TestInflightResendRechecksMembership(t *testing.T) {
 			t.Fatalf("resent %s %q dup %v", p.Topic, p.Payload, p.Dup)
 		}
 		r.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+		// The retry timer no packet can mark: nothing in two intervals.
 		r.expectNothing(700 * time.Millisecond)
 	})
 	t.Run("reconnect", func(t *testing.T) {

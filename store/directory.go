@@ -76,7 +76,7 @@ func NewDirectory(st Store) *Directory {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Directory{
 		st:       st,
-		log:      slog.New(slog.DiscardHandler),
+		log:      slog.Default(),
 		v:        newView(),
 		pending:  make(map[string][]*pendingWrite),
 		ctx:      ctx,
@@ -86,8 +86,8 @@ func NewDirectory(st Store) *Directory {
 	}
 }
 
-// SetLogger sets where watch failures are logged (default: nowhere). Call
-// it before Start.
+// SetLogger sets where watch failures are logged (default, and for nil:
+// slog.Default(), as for every component). Call it before Start.
 func (d *Directory) SetLogger(l *slog.Logger) {
 	if l != nil {
 		d.log = l

@@ -26,6 +26,7 @@ package store
 // rewrites it (one watch event per SetRole, as the contract requires).
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pushring/pushring/internal/configerr"
 )
 
 // KVConfig configures KV. Zero fields take the DefaultKVConfig values.
@@ -69,6 +71,41 @@ func DefaultKVConfig() KVConfig {
 
 var bucketPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
 
+// ErrInvalidConfig is matched by every error NewKV returns for a KVConfig
+// it cannot run with; the error's text names the field.
+var ErrInvalidConfig = errors.New("store: invalid config")
+
+// check makes the errors that match ErrInvalidConfig.
+var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "store"}
+
+// Validate reports the error NewKV would return for c before it touches
+// JetStream: nil if NewKV can run with it.
+func (c KVConfig) Validate() error { return c.withDefaults().validate() }
+
+// withDefaults returns c with every zero field set to its default.
+func (c KVConfig) withDefaults() KVConfig {
+	d := DefaultKVConfig()
+	c.Cluster = cmp.Or(c.Cluster, d.Cluster)
+	c.Replicas = cmp.Or(c.Replicas, d.Replicas)
+	c.SessionMaxAge = cmp.Or(c.SessionMaxAge, d.SessionMaxAge)
+	c.Timeout = cmp.Or(c.Timeout, d.Timeout)
+	return c
+}
+
+// maxReplicas is the most replicas JetStream keeps of a stream.
+const maxReplicas = 5
+
+// validate checks a KVConfig that went through withDefaults.
+func (c KVConfig) validate() error {
+	return configerr.First(
+		check.If(!bucketPrefixPattern.MatchString(c.Cluster),
+			"Cluster %q must be 1 to 200 of A-Z, a-z, 0-9, '_' and '-' (it prefixes the bucket names)", c.Cluster),
+		check.If(c.Replicas < 1 || c.Replicas > maxReplicas, "Replicas must be 1 to %d (got %d)", maxReplicas, c.Replicas),
+		configerr.Positive(check, "SessionMaxAge", c.SessionMaxAge),
+		configerr.Positive(check, "Timeout", c.Timeout),
+	)
+}
+
 // KV is the Store on JetStream key-value buckets. It does not own the NATS
 // connection: Close stops its watches, and the caller closes the
 // connection afterwards. All methods are goroutine-safe; every method but
@@ -90,26 +127,9 @@ var _ Store = (*KV)(nil)
 // any that are missing. It fails with ErrUnavailable if JetStream does
 // not answer within cfg.Timeout.
 func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, error) {
-	def := DefaultKVConfig()
-	if cfg.Cluster == "" {
-		cfg.Cluster = def.Cluster
-	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = def.Replicas
-	}
-	if cfg.SessionMaxAge == 0 {
-		cfg.SessionMaxAge = def.SessionMaxAge
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = def.Timeout
-	}
-	switch {
-	case !bucketPrefixPattern.MatchString(cfg.Cluster):
-		return nil, fmt.Errorf("store: cluster name %q: want [A-Za-z0-9_-]+", cfg.Cluster)
-	case cfg.Replicas < 1 || cfg.Replicas > 5:
-		return nil, fmt.Errorf("store: replicas %d: want 1 to 5", cfg.Replicas)
-	case cfg.SessionMaxAge < 0 || cfg.Timeout < 0:
-		return nil, errors.New("store: negative SessionMaxAge or Timeout")
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	k := &KV{cfg: cfg, done: make(chan struct{})}
 	for _, b := range []struct {

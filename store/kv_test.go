@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushring/pushring/internal/natsembed"
+	"github.com/pushring/pushring/internal/testutil"
 )
 
 // natsServer is an embedded NATS with JetStream on a test directory.
@@ -127,8 +129,32 @@ func TestKVBuckets(t *testing.T) {
 		t.Fatalf("group key a=b: %v", err)
 	}
 	for _, c := range []string{"a.b", "a b", "a>", "*"} {
-		if _, err := NewKV(ctx, nil, KVConfig{Cluster: c}); err == nil {
-			t.Errorf("cluster %q accepted", c)
+		if _, err := NewKV(ctx, nil, KVConfig{Cluster: c}); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("cluster %q: %v", c, err)
+		}
+	}
+}
+
+func TestKVConfigValidate(t *testing.T) {
+	if err := DefaultKVConfig().Validate(); err != nil {
+		t.Errorf("DefaultKVConfig: %v", err)
+	}
+	if err := (KVConfig{}).Validate(); err != nil {
+		t.Errorf("zero KVConfig: %v", err)
+	}
+	for _, tc := range []struct {
+		field string
+		cfg   KVConfig
+	}{
+		{"Cluster", KVConfig{Cluster: "a/b"}},
+		{"Cluster", KVConfig{Cluster: strings.Repeat("c", 201)}},
+		{"Replicas", KVConfig{Replicas: -1}},
+		{"Replicas", KVConfig{Replicas: maxReplicas + 1}},
+		{"SessionMaxAge", KVConfig{SessionMaxAge: -time.Hour}},
+		{"Timeout", KVConfig{Timeout: -time.Second}},
+	} {
+		if err := testutil.ConfigError(tc.cfg.Validate(), ErrInvalidConfig, "store: ", tc.field); err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -90,16 +90,19 @@ func CheckPassword(phc, pw string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
-// SecretLen is the length of every session token and device key NewToken
-// and NewDeviceKey issue (32 random bytes in base64url without padding), so
-// that code which bounds what it hashes can check the bound at compile
-// time.
-const SecretLen = 43
+// secretBytes is how many random bytes a token or device key carries.
+const secretBytes = 32
 
-// NewToken returns a fresh session token (32 random bytes, base64url
-// without padding) and its stored hash, HashToken(token).
+// SecretLen is the length of every session token and device key NewToken
+// and NewDeviceKey issue (secretBytes in base64url without padding: six
+// bits a character), so that code which bounds what it hashes can check
+// the bound at compile time.
+const SecretLen = (8*secretBytes + 5) / 6
+
+// NewToken returns a fresh session token (secretBytes random bytes,
+// base64url without padding) and its stored hash, HashToken(token).
 func NewToken() (token, tokenHash string, err error) {
-	var b [32]byte
+	var b [secretBytes]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", "", fmt.Errorf("store: token: %w", err)
 	}

@@ -91,7 +91,7 @@ func run(args []string) error {
 		return configerr.Wrap(errUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return configerr.New(errUsage, "unexpected arguments", "%v", fs.Args())
+		return configerr.Wrap(errUsage, fmt.Errorf("unexpected arguments: %v", fs.Args()))
 	}
 	cfg.AuthTopic = authTopic
 	if join != "" {

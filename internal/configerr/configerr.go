@@ -16,9 +16,30 @@ type Error struct {
 func (e *Error) Error() string   { return e.msg }
 func (e *Error) Unwrap() []error { return e.is }
 
-// New returns the error pkg+": "+format, matching sentinel.
-func New(sentinel error, pkg, format string, args ...any) error {
-	return &Error{msg: pkg + ": " + fmt.Sprintf(format, args...), is: []error{sentinel}}
+// Checker makes one package's config errors: each matches Sentinel and
+// its text starts with Pkg and ": ".
+type Checker struct {
+	Sentinel error
+	Pkg      string
+}
+
+// New returns the error Pkg+": "+format.
+func (k Checker) New(format string, args ...any) error {
+	return &Error{msg: k.Pkg + ": " + fmt.Sprintf(format, args...), is: []error{k.Sentinel}}
+}
+
+// If is New when bad holds, else nil.
+func (k Checker) If(bad bool, format string, args ...any) error {
+	if !bad {
+		return nil
+	}
+	return k.New(format, args...)
+}
+
+// Positive returns nil if v > 0, else the error "<field> must be > 0
+// (got v)".
+func Positive[T ~int | ~int64 | ~float64](k Checker, field string, v T) error {
+	return k.If(v <= 0, "%s must be > 0 (got %v)", field, v)
 }
 
 // Wrap returns err with its text unchanged, matching sentinel as well as
@@ -30,15 +51,6 @@ func Wrap(sentinel, err error) error {
 		return nil
 	}
 	return &Error{msg: err.Error(), is: []error{sentinel, err}}
-}
-
-// Positive returns nil if v > 0, else the error "<field> must be > 0
-// (got v)".
-func Positive[T ~int | ~int64 | ~float64](sentinel error, pkg, field string, v T) error {
-	if v > 0 {
-		return nil
-	}
-	return New(sentinel, pkg, "%s must be > 0 (got %v)", field, v)
 }
 
 // First returns the first non-nil error of errs, so that a Config with

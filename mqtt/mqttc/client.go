@@ -25,11 +25,10 @@ import (
 // use: one goroutine writes (Publish, Flush), the read loop (Run) only
 // answers PUBLISHes with PUBACKs through its own buffer.
 type Conn struct {
-	nc      net.Conn
-	r       *packet.Reader
-	w       *bufio.Writer
-	buf     []byte
-	bufSize int
+	nc  net.Conn
+	r   *packet.Reader
+	w   *bufio.Writer
+	buf []byte
 
 	nextID   uint16
 	inflight chan struct{} // QoS 1 publish window; nil if no QoS 1 publishing
@@ -112,7 +111,6 @@ func New(nc net.Conn, o Options) *Conn {
 		nc:       nc,
 		r:        packet.NewReaderSize(nc, maxPacket, o.BufSize),
 		w:        bufio.NewWriterSize(nc, o.BufSize),
-		bufSize:  o.BufSize,
 		inflight: make(chan struct{}, o.Inflight),
 	}
 }
@@ -121,14 +119,16 @@ func New(nc net.Conn, o Options) *Conn {
 const maxPacket = 1 << 20
 
 // Connect sends p as the CONNECT (protocol MQTT 3.1.1 unless p names
-// another) and reads the CONNACK within timeout. A refusal is a code, not
-// an error: tests look at it.
+// another) and reads the CONNACK, both within timeout. A refusal is a
+// code, not an error: tests look at it.
 func (c *Conn) Connect(p *packet.Connect, timeout time.Duration) (sessionPresent bool, code byte, err error) {
+	c.nc.SetDeadline(time.Now().Add(timeout))
+	defer c.nc.SetDeadline(time.Time{})
 	c.buf = packet.AppendConnect(c.buf[:0], p)
-	if err := c.WritePacket(c.buf, timeout); err != nil {
+	if _, err := c.nc.Write(c.buf); err != nil {
 		return false, 0, err
 	}
-	h, body, err := c.ReadPacket(timeout)
+	h, body, err := c.r.ReadPacket()
 	if err != nil {
 		return false, 0, fmt.Errorf("reading CONNACK: %w", err)
 	}
@@ -145,17 +145,15 @@ func (c *Conn) WritePacket(b []byte, timeout time.Duration) error {
 }
 
 // ReadPacket returns the next packet read within timeout; body is valid
-// until the next read. After a timeout the connection stays usable (a
-// packet cut by the timeout is lost), so a test can assert a quiet period
+// until the next read. After a timeout the connection stays usable and a
+// packet that was arriving is kept, so a test can assert a quiet period
 // and go on; any other error is final.
 func (c *Conn) ReadPacket(timeout time.Duration) (header byte, body []byte, err error) {
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	defer c.nc.SetReadDeadline(time.Time{})
 	header, body, err = c.r.ReadPacket()
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		// The Reader's errors are sticky.
-		c.r = packet.NewReaderSize(c.nc, maxPacket, c.bufSize)
+	if err != nil {
+		c.r.Resume()
 	}
 	return header, body, err
 }

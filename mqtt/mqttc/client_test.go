@@ -166,7 +166,8 @@ func TestRawConn(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hostile := []byte{0x30, 0xFF, 0xFF, 0xFF, 0x7F}
+	tp := packet.TPacketNamed("A2 largest declared PUBLISH, no body")
+	hostile := tp.Bytes()
 	if err := c.WritePacket(hostile, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

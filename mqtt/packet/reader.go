@@ -157,6 +157,19 @@ func (r *Reader) ReadPacket() (header byte, body []byte, err error) {
 	return header, body, nil
 }
 
+// Resume lets ReadPacket go on after an error that was a timeout of the
+// underlying reader (a read deadline), keeping what was read of the
+// packet, so that a client can wait for a packet in slices. It reports
+// whether there was such an error to clear; any other error stays.
+func (r *Reader) Resume() bool {
+	var te interface{ Timeout() bool }
+	if r.err == nil || !errors.As(r.err, &te) || !te.Timeout() {
+		return false
+	}
+	r.err, r.rerr = nil, nil
+	return true
+}
+
 // Buffered reports bytes already read but not returned (for coalescing:
 // when it is 0 after a packet, the client has nothing more in flight
 // right now and pending writes can be flushed).

@@ -296,3 +296,52 @@ func (o iotestOneByte) Read(p []byte) (int, error) {
 	}
 	return o.r.Read(p[:1])
 }
+
+// timeoutErr is what a read past its deadline returns.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string { return "i/o timeout" }
+func (timeoutErr) Timeout() bool { return true }
+
+// stepReader hands out one chunk per Read, and an error where a chunk is
+// nil.
+type stepReader struct{ chunks [][]byte }
+
+func (s *stepReader) Read(p []byte) (int, error) {
+	if len(s.chunks) == 0 {
+		return 0, io.EOF
+	}
+	c := s.chunks[0]
+	s.chunks = s.chunks[1:]
+	if c == nil {
+		return 0, timeoutErr{}
+	}
+	return copy(p, c), nil
+}
+
+// TestReaderResume: after a timeout in the middle of a packet, Resume lets
+// the next ReadPacket finish that packet; other errors stay.
+func TestReaderResume(t *testing.T) {
+	tp := TPacketNamed("PUBLISH QoS 1")
+	pkt := tp.Bytes()
+	r := NewReader(&stepReader{chunks: [][]byte{pkt[:3], nil, pkt[3:]}}, 1<<10)
+	if _, _, err := r.ReadPacket(); !errors.As(err, new(timeoutErr)) {
+		t.Fatalf("first read: %v, want the timeout", err)
+	}
+	if _, _, err := r.ReadPacket(); err == nil {
+		t.Fatal("a timeout is sticky until Resume")
+	}
+	if !r.Resume() {
+		t.Fatal("Resume after a timeout: false")
+	}
+	h, body, err := r.ReadPacket()
+	if err != nil || h != pkt[0] || !bytes.Equal(body, pkt[2:]) {
+		t.Fatalf("after Resume: %#x % x %v", h, body, err)
+	}
+	if _, _, err := r.ReadPacket(); err != io.EOF {
+		t.Fatalf("at the end: %v", err)
+	}
+	if r.Resume() {
+		t.Fatal("Resume cleared EOF")
+	}
+}

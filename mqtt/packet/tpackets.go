@@ -121,7 +121,8 @@ func rawSubscribe(filter string, opts byte) []byte {
 // packet size limit.
 //
 // The table is built on first use, so a program that links the codec but
-// not its tests pays nothing for it. Callers must not modify it.
+// never calls TPackets pays no memory or start-up time for it (its text
+// is in the binary). Callers must not modify it.
 var TPackets = sync.OnceValue(func() []TPacket {
 	return []TPacket{
 		// ---- Framing (Reader) ----
