@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"log/slog"
 	"math"
 	"reflect"
 	"strings"
@@ -16,29 +15,15 @@ import (
 )
 
 func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
-	got := Config{}.withDefaults()
-	if got.Logger != slog.Default() {
-		t.Errorf("nil Logger became %v, want slog.Default()", got.Logger)
-	}
+	got, want := Config{}.withDefaults(), DefaultConfig()
 	if got.Registry == nil {
 		t.Error("nil Registry not replaced by a new one")
 	}
-	want := DefaultConfig()
 	if reflect.ValueOf(got.Now).Pointer() != reflect.ValueOf(want.Now).Pointer() {
 		t.Error("Now is not DefaultConfig's time.Now")
 	}
-	// The fields left: reflect.DeepEqual cannot compare funcs, and the
-	// registry is new.
-	got.Logger, got.Registry, got.Now, want.Now = nil, nil, nil, nil
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("Config{}.withDefaults()\n got %+v\nwant %+v", got, want)
-	}
-	if err := DefaultConfig().withDefaults().validate(); err != nil {
-		t.Errorf("DefaultConfig: %v", err)
-	}
-	if err := (Config{}).Validate(); err != nil {
-		t.Errorf("zero Config: %v", err)
-	}
+	// reflect.DeepEqual cannot compare funcs, and the registry is new.
+	testutil.CheckDefaults(t, got, want, want.withDefaults().validate(), Config{}.Validate(), "Registry", "Now")
 }
 
 func TestWithDefaultsKeepsSetFields(t *testing.T) {

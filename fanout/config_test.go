@@ -2,8 +2,6 @@ package fanout
 
 import (
 	"errors"
-	"log/slog"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,22 +10,10 @@ import (
 )
 
 func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
-	got := Config{NodeID: "n1"}.withDefaults()
-	if got.Logger != slog.Default() {
-		t.Errorf("nil Logger became %v, want slog.Default()", got.Logger)
-	}
-	got.Logger = nil
 	want := DefaultConfig()
 	want.NodeID = "n1"
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("Config{NodeID}.withDefaults()\n got %+v\nwant %+v", got, want)
-	}
-	if err := want.withDefaults().validate(); err != nil {
-		t.Errorf("DefaultConfig: %v", err)
-	}
-	if err := (Config{NodeID: "n1"}).Validate(); err != nil {
-		t.Errorf("zero Config with NodeID: %v", err)
-	}
+	testutil.CheckDefaults(t, Config{NodeID: "n1"}.withDefaults(), want,
+		want.withDefaults().validate(), Config{NodeID: "n1"}.Validate())
 }
 
 func TestWithDefaultsKeepsSetFields(t *testing.T) {

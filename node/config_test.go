@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -26,23 +25,10 @@ import (
 func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
 	want := DefaultConfig()
 	got := Config{NodeID: want.NodeID}.withDefaults()
-	if got.Logger != slog.Default() {
-		t.Errorf("nil Logger became %v, want slog.Default()", got.Logger)
-	}
-	got.Logger = nil
 	if !reflect.DeepEqual(got.Router, router.Config{}) || !reflect.DeepEqual(got.Membership, membership.Config{}) {
 		t.Errorf("withDefaults filled Router or Membership: %+v %+v", got.Router, got.Membership)
 	}
-	got.Router, got.Membership = want.Router, want.Membership
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("Config{NodeID}.withDefaults()\n got %+v\nwant %+v", got, want)
-	}
-	if err := want.withDefaults().validate(); err != nil {
-		t.Errorf("DefaultConfig: %v", err)
-	}
-	if err := (Config{NodeID: "n1"}).Validate(); err != nil {
-		t.Errorf("zero Config with NodeID: %v", err)
-	}
+	testutil.CheckDefaults(t, got, want, want.withDefaults().validate(), Config{NodeID: "n1"}.Validate(), "Router", "Membership")
 }
 
 func TestWithDefaults(t *testing.T) {

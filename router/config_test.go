@@ -2,9 +2,7 @@ package router
 
 import (
 	"errors"
-	"log/slog"
 	"math"
-	"reflect"
 	"testing"
 	"time"
 
@@ -14,20 +12,8 @@ import (
 )
 
 func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
-	got := Config{}.withDefaults()
-	if got.Logger != slog.Default() {
-		t.Errorf("nil Logger became %v, want slog.Default()", got.Logger)
-	}
-	got.Logger = nil
-	if want := DefaultConfig(); !reflect.DeepEqual(got, want) {
-		t.Errorf("Config{}.withDefaults()\n got %+v\nwant %+v", got, want)
-	}
-	if err := DefaultConfig().withDefaults().validate(); err != nil {
-		t.Errorf("DefaultConfig: %v", err)
-	}
-	if err := (Config{}).Validate(); err != nil {
-		t.Errorf("zero Config: %v", err)
-	}
+	testutil.CheckDefaults(t, Config{}.withDefaults(), DefaultConfig(),
+		DefaultConfig().withDefaults().validate(), Config{}.Validate())
 }
 
 // Zero fields are filled one by one, whatever else is set; the values
