@@ -169,6 +169,10 @@ type Config struct {
 	// Registerer gets the server's Prometheus metrics. Nil (the default):
 	// not registered (Stats still works).
 	Registerer prometheus.Registerer
+
+	// Now is the clock that times how long a session has been
+	// backlogged (tests move it on). Default (and nil): time.Now.
+	Now func() time.Time
 }
 
 // maxInflight keeps one of the math.MaxUint16 packet ids (0 is not one)
@@ -199,6 +203,7 @@ func DefaultConfig() Config {
 		WriteTimeout:            10 * time.Second,
 		MaxOutboundBytes:        1 << 20,
 		RetryInterval:           30 * time.Second,
+		Now:                     time.Now,
 	}
 }
 
@@ -236,6 +241,9 @@ func (c Config) withDefaults() Config {
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, d.WriteTimeout)
 	c.RetryInterval = cmp.Or(c.RetryInterval, d.RetryInterval)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.Now == nil {
+		c.Now = d.Now
+	}
 	return c
 }
 

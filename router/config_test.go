@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -12,8 +13,12 @@ import (
 )
 
 func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
-	testutil.CheckDefaults(t, Config{}.withDefaults(), DefaultConfig(),
-		DefaultConfig().withDefaults().validate(), Config{}.Validate())
+	got, want := Config{}.withDefaults(), DefaultConfig()
+	if reflect.ValueOf(got.Now).Pointer() != reflect.ValueOf(time.Now).Pointer() {
+		t.Error("Now is not time.Now")
+	}
+	// reflect.DeepEqual cannot compare funcs.
+	testutil.CheckDefaults(t, got, want, want.withDefaults().validate(), Config{}.Validate(), "Now")
 }
 
 // Zero fields are filled one by one, whatever else is set; the values

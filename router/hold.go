@@ -110,7 +110,7 @@ type backlog struct {
 // holdOn adds this session to the delivery's hold after the delivery
 // left it backlogged. s.mu held, s.conn set.
 func (s *session) holdOn(hc *holdCtx) {
-	now := s.srv.now()
+	now := s.srv.cfg.Now()
 	if s.backlog == nil {
 		s.backlog = new(backlog)
 	}

@@ -188,7 +188,7 @@ func (r *releases) waitReleased(t *testing.T, seq uint64) {
 	}
 }
 
-// testClock is a Server.now that runs with the real clock plus what the
+// testClock is a Config.Now that runs with the real clock plus what the
 // test moved it on by, so that holdLimit passes without waiting for it.
 type testClock struct{ ahead atomic.Int64 }
 
@@ -200,12 +200,12 @@ func (c *testClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
 // queue is under it again; offline sessions and sessions backlogged past
 // holdLimit hold nobody.
 func TestDeliverHeld(t *testing.T) {
+	clock := &testClock{}
 	e := newEnv(t, func(c *Config) {
 		c.MaxQueued = 8 // hold mark 2
 		c.MaxInflight = 1
+		c.Now = clock.now
 	})
-	clock := &testClock{}
-	e.srv.now = clock.now
 	rel := &releases{}
 	bob := connectRaw(t, e, "bob", "b", true)
 	bob.subscribe(1, "/private/bob/#")

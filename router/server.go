@@ -61,7 +61,6 @@ type Server struct {
 	// now is the clock that times a session's backlog against holdLimit
 	// (hold.go): time.Now, or a test's clock that it moves on instead of
 	// waiting a second. Set before the first delivery.
-	now func() time.Time
 }
 
 var (
@@ -108,7 +107,6 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		revoked:     make(map[string]time.Time),
 	}
 	s.msgs.New = func() any { return new(message.Message) }
-	s.now = time.Now
 	return s, nil
 }
 
