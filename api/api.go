@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +88,7 @@ type Config struct {
 	// AdminKey authorizes admin calls, sent as "Authorization: Bearer
 	// <AdminKey>". Empty (the default): no call is ever admin (fail
 	// closed). A key under 16 bytes is accepted with a warning.
+	// SetAdminKeys replaces it at run time (rotation).
 	AdminKey string
 	// SessionTTL is how long a login session lasts. Default 24h.
 	SessionTTL time.Duration
@@ -181,8 +183,9 @@ type API struct {
 	met   *metrics
 	login *ratelimit.Limiter[string] // nil: no login limit
 
-	adminSet  bool
-	adminHash [sha256.Size]byte
+	// admin holds the SHA-256 of every accepted admin key; empty: none.
+	// An atomic pointer so SetAdminKeys rotates keys under live traffic.
+	admin atomic.Pointer[[][sha256.Size]byte]
 
 	hashSlots chan struct{} // bounds concurrent password hashing
 
@@ -219,13 +222,7 @@ func New(cfg Config, st store.Store, deps Deps) (*API, error) {
 		met:       met,
 		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
-	if cfg.AdminKey != "" {
-		a.adminSet = true
-		a.adminHash = sha256.Sum256([]byte(cfg.AdminKey))
-		if len(cfg.AdminKey) < 16 {
-			a.log.Warn("api: admin key is shorter than 16 bytes")
-		}
-	}
+	a.SetAdminKeys(cfg.AdminKey)
 	if cfg.LoginRate > 0 {
 		a.login = ratelimit.New[string](cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
 	}
@@ -234,6 +231,25 @@ func New(cfg Config, st store.Store, deps Deps) (*API, error) {
 }
 
 func (a *API) now() time.Time { return a.cfg.Now() }
+
+// SetAdminKeys makes keys the accepted admin keys, replacing the previous
+// ones at once; empty keys are skipped, and none at all means no call is
+// admin. Several keys are accepted together so that a key can be rotated
+// without downtime: add the new one, move the callers to it, drop the old
+// one.
+func (a *API) SetAdminKeys(keys ...string) {
+	hashes := make([][sha256.Size]byte, 0, len(keys))
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		if len(k) < 16 {
+			a.log.Warn("api: admin key is shorter than 16 bytes")
+		}
+		hashes = append(hashes, sha256.Sum256([]byte(k)))
+	}
+	a.admin.Store(&hashes)
+}
 
 func (a *API) routes() {
 	a.handle("POST /v1/users", a.createUser)

@@ -83,6 +83,23 @@ func TestAdminAuth(t *testing.T) {
 	f.must(201, "POST", "/v1/users", "bearer "+adminKey, body)
 }
 
+// TestAdminKeyRotation: while two keys are set both are admin, and the
+// dropped one stops working at once, as a rotation without downtime needs.
+func TestAdminKeyRotation(t *testing.T) {
+	f := newFixture(t)
+	const next = "next-admin-key-0123456789-abcdef"
+	body := func(id string) map[string]any { return map[string]any{"id": id} }
+	f.mustErr(401, "unauthorized", "POST", "/v1/groups", "Bearer "+next, body("g0"))
+	f.api.SetAdminKeys(adminKey, next)
+	f.must(201, "POST", "/v1/groups", "Bearer "+adminKey, body("g1"))
+	f.must(201, "POST", "/v1/groups", "Bearer "+next, body("g2"))
+	f.api.SetAdminKeys(next)
+	f.mustErr(401, "unauthorized", "POST", "/v1/groups", "Bearer "+adminKey, body("g3"))
+	f.must(201, "POST", "/v1/groups", "Bearer "+next, body("g4"))
+	f.api.SetAdminKeys()
+	f.mustErr(401, "unauthorized", "POST", "/v1/groups", "Bearer "+next, body("g5"))
+}
+
 func TestEmptyAdminKeyFailsClosed(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.AdminKey = "" })
 	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer  ", "Bearer " + adminKey} {

@@ -44,6 +44,7 @@ import (
 	"github.com/pushring/pushring/fanout"
 	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/internal/natsembed"
+	"github.com/pushring/pushring/internal/secretfile"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/ring"
@@ -89,10 +90,17 @@ type Config struct {
 	// Default (empty): MQTTAddr as bound, with an unspecified host
 	// replaced by 127.0.0.1.
 	AdvertiseMQTT []string
-	// AdminKey authorises admin calls. Empty (the default): read
-	// <DataDir>/admin.key, or generate one there (mode 0600) on first
-	// start.
+	// AdminKey authorises admin calls. Empty (the default): the keys
+	// of AdminKeyFile. Prefer the file: a key in a flag sits on the
+	// command line, readable by every local user.
 	AdminKey string
+	// AdminKeyFile holds the admin keys, one per line ('#' comments):
+	// every key listed is accepted, so a key rotates without downtime
+	// (add the new line, move the callers, drop the old line), and
+	// Reload rereads it. Empty (the default): <DataDir>/admin.key,
+	// generated (mode 0600) on first start when missing; a file named
+	// here must exist.
+	AdminKeyFile string
 	// NATSURL is a comma-separated list of NATS servers. Empty (the
 	// default): start an embedded NATS server with JetStream under
 	// DataDir.
@@ -278,7 +286,11 @@ func (c Config) apiConfig(adminKey string) api.Config {
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
-	adminKey string
+	adminKey string // the first admin key, for tests and tools
+	// adminKeyFile is the file Reload rereads the admin keys from; empty
+	// when they came from Config.AdminKey.
+	adminKeyFile string
+	api          *api.API
 
 	embedded *natsembed.Server
 	nc       *nats.Conn
@@ -317,11 +329,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
-	if n.adminKey = cfg.AdminKey; n.adminKey == "" {
-		if n.adminKey, err = loadOrCreateSecret(filepath.Join(cfg.DataDir, "admin.key"), "admin key", n.log); err != nil {
+	adminKeys := []string{cfg.AdminKey}
+	if cfg.AdminKey == "" {
+		n.adminKeyFile = cmp.Or(cfg.AdminKeyFile, filepath.Join(cfg.DataDir, "admin.key"))
+		if adminKeys, err = n.readAdminKeys(cfg.AdminKeyFile == ""); err != nil {
 			return nil, err
 		}
 	}
+	n.adminKey = adminKeys[0]
 
 	// NATS: the bus between nodes and the home of the KV buckets.
 	if cfg.NATSURL == "" {
@@ -421,9 +436,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
-	acfg := cfg.apiConfig(n.adminKey)
+	acfg := cfg.apiConfig("")
 	acfg.Logger, acfg.Registry = n.log, n.registry
-	handler, err := api.New(acfg, n.dir, api.Deps{
+	n.api, err = api.New(acfg, n.dir, api.Deps{
 		Publisher: n.fan,
 		ACL:       n.dir,
 		Cluster:   members,
@@ -433,7 +448,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	n.api.SetAdminKeys(adminKeys...)
+	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -444,6 +460,51 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.log.Info("pushring node started", "mqtt", n.mqttLn.Addr().String(), "http", n.httpLn.Addr().String(),
 		"gossip", n.cluster.GossipAddr(), "advertise", advertise, "embedded_nats", n.embedded != nil, "auth_topic", cfg.AuthTopic)
 	return n, nil
+}
+
+// readAdminKeys reads the admin keys from n.adminKeyFile, creating the
+// file with a new key when create is set and it does not exist.
+func (n *Node) readAdminKeys(create bool) ([]string, error) {
+	var keys []string
+	var loose, created bool
+	var err error
+	if create {
+		keys, loose, created, err = secretfile.LoadOrCreate(n.adminKeyFile)
+	} else {
+		keys, loose, err = secretfile.Lines(n.adminKeyFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: admin key file: %w", err)
+	}
+	if loose {
+		n.log.Warn("admin key file is readable by group or others; chmod 600 it", "file", n.adminKeyFile)
+	}
+	if created {
+		n.log.Info("admin key generated", "file", n.adminKeyFile)
+	} else {
+		n.log.Info("admin keys loaded", "file", n.adminKeyFile, "keys", len(keys))
+	}
+	return keys, nil
+}
+
+// Reload rereads what the node keeps in files and can change without a
+// restart (cmd/pushring calls it on SIGHUP): the admin keys. A file that
+// cannot be read leaves the running values in place; the error says
+// which.
+func (n *Node) Reload() error {
+	return errors.Join(n.reloadAdminKeys())
+}
+
+func (n *Node) reloadAdminKeys() error {
+	if n.adminKeyFile == "" {
+		return nil
+	}
+	keys, err := n.readAdminKeys(false)
+	if err != nil {
+		return err
+	}
+	n.api.SetAdminKeys(keys...)
+	return nil
 }
 
 // natsOptions: reconnect forever, and log what NATS reports on its own

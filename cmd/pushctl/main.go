@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pushring/pushring/client"
+	"github.com/pushring/pushring/internal/secretfile"
 )
 
 const usageText = `usage: pushctl [global flags] <command> [args] [flags]
@@ -56,7 +57,8 @@ Anyone with a credential:
 
 Global flags:
   --server URL          HTTP API (default http://127.0.0.1:8080, env PUSHRING_SERVER)
-  --admin-key KEY       admin key (env PUSHRING_ADMIN_KEY)
+  --admin-key KEY       admin key (env PUSHRING_ADMIN_KEY; a flag is readable by
+                        every local user, so prefer the env or the file)
   --admin-key-file F    read the admin key from F (e.g. ./data/admin.key)
   --token T             session token (env PUSHRING_TOKEN)
   --device ID --key K   authenticate as a device (HTTP basic auth)
@@ -105,6 +107,7 @@ type cli struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	warned map[string]bool // secret flags already warned about
 }
 
 // usageError is a mistake on the command line: exit status 2.
@@ -146,6 +149,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		adminKey:     getenv("PUSHRING_ADMIN_KEY"),
 		adminKeyFile: getenv("PUSHRING_ADMIN_KEY_FILE"),
 		token:        getenv("PUSHRING_TOKEN"),
+		device:       getenv("PUSHRING_DEVICE"),
+		key:          getenv("PUSHRING_DEVICE_KEY"),
 		timeout:      30 * time.Second,
 	}
 	if s := getenv("PUSHRING_SERVER"); s != "" {
@@ -162,6 +167,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return c.fail(usageError{err.Error()}, "")
 	}
+	c.warnSecrets(top)
 	rest := top.Args()
 	if len(rest) == 0 {
 		fmt.Fprint(stderr, usageText)
@@ -239,6 +245,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, lo, hi int) ([]string, erro
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+	c.warnSecrets(fs)
 	if len(pos) < lo || (hi >= 0 && len(pos) > hi) {
 		switch {
 		case len(pos) < lo:
@@ -250,15 +257,40 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, lo, hi int) ([]string, erro
 	return pos, nil
 }
 
+// secretFlags are the flags whose value is a secret, with the quiet way
+// to give it: /proc/<pid>/cmdline shows a flag to every local user.
+var secretFlags = map[string]string{
+	"admin-key": "PUSHRING_ADMIN_KEY or --admin-key-file",
+	"token":     "PUSHRING_TOKEN",
+	"key":       "PUSHRING_DEVICE_KEY",
+	"password":  "PUSHRING_PASSWORD",
+}
+
+// warnSecrets warns once for each secret flag fs parsed from the command
+// line (the top-level and the command's FlagSet share the global flags).
+func (c *cli) warnSecrets(fs *flag.FlagSet) {
+	fs.Visit(func(f *flag.Flag) {
+		if env, ok := secretFlags[f.Name]; ok && !c.warned[f.Name] {
+			if c.warned == nil {
+				c.warned = map[string]bool{}
+			}
+			c.warned[f.Name] = true
+			fmt.Fprintf(c.stderr, "warning: --%s on the command line is readable by every local user; use %s instead\n", f.Name, env)
+		}
+	})
+}
+
 // client builds the API client from the global flags.
 func (c *cli) client() (*client.Client, error) {
 	key := c.g.adminKey
 	if key == "" && c.g.adminKeyFile != "" {
-		b, err := os.ReadFile(c.g.adminKeyFile)
+		// The node accepts every key of its file; the first is the
+		// current one (the others are kept while a rotation runs).
+		keys, _, err := secretfile.Lines(c.g.adminKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("admin key file: %w", err)
 		}
-		key = strings.TrimSpace(string(b))
+		key = keys[0]
 	}
 	if (c.g.device == "") != (c.g.key == "") {
 		return nil, usageError{"--device and --key go together"}

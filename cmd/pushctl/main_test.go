@@ -204,9 +204,32 @@ func TestLoginQuietIsTheWholeOutput(t *testing.T) {
 	// TOKEN=$(pushctl login alice --password … -q) must capture the token only.
 	srv := httptest.NewServer(&fakeAPI{})
 	defer srv.Close()
-	stdout, stderr, code := runCLI(t, "", nil, "", "--server", srv.URL, "login", "-q", "alice", "--password", "pw")
+	stdout, stderr, code := runCLI(t, "", map[string]string{"PUSHRING_PASSWORD": "pw"}, "", "--server", srv.URL, "login", "-q", "alice")
 	if code != 0 || stdout != "tok123\n" || stderr != "" {
 		t.Fatalf("got %q %q %d", stdout, stderr, code)
+	}
+}
+
+// A secret given as a flag still works, with one warning per flag on
+// stderr that names the quiet way; from the environment it is silent.
+func TestSecretFlagsWarn(t *testing.T) {
+	srv := httptest.NewServer(&fakeAPI{})
+	defer srv.Close()
+	stdout, stderr, code := runCLI(t, srv.URL, nil, "", "--admin-key", "adm", "user", "create", "bob", "--password", "pw", "--admin-key", "adm")
+	if code != 0 || stdout != "created user bob\n" {
+		t.Fatalf("got %q %q %d", stdout, stderr, code)
+	}
+	want := "warning: --admin-key on the command line is readable by every local user; use PUSHRING_ADMIN_KEY or --admin-key-file instead\n" +
+		"warning: --password on the command line is readable by every local user; use PUSHRING_PASSWORD instead\n"
+	if stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+	if strings.Contains(stderr, "adm\n") || strings.Contains(stderr, " pw") {
+		t.Error("a secret was printed")
+	}
+	_, stderr, code = runCLI(t, srv.URL, map[string]string{"PUSHRING_ADMIN_KEY": "adm", "PUSHRING_PASSWORD": "pw"}, "", "user", "create", "bob")
+	if code != 0 || stderr != "" {
+		t.Errorf("from the environment: %q %d", stderr, code)
 	}
 }
 

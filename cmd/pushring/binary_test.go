@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/internal/secretfile"
 	"github.com/pushring/pushring/internal/testutil"
 )
 
@@ -158,6 +159,39 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 			t.Errorf("GET /v1/cluster: %s, want %d", resp.Status, want)
 		}
 	}
+	// Rotation without a restart: a second key added to the file is
+	// accepted after SIGHUP next to the first; once the first is dropped
+	// and SIGHUP sent again, only the second works.
+	const next = "rotated-admin-key-0123456789abcdef"
+	status := func(k string) int {
+		req, _ := http.NewRequest("GET", base+"/v1/cluster", nil)
+		req.Header.Set("Authorization", "Bearer "+k)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	rotate := func(body string, want map[string]int) {
+		t.Helper()
+		if err := os.WriteFile(keyFile, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			for k, code := range want {
+				if got := status(k); got != code {
+					return fmt.Errorf("key %.8s…: %d, want %d", k, got, code)
+				}
+			}
+			return nil
+		})
+	}
+	rotate(key+"\n"+next+"\n", map[string]int{key: 200, next: 200})
+	rotate("# rotated\n"+next+"\n", map[string]int{key: 401, next: 200})
 	if c, err := net.DialTimeout("tcp", mqttAddr, 5*time.Second); err != nil {
 		t.Errorf("MQTT listener: %v", err)
 	} else {
@@ -181,7 +215,10 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 		t.Fatal(waitErr)
 	}
 	out = logs.String()
-	for _, want := range []string{`msg="shutting down"`, `msg="pushring node stopped"`} {
+	if secretfile.Contains([]byte(out), key, next) {
+		t.Error("an admin key was logged")
+	}
+	for _, want := range []string{`msg="shutting down"`, `msg="pushring node stopped"`, `msg=reloaded`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q", want)
 		}

@@ -61,7 +61,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT/TCP listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP API listen address")
 	fs.StringVar(&advertise, "advertise-mqtt", "", "comma-separated MQTT addresses returned at login (default: the bound MQTT address)")
-	fs.StringVar(&cfg.AdminKey, "admin-key", "", "admin key (default: read or generate <data-dir>/admin.key)")
+	fs.StringVar(&cfg.AdminKeyFile, "admin-key-file", "", "file of admin keys, one per line, all accepted, reread on SIGHUP (default: read or generate <data-dir>/admin.key)")
+	fs.StringVar(&cfg.AdminKey, "admin-key", "", "admin key; a secret on the command line is readable by every local user: prefer --admin-key-file or PUSHRING_ADMIN_KEY")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "comma-separated NATS server URLs (default: embedded NATS server)")
 	fs.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "replicas of the JetStream KV buckets (3 on a NATS cluster)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "host:port for the embedded NATS server to accept other clients")
@@ -105,6 +106,10 @@ func run(args []string) error {
 		return configerr.Wrap(errUsage, fmt.Errorf("bad --log-level: %w", err))
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	for _, name := range secretsOnCommandLine(fs) {
+		cfg.Logger.Warn("a secret was given on the command line, where every local user can read it; use the file or environment variable instead",
+			"flag", "--"+name)
+	}
 	// node.Start checks too; checking here refuses a bad config before
 	// the profiling listener opens.
 	if err := cfg.Validate(); err != nil {
@@ -119,15 +124,49 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught from the start: until the node runs, one is
+	// ignored rather than killing a starting node.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	n, err := node.Start(startCtx, cfg)
 	cancel()
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	cfg.Logger.Info("shutting down")
-	return n.Close()
+	for {
+		select {
+		case <-hup:
+			cfg.Logger.Info("SIGHUP: reloading files")
+			if err := n.Reload(); err != nil {
+				cfg.Logger.Error("reload", "err", err)
+			} else {
+				cfg.Logger.Info("reloaded")
+			}
+		case <-ctx.Done():
+			cfg.Logger.Info("shutting down")
+			return n.Close()
+		}
+	}
+}
+
+// secretFlags are the flags whose value is a secret: given on the command
+// line they still work, with a warning, since /proc/<pid>/cmdline shows
+// them to every local user. Their PUSHRING_* variables and --*-file
+// flags are the quiet way.
+var secretFlags = map[string]bool{"admin-key": true}
+
+// secretsOnCommandLine names the secret flags fs parsed from the command
+// line. fs.Visit sees only those: applyEnv sets values, not flags.
+func secretsOnCommandLine(fs *flag.FlagSet) []string {
+	var names []string
+	fs.Visit(func(f *flag.Flag) {
+		if secretFlags[f.Name] {
+			names = append(names, f.Name)
+		}
+	})
+	return names
 }
 
 // servePprof serves the profiling endpoints on their own listener, apart

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +37,32 @@ func TestApplyEnvRejectsBadValue(t *testing.T) {
 func TestRunRejectsStrayArguments(t *testing.T) {
 	if err := run([]string{"--data-dir", t.TempDir(), "extra"}); err == nil {
 		t.Fatal("stray argument accepted")
+	}
+}
+
+// A secret from the environment is quiet; the same flag on the command
+// line is named for the warning.
+func TestSecretsOnCommandLine(t *testing.T) {
+	t.Setenv("PUSHRING_ADMIN_KEY", "from-env")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"--data-dir", "x"}, ""},
+		{[]string{"--admin-key", "on-the-command-line"}, "admin-key"},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.String("admin-key", "", "")
+		fs.String("data-dir", "", "")
+		if err := applyEnv(fs); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(secretsOnCommandLine(fs), ","); got != c.want {
+			t.Errorf("%q: %q, want %q", c.args, got, c.want)
+		}
 	}
 }
