@@ -565,8 +565,10 @@ func (p *pinger) NotifyPingComplete(*memberlist.Node, time.Duration, []byte) {
 	p.probes.Add(1)
 }
 
-// probeCount is the number of this node's probes a peer answered.
-func (c *Cluster) probeCount() uint64 { return c.probes.Load() }
+// ProbesAnswered is the number of this node's failure-detection probes
+// that a peer answered: it grows only while gossip gets through both ways
+// (under the keys in use, when encrypted).
+func (c *Cluster) ProbesAnswered() uint64 { return c.probes.Load() }
 
 var (
 	_ memberlist.PingDelegate     = (*pinger)(nil)

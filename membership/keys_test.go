@@ -118,11 +118,11 @@ func waitProbes(t *testing.T, cs []*Cluster) {
 	// acks cross back with the prober's peer's primary key.
 	start := make([]uint64, len(cs))
 	for i, c := range cs {
-		start[i] = c.probeCount()
+		start[i] = c.ProbesAnswered()
 	}
 	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		for i, c := range cs {
-			if c.probeCount() < start[i]+3 {
+			if c.ProbesAnswered() < start[i]+3 {
 				return fmt.Errorf("%s: not 3 probes yet", c.Self().ID)
 			}
 		}
