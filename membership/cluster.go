@@ -184,7 +184,13 @@ func Start(cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	c.log.Info("gossip started", "addr", c.GossipAddr(), "join", cfg.Join, "encrypted", c.keyring != nil, "keys", len(cfg.Keys))
+	if c.keyring != nil {
+		// The primary's id lets an operator check that every node sends
+		// with the same key (a rotation step forgotten on one node).
+		c.log.Info("gossip started", "addr", c.GossipAddr(), "join", cfg.Join, "encrypted", true, "keys", len(cfg.Keys), "primary", KeyID(cfg.Keys[0]))
+	} else {
+		c.log.Info("gossip started", "addr", c.GossipAddr(), "join", cfg.Join, "encrypted", false)
+	}
 	return c, nil
 }
 
