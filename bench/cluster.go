@@ -3,6 +3,8 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +74,11 @@ func StartCluster(bin string, n int, extra ...string) (*LocalCluster, error) {
 		return nil, errors.New("a cluster needs at least one node")
 	}
 	key := randHex(32)
+	// The nodes gossip encrypted, as a cluster joined with --join must:
+	// one key file line, base64 of 32 bytes (AES-256).
+	gossipKey := make([]byte, 32)
+	rand.Read(gossipKey)
+	keyLine := base64.StdEncoding.EncodeToString(gossipKey) + "\n"
 	c := &LocalCluster{}
 	var gossip1, natsAddr, natsURL string
 	start := func(i int) (*Pushring, error) {
@@ -90,8 +97,13 @@ func StartCluster(bin string, n int, extra ...string) (*LocalCluster, error) {
 		mqtt := "127.0.0.1:" + strconv.Itoa(ports[0])
 		httpAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 		gossip := "127.0.0.1:" + strconv.Itoa(ports[2])
+		keyFile := filepath.Join(dir, "gossip.key")
+		if err := os.WriteFile(keyFile, []byte(keyLine), 0o600); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
 		args := []string{
-			"--data-dir", filepath.Join(dir, "data"),
+			"--data-dir", filepath.Join(dir, "data"), "--gossip-key-file", keyFile,
 			"--mqtt-addr", mqtt, "--http-addr", httpAddr, "--gossip-addr", gossip,
 			"--node-id", id,
 			"--connect-rate", "-1", "--login-rate", "-1", "--log-level", "warn"}

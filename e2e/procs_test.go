@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,6 +83,7 @@ func freeAddr(t *testing.T) string {
 // proc is one pushring node process.
 type proc struct {
 	id, mqtt, http, gossip string
+	keyFile                string // its --gossip-key-file ("" if none)
 	cmd                    *exec.Cmd
 	log                    string
 	exited                 chan struct{}
@@ -93,6 +96,30 @@ type cluster struct {
 	url   string
 	procs []*proc
 	args  []string // extra flags for every node started
+	key   []byte   // the gossip key: each node gets a key file of its own holding it
+}
+
+// clusterKey is the gossip key of the test clusters.
+var clusterKey = []byte("e2e-cluster-gossip-key-32-bytes!")
+
+// keyFileText is a gossip key file holding keys, the first one primary.
+func keyFileText(keys ...[]byte) string {
+	var b strings.Builder
+	b.WriteString("# gossip keys: the first encrypts, all decrypt\n")
+	for _, k := range keys {
+		b.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	}
+	return b.String()
+}
+
+// writeKeyFile writes a gossip key file into dir (mode 0600).
+func writeKeyFile(t *testing.T, dir string, keys ...[]byte) string {
+	t.Helper()
+	path := filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(path, []byte(keyFileText(keys...)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func newCluster(t *testing.T, n int, args ...string) *cluster {
@@ -102,7 +129,7 @@ func newCluster(t *testing.T, n int, args ...string) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Stop)
-	c := &cluster{t: t, url: "nats://e2e-nats-token@" + ns.Addr().String(), args: args}
+	c := &cluster{t: t, url: "nats://e2e-nats-token@" + ns.Addr().String(), args: args, key: clusterKey}
 	for range n {
 		c.start()
 	}
@@ -110,20 +137,43 @@ func newCluster(t *testing.T, n int, args ...string) *cluster {
 	return c
 }
 
-// start launches one more node, joining the first.
+// start launches one more node with the cluster's key, joining the
+// first, and waits until it is ready.
 func (c *cluster) start() *proc {
+	c.t.Helper()
+	var join []string
+	if len(c.procs) > 0 {
+		join = []string{c.procs[0].gossip}
+	}
+	p := c.launch("n"+strconv.Itoa(len(c.procs)+1), join, [][]byte{c.key})
+	c.waitReady(p)
+	c.procs = append(c.procs, p)
+	return p
+}
+
+// launch starts a node process named id that joins join (if any) with a
+// key file holding keys (none: no key file) and extra flags, and waits
+// only until it has started (it may never be ready: a node that cannot
+// join is not). It is stopped at the end of the test; its log is printed
+// if the test failed. It is not added to c.procs.
+func (c *cluster) launch(id string, join []string, keys [][]byte, extra ...string) *proc {
 	t := c.t
 	t.Helper()
-	p := &proc{id: "n" + strconv.Itoa(len(c.procs)+1), mqtt: freeAddr(t), http: freeAddr(t), gossip: freeAddr(t), exited: make(chan struct{})}
+	p := &proc{id: id, mqtt: freeAddr(t), http: freeAddr(t), gossip: freeAddr(t), exited: make(chan struct{})}
 	dir := t.TempDir()
 	p.log = filepath.Join(dir, "node.log")
 	args := []string{"--node-id", p.id, "--data-dir", dir, "--admin-key", adminKey, "--nats-url", c.url,
 		"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip, "--log-level", "info",
 		"--login-rate", "-1"} // the test logs in many users from one address
-	if len(c.procs) > 0 {
-		args = append(args, "--join", c.procs[0].gossip)
+	if len(join) > 0 {
+		args = append(args, "--join", strings.Join(join, ","))
+	}
+	if len(keys) > 0 {
+		p.keyFile = writeKeyFile(t, dir, keys...)
+		args = append(args, "--gossip-key-file", p.keyFile)
 	}
 	args = append(args, c.args...)
+	args = append(args, extra...)
 	p.cmd = exec.Command(pushringBinary(t), args...)
 	logFile, err := os.Create(p.log)
 	if err != nil {
@@ -148,11 +198,35 @@ func (c *cluster) start() *proc {
 		}
 	})
 	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		select {
-		case <-p.exited:
-			b, _ := os.ReadFile(p.log)
-			t.Fatalf("%s exited at start:\n%s", p.id, b)
-		default:
+		if err := p.alive(); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(p.log); !bytes.Contains(b, []byte(`msg="pushring node started"`)) {
+			return fmt.Errorf("%s has not started yet", p.id)
+		}
+		return nil
+	})
+	return p
+}
+
+// alive returns an error with the log of p if p has exited.
+func (p *proc) alive() error {
+	select {
+	case <-p.exited:
+		b, _ := os.ReadFile(p.log)
+		return fmt.Errorf("%s exited:\n%s", p.id, tail(b, 3000))
+	default:
+		return nil
+	}
+}
+
+// waitReady waits until p answers /readyz with 200 (joined, NATS up).
+func (c *cluster) waitReady(p *proc) {
+	t := c.t
+	t.Helper()
+	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if err := p.alive(); err != nil {
+			t.Fatal(err)
 		}
 		resp, err := http.Get("http://" + p.http + "/readyz")
 		if err != nil {
@@ -164,8 +238,6 @@ func (c *cluster) start() *proc {
 		}
 		return nil
 	})
-	c.procs = append(c.procs, p)
-	return p
 }
 
 func tail(b []byte, n int) []byte {

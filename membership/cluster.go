@@ -1,6 +1,9 @@
 package membership
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +55,11 @@ type Cluster struct {
 	closed bool
 	left   bool
 
+	keyMu   sync.Mutex          // serializes SetKeys; a leaf
+	keyring *memberlist.Keyring // nil: gossip in clear
+	auth    *authFailures
+	probes  atomic.Uint64 // probes of this node answered (see pinger)
+
 	kick    chan struct{} // ring changed: wake the notifier
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
@@ -95,6 +103,7 @@ func Start(cfg Config) (*Cluster, error) {
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	c.auth = newAuthFailures(c.log)
 	m := meta{ID: cfg.NodeID, HTTP: cfg.HTTP, Version: cfg.Version, MQTT: cfg.MQTT, VirtualNodes: cfg.VirtualNodes}
 	var err error
 	if c.meta, err = appendMeta(nil, &m); err != nil {
@@ -132,11 +141,22 @@ func Start(cfg Config) (*Cluster, error) {
 	mlc.RetransmitMult = 4
 	mlc.DeadNodeReclaimTime = deadNodeReclaimTime
 	mlc.Label = cfg.Label
-	mlc.SecretKey = cfg.SecretKey
+	if len(cfg.Keys) > 0 {
+		// Verify both ways (memberlist's defaults, set here so that a
+		// change of theirs cannot open the cluster): nothing in clear is
+		// accepted, nothing is sent in clear.
+		mlc.GossipVerifyIncoming, mlc.GossipVerifyOutgoing = true, true
+		keys := cloneKeys(cfg.Keys)
+		if mlc.Keyring, err = memberlist.NewKeyring(keys, keys[0]); err != nil {
+			return nil, fmt.Errorf("membership: keyring: %w", err)
+		}
+		c.keyring = mlc.Keyring
+	}
 	mlc.Delegate = (*delegate)(c)
 	mlc.Events = (*events)(c)
 	mlc.Conflict = (*events)(c)
-	mlc.Logger = newMemberlistLogger(cfg.Logger)
+	mlc.Ping = (*pinger)(c)
+	mlc.Logger = newMemberlistLogger(cfg.Logger, c.auth)
 
 	if c.ml, err = memberlist.Create(mlc); err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
@@ -164,7 +184,13 @@ func Start(cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	c.log.Info("gossip started", "addr", c.GossipAddr(), "join", cfg.Join)
+	if c.keyring != nil {
+		// The primary's id lets an operator check that every node sends
+		// with the same key (a rotation step forgotten on one node).
+		c.log.Info("gossip started", "addr", c.GossipAddr(), "join", cfg.Join, "encrypted", true, "keys", len(cfg.Keys), "primary", KeyID(cfg.Keys[0]))
+	} else {
+		c.log.Info("gossip started", "addr", c.GossipAddr(), "join", cfg.Join, "encrypted", false)
+	}
 	return c, nil
 }
 
@@ -178,6 +204,10 @@ func (c *Cluster) register(reg prometheus.Registerer) error {
 			Name: "pushring_cluster_nodes",
 			Help: "Nodes on this node's hash ring.",
 		}, func() float64 { return float64(c.Ring().Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pushring_gossip_auth_failures_total",
+			Help: "Gossip packets and streams dropped because no key of the keyring decrypts them, or because they came in clear.",
+		}, func() float64 { return float64(c.AuthFailures()) }),
 	}
 	for i, m := range c.metrics {
 		if err := reg.Register(m); err != nil {
@@ -209,6 +239,77 @@ func (c *Cluster) retryJoin() {
 		}
 		c.log.Debug("join retry failed", "err", err)
 	}
+}
+
+// ErrNoKeyring is returned by SetKeys on a cluster started without Keys:
+// gossip in clear cannot switch to encrypted without a restart, since
+// every node would have to switch at the same instant.
+var ErrNoKeyring = errors.New("membership: gossip encryption is off (started without Keys)")
+
+// SetKeys replaces the keyring: keys[0] becomes the key this node
+// encrypts with, every key listed decrypts, and the keys not listed are
+// removed. The keys are checked as Config.Keys (errors match
+// ErrInvalidConfig) and at least one is required.
+//
+// Rotation without downtime, one node at a time at each step: add the new
+// key after the current one on every node; then put it first on every
+// node; then remove the old one. A node never sends with a key that some
+// node has not yet installed, so no gossip is lost.
+func (c *Cluster) SetKeys(keys [][]byte) error {
+	if err := checkKeys("keys", keys); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return check.New("keys must list at least one key")
+	}
+	if c.keyring == nil {
+		return ErrNoKeyring
+	}
+	keys = cloneKeys(keys)
+	c.keyMu.Lock()
+	defer c.keyMu.Unlock()
+	for _, k := range keys {
+		if err := c.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("membership: add key: %w", err)
+		}
+	}
+	if err := c.keyring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("membership: use key: %w", err)
+	}
+	// From the last: memberlist's RemoveKey shifts the keys after the one
+	// it removes in place, under readers that may be decrypting with the
+	// list; removing the last key shifts nothing. GetKeys returns the
+	// installed slice itself, so copy it first.
+	installed := slices.Clone(c.keyring.GetKeys())
+	for i := len(installed) - 1; i >= 0; i-- {
+		k := installed[i]
+		if !slices.ContainsFunc(keys, func(w []byte) bool { return bytes.Equal(w, k) }) {
+			if err := c.keyring.RemoveKey(k); err != nil {
+				return fmt.Errorf("membership: remove key: %w", err)
+			}
+		}
+	}
+	c.log.Info("gossip keys installed", "keys", len(keys), "primary", KeyID(keys[0]))
+	return nil
+}
+
+// KeyID names a key in logs without revealing it: the first 8 hex digits
+// of its SHA-256.
+func KeyID(k []byte) string {
+	sum := sha256.Sum256(k)
+	return hex.EncodeToString(sum[:4])
+}
+
+// AuthFailures is the number of gossip packets and streams dropped
+// because no key decrypted them (pushring_gossip_auth_failures_total).
+func (c *Cluster) AuthFailures() uint64 { return c.auth.n.Load() }
+
+func cloneKeys(keys [][]byte) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = bytes.Clone(k)
+	}
+	return out
 }
 
 // Joined reports whether this node is part of a cluster: it was started
@@ -460,7 +561,23 @@ func (e *events) NotifyConflict(existing, other *memberlist.Node) {
 		"id", existing.Name, "known", existing.Address(), "other", other.Address())
 }
 
+// pinger is memberlist's PingDelegate: it counts the probes of this node
+// that a peer answered, a sign that gossip gets through both ways (the
+// ack comes back under the peer's primary key).
+type pinger Cluster
+
+func (p *pinger) AckPayload() []byte { return nil }
+func (p *pinger) NotifyPingComplete(*memberlist.Node, time.Duration, []byte) {
+	p.probes.Add(1)
+}
+
+// ProbesAnswered is the number of this node's failure-detection probes
+// that a peer answered: it grows only while gossip gets through both ways
+// (under the keys in use, when encrypted).
+func (c *Cluster) ProbesAnswered() uint64 { return c.probes.Load() }
+
 var (
+	_ memberlist.PingDelegate     = (*pinger)(nil)
 	_ memberlist.Delegate         = (*delegate)(nil)
 	_ memberlist.EventDelegate    = (*events)(nil)
 	_ memberlist.ConflictDelegate = (*events)(nil)

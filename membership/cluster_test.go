@@ -38,9 +38,14 @@ func (l *logs) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(&l.buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
+// testKey is the gossip key of the test clusters: they run as deployed
+// clusters do, encrypted.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
 func testConfig(l *logs, id string, join ...string) Config {
 	cfg := DefaultConfig()
 	cfg.NodeID = id
+	cfg.Keys = [][]byte{testKey}
 	cfg.GossipAddr = "127.0.0.1:0"
 	cfg.Join = join
 	cfg.MQTT = []string{"127.0.0.1:1883"}
@@ -312,7 +317,12 @@ func TestClusterIgnoresBadMeta(t *testing.T) {
 		mlc := memberlist.DefaultLocalConfig()
 		mlc.Name, mlc.BindAddr, mlc.BindPort = name, "127.0.0.1", 0
 		mlc.Delegate = rawMeta(meta)
-		mlc.Logger = newMemberlistLogger(l.logger())
+		mlc.Logger = newMemberlistLogger(l.logger(), nil)
+		kr, err := memberlist.NewKeyring(nil, testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mlc.Keyring = kr
 		ml, err := memberlist.Create(mlc)
 		if err != nil {
 			t.Fatal(err)
@@ -368,7 +378,7 @@ func TestStartErrors(t *testing.T) {
 		"bad addr":         func(c *Config) { c.GossipAddr = "nowhere" },
 		"timeout≥interval": func(c *Config) { c.ProbeTimeout = c.ProbeInterval },
 		"meta too big":     func(c *Config) { c.MQTT = slices.Repeat([]string{strings.Repeat("m", 200)}, 3) },
-		"bad key":          func(c *Config) { c.SecretKey = []byte("short") },
+		"bad key":          func(c *Config) { c.Keys = [][]byte{[]byte("short")} },
 	} {
 		cfg := testConfig(l, "x")
 		mod(&cfg)

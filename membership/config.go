@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -32,7 +33,9 @@ type Config struct {
 	// bytes, no spaces, '.', '*' or '>'. Required (no default).
 	NodeID string
 	// GossipAddr is the host:port memberlist binds, UDP and TCP. Port 0
-	// picks a free port; GossipAddr() tells which. Default ":7946".
+	// picks a free port; GossipAddr() tells which. Default
+	// "127.0.0.1:7946": a cluster spanning hosts binds another address on
+	// purpose, and should set Keys when it does.
 	GossipAddr string
 	// AdvertiseAddr is the host:port the other nodes use to reach this
 	// one. Empty (the default): the bind address, or a private IP of this
@@ -52,9 +55,15 @@ type Config struct {
 	// cluster name. At most maxLabel bytes; empty (the default): no
 	// label.
 	Label string
-	// SecretKey, if set (16, 24 or 32 bytes), encrypts gossip with AES-GCM.
-	// Every node needs the same key. Empty (the default): no encryption.
-	SecretKey []byte
+	// Keys is the gossip keyring: each key 16, 24 or 32 bytes (AES-128,
+	// -192 or -256 in GCM mode). The first encrypts what this node sends,
+	// all of them are tried on what it receives, and a packet or stream
+	// that none decrypts (a node without the key or with another one) is
+	// dropped, counted and logged: such a node never joins. SetKeys
+	// replaces the list at run time, so keys rotate without a restart.
+	// Empty (the default): gossip in clear, open to anyone who reaches
+	// GossipAddr; the node package refuses that off loopback.
+	Keys [][]byte
 
 	// MQTT, HTTP and Version describe this node to the others (Node.MQTT,
 	// Node.HTTP, Node.Version). All of it must fit in the node metadata
@@ -103,12 +112,12 @@ type Config struct {
 // maxLabel is memberlist's limit on Label: its length travels in a byte.
 const maxLabel = 255
 
-// DefaultConfig returns the defaults: gossip on :7946,
+// DefaultConfig returns the defaults: gossip on 127.0.0.1:7946,
 // ring.DefaultVirtualNodes virtual nodes, failure detection tuned to about
 // 2 s on a LAN or loopback. NodeID is still to be set.
 func DefaultConfig() Config {
 	return Config{
-		GossipAddr:       ":7946",
+		GossipAddr:       "127.0.0.1:7946",
 		VirtualNodes:     ring.DefaultVirtualNodes,
 		ProbeInterval:    250 * time.Millisecond,
 		ProbeTimeout:     100 * time.Millisecond,
@@ -149,7 +158,7 @@ func (c Config) validate() error {
 		emptyJoin(c.Join),
 		check.If(c.JoinRetryInterval < 0, "JoinRetryInterval must be >= 0, 0 for no retry (got %v)", c.JoinRetryInterval),
 		check.If(len(c.Label) > maxLabel, "Label must be at most %d bytes (got %d)", maxLabel, len(c.Label)),
-		secretKey(c.SecretKey),
+		checkKeys("Keys", c.Keys),
 		configerr.Positive(check, "VirtualNodes", c.VirtualNodes),
 		check.If(c.VirtualNodes > maxVirtualNodes, "VirtualNodes must be at most %d (got %d)", maxVirtualNodes, c.VirtualNodes),
 		configerr.Positive(check, "ProbeInterval", c.ProbeInterval),
@@ -190,12 +199,23 @@ func emptyJoin(join []string) error {
 	return nil
 }
 
-func secretKey(k []byte) error {
-	switch len(k) {
-	case 0, 16, 24, 32:
-		return nil
+// checkKeys accepts an empty keyring (no encryption) or keys of AES
+// sizes, each listed once: a repeated key is most likely a rotation step
+// gone wrong (the same line pasted twice instead of the new key).
+func checkKeys(field string, keys [][]byte) error {
+	for i, k := range keys {
+		switch len(k) {
+		case 16, 24, 32:
+		default:
+			return check.New("%s[%d] must be 16, 24 or 32 bytes (got %d)", field, i, len(k))
+		}
+		for j := range i {
+			if bytes.Equal(keys[j], k) {
+				return check.New("%s[%d] repeats %s[%d]", field, i, field, j)
+			}
+		}
 	}
-	return check.New("SecretKey must be 16, 24 or 32 bytes (got %d)", len(k))
+	return nil
 }
 
 // nodeID: the id is the memberlist node name and a NATS subject token.

@@ -22,7 +22,7 @@ func TestWithDefaultsKeepsSetFields(t *testing.T) {
 	if c.ProbeInterval != time.Second || c.SuspicionMult != 6 {
 		t.Errorf("set fields changed: %+v", c)
 	}
-	if c.ProbeTimeout != 100*time.Millisecond || c.GossipAddr != ":7946" || c.JoinRetryInterval != 0 {
+	if c.ProbeTimeout != 100*time.Millisecond || c.GossipAddr != "127.0.0.1:7946" || c.JoinRetryInterval != 0 {
 		t.Errorf("zero fields not as documented: %+v", c)
 	}
 }
@@ -42,7 +42,7 @@ func TestValidate(t *testing.T) {
 		{"Join", func(c *Config) { c.Join = []string{"a:1", ""} }},
 		{"JoinRetryInterval", func(c *Config) { c.JoinRetryInterval = -time.Second }},
 		{"Label", func(c *Config) { c.Label = strings.Repeat("l", 256) }},
-		{"SecretKey", func(c *Config) { c.SecretKey = []byte("short") }},
+		{"Keys", func(c *Config) { c.Keys = [][]byte{[]byte("short")} }},
 		{"VirtualNodes", func(c *Config) { c.VirtualNodes = -1 }},
 		{"VirtualNodes", func(c *Config) { c.VirtualNodes = maxVirtualNodes + 1 }},
 		{"ProbeInterval", func(c *Config) { c.ProbeInterval = -time.Second }},

@@ -26,7 +26,7 @@ func TestParseMemberlistLine(t *testing.T) {
 
 func TestMemberlistLogger(t *testing.T) {
 	var buf testutil.SyncBuffer
-	l := newMemberlistLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l := newMemberlistLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
 	l.Printf("[INFO] memberlist: Marking %s as failed", "n3")
 	out := buf.String()
 	for _, want := range []string{"level=DEBUG", `msg="Marking n3 as failed"`, "ml_level=INFO", "component=memberlist"} {
@@ -36,7 +36,7 @@ func TestMemberlistLogger(t *testing.T) {
 	}
 	// Above debug, memberlist is silent.
 	var quiet testutil.SyncBuffer
-	l = newMemberlistLogger(slog.New(slog.NewTextHandler(&quiet, nil)))
+	l = newMemberlistLogger(slog.New(slog.NewTextHandler(&quiet, nil)), nil)
 	l.Printf("[ERR] memberlist: anything")
 	if quiet.String() != "" {
 		t.Errorf("logged at info: %q", quiet.String())

@@ -53,6 +53,9 @@ func tryStartNode(t testing.TB, dir string, mod func(*Config)) (*Node, error) {
 	cfg.Membership.ProbeInterval = 500 * time.Millisecond
 	cfg.Membership.ProbeTimeout = 400 * time.Millisecond
 	cfg.Membership.SuspicionMult = 6
+	// Clusters of these tests gossip encrypted, as deployed ones must
+	// (Join without a key is refused).
+	cfg.Membership.Keys = [][]byte{testGossipKey}
 	cfg.Logger = testLogger(t)
 	if mod != nil {
 		mod(&cfg)
@@ -61,6 +64,9 @@ func tryStartNode(t testing.TB, dir string, mod func(*Config)) (*Node, error) {
 	defer cancel()
 	return Start(ctx, cfg)
 }
+
+// testGossipKey is the gossip key of the test nodes.
+var testGossipKey = []byte("node-test-gossip-key-32-bytes-ok")
 
 // apiClient speaks the HTTP API like any client would.
 type apiClient struct {

@@ -35,6 +35,7 @@ var goldenNodeFamilies = []string{
 	`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct)."`,
 	`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
 	`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
+	`pushring_gossip_auth_failures_total counter [] "Gossip packets and streams dropped because no key of the keyring decrypts them, or because they came in clear."`,
 	`pushring_http_requests_total counter [code route] "HTTP API requests by route pattern and status code."`,
 	`pushring_messages_in_total counter [kind proto] "Messages accepted from publishers."`,
 	`pushring_mqtt_connections gauge [] "MQTT clients connected to this node."`,

@@ -114,16 +114,34 @@ type Config struct {
 	// only.
 	NATSListen string
 	// GossipAddr is the host:port of memberlist's gossip (UDP and TCP).
-	// Default ":7946".
+	// Default "127.0.0.1:7946": one node on one machine needs no key.
+	// Another address (an unspecified host included) needs a gossip key
+	// (GossipKeyFile) or InsecureGossip.
 	GossipAddr string
 	// Join lists gossip addresses of nodes already in the cluster; empty
 	// (the default) starts a new cluster. Nodes that start together may
 	// list each other: joining is retried in the background, every
 	// Membership.JoinRetryInterval (default here 1 s).
 	Join []string
+	// GossipKeyFile names the file of gossip keys: one base64 key a line
+	// (standard or URL alphabet, padded or not) of 16, 24 or 32 bytes;
+	// blank lines and lines starting with '#' are skipped. The first key
+	// encrypts, all decrypt; a node without one of them cannot join.
+	// Reload rereads it, so keys rotate without a restart. It should be
+	// readable by the node's user only (a looser mode is logged at warn).
+	// Empty (the default): Membership.Keys, if any. A key is required
+	// when GossipAddr is not loopback or Join is set, unless
+	// InsecureGossip: gossip in clear lets anyone who reaches it join
+	// the cluster and take a share of the ring.
+	GossipKeyFile string
+	// InsecureGossip lets a node gossip without a key on a non-loopback
+	// address or with Join (logged at warn at every start). Default
+	// false: such a node refuses to start.
+	InsecureGossip bool
 	// Membership tunes failure detection and the ring (probe timings,
-	// virtual nodes, gossip encryption); NodeID, addresses, Join, Label,
-	// Logger and Registerer are filled in by the node. Zero fields take
+	// virtual nodes, gossip keys when GossipKeyFile is empty); NodeID,
+	// addresses, Join, Label, Logger and Registerer are filled in by the
+	// node. Zero fields take
 	// membership's defaults (DefaultConfig sets membership.DefaultConfig()).
 	Membership membership.Config
 	// AuthTopic enables the auth-topic login, for clients that send no
@@ -166,7 +184,7 @@ func DefaultConfig() Config {
 		SessionTTL: 24 * time.Hour,
 		LoginRate:  a.LoginRate,
 		LoginBurst: a.LoginBurst,
-		GossipAddr: ":7946",
+		GossipAddr: "127.0.0.1:7946",
 		Membership: membership.DefaultConfig(),
 		Router:     router.DefaultConfig(),
 	}
@@ -221,6 +239,7 @@ func (c Config) validate() error {
 	if c.NATSListen != "" {
 		natsListen = hostPort("NATSListen", c.NATSListen)
 	}
+	keys, keysErr := c.gossipKeys()
 	return configerr.First(
 		check.If(c.NodeID == "" || strings.ContainsAny(c.NodeID, ".*> \t\r\n"),
 			"NodeID %q must be set, without '.', '*', '>' or white space", c.NodeID),
@@ -229,7 +248,10 @@ func (c Config) validate() error {
 		advertise,
 		natsListen,
 		configerr.Wrap(ErrInvalidConfig, c.fanoutConfig().Validate()),
-		configerr.Wrap(ErrInvalidConfig, c.membershipConfig(c.AdvertiseMQTT, c.HTTPAddr).Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.membershipConfig(c.AdvertiseMQTT, c.HTTPAddr, keys).Validate()),
+		check.If(c.GossipKeyFile != "" && len(c.Membership.Keys) > 0, "GossipKeyFile and Membership.Keys are both set: set one"),
+		keysErr,
+		c.checkGossipExposure(len(keys) > 0),
 		configerr.Wrap(ErrInvalidConfig, c.routerConfig().Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.apiConfig("").Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.kvConfig().Validate()),
@@ -255,11 +277,11 @@ func (c Config) fanoutConfig() fanout.Config {
 }
 
 // membershipConfig is c.Membership with what the node sets itself, given
-// the addresses it advertises, without the logger and registry of the
-// running node.
-func (c Config) membershipConfig(mqtt []string, http string) membership.Config {
+// the addresses it advertises and the gossip keys, without the logger and
+// registry of the running node.
+func (c Config) membershipConfig(mqtt []string, http string, keys [][]byte) membership.Config {
 	m := c.Membership
-	m.NodeID, m.GossipAddr, m.Join, m.Label = c.NodeID, c.GossipAddr, c.Join, c.Cluster
+	m.NodeID, m.GossipAddr, m.Join, m.Label, m.Keys = c.NodeID, c.GossipAddr, c.Join, c.Cluster, keys
 	m.MQTT, m.HTTP, m.Version = mqtt, http, Version
 	return m
 }
@@ -410,7 +432,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.fan.Start(); err != nil {
 		return nil, err
 	}
-	mcfg := cfg.membershipConfig(advertise, advertiseAddr(n.httpLn.Addr()))
+	keys, err := cfg.gossipKeys()
+	if err != nil {
+		return nil, err
+	}
+	n.warnGossip(len(keys) > 0)
+	mcfg := cfg.membershipConfig(advertise, advertiseAddr(n.httpLn.Addr()), keys)
 	mcfg.Logger, mcfg.Registerer = n.log, n.registry
 	if n.cluster, err = membership.Start(mcfg); err != nil {
 		return nil, fmt.Errorf("node: membership: %w", err)
@@ -485,14 +512,6 @@ func (n *Node) readAdminKeys(create bool) ([]string, error) {
 		n.log.Info("admin keys loaded", "file", n.adminKeyFile, "keys", len(keys))
 	}
 	return keys, nil
-}
-
-// Reload rereads what the node keeps in files and can change without a
-// restart (cmd/pushring calls it on SIGHUP): the admin keys. A file that
-// cannot be read leaves the running values in place; the error says
-// which.
-func (n *Node) Reload() error {
-	return errors.Join(n.reloadAdminKeys())
 }
 
 func (n *Node) reloadAdminKeys() error {

@@ -11,6 +11,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,11 @@ Anyone with a credential:
     (publish authenticates as --device/--key if given, else --token, else the admin key)
   route <id>                                 the home node of a user or device
   cluster                                    the nodes of the cluster
+
+Local (no server):
+  gossip-key [--out FILE]                    a new random 32-byte gossip key, base64, for
+                                             pushring --gossip-key-file; --out writes FILE
+                                             (mode 0600, never overwritten), else stdout
 
 Global flags:
   --server URL          HTTP API (default http://127.0.0.1:8080, env PUSHRING_SERVER)
@@ -139,6 +145,7 @@ var commands = map[string]command{
 	"publish user":           {"publish user <id> <text…> [--qos N] [--base64]", publishCmd(false)},
 	"route":                  {"route <id>", cmdRoute},
 	"cluster":                {"cluster", cmdCluster},
+	"gossip-key":             {"gossip-key [--out FILE]", cmdGossipKey},
 }
 
 // run is main without the process: it returns the exit status.
@@ -551,4 +558,43 @@ func printJSON(w io.Writer, raw []byte) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// cmdGossipKey makes a gossip key: 32 random bytes (AES-256), base64, one
+// line, the format of pushring's --gossip-key-file. An existing file is
+// never overwritten: it may be the key file of a running cluster, and
+// losing its key would cut the node off at its next reload.
+func cmdGossipKey(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("gossip-key")
+	out := fs.String("out", "", "write the key to this file (mode 0600), which must not exist")
+	if _, err := c.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return err
+	}
+	line := base64.StdEncoding.EncodeToString(raw[:]) + "\n"
+	if *out == "" {
+		_, err := io.WriteString(c.stdout, line)
+		return err
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s exists: not overwritten (to rotate, print a new key and add it as a line of the file)", *out)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(f, line); err != nil {
+		f.Close()
+		os.Remove(*out)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(*out)
+		return err
+	}
+	fmt.Fprintf(c.stdout, "wrote a new gossip key to %s\n", *out)
+	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -241,5 +242,40 @@ func TestExpiry(t *testing.T) {
 	}
 	if got := expiry(client.Timestamp{Time: now.Add(-time.Second)}, now); !strings.HasSuffix(got, "(expired)") {
 		t.Errorf("expiry of past = %q", got)
+	}
+}
+
+// gossip-key prints or writes a 32-byte base64 key, a new one each time,
+// to a new file of mode 0600, and never overwrites one.
+func TestGossipKey(t *testing.T) {
+	decode := func(s string) []byte {
+		t.Helper()
+		k, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(s, "\n"))
+		if err != nil || len(k) != 32 || !strings.HasSuffix(s, "\n") || strings.Count(s, "\n") != 1 {
+			t.Fatalf("key line %q: %d bytes, %v", s, len(k), err)
+		}
+		return k
+	}
+	out1, _, code := runCLI(t, "", nil, "", "gossip-key")
+	out2, _, _ := runCLI(t, "", nil, "", "gossip-key")
+	if code != 0 || bytes.Equal(decode(out1), decode(out2)) {
+		t.Fatalf("exit %d, keys %q %q", code, out1, out2)
+	}
+	path := filepath.Join(t.TempDir(), "gossip.key")
+	stdout, stderr, code := runCLI(t, "", nil, "", "gossip-key", "--out", path)
+	if code != 0 || stdout != "wrote a new gossip key to "+path+"\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	b, _ := os.ReadFile(path)
+	decode(string(b))
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode: %v %v", st.Mode(), err)
+	}
+	_, stderr, code = runCLI(t, "", nil, "", "gossip-key", "--out", path)
+	if after, _ := os.ReadFile(path); code != 1 || !strings.Contains(stderr, "exists: not overwritten") || !bytes.Equal(after, b) {
+		t.Errorf("second write: exit %d, stderr %q, file changed %v", code, stderr, !bytes.Equal(after, b))
+	}
+	if _, stderr, code = runCLI(t, "", nil, "", "gossip-key", "extra"); code != 2 {
+		t.Errorf("stray argument: exit %d, %q", code, stderr)
 	}
 }

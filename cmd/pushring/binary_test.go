@@ -261,3 +261,48 @@ func TestBinaryRefusesInvalidConfig(t *testing.T) {
 		t.Errorf("data dir after a refused config: %v", err)
 	}
 }
+
+// Gossip that other hosts may reach, or that joins others, needs a key:
+// without --gossip-key-file (or --insecure-gossip) the binary refuses to
+// start, exit status 2, naming the flag's field.
+func TestBinaryRefusesOpenGossip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the pushring binary")
+	}
+	bin := buildPushring(t)
+	for name, tc := range map[string]struct {
+		args []string
+		env  string
+		want string
+	}{
+		"all interfaces": {[]string{"--gossip-addr", ":0"}, "", `GossipAddr ":0" is not a loopback address`},
+		"unspecified":    {[]string{"--gossip-addr", "0.0.0.0:0"}, "", `GossipAddr "0.0.0.0:0" is not a loopback address`},
+		"join":           {[]string{"--gossip-addr", "127.0.0.1:0", "--join", "127.0.0.1:1"}, "", "Join is set and no gossip key"},
+		"empty key file": {[]string{"--gossip-addr", "127.0.0.1:0", "--join", "127.0.0.1:1"}, "PUSHRING_GOSSIP_KEY_FILE=/dev/null", "GossipKeyFile: /dev/null: no key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dataDir := filepath.Join(t.TempDir(), "data")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			args := append([]string{"--data-dir", dataDir, "--mqtt-addr", freeAddr(t), "--http-addr", freeAddr(t), "--node-id", "bin1"}, tc.args...)
+			cmd := exec.CommandContext(ctx, bin, args...)
+			cmd.Env = cleanEnv()
+			if tc.env != "" {
+				cmd.Env = append(cmd.Env, tc.env)
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want status 2\nstderr:\n%s", err, stderr.String())
+			}
+			if got := stderr.String(); !strings.HasPrefix(got, "pushring: node: ") || !strings.Contains(got, tc.want) || strings.Count(got, "\n") != 1 {
+				t.Errorf("stderr %q, want one line with %q", got, tc.want)
+			}
+			if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("data dir after a refused config: %v", err)
+			}
+		})
+	}
+}

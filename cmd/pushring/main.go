@@ -72,7 +72,12 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.Membership.ProbeInterval, "gossip-probe-interval", cfg.Membership.ProbeInterval, "failure detection: how often a peer is probed")
 	fs.DurationVar(&cfg.Membership.ProbeTimeout, "gossip-probe-timeout", cfg.Membership.ProbeTimeout, "failure detection: how long a probe waits for its ack")
 	fs.IntVar(&cfg.Membership.SuspicionMult, "gossip-suspicion-mult", cfg.Membership.SuspicionMult, "failure detection: probe intervals a suspect has to refute before it is dead")
-	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of nodes to join")
+	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of nodes to join (needs --gossip-key-file)")
+	// Gossip authentication: the key file (reread on SIGHUP), the opt-out,
+	// and the full-sync period (how soon a change of keys is exercised).
+	fs.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "file of base64 gossip keys, one a line, the first encrypting (required with --join or a non-loopback --gossip-addr; reread on SIGHUP; make one with 'pushctl gossip-key')")
+	fs.BoolVar(&cfg.InsecureGossip, "insecure-gossip", false, "allow gossip in clear with --join or a non-loopback --gossip-addr: anyone reaching the gossip port can join the cluster")
+	fs.DurationVar(&cfg.Membership.PushPullInterval, "gossip-push-pull-interval", cfg.Membership.PushPullInterval, "period of full gossip state syncs with a random peer")
 	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "cluster name: prefix of NATS subjects and KV buckets")
 	fs.BoolVar(&authTopic, "auth-topic", false, "enable the prototype's login by publishing the session token to /service/auth")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a login session")
@@ -139,11 +144,8 @@ func run(args []string) error {
 		select {
 		case <-hup:
 			cfg.Logger.Info("SIGHUP: reloading files")
-			if err := n.Reload(); err != nil {
-				cfg.Logger.Error("reload", "err", err)
-			} else {
-				cfg.Logger.Info("reloaded")
-			}
+			n.Reload() // logs each step that failed; the node runs on with what it had
+
 		case <-ctx.Done():
 			cfg.Logger.Info("shutting down")
 			return n.Close()

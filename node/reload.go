@@ -1,0 +1,27 @@
+package node
+
+import "errors"
+
+// Reload rereads what the node keeps in files and can change without a
+// restart; cmd/pushring calls it on SIGHUP. Each step that fails is
+// logged and leaves its running values in place (a half-edited file
+// never takes a working secret away); the error joins the failures.
+func (n *Node) Reload() error {
+	var errs []error
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{
+		{"admin keys", n.reloadAdminKeys},
+		{"gossip keys", n.reloadGossipKeys},
+	} {
+		if err := step.run(); err != nil {
+			n.log.Error("reload failed", "step", step.name, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		n.log.Info("reloaded")
+	}
+	return errors.Join(errs...)
+}
