@@ -216,4 +216,3 @@ func urlSecretsRedacted(urls string) string {
 	r, _ := urlSecrets(urls)
 	return r
 }
-
