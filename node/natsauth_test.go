@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,15 +11,18 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -454,5 +458,119 @@ func TestNATSTLS(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// TestNATSExternalServerConfig: a nats-server configured with the block
+// pushctl nats-config prints (natsauth.Config) lets a node with that key
+// run: it creates the buckets, logs in a user and delivers a direct
+// message, within those permissions alone.
+func TestNATSExternalServerConfig(t *testing.T) {
+	dir := t.TempDir()
+	pub, _ := nodeKey(t, dir)
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	text := fmt.Sprintf("listen: \"127.0.0.1:-1\"\njetstream { store_dir: %q }\nno_sys_acc: false\n%s",
+		filepath.Join(t.TempDir(), "js"), natsauth.Config("pushring", []natsauth.Key{{NodeID: "n1", PublicKey: pub}}))
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+
+	n := startNode(t, dir, func(c *Config) { c.NATSURL = s.ClientURL() })
+	defer n.Close()
+	w := setupWorld(t, n)
+	sink := &received{}
+	login := w.api.login("alice", "alice-password")
+	c := connect(t, n, clientOpts{user: "alice", password: login.Token}, sink)
+	subscribe(t, c, "/private/alice/#", 1, sink)
+	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "via-external"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !slices.Contains(sink.list(), "/private/alice via-external") {
+			return fmt.Errorf("alice got %v", sink.list())
+		}
+		return nil
+	})
+}
+
+// TestNATSURLSecretRedacted: a password or token in a NATS URL is
+// reported, never printed.
+func TestNATSURLSecretRedacted(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		secret   bool
+	}{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222", false},
+		{"nats://s3cr3t@h:1,nats://u:pw-s3cr3t@h:2", "nats://REDACTED@h:1,nats://REDACTED@h:2", true},
+		{"nats://h:1,tls://tok-s3cr3t@h:2", "nats://h:1,tls://REDACTED@h:2", true},
+		{"nats://u:s3cr3t@[::1", "<unparsable URL>", true},
+	} {
+		got, secret := urlSecrets(tc.in)
+		if got != tc.want || secret != tc.secret || strings.Contains(got, "s3cr3t") {
+			t.Errorf("%q: %q %v, want %q %v", tc.in, got, secret, tc.want, tc.secret)
+		}
+	}
+}
+
+// syncBuffer is a log sink safe for the node's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestNATSURLSecretWarns: against a NATS server without authorization, a
+// token in --nats-url still connects, with a warning that names the
+// problem and not the token; a node with no URL secret signs with its
+// nkey, and when the server has no authorization says so.
+func TestNATSURLSecretWarns(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	addr := strings.TrimPrefix(s.ClientURL(), "nats://")
+	for _, tc := range []struct {
+		url, want string
+	}{
+		{"nats://tok-s3cr3t@" + addr, "secret on the command line"},
+		{"nats://" + addr, "the NATS server has no authorization"},
+	} {
+		logs := &syncBuffer{}
+		n := startNode(t, t.TempDir(), func(c *Config) {
+			c.NATSURL = tc.url
+			c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		})
+		n.Close()
+		if out := logs.String(); !strings.Contains(out, "level=WARN msg=\""+tc.want) || strings.Contains(out, "s3cr3t") {
+			t.Errorf("%s: want a Warn %q and no secret in the logs:\n%s", tc.url, tc.want, out)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Command pushctl is the admin and user command line of pushring. It talks to
 // a node over the HTTP API only (package client) and never imports server
-// packages.
+// packages; its NATS commands work on local files with internal/natsauth,
+// which holds no server code.
 //
 //	pushctl [global flags] <command> [args] [flags]
 //
@@ -53,6 +54,12 @@ Anyone with a credential:
     (publish authenticates as --device/--key if given, else --token, else the admin key)
   route <id>                                 the home node of a user or device
   cluster                                    the nodes of the cluster
+
+NATS (local files only, no server):
+  nats-key <seed-file>                       create a node's NATS nkey seed (0600) if missing; print its public key
+  nats-config [--cluster C] [--node <id>=<public-nkey>]... [--authorized-keys-file F]
+                                             print the authorization block of a nats-server
+                                             giving each node pushring's permissions
 
 Global flags:
   --server URL          HTTP API (default http://127.0.0.1:8080, env PUSHRING_SERVER)
@@ -136,6 +143,8 @@ var commands = map[string]command{
 	"publish user":           {"publish user <id> <text…> [--qos N] [--base64]", publishCmd(false)},
 	"route":                  {"route <id>", cmdRoute},
 	"cluster":                {"cluster", cmdCluster},
+	"nats-key":               {"nats-key <seed-file>", cmdNATSKey},
+	"nats-config":            {"nats-config [--cluster C] [--node <id>=<public-nkey>]... [--authorized-keys-file F]", cmdNATSConfig},
 }
 
 // run is main without the process: it returns the exit status.
