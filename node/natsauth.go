@@ -3,13 +3,17 @@ package node
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/natsembed"
@@ -46,6 +50,7 @@ func (n *Node) connectNATS() error {
 			TLSCertFile:     cfg.NATSTLSCert,
 			TLSKeyFile:      cfg.NATSTLSKey,
 			TLSClientCAFile: cfg.NATSTLSClientCA,
+			OnRefusal:       newRefusalLog(n.log, n.registry).refused,
 		})
 		if err != nil {
 			return err
@@ -215,4 +220,50 @@ func urlSecrets(urls string) (redacted string, secret bool) {
 func urlSecretsRedacted(urls string) string {
 	r, _ := urlSecrets(urls)
 	return r
+}
+
+// refusalLog counts the clients the embedded NATS server refuses, by
+// reason, and logs them at most once a minute per reason, so a flood of
+// bad keys or forbidden subjects cannot flood the log.
+type refusalLog struct {
+	log    *slog.Logger
+	counts map[string]prometheus.Counter // fixed at creation: read without the lock
+
+	mu    sync.Mutex // leaf
+	last  map[string]time.Time
+	quiet map[string]int // refusals not logged since the last line
+}
+
+// refusalLogEvery is how often at most one refusal of a reason is logged.
+const refusalLogEvery = time.Minute
+
+func newRefusalLog(log *slog.Logger, reg prometheus.Registerer) *refusalLog {
+	r := &refusalLog{log: log, counts: map[string]prometheus.Counter{}, last: map[string]time.Time{}, quiet: map[string]int{}}
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushring_nats_refusals_total",
+		Help: "Clients the embedded NATS server refused, by reason: authentication (unknown or revoked key), permission (a subject outside the client's permissions), tls (failed handshake).",
+	}, []string{"reason"})
+	for _, reason := range []string{natsembed.RefusedAuth, natsembed.RefusedPermission, natsembed.RefusedTLS} {
+		r.counts[reason] = vec.WithLabelValues(reason)
+	}
+	reg.MustRegister(vec)
+	return r
+}
+
+func (r *refusalLog) refused(reason, detail string) {
+	if c := r.counts[reason]; c != nil {
+		c.Inc()
+	}
+	now := time.Now()
+	r.mu.Lock()
+	if now.Sub(r.last[reason]) < refusalLogEvery {
+		r.quiet[reason]++
+		r.mu.Unlock()
+		return
+	}
+	more := r.quiet[reason]
+	r.last[reason], r.quiet[reason] = now, 0
+	r.mu.Unlock()
+	r.log.Warn("embedded NATS server refused a client", "reason", reason, "detail", detail,
+		"not_logged_since_last", more, "counter", "pushring_nats_refusals_total")
 }

@@ -115,7 +115,11 @@ func expectRefused(t *testing.T, nc *nats.Conn, errs chan error, r refusal) {
 // read and a publish to another node's subject with the key by hand.
 func TestNATSNodePermissions(t *testing.T) {
 	dir := t.TempDir()
-	n := startNode(t, dir, func(c *Config) { c.NATSListen = "127.0.0.1:0" })
+	logs := &syncBuffer{}
+	n := startNode(t, dir, func(c *Config) {
+		c.NATSListen = "127.0.0.1:0"
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
 	defer n.Close()
 
 	w := setupWorld(t, n)
@@ -175,6 +179,13 @@ func TestNATSNodePermissions(t *testing.T) {
 			// A refusal after them is the first error: they raised none.
 			expectRefused(t, nc, errs, refusal{true, "other.last"})
 		})
+	}
+	// Each refusal counted, the flood logged once.
+	if got, want := counter(t, n, "pushring_nats_refusals_total", map[string]string{"reason": "permission"}), float64(2*(len(refusals)+1)); got != want {
+		t.Errorf("pushring_nats_refusals_total{reason=permission} %v, want %v", got, want)
+	}
+	if got := strings.Count(logs.String(), "refused a client"); got != 1 {
+		t.Errorf("%d log lines of refusals, want 1:\n%s", got, logs.String())
 	}
 }
 
@@ -312,6 +323,9 @@ func TestNATSRevokeNode(t *testing.T) {
 	} else if !errors.Is(err, nats.ErrAuthorization) {
 		t.Fatalf("n3's revoked key: %v, want an authorization violation", err)
 	}
+	if got := counter(t, n1, "pushring_nats_refusals_total", map[string]string{"reason": "authentication"}); got < 1 {
+		t.Errorf("pushring_nats_refusals_total{reason=authentication} %v after the revoked key tried, want >= 1", got)
+	}
 	if err := n3.ready(); err == nil {
 		t.Error("n3 ready without NATS")
 	}
@@ -442,6 +456,12 @@ func TestNATSTLS(t *testing.T) {
 					t.Fatal("a node without a client certificate started")
 				}
 			}
+			testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+				if got := counter(t, n1, "pushring_nats_refusals_total", map[string]string{"reason": "tls"}); got < 1 {
+					return fmt.Errorf("tls refusals %v", got)
+				}
+				return nil
+			})
 			n2 := startNode(t, d2, n2cfg)
 			defer n2.Close()
 			if !n2.nc.TLSRequired() {

@@ -53,7 +53,22 @@ type Config struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
+	// OnRefusal, when set, is told of every client the server refuses:
+	// reason is RefusedAuth (unknown or revoked key, bad signature),
+	// RefusedPermission (a subject outside the user's permissions; the
+	// connection stays) or RefusedTLS (a failed handshake); detail is
+	// the server's own line (client address, subject). It runs on the
+	// server's goroutines, once per event: it must not block. Default
+	// nil: refusals are not reported (the server logs nothing).
+	OnRefusal func(reason, detail string)
 }
+
+// The reasons OnRefusal reports.
+const (
+	RefusedAuth       = "authentication"
+	RefusedPermission = "permission"
+	RefusedTLS        = "tls"
+)
 
 // User is a client allowed on the server: a public user nkey ("U...")
 // and what it may do.
@@ -154,6 +169,9 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
 	}
+	if cfg.OnRefusal != nil {
+		s.SetLogger(refusalLogger(cfg.OnRefusal), false, false)
+	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
@@ -161,6 +179,29 @@ func Start(cfg Config) (*Server, error) {
 	}
 	return &Server{Server: s, opts: pristine}, nil
 }
+
+// refusalLogger is the server's logger when refusals are reported: it
+// picks the refusals out of the server's error lines and drops the rest,
+// as the server's NoLog would.
+type refusalLogger func(reason, detail string)
+
+func (l refusalLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	switch {
+	case strings.Contains(msg, "Violation - Subject") || strings.Contains(msg, "Violation - Reply"):
+		l(RefusedPermission, msg)
+	case strings.Contains(msg, server.ErrAuthentication.Error()):
+		l(RefusedAuth, msg)
+	case strings.Contains(msg, "TLS handshake error"):
+		l(RefusedTLS, msg)
+	}
+}
+
+func (refusalLogger) Noticef(string, ...any) {}
+func (refusalLogger) Warnf(string, ...any)   {}
+func (refusalLogger) Fatalf(string, ...any)  {}
+func (refusalLogger) Debugf(string, ...any)  {}
+func (refusalLogger) Tracef(string, ...any)  {}
 
 // nkeyUsers checks and converts users.
 func nkeyUsers(users []User) ([]*server.NkeyUser, error) {
