@@ -71,8 +71,9 @@ var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "node"}
 // naming the field, a value it cannot run with, before it starts
 // anything.
 type Config struct {
-	// DataDir holds the embedded NATS server's JetStream files and the
-	// generated admin key. Default "./data".
+	// DataDir holds the embedded NATS server's JetStream files, the
+	// generated admin key and the generated NATS nkey seed. Default
+	// "./data".
 	DataDir string
 	// NodeID names the node in the cluster: a NATS subject token and the
 	// gossip node name, 1 to 64 printable ASCII bytes without spaces,
