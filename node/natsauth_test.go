@@ -477,6 +477,14 @@ func TestNATSTLS(t *testing.T) {
 				}
 				return nil
 			})
+			// A reload keeps the TLS listener and the connections on it.
+			reconnects := n2.nc.Stats().Reconnects
+			if err := n1.Reload(); err != nil {
+				t.Fatalf("reload with TLS: %v", err)
+			}
+			if err := n2.nc.Flush(); err != nil || n2.nc.Stats().Reconnects != reconnects {
+				t.Fatalf("n2 after n1's reload: %v, %d reconnects", err, n2.nc.Stats().Reconnects-reconnects)
+			}
 		})
 	}
 }
@@ -591,6 +599,17 @@ func TestNATSURLSecretWarns(t *testing.T) {
 		n.Close()
 		if out := logs.String(); !strings.Contains(out, "level=WARN msg=\""+tc.want) || strings.Contains(out, "s3cr3t") {
 			t.Errorf("%s: want a Warn %q and no secret in the logs:\n%s", tc.url, tc.want, out)
+		}
+	}
+}
+
+func TestLoopbackHost(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:4222": true, "127.0.0.5:1": true, "[::1]:4222": true, "localhost:4222": true,
+		":4222": false, "0.0.0.0:4222": false, "10.0.0.1:4222": false, "nats.example:4222": false, "nonsense": false,
+	} {
+		if got := loopbackHost(addr); got != want {
+			t.Errorf("loopbackHost(%q) = %v, want %v", addr, got, want)
 		}
 	}
 }
