@@ -22,9 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/testutil"
@@ -612,4 +614,83 @@ func TestLoopbackHost(t *testing.T) {
 			t.Errorf("loopbackHost(%q) = %v, want %v", addr, got, want)
 		}
 	}
+}
+
+// TestNATSCredsFile: against a NATS server in operator (JWT) mode, a node
+// signs in with --nats-creds-file, a user JWT carrying
+// natsauth.NodePermissions, and runs (buckets, login, delivery); the
+// permissions in the JWT hold (a subject outside them is refused).
+func TestNATSCredsFile(t *testing.T) {
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	okp, err := nkeys.CreateOperator()
+	must(err)
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	// JetStream needs a system account.
+	skp, err := nkeys.CreateAccount()
+	must(err)
+	spub, _ := skp.PublicKey()
+	sjwt, err := jwt.NewAccountClaims(spub).Encode(okp)
+	must(err)
+	oc.SystemAccount = spub
+	akp, err := nkeys.CreateAccount()
+	must(err)
+	apub, _ := akp.PublicKey()
+	ac := jwt.NewAccountClaims(apub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	ajwt, err := ac.Encode(okp)
+	must(err)
+	ukp, err := nkeys.CreateUser()
+	must(err)
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	perms := natsauth.NodePermissions("pushring", "n1")
+	uc.Permissions.Pub.Allow.Add(perms.Publish...)
+	uc.Permissions.Sub.Allow.Add(perms.Subscribe...)
+	ujwt, err := uc.Encode(akp)
+	must(err)
+	useed, _ := ukp.Seed()
+	creds, err := jwt.FormatUserConfig(ujwt, useed)
+	must(err)
+	credsFile := filepath.Join(t.TempDir(), "n1.creds")
+	must(os.WriteFile(credsFile, creds, 0o600))
+
+	resolver := &server.MemAccResolver{}
+	must(resolver.Store(apub, ajwt))
+	must(resolver.Store(spub, sjwt))
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoSigs: true, NoLog: true, TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver, SystemAccount: spub})
+	must(err)
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+
+	dir := t.TempDir()
+	n := startNode(t, dir, func(c *Config) { c.NATSURL, c.NATSCredsFile = s.ClientURL(), credsFile })
+	defer n.Close()
+	if _, err := os.Stat(filepath.Join(dir, "nats.nk")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("nats.nk with a creds file: %v, want none made", err)
+	}
+	w := setupWorld(t, n)
+	sink := &received{}
+	login := w.api.login("alice", "alice-password")
+	c := connect(t, n, clientOpts{user: "alice", password: login.Token}, sink)
+	subscribe(t, c, "/private/alice/#", 1, sink)
+	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "via-jwt"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !slices.Contains(sink.list(), "/private/alice via-jwt") {
+			return fmt.Errorf("alice got %v", sink.list())
+		}
+		return nil
+	})
+	nc, errs := permConn(t, func(o ...nats.Option) (*nats.Conn, error) { return nats.Connect(s.ClientURL(), o...) },
+		nats.UserCredentials(credsFile))
+	expectRefused(t, nc, errs, refusal{true, "other.>"})
 }
