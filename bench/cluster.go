@@ -18,6 +18,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nats-io/nkeys"
 )
 
 // dialAddr is the MQTT address c dials: its own (a cluster member's home
@@ -42,8 +44,9 @@ type ClusterNode struct {
 }
 
 // LocalCluster is n pushring nodes the harness started on loopback: node
-// n1 runs the embedded NATS server (--nats-listen, with the token it
-// writes to <data-dir>/nats.token), the others use it (--nats-url) and
+// n1 runs the embedded NATS server (--nats-listen, letting in the nkeys
+// of the others, --nats-authorized-keys-file), the others use it
+// (--nats-url, signed in with the nkey in their data dir) and
 // join n1's gossip (--join). Setup goes through n1's HTTP API; each
 // client dials its home node.
 type LocalCluster struct {
@@ -81,11 +84,42 @@ func StartCluster(bin string, n int, extra ...string) (*LocalCluster, error) {
 	keyLine := base64.StdEncoding.EncodeToString(gossipKey) + "\n"
 	c := &LocalCluster{}
 	var gossip1, natsAddr, natsURL string
-	start := func(i int) (*Pushring, error) {
+	// Each node signs in to n1's NATS with its own nkey: made before the
+	// start, in the data dir where the node looks for it, and listed in
+	// n1's authorized-keys file.
+	dirs := make([]string, n)
+	var authorized strings.Builder
+	for i := range dirs {
 		dir, err := os.MkdirTemp("", "pushbench-cluster-")
+		if err == nil {
+			dirs[i] = dir
+			err = os.MkdirAll(filepath.Join(dir, "data"), 0o700)
+		}
+		if err == nil && i > 0 {
+			var pub string
+			if pub, err = writeNKey(filepath.Join(dir, "data", "nats.nk")); err == nil {
+				fmt.Fprintf(&authorized, "n%d %s\n", i+1, pub)
+			}
+		}
 		if err != nil {
+			for _, d := range dirs {
+				if d != "" {
+					os.RemoveAll(d)
+				}
+			}
 			return nil, err
 		}
+	}
+	authorizedFile := filepath.Join(dirs[0], "authorized_keys")
+	if err := os.WriteFile(authorizedFile, []byte(authorized.String()), 0o600); err != nil {
+		for _, d := range dirs {
+			os.RemoveAll(d)
+		}
+		return nil, err
+	}
+	start := func(i int) (*Pushring, error) {
+		dir := dirs[i]
+		var err error
 		var ports [4]int
 		for j := range ports {
 			if ports[j], err = freePort(); err != nil {
@@ -110,7 +144,7 @@ func StartCluster(bin string, n int, extra ...string) (*LocalCluster, error) {
 		switch {
 		case i == 0 && n > 1:
 			natsAddr, gossip1 = "127.0.0.1:"+strconv.Itoa(ports[3]), gossip
-			args = append(args, "--nats-listen", natsAddr)
+			args = append(args, "--nats-listen", natsAddr, "--nats-authorized-keys-file", authorizedFile)
 		case i > 0:
 			args = append(args, "--join", gossip1, "--nats-url", natsURL)
 		}
@@ -123,7 +157,13 @@ func StartCluster(bin string, n int, extra ...string) (*LocalCluster, error) {
 		s.proc = p
 		return s, nil
 	}
-	fail := func(err error) (*LocalCluster, error) { c.Stop(); return nil, err }
+	fail := func(err error) (*LocalCluster, error) {
+		c.Stop()
+		for _, d := range dirs[len(c.nodes):] { // not started: Stop leaves them
+			os.RemoveAll(d)
+		}
+		return nil, err
+	}
 
 	n1, err := start(0)
 	if err != nil {
@@ -133,13 +173,7 @@ func StartCluster(bin string, n int, extra ...string) (*LocalCluster, error) {
 	if err := n1.waitReady(60 * time.Second); err != nil {
 		return fail(fmt.Errorf("n1: %w", err))
 	}
-	if n > 1 {
-		tok, err := os.ReadFile(filepath.Join(n1.proc.dir, "data", "nats.token"))
-		if err != nil || len(strings.TrimSpace(string(tok))) == 0 {
-			return fail(fmt.Errorf("n1: no NATS token in its data dir: %v", err))
-		}
-		natsURL = "nats://" + strings.TrimSpace(string(tok)) + "@" + natsAddr
-	}
+	natsURL = "nats://" + natsAddr
 	for i := 1; i < n; i++ {
 		s, err := start(i)
 		if err != nil {
@@ -553,4 +587,16 @@ func writeNotes(out io.Writer, results []Result) {
 			fmt.Fprintf(out, "%s: %s\n", x.System, x.Note)
 		}
 	}
+}
+
+// writeNKey writes a new user nkey seed to path (mode 0600) and returns
+// its public key.
+func writeNKey(path string) (string, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	return pub, os.WriteFile(path, append(seed, '\n'), 0o600)
 }

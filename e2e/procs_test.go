@@ -22,6 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
+	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/natsembed"
 	"github.com/pushring/pushring/internal/testutil"
 )
@@ -93,6 +96,8 @@ type proc struct {
 // the test process (so killing a node never kills the bus).
 type cluster struct {
 	t     *testing.T
+	nats  *natsembed.Server
+	users []natsembed.User // every node's key, with a node's permissions
 	url   string
 	procs []*proc
 	args  []string // extra flags for every node started
@@ -124,12 +129,20 @@ func writeKeyFile(t *testing.T, dir string, keys ...[]byte) string {
 
 func newCluster(t *testing.T, n int, args ...string) *cluster {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "e2e-nats-token"})
+	// A listening server needs one user before the nodes' keys exist: an
+	// unlimited one the harness never uses.
+	harness, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hpub, _ := harness.PublicKey()
+	users := []natsembed.User{{PublicKey: hpub}}
+	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Users: users})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Stop)
-	c := &cluster{t: t, url: "nats://e2e-nats-token@" + ns.Addr().String(), args: args, key: clusterKey}
+	c := &cluster{t: t, nats: ns, users: users, url: "nats://" + ns.Addr().String(), args: args, key: clusterKey}
 	for range n {
 		c.start()
 	}
@@ -162,6 +175,18 @@ func (c *cluster) launch(id string, join []string, keys [][]byte, extra ...strin
 	p := &proc{id: id, mqtt: freeAddr(t), http: freeAddr(t), gossip: freeAddr(t), exited: make(chan struct{})}
 	dir := t.TempDir()
 	p.log = filepath.Join(dir, "node.log")
+	// The node signs in to NATS with the key it finds in its data dir:
+	// made here first, so the server knows it.
+	kp, _, err := natsauth.LoadOrCreateSeed(filepath.Join(dir, "nats.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	perm := natsauth.NodePermissions("pushring", p.id)
+	c.users = append(c.users, natsembed.User{PublicKey: pub, Permissions: &natsembed.Permissions{Publish: perm.Publish, Subscribe: perm.Subscribe}})
+	if err := c.nats.SetUsers(c.users); err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"--node-id", p.id, "--data-dir", dir, "--admin-key", adminKey, "--nats-url", c.url,
 		"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip, "--log-level", "info",
 		"--login-rate", "-1"} // the test logs in many users from one address

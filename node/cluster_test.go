@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,7 +23,7 @@ import (
 // server (as production nodes share a NATS cluster), gossiping with real
 // memberlist.
 type testCluster struct {
-	nats  *natsembed.Server
+	nats  *sharedNATS
 	url   string
 	nodes []*Node
 	mod   func(*Config) // applied to every node's config last
@@ -37,13 +38,8 @@ func startCluster(t *testing.T, n int) *testCluster {
 func startClusterWith(t *testing.T, n int, mod func(*Config)) *testCluster {
 	t.Helper()
 	tc := &testCluster{mod: mod}
-	var err error
-	tc.nats, err = natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "cluster-test-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.nats.Stop)
-	tc.url = "nats://cluster-test-token@" + tc.nats.Addr().String()
+	tc.nats = startSharedNATS(t, natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	tc.url = "nats://" + tc.nats.Addr().String()
 	for range n {
 		tc.add(t)
 	}
@@ -59,7 +55,12 @@ func (tc *testCluster) add(t *testing.T) *Node {
 	if len(tc.nodes) > 0 {
 		join = []string{tc.nodes[0].cluster.GossipAddr()}
 	}
-	node := startNode(t, filepath.Join(t.TempDir(), strconv.Itoa(i)), func(c *Config) {
+	dir := filepath.Join(t.TempDir(), strconv.Itoa(i))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tc.nats.authorize(t, "pushring", "n"+strconv.Itoa(i), dir)
+	node := startNode(t, dir, func(c *Config) {
 		c.NodeID = "n" + strconv.Itoa(i)
 		c.NATSURL = tc.url
 		c.AdminKey = "cluster-admin-key"
@@ -562,6 +563,14 @@ func TestClusterOnNATSCluster(t *testing.T) {
 	for range 3 {
 		routes = append(routes, freeLoopback(t))
 	}
+	// Every server lets in the three nodes, each with its own key.
+	var users []natsembed.User
+	nodeDirs := make([]string, 3)
+	for i := range 3 {
+		nodeDirs[i] = t.TempDir()
+		pub, _ := nodeKey(t, nodeDirs[i])
+		users = append(users, nodeUser("pushring", fmt.Sprint("n", i+1), pub))
+	}
 	// The servers wait for each other's routes: start them together.
 	servers := make([]*natsembed.Server, 3)
 	errs := make(chan error, 3)
@@ -569,7 +578,7 @@ func TestClusterOnNATSCluster(t *testing.T) {
 		dir := t.TempDir() // here: TempDir fails the test with t.Fatal
 		go func() {
 			s, err := natsembed.Start(natsembed.Config{
-				StoreDir: dir, Listen: "127.0.0.1:0", Token: "tok", ServerName: fmt.Sprint("s", i),
+				StoreDir: dir, Listen: "127.0.0.1:0", Users: users, ServerName: fmt.Sprint("s", i),
 				ClusterName: "pushring-test", ClusterListen: routes[i], Routes: routes,
 			})
 			servers[i] = s
@@ -592,7 +601,7 @@ func TestClusterOnNATSCluster(t *testing.T) {
 		t.Fatal(failed)
 	}
 	for _, s := range servers {
-		clients = append(clients, "nats://tok@"+s.Addr().String())
+		clients = append(clients, "nats://"+s.Addr().String())
 	}
 	// JetStream's meta group needs a leader before buckets can be made.
 	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
@@ -616,7 +625,7 @@ func TestClusterOnNATSCluster(t *testing.T) {
 		// new streams may still be electing leaders when the store's 5 s
 		// per-call timeout runs out, so starting is retried a few times.
 		var n *Node
-		dir := t.TempDir()
+		dir := nodeDirs[i]
 		testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() (err error) {
 			n, err = tryStartNode(t, dir, func(c *Config) {
 				c.NodeID = fmt.Sprint("n", i+1)

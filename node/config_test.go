@@ -74,6 +74,13 @@ func TestValidate(t *testing.T) {
 		{"MaxConnections", func(c *Config) { c.Router.MaxConnections = -1 }, router.ErrInvalidConfig},
 		{"MaxQueued", func(c *Config) { c.Router.MaxQueued = -1 }, router.ErrInvalidConfig},
 		{"PrivatePrefix", func(c *Config) { c.Router.PrivatePrefix = "/p/#" }, router.ErrInvalidConfig},
+		{"NATSCert and NATSKey", func(c *Config) { c.NATSURL, c.NATSCert = "nats://h:1", "c.pem" }, nil},
+		{"NATSCA", func(c *Config) { c.NATSCA = "ca.pem" }, nil},
+		{"NATSCredsFile", func(c *Config) { c.NATSCredsFile = "x.creds" }, nil},
+		{"NATSAuthorizedKeysFile", func(c *Config) { c.NATSURL, c.NATSAuthorizedKeysFile = "nats://h:1", "keys" }, nil},
+		{"NATSTLSCert and NATSTLSKey", func(c *Config) { c.NATSListen, c.NATSTLSKey = "127.0.0.1:0", "k.pem" }, nil},
+		{"NATSTLSClientCA", func(c *Config) { c.NATSListen, c.NATSTLSClientCA = "127.0.0.1:0", "ca.pem" }, nil},
+		{"NATSTLSCert needs NATSListen", func(c *Config) { c.NATSTLSCert, c.NATSTLSKey = "c.pem", "k.pem" }, nil},
 	} {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)

@@ -43,8 +43,10 @@ func TestPushFlow(t *testing.T) {
 	}
 
 	// Fan-out goes over NATS even on one node: a plain nats.go
-	// subscriber on the node's subject sees the envelopes (checked below).
-	raw, err := n.embedded.Connect()
+	// subscriber on the node's subject, signed in with the node's key,
+	// sees the envelopes (checked below).
+	_, auth := nodeKey(t, n.cfg.DataDir)
+	raw, err := n.embedded.Connect(auth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,29 +411,39 @@ func TestAuthTopic(t *testing.T) {
 	}
 }
 
-// TestNATSListenNeedsToken: an embedded NATS server opened to other
-// processes requires the token the node wrote (mode 0600) into its data
-// dir; without it nobody reaches the KV buckets or the node subjects.
-func TestNATSListenNeedsToken(t *testing.T) {
+// TestNATSListenNeedsNKey: an embedded NATS server opened to other
+// processes lets in only the node's own key (generated mode 0600 in its
+// data dir) and the authorized ones; nobody else reaches the KV buckets
+// or the node subjects, not even with a token.
+func TestNATSListenNeedsNKey(t *testing.T) {
 	dir := t.TempDir()
 	n := startNode(t, dir, func(c *Config) { c.NATSListen = "127.0.0.1:0" })
 	defer n.Close()
-	fi, err := os.Stat(filepath.Join(dir, "nats.token"))
+	fi, err := os.Stat(filepath.Join(dir, "nats.nk"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o600 {
-		t.Fatalf("nats.token mode %v, want 0600", fi.Mode().Perm())
+		t.Fatalf("nats.nk mode %v, want 0600", fi.Mode().Perm())
 	}
-	raw, _ := os.ReadFile(filepath.Join(dir, "nats.token"))
-	addr := n.embedded.Addr().String()
-	if nc, err := nats.Connect("nats://" + addr); err == nil {
-		nc.Close()
-		t.Fatal("connected to the node's NATS without the token")
+	if _, err := os.Stat(filepath.Join(dir, "nats.token")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("nats.token: %v, want none", err)
 	}
-	nc, err := nats.Connect("nats://" + strings.TrimSpace(string(raw)) + "@" + addr)
+	addr := "nats://" + n.embedded.Addr().String()
+	_, stranger := nodeKey(t, t.TempDir())
+	for name, opts := range map[string][]nats.Option{"no credentials": nil, "token": {nats.Token("x")}, "unlisted key": {stranger}} {
+		if nc, err := nats.Connect(addr, opts...); err == nil {
+			nc.Close()
+			t.Fatalf("%s: connected to the node's NATS", name)
+		}
+	}
+	pub, auth := nodeKey(t, dir)
+	if pub != n.natsPub {
+		t.Fatalf("key on disk %s, node signs with %s", pub, n.natsPub)
+	}
+	nc, err := nats.Connect(addr, auth)
 	if err != nil {
-		t.Fatalf("with the token: %v", err)
+		t.Fatalf("with the node's key: %v", err)
 	}
 	nc.Close()
 }

@@ -20,8 +20,6 @@ package node
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +41,7 @@ import (
 	"github.com/pushring/pushring/api"
 	"github.com/pushring/pushring/fanout"
 	"github.com/pushring/pushring/internal/configerr"
+	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/natsembed"
 	"github.com/pushring/pushring/internal/secretfile"
 	"github.com/pushring/pushring/membership"
@@ -71,8 +70,9 @@ var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "node"}
 // naming the field, a value it cannot run with, before it starts
 // anything.
 type Config struct {
-	// DataDir holds the embedded NATS server's JetStream files and the
-	// generated admin key. Default "./data".
+	// DataDir holds the embedded NATS server's JetStream files, the
+	// generated admin key and the generated NATS nkey seed. Default
+	// "./data".
 	DataDir string
 	// NodeID names the node in the cluster: a NATS subject token and the
 	// gossip node name, 1 to 64 printable ASCII bytes without spaces,
@@ -103,8 +103,43 @@ type Config struct {
 	AdminKeyFile string
 	// NATSURL is a comma-separated list of NATS servers. Empty (the
 	// default): start an embedded NATS server with JetStream under
-	// DataDir.
+	// DataDir. A user:password or token in a URL still works but is
+	// logged as a warning: it sits on the command line, readable by every
+	// local user; NATSNKeyFile or NATSCredsFile keep the secret in a file.
 	NATSURL string
+	// NATSNKeyFile holds this node's NATS user nkey seed, which it signs
+	// in with (to NATSURL, or to its own embedded server, in-process
+	// included): one key per node, so one node can be revoked alone.
+	// Empty (the default): <DataDir>/nats.nk, generated (mode 0600) on
+	// first start; its public key is logged, for the other nodes'
+	// NATSAuthorizedKeysFile or an external server's config.
+	NATSNKeyFile string
+	// NATSCredsFile is a NATS credentials file (user JWT and seed) to sign
+	// in with instead of the nkey, for a NATS server in operator (JWT)
+	// mode. Needs NATSURL. Default none.
+	NATSCredsFile string
+	// NATSAuthorizedKeysFile lists the other nodes the embedded server
+	// lets in, one "<node-id> <public-nkey>" a line ('#' comments), each
+	// with the permissions of that node id (natsauth.NodePermissions);
+	// this node's own key is always in. Reload re-reads it: a key removed
+	// is refused at once and its connection closed. Default none: this
+	// node alone. Not with NATSURL (the external server's config
+	// authorizes; pushctl nats-config prints it).
+	NATSAuthorizedKeysFile string
+	// NATSCA (PEM) is the CA the NATS servers' certificates are checked
+	// against, and NATSCert and NATSKey (PEM) an optional client
+	// certificate, for the connection to NATSURL. Default none: the
+	// system roots if the server asks for TLS.
+	NATSCA   string
+	NATSCert string
+	NATSKey  string
+	// NATSTLSCert and NATSTLSKey (PEM) make the embedded server's
+	// NATSListen serve TLS only; with NATSTLSClientCA (PEM) it also
+	// requires of every client a certificate signed by that CA. Default
+	// none: plain TCP, for loopback.
+	NATSTLSCert     string
+	NATSTLSKey      string
+	NATSTLSClientCA string
 	// KVReplicas is the replication of the KV buckets, 1 to 5 (1 on one
 	// NATS server; 3 on a NATS cluster of 3 or more). Default:
 	// store.DefaultKVConfig's.
@@ -241,6 +276,14 @@ func (c Config) validate() error {
 	}
 	keys, keysErr := c.gossipKeys()
 	return configerr.First(
+		check.If((c.NATSCert == "") != (c.NATSKey == ""), "NATSCert and NATSKey go together"),
+		check.If(c.NATSURL == "" && (c.NATSCA != "" || c.NATSCert != "" || c.NATSCredsFile != ""),
+			"NATSCA, NATSCert, NATSKey and NATSCredsFile need NATSURL (the embedded server is reached in-process)"),
+		check.If(c.NATSURL != "" && c.NATSAuthorizedKeysFile != "",
+			"NATSAuthorizedKeysFile is for the embedded server; with NATSURL the NATS server's config authorizes (pushctl nats-config)"),
+		check.If((c.NATSTLSCert == "") != (c.NATSTLSKey == ""), "NATSTLSCert and NATSTLSKey go together"),
+		check.If(c.NATSTLSClientCA != "" && c.NATSTLSCert == "", "NATSTLSClientCA needs NATSTLSCert and NATSTLSKey"),
+		check.If(c.NATSTLSCert != "" && (c.NATSListen == "" || c.NATSURL != ""), "NATSTLSCert needs NATSListen and the embedded server"),
 		check.If(c.NodeID == "" || strings.ContainsAny(c.NodeID, ".*> \t\r\n"),
 			"NodeID %q must be set, without '.', '*', '>' or white space", c.NodeID),
 		hostPort("MQTTAddr", c.MQTTAddr),
@@ -316,6 +359,8 @@ type Node struct {
 
 	embedded *natsembed.Server
 	nc       *nats.Conn
+	natsPub  string     // this node's public nkey, "" when it signs in otherwise
+	reloadMu sync.Mutex // one Reload at a time
 	dir      *store.Directory
 	fan      *fanout.Fanout
 	cluster  *membership.Cluster
@@ -327,6 +372,7 @@ type Node struct {
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
 	closed   bool
+	closing  atomic.Bool // set by Close, so the closed NATS connection is not reported as lost
 	registry *prometheus.Registry
 }
 
@@ -361,34 +407,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.adminKey = adminKeys[0]
 
 	// NATS: the bus between nodes and the home of the KV buckets.
-	if cfg.NATSURL == "" {
-		var token string
-		if cfg.NATSListen != "" {
-			// Others reach this NATS with nats://<token>@<listen>.
-			path := filepath.Join(cfg.DataDir, "nats.token")
-			if token, err = loadOrCreateSecret(path, "NATS token", n.log); err != nil {
-				return nil, err
-			}
-		}
-		n.embedded, err = natsembed.Start(natsembed.Config{
-			StoreDir:   filepath.Join(cfg.DataDir, "nats"),
-			Listen:     cfg.NATSListen,
-			ServerName: cfg.NodeID,
-			Token:      token,
-		})
-		if err != nil {
-			return nil, err
-		}
-		n.nc, err = n.embedded.Connect(n.natsOptions()...)
-		if n.embedded.Addr() != nil {
-			n.log.Info("embedded NATS server listening (clients need the token)", "addr", n.embedded.ClientURL(),
-				"token_file", filepath.Join(cfg.DataDir, "nats.token"))
-		}
-	} else {
-		n.nc, err = nats.Connect(cfg.NATSURL, n.natsOptions()...)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("node: connect to NATS: %w", err)
+	if err := n.connectNATS(); err != nil {
+		return nil, err
 	}
 	js, err := jetstream.New(n.nc)
 	if err != nil {
@@ -532,6 +552,9 @@ func (n *Node) natsOptions() []nats.Option {
 	return []nats.Option{
 		nats.Name("pushring-" + n.cfg.NodeID),
 		nats.MaxReconnects(-1),
+		// Replies come to this node's own inbox, the only one its
+		// permissions let it read.
+		nats.CustomInboxPrefix(natsauth.InboxPrefix(n.cfg.Cluster, n.cfg.NodeID)),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {
@@ -541,6 +564,13 @@ func (n *Node) natsOptions() []nats.Option {
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { n.log.Warn("NATS disconnected", "err", err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// nats.go gives up reconnecting when the server refuses the same
+		// credentials twice: this node's key was revoked.
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if err := nc.LastError(); err != nil && !n.closing.Load() {
+				n.log.Error("NATS connection closed for good: the node serves no more until restarted", "err", err)
+			}
+		}),
 	}
 }
 
@@ -576,6 +606,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	n.closing.Store(true)
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		n.http.Shutdown(ctx)
@@ -658,27 +689,6 @@ func (l *lazyRouter) DeliverHeld(m *message.Message, recipients []string, rel fa
 }
 
 var _ fanout.Throttler = (*lazyRouter)(nil)
-
-// loadOrCreateSecret returns the secret stored at path, or a new random
-// one (256 bits, base64url) written there with mode 0600.
-func loadOrCreateSecret(path, what string, log *slog.Logger) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		if key := strings.TrimSpace(string(b)); key != "" {
-			log.Info(what+" loaded", "file", path)
-			return key, nil
-		}
-	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", err
-	}
-	key := base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("node: write %s: %w", what, err)
-	}
-	log.Info(what+" generated", "file", path)
-	return key, nil
-}
 
 // advertiseAddr turns a bound address into one a client can dial.
 func advertiseAddr(a net.Addr) string {

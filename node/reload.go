@@ -1,12 +1,17 @@
 package node
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Reload rereads what the node keeps in files and can change without a
 // restart; cmd/pushring calls it on SIGHUP. Each step that fails is
 // logged and leaves its running values in place (a half-edited file
 // never takes a working secret away); the error joins the failures.
 func (n *Node) Reload() error {
+	n.reloadMu.Lock() // one reload at a time: steps read and swap state
+	defer n.reloadMu.Unlock()
 	var errs []error
 	for _, step := range []struct {
 		name string
@@ -14,10 +19,11 @@ func (n *Node) Reload() error {
 	}{
 		{"admin keys", n.reloadAdminKeys},
 		{"gossip keys", n.reloadGossipKeys},
+		{"NATS authorized keys", n.reloadNATSAuth},
 	} {
 		if err := step.run(); err != nil {
 			n.log.Error("reload failed", "step", step.name, "err", err)
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%s: %w", step.name, err))
 		}
 	}
 	if len(errs) == 0 {

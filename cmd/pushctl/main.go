@@ -1,6 +1,7 @@
 // Command pushctl is the admin and user command line of pushring. It talks to
 // a node over the HTTP API only (package client) and never imports server
-// packages.
+// packages; its NATS commands work on local files with internal/natsauth,
+// which holds no server code.
 //
 //	pushctl [global flags] <command> [args] [flags]
 //
@@ -60,6 +61,10 @@ Local (no server):
   gossip-key [--out FILE]                    a new random 32-byte gossip key, base64, for
                                              pushring --gossip-key-file; --out writes FILE
                                              (mode 0600, never overwritten), else stdout
+  nats-key <seed-file>                       create a node's NATS nkey seed (0600) if missing; print its public key
+  nats-config [--cluster C] [--node <id>=<public-nkey>]... [--authorized-keys-file F]
+                                             print the authorization block of a nats-server
+                                             giving each node pushring's permissions
 
 Global flags:
   --server URL          HTTP API (default http://127.0.0.1:8080, env PUSHRING_SERVER)
@@ -146,6 +151,8 @@ var commands = map[string]command{
 	"route":                  {"route <id>", cmdRoute},
 	"cluster":                {"cluster", cmdCluster},
 	"gossip-key":             {"gossip-key [--out FILE]", cmdGossipKey},
+	"nats-key":               {"nats-key <seed-file>", cmdNATSKey},
+	"nats-config":            {"nats-config [--cluster C] [--node <id>=<public-nkey>]... [--authorized-keys-file F]", cmdNATSConfig},
 }
 
 // run is main without the process: it returns the exit status.

@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/secretfile"
 	"github.com/pushring/pushring/internal/testutil"
 )
@@ -304,5 +308,109 @@ func TestBinaryRefusesOpenGossip(t *testing.T) {
 				t.Errorf("data dir after a refused config: %v", err)
 			}
 		})
+	}
+}
+
+// TestBinaryNATSKeysAndSIGHUP: the binary generates its NATS nkey (0600,
+// public key logged), lets into its embedded NATS the key of
+// --nats-authorized-keys-file, and on SIGHUP re-reads that file: the key
+// removed loses its connection and is refused, while the node keeps
+// running and serving.
+func TestBinaryNATSKeysAndSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the pushring binary")
+	}
+	bin := buildPushring(t)
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	keysFile := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(keysFile, []byte("n2 "+pub+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "--data-dir", dataDir, "--mqtt-addr", freeAddr(t), "--http-addr", httpAddr,
+		"--gossip-addr", "127.0.0.1:0", "--node-id", "n1", "--nats-listen", natsAddr)
+	// The file through the environment: every flag has its variable.
+	cmd.Env = append(cleanEnv(), "PUSHRING_NATS_AUTHORIZED_KEYS_FILE="+keysFile)
+	var logs testutil.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("pushring output:\n%s", logs.String())
+		}
+	})
+	ready := func() error {
+		select {
+		case <-exited:
+			t.Fatalf("pushring exited")
+		default:
+		}
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	}
+	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, ready)
+
+	seed := filepath.Join(dataDir, "nats.nk")
+	if st, err := os.Stat(seed); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("nats.nk: %v", err)
+	}
+	own, _, err := natsauth.LoadOrCreateSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownPub, _ := own.PublicKey()
+	if out := logs.String(); !strings.Contains(out, `msg="NATS nkey generated"`) || !strings.Contains(out, "public_key="+ownPub) {
+		t.Errorf("log lacks the generated key's public half %s", ownPub)
+	}
+
+	lost := make(chan struct{}, 1)
+	nc, err := nats.Connect("nats://"+natsAddr, nats.Nkey(pub, kp.Sign),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { lost <- struct{}{} }))
+	if err != nil {
+		t.Fatalf("authorized key: %v", err)
+	}
+	defer nc.Close()
+	if err := os.WriteFile(keysFile, []byte("# n2 revoked\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked key's connection still up 10 s after SIGHUP")
+	}
+	if c, err := nats.Connect("nats://"+natsAddr, nats.Nkey(pub, kp.Sign)); err == nil {
+		c.Close()
+		t.Fatal("the revoked key connected")
+	}
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, ready)
+	if !strings.Contains(logs.String(), `msg="NATS authorized keys reloaded"`) {
+		t.Error("log lacks the reload")
 	}
 }

@@ -90,6 +90,17 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.Router.GoroutinePerConn, "goroutine-per-conn", false, "serve each MQTT connection with two goroutines instead of the epoll event loop")
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	// NATS credentials, permissions and TLS: each node signs in with its
+	// own nkey (or a .creds file); no NATS secret on the command line.
+	fs.StringVar(&cfg.NATSNKeyFile, "nats-nkey-file", "", "this node's NATS user nkey seed (default: read or generate <data-dir>/nats.nk; its public key is logged)")
+	fs.StringVar(&cfg.NATSCredsFile, "nats-creds-file", "", "NATS credentials file (JWT and seed) for a NATS server in operator mode, instead of the nkey")
+	fs.StringVar(&cfg.NATSAuthorizedKeysFile, "nats-authorized-keys-file", "", "embedded NATS server: file of \"<node-id> <public-nkey>\" lines for the other nodes it lets in (re-read on SIGHUP)")
+	fs.StringVar(&cfg.NATSCA, "nats-ca", "", "CA file (PEM) to verify the NATS servers of --nats-url")
+	fs.StringVar(&cfg.NATSCert, "nats-cert", "", "client certificate file (PEM) for the connection to --nats-url")
+	fs.StringVar(&cfg.NATSKey, "nats-key", "", "key file (PEM) of --nats-cert")
+	fs.StringVar(&cfg.NATSTLSCert, "nats-tls-cert", "", "embedded NATS server: certificate file (PEM); --nats-listen then serves TLS only")
+	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", "", "embedded NATS server: key file (PEM) of --nats-tls-cert")
+	fs.StringVar(&cfg.NATSTLSClientCA, "nats-tls-client-ca", "", "embedded NATS server: require client certificates signed by this CA (PEM)")
 	if err := applyEnv(fs); err != nil {
 		return configerr.Wrap(errUsage, err)
 	}
@@ -145,7 +156,6 @@ func run(args []string) error {
 		case <-hup:
 			cfg.Logger.Info("SIGHUP: reloading files")
 			n.Reload() // logs each step that failed; the node runs on with what it had
-
 		case <-ctx.Done():
 			cfg.Logger.Info("shutting down")
 			return n.Close()

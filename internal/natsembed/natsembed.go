@@ -1,15 +1,24 @@
 // Package natsembed runs a NATS server with JetStream inside the process:
 // the one-machine default of a node, and the real NATS every test uses.
+//
+// A server that listens for other processes authenticates every client,
+// the in-process ones included, with an nkey (Config.Users): whoever can
+// reach an open NATS port could otherwise write sessions into the KV
+// buckets or publish envelopes past every ACL. Each user may carry its own
+// permissions, and SetUsers swaps the list at run time: a key left out is
+// refused from then on and its live connections are closed.
 package natsembed
 
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // Config of an embedded server.
@@ -24,11 +33,18 @@ type Config struct {
 	MaxPayload int32
 	// ServerName names the server (default "pushring").
 	ServerName string
-	// Token, when set, is required of every client (nats://<token>@host).
-	// Start refuses a Listen address without one: whoever can reach an
-	// open NATS port could write sessions into the KV buckets or publish
-	// envelopes past every ACL.
-	Token string
+	// Users are the nkey users the server accepts. With none, the server
+	// accepts any client, which Start allows only without a Listen
+	// address (in-process clients of this process alone). With some,
+	// every client, in-process ones included, must sign with one of
+	// their keys.
+	Users []User
+	// TLSCertFile and TLSKeyFile (PEM) make the Listen address serve TLS
+	// only. TLSClientCAFile (PEM), when set, also requires of every client
+	// a certificate signed by that CA. In-process clients bypass TLS.
+	TLSCertFile     string
+	TLSKeyFile      string
+	TLSClientCAFile string
 	// ClusterName, ClusterListen and Routes make the server one of a NATS
 	// cluster (JetStream clustered by RAFT across the servers): it
 	// listens for routes on ClusterListen (host:port) and connects to the
@@ -37,12 +53,45 @@ type Config struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
+	// OnRefusal, when set, is told of every client the server refuses:
+	// reason is RefusedAuth (unknown or revoked key, bad signature),
+	// RefusedPermission (a subject outside the user's permissions; the
+	// connection stays) or RefusedTLS (a failed handshake); detail is
+	// the server's own line (client address, subject). It runs on the
+	// server's goroutines, once per event: it must not block. Default
+	// nil: refusals are not reported (the server logs nothing).
+	OnRefusal func(reason, detail string)
+}
+
+// The reasons OnRefusal reports.
+const (
+	RefusedAuth       = "authentication"
+	RefusedPermission = "permission"
+	RefusedTLS        = "tls"
+)
+
+// User is a client allowed on the server: a public user nkey ("U...")
+// and what it may do.
+type User struct {
+	// PublicKey is the user's public nkey.
+	PublicKey string
+	// Permissions limits the user's subjects; nil allows every subject
+	// (tests and tools only: a node's connection gets a limited set).
+	Permissions *Permissions
+}
+
+// Permissions lists the subjects (wildcards allowed) a user may publish
+// to and subscribe to; anything else is refused with a permissions
+// violation.
+type Permissions struct {
+	Publish   []string
+	Subscribe []string
 }
 
 // Server is a running embedded NATS server.
 type Server struct {
 	*server.Server
-	token string
+	opts *server.Options // as given to NewServer, before the server changed it
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -65,20 +114,41 @@ func Start(cfg Config) (*Server, error) {
 		NoLog:                  true,
 		DisableJetStreamBanner: true,
 	}
-	if cfg.Token != "" {
-		opts.Authorization = cfg.Token
+	nk, err := nkeyUsers(cfg.Users)
+	if err != nil {
+		return nil, err
 	}
+	opts.Nkeys = nk
 	if cfg.Listen == "" {
 		opts.DontListen = true
 	} else {
-		if cfg.Token == "" {
-			return nil, errors.New("natsembed: a listening server needs a Token")
+		if len(cfg.Users) == 0 {
+			return nil, errors.New("natsembed: a listening server needs at least one nkey user")
 		}
 		host, port, err := splitHostPort(cfg.Listen)
 		if err != nil {
 			return nil, err
 		}
 		opts.Host, opts.Port = host, port
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, errors.New("natsembed: TLSCertFile and TLSKeyFile go together")
+	}
+	if cfg.TLSClientCAFile != "" && cfg.TLSCertFile == "" {
+		return nil, errors.New("natsembed: TLSClientCAFile needs TLSCertFile and TLSKeyFile")
+	}
+	if cfg.TLSCertFile != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: cfg.TLSCertFile,
+			KeyFile:  cfg.TLSKeyFile,
+			CaFile:   cfg.TLSClientCAFile,
+			Verify:   cfg.TLSClientCAFile != "",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("natsembed: TLS: %w", err)
+		}
+		opts.TLS, opts.TLSVerify, opts.TLSConfig = true, cfg.TLSClientCAFile != "", tc
+		opts.TLSTimeout = 2 // seconds for the handshake; a stalled one is cut off
 	}
 	if cfg.ClusterListen != "" {
 		host, port, err := splitHostPort(cfg.ClusterListen)
@@ -94,25 +164,107 @@ func Start(cfg Config) (*Server, error) {
 			opts.Routes = server.RoutesFromStr(strings.Join(urls, ","))
 		}
 	}
+	pristine := opts.Clone()
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
+	}
+	if cfg.OnRefusal != nil {
+		s.SetLogger(refusalLogger(cfg.OnRefusal), false, false)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
 		return nil, errors.New("natsembed: server not ready within 10s")
 	}
-	return &Server{Server: s, token: cfg.Token}, nil
+	return &Server{Server: s, opts: pristine}, nil
 }
 
-// Connect opens a client connection to the server: in-process when it has
-// no listener, over loopback TCP otherwise.
+// refusalLogger is the server's logger when refusals are reported: it
+// picks the refusals out of the server's error lines and drops the rest,
+// as the server's NoLog would.
+type refusalLogger func(reason, detail string)
+
+func (l refusalLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	switch {
+	case strings.Contains(msg, "Violation - Subject") || strings.Contains(msg, "Violation - Reply"):
+		l(RefusedPermission, msg)
+	case strings.Contains(msg, server.ErrAuthentication.Error()):
+		l(RefusedAuth, msg)
+	case strings.Contains(msg, "TLS handshake error"):
+		l(RefusedTLS, msg)
+	}
+}
+
+func (refusalLogger) Noticef(string, ...any) {}
+func (refusalLogger) Warnf(string, ...any)   {}
+func (refusalLogger) Fatalf(string, ...any)  {}
+func (refusalLogger) Debugf(string, ...any)  {}
+func (refusalLogger) Tracef(string, ...any)  {}
+
+// nkeyUsers checks and converts users.
+func nkeyUsers(users []User) ([]*server.NkeyUser, error) {
+	var out []*server.NkeyUser
+	seen := map[string]bool{}
+	for _, u := range users {
+		if !nkeys.IsValidPublicUserKey(u.PublicKey) {
+			return nil, fmt.Errorf("natsembed: %q is not a public user nkey", u.PublicKey)
+		}
+		if seen[u.PublicKey] {
+			return nil, fmt.Errorf("natsembed: user nkey %s listed twice", u.PublicKey)
+		}
+		seen[u.PublicKey] = true
+		nu := &server.NkeyUser{Nkey: u.PublicKey}
+		if p := u.Permissions; p != nil {
+			// Empty Allow lists would allow everything: deny all instead.
+			nu.Permissions = &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: p.Publish, Deny: denyIfEmpty(p.Publish)},
+				Subscribe: &server.SubjectPermission{Allow: p.Subscribe, Deny: denyIfEmpty(p.Subscribe)},
+			}
+		}
+		out = append(out, nu)
+	}
+	return out, nil
+}
+
+func denyIfEmpty(allow []string) []string {
+	if len(allow) == 0 {
+		return []string{">"}
+	}
+	return nil
+}
+
+// SetUsers replaces the server's users, as a configuration reload does:
+// a connection whose key is no longer listed is closed at once and can
+// no longer connect; the others stay connected, with their permissions
+// updated (subscriptions no longer allowed are removed). It refuses an
+// empty list on a listening server, as Start does.
+func (s *Server) SetUsers(users []User) error {
+	if len(users) == 0 && !s.opts.DontListen {
+		return errors.New("natsembed: a listening server needs at least one nkey user")
+	}
+	nk, err := nkeyUsers(users)
+	if err != nil {
+		return err
+	}
+	opts := s.opts.Clone()
+	opts.Nkeys = nk
+	// The server resolved a random port when it bound; a reload must name
+	// the bound one, or it reads as a port change, which cannot reload.
+	if a, ok := s.Addr().(*net.TCPAddr); ok && opts.Port == server.RANDOM_PORT {
+		opts.Port = a.Port
+	}
+	if err := s.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("natsembed: reload users: %w", err)
+	}
+	return nil
+}
+
+// Connect opens a client connection to the server, in-process. opts carry
+// the credentials (nats.Nkey) when the server has users.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{nats.InProcessServer(s.Server), nats.Name("pushring")}, opts...)
-	if s.token != "" {
-		opts = append(opts, nats.Token(s.token))
-	}
 	return nats.Connect("", opts...)
 }
 

@@ -1,0 +1,120 @@
+package natsauth
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+)
+
+func pubKey(t *testing.T) string {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub
+}
+
+func TestParseAuthorizedKeys(t *testing.T) {
+	a, b := pubKey(t), pubKey(t)
+	keys, err := ParseAuthorizedKeys(strings.NewReader("# nodes\n\nn2 " + a + "  # second\n  n3\t" + b + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Key{{"n2", a}, {"n3", b}}; !slices.Equal(keys, want) {
+		t.Fatalf("got %v, want %v", keys, want)
+	}
+	acct, _ := nkeys.CreateAccount()
+	apub, _ := acct.PublicKey()
+	for _, tc := range []struct{ file, want string }{
+		{"n2\n", "line 1: want"},
+		{"n2 " + a + " extra\n", "line 1: want"},
+		{"n.2 " + a + "\n", "line 1: bad node id"},
+		{"n2 nonsense\n", "line 1: \"nonsense\" is not a public user nkey"},
+		{"n2 " + apub + "\n", "not a public user nkey"},
+		{"n2 " + a + "\nn2 " + b + "\n", "line 2: node n2 already listed on line 1"},
+		{"n2 " + a + "\nn3 " + a + "\n", "line 2: key already listed on line 1"},
+	} {
+		if _, err := ParseAuthorizedKeys(strings.NewReader(tc.file)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.file, err, tc.want)
+		}
+	}
+}
+
+func TestLoadOrCreateSeed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nats.nk")
+	kp, created, err := LoadOrCreateSeed(path)
+	if err != nil || !created {
+		t.Fatalf("first: %v, created %v", err, created)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("seed file: %v, mode %v", err, fi.Mode().Perm())
+	}
+	again, created, err := LoadOrCreateSeed(path)
+	if err != nil || created {
+		t.Fatalf("second: %v, created %v", err, created)
+	}
+	p1, _ := kp.PublicKey()
+	p2, _ := again.PublicKey()
+	if p1 != p2 || !nkeys.IsValidPublicUserKey(p1) {
+		t.Fatalf("keys %s, %s", p1, p2)
+	}
+	// Not a user seed: refused, and not overwritten.
+	acct, _ := nkeys.CreateAccount()
+	seed, _ := acct.Seed()
+	other := filepath.Join(t.TempDir(), "acct.nk")
+	os.WriteFile(other, seed, 0o600)
+	if _, _, err := LoadOrCreateSeed(other); err == nil {
+		t.Fatal("an account seed was taken for a user key")
+	}
+	if b, _ := os.ReadFile(other); string(b) != string(seed) {
+		t.Fatal("the file was overwritten")
+	}
+}
+
+// TestNodePermissionsScope: a node subscribes to its own subject and
+// inbox only, and nothing it may publish to or subscribe to names another
+// cluster or wildcards past its cluster's prefixes.
+func TestNodePermissionsScope(t *testing.T) {
+	p := NodePermissions("c1", "n1")
+	if want := []string{"pushring.c1.node.n1", "_INBOX_c1.n1.>"}; !slices.Equal(p.Subscribe, want) {
+		t.Errorf("subscribe %v, want %v", p.Subscribe, want)
+	}
+	for _, s := range p.Publish {
+		if s == ">" || strings.HasPrefix(s, "$SYS") || !(strings.Contains(s, "c1") || s == "$JS.API.INFO") {
+			t.Errorf("publish %q is outside cluster c1", s)
+		}
+	}
+}
+
+// TestConfigParses: the block Config prints is a nats-server
+// authorization the server reads back as NodePermissions of each node.
+func TestConfigParses(t *testing.T) {
+	keys := []Key{{"n1", pubKey(t)}, {"n2", pubKey(t)}}
+	conf := Config("c1", keys)
+	path := filepath.Join(t.TempDir(), "auth.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, conf)
+	}
+	if len(opts.Nkeys) != 2 {
+		t.Fatalf("%d nkey users, want 2", len(opts.Nkeys))
+	}
+	for i, u := range opts.Nkeys {
+		want := NodePermissions("c1", keys[i].NodeID)
+		if u.Nkey != keys[i].PublicKey || u.Permissions == nil ||
+			!slices.Equal(u.Permissions.Publish.Allow, want.Publish) || !slices.Equal(u.Permissions.Subscribe.Allow, want.Subscribe) {
+			t.Errorf("user %d: %+v, want %s with %+v", i, u, keys[i].PublicKey, want)
+		}
+	}
+}
