@@ -5,7 +5,7 @@
 //
 //	POST   /v1/users                          admin          201 {"id"}
 //	POST   /v1/devices                        admin          201 {"id","key"} (key shown once)
-//	POST   /v1/sessions                       none (login)   201 {"token","expires_at","private_topic","mqtt"}
+//	POST   /v1/sessions                       none (login)   201 {"token","expires_at","private_topic","mqtt","mqtt_tls"}
 //	GET    /v1/sessions/current               user session   200 {"id","expires_at","private_topic"}
 //	DELETE /v1/sessions/current               user session   204
 //	POST   /v1/groups                         admin          201 group

@@ -95,7 +95,7 @@ func Start(cfg Config) (*Cluster, error) {
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	m := meta{ID: cfg.NodeID, HTTP: cfg.HTTP, Version: cfg.Version, MQTT: cfg.MQTT, VirtualNodes: cfg.VirtualNodes}
+	m := meta{ID: cfg.NodeID, HTTP: cfg.HTTP, Version: cfg.Version, MQTT: cfg.MQTT, MQTTTLS: cfg.MQTTTLS, VirtualNodes: cfg.VirtualNodes}
 	var err error
 	if c.meta, err = appendMeta(nil, &m); err != nil {
 		return nil, fmt.Errorf("membership: node metadata: %w", err)
