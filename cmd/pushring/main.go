@@ -82,6 +82,17 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Router.ConnectBurst, "connect-burst", cfg.Router.ConnectBurst, "burst of new MQTT connections per source address")
 	fs.IntVar(&cfg.Router.MaxPacketSize, "max-packet-size", cfg.Router.MaxPacketSize, "maximum MQTT packet size in bytes")
 	fs.BoolVar(&cfg.Router.GoroutinePerConn, "goroutine-per-conn", false, "serve each MQTT connection with two goroutines instead of the epoll event loop")
+	// TLS for clients: certificate files (re-read when they change and on
+	// SIGHUP), MQTT over TLS, HTTPS, device login by client certificate.
+	var advertiseTLS string
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain file of the TLS listeners (enables --mqtt-tls-addr and --https-addr)")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.StringVar(&cfg.ClientCAFile, "client-ca", "", "PEM CA file for MQTT client certificates: a device whose certificate (CN = its id) chains to it logs in with no key")
+	fs.StringVar(&cfg.MQTTTLSAddr, "mqtt-tls-addr", "", `MQTT over TLS listen address (default ":8883" with --tls-cert; "off": none)`)
+	fs.StringVar(&cfg.HTTPSAddr, "https-addr", "", `HTTPS API listen address (default ":8443" with --tls-cert; "off": none)`)
+	fs.StringVar(&advertiseTLS, "advertise-mqtt-tls", "", "comma-separated MQTT-over-TLS addresses returned at login (default: the bound MQTT TLS address)")
+	fs.DurationVar(&cfg.Router.TLSHandshakeTimeout, "tls-handshake-timeout", cfg.Router.TLSHandshakeTimeout, "a TLS handshake that takes longer is cut off")
+
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
@@ -99,6 +110,9 @@ func run(args []string) error {
 	}
 	if advertise != "" {
 		cfg.AdvertiseMQTT = strings.Split(advertise, ",")
+	}
+	if advertiseTLS != "" {
+		cfg.AdvertiseMQTTTLS = strings.Split(advertiseTLS, ",")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -125,7 +139,20 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	// SIGHUP reloads what can change without a restart (certificates);
+	// a failed reload keeps the old and is logged by Reload.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for stopped := false; !stopped; {
+		select {
+		case <-hup:
+			cfg.Logger.Info("SIGHUP: reloading")
+			n.Reload()
+		case <-ctx.Done():
+			stopped = true
+		}
+	}
 	cfg.Logger.Info("shutting down")
 	return n.Close()
 }

@@ -81,9 +81,10 @@ type stamp [3]struct {
 
 // loaded is one version of the files, as served.
 type loaded struct {
-	st   stamp
-	cfg  *tls.Config // what handshakes get: the pair, the client CAs
-	leaf *x509.Certificate
+	st    stamp
+	mqtt  *tls.Config // what MQTT handshakes get: the pair, the client CAs
+	https *tls.Config // what HTTPS handshakes get: the pair, HTTP/2 by ALPN
+	leaf  *x509.Certificate
 }
 
 // Files serves the pair; goroutine-safe.
@@ -118,23 +119,29 @@ func New(cfg Config) (*Files, error) {
 	return f, nil
 }
 
-// ServerConfig returns the tls.Config for a listener: TLS 1.2 at least,
-// Go's default cipher suites and curves, the current pair (and client CA)
-// chosen at each handshake. The protocols are offered by ALPN, none if
-// empty (MQTT needs none; HTTPS passes "h2", "http/1.1").
-func (f *Files) ServerConfig(nextProtos ...string) *tls.Config {
+// ServerConfig returns the tls.Config for an MQTT listener: TLS 1.2 at
+// least, Go's default cipher suites and curves, the current pair and
+// client CA chosen at each handshake.
+func (f *Files) ServerConfig() *tls.Config {
+	return f.listenerConfig(nil, func(l *loaded) *tls.Config { return l.mqtt })
+}
+
+// HTTPSConfig is ServerConfig for the HTTPS API: HTTP/2 and HTTP/1.1 by
+// ALPN, and no client certificate requested (it proves nothing to the
+// API, and browsers would prompt for one).
+func (f *Files) HTTPSConfig() *tls.Config {
+	return f.listenerConfig(httpsProtos, func(l *loaded) *tls.Config { return l.https })
+}
+
+var httpsProtos = []string{"h2", "http/1.1"}
+
+func (f *Files) listenerConfig(protos []string, pick func(*loaded) *tls.Config) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		NextProtos: nextProtos,
+		NextProtos: protos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			f.maybeReload()
-			c := f.cur.Load().cfg
-			if len(nextProtos) == 0 {
-				return c, nil
-			}
-			c = c.Clone() // ALPN differs per listener; rare path (HTTPS)
-			c.NextProtos = nextProtos
-			return c, nil
+			return pick(f.cur.Load()), nil
 		},
 	}
 }
@@ -226,6 +233,8 @@ func (f *Files) load(st stamp) (*loaded, error) {
 		return nil, fmt.Errorf("certs: %s, %s: %w", f.cfg.CertFile, f.cfg.KeyFile, err)
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	https := c.Clone()
+	https.NextProtos = httpsProtos
 	if f.cfg.ClientCAFile != "" {
 		pem, err := os.ReadFile(f.cfg.ClientCAFile)
 		if err != nil {
@@ -238,7 +247,7 @@ func (f *Files) load(st stamp) (*loaded, error) {
 		c.ClientCAs = pool
 		c.ClientAuth = tls.VerifyClientCertIfGiven
 	}
-	return &loaded{st: st, cfg: c, leaf: pair.Leaf}, nil
+	return &loaded{st: st, mqtt: c, https: https, leaf: pair.Leaf}, nil
 }
 
 // PeerID returns the identity a verified client certificate proves: its
