@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -274,5 +275,28 @@ func TestTLSConfigValidate(t *testing.T) {
 	}
 	if d := DefaultConfig().withDefaults(); d.MQTTTLSAddr != "" || d.HTTPSAddr != "" {
 		t.Errorf("without a certificate: MQTTTLSAddr %q, HTTPSAddr %q", d.MQTTTLSAddr, d.HTTPSAddr)
+	}
+}
+
+// fakeListener has the address given; nothing is bound.
+type fakeListener struct{ addr net.Addr }
+
+func (fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (fakeListener) Close() error              { return nil }
+func (l fakeListener) Addr() net.Addr          { return l.addr }
+
+// TestWarnPlaintext: a plaintext listener that other machines can reach
+// is warned about; a loopback one is not.
+func TestWarnPlaintext(t *testing.T) {
+	for _, tc := range []struct {
+		ip   string
+		warn bool
+	}{{"127.0.0.1", false}, {"::1", false}, {"0.0.0.0", true}, {"10.1.2.3", true}, {"::", true}} {
+		var logs testutil.SyncBuffer
+		n := &Node{log: slog.New(slog.NewTextHandler(&logs, nil))}
+		n.warnPlaintext(fakeListener{&net.TCPAddr{IP: net.ParseIP(tc.ip), Port: 1883}}, "MQTT")
+		if got := logs.Contains("level=WARN") && logs.Contains("plaintext MQTT listener"); got != tc.warn {
+			t.Errorf("%s: warned %v, want %v (%q)", tc.ip, got, tc.warn, logs.String())
+		}
 	}
 }
