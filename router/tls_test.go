@@ -354,3 +354,60 @@ func TestTLSCertificateReload(t *testing.T) {
 		t.Errorf("old connection got %q", p.Payload)
 	}
 }
+
+// TestTLSShutdownDoesNotBlock: a forced close of a TLS connection whose
+// peer reads nothing returns at once (it runs under session.mu). Closing
+// the *tls.Conn itself would write close_notify into the full socket
+// and wait up to 5 s.
+func TestTLSShutdownDoesNotBlock(t *testing.T) {
+	te := newTLSEnv(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan *tls.Conn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		tc := tls.Server(nc, te.files.ServerConfig())
+		if tc.Handshake() != nil {
+			close(accepted)
+			return
+		}
+		accepted <- tc
+	}()
+	client, err := tls.Dial("tcp", ln.Addr().String(), te.clientTLS(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close() // and never reads
+	tc := <-accepted
+	if tc == nil {
+		t.Fatal("handshake failed")
+	}
+	tr := newTLSTransport(te.srv, tc)
+	// Fill both socket buffers under the TLS layer, so the next write
+	// blocks without putting the tls.Conn into an error state.
+	junk := make([]byte, 64<<10)
+	for _, size := range []int{64 << 10, 1 << 10, 1} {
+		for {
+			tr.raw.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := tr.raw.Write(junk[:size]); err != nil {
+				break
+			}
+		}
+	}
+	tr.raw.SetWriteDeadline(time.Time{})
+	start := time.Now()
+	tr.shutdown()
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("shutdown took %v", took)
+	}
+	if _, err := tr.raw.Write([]byte{0}); err == nil {
+		t.Error("socket still open after shutdown")
+	}
+}
