@@ -509,7 +509,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.http = newHTTPServer(handler)
+	n.http = n.newHTTPServer(handler)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -518,7 +518,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 	if n.httpsLn != nil {
-		n.https = newHTTPServer(handler)
+		n.https = n.newHTTPServer(handler)
 		n.https.TLSConfig = n.tls.HTTPSConfig()
 		n.wg.Add(1)
 		go func() {
@@ -538,9 +538,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 }
 
 // newHTTPServer is the one place the API's http.Server is configured, so
-// the plaintext and the HTTPS listeners get the same limits.
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+// the plaintext and the HTTPS listeners get the same limits. The
+// server's own messages (a failed TLS handshake per scanner connection,
+// above all) go to the node's log at debug level, not to stderr once
+// each.
+func (n *Node) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
 }
 
 // listenTLS loads the certificate files and binds the TLS listeners, if
