@@ -252,25 +252,24 @@ func (t *tcpTransport) close(flush bool) {
 
 // shutdown closes the socket at once, which ends both loops. It never
 // blocks (for TLS, no close_notify is written): callers may hold
-// session.mu.
+// session.mu. It also cuts short a close_notify that closeFlushed is
+// writing. Closing twice is harmless.
 func (t *tcpTransport) shutdown() {
-	t.stopOnce.Do(func() {
-		close(t.stop)
-		t.socket().Close()
-	})
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.socket().Close()
 }
 
 // closeFlushed ends a graceful close once everything is written: over TLS
-// with close_notify, bounded by tls.Conn.Close's own 5 s write deadline.
-// Writer goroutine only, with no lock held.
+// with close_notify, bounded by tls.Conn.Close's own 5 s write deadline
+// or by a shutdown meanwhile. The write happens outside stopOnce, so a
+// shutdown never waits for it. Writer goroutine only, with no lock held.
 func (t *tcpTransport) closeFlushed() {
-	t.stopOnce.Do(func() {
-		close(t.stop)
-		t.nc.Close()
-		if t.raw != nil {
-			t.raw.Close() // tls.Conn.Close closes it too; this is for the error paths
-		}
-	})
+	first := false
+	t.stopOnce.Do(func() { close(t.stop); first = true })
+	if first && t.raw != nil {
+		t.nc.Close() // close_notify, then the socket
+	}
+	t.socket().Close()
 }
 
 func (t *tcpTransport) readLoop() {
