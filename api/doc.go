@@ -39,7 +39,8 @@
 //     front must do its own limiting). Password hashing, the expensive
 //     part, also runs at most GOMAXPROCS at a time.
 //   - The login's "mqtt" list is the home node's addresses first, then the
-//     other live nodes' (fallbacks for when home is down).
+//     other live nodes' (fallbacks for when home is down); "mqtt_tls" is
+//     the same for MQTT over TLS (empty when no node serves it).
 //   - A non-admin caller is checked against the ACL before anything else
 //     about the target, so 403 never says whether a group exists; 404 is
 //     only for admins (or a directory that is behind the store).

@@ -4,10 +4,11 @@
 // into a Config.
 //
 // Start order: data dir and admin key → NATS (embedded or remote) → store
-// and its directory (watch-fed cache) → MQTT and HTTP listeners bound (so
-// the advertised addresses are known) → fanout (subscribes to this node's
-// subject) → membership (joins the gossip) → router (serves MQTT) → HTTP
-// API. Close runs it backwards, but for leaving the gossip first, right
+// and its directory (watch-fed cache) → MQTT and HTTP listeners bound, and
+// with a certificate the MQTT-over-TLS and HTTPS ones (so the advertised
+// addresses are known) → fanout (subscribes to this node's subject) →
+// membership (joins the gossip) → router (serves MQTT, plain and TLS) →
+// HTTP API (plain and HTTPS). Close runs it backwards, but for leaving the gossip first, right
 // after the HTTP server stops: peers move this node's homes and groups
 // away, told apart from a crash, before its clients are disconnected. No
 // component sees a dependency disappear under it.
