@@ -149,6 +149,9 @@ func TestLogin(t *testing.T) {
 	if !slices.Equal(out.MQTT, []string{nodeMQTT, otherMQTT}) {
 		t.Fatalf("mqtt %v, want home first", out.MQTT)
 	}
+	if !slices.Equal(out.MQTTTLS, []string{nodeMQTTTLS, otherMQTTTLS}) {
+		t.Fatalf("mqtt_tls %v, want home first", out.MQTTTLS)
+	}
 	exp, err := time.Parse(time.RFC3339, out.ExpiresAt)
 	if err != nil || exp.Sub(f.clock.now()) > sessionTTL || exp.Sub(f.clock.now()) < sessionTTL-time.Second {
 		t.Fatalf("expires_at %q (%v), now %v", out.ExpiresAt, err, f.clock.now())

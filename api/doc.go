@@ -5,7 +5,7 @@
 //
 //	POST   /v1/users                          admin          201 {"id"}
 //	POST   /v1/devices                        admin          201 {"id","key"} (key shown once)
-//	POST   /v1/sessions                       none (login)   201 {"token","expires_at","private_topic","mqtt"}
+//	POST   /v1/sessions                       none (login)   201 {"token","expires_at","private_topic","mqtt","mqtt_tls"}
 //	GET    /v1/sessions/current               user session   200 {"id","expires_at","private_topic"}
 //	DELETE /v1/sessions/current               user session   204
 //	POST   /v1/groups                         admin          201 group
@@ -39,7 +39,8 @@
 //     front must do its own limiting). Password hashing, the expensive
 //     part, also runs at most GOMAXPROCS at a time.
 //   - The login's "mqtt" list is the home node's addresses first, then the
-//     other live nodes' (fallbacks for when home is down).
+//     other live nodes' (fallbacks for when home is down); "mqtt_tls" is
+//     the same for MQTT over TLS (empty when no node serves it).
 //   - A non-admin caller is checked against the ACL before anything else
 //     about the target, so 403 never says whether a group exists; 404 is
 //     only for admins (or a directory that is behind the store).

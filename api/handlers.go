@@ -84,6 +84,9 @@ type loginResponse struct {
 	ExpiresAt    string   `json:"expires_at"`
 	PrivateTopic string   `json:"private_topic"`
 	MQTT         []string `json:"mqtt"`
+	// MQTTTLS lists the MQTT-over-TLS addresses, in the same order as
+	// MQTT (home node first); empty when no node serves TLS.
+	MQTTTLS []string `json:"mqtt_tls"`
 }
 
 type sessionResponse struct {
@@ -149,36 +152,43 @@ func (a *API) createSession(q *request) error {
 	if err := a.st.CreateSession(q.r.Context(), s); err != nil {
 		return storeError(err, errUnavailable)
 	}
+	plain, tls := a.mqttAddrs(p.ID)
 	writeJSON(q.w, http.StatusCreated, loginResponse{
 		Token:        token,
 		ExpiresAt:    rfc3339(s.Expires),
 		PrivateTopic: a.privateTopic(p.ID),
-		MQTT:         a.mqttAddrs(p.ID),
+		MQTT:         plain,
+		MQTTTLS:      tls,
 	})
 	return nil
 }
 
-// mqttAddrs lists the MQTT addresses for id: its home node's first, then
-// the other live nodes' as fallbacks, without repeats.
-func (a *API) mqttAddrs(id string) []string {
+// mqttAddrs lists the MQTT and the MQTT-over-TLS addresses for id: its
+// home node's first, then the other live nodes' as fallbacks, without
+// repeats.
+func (a *API) mqttAddrs(id string) (plain, tls []string) {
 	home := a.deps.Cluster.HomeNode(id)
-	out := []string{}
+	plain, tls = []string{}, []string{}
 	seen := map[string]bool{}
-	add := func(n membership.Node) {
-		for _, addr := range n.MQTT {
+	add := func(out *[]string, addrs []string) {
+		for _, addr := range addrs {
 			if addr != "" && !seen[addr] {
 				seen[addr] = true
-				out = append(out, addr)
+				*out = append(*out, addr)
 			}
 		}
 	}
-	add(home)
+	addNode := func(n membership.Node) {
+		add(&plain, n.MQTT)
+		add(&tls, n.MQTTTLS)
+	}
+	addNode(home)
 	for _, n := range a.deps.Cluster.Nodes() {
 		if n.ID != home.ID && (n.State == "" || n.State == "alive") {
-			add(n)
+			addNode(n)
 		}
 	}
-	return out
+	return plain, tls
 }
 
 // GET /v1/sessions/current (user session)

@@ -25,12 +25,14 @@ import (
 )
 
 const (
-	adminKey   = "admin-key-0123456789-abcdef"
-	admin      = "Bearer " + adminKey
-	userPass   = "correct-horse-battery"
-	nodeMQTT   = "10.0.0.1:1883"
-	otherMQTT  = "10.0.0.2:1883"
-	sessionTTL = time.Hour
+	adminKey     = "admin-key-0123456789-abcdef"
+	admin        = "Bearer " + adminKey
+	userPass     = "correct-horse-battery"
+	nodeMQTT     = "10.0.0.1:1883"
+	otherMQTT    = "10.0.0.2:1883"
+	nodeMQTTTLS  = "10.0.0.1:8883"
+	otherMQTTTLS = "10.0.0.2:8883"
+	sessionTTL   = time.Hour
 )
 
 // recPublisher records forwarded messages; err, if set, fails Forward.
@@ -70,8 +72,8 @@ func (p *recPublisher) count() int {
 type twoNodes struct{}
 
 var (
-	n1 = membership.Node{ID: "n1", MQTT: []string{nodeMQTT}, HTTP: "10.0.0.1:8080", State: "alive", RingPart: 0.5}
-	n2 = membership.Node{ID: "n2", MQTT: []string{otherMQTT}, HTTP: "10.0.0.2:8080", State: "alive", RingPart: 0.5}
+	n1 = membership.Node{ID: "n1", MQTT: []string{nodeMQTT}, MQTTTLS: []string{nodeMQTTTLS}, HTTP: "10.0.0.1:8080", State: "alive", RingPart: 0.5}
+	n2 = membership.Node{ID: "n2", MQTT: []string{otherMQTT}, MQTTTLS: []string{otherMQTTTLS}, HTTP: "10.0.0.2:8080", State: "alive", RingPart: 0.5}
 )
 
 func (twoNodes) Self() membership.Node              { return n1 }

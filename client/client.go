@@ -86,7 +86,8 @@ type Session struct {
 	Token        string    `json:"token"`
 	ExpiresAt    Timestamp `json:"expires_at"`
 	PrivateTopic string    `json:"private_topic"`
-	MQTT         []string  `json:"mqtt"` // host:port, home node first
+	MQTT         []string  `json:"mqtt"`     // host:port, home node first
+	MQTTTLS      []string  `json:"mqtt_tls"` // MQTT over TLS, the same order; empty without TLS
 }
 
 // SessionInfo is the result of GET /v1/sessions/current.
@@ -128,6 +129,7 @@ type Published struct {
 type Node struct {
 	ID        string   `json:"id"`
 	MQTT      []string `json:"mqtt"`
+	MQTTTLS   []string `json:"mqtt_tls"`
 	HTTP      string   `json:"http"`
 	Version   string   `json:"version"`
 	State     string   `json:"state"`

@@ -104,7 +104,7 @@ func Start(cfg Config) (*Cluster, error) {
 		done:    make(chan struct{}),
 	}
 	c.auth = newAuthFailures(c.log)
-	m := meta{ID: cfg.NodeID, HTTP: cfg.HTTP, Version: cfg.Version, MQTT: cfg.MQTT, VirtualNodes: cfg.VirtualNodes}
+	m := meta{ID: cfg.NodeID, HTTP: cfg.HTTP, Version: cfg.Version, MQTT: cfg.MQTT, MQTTTLS: cfg.MQTTTLS, VirtualNodes: cfg.VirtualNodes}
 	var err error
 	if c.meta, err = appendMeta(nil, &m); err != nil {
 		return nil, fmt.Errorf("membership: node metadata: %w", err)

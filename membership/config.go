@@ -65,12 +65,14 @@ type Config struct {
 	// GossipAddr; the node package refuses that off loopback.
 	Keys [][]byte
 
-	// MQTT, HTTP and Version describe this node to the others (Node.MQTT,
-	// Node.HTTP, Node.Version). All of it must fit in the node metadata
-	// (metaMaxSize bytes, memberlist's limit): at most metaMaxMQTT MQTT
-	// addresses, each string at most metaMaxString bytes of UTF-8 without
-	// control characters. Defaults empty.
+	// MQTT, MQTTTLS, HTTP and Version describe this node to the others
+	// (Node.MQTT, Node.MQTTTLS, Node.HTTP, Node.Version). All of it must
+	// fit in the node metadata (metaMaxSize bytes, memberlist's limit): at
+	// most metaMaxMQTT MQTT addresses and as many MQTT-over-TLS ones, each
+	// string at most metaMaxString bytes of UTF-8 without control
+	// characters. Defaults empty.
 	MQTT    []string
+	MQTTTLS []string
 	HTTP    string
 	Version string
 
@@ -229,11 +231,11 @@ func nodeID(id string) error {
 // checkMeta encodes the node metadata as Start will, so that addresses
 // too many or too long for it are refused before anything starts.
 func checkMeta(c Config) error {
-	_, err := appendMeta(nil, &meta{ID: c.NodeID, HTTP: c.HTTP, Version: c.Version, MQTT: c.MQTT, VirtualNodes: c.VirtualNodes, Leaving: true})
+	_, err := appendMeta(nil, &meta{ID: c.NodeID, HTTP: c.HTTP, Version: c.Version, MQTT: c.MQTT, MQTTTLS: c.MQTTTLS, VirtualNodes: c.VirtualNodes, Leaving: true})
 	if err == nil {
 		return nil
 	}
-	return check.New("MQTT, HTTP and Version must fit the node metadata: %s", strings.TrimPrefix(err.Error(), ErrBadMeta.Error()+": "))
+	return check.New("MQTT, MQTTTLS, HTTP and Version must fit the node metadata: %s", strings.TrimPrefix(err.Error(), ErrBadMeta.Error()+": "))
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -18,6 +18,9 @@ import (
 //	string   software version
 //	uvarint  number of MQTT addresses (at most metaMaxMQTT)
 //	string…  MQTT addresses
+//	uvarint  number of MQTT-over-TLS addresses (at most metaMaxMQTT),
+//	         written only when there are some (no bytes left: none)
+//	string…  MQTT-over-TLS addresses
 //
 // where string is a uvarint length and that many bytes of UTF-8.
 // Readers ignore bytes after the fields they know, so a later version may
@@ -46,12 +49,13 @@ type meta struct {
 	HTTP         string
 	Version      string
 	MQTT         []string
+	MQTTTLS      []string
 	VirtualNodes int
 	Leaving      bool
 }
 
 func (m *meta) node() Node {
-	return Node{ID: m.ID, MQTT: m.MQTT, HTTP: m.HTTP, Version: m.Version}
+	return Node{ID: m.ID, MQTT: m.MQTT, MQTTTLS: m.MQTTTLS, HTTP: m.HTTP, Version: m.Version}
 }
 
 // appendMeta encodes m after b. It fails if a field breaks the limits the
@@ -60,8 +64,8 @@ func appendMeta(b []byte, m *meta) ([]byte, error) {
 	if err := validID(m.ID); err != nil {
 		return nil, err
 	}
-	if len(m.MQTT) > metaMaxMQTT {
-		return nil, fmt.Errorf("%w: %d MQTT addresses, at most %d", ErrBadMeta, len(m.MQTT), metaMaxMQTT)
+	if len(m.MQTT) > metaMaxMQTT || len(m.MQTTTLS) > metaMaxMQTT {
+		return nil, fmt.Errorf("%w: %d MQTT and %d MQTT-over-TLS addresses, at most %d each", ErrBadMeta, len(m.MQTT), len(m.MQTTTLS), metaMaxMQTT)
 	}
 	if m.VirtualNodes < 0 {
 		return nil, fmt.Errorf("%w: negative virtual nodes", ErrBadMeta)
@@ -80,13 +84,19 @@ func appendMeta(b []byte, m *meta) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	b = binary.AppendUvarint(b, uint64(len(m.MQTT)))
-	for _, s := range m.MQTT {
-		if err := validString(s); err != nil {
-			return nil, err
+	lists := [][]string{m.MQTT, m.MQTTTLS}
+	if len(m.MQTTTLS) == 0 {
+		lists = lists[:1] // the metadata of a node without TLS is unchanged
+	}
+	for _, list := range lists {
+		b = binary.AppendUvarint(b, uint64(len(list)))
+		for _, s := range list {
+			if err := validString(s); err != nil {
+				return nil, err
+			}
+			b = binary.AppendUvarint(b, uint64(len(s)))
+			b = append(b, s...)
 		}
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
 	}
 	if n := len(b) - start; n > metaMaxSize {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrBadMeta, n, metaMaxSize)
@@ -140,17 +150,29 @@ func decodeMeta(b []byte) (meta, error) {
 	if m.Version, err = str("version"); err != nil {
 		return m, err
 	}
-	cnt, n := binary.Uvarint(b)
-	if n <= 0 || cnt > metaMaxMQTT {
-		return m, fmt.Errorf("%w: MQTT address count", ErrBadMeta)
-	}
-	b = b[n:]
-	if cnt > 0 {
-		m.MQTT = make([]string, cnt)
-		for i := range m.MQTT {
-			if m.MQTT[i], err = str("mqtt"); err != nil {
-				return m, err
+	list := func(field string) ([]string, error) {
+		cnt, n := binary.Uvarint(b)
+		if n <= 0 || cnt > metaMaxMQTT {
+			return nil, fmt.Errorf("%w: %s address count", ErrBadMeta, field)
+		}
+		b = b[n:]
+		if cnt == 0 {
+			return nil, nil
+		}
+		out := make([]string, cnt)
+		for i := range out {
+			if out[i], err = str(field); err != nil {
+				return nil, err
 			}
+		}
+		return out, nil
+	}
+	if m.MQTT, err = list("mqtt"); err != nil {
+		return m, err
+	}
+	if len(b) > 0 { // nodes of an older version end here
+		if m.MQTTTLS, err = list("mqtt_tls"); err != nil {
+			return m, err
 		}
 	}
 	return m, nil

@@ -43,6 +43,16 @@ var metaCases = []struct {
 		}, nil),
 	},
 	{
+		name: "tls",
+		meta: meta{ID: "n", MQTT: []string{"h:1883"}, MQTTTLS: []string{"h:8883", "[::1]:8883"}, VirtualNodes: 1},
+		raw: bytes.Join([][]byte{
+			{1, 0, 1, 1, 'n', 0, 0},
+			{1, 6}, []byte("h:1883"),
+			{2, 6}, []byte("h:8883"),
+			{10}, []byte("[::1]:8883"),
+		}, nil),
+	},
+	{
 		name: "leaving",
 		meta: meta{ID: "x", VirtualNodes: 1, Leaving: true},
 		raw:  []byte{1, 1, 1, 1, 'x', 0, 0, 0},
@@ -71,7 +81,11 @@ func TestMetaDecode(t *testing.T) {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.meta)
 		}
 		// Later versions may append fields; unknown flags are ignored.
-		ext := append(append([]byte{}, tc.raw...), 0xff, 0x00)
+		ext := append([]byte{}, tc.raw...)
+		if len(tc.meta.MQTTTLS) == 0 {
+			ext = append(ext, 0) // an empty TLS address list, then more
+		}
+		ext = append(ext, 0xff, 0x00)
 		ext[1] |= 0x80
 		if got, err := decodeMeta(ext); err != nil || !reflect.DeepEqual(got, tc.meta) {
 			t.Errorf("%s with trailing bytes: %+v, %v", tc.name, got, err)
@@ -94,6 +108,8 @@ func TestMetaDecodeErrors(t *testing.T) {
 		"bad utf8":        {1, 0, 1, 1, 'x', 2, 0xff, 0xfe, 0, 0},
 		"control char":    {1, 0, 1, 1, 'x', 1, '\n', 0, 0},
 		"17 mqtt":         {1, 0, 1, 1, 'x', 0, 0, 17},
+		"17 mqtt_tls":     {1, 0, 1, 1, 'x', 0, 0, 0, 17},
+		"tls truncated":   {1, 0, 1, 1, 'x', 0, 0, 0, 1, 3, 'h', ':'},
 		"huge varint":     {1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 		"too big":         bytes.Repeat([]byte{1}, metaMaxSize+1),
 	}
@@ -121,6 +137,7 @@ func TestMetaEncodeLimits(t *testing.T) {
 		"star id":      {ID: "x*"},
 		"gt id":        {ID: ">"},
 		"17 mqtt":      {ID: "x", MQTT: make([]string, 17)},
+		"17 mqtt_tls":  {ID: "x", MQTTTLS: make([]string, 17)},
 		"over 512":     {ID: "x", MQTT: []string{long, long, long}},
 		"long string":  {ID: "x", HTTP: strings.Repeat("h", 256)},
 		"control char": {ID: "x", Version: "v\x00"},

@@ -2,8 +2,11 @@ package membership
 
 // Node describes one pushring node as the others see it.
 type Node struct {
-	ID       string   `json:"id"`
-	MQTT     []string `json:"mqtt"` // client-facing MQTT addresses, host:port
+	ID   string   `json:"id"`
+	MQTT []string `json:"mqtt"` // client-facing MQTT addresses, host:port
+	// MQTTTLS are the client-facing MQTT-over-TLS addresses, host:port
+	// (none when the node serves no TLS).
+	MQTTTLS  []string `json:"mqtt_tls,omitempty"`
 	HTTP     string   `json:"http"`
 	Version  string   `json:"version"`
 	State    string   `json:"state"`      // StateAlive, StateDead or StateLeft

@@ -71,3 +71,25 @@ func mapStoreErr(err error) error {
 	}
 	return router.ErrAuthUnavailable
 }
+
+// AuthenticateCert admits a device by the client certificate the TLS
+// handshake verified against the client CA: id, the certificate's Subject
+// Common Name, must be a device in the store. A certificate never logs a
+// user in (users prove themselves with a password, then a session token),
+// nor an unknown id: both are ErrNotAuthorized (CONNACK 0x05).
+func (a *authenticator) AuthenticateCert(ctx context.Context, id string) (router.Identity, error) {
+	if !store.ValidID(id) {
+		return router.Identity{}, router.ErrNotAuthorized
+	}
+	p, err := a.st.Principal(ctx, id)
+	if err != nil {
+		if err = mapStoreErr(err); errors.Is(err, router.ErrBadCredentials) {
+			err = router.ErrNotAuthorized
+		}
+		return router.Identity{}, err
+	}
+	if p.Kind != store.Device {
+		return router.Identity{}, router.ErrNotAuthorized
+	}
+	return router.Identity{ID: p.ID, Device: true}, nil
+}

@@ -4,10 +4,11 @@
 // into a Config.
 //
 // Start order: data dir and admin key → NATS (embedded or remote) → store
-// and its directory (watch-fed cache) → MQTT and HTTP listeners bound (so
-// the advertised addresses are known) → fanout (subscribes to this node's
-// subject) → membership (joins the gossip) → router (serves MQTT) → HTTP
-// API. Close runs it backwards, but for leaving the gossip first, right
+// and its directory (watch-fed cache) → MQTT and HTTP listeners bound, and
+// with a certificate the MQTT-over-TLS and HTTPS ones (so the advertised
+// addresses are known) → fanout (subscribes to this node's subject) →
+// membership (joins the gossip) → router (serves MQTT, plain and TLS) →
+// HTTP API (plain and HTTPS). Close runs it backwards, but for leaving the gossip first, right
 // after the HTTP server stops: peers move this node's homes and groups
 // away, told apart from a crash, before its clients are disconnected. No
 // component sees a dependency disappear under it.
@@ -40,6 +41,7 @@ import (
 
 	"github.com/pushring/pushring/api"
 	"github.com/pushring/pushring/fanout"
+	"github.com/pushring/pushring/internal/certs"
 	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/natsembed"
@@ -90,6 +92,32 @@ type Config struct {
 	// Default (empty): MQTTAddr as bound, with an unspecified host
 	// replaced by 127.0.0.1.
 	AdvertiseMQTT []string
+
+	// TLSCertFile and TLSKeyFile are the PEM certificate chain and key
+	// of the TLS listeners (MQTTTLSAddr, HTTPSAddr). Both or neither.
+	// The files are looked at again, at most once a second, on new
+	// handshakes, and on Reload (SIGHUP): a replaced pair is served to
+	// new connections, live ones stay. Default empty: no TLS.
+	TLSCertFile string
+	TLSKeyFile  string
+	// ClientCAFile, with a certificate, is a PEM bundle of CAs for MQTT
+	// client certificates: they are then requested and verified when
+	// given, and a device whose certificate chains to it logs in with it
+	// alone (the certificate's Subject Common Name is its id; see
+	// router.Authenticator.AuthenticateCert). Clients without a
+	// certificate still log in with credentials. Default empty.
+	ClientCAFile string
+	// MQTTTLSAddr is the MQTT-over-TLS listen address. Default ":8883"
+	// when TLSCertFile is set, none otherwise; "off" turns it off.
+	MQTTTLSAddr string
+	// HTTPSAddr is the HTTPS API listen address (same API, same server
+	// settings as HTTPAddr). Default ":8443" when TLSCertFile is set,
+	// none otherwise; "off" turns it off.
+	HTTPSAddr string
+	// AdvertiseMQTTTLS are the MQTT-over-TLS addresses login returns
+	// (mqtt_tls). Default: MQTTTLSAddr as bound, with an unspecified host
+	// replaced by 127.0.0.1.
+	AdvertiseMQTTTLS []string
 	// AdminKey authorises admin calls. Empty (the default): the keys
 	// of AdminKeyFile. Prefer the file: a key in a flag sits on the
 	// command line, readable by every local user.
@@ -230,6 +258,17 @@ func DefaultConfig() Config {
 // component it configures.
 func (c Config) Validate() error { return c.withDefaults().validate() }
 
+// The TLS listeners' default ports, the usual ones for MQTT over TLS and
+// HTTPS next to 8080; a listener set to addrOff does not start.
+const (
+	defaultMQTTTLSAddr = ":8883"
+	defaultHTTPSAddr   = ":8443"
+	addrOff            = "off"
+)
+
+// tlsListenerOn reports whether a TLS listener address is set and not "off".
+func tlsListenerOn(addr string) bool { return addr != "" && addr != addrOff }
+
 // joinRetry is how often a node that could not reach any node of Join
 // tries again, unless Membership.JoinRetryInterval says otherwise.
 const joinRetry = time.Second
@@ -249,6 +288,10 @@ func (c Config) withDefaults() Config {
 	c.SessionTTL = cmp.Or(c.SessionTTL, d.SessionTTL)
 	c.LoginRate = cmp.Or(c.LoginRate, d.LoginRate) // negative stays: no limit
 	c.LoginBurst = cmp.Or(c.LoginBurst, d.LoginBurst)
+	if c.TLSCertFile != "" {
+		c.MQTTTLSAddr = cmp.Or(c.MQTTTLSAddr, defaultMQTTTLSAddr)
+		c.HTTPSAddr = cmp.Or(c.HTTPSAddr, defaultHTTPSAddr)
+	}
 	if len(c.Join) > 0 && c.Membership.JoinRetryInterval == 0 {
 		c.Membership.JoinRetryInterval = joinRetry
 	}
@@ -275,6 +318,17 @@ func (c Config) validate() error {
 		natsListen = hostPort("NATSListen", c.NATSListen)
 	}
 	keys, keysErr := c.gossipKeys()
+	if i := slices.Index(c.AdvertiseMQTTTLS, ""); i >= 0 && advertise == nil {
+		advertise = check.New("AdvertiseMQTTTLS[%d] is empty", i)
+	}
+	var tlsErr error
+	for _, a := range []struct{ field, addr string }{{"MQTTTLSAddr", c.MQTTTLSAddr}, {"HTTPSAddr", c.HTTPSAddr}} {
+		if tlsListenerOn(a.addr) && tlsErr == nil {
+			tlsErr = configerr.First(
+				check.If(c.TLSCertFile == "", "%s %q needs TLSCertFile and TLSKeyFile", a.field, a.addr),
+				hostPort(a.field, a.addr))
+		}
+	}
 	return configerr.First(
 		check.If((c.NATSCert == "") != (c.NATSKey == ""), "NATSCert and NATSKey go together"),
 		check.If(c.NATSURL == "" && (c.NATSCA != "" || c.NATSCert != "" || c.NATSCredsFile != ""),
@@ -290,8 +344,11 @@ func (c Config) validate() error {
 		hostPort("HTTPAddr", c.HTTPAddr),
 		advertise,
 		natsListen,
+		check.If((c.TLSCertFile == "") != (c.TLSKeyFile == ""), "TLSCertFile and TLSKeyFile must be set together (got %q, %q)", c.TLSCertFile, c.TLSKeyFile),
+		check.If(c.ClientCAFile != "" && c.TLSCertFile == "", "ClientCAFile needs TLSCertFile and TLSKeyFile"),
+		tlsErr,
 		configerr.Wrap(ErrInvalidConfig, c.fanoutConfig().Validate()),
-		configerr.Wrap(ErrInvalidConfig, c.membershipConfig(c.AdvertiseMQTT, c.HTTPAddr, keys).Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.membershipConfig(c.AdvertiseMQTT, c.AdvertiseMQTTTLS, c.HTTPAddr, keys).Validate()),
 		check.If(c.GossipKeyFile != "" && len(c.Membership.Keys) > 0, "GossipKeyFile and Membership.Keys are both set: set one"),
 		keysErr,
 		c.checkGossipExposure(len(keys) > 0),
@@ -322,10 +379,10 @@ func (c Config) fanoutConfig() fanout.Config {
 // membershipConfig is c.Membership with what the node sets itself, given
 // the addresses it advertises and the gossip keys, without the logger and
 // registry of the running node.
-func (c Config) membershipConfig(mqtt []string, http string, keys [][]byte) membership.Config {
+func (c Config) membershipConfig(mqtt, mqttTLS []string, http string, keys [][]byte) membership.Config {
 	m := c.Membership
 	m.NodeID, m.GossipAddr, m.Join, m.Label, m.Keys = c.NodeID, c.GossipAddr, c.Join, c.Cluster, keys
-	m.MQTT, m.HTTP, m.Version = mqtt, http, Version
+	m.MQTT, m.MQTTTLS, m.HTTP, m.Version = mqtt, mqttTLS, http, Version
 	return m
 }
 
@@ -368,6 +425,10 @@ type Node struct {
 	mqttLn   net.Listener
 	httpLn   net.Listener
 	http     *http.Server
+	tls      *certs.Files // nil without TLSCertFile
+	mqttTLS  net.Listener // nil: no MQTT over TLS
+	httpsLn  net.Listener // nil: no HTTPS
+	https    *http.Server
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
@@ -431,9 +492,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("node: http listen: %w", err)
 	}
+	if err := n.listenTLS(); err != nil {
+		return nil, err
+	}
 	advertise := cfg.AdvertiseMQTT
 	if len(advertise) == 0 {
 		advertise = []string{advertiseAddr(n.mqttLn.Addr())}
+	}
+	advertiseTLS := cfg.AdvertiseMQTTTLS
+	if len(advertiseTLS) == 0 && n.mqttTLS != nil {
+		advertiseTLS = []string{advertiseAddr(n.mqttTLS.Addr())}
 	}
 	ids := message.NewIDSource(cfg.NodeID)
 
@@ -457,7 +525,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.warnGossip(len(keys) > 0)
-	mcfg := cfg.membershipConfig(advertise, advertiseAddr(n.httpLn.Addr()), keys)
+	mcfg := cfg.membershipConfig(advertise, advertiseTLS, advertiseAddr(n.httpLn.Addr()), keys)
 	mcfg.Logger, mcfg.Registerer = n.log, n.registry
 	if n.cluster, err = membership.Start(mcfg); err != nil {
 		return nil, fmt.Errorf("node: membership: %w", err)
@@ -482,6 +550,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.log.Error("mqtt listener stopped", "err", err)
 		}
 	}()
+	if n.mqttTLS != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.router.ServeTLS(n.mqttTLS, n.tls.ServerConfig()); err != nil && !errors.Is(err, net.ErrClosed) {
+				n.log.Error("mqtt TLS listener stopped", "err", err)
+			}
+		}()
+	}
 
 	acfg := cfg.apiConfig("")
 	acfg.Logger, acfg.Registry = n.log, n.registry
@@ -496,7 +573,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.api.SetAdminKeys(adminKeys...)
-	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	n.http = n.newHTTPServer(n.api)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -504,8 +581,23 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.log.Error("http listener stopped", "err", err)
 		}
 	}()
+	if n.httpsLn != nil {
+		n.https = n.newHTTPServer(n.api)
+		n.https.TLSConfig = n.tls.HTTPSConfig()
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.https.ServeTLS(n.httpsLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("https listener stopped", "err", err)
+			}
+		}()
+	}
+	n.warnPlaintext(n.mqttLn, "MQTT")
+	n.warnPlaintext(n.httpLn, "HTTP")
 	n.log.Info("pushring node started", "mqtt", n.mqttLn.Addr().String(), "http", n.httpLn.Addr().String(),
-		"gossip", n.cluster.GossipAddr(), "advertise", advertise, "embedded_nats", n.embedded != nil, "auth_topic", cfg.AuthTopic)
+		"mqtt_tls", addrString(n.mqttTLS), "https", addrString(n.httpsLn), "client_ca", cfg.ClientCAFile != "",
+		"gossip", n.cluster.GossipAddr(), "advertise", advertise, "advertise_tls", advertiseTLS,
+		"embedded_nats", n.embedded != nil, "auth_topic", cfg.AuthTopic)
 	return n, nil
 }
 
@@ -544,6 +636,69 @@ func (n *Node) reloadAdminKeys() error {
 	}
 	n.api.SetAdminKeys(keys...)
 	return nil
+}
+
+// newHTTPServer is the one place the API's http.Server is configured, so
+// the plaintext and the HTTPS listeners get the same limits. The
+// server's own messages (a failed TLS handshake per scanner connection,
+// above all) go to the node's log at debug level, not to stderr once
+// each.
+func (n *Node) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
+}
+
+// listenTLS loads the certificate files and binds the TLS listeners, if
+// configured.
+func (n *Node) listenTLS() error {
+	cfg := &n.cfg
+	if cfg.TLSCertFile == "" {
+		return nil
+	}
+	var err error
+	n.tls, err = certs.New(certs.Config{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
+		ClientCAFile: cfg.ClientCAFile, Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("node: TLS certificate: %w", err)
+	}
+	if tlsListenerOn(cfg.MQTTTLSAddr) {
+		if n.mqttTLS, err = net.Listen("tcp", cfg.MQTTTLSAddr); err != nil {
+			return fmt.Errorf("node: mqtt TLS listen: %w", err)
+		}
+	}
+	if tlsListenerOn(cfg.HTTPSAddr) {
+		if n.httpsLn, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
+			return fmt.Errorf("node: https listen: %w", err)
+		}
+	}
+	return nil
+}
+
+// warnPlaintext logs a warning for a plaintext listener that other
+// machines can reach: tokens and payloads cross the network in clear,
+// unless TLS ends at a load balancer in front, which is why it is not
+// refused.
+func (n *Node) warnPlaintext(ln net.Listener, what string) {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		n.log.Warn("plaintext "+what+" listener on a non-loopback address: credentials and messages cross the network in clear unless TLS ends in front of it",
+			"addr", a.String())
+	}
+}
+
+func addrString(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// reloadTLS reads the certificate, key and client CA files again; new
+// handshakes get them, live connections keep theirs.
+func (n *Node) reloadTLS() error {
+	if n.tls == nil {
+		return nil
+	}
+	return n.tls.Reload()
 }
 
 // natsOptions: reconnect forever, and log what NATS reports on its own
@@ -591,6 +746,12 @@ func (n *Node) MQTTAddr() string { return n.mqttLn.Addr().String() }
 // HTTPAddr is the bound HTTP address.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
 
+// MQTTTLSAddr is the bound MQTT-over-TLS address; "" when not serving it.
+func (n *Node) MQTTTLSAddr() string { return addrString(n.mqttTLS) }
+
+// HTTPSAddr is the bound HTTPS address; "" when not serving it.
+func (n *Node) HTTPSAddr() string { return addrString(n.httpsLn) }
+
 // AdminKey is the key admin calls need.
 func (n *Node) AdminKey() string { return n.adminKey }
 
@@ -614,6 +775,13 @@ func (n *Node) Close() error {
 	} else if n.httpLn != nil {
 		n.httpLn.Close()
 	}
+	if n.https != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n.https.Shutdown(ctx)
+		cancel()
+	} else if n.httpsLn != nil {
+		n.httpsLn.Close()
+	}
 	// Leave first, so the others move this node's homes and groups away
 	// (a clean leave, told apart from a crash) before its clients go.
 	if n.cluster != nil {
@@ -625,6 +793,9 @@ func (n *Node) Close() error {
 		n.router.Close()
 	} else if n.mqttLn != nil {
 		n.mqttLn.Close()
+	}
+	if n.mqttTLS != nil {
+		n.mqttTLS.Close() // already closed, unless the router never served it
 	}
 	if n.fan != nil {
 		n.fan.Close()

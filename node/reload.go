@@ -20,6 +20,7 @@ func (n *Node) Reload() error {
 		{"admin keys", n.reloadAdminKeys},
 		{"gossip keys", n.reloadGossipKeys},
 		{"NATS authorized keys", n.reloadNATSAuth},
+		{"TLS certificates", n.reloadTLS},
 	} {
 		if err := step.run(); err != nil {
 			n.log.Error("reload failed", "step", step.name, "err", err)

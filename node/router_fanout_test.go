@@ -32,6 +32,9 @@ func (allowAll) Authenticate(_ context.Context, user string, _ []byte) (router.I
 func (allowAll) AuthenticateToken(context.Context, []byte) (router.Identity, error) {
 	return router.Identity{}, router.ErrBadCredentials
 }
+func (allowAll) AuthenticateCert(context.Context, string) (router.Identity, error) {
+	return router.Identity{}, router.ErrNotAuthorized
+}
 func (allowAll) CanPublishGroup(string, string) bool { return true }
 func (allowAll) IsMember(string, string) bool        { return true }
 func (allowAll) CanDirect(string, string) bool       { return true }

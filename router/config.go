@@ -133,6 +133,13 @@ type Config struct {
 	// Default 24 h.
 	SessionExpiry time.Duration
 
+	// TLSHandshakeTimeout bounds a TLS handshake (ServeTLS), from
+	// accept: a client that stalls or sends garbage is cut off then,
+	// counted in pushring_mqtt_tls_handshake_failures_total. Handshakes
+	// run off the accept loop, so a slow one delays nobody else. Default
+	// 10 s, as long as a CONNECT may take.
+	TLSHandshakeTimeout time.Duration
+
 	// WriteTimeout bounds each socket write; a client that does not read
 	// for this long is disconnected as a slow consumer. Default 10 s.
 	WriteTimeout time.Duration
@@ -201,6 +208,7 @@ func DefaultConfig() Config {
 		MaxSessionsPerPrincipal: 16,
 		SessionExpiry:           24 * time.Hour,
 		WriteTimeout:            10 * time.Second,
+		TLSHandshakeTimeout:     10 * time.Second,
 		MaxOutboundBytes:        1 << 20,
 		RetryInterval:           30 * time.Second,
 		Now:                     time.Now,
@@ -239,6 +247,7 @@ func (c Config) withDefaults() Config {
 	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, d.ConnectTimeout)
 	c.SessionExpiry = cmp.Or(c.SessionExpiry, d.SessionExpiry)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, d.WriteTimeout)
+	c.TLSHandshakeTimeout = cmp.Or(c.TLSHandshakeTimeout, d.TLSHandshakeTimeout)
 	c.RetryInterval = cmp.Or(c.RetryInterval, d.RetryInterval)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
@@ -269,6 +278,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "MaxSessionsPerPrincipal", c.MaxSessionsPerPrincipal),
 		configerr.Positive(check, "SessionExpiry", c.SessionExpiry),
 		configerr.Positive(check, "WriteTimeout", c.WriteTimeout),
+		configerr.Positive(check, "TLSHandshakeTimeout", c.TLSHandshakeTimeout),
 		configerr.Positive(check, "MaxOutboundBytes", c.MaxOutboundBytes),
 		configerr.Positive(check, "RetryInterval", c.RetryInterval),
 	)

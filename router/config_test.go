@@ -61,6 +61,7 @@ func TestValidate(t *testing.T) {
 		{"MaxSessionsPerPrincipal", func(c *Config) { c.MaxSessionsPerPrincipal = -1 }},
 		{"SessionExpiry", func(c *Config) { c.SessionExpiry = -time.Second }},
 		{"WriteTimeout", func(c *Config) { c.WriteTimeout = -time.Second }},
+		{"TLSHandshakeTimeout", func(c *Config) { c.TLSHandshakeTimeout = -time.Second }},
 		{"MaxOutboundBytes", func(c *Config) { c.MaxOutboundBytes = -1 }},
 		{"RetryInterval", func(c *Config) { c.RetryInterval = -time.Second }},
 	} {

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"runtime/debug"
@@ -108,6 +109,7 @@ var (
 // (TCP, TLS, or anything else that is a net.Conn).
 type tcpTransport struct {
 	nc           net.Conn
+	raw          net.Conn // under a *tls.Conn nc: the socket itself; nil otherwise
 	srv          *Server
 	h            handler
 	maxPacket    int // until setMaxPacket: Config.MaxConnectPacketSize
@@ -157,9 +159,29 @@ func newTCPTransport(srv *Server, nc net.Conn) *tcpTransport {
 	}
 }
 
+// newTLSTransport serves a *tls.Conn whose handshake is done. A forced
+// close (shutdown) closes the socket under it: tls.Conn.Close would first
+// write close_notify, which waits up to 5 s for a peer that does not read,
+// and shutdown runs under session.mu or heldAcks.mu (LOCKS.md, Known
+// hazards 1). Only the writer goroutine, holding no lock, closes with
+// close_notify, once a graceful close has flushed (closeFlushed).
+func newTLSTransport(srv *Server, tc *tls.Conn) *tcpTransport {
+	t := newTCPTransport(srv, tc)
+	t.raw = tc.NetConn()
+	return t
+}
+
 func (t *tcpTransport) goroutines() int { return 2 }
 
-func (t *tcpTransport) abort() { t.nc.Close() }
+func (t *tcpTransport) abort() { t.socket().Close() }
+
+// socket is what a close that must not block closes.
+func (t *tcpTransport) socket() net.Conn {
+	if t.raw != nil {
+		return t.raw
+	}
+	return t.nc
+}
 
 // start runs the connection on two goroutines.
 func (t *tcpTransport) start(h handler) {
@@ -228,12 +250,26 @@ func (t *tcpTransport) close(flush bool) {
 	}
 }
 
-// shutdown closes the socket at once, which ends both loops.
+// shutdown closes the socket at once, which ends both loops. It never
+// blocks (for TLS, no close_notify is written): callers may hold
+// session.mu. It also cuts short a close_notify that closeFlushed is
+// writing. Closing twice is harmless.
 func (t *tcpTransport) shutdown() {
-	t.stopOnce.Do(func() {
-		close(t.stop)
-		t.nc.Close()
-	})
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.socket().Close()
+}
+
+// closeFlushed ends a graceful close once everything is written: over TLS
+// with close_notify, bounded by tls.Conn.Close's own 5 s write deadline
+// or by a shutdown meanwhile. The write happens outside stopOnce, so a
+// shutdown never waits for it. Writer goroutine only, with no lock held.
+func (t *tcpTransport) closeFlushed() {
+	first := false
+	t.stopOnce.Do(func() { close(t.stop); first = true })
+	if first && t.raw != nil {
+		t.nc.Close() // close_notify, then the socket
+	}
+	t.socket().Close()
 }
 
 func (t *tcpTransport) readLoop() {
@@ -246,6 +282,9 @@ func (t *tcpTransport) readLoop() {
 		t.close(true)
 		<-t.writerDone
 		t.shutdown()
+		if t.raw != nil {
+			t.srv.m.tlsConns.Add(-1)
+		}
 		t.closeHandler(err)
 		t.srv.wg.Done()
 	}()
@@ -361,7 +400,7 @@ func (t *tcpTransport) flush() bool {
 			t.wantDrain = false
 			t.mu.Unlock()
 			if closing {
-				t.shutdown()
+				t.closeFlushed()
 				return false
 			}
 			if notify {

@@ -13,7 +13,7 @@
 //	doc.go               this overview
 //	config.go            Config, DefaultConfig, Validate: the defaults and the checks New applies
 //	iface.go             Identity and what the node plugs in: Authenticator, ACL, Forwarder
-//	server.go            Server: New, Serve, Close, Stats, Deliver, Revoke; the session registry (bind, detach, expiry)
+//	server.go            Server: New, Serve, ServeTLS (handshakes off the accept loop), Close, Stats, Deliver, Revoke; the session registry (bind, detach, expiry)
 //	conn.go              the seam between socket I/O (transport) and protocol (handler); tcpTransport, two goroutines a connection
 //	conn_epoll.go        Linux: the event-loop transport (epoll pollers, deadlines checked by a sweep)
 //	conn_epoll_other.go  other platforms: no event loop, every connection uses tcpTransport
@@ -48,6 +48,17 @@
 // with CONNACK 0x03. Bad input (a packet that does not decode, a type
 // clients never send, a packet over the size limit, a deadline missed)
 // closes the connection, logged and counted by reason (refusal.go).
+//
+// ServeTLS serves MQTT over TLS: each handshake runs on a goroutine of
+// its own within TLSHandshakeTimeout (failures counted by reason, timeout
+// or error, and logged at most once a second), then the connection is
+// served by tcpTransport, whose forced close shuts the socket under the
+// *tls.Conn so it never waits on close_notify. With a client CA in the
+// tls.Config, a verified client certificate names a principal by its
+// Subject Common Name: with no password in CONNECT (and a username, if
+// any, equal to it) the device logs in with the certificate alone
+// (Authenticator.AuthenticateCert); another username, an unknown id or
+// a user is refused with CONNACK 0x05.
 //
 // # Identity and ACL
 //

@@ -16,6 +16,10 @@ var (
 	// ErrAuthUnavailable: the auth backend failed; fail closed.
 	// CONNACK 0x03 (3.1.1) / 0x88 (5.0).
 	ErrAuthUnavailable = errors.New("router: auth unavailable")
+	// ErrNotAuthorized: the credentials are valid but do not admit this
+	// principal here (a client certificate for a principal that is not a
+	// known device). CONNACK 0x05 (3.1.1) / 0x87 (5.0).
+	ErrNotAuthorized = errors.New("router: not authorized")
 )
 
 // Identity is who a connection is, as proven by its credentials.
@@ -37,6 +41,12 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, username string, password []byte) (Identity, error)
 	// AuthenticateToken checks a bare session token (auth-topic mode).
 	AuthenticateToken(ctx context.Context, token []byte) (Identity, error)
+	// AuthenticateCert admits the principal named by a client
+	// certificate the TLS handshake verified against the client CA (id
+	// is its Subject Common Name). Only devices log in this way: a
+	// certificate for a user, or for no known principal, is
+	// ErrNotAuthorized. The returned Identity must have Device set.
+	AuthenticateCert(ctx context.Context, id string) (Identity, error)
 }
 
 // ACL answers authorization questions from the node's in-memory

@@ -23,6 +23,9 @@ type Stats struct {
 	QueueDropped    uint64 // messages dropped by a full queue or a slow consumer
 	Panics          uint64 // recovered panics (each closed one connection)
 	SlowSessions    uint64 // backlogged sessions that stopped holding QoS 1 publishers (hold.go)
+	TLSConnections  int64  // MQTT connections over TLS open now (handshake done)
+	TLSTimeouts     uint64 // TLS handshakes cut off by TLSHandshakeTimeout
+	TLSErrors       uint64 // TLS handshakes that failed otherwise
 }
 
 // Connect results, the values of pushring_mqtt_connects_total{result}.
@@ -57,6 +60,10 @@ var (
 		"Messages dropped from a full session queue or for a slow consumer.", nil, nil)
 	panicsDesc = prometheus.NewDesc("pushring_mqtt_panics_total",
 		"Panics recovered in connection goroutines.", nil, nil)
+	tlsConnsDesc = prometheus.NewDesc("pushring_mqtt_tls_connections",
+		"MQTT connections over TLS open now (handshake done), logged in or not.", nil, nil)
+	tlsFailuresDesc = prometheus.NewDesc("pushring_mqtt_tls_handshake_failures_total",
+		"MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout) or error (garbage, bad or refused certificate, reset).", []string{"reason"}, nil)
 	slowDesc = prometheus.NewDesc("pushring_mqtt_slow_sessions_total",
 		"Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.", nil, nil)
 )
@@ -79,6 +86,8 @@ type metrics struct {
 	queueDropped atomic.Uint64
 	panics       atomic.Uint64
 	slow         atomic.Uint64
+	tlsConns     atomic.Int64
+	tlsFailures  [2]atomic.Uint64 // timeout, error
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -100,7 +109,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
-		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc} {
+		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc} {
 		ch <- d
 	}
 }
@@ -121,6 +130,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(queueDroppedDesc, &m.queueDropped)
 	ch <- m.counter(panicsDesc, &m.panics)
 	ch <- m.counter(slowDesc, &m.slow)
+	ch <- prometheus.MustNewConstMetric(tlsConnsDesc, prometheus.GaugeValue, float64(m.tlsConns.Load()))
+	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[0], "timeout")
+	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[1], "error")
 }
 
 func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
@@ -176,6 +188,9 @@ func (m *metrics) stats() Stats {
 		QueueDropped:    m.queueDropped.Load(),
 		Panics:          m.panics.Load(),
 		SlowSessions:    m.slow.Load(),
+		TLSConnections:  m.tlsConns.Load(),
+		TLSTimeouts:     m.tlsFailures[0].Load(),
+		TLSErrors:       m.tlsFailures[1].Load(),
 	}
 }
 

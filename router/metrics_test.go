@@ -23,6 +23,8 @@ var (
 		`pushring_mqtt_panics_total counter [] "Panics recovered in connection goroutines."`,
 		`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
 		`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
+		`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
+		`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout) or error (garbage, bad or refused certificate, reset)."`,
 		`pushring_queue_dropped_total counter [] "Messages dropped from a full session queue or for a slow consumer."`,
 	}
 	goldenSeries = []string{
@@ -55,6 +57,9 @@ var (
 		`pushring_mqtt_refusals_total{reason="topic"}`,
 		`pushring_mqtt_refusals_total{reason="will_acl"}`,
 		`pushring_mqtt_slow_sessions_total`,
+		`pushring_mqtt_tls_connections`,
+		`pushring_mqtt_tls_handshake_failures_total{reason="error"}`,
+		`pushring_mqtt_tls_handshake_failures_total{reason="timeout"}`,
 		`pushring_queue_dropped_total`,
 	}
 )
@@ -97,6 +102,9 @@ func TestStatsMatchMetrics(t *testing.T) {
 			{"QueueDropped", float64(st.QueueDropped), s["pushring_queue_dropped_total"]},
 			{"Panics", float64(st.Panics), s["pushring_mqtt_panics_total"]},
 			{"SlowSessions", float64(st.SlowSessions), s["pushring_mqtt_slow_sessions_total"]},
+			{"TLSConnections", float64(st.TLSConnections), s["pushring_mqtt_tls_connections"]},
+			{"TLSTimeouts", float64(st.TLSTimeouts), s[`pushring_mqtt_tls_handshake_failures_total{reason="timeout"}`]},
+			{"TLSErrors", float64(st.TLSErrors), s[`pushring_mqtt_tls_handshake_failures_total{reason="error"}`]},
 		} {
 			if c.stat != c.metric {
 				t.Errorf("%s: Stats().%s = %v, Prometheus %v", step, c.field, c.stat, c.metric)

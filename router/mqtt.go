@@ -77,6 +77,12 @@ type mqttConn struct {
 
 	acks *heldAcks // QoS 1 PUBACKs waiting for their Receipt (hold.go); nil until the first QoS 1 PUBLISH
 
+	// cert: the TLS handshake verified a client certificate against the
+	// client CA; certID is its Subject Common Name, the principal it
+	// names. Set before the transport starts, then read-only.
+	cert   bool
+	certID string
+
 	// id is set before the connection is registered (bind) and never
 	// changes after (no second CONNECT, no re-authentication).
 	id      Identity
@@ -221,6 +227,26 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: min(cp.WillQoS, 1)}
 	}
 
+	if c.cert {
+		// A verified client certificate names the principal: a username
+		// must agree with it; with no password the certificate alone
+		// logs a device in. With a password, the credentials are
+		// checked as for any client (a user with a certificate still
+		// logs in with a token).
+		if cp.UsernameFlag && cp.Username != c.certID {
+			c.srv.log.Info("mqtt: username differs from the client certificate's common name", "cn", c.certID, "remote", c.remote)
+			return c.refuse(packet.ConnNotAuthorized, resultNotAuthorized)
+		}
+		if !cp.PasswordFlag {
+			ctx, done := c.authContext()
+			id, err := c.srv.auth.AuthenticateCert(ctx, c.certID)
+			done()
+			if err == nil && (!id.Device || id.ID != c.certID) {
+				err = ErrNotAuthorized // never a user, never another principal
+			}
+			return c.login(id, err)
+		}
+	}
 	if !cp.UsernameFlag && !cp.PasswordFlag && cfg.AuthTopic {
 		// Auth-topic login: accepted but unauthenticated until the first
 		// packet, a PUBLISH of the token (see handleAuth).
@@ -239,6 +265,11 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 	ctx, done := c.authContext()
 	id, err := c.srv.auth.Authenticate(ctx, cp.Username, cp.Password)
 	done()
+	return c.login(id, err)
+}
+
+// login finishes a CONNECT with the Authenticator's answer.
+func (c *mqttConn) login(id Identity, err error) error {
 	if code, result := c.checkIdentity(id, err); code != 0 {
 		return c.refuse(code, result)
 	}
@@ -266,6 +297,8 @@ func (c *mqttConn) checkIdentity(id Identity, err error) (code byte, result stri
 	case err == nil:
 	case errors.Is(err, ErrBadCredentials):
 		return packet.ConnBadCredentials, resultBadCredentials
+	case errors.Is(err, ErrNotAuthorized):
+		return packet.ConnNotAuthorized, resultNotAuthorized
 	default: // ErrAuthUnavailable or anything unexpected: fail closed
 		c.srv.log.Warn("mqtt: authentication failed", "err", err, "remote", c.remote)
 		return packet.ConnServerUnavailable, resultUnavailable

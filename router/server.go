@@ -2,16 +2,19 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pushring/pushring/internal/certs"
 	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/message"
 )
@@ -52,7 +55,11 @@ type Server struct {
 	loops      eventLoops   // the event-loop transport's pollers
 	loopErr    sync.Once    // the event loop could not start: logged once
 	rateLogged atomic.Int64 // unix second of the last connect-rate log line
-	autoID     uint64       // under mu: assigned client ids
+	tlsLogged  atomic.Int64 // unix second of the last TLS handshake failure log line
+	// stopping is cancelled by Close: TLS handshakes in progress end.
+	stopping context.Context
+	stop     context.CancelFunc
+	autoID   uint64 // under mu: assigned client ids
 
 	// hookPacket, when set (tests only), is called with every inbound
 	// packet before it is handled.
@@ -107,13 +114,34 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		revoked:     make(map[string]time.Time),
 	}
 	s.msgs.New = func() any { return new(message.Message) }
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	return s, nil
 }
 
 // Serve accepts MQTT clients on ln until Close; it may be called for
 // several listeners. It returns ErrServerClosed after Close, or the
 // listener's error.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, nil) }
+
+// ServeTLS accepts MQTT-over-TLS clients on ln, a plain listener (TCP):
+// each handshake runs on a goroutine of its own, bounded by
+// TLSHandshakeTimeout, so a client that stalls or sends garbage delays
+// no other; it is then cut off, counted
+// (pushring_mqtt_tls_handshake_failures_total) and logged at most once a
+// second. A connection whose handshake succeeds is served by a reader and
+// a writer goroutine (the event loop reads raw sockets and cannot carry
+// TLS). A client certificate verified by the handshake (cfg.ClientCAs
+// with VerifyClientCertIfGiven or stricter) lets a device log in with it
+// alone: see Authenticator.AuthenticateCert. It returns as Serve does.
+func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
+	if cfg == nil {
+		ln.Close()
+		return check.New("ServeTLS needs a tls.Config")
+	}
+	return s.serve(ln, cfg)
+}
+
+func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -143,7 +171,73 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.accept(nc)
+		if tc != nil {
+			s.acceptTLS(nc, tc)
+		} else {
+			s.accept(nc)
+		}
+	}
+}
+
+// acceptTLS starts the handshake of a new TLS connection off the accept
+// loop.
+func (s *Server) acceptTLS(nc net.Conn, cfg *tls.Config) {
+	if !s.allowConnect(nc) {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.wg.Add(1) // under mu, so Close's Wait cannot miss it
+	s.mu.Unlock()
+	go s.handshake(nc, cfg)
+}
+
+// handshake runs one TLS handshake, then starts the connection.
+func (s *Server) handshake(nc net.Conn, cfg *tls.Config) {
+	defer s.wg.Done()
+	tc := tls.Server(nc, cfg)
+	nc.SetDeadline(time.Now().Add(s.cfg.TLSHandshakeTimeout))
+	err := tc.HandshakeContext(s.stopping)
+	if err == nil {
+		err = nc.SetDeadline(time.Time{}) // the transport sets its own
+	}
+	if err != nil {
+		nc.Close()
+		if s.stopping.Err() != nil {
+			return // Close cut it short: not the client's failure
+		}
+		s.handshakeFailed(nc.RemoteAddr(), err)
+		return
+	}
+	cs := tc.ConnectionState()
+	t := newTLSTransport(s, tc)
+	c := newMQTTConn(s, t)
+	if len(cs.VerifiedChains) > 0 {
+		c.cert, c.certID = true, certs.PeerID(&cs)
+	}
+	s.m.tlsConns.Add(1) // the reader goroutine takes it back, or abort below
+	if !s.startConn(c, t) {
+		s.m.tlsConns.Add(-1)
+	}
+}
+
+// handshakeFailed counts a failed TLS handshake and logs it at most once
+// a second, so a flood of them costs a counter increment each.
+func (s *Server) handshakeFailed(addr net.Addr, err error) {
+	reason, i := "error", 1
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		reason, i = "timeout", 0
+	}
+	s.m.tlsFailures[i].Add(1)
+	now := time.Now().Unix()
+	if last := s.tlsLogged.Load(); last != now && s.tlsLogged.CompareAndSwap(last, now) {
+		s.log.Warn("mqtt: TLS handshake failed (logged at most once a second; see pushring_mqtt_tls_handshake_failures_total)",
+			"reason", reason, "remote", addr.String(), "err", err)
 	}
 }
 
@@ -153,28 +247,43 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-func (s *Server) accept(nc net.Conn) {
+// allowConnect applies the per-address connect rate; a refused
+// connection is closed, counted and logged (at most once a second).
+func (s *Server) allowConnect(nc net.Conn) bool {
 	if ok, _ := s.rate.Allow(limiterKey(nc.RemoteAddr()), time.Now()); !ok {
 		s.m.refusal(reasonConnectRate)
 		s.logConnectRate(nc.RemoteAddr())
 		nc.Close()
+		return false
+	}
+	return true
+}
+
+func (s *Server) accept(nc net.Conn) {
+	if !s.allowConnect(nc) {
 		return
 	}
 	t := newEventTransport(s, nc)
 	if t == nil {
 		t = newTCPTransport(s, nc)
 	}
-	c := newMQTTConn(s, t)
+	s.startConn(newMQTTConn(s, t), t)
+}
+
+// startConn registers c and starts its transport; false (t aborted) once
+// the server is closed.
+func (s *Server) startConn(c *mqttConn, t transportStarter) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		t.abort()
-		return
+		return false
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(t.goroutines()) // under mu, so Close's Wait cannot miss it
 	s.mu.Unlock()
 	t.start(c)
+	return true
 }
 
 // Close closes the listeners and every connection (without publishing
@@ -188,6 +297,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stop() // handshakes in progress end
 	lns := s.listeners
 	conns := make([]*mqttConn, 0, len(s.conns))
 	for c := range s.conns {

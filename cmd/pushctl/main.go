@@ -13,12 +13,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -65,6 +68,9 @@ Local (no server):
   nats-config [--cluster C] [--node <id>=<public-nkey>]... [--authorized-keys-file F]
                                              print the authorization block of a nats-server
                                              giving each node pushring's permissions
+  dev-cert [--dir DATA_DIR] [--device ID ...] write a throwaway CA, a certificate for
+                                             127.0.0.1/::1/localhost and device client
+                                             certificates into DATA_DIR/tls (30 days)
 
 Global flags:
   --server URL          HTTP API (default http://127.0.0.1:8080, env PUSHRING_SERVER)
@@ -75,6 +81,7 @@ Global flags:
   --device ID --key K   authenticate as a device (HTTP basic auth)
   --json                print the raw JSON response
   --timeout D           per-request timeout (default 30s)
+  --cacert F            trust the CA in PEM file F for an https:// server (env PUSHRING_CACERT)
 
 API errors print "error: <code>: <message>" on stderr and exit 1; usage errors exit 2.
 `
@@ -96,6 +103,7 @@ type globals struct {
 	key          string
 	json         bool
 	timeout      time.Duration
+	caCert       string
 }
 
 // register adds the global flags to fs. The current values are the defaults,
@@ -109,6 +117,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.key, "key", g.key, "device key (HTTP basic auth)")
 	fs.BoolVar(&g.json, "json", g.json, "print the raw JSON response")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "per-request timeout")
+	fs.StringVar(&g.caCert, "cacert", g.caCert, "PEM CA file to trust for an https:// --server (e.g. <data-dir>/tls/ca.pem)")
 }
 
 // cli is one invocation: its streams, global flags and client.
@@ -153,6 +162,7 @@ var commands = map[string]command{
 	"gossip-key":             {"gossip-key [--out FILE]", cmdGossipKey},
 	"nats-key":               {"nats-key <seed-file>", cmdNATSKey},
 	"nats-config":            {"nats-config [--cluster C] [--node <id>=<public-nkey>]... [--authorized-keys-file F]", cmdNATSConfig},
+	"dev-cert":               {"dev-cert [--dir DATA_DIR] [--device ID ...]", cmdDevCert},
 }
 
 // run is main without the process: it returns the exit status.
@@ -165,6 +175,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		token:        getenv("PUSHRING_TOKEN"),
 		device:       getenv("PUSHRING_DEVICE"),
 		key:          getenv("PUSHRING_DEVICE_KEY"),
+		caCert:       getenv("PUSHRING_CACERT"),
 		timeout:      30 * time.Second,
 	}
 	if s := getenv("PUSHRING_SERVER"); s != "" {
@@ -313,7 +324,21 @@ func (c *cli) client() (*client.Client, error) {
 	if !strings.Contains(server, "://") {
 		server = "http://" + server
 	}
-	return &client.Client{BaseURL: server, AdminKey: key, Token: c.g.token, DeviceID: c.g.device, DeviceKey: c.g.key}, nil
+	cl := &client.Client{BaseURL: server, AdminKey: key, Token: c.g.token, DeviceID: c.g.device, DeviceKey: c.g.key}
+	if c.g.caCert != "" {
+		pem, err := os.ReadFile(c.g.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cacert: %s holds no PEM certificate", c.g.caCert)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		cl.HTTP = &http.Client{Transport: tr}
+	}
+	return cl, nil
 }
 
 // call runs fn with a client and the per-request timeout, then prints its

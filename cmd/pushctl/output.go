@@ -37,6 +37,9 @@ func printSession(w io.Writer, s *client.Session, now time.Time) {
 	fmt.Fprintf(tw, "expires:\t%s\n", expiry(s.ExpiresAt, now))
 	fmt.Fprintf(tw, "private topic:\t%s\n", s.PrivateTopic)
 	fmt.Fprintf(tw, "mqtt:\t%s\n", list(s.MQTT))
+	if len(s.MQTTTLS) > 0 {
+		fmt.Fprintf(tw, "mqtt tls:\t%s\n", list(s.MQTTTLS))
+	}
 	tw.Flush()
 }
 
@@ -65,6 +68,9 @@ func printRoute(w io.Writer, r *client.Route, asked string) {
 	fmt.Fprintf(tw, "home node:\t%s\n", or(n.ID, "?"))
 	if len(n.MQTT) > 0 {
 		fmt.Fprintf(tw, "mqtt:\t%s\n", list(n.MQTT))
+	}
+	if len(n.MQTTTLS) > 0 {
+		fmt.Fprintf(tw, "mqtt tls:\t%s\n", list(n.MQTTTLS))
 	}
 	if n.HTTP != "" {
 		fmt.Fprintf(tw, "http:\t%s\n", n.HTTP)

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/pushring/pushring/internal/certs"
 	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/secretfile"
 	"github.com/pushring/pushring/internal/testutil"
@@ -412,5 +416,103 @@ func TestBinaryNATSKeysAndSIGHUP(t *testing.T) {
 	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, ready)
 	if !strings.Contains(logs.String(), `msg="NATS authorized keys reloaded"`) {
 		t.Error("log lacks the reload")
+	}
+}
+
+// TestBinaryTLSReloadOnSIGHUP: the binary serves MQTT over TLS and HTTPS
+// from certificate files named in the environment (PUSHRING_TLS_CERT,
+// …), and SIGHUP makes it serve a replaced certificate to new
+// connections without exiting.
+func TestBinaryTLSReloadOnSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the pushring binary")
+	}
+	bin := buildPushring(t)
+	ca, err := certs.NewCA("binary test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	dir := t.TempDir()
+	certFile, keyFile, caFile := filepath.Join(dir, "s.pem"), filepath.Join(dir, "s.key"), filepath.Join(dir, "ca.pem")
+	issue := func() *big.Int {
+		c, k, err := ca.Server([]string{"127.0.0.1"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []struct {
+			path string
+			b    []byte
+		}{{keyFile, k}, {certFile, c}, {caFile, ca.CertPEM}} {
+			if err := os.WriteFile(f.path+".tmp", f.b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(f.path+".tmp", f.path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pair, _ := tls.X509KeyPair(c, k)
+		return pair.Leaf.SerialNumber
+	}
+	first := issue()
+	mqttTLS, https := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--mqtt-addr", freeAddr(t), "--http-addr", freeAddr(t),
+		"--gossip-addr", "127.0.0.1:0", "--node-id", "bin1", "--mqtt-tls-addr", mqttTLS, "--https-addr", https)
+	cmd.Env = append(cleanEnv(), "PUSHRING_TLS_CERT="+certFile, "PUSHRING_TLS_KEY="+keyFile, "PUSHRING_CLIENT_CA="+caFile)
+	var logs testutil.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("pushring output:\n%s", logs.String())
+		}
+	})
+	httpsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		resp, err := httpsClient.Get("https://" + https + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz over HTTPS: %s", resp.Status)
+		}
+		return nil
+	})
+	served := func() *big.Int {
+		c, err := tls.Dial("tcp", mqttTLS, &tls.Config{RootCAs: roots})
+		if err != nil {
+			t.Fatalf("MQTT over TLS: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber
+	}
+	if got := served(); got.Cmp(first) != 0 {
+		t.Fatalf("served serial %v, want %v", got, first)
+	}
+	next := issue()
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), `msg="TLS certificate reloaded"`) {
+			return fmt.Errorf("no reload logged yet")
+		}
+		return nil
+	})
+	if got := served(); got.Cmp(next) != 0 {
+		t.Fatalf("after SIGHUP: served serial %v, want %v", got, next)
+	}
+	select {
+	case <-exited:
+		t.Fatal("pushring exited on SIGHUP")
+	default:
 	}
 }

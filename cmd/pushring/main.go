@@ -88,6 +88,17 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Router.ConnectBurst, "connect-burst", cfg.Router.ConnectBurst, "burst of new MQTT connections per source address")
 	fs.IntVar(&cfg.Router.MaxPacketSize, "max-packet-size", cfg.Router.MaxPacketSize, "maximum MQTT packet size in bytes")
 	fs.BoolVar(&cfg.Router.GoroutinePerConn, "goroutine-per-conn", false, "serve each MQTT connection with two goroutines instead of the epoll event loop")
+	// TLS for clients: certificate files (re-read when they change and on
+	// SIGHUP), MQTT over TLS, HTTPS, device login by client certificate.
+	var advertiseTLS string
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain file of the TLS listeners (enables --mqtt-tls-addr and --https-addr)")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.StringVar(&cfg.ClientCAFile, "client-ca", "", "PEM CA file for MQTT client certificates: a device whose certificate (CN = its id) chains to it logs in with no key")
+	fs.StringVar(&cfg.MQTTTLSAddr, "mqtt-tls-addr", "", `MQTT over TLS listen address (default ":8883" with --tls-cert; "off": none)`)
+	fs.StringVar(&cfg.HTTPSAddr, "https-addr", "", `HTTPS API listen address (default ":8443" with --tls-cert; "off": none)`)
+	fs.StringVar(&advertiseTLS, "advertise-mqtt-tls", "", "comma-separated MQTT-over-TLS addresses returned at login (default: the bound MQTT TLS address)")
+	fs.DurationVar(&cfg.Router.TLSHandshakeTimeout, "tls-handshake-timeout", cfg.Router.TLSHandshakeTimeout, "a TLS handshake that takes longer is cut off")
+
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	// NATS credentials, permissions and TLS: each node signs in with its
@@ -116,6 +127,9 @@ func run(args []string) error {
 	}
 	if advertise != "" {
 		cfg.AdvertiseMQTT = strings.Split(advertise, ",")
+	}
+	if advertiseTLS != "" {
+		cfg.AdvertiseMQTTTLS = strings.Split(advertiseTLS, ",")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

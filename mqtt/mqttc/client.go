@@ -13,6 +13,7 @@ package mqttc
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -45,6 +46,10 @@ type Options struct {
 	// many connections do not run out of ephemeral ports on one address.
 	LocalAddr string
 	BufSize   int // read and write buffer size; default 32 KiB (idle clients: small)
+	// TLS, if set, makes Dial and DialTCP speak MQTT over TLS with it
+	// (the handshake is done within Timeout before they return). Nil:
+	// plain TCP.
+	TLS *tls.Config
 }
 
 func (o Options) withDefaults() Options {
@@ -99,6 +104,16 @@ func DialTCP(addr string, o Options) (*Conn, error) {
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if o.TLS != nil {
+		tc := tls.Client(nc, o.TLS)
+		tc.SetDeadline(time.Now().Add(o.Timeout))
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		tc.SetDeadline(time.Time{})
+		nc = tc
 	}
 	return New(nc, o), nil
 }
