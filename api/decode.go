@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -20,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 )
 
 // Request bodies.
@@ -45,22 +43,7 @@ type messageRequest struct {
 	QoS           *int    `json:"qos"`
 }
 
-// Password bounds: at least minPasswordRunes characters, at most
-// maxPasswordBytes bytes (hashing cost stays bounded).
-const (
-	minPasswordRunes = 8
-	maxPasswordBytes = 1024
-)
-
-func validNewPassword(pw string) bool {
-	return len(pw) <= maxPasswordBytes && utf8.RuneCountInString(pw) >= minPasswordRunes
-}
-
 var (
-	errInvalidPassword = newError(http.StatusBadRequest, "invalid_password",
-		fmt.Sprintf("password must be %d characters to %d bytes", minPasswordRunes, maxPasswordBytes))
-	errPasswordTooLong = newError(http.StatusBadRequest, "invalid_password",
-		fmt.Sprintf("password must be at most %d bytes", maxPasswordBytes))
 	errEmptyBody    = newError(http.StatusBadRequest, "empty_body", "request body is empty")
 	errNotObject    = newError(http.StatusBadRequest, "bad_json", "request body must be a JSON object")
 	errTrailingData = newError(http.StatusBadRequest, "trailing_data", "data after the JSON object")

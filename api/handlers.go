@@ -33,8 +33,8 @@ func (a *API) createUser(q *request) error {
 	if !store.ValidID(req.ID) {
 		return errInvalidID
 	}
-	if !validNewPassword(req.Password) {
-		return errInvalidPassword
+	if e := checkNewPassword(req.ID, req.Password); e != nil {
+		return e
 	}
 	release, err := a.acquireHash(q)
 	if err != nil {
@@ -101,7 +101,7 @@ func (a *API) createSession(q *request) error {
 	if a.login != nil {
 		if ok, wait := a.login.Allow(clientKey(q.r), a.now()); !ok {
 			e := *newError(http.StatusTooManyRequests, "rate_limited", "too many login attempts, slow down")
-			e.retryAfter = max(1, int((wait+time.Second-1)/time.Second))
+			e.retryAfter = retryAfter(wait)
 			return &e
 		}
 	}
@@ -114,6 +114,12 @@ func (a *API) createSession(q *request) error {
 	}
 	if len(req.Password) > maxPasswordBytes {
 		return errPasswordTooLong
+	}
+	if locked, wait := a.accounts.locked(req.ID, a.now()); locked {
+		q.subject = req.ID
+		e := *errLoginThrottled
+		e.retryAfter = retryAfter(wait)
+		return &e
 	}
 	p, err := a.st.Principal(q.r.Context(), req.ID)
 	known := err == nil && p.Kind == store.User
@@ -132,8 +138,12 @@ func (a *API) createSession(q *request) error {
 	release()
 	if !ok || !known {
 		q.subject = req.ID // for the refusal's log line
+		if a.accounts.fail(req.ID, a.now()) {
+			a.met.lockouts.Inc()
+		}
 		return errBadLogin
 	}
+	a.accounts.succeed(req.ID)
 
 	token, tokenHash, err := store.NewToken()
 	if err != nil {
@@ -156,6 +166,17 @@ func (a *API) createSession(q *request) error {
 		MQTT:         a.mqttAddrs(p.ID),
 	})
 	return nil
+}
+
+// errLoginThrottled answers a login for an id in backoff after failed
+// logins. It is the same for ids that do not exist.
+var errLoginThrottled = newError(http.StatusTooManyRequests, "login_throttled",
+	"too many failed logins for this id, retry later")
+
+// retryAfter is the Retry-After of a wait: whole seconds, rounded up, at
+// least 1.
+func retryAfter(wait time.Duration) int {
+	return max(1, int((wait+time.Second-1)/time.Second))
 }
 
 // mqttAddrs lists the MQTT addresses for id: its home node's first, then

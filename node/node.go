@@ -130,6 +130,17 @@ type Config struct {
 	// LoginRate < 0 turns the limit off. Defaults: api.DefaultConfig's.
 	LoginRate  float64
 	LoginBurst int
+	// LoginAccountFailures failed logins in a row for one id, from any
+	// address, lock that id for a backoff that doubles with each further
+	// failure up to LoginAccountMaxBackoff (see api.Config); a negative
+	// LoginAccountFailures turns it off. Defaults: api.DefaultConfig's (5
+	// and 15 min).
+	LoginAccountFailures   int
+	LoginAccountMaxBackoff time.Duration
+	// HTTP bounds the HTTP API's connections: read, write and idle
+	// timeouts, header size, and the cap on open connections. Zero fields
+	// take api.DefaultHTTPConfig's values.
+	HTTP api.HTTPConfig
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
 	// Logger and Registerer are filled in by the node. Zero fields take
 	// router's defaults (DefaultConfig sets router.DefaultConfig()).
@@ -158,6 +169,11 @@ func DefaultConfig() Config {
 		SessionTTL: 24 * time.Hour,
 		LoginRate:  a.LoginRate,
 		LoginBurst: a.LoginBurst,
+
+		LoginAccountFailures:   a.LoginAccountFailures,
+		LoginAccountMaxBackoff: a.LoginAccountMaxBackoff,
+		HTTP:                   a.HTTP,
+
 		GossipAddr: ":7946",
 		Membership: membership.DefaultConfig(),
 		Router:     router.DefaultConfig(),
@@ -174,8 +190,8 @@ func (c Config) Validate() error { return c.withDefaults().validate() }
 const joinRetry = time.Second
 
 // withDefaults returns c with every zero field that has a default set to
-// it (the nil Logger to slog.Default()). The zero fields of Router and
-// Membership are left to their packages. It leaves wrong values for
+// it (the nil Logger to slog.Default()). The zero fields of Router,
+// Membership and HTTP are left to their packages. It leaves wrong values for
 // validate to refuse.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
@@ -188,6 +204,8 @@ func (c Config) withDefaults() Config {
 	c.SessionTTL = cmp.Or(c.SessionTTL, d.SessionTTL)
 	c.LoginRate = cmp.Or(c.LoginRate, d.LoginRate) // negative stays: no limit
 	c.LoginBurst = cmp.Or(c.LoginBurst, d.LoginBurst)
+	c.LoginAccountFailures = cmp.Or(c.LoginAccountFailures, d.LoginAccountFailures) // negative stays: off
+	c.LoginAccountMaxBackoff = cmp.Or(c.LoginAccountMaxBackoff, d.LoginAccountMaxBackoff)
 	if len(c.Join) > 0 && c.Membership.JoinRetryInterval == 0 {
 		c.Membership.JoinRetryInterval = joinRetry
 	}
@@ -270,6 +288,8 @@ func (c Config) apiConfig(adminKey string) api.Config {
 	a := api.DefaultConfig()
 	a.AdminKey, a.SessionTTL = adminKey, c.SessionTTL
 	a.LoginRate, a.LoginBurst = c.LoginRate, c.LoginBurst
+	a.LoginAccountFailures, a.LoginAccountMaxBackoff = c.LoginAccountFailures, c.LoginAccountMaxBackoff
+	a.HTTP = c.HTTP
 	a.PrivatePrefix = c.Router.PrivatePrefix
 	return a
 }
@@ -289,6 +309,7 @@ type Node struct {
 	mqttLn   net.Listener
 	httpLn   net.Listener
 	http     *http.Server
+	api      *api.API // makes the HTTP servers and limited listeners
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
@@ -433,11 +454,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Every HTTP listener is served by a server from the API, on a
+	// listener it limits: the same timeouts and one connection cap.
+	n.api = handler
+	n.http = handler.NewHTTPServer()
+	httpLn := handler.LimitListener(n.httpLn, true)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.http.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("http listener stopped", "err", err)
 		}
 	}()
