@@ -33,12 +33,15 @@ func (a *API) createUser(q *request) error {
 	if !store.ValidID(req.ID) {
 		return errInvalidID
 	}
-	if e := checkNewPassword(req.ID, req.Password); e != nil {
-		return e
-	}
+	// Scoring the password costs up to a few hundred milliseconds of
+	// CPU, as hashing does: both take a hashing slot.
 	release, err := a.acquireHash(q)
 	if err != nil {
 		return err
+	}
+	if e := checkNewPassword(req.ID, req.Password); e != nil {
+		release()
+		return e
 	}
 	phc, err := store.HashPassword(req.Password)
 	release()
