@@ -219,6 +219,7 @@ type API struct {
 	conns    atomic.Int64 // HTTP connections open through LimitListener
 	connLog  rareLog      // the connection cap's refusals
 	limitLog rareLog      // 429 answers
+	slowLog  rareLog      // 408 answers (bodies cut by the read deadline)
 
 	adminSet  bool
 	adminHash [sha256.Size]byte

@@ -14,6 +14,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -44,6 +45,7 @@ type messageRequest struct {
 }
 
 var (
+	errBodyTimeout  = newError(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time")
 	errEmptyBody    = newError(http.StatusBadRequest, "empty_body", "request body is empty")
 	errNotObject    = newError(http.StatusBadRequest, "bad_json", "request body must be a JSON object")
 	errTrailingData = newError(http.StatusBadRequest, "trailing_data", "data after the JSON object")
@@ -67,6 +69,11 @@ func (a *API) readJSON(q *request, dst any) error {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return errBodyTooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The read deadline (HTTPConfig.ReadTimeout) cut a body that
+			// came too slowly, or not at all.
+			return errBodyTimeout.with(err)
 		}
 		return newError(http.StatusBadRequest, "bad_json", "could not read the request body").with(err)
 	}

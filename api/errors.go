@@ -85,12 +85,19 @@ func (a *API) fail(q *request, err error) {
 		e = errInternal.with(err)
 	}
 	a.met.errors.WithLabelValues(e.code).Inc()
-	if e.status != http.StatusTooManyRequests {
+	// A throttled or stalling client may cause thousands of these: one
+	// line a minute for each, with the count of those not logged.
+	switch e.status {
+	case http.StatusTooManyRequests:
+		if ok, missed := a.limitLog.allow(); ok {
+			a.logRefusal(q, e, []any{"unlogged_before", missed})
+		}
+	case http.StatusRequestTimeout:
+		if ok, missed := a.slowLog.allow(); ok {
+			a.logRefusal(q, e, []any{"unlogged_before", missed})
+		}
+	default:
 		a.logRefusal(q, e, nil)
-	} else if ok, missed := a.limitLog.allow(); ok {
-		// A throttled client may send thousands of requests: one line
-		// a minute, with the count of those not logged.
-		a.logRefusal(q, e, []any{"unlogged_429s_before", missed})
 	}
 	a.writeError(q, e)
 }
