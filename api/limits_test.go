@@ -418,35 +418,44 @@ func TestAccountGuardBounded(t *testing.T) {
 }
 
 // An unknown id and a wrong password answer alike: same status, body and
-// headers, and about the same time (both check an argon2id hash).
+// headers, and about the same time (both check an argon2id hash). The
+// medians of 20 interleaved tries each must be within a factor 1.5; on a
+// machine busy with other work a round may be skewed, so up to three
+// rounds are measured. An unknown id that skipped the hash would be tens
+// of times faster in every round.
 func TestUnknownIDTakesAsLong(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.LoginAccountFailures = -1 })
 	f.user("alice")
 	known := map[string]any{"id": "alice", "password": "wrong-password"}
 	unknown := map[string]any{"id": "nobody", "password": "wrong-password"}
 	f.do("POST", "/v1/sessions", "", unknown) // makes the dummy hash
-	var tk, tu []time.Duration
-	var bk, bu resp
-	for range 20 {
-		for _, c := range []struct {
-			body map[string]any
-			d    *[]time.Duration
-			r    *resp
-		}{{known, &tk, &bk}, {unknown, &tu, &bu}} {
-			start := time.Now()
-			*c.r = f.do("POST", "/v1/sessions", "", c.body)
-			*c.d = append(*c.d, time.Since(start))
-		}
-	}
-	if bk.status != bu.status || !bytes.Equal(bk.body, bu.body) || !slices.Equal(bk.header["Www-Authenticate"], bu.header["Www-Authenticate"]) {
-		t.Errorf("wrong password: %d %s %v; unknown id: %d %s %v", bk.status, bk.body, bk.header, bu.status, bu.body, bu.header)
-	}
 	median := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
-	mk, mu := median(tk), median(tu)
-	ratio := float64(mk) / float64(mu)
-	t.Logf("median wrong password %v, unknown id %v (ratio %.2f)", mk, mu, ratio)
-	if ratio > 1.5 || ratio < 1/1.5 {
-		t.Errorf("median wrong password %v, unknown id %v: not within a factor 1.5", mk, mu)
+	for round := 1; ; round++ {
+		var tk, tu []time.Duration
+		var bk, bu resp
+		for range 20 {
+			for _, c := range []struct {
+				body map[string]any
+				d    *[]time.Duration
+				r    *resp
+			}{{known, &tk, &bk}, {unknown, &tu, &bu}} {
+				start := time.Now()
+				*c.r = f.do("POST", "/v1/sessions", "", c.body)
+				*c.d = append(*c.d, time.Since(start))
+			}
+		}
+		if bk.status != bu.status || !bytes.Equal(bk.body, bu.body) || !slices.Equal(bk.header["Www-Authenticate"], bu.header["Www-Authenticate"]) {
+			t.Fatalf("wrong password: %d %s %v; unknown id: %d %s %v", bk.status, bk.body, bk.header, bu.status, bu.body, bu.header)
+		}
+		mk, mu := median(tk), median(tu)
+		ratio := float64(mk) / float64(mu)
+		t.Logf("round %d: median wrong password %v, unknown id %v (ratio %.2f)", round, mk, mu, ratio)
+		if ratio <= 1.5 && ratio >= 1/1.5 {
+			return
+		}
+		if round == 3 {
+			t.Fatalf("median wrong password %v, unknown id %v: not within a factor 1.5 in 3 rounds", mk, mu)
+		}
 	}
 }
 
