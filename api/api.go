@@ -216,10 +216,11 @@ type API struct {
 	// accounts throttles logins per id; nil: off.
 	accounts *accountGuard
 
-	conns    atomic.Int64 // HTTP connections open through LimitListener
-	connLog  rareLog      // the connection cap's refusals
-	limitLog rareLog      // 429 answers
-	slowLog  rareLog      // 408 answers (bodies cut by the read deadline)
+	conns     atomic.Int64 // HTTP connections open through LimitListener
+	connLog   rareLog      // the connection cap's refusals
+	acceptLog rareLog      // failed Accepts (out of files)
+	limitLog  rareLog      // 429 answers
+	slowLog   rareLog      // 408 answers (bodies cut by the read deadline)
 
 	adminSet  bool
 	adminHash [sha256.Size]byte

@@ -2,6 +2,7 @@ package api
 
 import (
 	"cmp"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -145,6 +146,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				// Out of files, most often: http.Server retries, and
+				// logs it only at debug level.
+				l.a.acceptLog.log(l.a.log, "api: accepting an HTTP connection failed", "err", err)
+			}
 			return nil, err
 		}
 		max := l.a.cfg.HTTP.MaxConns

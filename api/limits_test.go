@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -514,5 +516,36 @@ func TestPasswordCheckCostBounded(t *testing.T) {
 	}
 	if got := scoredPrefix("a" + strings.Repeat("é", 60)); len(got) != 99 {
 		t.Errorf("scoredPrefix: %d bytes, want 99 (not inside a character)", len(got))
+	}
+}
+
+// failingListener's Accept fails with err.
+type failingListener struct {
+	net.Listener
+	err error
+}
+
+func (l failingListener) Accept() (net.Conn, error) { return nil, l.err }
+
+// A failing Accept (out of files) is logged, once however often it
+// fails; a closed listener is not.
+func TestAcceptErrorsLoggedOnce(t *testing.T) {
+	f := newFixture(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	l := f.api.LimitListener(failingListener{ln, emfile}, true)
+	for range 100 {
+		if _, err := l.Accept(); !errors.Is(err, syscall.EMFILE) {
+			t.Fatalf("Accept: %v", err)
+		}
+	}
+	closed := f.api.LimitListener(failingListener{ln, net.ErrClosed}, true)
+	closed.Accept()
+	if n := strings.Count(f.logs.String(), "accepting an HTTP connection failed"); n != 1 {
+		t.Errorf("%d log lines for 100 failed Accepts and a closed listener, want 1:\n%s", n, f.logs.String())
 	}
 }
