@@ -108,6 +108,24 @@ type Config struct {
 	// and 10.
 	LoginRate  float64
 	LoginBurst int
+	// LoginAccountFailures is how many consecutive failed logins for one
+	// id, from any address, lock that id: each later attempt is answered
+	// 429 with Retry-After until the lock ends, right password or not,
+	// and whether or not the id exists. The first lock lasts
+	// LoginAccountBackoff, each failure after a lock doubles it, up to
+	// LoginAccountMaxBackoff; a successful login resets the count. An id
+	// quiet for LoginAccountMaxBackoff after its last lock starts afresh.
+	// Defaults 5, 1 s and 15 min: a user who mistypes a few times is not
+	// held up, an online guesser gets about one try every 15 min per
+	// account (about 100 a day), and a locked-out owner waits at most 15
+	// min. A negative LoginAccountFailures turns the lock off.
+	LoginAccountFailures   int
+	LoginAccountBackoff    time.Duration
+	LoginAccountMaxBackoff time.Duration
+	// HTTP holds the limits of the HTTP servers and listeners built by
+	// NewHTTPServer and LimitListener (timeouts, header size, connection
+	// cap). Zero fields take DefaultHTTPConfig's values.
+	HTTP HTTPConfig
 	// Logger receives one line per refused request, and warnings. Nil
 	// (the default) means slog.Default(), so nothing the API reports is
 	// lost; pass slog.New(slog.DiscardHandler) for silence.
@@ -130,6 +148,11 @@ func DefaultConfig() Config {
 		LoginRate:       1,
 		LoginBurst:      10,
 		Now:             time.Now,
+
+		LoginAccountFailures:   5,
+		LoginAccountBackoff:    time.Second,
+		LoginAccountMaxBackoff: 15 * time.Minute,
+		HTTP:                   DefaultHTTPConfig(),
 	}
 }
 
@@ -150,6 +173,10 @@ func (c Config) withDefaults() Config {
 	c.PrivatePrefix = cmp.Or(c.PrivatePrefix, d.PrivatePrefix)
 	c.LoginRate = cmp.Or(c.LoginRate, d.LoginRate) // negative stays: no limit
 	c.LoginBurst = cmp.Or(c.LoginBurst, d.LoginBurst)
+	c.LoginAccountFailures = cmp.Or(c.LoginAccountFailures, d.LoginAccountFailures) // negative stays: off
+	c.LoginAccountBackoff = cmp.Or(c.LoginAccountBackoff, d.LoginAccountBackoff)
+	c.LoginAccountMaxBackoff = cmp.Or(c.LoginAccountMaxBackoff, d.LoginAccountMaxBackoff)
+	c.HTTP = c.HTTP.withDefaults()
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
@@ -170,6 +197,11 @@ func (c Config) validate() error {
 		check.If(strings.ContainsAny(c.PrivatePrefix, "+#\x00"), "PrivatePrefix %q must be a topic name without wildcards or NUL", c.PrivatePrefix),
 		check.If(math.IsNaN(c.LoginRate), "LoginRate must be a number (got NaN)"),
 		configerr.Positive(check, "LoginBurst", c.LoginBurst),
+		configerr.Positive(check, "LoginAccountBackoff", c.LoginAccountBackoff),
+		configerr.Positive(check, "LoginAccountMaxBackoff", c.LoginAccountMaxBackoff),
+		check.If(c.LoginAccountMaxBackoff < c.LoginAccountBackoff,
+			"LoginAccountMaxBackoff %v must be at least LoginAccountBackoff %v", c.LoginAccountMaxBackoff, c.LoginAccountBackoff),
+		c.HTTP.validate(),
 	)
 }
 
@@ -182,6 +214,14 @@ type API struct {
 	mux   *http.ServeMux
 	met   *metrics
 	login *ratelimit.Limiter[string] // nil: no login limit
+	// accounts throttles logins per id; nil: off.
+	accounts *accountGuard
+
+	conns     atomic.Int64 // HTTP connections open through LimitListener
+	connLog   rareLog      // the connection cap's refusals
+	acceptLog rareLog      // failed Accepts (out of files)
+	limitLog  rareLog      // 429 answers
+	slowLog   rareLog      // 408 answers (bodies cut by the read deadline)
 
 	// admin holds the SHA-256 of every accepted admin key; empty: none.
 	// An atomic pointer so SetAdminKeys rotates keys under live traffic.
@@ -226,6 +266,8 @@ func New(cfg Config, st store.Store, deps Deps) (*API, error) {
 	if cfg.LoginRate > 0 {
 		a.login = ratelimit.New[string](cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
 	}
+	a.accounts = newAccountGuard(cfg.LoginAccountFailures, cfg.LoginAccountBackoff,
+		cfg.LoginAccountMaxBackoff, accountEntries)
 	a.routes()
 	return a, nil
 }

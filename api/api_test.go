@@ -44,8 +44,8 @@ func TestCreateUser(t *testing.T) {
 	for _, pw := range []string{"", "short", "1234567", "ééééééé", strings.Repeat("x", 1025)} {
 		f.mustErr(400, "invalid_password", "POST", "/v1/users", admin, map[string]any{"id": "bob", "password": pw})
 	}
-	f.must(201, "POST", "/v1/users", admin, map[string]any{"id": "bob", "password": "éééééééé"}) // 8 runes
-	f.must(201, "POST", "/v1/users", admin, map[string]any{"id": "carol", "password": strings.Repeat("x", 1024)})
+	f.must(201, "POST", "/v1/users", admin, map[string]any{"id": "bob", "password": "ëq7§Żñ#¶ø"}) // 9 runes, 16 bytes
+	f.must(201, "POST", "/v1/users", admin, map[string]any{"id": "carol", "password": userPass + strings.Repeat("x", 1024-len(userPass))})
 	f.mustErr(400, "invalid_password", "POST", "/v1/users", admin, map[string]any{"id": "dave"})
 }
 
@@ -197,7 +197,7 @@ func TestLoginRateLimit(t *testing.T) {
 	f.mustErr(401, "unauthorized", "POST", "/v1/sessions", "", bad)
 	f.mustErr(429, "rate_limited", "POST", "/v1/sessions", "", bad)
 
-	off := newFixture(t, func(c *Config) { c.LoginRate = -1 })
+	off := newFixture(t, func(c *Config) { c.LoginRate, c.LoginAccountFailures = -1, -1 })
 	for range 20 {
 		off.mustErr(401, "unauthorized", "POST", "/v1/sessions", "", bad)
 	}

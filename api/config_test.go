@@ -38,6 +38,16 @@ func TestWithDefaultsKeepsSetFields(t *testing.T) {
 	if c.LoginBurst != 10 || c.MaxBodyBytes != 1<<20 || c.MaxPayloadBytes != 256<<10 {
 		t.Errorf("zero fields not filled: %+v", c)
 	}
+	h := Config{LoginAccountFailures: -1, HTTP: HTTPConfig{MaxConns: -1, ReadTimeout: time.Second}}.withDefaults()
+	if h.LoginAccountFailures != -1 || h.HTTP.MaxConns != -1 || h.HTTP.ReadTimeout != time.Second {
+		t.Errorf("set fields changed: %+v", h)
+	}
+	if h.HTTP.WriteTimeout != 30*time.Second || h.LoginAccountMaxBackoff != 15*time.Minute {
+		t.Errorf("zero fields not filled: %+v", h)
+	}
+	if err := (HTTPConfig{}).Validate(); err != nil {
+		t.Errorf("zero HTTPConfig: %v", err)
+	}
 }
 
 func TestValidate(t *testing.T) {
@@ -53,6 +63,15 @@ func TestValidate(t *testing.T) {
 		{"PrivatePrefix", func(c *Config) { c.PrivatePrefix = "#" }},
 		{"LoginRate", func(c *Config) { c.LoginRate = math.NaN() }},
 		{"LoginBurst", func(c *Config) { c.LoginBurst = -1 }},
+		{"LoginAccountBackoff", func(c *Config) { c.LoginAccountBackoff = -time.Second }},
+		{"LoginAccountMaxBackoff", func(c *Config) { c.LoginAccountMaxBackoff = -time.Second }},
+		{"LoginAccountMaxBackoff", func(c *Config) { c.LoginAccountBackoff, c.LoginAccountMaxBackoff = time.Minute, time.Second }},
+		{"HTTP.ReadHeaderTimeout", func(c *Config) { c.HTTP.ReadHeaderTimeout = -1 }},
+		{"HTTP.ReadTimeout", func(c *Config) { c.HTTP.ReadTimeout = -1 }},
+		{"HTTP.WriteTimeout", func(c *Config) { c.HTTP.WriteTimeout = -1 }},
+		{"HTTP.IdleTimeout", func(c *Config) { c.HTTP.IdleTimeout = -1 }},
+		{"HTTP.MaxHeaderBytes", func(c *Config) { c.HTTP.MaxHeaderBytes = -1 }},
+		{"HTTP.MaxHeaderBytes", func(c *Config) { c.HTTP.MaxHeaderBytes = 1 << 30 }},
 	} {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)

@@ -11,16 +11,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 )
 
 // Request bodies.
@@ -45,22 +44,8 @@ type messageRequest struct {
 	QoS           *int    `json:"qos"`
 }
 
-// Password bounds: at least minPasswordRunes characters, at most
-// maxPasswordBytes bytes (hashing cost stays bounded).
-const (
-	minPasswordRunes = 8
-	maxPasswordBytes = 1024
-)
-
-func validNewPassword(pw string) bool {
-	return len(pw) <= maxPasswordBytes && utf8.RuneCountInString(pw) >= minPasswordRunes
-}
-
 var (
-	errInvalidPassword = newError(http.StatusBadRequest, "invalid_password",
-		fmt.Sprintf("password must be %d characters to %d bytes", minPasswordRunes, maxPasswordBytes))
-	errPasswordTooLong = newError(http.StatusBadRequest, "invalid_password",
-		fmt.Sprintf("password must be at most %d bytes", maxPasswordBytes))
+	errBodyTimeout  = newError(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time")
 	errEmptyBody    = newError(http.StatusBadRequest, "empty_body", "request body is empty")
 	errNotObject    = newError(http.StatusBadRequest, "bad_json", "request body must be a JSON object")
 	errTrailingData = newError(http.StatusBadRequest, "trailing_data", "data after the JSON object")
@@ -84,6 +69,11 @@ func (a *API) readJSON(q *request, dst any) error {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return errBodyTooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The read deadline (HTTPConfig.ReadTimeout) cut a body that
+			// came too slowly, or not at all.
+			return errBodyTimeout.with(err)
 		}
 		return newError(http.StatusBadRequest, "bad_json", "could not read the request body").with(err)
 	}

@@ -27,9 +27,12 @@
 //
 // # Choices this API makes
 //
-//   - Passwords: at least minPasswordRunes characters (runes) and at most
-//     maxPasswordBytes bytes (decode.go), so that hashing cost stays
-//     bounded. Login checks only the upper bound.
+//   - Passwords (password.go): at least minPasswordRunes characters
+//     (runes) and at most maxPasswordBytes bytes, so that hashing cost
+//     stays bounded; not only white space; and hard to guess: zxcvbn's
+//     score of the first maxScoredBytes, with the id as a known word, at
+//     least minPasswordScore (3, about 10^8 guesses). A refusal is 400
+//     weak_password with the reason. Login checks only the upper bound.
 //   - Login failures (unknown id, a device id, wrong password) are all the
 //     same 401 "invalid id or password", and an unknown id still pays for
 //     one password check so timing does not tell ids apart either.
@@ -38,6 +41,20 @@
 //     The address is the connection's (no X-Forwarded-For: a proxy in
 //     front must do its own limiting). Password hashing, the expensive
 //     part, also runs at most GOMAXPROCS at a time.
+//   - Login is also throttled per id, from any address (lockout.go,
+//     Config.LoginAccountFailures): after 5 failures in a row the id is
+//     locked for 1 s, doubling with each later failure up to 15 min; a
+//     success resets it. While locked, a login for the id is 429
+//     login_throttled with Retry-After, right password or not, and the
+//     same for ids that do not exist.
+//   - HTTP limits (httpserver.go, Config.HTTP): the node's servers come
+//     from NewHTTPServer, with read-header, whole-request, write and idle
+//     deadlines and a header size cap, on listeners from LimitListener,
+//     which cap the open connections (over the cap: a 503 written without
+//     waiting, then close). A body cut by the read deadline is 408. No
+//     route streams, so the write deadline bounds every answer.
+//   - Refusals a flooding client causes by the thousand (429, 408, the
+//     connection cap) are counted each but logged at most once a minute.
 //   - The login's "mqtt" list is the home node's addresses first, then the
 //     other live nodes' (fallbacks for when home is down); "mqtt_tls" is
 //     the same for MQTT over TLS (empty when no node serves it).
@@ -62,7 +79,8 @@
 // invalid_id, invalid_password, invalid_payload, invalid_qos (400);
 // unauthorized (401); forbidden (403); not_found (404);
 // method_not_allowed (405); already_exists (409); body_too_large,
-// payload_too_large (413); unsupported_media_type (415); rate_limited (429);
-// internal (500); unavailable, not_ready (503). Messages never contain a
+// payload_too_large (413); unsupported_media_type (415); weak_password
+// (400); request_timeout (408); rate_limited, login_throttled (429);
+// internal (500); unavailable, not_ready, too_many_connections (503). Messages never contain a
 // password, token or key, and neither do log lines.
 package api

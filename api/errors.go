@@ -85,7 +85,25 @@ func (a *API) fail(q *request, err error) {
 		e = errInternal.with(err)
 	}
 	a.met.errors.WithLabelValues(e.code).Inc()
+	// A throttled or stalling client may cause thousands of these: one
+	// line a minute for each, with the count of those not logged.
+	switch e.status {
+	case http.StatusTooManyRequests:
+		if ok, missed := a.limitLog.allow(); ok {
+			a.logRefusal(q, e, []any{"unlogged_before", missed})
+		}
+	case http.StatusRequestTimeout:
+		if ok, missed := a.slowLog.allow(); ok {
+			a.logRefusal(q, e, []any{"unlogged_before", missed})
+		}
+	default:
+		a.logRefusal(q, e, nil)
+	}
+	a.writeError(q, e)
+}
 
+// logRefusal logs one refused request.
+func (a *API) logRefusal(q *request, e *apiError, extra []any) {
 	attrs := []any{
 		"route", q.route,
 		"method", q.r.Method,
@@ -106,8 +124,11 @@ func (a *API) fail(q *request, err error) {
 	if e.status >= 500 {
 		level = slog.LevelError
 	}
-	a.log.Log(q.r.Context(), level, "api: refused", attrs...)
+	a.log.Log(q.r.Context(), level, "api: refused", append(attrs, extra...)...)
+}
 
+// writeError writes e as the JSON error answer.
+func (a *API) writeError(q *request, e *apiError) {
 	if e.status == http.StatusUnauthorized {
 		q.w.Header().Add("WWW-Authenticate", `Bearer realm="pushring"`)
 		q.w.Header().Add("WWW-Authenticate", `Basic realm="pushring"`)

@@ -33,12 +33,15 @@ func (a *API) createUser(q *request) error {
 	if !store.ValidID(req.ID) {
 		return errInvalidID
 	}
-	if !validNewPassword(req.Password) {
-		return errInvalidPassword
-	}
+	// Scoring the password costs up to a few hundred milliseconds of
+	// CPU, as hashing does: both take a hashing slot.
 	release, err := a.acquireHash(q)
 	if err != nil {
 		return err
+	}
+	if e := checkNewPassword(req.ID, req.Password); e != nil {
+		release()
+		return e
 	}
 	phc, err := store.HashPassword(req.Password)
 	release()
@@ -104,7 +107,7 @@ func (a *API) createSession(q *request) error {
 	if a.login != nil {
 		if ok, wait := a.login.Allow(clientKey(q.r), a.now()); !ok {
 			e := *newError(http.StatusTooManyRequests, "rate_limited", "too many login attempts, slow down")
-			e.retryAfter = max(1, int((wait+time.Second-1)/time.Second))
+			e.retryAfter = retryAfter(wait)
 			return &e
 		}
 	}
@@ -117,6 +120,12 @@ func (a *API) createSession(q *request) error {
 	}
 	if len(req.Password) > maxPasswordBytes {
 		return errPasswordTooLong
+	}
+	if locked, wait := a.accounts.locked(req.ID, a.now()); locked {
+		q.subject = req.ID
+		e := *errLoginThrottled
+		e.retryAfter = retryAfter(wait)
+		return &e
 	}
 	p, err := a.st.Principal(q.r.Context(), req.ID)
 	known := err == nil && p.Kind == store.User
@@ -135,8 +144,12 @@ func (a *API) createSession(q *request) error {
 	release()
 	if !ok || !known {
 		q.subject = req.ID // for the refusal's log line
+		if a.accounts.fail(req.ID, a.now()) {
+			a.met.lockouts.Inc()
+		}
 		return errBadLogin
 	}
+	a.accounts.succeed(req.ID)
 
 	token, tokenHash, err := store.NewToken()
 	if err != nil {
@@ -161,6 +174,17 @@ func (a *API) createSession(q *request) error {
 		MQTTTLS:      tls,
 	})
 	return nil
+}
+
+// errLoginThrottled answers a login for an id in backoff after failed
+// logins. It is the same for ids that do not exist.
+var errLoginThrottled = newError(http.StatusTooManyRequests, "login_throttled",
+	"too many failed logins for this id, retry later")
+
+// retryAfter is the Retry-After of a wait: whole seconds, rounded up, at
+// least 1.
+func retryAfter(wait time.Duration) int {
+	return max(1, int((wait+time.Second-1)/time.Second))
 }
 
 // mqttAddrs lists the MQTT and the MQTT-over-TLS addresses for id: its

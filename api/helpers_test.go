@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pushring/pushring/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
 
 	"github.com/prometheus/client_golang/prometheus"
 

@@ -15,6 +15,10 @@ type metrics struct {
 	requests *prometheus.CounterVec // route, code (HTTP status)
 	errors   *prometheus.CounterVec // code (error code string)
 	messages *prometheus.CounterVec // kind
+
+	openConns    prometheus.Gauge   // HTTP connections open now
+	connsRefused prometheus.Counter // HTTP connections refused at the cap
+	lockouts     prometheus.Counter // login ids that entered a backoff
 }
 
 // newMetrics registers the API's metrics on reg. It fails if reg holds
@@ -41,7 +45,41 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, "kind"); err != nil {
 		return nil, err
 	}
+	if m.openConns, err = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pushring_http_open_conns",
+		Help: "HTTP connections open now, over every limited listener.",
+	})); err != nil {
+		return nil, err
+	}
+	if m.connsRefused, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushring_http_conns_refused_total",
+		Help: "HTTP connections refused at once because the connection cap was reached.",
+	})); err != nil {
+		return nil, err
+	}
+	if m.lockouts, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushring_http_login_lockouts_total",
+		Help: "Times a login id entered a backoff after repeated failed logins.",
+	})); err != nil {
+		return nil, err
+	}
 	return &m, nil
+}
+
+// register registers c, or returns the collector of the same type already
+// registered under its name (two APIs on one registry, in tests).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		var zero C
+		return zero, configerr.Wrap(ErrInvalidConfig, fmt.Errorf("api: Registry: %w", err))
+	}
+	return c, nil
 }
 
 // counterVec registers a counter vector, or reuses the one already

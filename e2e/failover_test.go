@@ -81,7 +81,7 @@ func (c *cluster) members(n int, qos byte) []*member {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			id := fmt.Sprintf("u%02d", i)
-			pw := id + "-password"
+			pw := id + "-velvet-orbit-canyon" // strong enough for the password policy
 			if err := c.api(seed, "POST", "/v1/users", map[string]any{"id": id, "password": pw}, nil); err != nil {
 				errs <- err
 				return

@@ -56,8 +56,8 @@ func TestQuickStart(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	pushctl("user", "create", "alice", "--password", "alice-secret")
-	pushctl("user", "create", "bob", "--password", "bob-secret")
+	pushctl("user", "create", "alice", "--password", passwordOf("alice"))
+	pushctl("user", "create", "bob", "--password", passwordOf("bob"))
 	key := pushctl("device", "create", "sensor1", "-q")
 	pushctl("group", "create", "home", "--members-can-publish")
 	pushctl("group", "add-member", "home", "alice")
@@ -66,7 +66,7 @@ func TestQuickStart(t *testing.T) {
 	if out := pushctl("group", "show", "home"); !strings.Contains(out, "alice, bob") {
 		t.Fatalf("group show: %s", out)
 	}
-	token := pushctl("login", "alice", "--password", "alice-secret", "-q")
+	token := pushctl("login", "alice", "--password", passwordOf("alice"), "-q")
 
 	host, port, _ := strings.Cut(n.MQTTAddr(), ":")
 	aliceOut := &testutil.SyncBuffer{}
@@ -86,7 +86,7 @@ func TestQuickStart(t *testing.T) {
 
 	// bob's pushchat: stdin is a pipe we write to once it is ready.
 	chat := exec.CommandContext(ctx, filepath.Join(bin, "pushchat"), "--server", server,
-		"--user", "bob", "--password", "bob-secret", "--group", "home")
+		"--user", "bob", "--password", passwordOf("bob"), "--group", "home")
 	chatIn, err := chat.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -446,7 +446,7 @@ func TestClusterDirectAndMembership(t *testing.T) {
 		id := fmt.Sprintf("login%d", i)
 		if h := tc.nodes[0].cluster.Home(id); loginHome[h] == "" {
 			loginHome[h] = id
-			newAPI(t, tc.nodes[i%3]).must(201, "POST", "/v1/users", admin, map[string]any{"id": id, "password": id + "-password"}, nil)
+			newAPI(t, tc.nodes[i%3]).must(201, "POST", "/v1/users", admin, map[string]any{"id": id, "password": passwordOf(id)}, nil)
 		}
 	}
 	if len(loginHome) != 3 {
@@ -454,7 +454,7 @@ func TestClusterDirectAndMembership(t *testing.T) {
 	}
 	for home, id := range loginHome {
 		for _, via := range tc.nodes {
-			got := newAPI(t, via).login(id, id+"-password").MQTT
+			got := newAPI(t, via).login(id, passwordOf(id)).MQTT
 			var others []string
 			for _, n := range tc.nodes {
 				if n.cfg.NodeID != home {

@@ -19,16 +19,16 @@ import (
 	"github.com/pushring/pushring/store"
 )
 
-// Router and Membership are left zero by withDefaults (their packages
+// Router, Membership and HTTP are left zero by withDefaults (their packages
 // fill them, and test that their DefaultConfig is what they fill); every
 // other field is the node's.
 func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
 	want := DefaultConfig()
 	got := Config{NodeID: want.NodeID}.withDefaults()
-	if !reflect.DeepEqual(got.Router, router.Config{}) || !reflect.DeepEqual(got.Membership, membership.Config{}) {
-		t.Errorf("withDefaults filled Router or Membership: %+v %+v", got.Router, got.Membership)
+	if !reflect.DeepEqual(got.Router, router.Config{}) || !reflect.DeepEqual(got.Membership, membership.Config{}) || got.HTTP != (api.HTTPConfig{}) {
+		t.Errorf("withDefaults filled Router, Membership or HTTP: %+v %+v %+v", got.Router, got.Membership, got.HTTP)
 	}
-	testutil.CheckDefaults(t, got, want, want.withDefaults().validate(), Config{NodeID: "n1"}.Validate(), "Router", "Membership")
+	testutil.CheckDefaults(t, got, want, want.withDefaults().validate(), Config{NodeID: "n1"}.Validate(), "Router", "Membership", "HTTP")
 }
 
 func TestWithDefaults(t *testing.T) {
@@ -70,6 +70,9 @@ func TestValidate(t *testing.T) {
 		{"SessionTTL", func(c *Config) { c.SessionTTL = -time.Hour }, api.ErrInvalidConfig},
 		{"LoginRate", func(c *Config) { c.LoginRate = math.NaN() }, api.ErrInvalidConfig},
 		{"LoginBurst", func(c *Config) { c.LoginBurst = -1 }, api.ErrInvalidConfig},
+		{"LoginAccountMaxBackoff", func(c *Config) { c.LoginAccountMaxBackoff = -time.Second }, api.ErrInvalidConfig},
+		{"HTTP.ReadTimeout", func(c *Config) { c.HTTP.ReadTimeout = -time.Second }, api.ErrInvalidConfig},
+		{"HTTP.MaxHeaderBytes", func(c *Config) { c.HTTP.MaxHeaderBytes = -1 }, api.ErrInvalidConfig},
 		{"ProbeTimeout", func(c *Config) { c.Membership.ProbeTimeout = time.Hour }, membership.ErrInvalidConfig},
 		{"MaxConnections", func(c *Config) { c.Router.MaxConnections = -1 }, router.ErrInvalidConfig},
 		{"MaxQueued", func(c *Config) { c.Router.MaxQueued = -1 }, router.ErrInvalidConfig},

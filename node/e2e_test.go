@@ -32,7 +32,7 @@ func TestPushFlow(t *testing.T) {
 
 	var sinks = map[string]*received{"alice": {}, "bob": {}, "carol": {}}
 	for _, u := range []string{"alice", "bob", "carol"} {
-		s := w.api.login(u, u+"-password")
+		s := w.api.login(u, passwordOf(u))
 		if s.PrivateTopic != "/private/"+u || len(s.MQTT) == 0 || s.MQTT[0] != n.MQTTAddr() {
 			t.Fatalf("login %s: %+v", u, s)
 		}
@@ -141,7 +141,7 @@ func TestGroupTopicSubscriberGetsOneCopy(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil)
 	defer n.Close()
 	w := setupWorld(t, n)
-	s := w.api.login("alice", "alice-password")
+	s := w.api.login("alice", passwordOf("alice"))
 	sink := &received{}
 	c := connect(t, n, clientOpts{user: "alice", password: s.Token}, sink)
 	subscribe(t, c, "/private/alice/#", 1, sink)
@@ -173,7 +173,7 @@ func TestRefusals(t *testing.T) {
 	if _, err := tryConnect(n, clientOpts{user: "alice", password: "not-a-token"}, nil); err == nil {
 		t.Error("wrong token accepted")
 	}
-	bobSession := w.api.login("bob", "bob-password")
+	bobSession := w.api.login("bob", passwordOf("bob"))
 	if _, err := tryConnect(n, clientOpts{user: "alice", password: bobSession.Token}, nil); err == nil {
 		t.Error("alice connected with bob's token")
 	}
@@ -182,13 +182,13 @@ func TestRefusals(t *testing.T) {
 	}
 
 	// Revoked token: logout, then the token no longer connects.
-	s := w.api.login("alice", "alice-password")
+	s := w.api.login("alice", passwordOf("alice"))
 	w.api.must(204, "DELETE", "/v1/sessions/current", "Bearer "+s.Token, nil, nil)
 	if _, err := tryConnect(n, clientOpts{user: "alice", password: s.Token}, nil); err == nil {
 		t.Error("revoked token accepted")
 	}
 
-	s = w.api.login("alice", "alice-password")
+	s = w.api.login("alice", passwordOf("alice"))
 	alice := &received{}
 	ac := connect(t, n, clientOpts{user: "alice", password: s.Token}, alice)
 	if code := subscribe(t, ac, "/private/bob/#", 1, alice); code != 0x80 {
@@ -203,7 +203,7 @@ func TestRefusals(t *testing.T) {
 
 	// carol is no member and no publisher of g1: her publish is dropped
 	// and counted, never delivered.
-	cs := w.api.login("carol", "carol-password")
+	cs := w.api.login("carol", passwordOf("carol"))
 	cc := connect(t, n, clientOpts{user: "carol", password: cs.Token}, nil)
 	before := counter(t, n, "pushring_mqtt_refusals_total", nil)
 	groupACL := map[string]string{"reason": "group_acl"}
@@ -243,7 +243,7 @@ func TestExpiredToken(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *Config) { c.SessionTTL = 1500 * time.Millisecond })
 	defer n.Close()
 	w := setupWorld(t, n)
-	s := w.api.login("alice", "alice-password")
+	s := w.api.login("alice", passwordOf("alice"))
 	c, err := tryConnect(n, clientOpts{user: "alice", password: s.Token}, nil)
 	if err != nil {
 		t.Fatalf("fresh token refused: %v", err)
@@ -293,7 +293,7 @@ func TestPersistentSession(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil)
 	defer n.Close()
 	w := setupWorld(t, n)
-	s := w.api.login("alice", "alice-password")
+	s := w.api.login("alice", passwordOf("alice"))
 	opts := clientOpts{user: "alice", password: s.Token, clientID: "alice-phone", persistent: true}
 	first := &received{}
 	c, err := tryConnect(n, opts, first)
@@ -349,7 +349,7 @@ func TestRestartKeepsState(t *testing.T) {
 	if !slices.Equal(g.Members, []string{"alice", "bob"}) || !slices.Equal(g.Publishers, []string{"d1"}) {
 		t.Fatalf("group after restart: %+v", g)
 	}
-	s := c.login("alice", "alice-password")
+	s := c.login("alice", passwordOf("alice"))
 	sink := &received{}
 	ac := connect(t, n, clientOpts{user: "alice", password: s.Token}, sink)
 	subscribe(t, ac, "/private/alice/#", 1, sink)
@@ -369,7 +369,7 @@ func TestAuthTopic(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *Config) { c.AuthTopic = true })
 	defer n.Close()
 	w := setupWorld(t, n)
-	s := w.api.login("alice", "alice-password")
+	s := w.api.login("alice", passwordOf("alice"))
 
 	for _, topic := range []string{"/service/auth", "service/auth"} {
 		sink := &received{}

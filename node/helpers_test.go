@@ -136,6 +136,10 @@ type loginResp struct {
 	MQTT         []string `json:"mqtt"`
 }
 
+// passwordOf is the password of test user id: the API refuses passwords
+// that are easy to guess, such as the id with "-password".
+func passwordOf(id string) string { return id + "-velvet-orbit-canyon" }
+
 func (c *apiClient) login(id, password string) loginResp {
 	c.t.Helper()
 	var r loginResp
@@ -156,7 +160,7 @@ func setupWorld(t testing.TB, n *Node) *world {
 	c := newAPI(t, n)
 	w := &world{api: c, admin: "Bearer " + n.AdminKey()}
 	for _, u := range []string{"alice", "bob", "carol"} {
-		c.must(201, "POST", "/v1/users", w.admin, map[string]any{"id": u, "password": u + "-password"}, nil)
+		c.must(201, "POST", "/v1/users", w.admin, map[string]any{"id": u, "password": passwordOf(u)}, nil)
 	}
 	var dev struct{ ID, Key string }
 	c.must(201, "POST", "/v1/devices", w.admin, map[string]any{"id": "d1"}, &dev)

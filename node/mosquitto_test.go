@@ -55,7 +55,7 @@ func TestMosquittoClients(t *testing.T) {
 	defer cancel()
 	outs := map[string]*testutil.SyncBuffer{}
 	for _, u := range []string{"alice", "bob", "carol"} {
-		s := w.api.login(u, u+"-password")
+		s := w.api.login(u, passwordOf(u))
 		cmd := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "mqttv311", "-q", "1",
 			"-i", u+"-mosq", "-u", u, "-P", s.Token, "-t", "/private/"+u+"/#", "-v")
 		out := &testutil.SyncBuffer{}

@@ -219,6 +219,17 @@ type Config struct {
 	// LoginRate < 0 turns the limit off. Defaults: api.DefaultConfig's.
 	LoginRate  float64
 	LoginBurst int
+	// LoginAccountFailures failed logins in a row for one id, from any
+	// address, lock that id for a backoff that doubles with each further
+	// failure up to LoginAccountMaxBackoff (see api.Config); a negative
+	// LoginAccountFailures turns it off. Defaults: api.DefaultConfig's (5
+	// and 15 min).
+	LoginAccountFailures   int
+	LoginAccountMaxBackoff time.Duration
+	// HTTP bounds the HTTP API's connections: read, write and idle
+	// timeouts, header size, and the cap on open connections. Zero fields
+	// take api.DefaultHTTPConfig's values.
+	HTTP api.HTTPConfig
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
 	// Logger and Registerer are filled in by the node. Zero fields take
 	// router's defaults (DefaultConfig sets router.DefaultConfig()).
@@ -247,6 +258,11 @@ func DefaultConfig() Config {
 		SessionTTL: 24 * time.Hour,
 		LoginRate:  a.LoginRate,
 		LoginBurst: a.LoginBurst,
+
+		LoginAccountFailures:   a.LoginAccountFailures,
+		LoginAccountMaxBackoff: a.LoginAccountMaxBackoff,
+		HTTP:                   a.HTTP,
+
 		GossipAddr: "127.0.0.1:7946",
 		Membership: membership.DefaultConfig(),
 		Router:     router.DefaultConfig(),
@@ -274,8 +290,8 @@ func tlsListenerOn(addr string) bool { return addr != "" && addr != addrOff }
 const joinRetry = time.Second
 
 // withDefaults returns c with every zero field that has a default set to
-// it (the nil Logger to slog.Default()). The zero fields of Router and
-// Membership are left to their packages. It leaves wrong values for
+// it (the nil Logger to slog.Default()). The zero fields of Router,
+// Membership and HTTP are left to their packages. It leaves wrong values for
 // validate to refuse.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
@@ -292,6 +308,8 @@ func (c Config) withDefaults() Config {
 		c.MQTTTLSAddr = cmp.Or(c.MQTTTLSAddr, defaultMQTTTLSAddr)
 		c.HTTPSAddr = cmp.Or(c.HTTPSAddr, defaultHTTPSAddr)
 	}
+	c.LoginAccountFailures = cmp.Or(c.LoginAccountFailures, d.LoginAccountFailures) // negative stays: off
+	c.LoginAccountMaxBackoff = cmp.Or(c.LoginAccountMaxBackoff, d.LoginAccountMaxBackoff)
 	if len(c.Join) > 0 && c.Membership.JoinRetryInterval == 0 {
 		c.Membership.JoinRetryInterval = joinRetry
 	}
@@ -400,6 +418,8 @@ func (c Config) apiConfig(adminKey string) api.Config {
 	a := api.DefaultConfig()
 	a.AdminKey, a.SessionTTL = adminKey, c.SessionTTL
 	a.LoginRate, a.LoginBurst = c.LoginRate, c.LoginBurst
+	a.LoginAccountFailures, a.LoginAccountMaxBackoff = c.LoginAccountFailures, c.LoginAccountMaxBackoff
+	a.HTTP = c.HTTP
 	a.PrivatePrefix = c.Router.PrivatePrefix
 	return a
 }
@@ -573,21 +593,25 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.api.SetAdminKeys(adminKeys...)
-	n.http = n.newHTTPServer(n.api)
+	// Every HTTP listener is served by a server from the API, on a
+	// listener it limits: the same timeouts and one connection cap.
+	n.http = n.api.NewHTTPServer()
+	httpLn := n.api.LimitListener(n.httpLn, true)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.http.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("http listener stopped", "err", err)
 		}
 	}()
 	if n.httpsLn != nil {
-		n.https = n.newHTTPServer(n.api)
+		n.https = n.api.NewHTTPServer()
 		n.https.TLSConfig = n.tls.HTTPSConfig()
+		httpsLn := n.api.LimitListener(n.httpsLn, false)
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if err := n.https.ServeTLS(n.httpsLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := n.https.ServeTLS(httpsLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				n.log.Error("https listener stopped", "err", err)
 			}
 		}()
@@ -636,16 +660,6 @@ func (n *Node) reloadAdminKeys() error {
 	}
 	n.api.SetAdminKeys(keys...)
 	return nil
-}
-
-// newHTTPServer is the one place the API's http.Server is configured, so
-// the plaintext and the HTTPS listeners get the same limits. The
-// server's own messages (a failed TLS handshake per scanner connection,
-// above all) go to the node's log at debug level, not to stderr once
-// each.
-func (n *Node) newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
 }
 
 // listenTLS loads the certificate files and binds the TLS listeners, if

@@ -2,7 +2,7 @@
 // logs in over HTTP, holds ONE MQTT connection subscribed to the user's
 // private tree, prints what arrives and publishes what is typed.
 //
-//	pushchat --server http://127.0.0.1:8080 --user alice --password secret123 --group g1
+//	PUSHRING_PASSWORD="$(cat alice.password)" pushchat --server http://127.0.0.1:8080 --user alice --group g1
 //
 // Protocol, kept deliberately plain:
 //   - login: POST /v1/sessions; the MQTT address is the first of the

@@ -99,6 +99,15 @@ func run(args []string) error {
 	fs.StringVar(&advertiseTLS, "advertise-mqtt-tls", "", "comma-separated MQTT-over-TLS addresses returned at login (default: the bound MQTT TLS address)")
 	fs.DurationVar(&cfg.Router.TLSHandshakeTimeout, "tls-handshake-timeout", cfg.Router.TLSHandshakeTimeout, "a TLS handshake that takes longer is cut off")
 
+	// HTTP limits and login throttling per account.
+	fs.DurationVar(&cfg.HTTP.ReadHeaderTimeout, "http-read-header-timeout", cfg.HTTP.ReadHeaderTimeout, "HTTP: time allowed to read a request's headers")
+	fs.DurationVar(&cfg.HTTP.ReadTimeout, "http-read-timeout", cfg.HTTP.ReadTimeout, "HTTP: time allowed to read a whole request, headers and body")
+	fs.DurationVar(&cfg.HTTP.WriteTimeout, "http-write-timeout", cfg.HTTP.WriteTimeout, "HTTP: time allowed from the end of a request's headers to the end of its answer")
+	fs.DurationVar(&cfg.HTTP.IdleTimeout, "http-idle-timeout", cfg.HTTP.IdleTimeout, "HTTP: how long an idle keep-alive connection is kept")
+	fs.IntVar(&cfg.HTTP.MaxConns, "http-max-conns", cfg.HTTP.MaxConns, "HTTP: maximum open connections; more are answered 503 at once (negative: no cap)")
+	fs.IntVar(&cfg.HTTP.MaxHeaderBytes, "http-max-header-bytes", cfg.HTTP.MaxHeaderBytes, "HTTP: maximum size of a request's line and headers, in bytes")
+	fs.IntVar(&cfg.LoginAccountFailures, "login-account-failures", cfg.LoginAccountFailures, "failed logins in a row for one id, from any address, before it is locked for a growing backoff (negative: off)")
+	fs.DurationVar(&cfg.LoginAccountMaxBackoff, "login-account-max-backoff", cfg.LoginAccountMaxBackoff, "longest lock of an id after failed logins (the first lasts 1s, each further failure doubles it)")
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	// NATS credentials, permissions and TLS: each node signs in with its
