@@ -23,6 +23,7 @@ type Stats struct {
 	QueueDropped    uint64 // messages dropped by a full queue or a slow consumer
 	Panics          uint64 // recovered panics (each closed one connection)
 	SlowSessions    uint64 // backlogged sessions that stopped holding QoS 1 publishers (hold.go)
+	Throttled       uint64 // pauses of a connection whose principal went over its publish rate (limits.go)
 }
 
 // Connect results, the values of pushring_mqtt_connects_total{result}.
@@ -59,6 +60,8 @@ var (
 		"Panics recovered in connection goroutines.", nil, nil)
 	slowDesc = prometheus.NewDesc("pushring_mqtt_slow_sessions_total",
 		"Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.", nil, nil)
+	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
+		"Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second).", nil, nil)
 )
 
 // metrics are the server's counters, one atomic per count. Stats reads
@@ -79,6 +82,7 @@ type metrics struct {
 	queueDropped atomic.Uint64
 	panics       atomic.Uint64
 	slow         atomic.Uint64
+	throttles    atomic.Uint64
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -100,7 +104,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
-		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc} {
+		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, throttledDesc} {
 		ch <- d
 	}
 }
@@ -121,6 +125,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(queueDroppedDesc, &m.queueDropped)
 	ch <- m.counter(panicsDesc, &m.panics)
 	ch <- m.counter(slowDesc, &m.slow)
+	ch <- m.counter(throttledDesc, &m.throttles)
 }
 
 func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
@@ -160,6 +165,8 @@ func (m *metrics) dropped() { m.queueDropped.Add(1) }
 
 func (m *metrics) slowSession() { m.slow.Add(1) }
 
+func (m *metrics) throttled() { m.throttles.Add(1) }
+
 func (m *metrics) connUp() { m.connections.Add(1) }
 
 func (m *metrics) connDown() { m.connections.Add(-1) }
@@ -176,6 +183,7 @@ func (m *metrics) stats() Stats {
 		QueueDropped:    m.queueDropped.Load(),
 		Panics:          m.panics.Load(),
 		SlowSessions:    m.slow.Load(),
+		Throttled:       m.throttles.Load(),
 	}
 }
 

@@ -43,6 +43,7 @@ type Server struct {
 	sessions    map[string]*session    // by sessionKey
 	byPrincipal map[string][]*session  // principal id → its sessions
 	byToken     map[string][]*mqttConn // Identity.TokenHash → connections
+	principals  principalTable         // per-principal limits (limits.go)
 	revoked     map[string]time.Time   // Identity.TokenHash → when Revoke saw it
 	revokedQ    []revokedEntry         // the same, oldest first, for pruning
 
