@@ -82,6 +82,13 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Router.ConnectBurst, "connect-burst", cfg.Router.ConnectBurst, "burst of new MQTT connections per source address")
 	fs.IntVar(&cfg.Router.MaxPacketSize, "max-packet-size", cfg.Router.MaxPacketSize, "maximum MQTT packet size in bytes")
 	fs.BoolVar(&cfg.Router.GoroutinePerConn, "goroutine-per-conn", false, "serve each MQTT connection with two goroutines instead of the epoll event loop")
+	// Per-principal limits in the MQTT router: subscriptions and publish rate.
+	fs.IntVar(&cfg.Router.MaxFilterLen, "max-filter-len", cfg.Router.MaxFilterLen, "longest MQTT topic filter in bytes (a longer one gets SUBACK 0x80)")
+	fs.IntVar(&cfg.Router.MaxSubscriptionBytes, "max-subscription-bytes", cfg.Router.MaxSubscriptionBytes, "subscription bytes one principal may hold across its sessions (filter length + 64 each)")
+	fs.Float64Var(&cfg.Router.PublishRate, "publish-rate", cfg.Router.PublishRate, "MQTT messages a second one principal may publish (0 or negative: no limit)")
+	fs.IntVar(&cfg.Router.PublishBurst, "publish-burst", cfg.Router.PublishBurst, "burst of messages over --publish-rate")
+	fs.Float64Var(&cfg.Router.PublishByteRate, "publish-bytes-rate", cfg.Router.PublishByteRate, "MQTT PUBLISH bytes a second one principal may send (0 or negative: no limit)")
+	fs.IntVar(&cfg.Router.PublishByteBurst, "publish-bytes-burst", cfg.Router.PublishByteBurst, "burst of bytes over --publish-bytes-rate")
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
@@ -94,6 +101,13 @@ func run(args []string) error {
 		return configerr.Wrap(errUsage, fmt.Errorf("unexpected arguments: %v", fs.Args()))
 	}
 	cfg.AuthTopic = authTopic
+	// On the command line 0 turns a publish limit off; in router.Config
+	// 0 means the default and a negative rate turns it off.
+	for _, r := range []*float64{&cfg.Router.PublishRate, &cfg.Router.PublishByteRate} {
+		if *r == 0 {
+			*r = -1
+		}
+	}
 	if join != "" {
 		cfg.Join = strings.Split(join, ",")
 	}

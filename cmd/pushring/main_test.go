@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +37,25 @@ func TestApplyEnvRejectsBadValue(t *testing.T) {
 func TestRunRejectsStrayArguments(t *testing.T) {
 	if err := run([]string{"--data-dir", t.TempDir(), "extra"}); err == nil {
 		t.Fatal("stray argument accepted")
+	}
+}
+
+// The per-principal limit flags reach router.Config: a value it refuses
+// stops run before anything starts, naming the field.
+func TestRunRejectsBadRouterLimits(t *testing.T) {
+	for _, args := range [][]string{
+		{"--max-filter-len", "10"},
+		{"--max-subscription-bytes", "100"},
+		{"--publish-burst", "-1"},
+		{"--publish-bytes-burst", "-1"},
+	} {
+		err := run(append([]string{"--data-dir", t.TempDir()}, args...))
+		if err == nil || !strings.Contains(err.Error(), "router") {
+			t.Errorf("%v: %v, want a router config error", args, err)
+		}
+	}
+	t.Setenv("PUSHRING_MAX_FILTER_LEN", "10")
+	if err := run([]string{"--data-dir", t.TempDir()}); err == nil || !strings.Contains(err.Error(), "MaxFilterLen") {
+		t.Errorf("PUSHRING_MAX_FILTER_LEN=10: %v", err)
 	}
 }
