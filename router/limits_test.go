@@ -368,30 +368,39 @@ type nopFwd struct{ n atomic.Int64 }
 
 func (f *nopFwd) Forward(context.Context, *message.Message) error { f.n.Add(1); return nil }
 
+// publishConn is an authenticated connection of alice on a transport
+// that discards output, on a server whose Forwarder drops everything, and
+// a QoS 0 PUBLISH to g1 to feed its handler.
+// limited: limits on but so high that the loop never goes over them.
+func publishConn(tb testing.TB, limited bool) (c *mqttConn, fwd *nopFwd, header byte, body []byte) {
+	cfg := DefaultConfig()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.PublishRate, cfg.PublishByteRate = -1, -1
+	if limited {
+		cfg.PublishRate, cfg.PublishByteRate = 1e12, 1e15
+	}
+	acl := newMemACL()
+	acl.setPublisher("g1", "alice")
+	fwd = &nopFwd{}
+	srv, err := New(cfg, newMemAuth(), acl, fwd, message.NewIDSource("a"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	c = newMQTTConn(srv, &discardTransport{})
+	c.id, c.clientID, c.clean, c.level = Identity{ID: "alice"}, "c", true, packet.V311
+	srv.bind(c, func(b []byte, _ bool) []byte { return b })
+	c.state = stateActive
+	pkt := packet.AppendPublish(nil, 0, false, false, 0, make([]byte, 64), "/group/g1")
+	return c, fwd, pkt[0], pkt[2:] // a one-byte remaining length
+}
+
 // The publish limiter adds no allocation to the publish path: a QoS 0
 // PUBLISH costs as many allocations with the limits on (and charged on
 // every message) as with them off.
 func TestPublishLimiterAllocs(t *testing.T) {
 	allocs := func(limited bool) float64 {
-		cfg := DefaultConfig()
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		if !limited {
-			cfg.PublishRate, cfg.PublishByteRate = -1, -1
-		}
-		acl := newMemACL()
-		acl.setPublisher("g1", "alice")
-		fwd := &nopFwd{}
-		srv, err := New(cfg, newMemAuth(), acl, fwd, message.NewIDSource("a"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		c := newMQTTConn(srv, &discardTransport{})
-		c.id, c.clientID, c.clean, c.level = Identity{ID: "alice"}, "c", true, packet.V311
-		srv.bind(c, func(b []byte, _ bool) []byte { return b })
-		c.state = stateActive
-		pkt := packet.AppendPublish(nil, 0, false, false, 0, make([]byte, 64), "/group/g1")
-		header, body := pkt[0], pkt[2:] // a one-byte remaining length
+		c, fwd, header, body := publishConn(t, limited)
 		a := testing.AllocsPerRun(1000, func() {
 			if err := c.handlePacket(header, body); err != nil {
 				t.Fatal(err)
@@ -400,6 +409,9 @@ func TestPublishLimiterAllocs(t *testing.T) {
 		if fwd.n.Load() == 0 {
 			t.Fatal("nothing forwarded")
 		}
+		if limited && c.sess.Load().lim.bytes >= float64(c.srv.cfg.PublishByteBurst) {
+			t.Fatal("the limiter was not charged")
+		}
 		return a
 	}
 	off, on := allocs(false), allocs(true)
@@ -407,4 +419,34 @@ func TestPublishLimiterAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per PUBLISH with the limiter, %v without", on, off)
 	}
 	t.Logf("allocations per PUBLISH: %v (limits on), %v (off)", on, off)
+}
+
+// BenchmarkHandlePublish is the CPU cost of handling one QoS 0 PUBLISH
+// (decode, ACL, limiter, a Forwarder that drops it), with the publish
+// limits on (never reached) and off.
+func BenchmarkHandlePublish(b *testing.B) {
+	for _, limited := range []bool{false, true} {
+		b.Run(fmt.Sprintf("limits=%v", limited), func(b *testing.B) {
+			c, _, header, body := publishConn(b, limited)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.handlePacket(header, body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTakePublish is the limiter's own cost per PUBLISH: the clock
+// and the principal's bucket lock.
+func BenchmarkTakePublish(b *testing.B) {
+	c, _, _, _ := publishConn(b, true)
+	p := c.sess.Load().lim
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.srv.takePublish(p, 80, monoNow()) > 0 {
+			b.Fatal("over the limit")
+		}
+	}
 }

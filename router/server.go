@@ -419,7 +419,9 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 			if oldest == nil {
 				return nil, false, nil, 0x03
 			}
-			s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
+			if shouldLog(&oldest.lim.sessLog, time.Now()) { // a client cycling client ids: once a minute
+				s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
+			}
 			s.removeSessionLocked(oldest, false)
 		}
 		sess = newSession(s, id, c.clientID, c.clean)
