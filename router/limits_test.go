@@ -363,6 +363,36 @@ func TestPublishByteRate(t *testing.T) {
 	})
 }
 
+// A pause longer than the client's keepalive does not time the client
+// out: the server stopped reading, so the keepalive restarts after it, and
+// the PINGREQ sent meanwhile is answered once the pause ends.
+func TestPublishPauseOutlastsKeepalive(t *testing.T) {
+	transports(t, func(t *testing.T, goroutines bool) {
+		e := newEnv(t, func(c *Config) {
+			c.GoroutinePerConn = goroutines
+			c.PublishRate = -1
+			c.PublishByteRate = 1_000
+			c.PublishByteBurst = 100
+		})
+		a := dialRaw(t, e.addr)
+		a.send(connectPacket("alice", "tok-alice", "a", true, 1)) // keepalive 1 s: 1.5 s of silence closes
+		a.expectConnack(0)
+		// 100 bytes of burst, ~1,900 of debt: a pause of ~1.9 s.
+		a.publish(1, 1, "/group/g1", strings.Repeat("p", 1_900))
+		a.mustRead(packet.PUBACK)
+		start := time.Now()
+		a.ping()
+		a.mustRead(packet.PINGRESP)
+		if d := time.Since(start); d < 1500*time.Millisecond {
+			t.Fatalf("PINGRESP after %v: the pause did not outlast the keepalive", d)
+		}
+		if n := refusals(e, reasonTimeout); n != 0 {
+			t.Fatalf("%d timeouts", n)
+		}
+		a.expectQuiet()
+	})
+}
+
 // nopFwd forwards nothing and allocates nothing.
 type nopFwd struct{ n atomic.Int64 }
 
