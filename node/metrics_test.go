@@ -44,6 +44,7 @@ var goldenNodeFamilies = []string{
 	`pushring_mqtt_connections gauge [] "MQTT clients connected to this node."`,
 	`pushring_mqtt_connects_total counter [result] "MQTT connection attempts by result."`,
 	`pushring_mqtt_panics_total counter [] "Panics recovered in connection goroutines."`,
+	`pushring_mqtt_publish_throttled_total counter [] "Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second)."`,
 	`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
 	`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
 	`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,

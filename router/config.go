@@ -25,7 +25,7 @@ var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "router"}
 // (MaxConnections excepted, where 0 means unlimited, and AuthTopic and
 // GoroutinePerConn, which default to off), then refuses, with an error
 // naming the field, a value it cannot run with: a negative size, count or
-// duration (MaxUnconfirmed and ConnectRate excepted, where a negative
+// duration (MaxUnconfirmed, ConnectRate, PublishRate and PublishByteRate excepted, where a negative
 // value means none and no limit), or a prefix that is not a plain topic.
 type Config struct {
 	// NodeID names this node in logs and in the client ids the server
@@ -121,6 +121,47 @@ type Config struct {
 	ConnectRate  float64
 	ConnectBurst int
 
+	// MaxFilterLen caps the length in bytes of one topic filter in a
+	// SUBSCRIBE; a longer one gets SUBACK 0x80 while the other filters of
+	// the packet are granted. Every filter the ACL allows is within a
+	// principal's private tree or a group topic, whose ids are at most 64
+	// bytes, so the longest useful one ("/private/<id>/group/<gid>") is
+	// 144 bytes with the default prefixes. Default 256, or more when the
+	// prefixes are longer: never less than that longest useful filter
+	// (New refuses a smaller value).
+	MaxFilterLen int
+
+	// MaxSubscriptionBytes caps what one principal's subscriptions hold
+	// across all of its sessions on this node: each granted filter costs
+	// its length plus subscriptionOverhead (64) bytes, so many short
+	// filters reach it too. Over it, that filter gets SUBACK 0x80; the
+	// bytes come back on UNSUBSCRIBE and when a session ends or expires.
+	// Without it one principal could park MaxSessionsPerPrincipal ×
+	// MaxSubscriptions long filters for SessionExpiry. Default 64 KiB (a
+	// principal with 16 sessions of 32 group subscriptions with 32-byte
+	// ids uses about 51 KiB); at least MaxFilterLen+64.
+	MaxSubscriptionBytes int
+
+	// PublishRate and PublishBurst limit the PUBLISH packets one principal
+	// sends, all its connections to this node together: it earns
+	// PublishRate messages a second, up to PublishBurst.
+	// PublishByteRate and PublishByteBurst do the same for the bytes of
+	// those packets (topic and payload). Over either, the connection
+	// that went over is not read until the principal is back within its
+	// rate: nothing already read is dropped, and a QoS 1 publisher simply
+	// gets its PUBACKs later, as a slow network would do. This keeps one
+	// member from flooding a group faster than the limit, so the bounded
+	// queues of its offline members (MaxQueued) are not flushed at
+	// network speed. A negative rate turns that limit off. The defaults,
+	// 100,000 messages and 16 MiB a second with one second of burst, are
+	// a backstop that leaves a single publisher at full speed (about
+	// 33,000 small messages a second on 2 cores); set them to what one
+	// principal of the deployment may send (a device: tens a second).
+	PublishRate      float64
+	PublishBurst     int
+	PublishByteRate  float64
+	PublishByteBurst int
+
 	// MaxSessionsPerPrincipal caps the sessions (connected or persistent
 	// offline) one principal holds on this node. A new session over the
 	// cap evicts the principal's oldest offline session; if all are
@@ -206,6 +247,12 @@ func DefaultConfig() Config {
 		ConnectRate:             200,
 		ConnectBurst:            2000,
 		MaxSessionsPerPrincipal: 16,
+		MaxFilterLen:            256,
+		MaxSubscriptionBytes:    64 << 10,
+		PublishRate:             100_000,
+		PublishBurst:            100_000,
+		PublishByteRate:         16 << 20,
+		PublishByteBurst:        16 << 20,
 		SessionExpiry:           24 * time.Hour,
 		WriteTimeout:            10 * time.Second,
 		TLSHandshakeTimeout:     10 * time.Second,
@@ -242,6 +289,12 @@ func (c Config) withDefaults() Config {
 	c.MaxSubscriptions = cmp.Or(c.MaxSubscriptions, d.MaxSubscriptions)
 	c.MaxSessionsPerPrincipal = cmp.Or(c.MaxSessionsPerPrincipal, d.MaxSessionsPerPrincipal)
 	c.MaxOutboundBytes = cmp.Or(c.MaxOutboundBytes, d.MaxOutboundBytes)
+	c.MaxFilterLen = cmp.Or(c.MaxFilterLen, max(d.MaxFilterLen, minFilterLen(c)))
+	c.MaxSubscriptionBytes = cmp.Or(c.MaxSubscriptionBytes, d.MaxSubscriptionBytes)
+	c.PublishRate = cmp.Or(c.PublishRate, d.PublishRate) // negative stays: no limit
+	c.PublishBurst = cmp.Or(c.PublishBurst, d.PublishBurst)
+	c.PublishByteRate = cmp.Or(c.PublishByteRate, d.PublishByteRate) // negative stays: no limit
+	c.PublishByteBurst = cmp.Or(c.PublishByteBurst, d.PublishByteBurst)
 	c.ConnectRate = cmp.Or(c.ConnectRate, d.ConnectRate) // negative stays: no limit
 	c.ConnectBurst = cmp.Or(c.ConnectBurst, d.ConnectBurst)
 	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, d.ConnectTimeout)
@@ -276,6 +329,12 @@ func (c Config) validate() error {
 		check.If(math.IsNaN(c.ConnectRate), "ConnectRate must be a number (got NaN)"),
 		configerr.Positive(check, "ConnectBurst", c.ConnectBurst),
 		configerr.Positive(check, "MaxSessionsPerPrincipal", c.MaxSessionsPerPrincipal),
+		check.If(c.MaxFilterLen < minFilterLen(c), "MaxFilterLen must be at least %d, the longest filter the ACL allows with these prefixes (got %d)", minFilterLen(c), c.MaxFilterLen),
+		check.If(c.MaxSubscriptionBytes < c.MaxFilterLen+subscriptionOverhead, "MaxSubscriptionBytes must be at least MaxFilterLen+%d = %d, room for one filter (got %d)", subscriptionOverhead, c.MaxFilterLen+subscriptionOverhead, c.MaxSubscriptionBytes),
+		check.If(math.IsNaN(c.PublishRate), "PublishRate must be a number (got NaN)"),
+		configerr.Positive(check, "PublishBurst", c.PublishBurst),
+		check.If(math.IsNaN(c.PublishByteRate), "PublishByteRate must be a number (got NaN)"),
+		configerr.Positive(check, "PublishByteBurst", c.PublishByteBurst),
 		configerr.Positive(check, "SessionExpiry", c.SessionExpiry),
 		configerr.Positive(check, "WriteTimeout", c.WriteTimeout),
 		configerr.Positive(check, "TLSHandshakeTimeout", c.TLSHandshakeTimeout),

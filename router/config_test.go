@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,13 @@ func TestValidate(t *testing.T) {
 		{"TLSHandshakeTimeout", func(c *Config) { c.TLSHandshakeTimeout = -time.Second }},
 		{"MaxOutboundBytes", func(c *Config) { c.MaxOutboundBytes = -1 }},
 		{"RetryInterval", func(c *Config) { c.RetryInterval = -time.Second }},
+		{"MaxFilterLen", func(c *Config) { c.MaxFilterLen = 143 }},
+		{"MaxFilterLen", func(c *Config) { c.MaxFilterLen = -1 }},
+		{"MaxSubscriptionBytes", func(c *Config) { c.MaxSubscriptionBytes = c.MaxFilterLen + subscriptionOverhead - 1 }},
+		{"PublishRate", func(c *Config) { c.PublishRate = math.NaN() }},
+		{"PublishBurst", func(c *Config) { c.PublishBurst = -1 }},
+		{"PublishByteRate", func(c *Config) { c.PublishByteRate = math.NaN() }},
+		{"PublishByteBurst", func(c *Config) { c.PublishByteBurst = -1 }},
 	} {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)
@@ -106,5 +114,26 @@ func TestNewRefusesTakenRegisterer(t *testing.T) {
 	}
 	if srv, err := New(cfg, auth, acl, fwd, ids); !errors.Is(err, ErrInvalidConfig) || srv != nil {
 		t.Fatalf("second server on one registry: %v, %v", srv, err)
+	}
+}
+
+// MaxFilterLen's default grows with the prefixes, so that every filter a
+// delivery can match stays allowed: "<private>/<id>/group/<gid>" with
+// 64-byte ids is 144 bytes with the default prefixes.
+func TestMaxFilterLenFollowsPrefixes(t *testing.T) {
+	if n := minFilterLen(DefaultConfig()); n != 144 {
+		t.Fatalf("minFilterLen %d with the default prefixes, want 144", n)
+	}
+	long := "/" + strings.Repeat("p", 200)
+	c := Config{PrivatePrefix: long}.withDefaults()
+	if want := len(long) + 1 + 64 + len("/group/") + 64; c.MaxFilterLen != want {
+		t.Fatalf("MaxFilterLen %d with a %d-byte private prefix, want %d", c.MaxFilterLen, len(long), want)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	// The default MaxSubscriptionBytes has room for such a filter too.
+	if c.MaxSubscriptionBytes < c.MaxFilterLen+subscriptionOverhead {
+		t.Fatalf("MaxSubscriptionBytes %d", c.MaxSubscriptionBytes)
 	}
 }

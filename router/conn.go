@@ -60,6 +60,12 @@ type transport interface {
 	// is authenticated, then MaxPacketSize). Only called from
 	// handler.handlePacket.
 	setMaxPacket(n int)
+	// pause stops reading until until: no packet after the one being
+	// handled is read or handled before then (the principal went over its
+	// publish rate, limits.go). Other connections are not held up, and
+	// the keepalive deadline does not run meanwhile. Only called from
+	// handler.handlePacket.
+	pause(until time.Time)
 	// close stops the connection. flush: write what is buffered first
 	// (bounded by the write timeout); else at once. No more handlePacket
 	// calls start after close; handler.closed follows. Idempotent,
@@ -123,6 +129,8 @@ type tcpTransport struct {
 	idle          time.Duration
 	readDeadline  time.Time     // as last set on nc
 	packetTimeout time.Duration // a started packet must arrive whole within it
+	resumeAt      time.Time     // pause: read nothing before (zero: no pause)
+	pauseTimer    *time.Timer   // made by the first pause, reused
 
 	mu        sync.Mutex
 	out       []byte // appended to by beginWrite/endWrite callers
@@ -197,6 +205,31 @@ func (t *tcpTransport) setTimeouts(deadline time.Time, idle time.Duration) {
 }
 
 func (t *tcpTransport) setMaxPacket(n int) { t.rd.SetMaxSize(n) }
+
+func (t *tcpTransport) pause(until time.Time) { t.resumeAt = until }
+
+// waitPaused sleeps out a pause on the reader goroutine, the connection's
+// own: the socket is not read meanwhile, so a flooding client's writes
+// back up into its own buffers. A server close ends the wait.
+func (t *tcpTransport) waitPaused() error {
+	d := time.Until(t.resumeAt)
+	t.resumeAt = time.Time{}
+	if d <= 0 {
+		return nil
+	}
+	if t.pauseTimer == nil {
+		t.pauseTimer = time.NewTimer(d)
+	} else {
+		t.pauseTimer.Reset(d)
+	}
+	select {
+	case <-t.pauseTimer.C:
+		return nil
+	case <-t.stop:
+		t.pauseTimer.Stop()
+		return errClosedByServer
+	}
+}
 
 func (t *tcpTransport) beginWrite() ([]byte, int, bool) {
 	t.mu.Lock()
@@ -358,6 +391,11 @@ func (t *tcpTransport) read() error {
 		}
 		if err := t.h.handlePacket(header, body); err != nil {
 			return err
+		}
+		if !t.resumeAt.IsZero() {
+			if err := t.waitPaused(); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-t.stop:

@@ -186,6 +186,12 @@ type poller struct {
 
 	nextRelease int64 // unix ns: the next sweep that releases idle buffers
 
+	// Connections paused by their handler (transport.pause), out of the
+	// epoll set for input until their resumeAt: poller goroutine only.
+	paused      []*epollTransport
+	pausedSpare []*epollTransport
+	nextResume  int64 // unix ns: the earliest resumeAt in paused
+
 	mu       sync.Mutex
 	queue    []*epollTransport
 	woken    bool // evfd written since the queue was last taken
@@ -264,6 +270,9 @@ func (p *poller) run(wg *sync.WaitGroup) {
 	nextSweep := time.Now().Add(pollTick)
 	for {
 		wait := max(time.Until(nextSweep), 0)
+		if len(p.paused) > 0 {
+			wait = min(wait, max(time.Until(time.Unix(0, p.nextResume)), 0))
+		}
 		n, err := unix.EpollWait(p.epfd, events, int(wait/time.Millisecond)+1)
 		if err != nil && err != unix.EINTR {
 			p.srv.log.Error("mqtt: epoll_wait failed", "err", err)
@@ -291,6 +300,9 @@ func (p *poller) run(wg *sync.WaitGroup) {
 		}
 		spare = q
 
+		if len(p.paused) > 0 && now.UnixNano() >= p.nextResume {
+			p.unpause(now)
+		}
 		if !now.Before(nextSweep) {
 			p.sweep(now)
 			nextSweep = now.Add(pollTick)
@@ -368,7 +380,7 @@ func (p *poller) arm(t *epollTransport) {
 		return
 	}
 	var want uint32
-	if !t.busy && !t.readDone {
+	if !t.busy && !t.readDone && t.resumeAt == 0 {
 		want |= unix.EPOLLIN | unix.EPOLLRDHUP
 	}
 	if t.outWait {
@@ -395,7 +407,7 @@ func (p *poller) arm(t *epollTransport) {
 // readable reads once from t (level-triggered epoll calls again while
 // more is there) and handles the whole packets.
 func (p *poller) readable(t *epollTransport, now time.Time) {
-	if t.busy || t.readDone {
+	if t.busy || t.readDone || t.resumeAt != 0 {
 		return
 	}
 	n, err := unix.Read(t.fd, p.rbuf)
@@ -433,7 +445,7 @@ func (p *poller) readable(t *epollTransport, now time.Time) {
 func (p *poller) consume(t *epollTransport, data []byte, now time.Time) {
 	off := 0
 	ns := now.UnixNano()
-	for !t.readDone && !t.fdClosed {
+	for !t.readDone && !t.fdClosed && t.resumeAt == 0 {
 		b := data[off:]
 		hl, rl, err := packet.ParseFixedHeader(b)
 		if err != nil {
@@ -475,6 +487,10 @@ func (p *poller) consume(t *epollTransport, data []byte, now time.Time) {
 		t.partialDue = 0
 	}
 	t.keep(data[off:])
+	if t.resumeAt != 0 && !t.readDone && !t.fdClosed {
+		p.park(t)
+		return
+	}
 	if len(t.in) > 0 && t.partialDue == 0 {
 		// A packet has started: it must arrive whole within
 		// ConnectTimeout, whatever the keepalive.
@@ -499,6 +515,55 @@ func (p *poller) resume(t *epollTransport, now time.Time) {
 	if len(t.in) > 0 {
 		p.consume(t, t.in, now)
 	}
+}
+
+// park takes paused t out of the epoll set for input until its resumeAt
+// (what it has not handled yet stays in t.in) and has the loop wake for
+// it; the other connections go on meanwhile.
+func (p *poller) park(t *epollTransport) {
+	t.partialDue = 0 // restarts after the pause
+	if len(p.paused) == 0 || t.resumeAt < p.nextResume {
+		p.nextResume = t.resumeAt
+	}
+	p.paused = append(p.paused, t)
+	p.arm(t)
+}
+
+// unpause resumes the paused connections whose time has come: they are
+// read again, and what they sent meanwhile is handled now (which may
+// pause them again).
+func (p *poller) unpause(now time.Time) {
+	ns := now.UnixNano()
+	list := p.paused
+	p.paused = p.pausedSpare[:0]
+	p.nextResume = 0
+	for i, t := range list {
+		list[i] = nil
+		switch {
+		case t.fdClosed:
+			t.resumeAt = 0
+		case ns < t.resumeAt:
+			if len(p.paused) == 0 || t.resumeAt < p.nextResume {
+				p.nextResume = t.resumeAt
+			}
+			p.paused = append(p.paused, t)
+		default:
+			t.resumeAt = 0
+			p.guard(t, func() {
+				// The pause was the server's doing: the keepalive
+				// counts from its end.
+				t.lastPacket = ns
+				p.arm(t)
+				if len(t.in) > 0 && !t.readDone {
+					p.consume(t, t.in, now)
+					if !t.fdClosed {
+						p.flush(t, now)
+					}
+				}
+			})
+		}
+	}
+	p.pausedSpare = list[:0]
 }
 
 // readFailed ends reading on t: a read error, a malformed or refused
@@ -613,7 +678,7 @@ func (p *poller) sweep(now time.Time) {
 			continue // its packet's handler is running; deadlines resume after it
 		}
 		p.guard(t, func() {
-			if !t.readDone {
+			if !t.readDone && t.resumeAt == 0 { // a paused connection's deadlines restart after the pause
 				if due := t.readDue(); due != 0 && ns >= due {
 					p.readFailed(t, os.ErrDeadlineExceeded)
 					return
@@ -696,6 +761,7 @@ type epollTransport struct {
 	lastPacket    int64 // unix ns: the last whole packet (or accept)
 	partialDue    int64 // unix ns: an incomplete packet must be whole by then (0: none)
 	busy          bool  // a may-block packet runs on its goroutine
+	resumeAt      int64 // unix ns: paused until then (0: not paused), see poller.park
 	blockErr      error // its handler error
 	closeWhenIdle bool  // close once busy ends
 	readDone      bool
@@ -739,6 +805,8 @@ func (t *epollTransport) remoteAddr() string { return t.remote }
 func (t *epollTransport) setTimeouts(deadline time.Time, idle time.Duration) {
 	t.deadline, t.idle = deadline, idle
 }
+
+func (t *epollTransport) pause(until time.Time) { t.resumeAt = max(until.UnixNano(), 1) }
 
 func (t *epollTransport) setMaxPacket(n int) {
 	switch {

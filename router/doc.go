@@ -24,6 +24,7 @@
 //	topic.go             topic layout, ACL rules, refusal reasons
 //	refusal.go           bad input that closes a connection: its reason, log line and count
 //	ratelimit.go         the per-address connect rate limit (Config.ConnectRate, ConnectBurst)
+//	limits.go            per-principal limits: filter length, subscription bytes, publish rate (backpressure)
 //	presence.go          the Presence hook: principals that start and stop holding sessions here
 //	metrics.go           the counters behind Stats and the Prometheus collector
 //
@@ -76,6 +77,27 @@
 // session token to the auth topic. Revoke closes the connections of a
 // token at once, and a token's expiry closes its connections then.
 //
+// # Per-principal limits
+//
+// What one principal may hold and send on this node is bounded whatever
+// client ids and connections it uses (limits.go). A SUBSCRIBE filter over
+// MaxFilterLen bytes, or one that would take the principal's filters,
+// across all its sessions, over MaxSubscriptionBytes (filter length plus
+// 64 bytes each), gets SUBACK 0x80 while the packet's other filters are
+// granted; counted as refusals "filter_too_long" and "subscription_bytes",
+// logged once a minute per principal; the bytes come back on UNSUBSCRIBE
+// and when a session ends or expires. Every PUBLISH is charged to the
+// principal's message and byte buckets (PublishRate, PublishBurst,
+// PublishByteRate, PublishByteBurst); a connection that puts a bucket in
+// debt is not read until the debt is paid back: backpressure, so nothing
+// read is dropped and the publisher slows down to the rate. The goroutine
+// transport sleeps in the connection's reader; the event loop takes the
+// socket out of its epoll set for the pause and goes on with the others.
+// Each pause counts in pushring_mqtt_publish_throttled_total. This keeps
+// one group member from flushing the bounded queues of offline members
+// at network speed; a slow flood still fills them in MaxQueued/PublishRate
+// seconds.
+//
 // # Delivery
 //
 // Deliver never blocks on a client. For each session of each recipient it
@@ -114,6 +136,6 @@
 // as QoS 1, without flow control; its ids wait for PUBREL on the
 // connection, at most MaxInflight of them, one more closes it); MQTT 5.0
 // (CONNACK 0x01; the session keeps the protocol level so 5.0 slots in);
-// shared subscriptions (SUBACK 0x80); a per-client publish rate limit
-// (publishers are paced by QoS 1 flow control only).
+// shared subscriptions (SUBACK 0x80). The limits are per node: a
+// principal connected to several nodes has each node's budget.
 package router

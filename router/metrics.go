@@ -26,6 +26,7 @@ type Stats struct {
 	TLSConnections  int64  // MQTT connections over TLS open now (handshake done)
 	TLSTimeouts     uint64 // TLS handshakes cut off by TLSHandshakeTimeout
 	TLSErrors       uint64 // TLS handshakes that failed otherwise
+	Throttled       uint64 // pauses of a connection whose principal went over its publish rate (limits.go)
 }
 
 // Connect results, the values of pushring_mqtt_connects_total{result}.
@@ -66,6 +67,8 @@ var (
 		"MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout) or error (garbage, bad or refused certificate, reset).", []string{"reason"}, nil)
 	slowDesc = prometheus.NewDesc("pushring_mqtt_slow_sessions_total",
 		"Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.", nil, nil)
+	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
+		"Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second).", nil, nil)
 )
 
 // metrics are the server's counters, one atomic per count. Stats reads
@@ -88,6 +91,7 @@ type metrics struct {
 	slow         atomic.Uint64
 	tlsConns     atomic.Int64
 	tlsFailures  [2]atomic.Uint64 // timeout, error
+	throttles    atomic.Uint64
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -109,7 +113,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
-		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc} {
+		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc} {
 		ch <- d
 	}
 }
@@ -133,6 +137,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(tlsConnsDesc, prometheus.GaugeValue, float64(m.tlsConns.Load()))
 	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[0], "timeout")
 	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[1], "error")
+	ch <- m.counter(throttledDesc, &m.throttles)
 }
 
 func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
@@ -172,6 +177,8 @@ func (m *metrics) dropped() { m.queueDropped.Add(1) }
 
 func (m *metrics) slowSession() { m.slow.Add(1) }
 
+func (m *metrics) throttled() { m.throttles.Add(1) }
+
 func (m *metrics) connUp() { m.connections.Add(1) }
 
 func (m *metrics) connDown() { m.connections.Add(-1) }
@@ -191,6 +198,7 @@ func (m *metrics) stats() Stats {
 		TLSConnections:  m.tlsConns.Load(),
 		TLSTimeouts:     m.tlsFailures[0].Load(),
 		TLSErrors:       m.tlsFailures[1].Load(),
+		Throttled:       m.throttles.Load(),
 	}
 }
 

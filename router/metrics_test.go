@@ -21,6 +21,7 @@ var (
 		`pushring_mqtt_connections gauge [] "MQTT clients connected to this node."`,
 		`pushring_mqtt_connects_total counter [result] "MQTT connection attempts by result."`,
 		`pushring_mqtt_panics_total counter [] "Panics recovered in connection goroutines."`,
+		`pushring_mqtt_publish_throttled_total counter [] "Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second)."`,
 		`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
 		`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
 		`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
@@ -41,9 +42,11 @@ var (
 		`pushring_mqtt_connects_total{result="not_authorized"}`,
 		`pushring_mqtt_connects_total{result="unavailable"}`,
 		`pushring_mqtt_panics_total`,
+		`pushring_mqtt_publish_throttled_total`,
 		`pushring_mqtt_refusals_total{reason="connect_rate"}`,
 		`pushring_mqtt_refusals_total{reason="deliver_acl"}`,
 		`pushring_mqtt_refusals_total{reason="direct_acl"}`,
+		`pushring_mqtt_refusals_total{reason="filter_too_long"}`,
 		`pushring_mqtt_refusals_total{reason="forward_failed"}`,
 		`pushring_mqtt_refusals_total{reason="group_acl"}`,
 		`pushring_mqtt_refusals_total{reason="malformed"}`,
@@ -52,6 +55,7 @@ var (
 		`pushring_mqtt_refusals_total{reason="service"}`,
 		`pushring_mqtt_refusals_total{reason="subscribe_acl"}`,
 		`pushring_mqtt_refusals_total{reason="subscribe_max"}`,
+		`pushring_mqtt_refusals_total{reason="subscription_bytes"}`,
 		`pushring_mqtt_refusals_total{reason="timeout"}`,
 		`pushring_mqtt_refusals_total{reason="too_large"}`,
 		`pushring_mqtt_refusals_total{reason="topic"}`,
@@ -105,6 +109,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 			{"TLSConnections", float64(st.TLSConnections), s["pushring_mqtt_tls_connections"]},
 			{"TLSTimeouts", float64(st.TLSTimeouts), s[`pushring_mqtt_tls_handshake_failures_total{reason="timeout"}`]},
 			{"TLSErrors", float64(st.TLSErrors), s[`pushring_mqtt_tls_handshake_failures_total{reason="error"}`]},
+			{"Throttled", float64(st.Throttled), s["pushring_mqtt_publish_throttled_total"]},
 		} {
 			if c.stat != c.metric {
 				t.Errorf("%s: Stats().%s = %v, Prometheus %v", step, c.field, c.stat, c.metric)

@@ -468,6 +468,10 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	if err := packet.DecodePublish(header, body, c.level, p); err != nil {
 		return err // QoS 3, DUP at QoS 0, wildcard or bad topic, id 0: close
 	}
+	// Every PUBLISH counts against the principal's rate, refused ones
+	// too (they cost the node as much to read); over it, the next packet
+	// of this connection waits (limits.go).
+	c.throttle(len(body))
 	qos, pid := p.QoS, p.PacketID
 	if qos == 2 {
 		if slices.Contains(c.qos2, pid) {
@@ -583,6 +587,11 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 	sess := c.sess.Load()
 	codes := c.codes[:0]
 	for _, f := range s.Filters {
+		if len(f.Filter) > c.srv.cfg.MaxFilterLen {
+			c.refuseFilter(reasonFilterTooLong, f.Filter)
+			codes = append(codes, packet.SubackFailure)
+			continue
+		}
 		gid, ok := c.srv.tp.subscribeTarget(c.id.ID, f.Filter)
 		if ok && gid != "" && !c.srv.acl.IsMember(gid, c.id.ID) {
 			ok = false

@@ -46,6 +46,7 @@ type Server struct {
 	sessions    map[string]*session    // by sessionKey
 	byPrincipal map[string][]*session  // principal id → its sessions
 	byToken     map[string][]*mqttConn // Identity.TokenHash → connections
+	principals  principalTable         // per-principal limits (limits.go)
 	revoked     map[string]time.Time   // Identity.TokenHash → when Revoke saw it
 	revokedQ    []revokedEntry         // the same, oldest first, for pruning
 
@@ -528,7 +529,9 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 			if oldest == nil {
 				return nil, false, nil, 0x03
 			}
-			s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
+			if shouldLog(&oldest.lim.sessLog, time.Now()) { // a client cycling client ids: once a minute
+				s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
+			}
 			s.removeSessionLocked(oldest, false)
 		}
 		sess = newSession(s, id, c.clientID, c.clean)

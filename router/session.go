@@ -35,6 +35,7 @@ type session struct {
 	key       string
 	principal string
 	clientID  string
+	lim       *principalState // shared by the principal's sessions (limits.go); set for life
 
 	mu         sync.Mutex
 	conn       *mqttConn // nil while offline
@@ -74,12 +75,15 @@ type inflightMsg struct {
 	due  bool // to be sent again (DUP) as soon as the backlog allows
 }
 
+// newSession makes a session of principal; Server.mu held (it takes a
+// reference to the principal's shared state, which release gives back).
 func newSession(srv *Server, principal, clientID string, clean bool) *session {
 	return &session{
 		srv:       srv,
 		key:       sessionKey(principal, clientID),
 		principal: principal,
 		clientID:  clientID,
+		lim:       srv.acquirePrincipalLocked(principal),
 		clean:     clean,
 	}
 }
@@ -502,12 +506,17 @@ func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) by
 		filter == s.srv.tp.privateSlash+s.principal+"/#"
 	for i := range s.subs {
 		if s.subs[i].filter == filter {
+			// Same filter, same cost: nothing more is held.
 			s.subs[i] = subscription{filter: filter, qos: qos, group: gid, all: all}
 			return qos
 		}
 	}
 	if len(s.subs) >= s.srv.cfg.MaxSubscriptions {
 		s.srv.m.refusal(reasonSubscribeMax)
+		return packet.SubackFailure
+	}
+	if !s.lim.addSubBytes(subscriptionCost(filter), int64(s.srv.cfg.MaxSubscriptionBytes)) {
+		c.refuseFilter(reasonSubscriptionBytes, filter)
 		return packet.SubackFailure
 	}
 	s.subs = append(s.subs, subscription{filter: filter, qos: qos, group: gid, all: all})
@@ -523,6 +532,7 @@ func (s *session) unsubscribe(c *mqttConn, filters []string) {
 	for _, f := range filters {
 		for i := range s.subs {
 			if s.subs[i].filter == f {
+				s.lim.subBytes.Add(-subscriptionCost(f))
 				s.subs = append(s.subs[:i], s.subs[i+1:]...)
 				break
 			}
@@ -530,8 +540,16 @@ func (s *session) unsubscribe(c *mqttConn, filters []string) {
 	}
 }
 
-// release drops everything the session holds. s.mu held.
+// release drops everything the session holds, its share of the
+// principal's subscription bytes and its reference to the principal's
+// state included. Server.mu and s.mu held.
 func (s *session) release() {
+	if !s.removed {
+		for i := range s.subs {
+			s.lim.subBytes.Add(-subscriptionCost(s.subs[i].filter))
+		}
+		s.srv.releasePrincipalLocked(s.principal, s.lim)
+	}
 	s.removed = true
 	s.conn = nil
 	s.offlineBacklog()

@@ -38,6 +38,7 @@ func (f *fakeTransport) notifyDrained() {
 }
 func (f *fakeTransport) setTimeouts(time.Time, time.Duration) {}
 func (f *fakeTransport) setMaxPacket(int)                     {}
+func (f *fakeTransport) pause(time.Time)                      {}
 func (f *fakeTransport) close(bool) {
 	f.mu.Lock()
 	f.closed = true

@@ -36,12 +36,16 @@ const (
 	reasonDeliverACL    = "deliver_acl"    // /group/<gid> subscriber, no longer a member
 	reasonForwardFailed = "forward_failed" // Forwarder returned an error
 	reasonConnectRate   = "connect_rate"   // too many new connections from one address
+
+	reasonFilterTooLong     = "filter_too_long"    // a filter over MaxFilterLen
+	reasonSubscriptionBytes = "subscription_bytes" // the principal's filters would pass MaxSubscriptionBytes
 )
 
 var allReasons = []string{
 	reasonTopic, reasonService, reasonGroupACL, reasonDirectACL,
 	reasonSubscribeACL, reasonSubscribeMax, reasonWillACL, reasonReplayACL,
 	reasonDeliverACL, reasonForwardFailed, reasonConnectRate,
+	reasonFilterTooLong, reasonSubscriptionBytes,
 	// bad input that closed a connection (refusal.go)
 	reasonMalformed, reasonTooLarge, reasonProtocol, reasonTimeout,
 }

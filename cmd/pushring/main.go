@@ -108,6 +108,14 @@ func run(args []string) error {
 	fs.IntVar(&cfg.HTTP.MaxHeaderBytes, "http-max-header-bytes", cfg.HTTP.MaxHeaderBytes, "HTTP: maximum size of a request's line and headers, in bytes")
 	fs.IntVar(&cfg.LoginAccountFailures, "login-account-failures", cfg.LoginAccountFailures, "failed logins in a row for one id, from any address, before it is locked for a growing backoff (negative: off)")
 	fs.DurationVar(&cfg.LoginAccountMaxBackoff, "login-account-max-backoff", cfg.LoginAccountMaxBackoff, "longest lock of an id after failed logins (the first lasts 1s, each further failure doubles it)")
+
+	// Per-principal limits in the MQTT router: subscriptions and publish rate.
+	fs.IntVar(&cfg.Router.MaxFilterLen, "max-filter-len", cfg.Router.MaxFilterLen, "longest MQTT topic filter in bytes (a longer one gets SUBACK 0x80)")
+	fs.IntVar(&cfg.Router.MaxSubscriptionBytes, "max-subscription-bytes", cfg.Router.MaxSubscriptionBytes, "subscription bytes one principal may hold across its sessions (filter length + 64 each)")
+	fs.Float64Var(&cfg.Router.PublishRate, "publish-rate", cfg.Router.PublishRate, "MQTT messages a second one principal may publish (0 or negative: no limit)")
+	fs.IntVar(&cfg.Router.PublishBurst, "publish-burst", cfg.Router.PublishBurst, "burst of messages over --publish-rate")
+	fs.Float64Var(&cfg.Router.PublishByteRate, "publish-bytes-rate", cfg.Router.PublishByteRate, "MQTT PUBLISH bytes a second one principal may send (0 or negative: no limit)")
+	fs.IntVar(&cfg.Router.PublishByteBurst, "publish-bytes-burst", cfg.Router.PublishByteBurst, "burst of bytes over --publish-bytes-rate")
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	// NATS credentials, permissions and TLS: each node signs in with its
@@ -131,6 +139,13 @@ func run(args []string) error {
 		return configerr.Wrap(errUsage, fmt.Errorf("unexpected arguments: %v", fs.Args()))
 	}
 	cfg.AuthTopic = authTopic
+	// On the command line 0 turns a publish limit off; in router.Config
+	// 0 means the default and a negative rate turns it off.
+	for _, r := range []*float64{&cfg.Router.PublishRate, &cfg.Router.PublishByteRate} {
+		if *r == 0 {
+			*r = -1
+		}
+	}
 	if join != "" {
 		cfg.Join = strings.Split(join, ",")
 	}

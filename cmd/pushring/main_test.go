@@ -66,3 +66,23 @@ func TestSecretsOnCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// The per-principal limit flags reach router.Config: a value it refuses
+// stops run before anything starts, naming the field.
+func TestRunRejectsBadRouterLimits(t *testing.T) {
+	for _, args := range [][]string{
+		{"--max-filter-len", "10"},
+		{"--max-subscription-bytes", "100"},
+		{"--publish-burst", "-1"},
+		{"--publish-bytes-burst", "-1"},
+	} {
+		err := run(append([]string{"--data-dir", t.TempDir()}, args...))
+		if err == nil || !strings.Contains(err.Error(), "router") {
+			t.Errorf("%v: %v, want a router config error", args, err)
+		}
+	}
+	t.Setenv("PUSHRING_MAX_FILTER_LEN", "10")
+	if err := run([]string{"--data-dir", t.TempDir()}); err == nil || !strings.Contains(err.Error(), "MaxFilterLen") {
+		t.Errorf("PUSHRING_MAX_FILTER_LEN=10: %v", err)
+	}
+}
