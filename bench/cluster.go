@@ -140,7 +140,7 @@ func StartCluster(bin string, n int, extra ...string) (*LocalCluster, error) {
 			"--data-dir", filepath.Join(dir, "data"), "--gossip-key-file", keyFile,
 			"--mqtt-addr", mqtt, "--http-addr", httpAddr, "--gossip-addr", gossip,
 			"--node-id", id,
-			"--connect-rate", "-1", "--login-rate", "-1", "--log-level", "warn"}
+			"--connect-rate", "-1", "--login-rate", "-1", "--publish-rate", "-1", "--publish-bytes-rate", "-1", "--log-level", "warn"}
 		switch {
 		case i == 0 && n > 1:
 			natsAddr, gossip1 = "127.0.0.1:"+strconv.Itoa(ports[3]), gossip

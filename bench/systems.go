@@ -207,7 +207,7 @@ func StartPushring(bin string, extra ...string) (*Pushring, error) {
 		"--mqtt-addr", mqtt, "--http-addr", httpAddr,
 		"--gossip-addr", "127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--node-id", "bench",
-		"--connect-rate", "-1", "--login-rate", "-1", "--log-level", "warn"}, extra...)
+		"--connect-rate", "-1", "--login-rate", "-1", "--publish-rate", "-1", "--publish-bytes-rate", "-1", "--log-level", "warn"}, extra...)
 	p, err := startProcess(dir, "pushring.log", []string{"PUSHRING_ADMIN_KEY=" + key}, bin, args...)
 	if err != nil {
 		os.RemoveAll(dir)

@@ -153,10 +153,12 @@ type Config struct {
 	// member from flooding a group faster than the limit, so the bounded
 	// queues of its offline members (MaxQueued) are not flushed at
 	// network speed. A negative rate turns that limit off. The defaults,
-	// 100,000 messages and 16 MiB a second with one second of burst, are
-	// a backstop that leaves a single publisher at full speed (about
-	// 33,000 small messages a second on 2 cores); set them to what one
-	// principal of the deployment may send (a device: tens a second).
+	// 1,000 messages and 1 MiB a second with one second of burst, are far
+	// above what one person or device sends, yet keep one principal from
+	// taking the node (one publisher alone reaches about 33,000 small
+	// messages a second on 2 cores); set them to what one principal of
+	// the deployment may send (a device: tens a second). Load tests that
+	// publish from one principal at full speed turn them off.
 	PublishRate      float64
 	PublishBurst     int
 	PublishByteRate  float64
@@ -249,10 +251,10 @@ func DefaultConfig() Config {
 		MaxSessionsPerPrincipal: 16,
 		MaxFilterLen:            256,
 		MaxSubscriptionBytes:    64 << 10,
-		PublishRate:             100_000,
-		PublishBurst:            100_000,
-		PublishByteRate:         16 << 20,
-		PublishByteBurst:        16 << 20,
+		PublishRate:             1_000,
+		PublishBurst:            1_000,
+		PublishByteRate:         1 << 20,
+		PublishByteBurst:        1 << 20,
 		SessionExpiry:           24 * time.Hour,
 		WriteTimeout:            10 * time.Second,
 		TLSHandshakeTimeout:     10 * time.Second,

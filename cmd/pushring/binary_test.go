@@ -53,18 +53,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// cleanEnv is the environment without PUSHRING_* variables, so the
-// caller's settings do not leak into the node under test.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PUSHRING_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
 func TestBinaryGeneratesAdminKeyAndStopsOnSignal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the pushring binary")
@@ -80,7 +68,7 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 	mqttAddr, httpAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "--data-dir", dataDir, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr,
 		"--gossip-addr", "127.0.0.1:0", "--node-id", "bin1")
-	cmd.Env = cleanEnv()
+	cmd.Env = testutil.CleanEnv()
 	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -250,7 +238,7 @@ func TestBinaryRefusesInvalidConfig(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--data-dir", dataDir, "--mqtt-addr", freeAddr(t), "--http-addr", freeAddr(t),
 		"--gossip-addr", "127.0.0.1:0", "--node-id", "bin1", "--max-connections", "-1")
-	cmd.Env = cleanEnv()
+	cmd.Env = testutil.CleanEnv()
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -294,7 +282,7 @@ func TestBinaryRefusesOpenGossip(t *testing.T) {
 			defer cancel()
 			args := append([]string{"--data-dir", dataDir, "--mqtt-addr", freeAddr(t), "--http-addr", freeAddr(t), "--node-id", "bin1"}, tc.args...)
 			cmd := exec.CommandContext(ctx, bin, args...)
-			cmd.Env = cleanEnv()
+			cmd.Env = testutil.CleanEnv()
 			if tc.env != "" {
 				cmd.Env = append(cmd.Env, tc.env)
 			}
@@ -340,7 +328,7 @@ func TestBinaryNATSKeysAndSIGHUP(t *testing.T) {
 	cmd := exec.Command(bin, "--data-dir", dataDir, "--mqtt-addr", freeAddr(t), "--http-addr", httpAddr,
 		"--gossip-addr", "127.0.0.1:0", "--node-id", "n1", "--nats-listen", natsAddr)
 	// The file through the environment: every flag has its variable.
-	cmd.Env = append(cleanEnv(), "PUSHRING_NATS_AUTHORIZED_KEYS_FILE="+keysFile)
+	cmd.Env = append(testutil.CleanEnv(), "PUSHRING_NATS_AUTHORIZED_KEYS_FILE="+keysFile)
 	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -459,7 +447,7 @@ func TestBinaryTLSReloadOnSIGHUP(t *testing.T) {
 	mqttTLS, https := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--mqtt-addr", freeAddr(t), "--http-addr", freeAddr(t),
 		"--gossip-addr", "127.0.0.1:0", "--node-id", "bin1", "--mqtt-tls-addr", mqttTLS, "--https-addr", https)
-	cmd.Env = append(cleanEnv(), "PUSHRING_TLS_CERT="+certFile, "PUSHRING_TLS_KEY="+keyFile, "PUSHRING_CLIENT_CA="+caFile)
+	cmd.Env = append(testutil.CleanEnv(), "PUSHRING_TLS_CERT="+certFile, "PUSHRING_TLS_KEY="+keyFile, "PUSHRING_CLIENT_CA="+caFile)
 	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

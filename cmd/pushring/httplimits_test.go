@@ -32,7 +32,7 @@ func TestBinaryStalledBodiesAreCut(t *testing.T) {
 	httpAddr := freeAddr(t)
 	cmd := exec.Command(bin, "--data-dir", filepath.Join(t.TempDir(), "data"), "--mqtt-addr", freeAddr(t),
 		"--http-addr", httpAddr, "--gossip-addr", "127.0.0.1:0", "--node-id", "bin1", "--http-read-header-timeout", "1s")
-	cmd.Env = append(cleanEnv(), "PUSHRING_HTTP_READ_TIMEOUT=1s", "PUSHRING_LOGIN_RATE=-1")
+	cmd.Env = append(testutil.CleanEnv(), "PUSHRING_HTTP_READ_TIMEOUT=1s", "PUSHRING_LOGIN_RATE=-1")
 	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

@@ -5,6 +5,7 @@ package testutil
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -52,4 +53,16 @@ func (s *SyncBuffer) String() string {
 // Contains reports whether sub has been written.
 func (s *SyncBuffer) Contains(sub string) bool {
 	return strings.Contains(s.String(), sub)
+}
+
+// CleanEnv is the environment without PUSHRING_* variables, so the
+// caller's settings do not leak into a pushring process under test.
+func CleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PUSHRING_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
