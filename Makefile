@@ -11,10 +11,10 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## run: build and start one node with the embedded defaults (MQTT :1883, HTTP :8080, ./data;
-## gossip on loopback, as a lone node needs no more)
+## run: build and start one node with the embedded defaults, on loopback only (MQTT
+## 127.0.0.1:1883, HTTP 127.0.0.1:8080, gossip 127.0.0.1:7946, state and secrets in ./data)
 run: build
-	./$(BIN)/pushring --data-dir ./data --gossip-addr 127.0.0.1:7946
+	./$(BIN)/pushring --data-dir ./data --mqtt-addr 127.0.0.1:1883 --http-addr 127.0.0.1:8080
 
 ## cluster: build and start a local 3-node cluster on 127.0.0.1 (Ctrl-C stops it)
 cluster: build

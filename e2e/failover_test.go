@@ -81,7 +81,7 @@ func (c *cluster) members(n int, qos byte) []*member {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			id := fmt.Sprintf("u%02d", i)
-			pw := id + "-velvet-orbit-canyon" // strong enough for the password policy
+			pw := memberPassword(id)
 			if err := c.api(seed, "POST", "/v1/users", map[string]any{"id": id, "password": pw}, nil); err != nil {
 				errs <- err
 				return
@@ -393,3 +393,7 @@ func TestJoinUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// memberPassword is the password of member id: strong enough for the
+// password policy.
+func memberPassword(id string) string { return id + "-velvet-orbit-canyon" }

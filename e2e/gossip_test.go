@@ -300,7 +300,7 @@ func (c *cluster) login(p *proc, id string) []string {
 	var login struct {
 		MQTT []string `json:"mqtt"`
 	}
-	req, _ := newLogin(p, id, id+"-password")
+	req, _ := newLogin(p, id, memberPassword(id))
 	if err := doJSON(req, &login); err != nil {
 		c.t.Fatal(err)
 	}

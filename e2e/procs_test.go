@@ -187,7 +187,12 @@ func (c *cluster) launch(id string, join []string, keys [][]byte, extra ...strin
 	if err := c.nats.SetUsers(c.users); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--node-id", p.id, "--data-dir", dir, "--admin-key", adminKey, "--nats-url", c.url,
+	// Secrets go in files, never on a command line.
+	adminFile := filepath.Join(dir, "admin.key")
+	if err := os.WriteFile(adminFile, []byte(adminKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--node-id", p.id, "--data-dir", dir, "--admin-key-file", adminFile, "--nats-url", c.url,
 		"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip, "--log-level", "info",
 		"--login-rate", "-1"} // the test logs in many users from one address
 	if len(join) > 0 {

@@ -127,7 +127,7 @@ func TestNATSNodePermissions(t *testing.T) {
 	w := setupWorld(t, n)
 	sinks := map[string]*received{"alice": {}, "bob": {}}
 	for _, u := range []string{"alice", "bob"} {
-		s := w.api.login(u, u+"-password")
+		s := w.api.login(u, passwordOf(u))
 		c := connect(t, n, clientOpts{user: u, password: s.Token}, sinks[u])
 		if code := subscribe(t, c, "/private/"+u+"/#", 1, sinks[u]); code != 1 {
 			t.Fatalf("%s: granted %#x", u, code)
@@ -523,7 +523,7 @@ func TestNATSExternalServerConfig(t *testing.T) {
 	defer n.Close()
 	w := setupWorld(t, n)
 	sink := &received{}
-	login := w.api.login("alice", "alice-password")
+	login := w.api.login("alice", passwordOf("alice"))
 	c := connect(t, n, clientOpts{user: "alice", password: login.Token}, sink)
 	subscribe(t, c, "/private/alice/#", 1, sink)
 	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "via-external"}, nil)
@@ -680,7 +680,7 @@ func TestNATSCredsFile(t *testing.T) {
 	}
 	w := setupWorld(t, n)
 	sink := &received{}
-	login := w.api.login("alice", "alice-password")
+	login := w.api.login("alice", passwordOf("alice"))
 	c := connect(t, n, clientOpts{user: "alice", password: login.Token}, sink)
 	subscribe(t, c, "/private/alice/#", 1, sink)
 	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "via-jwt"}, nil)

@@ -126,7 +126,7 @@ func TestTLSNode(t *testing.T) {
 		t.Error("HTTPS with an untrusted certificate: no error")
 	}
 	resp, err := https.Post("https://"+n.HTTPSAddr()+"/v1/sessions", "application/json",
-		strings.NewReader(`{"id":"alice","password":"alice-password"}`))
+		strings.NewReader(`{"id":"alice","password":"alice-velvet-orbit-canyon"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestTLSNode(t *testing.T) {
 	})
 
 	// paho over TLS as bob, with a token.
-	bobLogin := w.api.login("bob", "bob-password")
+	bobLogin := w.api.login("bob", passwordOf("bob"))
 	bobGot := &received{}
 	opts := mqtt.NewClientOptions().AddBroker("tls://" + n.MQTTTLSAddr()).SetClientID("bob-paho").
 		SetUsername("bob").SetPassword(bobLogin.Token).SetTLSConfig(f.clientConfig(t, "")).
