@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -56,7 +55,7 @@ func (n *Node) connectNATS() error {
 		if err != nil {
 			return err
 		}
-		if cfg.NATSListen != "" && cfg.NATSTLSCert == "" && !loopbackHost(cfg.NATSListen) {
+		if cfg.NATSListen != "" && cfg.NATSTLSCert == "" && !loopbackAddr(cfg.NATSListen) {
 			// Not refused: a private network or a tunnel may protect it.
 			n.log.Warn("embedded NATS listens in plaintext on a non-loopback address: payloads, sessions and password hashes cross the network in clear; set --nats-tls-cert and --nats-tls-key",
 				"addr", cfg.NATSListen)
@@ -179,19 +178,6 @@ func (n *Node) reloadNATSAuth() error {
 	}
 	n.log.Info("NATS authorized keys reloaded", "authorized_keys", len(users))
 	return nil
-}
-
-// loopbackHost reports whether host:port names a loopback address.
-func loopbackHost(hostPort string) bool {
-	host, _, err := net.SplitHostPort(hostPort)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // urlSecrets reports whether a comma-separated list of NATS URLs holds a

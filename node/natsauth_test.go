@@ -605,13 +605,13 @@ func TestNATSURLSecretWarns(t *testing.T) {
 	}
 }
 
-func TestLoopbackHost(t *testing.T) {
+func TestLoopbackAddr(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"127.0.0.1:4222": true, "127.0.0.5:1": true, "[::1]:4222": true, "localhost:4222": true,
 		":4222": false, "0.0.0.0:4222": false, "10.0.0.1:4222": false, "nats.example:4222": false, "nonsense": false,
 	} {
-		if got := loopbackHost(addr); got != want {
-			t.Errorf("loopbackHost(%q) = %v, want %v", addr, got, want)
+		if got := loopbackAddr(addr); got != want {
+			t.Errorf("loopbackAddr(%q) = %v, want %v", addr, got, want)
 		}
 	}
 }

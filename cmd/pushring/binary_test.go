@@ -29,19 +29,6 @@ import (
 // The real binary: built, started with a fresh data dir, free loopback
 // ports and no --admin-key, then stopped by a signal.
 
-// buildPushring builds this command into a temporary directory.
-func buildPushring(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pushring")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // freeAddr returns a loopback host:port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -54,9 +41,6 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestBinaryGeneratesAdminKeyAndStopsOnSignal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the pushring binary")
-	}
 	bin := buildPushring(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) { runUntilSignal(t, bin, sig) })
@@ -66,46 +50,11 @@ func TestBinaryGeneratesAdminKeyAndStopsOnSignal(t *testing.T) {
 func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	mqttAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "--data-dir", dataDir, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr,
+	p := startBinary(t, bin, nil, "--data-dir", dataDir, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr,
 		"--gossip-addr", "127.0.0.1:0", "--node-id", "bin1")
-	cmd.Env = testutil.CleanEnv()
-	var logs testutil.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("pushring output:\n%s", logs.String())
-		}
-	})
-
+	cmd, logs := p.cmd, &p.logs
 	base := "http://" + httpAddr
-	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
-		select {
-		case <-exited:
-			t.Fatalf("pushring exited before it was ready: %v", waitErr)
-		default:
-		}
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	})
+	p.waitReady(t, http.DefaultClient, base+"/readyz")
 
 	keyFile := filepath.Join(dataDir, "admin.key")
 	st, err := os.Stat(keyFile)
@@ -199,16 +148,16 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case <-p.exited:
 	case <-time.After(15 * time.Second):
 		t.Fatalf("still running %v after %v", time.Since(start), sig)
 	}
 	took := time.Since(start)
 	var ee *exec.ExitError
-	if errors.As(waitErr, &ee) {
+	if errors.As(p.err, &ee) {
 		t.Fatalf("exit after %v: %v", sig, ee)
-	} else if waitErr != nil {
-		t.Fatal(waitErr)
+	} else if p.err != nil {
+		t.Fatal(p.err)
 	}
 	out = logs.String()
 	if secretfile.Contains([]byte(out), key, next) {
@@ -229,9 +178,6 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 // connection limit) stops the binary before it starts anything: exit
 // status 2, one line on stderr naming the field, no data dir.
 func TestBinaryRefusesInvalidConfig(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the pushring binary")
-	}
 	bin := buildPushring(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -262,9 +208,6 @@ func TestBinaryRefusesInvalidConfig(t *testing.T) {
 // without --gossip-key-file (or --insecure-gossip) the binary refuses to
 // start, exit status 2, naming the flag's field.
 func TestBinaryRefusesOpenGossip(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the pushring binary")
-	}
 	bin := buildPushring(t)
 	for name, tc := range map[string]struct {
 		args []string
@@ -309,9 +252,6 @@ func TestBinaryRefusesOpenGossip(t *testing.T) {
 // removed loses its connection and is refused, while the node keeps
 // running and serving.
 func TestBinaryNATSKeysAndSIGHUP(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the pushring binary")
-	}
 	bin := buildPushring(t)
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
@@ -325,45 +265,12 @@ func TestBinaryNATSKeysAndSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "--data-dir", dataDir, "--mqtt-addr", freeAddr(t), "--http-addr", httpAddr,
-		"--gossip-addr", "127.0.0.1:0", "--node-id", "n1", "--nats-listen", natsAddr)
 	// The file through the environment: every flag has its variable.
-	cmd.Env = append(testutil.CleanEnv(), "PUSHRING_NATS_AUTHORIZED_KEYS_FILE="+keysFile)
-	var logs testutil.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("pushring output:\n%s", logs.String())
-		}
-	})
-	ready := func() error {
-		select {
-		case <-exited:
-			t.Fatalf("pushring exited")
-		default:
-		}
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	}
+	p := startBinary(t, bin, []string{"PUSHRING_NATS_AUTHORIZED_KEYS_FILE=" + keysFile},
+		"--data-dir", dataDir, "--mqtt-addr", freeAddr(t), "--http-addr", httpAddr,
+		"--gossip-addr", "127.0.0.1:0", "--node-id", "n1", "--nats-listen", natsAddr)
+	cmd, logs := p.cmd, &p.logs
+	ready := func() error { return p.ready(t, http.DefaultClient, "http://"+httpAddr+"/readyz") }
 	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, ready)
 
 	seed := filepath.Join(dataDir, "nats.nk")
@@ -412,9 +319,6 @@ func TestBinaryNATSKeysAndSIGHUP(t *testing.T) {
 // …), and SIGHUP makes it serve a replaced certificate to new
 // connections without exiting.
 func TestBinaryTLSReloadOnSIGHUP(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the pushring binary")
-	}
 	bin := buildPushring(t)
 	ca, err := certs.NewCA("binary test CA", time.Hour)
 	if err != nil {
@@ -445,35 +349,12 @@ func TestBinaryTLSReloadOnSIGHUP(t *testing.T) {
 	}
 	first := issue()
 	mqttTLS, https := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--mqtt-addr", freeAddr(t), "--http-addr", freeAddr(t),
+	p := startBinary(t, bin, []string{"PUSHRING_TLS_CERT=" + certFile, "PUSHRING_TLS_KEY=" + keyFile, "PUSHRING_CLIENT_CA=" + caFile},
+		"--data-dir", filepath.Join(dir, "data"), "--mqtt-addr", freeAddr(t), "--http-addr", freeAddr(t),
 		"--gossip-addr", "127.0.0.1:0", "--node-id", "bin1", "--mqtt-tls-addr", mqttTLS, "--https-addr", https)
-	cmd.Env = append(testutil.CleanEnv(), "PUSHRING_TLS_CERT="+certFile, "PUSHRING_TLS_KEY="+keyFile, "PUSHRING_CLIENT_CA="+caFile)
-	var logs testutil.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("pushring output:\n%s", logs.String())
-		}
-	})
+	cmd, logs := p.cmd, &p.logs
 	httpsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
-		resp, err := httpsClient.Get("https://" + https + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz over HTTPS: %s", resp.Status)
-		}
-		return nil
-	})
+	p.waitReady(t, httpsClient, "https://"+https+"/readyz")
 	served := func() *big.Int {
 		c, err := tls.Dial("tcp", mqttTLS, &tls.Config{RootCAs: roots})
 		if err != nil {
@@ -499,7 +380,7 @@ func TestBinaryTLSReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("after SIGHUP: served serial %v, want %v", got, next)
 	}
 	select {
-	case <-exited:
+	case <-p.exited:
 		t.Fatal("pushring exited on SIGHUP")
 	default:
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -22,29 +21,15 @@ import (
 // baseline within the read deadline (set to 1 s through its PUSHRING_*
 // variable) plus slack, and /readyz is answered meanwhile.
 func TestBinaryStalledBodiesAreCut(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the pushring binary")
-	}
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("needs /proc")
 	}
 	bin := buildPushring(t)
 	httpAddr := freeAddr(t)
-	cmd := exec.Command(bin, "--data-dir", filepath.Join(t.TempDir(), "data"), "--mqtt-addr", freeAddr(t),
+	p := startBinary(t, bin, []string{"PUSHRING_HTTP_READ_TIMEOUT=1s", "PUSHRING_LOGIN_RATE=-1"},
+		"--data-dir", filepath.Join(t.TempDir(), "data"), "--mqtt-addr", freeAddr(t),
 		"--http-addr", httpAddr, "--gossip-addr", "127.0.0.1:0", "--node-id", "bin1", "--http-read-header-timeout", "1s")
-	cmd.Env = append(testutil.CleanEnv(), "PUSHRING_HTTP_READ_TIMEOUT=1s", "PUSHRING_LOGIN_RATE=-1")
-	var logs testutil.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("pushring output:\n%s", logs.String())
-		}
-	})
+	cmd := p.cmd
 	fdDir := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/fd"
 	fds := func() int {
 		ents, err := os.ReadDir(fdDir)
@@ -54,17 +39,7 @@ func TestBinaryStalledBodiesAreCut(t *testing.T) {
 		return len(ents)
 	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	ready := func() error {
-		resp, err := client.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	}
+	ready := func() error { return p.ready(t, client, "http://"+httpAddr+"/readyz") }
 	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, ready)
 	// The node's own files (NATS, gossip, listeners) may move by a few.
 	const slack = 8
