@@ -76,7 +76,7 @@ func TestQuickStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { ms.Process.Kill(); ms.Wait() }()
-	testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		if aliceOut.Contains(" probe") {
 			return nil
 		}

@@ -175,7 +175,9 @@ func TestReloadGossipKeys(t *testing.T) {
 
 	// The old key: the join is refused (counted by n1), never in the ring.
 	failures := n1.cluster.AuthFailures()
-	old := startNode(t, t.TempDir(), func(c *Config) {
+	oldDir := t.TempDir()
+	tc.nats.authorize(t, "pushring", "old", oldDir) // NATS lets it in: only the gossip key is wrong
+	old := startNode(t, oldDir, func(c *Config) {
 		c.NodeID, c.NATSURL, c.Join = "old", tc.url, []string{n1.cluster.GossipAddr()}
 		c.Membership.Keys = [][]byte{oldKey}
 		c.Membership.JoinRetryInterval = 50 * time.Millisecond
