@@ -121,12 +121,18 @@ func (a *API) createSession(q *request) error {
 	if len(req.Password) > maxPasswordBytes {
 		return errPasswordTooLong
 	}
-	if locked, wait := a.accounts.locked(req.ID, a.now()); locked {
+	if ok, wait := a.accounts.begin(req.ID, a.now()); !ok {
 		q.subject = req.ID
 		e := *errLoginThrottled
 		e.retryAfter = retryAfter(wait)
 		return &e
 	}
+	checked, ok := false, false // the attempt's outcome, for accounts.end
+	defer func() {
+		if a.accounts.end(req.ID, checked, ok, a.now()) {
+			a.met.lockouts.Inc()
+		}
+	}()
 	p, err := a.st.Principal(q.r.Context(), req.ID)
 	known := err == nil && p.Kind == store.User
 	if err != nil && !isNotFound(err) {
@@ -140,16 +146,13 @@ func (a *API) createSession(q *request) error {
 	if err != nil {
 		return err
 	}
-	ok := store.CheckPassword(phc, req.Password)
+	ok = store.CheckPassword(phc, req.Password) && known
+	checked = true
 	release()
-	if !ok || !known {
+	if !ok {
 		q.subject = req.ID // for the refusal's log line
-		if a.accounts.fail(req.ID, a.now()) {
-			a.met.lockouts.Inc()
-		}
 		return errBadLogin
 	}
-	a.accounts.succeed(req.ID)
 
 	token, tokenHash, err := store.NewToken()
 	if err != nil {

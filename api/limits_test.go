@@ -382,6 +382,45 @@ func TestLoginThrottledAcrossAddresses(t *testing.T) {
 	}
 }
 
+// Guesses sent together are bounded too: a password check takes tens of
+// milliseconds, and 40 wrong logins for one id in flight at once, from
+// five addresses, get at most LoginAccountFailures passwords checked (401);
+// the others are refused before any check (429).
+func TestLoginThrottledConcurrent(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.LoginRate = -1 // the per-address limit is not what is tested
+		c.Now = time.Now
+	})
+	f.user("alice")
+	url := "http://" + serve(t, f.api) + "/v1/sessions"
+	var clients []*http.Client
+	for i := 2; i <= 6; i++ {
+		clients = append(clients, oneShot(fmt.Sprintf("127.0.0.%d", i)))
+	}
+	const n = 40
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = postJSON(t, clients[i%len(clients)], url, `{"id":"alice","password":"wrong-password"}`).status
+		}()
+	}
+	wg.Wait()
+	count := map[int]int{}
+	for _, c := range codes {
+		count[c]++
+	}
+	failures := DefaultConfig().LoginAccountFailures
+	if count[401] > failures || count[401]+count[429] != n || count[401] == 0 {
+		t.Fatalf("statuses %v: want at most %d passwords checked (401), the rest 429", count, failures)
+	}
+	if r := postJSON(t, clients[0], url, `{"id":"alice","password":"`+userPass+`"}`); r.status != 429 {
+		t.Errorf("right password after the burst: %d %s, want 429", r.status, r.body)
+	}
+}
+
 // The table of ids stays bounded when an attacker cycles ids, and the ids
 // it pushes out are unlocked ones: a locked id stays locked.
 func TestAccountGuardBounded(t *testing.T) {

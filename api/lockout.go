@@ -30,9 +30,10 @@ type accountGuard struct {
 }
 
 type accountState struct {
-	fails int       // consecutive failures
-	last  time.Time // last failure
-	until time.Time // locked until; zero if never locked
+	fails    int       // consecutive failures
+	inflight int       // logins begun and not ended: their passwords are being checked
+	last     time.Time // last failure
+	until    time.Time // locked until; zero if never locked
 }
 
 // accountEntries bounds the guard's table: about 150 bytes an id, so
@@ -46,6 +47,81 @@ func newAccountGuard(failures int, base, maxWait time.Duration, maxEntries int) 
 	}
 	return &accountGuard{failures: failures, base: base, maxWait: max(maxWait, base),
 		maxEntries: maxEntries, m: make(map[string]*accountState)}
+}
+
+// begin reserves a login attempt for id at now, before its password is
+// checked, or refuses it (false, with how long to wait). Checking and
+// reserving in one step is what bounds the guesses: a password check
+// takes tens of milliseconds, and attempts sent together would all pass
+// a check that only looked at failures already recorded. So an attempt
+// that could be the one reaching the lock while others are still being
+// checked waits for them (refused for a second). Every begin that
+// returns true must be followed by end.
+func (g *accountGuard) begin(id string, now time.Time) (bool, time.Duration) {
+	if g == nil {
+		return true, 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.state(id, now)
+	if now.Before(s.until) {
+		return false, s.until.Sub(now)
+	}
+	// Attempts that may be checked at once: those left before the lock,
+	// or, once in backoff (a lock that has run out), one at a time.
+	allowed := max(1, g.failures-s.fails)
+	if s.inflight >= allowed {
+		return false, time.Second
+	}
+	s.inflight++
+	return true, 0
+}
+
+// end ends an attempt begin reserved: checked says its password was
+// checked, ok that it was right. A right password forgets id (ends its
+// backoff); a wrong one counts toward the lock; an attempt that ended
+// before the check (a store error, a cancelled request) only gives its
+// reservation back. It reports whether a new lock began.
+func (g *accountGuard) end(id string, checked, ok bool, now time.Time) bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.m[id]
+	if s != nil && s.inflight > 0 {
+		s.inflight--
+	}
+	if !checked {
+		return false
+	}
+	if ok {
+		if s != nil && s.inflight == 0 {
+			delete(g.m, id)
+		} else if s != nil {
+			s.fails, s.until = 0, time.Time{}
+		}
+		return false
+	}
+	return g.failLocked(id, now)
+}
+
+// state returns id's state, a new one if it has none or it went stale.
+// g.mu is held.
+func (g *accountGuard) state(id string, now time.Time) *accountState {
+	s := g.m[id]
+	if s != nil && s.inflight == 0 && g.stale(s, now) {
+		s.fails = 0
+		s.until = time.Time{}
+	}
+	if s == nil {
+		if len(g.m) >= g.maxEntries {
+			g.prune(now)
+		}
+		s = &accountState{}
+		g.m[id] = s
+	}
+	return s
 }
 
 // locked reports whether id may not try a login at now, and how long it
@@ -71,18 +147,12 @@ func (g *accountGuard) fail(id string, now time.Time) bool {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	s := g.m[id]
-	if s != nil && g.stale(s, now) {
-		s.fails = 0
-		s.until = time.Time{}
-	}
-	if s == nil {
-		if len(g.m) >= g.maxEntries {
-			g.prune(now)
-		}
-		s = &accountState{}
-		g.m[id] = s
-	}
+	return g.failLocked(id, now)
+}
+
+// failLocked is fail with g.mu held.
+func (g *accountGuard) failLocked(id string, now time.Time) bool {
+	s := g.state(id, now)
 	s.fails++
 	s.last = now
 	if s.fails < g.failures {
@@ -96,16 +166,6 @@ func (g *accountGuard) fail(id string, now time.Time) bool {
 	wait = min(wait, g.maxWait)
 	s.until = now.Add(wait)
 	return true
-}
-
-// succeed forgets id: a right password ends its backoff.
-func (g *accountGuard) succeed(id string) {
-	if g == nil {
-		return
-	}
-	g.mu.Lock()
-	delete(g.m, id)
-	g.mu.Unlock()
 }
 
 // stale: s has been quiet for maxWait since its last failure and the end
@@ -123,7 +183,7 @@ func (g *accountGuard) stale(s *accountState, now time.Time) bool {
 // which ones cannot be steered).
 func (g *accountGuard) prune(now time.Time) {
 	for id, s := range g.m {
-		if g.stale(s, now) {
+		if s.inflight == 0 && g.stale(s, now) {
 			delete(g.m, id)
 		}
 	}
@@ -132,7 +192,7 @@ func (g *accountGuard) prune(now time.Time) {
 		if len(g.m) <= target {
 			return
 		}
-		if !now.Before(s.until) {
+		if !now.Before(s.until) && s.inflight == 0 {
 			delete(g.m, id)
 		}
 	}
