@@ -273,13 +273,18 @@ func (c *Cluster) SetKeys(keys [][]byte) error {
 			return fmt.Errorf("membership: add key: %w", err)
 		}
 	}
-	if err := c.keyring.UseKey(keys[0]); err != nil {
-		return fmt.Errorf("membership: use key: %w", err)
+	// memberlist's RemoveKey shifts the keys after the one it removes in
+	// place, under readers that may be decrypting with that very list;
+	// removing the last key shifts nothing. UseKey installs a new list
+	// with its key first, so using the kept keys from the last to the
+	// first puts them, in order, before every key to remove: each removal
+	// below then takes the last key.
+	for i := len(keys) - 1; i >= 0; i-- {
+		if err := c.keyring.UseKey(keys[i]); err != nil {
+			return fmt.Errorf("membership: use key: %w", err)
+		}
 	}
-	// From the last: memberlist's RemoveKey shifts the keys after the one
-	// it removes in place, under readers that may be decrypting with the
-	// list; removing the last key shifts nothing. GetKeys returns the
-	// installed slice itself, so copy it first.
+	// GetKeys returns the installed slice itself: copy it first.
 	installed := slices.Clone(c.keyring.GetKeys())
 	for i := len(installed) - 1; i >= 0; i-- {
 		k := installed[i]

@@ -96,6 +96,10 @@ func (n *Node) connectNATS() error {
 	if errors.Is(err, nats.ErrNkeysNotSupported) && cfg.NATSCredsFile == "" {
 		// A NATS server without authorization asks for no signature; it
 		// lets in anyone who can reach it.
+		if !cfg.InsecureNATS {
+			return fmt.Errorf("node: the NATS server at %s has no authorization, so anyone who reaches it reads and forges all traffic: give it users (pushctl nats-config) or set InsecureNATS (--insecure-nats) for development",
+				urlSecretsRedacted(cfg.NATSURL))
+		}
 		n.log.Warn("the NATS server has no authorization: any client that reaches it can read and forge pushring's traffic",
 			"url", urlSecretsRedacted(cfg.NATSURL))
 		n.natsPub = ""

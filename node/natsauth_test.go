@@ -575,7 +575,8 @@ func (s *syncBuffer) String() string {
 // TestNATSURLSecretWarns: against a NATS server without authorization, a
 // token in --nats-url still connects, with a warning that names the
 // problem and not the token; a node with no URL secret signs with its
-// nkey, and when the server has no authorization says so.
+// nkey, and when the server has no authorization refuses to start unless
+// InsecureNATS, which it then warns of.
 func TestNATSURLSecretWarns(t *testing.T) {
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
@@ -587,6 +588,10 @@ func TestNATSURLSecretWarns(t *testing.T) {
 	}
 	defer func() { s.Shutdown(); s.WaitForShutdown() }()
 	addr := strings.TrimPrefix(s.ClientURL(), "nats://")
+	if _, err := tryStartNode(t, t.TempDir(), func(c *Config) { c.NATSURL = "nats://" + addr }); err == nil ||
+		!strings.Contains(err.Error(), "has no authorization") {
+		t.Fatalf("a node started on a NATS server without authorization: %v", err)
+	}
 	for _, tc := range []struct {
 		url, want string
 	}{
@@ -596,6 +601,7 @@ func TestNATSURLSecretWarns(t *testing.T) {
 		logs := &syncBuffer{}
 		n := startNode(t, t.TempDir(), func(c *Config) {
 			c.NATSURL = tc.url
+			c.InsecureNATS = true
 			c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		})
 		n.Close()

@@ -146,6 +146,12 @@ type Config struct {
 	// in with instead of the nkey, for a NATS server in operator (JWT)
 	// mode. Needs NATSURL. Default none.
 	NATSCredsFile string
+	// InsecureNATS lets the node use a NATS server that asks for no
+	// credentials: anyone who reaches such a server reads and forges all
+	// of pushring's traffic, sessions and password hashes included, so
+	// by default the node refuses to start on one. For development
+	// against a bare nats-server only; each start logs a warning.
+	InsecureNATS bool
 	// NATSAuthorizedKeysFile lists the other nodes the embedded server
 	// lets in, one "<node-id> <public-nkey>" a line ('#' comments), each
 	// with the permissions of that node id (natsauth.NodePermissions);

@@ -31,7 +31,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pushring/pushring/internal/configerr"
+	"github.com/pushring/pushring/internal/natsauth"
 )
 
 // KVConfig configures KV. Zero fields take the DefaultKVConfig values.
@@ -69,8 +69,6 @@ func DefaultKVConfig() KVConfig {
 	}
 }
 
-var bucketPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
-
 // ErrInvalidConfig is matched by every error NewKV returns for a KVConfig
 // it cannot run with; the error's text names the field.
 var ErrInvalidConfig = errors.New("store: invalid config")
@@ -98,7 +96,7 @@ const maxReplicas = 5
 // validate checks a KVConfig that went through withDefaults.
 func (c KVConfig) validate() error {
 	return configerr.First(
-		check.If(!bucketPrefixPattern.MatchString(c.Cluster),
+		check.If(!natsauth.ValidCluster(c.Cluster),
 			"Cluster %q must be 1 to 200 of A-Z, a-z, 0-9, '_' and '-' (it prefixes the bucket names)", c.Cluster),
 		check.If(c.Replicas < 1 || c.Replicas > maxReplicas, "Replicas must be 1 to %d (got %d)", maxReplicas, c.Replicas),
 		configerr.Positive(check, "SessionMaxAge", c.SessionMaxAge),

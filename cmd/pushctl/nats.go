@@ -28,6 +28,10 @@ func cmdNATSConfig(_ context.Context, c *cli, args []string) error {
 	if _, err := c.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
+	if !natsauth.ValidCluster(*cluster) {
+		// The name becomes part of every subject of the permissions.
+		return usagef("--cluster %q must be 1 to 200 of A-Z, a-z, 0-9, '_' and '-'", *cluster)
+	}
 	if *keysFile != "" {
 		b, err := os.ReadFile(*keysFile)
 		if err != nil {

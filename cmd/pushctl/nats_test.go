@@ -48,6 +48,8 @@ func TestNATSKeyAndConfig(t *testing.T) {
 		{"nats-config", "--node", "n2"},
 		{"nats-config", "--node", "n2=nonsense"},
 		{"nats-config", "--node", "n2=" + strings.TrimSpace(pub), "--node", "n3=" + strings.TrimSpace(pub)},
+		{"nats-config", "--cluster", "a.>", "--node", "n2=" + strings.TrimSpace(pub)}, // a wildcard cluster would widen every permission
+		{"nats-config", "--cluster", "*", "--node", "n2=" + strings.TrimSpace(pub)},
 		{"nats-key"},
 	} {
 		if _, stderr, code := runCLI(t, "", nil, "", args...); code != 2 {

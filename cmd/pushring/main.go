@@ -122,6 +122,7 @@ func run(args []string) error {
 	// own nkey (or a .creds file); no NATS secret on the command line.
 	fs.StringVar(&cfg.NATSNKeyFile, "nats-nkey-file", "", "this node's NATS user nkey seed (default: read or generate <data-dir>/nats.nk; its public key is logged)")
 	fs.StringVar(&cfg.NATSCredsFile, "nats-creds-file", "", "NATS credentials file (JWT and seed) for a NATS server in operator mode, instead of the nkey")
+	fs.BoolVar(&cfg.InsecureNATS, "insecure-nats", false, "use a NATS server that asks for no credentials (development only: anyone reaching it reads and forges all traffic)")
 	fs.StringVar(&cfg.NATSAuthorizedKeysFile, "nats-authorized-keys-file", "", "embedded NATS server: file of \"<node-id> <public-nkey>\" lines for the other nodes it lets in (re-read on SIGHUP)")
 	fs.StringVar(&cfg.NATSCA, "nats-ca", "", "CA file (PEM) to verify the NATS servers of --nats-url")
 	fs.StringVar(&cfg.NATSCert, "nats-cert", "", "client certificate file (PEM) for the connection to --nats-url")

@@ -21,6 +21,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,15 @@ func InboxPrefix(cluster, nodeID string) string {
 func NodeSubject(cluster, nodeID string) string {
 	return "pushring." + cluster + ".node." + nodeID
 }
+
+// clusterPattern is what a cluster name may be: it prefixes NATS subjects
+// and KV bucket names, so a '.', '*' or '>' in it would turn the
+// permissions of one cluster into wildcards over others.
+var clusterPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
+
+// ValidCluster reports whether name can be a cluster name: 1 to 200 of
+// A-Z, a-z, 0-9, '_' and '-'.
+func ValidCluster(name string) bool { return clusterPattern.MatchString(name) }
 
 // NodePermissions are the subjects node nodeID of cluster needs, and
 // nothing more: publish to any node's fanout subject of the cluster and
