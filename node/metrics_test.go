@@ -48,7 +48,7 @@ var goldenNodeFamilies = []string{
 	`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
 	`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
 	`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
-	`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout) or error (garbage, bad or refused certificate, reset)."`,
+	`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress)."`,
 	`pushring_nats_refusals_total counter [reason] "Clients the embedded NATS server refused, by reason: authentication (unknown or revoked key), permission (a subject outside the client's permissions), tls (failed handshake)."`,
 	`pushring_queue_dropped_total counter [] "Messages dropped from a full session queue or for a slow consumer."`,
 	`pushring_ring_changes_total counter [] "Changes of the set of nodes on this node's hash ring."`,

@@ -788,6 +788,10 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.closing.Store(true)
+	// A Reload under way finishes before anything it touches is stopped;
+	// one that starts now sees closing and does nothing.
+	n.reloadMu.Lock()
+	n.reloadMu.Unlock()
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		n.http.Shutdown(ctx)

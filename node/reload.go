@@ -5,6 +5,9 @@ import (
 	"fmt"
 )
 
+// ErrClosed is Reload's error once Close has begun.
+var ErrClosed = errors.New("node: closed")
+
 // Reload rereads what the node keeps in files and can change without a
 // restart; cmd/pushring calls it on SIGHUP. Each step that fails is
 // logged and leaves its running values in place (a half-edited file
@@ -12,6 +15,9 @@ import (
 func (n *Node) Reload() error {
 	n.reloadMu.Lock() // one reload at a time: steps read and swap state
 	defer n.reloadMu.Unlock()
+	if n.closing.Load() {
+		return ErrClosed
+	}
 	var errs []error
 	for _, step := range []struct {
 		name string

@@ -182,6 +182,14 @@ type Config struct {
 	// run off the accept loop, so a slow one delays nobody else. Default
 	// 10 s, as long as a CONNECT may take.
 	TLSHandshakeTimeout time.Duration
+	// MaxTLSHandshakes caps the TLS handshakes in progress, node-wide:
+	// each holds a socket, a goroutine and public-key work, and the
+	// per-address connect rate alone lets a few addresses hold
+	// thousands for TLSHandshakeTimeout. Over it a new connection is
+	// closed at once and counted (reason "busy"). Default 1,024: at a
+	// few milliseconds a handshake, far more than honest reconnect
+	// storms keep in flight.
+	MaxTLSHandshakes int
 
 	// WriteTimeout bounds each socket write; a client that does not read
 	// for this long is disconnected as a slow consumer. Default 10 s.
@@ -258,6 +266,7 @@ func DefaultConfig() Config {
 		SessionExpiry:           24 * time.Hour,
 		WriteTimeout:            10 * time.Second,
 		TLSHandshakeTimeout:     10 * time.Second,
+		MaxTLSHandshakes:        1024,
 		MaxOutboundBytes:        1 << 20,
 		RetryInterval:           30 * time.Second,
 		Now:                     time.Now,
@@ -303,6 +312,7 @@ func (c Config) withDefaults() Config {
 	c.SessionExpiry = cmp.Or(c.SessionExpiry, d.SessionExpiry)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, d.WriteTimeout)
 	c.TLSHandshakeTimeout = cmp.Or(c.TLSHandshakeTimeout, d.TLSHandshakeTimeout)
+	c.MaxTLSHandshakes = cmp.Or(c.MaxTLSHandshakes, d.MaxTLSHandshakes)
 	c.RetryInterval = cmp.Or(c.RetryInterval, d.RetryInterval)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
@@ -340,6 +350,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "SessionExpiry", c.SessionExpiry),
 		configerr.Positive(check, "WriteTimeout", c.WriteTimeout),
 		configerr.Positive(check, "TLSHandshakeTimeout", c.TLSHandshakeTimeout),
+		configerr.Positive(check, "MaxTLSHandshakes", c.MaxTLSHandshakes),
 		configerr.Positive(check, "MaxOutboundBytes", c.MaxOutboundBytes),
 		configerr.Positive(check, "RetryInterval", c.RetryInterval),
 	)

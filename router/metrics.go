@@ -26,6 +26,7 @@ type Stats struct {
 	TLSConnections  int64  // MQTT connections over TLS open now (handshake done)
 	TLSTimeouts     uint64 // TLS handshakes cut off by TLSHandshakeTimeout
 	TLSErrors       uint64 // TLS handshakes that failed otherwise
+	TLSBusy         uint64 // TLS connections closed unshaken: MaxTLSHandshakes in progress
 	Throttled       uint64 // pauses of a connection whose principal went over its publish rate (limits.go)
 }
 
@@ -64,7 +65,7 @@ var (
 	tlsConnsDesc = prometheus.NewDesc("pushring_mqtt_tls_connections",
 		"MQTT connections over TLS open now (handshake done), logged in or not.", nil, nil)
 	tlsFailuresDesc = prometheus.NewDesc("pushring_mqtt_tls_handshake_failures_total",
-		"MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout) or error (garbage, bad or refused certificate, reset).", []string{"reason"}, nil)
+		"MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress).", []string{"reason"}, nil)
 	slowDesc = prometheus.NewDesc("pushring_mqtt_slow_sessions_total",
 		"Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.", nil, nil)
 	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
@@ -90,7 +91,7 @@ type metrics struct {
 	panics       atomic.Uint64
 	slow         atomic.Uint64
 	tlsConns     atomic.Int64
-	tlsFailures  [2]atomic.Uint64 // timeout, error
+	tlsFailures  [3]atomic.Uint64 // timeout, error, busy
 	throttles    atomic.Uint64
 }
 
@@ -137,6 +138,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(tlsConnsDesc, prometheus.GaugeValue, float64(m.tlsConns.Load()))
 	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[0], "timeout")
 	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[1], "error")
+	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[2], "busy")
 	ch <- m.counter(throttledDesc, &m.throttles)
 }
 
@@ -198,6 +200,7 @@ func (m *metrics) stats() Stats {
 		TLSConnections:  m.tlsConns.Load(),
 		TLSTimeouts:     m.tlsFailures[0].Load(),
 		TLSErrors:       m.tlsFailures[1].Load(),
+		TLSBusy:         m.tlsFailures[2].Load(),
 		Throttled:       m.throttles.Load(),
 	}
 }

@@ -25,7 +25,7 @@ var (
 		`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
 		`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
 		`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
-		`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout) or error (garbage, bad or refused certificate, reset)."`,
+		`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress)."`,
 		`pushring_queue_dropped_total counter [] "Messages dropped from a full session queue or for a slow consumer."`,
 	}
 	goldenSeries = []string{
@@ -62,6 +62,7 @@ var (
 		`pushring_mqtt_refusals_total{reason="will_acl"}`,
 		`pushring_mqtt_slow_sessions_total`,
 		`pushring_mqtt_tls_connections`,
+		`pushring_mqtt_tls_handshake_failures_total{reason="busy"}`,
 		`pushring_mqtt_tls_handshake_failures_total{reason="error"}`,
 		`pushring_mqtt_tls_handshake_failures_total{reason="timeout"}`,
 		`pushring_queue_dropped_total`,
@@ -109,6 +110,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 			{"TLSConnections", float64(st.TLSConnections), s["pushring_mqtt_tls_connections"]},
 			{"TLSTimeouts", float64(st.TLSTimeouts), s[`pushring_mqtt_tls_handshake_failures_total{reason="timeout"}`]},
 			{"TLSErrors", float64(st.TLSErrors), s[`pushring_mqtt_tls_handshake_failures_total{reason="error"}`]},
+			{"TLSBusy", float64(st.TLSBusy), s[`pushring_mqtt_tls_handshake_failures_total{reason="busy"}`]},
 			{"Throttled", float64(st.Throttled), s["pushring_mqtt_publish_throttled_total"]},
 		} {
 			if c.stat != c.metric {

@@ -57,6 +57,7 @@ type Server struct {
 	loopErr    sync.Once    // the event loop could not start: logged once
 	rateLogged atomic.Int64 // unix second of the last connect-rate log line
 	tlsLogged  atomic.Int64 // unix second of the last TLS handshake failure log line
+	handshakes chan struct{} // a slot per TLS handshake in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
 	stop     context.CancelFunc
@@ -116,6 +117,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 	}
 	s.msgs.New = func() any { return new(message.Message) }
 	s.stopping, s.stop = context.WithCancel(context.Background())
+	s.handshakes = make(chan struct{}, cfg.MaxTLSHandshakes)
 	return s, nil
 }
 
@@ -186,9 +188,17 @@ func (s *Server) acceptTLS(nc net.Conn, cfg *tls.Config) {
 	if !s.allowConnect(nc) {
 		return
 	}
+	select {
+	case s.handshakes <- struct{}{}:
+	default:
+		nc.Close()
+		s.handshakeFailed(nc.RemoteAddr(), errHandshakesBusy)
+		return
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		<-s.handshakes
 		nc.Close()
 		return
 	}
@@ -197,12 +207,16 @@ func (s *Server) acceptTLS(nc net.Conn, cfg *tls.Config) {
 	go s.handshake(nc, cfg)
 }
 
+// errHandshakesBusy: MaxTLSHandshakes were in progress.
+var errHandshakesBusy = errors.New("too many TLS handshakes in progress")
+
 // handshake runs one TLS handshake, then starts the connection.
 func (s *Server) handshake(nc net.Conn, cfg *tls.Config) {
 	defer s.wg.Done()
 	tc := tls.Server(nc, cfg)
 	nc.SetDeadline(time.Now().Add(s.cfg.TLSHandshakeTimeout))
 	err := tc.HandshakeContext(s.stopping)
+	<-s.handshakes
 	if err == nil {
 		err = nc.SetDeadline(time.Time{}) // the transport sets its own
 	}
@@ -231,7 +245,10 @@ func (s *Server) handshake(nc net.Conn, cfg *tls.Config) {
 func (s *Server) handshakeFailed(addr net.Addr, err error) {
 	reason, i := "error", 1
 	var ne net.Error
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+	switch {
+	case errors.Is(err, errHandshakesBusy):
+		reason, i = "busy", 2
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		reason, i = "timeout", 0
 	}
 	s.m.tlsFailures[i].Add(1)

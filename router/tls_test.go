@@ -15,6 +15,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushring/pushring/internal/certs"
 	"github.com/pushring/pushring/internal/testutil"
@@ -263,7 +264,9 @@ func TestTLSDeviceCertificate(t *testing.T) {
 // are counted, and the failures are logged at most once a second.
 func TestTLSHandshakeFlood(t *testing.T) {
 	var logs testutil.SyncBuffer
-	const timeout = 2 * time.Second
+	// Long enough for the real clients to be served first on a loaded
+	// machine: what is tested is that they need not wait for it.
+	const timeout = 4 * time.Second
 	te := newTLSEnv(t, func(c *Config) {
 		c.TLSHandshakeTimeout = timeout
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -315,6 +318,54 @@ func TestTLSHandshakeFlood(t *testing.T) {
 	if st := te.srv.Stats(); st.Connections != 2 || st.TLSConnections != 2 {
 		t.Errorf("after the flood: %d connections, %d over TLS; want 2", st.Connections, st.TLSConnections)
 	}
+}
+
+// TestTLSHandshakeCap: with MaxTLSHandshakes stalled handshakes in
+// progress, a new TLS connection is closed at once and counted as busy;
+// once they time out, a real client is served again.
+func TestTLSHandshakeCap(t *testing.T) {
+	const max = 4
+	reg := prometheus.NewRegistry()
+	te := newTLSEnv(t, func(c *Config) {
+		c.MaxTLSHandshakes = max
+		c.TLSHandshakeTimeout = time.Second
+		c.Registerer = reg
+	})
+	for range max {
+		c, err := net.Dial("tcp", te.tlsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.Write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello, then nothing
+	}
+	// The stalled ones hold every slot once accepted: a connection then
+	// is closed without a byte.
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if st := te.srv.Stats(); st.TLSBusy == 0 {
+			c, err := net.Dial("tcp", te.tlsAddr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			c.Read(make([]byte, 1))
+			return fmt.Errorf("no busy refusal yet")
+		}
+		return nil
+	})
+	if got := testutil.MetricSeries(t, reg, "pushring_mqtt_tls")[`pushring_mqtt_tls_handshake_failures_total{reason="busy"}`]; got < 1 {
+		t.Errorf("busy refusals in /metrics: %v", got)
+	}
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if st := te.srv.Stats(); st.TLSTimeouts < max {
+			return fmt.Errorf("%d stalled handshakes timed out", st.TLSTimeouts)
+		}
+		return nil
+	})
+	c := te.dial(t, nil)
+	c.send(connectPacket("alice", "tok-alice", "alice", true, 60))
+	c.expectConnack(0)
 }
 
 // TestTLSCertificateReload: a certificate replaced on disk is served to

@@ -98,6 +98,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.HTTPSAddr, "https-addr", "", `HTTPS API listen address (default ":8443" with --tls-cert; "off": none)`)
 	fs.StringVar(&advertiseTLS, "advertise-mqtt-tls", "", "comma-separated MQTT-over-TLS addresses returned at login (default: the bound MQTT TLS address)")
 	fs.DurationVar(&cfg.Router.TLSHandshakeTimeout, "tls-handshake-timeout", cfg.Router.TLSHandshakeTimeout, "a TLS handshake that takes longer is cut off")
+	fs.IntVar(&cfg.Router.MaxTLSHandshakes, "max-tls-handshakes", cfg.Router.MaxTLSHandshakes, "TLS handshakes in progress at once, node-wide; over it a new connection is closed and counted")
 
 	// HTTP limits and login throttling per account.
 	fs.DurationVar(&cfg.HTTP.ReadHeaderTimeout, "http-read-header-timeout", cfg.HTTP.ReadHeaderTimeout, "HTTP: time allowed to read a request's headers")
