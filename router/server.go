@@ -53,10 +53,10 @@ type Server struct {
 	pres presenceQueue // see SetPresence
 
 	wg         sync.WaitGroup
-	loops      eventLoops   // the event-loop transport's pollers
-	loopErr    sync.Once    // the event loop could not start: logged once
-	rateLogged atomic.Int64 // unix second of the last connect-rate log line
-	tlsLogged  atomic.Int64 // unix second of the last TLS handshake failure log line
+	loops      eventLoops    // the event-loop transport's pollers
+	loopErr    sync.Once     // the event loop could not start: logged once
+	rateLogged atomic.Int64  // unix second of the last connect-rate log line
+	tlsLogged  atomic.Int64  // unix second of the last TLS handshake failure log line
 	handshakes chan struct{} // a slot per TLS handshake in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
