@@ -232,6 +232,10 @@ func (f *Files) load(st stamp) (*loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: %s, %s: %w", f.cfg.CertFile, f.cfg.KeyFile, err)
 	}
+	if fi, err := os.Stat(f.cfg.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		// Whoever read the key can pose as this node to its clients.
+		f.log.Warn("TLS key file is readable by group or others; chmod 600 it", "file", f.cfg.KeyFile)
+	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
 	https := c.Clone()
 	https.NextProtos = httpsProtos

@@ -67,6 +67,41 @@ func serveTLS(t *testing.T, cfg *tls.Config) string {
 	return ln.Addr().String()
 }
 
+// A key file others may read is served, with a warning at each load.
+func TestLooseKeyFileWarns(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k, err := ca.Server(DevHosts, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "s.pem"), filepath.Join(dir, "s.key")
+	for _, w := range []struct {
+		path string
+		b    []byte
+		mode os.FileMode
+	}{{certFile, c, 0o644}, {keyFile, k, 0o600}} {
+		if err := writeFile(w.path, w.b, w.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o600, 0o640} {
+		if err := os.Chmod(keyFile, mode); err != nil {
+			t.Fatal(err)
+		}
+		var logs testutil.SyncBuffer
+		if _, err := New(Config{CertFile: certFile, KeyFile: keyFile, Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+			t.Fatal(err)
+		}
+		if warned := logs.Contains("TLS key file is readable by group or others"); warned != (mode != 0o600) {
+			t.Errorf("key file mode %o: warned %v", mode, warned)
+		}
+	}
+}
+
 // TestReloadOnChange: a pair replaced on disk is served to the next
 // handshakes; a broken pair keeps the old one, logged once; Reload reads
 // at once and reports a broken pair.
