@@ -772,7 +772,8 @@ func (n *Node) MQTTTLSAddr() string { return addrString(n.mqttTLS) }
 // HTTPSAddr is the bound HTTPS address; "" when not serving it.
 func (n *Node) HTTPSAddr() string { return addrString(n.httpsLn) }
 
-// AdminKey is the key admin calls need.
+// AdminKey is the first admin key the node started with (tests and
+// tools); Reload may since have replaced the accepted keys.
 func (n *Node) AdminKey() string { return n.adminKey }
 
 // Registry is the node's Prometheus registry (served on /metrics).
