@@ -574,7 +574,7 @@ func StartNATS(bin string, t *TLSMaterial) (*Broker, error) {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		mqttTLS = fmt.Sprintf(" tls { cert_file: %q, key_file: %q }", f.cert, f.key)
+		mqttTLS = fmt.Sprintf(", tls { cert_file: %q, key_file: %q }", f.cert, f.key)
 		b.name += TLSSuffix
 	}
 	conf := fmt.Sprintf("server_name: pushbench\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q }\nmqtt { listen: %q%s }\n",
