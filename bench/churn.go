@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,6 +206,8 @@ func RunChurn(ctx context.Context, sys System, cfg ChurnConfig) (res Result) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	ct := tlsOf(sys)
+	defer func() { res.TLS = ct.negotiated() }()
 	fail := func(err error) Result { res.Error = err.Error(); return res }
 	cs, ok := sys.(ChurnSystem)
 	if !ok {
@@ -223,7 +226,7 @@ func RunChurn(ctx context.Context, sys System, cfg ChurnConfig) (res Result) {
 	nsrc := min(cfg.Workers, 64) // worker w dials from 127.0.0.(w%64+1): ephemeral ports, per-address limits
 	dial := func(w int, c Client, password string) (*mqttc.Conn, error) {
 		return mqttc.Dial(dialAddr(sys, c), mqttc.Options{ClientID: c.ID, Username: c.Username, Password: password,
-			LocalAddr: sourceAddr(w, nsrc), BufSize: 4 << 10})
+			LocalAddr: sourceAddr(w, nsrc), BufSize: 4 << 10, TLS: ct.config()})
 	}
 	subscribe := func(c *mqttc.Conn, cl Client, done func(int, time.Time), step int) error {
 		t := time.Now()
@@ -322,7 +325,7 @@ func (r *Report) WriteChurnTable(out io.Writer) {
 	fmt.Fprintln(tw, "system\tworkers\tlogins/s\tlogin p50 ms\tlogin p99 ms\ttoken CONNECT p50 ms\tp99 ms\tconnects/s\tCONNECT p50 ms\tp99 ms\tSUBSCRIBE p50 ms\tp99 ms\terrors\tsrv CPU s\tharness CPU s\tpushring/this connects/s\t")
 	var pr *float64
 	for _, x := range r.Results {
-		if x.System == "pushring" && x.Error == "" && x.Scenario == "churn" {
+		if strings.TrimSuffix(x.System, TLSSuffix) == "pushring" && x.Error == "" && x.Scenario == "churn" {
 			pr = x.ConnectsPerS
 		}
 	}

@@ -46,6 +46,7 @@ type Result struct {
 	WarmupS        float64  `json:"warmup_s"`
 	Connections    int      `json:"connections"`
 	Procs          int      `json:"procs,omitempty"` // worker processes holding the receiving clients (--procs > 1)
+	TLS            string   `json:"tls,omitempty"`   // the TLS version the clients negotiated ("TLS 1.3"); "": plain TCP
 	Sent           uint64   `json:"sent"`
 	Deliveries     uint64   `json:"deliveries"` // in the measured window
 	DeliveriesPerS float64  `json:"deliveries_per_s"`
@@ -191,6 +192,8 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	if cfg.ConnectWorkers <= 0 {
 		cfg.ConnectWorkers = 32
 	}
+	ct := tlsOf(sys)
+	defer func() { res.TLS = ct.negotiated() }()
 	fail := func(err error) Result { res.Error = err.Error(); return res }
 
 	t0 := time.Now()
@@ -239,7 +242,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	} else {
 		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
 			m := plan.Members[i]
-			c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password})
+			c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, TLS: ct.config()})
 			if err != nil {
 				return fmt.Errorf("member %s: %w", m.ID, err)
 			}
@@ -273,7 +276,8 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		pubLoops.Wait()
 	}()
 	for i, p := range plan.Publishers {
-		c, err := mqttc.Dial(dialAddr(sys, p), mqttc.Options{ClientID: p.ID, Username: p.Username, Password: p.Password, Inflight: cfg.Inflight})
+		c, err := mqttc.Dial(dialAddr(sys, p), mqttc.Options{ClientID: p.ID, Username: p.Username, Password: p.Password, Inflight: cfg.Inflight,
+			TLS: ct.config()})
 		if err != nil {
 			return fail(fmt.Errorf("publisher %s: %w", p.ID, err))
 		}

@@ -117,6 +117,12 @@ func sectionTitle(r *Report) string {
 			s += ", max rate"
 		}
 	}
+	if tlsSuffix(x.System) != "" {
+		s += ", MQTT over TLS"
+		if x.TLS != "" {
+			s += " (" + x.TLS + ")"
+		}
+	}
 	if n := len(x.Runs); n > 1 {
 		s += fmt.Sprintf(", median of %d runs", n)
 	}
@@ -155,7 +161,7 @@ var palette = map[string]string{"pushring": "#1f5fbf", "mosquitto": "#e07b00", "
 var extraColors = []string{"#b8336a", "#7a4fbf", "#8c6d31", "#17a2b8", "#555555"}
 
 func color(system string, i int) string {
-	if c, ok := palette[system]; ok {
+	if c, ok := palette[strings.TrimSuffix(system, TLSSuffix)]; ok {
 		return c
 	}
 	return extraColors[i%len(extraColors)]
@@ -276,7 +282,7 @@ func columns(scenario string, ref *Result) []column {
 
 func writeHTMLTable(b *strings.Builder, rs []Result) {
 	esc := html.EscapeString
-	want := "pushring"
+	want := "pushring" + tlsSuffix(rs[0].System) // a run is all TLS or all plain
 	if rs[0].Scenario == "cluster" {
 		want = "pushring-cluster"
 	}

@@ -222,3 +222,36 @@ func TestHTMLReport(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSRows: rows of a --tls run ("<system>+tls") are compared with
+// pushring+tls, in the text table and in the HTML one, keep their
+// system's colour, and the HTML section says the run was over TLS.
+func TestTLSRows(t *testing.T) {
+	r := &Report{Machine: DescribeMachine(), Command: []string{"pushbench", "--tls"}, Results: []Result{
+		synthetic("pushring+tls", 0, 2, 3000, 0),
+		synthetic("mosquitto+tls", 0, 4, 1000, 0),
+	}}
+	for i := range r.Results {
+		r.Results[i].TLS, r.Results[i].Run = "TLS 1.3", 0
+	}
+	var txt bytes.Buffer
+	r.WriteTable(&txt)
+	var row string
+	for _, line := range strings.Split(txt.String(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "mosquitto+tls ") {
+			row = line
+		}
+	}
+	if f := strings.Fields(row); len(f) < 2 || f[len(f)-2] != "3.00" {
+		t.Errorf("text table: mosquitto+tls row %q, want pushring+tls/this deliveries/s 3.00", row)
+	}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, "tls", r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"MQTT over TLS (TLS 1.3)", "<td>3.00</td>", `color:` + palette["mosquitto"] + `">■</span> mosquitto+tls`} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+}

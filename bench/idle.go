@@ -44,6 +44,8 @@ func RunIdle(ctx context.Context, sys System, cfg IdleConfig) (res Result) {
 	if cfg.SourceAddrs <= 0 {
 		cfg.SourceAddrs = cfg.Clients/5000 + 1 // ports in TIME_WAIT from an earlier run must not run out
 	}
+	ct := tlsOf(sys)
+	defer func() { res.TLS = ct.negotiated() }()
 	fail := func(err error) Result { res.Error = err.Error(); return res }
 	pid := sys.PID()
 	if pid <= 0 {
@@ -90,7 +92,7 @@ func RunIdle(ctx context.Context, sys System, cfg IdleConfig) (res Result) {
 		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
 			m := plan.Members[i]
 			c, err := mqttc.Dial(sys.MQTTAddr(), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password,
-				LocalAddr: sourceAddr(i, cfg.SourceAddrs), BufSize: 512})
+				LocalAddr: sourceAddr(i, cfg.SourceAddrs), BufSize: 512, TLS: ct.config()})
 			if err != nil {
 				return fmt.Errorf("client %s: %w", m.ID, err)
 			}

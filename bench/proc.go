@@ -2,7 +2,8 @@
 // pushring node, plain MQTT brokers it starts itself), the scenarios, and
 // the report. It is a client only: it talks to servers over HTTP and MQTT
 // and imports no server package: its MQTT client is mqtt/mqttc, on the
-// shared codec mqtt/packet.
+// shared codec mqtt/packet; --tls takes only the throwaway CA maker of
+// internal/certs.
 package bench
 
 import (

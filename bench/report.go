@@ -32,7 +32,8 @@ func optf(p *float64, format string) string {
 }
 
 // WriteTable prints one row per result, with the pushring/row ratio of
-// deliveries/s and p99 for each row of the same scenario and QoS.
+// deliveries/s and p99 for each row of the same scenario and QoS (a TLS
+// row against pushring's TLS row).
 func (r *Report) WriteTable(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tscenario\tqos\tconns\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tsrv CPU s\tsrv RSS MiB\tharness CPU s\tKiB/conn\tpushring/this deliv/s\tpushring/this p99\t")
@@ -43,7 +44,7 @@ func (r *Report) WriteTable(out io.Writer) {
 		}
 		rd, rp := "-", "-"
 		for _, p := range r.Results {
-			if p.System == "pushring" && p.Error == "" && p.Scenario == x.Scenario && p.QoS == x.QoS {
+			if p.System == "pushring"+tlsSuffix(x.System) && p.Error == "" && p.Scenario == x.Scenario && p.QoS == x.QoS {
 				if x.DeliveriesPerS > 0 {
 					rd = fmt.Sprintf("%.2f", p.DeliveriesPerS/x.DeliveriesPerS)
 				}

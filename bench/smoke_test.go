@@ -70,6 +70,7 @@ type smokeResult struct {
 	Members        int      `json:"members"`
 	Connections    int      `json:"connections"`
 	Procs          int      `json:"procs"`
+	TLS            string   `json:"tls"`
 	Sent           uint64   `json:"sent"`
 	Deliveries     uint64   `json:"deliveries"`
 	DeliveriesPerS float64  `json:"deliveries_per_s"`

@@ -9,7 +9,7 @@
 #
 # Sizes and durations can be lowered for a quick check of the suite itself,
 # and ONLY picks entries by name:
-#   MEMBERS=200 USERS=300 CLIENTS=1000 RUNS=1 DURATION=2s bench/suite.sh /tmp/suite
+#   MEMBERS=200 USERS=300 CLIENTS=1000 CLIENTS_TLS=1000 RUNS=1 DURATION=2s bench/suite.sh /tmp/suite
 #   ONLY="churn cluster" bench/suite.sh /tmp/suite
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ BIN=${BIN:-bin}
 MEMBERS=${MEMBERS:-1000}   # fanout: one group of MEMBERS
 USERS=${USERS:-2000}       # direct: USERS users, 4 senders
 CLIENTS=${CLIENTS:-15000}  # idle
+CLIENTS_TLS=${CLIENTS_TLS:-10000}  # idle-tls
 RUNS=${RUNS:-3}            # runs of each fanout and direct entry (idle, churn, cluster: 1)
 DURATION=${DURATION:-4s}   # measured window (after a 1 s warmup)
 DRAIN=${DRAIN:-2s}         # longest wait for late deliveries (QoS 0 at max rate: 1 s, see README)
@@ -59,6 +60,13 @@ run direct-qos0-max   "${base[@]}" --scenario direct --users "$USERS" --senders 
 run direct-qos1-max   "${base[@]}" --scenario direct --users "$USERS" --senders 4 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run idle              "${base[@]}" --scenario idle --clients "$CLIENTS" --qos 0 --runs 1
 run churn             "${base[@]}" --scenario churn --users 50 --workers 16 --warmup 1s --duration "$DURATION" --runs 1
+# MQTT over TLS (--tls: a throwaway CA per run, every client verifies the
+# server's certificate), against mosquitto's TLS listener; the same sizes
+# as the plain entries above, so the two can be read side by side.
+tlsbase=(--tls --baseline mosquitto)
+run fanout-qos0-max-tls "${tlsbase[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
+run fanout-qos1-max-tls "${tlsbase[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
+run idle-tls            "${tlsbase[@]}" --scenario idle --clients "$CLIENTS_TLS" --qos 0 --runs 1
 # pushring only: one node, then 3 nodes, the same fanout (the baselines' fanout is above).
 run cluster           --scenario cluster --nodes 3 --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs 1 "${common[@]}" --drain "$DRAIN"
 

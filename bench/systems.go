@@ -175,6 +175,7 @@ type Pushring struct {
 	hc         *http.Client
 	api        *client.Client // the admin key's
 	prefix     string
+	tls        *clientTLS // clients dial mqtt over TLS; nil: plain TCP
 }
 
 // NewPushring targets a running node.
@@ -187,33 +188,51 @@ func NewPushring(mqttAddr, httpURL, adminKey string, pid int) *Pushring {
 
 // StartPushring starts the node binary bin on free loopback ports with a
 // temp data dir (removed on Stop), connection and login rate limits off;
-// extra flags go to the node after the harness's own.
-func StartPushring(bin string, extra ...string) (*Pushring, error) {
+// extra flags go to the node after the harness's own. With t, the node
+// also serves MQTT over TLS with t's certificate (--tls-cert, --tls-key,
+// --mqtt-tls-addr on a free port; no HTTPS listener) and the clients dial
+// that listener; the API stays plain HTTP on loopback.
+func StartPushring(bin string, t *TLSMaterial, extra ...string) (*Pushring, error) {
 	dir, err := os.MkdirTemp("", "pushbench-pushring-")
 	if err != nil {
 		return nil, err
 	}
-	var ports [3]int
+	var ports [4]int
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
+			os.RemoveAll(dir)
 			return nil, err
 		}
 	}
 	key := randHex(32)
 	mqtt := "127.0.0.1:" + strconv.Itoa(ports[0])
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
-	args := append([]string{
+	args := []string{
 		"--data-dir", filepath.Join(dir, "data"),
 		"--mqtt-addr", mqtt, "--http-addr", httpAddr,
 		"--gossip-addr", "127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--node-id", "bench",
-		"--connect-rate", "-1", "--login-rate", "-1", "--publish-rate", "-1", "--publish-bytes-rate", "-1", "--log-level", "warn"}, extra...)
-	p, err := startProcess(dir, "pushring.log", []string{"PUSHRING_ADMIN_KEY=" + key}, bin, args...)
+		"--connect-rate", "-1", "--login-rate", "-1", "--publish-rate", "-1", "--publish-bytes-rate", "-1", "--log-level", "warn"}
+	var ct *clientTLS
+	if t != nil {
+		f, err := t.writeFiles(dir)
+		if err == nil {
+			ct, err = newClientTLS(t.CAPEM)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		mqtt = "127.0.0.1:" + strconv.Itoa(ports[3])
+		args = append(args, "--tls-cert", f.cert, "--tls-key", f.key, "--mqtt-tls-addr", mqtt, "--https-addr", "off")
+	}
+	p, err := startProcess(dir, "pushring.log", []string{"PUSHRING_ADMIN_KEY=" + key}, bin, append(args, extra...)...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	s := NewPushring(mqtt, "http://"+httpAddr, key, 0)
+	s.tls = ct
 	s.proc = p
 	s.pid = p.pid()
 	deadline := time.Now().Add(60 * time.Second)
@@ -241,10 +260,16 @@ func StartPushring(bin string, extra ...string) (*Pushring, error) {
 	return s, nil
 }
 
-func (s *Pushring) Name() string     { return "pushring" }
-func (s *Pushring) MQTTAddr() string { return s.mqtt }
-func (s *Pushring) PID() int         { return s.pid }
-func (s *Pushring) Stop() error      { return s.proc.stop() }
+func (s *Pushring) Name() string {
+	if s.tls != nil {
+		return "pushring" + TLSSuffix
+	}
+	return "pushring"
+}
+func (s *Pushring) clientTLS() *clientTLS { return s.tls }
+func (s *Pushring) MQTTAddr() string      { return s.mqtt }
+func (s *Pushring) PID() int              { return s.pid }
+func (s *Pushring) Stop() error           { return s.proc.stop() }
 
 // parallel runs fn(i) for i in [0, n) on k workers and returns the first error.
 func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int) error) error {
@@ -386,12 +411,14 @@ type Broker struct {
 	name string
 	addr string
 	proc *process
+	tls  *clientTLS // clients dial addr over TLS; nil: plain TCP
 }
 
-func (b *Broker) Name() string     { return b.name }
-func (b *Broker) MQTTAddr() string { return b.addr }
-func (b *Broker) PID() int         { return b.proc.pid() }
-func (b *Broker) Stop() error      { return b.proc.stop() }
+func (b *Broker) Name() string          { return b.name }
+func (b *Broker) clientTLS() *clientTLS { return b.tls }
+func (b *Broker) MQTTAddr() string      { return b.addr }
+func (b *Broker) PID() int              { return b.proc.pid() }
+func (b *Broker) Stop() error           { return b.proc.stop() }
 
 func (b *Broker) SetupFanout(ctx context.Context, groups, members, devices int) (*FanoutPlan, error) {
 	plan := &FanoutPlan{Note: "anonymous; a group is one topic /group/<gid> its members subscribe to"}
@@ -446,8 +473,10 @@ func MosquittoPath() (string, error) {
 	return "", errors.New("mosquitto not found (Debian: apt-get install mosquitto)")
 }
 
-// StartMosquitto starts mosquitto on a free loopback port.
-func StartMosquitto(bin string) (*Broker, error) {
+// StartMosquitto starts mosquitto on a free loopback port; with t, that
+// listener speaks TLS with t's certificate (certfile, keyfile, cafile;
+// no client certificate required) and the row is "mosquitto+tls".
+func StartMosquitto(bin string, t *TLSMaterial) (*Broker, error) {
 	dir, err := os.MkdirTemp("", "pushbench-mosquitto-")
 	if err != nil {
 		return nil, err
@@ -455,11 +484,27 @@ func StartMosquitto(bin string) (*Broker, error) {
 	os.Chmod(dir, 0o755) // mosquitto may drop root for user mosquitto
 	port, err := freePort()
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
+	b := &Broker{name: "mosquitto", addr: "127.0.0.1:" + strconv.Itoa(port)}
+	if t != nil {
+		f, err := t.writeFiles(dir)
+		if err == nil {
+			b.tls, err = newClientTLS(t.CAPEM)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		// These lines belong to the listener above them.
+		conf += fmt.Sprintf("certfile %s\nkeyfile %s\ncafile %s\n", f.cert, f.key, f.ca)
+		b.name += TLSSuffix
+	}
 	cf := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	p, err := startProcess(dir, "mosquitto.log", nil, bin, "-c", cf)
@@ -467,12 +512,12 @@ func StartMosquitto(bin string) (*Broker, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	if err := p.waitTCP(addr, 10*time.Second); err != nil {
+	if err := p.waitTCP(b.addr, 10*time.Second); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("mosquitto: %w", err)
 	}
-	return &Broker{name: "mosquitto", addr: addr, proc: p}, nil
+	b.proc = p
+	return b, nil
 }
 
 // NATSServerPath returns a nats-server binary: the cached build in the
@@ -504,8 +549,9 @@ func NATSServerPath() (string, error) {
 }
 
 // StartNATS starts the NATS server with JetStream (which its MQTT needs)
-// and MQTT on free loopback ports.
-func StartNATS(bin string) (*Broker, error) {
+// and MQTT on free loopback ports; with t, its MQTT listener speaks TLS
+// with t's certificate (mqtt { tls { … } }) and the row is "nats+tls".
+func StartNATS(bin string, t *TLSMaterial) (*Broker, error) {
 	dir, err := os.MkdirTemp("", "pushbench-nats-")
 	if err != nil {
 		return nil, err
@@ -513,13 +559,29 @@ func StartNATS(bin string) (*Broker, error) {
 	var ports [2]int
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
+			os.RemoveAll(dir)
 			return nil, err
 		}
 	}
-	conf := fmt.Sprintf("server_name: pushbench\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q }\nmqtt { listen: 127.0.0.1:%d }\n",
-		ports[0], filepath.Join(dir, "js"), ports[1])
+	b := &Broker{name: "nats", addr: "127.0.0.1:" + strconv.Itoa(ports[1])}
+	var mqttTLS string
+	if t != nil {
+		f, err := t.writeFiles(dir)
+		if err == nil {
+			b.tls, err = newClientTLS(t.CAPEM)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		mqttTLS = fmt.Sprintf(", tls { cert_file: %q, key_file: %q }", f.cert, f.key)
+		b.name += TLSSuffix
+	}
+	conf := fmt.Sprintf("server_name: pushbench\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q }\nmqtt { listen: %q%s }\n",
+		ports[0], filepath.Join(dir, "js"), b.addr, mqttTLS)
 	cf := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	p, err := startProcess(dir, "nats.log", nil, bin, "-c", cf)
@@ -527,10 +589,10 @@ func StartNATS(bin string) (*Broker, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(ports[1])
-	if err := p.waitTCP(addr, 20*time.Second); err != nil {
+	if err := p.waitTCP(b.addr, 20*time.Second); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("nats: %w", err)
 	}
-	return &Broker{name: "nats", addr: addr, proc: p}, nil
+	b.proc = p
+	return b, nil
 }

@@ -53,6 +53,7 @@ type workerMsg struct {
 	SeriesLen      int      `json:"series_len,omitempty"`
 	BufSize        int      `json:"buf_size,omitempty"`
 	ConnectWorkers int      `json:"connect_workers,omitempty"`
+	CAPEM          string   `json:"ca_pem,omitempty"` // set: dial over TLS, verifying the server against this CA
 
 	// arm: the window as unix ns (window's t0, start, end).
 	T0    int64 `json:"t0,omitempty"`
@@ -60,10 +61,11 @@ type workerMsg struct {
 	End   int64 `json:"end,omitempty"`
 
 	// worker → coordinator
-	Connected int           `json:"connected,omitempty"`
-	Total     uint64        `json:"total,omitempty"`
-	Result    *workerResult `json:"result,omitempty"`
-	Error     string        `json:"error,omitempty"`
+	Connected  int           `json:"connected,omitempty"`
+	TLSVersion uint16        `json:"tls_version,omitempty"` // connected: the version the worker's clients negotiated
+	Total      uint64        `json:"total,omitempty"`
+	Result     *workerResult `json:"result,omitempty"`
+	Error      string        `json:"error,omitempty"`
 }
 
 // workerResult is a worker's receivers summed: what run() folds from
@@ -95,6 +97,13 @@ func ServeWorker(in io.Reader, out io.Writer) error {
 	if job.ConnectWorkers <= 0 {
 		job.ConnectWorkers = 32
 	}
+	var ct *clientTLS
+	if job.CAPEM != "" {
+		var err error
+		if ct, err = newClientTLS([]byte(job.CAPEM)); err != nil {
+			return send(workerMsg{Op: "error", Error: err.Error()})
+		}
+	}
 	var w window
 	w.start.Store(1<<63 - 1)
 	w.end.Store(1<<63 - 1)
@@ -114,7 +123,7 @@ func ServeWorker(in io.Reader, out io.Writer) error {
 	defer closeAll()
 	err := parallel(context.Background(), len(job.Clients), job.ConnectWorkers, func(ctx context.Context, i int) error {
 		m := job.Clients[i]
-		o := mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, BufSize: job.BufSize}
+		o := mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, BufSize: job.BufSize, TLS: ct.config()}
 		if len(job.SourceAddrs) > 0 {
 			o.LocalAddr = job.SourceAddrs[i%len(job.SourceAddrs)]
 		}
@@ -154,7 +163,7 @@ func ServeWorker(in io.Reader, out io.Writer) error {
 			r.conn.Run(func(_, payload []byte) { r.onPublish(&w, payload) })
 		}()
 	}
-	if err := send(workerMsg{Op: "connected", Connected: len(conns)}); err != nil {
+	if err := send(workerMsg{Op: "connected", Connected: len(conns), TLSVersion: ct.lastVersion()}); err != nil {
 		return err
 	}
 
@@ -391,11 +400,15 @@ func (p *workerPool) connect(ctx context.Context, sys System, job workerMsg, add
 		addrs = len(job.Clients)/5000 + 1
 	}
 	per := (addrs + n - 1) / n
-	_, err := p.each(ctx, func(i int) workerMsg {
+	ct := tlsOf(sys)
+	out, err := p.each(ctx, func(i int) workerMsg {
 		m := job
-		m.Clients, m.SourceAddrs = shares[i], workerAddrs(i, n, per)
+		m.Clients, m.SourceAddrs, m.CAPEM = shares[i], workerAddrs(i, n, per), ct.ca()
 		return m
 	}, "connected", 0)
+	for _, m := range out {
+		ct.saw(m.TLSVersion)
+	}
 	return err
 }
 
@@ -522,7 +535,7 @@ func limitNote(sys System, clients, procs int) string {
 	var out string
 	if pid := sys.PID(); pid > 0 {
 		if lim := nofileLimit(pid); lim > 0 && clients > lim-1000 {
-			if sys.Name() == "pushring" {
+			if strings.HasPrefix(sys.Name(), "pushring") {
 				out += fmt.Sprintf("; %d clients exceed what one pushring node process holds here: at most ~%d connections (it may open %d files, /proc/%d/limits)",
 					clients, lim-1000, lim, pid)
 			} else {

@@ -68,6 +68,7 @@ func run(args []string) error {
 	procs := fs.Int("procs", 1, "worker processes holding the receiving clients (fanout members, direct users, idle clients), each on its own 127.0.0.x source addresses; 1: all in this process")
 	runs := fs.Int("runs", 1, "run the scenario N times over all systems, their order reversed every other run; report the medians")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	useTLS := fs.Bool("tls", false, "MQTT over TLS: every server the harness starts gets a TLS listener with a throwaway CA's certificate for 127.0.0.1, and every client dials it (rows named <system>+tls); fanout, direct, idle, churn")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -106,6 +107,25 @@ func run(args []string) error {
 	}
 	if *groups < 1 || *members < 1 || *devices < 1 || *duration <= 0 {
 		return errors.New("--groups, --members, --devices and --duration must be positive")
+	}
+	// One throwaway CA and server certificate per run: every server
+	// started gets a copy, every client verifies against the CA.
+	var tlsMat *bench.TLSMaterial
+	if *useTLS {
+		switch {
+		case *scenario == "cluster":
+			return errors.New("--tls does not apply to --scenario cluster (its nodes and the addresses GET /v1/route returns are plain MQTT)")
+		case *system == "pushring" && *startPushring == "":
+			return errors.New("--tls needs --start-pushring (the harness makes the node's certificate; a running node's CA is unknown to it), or --system none")
+		}
+		var err error
+		if tlsMat, err = bench.NewTLSMaterial(); err != nil {
+			return fmt.Errorf("--tls: %w", err)
+		}
+	}
+	suffix := ""
+	if *useTLS {
+		suffix = bench.TLSSuffix
 	}
 	logf := func(format string, a ...any) {
 		if !*quiet {
@@ -187,9 +207,9 @@ func run(args []string) error {
 			}
 			break
 		}
-		runOne("pushring", func() (bench.System, error) {
+		runOne("pushring"+suffix, func() (bench.System, error) {
 			if *startPushring != "" {
-				return bench.StartPushring(*startPushring, strings.Fields(*pushringArgs)...)
+				return bench.StartPushring(*startPushring, tlsMat, strings.Fields(*pushringArgs)...)
 			}
 			key := *adminKey
 			if key == "" && *adminKeyFile != "" {
@@ -215,7 +235,7 @@ func run(args []string) error {
 		switch b = strings.TrimSpace(b); b {
 		case "":
 		case "mosquitto":
-			runOne(b, func() (bench.System, error) {
+			runOne(b+suffix, func() (bench.System, error) {
 				bin := *mosquittoBin
 				if bin == "" {
 					var err error
@@ -223,10 +243,10 @@ func run(args []string) error {
 						return nil, err
 					}
 				}
-				return bench.StartMosquitto(bin)
+				return bench.StartMosquitto(bin, tlsMat)
 			})
 		case "nats":
-			runOne(b, func() (bench.System, error) {
+			runOne(b+suffix, func() (bench.System, error) {
 				bin := *natsBin
 				if bin == "" {
 					var err error
@@ -234,7 +254,7 @@ func run(args []string) error {
 						return nil, err
 					}
 				}
-				return bench.StartNATS(bin)
+				return bench.StartNATS(bin, tlsMat)
 			})
 		default:
 			fmt.Fprintf(os.Stderr, "pushbench: unknown baseline %q (mosquitto, nats)\n", b)
