@@ -46,18 +46,26 @@ func TestQuickStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	pushctl := func(args ...string) string {
+	// pushctl runs with extra environment (passwords come from
+	// PUSHRING_PASSWORD, as the README shows: a flag would be on the
+	// command line) and returns its stdout; anything on stderr (a
+	// warning) fails the test.
+	pushctlEnv := func(extra []string, args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, filepath.Join(bin, "pushctl"), args...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("pushctl %v: %v\n%s", args, err, out)
+		cmd.Env = append(env[:len(env):len(env)], extra...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || stderr.Len() > 0 {
+			t.Fatalf("pushctl %v: %v\n%s%s", args, err, out, stderr.String())
 		}
 		return strings.TrimSpace(string(out))
 	}
-	pushctl("user", "create", "alice", "--password", passwordOf("alice"))
-	pushctl("user", "create", "bob", "--password", passwordOf("bob"))
+	pushctl := func(args ...string) string { t.Helper(); return pushctlEnv(nil, args...) }
+	password := func(id string) []string { return []string{"PUSHRING_PASSWORD=" + passwordOf(id)} }
+	pushctlEnv(password("alice"), "user", "create", "alice")
+	pushctlEnv(password("bob"), "user", "create", "bob")
 	key := pushctl("device", "create", "sensor1", "-q")
 	pushctl("group", "create", "home", "--members-can-publish")
 	pushctl("group", "add-member", "home", "alice")
@@ -66,7 +74,7 @@ func TestQuickStart(t *testing.T) {
 	if out := pushctl("group", "show", "home"); !strings.Contains(out, "alice, bob") {
 		t.Fatalf("group show: %s", out)
 	}
-	token := pushctl("login", "alice", "--password", passwordOf("alice"), "-q")
+	token := pushctlEnv(password("alice"), "login", "alice", "-q")
 
 	host, port, _ := strings.Cut(n.MQTTAddr(), ":")
 	aliceOut := &testutil.SyncBuffer{}
@@ -86,7 +94,8 @@ func TestQuickStart(t *testing.T) {
 
 	// bob's pushchat: stdin is a pipe we write to once it is ready.
 	chat := exec.CommandContext(ctx, filepath.Join(bin, "pushchat"), "--server", server,
-		"--user", "bob", "--password", passwordOf("bob"), "--group", "home")
+		"--user", "bob", "--group", "home")
+	chat.Env = append(env[:len(env):len(env)], password("bob")...)
 	chatIn, err := chat.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +117,7 @@ func TestQuickStart(t *testing.T) {
 		"-t", "/group/home", "-q", "1", "-m", "temperature=21.5").CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_pub: %v %s", err, out)
 	}
-	pushctl("--device", "sensor1", "--key", key, "publish", "group", "home", "door opened")
+	pushctlEnv([]string{"PUSHRING_DEVICE=sensor1", "PUSHRING_DEVICE_KEY=" + key}, "publish", "group", "home", "door opened")
 	pushctl("publish", "user", "alice", "hi alice, from the admin")
 	io.WriteString(chatIn, "hello\n")
 

@@ -78,7 +78,8 @@ Global flags:
                         every local user, so prefer the env or the file)
   --admin-key-file F    read the admin key from F (e.g. ./data/admin.key)
   --token T             session token (env PUSHRING_TOKEN)
-  --device ID --key K   authenticate as a device (HTTP basic auth)
+  --device ID --key K   authenticate as a device (HTTP basic auth; env PUSHRING_DEVICE,
+                        PUSHRING_DEVICE_KEY)
   --json                print the raw JSON response
   --timeout D           per-request timeout (default 30s)
   --cacert F            trust the CA in PEM file F for an https:// server (env PUSHRING_CACERT)

@@ -10,10 +10,11 @@
 package natsembed
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -91,7 +92,8 @@ type Permissions struct {
 // Server is a running embedded NATS server.
 type Server struct {
 	*server.Server
-	opts *server.Options // as given to NewServer, before the server changed it
+	auth      *nkeyAuth // nil: the server has no users and lets any client in
+	listening bool
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -114,11 +116,18 @@ func Start(cfg Config) (*Server, error) {
 		NoLog:                  true,
 		DisableJetStreamBanner: true,
 	}
-	nk, err := nkeyUsers(cfg.Users)
-	if err != nil {
-		return nil, err
+	var auth *nkeyAuth
+	if len(cfg.Users) > 0 {
+		auth = &nkeyAuth{}
+		if err := auth.set(cfg.Users); err != nil {
+			return nil, err
+		}
+		// The users are checked here, not in the server's own options:
+		// changing those at run time (ReloadOptions) races, in the
+		// server, with JetStream reading them. AlwaysEnableNonce makes
+		// the server send the nonce the clients sign.
+		opts.CustomClientAuthentication, opts.AlwaysEnableNonce = auth, true
 	}
-	opts.Nkeys = nk
 	if cfg.Listen == "" {
 		opts.DontListen = true
 	} else {
@@ -164,7 +173,6 @@ func Start(cfg Config) (*Server, error) {
 			opts.Routes = server.RoutesFromStr(strings.Join(urls, ","))
 		}
 	}
-	pristine := opts.Clone()
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
@@ -177,7 +185,7 @@ func Start(cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, errors.New("natsembed: server not ready within 10s")
 	}
-	return &Server{Server: s, opts: pristine}, nil
+	return &Server{Server: s, auth: auth, listening: cfg.Listen != ""}, nil
 }
 
 // refusalLogger is the server's logger when refusals are reported: it
@@ -203,29 +211,66 @@ func (refusalLogger) Fatalf(string, ...any)  {}
 func (refusalLogger) Debugf(string, ...any)  {}
 func (refusalLogger) Tracef(string, ...any)  {}
 
-// nkeyUsers checks and converts users.
-func nkeyUsers(users []User) ([]*server.NkeyUser, error) {
-	var out []*server.NkeyUser
-	seen := map[string]bool{}
+// nkeyAuth authenticates clients against a table of user nkeys that
+// SetUsers swaps at run time: a client names its public key and signs the
+// server's nonce with the private one.
+type nkeyAuth struct {
+	users atomic.Pointer[map[string]*server.Permissions] // public key → permissions (nil: all)
+}
+
+// set checks users and makes them the table.
+func (a *nkeyAuth) set(users []User) error {
+	m := make(map[string]*server.Permissions, len(users))
 	for _, u := range users {
 		if !nkeys.IsValidPublicUserKey(u.PublicKey) {
-			return nil, fmt.Errorf("natsembed: %q is not a public user nkey", u.PublicKey)
+			return fmt.Errorf("natsembed: %q is not a public user nkey", u.PublicKey)
 		}
-		if seen[u.PublicKey] {
-			return nil, fmt.Errorf("natsembed: user nkey %s listed twice", u.PublicKey)
+		if _, dup := m[u.PublicKey]; dup {
+			return fmt.Errorf("natsembed: user nkey %s listed twice", u.PublicKey)
 		}
-		seen[u.PublicKey] = true
-		nu := &server.NkeyUser{Nkey: u.PublicKey}
+		var perms *server.Permissions
 		if p := u.Permissions; p != nil {
 			// Empty Allow lists would allow everything: deny all instead.
-			nu.Permissions = &server.Permissions{
+			perms = &server.Permissions{
 				Publish:   &server.SubjectPermission{Allow: p.Publish, Deny: denyIfEmpty(p.Publish)},
 				Subscribe: &server.SubjectPermission{Allow: p.Subscribe, Deny: denyIfEmpty(p.Subscribe)},
 			}
 		}
-		out = append(out, nu)
+		m[u.PublicKey] = perms
 	}
-	return out, nil
+	a.users.Store(&m)
+	return nil
+}
+
+// listed reports whether key is a user now.
+func (a *nkeyAuth) listed(key string) bool {
+	_, ok := (*a.users.Load())[key]
+	return ok
+}
+
+// Check is the server's authentication of a client connection.
+func (a *nkeyAuth) Check(c server.ClientAuthentication) bool {
+	if c.Kind() != server.CLIENT {
+		return false
+	}
+	o := c.GetOpts()
+	perms, ok := (*a.users.Load())[o.Nkey]
+	if !ok {
+		return false
+	}
+	// nats.go sends the signature in URL-safe base64; others in std.
+	sig, err := base64.RawURLEncoding.DecodeString(o.Sig)
+	if err != nil {
+		if sig, err = base64.StdEncoding.DecodeString(o.Sig); err != nil {
+			return false
+		}
+	}
+	pub, err := nkeys.FromPublicKey(o.Nkey)
+	if err != nil || pub.Verify(c.GetNonce(), sig) != nil {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: o.Nkey, Permissions: perms})
+	return true
 }
 
 func denyIfEmpty(allow []string) []string {
@@ -235,28 +280,30 @@ func denyIfEmpty(allow []string) []string {
 	return nil
 }
 
-// SetUsers replaces the server's users, as a configuration reload does:
-// a connection whose key is no longer listed is closed at once and can
-// no longer connect; the others stay connected, with their permissions
-// updated (subscriptions no longer allowed are removed). It refuses an
-// empty list on a listening server, as Start does.
+// SetUsers replaces the server's users: a connection whose key is no
+// longer listed is closed at once and can no longer connect; the others
+// stay connected with the permissions they had (a listed user's new
+// permissions apply to its next connection). It refuses an empty list on
+// a listening server, as Start does, and users on a server started
+// without any (it lets every client in).
 func (s *Server) SetUsers(users []User) error {
-	if len(users) == 0 && !s.opts.DontListen {
+	if len(users) == 0 && s.listening {
 		return errors.New("natsembed: a listening server needs at least one nkey user")
 	}
-	nk, err := nkeyUsers(users)
-	if err != nil {
+	if s.auth == nil {
+		return errors.New("natsembed: the server was started without users")
+	}
+	if err := s.auth.set(users); err != nil {
 		return err
 	}
-	opts := s.opts.Clone()
-	opts.Nkeys = nk
-	// The server resolved a random port when it bound; a reload must name
-	// the bound one, or it reads as a port change, which cannot reload.
-	if a, ok := s.Addr().(*net.TCPAddr); ok && opts.Port == server.RANDOM_PORT {
-		opts.Port = a.Port
+	conns, err := s.Connz(&server.ConnzOptions{Username: true, Limit: 1 << 20})
+	if err != nil {
+		return fmt.Errorf("natsembed: list connections: %w", err)
 	}
-	if err := s.ReloadOptions(opts); err != nil {
-		return fmt.Errorf("natsembed: reload users: %w", err)
+	for _, ci := range conns.Conns {
+		if ci.AuthorizedUser != "" && !s.auth.listed(ci.AuthorizedUser) {
+			s.DisconnectClientByID(ci.Cid) // gone already: nothing to close
+		}
 	}
 	return nil
 }

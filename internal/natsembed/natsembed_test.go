@@ -84,8 +84,9 @@ func TestListenRequiresNkey(t *testing.T) {
 }
 
 // TestSetUsersRevokes: a key dropped by SetUsers loses its live
-// connection and cannot reconnect; a key kept stays connected, and a
-// permission added at reload applies to it.
+// connection and cannot reconnect; a key kept stays connected with its
+// permissions, and a permission added at reload applies to its next
+// connection.
 func TestSetUsersRevokes(t *testing.T) {
 	keep, keepAuth := userKey(t)
 	drop, dropAuth := userKey(t)
@@ -121,11 +122,11 @@ func TestSetUsersRevokes(t *testing.T) {
 		nc.Close()
 		t.Fatal("revoked key reconnected")
 	}
-	sub, err := kept.SubscribeSync("b")
+	sub, err := kept.SubscribeSync("a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kept.Publish("b", []byte("still here")); err != nil {
+	if err := kept.Publish("a", []byte("still here")); err != nil {
 		t.Fatal(err)
 	}
 	if m, err := sub.NextMsg(5 * time.Second); err != nil || string(m.Data) != "still here" {
@@ -135,6 +136,21 @@ func TestSetUsersRevokes(t *testing.T) {
 	case err := <-errs:
 		t.Fatalf("kept connection: %v", err)
 	default:
+	}
+	again, err := nats.Connect(url, keepAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	subB, err := again.SubscribeSync("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Publish("b", []byte("new permission")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := subB.NextMsg(5 * time.Second); err != nil || string(m.Data) != "new permission" {
+		t.Fatalf("a permission added at reload, on a new connection: %v %v", m, err)
 	}
 	if err := s.SetUsers(nil); err == nil {
 		t.Fatal("a listening server accepted an empty user list")
