@@ -32,7 +32,7 @@ func BenchmarkGroupFanout(b *testing.B) {
 }
 
 func benchGroupFanout(b *testing.B, members int, qos byte) {
-	n := startNode(b, b.TempDir(), nil)
+	n := startNode(b, b.TempDir(), unlimitedPublish)
 	defer n.Close()
 	c := newAPI(b, n)
 	admin := "Bearer " + n.AdminKey()
@@ -96,7 +96,7 @@ func BenchmarkDirect(b *testing.B) {
 
 func benchDirect(b *testing.B, qos byte) {
 	const receivers, publishers = 100, 4
-	n := startNode(b, b.TempDir(), nil)
+	n := startNode(b, b.TempDir(), unlimitedPublish)
 	defer n.Close()
 	c := newAPI(b, n)
 	admin := "Bearer " + n.AdminKey()
@@ -173,3 +173,8 @@ func benchDirect(b *testing.B, qos byte) {
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/msg")
 	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/msg")
 }
+
+// unlimitedPublish turns the per-principal publish limits off: the
+// benchmarks publish from one principal as fast as they can, which the
+// limits (1,000 messages a second by default) would measure instead.
+func unlimitedPublish(c *Config) { c.Router.PublishRate, c.Router.PublishByteRate = -1, -1 }

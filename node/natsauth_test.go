@@ -521,18 +521,7 @@ func TestNATSExternalServerConfig(t *testing.T) {
 
 	n := startNode(t, dir, func(c *Config) { c.NATSURL = s.ClientURL() })
 	defer n.Close()
-	w := setupWorld(t, n)
-	sink := &received{}
-	login := w.api.login("alice", passwordOf("alice"))
-	c := connect(t, n, clientOpts{user: "alice", password: login.Token}, sink)
-	subscribe(t, c, "/private/alice/#", 1, sink)
-	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "via-external"}, nil)
-	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if !slices.Contains(sink.list(), "/private/alice via-external") {
-			return fmt.Errorf("alice got %v", sink.list())
-		}
-		return nil
-	})
+	checkDirectDelivery(t, n, "via-external")
 }
 
 // TestNATSURLSecretRedacted: a password or token in a NATS URL is
@@ -684,19 +673,27 @@ func TestNATSCredsFile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "nats.nk")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("nats.nk with a creds file: %v, want none made", err)
 	}
+	checkDirectDelivery(t, n, "via-jwt")
+	nc, errs := permConn(t, func(o ...nats.Option) (*nats.Conn, error) { return nats.Connect(s.ClientURL(), o...) },
+		nats.UserCredentials(credsFile))
+	expectRefused(t, nc, errs, refusal{true, "other.>"})
+}
+
+// checkDirectDelivery sets up n's world and checks that a direct message
+// with payload, sent over HTTP, reaches alice over MQTT: the node's NATS
+// traffic (KV and fanout) works under its credentials.
+func checkDirectDelivery(t *testing.T, n *Node, payload string) {
+	t.Helper()
 	w := setupWorld(t, n)
 	sink := &received{}
 	login := w.api.login("alice", passwordOf("alice"))
 	c := connect(t, n, clientOpts{user: "alice", password: login.Token}, sink)
 	subscribe(t, c, "/private/alice/#", 1, sink)
-	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "via-jwt"}, nil)
+	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": payload}, nil)
 	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if !slices.Contains(sink.list(), "/private/alice via-jwt") {
+		if !slices.Contains(sink.list(), "/private/alice "+payload) {
 			return fmt.Errorf("alice got %v", sink.list())
 		}
 		return nil
 	})
-	nc, errs := permConn(t, func(o ...nats.Option) (*nats.Conn, error) { return nats.Connect(s.ClientURL(), o...) },
-		nats.UserCredentials(credsFile))
-	expectRefused(t, nc, errs, refusal{true, "other.>"})
 }
