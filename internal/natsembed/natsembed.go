@@ -296,6 +296,21 @@ func (s *Server) SetUsers(users []User) error {
 	if err := s.auth.set(users); err != nil {
 		return err
 	}
+	if err := s.closeUnlisted(); err != nil {
+		return err
+	}
+	// A client whose signature was checked just before the swap may not
+	// be listed as connected yet: look again once it must be.
+	time.AfterFunc(time.Second, func() { s.closeUnlisted() })
+	return nil
+}
+
+// closeUnlisted closes the client connections whose key is no longer a
+// user.
+func (s *Server) closeUnlisted() error {
+	if !s.Running() {
+		return nil
+	}
 	conns, err := s.Connz(&server.ConnzOptions{Username: true, Limit: 1 << 20})
 	if err != nil {
 		return fmt.Errorf("natsembed: list connections: %w", err)
