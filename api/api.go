@@ -220,6 +220,7 @@ type API struct {
 	conns     atomic.Int64 // HTTP connections open through LimitListener
 	connLog   rareLog      // the connection cap's refusals
 	acceptLog rareLog      // failed Accepts (out of files)
+	tlsLog    rareLog      // failed HTTPS handshakes
 	limitLog  rareLog      // 429 answers
 	slowLog   rareLog      // 408 answers (bodies cut by the read deadline)
 

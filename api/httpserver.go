@@ -3,10 +3,12 @@ package api
 import (
 	"cmp"
 	"errors"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,8 +108,24 @@ func (a *API) NewHTTPServer() *http.Server {
 		WriteTimeout:      h.WriteTimeout,
 		IdleTimeout:       h.IdleTimeout,
 		MaxHeaderBytes:    h.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		ErrorLog:          log.New(serverLog{a}, "", 0),
 	}
+}
+
+// serverLog receives net/http's own error lines. A client can cause one
+// a connection, so they go to the log at debug level; failed TLS
+// handshakes (an HTTPS listener's) are also counted and logged at warn at
+// most once a minute.
+type serverLog struct{ a *API }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if strings.HasPrefix(line, "http: TLS handshake error") {
+		l.a.met.tlsFailures.Inc()
+		l.a.tlsLog.log(l.a.log, "api: HTTPS handshake failed (see pushring_http_tls_handshake_failures_total)", "err", line)
+	}
+	l.a.log.Debug("http server", "msg", line)
+	return len(p), nil
 }
 
 // LimitListener wraps ln so that the connections accepted through every

@@ -19,6 +19,7 @@ type metrics struct {
 	openConns    prometheus.Gauge   // HTTP connections open now
 	connsRefused prometheus.Counter // HTTP connections refused at the cap
 	lockouts     prometheus.Counter // login ids that entered a backoff
+	tlsFailures  prometheus.Counter // HTTPS handshakes that failed
 }
 
 // newMetrics registers the API's metrics on reg. It fails if reg holds
@@ -60,6 +61,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.lockouts, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pushring_http_login_lockouts_total",
 		Help: "Times a login id entered a backoff after repeated failed logins.",
+	})); err != nil {
+		return nil, err
+	}
+	if m.tlsFailures, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushring_http_tls_handshake_failures_total",
+		Help: "HTTPS handshakes that failed: garbage, a plaintext request, a stall past the read deadline, a refused certificate.",
 	})); err != nil {
 		return nil, err
 	}

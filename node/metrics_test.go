@@ -40,6 +40,7 @@ var goldenNodeFamilies = []string{
 	`pushring_http_login_lockouts_total counter [] "Times a login id entered a backoff after repeated failed logins."`,
 	`pushring_http_open_conns gauge [] "HTTP connections open now, over every limited listener."`,
 	`pushring_http_requests_total counter [code route] "HTTP API requests by route pattern and status code."`,
+	`pushring_http_tls_handshake_failures_total counter [] "HTTPS handshakes that failed: garbage, a plaintext request, a stall past the read deadline, a refused certificate."`,
 	`pushring_messages_in_total counter [kind proto] "Messages accepted from publishers."`,
 	`pushring_mqtt_connections gauge [] "MQTT clients connected to this node."`,
 	`pushring_mqtt_connects_total counter [result] "MQTT connection attempts by result."`,

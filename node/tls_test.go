@@ -125,6 +125,17 @@ func TestTLSNode(t *testing.T) {
 	if _, err := http.Get("https://" + n.HTTPSAddr() + "/healthz"); err == nil {
 		t.Error("HTTPS with an untrusted certificate: no error")
 	}
+	// That refused handshake, and a plaintext request to the HTTPS port,
+	// are counted.
+	if resp, err := http.Get("http://" + n.HTTPSAddr() + "/healthz"); err == nil {
+		resp.Body.Close()
+	}
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if got := testutil.MetricSeries(t, n.Registry(), "pushring_http_tls")["pushring_http_tls_handshake_failures_total"]; got < 2 {
+			return fmt.Errorf("%v HTTPS handshake failures counted, want 2", got)
+		}
+		return nil
+	})
 	resp, err := https.Post("https://"+n.HTTPSAddr()+"/v1/sessions", "application/json",
 		strings.NewReader(`{"id":"alice","password":"alice-velvet-orbit-canyon"}`))
 	if err != nil {
