@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pushring/pushring/internal/configerr"
+	"github.com/pushring/pushring/internal/lograte"
 	"github.com/pushring/pushring/internal/ratelimit"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
@@ -217,12 +218,12 @@ type API struct {
 	// accounts throttles logins per id; nil: off.
 	accounts *accountGuard
 
-	conns     atomic.Int64 // HTTP connections open through LimitListener
-	connLog   rareLog      // the connection cap's refusals
-	acceptLog rareLog      // failed Accepts (out of files)
-	tlsLog    rareLog      // failed HTTPS handshakes
-	limitLog  rareLog      // 429 answers
-	slowLog   rareLog      // 408 answers (bodies cut by the read deadline)
+	conns     atomic.Int64    // HTTP connections open through LimitListener
+	connLog   lograte.Limiter // the connection cap's refusals
+	acceptLog lograte.Limiter // failed Accepts (out of files)
+	tlsLog    lograte.Limiter // failed HTTPS handshakes
+	limitLog  lograte.Limiter // 429 answers
+	slowLog   lograte.Limiter // 408 answers (bodies cut by the read deadline)
 
 	// admin holds the SHA-256 of every accepted admin key; empty: none.
 	// An atomic pointer so SetAdminKeys rotates keys under live traffic.

@@ -89,11 +89,11 @@ func (a *API) fail(q *request, err error) {
 	// line a minute for each, with the count of those not logged.
 	switch e.status {
 	case http.StatusTooManyRequests:
-		if ok, missed := a.limitLog.allow(); ok {
+		if ok, missed := a.limitLog.Allow(logEvery); ok {
 			a.logRefusal(q, e, []any{"unlogged_before", missed})
 		}
 	case http.StatusRequestTimeout:
-		if ok, missed := a.slowLog.allow(); ok {
+		if ok, missed := a.slowLog.Allow(logEvery); ok {
 			a.logRefusal(q, e, []any{"unlogged_before", missed})
 		}
 	default:

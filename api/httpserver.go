@@ -1,16 +1,16 @@
 package api
 
 import (
+	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pushring/pushring/internal/configerr"
@@ -119,12 +119,27 @@ func (a *API) NewHTTPServer() *http.Server {
 type serverLog struct{ a *API }
 
 func (l serverLog) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	if strings.HasPrefix(line, "http: TLS handshake error") {
+	tlsFailed := bytes.HasPrefix(p, []byte("http: TLS handshake error"))
+	if tlsFailed {
 		l.a.met.tlsFailures.Inc()
-		l.a.tlsLog.log(l.a.log, "api: HTTPS handshake failed (see pushring_http_tls_handshake_failures_total)", "err", line)
 	}
-	l.a.log.Debug("http server", "msg", line)
+	// The line is made a string only when a log line will hold it: a
+	// flood of failed handshakes costs a counter increment each.
+	warn, missed := false, int64(0)
+	if tlsFailed {
+		warn, missed = l.a.tlsLog.Allow(logEvery)
+	}
+	debug := l.a.log.Enabled(context.Background(), slog.LevelDebug)
+	if !warn && !debug {
+		return len(p), nil
+	}
+	line := string(bytes.TrimSpace(p))
+	if warn {
+		l.a.log.Warn("api: HTTPS handshake failed (see pushring_http_tls_handshake_failures_total)", "err", line, "since_last_line", missed)
+	}
+	if debug {
+		l.a.log.Debug("http server", "msg", line)
+	}
 	return len(p), nil
 }
 
@@ -167,7 +182,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if !errors.Is(err, net.ErrClosed) {
 				// Out of files, most often: http.Server retries, and
 				// logs it only at debug level.
-				l.a.acceptLog.log(l.a.log, "api: accepting an HTTP connection failed", "err", err)
+				l.a.acceptLog.Warn(l.a.log, logEvery, "api: accepting an HTTP connection failed", "err", err)
 			}
 			return nil, err
 		}
@@ -188,7 +203,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // after the answer rather than a reset that could destroy it.
 func (l *limitListener) refuse(c net.Conn) {
 	l.a.met.connsRefused.Inc()
-	l.a.connLog.log(l.a.log, "api: HTTP connection cap reached, refusing new connections",
+	l.a.connLog.Warn(l.a.log, logEvery, "api: HTTP connection cap reached, refusing new connections",
 		"max_conns", l.a.cfg.HTTP.MaxConns)
 	if l.plain {
 		refuseAnswer(c, busyAnswer, l.buf[:])
@@ -212,30 +227,5 @@ func (c *limitConn) Close() error {
 	return err
 }
 
-// rareLog logs a repeated event once, then at most once a logEvery, with
-// the number of events in between: a flood makes a few lines, not one a
-// connection or request.
-type rareLog struct {
-	last   atomic.Int64 // unix nanoseconds of the last line; 0 never
-	missed atomic.Int64
-}
-
+// logEvery: a repeated refusal is logged at most this often.
 const logEvery = time.Minute
-
-func (r *rareLog) log(l *slog.Logger, msg string, args ...any) {
-	if ok, missed := r.allow(); ok {
-		l.Warn(msg, append(args, "since_last_line", missed)...)
-	}
-}
-
-// allow reports whether a line may be written now, and how many events
-// went unlogged since the last line.
-func (r *rareLog) allow() (bool, int64) {
-	now := time.Now().UnixNano()
-	last := r.last.Load()
-	if last != 0 && now-last < int64(logEvery) || !r.last.CompareAndSwap(last, now) {
-		r.missed.Add(1)
-		return false, 0
-	}
-	return true, r.missed.Swap(0)
-}

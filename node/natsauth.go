@@ -5,18 +5,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushring/pushring/internal/lograte"
 	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/natsembed"
+	"github.com/pushring/pushring/internal/secretfile"
 )
 
 // natsNKeyFile is where this node's nkey seed is kept.
@@ -127,8 +127,8 @@ func (n *Node) loadNKey() (nkeys.KeyPair, error) {
 		n.log.Info("NATS nkey generated", "file", path, "public_key", n.natsPub)
 	} else {
 		n.log.Info("NATS nkey loaded", "file", path, "public_key", n.natsPub)
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			n.log.Warn("NATS nkey file is readable by other users", "file", path, "mode", fi.Mode().Perm().String())
+		if secretfile.Loose(path) {
+			n.log.Warn("NATS nkey file is readable by other users", "file", path)
 		}
 	}
 	return kp, nil
@@ -214,44 +214,37 @@ func urlSecretsRedacted(urls string) string {
 // reason, and logs them at most once a minute per reason, so a flood of
 // bad keys or forbidden subjects cannot flood the log.
 type refusalLog struct {
-	log    *slog.Logger
-	counts map[string]prometheus.Counter // fixed at creation: read without the lock
-
-	mu    sync.Mutex // leaf
-	last  map[string]time.Time
-	quiet map[string]int // refusals not logged since the last line
+	log *slog.Logger
+	// Both fixed at creation, one entry per reason: read without a lock.
+	counts map[string]prometheus.Counter
+	lines  map[string]*lograte.Limiter
 }
 
 // refusalLogEvery is how often at most one refusal of a reason is logged.
 const refusalLogEvery = time.Minute
 
 func newRefusalLog(log *slog.Logger, reg prometheus.Registerer) *refusalLog {
-	r := &refusalLog{log: log, counts: map[string]prometheus.Counter{}, last: map[string]time.Time{}, quiet: map[string]int{}}
+	r := &refusalLog{log: log, counts: map[string]prometheus.Counter{}, lines: map[string]*lograte.Limiter{}}
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushring_nats_refusals_total",
 		Help: "Clients the embedded NATS server refused, by reason: authentication (unknown or revoked key), permission (a subject outside the client's permissions), tls (failed handshake).",
 	}, []string{"reason"})
 	for _, reason := range []string{natsembed.RefusedAuth, natsembed.RefusedPermission, natsembed.RefusedTLS} {
 		r.counts[reason] = vec.WithLabelValues(reason)
+		r.lines[reason] = new(lograte.Limiter)
 	}
 	reg.MustRegister(vec)
 	return r
 }
 
 func (r *refusalLog) refused(reason, detail string) {
-	if c := r.counts[reason]; c != nil {
-		c.Inc()
+	c, l := r.counts[reason], r.lines[reason]
+	if c == nil {
+		return // not a reason natsembed reports
 	}
-	now := time.Now()
-	r.mu.Lock()
-	if now.Sub(r.last[reason]) < refusalLogEvery {
-		r.quiet[reason]++
-		r.mu.Unlock()
-		return
+	c.Inc()
+	if ok, more := l.Allow(refusalLogEvery); ok {
+		r.log.Warn("embedded NATS server refused a client", "reason", reason, "detail", detail,
+			"not_logged_since_last", more, "counter", "pushring_nats_refusals_total")
 	}
-	more := r.quiet[reason]
-	r.last[reason], r.quiet[reason] = now, 0
-	r.mu.Unlock()
-	r.log.Warn("embedded NATS server refused a client", "reason", reason, "detail", detail,
-		"not_logged_since_last", more, "counter", "pushring_nats_refusals_total")
 }

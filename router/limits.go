@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pushring/pushring/internal/lograte"
 )
 
 // Per-principal limits: what one principal's sessions on this node share,
@@ -48,6 +50,10 @@ func monoNow() int64 { return int64(time.Since(monoBase)) }
 // share of the slice that holds it. It makes many short filters count.
 const subscriptionOverhead = 64
 
+// minPublishPause is the shortest pause of a principal over its publish
+// rate.
+const minPublishPause = 10 * time.Millisecond
+
 // limitLogEvery: a principal over one of its limits is logged at most
 // this often, whatever the flood.
 const limitLogEvery = time.Minute
@@ -65,11 +71,11 @@ func minFilterLen(c Config) int {
 // table entry change under Server.mu; subBytes and logged are atomics;
 // the buckets are under mu, a leaf lock.
 type principalState struct {
-	refs     int          // sessions holding it (Server.mu)
-	subBytes atomic.Int64 // subscription bytes held, see subscriptionCost
-	subLog   atomic.Int64 // unix ns of the last subscription-limit log line
-	pubLog   atomic.Int64 // unix ns of the last publish-rate log line
-	sessLog  atomic.Int64 // unix ns of the last session-cap eviction log line
+	refs     int             // sessions holding it (Server.mu)
+	subBytes atomic.Int64    // subscription bytes held, see subscriptionCost
+	subLog   lograte.Limiter // subscription-limit log lines
+	pubLog   lograte.Limiter // publish-rate log lines
+	sessLog  lograte.Limiter // session-cap eviction log lines
 
 	mu    sync.Mutex
 	msgs  float64 // message tokens; negative: debt
@@ -169,14 +175,6 @@ func (s *Server) takePublish(p *principalState, n int, ns int64) time.Duration {
 	return time.Duration(wait * float64(time.Second))
 }
 
-// shouldLog reports whether a limit event whose last log line is at
-// *logged (unix ns) may be logged now: at most once per limitLogEvery.
-func shouldLog(logged *atomic.Int64, now time.Time) bool {
-	ns := now.UnixNano()
-	last := logged.Load()
-	return (last == 0 || ns-last >= int64(limitLogEvery)) && logged.CompareAndSwap(last, ns)
-}
-
 // subscriptionCost is what filter counts against MaxSubscriptionBytes.
 func subscriptionCost(filter string) int64 {
 	return int64(len(filter) + subscriptionOverhead)
@@ -213,12 +211,17 @@ func (c *mqttConn) throttle(n int) {
 	if wait <= 0 {
 		return
 	}
+	// A pause that ended the moment the debt was paid would be followed by
+	// another after the next PUBLISH: one pause (clock reads, epoll
+	// changes, a wake-up) per message. The tokens earned meanwhile, up to
+	// the burst, keep the average rate the same.
+	wait = max(wait, minPublishPause)
 	now := time.Now()
 	srv.m.throttled()
-	if shouldLog(&sess.lim.pubLog, now) {
+	if ok, missed := sess.lim.pubLog.Allow(limitLogEvery); ok {
 		srv.log.Warn("mqtt: principal over its publish rate, reading its connections more slowly",
 			"id", c.id.ID, "remote", c.remote, "wait", wait,
-			"rate", srv.cfg.PublishRate, "byte_rate", srv.cfg.PublishByteRate)
+			"rate", srv.cfg.PublishRate, "byte_rate", srv.cfg.PublishByteRate, "since_last_line", missed)
 	}
 	c.t.pause(now.Add(wait))
 }
@@ -228,10 +231,13 @@ func (c *mqttConn) throttle(n int) {
 func (c *mqttConn) refuseFilter(reason, filter string) {
 	c.srv.m.refusal(reason)
 	sess := c.sess.Load()
-	if sess != nil && shouldLog(&sess.lim.subLog, time.Now()) {
+	if sess == nil {
+		return
+	}
+	if ok, missed := sess.lim.subLog.Allow(limitLogEvery); ok {
 		c.srv.log.Warn("mqtt: subscribe refused: per-principal limit", "id", c.id.ID, "reason", reason,
 			"filter_len", len(filter), "max_filter_len", c.srv.cfg.MaxFilterLen,
 			"subscription_bytes", sess.lim.subBytes.Load(), "max_subscription_bytes", c.srv.cfg.MaxSubscriptionBytes,
-			"remote", c.remote)
+			"remote", c.remote, "since_last_line", missed)
 	}
 }

@@ -69,7 +69,9 @@ func TestSubscriptionBytesAcrossSessions(t *testing.T) {
 	cost := flen + subscriptionOverhead
 	e := newEnv(t, func(c *Config) {
 		c.MaxSubscriptionBytes = 2*cost + cost/2 // room for two filters
-		c.SessionExpiry = 300 * time.Millisecond
+		// Long enough that the offline check below runs before expiry on
+		// a loaded machine; sessions(2) waits for the expiry.
+		c.SessionExpiry = 2 * time.Second
 	})
 	f := func(i int) string { return privFilter("alice", fmt.Sprint("f", i), flen) }
 	refused := func(want uint64) {

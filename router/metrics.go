@@ -30,6 +30,16 @@ type Stats struct {
 	Throttled       uint64 // pauses of a connection whose principal went over its publish rate (limits.go)
 }
 
+// TLS handshake failures: indexes of Server's counts and the values of
+// pushring_mqtt_tls_handshake_failures_total{reason}.
+const (
+	tlsTimeout = iota // stalled past TLSHandshakeTimeout
+	tlsError          // garbage, a bad or refused certificate, a reset
+	tlsBusy           // not begun: MaxTLSHandshakes in progress
+)
+
+var tlsFailureReasons = [...]string{tlsTimeout: "timeout", tlsError: "error", tlsBusy: "busy"}
+
 // Connect results, the values of pushring_mqtt_connects_total{result}.
 const (
 	resultAccepted       = "accepted"
@@ -91,7 +101,7 @@ type metrics struct {
 	panics       atomic.Uint64
 	slow         atomic.Uint64
 	tlsConns     atomic.Int64
-	tlsFailures  [3]atomic.Uint64 // timeout, error, busy
+	tlsFailures  [len(tlsFailureReasons)]atomic.Uint64 // by tlsTimeout, tlsError, tlsBusy
 	throttles    atomic.Uint64
 }
 
@@ -136,9 +146,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(panicsDesc, &m.panics)
 	ch <- m.counter(slowDesc, &m.slow)
 	ch <- prometheus.MustNewConstMetric(tlsConnsDesc, prometheus.GaugeValue, float64(m.tlsConns.Load()))
-	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[0], "timeout")
-	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[1], "error")
-	ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[2], "busy")
+	for i, reason := range tlsFailureReasons {
+		ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[i], reason)
+	}
 	ch <- m.counter(throttledDesc, &m.throttles)
 }
 
@@ -198,9 +208,9 @@ func (m *metrics) stats() Stats {
 		Panics:          m.panics.Load(),
 		SlowSessions:    m.slow.Load(),
 		TLSConnections:  m.tlsConns.Load(),
-		TLSTimeouts:     m.tlsFailures[0].Load(),
-		TLSErrors:       m.tlsFailures[1].Load(),
-		TLSBusy:         m.tlsFailures[2].Load(),
+		TLSTimeouts:     m.tlsFailures[tlsTimeout].Load(),
+		TLSErrors:       m.tlsFailures[tlsError].Load(),
+		TLSBusy:         m.tlsFailures[tlsBusy].Load(),
 		Throttled:       m.throttles.Load(),
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushring/pushring/internal/certs"
 	"github.com/pushring/pushring/internal/configerr"
+	"github.com/pushring/pushring/internal/lograte"
 	"github.com/pushring/pushring/message"
 )
 
@@ -53,11 +54,11 @@ type Server struct {
 	pres presenceQueue // see SetPresence
 
 	wg         sync.WaitGroup
-	loops      eventLoops    // the event-loop transport's pollers
-	loopErr    sync.Once     // the event loop could not start: logged once
-	rateLogged atomic.Int64  // unix second of the last connect-rate log line
-	tlsLogged  atomic.Int64  // unix second of the last TLS handshake failure log line
-	handshakes chan struct{} // a slot per TLS handshake in progress (MaxTLSHandshakes)
+	loops      eventLoops      // the event-loop transport's pollers
+	loopErr    sync.Once       // the event loop could not start: logged once
+	rateLog    lograte.Limiter // connect-rate refusal log lines
+	tlsLog     lograte.Limiter // TLS handshake failure log lines
+	handshakes chan struct{}   // a slot per TLS handshake in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
 	stop     context.CancelFunc
@@ -66,10 +67,6 @@ type Server struct {
 	// hookPacket, when set (tests only), is called with every inbound
 	// packet before it is handled.
 	hookPacket atomic.Pointer[func(header byte, body []byte)]
-
-	// now is the clock that times a session's backlog against holdLimit
-	// (hold.go): time.Now, or a test's clock that it moves on instead of
-	// waiting a second. Set before the first delivery.
 }
 
 var (
@@ -243,19 +240,19 @@ func (s *Server) handshake(nc net.Conn, cfg *tls.Config) {
 // handshakeFailed counts a failed TLS handshake and logs it at most once
 // a second, so a flood of them costs a counter increment each.
 func (s *Server) handshakeFailed(addr net.Addr, err error) {
-	reason, i := "error", 1
+	i := tlsError
 	var ne net.Error
 	switch {
 	case errors.Is(err, errHandshakesBusy):
-		reason, i = "busy", 2
+		i = tlsBusy
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		reason, i = "timeout", 0
+		i = tlsTimeout
 	}
 	s.m.tlsFailures[i].Add(1)
-	now := time.Now().Unix()
-	if last := s.tlsLogged.Load(); last != now && s.tlsLogged.CompareAndSwap(last, now) {
+	reason := tlsFailureReasons[i]
+	if ok, missed := s.tlsLog.Allow(time.Second); ok {
 		s.log.Warn("mqtt: TLS handshake failed (logged at most once a second; see pushring_mqtt_tls_handshake_failures_total)",
-			"reason", reason, "remote", addr.String(), "err", err)
+			"reason", reason, "remote", addr.String(), "err", err, "since_last_line", missed)
 	}
 }
 
@@ -546,7 +543,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 			if oldest == nil {
 				return nil, false, nil, 0x03
 			}
-			if shouldLog(&oldest.lim.sessLog, time.Now()) { // a client cycling client ids: once a minute
+			if ok, _ := oldest.lim.sessLog.Allow(limitLogEvery); ok { // a client cycling client ids: once a minute
 				s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
 			}
 			s.removeSessionLocked(oldest, false)
@@ -707,8 +704,7 @@ func (s *Server) forward(ctx context.Context, m *message.Message) error {
 // logConnectRate logs a refused connection at most once a second, so a
 // storm costs a counter increment per connection, not a log line.
 func (s *Server) logConnectRate(addr net.Addr) {
-	now := time.Now().Unix()
-	if last := s.rateLogged.Load(); last != now && s.rateLogged.CompareAndSwap(last, now) {
-		s.log.Warn("mqtt: connection refused: connect rate per address exceeded", "remote", addr.String())
+	if ok, missed := s.rateLog.Allow(time.Second); ok {
+		s.log.Warn("mqtt: connection refused: connect rate per address exceeded", "remote", addr.String(), "since_last_line", missed)
 	}
 }
