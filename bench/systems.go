@@ -215,14 +215,12 @@ func StartPushring(bin string, t *TLSMaterial, extra ...string) (*Pushring, erro
 		"--connect-rate", "-1", "--login-rate", "-1", "--publish-rate", "-1", "--publish-bytes-rate", "-1", "--log-level", "warn"}
 	var ct *clientTLS
 	if t != nil {
-		f, err := t.writeFiles(dir)
-		if err == nil {
-			ct, err = newClientTLS(t.CAPEM)
-		}
+		f, c, err := t.install(dir)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
+		ct = c
 		mqtt = "127.0.0.1:" + strconv.Itoa(ports[3])
 		args = append(args, "--tls-cert", f.cert, "--tls-key", f.key, "--mqtt-tls-addr", mqtt, "--https-addr", "off")
 	}
@@ -490,10 +488,8 @@ func StartMosquitto(bin string, t *TLSMaterial) (*Broker, error) {
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
 	b := &Broker{name: "mosquitto", addr: "127.0.0.1:" + strconv.Itoa(port)}
 	if t != nil {
-		f, err := t.writeFiles(dir)
-		if err == nil {
-			b.tls, err = newClientTLS(t.CAPEM)
-		}
+		var f tlsFiles
+		f, b.tls, err = t.install(dir)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -566,10 +562,8 @@ func StartNATS(bin string, t *TLSMaterial) (*Broker, error) {
 	b := &Broker{name: "nats", addr: "127.0.0.1:" + strconv.Itoa(ports[1])}
 	var mqttTLS string
 	if t != nil {
-		f, err := t.writeFiles(dir)
-		if err == nil {
-			b.tls, err = newClientTLS(t.CAPEM)
-		}
+		var f tlsFiles
+		f, b.tls, err = t.install(dir)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err

@@ -71,6 +71,17 @@ func (m *TLSMaterial) writeFiles(dir string) (tlsFiles, error) {
 	return f, nil
 }
 
+// install writes m's files into dir for a server, and returns them with
+// the TLS its clients dial with.
+func (m *TLSMaterial) install(dir string) (tlsFiles, *clientTLS, error) {
+	f, err := m.writeFiles(dir)
+	if err != nil {
+		return f, nil, err
+	}
+	ct, err := newClientTLS(m.CAPEM)
+	return f, ct, err
+}
+
 // clientTLS is what a system's clients dial with. Its methods are safe on
 // nil (plain TCP).
 type clientTLS struct {

@@ -5,8 +5,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+
+	"github.com/pushring/pushring/internal/secretfile"
 )
 
 // gossipKeys returns the keys the node gossips with: GossipKeyFile's,
@@ -26,16 +29,13 @@ func (c Config) gossipKeys() ([][]byte, error) {
 // reach it: anyone who can would join the cluster, take a share of the
 // ring and have its MQTT addresses handed to clients at login.
 func (c Config) checkGossipExposure(haveKey bool) error {
-	if haveKey || c.InsecureGossip {
+	if haveKey || c.InsecureGossip || !c.gossipExposed() {
 		return nil
 	}
 	if !loopbackAddr(c.GossipAddr) {
 		return check.New("GossipAddr %q is not a loopback address and no gossip key is set: set GossipKeyFile (anyone who reaches the gossip port could join the cluster), or InsecureGossip to accept that", c.GossipAddr)
 	}
-	if len(c.Join) > 0 {
-		return check.New("Join is set and no gossip key is set: set GossipKeyFile on every node (anyone who reaches the gossip port could join the cluster), or InsecureGossip to accept that")
-	}
-	return nil
+	return check.New("Join is set and no gossip key is set: set GossipKeyFile on every node (anyone who reaches the gossip port could join the cluster), or InsecureGossip to accept that")
 }
 
 // gossipExposed reports whether the gossip of c reaches beyond this host
@@ -57,10 +57,20 @@ func loopbackAddr(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// maxKeyFile bounds what readGossipKeys reads of a key file.
+const maxKeyFile = 64 << 10
+
 // readGossipKeys reads a gossip key file (see Config.GossipKeyFile).
 // Errors name the line, never its content: it is a secret.
 func readGossipKeys(path string) ([][]byte, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// A key file is a few lines; a wrong path (a device, a huge file) is
+	// cut short rather than read whole.
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
 	if err != nil {
 		return nil, err
 	}
@@ -129,9 +139,9 @@ func (n *Node) warnKeyFileMode() {
 	if n.cfg.GossipKeyFile == "" {
 		return
 	}
-	if fi, err := os.Stat(n.cfg.GossipKeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+	if secretfile.Loose(n.cfg.GossipKeyFile) {
 		n.log.Warn("gossip key file is readable by other users than its owner: chmod 600 it",
-			"file", n.cfg.GossipKeyFile, "mode", fi.Mode().Perm().String())
+			"file", n.cfg.GossipKeyFile)
 	}
 }
 

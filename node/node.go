@@ -377,7 +377,7 @@ func (c Config) validate() error {
 		keysErr,
 		c.checkGossipExposure(len(keys) > 0),
 		configerr.Wrap(ErrInvalidConfig, c.routerConfig().Validate()),
-		configerr.Wrap(ErrInvalidConfig, c.apiConfig("").Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.apiConfig().Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.kvConfig().Validate()),
 	)
 }
@@ -418,11 +418,12 @@ func (c Config) routerConfig() router.Config {
 	return r
 }
 
-// apiConfig is the API's Config as this node sets it, given the admin
-// key, without the logger and registry of the running node.
-func (c Config) apiConfig(adminKey string) api.Config {
+// apiConfig is the API's Config as this node sets it, without the admin
+// keys (Start sets them with SetAdminKeys, as Reload does) and the logger
+// and registry of the running node.
+func (c Config) apiConfig() api.Config {
 	a := api.DefaultConfig()
-	a.AdminKey, a.SessionTTL = adminKey, c.SessionTTL
+	a.SessionTTL = c.SessionTTL
 	a.LoginRate, a.LoginBurst = c.LoginRate, c.LoginBurst
 	a.LoginAccountFailures, a.LoginAccountMaxBackoff = c.LoginAccountFailures, c.LoginAccountMaxBackoff
 	a.HTTP = c.HTTP
@@ -586,7 +587,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}()
 	}
 
-	acfg := cfg.apiConfig("")
+	acfg := cfg.apiConfig()
 	acfg.Logger, acfg.Registry = n.log, n.registry
 	n.api, err = api.New(acfg, n.dir, api.Deps{
 		Publisher: n.fan,
@@ -699,9 +700,9 @@ func (n *Node) listenTLS() error {
 // unless TLS ends at a load balancer in front, which is why it is not
 // refused.
 func (n *Node) warnPlaintext(ln net.Listener, what string) {
-	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+	if addr := ln.Addr().String(); !loopbackAddr(addr) {
 		n.log.Warn("plaintext "+what+" listener on a non-loopback address: credentials and messages cross the network in clear unless TLS ends in front of it",
-			"addr", a.String())
+			"addr", addr)
 	}
 }
 

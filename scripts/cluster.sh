@@ -39,7 +39,10 @@ done
 
 pids=()
 stop() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C (or TERM) while stopping must not kill this script
+  # before its nodes: they would be left running.
+  trap '' INT TERM
+  trap - EXIT
   echo "stopping cluster"
   for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true

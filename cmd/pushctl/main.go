@@ -612,20 +612,11 @@ func cmdGossipKey(ctx context.Context, c *cli, args []string) error {
 		_, err := io.WriteString(c.stdout, line)
 		return err
 	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err := secretfile.WriteNew(*out, []byte(line))
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%s exists: not overwritten (to rotate, print a new key and add it as a line of the file)", *out)
 	}
 	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(f, line); err != nil {
-		f.Close()
-		os.Remove(*out)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(*out)
 		return err
 	}
 	fmt.Fprintf(c.stdout, "wrote a new gossip key to %s\n", *out)

@@ -113,12 +113,11 @@ func run(args []string) error {
 	// Per-principal limits in the MQTT router: subscriptions and publish rate.
 	fs.IntVar(&cfg.Router.MaxFilterLen, "max-filter-len", cfg.Router.MaxFilterLen, "longest MQTT topic filter in bytes (a longer one gets SUBACK 0x80)")
 	fs.IntVar(&cfg.Router.MaxSubscriptionBytes, "max-subscription-bytes", cfg.Router.MaxSubscriptionBytes, "subscription bytes one principal may hold across its sessions (filter length + 64 each)")
-	fs.Float64Var(&cfg.Router.PublishRate, "publish-rate", cfg.Router.PublishRate, "MQTT messages a second one principal may publish (0 or negative: no limit)")
+	fs.Float64Var(&cfg.Router.PublishRate, "publish-rate", cfg.Router.PublishRate, "MQTT messages a second one principal may publish (negative: no limit)")
 	fs.IntVar(&cfg.Router.PublishBurst, "publish-burst", cfg.Router.PublishBurst, "burst of messages over --publish-rate")
-	fs.Float64Var(&cfg.Router.PublishByteRate, "publish-bytes-rate", cfg.Router.PublishByteRate, "MQTT PUBLISH bytes a second one principal may send (0 or negative: no limit)")
+	fs.Float64Var(&cfg.Router.PublishByteRate, "publish-bytes-rate", cfg.Router.PublishByteRate, "MQTT PUBLISH bytes a second one principal may send (negative: no limit)")
 	fs.IntVar(&cfg.Router.PublishByteBurst, "publish-bytes-burst", cfg.Router.PublishByteBurst, "burst of bytes over --publish-bytes-rate")
-	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+
 	// NATS credentials, permissions and TLS: each node signs in with its
 	// own nkey (or a .creds file); no NATS secret on the command line.
 	fs.StringVar(&cfg.NATSNKeyFile, "nats-nkey-file", "", "this node's NATS user nkey seed (default: read or generate <data-dir>/nats.nk; its public key is logged)")
@@ -131,6 +130,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.NATSTLSCert, "nats-tls-cert", "", "embedded NATS server: certificate file (PEM); --nats-listen then serves TLS only")
 	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", "", "embedded NATS server: key file (PEM) of --nats-tls-cert")
 	fs.StringVar(&cfg.NATSTLSClientCA, "nats-tls-client-ca", "", "embedded NATS server: require client certificates signed by this CA (PEM)")
+	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
 		return configerr.Wrap(errUsage, err)
 	}
@@ -141,13 +142,6 @@ func run(args []string) error {
 		return configerr.Wrap(errUsage, fmt.Errorf("unexpected arguments: %v", fs.Args()))
 	}
 	cfg.AuthTopic = authTopic
-	// On the command line 0 turns a publish limit off; in router.Config
-	// 0 means the default and a negative rate turns it off.
-	for _, r := range []*float64{&cfg.Router.PublishRate, &cfg.Router.PublishByteRate} {
-		if *r == 0 {
-			*r = -1
-		}
-	}
 	if join != "" {
 		cfg.Join = strings.Split(join, ",")
 	}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/internal/configerr"
+	"github.com/pushring/pushring/internal/secretfile"
 )
 
 // ErrInvalidConfig is matched by the errors New returns for a Config it
@@ -232,7 +233,7 @@ func (f *Files) load(st stamp) (*loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: %s, %s: %w", f.cfg.CertFile, f.cfg.KeyFile, err)
 	}
-	if fi, err := os.Stat(f.cfg.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+	if secretfile.Loose(f.cfg.KeyFile) {
 		// Whoever read the key can pose as this node to its clients.
 		f.log.Warn("TLS key file is readable by group or others; chmod 600 it", "file", f.cfg.KeyFile)
 	}

@@ -14,6 +14,8 @@
 package natsauth
 
 import (
+	"github.com/pushring/pushring/internal/secretfile"
+
 	"bufio"
 	"bytes"
 	"errors"
@@ -191,13 +193,7 @@ func LoadOrCreateSeed(path string) (kp nkeys.KeyPair, created bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, false, err
-	}
-	_, werr := f.Write(append(seed, '\n'))
-	if err := errors.Join(werr, f.Close()); err != nil {
-		os.Remove(path)
+	if err := secretfile.WriteNew(path, append(seed, '\n')); err != nil {
 		return nil, false, err
 	}
 	return kp, true, nil

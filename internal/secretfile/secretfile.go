@@ -60,8 +60,19 @@ func Lines(path string) (secrets []string, loose bool, err error) {
 	if len(secrets) == 0 {
 		return nil, false, fmt.Errorf("%w: %s", ErrEmpty, path)
 	}
-	return secrets, st.Mode().Perm()&0o077 != 0, nil
+	return secrets, looseMode(st.Mode()), nil
 }
+
+// Loose reports whether the file at path may be read or written by group
+// or others: a secret in it may already be known beyond its owner, and
+// the caller warns. A file that cannot be stat'ed is not loose (reading
+// it fails on its own).
+func Loose(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && looseMode(st.Mode())
+}
+
+func looseMode(m os.FileMode) bool { return m.Perm()&0o077 != 0 }
 
 // LoadOrCreate returns the secrets of the file at path as Lines does, or,
 // when the file does not exist, a new random secret (256 bits, base64url)
@@ -75,20 +86,27 @@ func LoadOrCreate(path string) (secrets []string, loose, created bool, err error
 	if err != nil {
 		return nil, false, false, err
 	}
-	// O_EXCL: two starts racing on one data dir never overwrite each
-	// other's secret.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := WriteNew(path, []byte(key+"\n")); err != nil {
 		return nil, false, false, fmt.Errorf("secretfile: %w", err)
 	}
-	_, werr := f.Write([]byte(key + "\n"))
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return nil, false, false, fmt.Errorf("secretfile: write %s: %w", path, werr)
-	}
 	return []string{key}, false, true, nil
+}
+
+// WriteNew writes a new secret file at path, mode 0600. It never
+// overwrites (O_EXCL: two starts racing on one data dir keep one secret;
+// the error then matches fs.ErrExist), and removes what it wrote if the
+// write fails, so a half-written file is never taken for a secret later.
+func WriteNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
 }
 
 // New returns a random secret: 256 bits, base64url without padding.

@@ -24,6 +24,9 @@ func TestLines(t *testing.T) {
 	if _, loose, _ := Lines(write("open", "k\n", 0o644)); !loose {
 		t.Error("a 0644 file is not reported loose")
 	}
+	if !Loose(filepath.Join(dir, "open")) || Loose(filepath.Join(dir, "two")) || Loose(filepath.Join(dir, "missing")) {
+		t.Error("Loose: want true for 0644 only")
+	}
 	for _, body := range []string{"", "\n \n", "# only a comment\n"} {
 		if _, _, err := Lines(write("empty", body, 0o600)); !errors.Is(err, ErrEmpty) {
 			t.Errorf("Lines(%q) = %v, want ErrEmpty", body, err)
