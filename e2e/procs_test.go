@@ -183,7 +183,7 @@ func (c *cluster) launch(id string, join []string, keys [][]byte, extra ...strin
 	}
 	pub, _ := kp.PublicKey()
 	perm := natsauth.NodePermissions("pushring", p.id)
-	c.users = append(c.users, natsembed.User{PublicKey: pub, Permissions: &natsembed.Permissions{Publish: perm.Publish, Subscribe: perm.Subscribe}})
+	c.users = append(c.users, natsembed.User{PublicKey: pub, Permissions: &perm})
 	if err := c.nats.SetUsers(c.users); err != nil {
 		t.Fatal(err)
 	}

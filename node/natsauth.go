@@ -160,7 +160,7 @@ func (n *Node) natsUsers() ([]natsembed.User, error) {
 	users := make([]natsembed.User, len(keys))
 	for i, k := range keys {
 		p := natsauth.NodePermissions(n.cfg.Cluster, k.NodeID)
-		users[i] = natsembed.User{PublicKey: k.PublicKey, Permissions: &natsembed.Permissions{Publish: p.Publish, Subscribe: p.Subscribe}}
+		users[i] = natsembed.User{PublicKey: k.PublicKey, Permissions: &p}
 	}
 	return users, nil
 }

@@ -29,7 +29,7 @@ func nodeKey(t testing.TB, dir string) (string, nats.Option) {
 // pub: the permissions a node gets in production.
 func nodeUser(cluster, id, pub string) natsembed.User {
 	p := natsauth.NodePermissions(cluster, id)
-	return natsembed.User{PublicKey: pub, Permissions: &natsembed.Permissions{Publish: p.Publish, Subscribe: p.Subscribe}}
+	return natsembed.User{PublicKey: pub, Permissions: &p}
 }
 
 // sharedNATS is a NATS server the test process runs for nodes that

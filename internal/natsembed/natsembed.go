@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"github.com/pushring/pushring/internal/natsauth"
 )
 
 // Config of an embedded server.
@@ -83,11 +84,8 @@ type User struct {
 
 // Permissions lists the subjects (wildcards allowed) a user may publish
 // to and subscribe to; anything else is refused with a permissions
-// violation.
-type Permissions struct {
-	Publish   []string
-	Subscribe []string
-}
+// violation. They are natsauth's, which says what a node gets.
+type Permissions = natsauth.Permissions
 
 // Server is a running embedded NATS server.
 type Server struct {
