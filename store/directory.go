@@ -55,6 +55,9 @@ type Directory struct {
 	mu      sync.RWMutex
 	v       *view                      // live view; replaced whole at each watch's ready
 	pending map[string][]*pendingWrite // in-flight local writes by event key
+	// ahead: keys whose live value is a local write the watch has not
+	// delivered yet, with that write's event type (see pendingWrite).
+	ahead map[string]EventType
 
 	revMu    sync.Mutex
 	onRevoke []func(tokenHash string)
@@ -79,6 +82,7 @@ func NewDirectory(st Store) *Directory {
 		log:      slog.Default(),
 		v:        newView(),
 		pending:  make(map[string][]*pendingWrite),
+		ahead:    make(map[string]EventType),
 		ctx:      ctx,
 		cancel:   cancel,
 		readyCh:  make(chan struct{}),
@@ -176,9 +180,21 @@ func (d *Directory) apply(e Event) {
 	}
 	if d.staging != nil {
 		d.staging.apply(e, false)
-	} else {
-		d.v.apply(e, true)
+		d.mu.Unlock()
+		return
 	}
+	if len(d.ahead) > 0 {
+		key := eventKey(e)
+		if typ, ok := d.ahead[key]; ok {
+			if typ != e.Type {
+				// Older than the local write the view already holds.
+				d.mu.Unlock()
+				return
+			}
+			delete(d.ahead, key)
+		}
+	}
+	d.v.apply(e, true)
 	d.mu.Unlock()
 }
 
@@ -187,6 +203,9 @@ func (d *Directory) ready() {
 	d.mu.Lock()
 	d.staging.finish()
 	d.v, d.staging, d.lastErr = d.staging, nil, nil
+	// The rebuilt view holds every write the store had, and later ones
+	// arrive as live events in order.
+	clear(d.ahead)
 	d.mu.Unlock()
 	d.readyOnce.Do(func() { close(d.readyCh) })
 }
@@ -368,14 +387,17 @@ func (d *Directory) Close() error {
 //     key during the write, that may be our own event, and any newer event
 //     came after it: the view is at least as new as our write. Skip.
 //   - if not, our event is still to come, with anything newer behind it:
-//     applying our write now is read-your-writes, and the watch corrects
-//     the view in order afterwards.
+//     applying our write now is read-your-writes. Until the watch
+//     delivers an event of the write's type for the key (ours, in the
+//     store's order), events of the other type for it are older than
+//     ours and are skipped, so the view never steps back behind the write.
 //
 // Either way the view converges to the store's order; a late local apply
 // can never undo a newer change made by another process. (When another
 // process rewrites the same key with the same value concurrently, the
 // first case may skip too early and this process sees its write a few
-// milliseconds late.)
+// milliseconds late; or its event may be taken for ours, and an older
+// change can show briefly until ours arrives.)
 type pendingWrite struct {
 	typ      EventType
 	seenSame bool
@@ -397,6 +419,7 @@ func (d *Directory) write(e Event, do func() error) error {
 		// replace d.v without it; the write's own event then follows the
 		// replay as a live change.
 		d.v.apply(e, true)
+		d.ahead[key] = e.Type
 	}
 	ps := slices.DeleteFunc(d.pending[key], func(q *pendingWrite) bool { return q == p })
 	if len(ps) == 0 {

@@ -334,6 +334,48 @@ func TestDirectoryStaleLocalWrite(t *testing.T) {
 	}
 }
 
+// TestDirectoryOlderEventAfterLocalWrite drives the watch by hand: an
+// older change to the same role that the watch delivers after a local
+// write was applied must not undo the write, even for a moment, and the
+// changes after the write's own event apply as usual.
+func TestDirectoryOlderEventAfterLocalWrite(t *testing.T) {
+	d := NewDirectory(NewMemory()) // not started: events come from the test
+	t.Cleanup(func() { d.Close() })
+	set := Event{Type: RoleSet, GroupID: "g", Principal: "alice", Role: Member}
+	removed := set
+	removed.Type = RoleRemoved
+	d.apply(Event{Type: GroupPut, Group: Group{ID: "g"}})
+	d.apply(set)
+	if !d.IsMember("g", "alice") {
+		t.Fatal("watched role not applied")
+	}
+	must(t, d.write(removed, func() error { return nil }))
+	if d.IsMember("g", "alice") {
+		t.Fatal("own write not visible at once")
+	}
+	d.apply(set) // another process's, before ours in the store
+	if d.IsMember("g", "alice") {
+		t.Fatal("older watched change undid the local write")
+	}
+	d.apply(removed) // ours
+	d.apply(set)     // newer than ours
+	if !d.IsMember("g", "alice") {
+		t.Fatal("change after the write's own event not applied")
+	}
+	// A second local write of the other type and a re-watch: the rebuilt
+	// view is the store's, and nothing stays skipped after it.
+	must(t, d.write(removed, func() error { return nil }))
+	d.mu.Lock()
+	d.staging = newView()
+	d.mu.Unlock()
+	d.apply(Event{Type: GroupPut, Group: Group{ID: "g"}})
+	d.ready()
+	d.apply(set)
+	if !d.IsMember("g", "alice") {
+		t.Fatal("event skipped after a re-watch")
+	}
+}
+
 // racyStore runs after() once a SetRole has succeeded, before returning.
 type racyStore struct {
 	*Memory
