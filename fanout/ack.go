@@ -2,9 +2,12 @@ package fanout
 
 import (
 	"strings"
+
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pushring/pushring/flow"
 
 	"github.com/pushring/pushring/message"
 )
@@ -45,36 +48,20 @@ import (
 // on along attach records carry no ack request: a principal connected
 // away from its home is not waited for.
 
-// Receipt is what ForwardAcked tells when the message is taken in: it
-// calls Accepted(tag) exactly once, from any goroutine. The router's
-// connections implement it (an alias of an unnamed interface type, so
-// that router can declare the same one without importing fanout).
-type Receipt = interface{ Accepted(tag uint64) }
-
-// Throttler is a Deliverer that tells when the sessions it queued a
-// message for are backlogged. The router implements it.
-type Throttler interface {
-	// DeliverHeld is Deliver for a QoS 1 message whose publisher waits.
-	// It returns false when every recipient's session has room for more.
-	// It returns true when some are backlogged, and then calls
-	// r.HoldReleased(seq) once, from any goroutine (possibly before
-	// DeliverHeld returns), when they drained or stopped counting
-	// (disconnected, or too slow to wait for).
-	DeliverHeld(m *message.Message, recipients []string, r Releaser, seq uint64) bool
-}
-
-// Releaser is what a Throttler tells when a held delivery may be
-// confirmed (an alias of an unnamed type, as Receipt). Fanout is one.
-type Releaser = interface{ HoldReleased(seq uint64) }
-
-// ForwardAcked is Forward for a QoS 1 message whose publisher waits: r's
-// Accepted(tag) is called once every node delivering m has taken it in
-// (or after Config.AckTimeout), unless the Fanout is closed first (the
-// node closes the router before it). On an error nothing was registered
-// and r is never called. m.QoS must be 1.
-func (f *Fanout) ForwardAcked(m *message.Message, r Receipt, tag uint64) error {
+// ForwardAcked is Forward for a QoS 1 message whose publisher waits
+// (the router's Throttler and Deliverer side is in flow). With a
+// Config.Store, m is stored first (store.go) and forwarded, carrying its
+// sequence, once stored; r.Stored(tag, err) says which. r.Accepted(tag)
+// follows once every node delivering m has taken it in, or after
+// Config.AckTimeout, unless the Fanout is closed first (the node closes
+// the router before it). On an error nothing was registered and r is
+// never called. m.QoS must be 1. Neither m nor m.Payload is kept.
+func (f *Fanout) ForwardAcked(m *message.Message, r flow.Receipt, tag uint64) error {
 	if m != nil && m.QoS != 1 {
 		return ErrInvalidMessage
+	}
+	if f.store != nil {
+		return f.storeThenForward(m, r, tag)
 	}
 	return f.forward(m, r, tag)
 }
@@ -87,22 +74,26 @@ type waits struct {
 }
 
 type wait struct {
-	r    Receipt
+	r    flow.Receipt // nil once told (a stored message waiting to be sent again)
 	tag  uint64
 	want int64 // Deliver envelopes to count; -1 until the owner said
 	got  int64
 	due  int64 // unix ns: acknowledge anyway
+	// m is the stored message (Seq set), kept to be forwarded again if
+	// the confirmations do not come; nil when it was not stored.
+	m     *message.Message
+	sends int // times m was forwarded
 }
 
 // add registers a wait for r and returns its id.
-func (ws *waits) add(r Receipt, tag uint64, due int64) uint64 {
+func (ws *waits) add(r flow.Receipt, tag uint64, due int64, m *message.Message) uint64 {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.m == nil {
 		ws.m = make(map[uint64]wait)
 	}
 	ws.next++
-	ws.m[ws.next] = wait{r: r, tag: tag, want: -1, due: due}
+	ws.m[ws.next] = wait{r: r, tag: tag, want: -1, due: due, m: m, sends: 1}
 	return ws.next
 }
 
@@ -116,7 +107,7 @@ func (ws *waits) cancel(id uint64) {
 // update applies one Ack entry (or this node's own count, expect) and
 // returns the receipt to call if the wait is complete. An unknown id (a
 // wait that timed out, or a confused peer) is ignored.
-func (ws *waits) update(a Ack) (Receipt, uint64, bool) {
+func (ws *waits) update(a Ack) (flow.Receipt, uint64, bool) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	w, ok := ws.m[a.ID]
@@ -136,22 +127,50 @@ func (ws *waits) update(a Ack) (Receipt, uint64, bool) {
 		return nil, 0, false
 	}
 	delete(ws.m, a.ID)
+	if w.r == nil {
+		return nil, 0, false // told at an earlier timeout
+	}
 	return w.r, w.tag, true
 }
 
-// expired removes the waits due by now and appends their receipts and
-// tags to rs and tags.
-func (ws *waits) expired(now int64, rs []Receipt, tags []uint64) ([]Receipt, []uint64) {
+// timedOut is a wait whose confirmations did not come in time.
+type timedOut struct {
+	r   flow.Receipt // nil: told before
+	tag uint64
+	id  uint64
+	m   *message.Message // non-nil: stored, to be forwarded again under id
+}
+
+// expired takes the waits due by now and appends them to out. A stored
+// message forwarded fewer than maxSends times stays registered, reset to
+// wait for its next forward (the caller sends it), with its receipt
+// taken out of it: a publisher is told once.
+func (ws *waits) expired(now int64, next int64, out []timedOut) []timedOut {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for id, w := range ws.m {
-		if w.due <= now {
-			rs, tags = append(rs, w.r), append(tags, w.tag)
+		if w.due > now {
+			continue
+		}
+		t := timedOut{r: w.r, tag: w.tag, id: id}
+		if w.m != nil && w.sends < maxSends {
+			t.m = w.m
+			w.r, w.want, w.got, w.due = nil, -1, 0, next
+			w.sends++
+			ws.m[id] = w
+		} else {
 			delete(ws.m, id)
 		}
+		out = append(out, t)
 	}
-	return rs, tags
+	return out
 }
+
+// maxSends bounds how often a stored message is forwarded while its
+// confirmations do not come (a node that died with it, a ring still
+// converging). Past it the message waits in the store for its
+// recipients' next replay.
+const maxSends = 4
 
 func (ws *waits) len() int {
 	ws.mu.Lock()
@@ -171,7 +190,7 @@ func (f *Fanout) handleAcks(acks []Ack) {
 
 // accepted calls r.Accepted(tag), keeping a panic in it from taking the
 // calling goroutine (the bus's, or ackLoop) down.
-func (f *Fanout) accepted(r Receipt, tag uint64) {
+func (f *Fanout) accepted(r flow.Receipt, tag uint64) {
 	defer func() {
 		if p := recover(); p != nil {
 			f.stats.panics.Add(1)
@@ -309,25 +328,34 @@ func (f *Fanout) ackLoop() {
 	tick := time.NewTicker(max(min(f.cfg.AckTimeout/10, f.cfg.AckHold/4), 10*time.Millisecond))
 	defer tick.Stop()
 	var buf []byte
-	var rs []Receipt
-	var tags []uint64
+	var due []timedOut
 	for {
 		select {
 		case <-o.wake:
 			buf = f.sendAcks(buf)
 		case <-tick.C:
-			now := time.Now().UnixNano()
-			f.expireHolds(now)
-			rs, tags = f.waits.expired(now, rs[:0], tags[:0])
-			for i, r := range rs {
-				f.stats.ackTimeouts.Add(1)
-				f.accepted(r, tags[i])
+			now := time.Now()
+			f.expireHolds(now.UnixNano())
+			due = f.waits.expired(now.UnixNano(), now.Add(f.cfg.AckTimeout).UnixNano(), due[:0])
+			resent := 0
+			for _, t := range due {
+				if t.r != nil {
+					f.stats.ackTimeouts.Add(1)
+					f.accepted(t.r, t.tag)
+				}
+				if t.m != nil {
+					// Not delivered as far as this node knows: the
+					// message is stored, so send it again (sessions
+					// drop what they had by its id).
+					f.resend(t.m, t.id)
+					resent++
+				}
 			}
-			if len(rs) > 0 {
-				f.warn("acknowledged QoS 1 messages whose deliveries were not confirmed in time",
-					"count", len(rs), "timeout", f.cfg.AckTimeout)
+			if len(due) > 0 {
+				f.warn("QoS 1 deliveries not confirmed in time",
+					"count", len(due), "sent_again", resent, "timeout", f.cfg.AckTimeout)
 			}
-			clear(rs)
+			clear(due)
 		case <-o.stop:
 			f.sendAcks(buf)
 			return

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/flow"
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
 )
@@ -21,7 +22,7 @@ type gatedDeliverer struct {
 	held int
 }
 
-func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string, r Releaser, seq uint64) bool {
+func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
 	g.Deliver(m, recipients)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -47,6 +48,14 @@ func (g *gatedDeliverer) setGate(c chan struct{}) {
 type receipts chan uint64
 
 func (r receipts) Accepted(tag uint64) { r <- tag }
+
+// Stored: without a Store, a forwarded message counts as stored; the
+// tests here check Accepted.
+func (r receipts) Stored(tag uint64, err error) {
+	if err != nil {
+		panic(fmt.Sprintf("tag %d: store error %v", tag, err))
+	}
+}
 
 // waitTag fails unless tag arrives on r within the test's patience.
 func (r receipts) waitTag(t *testing.T, tag uint64) {

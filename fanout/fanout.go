@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushring/pushring/flow"
 	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/ring"
@@ -86,6 +87,11 @@ type Config struct {
 	// Deliver while a recipient's session is backlogged (Throttler).
 	// Default 1 s.
 	AckHold time.Duration
+	// Store keeps QoS 1 messages before their publishers are
+	// acknowledged (ForwardAcked, store.go): the cluster's message
+	// journal. Nil (the default, for tests of routing alone): nothing is
+	// stored, and a PUBACK means "handed to the bus".
+	Store Store
 }
 
 // DefaultConfig returns a Config with every default filled in; NodeID is
@@ -200,7 +206,8 @@ type Fanout struct {
 	members  Members
 	place    Placement
 	d        Deliverer
-	throttle Throttler // d, if it is one
+	throttle flow.Throttler // d, if it is one
+	store    Store          // cfg.Store
 	log      *slog.Logger
 
 	stats counters
@@ -215,9 +222,10 @@ type Fanout struct {
 	att  attachTable // home side of attach records (attach.go)
 	hold holder      // holding side, with the attach goroutine
 
-	waits   waits  // QoS 1 publishers waiting here (ack.go)
-	acksOut ackOut // Ack entries to send, with ackLoop
-	holds   holds  // confirmations held for backlogged recipients
+	waits   waits   // QoS 1 publishers waiting here (ack.go)
+	acksOut ackOut  // Ack entries to send, with ackLoop
+	appends appends // QoS 1 messages handed to the Store, not answered yet (store.go)
+	holds   holds   // confirmations held for backlogged recipients
 
 	closed atomic.Bool // fast check for Forward
 	// mu is held for reading while one received envelope is handled and
@@ -260,7 +268,8 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 		log:      cfg.Logger.With("component", "fanout", "node", cfg.NodeID),
 	}
 	f.stats.created = time.Now()
-	f.throttle, _ = d.(Throttler)
+	f.throttle, _ = d.(flow.Throttler)
+	f.store = cfg.Store
 	f.work.New = func() any { return new(work) }
 	f.hold.init()
 	f.acksOut.init()
@@ -367,8 +376,10 @@ func (f *Fanout) Forward(ctx context.Context, m *message.Message) error {
 	return f.forward(m, nil, 0)
 }
 
-// forward is Forward, and ForwardAcked when r is set.
-func (f *Fanout) forward(m *message.Message, r Receipt, tag uint64) error {
+// forward is Forward, and ForwardAcked when r is set: a message stored
+// first (m.Seq set) keeps its wait registered, to be sent again, even
+// when a publish fails now.
+func (f *Fanout) forward(m *message.Message, r flow.Receipt, tag uint64) error {
 	if f.closed.Load() {
 		return ErrClosed
 	}
@@ -384,12 +395,64 @@ func (f *Fanout) forward(m *message.Message, r Receipt, tag uint64) error {
 	if headerSize(f.self)+messageSize(m)+envelopeSlack > f.maxBytes {
 		return ErrTooLarge
 	}
-	w := f.getWork()
-	defer f.putWork(w)
 	var ack ackReq
 	if r != nil {
-		ack = ackReq{f.self, f.waits.add(r, tag, time.Now().Add(f.cfg.AckTimeout).UnixNano())}
+		var kept *message.Message
+		if m.Seq != 0 {
+			kept = m
+		}
+		ack = ackReq{f.self, f.waits.add(r, tag, time.Now().Add(f.cfg.AckTimeout).UnixNano(), kept)}
 	}
+	sent, err := f.route(m, ack)
+	if ack.node == "" {
+		return err
+	}
+	if err != nil {
+		if m.Seq == 0 {
+			// Acks for the envelopes that went out find no wait and
+			// are ignored; the publisher gets no PUBACK and sends
+			// again.
+			f.waits.cancel(ack.id)
+		}
+		// A stored message's wait stays: its timeout sends it again.
+		return err
+	}
+	if m.Seq == 0 {
+		r.Stored(tag, nil) // not stored: handed on is all there is
+	}
+	f.expect(ack.id, sent)
+	return nil
+}
+
+// expect tells wait id how many Deliver envelopes to count, when route
+// knew (sent >= 0).
+func (f *Fanout) expect(id uint64, sent int) {
+	if sent < 0 {
+		return
+	}
+	if r, tag, ok := f.waits.update(Ack{ID: id, N: uint32(sent), Expect: true}); ok {
+		f.accepted(r, tag) // nothing to wait for (a group without members)
+	}
+}
+
+// resend forwards stored message m again under wait id, whose
+// confirmations did not come in time.
+func (f *Fanout) resend(m *message.Message, id uint64) {
+	f.stats.resent.Add(1)
+	sent, err := f.route(m, ackReq{f.self, id})
+	if err != nil {
+		f.warn("could not send a stored message again", "id", message.FormatID(m.ID), "err", err)
+		return
+	}
+	f.expect(id, sent)
+}
+
+// route sends m's envelopes for the ring as it is now, each carrying ack
+// if set. It returns how many Deliver envelopes it sent when that is
+// known here (-1 when the group's owner resolves it).
+func (f *Fanout) route(m *message.Message, ack ackReq) (int, error) {
+	w := f.getWork()
+	defer f.putWork(w)
 	var err error
 	sent := -1 // Deliver envelopes sent, when known here
 	switch m.Kind {
@@ -409,19 +472,7 @@ func (f *Fanout) forward(m *message.Message, r Receipt, tag uint64) error {
 			f.stats.directMessages.Add(1)
 		}
 	}
-	if ack.node != "" {
-		switch {
-		case err != nil:
-			// Acks for the envelopes that went out find no wait and are
-			// ignored; the publisher gets no PUBACK and sends again.
-			f.waits.cancel(ack.id)
-		case sent >= 0:
-			if r, tag, ok := f.waits.update(Ack{ID: ack.id, N: uint32(sent), Expect: true}); ok {
-				f.accepted(r, tag) // nothing to wait for (a group without members)
-			}
-		}
-	}
-	return err
+	return sent, err
 }
 
 // resolve expands group message m here: one Deliver envelope (or more if
@@ -784,8 +835,9 @@ type Stats struct {
 	AcksReceived      uint64 // Ack envelopes received
 	AcksHeld          uint64 // QoS 1 Deliver confirmations held while a recipient was backlogged
 	HoldTimeouts      uint64 // held confirmations sent after AckHold without the backlog draining
-	AckTimeouts       uint64 // QoS 1 publishers acknowledged after AckTimeout without every confirmation
+	AckTimeouts       uint64 // QoS 1 publishes not confirmed by every delivering node within AckTimeout
 	AckDrops          uint64 // Ack entries not sent: too many distinct ack nodes (garbage)
+	Resent            uint64 // stored QoS 1 messages forwarded again: their confirmations did not come in time
 	Waiting           uint64 // QoS 1 publishes waiting here for confirmations now
 }
 
@@ -802,7 +854,7 @@ type counters struct {
 	recipients, panics                               atomic.Uint64
 	attachForwards, attachesSent, attachesReceived   atomic.Uint64
 	acksReceived, acksHeld, holdTimeouts             atomic.Uint64
-	ackTimeouts, ackDrops                            atomic.Uint64
+	ackTimeouts, ackDrops, resent                    atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -839,6 +891,7 @@ func (f *Fanout) Stats() Stats {
 		HoldTimeouts:      c.holdTimeouts.Load(),
 		AckTimeouts:       c.ackTimeouts.Load(),
 		AckDrops:          c.ackDrops.Load(),
+		Resent:            c.resent.Load(),
 		Waiting:           uint64(f.waits.len()),
 	}
 }
@@ -866,11 +919,13 @@ var (
 	attachForwardsDesc = fanoutDesc("attach_forwards_total",
 		"Deliver envelopes sent on to a node holding recipients away from their home (attach records).")
 	ackTimeoutsDesc = fanoutDesc("ack_timeouts_total",
-		"QoS 1 publishes acknowledged after AckTimeout without every delivering node's confirmation.")
+		"QoS 1 publishes whose deliveries were not all confirmed within AckTimeout (the publisher goes on; a stored message is forwarded again).")
 	acksHeldDesc = fanoutDesc("acks_held_total",
 		"QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged.")
 	holdTimeoutsDesc = fanoutDesc("hold_timeouts_total",
 		"Held QoS 1 confirmations sent after AckHold although the backlog had not drained.")
+	resentDesc = fanoutDesc("resent_total",
+		"Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time.")
 	attachRecordsDesc = fanoutDesc("attach_records",
 		"Attach records (principal held on another node) in this node's table.")
 )
@@ -886,7 +941,7 @@ type collector struct{ f *Fanout }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
 		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
-		ackTimeoutsDesc, acksHeldDesc, holdTimeoutsDesc, attachRecordsDesc} {
+		ackTimeoutsDesc, acksHeldDesc, holdTimeoutsDesc, resentDesc, attachRecordsDesc} {
 		ch <- d
 	}
 }
@@ -908,6 +963,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- counter(ackTimeoutsDesc, &s.ackTimeouts, s.created)
 	ch <- counter(acksHeldDesc, &s.acksHeld, s.created)
 	ch <- counter(holdTimeoutsDesc, &s.holdTimeouts, s.created)
+	ch <- counter(resentDesc, &s.resent, s.created)
 	ch <- prometheus.MustNewConstMetric(attachRecordsDesc, prometheus.GaugeValue, float64(c.f.attachRecords()))
 }
 

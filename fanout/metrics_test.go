@@ -19,7 +19,7 @@ import (
 // it, and stay until Close.
 var (
 	goldenFamilies = []string{
-		`pushring_fanout_ack_timeouts_total counter [] "QoS 1 publishes acknowledged after AckTimeout without every delivering node's confirmation."`,
+		`pushring_fanout_ack_timeouts_total counter [] "QoS 1 publishes whose deliveries were not all confirmed within AckTimeout (the publisher goes on; a stored message is forwarded again)."`,
 		`pushring_fanout_acks_held_total counter [] "QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged."`,
 		`pushring_fanout_acks_sent_total counter [peer] "Ack envelopes (confirmations of QoS 1 deliveries, batched) published, by destination node."`,
 		`pushring_fanout_attach_forwards_total counter [] "Deliver envelopes sent on to a node holding recipients away from their home (attach records)."`,
@@ -32,6 +32,7 @@ var (
 		`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct)."`,
 		`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
 		`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
+		`pushring_fanout_resent_total counter [] "Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time."`,
 	}
 	goldenStart = []string{
 		`pushring_fanout_ack_timeouts_total`,
@@ -45,6 +46,7 @@ var (
 		`pushring_fanout_messages_total{kind="group"}`,
 		`pushring_fanout_publish_errors_total`,
 		`pushring_fanout_recipients_total`,
+		`pushring_fanout_resent_total`,
 	}
 	goldenPeers = []string{
 		`pushring_fanout_ack_timeouts_total`,
@@ -64,6 +66,7 @@ var (
 		`pushring_fanout_messages_total{kind="group"}`,
 		`pushring_fanout_publish_errors_total`,
 		`pushring_fanout_recipients_total`,
+		`pushring_fanout_resent_total`,
 	}
 )
 

@@ -40,6 +40,7 @@ func (k Kind) String() string {
 // receiver shares the same value and the same Payload bytes.
 type Message struct {
 	ID      uint64 // cluster-unique, see IDSource
+	Seq     uint64 // sequence in the cluster's message journal; 0 when not stored (QoS 0)
 	Kind    Kind
 	From    string // principal id of the publisher ("" for admin over HTTP)
 	To      string // principal id (Direct) or group id (Group)

@@ -41,6 +41,7 @@ import (
 
 	"github.com/pushring/pushring/api"
 	"github.com/pushring/pushring/fanout"
+	"github.com/pushring/pushring/flow"
 	"github.com/pushring/pushring/internal/certs"
 	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/internal/natsauth"
@@ -878,14 +879,14 @@ func (l *lazyRouter) Deliver(m *message.Message, recipients []string) {
 	}
 }
 
-func (l *lazyRouter) DeliverHeld(m *message.Message, recipients []string, rel fanout.Releaser, seq uint64) bool {
+func (l *lazyRouter) DeliverHeld(m *message.Message, recipients []string, rel flow.Releaser, seq uint64) bool {
 	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
 		return r.DeliverHeld(m, recipients, rel, seq)
 	}
 	return false
 }
 
-var _ fanout.Throttler = (*lazyRouter)(nil)
+var _ flow.Throttler = (*lazyRouter)(nil)
 
 // advertiseAddr turns a bound address into one a client can dial.
 func advertiseAddr(a net.Addr) string {

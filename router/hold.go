@@ -2,6 +2,8 @@ package router
 
 import (
 	"sync"
+
+	"github.com/pushring/pushring/flow"
 	"sync/atomic"
 	"time"
 
@@ -25,19 +27,15 @@ import (
 //     holding anybody and its queue drops its oldest messages when full,
 //     as before (a stuck member must not stall a group).
 
-// Receipt is fanout's: told once per ForwardAcked, from any goroutine.
-// An alias of the same unnamed type, so that router need not import
-// fanout.
-type Receipt = interface{ Accepted(tag uint64) }
-
-// AckForwarder is a Forwarder that can tell when a QoS 1 message was
-// taken in by every node delivering it. fanout implements it.
+// AckForwarder is a Forwarder that tells when a QoS 1 message was stored
+// and when every node delivering it took it in. fanout implements it.
 type AckForwarder interface {
-	// ForwardAcked is Forward for a QoS 1 message: r.Accepted(tag) is
-	// called once the message is taken in (or given up on by the
+	// ForwardAcked is Forward for a QoS 1 message: r.Stored(tag, err)
+	// says whether it was stored (only then may it be acknowledged),
+	// r.Accepted(tag) that it was taken in (or given up on by the
 	// Forwarder's timeout). On an error r is never called. m and
 	// m.Payload are not kept, as for Forward.
-	ForwardAcked(m *message.Message, r Receipt, tag uint64) error
+	ForwardAcked(m *message.Message, r flow.Receipt, tag uint64) error
 }
 
 // holdLimit: a session backlogged this long no longer holds confirmations.
@@ -48,16 +46,12 @@ const holdLimit = time.Second
 // protocol error there too.
 const maxHeldAcks = 65535
 
-// Releaser is fanout's: told when a held delivery may be confirmed (an
-// alias of the same unnamed type).
-type Releaser = interface{ HoldReleased(seq uint64) }
-
 // hold is one delivery's wait on backlogged sessions: n counts the
 // sessions still backlogged (plus one while DeliverHeld runs); at zero
 // r.HoldReleased(seq).
 type hold struct {
 	n   atomic.Int32
-	r   Releaser
+	r   flow.Releaser
 	seq uint64
 }
 
@@ -72,7 +66,7 @@ func (h *hold) release() {
 // room; true when some are backlogged, and then r.HoldReleased(seq) follows
 // once, when those have drained under the hold mark, gone offline or been
 // backlogged past holdLimit.
-func (s *Server) DeliverHeld(m *message.Message, recipients []string, r Releaser, seq uint64) bool {
+func (s *Server) DeliverHeld(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
 	hc := holdCtx{r: r, seq: seq}
 	s.deliver(m, recipients, &hc)
 	if hc.h == nil {
@@ -88,7 +82,7 @@ func (s *Server) DeliverHeld(m *message.Message, recipients []string, r Releaser
 // allocates nothing.
 type holdCtx struct {
 	h   *hold
-	r   Releaser
+	r   flow.Releaser
 	seq uint64
 }
 
@@ -262,6 +256,24 @@ func (c *mqttConn) puback(pid uint16) {
 	q.list = append(q.list, heldAck{pid: pid, ready: true, confirmed: true})
 	c.sendAcksLocked()
 	q.mu.Unlock()
+}
+
+// Stored is the Receipt's word that the QoS 1 message with tag was
+// stored: its PUBACK may go (at once or on confirmation, see heldAcks).
+// A message the store refused gets no PUBACK: the connection is closed,
+// counted and logged, so the client sends it again (to a store that may
+// be back) after reconnecting. Goroutine-safe.
+func (c *mqttConn) Stored(tag uint64, err error) {
+	if err == nil {
+		c.readyAck(tag)
+		return
+	}
+	c.srv.m.refusal(reasonStoreFailed)
+	if ok, n := c.srv.storeLog.Allow(time.Second); ok {
+		c.srv.log.Warn("mqtt: a QoS 1 message could not be stored; closing its publisher's connection without PUBACK",
+			"id", c.id.ID, "err", err, "remote", c.remote, "since_last_logged", n)
+	}
+	c.kill(false)
 }
 
 // Accepted is the Receipt of the QoS 1 message with tag. Goroutine-safe;

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/flow"
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/mqtt/packet"
@@ -20,10 +21,15 @@ type ackingFwd struct {
 	*loopFwd
 	fail atomic.Bool
 	mu   sync.Mutex
-	held map[string]func() // payload → the receipt's call
+	held map[string]func() // payload → the receipt's Accepted call
+	// storeLate: Stored waits for the test's store call too; storeErr:
+	// that call says the store refused.
+	storeLate bool
+	storeErr  error
+	stores    map[string]func()
 }
 
-func (f *ackingFwd) ForwardAcked(m *message.Message, r Receipt, tag uint64) error {
+func (f *ackingFwd) ForwardAcked(m *message.Message, r flow.Receipt, tag uint64) error {
 	if f.fail.Load() {
 		return errors.New("bus down")
 	}
@@ -31,9 +37,36 @@ func (f *ackingFwd) ForwardAcked(m *message.Message, r Receipt, tag uint64) erro
 		return err
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.storeErr != nil {
+		f.stores[string(m.Payload)] = func() { r.Stored(tag, f.storeErr) }
+		return nil
+	}
+	if f.storeLate {
+		f.stores[string(m.Payload)] = func() { r.Stored(tag, nil) }
+	} else {
+		r.Stored(tag, nil)
+	}
 	f.held[string(m.Payload)] = func() { r.Accepted(tag) }
-	f.mu.Unlock()
 	return nil
+}
+
+// store calls the Stored of the message with payload p (storeLate or
+// storeErr set).
+func (f *ackingFwd) store(t *testing.T, p string) {
+	t.Helper()
+	var fn func()
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		f.mu.Lock()
+		fn = f.stores[p]
+		delete(f.stores, p)
+		f.mu.Unlock()
+		if fn == nil {
+			return fmt.Errorf("message %q was never forwarded", p)
+		}
+		return nil
+	})
+	fn()
 }
 
 // accept calls the receipt of the message with payload p, once it was
@@ -57,7 +90,7 @@ func (f *ackingFwd) accept(t *testing.T, p string) {
 func newAckingEnv(t *testing.T, maxUnconfirmed int) (*env, *ackingFwd) {
 	var f *ackingFwd
 	e := newEnvWith(t, func(c *Config) { c.MaxUnconfirmed = maxUnconfirmed }, func(l *loopFwd) Forwarder {
-		f = &ackingFwd{loopFwd: l, held: map[string]func(){}}
+		f = &ackingFwd{loopFwd: l, held: map[string]func(){}, stores: map[string]func(){}}
 		return f
 	})
 	return e, f

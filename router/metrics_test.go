@@ -53,6 +53,7 @@ var (
 		`pushring_mqtt_refusals_total{reason="protocol"}`,
 		`pushring_mqtt_refusals_total{reason="replay_acl"}`,
 		`pushring_mqtt_refusals_total{reason="service"}`,
+		`pushring_mqtt_refusals_total{reason="store_failed"}`,
 		`pushring_mqtt_refusals_total{reason="subscribe_acl"}`,
 		`pushring_mqtt_refusals_total{reason="subscribe_max"}`,
 		`pushring_mqtt_refusals_total{reason="subscription_bytes"}`,

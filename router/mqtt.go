@@ -541,8 +541,7 @@ func (c *mqttConn) forwardAcked(m *message.Message, pid uint16) error {
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
 		return errForward // no PUBACK: the client sends it again after reconnecting
 	}
-	c.srv.m.messageIn(m.Kind)
-	c.readyAck(tag)
+	c.srv.m.messageIn(m.Kind) // its PUBACK waits for Stored
 	return nil
 }
 

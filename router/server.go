@@ -58,6 +58,7 @@ type Server struct {
 	loopErr    sync.Once       // the event loop could not start: logged once
 	rateLog    lograte.Limiter // connect-rate refusal log lines
 	tlsLog     lograte.Limiter // TLS handshake failure log lines
+	storeLog   lograte.Limiter // store refusal log lines
 	handshakes chan struct{}   // a slot per TLS handshake in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context

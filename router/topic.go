@@ -35,6 +35,7 @@ const (
 	reasonReplayACL     = "replay_acl"     // queued group message, no longer a member
 	reasonDeliverACL    = "deliver_acl"    // /group/<gid> subscriber, no longer a member
 	reasonForwardFailed = "forward_failed" // Forwarder returned an error
+	reasonStoreFailed   = "store_failed"   // a QoS 1 message could not be stored: no PUBACK, connection closed
 	reasonConnectRate   = "connect_rate"   // too many new connections from one address
 
 	reasonFilterTooLong     = "filter_too_long"    // a filter over MaxFilterLen
@@ -44,7 +45,7 @@ const (
 var allReasons = []string{
 	reasonTopic, reasonService, reasonGroupACL, reasonDirectACL,
 	reasonSubscribeACL, reasonSubscribeMax, reasonWillACL, reasonReplayACL,
-	reasonDeliverACL, reasonForwardFailed, reasonConnectRate,
+	reasonDeliverACL, reasonForwardFailed, reasonStoreFailed, reasonConnectRate,
 	reasonFilterTooLong, reasonSubscriptionBytes,
 	// bad input that closed a connection (refusal.go)
 	reasonMalformed, reasonTooLarge, reasonProtocol, reasonTimeout,

@@ -1,0 +1,146 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/pushring/pushring/flow"
+	"github.com/pushring/pushring/message"
+)
+
+// Store keeps messages durably before their publishers are acknowledged
+// (the node's journal implements it). Append copies what it needs of m
+// before it returns, and later tells cb.Appended(tag, seq, err) exactly
+// once, in the order of the Append calls, unless it returns an error.
+type Store interface {
+	Append(m *message.Message, cb flow.Appended, tag uint64) error
+}
+
+// Stored before acknowledged: with a Store, a QoS 1 message is appended
+// to it first, and only once the store answers is the publisher told
+// (Receipt.Stored) and the message forwarded, carrying its sequence
+// (m.Seq), so delivering nodes can track what each persistent session
+// acknowledged. The forward keeps the message until its confirmations
+// come; when they do not come in time it is forwarded again (ack.go,
+// maxSends), never taken as delivered. The store answers in append order
+// and its answers are forwarded in that order, so one publisher's
+// messages leave this node in the order they were published.
+
+// appends are the messages handed to the Store and not answered yet, by
+// tag.
+type appends struct {
+	mu   sync.Mutex
+	next uint64
+	m    map[uint64]pendingAppend
+}
+
+type pendingAppend struct {
+	m   *message.Message // a private copy, forwarded once stored
+	r   flow.Receipt
+	tag uint64
+}
+
+func (a *appends) add(p pendingAppend) uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = make(map[uint64]pendingAppend)
+	}
+	a.next++
+	a.m[a.next] = p
+	return a.next
+}
+
+func (a *appends) take(id uint64) (pendingAppend, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.m[id]
+	delete(a.m, id)
+	return p, ok
+}
+
+// storeThenForward is ForwardAcked with a Store.
+func (f *Fanout) storeThenForward(m *message.Message, r flow.Receipt, tag uint64) error {
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	if m == nil {
+		return fmt.Errorf("%w: nil", ErrInvalidMessage)
+	}
+	if err := validMessage(m); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+	}
+	if headerSize(f.self)+messageSize(m)+envelopeSlack > f.maxBytes {
+		return ErrTooLarge
+	}
+	id := f.appends.add(pendingAppend{m: cloneMessage(m), r: r, tag: tag})
+	if err := f.store.Append(m, f, id); err != nil {
+		f.appends.take(id)
+		return err
+	}
+	return nil
+}
+
+// Appended is the Store's answer for the message appended under id: the
+// publisher is told, and a stored message is forwarded.
+func (f *Fanout) Appended(id, seq uint64, err error) {
+	p, ok := f.appends.take(id)
+	if !ok {
+		return
+	}
+	if err != nil {
+		p.r.Stored(p.tag, err)
+		return
+	}
+	p.m.Seq = seq
+	p.r.Stored(p.tag, nil)
+	if err := f.forward(p.m, p.r, p.tag); err != nil {
+		// Stored and told: the wait, if forward made one, sends it again;
+		// otherwise (closed, refused) the sessions replay it.
+		f.warn("could not forward a stored message", "id", message.FormatID(p.m.ID), "seq", seq, "err", err)
+	}
+}
+
+// cloneMessage copies m and everything it points to into one allocation
+// of bytes plus the Message: the copy is kept while the store answers
+// and until its deliveries are confirmed.
+func cloneMessage(m *message.Message) *message.Message {
+	buf := make([]byte, 0, len(m.From)+len(m.To)+len(m.Payload))
+	buf = append(append(append(buf, m.From...), m.To...), m.Payload...)
+	c := *m
+	c.From = unsafe.String(unsafe.SliceData(buf), len(m.From))
+	c.To = unsafe.String(unsafe.SliceData(buf[len(m.From):]), len(m.To))
+	c.Payload = buf[len(m.From)+len(m.To):]
+	return &c
+}
+
+// stored is a Receipt that waits for Stored: ForwardStored's.
+type stored struct{ done chan error }
+
+func (s *stored) Stored(_ uint64, err error) { s.done <- err }
+func (s *stored) Accepted(uint64)            {}
+
+// ForwardStored is Forward for an HTTP publish: a QoS 1 message is
+// forwarded once stored, and ForwardStored returns when the store
+// answered (nil: stored), or with ctx's error (the message may still be
+// stored and delivered). Without a Store, or for QoS 0, it is Forward.
+func (f *Fanout) ForwardStored(ctx context.Context, m *message.Message) error {
+	if f.store == nil || m == nil || m.QoS != 1 {
+		return f.Forward(ctx, m)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s := &stored{done: make(chan error, 1)}
+	if err := f.storeThenForward(m, s, 0); err != nil {
+		return err
+	}
+	select {
+	case err := <-s.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
