@@ -82,8 +82,8 @@ func runAttachScenario(t *testing.T, busFor func(int) Bus) {
 	}
 
 	ctx := context.Background()
-	direct := &message.Message{ID: 1, Kind: message.Direct, From: "bob", To: "alice", QoS: 1, Payload: []byte("d")}
-	group := &message.Message{ID: 2, Kind: message.Group, From: "dev", To: "g", QoS: 1, Payload: []byte("g")}
+	direct := &message.Message{ID: 1, Seq: 101, Kind: message.Direct, From: "bob", To: "alice", QoS: 1, Payload: []byte("d")}
+	group := &message.Message{ID: 2, Seq: 102, Kind: message.Group, From: "dev", To: "g", QoS: 1, Payload: []byte("g")}
 	for _, m := range []*message.Message{direct, group} {
 		if err := n3.f.Forward(ctx, m); err != nil {
 			t.Fatal(err)
@@ -113,6 +113,15 @@ func runAttachScenario(t *testing.T, busFor func(int) Bus) {
 				t.Fatalf("group message to %s on %s: %d, want %d", rid, n.id, got, want)
 			}
 		}
+	}
+	// The holder got each with its stream sequence (the forward, hops 1,
+	// carries it on).
+	for _, m := range []*message.Message{direct, group} {
+		n2.rec.mu.Lock()
+		if seq := n2.rec.msgs[m.ID].Seq; seq != m.Seq {
+			t.Errorf("message %d on holder n2: sequence %d, want %d", m.ID, seq, m.Seq)
+		}
+		n2.rec.mu.Unlock()
 	}
 	if s := n1.f.Stats(); s.AttachForwards != 2 {
 		t.Errorf("n1 attach forwards %d, want 2", s.AttachForwards)

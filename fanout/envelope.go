@@ -1,6 +1,6 @@
 package fanout
 
-// Envelope format, version 1
+// Envelope format, version 2
 //
 // Every message between nodes is one envelope, published on the receiving
 // node's subject (see Subject). All integers marked "uvarint" are unsigned
@@ -10,7 +10,7 @@ package fanout
 // followed by that many bytes. Nothing follows the last field.
 //
 //	offset  size  field
-//	0       1     version, 1
+//	0       1     version, 2
 //	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach,
 //	              5 AttachMany, 6 Resolve awaiting an ack, 7 Deliver
 //	              awaiting an ack, 8 Ack
@@ -26,6 +26,9 @@ package fanout
 // the message:
 //
 //	        8     message id, big-endian
+//	        8     stream sequence, big-endian: the message's sequence in
+//	              the cluster's message stream, 0 when it is not stored
+//	              (QoS 0)
 //	        1     message kind: 1 direct, 2 group (Resolve: group only)
 //	        1     QoS: 0 or 1
 //	        str   from: publisher principal id, may be empty (admin over HTTP)
@@ -70,15 +73,23 @@ package fanout
 //	        uvarint  principal count, at least 1
 //	        str      principal id, non-empty; count times
 //
-// Example, a Deliver of direct message 0x0102030405060708 at QoS 1 from
-// "a" to "b", payload "hi", sent by node "n1" that has not re-sent it:
+// The stream sequence is the one fixed-width field after the header on
+// purpose: a sender may encode the envelope first and write the sequence
+// into it when the stream answers, without moving any other byte. Its
+// offset is the header's length, plus the ack node and id of kinds 6
+// and 7, plus 8.
 //
-//	01 02 00  02 6e 31  01 02 03 04 05 06 07 08  01 01  01 61  01 62
-//	02 68 69  01  01 62
+// Example, a Deliver of direct message 0x0102030405060708, stream
+// sequence 0x1234, at QoS 1 from "a" to "b", payload "hi", sent by node
+// "n1" that has not re-sent it:
 //
-// A version bump is needed for any change a version-1 decoder would
-// misread; a decoder refuses versions it does not know, so nodes of mixed
-// versions drop each other's envelopes (counted) instead of misrouting.
+//	02 02 00  02 6e 31  01 02 03 04 05 06 07 08  00 00 00 00 00 00 12 34
+//	01 01  01 61  01 62  02 68 69  01  01 62
+//
+// A version bump is needed for any change a decoder of the previous
+// version would misread (version 2 added the stream sequence); a decoder
+// refuses versions it does not know, so nodes of mixed versions drop each
+// other's envelopes (counted) instead of misrouting.
 //
 // A decoded envelope aliases one private copy of the wire bytes: strings
 // and the payload point into it. See DecodeEnvelope.
@@ -94,7 +105,7 @@ import (
 
 // EnvelopeVersion is the version this package writes and the only one it
 // reads.
-const EnvelopeVersion = 1
+const EnvelopeVersion = 2
 
 // EnvelopeKind says what an envelope asks the receiving node to do.
 type EnvelopeKind uint8
@@ -211,6 +222,10 @@ var (
 // headerLen is the fixed part of the header: version, kind, hops.
 const headerLen = 3
 
+// msgFixedLen is the fixed part of a message: id, stream sequence, kind,
+// QoS.
+const msgFixedLen = 8 + 8 + 1 + 1
+
 // AppendEnvelope appends the encoding of e to dst and returns the extended
 // slice. It does not allocate when dst has room. It refuses (with
 // ErrInvalidEnvelope) exactly the envelopes DecodeEnvelope would refuse,
@@ -307,7 +322,7 @@ func validEnvelope(e *Envelope) error {
 			return errNoAcks
 		}
 		m := &e.Msg
-		if m.ID != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil ||
+		if m.ID != 0 || m.Seq != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil ||
 			e.Recipients != nil || e.Principal != "" || e.Node != "" || e.Principals != nil || e.AckNode != "" || e.AckID != 0 {
 			return errors.New("fields other than acks on an ack")
 		}
@@ -336,7 +351,7 @@ func validEnvelope(e *Envelope) error {
 			}
 		}
 		m := &e.Msg
-		if m.ID != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil ||
+		if m.ID != 0 || m.Seq != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil ||
 			e.AckNode != "" || e.AckID != 0 || e.Acks != nil {
 			return errors.New("message, recipients or acks on a " + e.Kind.String())
 		}
@@ -424,6 +439,7 @@ func acksSize(acks []Ack) int {
 
 func appendMessage(dst []byte, m *message.Message) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, m.ID)
+	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
 	dst = append(dst, byte(m.Kind), m.QoS)
 	dst = appendString(dst, m.From)
 	dst = appendString(dst, m.To)
@@ -458,7 +474,7 @@ func stringSize(s string) int { return uvarintSize(uint64(len(s))) + len(s) }
 func headerSize(sender string) int { return headerLen + stringSize(sender) }
 
 func messageSize(m *message.Message) int {
-	return 8 + 2 + stringSize(m.From) + stringSize(m.To) +
+	return msgFixedLen + stringSize(m.From) + stringSize(m.To) +
 		uvarintSize(uint64(len(m.Payload))) + len(m.Payload)
 }
 
@@ -550,11 +566,12 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 			}
 		}
 		m := &e.Msg
-		if r.need(8 + 2) {
+		if r.need(msgFixedLen) {
 			m.ID = binary.BigEndian.Uint64(buf[r.off:])
-			m.Kind = message.Kind(buf[r.off+8])
-			m.QoS = buf[r.off+9]
-			r.off += 10
+			m.Seq = binary.BigEndian.Uint64(buf[r.off+8:])
+			m.Kind = message.Kind(buf[r.off+16])
+			m.QoS = buf[r.off+17]
+			r.off += msgFixedLen
 		}
 		m.From = r.str()
 		m.To = r.str()

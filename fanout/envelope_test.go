@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,62 +23,62 @@ var envelopeTests = []struct {
 	{
 		Name: "deliver direct (the example in envelope.go)",
 		Envelope: Envelope{Kind: KindDeliver, Sender: "n1",
-			Msg:        message.Message{ID: 0x0102030405060708, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("hi")},
+			Msg:        message.Message{ID: 0x0102030405060708, Seq: 0x1234, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("hi")},
 			Recipients: []string{"b"}},
-		Hex: "01 02 00 02 6e31 0102030405060708 01 01 01 61 01 62 02 6869 01 01 62",
+		Hex: "02 02 00 02 6e31 0102030405060708 0000000000001234 01 01 01 61 01 62 02 6869 01 01 62",
 	},
 	{
 		Name: "deliver group, three recipients, hops 2, empty from and payload",
 		Envelope: Envelope{Kind: KindDeliver, Hops: 2, Sender: "n3",
 			Msg:        message.Message{ID: 0xffffffffffffffff, Kind: message.Group, To: "g1", QoS: 0},
 			Recipients: []string{"alice", "bob", "c"}},
-		Hex: "01 02 02 02 6e33 ffffffffffffffff 02 00 00 02 6731 00" +
+		Hex: "02 02 02 02 6e33 ffffffffffffffff 0000000000000000 02 00 00 02 6731 00" +
 			" 03 05 616c696365 03 626f62 01 63",
 	},
 	{
 		Name: "resolve",
 		Envelope: Envelope{Kind: KindResolve, Hops: 0, Sender: "node-a",
-			Msg: message.Message{ID: 42, Kind: message.Group, From: "dev1", To: "g", QoS: 1, Payload: []byte{0, 1, 2}}},
-		Hex: "01 01 00 06 6e6f64652d61 000000000000002a 02 01 04 64657631 01 67 03 000102",
+			Msg: message.Message{ID: 42, Seq: 7, Kind: message.Group, From: "dev1", To: "g", QoS: 1, Payload: []byte{0, 1, 2}}},
+		Hex: "02 01 00 06 6e6f64652d61 000000000000002a 0000000000000007 02 01 04 64657631 01 67 03 000102",
 	},
 	{
 		Name: "resolve, hops 255, 200-byte payload (two-byte length)",
 		Envelope: Envelope{Kind: KindResolve, Hops: 255, Sender: "n",
 			Msg: message.Message{ID: 1, Kind: message.Group, To: "g", Payload: bytes.Repeat([]byte{'x'}, 200)}},
-		Hex: "01 01 ff 01 6e 0000000000000001 02 00 00 01 67 c801" + strings.Repeat("78", 200),
+		Hex: "02 01 ff 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 c801" + strings.Repeat("78", 200),
 	},
 	{
 		Name:     "attach",
 		Envelope: Envelope{Kind: KindAttach, Sender: "n2", Principal: "alice", Node: "n2"},
-		Hex:      "01 03 00 02 6e32 05 616c696365 02 6e32",
+		Hex:      "02 03 00 02 6e32 05 616c696365 02 6e32",
 	},
 	{
 		Name:     "detach",
 		Envelope: Envelope{Kind: KindDetach, Hops: 1, Sender: "n1", Principal: "bob", Node: "n3"},
-		Hex:      "01 04 01 02 6e31 03 626f62 02 6e33",
+		Hex:      "02 04 01 02 6e31 03 626f62 02 6e33",
 	},
 	{
 		Name:     "attach many",
 		Envelope: Envelope{Kind: KindAttachMany, Sender: "n2", Node: "n2", Principals: []string{"alice", "bob"}},
-		Hex:      "01 05 00 02 6e32 02 6e32 02 05 616c696365 03 626f62",
+		Hex:      "02 05 00 02 6e32 02 6e32 02 05 616c696365 03 626f62",
 	},
 	{
-		Name: "deliver awaiting an ack",
+		Name: "deliver awaiting an ack, largest sequence",
 		Envelope: Envelope{Kind: KindDeliver, Sender: "n1", AckNode: "n2", AckID: 5,
-			Msg:        message.Message{ID: 0x0102030405060708, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("hi")},
+			Msg:        message.Message{ID: 0x0102030405060708, Seq: 1<<64 - 1, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("hi")},
 			Recipients: []string{"b"}},
-		Hex: "01 07 00 02 6e31 02 6e32 05 0102030405060708 01 01 01 61 01 62 02 6869 01 01 62",
+		Hex: "02 07 00 02 6e31 02 6e32 05 0102030405060708 ffffffffffffffff 01 01 01 61 01 62 02 6869 01 01 62",
 	},
 	{
-		Name: "resolve awaiting an ack, ack id 300",
+		Name: "resolve awaiting an ack, ack id 300, sequence 2^56",
 		Envelope: Envelope{Kind: KindResolve, Hops: 1, Sender: "n1", AckNode: "n1", AckID: 300,
-			Msg: message.Message{ID: 9, Kind: message.Group, From: "a", To: "g", QoS: 1}},
-		Hex: "01 06 01 02 6e31 02 6e31 ac02 0000000000000009 02 01 01 61 01 67 00",
+			Msg: message.Message{ID: 9, Seq: 1 << 56, Kind: message.Group, From: "a", To: "g", QoS: 1}},
+		Hex: "02 06 01 02 6e31 02 6e31 ac02 0000000000000009 0100000000000000 02 01 01 61 01 67 00",
 	},
 	{
 		Name:     "ack",
 		Envelope: Envelope{Kind: KindAck, Sender: "n3", Acks: []Ack{{ID: 1, N: 1}, {ID: 300, N: 3, Expect: true}, {ID: 0, N: 0}}},
-		Hex:      "01 08 00 02 6e33 03 01 02 ac02 07 00 00",
+		Hex:      "02 08 00 02 6e33 03 01 02 ac02 07 00 00",
 	},
 }
 
@@ -89,56 +90,61 @@ var badEnvelopes = []struct {
 	Err  error
 }{
 	{"empty", "", ErrMalformed},
-	{"version only", "01", ErrMalformed},
-	{"no hops", "01 02", ErrMalformed},
+	{"version only", "02", ErrMalformed},
+	{"no hops", "02 02", ErrMalformed},
 	{"version 0", "00 02 00 02 6e31", ErrEnvelopeVersion},
-	{"version 2", "02 02 00 02 6e31", ErrEnvelopeVersion},
-	{"kind 0", "01 00 00 02 6e31", ErrEnvelopeKind},
-	{"kind 9", "01 09 00 02 6e31", ErrEnvelopeKind},
-	{"ack zero entries", "01 08 00 02 6e33 00", ErrMalformed},
-	{"ack without entries", "01 08 00 02 6e33", ErrMalformed},
-	{"ack count larger than data", "01 08 00 02 6e33 02 01 02", ErrMalformed},
-	{"ack n over 32 bits", "01 08 00 02 6e33 01 01 8080808020", ErrMalformed},
-	{"ack trailing byte", "01 08 00 02 6e33 01 01 02 00", ErrMalformed},
-	{"deliver acked empty ack node", "01 07 00 01 6e 00 05 0000000000000001 02 00 00 01 67 00 01 01 62", ErrMalformed},
-	{"deliver acked truncated ack id", "01 07 00 01 6e 01 6e", ErrMalformed},
-	{"deliver acked ack node with a dot", "01 07 00 01 6e 03 6e2e32 05 0000000000000001 02 00 00 01 67 00 01 01 62", ErrMalformed},
-	{"resolve acked ack node with '>'", "01 06 00 01 6e 01 3e 05 0000000000000001 02 00 00 01 67 00", ErrMalformed},
-	{"kind ff", "01 ff", ErrEnvelopeKind},
-	{"empty sender", "01 03 00 00 05 616c696365 02 6e32", ErrMalformed},
-	{"sender not UTF-8", "01 03 00 02 6eff 05 616c696365 02 6e32", ErrMalformed},
-	{"sender with a dot", "01 03 00 03 6e2e32 05 616c696365 02 6e32", ErrMalformed},
-	{"attach node not UTF-8", "01 03 00 02 6e32 05 616c696365 02 6eff", ErrMalformed},
-	{"attach many node with '*'", "01 05 00 02 6e32 02 6e2a 01 01 61", ErrMalformed},
-	{"sender runs past end", "01 03 00 09 6e32", ErrMalformed},
-	{"padded uvarint", "01 03 00 8200 6e32 05 616c696365 02 6e32", ErrMalformed},
-	{"uvarint over 64 bits", "01 03 00 ffffffffffffffffff02", ErrMalformed},
-	{"uvarint of 11 bytes", "01 03 00 8080808080808080808001", ErrMalformed},
-	{"huge length", "01 03 00 ffffffffffffffff7f 6e", ErrMalformed},
-	{"attach without node", "01 03 00 02 6e32 05 616c696365", ErrMalformed},
-	{"attach empty node", "01 03 00 02 6e32 05 616c696365 00", ErrMalformed},
-	{"attach empty principal", "01 03 00 02 6e32 00 02 6e32", ErrMalformed},
-	{"attach trailing byte", "01 03 00 02 6e32 05 616c696365 02 6e32 00", ErrMalformed},
-	{"attach many without principals", "01 05 00 02 6e32 02 6e32", ErrMalformed},
-	{"attach many zero principals", "01 05 00 02 6e32 02 6e32 00", ErrMalformed},
-	{"attach many empty node", "01 05 00 02 6e32 00 01 01 61", ErrMalformed},
-	{"attach many empty principal", "01 05 00 02 6e32 02 6e32 02 01 61 00", ErrMalformed},
-	{"attach many count larger than data", "01 05 00 02 6e32 02 6e32 03 01 61 01 62", ErrMalformed},
-	{"attach many trailing byte", "01 05 00 02 6e32 02 6e32 01 01 61 00", ErrMalformed},
-	{"resolve truncated id", "01 01 00 01 6e 00000000", ErrMalformed},
-	{"resolve of a direct message", "01 01 00 01 6e 0000000000000001 01 00 00 01 67 00", ErrMalformed},
-	{"message kind 0", "01 02 00 01 6e 0000000000000001 00 00 00 01 67 00 01 01 62", ErrMalformed},
-	{"message kind 3", "01 02 00 01 6e 0000000000000001 03 00 00 01 67 00 01 01 62", ErrMalformed},
-	{"QoS 2", "01 01 00 01 6e 0000000000000001 02 02 00 01 67 00", ErrMalformed},
-	{"empty to", "01 01 00 01 6e 0000000000000001 02 00 00 00 00", ErrMalformed},
-	{"payload runs past end", "01 01 00 01 6e 0000000000000001 02 00 00 01 67 05 6869", ErrMalformed},
-	{"resolve trailing byte", "01 01 00 01 6e 0000000000000001 02 00 00 01 67 00 00", ErrMalformed},
-	{"deliver without recipients", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00", ErrMalformed},
-	{"deliver zero recipients", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 00", ErrMalformed},
-	{"deliver empty recipient", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 01 00", ErrMalformed},
-	{"deliver count larger than data", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 02 01 62", ErrMalformed},
-	{"deliver huge count", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 ffffffff0f 01 62", ErrMalformed},
-	{"deliver trailing byte", "01 02 00 01 6e 0000000000000001 02 00 00 01 67 00 01 01 62 62", ErrMalformed},
+	// The version-1 encoding of the example in envelope.go: without the
+	// stream sequence, refused whole rather than misread.
+	{"version 1", "01 02 00 02 6e31 0102030405060708 01 01 01 61 01 62 02 6869 01 01 62", ErrEnvelopeVersion},
+	{"version 3", "03 02 00 02 6e31", ErrEnvelopeVersion},
+	{"kind 0", "02 00 00 02 6e31", ErrEnvelopeKind},
+	{"kind 9", "02 09 00 02 6e31", ErrEnvelopeKind},
+	{"ack zero entries", "02 08 00 02 6e33 00", ErrMalformed},
+	{"ack without entries", "02 08 00 02 6e33", ErrMalformed},
+	{"ack count larger than data", "02 08 00 02 6e33 02 01 02", ErrMalformed},
+	{"ack n over 32 bits", "02 08 00 02 6e33 01 01 8080808020", ErrMalformed},
+	{"ack trailing byte", "02 08 00 02 6e33 01 01 02 00", ErrMalformed},
+	{"deliver acked empty ack node", "02 07 00 01 6e 00 05 0000000000000001 0000000000000000 02 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"deliver acked truncated ack id", "02 07 00 01 6e 01 6e", ErrMalformed},
+	{"deliver acked ack node with a dot", "02 07 00 01 6e 03 6e2e32 05 0000000000000001 0000000000000000 02 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"resolve acked ack node with '>'", "02 06 00 01 6e 01 3e 05 0000000000000001 0000000000000000 02 00 00 01 67 00", ErrMalformed},
+	{"kind ff", "02 ff", ErrEnvelopeKind},
+	{"empty sender", "02 03 00 00 05 616c696365 02 6e32", ErrMalformed},
+	{"sender not UTF-8", "02 03 00 02 6eff 05 616c696365 02 6e32", ErrMalformed},
+	{"sender with a dot", "02 03 00 03 6e2e32 05 616c696365 02 6e32", ErrMalformed},
+	{"attach node not UTF-8", "02 03 00 02 6e32 05 616c696365 02 6eff", ErrMalformed},
+	{"attach many node with '*'", "02 05 00 02 6e32 02 6e2a 01 01 61", ErrMalformed},
+	{"sender runs past end", "02 03 00 09 6e32", ErrMalformed},
+	{"padded uvarint", "02 03 00 8200 6e32 05 616c696365 02 6e32", ErrMalformed},
+	{"uvarint over 64 bits", "02 03 00 ffffffffffffffffff02", ErrMalformed},
+	{"uvarint of 11 bytes", "02 03 00 8080808080808080808001", ErrMalformed},
+	{"huge length", "02 03 00 ffffffffffffffff7f 6e", ErrMalformed},
+	{"attach without node", "02 03 00 02 6e32 05 616c696365", ErrMalformed},
+	{"attach empty node", "02 03 00 02 6e32 05 616c696365 00", ErrMalformed},
+	{"attach empty principal", "02 03 00 02 6e32 00 02 6e32", ErrMalformed},
+	{"attach trailing byte", "02 03 00 02 6e32 05 616c696365 02 6e32 00", ErrMalformed},
+	{"attach many without principals", "02 05 00 02 6e32 02 6e32", ErrMalformed},
+	{"attach many zero principals", "02 05 00 02 6e32 02 6e32 00", ErrMalformed},
+	{"attach many empty node", "02 05 00 02 6e32 00 01 01 61", ErrMalformed},
+	{"attach many empty principal", "02 05 00 02 6e32 02 6e32 02 01 61 00", ErrMalformed},
+	{"attach many count larger than data", "02 05 00 02 6e32 02 6e32 03 01 61 01 62", ErrMalformed},
+	{"attach many trailing byte", "02 05 00 02 6e32 02 6e32 01 01 61 00", ErrMalformed},
+	{"resolve truncated id", "02 01 00 01 6e 00000000", ErrMalformed},
+	{"resolve truncated sequence", "02 01 00 01 6e 0000000000000001 00000000000000", ErrMalformed},
+	{"deliver without sequence", "02 02 00 01 6e 0000000000000001 02 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"resolve of a direct message", "02 01 00 01 6e 0000000000000001 0000000000000000 01 00 00 01 67 00", ErrMalformed},
+	{"message kind 0", "02 02 00 01 6e 0000000000000001 0000000000000000 00 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"message kind 3", "02 02 00 01 6e 0000000000000001 0000000000000000 03 00 00 01 67 00 01 01 62", ErrMalformed},
+	{"QoS 2", "02 01 00 01 6e 0000000000000001 0000000000000000 02 02 00 01 67 00", ErrMalformed},
+	{"empty to", "02 01 00 01 6e 0000000000000001 0000000000000000 02 00 00 00 00", ErrMalformed},
+	{"payload runs past end", "02 01 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 05 6869", ErrMalformed},
+	{"resolve trailing byte", "02 01 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 00 00", ErrMalformed},
+	{"deliver without recipients", "02 02 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 00", ErrMalformed},
+	{"deliver zero recipients", "02 02 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 00 00", ErrMalformed},
+	{"deliver empty recipient", "02 02 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 00 01 00", ErrMalformed},
+	{"deliver count larger than data", "02 02 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 00 02 01 62", ErrMalformed},
+	{"deliver huge count", "02 02 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 00 ffffffff0f 01 62", ErrMalformed},
+	{"deliver trailing byte", "02 02 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 67 00 01 01 62 62", ErrMalformed},
 }
 
 func unhex(t testing.TB, s string) []byte {
@@ -175,7 +181,7 @@ func equalEnvelope(a, b *Envelope) bool {
 		}
 	}
 	am, bm := a.Msg, b.Msg
-	return am.ID == bm.ID && am.Kind == bm.Kind && am.From == bm.From && am.To == bm.To &&
+	return am.ID == bm.ID && am.Seq == bm.Seq && am.Kind == bm.Kind && am.From == bm.From && am.To == bm.To &&
 		am.QoS == bm.QoS && bytes.Equal(am.Payload, bm.Payload)
 }
 
@@ -271,6 +277,9 @@ func TestAppendEnvelopeRefuses(t *testing.T) {
 		"attach many, no node":    {Kind: KindAttachMany, Sender: "n", Principals: []string{"a"}},
 		"attach many, principal":  {Kind: KindAttachMany, Sender: "n", Node: "n", Principal: "a", Principals: []string{"a"}},
 		"deliver with principals": {Kind: KindDeliver, Sender: "n", Msg: msg, Recipients: []string{"a"}, Principals: []string{"a"}},
+		// A sequence where no message travels would be lost on the wire.
+		"attach with sequence": {Kind: KindAttach, Sender: "n", Principal: "a", Node: "n", Msg: message.Message{Seq: 1}},
+		"ack with sequence":    {Kind: KindAck, Sender: "n", Acks: []Ack{{ID: 1, N: 1}}, Msg: message.Message{Seq: 1}},
 	} {
 		if b, err := AppendEnvelope(nil, &e); !errors.Is(err, ErrInvalidEnvelope) || len(b) != 0 {
 			t.Errorf("%s: got %x, %v; want ErrInvalidEnvelope", name, b, err)
@@ -327,5 +336,40 @@ func BenchmarkEnvelopeDecodeDeliver1000(b *testing.B) {
 		if _, err := DecodeEnvelope(buf); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The stream sequence sits at a fixed offset (header, ack request, message
+// id) and has a fixed width, so a sender can write it into an envelope it
+// has already encoded: the result is the envelope encoded with the
+// sequence from the start.
+func TestEnvelopeSeqPatchable(t *testing.T) {
+	for _, tt := range envelopeTests {
+		if tt.Envelope.Kind != KindResolve && tt.Envelope.Kind != KindDeliver {
+			continue
+		}
+		t.Run(tt.Name, func(t *testing.T) {
+			e := tt.Envelope
+			e.Msg.Seq = 0
+			b, err := AppendEnvelope(nil, &e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := headerSize(e.Sender) + ackReq{e.AckNode, e.AckID}.size() + 8
+			const seq = 0x0a0b0c0d0e0f1011
+			binary.BigEndian.PutUint64(b[off:], seq)
+			e.Msg.Seq = seq
+			want, _ := AppendEnvelope(nil, &e)
+			if !bytes.Equal(b, want) {
+				t.Fatalf("patched\n got %x\nwant %x", b, want)
+			}
+			got, err := DecodeEnvelope(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Msg.Seq != seq {
+				t.Fatalf("decoded sequence %x, want %x", got.Msg.Seq, uint64(seq))
+			}
+		})
 	}
 }

@@ -41,7 +41,9 @@ func runCoreScenario(t *testing.T, busFor func(i int) Bus) {
 	for range perGroup {
 		for _, gid := range []string{"g-remote", "g-local"} {
 			id++
-			m := &message.Message{ID: id, Kind: message.Group, From: "dev", To: gid, QoS: 1,
+			// A stream sequence unlike the id, carried through the
+			// Resolve (g-remote) and every Deliver.
+			m := &message.Message{ID: id, Seq: 1<<40 + id, Kind: message.Group, From: "dev", To: gid, QoS: 1,
 				Payload: fmt.Appendf(nil, "payload %d", id)}
 			if err := ingress.f.Forward(ctx, m); err != nil {
 				t.Fatal(err)
@@ -108,7 +110,7 @@ func runCoreScenario(t *testing.T, busFor func(i int) Bus) {
 			n.rec.mu.Lock()
 			if km, ok := n.rec.msgs[m.ID]; ok {
 				kept = km.Payload
-				if km.From != m.From || km.To != m.To || km.Kind != m.Kind || km.QoS != m.QoS {
+				if km.From != m.From || km.To != m.To || km.Kind != m.Kind || km.QoS != m.QoS || km.Seq != m.Seq {
 					t.Errorf("message %d arrived as %+v", m.ID, km)
 				}
 			}
@@ -189,7 +191,7 @@ func TestResolveFollowsMovedOwner(t *testing.T) {
 	}
 	nodes := startNodes(t, threeIDs, func(int) Bus { return bus }, staticMembers{"g": members},
 		func(i int) Placement { return views[i] }, nil)
-	if err := nodes[0].f.Forward(context.Background(), &message.Message{ID: 9, Kind: message.Group, To: "g"}); err != nil {
+	if err := nodes[0].f.Forward(context.Background(), &message.Message{ID: 9, Seq: 77, Kind: message.Group, To: "g", QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
@@ -200,6 +202,14 @@ func TestResolveFollowsMovedOwner(t *testing.T) {
 		}
 		return nil
 	})
+	// The stream sequence survives the re-sent Resolve.
+	for _, n := range nodes {
+		n.rec.mu.Lock()
+		if seq := n.rec.msgs[9].Seq; seq != 77 {
+			t.Errorf("%s: delivered with sequence %d, want 77", n.id, seq)
+		}
+		n.rec.mu.Unlock()
+	}
 	if s := nodes[1].f.Stats(); s.ResolvesForwarded != 1 {
 		t.Errorf("n2: %+v", s)
 	}

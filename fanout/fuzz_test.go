@@ -62,10 +62,10 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 				acks[len(acks)-1] = 1
 			}
 		}
-		f.Add(byte(e.Kind), e.Hops, e.Sender, e.Msg.ID, byte(e.Msg.Kind), e.Msg.QoS, e.Msg.From, e.Msg.To, e.Msg.Payload, rcpts, e.Principal, e.Node,
+		f.Add(byte(e.Kind), e.Hops, e.Sender, e.Msg.ID, e.Msg.Seq, byte(e.Msg.Kind), e.Msg.QoS, e.Msg.From, e.Msg.To, e.Msg.Payload, rcpts, e.Principal, e.Node,
 			e.AckNode, e.AckID, acks)
 	}
-	f.Fuzz(func(t *testing.T, kind, hops byte, sender string, id uint64, mkind, qos byte,
+	f.Fuzz(func(t *testing.T, kind, hops byte, sender string, id, seq uint64, mkind, qos byte,
 		from, to string, payload, rcpts []byte, principal, node string, ackNode string, ackID uint64, acks []byte) {
 		e := &Envelope{Kind: EnvelopeKind(kind), Hops: hops, Sender: sender, Principal: principal, Node: node,
 			AckNode: ackNode, AckID: ackID}
@@ -74,7 +74,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			e.Acks = append(e.Acks, Ack{ID: uint64(acks[0]) << 20, N: uint32(acks[1]) << 24, Expect: acks[2]&1 == 1})
 		}
 		if e.Kind == KindResolve || e.Kind == KindDeliver {
-			e.Msg = message.Message{ID: id, Kind: message.Kind(mkind), QoS: qos, From: from, To: to, Payload: payload}
+			e.Msg = message.Message{ID: id, Seq: seq, Kind: message.Kind(mkind), QoS: qos, From: from, To: to, Payload: payload}
 		}
 		if e.Kind == KindDeliver || e.Kind == KindAttachMany {
 			// NUL-separated recipients (or principals); a trailing NUL

@@ -77,7 +77,7 @@ func (r *recorder) Deliver(m *message.Message, recipients []string) {
 		per[id]++ // map keys copy nothing: strings alias the envelope, which stays alive
 	}
 	// Keep a copy as a router would (Payload may be kept).
-	r.msgs[m.ID] = message.Message{ID: m.ID, Kind: m.Kind, From: string([]byte(m.From)),
+	r.msgs[m.ID] = message.Message{ID: m.ID, Seq: m.Seq, Kind: m.Kind, From: string([]byte(m.From)),
 		To: string([]byte(m.To)), QoS: m.QoS, Payload: m.Payload}
 }
 

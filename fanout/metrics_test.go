@@ -174,9 +174,9 @@ func TestMetricsRefuseBadPeerIDs(t *testing.T) {
 	nodes := startNodes(t, []string{"n1"}, func(int) Bus { return bus }, staticMembers{},
 		func(int) Placement { return &mapPlacement{def: "n1"} }, func(c *Config) { c.Registerer = reg })
 	for _, b := range []string{
-		"01 04 00 02 6eff 05 616c696365 02 6e32",    // Detach, sender "n\xff"
-		"01 04 00 02 6e32 05 616c696365 02 6eff",    // Detach, node "n\xff"
-		"01 05 00 02 6e32 02 6eff 01 05 616c696365", // AttachMany, node "n\xff"
+		"02 04 00 02 6eff 05 616c696365 02 6e32",    // Detach, sender "n\xff"
+		"02 04 00 02 6e32 05 616c696365 02 6eff",    // Detach, node "n\xff"
+		"02 05 00 02 6e32 02 6eff 01 05 616c696365", // AttachMany, node "n\xff"
 	} {
 		if err := bus.Publish(Subject("test", "n1"), unhex(t, b)); err != nil {
 			t.Fatal(err)

@@ -38,13 +38,21 @@ func (k Kind) String() string {
 
 // Message is immutable once handed to a Forwarder or Deliverer: every
 // receiver shares the same value and the same Payload bytes.
+//
+// The fields are ordered for size: Kind and QoS share the word after the
+// two uint64s, the only padding, so a Message is 80 bytes on 64-bit
+// platforms (pinned by a test).
 type Message struct {
-	ID      uint64 // cluster-unique, see IDSource
-	Seq     uint64 // sequence in the cluster's message journal; 0 when not stored (QoS 0)
+	ID uint64 // cluster-unique, see IDSource
+	// Seq is the message's sequence in the cluster's message stream, where
+	// every QoS 1 message is stored once before it is forwarded between
+	// nodes; a delivering node tracks each persistent session's position
+	// by it. 0 when the message is not stored (QoS 0).
+	Seq     uint64
 	Kind    Kind
+	QoS     byte   // 0 or 1: the publisher's QoS, capped per subscription at delivery
 	From    string // principal id of the publisher ("" for admin over HTTP)
 	To      string // principal id (Direct) or group id (Group)
-	QoS     byte   // 0 or 1: the publisher's QoS, capped per subscription at delivery
 	Payload []byte
 }
 

@@ -3,6 +3,7 @@ package message
 import (
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 func TestIDSourceUniqueAcrossGoroutinesAndNodes(t *testing.T) {
@@ -61,5 +62,16 @@ func TestFormatID(t *testing.T) {
 func TestKindString(t *testing.T) {
 	if Direct.String() != "direct" || Group.String() != "group" || Kind(9).String() != "kind(9)" {
 		t.Fatal(Direct.String(), Group.String(), Kind(9).String())
+	}
+}
+
+// Seq must not make every Message larger than it needs to be: the only
+// padding is the word Kind and QoS share.
+func TestMessageSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes pinned for 64-bit platforms")
+	}
+	if n := unsafe.Sizeof(Message{}); n != 80 {
+		t.Errorf("unsafe.Sizeof(Message{}) = %d, want 80", n)
 	}
 }
