@@ -211,6 +211,12 @@ type Config struct {
 	// when a persistent session reconnects. Default 30 s.
 	RetryInterval time.Duration
 
+	// PositionInterval is how often the positions of durable sessions
+	// are computed and saved (durable.go): a session that reconnects
+	// elsewhere after its node died is replayed from at most about two
+	// intervals back (duplicates, never losses). Default 1 s.
+	PositionInterval time.Duration
+
 	// GoroutinePerConn serves each TCP connection with a reader and a
 	// writer goroutine of its own instead of the event loop. The event
 	// loop (Linux: a few epoll pollers for all connections) keeps an idle
@@ -269,6 +275,7 @@ func DefaultConfig() Config {
 		MaxTLSHandshakes:        1024,
 		MaxOutboundBytes:        1 << 20,
 		RetryInterval:           30 * time.Second,
+		PositionInterval:        time.Second,
 		Now:                     time.Now,
 	}
 }
@@ -314,6 +321,7 @@ func (c Config) withDefaults() Config {
 	c.TLSHandshakeTimeout = cmp.Or(c.TLSHandshakeTimeout, d.TLSHandshakeTimeout)
 	c.MaxTLSHandshakes = cmp.Or(c.MaxTLSHandshakes, d.MaxTLSHandshakes)
 	c.RetryInterval = cmp.Or(c.RetryInterval, d.RetryInterval)
+	c.PositionInterval = cmp.Or(c.PositionInterval, d.PositionInterval)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = d.Now
@@ -353,6 +361,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "MaxTLSHandshakes", c.MaxTLSHandshakes),
 		configerr.Positive(check, "MaxOutboundBytes", c.MaxOutboundBytes),
 		configerr.Positive(check, "RetryInterval", c.RetryInterval),
+		configerr.Positive(check, "PositionInterval", c.PositionInterval),
 	)
 }
 

@@ -28,6 +28,11 @@ type Stats struct {
 	TLSErrors       uint64 // TLS handshakes that failed otherwise
 	TLSBusy         uint64 // TLS connections closed unshaken: MaxTLSHandshakes in progress
 	Throttled       uint64 // pauses of a connection whose principal went over its publish rate (limits.go)
+	Replays         uint64 // journal replays started for durable sessions (durable.go)
+	Replayed        uint64 // messages read back from the journal into sessions
+	Gaps            uint64 // replays that found messages aged out of the journal
+	StoreErrors     uint64 // session claims and replays the store failed
+	Kicked          uint64 // sessions closed here because their client connected to another node
 }
 
 // TLS handshake failures: indexes of Server's counts and the values of
@@ -78,6 +83,16 @@ var (
 		"MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress).", []string{"reason"}, nil)
 	slowDesc = prometheus.NewDesc("pushring_mqtt_slow_sessions_total",
 		"Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.", nil, nil)
+	replaysDesc = prometheus.NewDesc("pushring_session_replays_total",
+		"Journal replays started for persistent sessions (resumed here, or their queue dropped stored messages).", nil, nil)
+	replayedDesc = prometheus.NewDesc("pushring_session_replayed_total",
+		"Messages read back from the journal into persistent sessions.", nil, nil)
+	gapsDesc = prometheus.NewDesc("pushring_session_gaps_total",
+		"Replays that found messages for the session already aged out of the journal.", nil, nil)
+	sessionStoreErrorsDesc = prometheus.NewDesc("pushring_session_store_errors_total",
+		"Session claims (CONNECT refused) and replays that the store failed.", nil, nil)
+	kickedDesc = prometheus.NewDesc("pushring_session_kicked_total",
+		"Sessions closed on this node because their client id connected to another node.", nil, nil)
 	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
 		"Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second).", nil, nil)
 )
@@ -103,6 +118,11 @@ type metrics struct {
 	tlsConns     atomic.Int64
 	tlsFailures  [len(tlsFailureReasons)]atomic.Uint64 // by tlsTimeout, tlsError, tlsBusy
 	throttles    atomic.Uint64
+	replays      atomic.Uint64
+	replayedMsgs atomic.Uint64
+	gaps         atomic.Uint64
+	storeErrors  atomic.Uint64
+	kicks        atomic.Uint64
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -124,7 +144,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
-		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc} {
+		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc,
+		replaysDesc, replayedDesc, gapsDesc, sessionStoreErrorsDesc, kickedDesc} {
 		ch <- d
 	}
 }
@@ -150,6 +171,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- m.counter(tlsFailuresDesc, &m.tlsFailures[i], reason)
 	}
 	ch <- m.counter(throttledDesc, &m.throttles)
+	ch <- m.counter(replaysDesc, &m.replays)
+	ch <- m.counter(replayedDesc, &m.replayedMsgs)
+	ch <- m.counter(gapsDesc, &m.gaps)
+	ch <- m.counter(sessionStoreErrorsDesc, &m.storeErrors)
+	ch <- m.counter(kickedDesc, &m.kicks)
 }
 
 func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
@@ -189,6 +215,12 @@ func (m *metrics) dropped() { m.queueDropped.Add(1) }
 
 func (m *metrics) slowSession() { m.slow.Add(1) }
 
+func (m *metrics) replay()     { m.replays.Add(1) }
+func (m *metrics) replayed()   { m.replayedMsgs.Add(1) }
+func (m *metrics) gap()        { m.gaps.Add(1) }
+func (m *metrics) storeError() { m.storeErrors.Add(1) }
+func (m *metrics) kicked()     { m.kicks.Add(1) }
+
 func (m *metrics) throttled() { m.throttles.Add(1) }
 
 func (m *metrics) connUp() { m.connections.Add(1) }
@@ -212,6 +244,11 @@ func (m *metrics) stats() Stats {
 		TLSErrors:       m.tlsFailures[tlsError].Load(),
 		TLSBusy:         m.tlsFailures[tlsBusy].Load(),
 		Throttled:       m.throttles.Load(),
+		Replays:         m.replays.Load(),
+		Replayed:        m.replayedMsgs.Load(),
+		Gaps:            m.gaps.Load(),
+		StoreErrors:     m.storeErrors.Load(),
+		Kicked:          m.kicks.Load(),
 	}
 }
 

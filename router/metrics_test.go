@@ -27,6 +27,11 @@ var (
 		`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
 		`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress)."`,
 		`pushring_queue_dropped_total counter [] "Messages dropped from a full session queue or for a slow consumer."`,
+		`pushring_session_gaps_total counter [] "Replays that found messages for the session already aged out of the journal."`,
+		`pushring_session_kicked_total counter [] "Sessions closed on this node because their client id connected to another node."`,
+		`pushring_session_replayed_total counter [] "Messages read back from the journal into persistent sessions."`,
+		`pushring_session_replays_total counter [] "Journal replays started for persistent sessions (resumed here, or their queue dropped stored messages)."`,
+		`pushring_session_store_errors_total counter [] "Session claims (CONNECT refused) and replays that the store failed."`,
 	}
 	goldenSeries = []string{
 		`pushring_deliveries_total{qos="0"}`,
@@ -67,6 +72,11 @@ var (
 		`pushring_mqtt_tls_handshake_failures_total{reason="error"}`,
 		`pushring_mqtt_tls_handshake_failures_total{reason="timeout"}`,
 		`pushring_queue_dropped_total`,
+		`pushring_session_gaps_total`,
+		`pushring_session_kicked_total`,
+		`pushring_session_replayed_total`,
+		`pushring_session_replays_total`,
+		`pushring_session_store_errors_total`,
 	}
 )
 
@@ -113,6 +123,11 @@ func TestStatsMatchMetrics(t *testing.T) {
 			{"TLSErrors", float64(st.TLSErrors), s[`pushring_mqtt_tls_handshake_failures_total{reason="error"}`]},
 			{"TLSBusy", float64(st.TLSBusy), s[`pushring_mqtt_tls_handshake_failures_total{reason="busy"}`]},
 			{"Throttled", float64(st.Throttled), s["pushring_mqtt_publish_throttled_total"]},
+			{"Replays", float64(st.Replays), s["pushring_session_replays_total"]},
+			{"Replayed", float64(st.Replayed), s["pushring_session_replayed_total"]},
+			{"Gaps", float64(st.Gaps), s["pushring_session_gaps_total"]},
+			{"StoreErrors", float64(st.StoreErrors), s["pushring_session_store_errors_total"]},
+			{"Kicked", float64(st.Kicked), s["pushring_session_kicked_total"]},
 		} {
 			if c.stat != c.metric {
 				t.Errorf("%s: Stats().%s = %v, Prometheus %v", step, c.field, c.stat, c.metric)

@@ -38,6 +38,7 @@ var (
 	errQoS2Window       = errors.New("too many QoS 2 packet ids awaiting PUBREL")
 	errQoS1Window       = errors.New("too many QoS 1 publishes awaiting PUBACK")
 	errForward          = errors.New("could not forward a QoS 1 message")
+	errReplayStopped    = errors.New("replay stopped: the session went offline or away")
 )
 
 // maxLoggedRefusals: refused publishes and subscriptions are logged this
@@ -76,6 +77,8 @@ type mqttConn struct {
 	codes     []byte
 
 	acks *heldAcks // QoS 1 PUBACKs waiting for their Receipt (hold.go); nil until the first QoS 1 PUBLISH
+
+	claimed *Claimed // the session's claim in the SessionStore (durable.go), made before bind
 
 	// cert: the TLS handshake verified a client certificate against the
 	// client CA; certID is its Subject Common Name, the principal it
@@ -152,6 +155,7 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 			return err
 		}
 		c.sess.Load().unsubscribe(c, u.Filters)
+		c.sess.Load().saveSubs()
 		buf, _, _ := c.t.beginWrite()
 		c.t.endWrite(packet.AppendUnsuback(buf, u.PacketID))
 	case packet.PINGREQ:
@@ -606,6 +610,7 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 		codes = append(codes, sess.subscribe(c, f.Filter, min(f.QoS, 1), gid))
 	}
 	c.codes = codes
+	sess.saveSubs()
 	buf, _, _ := c.t.beginWrite()
 	c.t.endWrite(packet.AppendSuback(buf, s.PacketID, codes))
 	return nil

@@ -30,23 +30,29 @@ type msgQueue struct {
 	head  int
 	n     int
 	bytes int // payload bytes of the queued messages
+	// dropped is push's result, kept to be reused (no allocation per
+	// drop once a queue has dropped before).
+	dropped []uint64
 }
 
 func (q *msgQueue) len() int { return q.n }
 
 // push appends o, first dropping the oldest entries while the queue holds
 // max entries or its payload bytes plus o's would exceed maxBytes; it
-// returns how many it dropped. A message larger than maxBytes on its own
-// is still queued (alone): MaxPacketSize bounds it.
-func (q *msgQueue) push(o outMsg, max, maxBytes int) (dropped int) {
+// returns the journal sequence of each message it dropped (0 for one not
+// stored), in a slice valid until the next push. A message larger than
+// maxBytes on its own is still queued (alone): MaxPacketSize bounds it.
+func (q *msgQueue) push(o outMsg, max, maxBytes int) (dropped []uint64) {
 	size := len(o.m.Payload)
+	q.dropped = q.dropped[:0]
 	for q.n > 0 && (q.n >= max || q.bytes+size > maxBytes) {
 		q.bytes -= len(q.buf[q.head].m.Payload)
+		q.dropped = append(q.dropped, q.buf[q.head].m.Seq)
 		q.buf[q.head] = outMsg{}
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
-		dropped++
 	}
+	dropped = q.dropped
 	if q.n == len(q.buf) {
 		c := 2 * len(q.buf)
 		if c < 8 {

@@ -53,6 +53,9 @@ type Server struct {
 
 	pres presenceQueue // see SetPresence
 
+	sessStore SessionStore  // see SetSessionStore; set before Serve, then read-only
+	posStop   chan struct{} // closed by Close: positionLoop ends
+
 	wg         sync.WaitGroup
 	loops      eventLoops      // the event-loop transport's pollers
 	loopErr    sync.Once       // the event loop could not start: logged once
@@ -329,6 +332,9 @@ func (s *Server) Close() error {
 	for _, c := range conns {
 		c.kill(false)
 	}
+	if s.posStop != nil {
+		close(s.posStop)
+	}
 	s.wg.Wait()
 	s.loops.stop()
 	defer s.flushPresence()
@@ -336,6 +342,7 @@ func (s *Server) Close() error {
 	for id := range s.byPrincipal {
 		s.presenceLocked(id, false)
 	}
+	s.savePositionsNow()
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
 		sess.release()
@@ -482,10 +489,17 @@ func (s *Server) panicked(where string, r any, stack []byte) {
 // taken before Server.mu is released, so nothing reaches the session
 // before the preamble.
 func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byte) byte {
-	sess, present, victim, code := s.register(c)
+	if !c.claim() {
+		return 0x03 // the session store is unreachable: fail closed
+	}
+	sess, present, replay, victim, code := s.register(c)
 	if code == 0 {
 		sess.replay(func(buf []byte) []byte { return preamble(buf, present) })
+		from := sess.pos + 1
 		sess.mu.Unlock()
+		if replay {
+			go sess.replayFrom(from)
+		}
 	}
 	s.flushPresence()
 	if victim != nil {
@@ -501,14 +515,16 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 // register is bind's part under Server.mu: it finds, creates or takes
 // over c's session, makes c its connection, and counts and indexes c. On
 // success (code 0) it returns with sess.mu held; victim is the connection
-// taken over, if any.
-func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqttConn, code byte) {
+// taken over, if any; replay: the session was resumed from the
+// SessionStore and replays the journal from its position (durable.go).
+func (s *Server) register(c *mqttConn) (sess *session, present, replay bool, victim *mqttConn, code byte) {
 	id := c.id.ID
 	key := sessionKey(id, c.clientID)
+	cl := c.claimed
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, false, nil, 0x03
+		return nil, false, false, nil, 0x03
 	}
 	// Presence: a takeover or a session dropped for the cap is not a
 	// release when the principal still holds a session afterwards.
@@ -519,10 +535,10 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		}
 	}()
 	if s.isRevokedLocked(c.id.TokenHash) {
-		return nil, false, nil, 0x04
+		return nil, false, false, nil, 0x04
 	}
 	if !c.counted && s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {
-		return nil, false, nil, 0x03
+		return nil, false, false, nil, 0x03
 	}
 	sess = s.sessions[key]
 	if sess != nil {
@@ -530,29 +546,40 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		victim = sess.conn
 		sess.conn = nil
 		sess.offlineBacklog()
-		if c.clean || sess.clean {
+		// stale: another node claimed the session since this one did,
+		// so what it holds here may miss what was delivered there; the
+		// store's record is the session now.
+		stale := cl != nil && sess.gen+1 != cl.Gen
+		if c.clean || sess.clean || stale {
 			sess.mu.Unlock()
 			s.removeSessionLocked(sess, false)
 			sess = nil
 		} else {
 			present = true
+			if cl != nil {
+				sess.gen = cl.Gen
+			}
 		}
 	}
 	if sess == nil {
 		if list := s.byPrincipal[id]; len(list) >= s.cfg.MaxSessionsPerPrincipal {
 			oldest := s.oldestOfflineLocked(list)
 			if oldest == nil {
-				return nil, false, nil, 0x03
+				return nil, false, false, nil, 0x03
 			}
 			if ok, _ := oldest.lim.sessLog.Allow(limitLogEvery); ok { // a client cycling client ids: once a minute
 				s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
 			}
-			s.removeSessionLocked(oldest, false)
+			s.endSessionLocked(oldest)
 		}
 		sess = newSession(s, id, c.clientID, c.clean)
 		s.sessions[key] = sess
 		s.byPrincipal[id] = append(s.byPrincipal[id], sess)
 		sess.mu.Lock()
+		if cl != nil && sess.resume(cl) {
+			present, replay = true, true
+			sess.startReplay()
+		}
 	}
 	c.sess.Store(sess)
 	sess.attach(c, c.level)
@@ -564,7 +591,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 	if h := c.id.TokenHash; h != "" {
 		s.byToken[h] = append(s.byToken[h], c)
 	}
-	return sess, present, victim, 0
+	return sess, present, replay, victim, 0
 }
 
 // countConnected counts an auth-topic connection that got CONNACK 0 before
@@ -651,7 +678,11 @@ func (s *Server) detach(c *mqttConn) {
 	}
 	if sess.clean || s.closed {
 		sess.mu.Unlock()
-		s.removeSessionLocked(sess, true)
+		if s.closed {
+			s.removeSessionLocked(sess, true)
+		} else {
+			s.endSessionLocked(sess)
+		}
 		return
 	}
 	sess.conn = nil
@@ -679,7 +710,20 @@ func (s *Server) expire(sess *session, gen uint64) {
 		return
 	}
 	s.log.Debug("mqtt: persistent session expired", "id", sess.principal, "client_id", sess.clientID)
+	s.endSessionLocked(sess)
+}
+
+// endSessionLocked removes a session that ended (a clean session's
+// connection closed, a persistent one expired or was evicted) and has
+// the SessionStore forget it. s.mu held, sess.mu not held.
+func (s *Server) endSessionLocked(sess *session) {
+	sess.mu.Lock()
+	gen := sess.gen
+	sess.mu.Unlock()
 	s.removeSessionLocked(sess, true)
+	if s.sessStore != nil {
+		s.sessStore.Release(sess.principal, sess.clientID, gen)
+	}
 }
 
 // assignClientID makes a unique client id for an empty one with clean

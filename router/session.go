@@ -56,6 +56,15 @@ type session struct {
 	offlineGen   uint64 // invalidates stale expiry timers
 	expiry       *time.Timer
 	retry        *time.Timer
+
+	// Durable sessions (durable.go): the claim's generation, the
+	// position saved, the one computed a tick ago, the highest sequence
+	// offered, and the position a dropped message holds it under.
+	gen, pos, lastW, maxSeq, floor uint64
+	replaying, parkOverflow        bool
+	replayGen                      uint64             // invalidates a replay that was overtaken
+	parked                         []*message.Message // live stored messages that came during a replay
+	room                           *sync.Cond         // on mu: the queue made room for a replay
 }
 
 // subscription is one granted filter.
@@ -85,6 +94,7 @@ func newSession(srv *Server, principal, clientID string, clean bool) *session {
 		clientID:  clientID,
 		lim:       srv.acquirePrincipalLocked(principal),
 		clean:     clean,
+		floor:     noFloor,
 	}
 }
 
@@ -100,7 +110,29 @@ func sessionKey(principal, clientID string) string {
 func (s *session) deliver(m *message.Message, hc *holdCtx) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.removed || s.recent.has(m.ID) {
+	s.deliverLocked(m, hc)
+}
+
+// deliverLocked is deliver with s.mu held; during a replay, stored
+// messages wait behind the journal's (durable.go).
+func (s *session) deliverLocked(m *message.Message, hc *holdCtx) {
+	if s.removed {
+		return
+	}
+	if s.replaying && m.Seq != 0 {
+		s.park(m)
+		return
+	}
+	s.offerLocked(m, hc)
+}
+
+// offerLocked matches m against the subscriptions and sends or queues
+// it. s.mu held.
+func (s *session) offerLocked(m *message.Message, hc *holdCtx) {
+	if m.Seq > s.maxSeq {
+		s.maxSeq = m.Seq
+	}
+	if s.recent.has(m.ID) {
 		return
 	}
 	form, qos, ok := s.match(m)
@@ -238,8 +270,13 @@ func (s *session) sendQoS1(c *mqttConn, buf []byte, o outMsg) {
 }
 
 func (s *session) enqueue(o outMsg) {
-	for range s.queue.push(o, s.srv.cfg.MaxQueued, s.srv.cfg.MaxQueuedBytes) {
+	for _, d := range s.queue.push(o, s.srv.cfg.MaxQueued, s.srv.cfg.MaxQueuedBytes) {
 		s.srv.m.dropped()
+		if d != 0 && !s.clean {
+			// Stored: the position stays under it, and the session
+			// replays it once the queue drained (durable.go).
+			s.floor = min(s.floor, d-1)
+		}
 	}
 }
 
@@ -300,6 +337,9 @@ func (s *session) stillAllowed(o *outMsg) bool {
 func (s *session) drainLocked() {
 	s.drainQueueLocked()
 	s.checkBacklog()
+	if s.room != nil {
+		s.room.Broadcast() // a replay waiting for room (durable.go)
+	}
 }
 
 func (s *session) drainQueueLocked() {
@@ -502,12 +542,10 @@ func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) by
 	if s.conn != c || s.removed {
 		return packet.SubackFailure
 	}
-	all := gid == "" && len(filter) == len(s.srv.tp.privateSlash)+len(s.principal)+2 &&
-		filter == s.srv.tp.privateSlash+s.principal+"/#"
 	for i := range s.subs {
 		if s.subs[i].filter == filter {
 			// Same filter, same cost: nothing more is held.
-			s.subs[i] = subscription{filter: filter, qos: qos, group: gid, all: all}
+			s.subs[i] = s.newSubscription(filter, qos, gid)
 			return qos
 		}
 	}
@@ -519,8 +557,15 @@ func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) by
 		c.refuseFilter(reasonSubscriptionBytes, filter)
 		return packet.SubackFailure
 	}
-	s.subs = append(s.subs, subscription{filter: filter, qos: qos, group: gid, all: all})
+	s.subs = append(s.subs, s.newSubscription(filter, qos, gid))
 	return qos
+}
+
+// newSubscription makes the subscription of an accepted filter.
+func (s *session) newSubscription(filter string, qos byte, gid string) subscription {
+	all := gid == "" && len(filter) == len(s.srv.tp.privateSlash)+len(s.principal)+2 &&
+		filter == s.srv.tp.privateSlash+s.principal+"/#"
+	return subscription{filter: filter, qos: qos, group: gid, all: all}
 }
 
 func (s *session) unsubscribe(c *mqttConn, filters []string) {
@@ -553,6 +598,10 @@ func (s *session) release() {
 	s.removed = true
 	s.conn = nil
 	s.offlineBacklog()
+	s.parked = nil
+	if s.room != nil {
+		s.room.Broadcast() // a replay ends
+	}
 	s.subs = nil
 	s.inflight = nil
 	s.resendDue = 0

@@ -177,7 +177,7 @@ func TestQueueDropsOldest(t *testing.T) {
 	dropped := 0
 	for i := range msgs {
 		msgs[i] = &message.Message{ID: uint64(i + 1)}
-		dropped += q.push(outMsg{m: msgs[i], qos: 1}, 4, 1<<20)
+		dropped += len(q.push(outMsg{m: msgs[i], qos: 1}, 4, 1<<20))
 	}
 	if dropped != 6 || q.len() != 4 {
 		t.Fatalf("dropped %d len %d", dropped, q.len())
@@ -241,13 +241,13 @@ func TestQueueBytesBound(t *testing.T) {
 	}
 	dropped := 0
 	for i := range 5 {
-		dropped += q.push(msg(uint64(i+1), 100), 1000, 250)
+		dropped += len(q.push(msg(uint64(i+1), 100), 1000, 250))
 	}
 	if dropped != 3 || q.len() != 2 || q.bytes != 200 {
 		t.Fatalf("dropped %d len %d bytes %d", dropped, q.len(), q.bytes)
 	}
 	// one message over the cap evicts everything but is kept, alone
-	if d := q.push(msg(9, 300), 1000, 250); d != 2 || q.len() != 1 || q.bytes != 300 {
+	if d := len(q.push(msg(9, 300), 1000, 250)); d != 2 || q.len() != 1 || q.bytes != 300 {
 		t.Fatalf("dropped %d len %d bytes %d", d, q.len(), q.bytes)
 	}
 	if q.pop().m.ID != 9 || q.bytes != 0 {

@@ -1,0 +1,404 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pushring/pushring/message"
+)
+
+// Durable sessions: with a SessionStore, a persistent session lives
+// beyond this node's memory.
+//
+//   - One session per client id, cluster-wide: every CONNECT claims its
+//     session in the store before it is bound; the node that held it
+//     before closes its connection (Kick) and forgets it.
+//   - Its subscriptions are written to the store when they change, and
+//     its position: a sequence of the cluster's message journal below
+//     which every message for the session was acknowledged by the client
+//     (or did not match its subscriptions). QoS 1 messages are stored in
+//     the journal before their publishers are acknowledged, and carry
+//     their sequence (message.Message.Seq).
+//   - A session this node does not hold in memory (its client
+//     reconnected here from another node, or this node restarted) is
+//     rebuilt from the store, and the messages it missed are replayed
+//     from the journal, from its position on, before new ones (which wait
+//     meanwhile: order per publisher holds). Replayed messages go through
+//     the same matching, ACL checks and queue as live ones; the recent-id
+//     window drops what it can of the duplicates (QoS 1 allows them).
+//   - A message a bounded queue drops is not lost: the position stays
+//     below it and the session replays from there once its queue drains.
+//
+// The position is computed, not counted: the lowest sequence still
+// queued or in flight, less one, or, with nothing pending, the highest
+// sequence the session was offered. Messages reach a node out of
+// sequence order (publishers on other nodes), so a position is saved one
+// tick (PositionInterval) after it was computed, when anything with a
+// lower sequence has long arrived; a replay from a lagging position only
+// repeats messages.
+
+// SessionStore keeps persistent sessions beyond this node's memory. The
+// node implements it over the store's session records and the message
+// journal. Claim and Replay may block (they are called with no router
+// lock held); SaveSubs, SavePosition and Release must not: they are
+// queued and written in the background, the latest value of each session
+// winning.
+type SessionStore interface {
+	// Claim makes this node the holder of (principal, clientID) cluster
+	// wide, under a new generation; the node holding it before is told
+	// to Kick it. A persistent session found in the store is returned to
+	// be resumed; a new one starts at the journal's end. A clean claim
+	// discards what was stored.
+	Claim(ctx context.Context, principal, clientID string, clean bool) (Claimed, error)
+	// Replay calls fn, in journal order, for every stored message for
+	// principal (direct, or to a group it is a member of) with a
+	// sequence above from, up to the journal's end when Replay started,
+	// and returns that end. fn may block (backpressure). dropped says
+	// the journal no longer held some messages above from (age or size
+	// bounds).
+	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message) error) (last uint64, dropped bool, err error)
+	SaveSubs(principal, clientID string, gen uint64, subs []SessionSub)
+	SavePosition(principal, clientID string, gen uint64, pos uint64)
+	// Release forgets the session's record (a clean session ended, a
+	// persistent one expired), unless another generation claimed it.
+	Release(principal, clientID string, gen uint64)
+}
+
+// Claimed is what Claim found.
+type Claimed struct {
+	Gen   uint64
+	Found bool // a persistent session to resume: Subs and Pos are its
+	Subs  []SessionSub
+	// Pos is the position to replay from (found) or to start at (new:
+	// the journal's end).
+	Pos uint64
+}
+
+// SessionSub is one stored subscription.
+type SessionSub struct {
+	Filter string
+	QoS    byte
+}
+
+// SetSessionStore makes persistent sessions durable through st. Call it
+// before Serve; nil (the default) keeps sessions in memory only.
+func (s *Server) SetSessionStore(st SessionStore) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessStore = st
+	if st != nil && s.posStop == nil {
+		s.posStop = make(chan struct{})
+		s.wg.Add(1)
+		go s.positionLoop()
+	}
+}
+
+// claim is login's step before bind: c's session is claimed cluster-wide.
+// false: the store could not be reached (the CONNECT is refused).
+func (c *mqttConn) claim() bool {
+	st := c.srv.sessStore
+	if st == nil {
+		return true
+	}
+	ctx, done := c.authContext()
+	cl, err := st.Claim(ctx, c.id.ID, c.clientID, c.clean)
+	done()
+	if err != nil {
+		c.srv.m.storeError()
+		if ok, n := c.srv.storeLog.Allow(time.Second); ok {
+			c.srv.log.Warn("mqtt: could not claim a session in the store; CONNECT refused",
+				"id", c.id.ID, "err", err, "remote", c.remote, "since_last_logged", n)
+		}
+		return false
+	}
+	c.claimed = &cl
+	return true
+}
+
+// resume fills a session new to this node from its claim. Server.mu and
+// s.mu held. It returns whether the session was found (session present)
+// and the position to replay from (replay: false for a new session).
+func (s *session) resume(cl *Claimed) (present bool) {
+	s.gen = cl.Gen
+	s.pos, s.lastW, s.maxSeq = cl.Pos, cl.Pos, cl.Pos
+	if !cl.Found || s.clean {
+		return false
+	}
+	for _, sub := range cl.Subs {
+		gid, ok := s.srv.tp.subscribeTarget(s.principal, sub.Filter)
+		if !ok || len(sub.Filter) > s.srv.cfg.MaxFilterLen || len(s.subs) >= s.srv.cfg.MaxSubscriptions ||
+			!s.lim.addSubBytes(subscriptionCost(sub.Filter), int64(s.srv.cfg.MaxSubscriptionBytes)) {
+			continue // the limits hold for resumed sessions too
+		}
+		s.subs = append(s.subs, s.newSubscription(sub.Filter, min(sub.QoS, 1), gid))
+	}
+	return true
+}
+
+// startReplay puts the session in replay from position from: live
+// stored messages wait (parked) until the journal's are delivered. s.mu
+// held; the caller runs replayFrom after releasing it.
+func (s *session) startReplay() {
+	s.replaying = true
+	s.replayGen++
+}
+
+// replayFrom delivers what the journal holds for the session above from,
+// then the messages parked meanwhile, in sequence order.
+func (s *session) replayFrom(from uint64) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.srv.panicked("replay", r, debug.Stack())
+		}
+	}()
+	st := s.srv.sessStore
+	s.mu.Lock()
+	gen := s.replayGen
+	s.mu.Unlock()
+	ctx, cancel := context.WithCancel(s.srv.stopping)
+	defer cancel()
+	for {
+		s.srv.m.replay()
+		last, dropped, err := st.Replay(ctx, s.principal, from, func(m *message.Message) error {
+			return s.deliverReplayed(m, gen)
+		})
+		s.mu.Lock()
+		if s.removed || s.replayGen != gen {
+			s.mu.Unlock()
+			return
+		}
+		if dropped {
+			s.srv.m.gap()
+			s.srv.log.Warn("mqtt: messages for a persistent session aged out of the journal before it came back",
+				"id", s.principal, "client_id", s.clientID, "from", from)
+		}
+		if err != nil {
+			// Try again once the session is connected with an empty
+			// queue (positionLoop); live messages flow meanwhile, and
+			// the position stays below what was not replayed.
+			if !errors.Is(err, errReplayStopped) {
+				s.srv.m.storeError()
+				s.srv.log.Warn("mqtt: replay from the journal failed", "id", s.principal, "client_id", s.clientID, "err", err)
+			}
+			s.floor = min(s.floor, from-1)
+			last = from - 1
+		} else if s.parkOverflow {
+			// What was parked and dropped is after last: read on.
+			s.parkOverflow = false
+			from = last + 1
+			s.mu.Unlock()
+			continue
+		}
+		s.maxSeq = max(s.maxSeq, last)
+		parked := s.parked
+		s.parked = nil
+		s.replaying = false
+		slices.SortFunc(parked, func(a, b *message.Message) int { return cmpSeq(a.Seq, b.Seq) })
+		for _, m := range parked {
+			if m.Seq > last {
+				s.deliverLocked(m, nil)
+			}
+		}
+		s.drainLocked()
+		s.mu.Unlock()
+		return
+	}
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// deliverReplayed delivers one message read from the journal, first
+// waiting while the queue is over half full, so a long backlog streams
+// through the window instead of overflowing the queue.
+func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for !s.removed && s.replayGen == gen && s.conn != nil && s.queue.len() >= max(s.srv.cfg.MaxQueued/2, 1) {
+		if s.room == nil {
+			s.room = sync.NewCond(&s.mu)
+		}
+		s.room.Wait()
+	}
+	if s.removed || s.replayGen != gen || s.conn == nil {
+		return errReplayStopped
+	}
+	s.srv.m.replayed()
+	s.offerLocked(m, nil)
+	return nil
+}
+
+// park keeps a live stored message that arrived during a replay. s.mu
+// held.
+func (s *session) park(m *message.Message) {
+	if len(s.parked) >= s.srv.cfg.MaxQueued {
+		s.parkOverflow = true // replayed again after the first pass
+		return
+	}
+	s.parked = append(s.parked, m)
+}
+
+// position is the session's position now: below the lowest sequence
+// queued or in flight, else the highest it was offered, and never above
+// a drop (floor). s.mu held.
+func (s *session) position() uint64 {
+	w := s.maxSeq
+	for i := range s.inflight {
+		if q := s.inflight[i].m.Seq; q != 0 && q-1 < w {
+			w = q - 1
+		}
+	}
+	for i := 0; i < s.queue.n; i++ {
+		if q := s.queue.buf[(s.queue.head+i)%len(s.queue.buf)].m.Seq; q != 0 && q-1 < w {
+			w = q - 1
+		}
+	}
+	if s.floor != noFloor && s.floor < w {
+		w = s.floor
+	}
+	return w
+}
+
+// noFloor: nothing was dropped.
+const noFloor = ^uint64(0)
+
+// tickPosition computes the position and returns the one computed a tick
+// ago, if it advanced past what was saved (save: true). s.mu held.
+func (s *session) tickPosition() (pos uint64, save bool) {
+	if s.replaying {
+		return 0, false
+	}
+	w := s.position()
+	pos = min(w, s.lastW)
+	s.lastW = w
+	if pos > s.pos {
+		s.pos = pos
+		return pos, true
+	}
+	return 0, false
+}
+
+// positionLoop saves the positions of durable sessions every
+// PositionInterval, and replays those whose queue dropped stored
+// messages once it drained.
+func (s *Server) positionLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.PositionInterval)
+	defer t.Stop()
+	var list []*session
+	for {
+		select {
+		case <-s.posStop:
+			return
+		case <-t.C:
+		}
+		s.mu.RLock()
+		list = list[:0]
+		for _, sess := range s.sessions {
+			if !sess.clean {
+				list = append(list, sess)
+			}
+		}
+		st := s.sessStore
+		s.mu.RUnlock()
+		for i, sess := range list {
+			sess.mu.Lock()
+			pos, save := sess.tickPosition()
+			replay := !sess.replaying && sess.floor != noFloor && sess.conn != nil && sess.queue.len() == 0
+			from := sess.floor + 1
+			if replay {
+				sess.floor = noFloor
+				sess.startReplay()
+			}
+			sess.mu.Unlock()
+			if save {
+				st.SavePosition(sess.principal, sess.clientID, sess.gen, pos)
+			}
+			if replay {
+				go sess.replayFrom(from)
+			}
+			list[i] = nil
+		}
+	}
+}
+
+// savePositionsNow saves every durable session's position as of the last
+// tick (the server is closing). Server.mu held.
+func (s *Server) savePositionsNow() {
+	st := s.sessStore
+	if st == nil {
+		return
+	}
+	for _, sess := range s.sessions {
+		sess.mu.Lock()
+		if !sess.clean && !sess.replaying {
+			w := min(sess.position(), sess.lastW)
+			if w > sess.pos {
+				sess.pos = w
+				st.SavePosition(sess.principal, sess.clientID, sess.gen, w)
+			}
+		}
+		sess.mu.Unlock()
+	}
+}
+
+// saveSubs writes the subscriptions of a durable session. Called without
+// s.mu: it takes it for the copy.
+func (s *session) saveSubs() {
+	st := s.srv.sessStore
+	if st == nil || s.clean {
+		return
+	}
+	s.mu.Lock()
+	if s.removed {
+		s.mu.Unlock()
+		return
+	}
+	subs := make([]SessionSub, len(s.subs))
+	for i, sub := range s.subs {
+		subs[i] = SessionSub{Filter: sub.filter, QoS: sub.qos}
+	}
+	gen := s.gen
+	s.mu.Unlock()
+	st.SaveSubs(s.principal, s.clientID, gen, subs)
+}
+
+// Kick closes and forgets the session (principal, clientID) on this node
+// when its claim by generation gen (on another node) is newer than this
+// node's: the client connected elsewhere. Its will is published, as for
+// a takeover on one node. Goroutine-safe.
+func (s *Server) Kick(principal, clientID string, gen uint64) {
+	defer s.flushPresence()
+	s.mu.Lock()
+	sess := s.sessions[sessionKey(principal, clientID)]
+	if sess == nil {
+		s.mu.Unlock()
+		return
+	}
+	sess.mu.Lock()
+	if sess.gen >= gen {
+		sess.mu.Unlock()
+		s.mu.Unlock()
+		return
+	}
+	victim := sess.conn
+	sess.mu.Unlock()
+	s.m.kicked()
+	s.removeSessionLocked(sess, true)
+	s.mu.Unlock()
+	if victim != nil {
+		s.log.Info("mqtt: session taken over on another node", "id", principal, "client_id", clientID, "remote", victim.remote)
+		victim.kill(true)
+	}
+}
