@@ -139,26 +139,30 @@ func (s *session) resume(cl *Claimed) (present bool) {
 	return true
 }
 
-// startReplay puts the session in replay from position from: live
-// stored messages wait (parked) until the journal's are delivered. s.mu
-// held; the caller runs replayFrom after releasing it.
-func (s *session) startReplay() {
+// replayLocked starts a replay of the journal from sequence from: live
+// stored messages wait (parked) until the journal's are delivered, and
+// the queue, whose stored messages the replay brings again in order, is
+// emptied. s.mu held.
+func (s *session) replayLocked(from uint64) {
 	s.replaying = true
 	s.replayGen++
+	s.floor = noFloor
+	s.queue.reset()
+	s.checkBacklog()
+	go s.replayFrom(from, s.replayGen)
 }
 
-// replayFrom delivers what the journal holds for the session above from,
-// then the messages parked meanwhile, in sequence order.
-func (s *session) replayFrom(from uint64) {
+// replayFrom delivers what the journal holds for the session from
+// sequence from on, then the messages parked meanwhile, in sequence
+// order. gen is the replay's; a newer replay or the session's end stops
+// it.
+func (s *session) replayFrom(from, gen uint64) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.srv.panicked("replay", r, debug.Stack())
 		}
 	}()
 	st := s.srv.sessStore
-	s.mu.Lock()
-	gen := s.replayGen
-	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(s.srv.stopping)
 	defer cancel()
 	for {
@@ -239,6 +243,16 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 	return nil
 }
 
+// overflowed is called when the queue of a durable session dropped
+// stored messages (floor set): a connected session, rather than lose
+// order, replays from the first one dropped; an offline one does at its
+// next connection (register). s.mu held.
+func (s *session) overflowed() {
+	if s.conn != nil && !s.replaying && s.srv.sessStore != nil {
+		s.replayLocked(s.floor + 1)
+	}
+}
+
 // park keeps a live stored message that arrived during a replay. s.mu
 // held.
 func (s *session) park(m *message.Message) {
@@ -315,18 +329,13 @@ func (s *Server) positionLoop() {
 		for i, sess := range list {
 			sess.mu.Lock()
 			pos, save := sess.tickPosition()
-			replay := !sess.replaying && sess.floor != noFloor && sess.conn != nil && sess.queue.len() == 0
-			from := sess.floor + 1
-			if replay {
-				sess.floor = noFloor
-				sess.startReplay()
+			if !sess.replaying && !sess.removed && sess.floor != noFloor && sess.conn != nil {
+				sess.replayLocked(sess.floor + 1) // a replay that failed
 			}
+			gen := sess.gen
 			sess.mu.Unlock()
 			if save {
-				st.SavePosition(sess.principal, sess.clientID, sess.gen, pos)
-			}
-			if replay {
-				go sess.replayFrom(from)
+				st.SavePosition(sess.principal, sess.clientID, gen, pos)
 			}
 			list[i] = nil
 		}

@@ -492,14 +492,10 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 	if !c.claim() {
 		return 0x03 // the session store is unreachable: fail closed
 	}
-	sess, present, replay, victim, code := s.register(c)
+	sess, present, victim, code := s.register(c)
 	if code == 0 {
 		sess.replay(func(buf []byte) []byte { return preamble(buf, present) })
-		from := sess.pos + 1
 		sess.mu.Unlock()
-		if replay {
-			go sess.replayFrom(from)
-		}
 	}
 	s.flushPresence()
 	if victim != nil {
@@ -515,16 +511,17 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 // register is bind's part under Server.mu: it finds, creates or takes
 // over c's session, makes c its connection, and counts and indexes c. On
 // success (code 0) it returns with sess.mu held; victim is the connection
-// taken over, if any; replay: the session was resumed from the
-// SessionStore and replays the journal from its position (durable.go).
-func (s *Server) register(c *mqttConn) (sess *session, present, replay bool, victim *mqttConn, code byte) {
+// taken over, if any. A durable session resumed from the SessionStore,
+// or whose queue dropped stored messages while offline, starts a replay
+// of the journal (durable.go).
+func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqttConn, code byte) {
 	id := c.id.ID
 	key := sessionKey(id, c.clientID)
 	cl := c.claimed
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, false, false, nil, 0x03
+		return nil, false, nil, 0x03
 	}
 	// Presence: a takeover or a session dropped for the cap is not a
 	// release when the principal still holds a session afterwards.
@@ -535,10 +532,10 @@ func (s *Server) register(c *mqttConn) (sess *session, present, replay bool, vic
 		}
 	}()
 	if s.isRevokedLocked(c.id.TokenHash) {
-		return nil, false, false, nil, 0x04
+		return nil, false, nil, 0x04
 	}
 	if !c.counted && s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {
-		return nil, false, false, nil, 0x03
+		return nil, false, nil, 0x03
 	}
 	sess = s.sessions[key]
 	if sess != nil {
@@ -561,11 +558,12 @@ func (s *Server) register(c *mqttConn) (sess *session, present, replay bool, vic
 			}
 		}
 	}
+	from := uint64(0) // replay from, when set
 	if sess == nil {
 		if list := s.byPrincipal[id]; len(list) >= s.cfg.MaxSessionsPerPrincipal {
 			oldest := s.oldestOfflineLocked(list)
 			if oldest == nil {
-				return nil, false, false, nil, 0x03
+				return nil, false, nil, 0x03
 			}
 			if ok, _ := oldest.lim.sessLog.Allow(limitLogEvery); ok { // a client cycling client ids: once a minute
 				s.log.Info("mqtt: session cap reached, dropping the oldest offline session", "id", id, "client_id", oldest.clientID)
@@ -577,12 +575,16 @@ func (s *Server) register(c *mqttConn) (sess *session, present, replay bool, vic
 		s.byPrincipal[id] = append(s.byPrincipal[id], sess)
 		sess.mu.Lock()
 		if cl != nil && sess.resume(cl) {
-			present, replay = true, true
-			sess.startReplay()
+			present, from = true, cl.Pos+1
 		}
+	} else if sess.floor != noFloor {
+		from = sess.floor + 1
 	}
 	c.sess.Store(sess)
 	sess.attach(c, c.level)
+	if from != 0 {
+		sess.replayLocked(from)
+	}
 
 	if !c.counted {
 		c.counted = true
@@ -591,7 +593,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present, replay bool, vic
 	if h := c.id.TokenHash; h != "" {
 		s.byToken[h] = append(s.byToken[h], c)
 	}
-	return sess, present, replay, victim, 0
+	return sess, present, victim, 0
 }
 
 // countConnected counts an auth-topic connection that got CONNACK 0 before

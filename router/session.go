@@ -270,13 +270,18 @@ func (s *session) sendQoS1(c *mqttConn, buf []byte, o outMsg) {
 }
 
 func (s *session) enqueue(o outMsg) {
+	stored := false
 	for _, d := range s.queue.push(o, s.srv.cfg.MaxQueued, s.srv.cfg.MaxQueuedBytes) {
 		s.srv.m.dropped()
 		if d != 0 && !s.clean {
 			// Stored: the position stays under it, and the session
-			// replays it once the queue drained (durable.go).
+			// replays it (durable.go).
 			s.floor = min(s.floor, d-1)
+			stored = true
 		}
+	}
+	if stored {
+		s.overflowed()
 	}
 }
 
