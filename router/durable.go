@@ -70,7 +70,11 @@ type SessionStore interface {
 
 // Claimed is what Claim found.
 type Claimed struct {
-	Gen   uint64
+	Gen uint64
+	// Prev is the generation of the claim before this one (0: none): a
+	// session this node still holds under Prev is the session; under
+	// another generation, it is stale (claimed elsewhere meanwhile).
+	Prev  uint64
 	Found bool // a persistent session to resume: Subs and Pos are its
 	Subs  []SessionSub
 	// Pos is the position to replay from (found) or to start at (new:

@@ -57,11 +57,12 @@ func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean
 		r = &memRecord{}
 		m.recs[key] = r
 	}
+	prev := r.gen
 	r.gen++
 	if !found {
 		r.subs, r.pos = nil, uint64(len(m.journal))
 	}
-	cl := Claimed{Gen: r.gen, Found: found, Subs: append([]SessionSub(nil), r.subs...), Pos: r.pos}
+	cl := Claimed{Gen: r.gen, Prev: prev, Found: found, Subs: append([]SessionSub(nil), r.subs...), Pos: r.pos}
 	servers := m.servers
 	m.mu.Unlock()
 	for _, s := range servers {

@@ -546,7 +546,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		// stale: another node claimed the session since this one did,
 		// so what it holds here may miss what was delivered there; the
 		// store's record is the session now.
-		stale := cl != nil && sess.gen+1 != cl.Gen
+		stale := cl != nil && sess.gen != cl.Prev
 		if c.clean || sess.clean || stale {
 			sess.mu.Unlock()
 			s.removeSessionLocked(sess, false)
