@@ -559,8 +559,11 @@ func TestOneSessionPerClientID(t *testing.T) {
 					t.Errorf("the replaced connection to %s got %q %d times, want 0", p.id, msg, n)
 				}
 			}
-			if !conns[2].present {
-				t.Errorf("persistent reconnect on %s: session present 0, want 1 (the session held on %s)", n3.id, n2.id)
+			// A clean session ends with its connection: taking it over
+			// resumes nothing.
+			if want := !tc.clean; conns[2].present != want {
+				t.Errorf("persistent reconnect on %s: session present %v, want %v (the session held on %s was clean: %v)",
+					n3.id, conns[2].present, want, n2.id, tc.clean)
 			}
 		})
 	}
