@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -301,9 +302,10 @@ func TestKillNode(t *testing.T) {
 	expectEach(t, ms, final)
 }
 
-// TestJoinUnderLoad: a 4th node joins while messages flow. About a quarter
-// of homes move to it, and every member receives every message published
-// after the join settles, exactly once. At QoS 0 (clean sessions, QoS 0
+// TestJoinUnderLoad: a 4th node joins while messages flow, then n2 leaves
+// (SIGTERM). About a quarter of homes move to the new node, and every
+// member receives every message published after each change settles,
+// exactly once. At QoS 0 (clean sessions, QoS 0
 // load) what members miss while the ring converges is best effort and
 // only logged, but no message arrives twice. At QoS 1 (persistent
 // sessions, QoS 1 load) nothing the publisher had acknowledged is lost,
@@ -371,46 +373,52 @@ func joinUnderLoad(t *testing.T, qos byte) {
 		t.Errorf("%.1f%% of homes moved, want about 25%%", 100*share)
 	}
 
-	c.probeUntilAllReceive(c.procs[0], ms, "after-join")
-	from := seq.Load() + 1 // the next load message is published after settling
-	// Let the load run on after settling until enough of it was sent to
-	// check (an interval would send few on a loaded machine).
-	testutil.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		if n := seq.Load() - from; n < 50 {
-			return fmt.Errorf("%d load messages after settling, want 50", n)
-		}
-		return nil
-	})
+	joinFrom, joinTo := c.settledLoad(ms, "after-join", &seq)
+
+	// A node leaves (SIGTERM) under the same load: its clients reconnect
+	// through the other addresses their login gave them.
+	leaver := c.procs[1]
+	leaver.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-leaver.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still running 30 s after SIGTERM", leaver.id)
+	}
+	c.waitRing(c.live(), 3)
+	leaveFrom, to := c.settledLoad(ms, "after-leave", &seq)
 	close(stop)
 	<-done
-	to := seq.Load()
-	var want []string
-	for i := from; i < to; i++ {
-		want = append(want, fmt.Sprintf("load-%d", i))
-	}
-	if len(want) < 20 {
-		t.Fatalf("only %d load messages after settling", len(want))
-	}
 	if qos == 1 && len(refused) > 0 {
 		t.Logf("%d load publishes refused (not acknowledged, so not counted as sent), first load-%d", len(refused), refused[0])
 	}
-	expectEach(t, ms, want)
 	if qos == 1 {
-		checkNoneLost(t, ms, to, refused)
+		checkNoneLost(t, ms, to, refused, func(k int64) string {
+			switch {
+			case k < joinFrom:
+				return "join"
+			case k >= joinTo && k < leaveFrom:
+				return "leave of " + leaver.id
+			}
+			return "settled"
+		})
 		return
 	}
 	// QoS 0: report (not assert: best effort) what members missed while
 	// the ring converged.
-	missed := 0
-	for i := int64(0); i < from; i++ {
-		p := fmt.Sprintf("load-%d", i)
-		for _, m := range ms {
-			if !m.has(p) {
-				missed++
+	missed := func(from, to int64) string {
+		n := 0
+		for i := from; i < to; i++ {
+			p := fmt.Sprintf("load-%d", i)
+			for _, m := range ms {
+				if !m.has(p) {
+					n++
+				}
 			}
 		}
+		return fmt.Sprintf("%d of %d deliveries missed", n, int(to-from)*len(ms))
 	}
-	t.Logf("during the join: %d of %d deliveries missed (QoS 0, before the ring settled)", missed, int(from)*len(ms))
+	t.Logf("QoS 0, before the ring settled: during the join %s; during the leave of %s %s",
+		missed(0, joinFrom), leaver.id, missed(joinTo, leaveFrom))
 	// QoS 0: never twice, during convergence either.
 	for _, m := range ms {
 		seen := map[string]bool{}
@@ -423,27 +431,57 @@ func joinUnderLoad(t *testing.T, qos byte) {
 	}
 }
 
+// settledLoad waits until the ring has settled (a probe through n1
+// reached every member), lets the load run on until 50 more messages were
+// sent, and checks every member received each of those exactly once. It
+// returns the first and one past the last of them.
+func (c *cluster) settledLoad(ms []*member, tag string, seq *atomic.Int64) (from, to int64) {
+	t := c.t
+	t.Helper()
+	c.probeUntilAllReceive(c.procs[0], ms, tag)
+	from = seq.Load() + 1 // the next load message is published after settling
+	// Let the load run on after settling until enough of it was sent to
+	// check (an interval would send few on a loaded machine).
+	testutil.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := seq.Load() - from; n < 50 {
+			return fmt.Errorf("%d load messages after %s, want 50", n, tag)
+		}
+		return nil
+	})
+	to = seq.Load()
+	var want []string
+	for i := from; i < to; i++ {
+		want = append(want, fmt.Sprintf("load-%d", i))
+	}
+	expectEach(t, ms, want)
+	return from, to
+}
+
 // checkNoneLost waits until every member has every load message below to
 // that was acknowledged (not in refused), the ones sent while the ring
 // converged included, and fails with the count of those missing if any
-// is still missing after a while. It logs duplicates and messages that
+// is still missing after a while. It logs the missing by phase (phase
+// names the phase of a load message), duplicates, and messages that
 // arrived after a later one.
-func checkNoneLost(t *testing.T, ms []*member, to int64, refused []int64) {
+func checkNoneLost(t *testing.T, ms []*member, to int64, refused []int64, phase func(int64) string) {
 	t.Helper()
-	var want []string
+	var want []int64
 	for i := range to {
 		if !slices.Contains(refused, i) {
-			want = append(want, fmt.Sprintf("load-%d", i))
+			want = append(want, i)
 		}
 	}
+	var byPhase map[string]int
 	count := func() (missing int, first string) {
+		byPhase = map[string]int{}
 		for _, m := range ms {
-			for _, p := range want {
-				if !m.has(p) {
+			for _, k := range want {
+				if p := fmt.Sprintf("load-%d", k); !m.has(p) {
 					if missing == 0 {
 						first = m.id + " lacks " + p
 					}
 					missing++
+					byPhase[phase(k)]++
 				}
 			}
 		}
@@ -475,8 +513,8 @@ func checkNoneLost(t *testing.T, ms []*member, to int64, refused []int64) {
 			last = max(last, k)
 		}
 	}
-	t.Logf("during the join: %d of %d acknowledged deliveries missing (QoS 1, persistent sessions) after waiting %v; %d duplicates, %d arrived after a later one",
-		missing, len(want)*len(ms), time.Since(start).Round(time.Millisecond), dups, disorder)
+	t.Logf("QoS 1, persistent sessions: %d of %d acknowledged deliveries missing after waiting %v (by phase %v); %d duplicates, %d arrived after a later one",
+		missing, len(want)*len(ms), time.Since(start).Round(time.Millisecond), byPhase, dups, disorder)
 	if missing > 0 {
 		t.Errorf("%d acknowledged deliveries lost (first: %s), want 0", missing, first)
 	}
