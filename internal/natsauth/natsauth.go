@@ -63,6 +63,21 @@ func NodeSubject(cluster, nodeID string) string {
 	return "pushring." + cluster + ".node." + nodeID
 }
 
+// JournalStream is the JetStream stream of the QoS 1 messages of cluster
+// (the journal package's stream).
+func JournalStream(cluster string) string { return "MSGS_" + cluster }
+
+// JournalSubjects are the subjects of cluster's journal stream:
+// pushring.<cluster>.m.<ingress node>.<d|g>.<to>.
+func JournalSubjects(cluster string) string { return "pushring." + cluster + ".m.>" }
+
+// JournalIngress are the journal subjects of the messages node nodeID
+// stores: the only ones it may publish to, so that a node cannot store a
+// message under another node's ingress id.
+func JournalIngress(cluster, nodeID string) string {
+	return "pushring." + cluster + ".m." + nodeID + ".>"
+}
+
 // clusterPattern is what a cluster name may be: it prefixes NATS subjects
 // and KV bucket names, so a '.', '*' or '>' in it would turn the
 // permissions of one cluster into wildcards over others.
