@@ -223,6 +223,10 @@ func (j *Journal) parseAck(msg *nats.Msg) (uint64, error) {
 	return seq, nil
 }
 
+// closePoll is how often a closing journal checks whether its
+// connection closed, which ends the wait for acknowledgements.
+const closePoll = 20 * time.Millisecond
+
 // report is the one goroutine that calls Stored: it takes the ring's
 // slots in order, waits for each one's result or its timeout, reports it
 // and frees the slot. It returns once Close began and the ring is empty.
@@ -280,6 +284,11 @@ func (j *Journal) report() {
 				s.state.Store((gen+1)<<genShift | stDone)
 			}
 			continue
+		}
+		if closing == nil {
+			// Closing: look at the connection now and then, it may
+			// close while we wait.
+			wait = min(wait, closePoll)
 		}
 		timer.Reset(wait)
 		select {
