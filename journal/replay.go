@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,7 +26,8 @@ const replayBatch = 256
 
 // stallCheck is how long a replay waits for its next message before it
 // asks the server whether any is still pending (the bounds may have
-// dropped those it was told of).
+// dropped those it was told of). A replay that got nothing for
+// Config.Timeout while messages are pending returns an error.
 const stallCheck = time.Second
 
 // Replay calls fn, in stream order, for every stored message addressed
@@ -118,6 +120,9 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 	// The server drops the consumer this long after the replay stopped
 	// asking, should its deletion below fail.
 	cfg.InactiveThreshold = max(30*time.Second, 2*j.cfg.Timeout)
+	// A consumer lost mid-replay (a server restart) is made again a few
+	// times, not forever: a replay that cannot go on returns.
+	cfg.MaxResetAttempts = 3
 	octx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
 	cons, err := j.js.OrderedConsumer(octx, j.stream, cfg)
 	cancel()
@@ -139,6 +144,7 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
 		return nil
 	}
+	progress := time.Now()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -153,8 +159,17 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 			if ierr == nil && info.NumPending == 0 {
 				return nil
 			}
+			if time.Since(progress) > j.cfg.Timeout {
+				pending := "unknown"
+				if ierr == nil {
+					pending = strconv.FormatUint(info.NumPending, 10)
+				}
+				return fmt.Errorf("journal: replay stalled: no message for %v, pending %s (info: %v)",
+					time.Since(progress).Round(time.Millisecond), pending, ierr)
+			}
 			continue
 		}
+		progress = time.Now()
 		if err != nil {
 			return fmt.Errorf("journal: replay: %w", err)
 		}
