@@ -174,7 +174,8 @@ func encodeID(id string) string { return strings.ReplaceAll(id, ".", "=") }
 // Stored is told the result of an Append: seq is the message's stream
 // sequence when err is nil. It is called from the journal's one
 // reporting goroutine, in Append order, so it must not block for long
-// (every later result waits for it) and must not call Close.
+// (every later result waits for it) and must call neither Close nor
+// Append (which may wait for a slot only this goroutine frees).
 type Stored interface {
 	Stored(tag, seq uint64, err error)
 }

@@ -702,3 +702,38 @@ func counters(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+// TestStream: Open creates the stream as configured, and a later Open
+// with other bounds updates it; messages are stored under
+// pushring.<cluster>.m.<ingress>.<d|g>.<to>, the id's dots as '='.
+func TestStream(t *testing.T) {
+	n := startNATS(t)
+	j, nc := n.open(t, Config{Cluster: "c-1", NodeID: "node-a", MaxAge: time.Hour, MaxBytes: 1 << 20, MaxMsgs: 100})
+	js, _ := jetstream.New(nc)
+	info := func() jetstream.StreamConfig {
+		t.Helper()
+		s, err := js.Stream(context.Background(), "MSGS_c-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config
+	}
+	c := info()
+	if !slices.Equal(c.Subjects, []string{"pushring.c-1.m.>"}) || c.Storage != jetstream.FileStorage || c.Replicas != 1 ||
+		c.MaxAge != time.Hour || c.MaxBytes != 1<<20 || c.MaxMsgs != 100 || c.Discard != jetstream.DiscardOld ||
+		c.Retention != jetstream.LimitsPolicy {
+		t.Errorf("stream config %+v", c)
+	}
+	seqs := appendAll(t, j, direct(1, "alice.x"), group(2, "team.a.b"))
+	for i, want := range []string{"pushring.c-1.m.node-a.d.alice=x", "pushring.c-1.m.node-a.g.team=a=b"} {
+		s, _ := js.Stream(context.Background(), "MSGS_c-1")
+		raw, err := s.GetMsg(context.Background(), seqs[i])
+		if err != nil || raw.Subject != want {
+			t.Errorf("message %d: subject %v, %v; want %s", i, raw, err, want)
+		}
+	}
+	n.open(t, Config{Cluster: "c-1", NodeID: "node-b", MaxAge: 2 * time.Hour})
+	if c := info(); c.MaxAge != 2*time.Hour || c.MaxBytes != 1<<30 || c.MaxMsgs != -1 {
+		t.Errorf("updated stream config %+v", c)
+	}
+}

@@ -34,10 +34,12 @@ const stallCheck = time.Second
 // to principal directly (through any ingress node) or to one of groups,
 // with a sequence at or above from and at or below last, the stream's
 // last sequence when Replay began: messages stored later are left to
-// the caller's live path, and Replay ends. first is the stream's first
-// sequence when Replay began: if from < first, the messages in between
-// were dropped by the stream's bounds (or never existed, for from 0 or
-// 1 on a fresh stream), and the caller owes its client a gap notice. fn
+// the caller's live path, and Replay ends. from 0 means from the first
+// message kept. first is the stream's first sequence when Replay began
+// (0 for a stream that never held a message): if 0 < from < first, the
+// messages from from to first-1 were dropped by the stream's bounds,
+// some of them maybe for this principal, and the caller owes its client
+// a gap notice. fn
 // may keep the message; an error from fn stops the replay and is
 // returned. Other principals' messages never reach fn.
 //
