@@ -63,6 +63,21 @@ func NodeSubject(cluster, nodeID string) string {
 	return "pushring." + cluster + ".node." + nodeID
 }
 
+// JournalStream is the JetStream stream of the QoS 1 messages of cluster
+// (the journal package's stream).
+func JournalStream(cluster string) string { return "MSGS_" + cluster }
+
+// JournalSubjects are the subjects of cluster's journal stream:
+// pushring.<cluster>.m.<ingress node>.<d|g>.<to>.
+func JournalSubjects(cluster string) string { return "pushring." + cluster + ".m.>" }
+
+// JournalIngress are the journal subjects of the messages node nodeID
+// stores: the only ones it may publish to, so that a node cannot store a
+// message under another node's ingress id.
+func JournalIngress(cluster, nodeID string) string {
+	return "pushring." + cluster + ".m." + nodeID + ".>"
+}
+
 // clusterPattern is what a cluster name may be: it prefixes NATS subjects
 // and KV bucket names, so a '.', '*' or '>' in it would turn the
 // permissions of one cluster into wildcards over others.
@@ -75,8 +90,10 @@ func ValidCluster(name string) bool { return clusterPattern.MatchString(name) }
 // NodePermissions are the subjects node nodeID of cluster needs, and
 // nothing more: publish to any node's fanout subject of the cluster and
 // to the cluster's buckets (KV writes, the JetStream API calls of the KV
-// client on those streams only), subscribe to its own fanout subject and
-// its own inbox. Nothing of another cluster, no other stream, no $SYS.
+// client on those streams only), to the journal under its own ingress id
+// (and the journal's API calls on that stream only), subscribe to its
+// own fanout subject and its own inbox. Nothing of another cluster, no
+// other stream, no $SYS.
 func NodePermissions(cluster, nodeID string) Permissions {
 	p := Permissions{
 		Publish: []string{
@@ -106,6 +123,20 @@ func NodePermissions(cluster, nodeID string) Permissions {
 			"$JS.FC."+stream+".>",                  // watch flow control replies
 		)
 	}
+	// The journal: store under this node's own ingress id only; read
+	// the whole stream back (a session's backlog holds every node's
+	// messages) with ordered pull consumers, deleted after each replay.
+	stream := JournalStream(cluster)
+	p.Publish = append(p.Publish,
+		JournalIngress(cluster, nodeID),
+		"$JS.API.STREAM.INFO."+stream,            // bounds, open
+		"$JS.API.STREAM.CREATE."+stream,          // create it if missing
+		"$JS.API.STREAM.UPDATE."+stream,          // or update its config
+		"$JS.API.CONSUMER.CREATE."+stream+".>",   // replay: with a name (and filter)
+		"$JS.API.CONSUMER.DELETE."+stream+".*",   // replay done
+		"$JS.API.CONSUMER.INFO."+stream+".*",     // replay stalled: still pending?
+		"$JS.API.CONSUMER.MSG.NEXT."+stream+".*", // replay: pull
+	)
 	return p
 }
 

@@ -118,3 +118,32 @@ func TestConfigParses(t *testing.T) {
 		}
 	}
 }
+
+// TestNodePermissionsJournal: a node publishes to the journal under its
+// own ingress id only, and calls the journal stream's API without
+// delete or purge.
+func TestNodePermissionsJournal(t *testing.T) {
+	p := NodePermissions("c1", "n1")
+	var journal []string
+	for _, s := range p.Publish {
+		if strings.HasPrefix(s, "pushring.c1.m.") || strings.Contains(s, "MSGS_") {
+			journal = append(journal, s)
+		}
+	}
+	want := []string{
+		"pushring.c1.m.n1.>",
+		"$JS.API.STREAM.INFO.MSGS_c1",
+		"$JS.API.STREAM.CREATE.MSGS_c1",
+		"$JS.API.STREAM.UPDATE.MSGS_c1",
+		"$JS.API.CONSUMER.CREATE.MSGS_c1.>",
+		"$JS.API.CONSUMER.DELETE.MSGS_c1.*",
+		"$JS.API.CONSUMER.INFO.MSGS_c1.*",
+		"$JS.API.CONSUMER.MSG.NEXT.MSGS_c1.*",
+	}
+	if !slices.Equal(journal, want) {
+		t.Errorf("journal permissions %q, want %q", journal, want)
+	}
+	if JournalIngress("c1", "n1") != "pushring.c1.m.n1.>" || JournalSubjects("c1") != "pushring.c1.m.>" || JournalStream("c1") != "MSGS_c1" {
+		t.Error(JournalIngress("c1", "n1"), JournalSubjects("c1"), JournalStream("c1"))
+	}
+}

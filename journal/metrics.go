@@ -1,0 +1,87 @@
+package journal
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	storedDesc = prometheus.NewDesc("pushring_journal_stored_total",
+		"Messages the journal stream acknowledged.", nil, nil)
+	storedBytesDesc = prometheus.NewDesc("pushring_journal_stored_bytes_total",
+		"Bytes of the records the journal stream acknowledged.", nil, nil)
+	storeErrorsDesc = prometheus.NewDesc("pushring_journal_store_errors_total",
+		"Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first).",
+		[]string{"reason"}, nil)
+	replayedDesc = prometheus.NewDesc("pushring_journal_replayed_total",
+		"Messages read back from the journal stream by replays.", nil, nil)
+	replaysDesc = prometheus.NewDesc("pushring_journal_replays_total",
+		"Replays begun (Replay and ReplayNode).", nil, nil)
+)
+
+// metrics are the journal's counters: atomics read at scrape time, and
+// a histogram of the time from Append to acknowledgement (an Observe is
+// a few atomic operations).
+type metrics struct {
+	created     time.Time
+	stored      atomic.Uint64
+	storedBytes atomic.Uint64
+	errors      [numReasons]atomic.Uint64
+	replayed    atomic.Uint64
+	replays     atomic.Uint64
+	latency     prometheus.Histogram
+	reg         prometheus.Registerer
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		created: time.Now(),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pushring_journal_store_seconds",
+			Help: "Time from Append to the journal stream's acknowledgement, of the messages stored.",
+			// From an in-process server's sub-millisecond answer to
+			// the 5 s timeout.
+			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+		}),
+		reg: reg,
+	}
+	if reg != nil {
+		if err := reg.Register(m); err != nil {
+			return nil, fmt.Errorf("journal: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) unregister() {
+	if m.reg != nil {
+		m.reg.Unregister(m)
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{storedDesc, storedBytesDesc, storeErrorsDesc, replayedDesc, replaysDesc} {
+		ch <- d
+	}
+	m.latency.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	ch <- m.counter(storedDesc, &m.stored)
+	ch <- m.counter(storedBytesDesc, &m.storedBytes)
+	for i, r := range reasonNames {
+		ch <- m.counter(storeErrorsDesc, &m.errors[i], r)
+	}
+	ch <- m.counter(replayedDesc, &m.replayed)
+	ch <- m.counter(replaysDesc, &m.replays)
+	m.latency.Collect(ch)
+}
+
+func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetricWithCreatedTimestamp(d, prometheus.CounterValue, float64(n.Load()), m.created, labels...)
+}

@@ -1,0 +1,200 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushring/pushring/message"
+)
+
+// maxGroupFilters is the most groups Replay asks the server to filter
+// one by one. Past it, Replay filters every group message
+// (pushring.<c>.m.*.g.*) and skips the other groups' itself: a consumer's
+// filter list is sent, and matched against each message, whole, and a
+// principal in thousands of groups would make that list the cost.
+const maxGroupFilters = 64
+
+// replayBatch is how many messages a replay's consumer asks for at once.
+const replayBatch = 256
+
+// stallCheck is how long a replay waits for its next message before it
+// asks the server whether any is still pending (the bounds may have
+// dropped those it was told of). A replay that got nothing for
+// Config.Timeout while messages are pending returns an error.
+const stallCheck = time.Second
+
+// Replay calls fn, in stream order, for every stored message addressed
+// to principal directly (through any ingress node) or to one of groups,
+// with a sequence at or above from and at or below last, the stream's
+// last sequence when Replay began: messages stored later are left to
+// the caller's live path, and Replay ends. from 0 means from the first
+// message kept. first is the stream's first sequence when Replay began
+// (0 for a stream that never held a message): if 0 < from < first, the
+// messages from from to first-1 were dropped by the stream's bounds,
+// some of them maybe for this principal, and the caller owes its client
+// a gap notice. fn
+// may keep the message; an error from fn stops the replay and is
+// returned. Other principals' messages never reach fn.
+//
+// With more than 64 groups, Replay reads every group message in the
+// range and skips those of other groups itself (see maxGroupFilters).
+func (j *Journal) Replay(ctx context.Context, from uint64, principal string, groups []string,
+	fn func(seq uint64, m *message.Message) error) (first, last uint64, err error) {
+	if !validID(principal) {
+		return 0, 0, fmt.Errorf("%w: principal %q", ErrInvalidMessage, principal)
+	}
+	for _, g := range groups {
+		if !validID(g) {
+			return 0, 0, fmt.Errorf("%w: group %q", ErrInvalidMessage, g)
+		}
+	}
+	j.m.replays.Add(1)
+	first, last, err = j.Bounds(ctx)
+	if err != nil || last == 0 || from > last {
+		return first, last, err
+	}
+	filters := []string{j.prefix + "*." + kindDirect + "." + encodeID(principal)}
+	var only map[string]bool // nil: the server filters the groups
+	if len(groups) > maxGroupFilters {
+		filters = append(filters, j.prefix+"*."+kindGroup+".*")
+		only = make(map[string]bool, len(groups))
+		for _, g := range groups {
+			only[g] = true
+		}
+	} else {
+		gs := slices.Clone(groups)
+		slices.Sort(gs)
+		for _, g := range slices.Compact(gs) { // overlapping filters are refused
+			filters = append(filters, j.prefix+"*."+kindGroup+"."+encodeID(g))
+		}
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: filters,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    max(from, 1),
+	}
+	err = j.consume(ctx, cfg, last, func(seq uint64, m *message.Message) error {
+		if only != nil && m.Kind == message.Group && !only[m.To] {
+			return nil
+		}
+		return fn(seq, m)
+	})
+	return first, last, err
+}
+
+// ReplayNode calls fn, in stream order, for every message stored through
+// ingress node at or after since, up to last, the stream's last sequence
+// when ReplayNode began: what a node that died had stored, and maybe not
+// forwarded, for another node to forward again. A zero since means from
+// the first message kept. fn may keep the message; an error from fn
+// stops the replay and is returned.
+func (j *Journal) ReplayNode(ctx context.Context, node string, since time.Time,
+	fn func(seq uint64, m *message.Message) error) (last uint64, err error) {
+	if !validNodeID(node) {
+		return 0, fmt.Errorf("%w: node id %q", ErrInvalidMessage, node)
+	}
+	j.m.replays.Add(1)
+	_, last, err = j.Bounds(ctx)
+	if err != nil || last == 0 {
+		return last, err
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{j.prefix + node + ".>"},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	return last, j.consume(ctx, cfg, last, fn)
+}
+
+// consume runs an ordered consumer with cfg over the stream and calls fn
+// for each message up to sequence last, then deletes the consumer.
+func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, last uint64,
+	fn func(seq uint64, m *message.Message) error) error {
+	// The server drops the consumer this long after the replay stopped
+	// asking, should its deletion below fail.
+	cfg.InactiveThreshold = max(30*time.Second, 2*j.cfg.Timeout)
+	// A consumer lost mid-replay (a server restart) is made again a few
+	// times, not forever: a replay that cannot go on returns.
+	cfg.MaxResetAttempts = 3
+	octx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
+	cons, err := j.js.OrderedConsumer(octx, j.stream, cfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("journal: replay consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(replayBatch))
+	if err != nil {
+		return fmt.Errorf("journal: replay consumer: %w", err)
+	}
+	defer func() {
+		it.Stop()
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), j.cfg.Timeout)
+			j.js.DeleteConsumer(dctx, j.stream, info.Name)
+			cancel()
+		}
+	}()
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		return nil
+	}
+	progress := time.Now()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		msg, err := it.Next(jetstream.NextMaxWait(stallCheck))
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			// Nothing for a while: are messages still pending, or did
+			// the bounds drop those the consumer counted?
+			ictx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
+			info, ierr := cons.Info(ictx)
+			cancel()
+			if ierr == nil && info.NumPending == 0 {
+				return nil
+			}
+			if time.Since(progress) > j.cfg.Timeout {
+				pending := "unknown"
+				if ierr == nil {
+					pending = strconv.FormatUint(info.NumPending, 10)
+				}
+				return fmt.Errorf("journal: replay stalled: no message for %v, pending %s (info: %v)",
+					time.Since(progress).Round(time.Millisecond), pending, ierr)
+			}
+			continue
+		}
+		progress = time.Now()
+		if err != nil {
+			return fmt.Errorf("journal: replay: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("journal: replay: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		if seq > last {
+			return nil
+		}
+		m, err := DecodeRecord(msg.Data())
+		if err != nil {
+			j.badLog.Warn(j.log, 10*time.Second, "journal: replay skipped a record it cannot decode",
+				"subject", msg.Subject(), "seq", seq, "err", err)
+		} else {
+			j.m.replayed.Add(1)
+			if err := fn(seq, m); err != nil {
+				return err
+			}
+		}
+		if seq == last || meta.NumPending == 0 {
+			return nil
+		}
+	}
+}
