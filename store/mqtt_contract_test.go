@@ -371,9 +371,9 @@ func testMQTTWatchClaims(t *testing.T, f *mqttFixture) {
 	mustClaim(t, peer, "alice", "early", "n2", false, 0)
 	events := watchClaims(t, peer)
 
-	long := strings.Repeat("é", 100) // hashed in KV keys
-	mustClaim(t, st, "alice", "phone", "n1", false, 0)   // new: nobody to tell
-	mustClaim(t, st, "alice", "phone", "n1", false, 0)   // same node: nobody to tell
+	long := strings.Repeat("é", 100)                   // hashed in KV keys
+	mustClaim(t, st, "alice", "phone", "n1", false, 0) // new: nobody to tell
+	mustClaim(t, st, "alice", "phone", "n1", false, 0) // same node: nobody to tell
 	_, _, c := mustClaim(t, peer, "alice", "phone", "n2", true, 0)
 	_, _, d := mustClaim(t, st, "alice", "phone", "n1", false, 0)
 	mustClaim(t, st, "a.b", long, "n1", false, 0)
