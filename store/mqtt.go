@@ -493,15 +493,9 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 		// holder's next write is refused (ErrStale) even if it never
 		// hears of the takeover.
 		data, _ := json.Marshal(claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen})
-		if _, err := k.mqtt.Create(ctx, noticeKey, data, jetstream.KeyTTL(mqttNoticeTTL)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		msg := nats.Msg{Subject: k.mqttPre + noticeKey, Data: data}
+		if _, err := k.js.PublishMsg(ctx, &msg, jetstream.WithMsgTTL(mqttNoticeTTL)); err != nil {
 			k.fail(opNotice, principal, clientID, unavailable("put mqtt claim notice", err))
-		} else if err != nil {
-			// A notice of an earlier claim is still there: replace it.
-			if _, err := k.mqtt.Put(ctx, noticeKey, data); err != nil {
-				k.fail(opNotice, principal, clientID, unavailable("put mqtt claim notice", err))
-			} else {
-				k.mqttM.writes.WithLabelValues(opNotice).Inc()
-			}
 		} else {
 			k.mqttM.writes.WithLabelValues(opNotice).Inc()
 		}

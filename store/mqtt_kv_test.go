@@ -111,9 +111,22 @@ func TestKVMQTTBucket(t *testing.T) {
 	if ttl := msg.Header.Get(jetstream.MsgTTLHeader); ttl != "1h0m0s" {
 		t.Fatalf("record TTL header %q, want 1h0m0s", ttl)
 	}
+	// A takeover's notice carries its own short TTL, the second one
+	// within that TTL too (it replaces the first).
+	_, noticeKey, _ := mqttKeys("alice", "phone")
+	for i, node := range []string{"n2", "n3"} {
+		mustClaim(t, kv, "alice", "phone", node, false, 0)
+		msg, err := s.GetLastMsgForSubject(ctx, "$KV.c1_mqtt."+noticeKey)
+		if err != nil {
+			t.Fatalf("notice %d: %v", i, err)
+		}
+		if ttl := msg.Header.Get(jetstream.MsgTTLHeader); ttl != mqttNoticeTTL.String() || !strings.Contains(string(msg.Data), node) {
+			t.Fatalf("notice %d: TTL header %q, value %s", i, ttl, msg.Data)
+		}
+	}
 	n.restart()
 	kv2 := n.openKV(t, KVConfig{Cluster: "c1"})
-	if got := mustGet(t, kv2, "alice", "phone"); got.Gen != c.Gen || got.Pos != 9 {
+	if got := mustGet(t, kv2, "alice", "phone"); got.Node != "n3" || got.Pos != 9 {
 		t.Fatalf("after a NATS restart: %+v", got)
 	}
 	for _, d := range []time.Duration{-time.Second, time.Millisecond, 1500 * time.Millisecond} {
