@@ -9,6 +9,7 @@ package store
 //	pushring_roles       key <gid>.m.<id>          member        value roleRecord (JSON)
 //	                     key <gid>.p.<id>          publisher
 //	pushring_sessions    key <tokenHash>           value Session (JSON); bucket MaxAge
+//	pushring_mqtt        MQTT session records and claim notices (mqtt.go)
 //
 // Key encoding: '.' separates tokens in KV keys (they are NATS subjects),
 // but ids may contain '.'. Ids never contain '=' (ValidID), and '=' is a
@@ -31,12 +32,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/internal/natsauth"
 )
@@ -57,6 +61,19 @@ type KVConfig struct {
 	// Timeout bounds every store call (on top of the caller's ctx).
 	// Default 5s.
 	Timeout time.Duration
+	// MQTTSessionExpiry is the TTL every write of an MQTT session record
+	// carries: a record vanishes this long after its last write, so a
+	// holder rewrites it at least every MQTTSessionExpiry/4. Set it to
+	// the router's SessionExpiry (how long an offline persistent session
+	// is kept). Whole seconds, at least 1 s (JetStream's per-message TTL
+	// unit). Default 24 h, the router's default.
+	MQTTSessionExpiry time.Duration
+	// Logger receives the failures and refusals of MQTT session record
+	// calls, rate limited. Nil: slog.Default().
+	Logger *slog.Logger
+	// Registerer gets the pushring_mqtt_session_records_* metrics. Nil
+	// (the default): not registered.
+	Registerer prometheus.Registerer
 }
 
 // DefaultKVConfig returns the defaults.
@@ -66,6 +83,8 @@ func DefaultKVConfig() KVConfig {
 		Replicas:      1,
 		SessionMaxAge: 7 * 24 * time.Hour,
 		Timeout:       5 * time.Second,
+
+		MQTTSessionExpiry: 24 * time.Hour,
 	}
 }
 
@@ -87,6 +106,8 @@ func (c KVConfig) withDefaults() KVConfig {
 	c.Replicas = cmp.Or(c.Replicas, d.Replicas)
 	c.SessionMaxAge = cmp.Or(c.SessionMaxAge, d.SessionMaxAge)
 	c.Timeout = cmp.Or(c.Timeout, d.Timeout)
+	c.MQTTSessionExpiry = cmp.Or(c.MQTTSessionExpiry, d.MQTTSessionExpiry)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
 
@@ -101,6 +122,8 @@ func (c KVConfig) validate() error {
 		check.If(c.Replicas < 1 || c.Replicas > maxReplicas, "Replicas must be 1 to %d (got %d)", maxReplicas, c.Replicas),
 		configerr.Positive(check, "SessionMaxAge", c.SessionMaxAge),
 		configerr.Positive(check, "Timeout", c.Timeout),
+		check.If(c.MQTTSessionExpiry < time.Second || c.MQTTSessionExpiry%time.Second != 0,
+			"MQTTSessionExpiry must be whole seconds, at least 1s (got %v)", c.MQTTSessionExpiry),
 	)
 }
 
@@ -114,6 +137,12 @@ type KV struct {
 	groups     jetstream.KeyValue
 	roles      jetstream.KeyValue
 	sessions   jetstream.KeyValue
+	mqtt       jetstream.KeyValue
+
+	js      jetstream.JetStream
+	mqttPre string // subject prefix of the mqtt bucket's keys
+	mqttM   *mqttMetrics
+	mqttL   mqttLog
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
@@ -129,26 +158,35 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, erro
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	k := &KV{cfg: cfg, done: make(chan struct{})}
+	m, err := newMQTTMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	k := &KV{cfg: cfg, done: make(chan struct{}), js: js, mqttM: m}
+	k.mqttL.log = cfg.Logger.With("component", "store")
+	k.mqttPre = "$KV." + cfg.Cluster + "_mqtt."
 	for _, b := range []struct {
 		kv     *jetstream.KeyValue
 		name   string
 		desc   string
 		maxAge time.Duration
+		marker time.Duration // LimitMarkerTTL: per-key TTLs allowed
 	}{
-		{&k.principals, "principals", "pushring users and devices", 0},
-		{&k.groups, "groups", "pushring groups", 0},
-		{&k.roles, "roles", "pushring group roles: <gid>.m.<id>, <gid>.p.<id>", 0},
-		{&k.sessions, "sessions", "pushring login sessions by token hash", cfg.SessionMaxAge},
+		{&k.principals, "principals", "pushring users and devices", 0, 0},
+		{&k.groups, "groups", "pushring groups", 0, 0},
+		{&k.roles, "roles", "pushring group roles: <gid>.m.<id>, <gid>.p.<id>", 0, 0},
+		{&k.sessions, "sessions", "pushring login sessions by token hash", cfg.SessionMaxAge, 0},
+		{&k.mqtt, "mqtt", "pushring MQTT sessions: s.<principal>.<client>, claim notices c.<principal>.<client>", 0, mqttMarkerTTL},
 	} {
 		octx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		kv, err := js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{
-			Bucket:      cfg.Cluster + "_" + b.name,
-			Description: b.desc,
-			History:     1,
-			TTL:         b.maxAge, // the stream's MaxAge
-			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
+			Bucket:         cfg.Cluster + "_" + b.name,
+			Description:    b.desc,
+			History:        1,
+			TTL:            b.maxAge, // the stream's MaxAge
+			LimitMarkerTTL: b.marker,
+			Storage:        jetstream.FileStorage,
+			Replicas:       cfg.Replicas,
 		})
 		cancel()
 		if err != nil {

@@ -23,6 +23,7 @@ type Memory struct {
 	roles       map[string]map[string]Role // gid -> id -> Member|Publisher bits
 	sessions    map[string]Session
 	watchers    map[*memWatcher]struct{}
+	mqtt        memMQTTState // mqtt_memory.go
 	unavailable bool
 	closed      bool
 	done        chan struct{} // closed by Close

@@ -11,6 +11,13 @@
 // secret.go holds the credentials: argon2id password hashes, session
 // tokens and device keys, stored only as hashes.
 //
+// MQTT session records (mqtt.go; MQTTSessions, met by KV and Memory) are
+// what a node needs to resume an MQTT session anywhere in the cluster:
+// its holder and generation, subscriptions and delivery position, with
+// compare-and-set claims, per-record expiry and a watch of takeovers.
+// MQTTPosBatcher (mqtt_batch.go) turns many position updates into one
+// write per session per interval.
+//
 // LOCKS.md, at the repository root, lists the locks of this package: a
 // Directory read takes its read lock only, and neither the backing store
 // nor an OnRevoke callback is called with a Directory lock held.

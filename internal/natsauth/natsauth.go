@@ -32,7 +32,7 @@ import (
 
 // Buckets are the suffixes of the KV buckets a cluster uses
 // ("<cluster>_<suffix>"), as the store creates them.
-var Buckets = []string{"principals", "groups", "roles", "sessions"}
+var Buckets = []string{"principals", "groups", "roles", "sessions", "mqtt"}
 
 // Key is one node allowed on NATS: its id and its public user nkey.
 type Key struct {
@@ -105,6 +105,10 @@ func NodePermissions(cluster, nodeID string) Permissions {
 			InboxPrefix(cluster, nodeID) + ".>",
 		},
 	}
+	// Only the calls the KV client makes on a server of 2.9 or later
+	// (named consumers, direct gets: every bucket has AllowDirect): a
+	// creds-file JWT carries these subjects in the client's CONNECT,
+	// which the server caps at its max_control_line (4 KiB by default).
 	for _, b := range Buckets {
 		bucket := cluster + "_" + b
 		stream := "KV_" + bucket
@@ -113,11 +117,8 @@ func NodePermissions(cluster, nodeID string) Permissions {
 			"$JS.API.STREAM.INFO."+stream,          // open the bucket
 			"$JS.API.STREAM.CREATE."+stream,        // create it if missing
 			"$JS.API.STREAM.UPDATE."+stream,        // or update its config
-			"$JS.API.STREAM.MSG.GET."+stream,       // get, without direct get
-			"$JS.API.DIRECT.GET."+stream,           // get by sequence
 			"$JS.API.DIRECT.GET."+stream+".>",      // get the last value of a key
-			"$JS.API.CONSUMER.CREATE."+stream,      // watch: ordered consumer
-			"$JS.API.CONSUMER.CREATE."+stream+".>", // with a name and filter
+			"$JS.API.CONSUMER.CREATE."+stream+".>", // watch: a named ordered consumer
 			"$JS.API.CONSUMER.DELETE."+stream+".*", // stop watching
 			"$JS.API.CONSUMER.INFO."+stream+".*",   // consumer checks
 			"$JS.FC."+stream+".>",                  // watch flow control replies

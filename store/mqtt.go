@@ -1,0 +1,679 @@
+package store
+
+// MQTT session records: what a node needs to resume an MQTT session
+// (principal + client id) anywhere in the cluster, one record per session
+// cluster-wide. Both KV (below) and Memory (mqtt_memory.go) implement
+// MQTTSessions and pass the same tests (mqtt_contract_test.go).
+//
+// Bucket "<Cluster>_mqtt", history 1, per-key TTL:
+//
+//	s.<principal>.<client>  value MQTTSession (JSON)       TTL MQTTSessionExpiry
+//	c.<principal>.<client>  value claim notice (JSON)      TTL mqttNoticeTTL
+//
+// <principal> is encodeID of the principal id ('.' -> '='). <client> is
+// one key token made from the client id, which may be any UTF-8 string of
+// up to 65535 bytes: "b" + base64url (no padding) of the id when the id
+// has at most maxRawClientID bytes (a token of at most 129 characters,
+// reversible), else "h" + base64url of the id's SHA-256 (44 characters).
+// A hashed token cannot be reversed, so the record and the notice carry
+// the full client id in their value, and a read whose value names another
+// client id (a SHA-256 collision, never seen) is refused as corrupt. Keys
+// stay under 200 characters, far inside NATS's subject limits, whatever
+// the client id. Ids that are not valid UTF-8 (MQTT forbids them) are
+// refused with ErrInvalidID: JSON would not keep them byte for byte.
+//
+// Every write carries the record's TTL (the bucket has LimitMarkerTTL,
+// which allows per-message TTLs), so a record vanishes MQTTSessionExpiry
+// after its last write. The holder keeps a live session's record by
+// writing it at least every MQTTSessionExpiry/4 (SaveMQTTPos, SaveMQTTSubs
+// or TouchMQTT): if the holder dies, the record goes expiry after the
+// holder's last write, which is when the session would have expired had
+// its client gone offline then. A per-key TTL rather than the bucket's
+// MaxAge: each write carries the writer's expiry, so nodes configured
+// differently never fight over the bucket's settings, and a session may
+// one day carry its own expiry (MQTT 5's Session Expiry Interval).
+//
+// Writes are compare-and-set on the key's revision: read, check the Gen,
+// write expecting the revision read, and read again on a conflict. Gens
+// only grow along a record's claims (each claim takes max(previous+1, the
+// claimer's clock in nanoseconds), so even a claim that finds no record,
+// after one expired or was deleted, takes a Gen no earlier holder had but
+// by a clock tie to the nanosecond).
+//
+// A claim that takes a record from another node also writes a claim
+// notice, which WatchMQTTClaims reports: the record's own key changes on
+// every position write, and having every node watch those would send
+// every node every position of the cluster. Notices expire after
+// mqttNoticeTTL; nothing reads them but live watches.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushring/pushring/internal/lograte"
+)
+
+// ErrStale: a write to an MQTT session record with a Gen that is no longer
+// the record's (another claim took the session over), or to a record that
+// no longer exists.
+var ErrStale = errors.New("store: stale mqtt session generation")
+
+// MQTTSub is one subscription of an MQTT session.
+type MQTTSub struct {
+	Filter string `json:"filter"`
+	QoS    byte   `json:"qos"`
+}
+
+// MQTTSession is the record of one MQTT session (principal + client id):
+// what a node needs to resume it.
+type MQTTSession struct {
+	Principal string `json:"principal"`
+	ClientID  string `json:"client_id"`
+	// Node holds the session now (the last claimer).
+	Node string `json:"node"`
+	// Gen is set by every claim and only grows along a record's claims;
+	// a write with another Gen is refused with ErrStale. Opaque otherwise.
+	Gen uint64 `json:"gen"`
+	// Clean: a clean session. Its record exists only while it is
+	// connected, and there is nothing to resume.
+	Clean bool      `json:"clean,omitempty"`
+	Subs  []MQTTSub `json:"subs,omitempty"`
+	// Pos is a journal sequence: every message for this session at or
+	// below it was acknowledged (0: none).
+	Pos uint64 `json:"pos"`
+	// Updated is the time of the record's last write.
+	Updated time.Time `json:"updated"`
+}
+
+// MQTTSessions keeps MQTT session records, one per (principal, client id)
+// cluster-wide. All methods are goroutine-safe and may block on the
+// backend (honour ctx). principal must be a ValidID and clientID valid
+// UTF-8 (ErrInvalidID otherwise); any length up to MQTT's 65535 bytes,
+// the empty string included.
+//
+// The holder of a record must write it (any Save, or TouchMQTT) at least
+// every MQTTSessionExpiry/4 while its client is connected: a record
+// vanishes MQTTSessionExpiry after its last write.
+type MQTTSessions interface {
+	// ClaimMQTT makes node the holder of (principal, clientID) with a new
+	// Gen (compare-and-set on the record, retried on conflict). With
+	// clean, any previous state is discarded (Subs empty, Pos =
+	// startPos); else the previous Subs and Pos are kept (startPos is
+	// the Pos of a record that did not exist). It returns the previous
+	// record (found=false if none) and the new one.
+	ClaimMQTT(ctx context.Context, principal, clientID, node string, clean bool, startPos uint64) (prev MQTTSession, found bool, cur MQTTSession, err error)
+	// SaveMQTTSubs replaces the subscriptions, only if gen is still
+	// current (ErrStale otherwise).
+	SaveMQTTSubs(ctx context.Context, principal, clientID string, gen uint64, subs []MQTTSub) error
+	// SaveMQTTPos records a position, only if gen is current (ErrStale
+	// otherwise) and pos is higher than the stored one (a lower or equal
+	// pos is ignored, not an error, and writes nothing).
+	SaveMQTTPos(ctx context.Context, principal, clientID string, gen uint64, pos uint64) error
+	// TouchMQTT rewrites the record unchanged but for Updated, only if
+	// gen is current (ErrStale otherwise): it restarts the record's
+	// expiry while its holder keeps it.
+	TouchMQTT(ctx context.Context, principal, clientID string, gen uint64) error
+	// DeleteMQTT removes the record if gen is current (ErrStale if the
+	// record has another Gen; nil if there is no record).
+	DeleteMQTT(ctx context.Context, principal, clientID string, gen uint64) error
+	// GetMQTT reads one record (ErrNotFound).
+	GetMQTT(ctx context.Context, principal, clientID string) (MQTTSession, error)
+	// WatchMQTTClaims calls fn for every claim, made after the watch is
+	// ready, that took a record another node held (principal, clientID,
+	// the claiming node, its gen), until ctx is done: a node that held a
+	// session learns that another node took it over, and closes its
+	// connection if the gen is higher than the one it holds (two
+	// notices may arrive out of order; gens tell which claim is later).
+	// A claim of a record this node already held, or of no record,
+	// notifies nobody. fn is called from one goroutine at a time; ready
+	// is called once, when later claims will be seen. It returns nil when
+	// ctx is done or the store closed, ErrUnavailable if the watch broke
+	// (the caller may watch again; claims meanwhile are not replayed).
+	WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, node string, gen uint64), ready func()) error
+}
+
+var (
+	_ MQTTSessions = (*KV)(nil)
+	_ MQTTSessions = (*Memory)(nil)
+)
+
+// maxRawClientID is the longest client id (in bytes) kept reversibly in a
+// key; longer ones are hashed (see the file comment).
+const maxRawClientID = 96
+
+// mqttNoticeTTL is how long a claim notice is kept: watchers get it live,
+// and nothing reads it later.
+const mqttNoticeTTL = time.Minute
+
+// mqttMarkerTTL is how long the marker of a deleted or expired record
+// stays (the bucket's LimitMarkerTTL), so markers of sessions that come
+// and go never pile up.
+const mqttMarkerTTL = time.Minute
+
+// maxClaimAttempts bounds the compare-and-set retries of one call; only
+// writers racing on one session conflict, a handful at most.
+const maxClaimAttempts = 16
+
+// clientToken is the key token of a client id (see the file comment).
+func clientToken(clientID string) string {
+	if len(clientID) <= maxRawClientID {
+		return "b" + base64.RawURLEncoding.EncodeToString([]byte(clientID))
+	}
+	sum := sha256.Sum256([]byte(clientID))
+	return "h" + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// mqttKeys returns the record and notice keys of a session, or
+// ErrInvalidID.
+func mqttKeys(principal, clientID string) (rec, notice string, err error) {
+	if !ValidID(principal) || !validClientID(clientID) {
+		return "", "", ErrInvalidID
+	}
+	rest := encodeID(principal) + "." + clientToken(clientID)
+	return "s." + rest, "c." + rest, nil
+}
+
+// validClientID: any valid UTF-8 without NUL (MQTT forbids U+0000 in
+// strings) of at most 65535 bytes.
+func validClientID(id string) bool {
+	return len(id) <= 65535 && utf8.ValidString(id) && !strings.ContainsRune(id, 0)
+}
+
+// parseMQTTKey reverses the key of a record or notice: its kind ('s' or
+// 'c'), principal and client token. ok is false for anything else.
+func parseMQTTKey(key string) (kind byte, principal, token string, ok bool) {
+	k, rest, ok1 := strings.Cut(key, ".")
+	p, tok, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || (k != "s" && k != "c") || tok == "" || strings.Contains(tok, ".") {
+		return 0, "", "", false
+	}
+	principal = decodeID(p)
+	if !ValidID(principal) {
+		return 0, "", "", false
+	}
+	return k[0], principal, tok, true
+}
+
+// clientIDOfToken reverses clientToken for ids kept whole; ok is false for
+// hashed ones.
+func clientIDOfToken(tok string) (string, bool) {
+	if tok == "" || tok[0] != 'b' {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok[1:])
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}
+
+// nextGen is the Gen of a claim after prev (0: no record).
+func nextGen(prev uint64, now time.Time) uint64 {
+	return max(prev+1, uint64(now.UnixNano()))
+}
+
+// claimed builds the record a claim writes.
+func claimed(prev MQTTSession, found bool, principal, clientID, node string, clean bool, startPos uint64, now time.Time) MQTTSession {
+	cur := MQTTSession{
+		Principal: principal, ClientID: clientID, Node: node,
+		Gen: nextGen(prev.Gen, now), Clean: clean, Pos: startPos, Updated: now,
+	}
+	if found && !clean {
+		cur.Subs, cur.Pos = prev.Subs, prev.Pos
+	}
+	return cur
+}
+
+// claimNotice is the value of a notice key.
+type claimNotice struct {
+	Principal string `json:"principal"`
+	ClientID  string `json:"client_id"`
+	Node      string `json:"node"`
+	Gen       uint64 `json:"gen"`
+}
+
+// ---------------------------------------------------------------------
+// Metrics and logs
+// ---------------------------------------------------------------------
+
+// The op label values of the MQTT session record metrics.
+const (
+	opClaim  = "claim"
+	opSubs   = "subs"
+	opPos    = "pos"
+	opTouch  = "touch"
+	opDelete = "delete"
+	opGet    = "get"
+	opNotice = "notice"
+	opWatch  = "watch"
+)
+
+// mqttMetrics are the KV's MQTT session record metrics.
+type mqttMetrics struct {
+	writes *prometheus.CounterVec // op: successful writes
+	errors *prometheus.CounterVec // op: calls that failed (unavailable, corrupt)
+	stale  *prometheus.CounterVec // op: writes refused for a stale gen
+}
+
+func newMQTTMetrics(reg prometheus.Registerer) (*mqttMetrics, error) {
+	m := &mqttMetrics{
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushring_mqtt_session_records_writes_total",
+			Help: "Writes of MQTT session records (and claim notices) to the KV bucket, by operation.",
+		}, []string{"op"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushring_mqtt_session_records_errors_total",
+			Help: "MQTT session record calls that failed (store unavailable, corrupt record), by operation.",
+		}, []string{"op"}),
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushring_mqtt_session_records_stale_total",
+			Help: "MQTT session record writes refused because another claim took the session over, by operation.",
+		}, []string{"op"}),
+	}
+	for _, op := range []string{opClaim, opSubs, opPos, opTouch, opDelete, opNotice} {
+		m.writes.WithLabelValues(op)
+		m.errors.WithLabelValues(op)
+	}
+	m.errors.WithLabelValues(opGet)
+	m.errors.WithLabelValues(opWatch)
+	for _, op := range []string{opSubs, opPos, opTouch, opDelete} {
+		m.stale.WithLabelValues(op)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.writes, err = registerVec(reg, m.writes); err != nil {
+		return nil, err
+	}
+	if m.errors, err = registerVec(reg, m.errors); err != nil {
+		return nil, err
+	}
+	if m.stale, err = registerVec(reg, m.stale); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// registerVec registers c, or returns the vector already registered
+// under its name (two stores on one registry, in tests).
+func registerVec(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, check.New("Registerer: %v", err)
+	}
+	return c, nil
+}
+
+// mqttLog logs failures and refusals of MQTT session record calls, at
+// most one line a logEvery per kind, with the count of those it stood
+// for.
+type mqttLog struct {
+	log          *slog.Logger
+	failed, stal lograte.Limiter
+}
+
+const logEvery = 10 * time.Second
+
+// logID shortens a client id for a log line: ids may be 64 KiB.
+func logID(id string) string {
+	if len(id) <= 64 {
+		return id
+	}
+	i := 64
+	for i > 0 && !utf8.RuneStart(id[i]) {
+		i--
+	}
+	return id[:i] + "…"
+}
+
+// ---------------------------------------------------------------------
+// KV
+// ---------------------------------------------------------------------
+
+// fail counts and logs (rate limited) a failed call and returns err.
+func (k *KV) fail(op, principal, clientID string, err error) error {
+	k.mqttM.errors.WithLabelValues(op).Inc()
+	k.mqttL.failed.Warn(k.mqttL.log, logEvery, "store: mqtt session record "+op+" failed: the session's state was not "+refusedWhat(op),
+		"principal", principal, "client_id", logID(clientID), "err", err)
+	return err
+}
+
+// refusedWhat says, for a log line, what a failed op leaves undone.
+func refusedWhat(op string) string {
+	switch op {
+	case opClaim:
+		return "claimed (the connection cannot take the session)"
+	case opSubs:
+		return "saved (subscriptions)"
+	case opPos:
+		return "saved (delivery position)"
+	case opTouch:
+		return "refreshed (expiry)"
+	case opDelete:
+		return "deleted"
+	case opNotice:
+		return "announced (the previous holder is not told of the takeover)"
+	case opWatch:
+		return "watched (takeovers by other nodes are not seen)"
+	}
+	return "read"
+}
+
+// staleErr counts and logs (rate limited) a write refused for its gen.
+func (k *KV) staleErr(op, principal, clientID string, gen, cur uint64) error {
+	k.mqttM.stale.WithLabelValues(op).Inc()
+	k.mqttL.stal.Warn(k.mqttL.log, logEvery, "store: refused an mqtt session record "+op+" from a holder that lost the session",
+		"principal", principal, "client_id", logID(clientID), "gen", gen, "current_gen", cur)
+	return ErrStale
+}
+
+// getMQTT reads a record: its value and revision, found=false if the key
+// has no value.
+func (k *KV) getMQTT(ctx context.Context, key, clientID string) (rec MQTTSession, rev uint64, found bool, err error) {
+	e, err := k.mqtt.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return MQTTSession{}, 0, false, nil
+		}
+		return MQTTSession{}, 0, false, unavailable("get mqtt session", err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.ClientID != clientID {
+		return MQTTSession{}, 0, false, fmt.Errorf("store: corrupt mqtt session record %q (%v)", key, err)
+	}
+	return rec, e.Revision(), true, nil
+}
+
+// putMQTT writes value at key with the record TTL, expecting revision
+// rev (0: the key has no value). conflict reports a compare-and-set
+// failure.
+func (k *KV) putMQTT(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (conflict bool, err error) {
+	if rev == 0 {
+		// Create also handles a key whose last message is a delete
+		// marker (a deleted or expired record).
+		_, err = k.mqtt.Create(ctx, key, value, jetstream.KeyTTL(ttl))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return true, err
+		}
+	} else {
+		msg := nats.Msg{Subject: k.mqttPre + key, Data: value}
+		_, err = k.js.PublishMsg(ctx, &msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+		if isWrongLastSeq(err) {
+			return true, err
+		}
+	}
+	if err != nil {
+		return false, unavailable("put mqtt session", err)
+	}
+	return false, nil
+}
+
+// isWrongLastSeq: the compare-and-set failed (a single server answers
+// 10071, a replicated stream 10164).
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// backoff waits a little before the next compare-and-set attempt, so
+// racing writers do not retry in lock step.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(1+rand.IntN(1<<min(attempt, 5))) * time.Millisecond
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, clean bool, startPos uint64) (prev MQTTSession, found bool, cur MQTTSession, err error) {
+	key, noticeKey, err := mqttKeys(principal, clientID)
+	if err != nil {
+		return MQTTSession{}, false, MQTTSession{}, err
+	}
+	ctx, cancel, err := k.op(ctx)
+	if err != nil {
+		return MQTTSession{}, false, MQTTSession{}, err
+	}
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		var rev uint64
+		prev, rev, found, err = k.getMQTT(ctx, key, clientID)
+		if err != nil {
+			return MQTTSession{}, false, MQTTSession{}, k.fail(opClaim, principal, clientID, err)
+		}
+		cur = claimed(prev, found, principal, clientID, node, clean, startPos, time.Now().UTC())
+		data, err := json.Marshal(cur)
+		if err != nil {
+			return MQTTSession{}, false, MQTTSession{}, fmt.Errorf("store: mqtt session: %w", err)
+		}
+		conflict, err := k.putMQTT(ctx, key, data, rev, k.cfg.MQTTSessionExpiry)
+		if conflict && attempt+1 < maxClaimAttempts {
+			if err := backoff(ctx, attempt); err != nil {
+				return MQTTSession{}, false, MQTTSession{}, k.fail(opClaim, principal, clientID, unavailable("claim mqtt session", err))
+			}
+			continue
+		}
+		if err != nil {
+			if conflict {
+				err = unavailable("claim mqtt session: too many concurrent claims", err)
+			}
+			return MQTTSession{}, false, MQTTSession{}, k.fail(opClaim, principal, clientID, err)
+		}
+		break
+	}
+	k.mqttM.writes.WithLabelValues(opClaim).Inc()
+	if found && prev.Node != node {
+		// The claim holds whatever happens to the notice: the previous
+		// holder's next write is refused (ErrStale) even if it never
+		// hears of the takeover.
+		data, _ := json.Marshal(claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen})
+		msg := nats.Msg{Subject: k.mqttPre + noticeKey, Data: data}
+		if _, err := k.js.PublishMsg(ctx, &msg, jetstream.WithMsgTTL(mqttNoticeTTL)); err != nil {
+			k.fail(opNotice, principal, clientID, unavailable("put mqtt claim notice", err))
+		} else {
+			k.mqttM.writes.WithLabelValues(opNotice).Inc()
+		}
+	}
+	return prev, found, cur, nil
+}
+
+// updateMQTT is the read, check, write loop of every write but a claim:
+// change edits the record read (whose Gen is gen) and returns false if
+// there is nothing to write. A record with another Gen, or none, is
+// ErrStale.
+func (k *KV) updateMQTT(ctx context.Context, op, principal, clientID string, gen uint64, change func(*MQTTSession) bool) error {
+	key, _, err := mqttKeys(principal, clientID)
+	if err != nil {
+		return err
+	}
+	ctx, cancel, err := k.op(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		rec, rev, found, err := k.getMQTT(ctx, key, clientID)
+		if err != nil {
+			return k.fail(op, principal, clientID, err)
+		}
+		if !found || rec.Gen != gen {
+			return k.staleErr(op, principal, clientID, gen, rec.Gen)
+		}
+		if !change(&rec) {
+			return nil
+		}
+		rec.Updated = time.Now().UTC()
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("store: mqtt session: %w", err)
+		}
+		conflict, err := k.putMQTT(ctx, key, data, rev, k.cfg.MQTTSessionExpiry)
+		if conflict && attempt+1 < maxClaimAttempts {
+			if err := backoff(ctx, attempt); err != nil {
+				return k.fail(op, principal, clientID, unavailable(op+" mqtt session", err))
+			}
+			continue
+		}
+		if err != nil {
+			if conflict {
+				err = unavailable(op+" mqtt session: too many concurrent writes", err)
+			}
+			return k.fail(op, principal, clientID, err)
+		}
+		k.mqttM.writes.WithLabelValues(op).Inc()
+		return nil
+	}
+}
+
+func (k *KV) SaveMQTTSubs(ctx context.Context, principal, clientID string, gen uint64, subs []MQTTSub) error {
+	return k.updateMQTT(ctx, opSubs, principal, clientID, gen, func(r *MQTTSession) bool {
+		r.Subs = subs
+		return true
+	})
+}
+
+func (k *KV) SaveMQTTPos(ctx context.Context, principal, clientID string, gen uint64, pos uint64) error {
+	return k.updateMQTT(ctx, opPos, principal, clientID, gen, func(r *MQTTSession) bool {
+		if pos <= r.Pos {
+			return false
+		}
+		r.Pos = pos
+		return true
+	})
+}
+
+func (k *KV) TouchMQTT(ctx context.Context, principal, clientID string, gen uint64) error {
+	return k.updateMQTT(ctx, opTouch, principal, clientID, gen, func(*MQTTSession) bool { return true })
+}
+
+func (k *KV) DeleteMQTT(ctx context.Context, principal, clientID string, gen uint64) error {
+	key, _, err := mqttKeys(principal, clientID)
+	if err != nil {
+		return err
+	}
+	ctx, cancel, err := k.op(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		rec, rev, found, err := k.getMQTT(ctx, key, clientID)
+		if err != nil {
+			return k.fail(opDelete, principal, clientID, err)
+		}
+		if !found {
+			return nil
+		}
+		if rec.Gen != gen {
+			return k.staleErr(opDelete, principal, clientID, gen, rec.Gen)
+		}
+		// A purge with a TTL: the marker it leaves goes too.
+		err = k.mqtt.Purge(ctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(mqttMarkerTTL))
+		if conflict := isWrongLastSeq(err); conflict && attempt+1 < maxClaimAttempts {
+			if err := backoff(ctx, attempt); err != nil {
+				return k.fail(opDelete, principal, clientID, unavailable("delete mqtt session", err))
+			}
+			continue
+		}
+		if err != nil {
+			return k.fail(opDelete, principal, clientID, unavailable("delete mqtt session", err))
+		}
+		k.mqttM.writes.WithLabelValues(opDelete).Inc()
+		return nil
+	}
+}
+
+func (k *KV) GetMQTT(ctx context.Context, principal, clientID string) (MQTTSession, error) {
+	key, _, err := mqttKeys(principal, clientID)
+	if err != nil {
+		return MQTTSession{}, err
+	}
+	ctx, cancel, err := k.op(ctx)
+	if err != nil {
+		return MQTTSession{}, err
+	}
+	defer cancel()
+	rec, _, found, err := k.getMQTT(ctx, key, clientID)
+	if err != nil {
+		return MQTTSession{}, k.fail(opGet, principal, clientID, err)
+	}
+	if !found {
+		return MQTTSession{}, ErrNotFound
+	}
+	return rec, nil
+}
+
+// WatchMQTTClaims implements MQTTSessions.WatchMQTTClaims with a watcher
+// of the notice keys only, updates only.
+func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, node string, gen uint64), ready func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	select {
+	case <-k.done:
+		return fmt.Errorf("store: %w: closed", ErrUnavailable)
+	default:
+	}
+	w, err := k.mqtt.WatchFiltered(ctx, []string{"c.>"}, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	if err != nil {
+		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
+	}
+	defer w.Stop()
+	// The consumer exists once WatchFiltered returns: later notices
+	// reach it (updates only: no nil marker comes).
+	if ready != nil {
+		ready()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-k.done:
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return k.fail(opWatch, "", "", unavailable("watch mqtt claims", jetstream.ErrConnectionClosed))
+			}
+			if e == nil {
+				continue
+			}
+			kind, principal, tok, ok := parseMQTTKey(e.Key())
+			if !ok || kind != 'c' {
+				continue
+			}
+			var n claimNotice
+			if json.Unmarshal(e.Value(), &n) != nil || n.Principal != principal || clientToken(n.ClientID) != tok {
+				continue
+			}
+			fn(n.Principal, n.ClientID, n.Node, n.Gen)
+		}
+	}
+}

@@ -1,0 +1,363 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushring/pushring/internal/natsauth"
+	"github.com/pushring/pushring/internal/natsembed"
+	"github.com/pushring/pushring/internal/testutil"
+)
+
+func TestKVMQTTContract(t *testing.T) {
+	runMQTTContract(t, func(t *testing.T, expiry time.Duration) *mqttFixture {
+		n := startNATS(t)
+		cfg := KVConfig{Timeout: 5 * time.Second, MQTTSessionExpiry: expiry, Logger: slog.New(slog.DiscardHandler)}
+		return &mqttFixture{
+			St:   n.openKV(t, cfg),
+			Peer: func(t *testing.T) MQTTSessions { return n.openKV(t, cfg) },
+		}
+	})
+}
+
+// kvKeyChar: what a KV key may hold besides the '.' between tokens.
+func kvKeyChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=", r)
+}
+
+// TestKVMQTTKeys: every client id makes a valid key of three tokens,
+// short and distinct; short ids come back from the key, long ones are
+// hashed; anything that is not a record or notice key does not parse.
+func TestKVMQTTKeys(t *testing.T) {
+	seen := map[string]string{}
+	for _, p := range []string{"alice", "a.b", strings.Repeat("p", 64)} {
+		for _, id := range oddClientIDs {
+			rec, notice, err := mqttKeys(p, id)
+			if err != nil {
+				t.Fatalf("%q/%q: %v", p, logID(id), err)
+			}
+			if len(rec) > 2+64+1+1+(maxRawClientID*4+2)/3 || len(rec) > 200 {
+				t.Errorf("%q/%q: key of %d chars", p, logID(id), len(rec))
+			}
+			if prev, dup := seen[rec]; dup {
+				t.Errorf("%q and %q share key %q", prev, id, rec)
+			}
+			seen[rec] = p + "/" + id
+			for _, key := range []string{rec, notice} {
+				toks := strings.Split(key, ".")
+				if len(toks) != 3 || slices.ContainsFunc(toks, func(s string) bool {
+					return s == "" || strings.IndexFunc(s, func(r rune) bool { return !kvKeyChar(r) }) >= 0
+				}) {
+					t.Fatalf("%q/%q: bad key %q", p, logID(id), key)
+				}
+				kind, gotP, tok, ok := parseMQTTKey(key)
+				if !ok || kind != key[0] || gotP != p || tok != clientToken(id) {
+					t.Fatalf("parseMQTTKey(%q) = %c %q %q %v", key, kind, gotP, tok, ok)
+				}
+			}
+			back, ok := clientIDOfToken(clientToken(id))
+			if short := len(id) <= maxRawClientID; ok != short || short && back != id {
+				t.Errorf("%q: token %q reverses to %q, %v", logID(id), logID(clientToken(id)), logID(back), ok)
+			}
+		}
+	}
+	for _, bad := range []string{"", "s", "s.alice", "x.alice.bYQ", "s..bYQ", "s.alice.", "s.a/b.bYQ", "s.alice.b.c"} {
+		if _, _, _, ok := parseMQTTKey(bad); ok {
+			t.Errorf("parseMQTTKey(%q) ok", bad)
+		}
+	}
+}
+
+// TestKVMQTTBucket: the bucket's name, per-key TTLs allowed, the TTL on
+// the record, the expiry's validation; records survive a NATS restart.
+func TestKVMQTTBucket(t *testing.T) {
+	n := startNATS(t)
+	kv := n.openKV(t, KVConfig{Cluster: "c1", MQTTSessionExpiry: time.Hour})
+	ctx := ctxT(t)
+	st, err := kv.mqtt.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Bucket() != "c1_mqtt" || st.LimitMarkerTTL() != mqttMarkerTTL || st.TTL() != 0 || st.History() != 1 {
+		t.Fatalf("bucket %s, marker TTL %v, MaxAge %v, history %d", st.Bucket(), st.LimitMarkerTTL(), st.TTL(), st.History())
+	}
+	_, _, c := mustClaim(t, kv, "alice", "phone", "n1", false, 3)
+	if err := kv.SaveMQTTPos(ctx, "alice", "phone", c.Gen, 9); err != nil {
+		t.Fatal(err)
+	}
+	// The last write carries the expiry as its TTL.
+	key, _, _ := mqttKeys("alice", "phone")
+	js, _ := jetstream.New(mustConnect(t, n))
+	s, err := js.Stream(ctx, "KV_c1_mqtt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, "$KV.c1_mqtt."+key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl := msg.Header.Get(jetstream.MsgTTLHeader); ttl != "1h0m0s" {
+		t.Fatalf("record TTL header %q, want 1h0m0s", ttl)
+	}
+	// A takeover's notice carries its own short TTL, the second one
+	// within that TTL too (it replaces the first).
+	_, noticeKey, _ := mqttKeys("alice", "phone")
+	for i, node := range []string{"n2", "n3"} {
+		mustClaim(t, kv, "alice", "phone", node, false, 0)
+		msg, err := s.GetLastMsgForSubject(ctx, "$KV.c1_mqtt."+noticeKey)
+		if err != nil {
+			t.Fatalf("notice %d: %v", i, err)
+		}
+		if ttl := msg.Header.Get(jetstream.MsgTTLHeader); ttl != mqttNoticeTTL.String() || !strings.Contains(string(msg.Data), node) {
+			t.Fatalf("notice %d: TTL header %q, value %s", i, ttl, msg.Data)
+		}
+	}
+	n.restart()
+	kv2 := n.openKV(t, KVConfig{Cluster: "c1"})
+	if got := mustGet(t, kv2, "alice", "phone"); got.Node != "n3" || got.Pos != 9 {
+		t.Fatalf("after a NATS restart: %+v", got)
+	}
+	for _, d := range []time.Duration{-time.Second, time.Millisecond, 1500 * time.Millisecond} {
+		if err := testutil.ConfigError(KVConfig{MQTTSessionExpiry: d}.Validate(), ErrInvalidConfig, "store: ", "MQTTSessionExpiry"); err != nil {
+			t.Errorf("%v: %v", d, err)
+		}
+	}
+}
+
+func mustConnect(t *testing.T, n *natsServer) *nats.Conn {
+	t.Helper()
+	nc, err := n.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// TestKVMQTTMetrics: writes counted by operation, stale writes refused
+// and counted, a position that is no news writes nothing.
+func TestKVMQTTMetrics(t *testing.T) {
+	n := startNATS(t)
+	reg := prometheus.NewRegistry()
+	logs := &testutil.SyncBuffer{}
+	kv := n.openKV(t, KVConfig{Registerer: reg, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx := ctxT(t)
+	_, _, c1 := mustClaim(t, kv, "alice", "phone", "n1", false, 0)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(kv.SaveMQTTSubs(ctx, "alice", "phone", c1.Gen, []MQTTSub{{"a", 1}}))
+	must(kv.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 5))
+	must(kv.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 4)) // no news: no write
+	must(kv.TouchMQTT(ctx, "alice", "phone", c1.Gen))
+	_, _, c2 := mustClaim(t, kv, "alice", "phone", "n2", false, 0) // takeover: claim + notice
+	for range 3 {
+		if err := kv.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 6); !errors.Is(err, ErrStale) {
+			t.Fatal(err)
+		}
+	}
+	must(kv.DeleteMQTT(ctx, "alice", "phone", c2.Gen))
+	s := testutil.MetricSeries(t, reg, "pushring_mqtt_session_records")
+	for name, want := range map[string]float64{
+		`pushring_mqtt_session_records_writes_total{op="claim"}`:  2,
+		`pushring_mqtt_session_records_writes_total{op="notice"}`: 1,
+		`pushring_mqtt_session_records_writes_total{op="subs"}`:   1,
+		`pushring_mqtt_session_records_writes_total{op="pos"}`:    1,
+		`pushring_mqtt_session_records_writes_total{op="touch"}`:  1,
+		`pushring_mqtt_session_records_writes_total{op="delete"}`: 1,
+		`pushring_mqtt_session_records_stale_total{op="pos"}`:     3,
+		`pushring_mqtt_session_records_errors_total{op="pos"}`:    0,
+	} {
+		if s[name] != want {
+			t.Errorf("%s = %v, want %v", name, s[name], want)
+		}
+	}
+	testutil.CheckCreated(t, reg, "pushring_mqtt_session_records")
+	if got := strings.Count(logs.String(), "from a holder that lost the session"); got != 1 {
+		t.Errorf("%d log lines for 3 stale writes, want 1:\n%s", got, logs.String())
+	}
+}
+
+// TestKVMQTTUnavailable: a dead server fails every call with
+// ErrUnavailable within Timeout, counted, logged once.
+func TestKVMQTTUnavailable(t *testing.T) {
+	n := startNATS(t)
+	reg := prometheus.NewRegistry()
+	logs := &testutil.SyncBuffer{}
+	kv := n.openKV(t, KVConfig{Timeout: 300 * time.Millisecond, Registerer: reg, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx := ctxT(t)
+	_, _, c := mustClaim(t, kv, "alice", "phone", "n1", false, 0)
+	n.srv.Stop()
+	start := time.Now()
+	if _, _, _, err := kv.ClaimMQTT(ctx, "alice", "phone", "n2", false, 0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("ClaimMQTT: %v", err)
+	}
+	if err := kv.SaveMQTTPos(ctx, "alice", "phone", c.Gen, 3); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("SaveMQTTPos: %v", err)
+	}
+	if _, err := kv.GetMQTT(ctx, "alice", "phone"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("GetMQTT: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	s := testutil.MetricSeries(t, reg, "pushring_mqtt_session_records_errors")
+	for _, op := range []string{"claim", "pos", "get"} {
+		if got := s[fmt.Sprintf("pushring_mqtt_session_records_errors_total{op=%q}", op)]; got != 1 {
+			t.Errorf("errors{op=%s} = %v, want 1", op, got)
+		}
+	}
+	if got := strings.Count(logs.String(), "mqtt session record"); got != 1 {
+		t.Errorf("%d log lines for 3 failures, want 1:\n%s", got, logs.String())
+	}
+	if !strings.Contains(logs.String(), "was not claimed") {
+		t.Errorf("the log line does not say what was refused:\n%s", logs.String())
+	}
+	kv.Close()
+	if err := kv.WatchMQTTClaims(ctx, func(string, string, string, uint64) {}, nil); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("WatchMQTTClaims after Close: %v", err)
+	}
+}
+
+// TestKVMQTTNodePermissions: a KV on a connection with exactly a node's
+// NATS permissions (natsauth.NodePermissions) opens the bucket and does
+// every MQTT session record call, batched positions and the claim watch
+// included, without one permissions violation.
+func TestKVMQTTNodePermissions(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	perms := natsauth.NodePermissions("pushring", "n1")
+	var (
+		mu       sync.Mutex
+		refusals []string
+	)
+	srv, err := natsembed.Start(natsembed.Config{
+		StoreDir: t.TempDir(),
+		Users:    []natsembed.User{{PublicKey: pub, Permissions: &perms}},
+		OnRefusal: func(reason, detail string) {
+			mu.Lock()
+			refusals = append(refusals, reason+": "+detail)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	open := func() *KV {
+		nc, err := srv.Connect(nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(natsauth.InboxPrefix("pushring", "n1")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := NewKV(ctxT(t), js, KVConfig{Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { kv.Close() })
+		return kv
+	}
+	kv, peer := open(), open()
+	events := watchClaims(t, kv)
+	ctx := ctxT(t)
+	_, _, c := mustClaim(t, kv, "alice", "phone", "n1", false, 0)
+	if err := kv.SaveMQTTSubs(ctx, "alice", "phone", c.Gen, []MQTTSub{{"a/#", 1}}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBatcher(t, kv, MQTTPosBatcherConfig{Interval: time.Hour})
+	b.Note("alice", "phone", c.Gen, 12)
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.TouchMQTT(ctx, "alice", "phone", c.Gen); err != nil {
+		t.Fatal(err)
+	}
+	_, _, c2 := mustClaim(t, peer, "alice", "phone", "n2", false, 0)
+	if c2.Pos != 12 {
+		t.Fatalf("pos %d after takeover, want 12", c2.Pos)
+	}
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := events(); len(got) != 1 || got[0].gen != c2.Gen {
+			return fmt.Errorf("claims seen %v", got)
+		}
+		return nil
+	})
+	if err := peer.DeleteMQTT(ctx, "alice", "phone", c2.Gen); err != nil {
+		t.Fatal(err)
+	}
+	// A refusal after them is reported: none of the above raised one.
+	nc, err := srv.Connect(nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(natsauth.InboxPrefix("pushring", "n1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.Publish("$JS.API.STREAM.PURGE.KV_pushring_mqtt", nil)
+	nc.Flush()
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(refusals) == 0 {
+			return errors.New("the control refusal was not reported")
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(refusals) != 1 || !strings.Contains(refusals[0], "STREAM.PURGE") {
+		t.Fatalf("refusals %q, want only the control one", refusals)
+	}
+}
+
+// BenchmarkKVMQTTSavePos: one position write (read, check, compare and
+// set) on an embedded single server.
+func BenchmarkKVMQTTSavePos(b *testing.B) {
+	srv, err := natsembed.Start(natsembed.Config{StoreDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	nc, err := srv.Connect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := NewKV(ctx, js, KVConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kv.Close()
+	_, _, c, err := kv.ClaimMQTT(ctx, "alice", "phone", "n1", false, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := range b.N {
+		if err := kv.SaveMQTTPos(ctx, "alice", "phone", c.Gen, uint64(i+1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
