@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/pushring/pushring/flow"
 	"github.com/pushring/pushring/message"
 )
 
@@ -46,7 +47,7 @@ var reasonNames = [numReasons]string{reasonTimeout: "timeout", reasonRefused: "r
 type slot struct {
 	state   atomic.Uint64
 	tag     uint64
-	cb      Stored
+	cb      flow.Appended
 	start   time.Time
 	subject string // for the failure log: kind and to
 	size    int    // record bytes
@@ -63,17 +64,17 @@ func (j *Journal) reply(i int, gen uint64) string {
 
 // Append stores m: it encodes m (neither m nor m.Payload is kept once
 // Append returns), publishes it to the stream, and later calls
-// cb.Stored(tag, seq, nil) with the message's stream sequence, or
-// cb.Stored(tag, 0, err) if the server refused it (ErrRefused) or did not
+// cb.Appended(tag, seq, nil) with the message's stream sequence, or
+// cb.Appended(tag, 0, err) if the server refused it (ErrRefused) or did not
 // answer within Config.Timeout (ErrTimeout), or the journal or its
 // connection closed first (ErrClosed). Every Append that returns nil gets
-// exactly one Stored call, and the calls come in Append order.
+// exactly one Appended call, and the calls come in Append order.
 //
 // Append blocks while Config.MaxPending Appends wait for their
 // acknowledgement. It returns ErrClosed once Close has begun, and
 // ErrInvalidMessage for a message ValidMessage refuses (a caller's bug:
-// ids are checked where they come in); neither makes a Stored call.
-func (j *Journal) Append(m *message.Message, cb Stored, tag uint64) error {
+// ids are checked where they come in); neither makes a Appended call.
+func (j *Journal) Append(m *message.Message, cb flow.Appended, tag uint64) error {
 	if !ValidMessage(m) {
 		return fmt.Errorf("%w: kind %d, qos %d, to %q, from %q", ErrInvalidMessage, m.Kind, m.QoS, m.To, m.From)
 	}
@@ -227,7 +228,7 @@ func (j *Journal) parseAck(msg *nats.Msg) (uint64, error) {
 // connection closed, which ends the wait for acknowledgements.
 const closePoll = 20 * time.Millisecond
 
-// report is the one goroutine that calls Stored: it takes the ring's
+// report is the one goroutine that calls Appended: it takes the ring's
 // slots in order, waits for each one's result or its timeout, reports it
 // and frees the slot. It returns once Close began and the ring is empty.
 func (j *Journal) report() {
@@ -307,14 +308,14 @@ func (j *Journal) finish(s *slot) {
 		j.m.stored.Add(1)
 		j.m.storedBytes.Add(uint64(s.size))
 		j.m.latency.Observe(time.Since(s.start).Seconds())
-		s.cb.Stored(s.tag, s.seq, nil)
+		s.cb.Appended(s.tag, s.seq, nil)
 		return
 	}
 	j.m.errors[s.reason].Add(1)
 	j.failLog.Warn(j.log, 10*time.Second, "journal: message not stored",
 		"kind", subjectKind(s.subject), "to", subjectTo(s.subject),
 		"reason", reasonNames[s.reason], "err", s.err)
-	s.cb.Stored(s.tag, 0, s.err)
+	s.cb.Appended(s.tag, 0, s.err)
 }
 
 // subjectKind and subjectTo read back a stream subject's kind and

@@ -13,12 +13,12 @@ import (
 	"github.com/pushring/pushring/message"
 )
 
-// counter is a Stored that counts.
+// counter is an Appended that counts.
 type counter struct {
 	n, failed atomic.Int64
 }
 
-func (c *counter) Stored(_, _ uint64, err error) {
+func (c *counter) Appended(_, _ uint64, err error) {
 	if err != nil {
 		c.failed.Add(1)
 	}
@@ -26,7 +26,7 @@ func (c *counter) Stored(_, _ uint64, err error) {
 }
 
 // BenchmarkAppend: Appends of a 64-byte direct message to a few
-// destinations, through to their Stored calls, on the embedded server.
+// destinations, through to their Appended calls, on the embedded server.
 func BenchmarkAppend(b *testing.B) {
 	n := startNATS(b)
 	j, _ := n.open(b, Config{})

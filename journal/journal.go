@@ -76,7 +76,7 @@ type Config struct {
 	// matter, a count bound is for tests and small deployments.
 	MaxMsgs int64
 	// Timeout bounds the wait for the stream's acknowledgement of one
-	// Append (its Stored call then reports ErrTimeout), and every call
+	// Append (its Appended call then reports ErrTimeout), and every call
 	// to JetStream's API. Default 5s, as the store's.
 	Timeout time.Duration
 	// MaxPending is how many Appends may wait for their acknowledgement
@@ -109,11 +109,11 @@ var ErrInvalidConfig = errors.New("journal: invalid config")
 
 var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "journal"}
 
-// Errors of Append, Replay and the Stored calls.
+// Errors of Append, Replay and the Appended calls.
 var (
 	// ErrClosed: the journal is closed (Append), or it was closed, or
 	// its NATS connection was, before the stream acknowledged a message
-	// (Stored).
+	// (Appended).
 	ErrClosed = errors.New("journal: closed")
 	// ErrTimeout: the stream did not acknowledge within Config.Timeout.
 	// The message may or may not be stored.
@@ -171,14 +171,11 @@ func validNodeID(id string) bool {
 // never holds '='), the store's rule for KV keys.
 func encodeID(id string) string { return strings.ReplaceAll(id, ".", "=") }
 
-// Stored is told the result of an Append: seq is the message's stream
-// sequence when err is nil. It is called from the journal's one
-// reporting goroutine, in Append order, so it must not block for long
-// (every later result waits for it) and must call neither Close nor
-// Append (which may wait for a slot only this goroutine frees).
-type Stored interface {
-	Stored(tag, seq uint64, err error)
-}
+// An Append's result goes to a flow.Appended: seq is the message's
+// stream sequence when err is nil. Appended is called from the journal's
+// one reporting goroutine, in Append order, so it must not block for
+// long (every later result waits for it) and must call neither Close
+// nor Append (which may wait for a slot only this goroutine frees).
 
 // Journal is the stream access of one node. All methods are
 // goroutine-safe.
@@ -303,7 +300,7 @@ func (j *Journal) Bounds(ctx context.Context) (first, last uint64, err error) {
 // Close stops taking Appends (they return ErrClosed), waits for the
 // acknowledgements of the Appends in flight, at most Config.Timeout (or
 // not at all once the NATS connection is closed: they get ErrClosed),
-// and makes their Stored calls before it returns.
+// and makes their Appended calls before it returns.
 func (j *Journal) Close() {
 	j.closeOnce.Do(func() {
 		j.mu.Lock()

@@ -64,19 +64,19 @@ func (n *natsServer) open(t testing.TB, cfg Config, opts ...nats.Option) (*Journ
 	return j, nc
 }
 
-// result is one Stored call.
+// result is one Appended call.
 type result struct {
 	tag, seq uint64
 	err      error
 }
 
-// recorder is a Stored that keeps every call.
+// recorder is an Appended that keeps every call.
 type recorder struct {
 	mu  sync.Mutex
 	got []result
 }
 
-func (r *recorder) Stored(tag, seq uint64, err error) {
+func (r *recorder) Appended(tag, seq uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, result{tag, seq, err})
@@ -93,7 +93,7 @@ func (r *recorder) wait(t testing.TB, n int, within time.Duration) []result {
 	t.Helper()
 	testutil.CheckFor(t, within, time.Millisecond, func() error {
 		if got := len(r.results()); got < n {
-			return fmt.Errorf("%d of %d Stored calls", got, n)
+			return fmt.Errorf("%d of %d Appended calls", got, n)
 		}
 		return nil
 	})
@@ -381,7 +381,7 @@ func TestReplayNode(t *testing.T) {
 	}
 }
 
-// TestStoredOrder: concurrent publishers each get their Stored calls in
+// TestStoredOrder: concurrent publishers each get their Appended calls in
 // their Append order, with increasing sequences, one call per Append,
 // and a payload reused right after Append returns is stored as it was.
 func TestStoredOrder(t *testing.T) {
@@ -425,10 +425,10 @@ func TestStoredOrder(t *testing.T) {
 			}
 		}
 	}
-	j.Close() // every Stored call is made
+	j.Close() // every Appended call is made
 	for _, r := range recs {
 		if len(r.results()) != each {
-			t.Fatalf("%d Stored calls, want %d", len(r.results()), each)
+			t.Fatalf("%d Appended calls, want %d", len(r.results()), each)
 		}
 	}
 }
@@ -537,7 +537,7 @@ func TestClose(t *testing.T) {
 	}
 	got := r.results()
 	if len(got) != 3 {
-		t.Fatalf("%d Stored calls before Close returned, want 3", len(got))
+		t.Fatalf("%d Appended calls before Close returned, want 3", len(got))
 	}
 	for i, res := range got {
 		if res.tag != uint64(i) || !errors.Is(res.err, ErrClosed) {
@@ -566,7 +566,7 @@ func TestCloseWaits(t *testing.T) {
 	j.Close()
 	got := r.results()
 	if len(got) != 200 {
-		t.Fatalf("%d Stored calls, want 200", len(got))
+		t.Fatalf("%d Appended calls, want 200", len(got))
 	}
 	for i, res := range got {
 		if res.err != nil || res.tag != uint64(i) || res.seq != uint64(i+1) {
@@ -621,7 +621,7 @@ func TestAppendBlocks(t *testing.T) {
 }
 
 // TestAppendInvalid: a message the subjects cannot carry is refused
-// without a Stored call.
+// without a Appended call.
 func TestAppendInvalid(t *testing.T) {
 	n := startNATS(t)
 	j, _ := n.open(t, Config{})
@@ -640,7 +640,7 @@ func TestAppendInvalid(t *testing.T) {
 	}
 	appendAll(t, j, direct(1, "a"))
 	if got := r.results(); len(got) != 0 {
-		t.Errorf("Stored calls %v", got)
+		t.Errorf("Appended calls %v", got)
 	}
 }
 

@@ -47,6 +47,7 @@ import (
 	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/natsembed"
 	"github.com/pushring/pushring/internal/secretfile"
+	"github.com/pushring/pushring/journal"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/ring"
@@ -179,6 +180,14 @@ type Config struct {
 	// NATS server; 3 on a NATS cluster of 3 or more). Default:
 	// store.DefaultKVConfig's.
 	KVReplicas int
+	// Journal bounds the stream of stored QoS 1 messages (replicated
+	// like the KV buckets): Journal.MaxAge is how long a message waits
+	// for an offline persistent session (default 7 days), Journal.MaxBytes
+	// the cluster-wide cap (default 1 GiB; the oldest go first). A
+	// session that comes back after its messages left is told so
+	// (pushring_session_gaps_total, and a log line). Cluster, NodeID and
+	// Replicas are set by the node.
+	Journal journal.Config
 	// NATSListen makes the embedded NATS server listen on host:port, so
 	// other nodes and tools can use it. Empty (the default): in-process
 	// only.
@@ -380,6 +389,7 @@ func (c Config) validate() error {
 		configerr.Wrap(ErrInvalidConfig, c.routerConfig().Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.apiConfig().Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.kvConfig().Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.journalConfig().Validate()),
 	)
 }
 
@@ -390,7 +400,18 @@ func (c Config) kvConfig() store.KVConfig {
 	// The sessions bucket drops records after SessionMaxAge: never before
 	// the sessions it holds expire.
 	k.SessionMaxAge = max(k.SessionMaxAge, c.SessionTTL)
+	// An MQTT session's record outlives the session's expiry (whole
+	// seconds, as the bucket's TTLs are).
+	expiry := cmp.Or(c.Router.SessionExpiry, router.DefaultConfig().SessionExpiry)
+	k.MQTTSessionExpiry = max(expiry.Truncate(time.Second)+time.Second, k.MQTTSessionExpiry)
 	return k
+}
+
+// journalConfig is the journal's config as Start builds it.
+func (c Config) journalConfig() journal.Config {
+	j := c.Journal
+	j.Cluster, j.NodeID, j.Replicas = c.Cluster, c.NodeID, c.KVReplicas
+	return j
 }
 
 // fanoutConfig is the fanout's Config as this node sets it, without the
@@ -447,6 +468,9 @@ type Node struct {
 	natsPub  string     // this node's public nkey, "" when it signs in otherwise
 	reloadMu sync.Mutex // one Reload at a time
 	dir      *store.Directory
+	journal  *journal.Journal
+	posBatch *store.MQTTPosBatcher
+	sessions *sessionStore
 	fan      *fanout.Fanout
 	cluster  *membership.Cluster
 	router   *router.Server
@@ -512,6 +536,24 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.dir.Start(runCtx); err != nil {
 		return nil, fmt.Errorf("node: directory: %w", err)
 	}
+	// QoS 1 messages are stored in the journal before they are
+	// acknowledged; persistent sessions keep their records in the KV.
+	jcfg := cfg.journalConfig()
+	jcfg.Registerer = n.registry
+	if n.journal, err = journal.Open(ctx, js, jcfg, n.log); err != nil {
+		return nil, fmt.Errorf("node: journal: %w", err)
+	}
+	bcfg := store.DefaultMQTTPosBatcherConfig()
+	bcfg.Logger, bcfg.Registerer = n.log, n.registry
+	if n.posBatch, err = store.NewMQTTPosBatcher(kv, bcfg); err != nil {
+		return nil, fmt.Errorf("node: positions: %w", err)
+	}
+	n.sessions = newSessionStore(cfg.NodeID, kv, n.journal, n.dir, n.posBatch, cfg.kvConfig().MQTTSessionExpiry, n.log)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.sessions.run(runCtx)
+	}()
 
 	// MQTT listener first, so the advertised addresses are known.
 	if n.mqttLn, err = net.Listen("tcp", cfg.MQTTAddr); err != nil {
@@ -538,7 +580,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// the router exists there are no sessions to deliver to.
 	var deliverTo atomic.Pointer[router.Server]
 	fcfg := cfg.fanoutConfig()
-	fcfg.Logger, fcfg.Registerer = n.log, n.registry
+	fcfg.Logger, fcfg.Registerer, fcfg.Store = n.log, n.registry, n.journal
 	// fanout subscribes before this node joins the gossip: peers may
 	// place homes and groups here as soon as they hear of it.
 	place := &lazyPlacement{self: cfg.NodeID}
@@ -567,6 +609,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
+	n.router.SetSessionStore(n.sessions)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.sessions.watchClaims(runCtx, n.router.Kick)
+	}()
 	// Attach records: sessions held here for principals homed elsewhere
 	// are announced to their home, again whenever the ring changes.
 	n.router.SetPresence(n.fan)
@@ -591,7 +639,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	acfg := cfg.apiConfig()
 	acfg.Logger, acfg.Registry = n.log, n.registry
 	n.api, err = api.New(acfg, n.dir, api.Deps{
-		Publisher: n.fan,
+		Publisher: storedPublisher{n.fan},
 		ACL:       n.dir,
 		Cluster:   members,
 		IDs:       ids,
@@ -824,6 +872,19 @@ func (n *Node) Close() error {
 	if n.mqttTLS != nil {
 		n.mqttTLS.Close() // already closed, unless the router never served it
 	}
+	// The router saved the positions of its sessions: write them, then
+	// let the appends in flight finish (their publishers are gone; they
+	// send again) before fanout stops.
+	if n.posBatch != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.posBatch.Close(ctx); err != nil {
+			n.log.Warn("writing session positions at shutdown", "err", err)
+		}
+		cancel()
+	}
+	if n.journal != nil {
+		n.journal.Close()
+	}
 	if n.fan != nil {
 		n.fan.Close()
 	}
@@ -846,6 +907,14 @@ func (n *Node) Close() error {
 	}
 	n.log.Info("pushring node stopped")
 	return nil
+}
+
+// storedPublisher is the API's Publisher: an HTTP publish at QoS 1 is
+// answered 202 only once the message is stored.
+type storedPublisher struct{ f *fanout.Fanout }
+
+func (p storedPublisher) Forward(ctx context.Context, m *message.Message) error {
+	return p.f.ForwardStored(ctx, m)
 }
 
 // lazyPlacement places everything on this node until the cluster view

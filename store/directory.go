@@ -265,6 +265,20 @@ func (d *Directory) role(gid, id string) Role {
 	return 0
 }
 
+// MemberOf returns the groups id is a member of now, in no particular
+// order: a new slice (a replay filters the journal with it).
+func (d *Directory) MemberOf(id string) []string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []string
+	for gid, r := range d.v.byPrincipal[id] {
+		if r&Member != 0 && d.v.groups[gid] != nil && d.v.groups[gid].known {
+			out = append(out, gid)
+		}
+	}
+	return out
+}
+
 // GroupInfo returns the group gid, if it exists.
 func (d *Directory) GroupInfo(gid string) (Group, bool) {
 	d.mu.RLock()

@@ -1,0 +1,283 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pushring/pushring/internal/lograte"
+	"github.com/pushring/pushring/journal"
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router"
+	"github.com/pushring/pushring/store"
+)
+
+// sessionStore is the router's SessionStore over the store's MQTT
+// session records and the message journal: what makes persistent
+// sessions outlive this node.
+//
+//   - Claim: one compare-and-set of the session's record (the journal's
+//     end, cached for a moment, is where a new session starts).
+//   - Replay: an ordered consumer over the journal, filtered to the
+//     principal's direct messages and the groups it is a member of now.
+//   - Positions go through the store's batcher (one write a session a
+//     second at most); subscriptions and releases through one writer
+//     goroutine, the latest of each session winning; both are written in
+//     the background, so the router never waits on the store for them.
+//   - The records of the sessions held here are rewritten every
+//     expiry/4 (touch), so a record outlives its holder by one expiry.
+//   - Claims by other nodes arrive through a watch and Kick the session
+//     here.
+type sessionStore struct {
+	self    string
+	recs    store.MQTTSessions
+	j       *journal.Journal
+	dir     *store.Directory
+	pos     *store.MQTTPosBatcher
+	log     *slog.Logger
+	touchIn time.Duration
+
+	endMu   sync.Mutex
+	endAt   time.Time
+	endSeq  uint64
+	endWait chan struct{} // closed when the Bounds in flight answers; nil if none
+
+	mu      sync.Mutex
+	held    map[sessKey]uint64     // gen of each session this node holds
+	subs    map[sessKey]pendingSub // to write
+	release map[sessKey]uint64     // gen to delete
+	wake    chan struct{}
+	failLog lograte.Limiter
+}
+
+type sessKey struct{ principal, clientID string }
+
+type pendingSub struct {
+	gen  uint64
+	subs []store.MQTTSub
+}
+
+var _ router.SessionStore = (*sessionStore)(nil)
+
+// endCacheFor: how long the journal's end is reused for new sessions. A
+// new session starting a little before its CONNECT only replays, on a
+// later resume elsewhere, messages that its subscriptions may match.
+const endCacheFor = 250 * time.Millisecond
+
+func newSessionStore(self string, recs store.MQTTSessions, j *journal.Journal, dir *store.Directory,
+	pos *store.MQTTPosBatcher, expiry time.Duration, log *slog.Logger) *sessionStore {
+	return &sessionStore{
+		self: self, recs: recs, j: j, dir: dir, pos: pos, log: log,
+		touchIn: max(expiry/4, time.Second),
+		held:    map[sessKey]uint64{},
+		subs:    map[sessKey]pendingSub{},
+		release: map[sessKey]uint64{},
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// end returns the journal's last sequence, asking the server at most once
+// per endCacheFor, whatever the number of CONNECTs waiting for it.
+func (s *sessionStore) end(ctx context.Context) (uint64, error) {
+	s.endMu.Lock()
+	if time.Since(s.endAt) < endCacheFor {
+		seq := s.endSeq
+		s.endMu.Unlock()
+		return seq, nil
+	}
+	if w := s.endWait; w != nil {
+		s.endMu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		return s.end(ctx)
+	}
+	w := make(chan struct{})
+	s.endWait = w
+	s.endMu.Unlock()
+	_, last, err := s.j.Bounds(ctx)
+	s.endMu.Lock()
+	if err == nil {
+		s.endAt, s.endSeq = time.Now(), last
+	}
+	s.endWait = nil
+	s.endMu.Unlock()
+	close(w)
+	return last, err
+}
+
+func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, clean bool) (router.Claimed, error) {
+	start, err := s.end(ctx)
+	if err != nil {
+		return router.Claimed{}, err
+	}
+	prev, found, cur, err := s.recs.ClaimMQTT(ctx, principal, clientID, s.self, clean, start)
+	if err != nil {
+		return router.Claimed{}, err
+	}
+	cl := router.Claimed{Gen: cur.Gen, Pos: cur.Pos, Found: found && !clean && !prev.Clean}
+	if found {
+		cl.Prev = prev.Gen
+	}
+	for _, sub := range cur.Subs {
+		cl.Subs = append(cl.Subs, router.SessionSub{Filter: sub.Filter, QoS: sub.QoS})
+	}
+	k := sessKey{principal, clientID}
+	s.mu.Lock()
+	s.held[k] = cur.Gen
+	delete(s.release, k)
+	delete(s.subs, k)
+	s.mu.Unlock()
+	return cl, nil
+}
+
+func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (uint64, bool, error) {
+	groups := s.dir.MemberOf(principal)
+	first, last, err := s.j.Replay(ctx, from, principal, groups, func(seq uint64, m *message.Message) error {
+		m.Seq = seq
+		return fn(m)
+	})
+	return last, err == nil && first > from, err
+}
+
+func (s *sessionStore) SaveSubs(principal, clientID string, gen uint64, subs []router.SessionSub) {
+	list := make([]store.MQTTSub, len(subs))
+	for i, sub := range subs {
+		list[i] = store.MQTTSub{Filter: sub.Filter, QoS: sub.QoS}
+	}
+	s.mu.Lock()
+	s.subs[sessKey{principal, clientID}] = pendingSub{gen: gen, subs: list}
+	s.mu.Unlock()
+	s.kick()
+}
+
+func (s *sessionStore) SavePosition(principal, clientID string, gen uint64, pos uint64) {
+	s.pos.Note(principal, clientID, gen, pos)
+}
+
+func (s *sessionStore) Release(principal, clientID string, gen uint64) {
+	k := sessKey{principal, clientID}
+	s.mu.Lock()
+	if s.held[k] == gen {
+		delete(s.held, k)
+	}
+	delete(s.subs, k)
+	s.release[k] = gen
+	s.mu.Unlock()
+	s.pos.Forget(principal, clientID)
+	s.kick()
+}
+
+// taken is the watch's word that another node claimed a session: this
+// node no longer holds it.
+func (s *sessionStore) taken(principal, clientID string, gen uint64) {
+	k := sessKey{principal, clientID}
+	s.mu.Lock()
+	if g, ok := s.held[k]; ok && g < gen {
+		delete(s.held, k)
+		delete(s.subs, k)
+	}
+	s.mu.Unlock()
+}
+
+func (s *sessionStore) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes subscriptions and releases as they come, touches the held
+// records every touchIn, and returns when ctx is done, after a last
+// write of what is pending.
+func (s *sessionStore) run(ctx context.Context) {
+	touch := time.NewTicker(s.touchIn)
+	defer touch.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.write(wctx)
+			cancel()
+			return
+		case <-s.wake:
+			s.write(ctx)
+		case <-touch.C:
+			s.touchHeld(ctx)
+		}
+	}
+}
+
+// write sends what SaveSubs and Release queued.
+func (s *sessionStore) write(ctx context.Context) {
+	s.mu.Lock()
+	subs, rel := s.subs, s.release
+	s.subs, s.release = map[sessKey]pendingSub{}, map[sessKey]uint64{}
+	s.mu.Unlock()
+	for k, p := range subs {
+		s.check("save subscriptions", k, s.recs.SaveMQTTSubs(ctx, k.principal, k.clientID, p.gen, p.subs))
+	}
+	for k, gen := range rel {
+		s.check("release", k, s.recs.DeleteMQTT(ctx, k.principal, k.clientID, gen))
+	}
+}
+
+// touchHeld rewrites the records of the sessions held here, so they do
+// not expire while held.
+func (s *sessionStore) touchHeld(ctx context.Context) {
+	s.mu.Lock()
+	held := make(map[sessKey]uint64, len(s.held))
+	for k, g := range s.held {
+		held[k] = g
+	}
+	s.mu.Unlock()
+	for k, gen := range held {
+		if ctx.Err() != nil {
+			return
+		}
+		err := s.recs.TouchMQTT(ctx, k.principal, k.clientID, gen)
+		if errors.Is(err, store.ErrStale) {
+			s.taken(k.principal, k.clientID, gen+1)
+			continue
+		}
+		s.check("touch", k, err)
+	}
+}
+
+func (s *sessionStore) check(what string, k sessKey, err error) {
+	if err == nil || errors.Is(err, store.ErrStale) {
+		return // stale: another node holds the session now
+	}
+	if ok, n := s.failLog.Allow(10 * time.Second); ok {
+		s.log.Warn("sessions: could not write a session record", "op", what, "id", k.principal, "err", err, "since_last_logged", n)
+	}
+}
+
+// watchClaims kicks the sessions other nodes claim, watching again after
+// failures, until ctx is done.
+func (s *sessionStore) watchClaims(ctx context.Context, kick func(principal, clientID string, gen uint64)) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.recs.WatchMQTTClaims(ctx, func(principal, clientID, node string, gen uint64) {
+			if node == s.self {
+				return
+			}
+			s.taken(principal, clientID, gen)
+			kick(principal, clientID, gen)
+		}, func() { backoff = 50 * time.Millisecond })
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("sessions: claim watch failed; watching again", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
