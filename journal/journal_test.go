@@ -652,6 +652,7 @@ func TestMetrics(t *testing.T) {
 	appendAll(t, j, direct(1, "alice"), direct(2, "alice"))
 	replay(t, j, 0, "alice")
 	testutil.CheckLines(t, "families", testutil.MetricFamilies(t, reg, "pushring_journal_"), []string{
+		`pushring_journal_bad_records_total counter [] "Stored records a replay could not decode and skipped."`,
 		`pushring_journal_replayed_total counter [] "Messages read back from the journal stream by replays."`,
 		`pushring_journal_replays_total counter [] "Replays begun (Replay and ReplayNode)."`,
 		`pushring_journal_store_errors_total counter [reason] "Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first)."`,
@@ -735,5 +736,41 @@ func TestStream(t *testing.T) {
 	n.open(t, Config{Cluster: "c-1", NodeID: "node-b", MaxAge: 2 * time.Hour})
 	if c := info(); c.MaxAge != 2*time.Hour || c.MaxBytes != 1<<30 || c.MaxMsgs != -1 {
 		t.Errorf("updated stream config %+v", c)
+	}
+}
+
+// TestReplayBadRecord: a record that does not decode is skipped,
+// counted and logged once; the replay goes on.
+func TestReplayBadRecord(t *testing.T) {
+	n := startNATS(t)
+	reg := prometheus.NewRegistry()
+	var logs testutil.SyncBuffer
+	nc, err := n.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	j, err := Open(context.Background(), js, Config{NodeID: "n1", Registerer: reg}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	appendAll(t, j, direct(1, "alice"))
+	for range 3 {
+		if _, err := js.Publish(context.Background(), "pushring.pushring.m.n9.d.alice", []byte("\x01garbage")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendAll(t, j, direct(5, "alice"))
+	got, _, _ := replay(t, j, 0, "alice")
+	if !slices.Equal(ids(got), []uint64{1, 5}) {
+		t.Errorf("replayed %v", ids(got))
+	}
+	if s := counters(t, reg); s["pushring_journal_bad_records_total"] != 3 || s["pushring_journal_replayed_total"] != 2 {
+		t.Errorf("metrics %v", s)
+	}
+	if c := strings.Count(logs.String(), "cannot decode"); c != 1 {
+		t.Errorf("%d lines logged:\n%s", c, logs.String())
 	}
 }
