@@ -238,6 +238,11 @@ func TestAppendReplay(t *testing.T) {
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("stopped replay: %v after %d calls", err, calls)
 	}
+	// Every replay deleted its consumer.
+	info, err := j1.js.Stream(context.Background(), j1.stream)
+	if err != nil || info.CachedInfo().State.Consumers != 0 {
+		t.Errorf("consumers left after the replays: %v, %v", info.CachedInfo().State.Consumers, err)
+	}
 	// Ids that are not ids.
 	if _, _, err := j1.Replay(context.Background(), 0, "a*", nil, nil); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("principal a*: %v", err)
