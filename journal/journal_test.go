@@ -779,3 +779,28 @@ func TestReplayBadRecord(t *testing.T) {
 		t.Errorf("%d lines logged:\n%s", c, logs.String())
 	}
 }
+
+// TestConnectionClosed: when the connection closes under the journal,
+// the Appends in flight get ErrClosed at once, not after Timeout, and so
+// do later ones.
+func TestConnectionClosed(t *testing.T) {
+	n := startNATS(t)
+	reg := prometheus.NewRegistry()
+	j, nc := n.open(t, Config{Registerer: reg, Timeout: time.Hour})
+	j.sub.Unsubscribe() // keep the first ones in flight
+	r := &recorder{}
+	for i := range 3 {
+		j.Append(direct(uint64(i+1), "a"), r, uint64(i))
+	}
+	nc.Close()
+	j.Append(direct(4, "a"), r, 3)
+	got := r.wait(t, 4, 10*time.Second)
+	for i, res := range got {
+		if res.tag != uint64(i) || !errors.Is(res.err, ErrClosed) {
+			t.Errorf("Stored %d: %+v", i, res)
+		}
+	}
+	if s := counters(t, reg); s[`pushring_journal_store_errors_total{reason="closed"}`] != 4 {
+		t.Errorf("metrics %v", s)
+	}
+}
