@@ -224,8 +224,8 @@ func (j *Journal) parseAck(msg *nats.Msg) (uint64, error) {
 	return seq, nil
 }
 
-// closePoll is how often a closing journal checks whether its
-// connection closed, which ends the wait for acknowledgements.
+// closePoll is how often the reporter, waiting for an acknowledgement,
+// checks whether the connection closed, which ends the wait.
 const closePoll = 20 * time.Millisecond
 
 // report is the one goroutine that calls Appended: it takes the ring's
@@ -267,8 +267,9 @@ func (j *Journal) report() {
 		}
 		// In flight.
 		wait := j.cfg.Timeout - time.Since(s.start)
-		if closing == nil && j.nc.IsClosed() {
-			// Closing, and no acknowledgement can come any more.
+		if j.nc.IsClosed() {
+			// No acknowledgement can come any more (a closed
+			// connection stays closed).
 			if s.state.CompareAndSwap(w, (gen+1)<<genShift|stWriting) {
 				s.err, s.reason = ErrClosed, reasonClosed
 				s.reply = j.reply(int(tail%n), gen+1)
@@ -286,12 +287,9 @@ func (j *Journal) report() {
 			}
 			continue
 		}
-		if closing == nil {
-			// Closing: look at the connection now and then, it may
-			// close while we wait.
-			wait = min(wait, closePoll)
-		}
-		timer.Reset(wait)
+		// Look at the connection now and then: it may close while we
+		// wait, and then nothing is left to wait for.
+		timer.Reset(min(wait, closePoll))
 		select {
 		case <-j.kick:
 		case <-timer.C:

@@ -2,6 +2,8 @@ package journal
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,5 +95,69 @@ func BenchmarkPublishMsgAsync(b *testing.B) {
 	close(futures)
 	if failed := <-done; failed != 0 {
 		b.Fatalf("%d failed", failed)
+	}
+}
+
+// BenchmarkReplay: one replay of a principal's backlog, its direct
+// messages and two groups' (half of a 20,000-message stream), and of a
+// principal in 100 groups (past maxGroupFilters: every group message is
+// read and the others skipped).
+func BenchmarkReplay(b *testing.B) {
+	n := startNATS(b)
+	j, _ := n.open(b, Config{})
+	var msgs []*message.Message
+	for i := range 20000 {
+		m := &message.Message{ID: uint64(i + 1), Kind: message.Direct, From: "dev", QoS: 1, Payload: make([]byte, 64)}
+		switch i % 4 {
+		case 0:
+			m.To = "alice"
+		case 1:
+			m.To = "bob"
+		case 2:
+			m.Kind, m.To = message.Group, "g.1"
+		case 3:
+			m.Kind, m.To = message.Group, "g."+string(rune('a'+i%7))
+		}
+		msgs = append(msgs, m)
+	}
+	appendAll(b, j, msgs...)
+	var many []string
+	for i := range 100 {
+		many = append(many, fmt.Sprintf("x.%d", i))
+	}
+	many = append(many, "g.1")
+	// want counts the messages of alice and groups.
+	want := func(groups []string) (n int) {
+		for _, m := range msgs {
+			if m.Kind == message.Direct && m.To == "alice" || m.Kind == message.Group && slices.Contains(groups, m.To) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, bc := range []struct {
+		name   string
+		groups []string
+	}{
+		{"groups=2", []string{"g.1", "g.c"}},
+		{"groups=101", many},
+	} {
+		want := want(bc.groups)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			total := 0
+			for range b.N {
+				got := 0
+				_, _, err := j.Replay(context.Background(), 0, "alice", bc.groups, func(uint64, *message.Message) error {
+					got++
+					return nil
+				})
+				if err != nil || got != want {
+					b.Fatalf("%d replayed, want %d: %v", got, want, err)
+				}
+				total += got
+			}
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "msgs/s")
+		})
 	}
 }

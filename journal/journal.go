@@ -300,7 +300,8 @@ func (j *Journal) Bounds(ctx context.Context) (first, last uint64, err error) {
 // Close stops taking Appends (they return ErrClosed), waits for the
 // acknowledgements of the Appends in flight, at most Config.Timeout (or
 // not at all once the NATS connection is closed: they get ErrClosed),
-// and makes their Appended calls before it returns.
+// and makes their Appended calls before it returns. Close the journal
+// before its connection: Appends in flight then get their answers.
 func (j *Journal) Close() {
 	j.closeOnce.Do(func() {
 		j.mu.Lock()

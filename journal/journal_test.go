@@ -238,6 +238,11 @@ func TestAppendReplay(t *testing.T) {
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("stopped replay: %v after %d calls", err, calls)
 	}
+	// Every replay deleted its consumer.
+	info, err := j1.js.Stream(context.Background(), j1.stream)
+	if err != nil || info.CachedInfo().State.Consumers != 0 {
+		t.Errorf("consumers left after the replays: %v, %v", info.CachedInfo().State.Consumers, err)
+	}
 	// Ids that are not ids.
 	if _, _, err := j1.Replay(context.Background(), 0, "a*", nil, nil); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("principal a*: %v", err)
@@ -483,7 +488,7 @@ func TestStoreTimeout(t *testing.T) {
 }
 
 // TestStoreRefused: the server's refusal (here: no stream) reaches
-// Stored as ErrRefused, at once, with the server's reason.
+// Appended as ErrRefused, at once, with the server's reason.
 func TestStoreRefused(t *testing.T) {
 	n := startNATS(t)
 	reg := prometheus.NewRegistry()
@@ -652,6 +657,7 @@ func TestMetrics(t *testing.T) {
 	appendAll(t, j, direct(1, "alice"), direct(2, "alice"))
 	replay(t, j, 0, "alice")
 	testutil.CheckLines(t, "families", testutil.MetricFamilies(t, reg, "pushring_journal_"), []string{
+		`pushring_journal_bad_records_total counter [] "Stored records a replay could not decode and skipped."`,
 		`pushring_journal_replayed_total counter [] "Messages read back from the journal stream by replays."`,
 		`pushring_journal_replays_total counter [] "Replays begun (Replay and ReplayNode)."`,
 		`pushring_journal_store_errors_total counter [reason] "Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first)."`,
@@ -735,5 +741,66 @@ func TestStream(t *testing.T) {
 	n.open(t, Config{Cluster: "c-1", NodeID: "node-b", MaxAge: 2 * time.Hour})
 	if c := info(); c.MaxAge != 2*time.Hour || c.MaxBytes != 1<<30 || c.MaxMsgs != -1 {
 		t.Errorf("updated stream config %+v", c)
+	}
+}
+
+// TestReplayBadRecord: a record that does not decode is skipped,
+// counted and logged once; the replay goes on.
+func TestReplayBadRecord(t *testing.T) {
+	n := startNATS(t)
+	reg := prometheus.NewRegistry()
+	var logs testutil.SyncBuffer
+	nc, err := n.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	j, err := Open(context.Background(), js, Config{NodeID: "n1", Registerer: reg}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	appendAll(t, j, direct(1, "alice"))
+	for range 3 {
+		if _, err := js.Publish(context.Background(), "pushring.pushring.m.n9.d.alice", []byte("\x01garbage")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendAll(t, j, direct(5, "alice"))
+	got, _, _ := replay(t, j, 0, "alice")
+	if !slices.Equal(ids(got), []uint64{1, 5}) {
+		t.Errorf("replayed %v", ids(got))
+	}
+	if s := counters(t, reg); s["pushring_journal_bad_records_total"] != 3 || s["pushring_journal_replayed_total"] != 2 {
+		t.Errorf("metrics %v", s)
+	}
+	if c := strings.Count(logs.String(), "cannot decode"); c != 1 {
+		t.Errorf("%d lines logged:\n%s", c, logs.String())
+	}
+}
+
+// TestConnectionClosed: when the connection closes under the journal,
+// the Appends in flight get ErrClosed at once, not after Timeout, and so
+// do later ones.
+func TestConnectionClosed(t *testing.T) {
+	n := startNATS(t)
+	reg := prometheus.NewRegistry()
+	j, nc := n.open(t, Config{Registerer: reg, Timeout: time.Hour})
+	j.sub.Unsubscribe() // keep the first ones in flight
+	r := &recorder{}
+	for i := range 3 {
+		j.Append(direct(uint64(i+1), "a"), r, uint64(i))
+	}
+	nc.Close()
+	j.Append(direct(4, "a"), r, 3)
+	got := r.wait(t, 4, 10*time.Second)
+	for i, res := range got {
+		if res.tag != uint64(i) || !errors.Is(res.err, ErrClosed) {
+			t.Errorf("Stored %d: %+v", i, res)
+		}
+	}
+	if s := counters(t, reg); s[`pushring_journal_store_errors_total{reason="closed"}`] != 4 {
+		t.Errorf("metrics %v", s)
 	}
 }

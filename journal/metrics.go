@@ -20,6 +20,8 @@ var (
 		"Messages read back from the journal stream by replays.", nil, nil)
 	replaysDesc = prometheus.NewDesc("pushring_journal_replays_total",
 		"Replays begun (Replay and ReplayNode).", nil, nil)
+	badRecordsDesc = prometheus.NewDesc("pushring_journal_bad_records_total",
+		"Stored records a replay could not decode and skipped.", nil, nil)
 )
 
 // metrics are the journal's counters: atomics read at scrape time, and
@@ -32,6 +34,7 @@ type metrics struct {
 	errors      [numReasons]atomic.Uint64
 	replayed    atomic.Uint64
 	replays     atomic.Uint64
+	badRecords  atomic.Uint64
 	latency     prometheus.Histogram
 	reg         prometheus.Registerer
 }
@@ -64,7 +67,7 @@ func (m *metrics) unregister() {
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storedDesc, storedBytesDesc, storeErrorsDesc, replayedDesc, replaysDesc} {
+	for _, d := range []*prometheus.Desc{storedDesc, storedBytesDesc, storeErrorsDesc, replayedDesc, replaysDesc, badRecordsDesc} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -79,6 +82,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- m.counter(replayedDesc, &m.replayed)
 	ch <- m.counter(replaysDesc, &m.replays)
+	ch <- m.counter(badRecordsDesc, &m.badRecords)
 	m.latency.Collect(ch)
 }
 

@@ -185,6 +185,7 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 		}
 		m, err := DecodeRecord(msg.Data())
 		if err != nil {
+			j.m.badRecords.Add(1)
 			j.badLog.Warn(j.log, 10*time.Second, "journal: replay skipped a record it cannot decode",
 				"subject", msg.Subject(), "seq", seq, "err", err)
 		} else {
