@@ -618,7 +618,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Attach records: sessions held here for principals homed elsewhere
 	// are announced to their home, again whenever the ring changes.
 	n.router.SetPresence(n.fan)
-	n.cluster.OnChange(func(_, now *ring.Ring) { n.fan.RingChanged(now.Nodes()) })
+	n.cluster.OnChange(func(_, now *ring.Ring) {
+		n.fan.RingChanged(now.Nodes())
+		n.router.RingChanged()
+	})
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -50,7 +50,14 @@ type sessionStore struct {
 	release map[sessKey]uint64     // gen to delete
 	wake    chan struct{}
 	failLog lograte.Limiter
+	// replays bounds the journal replays in progress: after a ring
+	// change every durable session replays, and each is a consumer on
+	// the stream.
+	replays chan struct{}
 }
+
+// maxReplays is how many replays run at once; the others wait.
+const maxReplays = 32
 
 type sessKey struct{ principal, clientID string }
 
@@ -75,6 +82,7 @@ func newSessionStore(self string, recs store.MQTTSessions, j *journal.Journal, d
 		subs:    map[sessKey]pendingSub{},
 		release: map[sessKey]uint64{},
 		wake:    make(chan struct{}, 1),
+		replays: make(chan struct{}, maxReplays),
 	}
 }
 
@@ -136,6 +144,12 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 }
 
 func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (uint64, bool, error) {
+	select {
+	case s.replays <- struct{}{}:
+		defer func() { <-s.replays }()
+	case <-ctx.Done():
+		return 0, false, ctx.Err()
+	}
 	groups := s.dir.MemberOf(principal)
 	first, last, err := s.j.Replay(ctx, from, principal, groups, func(seq uint64, m *message.Message) error {
 		m.Seq = seq

@@ -216,6 +216,11 @@ type Config struct {
 	// elsewhere after its node died is replayed from at most about two
 	// intervals back (duplicates, never losses). Default 1 s.
 	PositionInterval time.Duration
+	// RingSettle is how long after the last change of the hash ring
+	// durable sessions replay the journal from their position at the
+	// change, for what went to a node that did not deliver it while the
+	// nodes' views converged (RingChanged). Default 2 s.
+	RingSettle time.Duration
 
 	// GoroutinePerConn serves each TCP connection with a reader and a
 	// writer goroutine of its own instead of the event loop. The event
@@ -276,6 +281,7 @@ func DefaultConfig() Config {
 		MaxOutboundBytes:        1 << 20,
 		RetryInterval:           30 * time.Second,
 		PositionInterval:        time.Second,
+		RingSettle:              2 * time.Second,
 		Now:                     time.Now,
 	}
 }
@@ -322,6 +328,7 @@ func (c Config) withDefaults() Config {
 	c.MaxTLSHandshakes = cmp.Or(c.MaxTLSHandshakes, d.MaxTLSHandshakes)
 	c.RetryInterval = cmp.Or(c.RetryInterval, d.RetryInterval)
 	c.PositionInterval = cmp.Or(c.PositionInterval, d.PositionInterval)
+	c.RingSettle = cmp.Or(c.RingSettle, d.RingSettle)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = d.Now
@@ -362,6 +369,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "MaxOutboundBytes", c.MaxOutboundBytes),
 		configerr.Positive(check, "RetryInterval", c.RetryInterval),
 		configerr.Positive(check, "PositionInterval", c.PositionInterval),
+		configerr.Positive(check, "RingSettle", c.RingSettle),
 	)
 }
 

@@ -128,7 +128,10 @@ func (c *mqttConn) claim() bool {
 // and the position to replay from (replay: false for a new session).
 func (s *session) resume(cl *Claimed) (present bool) {
 	s.gen = cl.Gen
-	s.pos, s.lastW, s.maxSeq = cl.Pos, cl.Pos, cl.Pos
+	s.pos, s.maxSeq = cl.Pos, cl.Pos
+	for i := range s.hist {
+		s.hist[i] = cl.Pos
+	}
 	if !cl.Found || s.clean {
 		return false
 	}
@@ -148,6 +151,15 @@ func (s *session) resume(cl *Claimed) (present bool) {
 // the queue, whose stored messages the replay brings again in order, is
 // emptied. s.mu held.
 func (s *session) replayLocked(from uint64) {
+	// What is queued comes again from the journal: from its lowest,
+	// and not taken for a duplicate of itself.
+	for i := 0; i < s.queue.n; i++ {
+		m := s.queue.buf[(s.queue.head+i)%len(s.queue.buf)].m
+		if m.Seq != 0 && m.Seq < from {
+			from = m.Seq
+		}
+		s.recent.forget(m.ID)
+	}
 	s.replaying = true
 	s.replayGen++
 	s.floor = noFloor
@@ -169,6 +181,7 @@ func (s *session) replayFrom(from, gen uint64) {
 	st := s.srv.sessStore
 	ctx, cancel := context.WithCancel(s.srv.stopping)
 	defer cancel()
+	start := from
 	for {
 		s.srv.m.replay()
 		last, dropped, err := st.Replay(ctx, s.principal, from, func(m *message.Message) error {
@@ -202,12 +215,15 @@ func (s *session) replayFrom(from, gen uint64) {
 			continue
 		}
 		s.maxSeq = max(s.maxSeq, last)
+		s.sent = nil
 		parked := s.parked
 		s.parked = nil
 		s.replaying = false
 		slices.SortFunc(parked, func(a, b *message.Message) int { return cmpSeq(a.Seq, b.Seq) })
 		for _, m := range parked {
-			if m.Seq > last {
+			// Under start: a late one (sent again, or long on its way)
+			// the replay did not cover.
+			if m.Seq > last || m.Seq < start {
 				s.deliverLocked(m, nil)
 			}
 		}
@@ -242,6 +258,9 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 	if s.removed || s.replayGen != gen || s.conn == nil {
 		return errReplayStopped
 	}
+	if _, ok := s.sent[m.Seq]; ok {
+		return nil // sent since the ring changed
+	}
 	s.srv.m.replayed()
 	s.offerLocked(m, nil)
 	return nil
@@ -269,7 +288,8 @@ func (s *session) park(m *message.Message) {
 
 // position is the session's position now: below the lowest sequence
 // queued or in flight, else the highest it was offered, and never above
-// a drop (floor). s.mu held.
+// a drop (floor) or a ring change not replayed yet (ringFloor). s.mu
+// held.
 func (s *session) position() uint64 {
 	w := s.maxSeq
 	for i := range s.inflight {
@@ -282,14 +302,24 @@ func (s *session) position() uint64 {
 			w = q - 1
 		}
 	}
-	if s.floor != noFloor && s.floor < w {
-		w = s.floor
-	}
-	return w
+	// Nor above a drop, or a ring change whose replay is still due
+	// (noFloor is the largest value: min leaves w alone).
+	return min(w, s.floor, s.ringFloor)
 }
+
+// maxSent bounds the sequences a session remembers having sent between
+// a ring change and its replay: past it, the replay repeats some (QoS 1
+// allows duplicates).
+const maxSent = 4096
 
 // noFloor: nothing was dropped.
 const noFloor = ^uint64(0)
+
+// posHistory is how many ticks of positions a session keeps: a ring
+// change replays from the oldest, since the nodes see the change at
+// different moments and a message may have missed this one before it
+// saw it.
+const posHistory = 4
 
 // tickPosition computes the position and returns the one computed a tick
 // ago, if it advanced past what was saved (save: true). s.mu held.
@@ -298,8 +328,10 @@ func (s *session) tickPosition() (pos uint64, save bool) {
 		return 0, false
 	}
 	w := s.position()
-	pos = min(w, s.lastW)
-	s.lastW = w
+	s.histAt = (s.histAt + 1) % posHistory
+	prev := s.hist[(s.histAt+posHistory-1)%posHistory]
+	s.hist[s.histAt] = w
+	pos = min(w, prev)
 	if pos > s.pos {
 		s.pos = pos
 		return pos, true
@@ -330,8 +362,15 @@ func (s *Server) positionLoop() {
 		}
 		st := s.sessStore
 		s.mu.RUnlock()
+		now := time.Now()
 		for i, sess := range list {
 			sess.mu.Lock()
+			if !sess.ringAt.IsZero() && now.After(sess.ringAt) {
+				// The ring settled: replay what may have gone to a
+				// node that no longer (or not yet) delivered here.
+				sess.floor = min(sess.floor, sess.ringFloor)
+				sess.ringFloor, sess.ringAt = noFloor, time.Time{}
+			}
 			pos, save := sess.tickPosition()
 			if !sess.replaying && !sess.removed && sess.floor != noFloor && sess.conn != nil {
 				sess.replayLocked(sess.floor + 1) // a replay that failed
@@ -346,6 +385,41 @@ func (s *Server) positionLoop() {
 	}
 }
 
+// RingChanged is the node's word that the hash ring changed: homes moved,
+// and until every node's view and attach records settle, a message may
+// go to a node that does not deliver it here. Each durable session
+// remembers its position now and, RingSettle after the last change,
+// replays the journal from there (connected sessions at once, offline
+// ones when they come back); the recent-id window and the session's
+// queue drop what it already had. Goroutine-safe.
+func (s *Server) RingChanged() {
+	if s.sessStore == nil {
+		return
+	}
+	at := time.Now().Add(s.cfg.RingSettle)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, sess := range s.sessions {
+		if sess.clean {
+			continue
+		}
+		sess.mu.Lock()
+		sess.ringFloor = min(sess.ringFloor, sess.position(), slices.Min(sess.hist[:]))
+		sess.ringAt = at
+		if sess.sent == nil {
+			// What goes out from now on, and what is in flight, need
+			// not come again with the replay.
+			sess.sent = make(map[uint64]struct{}, len(sess.inflight))
+			for i := range sess.inflight {
+				if q := sess.inflight[i].m.Seq; q != 0 {
+					sess.sent[q] = struct{}{}
+				}
+			}
+		}
+		sess.mu.Unlock()
+	}
+}
+
 // savePositionsNow saves every durable session's position as of the last
 // tick (the server is closing). Server.mu held.
 func (s *Server) savePositionsNow() {
@@ -356,7 +430,7 @@ func (s *Server) savePositionsNow() {
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
 		if !sess.clean && !sess.replaying {
-			w := min(sess.position(), sess.lastW)
+			w := min(sess.position(), sess.hist[sess.histAt])
 			if w > sess.pos {
 				sess.pos = w
 				st.SavePosition(sess.principal, sess.clientID, sess.gen, w)

@@ -120,6 +120,19 @@ func (r *idRing) has(id uint64) bool {
 	return false
 }
 
+// forget removes id, so it is delivered again (it was queued, and the
+// queue was emptied for a replay that brings it back).
+func (r *idRing) forget(id uint64) {
+	if r == nil {
+		return
+	}
+	for i, v := range r.ids {
+		if v == id {
+			r.ids[i] = 0
+		}
+	}
+}
+
 func (r *idRing) add(id uint64) {
 	r.ids[r.pos] = id
 	r.pos = (r.pos + 1) % recentIDs

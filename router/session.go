@@ -60,11 +60,16 @@ type session struct {
 	// Durable sessions (durable.go): the claim's generation, the
 	// position saved, the one computed a tick ago, the highest sequence
 	// offered, and the position a dropped message holds it under.
-	gen, pos, lastW, maxSeq, floor uint64
-	replaying, parkOverflow        bool
-	replayGen                      uint64             // invalidates a replay that was overtaken
-	parked                         []*message.Message // live stored messages that came during a replay
-	room                           *sync.Cond         // on mu: the queue made room for a replay
+	gen, pos, maxSeq, floor uint64
+	hist                    [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
+	histAt                  int
+	replaying, parkOverflow bool
+	ringFloor               uint64              // position when the ring changed (noFloor: no change pending)
+	ringAt                  time.Time           // when the ring is taken as settled: floor = ringFloor
+	sent                    map[uint64]struct{} // sequences sent since the ring changed, while a replay is due
+	replayGen               uint64              // invalidates a replay that was overtaken
+	parked                  []*message.Message  // live stored messages that came during a replay
+	room                    *sync.Cond          // on mu: the queue made room for a replay
 }
 
 // subscription is one granted filter.
@@ -95,6 +100,7 @@ func newSession(srv *Server, principal, clientID string, clean bool) *session {
 		lim:       srv.acquirePrincipalLocked(principal),
 		clean:     clean,
 		floor:     noFloor,
+		ringFloor: noFloor,
 	}
 }
 
@@ -265,6 +271,9 @@ func (s *session) sendQoS1(c *mqttConn, buf []byte, o outMsg) {
 		s.inflight = make([]inflightMsg, 0, s.srv.cfg.MaxInflight)
 	}
 	s.inflight = append(s.inflight, inflightMsg{outMsg: o, pid: pid, sent: time.Now()})
+	if s.sent != nil && o.m.Seq != 0 && len(s.sent) < maxSent {
+		s.sent[o.m.Seq] = struct{}{}
+	}
 	s.srv.m.delivered(1)
 	s.armRetry()
 }
@@ -604,6 +613,7 @@ func (s *session) release() {
 	s.conn = nil
 	s.offlineBacklog()
 	s.parked = nil
+	s.sent = nil
 	if s.room != nil {
 		s.room.Broadcast() // a replay ends
 	}
