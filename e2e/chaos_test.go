@@ -1,0 +1,827 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pushring/pushring/internal/natsauth"
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/ring"
+)
+
+// The chaos run's load: chaosMembers users in group "all", one device
+// publishing group messages every chaosGroupEvery, another sending a
+// direct message every chaosDirectEvery to one of chaosDirectTargets
+// members in turn (every tenth member: each gets one every 1.5 s, enough
+// to check their order).
+const (
+	chaosMembers       = 300
+	chaosGroupEvery    = 25 * time.Millisecond // 40 a second
+	chaosDirectEvery   = 50 * time.Millisecond // 20 a second
+	chaosDirectTargets = 30
+	chaosTail          = 5 * time.Second  // traffic after the last step
+	chaosSettle        = 30 * time.Second // for deliveries after the traffic
+)
+
+// chaosSchedule is the run's faults, a few seconds of traffic apart. The
+// targets are roles (resolved once the cluster runs): "owner" is the node
+// that resolves the group's messages, "group-home" the home (and node) of
+// the group publisher, "direct-home" that of the direct publisher; the
+// three are different nodes. "nats:leader" is the JetStream meta leader
+// when the step runs.
+var chaosSchedule = []fault{
+	{4 * time.Second, "kill9", "owner"},
+	{10 * time.Second, "start", "owner"},
+	{16 * time.Second, "kill9", "nats:leader"},
+	{20 * time.Second, "start", "nats:leader"},
+	{26 * time.Second, "term", "direct-home"},
+	{28 * time.Second, "start", "direct-home"},
+	{34 * time.Second, "stop", "group-home"},
+	{40 * time.Second, "cont", "group-home"},
+}
+
+// chaosNode is one pushring node process of the chaos run.
+type chaosNode struct {
+	*daemon
+	p    *proc    // id and addresses, for the cluster's API helpers
+	base []string // its flags but --join
+}
+
+// TestChaos: durable QoS 1 under faults. Three pushring nodes run on a
+// cluster of three NATS servers (separate processes, JetStream R3, each
+// node signing in with its own nkey and the permissions natsauth gives
+// it); chaosMembers users of one group hold persistent sessions (paho,
+// clean session off, reconnecting through the addresses their login
+// returned); a device publishes numbered QoS 1 group messages at a steady
+// rate and another sends numbered direct messages. While they run, the
+// steps of chaosSchedule kill -9 a node and restart it, kill -9 a NATS
+// server and restart it, SIGTERM a node and restart it, and SIGSTOP a node
+// until the others declared it dead, then SIGCONT it.
+//
+// Every message that got its PUBACK must reach every member (group) or
+// its addressee (direct) at least once, first deliveries in the order the
+// publisher sent them. The test logs, for the time before the first fault
+// and for each fault until the next one (grep "chaos:" in a -v log),
+// messages sent and acknowledged, lost and duplicate deliveries, first
+// deliveries out of order, the time from the fault to each disconnected
+// client's first delivery after it reconnected, and the longest silence a
+// member saw; then the total. It fails if anything acknowledged is lost
+// or out of order.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the chaos run takes minutes")
+	}
+	began := time.Now()
+	epoch := began // every time below is measured since it
+	bin := pushringBinary(t)
+
+	// Each node's nkey first: the NATS servers' authorization lists them.
+	const clusterName = "pushring"
+	ids := []string{"n1", "n2", "n3"}
+	dirs := make([]string, len(ids))
+	var keys []natsauth.Key
+	for i, id := range ids {
+		dirs[i] = t.TempDir()
+		kp, _, err := natsauth.LoadOrCreateSeed(filepath.Join(dirs[i], "nats.nk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		keys = append(keys, natsauth.Key{NodeID: id, PublicKey: pub})
+	}
+	ns := startNATSCluster(t, 3, clusterName, keys)
+	var urls []string
+	for _, s := range ns {
+		urls = append(urls, s.url())
+	}
+
+	c := &cluster{t: t}
+	nodes := make([]*chaosNode, len(ids))
+	for i, id := range ids {
+		p := &proc{id: id, mqtt: freeAddr(t), http: freeAddr(t), gossip: freeAddr(t)}
+		dir := dirs[i]
+		adminFile := filepath.Join(dir, "admin.key")
+		if err := os.WriteFile(adminFile, []byte(adminKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		base := []string{"--node-id", id, "--data-dir", dir, "--admin-key-file", adminFile,
+			"--nats-url", strings.Join(urls, ","), "--kv-replicas", "3", "--cluster", clusterName,
+			"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip,
+			"--gossip-key-file", writeKeyFile(t, dir, clusterKey),
+			"--log-level", "info", "--login-rate", "-1"} // the test logs in many users from one address
+		nodes[i] = &chaosNode{daemon: newDaemon(t, id, bin, dir), p: p, base: base}
+	}
+	byID := map[string]*chaosNode{}
+	var procs []*proc
+	for _, n := range nodes {
+		byID[n.p.id] = n
+		procs = append(procs, n.p)
+	}
+	// startNode (re)starts n, joining the nodes that run, and waits until
+	// it is ready and every running node sees the whole cluster.
+	startNode := func(n *chaosNode) {
+		t.Helper()
+		var join []string
+		for _, o := range nodes {
+			if o != n && o.running() && !o.stopped {
+				join = append(join, o.p.gossip)
+			}
+		}
+		n.args = slices.Clone(n.base)
+		if len(join) > 0 {
+			n.args = append(n.args, "--join", strings.Join(join, ","))
+		}
+		before := n.logCount(`msg="pushring node started"`)
+		n.start(t)
+		testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+			if !n.running() {
+				b, _ := os.ReadFile(n.log)
+				t.Fatalf("%s exited:\n%s", n.name, tail(b, 3000))
+			}
+			if n.logCount(`msg="pushring node started"`) == before {
+				return fmt.Errorf("%s has not started yet", n.name)
+			}
+			return httpOK("http://" + n.p.http + "/readyz")
+		})
+	}
+	for _, n := range nodes {
+		startNode(n)
+	}
+	c.waitRing(procs, len(procs))
+
+	// Roles: the group's owner, and publishers homed on the two others.
+	r := ring.New(ids, ring.DefaultConfig())
+	owner := r.GroupOwner("all")
+	pick := func(prefix string, not ...string) string {
+		for i := 0; ; i++ {
+			id := prefix + strconv.Itoa(i)
+			if !slices.Contains(not, r.Home(id)) {
+				return id
+			}
+		}
+	}
+	gpub := pick("gpub", owner)
+	dpub := pick("dpub", owner, r.Home(gpub))
+	roles := map[string]string{"owner": owner, "group-home": r.Home(gpub), "direct-home": r.Home(dpub)}
+	for _, id := range []string{gpub, dpub} {
+		if got := c.home(nodes[0].p, id); got != r.Home(id) {
+			t.Fatalf("the cluster homes %s on %s, the test's ring on %s: the ring settings differ", id, got, r.Home(id))
+		}
+	}
+
+	// The group, its members, the two devices.
+	c.mustAPI(nodes[0].p, "POST", "/v1/groups", map[string]any{"id": "all"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range nodes {
+			if err := c.api(n.p, "GET", "/v1/groups/all", nil, nil); err != nil {
+				return err // the others learn of it through the store's watch
+			}
+		}
+		return nil
+	})
+	members := connectChaosMembers(t, c, nodes, epoch)
+	devKey := func(id string) string {
+		var d struct {
+			Key string `json:"key"`
+		}
+		c.mustAPI(nodes[0].p, "POST", "/v1/devices", map[string]any{"id": id}, &d)
+		c.mustAPI(nodes[0].p, "PUT", "/v1/groups/all/publishers/"+id, nil, nil)
+		return d.Key
+	}
+	addrsFrom := func(home string) []string {
+		out := []string{byID[home].p.mqtt}
+		for _, n := range nodes {
+			if n.p.id != home {
+				out = append(out, n.p.mqtt)
+			}
+		}
+		return out
+	}
+	warmUp(t, c, nodes[0].p, members)
+	homes := map[string]int{}
+	for _, m := range members {
+		homes[r.Home(m.id)]++
+	}
+	t.Logf("chaos: setup %v: NATS %s; owner of the group %s, group publisher %s on %s, direct publisher %s on %s; members homed %v",
+		time.Since(began).Round(time.Millisecond), strings.Join(urls, ","), owner, gpub, roles["group-home"], dpub, roles["direct-home"], homes)
+
+	// Traffic.
+	group := &qos1Publisher{name: gpub, clientID: gpub + "-dev", user: gpub, password: devKey(gpub),
+		addrs: addrsFrom(roles["group-home"]), every: chaosGroupEvery, epoch: epoch,
+		message: func(seq int) (string, string) { return "/group/all", "g " + strconv.Itoa(seq) }}
+	direct := &qos1Publisher{name: dpub, clientID: dpub + "-dev", user: dpub, password: devKey(dpub),
+		addrs: addrsFrom(roles["direct-home"]), every: chaosDirectEvery, epoch: epoch,
+		message: func(seq int) (string, string) {
+			return "/private/" + members[directTarget(seq)].id, "d " + strconv.Itoa(seq)
+		}}
+	group.start()
+	direct.start()
+	stopTraffic := sync.OnceFunc(func() {
+		var wg sync.WaitGroup
+		for _, p := range []*qos1Publisher{group, direct} {
+			wg.Go(func() { p.finish(10 * time.Second) })
+		}
+		wg.Wait()
+	})
+	t.Cleanup(stopTraffic)
+	// The schedule's clock starts once both publishers had a PUBACK: the
+	// devices' CONNECT (a key check) is not part of the first window.
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		for _, p := range []*qos1Publisher{group, direct} {
+			if r := p.records(); len(r) == 0 || r[0].acked == 0 {
+				return fmt.Errorf("%s has no PUBACK yet", p.name)
+			}
+		}
+		return nil
+	})
+	t0 := time.Now()
+
+	// Faults.
+	natsByName := map[string]*natsServer{}
+	for _, s := range ns {
+		natsByName[s.name] = s
+	}
+	stoppedAt := map[string]time.Time{}
+	others := func(n *chaosNode) []*proc {
+		var out []*proc
+		for _, o := range nodes {
+			if o != n {
+				out = append(out, o.p)
+			}
+		}
+		return out
+	}
+	events := runFaults(t, t0, chaosSchedule, func(f fault) (string, string) {
+		name, ok := roles[f.target]
+		if !ok && f.target == "nats:leader" {
+			for _, s := range ns {
+				if s.running() && !s.stopped {
+					l, err := s.metaLeader()
+					if err == nil && l != "" {
+						name = l
+						break
+					}
+				}
+			}
+			roles[f.target] = name
+		} else if !ok {
+			name = f.target
+		}
+		at := time.Now()
+		since := func() string { return time.Since(at).Round(time.Millisecond).String() }
+		if s := natsByName[name]; s != nil {
+			switch f.action {
+			case "kill9":
+				s.signal(t, syscall.SIGKILL)
+				s.waitExit(t, 5*time.Second)
+				return name, ""
+			case "term":
+				s.signal(t, syscall.SIGTERM)
+				s.waitExit(t, 30*time.Second)
+				return name, "exited after " + since()
+			case "stop":
+				s.signal(t, syscall.SIGSTOP)
+				return name, ""
+			case "cont":
+				s.signal(t, syscall.SIGCONT)
+			case "start":
+				s.start(t)
+			default:
+				t.Fatalf("unknown action %q", f.action)
+			}
+			waitJetStream(t, ns, 60*time.Second)
+			return name, "JetStream healthy after " + since()
+		}
+		n := byID[name]
+		if n == nil {
+			t.Fatalf("fault %v: no node or NATS server %q", f, name)
+		}
+		switch f.action {
+		case "kill9":
+			n.signal(t, syscall.SIGKILL)
+			n.waitExit(t, 5*time.Second)
+			c.waitRing(others(n), len(nodes)-1)
+			return name, "declared dead after " + since()
+		case "term":
+			n.signal(t, syscall.SIGTERM)
+			n.waitExit(t, 30*time.Second)
+			return name, "exited after " + since()
+		case "stop":
+			n.signal(t, syscall.SIGSTOP)
+			stoppedAt[name] = at
+			return name, ""
+		case "cont":
+			c.waitRing(others(n), len(nodes)-1)
+			dead := time.Since(stoppedAt[name])
+			n.signal(t, syscall.SIGCONT)
+			c.waitRing(procs, len(nodes))
+			return name, fmt.Sprintf("declared dead %v after SIGSTOP, whole again %s after SIGCONT",
+				dead.Round(time.Millisecond), since())
+		case "start":
+			startNode(n)
+			c.waitRing(procs, len(nodes))
+			return name, "ready and in the ring after " + since()
+		}
+		t.Fatalf("unknown action %q", f.action)
+		return "", ""
+	})
+	time.Sleep(chaosTail) // traffic after the last fault, by the clock: the load is what is measured
+	trafficEnd := time.Since(epoch)
+	stopTraffic()
+
+	// Settle: everything acknowledged delivered, or chaosSettle passed.
+	grecs, drecs := group.records(), direct.records()
+	settleFrom := time.Now()
+	for time.Since(settleFrom) < chaosSettle {
+		if n, _ := chaosMissing(members, grecs, drecs); n == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	settled := time.Since(settleFrom)
+
+	// Report.
+	t0d := t0.Sub(epoch)
+	wins := chaosWindows(events, t0d, trafficEnd)
+	total := chaosAnalyze(members, grecs, drecs, wins)
+	for _, w := range wins {
+		t.Logf("chaos: %s", w.line())
+	}
+	t.Logf("chaos: total %s; traffic %v, settled in %v, %d members, publishers reconnected %d (group) and %d (direct) times",
+		total.line(), (trafficEnd - t0d).Round(time.Millisecond), settled.Round(time.Millisecond),
+		len(members), len(group.conns)-1, len(direct.conns)-1)
+	var conns []string
+	for _, n := range nodes {
+		conns = append(conns, fmt.Sprintf("%s=%v", n.p.id, metricValue(n.p, "pushring_mqtt_connections")))
+	}
+	t.Logf("chaos: MQTT connections at the end (members and devices): %s", strings.Join(conns, " "))
+
+	// The harness did what it says: traffic flowed and the faults hit.
+	if total.gAcked < 100 || total.dAcked < 50 {
+		t.Fatalf("only %d group and %d direct messages acknowledged: the traffic did not flow", total.gAcked, total.dAcked)
+	}
+	if total.strays > 0 {
+		t.Errorf("%d deliveries were not for the member that got them, or unreadable", total.strays)
+	}
+	if total.lost > 0 {
+		_, sample := chaosMissing(members, grecs, drecs)
+		t.Errorf("%d acknowledged member deliveries lost (group %d, direct %d), for example %s",
+			total.lost, total.lostG, total.lostD, sample)
+	}
+	if total.reordered > 0 {
+		t.Errorf("%d first deliveries of acknowledged messages came after a later message of the same publisher", total.reordered)
+	}
+}
+
+// metricValue is the value of the unlabelled metric name on p ("?" if
+// p does not answer or has no such metric).
+func metricValue(p *proc, name string) string {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + p.http + "/metrics")
+	if err != nil {
+		return "?"
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+// directTarget is the member the direct message seq is for.
+func directTarget(seq int) int {
+	return seq % chaosDirectTargets * (chaosMembers / chaosDirectTargets)
+}
+
+// chaosMember is one user with a persistent session (paho, clean session
+// off) that reconnects through the addresses its login returned.
+type chaosMember struct {
+	id, private, groupTopic string
+	idx                     int
+	epoch                   time.Time
+	client                  mqtt.Client
+
+	mu     sync.Mutex
+	got    []arrival
+	gseen  []bool         // by group message number
+	dseen  map[int32]bool // direct message numbers
+	warm   bool
+	strays int
+	lost   []time.Duration // connection losses
+	conns  []time.Duration // connections made
+}
+
+// arrival is one delivery: 'g' group or 'd' direct, the message number,
+// when (since the epoch).
+type arrival struct {
+	kind byte
+	seq  int32
+	at   time.Duration
+}
+
+func (m *chaosMember) onMessage(_ mqtt.Client, msg mqtt.Message) {
+	at := time.Since(m.epoch)
+	b := msg.Payload()
+	var kind byte
+	seq := -1
+	if len(b) > 2 && b[1] == ' ' {
+		kind = b[0]
+		if n, err := strconv.Atoi(string(b[2:])); err == nil {
+			seq = n
+		}
+	}
+	topic := msg.Topic()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case kind == 'w' && topic == m.groupTopic:
+		m.warm = true
+		return
+	case kind == 'g' && seq >= 0 && topic == m.groupTopic:
+		for len(m.gseen) <= seq {
+			m.gseen = append(m.gseen, false)
+		}
+		m.gseen[seq] = true
+	case kind == 'd' && seq >= 0 && topic == m.private && directTarget(seq) == m.idx:
+		m.dseen[int32(seq)] = true
+	default:
+		m.strays++
+		return
+	}
+	m.got = append(m.got, arrival{kind, int32(seq), at})
+}
+
+// connectChaosMembers creates chaosMembers users in group "all" (through
+// the nodes in turn), logs each in and connects it with a persistent
+// session to the addresses its login returned, home first.
+func connectChaosMembers(t *testing.T, c *cluster, nodes []*chaosNode, epoch time.Time) []*chaosMember {
+	t.Helper()
+	out := make([]*chaosMember, chaosMembers)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4) // argon2 costs 19 MiB and ~50 ms per call
+	errs := make(chan error, chaosMembers)
+	var stale atomic.Int64
+	for i := range out {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			id := fmt.Sprintf("m%03d", i)
+			via := nodes[i%len(nodes)].p
+			pw := memberPassword(id)
+			if err := c.api(via, "POST", "/v1/users", map[string]any{"id": id, "password": pw}, nil); err != nil {
+				errs <- err
+				return
+			}
+			// On R3 buckets a read right after a write may reach a
+			// replica that has not applied it yet (404): try again.
+			if err := retried(&stale, func() error { return c.api(via, "PUT", "/v1/groups/all/members/"+id, nil, nil) }); err != nil {
+				errs <- err
+				return
+			}
+			var login struct {
+				Token string   `json:"token"`
+				MQTT  []string `json:"mqtt"`
+			}
+			if err := retried(&stale, func() error {
+				req, _ := newLogin(via, id, pw)
+				return doJSON(req, &login)
+			}); err != nil {
+				errs <- err
+				return
+			}
+			m := &chaosMember{id: id, idx: i, epoch: epoch, private: "/private/" + id,
+				groupTopic: "/private/" + id + "/group/all", dseen: map[int32]bool{}}
+			opts := mqtt.NewClientOptions().SetClientID(id + "-phone").SetUsername(id).SetPassword(login.Token)
+			for _, a := range login.MQTT {
+				opts.AddBroker("tcp://" + a)
+			}
+			opts.SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true)
+			opts.SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(500 * time.Millisecond)
+			opts.SetKeepAlive(2 * time.Second).SetPingTimeout(time.Second).SetConnectTimeout(2 * time.Second)
+			// A persistent session's backlog may arrive before the
+			// SUBSCRIBE of a reconnect: the default handler takes it.
+			opts.SetDefaultPublishHandler(m.onMessage)
+			opts.SetConnectionLostHandler(func(mqtt.Client, error) {
+				m.mu.Lock()
+				m.lost = append(m.lost, time.Since(epoch))
+				m.mu.Unlock()
+			})
+			opts.SetOnConnectHandler(func(cl mqtt.Client) {
+				m.mu.Lock()
+				m.conns = append(m.conns, time.Since(epoch))
+				m.mu.Unlock()
+				// The session keeps it; again is harmless, and needed
+				// where the session did not survive.
+				cl.Subscribe(m.private+"/#", 1, nil)
+			})
+			m.client = mqtt.NewClient(opts)
+			if tok := m.client.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+				errs <- fmt.Errorf("%s connect: %v", id, tok.Error())
+				return
+			}
+			out[i] = m
+		})
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, m := range out {
+			if m != nil {
+				m.client.Disconnect(50)
+			}
+		}
+	})
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := stale.Load(); n > 0 {
+		t.Logf("chaos: %d admin or login calls right after a user was created failed and were tried again", n)
+	}
+	return out
+}
+
+// retried calls fn until it succeeds, for up to 10 s, counting in n the
+// calls that failed.
+func retried(n *atomic.Int64, fn func() error) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := fn()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		n.Add(1)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// warmUp publishes group messages through p until every member received
+// one: subscriptions and routes are in place.
+func warmUp(t *testing.T, c *cluster, p *proc, ms []*chaosMember) {
+	t.Helper()
+	k := 0
+	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for _, m := range ms {
+			m.mu.Lock()
+			warm := m.warm
+			m.mu.Unlock()
+			if !warm {
+				if err := c.publishAll(p, "w "+strconv.Itoa(k), 1); err != nil {
+					return err
+				}
+				k++
+				return fmt.Errorf("%s has no warm-up message yet", m.id)
+			}
+		}
+		return nil
+	})
+}
+
+// chaosMissing counts acknowledged member deliveries not (yet) made and
+// describes the first few.
+func chaosMissing(ms []*chaosMember, grecs, drecs []pubRecord) (int, string) {
+	n := 0
+	var sample []string
+	note := func(s string) {
+		n++
+		if len(sample) < 5 {
+			sample = append(sample, s)
+		}
+	}
+	for _, m := range ms {
+		m.mu.Lock()
+		for seq, r := range grecs {
+			if r.acked != 0 && (seq >= len(m.gseen) || !m.gseen[seq]) {
+				note(fmt.Sprintf("%s lacks g %d (made %v)", m.id, seq, r.made.Round(time.Millisecond)))
+			}
+		}
+		for seq, r := range drecs {
+			if r.acked != 0 && directTarget(seq) == m.idx && !m.dseen[int32(seq)] {
+				note(fmt.Sprintf("%s lacks d %d (made %v)", m.id, seq, r.made.Round(time.Millisecond)))
+			}
+		}
+		m.mu.Unlock()
+	}
+	return n, strings.Join(sample, ", ")
+}
+
+// chaosWindow is a stretch of the run: before the first fault, or from a
+// fault to the next one. Messages belong to the window they were made in.
+type chaosWindow struct {
+	name     string
+	from, to time.Duration // since the epoch
+	fault    bool
+
+	gMade, gAcked, dMade, dAcked int
+	lost, lostG, lostD, dup      int
+	reordered, strays            int
+	affected, never              int
+	firsts, stalls               []time.Duration
+}
+
+// chaosWindows cuts [t0, end) at each disruptive step of events (whose
+// times are since t0).
+func chaosWindows(events []faultEvent, t0, end time.Duration) []*chaosWindow {
+	wins := []*chaosWindow{{name: "steady", from: t0}}
+	for _, ev := range events {
+		if !ev.disruptive() {
+			continue
+		}
+		at := t0 + ev.began
+		wins[len(wins)-1].to = at
+		wins = append(wins, &chaosWindow{name: fmt.Sprintf("%s %s (%s) at %v", ev.action, ev.resolved, ev.target,
+			ev.began.Round(100*time.Millisecond)), from: at, fault: true})
+	}
+	wins[len(wins)-1].to = end
+	return wins
+}
+
+func (w *chaosWindow) of(at time.Duration) bool { return at >= w.from && at < w.to }
+
+// chaosAnalyze fills the windows (a message made after the last window's
+// end belongs to it) and returns the totals.
+func chaosAnalyze(ms []*chaosMember, grecs, drecs []pubRecord, wins []*chaosWindow) *chaosWindow {
+	winOf := func(at time.Duration) *chaosWindow {
+		if at < wins[0].from {
+			return wins[0]
+		}
+		for _, w := range wins {
+			if w.of(at) {
+				return w
+			}
+		}
+		return wins[len(wins)-1]
+	}
+	for _, r := range grecs {
+		w := winOf(r.made)
+		w.gMade++
+		if r.acked != 0 {
+			w.gAcked++
+		}
+	}
+	for _, r := range drecs {
+		w := winOf(r.made)
+		w.dMade++
+		if r.acked != 0 {
+			w.dAcked++
+		}
+	}
+	for _, m := range ms {
+		m.mu.Lock()
+		got := slices.Clone(m.got)
+		lost, conns := slices.Clone(m.lost), slices.Clone(m.conns)
+		wins[0].strays += m.strays
+		m.mu.Unlock()
+
+		// Copies, and first deliveries out of order, per publisher.
+		gcount := make([]int, len(grecs))
+		dcount := make([]int, len(drecs))
+		maxG, maxD := -1, -1
+		for _, a := range got {
+			seq := int(a.seq)
+			switch {
+			case a.kind == 'g' && seq < len(grecs):
+				gcount[seq]++
+				if gcount[seq] == 1 && grecs[seq].acked != 0 {
+					if seq < maxG {
+						winOf(grecs[seq].made).reordered++
+					} else {
+						maxG = seq
+					}
+				}
+			case a.kind == 'd' && seq < len(drecs):
+				dcount[seq]++
+				if dcount[seq] == 1 && drecs[seq].acked != 0 {
+					if seq < maxD {
+						winOf(drecs[seq].made).reordered++
+					} else {
+						maxD = seq
+					}
+				}
+			}
+		}
+		for seq, r := range grecs {
+			if r.acked == 0 {
+				continue
+			}
+			w := winOf(r.made)
+			switch n := gcount[seq]; {
+			case n == 0:
+				w.lost++
+				w.lostG++
+			case n > 1:
+				w.dup += n - 1
+			}
+		}
+		for seq, r := range drecs {
+			if r.acked == 0 || directTarget(seq) != m.idx {
+				continue
+			}
+			w := winOf(r.made)
+			switch n := dcount[seq]; {
+			case n == 0:
+				w.lost++
+				w.lostD++
+			case n > 1:
+				w.dup += n - 1
+			}
+		}
+
+		for _, w := range wins {
+			// The longest silence (no group message) within w.
+			var stall time.Duration
+			last := w.from
+			for _, a := range got {
+				if a.kind != 'g' || a.at < w.from {
+					continue
+				}
+				stall = max(stall, min(a.at, w.to)-last)
+				if a.at >= w.to {
+					break
+				}
+				last = a.at
+			}
+			stall = max(stall, w.to-last)
+			w.stalls = append(w.stalls, stall)
+
+			if !w.fault {
+				continue
+			}
+			// A member disconnected by the fault: the time from the fault
+			// to its first delivery after it reconnected.
+			i := slices.IndexFunc(lost, w.of)
+			if i < 0 {
+				continue
+			}
+			w.affected++
+			j := slices.IndexFunc(conns, func(at time.Duration) bool { return at > lost[i] })
+			k := -1
+			if j >= 0 {
+				k = slices.IndexFunc(got, func(a arrival) bool { return a.at > conns[j] })
+			}
+			if k < 0 {
+				w.never++
+				continue
+			}
+			w.firsts = append(w.firsts, got[k].at-w.from)
+		}
+	}
+	total := &chaosWindow{name: "total"}
+	for _, w := range wins {
+		total.gMade += w.gMade
+		total.gAcked += w.gAcked
+		total.dMade += w.dMade
+		total.dAcked += w.dAcked
+		total.lost += w.lost
+		total.lostG += w.lostG
+		total.lostD += w.lostD
+		total.dup += w.dup
+		total.reordered += w.reordered
+		total.strays += w.strays
+	}
+	return total
+}
+
+// line is the window's report.
+func (w *chaosWindow) line() string {
+	var b strings.Builder
+	if w.name != "total" {
+		fmt.Fprintf(&b, "%s: ", w.name)
+	}
+	fmt.Fprintf(&b, "lost=%d (group %d, direct %d) dup=%d reordered=%d; group %d made %d acked, direct %d made %d acked",
+		w.lost, w.lostG, w.lostD, w.dup, w.reordered, w.gMade, w.gAcked, w.dMade, w.dAcked)
+	r := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+	if w.fault {
+		fmt.Fprintf(&b, "; disconnected %d", w.affected)
+		if len(w.firsts) > 0 {
+			slices.Sort(w.firsts)
+			fmt.Fprintf(&b, ", reconnect_first_delivery max=%s p50=%s min=%s", r(w.firsts[len(w.firsts)-1]),
+				r(w.firsts[len(w.firsts)/2]), r(w.firsts[0]))
+		}
+		if w.never > 0 {
+			fmt.Fprintf(&b, ", %d never got one", w.never)
+		}
+	}
+	if len(w.stalls) > 0 {
+		slices.Sort(w.stalls)
+		fmt.Fprintf(&b, "; longest silence max=%s p50=%s", r(w.stalls[len(w.stalls)-1]), r(w.stalls[len(w.stalls)/2]))
+	}
+	return b.String()
+}
