@@ -141,6 +141,21 @@ func TestChaos(t *testing.T) {
 			"--log-level", "info", "--login-rate", "-1"} // the test logs in many users from one address
 		nodes[i] = &chaosNode{daemon: newDaemon(t, id, bin, dir), p: p, base: base}
 	}
+	// With go test -artifacts, the servers' logs are kept.
+	t.Cleanup(func() {
+		var logs []string
+		for _, s := range ns {
+			logs = append(logs, s.log)
+		}
+		for _, n := range nodes {
+			logs = append(logs, n.log)
+		}
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil {
+				os.WriteFile(filepath.Join(t.ArtifactDir(), filepath.Base(l)), b, 0o600)
+			}
+		}
+	})
 	byID := map[string]*chaosNode{}
 	var procs []*proc
 	for _, n := range nodes {
@@ -387,6 +402,8 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos: MQTT connections at the end (members and devices): %s", strings.Join(conns, " "))
 
+	chaosDump(t, members, t0d, map[string][]pubRecord{"g": grecs, "d": drecs})
+
 	// The harness did what it says: traffic flowed and the faults hit.
 	if want := int((trafficEnd - t0d) / chaosGroupEvery); total.gMade < want*8/10 {
 		t.Logf("chaos: warning: the group publisher made %d messages where its pace gives %d: the test process was short of CPU, and its clients may have been too",
@@ -405,6 +422,54 @@ func TestChaos(t *testing.T) {
 	}
 	if total.reordered > 0 {
 		t.Errorf("%d first deliveries of acknowledged messages came after a later message of the same publisher", total.reordered)
+	}
+}
+
+// chaosDump writes chaos.tsv into the test's artifact directory (kept
+// with go test -artifacts): one line per message with the times (since
+// the traffic started) it was made and acknowledged, how often it was
+// sent, how many of its recipients never got it and how many copies they
+// got in all.
+func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[string][]pubRecord) {
+	missing := map[string][]int{"g": make([]int, len(recs["g"])), "d": make([]int, len(recs["d"]))}
+	copies := map[string][]int{"g": make([]int, len(recs["g"])), "d": make([]int, len(recs["d"]))}
+	for _, m := range ms {
+		m.mu.Lock()
+		seen := map[string][]bool{"g": make([]bool, len(recs["g"])), "d": make([]bool, len(recs["d"]))}
+		for _, a := range m.got {
+			k := string(a.kind)
+			if int(a.seq) < len(copies[k]) {
+				copies[k][a.seq]++
+				seen[k][a.seq] = true
+			}
+		}
+		m.mu.Unlock()
+		for seq := range recs["g"] {
+			if !seen["g"][seq] {
+				missing["g"][seq]++
+			}
+		}
+		for seq := range recs["d"] {
+			if directTarget(seq) == m.idx && !seen["d"][seq] {
+				missing["d"][seq]++
+			}
+		}
+	}
+	var b strings.Builder
+	b.WriteString("pub\tseq\tmade_s\tacked_s\tsends\tmissing\tcopies\n")
+	sec := func(d time.Duration) string { return strconv.FormatFloat((d - t0).Seconds(), 'f', 3, 64) }
+	for _, k := range []string{"g", "d"} {
+		for seq, r := range recs[k] {
+			acked := "-"
+			if r.acked != 0 {
+				acked = sec(r.acked)
+			}
+			fmt.Fprintf(&b, "%s\t%d\t%s\t%s\t%d\t%d\t%d\n", k, seq, sec(r.made), acked, r.sends, missing[k][seq], copies[k][seq])
+		}
+	}
+	path := filepath.Join(t.ArtifactDir(), "chaos.tsv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Error(err)
 	}
 }
 
