@@ -27,8 +27,8 @@ import (
 // The chaos run's load: chaosMembers users in group "all", one device
 // publishing group messages every chaosGroupEvery, another sending a
 // direct message every chaosDirectEvery to one of chaosDirectTargets
-// members in turn (every tenth member: each gets one every 1.5 s, enough
-// to check their order).
+// members in turn (every tenth member: each gets one every 1.5 s at full
+// pace, enough to check their order).
 const (
 	chaosMembers       = 300
 	chaosDirectTargets = 30
@@ -70,13 +70,6 @@ var chaosSchedule = []fault{
 	{40 * time.Second, "cont", "group-home"},
 }
 
-// chaosNode is one pushring node process of the chaos run.
-type chaosNode struct {
-	*daemon
-	p    *proc    // id and addresses, for the cluster's API helpers
-	base []string // its flags but --join
-}
-
 // TestChaos: durable QoS 1 under faults. Three pushring nodes run on a
 // cluster of three NATS servers (separate processes, JetStream R3, each
 // node signing in with its own nkey and the permissions natsauth gives
@@ -95,107 +88,22 @@ type chaosNode struct {
 // messages sent and acknowledged, lost and duplicate deliveries, first
 // deliveries out of order, the time from the fault to each disconnected
 // client's first delivery after it reconnected, and the longest silence a
-// member saw; then the total. It fails if anything acknowledged is lost
-// or out of order.
+// member saw; then the total. A message counts in the window it was made
+// in: one made just before a fault and lost by it counts in the window
+// before. It fails if anything acknowledged is lost or out of order.
+// With go test -artifacts it keeps chaos.tsv (one line per message) and
+// the servers' logs. It takes about 100 s, 25 of them setting up (300
+// users created and logged in: two argon2 hashes each).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the chaos run takes minutes")
 	}
-	began := time.Now()
-	epoch := began // every time below is measured since it
-	bin := pushringBinary(t)
-
-	// Each node's nkey first: the NATS servers' authorization lists them.
-	const clusterName = "pushring"
-	ids := []string{"n1", "n2", "n3"}
-	dirs := make([]string, len(ids))
-	var keys []natsauth.Key
-	for i, id := range ids {
-		dirs[i] = t.TempDir()
-		kp, _, err := natsauth.LoadOrCreateSeed(filepath.Join(dirs[i], "nats.nk"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, _ := kp.PublicKey()
-		keys = append(keys, natsauth.Key{NodeID: id, PublicKey: pub})
-	}
-	ns := startNATSCluster(t, 3, clusterName, keys)
-	var urls []string
-	for _, s := range ns {
-		urls = append(urls, s.url())
-	}
-
-	c := &cluster{t: t}
-	nodes := make([]*chaosNode, len(ids))
-	for i, id := range ids {
-		p := &proc{id: id, mqtt: freeAddr(t), http: freeAddr(t), gossip: freeAddr(t)}
-		dir := dirs[i]
-		adminFile := filepath.Join(dir, "admin.key")
-		if err := os.WriteFile(adminFile, []byte(adminKey+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		base := []string{"--node-id", id, "--data-dir", dir, "--admin-key-file", adminFile,
-			"--nats-url", strings.Join(urls, ","), "--kv-replicas", "3", "--cluster", clusterName,
-			"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip,
-			"--gossip-key-file", writeKeyFile(t, dir, clusterKey),
-			"--log-level", "info", "--login-rate", "-1"} // the test logs in many users from one address
-		nodes[i] = &chaosNode{daemon: newDaemon(t, id, bin, dir), p: p, base: base}
-	}
-	// With go test -artifacts, the servers' logs are kept.
-	t.Cleanup(func() {
-		var logs []string
-		for _, s := range ns {
-			logs = append(logs, s.log)
-		}
-		for _, n := range nodes {
-			logs = append(logs, n.log)
-		}
-		for _, l := range logs {
-			if b, err := os.ReadFile(l); err == nil {
-				os.WriteFile(filepath.Join(t.ArtifactDir(), filepath.Base(l)), b, 0o600)
-			}
-		}
-	})
-	byID := map[string]*chaosNode{}
-	var procs []*proc
-	for _, n := range nodes {
-		byID[n.p.id] = n
-		procs = append(procs, n.p)
-	}
-	// startNode (re)starts n, joining the nodes that run, and waits until
-	// it is ready and every running node sees the whole cluster.
-	startNode := func(n *chaosNode) {
-		t.Helper()
-		var join []string
-		for _, o := range nodes {
-			if o != n && o.running() && !o.stopped {
-				join = append(join, o.p.gossip)
-			}
-		}
-		n.args = slices.Clone(n.base)
-		if len(join) > 0 {
-			n.args = append(n.args, "--join", strings.Join(join, ","))
-		}
-		before := n.logCount(`msg="pushring node started"`)
-		n.start(t)
-		testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-			if !n.running() {
-				b, _ := os.ReadFile(n.log)
-				t.Fatalf("%s exited:\n%s", n.name, tail(b, 3000))
-			}
-			if n.logCount(`msg="pushring node started"`) == before {
-				return fmt.Errorf("%s has not started yet", n.name)
-			}
-			return httpOK("http://" + n.p.http + "/readyz")
-		})
-	}
-	for _, n := range nodes {
-		startNode(n)
-	}
-	c.waitRing(procs, len(procs))
+	epoch := time.Now() // every time below is measured since it
+	cc := newChaosCluster(t, 3)
+	c, nodes := cc.c, cc.nodes
 
 	// Roles: the group's owner, and publishers homed on the two others.
-	r := ring.New(ids, ring.DefaultConfig())
+	r := ring.New(cc.ids(), ring.DefaultConfig())
 	owner := r.GroupOwner("all")
 	pick := func(prefix string, not ...string) string {
 		for i := 0; ; i++ {
@@ -207,7 +115,7 @@ func TestChaos(t *testing.T) {
 	}
 	gpub := pick("gpub", owner)
 	dpub := pick("dpub", owner, r.Home(gpub))
-	roles := map[string]string{"owner": owner, "group-home": r.Home(gpub), "direct-home": r.Home(dpub)}
+	cc.roles = map[string]string{"owner": owner, "group-home": r.Home(gpub), "direct-home": r.Home(dpub)}
 	for _, id := range []string{gpub, dpub} {
 		if got := c.home(nodes[0].p, id); got != r.Home(id) {
 			t.Fatalf("the cluster homes %s on %s, the test's ring on %s: the ring settings differ", id, got, r.Home(id))
@@ -225,38 +133,21 @@ func TestChaos(t *testing.T) {
 		return nil
 	})
 	members := connectChaosMembers(t, c, nodes, epoch)
-	devKey := func(id string) string {
-		var d struct {
-			Key string `json:"key"`
-		}
-		c.mustAPI(nodes[0].p, "POST", "/v1/devices", map[string]any{"id": id}, &d)
-		c.mustAPI(nodes[0].p, "PUT", "/v1/groups/all/publishers/"+id, nil, nil)
-		return d.Key
-	}
-	addrsFrom := func(home string) []string {
-		out := []string{byID[home].p.mqtt}
-		for _, n := range nodes {
-			if n.p.id != home {
-				out = append(out, n.p.mqtt)
-			}
-		}
-		return out
-	}
 	warmUp(t, c, nodes[0].p, members)
 	homes := map[string]int{}
 	for _, m := range members {
 		homes[r.Home(m.id)]++
 	}
 	t.Logf("chaos: setup %v: NATS %s; owner of the group %s, group publisher %s on %s (%v a message), direct publisher %s on %s (%v a message); members homed %v",
-		time.Since(began).Round(time.Millisecond), strings.Join(urls, ","), owner, gpub, roles["group-home"], chaosGroupEvery,
-		dpub, roles["direct-home"], chaosDirectEvery, homes)
+		time.Since(epoch).Round(time.Millisecond), strings.Join(cc.urls, ","), owner, gpub, cc.roles["group-home"], chaosGroupEvery,
+		dpub, cc.roles["direct-home"], chaosDirectEvery, homes)
 
 	// Traffic.
-	group := &qos1Publisher{name: gpub, clientID: gpub + "-dev", user: gpub, password: devKey(gpub),
-		addrs: addrsFrom(roles["group-home"]), every: chaosGroupEvery, epoch: epoch,
+	group := &qos1Publisher{name: gpub, clientID: gpub + "-dev", user: gpub, password: cc.device(gpub),
+		addrs: cc.mqttAddrs(cc.roles["group-home"]), every: chaosGroupEvery, epoch: epoch,
 		message: func(seq int) (string, string) { return "/group/all", "g " + strconv.Itoa(seq) }}
-	direct := &qos1Publisher{name: dpub, clientID: dpub + "-dev", user: dpub, password: devKey(dpub),
-		addrs: addrsFrom(roles["direct-home"]), every: chaosDirectEvery, epoch: epoch,
+	direct := &qos1Publisher{name: dpub, clientID: dpub + "-dev", user: dpub, password: cc.device(dpub),
+		addrs: cc.mqttAddrs(cc.roles["direct-home"]), every: chaosDirectEvery, epoch: epoch,
 		message: func(seq int) (string, string) {
 			return "/private/" + members[directTarget(seq)].id, "d " + strconv.Itoa(seq)
 		}}
@@ -283,94 +174,7 @@ func TestChaos(t *testing.T) {
 	t0 := time.Now()
 
 	// Faults.
-	natsByName := map[string]*natsServer{}
-	for _, s := range ns {
-		natsByName[s.name] = s
-	}
-	stoppedAt := map[string]time.Time{}
-	others := func(n *chaosNode) []*proc {
-		var out []*proc
-		for _, o := range nodes {
-			if o != n {
-				out = append(out, o.p)
-			}
-		}
-		return out
-	}
-	events := runFaults(t, t0, chaosSchedule, func(f fault) (string, string) {
-		name, ok := roles[f.target]
-		if !ok && f.target == "nats:leader" {
-			for _, s := range ns {
-				if s.running() && !s.stopped {
-					l, err := s.metaLeader()
-					if err == nil && l != "" {
-						name = l
-						break
-					}
-				}
-			}
-			roles[f.target] = name
-		} else if !ok {
-			name = f.target
-		}
-		at := time.Now()
-		since := func() string { return time.Since(at).Round(time.Millisecond).String() }
-		if s := natsByName[name]; s != nil {
-			switch f.action {
-			case "kill9":
-				s.signal(t, syscall.SIGKILL)
-				s.waitExit(t, 5*time.Second)
-				return name, ""
-			case "term":
-				s.signal(t, syscall.SIGTERM)
-				s.waitExit(t, 30*time.Second)
-				return name, "exited after " + since()
-			case "stop":
-				s.signal(t, syscall.SIGSTOP)
-				return name, ""
-			case "cont":
-				s.signal(t, syscall.SIGCONT)
-			case "start":
-				s.start(t)
-			default:
-				t.Fatalf("unknown action %q", f.action)
-			}
-			waitJetStream(t, ns, 60*time.Second)
-			return name, "JetStream healthy after " + since()
-		}
-		n := byID[name]
-		if n == nil {
-			t.Fatalf("fault %v: no node or NATS server %q", f, name)
-		}
-		switch f.action {
-		case "kill9":
-			n.signal(t, syscall.SIGKILL)
-			n.waitExit(t, 5*time.Second)
-			c.waitRing(others(n), len(nodes)-1)
-			return name, "declared dead after " + since()
-		case "term":
-			n.signal(t, syscall.SIGTERM)
-			n.waitExit(t, 30*time.Second)
-			return name, "exited after " + since()
-		case "stop":
-			n.signal(t, syscall.SIGSTOP)
-			stoppedAt[name] = at
-			return name, ""
-		case "cont":
-			c.waitRing(others(n), len(nodes)-1)
-			dead := time.Since(stoppedAt[name])
-			n.signal(t, syscall.SIGCONT)
-			c.waitRing(procs, len(nodes))
-			return name, fmt.Sprintf("declared dead %v after SIGSTOP, whole again %s after SIGCONT",
-				dead.Round(time.Millisecond), since())
-		case "start":
-			startNode(n)
-			c.waitRing(procs, len(nodes))
-			return name, "ready and in the ring after " + since()
-		}
-		t.Fatalf("unknown action %q", f.action)
-		return "", ""
-	})
+	events := runFaults(t, t0, chaosSchedule, cc.apply)
 	time.Sleep(chaosTail) // traffic after the last fault, by the clock: the load is what is measured
 	trafficEnd := time.Since(epoch)
 	stopTraffic()
@@ -379,7 +183,7 @@ func TestChaos(t *testing.T) {
 	grecs, drecs := group.records(), direct.records()
 	settleFrom := time.Now()
 	for time.Since(settleFrom) < chaosSettle {
-		if n, _ := chaosMissing(members, grecs, drecs); n == 0 {
+		if n, _ := chaosMissing(members, grecs, drecs, 0); n == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -401,7 +205,6 @@ func TestChaos(t *testing.T) {
 		conns = append(conns, fmt.Sprintf("%s=%v", n.p.id, metricValue(n.p, "pushring_mqtt_connections")))
 	}
 	t.Logf("chaos: MQTT connections at the end (members and devices): %s", strings.Join(conns, " "))
-
 	chaosDump(t, members, t0d, map[string][]pubRecord{"g": grecs, "d": drecs})
 
 	// The harness did what it says: traffic flowed and the faults hit.
@@ -416,7 +219,7 @@ func TestChaos(t *testing.T) {
 		t.Errorf("%d deliveries were not for the member that got them, or unreadable", total.strays)
 	}
 	if total.lost > 0 {
-		_, sample := chaosMissing(members, grecs, drecs)
+		_, sample := chaosMissing(members, grecs, drecs, t0d)
 		t.Errorf("%d acknowledged member deliveries lost (group %d, direct %d), for example %s",
 			total.lost, total.lostG, total.lostD, sample)
 	}
@@ -425,11 +228,257 @@ func TestChaos(t *testing.T) {
 	}
 }
 
-// chaosDump writes chaos.tsv into the test's artifact directory (kept
-// with go test -artifacts): one line per message with the times (since
-// the traffic started) it was made and acknowledged, how often it was
-// sent, how many of its recipients never got it and how many copies they
-// got in all.
+// chaosCluster is n pushring nodes (separate processes) on a cluster of
+// three NATS servers (separate processes), and what the fault schedule
+// does to them.
+type chaosCluster struct {
+	t     *testing.T
+	c     *cluster // the API helpers
+	nats  []*natsServer
+	urls  []string
+	nodes []*chaosNode
+	procs []*proc
+	// roles maps a schedule's target names to node or server names.
+	roles     map[string]string
+	stoppedAt map[string]time.Time
+}
+
+// chaosNode is one pushring node process of the chaos run.
+type chaosNode struct {
+	*daemon
+	p    *proc    // id and addresses, for the cluster's API helpers
+	base []string // its flags but --join
+}
+
+// newChaosCluster starts three NATS servers, then n nodes n1…n<n> on them
+// (KV replicas 3, one gossip key, each its own nkey and data dir), and
+// waits until every node sees all n.
+func newChaosCluster(t *testing.T, n int) *chaosCluster {
+	t.Helper()
+	cc := &chaosCluster{t: t, c: &cluster{t: t}, roles: map[string]string{}, stoppedAt: map[string]time.Time{}}
+	bin := pushringBinary(t)
+	// Each node's nkey first: the NATS servers' authorization lists them.
+	const clusterName = "pushring"
+	dirs := make([]string, n)
+	var keys []natsauth.Key
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+		kp, _, err := natsauth.LoadOrCreateSeed(filepath.Join(dirs[i], "nats.nk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		keys = append(keys, natsauth.Key{NodeID: "n" + strconv.Itoa(i+1), PublicKey: pub})
+	}
+	cc.nats = startNATSCluster(t, 3, clusterName, keys)
+	for _, s := range cc.nats {
+		cc.urls = append(cc.urls, s.url())
+	}
+	for i, dir := range dirs {
+		id := keys[i].NodeID
+		p := &proc{id: id, mqtt: freeAddr(t), http: freeAddr(t), gossip: freeAddr(t)}
+		adminFile := filepath.Join(dir, "admin.key")
+		if err := os.WriteFile(adminFile, []byte(adminKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		base := []string{"--node-id", id, "--data-dir", dir, "--admin-key-file", adminFile,
+			"--nats-url", strings.Join(cc.urls, ","), "--kv-replicas", "3", "--cluster", clusterName,
+			"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip,
+			"--gossip-key-file", writeKeyFile(t, dir, clusterKey),
+			"--log-level", "info", "--login-rate", "-1"} // the test logs in many users from one address
+		cc.nodes = append(cc.nodes, &chaosNode{daemon: newDaemon(t, id, bin, dir), p: p, base: base})
+		cc.procs = append(cc.procs, p)
+	}
+	// With go test -artifacts, the servers' logs are kept.
+	t.Cleanup(func() {
+		var logs []string
+		for _, s := range cc.nats {
+			logs = append(logs, s.log)
+		}
+		for _, n := range cc.nodes {
+			logs = append(logs, n.log)
+		}
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil {
+				os.WriteFile(filepath.Join(t.ArtifactDir(), filepath.Base(l)), b, 0o600)
+			}
+		}
+	})
+	for _, n := range cc.nodes {
+		cc.startNode(n)
+	}
+	cc.c.waitRing(cc.procs, n)
+	return cc
+}
+
+func (cc *chaosCluster) ids() []string {
+	var out []string
+	for _, n := range cc.nodes {
+		out = append(out, n.p.id)
+	}
+	return out
+}
+
+func (cc *chaosCluster) node(id string) *chaosNode {
+	for _, n := range cc.nodes {
+		if n.p.id == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// others are the nodes but n.
+func (cc *chaosCluster) others(n *chaosNode) []*proc {
+	var out []*proc
+	for _, o := range cc.nodes {
+		if o != n {
+			out = append(out, o.p)
+		}
+	}
+	return out
+}
+
+// mqttAddrs is every node's MQTT address, home's first.
+func (cc *chaosCluster) mqttAddrs(home string) []string {
+	out := []string{cc.node(home).p.mqtt}
+	for _, n := range cc.nodes {
+		if n.p.id != home {
+			out = append(out, n.p.mqtt)
+		}
+	}
+	return out
+}
+
+// device creates device id, a publisher of group "all", and returns its key.
+func (cc *chaosCluster) device(id string) string {
+	var d struct {
+		Key string `json:"key"`
+	}
+	via := cc.nodes[0].p
+	cc.c.mustAPI(via, "POST", "/v1/devices", map[string]any{"id": id}, &d)
+	cc.c.mustAPI(via, "PUT", "/v1/groups/all/publishers/"+id, nil, nil)
+	return d.Key
+}
+
+// startNode (re)starts n, joining the nodes that run, and waits until it
+// is ready.
+func (cc *chaosCluster) startNode(n *chaosNode) {
+	t := cc.t
+	t.Helper()
+	var join []string
+	for _, o := range cc.nodes {
+		if o != n && o.running() && !o.stopped {
+			join = append(join, o.p.gossip)
+		}
+	}
+	n.args = slices.Clone(n.base)
+	if len(join) > 0 {
+		n.args = append(n.args, "--join", strings.Join(join, ","))
+	}
+	before := n.logCount(`msg="pushring node started"`)
+	n.start(t)
+	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if !n.running() {
+			b, _ := os.ReadFile(n.log)
+			t.Fatalf("%s exited:\n%s", n.name, tail(b, 3000))
+		}
+		if n.logCount(`msg="pushring node started"`) == before {
+			return fmt.Errorf("%s has not started yet", n.name)
+		}
+		return httpOK("http://" + n.p.http + "/readyz")
+	})
+}
+
+// resolve maps a schedule target to a node or NATS server name (see
+// chaosSchedule), remembering what a role resolved to.
+func (cc *chaosCluster) resolve(target string) string {
+	if name, ok := cc.roles[target]; ok {
+		return name
+	}
+	if target != "nats:leader" {
+		return target
+	}
+	for _, s := range cc.nats {
+		if s.running() && !s.stopped {
+			if l, err := s.metaLeader(); err == nil && l != "" {
+				cc.roles[target] = l
+				return l
+			}
+		}
+	}
+	cc.t.Fatal("no NATS server names a JetStream meta leader")
+	return ""
+}
+
+// apply does one step of a fault schedule (see fault) and returns the
+// name of its target and what it observed.
+func (cc *chaosCluster) apply(f fault) (string, string) {
+	t := cc.t
+	t.Helper()
+	name := cc.resolve(f.target)
+	at := time.Now()
+	since := func() string { return time.Since(at).Round(time.Millisecond).String() }
+	for _, s := range cc.nats {
+		if s.name != name {
+			continue
+		}
+		switch f.action {
+		case "kill9":
+			s.signal(t, syscall.SIGKILL)
+			s.waitExit(t, 5*time.Second)
+			return name, ""
+		case "term":
+			s.signal(t, syscall.SIGTERM)
+			s.waitExit(t, 30*time.Second)
+			return name, "exited after " + since()
+		case "stop":
+			s.signal(t, syscall.SIGSTOP)
+			return name, ""
+		case "cont":
+			s.signal(t, syscall.SIGCONT)
+		case "start":
+			s.start(t)
+		default:
+			t.Fatalf("unknown action %q", f.action)
+		}
+		waitJetStream(t, cc.nats, 60*time.Second)
+		return name, "JetStream healthy after " + since()
+	}
+	n := cc.node(name)
+	if n == nil {
+		t.Fatalf("fault %v: no node or NATS server %q", f, name)
+	}
+	switch f.action {
+	case "kill9":
+		n.signal(t, syscall.SIGKILL)
+		n.waitExit(t, 5*time.Second)
+		cc.c.waitRing(cc.others(n), len(cc.nodes)-1)
+		return name, "declared dead after " + since()
+	case "term":
+		n.signal(t, syscall.SIGTERM)
+		n.waitExit(t, 30*time.Second)
+		return name, "exited after " + since()
+	case "stop":
+		n.signal(t, syscall.SIGSTOP)
+		cc.stoppedAt[name] = at
+		return name, ""
+	case "cont":
+		cc.c.waitRing(cc.others(n), len(cc.nodes)-1)
+		dead := time.Since(cc.stoppedAt[name])
+		n.signal(t, syscall.SIGCONT)
+		cc.c.waitRing(cc.procs, len(cc.nodes))
+		return name, fmt.Sprintf("declared dead %v after SIGSTOP, whole again %s after SIGCONT",
+			dead.Round(time.Millisecond), since())
+	case "start":
+		cc.startNode(n)
+		cc.c.waitRing(cc.procs, len(cc.nodes))
+		return name, "ready and in the ring after " + since()
+	}
+	t.Fatalf("unknown action %q", f.action)
+	return "", ""
+}
+
 func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[string][]pubRecord) {
 	missing := map[string][]int{"g": make([]int, len(recs["g"])), "d": make([]int, len(recs["d"]))}
 	copies := map[string][]int{"g": make([]int, len(recs["g"])), "d": make([]int, len(recs["d"]))}
@@ -680,8 +729,8 @@ func warmUp(t *testing.T, c *cluster, p *proc, ms []*chaosMember) {
 }
 
 // chaosMissing counts acknowledged member deliveries not (yet) made and
-// describes the first few.
-func chaosMissing(ms []*chaosMember, grecs, drecs []pubRecord) (int, string) {
+// describes the first few (times since t0).
+func chaosMissing(ms []*chaosMember, grecs, drecs []pubRecord, t0 time.Duration) (int, string) {
 	n := 0
 	var sample []string
 	note := func(s string) {
@@ -694,12 +743,12 @@ func chaosMissing(ms []*chaosMember, grecs, drecs []pubRecord) (int, string) {
 		m.mu.Lock()
 		for seq, r := range grecs {
 			if r.acked != 0 && (seq >= len(m.gseen) || !m.gseen[seq]) {
-				note(fmt.Sprintf("%s lacks g %d (made %v)", m.id, seq, r.made.Round(time.Millisecond)))
+				note(fmt.Sprintf("%s lacks g %d (made at %v)", m.id, seq, (r.made - t0).Round(time.Millisecond)))
 			}
 		}
 		for seq, r := range drecs {
 			if r.acked != 0 && directTarget(seq) == m.idx && !m.dseen[int32(seq)] {
-				note(fmt.Sprintf("%s lacks d %d (made %v)", m.id, seq, r.made.Round(time.Millisecond)))
+				note(fmt.Sprintf("%s lacks d %d (made at %v)", m.id, seq, (r.made - t0).Round(time.Millisecond)))
 			}
 		}
 		m.mu.Unlock()
