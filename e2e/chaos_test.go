@@ -572,8 +572,13 @@ type arrival struct {
 }
 
 func (m *chaosMember) onMessage(_ mqtt.Client, msg mqtt.Message) {
-	at := time.Since(m.epoch)
-	b := msg.Payload()
+	m.receive(msg.Topic(), msg.Payload(), time.Since(m.epoch))
+}
+
+// receive records a delivery of payload b on topic at at: "g <n>" on the
+// member's group topic, "d <n>" on its private topic if direct message n
+// is for it; anything else is a stray.
+func (m *chaosMember) receive(topic string, b []byte, at time.Duration) {
 	var kind byte
 	seq := -1
 	if len(b) > 2 && b[1] == ' ' {
@@ -582,7 +587,6 @@ func (m *chaosMember) onMessage(_ mqtt.Client, msg mqtt.Message) {
 			seq = n
 		}
 	}
-	topic := msg.Topic()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -958,4 +962,83 @@ func (w *chaosWindow) line() string {
 		fmt.Fprintf(&b, "; longest silence max=%s p50=%s", r(w.stalls[len(w.stalls)-1]), r(w.stalls[len(w.stalls)/2]))
 	}
 	return b.String()
+}
+
+// TestChaosAnalyze: the chaos report's arithmetic on a made-up run. Two
+// members; six group messages (g3 never acknowledged) and two direct ones,
+// one per member; a fault at 10 s. Member m000 misses g3 (not owed), gets
+// g4 twice and its direct message; m010 gets g2 before g1 (out of order),
+// never g4 (lost, in the fault's window) and not its direct message
+// (lost), but m000's (a stray). m010 is disconnected at 11 s, reconnects at 12 s and gets its
+// next message at 13 s: 3 s after the fault.
+func TestChaosAnalyze(t *testing.T) {
+	s := time.Second
+	rec := func(made time.Duration, acked bool) pubRecord {
+		r := pubRecord{made: made}
+		if acked {
+			r.acked = made + 10*time.Millisecond
+		}
+		return r
+	}
+	grecs := []pubRecord{rec(1*s, true), rec(2*s, true), rec(3*s, true), rec(4*s, false), rec(11*s, true), rec(12*s, true)}
+	drecs := []pubRecord{rec(5*s, true), rec(14*s, true)} // for members 0 and 10
+	member := func(idx int) *chaosMember {
+		id := fmt.Sprintf("m%03d", idx)
+		return &chaosMember{id: id, idx: idx, private: "/private/" + id, groupTopic: "/private/" + id + "/group/all", dseen: map[int32]bool{}}
+	}
+	a, b := member(0), member(10)
+	for _, d := range []struct {
+		m       *chaosMember
+		group   bool
+		payload string
+		at      time.Duration
+	}{
+		{a, true, "g 0", 1 * s}, {a, true, "g 1", 2 * s}, {a, true, "g 2", 3 * s}, {a, false, "d 0", 5 * s},
+		{a, true, "g 4", 11 * s}, {a, true, "g 4", 11 * s}, {a, true, "g 5", 12 * s},
+		{b, true, "g 0", 1 * s}, {b, true, "g 2", 3 * s}, {b, true, "g 1", 4 * s}, {b, true, "g 5", 13 * s},
+		{b, false, "d 0", 6 * s}, // for m000: a stray
+		{b, true, "w 1", 0},      // a warm-up message: not counted
+	} {
+		topic := d.m.private
+		if d.group {
+			topic = d.m.groupTopic
+		}
+		d.m.receive(topic, []byte(d.payload), d.at)
+	}
+	b.lost, b.conns = []time.Duration{11 * s}, []time.Duration{0, 12 * s}
+	if directTarget(0) != 0 || directTarget(1) != 10 {
+		t.Fatalf("directTarget(0), (1) = %d, %d, want 0, 10", directTarget(0), directTarget(1))
+	}
+	events := []faultEvent{{fault: fault{action: "kill9", target: "owner"}, resolved: "n1", began: 10 * s}}
+	wins := chaosWindows(events, 0, 20*s)
+	total := chaosAnalyze([]*chaosMember{a, b}, grecs, drecs, wins)
+	type counts struct{ gMade, gAcked, dMade, dAcked, lostG, lostD, dup, reordered, affected int }
+	got := func(w *chaosWindow) counts {
+		return counts{w.gMade, w.gAcked, w.dMade, w.dAcked, w.lostG, w.lostD, w.dup, w.reordered, w.affected}
+	}
+	for _, tc := range []struct {
+		w    *chaosWindow
+		want counts
+	}{
+		{wins[0], counts{gMade: 4, gAcked: 3, dMade: 1, dAcked: 1, reordered: 1}},
+		{wins[1], counts{gMade: 2, gAcked: 2, dMade: 1, dAcked: 1, lostG: 1, lostD: 1, dup: 1, affected: 1}},
+		{total, counts{gMade: 6, gAcked: 5, dMade: 2, dAcked: 2, lostG: 1, lostD: 1, dup: 1, reordered: 1}},
+	} {
+		if g := got(tc.w); g != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.w.name, g, tc.want)
+		}
+	}
+	if total.lost != 2 || total.strays != 1 {
+		t.Errorf("total lost %d, strays %d, want 2 and 1", total.lost, total.strays)
+	}
+	if !slices.Equal(wins[1].firsts, []time.Duration{3 * s}) {
+		t.Errorf("first deliveries after reconnect %v, want [3s]", wins[1].firsts)
+	}
+	if n, sample := chaosMissing([]*chaosMember{a, b}, grecs, drecs, 0); n != 2 {
+		t.Errorf("chaosMissing: %d (%s), want 2", n, sample)
+	}
+	if line := wins[1].line(); !strings.HasPrefix(line, "kill9 n1 (owner) at 10s: lost=2 (group 1, direct 1) dup=1 reordered=0;") ||
+		!strings.Contains(line, "reconnect_first_delivery max=3s") {
+		t.Errorf("report line %q", line)
+	}
 }
