@@ -616,7 +616,7 @@ func connectChaosMembers(t *testing.T, c *cluster, nodes []*chaosNode, epoch tim
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4) // argon2 costs 19 MiB and ~50 ms per call
 	errs := make(chan error, chaosMembers)
-	var stale atomic.Int64
+	var stale retries
 	for i := range out {
 		wg.Go(func() {
 			sem <- struct{}{}
@@ -690,22 +690,30 @@ func connectChaosMembers(t *testing.T, c *cluster, nodes []*chaosNode, epoch tim
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if n := stale.Load(); n > 0 {
-		t.Logf("chaos: %d admin or login calls right after a user was created failed and were tried again", n)
+	if n := stale.n.Load(); n > 0 {
+		first, _ := stale.first.Load().(string)
+		t.Logf("chaos: %d admin or login calls right after a user was created failed and were tried again; the first: %s", n, first)
 	}
 	return out
 }
 
-// retried calls fn until it succeeds, for up to 10 s, counting in n the
-// calls that failed.
-func retried(n *atomic.Int64, fn func() error) error {
+// retries counts the failed calls of retried and keeps the first error.
+type retries struct {
+	n     atomic.Int64
+	first atomic.Value // string
+}
+
+// retried calls fn until it succeeds, for up to 10 s, counting the calls
+// that failed in r.
+func retried(r *retries, fn func() error) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := fn()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		n.Add(1)
+		r.n.Add(1)
+		r.first.CompareAndSwap(nil, err.Error())
 		time.Sleep(50 * time.Millisecond)
 	}
 }
