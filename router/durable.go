@@ -366,10 +366,7 @@ func (s *Server) positionLoop() {
 		for i, sess := range list {
 			sess.mu.Lock()
 			if !sess.ringAt.IsZero() && now.After(sess.ringAt) {
-				// The ring settled: replay what may have gone to a
-				// node that no longer (or not yet) delivered here.
-				sess.floor = min(sess.floor, sess.ringFloor)
-				sess.ringFloor, sess.ringAt = noFloor, time.Time{}
+				sess.ringSettled()
 			}
 			pos, save := sess.tickPosition()
 			if !sess.replaying && !sess.removed && sess.floor != noFloor && sess.conn != nil {
@@ -388,10 +385,12 @@ func (s *Server) positionLoop() {
 // RingChanged is the node's word that the hash ring changed: homes moved,
 // and until every node's view and attach records settle, a message may
 // go to a node that does not deliver it here. Each durable session
-// remembers its position now and, RingSettle after the last change,
-// replays the journal from there (connected sessions at once, offline
-// ones when they come back); the recent-id window and the session's
-// queue drop what it already had. Goroutine-safe.
+// remembers its position before the change and parks the stored
+// messages that come; RingSettle after the last change it replays the
+// journal from that position, then the parked messages, so what went
+// astray arrives in order with the rest (connected sessions at once,
+// offline ones when they come back). What it was sent since the change
+// is not sent again. Goroutine-safe.
 func (s *Server) RingChanged() {
 	if s.sessStore == nil {
 		return
@@ -417,6 +416,26 @@ func (s *Server) RingChanged() {
 			}
 		}
 		sess.mu.Unlock()
+	}
+}
+
+// ringSettled ends a ring change's wait: the session replays what may
+// have gone to a node that no longer (or not yet) delivered here, from
+// its position before the change, then what it parked meanwhile
+// (connected: at once, through positionLoop; offline: the parked
+// messages are queued now and the replay waits for the client). s.mu
+// held.
+func (s *session) ringSettled() {
+	s.floor = min(s.floor, s.ringFloor)
+	s.ringFloor, s.ringAt = noFloor, time.Time{}
+	if s.conn != nil || s.replaying {
+		return
+	}
+	parked := s.parked
+	s.parked, s.parkOverflow = nil, false
+	slices.SortFunc(parked, func(a, b *message.Message) int { return cmpSeq(a.Seq, b.Seq) })
+	for _, m := range parked {
+		s.offerLocked(m, nil)
 	}
 }
 

@@ -119,13 +119,14 @@ func (s *session) deliver(m *message.Message, hc *holdCtx) {
 	s.deliverLocked(m, hc)
 }
 
-// deliverLocked is deliver with s.mu held; during a replay, stored
-// messages wait behind the journal's (durable.go).
+// deliverLocked is deliver with s.mu held; during a replay, and while
+// one is due after a ring change, stored messages wait behind the
+// journal's (durable.go).
 func (s *session) deliverLocked(m *message.Message, hc *holdCtx) {
 	if s.removed {
 		return
 	}
-	if s.replaying && m.Seq != 0 {
+	if (s.replaying || !s.ringAt.IsZero()) && m.Seq != 0 {
 		s.park(m)
 		return
 	}
