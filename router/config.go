@@ -213,8 +213,9 @@ type Config struct {
 
 	// PositionInterval is how often the positions of durable sessions
 	// are computed and saved (durable.go): a session that reconnects
-	// elsewhere after its node died is replayed from at most about two
-	// intervals back (duplicates, never losses). Default 1 s.
+	// elsewhere after its node died is replayed from about five
+	// intervals back (posHistory ticks, then the batched write):
+	// duplicates, never losses. Default 1 s.
 	PositionInterval time.Duration
 	// RingSettle is how long after the last change of the hash ring
 	// durable sessions replay the journal from their position at the

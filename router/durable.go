@@ -36,9 +36,10 @@ import (
 // The position is computed, not counted: the lowest sequence still
 // queued or in flight, less one, or, with nothing pending, the highest
 // sequence the session was offered. Messages reach a node out of
-// sequence order (publishers on other nodes), so a position is saved one
-// tick (PositionInterval) after it was computed, when anything with a
-// lower sequence has long arrived; a replay from a lagging position only
+// sequence order (publishers on other nodes, a ring that is changing),
+// so the position saved is the lowest of the last posHistory ticks
+// (PositionInterval), when anything with a lower sequence has long
+// arrived or was replayed; a replay from a lagging position only
 // repeats messages.
 
 // SessionStore keeps persistent sessions beyond this node's memory. The
@@ -318,20 +319,21 @@ const noFloor = ^uint64(0)
 // posHistory is how many ticks of positions a session keeps: a ring
 // change replays from the oldest, since the nodes see the change at
 // different moments and a message may have missed this one before it
-// saw it.
+// saw it; and the position saved is the oldest too.
 const posHistory = 4
 
-// tickPosition computes the position and returns the one computed a tick
-// ago, if it advanced past what was saved (save: true). s.mu held.
+// tickPosition computes the position and returns the lowest of the last
+// posHistory ticks, if it advanced past what was saved (save: true): a
+// saved position is never above what a ring change's replay would start
+// from, so a session that moves to another node meanwhile replays as
+// much from there. s.mu held.
 func (s *session) tickPosition() (pos uint64, save bool) {
 	if s.replaying {
 		return 0, false
 	}
-	w := s.position()
 	s.histAt = (s.histAt + 1) % posHistory
-	prev := s.hist[(s.histAt+posHistory-1)%posHistory]
-	s.hist[s.histAt] = w
-	pos = min(w, prev)
+	s.hist[s.histAt] = s.position()
+	pos = slices.Min(s.hist[:])
 	if pos > s.pos {
 		s.pos = pos
 		return pos, true
@@ -449,7 +451,7 @@ func (s *Server) savePositionsNow() {
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
 		if !sess.clean && !sess.replaying {
-			w := min(sess.position(), sess.hist[sess.histAt])
+			w := min(sess.position(), slices.Min(sess.hist[:]))
 			if w > sess.pos {
 				sess.pos = w
 				st.SavePosition(sess.principal, sess.clientID, sess.gen, w)
