@@ -205,6 +205,13 @@ func TestChaos(t *testing.T) {
 		conns = append(conns, fmt.Sprintf("%s=%v", n.p.id, metricValue(n.p, "pushring_mqtt_connections")))
 	}
 	t.Logf("chaos: MQTT connections at the end (members and devices): %s", strings.Join(conns, " "))
+	for _, n := range nodes {
+		var parts []string
+		for _, m := range []string{"pushring_fanout_resent_total", "pushring_fanout_ack_timeouts_total", "pushring_session_replays_total", "pushring_session_replayed_total", "pushring_queue_dropped_total", "pushring_fanout_hold_timeouts_total", "pushring_session_kicked_total", "pushring_mqtt_slow_sessions_total"} {
+			parts = append(parts, fmt.Sprintf("%s=%v", strings.TrimPrefix(m, "pushring_"), metricValue(n.p, m)))
+		}
+		t.Logf("DEBUG %s %s", n.p.id, strings.Join(parts, " "))
+	}
 	chaosDump(t, members, t0d, map[string][]pubRecord{"g": grecs, "d": drecs})
 
 	// The harness did what it says: traffic flowed and the faults hit.

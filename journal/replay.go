@@ -89,6 +89,26 @@ func (j *Journal) Replay(ctx context.Context, from uint64, principal string, gro
 	return first, last, err
 }
 
+// ReplayAll calls fn, in stream order, for every stored message with a
+// sequence from from up to last, the stream's last sequence when
+// ReplayAll began: one read of the journal that a node hands to all its
+// sessions at once (after a ring change). fn may keep the message; an
+// error from fn stops the replay and is returned.
+func (j *Journal) ReplayAll(ctx context.Context, from uint64,
+	fn func(seq uint64, m *message.Message) error) (last uint64, err error) {
+	j.m.replays.Add(1)
+	_, last, err = j.Bounds(ctx)
+	if err != nil || last == 0 || from > last {
+		return last, err
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{j.prefix + ">"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    max(from, 1),
+	}
+	return last, j.consume(ctx, cfg, last, fn)
+}
+
 // ReplayNode calls fn, in stream order, for every message stored through
 // ingress node at or after since, up to last, the stream's last sequence
 // when ReplayNode began: what a node that died had stored, and maybe not

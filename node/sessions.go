@@ -66,7 +66,10 @@ type pendingSub struct {
 	subs []store.MQTTSub
 }
 
-var _ router.SessionStore = (*sessionStore)(nil)
+var (
+	_ router.SessionStore = (*sessionStore)(nil)
+	_ router.RingReplayer = (*sessionStore)(nil)
+)
 
 // endCacheFor: how long the journal's end is reused for new sessions. A
 // new session starting a little before its CONNECT only replays, on a
@@ -156,6 +159,20 @@ func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64
 		return fn(m)
 	})
 	return last, err == nil && first > from, err
+}
+
+func (s *sessionStore) ReplayAll(ctx context.Context, from uint64, fn func(*message.Message, []string)) (uint64, error) {
+	var one [1]string
+	return s.j.ReplayAll(ctx, from, func(seq uint64, m *message.Message) error {
+		m.Seq = seq
+		if m.Kind == message.Group {
+			fn(m, s.dir.Members(m.To))
+		} else {
+			one[0] = m.To
+			fn(m, one[:])
+		}
+		return nil
+	})
 }
 
 func (s *sessionStore) SaveSubs(principal, clientID string, gen uint64, subs []router.SessionSub) {

@@ -365,10 +365,12 @@ func (s *Server) positionLoop() {
 		st := s.sessStore
 		s.mu.RUnlock()
 		now := time.Now()
+		var due []*session // ring changes settled: one replay for them all
 		for i, sess := range list {
 			sess.mu.Lock()
 			if !sess.ringAt.IsZero() && now.After(sess.ringAt) {
-				sess.ringSettled()
+				sess.ringAt = time.Time{}
+				due = append(due, sess)
 			}
 			pos, save := sess.tickPosition()
 			if !sess.replaying && !sess.removed && sess.floor != noFloor && sess.conn != nil {
@@ -381,6 +383,9 @@ func (s *Server) positionLoop() {
 			}
 			list[i] = nil
 		}
+		if len(due) > 0 {
+			s.ringReplay(due)
+		}
 	}
 }
 
@@ -388,15 +393,16 @@ func (s *Server) positionLoop() {
 // and until every node's view and attach records settle, a message may
 // go to a node that does not deliver it here. Each durable session
 // remembers its position before the change and parks the stored
-// messages that come; RingSettle after the last change it replays the
-// journal from that position, then the parked messages, so what went
-// astray arrives in order with the rest (connected sessions at once,
-// offline ones when they come back). What it was sent since the change
-// is not sent again. Goroutine-safe.
+// messages that come; RingSettle after the last change, the journal is
+// read from the lowest of those positions, once for all the sessions
+// due (ringReplay), then each delivers what it parked: what went astray
+// arrives in order with the rest. What a session was sent since the
+// change is not sent again. Goroutine-safe.
 func (s *Server) RingChanged() {
 	if s.sessStore == nil {
 		return
 	}
+	epoch := s.ringEpoch.Add(1)
 	at := time.Now().Add(s.cfg.RingSettle)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -406,7 +412,7 @@ func (s *Server) RingChanged() {
 		}
 		sess.mu.Lock()
 		sess.ringFloor = min(sess.ringFloor, sess.position(), slices.Min(sess.hist[:]))
-		sess.ringAt = at
+		sess.ringAt, sess.ringHold, sess.ringEpoch = at, true, epoch
 		if sess.sent == nil {
 			// What goes out from now on, and what is in flight, need
 			// not come again with the replay.
@@ -421,16 +427,130 @@ func (s *Server) RingChanged() {
 	}
 }
 
-// ringSettled ends a ring change's wait: the session replays what may
-// have gone to a node that no longer (or not yet) delivered here, from
-// its position before the change, then what it parked meanwhile
-// (connected: at once, through positionLoop; offline: the parked
+// RingReplayer is a SessionStore that reads the journal once for all
+// the sessions of a node: after a ring change that is one read instead
+// of one per session.
+type RingReplayer interface {
+	// ReplayAll calls fn, in journal order, for every stored message
+	// from sequence from to the journal's end when it started, with the
+	// principals it is for (the group's members now, or the addressee;
+	// fn does not keep the slice), and returns that end.
+	ReplayAll(ctx context.Context, from uint64, fn func(m *message.Message, recipients []string)) (last uint64, err error)
+}
+
+// ringReplay ends the ring holds of sessions whose change settled: with a
+// RingReplayer, one read of the journal from the lowest of their
+// positions is offered to them all, in a goroutine; otherwise (or if
+// that read fails) each replays on its own (ringSettled).
+func (s *Server) ringReplay(due []*session) {
+	rr, ok := s.sessStore.(RingReplayer)
+	if !ok || !s.ringRunning.CompareAndSwap(false, true) {
+		for _, sess := range due {
+			sess.mu.Lock()
+			if !ok {
+				sess.ringSettled()
+			} else {
+				sess.ringAt = time.Now() // a read is running: join the next one
+			}
+			sess.mu.Unlock()
+		}
+		return
+	}
+	epoch := s.ringEpoch.Load()
+	from := noFloor
+	for _, sess := range due {
+		sess.mu.Lock()
+		from = min(from, sess.ringFloor+1)
+		sess.mu.Unlock()
+	}
+	s.m.replay()
+	go func() {
+		defer s.ringRunning.Store(false)
+		defer func() {
+			if r := recover(); r != nil {
+				s.panicked("ring replay", r, debug.Stack())
+			}
+		}()
+		last, err := rr.ReplayAll(s.stopping, from, func(m *message.Message, rcpts []string) {
+			s.deliverRing(m, rcpts, epoch)
+		})
+		if err != nil && s.stopping.Err() == nil {
+			s.m.storeError()
+			s.log.Warn("mqtt: reading the journal after a ring change failed; each session replays on its own", "from", from, "err", err)
+		}
+		for _, sess := range due {
+			sess.mu.Lock()
+			switch {
+			case sess.removed || sess.ringEpoch != epoch || !sess.ringHold:
+				// Gone, or held again by a later change: the next read.
+			case err != nil || sess.replaying:
+				// (A session replaying on its own took nothing from
+				// this read: it replays from before the change next.)
+				sess.ringSettled()
+			default:
+				sess.ringDone(last)
+			}
+			sess.mu.Unlock()
+		}
+	}()
+}
+
+// deliverRing offers a message read back after a ring change to the
+// sessions of its recipients held for that change (epoch).
+func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
+	var arr [16]*session
+	for _, r := range rcpts {
+		s.mu.RLock()
+		list := append(arr[:0], s.byPrincipal[r]...)
+		s.mu.RUnlock()
+		for i, sess := range list {
+			sess.mu.Lock()
+			if !sess.removed && sess.ringHold && sess.ringEpoch <= epoch && m.Seq > sess.ringFloor && !sess.replaying {
+				if _, sent := sess.sent[m.Seq]; !sent {
+					s.m.replayed()
+					sess.offerLocked(m, nil)
+				}
+			}
+			sess.mu.Unlock()
+			list[i] = nil
+		}
+	}
+}
+
+// ringDone ends a ring hold after the journal was read up to last: the
+// parked messages after it follow. s.mu held.
+func (s *session) ringDone(last uint64) {
+	s.ringHold, s.ringFloor, s.sent = false, noFloor, nil
+	s.maxSeq = max(s.maxSeq, last)
+	parked := s.parked
+	s.parked = nil
+	slices.SortFunc(parked, func(a, b *message.Message) int { return cmpSeq(a.Seq, b.Seq) })
+	for _, m := range parked {
+		if m.Seq > last {
+			s.deliverLocked(m, nil)
+		}
+	}
+	if s.parkOverflow {
+		// Some were dropped: they are after last, replay from there.
+		s.parkOverflow = false
+		s.floor = min(s.floor, last)
+		s.overflowed()
+	}
+	s.drainLocked()
+}
+
+// ringSettled ends a ring hold without a shared read: the session
+// replays on its own, from its position before the change, then what it
+// parked (connected: at once, through positionLoop; offline: the parked
 // messages are queued now and the replay waits for the client). s.mu
 // held.
 func (s *session) ringSettled() {
 	s.floor = min(s.floor, s.ringFloor)
-	s.ringFloor, s.ringAt = noFloor, time.Time{}
+	s.ringFloor, s.ringAt, s.ringHold = noFloor, time.Time{}, false
 	if s.conn != nil || s.replaying {
+		if !s.replaying && s.conn != nil {
+			s.replayLocked(s.floor + 1) // keeps the parked messages for after
+		}
 		return
 	}
 	parked := s.parked

@@ -94,6 +94,20 @@ func (m *memSessions) Replay(ctx context.Context, principal string, from uint64,
 	return uint64(len(list)), false, nil
 }
 
+func (m *memSessions) ReplayAll(_ context.Context, from uint64, fn func(*message.Message, []string)) (uint64, error) {
+	m.mu.Lock()
+	list := append([]*message.Message(nil), m.journal...)
+	m.mu.Unlock()
+	for _, msg := range list[min(from-1, uint64(len(list))):] {
+		rcpts := []string{msg.To}
+		if msg.Kind == message.Group {
+			rcpts = m.acl.memberList(msg.To)
+		}
+		fn(msg, rcpts)
+	}
+	return uint64(len(list)), nil
+}
+
 func (m *memSessions) SaveSubs(principal, clientID string, gen uint64, subs []SessionSub) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -53,8 +53,10 @@ type Server struct {
 
 	pres presenceQueue // see SetPresence
 
-	sessStore SessionStore  // see SetSessionStore; set before Serve, then read-only
-	posStop   chan struct{} // closed by Close: positionLoop ends
+	sessStore   SessionStore  // see SetSessionStore; set before Serve, then read-only
+	posStop     chan struct{} // closed by Close: positionLoop ends
+	ringEpoch   atomic.Uint64 // ring changes seen (RingChanged)
+	ringRunning atomic.Bool   // a shared journal read after a ring change is running
 
 	wg         sync.WaitGroup
 	loops      eventLoops      // the event-loop transport's pollers

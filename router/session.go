@@ -65,7 +65,9 @@ type session struct {
 	histAt                  int
 	replaying, parkOverflow bool
 	ringFloor               uint64              // position when the ring changed (noFloor: no change pending)
-	ringAt                  time.Time           // when the ring is taken as settled: floor = ringFloor
+	ringAt                  time.Time           // when the ring is taken as settled (zero: not waiting)
+	ringHold                bool                // a ring change's replay is due or running: stored messages park
+	ringEpoch               uint64              // the ring change the hold is for (Server.ringEpoch)
 	sent                    map[uint64]struct{} // sequences sent since the ring changed, while a replay is due
 	replayGen               uint64              // invalidates a replay that was overtaken
 	parked                  []*message.Message  // live stored messages that came during a replay
@@ -126,7 +128,7 @@ func (s *session) deliverLocked(m *message.Message, hc *holdCtx) {
 	if s.removed {
 		return
 	}
-	if (s.replaying || !s.ringAt.IsZero()) && m.Seq != 0 {
+	if (s.replaying || s.ringHold) && m.Seq != 0 {
 		s.park(m)
 		return
 	}
