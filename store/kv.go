@@ -143,6 +143,7 @@ type KV struct {
 	mqttPre string // subject prefix of the mqtt bucket's keys
 	mqttM   *mqttMetrics
 	mqttL   mqttLog
+	cache   mqttCache
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
