@@ -43,7 +43,7 @@ func startNATSCluster(t *testing.T) ([]*natsembed.Server, nats.Option) {
 		go func() { // the servers wait for each other's routes
 			s, err := natsembed.Start(natsembed.Config{
 				StoreDir: dir, ServerName: fmt.Sprint("s", i), Listen: "127.0.0.1:0",
-				Users: []natsembed.User{{PublicKey: pub}},
+				Users:       []natsembed.User{{PublicKey: pub}},
 				ClusterName: "store-test", ClusterListen: routes[i], Routes: routes,
 			})
 			servers[i] = s
