@@ -34,7 +34,11 @@ package store
 // one day carry its own expiry (MQTT 5's Session Expiry Interval).
 //
 // Writes are compare-and-set on the key's revision: read, check the Gen,
-// write expecting the revision read, and read again on a conflict. Gens
+// write expecting the revision read, and read again on a conflict. A KV
+// remembers the revision of its own last write of each record (mqttCache)
+// and expects it without reading, so a holder's steady writes (positions,
+// touches) are one request each; a takeover or an expiry in between makes
+// that write fail and the read decide. Gens
 // only grow along a record's claims (each claim takes max(previous+1, the
 // claimer's clock in nanoseconds), so even a claim that finds no record,
 // after one expired or was deleted, takes a Gen no earlier holder had but
@@ -332,8 +336,8 @@ func registerVec(reg prometheus.Registerer, c *prometheus.CounterVec) (*promethe
 // most one line a logEvery per kind, with the count of those it stood
 // for.
 type mqttLog struct {
-	log          *slog.Logger
-	failed, stal lograte.Limiter
+	log           *slog.Logger
+	failed, stale lograte.Limiter
 }
 
 const logEvery = 10 * time.Second
@@ -434,7 +438,7 @@ func refusedWhat(op string) string {
 // staleErr counts and logs (rate limited) a write refused for its gen.
 func (k *KV) staleErr(op, principal, clientID string, gen, cur uint64) error {
 	k.mqttM.stale.WithLabelValues(op).Inc()
-	k.mqttL.stal.Warn(k.mqttL.log, logEvery, "store: refused an mqtt session record "+op+" from a holder that lost the session",
+	k.mqttL.stale.Warn(k.mqttL.log, logEvery, "store: refused an mqtt session record "+op+" from a holder that lost the session",
 		"principal", principal, "client_id", logID(clientID), "gen", gen, "current_gen", cur)
 	return ErrStale
 }
