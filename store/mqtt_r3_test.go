@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -77,7 +78,25 @@ func startNATSCluster(t *testing.T) ([]*natsembed.Server, nats.Option) {
 		}
 		return nil
 	})
-	return servers, nats.Nkey(pub, kp.Sign)
+	auth := nats.Nkey(pub, kp.Sign)
+	// A leader may not see every peer yet: wait until a replicated
+	// bucket can be placed.
+	nc, err := servers[0].Connect(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "probe", Replicas: 3})
+		return err
+	})
+	return servers, auth
 }
 
 // TestKVMQTTContractR3: the contract on a three-server NATS cluster with
