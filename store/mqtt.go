@@ -144,7 +144,8 @@ type MQTTSessions interface {
 	// connection if the gen is higher than the one it holds (two
 	// notices may arrive out of order; gens tell which claim is later).
 	// A claim of a record this node already held, or of no record,
-	// notifies nobody. fn is called from one goroutine at a time; ready
+	// notifies nobody. A claim made while the watch was starting may be
+	// reported too. fn is called from one goroutine at a time; ready
 	// is called once, when later claims will be seen. It returns nil when
 	// ctx is done or the store closed, ErrUnavailable if the watch broke
 	// (the caller may watch again; claims meanwhile are not replayed).
@@ -171,6 +172,10 @@ const mqttMarkerTTL = time.Minute
 
 // errConflicts: a write lost maxClaimAttempts compare-and-sets in a row.
 var errConflicts = errors.New("too many concurrent writes")
+
+// noResponderRetries bounds the retries of a read nobody answered (about
+// 0.3 s in all; see getMQTT).
+const noResponderRetries = 10
 
 // maxClaimAttempts bounds the compare-and-set retries of one call; only
 // writers racing on one session conflict, a handful at most.
@@ -446,7 +451,16 @@ func (k *KV) staleErr(op, principal, clientID string, gen, cur uint64) error {
 // getMQTT reads a record: its value and revision, found=false if the key
 // has no value.
 func (k *KV) getMQTT(ctx context.Context, key, clientID string) (rec MQTTSession, rev uint64, found bool, err error) {
-	e, err := k.mqtt.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	for attempt := 0; ; attempt++ {
+		e, err = k.mqtt.Get(ctx, key)
+		// A replicated bucket's direct gets go unanswered for a moment
+		// while its replicas change (a new bucket, a leader election):
+		// ask again shortly rather than refuse a connection's claim.
+		if !errors.Is(err, nats.ErrNoResponders) || attempt == noResponderRetries || backoff(ctx, attempt+2) != nil {
+			break
+		}
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return MQTTSession{}, 0, false, nil
@@ -731,6 +745,20 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 		return fmt.Errorf("store: %w: closed", ErrUnavailable)
 	default:
 	}
+	// Notices up to the bucket's last sequence now were written before
+	// the watch: an ordered consumer that resets before its first
+	// message starts over from the stream's first sequence, and would
+	// report them.
+	var since uint64
+	sctx, scancel := context.WithTimeout(ctx, k.cfg.Timeout)
+	st, err := k.mqtt.Status(sctx)
+	scancel()
+	if err != nil {
+		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		since = bs.StreamInfo().State.LastSeq
+	}
 	w, err := k.mqtt.WatchFiltered(ctx, []string{"c.>"}, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
 	if err != nil {
 		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
@@ -754,7 +782,7 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 				}
 				return k.fail(opWatch, "", "", unavailable("watch mqtt claims", jetstream.ErrConnectionClosed))
 			}
-			if e == nil {
+			if e == nil || e.Revision() <= since {
 				continue
 			}
 			kind, principal, tok, ok := parseMQTTKey(e.Key())
