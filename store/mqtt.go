@@ -38,7 +38,10 @@ package store
 // remembers the revision of its own last write of each record (mqttCache)
 // and expects it without reading, so a holder's steady writes (positions,
 // touches) are one request each; a takeover or an expiry in between makes
-// that write fail and the read decide. Gens
+// that write fail and the read decide. On a replicated bucket a read may
+// come from a replica a moment behind the leader (direct gets): such a
+// read costs a failed compare-and-set and another read, never a wrong
+// write. Gens
 // only grow along a record's claims (each claim takes max(previous+1, the
 // claimer's clock in nanoseconds), so even a claim that finds no record,
 // after one expired or was deleted, takes a Gen no earlier holder had but
@@ -135,7 +138,8 @@ type MQTTSessions interface {
 	// DeleteMQTT removes the record if gen is current (ErrStale if the
 	// record has another Gen; nil if there is no record).
 	DeleteMQTT(ctx context.Context, principal, clientID string, gen uint64) error
-	// GetMQTT reads one record (ErrNotFound).
+	// GetMQTT reads one record (ErrNotFound). On a replicated bucket it
+	// may miss a write made a moment ago; claims and writes never do.
 	GetMQTT(ctx context.Context, principal, clientID string) (MQTTSession, error)
 	// WatchMQTTClaims calls fn for every claim, made after the watch is
 	// ready, that took a record another node held (principal, clientID,
@@ -144,8 +148,10 @@ type MQTTSessions interface {
 	// connection if the gen is higher than the one it holds (two
 	// notices may arrive out of order; gens tell which claim is later).
 	// A claim of a record this node already held, or of no record,
-	// notifies nobody. A claim made while the watch was starting may be
-	// reported too. fn is called from one goroutine at a time; ready
+	// notifies nobody. Takeovers of one session in quick succession may
+	// be reported as the last of them only (one notice per session is
+	// kept); that is enough, as every holder with a lower gen gives way.
+	// A claim made while the watch was starting may be reported too. fn is called from one goroutine at a time; ready
 	// is called once, when later claims will be seen. It returns nil when
 	// ctx is done or the store closed, ErrUnavailable if the watch broke
 	// (the caller may watch again; claims meanwhile are not replayed).
@@ -479,9 +485,11 @@ func (k *KV) getMQTT(ctx context.Context, key, clientID string) (rec MQTTSession
 func (k *KV) putMQTT(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (newRev uint64, conflict bool, err error) {
 	if rev == 0 {
 		// Create also handles a key whose last message is a delete
-		// marker (a deleted or expired record).
+		// marker (a deleted or expired record); reading that marker from
+		// a replica behind the leader makes its second attempt fail with
+		// a bare wrong-last-sequence error, a conflict as well.
 		newRev, err = k.mqtt.Create(ctx, key, value, jetstream.KeyTTL(ttl))
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if isWrongLastSeq(err) {
 			return 0, true, err
 		}
 	} else {

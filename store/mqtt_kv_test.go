@@ -129,7 +129,10 @@ func TestKVMQTTBucket(t *testing.T) {
 	if got := mustGet(t, kv2, "alice", "phone"); got.Node != "n3" || got.Pos != 9 {
 		t.Fatalf("after a NATS restart: %+v", got)
 	}
-	for _, d := range []time.Duration{-time.Second, time.Millisecond, 1500 * time.Millisecond} {
+	if got := (KVConfig{MQTTSessionExpiry: 1500 * time.Millisecond}).withDefaults().MQTTSessionExpiry; got != 2*time.Second {
+		t.Errorf("1.5 s expiry made %v, want 2s", got)
+	}
+	for _, d := range []time.Duration{-time.Second, time.Millisecond, 999 * time.Millisecond} {
 		if err := testutil.ConfigError(KVConfig{MQTTSessionExpiry: d}.Validate(), ErrInvalidConfig, "store: ", "MQTTSessionExpiry"); err != nil {
 			t.Errorf("%v: %v", d, err)
 		}
