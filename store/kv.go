@@ -65,8 +65,9 @@ type KVConfig struct {
 	// carries: a record vanishes this long after its last write, so a
 	// holder rewrites it at least every MQTTSessionExpiry/4. Set it to
 	// the router's SessionExpiry (how long an offline persistent session
-	// is kept). Whole seconds, at least 1 s (JetStream's per-message TTL
-	// unit). Default 24 h, the router's default.
+	// is kept). At least 1 s; a fraction of a second is rounded up
+	// (JetStream keeps per-message TTLs in whole seconds). Default 24 h,
+	// the router's default.
 	MQTTSessionExpiry time.Duration
 	// Logger receives the failures and refusals of MQTT session record
 	// calls, rate limited. Nil: slog.Default().
@@ -107,6 +108,9 @@ func (c KVConfig) withDefaults() KVConfig {
 	c.SessionMaxAge = cmp.Or(c.SessionMaxAge, d.SessionMaxAge)
 	c.Timeout = cmp.Or(c.Timeout, d.Timeout)
 	c.MQTTSessionExpiry = cmp.Or(c.MQTTSessionExpiry, d.MQTTSessionExpiry)
+	if r := c.MQTTSessionExpiry % time.Second; r > 0 && c.MQTTSessionExpiry > time.Second {
+		c.MQTTSessionExpiry += time.Second - r
+	}
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
 }
@@ -122,8 +126,7 @@ func (c KVConfig) validate() error {
 		check.If(c.Replicas < 1 || c.Replicas > maxReplicas, "Replicas must be 1 to %d (got %d)", maxReplicas, c.Replicas),
 		configerr.Positive(check, "SessionMaxAge", c.SessionMaxAge),
 		configerr.Positive(check, "Timeout", c.Timeout),
-		check.If(c.MQTTSessionExpiry < time.Second || c.MQTTSessionExpiry%time.Second != 0,
-			"MQTTSessionExpiry must be whole seconds, at least 1s (got %v)", c.MQTTSessionExpiry),
+		check.If(c.MQTTSessionExpiry < time.Second, "MQTTSessionExpiry must be at least 1s (got %v)", c.MQTTSessionExpiry),
 	)
 }
 
@@ -143,6 +146,7 @@ type KV struct {
 	mqttPre string // subject prefix of the mqtt bucket's keys
 	mqttM   *mqttMetrics
 	mqttL   mqttLog
+	cache   mqttCache
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close

@@ -34,7 +34,14 @@ package store
 // one day carry its own expiry (MQTT 5's Session Expiry Interval).
 //
 // Writes are compare-and-set on the key's revision: read, check the Gen,
-// write expecting the revision read, and read again on a conflict. Gens
+// write expecting the revision read, and read again on a conflict. A KV
+// remembers the revision of its own last write of each record (mqttCache)
+// and expects it without reading, so a holder's steady writes (positions,
+// touches) are one request each; a takeover or an expiry in between makes
+// that write fail and the read decide. On a replicated bucket a read may
+// come from a replica a moment behind the leader (direct gets): such a
+// read costs a failed compare-and-set and another read, never a wrong
+// write. Gens
 // only grow along a record's claims (each claim takes max(previous+1, the
 // claimer's clock in nanoseconds), so even a claim that finds no record,
 // after one expired or was deleted, takes a Gen no earlier holder had but
@@ -55,7 +62,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -129,7 +138,8 @@ type MQTTSessions interface {
 	// DeleteMQTT removes the record if gen is current (ErrStale if the
 	// record has another Gen; nil if there is no record).
 	DeleteMQTT(ctx context.Context, principal, clientID string, gen uint64) error
-	// GetMQTT reads one record (ErrNotFound).
+	// GetMQTT reads one record (ErrNotFound). On a replicated bucket it
+	// may miss a write made a moment ago; claims and writes never do.
 	GetMQTT(ctx context.Context, principal, clientID string) (MQTTSession, error)
 	// WatchMQTTClaims calls fn for every claim, made after the watch is
 	// ready, that took a record another node held (principal, clientID,
@@ -138,7 +148,10 @@ type MQTTSessions interface {
 	// connection if the gen is higher than the one it holds (two
 	// notices may arrive out of order; gens tell which claim is later).
 	// A claim of a record this node already held, or of no record,
-	// notifies nobody. fn is called from one goroutine at a time; ready
+	// notifies nobody. Takeovers of one session in quick succession may
+	// be reported as the last of them only (one notice per session is
+	// kept); that is enough, as every holder with a lower gen gives way.
+	// A claim made while the watch was starting may be reported too. fn is called from one goroutine at a time; ready
 	// is called once, when later claims will be seen. It returns nil when
 	// ctx is done or the store closed, ErrUnavailable if the watch broke
 	// (the caller may watch again; claims meanwhile are not replayed).
@@ -162,6 +175,13 @@ const mqttNoticeTTL = time.Minute
 // stays (the bucket's LimitMarkerTTL), so markers of sessions that come
 // and go never pile up.
 const mqttMarkerTTL = time.Minute
+
+// errConflicts: a write lost maxClaimAttempts compare-and-sets in a row.
+var errConflicts = errors.New("too many concurrent writes")
+
+// noResponderRetries bounds the retries of a read nobody answered (about
+// 0.3 s in all; see getMQTT).
+const noResponderRetries = 10
 
 // maxClaimAttempts bounds the compare-and-set retries of one call; only
 // writers racing on one session conflict, a handful at most.
@@ -327,8 +347,8 @@ func registerVec(reg prometheus.Registerer, c *prometheus.CounterVec) (*promethe
 // most one line a logEvery per kind, with the count of those it stood
 // for.
 type mqttLog struct {
-	log          *slog.Logger
-	failed, stal lograte.Limiter
+	log           *slog.Logger
+	failed, stale lograte.Limiter
 }
 
 const logEvery = 10 * time.Second
@@ -348,6 +368,54 @@ func logID(id string) string {
 // ---------------------------------------------------------------------
 // KV
 // ---------------------------------------------------------------------
+
+// mqttCache is, per key, the record this KV wrote last and the revision
+// of that write: the holder's next write can expect that revision without
+// reading the record first (one request instead of two). A cached entry
+// is only ever a guess: a write expecting it fails if anything else wrote
+// since, and the entry is dropped.
+type mqttCache struct {
+	mu sync.Mutex
+	m  map[string]cachedMQTT
+}
+
+type cachedMQTT struct {
+	rev uint64
+	rec MQTTSession // Subs is never written to
+}
+
+// mqttCacheMax bounds the cache: past it, an arbitrary entry makes room
+// (the records of sessions that left this node unannounced would
+// otherwise stay).
+const mqttCacheMax = 1 << 16
+
+func (c *mqttCache) get(key string) (cachedMQTT, bool) {
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	return e, ok
+}
+
+func (c *mqttCache) put(key string, rev uint64, rec MQTTSession) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[string]cachedMQTT)
+	}
+	if _, ok := c.m[key]; !ok && len(c.m) >= mqttCacheMax {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[key] = cachedMQTT{rev, rec}
+	c.mu.Unlock()
+}
+
+func (c *mqttCache) drop(key string) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
+}
 
 // fail counts and logs (rate limited) a failed call and returns err.
 func (k *KV) fail(op, principal, clientID string, err error) error {
@@ -381,7 +449,7 @@ func refusedWhat(op string) string {
 // staleErr counts and logs (rate limited) a write refused for its gen.
 func (k *KV) staleErr(op, principal, clientID string, gen, cur uint64) error {
 	k.mqttM.stale.WithLabelValues(op).Inc()
-	k.mqttL.stal.Warn(k.mqttL.log, logEvery, "store: refused an mqtt session record "+op+" from a holder that lost the session",
+	k.mqttL.stale.Warn(k.mqttL.log, logEvery, "store: refused an mqtt session record "+op+" from a holder that lost the session",
 		"principal", principal, "client_id", logID(clientID), "gen", gen, "current_gen", cur)
 	return ErrStale
 }
@@ -389,7 +457,16 @@ func (k *KV) staleErr(op, principal, clientID string, gen, cur uint64) error {
 // getMQTT reads a record: its value and revision, found=false if the key
 // has no value.
 func (k *KV) getMQTT(ctx context.Context, key, clientID string) (rec MQTTSession, rev uint64, found bool, err error) {
-	e, err := k.mqtt.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	for attempt := 0; ; attempt++ {
+		e, err = k.mqtt.Get(ctx, key)
+		// A replicated bucket's direct gets go unanswered for a moment
+		// while its replicas change (a new bucket, a leader election):
+		// ask again shortly rather than refuse a connection's claim.
+		if !errors.Is(err, nats.ErrNoResponders) || attempt == noResponderRetries || backoff(ctx, attempt+2) != nil {
+			break
+		}
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return MQTTSession{}, 0, false, nil
@@ -403,27 +480,33 @@ func (k *KV) getMQTT(ctx context.Context, key, clientID string) (rec MQTTSession
 }
 
 // putMQTT writes value at key with the record TTL, expecting revision
-// rev (0: the key has no value). conflict reports a compare-and-set
-// failure.
-func (k *KV) putMQTT(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (conflict bool, err error) {
+// rev (0: the key has no value), and returns the new revision. conflict
+// reports a compare-and-set failure.
+func (k *KV) putMQTT(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (newRev uint64, conflict bool, err error) {
 	if rev == 0 {
 		// Create also handles a key whose last message is a delete
-		// marker (a deleted or expired record).
-		_, err = k.mqtt.Create(ctx, key, value, jetstream.KeyTTL(ttl))
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return true, err
+		// marker (a deleted or expired record); reading that marker from
+		// a replica behind the leader makes its second attempt fail with
+		// a bare wrong-last-sequence error, a conflict as well.
+		newRev, err = k.mqtt.Create(ctx, key, value, jetstream.KeyTTL(ttl))
+		if isWrongLastSeq(err) {
+			return 0, true, err
 		}
 	} else {
 		msg := nats.Msg{Subject: k.mqttPre + key, Data: value}
-		_, err = k.js.PublishMsg(ctx, &msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+		var ack *jetstream.PubAck
+		ack, err = k.js.PublishMsg(ctx, &msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
 		if isWrongLastSeq(err) {
-			return true, err
+			return 0, true, err
+		}
+		if err == nil {
+			newRev = ack.Sequence
 		}
 	}
 	if err != nil {
-		return false, unavailable("put mqtt session", err)
+		return 0, false, unavailable("put mqtt session", err)
 	}
-	return false, nil
+	return newRev, false, nil
 }
 
 // isWrongLastSeq: the compare-and-set failed (a single server answers
@@ -472,7 +555,7 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 		if err != nil {
 			return MQTTSession{}, false, MQTTSession{}, fmt.Errorf("store: mqtt session: %w", err)
 		}
-		conflict, err := k.putMQTT(ctx, key, data, rev, k.cfg.MQTTSessionExpiry)
+		newRev, conflict, err := k.putMQTT(ctx, key, data, rev, k.cfg.MQTTSessionExpiry)
 		if conflict && attempt+1 < maxClaimAttempts {
 			if err := backoff(ctx, attempt); err != nil {
 				return MQTTSession{}, false, MQTTSession{}, k.fail(opClaim, principal, clientID, unavailable("claim mqtt session", err))
@@ -480,11 +563,13 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 			continue
 		}
 		if err != nil {
+			k.cache.drop(key)
 			if conflict {
-				err = unavailable("claim mqtt session: too many concurrent claims", err)
+				err = unavailable("claim mqtt session", fmt.Errorf("%w: %w", errConflicts, err))
 			}
 			return MQTTSession{}, false, MQTTSession{}, k.fail(opClaim, principal, clientID, err)
 		}
+		k.cache.put(key, newRev, cur)
 		break
 	}
 	k.mqttM.writes.WithLabelValues(opClaim).Inc()
@@ -507,6 +592,11 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 // change edits the record read (whose Gen is gen) and returns false if
 // there is nothing to write. A record with another Gen, or none, is
 // ErrStale.
+//
+// The record this KV wrote last (the cache) spares the read when change
+// has something to write: the write expects the cached revision, so it
+// only lands if nobody wrote since (another node's claim, an expiry);
+// otherwise the loop reads and decides again.
 func (k *KV) updateMQTT(ctx context.Context, op, principal, clientID string, gen uint64, change func(*MQTTSession) bool) error {
 	key, _, err := mqttKeys(principal, clientID)
 	if err != nil {
@@ -517,41 +607,62 @@ func (k *KV) updateMQTT(ctx context.Context, op, principal, clientID string, gen
 		return err
 	}
 	defer cancel()
+	if c, ok := k.cache.get(key); ok && c.rec.Gen == gen {
+		rec := c.rec
+		if change(&rec) {
+			if done, err := k.writeMQTT(ctx, op, principal, clientID, key, rec, c.rev); done {
+				return err
+			}
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		rec, rev, found, err := k.getMQTT(ctx, key, clientID)
 		if err != nil {
 			return k.fail(op, principal, clientID, err)
 		}
 		if !found || rec.Gen != gen {
+			k.cache.drop(key)
 			return k.staleErr(op, principal, clientID, gen, rec.Gen)
 		}
 		if !change(&rec) {
 			return nil
 		}
-		rec.Updated = time.Now().UTC()
-		data, err := json.Marshal(rec)
-		if err != nil {
-			return fmt.Errorf("store: mqtt session: %w", err)
+		done, err := k.writeMQTT(ctx, op, principal, clientID, key, rec, rev)
+		if done {
+			return err
 		}
-		conflict, err := k.putMQTT(ctx, key, data, rev, k.cfg.MQTTSessionExpiry)
-		if conflict && attempt+1 < maxClaimAttempts {
-			if err := backoff(ctx, attempt); err != nil {
-				return k.fail(op, principal, clientID, unavailable(op+" mqtt session", err))
-			}
-			continue
+		if attempt+1 >= maxClaimAttempts {
+			return k.fail(op, principal, clientID, unavailable(op+" mqtt session", errConflicts))
 		}
-		if err != nil {
-			if conflict {
-				err = unavailable(op+" mqtt session: too many concurrent writes", err)
-			}
-			return k.fail(op, principal, clientID, err)
+		if err := backoff(ctx, attempt); err != nil {
+			return k.fail(op, principal, clientID, unavailable(op+" mqtt session", err))
 		}
-		k.mqttM.writes.WithLabelValues(op).Inc()
-		return nil
 	}
 }
 
+// writeMQTT writes rec at key expecting revision rev. done is false on a
+// compare-and-set conflict (read again); else err is the call's result.
+func (k *KV) writeMQTT(ctx context.Context, op, principal, clientID, key string, rec MQTTSession, rev uint64) (done bool, err error) {
+	rec.Updated = time.Now().UTC()
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return true, fmt.Errorf("store: mqtt session: %w", err)
+	}
+	newRev, conflict, err := k.putMQTT(ctx, key, data, rev, k.cfg.MQTTSessionExpiry)
+	if err != nil {
+		k.cache.drop(key)
+		if conflict {
+			return false, nil
+		}
+		return true, k.fail(op, principal, clientID, err)
+	}
+	k.cache.put(key, newRev, rec)
+	k.mqttM.writes.WithLabelValues(op).Inc()
+	return true, nil
+}
+
 func (k *KV) SaveMQTTSubs(ctx context.Context, principal, clientID string, gen uint64, subs []MQTTSub) error {
+	subs = slices.Clone(subs) // the cache keeps it; the caller may reuse its slice
 	return k.updateMQTT(ctx, opSubs, principal, clientID, gen, func(r *MQTTSession) bool {
 		r.Subs = subs
 		return true
@@ -588,9 +699,11 @@ func (k *KV) DeleteMQTT(ctx context.Context, principal, clientID string, gen uin
 			return k.fail(opDelete, principal, clientID, err)
 		}
 		if !found {
+			k.cache.drop(key)
 			return nil
 		}
 		if rec.Gen != gen {
+			k.cache.drop(key)
 			return k.staleErr(opDelete, principal, clientID, gen, rec.Gen)
 		}
 		// A purge with a TTL: the marker it leaves goes too.
@@ -601,6 +714,7 @@ func (k *KV) DeleteMQTT(ctx context.Context, principal, clientID string, gen uin
 			}
 			continue
 		}
+		k.cache.drop(key)
 		if err != nil {
 			return k.fail(opDelete, principal, clientID, unavailable("delete mqtt session", err))
 		}
@@ -639,6 +753,20 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 		return fmt.Errorf("store: %w: closed", ErrUnavailable)
 	default:
 	}
+	// Notices up to the bucket's last sequence now were written before
+	// the watch: an ordered consumer that resets before its first
+	// message starts over from the stream's first sequence, and would
+	// report them.
+	var since uint64
+	sctx, scancel := context.WithTimeout(ctx, k.cfg.Timeout)
+	st, err := k.mqtt.Status(sctx)
+	scancel()
+	if err != nil {
+		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		since = bs.StreamInfo().State.LastSeq
+	}
 	w, err := k.mqtt.WatchFiltered(ctx, []string{"c.>"}, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
 	if err != nil {
 		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
@@ -662,7 +790,7 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 				}
 				return k.fail(opWatch, "", "", unavailable("watch mqtt claims", jetstream.ErrConnectionClosed))
 			}
-			if e == nil {
+			if e == nil || e.Revision() <= since {
 				continue
 			}
 			kind, principal, tok, ok := parseMQTTKey(e.Key())

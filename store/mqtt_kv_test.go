@@ -129,7 +129,10 @@ func TestKVMQTTBucket(t *testing.T) {
 	if got := mustGet(t, kv2, "alice", "phone"); got.Node != "n3" || got.Pos != 9 {
 		t.Fatalf("after a NATS restart: %+v", got)
 	}
-	for _, d := range []time.Duration{-time.Second, time.Millisecond, 1500 * time.Millisecond} {
+	if got := (KVConfig{MQTTSessionExpiry: 1500 * time.Millisecond}).withDefaults().MQTTSessionExpiry; got != 2*time.Second {
+		t.Errorf("1.5 s expiry made %v, want 2s", got)
+	}
+	for _, d := range []time.Duration{-time.Second, time.Millisecond, 999 * time.Millisecond} {
 		if err := testutil.ConfigError(KVConfig{MQTTSessionExpiry: d}.Validate(), ErrInvalidConfig, "store: ", "MQTTSessionExpiry"); err != nil {
 			t.Errorf("%v: %v", d, err)
 		}
@@ -327,6 +330,48 @@ func TestKVMQTTNodePermissions(t *testing.T) {
 	defer mu.Unlock()
 	if len(refusals) != 1 || !strings.Contains(refusals[0], "STREAM.PURGE") {
 		t.Fatalf("refusals %q, want only the control one", refusals)
+	}
+}
+
+// TestKVMQTTOneRequestPerWrite: the holder's writes after its first are
+// one request each (the revision it wrote last is expected, no read);
+// after another handle's write, the next one reads again and is refused.
+func TestKVMQTTOneRequestPerWrite(t *testing.T) {
+	n := startNATS(t)
+	nc := mustConnect(t, n)
+	js, _ := jetstream.New(nc)
+	ctx := ctxT(t)
+	kv, err := NewKV(ctx, js, KVConfig{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	_, _, c := mustClaim(t, kv, "alice", "phone", "n1", false, 0)
+	before := nc.Stats().OutMsgs
+	for i := uint64(1); i <= 10; i++ {
+		if err := kv.SaveMQTTPos(ctx, "alice", "phone", c.Gen, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kv.SaveMQTTSubs(ctx, "alice", "phone", c.Gen, []MQTTSub{{"a", 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.TouchMQTT(ctx, "alice", "phone", c.Gen); err != nil {
+		t.Fatal(err)
+	}
+	if sent := nc.Stats().OutMsgs - before; sent != 12 {
+		t.Fatalf("12 writes sent %d messages, want 12", sent)
+	}
+	if got := mustGet(t, kv, "alice", "phone"); got.Pos != 10 || len(got.Subs) != 1 {
+		t.Fatalf("record %+v", got)
+	}
+	peer := n.openKV(t, KVConfig{})
+	mustClaim(t, peer, "alice", "phone", "n2", false, 0)
+	if err := kv.SaveMQTTPos(ctx, "alice", "phone", c.Gen, 11); !errors.Is(err, ErrStale) {
+		t.Fatalf("write after a takeover: %v", err)
+	}
+	if got := mustGet(t, kv, "alice", "phone"); got.Pos != 10 || got.Node != "n2" {
+		t.Fatalf("record after a refused write %+v", got)
 	}
 }
 
