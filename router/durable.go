@@ -316,6 +316,10 @@ const maxSent = 4096
 // noFloor: nothing was dropped.
 const noFloor = ^uint64(0)
 
+// pauseTicks: a tick this many intervals late means the process was
+// paused, long enough for the failure detector to act on it.
+const pauseTicks = 3
+
 // posHistory is how many ticks of positions a session keeps: a ring
 // change replays from the oldest, since the nodes see the change at
 // different moments and a message may have missed this one before it
@@ -349,12 +353,21 @@ func (s *Server) positionLoop() {
 	t := time.NewTicker(s.cfg.PositionInterval)
 	defer t.Stop()
 	var list []*session
+	last := time.Now()
 	for {
 		select {
 		case <-s.posStop:
 			return
 		case <-t.C:
 		}
+		if gap := time.Since(last); gap > pauseTicks*s.cfg.PositionInterval {
+			// This process stood still (SIGSTOP, a paused VM): the
+			// others may have taken it for dead and delivered
+			// elsewhere meanwhile, with no ring change seen here.
+			s.log.Warn("mqtt: this node was paused; persistent sessions replay what they may have missed", "paused", gap.Round(time.Millisecond))
+			s.RingChanged()
+		}
+		last = time.Now()
 		s.mu.RLock()
 		list = list[:0]
 		for _, sess := range s.sessions {
