@@ -4,7 +4,7 @@ BIN       := bin
 FUZZTIME  ?= 5s
 LONGFUZZ  ?= 5m
 
-.PHONY: all build run cluster test test-unit testrace testallocs fuzz fuzz-smoke bench lint deps clean
+.PHONY: all build run cluster test test-unit testrace testallocs fuzz fuzz-smoke bench chaos lint deps clean
 
 all: build
 
@@ -41,6 +41,13 @@ testrace:
 	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -race -count=1 -timeout 10m -v ./e2e/
 	ROUTER_TEST_GOROUTINES=1 $(GO) test -race -count=1 -timeout 10m ./router/
+
+## chaos: the chaos test (3 nodes over a 3-server NATS cluster; kill -9, a NATS server
+## killed, SIGTERM + restart, SIGSTOP) with its artifacts (chaos.tsv, every server's log)
+## under bench/results/latest/chaos; grep "chaos:" for the numbers (about 2 min)
+chaos:
+	mkdir -p bench/results/latest/chaos
+	PUSHRING_CHAOS=1 $(GO) test -count=1 -timeout 15m -v -run '^TestChaos$$' -artifacts -outputdir $(CURDIR)/bench/results/latest/chaos ./e2e/
 
 ## fuzz-smoke: every fuzz target for $(FUZZTIME) (part of make test)
 fuzz-smoke:

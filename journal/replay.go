@@ -213,6 +213,9 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 			if err := fn(seq, m); err != nil {
 				return err
 			}
+			// fn may wait (a slow client's window): that is not the
+			// stream stalling.
+			progress = time.Now()
 		}
 		if seq == last || meta.NumPending == 0 {
 			return nil
