@@ -215,6 +215,8 @@ func (s *session) replayFrom(from, gen uint64) {
 			s.mu.Unlock()
 			continue
 		}
+		s.srv.log.Debug("mqtt: persistent session replayed from the journal", "id", s.principal, "client_id", s.clientID,
+			"from", start, "to", last, "parked", len(s.parked), "err", err)
 		s.maxSeq = max(s.maxSeq, last)
 		s.sent = nil
 		parked := s.parked
@@ -490,6 +492,8 @@ func (s *Server) ringReplay(due []*session) {
 		if err != nil && s.stopping.Err() == nil {
 			s.m.storeError()
 			s.log.Warn("mqtt: reading the journal after a ring change failed; each session replays on its own", "from", from, "err", err)
+		} else {
+			s.log.Info("mqtt: read the journal after a ring change", "from", from, "to", last, "sessions", len(due))
 		}
 		for _, sess := range due {
 			sess.mu.Lock()

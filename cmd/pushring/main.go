@@ -26,7 +26,9 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/internal/configerr"
+	"github.com/pushring/pushring/journal"
 	"github.com/pushring/pushring/node"
+	"github.com/pushring/pushring/router"
 )
 
 // errUsage is matched by the errors of the command line and environment.
@@ -65,6 +67,12 @@ func run(args []string) error {
 	fs.StringVar(&cfg.AdminKey, "admin-key", "", "admin key; a secret on the command line is readable by every local user: prefer --admin-key-file or PUSHRING_ADMIN_KEY")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "comma-separated NATS server URLs (default: embedded NATS server)")
 	fs.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "replicas of the JetStream KV buckets (3 on a NATS cluster)")
+	// Durable QoS 1: the journal of stored messages and persistent sessions.
+	jd := journal.DefaultConfig()
+	fs.DurationVar(&cfg.Journal.MaxAge, "journal-max-age", jd.MaxAge, "how long a stored QoS 1 message waits for an offline persistent session")
+	fs.Int64Var(&cfg.Journal.MaxBytes, "journal-max-bytes", jd.MaxBytes, "cluster-wide cap of the journal of stored QoS 1 messages (the oldest go first)")
+	fs.DurationVar(&cfg.Journal.Timeout, "journal-timeout", jd.Timeout, "a QoS 1 message not stored within this long gets no PUBACK (the publisher's connection is closed) or an HTTP 503")
+	fs.DurationVar(&cfg.Router.SessionExpiry, "session-expiry", router.DefaultConfig().SessionExpiry, "a persistent MQTT session offline this long is dropped, with its record")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "host:port for the embedded NATS server to accept other clients")
 	fs.StringVar(&cfg.NodeID, "node-id", cfg.NodeID, "node id (default: host name)")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "host:port for cluster gossip (memberlist, UDP and TCP)")
