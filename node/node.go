@@ -610,6 +610,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
 	n.router.SetSessionStore(n.sessions)
+	// While this node's NATS connection was down, stored messages may
+	// have been forwarded to it and lost: persistent sessions replay as
+	// after a ring change.
+	n.nc.SetReconnectHandler(func(nc *nats.Conn) {
+		n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		n.router.RingChanged()
+	})
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -50,6 +50,9 @@ type sessionStore struct {
 	release map[sessKey]uint64     // gen to delete
 	wake    chan struct{}
 	failLog lograte.Limiter
+	// kickFn closes a session here that another node claimed (the
+	// router's Kick); set by watchClaims. Under mu.
+	kickFn func(principal, clientID string, gen uint64)
 	// replays bounds the journal replays in progress: after a ring
 	// change every durable session replays, and each is a consumer on
 	// the stream.
@@ -265,6 +268,7 @@ func (s *sessionStore) touchHeld(ctx context.Context) {
 	for k, g := range s.held {
 		held[k] = g
 	}
+	kick := s.kickFn
 	s.mu.Unlock()
 	for k, gen := range held {
 		if ctx.Err() != nil {
@@ -272,7 +276,11 @@ func (s *sessionStore) touchHeld(ctx context.Context) {
 		}
 		err := s.recs.TouchMQTT(ctx, k.principal, k.clientID, gen)
 		if errors.Is(err, store.ErrStale) {
+			// Claimed elsewhere and the notice was missed: let go.
 			s.taken(k.principal, k.clientID, gen+1)
+			if kick != nil {
+				kick(k.principal, k.clientID, gen+1)
+			}
 			continue
 		}
 		s.check("touch", k, err)
@@ -291,6 +299,9 @@ func (s *sessionStore) check(what string, k sessKey, err error) {
 // watchClaims kicks the sessions other nodes claim, watching again after
 // failures, until ctx is done.
 func (s *sessionStore) watchClaims(ctx context.Context, kick func(principal, clientID string, gen uint64)) {
+	s.mu.Lock()
+	s.kickFn = kick
+	s.mu.Unlock()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.recs.WatchMQTTClaims(ctx, func(principal, clientID, node string, gen uint64) {

@@ -153,12 +153,16 @@ func (s *session) resume(cl *Claimed) (present bool) {
 // emptied. s.mu held.
 func (s *session) replayLocked(from uint64) {
 	// What is queued comes again from the journal: from its lowest,
-	// and not taken for a duplicate of itself.
+	// and not taken for a duplicate of itself. What the journal does
+	// not hold (wills, QoS 2 publishes: not stored) waits with the
+	// parked messages, which go after the replay.
 	for i := 0; i < s.queue.n; i++ {
 		m := s.queue.buf[(s.queue.head+i)%len(s.queue.buf)].m
-		if m.Seq != 0 && m.Seq < from {
-			from = m.Seq
+		if m.Seq == 0 {
+			s.parked = append(s.parked, m)
+			continue
 		}
+		from = min(from, m.Seq)
 		s.recent.forget(m.ID)
 	}
 	s.replaying = true
@@ -199,9 +203,9 @@ func (s *session) replayFrom(from, gen uint64) {
 				"id", s.principal, "client_id", s.clientID, "from", from)
 		}
 		if err != nil {
-			// Try again once the session is connected with an empty
-			// queue (positionLoop); live messages flow meanwhile, and
-			// the position stays below what was not replayed.
+			// Try again at the next position tick while the session is
+			// connected (positionLoop); live messages flow meanwhile,
+			// and the position stays below what was not replayed.
 			if !errors.Is(err, errReplayStopped) {
 				s.srv.m.storeError()
 				s.srv.log.Warn("mqtt: replay from the journal failed", "id", s.principal, "client_id", s.clientID, "err", err)
@@ -252,11 +256,32 @@ func cmpSeq(a, b uint64) int {
 func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for !s.removed && s.replayGen == gen && s.conn != nil && s.queue.len() >= max(s.srv.cfg.MaxQueued/2, 1) {
+	var deadline *time.Timer
+	start := time.Now()
+	for !s.removed && s.replayGen == gen && s.conn != nil && s.queueHalfFull() {
+		if time.Since(start) > replayWait {
+			// A client that does not read holds no replay slot: the
+			// replay stops (its position stays) and resumes later.
+			if deadline != nil {
+				deadline.Stop()
+			}
+			return errReplayStopped
+		}
 		if s.room == nil {
 			s.room = sync.NewCond(&s.mu)
 		}
+		if deadline == nil {
+			room := s.room
+			deadline = time.AfterFunc(replayWait, func() {
+				s.mu.Lock()
+				room.Broadcast()
+				s.mu.Unlock()
+			})
+		}
 		s.room.Wait()
+	}
+	if deadline != nil {
+		deadline.Stop()
 	}
 	if s.removed || s.replayGen != gen || s.conn == nil {
 		return errReplayStopped
@@ -277,6 +302,15 @@ func (s *session) overflowed() {
 	if s.conn != nil && !s.replaying && s.srv.sessStore != nil {
 		s.replayLocked(s.floor + 1)
 	}
+}
+
+// replayWait bounds how long a replay waits for a client to make room.
+const replayWait = 10 * time.Second
+
+// queueHalfFull: a replay waits before adding to the queue. s.mu held.
+func (s *session) queueHalfFull() bool {
+	cfg := &s.srv.cfg
+	return s.queue.len() >= max(cfg.MaxQueued/2, 1) || s.queue.bytes >= cfg.MaxQueuedBytes/2
 }
 
 // park keeps a live stored message that arrived during a replay. s.mu
@@ -475,8 +509,14 @@ func (s *Server) ringReplay(due []*session) {
 	from := noFloor
 	for _, sess := range due {
 		sess.mu.Lock()
-		from = min(from, sess.ringFloor+1)
+		if sess.ringHold && sess.ringFloor != noFloor {
+			from = min(from, sess.ringFloor+1)
+		}
 		sess.mu.Unlock()
+	}
+	if from == noFloor {
+		s.ringRunning.Store(false)
+		return
 	}
 	s.m.replay()
 	go func() {
@@ -484,6 +524,13 @@ func (s *Server) ringReplay(due []*session) {
 		defer func() {
 			if r := recover(); r != nil {
 				s.panicked("ring replay", r, debug.Stack())
+				for _, sess := range due { // no hold is left on
+					sess.mu.Lock()
+					if sess.ringHold && sess.ringAt.IsZero() {
+						sess.ringSettled()
+					}
+					sess.mu.Unlock()
+				}
 			}
 		}()
 		last, err := rr.ReplayAll(s.stopping, from, func(m *message.Message, rcpts []string) {
@@ -498,11 +545,12 @@ func (s *Server) ringReplay(due []*session) {
 		for _, sess := range due {
 			sess.mu.Lock()
 			switch {
-			case sess.removed || sess.ringEpoch != epoch || !sess.ringHold:
+			case sess.removed || !sess.ringHold || !sess.ringAt.IsZero():
 				// Gone, or held again by a later change: the next read.
-			case err != nil || sess.replaying:
-				// (A session replaying on its own took nothing from
-				// this read: it replays from before the change next.)
+			case err != nil || sess.replaying || sess.ringSkipped:
+				// (A session replaying on its own took nothing, or not
+				// all, from this read: it replays from before the
+				// change next.)
 				sess.ringSettled()
 			default:
 				sess.ringDone(last)
@@ -522,8 +570,10 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 		s.mu.RUnlock()
 		for i, sess := range list {
 			sess.mu.Lock()
-			if !sess.removed && sess.ringHold && sess.ringEpoch <= epoch && m.Seq > sess.ringFloor && !sess.replaying {
-				if _, sent := sess.sent[m.Seq]; !sent {
+			if !sess.removed && sess.ringHold && sess.ringEpoch <= epoch && m.Seq > sess.ringFloor {
+				if sess.replaying {
+					sess.ringSkipped = true
+				} else if _, sent := sess.sent[m.Seq]; !sent {
 					s.m.replayed()
 					sess.offerLocked(m, nil)
 				}
@@ -537,13 +587,16 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 // ringDone ends a ring hold after the journal was read up to last: the
 // parked messages after it follow. s.mu held.
 func (s *session) ringDone(last uint64) {
-	s.ringHold, s.ringFloor, s.sent = false, noFloor, nil
+	floor := s.ringFloor
+	s.ringHold, s.ringFloor, s.sent, s.ringSkipped = false, noFloor, nil, false
 	s.maxSeq = max(s.maxSeq, last)
 	parked := s.parked
 	s.parked = nil
 	slices.SortFunc(parked, func(a, b *message.Message) int { return cmpSeq(a.Seq, b.Seq) })
 	for _, m := range parked {
-		if m.Seq > last {
+		// At or under floor: a late one (sent again, or long on its
+		// way) the read did not offer.
+		if m.Seq > last || m.Seq <= floor {
 			s.deliverLocked(m, nil)
 		}
 	}
@@ -563,7 +616,7 @@ func (s *session) ringDone(last uint64) {
 // held.
 func (s *session) ringSettled() {
 	s.floor = min(s.floor, s.ringFloor)
-	s.ringFloor, s.ringAt, s.ringHold = noFloor, time.Time{}, false
+	s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, time.Time{}, false, false
 	if s.conn != nil || s.replaying {
 		if !s.replaying && s.conn != nil {
 			s.replayLocked(s.floor + 1) // keeps the parked messages for after

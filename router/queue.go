@@ -32,22 +32,23 @@ type msgQueue struct {
 	bytes int // payload bytes of the queued messages
 	// dropped is push's result, kept to be reused (no allocation per
 	// drop once a queue has dropped before).
-	dropped []uint64
+	dropped []*message.Message
 }
 
 func (q *msgQueue) len() int { return q.n }
 
 // push appends o, first dropping the oldest entries while the queue holds
 // max entries or its payload bytes plus o's would exceed maxBytes; it
-// returns the journal sequence of each message it dropped (0 for one not
-// stored), in a slice valid until the next push. A message larger than
-// maxBytes on its own is still queued (alone): MaxPacketSize bounds it.
-func (q *msgQueue) push(o outMsg, max, maxBytes int) (dropped []uint64) {
+// returns the messages it dropped, in a slice valid until the next push.
+// A message larger than maxBytes on its own is still queued (alone):
+// MaxPacketSize bounds it.
+func (q *msgQueue) push(o outMsg, max, maxBytes int) (dropped []*message.Message) {
 	size := len(o.m.Payload)
+	clear(q.dropped) // the last push's: no message kept past its drop
 	q.dropped = q.dropped[:0]
 	for q.n > 0 && (q.n >= max || q.bytes+size > maxBytes) {
 		q.bytes -= len(q.buf[q.head].m.Payload)
-		q.dropped = append(q.dropped, q.buf[q.head].m.Seq)
+		q.dropped = append(q.dropped, q.buf[q.head].m)
 		q.buf[q.head] = outMsg{}
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--

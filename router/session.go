@@ -68,6 +68,7 @@ type session struct {
 	ringAt                  time.Time           // when the ring is taken as settled (zero: not waiting)
 	ringHold                bool                // a ring change's replay is due or running: stored messages park
 	ringEpoch               uint64              // the ring change the hold is for (Server.ringEpoch)
+	ringSkipped             bool                // the shared read passed it by while it replayed on its own
 	sent                    map[uint64]struct{} // sequences sent since the ring changed, while a replay is due
 	replayGen               uint64              // invalidates a replay that was overtaken
 	parked                  []*message.Message  // live stored messages that came during a replay
@@ -285,7 +286,8 @@ func (s *session) enqueue(o outMsg) {
 	stored := false
 	for _, d := range s.queue.push(o, s.srv.cfg.MaxQueued, s.srv.cfg.MaxQueuedBytes) {
 		s.srv.m.dropped()
-		if d != 0 && !s.clean {
+		s.recent.forget(d.ID) // a replay may bring it again
+		if d := d.Seq; d != 0 && !s.clean {
 			// Stored: the position stays under it, and the session
 			// replays it (durable.go).
 			s.floor = min(s.floor, d-1)
