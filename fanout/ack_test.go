@@ -51,10 +51,11 @@ func (r receipts) Accepted(tag uint64) { r <- tag }
 
 // Stored: without a Store, a forwarded message counts as stored; the
 // tests here check Accepted.
-func (r receipts) Stored(tag uint64, err error) {
+func (r receipts) Stored(tag uint64, err error) bool {
 	if err != nil {
 		panic(fmt.Sprintf("tag %d: store error %v", tag, err))
 	}
+	return true
 }
 
 // waitTag fails unless tag arrives on r within the test's patience.

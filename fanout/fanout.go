@@ -418,7 +418,7 @@ func (f *Fanout) forward(m *message.Message, r flow.Receipt, tag uint64) error {
 		return err
 	}
 	if m.Seq == 0 {
-		r.Stored(tag, nil) // not stored: handed on is all there is
+		r.Stored(tag, nil) // not stored: handed on is all there is (and it was)
 	}
 	f.expect(ack.id, sent)
 	return nil
@@ -838,6 +838,7 @@ type Stats struct {
 	AckTimeouts       uint64 // QoS 1 publishes not confirmed by every delivering node within AckTimeout
 	AckDrops          uint64 // Ack entries not sent: too many distinct ack nodes (garbage)
 	Resent            uint64 // stored QoS 1 messages forwarded again: their confirmations did not come in time
+	HeldBack          uint64 // stored QoS 1 messages not forwarded: an earlier one of their publisher was not stored
 	Waiting           uint64 // QoS 1 publishes waiting here for confirmations now
 }
 
@@ -854,7 +855,7 @@ type counters struct {
 	recipients, panics                               atomic.Uint64
 	attachForwards, attachesSent, attachesReceived   atomic.Uint64
 	acksReceived, acksHeld, holdTimeouts             atomic.Uint64
-	ackTimeouts, ackDrops, resent                    atomic.Uint64
+	ackTimeouts, ackDrops, resent, heldBack          atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -892,6 +893,7 @@ func (f *Fanout) Stats() Stats {
 		AckTimeouts:       c.ackTimeouts.Load(),
 		AckDrops:          c.ackDrops.Load(),
 		Resent:            c.resent.Load(),
+		HeldBack:          c.heldBack.Load(),
 		Waiting:           uint64(f.waits.len()),
 	}
 }
@@ -924,6 +926,8 @@ var (
 		"QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged.")
 	holdTimeoutsDesc = fanoutDesc("hold_timeouts_total",
 		"Held QoS 1 confirmations sent after AckHold although the backlog had not drained.")
+	heldBackDesc = fanoutDesc("held_back_total",
+		"Stored QoS 1 messages not forwarded because an earlier message of their publisher could not be stored (the publisher sends both again).")
 	resentDesc = fanoutDesc("resent_total",
 		"Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time.")
 	attachRecordsDesc = fanoutDesc("attach_records",
@@ -941,7 +945,7 @@ type collector struct{ f *Fanout }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
 		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
-		ackTimeoutsDesc, acksHeldDesc, holdTimeoutsDesc, resentDesc, attachRecordsDesc} {
+		ackTimeoutsDesc, acksHeldDesc, holdTimeoutsDesc, resentDesc, heldBackDesc, attachRecordsDesc} {
 		ch <- d
 	}
 }
@@ -964,6 +968,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- counter(acksHeldDesc, &s.acksHeld, s.created)
 	ch <- counter(holdTimeoutsDesc, &s.holdTimeouts, s.created)
 	ch <- counter(resentDesc, &s.resent, s.created)
+	ch <- counter(heldBackDesc, &s.heldBack, s.created)
 	ch <- prometheus.MustNewConstMetric(attachRecordsDesc, prometheus.GaugeValue, float64(c.f.attachRecords()))
 }
 

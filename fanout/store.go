@@ -95,7 +95,10 @@ func (f *Fanout) Appended(id, seq uint64, err error) {
 		return
 	}
 	p.m.Seq = seq
-	p.r.Stored(p.tag, nil)
+	if !p.r.Stored(p.tag, nil) {
+		f.stats.heldBack.Add(1)
+		return
+	}
 	if err := f.forward(p.m, p.r, p.tag); err != nil {
 		// Stored and told: the wait, if forward made one, sends it again;
 		// otherwise (closed, refused) the sessions replay it.
@@ -119,7 +122,7 @@ func cloneMessage(m *message.Message) *message.Message {
 // stored is a Receipt that waits for Stored: ForwardStored's.
 type stored struct{ done chan error }
 
-func (s *stored) Stored(_ uint64, err error) { s.done <- err }
+func (s *stored) Stored(_ uint64, err error) bool { s.done <- err; return true }
 func (s *stored) Accepted(uint64)            {}
 
 // ForwardStored is Forward for an HTTP publish: a QoS 1 message is

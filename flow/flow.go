@@ -21,8 +21,13 @@ import "github.com/pushring/pushring/message"
 type Receipt interface {
 	// Stored says the message is stored (err nil: it may be acknowledged)
 	// or could not be (the publisher must not get a PUBACK for it).
-	// Called once, before Accepted.
-	Stored(tag uint64, err error)
+	// Called once, before Accepted. It returns whether the message is to
+	// be forwarded: false when an earlier message of the same publisher
+	// could not be stored, since the publisher sends that one again and
+	// this one after it (forwarded now, it would arrive first). A
+	// message not forwarded stays stored (replays may bring it) and gets
+	// no Accepted.
+	Stored(tag uint64, err error) (forward bool)
 	// Accepted says every node delivering the message took it in, or
 	// that the wait for them ended: the publisher may go on. Called once
 	// after Stored(tag, nil); never after a Stored error.

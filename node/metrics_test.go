@@ -30,6 +30,7 @@ var goldenNodeFamilies = []string{
 	`pushring_fanout_decode_errors_total counter [] "Envelopes dropped because they could not be decoded."`,
 	`pushring_fanout_envelopes_received_total counter [peer] "Envelopes received and decoded, by sending node."`,
 	`pushring_fanout_envelopes_sent_total counter [peer] "Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total."`,
+	`pushring_fanout_held_back_total counter [] "Stored QoS 1 messages not forwarded because an earlier message of their publisher could not be stored (the publisher sends both again)."`,
 	`pushring_fanout_hold_timeouts_total counter [] "Held QoS 1 confirmations sent after AckHold although the backlog had not drained."`,
 	`pushring_fanout_hop_limit_drops_total counter [] "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."`,
 	`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct)."`,

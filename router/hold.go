@@ -262,18 +262,25 @@ func (c *mqttConn) puback(pid uint16) {
 // stored: its PUBACK may go (at once or on confirmation, see heldAcks).
 // A message the store refused gets no PUBACK: the connection is closed,
 // counted and logged, so the client sends it again (to a store that may
-// be back) after reconnecting. Goroutine-safe.
-func (c *mqttConn) Stored(tag uint64, err error) {
+// be back) after reconnecting; and the connection's later messages are
+// not forwarded even if stored, since the client sends them again after
+// that one (forwarded now they would arrive first). Goroutine-safe.
+func (c *mqttConn) Stored(tag uint64, err error) bool {
 	if err == nil {
+		if c.storeFailed.Load() {
+			return false
+		}
 		c.readyAck(tag)
-		return
+		return true
 	}
+	c.storeFailed.Store(true)
 	c.srv.m.refusal(reasonStoreFailed)
 	if ok, n := c.srv.storeLog.Allow(time.Second); ok {
 		c.srv.log.Warn("mqtt: a QoS 1 message could not be stored; closing its publisher's connection without PUBACK",
 			"id", c.id.ID, "err", err, "remote", c.remote, "since_last_logged", n)
 	}
 	c.kill(false)
+	return false
 }
 
 // Accepted is the Receipt of the QoS 1 message with tag. Goroutine-safe;

@@ -22,11 +22,9 @@ type ackingFwd struct {
 	fail atomic.Bool
 	mu   sync.Mutex
 	held map[string]func() // payload → the receipt's Accepted call
-	// storeLate: Stored waits for the test's store call too; storeErr:
-	// that call says the store refused.
+	// storeLate: Stored waits for the test's store call.
 	storeLate bool
-	storeErr  error
-	stores    map[string]func()
+	stores    map[string]func(error) bool
 }
 
 func (f *ackingFwd) ForwardAcked(m *message.Message, r flow.Receipt, tag uint64) error {
@@ -38,12 +36,8 @@ func (f *ackingFwd) ForwardAcked(m *message.Message, r flow.Receipt, tag uint64)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.storeErr != nil {
-		f.stores[string(m.Payload)] = func() { r.Stored(tag, f.storeErr) }
-		return nil
-	}
 	if f.storeLate {
-		f.stores[string(m.Payload)] = func() { r.Stored(tag, nil) }
+		f.stores[string(m.Payload)] = func(err error) bool { return r.Stored(tag, err) }
 	} else {
 		r.Stored(tag, nil)
 	}
@@ -51,11 +45,11 @@ func (f *ackingFwd) ForwardAcked(m *message.Message, r flow.Receipt, tag uint64)
 	return nil
 }
 
-// store calls the Stored of the message with payload p (storeLate or
-// storeErr set).
-func (f *ackingFwd) store(t *testing.T, p string) {
+// store answers the Stored of the message with payload p (storeLate
+// set) with err, and returns what Stored said.
+func (f *ackingFwd) store(t *testing.T, p string, err error) bool {
 	t.Helper()
-	var fn func()
+	var fn func(error) bool
 	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		f.mu.Lock()
 		fn = f.stores[p]
@@ -66,7 +60,7 @@ func (f *ackingFwd) store(t *testing.T, p string) {
 		}
 		return nil
 	})
-	fn()
+	return fn(err)
 }
 
 // accept calls the receipt of the message with payload p, once it was
@@ -90,7 +84,7 @@ func (f *ackingFwd) accept(t *testing.T, p string) {
 func newAckingEnv(t *testing.T, maxUnconfirmed int) (*env, *ackingFwd) {
 	var f *ackingFwd
 	e := newEnvWith(t, func(c *Config) { c.MaxUnconfirmed = maxUnconfirmed }, func(l *loopFwd) Forwarder {
-		f = &ackingFwd{loopFwd: l, held: map[string]func(){}, stores: map[string]func(){}}
+		f = &ackingFwd{loopFwd: l, held: map[string]func(){}, stores: map[string]func(error) bool{}}
 		return f
 	})
 	return e, f
@@ -333,5 +327,39 @@ func TestDeliverHeld(t *testing.T) {
 	}
 	if n := e.srv.Stats().SlowSessions; n != slow {
 		t.Fatalf("SlowSessions %d -> %d: the reconnected session was taken for a slow one", slow, n)
+	}
+}
+
+// A PUBACK waits for the store: none before Stored, one after; a message
+// the store refuses gets none, its connection is closed and counted, and
+// a later message of that connection stored meanwhile is not to be
+// forwarded (its publisher sends both again, in order).
+func TestPubackWaitsForStore(t *testing.T) {
+	var f *ackingFwd
+	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
+		f = &ackingFwd{loopFwd: l, held: map[string]func(){}, stores: map[string]func(error) bool{}, storeLate: true}
+		return f
+	})
+	alice := connectRaw(t, e, "alice", "a", true)
+	alice.publish(1, 1, "/group/g1", "m1")
+	alice.expectQuiet()
+	if !f.store(t, "m1", nil) {
+		t.Fatal("a stored message of a healthy connection is to be forwarded")
+	}
+	if body := alice.mustRead(packet.PUBACK); len(body) != 2 || body[1] != 1 {
+		t.Fatalf("PUBACK % x, want id 1", body)
+	}
+	alice.publish(1, 2, "/group/g1", "m2")
+	alice.publish(1, 3, "/group/g1", "m3")
+	alice.expectQuiet()
+	if f.store(t, "m2", errors.New("store down")) {
+		t.Fatal("a refused message is not to be forwarded")
+	}
+	alice.expectClosed() // no PUBACK for m2 or m3
+	if f.store(t, "m3", nil) {
+		t.Fatal("a message stored after its connection's refusal was to be forwarded")
+	}
+	if n := e.srv.m.refusals[index(allReasons, reasonStoreFailed)].Load(); n != 1 {
+		t.Fatalf("store_failed refusals %d, want 1", n)
 	}
 }

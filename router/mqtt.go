@@ -92,6 +92,9 @@ type mqttConn struct {
 	sess    atomic.Pointer[session]
 	counted bool        // counted in Server.m.connections; under Server.mu
 	noWill  atomic.Bool // closed by the server for a reason that skips the will
+	// storeFailed: a QoS 1 message of this connection could not be
+	// stored; later ones are not forwarded (hold.go, Stored).
+	storeFailed atomic.Bool
 }
 
 func newMQTTConn(srv *Server, t transport) *mqttConn {
