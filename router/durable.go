@@ -697,6 +697,7 @@ func (s *Server) Kick(principal, clientID string, gen uint64) {
 	s.mu.Unlock()
 	if victim != nil {
 		s.log.Info("mqtt: session taken over on another node", "id", principal, "client_id", clientID, "remote", victim.remote)
+		victim.noForward.Store(true)
 		victim.kill(true)
 	}
 }

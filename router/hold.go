@@ -264,16 +264,18 @@ func (c *mqttConn) puback(pid uint16) {
 // counted and logged, so the client sends it again (to a store that may
 // be back) after reconnecting; and the connection's later messages are
 // not forwarded even if stored, since the client sends them again after
-// that one (forwarded now they would arrive first). Goroutine-safe.
+// that one (forwarded now they would arrive first). The same holds once
+// the server closed the connection for a takeover or its shutdown.
+// Goroutine-safe.
 func (c *mqttConn) Stored(tag uint64, err error) bool {
 	if err == nil {
-		if c.storeFailed.Load() {
+		if c.noForward.Load() {
 			return false
 		}
 		c.readyAck(tag)
 		return true
 	}
-	c.storeFailed.Store(true)
+	c.noForward.Store(true)
 	c.srv.m.refusal(reasonStoreFailed)
 	if ok, n := c.srv.storeLog.Allow(time.Second); ok {
 		c.srv.log.Warn("mqtt: a QoS 1 message could not be stored; closing its publisher's connection without PUBACK",

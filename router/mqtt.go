@@ -92,9 +92,11 @@ type mqttConn struct {
 	sess    atomic.Pointer[session]
 	counted bool        // counted in Server.m.connections; under Server.mu
 	noWill  atomic.Bool // closed by the server for a reason that skips the will
-	// storeFailed: a QoS 1 message of this connection could not be
-	// stored; later ones are not forwarded (hold.go, Stored).
-	storeFailed atomic.Bool
+	// noForward: the server closed this connection with QoS 1 messages
+	// unanswered (one could not be stored, a takeover, shutdown): those
+	// stored later are not forwarded, since the client sends them again
+	// after reconnecting, in order (hold.go, Stored).
+	noForward atomic.Bool
 }
 
 func newMQTTConn(srv *Server, t transport) *mqttConn {

@@ -332,6 +332,7 @@ func (s *Server) Close() error {
 		}
 	}
 	for _, c := range conns {
+		c.noForward.Store(true) // its client sends what it was not answered again
 		c.kill(false)
 	}
 	if s.posStop != nil {
@@ -505,6 +506,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		// will is published; its late close finds the session bound
 		// to c and leaves it alone.
 		s.log.Info("mqtt: session taken over", "id", c.id.ID, "client_id", c.clientID, "old_remote", victim.remote, "remote", c.remote)
+		victim.noForward.Store(true)
 		victim.kill(true)
 	}
 	return code
