@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,35 +146,10 @@ func (d *daemon) logCount(s string) int {
 	return strings.Count(string(b), s)
 }
 
-var (
-	natsBuildOnce sync.Once
-	natsBinPath   string
-	natsBuildErr  error
-)
-
 // natsServerBinary builds the NATS server of go.mod once for the whole
 // test binary: the version pushring is built and tested against.
 func natsServerBinary(t *testing.T) string {
-	t.Helper()
-	natsBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pushring-e2e-nats")
-		if err != nil {
-			natsBuildErr = err
-			return
-		}
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "nats-server"), "github.com/nats-io/nats-server/v2")
-		cmd.Dir = filepath.Dir(filepath.Dir(file))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			natsBuildErr = fmt.Errorf("go build nats-server: %v\n%s", err, out)
-			return
-		}
-		natsBinPath = filepath.Join(dir, "nats-server")
-	})
-	if natsBuildErr != nil {
-		t.Fatal(natsBuildErr)
-	}
-	return natsBinPath
+	return goBinary(t, "nats-server", "github.com/nats-io/nats-server/v2")
 }
 
 // natsServer is one server of a NATS cluster, in a process of its own.

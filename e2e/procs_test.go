@@ -31,34 +31,44 @@ import (
 
 const adminKey = "e2e-admin-key-0123456789"
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // pushringBinary builds cmd/pushring once for the whole test binary.
-func pushringBinary(t *testing.T) string {
+func pushringBinary(t *testing.T) string { return goBinary(t, "pushring", "./cmd/pushring") }
+
+// built holds the binaries goBinary built, by package.
+var built sync.Map // package path -> *builtBinary
+
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// goBinary builds package pkg of this module's build list (a command of
+// the repository, or the NATS server of go.mod) once for the whole test
+// binary, as name in a temporary directory.
+func goBinary(t *testing.T, name, pkg string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pushring-e2e-bin")
+	v, _ := built.LoadOrStore(pkg, new(builtBinary))
+	b := v.(*builtBinary)
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "pushring-e2e-"+name)
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
 		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "pushring"), "./cmd/pushring")
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = filepath.Dir(filepath.Dir(file))
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 			return
 		}
-		binPath = filepath.Join(dir, "pushring")
+		b.path = filepath.Join(dir, name)
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 // freeAddr returns a loopback address with a port that was free a moment

@@ -380,20 +380,8 @@ func (f *Fanout) Forward(ctx context.Context, m *message.Message) error {
 // first (m.Seq set) keeps its wait registered, to be sent again, even
 // when a publish fails now.
 func (f *Fanout) forward(m *message.Message, r flow.Receipt, tag uint64) error {
-	if f.closed.Load() {
-		return ErrClosed
-	}
-	if m == nil {
-		return fmt.Errorf("%w: nil", ErrInvalidMessage)
-	}
-	if err := validMessage(m); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
-	}
-	// Refused here rather than dropped by a node further on: with the
-	// slack, the envelope still fits when the owner re-sends it under its
-	// own (longer) node id or builds a Deliver with one recipient.
-	if headerSize(f.self)+messageSize(m)+envelopeSlack > f.maxBytes {
-		return ErrTooLarge
+	if err := f.check(m); err != nil {
+		return err
 	}
 	var ack ackReq
 	if r != nil {
@@ -421,6 +409,26 @@ func (f *Fanout) forward(m *message.Message, r flow.Receipt, tag uint64) error {
 		r.Stored(tag, nil) // not stored: handed on is all there is (and it was)
 	}
 	f.expect(ack.id, sent)
+	return nil
+}
+
+// check refuses what Forward and ForwardAcked cannot take.
+func (f *Fanout) check(m *message.Message) error {
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	if m == nil {
+		return fmt.Errorf("%w: nil", ErrInvalidMessage)
+	}
+	if err := validMessage(m); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+	}
+	// Refused here rather than dropped by a node further on: with the
+	// slack, the envelope still fits when the owner re-sends it under its
+	// own (longer) node id or builds a Deliver with one recipient.
+	if headerSize(f.self)+messageSize(m)+envelopeSlack > f.maxBytes {
+		return ErrTooLarge
+	}
 	return nil
 }
 

@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"unsafe"
 
@@ -63,17 +62,8 @@ func (a *appends) take(id uint64) (pendingAppend, bool) {
 
 // storeThenForward is ForwardAcked with a Store.
 func (f *Fanout) storeThenForward(m *message.Message, r flow.Receipt, tag uint64) error {
-	if f.closed.Load() {
-		return ErrClosed
-	}
-	if m == nil {
-		return fmt.Errorf("%w: nil", ErrInvalidMessage)
-	}
-	if err := validMessage(m); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
-	}
-	if headerSize(f.self)+messageSize(m)+envelopeSlack > f.maxBytes {
-		return ErrTooLarge
+	if err := f.check(m); err != nil {
+		return err
 	}
 	id := f.appends.add(pendingAppend{m: cloneMessage(m), r: r, tag: tag})
 	if err := f.store.Append(m, f, id); err != nil {
@@ -123,7 +113,7 @@ func cloneMessage(m *message.Message) *message.Message {
 type stored struct{ done chan error }
 
 func (s *stored) Stored(_ uint64, err error) bool { s.done <- err; return true }
-func (s *stored) Accepted(uint64)            {}
+func (s *stored) Accepted(uint64)                 {}
 
 // ForwardStored is Forward for an HTTP publish: a QoS 1 message is
 // forwarded once stored, and ForwardStored returns when the store

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"runtime/debug"
@@ -125,8 +126,8 @@ func (c *mqttConn) claim() bool {
 }
 
 // resume fills a session new to this node from its claim. Server.mu and
-// s.mu held. It returns whether the session was found (session present)
-// and the position to replay from (replay: false for a new session).
+// s.mu held. It returns whether a stored session was found (session
+// present; the caller replays it from cl.Pos+1).
 func (s *session) resume(cl *Claimed) (present bool) {
 	s.gen = cl.Gen
 	s.pos, s.maxSeq = cl.Pos, cl.Pos
@@ -226,7 +227,7 @@ func (s *session) replayFrom(from, gen uint64) {
 		parked := s.parked
 		s.parked = nil
 		s.replaying = false
-		slices.SortFunc(parked, func(a, b *message.Message) int { return cmpSeq(a.Seq, b.Seq) })
+		slices.SortFunc(parked, bySeq)
 		for _, m := range parked {
 			// Under start: a late one (sent again, or long on its way)
 			// the replay did not cover.
@@ -240,15 +241,8 @@ func (s *session) replayFrom(from, gen uint64) {
 	}
 }
 
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+// bySeq orders messages by their journal sequence.
+func bySeq(a, b *message.Message) int { return cmp.Compare(a.Seq, b.Seq) }
 
 // deliverReplayed delivers one message read from the journal, first
 // waiting while the queue is over half full, so a long backlog streams
@@ -592,7 +586,7 @@ func (s *session) ringDone(last uint64) {
 	s.maxSeq = max(s.maxSeq, last)
 	parked := s.parked
 	s.parked = nil
-	slices.SortFunc(parked, func(a, b *message.Message) int { return cmpSeq(a.Seq, b.Seq) })
+	slices.SortFunc(parked, bySeq)
 	for _, m := range parked {
 		// At or under floor: a late one (sent again, or long on its
 		// way) the read did not offer.
@@ -625,7 +619,7 @@ func (s *session) ringSettled() {
 	}
 	parked := s.parked
 	s.parked, s.parkOverflow = nil, false
-	slices.SortFunc(parked, func(a, b *message.Message) int { return cmpSeq(a.Seq, b.Seq) })
+	slices.SortFunc(parked, bySeq)
 	for _, m := range parked {
 		s.offerLocked(m, nil)
 	}
