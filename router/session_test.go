@@ -196,21 +196,30 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	received := make(chan int)
 	go func() {
 		count := 0
+		var p packet.Publish
 		for count < n {
-			h, _, err := fast.read(10 * time.Second)
+			h, body, err := fast.read(10 * time.Second)
 			if err != nil {
 				break
 			}
 			if h>>4 == packet.PUBLISH {
 				count++
+				if packet.DecodePublish(h, body, packet.V311, &p) == nil && p.QoS == 1 {
+					fast.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+				}
 			}
 		}
 		received <- count
 	}()
 	start := time.Now()
+	// The slow client gets QoS 0, which its backlog makes the server
+	// drop until its blocked writes cut it off; the fast one QoS 1, so
+	// what its socket cannot take at once waits in its queue (200 <
+	// MaxQueued) however busy the machine is.
 	for i := range n {
-		e.srv.Deliver(&message.Message{ID: uint64(i + 1), Kind: message.Group, To: "g1", Payload: payload}, []string{"alice", "bob"})
-		time.Sleep(time.Millisecond) // let the fast reader keep up
+		e.srv.Deliver(&message.Message{ID: uint64(i + 1), Kind: message.Group, To: "g1", Payload: payload}, []string{"alice"})
+		e.srv.Deliver(&message.Message{ID: uint64(i + 1), Kind: message.Group, To: "g1", QoS: 1, Payload: payload}, []string{"bob"})
+		time.Sleep(time.Millisecond) // paced: the slow client's socket buffers fill, then its writes block
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Deliver blocked: %v", d)
