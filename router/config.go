@@ -171,9 +171,8 @@ type Config struct {
 	MaxSessionsPerPrincipal int
 
 	// SessionExpiry: a persistent (clean session = 0) session is kept this
-	// long after its client disconnects, then dropped with its queue.
-	// Sessions live in this process only: a node restart loses them.
-	// Default 24 h.
+	// long after its client disconnects, then dropped with its queue (and,
+	// with a SessionStore, its record). Default 24 h.
 	SessionExpiry time.Duration
 
 	// TLSHandshakeTimeout bounds a TLS handshake (ServeTLS), from

@@ -20,7 +20,8 @@
 //	mqtt.go              the protocol handler of one connection: CONNECT, auth-topic login, PUBLISH, SUBSCRIBE, acks, will
 //	session.go           session state: subscriptions, inflight window, resends, queue, replay on reconnect
 //	queue.go             the bounded message queue and the ring of recently delivered ids
-//	hold.go              QoS 1 flow control: AckForwarder, DeliverHeld, each connection's ordered PUBACK FIFO
+//	hold.go              QoS 1 flow control: AckForwarder, DeliverHeld, each connection's ordered PUBACK FIFO (waiting for Stored)
+//	durable.go           durable sessions over a SessionStore: claims, resume and replay, positions, ring-change replays, Kick
 //	topic.go             topic layout, ACL rules, refusal reasons
 //	refusal.go           bad input that closes a connection: its reason, log line and count
 //	ratelimit.go         the per-address connect rate limit (Config.ConnectRate, ConnectBurst)
@@ -112,22 +113,24 @@
 // and resent group messages are checked against the ACL again when they
 // go out.
 //
-// Guarantees (this version): QoS 1 is at least once while the session is
-// in this process's memory and its queue does not overflow. A PUBACK to a
-// publisher means the Forwarder took the message (a Forwarder error closes
-// a QoS 1 publisher's connection without PUBACK, so the client resends).
-// With an AckForwarder (fanout) QoS 1 is flow controlled (hold.go): a
-// PUBACK waits for the delivering nodes' confirmation, or goes earlier
-// while fewer than MaxUnconfirmed of the connection's acknowledged
-// messages are unconfirmed; a node confirms only while its recipients'
-// queues are under a quarter of MaxQueued and of MaxQueuedBytes, so a
-// publisher is paced to the slowest recipient that keeps up instead of
-// overflowing its queue; a recipient backlogged for longer than holdLimit
-// is not waited for. A will is published when a connection closes without
-// DISCONNECT (a takeover included) and the ACL still allows its topic,
-// but not when the server shuts down or the token is revoked or expires.
-// Persistent sessions are not persisted: a node restart loses them
-// (session present = 0 after).
+// Guarantees (this version): without a SessionStore, QoS 1 is at least
+// once while the session is in this process's memory and its queue does
+// not overflow. With one (durable.go: the node's journal and session
+// records), a persistent session outlives this node: a PUBACK waits until
+// the message is stored (Receipt.Stored; a store error closes the
+// publisher's connection without PUBACK, so the client resends), and a
+// session that reconnects anywhere, overflows its queue, or may have
+// missed messages while the ring changed replays them from the journal,
+// in order. QoS 1 is also flow controlled (hold.go): a PUBACK waits for
+// the delivering nodes' confirmation, or goes earlier while fewer than
+// MaxUnconfirmed of the connection's acknowledged messages are
+// unconfirmed; a node confirms only while its recipients' queues are
+// under a quarter of MaxQueued and of MaxQueuedBytes, so a publisher is
+// paced to the slowest recipient that keeps up instead of overflowing its
+// queue; a recipient backlogged for longer than holdLimit is not waited
+// for. A will is published when a connection closes without DISCONNECT (a
+// takeover included) and the ACL still allows its topic, but not when the
+// server shuts down or the token is revoked or expires.
 //
 // # Not supported (yet)
 //

@@ -16,10 +16,10 @@ import (
 // A clean session (CleanSession=1) lives as long as its connection. A
 // persistent one (CleanSession=0) is kept after its client disconnects,
 // for Config.SessionExpiry, and keeps queueing QoS 1 messages (QoS 0
-// messages are not queued for an offline session). Persistent sessions
-// live in this process's memory only: a node restart loses them (and a
-// reconnecting client then gets session present = 0). JetStream-backed
-// sessions come later.
+// messages are not queued for an offline session). With a SessionStore
+// a persistent session also lives in the cluster's store and journal
+// (durable.go): this memory is its fast path, rebuilt from there after a
+// restart or on another node.
 //
 // Sessions are keyed by principal id + "\x00" + client id, so one
 // principal can never reach another's session, whatever client id it
