@@ -149,19 +149,22 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 	return cl, nil
 }
 
-func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (uint64, bool, error) {
+func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (last, gapTo uint64, err error) {
 	select {
 	case s.replays <- struct{}{}:
 		defer func() { <-s.replays }()
 	case <-ctx.Done():
-		return 0, false, ctx.Err()
+		return 0, 0, ctx.Err()
 	}
 	groups := s.dir.MemberOf(principal)
 	first, last, err := s.j.Replay(ctx, from, principal, groups, func(seq uint64, m *message.Message) error {
 		m.Seq = seq
 		return fn(m)
 	})
-	return last, err == nil && first > from, err
+	if err == nil && first > from {
+		gapTo = first - 1
+	}
+	return last, gapTo, err
 }
 
 func (s *sessionStore) ReplayAll(ctx context.Context, from uint64, fn func(*message.Message, []string)) (uint64, error) {

@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Durable sessions: with a SessionStore, a persistent session lives
@@ -59,10 +61,11 @@ type SessionStore interface {
 	// Replay calls fn, in journal order, for every stored message for
 	// principal (direct, or to a group it is a member of) with a
 	// sequence above from, up to the journal's end when Replay started,
-	// and returns that end. fn may block (backpressure). dropped says
-	// the journal no longer held some messages above from (age or size
-	// bounds).
-	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message) error) (last uint64, dropped bool, err error)
+	// and returns that end. fn may block (backpressure). gapTo, when not
+	// 0, says the journal no longer held sequences from to gapTo (its
+	// age or size bounds dropped them): some may have been for the
+	// session.
+	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message) error) (last, gapTo uint64, err error)
 	SaveSubs(principal, clientID string, gen uint64, subs []SessionSub)
 	SavePosition(principal, clientID string, gen uint64, pos uint64)
 	// Release forgets the session's record (a clean session ended, a
@@ -190,7 +193,7 @@ func (s *session) replayFrom(from, gen uint64) {
 	start := from
 	for {
 		s.srv.m.replay()
-		last, dropped, err := st.Replay(ctx, s.principal, from, func(m *message.Message) error {
+		last, gapTo, err := st.Replay(ctx, s.principal, from, func(m *message.Message) error {
 			return s.deliverReplayed(m, gen)
 		})
 		s.mu.Lock()
@@ -198,10 +201,8 @@ func (s *session) replayFrom(from, gen uint64) {
 			s.mu.Unlock()
 			return
 		}
-		if dropped {
-			s.srv.m.gap()
-			s.srv.log.Warn("mqtt: messages for a persistent session aged out of the journal before it came back",
-				"id", s.principal, "client_id", s.clientID, "from", from)
+		if gapTo != 0 {
+			s.gapNotice(from, gapTo)
 		}
 		if err != nil {
 			// Try again at the next position tick while the session is
@@ -239,6 +240,38 @@ func (s *session) replayFrom(from, gen uint64) {
 		s.mu.Unlock()
 		return
 	}
+}
+
+// gapLevel is the topic level, under the session's private tree, of gap
+// notices.
+const gapLevel = "/$gap"
+
+// gapNotice tells the client that the journal no longer held sequences
+// from to to when the session came back (its age or size bounds): after
+// the replayed messages (the journal's end of the replay is only known
+// then), a PUBLISH on <private>/<id>/$gap, at the QoS of the
+// subscription that matches it (none: not sent), carrying
+// {"from_seq":from,"to_seq":to}.
+// The sequences name the cluster's journal, not the client's messages:
+// some of them were for the session, maybe none. Counted and logged.
+// s.mu held.
+func (s *session) gapNotice(from, to uint64) {
+	s.srv.m.gap()
+	s.srv.log.Warn("mqtt: messages for a persistent session left the journal before it came back",
+		"id", s.principal, "client_id", s.clientID, "from_seq", from, "to_seq", to)
+	s.topicBuf = append(append(append(s.topicBuf[:0], s.srv.tp.privateSlash...), s.principal...), gapLevel...)
+	best := -1
+	for i := range s.subs {
+		if sub := &s.subs[i]; sub.group == "" && int(sub.qos) > best && packet.Match(sub.filter, s.topicBuf) {
+			best = int(sub.qos)
+		}
+	}
+	if best < 0 {
+		return
+	}
+	payload := fmt.Appendf(nil, `{"from_seq":%d,"to_seq":%d}`, from, to)
+	m := &message.Message{ID: s.srv.ids.Next(), Kind: message.Direct, To: s.principal, QoS: byte(best), Payload: payload}
+	s.offer(outMsg{m: m, form: formGap, qos: byte(best)})
 }
 
 // bySeq orders messages by their journal sequence.

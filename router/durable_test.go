@@ -26,6 +26,9 @@ type memSessions struct {
 	acl     *memACL
 	// gate, when set, is received from before each replayed message.
 	gate chan struct{}
+	// first is the journal's first sequence kept (0: all kept): below
+	// it the bounds dropped them.
+	first uint64
 }
 
 type memRecord struct {
@@ -71,11 +74,15 @@ func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean
 	return cl, nil
 }
 
-func (m *memSessions) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (uint64, bool, error) {
+func (m *memSessions) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (uint64, uint64, error) {
 	m.mu.Lock()
 	list := append([]*message.Message(nil), m.journal...)
-	gate := m.gate
+	gate, first := m.gate, m.first
 	m.mu.Unlock()
+	var gapTo uint64
+	if first > from {
+		gapTo, from = first-1, first
+	}
 	for _, msg := range list[min(from-1, uint64(len(list))):] {
 		if msg.Kind == message.Direct && msg.To != principal || msg.Kind == message.Group && !m.acl.IsMember(msg.To, principal) {
 			continue
@@ -84,14 +91,14 @@ func (m *memSessions) Replay(ctx context.Context, principal string, from uint64,
 			select {
 			case <-gate:
 			case <-ctx.Done():
-				return 0, false, ctx.Err()
+				return 0, 0, ctx.Err()
 			}
 		}
 		if err := fn(msg); err != nil {
-			return 0, false, err
+			return 0, 0, err
 		}
 	}
-	return uint64(len(list)), false, nil
+	return uint64(len(list)), gapTo, nil
 }
 
 func (m *memSessions) ReplayAll(_ context.Context, from uint64, fn func(*message.Message, []string)) (uint64, error) {
@@ -470,4 +477,42 @@ func TestDurableRingChangeReplays(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A session that comes back after some of its messages left the journal
+// gets what is left, in order, then a gap notice on <private>/<id>/$gap.
+func TestDurableGapNotice(t *testing.T) {
+	d := newDurableEnv(t)
+	a := d.start(nil)
+	alice := connectRaw(t, a, "alice", "phone", false)
+	alice.subscribe(1, "/private/alice/#")
+	alice.disconnect()
+	bob := connectRaw(t, a, "bob", "pc", true)
+	for i := 1; i <= 6; i++ {
+		bob.publish(1, uint16(i), "/private/alice", "m"+strconv.Itoa(i))
+	}
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := d.st.stored(); n < 6 {
+			return fmt.Errorf("%d stored", n)
+		}
+		return nil
+	})
+	a.srv.Close()
+	d.st.mu.Lock()
+	d.st.first = 4 // m1..m3 aged out
+	d.st.mu.Unlock()
+	b := d.start(nil)
+	alice = dialRaw(t, b.addr)
+	alice.send(connectPacket("alice", "tok-alice", "phone", false, 60))
+	if !alice.expectConnack(0) {
+		t.Fatal("session present = 0")
+	}
+	checkSeq(t, readNumbered(alice, 3), numbered(4, 6))
+	p := alice.readPublish()
+	if string(p.Topic) != "/private/alice/$gap" || string(p.Payload) != `{"from_seq":1,"to_seq":3}` {
+		t.Fatalf("PUBLISH %s %s, want the gap notice", p.Topic, p.Payload)
+	}
+	if n := b.srv.Stats().Gaps; n != 1 {
+		t.Fatalf("gaps %d, want 1", n)
+	}
 }

@@ -11,6 +11,7 @@ const (
 	formDirect       topicForm = iota + 1 // <private>/<id>
 	formPrivateGroup                      // <private>/<id>/group/<gid>
 	formGroup                             // <group>/<gid>
+	formGap                               // <private>/<id>/$gap: a gap notice (durable.go)
 )
 
 // outMsg is one message on its way to one session. m is shared by every

@@ -308,6 +308,8 @@ func (s *session) appendPublish(buf []byte, o *outMsg, pid uint16, dup bool) []b
 		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.privateSlash, s.principal)
 	case formPrivateGroup:
 		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.privateSlash, s.principal, "/group/", o.m.To)
+	case formGap:
+		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.privateSlash, s.principal, gapLevel)
 	default:
 		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.groupSlash, o.m.To)
 	}
@@ -340,7 +342,7 @@ func (s *session) pidInflight(pid uint16) bool {
 // stillAllowed re-checks the ACL for a queued or resent group message:
 // the principal must still be a member of the group.
 func (s *session) stillAllowed(o *outMsg) bool {
-	if o.form == formDirect {
+	if o.form == formDirect || o.form == formGap {
 		return true
 	}
 	if s.srv.acl.IsMember(o.m.To, s.principal) {
