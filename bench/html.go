@@ -157,7 +157,7 @@ func groupResults(rs []Result) [][]Result {
 	return out
 }
 
-var palette = map[string]string{"pushring": "#1f5fbf", "mosquitto": "#e07b00", "nats": "#2a9d3a"}
+var palette = map[string]string{"pushring": "#1f5fbf", "mosquitto": "#e07b00", "mosquitto-persist": "#a0522d", "nats": "#2a9d3a"}
 var extraColors = []string{"#b8336a", "#7a4fbf", "#8c6d31", "#17a2b8", "#555555"}
 
 func color(system string, i int) string {
