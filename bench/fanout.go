@@ -81,6 +81,16 @@ type Result struct {
 	DeliveriesPerSMin *float64 `json:"deliveries_per_s_min,omitempty"`
 	DeliveriesPerSMax *float64 `json:"deliveries_per_s_max,omitempty"`
 
+	// pushring's durable QoS 1, from its /metrics before publishing and
+	// after the drain (durability.go): journal records and bytes stored
+	// per message published, store errors, and session-record writes
+	// (batched delivery positions and session records) per delivery.
+	// Nil for other systems and for a node without a journal.
+	StoredPerPublish        *float64 `json:"stored_per_publish,omitempty"`
+	StoredBytesPerPublish   *float64 `json:"stored_bytes_per_publish,omitempty"`
+	StoreErrors             *float64 `json:"store_errors,omitempty"`
+	RecordWritesPerDelivery *float64 `json:"record_writes_per_delivery,omitempty"`
+
 	// churn (churn.go): login (users) and connect-only (devices or
 	// anonymous) figures; nil or zero in other scenarios.
 	Workers           int      `json:"workers,omitempty"`
@@ -322,6 +332,14 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	stop := make(chan struct{})
 	sent := make([]atomic.Uint64, len(pubs))
 	perPub := cfg.Rate / float64(len(pubs))
+	node, _ := sys.(*Pushring)
+	var counters0 map[string]float64
+	if node != nil {
+		if counters0, err = node.scrapeCounters(ctx, durableMetrics); err != nil {
+			logf("%s: %v (no stored-per-publish figures)", sys.Name(), err)
+			node = nil
+		}
+	}
 	var srv0, self0 ProcSample
 	pid := sys.PID()
 	if burst { // CPU from the start of publishing to the end of the drain
@@ -437,6 +455,12 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	if burst {
 		cpuEnd(0)
 	}
+	var counters1 map[string]float64
+	if node != nil {
+		if counters1, err = node.scrapeCounters(ctx, durableMetrics); err != nil {
+			logf("%s: %v (no stored-per-publish figures)", sys.Name(), err)
+		}
+	}
 	for _, r := range recv {
 		r.conn.Close()
 	}
@@ -470,6 +494,9 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	distinct += foldWorkers(&res, h, fromWorkers)
 	if expected > distinct {
 		res.Lost = expected - distinct
+	}
+	if counters1 != nil {
+		fillDurable(&res, counters0, counters1, distinct)
 	}
 	if burst {
 		if lastAt > 0 {

@@ -82,5 +82,9 @@ func (r *Report) WriteTable(out io.Writer) {
 		case x.Note != "":
 			fmt.Fprintf(out, "%s: %s\n", x.System, x.Note)
 		}
+		if x.Error == "" && x.StoredPerPublish != nil {
+			fmt.Fprintf(out, "%s: journal: %.3f records and %.0f bytes stored per message published, %s store errors, %s session-record writes per delivery\n",
+				x.System, *x.StoredPerPublish, *x.StoredBytesPerPublish, optf(x.StoreErrors, "%.0f"), optf(x.RecordWritesPerDelivery, "%.5f"))
+		}
 	}
 }

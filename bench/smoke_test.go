@@ -88,7 +88,11 @@ type smokeResult struct {
 	BurstS            *float64 `json:"burst_s"`
 	DeliveriesPerSMin *float64 `json:"deliveries_per_s_min"`
 	DeliveriesPerSMax *float64 `json:"deliveries_per_s_max"`
-	Runs              []struct {
+
+	// durable QoS 1 (pushring)
+	StoredPerPublish *float64 `json:"stored_per_publish"`
+	StoreErrors      *float64 `json:"store_errors"`
+	Runs             []struct {
 		DeliveriesPerS float64  `json:"deliveries_per_s"`
 		BurstS         *float64 `json:"burst_s"`
 	} `json:"runs"`
@@ -194,6 +198,14 @@ func TestSmoke(t *testing.T) {
 		t.Error(r.losses())
 	case r.ServerCPUs == nil:
 		t.Errorf("no server CPU for a node the harness started")
+	// One stored copy per QoS 1 publish, not one per member (50 here):
+	// every message was stored before its PUBACK and delivered before the
+	// drain ended, so the count is the messages sent, give or take the
+	// last ones still in flight when the publisher stopped.
+	case r.StoredPerPublish == nil || *r.StoredPerPublish < 0.95 || *r.StoredPerPublish > 1.05:
+		t.Errorf("stored per publish %v, want 1", r.StoredPerPublish)
+	case r.StoreErrors == nil || *r.StoreErrors != 0:
+		t.Errorf("store errors %v, want 0", r.StoreErrors)
 	}
 }
 
