@@ -111,7 +111,9 @@ func sectionTitle(r *Report) string {
 		s += fmt.Sprintf(", %d × %d members, %d device(s)", x.Groups, x.Members, x.Devices)
 	}
 	if x.Scenario == "fanout" || x.Scenario == "direct" || x.Scenario == "cluster" {
-		if x.Rate > 0 {
+		if x.BurstMessages > 0 {
+			s += fmt.Sprintf(", burst of %d messages per device", x.BurstMessages)
+		} else if x.Rate > 0 {
 			s += fmt.Sprintf(", %g msg/s", x.Rate)
 		} else {
 			s += ", max rate"
