@@ -26,7 +26,12 @@ type FanoutConfig struct {
 	Inflight                 int           // QoS 1 publish window per publisher
 	ConnectWorkers           int
 	Procs                    int // > 1: the members in this many worker processes (worker.go)
-	Log                      func(format string, args ...any)
+	// Messages > 0 makes the run a burst: each publisher sends this many
+	// messages as fast as the connection takes them, then stops;
+	// deliveries/s and latency cover every delivery, from the start of
+	// publishing to the last delivery (Warmup and Duration do not apply).
+	Messages int
+	Log      func(format string, args ...any)
 }
 
 // header of every payload: publisher index, sequence, send time (unix ns).
@@ -65,6 +70,26 @@ type Result struct {
 	ConnectS       float64  `json:"connect_s"`
 	Note           string   `json:"note,omitempty"`
 	Error          string   `json:"error,omitempty"`
+
+	// A burst (FanoutConfig.Messages): messages per publisher, and the
+	// seconds from the start of publishing to the last delivery, the
+	// denominator of its deliveries/s.
+	BurstMessages int      `json:"burst_messages,omitempty"`
+	BurstS        *float64 `json:"burst_s,omitempty"`
+	// --runs N > 1: the lowest and highest deliveries/s of the runs that
+	// did not fail, next to their median in DeliveriesPerS.
+	DeliveriesPerSMin *float64 `json:"deliveries_per_s_min,omitempty"`
+	DeliveriesPerSMax *float64 `json:"deliveries_per_s_max,omitempty"`
+
+	// pushring's durable QoS 1, from its /metrics before publishing and
+	// after the drain (durability.go): journal records and bytes stored
+	// per message published, store errors, and session-record writes
+	// (batched delivery positions and session records) per delivery.
+	// Nil for other systems and for a node without a journal.
+	StoredPerPublish        *float64 `json:"stored_per_publish,omitempty"`
+	StoredBytesPerPublish   *float64 `json:"stored_bytes_per_publish,omitempty"`
+	StoreErrors             *float64 `json:"store_errors,omitempty"`
+	RecordWritesPerDelivery *float64 `json:"record_writes_per_delivery,omitempty"`
 
 	// churn (churn.go): login (users) and connect-only (devices or
 	// anonymous) figures; nil or zero in other scenarios.
@@ -123,6 +148,7 @@ type receiver struct {
 	bad      uint64
 	total    atomic.Uint64
 	series   []uint32 // deliveries per seriesStep since window.t0 (read after the read loop ends)
+	last     int64    // unix ns of the last distinct delivery (read after the read loop ends)
 }
 
 // window is the measured window and t0, the start of publishing (the
@@ -156,6 +182,7 @@ func (r *receiver) onPublish(w *window, payload []byte) {
 	}
 	bs[word] |= bit
 	r.distinct++
+	r.last = now
 	if d := now - w.t0.Load(); d >= 0 && len(r.series) > 0 {
 		r.series[min(int(d/int64(seriesStep)), len(r.series)-1)]++
 	}
@@ -191,6 +218,15 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	}
 	if cfg.ConnectWorkers <= 0 {
 		cfg.ConnectWorkers = 32
+	}
+	burst := cfg.Messages > 0
+	if burst {
+		if cfg.Procs > 1 {
+			res.Error = "a burst (--messages) runs its receivers in this process: it does not apply with --procs"
+			return res
+		}
+		res.BurstMessages = cfg.Messages
+		res.DurationS, res.WarmupS = 0, 0
 	}
 	ct := tlsOf(sys)
 	defer func() { res.TLS = ct.negotiated() }()
@@ -296,10 +332,30 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	stop := make(chan struct{})
 	sent := make([]atomic.Uint64, len(pubs))
 	perPub := cfg.Rate / float64(len(pubs))
+	node, _ := sys.(*Pushring)
+	var counters0 map[string]float64
+	if node != nil {
+		if counters0, err = node.scrapeCounters(ctx, durableMetrics); err != nil {
+			logf("%s: %v (no stored-per-publish figures)", sys.Name(), err)
+			node = nil
+		}
+	}
+	var srv0, self0 ProcSample
+	pid := sys.PID()
+	if burst { // CPU from the start of publishing to the end of the drain
+		if pid > 0 {
+			srv0, _ = ReadProc(pid)
+		}
+		self0, _ = ReadProc(0)
+	}
 	start := time.Now()
 	w.t0.Store(start.UnixNano())
-	w.start.Store(start.Add(cfg.Warmup).UnixNano())
-	w.end.Store(start.Add(cfg.Warmup + cfg.Duration).UnixNano())
+	if burst { // every delivery counts
+		w.start.Store(start.UnixNano())
+	} else {
+		w.start.Store(start.Add(cfg.Warmup).UnixNano())
+		w.end.Store(start.Add(cfg.Warmup + cfg.Duration).UnixNano())
+	}
 	if pool != nil {
 		if err := pool.arm(ctx, &w); err != nil {
 			return fail(fmt.Errorf("workers: %w", err))
@@ -325,29 +381,37 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 			publish(c, plan.Publishers[i].Topic, pick, uint32(i), cfg, perPub, start, stop, &sent[i])
 		}()
 	}
-	var srv0, self0 ProcSample
-	pid := sys.PID()
-	sleepCtx(ctx, cfg.Warmup)
-	if pid > 0 {
-		srv0, _ = ReadProc(pid)
-	}
-	self0, _ = ReadProc(0)
-	workers0 := pool.cpuSeconds()
-	sleepCtx(ctx, time.Until(start.Add(cfg.Warmup+cfg.Duration)))
-	self1, _ := ReadProc(0)
-	workers1 := pool.cpuSeconds()
-	if pid > 0 {
-		srv1, err := ReadProc(pid)
-		if err == nil {
-			cpu := srv1.CPUSeconds - srv0.CPUSeconds
-			rss := float64(srv1.RSSKiB) / 1024
-			res.ServerCPUs, res.ServerRSSMiB = &cpu, &rss
+	cpuEnd := func(workers0 float64) {
+		self1, _ := ReadProc(0)
+		workers1 := pool.cpuSeconds()
+		if pid > 0 {
+			srv1, err := ReadProc(pid)
+			if err == nil {
+				cpu := srv1.CPUSeconds - srv0.CPUSeconds
+				rss := float64(srv1.RSSKiB) / 1024
+				res.ServerCPUs, res.ServerRSSMiB = &cpu, &rss
+			}
 		}
+		res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds + workers1 - workers0
 	}
-	res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds + workers1 - workers0
-	close(stop)
 	pwDone := make(chan struct{})
 	go func() { pw.Wait(); close(pwDone) }()
+	if burst { // the publishers stop by themselves after cfg.Messages each
+		select {
+		case <-pwDone:
+		case <-ctx.Done():
+		}
+	} else {
+		sleepCtx(ctx, cfg.Warmup)
+		if pid > 0 {
+			srv0, _ = ReadProc(pid)
+		}
+		self0, _ = ReadProc(0)
+		workers0 := pool.cpuSeconds()
+		sleepCtx(ctx, time.Until(start.Add(cfg.Warmup+cfg.Duration)))
+		cpuEnd(workers0)
+	}
+	close(stop)
 	select {
 	case <-pwDone:
 	case <-time.After(10 * time.Second): // a publisher blocked on a server that stopped reading
@@ -388,6 +452,15 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 			last, lastChange = n, time.Now()
 		}
 	}
+	if burst {
+		cpuEnd(0)
+	}
+	var counters1 map[string]float64
+	if node != nil {
+		if counters1, err = node.scrapeCounters(ctx, durableMetrics); err != nil {
+			logf("%s: %v (no stored-per-publish figures)", sys.Name(), err)
+		}
+	}
 	for _, r := range recv {
 		r.conn.Close()
 	}
@@ -403,7 +476,9 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	res.Series = make([]uint64, end)
 	h := hist.New()
 	var distinct uint64
+	var lastAt int64 // the last delivery, unix ns
 	for _, r := range recv {
+		lastAt = max(lastAt, r.last)
 		for i, n := range r.series[:end] {
 			res.Series[i] += uint64(n)
 		}
@@ -420,7 +495,19 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	if expected > distinct {
 		res.Lost = expected - distinct
 	}
-	res.DeliveriesPerS = float64(res.Deliveries) / cfg.Duration.Seconds()
+	if counters1 != nil {
+		fillDurable(&res, counters0, counters1, distinct)
+	}
+	if burst {
+		if lastAt > 0 {
+			s := float64(lastAt-start.UnixNano()) / 1e9
+			res.BurstS, res.DurationS = &s, s
+			res.DeliveriesPerS = float64(res.Deliveries) / s
+		}
+		res.Note += fmt.Sprintf("; burst: %d messages per publisher at once, deliveries/s from the start of publishing to the last delivery", cfg.Messages)
+	} else {
+		res.DeliveriesPerS = float64(res.Deliveries) / cfg.Duration.Seconds()
+	}
 	ms := func(ns int64) float64 { return float64(ns) / 1e6 }
 	res.P50ms, res.P90ms, res.P99ms = ms(h.Quantile(0.5)), ms(h.Quantile(0.9)), ms(h.Quantile(0.99))
 	res.Maxms, res.Meanms = ms(h.Max()), h.Mean()/1e6
@@ -461,6 +548,9 @@ func publish(c *mqttc.Conn, topic string, pick func() (string, func()), idx uint
 	binary.BigEndian.PutUint32(payload, idx)
 	var seq uint64
 	one := func() bool {
+		if cfg.Messages > 0 && seq >= uint64(cfg.Messages) {
+			return false
+		}
 		binary.BigEndian.PutUint64(payload[4:], seq)
 		binary.BigEndian.PutUint64(payload[12:], uint64(time.Now().UnixNano()))
 		t, sentTo := topic, func() {}

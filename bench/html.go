@@ -111,7 +111,9 @@ func sectionTitle(r *Report) string {
 		s += fmt.Sprintf(", %d × %d members, %d device(s)", x.Groups, x.Members, x.Devices)
 	}
 	if x.Scenario == "fanout" || x.Scenario == "direct" || x.Scenario == "cluster" {
-		if x.Rate > 0 {
+		if x.BurstMessages > 0 {
+			s += fmt.Sprintf(", burst of %d messages per device", x.BurstMessages)
+		} else if x.Rate > 0 {
 			s += fmt.Sprintf(", %g msg/s", x.Rate)
 		} else {
 			s += ", max rate"
@@ -157,7 +159,7 @@ func groupResults(rs []Result) [][]Result {
 	return out
 }
 
-var palette = map[string]string{"pushring": "#1f5fbf", "mosquitto": "#e07b00", "nats": "#2a9d3a"}
+var palette = map[string]string{"pushring": "#1f5fbf", "mosquitto": "#e07b00", "mosquitto-persist": "#a0522d", "nats": "#2a9d3a"}
 var extraColors = []string{"#b8336a", "#7a4fbf", "#8c6d31", "#17a2b8", "#555555"}
 
 func color(system string, i int) string {

@@ -75,6 +75,23 @@ func TestMedians(t *testing.T) {
 	if p.DeliveriesPerS != 1000 || m.DeliveriesPerS != 200 || n.DeliveriesPerS != 200 {
 		t.Errorf("median deliveries/s %v %v %v, want 1000 200 200", p.DeliveriesPerS, m.DeliveriesPerS, n.DeliveriesPerS)
 	}
+	// min and max over the runs that did not fail (nats: runs 1 and 3).
+	for _, c := range []struct {
+		r      Result
+		lo, hi float64
+	}{{p, 900, 5000}, {m, 100, 300}, {n, 100, 300}} {
+		if c.r.DeliveriesPerSMin == nil || c.r.DeliveriesPerSMax == nil || *c.r.DeliveriesPerSMin != c.lo || *c.r.DeliveriesPerSMax != c.hi {
+			t.Errorf("%s: min %v max %v, want %v %v", c.r.System, c.r.DeliveriesPerSMin, c.r.DeliveriesPerSMax, c.lo, c.hi)
+		}
+	}
+	if b.DeliveriesPerSMin != nil {
+		t.Errorf("broken: min %v for a system whose every run failed", *b.DeliveriesPerSMin)
+	}
+	var txt strings.Builder
+	(&Report{Results: got}).WriteTable(&txt)
+	if !strings.Contains(txt.String(), "min deliv/s") || !strings.Contains(txt.String(), " 5000 ") {
+		t.Errorf("text table without min and max over runs:\n%s", txt.String())
+	}
 	if p.SeriesRun != 2 || m.SeriesRun != 3 || p.Run != 0 || len(p.Runs) != 3 || p.Runs[0].Series != nil || p.Runs[1].LatencyCDF != nil {
 		t.Errorf("series run %d %d, run %d, %d runs", p.SeriesRun, m.SeriesRun, p.Run, len(p.Runs))
 	}
@@ -93,10 +110,15 @@ func TestMedians(t *testing.T) {
 	if b.Error != "no binary" || len(b.Runs) != 3 {
 		t.Errorf("broken: %+v", b)
 	}
-	// A single run is left alone.
+	// A single run is left alone, and its table has no min and max.
 	one := []Result{{System: "pushring", DeliveriesPerS: 1}, {System: "nats"}}
-	if got := Medians(one); len(got) != 2 || got[0].Runs != nil {
+	if got := Medians(one); len(got) != 2 || got[0].Runs != nil || got[0].DeliveriesPerSMin != nil {
 		t.Errorf("single run changed: %+v", got)
+	}
+	txt.Reset()
+	(&Report{Results: one}).WriteTable(&txt)
+	if strings.Contains(txt.String(), "min deliv/s") {
+		t.Errorf("min and max columns for a single run:\n%s", txt.String())
 	}
 	// JSON: results are the medians, each with its runs.
 	raw, err := json.Marshal(Report{Results: got})

@@ -31,15 +31,32 @@ func optf(p *float64, format string) string {
 	return fmt.Sprintf(format, *p)
 }
 
-// WriteTable prints one row per result, with the pushring/row ratio of
+// WriteTable prints one row per result (with --runs, the median and the
+// lowest and highest deliveries/s), with the pushring/row ratio of
 // deliveries/s and p99 for each row of the same scenario and QoS (a TLS
 // row against pushring's TLS row).
 func (r *Report) WriteTable(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tscenario\tqos\tconns\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tsrv CPU s\tsrv RSS MiB\tharness CPU s\tKiB/conn\tpushring/this deliv/s\tpushring/this p99\t")
+	// With --runs, the lowest and highest deliveries/s of the runs follow
+	// their median.
+	spread := false
+	for _, x := range r.Results {
+		spread = spread || x.DeliveriesPerSMin != nil
+	}
+	minMax := func(x *Result) string {
+		if !spread {
+			return ""
+		}
+		return optf(x.DeliveriesPerSMin, "%.0f") + "\t" + optf(x.DeliveriesPerSMax, "%.0f") + "\t"
+	}
+	head := "min deliv/s\tmax deliv/s\t"
+	if !spread {
+		head = ""
+	}
+	fmt.Fprintln(tw, "system\tscenario\tqos\tconns\tdeliveries/s\t"+head+"p50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdups\tsrv CPU s\tsrv RSS MiB\tharness CPU s\tKiB/conn\tpushring/this deliv/s\tpushring/this p99\t")
 	for _, x := range r.Results {
 		if x.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%d\tfailed\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", x.System, x.Scenario, x.QoS)
+			fmt.Fprintf(tw, "%s\t%s\t%d\tfailed\t-\t%s-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", x.System, x.Scenario, x.QoS, minMax(&x))
 			continue
 		}
 		rd, rp := "-", "-"
@@ -53,8 +70,8 @@ func (r *Report) WriteTable(out io.Writer) {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t\n",
-			x.System, x.Scenario, x.QoS, x.Connections, x.DeliveriesPerS, x.P50ms, x.P90ms, x.P99ms, x.Maxms,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%s%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t\n",
+			x.System, x.Scenario, x.QoS, x.Connections, x.DeliveriesPerS, minMax(&x), x.P50ms, x.P90ms, x.P99ms, x.Maxms,
 			x.Lost, x.Duplicates, optf(x.ServerCPUs, "%.2f"), optf(x.ServerRSSMiB, "%.1f"), x.HarnessCPUs, optf(x.KiBPerConn, "%.2f"), rd, rp)
 	}
 	tw.Flush()
@@ -64,6 +81,10 @@ func (r *Report) WriteTable(out io.Writer) {
 			fmt.Fprintf(out, "%s: FAILED: %s\n", x.System, x.Error)
 		case x.Note != "":
 			fmt.Fprintf(out, "%s: %s\n", x.System, x.Note)
+		}
+		if x.Error == "" && x.StoredPerPublish != nil {
+			fmt.Fprintf(out, "%s: journal: %.3f records and %.0f bytes stored per message published, %s store errors, %s session-record writes per delivery\n",
+				x.System, *x.StoredPerPublish, *x.StoredBytesPerPublish, optf(x.StoreErrors, "%.0f"), optf(x.RecordWritesPerDelivery, "%.5f"))
 		}
 	}
 }

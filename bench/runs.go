@@ -28,8 +28,9 @@ func RunOrder(n, run int) []int {
 // give one system several rows), in the order they first appear: every
 // numeric figure (float, integer, *float64) is the median over the runs
 // that did not fail, the latency CDF comes from those runs' histograms
-// merged, the time series from the run with the median deliveries/s.
-// Each folded result keeps the runs' own figures in Runs (without CDF or
+// merged, the time series from the run with the median deliveries/s;
+// the lowest and highest deliveries/s go next to it (DeliveriesPerSMin,
+// DeliveriesPerSMax). Each folded result keeps the runs' own figures in Runs (without CDF or
 // series). A system whose every run failed keeps its first error.
 // Results without Run (a single run) are returned unchanged.
 func Medians(all []Result) []Result {
@@ -144,6 +145,12 @@ func median(runs []Result) Result {
 			fv.Set(p)
 		}
 	}
+
+	lo, hi := ok[0].DeliveriesPerS, ok[0].DeliveriesPerS
+	for _, r := range ok[1:] {
+		lo, hi = min(lo, r.DeliveriesPerS), max(hi, r.DeliveriesPerS)
+	}
+	m.DeliveriesPerSMin, m.DeliveriesPerSMax = &lo, &hi
 
 	var h *hist.Histogram
 	for _, r := range ok {

@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +82,20 @@ type smokeResult struct {
 	ServerCPUs     *float64 `json:"server_cpu_s"`
 	Series         []uint64 `json:"deliveries_series"`
 	Error          string   `json:"error"`
+
+	// a burst (--messages), and min and max over --runs
+	BurstMessages     int      `json:"burst_messages"`
+	BurstS            *float64 `json:"burst_s"`
+	DeliveriesPerSMin *float64 `json:"deliveries_per_s_min"`
+	DeliveriesPerSMax *float64 `json:"deliveries_per_s_max"`
+
+	// durable QoS 1 (pushring)
+	StoredPerPublish *float64 `json:"stored_per_publish"`
+	StoreErrors      *float64 `json:"store_errors"`
+	Runs             []struct {
+		DeliveriesPerS float64  `json:"deliveries_per_s"`
+		BurstS         *float64 `json:"burst_s"`
+	} `json:"runs"`
 
 	// churn
 	Workers      int      `json:"workers"`
@@ -183,6 +198,14 @@ func TestSmoke(t *testing.T) {
 		t.Error(r.losses())
 	case r.ServerCPUs == nil:
 		t.Errorf("no server CPU for a node the harness started")
+	// One stored copy per QoS 1 publish, not one per member (50 here):
+	// every message was stored before its PUBACK and delivered before the
+	// drain ended, so the count is the messages sent, give or take the
+	// last ones still in flight when the publisher stopped.
+	case r.StoredPerPublish == nil || *r.StoredPerPublish < 0.95 || *r.StoredPerPublish > 1.05:
+		t.Errorf("stored per publish %v, want 1", r.StoredPerPublish)
+	case r.StoreErrors == nil || *r.StoreErrors != 0:
+		t.Errorf("store errors %v, want 0", r.StoreErrors)
 	}
 }
 
@@ -214,5 +237,45 @@ func TestSmokeDirect(t *testing.T) {
 		t.Errorf("sent %d deliveries/s %v: nothing measured", r.Sent, r.DeliveriesPerS)
 	case !r.lossless():
 		t.Error(r.losses())
+	}
+}
+
+// TestSmokeBurst runs a QoS 0 burst (--messages 50 into 1 × 40, two runs)
+// against a node and mosquitto with persistence (mosquitto-persist, if
+// installed): every member gets all 50 messages of each run, deliveries/s
+// is over the burst (sent × members deliveries in burst_s), and the row
+// carries its runs' lowest and highest deliveries/s.
+func TestSmokeBurst(t *testing.T) {
+	args := []string{"--scenario", "fanout", "--groups", "1", "--members", "40", "--devices", "1",
+		"--qos", "0", "--messages", "50", "--drain", "5s", "--runs", "2"}
+	n := 1
+	if _, err := exec.LookPath("mosquitto"); err == nil {
+		args = append(args, "--baseline", "mosquitto-persist")
+		n = 2
+	} else if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
+		args = append(args, "--baseline", "mosquitto-persist")
+		n = 2
+	}
+	rep, raw := runPushbench(t, 2*time.Minute, n, args...)
+	want := []string{"pushring", "mosquitto-persist"}[:n]
+	for i, r := range rep.Results {
+		switch {
+		case r.System != want[i] || r.Scenario != "fanout" || r.BurstMessages != 50:
+			t.Errorf("system %q scenario %q burst_messages %d, want %q fanout 50", r.System, r.Scenario, r.BurstMessages, want[i])
+		case r.Sent != 50 || r.Deliveries != 50*40 || !r.lossless():
+			t.Errorf("%s: sent %d deliveries %d, want 50 and 2000; %s", r.System, r.Sent, r.Deliveries, r.losses())
+		case len(r.Runs) != 2 || r.DeliveriesPerSMin == nil || r.DeliveriesPerSMax == nil ||
+			*r.DeliveriesPerSMin != min(r.Runs[0].DeliveriesPerS, r.Runs[1].DeliveriesPerS) ||
+			*r.DeliveriesPerSMax != max(r.Runs[0].DeliveriesPerS, r.Runs[1].DeliveriesPerS):
+			t.Errorf("%s: min %v max %v over runs %+v", r.System, r.DeliveriesPerSMin, r.DeliveriesPerSMax, r.Runs)
+		}
+		for j, x := range r.Runs { // each run's deliveries/s is over its own burst
+			if x.BurstS == nil || *x.BurstS <= 0 || math.Abs(x.DeliveriesPerS*(*x.BurstS)-2000) > 1 {
+				t.Errorf("%s run %d: deliveries/s %v burst_s %v, want 2000 deliveries in burst_s", r.System, j+1, x.DeliveriesPerS, x.BurstS)
+			}
+		}
+	}
+	if t.Failed() {
+		t.Logf("%s", raw)
 	}
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The standard pushbench suite that `make bench` runs (bench/README.md):
 # every entry against a pushring node the harness starts and the two
-# baselines (mosquitto, the NATS server's MQTT), medians of alternating
-# runs. Writes OUT/<entry>.json (machine, command, results) and .txt (the
+# baselines (mosquitto, the NATS server's MQTT), the QoS 1 entries also
+# against mosquitto with persistence on (mosquitto-persist), medians of
+# alternating runs. Writes OUT/<entry>.json (machine, command, results) and .txt (the
 # table) per entry, then OUT/report.html with all of them.
 #
 #   bench/suite.sh [OUT]            # OUT defaults to bench/results/latest
@@ -20,6 +21,7 @@ USERS=${USERS:-2000}       # direct: USERS users, 4 senders
 CLIENTS=${CLIENTS:-15000}  # idle
 CLIENTS_TLS=${CLIENTS_TLS:-10000}  # idle-tls
 RUNS=${RUNS:-3}            # runs of each fanout and direct entry (idle, churn, cluster: 1)
+BURST_RUNS=${BURST_RUNS:-6}  # runs of the burst entry: its spread (min, max) is the point
 DURATION=${DURATION:-4s}   # measured window (after a 1 s warmup)
 DRAIN=${DRAIN:-2s}         # longest wait for late deliveries (QoS 0 at max rate: 1 s, see README)
 ONLY=${ONLY:-}             # space-separated entry names; empty: all
@@ -49,15 +51,22 @@ run() {
 }
 
 base=(--baseline mosquitto,nats)
+# QoS 1 is durable on pushring (stored before PUBACK): mosquitto with
+# persistence on is its durable counterpart, next to plain mosquitto.
+base1=(--baseline mosquitto,mosquitto-persist,nats)
 common=(--payload 64 --warmup 1s --duration "$DURATION")
 # Open-loop QoS 0 at max rate overloads every server: what is still queued
 # after publishing stops counts as lost whatever the drain, so wait 1 s only.
 overload=(--drain 1s)
 run fanout-qos0-max   "${base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
-run fanout-qos1-max   "${base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
+run fanout-qos1-max   "${base1[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run fanout-qos0-20mps "${base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 20 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run direct-qos0-max   "${base[@]}" --scenario direct --users "$USERS" --senders 4 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
-run direct-qos1-max   "${base[@]}" --scenario direct --users "$USERS" --senders 4 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
+run direct-qos1-max   "${base1[@]}" --scenario direct --users "$USERS" --senders 4 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
+# A burst: 500 QoS 0 messages at once into one group of MEMBERS, from the
+# first send to the last delivery, BURST_RUNS times; the table gives the
+# median and the lowest and highest deliveries/s over the runs.
+run fanout-burst-qos0 "${base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --messages 500 --runs "$BURST_RUNS" --payload 64 --drain 10s
 run idle              "${base[@]}" --scenario idle --clients "$CLIENTS" --qos 0 --runs 1
 run churn             "${base[@]}" --scenario churn --users 50 --workers 16 --warmup 1s --duration "$DURATION" --runs 1
 # MQTT over TLS (--tls: a throwaway CA per run, every client verifies the

@@ -460,6 +460,10 @@ func (b *Broker) SetupIdle(ctx context.Context, k int) (*FanoutPlan, error) {
 	return plan, nil
 }
 
+// PersistSuffix names a broker's durable variant: "mosquitto-persist" is
+// mosquitto with persistence on (StartMosquittoPersist).
+const PersistSuffix = "-persist"
+
 // MosquittoPath finds the mosquitto binary.
 func MosquittoPath() (string, error) {
 	if p, err := exec.LookPath("mosquitto"); err == nil {
@@ -475,6 +479,19 @@ func MosquittoPath() (string, error) {
 // listener speaks TLS with t's certificate (certfile, keyfile, cafile;
 // no client certificate required) and the row is "mosquitto+tls".
 func StartMosquitto(bin string, t *TLSMaterial) (*Broker, error) {
+	return startMosquitto(bin, t, false)
+}
+
+// StartMosquittoPersist starts mosquitto as StartMosquitto does, with
+// persistence on (persistence true, persistence_location in its temp dir,
+// mosquitto's other persistence settings at their defaults): the row is
+// "mosquitto-persist", the durable configuration a QoS 1 deployment of
+// mosquitto would run.
+func StartMosquittoPersist(bin string, t *TLSMaterial) (*Broker, error) {
+	return startMosquitto(bin, t, true)
+}
+
+func startMosquitto(bin string, t *TLSMaterial, persist bool) (*Broker, error) {
 	dir, err := os.MkdirTemp("", "pushbench-mosquitto-")
 	if err != nil {
 		return nil, err
@@ -485,8 +502,22 @@ func StartMosquitto(bin string, t *TLSMaterial) (*Broker, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
 	b := &Broker{name: "mosquitto", addr: "127.0.0.1:" + strconv.Itoa(port)}
+	persistence := "persistence false\n"
+	if persist {
+		// Started as root, mosquitto drops to user mosquitto before it
+		// writes its database: the directory must be writable by anyone.
+		pdir := filepath.Join(dir, "persist")
+		if err := os.Mkdir(pdir, 0o777); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		os.Chmod(pdir, 0o777) // past the umask
+		// persistence_location must end with a slash.
+		persistence = fmt.Sprintf("persistence true\npersistence_location %s/\n", pdir)
+		b.name += PersistSuffix
+	}
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n%slog_dest stderr\nlog_type error\nlog_type warning\n", port, persistence)
 	if t != nil {
 		var f tlsFiles
 		f, b.tls, err = t.install(dir)

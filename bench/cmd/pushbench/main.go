@@ -43,7 +43,7 @@ func run(args []string) error {
 	serverPID := fs.Int("server-pid", 0, "pid of the running pushring node, for its CPU and RSS from /proc")
 	startPushring := fs.String("start-pushring", "", "path of a pushring binary to start on free loopback ports (temp data dir), stopped after")
 	pushringArgs := fs.String("pushring-args", "", "extra flags, space-separated, for the node --start-pushring starts (e.g. --goroutine-per-conn)")
-	baselines := fs.String("baseline", "", "comma-separated plain brokers to start and run the same scenario on: mosquitto, nats")
+	baselines := fs.String("baseline", "", "comma-separated plain brokers to start and run the same scenario on: mosquitto, mosquitto-persist (persistence true), nats")
 	mosquittoBin := fs.String("mosquitto", "", "mosquitto binary (default: PATH or /usr/sbin/mosquitto)")
 	natsBin := fs.String("nats-server", "", "nats-server binary (default: built once from the nats-server/v2 module into the user cache dir)")
 	groups := fs.Int("groups", 1, "groups (G)")
@@ -56,6 +56,7 @@ func run(args []string) error {
 	warmup := fs.Duration("warmup", time.Second, "publishing before the measured window")
 	drain := fs.Duration("drain", 10*time.Second, "longest wait for late deliveries after publishing stops (then missing ones count as lost)")
 	inflight := fs.Int("inflight", 16, "QoS 1 publish window per device")
+	messages := fs.Int("messages", 0, "fanout, direct: a burst: each publishing device sends N messages as fast as it can, then stops; deliveries/s from the start of publishing to the last delivery (--warmup, --duration, --rate do not apply)")
 	users := fs.Int("users", 100, "direct: users receiving direct messages (N)")
 	senders := fs.Int("senders", 1, "direct: sender devices (P), each message to a random user")
 	clients := fs.Int("clients", 1000, "idle: connected, subscribed, silent clients (K); one harness process holds at most ~19,000 (20,000 open files): more need --procs")
@@ -102,6 +103,19 @@ func run(args []string) error {
 	if *procs > 1 && *scenario == "churn" {
 		return errors.New("--procs does not apply to churn (its --workers clients run in this process)")
 	}
+	if *messages < 0 {
+		return errors.New("--messages must not be negative")
+	}
+	if *messages > 0 {
+		switch {
+		case *scenario != "fanout" && *scenario != "direct":
+			return errors.New("--messages (a burst) applies to fanout and direct")
+		case *procs > 1:
+			return errors.New("--messages (a burst) keeps its receivers in this process: it does not apply with --procs")
+		case *rate != 0:
+			return errors.New("--messages (a burst) publishes as fast as it can: leave --rate at 0")
+		}
+	}
 	if *runs < 1 {
 		return errors.New("--runs must be at least 1")
 	}
@@ -133,7 +147,8 @@ func run(args []string) error {
 		}
 	}
 	cfg := bench.FanoutConfig{Groups: *groups, Members: *members, Devices: *devices, Rate: *rate, QoS: byte(*qos),
-		Payload: *payload, Duration: *duration, Warmup: *warmup, Drain: *drain, Inflight: *inflight, Procs: *procs, Log: logf}
+		Payload: *payload, Duration: *duration, Warmup: *warmup, Drain: *drain, Inflight: *inflight, Procs: *procs,
+		Messages: *messages, Log: logf}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -245,6 +260,17 @@ func run(args []string) error {
 				}
 				return bench.StartMosquitto(bin, tlsMat)
 			})
+		case "mosquitto-persist":
+			runOne(b+suffix, func() (bench.System, error) {
+				bin := *mosquittoBin
+				if bin == "" {
+					var err error
+					if bin, err = bench.MosquittoPath(); err != nil {
+						return nil, err
+					}
+				}
+				return bench.StartMosquittoPersist(bin, tlsMat)
+			})
 		case "nats":
 			runOne(b+suffix, func() (bench.System, error) {
 				bin := *natsBin
@@ -257,7 +283,7 @@ func run(args []string) error {
 				return bench.StartNATS(bin, tlsMat)
 			})
 		default:
-			fmt.Fprintf(os.Stderr, "pushbench: unknown baseline %q (mosquitto, nats)\n", b)
+			fmt.Fprintf(os.Stderr, "pushbench: unknown baseline %q (mosquitto, mosquitto-persist, nats)\n", b)
 		}
 	}
 	for run := 1; run <= *runs; run++ {
