@@ -541,7 +541,14 @@ func (s *Server) ringReplay(due []*session) {
 		}
 		sess.mu.Unlock()
 	}
-	if from == noFloor {
+	if from == noFloor { // nothing to read (cannot happen: a position is a sequence)
+		for _, sess := range due {
+			sess.mu.Lock()
+			if sess.ringHold && sess.ringAt.IsZero() {
+				sess.ringSettled()
+			}
+			sess.mu.Unlock()
+		}
 		s.ringRunning.Store(false)
 		return
 	}
