@@ -300,6 +300,14 @@ func TestStatsMatchMetrics(t *testing.T) {
 	}
 	close(gate)
 	r.waitTag(t, 1)
+	// The bounced message comes back to n1 through the bus on its own
+	// time, after the receipt maybe.
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := n1.Stats().HopLimitDrops; n != 1 {
+			return fmt.Errorf("hop limit drops %d", n)
+		}
+		return nil
+	})
 	st := check("delivered")
 	if s := st["n3"]; s.AcksHeld != 1 || s.AcksSent == 0 {
 		t.Errorf("n3: %+v", s)
