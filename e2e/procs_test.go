@@ -204,6 +204,9 @@ func (c *cluster) launch(id string, join []string, keys [][]byte, extra ...strin
 	}
 	args := []string{"--node-id", p.id, "--data-dir", dir, "--admin-key-file", adminFile, "--nats-url", c.url,
 		"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip, "--log-level", "info",
+		// These tests place clients on chosen nodes; moving them home
+		// (router balance.go) is left to the chaos test.
+		"--rebalance-rate", "-1",
 		"--login-rate", "-1"} // the test logs in many users from one address
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))

@@ -56,6 +56,8 @@ func tryStartNode(t testing.TB, dir string, mod func(*Config)) (*Node, error) {
 	// Clusters of these tests gossip encrypted, as deployed ones must
 	// (Join without a key is refused).
 	cfg.Membership.Keys = [][]byte{testGossipKey}
+	// These tests place clients on chosen nodes: none is moved home.
+	cfg.Router.RebalanceRate = -1
 	cfg.Logger = testLogger(t)
 	if mod != nil {
 		mod(&cfg)

@@ -55,6 +55,7 @@ var goldenNodeFamilies = []string{
 	`pushring_mqtt_connects_total counter [result] "MQTT connection attempts by result."`,
 	`pushring_mqtt_panics_total counter [] "Panics recovered in connection goroutines."`,
 	`pushring_mqtt_publish_throttled_total counter [] "Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second)."`,
+	`pushring_mqtt_rebalanced_total counter [] "Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join)."`,
 	`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
 	`pushring_mqtt_session_records_pos_batch_writes_total counter [result] "Batched delivery position writes, by result (ok; stale: the session was taken over; error: retried next round)."`,
 	`pushring_mqtt_session_records_pos_noted_total counter [] "Delivery positions noted for batched writing (each session's latest is written once per interval)."`,

@@ -610,6 +610,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
 	n.router.SetSessionStore(n.sessions)
+	// Clients that failed over drift back to their homes once the ring
+	// is quiet again.
+	n.router.SetHome(func(id string) bool { return n.cluster.Home(id) == cfg.NodeID })
 	// While this node's NATS connection was down, stored messages may
 	// have been forwarded to it and lost: persistent sessions replay as
 	// after a ring change.

@@ -221,6 +221,14 @@ type Config struct {
 	// change, for what went to a node that did not deliver it while the
 	// nodes' views converged (RingChanged). Default 2 s.
 	RingSettle time.Duration
+	// RebalanceRate is how many connections a second the server closes
+	// of clients whose home is another node, once the ring has been
+	// quiet for RebalanceAfter (balance.go), so that clients that failed
+	// over drift back home. Default 20; negative: never.
+	RebalanceRate float64
+	// RebalanceAfter is how long the ring must not have changed before
+	// clients are moved home. Default 10 s.
+	RebalanceAfter time.Duration
 
 	// GoroutinePerConn serves each TCP connection with a reader and a
 	// writer goroutine of its own instead of the event loop. The event
@@ -282,6 +290,8 @@ func DefaultConfig() Config {
 		RetryInterval:           30 * time.Second,
 		PositionInterval:        time.Second,
 		RingSettle:              2 * time.Second,
+		RebalanceRate:           20,
+		RebalanceAfter:          10 * time.Second,
 		Now:                     time.Now,
 	}
 }
@@ -329,6 +339,8 @@ func (c Config) withDefaults() Config {
 	c.RetryInterval = cmp.Or(c.RetryInterval, d.RetryInterval)
 	c.PositionInterval = cmp.Or(c.PositionInterval, d.PositionInterval)
 	c.RingSettle = cmp.Or(c.RingSettle, d.RingSettle)
+	c.RebalanceRate = cmp.Or(c.RebalanceRate, d.RebalanceRate)
+	c.RebalanceAfter = cmp.Or(c.RebalanceAfter, d.RebalanceAfter)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = d.Now
@@ -370,6 +382,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "RetryInterval", c.RetryInterval),
 		configerr.Positive(check, "PositionInterval", c.PositionInterval),
 		configerr.Positive(check, "RingSettle", c.RingSettle),
+		configerr.Positive(check, "RebalanceAfter", c.RebalanceAfter),
 	)
 }
 

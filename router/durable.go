@@ -462,6 +462,7 @@ func (s *Server) positionLoop() {
 		if len(due) > 0 {
 			s.ringReplay(due)
 		}
+		s.rebalance(now)
 	}
 }
 
@@ -475,6 +476,7 @@ func (s *Server) positionLoop() {
 // arrives in order with the rest. What a session was sent since the
 // change is not sent again. Goroutine-safe.
 func (s *Server) RingChanged() {
+	s.bal.ringChanged(time.Now())
 	if s.sessStore == nil {
 		return
 	}

@@ -516,3 +516,36 @@ func TestDurableGapNotice(t *testing.T) {
 		t.Fatalf("gaps %d, want 1", n)
 	}
 }
+
+// Once the ring is quiet, clients homed on another node are disconnected
+// (at the rate) so they reconnect at home; one that comes back here
+// anyway (it cannot reach its home) is left alone; clients at home stay.
+func TestRebalanceMovesClientsHome(t *testing.T) {
+	d := newDurableEnv(t)
+	a := d.start(func(c *Config) {
+		c.RebalanceAfter = 100 * time.Millisecond
+		c.RebalanceRate = 100
+		c.PositionInterval = 20 * time.Millisecond
+	})
+	a.srv.SetHome(func(id string) bool { return id != "alice" })
+	alice := connectRaw(t, a, "alice", "phone", false)
+	alice.subscribe(1, "/private/alice/#")
+	bob := connectRaw(t, a, "bob", "pc", false)
+	a.srv.RingChanged() // a node came back: homes are settled in 100 ms
+	alice.expectClosed()
+	if n := a.srv.Stats().Rebalanced; n != 1 {
+		t.Fatalf("rebalanced %d, want 1", n)
+	}
+	// Its home was unreachable: it came back here, and stays.
+	alice = dialRaw(t, a.addr)
+	alice.send(connectPacket("alice", "tok-alice", "phone", false, 60))
+	if !alice.expectConnack(0) {
+		t.Fatal("session present = 0 after the move")
+	}
+	alice.expectNothing(300 * time.Millisecond)
+	bob.ping()
+	bob.mustRead(packet.PINGRESP)
+	if n := a.srv.Stats().Rebalanced; n != 1 {
+		t.Fatalf("rebalanced %d, want 1", n)
+	}
+}

@@ -33,6 +33,7 @@ type Stats struct {
 	Gaps            uint64 // replays that found messages aged out of the journal
 	StoreErrors     uint64 // session claims and replays the store failed
 	Kicked          uint64 // sessions closed here because their client connected to another node
+	Rebalanced      uint64 // connections closed to move their clients toward their home nodes (balance.go)
 }
 
 // TLS handshake failures: indexes of Server's counts and the values of
@@ -93,6 +94,8 @@ var (
 		"Session claims (CONNECT refused) and replays that the store failed.", nil, nil)
 	kickedDesc = prometheus.NewDesc("pushring_session_kicked_total",
 		"Sessions closed on this node because their client id connected to another node.", nil, nil)
+	rebalancedDesc = prometheus.NewDesc("pushring_mqtt_rebalanced_total",
+		"Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join).", nil, nil)
 	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
 		"Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second).", nil, nil)
 )
@@ -123,6 +126,7 @@ type metrics struct {
 	gaps         atomic.Uint64
 	storeErrors  atomic.Uint64
 	kicks        atomic.Uint64
+	rebalances   atomic.Uint64
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -145,7 +149,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
 		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc,
-		replaysDesc, replayedDesc, gapsDesc, sessionStoreErrorsDesc, kickedDesc} {
+		replaysDesc, replayedDesc, gapsDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc} {
 		ch <- d
 	}
 }
@@ -176,6 +180,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(gapsDesc, &m.gaps)
 	ch <- m.counter(sessionStoreErrorsDesc, &m.storeErrors)
 	ch <- m.counter(kickedDesc, &m.kicks)
+	ch <- m.counter(rebalancedDesc, &m.rebalances)
 }
 
 func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
@@ -221,6 +226,8 @@ func (m *metrics) gap()        { m.gaps.Add(1) }
 func (m *metrics) storeError() { m.storeErrors.Add(1) }
 func (m *metrics) kicked()     { m.kicks.Add(1) }
 
+func (m *metrics) rebalanced(n int) { m.rebalances.Add(uint64(n)) }
+
 func (m *metrics) throttled() { m.throttles.Add(1) }
 
 func (m *metrics) connUp() { m.connections.Add(1) }
@@ -249,6 +256,7 @@ func (m *metrics) stats() Stats {
 		Gaps:            m.gaps.Load(),
 		StoreErrors:     m.storeErrors.Load(),
 		Kicked:          m.kicks.Load(),
+		Rebalanced:      m.rebalances.Load(),
 	}
 }
 

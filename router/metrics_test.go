@@ -22,6 +22,7 @@ var (
 		`pushring_mqtt_connects_total counter [result] "MQTT connection attempts by result."`,
 		`pushring_mqtt_panics_total counter [] "Panics recovered in connection goroutines."`,
 		`pushring_mqtt_publish_throttled_total counter [] "Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second)."`,
+		`pushring_mqtt_rebalanced_total counter [] "Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join)."`,
 		`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
 		`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
 		`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
@@ -48,6 +49,7 @@ var (
 		`pushring_mqtt_connects_total{result="unavailable"}`,
 		`pushring_mqtt_panics_total`,
 		`pushring_mqtt_publish_throttled_total`,
+		`pushring_mqtt_rebalanced_total`,
 		`pushring_mqtt_refusals_total{reason="connect_rate"}`,
 		`pushring_mqtt_refusals_total{reason="deliver_acl"}`,
 		`pushring_mqtt_refusals_total{reason="direct_acl"}`,
@@ -128,6 +130,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 			{"Gaps", float64(st.Gaps), s["pushring_session_gaps_total"]},
 			{"StoreErrors", float64(st.StoreErrors), s["pushring_session_store_errors_total"]},
 			{"Kicked", float64(st.Kicked), s["pushring_session_kicked_total"]},
+			{"Rebalanced", float64(st.Rebalanced), s["pushring_mqtt_rebalanced_total"]},
 		} {
 			if c.stat != c.metric {
 				t.Errorf("%s: Stats().%s = %v, Prometheus %v", step, c.field, c.stat, c.metric)

@@ -57,6 +57,7 @@ type Server struct {
 	posStop     chan struct{} // closed by Close: positionLoop ends
 	ringEpoch   atomic.Uint64 // ring changes seen (RingChanged)
 	ringRunning atomic.Bool   // a shared journal read after a ring change is running
+	bal         balancer      // moving clients toward their homes (balance.go)
 
 	wg         sync.WaitGroup
 	loops      eventLoops      // the event-loop transport's pollers
