@@ -117,6 +117,11 @@ func (s *sessionStore) end(ctx context.Context) (uint64, error) {
 	s.endMu.Lock()
 	if err == nil {
 		s.endAt, s.endSeq = time.Now(), last
+	} else if !s.endAt.IsZero() {
+		// The stream is slow to answer (a NATS server restarting): an
+		// older end only makes a later resume replay a little more,
+		// where refusing would fail the CONNECT.
+		last, err = s.endSeq, nil
 	}
 	s.endWait = nil
 	s.endMu.Unlock()

@@ -227,7 +227,9 @@ type Config struct {
 	// over drift back home. Default 20; negative: never.
 	RebalanceRate float64
 	// RebalanceAfter is how long the ring must not have changed before
-	// clients are moved home. Default 10 s.
+	// clients are moved home: long enough that a failover's reconnects
+	// and replays are over, so the moves do not pile onto them. Default
+	// 30 s.
 	RebalanceAfter time.Duration
 
 	// GoroutinePerConn serves each TCP connection with a reader and a
@@ -291,7 +293,7 @@ func DefaultConfig() Config {
 		PositionInterval:        time.Second,
 		RingSettle:              2 * time.Second,
 		RebalanceRate:           20,
-		RebalanceAfter:          10 * time.Second,
+		RebalanceAfter:          30 * time.Second,
 		Now:                     time.Now,
 	}
 }
