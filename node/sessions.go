@@ -1,10 +1,12 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushring/pushring/internal/lograte"
@@ -53,10 +55,13 @@ type sessionStore struct {
 	// kickFn closes a session here that another node claimed (the
 	// router's Kick); set by watchClaims. Under mu.
 	kickFn func(principal, clientID string, gen uint64)
-	// replays bounds the journal replays in progress: after a ring
-	// change every durable session replays, and each is a consumer on
-	// the stream.
+	// replays bounds the journal reads in progress: each is a consumer
+	// on the stream.
 	replays chan struct{}
+
+	bulkMu    sync.Mutex
+	waiting   []*replayReq // replays waiting to be served (gather)
+	gathering bool         // a gather goroutine runs
 }
 
 // maxReplays is how many replays run at once; the others wait.
@@ -154,22 +159,136 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 	return cl, nil
 }
 
+// Replay serves one session's replay. Resumes often come in bulk (a
+// node died and its clients reconnect here together): requests that
+// wait at the same moment share one read of the journal (replayShared)
+// instead of one consumer each, which under load stall and fail.
 func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (last, gapTo uint64, err error) {
+	r := &replayReq{principal: principal, from: from, fn: fn, done: make(chan replayResult, 1)}
+	s.bulkMu.Lock()
+	s.waiting = append(s.waiting, r)
+	start := !s.gathering
+	s.gathering = true
+	s.bulkMu.Unlock()
+	if start {
+		go s.gather()
+	}
 	select {
-	case s.replays <- struct{}{}:
-		defer func() { <-s.replays }()
+	case res := <-r.done:
+		return res.last, res.gapTo, res.err
 	case <-ctx.Done():
+		r.cancelled.Store(true)
 		return 0, 0, ctx.Err()
 	}
-	groups := s.dir.MemberOf(principal)
-	first, last, err := s.j.Replay(ctx, from, principal, groups, func(seq uint64, m *message.Message) error {
-		m.Seq = seq
-		return fn(m)
-	})
-	if err == nil && first > from {
-		gapTo = first - 1
+}
+
+// replayReq is one session's replay waiting to be served.
+type replayReq struct {
+	principal string
+	from      uint64
+	fn        func(*message.Message) error
+	done      chan replayResult
+	cancelled atomic.Bool
+	groups    map[string]bool // the principal's groups (replayShared)
+	err       error           // fn's, which ends this request (replayShared)
+}
+
+type replayResult struct {
+	last, gapTo uint64
+	err         error
+}
+
+// bulkGather is how long a replay request waits for others to share its
+// read.
+const bulkGather = 50 * time.Millisecond
+
+// gather serves the waiting requests: one alone gets its own filtered
+// read at once (in parallel with the others, up to maxReplays); two or
+// more share one, one shared read at a time.
+func (s *sessionStore) gather() {
+	for {
+		time.Sleep(bulkGather)
+		s.bulkMu.Lock()
+		reqs := s.waiting
+		s.waiting = nil
+		if len(reqs) == 0 {
+			s.gathering = false
+			s.bulkMu.Unlock()
+			return
+		}
+		s.bulkMu.Unlock()
+		if len(reqs) == 1 {
+			go s.replayOne(reqs[0])
+			continue
+		}
+		s.replayShared(reqs)
 	}
-	return last, gapTo, err
+}
+
+// replayOne reads the journal for one request, filtered to its
+// principal's subjects.
+func (s *sessionStore) replayOne(r *replayReq) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.replays <- struct{}{}
+	defer func() { <-s.replays }()
+	groups := s.dir.MemberOf(r.principal)
+	var res replayResult
+	var first uint64
+	first, res.last, res.err = s.j.Replay(ctx, r.from, r.principal, groups, func(seq uint64, m *message.Message) error {
+		if r.cancelled.Load() {
+			return context.Canceled
+		}
+		m.Seq = seq
+		return r.fn(m)
+	})
+	if res.err == nil && first > r.from {
+		res.gapTo = first - 1
+	}
+	r.done <- res
+}
+
+// replayShared reads the journal once, from the lowest position asked,
+// and hands each message to every request it is for (its principal, or a
+// group the principal is a member of) at or after that request's start.
+// A request whose fn fails drops out; the others go on.
+func (s *sessionStore) replayShared(reqs []*replayReq) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.replays <- struct{}{}
+	defer func() { <-s.replays }()
+	from := reqs[0].from
+	for _, r := range reqs {
+		from = min(from, r.from)
+		r.groups = make(map[string]bool)
+		for _, g := range s.dir.MemberOf(r.principal) {
+			r.groups[g] = true
+		}
+	}
+	first, _, err := s.j.Bounds(ctx)
+	var last uint64
+	if err == nil {
+		last, err = s.j.ReplayAll(ctx, from, func(seq uint64, m *message.Message) error {
+			m.Seq = seq
+			for _, r := range reqs {
+				if r.err != nil || seq < r.from || r.cancelled.Load() {
+					continue
+				}
+				if m.Kind == message.Direct && m.To != r.principal || m.Kind == message.Group && !r.groups[m.To] {
+					continue
+				}
+				r.err = r.fn(m)
+			}
+			return nil
+		})
+	}
+	for _, r := range reqs {
+		res := replayResult{last: last, err: cmp.Or(r.err, err)}
+		if res.err == nil && first > r.from {
+			res.gapTo = first - 1
+		}
+		r.done <- res
+	}
 }
 
 func (s *sessionStore) ReplayAll(ctx context.Context, from uint64, fn func(*message.Message, []string)) (uint64, error) {
