@@ -225,11 +225,8 @@ func (s *session) replayFrom(from, gen uint64) {
 			"from", start, "to", last, "parked", len(s.parked), "err", err)
 		s.maxSeq = max(s.maxSeq, last)
 		s.sent = nil
-		parked := s.parked
-		s.parked = nil
 		s.replaying = false
-		slices.SortFunc(parked, bySeq)
-		for _, m := range parked {
+		for _, m := range s.takeParked() {
 			// Under start: a late one (sent again, or long on its way)
 			// the replay did not cover.
 			if m.Seq > last || m.Seq < start {
@@ -626,10 +623,7 @@ func (s *session) ringDone(last uint64) {
 	floor := s.ringFloor
 	s.ringHold, s.ringFloor, s.sent, s.ringSkipped = false, noFloor, nil, false
 	s.maxSeq = max(s.maxSeq, last)
-	parked := s.parked
-	s.parked = nil
-	slices.SortFunc(parked, bySeq)
-	for _, m := range parked {
+	for _, m := range s.takeParked() {
 		// At or under floor: a late one (sent again, or long on its
 		// way) the read did not offer.
 		if m.Seq > last || m.Seq <= floor {
@@ -659,12 +653,19 @@ func (s *session) ringSettled() {
 		}
 		return
 	}
-	parked := s.parked
-	s.parked, s.parkOverflow = nil, false
-	slices.SortFunc(parked, bySeq)
-	for _, m := range parked {
+	s.parkOverflow = false
+	for _, m := range s.takeParked() {
 		s.offerLocked(m, nil)
 	}
+}
+
+// takeParked returns the parked messages in sequence order and forgets
+// them. s.mu held.
+func (s *session) takeParked() []*message.Message {
+	parked := s.parked
+	s.parked = nil
+	slices.SortFunc(parked, bySeq)
+	return parked
 }
 
 // savePositionsNow saves every durable session's position as of the last
