@@ -58,12 +58,14 @@ func chaosPace(every time.Duration) time.Duration {
 // that resolves the group's messages, "group-home" the home (and node) of
 // the group publisher, "direct-home" that of the direct publisher; the
 // three are different nodes. "nats:leader" is the JetStream meta leader
-// when the step runs.
+// when the step runs; "nats:of-<role>" the NATS server that role's node
+// is connected to (the harshest NATS fault: that node's connection
+// drops, and what is in flight to it is lost).
 var chaosSchedule = []fault{
 	{4 * time.Second, "kill9", "owner"},
 	{10 * time.Second, "start", "owner"},
-	{16 * time.Second, "kill9", "nats:leader"},
-	{20 * time.Second, "start", "nats:leader"},
+	{16 * time.Second, "kill9", "nats:of-owner"},
+	{20 * time.Second, "start", "nats:of-owner"},
 	{26 * time.Second, "term", "direct-home"},
 	{28 * time.Second, "start", "direct-home"},
 	{34 * time.Second, "stop", "group-home"},
@@ -408,6 +410,18 @@ func (cc *chaosCluster) resolve(target string) string {
 	if name, ok := cc.roles[target]; ok {
 		return name
 	}
+	if node, ok := strings.CutPrefix(target, "nats:of-"); ok {
+		id := cc.resolve(node)
+		for _, s := range cc.nats {
+			if s.running() && !s.stopped {
+				if on, err := s.hasClient("pushring-" + id); err == nil && on {
+					cc.roles[target] = s.name
+					return s.name
+				}
+			}
+		}
+		cc.t.Fatalf("no NATS server has %s's connection", id)
+	}
 	if target != "nats:leader" {
 		return target
 	}
@@ -492,16 +506,39 @@ func (cc *chaosCluster) apply(f fault) (string, string) {
 }
 
 func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[string][]pubRecord) {
-	missing := map[string][]int{"g": make([]int, len(recs["g"])), "d": make([]int, len(recs["d"]))}
-	copies := map[string][]int{"g": make([]int, len(recs["g"])), "d": make([]int, len(recs["d"]))}
+	perMsg := func() map[string][]int {
+		return map[string][]int{"g": make([]int, len(recs["g"])), "d": make([]int, len(recs["d"]))}
+	}
+	missing, copies, reordered := perMsg(), perMsg(), perMsg()
+	firstMin, firstMax := map[string][]time.Duration{"g": nil, "d": nil}, map[string][]time.Duration{"g": nil, "d": nil}
+	for _, k := range []string{"g", "d"} {
+		firstMin[k] = make([]time.Duration, len(recs[k]))
+		firstMax[k] = make([]time.Duration, len(recs[k]))
+	}
 	for _, m := range ms {
 		m.mu.Lock()
 		seen := map[string][]bool{"g": make([]bool, len(recs["g"])), "d": make([]bool, len(recs["d"]))}
+		maxAcked := map[string]int{"g": -1, "d": -1}
 		for _, a := range m.got {
 			k := string(a.kind)
-			if int(a.seq) < len(copies[k]) {
-				copies[k][a.seq]++
-				seen[k][a.seq] = true
+			if int(a.seq) >= len(copies[k]) {
+				continue
+			}
+			copies[k][a.seq]++
+			if seen[k][a.seq] {
+				continue
+			}
+			seen[k][a.seq] = true
+			if firstMin[k][a.seq] == 0 || a.at < firstMin[k][a.seq] {
+				firstMin[k][a.seq] = a.at
+			}
+			firstMax[k][a.seq] = max(firstMax[k][a.seq], a.at)
+			if recs[k][a.seq].acked != 0 {
+				if int(a.seq) < maxAcked[k] {
+					reordered[k][a.seq]++
+				} else {
+					maxAcked[k] = int(a.seq)
+				}
 			}
 		}
 		m.mu.Unlock()
@@ -517,7 +554,7 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 		}
 	}
 	var b strings.Builder
-	b.WriteString("pub\tseq\tmade_s\tacked_s\tsends\tmissing\tcopies\n")
+	b.WriteString("pub\tseq\tmade_s\tacked_s\tsends\tmissing\tcopies\treordered\tfirst_min_s\tfirst_max_s\n")
 	sec := func(d time.Duration) string { return strconv.FormatFloat((d - t0).Seconds(), 'f', 3, 64) }
 	for _, k := range []string{"g", "d"} {
 		for seq, r := range recs[k] {
@@ -525,7 +562,8 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 			if r.acked != 0 {
 				acked = sec(r.acked)
 			}
-			fmt.Fprintf(&b, "%s\t%d\t%s\t%s\t%d\t%d\t%d\n", k, seq, sec(r.made), acked, r.sends, missing[k][seq], copies[k][seq])
+			fmt.Fprintf(&b, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", k, seq, sec(r.made), acked, r.sends, missing[k][seq], copies[k][seq],
+				reordered[k][seq], sec(firstMin[k][seq]), sec(firstMax[k][seq]))
 		}
 	}
 	path := filepath.Join(t.ArtifactDir(), "chaos.tsv")

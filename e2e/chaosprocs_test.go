@@ -215,6 +215,25 @@ type jsz struct {
 	} `json:"meta_cluster"`
 }
 
+// hasClient reports whether a client connection named name (a pushring
+// node names its connection "pushring-<node id>") is on server s.
+func (s *natsServer) hasClient(name string) (bool, error) {
+	var c struct {
+		Conns []struct {
+			Name string `json:"name"`
+		} `json:"connections"`
+	}
+	if err := getJSON("http://"+s.monitor+"/connz?limit=1024", &c); err != nil {
+		return false, err
+	}
+	for _, conn := range c.Conns {
+		if conn.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // metaLeader is the JetStream meta leader as server s sees it ("" if none).
 func (s *natsServer) metaLeader() (string, error) {
 	var j jsz

@@ -226,6 +226,7 @@ type Fanout struct {
 	acksOut ackOut  // Ack entries to send, with ackLoop
 	appends appends // QoS 1 messages handed to the Store, not answered yet (store.go)
 	holds   holds   // confirmations held for backlogged recipients
+	cu      catchUp // owner's catch-up after a dropped connection (catchup.go)
 
 	closed atomic.Bool // fast check for Forward
 	// mu is held for reading while one received envelope is handled and
@@ -273,6 +274,7 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 	f.work.New = func() any { return new(work) }
 	f.hold.init()
 	f.acksOut.init()
+	f.cu.init()
 	empty := map[string]*peer{}
 	f.peers.Store(&empty)
 	return f, nil
@@ -307,6 +309,7 @@ func (f *Fanout) Start() error {
 	f.started, f.unsub = true, unsub
 	go f.attachLoop()
 	go f.ackLoop()
+	go f.catchUpLoop()
 	return nil
 }
 
@@ -350,6 +353,9 @@ func (f *Fanout) Close() error {
 		<-f.hold.done
 		close(f.acksOut.stop)
 		<-f.acksOut.done
+		close(f.cu.stop)
+		<-f.cu.done
+		f.cu.reads.Wait()
 	}
 	if unsub != nil {
 		unsub()
@@ -488,6 +494,9 @@ func (f *Fanout) route(m *message.Message, ack ackReq) (int, error) {
 // returns how many it sent and the first publish error after trying
 // every node.
 func (f *Fanout) resolve(w *work, m *message.Message, ack ackReq) (int, error) {
+	if m.Seq != 0 {
+		f.cu.resolved(m.Seq)
+	}
 	members := f.members.Members(m.To)
 	if len(members) == 0 {
 		return 0, nil
@@ -678,6 +687,9 @@ func (f *Fanout) handleResolve(env *Envelope) {
 		f.stats.resolvesForwarded.Add(1)
 		return
 	}
+	if m.Seq != 0 && f.parkResolve(env) {
+		return // resolved after the catch-up (catchup.go)
+	}
 	f.resolveFor(w, m, ack)
 }
 
@@ -856,14 +868,15 @@ type Stats struct {
 type counters struct {
 	created time.Time // when counting started, for Prometheus
 
-	resolvesSent, deliversSent                       atomic.Uint64
-	resolvesReceived, deliversReceived               atomic.Uint64
-	groupMessages, directMessages, resolvesForwarded atomic.Uint64
-	hopLimitDrops, decodeErrors, publishErrors       atomic.Uint64
-	recipients, panics                               atomic.Uint64
-	attachForwards, attachesSent, attachesReceived   atomic.Uint64
-	acksReceived, acksHeld, holdTimeouts             atomic.Uint64
-	ackTimeouts, ackDrops, resent, heldBack          atomic.Uint64
+	resolvesSent, deliversSent                         atomic.Uint64
+	resolvesReceived, deliversReceived                 atomic.Uint64
+	groupMessages, directMessages, resolvesForwarded   atomic.Uint64
+	hopLimitDrops, decodeErrors, publishErrors         atomic.Uint64
+	recipients, panics                                 atomic.Uint64
+	attachForwards, attachesSent, attachesReceived     atomic.Uint64
+	acksReceived, acksHeld, holdTimeouts               atomic.Uint64
+	ackTimeouts, ackDrops, resent, heldBack            atomic.Uint64
+	catchUps, caughtUp, catchUpErrors, catchUpOverflow atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -935,7 +948,15 @@ var (
 	holdTimeoutsDesc = fanoutDesc("hold_timeouts_total",
 		"Held QoS 1 confirmations sent after AckHold although the backlog had not drained.")
 	heldBackDesc = fanoutDesc("held_back_total",
-		"Stored QoS 1 messages not forwarded because an earlier message of their publisher could not be stored (the publisher sends both again).")
+		"Stored QoS 1 messages not forwarded because their publisher was not acknowledged (an earlier message could not be stored, a takeover, a shutdown): the publisher sends them again, and the stored copies are withdrawn.")
+	catchUpsDesc = fanoutDesc("catchups_total",
+		"Times this node, as groups' owner, read the stored group messages back after its NATS connection dropped (or NATS dropped envelopes for it).")
+	caughtUpDesc = fanoutDesc("caught_up_total",
+		"Stored group messages resolved again by catch-ups: those this node had not resolved.")
+	catchUpErrorsDesc = fanoutDesc("catchup_errors_total",
+		"Catch-ups that could not read the store (the messages missed come when their publishers' nodes send them again, out of order).")
+	catchUpOverflowDesc = fanoutDesc("catchup_overflow_total",
+		"Group messages resolved at once, not in order, because too many were waiting for a catch-up.")
 	resentDesc = fanoutDesc("resent_total",
 		"Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time.")
 	attachRecordsDesc = fanoutDesc("attach_records",
@@ -953,7 +974,7 @@ type collector struct{ f *Fanout }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
 		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
-		ackTimeoutsDesc, acksHeldDesc, holdTimeoutsDesc, resentDesc, heldBackDesc, attachRecordsDesc} {
+		ackTimeoutsDesc, acksHeldDesc, holdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, attachRecordsDesc} {
 		ch <- d
 	}
 }
@@ -977,6 +998,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- counter(holdTimeoutsDesc, &s.holdTimeouts, s.created)
 	ch <- counter(resentDesc, &s.resent, s.created)
 	ch <- counter(heldBackDesc, &s.heldBack, s.created)
+	ch <- counter(catchUpsDesc, &s.catchUps, s.created)
+	ch <- counter(caughtUpDesc, &s.caughtUp, s.created)
+	ch <- counter(catchUpErrorsDesc, &s.catchUpErrors, s.created)
+	ch <- counter(catchUpOverflowDesc, &s.catchUpOverflow, s.created)
 	ch <- prometheus.MustNewConstMetric(attachRecordsDesc, prometheus.GaugeValue, float64(c.f.attachRecords()))
 }
 

@@ -15,6 +15,13 @@ import (
 // once, in the order of the Append calls, unless it returns an error.
 type Store interface {
 	Append(m *message.Message, cb flow.Appended, tag uint64) error
+	// Withdraw deletes the message stored at seq, in the background: its
+	// publisher was not acknowledged and sends it again (see Appended).
+	Withdraw(seq uint64)
+	// ReplayGroups calls fn, in store order, for every stored group
+	// message from sequence from to the store's end when it began, and
+	// returns that end (see catchup.go).
+	ReplayGroups(ctx context.Context, from uint64, fn func(seq uint64, m *message.Message) error) (last uint64, err error)
 }
 
 // Stored before acknowledged: with a Store, a QoS 1 message is appended
@@ -86,7 +93,11 @@ func (f *Fanout) Appended(id, seq uint64, err error) {
 	}
 	p.m.Seq = seq
 	if !p.r.Stored(p.tag, nil) {
+		// Not acknowledged: the client sends it again, after an earlier
+		// message that may have failed to store. The stored copy would
+		// be read back ahead of that one: it goes.
 		f.stats.heldBack.Add(1)
+		f.store.Withdraw(seq)
 		return
 	}
 	if err := f.forward(p.m, p.r, p.tag); err != nil {

@@ -212,6 +212,12 @@ type Journal struct {
 
 	failLog lograte.Limiter // store failures
 	badLog  lograte.Limiter // undecodable records met by a replay
+
+	// Withdraw's queue and its goroutine (withdraw.go).
+	withdraws    chan uint64
+	withdrawStop chan struct{} // closed by Close
+	withdrawDone chan struct{}
+	withdrawLog  lograte.Limiter
 }
 
 // The streams's subjects per ingress and kind: ".d." direct, ".g." group.
@@ -245,6 +251,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 		kick:     make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
+
+		withdraws:    make(chan uint64, withdrawQueue),
+		withdrawStop: make(chan struct{}),
+		withdrawDone: make(chan struct{}),
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	_, err := js.CreateOrUpdateStream(octx, jetstream.StreamConfig{
@@ -279,6 +289,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 	// The acknowledgements of MaxPending appends may be queued at once.
 	j.sub.SetPendingLimits(max(cfg.MaxPending*2, 65536), -1)
 	go j.report()
+	go j.withdrawLoop()
 	return j, nil
 }
 
@@ -309,6 +320,8 @@ func (j *Journal) Close() {
 		j.mu.Unlock()
 		close(j.closing)
 		<-j.done
+		close(j.withdrawStop) // the Appended calls, which withdraw, are done
+		<-j.withdrawDone
 		j.sub.Unsubscribe()
 		j.m.unregister()
 	})

@@ -664,6 +664,8 @@ func TestMetrics(t *testing.T) {
 		`pushring_journal_store_seconds histogram [] "Time from Append to the journal stream's acknowledgement, of the messages stored."`,
 		`pushring_journal_stored_bytes_total counter [] "Bytes of the records the journal stream acknowledged."`,
 		`pushring_journal_stored_total counter [] "Messages the journal stream acknowledged."`,
+		`pushring_journal_withdraw_dropped_total counter [] "Stored messages that should have been withdrawn but stayed (too many waiting, or the journal closed first): a replay may deliver them ahead of earlier messages of their publisher."`,
+		`pushring_journal_withdrawn_total counter [] "Stored messages withdrawn (deleted, or found gone already) because their publishers were not acknowledged (an earlier message failed to store, a takeover, a shutdown): the publishers send them again."`,
 	})
 	testutil.CheckCreated(t, reg, "pushring_journal_")
 	mfs, _ := reg.Gather()

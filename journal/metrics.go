@@ -22,21 +22,27 @@ var (
 		"Replays begun (Replay and ReplayNode).", nil, nil)
 	badRecordsDesc = prometheus.NewDesc("pushring_journal_bad_records_total",
 		"Stored records a replay could not decode and skipped.", nil, nil)
+	withdrawnDesc = prometheus.NewDesc("pushring_journal_withdrawn_total",
+		"Stored messages withdrawn (deleted, or found gone already) because their publishers were not acknowledged (an earlier message failed to store, a takeover, a shutdown): the publishers send them again.", nil, nil)
+	withdrawDroppedDesc = prometheus.NewDesc("pushring_journal_withdraw_dropped_total",
+		"Stored messages that should have been withdrawn but stayed (too many waiting, or the journal closed first): a replay may deliver them ahead of earlier messages of their publisher.", nil, nil)
 )
 
 // metrics are the journal's counters: atomics read at scrape time, and
 // a histogram of the time from Append to acknowledgement (an Observe is
 // a few atomic operations).
 type metrics struct {
-	created     time.Time
-	stored      atomic.Uint64
-	storedBytes atomic.Uint64
-	errors      [numReasons]atomic.Uint64
-	replayed    atomic.Uint64
-	replays     atomic.Uint64
-	badRecords  atomic.Uint64
-	latency     prometheus.Histogram
-	reg         prometheus.Registerer
+	created         time.Time
+	stored          atomic.Uint64
+	storedBytes     atomic.Uint64
+	errors          [numReasons]atomic.Uint64
+	replayed        atomic.Uint64
+	replays         atomic.Uint64
+	badRecords      atomic.Uint64
+	withdrawn       atomic.Uint64
+	withdrawDropped atomic.Uint64
+	latency         prometheus.Histogram
+	reg             prometheus.Registerer
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -67,7 +73,7 @@ func (m *metrics) unregister() {
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storedDesc, storedBytesDesc, storeErrorsDesc, replayedDesc, replaysDesc, badRecordsDesc} {
+	for _, d := range []*prometheus.Desc{storedDesc, storedBytesDesc, storeErrorsDesc, replayedDesc, replaysDesc, badRecordsDesc, withdrawnDesc, withdrawDroppedDesc} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -83,6 +89,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(replayedDesc, &m.replayed)
 	ch <- m.counter(replaysDesc, &m.replays)
 	ch <- m.counter(badRecordsDesc, &m.badRecords)
+	ch <- m.counter(withdrawnDesc, &m.withdrawn)
+	ch <- m.counter(withdrawDroppedDesc, &m.withdrawDropped)
 	m.latency.Collect(ch)
 }
 

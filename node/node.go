@@ -188,6 +188,12 @@ type Config struct {
 	// (pushring_session_gaps_total, and a log line). Cluster, NodeID and
 	// Replicas are set by the node.
 	Journal journal.Config
+	// StoreWait is how long Start keeps trying to open the KV buckets and
+	// the journal while JetStream does not answer (default 60 s): NATS
+	// servers started together, or one restarting, may need seconds to
+	// elect their JetStream leaders, and a node that gave up at once
+	// would need its supervisor to start it again.
+	StoreWait time.Duration
 	// NATSListen makes the embedded NATS server listen on host:port, so
 	// other nodes and tools can use it. Empty (the default): in-process
 	// only.
@@ -271,6 +277,7 @@ func DefaultConfig() Config {
 		MQTTAddr:   ":1883",
 		HTTPAddr:   ":8080",
 		KVReplicas: store.DefaultKVConfig().Replicas,
+		StoreWait:  time.Minute,
 		SessionTTL: 24 * time.Hour,
 		LoginRate:  a.LoginRate,
 		LoginBurst: a.LoginBurst,
@@ -317,6 +324,7 @@ func (c Config) withDefaults() Config {
 	c.HTTPAddr = cmp.Or(c.HTTPAddr, d.HTTPAddr)
 	c.GossipAddr = cmp.Or(c.GossipAddr, d.GossipAddr)
 	c.KVReplicas = cmp.Or(c.KVReplicas, d.KVReplicas)
+	c.StoreWait = cmp.Or(c.StoreWait, d.StoreWait)
 	c.SessionTTL = cmp.Or(c.SessionTTL, d.SessionTTL)
 	c.LoginRate = cmp.Or(c.LoginRate, d.LoginRate) // negative stays: no limit
 	c.LoginBurst = cmp.Or(c.LoginBurst, d.LoginBurst)
@@ -376,6 +384,7 @@ func (c Config) validate() error {
 			"NodeID %q must be set, without '.', '*', '>' or white space", c.NodeID),
 		hostPort("MQTTAddr", c.MQTTAddr),
 		hostPort("HTTPAddr", c.HTTPAddr),
+		configerr.Positive(check, "StoreWait", c.StoreWait),
 		advertise,
 		natsListen,
 		check.If((c.TLSCertFile == "") != (c.TLSKeyFile == ""), "TLSCertFile and TLSKeyFile must be set together (got %q, %q)", c.TLSCertFile, c.TLSKeyFile),
@@ -527,8 +536,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: jetstream: %w", err)
 	}
-	kv, err := store.NewKV(ctx, js, cfg.kvConfig())
-	if err != nil {
+	var kv *store.KV
+	if err := n.untilStoreAnswers(ctx, "the KV buckets", func() (err error) {
+		kv, err = store.NewKV(ctx, js, cfg.kvConfig())
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	n.dir = store.NewDirectory(kv)
@@ -540,7 +552,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// acknowledged; persistent sessions keep their records in the KV.
 	jcfg := cfg.journalConfig()
 	jcfg.Registerer = n.registry
-	if n.journal, err = journal.Open(ctx, js, jcfg, n.log); err != nil {
+	if err := n.untilStoreAnswers(ctx, "the journal", func() (err error) {
+		n.journal, err = journal.Open(ctx, js, jcfg, n.log)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("node: journal: %w", err)
 	}
 	bcfg := store.DefaultMQTTPosBatcherConfig()
@@ -616,9 +631,31 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// While this node's NATS connection was down, stored messages may
 	// have been forwarded to it and lost: persistent sessions replay as
 	// after a ring change.
+	// As the owner of groups, it may have missed Resolves: it reads the
+	// stored group messages of that time back before resolving newer
+	// ones (fanout's catch-up).
+	n.nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+		n.log.Warn("NATS disconnected", "err", err)
+		n.fan.Disconnected()
+	})
 	n.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		n.fan.Reconnected()
 		n.router.RingChanged()
+	})
+	n.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subject := ""
+		if sub != nil {
+			subject = sub.Subject
+		}
+		n.log.Error("NATS async error", "subject", subject, "err", err)
+		if errors.Is(err, nats.ErrSlowConsumer) && subject == fanout.Subject(cfg.Cluster, cfg.NodeID) {
+			// NATS dropped envelopes for this node: as after a dropped
+			// connection.
+			n.fan.Disconnected()
+			n.fan.Reconnected()
+			n.router.RingChanged()
+		}
 	})
 	n.wg.Add(1)
 	go func() {
@@ -782,6 +819,26 @@ func (n *Node) reloadTLS() error {
 		return nil
 	}
 	return n.tls.Reload()
+}
+
+// untilStoreAnswers calls open until it succeeds, fails on the
+// configuration, ctx ends or Config.StoreWait passed: at start JetStream
+// may still be electing its leaders. Each failure is logged.
+func (n *Node) untilStoreAnswers(ctx context.Context, what string, open func() error) error {
+	deadline := time.Now().Add(n.cfg.StoreWait)
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := open()
+		if err == nil || errors.Is(err, store.ErrInvalidConfig) || errors.Is(err, journal.ErrInvalidConfig) ||
+			time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		n.log.Warn("could not open "+what+" in JetStream yet; trying again", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // natsOptions: reconnect forever, and log what NATS reports on its own

@@ -126,7 +126,10 @@ func NodePermissions(cluster, nodeID string) Permissions {
 	}
 	// The journal: store under this node's own ingress id only; read
 	// the whole stream back (a session's backlog holds every node's
-	// messages) with ordered pull consumers, deleted after each replay.
+	// messages) with ordered pull consumers, deleted after each replay;
+	// delete single messages stored for a publisher that was not
+	// acknowledged (the API cannot scope a delete to a subject; a node
+	// may update the stream's limits anyway).
 	stream := JournalStream(cluster)
 	p.Publish = append(p.Publish,
 		JournalIngress(cluster, nodeID),
@@ -137,6 +140,7 @@ func NodePermissions(cluster, nodeID string) Permissions {
 		"$JS.API.CONSUMER.DELETE."+stream+".*",   // replay done
 		"$JS.API.CONSUMER.INFO."+stream+".*",     // replay stalled: still pending?
 		"$JS.API.CONSUMER.MSG.NEXT."+stream+".*", // replay: pull
+		"$JS.API.STREAM.MSG.DELETE."+stream,      // withdraw a message not acknowledged
 	)
 	return p
 }

@@ -120,8 +120,9 @@ func TestConfigParses(t *testing.T) {
 }
 
 // TestNodePermissionsJournal: a node publishes to the journal under its
-// own ingress id only, and calls the journal stream's API without
-// delete or purge.
+// own ingress id only, and calls the journal stream's API without purge
+// (single messages it may delete: those it stored for a publisher it did
+// not acknowledge).
 func TestNodePermissionsJournal(t *testing.T) {
 	p := NodePermissions("c1", "n1")
 	var journal []string
@@ -139,6 +140,7 @@ func TestNodePermissionsJournal(t *testing.T) {
 		"$JS.API.CONSUMER.DELETE.MSGS_c1.*",
 		"$JS.API.CONSUMER.INFO.MSGS_c1.*",
 		"$JS.API.CONSUMER.MSG.NEXT.MSGS_c1.*",
+		"$JS.API.STREAM.MSG.DELETE.MSGS_c1",
 	}
 	if !slices.Equal(journal, want) {
 		t.Errorf("journal permissions %q, want %q", journal, want)
