@@ -515,9 +515,14 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 		firstMin[k] = make([]time.Duration, len(recs[k]))
 		firstMax[k] = make([]time.Duration, len(recs[k]))
 	}
+	// The arrivals of the first few members that got something out of
+	// order, to see what overtook what.
+	var sample strings.Builder
+	sampled := 0
 	for _, m := range ms {
 		m.mu.Lock()
 		seen := map[string][]bool{"g": make([]bool, len(recs["g"])), "d": make([]bool, len(recs["d"]))}
+		memberReordered := 0
 		maxAcked := map[string]int{"g": -1, "d": -1}
 		for _, a := range m.got {
 			k := string(a.kind)
@@ -536,9 +541,18 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 			if recs[k][a.seq].acked != 0 {
 				if int(a.seq) < maxAcked[k] {
 					reordered[k][a.seq]++
+					if memberReordered == 0 {
+						memberReordered = 1
+					}
 				} else {
 					maxAcked[k] = int(a.seq)
 				}
+			}
+		}
+		if memberReordered > 0 && sampled < 5 {
+			sampled++
+			for _, a := range m.got {
+				fmt.Fprintf(&sample, "%s\t%c\t%d\t%.3f\n", m.id, a.kind, a.seq, (a.at - t0).Seconds())
 			}
 		}
 		m.mu.Unlock()
@@ -564,6 +578,11 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 			}
 			fmt.Fprintf(&b, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", k, seq, sec(r.made), acked, r.sends, missing[k][seq], copies[k][seq],
 				reordered[k][seq], sec(firstMin[k][seq]), sec(firstMax[k][seq]))
+		}
+	}
+	if sampled > 0 {
+		if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "reordered-members.tsv"), []byte("member\tpub\tseq\tat_s\n"+sample.String()), 0o600); err != nil {
+			t.Error(err)
 		}
 	}
 	path := filepath.Join(t.ArtifactDir(), "chaos.tsv")
