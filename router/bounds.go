@@ -20,7 +20,9 @@ import (
 // it dropped, always the oldest, is counted by bound, logged, and told
 // to the client in one notice after the kept messages (backlogNotice).
 // The session's position then moves past the dropped messages like past
-// delivered ones: they are not read again.
+// delivered ones, and a stored message at or below the newest dropped
+// is not offered to it again (a ring change's shared read, or another
+// replay, from an older position).
 //
 // The bounds apply to every replay of a session from the journal: a
 // resume on another node or after a restart, a queue that overflowed,
@@ -44,14 +46,19 @@ type keptBacklog struct {
 	drops         [len(backlogBounds)]uint64
 	from, to      uint64 // sequences of the oldest and newest dropped (0: none)
 	reason        int    // the bound that dropped the newest of them
+	// noticed is the newest sequence an earlier notice of the session
+	// covered: dropped again (a replay from an older position), those
+	// are not counted or told twice.
+	noticed uint64
 }
 
 // minKeptRing is the ring's first size; it doubles up to max as needed.
 const minKeptRing = 64
 
+// newKeptBacklog makes the keptBacklog of one replay. s.mu held.
 func (s *session) newKeptBacklog() *keptBacklog {
 	cfg := &s.srv.cfg
-	return &keptBacklog{max: cfg.SessionBacklogMessages, maxBytes: cfg.SessionBacklogBytes}
+	return &keptBacklog{max: cfg.SessionBacklogMessages, maxBytes: cfg.SessionBacklogBytes, noticed: s.dropNoticed}
 }
 
 // add keeps m, dropping what it must: m itself if it was stored before
@@ -100,6 +107,9 @@ func (k *keptBacklog) pop() *message.Message {
 }
 
 func (k *keptBacklog) drop(m *message.Message, bound int) {
+	if m.Seq <= k.noticed {
+		return
+	}
 	k.drops[bound]++
 	if k.from == 0 || m.Seq < k.from {
 		k.from = m.Seq
@@ -128,20 +138,17 @@ func (k *keptBacklog) reset() {
 }
 
 // keepReplayed is a replay's journal callback: m, read back for the
-// session, is kept if the session would take it (its subscriptions match
-// it, it was not just sent), within the bounds. It never waits on the
-// client: delivery follows the read.
+// session, is kept if its subscriptions match it, within the bounds. It
+// never waits on the client: delivery follows the read. Messages the
+// session was already sent count: a replay from an older position (a
+// ring change, a position a few ticks behind) keeps the same newest
+// ones, which delivery then skips as duplicates, rather than older ones
+// the bounds dropped.
 func (s *session) keepReplayed(k *keptBacklog, m *message.Message, stored time.Time, gen uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed || s.replayGen != gen || s.conn == nil {
 		return errReplayStopped
-	}
-	if _, ok := s.sent[m.Seq]; ok {
-		return nil // sent since the ring changed
-	}
-	if s.recent.has(m.ID) {
-		return nil
 	}
 	if _, _, ok := s.match(m); !ok {
 		return nil
@@ -176,7 +183,9 @@ func (s *session) backlogNotice(k *keptBacklog) {
 	}
 	s.sendGapNotice(fmt.Appendf(nil, `{"from_seq":%d,"to_seq":%d,"dropped":%d,"reason":%q}`,
 		k.from, k.to, n, backlogBounds[k.reason]))
+	s.dropNoticed = max(s.dropNoticed, k.to)
 	k.reset()
+	k.noticed = s.dropNoticed
 }
 
 // sendGapNotice offers payload on <private>/<id>/$gap, at the QoS of the

@@ -191,7 +191,9 @@ func (s *session) replayFrom(from, gen uint64) {
 	ctx, cancel := context.WithCancel(s.srv.stopping)
 	defer cancel()
 	start := from
+	s.mu.Lock()
 	kept := s.newKeptBacklog()
+	s.mu.Unlock()
 	for {
 		s.srv.m.replay()
 		kept.cutoff = s.srv.cfg.Now().Add(-s.srv.cfg.SessionBacklogAge)
