@@ -135,7 +135,11 @@ type replayed struct {
 
 func replay(t testing.TB, j *Journal, from uint64, principal string, groups ...string) (got []replayed, first, last uint64) {
 	t.Helper()
-	first, last, err := j.Replay(context.Background(), from, principal, groups, func(seq uint64, m *message.Message) error {
+	first, last, err := j.Replay(context.Background(), from, principal, groups, func(seq uint64, stored time.Time, m *message.Message) error {
+		// The stream's stored time: what per-session age bounds read.
+		if age := time.Since(stored); age < -time.Second || age > time.Minute {
+			t.Errorf("seq %d stored %v ago", seq, age)
+		}
 		got = append(got, replayed{seq, m})
 		return nil
 	})
@@ -231,7 +235,7 @@ func TestAppendReplay(t *testing.T) {
 	// fn stops a replay with an error.
 	stop := errors.New("stop")
 	var calls int
-	_, _, err := j1.Replay(context.Background(), 0, "alice", nil, func(uint64, *message.Message) error {
+	_, _, err := j1.Replay(context.Background(), 0, "alice", nil, func(uint64, time.Time, *message.Message) error {
 		calls++
 		return stop
 	})
@@ -309,7 +313,7 @@ func TestReplayBounds(t *testing.T) {
 	// Messages stored during a replay are left out of it.
 	r := &recorder{}
 	var more int
-	_, _, err = j.Replay(context.Background(), 8, "alice", nil, func(seq uint64, m *message.Message) error {
+	_, _, err = j.Replay(context.Background(), 8, "alice", nil, func(seq uint64, _ time.Time, m *message.Message) error {
 		if seq == 8 {
 			for i := range 3 {
 				if err := j.Append(direct(uint64(100+i), "alice"), r, uint64(i)); err != nil {

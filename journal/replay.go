@@ -39,14 +39,15 @@ const stallCheck = time.Second
 // (0 for a stream that never held a message): if 0 < from < first, the
 // messages from from to first-1 were dropped by the stream's bounds,
 // some of them maybe for this principal, and the caller owes its client
-// a gap notice. fn
-// may keep the message; an error from fn stops the replay and is
-// returned. Other principals' messages never reach fn.
+// a gap notice. fn gets each message's sequence and the time the stream
+// stored it (its age is what a per-session bound looks at), and may keep
+// the message; an error from fn stops the replay and is returned. Other
+// principals' messages never reach fn.
 //
 // With more than 64 groups, Replay reads every group message in the
 // range and skips those of other groups itself (see maxGroupFilters).
 func (j *Journal) Replay(ctx context.Context, from uint64, principal string, groups []string,
-	fn func(seq uint64, m *message.Message) error) (first, last uint64, err error) {
+	fn func(seq uint64, stored time.Time, m *message.Message) error) (first, last uint64, err error) {
 	if !validID(principal) {
 		return 0, 0, fmt.Errorf("%w: principal %q", ErrInvalidMessage, principal)
 	}
@@ -80,11 +81,11 @@ func (j *Journal) Replay(ctx context.Context, from uint64, principal string, gro
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    max(from, 1),
 	}
-	err = j.consume(ctx, cfg, last, func(seq uint64, m *message.Message) error {
+	err = j.consume(ctx, cfg, last, func(seq uint64, stored time.Time, m *message.Message) error {
 		if only != nil && m.Kind == message.Group && !only[m.To] {
 			return nil
 		}
-		return fn(seq, m)
+		return fn(seq, stored, m)
 	})
 	return first, last, err
 }
@@ -92,10 +93,12 @@ func (j *Journal) Replay(ctx context.Context, from uint64, principal string, gro
 // ReplayAll calls fn, in stream order, for every stored message with a
 // sequence from from up to last, the stream's last sequence when
 // ReplayAll began: one read of the journal that a node hands to all its
-// sessions at once (after a ring change). fn may keep the message; an
-// error from fn stops the replay and is returned.
+// sessions at once (after a ring change, or resumes that came
+// together). fn gets each message's sequence and the time the stream
+// stored it, and may keep the message; an error from fn stops the
+// replay and is returned.
 func (j *Journal) ReplayAll(ctx context.Context, from uint64,
-	fn func(seq uint64, m *message.Message) error) (last uint64, err error) {
+	fn func(seq uint64, stored time.Time, m *message.Message) error) (last uint64, err error) {
 	j.m.replays.Add(1)
 	_, last, err = j.Bounds(ctx)
 	if err != nil || last == 0 || from > last {
@@ -132,13 +135,16 @@ func (j *Journal) ReplayNode(ctx context.Context, node string, since time.Time,
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
-	return last, j.consume(ctx, cfg, last, fn)
+	return last, j.consume(ctx, cfg, last, func(seq uint64, _ time.Time, m *message.Message) error {
+		return fn(seq, m)
+	})
 }
 
 // consume runs an ordered consumer with cfg over the stream and calls fn
-// for each message up to sequence last, then deletes the consumer.
+// for each message up to sequence last, with the time the stream stored
+// it, then deletes the consumer.
 func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, last uint64,
-	fn func(seq uint64, m *message.Message) error) error {
+	fn func(seq uint64, stored time.Time, m *message.Message) error) error {
 	// The server drops the consumer this long after the replay stopped
 	// asking, should its deletion below fail.
 	cfg.InactiveThreshold = max(30*time.Second, 2*j.cfg.Timeout)
@@ -210,7 +216,7 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 				"subject", msg.Subject(), "seq", seq, "err", err)
 		} else {
 			j.m.replayed.Add(1)
-			if err := fn(seq, m); err != nil {
+			if err := fn(seq, meta.Timestamp, m); err != nil {
 				return err
 			}
 			// fn may wait (a slow client's window): that is not the

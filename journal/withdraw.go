@@ -160,5 +160,5 @@ func (j *Journal) ReplayGroups(ctx context.Context, from uint64,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    max(from, 1),
 	}
-	return last, j.consume(ctx, cfg, last, fn)
+	return last, j.consume(ctx, cfg, last, func(seq uint64, _ time.Time, m *message.Message) error { return fn(seq, m) })
 }

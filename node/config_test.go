@@ -115,3 +115,28 @@ func TestStartRefusesInvalidConfigFirst(t *testing.T) {
 		t.Errorf("data dir after a refused config: %v", err)
 	}
 }
+
+// A session's backlog age bound never exceeds what the journal keeps:
+// the router gets the lower of the two, the default included.
+func TestRouterBacklogAgeWithinJournal(t *testing.T) {
+	for _, tc := range []struct {
+		backlog, journal, want time.Duration
+	}{
+		{0, 0, 24 * time.Hour},
+		{0, time.Hour, time.Hour},
+		{2 * time.Hour, time.Hour, time.Hour},
+		{30 * time.Minute, time.Hour, 30 * time.Minute},
+		{30 * 24 * time.Hour, 0, 7 * 24 * time.Hour},
+	} {
+		c := Config{NodeID: "n1"}
+		c.Router.SessionBacklogAge, c.Journal.MaxAge = tc.backlog, tc.journal
+		if got := c.withDefaults().routerConfig().SessionBacklogAge; got != tc.want {
+			t.Errorf("backlog %v, journal %v: router gets %v, want %v", tc.backlog, tc.journal, got, tc.want)
+		}
+	}
+	c := DefaultConfig()
+	c.Router.SessionBacklogAge = -time.Second
+	if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "SessionBacklogAge") {
+		t.Errorf("negative age bound: %v", err)
+	}
+}

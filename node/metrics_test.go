@@ -72,6 +72,7 @@ var goldenNodeFamilies = []string{
 	`pushring_nats_refusals_total counter [reason] "Clients the embedded NATS server refused, by reason: authentication (unknown or revoked key), permission (a subject outside the client's permissions), tls (failed handshake)."`,
 	`pushring_queue_dropped_total counter [] "Messages dropped from a full session queue or for a slow consumer."`,
 	`pushring_ring_changes_total counter [] "Changes of the set of nodes on this node's hash ring."`,
+	`pushring_session_backlog_dropped_total counter [bound] "Messages a persistent session's replay dropped, the oldest first, over its backlog bounds: messages (count), bytes (payload), age (time stored)."`,
 	`pushring_session_gaps_total counter [] "Replays that found messages for the session already aged out of the journal."`,
 	`pushring_session_kicked_total counter [] "Sessions closed on this node because their client id connected to another node."`,
 	`pushring_session_replayed_total counter [] "Messages read back from the journal into persistent sessions."`,

@@ -446,6 +446,13 @@ func (c Config) membershipConfig(mqtt, mqttTLS []string, http string, keys [][]b
 func (c Config) routerConfig() router.Config {
 	r := c.Router
 	r.NodeID, r.AuthTopic = c.NodeID, c.AuthTopic
+	// A persistent session's backlog bound by age is at most the
+	// journal's: older messages have left the journal anyway (the
+	// client is told of that gap instead), so a larger bound would
+	// promise what the journal does not keep.
+	if kept := cmp.Or(c.Journal.MaxAge, journal.DefaultConfig().MaxAge); kept > 0 {
+		r.SessionBacklogAge = min(cmp.Or(r.SessionBacklogAge, router.DefaultConfig().SessionBacklogAge), kept)
+	}
 	return r
 }
 

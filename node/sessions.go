@@ -163,7 +163,7 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 // node died and its clients reconnect here together): requests that
 // wait at the same moment share one read of the journal (replayShared)
 // instead of one consumer each, which under load stall and fail.
-func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (last, gapTo uint64, err error) {
+func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message, time.Time) error) (last, gapTo uint64, err error) {
 	r := &replayReq{principal: principal, from: from, fn: fn, done: make(chan replayResult, 1)}
 	s.bulkMu.Lock()
 	s.waiting = append(s.waiting, r)
@@ -186,7 +186,7 @@ func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64
 type replayReq struct {
 	principal string
 	from      uint64
-	fn        func(*message.Message) error
+	fn        func(*message.Message, time.Time) error
 	done      chan replayResult
 	cancelled atomic.Bool
 	groups    map[string]bool // the principal's groups (replayShared)
@@ -235,12 +235,12 @@ func (s *sessionStore) replayOne(r *replayReq) {
 	groups := s.dir.MemberOf(r.principal)
 	var res replayResult
 	var first uint64
-	first, res.last, res.err = s.j.Replay(ctx, r.from, r.principal, groups, func(seq uint64, m *message.Message) error {
+	first, res.last, res.err = s.j.Replay(ctx, r.from, r.principal, groups, func(seq uint64, stored time.Time, m *message.Message) error {
 		if r.cancelled.Load() {
 			return context.Canceled
 		}
 		m.Seq = seq
-		return r.fn(m)
+		return r.fn(m, stored)
 	})
 	if res.err == nil && first > r.from {
 		res.gapTo = first - 1
@@ -268,7 +268,7 @@ func (s *sessionStore) replayShared(reqs []*replayReq) {
 	first, _, err := s.j.Bounds(ctx)
 	var last uint64
 	if err == nil {
-		last, err = s.j.ReplayAll(ctx, from, func(seq uint64, m *message.Message) error {
+		last, err = s.j.ReplayAll(ctx, from, func(seq uint64, stored time.Time, m *message.Message) error {
 			m.Seq = seq
 			for _, r := range reqs {
 				if r.err != nil || seq < r.from || r.cancelled.Load() {
@@ -277,7 +277,7 @@ func (s *sessionStore) replayShared(reqs []*replayReq) {
 				if m.Kind == message.Direct && m.To != r.principal || m.Kind == message.Group && !r.groups[m.To] {
 					continue
 				}
-				r.err = r.fn(m)
+				r.err = r.fn(m, stored)
 			}
 			return nil
 		})
@@ -293,7 +293,7 @@ func (s *sessionStore) replayShared(reqs []*replayReq) {
 
 func (s *sessionStore) ReplayAll(ctx context.Context, from uint64, fn func(*message.Message, []string)) (uint64, error) {
 	var one [1]string
-	return s.j.ReplayAll(ctx, from, func(seq uint64, m *message.Message) error {
+	return s.j.ReplayAll(ctx, from, func(seq uint64, _ time.Time, m *message.Message) error {
 		m.Seq = seq
 		if m.Kind == message.Group {
 			fn(m, s.dir.Members(m.To))

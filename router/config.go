@@ -232,6 +232,31 @@ type Config struct {
 	// 30 s.
 	RebalanceAfter time.Duration
 
+	// SessionBacklogMessages, SessionBacklogBytes and SessionBacklogAge
+	// bound what a persistent session gets back when it replays the
+	// journal (a resume on any node, after a restart, or when its queue
+	// overflowed): at most that many messages, that many payload bytes,
+	// none stored longer ago than the age. Over a bound the OLDEST are
+	// dropped and the newest kept (for push notifications the latest
+	// matter most); the drops are counted
+	// (pushring_session_backlog_dropped_total{bound}) and the client gets
+	// one notice on <private>/<id>/$gap with the range and count dropped.
+	// A replay holds at most these bounds in memory, whatever the
+	// journal holds.
+	//
+	// Defaults: 10,000 messages and 16 MiB, ten times and twice the
+	// queue's (MaxQueued, MaxQueuedBytes): a phone back after a night or
+	// a weekend in busy groups gets what it missed, and at most a
+	// download of seconds on a mobile network; 24 h, the default
+	// SessionExpiry: a notification older than a day is stale news. The
+	// journal keeps messages for its own max age (--journal-max-age, 7
+	// days): an age bound above it bounds nothing, what is older has left
+	// the journal (the node lowers it to the journal's). A single message
+	// larger than SessionBacklogBytes is still kept, alone.
+	SessionBacklogMessages int
+	SessionBacklogBytes    int
+	SessionBacklogAge      time.Duration
+
 	// GoroutinePerConn serves each TCP connection with a reader and a
 	// writer goroutine of its own instead of the event loop. The event
 	// loop (Linux: a few epoll pollers for all connections) keeps an idle
@@ -294,6 +319,9 @@ func DefaultConfig() Config {
 		RingSettle:              2 * time.Second,
 		RebalanceRate:           20,
 		RebalanceAfter:          30 * time.Second,
+		SessionBacklogMessages:  10_000,
+		SessionBacklogBytes:     16 << 20,
+		SessionBacklogAge:       24 * time.Hour,
 		Now:                     time.Now,
 	}
 }
@@ -343,6 +371,9 @@ func (c Config) withDefaults() Config {
 	c.RingSettle = cmp.Or(c.RingSettle, d.RingSettle)
 	c.RebalanceRate = cmp.Or(c.RebalanceRate, d.RebalanceRate)
 	c.RebalanceAfter = cmp.Or(c.RebalanceAfter, d.RebalanceAfter)
+	c.SessionBacklogMessages = cmp.Or(c.SessionBacklogMessages, d.SessionBacklogMessages)
+	c.SessionBacklogBytes = cmp.Or(c.SessionBacklogBytes, d.SessionBacklogBytes)
+	c.SessionBacklogAge = cmp.Or(c.SessionBacklogAge, d.SessionBacklogAge)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = d.Now
@@ -385,6 +416,9 @@ func (c Config) validate() error {
 		configerr.Positive(check, "PositionInterval", c.PositionInterval),
 		configerr.Positive(check, "RingSettle", c.RingSettle),
 		configerr.Positive(check, "RebalanceAfter", c.RebalanceAfter),
+		configerr.Positive(check, "SessionBacklogMessages", c.SessionBacklogMessages),
+		configerr.Positive(check, "SessionBacklogBytes", c.SessionBacklogBytes),
+		configerr.Positive(check, "SessionBacklogAge", c.SessionBacklogAge),
 	)
 }
 

@@ -72,6 +72,9 @@ func TestValidate(t *testing.T) {
 		{"PublishBurst", func(c *Config) { c.PublishBurst = -1 }},
 		{"PublishByteRate", func(c *Config) { c.PublishByteRate = math.NaN() }},
 		{"PublishByteBurst", func(c *Config) { c.PublishByteBurst = -1 }},
+		{"SessionBacklogMessages", func(c *Config) { c.SessionBacklogMessages = -1 }},
+		{"SessionBacklogBytes", func(c *Config) { c.SessionBacklogBytes = -1 }},
+		{"SessionBacklogAge", func(c *Config) { c.SessionBacklogAge = -time.Second }},
 	} {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)

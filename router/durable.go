@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/message"
-	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Durable sessions: with a SessionStore, a persistent session lives
@@ -60,12 +59,13 @@ type SessionStore interface {
 	Claim(ctx context.Context, principal, clientID string, clean bool) (Claimed, error)
 	// Replay calls fn, in journal order, for every stored message for
 	// principal (direct, or to a group it is a member of) with a
-	// sequence above from, up to the journal's end when Replay started,
-	// and returns that end. fn may block (backpressure). gapTo, when not
+	// sequence at or above from, up to the journal's end when Replay
+	// started, with the time the journal stored it (zero: unknown, never
+	// too old), and returns that end. fn may block. gapTo, when not
 	// 0, says the journal no longer held sequences from to gapTo (its
 	// age or size bounds dropped them): some may have been for the
 	// session.
-	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message) error) (last, gapTo uint64, err error)
+	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message, stored time.Time) error) (last, gapTo uint64, err error)
 	SaveSubs(principal, clientID string, gen uint64, subs []SessionSub)
 	SavePosition(principal, clientID string, gen uint64, pos uint64)
 	// Release forgets the session's record (a clean session ended, a
@@ -178,9 +178,9 @@ func (s *session) replayLocked(from uint64) {
 }
 
 // replayFrom delivers what the journal holds for the session from
-// sequence from on, then the messages parked meanwhile, in sequence
-// order. gen is the replay's; a newer replay or the session's end stops
-// it.
+// sequence from on, within the session's backlog bounds (bounds.go),
+// then the messages parked meanwhile, in sequence order. gen is the
+// replay's; a newer replay or the session's end stops it.
 func (s *session) replayFrom(from, gen uint64) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -191,11 +191,28 @@ func (s *session) replayFrom(from, gen uint64) {
 	ctx, cancel := context.WithCancel(s.srv.stopping)
 	defer cancel()
 	start := from
+	s.mu.Lock()
+	kept := s.newKeptBacklog()
+	s.mu.Unlock()
 	for {
 		s.srv.m.replay()
-		last, gapTo, err := st.Replay(ctx, s.principal, from, func(m *message.Message) error {
-			return s.deliverReplayed(m, gen)
+		kept.cutoff = s.srv.cfg.Now().Add(-s.srv.cfg.SessionBacklogAge)
+		last, gapTo, err := st.Replay(ctx, s.principal, from, func(m *message.Message, stored time.Time) error {
+			return s.keepReplayed(kept, m, stored, gen)
 		})
+		var stopped uint64 // the first kept message not delivered
+		if err != nil {
+			kept.reset() // read again, whole, next time
+		} else {
+			for m := kept.pop(); m != nil; m = kept.pop() {
+				if err = s.deliverReplayed(m, gen); err != nil {
+					stopped = m.Seq
+					break
+				}
+			}
+			for kept.pop() != nil { // what a stop left is read again
+			}
+		}
 		s.mu.Lock()
 		if s.removed || s.replayGen != gen {
 			s.mu.Unlock()
@@ -204,6 +221,9 @@ func (s *session) replayFrom(from, gen uint64) {
 		if gapTo != 0 {
 			s.gapNotice(from, gapTo)
 		}
+		// The drops stand even if delivery stopped: the replay resumes
+		// at the first kept message, past them.
+		s.backlogNotice(kept)
 		if err != nil {
 			// Try again at the next position tick while the session is
 			// connected (positionLoop); live messages flow meanwhile,
@@ -212,8 +232,12 @@ func (s *session) replayFrom(from, gen uint64) {
 				s.srv.m.storeError()
 				s.srv.log.Warn("mqtt: replay from the journal failed", "id", s.principal, "client_id", s.clientID, "err", err)
 			}
-			s.floor = min(s.floor, from-1)
-			last = from - 1
+			resume := from
+			if stopped != 0 {
+				resume = stopped
+			}
+			s.floor = min(s.floor, resume-1)
+			last = resume - 1
 		} else if s.parkOverflow {
 			// What was parked and dropped is after last: read on.
 			s.parkOverflow = false
@@ -248,35 +272,24 @@ const gapLevel = "/$gap"
 // the replayed messages (the journal's end of the replay is only known
 // then), a PUBLISH on <private>/<id>/$gap, at the QoS of the
 // subscription that matches it (none: not sent), carrying
-// {"from_seq":from,"to_seq":to}.
+// {"from_seq":from,"to_seq":to,"reason":"journal"}.
 // The sequences name the cluster's journal, not the client's messages:
-// some of them were for the session, maybe none. Counted and logged.
-// s.mu held.
+// some of them were for the session, maybe none (the notice of the
+// session's own backlog bounds, backlogNotice, counts its drops).
+// Counted and logged. s.mu held.
 func (s *session) gapNotice(from, to uint64) {
 	s.srv.m.gap()
 	s.srv.log.Warn("mqtt: messages for a persistent session left the journal before it came back",
 		"id", s.principal, "client_id", s.clientID, "from_seq", from, "to_seq", to)
-	s.topicBuf = append(append(append(s.topicBuf[:0], s.srv.tp.privateSlash...), s.principal...), gapLevel...)
-	best := -1
-	for i := range s.subs {
-		if sub := &s.subs[i]; sub.group == "" && int(sub.qos) > best && packet.Match(sub.filter, s.topicBuf) {
-			best = int(sub.qos)
-		}
-	}
-	if best < 0 {
-		return
-	}
-	payload := fmt.Appendf(nil, `{"from_seq":%d,"to_seq":%d}`, from, to)
-	m := &message.Message{ID: s.srv.ids.Next(), Kind: message.Direct, To: s.principal, QoS: byte(best), Payload: payload}
-	s.offer(outMsg{m: m, form: formGap, qos: byte(best)})
+	s.sendGapNotice(fmt.Appendf(nil, `{"from_seq":%d,"to_seq":%d,"reason":"journal"}`, from, to))
 }
 
 // bySeq orders messages by their journal sequence.
 func bySeq(a, b *message.Message) int { return cmp.Compare(a.Seq, b.Seq) }
 
-// deliverReplayed delivers one message read from the journal, first
-// waiting while the queue is over half full, so a long backlog streams
-// through the window instead of overflowing the queue.
+// deliverReplayed delivers one message read from the journal and kept,
+// first waiting while the queue is over half full, so a long backlog
+// streams through the window instead of overflowing the queue.
 func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -21,6 +21,7 @@ import (
 type memSessions struct {
 	mu      sync.Mutex
 	journal []*message.Message
+	stamps  []time.Time // when each was stored
 	recs    map[string]*memRecord
 	servers []*Server
 	acl     *memACL
@@ -48,7 +49,18 @@ func (m *memSessions) store(msg *message.Message) *message.Message {
 	c.Payload = bytes.Clone(msg.Payload)
 	c.Seq = uint64(len(m.journal) + 1)
 	m.journal = append(m.journal, &c)
+	m.stamps = append(m.stamps, time.Now())
 	return &c
+}
+
+// backdate makes the messages stored with sequences from to to look
+// stored d earlier.
+func (m *memSessions) backdate(from, to uint64, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for seq := from; seq <= to; seq++ {
+		m.stamps[seq-1] = m.stamps[seq-1].Add(-d)
+	}
 }
 
 func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean bool) (Claimed, error) {
@@ -74,9 +86,10 @@ func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean
 	return cl, nil
 }
 
-func (m *memSessions) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message) error) (uint64, uint64, error) {
+func (m *memSessions) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message, time.Time) error) (uint64, uint64, error) {
 	m.mu.Lock()
 	list := append([]*message.Message(nil), m.journal...)
+	stamps := append([]time.Time(nil), m.stamps...)
 	gate, first := m.gate, m.first
 	m.mu.Unlock()
 	var gapTo uint64
@@ -94,7 +107,7 @@ func (m *memSessions) Replay(ctx context.Context, principal string, from uint64,
 				return 0, 0, ctx.Err()
 			}
 		}
-		if err := fn(msg); err != nil {
+		if err := fn(msg, stamps[msg.Seq-1]); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -509,7 +522,7 @@ func TestDurableGapNotice(t *testing.T) {
 	}
 	checkSeq(t, readNumbered(alice, 3), numbered(4, 6))
 	p := alice.readPublish()
-	if string(p.Topic) != "/private/alice/$gap" || string(p.Payload) != `{"from_seq":1,"to_seq":3}` {
+	if string(p.Topic) != "/private/alice/$gap" || string(p.Payload) != `{"from_seq":1,"to_seq":3,"reason":"journal"}` {
 		t.Fatalf("PUBLISH %s %s, want the gap notice", p.Topic, p.Payload)
 	}
 	if n := b.srv.Stats().Gaps; n != 1 {

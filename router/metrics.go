@@ -31,9 +31,15 @@ type Stats struct {
 	Replays         uint64 // journal replays started for durable sessions (durable.go)
 	Replayed        uint64 // messages read back from the journal into sessions
 	Gaps            uint64 // replays that found messages aged out of the journal
-	StoreErrors     uint64 // session claims and replays the store failed
-	Kicked          uint64 // sessions closed here because their client connected to another node
-	Rebalanced      uint64 // connections closed to move their clients toward their home nodes (balance.go)
+	// Messages replays dropped over a session's backlog bounds, by
+	// bound (bounds.go): SessionBacklogMessages, SessionBacklogBytes,
+	// SessionBacklogAge.
+	BacklogDroppedMessages uint64
+	BacklogDroppedBytes    uint64
+	BacklogDroppedAge      uint64
+	StoreErrors            uint64 // session claims and replays the store failed
+	Kicked                 uint64 // sessions closed here because their client connected to another node
+	Rebalanced             uint64 // connections closed to move their clients toward their home nodes (balance.go)
 }
 
 // TLS handshake failures: indexes of Server's counts and the values of
@@ -45,6 +51,16 @@ const (
 )
 
 var tlsFailureReasons = [...]string{tlsTimeout: "timeout", tlsError: "error", tlsBusy: "busy"}
+
+// Per-session backlog bounds (bounds.go): indexes of metrics.backlogDrops
+// and the values of pushring_session_backlog_dropped_total{bound}.
+const (
+	boundMessages = iota // SessionBacklogMessages
+	boundBytes           // SessionBacklogBytes
+	boundAge             // SessionBacklogAge
+)
+
+var backlogBounds = [...]string{boundMessages: "messages", boundBytes: "bytes", boundAge: "age"}
 
 // Connect results, the values of pushring_mqtt_connects_total{result}.
 const (
@@ -90,6 +106,8 @@ var (
 		"Messages read back from the journal into persistent sessions.", nil, nil)
 	gapsDesc = prometheus.NewDesc("pushring_session_gaps_total",
 		"Replays that found messages for the session already aged out of the journal.", nil, nil)
+	backlogDroppedDesc = prometheus.NewDesc("pushring_session_backlog_dropped_total",
+		"Messages a persistent session's replay dropped, the oldest first, over its backlog bounds: messages (count), bytes (payload), age (time stored).", []string{"bound"}, nil)
 	sessionStoreErrorsDesc = prometheus.NewDesc("pushring_session_store_errors_total",
 		"Session claims (CONNECT refused) and replays that the store failed.", nil, nil)
 	kickedDesc = prometheus.NewDesc("pushring_session_kicked_total",
@@ -124,6 +142,7 @@ type metrics struct {
 	replays      atomic.Uint64
 	replayedMsgs atomic.Uint64
 	gaps         atomic.Uint64
+	backlogDrops [len(backlogBounds)]atomic.Uint64
 	storeErrors  atomic.Uint64
 	kicks        atomic.Uint64
 	rebalances   atomic.Uint64
@@ -149,7 +168,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
 		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc,
-		replaysDesc, replayedDesc, gapsDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc} {
+		replaysDesc, replayedDesc, gapsDesc, backlogDroppedDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc} {
 		ch <- d
 	}
 }
@@ -178,6 +197,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(replaysDesc, &m.replays)
 	ch <- m.counter(replayedDesc, &m.replayedMsgs)
 	ch <- m.counter(gapsDesc, &m.gaps)
+	for i, b := range backlogBounds {
+		ch <- m.counter(backlogDroppedDesc, &m.backlogDrops[i], b)
+	}
 	ch <- m.counter(sessionStoreErrorsDesc, &m.storeErrors)
 	ch <- m.counter(kickedDesc, &m.kicks)
 	ch <- m.counter(rebalancedDesc, &m.rebalances)
@@ -224,7 +246,9 @@ func (m *metrics) replay()     { m.replays.Add(1) }
 func (m *metrics) replayed()   { m.replayedMsgs.Add(1) }
 func (m *metrics) gap()        { m.gaps.Add(1) }
 func (m *metrics) storeError() { m.storeErrors.Add(1) }
-func (m *metrics) kicked()     { m.kicks.Add(1) }
+
+func (m *metrics) backlogDropped(bound int, n uint64) { m.backlogDrops[bound].Add(n) }
+func (m *metrics) kicked()                            { m.kicks.Add(1) }
 
 func (m *metrics) rebalanced(n int) { m.rebalances.Add(uint64(n)) }
 
@@ -237,26 +261,29 @@ func (m *metrics) connDown() { m.connections.Add(-1) }
 // stats returns the counters but Sessions, which Server fills in.
 func (m *metrics) stats() Stats {
 	return Stats{
-		Connections:     m.connections.Load(),
-		ConnectsOK:      m.connects[0].Load(),
-		ConnectsRefused: sum(m.connects[1:]),
-		MessagesIn:      sum(m.messagesIn[:]),
-		Deliveries:      sum(m.deliveries[:]),
-		Refusals:        sum(m.refusals),
-		QueueDropped:    m.queueDropped.Load(),
-		Panics:          m.panics.Load(),
-		SlowSessions:    m.slow.Load(),
-		TLSConnections:  m.tlsConns.Load(),
-		TLSTimeouts:     m.tlsFailures[tlsTimeout].Load(),
-		TLSErrors:       m.tlsFailures[tlsError].Load(),
-		TLSBusy:         m.tlsFailures[tlsBusy].Load(),
-		Throttled:       m.throttles.Load(),
-		Replays:         m.replays.Load(),
-		Replayed:        m.replayedMsgs.Load(),
-		Gaps:            m.gaps.Load(),
-		StoreErrors:     m.storeErrors.Load(),
-		Kicked:          m.kicks.Load(),
-		Rebalanced:      m.rebalances.Load(),
+		Connections:            m.connections.Load(),
+		ConnectsOK:             m.connects[0].Load(),
+		ConnectsRefused:        sum(m.connects[1:]),
+		MessagesIn:             sum(m.messagesIn[:]),
+		Deliveries:             sum(m.deliveries[:]),
+		Refusals:               sum(m.refusals),
+		QueueDropped:           m.queueDropped.Load(),
+		Panics:                 m.panics.Load(),
+		SlowSessions:           m.slow.Load(),
+		TLSConnections:         m.tlsConns.Load(),
+		TLSTimeouts:            m.tlsFailures[tlsTimeout].Load(),
+		TLSErrors:              m.tlsFailures[tlsError].Load(),
+		TLSBusy:                m.tlsFailures[tlsBusy].Load(),
+		Throttled:              m.throttles.Load(),
+		Replays:                m.replays.Load(),
+		Replayed:               m.replayedMsgs.Load(),
+		Gaps:                   m.gaps.Load(),
+		BacklogDroppedMessages: m.backlogDrops[boundMessages].Load(),
+		BacklogDroppedBytes:    m.backlogDrops[boundBytes].Load(),
+		BacklogDroppedAge:      m.backlogDrops[boundAge].Load(),
+		StoreErrors:            m.storeErrors.Load(),
+		Kicked:                 m.kicks.Load(),
+		Rebalanced:             m.rebalances.Load(),
 	}
 }
 

@@ -65,6 +65,7 @@ type Server struct {
 	rateLog    lograte.Limiter // connect-rate refusal log lines
 	tlsLog     lograte.Limiter // TLS handshake failure log lines
 	storeLog   lograte.Limiter // store refusal log lines
+	backlogLog lograte.Limiter // replays that dropped messages over the backlog bounds
 	handshakes chan struct{}   // a slot per TLS handshake in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
@@ -517,8 +518,9 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 // over c's session, makes c its connection, and counts and indexes c. On
 // success (code 0) it returns with sess.mu held; victim is the connection
 // taken over, if any. A durable session resumed from the SessionStore,
-// or whose queue dropped stored messages while offline, starts a replay
-// of the journal (durable.go).
+// or whose queue dropped stored messages while offline, or outgrew the
+// backlog bounds (bounds.go), starts a replay of the journal
+// (durable.go).
 func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqttConn, code byte) {
 	id := c.id.ID
 	key := sessionKey(id, c.clientID)
@@ -584,6 +586,8 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		}
 	} else if sess.floor != noFloor {
 		from = sess.floor + 1
+	} else if victim == nil && sess.queueOverBounds() {
+		from = sess.maxSeq + 1 // replayLocked lowers it to the first queued
 	}
 	c.sess.Store(sess)
 	sess.attach(c, c.level)

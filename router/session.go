@@ -72,6 +72,7 @@ type session struct {
 	sent                    map[uint64]struct{} // sequences sent since the ring changed, while a replay is due
 	replayGen               uint64              // invalidates a replay that was overtaken
 	parked                  []*message.Message  // live stored messages that came during a replay
+	dropNoticed             uint64              // newest sequence a backlog notice covered (bounds.go)
 	room                    *sync.Cond          // on mu: the queue made room for a replay
 }
 
@@ -141,6 +142,9 @@ func (s *session) deliverLocked(m *message.Message, hc *holdCtx) {
 func (s *session) offerLocked(m *message.Message, hc *holdCtx) {
 	if m.Seq > s.maxSeq {
 		s.maxSeq = m.Seq
+	}
+	if m.Seq <= s.dropNoticed && m.Seq != 0 {
+		return // the backlog bounds dropped it (bounds.go)
 	}
 	if s.recent.has(m.ID) {
 		return

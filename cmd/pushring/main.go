@@ -128,6 +128,13 @@ func run(args []string) error {
 	fs.Float64Var(&cfg.Router.PublishByteRate, "publish-bytes-rate", cfg.Router.PublishByteRate, "MQTT PUBLISH bytes a second one principal may send (negative: no limit)")
 	fs.IntVar(&cfg.Router.PublishByteBurst, "publish-bytes-burst", cfg.Router.PublishByteBurst, "burst of bytes over --publish-bytes-rate")
 
+	// Per-session backlog bounds: what a persistent session gets back
+	// from the journal when it resumes (the oldest over a bound are
+	// dropped, counted, and noticed on <private>/<id>/$gap).
+	fs.IntVar(&cfg.Router.SessionBacklogMessages, "session-backlog-messages", cfg.Router.SessionBacklogMessages, "most messages a persistent session gets back when it resumes; the oldest over it are dropped and the client told on /private/<id>/$gap")
+	fs.IntVar(&cfg.Router.SessionBacklogBytes, "session-backlog-bytes", cfg.Router.SessionBacklogBytes, "most payload bytes a persistent session gets back when it resumes (the oldest over it are dropped)")
+	fs.DurationVar(&cfg.Router.SessionBacklogAge, "session-backlog-age", cfg.Router.SessionBacklogAge, "a message stored longer ago is not replayed to a persistent session (at most --journal-max-age)")
+
 	// NATS credentials, permissions and TLS: each node signs in with its
 	// own nkey (or a .creds file); no NATS secret on the command line.
 	fs.StringVar(&cfg.NATSNKeyFile, "nats-nkey-file", "", "this node's NATS user nkey seed (default: read or generate <data-dir>/nats.nk; its public key is logged)")

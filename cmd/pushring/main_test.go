@@ -86,3 +86,25 @@ func TestRunRejectsBadRouterLimits(t *testing.T) {
 		t.Errorf("PUSHRING_MAX_FILTER_LEN=10: %v", err)
 	}
 }
+
+// The backlog bound flags and their environment equivalents reach
+// router.Config: a value it refuses stops run, naming the field.
+func TestRunRejectsBadBacklogBounds(t *testing.T) {
+	for flag, field := range map[string]string{
+		"--session-backlog-messages": "SessionBacklogMessages",
+		"--session-backlog-bytes":    "SessionBacklogBytes",
+		"--session-backlog-age":      "SessionBacklogAge",
+	} {
+		value := "-1"
+		if field == "SessionBacklogAge" {
+			value = "-1s"
+		}
+		if err := run([]string{"--data-dir", t.TempDir(), flag, value}); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s %s: %v, want an error naming %s", flag, value, err, field)
+		}
+	}
+	t.Setenv("PUSHRING_SESSION_BACKLOG_BYTES", "-5")
+	if err := run([]string{"--data-dir", t.TempDir()}); err == nil || !strings.Contains(err.Error(), "SessionBacklogBytes") {
+		t.Errorf("PUSHRING_SESSION_BACKLOG_BYTES=-5: %v", err)
+	}
+}
