@@ -154,6 +154,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 		return fail(fmt.Errorf("route: %w", err))
 	}
 	res.SetupS = time.Since(t0).Seconds()
+	logf("chaos: set up %d member devices and 2 publishers in %.1f s (with the processes' start)", len(plan.Members), res.SetupS)
 
 	epoch := time.Now()
 	step := max(1, len(plan.Members)/min(chaosDirectTargets, len(plan.Members)))
@@ -321,7 +322,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 	res.DurationS = rep.TrafficS
 	res.Note = fmt.Sprintf("%d nodes on %d NATS servers (JetStream R3); %d persistent member devices of one group (homes %s), "+
 		"a group publisher at %g msg/s and a direct publisher at %g msg/s (to %d members in turn), QoS 1; "+
-		"every member and device reconnects through its home node first, then the others",
+		"every member and device reconnects through its home node first, then the nodes after it in turn",
 		cfg.Nodes, len(cc.nats), len(members), homesString(homes), cfg.GroupRate, cfg.DirectRate, nTargets)
 	if stepErr != nil {
 		res.Note += "; the schedule stopped: " + stepErr.Error()

@@ -423,17 +423,16 @@ func (cc *chaosCluster) others(nd *chaosNode) []*chaosNode {
 	return out
 }
 
-// mqttAddrs is every node's MQTT address, home's first: the list a client
-// reconnects through.
+// mqttAddrs is every node's MQTT address, home's first, then the nodes
+// after it in turn (n2's clients fall back on n3, then n1): the list a
+// client reconnects through. Rotating spreads the clients of a failed
+// node over the others rather than piling them all on n1.
 func (cc *chaosCluster) mqttAddrs(home string) []string {
-	var out []string
-	if nd := cc.node(home); nd != nil {
-		out = append(out, nd.mqtt)
-	}
-	for _, nd := range cc.nodes {
-		if nd.id != home {
-			out = append(out, nd.mqtt)
-		}
+	h := slices.IndexFunc(cc.nodes, func(nd *chaosNode) bool { return nd.id == home })
+	h = max(h, 0)
+	out := make([]string, 0, len(cc.nodes))
+	for i := range cc.nodes {
+		out = append(out, cc.nodes[(h+i)%len(cc.nodes)].mqtt)
 	}
 	return out
 }
@@ -697,7 +696,7 @@ func (cc *chaosCluster) apply(f Fault) (string, string, error) {
 		if err := cc.waitAlive(cc.nodes, len(cc.nodes)); err != nil {
 			return name, "", err
 		}
-		return name, fmt.Sprintf("declared dead %v after SIGSTOP, whole again %s after SIGCONT",
+		return name, fmt.Sprintf("the others saw it gone by %v after SIGSTOP; whole again %s after SIGCONT",
 			dead.Round(time.Millisecond), since()), nil
 	case "start":
 		if err := cc.startNode(nd); err != nil {
