@@ -491,9 +491,9 @@ func (cc *chaosCluster) waitAlive(nodes []*chaosNode, want int) error {
 // Fault is one step of a fault schedule: at (after the traffic started)
 // do Action to Target.
 type Fault struct {
-	At     time.Duration `json:"at_s"`
-	Action string        `json:"action"`
-	Target string        `json:"target"`
+	At     time.Duration // in the JSON: at_s, seconds
+	Action string
+	Target string
 }
 
 // FaultsHelp documents the --faults syntax.
@@ -591,13 +591,28 @@ func (f Fault) disruptive() bool {
 	return f.Action == "kill9" || f.Action == "term" || f.Action == "stop"
 }
 
+// faultJSON is a Fault in the JSON: its time in seconds.
+type faultJSON struct {
+	At     float64 `json:"at_s"`
+	Action string  `json:"action"`
+	Target string  `json:"target"`
+}
+
+func (f Fault) toJSON() faultJSON { return faultJSON{f.At.Seconds(), f.Action, f.Target} }
+
+func (j faultJSON) fault() Fault {
+	return Fault{time.Duration(j.At * float64(time.Second)).Round(time.Millisecond), j.Action, j.Target}
+}
+
 // MarshalJSON writes At in seconds.
-func (f Fault) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		At     float64 `json:"at_s"`
-		Action string  `json:"action"`
-		Target string  `json:"target"`
-	}{f.At.Seconds(), f.Action, f.Target})
+func (f Fault) MarshalJSON() ([]byte, error) { return json.Marshal(f.toJSON()) }
+
+// UnmarshalJSON reads At in seconds.
+func (f *Fault) UnmarshalJSON(b []byte) error {
+	var j faultJSON
+	err := json.Unmarshal(b, &j)
+	*f = j.fault()
+	return err
 }
 
 // resolve maps a schedule target to a node or NATS server name.
@@ -721,16 +736,26 @@ type FaultEvent struct {
 	Error    string  `json:"error,omitempty"`
 }
 
+// faultEventJSON is a FaultEvent in the JSON: the step's fields next to
+// the event's (Fault's own methods would otherwise stand for the whole).
+type faultEventJSON struct {
+	faultJSON
+	Resolved string  `json:"resolved"`
+	BeganS   float64 `json:"began_s"`
+	EndS     float64 `json:"end_s"`
+	Note     string  `json:"note,omitempty"`
+	Error    string  `json:"error,omitempty"`
+}
+
 // MarshalJSON keeps the step's fields next to the event's.
 func (e FaultEvent) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		At       float64 `json:"at_s"`
-		Action   string  `json:"action"`
-		Target   string  `json:"target"`
-		Resolved string  `json:"resolved"`
-		BeganS   float64 `json:"began_s"`
-		EndS     float64 `json:"end_s"`
-		Note     string  `json:"note,omitempty"`
-		Error    string  `json:"error,omitempty"`
-	}{e.At.Seconds(), e.Action, e.Target, e.Resolved, e.BeganS, e.EndS, e.Note, e.Error})
+	return json.Marshal(faultEventJSON{e.Fault.toJSON(), e.Resolved, e.BeganS, e.EndS, e.Note, e.Error})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (e *FaultEvent) UnmarshalJSON(b []byte) error {
+	var j faultEventJSON
+	err := json.Unmarshal(b, &j)
+	*e = FaultEvent{Fault: j.faultJSON.fault(), Resolved: j.Resolved, BeganS: j.BeganS, EndS: j.EndS, Note: j.Note, Error: j.Error}
+	return err
 }
