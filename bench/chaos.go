@@ -132,7 +132,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 	// Setup through n1: one group, its members, two publisher devices; then
 	// each client's home (GET /v1/route), its first address to dial.
 	n1 := cc.nodes[0].api
-	plan, err := n1.SetupFanout(ctx, 1, cfg.Members, 2)
+	plan, err := setupChaos(ctx, n1, cfg.Members)
 	if err != nil {
 		return fail(fmt.Errorf("setup: %w", err))
 	}
@@ -331,6 +331,47 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 		res.Error = "interrupted"
 	}
 	return res
+}
+
+// setupChaos creates, under a per-run prefix, one group, members member
+// devices and two publisher devices of it, through s. A membership is
+// tried again for a while: on R3 buckets a read right after a write (of
+// the device, of the group) may reach a replica that has not applied it
+// yet, and answer 404.
+func setupChaos(ctx context.Context, s *Pushring, members int) (*FanoutPlan, error) {
+	prefix := "pbc" + randHex(3) + "-"
+	gid := prefix + "all"
+	plan := &FanoutPlan{Members: make([]Client, members), Publishers: make([]Client, 2)}
+	if _, err := s.api.CreateGroup(ctx, gid, false); err != nil {
+		return nil, err
+	}
+	device := func(ctx context.Context, id string, publisher bool) (Client, error) {
+		d, err := s.api.CreateDevice(ctx, id)
+		if err != nil {
+			return Client{}, err
+		}
+		c := Client{ID: id, Username: id, Password: d.Key, Filter: "/private/" + id + "/#"}
+		err = retry(ctx, func() error {
+			if publisher {
+				c.Topic = "/group/" + gid
+				_, err = s.api.SetPublisher(ctx, gid, id, true)
+			} else {
+				_, err = s.api.SetMember(ctx, gid, id, true)
+			}
+			return err
+		})
+		return c, err
+	}
+	err := parallel(ctx, members+2, 16, func(ctx context.Context, i int) error {
+		var err error
+		if i < members {
+			plan.Members[i], err = device(ctx, fmt.Sprintf("%sm%03d", prefix, i), false)
+		} else {
+			plan.Publishers[i-members], err = device(ctx, fmt.Sprintf("%sp%d", prefix, i-members), true)
+		}
+		return err
+	})
+	return plan, err
 }
 
 func homesString(h map[string]int) string {

@@ -128,12 +128,20 @@ func (d *daemon) end() {
 	}
 }
 
+// logTail is the last lines of the log (of its last start), on one line.
 func (d *daemon) logTail() string {
 	b, _ := os.ReadFile(d.log)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "=== start") {
+			lines = lines[i+1:]
+			break
+		}
 	}
-	return strings.TrimSpace(string(b))
+	if len(lines) > 4 {
+		lines = lines[len(lines)-4:]
+	}
+	return strings.Join(lines, " | ")
 }
 
 // natsNode is one server of the chaos run's NATS cluster.
@@ -221,14 +229,14 @@ func (s *natsNode) metaLeader() (string, error) {
 	return j.Meta.Leader, nil
 }
 
-// waitJetStream waits until every running server names the same JetStream
-// meta leader and answers /healthz (its JetStream assets current) with 200.
+// waitJetStream waits until every running server (not stopped) names the
+// same JetStream meta leader and answers /healthz (its JetStream assets current) with 200.
 func waitJetStream(servers []*natsNode, within time.Duration) error {
 	return waitFor(within, 100*time.Millisecond, func() error {
 		leader := ""
 		for _, s := range servers {
-			if s.daemon == nil || !s.running() {
-				continue
+			if s.daemon == nil || !s.running() || s.stopped {
+				continue // a stopped server answers nothing until continued
 			}
 			l, err := s.metaLeader()
 			if err != nil {
@@ -385,7 +393,7 @@ func startChaosCluster(bin, natsBin string, n int, extra []string) (cc *chaosClu
 			return cc, err
 		}
 	}
-	return cc, cc.waitAlive(cc.nodes, n)
+	return cc, cc.waitRing()
 }
 
 // stop ends every process and removes the run's directory.
@@ -410,17 +418,6 @@ func (cc *chaosCluster) node(id string) *chaosNode {
 		}
 	}
 	return nil
-}
-
-// others are the nodes but nd.
-func (cc *chaosCluster) others(nd *chaosNode) []*chaosNode {
-	var out []*chaosNode
-	for _, o := range cc.nodes {
-		if o != nd {
-			out = append(out, o)
-		}
-	}
-	return out
 }
 
 // mqttAddrs is every node's MQTT address, home's first, then the nodes
@@ -464,10 +461,18 @@ func (cc *chaosCluster) startNode(nd *chaosNode) error {
 // giveUp is an error waitFor does not wait out.
 type giveUp struct{ error }
 
-// waitAlive waits until each of nodes lists want nodes alive.
-func (cc *chaosCluster) waitAlive(nodes []*chaosNode, want int) error {
+// waitRing waits until every node that runs (and is not stopped) lists
+// exactly those nodes alive: a node killed or stopped is seen gone, one
+// started or continued is seen back.
+func (cc *chaosCluster) waitRing() error {
+	var up []*chaosNode
+	for _, nd := range cc.nodes {
+		if nd.running() && !nd.stopped {
+			up = append(up, nd)
+		}
+	}
 	return waitFor(60*time.Second, 50*time.Millisecond, func() error {
-		for _, nd := range nodes {
+		for _, nd := range up {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			cl, err := nd.api.api.Cluster(ctx)
 			cancel()
@@ -480,8 +485,8 @@ func (cc *chaosCluster) waitAlive(nodes []*chaosNode, want int) error {
 					alive++
 				}
 			}
-			if alive != want {
-				return fmt.Errorf("%s sees %d nodes alive, want %d", nd.id, alive, want)
+			if alive != len(up) {
+				return fmt.Errorf("%s sees %d nodes alive, want %d", nd.id, alive, len(up))
 			}
 		}
 		return nil
@@ -685,7 +690,7 @@ func (cc *chaosCluster) apply(f Fault) (string, string, error) {
 		if err := nd.waitExit(5 * time.Second); err != nil {
 			return name, "", err
 		}
-		if err := cc.waitAlive(cc.others(nd), len(cc.nodes)-1); err != nil {
+		if err := cc.waitRing(); err != nil {
 			return name, "", err
 		}
 		return name, "declared dead after " + since(), nil
@@ -701,14 +706,14 @@ func (cc *chaosCluster) apply(f Fault) (string, string, error) {
 		cc.stoppedAt[name] = at
 		return name, "", nd.signal(syscall.SIGSTOP)
 	case "cont":
-		if err := cc.waitAlive(cc.others(nd), len(cc.nodes)-1); err != nil {
+		if err := cc.waitRing(); err != nil { // the others saw it gone
 			return name, "", err
 		}
 		dead := time.Since(cc.stoppedAt[name])
 		if err := nd.signal(syscall.SIGCONT); err != nil {
 			return name, "", err
 		}
-		if err := cc.waitAlive(cc.nodes, len(cc.nodes)); err != nil {
+		if err := cc.waitRing(); err != nil {
 			return name, "", err
 		}
 		return name, fmt.Sprintf("the others saw it gone by %v after SIGSTOP; whole again %s after SIGCONT",
@@ -717,7 +722,7 @@ func (cc *chaosCluster) apply(f Fault) (string, string, error) {
 		if err := cc.startNode(nd); err != nil {
 			return name, "", err
 		}
-		if err := cc.waitAlive(cc.nodes, len(cc.nodes)); err != nil {
+		if err := cc.waitRing(); err != nil {
 			return name, "", err
 		}
 		return name, "ready and in the ring after " + since(), nil
