@@ -66,7 +66,8 @@ func run(args []string) error {
 	nodes := fs.Int("nodes", 3, "cluster: pushring nodes to start (needs --start-pushring); a single node runs too, in the same run")
 	// The chaos scenario: QoS 1 traffic while a fault schedule kills,
 	// stops and restarts nodes and NATS servers.
-	faults := fs.String("faults", bench.DefaultFaults, "chaos: the fault schedule, "+bench.FaultsHelp)
+	faults := fs.String("faults", bench.DefaultFaults, "chaos: the fault schedule, "+bench.FaultsHelp+
+		".\nChaos runs pushring only (--start-pushring): 3 NATS servers (R3) and --nodes nodes; unless given, --members 300, --rate 40 (group msgs/s), --duration 60s of traffic, --drain 30s to settle")
 	directRate := fs.Float64("direct-rate", 20, "chaos: direct messages/s (to 30 members in turn), next to --rate group messages/s")
 	jsonPath := fs.String("json", "", "write the results as JSON to this file")
 	reportPath := fs.String("report", "", "write a self-contained HTML report (table, latency CDF, deliveries over time) to this file")
