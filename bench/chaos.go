@@ -322,8 +322,9 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 	res.DurationS = rep.TrafficS
 	res.Note = fmt.Sprintf("%d nodes on %d NATS servers (JetStream R3); %d persistent member devices of one group (homes %s), "+
 		"a group publisher at %g msg/s and a direct publisher at %g msg/s (to %d members in turn), QoS 1; "+
-		"every member and device reconnects through its home node first, then the nodes after it in turn",
-		cfg.Nodes, len(cc.nats), len(members), homesString(homes), cfg.GroupRate, cfg.DirectRate, nTargets)
+		"the group publisher homed on %s, the direct one on %s; every member and device reconnects through its home node first, then the nodes after it in turn",
+		cfg.Nodes, len(cc.nats), len(members), homesString(homes), cfg.GroupRate, cfg.DirectRate, nTargets,
+		routes[len(plan.Members)], routes[len(plan.Members)+1])
 	if stepErr != nil {
 		res.Note += "; the schedule stopped: " + stepErr.Error()
 	}
