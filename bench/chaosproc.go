@@ -552,7 +552,7 @@ func ParseFaults(s string, nodes int) ([]Fault, error) {
 		if !valid {
 			return nil, fmt.Errorf("fault %q: unknown target %q (n1..n%d, nats1..nats3, nats-leader)", part, target, nodes)
 		}
-		st := cmp(state[target], "run")
+		st := orDefault(state[target], "run")
 		next := ""
 		switch action {
 		case "kill9", "term":
@@ -584,7 +584,7 @@ func ParseFaults(s string, nodes int) ([]Fault, error) {
 	return out, nil
 }
 
-func cmp(s, def string) string {
+func orDefault(s, def string) string {
 	if s == "" {
 		return def
 	}
