@@ -557,7 +557,7 @@ func (r *Report) WriteClusterTable(out io.Writer) {
 	writeNotes(out, r.Results)
 }
 
-// WriteScenarioTable prints the churn or cluster table when the results
+// WriteScenarioTable prints the churn, cluster or chaos table when the results
 // are of that scenario and reports whether it did; WriteTable prints the
 // others.
 func (r *Report) WriteScenarioTable(out io.Writer) bool {
@@ -568,6 +568,9 @@ func (r *Report) WriteScenarioTable(out io.Writer) bool {
 			return true
 		case "cluster":
 			r.WriteClusterTable(out)
+			return true
+		case "chaos":
+			r.WriteChaosTable(out)
 			return true
 		}
 	}

@@ -117,6 +117,11 @@ type Result struct {
 	NodesRSSMiB         *float64      `json:"nodes_rss_mib,omitempty"`
 	ClusterNodes        []ClusterNode `json:"cluster_nodes,omitempty"`
 
+	// chaos (chaos.go): the fault schedule as it ran and the figures per
+	// fault window; Sent is the messages PUBACKed, Deliveries the member
+	// deliveries of those that came, Lost and Duplicates the totals.
+	Chaos *ChaosReport `json:"chaos,omitempty"`
+
 	// For the report (--report): the latency distribution, [ms, fraction
 	// at most ms] pairs, and deliveries per SeriesStepMs from the start of
 	// publishing (warmup, window, drain).

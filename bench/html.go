@@ -109,6 +109,12 @@ func sectionTitle(r *Report) string {
 		s += fmt.Sprintf(", %d workers", x.Workers)
 	case "cluster":
 		s += fmt.Sprintf(", %d × %d members, %d device(s)", x.Groups, x.Members, x.Devices)
+	case "chaos":
+		s += fmt.Sprintf(", %d nodes, %d persistent members, %g group msg/s", x.Nodes, x.Members, x.Rate)
+		if x.Chaos != nil {
+			s += fmt.Sprintf(" and %g direct msg/s", x.Chaos.DirectRate)
+		}
+		s += ", under a fault schedule"
 	}
 	if x.Scenario == "fanout" || x.Scenario == "direct" || x.Scenario == "cluster" {
 		if x.BurstMessages > 0 {
@@ -247,6 +253,37 @@ func columns(scenario string, ref *Result) []column {
 			{"pushring/this connects/s", func(x *Result) string { return ratio(refC, x.ConnectsPerS) }},
 			perRun,
 		}
+	case "chaos":
+		// Not a speed row: what was acknowledged, and whether it all came.
+		chaos := func(f func(t *ChaosWindow) string) func(x *Result) string {
+			return func(x *Result) string {
+				if x.Chaos == nil {
+					return "-"
+				}
+				return f(&x.Chaos.Total)
+			}
+		}
+		return []column{
+			{"nodes", func(x *Result) string { return fmt.Sprint(x.Nodes) }},
+			conns,
+			{"acknowledged", func(x *Result) string { return thousands(float64(x.Sent)) }},
+			{"deliveries expected", chaos(func(t *ChaosWindow) string { return thousands(float64(t.Expected)) })},
+			{"got", func(x *Result) string { return thousands(float64(x.Deliveries)) }},
+			{"lost", func(x *Result) string { return thousands(float64(x.Lost)) }},
+			{"dups", func(x *Result) string { return thousands(float64(x.Duplicates)) }},
+			{"out of order", chaos(func(t *ChaosWindow) string { return thousands(float64(t.OutOfOrder)) })},
+			{"traffic s", func(x *Result) string { return f2(x.DurationS) }},
+			{"faults", func(x *Result) string {
+				if x.Chaos == nil {
+					return ""
+				}
+				var steps []string
+				for _, ev := range x.Chaos.Events {
+					steps = append(steps, fmt.Sprintf("%s %s at %.0f s", ev.Action, ev.Resolved, ev.BeganS))
+				}
+				return strings.Join(steps, ", ")
+			}},
+		}
 	case "cluster":
 		cols := []column{{"nodes", func(x *Result) string { return fmt.Sprint(max(x.Nodes, 1)) }}, conns, sent}
 		cols = append(cols, latency...)
@@ -317,6 +354,11 @@ func writeHTMLTable(b *strings.Builder, rs []Result) {
 		b.WriteString("</tr>\n")
 	}
 	b.WriteString("</table>\n")
+	for i := range rs {
+		if rs[i].Chaos != nil {
+			writeChaosWindows(b, rs[i].Chaos)
+		}
+	}
 	for _, x := range rs {
 		if x.Note != "" && x.Error == "" {
 			fmt.Fprintf(b, "<p class=\"note\"><b>%s</b>: %s</p>\n", esc(x.System), esc(x.Note))
@@ -541,4 +583,37 @@ func writeSeries(b *strings.Builder, rs []Result) {
 	}
 	legend(b, names, colors)
 	fmt.Fprintf(b, "<rect class=\"axis\" fill=\"none\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\"/>\n</svg>\n", padL, padT, plotW, plotH)
+}
+
+// writeChaosWindows is the chaos row's table of fault windows.
+func writeChaosWindows(b *strings.Builder, c *ChaosReport) {
+	esc := html.EscapeString
+	b.WriteString("<table>\n<tr><th class=\"l\">window</th><th>from s</th><th>to s</th><th>group acked</th><th>direct acked</th>" +
+		"<th>expected</th><th>got</th><th>lost</th><th>dups</th><th>out of order</th><th>disconnected</th>" +
+		"<th>reconnect → delivery p50 ms</th><th>max ms</th><th>never</th><th>silence max ms</th></tr>\n")
+	ms := func(p *float64) string { return optf(p, "%.0f") }
+	row := func(w *ChaosWindow) {
+		from, to := fmt.Sprintf("%.1f", w.FromS), fmt.Sprintf("%.1f", w.ToS)
+		if w.Name == "total" {
+			from, to = "", fmt.Sprintf("%.1f", c.TrafficS)
+		}
+		fmt.Fprintf(b, "<tr><td class=\"l\">%s</td><td>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td><td>%d</td><td>%.0f</td></tr>\n",
+			esc(w.Name), from, to, w.GroupAcked, w.DirectAcked, w.Expected, w.Got, w.Lost, w.Duplicates, w.OutOfOrder, w.Disconnected,
+			ms(w.ReconnectFirstP50ms), ms(w.ReconnectFirstMaxms), w.Never, w.SilenceMaxms)
+	}
+	for i := range c.Windows {
+		row(&c.Windows[i])
+	}
+	row(&c.Total)
+	b.WriteString("</table>\n")
+	for _, ev := range c.Events {
+		s := fmt.Sprintf("%s %s (%s): began %.1f s, done %.1f s", ev.Action, ev.Target, ev.Resolved, ev.BeganS, ev.EndS)
+		if ev.Note != "" {
+			s += ", " + ev.Note
+		}
+		if ev.Error != "" {
+			s += ", FAILED: " + ev.Error
+		}
+		fmt.Fprintf(b, "<p class=\"note\">%s</p>\n", esc(s))
+	}
 }

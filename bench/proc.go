@@ -3,7 +3,8 @@
 // the report. It is a client only: it talks to servers over HTTP and MQTT
 // and imports no server package: its MQTT client is mqtt/mqttc, on the
 // shared codec mqtt/packet; --tls takes only the throwaway CA maker of
-// internal/certs.
+// internal/certs, and the chaos scenario only internal/natsauth's NATS
+// authorization block for its NATS servers (the nodes' permissions).
 package bench
 
 import (

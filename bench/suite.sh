@@ -10,7 +10,7 @@
 #
 # Sizes and durations can be lowered for a quick check of the suite itself,
 # and ONLY picks entries by name:
-#   MEMBERS=200 USERS=300 CLIENTS=1000 CLIENTS_TLS=1000 RUNS=1 DURATION=2s bench/suite.sh /tmp/suite
+#   MEMBERS=200 USERS=300 CLIENTS=1000 CLIENTS_TLS=1000 CHAOS_MEMBERS=50 RUNS=1 DURATION=2s bench/suite.sh /tmp/suite
 #   ONLY="churn cluster" bench/suite.sh /tmp/suite
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,8 @@ MEMBERS=${MEMBERS:-1000}   # fanout: one group of MEMBERS
 USERS=${USERS:-2000}       # direct: USERS users, 4 senders
 CLIENTS=${CLIENTS:-15000}  # idle
 CLIENTS_TLS=${CLIENTS_TLS:-10000}  # idle-tls
-RUNS=${RUNS:-3}            # runs of each fanout and direct entry (idle, churn, cluster: 1)
+RUNS=${RUNS:-3}            # runs of each fanout and direct entry (idle, churn, cluster, chaos: 1)
+CHAOS_MEMBERS=${CHAOS_MEMBERS:-300}  # chaos: persistent members of its one group
 BURST_RUNS=${BURST_RUNS:-6}  # runs of the burst entry: its spread (min, max) is the point
 DURATION=${DURATION:-4s}   # measured window (after a 1 s warmup)
 DRAIN=${DRAIN:-2s}         # longest wait for late deliveries (QoS 0 at max rate: 1 s, see README)
@@ -78,6 +79,12 @@ run fanout-qos1-max-tls "${tlsbase[@]}" --scenario fanout --groups 1 --members "
 run idle-tls            "${tlsbase[@]}" --scenario idle --clients "$CLIENTS_TLS" --qos 0 --runs 1
 # pushring only: one node, then 3 nodes, the same fanout (the baselines' fanout is above).
 run cluster           --scenario cluster --nodes 3 --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs 1 "${common[@]}" --drain "$DRAIN"
+# Not a speed row: 3 nodes on 3 NATS servers (R3), 300 persistent members,
+# QoS 1 group (40/s) and direct (20/s) traffic for 60 s while the default
+# fault schedule kills -9, SIGTERMs, SIGSTOPs and restarts nodes and the
+# JetStream meta leader; lost, duplicates and out of order per fault
+# window. One run, about 90 s (setup, traffic, the wait for late deliveries).
+run chaos             --scenario chaos --nodes 3 --members "$CHAOS_MEMBERS"
 
 if [ ${#entries[@]} -gt 0 ]; then
   "$BIN/pushreport" -o "$out/report.html" -title "pushbench suite ($(date -u +%Y-%m-%d))" "${entries[@]}" || failed+=(report)

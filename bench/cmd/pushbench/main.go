@@ -34,7 +34,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("pushbench", flag.ContinueOnError)
-	scenario := fs.String("scenario", "fanout", "scenario: fanout, direct, idle, churn, cluster")
+	scenario := fs.String("scenario", "fanout", "scenario: fanout, direct, idle, churn, cluster, chaos")
 	system := fs.String("system", "pushring", "system under test: pushring, or none (baselines only)")
 	target := fs.String("target", "127.0.0.1:1883", "pushring MQTT address (when not --start-pushring)")
 	httpURL := fs.String("http", "http://127.0.0.1:8080", "pushring HTTP API base URL (when not --start-pushring)")
@@ -64,6 +64,11 @@ func run(args []string) error {
 	sourceAddrs := fs.Int("source-addrs", 0, "idle: spread connections over source addresses 127.0.0.1..N; 0: one per 5,000 clients")
 	workers := fs.Int("workers", 16, "churn: concurrent clients connecting, subscribing, disconnecting (pushring: the --users users log in first)")
 	nodes := fs.Int("nodes", 3, "cluster: pushring nodes to start (needs --start-pushring); a single node runs too, in the same run")
+	// The chaos scenario: QoS 1 traffic while a fault schedule kills,
+	// stops and restarts nodes and NATS servers.
+	faults := fs.String("faults", bench.DefaultFaults, "chaos: the fault schedule, "+bench.FaultsHelp+
+		".\nChaos runs pushring only (--start-pushring): 3 NATS servers (R3) and --nodes nodes; unless given, --members 300, --rate 40 (group msgs/s), --duration 60s of traffic, --drain 30s to settle")
+	directRate := fs.Float64("direct-rate", 20, "chaos: direct messages/s (to 30 members in turn), next to --rate group messages/s")
 	jsonPath := fs.String("json", "", "write the results as JSON to this file")
 	reportPath := fs.String("report", "", "write a self-contained HTML report (table, latency CDF, deliveries over time) to this file")
 	procs := fs.Int("procs", 1, "worker processes holding the receiving clients (fanout members, direct users, idle clients), each on its own 127.0.0.x source addresses; 1: all in this process")
@@ -87,12 +92,19 @@ func run(args []string) error {
 		if *users < 1 || *workers < 1 {
 			return errors.New("--users and --workers must be positive")
 		}
-	case "cluster":
+	case "cluster", "chaos":
 		if *nodes < 2 {
 			return errors.New("--nodes must be at least 2")
 		}
 	default:
-		return fmt.Errorf("unknown scenario %q (fanout, direct, idle, churn, cluster)", *scenario)
+		return fmt.Errorf("unknown scenario %q (fanout, direct, idle, churn, cluster, chaos)", *scenario)
+	}
+	if *scenario == "chaos" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		return runChaos(args, set, chaosFlags{startPushring: *startPushring, pushringArgs: *pushringArgs, natsBin: *natsBin,
+			nodes: *nodes, members: *members, rate: *rate, directRate: *directRate, duration: *duration, drain: *drain,
+			faults: *faults, jsonPath: *jsonPath, reportPath: *reportPath, quiet: *quiet})
 	}
 	if *qos != 0 && *qos != 1 {
 		return errors.New("--qos must be 0 or 1")
@@ -318,6 +330,85 @@ func run(args []string) error {
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// chaosFlags are the flags the chaos scenario reads.
+type chaosFlags struct {
+	startPushring, pushringArgs, natsBin string
+	nodes, members                       int
+	rate, directRate                     float64
+	duration, drain                      time.Duration
+	faults, jsonPath, reportPath         string
+	quiet                                bool
+}
+
+// runChaos runs the chaos scenario (bench/README.md): pushring only, one
+// run; --members, --rate, --duration and --drain have defaults of their
+// own here when not given (300 members, 40 group messages/s, 60 s of
+// traffic, 30 s to settle).
+func runChaos(args []string, set map[string]bool, f chaosFlags) error {
+	for _, name := range []string{"baseline", "tls", "procs", "messages", "target", "groups", "devices", "qos"} {
+		if set[name] {
+			return fmt.Errorf("--%s does not apply to --scenario chaos", name)
+		}
+	}
+	if set["runs"] {
+		return errors.New("--runs does not apply to --scenario chaos (one run: its windows are not medians)")
+	}
+	if f.startPushring == "" {
+		return errors.New("--scenario chaos starts its nodes itself: it needs --start-pushring")
+	}
+	cfg := bench.ChaosConfig{Bin: f.startPushring, Extra: strings.Fields(f.pushringArgs), Nodes: f.nodes,
+		Members: 300, GroupRate: 40, DirectRate: f.directRate, Duration: 60 * time.Second, Settle: 30 * time.Second}
+	if set["members"] {
+		cfg.Members = f.members
+	}
+	if set["rate"] {
+		cfg.GroupRate = f.rate
+	}
+	if set["duration"] {
+		cfg.Duration = f.duration
+	}
+	if set["drain"] {
+		cfg.Settle = f.drain
+	}
+	if cfg.Members < 2 || cfg.GroupRate <= 0 || cfg.DirectRate <= 0 || cfg.Duration <= 0 {
+		return errors.New("chaos: --members must be at least 2, --rate, --direct-rate and --duration positive")
+	}
+	var err error
+	if cfg.Faults, err = bench.ParseFaults(f.faults, f.nodes); err != nil {
+		return fmt.Errorf("--faults: %w", err)
+	}
+	if cfg.NATSBin = f.natsBin; cfg.NATSBin == "" {
+		if cfg.NATSBin, err = bench.NATSServerPath(); err != nil {
+			return err
+		}
+	}
+	if !f.quiet {
+		cfg.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "pushbench: "+format+"\n", a...) }
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep := &bench.Report{Machine: bench.DescribeMachine(), Command: append([]string{"pushbench"}, args...)}
+	rep.Results = []bench.Result{bench.RunChaos(ctx, cfg)}
+	rep.WriteScenarioTable(os.Stdout)
+	if f.jsonPath != "" {
+		if err := rep.WriteJSON(f.jsonPath); err != nil {
+			return err
+		}
+	}
+	if f.reportPath != "" {
+		if err := bench.WriteHTMLFile(f.reportPath, "pushbench", rep); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if res := rep.Results[0]; res.Error != "" {
+		return errors.New(res.Error)
 	}
 	return nil
 }
