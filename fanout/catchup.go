@@ -38,6 +38,10 @@ const seenSlots = 1 << 16
 // owner out of sequence order (several publishers' nodes) by far less.
 const catchUpHistory = 2
 
+// catchUpPatience is how long a catch-up keeps trying to read the store
+// while it does not answer, Resolves parked meanwhile.
+const catchUpPatience = 30 * time.Second
+
 // maxParked bounds the Resolves parked while the connection is down or
 // a catch-up reads; past it they are resolved at once (their order is no
 // longer kept, their delivery is) and counted.
@@ -215,8 +219,29 @@ func (f *Fanout) catchUpRead() {
 		if !pending {
 			break // nothing (more) to read
 		}
-		if from > 0 {
-			f.catchUpFrom(ctx, from)
+		if from == 0 {
+			continue
+		}
+		// Right after a reconnect JetStream may not answer yet (the
+		// server that went away may have led the stream): try again,
+		// the Resolves staying parked, for a while.
+		give := time.Now().Add(catchUpPatience)
+		for wait := 250 * time.Millisecond; ; wait = min(2*wait, 4*time.Second) {
+			err := f.catchUpFrom(ctx, from)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || time.Now().Add(wait).After(give) {
+				f.stats.catchUpErrors.Add(1)
+				f.log.Warn("catching up on stored group messages failed: those lost on the way here come when their publishers' nodes send them again",
+					"from", from, "err", err)
+				break
+			}
+			f.warn("catching up on stored group messages: the store does not answer yet; trying again", "from", from, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
 		}
 	}
 	// What parked: in sequence order, and what parks meanwhile after it,
@@ -248,7 +273,7 @@ func (f *Fanout) catchUpRead() {
 // catchUpFrom resolves the stored group messages from sequence from
 // that this node owns and had not resolved, parked ones with their
 // publishers' waits.
-func (f *Fanout) catchUpFrom(ctx context.Context, from uint64) {
+func (f *Fanout) catchUpFrom(ctx context.Context, from uint64) error {
 	c := &f.cu
 	w := f.getWork()
 	defer f.putWork(w)
@@ -268,12 +293,10 @@ func (f *Fanout) catchUpFrom(ctx context.Context, from uint64) {
 	})
 	f.stats.caughtUp.Add(uint64(n))
 	if err != nil {
-		f.stats.catchUpErrors.Add(1)
-		f.log.Warn("catching up on stored group messages failed: those lost on the way here come when their publishers' nodes send them again",
-			"from", from, "err", err)
-		return
+		return err
 	}
 	f.log.Info("caught up on stored group messages after the connection dropped", "from", from, "to", last, "resolved", n)
+	return nil
 }
 
 // takeParked removes and returns the parked Resolve of seq, if any.
