@@ -102,6 +102,7 @@ func TestRollingRestart(t *testing.T) {
 		return nil
 	})
 	t0 := time.Now()
+	t0d := t0.Sub(epoch)
 
 	// The restarts, one node at a time.
 	var events []faultEvent
@@ -109,16 +110,27 @@ func TestRollingRestart(t *testing.T) {
 	for _, n := range nodes {
 		time.Sleep(rollingGap) // steady traffic between restarts: the load is what is measured
 		ev := faultEvent{fault: fault{action: "term", target: n.p.id}, resolved: n.p.id, began: time.Since(t0)}
+		sawLeave := watchLeave(cc, n)
 		n.signal(t, syscall.SIGTERM)
 		n.waitExit(t, rollingShutdownTimeout+5*time.Second)
 		took := time.Since(t0) - ev.began
+		// The drain's order: the peers dropped the node before it closed
+		// its first client.
+		left := <-sawLeave
+		firstClosed := firstLoss(members, epoch.Add(t0d+ev.began))
+		if left < 0 {
+			t.Errorf("%s: a peer still listed it alive when it exited", n.p.id)
+		} else if firstClosed >= 0 && left > firstClosed+leavePoll {
+			t.Errorf("%s closed a client %v after the SIGTERM, before both peers had it leave (%v)", n.p.id, firstClosed, left)
+		}
 		if code := n.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("%s exited with status %d after SIGTERM, want 0", n.p.id, code)
 		}
 		if took > rollingShutdownTimeout {
 			t.Errorf("%s took %v to exit after SIGTERM, over its shutdown timeout %v", n.p.id, took, rollingShutdownTimeout)
 		}
-		drains = append(drains, fmt.Sprintf("%s exited in %v (%s)", n.p.id, took.Round(time.Millisecond), shutdownReport(n.log)))
+		drains = append(drains, fmt.Sprintf("%s exited in %v, the peers saw it leave within %v, its first client closed after %v (%s)",
+			n.p.id, took.Round(time.Millisecond), left.Round(time.Millisecond), firstClosed.Round(time.Millisecond), shutdownReport(n.log)))
 		cc.startNode(n)
 		cc.c.waitRing(cc.procs, len(nodes))
 		ev.end = time.Since(t0)
@@ -140,7 +152,6 @@ func TestRollingRestart(t *testing.T) {
 	}
 	settled := time.Since(settleFrom)
 
-	t0d := t0.Sub(epoch)
 	wins := chaosWindows(events, t0d, trafficEnd)
 	total := chaosAnalyze(members, grecs, drecs, wins)
 	for _, d := range drains {
@@ -172,6 +183,70 @@ func TestRollingRestart(t *testing.T) {
 			t.Errorf("%s: no member was disconnected: the restart did not reach the clients", w.name)
 		}
 	}
+}
+
+// leavePoll is how often watchLeave asks the peers.
+const leavePoll = 10 * time.Millisecond
+
+// watchLeave asks the peers of n for their view of the cluster until
+// neither lists n alive, or n exits; the channel gets the time that took
+// (an upper bound, to leavePoll), or -1 if n exited first.
+func watchLeave(cc *chaosCluster, n *chaosNode) <-chan time.Duration {
+	out := make(chan time.Duration, 1)
+	start := time.Now()
+	peers := cc.others(n)
+	exited := n.exited
+	go func() {
+		for {
+			gone := 0
+			for _, p := range peers {
+				var cl struct {
+					Nodes []struct {
+						ID    string `json:"id"`
+						State string `json:"state"`
+					} `json:"nodes"`
+				}
+				if cc.c.api(p, "GET", "/v1/cluster", nil, &cl) != nil {
+					continue
+				}
+				alive := false
+				for _, x := range cl.Nodes {
+					alive = alive || x.ID == n.p.id && x.State == "alive"
+				}
+				if !alive {
+					gone++
+				}
+			}
+			if gone == len(peers) {
+				out <- time.Since(start)
+				return
+			}
+			select {
+			case <-exited:
+				out <- -1
+				return
+			case <-time.After(leavePoll):
+			}
+		}
+	}()
+	return out
+}
+
+// firstLoss is the time from since to the first connection loss a
+// member saw after since (-1: none).
+func firstLoss(ms []*chaosMember, since time.Time) time.Duration {
+	first := time.Duration(-1)
+	from := since.Sub(ms[0].epoch)
+	for _, m := range ms {
+		m.mu.Lock()
+		for _, at := range m.lost {
+			if at >= from && (first < 0 || at-from < first) {
+				first = at - from
+			}
+		}
+		m.mu.Unlock()
+	}
+	return first
 }
 
 // shutdownFields are the fields of a node's last shutdown that the

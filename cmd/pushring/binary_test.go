@@ -163,7 +163,8 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 	if secretfile.Contains([]byte(out), key, next) {
 		t.Error("an admin key was logged")
 	}
-	for _, want := range []string{`msg="shutting down"`, `msg="pushring node stopped"`, `msg=reloaded`} {
+	for _, want := range []string{`msg="shutting down: draining"`, `msg="pushring node stopped"`, `msg=reloaded`,
+		`msg="mqtt: shutdown: messages the sessions had not delivered" node=bin1 component=router dropped=0 stored_for_replay=0`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q", want)
 		}
@@ -172,6 +173,34 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 		t.Error("HTTP still served after exit")
 	}
 	t.Logf("%v: exited 0 after %v", sig, took.Round(time.Millisecond))
+}
+
+// A node that cannot stop within --shutdown-timeout exits all the
+// same, with status 0 (it stopped because it was asked to), and says it
+// cut the stop short.
+func TestBinaryShutdownTimeoutStillExitsZero(t *testing.T) {
+	bin := buildPushring(t)
+	httpAddr := freeAddr(t)
+	p := startBinary(t, bin, nil, "--data-dir", filepath.Join(t.TempDir(), "data"), "--mqtt-addr", freeAddr(t),
+		"--http-addr", httpAddr, "--gossip-addr", "127.0.0.1:0", "--node-id", "bin1",
+		"--shutdown-timeout", "1ms") // less than stopping the embedded NATS server takes
+	p.waitReady(t, http.DefaultClient, "http://"+httpAddr+"/readyz")
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM with --shutdown-timeout 1ms")
+	}
+	if p.err != nil {
+		t.Fatalf("exit after the shutdown timeout: %v, want status 0", p.err)
+	}
+	if out := p.logs.String(); !strings.Contains(out, `msg="shutdown: --shutdown-timeout passed before the node stopped; exiting now"`) {
+		t.Errorf("the log does not say the stop was cut short:\n%s", out)
+	}
+	t.Logf("exited 0 %v after SIGTERM", time.Since(start).Round(time.Millisecond))
 }
 
 // A value only the config checks refuse (the flag parses: a negative
