@@ -869,7 +869,8 @@ func (n *Node) Registry() *prometheus.Registry { return n.registry }
 //     connection accepted just before is refused with 0x03, so the
 //     client tries its next address), /readyz answers 503 at once, and
 //     the HTTP servers take no new connections (requests under way
-//     finish: an HTTP publish is answered once its message is stored).
+//     finish, for up to Journal.Timeout and a second: an HTTP publish is
+//     answered once its message is stored).
 //  2. Leave the gossip: the peers mark this node "left", told apart from
 //     a crash, and move its homes and groups at once.
 //  3. Hand over: for handoverWait the clients here are still served
@@ -922,7 +923,12 @@ func (n *Node) Close() error {
 	if n.https == nil && n.httpsLn != nil {
 		n.httpsLn.Close()
 	}
-	httpDone := shutdownHTTP(clock.ctx, n.http, n.https)
+	// Requests under way get as long as an HTTP publish may wait for
+	// the store, and not more: a client that stalls mid-request does
+	// not hold the stop.
+	httpCtx, httpCancel := context.WithTimeout(clock.ctx, cmp.Or(n.cfg.Journal.Timeout, journal.DefaultConfig().Timeout)+time.Second)
+	defer httpCancel()
+	httpDone := shutdownHTTP(httpCtx, n.http, n.https)
 
 	// 2. Leave, and 3. hand over, when there is anyone to hand over to.
 	if n.cluster != nil && clock.step("leaving the cluster") {

@@ -185,8 +185,21 @@ func run(args []string) error {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM or SIGINT cancels ctx (a start under way, or the run); a
+	// second one, read from the same channel, cuts the drain short. The
+	// channel stays registered until the process exits: a signal that
+	// comes while run returns is not left to kill it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	go func() {
+		select {
+		case <-sigs:
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	// SIGHUP is caught from the start: until the node runs, one is
 	// ignored rather than killing a starting node.
 	hup := make(chan os.Signal, 1)
@@ -204,12 +217,7 @@ func run(args []string) error {
 			cfg.Logger.Info("SIGHUP: reloading files")
 			n.Reload() // logs each step that failed; the node runs on with what it had
 		case <-ctx.Done():
-			// ctx's own registration swallows further signals: a second
-			// one comes here.
-			again := make(chan os.Signal, 1)
-			signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-			defer signal.Stop(again)
-			return shutdown(n, cfg.Logger, cfg.ShutdownTimeout, again)
+			return shutdown(n, cfg.Logger, cfg.ShutdownTimeout, sigs)
 		}
 	}
 }
