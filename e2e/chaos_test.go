@@ -139,7 +139,7 @@ func TestChaos(t *testing.T) {
 		}
 		return nil
 	})
-	members := connectChaosMembers(t, c, nodes, epoch)
+	members := connectChaosMembers(t, c, nodes, epoch, chaosMembers)
 	warmUp(t, c, nodes[0].p, members)
 	homes := map[string]int{}
 	for _, m := range members {
@@ -156,7 +156,7 @@ func TestChaos(t *testing.T) {
 	direct := &qos1Publisher{name: dpub, clientID: dpub + "-dev", user: dpub, password: cc.device(dpub),
 		addrs: cc.mqttAddrs(cc.roles["direct-home"]), every: chaosDirectEvery, epoch: epoch,
 		message: func(seq int) (string, string) {
-			return "/private/" + members[directTarget(seq)].id, "d " + strconv.Itoa(seq)
+			return "/private/" + members[directTarget(seq, len(members))].id, "d " + strconv.Itoa(seq)
 		}}
 	group.start()
 	direct.start()
@@ -562,7 +562,7 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 			}
 		}
 		for seq := range recs["d"] {
-			if directTarget(seq) == m.idx && !seen["d"][seq] {
+			if m.directFor(seq) && !seen["d"][seq] {
 				missing["d"][seq]++
 			}
 		}
@@ -609,16 +609,20 @@ func metricValue(p *proc, name string) string {
 	return "?"
 }
 
-// directTarget is the member the direct message seq is for.
-func directTarget(seq int) int {
-	return seq % chaosDirectTargets * (chaosMembers / chaosDirectTargets)
+// directTarget is the member the direct message seq is for, of a run of
+// members members.
+func directTarget(seq, members int) int {
+	return seq % chaosDirectTargets * (members / chaosDirectTargets)
 }
+
+// directFor reports whether direct message seq is for m.
+func (m *chaosMember) directFor(seq int) bool { return directTarget(seq, m.of) == m.idx }
 
 // chaosMember is one user with a persistent session (paho, clean session
 // off) that reconnects through the addresses its login returned.
 type chaosMember struct {
 	id, private, groupTopic string
-	idx                     int
+	idx, of                 int // its index, of a run of of members
 	epoch                   time.Time
 	client                  mqtt.Client
 
@@ -667,7 +671,7 @@ func (m *chaosMember) receive(topic string, b []byte, at time.Duration) {
 			m.gseen = append(m.gseen, false)
 		}
 		m.gseen[seq] = true
-	case kind == 'd' && seq >= 0 && topic == m.private && directTarget(seq) == m.idx:
+	case kind == 'd' && seq >= 0 && topic == m.private && m.directFor(seq):
 		m.dseen[int32(seq)] = true
 	default:
 		m.strays++
@@ -676,15 +680,15 @@ func (m *chaosMember) receive(topic string, b []byte, at time.Duration) {
 	m.got = append(m.got, arrival{kind, int32(seq), at})
 }
 
-// connectChaosMembers creates chaosMembers users in group "all" (through
+// connectChaosMembers creates n users in group "all" (through
 // the nodes in turn), logs each in and connects it with a persistent
 // session to the addresses its login returned, home first.
-func connectChaosMembers(t *testing.T, c *cluster, nodes []*chaosNode, epoch time.Time) []*chaosMember {
+func connectChaosMembers(t *testing.T, c *cluster, nodes []*chaosNode, epoch time.Time, n int) []*chaosMember {
 	t.Helper()
-	out := make([]*chaosMember, chaosMembers)
+	out := make([]*chaosMember, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4) // argon2 costs 19 MiB and ~50 ms per call
-	errs := make(chan error, chaosMembers)
+	errs := make(chan error, n)
 	var stale retries
 	for i := range out {
 		wg.Go(func() {
@@ -714,7 +718,7 @@ func connectChaosMembers(t *testing.T, c *cluster, nodes []*chaosNode, epoch tim
 				errs <- err
 				return
 			}
-			m := &chaosMember{id: id, idx: i, epoch: epoch, private: "/private/" + id,
+			m := &chaosMember{id: id, idx: i, of: n, epoch: epoch, private: "/private/" + id,
 				groupTopic: "/private/" + id + "/group/all", dseen: map[int32]bool{}}
 			opts := mqtt.NewClientOptions().SetClientID(id + "-phone").SetUsername(id).SetPassword(login.Token)
 			for _, a := range login.MQTT {
@@ -828,7 +832,7 @@ func chaosMissing(ms []*chaosMember, grecs, drecs []pubRecord, t0 time.Duration)
 			}
 		}
 		for seq, r := range drecs {
-			if r.acked != 0 && directTarget(seq) == m.idx && !m.dseen[int32(seq)] {
+			if r.acked != 0 && m.directFor(seq) && !m.dseen[int32(seq)] {
 				note(fmt.Sprintf("%s lacks d %d (made at %v)", m.id, seq, (r.made - t0).Round(time.Millisecond)))
 			}
 		}
@@ -946,7 +950,7 @@ func chaosAnalyze(ms []*chaosMember, grecs, drecs []pubRecord, wins []*chaosWind
 			}
 		}
 		for seq, r := range drecs {
-			if r.acked == 0 || directTarget(seq) != m.idx {
+			if r.acked == 0 || !m.directFor(seq) {
 				continue
 			}
 			w := winOf(r.made)
@@ -1061,7 +1065,7 @@ func TestChaosAnalyze(t *testing.T) {
 	drecs := []pubRecord{rec(5*s, true), rec(14*s, true)} // for members 0 and 10
 	member := func(idx int) *chaosMember {
 		id := fmt.Sprintf("m%03d", idx)
-		return &chaosMember{id: id, idx: idx, private: "/private/" + id, groupTopic: "/private/" + id + "/group/all", dseen: map[int32]bool{}}
+		return &chaosMember{id: id, idx: idx, of: chaosMembers, private: "/private/" + id, groupTopic: "/private/" + id + "/group/all", dseen: map[int32]bool{}}
 	}
 	a, b := member(0), member(10)
 	for _, d := range []struct {
@@ -1083,8 +1087,8 @@ func TestChaosAnalyze(t *testing.T) {
 		d.m.receive(topic, []byte(d.payload), d.at)
 	}
 	b.lost, b.conns = []time.Duration{11 * s}, []time.Duration{0, 12 * s}
-	if directTarget(0) != 0 || directTarget(1) != 10 {
-		t.Fatalf("directTarget(0), (1) = %d, %d, want 0, 10", directTarget(0), directTarget(1))
+	if directTarget(0, chaosMembers) != 0 || directTarget(1, chaosMembers) != 10 {
+		t.Fatalf("directTarget(0), (1) = %d, %d, want 0, 10", directTarget(0, chaosMembers), directTarget(1, chaosMembers))
 	}
 	events := []faultEvent{{fault: fault{action: "kill9", target: "owner"}, resolved: "n1", began: 10 * s}}
 	wins := chaosWindows(events, 0, 20*s)

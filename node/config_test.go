@@ -58,6 +58,7 @@ func TestValidate(t *testing.T) {
 		{"NodeID", func(c *Config) { c.NodeID = strings.Repeat("n", 65) }, membership.ErrInvalidConfig},
 		{"Cluster", func(c *Config) { c.Cluster = "a b" }, fanout.ErrInvalidConfig},
 		{"MQTTAddr", func(c *Config) { c.MQTTAddr = "nowhere" }, nil},
+		{"ShutdownTimeout", func(c *Config) { c.ShutdownTimeout = -time.Second }, nil},
 		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "nowhere" }, nil},
 		{"GossipAddr", func(c *Config) { c.GossipAddr = "nowhere" }, membership.ErrInvalidConfig},
 		{"AdvertiseMQTT", func(c *Config) { c.AdvertiseMQTT = []string{""} }, nil},

@@ -66,6 +66,8 @@ var goldenNodeFamilies = []string{
 	`pushring_mqtt_session_records_pos_batch_writes_total counter [result] "Batched delivery position writes, by result (ok; stale: the session was taken over; error: retried next round)."`,
 	`pushring_mqtt_session_records_pos_noted_total counter [] "Delivery positions noted for batched writing (each session's latest is written once per interval)."`,
 	`pushring_mqtt_session_records_pos_pending gauge [] "MQTT sessions with a noted delivery position not written yet."`,
+	`pushring_mqtt_shutdown_dropped_total counter [] "Messages queued or in flight in sessions when the node shut down and not in the journal (wills, QoS 2 publishes) or for clean sessions: dropped with the node."`,
+	`pushring_mqtt_shutdown_stored_total counter [] "Messages queued or in flight in persistent sessions when the node shut down, stored in the journal: replayed where the sessions resume, not dropped."`,
 	`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
 	`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
 	`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress)."`,

@@ -40,6 +40,10 @@ type Stats struct {
 	StoreErrors            uint64 // session claims and replays the store failed
 	Kicked                 uint64 // sessions closed here because their client connected to another node
 	Rebalanced             uint64 // connections closed to move their clients toward their home nodes (balance.go)
+	// At shutdown (drain.go), messages the sessions had not delivered:
+	// dropped with the node, or stored and replayed by the sessions'
+	// next nodes.
+	ShutdownDropped, ShutdownStored uint64
 }
 
 // TLS handshake failures: indexes of Server's counts and the values of
@@ -114,6 +118,10 @@ var (
 		"Sessions closed on this node because their client id connected to another node.", nil, nil)
 	rebalancedDesc = prometheus.NewDesc("pushring_mqtt_rebalanced_total",
 		"Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join).", nil, nil)
+	shutdownDroppedDesc = prometheus.NewDesc("pushring_mqtt_shutdown_dropped_total",
+		"Messages queued or in flight in sessions when the node shut down and not in the journal (wills, QoS 2 publishes) or for clean sessions: dropped with the node.", nil, nil)
+	shutdownStoredDesc = prometheus.NewDesc("pushring_mqtt_shutdown_stored_total",
+		"Messages queued or in flight in persistent sessions when the node shut down, stored in the journal: replayed where the sessions resume, not dropped.", nil, nil)
 	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
 		"Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second).", nil, nil)
 )
@@ -146,6 +154,8 @@ type metrics struct {
 	storeErrors  atomic.Uint64
 	kicks        atomic.Uint64
 	rebalances   atomic.Uint64
+	shutDropped  atomic.Uint64
+	shutStored   atomic.Uint64
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -168,7 +178,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
 		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc,
-		replaysDesc, replayedDesc, gapsDesc, backlogDroppedDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc} {
+		replaysDesc, replayedDesc, gapsDesc, backlogDroppedDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc,
+		shutdownDroppedDesc, shutdownStoredDesc} {
 		ch <- d
 	}
 }
@@ -203,6 +214,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(sessionStoreErrorsDesc, &m.storeErrors)
 	ch <- m.counter(kickedDesc, &m.kicks)
 	ch <- m.counter(rebalancedDesc, &m.rebalances)
+	ch <- m.counter(shutdownDroppedDesc, &m.shutDropped)
+	ch <- m.counter(shutdownStoredDesc, &m.shutStored)
 }
 
 func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
@@ -252,6 +265,11 @@ func (m *metrics) kicked()                            { m.kicks.Add(1) }
 
 func (m *metrics) rebalanced(n int) { m.rebalances.Add(uint64(n)) }
 
+func (m *metrics) shutdownUnsent(dropped, stored int) {
+	m.shutDropped.Add(uint64(dropped))
+	m.shutStored.Add(uint64(stored))
+}
+
 func (m *metrics) throttled() { m.throttles.Add(1) }
 
 func (m *metrics) connUp() { m.connections.Add(1) }
@@ -284,6 +302,8 @@ func (m *metrics) stats() Stats {
 		StoreErrors:            m.storeErrors.Load(),
 		Kicked:                 m.kicks.Load(),
 		Rebalanced:             m.rebalances.Load(),
+		ShutdownDropped:        m.shutDropped.Load(),
+		ShutdownStored:         m.shutStored.Load(),
 	}
 }
 

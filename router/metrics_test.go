@@ -24,6 +24,8 @@ var (
 		`pushring_mqtt_publish_throttled_total counter [] "Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second)."`,
 		`pushring_mqtt_rebalanced_total counter [] "Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join)."`,
 		`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
+		`pushring_mqtt_shutdown_dropped_total counter [] "Messages queued or in flight in sessions when the node shut down and not in the journal (wills, QoS 2 publishes) or for clean sessions: dropped with the node."`,
+		`pushring_mqtt_shutdown_stored_total counter [] "Messages queued or in flight in persistent sessions when the node shut down, stored in the journal: replayed where the sessions resume, not dropped."`,
 		`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
 		`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
 		`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress)."`,
@@ -69,6 +71,8 @@ var (
 		`pushring_mqtt_refusals_total{reason="too_large"}`,
 		`pushring_mqtt_refusals_total{reason="topic"}`,
 		`pushring_mqtt_refusals_total{reason="will_acl"}`,
+		`pushring_mqtt_shutdown_dropped_total`,
+		`pushring_mqtt_shutdown_stored_total`,
 		`pushring_mqtt_slow_sessions_total`,
 		`pushring_mqtt_tls_connections`,
 		`pushring_mqtt_tls_handshake_failures_total{reason="busy"}`,
@@ -138,6 +142,8 @@ func TestStatsMatchMetrics(t *testing.T) {
 			{"StoreErrors", float64(st.StoreErrors), s["pushring_session_store_errors_total"]},
 			{"Kicked", float64(st.Kicked), s["pushring_session_kicked_total"]},
 			{"Rebalanced", float64(st.Rebalanced), s["pushring_mqtt_rebalanced_total"]},
+			{"ShutdownDropped", float64(st.ShutdownDropped), s["pushring_mqtt_shutdown_dropped_total"]},
+			{"ShutdownStored", float64(st.ShutdownStored), s["pushring_mqtt_shutdown_stored_total"]},
 		} {
 			if c.stat != c.metric {
 				t.Errorf("%s: Stats().%s = %v, Prometheus %v", step, c.field, c.stat, c.metric)

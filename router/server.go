@@ -42,6 +42,7 @@ type Server struct {
 
 	mu          sync.RWMutex
 	closed      bool
+	draining    bool // StopAccepting: no new connections or sessions (drain.go)
 	listeners   []net.Listener
 	conns       map[*mqttConn]struct{} // every open connection
 	sessions    map[string]*session    // by sessionKey
@@ -71,6 +72,9 @@ type Server struct {
 	stopping context.Context
 	stop     context.CancelFunc
 	autoID   uint64 // under mu: assigned client ids
+	// Under mu: what sessions held and had not delivered when the
+	// server drained and closed (drain.go).
+	unsentDropped, unsentStored, unsentSessions int
 
 	// hookPacket, when set (tests only), is called with every inbound
 	// packet before it is handled.
@@ -151,7 +155,7 @@ func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 
 func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.stoppedLocked() {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
@@ -164,7 +168,7 @@ func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 		nc, err := ln.Accept()
 		if err != nil {
 			s.mu.RLock()
-			closed := s.closed
+			closed := s.stoppedLocked()
 			s.mu.RUnlock()
 			if closed {
 				return ErrServerClosed
@@ -201,7 +205,7 @@ func (s *Server) acceptTLS(nc net.Conn, cfg *tls.Config) {
 		return
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.stoppedLocked() {
 		s.mu.Unlock()
 		<-s.handshakes
 		nc.Close()
@@ -297,7 +301,7 @@ func (s *Server) accept(nc net.Conn) {
 // the server is closed.
 func (s *Server) startConn(c *mqttConn, t transportStarter) bool {
 	s.mu.Lock()
-	if s.closed {
+	if s.stoppedLocked() {
 		s.mu.Unlock()
 		t.abort()
 		return false
@@ -311,7 +315,11 @@ func (s *Server) startConn(c *mqttConn, t transportStarter) bool {
 
 // Close closes the listeners and every connection (without publishing
 // wills: the node is going away, not the clients), and waits for the
-// connection goroutines. Persistent sessions are dropped with the process.
+// connection goroutines. Persistent sessions are dropped with the
+// process; with a SessionStore their positions are saved first, and
+// their stored messages are replayed wherever their clients resume
+// them. What the sessions had not delivered is counted and logged once
+// (drain.go). See StopAccepting and Drain for a graceful stop.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -350,9 +358,11 @@ func (s *Server) Close() error {
 	s.savePositionsNow()
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
+		s.countUnsentLocked(sess)
 		sess.release()
 		sess.mu.Unlock()
 	}
+	s.logUnsent()
 	clear(s.sessions)
 	clear(s.byPrincipal)
 	s.mu.Unlock()
@@ -527,8 +537,8 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 	cl := c.claimed
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, false, nil, 0x03
+	if s.stoppedLocked() {
+		return nil, false, nil, 0x03 // a client refused while the node drains tries its next address
 	}
 	// Presence: a takeover or a session dropped for the cap is not a
 	// release when the principal still holds a session afterwards.
@@ -610,7 +620,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 func (s *Server) countConnected(c *mqttConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {
+	if s.stoppedLocked() || s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {
 		return false
 	}
 	c.counted = true
@@ -688,6 +698,9 @@ func (s *Server) detach(c *mqttConn) {
 		return
 	}
 	if sess.clean || s.closed {
+		if s.stoppedLocked() {
+			s.countUnsentLocked(sess)
+		}
 		sess.mu.Unlock()
 		if s.closed {
 			s.removeSessionLocked(sess, true)

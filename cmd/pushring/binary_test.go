@@ -163,7 +163,8 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 	if secretfile.Contains([]byte(out), key, next) {
 		t.Error("an admin key was logged")
 	}
-	for _, want := range []string{`msg="shutting down"`, `msg="pushring node stopped"`, `msg=reloaded`} {
+	for _, want := range []string{`msg="shutting down: draining"`, `msg="pushring node stopped"`, `msg=reloaded`,
+		`msg="mqtt: shutdown: messages the sessions had not delivered" node=bin1 component=router dropped=0 stored_for_replay=0`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q", want)
 		}
@@ -172,6 +173,85 @@ func runUntilSignal(t *testing.T, bin string, sig syscall.Signal) {
 		t.Error("HTTP still served after exit")
 	}
 	t.Logf("%v: exited 0 after %v", sig, took.Round(time.Millisecond))
+}
+
+// A node that cannot stop within --shutdown-timeout exits all the
+// same, with status 0 (it stopped because it was asked to), and says it
+// cut the stop short.
+func TestBinaryShutdownTimeoutStillExitsZero(t *testing.T) {
+	bin := buildPushring(t)
+	httpAddr := freeAddr(t)
+	p := startBinary(t, bin, nil, "--data-dir", filepath.Join(t.TempDir(), "data"), "--mqtt-addr", freeAddr(t),
+		"--http-addr", httpAddr, "--gossip-addr", "127.0.0.1:0", "--node-id", "bin1",
+		"--shutdown-timeout", "1ms") // less than stopping the embedded NATS server takes
+	p.waitReady(t, http.DefaultClient, "http://"+httpAddr+"/readyz")
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM with --shutdown-timeout 1ms")
+	}
+	if p.err != nil {
+		t.Fatalf("exit after the shutdown timeout: %v, want status 0", p.err)
+	}
+	if out := p.logs.String(); !strings.Contains(out, `msg="shutdown: --shutdown-timeout passed before the node stopped; exiting now"`) {
+		t.Errorf("the log does not say the stop was cut short:\n%s", out)
+	}
+	t.Logf("exited 0 %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+}
+
+// A second signal during the drain stops the node at once, and still
+// with status 0. The drain is held by an HTTP request that stalls
+// half-way (its body never comes): the node waits for requests under
+// way, up to the journal's timeout and a second, so the second signal
+// surely comes during the drain.
+func TestBinarySecondSignalExitsZero(t *testing.T) {
+	bin := buildPushring(t)
+	httpAddr := freeAddr(t)
+	p := startBinary(t, bin, nil, "--data-dir", filepath.Join(t.TempDir(), "data"), "--mqtt-addr", freeAddr(t),
+		"--http-addr", httpAddr, "--gossip-addr", "127.0.0.1:0", "--node-id", "bin1")
+	p.waitReady(t, http.DefaultClient, "http://"+httpAddr+"/readyz")
+	stall, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stall.Close()
+	fmt.Fprintf(stall, "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	time.Sleep(50 * time.Millisecond) // the server has read the headers: the connection is active
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Signals of one kind sent back to back merge into one: the second
+	// goes once the drain has begun.
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if !strings.Contains(p.logs.String(), `msg="shutting down: draining"`) {
+			return errors.New("not draining yet")
+		}
+		return nil
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(3 * time.Second):
+		t.Fatal("still running 3 s after a second signal")
+	}
+	took := time.Since(start)
+	if p.err != nil {
+		t.Fatalf("exit after a second signal: %v, want status 0", p.err)
+	}
+	if out := p.logs.String(); !strings.Contains(out, `msg="shutdown: second signal; exiting now, without finishing the drain"`) {
+		t.Errorf("the log does not say the second signal cut the drain short:\n%s", out)
+	}
+	if took > 5*time.Second {
+		t.Errorf("exited %v after the first signal: the second did not cut the wait for the stalled request", took)
+	}
+	t.Logf("exited 0 %v after the first signal", took.Round(time.Millisecond))
 }
 
 // A value only the config checks refuse (the flag parses: a negative

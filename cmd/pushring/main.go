@@ -3,7 +3,8 @@
 // Every flag has a PUSHRING_* environment equivalent (--data-dir is
 // PUSHRING_DATA_DIR, and so on); a flag given on the command line wins.
 //
-// Exit status: 0 after a signal (or -h), 2 when the flags, their
+// Exit status: 0 after a signal (or -h), whether the drain finished, was
+// cut short by --shutdown-timeout or by a second signal; 2 when the flags, their
 // environment equivalents or the config they make are invalid (nothing has
 // started then; the one line on stderr names the problem), 1 when the node
 // failed to start or to stop.
@@ -147,6 +148,9 @@ func run(args []string) error {
 	fs.StringVar(&cfg.NATSTLSCert, "nats-tls-cert", "", "embedded NATS server: certificate file (PEM); --nats-listen then serves TLS only")
 	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", "", "embedded NATS server: key file (PEM) of --nats-tls-cert")
 	fs.StringVar(&cfg.NATSTLSClientCA, "nats-tls-client-ca", "", "embedded NATS server: require client certificates signed by this CA (PEM)")
+	// Graceful shutdown: how long SIGTERM's drain may take.
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "SIGTERM drains the node (stop accepting, leave the cluster, close the clients so they resume elsewhere) within this long, then it stops anyway and exits 0; a second signal stops it at once")
+
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
@@ -189,8 +193,21 @@ func run(args []string) error {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM or SIGINT cancels ctx (a start under way, or the run); a
+	// second one, read from the same channel, cuts the drain short. The
+	// channel stays registered until the process exits: a signal that
+	// comes while run returns is not left to kill it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	go func() {
+		select {
+		case <-sigs:
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	// SIGHUP is caught from the start: until the node runs, one is
 	// ignored rather than killing a starting node.
 	hup := make(chan os.Signal, 1)
@@ -208,10 +225,31 @@ func run(args []string) error {
 			cfg.Logger.Info("SIGHUP: reloading files")
 			n.Reload() // logs each step that failed; the node runs on with what it had
 		case <-ctx.Done():
-			cfg.Logger.Info("shutting down")
-			return n.Close()
+			return shutdown(n, cfg.Logger, cfg.ShutdownTimeout, sigs)
 		}
 	}
+}
+
+// shutdown drains and stops n, waiting at most timeout, or until a
+// second signal: then the process exits with the drain unfinished (0
+// all the same: it stopped because it was asked to, and nothing
+// acknowledged depends on the drain, which only spares the clients
+// duplicates and delays).
+func shutdown(n *node.Node, log *slog.Logger, timeout time.Duration, again <-chan os.Signal) error {
+	log.Info("shutting down: draining", "timeout", timeout)
+	done := make(chan error, 1)
+	go func() { done <- n.Close() }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		log.Warn("shutdown: --shutdown-timeout passed before the node stopped; exiting now", "timeout", timeout)
+	case sig := <-again:
+		log.Warn("shutdown: second signal; exiting now, without finishing the drain", "signal", sig.String())
+	}
+	return nil
 }
 
 // secretFlags are the flags whose value is a secret: given on the command

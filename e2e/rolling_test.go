@@ -1,0 +1,280 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/ring"
+)
+
+// The rolling restart's load: rollingMembers users of group "all", 30
+// group messages a second (1,800 member deliveries) and 10 direct ones,
+// halved under the race detector (see chaosPace).
+const (
+	rollingMembers = 60
+	rollingGap     = 3 * time.Second  // traffic before each restart, and after the last
+	rollingSettle  = 30 * time.Second // for deliveries after the traffic
+	// rollingShutdownTimeout is the nodes' --shutdown-timeout default:
+	// a SIGTERM must end the process within it.
+	rollingShutdownTimeout = 20 * time.Second
+)
+
+var (
+	rollingGroupEvery  = chaosPace(33 * time.Millisecond)
+	rollingDirectEvery = chaosPace(100 * time.Millisecond)
+)
+
+// TestRollingRestart: a deploy, one node at a time, under QoS 1 load,
+// loses nothing. Three pushring nodes on a cluster of three NATS servers
+// (JetStream R3); rollingMembers users of one group hold persistent
+// sessions (paho, reconnecting through the addresses their login
+// returned); a device publishes numbered QoS 1 group messages and
+// another numbered direct messages to every second member in turn, every
+// PUBACK recorded. Each node in turn gets SIGTERM, must exit 0 within
+// its shutdown timeout, and is restarted with the same data dir; the
+// next one goes once it is ready and back in every node's ring, after
+// rollingGap of traffic.
+//
+// Every message that got its PUBACK must reach every member (group) or
+// its addressee (direct) at least once, first deliveries in the order
+// the publisher sent them: the chaos test's checker, whose report lines
+// here start with "rolling:" (per restart: duplicates, and the time from
+// the SIGTERM to each disconnected client's first delivery after it
+// reconnected). It takes about 60 s.
+func TestRollingRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a rolling restart of three nodes takes a minute")
+	}
+	epoch := time.Now()
+	cc := newChaosCluster(t, 3)
+	c, nodes := cc.c, cc.nodes
+
+	r := ring.New(cc.ids(), ring.DefaultConfig())
+	gpub, dpub := "gpub0", "dpub0"
+	c.mustAPI(nodes[0].p, "POST", "/v1/groups", map[string]any{"id": "all"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range nodes {
+			if err := c.api(n.p, "GET", "/v1/groups/all", nil, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	members := connectChaosMembers(t, c, nodes, epoch, rollingMembers)
+	warmUp(t, c, nodes[0].p, members)
+	t.Logf("rolling: setup %v; group publisher %s homed on %s, direct publisher %s on %s",
+		time.Since(epoch).Round(time.Millisecond), gpub, r.Home(gpub), dpub, r.Home(dpub))
+
+	group := &qos1Publisher{name: gpub, clientID: gpub + "-dev", user: gpub, password: cc.device(gpub),
+		addrs: cc.mqttAddrs(r.Home(gpub)), every: rollingGroupEvery, epoch: epoch,
+		message: func(seq int) (string, string) { return "/group/all", "g " + strconv.Itoa(seq) }}
+	direct := &qos1Publisher{name: dpub, clientID: dpub + "-dev", user: dpub, password: cc.device(dpub),
+		addrs: cc.mqttAddrs(r.Home(dpub)), every: rollingDirectEvery, epoch: epoch,
+		message: func(seq int) (string, string) {
+			return "/private/" + members[directTarget(seq, len(members))].id, "d " + strconv.Itoa(seq)
+		}}
+	group.start()
+	direct.start()
+	stopTraffic := sync.OnceFunc(func() {
+		var wg sync.WaitGroup
+		for _, p := range []*qos1Publisher{group, direct} {
+			wg.Go(func() { p.finish(10 * time.Second) })
+		}
+		wg.Wait()
+	})
+	t.Cleanup(stopTraffic)
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		for _, p := range []*qos1Publisher{group, direct} {
+			if r := p.records(); len(r) == 0 || r[0].acked == 0 {
+				return fmt.Errorf("%s has no PUBACK yet", p.name)
+			}
+		}
+		return nil
+	})
+	t0 := time.Now()
+	t0d := t0.Sub(epoch)
+
+	// The restarts, one node at a time.
+	var events []faultEvent
+	var drains []string
+	for _, n := range nodes {
+		time.Sleep(rollingGap) // steady traffic between restarts: the load is what is measured
+		ev := faultEvent{fault: fault{action: "term", target: n.p.id}, resolved: n.p.id, began: time.Since(t0)}
+		sawLeave := watchLeave(cc, n)
+		n.signal(t, syscall.SIGTERM)
+		n.waitExit(t, rollingShutdownTimeout+5*time.Second)
+		took := time.Since(t0) - ev.began
+		// The drain's order: the peers dropped the node before it closed
+		// its first client.
+		left := <-sawLeave
+		firstClosed := firstLoss(members, epoch.Add(t0d+ev.began))
+		if left < 0 {
+			t.Errorf("%s: a peer still listed it alive when it exited", n.p.id)
+		} else if firstClosed >= 0 && left > firstClosed+leavePoll {
+			t.Errorf("%s closed a client %v after the SIGTERM, before both peers had it leave (%v)", n.p.id, firstClosed, left)
+		}
+		if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("%s exited with status %d after SIGTERM, want 0", n.p.id, code)
+		}
+		if took > rollingShutdownTimeout {
+			t.Errorf("%s took %v to exit after SIGTERM, over its shutdown timeout %v", n.p.id, took, rollingShutdownTimeout)
+		}
+		drains = append(drains, fmt.Sprintf("%s exited in %v, the peers saw it leave within %v, its first client closed after %v (%s)",
+			n.p.id, took.Round(time.Millisecond), left.Round(time.Millisecond), firstClosed.Round(time.Millisecond), shutdownReport(n.log)))
+		cc.startNode(n)
+		cc.c.waitRing(cc.procs, len(nodes))
+		ev.end = time.Since(t0)
+		ev.note = fmt.Sprintf("back in the ring after %v", (ev.end - ev.began).Round(time.Millisecond))
+		t.Logf("rolling step: SIGTERM %s at %v, %s", n.p.id, ev.began.Round(time.Millisecond), ev.note)
+		events = append(events, ev)
+	}
+	time.Sleep(rollingGap)
+	trafficEnd := time.Since(epoch)
+	stopTraffic()
+
+	grecs, drecs := group.records(), direct.records()
+	settleFrom := time.Now()
+	for time.Since(settleFrom) < rollingSettle {
+		if n, _ := chaosMissing(members, grecs, drecs, 0); n == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	settled := time.Since(settleFrom)
+
+	wins := chaosWindows(events, t0d, trafficEnd)
+	total := chaosAnalyze(members, grecs, drecs, wins)
+	for _, d := range drains {
+		t.Logf("rolling: drain: %s", d)
+	}
+	for _, w := range wins {
+		t.Logf("rolling: %s", w.line())
+	}
+	t.Logf("rolling: total %s; traffic %v, settled in %v, %d members, publishers reconnected %d (group) and %d (direct) times",
+		total.line(), (trafficEnd - t0d).Round(time.Millisecond), settled.Round(time.Millisecond),
+		len(members), len(group.conns)-1, len(direct.conns)-1)
+
+	if total.gAcked < 100 || total.dAcked < 30 {
+		t.Fatalf("only %d group and %d direct messages acknowledged: the traffic did not flow", total.gAcked, total.dAcked)
+	}
+	if total.strays > 0 {
+		t.Errorf("%d deliveries were not for the member that got them, or unreadable", total.strays)
+	}
+	if total.lost > 0 {
+		_, sample := chaosMissing(members, grecs, drecs, t0d)
+		t.Errorf("%d acknowledged member deliveries lost (group %d, direct %d), for example %s",
+			total.lost, total.lostG, total.lostD, sample)
+	}
+	if total.reordered > 0 {
+		t.Errorf("%d first deliveries of acknowledged messages came after a later message of the same publisher", total.reordered)
+	}
+	for _, w := range wins[1:] {
+		if w.affected == 0 {
+			t.Errorf("%s: no member was disconnected: the restart did not reach the clients", w.name)
+		}
+	}
+}
+
+// leavePoll is how often watchLeave asks the peers.
+const leavePoll = 10 * time.Millisecond
+
+// watchLeave asks the peers of n for their view of the cluster until
+// neither lists n alive, or n exits; the channel gets the time that took
+// (an upper bound, to leavePoll), or -1 if n exited first.
+func watchLeave(cc *chaosCluster, n *chaosNode) <-chan time.Duration {
+	out := make(chan time.Duration, 1)
+	start := time.Now()
+	peers := cc.others(n)
+	exited := n.exited
+	go func() {
+		for {
+			gone := 0
+			for _, p := range peers {
+				var cl struct {
+					Nodes []struct {
+						ID    string `json:"id"`
+						State string `json:"state"`
+					} `json:"nodes"`
+				}
+				if cc.c.api(p, "GET", "/v1/cluster", nil, &cl) != nil {
+					continue
+				}
+				alive := false
+				for _, x := range cl.Nodes {
+					alive = alive || x.ID == n.p.id && x.State == "alive"
+				}
+				if !alive {
+					gone++
+				}
+			}
+			if gone == len(peers) {
+				out <- time.Since(start)
+				return
+			}
+			select {
+			case <-exited:
+				out <- -1
+				return
+			case <-time.After(leavePoll):
+			}
+		}
+	}()
+	return out
+}
+
+// firstLoss is the time from since to the first connection loss a
+// member saw after since (-1: none).
+func firstLoss(ms []*chaosMember, since time.Time) time.Duration {
+	first := time.Duration(-1)
+	from := since.Sub(ms[0].epoch)
+	for _, m := range ms {
+		m.mu.Lock()
+		for _, at := range m.lost {
+			if at >= from && (first < 0 || at-from < first) {
+				first = at - from
+			}
+		}
+		m.mu.Unlock()
+	}
+	return first
+}
+
+// shutdownFields are the fields of a node's last shutdown that the
+// rolling test reports, from its log.
+var shutdownFields = regexp.MustCompile(`(dropped|stored_for_replay|took|clients_closed|skipped)=("[^"]*"|\S+)`)
+
+// shutdownReport is what the node's log says of its last shutdown: what
+// its sessions had not delivered, how long it took, what it cut short.
+func shutdownReport(log string) string {
+	b, _ := os.ReadFile(log)
+	text := string(b)
+	if i := strings.LastIndex(text, "=== start "); i >= 0 {
+		text = text[i:] // the last run's
+	}
+	var parts []string
+	lines := strings.Split(text, "\n")
+	for _, msg := range []string{`msg="mqtt: shutdown: messages the sessions had not delivered"`, `msg="shutdown took longer`, `msg="pushring node stopped"`} {
+		for i := len(lines) - 1; i >= 0; i-- {
+			if strings.Contains(lines[i], msg) {
+				for _, m := range shutdownFields.FindAllStringSubmatch(lines[i], -1) {
+					parts = append(parts, m[1]+"="+m[2])
+				}
+				break
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "no shutdown lines in its log"
+	}
+	return strings.Join(parts, " ")
+}
