@@ -200,6 +200,9 @@ func (s *session) replayFrom(from, gen uint64) {
 		last, gapTo, err := st.Replay(ctx, s.principal, from, func(m *message.Message, stored time.Time) error {
 			return s.keepReplayed(kept, m, stored, gen)
 		})
+		if err == nil && last+1 < from {
+			last = from - 1 // nothing new since the previous pass
+		}
 		var stopped uint64 // the first kept message not delivered
 		if err != nil {
 			kept.reset() // read again, whole, next time
@@ -243,6 +246,17 @@ func (s *session) replayFrom(from, gen uint64) {
 			s.parkOverflow = false
 			from = last + 1
 			s.mu.Unlock()
+			continue
+		} else if s.tail {
+			// Read what the home may have dropped until it learned
+			// where the session is (register).
+			s.tail = false
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(s.srv.cfg.RingSettle):
+			}
+			from = last + 1
 			continue
 		}
 		s.srv.log.Debug("mqtt: persistent session replayed from the journal", "id", s.principal, "client_id", s.clientID,

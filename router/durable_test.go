@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,8 @@ type memSessions struct {
 	// first is the journal's first sequence kept (0: all kept): below
 	// it the bounds dropped them.
 	first uint64
+	// replayed counts the Replay calls that returned.
+	replayed atomic.Int32
 }
 
 type memRecord struct {
@@ -87,6 +90,7 @@ func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean
 }
 
 func (m *memSessions) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message, time.Time) error) (uint64, uint64, error) {
+	defer m.replayed.Add(1)
 	m.mu.Lock()
 	list := append([]*message.Message(nil), m.journal...)
 	stamps := append([]time.Time(nil), m.stamps...)
@@ -490,6 +494,52 @@ func TestDurableRingChangeReplays(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A persistent session that connects away from its home gets, after
+// RingSettle, what was stored meanwhile and went to the home before the
+// home knew where it is (stored, never delivered here), ahead of what
+// came after it; at its home it replays nothing.
+func TestDurableAwayFromHomeReadsTail(t *testing.T) {
+	d := newDurableEnv(t)
+	a := d.start(func(c *Config) { c.RingSettle = 300 * time.Millisecond })
+	a.srv.SetHome(func(id string) bool { return id != "alice" })
+	alice := connectRaw(t, a, "alice", "phone", false)
+	alice.subscribe(1, "/private/alice/#")
+	bob := connectRaw(t, a, "bob", "pc", true)
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := d.st.replayed.Load(); n < 1 {
+			return fmt.Errorf("%d replays done", n) // the read at CONNECT
+		}
+		return nil
+	})
+	// m1 is stored but went to alice's home, which did not know her
+	// connection yet; m2 came here.
+	d.st.store(&message.Message{ID: 1 << 40, Kind: message.Direct, From: "bob", To: "alice", QoS: 1, Payload: []byte("m1")})
+	bob.publish(1, 1, "/private/alice", "m2")
+	checkSeq(t, readNumbered(alice, 2), numbered(1, 2))
+	alice.expectNothing(100 * time.Millisecond)
+	bob.publish(1, 2, "/private/alice", "m3")
+	checkSeq(t, readNumbered(alice, 1), numbered(3, 3))
+
+	// At home: nothing held back.
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if p := d.st.position("alice", "phone"); p < 3 {
+			return fmt.Errorf("position %d", p) // the PUBACKs are in
+		}
+		return nil
+	})
+	a.srv.SetHome(func(string) bool { return true })
+	alice.disconnect()
+	alice = dialRaw(t, a.addr)
+	alice.send(connectPacket("alice", "tok-alice", "phone", false, 60))
+	alice.expectConnack(0)
+	start := time.Now()
+	bob.publish(1, 3, "/private/alice", "m4")
+	checkSeq(t, readNumbered(alice, 1), numbered(4, 4))
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Errorf("at home, the first live message took %v", d)
+	}
 }
 
 // A session that comes back after some of its messages left the journal

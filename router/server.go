@@ -601,6 +601,17 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 	}
 	c.sess.Store(sess)
 	sess.attach(c, c.level)
+	if !sess.clean && s.sessStore != nil && s.bal.home != nil && !s.bal.home(id) {
+		// Away from its home, the session gets its messages through the
+		// home once its attach record (sent from attach) is there; the
+		// home drops what it gets before. Those are in the journal: the
+		// replay reads on until the record has had time to arrive, live
+		// messages waiting meanwhile.
+		if from == 0 {
+			from = sess.maxSeq + 1
+		}
+		sess.tail = true
+	}
 	if from != 0 {
 		sess.replayLocked(from)
 	}

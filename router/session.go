@@ -74,6 +74,10 @@ type session struct {
 	parked                  []*message.Message  // live stored messages that came during a replay
 	dropNoticed             uint64              // newest sequence a backlog notice covered (bounds.go)
 	room                    *sync.Cond          // on mu: the queue made room for a replay
+
+	// tail: the running replay reads the journal once more, RingSettle
+	// after it reached the end (see register).
+	tail bool
 }
 
 // subscription is one granted filter.
