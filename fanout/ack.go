@@ -243,79 +243,87 @@ func (f *Fanout) queueAck(node string, a Ack) {
 // (Throttler), by hold number: no goroutine or timer each, ackLoop's tick
 // times them out.
 type holds struct {
-	seq   atomic.Uint64
-	mu    sync.Mutex
-	m     map[uint64]heldAck
-	early map[uint64]int64 // released before DeliverHeld returned: when (unix ns)
+	seq atomic.Uint64
+	mu  sync.Mutex
+	m   map[uint64]heldAck
 }
 
 type heldAck struct {
-	node string // the waiting node (a copy)
+	// node is the waiting node. It aliases the received envelope until
+	// settleHold copies it (the envelope is not reused before then).
+	node string
 	id   uint64
 	due  int64 // unix ns: confirm anyway (AckHold)
 }
 
-// holdAck holds node's confirmation of id under hold seq, for which
-// DeliverHeld returned true: until HoldReleased(seq) or Config.AckHold.
-func (f *Fanout) holdAck(seq uint64, node string, id uint64) {
-	f.stats.acksHeld.Add(1)
+// holdAck registers a hold of node's confirmation of id and returns its
+// number, for DeliverHeld: it is registered before the delivery so that
+// HoldReleased, which may run on another goroutine before DeliverHeld
+// returns, always finds it. settleHold must follow. The map keeps its
+// storage, so a delivery that is not held allocates nothing.
+func (f *Fanout) holdAck(node string, id uint64) uint64 {
 	hs := &f.holds
+	seq := hs.seq.Add(1)
+	due := f.cfg.Now().Add(f.cfg.AckHold).UnixNano()
 	hs.mu.Lock()
-	if _, ok := hs.early[seq]; ok {
-		delete(hs.early, seq)
-		hs.mu.Unlock()
-		f.queueAck(node, Ack{ID: id, N: 1})
-		return
-	}
 	if hs.m == nil {
 		hs.m = make(map[uint64]heldAck)
 	}
-	hs.m[seq] = heldAck{node: strings.Clone(node), id: id, due: time.Now().Add(f.cfg.AckHold).UnixNano()}
+	hs.m[seq] = heldAck{node: node, id: id, due: due}
 	hs.mu.Unlock()
+	return seq
 }
 
-// HoldReleased is the Throttler's word that hold seq may be confirmed.
-func (f *Fanout) HoldReleased(seq uint64) {
+// settleHold ends hold seq's registration once DeliverHeld returned
+// held. Not held: no release follows, so the confirmation goes now,
+// unless a timeout sent it already. Held: the confirmation waits for
+// HoldReleased or AckHold (or went already, if the release came first);
+// the entry, if still there, gets its own copy of the node id.
+func (f *Fanout) settleHold(seq uint64, held bool) {
 	hs := &f.holds
 	hs.mu.Lock()
 	h, ok := hs.m[seq]
-	if ok {
+	switch {
+	case !ok:
+	case held:
+		h.node = strings.Clone(h.node)
+		hs.m[seq] = h
+	default:
 		delete(hs.m, seq)
-	} else {
-		// DeliverHeld has not returned yet (or the hold timed out, and
-		// this entry is swept with the early ones).
-		if hs.early == nil {
-			hs.early = make(map[uint64]int64)
-		}
-		hs.early[seq] = time.Now().UnixNano()
 	}
 	hs.mu.Unlock()
-	if ok {
+	if held {
+		f.stats.acksHeld.Add(1)
+	} else if ok {
 		f.queueAck(h.node, Ack{ID: h.id, N: 1})
 	}
 }
 
-// expireHolds confirms the holds due by now, counted, and forgets early
-// releases older than AckHold (their holds timed out first).
-func (f *Fanout) expireHolds(now int64) {
+// HoldReleased is the Throttler's word that hold seq may be confirmed. A
+// number it does not know timed out already (or was never held).
+func (f *Fanout) HoldReleased(seq uint64) {
 	hs := &f.holds
-	var due []heldAck
 	hs.mu.Lock()
-	for seq, h := range hs.m {
-		if h.due <= now {
-			due = append(due, h)
-			delete(hs.m, seq)
-		}
-	}
-	for seq, at := range hs.early {
-		if now-at > int64(f.cfg.AckHold) {
-			delete(hs.early, seq)
-		}
+	if h, ok := hs.m[seq]; ok {
+		delete(hs.m, seq)
+		// Queued under the lock: h.node may still alias an envelope that
+		// settleHold, which waits for the lock, keeps alive until then.
+		f.queueAck(h.node, Ack{ID: h.id, N: 1})
 	}
 	hs.mu.Unlock()
-	for _, h := range due {
-		f.stats.holdTimeouts.Add(1)
-		f.queueAck(h.node, Ack{ID: h.id, N: 1})
+}
+
+// expireHolds confirms the holds due by now, counted.
+func (f *Fanout) expireHolds(now int64) {
+	hs := &f.holds
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for seq, h := range hs.m {
+		if h.due <= now {
+			delete(hs.m, seq)
+			f.stats.holdTimeouts.Add(1)
+			f.queueAck(h.node, Ack{ID: h.id, N: 1}) // under the lock, as in HoldReleased
+		}
 	}
 }
 
@@ -325,7 +333,7 @@ func (f *Fanout) expireHolds(now int64) {
 func (f *Fanout) ackLoop() {
 	o := &f.acksOut
 	defer close(o.done)
-	tick := time.NewTicker(max(min(f.cfg.AckTimeout/10, f.cfg.AckHold/4), 10*time.Millisecond))
+	tick := time.NewTicker(f.ackTick)
 	defer tick.Stop()
 	var buf []byte
 	var due []timedOut
@@ -334,7 +342,7 @@ func (f *Fanout) ackLoop() {
 		case <-o.wake:
 			buf = f.sendAcks(buf)
 		case <-tick.C:
-			now := time.Now()
+			now := f.cfg.Now()
 			f.expireHolds(now.UnixNano())
 			due = f.waits.expired(now.UnixNano(), now.Add(f.cfg.AckTimeout).UnixNano(), due[:0])
 			resent := 0

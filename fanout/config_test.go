@@ -13,7 +13,7 @@ func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
 	want := DefaultConfig()
 	want.NodeID = "n1"
 	testutil.CheckDefaults(t, Config{NodeID: "n1"}.withDefaults(), want,
-		want.withDefaults().validate(), Config{NodeID: "n1"}.Validate())
+		want.withDefaults().validate(), Config{NodeID: "n1"}.Validate(), "Now")
 }
 
 func TestWithDefaultsKeepsSetFields(t *testing.T) {

@@ -92,6 +92,12 @@ type Config struct {
 	// journal. Nil (the default, for tests of routing alone): nothing is
 	// stored, and a PUBACK means "handed to the bus".
 	Store Store
+	// Now is the clock that times QoS 1 flow control: the publishers'
+	// waits (AckTimeout) and the confirmations held for backlogged
+	// recipients (AckHold); ackLoop compares it against their due times
+	// on every tick, so a test that moves it on sees them time out
+	// without waiting for them. Default (and nil): time.Now.
+	Now func() time.Time
 }
 
 // DefaultConfig returns a Config with every default filled in; NodeID is
@@ -105,6 +111,7 @@ func DefaultConfig() Config {
 		AttachRenew:      10 * time.Second,
 		AckTimeout:       5 * time.Second,
 		AckHold:          time.Second,
+		Now:              time.Now,
 	}
 }
 
@@ -130,6 +137,9 @@ func (c Config) withDefaults() Config {
 	c.AttachRenew = cmp.Or(c.AttachRenew, d.AttachRenew)
 	c.AckTimeout = cmp.Or(c.AckTimeout, d.AckTimeout)
 	c.AckHold = cmp.Or(c.AckHold, d.AckHold)
+	if c.Now == nil {
+		c.Now = d.Now
+	}
 	return c
 }
 
@@ -235,6 +245,11 @@ type Fanout struct {
 	unsub   func()
 
 	lastLog atomic.Int64 // unix nanos of the last rate-limited warning
+
+	// ackTick is how often ackLoop times out waits and holds (against
+	// Config.Now): a fraction of the shorter timeout. Tests that move
+	// the clock on set it shorter before Start.
+	ackTick time.Duration
 }
 
 // router.Forwarder, without importing router.
@@ -266,6 +281,7 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 		place:    place,
 		d:        d,
 		log:      cfg.Logger.With("component", "fanout", "node", cfg.NodeID),
+		ackTick:  max(min(cfg.AckTimeout/10, cfg.AckHold/4), 10*time.Millisecond),
 	}
 	f.stats.created = time.Now()
 	f.throttle, _ = d.(flow.Throttler)
@@ -389,7 +405,7 @@ func (f *Fanout) forward(m *message.Message, r flow.Receipt, tag uint64) error {
 		if m.Seq != 0 {
 			kept = m
 		}
-		ack = ackReq{f.self, f.waits.add(r, tag, time.Now().Add(f.cfg.AckTimeout).UnixNano(), kept)}
+		ack = ackReq{f.self, f.waits.add(r, tag, f.cfg.Now().Add(f.cfg.AckTimeout).UnixNano(), kept)}
 	}
 	sent, err := f.route(m, ack)
 	if ack.node == "" {
@@ -644,12 +660,12 @@ func (f *Fanout) deliverAcked(env *Envelope) {
 		f.queueAck(env.AckNode, Ack{ID: env.AckID, N: 1})
 		return
 	}
-	seq := f.holds.seq.Add(1)
-	if f.throttle.DeliverHeld(&env.Msg, env.Recipients, f, seq) {
-		f.holdAck(seq, env.AckNode, env.AckID)
-		return
-	}
-	f.queueAck(env.AckNode, Ack{ID: env.AckID, N: 1})
+	// The hold is registered before the sessions see the message, so
+	// that a release, which may come from another goroutine as soon as
+	// they have it, always finds it.
+	seq := f.holdAck(env.AckNode, env.AckID)
+	held := f.throttle.DeliverHeld(&env.Msg, env.Recipients, f, seq)
+	f.settleHold(seq, held)
 }
 
 // handleResolve resolves a group message sent here as its owner, or sends

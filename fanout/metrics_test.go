@@ -252,12 +252,14 @@ func TestStatsMatchMetrics(t *testing.T) {
 	mem := NewMemoryBus()
 	nodes := map[string]*ackNode{}
 	regs := map[string]*prometheus.Registry{}
+	clock := &testClock{}
 	for _, id := range ids {
 		cfg := DefaultConfig()
 		cfg.NodeID, cfg.Cluster = id, "test"
 		cfg.HopLimit = 1
-		cfg.AckTimeout = time.Second
-		cfg.AckHold = 100 * time.Millisecond
+		cfg.AckTimeout = 2 * time.Hour
+		cfg.AckHold = time.Hour
+		cfg.Now = clock.now
 		regs[id] = prometheus.NewRegistry()
 		cfg.Registerer = regs[id]
 		var bus Bus = mem
@@ -266,6 +268,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 		}
 		d := &gatedDeliverer{recorder: newRecorder()}
 		f := mustNew(t, cfg, bus, staticMembers{"g": members, "bounce": members[:3]}, places[id], d)
+		f.ackTick = 5 * time.Millisecond
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -334,13 +337,18 @@ func TestStatsMatchMetrics(t *testing.T) {
 	if err := n1.Forward(ctx, &message.Message{ID: 6, Kind: message.Direct, To: "lost-user"}); err == nil {
 		t.Fatalf("forward to lost: %v", err)
 	}
-	for range 2 {
-		select {
-		case <-r:
-		case <-time.After(10 * time.Second):
-			t.Fatal("no receipt")
+	// n2 holds 5's confirmation: past AckHold it sends it anyway, in
+	// time for n1's wait; AckTimeout later n1 gives up on 4.
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := nodes["n2"].f.Stats().AcksHeld; n != 1 {
+			return fmt.Errorf("n2 holds %d confirmations, want 1", n)
 		}
-	}
+		return nil
+	})
+	clock.advance(time.Hour + time.Second)
+	r.waitTag(t, 5)
+	clock.advance(time.Hour)
+	r.waitTag(t, 4)
 	st = check("timeouts")
 	if s := st["n1"]; s.AckTimeouts != 1 || s.DecodeErrors != 1 || s.PublishErrors != 1 {
 		t.Errorf("n1: %+v", s)
