@@ -487,6 +487,7 @@ type Node struct {
 	closed   bool
 	closing  atomic.Bool // set by Close, so the closed NATS connection is not reported as lost
 	registry *prometheus.Registry
+	store    storeHealth // the last check of the store (storehealth.go)
 }
 
 // Start brings a node up and returns when it serves MQTT and HTTP.
@@ -590,6 +591,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.fan.Start(); err != nil {
 		return nil, err
 	}
+	// Store health for /readyz: checked in the background, never per
+	// request.
+	if err := n.storeMetrics(); err != nil {
+		return nil, fmt.Errorf("node: store metrics: %w", err)
+	}
+	mqttBucket := cfg.kvConfig().Cluster + "_mqtt"
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchStore(runCtx, func(ctx context.Context) error {
+			return checkStore(ctx, n.journal, js, mqttBucket)
+		}, n.fan)
+	}()
 	keys, err := cfg.gossipKeys()
 	if err != nil {
 		return nil, err
@@ -812,7 +826,8 @@ func (n *Node) natsOptions() []nats.Option {
 	}
 }
 
-// ready reports whether the node can serve: NATS connected.
+// ready reports whether the node can serve: NATS connected, joined, and
+// the store reachable at its last check (storehealth.go).
 func (n *Node) ready() error {
 	if n.nc == nil || !n.nc.IsConnected() {
 		return errors.New("NATS not connected")
@@ -820,7 +835,7 @@ func (n *Node) ready() error {
 	if !n.cluster.Joined() {
 		return errors.New("not joined to the cluster yet")
 	}
-	return nil
+	return n.storeReady()
 }
 
 // MQTTAddr is the bound MQTT address.
