@@ -235,10 +235,11 @@ type Fanout struct {
 	waits   waits   // QoS 1 publishers waiting here (ack.go)
 	acksOut ackOut  // Ack entries to send, with ackLoop
 	appends appends // QoS 1 messages handed to the Store, not answered yet (store.go)
+	holds   holds   // confirmations held for backlogged recipients
+
 	// storeFailing: unix ns of the first Store failure since its last
 	// success, 0 while it succeeds (StoreFailing).
 	storeFailing atomic.Int64
-	holds   holds   // confirmations held for backlogged recipients
 
 	closed atomic.Bool // fast check for Forward
 	// mu is held for reading while one received envelope is handled and
