@@ -439,6 +439,7 @@ func (s *Server) positionLoop() {
 		s.mu.RUnlock()
 		now := time.Now()
 		var due []*session // ring changes settled: one replay for them all
+		var newest, lowest uint64 = 0, noFloor
 		for i, sess := range list {
 			sess.mu.Lock()
 			if !sess.ringAt.IsZero() && now.After(sess.ringAt) {
@@ -446,6 +447,10 @@ func (s *Server) positionLoop() {
 				due = append(due, sess)
 			}
 			pos, save := sess.tickPosition()
+			newest = max(newest, sess.maxSeq)
+			if sess.conn != nil {
+				lowest = min(lowest, sess.pos)
+			}
 			if !sess.replaying && !sess.removed && sess.floor != noFloor && sess.conn != nil {
 				sess.replayLocked(sess.floor + 1) // a replay that failed
 			}
@@ -456,6 +461,11 @@ func (s *Server) positionLoop() {
 			}
 			list[i] = nil
 		}
+		var lag uint64
+		if lowest < newest {
+			lag = newest - lowest
+		}
+		s.m.posLag.Store(lag)
 		if len(due) > 0 {
 			s.ringReplay(due)
 		}

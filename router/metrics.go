@@ -34,6 +34,7 @@ type Stats struct {
 	StoreErrors     uint64 // session claims and replays the store failed
 	Kicked          uint64 // sessions closed here because their client connected to another node
 	Rebalanced      uint64 // connections closed to move their clients toward their home nodes (balance.go)
+	PositionLag     uint64 // at the last position tick: newest sequence offered here less the lowest saved position of a connected persistent session
 }
 
 // TLS handshake failures: indexes of Server's counts and the values of
@@ -96,6 +97,8 @@ var (
 		"Sessions closed on this node because their client id connected to another node.", nil, nil)
 	rebalancedDesc = prometheus.NewDesc("pushring_mqtt_rebalanced_total",
 		"Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join).", nil, nil)
+	posLagDesc = prometheus.NewDesc("pushring_session_position_lag_max",
+		"Journal sequences between the newest stored message offered to a session here and the lowest saved position of a connected persistent session (what a restart would replay), at the last position tick.", nil, nil)
 	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
 		"Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second).", nil, nil)
 )
@@ -127,6 +130,7 @@ type metrics struct {
 	storeErrors  atomic.Uint64
 	kicks        atomic.Uint64
 	rebalances   atomic.Uint64
+	posLag       atomic.Uint64 // set by positionLoop
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -149,7 +153,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
 		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc,
-		replaysDesc, replayedDesc, gapsDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc} {
+		replaysDesc, replayedDesc, gapsDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc, posLagDesc} {
 		ch <- d
 	}
 }
@@ -181,6 +185,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(sessionStoreErrorsDesc, &m.storeErrors)
 	ch <- m.counter(kickedDesc, &m.kicks)
 	ch <- m.counter(rebalancedDesc, &m.rebalances)
+	ch <- prometheus.MustNewConstMetric(posLagDesc, prometheus.GaugeValue, float64(m.posLag.Load()))
 }
 
 func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
@@ -257,6 +262,7 @@ func (m *metrics) stats() Stats {
 		StoreErrors:     m.storeErrors.Load(),
 		Kicked:          m.kicks.Load(),
 		Rebalanced:      m.rebalances.Load(),
+		PositionLag:     m.posLag.Load(),
 	}
 }
 

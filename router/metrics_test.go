@@ -30,6 +30,7 @@ var (
 		`pushring_queue_dropped_total counter [] "Messages dropped from a full session queue or for a slow consumer."`,
 		`pushring_session_gaps_total counter [] "Replays that found messages for the session already aged out of the journal."`,
 		`pushring_session_kicked_total counter [] "Sessions closed on this node because their client id connected to another node."`,
+	`pushring_session_position_lag_max gauge [] "Journal sequences between the newest stored message offered to a session here and the lowest saved position of a connected persistent session (what a restart would replay), at the last position tick."`,
 		`pushring_session_replayed_total counter [] "Messages read back from the journal into persistent sessions."`,
 		`pushring_session_replays_total counter [] "Journal replays started for persistent sessions (resumed here, or their queue dropped stored messages)."`,
 		`pushring_session_store_errors_total counter [] "Session claims (CONNECT refused) and replays that the store failed."`,
@@ -76,6 +77,7 @@ var (
 		`pushring_queue_dropped_total`,
 		`pushring_session_gaps_total`,
 		`pushring_session_kicked_total`,
+		`pushring_session_position_lag_max`,
 		`pushring_session_replayed_total`,
 		`pushring_session_replays_total`,
 		`pushring_session_store_errors_total`,
@@ -131,6 +133,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 			{"StoreErrors", float64(st.StoreErrors), s["pushring_session_store_errors_total"]},
 			{"Kicked", float64(st.Kicked), s["pushring_session_kicked_total"]},
 			{"Rebalanced", float64(st.Rebalanced), s["pushring_mqtt_rebalanced_total"]},
+			{"PositionLag", float64(st.PositionLag), s["pushring_session_position_lag_max"]},
 		} {
 			if c.stat != c.metric {
 				t.Errorf("%s: Stats().%s = %v, Prometheus %v", step, c.field, c.stat, c.metric)
