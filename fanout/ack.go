@@ -20,9 +20,9 @@ import (
 // as NATS buffers allow, and when members read more slowly than it
 // publishes their session queues overflow and drop the oldest messages.
 // With it the PUBACK waits until every node that delivers the message
-// has queued it for its recipients, and a node holds its part of that
+// has queued it for its recipients, and a node withholds its part of that
 // acknowledgement while one of the recipients' queues is backlogged (see
-// Throttler). The publisher's own window then paces it to the slowest
+// AckDeliverer). The publisher's own window then paces it to the slowest
 // member that still keeps up.
 //
 // The flow, for a message published at node I (the ingress):
@@ -40,7 +40,7 @@ import (
 //     after Config.AckTimeout whatever it counted (a node that died with
 //     the message, or a lost ack: the PUBACK then means "handed to NATS",
 //     as without flow control, and the timeout is counted). This does
-//     not make QoS 1 durable: what a node that crashes held is lost.
+//     not make QoS 1 durable (the Store does, store.go).
 //
 // Ack entries are batched per waiting node by one goroutine (ackLoop):
 // under load one Ack envelope carries the entries of many messages. Acks
@@ -49,7 +49,7 @@ import (
 // away from its home is not waited for.
 
 // ForwardAcked is Forward for a QoS 1 message whose publisher waits
-// (the router's Throttler and Deliverer side is in flow). With a
+// (the router's AckDeliverer and Deliverer side is in flow). With a
 // Config.Store, m is stored first (store.go) and forwarded, carrying its
 // sequence, once stored; r.Stored(tag, err) says which. r.Accepted(tag)
 // follows once every node delivering m has taken it in, or after
@@ -239,90 +239,92 @@ func (f *Fanout) queueAck(node string, a Ack) {
 	}
 }
 
-// holds are the confirmations this node holds for backlogged recipients
-// (Throttler), by hold number: no goroutine or timer each, ackLoop's tick
-// times them out.
-type holds struct {
+// withheldAcks are the confirmations this node withholds while
+// recipients are backlogged (flow.AckDeliverer), by withhold number: no
+// goroutine or timer each, ackLoop's tick times them out.
+type withheldAcks struct {
 	seq atomic.Uint64
 	mu  sync.Mutex
-	m   map[uint64]heldAck
+	m   map[uint64]withheldAck
 }
 
-type heldAck struct {
+type withheldAck struct {
 	// node is the waiting node. It aliases the received envelope until
-	// settleHold copies it (the envelope is not reused before then).
+	// settleWithheld copies it (the envelope is not reused before then).
 	node string
 	id   uint64
-	due  int64 // unix ns: confirm anyway (AckHold)
+	due  int64 // unix ns: confirm anyway (AckWithhold)
 }
 
-// holdAck registers a hold of node's confirmation of id and returns its
-// number, for DeliverHeld: it is registered before the delivery so that
-// HoldReleased, which may run on another goroutine before DeliverHeld
-// returns, always finds it. settleHold must follow. The map keeps its
-// storage, so a delivery that is not held allocates nothing.
-func (f *Fanout) holdAck(node string, id uint64) uint64 {
-	hs := &f.holds
-	seq := hs.seq.Add(1)
-	due := f.cfg.Now().Add(f.cfg.AckHold).UnixNano()
-	hs.mu.Lock()
-	if hs.m == nil {
-		hs.m = make(map[uint64]heldAck)
+// withholdAck registers node's confirmation of id as withheld and
+// returns its withhold number, for DeliverAcked. It is registered before
+// the delivery so that Confirm, which may run on another goroutine
+// before DeliverAcked returns, always finds it; settleWithheld must
+// follow. The map keeps its storage, so a delivery whose recipients keep
+// up allocates nothing.
+func (f *Fanout) withholdAck(node string, id uint64) uint64 {
+	ws := &f.withheld
+	seq := ws.seq.Add(1)
+	due := f.cfg.Now().Add(f.cfg.AckWithhold).UnixNano()
+	ws.mu.Lock()
+	if ws.m == nil {
+		ws.m = make(map[uint64]withheldAck)
 	}
-	hs.m[seq] = heldAck{node: node, id: id, due: due}
-	hs.mu.Unlock()
+	ws.m[seq] = withheldAck{node: node, id: id, due: due}
+	ws.mu.Unlock()
 	return seq
 }
 
-// settleHold ends hold seq's registration once DeliverHeld returned
-// held. Not held: no release follows, so the confirmation goes now,
-// unless a timeout sent it already. Held: the confirmation waits for
-// HoldReleased or AckHold (or went already, if the release came first);
-// the entry, if still there, gets its own copy of the node id.
-func (f *Fanout) settleHold(seq uint64, held bool) {
-	hs := &f.holds
-	hs.mu.Lock()
-	h, ok := hs.m[seq]
+// settleWithheld ends the registration of withhold number seq once
+// DeliverAcked returned withheld. Not withheld: no Confirm follows, so
+// the confirmation goes now, unless a timeout sent it already. Withheld:
+// it waits for Confirm or AckWithhold (or went already, if Confirm came
+// first); the entry, if still there, gets its own copy of the node id.
+func (f *Fanout) settleWithheld(seq uint64, withheld bool) {
+	ws := &f.withheld
+	ws.mu.Lock()
+	w, ok := ws.m[seq]
 	switch {
 	case !ok:
-	case held:
-		h.node = strings.Clone(h.node)
-		hs.m[seq] = h
+	case withheld:
+		w.node = strings.Clone(w.node)
+		ws.m[seq] = w
 	default:
-		delete(hs.m, seq)
+		delete(ws.m, seq)
 	}
-	hs.mu.Unlock()
-	if held {
-		f.stats.acksHeld.Add(1)
+	ws.mu.Unlock()
+	if withheld {
+		f.stats.acksWithheld.Add(1)
 	} else if ok {
-		f.queueAck(h.node, Ack{ID: h.id, N: 1})
+		f.queueAck(w.node, Ack{ID: w.id, N: 1})
 	}
 }
 
-// HoldReleased is the Throttler's word that hold seq may be confirmed. A
-// number it does not know timed out already (or was never held).
-func (f *Fanout) HoldReleased(seq uint64) {
-	hs := &f.holds
-	hs.mu.Lock()
-	if h, ok := hs.m[seq]; ok {
-		delete(hs.m, seq)
-		// Queued under the lock: h.node may still alias an envelope that
-		// settleHold, which waits for the lock, keeps alive until then.
-		f.queueAck(h.node, Ack{ID: h.id, N: 1})
+// Confirm is the AckDeliverer's word that the confirmation withheld
+// under seq may go. A number it does not know timed out already (or was
+// never withheld).
+func (f *Fanout) Confirm(seq uint64) {
+	ws := &f.withheld
+	ws.mu.Lock()
+	if w, ok := ws.m[seq]; ok {
+		delete(ws.m, seq)
+		// Queued under the lock: w.node may still alias an envelope that
+		// settleWithheld, which waits for the lock, keeps alive until then.
+		f.queueAck(w.node, Ack{ID: w.id, N: 1})
 	}
-	hs.mu.Unlock()
+	ws.mu.Unlock()
 }
 
-// expireHolds confirms the holds due by now, counted.
-func (f *Fanout) expireHolds(now int64) {
-	hs := &f.holds
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	for seq, h := range hs.m {
-		if h.due <= now {
-			delete(hs.m, seq)
-			f.stats.holdTimeouts.Add(1)
-			f.queueAck(h.node, Ack{ID: h.id, N: 1}) // under the lock, as in HoldReleased
+// expireWithheld sends the withheld confirmations due by now, counted.
+func (f *Fanout) expireWithheld(now int64) {
+	ws := &f.withheld
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for seq, w := range ws.m {
+		if w.due <= now {
+			delete(ws.m, seq)
+			f.stats.withholdTimeouts.Add(1)
+			f.queueAck(w.node, Ack{ID: w.id, N: 1}) // under the lock, as in Confirm
 		}
 	}
 }
@@ -343,7 +345,7 @@ func (f *Fanout) ackLoop() {
 			buf = f.sendAcks(buf)
 		case <-tick.C:
 			now := f.cfg.Now()
-			f.expireHolds(now.UnixNano())
+			f.expireWithheld(now.UnixNano())
 			due = f.waits.expired(now.UnixNano(), now.Add(f.cfg.AckTimeout).UnixNano(), due[:0])
 			resent := 0
 			for _, t := range due {

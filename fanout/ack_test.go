@@ -13,8 +13,8 @@ import (
 	"github.com/pushring/pushring/message"
 )
 
-// gatedDeliverer is a recorder that is also a Throttler: while gate is
-// set, DeliverHeld holds (the recipients are "backlogged") and releases
+// gatedDeliverer is a recorder that is also a AckDeliverer: while gate is
+// set, DeliverAcked withholds (the recipients are "backlogged") and releases
 // when gate closes.
 type gatedDeliverer struct {
 	*recorder
@@ -23,7 +23,7 @@ type gatedDeliverer struct {
 	held int
 }
 
-func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
+func (g *gatedDeliverer) DeliverAcked(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
 	g.Deliver(m, recipients)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -34,7 +34,7 @@ func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string, r 
 	gate := g.gate
 	go func() {
 		<-gate
-		r.HoldReleased(seq)
+		r.Confirm(seq)
 	}()
 	return true
 }
@@ -164,15 +164,15 @@ func TestForwardAckedWaitsForEveryHome(t *testing.T) {
 	if err := nodes["n1"].f.ForwardAcked(m, r, 5); err != nil {
 		t.Fatal(err)
 	}
-	// Every member gets the message while n3 still holds its
+	// Every member gets the message while n3 still withholds its
 	// confirmation; n1 counts the other two (its own, n2's) of the three.
 	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
 		r.none(t)
 		if n := countDelivered(nodes, 77); n < len(members) {
 			return fmt.Errorf("delivered %d of %d", n, len(members))
 		}
-		if held := nodes["n3"].f.Stats().AcksHeld; held != 1 {
-			return fmt.Errorf("n3 holds %d confirmations, want 1", held)
+		if held := nodes["n3"].f.Stats().AcksWithheld; held != 1 {
+			return fmt.Errorf("n3 withholds %d confirmations, want 1", held)
 		}
 		got, want, err := progress(nodes["n1"].f)
 		if err != nil {
@@ -192,8 +192,8 @@ func TestForwardAckedWaitsForEveryHome(t *testing.T) {
 	if s := nodes["n1"].f.Stats(); s.Waiting != 0 || s.AckTimeouts != 0 {
 		t.Fatalf("after the receipt: waiting %d, ack timeouts %d", s.Waiting, s.AckTimeouts)
 	}
-	if s := nodes["n3"].f.Stats(); s.AcksHeld != 1 || s.HoldTimeouts != 0 {
-		t.Fatalf("n3: acks held %d, hold timeouts %d; want 1, 0", s.AcksHeld, s.HoldTimeouts)
+	if s := nodes["n3"].f.Stats(); s.AcksWithheld != 1 || s.WithholdTimeouts != 0 {
+		t.Fatalf("n3: acks held %d, hold timeouts %d; want 1, 0", s.AcksWithheld, s.WithholdTimeouts)
 	}
 	// n2 (owner and a home) and n3 confirmed over the bus; n1's own
 	// confirmation skipped it.
@@ -260,7 +260,7 @@ func TestForwardAckedDirect(t *testing.T) {
 
 // A confirmation that never comes (the home node is gone) releases the
 // publisher after AckTimeout, counted; a hold that never clears is
-// confirmed after AckHold, counted. Both time out on the test's clock,
+// confirmed after AckWithhold, counted. Both time out on the test's clock,
 // which moves only when told: hours of real time would be needed
 // otherwise.
 func TestForwardAckedTimeouts(t *testing.T) {
@@ -269,7 +269,7 @@ func TestForwardAckedTimeouts(t *testing.T) {
 	clock := &testClock{}
 	nodes := startAckNodes(t, ids, NewMemoryBus(), staticMembers{}, place, func(c *Config) {
 		c.AckTimeout = 2 * time.Hour
-		c.AckHold = time.Hour
+		c.AckWithhold = time.Hour
 		c.Now = clock.now
 	})
 	r := make(receipts, 2)
@@ -290,16 +290,16 @@ func TestForwardAckedTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
-		if n := nodes["n2"].f.Stats().AcksHeld; n != 1 {
-			return fmt.Errorf("n2 holds %d confirmations, want 1", n)
+		if n := nodes["n2"].f.Stats().AcksWithheld; n != 1 {
+			return fmt.Errorf("n2 withholds %d confirmations, want 1", n)
 		}
 		return nil
 	})
 	r.none(t)
 	clock.advance(time.Hour + time.Second)
 	r.waitTag(t, 2)
-	if s := nodes["n2"].f.Stats(); s.HoldTimeouts != 1 {
-		t.Fatalf("hold timeouts %d, want 1", s.HoldTimeouts)
+	if s := nodes["n2"].f.Stats(); s.WithholdTimeouts != 1 {
+		t.Fatalf("hold timeouts %d, want 1", s.WithholdTimeouts)
 	}
 	if s := nodes["n1"].f.Stats(); s.AckTimeouts != 1 {
 		t.Fatalf("ack timeouts %d, want still 1 (the hold was confirmed in time)", s.AckTimeouts)
@@ -307,24 +307,24 @@ func TestForwardAckedTimeouts(t *testing.T) {
 }
 
 // racingDeliverer backlogs every delivery and releases it at once: on
-// another goroutine for odd hold numbers (racing DeliverHeld's return),
-// before DeliverHeld returns for even ones.
+// another goroutine for odd hold numbers (racing DeliverAcked's return),
+// before DeliverAcked returns for even ones.
 type racingDeliverer struct{ countingDeliverer }
 
-func (d *racingDeliverer) DeliverHeld(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
+func (d *racingDeliverer) DeliverAcked(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
 	d.Deliver(m, recipients)
 	if seq%2 == 1 {
-		go r.HoldReleased(seq)
+		go r.Confirm(seq)
 	} else {
-		r.HoldReleased(seq)
+		r.Confirm(seq)
 	}
 	return true
 }
 
-// A release that comes while DeliverHeld is still running, on its
+// A release that comes while DeliverAcked is still running, on its
 // goroutine or another, confirms the delivery: no publisher waits for a
 // timeout (both are hours away), and nothing stays registered.
-func TestHoldReleasedRacingDelivery(t *testing.T) {
+func TestConfirmRacingDelivery(t *testing.T) {
 	const n = 500
 	mem := NewMemoryBus()
 	place := &mapPlacement{homes: map[string]string{"bob": "n2"}, def: "n1"}
@@ -332,7 +332,7 @@ func TestHoldReleasedRacingDelivery(t *testing.T) {
 	for _, id := range []string{"n1", "n2"} {
 		cfg := DefaultConfig()
 		cfg.NodeID, cfg.Cluster = id, "test"
-		cfg.AckTimeout, cfg.AckHold = 2*time.Hour, time.Hour
+		cfg.AckTimeout, cfg.AckWithhold = 2*time.Hour, time.Hour
 		f := mustNew(t, cfg, mem, staticMembers{}, place, &racingDeliverer{})
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
@@ -360,14 +360,14 @@ func TestHoldReleasedRacingDelivery(t *testing.T) {
 		}
 	}
 	s := fs[1].Stats()
-	if s.AcksHeld != n || s.HoldTimeouts != 0 {
-		t.Fatalf("n2: held %d, hold timeouts %d; want %d, 0", s.AcksHeld, s.HoldTimeouts, n)
+	if s.AcksWithheld != n || s.WithholdTimeouts != 0 {
+		t.Fatalf("n2: held %d, hold timeouts %d; want %d, 0", s.AcksWithheld, s.WithholdTimeouts, n)
 	}
-	fs[1].holds.mu.Lock()
-	left := len(fs[1].holds.m)
-	fs[1].holds.mu.Unlock()
+	fs[1].withheld.mu.Lock()
+	left := len(fs[1].withheld.m)
+	fs[1].withheld.mu.Unlock()
 	if left != 0 {
-		t.Fatalf("%d holds still registered", left)
+		t.Fatalf("%d withheld confirmations still registered", left)
 	}
 }
 
@@ -451,10 +451,10 @@ func TestForwardAckedEmptyGroup(t *testing.T) {
 	}
 }
 
-// keepUpDeliverer is a Throttler whose recipients always have room.
+// keepUpDeliverer is a AckDeliverer whose recipients always have room.
 type keepUpDeliverer struct{ countingDeliverer }
 
-func (d *keepUpDeliverer) DeliverHeld(m *message.Message, recipients []string, _ flow.Releaser, _ uint64) bool {
+func (d *keepUpDeliverer) DeliverAcked(m *message.Message, recipients []string, _ flow.Releaser, _ uint64) bool {
 	d.Deliver(m, recipients)
 	return false
 }
@@ -479,10 +479,10 @@ func TestReceiveAckedAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(500, func() { f.receive(data) }); n > want {
 		t.Errorf("%v allocs per receive of an acked Deliver, want at most %d", n, want)
 	}
-	f.holds.mu.Lock()
-	left := len(f.holds.m)
-	f.holds.mu.Unlock()
+	f.withheld.mu.Lock()
+	left := len(f.withheld.m)
+	f.withheld.mu.Unlock()
 	if left != 0 {
-		t.Fatalf("%d holds left registered", left)
+		t.Fatalf("%d withheld confirmations left registered", left)
 	}
 }

@@ -966,7 +966,7 @@ func (l *lazyPlacement) Owner(gid string) string {
 	return l.self
 }
 
-// lazyRouter is fanout's Deliverer and Throttler: the router, once it
+// lazyRouter is fanout's Deliverer and AckDeliverer: the router, once it
 // exists (until then there are no sessions to deliver to).
 type lazyRouter atomic.Pointer[router.Server]
 
@@ -976,14 +976,14 @@ func (l *lazyRouter) Deliver(m *message.Message, recipients []string) {
 	}
 }
 
-func (l *lazyRouter) DeliverHeld(m *message.Message, recipients []string, rel flow.Releaser, seq uint64) bool {
+func (l *lazyRouter) DeliverAcked(m *message.Message, recipients []string, rel flow.Releaser, seq uint64) bool {
 	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
-		return r.DeliverHeld(m, recipients, rel, seq)
+		return r.DeliverAcked(m, recipients, rel, seq)
 	}
 	return false
 }
 
-var _ flow.Throttler = (*lazyRouter)(nil)
+var _ flow.AckDeliverer = (*lazyRouter)(nil)
 
 // advertiseAddr turns a bound address into one a client can dial.
 func advertiseAddr(a net.Addr) string {

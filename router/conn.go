@@ -170,7 +170,7 @@ func newTCPTransport(srv *Server, nc net.Conn) *tcpTransport {
 // newTLSTransport serves a *tls.Conn whose handshake is done. A forced
 // close (shutdown) closes the socket under it: tls.Conn.Close would first
 // write close_notify, which waits up to 5 s for a peer that does not read,
-// and shutdown runs under session.mu or heldAcks.mu (LOCKS.md, Known
+// and shutdown runs under session.mu or pendingAcks.mu (LOCKS.md, Known
 // hazards 1). Only the writer goroutine, holding no lock, closes with
 // close_notify, once a graceful close has flushed (closeFlushed).
 func newTLSTransport(srv *Server, tc *tls.Conn) *tcpTransport {

@@ -22,7 +22,7 @@ type Stats struct {
 	Refusals        uint64 // refused publishes, subscriptions, wills, replays, connections over the rate or closed for bad input
 	QueueDropped    uint64 // messages dropped by a full queue or a slow consumer
 	Panics          uint64 // recovered panics (each closed one connection)
-	SlowSessions    uint64 // backlogged sessions that stopped holding QoS 1 publishers (hold.go)
+	SlowSessions    uint64 // backlogged sessions no longer waited for: confirmations stopped being withheld for them (withhold.go)
 	TLSConnections  int64  // MQTT connections over TLS open now (handshake done)
 	TLSTimeouts     uint64 // TLS handshakes cut off by TLSHandshakeTimeout
 	TLSErrors       uint64 // TLS handshakes that failed otherwise
@@ -84,7 +84,7 @@ var (
 	tlsFailuresDesc = prometheus.NewDesc("pushring_mqtt_tls_handshake_failures_total",
 		"MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress).", []string{"reason"}, nil)
 	slowDesc = prometheus.NewDesc("pushring_mqtt_slow_sessions_total",
-		"Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.", nil, nil)
+		"Times a session backlogged for over a second stopped having the confirmations of QoS 1 deliveries withheld for it (too slow to wait for).", nil, nil)
 	replaysDesc = prometheus.NewDesc("pushring_session_replays_total",
 		"Journal replays started for persistent sessions (resumed here, or their queue dropped stored messages).", nil, nil)
 	replayedDesc = prometheus.NewDesc("pushring_session_replayed_total",

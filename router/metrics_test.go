@@ -24,7 +24,7 @@ var (
 		`pushring_mqtt_publish_throttled_total counter [] "Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second)."`,
 		`pushring_mqtt_rebalanced_total counter [] "Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join)."`,
 		`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
-		`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers."`,
+		`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped having the confirmations of QoS 1 deliveries withheld for it (too slow to wait for)."`,
 		`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
 		`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress)."`,
 		`pushring_queue_dropped_total counter [] "Messages dropped from a full session queue or for a slow consumer."`,

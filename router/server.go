@@ -388,8 +388,8 @@ func (s *Server) Deliver(m *message.Message, recipients []string) {
 }
 
 // deliver is Deliver, collecting in hc (when set) the backlogged
-// sessions a QoS 1 publisher's confirmation should wait for (hold.go).
-func (s *Server) deliver(m *message.Message, recipients []string, hc *holdCtx) {
+// sessions a QoS 1 publisher's confirmation should wait for (withhold.go).
+func (s *Server) deliver(m *message.Message, recipients []string, hc *withholdCtx) {
 	// The sessions are copied out so that Server.mu is not held while
 	// waiting for a session's lock (held during a replay, see bind).
 	var arr [16]*session
