@@ -60,6 +60,7 @@ var goldenNodeFamilies = []string{
 	`pushring_mqtt_session_records_pos_batch_writes_total counter [result] "Batched delivery position writes, by result (ok; stale: the session was taken over; error: retried next round)."`,
 	`pushring_mqtt_session_records_pos_noted_total counter [] "Delivery positions noted for batched writing (each session's latest is written once per interval)."`,
 	`pushring_mqtt_session_records_pos_pending gauge [] "MQTT sessions with a noted delivery position not written yet."`,
+	`pushring_mqtt_slow_consumers_total counter [reason] "Connections closed because their client did not read: backlog (outbound bytes over four times MaxOutboundBytes) or write_timeout (no write progress for WriteTimeout)."`,
 	`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped having the confirmations of QoS 1 deliveries withheld for it (too slow to wait for)."`,
 	`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
 	`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress)."`,

@@ -2,7 +2,9 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,7 +32,10 @@ func readyz(n *Node) (int, string, error) {
 // node's embedded NATS server, which stays up and connected) and passes
 // again once it is back; the store's gauge follows.
 func TestReadyzFollowsStore(t *testing.T) {
-	n := startNode(t, t.TempDir(), nil)
+	logs := &testutil.SyncBuffer{}
+	n := startNode(t, t.TempDir(), func(c *Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
 	t.Cleanup(func() { n.Close() })
 	api := newAPI(t, n)
 	admin := "Bearer " + n.AdminKey()
@@ -54,6 +59,9 @@ func TestReadyzFollowsStore(t *testing.T) {
 	}
 	want(200, 1)
 
+	// bob logs in while the store is up; his QoS 1 publish, later, is
+	// refused at the journal.
+	bob := connect(t, n, clientOpts{user: "bob", password: api.login("bob", passwordOf("bob")).Token}, nil)
 	jsDir := n.embedded.JetStreamConfig().StoreDir
 	if err := n.embedded.DisableJetStream(); err != nil {
 		t.Fatal(err)
@@ -67,7 +75,26 @@ func TestReadyzFollowsStore(t *testing.T) {
 	if code := api.do("POST", "/v1/users/bob/messages", admin, map[string]any{"payload": "x"}, nil); code != 503 {
 		t.Fatalf("publish with the store down: %d, want 503", code)
 	}
+	tok := bob.Publish("/private/bob", 1, false, "x")
+	tok.WaitTimeout(10 * time.Second) // no PUBACK: the connection is closed
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if bob.IsConnectionOpen() {
+			return errors.New("the publisher's connection is still open")
+		}
+		return nil
+	})
 	want(503, 0)
+	// Each refusal's log line says what was refused, without the payload.
+	for _, line := range []string{`"msg":"journal: message not stored","node":"n1","id":"`, `"kind":"direct","to":"bob"`,
+		`could not be stored; closing its publisher's connection without PUBACK","node":"n1","component":"router","id":"bob","client_id":"bob-test"`,
+		`"msg":"api: refused"`, `direct message to bob`, `"msg":"store unreachable`} {
+		if !logs.Contains(line) {
+			t.Errorf("no log line with %s:\n%s", line, logs.String())
+		}
+	}
+	if logs.Contains(`"payload"`) || logs.Contains(`"x"`) {
+		t.Error("a log line carries the payload")
+	}
 	t.Logf("unready %v after the refused publish", time.Since(start).Round(time.Millisecond))
 	if err := n.ready(); err == nil || !strings.Contains(err.Error(), "store unreachable") {
 		t.Fatalf("ready() = %v, want the store named", err)

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -246,7 +247,7 @@ func (t *tcpTransport) endWrite(buf []byte) {
 	over := len(buf)+t.writing > t.hardMax
 	t.mu.Unlock()
 	if over {
-		t.srv.log.Warn("mqtt: outbound backlog over limit, closing", "remote", t.remoteAddr())
+		t.srv.slowConsumer(slowBacklog, t.remoteAddr())
 		t.shutdown()
 		return
 	}
@@ -465,6 +466,9 @@ func (t *tcpTransport) flush() bool {
 		}
 		t.mu.Unlock()
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.srv.slowConsumer(slowWriteTimeout, t.remoteAddr())
+			}
 			t.shutdown()
 			return false
 		}

@@ -120,7 +120,7 @@ func (c *mqttConn) claim() bool {
 		c.srv.m.storeError()
 		if ok, n := c.srv.storeLog.Allow(time.Second); ok {
 			c.srv.log.Warn("mqtt: could not claim a session in the store; CONNECT refused",
-				"id", c.id.ID, "err", err, "remote", c.remote, "since_last_logged", n)
+				"id", c.id.ID, "client_id", c.clientID, "err", err, "remote", c.remote, "since_last_logged", n)
 		}
 		return false
 	}
@@ -210,7 +210,12 @@ func (s *session) replayFrom(from, gen uint64) {
 			// and the position stays below what was not replayed.
 			if !errors.Is(err, errReplayStopped) {
 				s.srv.m.storeError()
-				s.srv.log.Warn("mqtt: replay from the journal failed", "id", s.principal, "client_id", s.clientID, "err", err)
+				// Retried every position tick: one line a second at most
+				// while the store is down, whatever the sessions.
+				if ok, n := s.srv.storeLog.Allow(time.Second); ok {
+					s.srv.log.Warn("mqtt: replay from the journal failed; the session's messages from its position wait for the next try",
+						"id", s.principal, "client_id", s.clientID, "from", from, "err", err, "since_last_logged", n)
+				}
 			}
 			s.floor = min(s.floor, from-1)
 			last = from - 1

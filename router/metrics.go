@@ -34,6 +34,7 @@ type Stats struct {
 	StoreErrors     uint64 // session claims and replays the store failed
 	Kicked          uint64 // sessions closed here because their client connected to another node
 	Rebalanced      uint64 // connections closed to move their clients toward their home nodes (balance.go)
+	SlowConsumers   uint64 // connections closed because their client did not read: backlog over the limit, or no write progress for WriteTimeout
 	PositionLag     uint64 // at the last position tick: newest sequence offered here less the lowest saved position of a connected persistent session
 }
 
@@ -97,6 +98,9 @@ var (
 		"Sessions closed on this node because their client id connected to another node.", nil, nil)
 	rebalancedDesc = prometheus.NewDesc("pushring_mqtt_rebalanced_total",
 		"Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join).", nil, nil)
+	slowConsumersDesc = prometheus.NewDesc("pushring_mqtt_slow_consumers_total",
+		"Connections closed because their client did not read: backlog (outbound bytes over four times MaxOutboundBytes) or write_timeout (no write progress for WriteTimeout).",
+		[]string{"reason"}, nil)
 	posLagDesc = prometheus.NewDesc("pushring_session_position_lag_max",
 		"Journal sequences between the newest stored message offered to a session here and the lowest saved position of a connected persistent session (what a restart would replay), at the last position tick.", nil, nil)
 	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
@@ -113,24 +117,25 @@ type metrics struct {
 
 	// connections is changed under Server.mu only, so that Server can
 	// check MaxConnections against it and count in one step.
-	connections  atomic.Int64
-	connects     []atomic.Uint64  // by result, as connectResults
-	messagesIn   [2]atomic.Uint64 // group, direct
-	deliveries   [2]atomic.Uint64 // by QoS
-	refusals     []atomic.Uint64  // by reason, as allReasons
-	queueDropped atomic.Uint64
-	panics       atomic.Uint64
-	slow         atomic.Uint64
-	tlsConns     atomic.Int64
-	tlsFailures  [len(tlsFailureReasons)]atomic.Uint64 // by tlsTimeout, tlsError, tlsBusy
-	throttles    atomic.Uint64
-	replays      atomic.Uint64
-	replayedMsgs atomic.Uint64
-	gaps         atomic.Uint64
-	storeErrors  atomic.Uint64
-	kicks        atomic.Uint64
-	rebalances   atomic.Uint64
-	posLag       atomic.Uint64 // set by positionLoop
+	connections   atomic.Int64
+	connects      []atomic.Uint64  // by result, as connectResults
+	messagesIn    [2]atomic.Uint64 // group, direct
+	deliveries    [2]atomic.Uint64 // by QoS
+	refusals      []atomic.Uint64  // by reason, as allReasons
+	queueDropped  atomic.Uint64
+	panics        atomic.Uint64
+	slow          atomic.Uint64
+	tlsConns      atomic.Int64
+	tlsFailures   [len(tlsFailureReasons)]atomic.Uint64 // by tlsTimeout, tlsError, tlsBusy
+	throttles     atomic.Uint64
+	replays       atomic.Uint64
+	replayedMsgs  atomic.Uint64
+	gaps          atomic.Uint64
+	storeErrors   atomic.Uint64
+	kicks         atomic.Uint64
+	rebalances    atomic.Uint64
+	posLag        atomic.Uint64 // set by positionLoop
+	slowConsumers [len(slowConsumerReasons)]atomic.Uint64
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -153,7 +158,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
 		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc,
-		replaysDesc, replayedDesc, gapsDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc, posLagDesc} {
+		replaysDesc, replayedDesc, gapsDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc, posLagDesc, slowConsumersDesc} {
 		ch <- d
 	}
 }
@@ -185,6 +190,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(sessionStoreErrorsDesc, &m.storeErrors)
 	ch <- m.counter(kickedDesc, &m.kicks)
 	ch <- m.counter(rebalancedDesc, &m.rebalances)
+	for i, r := range slowConsumerReasons {
+		ch <- m.counter(slowConsumersDesc, &m.slowConsumers[i], r)
+	}
 	ch <- prometheus.MustNewConstMetric(posLagDesc, prometheus.GaugeValue, float64(m.posLag.Load()))
 }
 
@@ -225,6 +233,25 @@ func (m *metrics) dropped() { m.queueDropped.Add(1) }
 
 func (m *metrics) slowSession() { m.slow.Add(1) }
 
+// Slow consumers, the values of pushring_mqtt_slow_consumers_total{reason}.
+const (
+	slowBacklog      = iota // outbound backlog over the hard limit
+	slowWriteTimeout        // no write progress for WriteTimeout
+)
+
+var slowConsumerReasons = [...]string{slowBacklog: "backlog", slowWriteTimeout: "write_timeout"}
+
+// slowConsumer counts a connection closed because its client did not
+// read, and logs it, once a second at most: a stalled network can cut
+// off thousands at once.
+func (s *Server) slowConsumer(reason int, remote string) {
+	s.m.slowConsumers[reason].Add(1)
+	if ok, n := s.slowLog.Allow(time.Second); ok {
+		s.log.Warn("mqtt: closing a connection whose client does not read (slow consumer)",
+			"reason", slowConsumerReasons[reason], "remote", remote, "since_last_logged", n)
+	}
+}
+
 func (m *metrics) replay()     { m.replays.Add(1) }
 func (m *metrics) replayed()   { m.replayedMsgs.Add(1) }
 func (m *metrics) gap()        { m.gaps.Add(1) }
@@ -262,6 +289,7 @@ func (m *metrics) stats() Stats {
 		StoreErrors:     m.storeErrors.Load(),
 		Kicked:          m.kicks.Load(),
 		Rebalanced:      m.rebalances.Load(),
+		SlowConsumers:   sum(m.slowConsumers[:]),
 		PositionLag:     m.posLag.Load(),
 	}
 }

@@ -24,6 +24,7 @@ var (
 		`pushring_mqtt_publish_throttled_total counter [] "Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second)."`,
 		`pushring_mqtt_rebalanced_total counter [] "Connections closed so that their clients, homed on another node, reconnect there (after a failover or a join)."`,
 		`pushring_mqtt_refusals_total counter [reason] "Publishes, subscriptions, wills and deliveries refused by the ACL or limits, and connections closed for bad input."`,
+		`pushring_mqtt_slow_consumers_total counter [reason] "Connections closed because their client did not read: backlog (outbound bytes over four times MaxOutboundBytes) or write_timeout (no write progress for WriteTimeout)."`,
 		`pushring_mqtt_slow_sessions_total counter [] "Times a session backlogged for over a second stopped having the confirmations of QoS 1 deliveries withheld for it (too slow to wait for)."`,
 		`pushring_mqtt_tls_connections gauge [] "MQTT connections over TLS open now (handshake done), logged in or not."`,
 		`pushring_mqtt_tls_handshake_failures_total counter [reason] "MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress)."`,
@@ -69,6 +70,8 @@ var (
 		`pushring_mqtt_refusals_total{reason="too_large"}`,
 		`pushring_mqtt_refusals_total{reason="topic"}`,
 		`pushring_mqtt_refusals_total{reason="will_acl"}`,
+		`pushring_mqtt_slow_consumers_total{reason="backlog"}`,
+		`pushring_mqtt_slow_consumers_total{reason="write_timeout"}`,
 		`pushring_mqtt_slow_sessions_total`,
 		`pushring_mqtt_tls_connections`,
 		`pushring_mqtt_tls_handshake_failures_total{reason="busy"}`,
@@ -133,6 +136,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 			{"StoreErrors", float64(st.StoreErrors), s["pushring_session_store_errors_total"]},
 			{"Kicked", float64(st.Kicked), s["pushring_session_kicked_total"]},
 			{"Rebalanced", float64(st.Rebalanced), s["pushring_mqtt_rebalanced_total"]},
+			{"SlowConsumers", float64(st.SlowConsumers), testutil.SumSeries(s, "pushring_mqtt_slow_consumers_total")},
 			{"PositionLag", float64(st.PositionLag), s["pushring_session_position_lag_max"]},
 		} {
 			if c.stat != c.metric {

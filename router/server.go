@@ -65,6 +65,7 @@ type Server struct {
 	rateLog    lograte.Limiter // connect-rate refusal log lines
 	tlsLog     lograte.Limiter // TLS handshake failure log lines
 	storeLog   lograte.Limiter // store refusal log lines
+	slowLog    lograte.Limiter // slow consumers cut off
 	handshakes chan struct{}   // a slot per TLS handshake in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
