@@ -115,7 +115,7 @@ func testSlowMembers(t *testing.T, nodes int) {
 		ackTimeouts += fs.AckTimeouts
 		dropped += rs.QueueDropped
 	}
-	t.Logf("%d nodes, homes %v: %d confirmations held, %d hold timeouts, %d ack timeouts, %d dropped",
+	t.Logf("%d nodes, homes %v: %d confirmations withheld, %d withhold timeouts, %d ack timeouts, %d dropped",
 		nodes, homes, held, withholdTimeouts, ackTimeouts, dropped)
 	if dropped != 0 {
 		t.Errorf("%d messages dropped from session queues", dropped)
