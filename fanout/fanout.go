@@ -240,6 +240,7 @@ type Fanout struct {
 	// storeFailing: unix ns of the first Store failure since its last
 	// success, 0 while it succeeds (StoreFailing).
 	storeFailing atomic.Int64
+	lastStored   atomic.Uint64 // LastStored
 
 	closed atomic.Bool // fast check for Forward
 	// mu is held for reading while one received envelope is handled and

@@ -89,6 +89,9 @@ func (f *Fanout) Appended(id, seq uint64, err error) {
 	if f.storeFailing.Load() != 0 {
 		f.storeFailing.Store(0)
 	}
+	if seq > f.lastStored.Load() { // answers come in order: no compare-and-swap needed
+		f.lastStored.Store(seq)
+	}
 	p.m.Seq = seq
 	if !p.r.Stored(p.tag, nil) {
 		f.stats.heldBack.Add(1)
@@ -112,6 +115,11 @@ func (f *Fanout) StoreFailing() time.Time {
 	}
 	return time.Time{}
 }
+
+// LastStored is the highest sequence the Store gave a message appended
+// here: where the journal ended at the last append, as far as this node
+// knows. 0 before the first.
+func (f *Fanout) LastStored() uint64 { return f.lastStored.Load() }
 
 // StoreReachable says a check of the store that started at checked
 // succeeded: failures that came before it are over.

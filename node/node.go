@@ -624,6 +624,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
 	n.router.SetSessionStore(n.sessions)
+	n.router.SetJournalEnd(n.fan.LastStored)
 	// Clients that failed over drift back to their homes once the ring
 	// is quiet again.
 	n.router.SetHome(func(id string) bool { return n.cluster.Home(id) == cfg.NodeID })

@@ -145,4 +145,7 @@ func TestReadyzFollowsStore(t *testing.T) {
 	want(200, 1)
 	t.Logf("ready %v after the stream came back", time.Since(start).Round(time.Millisecond))
 	api.must(202, "POST", "/v1/users/bob/messages", adminKey, map[string]any{"payload": "y"}, nil)
+	if n.fan.LastStored() == 0 {
+		t.Fatal("the journal's end, as the node knows it, is still 0 after a stored publish")
+	}
 }

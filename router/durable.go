@@ -467,6 +467,7 @@ func (s *Server) positionLoop() {
 			list[i] = nil
 		}
 		var lag uint64
+		newest = max(newest, s.knownJournalEnd())
 		if lowest < newest {
 			lag = newest - lowest
 		}

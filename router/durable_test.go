@@ -582,4 +582,13 @@ func TestPositionLag(t *testing.T) {
 		}
 		return nil
 	})
+	// The journal went on (appends elsewhere this node knows of): the
+	// connected session is behind it, at position 5.
+	e.srv.SetJournalEnd(func() uint64 { return 12 })
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if lag := e.srv.Stats().PositionLag; lag != 7 {
+			return fmt.Errorf("lag %d with the journal at 12, want 7", lag)
+		}
+		return nil
+	})
 }

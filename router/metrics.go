@@ -35,7 +35,7 @@ type Stats struct {
 	Kicked          uint64 // sessions closed here because their client connected to another node
 	Rebalanced      uint64 // connections closed to move their clients toward their home nodes (balance.go)
 	SlowConsumers   uint64 // connections closed because their client did not read: backlog over the limit, or no write progress for WriteTimeout
-	PositionLag     uint64 // at the last position tick: newest sequence offered here less the lowest saved position of a connected persistent session
+	PositionLag     uint64 // at the last position tick: the journal's end as known here (SetJournalEnd, sequences offered) less the lowest saved position of a connected persistent session
 }
 
 // TLS handshake failures: indexes of Server's counts and the values of
@@ -102,7 +102,7 @@ var (
 		"Connections closed because their client did not read: backlog (outbound bytes over four times MaxOutboundBytes) or write_timeout (no write progress for WriteTimeout).",
 		[]string{"reason"}, nil)
 	posLagDesc = prometheus.NewDesc("pushring_session_position_lag_max",
-		"Journal sequences between the newest stored message offered to a session here and the lowest saved position of a connected persistent session (what a restart would replay), at the last position tick.", nil, nil)
+		"Journal sequences between the journal's end as this node knows it (its own appends, the stored messages offered here) and the lowest saved position of a connected persistent session (what a restart would replay), at the last position tick.", nil, nil)
 	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
 		"Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second).", nil, nil)
 )
@@ -232,6 +232,23 @@ func (m *metrics) delivered(qos byte) { m.deliveries[qos&1].Add(1) }
 func (m *metrics) dropped() { m.queueDropped.Add(1) }
 
 func (m *metrics) slowSession() { m.slow.Add(1) }
+
+// SetJournalEnd gives the server the highest journal sequence the node
+// knows of (its own appends), for the position lag gauge: with it the
+// lag counts what the slowest connected session is behind the journal,
+// not only behind what reached this node. Call it before Serve; without
+// it (the default) the newest sequence offered here stands for the end.
+func (s *Server) SetJournalEnd(end func() uint64) {
+	s.journalEnd.Store(&end)
+}
+
+// knownJournalEnd is the end SetJournalEnd gives, 0 without one.
+func (s *Server) knownJournalEnd() uint64 {
+	if f := s.journalEnd.Load(); f != nil {
+		return (*f)()
+	}
+	return 0
+}
 
 // Slow consumers, the values of pushring_mqtt_slow_consumers_total{reason}.
 const (

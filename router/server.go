@@ -60,13 +60,14 @@ type Server struct {
 	bal         balancer      // moving clients toward their homes (balance.go)
 
 	wg         sync.WaitGroup
-	loops      eventLoops      // the event-loop transport's pollers
-	loopErr    sync.Once       // the event loop could not start: logged once
-	rateLog    lograte.Limiter // connect-rate refusal log lines
-	tlsLog     lograte.Limiter // TLS handshake failure log lines
-	storeLog   lograte.Limiter // store refusal log lines
-	slowLog    lograte.Limiter // slow consumers cut off
-	handshakes chan struct{}   // a slot per TLS handshake in progress (MaxTLSHandshakes)
+	loops      eventLoops                    // the event-loop transport's pollers
+	loopErr    sync.Once                     // the event loop could not start: logged once
+	rateLog    lograte.Limiter               // connect-rate refusal log lines
+	tlsLog     lograte.Limiter               // TLS handshake failure log lines
+	storeLog   lograte.Limiter               // store refusal log lines
+	slowLog    lograte.Limiter               // slow consumers cut off
+	journalEnd atomic.Pointer[func() uint64] // SetJournalEnd
+	handshakes chan struct{}                 // a slot per TLS handshake in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
 	stop     context.CancelFunc
