@@ -15,7 +15,7 @@ import (
 )
 
 // presenceLog records Arrived and Left calls, with when they came.
-// Each call also reads Server.Held, which would deadlock if a router lock
+// Each call also reads Server.Present, which would deadlock if a router lock
 // were held. Calls for the marker principal (see sync) are counted, not
 // recorded.
 type presenceLog struct {
@@ -123,7 +123,7 @@ func TestPresence(t *testing.T) {
 	a1 := connectRaw(t, e, "alice", "a1", true)
 	p.waitFor(t, "+alice")
 	if got := e.srv.Present(); !slices.Equal(got, []string{"alice"}) {
-		t.Fatalf("Held() = %v", got)
+		t.Fatalf("Present() = %v", got)
 	}
 	a2 := connectRaw(t, e, "alice", "a2", true)
 	a1.disconnect()
@@ -137,7 +137,7 @@ func TestPresence(t *testing.T) {
 	a2.expectClosed()
 	p.waitFor(t, "+alice -alice")
 	if got := e.srv.Present(); len(got) != 0 {
-		t.Fatalf("Held() = %v", got)
+		t.Fatalf("Present() = %v", got)
 	}
 
 	// A clean takeover (same client id) does not release.
@@ -161,16 +161,16 @@ func TestPresence(t *testing.T) {
 	b2.disconnect()
 	b2.expectClosed()
 	waitConnections(t, e, 1) // b1 and b2 are out of the registry
-	// Held() must list bob until the expiry; skipped if this goroutine was
+	// Present() must list bob until the expiry; skipped if this goroutine was
 	// so slow that the expiry may have come.
 	held := e.srv.Present()
 	if time.Since(offline) < expiry {
 		slices.Sort(held)
 		if !slices.Equal(held, []string{"bob", "carol"}) {
-			t.Fatalf("Held() = %v while bob's session is offline", held)
+			t.Fatalf("Present() = %v while bob's session is offline", held)
 		}
 	} else {
-		t.Logf("Held() not checked: %v passed before it returned", time.Since(offline))
+		t.Logf("Present() not checked: %v passed before it returned", time.Since(offline))
 	}
 	p.waitFor(t, "+alice -alice +carol +bob -bob")
 	// The release came from the expiry, not from the takeover or the
