@@ -218,12 +218,13 @@ type API struct {
 	// accounts throttles logins per id; nil: off.
 	accounts *accountGuard
 
-	conns     atomic.Int64    // HTTP connections open through LimitListener
-	connLog   lograte.Limiter // the connection cap's refusals
-	acceptLog lograte.Limiter // failed Accepts (out of files)
-	tlsLog    lograte.Limiter // failed HTTPS handshakes
-	limitLog  lograte.Limiter // 429 answers
-	slowLog   lograte.Limiter // 408 answers (bodies cut by the read deadline)
+	conns          atomic.Int64    // HTTP connections open through LimitListener
+	connLog        lograte.Limiter // the connection cap's refusals
+	acceptLog      lograte.Limiter // failed Accepts (out of files)
+	tlsLog         lograte.Limiter // failed HTTPS handshakes
+	limitLog       lograte.Limiter // 429 answers
+	slowLog        lograte.Limiter // 408 answers (bodies cut by the read deadline)
+	unavailableLog lograte.Limiter // 503 answers (store or bus unavailable)
 
 	// admin holds the SHA-256 of every accepted admin key; empty: none.
 	// An atomic pointer so SetAdminKeys rotates keys under live traffic.

@@ -96,6 +96,12 @@ func (a *API) fail(q *request, err error) {
 		if ok, missed := a.slowLog.Allow(logEvery); ok {
 			a.logRefusal(q, e, []any{"unlogged_before", missed})
 		}
+	case http.StatusServiceUnavailable:
+		// The store or the bus is down: every publish and login fails
+		// alike until it is back.
+		if ok, missed := a.unavailableLog.Allow(logEvery); ok {
+			a.logRefusal(q, e, []any{"unlogged_before", missed})
+		}
 	default:
 		a.logRefusal(q, e, nil)
 	}

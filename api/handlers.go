@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -378,7 +379,7 @@ func (a *API) publish(q *request, kind message.Kind, to string) error {
 		_, err = a.st.Principal(ctx, to)
 	}
 	if err != nil {
-		return storeError(err, errNotFound)
+		return storeError(fmt.Errorf("%s message to %s: %w", kind, to, err), errNotFound)
 	}
 	m := &message.Message{
 		ID:      a.deps.IDs.Next(),
@@ -389,7 +390,9 @@ func (a *API) publish(q *request, kind message.Kind, to string) error {
 		Payload: payload,
 	}
 	if err := a.deps.Publisher.Forward(ctx, m); err != nil {
-		return errUnavailable.with(err)
+		// The log line says what was refused; the client learns only
+		// that it may try again.
+		return errUnavailable.with(fmt.Errorf("%s message %s to %s not published: %w", kind, message.FormatID(m.ID), to, err))
 	}
 	a.met.messages.WithLabelValues(kind.String()).Inc()
 	writeJSON(q.w, http.StatusAccepted, messageResponse{ID: message.FormatID(m.ID)})

@@ -20,9 +20,9 @@ import (
 // as NATS buffers allow, and when members read more slowly than it
 // publishes their session queues overflow and drop the oldest messages.
 // With it the PUBACK waits until every node that delivers the message
-// has queued it for its recipients, and a node holds its part of that
+// has queued it for its recipients, and a node withholds its part of that
 // acknowledgement while one of the recipients' queues is backlogged (see
-// Throttler). The publisher's own window then paces it to the slowest
+// AckDeliverer). The publisher's own window then paces it to the slowest
 // member that still keeps up.
 //
 // The flow, for a message published at node I (the ingress):
@@ -40,7 +40,7 @@ import (
 //     after Config.AckTimeout whatever it counted (a node that died with
 //     the message, or a lost ack: the PUBACK then means "handed to NATS",
 //     as without flow control, and the timeout is counted). This does
-//     not make QoS 1 durable: what a node that crashes held is lost.
+//     not make QoS 1 durable (the Store does, store.go).
 //
 // Ack entries are batched per waiting node by one goroutine (ackLoop):
 // under load one Ack envelope carries the entries of many messages. Acks
@@ -49,7 +49,7 @@ import (
 // away from its home is not waited for.
 
 // ForwardAcked is Forward for a QoS 1 message whose publisher waits
-// (the router's Throttler and Deliverer side is in flow). With a
+// (the router's AckDeliverer and Deliverer side is in flow). With a
 // Config.Store, m is stored first (store.go) and forwarded, carrying its
 // sequence, once stored; r.Stored(tag, err) says which. r.Accepted(tag)
 // follows once every node delivering m has taken it in, or after
@@ -239,83 +239,93 @@ func (f *Fanout) queueAck(node string, a Ack) {
 	}
 }
 
-// holds are the confirmations this node holds for backlogged recipients
-// (Throttler), by hold number: no goroutine or timer each, ackLoop's tick
-// times them out.
-type holds struct {
-	seq   atomic.Uint64
-	mu    sync.Mutex
-	m     map[uint64]heldAck
-	early map[uint64]int64 // released before DeliverHeld returned: when (unix ns)
+// withheldAcks are the confirmations this node withholds while
+// recipients are backlogged (flow.AckDeliverer), by withhold number: no
+// goroutine or timer each, ackLoop's tick times them out.
+type withheldAcks struct {
+	seq atomic.Uint64
+	mu  sync.Mutex
+	m   map[uint64]withheldAck
 }
 
-type heldAck struct {
-	node string // the waiting node (a copy)
+type withheldAck struct {
+	// node is the waiting node. It aliases the received envelope until
+	// settleWithheld copies it (the envelope is not reused before then).
+	node string
 	id   uint64
-	due  int64 // unix ns: confirm anyway (AckHold)
+	due  int64 // unix ns: confirm anyway (AckWithhold)
 }
 
-// holdAck holds node's confirmation of id under hold seq, for which
-// DeliverHeld returned true: until HoldReleased(seq) or Config.AckHold.
-func (f *Fanout) holdAck(seq uint64, node string, id uint64) {
-	f.stats.acksHeld.Add(1)
-	hs := &f.holds
-	hs.mu.Lock()
-	if _, ok := hs.early[seq]; ok {
-		delete(hs.early, seq)
-		hs.mu.Unlock()
-		f.queueAck(node, Ack{ID: id, N: 1})
-		return
+// withholdAck registers node's confirmation of id as withheld and
+// returns its withhold number, for DeliverAcked. It is registered before
+// the delivery so that Confirm, which may run on another goroutine
+// before DeliverAcked returns, always finds it; settleWithheld must
+// follow. The map keeps its storage, so a delivery whose recipients keep
+// up allocates nothing.
+func (f *Fanout) withholdAck(node string, id uint64) uint64 {
+	ws := &f.withheld
+	seq := ws.seq.Add(1)
+	due := f.cfg.Now().Add(f.cfg.AckWithhold).UnixNano()
+	ws.mu.Lock()
+	if ws.m == nil {
+		ws.m = make(map[uint64]withheldAck)
 	}
-	if hs.m == nil {
-		hs.m = make(map[uint64]heldAck)
-	}
-	hs.m[seq] = heldAck{node: strings.Clone(node), id: id, due: time.Now().Add(f.cfg.AckHold).UnixNano()}
-	hs.mu.Unlock()
+	ws.m[seq] = withheldAck{node: node, id: id, due: due}
+	ws.mu.Unlock()
+	return seq
 }
 
-// HoldReleased is the Throttler's word that hold seq may be confirmed.
-func (f *Fanout) HoldReleased(seq uint64) {
-	hs := &f.holds
-	hs.mu.Lock()
-	h, ok := hs.m[seq]
-	if ok {
-		delete(hs.m, seq)
-	} else {
-		// DeliverHeld has not returned yet (or the hold timed out, and
-		// this entry is swept with the early ones).
-		if hs.early == nil {
-			hs.early = make(map[uint64]int64)
-		}
-		hs.early[seq] = time.Now().UnixNano()
+// settleWithheld ends the registration of withhold number seq once
+// DeliverAcked returned withheld. Not withheld: no Confirm follows, so
+// the confirmation goes now, unless a timeout sent it already. Withheld:
+// it waits for Confirm or AckWithhold (or went already, if Confirm came
+// first); the entry, if still there, gets its own copy of the node id.
+func (f *Fanout) settleWithheld(seq uint64, withheld bool) {
+	ws := &f.withheld
+	ws.mu.Lock()
+	w, ok := ws.m[seq]
+	switch {
+	case !ok:
+	case withheld:
+		w.node = strings.Clone(w.node)
+		ws.m[seq] = w
+	default:
+		delete(ws.m, seq)
 	}
-	hs.mu.Unlock()
-	if ok {
-		f.queueAck(h.node, Ack{ID: h.id, N: 1})
+	ws.mu.Unlock()
+	if withheld {
+		f.stats.acksWithheld.Add(1)
+	} else if ok {
+		f.queueAck(w.node, Ack{ID: w.id, N: 1})
 	}
 }
 
-// expireHolds confirms the holds due by now, counted, and forgets early
-// releases older than AckHold (their holds timed out first).
-func (f *Fanout) expireHolds(now int64) {
-	hs := &f.holds
-	var due []heldAck
-	hs.mu.Lock()
-	for seq, h := range hs.m {
-		if h.due <= now {
-			due = append(due, h)
-			delete(hs.m, seq)
-		}
+// Confirm is the AckDeliverer's word that the confirmation withheld
+// under seq may go. A number it does not know timed out already (or was
+// never withheld).
+func (f *Fanout) Confirm(seq uint64) {
+	ws := &f.withheld
+	ws.mu.Lock()
+	if w, ok := ws.m[seq]; ok {
+		delete(ws.m, seq)
+		// Queued under the lock: w.node may still alias an envelope that
+		// settleWithheld, which waits for the lock, keeps alive until then.
+		f.queueAck(w.node, Ack{ID: w.id, N: 1})
 	}
-	for seq, at := range hs.early {
-		if now-at > int64(f.cfg.AckHold) {
-			delete(hs.early, seq)
+	ws.mu.Unlock()
+}
+
+// expireWithheld sends the withheld confirmations due by now, counted.
+func (f *Fanout) expireWithheld(now int64) {
+	ws := &f.withheld
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for seq, w := range ws.m {
+		if w.due <= now {
+			delete(ws.m, seq)
+			f.stats.withholdTimeouts.Add(1)
+			f.queueAck(w.node, Ack{ID: w.id, N: 1}) // under the lock, as in Confirm
 		}
-	}
-	hs.mu.Unlock()
-	for _, h := range due {
-		f.stats.holdTimeouts.Add(1)
-		f.queueAck(h.node, Ack{ID: h.id, N: 1})
 	}
 }
 
@@ -325,7 +335,7 @@ func (f *Fanout) expireHolds(now int64) {
 func (f *Fanout) ackLoop() {
 	o := &f.acksOut
 	defer close(o.done)
-	tick := time.NewTicker(max(min(f.cfg.AckTimeout/10, f.cfg.AckHold/4), 10*time.Millisecond))
+	tick := time.NewTicker(f.ackTick)
 	defer tick.Stop()
 	var buf []byte
 	var due []timedOut
@@ -334,8 +344,8 @@ func (f *Fanout) ackLoop() {
 		case <-o.wake:
 			buf = f.sendAcks(buf)
 		case <-tick.C:
-			now := time.Now()
-			f.expireHolds(now.UnixNano())
+			now := f.cfg.Now()
+			f.expireWithheld(now.UnixNano())
 			due = f.waits.expired(now.UnixNano(), now.Add(f.cfg.AckTimeout).UnixNano(), due[:0])
 			resent := 0
 			for _, t := range due {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,8 +13,8 @@ import (
 	"github.com/pushring/pushring/message"
 )
 
-// gatedDeliverer is a recorder that is also a Throttler: while gate is
-// set, DeliverHeld holds (the recipients are "backlogged") and releases
+// gatedDeliverer is a recorder that is also a AckDeliverer: while gate is
+// set, DeliverAcked withholds (the recipients are "backlogged") and releases
 // when gate closes.
 type gatedDeliverer struct {
 	*recorder
@@ -22,7 +23,7 @@ type gatedDeliverer struct {
 	held int
 }
 
-func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
+func (g *gatedDeliverer) DeliverAcked(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
 	g.Deliver(m, recipients)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -33,7 +34,7 @@ func (g *gatedDeliverer) DeliverHeld(m *message.Message, recipients []string, r 
 	gate := g.gate
 	go func() {
 		<-gate
-		r.HoldReleased(seq)
+		r.Confirm(seq)
 	}()
 	return true
 }
@@ -82,6 +83,16 @@ func (r receipts) none(t *testing.T) {
 	}
 }
 
+// testClock is a Config.Now that stands still until the test moves it
+// on, so that a timeout fires when the test says and never because the
+// machine was slow.
+type testClock struct{ ahead atomic.Int64 }
+
+var clockBase = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (c *testClock) now() time.Time          { return clockBase.Add(time.Duration(c.ahead.Load())) }
+func (c *testClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
+
 type ackNode struct {
 	f   *Fanout
 	d   *gatedDeliverer
@@ -126,6 +137,7 @@ func startAckNodes(t *testing.T, ids []string, bus Bus, members Members, place P
 		d := &gatedDeliverer{recorder: newRecorder()}
 		hb := &handledBus{Bus: bus}
 		f := mustNew(t, cfg, hb, members, place, d)
+		f.ackTick = 5 * time.Millisecond // timeouts follow a test's clock, checked often
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -152,15 +164,15 @@ func TestForwardAckedWaitsForEveryHome(t *testing.T) {
 	if err := nodes["n1"].f.ForwardAcked(m, r, 5); err != nil {
 		t.Fatal(err)
 	}
-	// Every member gets the message while n3 still holds its
+	// Every member gets the message while n3 still withholds its
 	// confirmation; n1 counts the other two (its own, n2's) of the three.
 	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
 		r.none(t)
 		if n := countDelivered(nodes, 77); n < len(members) {
 			return fmt.Errorf("delivered %d of %d", n, len(members))
 		}
-		if held := nodes["n3"].f.Stats().AcksHeld; held != 1 {
-			return fmt.Errorf("n3 holds %d confirmations, want 1", held)
+		if held := nodes["n3"].f.Stats().AcksWithheld; held != 1 {
+			return fmt.Errorf("n3 withholds %d confirmations, want 1", held)
 		}
 		got, want, err := progress(nodes["n1"].f)
 		if err != nil {
@@ -180,8 +192,8 @@ func TestForwardAckedWaitsForEveryHome(t *testing.T) {
 	if s := nodes["n1"].f.Stats(); s.Waiting != 0 || s.AckTimeouts != 0 {
 		t.Fatalf("after the receipt: waiting %d, ack timeouts %d", s.Waiting, s.AckTimeouts)
 	}
-	if s := nodes["n3"].f.Stats(); s.AcksHeld != 1 || s.HoldTimeouts != 0 {
-		t.Fatalf("n3: acks held %d, hold timeouts %d; want 1, 0", s.AcksHeld, s.HoldTimeouts)
+	if s := nodes["n3"].f.Stats(); s.AcksWithheld != 1 || s.WithholdTimeouts != 0 {
+		t.Fatalf("n3: acks held %d, hold timeouts %d; want 1, 0", s.AcksWithheld, s.WithholdTimeouts)
 	}
 	// n2 (owner and a home) and n3 confirmed over the bus; n1's own
 	// confirmation skipped it.
@@ -248,19 +260,25 @@ func TestForwardAckedDirect(t *testing.T) {
 
 // A confirmation that never comes (the home node is gone) releases the
 // publisher after AckTimeout, counted; a hold that never clears is
-// confirmed after AckHold, counted.
+// confirmed after AckWithhold, counted. Both time out on the test's clock,
+// which moves only when told: hours of real time would be needed
+// otherwise.
 func TestForwardAckedTimeouts(t *testing.T) {
 	ids := []string{"n1", "n2"}
 	place := &mapPlacement{homes: map[string]string{"ghost-user": "ghost", "bob": "n2"}, def: "n1"}
+	clock := &testClock{}
 	nodes := startAckNodes(t, ids, NewMemoryBus(), staticMembers{}, place, func(c *Config) {
-		c.AckTimeout = 300 * time.Millisecond
-		c.AckHold = 100 * time.Millisecond
+		c.AckTimeout = 2 * time.Hour
+		c.AckWithhold = time.Hour
+		c.Now = clock.now
 	})
 	r := make(receipts, 2)
 	m := &message.Message{ID: 1, Kind: message.Direct, From: "a", To: "ghost-user", QoS: 1}
 	if err := nodes["n1"].f.ForwardAcked(m, r, 1); err != nil {
 		t.Fatal(err)
 	}
+	r.none(t)
+	clock.advance(2*time.Hour + time.Second)
 	r.waitTag(t, 1)
 	if s := nodes["n1"].f.Stats(); s.AckTimeouts != 1 || s.Waiting != 0 {
 		t.Fatalf("ack timeouts %d waiting %d, want 1, 0", s.AckTimeouts, s.Waiting)
@@ -271,12 +289,85 @@ func TestForwardAckedTimeouts(t *testing.T) {
 	if err := nodes["n1"].f.ForwardAcked(m, r, 2); err != nil {
 		t.Fatal(err)
 	}
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if n := nodes["n2"].f.Stats().AcksWithheld; n != 1 {
+			return fmt.Errorf("n2 withholds %d confirmations, want 1", n)
+		}
+		return nil
+	})
+	r.none(t)
+	clock.advance(time.Hour + time.Second)
 	r.waitTag(t, 2)
-	if s := nodes["n2"].f.Stats(); s.HoldTimeouts != 1 {
-		t.Fatalf("hold timeouts %d, want 1", s.HoldTimeouts)
+	if s := nodes["n2"].f.Stats(); s.WithholdTimeouts != 1 {
+		t.Fatalf("hold timeouts %d, want 1", s.WithholdTimeouts)
 	}
 	if s := nodes["n1"].f.Stats(); s.AckTimeouts != 1 {
 		t.Fatalf("ack timeouts %d, want still 1 (the hold was confirmed in time)", s.AckTimeouts)
+	}
+}
+
+// racingDeliverer backlogs every delivery and releases it at once: on
+// another goroutine for odd hold numbers (racing DeliverAcked's return),
+// before DeliverAcked returns for even ones.
+type racingDeliverer struct{ countingDeliverer }
+
+func (d *racingDeliverer) DeliverAcked(m *message.Message, recipients []string, r flow.Releaser, seq uint64) bool {
+	d.Deliver(m, recipients)
+	if seq%2 == 1 {
+		go r.Confirm(seq)
+	} else {
+		r.Confirm(seq)
+	}
+	return true
+}
+
+// A release that comes while DeliverAcked is still running, on its
+// goroutine or another, confirms the delivery: no publisher waits for a
+// timeout (both are hours away), and nothing stays registered.
+func TestConfirmRacingDelivery(t *testing.T) {
+	const n = 500
+	mem := NewMemoryBus()
+	place := &mapPlacement{homes: map[string]string{"bob": "n2"}, def: "n1"}
+	var fs []*Fanout
+	for _, id := range []string{"n1", "n2"} {
+		cfg := DefaultConfig()
+		cfg.NodeID, cfg.Cluster = id, "test"
+		cfg.AckTimeout, cfg.AckWithhold = 2*time.Hour, time.Hour
+		f := mustNew(t, cfg, mem, staticMembers{}, place, &racingDeliverer{})
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fs = append(fs, f)
+	}
+	r := make(receipts, n)
+	for i := range n {
+		m := &message.Message{ID: uint64(i + 1), Kind: message.Direct, From: "a", To: "bob", QoS: 1}
+		if err := fs[0].ForwardAcked(m, r, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint64]bool{}
+	for range n {
+		select {
+		case tag := <-r:
+			if seen[tag] {
+				t.Fatalf("tag %d confirmed twice", tag)
+			}
+			seen[tag] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d receipts; the others' releases were lost", len(seen), n)
+		}
+	}
+	s := fs[1].Stats()
+	if s.AcksWithheld != n || s.WithholdTimeouts != 0 {
+		t.Fatalf("n2: held %d, hold timeouts %d; want %d, 0", s.AcksWithheld, s.WithholdTimeouts, n)
+	}
+	fs[1].withheld.mu.Lock()
+	left := len(fs[1].withheld.m)
+	fs[1].withheld.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d withheld confirmations still registered", left)
 	}
 }
 
@@ -301,16 +392,19 @@ func TestForwardAckedOwnerFailure(t *testing.T) {
 	place := &mapPlacement{homes: homes, owners: map[string]string{"g": "n2"}, def: "n1"}
 	mem := NewMemoryBus()
 	nodes := map[string]*ackNode{}
+	clock := &testClock{}
 	for _, id := range ids {
 		cfg := DefaultConfig()
 		cfg.NodeID, cfg.Cluster = id, "test"
-		cfg.AckTimeout = 300 * time.Millisecond
+		cfg.AckTimeout = time.Hour
+		cfg.Now = clock.now
 		var bus Bus = mem
 		if id == "n2" {
 			bus = &failingBus{Bus: mem, subject: Subject("test", "n3")}
 		}
 		d := &gatedDeliverer{recorder: newRecorder()}
 		f := mustNew(t, cfg, bus, staticMembers{"g": members}, place, d)
+		f.ackTick = 5 * time.Millisecond
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -322,6 +416,16 @@ func TestForwardAckedOwnerFailure(t *testing.T) {
 	if err := nodes["n1"].f.ForwardAcked(m, r, 9); err != nil {
 		t.Fatal(err)
 	}
+	// n2 resolved it (four of its six members are on n1 and n2) and
+	// named a count that cannot be reached.
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if _, want, err := progress(nodes["n1"].f); err != nil || want < 0 {
+			return fmt.Errorf("no count from the owner yet (%v)", err)
+		}
+		return nil
+	})
+	r.none(t)
+	clock.advance(time.Hour + time.Second)
 	r.waitTag(t, 9)
 	if s := nodes["n1"].f.Stats(); s.AckTimeouts != 1 {
 		t.Fatalf("ack timeouts %d, want 1: a partly failed resolve passed for a delivery", s.AckTimeouts)
@@ -344,5 +448,41 @@ func TestForwardAckedEmptyGroup(t *testing.T) {
 	}
 	if err := nodes["n1"].f.ForwardAcked(&message.Message{ID: 9, Kind: message.Direct, To: "x", QoS: 0}, r, 0); err == nil {
 		t.Fatal("ForwardAcked took a QoS 0 message")
+	}
+}
+
+// keepUpDeliverer is a AckDeliverer whose recipients always have room.
+type keepUpDeliverer struct{ countingDeliverer }
+
+func (d *keepUpDeliverer) DeliverAcked(m *message.Message, recipients []string, _ flow.Releaser, _ uint64) bool {
+	d.Deliver(m, recipients)
+	return false
+}
+
+// Registering a hold before every delivery whose publisher waits costs
+// no allocation when the recipients keep up: the receive of such a
+// Deliver costs what one without an ack request does.
+func TestReceiveAckedAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	members, _ := groupOf(100, []string{"n1"})
+	f := newSingle(t, &discardBus{}, &keepUpDeliverer{}, members)
+	e := &Envelope{Kind: KindDeliver, Sender: "n2", AckNode: "n2", AckID: 7,
+		Msg:        message.Message{ID: 1, Kind: message.Group, To: "g", QoS: 1, Payload: []byte("hello")},
+		Recipients: members}
+	data, err := AppendEnvelope(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = 2 // the decode's copy and Envelope, as TestReceiveAllocsWithAttachTable
+	if n := testing.AllocsPerRun(500, func() { f.receive(data) }); n > want {
+		t.Errorf("%v allocs per receive of an acked Deliver, want at most %d", n, want)
+	}
+	f.withheld.mu.Lock()
+	left := len(f.withheld.m)
+	f.withheld.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d withheld confirmations left registered", left)
 	}
 }

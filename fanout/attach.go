@@ -10,26 +10,26 @@ import (
 // Attach records: a principal connected to a node
 // that is not its home still gets everything.
 //
-// The holding side: the router reports, through Holding and Released,
-// which principals hold sessions on this node (router.Presence). For each
-// one whose home is another node, this node sends an Attach envelope
-// {Principal: id, Node: self} to the home, re-sends it every
-// Config.AttachRenew, and sends a Detach when the principal is released.
-// The sending is done by one goroutine (started by Start, stopped by
-// Close) from a queue, so Holding and Released never block. On every
-// renew and on RingChanged it also re-checks each held principal's home:
-// when the home moved, it detaches from the old home and attaches to the
-// new one at once.
+// The presence side: the router reports, through Arrived and Left,
+// which principals are present here, with sessions on this node
+// (router.Presence). For each one whose home is another node, this node
+// sends an Attach envelope {Principal: id, Node: self} to the home,
+// re-sends it every Config.AttachRenew, and sends a Detach when the
+// principal left. The sending is done by one goroutine (started by
+// Start, stopped by Close) from a queue, so Arrived and Left never
+// block. On every renew and on RingChanged it also re-checks each
+// present principal's home: when the home moved, it detaches from the
+// old home and attaches to the new one at once.
 //
 // The home side: Attach and Detach envelopes maintain the attach table,
-// principal → holding nodes, each record expiring Config.AttachTTL after
-// its last Attach (soft state: a holder that dies without a Detach is
-// forgotten after the TTL, or at once when RingChanged no longer lists
-// it). A Deliver envelope that arrives with Hops 0 is delivered locally
-// and, for recipients with live records, sent on as one Deliver envelope
-// per holding node, Hops 1, recipients batched per node. A Deliver with
-// Hops 1 or more is only delivered locally, so nothing loops however the
-// views disagree.
+// principal → attached nodes (those it is present on), each record
+// expiring Config.AttachTTL after its last Attach (soft state: a node
+// that dies without a Detach is forgotten after the TTL, or at once when
+// RingChanged no longer lists it). A Deliver envelope that arrives with
+// Hops 0 is delivered locally and, for recipients with live records,
+// sent on as one Deliver envelope per attached node, Hops 1, recipients
+// batched per node. A Deliver with Hops 1 or more is only delivered
+// locally, so nothing loops however the views disagree.
 //
 // Envelope cost: attachments are batched per home node into AttachMany
 // envelopes (as many principals as fit in Config.MaxEnvelopeBytes), so a
@@ -37,29 +37,29 @@ import (
 // burst of connections is attached in a few envelopes; a lone principal
 // goes in a plain Attach. Detach is sent per principal, at once.
 
-// maxHolders bounds the holding nodes recorded for one principal.
-const maxHolders = 64
+// maxAttached bounds the attached nodes recorded for one principal.
+const maxAttached = 64
 
 type attachRec struct {
 	node    string
 	expires int64 // unix nanos
 }
 
-// attachTable is the home side: principal → holding nodes.
+// attachTable is the home side: principal → attached nodes.
 type attachTable struct {
 	mu   sync.RWMutex
 	recs map[string][]attachRec
 	n    atomic.Int64 // records (Stats, attach_records); 0 lets the receive path skip the table
 }
 
-// put records (or renews) that node holds principal until exp.
+// put records (or renews) that principal is present on node until exp.
 func (t *attachTable) put(principal, node string, exp int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.putLocked(principal, node, exp)
 }
 
-// putMany is put for several principals held by one node.
+// putMany is put for several principals present on one node.
 func (t *attachTable) putMany(principals []string, node string, exp int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -79,7 +79,7 @@ func (t *attachTable) putLocked(principal, node string, exp int64) {
 			return
 		}
 	}
-	if len(list) >= maxHolders {
+	if len(list) >= maxAttached {
 		return
 	}
 	if !ok {
@@ -91,7 +91,7 @@ func (t *attachTable) putLocked(principal, node string, exp int64) {
 	t.n.Add(1)
 }
 
-// del forgets that node holds principal.
+// del forgets that principal is present on node.
 func (t *attachTable) del(principal, node string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -127,8 +127,8 @@ func (t *attachTable) filterLocked(principal string, keep func(r *attachRec) boo
 	}
 }
 
-// holders returns the live holding nodes of principal (tests).
-func (t *attachTable) holders(principal string, now int64) []string {
+// attached returns the live attached nodes of principal (tests).
+func (t *attachTable) attached(principal string, now int64) []string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var out []string
@@ -140,112 +140,113 @@ func (t *attachTable) holders(principal string, now int64) []string {
 	return out
 }
 
-// Holding reports that principal id got its first session on this node
+// Arrived reports that principal id got its first session on this node
 // (router.Presence). If its home is another node, an Attach goes there.
 // Never blocks: the work is queued for the attach goroutine. Calls for
 // one id must come in order (the router guarantees it). Calls after
 // Close are ignored.
-func (f *Fanout) Holding(id string) { f.queueHold(holdOp{id: id, holding: true}) }
+func (f *Fanout) Arrived(id string) { f.queuePresence(presenceOp{id: id, arrived: true}) }
 
-// Released reports that principal id has no session left on this node
+// Left reports that principal id has no session left on this node
 // (router.Presence). If it was attached to another node, a Detach goes
-// there. Never blocks, like Holding.
-func (f *Fanout) Released(id string) { f.queueHold(holdOp{id: id}) }
+// there. Never blocks, like Arrived.
+func (f *Fanout) Left(id string) { f.queuePresence(presenceOp{id: id}) }
 
 // RingChanged tells the Fanout that the live nodes are now nodes (the
 // node calls it from membership's OnChange, after Placement reflects the
-// new ring). Every principal held here whose home is another node is
+// new ring). Every principal present here whose home is another node is
 // attached there again, so the new home learns at once. Records are not
-// dropped here: those of a dead holder, and those left at a principal's
+// dropped here: those of a dead node, and those left at a principal's
 // old home, run out with their TTL. Dropping them early would lose
 // messages during a false death (a flap) and to nodes still on the old
 // ring, while keeping them costs at most a forward nobody reads. nodes is
 // unused today. Harmless at any time; never blocks.
 func (f *Fanout) RingChanged(nodes []string) {
-	h := &f.hold
+	h := &f.pres
 	h.mu.Lock()
 	h.reattach = true
 	h.mu.Unlock()
 	h.signal()
 }
 
-// holdOp is one Holding or Released call, queued.
-type holdOp struct {
+// presenceOp is one Arrived or Left call, queued.
+type presenceOp struct {
 	id      string
-	holding bool
+	arrived bool
 }
 
-// holder is the holding side: a queue filled by Holding, Released and
-// RingChanged, drained by the attach goroutine, which alone owns held.
-type holder struct {
+// presence is the side of the principals present here: a queue filled
+// by Arrived, Left and RingChanged, drained by the attach goroutine,
+// which alone owns here.
+type presence struct {
 	mu       sync.Mutex
-	ops      []holdOp
-	reattach bool // RingChanged: re-check every held principal
+	ops      []presenceOp
+	reattach bool // RingChanged: re-check every present principal
 
 	wake chan struct{} // capacity 1
 	stop chan struct{} // closed by Close
 	done chan struct{} // closed when the goroutine has returned
 
 	// Owned by the attach goroutine.
-	held    map[string]string   // principal → node attached to ("": home is here)
+	here    map[string]string   // principal → node attached to ("": home is here)
 	pending map[string][]string // home node → principals to attach there (see flushAttaches)
 	buf     []byte
-	spare   []holdOp
+	spare   []presenceOp
 }
 
-func (h *holder) init() {
+func (h *presence) init() {
 	h.wake = make(chan struct{}, 1)
 	h.stop = make(chan struct{})
 	h.done = make(chan struct{})
-	h.held = make(map[string]string)
+	h.here = make(map[string]string)
 	h.pending = make(map[string][]string)
 }
 
-func (h *holder) signal() {
+func (h *presence) signal() {
 	select {
 	case h.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (f *Fanout) queueHold(op holdOp) {
+func (f *Fanout) queuePresence(op presenceOp) {
 	if f.closed.Load() {
 		return
 	}
-	h := &f.hold
+	h := &f.pres
 	h.mu.Lock()
 	h.ops = append(h.ops, op)
 	h.mu.Unlock()
 	h.signal()
 }
 
-// attachLoop is the attach goroutine: it sends what Holding, Released and
+// attachLoop is the attach goroutine: it sends what Arrived, Left and
 // RingChanged queued, renews the attachments, and sweeps expired records
 // from the table. On stop it sends what is still queued (Detaches of a
 // node shutting down), then returns.
 func (f *Fanout) attachLoop() {
-	h := &f.hold
+	h := &f.pres
 	defer close(h.done)
 	tick := time.NewTicker(f.cfg.AttachRenew)
 	defer tick.Stop()
 	for {
 		select {
 		case <-h.wake:
-			f.runHoldOps()
+			f.runPresenceOps()
 		case <-tick.C:
-			f.runHoldOps()
+			f.runPresenceOps()
 			f.reattach()
 			now := time.Now().UnixNano()
 			f.att.retain(func(r *attachRec) bool { return r.expires > now })
 		case <-h.stop:
-			f.runHoldOps()
+			f.runPresenceOps()
 			return
 		}
 	}
 }
 
-func (f *Fanout) runHoldOps() {
-	h := &f.hold
+func (f *Fanout) runPresenceOps() {
+	h := &f.pres
 	for {
 		h.mu.Lock()
 		ops, again := h.ops, h.reattach
@@ -255,21 +256,21 @@ func (f *Fanout) runHoldOps() {
 			return
 		}
 		for _, op := range ops {
-			if op.holding {
+			if op.arrived {
 				home := f.place.Home(op.id)
 				if home == f.self {
 					home = ""
 				}
 				// A record left at an old home expires with its TTL (see
 				// RingChanged).
-				h.held[op.id] = home
+				h.here[op.id] = home
 				if home != "" {
 					h.pending[home] = append(h.pending[home], op.id)
 				}
 				continue
 			}
-			if node, ok := h.held[op.id]; ok {
-				delete(h.held, op.id)
+			if node, ok := h.here[op.id]; ok {
+				delete(h.here, op.id)
 				if node != "" {
 					f.sendDetach(node, op.id)
 				}
@@ -284,19 +285,19 @@ func (f *Fanout) runHoldOps() {
 	}
 }
 
-// reattach re-checks every held principal's home and (re-)sends an
+// reattach re-checks every present principal's home and (re-)sends an
 // Attach to it when it is another node; the record at a moved
 // principal's old home is left to expire. Attach goroutine only.
 func (f *Fanout) reattach() {
-	h := &f.hold
+	h := &f.pres
 	f.flushAttaches()
-	for id, old := range h.held {
+	for id, old := range h.here {
 		home := f.place.Home(id)
 		if home == f.self {
 			home = ""
 		}
 		if home != old {
-			h.held[id] = home
+			h.here[id] = home
 		}
 		if home != "" {
 			h.pending[home] = append(h.pending[home], id)
@@ -305,29 +306,29 @@ func (f *Fanout) reattach() {
 	f.flushAttaches()
 }
 
-// sendDetach publishes a Detach of principal id, held here until now, to
+// sendDetach publishes a Detach of principal id, present here until now, to
 // node. Attachments still pending go first, so that a Detach never
 // overtakes the Attach it ends. Attach goroutine only.
 func (f *Fanout) sendDetach(node, id string) {
 	f.flushAttaches()
-	h := &f.hold
+	h := &f.pres
 	h.buf = appendHeader(h.buf[:0], KindDetach, 0, f.self)
 	h.buf = appendString(h.buf, id)
 	h.buf = appendString(h.buf, f.self)
-	f.sendHold(KindDetach, node, 1)
+	f.sendAttachment(KindDetach, node, 1)
 }
 
 // flushAttaches sends the pending attachments: per home node, one Attach
 // for a lone principal, else AttachMany envelopes of as many principals
 // as fit in MaxEnvelopeBytes. Attach goroutine only.
 func (f *Fanout) flushAttaches() {
-	h := &f.hold
+	h := &f.pres
 	for node, ids := range h.pending {
 		if len(ids) == 1 {
 			h.buf = appendHeader(h.buf[:0], KindAttach, 0, f.self)
 			h.buf = appendString(h.buf, ids[0])
 			h.buf = appendString(h.buf, f.self)
-			f.sendHold(KindAttach, node, 1)
+			f.sendAttachment(KindAttach, node, 1)
 		}
 		fixed := headerSize(f.self) + stringSize(f.self)
 		budget := f.maxBytes - fixed - uvarintSize(uint64(len(ids)))
@@ -341,13 +342,13 @@ func (f *Fanout) flushAttaches() {
 			h.buf = appendHeader(h.buf[:0], KindAttachMany, 0, f.self)
 			h.buf = appendString(h.buf, f.self)
 			h.buf = appendRecipients(h.buf, rest[:n])
-			f.sendHold(KindAttachMany, node, n)
+			f.sendAttachment(KindAttachMany, node, n)
 			rest = rest[n:]
 			if len(rest) == 1 {
 				h.buf = appendHeader(h.buf[:0], KindAttach, 0, f.self)
 				h.buf = appendString(h.buf, rest[0])
 				h.buf = appendString(h.buf, f.self)
-				f.sendHold(KindAttach, node, 1)
+				f.sendAttachment(KindAttach, node, 1)
 			}
 		}
 		clear(ids)
@@ -359,10 +360,10 @@ func (f *Fanout) flushAttaches() {
 	}
 }
 
-// sendHold publishes h.buf, an attachment envelope for n principals, to
+// sendAttachment publishes h.buf, an attachment envelope for n principals, to
 // node.
-func (f *Fanout) sendHold(kind EnvelopeKind, node string, n int) {
-	if err := f.publish(node, f.hold.buf); err != nil {
+func (f *Fanout) sendAttachment(kind EnvelopeKind, node string, n int) {
+	if err := f.publish(node, f.pres.buf); err != nil {
 		f.warn("could not send an attach record", "kind", kind, "principals", n, "node", node, "err", err)
 		return
 	}
@@ -386,7 +387,7 @@ func (f *Fanout) handleAttach(env *Envelope) {
 }
 
 // forwardAttached sends env (a Deliver received with Hops 0) on to the
-// nodes holding its recipients: one Deliver per node, Hops 1. Called only
+// nodes its recipients are attached to: one Deliver per node, Hops 1. Called only
 // when the table is not empty.
 func (f *Fanout) forwardAttached(env *Envelope) {
 	w := f.getWork()
@@ -403,7 +404,7 @@ func (f *Fanout) forwardAttached(env *Envelope) {
 	f.att.mu.RUnlock()
 	for i := range w.split.Len() {
 		node := w.split.Node(i)
-		// No ack request: the holding node is not waited for (ack.go).
+		// No ack request: an attached node is not waited for (ack.go).
 		if _, err := f.sendDeliver(w, node, 1, &env.Msg, w.split.List(i), ackReq{}); err != nil {
 			f.warn("could not forward a message to an attached node", "node", node, "id", env.Msg.ID, "err", err)
 			continue

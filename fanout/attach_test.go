@@ -28,16 +28,16 @@ func newSwap(p *mapPlacement) *swapPlacement {
 func (s *swapPlacement) Home(id string) string   { return s.p.Load().Home(id) }
 func (s *swapPlacement) Owner(gid string) string { return s.p.Load().Owner(gid) }
 
-// waitHolders waits until n's attach table lists exactly want (sorted)
-// as live holders of principal.
-func waitHolders(t *testing.T, n *testNode, principal string, want ...string) {
+// waitAttached waits until n's attach table lists exactly want (sorted)
+// as the live attached nodes of principal.
+func waitAttached(t *testing.T, n *testNode, principal string, want ...string) {
 	t.Helper()
 	slices.Sort(want)
 	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
-		got := n.f.att.holders(principal, time.Now().UnixNano())
+		got := n.f.att.attached(principal, time.Now().UnixNano())
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
-			return fmt.Errorf("%s: holders of %s %v, want %v", n.id, principal, got, want)
+			return fmt.Errorf("%s: attached nodes of %s %v, want %v", n.id, principal, got, want)
 		}
 		return nil
 	})
@@ -63,7 +63,7 @@ func settle(t *testing.T, nodes []*testNode) {
 	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error { return idle(bn) })
 }
 
-// runAttachScenario: alice is homed on n1 and held on n2; a direct message
+// runAttachScenario: alice is homed on n1 and present on n2; a direct message
 // and a group message (owned by n3... sent via n3) reach n2 exactly once,
 // through one forward each from n1.
 func runAttachScenario(t *testing.T, busFor func(int) Bus) {
@@ -75,8 +75,8 @@ func runAttachScenario(t *testing.T, busFor func(int) Bus) {
 		func(int) Placement { return place }, nil)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 
-	n2.f.Holding("alice")
-	waitHolders(t, n1, "alice", "n2")
+	n2.f.Arrived("alice")
+	waitAttached(t, n1, "alice", "n2")
 	if s := n1.f.Stats(); s.AttachRecords != 1 || s.AttachesReceived != 1 {
 		t.Errorf("n1 stats after attach: %+v", s)
 	}
@@ -92,7 +92,7 @@ func runAttachScenario(t *testing.T, busFor func(int) Bus) {
 	settle(t, nodes)
 	for _, id := range []uint64{1, 2} {
 		// The home delivers locally as ever (its router finds no session)
-		// and forwards; the holder gets it exactly once.
+		// and forwards; the attached node gets it exactly once.
 		for _, c := range []struct {
 			n    *testNode
 			want int
@@ -114,12 +114,12 @@ func runAttachScenario(t *testing.T, busFor func(int) Bus) {
 			}
 		}
 	}
-	// The holder got each with its stream sequence (the forward, hops 1,
+	// The attached node got each with its stream sequence (the forward, hops 1,
 	// carries it on).
 	for _, m := range []*message.Message{direct, group} {
 		n2.rec.mu.Lock()
 		if seq := n2.rec.msgs[m.ID].Seq; seq != m.Seq {
-			t.Errorf("message %d on holder n2: sequence %d, want %d", m.ID, seq, m.Seq)
+			t.Errorf("message %d on attached node n2: sequence %d, want %d", m.ID, seq, m.Seq)
 		}
 		n2.rec.mu.Unlock()
 	}
@@ -154,7 +154,7 @@ func sendDirect(t *testing.T, n *testNode, id uint64, to string) {
 	}
 }
 
-func TestAttachTwoHoldersAndRelease(t *testing.T) {
+func TestAttachTwoNodesAndLeave(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	_, nodes := attachNodes(t, &mapPlacement{homes: map[string]string{"alice": "n1"}, def: "n1"}, func(c *Config) {
 		if c.NodeID == "n1" {
@@ -162,10 +162,10 @@ func TestAttachTwoHoldersAndRelease(t *testing.T) {
 		}
 	})
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	n2.f.Holding("alice")
-	n3.f.Holding("alice")
-	n1.f.Holding("alice") // at home: no attach record anywhere
-	waitHolders(t, n1, "alice", "n2", "n3")
+	n2.f.Arrived("alice")
+	n3.f.Arrived("alice")
+	n1.f.Arrived("alice") // at home: no attach record anywhere
+	waitAttached(t, n1, "alice", "n2", "n3")
 
 	sendDirect(t, n3, 1, "alice")
 	settle(t, nodes)
@@ -175,7 +175,7 @@ func TestAttachTwoHoldersAndRelease(t *testing.T) {
 		}
 	}
 	if s := n1.f.Stats(); s.AttachForwards != 2 {
-		t.Errorf("n1 attach forwards %d, want 2 (one per holder)", s.AttachForwards)
+		t.Errorf("n1 attach forwards %d, want 2 (one per attached node)", s.AttachForwards)
 	}
 	if v := gauge(t, reg, "pushring_fanout_attach_forwards_total"); v != 2 {
 		t.Errorf("attach_forwards_total = %v, want 2", v)
@@ -184,16 +184,16 @@ func TestAttachTwoHoldersAndRelease(t *testing.T) {
 		t.Errorf("attach_records = %v, want 2", v)
 	}
 
-	// Released on n2: only n3 still gets it; then on n3 too: nobody.
-	n2.f.Released("alice")
-	waitHolders(t, n1, "alice", "n3")
+	// Left on n2: only n3 still gets it; then on n3 too: nobody.
+	n2.f.Left("alice")
+	waitAttached(t, n1, "alice", "n3")
 	sendDirect(t, n1, 2, "alice")
 	settle(t, nodes)
 	if a, b, c := n1.rec.count(2, "alice"), n2.rec.count(2, "alice"), n3.rec.count(2, "alice"); a != 1 || b != 0 || c != 1 {
 		t.Errorf("after n2 released: deliveries %d %d %d, want 1 0 1", a, b, c)
 	}
-	n3.f.Released("alice")
-	waitHolders(t, n1, "alice")
+	n3.f.Left("alice")
+	waitAttached(t, n1, "alice")
 	sendDirect(t, n2, 3, "alice")
 	settle(t, nodes)
 	if a, b, c := n1.rec.count(3, "alice"), n2.rec.count(3, "alice"), n3.rec.count(3, "alice"); a != 1 || b != 0 || c != 0 {
@@ -239,21 +239,21 @@ func TestAttachExpiresWithoutRenewal(t *testing.T) {
 		}
 	})
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	n2.f.Holding("alice")
-	n3.f.Holding("bob")
-	waitHolders(t, n1, "alice", "n2")
-	waitHolders(t, n1, "bob", "n3")
+	n2.f.Arrived("alice")
+	n3.f.Arrived("bob")
+	waitAttached(t, n1, "alice", "n2")
+	waitAttached(t, n1, "bob", "n3")
 	bobUntil := expiry(n1, "bob", "n3")
 	// alice's record expires; bob's is renewed past the expiry of his
 	// first one, by more than one renewal.
-	waitHolders(t, n1, "alice")
+	waitAttached(t, n1, "alice")
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if exp, sent := expiry(n1, "bob", "n3"), n3.f.Stats().AttachesSent; exp <= bobUntil || time.Now().UnixNano() <= bobUntil || sent < 3 {
 			return fmt.Errorf("bob's record expires in %v (the first at %v), n3 sent %d attaches", time.Until(time.Unix(0, exp)), time.Until(time.Unix(0, bobUntil)), sent)
 		}
 		return nil
 	})
-	waitHolders(t, n1, "bob", "n3")
+	waitAttached(t, n1, "bob", "n3")
 	sendDirect(t, n1, 1, "alice")
 	sendDirect(t, n1, 2, "bob")
 	settle(t, nodes)
@@ -265,7 +265,7 @@ func TestAttachExpiresWithoutRenewal(t *testing.T) {
 	}
 }
 
-// expiry returns when n's attach record of principal held by node
+// expiry returns when n's attach record of principal present on node
 // expires (unix ns), 0 if there is none.
 func expiry(n *testNode, principal, node string) int64 {
 	n.f.att.mu.RLock()
@@ -282,10 +282,10 @@ func TestRingChangedReattachesAndKeepsOldRecords(t *testing.T) {
 	place := newSwap(&mapPlacement{homes: map[string]string{"alice": "n1", "bob": "n1"}, def: "n1"})
 	_, nodes := attachNodes(t, place, nil)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	n2.f.Holding("alice")
-	n3.f.Holding("bob")
-	waitHolders(t, n1, "alice", "n2")
-	waitHolders(t, n1, "bob", "n3")
+	n2.f.Arrived("alice")
+	n3.f.Arrived("bob")
+	waitAttached(t, n1, "alice", "n2")
+	waitAttached(t, n1, "bob", "n3")
 
 	// n3 is declared dead by n1. The record stays until its TTL: a false
 	// death (a flap on a loaded machine) must not cut bob off until the
@@ -293,7 +293,7 @@ func TestRingChangedReattachesAndKeepsOldRecords(t *testing.T) {
 	// a publish nobody reads.
 	n1.f.RingChanged([]string{"n1", "n2"})
 	settle(t, nodes)
-	waitHolders(t, n1, "bob", "n3")
+	waitAttached(t, n1, "bob", "n3")
 	sendDirect(t, n1, 1, "bob")
 	settle(t, nodes)
 	if got := n3.rec.count(1, "bob"); got != 1 {
@@ -307,8 +307,8 @@ func TestRingChangedReattachesAndKeepsOldRecords(t *testing.T) {
 	for _, n := range nodes {
 		n.f.RingChanged(threeIDs)
 	}
-	waitHolders(t, n3, "alice", "n2")
-	waitHolders(t, n1, "alice", "n2")
+	waitAttached(t, n3, "alice", "n2")
+	waitAttached(t, n1, "alice", "n2")
 	sendDirect(t, n1, 2, "alice") // n1 sends to the new home
 	settle(t, nodes)
 	if a, b, c := n1.rec.count(2, "alice"), n2.rec.count(2, "alice"), n3.rec.count(2, "alice"); a != 0 || b != 1 || c != 1 {
@@ -326,8 +326,8 @@ func TestRingChangedReattachesAndKeepsOldRecords(t *testing.T) {
 		return nil
 	})
 	settle(t, nodes)
-	waitHolders(t, n3, "alice", "n2")
-	waitHolders(t, n3, "bob") // bob's home is n1: n3 holds no record for him
+	waitAttached(t, n3, "alice", "n2")
+	waitAttached(t, n3, "bob") // bob's home is n1: n3 keeps no record for him
 }
 
 // Close sends the Detaches of principals released just before it (the
@@ -335,12 +335,12 @@ func TestRingChangedReattachesAndKeepsOldRecords(t *testing.T) {
 func TestCloseSendsQueuedDetaches(t *testing.T) {
 	_, nodes := attachNodes(t, &mapPlacement{def: "n1"}, nil)
 	n1, n2 := nodes[0], nodes[1]
-	n2.f.Holding("alice")
-	waitHolders(t, n1, "alice", "n2")
-	n2.f.Released("alice")
+	n2.f.Arrived("alice")
+	waitAttached(t, n1, "alice", "n2")
+	n2.f.Left("alice")
 	n2.f.Close()
-	waitHolders(t, n1, "alice")
-	n2.f.Holding("bob") // after Close: ignored
+	waitAttached(t, n1, "alice")
+	n2.f.Arrived("bob") // after Close: ignored
 }
 
 // The receive path of a 1,000-recipient Deliver costs no more with attach
@@ -373,7 +373,7 @@ func TestReceiveAllocsWithAttachTable(t *testing.T) {
 	}
 }
 
-// Many principals held away from one home are attached, and renewed, in a
+// Many principals present away from one home are attached, and renewed, in a
 // few AttachMany envelopes, not one per principal.
 func TestAttachBatches(t *testing.T) {
 	const renew = 100 * time.Millisecond
@@ -387,7 +387,7 @@ func TestAttachBatches(t *testing.T) {
 		ids[i] = fmt.Sprintf("user-%07d", i)
 	}
 	for _, id := range ids {
-		n2.f.Holding(id)
+		n2.f.Arrived(id)
 	}
 	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if s := n1.f.Stats(); s.AttachRecords != uint64(len(ids)) {
@@ -411,7 +411,7 @@ func TestAttachBatches(t *testing.T) {
 		t.Errorf("%d attach envelopes sent in %d renew periods, want at most %d", d, ticks, 4*ticks)
 	}
 	for _, id := range []string{ids[0], ids[500], ids[999]} {
-		waitHolders(t, n1, id, "n2")
+		waitAttached(t, n1, id, "n2")
 	}
 	sendDirect(t, n3of(nodes), 1, ids[999])
 	waitCount(t, n2, 1, ids[999], 1)

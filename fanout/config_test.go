@@ -13,12 +13,12 @@ func TestDefaultConfigIsZeroWithDefaults(t *testing.T) {
 	want := DefaultConfig()
 	want.NodeID = "n1"
 	testutil.CheckDefaults(t, Config{NodeID: "n1"}.withDefaults(), want,
-		want.withDefaults().validate(), Config{NodeID: "n1"}.Validate())
+		want.withDefaults().validate(), Config{NodeID: "n1"}.Validate(), "Now")
 }
 
 func TestWithDefaultsKeepsSetFields(t *testing.T) {
-	c := Config{NodeID: "n1", HopLimit: 2, MaxEnvelopeBytes: 100, AckHold: time.Minute}.withDefaults()
-	if c.HopLimit != 2 || c.AckHold != time.Minute {
+	c := Config{NodeID: "n1", HopLimit: 2, MaxEnvelopeBytes: 100, AckWithhold: time.Minute}.withDefaults()
+	if c.HopLimit != 2 || c.AckWithhold != time.Minute {
 		t.Errorf("set fields changed: %+v", c)
 	}
 	if c.MaxEnvelopeBytes != minEnvelopeBytes {
@@ -45,7 +45,7 @@ func TestValidate(t *testing.T) {
 		{"AttachTTL", func(c *Config) { c.AttachTTL = -time.Second }},
 		{"AttachRenew", func(c *Config) { c.AttachRenew = -time.Second }},
 		{"AckTimeout", func(c *Config) { c.AckTimeout = -time.Second }},
-		{"AckHold", func(c *Config) { c.AckHold = -time.Second }},
+		{"AckWithhold", func(c *Config) { c.AckWithhold = -time.Second }},
 	} {
 		cfg := DefaultConfig()
 		cfg.NodeID = "n1"

@@ -1,6 +1,6 @@
 // Package fanout moves messages between nodes: it resolves group messages
 // to members at the group's owner, splits the members by home node, and
-// sends one envelope per node that holds members, over a Bus (NATS in
+// sends one envelope per node that has members, over a Bus (NATS in
 // production, MemoryBus in unit tests).
 //
 // # Files
@@ -9,8 +9,8 @@
 //	fanout_iface.go  what the node plugs in: Deliverer, Members, Placement, Bus
 //	fanout.go        Config, Fanout: New, Start, Close, Forward, the receive path, Stats and metrics
 //	envelope.go      the envelope format (version 2): AppendEnvelope, DecodeEnvelope
-//	attach.go        attach records: Presence hooks (Holding, Released, RingChanged) and the home's table
-//	ack.go           QoS 1 flow control: ForwardAcked, Receipt, Throttler, Ack envelopes
+//	attach.go        attach records: Presence hooks (Arrived, Left, RingChanged) and the home's table
+//	ack.go           QoS 1 flow control: ForwardAcked, Receipt, AckDeliverer, Ack envelopes
 //	bus_nats.go      NewNATSBus, the production Bus
 //	bus_memory.go    MemoryBus, a Bus inside one process for tests
 //
@@ -20,7 +20,7 @@
 //
 //   - Group message, this node owns the group (Placement.Owner): resolve
 //     here (Members), split members by Placement.Home, publish one Deliver
-//     envelope per home node. This node is one of them when it holds
+//     envelope per home node. This node is one of them when it has
 //     members: local delivery goes through the bus too, on purpose, so a
 //     one-node deployment and a cluster take the same path.
 //   - Group message owned elsewhere: publish one Resolve envelope to the
@@ -35,7 +35,7 @@
 //
 // Receive (every node, on its subject pushring.<cluster>.node.<nodeID>,
 // see Subject): Deliver envelopes go to the Deliverer (through the
-// Throttler, and confirmed with an Ack, when they carry an ack request);
+// AckDeliverer, and confirmed with an Ack, when they carry an ack request);
 // Resolve envelopes are resolved, or re-sent with hops+1 when ownership
 // moved while they were in flight (see Config.HopLimit); Ack envelopes
 // complete the waits of this node's publishers; undecodable envelopes are
@@ -43,15 +43,15 @@
 // maintain the attach table.
 //
 // Attach records (attach.go): Fanout implements the router's Presence
-// hook. For a principal held here but homed elsewhere it sends Attach to
+// hook. For a principal present here but homed elsewhere it sends Attach to
 // the home (batched per home in AttachMany envelopes, renewed every
-// Config.AttachRenew; Detach on release); the home keeps principal →
-// holding nodes, soft state expiring after Config.AttachTTL, and sends
-// every Deliver it receives with Hops 0 on to the holding nodes of its
+// Config.AttachRenew; Detach when it left); the home keeps principal →
+// attached nodes, soft state expiring after Config.AttachTTL, and sends
+// every Deliver it receives with Hops 0 on to the attached nodes of its
 // recipients: one Deliver per node, Hops 1, never forwarded again, and
 // without an ack request (a principal away from its home is not waited
 // for). RingChanged drops the records of
-// nodes that left and re-attaches held principals whose home moved.
+// nodes that left and re-attaches present principals whose home moved.
 // Deliver envelopes always start with Hops 0 (the Resolve's hop count is
 // not carried over): at a Deliver, hops counts attach forwards.
 //
@@ -68,12 +68,12 @@
 //
 // ForwardAcked adds flow control, not durability: the Receipt comes once
 // every node delivering the message has queued it for its recipients
-// (and a node holds its confirmation, up to Config.AckHold, while a
+// (and a node withholds its confirmation, up to Config.AckWithhold, while a
 // recipient's session is backlogged), so a QoS 1 PUBACK no longer runs
 // ahead of slow recipients. A confirmation that does not come (a node
 // that died with the message, a lost Ack) releases the Receipt after
 // Config.AckTimeout, counted: the PUBACK then means "handed to the bus".
-// Nothing is stored: what a crashed node held is lost. Message ids are
+// Without a Config.Store nothing is stored. Message ids are
 // carried end to end, so a session drops a recent duplicate (a retry
 // after an error) instead of delivering it twice.
 //
@@ -95,8 +95,8 @@
 //
 // The attach table has its own RWMutex, read once per received Deliver
 // when the table is not empty (an atomic record count skips it
-// otherwise); the holding side is one goroutine fed by a queue, so
-// Holding, Released and RingChanged never block. Close stops that
+// otherwise); the presence side is one goroutine fed by a queue, so
+// Arrived, Left and RingChanged never block. Close stops that
 // goroutine after it has sent what was queued.
 //
 // LOCKS.md, at the repository root, lists every lock of this package and

@@ -60,16 +60,16 @@ package fanout
 // sends 1 for each). expect 1: the group's owner resolved the id into n
 // Deliver envelopes (the waiting node knows the count only then).
 //
-// Attach and Detach (principal id → the node that holds its connection)
+// Attach and Detach (principal id → the node that has its connection)
 // carry two fields after the header instead:
 //
 //	        str   principal id, non-empty
-//	        str   holding node id, non-empty
+//	        str   attached node id, non-empty
 //
 // AttachMany means what one Attach per listed principal would (renewals
 // and re-attachment after a ring change, batched per home node):
 //
-//	        str      holding node id, non-empty
+//	        str      attached node id, non-empty
 //	        uvarint  principal count, at least 1
 //	        str      principal id, non-empty; count times
 //

@@ -72,7 +72,7 @@ type Config struct {
 	// without being renewed (see attach.go). Default 30 s.
 	AttachTTL time.Duration
 	// AttachRenew is how often this node re-sends the attach records of
-	// the principals it holds away from their homes, and sweeps expired
+	// the principals present here away from their homes, and sweeps expired
 	// records from its own table. Keep it well under AttachTTL on every
 	// node (the TTL that counts is the home's), or records expire between
 	// renewals; New does not compare the two, since a node only knows its
@@ -81,17 +81,23 @@ type Config struct {
 	// AckTimeout is how long a QoS 1 publisher's PUBACK waits for the
 	// nodes delivering its message to confirm (ForwardAcked, ack.go)
 	// before it goes out anyway, counted (ack_timeouts). Keep it above
-	// the delivering nodes' AckHold plus a round trip. Default 5 s.
+	// the delivering nodes' AckWithhold plus a round trip. Default 5 s.
 	AckTimeout time.Duration
-	// AckHold is the longest this node holds its confirmation of a QoS 1
-	// Deliver while a recipient's session is backlogged (Throttler).
+	// AckWithhold is the longest this node withholds its confirmation of a QoS 1
+	// Deliver while a recipient's session is backlogged (AckDeliverer).
 	// Default 1 s.
-	AckHold time.Duration
+	AckWithhold time.Duration
 	// Store keeps QoS 1 messages before their publishers are
 	// acknowledged (ForwardAcked, store.go): the cluster's message
 	// journal. Nil (the default, for tests of routing alone): nothing is
 	// stored, and a PUBACK means "handed to the bus".
 	Store Store
+	// Now is the clock that times QoS 1 flow control: the publishers'
+	// waits (AckTimeout) and the confirmations withheld for backlogged
+	// recipients (AckWithhold); ackLoop compares it against their due times
+	// on every tick, so a test that moves it on sees them time out
+	// without waiting for them. Default (and nil): time.Now.
+	Now func() time.Time
 }
 
 // DefaultConfig returns a Config with every default filled in; NodeID is
@@ -104,7 +110,8 @@ func DefaultConfig() Config {
 		AttachTTL:        30 * time.Second,
 		AttachRenew:      10 * time.Second,
 		AckTimeout:       5 * time.Second,
-		AckHold:          time.Second,
+		AckWithhold:      time.Second,
+		Now:              time.Now,
 	}
 }
 
@@ -129,7 +136,10 @@ func (c Config) withDefaults() Config {
 	c.AttachTTL = cmp.Or(c.AttachTTL, d.AttachTTL)
 	c.AttachRenew = cmp.Or(c.AttachRenew, d.AttachRenew)
 	c.AckTimeout = cmp.Or(c.AckTimeout, d.AckTimeout)
-	c.AckHold = cmp.Or(c.AckHold, d.AckHold)
+	c.AckWithhold = cmp.Or(c.AckWithhold, d.AckWithhold)
+	if c.Now == nil {
+		c.Now = d.Now
+	}
 	return c
 }
 
@@ -151,7 +161,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "AttachTTL", c.AttachTTL),
 		configerr.Positive(check, "AttachRenew", c.AttachRenew),
 		configerr.Positive(check, "AckTimeout", c.AckTimeout),
-		configerr.Positive(check, "AckHold", c.AckHold),
+		configerr.Positive(check, "AckWithhold", c.AckWithhold),
 	)
 }
 
@@ -198,17 +208,17 @@ func Subject(cluster, nodeID string) string {
 // Fanout resolves, routes and receives envelopes for one node. Create it
 // with New, then Start it; it implements router.Forwarder.
 type Fanout struct {
-	cfg      Config
-	self     string
-	hopLimit uint8
-	maxBytes int
-	bus      Bus
-	members  Members
-	place    Placement
-	d        Deliverer
-	throttle flow.Throttler // d, if it is one
-	store    Store          // cfg.Store
-	log      *slog.Logger
+	cfg        Config
+	self       string
+	hopLimit   uint8
+	maxBytes   int
+	bus        Bus
+	members    Members
+	place      Placement
+	d          Deliverer
+	ackDeliver flow.AckDeliverer // d, if it is one
+	store      Store             // cfg.Store
+	log        *slog.Logger
 
 	stats counters
 	work  sync.Pool // of *work
@@ -220,13 +230,18 @@ type Fanout struct {
 	peersMu sync.Mutex
 
 	att  attachTable // home side of attach records (attach.go)
-	hold holder      // holding side, with the attach goroutine
+	pres presence    // principals present here, with the attach goroutine (attach.go)
 
-	waits   waits   // QoS 1 publishers waiting here (ack.go)
-	acksOut ackOut  // Ack entries to send, with ackLoop
-	appends appends // QoS 1 messages handed to the Store, not answered yet (store.go)
-	holds   holds   // confirmations held for backlogged recipients
-	cu      catchUp // owner's catch-up after a dropped connection (catchup.go)
+	waits    waits        // QoS 1 publishers waiting here (ack.go)
+	acksOut  ackOut       // Ack entries to send, with ackLoop
+	appends  appends      // QoS 1 messages handed to the Store, not answered yet (store.go)
+	withheld withheldAcks // confirmations withheld for backlogged recipients
+	cu       catchUp      // owner's catch-up after a dropped connection (catchup.go)
+
+	// storeFailing: unix ns of the first Store failure since its last
+	// success, 0 while it succeeds (StoreFailing).
+	storeFailing atomic.Int64
+	lastStored   atomic.Uint64 // LastStored
 
 	closed atomic.Bool // fast check for Forward
 	// mu is held for reading while one received envelope is handled and
@@ -236,6 +251,11 @@ type Fanout struct {
 	unsub   func()
 
 	lastLog atomic.Int64 // unix nanos of the last rate-limited warning
+
+	// ackTick is how often ackLoop times out waits and withheld
+	// confirmations (against Config.Now): a fraction of the shorter timeout. Tests that move
+	// the clock on set it shorter before Start.
+	ackTick time.Duration
 }
 
 // router.Forwarder, without importing router.
@@ -267,12 +287,13 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 		place:    place,
 		d:        d,
 		log:      cfg.Logger.With("component", "fanout", "node", cfg.NodeID),
+		ackTick:  max(min(cfg.AckTimeout/10, cfg.AckWithhold/4), 10*time.Millisecond),
 	}
 	f.stats.created = time.Now()
-	f.throttle, _ = d.(flow.Throttler)
+	f.ackDeliver, _ = d.(flow.AckDeliverer)
 	f.store = cfg.Store
 	f.work.New = func() any { return new(work) }
-	f.hold.init()
+	f.pres.init()
 	f.acksOut.init()
 	f.cu.init()
 	empty := map[string]*peer{}
@@ -349,8 +370,8 @@ func (f *Fanout) Close() error {
 	if started {
 		// The attach goroutine sends what is still queued (the Detaches
 		// of a router that closed first) and returns.
-		close(f.hold.stop)
-		<-f.hold.done
+		close(f.pres.stop)
+		<-f.pres.done
 		close(f.acksOut.stop)
 		<-f.acksOut.done
 		close(f.cu.stop)
@@ -395,7 +416,7 @@ func (f *Fanout) forward(m *message.Message, r flow.Receipt, tag uint64) error {
 		if m.Seq != 0 {
 			kept = m
 		}
-		ack = ackReq{f.self, f.waits.add(r, tag, time.Now().Add(f.cfg.AckTimeout).UnixNano(), kept)}
+		ack = ackReq{f.self, f.waits.add(r, tag, f.cfg.Now().Add(f.cfg.AckTimeout).UnixNano(), kept)}
 	}
 	sent, err := f.route(m, ack)
 	if ack.node == "" {
@@ -490,7 +511,7 @@ func (f *Fanout) route(m *message.Message, ack ackReq) (int, error) {
 }
 
 // resolve expands group message m here: one Deliver envelope (or more if
-// it must be split) per node that holds members, each carrying ack. It
+// it must be split) per node that has members, each carrying ack. It
 // returns how many it sent and the first publish error after trying
 // every node.
 func (f *Fanout) resolve(w *work, m *message.Message, ack ackReq) (int, error) {
@@ -645,20 +666,20 @@ func (f *Fanout) receive(data []byte) {
 }
 
 // deliverAcked delivers a Deliver whose publisher waits and confirms it
-// to the waiting node: at once, or when the Throttler says the
+// to the waiting node: at once, or when the AckDeliverer says the
 // recipients' sessions have room again.
 func (f *Fanout) deliverAcked(env *Envelope) {
-	if f.throttle == nil {
+	if f.ackDeliver == nil {
 		f.d.Deliver(&env.Msg, env.Recipients)
 		f.queueAck(env.AckNode, Ack{ID: env.AckID, N: 1})
 		return
 	}
-	seq := f.holds.seq.Add(1)
-	if f.throttle.DeliverHeld(&env.Msg, env.Recipients, f, seq) {
-		f.holdAck(seq, env.AckNode, env.AckID)
-		return
-	}
-	f.queueAck(env.AckNode, Ack{ID: env.AckID, N: 1})
+	// The confirmation is registered as withheld before the sessions see
+	// the message, so that a Confirm, which may come from another
+	// goroutine as soon as they have it, always finds it.
+	seq := f.withholdAck(env.AckNode, env.AckID)
+	withheld := f.ackDeliver.DeliverAcked(&env.Msg, env.Recipients, f, seq)
+	f.settleWithheld(seq, withheld)
 }
 
 // handleResolve resolves a group message sent here as its owner, or sends
@@ -847,14 +868,14 @@ type Stats struct {
 	PublishErrors     uint64
 	Recipients        uint64 // recipients handed to the Deliverer
 	Panics            uint64 // recovered while handling received envelopes
-	AttachForwards    uint64 // Deliver envelopes sent on to nodes holding recipients (attach records)
+	AttachForwards    uint64 // Deliver envelopes sent on to nodes where recipients are present (attach records)
 	AttachesSent      uint64 // Attach, AttachMany and Detach envelopes sent (renewals included)
 	AttachesReceived  uint64 // Attach, AttachMany and Detach envelopes received
 	AttachRecords     uint64 // attach records in this node's table now (some may have expired)
 	AcksSent          uint64 // Ack envelopes published (acks for this node itself skip the bus)
 	AcksReceived      uint64 // Ack envelopes received
-	AcksHeld          uint64 // QoS 1 Deliver confirmations held while a recipient was backlogged
-	HoldTimeouts      uint64 // held confirmations sent after AckHold without the backlog draining
+	AcksWithheld      uint64 // QoS 1 Deliver confirmations withheld while a recipient was backlogged
+	WithholdTimeouts  uint64 // withheld confirmations sent after AckWithhold without the backlog draining
 	AckTimeouts       uint64 // QoS 1 publishes not confirmed by every delivering node within AckTimeout
 	AckDrops          uint64 // Ack entries not sent: too many distinct ack nodes (garbage)
 	Resent            uint64 // stored QoS 1 messages forwarded again: their confirmations did not come in time
@@ -874,7 +895,7 @@ type counters struct {
 	hopLimitDrops, decodeErrors, publishErrors         atomic.Uint64
 	recipients, panics                                 atomic.Uint64
 	attachForwards, attachesSent, attachesReceived     atomic.Uint64
-	acksReceived, acksHeld, holdTimeouts               atomic.Uint64
+	acksReceived, acksWithheld, withholdTimeouts       atomic.Uint64
 	ackTimeouts, ackDrops, resent, heldBack            atomic.Uint64
 	catchUps, caughtUp, catchUpErrors, catchUpOverflow atomic.Uint64
 }
@@ -909,8 +930,8 @@ func (f *Fanout) Stats() Stats {
 		AttachRecords:     f.attachRecords(),
 		AcksSent:          acks,
 		AcksReceived:      c.acksReceived.Load(),
-		AcksHeld:          c.acksHeld.Load(),
-		HoldTimeouts:      c.holdTimeouts.Load(),
+		AcksWithheld:      c.acksWithheld.Load(),
+		WithholdTimeouts:  c.withholdTimeouts.Load(),
 		AckTimeouts:       c.ackTimeouts.Load(),
 		AckDrops:          c.ackDrops.Load(),
 		Resent:            c.resent.Load(),
@@ -940,13 +961,13 @@ var (
 	publishErrorsDesc = fanoutDesc("publish_errors_total",
 		"Envelopes the bus refused to publish.")
 	attachForwardsDesc = fanoutDesc("attach_forwards_total",
-		"Deliver envelopes sent on to a node holding recipients away from their home (attach records).")
+		"Deliver envelopes sent on to a node where recipients are present away from their home (attach records).")
 	ackTimeoutsDesc = fanoutDesc("ack_timeouts_total",
 		"QoS 1 publishes whose deliveries were not all confirmed within AckTimeout (the publisher goes on; a stored message is forwarded again).")
-	acksHeldDesc = fanoutDesc("acks_held_total",
-		"QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged.")
-	holdTimeoutsDesc = fanoutDesc("hold_timeouts_total",
-		"Held QoS 1 confirmations sent after AckHold although the backlog had not drained.")
+	acksWithheldDesc = fanoutDesc("acks_withheld_total",
+		"QoS 1 deliveries whose confirmation was withheld while a recipient's session was backlogged.")
+	withholdTimeoutsDesc = fanoutDesc("withhold_timeouts_total",
+		"Withheld QoS 1 confirmations sent after AckWithhold although the backlog had not drained.")
 	heldBackDesc = fanoutDesc("held_back_total",
 		"Stored QoS 1 messages not forwarded because their publisher was not acknowledged (an earlier message could not be stored, a takeover, a shutdown): the publisher sends them again, and the stored copies are withdrawn.")
 	catchUpsDesc = fanoutDesc("catchups_total",
@@ -960,7 +981,7 @@ var (
 	resentDesc = fanoutDesc("resent_total",
 		"Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time.")
 	attachRecordsDesc = fanoutDesc("attach_records",
-		"Attach records (principal held on another node) in this node's table.")
+		"Attach records (principal present on another node) in this node's table.")
 )
 
 func fanoutDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -974,7 +995,7 @@ type collector struct{ f *Fanout }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
 		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
-		ackTimeoutsDesc, acksHeldDesc, holdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, attachRecordsDesc} {
+		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, attachRecordsDesc} {
 		ch <- d
 	}
 }
@@ -994,8 +1015,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- counter(publishErrorsDesc, &s.publishErrors, s.created)
 	ch <- counter(attachForwardsDesc, &s.attachForwards, s.created)
 	ch <- counter(ackTimeoutsDesc, &s.ackTimeouts, s.created)
-	ch <- counter(acksHeldDesc, &s.acksHeld, s.created)
-	ch <- counter(holdTimeoutsDesc, &s.holdTimeouts, s.created)
+	ch <- counter(acksWithheldDesc, &s.acksWithheld, s.created)
+	ch <- counter(withholdTimeoutsDesc, &s.withholdTimeouts, s.created)
 	ch <- counter(resentDesc, &s.resent, s.created)
 	ch <- counter(heldBackDesc, &s.heldBack, s.created)
 	ch <- counter(catchUpsDesc, &s.catchUps, s.created)

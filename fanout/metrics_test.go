@@ -20,10 +20,10 @@ import (
 var (
 	goldenFamilies = []string{
 		`pushring_fanout_ack_timeouts_total counter [] "QoS 1 publishes whose deliveries were not all confirmed within AckTimeout (the publisher goes on; a stored message is forwarded again)."`,
-		`pushring_fanout_acks_held_total counter [] "QoS 1 deliveries whose confirmation was held while a recipient's session was backlogged."`,
 		`pushring_fanout_acks_sent_total counter [peer] "Ack envelopes (confirmations of QoS 1 deliveries, batched) published, by destination node."`,
-		`pushring_fanout_attach_forwards_total counter [] "Deliver envelopes sent on to a node holding recipients away from their home (attach records)."`,
-		`pushring_fanout_attach_records gauge [] "Attach records (principal held on another node) in this node's table."`,
+		`pushring_fanout_acks_withheld_total counter [] "QoS 1 deliveries whose confirmation was withheld while a recipient's session was backlogged."`,
+		`pushring_fanout_attach_forwards_total counter [] "Deliver envelopes sent on to a node where recipients are present away from their home (attach records)."`,
+		`pushring_fanout_attach_records gauge [] "Attach records (principal present on another node) in this node's table."`,
 		`pushring_fanout_catchup_errors_total counter [] "Catch-ups that could not read the store (the messages missed come when their publishers' nodes send them again, out of order)."`,
 		`pushring_fanout_catchup_overflow_total counter [] "Group messages resolved at once, not in order, because too many were waiting for a catch-up."`,
 		`pushring_fanout_catchups_total counter [] "Times this node, as groups' owner, read the stored group messages back after its NATS connection dropped (or NATS dropped envelopes for it)."`,
@@ -32,16 +32,16 @@ var (
 		`pushring_fanout_envelopes_received_total counter [peer] "Envelopes received and decoded, by sending node."`,
 		`pushring_fanout_envelopes_sent_total counter [peer] "Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total."`,
 		`pushring_fanout_held_back_total counter [] "Stored QoS 1 messages not forwarded because their publisher was not acknowledged (an earlier message could not be stored, a takeover, a shutdown): the publisher sends them again, and the stored copies are withdrawn."`,
-		`pushring_fanout_hold_timeouts_total counter [] "Held QoS 1 confirmations sent after AckHold although the backlog had not drained."`,
 		`pushring_fanout_hop_limit_drops_total counter [] "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."`,
 		`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct)."`,
 		`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
 		`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
 		`pushring_fanout_resent_total counter [] "Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time."`,
+		`pushring_fanout_withhold_timeouts_total counter [] "Withheld QoS 1 confirmations sent after AckWithhold although the backlog had not drained."`,
 	}
 	goldenStart = []string{
 		`pushring_fanout_ack_timeouts_total`,
-		`pushring_fanout_acks_held_total`,
+		`pushring_fanout_acks_withheld_total`,
 		`pushring_fanout_attach_forwards_total`,
 		`pushring_fanout_attach_records`,
 		`pushring_fanout_catchup_errors_total`,
@@ -50,19 +50,19 @@ var (
 		`pushring_fanout_caught_up_total`,
 		`pushring_fanout_decode_errors_total`,
 		`pushring_fanout_held_back_total`,
-		`pushring_fanout_hold_timeouts_total`,
 		`pushring_fanout_hop_limit_drops_total`,
 		`pushring_fanout_messages_total{kind="direct"}`,
 		`pushring_fanout_messages_total{kind="group"}`,
 		`pushring_fanout_publish_errors_total`,
 		`pushring_fanout_recipients_total`,
 		`pushring_fanout_resent_total`,
+		`pushring_fanout_withhold_timeouts_total`,
 	}
 	goldenPeers = []string{
 		`pushring_fanout_ack_timeouts_total`,
-		`pushring_fanout_acks_held_total`,
 		`pushring_fanout_acks_sent_total{peer="n2"}`,
 		`pushring_fanout_acks_sent_total{peer="n3"}`,
+		`pushring_fanout_acks_withheld_total`,
 		`pushring_fanout_attach_forwards_total`,
 		`pushring_fanout_attach_records`,
 		`pushring_fanout_catchup_errors_total`,
@@ -75,13 +75,13 @@ var (
 		`pushring_fanout_envelopes_sent_total{peer="n2"}`,
 		`pushring_fanout_envelopes_sent_total{peer="n3"}`,
 		`pushring_fanout_held_back_total`,
-		`pushring_fanout_hold_timeouts_total`,
 		`pushring_fanout_hop_limit_drops_total`,
 		`pushring_fanout_messages_total{kind="direct"}`,
 		`pushring_fanout_messages_total{kind="group"}`,
 		`pushring_fanout_publish_errors_total`,
 		`pushring_fanout_recipients_total`,
 		`pushring_fanout_resent_total`,
+		`pushring_fanout_withhold_timeouts_total`,
 	}
 )
 
@@ -236,8 +236,8 @@ func checkStatsMatch(t *testing.T, name string, f *Fanout, reg *prometheus.Regis
 			{"AttachForwards", st.AttachForwards, sum("attach_forwards_total")},
 			{"AttachRecords", st.AttachRecords, sum("attach_records")},
 			{"AckTimeouts", st.AckTimeouts, sum("ack_timeouts_total")},
-			{"AcksHeld", st.AcksHeld, sum("acks_held_total")},
-			{"HoldTimeouts", st.HoldTimeouts, sum("hold_timeouts_total")},
+			{"AcksWithheld", st.AcksWithheld, sum("acks_withheld_total")},
+			{"WithholdTimeouts", st.WithholdTimeouts, sum("withhold_timeouts_total")},
 		} {
 			if float64(c.stat) != c.metric {
 				return fmt.Errorf("%s: Stats().%s = %d, Prometheus %v", name, c.field, c.stat, c.metric)
@@ -264,12 +264,14 @@ func TestStatsMatchMetrics(t *testing.T) {
 	mem := NewMemoryBus()
 	nodes := map[string]*ackNode{}
 	regs := map[string]*prometheus.Registry{}
+	clock := &testClock{}
 	for _, id := range ids {
 		cfg := DefaultConfig()
 		cfg.NodeID, cfg.Cluster = id, "test"
 		cfg.HopLimit = 1
-		cfg.AckTimeout = time.Second
-		cfg.AckHold = 100 * time.Millisecond
+		cfg.AckTimeout = 2 * time.Hour
+		cfg.AckWithhold = time.Hour
+		cfg.Now = clock.now
 		regs[id] = prometheus.NewRegistry()
 		cfg.Registerer = regs[id]
 		var bus Bus = mem
@@ -278,6 +280,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 		}
 		d := &gatedDeliverer{recorder: newRecorder()}
 		f := mustNew(t, cfg, bus, staticMembers{"g": members, "bounce": members[:3]}, places[id], d)
+		f.ackTick = 5 * time.Millisecond
 		if err := f.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -296,7 +299,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 	n1 := nodes["n1"].f
 	ctx := context.Background()
 
-	// QoS 1 to a group, with n3's confirmation held until its gate opens;
+	// QoS 1 to a group, with n3's confirmation withheld until its gate opens;
 	// a direct message; a group message bounced to the hop limit.
 	gate := make(chan struct{})
 	nodes["n3"].d.setGate(gate)
@@ -321,7 +324,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 		return nil
 	})
 	st := check("delivered")
-	if s := st["n3"]; s.AcksHeld != 1 || s.AcksSent == 0 {
+	if s := st["n3"]; s.AcksWithheld != 1 || s.AcksSent == 0 {
 		t.Errorf("n3: %+v", s)
 	}
 	if s := st["n1"]; s.GroupMessages != 2 || s.DirectMessages != 1 || s.HopLimitDrops != 1 {
@@ -331,7 +334,7 @@ func TestStatsMatchMetrics(t *testing.T) {
 		t.Errorf("n2: %+v", s)
 	}
 
-	// A confirmation that never comes, one held past AckHold, an
+	// A confirmation that never comes, one withheld past AckWithhold, an
 	// envelope that does not decode, a publish the bus refuses.
 	never := make(chan struct{}) // opened only at cleanup, so no goroutine outlives the test
 	t.Cleanup(func() { close(never) })
@@ -346,24 +349,29 @@ func TestStatsMatchMetrics(t *testing.T) {
 	if err := n1.Forward(ctx, &message.Message{ID: 6, Kind: message.Direct, To: "lost-user"}); err == nil {
 		t.Fatalf("forward to lost: %v", err)
 	}
-	for range 2 {
-		select {
-		case <-r:
-		case <-time.After(10 * time.Second):
-			t.Fatal("no receipt")
+	// n2 withholds 5's confirmation: past AckWithhold it sends it anyway, in
+	// time for n1's wait; AckTimeout later n1 gives up on 4.
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := nodes["n2"].f.Stats().AcksWithheld; n != 1 {
+			return fmt.Errorf("n2 withholds %d confirmations, want 1", n)
 		}
-	}
+		return nil
+	})
+	clock.advance(time.Hour + time.Second)
+	r.waitTag(t, 5)
+	clock.advance(time.Hour)
+	r.waitTag(t, 4)
 	st = check("timeouts")
 	if s := st["n1"]; s.AckTimeouts != 1 || s.DecodeErrors != 1 || s.PublishErrors != 1 {
 		t.Errorf("n1: %+v", s)
 	}
-	if s := st["n2"]; s.HoldTimeouts != 1 {
+	if s := st["n2"]; s.WithholdTimeouts != 1 {
 		t.Errorf("n2: %+v", s)
 	}
 
-	// n2 holds alice, homed at n1: n1 keeps an attach record and sends
+	// alice is present on n2, homed at n1: n1 keeps an attach record and sends
 	// her messages on to n2.
-	nodes["n2"].f.Holding("alice")
+	nodes["n2"].f.Arrived("alice")
 	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if n := n1.Stats().AttachRecords; n != 1 {
 			return fmt.Errorf("%d attach records", n)

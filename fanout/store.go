@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/pushring/pushring/flow"
@@ -88,8 +89,15 @@ func (f *Fanout) Appended(id, seq uint64, err error) {
 		return
 	}
 	if err != nil {
+		f.storeFailing.CompareAndSwap(0, time.Now().UnixNano())
 		p.r.Stored(p.tag, err)
 		return
+	}
+	if f.storeFailing.Load() != 0 {
+		f.storeFailing.Store(0)
+	}
+	if seq > f.lastStored.Load() { // answers come in order: no compare-and-swap needed
+		f.lastStored.Store(seq)
 	}
 	p.m.Seq = seq
 	if !p.r.Stored(p.tag, nil) {
@@ -104,6 +112,31 @@ func (f *Fanout) Appended(id, seq uint64, err error) {
 		// Stored and told: the wait, if forward made one, sends it again;
 		// otherwise (closed, refused) the sessions replay it.
 		f.warn("could not forward a stored message", "id", message.FormatID(p.m.ID), "seq", seq, "err", err)
+	}
+}
+
+// StoreFailing is when the Store's answers started failing, every one
+// since: zero while the last answer was a success (or none came). A
+// success ends it; so does StoreReachable, when a check of the store
+// that started after the failures succeeded (a node whose failing
+// publishers were disconnected appends nothing more to succeed with).
+func (f *Fanout) StoreFailing() time.Time {
+	if ns := f.storeFailing.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// LastStored is the highest sequence the Store gave a message appended
+// here: where the journal ended at the last append, as far as this node
+// knows. 0 before the first.
+func (f *Fanout) LastStored() uint64 { return f.lastStored.Load() }
+
+// StoreReachable says a check of the store that started at checked
+// succeeded: failures that came before it are over.
+func (f *Fanout) StoreReachable(checked time.Time) {
+	if ns := f.storeFailing.Load(); ns != 0 && ns <= checked.UnixNano() {
+		f.storeFailing.CompareAndSwap(ns, 0)
 	}
 }
 

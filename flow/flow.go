@@ -6,8 +6,9 @@
 //     stored (Receipt.Stored: only then may the publisher be
 //     acknowledged) and for the delivering nodes to take it in
 //     (Receipt.Accepted: pacing, never a promise of delivery);
-//   - the delivering side holds its confirmation while a recipient is
-//     backlogged (Throttler) and is told when it may confirm (Releaser);
+//   - the delivering side withholds its confirmation while a recipient
+//     is backlogged (AckDeliverer) and is told when it may confirm
+//     (Releaser);
 //   - the message store tells when an append landed (Appended).
 //
 // Every method is called at most once per tag or sequence, from any
@@ -34,21 +35,25 @@ type Receipt interface {
 	Accepted(tag uint64)
 }
 
-// Releaser is told when a delivery held by a Throttler may be confirmed.
+// Releaser is told when a delivery whose confirmation an AckDeliverer
+// withheld may be confirmed.
 type Releaser interface {
-	HoldReleased(seq uint64)
+	// Confirm says the confirmation withheld under seq may go.
+	Confirm(seq uint64)
 }
 
-// Throttler delivers QoS 1 messages whose publishers wait and tells when
-// recipients are backlogged.
-type Throttler interface {
-	// DeliverHeld delivers m to recipients. It returns false when every
-	// recipient's session has room for more; true when some are
-	// backlogged, and then r.HoldReleased(seq) follows once, from any
-	// goroutine (possibly before DeliverHeld returns), when they drained
+// AckDeliverer delivers QoS 1 messages whose publishers wait for the
+// delivering nodes' confirmation, and says when that confirmation is to
+// be withheld because recipients are backlogged. (Throttling, elsewhere,
+// is a publisher's connection read more slowly for its publish rate.)
+type AckDeliverer interface {
+	// DeliverAcked delivers m to recipients. It returns false when every
+	// recipient's session has room for more; true (withheld) when some
+	// are backlogged, and then r.Confirm(seq) follows once, from any
+	// goroutine (possibly before DeliverAcked returns), when they drained
 	// or stopped counting (disconnected, or too slow to wait for).
 	// recipients is not kept after the call.
-	DeliverHeld(m *message.Message, recipients []string, r Releaser, seq uint64) bool
+	DeliverAcked(m *message.Message, recipients []string, r Releaser, seq uint64) bool
 }
 
 // Appended is told when a message handed to the store landed: seq is its

@@ -50,6 +50,7 @@ type slot struct {
 	cb      flow.Appended
 	start   time.Time
 	subject string // for the failure log: kind and to
+	id      uint64 // the message's id, for the failure log
 	size    int    // record bytes
 	reply   string // the reply subject of the current generation
 	seq     uint64
@@ -92,7 +93,7 @@ func (j *Journal) Append(m *message.Message, cb flow.Appended, tag uint64) error
 	i := j.head.Load()
 	s := &j.slots[i%uint64(len(j.slots))]
 	gen := s.state.Load() >> genShift // stFree: the reporter released it
-	s.tag, s.cb, s.subject = tag, cb, j.subject(m)
+	s.tag, s.cb, s.subject, s.id = tag, cb, j.subject(m), m.ID
 	j.buf = AppendRecord(j.buf[:0], m)
 	s.size = len(j.buf)
 	s.start = time.Now()
@@ -311,7 +312,7 @@ func (j *Journal) finish(s *slot) {
 	}
 	j.m.errors[s.reason].Add(1)
 	j.failLog.Warn(j.log, 10*time.Second, "journal: message not stored",
-		"kind", subjectKind(s.subject), "to", subjectTo(s.subject),
+		"id", message.FormatID(s.id), "kind", subjectKind(s.subject), "to", subjectTo(s.subject),
 		"reason", reasonNames[s.reason], "err", s.err)
 	s.cb.Appended(s.tag, 0, s.err)
 }

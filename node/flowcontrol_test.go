@@ -107,16 +107,16 @@ func testSlowMembers(t *testing.T, nodes int) {
 			}
 		}
 	}
-	var held, holdTimeouts, ackTimeouts, dropped uint64
+	var held, withholdTimeouts, ackTimeouts, dropped uint64
 	for _, n := range tc.nodes {
 		fs, rs := n.fan.Stats(), n.router.Stats()
-		held += fs.AcksHeld
-		holdTimeouts += fs.HoldTimeouts
+		held += fs.AcksWithheld
+		withholdTimeouts += fs.WithholdTimeouts
 		ackTimeouts += fs.AckTimeouts
 		dropped += rs.QueueDropped
 	}
-	t.Logf("%d nodes, homes %v: %d confirmations held, %d hold timeouts, %d ack timeouts, %d dropped",
-		nodes, homes, held, holdTimeouts, ackTimeouts, dropped)
+	t.Logf("%d nodes, homes %v: %d confirmations withheld, %d withhold timeouts, %d ack timeouts, %d dropped",
+		nodes, homes, held, withholdTimeouts, ackTimeouts, dropped)
 	if dropped != 0 {
 		t.Errorf("%d messages dropped from session queues", dropped)
 	}

@@ -519,6 +519,7 @@ type Node struct {
 	closed   bool
 	closing  atomic.Bool // set by Close, so the closed NATS connection is not reported as lost; /readyz answers 503
 	registry *prometheus.Registry
+	store    storeHealth // the last check of the store (storehealth.go)
 }
 
 // Start brings a node up and returns when it serves MQTT and HTTP.
@@ -628,6 +629,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.fan.Start(); err != nil {
 		return nil, err
 	}
+	// Store health for /readyz: checked in the background, never per
+	// request.
+	if err := n.storeMetrics(); err != nil {
+		return nil, fmt.Errorf("node: store metrics: %w", err)
+	}
+	mqttBucket := cfg.kvConfig().Cluster + "_mqtt"
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchStore(runCtx, func(ctx context.Context) error {
+			return checkStore(ctx, n.journal, js, mqttBucket)
+		}, n.fan)
+	}()
 	keys, err := cfg.gossipKeys()
 	if err != nil {
 		return nil, err
@@ -648,6 +662,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
 	n.router.SetSessionStore(n.sessions)
+	n.router.SetJournalEnd(n.fan.LastStored)
 	// Clients that failed over drift back to their homes once the ring
 	// is quiet again.
 	n.router.SetHome(func(id string) bool { return n.cluster.Home(id) == cfg.NodeID })
@@ -892,7 +907,8 @@ func (n *Node) natsOptions() []nats.Option {
 	}
 }
 
-// ready reports whether the node can serve: NATS connected.
+// ready reports whether the node can serve: NATS connected, joined, and
+// the store reachable at its last check (storehealth.go).
 func (n *Node) ready() error {
 	if n.closing.Load() {
 		return errors.New("shutting down")
@@ -903,7 +919,7 @@ func (n *Node) ready() error {
 	if !n.cluster.Joined() {
 		return errors.New("not joined to the cluster yet")
 	}
-	return nil
+	return n.storeReady()
 }
 
 // MQTTAddr is the bound MQTT address.
@@ -1090,7 +1106,7 @@ func (l *lazyPlacement) Owner(gid string) string {
 	return l.self
 }
 
-// lazyRouter is fanout's Deliverer and Throttler: the router, once it
+// lazyRouter is fanout's Deliverer and AckDeliverer: the router, once it
 // exists (until then there are no sessions to deliver to).
 type lazyRouter atomic.Pointer[router.Server]
 
@@ -1100,14 +1116,14 @@ func (l *lazyRouter) Deliver(m *message.Message, recipients []string) {
 	}
 }
 
-func (l *lazyRouter) DeliverHeld(m *message.Message, recipients []string, rel flow.Releaser, seq uint64) bool {
+func (l *lazyRouter) DeliverAcked(m *message.Message, recipients []string, rel flow.Releaser, seq uint64) bool {
 	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
-		return r.DeliverHeld(m, recipients, rel, seq)
+		return r.DeliverAcked(m, recipients, rel, seq)
 	}
 	return false
 }
 
-var _ flow.Throttler = (*lazyRouter)(nil)
+var _ flow.AckDeliverer = (*lazyRouter)(nil)
 
 // advertiseAddr turns a bound address into one a client can dial.
 func advertiseAddr(a net.Addr) string {

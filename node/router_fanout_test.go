@@ -95,7 +95,7 @@ func startRouterNodes(t *testing.T, bus fanout.Bus, dir fanout.Members, place fa
 		done := make(chan error, 1)
 		go func() { done <- n.srv.Serve(ln) }()
 		t.Cleanup(func() {
-			n.srv.Close() // router first: its Released calls queue Detaches
+			n.srv.Close() // router first: its Left calls queue Detaches
 			n.f.Close()   // which Close still sends
 			if err := <-done; !errors.Is(err, router.ErrServerClosed) {
 				t.Errorf("Serve: %v", err)

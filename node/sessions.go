@@ -419,7 +419,7 @@ func (s *sessionStore) check(what string, k sessKey, err error) {
 		return // stale: another node holds the session now
 	}
 	if ok, n := s.failLog.Allow(10 * time.Second); ok {
-		s.log.Warn("sessions: could not write a session record", "op", what, "id", k.principal, "err", err, "since_last_logged", n)
+		s.log.Warn("sessions: could not write a session record", "op", what, "id", k.principal, "client_id", k.clientID, "err", err, "since_last_logged", n)
 	}
 }
 

@@ -81,12 +81,12 @@ type Config struct {
 	MaxInflight int
 	// MaxUnconfirmed is how many QoS 1 PUBLISHes of one connection may be
 	// acknowledged before every node delivering them confirmed they are
-	// queued (flow control, hold.go): a publisher whose recipients keep up
+	// queued (flow control, puback.go): a publisher whose recipients keep up
 	// never waits for a confirmation's round trip, and one that outruns a
-	// backlogged recipient is held this far ahead of it (plus its own
+	// backlogged recipient is kept this far ahead of it (plus its own
 	// window). A recipient's queue overflows only if the publishers
 	// sending to it together run further ahead than MaxQueued less the
-	// hold mark (a quarter of MaxQueued, see session.backlogged). 0: the
+	// withhold mark (a quarter of MaxQueued, see session.backlogged). 0: the
 	// default (32); negative: acknowledge only once confirmed.
 	MaxUnconfirmed int
 
@@ -347,7 +347,7 @@ func (c Config) withDefaults() Config {
 		c.MaxConnectPacketSize = min(c.MaxConnectPacketSize, c.MaxPacketSize)
 	}
 	c.MaxInflight = cmp.Or(c.MaxInflight, d.MaxInflight)
-	c.MaxUnconfirmed = cmp.Or(c.MaxUnconfirmed, d.MaxUnconfirmed) // negative stays: none (hold.go)
+	c.MaxUnconfirmed = cmp.Or(c.MaxUnconfirmed, d.MaxUnconfirmed) // negative stays: none (puback.go)
 	c.MaxQueued = cmp.Or(c.MaxQueued, d.MaxQueued)
 	c.MaxQueuedBytes = cmp.Or(c.MaxQueuedBytes, d.MaxQueuedBytes)
 	c.MaxSubscriptions = cmp.Or(c.MaxSubscriptions, d.MaxSubscriptions)

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -170,7 +171,7 @@ func newTCPTransport(srv *Server, nc net.Conn) *tcpTransport {
 // newTLSTransport serves a *tls.Conn whose handshake is done. A forced
 // close (shutdown) closes the socket under it: tls.Conn.Close would first
 // write close_notify, which waits up to 5 s for a peer that does not read,
-// and shutdown runs under session.mu or heldAcks.mu (LOCKS.md, Known
+// and shutdown runs under session.mu or pendingAcks.mu (LOCKS.md, Known
 // hazards 1). Only the writer goroutine, holding no lock, closes with
 // close_notify, once a graceful close has flushed (closeFlushed).
 func newTLSTransport(srv *Server, tc *tls.Conn) *tcpTransport {
@@ -246,7 +247,7 @@ func (t *tcpTransport) endWrite(buf []byte) {
 	over := len(buf)+t.writing > t.hardMax
 	t.mu.Unlock()
 	if over {
-		t.srv.log.Warn("mqtt: outbound backlog over limit, closing", "remote", t.remoteAddr())
+		t.srv.slowConsumer(slowBacklog, t.remoteAddr())
 		t.shutdown()
 		return
 	}
@@ -465,6 +466,9 @@ func (t *tcpTransport) flush() bool {
 		}
 		t.mu.Unlock()
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.srv.slowConsumer(slowWriteTimeout, t.remoteAddr())
+			}
 			t.shutdown()
 			return false
 		}

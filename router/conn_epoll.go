@@ -686,6 +686,7 @@ func (p *poller) sweep(now time.Time) {
 			}
 			// writeDue is written by the poller alone (flush).
 			if t.outWait && t.writeDue != 0 && ns >= t.writeDue {
+				t.srv.slowConsumer(slowWriteTimeout, t.remote)
 				p.closeNow(t, errWriteTimeout)
 				return
 			}
@@ -887,7 +888,7 @@ func (t *epollTransport) endWrite(buf []byte) {
 		t.p.push(t)
 	}
 	if over {
-		t.srv.log.Warn("mqtt: outbound backlog over limit, closing", "remote", t.remote)
+		t.srv.slowConsumer(slowBacklog, t.remote)
 		t.close(false)
 	}
 }

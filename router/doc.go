@@ -3,9 +3,9 @@
 // the sessions held on this node. It meets the rest of the node through
 // small interfaces: Authenticator and ACL (the store's directory),
 // Forwarder (fanout, for messages published here; as an AckForwarder it
-// also confirms QoS 1 messages, hold.go), Presence (fanout's attach
-// records: which principals hold sessions here) and, the other way,
-// *Server implements fanout.Deliverer and fanout.Throttler without
+// also confirms QoS 1 messages, puback.go), Presence (fanout's attach
+// records: which principals are present here, with sessions) and, the other way,
+// *Server implements fanout.Deliverer and fanout.AckDeliverer without
 // importing fanout.
 //
 // # Files
@@ -20,13 +20,14 @@
 //	mqtt.go              the protocol handler of one connection: CONNECT, auth-topic login, PUBLISH, SUBSCRIBE, acks, will
 //	session.go           session state: subscriptions, inflight window, resends, queue, replay on reconnect
 //	queue.go             the bounded message queue and the ring of recently delivered ids
-//	hold.go              QoS 1 flow control: AckForwarder, DeliverHeld, each connection's ordered PUBACK FIFO (waiting for Stored)
+//	puback.go            QoS 1 flow control, publishing side: AckForwarder, each connection's ordered FIFO of pending PUBACKs (waiting for Stored)
+//	withhold.go          QoS 1 flow control, delivering side: DeliverAcked, confirmations withheld while a recipient is backlogged
 //	durable.go           durable sessions over a SessionStore: claims, resume and replay, positions, ring-change replays, Kick
 //	topic.go             topic layout, ACL rules, refusal reasons
 //	refusal.go           bad input that closes a connection: its reason, log line and count
 //	ratelimit.go         the per-address connect rate limit (Config.ConnectRate, ConnectBurst)
 //	limits.go            per-principal limits: filter length, subscription bytes, publish rate (backpressure)
-//	presence.go          the Presence hook: principals that start and stop holding sessions here
+//	presence.go          the Presence hook: principals that arrive (first session here) and leave (last one gone)
 //	metrics.go           the counters behind Stats and the Prometheus collector
 //
 // # Locks
@@ -36,7 +37,7 @@
 // with the locks held on each side; read it before changing who calls
 // what under which lock. The rule every change here must keep: with a
 // router lock held, call only what never blocks and never calls back into
-// the router (the ACL, Releaser.HoldReleased, appending to an outbound
+// the router (the ACL, Releaser.Confirm, appending to an outbound
 // buffer); the Authenticator, the Forwarder and the Presence are called
 // with no router lock held.
 //
@@ -121,13 +122,13 @@
 // publisher's connection without PUBACK, so the client resends), and a
 // session that reconnects anywhere, overflows its queue, or may have
 // missed messages while the ring changed replays them from the journal,
-// in order. QoS 1 is also flow controlled (hold.go): a PUBACK waits for
+// in order. QoS 1 is also flow controlled (puback.go, withhold.go): a PUBACK waits for
 // the delivering nodes' confirmation, or goes earlier while fewer than
 // MaxUnconfirmed of the connection's acknowledged messages are
 // unconfirmed; a node confirms only while its recipients' queues are
 // under a quarter of MaxQueued and of MaxQueuedBytes, so a publisher is
 // paced to the slowest recipient that keeps up instead of overflowing its
-// queue; a recipient backlogged for longer than holdLimit is not waited
+// queue; a recipient backlogged for longer than withholdLimit is not waited
 // for. A will is published when a connection closes without DISCONNECT (a
 // takeover included) and the ACL still allows its topic, but not when the
 // server shuts down or the token is revoked or expires.

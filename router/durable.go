@@ -120,7 +120,7 @@ func (c *mqttConn) claim() bool {
 		c.srv.m.storeError()
 		if ok, n := c.srv.storeLog.Allow(time.Second); ok {
 			c.srv.log.Warn("mqtt: could not claim a session in the store; CONNECT refused",
-				"id", c.id.ID, "err", err, "remote", c.remote, "since_last_logged", n)
+				"id", c.id.ID, "client_id", c.clientID, "err", err, "remote", c.remote, "since_last_logged", n)
 		}
 		return false
 	}
@@ -233,7 +233,12 @@ func (s *session) replayFrom(from, gen uint64) {
 			// and the position stays below what was not replayed.
 			if !errors.Is(err, errReplayStopped) {
 				s.srv.m.storeError()
-				s.srv.log.Warn("mqtt: replay from the journal failed", "id", s.principal, "client_id", s.clientID, "err", err)
+				// Retried every position tick: one line a second at most
+				// while the store is down, whatever the sessions.
+				if ok, n := s.srv.storeLog.Allow(time.Second); ok {
+					s.srv.log.Warn("mqtt: replay from the journal failed; the session's messages from its position wait for the next try",
+						"id", s.principal, "client_id", s.clientID, "from", from, "err", err, "since_last_logged", n)
+				}
 			}
 			resume := from
 			if stopped != 0 {
@@ -466,6 +471,7 @@ func (s *Server) positionLoop() {
 		s.mu.RUnlock()
 		now := time.Now()
 		var due []*session // ring changes settled: one replay for them all
+		var newest, lowest uint64 = 0, noFloor
 		for i, sess := range list {
 			sess.mu.Lock()
 			if !sess.ringAt.IsZero() && now.After(sess.ringAt) {
@@ -473,6 +479,10 @@ func (s *Server) positionLoop() {
 				due = append(due, sess)
 			}
 			pos, save := sess.tickPosition()
+			newest = max(newest, sess.maxSeq)
+			if sess.conn != nil {
+				lowest = min(lowest, sess.pos)
+			}
 			if !sess.replaying && !sess.removed && sess.floor != noFloor && sess.conn != nil {
 				sess.replayLocked(sess.floor + 1) // a replay that failed
 			}
@@ -483,6 +493,12 @@ func (s *Server) positionLoop() {
 			}
 			list[i] = nil
 		}
+		var lag uint64
+		newest = max(newest, s.knownJournalEnd())
+		if lowest < newest {
+			lag = newest - lowest
+		}
+		s.m.posLag.Store(lag)
 		if len(due) > 0 {
 			s.ringReplay(due)
 		}

@@ -22,7 +22,7 @@ type Stats struct {
 	Refusals        uint64 // refused publishes, subscriptions, wills, replays, connections over the rate or closed for bad input
 	QueueDropped    uint64 // messages dropped by a full queue or a slow consumer
 	Panics          uint64 // recovered panics (each closed one connection)
-	SlowSessions    uint64 // backlogged sessions that stopped holding QoS 1 publishers (hold.go)
+	SlowSessions    uint64 // backlogged sessions no longer waited for: confirmations stopped being withheld for them (withhold.go)
 	TLSConnections  int64  // MQTT connections over TLS open now (handshake done)
 	TLSTimeouts     uint64 // TLS handshakes cut off by TLSHandshakeTimeout
 	TLSErrors       uint64 // TLS handshakes that failed otherwise
@@ -44,6 +44,8 @@ type Stats struct {
 	// dropped with the node, or stored and replayed by the sessions'
 	// next nodes.
 	ShutdownDropped, ShutdownStored uint64
+	SlowConsumers                   uint64 // connections closed because their client did not read: backlog over the limit, or no write progress for WriteTimeout
+	PositionLag                     uint64 // at the last position tick: the journal's end as known here (SetJournalEnd, sequences offered) less the lowest saved position of a connected persistent session
 }
 
 // TLS handshake failures: indexes of Server's counts and the values of
@@ -103,7 +105,7 @@ var (
 	tlsFailuresDesc = prometheus.NewDesc("pushring_mqtt_tls_handshake_failures_total",
 		"MQTT TLS handshakes that failed: timeout (stalled past the handshake timeout), error (garbage, bad or refused certificate, reset) or busy (not begun: too many in progress).", []string{"reason"}, nil)
 	slowDesc = prometheus.NewDesc("pushring_mqtt_slow_sessions_total",
-		"Times a session backlogged for over a second stopped holding the acknowledgements of QoS 1 publishers.", nil, nil)
+		"Times a session backlogged for over a second stopped having the confirmations of QoS 1 deliveries withheld for it (too slow to wait for).", nil, nil)
 	replaysDesc = prometheus.NewDesc("pushring_session_replays_total",
 		"Journal replays started for persistent sessions (resumed here, or their queue dropped stored messages).", nil, nil)
 	replayedDesc = prometheus.NewDesc("pushring_session_replayed_total",
@@ -122,6 +124,11 @@ var (
 		"Messages queued or in flight in sessions when the node shut down and not in the journal (wills, QoS 2 publishes) or for clean sessions: dropped with the node.", nil, nil)
 	shutdownStoredDesc = prometheus.NewDesc("pushring_mqtt_shutdown_stored_total",
 		"Messages queued or in flight in persistent sessions when the node shut down, stored in the journal: replayed where the sessions resume, not dropped.", nil, nil)
+	slowConsumersDesc = prometheus.NewDesc("pushring_mqtt_slow_consumers_total",
+		"Connections closed because their client did not read: backlog (outbound bytes over four times MaxOutboundBytes) or write_timeout (no write progress for WriteTimeout).",
+		[]string{"reason"}, nil)
+	posLagDesc = prometheus.NewDesc("pushring_session_position_lag_max",
+		"Journal sequences between the journal's end as this node knows it (its own appends, the stored messages offered here) and the lowest saved position of a connected persistent session (what a restart would replay), at the last position tick.", nil, nil)
 	throttledDesc = prometheus.NewDesc("pushring_mqtt_publish_throttled_total",
 		"Times a connection stopped being read because its principal went over its publish rate (messages or bytes a second).", nil, nil)
 )
@@ -136,26 +143,28 @@ type metrics struct {
 
 	// connections is changed under Server.mu only, so that Server can
 	// check MaxConnections against it and count in one step.
-	connections  atomic.Int64
-	connects     []atomic.Uint64  // by result, as connectResults
-	messagesIn   [2]atomic.Uint64 // group, direct
-	deliveries   [2]atomic.Uint64 // by QoS
-	refusals     []atomic.Uint64  // by reason, as allReasons
-	queueDropped atomic.Uint64
-	panics       atomic.Uint64
-	slow         atomic.Uint64
-	tlsConns     atomic.Int64
-	tlsFailures  [len(tlsFailureReasons)]atomic.Uint64 // by tlsTimeout, tlsError, tlsBusy
-	throttles    atomic.Uint64
-	replays      atomic.Uint64
-	replayedMsgs atomic.Uint64
-	gaps         atomic.Uint64
-	backlogDrops [len(backlogBounds)]atomic.Uint64
-	storeErrors  atomic.Uint64
-	kicks        atomic.Uint64
-	rebalances   atomic.Uint64
-	shutDropped  atomic.Uint64
-	shutStored   atomic.Uint64
+	connections   atomic.Int64
+	connects      []atomic.Uint64  // by result, as connectResults
+	messagesIn    [2]atomic.Uint64 // group, direct
+	deliveries    [2]atomic.Uint64 // by QoS
+	refusals      []atomic.Uint64  // by reason, as allReasons
+	queueDropped  atomic.Uint64
+	panics        atomic.Uint64
+	slow          atomic.Uint64
+	tlsConns      atomic.Int64
+	tlsFailures   [len(tlsFailureReasons)]atomic.Uint64 // by tlsTimeout, tlsError, tlsBusy
+	throttles     atomic.Uint64
+	replays       atomic.Uint64
+	replayedMsgs  atomic.Uint64
+	gaps          atomic.Uint64
+	backlogDrops  [len(backlogBounds)]atomic.Uint64
+	storeErrors   atomic.Uint64
+	kicks         atomic.Uint64
+	rebalances    atomic.Uint64
+	shutDropped   atomic.Uint64
+	shutStored    atomic.Uint64
+	posLag        atomic.Uint64 // set by positionLoop
+	slowConsumers [len(slowConsumerReasons)]atomic.Uint64
 }
 
 // newMetrics makes the counters and registers them with reg (if not
@@ -179,7 +188,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
 		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc,
 		replaysDesc, replayedDesc, gapsDesc, backlogDroppedDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc,
-		shutdownDroppedDesc, shutdownStoredDesc} {
+		shutdownDroppedDesc, shutdownStoredDesc, posLagDesc, slowConsumersDesc} {
 		ch <- d
 	}
 }
@@ -216,6 +225,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(rebalancedDesc, &m.rebalances)
 	ch <- m.counter(shutdownDroppedDesc, &m.shutDropped)
 	ch <- m.counter(shutdownStoredDesc, &m.shutStored)
+	for i, r := range slowConsumerReasons {
+		ch <- m.counter(slowConsumersDesc, &m.slowConsumers[i], r)
+	}
+	ch <- prometheus.MustNewConstMetric(posLagDesc, prometheus.GaugeValue, float64(m.posLag.Load()))
 }
 
 func (m *metrics) counter(d *prometheus.Desc, n *atomic.Uint64, labels ...string) prometheus.Metric {
@@ -254,6 +267,42 @@ func (m *metrics) delivered(qos byte) { m.deliveries[qos&1].Add(1) }
 func (m *metrics) dropped() { m.queueDropped.Add(1) }
 
 func (m *metrics) slowSession() { m.slow.Add(1) }
+
+// SetJournalEnd gives the server the highest journal sequence the node
+// knows of (its own appends), for the position lag gauge: with it the
+// lag counts what the slowest connected session is behind the journal,
+// not only behind what reached this node. Call it before Serve; without
+// it (the default) the newest sequence offered here stands for the end.
+func (s *Server) SetJournalEnd(end func() uint64) {
+	s.journalEnd.Store(&end)
+}
+
+// knownJournalEnd is the end SetJournalEnd gives, 0 without one.
+func (s *Server) knownJournalEnd() uint64 {
+	if f := s.journalEnd.Load(); f != nil {
+		return (*f)()
+	}
+	return 0
+}
+
+// Slow consumers, the values of pushring_mqtt_slow_consumers_total{reason}.
+const (
+	slowBacklog      = iota // outbound backlog over the hard limit
+	slowWriteTimeout        // no write progress for WriteTimeout
+)
+
+var slowConsumerReasons = [...]string{slowBacklog: "backlog", slowWriteTimeout: "write_timeout"}
+
+// slowConsumer counts a connection closed because its client did not
+// read, and logs it, once a second at most: a stalled network can cut
+// off thousands at once.
+func (s *Server) slowConsumer(reason int, remote string) {
+	s.m.slowConsumers[reason].Add(1)
+	if ok, n := s.slowLog.Allow(time.Second); ok {
+		s.log.Warn("mqtt: closing a connection whose client does not read (slow consumer)",
+			"reason", slowConsumerReasons[reason], "remote", remote, "since_last_logged", n)
+	}
+}
 
 func (m *metrics) replay()     { m.replays.Add(1) }
 func (m *metrics) replayed()   { m.replayedMsgs.Add(1) }
@@ -304,6 +353,8 @@ func (m *metrics) stats() Stats {
 		Rebalanced:             m.rebalances.Load(),
 		ShutdownDropped:        m.shutDropped.Load(),
 		ShutdownStored:         m.shutStored.Load(),
+		SlowConsumers:          sum(m.slowConsumers[:]),
+		PositionLag:            m.posLag.Load(),
 	}
 }
 

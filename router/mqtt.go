@@ -76,7 +76,7 @@ type mqttConn struct {
 	unsub     packet.Unsubscribe
 	codes     []byte
 
-	acks *heldAcks // QoS 1 PUBACKs waiting for their Receipt (hold.go); nil until the first QoS 1 PUBLISH
+	acks *pendingAcks // QoS 1 PUBACKs waiting for their Receipt (puback.go); nil until the first QoS 1 PUBLISH
 
 	claimed *Claimed // the session's claim in the SessionStore (durable.go), made before bind
 
@@ -95,7 +95,7 @@ type mqttConn struct {
 	// noForward: the server closed this connection with QoS 1 messages
 	// unanswered (one could not be stored, a takeover, shutdown): those
 	// stored later are not forwarded, since the client sends them again
-	// after reconnecting, in order (hold.go, Stored).
+	// after reconnecting, in order (puback.go, Stored).
 	noForward atomic.Bool
 }
 
@@ -538,14 +538,14 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 }
 
 // forwardAcked forwards QoS 1 message m, whose PUBACK for pid goes out
-// when the Forwarder's Receipt says it was taken in (hold.go).
+// when the Forwarder's Receipt says it was stored (puback.go).
 func (c *mqttConn) forwardAcked(m *message.Message, pid uint16) error {
-	tag, ok := c.holdAck(pid)
+	tag, ok := c.pendAck(pid)
 	if !ok {
 		return errQoS1Window
 	}
 	if err := c.srv.afwd.ForwardAcked(m, c, tag); err != nil {
-		c.unholdAck(tag)
+		c.unpendAck(tag)
 		c.srv.m.refusal(reasonForwardFailed)
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
 		return errForward // no PUBACK: the client sends it again after reconnecting
@@ -555,13 +555,13 @@ func (c *mqttConn) forwardAcked(m *message.Message, pid uint16) error {
 }
 
 // ackPublish acknowledges an inbound PUBLISH: PUBACK for QoS 1, PUBREC
-// for QoS 2 (holding the id until PUBREL when hold).
-func (c *mqttConn) ackPublish(qos byte, pid uint16, hold bool) {
+// for QoS 2 (keeping the id until PUBREL when keep).
+func (c *mqttConn) ackPublish(qos byte, pid uint16, keep bool) {
 	switch qos {
 	case 1:
 		c.puback(pid)
 	case 2:
-		if hold {
+		if keep {
 			c.qos2 = append(c.qos2, pid)
 		}
 		c.writeAck(packet.PUBREC, pid)

@@ -2,25 +2,26 @@ package router
 
 import "sync"
 
-// Presence is told which principals hold sessions on this node, so that
+// Presence is told which principals are present on this node (have
+// sessions here), so that
 // the cluster can route their messages here when this node is not their
 // home (fanout's attach records, fanout/attach.go). fanout implements
 // it; node wires it in with SetPresence.
 //
-// Holding(id) is called when principal id gets its first session on this
-// node (connected, or persistent and offline), Released(id) when its last
+// Arrived(id) is called when principal id gets its first session on this
+// node (connected, or persistent and offline), Left(id) when its last
 // one is gone: a clean session's disconnect, a persistent session's
 // expiry, a session dropped for the per-principal cap, or Server.Close. A
-// takeover (the same client id connecting again, here) does not release.
+// takeover (the same client id connecting again, here) is no Left.
 //
 // Calls are made outside every router lock, one at a time, in the order
-// the registry changed: a Released never overtakes the Holding it ends.
+// the registry changed: a Left never overtakes the Arrived it ends.
 // They must not block (the implementation queues what it has to send):
 // while one runs, other registry changes wait to be reported, not to
 // happen.
 type Presence interface {
-	Holding(id string)
-	Released(id string)
+	Arrived(id string)
+	Left(id string)
 }
 
 // SetPresence sets the presence hook. Call it before Serve; nil (the
@@ -31,9 +32,9 @@ func (s *Server) SetPresence(p Presence) {
 	s.pres.mu.Unlock()
 }
 
-// Held returns the principals that hold sessions on this node now (for
+// Present returns the principals present on this node now (for
 // re-attachment), in no particular order.
-func (s *Server) Held() []string {
+func (s *Server) Present() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]string, 0, len(s.byPrincipal))
@@ -58,14 +59,14 @@ type presenceQueue struct {
 
 type presenceEvent struct {
 	id      string
-	holding bool
+	arrived bool
 }
 
 // presenceLocked queues an event. Server.mu held for writing.
-func (s *Server) presenceLocked(id string, holding bool) {
+func (s *Server) presenceLocked(id string, arrived bool) {
 	s.pres.mu.Lock()
 	if s.pres.p != nil {
-		s.pres.q = append(s.pres.q, presenceEvent{id: id, holding: holding})
+		s.pres.q = append(s.pres.q, presenceEvent{id: id, arrived: arrived})
 	}
 	s.pres.mu.Unlock()
 }
@@ -98,10 +99,10 @@ func (s *Server) flushPresence() {
 				return
 			}
 			for _, e := range batch {
-				if e.holding {
-					p.Holding(e.id)
+				if e.arrived {
+					p.Arrived(e.id)
 				} else {
-					p.Released(e.id)
+					p.Left(e.id)
 				}
 			}
 		}()

@@ -14,8 +14,8 @@ import (
 	"github.com/pushring/pushring/mqtt/packet"
 )
 
-// presenceLog records Holding and Released calls, with when they came.
-// Each call also reads Server.Held, which would deadlock if a router lock
+// presenceLog records Arrived and Left calls, with when they came.
+// Each call also reads Server.Present, which would deadlock if a router lock
 // were held. Calls for the marker principal (see sync) are counted, not
 // recorded.
 type presenceLog struct {
@@ -29,8 +29,8 @@ type presenceLog struct {
 // marker is the principal sync connects: its events only count marks.
 const marker = "d1"
 
-func (p *presenceLog) Holding(id string)  { p.srv.Held(); p.add("+" + id) }
-func (p *presenceLog) Released(id string) { p.srv.Held(); p.add("-" + id) }
+func (p *presenceLog) Arrived(id string) { p.srv.Present(); p.add("+" + id) }
+func (p *presenceLog) Left(id string)    { p.srv.Present(); p.add("-" + id) }
 
 func (p *presenceLog) add(e string) {
 	now := time.Now()
@@ -119,11 +119,11 @@ func TestPresence(t *testing.T) {
 	p := &presenceLog{srv: e.srv}
 	e.srv.SetPresence(p)
 
-	// Two clean sessions of alice: one Holding, one Released after both.
+	// Two clean sessions of alice: one Arrived, one Left after both.
 	a1 := connectRaw(t, e, "alice", "a1", true)
 	p.waitFor(t, "+alice")
-	if got := e.srv.Held(); !slices.Equal(got, []string{"alice"}) {
-		t.Fatalf("Held() = %v", got)
+	if got := e.srv.Present(); !slices.Equal(got, []string{"alice"}) {
+		t.Fatalf("Present() = %v", got)
 	}
 	a2 := connectRaw(t, e, "alice", "a2", true)
 	a1.disconnect()
@@ -136,8 +136,8 @@ func TestPresence(t *testing.T) {
 	a2.disconnect()
 	a2.expectClosed()
 	p.waitFor(t, "+alice -alice")
-	if got := e.srv.Held(); len(got) != 0 {
-		t.Fatalf("Held() = %v", got)
+	if got := e.srv.Present(); len(got) != 0 {
+		t.Fatalf("Present() = %v", got)
 	}
 
 	// A clean takeover (same client id) does not release.
@@ -161,16 +161,16 @@ func TestPresence(t *testing.T) {
 	b2.disconnect()
 	b2.expectClosed()
 	waitConnections(t, e, 1) // b1 and b2 are out of the registry
-	// Held() must list bob until the expiry; skipped if this goroutine was
+	// Present() must list bob until the expiry; skipped if this goroutine was
 	// so slow that the expiry may have come.
-	held := e.srv.Held()
+	held := e.srv.Present()
 	if time.Since(offline) < expiry {
 		slices.Sort(held)
 		if !slices.Equal(held, []string{"bob", "carol"}) {
-			t.Fatalf("Held() = %v while bob's session is offline", held)
+			t.Fatalf("Present() = %v while bob's session is offline", held)
 		}
 	} else {
-		t.Logf("Held() not checked: %v passed before it returned", time.Since(offline))
+		t.Logf("Present() not checked: %v passed before it returned", time.Since(offline))
 	}
 	p.waitFor(t, "+alice -alice +carol +bob -bob")
 	// The release came from the expiry, not from the takeover or the
@@ -186,7 +186,7 @@ func TestPresence(t *testing.T) {
 }
 
 // Presence calls come in registry order even when many connections come
-// and go at once: per principal, events alternate, starting with Holding.
+// and go at once: per principal, events alternate, starting with Arrived.
 func TestPresenceOrderUnderChurn(t *testing.T) {
 	e := newEnv(t, nil)
 	p := &presenceLog{srv: e.srv}
@@ -211,7 +211,7 @@ func TestPresenceOrderUnderChurn(t *testing.T) {
 		return
 	}
 	// Every session is gone: wait until the Presence was told so, i.e.
-	// as many Released as Holding calls per principal.
+	// as many Left as Arrived calls per principal.
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		n := map[string]int{}
 		for _, ev := range strings.Fields(p.get()) {
@@ -223,7 +223,7 @@ func TestPresenceOrderUnderChurn(t *testing.T) {
 		}
 		for id, d := range n {
 			if d != 0 {
-				return fmt.Errorf("%s: %d more Holding than Released calls", id, d)
+				return fmt.Errorf("%s: %d more Arrived than Left calls", id, d)
 			}
 		}
 		return nil
@@ -241,7 +241,7 @@ func TestPresenceOrderUnderChurn(t *testing.T) {
 			t.Errorf("no presence calls for %s", id)
 		}
 	}
-	if n := len(e.srv.Held()); n != 0 {
+	if n := len(e.srv.Present()); n != 0 {
 		t.Errorf("%d principals still held", n)
 	}
 }

@@ -61,13 +61,15 @@ type Server struct {
 	bal         balancer      // moving clients toward their homes (balance.go)
 
 	wg         sync.WaitGroup
-	loops      eventLoops      // the event-loop transport's pollers
-	loopErr    sync.Once       // the event loop could not start: logged once
-	rateLog    lograte.Limiter // connect-rate refusal log lines
-	tlsLog     lograte.Limiter // TLS handshake failure log lines
-	storeLog   lograte.Limiter // store refusal log lines
-	backlogLog lograte.Limiter // replays that dropped messages over the backlog bounds
-	handshakes chan struct{}   // a slot per TLS handshake in progress (MaxTLSHandshakes)
+	loops      eventLoops                    // the event-loop transport's pollers
+	loopErr    sync.Once                     // the event loop could not start: logged once
+	rateLog    lograte.Limiter               // connect-rate refusal log lines
+	tlsLog     lograte.Limiter               // TLS handshake failure log lines
+	storeLog   lograte.Limiter               // store refusal log lines
+	slowLog    lograte.Limiter               // slow consumers cut off
+	backlogLog lograte.Limiter               // replays that dropped messages over the backlog bounds
+	journalEnd atomic.Pointer[func() uint64] // SetJournalEnd
+	handshakes chan struct{}                 // a slot per TLS handshake in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
 	stop     context.CancelFunc
@@ -399,8 +401,8 @@ func (s *Server) Deliver(m *message.Message, recipients []string) {
 }
 
 // deliver is Deliver, collecting in hc (when set) the backlogged
-// sessions a QoS 1 publisher's confirmation should wait for (hold.go).
-func (s *Server) deliver(m *message.Message, recipients []string, hc *holdCtx) {
+// sessions a QoS 1 publisher's confirmation should wait for (withhold.go).
+func (s *Server) deliver(m *message.Message, recipients []string, hc *withholdCtx) {
 	// The sessions are copied out so that Server.mu is not held while
 	// waiting for a session's lock (held during a replay, see bind).
 	var arr [16]*session

@@ -49,7 +49,7 @@ type session struct {
 	resendDue  int           // inflight entries with due set
 	queue      msgQueue
 	recent     *idRing  // allocated with the first delivery: an idle session has none
-	backlog    *backlog // allocated when first backlogged (hold.go)
+	backlog    *backlog // allocated when first backlogged (withhold.go)
 	topicBuf   []byte   // scratch for building a topic to match
 
 	offlineSince time.Time
@@ -121,7 +121,7 @@ func sessionKey(principal, clientID string) string {
 // deliver offers m to this session: picks the topic it receives it on (if
 // any subscription matches), drops duplicates, and sends or queues it.
 // Never blocks on the socket.
-func (s *session) deliver(m *message.Message, hc *holdCtx) {
+func (s *session) deliver(m *message.Message, hc *withholdCtx) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deliverLocked(m, hc)
@@ -130,7 +130,7 @@ func (s *session) deliver(m *message.Message, hc *holdCtx) {
 // deliverLocked is deliver with s.mu held; during a replay, and while
 // one is due after a ring change, stored messages wait behind the
 // journal's (durable.go).
-func (s *session) deliverLocked(m *message.Message, hc *holdCtx) {
+func (s *session) deliverLocked(m *message.Message, hc *withholdCtx) {
 	if s.removed {
 		return
 	}
@@ -143,7 +143,7 @@ func (s *session) deliverLocked(m *message.Message, hc *holdCtx) {
 
 // offerLocked matches m against the subscriptions and sends or queues
 // it. s.mu held.
-func (s *session) offerLocked(m *message.Message, hc *holdCtx) {
+func (s *session) offerLocked(m *message.Message, hc *withholdCtx) {
 	if m.Seq > s.maxSeq {
 		s.maxSeq = m.Seq
 	}
@@ -163,7 +163,7 @@ func (s *session) offerLocked(m *message.Message, hc *holdCtx) {
 	s.recent.add(m.ID)
 	s.offer(outMsg{m: m, form: form, qos: qos})
 	if hc != nil && qos == 1 && s.conn != nil && s.backlogged() {
-		s.holdOn(hc)
+		s.withholdOn(hc)
 	}
 }
 

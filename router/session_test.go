@@ -179,10 +179,13 @@ func TestLateCloseAfterTakeoverLeavesSession(t *testing.T) {
 
 func TestSlowConsumerDisconnected(t *testing.T) {
 	// Over real sockets: a client that never reads is cut off by the
-	// write timeout; Deliver never blocks and a fast client gets everything.
+	// write timeout, counted and logged; Deliver never blocks and a fast
+	// client gets everything.
+	var logs *testutil.SyncBuffer
 	e := newEnv(t, func(c *Config) {
 		c.WriteTimeout = 300 * time.Millisecond
 		c.MaxOutboundBytes = 256 << 10
+		logs = captureLogs(c)
 	})
 	slow := connectRaw(t, e, "alice", "slow", true)
 	slow.subscribe(1, "/private/alice/#")
@@ -235,6 +238,12 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	})
 	if e.srv.Stats().QueueDropped == 0 {
 		t.Fatal("no QoS 0 message dropped for the slow consumer")
+	}
+	if n := e.srv.Stats().SlowConsumers; n != 1 {
+		t.Fatalf("slow consumers %d, want 1", n)
+	}
+	if !logs.Contains(`"reason":"write_timeout"`) || !logs.Contains("slow consumer") {
+		t.Fatalf("the cut-off was not logged:\n%s", logs.String())
 	}
 }
 

@@ -19,9 +19,9 @@ import (
 // keeps each Receipt until the test calls accept.
 type ackingFwd struct {
 	*loopFwd
-	fail atomic.Bool
-	mu   sync.Mutex
-	held map[string]func() // payload → the receipt's Accepted call
+	fail    atomic.Bool
+	mu      sync.Mutex
+	pending map[string]func() // payload → the receipt's Accepted call
 	// storeLate: Stored waits for the test's store call.
 	storeLate bool
 	stores    map[string]func(error) bool
@@ -41,7 +41,7 @@ func (f *ackingFwd) ForwardAcked(m *message.Message, r flow.Receipt, tag uint64)
 	} else {
 		r.Stored(tag, nil)
 	}
-	f.held[string(m.Payload)] = func() { r.Accepted(tag) }
+	f.pending[string(m.Payload)] = func() { r.Accepted(tag) }
 	return nil
 }
 
@@ -70,8 +70,8 @@ func (f *ackingFwd) accept(t *testing.T, p string) {
 	var fn func()
 	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		f.mu.Lock()
-		fn = f.held[p]
-		delete(f.held, p)
+		fn = f.pending[p]
+		delete(f.pending, p)
 		f.mu.Unlock()
 		if fn == nil {
 			return fmt.Errorf("message %q was never forwarded", p)
@@ -84,7 +84,7 @@ func (f *ackingFwd) accept(t *testing.T, p string) {
 func newAckingEnv(t *testing.T, maxUnconfirmed int) (*env, *ackingFwd) {
 	var f *ackingFwd
 	e := newEnvWith(t, func(c *Config) { c.MaxUnconfirmed = maxUnconfirmed }, func(l *loopFwd) Forwarder {
-		f = &ackingFwd{loopFwd: l, held: map[string]func(){}, stores: map[string]func(error) bool{}}
+		f = &ackingFwd{loopFwd: l, pending: map[string]func(){}, stores: map[string]func(error) bool{}}
 		return f
 	})
 	return e, f
@@ -94,7 +94,7 @@ func newAckingEnv(t *testing.T, maxUnconfirmed int) (*env, *ackingFwd) {
 // leave in the order of the PUBLISHes whatever order the receipts come
 // in (MQTT-4.6.0-2), a refused publish's included. A publish the
 // Forwarder refuses gets no PUBACK: the connection closes.
-func TestHeldPubacksInOrder(t *testing.T) {
+func TestPendingPubacksInOrder(t *testing.T) {
 	e, f := newAckingEnv(t, -1) // none acknowledged before confirmation
 	alice := connectRaw(t, e, "alice", "a", true)
 	for pid, p := range []string{"", "m1", "m2", "m3"} {
@@ -180,156 +180,6 @@ func readPuback(t *testing.T, r *rawClient) uint16 {
 	return pid
 }
 
-// releases is a Releaser that counts HoldReleased calls by hold number.
-type releases struct {
-	mu  sync.Mutex
-	got map[uint64]int
-}
-
-func (r *releases) HoldReleased(seq uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.got == nil {
-		r.got = map[uint64]int{}
-	}
-	r.got[seq]++
-}
-
-func (r *releases) count(seq uint64) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.got[seq]
-}
-
-// waitReleased fails unless hold seq is released, exactly once.
-func (r *releases) waitReleased(t *testing.T, seq uint64) {
-	t.Helper()
-	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
-		if r.count(seq) == 0 {
-			return fmt.Errorf("hold %d not released", seq)
-		}
-		return nil
-	})
-	if n := r.count(seq); n != 1 {
-		t.Fatalf("hold %d released %d times", seq, n)
-	}
-}
-
-// testClock is a Config.Now that runs with the real clock plus what the
-// test moved it on by, so that holdLimit passes without waiting for it.
-type testClock struct{ ahead atomic.Int64 }
-
-func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
-func (c *testClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
-
-// DeliverHeld says "held" when a delivery leaves a connected recipient's
-// queue at the hold mark (MaxQueued/4), and releases the hold once the
-// queue is under it again; offline sessions and sessions backlogged past
-// holdLimit hold nobody.
-func TestDeliverHeld(t *testing.T) {
-	clock := &testClock{}
-	e := newEnv(t, func(c *Config) {
-		c.MaxQueued = 8 // hold mark 2
-		c.MaxInflight = 1
-		c.Now = clock.now
-	})
-	rel := &releases{}
-	bob := connectRaw(t, e, "bob", "b", true)
-	bob.subscribe(1, "/private/bob/#")
-	direct := func(i int) *message.Message {
-		return &message.Message{ID: uint64(100 + i), Kind: message.Direct, From: "alice", To: "bob", QoS: 1, Payload: []byte{byte(i)}}
-	}
-	held := func(i int, to string, m *message.Message) bool {
-		return e.srv.DeliverHeld(m, []string{to}, rel, uint64(i))
-	}
-	// 1 goes out (window 1), 2 is queued (1 < 2), 3 makes the queue 2.
-	for i := 1; i <= 2; i++ {
-		if held(i, "bob", direct(i)) {
-			t.Fatalf("message %d held with the queue under the mark", i)
-		}
-	}
-	if !held(3, "bob", direct(3)) {
-		t.Fatal("message 3 left the queue at the mark and was not held")
-	}
-	if !held(4, "bob", direct(4)) {
-		t.Fatal("message 4 was not held")
-	}
-	if rel.count(3) != 0 {
-		t.Fatal("released before the client acknowledged anything")
-	}
-	// Acknowledging 1 sends 2: the queue (3, 4) is still at the mark.
-	p := bob.readPublish()
-	bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
-	p = bob.readPublish()
-	if p.Payload[0] != 2 {
-		t.Fatalf("got message %d, want 2", p.Payload[0])
-	}
-	bob.expectQuiet() // the PUBACK, and any release it made, are handled
-	if rel.count(3) != 0 {
-		t.Fatal("released with the queue still at the mark")
-	}
-	// Acknowledging 2 sends 3: the queue (4) is under the mark.
-	bob.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
-	rel.waitReleased(t, 3)
-	rel.waitReleased(t, 4)
-	if rel.count(1)+rel.count(2) != 0 {
-		t.Fatal("a delivery that was not held was released")
-	}
-
-	// Backlogged past holdLimit: too slow to wait for.
-	bob.readPublish() // 3, not acknowledged: 4 waits in the queue
-	for i := 5; i <= 6; i++ {
-		held(i, "bob", direct(i))
-	}
-	if !held(7, "bob", direct(7)) {
-		t.Fatal("message 7 was not held")
-	}
-	clock.advance(holdLimit + time.Millisecond)
-	if held(8, "bob", direct(8)) {
-		t.Fatal("a session backlogged past holdLimit still holds")
-	}
-	rel.waitReleased(t, 7) // released at once by the slow session, not by a timeout
-	if n := e.srv.Stats().SlowSessions; n != 1 {
-		t.Fatalf("SlowSessions = %d, want 1", n)
-	}
-
-	// Offline: a persistent session queues but holds nobody, and going
-	// offline releases what waited.
-	carol := connectRaw(t, e, "carol", "c", false)
-	carol.subscribe(1, "/private/carol/#")
-	toCarol := func(i int) *message.Message {
-		return &message.Message{ID: uint64(200 + i), Kind: message.Direct, From: "bob", To: "carol", QoS: 1, Payload: []byte{byte(i)}}
-	}
-	for i := 1; i <= 2; i++ {
-		held(200+i, "carol", toCarol(i))
-	}
-	if !held(203, "carol", toCarol(3)) {
-		t.Fatal("carol's third message was not held")
-	}
-	carol.readPublish() // 1 (window 1); 2 and 3 are queued
-	carol.send(packet.AppendDisconnect(nil))
-	carol.expectClosed()
-	rel.waitReleased(t, 203)
-	if held(204, "carol", toCarol(4)) {
-		t.Fatal("an offline session holds")
-	}
-	// Offline for longer than holdLimit, then back with a full queue: it
-	// is waited for again, not taken for a slow session.
-	clock.advance(holdLimit + time.Millisecond)
-	slow := e.srv.Stats().SlowSessions
-	carol = dialRaw(t, e.addr)
-	carol.send(connectPacket("carol", "tok-carol", "c", false, 60))
-	if !carol.expectConnack(0) {
-		t.Fatal("carol's session is gone")
-	}
-	if !held(205, "carol", toCarol(5)) {
-		t.Fatal("a session back from offline with a backlog does not hold")
-	}
-	if n := e.srv.Stats().SlowSessions; n != slow {
-		t.Fatalf("SlowSessions %d -> %d: the reconnected session was taken for a slow one", slow, n)
-	}
-}
-
 // A PUBACK waits for the store: none before Stored, one after; a message
 // the store refuses gets none, its connection is closed and counted, and
 // a later message of that connection stored meanwhile is not to be
@@ -337,7 +187,7 @@ func TestDeliverHeld(t *testing.T) {
 func TestPubackWaitsForStore(t *testing.T) {
 	var f *ackingFwd
 	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
-		f = &ackingFwd{loopFwd: l, held: map[string]func(){}, stores: map[string]func(error) bool{}, storeLate: true}
+		f = &ackingFwd{loopFwd: l, pending: map[string]func(){}, stores: map[string]func(error) bool{}, storeLate: true}
 		return f
 	})
 	alice := connectRaw(t, e, "alice", "a", true)
