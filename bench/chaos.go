@@ -109,7 +109,7 @@ type ChaosReport struct {
 // chaosCounters are the node metrics the report lists at the end: what
 // the durable paths did.
 var chaosCounters = []string{"pushring_fanout_resent_total", "pushring_fanout_ack_timeouts_total", "pushring_session_replays_total",
-	"pushring_session_replayed_total", "pushring_queue_dropped_total", "pushring_fanout_hold_timeouts_total",
+	"pushring_session_replayed_total", "pushring_queue_dropped_total", "pushring_fanout_withhold_timeouts_total",
 	"pushring_session_kicked_total", "pushring_journal_store_errors_total"}
 
 // RunChaos runs the chaos scenario and returns its row.
