@@ -55,6 +55,69 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// windowed is a publisher's Appended: each result frees one place of
+// its window.
+type windowed chan error
+
+func (w windowed) Appended(_, _ uint64, err error) { w <- err }
+
+// BenchmarkAppendWindow: closed-loop publishers, each keeping a window
+// of Appends in flight and sending the next one when a result comes: 1 ×
+// 1 gives the round trip of one store, 4 × 16 the window of the
+// benchmark suite's direct QoS 1 entry (4 senders, 16 in flight each),
+// whose PUBACKs wait for these results. Reports messages per second and
+// the mean time from Append to result (window / throughput).
+func BenchmarkAppendWindow(b *testing.B) {
+	for _, bc := range []struct{ publishers, window int }{{1, 1}, {4, 16}} {
+		b.Run(fmt.Sprintf("publishers=%d/window=%d", bc.publishers, bc.window), func(b *testing.B) {
+			n := startNATS(b)
+			j, _ := n.open(b, Config{})
+			errs := make(chan error, bc.publishers)
+			b.ResetTimer()
+			for p := range bc.publishers {
+				go func() {
+					w := make(windowed, bc.window)
+					m := &message.Message{Kind: message.Direct, From: "dev", To: fmt.Sprintf("p%d", p), QoS: 1, Payload: make([]byte, 64)}
+					each := b.N / bc.publishers
+					send := func(i int) error {
+						m.ID = uint64(p*each + i + 1)
+						return j.Append(m, w, uint64(i))
+					}
+					sent := 0
+					for ; sent < min(bc.window, each); sent++ {
+						if err := send(sent); err != nil {
+							errs <- err
+							return
+						}
+					}
+					for range each {
+						if err := <-w; err != nil {
+							errs <- err
+							return
+						}
+						if sent < each {
+							if err := send(sent); err != nil {
+								errs <- err
+								return
+							}
+							sent++
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range bc.publishers {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			el := b.Elapsed()
+			b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+			b.ReportMetric(float64(el.Microseconds())*float64(bc.publishers*bc.window)/float64(b.N), "µs/store")
+		})
+	}
+}
+
 // BenchmarkPublishMsgAsync is the same traffic through nats.go's
 // asynchronous JetStream publish, its futures waited for in order by one
 // goroutine (what Append's ordering needs): the alternative Append was
