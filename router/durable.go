@@ -171,6 +171,7 @@ func (s *session) replayLocked(from uint64) {
 	}
 	s.replaying = true
 	s.replayGen++
+	s.replayAt = from - 1
 	s.floor = noFloor
 	s.queue.reset()
 	s.checkBacklog()
@@ -256,6 +257,7 @@ func (s *session) replayFrom(from, gen uint64) {
 			// Read what the home may have dropped until it learned
 			// where the session is (register).
 			s.tail = false
+			s.replayAt = max(s.replayAt, last)
 			s.mu.Unlock()
 			select {
 			case <-ctx.Done():
@@ -347,6 +349,7 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 	}
 	s.srv.m.replayed()
 	s.offerLocked(m, nil)
+	s.replayAt = max(s.replayAt, m.Seq)
 	return nil
 }
 
@@ -395,6 +398,17 @@ func (s *session) position() uint64 {
 			w = q - 1
 		}
 	}
+	// During a replay, nor above what it offered so far, nor above a
+	// message parked for after it: a session whose replays take long,
+	// or are cut short by reconnects, still moves on.
+	if s.replaying {
+		w = min(w, s.replayAt)
+		for _, m := range s.parked {
+			if m.Seq != 0 && m.Seq-1 < w {
+				w = m.Seq - 1
+			}
+		}
+	}
 	// Nor above a drop, or a ring change whose replay is still due
 	// (noFloor is the largest value: min leaves w alone).
 	return min(w, s.floor, s.ringFloor)
@@ -424,9 +438,6 @@ const posHistory = 4
 // from, so a session that moves to another node meanwhile replays as
 // much from there. s.mu held.
 func (s *session) tickPosition() (pos uint64, save bool) {
-	if s.replaying {
-		return 0, false
-	}
 	s.histAt = (s.histAt + 1) % posHistory
 	s.hist[s.histAt] = s.position()
 	pos = slices.Min(s.hist[:])

@@ -496,6 +496,44 @@ func TestDurableRingChangeReplays(t *testing.T) {
 	})
 }
 
+// A replay that runs long (a slow client) saves the session's position
+// as it goes: if the session moves, its next replay starts past what was
+// acknowledged, not where this one began.
+func TestDurablePositionMovesDuringReplay(t *testing.T) {
+	d := newDurableEnv(t)
+	a := d.start(nil)
+	alice := connectRaw(t, a, "alice", "phone", false)
+	alice.subscribe(1, "/private/alice/#")
+	alice.disconnect()
+	pub := connectRaw(t, a, "bob", "pc", true)
+	for i := 1; i <= 100; i++ {
+		pub.publish(1, uint16(i), "/private/alice", "m"+strconv.Itoa(i)) // past the inflight window and the queue
+	}
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := d.st.stored(); n < 100 {
+			return fmt.Errorf("%d stored", n)
+		}
+		return nil
+	})
+	b := d.start(func(c *Config) { c.MaxQueued = 4 })
+	alice = dialRaw(t, b.addr)
+	alice.send(connectPacket("alice", "tok-alice", "phone", false, 60))
+	alice.expectConnack(0)
+	checkSeq(t, readNumbered(alice, 8), numbered(1, 8)) // then it reads no more
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		b.srv.mu.RLock()
+		sess := b.srv.sessions[sessionKey("alice", "phone")]
+		b.srv.mu.RUnlock()
+		sess.mu.Lock()
+		replaying := sess.replaying
+		sess.mu.Unlock()
+		if p := d.st.position("alice", "phone"); !replaying || p < 6 {
+			return fmt.Errorf("position %d, replaying %v", p, replaying)
+		}
+		return nil
+	})
+}
+
 // A persistent session that connects away from its home gets, after
 // RingSettle, what was stored meanwhile and went to the home before the
 // home knew where it is (stored, never delivered here), ahead of what

@@ -76,8 +76,10 @@ type session struct {
 	room                    *sync.Cond          // on mu: the queue made room for a replay
 
 	// tail: the running replay reads the journal once more, RingSettle
-	// after it reached the end (see register).
-	tail bool
+	// after it reached the end (see register). replayAt: the highest
+	// sequence the running replay offered, or read up to (position).
+	tail     bool
+	replayAt uint64
 }
 
 // subscription is one granted filter.
