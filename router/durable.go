@@ -229,9 +229,6 @@ func (s *session) replayFrom(from, gen uint64) {
 		// at the first kept message, past them.
 		s.backlogNotice(kept)
 		if err != nil {
-			// Try again at the next position tick while the session is
-			// connected (positionLoop); live messages flow meanwhile,
-			// and the position stays below what was not replayed.
 			if !errors.Is(err, errReplayStopped) {
 				s.srv.m.storeError()
 				// Retried every position tick: one line a second at most
@@ -245,6 +242,22 @@ func (s *session) replayFrom(from, gen uint64) {
 			if stopped != 0 {
 				resume = stopped
 			}
+			if s.conn != nil && ctx.Err() == nil {
+				// Still connected (a client slow to make room, a store
+				// slow to answer): read on from where it stopped after a
+				// pause, live messages still parked. Letting them through
+				// now would deliver them ahead of the rest of the backlog.
+				s.mu.Unlock()
+				select {
+				case <-ctx.Done():
+				case <-time.After(replayRetry):
+				}
+				from = resume
+				continue
+			}
+			// Offline, or the server stops: the position stays below
+			// what was not replayed, and the next connection replays
+			// from there (register).
 			s.floor = min(s.floor, resume-1)
 			last = resume - 1
 		} else if s.parkOverflow {
@@ -362,6 +375,10 @@ func (s *session) overflowed() {
 		s.replayLocked(s.floor + 1)
 	}
 }
+
+// replayRetry is the pause before a replay that stopped (the store did
+// not answer, the client did not make room) reads on.
+const replayRetry = time.Second
 
 // replayWait bounds how long a replay waits for a client to make room.
 const replayWait = 10 * time.Second
