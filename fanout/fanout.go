@@ -238,6 +238,11 @@ type Fanout struct {
 	withheld withheldAcks // confirmations withheld for backlogged recipients
 	cu       catchUp      // owner's catch-up after a dropped connection (catchup.go)
 
+	// Views that differ (view.go): the listener, and when it was last
+	// called (unix ns).
+	viewFn       atomic.Pointer[func()]
+	lastMismatch atomic.Int64
+
 	// storeFailing: unix ns of the first Store failure since its last
 	// success, 0 while it succeeds (StoreFailing).
 	storeFailing atomic.Int64
@@ -642,6 +647,7 @@ func (f *Fanout) receive(data []byte) {
 	case KindDeliver:
 		f.stats.deliversReceived.Add(1)
 		f.stats.recipients.Add(uint64(len(env.Recipients)))
+		f.checkView(env)
 		if env.AckNode != "" {
 			f.deliverAcked(env)
 		} else {
@@ -880,6 +886,7 @@ type Stats struct {
 	AckDrops          uint64 // Ack entries not sent: too many distinct ack nodes (garbage)
 	Resent            uint64 // stored QoS 1 messages forwarded again: their confirmations did not come in time
 	HeldBack          uint64 // stored QoS 1 messages not forwarded: an earlier one of their publisher was not stored
+	ViewMismatches    uint64 // Delivers of stored messages routed under another ring than this node's (view.go)
 	Waiting           uint64 // QoS 1 publishes waiting here for confirmations now
 }
 
@@ -898,6 +905,7 @@ type counters struct {
 	acksReceived, acksWithheld, withholdTimeouts       atomic.Uint64
 	ackTimeouts, ackDrops, resent, heldBack            atomic.Uint64
 	catchUps, caughtUp, catchUpErrors, catchUpOverflow atomic.Uint64
+	viewMismatches                                     atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -936,6 +944,7 @@ func (f *Fanout) Stats() Stats {
 		AckDrops:          c.ackDrops.Load(),
 		Resent:            c.resent.Load(),
 		HeldBack:          c.heldBack.Load(),
+		ViewMismatches:    c.viewMismatches.Load(),
 		Waiting:           uint64(f.waits.len()),
 	}
 }
@@ -976,6 +985,8 @@ var (
 		"Stored group messages resolved again by catch-ups: those this node had not resolved.")
 	catchUpErrorsDesc = fanoutDesc("catchup_errors_total",
 		"Catch-ups that could not read the store (the messages missed come when their publishers' nodes send them again, out of order).")
+	viewMismatchesDesc = fanoutDesc("view_mismatches_total",
+		"Deliver envelopes of stored messages routed by their sender under another hash ring than this node's (views converging): the first in 10 s holds the sessions as a ring change does.")
 	catchUpOverflowDesc = fanoutDesc("catchup_overflow_total",
 		"Group messages resolved at once, not in order, because too many were waiting for a catch-up.")
 	resentDesc = fanoutDesc("resent_total",
@@ -995,7 +1006,7 @@ type collector struct{ f *Fanout }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
 		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
-		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, attachRecordsDesc} {
+		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, viewMismatchesDesc, attachRecordsDesc} {
 		ch <- d
 	}
 }
@@ -1023,6 +1034,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- counter(caughtUpDesc, &s.caughtUp, s.created)
 	ch <- counter(catchUpErrorsDesc, &s.catchUpErrors, s.created)
 	ch <- counter(catchUpOverflowDesc, &s.catchUpOverflow, s.created)
+	ch <- counter(viewMismatchesDesc, &s.viewMismatches, s.created)
 	ch <- prometheus.MustNewConstMetric(attachRecordsDesc, prometheus.GaugeValue, float64(c.f.attachRecords()))
 }
 

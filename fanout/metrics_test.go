@@ -37,6 +37,7 @@ var (
 		`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
 		`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
 		`pushring_fanout_resent_total counter [] "Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time."`,
+		`pushring_fanout_view_mismatches_total counter [] "Deliver envelopes of stored messages routed by their sender under another hash ring than this node's (views converging): the first in 10 s holds the sessions as a ring change does."`,
 		`pushring_fanout_withhold_timeouts_total counter [] "Withheld QoS 1 confirmations sent after AckWithhold although the backlog had not drained."`,
 	}
 	goldenStart = []string{
@@ -56,6 +57,7 @@ var (
 		`pushring_fanout_publish_errors_total`,
 		`pushring_fanout_recipients_total`,
 		`pushring_fanout_resent_total`,
+		`pushring_fanout_view_mismatches_total`,
 		`pushring_fanout_withhold_timeouts_total`,
 	}
 	goldenPeers = []string{
@@ -81,6 +83,7 @@ var (
 		`pushring_fanout_publish_errors_total`,
 		`pushring_fanout_recipients_total`,
 		`pushring_fanout_resent_total`,
+		`pushring_fanout_view_mismatches_total`,
 		`pushring_fanout_withhold_timeouts_total`,
 	}
 )

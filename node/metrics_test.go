@@ -40,6 +40,7 @@ var goldenNodeFamilies = []string{
 	`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
 	`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
 	`pushring_fanout_resent_total counter [] "Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time."`,
+	`pushring_fanout_view_mismatches_total counter [] "Deliver envelopes of stored messages routed by their sender under another hash ring than this node's (views converging): the first in 10 s holds the sessions as a ring change does."`,
 	`pushring_fanout_withhold_timeouts_total counter [] "Withheld QoS 1 confirmations sent after AckWithhold although the backlog had not drained."`,
 	`pushring_gossip_auth_failures_total counter [] "Gossip packets and streams dropped because no key of the keyring decrypts them, or because they came in clear."`,
 	`pushring_http_conns_refused_total counter [] "HTTP connections refused at once because the connection cap was reached."`,

@@ -672,6 +672,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// As the owner of groups, it may have missed Resolves: it reads the
 	// stored group messages of that time back before resolving newer
 	// ones (fanout's catch-up).
+	// A peer routing stored messages under a ring this node has not
+	// seen yet: hold the sessions now, not when the gossip tells.
+	n.fan.OnViewMismatch(n.router.RingChanged)
 	n.nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
 		n.log.Warn("NATS disconnected", "err", err)
 		n.fan.Disconnected()
