@@ -66,6 +66,13 @@ type Result struct {
 	ServerRSSMiB   *float64 `json:"server_rss_mib"`
 	ServerCPUs     *float64 `json:"server_cpu_s"` // CPU seconds in the measured window
 	HarnessCPUs    float64  `json:"harness_cpu_s"`
+	// Write system calls of the server and read system calls of the
+	// harness over the span of ServerCPUs (fanout and direct; all the
+	// harness's clients when they run in this process): deliveries per
+	// call is how well the server batches its socket writes, and the
+	// members' reads follow them.
+	ServerWrites *float64 `json:"server_write_calls,omitempty"`
+	HarnessReads *float64 `json:"harness_read_calls,omitempty"`
 	SetupS         float64  `json:"setup_s"`
 	ConnectS       float64  `json:"connect_s"`
 	Note           string   `json:"note,omitempty"`
@@ -395,9 +402,17 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 				cpu := srv1.CPUSeconds - srv0.CPUSeconds
 				rss := float64(srv1.RSSKiB) / 1024
 				res.ServerCPUs, res.ServerRSSMiB = &cpu, &rss
+				if srv1.SyscW > 0 {
+					w := float64(srv1.SyscW - srv0.SyscW)
+					res.ServerWrites = &w
+				}
 			}
 		}
 		res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds + workers1 - workers0
+		if self1.SyscR > 0 && pool == nil {
+			r := float64(self1.SyscR - self0.SyscR)
+			res.HarnessReads = &r
+		}
 	}
 	pwDone := make(chan struct{})
 	go func() { pw.Wait(); close(pwDone) }()
