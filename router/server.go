@@ -61,6 +61,7 @@ type Server struct {
 
 	wg         sync.WaitGroup
 	loops      eventLoops      // the event-loop transport's pollers
+	hold       outputHold      // output held for a run of deliveries (batch.go)
 	loopErr    sync.Once       // the event loop could not start: logged once
 	rateLog    lograte.Limiter // connect-rate refusal log lines
 	tlsLog     lograte.Limiter // TLS handshake failure log lines

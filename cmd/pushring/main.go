@@ -147,6 +147,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.NATSTLSCert, "nats-tls-cert", "", "embedded NATS server: certificate file (PEM); --nats-listen then serves TLS only")
 	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", "", "embedded NATS server: key file (PEM) of --nats-tls-cert")
 	fs.StringVar(&cfg.NATSTLSClientCA, "nats-tls-client-ca", "", "embedded NATS server: require client certificates signed by this CA (PEM)")
+	// Steady bursts: output held over a run of waiting envelopes.
+	fs.IntVar(&cfg.OutputBatch, "output-batch", cfg.OutputBatch, "a burst is delivered in runs of at most this many messages, each run's output leaving in one socket write per connection (1: write as soon as possible)")
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
