@@ -66,13 +66,6 @@ type Result struct {
 	ServerRSSMiB   *float64 `json:"server_rss_mib"`
 	ServerCPUs     *float64 `json:"server_cpu_s"` // CPU seconds in the measured window
 	HarnessCPUs    float64  `json:"harness_cpu_s"`
-	// Write system calls of the server and read system calls of the
-	// harness over the span of ServerCPUs (fanout and direct; all the
-	// harness's clients when they run in this process): deliveries per
-	// call is how well the server batches its socket writes, and the
-	// members' reads follow them.
-	ServerWrites *float64 `json:"server_write_calls,omitempty"`
-	HarnessReads *float64 `json:"harness_read_calls,omitempty"`
 	SetupS         float64  `json:"setup_s"`
 	ConnectS       float64  `json:"connect_s"`
 	Note           string   `json:"note,omitempty"`
@@ -87,6 +80,14 @@ type Result struct {
 	// did not fail, next to their median in DeliveriesPerS.
 	DeliveriesPerSMin *float64 `json:"deliveries_per_s_min,omitempty"`
 	DeliveriesPerSMax *float64 `json:"deliveries_per_s_max,omitempty"`
+
+	// Write system calls of the server and read system calls of the
+	// harness over the span of ServerCPUs (fanout and direct; all the
+	// harness's clients when they run in this process): deliveries per
+	// call is how well the server batches its socket writes, and the
+	// members' reads follow them.
+	ServerWrites *float64 `json:"server_write_calls,omitempty"`
+	HarnessReads *float64 `json:"harness_read_calls,omitempty"`
 
 	// pushring's durable QoS 1, from its /metrics before publishing and
 	// after the drain (durability.go): journal records and bytes stored
