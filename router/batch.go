@@ -1,6 +1,9 @@
 package router
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Output held for a batch of deliveries.
 //
@@ -21,8 +24,17 @@ import "sync/atomic"
 // steps): meanwhile the pollers keep connections that have only output
 // to write on a held list, and write them all once the run ends, one
 // write per connection for the whole run. Packets read, registrations,
-// resumes and closes are not held. A hold outlives no run: the pollers
-// also write after holdMax, whatever the deliverer does.
+// resumes and closes are not held, nor the answers to packets read (a
+// poller writes a connection's output right after reading from it, held
+// or not). A hold outlives no run: the pollers also write after holdMax,
+// whatever the deliverer does. A poller that took a connection off its
+// queue just before a hold began writes it unheld: the hold saves
+// writes, it promises nothing.
+
+// holdMax bounds how long a poller keeps output held, in case the
+// deliverer stalls in the middle of a run (Server.holdMax, which tests
+// change, starts at it).
+const holdMax = 20 * time.Millisecond
 
 // outputHold is the server's hold state, set by the delivering goroutine
 // and read by the pollers.

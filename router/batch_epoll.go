@@ -4,10 +4,6 @@ package router
 
 import "time"
 
-// holdMax bounds how long a poller keeps output held, in case the
-// deliverer stalls in the middle of a run.
-const holdMax = 20 * time.Millisecond
-
 // wakeHolding wakes the pollers that hold output (ReleaseOutput).
 func (l *eventLoops) wakeHolding() {
 	if ps := l.active.Load(); ps != nil {
@@ -43,7 +39,7 @@ func (p *poller) releaseHeld(now time.Time, force bool) {
 	if len(p.held) == 0 {
 		return
 	}
-	if !force && p.srv.hold.on.Load() && p.srv.hold.gen.Load() == p.heldGen && now.Sub(p.heldAt) < holdMax {
+	if !force && p.srv.hold.on.Load() && p.srv.hold.gen.Load() == p.heldGen && now.Sub(p.heldAt) < p.srv.holdMax {
 		return
 	}
 	p.holding.Store(false)
@@ -59,5 +55,5 @@ func (p *poller) holdWait(wait time.Duration) time.Duration {
 	if len(p.held) == 0 {
 		return wait
 	}
-	return min(wait, max(holdMax-time.Since(p.heldAt), 0))
+	return min(wait, max(p.srv.holdMax-time.Since(p.heldAt), 0))
 }
