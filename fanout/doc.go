@@ -6,12 +6,12 @@
 // # Files
 //
 //	doc.go           this overview
-//	fanout_iface.go  what the node plugs in: Deliverer, Members, Placement, Bus
+//	fanout_iface.go  what the node plugs in: Deliverer, Members, Placement, Bus; OutputHolder, BatchBus
 //	fanout.go        Config, Fanout: New, Start, Close, Forward, the receive path, Stats and metrics
 //	envelope.go      the envelope format (version 2): AppendEnvelope, DecodeEnvelope
 //	attach.go        attach records: Presence hooks (Holding, Released, RingChanged) and the home's table
 //	ack.go           QoS 1 flow control: ForwardAcked, Receipt, Throttler, Ack envelopes
-//	bus_nats.go      NewNATSBus, the production Bus
+//	bus_nats.go      NewNATSBus, the production Bus (a BatchBus: it tells when more envelopes wait)
 //	bus_memory.go    MemoryBus, a Bus inside one process for tests
 //
 // # Flows
