@@ -42,6 +42,12 @@
 // counted, logged and dropped. Attach, AttachMany and Detach envelopes
 // maintain the attach table.
 //
+// Bursts: when the Bus is a BatchBus (NATS) and the Deliverer an
+// OutputHolder (the router), an envelope handled while others already
+// wait on the subscription is delivered inside a hold: the router keeps
+// the output for the end of the run (Config.OutputBatch envelopes at
+// most) and writes each connection once for the whole run.
+//
 // Attach records (attach.go): Fanout implements the router's Presence
 // hook. For a principal held here but homed elsewhere it sends Attach to
 // the home (batched per home in AttachMany envelopes, renewed every
