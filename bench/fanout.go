@@ -81,6 +81,14 @@ type Result struct {
 	DeliveriesPerSMin *float64 `json:"deliveries_per_s_min,omitempty"`
 	DeliveriesPerSMax *float64 `json:"deliveries_per_s_max,omitempty"`
 
+	// Write system calls of the server and read system calls of the
+	// harness over the span of ServerCPUs (fanout and direct; all the
+	// harness's clients when they run in this process): deliveries per
+	// call is how well the server batches its socket writes, and the
+	// members' reads follow them.
+	ServerWrites *float64 `json:"server_write_calls,omitempty"`
+	HarnessReads *float64 `json:"harness_read_calls,omitempty"`
+
 	// pushring's durable QoS 1, from its /metrics before publishing and
 	// after the drain (durability.go): journal records and bytes stored
 	// per message published, store errors, and session-record writes
@@ -395,9 +403,17 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 				cpu := srv1.CPUSeconds - srv0.CPUSeconds
 				rss := float64(srv1.RSSKiB) / 1024
 				res.ServerCPUs, res.ServerRSSMiB = &cpu, &rss
+				if srv1.SyscW > 0 {
+					w := float64(srv1.SyscW - srv0.SyscW)
+					res.ServerWrites = &w
+				}
 			}
 		}
 		res.HarnessCPUs = self1.CPUSeconds - self0.CPUSeconds + workers1 - workers0
+		if self1.SyscR > 0 && pool == nil {
+			r := float64(self1.SyscR - self0.SyscR)
+			res.HarnessReads = &r
+		}
 	}
 	pwDone := make(chan struct{})
 	go func() { pw.Wait(); close(pwDone) }()

@@ -22,6 +22,11 @@ type ProcSample struct {
 	CPUSeconds float64 // user + system
 	RSSKiB     int64
 	HWMKiB     int64 // peak RSS
+	// Read and write system calls so far, all threads (/proc/<pid>/io;
+	// 0 where the kernel does not expose it). A burst's cost moves with
+	// how many messages each socket read or write carries, and these
+	// counts show it.
+	SyscR, SyscW uint64
 }
 
 const clockTicks = 100 // USER_HZ on Linux
@@ -61,6 +66,17 @@ func ReadProc(pid int) (ProcSample, error) {
 			s.RSSKiB = kib(v)
 		} else if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			s.HWMKiB = kib(v)
+		}
+	}
+	if io, err := os.ReadFile(dir + "/io"); err == nil {
+		for line := range strings.Lines(string(io)) {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ": ")
+			switch k {
+			case "syscr":
+				s.SyscR, _ = strconv.ParseUint(v, 10, 64)
+			case "syscw":
+				s.SyscW, _ = strconv.ParseUint(v, 10, 64)
+			}
 		}
 	}
 	return s, nil

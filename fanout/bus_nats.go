@@ -1,6 +1,10 @@
 package fanout
 
-import "github.com/nats-io/nats.go"
+import (
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+)
 
 // natsBus is the production Bus: core NATS publish/subscribe on one
 // connection.
@@ -8,7 +12,7 @@ type natsBus struct {
 	nc *nats.Conn
 }
 
-var _ Bus = (*natsBus)(nil)
+var _ BatchBus = (*natsBus)(nil)
 
 // NewNATSBus returns a Bus over nc. Publish copies data into the
 // connection's buffer and returns (fire-and-forget). Each subscription is
@@ -36,4 +40,24 @@ func (b *natsBus) Subscribe(subject string, fn func(data []byte)) (func(), error
 
 func (b *natsBus) Flush() error {
 	return b.nc.Flush()
+}
+
+// SubscribeBatch is Subscribe with the subscription's pending count: more
+// is set when messages wait behind the one being handled (nats.go counts
+// that one as pending until its handler returns).
+func (b *natsBus) SubscribeBatch(subject string, fn func(data []byte, more bool)) (func(), error) {
+	var self atomic.Pointer[nats.Subscription] // set once Subscribe returns
+	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) {
+		more := false
+		if s := self.Load(); s != nil {
+			n, _, _ := s.Pending()
+			more = n > 1
+		}
+		fn(m.Data, more)
+	})
+	if err != nil {
+		return nil, err
+	}
+	self.Store(sub)
+	return func() { _ = sub.Unsubscribe() }, nil
 }

@@ -6,12 +6,12 @@
 // # Files
 //
 //	doc.go           this overview
-//	fanout_iface.go  what the node plugs in: Deliverer, Members, Placement, Bus
+//	fanout_iface.go  what the node plugs in: Deliverer, Members, Placement, Bus; OutputBatcher, BatchBus
 //	fanout.go        Config, Fanout: New, Start, Close, Forward, the receive path, Stats and metrics
 //	envelope.go      the envelope format (version 2): AppendEnvelope, DecodeEnvelope
 //	attach.go        attach records: Presence hooks (Arrived, Left, RingChanged) and the home's table
 //	ack.go           QoS 1 flow control: ForwardAcked, Receipt, AckDeliverer, Ack envelopes
-//	bus_nats.go      NewNATSBus, the production Bus
+//	bus_nats.go      NewNATSBus, the production Bus (a BatchBus: it tells when more envelopes wait)
 //	bus_memory.go    MemoryBus, a Bus inside one process for tests
 //
 // # Flows
@@ -41,6 +41,12 @@
 // complete the waits of this node's publishers; undecodable envelopes are
 // counted, logged and dropped. Attach, AttachMany and Detach envelopes
 // maintain the attach table.
+//
+// Bursts: when the Bus is a BatchBus (NATS) and the Deliverer an
+// OutputBatcher (the router), an envelope handled while others already
+// wait on the subscription is delivered inside a hold: the router keeps
+// the output for the end of the run (Config.OutputBatch envelopes at
+// most) and writes each connection once for the whole run.
 //
 // Attach records (attach.go): Fanout implements the router's Presence
 // hook. For a principal present here but homed elsewhere it sends Attach to

@@ -15,6 +15,28 @@ type Deliverer interface {
 	Deliver(m *message.Message, recipients []string)
 }
 
+// OutputBatcher is implemented by a Deliverer whose writes to clients are
+// cheaper in batches (the router): fanout calls BeginOutputRun before an
+// envelope when more are already waiting on a BatchBus, and
+// EndOutputRun after the last envelope of the run (at most
+// Config.OutputBatch of them). Both are called from the receiving
+// goroutine and must not block.
+type OutputBatcher interface {
+	BeginOutputRun()
+	EndOutputRun()
+}
+
+// BatchBus is a Bus whose subscription can tell its handler that more
+// messages are already waiting behind the one it gets (NATS, from the
+// subscription's pending count). fanout uses it to hold a Deliverer's
+// output over a run of envelopes (OutputBatcher).
+type BatchBus interface {
+	Bus
+	// SubscribeBatch is Subscribe, with more set when at least one
+	// further message waits for fn.
+	SubscribeBatch(subject string, fn func(data []byte, more bool)) (unsubscribe func(), err error)
+}
+
 // Members resolves a group to its members. store.Directory implements it.
 type Members interface {
 	// Members returns the member ids of gid (nil if none). The slice is

@@ -196,6 +196,12 @@ type Config struct {
 	// elect their JetStream leaders, and a node that gave up at once
 	// would need its supervisor to start it again.
 	StoreWait time.Duration
+	// OutputBatch is the most envelopes a burst is delivered in while
+	// the connections' output waits to leave in one write each (see
+	// fanout.Config.OutputBatch): fewer, larger socket writes make a
+	// burst's cost, and so its duration, steadier. 1: every delivery is
+	// written as soon as a poller gets to it. Default 64.
+	OutputBatch int
 	// NATSListen makes the embedded NATS server listen on host:port, so
 	// other nodes and tools can use it. Empty (the default): in-process
 	// only.
@@ -295,6 +301,8 @@ func DefaultConfig() Config {
 		LoginRate:  a.LoginRate,
 		LoginBurst: a.LoginBurst,
 
+		OutputBatch: fanout.DefaultConfig().OutputBatch,
+
 		LoginAccountFailures:   a.LoginAccountFailures,
 		LoginAccountMaxBackoff: a.LoginAccountMaxBackoff,
 		HTTP:                   a.HTTP,
@@ -339,6 +347,7 @@ func (c Config) withDefaults() Config {
 	c.GossipAddr = cmp.Or(c.GossipAddr, d.GossipAddr)
 	c.KVReplicas = cmp.Or(c.KVReplicas, d.KVReplicas)
 	c.StoreWait = cmp.Or(c.StoreWait, d.StoreWait)
+	c.OutputBatch = cmp.Or(c.OutputBatch, d.OutputBatch)
 	c.SessionTTL = cmp.Or(c.SessionTTL, d.SessionTTL)
 	c.LoginRate = cmp.Or(c.LoginRate, d.LoginRate) // negative stays: no limit
 	c.LoginBurst = cmp.Or(c.LoginBurst, d.LoginBurst)
@@ -401,6 +410,7 @@ func (c Config) validate() error {
 		hostPort("MQTTAddr", c.MQTTAddr),
 		hostPort("HTTPAddr", c.HTTPAddr),
 		configerr.Positive(check, "StoreWait", c.StoreWait),
+		configerr.Positive(check, "OutputBatch", c.OutputBatch),
 		advertise,
 		natsListen,
 		check.If((c.TLSCertFile == "") != (c.TLSKeyFile == ""), "TLSCertFile and TLSKeyFile must be set together (got %q, %q)", c.TLSCertFile, c.TLSKeyFile),
@@ -444,6 +454,7 @@ func (c Config) journalConfig() journal.Config {
 func (c Config) fanoutConfig() fanout.Config {
 	f := fanout.DefaultConfig()
 	f.Cluster, f.NodeID = c.Cluster, c.NodeID
+	f.OutputBatch = c.OutputBatch
 	return f
 }
 
@@ -1126,7 +1137,23 @@ func (l *lazyRouter) DeliverAcked(m *message.Message, recipients []string, rel f
 	return false
 }
 
-var _ flow.AckDeliverer = (*lazyRouter)(nil)
+// BeginOutputRun and EndOutputRun make lazyRouter fanout's OutputBatcher.
+func (l *lazyRouter) BeginOutputRun() {
+	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
+		r.BeginOutputRun()
+	}
+}
+
+func (l *lazyRouter) EndOutputRun() {
+	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
+		r.EndOutputRun()
+	}
+}
+
+var (
+	_ flow.AckDeliverer    = (*lazyRouter)(nil)
+	_ fanout.OutputBatcher = (*lazyRouter)(nil)
+)
 
 // advertiseAddr turns a bound address into one a client can dial.
 func advertiseAddr(a net.Addr) string {

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -77,7 +78,8 @@ var errWriteTimeout = errors.New("write timed out (client not reading)")
 type eventLoops struct {
 	once    sync.Once
 	pollers []*poller
-	next    int // round robin, under Server.mu
+	active  atomic.Pointer[[]*poller] // pollers once started, for EndOutputRun
+	next    int                       // round robin, under Server.mu
 	err     error
 	wg      sync.WaitGroup
 }
@@ -104,6 +106,7 @@ func (l *eventLoops) start(srv *Server) error {
 			l.wg.Add(1)
 			go p.run(&l.wg)
 		}
+		l.active.Store(&l.pollers)
 	})
 	return l.err
 }
@@ -196,6 +199,13 @@ type poller struct {
 	queue    []*epollTransport
 	woken    bool // evfd written since the queue was last taken
 	stopping bool
+
+	// Output held for the deliverer's run (batch.go): poller goroutine
+	// only, but holding, which EndOutputRun reads to know whom to wake.
+	held    []*epollTransport
+	heldGen uint64
+	heldAt  time.Time
+	holding atomic.Bool
 }
 
 func newPoller(srv *Server) (*poller, error) {
@@ -273,6 +283,7 @@ func (p *poller) run(wg *sync.WaitGroup) {
 		if len(p.paused) > 0 {
 			wait = min(wait, max(time.Until(time.Unix(0, p.nextResume)), 0))
 		}
+		wait = p.holdWait(wait)
 		n, err := unix.EpollWait(p.epfd, events, int(wait/time.Millisecond)+1)
 		if err != nil && err != unix.EINTR {
 			p.srv.log.Error("mqtt: epoll_wait failed", "err", err)
@@ -288,17 +299,24 @@ func (p *poller) run(wg *sync.WaitGroup) {
 			p.event(events[i], now)
 		}
 
+		// The releases counted before the hold is looked at: a release
+		// in between shows as a newer count (releaseHeld below).
+		gen := p.srv.hold.gen.Load()
 		p.mu.Lock()
 		q := p.queue
 		p.queue = spare[:0]
 		p.woken = false
 		stopping := p.stopping
 		p.mu.Unlock()
+		hold := !stopping && p.srv.hold.on.Load()
 		for i, t := range q {
-			p.work(t, now)
+			if !hold || !p.deferFlush(t, gen, now) {
+				p.work(t, now)
+			}
 			q[i] = nil
 		}
 		spare = q
+		p.releaseHeld(now, stopping)
 
 		if len(p.paused) > 0 && now.UnixNano() >= p.nextResume {
 			p.unpause(now)

@@ -11,4 +11,6 @@ type eventLoops struct{}
 
 func (eventLoops) stop() {}
 
+func (*eventLoops) wakeHolding() {}
+
 func newEventTransport(*Server, net.Conn) transportStarter { return nil }

@@ -17,6 +17,8 @@
 //	conn.go              the seam between socket I/O (transport) and protocol (handler); tcpTransport, two goroutines a connection
 //	conn_epoll.go        Linux: the event-loop transport (epoll pollers, deadlines checked by a sweep)
 //	conn_epoll_other.go  other platforms: no event loop, every connection uses tcpTransport
+//	batch.go             BeginOutputRun, EndOutputRun: output held over a run of deliveries, written once per run
+//	batch_epoll.go       Linux: the pollers' held list
 //	mqtt.go              the protocol handler of one connection: CONNECT, auth-topic login, PUBLISH, SUBSCRIBE, acks, will
 //	session.go           session state: subscriptions, inflight window, resends, queue, replay on reconnect
 //	queue.go             the bounded message queue and the ring of recently delivered ids

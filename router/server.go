@@ -62,6 +62,8 @@ type Server struct {
 
 	wg         sync.WaitGroup
 	loops      eventLoops                    // the event-loop transport's pollers
+	hold       outputHold                    // output held for a run of deliveries (batch.go)
+	holdMax    time.Duration                 // the longest a poller holds output (holdMax; tests change it before the first connection)
 	loopErr    sync.Once                     // the event loop could not start: logged once
 	rateLog    lograte.Limiter               // connect-rate refusal log lines
 	tlsLog     lograte.Limiter               // TLS handshake failure log lines
@@ -121,6 +123,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		m:           m,
 		rate:        newConnLimiter(cfg.ConnectRate, cfg.ConnectBurst),
 		conns:       make(map[*mqttConn]struct{}),
+		holdMax:     holdMax,
 		sessions:    make(map[string]*session),
 		byPrincipal: make(map[string][]*session),
 		byToken:     make(map[string][]*mqttConn),

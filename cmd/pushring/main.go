@@ -151,6 +151,8 @@ func run(args []string) error {
 	// Graceful shutdown: how long SIGTERM's drain may take.
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "SIGTERM drains the node (stop accepting, leave the cluster, close the clients so they resume elsewhere) within this long, then it stops anyway and exits 0; a second signal stops it at once")
 
+	// Steady bursts: output held over a run of waiting envelopes.
+	fs.IntVar(&cfg.OutputBatch, "output-batch", cfg.OutputBatch, "a burst is delivered in runs of at most this many messages, each run's output leaving in one socket write per connection (1: write as soon as possible)")
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof/ on this host:port (profiling; keep it on loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := applyEnv(fs); err != nil {
