@@ -515,8 +515,9 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 		firstMin[k] = make([]time.Duration, len(recs[k]))
 		firstMax[k] = make([]time.Duration, len(recs[k]))
 	}
-	// The arrivals of the first few members that got something out of
-	// order, to see what overtook what.
+	// The arrivals, connection losses and connections of the first few
+	// members that got something out of order or missed something, to
+	// see what overtook what.
 	var sample strings.Builder
 	sampled := 0
 	for _, m := range ms {
@@ -549,10 +550,23 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 				}
 			}
 		}
-		if memberReordered > 0 && sampled < 5 {
+		missed := false
+		for seq, r := range recs["g"] {
+			if r.acked != 0 && !seen["g"][seq] {
+				missed = true
+				break
+			}
+		}
+		if (memberReordered > 0 || missed) && sampled < 5 {
 			sampled++
 			for _, a := range m.got {
 				fmt.Fprintf(&sample, "%s\t%c\t%d\t%.3f\n", m.id, a.kind, a.seq, (a.at - t0).Seconds())
+			}
+			for _, at := range m.lost {
+				fmt.Fprintf(&sample, "%s\tlost\t-\t%.3f\n", m.id, (at - t0).Seconds())
+			}
+			for _, at := range m.conns {
+				fmt.Fprintf(&sample, "%s\tconn\t-\t%.3f\n", m.id, (at - t0).Seconds())
 			}
 		}
 		m.mu.Unlock()
@@ -581,7 +595,7 @@ func chaosDump(t *testing.T, ms []*chaosMember, t0 time.Duration, recs map[strin
 		}
 	}
 	if sampled > 0 {
-		if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "reordered-members.tsv"), []byte("member\tpub\tseq\tat_s\n"+sample.String()), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "sample-members.tsv"), []byte("member\tpub\tseq\tat_s\n"+sample.String()), 0o600); err != nil {
 			t.Error(err)
 		}
 	}

@@ -39,8 +39,11 @@ const seenSlots = 1 << 16
 const catchUpHistory = 2
 
 // catchUpPatience is how long a catch-up keeps trying to read the store
-// while it does not answer, Resolves parked meanwhile.
-const catchUpPatience = 30 * time.Second
+// while it does not answer, Resolves parked meanwhile: the group's
+// deliveries from this owner stall that long, so it is short. Past it,
+// the missed messages come when their publishers' nodes send them again
+// (ack.go), maybe after newer ones.
+const catchUpPatience = 5 * time.Second
 
 // maxParked bounds the Resolves parked while the connection is down or
 // a catch-up reads; past it they are resolved at once (their order is no
@@ -225,13 +228,13 @@ func (f *Fanout) catchUpRead() {
 		// Right after a reconnect JetStream may not answer yet (the
 		// server that went away may have led the stream): try again,
 		// the Resolves staying parked, for a while.
-		give := time.Now().Add(catchUpPatience)
-		for wait := 250 * time.Millisecond; ; wait = min(2*wait, 4*time.Second) {
-			err := f.catchUpFrom(ctx, from)
+		rctx, rcancel := context.WithTimeout(ctx, catchUpPatience)
+		for wait := 250 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			err := f.catchUpFrom(rctx, from)
 			if err == nil {
 				break
 			}
-			if ctx.Err() != nil || time.Now().Add(wait).After(give) {
+			if rctx.Err() != nil {
 				f.stats.catchUpErrors.Add(1)
 				f.log.Warn("catching up on stored group messages failed: those lost on the way here come when their publishers' nodes send them again",
 					"from", from, "err", err)
@@ -239,10 +242,11 @@ func (f *Fanout) catchUpRead() {
 			}
 			f.warn("catching up on stored group messages: the store does not answer yet; trying again", "from", from, "err", err)
 			select {
-			case <-ctx.Done():
+			case <-rctx.Done():
 			case <-time.After(wait):
 			}
 		}
+		rcancel()
 	}
 	// What parked: in sequence order, and what parks meanwhile after it,
 	// until none is left; only then do Resolves flow again.

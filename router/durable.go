@@ -282,6 +282,9 @@ func (s *session) replayFrom(from, gen uint64) {
 		s.srv.log.Debug("mqtt: persistent session replayed from the journal", "id", s.principal, "client_id", s.clientID,
 			"from", start, "to", last, "parked", len(s.parked), "err", err)
 		s.maxSeq = max(s.maxSeq, last)
+		if err == nil {
+			s.replayedTo = max(s.replayedTo, last)
+		}
 		s.sent = nil
 		s.replaying = false
 		for _, m := range s.takeParked() {
@@ -716,7 +719,18 @@ func (s *session) ringDone(last uint64) {
 // messages are queued now and the replay waits for the client). s.mu
 // held.
 func (s *session) ringSettled() {
-	s.floor = min(s.floor, s.ringFloor)
+	if s.replaying {
+		// A replay reads the journal whatever the ring: what went
+		// astray up to where it reads is in it, and one more read once
+		// it reached the end covers the rest. (Setting the floor instead
+		// made every session that replayed through a ring change replay
+		// again from before the change, and again at the next one.)
+		s.tail = true
+		s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, time.Time{}, false, false
+		return
+	}
+	// What the last replay read (replayedTo) needs no second read.
+	s.floor = min(s.floor, max(s.ringFloor, s.replayedTo))
 	s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, time.Time{}, false, false
 	if s.conn != nil || s.replaying {
 		if !s.replaying && s.conn != nil {

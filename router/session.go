@@ -78,8 +78,10 @@ type session struct {
 	// tail: the running replay reads the journal once more, RingSettle
 	// after it reached the end (see register). replayAt: the highest
 	// sequence the running replay offered, or read up to (position).
-	tail     bool
-	replayAt uint64
+	// replayedTo: the journal's end the last finished replay read to.
+	tail       bool
+	replayAt   uint64
+	replayedTo uint64
 }
 
 // subscription is one granted filter.
