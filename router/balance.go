@@ -2,6 +2,7 @@ package router
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,15 +30,25 @@ func (s *Server) SetHome(home func(id string) (local bool)) {
 	s.bal.mu.Lock()
 	s.bal.home = home
 	s.bal.mu.Unlock()
+	s.bal.homeAt.Store(&home)
+}
+
+// homedElsewhere reports whether SetHome says id's home is another node
+// (false without SetHome). Lock-free: register calls it with Server.mu
+// and session.mu held, which rebalance takes under balancer.mu.
+func (s *Server) homedElsewhere(id string) bool {
+	home := s.bal.homeAt.Load()
+	return home != nil && *home != nil && !(*home)(id)
 }
 
 // balancer is the state of moving clients home.
 type balancer struct {
 	mu       sync.Mutex
 	home     func(id string) (local bool)
-	ringAt   time.Time            // last ring change seen (zero: at start)
-	moved    map[string]time.Time // principal -> when it was moved
-	credit   float64              // connections that may be closed now
+	homeAt   atomic.Pointer[func(id string) (local bool)] // home, for readers that may not take mu
+	ringAt   time.Time                                    // last ring change seen (zero: at start)
+	moved    map[string]time.Time                         // principal -> when it was moved
+	credit   float64                                      // connections that may be closed now
 	lastTick time.Time
 }
 

@@ -606,7 +606,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 	}
 	c.sess.Store(sess)
 	sess.attach(c, c.level)
-	if !sess.clean && s.sessStore != nil && s.bal.home != nil && !s.bal.home(id) {
+	if !sess.clean && s.sessStore != nil && s.homedElsewhere(id) {
 		// Away from its home, the session gets its messages through the
 		// home once its attach record (sent from attach) is there; the
 		// home drops what it gets before. Those are in the journal: the
