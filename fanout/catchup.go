@@ -147,6 +147,7 @@ func (f *Fanout) Disconnected() {
 		if low := c.floor(); low > 0 {
 			c.from = low + 1
 		}
+		f.log.Info("connection dropped: stored group messages wait for the catch-up", "from", c.from, "highest_resolved", c.high.Load())
 	}
 	c.setActive(true)
 }
@@ -281,9 +282,14 @@ func (f *Fanout) catchUpFrom(ctx context.Context, from uint64) error {
 	c := &f.cu
 	w := f.getWork()
 	defer f.putWork(w)
-	n := 0
+	n, skipped := 0, 0
+	var first, latest uint64 // the sequences resolved again
 	last, err := f.store.ReplayGroups(ctx, from, func(seq uint64, m *message.Message) error {
-		if f.place.Owner(m.To) != f.self || c.wasResolved(seq) {
+		if f.place.Owner(m.To) != f.self {
+			return nil
+		}
+		if c.wasResolved(seq) {
+			skipped++
 			return nil
 		}
 		m.Seq = seq
@@ -292,6 +298,10 @@ func (f *Fanout) catchUpFrom(ctx context.Context, from uint64) error {
 		} else if _, err := f.resolve(w, m, ackReq{}); err != nil {
 			f.warn("could not resolve a stored group message again", "group", m.To, "seq", seq, "err", err)
 		}
+		if n == 0 {
+			first = seq
+		}
+		latest = seq
 		n++
 		return nil
 	})
@@ -299,7 +309,11 @@ func (f *Fanout) catchUpFrom(ctx context.Context, from uint64) error {
 	if err != nil {
 		return err
 	}
-	f.log.Info("caught up on stored group messages after the connection dropped", "from", from, "to", last, "resolved", n)
+	c.mu.Lock()
+	parked := len(c.parked) + len(c.extra)
+	c.mu.Unlock()
+	f.log.Info("caught up on stored group messages after the connection dropped", "from", from, "to", last,
+		"resolved", n, "first", first, "last_resolved", latest, "already_resolved", skipped, "parked", parked)
 	return nil
 }
 
