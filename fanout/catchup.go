@@ -135,7 +135,7 @@ func (f *Fanout) catchUpLoop() {
 // Resolves of stored messages wait until Reconnected has read what was
 // missed. Goroutine-safe; a no-op without a Store.
 func (f *Fanout) Disconnected() {
-	if f.store == nil {
+	if f.store == nil || f.closed.Load() {
 		return
 	}
 	c := &f.cu
