@@ -690,10 +690,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.log.Warn("NATS disconnected", "err", err)
 		n.fan.Disconnected()
 	})
+	// After a dropped connection the sessions' read waits out the
+	// store's timeout (RingChangedFor).
+	afterDrop := max(cmp.Or(cfg.Router.RingSettle, router.DefaultConfig().RingSettle),
+		cmp.Or(cfg.Journal.Timeout, journal.DefaultConfig().Timeout)+time.Second)
 	n.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		n.fan.Reconnected()
-		n.router.RingChanged()
+		n.router.RingChangedFor(afterDrop)
 	})
 	n.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 		subject := ""
@@ -706,7 +710,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			// connection.
 			n.fan.Disconnected()
 			n.fan.Reconnected()
-			n.router.RingChanged()
+			n.router.RingChangedFor(afterDrop)
 		}
 	})
 	n.wg.Add(1)

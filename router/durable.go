@@ -546,13 +546,22 @@ func (s *Server) positionLoop() {
 // due (ringReplay), then each delivers what it parked: what went astray
 // arrives in order with the rest. What a session was sent since the
 // change is not sent again. Goroutine-safe.
-func (s *Server) RingChanged() {
+func (s *Server) RingChanged() { s.RingChangedFor(s.cfg.RingSettle) }
+
+// RingChangedFor is RingChanged with the journal read no sooner than
+// settle from now (never sooner than a change already waiting asks).
+// The node's NATS connection coming back uses it with more than the
+// store's timeout: a publisher whose message waited for a store that
+// lost its leader may have later messages stored meanwhile, which are
+// held back and withdrawn only once that message's answer (or timeout)
+// comes; a read before then would deliver them ahead of it.
+func (s *Server) RingChangedFor(settle time.Duration) {
 	s.bal.ringChanged(time.Now())
 	if s.sessStore == nil {
 		return
 	}
 	epoch := s.ringEpoch.Add(1)
-	at := time.Now().Add(s.cfg.RingSettle)
+	at := time.Now().Add(settle)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, sess := range s.sessions {
@@ -561,7 +570,10 @@ func (s *Server) RingChanged() {
 		}
 		sess.mu.Lock()
 		sess.ringFloor = min(sess.ringFloor, sess.position(), slices.Min(sess.hist[:]))
-		sess.ringAt, sess.ringHold, sess.ringEpoch = at, true, epoch
+		if at.After(sess.ringAt) {
+			sess.ringAt = at
+		}
+		sess.ringHold, sess.ringEpoch = true, epoch
 		if sess.sent == nil {
 			// What goes out from now on, and what is in flight, need
 			// not come again with the replay.

@@ -746,3 +746,25 @@ func TestPositionLag(t *testing.T) {
 		return nil
 	})
 }
+
+// A ring change that asks for a longer settle (the node's NATS
+// connection came back) is not shortened by a later one that asks for
+// less.
+func TestRingChangedForKeepsTheLongerSettle(t *testing.T) {
+	d := newDurableEnv(t)
+	a := d.start(func(c *Config) { c.RingSettle = 50 * time.Millisecond })
+	alice := connectRaw(t, a, "alice", "phone", false)
+	alice.subscribe(1, "/private/alice/#")
+	a.srv.mu.RLock()
+	sess := a.srv.sessions[sessionKey("alice", "phone")]
+	a.srv.mu.RUnlock()
+	start := time.Now()
+	a.srv.RingChangedFor(time.Hour)
+	a.srv.RingChanged()
+	sess.mu.Lock()
+	at, hold := sess.ringAt, sess.ringHold
+	sess.mu.Unlock()
+	if !hold || at.Sub(start) < 59*time.Minute {
+		t.Fatalf("hold %v, read due in %v; want held for about an hour", hold, at.Sub(start))
+	}
+}
