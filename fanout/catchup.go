@@ -284,7 +284,16 @@ func (f *Fanout) catchUpFrom(ctx context.Context, from uint64) error {
 	defer f.putWork(w)
 	n, skipped := 0, 0
 	var first, latest uint64 // the sequences resolved again
-	last, err := f.store.ReplayGroups(ctx, from, func(seq uint64, m *message.Message) error {
+	// Read at least up to the newest Resolve parked: those are stored,
+	// and what went missing before them is too, whatever the stream's
+	// info says right after its leader moved.
+	var newest uint64
+	c.mu.Lock()
+	for seq := range c.parked {
+		newest = max(newest, seq)
+	}
+	c.mu.Unlock()
+	last, err := f.store.ReplayGroups(ctx, from, newest, func(seq uint64, m *message.Message) error {
 		if f.place.Owner(m.To) != f.self {
 			return nil
 		}

@@ -20,9 +20,10 @@ type Store interface {
 	// publisher was not acknowledged and sends it again (see Appended).
 	Withdraw(seq uint64)
 	// ReplayGroups calls fn, in store order, for every stored group
-	// message from sequence from to the store's end when it began, and
-	// returns that end (see catchup.go).
-	ReplayGroups(ctx context.Context, from uint64, fn func(seq uint64, m *message.Message) error) (last uint64, err error)
+	// message from sequence from to the store's end when it began (at
+	// least atLeast, a sequence known stored), and returns that end (see
+	// catchup.go).
+	ReplayGroups(ctx context.Context, from, atLeast uint64, fn func(seq uint64, m *message.Message) error) (last uint64, err error)
 }
 
 // Stored before acknowledged: with a Store, a QoS 1 message is appended

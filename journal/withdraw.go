@@ -144,14 +144,17 @@ func (j *Journal) deleteMsg(seq uint64) error {
 
 // ReplayGroups calls fn, in stream order, for every stored group message
 // with a sequence from from up to the stream's last sequence when
-// ReplayGroups began, and returns that last sequence: what a group's
-// owner resolves again after it may have missed some (its NATS
-// connection dropped). fn may keep the message; an error from fn stops
-// the read and is returned.
-func (j *Journal) ReplayGroups(ctx context.Context, from uint64,
+// ReplayGroups began, or atLeast if that is higher, and returns where it
+// stopped: what a group's owner resolves again after it may have missed
+// some (its NATS connection dropped). atLeast is a sequence the caller
+// knows is stored: right after a stream's leader moved, the stream's
+// info can name an older last sequence. fn may keep the message; an
+// error from fn stops the read and is returned.
+func (j *Journal) ReplayGroups(ctx context.Context, from, atLeast uint64,
 	fn func(seq uint64, m *message.Message) error) (last uint64, err error) {
 	j.m.replays.Add(1)
 	_, last, err = j.Bounds(ctx)
+	last = max(last, atLeast)
 	if err != nil || last == 0 || from > last {
 		return last, err
 	}

@@ -47,7 +47,7 @@ func TestWithdraw(t *testing.T) {
 	}
 
 	var groups []uint64
-	last, err := j.ReplayGroups(context.Background(), seqs[1], func(seq uint64, m *message.Message) error {
+	last, err := j.ReplayGroups(context.Background(), seqs[1], 0, func(seq uint64, m *message.Message) error {
 		if m.Kind != message.Group {
 			t.Errorf("ReplayGroups gave %+v", m)
 		}
