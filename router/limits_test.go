@@ -174,7 +174,10 @@ func TestSubscriptionBytesAcrossSessions(t *testing.T) {
 // reconnects. It returns the payloads bob gets first (up to 10) and
 // whether d1's second batch was acknowledged while alice still had
 // messages waiting to be read.
-func floodGroup(t *testing.T, e *env) (first []string, d1First bool) {
+// With waitDrop, bob reconnects only once his queue dropped something
+// (the control case: on a loaded machine the unlimited flood may still
+// be on its way when d1's second batch is acknowledged).
+func floodGroup(t *testing.T, e *env, waitDrop bool) (first []string, d1First bool) {
 	bob := connectRaw(t, e, "bob", "phone", false)
 	bob.subscribe(1, "/group/g1")
 	bob.disconnect()
@@ -217,6 +220,14 @@ func floodGroup(t *testing.T, e *env) (first []string, d1First bool) {
 		d1.mustRead(packet.PUBACK)
 	}
 	d1First = countAlice() < flood
+	if waitDrop {
+		testutil.CheckFor(t, 10*time.Second, 2*time.Millisecond, func() error {
+			if st := e.srv.Stats(); st.QueueDropped == 0 {
+				return fmt.Errorf("nothing dropped yet; %d of alice's messages forwarded", countAlice())
+			}
+			return nil
+		})
+	}
 
 	bob = connectRaw(t, e, "bob", "phone", false)
 	for range 10 {
@@ -243,7 +254,7 @@ func TestPublishRateFloodKeepsOfflineQueue(t *testing.T) {
 		}
 		t.Run("limited", func(t *testing.T) {
 			e := newEnv(t, limited)
-			first, d1First := floodGroup(t, e)
+			first, d1First := floodGroup(t, e, false)
 			for i := range 5 {
 				if want := fmt.Sprint("early-", i); first[i] != want {
 					t.Fatalf("bob's offline queue lost the early messages: first %q", first)
@@ -262,7 +273,7 @@ func TestPublishRateFloodKeepsOfflineQueue(t *testing.T) {
 				limited(c)
 				c.PublishRate = -1
 			})
-			first, _ := floodGroup(t, e)
+			first, _ := floodGroup(t, e, true)
 			if strings.HasPrefix(first[0], "early-") {
 				t.Fatalf("without a limit the flood did not reach bob's queue bound: %q", first)
 			}
