@@ -349,47 +349,6 @@ func TestReplayCappedByBytes(t *testing.T) {
 	}
 }
 
-// TestReplayNode: by ingress node and time.
-func TestReplayNode(t *testing.T) {
-	n := startNATS(t)
-	j1, _ := n.open(t, Config{NodeID: "n1"})
-	j2, _ := n.open(t, Config{NodeID: "n2"})
-	appendAll(t, j1, direct(1, "a"), group(2, "g"))
-	appendAll(t, j2, direct(3, "a"))
-	// Stream timestamps are the server's clock, the same as ours here;
-	// wait until it has moved past the first messages.
-	mid := time.Now()
-	for !time.Now().After(mid) {
-		time.Sleep(time.Millisecond)
-	}
-	appendAll(t, j1, direct(4, "b"))
-	appendAll(t, j2, direct(5, "b"))
-	for _, tc := range []struct {
-		node  string
-		since time.Time
-		want  []uint64
-	}{
-		{"n1", time.Time{}, []uint64{1, 2, 4}},
-		{"n2", time.Time{}, []uint64{3, 5}},
-		{"n1", mid, []uint64{4}},
-		{"n2", mid, []uint64{5}},
-		{"n3", time.Time{}, nil},
-		{"n1", time.Now().Add(time.Hour), nil},
-	} {
-		var got []replayed
-		last, err := j2.ReplayNode(context.Background(), tc.node, tc.since, func(seq uint64, m *message.Message) error {
-			got = append(got, replayed{seq, m})
-			return nil
-		})
-		if err != nil || last != 5 || !slices.Equal(ids(got), tc.want) {
-			t.Errorf("%s since %v: %v, last %d, %v; want %v", tc.node, tc.since, ids(got), last, err, tc.want)
-		}
-	}
-	if _, err := j1.ReplayNode(context.Background(), "n.1", time.Time{}, nil); !errors.Is(err, ErrInvalidMessage) {
-		t.Errorf("node n.1: %v", err)
-	}
-}
-
 // TestStoredOrder: concurrent publishers each get their Appended calls in
 // their Append order, with increasing sequences, one call per Append,
 // and a payload reused right after Append returns is stored as it was.
@@ -663,7 +622,7 @@ func TestMetrics(t *testing.T) {
 	testutil.CheckLines(t, "families", testutil.MetricFamilies(t, reg, "pushring_journal_"), []string{
 		`pushring_journal_bad_records_total counter [] "Stored records a replay could not decode and skipped."`,
 		`pushring_journal_replayed_total counter [] "Messages read back from the journal stream by replays."`,
-		`pushring_journal_replays_total counter [] "Replays begun (Replay and ReplayNode)."`,
+		`pushring_journal_replays_total counter [] "Replays begun (Replay and ReplayAll)."`,
 		`pushring_journal_store_errors_total counter [reason] "Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first)."`,
 		`pushring_journal_store_seconds histogram [] "Time from Append to the journal stream's acknowledgement, of the messages stored."`,
 		`pushring_journal_stored_bytes_total counter [] "Bytes of the records the journal stream acknowledged."`,

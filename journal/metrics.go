@@ -19,7 +19,7 @@ var (
 	replayedDesc = prometheus.NewDesc("pushring_journal_replayed_total",
 		"Messages read back from the journal stream by replays.", nil, nil)
 	replaysDesc = prometheus.NewDesc("pushring_journal_replays_total",
-		"Replays begun (Replay and ReplayNode).", nil, nil)
+		"Replays begun (Replay and ReplayAll).", nil, nil)
 	badRecordsDesc = prometheus.NewDesc("pushring_journal_bad_records_total",
 		"Stored records a replay could not decode and skipped.", nil, nil)
 	withdrawnDesc = prometheus.NewDesc("pushring_journal_withdrawn_total",

@@ -136,13 +136,6 @@ func TestNodePermissions(t *testing.T) {
 			t.Errorf("replay %d groups: %v, want %v", len(tc.groups), ids(got), tc.want)
 		}
 	}
-	var byNode []uint64
-	if _, err := j1.ReplayNode(context.Background(), "n2", time.Now().Add(-time.Hour), func(_ uint64, m *message.Message) error {
-		byNode = append(byNode, m.ID)
-		return nil
-	}); err != nil || !slices.Equal(byNode, []uint64{3, 4}) {
-		t.Errorf("ReplayNode: %v, %v", byNode, err)
-	}
 	if _, _, err := j1.Bounds(context.Background()); err != nil {
 		t.Error(err)
 	}

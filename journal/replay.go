@@ -112,34 +112,6 @@ func (j *Journal) ReplayAll(ctx context.Context, from uint64,
 	return last, j.consume(ctx, cfg, last, fn)
 }
 
-// ReplayNode calls fn, in stream order, for every message stored through
-// ingress node at or after since, up to last, the stream's last sequence
-// when ReplayNode began: what a node that died had stored, and maybe not
-// forwarded, for another node to forward again. A zero since means from
-// the first message kept. fn may keep the message; an error from fn
-// stops the replay and is returned.
-func (j *Journal) ReplayNode(ctx context.Context, node string, since time.Time,
-	fn func(seq uint64, m *message.Message) error) (last uint64, err error) {
-	if !validNodeID(node) {
-		return 0, fmt.Errorf("%w: node id %q", ErrInvalidMessage, node)
-	}
-	j.m.replays.Add(1)
-	_, last, err = j.Bounds(ctx)
-	if err != nil || last == 0 {
-		return last, err
-	}
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{j.prefix + node + ".>"},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	}
-	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
-	}
-	return last, j.consume(ctx, cfg, last, func(seq uint64, _ time.Time, m *message.Message) error {
-		return fn(seq, m)
-	})
-}
-
 // consume runs an ordered consumer with cfg over the stream and calls fn
 // for each message up to sequence last, with the time the stream stored
 // it, then deletes the consumer.
