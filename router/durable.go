@@ -285,7 +285,6 @@ func (s *session) replayFrom(from, gen uint64) {
 		if err == nil {
 			s.replayedTo = max(s.replayedTo, last)
 		}
-		s.sent = nil
 		s.replaying = false
 		for _, m := range s.takeParked() {
 			// Under start: a late one (sent again, or long on its way)
@@ -360,8 +359,8 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 	if s.removed || s.replayGen != gen || s.conn == nil {
 		return errReplayStopped
 	}
-	if _, ok := s.sent[m.Seq]; ok {
-		return nil // sent since the ring changed
+	if s.sent.has(m.Seq) {
+		return nil
 	}
 	s.srv.m.replayed()
 	s.offerLocked(m, nil)
@@ -434,10 +433,43 @@ func (s *session) position() uint64 {
 	return min(w, s.floor, s.ringFloor)
 }
 
-// maxSent bounds the sequences a session remembers having sent between
-// a ring change and its replay: past it, the replay repeats some (QoS 1
-// allows duplicates).
-const maxSent = 4096
+// maxSent bounds the sequences a session remembers having sent: past
+// it, a replay repeats some (QoS 1 allows duplicates).
+const maxSent = 1024
+
+// sentSeqs holds, in order, the stored sequences a durable session wrote
+// to its connection at QoS 1 above the oldest position it keeps (hist):
+// the range any replay reads again (a ring change's, one after a drop).
+// Those messages were acknowledged, or are in flight and resent with
+// the session: a replay skips them. The recent-id window alone (64 ids)
+// let every ring change repeat up to four ticks of acknowledged
+// messages to every session.
+type sentSeqs []uint64
+
+func (p *sentSeqs) add(seq uint64) {
+	i, found := slices.BinarySearch(*p, seq)
+	if !found && len(*p) < maxSent {
+		*p = slices.Insert(*p, i, seq)
+	}
+}
+
+func (p sentSeqs) has(seq uint64) bool {
+	_, found := slices.BinarySearch(p, seq)
+	return found
+}
+
+// trim forgets the sequences at or under upTo, which no replay reads.
+func (p *sentSeqs) trim(upTo uint64) {
+	i, _ := slices.BinarySearch(*p, upTo+1)
+	if i == 0 {
+		return
+	}
+	n := copy(*p, (*p)[i:])
+	*p = (*p)[:n]
+	if n == 0 && cap(*p) > 256 {
+		*p = nil // a burst does not pin its size
+	}
+}
 
 // noFloor: nothing was dropped.
 const noFloor = ^uint64(0)
@@ -461,6 +493,7 @@ func (s *session) tickPosition() (pos uint64, save bool) {
 	s.histAt = (s.histAt + 1) % posHistory
 	s.hist[s.histAt] = s.position()
 	pos = slices.Min(s.hist[:])
+	s.sent.trim(min(pos, s.ringFloor, s.floor))
 	if pos > s.pos {
 		s.pos = pos
 		return pos, true
@@ -544,8 +577,8 @@ func (s *Server) positionLoop() {
 // messages that come; RingSettle after the last change, the journal is
 // read from the lowest of those positions, once for all the sessions
 // due (ringReplay), then each delivers what it parked: what went astray
-// arrives in order with the rest. What a session was sent since the
-// change is not sent again. Goroutine-safe.
+// arrives in order with the rest. What a session sent (sentSeqs) is not
+// sent again. Goroutine-safe.
 func (s *Server) RingChanged() { s.RingChangedFor(s.cfg.RingSettle) }
 
 // RingChangedFor is RingChanged with the journal read no sooner than
@@ -574,16 +607,6 @@ func (s *Server) RingChangedFor(settle time.Duration) {
 			sess.ringAt = at
 		}
 		sess.ringHold, sess.ringEpoch = true, epoch
-		if sess.sent == nil {
-			// What goes out from now on, and what is in flight, need
-			// not come again with the replay.
-			sess.sent = make(map[uint64]struct{}, len(sess.inflight))
-			for i := range sess.inflight {
-				if q := sess.inflight[i].m.Seq; q != 0 {
-					sess.sent[q] = struct{}{}
-				}
-			}
-		}
 		sess.mu.Unlock()
 	}
 }
@@ -692,7 +715,7 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 			if !sess.removed && sess.ringHold && sess.ringEpoch <= epoch && m.Seq > sess.ringFloor {
 				if sess.replaying {
 					sess.ringSkipped = true
-				} else if _, sent := sess.sent[m.Seq]; !sent {
+				} else if !sess.sent.has(m.Seq) {
 					s.m.replayed()
 					sess.offerLocked(m, nil)
 				}
@@ -707,7 +730,7 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 // parked messages after it follow. s.mu held.
 func (s *session) ringDone(last uint64) {
 	floor := s.ringFloor
-	s.ringHold, s.ringFloor, s.sent, s.ringSkipped = false, noFloor, nil, false
+	s.ringHold, s.ringFloor, s.ringSkipped = false, noFloor, false
 	s.maxSeq = max(s.maxSeq, last)
 	for _, m := range s.takeParked() {
 		// At or under floor: a late one (sent again, or long on its

@@ -64,16 +64,16 @@ type session struct {
 	hist                    [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
 	histAt                  int
 	replaying, parkOverflow bool
-	ringFloor               uint64              // position when the ring changed (noFloor: no change pending)
-	ringAt                  time.Time           // when the ring is taken as settled (zero: not waiting)
-	ringHold                bool                // a ring change's replay is due or running: stored messages park
-	ringEpoch               uint64              // the ring change the hold is for (Server.ringEpoch)
-	ringSkipped             bool                // the shared read passed it by while it replayed on its own
-	sent                    map[uint64]struct{} // sequences sent since the ring changed, while a replay is due
-	replayGen               uint64              // invalidates a replay that was overtaken
-	parked                  []*message.Message  // live stored messages that came during a replay
-	dropNoticed             uint64              // newest sequence a backlog notice covered (bounds.go)
-	room                    *sync.Cond          // on mu: the queue made room for a replay
+	ringFloor               uint64             // position when the ring changed (noFloor: no change pending)
+	ringAt                  time.Time          // when the ring is taken as settled (zero: not waiting)
+	ringHold                bool               // a ring change's replay is due or running: stored messages park
+	ringEpoch               uint64             // the ring change the hold is for (Server.ringEpoch)
+	ringSkipped             bool               // the shared read passed it by while it replayed on its own
+	sent                    sentSeqs           // stored sequences sent, which replays skip
+	replayGen               uint64             // invalidates a replay that was overtaken
+	parked                  []*message.Message // live stored messages that came during a replay
+	dropNoticed             uint64             // newest sequence a backlog notice covered (bounds.go)
+	room                    *sync.Cond         // on mu: the queue made room for a replay
 
 	// tail: the running replay reads the journal once more, RingSettle
 	// after it reached the end (see register). replayAt: the highest
@@ -287,8 +287,8 @@ func (s *session) sendQoS1(c *mqttConn, buf []byte, o outMsg) {
 		s.inflight = make([]inflightMsg, 0, s.srv.cfg.MaxInflight)
 	}
 	s.inflight = append(s.inflight, inflightMsg{outMsg: o, pid: pid, sent: time.Now()})
-	if s.sent != nil && o.m.Seq != 0 && len(s.sent) < maxSent {
-		s.sent[o.m.Seq] = struct{}{}
+	if o.m.Seq != 0 && !s.clean {
+		s.sent.add(o.m.Seq)
 	}
 	s.srv.m.delivered(1)
 	s.armRetry()
