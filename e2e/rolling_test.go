@@ -19,7 +19,7 @@ import (
 
 // The rolling restart's load: rollingMembers users of group "all", 30
 // group messages a second (1,800 member deliveries) and 10 direct ones,
-// halved under the race detector (see chaosPace).
+// halved under the race detector (see racePace).
 const (
 	rollingMembers = 60
 	rollingGap     = 3 * time.Second  // traffic before each restart, and after the last
@@ -30,8 +30,8 @@ const (
 )
 
 var (
-	rollingGroupEvery  = chaosPace(33 * time.Millisecond)
-	rollingDirectEvery = chaosPace(100 * time.Millisecond)
+	rollingGroupEvery  = racePace(33 * time.Millisecond)
+	rollingDirectEvery = racePace(100 * time.Millisecond)
 )
 
 // TestRollingRestart: a deploy, one node at a time, under QoS 1 load,
