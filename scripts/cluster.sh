@@ -45,7 +45,12 @@ stop() {
   trap - EXIT
   echo "stopping cluster"
   for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Each node by its pid, until it is gone and reaped: a bare wait run
+  # from this trap can return before the nodes have exited (seen under
+  # load), and the script would end with its nodes still running.
+  for p in "${pids[@]}"; do
+    while kill -0 "$p" 2>/dev/null; do wait "$p" 2>/dev/null || sleep 0.1; done
+  done
 }
 trap stop INT TERM EXIT
 

@@ -118,7 +118,12 @@ func TestKVMQTTContractR3(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		kv, err := NewKV(ctxT(t), js, cfg)
+		// Each subtest places new R3 buckets (a raft group each): under
+		// make test's load that can take longer than ctxT's 10 s, as a
+		// node's start may (it retries for --store-wait).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		kv, err := NewKV(ctx, js, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
