@@ -359,12 +359,12 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 	if s.removed || s.replayGen != gen || s.conn == nil {
 		return errReplayStopped
 	}
+	s.replayAt = max(s.replayAt, m.Seq)
 	if s.sent.has(m.Seq) {
-		return nil
+		return nil // acknowledged, or in flight and resent with the session
 	}
 	s.srv.m.replayed()
 	s.offerLocked(m, nil)
-	s.replayAt = max(s.replayAt, m.Seq)
 	return nil
 }
 

@@ -798,3 +798,32 @@ func TestRingChangedForKeepsTheLongerSettle(t *testing.T) {
 		t.Fatalf("hold %v, read due in %v; want held for about an hour", hold, at.Sub(start))
 	}
 }
+
+// sentSeqs keeps its sequences sorted and unique, forgets those at or
+// under a trim, and stops growing at maxSent.
+func TestSentSeqs(t *testing.T) {
+	var p sentSeqs
+	for _, q := range []uint64{5, 3, 9, 3, 7} {
+		p.add(q)
+	}
+	if fmt.Sprint(p) != "[3 5 7 9]" {
+		t.Fatalf("after adds: %v", p)
+	}
+	if !p.has(7) || p.has(4) || p.has(10) {
+		t.Fatalf("has: %v", p)
+	}
+	p.trim(5)
+	if fmt.Sprint(p) != "[7 9]" || p.has(5) {
+		t.Fatalf("after trim(5): %v", p)
+	}
+	p.trim(100)
+	if len(p) != 0 {
+		t.Fatalf("after trim(100): %v", p)
+	}
+	for q := range uint64(maxSent + 10) {
+		p.add(q + 1)
+	}
+	if len(p) != maxSent || !p.has(maxSent) || p.has(maxSent+1) {
+		t.Fatalf("capped: len %d", len(p))
+	}
+}
