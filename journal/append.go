@@ -35,10 +35,21 @@ const (
 	reasonTimeout = iota
 	reasonRefused
 	reasonClosed
+	reasonLost
 	numReasons
 )
 
-var reasonNames = [numReasons]string{reasonTimeout: "timeout", reasonRefused: "refused", reasonClosed: "closed"}
+var reasonNames = [numReasons]string{reasonTimeout: "timeout", reasonRefused: "refused", reasonClosed: "closed", reasonLost: "lost"}
+
+// overtakeGrace: a publish still unanswered this long while a later one
+// was stored is taken for lost. Answers come in publish order (one
+// connection, one stream), so the server never got it: the connection
+// dropped with it, or the stream's leader died holding it. Failing it
+// then, not at Config.Timeout, matters for what was stored after it: its
+// publisher's later messages are held back and withdrawn once it fails
+// (the client sends them again, in order), and until they are withdrawn
+// a replay can read them ahead of it.
+const overtakeGrace = 250 * time.Millisecond
 
 // slot is one Append between publish and report. Append fills it under
 // Journal.mu before marking it in flight; the result (seq, err, reason)
@@ -278,9 +289,13 @@ func (j *Journal) report() {
 			}
 			continue
 		}
-		if wait <= 0 {
+		lost := wait > 0 && time.Since(s.start) >= overtakeGrace && j.overtaken(tail)
+		if wait <= 0 || lost {
 			if s.state.CompareAndSwap(w, (gen+1)<<genShift|stWriting) {
 				s.err, s.reason = ErrTimeout, reasonTimeout
+				if lost {
+					s.err, s.reason = ErrLost, reasonLost
+				}
 				// A new reply subject: a late acknowledgement of this
 				// publish must not complete the slot's next one.
 				s.reply = j.reply(int(tail%n), gen+1)
@@ -299,6 +314,20 @@ func (j *Journal) report() {
 		}
 		timer.Stop()
 	}
+}
+
+// overtaken reports whether a slot after tail holds a stored message.
+// Only the reporter calls it: a slot it finds done stays done until the
+// reporter frees it.
+func (j *Journal) overtaken(tail uint64) bool {
+	n := uint64(len(j.slots))
+	for i := tail + 1; i < j.head.Load(); i++ {
+		s := &j.slots[i%n]
+		if s.state.Load()&stMask == stDone && s.err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // finish counts, logs and reports the result of a slot.

@@ -118,6 +118,10 @@ var (
 	// ErrTimeout: the stream did not acknowledge within Config.Timeout.
 	// The message may or may not be stored.
 	ErrTimeout = errors.New("journal: no acknowledgement within the timeout")
+	// ErrLost: the stream stored a later message while this one went
+	// unanswered (see overtakeGrace): the server most likely never got
+	// it (if it did, it is stored, as after ErrTimeout).
+	ErrLost = errors.New("journal: lost on the way, a later message was stored first")
 	// ErrRefused: the server refused the message (no stream, stream
 	// unavailable, too large, ...); the error's text says why.
 	ErrRefused = errors.New("journal: refused")

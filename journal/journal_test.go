@@ -623,7 +623,7 @@ func TestMetrics(t *testing.T) {
 		`pushring_journal_bad_records_total counter [] "Stored records a replay could not decode and skipped."`,
 		`pushring_journal_replayed_total counter [] "Messages read back from the journal stream by replays."`,
 		`pushring_journal_replays_total counter [] "Replays begun (Replay and ReplayAll)."`,
-		`pushring_journal_store_errors_total counter [reason] "Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first)."`,
+		`pushring_journal_store_errors_total counter [reason] "Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first), lost (unanswered while a later message was stored)."`,
 		`pushring_journal_store_seconds histogram [] "Time from Append to the journal stream's acknowledgement, of the messages stored."`,
 		`pushring_journal_stored_bytes_total counter [] "Bytes of the records the journal stream acknowledged."`,
 		`pushring_journal_stored_total counter [] "Messages the journal stream acknowledged."`,

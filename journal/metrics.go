@@ -14,7 +14,7 @@ var (
 	storedBytesDesc = prometheus.NewDesc("pushring_journal_stored_bytes_total",
 		"Bytes of the records the journal stream acknowledged.", nil, nil)
 	storeErrorsDesc = prometheus.NewDesc("pushring_journal_store_errors_total",
-		"Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first).",
+		"Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first), lost (unanswered while a later message was stored).",
 		[]string{"reason"}, nil)
 	replayedDesc = prometheus.NewDesc("pushring_journal_replayed_total",
 		"Messages read back from the journal stream by replays.", nil, nil)
