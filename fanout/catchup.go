@@ -39,11 +39,15 @@ const seenSlots = 1 << 16
 const catchUpHistory = 2
 
 // catchUpPatience is how long a catch-up keeps trying to read the store
-// while it does not answer, Resolves parked meanwhile: the group's
-// deliveries from this owner stall that long, so it is short. Past it,
-// the missed messages come when their publishers' nodes send them again
-// (ack.go), maybe after newer ones.
-const catchUpPatience = 5 * time.Second
+// while it does not answer, Resolves parked meanwhile. Past it, the
+// missed messages come when their publishers' nodes send them again
+// (ack.go), after newer ones. Only stored (QoS 1) group messages wait,
+// and while the store does not answer no new ones are stored: waiting
+// costs little. A NATS server's death can leave the journal's stream
+// without a leader for about 5 s on a loaded machine (a chaos run gave
+// up 0.2 s before the store answered again, with 5 s), so it is
+// several times that.
+const catchUpPatience = 20 * time.Second
 
 // maxParked bounds the Resolves parked while the connection is down or
 // a catch-up reads; past it they are resolved at once (their order is no
