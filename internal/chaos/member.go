@@ -63,8 +63,8 @@ func NewMember(id string, idx, of int, epoch time.Time) *Member {
 	return &Member{ID: id, Idx: idx, Of: of, Epoch: epoch, Direct: "/private/" + id, GroupPrefix: "/private/" + id + "/group/"}
 }
 
-// isTarget reports whether direct message seq is for m.
-func (m *Member) isTarget(seq int) bool { return DirectTarget(seq, m.Of) == m.Idx }
+// IsTarget reports whether direct message seq is for m.
+func (m *Member) IsTarget(seq int) bool { return DirectTarget(seq, m.Of) == m.Idx }
 
 // parsePayload reads "<kind> <seq>".
 func parsePayload(b []byte) (kind byte, seq int) {
@@ -93,7 +93,7 @@ func (m *Member) Receive(topic, payload []byte, at time.Duration) {
 		return
 	case kind == 'g' && seq >= 0 && group:
 		m.gseen = see(m.gseen, seq)
-	case kind == 'd' && seq >= 0 && string(topic) == m.Direct && m.isTarget(seq):
+	case kind == 'd' && seq >= 0 && string(topic) == m.Direct && m.IsTarget(seq):
 		m.dseen = see(m.dseen, seq)
 	default:
 		m.strays++
@@ -173,7 +173,7 @@ func Missing(ms []*Member, grecs, drecs []Record, t0 time.Duration) (int, string
 			}
 		}
 		for seq, r := range drecs {
-			if r.Acked != 0 && m.isTarget(seq) && !seen(m.dseen, seq) {
+			if r.Acked != 0 && m.IsTarget(seq) && !seen(m.dseen, seq) {
 				note(m, "d", seq, r)
 			}
 		}

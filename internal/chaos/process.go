@@ -111,7 +111,7 @@ func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 // ExitCode is the exit status of the last start's process (-1 while it
 // runs or if a signal ended it).
 func (d *Daemon) ExitCode() int {
-	if d.Running() {
+	if d.cmd == nil || d.Running() {
 		return -1
 	}
 	return d.cmd.ProcessState.ExitCode()

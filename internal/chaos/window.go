@@ -150,7 +150,7 @@ func Analyze(ms []*Member, grecs, drecs []Record, wins []*Window) *Window {
 			}
 		}
 		for seq, r := range drecs {
-			if r.Acked == 0 || !m.isTarget(seq) {
+			if r.Acked == 0 || !m.IsTarget(seq) {
 				continue
 			}
 			if n := dcount[seq]; n == 0 {
