@@ -225,7 +225,6 @@ type chaosCluster struct {
 	*chaos.Cluster
 	c     *cluster // the API helpers
 	nodes []*chaosNode
-	procs []*proc
 }
 
 // chaosNode is one pushring node process of the chaos run.
@@ -265,7 +264,6 @@ func newChaosCluster(t *testing.T, n int) *chaosCluster {
 	for _, nd := range cl.Nodes {
 		p := &proc{id: nd.ID, mqtt: nd.MQTT, http: nd.HTTP, gossip: nd.Gossip}
 		cc.nodes = append(cc.nodes, &chaosNode{Node: nd, p: p})
-		cc.procs = append(cc.procs, p)
 	}
 	return cc
 }
@@ -277,11 +275,11 @@ func natsServerBinary(t *testing.T) string {
 }
 
 // others are the nodes but n.
-func (cc *chaosCluster) others(n *chaosNode) []*proc {
-	var out []*proc
-	for _, o := range cc.nodes {
-		if o != n {
-			out = append(out, o.p)
+func (cc *chaosCluster) others(n *chaosNode) []*chaos.Node {
+	var out []*chaos.Node
+	for _, o := range cc.Nodes {
+		if o != n.Node {
+			out = append(out, o)
 		}
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,20 +153,8 @@ func watchLeave(cc *chaosCluster, n *chaosNode) <-chan time.Duration {
 		for {
 			gone := 0
 			for _, p := range peers {
-				var cl struct {
-					Nodes []struct {
-						ID    string `json:"id"`
-						State string `json:"state"`
-					} `json:"nodes"`
-				}
-				if cc.c.api(p, "GET", "/v1/cluster", nil, &cl) != nil {
-					continue
-				}
-				alive := false
-				for _, x := range cl.Nodes {
-					alive = alive || x.ID == n.p.id && x.State == "alive"
-				}
-				if !alive {
+				view, err := cc.View(p)
+				if err == nil && !slices.Contains(view, chaos.NodeState{ID: n.ID, State: "alive"}) {
 					gone++
 				}
 			}

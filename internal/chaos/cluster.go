@@ -262,27 +262,37 @@ func (cc *Cluster) WaitRing() error {
 	}
 	return WaitFor(60*time.Second, 50*time.Millisecond, func() error {
 		for _, nd := range up {
-			var cl struct {
-				Nodes []struct {
-					ID    string `json:"id"`
-					State string `json:"state"`
-				} `json:"nodes"`
-			}
-			if err := getJSON("http://"+nd.HTTP+"/v1/cluster", cc.cfg.AdminKey, &cl); err != nil {
+			view, err := cc.View(nd)
+			if err != nil {
 				return fmt.Errorf("%s: %w", nd.ID, err)
 			}
 			alive := 0
-			for _, x := range cl.Nodes {
+			for _, x := range view {
 				if x.State == "alive" {
 					alive++
 				}
 			}
 			if alive != len(up) {
-				return fmt.Errorf("%s sees %d nodes alive (%+v), want %d", nd.ID, alive, cl.Nodes, len(up))
+				return fmt.Errorf("%s sees %d nodes alive (%+v), want %d", nd.ID, alive, view, len(up))
 			}
 		}
 		return nil
 	})
+}
+
+// NodeState is a node as a node's GET /v1/cluster lists it.
+type NodeState struct {
+	ID    string `json:"id"`
+	State string `json:"state"` // "alive" while it is a member of the ring
+}
+
+// View is the cluster as nd sees it.
+func (cc *Cluster) View(nd *Node) ([]NodeState, error) {
+	var cl struct {
+		Nodes []NodeState `json:"nodes"`
+	}
+	err := getJSON("http://"+nd.HTTP+"/v1/cluster", cc.cfg.AdminKey, &cl)
+	return cl.Nodes, err
 }
 
 // Resolve maps a schedule target to a node or NATS server name: a role
