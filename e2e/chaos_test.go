@@ -58,7 +58,7 @@ func racePace(every time.Duration) time.Duration {
 // that resolves the group's messages, "group-home" the home (and node) of
 // the group publisher, "direct-home" that of the direct publisher; the
 // three are different nodes. "nats:of-<role>" is the NATS server that
-// role's node is connected to when the step runs (see chaos.Resolve).
+// role's node is connected to when the step runs (see chaos.Cluster.Resolve).
 var chaosSchedule = []chaos.Fault{
 	{At: 4 * time.Second, Action: "kill9", Target: "owner"},
 	{At: 10 * time.Second, Action: "start", Target: "owner"},

@@ -23,7 +23,7 @@ import (
 //	       wait until it is back (ready and in the ring, or JetStream
 //	       healthy)
 //
-// Targets are names Resolve maps when the step runs.
+// Targets are names Cluster.Resolve maps when the step runs.
 type Fault struct {
 	At     time.Duration // in the JSON: at_s, seconds
 	Action string
