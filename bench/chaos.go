@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/client"
+	"github.com/pushring/pushring/internal/chaos"
 )
 
 // ChaosConfig is the chaos scenario: durable QoS 1 group and direct
@@ -31,7 +33,7 @@ type ChaosConfig struct {
 	// Settle is the longest wait, after the traffic, for every
 	// acknowledged message to reach its recipients.
 	Settle time.Duration
-	Faults []Fault
+	Faults []chaos.Fault
 	Log    func(format string, args ...any)
 }
 
@@ -39,59 +41,12 @@ type ChaosConfig struct {
 // recovery from it is measured too.
 const chaosTail = 5 * time.Second
 
-// chaosDirectTargets is how many members get direct messages, in turn
-// (spread evenly over the members): each gets enough to check their order.
-const chaosDirectTargets = 30
-
-// ChaosWindow is a stretch of a chaos run: before the first fault
-// ("steady"), or from a fault (kill9, term, stop) to the next one; the
-// restarts and continues in between belong to it. Messages count in the
-// window they were made in: one made just before a fault and lost by it
-// counts in the window before.
-type ChaosWindow struct {
-	Name  string  `json:"name"`
-	FromS float64 `json:"from_s"` // since the traffic started
-	ToS   float64 `json:"to_s"`
-	Fault bool    `json:"fault"`
-
-	GroupMade   int `json:"group_made"`
-	GroupAcked  int `json:"group_acked"` // PUBACKed: owed to every member
-	DirectMade  int `json:"direct_made"`
-	DirectAcked int `json:"direct_acked"`
-	// Expected member deliveries of the acknowledged messages, those that
-	// came (at least once), those that never did, extra copies, and first
-	// deliveries that came after a later message of the same publisher.
-	Expected   int `json:"expected"`
-	Got        int `json:"got"`
-	Lost       int `json:"lost"`
-	LostGroup  int `json:"lost_group"`
-	LostDirect int `json:"lost_direct"`
-	Duplicates int `json:"duplicates"`
-	OutOfOrder int `json:"out_of_order"`
-	Strays     int `json:"strays,omitempty"` // deliveries to the wrong member, or unreadable
-
-	// Members whose connection broke in the window, and for them the time
-	// from the fault to their first delivery after they reconnected; Never:
-	// those that got none before the end.
-	Disconnected        int      `json:"disconnected"`
-	ReconnectFirstP50ms *float64 `json:"reconnect_first_delivery_p50_ms,omitempty"`
-	ReconnectFirstMaxms *float64 `json:"reconnect_first_delivery_max_ms,omitempty"`
-	Never               int      `json:"never_delivered,omitempty"`
-	// The longest a member went without a group message in the window
-	// (max and median over the members).
-	SilenceMaxms float64 `json:"silence_max_ms"`
-	SilenceP50ms float64 `json:"silence_p50_ms"`
-
-	firsts, silences []time.Duration
-	from, to         time.Duration // since the epoch
-}
-
 // ChaosReport is the chaos row's own part of the JSON.
 type ChaosReport struct {
-	Schedule []Fault       `json:"schedule"`
-	Events   []FaultEvent  `json:"events"`
-	Windows  []ChaosWindow `json:"windows"`
-	Total    ChaosWindow   `json:"total"`
+	Schedule []chaos.Fault  `json:"schedule"`
+	Events   []chaos.Event  `json:"events"`
+	Windows  []chaos.Window `json:"windows"`
+	Total    chaos.Window   `json:"total"`
 	// NATSServers is the size of the NATS cluster (JetStream R3).
 	NATSServers int     `json:"nats_servers"`
 	DirectRate  float64 `json:"direct_rate"` // direct messages/s (the row's Rate is the group's)
@@ -122,16 +77,30 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 	}
 	fail := func(err error) Result { res.Error = err.Error(); return res }
 	t0 := time.Now()
-	cc, err := startChaosCluster(cfg.Bin, cfg.NATSBin, cfg.Nodes, cfg.Extra)
+	dir, err := os.MkdirTemp("", "pushbench-chaos-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	adminKey := randHex(32)
+	cc, err := chaos.Start(chaos.Config{Bin: cfg.Bin, NATSBin: cfg.NATSBin, Dir: dir, AdminKey: adminKey, Nodes: cfg.Nodes,
+		Flags: append([]string{"--connect-rate", "-1", "--login-rate", "-1", "--publish-rate", "-1", "--publish-bytes-rate", "-1",
+			"--log-level", "warn"}, cfg.Extra...)})
+	if cc != nil {
+		defer cc.Stop()
+	}
 	if err != nil {
 		return fail(fmt.Errorf("start: %w", err))
 	}
-	defer cc.stop()
+	apis := map[string]*Pushring{}
+	for _, nd := range cc.Nodes {
+		apis[nd.ID] = NewPushring(nd.MQTT, "http://"+nd.HTTP, adminKey, 0)
+	}
 	logf("chaos: %d nodes on 3 NATS servers up in %.1f s", cfg.Nodes, time.Since(t0).Seconds())
 
 	// Setup through n1: one group, its members, two publisher devices; then
 	// each client's home (GET /v1/route), its first address to dial.
-	n1 := cc.nodes[0].api
+	n1 := apis[cc.Nodes[0].ID]
 	plan, err := setupChaos(ctx, n1, cfg.Members)
 	if err != nil {
 		return fail(fmt.Errorf("setup: %w", err))
@@ -157,42 +126,34 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 	logf("chaos: set up %d member devices and 2 publishers in %.1f s (with the processes' start)", len(plan.Members), res.SetupS)
 
 	epoch := time.Now()
-	step := max(1, len(plan.Members)/min(chaosDirectTargets, len(plan.Members)))
-	nTargets := min(chaosDirectTargets, len(plan.Members))
-	target := func(seq int) int { return seq % nTargets * step }
-	members := make([]*chaosMember, len(plan.Members))
+	members := make([]*chaos.Member, len(plan.Members))
 	homes := map[string]int{}
 	for i, c := range plan.Members {
-		m := &chaosMember{idx: i, c: c, addrs: cc.mqttAddrs(routes[i]), epoch: epoch,
-			direct: "/private/" + c.ID, groupPrefix: "/private/" + c.ID + "/group/"}
-		m.isTarget = func(seq int) bool { return target(seq) == m.idx }
-		members[i] = m
+		members[i] = chaos.NewMember(c.ID, i, len(plan.Members), epoch)
+		members[i].Run(cc.MQTTAddrs(routes[i]), session(c), c.Filter)
 		homes[routes[i]]++
-	}
-	for _, m := range members {
-		m.start()
 	}
 	defer func() {
 		var wg sync.WaitGroup
 		for _, m := range members {
-			wg.Go(m.stop)
+			wg.Go(m.Stop)
 		}
 		wg.Wait()
 	}()
 	// Warm-up: group messages through n1 until every member got one: the
 	// sessions, subscriptions and routes are in place.
 	k := 0
-	if err := waitFor(60*time.Second, 200*time.Millisecond, func() error {
+	if err := chaos.WaitFor(60*time.Second, 200*time.Millisecond, func() error {
 		if ctx.Err() != nil {
-			return giveUp{ctx.Err()}
+			return chaos.GiveUp{Err: ctx.Err()}
 		}
 		for _, m := range members {
-			if !m.isWarm() {
+			if !m.Warm() {
 				if _, err := n1.api.PublishGroup(ctx, gid, client.Payload{Text: "w " + strconv.Itoa(k), QoS: 1}); err != nil {
 					return err
 				}
 				k++
-				return fmt.Errorf("%s has no warm-up message yet", m.c.ID)
+				return fmt.Errorf("%s has no warm-up message yet", m.ID)
 			}
 		}
 		return nil
@@ -206,67 +167,30 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 	// Traffic.
 	every := func(rate float64) time.Duration { return time.Duration(float64(time.Second) / rate) }
 	gp, dp := plan.Publishers[0], plan.Publishers[1]
-	group := &chaosPublisher{c: gp, addrs: cc.mqttAddrs(routes[len(plan.Members)]), every: every(cfg.GroupRate), epoch: epoch,
-		message: func(seq int) (string, []byte) { return gp.Topic, []byte("g " + strconv.Itoa(seq)) }}
-	direct := &chaosPublisher{c: dp, addrs: cc.mqttAddrs(routes[len(plan.Members)+1]), every: every(cfg.DirectRate), epoch: epoch,
-		message: func(seq int) (string, []byte) {
-			return "/private/" + plan.Members[target(seq)].ID, []byte("d " + strconv.Itoa(seq))
+	group := &chaos.Publisher{Session: session(gp), Addrs: cc.MQTTAddrs(routes[len(plan.Members)]), Every: every(cfg.GroupRate), Epoch: epoch,
+		Message: func(seq int) (string, []byte) { return gp.Topic, []byte("g " + strconv.Itoa(seq)) }}
+	direct := &chaos.Publisher{Session: session(dp), Addrs: cc.MQTTAddrs(routes[len(plan.Members)+1]), Every: every(cfg.DirectRate), Epoch: epoch,
+		Message: func(seq int) (string, []byte) {
+			return "/private/" + plan.Members[chaos.DirectTarget(seq, len(plan.Members))].ID, []byte("d " + strconv.Itoa(seq))
 		}}
-	pubs := []*chaosPublisher{group, direct}
-	for _, p := range pubs {
-		p.start()
-	}
-	stopTraffic := sync.OnceFunc(func() {
-		var wg sync.WaitGroup
-		for _, p := range pubs {
-			wg.Go(func() { p.finish(10 * time.Second) })
-		}
-		wg.Wait()
-	})
+	stopTraffic := chaos.StartTraffic(10*time.Second, group, direct)
 	defer stopTraffic()
 	// The schedule's clock starts once both publishers had a PUBACK.
-	if err := waitFor(30*time.Second, 10*time.Millisecond, func() error {
-		for _, p := range pubs {
-			if !p.acked() {
-				return fmt.Errorf("%s has no PUBACK yet", p.c.ID)
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := chaos.WaitFor(30*time.Second, 10*time.Millisecond, func() error { return chaos.Publishing(group, direct) }); err != nil {
 		return fail(fmt.Errorf("traffic: %w", err))
 	}
 	start := time.Now()
-	rep := &ChaosReport{Schedule: cfg.Faults, NATSServers: len(cc.nats), DirectRate: cfg.DirectRate}
+	rep := &ChaosReport{Schedule: cfg.Faults, NATSServers: len(cc.NATS), DirectRate: cfg.DirectRate}
 	res.Chaos = rep
 
 	// Faults: a timetable; a step waits for the one before it.
-	var events []FaultEvent
-	var stepErr error
-	for _, f := range cfg.Faults {
-		if wait := f.At - time.Since(start); wait > 0 {
-			sleepCtx(ctx, wait)
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		ev := FaultEvent{Fault: f, BeganS: time.Since(start).Seconds()}
-		var err error
-		ev.Resolved, ev.Note, err = cc.apply(f)
-		ev.EndS = time.Since(start).Seconds()
-		if err != nil {
-			ev.Error = err.Error()
-		}
-		logf("chaos: %s %s (%s) at %.1f s, done at %.1f s %s%s", f.Action, f.Target, ev.Resolved, ev.BeganS, ev.EndS, ev.Note, ev.Error)
-		events = append(events, ev)
-		if err != nil {
-			stepErr = fmt.Errorf("step %s:%s:%s: %w", f.At, f.Action, f.Target, err)
-			break
-		}
-	}
+	events, stepErr := chaos.Play(ctx, start, cfg.Faults, cc.Apply, func(ev chaos.Event) {
+		logf("chaos: %s %s (%s) at %.1f s, done at %.1f s %s%s", ev.Action, ev.Target, ev.Resolved, ev.Began.Seconds(), ev.End.Seconds(), ev.Note, ev.Error)
+	})
 	rep.Events = events
 	end := cfg.Duration
 	if len(events) > 0 {
-		end = max(end, time.Duration(events[len(events)-1].EndS*float64(time.Second))+chaosTail)
+		end = max(end, events[len(events)-1].End+chaosTail)
 	}
 	sleepCtx(ctx, time.Until(start.Add(end)))
 	trafficEnd := time.Since(epoch)
@@ -274,45 +198,31 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 	rep.TrafficS = time.Since(start).Seconds()
 
 	// Settle: everything acknowledged delivered, or cfg.Settle passed.
-	grecs, drecs := group.records(), direct.records()
-	settleFrom := time.Now()
-	for time.Since(settleFrom) < cfg.Settle && ctx.Err() == nil {
-		if chaosMissing(members, grecs, drecs) == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	rep.SettledS = time.Since(settleFrom).Seconds()
+	grecs, drecs := group.Records(), direct.Records()
+	rep.SettledS = chaos.Settle(ctx.Done(), cfg.Settle, members, grecs, drecs).Seconds()
 
 	// Report.
 	startD := start.Sub(epoch)
-	wins := chaosWindows(events, startD, trafficEnd)
-	total := chaosAnalyze(members, grecs, drecs, target, wins)
+	wins := chaos.Windows(events, startD, trafficEnd)
+	total := chaos.Analyze(members, grecs, drecs, wins)
 	for _, w := range wins {
-		w.finish(startD)
+		w.Finish(startD)
 		rep.Windows = append(rep.Windows, *w)
 	}
-	total.finish(startD)
+	total.Finish(startD)
 	rep.Total = *total
-	group.mu.Lock()
-	rep.GroupPublisherReconnects = max(0, group.conns-1)
-	group.mu.Unlock()
-	direct.mu.Lock()
-	rep.DirectPublisherReconnects = max(0, direct.conns-1)
-	direct.mu.Unlock()
+	rep.GroupPublisherReconnects, rep.DirectPublisherReconnects = group.Reconnects(), direct.Reconnects()
 	for _, m := range members {
-		m.mu.Lock()
-		rep.SessionsNotPresent += m.notPresent
-		m.mu.Unlock()
+		rep.SessionsNotPresent += m.History().NotPresent
 	}
 	rep.NodeCounters = map[string]map[string]float64{}
-	for _, nd := range cc.nodes {
-		if !nd.running() || nd.stopped {
+	for _, nd := range cc.Nodes {
+		if !nd.Up() {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if m, err := nd.api.scrapeCounters(cctx, chaosCounters); err == nil {
-			rep.NodeCounters[nd.id] = m
+		if m, err := apis[nd.ID].scrapeCounters(cctx, chaosCounters); err == nil {
+			rep.NodeCounters[nd.ID] = m
 		}
 		cancel()
 	}
@@ -323,15 +233,20 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res Result) {
 	res.Note = fmt.Sprintf("%d nodes on %d NATS servers (JetStream R3); %d persistent member devices of one group (homes %s), "+
 		"a group publisher at %g msg/s and a direct publisher at %g msg/s (to %d members in turn), QoS 1; "+
 		"the group publisher homed on %s, the direct one on %s; every member and device reconnects through its home node first, then the nodes after it in turn",
-		cfg.Nodes, len(cc.nats), len(members), homesString(homes), cfg.GroupRate, cfg.DirectRate, nTargets,
+		cfg.Nodes, len(cc.NATS), len(members), homesString(homes), cfg.GroupRate, cfg.DirectRate, min(chaos.DirectTargets, len(members)),
 		routes[len(plan.Members)], routes[len(plan.Members)+1])
-	if stepErr != nil {
+	if stepErr != nil && ctx.Err() == nil {
 		res.Note += "; the schedule stopped: " + stepErr.Error()
 	}
 	if ctx.Err() != nil {
 		res.Error = "interrupted"
 	}
 	return res
+}
+
+// session is the MQTT session of a device of the plan.
+func session(c Client) chaos.Session {
+	return chaos.Session{ClientID: c.ID, Username: c.Username, Password: c.Password}
 }
 
 // setupChaos creates, under a per-run prefix, one group, members member
@@ -396,230 +311,6 @@ func retry(ctx context.Context, fn func() error) error {
 	}
 }
 
-// chaosMissing counts acknowledged member deliveries not (yet) made.
-func chaosMissing(ms []*chaosMember, grecs, drecs []pubRecord) int {
-	n := 0
-	for _, m := range ms {
-		m.mu.Lock()
-		gseen := make([]bool, len(grecs))
-		dseen := map[int32]bool{}
-		for _, a := range m.got {
-			switch {
-			case a.kind == 'g' && int(a.seq) < len(gseen):
-				gseen[a.seq] = true
-			case a.kind == 'd':
-				dseen[a.seq] = true
-			}
-		}
-		for seq, r := range grecs {
-			if r.acked != 0 && !gseen[seq] {
-				n++
-			}
-		}
-		for seq, r := range drecs {
-			if r.acked != 0 && m.isTarget(seq) && !dseen[int32(seq)] {
-				n++
-			}
-		}
-		m.mu.Unlock()
-	}
-	return n
-}
-
-// chaosWindows cuts [start, end) (since the epoch) at each disruptive step
-// of events (whose times are since start).
-func chaosWindows(events []FaultEvent, start, end time.Duration) []*ChaosWindow {
-	wins := []*ChaosWindow{{Name: "steady", from: start}}
-	for _, ev := range events {
-		if !ev.disruptive() {
-			continue
-		}
-		at := start + time.Duration(ev.BeganS*float64(time.Second))
-		wins[len(wins)-1].to = at
-		name := ev.Action + " " + ev.Resolved
-		if ev.Resolved != ev.Target {
-			name += " (" + ev.Target + ")"
-		}
-		wins = append(wins, &ChaosWindow{Name: name, from: at, Fault: true})
-	}
-	wins[len(wins)-1].to = end
-	return wins
-}
-
-func (w *ChaosWindow) of(at time.Duration) bool { return at >= w.from && at < w.to }
-
-// finish sets the exported times and figures from the collected ones.
-func (w *ChaosWindow) finish(start time.Duration) {
-	if w.Name != "total" {
-		w.FromS, w.ToS = (w.from - start).Seconds(), (w.to - start).Seconds()
-	}
-	ms := func(d time.Duration) *float64 { v := float64(d) / 1e6; return &v }
-	if len(w.firsts) > 0 {
-		slices.Sort(w.firsts)
-		w.ReconnectFirstP50ms, w.ReconnectFirstMaxms = ms(w.firsts[len(w.firsts)/2]), ms(w.firsts[len(w.firsts)-1])
-	}
-	if len(w.silences) > 0 {
-		slices.Sort(w.silences)
-		w.SilenceP50ms, w.SilenceMaxms = *ms(w.silences[len(w.silences)/2]), *ms(w.silences[len(w.silences)-1])
-	}
-}
-
-// chaosAnalyze fills the windows (a message made before the first window
-// belongs to it, one made after the last window's end to the last) and
-// returns the totals. target maps a direct message to its member.
-func chaosAnalyze(ms []*chaosMember, grecs, drecs []pubRecord, target func(int) int, wins []*ChaosWindow) *ChaosWindow {
-	winOf := func(at time.Duration) *ChaosWindow {
-		for _, w := range wins {
-			if at < w.to {
-				return w
-			}
-		}
-		return wins[len(wins)-1]
-	}
-	gWin := make([]*ChaosWindow, len(grecs))
-	for i, r := range grecs {
-		w := winOf(r.made)
-		gWin[i] = w
-		w.GroupMade++
-		if r.acked != 0 {
-			w.GroupAcked++
-			w.Expected += len(ms)
-		}
-	}
-	dWin := make([]*ChaosWindow, len(drecs))
-	for i, r := range drecs {
-		w := winOf(r.made)
-		dWin[i] = w
-		w.DirectMade++
-		if r.acked != 0 {
-			w.DirectAcked++
-			w.Expected++
-		}
-	}
-	gcount := make([]int, len(grecs))
-	dcount := make([]int, len(drecs))
-	for _, m := range ms {
-		m.mu.Lock()
-		got := slices.Clone(m.got)
-		lost, conns := slices.Clone(m.lost), slices.Clone(m.conns)
-		wins[0].Strays += m.strays
-		m.mu.Unlock()
-
-		// Copies, and first deliveries out of order, per publisher.
-		clear(gcount)
-		clear(dcount)
-		maxG, maxD := -1, -1
-		for _, a := range got {
-			seq := int(a.seq)
-			switch {
-			case a.kind == 'g' && seq < len(grecs):
-				gcount[seq]++
-				if gcount[seq] == 1 && grecs[seq].acked != 0 {
-					if seq < maxG {
-						gWin[seq].OutOfOrder++
-					} else {
-						maxG = seq
-					}
-				}
-			case a.kind == 'd' && seq < len(drecs):
-				dcount[seq]++
-				if dcount[seq] == 1 && drecs[seq].acked != 0 {
-					if seq < maxD {
-						dWin[seq].OutOfOrder++
-					} else {
-						maxD = seq
-					}
-				}
-			}
-		}
-		for seq, r := range grecs {
-			if r.acked == 0 {
-				continue
-			}
-			switch n := gcount[seq]; {
-			case n == 0:
-				gWin[seq].Lost++
-				gWin[seq].LostGroup++
-			default:
-				gWin[seq].Got++
-				gWin[seq].Duplicates += n - 1
-			}
-		}
-		for seq, r := range drecs {
-			if r.acked == 0 || target(seq) != m.idx {
-				continue
-			}
-			switch n := dcount[seq]; {
-			case n == 0:
-				dWin[seq].Lost++
-				dWin[seq].LostDirect++
-			default:
-				dWin[seq].Got++
-				dWin[seq].Duplicates += n - 1
-			}
-		}
-
-		for _, w := range wins {
-			// The longest silence (no group message) within w.
-			var silence time.Duration
-			last := w.from
-			for _, a := range got {
-				if a.kind != 'g' || a.at < w.from {
-					continue
-				}
-				silence = max(silence, min(a.at, w.to)-last)
-				if a.at >= w.to {
-					break
-				}
-				last = a.at
-			}
-			silence = max(silence, w.to-last)
-			w.silences = append(w.silences, silence)
-
-			if !w.Fault {
-				continue
-			}
-			// A member disconnected by the fault: the time from the fault
-			// to its first delivery after it reconnected.
-			i := slices.IndexFunc(lost, w.of)
-			if i < 0 {
-				continue
-			}
-			w.Disconnected++
-			j := slices.IndexFunc(conns, func(at time.Duration) bool { return at > lost[i] })
-			k := -1
-			if j >= 0 {
-				k = slices.IndexFunc(got, func(a chaosArrival) bool { return a.at > conns[j] })
-			}
-			if k < 0 {
-				w.Never++
-				continue
-			}
-			w.firsts = append(w.firsts, got[k].at-w.from)
-		}
-	}
-	total := &ChaosWindow{Name: "total"}
-	for _, w := range wins {
-		total.GroupMade += w.GroupMade
-		total.GroupAcked += w.GroupAcked
-		total.DirectMade += w.DirectMade
-		total.DirectAcked += w.DirectAcked
-		total.Expected += w.Expected
-		total.Got += w.Got
-		total.Lost += w.Lost
-		total.LostGroup += w.LostGroup
-		total.LostDirect += w.LostDirect
-		total.Duplicates += w.Duplicates
-		total.OutOfOrder += w.OutOfOrder
-		total.Strays += w.Strays
-		total.Disconnected += w.Disconnected
-		total.Never += w.Never
-		total.firsts = append(total.firsts, w.firsts...)
-		total.silences = append(total.silences, w.silences...)
-	}
-	return total
-}
-
 // WriteChaosTable prints the chaos row: one line per window and the
 // total, then the schedule as it ran and the nodes' counters.
 func (r *Report) WriteChaosTable(out io.Writer) {
@@ -635,7 +326,7 @@ func (r *Report) WriteChaosTable(out io.Writer) {
 		if x.Chaos == nil {
 			continue
 		}
-		row := func(w *ChaosWindow) {
+		row := func(w *chaos.Window) {
 			from, to := fmt.Sprintf("%.1f", w.FromS), fmt.Sprintf("%.1f", w.ToS)
 			if w.Name == "total" {
 				from, to = "", fmt.Sprintf("%.1f", x.Chaos.TrafficS)
@@ -649,7 +340,7 @@ func (r *Report) WriteChaosTable(out io.Writer) {
 		row(&x.Chaos.Total)
 		c := x.Chaos
 		for _, ev := range c.Events {
-			s := fmt.Sprintf("step %s:%s:%s → %s, began %.1f s, done %.1f s", fmtSeconds(ev.At), ev.Action, ev.Target, ev.Resolved, ev.BeganS, ev.EndS)
+			s := fmt.Sprintf("step %s:%s:%s → %s, began %.1f s, done %.1f s", fmtSeconds(ev.At), ev.Action, ev.Target, ev.Resolved, ev.Began.Seconds(), ev.End.Seconds())
 			if ev.Note != "" {
 				s += ": " + ev.Note
 			}

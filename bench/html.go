@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/pushring/pushring/internal/chaos"
 )
 
 // ReadReport reads a --json file back.
@@ -255,7 +257,7 @@ func columns(scenario string, ref *Result) []column {
 		}
 	case "chaos":
 		// Not a speed row: what was acknowledged, and whether it all came.
-		chaos := func(f func(t *ChaosWindow) string) func(x *Result) string {
+		total := func(f func(t *chaos.Window) string) func(x *Result) string {
 			return func(x *Result) string {
 				if x.Chaos == nil {
 					return "-"
@@ -267,11 +269,11 @@ func columns(scenario string, ref *Result) []column {
 			{"nodes", func(x *Result) string { return fmt.Sprint(x.Nodes) }},
 			conns,
 			{"acknowledged", func(x *Result) string { return thousands(float64(x.Sent)) }},
-			{"deliveries expected", chaos(func(t *ChaosWindow) string { return thousands(float64(t.Expected)) })},
+			{"deliveries expected", total(func(t *chaos.Window) string { return thousands(float64(t.Expected)) })},
 			{"got", func(x *Result) string { return thousands(float64(x.Deliveries)) }},
 			{"lost", func(x *Result) string { return thousands(float64(x.Lost)) }},
 			{"dups", func(x *Result) string { return thousands(float64(x.Duplicates)) }},
-			{"out of order", chaos(func(t *ChaosWindow) string { return thousands(float64(t.OutOfOrder)) })},
+			{"out of order", total(func(t *chaos.Window) string { return thousands(float64(t.OutOfOrder)) })},
 			{"traffic s", func(x *Result) string { return f2(x.DurationS) }},
 			{"faults", func(x *Result) string {
 				if x.Chaos == nil {
@@ -279,7 +281,7 @@ func columns(scenario string, ref *Result) []column {
 				}
 				var steps []string
 				for _, ev := range x.Chaos.Events {
-					steps = append(steps, fmt.Sprintf("%s %s at %.0f s", ev.Action, ev.Resolved, ev.BeganS))
+					steps = append(steps, fmt.Sprintf("%s %s at %.0f s", ev.Action, ev.Resolved, ev.Began.Seconds()))
 				}
 				return strings.Join(steps, ", ")
 			}},
@@ -592,7 +594,7 @@ func writeChaosWindows(b *strings.Builder, c *ChaosReport) {
 		"<th>expected</th><th>got</th><th>lost</th><th>dups</th><th>out of order</th><th>disconnected</th>" +
 		"<th>reconnect → delivery p50 ms</th><th>max ms</th><th>never</th><th>silence max ms</th></tr>\n")
 	ms := func(p *float64) string { return optf(p, "%.0f") }
-	row := func(w *ChaosWindow) {
+	row := func(w *chaos.Window) {
 		from, to := fmt.Sprintf("%.1f", w.FromS), fmt.Sprintf("%.1f", w.ToS)
 		if w.Name == "total" {
 			from, to = "", fmt.Sprintf("%.1f", c.TrafficS)
@@ -607,7 +609,7 @@ func writeChaosWindows(b *strings.Builder, c *ChaosReport) {
 	row(&c.Total)
 	b.WriteString("</table>\n")
 	for _, ev := range c.Events {
-		s := fmt.Sprintf("%s %s (%s): began %.1f s, done %.1f s", ev.Action, ev.Target, ev.Resolved, ev.BeganS, ev.EndS)
+		s := fmt.Sprintf("%s %s (%s): began %.1f s, done %.1f s", ev.Action, ev.Target, ev.Resolved, ev.Began.Seconds(), ev.End.Seconds())
 		if ev.Note != "" {
 			s += ", " + ev.Note
 		}

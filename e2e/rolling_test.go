@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/internal/chaos"
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/ring"
 )
@@ -57,130 +57,83 @@ func TestRollingRestart(t *testing.T) {
 	}
 	epoch := time.Now()
 	cc := newChaosCluster(t, 3)
-	c, nodes := cc.c, cc.nodes
+	nodes := cc.nodes
 
-	r := ring.New(cc.ids(), ring.DefaultConfig())
+	r := ring.New(cc.IDs(), ring.DefaultConfig())
 	gpub, dpub := "gpub0", "dpub0"
-	c.mustAPI(nodes[0].p, "POST", "/v1/groups", map[string]any{"id": "all"}, nil)
-	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		for _, n := range nodes {
-			if err := c.api(n.p, "GET", "/v1/groups/all", nil, nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	members := connectChaosMembers(t, c, nodes, epoch, rollingMembers)
-	warmUp(t, c, nodes[0].p, members)
+	members := cc.group(epoch, rollingMembers)
 	t.Logf("rolling: setup %v; group publisher %s homed on %s, direct publisher %s on %s",
 		time.Since(epoch).Round(time.Millisecond), gpub, r.Home(gpub), dpub, r.Home(dpub))
 
-	group := &qos1Publisher{name: gpub, clientID: gpub + "-dev", user: gpub, password: cc.device(gpub),
-		addrs: cc.mqttAddrs(r.Home(gpub)), every: rollingGroupEvery, epoch: epoch,
-		message: func(seq int) (string, string) { return "/group/all", "g " + strconv.Itoa(seq) }}
-	direct := &qos1Publisher{name: dpub, clientID: dpub + "-dev", user: dpub, password: cc.device(dpub),
-		addrs: cc.mqttAddrs(r.Home(dpub)), every: rollingDirectEvery, epoch: epoch,
-		message: func(seq int) (string, string) {
-			return "/private/" + members[directTarget(seq, len(members))].id, "d " + strconv.Itoa(seq)
-		}}
-	group.start()
-	direct.start()
-	stopTraffic := sync.OnceFunc(func() {
-		var wg sync.WaitGroup
-		for _, p := range []*qos1Publisher{group, direct} {
-			wg.Go(func() { p.finish(10 * time.Second) })
-		}
-		wg.Wait()
-	})
+	group, direct := cc.publishers(gpub, dpub, members, rollingGroupEvery, rollingDirectEvery, epoch)
+	stopTraffic := chaos.StartTraffic(10*time.Second, group, direct)
 	t.Cleanup(stopTraffic)
-	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
-		for _, p := range []*qos1Publisher{group, direct} {
-			if r := p.records(); len(r) == 0 || r[0].acked == 0 {
-				return fmt.Errorf("%s has no PUBACK yet", p.name)
-			}
-		}
-		return nil
-	})
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error { return chaos.Publishing(group, direct) })
 	t0 := time.Now()
 	t0d := t0.Sub(epoch)
 
 	// The restarts, one node at a time.
-	var events []faultEvent
+	var events []chaos.Event
 	var drains []string
 	for _, n := range nodes {
 		time.Sleep(rollingGap) // steady traffic between restarts: the load is what is measured
-		ev := faultEvent{fault: fault{action: "term", target: n.p.id}, resolved: n.p.id, began: time.Since(t0)}
+		ev := chaos.Event{Fault: chaos.Fault{Action: "term", Target: n.ID}, Resolved: n.ID, Began: time.Since(t0)}
 		sawLeave := watchLeave(cc, n)
-		n.signal(t, syscall.SIGTERM)
-		n.waitExit(t, rollingShutdownTimeout+5*time.Second)
-		took := time.Since(t0) - ev.began
+		if err := n.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.WaitExit(rollingShutdownTimeout + 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(t0) - ev.Began
 		// The drain's order: the peers dropped the node before it closed
 		// its first client.
 		left := <-sawLeave
-		firstClosed := firstLoss(members, epoch.Add(t0d+ev.began))
+		firstClosed := firstLoss(members, epoch.Add(t0d+ev.Began))
 		if left < 0 {
 			t.Errorf("%s: a peer still listed it alive when it exited", n.p.id)
 		} else if firstClosed >= 0 && left > firstClosed+leavePoll {
 			t.Errorf("%s closed a client %v after the SIGTERM, before both peers had it leave (%v)", n.p.id, firstClosed, left)
 		}
-		if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+		if code := n.ExitCode(); code != 0 {
 			t.Errorf("%s exited with status %d after SIGTERM, want 0", n.p.id, code)
 		}
 		if took > rollingShutdownTimeout {
 			t.Errorf("%s took %v to exit after SIGTERM, over its shutdown timeout %v", n.p.id, took, rollingShutdownTimeout)
 		}
 		drains = append(drains, fmt.Sprintf("%s exited in %v, the peers saw it leave within %v, its first client closed after %v (%s)",
-			n.p.id, took.Round(time.Millisecond), left.Round(time.Millisecond), firstClosed.Round(time.Millisecond), shutdownReport(n.log)))
-		cc.startNode(n)
-		cc.c.waitRing(cc.procs, len(nodes))
-		ev.end = time.Since(t0)
-		ev.note = fmt.Sprintf("back in the ring after %v", (ev.end - ev.began).Round(time.Millisecond))
-		t.Logf("rolling step: SIGTERM %s at %v, %s", n.p.id, ev.began.Round(time.Millisecond), ev.note)
+			n.p.id, took.Round(time.Millisecond), left.Round(time.Millisecond), firstClosed.Round(time.Millisecond), shutdownReport(n.Log)))
+		if _, _, err := cc.Apply(chaos.Fault{Action: "start", Target: n.ID}); err != nil {
+			t.Fatal(err)
+		}
+		ev.End = time.Since(t0)
+		ev.Note = fmt.Sprintf("back in the ring after %v", (ev.End - ev.Began).Round(time.Millisecond))
+		t.Logf("rolling step: SIGTERM %s at %v, %s", n.p.id, ev.Began.Round(time.Millisecond), ev.Note)
 		events = append(events, ev)
 	}
 	time.Sleep(rollingGap)
 	trafficEnd := time.Since(epoch)
 	stopTraffic()
 
-	grecs, drecs := group.records(), direct.records()
-	settleFrom := time.Now()
-	for time.Since(settleFrom) < rollingSettle {
-		if n, _ := chaosMissing(members, grecs, drecs, 0); n == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	settled := time.Since(settleFrom)
+	grecs, drecs := group.Records(), direct.Records()
+	settled := chaos.Settle(nil, rollingSettle, members, grecs, drecs)
 
-	wins := chaosWindows(events, t0d, trafficEnd)
-	total := chaosAnalyze(members, grecs, drecs, wins)
+	wins := chaos.Windows(events, t0d, trafficEnd)
+	total := chaos.Analyze(members, grecs, drecs, wins)
 	for _, d := range drains {
 		t.Logf("rolling: drain: %s", d)
 	}
 	for _, w := range wins {
-		t.Logf("rolling: %s", w.line())
+		t.Logf("rolling: %s", w.Line())
 	}
 	t.Logf("rolling: total %s; traffic %v, settled in %v, %d members, publishers reconnected %d (group) and %d (direct) times",
-		total.line(), (trafficEnd - t0d).Round(time.Millisecond), settled.Round(time.Millisecond),
-		len(members), len(group.conns)-1, len(direct.conns)-1)
+		total.Line(), (trafficEnd - t0d).Round(time.Millisecond), settled.Round(time.Millisecond),
+		len(members), group.Reconnects(), direct.Reconnects())
 
-	if total.gAcked < 100 || total.dAcked < 30 {
-		t.Fatalf("only %d group and %d direct messages acknowledged: the traffic did not flow", total.gAcked, total.dAcked)
-	}
-	if total.strays > 0 {
-		t.Errorf("%d deliveries were not for the member that got them, or unreadable", total.strays)
-	}
-	if total.lost > 0 {
-		_, sample := chaosMissing(members, grecs, drecs, t0d)
-		t.Errorf("%d acknowledged member deliveries lost (group %d, direct %d), for example %s",
-			total.lost, total.lostG, total.lostD, sample)
-	}
-	if total.reordered > 0 {
-		t.Errorf("%d first deliveries of acknowledged messages came after a later message of the same publisher", total.reordered)
-	}
+	checkDelivered(t, members, grecs, drecs, t0d, total, 100, 30)
 	for _, w := range wins[1:] {
-		if w.affected == 0 {
-			t.Errorf("%s: no member was disconnected: the restart did not reach the clients", w.name)
+		if w.Disconnected == 0 {
+			t.Errorf("%s: no member was disconnected: the restart did not reach the clients", w.Name)
 		}
 	}
 }
@@ -195,25 +148,13 @@ func watchLeave(cc *chaosCluster, n *chaosNode) <-chan time.Duration {
 	out := make(chan time.Duration, 1)
 	start := time.Now()
 	peers := cc.others(n)
-	exited := n.exited
+	exited := n.Exited()
 	go func() {
 		for {
 			gone := 0
 			for _, p := range peers {
-				var cl struct {
-					Nodes []struct {
-						ID    string `json:"id"`
-						State string `json:"state"`
-					} `json:"nodes"`
-				}
-				if cc.c.api(p, "GET", "/v1/cluster", nil, &cl) != nil {
-					continue
-				}
-				alive := false
-				for _, x := range cl.Nodes {
-					alive = alive || x.ID == n.p.id && x.State == "alive"
-				}
-				if !alive {
+				view, err := cc.View(p)
+				if err == nil && !slices.Contains(view, chaos.NodeState{ID: n.ID, State: "alive"}) {
 					gone++
 				}
 			}
@@ -234,17 +175,15 @@ func watchLeave(cc *chaosCluster, n *chaosNode) <-chan time.Duration {
 
 // firstLoss is the time from since to the first connection loss a
 // member saw after since (-1: none).
-func firstLoss(ms []*chaosMember, since time.Time) time.Duration {
+func firstLoss(ms []*chaos.Member, since time.Time) time.Duration {
 	first := time.Duration(-1)
-	from := since.Sub(ms[0].epoch)
+	from := since.Sub(ms[0].Epoch)
 	for _, m := range ms {
-		m.mu.Lock()
-		for _, at := range m.lost {
+		for _, at := range m.History().Lost {
 			if at >= from && (first < 0 || at-from < first) {
 				first = at - from
 			}
 		}
-		m.mu.Unlock()
 	}
 	return first
 }

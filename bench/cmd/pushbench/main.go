@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/bench"
+	"github.com/pushring/pushring/internal/chaos"
 )
 
 func main() {
@@ -66,7 +67,7 @@ func run(args []string) error {
 	nodes := fs.Int("nodes", 3, "cluster: pushring nodes to start (needs --start-pushring); a single node runs too, in the same run")
 	// The chaos scenario: QoS 1 traffic while a fault schedule kills,
 	// stops and restarts nodes and NATS servers.
-	faults := fs.String("faults", bench.DefaultFaults, "chaos: the fault schedule, "+bench.FaultsHelp+
+	faults := fs.String("faults", chaos.DefaultFaults, "chaos: the fault schedule, "+chaos.FaultsHelp+
 		".\nChaos runs pushring only (--start-pushring): 3 NATS servers (R3) and --nodes nodes; unless given, --members 300, --rate 40 (group msgs/s), --duration 60s of traffic, --drain 30s to settle")
 	directRate := fs.Float64("direct-rate", 20, "chaos: direct messages/s (to 30 members in turn), next to --rate group messages/s")
 	jsonPath := fs.String("json", "", "write the results as JSON to this file")
@@ -378,7 +379,7 @@ func runChaos(args []string, set map[string]bool, f chaosFlags) error {
 		return errors.New("chaos: --members must be at least 2, --rate, --direct-rate and --duration positive")
 	}
 	var err error
-	if cfg.Faults, err = bench.ParseFaults(f.faults, f.nodes); err != nil {
+	if cfg.Faults, err = chaos.ParseFaults(f.faults, f.nodes); err != nil {
 		return fmt.Errorf("--faults: %w", err)
 	}
 	if cfg.NATSBin = f.natsBin; cfg.NATSBin == "" {
