@@ -484,6 +484,23 @@ const pauseTicks = 3
 // saw it; and the position saved is the oldest too.
 const posHistory = 4
 
+// idleAdvance moves the position of a session with nothing pending (no
+// message in flight, queued or parked, no replay, no drop to read again)
+// up to seen, the newest sequence the node knew of a tick before: the
+// messages under it were for other sessions, or reached this one, or
+// still will as late ones do for any session (the position saved is
+// posHistory ticks old). Without it a session that gets nothing kept the
+// position it started at, and every ring change's read of the journal
+// began there: one idle persistent session made the node read the whole
+// journal at each. s.mu held.
+func (s *session) idleAdvance(seen uint64) {
+	if seen <= s.maxSeq || s.replaying || s.ringHold || s.floor != noFloor ||
+		len(s.inflight) > 0 || s.queue.n > 0 || len(s.parked) > 0 {
+		return
+	}
+	s.maxSeq = seen
+}
+
 // tickPosition computes the position and returns the lowest of the last
 // posHistory ticks, if it advanced past what was saved (save: true): a
 // saved position is never above what a ring change's replay would start
@@ -509,6 +526,7 @@ func (s *Server) positionLoop() {
 	t := time.NewTicker(s.cfg.PositionInterval)
 	defer t.Stop()
 	var list []*session
+	var seen uint64 // the newest sequence this node knew of a tick ago
 	last := time.Now()
 	for {
 		select {
@@ -542,6 +560,7 @@ func (s *Server) positionLoop() {
 				sess.ringAt = time.Time{}
 				due = append(due, sess)
 			}
+			sess.idleAdvance(seen)
 			pos, save := sess.tickPosition()
 			newest = max(newest, sess.maxSeq)
 			if sess.conn != nil {
@@ -559,6 +578,7 @@ func (s *Server) positionLoop() {
 		}
 		var lag uint64
 		newest = max(newest, s.knownJournalEnd())
+		seen = newest
 		if lowest < newest {
 			lag = newest - lowest
 		}

@@ -766,15 +766,50 @@ func TestPositionLag(t *testing.T) {
 		}
 		return nil
 	})
-	// The journal went on (appends elsewhere this node knows of): the
-	// connected session is behind it, at position 5.
+	// The journal went on (appends elsewhere this node knows of) while
+	// m6 waits for alice's PUBACK: she is behind it from position 5.
+	pub.publish(1, 6, "/private/alice", "m6")
+	m6 := alice.readPublish()
 	e.srv.SetJournalEnd(func() uint64 { return 12 })
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if lag := e.srv.Stats().PositionLag; lag != 7 {
-			return fmt.Errorf("lag %d with the journal at 12, want 7", lag)
+			return fmt.Errorf("lag %d with the journal at 12 and m6 unacknowledged, want 7", lag)
 		}
 		return nil
 	})
+	// Acknowledged: with nothing pending she follows the journal's end
+	// (the messages up to it were for others), and the lag is 0.
+	alice.send(packet.AppendAck(nil, packet.PUBACK, m6.PacketID))
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if lag, pos := e.srv.Stats().PositionLag, d.st.position("alice", "phone"); lag != 0 || pos != 12 {
+			return fmt.Errorf("lag %d, position %d once idle with the journal at 12, want 0 and 12", lag, pos)
+		}
+		return nil
+	})
+}
+
+// A persistent session that gets nothing moves its position up with
+// the journal all the same: a ring change reads the journal from a few
+// ticks back, not from where the session started.
+func TestIdleSessionFollowsTheJournal(t *testing.T) {
+	d := newDurableEnv(t)
+	e := d.start(nil)
+	idle := connectRaw(t, e, "carol", "tablet", false)
+	idle.subscribe(1, "/private/carol/#")
+	alice := connectRaw(t, e, "alice", "phone", false)
+	alice.subscribe(1, "/private/alice/#")
+	bob := connectRaw(t, e, "bob", "pc", true)
+	for i := 1; i <= 20; i++ {
+		bob.publish(1, uint16(i), "/private/alice", "m"+strconv.Itoa(i))
+	}
+	checkSeq(t, readNumbered(alice, 20), numbered(1, 20))
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if p := d.st.position("carol", "tablet"); p != 20 {
+			return fmt.Errorf("idle session's position %d, want 20", p)
+		}
+		return nil
+	})
+	idle.expectNothing(50 * time.Millisecond)
 }
 
 // A ring change that asks for a longer settle (the node's NATS
