@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -597,32 +596,10 @@ func (s *single) start() {
 	s.starts++
 	p := &proc{id: "solo", mqtt: s.mqtt, http: s.http, gossip: s.gossip, exited: make(chan struct{})}
 	p.log = filepath.Join(s.dir, fmt.Sprintf("node-%d.log", s.starts))
-	p.cmd = exec.Command(pushringBinary(t), "--node-id", p.id, "--data-dir", s.dir,
+	p.run(t, "--node-id", p.id, "--data-dir", s.dir,
 		"--admin-key-file", filepath.Join(s.dir, "admin.key"),
 		"--mqtt-addr", p.mqtt, "--http-addr", p.http, "--gossip-addr", p.gossip,
 		"--log-level", "info", "--login-rate", "-1")
-	logFile, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); logFile.Close(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("--- log of %s, run %s (last 3000 bytes)\n%s", p.id, filepath.Base(p.log), tail(b, 3000))
-		}
-	})
 	s.p = p
 	s.c.procs = []*proc{p}
 	s.c.waitReady(p)

@@ -217,29 +217,7 @@ func (c *cluster) launch(id string, join []string, keys [][]byte, extra ...strin
 	}
 	args = append(args, c.args...)
 	args = append(args, extra...)
-	p.cmd = exec.Command(pushringBinary(t), args...)
-	logFile, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); logFile.Close(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("--- log of %s (last 3000 bytes)\n%s", p.id, tail(b, 3000))
-		}
-	})
+	p.run(t, args...)
 	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if err := p.alive(); err != nil {
 			t.Fatal(err)
@@ -406,4 +384,34 @@ func doJSON(req *http.Request, out any) error {
 		return fmt.Errorf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, raw)
 	}
 	return json.Unmarshal(raw, out)
+}
+
+// run starts the pushring binary with args as p, its output in p.log,
+// and stops it at cleanup (an interrupt, then SIGKILL after 10 s),
+// logging the end of its log if the test failed.
+func (p *proc) run(t *testing.T, args ...string) {
+	t.Helper()
+	p.cmd = exec.Command(pushringBinary(t), args...)
+	logFile, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); logFile.Close(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("--- log of %s, %s (last 3000 bytes)\n%s", p.id, filepath.Base(p.log), tail(b, 3000))
+		}
+	})
 }
