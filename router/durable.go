@@ -484,17 +484,18 @@ const pauseTicks = 3
 // saw it; and the position saved is the oldest too.
 const posHistory = 4
 
-// idleAdvance moves the position of a session with nothing pending (no
-// message in flight, queued or parked, no replay, no drop to read again)
-// up to seen, the newest sequence the node knew of a tick before: the
-// messages under it were for other sessions, or reached this one, or
-// still will as late ones do for any session (the position saved is
-// posHistory ticks old). Without it a session that gets nothing kept the
-// position it started at, and every ring change's read of the journal
-// began there: one idle persistent session made the node read the whole
-// journal at each. s.mu held.
+// idleAdvance moves the position of a session with no subscription (a
+// device that only publishes) up to seen, the newest sequence the node
+// knew of a tick before: nothing stored can be for it. Without it such a
+// session kept the position it started at, and every ring change's read
+// of the journal began there (in the chaos runs, at sequence 1 each
+// time; with a day of journal, a day of reading). A session with
+// subscriptions does not move past what it was offered, however idle:
+// a message for it can be late (an owner catching up after its NATS
+// connection dropped parks its group's messages for seconds), and a
+// position past it would skip it when the session moves. s.mu held.
 func (s *session) idleAdvance(seen uint64) {
-	if seen <= s.maxSeq || s.replaying || s.ringHold || s.floor != noFloor ||
+	if seen <= s.maxSeq || len(s.subs) > 0 || s.replaying || s.ringHold || s.floor != noFloor ||
 		len(s.inflight) > 0 || s.queue.n > 0 || len(s.parked) > 0 {
 		return
 	}

@@ -777,25 +777,28 @@ func TestPositionLag(t *testing.T) {
 		}
 		return nil
 	})
-	// Acknowledged: with nothing pending she follows the journal's end
-	// (the messages up to it were for others), and the lag is 0.
+	// Acknowledged: she is at 6, still behind the journal's end (the
+	// node cannot tell whether what is under it was for her).
 	alice.send(packet.AppendAck(nil, packet.PUBACK, m6.PacketID))
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if lag, pos := e.srv.Stats().PositionLag, d.st.position("alice", "phone"); lag != 0 || pos != 12 {
-			return fmt.Errorf("lag %d, position %d once idle with the journal at 12, want 0 and 12", lag, pos)
+		if lag := e.srv.Stats().PositionLag; lag != 6 {
+			return fmt.Errorf("lag %d once m6 was acknowledged with the journal at 12, want 6", lag)
 		}
 		return nil
 	})
 }
 
-// A persistent session that gets nothing moves its position up with
-// the journal all the same: a ring change reads the journal from a few
-// ticks back, not from where the session started.
+// A persistent session with no subscription (a device that only
+// publishes) moves its position up with the journal: a ring change reads
+// the journal from a few ticks back, not from where the session started.
+// One with a subscription that gets nothing stays where it was offered
+// the last message.
 func TestIdleSessionFollowsTheJournal(t *testing.T) {
 	d := newDurableEnv(t)
 	e := d.start(nil)
-	idle := connectRaw(t, e, "carol", "tablet", false)
-	idle.subscribe(1, "/private/carol/#")
+	device := connectRaw(t, e, "d1", "sensor", false) // no subscription
+	quiet := connectRaw(t, e, "carol", "tablet", false)
+	quiet.subscribe(1, "/private/carol/#")
 	alice := connectRaw(t, e, "alice", "phone", false)
 	alice.subscribe(1, "/private/alice/#")
 	bob := connectRaw(t, e, "bob", "pc", true)
@@ -804,12 +807,16 @@ func TestIdleSessionFollowsTheJournal(t *testing.T) {
 	}
 	checkSeq(t, readNumbered(alice, 20), numbered(1, 20))
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if p := d.st.position("carol", "tablet"); p != 20 {
-			return fmt.Errorf("idle session's position %d, want 20", p)
+		if p := d.st.position("d1", "sensor"); p != 20 {
+			return fmt.Errorf("the device's position %d, want 20", p)
 		}
 		return nil
 	})
-	idle.expectNothing(50 * time.Millisecond)
+	if p := d.st.position("carol", "tablet"); p != 0 {
+		t.Fatalf("a subscribed session offered nothing moved to %d", p)
+	}
+	device.expectNothing(10 * time.Millisecond)
+	quiet.expectNothing(10 * time.Millisecond)
 }
 
 // A ring change that asks for a longer settle (the node's NATS
