@@ -80,6 +80,7 @@ var goldenNodeFamilies = []string{
 	`pushring_session_gaps_total counter [] "Replays that found messages for the session already aged out of the journal."`,
 	`pushring_session_kicked_total counter [] "Sessions closed on this node because their client id connected to another node."`,
 	`pushring_session_position_lag_max gauge [] "Journal sequences between the journal's end as this node knows it (its own appends, the stored messages offered here) and the lowest saved position of a connected persistent session (what a restart would replay), at the last position tick."`,
+	`pushring_session_positions_rewound_total counter [] "Saved positions of persistent sessions taken back under a stored message that reached the session after its position had passed it."`,
 	`pushring_session_replayed_total counter [] "Messages read back from the journal into persistent sessions."`,
 	`pushring_session_replays_total counter [] "Journal replays started for persistent sessions (resumed here, or their queue dropped stored messages)."`,
 	`pushring_session_store_errors_total counter [] "Session claims (CONNECT refused) and replays that the store failed."`,

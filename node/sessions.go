@@ -320,6 +320,10 @@ func (s *sessionStore) SavePosition(principal, clientID string, gen uint64, pos 
 	s.pos.Note(principal, clientID, gen, pos)
 }
 
+func (s *sessionStore) RewindPosition(principal, clientID string, gen uint64, pos uint64) {
+	s.pos.Rewind(principal, clientID, gen, pos)
+}
+
 func (s *sessionStore) Release(principal, clientID string, gen uint64) {
 	k := sessKey{principal, clientID}
 	s.mu.Lock()

@@ -68,6 +68,11 @@ type SessionStore interface {
 	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message, stored time.Time) error) (last, gapTo uint64, err error)
 	SaveSubs(principal, clientID string, gen uint64, subs []SessionSub)
 	SavePosition(principal, clientID string, gen uint64, pos uint64)
+	// RewindPosition is SavePosition for a position lower than one saved
+	// before (a stored message reached the session after its position
+	// had passed it): written even so, unless a later SavePosition
+	// moves it up again first.
+	RewindPosition(principal, clientID string, gen uint64, pos uint64)
 	// Release forgets the session's record (a clean session ended, a
 	// persistent one expired), unless another generation claimed it.
 	Release(principal, clientID string, gen uint64)
@@ -417,15 +422,17 @@ func (s *session) position() uint64 {
 			w = q - 1
 		}
 	}
-	// During a replay, nor above what it offered so far, nor above a
-	// message parked for after it: a session whose replays take long,
-	// or are cut short by reconnects, still moves on.
+	// During a replay, nor above what it offered so far: a session
+	// whose replays take long, or are cut short by reconnects, still
+	// moves on.
 	if s.replaying {
 		w = min(w, s.replayAt)
-		for _, m := range s.parked {
-			if m.Seq != 0 && m.Seq-1 < w {
-				w = m.Seq - 1
-			}
+	}
+	// Nor above a message parked for after a replay or a ring change's
+	// read (a late one among them is under the floor of that read).
+	for _, m := range s.parked {
+		if m.Seq != 0 && m.Seq-1 < w {
+			w = m.Seq - 1
 		}
 	}
 	// Nor above a drop, or a ring change whose replay is still due
@@ -500,6 +507,34 @@ func (s *session) idleAdvance(seen uint64) {
 		return
 	}
 	s.maxSeq = seen
+}
+
+// late reports whether stored message m, at or under the saved
+// position, is one the session has not had: not sent before (a resend
+// after a confirmation timeout is not late), and for it. s.mu held.
+func (s *session) late(m *message.Message) bool {
+	if s.clean || s.srv.sessStore == nil || s.sent.has(m.Seq) || s.recent.has(m.ID) {
+		return false
+	}
+	_, _, ok := s.match(m)
+	return ok
+}
+
+// rewind takes the saved position back to pos, under a stored message
+// that reached the session after its position had passed it: one that
+// was held up longer than the position's history (a group's owner
+// catching up after its NATS connection dropped holds its messages for
+// as long as the store does not answer), while other messages moved the
+// position on. Until that message is delivered the position stays under
+// it (it is queued, in flight or parked), so a session that moves to
+// another node replays it from there instead of skipping it. s.mu held.
+func (s *session) rewind(pos uint64) {
+	s.srv.m.rewound()
+	s.pos = pos
+	for i := range s.hist {
+		s.hist[i] = min(s.hist[i], pos)
+	}
+	s.srv.sessStore.RewindPosition(s.principal, s.clientID, s.gen, pos)
 }
 
 // tickPosition computes the position and returns the lowest of the last

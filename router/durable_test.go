@@ -148,6 +148,14 @@ func (m *memSessions) SavePosition(principal, clientID string, gen uint64, pos u
 	}
 }
 
+func (m *memSessions) RewindPosition(principal, clientID string, gen uint64, pos uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.recs[sessionKey(principal, clientID)]; r != nil && r.gen == gen {
+		r.pos = pos
+	}
+}
+
 func (m *memSessions) Release(principal, clientID string, gen uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -867,5 +875,62 @@ func TestSentSeqs(t *testing.T) {
 	}
 	if len(p) != maxSent || !p.has(maxSent) || p.has(maxSent+1) {
 		t.Fatalf("capped: len %d", len(p))
+	}
+}
+
+// A stored message that reaches a session after its saved position has
+// passed it (held up longer than the position's history, while other
+// messages moved the position on) takes the saved position back under
+// it until it is acknowledged: a session that moved meanwhile would
+// replay from past it and never get it. The same holds while it waits,
+// parked, for a ring change's read.
+func TestDurableLateMessageRewindsPosition(t *testing.T) {
+	d := newDurableEnv(t)
+	a := d.start(nil)
+	alice := connectRaw(t, a, "alice", "phone", false)
+	alice.subscribe(1, "/private/alice/#")
+	bob := connectRaw(t, a, "bob", "pc", true)
+	for i := 1; i <= 10; i++ {
+		bob.publish(1, uint16(i), "/private/alice", "m"+strconv.Itoa(i))
+	}
+	checkSeq(t, readNumbered(alice, 10), numbered(1, 10))
+	waitPos := func(want uint64) {
+		t.Helper()
+		testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+			if p := d.st.position("alice", "phone"); p != want {
+				return fmt.Errorf("saved position %d, want %d", p, want)
+			}
+			return nil
+		})
+	}
+	waitPos(10)
+	late := func(seq uint64) *message.Message {
+		return &message.Message{ID: 1<<40 + seq, Kind: message.Direct, From: "bob", To: "alice", QoS: 1, Seq: seq, Payload: []byte("late")}
+	}
+	a.srv.Deliver(late(5), []string{"alice"})
+	waitPos(4)
+	p := alice.readPublish()
+	if string(p.Payload) != "late" {
+		t.Fatalf("got %q, want the late message", p.Payload)
+	}
+	time.Sleep(10 * a.srv.cfg.PositionInterval) // ticks pass: it stays under the unacknowledged message
+	waitPos(4)
+	alice.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+	waitPos(10)
+	// The same message again (its owner sent it once more): not late.
+	a.srv.Deliver(late(5), []string{"alice"})
+	alice.expectNothing(50 * time.Millisecond)
+	if r := a.srv.Stats().Rewound; r != 1 {
+		t.Fatalf("rewound %d times after a repeat, want 1", r)
+	}
+
+	// Parked for a ring change's read that has not come yet.
+	a.srv.RingChangedFor(time.Hour)
+	a.srv.Deliver(late(7), []string{"alice"})
+	waitPos(6)
+	time.Sleep(10 * a.srv.cfg.PositionInterval)
+	waitPos(6)
+	if r := a.srv.Stats().Rewound; r != 2 {
+		t.Fatalf("rewound %d times, want 2", r)
 	}
 }

@@ -30,6 +30,7 @@ type Stats struct {
 	Throttled       uint64 // pauses of a connection whose principal went over its publish rate (limits.go)
 	Replays         uint64 // journal replays started for durable sessions (durable.go)
 	Replayed        uint64 // messages read back from the journal into sessions
+	Rewound         uint64 // saved positions taken back under a late stored message (durable.go)
 	Gaps            uint64 // replays that found messages aged out of the journal
 	// Messages replays dropped over a session's backlog bounds, by
 	// bound (bounds.go): SessionBacklogMessages, SessionBacklogBytes,
@@ -110,6 +111,8 @@ var (
 		"Journal replays started for persistent sessions (resumed here, or their queue dropped stored messages).", nil, nil)
 	replayedDesc = prometheus.NewDesc("pushring_session_replayed_total",
 		"Messages read back from the journal into persistent sessions.", nil, nil)
+	rewoundDesc = prometheus.NewDesc("pushring_session_positions_rewound_total",
+		"Saved positions of persistent sessions taken back under a stored message that reached the session after its position had passed it.", nil, nil)
 	gapsDesc = prometheus.NewDesc("pushring_session_gaps_total",
 		"Replays that found messages for the session already aged out of the journal.", nil, nil)
 	backlogDroppedDesc = prometheus.NewDesc("pushring_session_backlog_dropped_total",
@@ -156,6 +159,7 @@ type metrics struct {
 	throttles     atomic.Uint64
 	replays       atomic.Uint64
 	replayedMsgs  atomic.Uint64
+	rewoundPos    atomic.Uint64
 	gaps          atomic.Uint64
 	backlogDrops  [len(backlogBounds)]atomic.Uint64
 	storeErrors   atomic.Uint64
@@ -187,7 +191,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, connectsDesc, messagesInDesc,
 		deliveriesDesc, refusalsDesc, queueDroppedDesc, panicsDesc, slowDesc, tlsConnsDesc, tlsFailuresDesc, throttledDesc,
-		replaysDesc, replayedDesc, gapsDesc, backlogDroppedDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc,
+		replaysDesc, replayedDesc, rewoundDesc, gapsDesc, backlogDroppedDesc, sessionStoreErrorsDesc, kickedDesc, rebalancedDesc,
 		shutdownDroppedDesc, shutdownStoredDesc, posLagDesc, slowConsumersDesc} {
 		ch <- d
 	}
@@ -216,6 +220,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(throttledDesc, &m.throttles)
 	ch <- m.counter(replaysDesc, &m.replays)
 	ch <- m.counter(replayedDesc, &m.replayedMsgs)
+	ch <- m.counter(rewoundDesc, &m.rewoundPos)
 	ch <- m.counter(gapsDesc, &m.gaps)
 	for i, b := range backlogBounds {
 		ch <- m.counter(backlogDroppedDesc, &m.backlogDrops[i], b)
@@ -306,6 +311,7 @@ func (s *Server) slowConsumer(reason int, remote string) {
 
 func (m *metrics) replay()     { m.replays.Add(1) }
 func (m *metrics) replayed()   { m.replayedMsgs.Add(1) }
+func (m *metrics) rewound()    { m.rewoundPos.Add(1) }
 func (m *metrics) gap()        { m.gaps.Add(1) }
 func (m *metrics) storeError() { m.storeErrors.Add(1) }
 
@@ -344,6 +350,7 @@ func (m *metrics) stats() Stats {
 		Throttled:              m.throttles.Load(),
 		Replays:                m.replays.Load(),
 		Replayed:               m.replayedMsgs.Load(),
+		Rewound:                m.rewoundPos.Load(),
 		Gaps:                   m.gaps.Load(),
 		BacklogDroppedMessages: m.backlogDrops[boundMessages].Load(),
 		BacklogDroppedBytes:    m.backlogDrops[boundBytes].Load(),

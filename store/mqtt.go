@@ -131,6 +131,11 @@ type MQTTSessions interface {
 	// otherwise) and pos is higher than the stored one (a lower or equal
 	// pos is ignored, not an error, and writes nothing).
 	SaveMQTTPos(ctx context.Context, principal, clientID string, gen uint64, pos uint64) error
+	// SetMQTTPos records pos whatever the stored one, lower included,
+	// only if gen is current (ErrStale otherwise): a position taken back
+	// under a stored message that reached the session after its
+	// position had passed it.
+	SetMQTTPos(ctx context.Context, principal, clientID string, gen uint64, pos uint64) error
 	// TouchMQTT rewrites the record unchanged but for Updated, only if
 	// gen is current (ErrStale otherwise): it restarts the record's
 	// expiry while its holder keeps it.
@@ -672,6 +677,16 @@ func (k *KV) SaveMQTTSubs(ctx context.Context, principal, clientID string, gen u
 func (k *KV) SaveMQTTPos(ctx context.Context, principal, clientID string, gen uint64, pos uint64) error {
 	return k.updateMQTT(ctx, opPos, principal, clientID, gen, func(r *MQTTSession) bool {
 		if pos <= r.Pos {
+			return false
+		}
+		r.Pos = pos
+		return true
+	})
+}
+
+func (k *KV) SetMQTTPos(ctx context.Context, principal, clientID string, gen uint64, pos uint64) error {
+	return k.updateMQTT(ctx, opPos, principal, clientID, gen, func(r *MQTTSession) bool {
+		if pos == r.Pos {
 			return false
 		}
 		r.Pos = pos

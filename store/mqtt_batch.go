@@ -101,12 +101,14 @@ type posKey struct{ principal, clientID string }
 type posEntry struct {
 	gen, pos uint64
 	dirty    bool   // pos is not written yet
+	set      bool   // pos is written even if lower than the stored one (Rewind)
 	noted    uint64 // the round counter when last noted
 }
 
 type posWrite struct {
 	key      posKey
 	gen, pos uint64
+	set      bool
 	err      error
 }
 
@@ -236,6 +238,30 @@ func (b *MQTTPosBatcher) Note(principal, clientID string, gen, pos uint64) {
 	b.mu.Unlock()
 }
 
+// Rewind records that the session (principal, clientID) held with gen
+// is back at pos, lower than what was noted or written before (a stored
+// message reached it after its position had passed it): pos is written
+// whatever the stored position, unless a later Note moves it up again
+// first.
+func (b *MQTTPosBatcher) Rewind(principal, clientID string, gen, pos uint64) {
+	b.m.noted.Inc()
+	k := posKey{principal, clientID}
+	b.mu.Lock()
+	e := b.entries[k]
+	if e == nil {
+		e = &posEntry{}
+		b.entries[k] = e
+	}
+	e.noted = b.rounds.Load()
+	e.gen, e.pos, e.set = gen, pos, true
+	if !e.dirty {
+		e.dirty = true
+		b.dirty = append(b.dirty, k)
+		b.m.pending.Set(float64(len(b.dirty)))
+	}
+	b.mu.Unlock()
+}
+
 // Forget drops the session's pending position and state (its record was
 // deleted, or the session is gone from this node and its last position
 // does not matter).
@@ -269,7 +295,8 @@ func (b *MQTTPosBatcher) round(ctx context.Context) error {
 	for _, k := range b.dirty {
 		if e := b.entries[k]; e != nil && e.dirty {
 			e.dirty = false
-			work = append(work, posWrite{key: k, gen: e.gen, pos: e.pos})
+			work = append(work, posWrite{key: k, gen: e.gen, pos: e.pos, set: e.set})
+			e.set = false
 		}
 	}
 	clear(b.dirty) // drop the strings for the collector
@@ -293,7 +320,11 @@ func (b *MQTTPosBatcher) round(ctx context.Context) error {
 				defer wg.Done()
 				for i := int(next.Add(1) - 1); i < len(work); i = int(next.Add(1) - 1) {
 					w := &work[i]
-					w.err = b.store.SaveMQTTPos(ctx, w.key.principal, w.key.clientID, w.gen, w.pos)
+					save := b.store.SaveMQTTPos
+					if w.set {
+						save = b.store.SetMQTTPos
+					}
+					w.err = save(ctx, w.key.principal, w.key.clientID, w.gen, w.pos)
 				}
 			}()
 		}
@@ -317,9 +348,14 @@ func (b *MQTTPosBatcher) round(ctx context.Context) error {
 			b.m.failed.Inc()
 			failed++
 			first = cmp.Or(first, w.err)
-			if e := b.entries[w.key]; e != nil && e.gen == w.gen && !e.dirty {
-				e.dirty = true
-				b.dirty = append(b.dirty, w.key)
+			if e := b.entries[w.key]; e != nil && e.gen == w.gen {
+				// A failed Rewind must still go lower than what is
+				// stored, whatever was noted since.
+				e.set = e.set || w.set
+				if !e.dirty {
+					e.dirty = true
+					b.dirty = append(b.dirty, w.key)
+				}
 			}
 		}
 	}

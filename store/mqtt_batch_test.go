@@ -311,3 +311,32 @@ func BenchmarkMQTTPosBatcherNote(b *testing.B) {
 		}
 	})
 }
+
+// TestMQTTPosBatcherRewind: a Rewind writes a position lower than the
+// stored one; a Note after it, higher, wins within the round; notes lower
+// than the rewound position are ignored as usual.
+func TestMQTTPosBatcherRewind(t *testing.T) {
+	m := NewMemory()
+	b := newBatcher(t, m, MQTTPosBatcherConfig{Interval: time.Hour})
+	ctx := ctxT(t)
+	_, _, c := mustClaim(t, m, "alice", "phone", "n1", false, 0)
+	pos := func() uint64 { return mustGet(t, m, "alice", "phone").Pos }
+	b.Note("alice", "phone", c.Gen, 10)
+	if err := b.Flush(ctx); err != nil || pos() != 10 {
+		t.Fatalf("after Note(10): %d, %v", pos(), err)
+	}
+	b.Rewind("alice", "phone", c.Gen, 4)
+	b.Note("alice", "phone", c.Gen, 3) // lower than the rewind: ignored
+	if err := b.Flush(ctx); err != nil || pos() != 4 {
+		t.Fatalf("after Rewind(4): %d, %v", pos(), err)
+	}
+	b.Rewind("alice", "phone", c.Gen, 2)
+	b.Note("alice", "phone", c.Gen, 6) // the late message acknowledged: up again
+	if err := b.Flush(ctx); err != nil || pos() != 6 {
+		t.Fatalf("after Rewind(2), Note(6): %d, %v", pos(), err)
+	}
+	b.Note("alice", "phone", c.Gen, 12)
+	if err := b.Flush(ctx); err != nil || pos() != 12 {
+		t.Fatalf("after Note(12): %d, %v", pos(), err)
+	}
+}

@@ -254,6 +254,7 @@ func testMQTTStale(t *testing.T, f *mqttFixture) {
 	for name, write := range map[string]func() error{
 		"SaveMQTTSubs": func() error { return st.SaveMQTTSubs(ctx, "alice", "phone", c1.Gen, []MQTTSub{{"y", 0}}) },
 		"SaveMQTTPos":  func() error { return st.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 100) },
+		"SetMQTTPos":   func() error { return st.SetMQTTPos(ctx, "alice", "phone", c1.Gen, 1) },
 		"TouchMQTT":    func() error { return st.TouchMQTT(ctx, "alice", "phone", c1.Gen) },
 		"DeleteMQTT":   func() error { return st.DeleteMQTT(ctx, "alice", "phone", c1.Gen) },
 		"future gen":   func() error { return st.SaveMQTTPos(ctx, "alice", "phone", c2.Gen+1, 100) },
@@ -288,6 +289,15 @@ func testMQTTPosOnlyUp(t *testing.T, f *mqttFixture) {
 		}
 		if got := mustGet(t, st, "alice", "phone"); got.Pos != tc.want {
 			t.Fatalf("after SaveMQTTPos(%d): Pos %d, want %d", tc.save, got.Pos, tc.want)
+		}
+	}
+	// SetMQTTPos goes lower too.
+	for _, pos := range []uint64{7, 7, 9, 3} {
+		if err := st.SetMQTTPos(ctx, "alice", "phone", c.Gen, pos); err != nil {
+			t.Fatalf("SetMQTTPos(%d): %v", pos, err)
+		}
+		if got := mustGet(t, st, "alice", "phone"); got.Pos != pos {
+			t.Fatalf("after SetMQTTPos(%d): Pos %d", pos, got.Pos)
 		}
 	}
 }

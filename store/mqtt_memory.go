@@ -144,6 +144,16 @@ func (m *Memory) SaveMQTTPos(ctx context.Context, principal, clientID string, ge
 	})
 }
 
+func (m *Memory) SetMQTTPos(ctx context.Context, principal, clientID string, gen uint64, pos uint64) error {
+	return m.mqttUpdate(ctx, principal, clientID, gen, func(r *MQTTSession) bool {
+		if pos == r.Pos {
+			return false
+		}
+		r.Pos = pos
+		return true
+	})
+}
+
 func (m *Memory) TouchMQTT(ctx context.Context, principal, clientID string, gen uint64) error {
 	return m.mqttUpdate(ctx, principal, clientID, gen, func(*MQTTSession) bool { return true })
 }
