@@ -369,6 +369,9 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 		return nil // acknowledged, or in flight and resent with the session
 	}
 	s.srv.m.replayed()
+	if m.Seq <= s.pos && s.late(m) {
+		s.rewind(m.Seq - 1)
+	}
 	s.offerLocked(m, nil)
 	return nil
 }
@@ -773,6 +776,9 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 					sess.ringSkipped = true
 				} else if !sess.sent.has(m.Seq) {
 					s.m.replayed()
+					if m.Seq <= sess.pos && sess.late(m) {
+						sess.rewind(m.Seq - 1) // went astray, and the saved position passed it
+					}
 					sess.offerLocked(m, nil)
 				}
 			}
