@@ -369,9 +369,7 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 		return nil // acknowledged, or in flight and resent with the session
 	}
 	s.srv.m.replayed()
-	if m.Seq <= s.pos && s.late(m) {
-		s.rewind(m.Seq - 1)
-	}
+	s.rewindIfLate(m)
 	s.offerLocked(m, nil)
 	return nil
 }
@@ -512,15 +510,17 @@ func (s *session) idleAdvance(seen uint64) {
 	s.maxSeq = seen
 }
 
-// late reports whether stored message m, at or under the saved
-// position, is one the session has not had: not sent before (a resend
-// after a confirmation timeout is not late), and for it. s.mu held.
-func (s *session) late(m *message.Message) bool {
-	if s.clean || s.srv.sessStore == nil || s.sent.has(m.Seq) || s.recent.has(m.ID) {
-		return false
+// rewindIfLate rewinds the saved position under stored message m if m
+// is late: at or under that position, not sent before (a resend after a
+// confirmation timeout is not late), and for this session. One compare
+// for the messages that are not. s.mu held.
+func (s *session) rewindIfLate(m *message.Message) {
+	if m.Seq == 0 || m.Seq > s.pos || s.clean || s.srv.sessStore == nil || s.sent.has(m.Seq) || s.recent.has(m.ID) {
+		return
 	}
-	_, _, ok := s.match(m)
-	return ok
+	if _, _, ok := s.match(m); ok {
+		s.rewind(m.Seq - 1)
+	}
 }
 
 // rewind takes the saved position back to pos, under a stored message
@@ -776,9 +776,7 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 					sess.ringSkipped = true
 				} else if !sess.sent.has(m.Seq) {
 					s.m.replayed()
-					if m.Seq <= sess.pos && sess.late(m) {
-						sess.rewind(m.Seq - 1) // went astray, and the saved position passed it
-					}
+					sess.rewindIfLate(m) // went astray, and the saved position may have passed it
 					sess.offerLocked(m, nil)
 				}
 			}

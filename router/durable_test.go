@@ -261,6 +261,18 @@ func (d *durableEnv) running() []*Server {
 
 // readNumbered reads n PUBLISHes, acknowledging QoS 1 ones, and returns
 // their payloads.
+// waitPosition waits until the saved position of (principal, clientID)
+// is want.
+func (d *durableEnv) waitPosition(principal, clientID string, want uint64) {
+	d.t.Helper()
+	testutil.CheckFor(d.t, 5*time.Second, 5*time.Millisecond, func() error {
+		if p := d.st.position(principal, clientID); p != want {
+			return fmt.Errorf("saved position of %s/%s %d, want %d", principal, clientID, p, want)
+		}
+		return nil
+	})
+}
+
 func readNumbered(r *rawClient, n int) []string {
 	r.t.Helper()
 	var got []string
@@ -814,12 +826,7 @@ func TestIdleSessionFollowsTheJournal(t *testing.T) {
 		bob.publish(1, uint16(i), "/private/alice", "m"+strconv.Itoa(i))
 	}
 	checkSeq(t, readNumbered(alice, 20), numbered(1, 20))
-	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if p := d.st.position("d1", "sensor"); p != 20 {
-			return fmt.Errorf("the device's position %d, want 20", p)
-		}
-		return nil
-	})
+	d.waitPosition("d1", "sensor", 20)
 	if p := d.st.position("carol", "tablet"); p != 0 {
 		t.Fatalf("a subscribed session offered nothing moved to %d", p)
 	}
@@ -894,15 +901,7 @@ func TestDurableLateMessageRewindsPosition(t *testing.T) {
 		bob.publish(1, uint16(i), "/private/alice", "m"+strconv.Itoa(i))
 	}
 	checkSeq(t, readNumbered(alice, 10), numbered(1, 10))
-	waitPos := func(want uint64) {
-		t.Helper()
-		testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-			if p := d.st.position("alice", "phone"); p != want {
-				return fmt.Errorf("saved position %d, want %d", p, want)
-			}
-			return nil
-		})
-	}
+	waitPos := func(want uint64) { t.Helper(); d.waitPosition("alice", "phone", want) }
 	waitPos(10)
 	late := func(seq uint64) *message.Message {
 		return &message.Message{ID: 1<<40 + seq, Kind: message.Direct, From: "bob", To: "alice", QoS: 1, Seq: seq, Payload: []byte("late")}

@@ -138,9 +138,7 @@ func (s *session) deliverLocked(m *message.Message, hc *withholdCtx) {
 	if s.removed {
 		return
 	}
-	if m.Seq != 0 && m.Seq <= s.pos && s.late(m) {
-		s.rewind(m.Seq - 1)
-	}
+	s.rewindIfLate(m)
 	if (s.replaying || s.ringHold) && m.Seq != 0 {
 		s.park(m)
 		return
