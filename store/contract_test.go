@@ -45,6 +45,7 @@ func runContract(t *testing.T, newFixture func(t *testing.T) *fixture) {
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, newFixture(t)) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, newFixture(t)) })
 	t.Run("WatchPeer", func(t *testing.T) { testWatchPeer(t, newFixture(t)) })
+	t.Run("WatchEveryWrite", func(t *testing.T) { testWatchEveryWrite(t, newFixture(t)) })
 	t.Run("Restart", func(t *testing.T) {
 		f := newFixture(t)
 		if f.Restart == nil {
@@ -381,6 +382,46 @@ func byPrefix(events []string, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// testWatchEveryWrite writes one role key from several goroutines at once,
+// faster than a watcher can keep up with under load: every write is still
+// one event. (A JetStream KV keeping one value per key drops values the
+// watch has not reached yet; 64 writes fit in the history it keeps.)
+func testWatchEveryWrite(t *testing.T, f *fixture) {
+	ctx, st := ctxT(t), f.St
+	if err := st.CreatePrincipal(ctx, Principal{ID: "alice", Kind: User}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateGroup(ctx, Group{ID: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	rec := startWatch(t, st)
+	if _, ready, _ := rec.snapshot(); ready != 1 {
+		t.Fatalf("ready called %d times", ready)
+	}
+	const writers, each = 4, 16
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := st.SetRole(ctx, "g", "alice", Member, (w+i)%2 == 0); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		events, _, at := rec.snapshot()
+		if n := len(events) - at; n != writers*each {
+			return fmt.Errorf("%d events for %d writes", n, writers*each)
+		}
+		return nil
+	})
 }
 
 func testWatch(t *testing.T, f *fixture) {

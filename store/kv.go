@@ -175,18 +175,25 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, erro
 		desc   string
 		maxAge time.Duration
 		marker time.Duration // LimitMarkerTTL: per-key TTLs allowed
+		// history is the values kept per key. A watch is an ordered
+		// consumer, and a value replaced before the consumer reached it
+		// is skipped, so one write would no longer be one event (see
+		// Store.SetRole). Groups and roles keep the most JetStream
+		// allows: a watcher then misses an event only when one key is
+		// written 64 times faster than it reads.
+		history uint8
 	}{
-		{&k.principals, "principals", "pushring users and devices", 0, 0},
-		{&k.groups, "groups", "pushring groups", 0, 0},
-		{&k.roles, "roles", "pushring group roles: <gid>.m.<id>, <gid>.p.<id>", 0, 0},
-		{&k.sessions, "sessions", "pushring login sessions by token hash", cfg.SessionMaxAge, 0},
-		{&k.mqtt, "mqtt", "pushring MQTT sessions: s.<principal>.<client>, claim notices c.<principal>.<client>", 0, mqttMarkerTTL},
+		{&k.principals, "principals", "pushring users and devices", 0, 0, 1},
+		{&k.groups, "groups", "pushring groups", 0, 0, jetstream.KeyValueMaxHistory},
+		{&k.roles, "roles", "pushring group roles: <gid>.m.<id>, <gid>.p.<id>", 0, 0, jetstream.KeyValueMaxHistory},
+		{&k.sessions, "sessions", "pushring login sessions by token hash", cfg.SessionMaxAge, 0, 1},
+		{&k.mqtt, "mqtt", "pushring MQTT sessions: s.<principal>.<client>, claim notices c.<principal>.<client>", 0, mqttMarkerTTL, 1},
 	} {
 		octx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		kv, err := js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{
 			Bucket:         cfg.Cluster + "_" + b.name,
 			Description:    b.desc,
-			History:        1,
+			History:        b.history,
 			TTL:            b.maxAge, // the stream's MaxAge
 			LimitMarkerTTL: b.marker,
 			Storage:        jetstream.FileStorage,
