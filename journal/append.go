@@ -104,8 +104,11 @@ func (j *Journal) Append(m *message.Message, cb flow.Appended, tag uint64) error
 	i := j.head.Load()
 	s := &j.slots[i%uint64(len(j.slots))]
 	gen := s.state.Load() >> genShift // stFree: the reporter released it
-	s.tag, s.cb, s.subject, s.id = tag, cb, j.subject(m), m.ID
-	j.buf = AppendRecord(j.buf[:0], m)
+	d := j.dest(m)
+	prev := j.unreported(d.last)
+	d.last = lastAppend{i: i, id: m.ID}
+	s.tag, s.cb, s.subject, s.id = tag, cb, d.subject, m.ID
+	j.buf = AppendRecord(j.buf[:0], m, prev)
 	s.size = len(j.buf)
 	s.start = time.Now()
 	s.state.Store(gen<<genShift | stInflight)
@@ -128,23 +131,49 @@ func (j *Journal) Append(m *message.Message, cb flow.Appended, tag uint64) error
 	return nil
 }
 
-// subject returns the stream subject of m, from a bounded cache: the
-// same destinations come back, and building the subject would allocate.
-func (j *Journal) subject(m *message.Message) string {
+// dest is what Append keeps per destination (kind and to).
+type dest struct {
+	subject string
+	last    lastAppend // the latest Append to it
+}
+
+// lastAppend names one Append: its ring index and its message's id.
+type lastAppend struct {
+	i, id uint64
+}
+
+// unreported returns the id of Append a if its result is not reported
+// yet, else 0. Results are reported in Append order, so a message
+// appended after a, to the same subject, is withdrawn if a turns out not
+// stored. Called under mu: a slot's id only changes under it.
+func (j *Journal) unreported(a lastAppend) uint64 {
+	if a.id == 0 {
+		return 0
+	}
+	s := &j.slots[a.i%uint64(len(j.slots))]
+	if s.id != a.id || s.state.Load()&stMask == stFree {
+		return 0
+	}
+	return a.id
+}
+
+// dest returns m's destination, from a bounded cache: the same
+// destinations come back, and building the subject would allocate.
+func (j *Journal) dest(m *message.Message) *dest {
 	j.key = append(append(j.key[:0], byte(m.Kind)), m.To...)
-	if s, ok := j.subjects[string(j.key)]; ok {
-		return s
+	if d, ok := j.dests[string(j.key)]; ok {
+		return d
 	}
 	kind := kindDirect
 	if m.Kind == message.Group {
 		kind = kindGroup
 	}
-	s := j.prefix + j.cfg.NodeID + "." + kind + "." + encodeID(m.To)
-	if len(j.subjects) >= maxSubjects {
-		clear(j.subjects)
+	d := &dest{subject: j.prefix + j.cfg.NodeID + "." + kind + "." + encodeID(m.To)}
+	if len(j.dests) >= maxSubjects {
+		clear(j.dests)
 	}
-	j.subjects[string(j.key)] = s
-	return s
+	j.dests[string(j.key)] = d
+	return d
 }
 
 // maxSubjects bounds the subject cache: past it the cache starts over.

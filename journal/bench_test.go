@@ -145,7 +145,7 @@ func BenchmarkPublishMsgAsync(b *testing.B) {
 	for i, to := range tos {
 		subjects[i] = j.prefix + "n1.d." + to
 	}
-	rec := AppendRecord(nil, &message.Message{Kind: message.Direct, From: "dev", To: "alice", QoS: 1, Payload: payload})
+	rec := AppendRecord(nil, &message.Message{Kind: message.Direct, From: "dev", To: "alice", QoS: 1, Payload: payload}, 0)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {

@@ -195,12 +195,12 @@ type Journal struct {
 
 	// Append's state, under mu: Appends are serialized so that the ring
 	// order is the publish order.
-	mu       sync.Mutex
-	closed   bool
-	buf      []byte            // the record being published (nats.go copies it)
-	key      []byte            // kind byte + to: the subjects key
-	subjects map[string]string // kind byte + to -> subject, bounded
-	head     atomic.Uint64     // next slot to fill (written under mu)
+	mu     sync.Mutex
+	closed bool
+	buf    []byte           // the record being published (nats.go copies it)
+	key    []byte           // kind byte + to: the dests key
+	dests  map[string]*dest // kind byte + to -> its dest, bounded
+	head   atomic.Uint64    // next slot to fill (written under mu)
 
 	// The ring: slot i%len(slots) holds the i-th Append until its result
 	// is reported. sem holds a token per slot in use: Append blocks on it.
@@ -243,18 +243,18 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 		log = slog.Default()
 	}
 	j := &Journal{
-		cfg:      cfg,
-		log:      log,
-		js:       js,
-		nc:       js.Conn(),
-		stream:   natsauth.JournalStream(cfg.Cluster),
-		prefix:   "pushring." + cfg.Cluster + ".m.",
-		subjects: make(map[string]string),
-		slots:    make([]slot, cfg.MaxPending),
-		sem:      make(chan struct{}, cfg.MaxPending),
-		kick:     make(chan struct{}, 1),
-		closing:  make(chan struct{}),
-		done:     make(chan struct{}),
+		cfg:     cfg,
+		log:     log,
+		js:      js,
+		nc:      js.Conn(),
+		stream:  natsauth.JournalStream(cfg.Cluster),
+		prefix:  "pushring." + cfg.Cluster + ".m.",
+		dests:   make(map[string]*dest),
+		slots:   make([]slot, cfg.MaxPending),
+		sem:     make(chan struct{}, cfg.MaxPending),
+		kick:    make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
 
 		withdraws:    make(chan uint64, withdrawQueue),
 		withdrawStop: make(chan struct{}),

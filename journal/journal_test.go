@@ -617,10 +617,14 @@ func TestMetrics(t *testing.T) {
 	n := startNATS(t)
 	reg := prometheus.NewRegistry()
 	j, _ := n.open(t, Config{Registerer: reg})
-	appendAll(t, j, direct(1, "alice"), direct(2, "alice"))
+	// One at a time: the second one's record has no prev.
+	appendAll(t, j, direct(1, "alice"))
+	appendAll(t, j, direct(2, "alice"))
 	replay(t, j, 0, "alice")
 	testutil.CheckLines(t, "families", testutil.MetricFamilies(t, reg, "pushring_journal_"), []string{
 		`pushring_journal_bad_records_total counter [] "Stored records a replay could not decode and skipped."`,
+		`pushring_journal_replay_waits_total counter [] "Young records a replay waited for, to see whether they were withdrawn: the message appended just before to their subject had no result yet when they were appended, and the replay had not delivered it."`,
+		`pushring_journal_replay_withdrawn_total counter [] "Records a replay read and then found withdrawn, and so did not deliver."`,
 		`pushring_journal_replayed_total counter [] "Messages read back from the journal stream by replays."`,
 		`pushring_journal_replays_total counter [] "Replays begun (Replay and ReplayAll)."`,
 		`pushring_journal_store_errors_total counter [reason] "Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first), lost (unanswered while a later message was stored)."`,
@@ -639,7 +643,7 @@ func TestMetrics(t *testing.T) {
 				t.Errorf("%s = %v", mf.GetName(), v)
 			}
 		case "pushring_journal_stored_bytes_total":
-			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != float64(2*recordSize(direct(1, "alice"))) {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != float64(2*recordSize(direct(1, "alice"), 0)) {
 				t.Errorf("%s = %v", mf.GetName(), v)
 			}
 		case "pushring_journal_store_seconds":

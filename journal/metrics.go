@@ -26,6 +26,10 @@ var (
 		"Stored messages withdrawn (deleted, or found gone already) because their publishers were not acknowledged (an earlier message failed to store, a takeover, a shutdown): the publishers send them again.", nil, nil)
 	withdrawDroppedDesc = prometheus.NewDesc("pushring_journal_withdraw_dropped_total",
 		"Stored messages that should have been withdrawn but stayed (too many waiting, or the journal closed first): a replay may deliver them ahead of earlier messages of their publisher.", nil, nil)
+	replayWaitsDesc = prometheus.NewDesc("pushring_journal_replay_waits_total",
+		"Young records a replay waited for, to see whether they were withdrawn: the message appended just before to their subject had no result yet when they were appended, and the replay had not delivered it.", nil, nil)
+	replayWithdrawnDesc = prometheus.NewDesc("pushring_journal_replay_withdrawn_total",
+		"Records a replay read and then found withdrawn, and so did not deliver.", nil, nil)
 )
 
 // metrics are the journal's counters: atomics read at scrape time, and
@@ -41,6 +45,8 @@ type metrics struct {
 	badRecords      atomic.Uint64
 	withdrawn       atomic.Uint64
 	withdrawDropped atomic.Uint64
+	replayWaits     atomic.Uint64
+	replayWithdrawn atomic.Uint64
 	latency         prometheus.Histogram
 	reg             prometheus.Registerer
 }
@@ -73,7 +79,7 @@ func (m *metrics) unregister() {
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storedDesc, storedBytesDesc, storeErrorsDesc, replayedDesc, replaysDesc, badRecordsDesc, withdrawnDesc, withdrawDroppedDesc} {
+	for _, d := range []*prometheus.Desc{storedDesc, storedBytesDesc, storeErrorsDesc, replayedDesc, replaysDesc, badRecordsDesc, withdrawnDesc, withdrawDroppedDesc, replayWaitsDesc, replayWithdrawnDesc} {
 		ch <- d
 	}
 	m.latency.Describe(ch)
@@ -91,6 +97,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(badRecordsDesc, &m.badRecords)
 	ch <- m.counter(withdrawnDesc, &m.withdrawn)
 	ch <- m.counter(withdrawDroppedDesc, &m.withdrawDropped)
+	ch <- m.counter(replayWaitsDesc, &m.replayWaits)
+	ch <- m.counter(replayWithdrawnDesc, &m.replayWithdrawn)
 	m.latency.Collect(ch)
 }
 

@@ -8,22 +8,32 @@ import (
 	"github.com/pushring/pushring/message"
 )
 
-// The stored record of a message, version 1 (all integers big-endian or
-// unsigned varints of their shortest form):
+// The stored record of a message (all integers big-endian or unsigned
+// varints of their shortest form):
 //
-//	version  1 byte   recordVersion
+//	version  1 byte   1, or 2 when prev follows id
 //	kind     1 byte   message.Direct (1) or message.Group (2)
 //	qos      1 byte   0 or 1
 //	id       8 bytes  message.Message.ID
+//	prev     8 bytes  version 2 only, never 0: see below
 //	from     uvarint length (0..64), bytes: "" or a valid id
 //	to       uvarint length (1..64), bytes: a valid id
 //	payload  uvarint length, bytes: up to the end of the record
 //
+// prev is the id of the message appended to the same subject just before
+// this one, when that one's result was not reported yet: if it was lost
+// on the way, this one may be withdrawn (see settleAge). A
+// record without one is version 1, so version 1 records (all records of
+// earlier releases) read as before.
+//
 // Decoding is strict: one byte string decodes to at most one message and
 // re-encodes to itself, so a record never means two things (a padded
-// varint, trailing bytes, an id the subjects could not carry are
-// refused).
-const recordVersion = 1
+// varint, trailing bytes, an id the subjects could not carry, a version 2
+// record with prev 0 are refused).
+const (
+	recordVersion     = 1
+	recordVersionPrev = 2
+)
 
 // maxIDLen is the longest principal or group id (store.ValidID).
 const maxIDLen = 64
@@ -31,11 +41,19 @@ const maxIDLen = 64
 // ErrBadRecord is matched by every error DecodeRecord returns.
 var ErrBadRecord = errors.New("journal: bad record")
 
-// AppendRecord appends the record of m to dst and returns the extended
-// slice. m must be valid (ValidMessage); AppendRecord does not check it.
-func AppendRecord(dst []byte, m *message.Message) []byte {
-	dst = append(dst, recordVersion, byte(m.Kind), m.QoS)
+// AppendRecord appends the record of m, with prev (0: none), to dst and
+// returns the extended slice. m must be valid (ValidMessage);
+// AppendRecord does not check it.
+func AppendRecord(dst []byte, m *message.Message, prev uint64) []byte {
+	version := byte(recordVersion)
+	if prev != 0 {
+		version = recordVersionPrev
+	}
+	dst = append(dst, version, byte(m.Kind), m.QoS)
 	dst = binary.BigEndian.AppendUint64(dst, m.ID)
+	if prev != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, prev)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(m.From)))
 	dst = append(dst, m.From...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.To)))
@@ -44,9 +62,13 @@ func AppendRecord(dst []byte, m *message.Message) []byte {
 	return append(dst, m.Payload...)
 }
 
-// recordSize is len(AppendRecord(nil, m)).
-func recordSize(m *message.Message) int {
-	return 3 + 8 + uvarintLen(uint64(len(m.From))) + len(m.From) +
+// recordSize is len(AppendRecord(nil, m, prev)).
+func recordSize(m *message.Message, prev uint64) int {
+	n := 0
+	if prev != 0 {
+		n = 8
+	}
+	return n + 3 + 8 + uvarintLen(uint64(len(m.From))) + len(m.From) +
 		uvarintLen(uint64(len(m.To))) + len(m.To) +
 		uvarintLen(uint64(len(m.Payload))) + len(m.Payload)
 }
@@ -60,50 +82,59 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
-// DecodeRecord decodes a record AppendRecord made. The message owns its
-// bytes (nothing aliases data), so it may be kept. An empty payload
-// decodes as nil.
-func DecodeRecord(data []byte) (*message.Message, error) {
-	if len(data) < 11 {
-		return nil, fmt.Errorf("%w: %d bytes, shorter than the fixed fields", ErrBadRecord, len(data))
+// DecodeRecord decodes a record AppendRecord made, and its prev (0:
+// none). The message owns its bytes (nothing aliases data), so it may be
+// kept. An empty payload decodes as nil.
+func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
+	fixed := 11
+	if len(data) > 0 && data[0] == recordVersionPrev {
+		fixed += 8
 	}
-	if data[0] != recordVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrBadRecord, data[0])
+	if len(data) < fixed {
+		return nil, 0, fmt.Errorf("%w: %d bytes, shorter than the fixed fields", ErrBadRecord, len(data))
 	}
-	m := &message.Message{Kind: message.Kind(data[1]), QoS: data[2], ID: binary.BigEndian.Uint64(data[3:11])}
+	if data[0] != recordVersion && data[0] != recordVersionPrev {
+		return nil, 0, fmt.Errorf("%w: version %d", ErrBadRecord, data[0])
+	}
+	m = &message.Message{Kind: message.Kind(data[1]), QoS: data[2], ID: binary.BigEndian.Uint64(data[3:11])}
 	if m.Kind != message.Direct && m.Kind != message.Group {
-		return nil, fmt.Errorf("%w: kind %d", ErrBadRecord, data[1])
+		return nil, 0, fmt.Errorf("%w: kind %d", ErrBadRecord, data[1])
 	}
 	if m.QoS > 1 {
-		return nil, fmt.Errorf("%w: qos %d", ErrBadRecord, m.QoS)
+		return nil, 0, fmt.Errorf("%w: qos %d", ErrBadRecord, m.QoS)
 	}
-	rest := data[11:]
+	if fixed > 11 {
+		if prev = binary.BigEndian.Uint64(data[11:19]); prev == 0 {
+			return nil, 0, fmt.Errorf("%w: version %d without prev", ErrBadRecord, data[0])
+		}
+	}
+	rest := data[fixed:]
 	from, rest, err := field(rest, maxIDLen, "from")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	to, rest, err := field(rest, maxIDLen, "to")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	payload, rest, err := field(rest, len(rest), "payload")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(rest) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadRecord, len(rest))
+		return nil, 0, fmt.Errorf("%w: %d trailing bytes", ErrBadRecord, len(rest))
 	}
 	if len(from) > 0 && !validID(from) {
-		return nil, fmt.Errorf("%w: bad from id", ErrBadRecord)
+		return nil, 0, fmt.Errorf("%w: bad from id", ErrBadRecord)
 	}
 	if !validID(to) {
-		return nil, fmt.Errorf("%w: bad to id", ErrBadRecord)
+		return nil, 0, fmt.Errorf("%w: bad to id", ErrBadRecord)
 	}
 	m.From, m.To = string(from), string(to)
 	if len(payload) > 0 {
 		m.Payload = append([]byte(nil), payload...)
 	}
-	return m, nil
+	return m, prev, nil
 }
 
 // field reads one length-prefixed field of at most max bytes.

@@ -14,27 +14,30 @@ func TestRecordBytes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		m    message.Message
+		prev uint64
 		want []byte
 	}{
-		{"direct", message.Message{ID: 0x0102030405060708, Kind: message.Direct, From: "dev.1", To: "alice", QoS: 1, Payload: []byte("hi")},
+		{"direct", message.Message{ID: 0x0102030405060708, Kind: message.Direct, From: "dev.1", To: "alice", QoS: 1, Payload: []byte("hi")}, 0,
 			[]byte("\x01\x01\x01" + "\x01\x02\x03\x04\x05\x06\x07\x08" + "\x05dev.1" + "\x05alice" + "\x02hi")},
-		{"group", message.Message{ID: 0xfedcba9876543210, Kind: message.Group, To: "team.a", QoS: 0, Payload: bytes.Repeat([]byte("x"), 130)},
+		{"group", message.Message{ID: 0xfedcba9876543210, Kind: message.Group, To: "team.a", QoS: 0, Payload: bytes.Repeat([]byte("x"), 130)}, 0,
 			[]byte("\x01\x02\x00" + "\xfe\xdc\xba\x98\x76\x54\x32\x10" + "\x00" + "\x06team.a" + "\x82\x01" + strings.Repeat("x", 130))},
+		{"prev", message.Message{ID: 0x0102030405060708, Kind: message.Direct, From: "dev.1", To: "alice", QoS: 1, Payload: []byte("hi")}, 0x1112131415161718,
+			[]byte("\x02\x01\x01" + "\x01\x02\x03\x04\x05\x06\x07\x08" + "\x11\x12\x13\x14\x15\x16\x17\x18" + "\x05dev.1" + "\x05alice" + "\x02hi")},
 	} {
-		got := AppendRecord([]byte("prefix"), &tc.m)
+		got := AppendRecord([]byte("prefix"), &tc.m, tc.prev)
 		if !bytes.Equal(got[6:], tc.want) || string(got[:6]) != "prefix" {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
-		if n := recordSize(&tc.m); n != len(tc.want) {
+		if n := recordSize(&tc.m, tc.prev); n != len(tc.want) {
 			t.Errorf("%s: recordSize %d, want %d", tc.name, n, len(tc.want))
 		}
-		m, err := DecodeRecord(tc.want)
-		if err != nil || !sameMessage(m, &tc.m) {
-			t.Errorf("%s: decoded %+v, %v", tc.name, m, err)
+		m, prev, err := DecodeRecord(tc.want)
+		if err != nil || !sameMessage(m, &tc.m) || prev != tc.prev {
+			t.Errorf("%s: decoded %+v prev %x, %v", tc.name, m, prev, err)
 		}
 		// The message owns its bytes.
 		buf := bytes.Clone(tc.want)
-		m, _ = DecodeRecord(buf)
+		m, _, _ = DecodeRecord(buf)
 		clear(buf)
 		if !sameMessage(m, &tc.m) {
 			t.Errorf("%s: the decoded message aliases its record", tc.name)
@@ -50,14 +53,21 @@ func sameMessage(a, b *message.Message) bool {
 // TestDecodeRecordStrict: every way a record can be malformed is refused.
 func TestDecodeRecordStrict(t *testing.T) {
 	good := "\x01\x01\x01" + "\x01\x02\x03\x04\x05\x06\x07\x08" + "\x05dev.1" + "\x05alice" + "\x02hi"
-	if _, err := DecodeRecord([]byte(good)); err != nil {
+	if _, _, err := DecodeRecord([]byte(good)); err != nil {
 		t.Fatal(err)
+	}
+	prev := "\x02" + good[1:11] + "\x00\x00\x00\x00\x00\x00\x00\x09" + good[11:]
+	if _, p, err := DecodeRecord([]byte(prev)); err != nil || p != 9 {
+		t.Fatal(p, err)
 	}
 	for name, rec := range map[string]string{
 		"empty":             "",
 		"short":             good[:10],
 		"version 0":         "\x00" + good[1:],
-		"version 2":         "\x02" + good[1:],
+		"version 3":         "\x03" + good[1:],
+		"version 2 prev 0":  "\x02" + good[1:11] + "\x00\x00\x00\x00\x00\x00\x00\x00" + good[11:],
+		"version 2 short":   prev[:18],
+		"version 2 no prev": "\x02" + good[1:],
 		"kind 0":            good[:1] + "\x00" + good[2:],
 		"kind 3":            good[:1] + "\x03" + good[2:],
 		"qos 2":             good[:2] + "\x02" + good[3:],
@@ -74,7 +84,7 @@ func TestDecodeRecordStrict(t *testing.T) {
 		"huge payload len":  good[:11] + "\x05dev.1" + "\x05alice" + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01hi",
 		"varint overflow":   good[:11] + "\x05dev.1" + "\x05alice" + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
 	} {
-		if m, err := DecodeRecord([]byte(rec)); err == nil || !errors.Is(err, ErrBadRecord) {
+		if m, _, err := DecodeRecord([]byte(rec)); err == nil || !errors.Is(err, ErrBadRecord) {
 			t.Errorf("%s: decoded %+v, %v", name, m, err)
 		}
 	}
@@ -95,11 +105,12 @@ func TestValidIDIsStores(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add(AppendRecord(nil, &message.Message{ID: 1, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("x")}))
-	f.Add(AppendRecord(nil, &message.Message{ID: 1 << 63, Kind: message.Group, To: "g.1", Payload: bytes.Repeat([]byte{0}, 300)}))
+	f.Add(AppendRecord(nil, &message.Message{ID: 1, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("x")}, 0))
+	f.Add(AppendRecord(nil, &message.Message{ID: 1 << 63, Kind: message.Group, To: "g.1", Payload: bytes.Repeat([]byte{0}, 300)}, 0))
+	f.Add(AppendRecord(nil, &message.Message{ID: 2, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("x")}, 1))
 	f.Add([]byte("\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01a\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := DecodeRecord(data)
+		m, prev, err := DecodeRecord(data)
 		if err != nil {
 			return
 		}
@@ -107,12 +118,12 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("decoded an invalid message %+v", m)
 		}
 		// One record per message: it re-encodes to the same bytes.
-		enc := AppendRecord(nil, m)
+		enc := AppendRecord(nil, m, prev)
 		if !bytes.Equal(enc, data) {
 			t.Fatalf("re-encoded %q, was %q", enc, data)
 		}
-		m2, err := DecodeRecord(enc)
-		if err != nil || !sameMessage(m, m2) {
+		m2, prev2, err := DecodeRecord(enc)
+		if err != nil || !sameMessage(m, m2) || prev2 != prev {
 			t.Fatalf("round trip: %+v, %v, want %+v", m2, err, m)
 		}
 	})

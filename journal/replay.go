@@ -112,6 +112,39 @@ func (j *Journal) ReplayAll(ctx context.Context, from uint64,
 	return last, j.consume(ctx, cfg, last, fn)
 }
 
+// A record read back whose prev (the message appended to its subject just
+// before it, its result not reported then) this replay did not deliver may be a
+// withdrawn one: if prev never reached the stream, its publisher was not
+// acknowledged and sends both again, and this copy is deleted (Withdraw),
+// about overtakeGrace after the stream stored it. Delivered before that,
+// it would come ahead of prev's next copy: out of its publisher's order.
+// So such a record is delivered only once it is settleAge old, and only
+// if the stream still holds it then. Most such records are the first of
+// their subject in a replay (prev lies before the replay's start): they
+// are old, and cost one question to the stream. A deletion slower than settleAge (a stream that just
+// got a leader again) still lets one through.
+const settleAge = 2 * time.Second
+
+// recentIDs is how many ids a replay remembers for the prev check; an id
+// pushed out only costs a wait.
+const recentIDs = 1 << 13
+
+// settled waits until the record at seq, stored at stored, is settleAge
+// old, then reports whether the stream still holds it.
+func (j *Journal) settled(ctx context.Context, seq uint64, stored time.Time) (bool, error) {
+	if wait := min(time.Until(stored.Add(settleAge)), settleAge); wait > 0 { // the bound: clocks differ
+		j.m.replayWaits.Add(1)
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
+	return j.present(ctx, seq)
+}
+
 // consume runs an ordered consumer with cfg over the stream and calls fn
 // for each message up to sequence last, with the time the stream stored
 // it, then deletes the consumer.
@@ -145,6 +178,8 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 		return nil
 	}
 	progress := time.Now()
+	// The ids this replay delivered lately: slot id%recentIDs holds id.
+	delivered := make([]uint64, recentIDs)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -181,12 +216,24 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 		if seq > last {
 			return nil
 		}
-		m, err := DecodeRecord(msg.Data())
-		if err != nil {
+		m, prev, err := DecodeRecord(msg.Data())
+		switch {
+		case err != nil:
 			j.m.badRecords.Add(1)
 			j.badLog.Warn(j.log, 10*time.Second, "journal: replay skipped a record it cannot decode",
 				"subject", msg.Subject(), "seq", seq, "err", err)
-		} else {
+		case prev != 0 && delivered[prev%recentIDs] != prev:
+			kept, err := j.settled(ctx, seq, meta.Timestamp)
+			if err != nil {
+				return err
+			}
+			if !kept {
+				j.m.replayWithdrawn.Add(1)
+				break
+			}
+			fallthrough
+		default:
+			delivered[m.ID%recentIDs] = m.ID
 			j.m.replayed.Add(1)
 			if err := fn(seq, meta.Timestamp, m); err != nil {
 				return err

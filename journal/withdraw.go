@@ -3,7 +3,6 @@ package journal
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -115,13 +114,32 @@ func gone(errCode int, desc string) bool {
 // deleteMsg deletes the message at seq (nil also when it is gone
 // already).
 func (j *Journal) deleteMsg(seq uint64) error {
-	req := []byte(`{"seq":` + strconv.FormatUint(seq, 10) + `,"no_erase":true}`)
-	msg, err := j.nc.Request("$JS.API.STREAM.MSG.DELETE."+j.stream, req, j.cfg.Timeout)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), j.cfg.Timeout)
+	defer cancel()
+	ok, err := j.msgAPI(ctx, "DELETE", `{"seq":`+strconv.FormatUint(seq, 10)+`,"no_erase":true}`)
+	if err != nil || ok {
 		return err
 	}
+	return nil // gone already
+}
+
+// present reports whether the stream holds a message at seq.
+func (j *Journal) present(ctx context.Context, seq uint64) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
+	defer cancel()
+	return j.msgAPI(ctx, "GET", `{"seq":`+strconv.FormatUint(seq, 10)+`}`)
+}
+
+// msgAPI calls the stream's message API op (GET, DELETE) with req: true
+// when it succeeded, false when the message is not there, or an error.
+func (j *Journal) msgAPI(ctx context.Context, op, req string) (bool, error) {
+	msg, err := j.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG."+op+"."+j.stream, []byte(req))
+	if err != nil {
+		return false, err
+	}
 	var r struct {
-		Success bool `json:"success"`
+		Success bool            `json:"success"` // DELETE
+		Message json.RawMessage `json:"message"` // GET
 		Error   *struct {
 			Code        int    `json:"code"`
 			ErrCode     int    `json:"err_code"`
@@ -129,17 +147,17 @@ func (j *Journal) deleteMsg(seq uint64) error {
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return fmt.Errorf("journal: delete answer: %w", err)
+		return false, fmt.Errorf("journal: %s answer: %w", strings.ToLower(op), err)
 	}
 	switch {
-	case r.Success:
-		return nil
+	case r.Success || len(r.Message) > 0:
+		return true, nil
 	case r.Error != nil && gone(r.Error.ErrCode, r.Error.Description):
-		return nil
+		return false, nil
 	case r.Error != nil:
-		return fmt.Errorf("journal: delete refused: %s (code %d, err_code %d)", r.Error.Description, r.Error.Code, r.Error.ErrCode)
+		return false, fmt.Errorf("journal: %s refused: %s (code %d, err_code %d)", strings.ToLower(op), r.Error.Description, r.Error.Code, r.Error.ErrCode)
 	}
-	return errors.New("journal: delete: empty answer")
+	return false, fmt.Errorf("journal: %s: empty answer", strings.ToLower(op))
 }
 
 // ReplayGroups calls fn, in stream order, for every stored group message

@@ -49,6 +49,8 @@ var goldenNodeFamilies = []string{
 	`pushring_http_requests_total counter [code route] "HTTP API requests by route pattern and status code."`,
 	`pushring_http_tls_handshake_failures_total counter [] "HTTPS handshakes that failed: garbage, a plaintext request, a stall past the read deadline, a refused certificate."`,
 	`pushring_journal_bad_records_total counter [] "Stored records a replay could not decode and skipped."`,
+	`pushring_journal_replay_waits_total counter [] "Young records a replay waited for, to see whether they were withdrawn: the message appended just before to their subject had no result yet when they were appended, and the replay had not delivered it."`,
+	`pushring_journal_replay_withdrawn_total counter [] "Records a replay read and then found withdrawn, and so did not deliver."`,
 	`pushring_journal_replayed_total counter [] "Messages read back from the journal stream by replays."`,
 	`pushring_journal_replays_total counter [] "Replays begun (Replay and ReplayAll)."`,
 	`pushring_journal_store_errors_total counter [reason] "Messages the journal could not store: timeout (no acknowledgement within the timeout), refused (by the server, or the publish failed), closed (the journal or its connection closed first), lost (unanswered while a later message was stored)."`,

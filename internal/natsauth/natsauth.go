@@ -141,6 +141,7 @@ func NodePermissions(cluster, nodeID string) Permissions {
 		"$JS.API.CONSUMER.INFO."+stream+".*",     // replay stalled: still pending?
 		"$JS.API.CONSUMER.MSG.NEXT."+stream+".*", // replay: pull
 		"$JS.API.STREAM.MSG.DELETE."+stream,      // withdraw a message not acknowledged
+		"$JS.API.STREAM.MSG.GET."+stream,         // replay: is a young record withdrawn?
 	)
 	return p
 }

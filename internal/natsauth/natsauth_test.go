@@ -141,6 +141,7 @@ func TestNodePermissionsJournal(t *testing.T) {
 		"$JS.API.CONSUMER.INFO.MSGS_c1.*",
 		"$JS.API.CONSUMER.MSG.NEXT.MSGS_c1.*",
 		"$JS.API.STREAM.MSG.DELETE.MSGS_c1",
+		"$JS.API.STREAM.MSG.GET.MSGS_c1",
 	}
 	if !slices.Equal(journal, want) {
 		t.Errorf("journal permissions %q, want %q", journal, want)
