@@ -13,7 +13,7 @@ package fanout
 //	0       1     version, 2
 //	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach,
 //	              5 AttachMany, 6 Resolve awaiting an ack, 7 Deliver
-//	              awaiting an ack, 8 Ack
+//	              awaiting an ack, 8 Ack, 9 Dropped
 //	2       1     hops: Resolve: how many times a node re-sent the message
 //	              because ownership had moved (see Config.HopLimit);
 //	              Deliver: 0 from the resolving or sending node, 1 when a
@@ -73,6 +73,10 @@ package fanout
 //	        uvarint  principal count, at least 1
 //	        str      principal id, non-empty; count times
 //
+// Dropped (kind 9) is the header alone: the sender's bus connection
+// dropped and is back; envelopes it sent or was sent meanwhile may be
+// lost (see Mute).
+//
 // The stream sequence is the one fixed-width field after the header on
 // purpose: a sender may encode the envelope first and write the sequence
 // into it when the stream answers, without moving any other byte. Its
@@ -125,6 +129,8 @@ const (
 	KindAttachMany EnvelopeKind = 5
 	// KindAck: the deliveries awaited under Acks' ids were taken in.
 	KindAck EnvelopeKind = 8
+	// KindDropped: the sender's bus connection dropped and is back.
+	KindDropped EnvelopeKind = 9
 )
 
 // Wire kinds of a Resolve and a Deliver with AckNode set.
@@ -147,6 +153,8 @@ func (k EnvelopeKind) String() string {
 		return "attach-many"
 	case KindAck:
 		return "ack"
+	case KindDropped:
+		return "dropped"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -355,6 +363,12 @@ func validEnvelope(e *Envelope) error {
 			e.AckNode != "" || e.AckID != 0 || e.Acks != nil {
 			return errors.New("message, recipients or acks on a " + e.Kind.String())
 		}
+	case KindDropped:
+		m := &e.Msg
+		if m.ID != 0 || m.Seq != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil ||
+			e.Principal != "" || e.Node != "" || e.Principals != nil || e.AckNode != "" || e.AckID != 0 || e.Acks != nil {
+			return errors.New("fields other than the sender on a dropped")
+		}
 	default:
 		return ErrEnvelopeKind
 	}
@@ -516,7 +530,7 @@ func decodeEnvelope(data []byte, scratch []string) (*Envelope, error) {
 		return nil, ErrEnvelopeVersion
 	}
 	if len(data) > 1 {
-		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindAck {
+		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindDropped {
 			return nil, ErrEnvelopeKind
 		}
 	}

@@ -80,6 +80,11 @@ var envelopeTests = []struct {
 		Envelope: Envelope{Kind: KindAck, Sender: "n3", Acks: []Ack{{ID: 1, N: 1}, {ID: 300, N: 3, Expect: true}, {ID: 0, N: 0}}},
 		Hex:      "02 08 00 02 6e33 03 01 02 ac02 07 00 00",
 	},
+	{
+		Name:     "dropped",
+		Envelope: Envelope{Kind: KindDropped, Sender: "n3"},
+		Hex:      "02 09 00 02 6e33",
+	},
 }
 
 // badEnvelopes must all be refused by DecodeEnvelope with an error that
@@ -98,7 +103,8 @@ var badEnvelopes = []struct {
 	{"version 1", "01 02 00 02 6e31 0102030405060708 01 01 01 61 01 62 02 6869 01 01 62", ErrEnvelopeVersion},
 	{"version 3", "03 02 00 02 6e31", ErrEnvelopeVersion},
 	{"kind 0", "02 00 00 02 6e31", ErrEnvelopeKind},
-	{"kind 9", "02 09 00 02 6e31", ErrEnvelopeKind},
+	{"kind 10", "02 0a 00 02 6e31", ErrEnvelopeKind},
+	{"dropped with a field", "02 09 00 02 6e31 01 61", errTrailing},
 	{"ack zero entries", "02 08 00 02 6e33 00", ErrMalformed},
 	{"ack without entries", "02 08 00 02 6e33", ErrMalformed},
 	{"ack count larger than data", "02 08 00 02 6e33 02 01 02", ErrMalformed},
@@ -259,7 +265,7 @@ func TestDecodeEnvelopeRefuses(t *testing.T) {
 func TestAppendEnvelopeRefuses(t *testing.T) {
 	msg := message.Message{ID: 1, Kind: message.Group, To: "g"}
 	for name, e := range map[string]Envelope{
-		"unknown kind":            {Kind: 9, Sender: "n"},
+		"unknown kind":            {Kind: 10, Sender: "n"},
 		"no sender":               {Kind: KindAttach, Principal: "a", Node: "n"},
 		"resolve of direct":       {Kind: KindResolve, Sender: "n", Msg: message.Message{ID: 1, Kind: message.Direct, To: "a"}},
 		"resolve with recipient":  {Kind: KindResolve, Sender: "n", Msg: msg, Recipients: []string{"a"}},
@@ -280,6 +286,7 @@ func TestAppendEnvelopeRefuses(t *testing.T) {
 		// A sequence where no message travels would be lost on the wire.
 		"attach with sequence": {Kind: KindAttach, Sender: "n", Principal: "a", Node: "n", Msg: message.Message{Seq: 1}},
 		"ack with sequence":    {Kind: KindAck, Sender: "n", Acks: []Ack{{ID: 1, N: 1}}, Msg: message.Message{Seq: 1}},
+		"dropped with a node":  {Kind: KindDropped, Sender: "n", Node: "m"},
 	} {
 		if b, err := AppendEnvelope(nil, &e); !errors.Is(err, ErrInvalidEnvelope) || len(b) != 0 {
 			t.Errorf("%s: got %x, %v; want ErrInvalidEnvelope", name, b, err)

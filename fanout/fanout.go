@@ -257,6 +257,8 @@ type Fanout struct {
 	// called (unix ns).
 	viewFn       atomic.Pointer[func()]
 	lastMismatch atomic.Int64
+	muted        atomic.Bool            // see Mute
+	droppedFn    atomic.Pointer[func()] // see OnPeerDropped
 
 	// storeFailing: unix ns of the first Store failure since its last
 	// success, 0 while it succeeds (StoreFailing).
@@ -573,6 +575,9 @@ func (f *Fanout) sendResolve(w *work, node string, hops uint8, m *message.Messag
 	if headerSize(f.self)+ack.size()+messageSize(m) > f.maxBytes {
 		return ErrTooLarge
 	}
+	if f.mute(m) {
+		return nil
+	}
 	w.buf = appendMessageHeader(w.buf[:0], KindResolve, hops, f.self, ack)
 	w.buf = appendMessage(w.buf, m)
 	if err := f.publish(node, w.buf); err != nil {
@@ -590,6 +595,9 @@ func (f *Fanout) sendDeliver(w *work, node string, hops uint8, m *message.Messag
 	// Every chunk's count is at most len(rcpts), so its varint is at most
 	// this long.
 	budget := f.maxBytes - fixed - uvarintSize(uint64(len(rcpts)))
+	// Muted, the envelopes are counted as sent: their confirmations
+	// never come, and the wait sends them again (see Mute).
+	muted := f.mute(m)
 	for len(rcpts) > 0 {
 		n, size := 0, 0
 		for n < len(rcpts) {
@@ -608,6 +616,10 @@ func (f *Fanout) sendDeliver(w *work, node string, hops uint8, m *message.Messag
 		buf := w.buf[:0]
 		if need := fixed + uvarintSize(uint64(n)) + size; cap(buf) < need {
 			buf = make([]byte, 0, need)
+		}
+		if muted {
+			sent++
+			continue
 		}
 		buf = appendMessageHeader(buf, KindDeliver, hops, f.self, ack)
 		buf = appendMessage(buf, m)
@@ -725,6 +737,8 @@ func (f *Fanout) handle(data []byte) (perRecipient int) {
 	case KindAck:
 		f.stats.acksReceived.Add(1)
 		f.handleAcks(env.Acks)
+	case KindDropped:
+		f.peerDropped(env.Sender)
 	}
 	return perRecipient
 }
@@ -945,6 +959,8 @@ type Stats struct {
 	Resent            uint64 // stored QoS 1 messages forwarded again: their confirmations did not come in time
 	HeldBack          uint64 // stored QoS 1 messages not forwarded: an earlier one of their publisher was not stored
 	ViewMismatches    uint64 // Delivers of stored messages routed under another ring than this node's (view.go)
+	Muted             uint64 // stored messages whose envelopes were not sent while muted (mute.go)
+	PeerDrops         uint64 // Dropped notices from other nodes (mute.go)
 	Waiting           uint64 // QoS 1 publishes waiting here for confirmations now
 }
 
@@ -963,7 +979,7 @@ type counters struct {
 	acksReceived, acksWithheld, withholdTimeouts       atomic.Uint64
 	ackTimeouts, ackDrops, resent, heldBack            atomic.Uint64
 	catchUps, caughtUp, catchUpErrors, catchUpOverflow atomic.Uint64
-	viewMismatches                                     atomic.Uint64
+	viewMismatches, muted, peerDrops                   atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -1003,6 +1019,8 @@ func (f *Fanout) Stats() Stats {
 		Resent:            c.resent.Load(),
 		HeldBack:          c.heldBack.Load(),
 		ViewMismatches:    c.viewMismatches.Load(),
+		Muted:             c.muted.Load(),
+		PeerDrops:         c.peerDrops.Load(),
 		Waiting:           uint64(f.waits.len()),
 	}
 }
@@ -1043,6 +1061,10 @@ var (
 		"Stored group messages resolved again by catch-ups: those this node had not resolved.")
 	catchUpErrorsDesc = fanoutDesc("catchup_errors_total",
 		"Catch-ups that could not read the store (the messages missed come when their publishers' nodes send them again, out of order).")
+	mutedDesc = fanoutDesc("muted_total",
+		"Stored messages whose envelopes were not sent because this node's NATS connection was down, or the other nodes were not yet told it is back: the nodes of their recipients read them from the journal (and the wait sends them again).")
+	peerDropsDesc = fanoutDesc("peer_drops_total",
+		"Notices from other nodes that their NATS connection dropped and is back: each holds this node's sessions as a ring change does.")
 	viewMismatchesDesc = fanoutDesc("view_mismatches_total",
 		"Deliver envelopes of stored messages routed by their sender under another hash ring than this node's (views converging): the first in 10 s holds the sessions as a ring change does.")
 	catchUpOverflowDesc = fanoutDesc("catchup_overflow_total",
@@ -1064,7 +1086,7 @@ type collector struct{ f *Fanout }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
 		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
-		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, viewMismatchesDesc, attachRecordsDesc} {
+		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, viewMismatchesDesc, mutedDesc, peerDropsDesc, attachRecordsDesc} {
 		ch <- d
 	}
 }
@@ -1093,6 +1115,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- counter(catchUpErrorsDesc, &s.catchUpErrors, s.created)
 	ch <- counter(catchUpOverflowDesc, &s.catchUpOverflow, s.created)
 	ch <- counter(viewMismatchesDesc, &s.viewMismatches, s.created)
+	ch <- counter(mutedDesc, &s.muted, s.created)
+	ch <- counter(peerDropsDesc, &s.peerDrops, s.created)
 	ch <- prometheus.MustNewConstMetric(attachRecordsDesc, prometheus.GaugeValue, float64(c.f.attachRecords()))
 }
 

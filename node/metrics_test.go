@@ -37,6 +37,8 @@ var goldenNodeFamilies = []string{
 	`pushring_fanout_held_back_total counter [] "Stored QoS 1 messages not forwarded because their publisher was not acknowledged (an earlier message could not be stored, a takeover, a shutdown): the publisher sends them again, and the stored copies are withdrawn."`,
 	`pushring_fanout_hop_limit_drops_total counter [] "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."`,
 	`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct)."`,
+	`pushring_fanout_muted_total counter [] "Stored messages whose envelopes were not sent because this node's NATS connection was down, or the other nodes were not yet told it is back: the nodes of their recipients read them from the journal (and the wait sends them again)."`,
+	`pushring_fanout_peer_drops_total counter [] "Notices from other nodes that their NATS connection dropped and is back: each holds this node's sessions as a ring change does."`,
 	`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
 	`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
 	`pushring_fanout_resent_total counter [] "Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time."`,

@@ -686,18 +686,28 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// A peer routing stored messages under a ring this node has not
 	// seen yet: hold the sessions now, not when the gossip tells.
 	n.fan.OnViewMismatch(n.router.RingChanged)
+	// Envelopes this node sent as its connection dropped may be lost
+	// too: until the other nodes know (and hold their sessions), the
+	// envelopes of stored messages are not sent (fanout's Mute).
 	n.nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
 		n.log.Warn("NATS disconnected", "err", err)
+		n.fan.Mute()
 		n.fan.Disconnected()
 	})
 	// After a dropped connection the sessions' read waits out the
 	// store's timeout (RingChangedFor).
 	afterDrop := max(cmp.Or(cfg.Router.RingSettle, router.DefaultConfig().RingSettle),
 		cmp.Or(cfg.Journal.Timeout, journal.DefaultConfig().Timeout)+time.Second)
+	n.fan.OnPeerDropped(func() { n.router.RingChangedFor(afterDrop) })
 	n.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		n.fan.Reconnected()
 		n.router.RingChangedFor(afterDrop)
+		var peers []string
+		for _, p := range n.cluster.Nodes() {
+			peers = append(peers, p.ID)
+		}
+		n.fan.Unmute(peers)
 	})
 	n.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 		subject := ""

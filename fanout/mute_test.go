@@ -1,0 +1,106 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/journal"
+	"github.com/pushring/pushring/message"
+)
+
+// TestMuteUntilPeersTold: while muted (its connection dropped), a node
+// sends no envelope of a stored message, but QoS 0 ones still go. Unmute
+// tells the other nodes first: their OnPeerDropped runs before any
+// stored message sent after it arrives, so they hold their sessions in
+// time; the muted message stays stored and waiting, for their read of
+// the journal (or the resend).
+func TestMuteUntilPeersTold(t *testing.T) {
+	srv := startNATS(t)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(context.Background(), js, journal.Config{Cluster: "c", NodeID: "n1"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(j.Close)
+
+	bus := NewMemoryBus()
+	place := &mapPlacement{homes: map[string]string{"a": "n2"}, def: "n2"}
+	ingress := mustNew(t, Config{Cluster: "c", NodeID: "n1", Store: j, AckTimeout: time.Minute}, bus, staticMembers{}, place, &orderRecorder{})
+	rec := &orderRecorder{}
+	home := mustNew(t, Config{Cluster: "c", NodeID: "n2", AckTimeout: time.Minute}, bus, staticMembers{}, place, rec)
+	var mu sync.Mutex
+	var told [][]uint64 // what "a" had when each notice came
+	home.OnPeerDropped(func() {
+		mu.Lock()
+		told = append(told, rec.of("a"))
+		mu.Unlock()
+	})
+	for _, f := range []*Fanout{ingress, home} {
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+	}
+	r := &storeReceipts{stored: map[uint64]error{}, accepted: map[uint64]time.Time{}}
+	direct := func(id uint64, qos uint8) *message.Message {
+		return &message.Message{ID: id, Kind: message.Direct, From: "dev", To: "a", QoS: qos, Payload: []byte{byte(id)}}
+	}
+	stored := func(id uint64) {
+		t.Helper()
+		if err := ingress.ForwardAcked(direct(id, 1), r, id); err != nil {
+			t.Fatal(err)
+		}
+		testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error { return r.has(id) })
+	}
+	got := func(want ...uint64) func() error {
+		return func() error {
+			if g := rec.of("a"); !slices.Equal(g, want) {
+				return fmt.Errorf("a got %v, want %v", g, want)
+			}
+			return nil
+		}
+	}
+
+	stored(1)
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, got(1))
+	ingress.Mute()
+	stored(2) // stored, its envelope not sent
+	if err := ingress.Forward(context.Background(), direct(3, 0)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, got(1, 3))
+	ingress.Unmute([]string{"n1", "n2"})
+	stored(4)
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, got(1, 3, 4))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(told) != 1 || !slices.Equal(told[0], []uint64{1, 3}) {
+		t.Fatalf("notices: %v; want one, when a had 1 and 3", told)
+	}
+	if m, p := ingress.Stats().Muted, home.Stats().PeerDrops; m != 1 || p != 1 {
+		t.Fatalf("muted %d, peer drops %d; want 1 and 1", m, p)
+	}
+	// Unmuted again: no second notice.
+	ingress.Unmute([]string{"n2"})
+	stored(5)
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, got(1, 3, 4, 5))
+	if len(told) != 1 {
+		t.Fatalf("%d notices after an Unmute that was not muted", len(told))
+	}
+}
