@@ -1,16 +1,12 @@
 package fanout
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/journal"
@@ -98,23 +94,7 @@ func (r *storeReceipts) has(tags ...uint64) error {
 // the publisher of the third is confirmed.
 func TestCatchUpAfterDroppedConnection(t *testing.T) {
 	srv := startNATS(t)
-	open := func(id string) *journal.Journal {
-		nc, err := srv.Connect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		j, err := journal.Open(context.Background(), js, journal.Config{Cluster: "c", NodeID: id}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(j.Close)
-		return j
-	}
+	open := func(id string) *journal.Journal { return openJournal(t, srv, id) }
 	bus := NewMemoryBus()
 	toOwner := &dropBus{Bus: bus, subject: Subject("c", "n1")}
 	place := &mapPlacement{owners: map[string]string{"g": "n1"}, def: "n2"}

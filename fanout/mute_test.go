@@ -3,16 +3,12 @@ package fanout
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pushring/pushring/internal/testutil"
-	"github.com/pushring/pushring/journal"
 	"github.com/pushring/pushring/message"
 )
 
@@ -23,21 +19,7 @@ import (
 // time; the muted message stays stored and waiting, for their read of
 // the journal (or the resend).
 func TestMuteUntilPeersTold(t *testing.T) {
-	srv := startNATS(t)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := journal.Open(context.Background(), js, journal.Config{Cluster: "c", NodeID: "n1"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(j.Close)
+	j := openJournal(t, startNATS(t), "n1")
 
 	bus := NewMemoryBus()
 	place := &mapPlacement{homes: map[string]string{"a": "n2"}, def: "n2"}

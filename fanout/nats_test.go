@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/pushring/pushring/internal/testutil"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushring/pushring/internal/natsembed"
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/journal"
 	"github.com/pushring/pushring/message"
 )
 
@@ -21,6 +24,27 @@ func startNATS(t *testing.T) *natsembed.Server {
 	}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// openJournal opens node id's journal (cluster "c") on s, closed at the
+// test's end.
+func openJournal(t *testing.T, s *natsembed.Server, id string) *journal.Journal {
+	t.Helper()
+	nc, err := s.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(context.Background(), js, journal.Config{Cluster: "c", NodeID: id}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(j.Close)
+	return j
 }
 
 // natsBuses returns a func giving each node its own connection to s, as

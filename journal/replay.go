@@ -227,6 +227,7 @@ func (j *Journal) consume(ctx context.Context, cfg jetstream.OrderedConsumerConf
 			if err != nil {
 				return err
 			}
+			progress = time.Now() // the wait is not the stream stalling
 			if !kept {
 				j.m.replayWithdrawn.Add(1)
 				break
