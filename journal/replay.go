@@ -112,17 +112,18 @@ func (j *Journal) ReplayAll(ctx context.Context, from uint64,
 	return last, j.consume(ctx, cfg, last, fn)
 }
 
-// A record read back whose prev (the message appended to its subject just
-// before it, its result not reported then) this replay did not deliver may be a
-// withdrawn one: if prev never reached the stream, its publisher was not
-// acknowledged and sends both again, and this copy is deleted (Withdraw),
-// about overtakeGrace after the stream stored it. Delivered before that,
-// it would come ahead of prev's next copy: out of its publisher's order.
-// So such a record is delivered only once it is settleAge old, and only
-// if the stream still holds it then. Most such records are the first of
-// their subject in a replay (prev lies before the replay's start): they
-// are old, and cost one question to the stream. A deletion slower than settleAge (a stream that just
-// got a leader again) still lets one through.
+// A record read back whose prev (the message appended to its subject
+// just before it, with no result then) this replay did not deliver may
+// be a withdrawn one: if prev never reached the stream, its publisher was
+// not acknowledged and sends both again, and this copy is deleted
+// (Withdraw) about overtakeGrace after the stream stored it. Delivered
+// before that, it would come ahead of prev's next copy: out of its
+// publisher's order. So such a record is delivered only once it is
+// settleAge old, and only if the stream still holds it then. Most such
+// records are the first of their subject in a replay (prev lies before
+// the replay's start): they are old, and cost one question to the
+// stream. A deletion slower than settleAge (a stream that just got a
+// leader again) still lets one through.
 const settleAge = 2 * time.Second
 
 // recentIDs is how many ids a replay remembers for the prev check; an id

@@ -701,13 +701,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.fan.OnPeerDropped(func() { n.router.RingChangedFor(afterDrop) })
 	n.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
-		n.fan.Reconnected()
+		// Sessions held here and told elsewhere before anything stored
+		// goes out again, the catch-up's Delivers included.
 		n.router.RingChangedFor(afterDrop)
 		var peers []string
 		for _, p := range n.cluster.Nodes() {
 			peers = append(peers, p.ID)
 		}
 		n.fan.Unmute(peers)
+		n.fan.Reconnected()
 	})
 	n.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 		subject := ""
