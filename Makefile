@@ -35,12 +35,14 @@ testallocs:
 
 ## testrace: every package with -race; e2e/ in its own verbose run, so the
 ## CI log shows what it measures (grep "failover:" for the kill -9 numbers);
-## router/ once more on the
+## the chaos test in a run of its own without -race (its 300 clients run in
+## the test process; grep "chaos:"); router/ once more on the
 ## goroutine-per-connection transport (the default run uses the epoll event
 ## loop)
 testrace:
 	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -race -count=1 -timeout 10m -v ./e2e/
+	$(GO) test -count=1 -timeout 10m -v -run '^TestChaos$$' ./e2e/
 	ROUTER_TEST_GOROUTINES=1 $(GO) test -race -count=1 -timeout 10m ./router/
 
 ## chaos: the chaos test (3 nodes over a 3-server NATS cluster; kill -9, a NATS server
@@ -48,7 +50,7 @@ testrace:
 ## under bench/results/latest/chaos; grep "chaos:" for the numbers (about 2 min)
 chaos:
 	mkdir -p bench/results/latest/chaos
-	PUSHRING_CHAOS=1 $(GO) test -count=1 -timeout 15m -v -run '^TestChaos$$' -artifacts -outputdir $(CURDIR)/bench/results/latest/chaos ./e2e/
+	$(GO) test -count=1 -timeout 15m -v -run '^TestChaos$$' -artifacts -outputdir $(CURDIR)/bench/results/latest/chaos ./e2e/
 
 ## fuzz-smoke: every fuzz target for $(FUZZTIME) (part of make test)
 fuzz-smoke:
