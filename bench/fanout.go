@@ -26,6 +26,9 @@ type FanoutConfig struct {
 	Inflight                 int           // QoS 1 publish window per publisher
 	ConnectWorkers           int
 	Procs                    int // > 1: the members in this many worker processes (worker.go)
+	// Persistent: members connect with persistent sessions (CleanSession
+	// false), so a durable server keeps their positions as they go.
+	Persistent bool
 	// Messages > 0 makes the run a burst: each publisher sends this many
 	// messages as fast as the connection takes them, then stops;
 	// deliveries/s and latency cover every delivery, from the start of
@@ -50,8 +53,9 @@ type Result struct {
 	DurationS      float64  `json:"duration_s"`
 	WarmupS        float64  `json:"warmup_s"`
 	Connections    int      `json:"connections"`
-	Procs          int      `json:"procs,omitempty"` // worker processes holding the receiving clients (--procs > 1)
-	TLS            string   `json:"tls,omitempty"`   // the TLS version the clients negotiated ("TLS 1.3"); "": plain TCP
+	Procs          int      `json:"procs,omitempty"`      // worker processes holding the receiving clients (--procs > 1)
+	TLS            string   `json:"tls,omitempty"`        // the TLS version the clients negotiated ("TLS 1.3"); "": plain TCP
+	Persistent     bool     `json:"persistent,omitempty"` // members held persistent sessions (--persistent)
 	Sent           uint64   `json:"sent"`
 	Deliveries     uint64   `json:"deliveries"` // in the measured window
 	DeliveriesPerS float64  `json:"deliveries_per_s"`
@@ -280,18 +284,23 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	}()
 	limit := limitNote(sys, len(plan.Members), cfg.Procs) // one process's open-files limit, said when exceeded
 	res.Note += limit
+	if cfg.Persistent {
+		res.Persistent = true
+		res.Note += "; members hold persistent sessions (clean session off)"
+	}
 	var pool *workerPool // --procs > 1: the members are in worker processes, recv stays empty
 	if cfg.Procs > 1 {
 		recv = nil
 		pool, err = connectInWorkers(ctx, sys, cfg.Procs, workerMsg{Op: "fanout", Clients: plan.Members, QoS: cfg.QoS,
-			Publishers: len(plan.Publishers), SeriesLen: seriesLen, ConnectWorkers: cfg.ConnectWorkers}, 0, &res)
+			Publishers: len(plan.Publishers), SeriesLen: seriesLen, ConnectWorkers: cfg.ConnectWorkers, Persistent: cfg.Persistent}, 0, &res)
 		if pool != nil {
 			defer pool.close()
 		}
 	} else {
 		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
 			m := plan.Members[i]
-			c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, TLS: ct.config()})
+			c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, TLS: ct.config(),
+				Persistent: cfg.Persistent})
 			if err != nil {
 				return fmt.Errorf("member %s: %w", m.ID, err)
 			}

@@ -53,7 +53,8 @@ type workerMsg struct {
 	SeriesLen      int      `json:"series_len,omitempty"`
 	BufSize        int      `json:"buf_size,omitempty"`
 	ConnectWorkers int      `json:"connect_workers,omitempty"`
-	CAPEM          string   `json:"ca_pem,omitempty"` // set: dial over TLS, verifying the server against this CA
+	CAPEM          string   `json:"ca_pem,omitempty"`     // set: dial over TLS, verifying the server against this CA
+	Persistent     bool     `json:"persistent,omitempty"` // clients ask for persistent sessions
 
 	// arm: the window as unix ns (window's t0, start, end).
 	T0    int64 `json:"t0,omitempty"`
@@ -123,7 +124,7 @@ func ServeWorker(in io.Reader, out io.Writer) error {
 	defer closeAll()
 	err := parallel(context.Background(), len(job.Clients), job.ConnectWorkers, func(ctx context.Context, i int) error {
 		m := job.Clients[i]
-		o := mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, BufSize: job.BufSize, TLS: ct.config()}
+		o := mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, BufSize: job.BufSize, TLS: ct.config(), Persistent: job.Persistent}
 		if len(job.SourceAddrs) > 0 {
 			o.LocalAddr = job.SourceAddrs[i%len(job.SourceAddrs)]
 		}

@@ -50,6 +50,10 @@ type Options struct {
 	// (the handshake is done within Timeout before they return). Nil:
 	// plain TCP.
 	TLS *tls.Config
+	// Persistent makes Dial ask for a persistent session (CleanSession
+	// false): the server keeps the subscriptions and queues QoS 1
+	// messages while the client is away. Default: clean session.
+	Persistent bool
 }
 
 func (o Options) withDefaults() Options {
@@ -65,8 +69,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Dial connects, sends CONNECT (clean session, no keep-alive) and waits for
-// CONNACK 0.
+// Dial connects, sends CONNECT (clean session unless o.Persistent, no
+// keep-alive) and waits for CONNACK 0.
 func Dial(addr string, o Options) (*Conn, error) {
 	o = o.withDefaults()
 	c, err := DialTCP(addr, o)
@@ -74,7 +78,7 @@ func Dial(addr string, o Options) (*Conn, error) {
 		return nil, err
 	}
 	_, code, err := c.Connect(&packet.Connect{
-		CleanSession: true,
+		CleanSession: !o.Persistent,
 		ClientID:     o.ClientID,
 		Username:     o.Username,
 		Password:     []byte(o.Password),
