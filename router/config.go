@@ -216,6 +216,15 @@ type Config struct {
 	// intervals back (posHistory ticks, then the batched write):
 	// duplicates, never losses. Default 1 s.
 	PositionInterval time.Duration
+	// PositionWriteEvery: a durable session's position is written once
+	// this many stored messages were sent to it since it was last
+	// written (at most once a PositionInterval), and whatever the count
+	// when its client goes or the node drains. The store's writes per
+	// delivery are at most 1/PositionWriteEvery however slowly a
+	// session's messages come; a session that moves without this node
+	// (its death, a takeover) gets up to that many again as duplicates.
+	// 1: written every interval in which it moved. Default 16.
+	PositionWriteEvery int
 	// RingSettle is how long after the last change of the hash ring
 	// durable sessions replay the journal from their position at the
 	// change, for what went to a node that did not deliver it while the
@@ -316,6 +325,7 @@ func DefaultConfig() Config {
 		MaxOutboundBytes:        1 << 20,
 		RetryInterval:           30 * time.Second,
 		PositionInterval:        time.Second,
+		PositionWriteEvery:      16,
 		RingSettle:              2 * time.Second,
 		RebalanceRate:           20,
 		RebalanceAfter:          30 * time.Second,
@@ -368,6 +378,7 @@ func (c Config) withDefaults() Config {
 	c.MaxTLSHandshakes = cmp.Or(c.MaxTLSHandshakes, d.MaxTLSHandshakes)
 	c.RetryInterval = cmp.Or(c.RetryInterval, d.RetryInterval)
 	c.PositionInterval = cmp.Or(c.PositionInterval, d.PositionInterval)
+	c.PositionWriteEvery = cmp.Or(c.PositionWriteEvery, d.PositionWriteEvery)
 	c.RingSettle = cmp.Or(c.RingSettle, d.RingSettle)
 	c.RebalanceRate = cmp.Or(c.RebalanceRate, d.RebalanceRate)
 	c.RebalanceAfter = cmp.Or(c.RebalanceAfter, d.RebalanceAfter)
@@ -414,6 +425,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "MaxOutboundBytes", c.MaxOutboundBytes),
 		configerr.Positive(check, "RetryInterval", c.RetryInterval),
 		configerr.Positive(check, "PositionInterval", c.PositionInterval),
+		configerr.Positive(check, "PositionWriteEvery", c.PositionWriteEvery),
 		configerr.Positive(check, "RingSettle", c.RingSettle),
 		configerr.Positive(check, "RebalanceAfter", c.RebalanceAfter),
 		configerr.Positive(check, "SessionBacklogMessages", c.SessionBacklogMessages),

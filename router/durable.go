@@ -138,7 +138,8 @@ func (c *mqttConn) claim() bool {
 // present; the caller replays it from cl.Pos+1).
 func (s *session) resume(cl *Claimed) (present bool) {
 	s.gen = cl.Gen
-	s.pos, s.maxSeq = cl.Pos, cl.Pos
+	s.pos, s.maxSeq, s.written = cl.Pos, cl.Pos, cl.Pos
+	s.sinceWrite, s.idleTicks = 0, 0
 	for i := range s.hist {
 		s.hist[i] = cl.Pos
 	}
@@ -466,6 +467,16 @@ func (p sentSeqs) has(seq uint64) bool {
 	return found
 }
 
+// count returns how many sequences lie in (after, upTo].
+func (p sentSeqs) count(after, upTo uint64) int {
+	if upTo <= after {
+		return 0
+	}
+	i, _ := slices.BinarySearch(p, after+1)
+	j, _ := slices.BinarySearch(p, upTo+1)
+	return j - i
+}
+
 // trim forgets the sequences at or under upTo, which no replay reads.
 func (p *sentSeqs) trim(upTo uint64) {
 	i, _ := slices.BinarySearch(*p, upTo+1)
@@ -537,24 +548,55 @@ func (s *session) rewind(pos uint64) {
 	for i := range s.hist {
 		s.hist[i] = min(s.hist[i], pos)
 	}
-	s.srv.sessStore.RewindPosition(s.principal, s.clientID, s.gen, pos)
+	if pos < s.written { // else the store holds a position under it already
+		s.written = pos
+		s.srv.sessStore.RewindPosition(s.principal, s.clientID, s.gen, pos)
+	}
 }
 
 // tickPosition computes the position and returns the lowest of the last
-// posHistory ticks, if it advanced past what was saved (save: true): a
-// saved position is never above what a ring change's replay would start
-// from, so a session that moves to another node meanwhile replays as
-// much from there. s.mu held.
+// posHistory ticks, if it advanced past what was written and is due
+// (save: true): a saved position is never above what a ring change's
+// replay would start from, so a session that moves to another node
+// meanwhile replays as much from there. s.mu held.
 func (s *session) tickPosition() (pos uint64, save bool) {
 	s.histAt = (s.histAt + 1) % posHistory
 	s.hist[s.histAt] = s.position()
-	pos = slices.Min(s.hist[:])
-	s.sent.trim(min(pos, s.ringFloor, s.floor))
-	if pos > s.pos {
-		s.pos = pos
-		return pos, true
+	low := slices.Min(s.hist[:])
+	pos = max(s.pos, low)
+	s.sinceWrite += s.sent.count(s.pos, pos)
+	s.pos = pos
+	s.sent.trim(min(low, s.ringFloor, s.floor))
+	s.idleTicks++
+	if s.pos <= s.written || !s.writeDue() {
+		return 0, false
 	}
-	return 0, false
+	return s.pos, true
+}
+
+// posIdleTicks: the position of a session that advanced without being
+// sent anything (no subscription, or nothing matched) is written every
+// this many ticks, so that its replay after a move does not start at
+// its claim.
+const posIdleTicks = 30
+
+// writeDue reports whether the position, advanced past what was
+// written, is due to be written: once Config.PositionWriteEvery stored
+// messages were sent since it was last written, so a delivery costs the
+// store a fraction of a write however slowly the session's messages
+// come. What is not written yet comes again as duplicates if the
+// session moves without this node (its death, a takeover), never less:
+// the store's position only lags. It is written whatever the count when
+// the client has gone (one write as it leaves: a resume elsewhere
+// repeats nothing). s.mu held.
+func (s *session) writeDue() bool {
+	return s.sinceWrite >= s.srv.cfg.PositionWriteEvery || s.conn == nil ||
+		s.sinceWrite == 0 && s.idleTicks >= posIdleTicks
+}
+
+// wrote records that pos was handed to the store. s.mu held.
+func (s *session) wrote(pos uint64) {
+	s.written, s.sinceWrite, s.idleTicks = pos, 0, 0
 }
 
 // positionLoop saves the positions of durable sessions every
@@ -601,6 +643,9 @@ func (s *Server) positionLoop() {
 			}
 			sess.idleAdvance(seen)
 			pos, save := sess.tickPosition()
+			if save {
+				sess.wrote(pos)
+			}
 			newest = max(newest, sess.maxSeq)
 			if sess.conn != nil {
 				lowest = min(lowest, sess.pos)
@@ -858,9 +903,10 @@ func (s *Server) savePositionsNow() {
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
 		if !sess.clean && !sess.replaying {
-			w := min(sess.position(), slices.Min(sess.hist[:]))
-			if w > sess.pos {
+			w := max(sess.pos, min(sess.position(), slices.Min(sess.hist[:])))
+			if w > sess.written {
 				sess.pos = w
+				sess.wrote(w)
 				st.SavePosition(sess.principal, sess.clientID, sess.gen, w)
 			}
 		}

@@ -31,8 +31,10 @@ type memSessions struct {
 	// first is the journal's first sequence kept (0: all kept): below
 	// it the bounds dropped them.
 	first uint64
-	// replayed counts the Replay calls that returned.
-	replayed atomic.Int32
+	// replayed counts the Replay calls that returned; posWrites the
+	// SavePosition calls.
+	replayed  atomic.Int32
+	posWrites atomic.Int32
 }
 
 type memRecord struct {
@@ -141,6 +143,7 @@ func (m *memSessions) SaveSubs(principal, clientID string, gen uint64, subs []Se
 }
 
 func (m *memSessions) SavePosition(principal, clientID string, gen uint64, pos uint64) {
+	m.posWrites.Add(1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r := m.recs[sessionKey(principal, clientID)]; r != nil && r.gen == gen && pos > r.pos {
@@ -222,6 +225,7 @@ func (d *durableEnv) start(edit func(*Config)) *env {
 	var e *env
 	e = newEnvWith(d.t, func(c *Config) {
 		c.PositionInterval = 20 * time.Millisecond
+		c.PositionWriteEvery = 1 // positions follow every tick; TestPositionWriteEvery tests the batching
 		if edit != nil {
 			edit(c)
 		}
@@ -869,6 +873,14 @@ func TestSentSeqs(t *testing.T) {
 	if !p.has(7) || p.has(4) || p.has(10) {
 		t.Fatalf("has: %v", p)
 	}
+	for _, c := range []struct {
+		after, upTo uint64
+		want        int
+	}{{0, 100, 4}, {3, 7, 2}, {2, 3, 1}, {5, 5, 0}, {9, 3, 0}, {9, 100, 0}} {
+		if n := p.count(c.after, c.upTo); n != c.want {
+			t.Fatalf("count(%d, %d) = %d, want %d", c.after, c.upTo, n, c.want)
+		}
+	}
 	p.trim(5)
 	if fmt.Sprint(p) != "[7 9]" || p.has(5) {
 		t.Fatalf("after trim(5): %v", p)
@@ -931,5 +943,57 @@ func TestDurableLateMessageRewindsPosition(t *testing.T) {
 	waitPos(6)
 	if r := a.srv.Stats().Rewound; r != 2 {
 		t.Fatalf("rewound %d times, want 2", r)
+	}
+}
+
+// A connected session's position is written once PositionWriteEvery
+// stored messages were sent to it, not every tick it moved, and
+// whatever the count once its client has gone.
+func TestPositionWriteEvery(t *testing.T) {
+	d := newDurableEnv(t)
+	e := d.start(func(c *Config) { c.PositionWriteEvery = 4 })
+	alice := connectRaw(t, e, "alice", "phone", false)
+	alice.subscribe(1, "/private/alice/#")
+	bob := connectRaw(t, e, "bob", "pc", true)
+	sess := func() *session {
+		e.srv.mu.RLock()
+		defer e.srv.mu.RUnlock()
+		return e.srv.sessions[sessionKey("alice", "phone")]
+	}()
+	// inMemory waits for the position the node would save to reach want.
+	inMemory := func(want uint64) {
+		t.Helper()
+		testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+			sess.mu.Lock()
+			defer sess.mu.Unlock()
+			if sess.pos != want {
+				return fmt.Errorf("position %d, want %d", sess.pos, want)
+			}
+			return nil
+		})
+	}
+	send := func(from, to int) {
+		t.Helper()
+		for i := from; i <= to; i++ {
+			bob.publish(1, uint16(i), "/private/alice", "m"+strconv.Itoa(i))
+		}
+		checkSeq(t, readNumbered(alice, to-from+1), numbered(from, to))
+	}
+	send(1, 3)
+	inMemory(3)
+	if p := d.st.position("alice", "phone"); p != 0 {
+		t.Fatalf("saved position %d after 3 messages, want 0 (unwritten)", p)
+	}
+	send(4, 4)
+	d.waitPosition("alice", "phone", 4)
+	send(5, 6)
+	inMemory(6)
+	if p := d.st.position("alice", "phone"); p != 4 {
+		t.Fatalf("saved position %d after 6 messages, want 4", p)
+	}
+	alice.disconnect()
+	d.waitPosition("alice", "phone", 6)
+	if n := d.st.posWrites.Load(); n != 2 {
+		t.Fatalf("%d position writes for 6 messages, want 2", n)
 	}
 }

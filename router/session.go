@@ -58,9 +58,14 @@ type session struct {
 	retry        *time.Timer
 
 	// Durable sessions (durable.go): the claim's generation, the
-	// position saved, the one computed a tick ago, the highest sequence
-	// offered, and the position a dropped message holds it under.
+	// position to save, the one computed a tick ago, the highest sequence
+	// offered, and the position a dropped message holds it under;
+	// written: the position last handed to the store, sinceWrite: the
+	// stored messages sent that the position passed since, idleTicks:
+	// ticks since it was written.
 	gen, pos, maxSeq, floor uint64
+	written                 uint64
+	sinceWrite, idleTicks   int
 	hist                    [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
 	histAt                  int
 	replaying, parkOverflow bool
