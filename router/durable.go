@@ -139,7 +139,7 @@ func (c *mqttConn) claim() bool {
 func (s *session) resume(cl *Claimed) (present bool) {
 	s.gen = cl.Gen
 	s.pos, s.maxSeq, s.written = cl.Pos, cl.Pos, cl.Pos
-	s.sinceWrite, s.idleTicks = 0, 0
+	s.sinceWrite, s.writeAge = 0, 0
 	for i := range s.hist {
 		s.hist[i] = cl.Pos
 	}
@@ -567,7 +567,7 @@ func (s *session) tickPosition() (pos uint64, save bool) {
 	s.sinceWrite += s.sent.count(s.pos, pos)
 	s.pos = pos
 	s.sent.trim(min(low, s.ringFloor, s.floor))
-	s.idleTicks++
+	s.writeAge++
 	if s.pos <= s.written || !s.writeDue() {
 		return 0, false
 	}
@@ -577,12 +577,18 @@ func (s *session) tickPosition() (pos uint64, save bool) {
 // posIdleTicks: the position of a session that advanced without being
 // sent anything (no subscription, or nothing matched) is written every
 // this many ticks, so that its replay after a move does not start at
-// its claim.
-const posIdleTicks = 30
+// its claim. posStaleTicks: any position that advanced is written at
+// least this often (an hour at the default interval), so that a quiet
+// session's saved position stays well inside the journal's age bound
+// (a replay from below it would report a gap).
+const (
+	posIdleTicks  = 30
+	posStaleTicks = 3600
+)
 
 // writeDue reports whether the position, advanced past what was
-// written, is due to be written: once Config.PositionWriteEvery stored
-// messages were sent since it was last written, so a delivery costs the
+// written, is due to be written: once it passed Config.PositionWriteEvery
+// stored messages sent since it was last written, so a delivery costs the
 // store a fraction of a write however slowly the session's messages
 // come. What is not written yet comes again as duplicates if the
 // session moves without this node (its death, a takeover), never less:
@@ -591,12 +597,12 @@ const posIdleTicks = 30
 // repeats nothing). s.mu held.
 func (s *session) writeDue() bool {
 	return s.sinceWrite >= s.srv.cfg.PositionWriteEvery || s.conn == nil ||
-		s.sinceWrite == 0 && s.idleTicks >= posIdleTicks
+		s.sinceWrite == 0 && s.writeAge >= posIdleTicks || s.writeAge >= posStaleTicks
 }
 
 // wrote records that pos was handed to the store. s.mu held.
 func (s *session) wrote(pos uint64) {
-	s.written, s.sinceWrite, s.idleTicks = pos, 0, 0
+	s.written, s.sinceWrite, s.writeAge = pos, 0, 0
 }
 
 // positionLoop saves the positions of durable sessions every

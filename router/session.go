@@ -61,11 +61,11 @@ type session struct {
 	// position to save, the one computed a tick ago, the highest sequence
 	// offered, and the position a dropped message holds it under;
 	// written: the position last handed to the store, sinceWrite: the
-	// stored messages sent that the position passed since, idleTicks:
+	// stored messages sent that the position passed since, writeAge:
 	// ticks since it was written.
 	gen, pos, maxSeq, floor uint64
 	written                 uint64
-	sinceWrite, idleTicks   int
+	sinceWrite, writeAge    int
 	hist                    [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
 	histAt                  int
 	replaying, parkOverflow bool
