@@ -20,9 +20,11 @@ const (
 	metricStoreErrors = "pushring_journal_store_errors_total"
 	metricPosWrites   = "pushring_mqtt_session_records_pos_batch_writes_total"
 	metricRecWrites   = "pushring_mqtt_session_records_writes_total"
+	metricNATSOut     = "pushring_nats_out_messages_total"
+	metricNATSIn      = "pushring_nats_in_messages_total"
 )
 
-var durableMetrics = []string{metricStored, metricStoredBytes, metricStoreErrors, metricPosWrites, metricRecWrites}
+var durableMetrics = []string{metricStored, metricStoredBytes, metricStoreErrors, metricPosWrites, metricRecWrites, metricNATSOut, metricNATSIn}
 
 // scrapeCounters returns, for each of names, the sum over its series
 // (all label values) on the node's /metrics; a name the node does not
@@ -97,5 +99,9 @@ func fillDurable(res *Result, a, b map[string]float64, distinct uint64) {
 	res.StoreErrors = &errs
 	if distinct > 0 {
 		res.RecordWritesPerDelivery = per(d(metricPosWrites)+d(metricRecWrites), distinct)
+	}
+	if _, ok := b[metricNATSOut]; ok {
+		res.NATSOutPerPublish = per(d(metricNATSOut), res.Sent)
+		res.NATSInPerPublish = per(d(metricNATSIn), res.Sent)
 	}
 }

@@ -39,8 +39,9 @@ pushring_mqtt_session_records_pos_batch_writes_total{result="stale"} 1
 // TestFillDurable divides the counters' growth over a run by the
 // messages sent and the distinct deliveries.
 func TestFillDurable(t *testing.T) {
-	a := map[string]float64{metricStored: 100, metricStoredBytes: 10000, metricPosWrites: 5}
-	b := map[string]float64{metricStored: 300, metricStoredBytes: 30000, metricStoreErrors: 1, metricPosWrites: 15, metricRecWrites: 10}
+	a := map[string]float64{metricStored: 100, metricStoredBytes: 10000, metricPosWrites: 5, metricNATSOut: 1000, metricNATSIn: 2000}
+	b := map[string]float64{metricStored: 300, metricStoredBytes: 30000, metricStoreErrors: 1, metricPosWrites: 15, metricRecWrites: 10,
+		metricNATSOut: 1500, metricNATSIn: 2700}
 	res := Result{Sent: 200}
 	fillDurable(&res, a, b, 2000)
 	switch {
@@ -52,6 +53,8 @@ func TestFillDurable(t *testing.T) {
 		t.Errorf("store errors %v, want 1", *res.StoreErrors)
 	case *res.RecordWritesPerDelivery != 0.01:
 		t.Errorf("record writes per delivery %v, want 0.01", *res.RecordWritesPerDelivery)
+	case res.NATSOutPerPublish == nil || *res.NATSOutPerPublish != 2.5 || *res.NATSInPerPublish != 3.5:
+		t.Errorf("NATS messages per publish %v out, %v in, want 2.5 and 3.5", res.NATSOutPerPublish, res.NATSInPerPublish)
 	}
 	// A node without a journal: nothing filled.
 	res = Result{Sent: 200}

@@ -102,6 +102,11 @@ type Result struct {
 	StoredBytesPerPublish   *float64 `json:"stored_bytes_per_publish,omitempty"`
 	StoreErrors             *float64 `json:"store_errors,omitempty"`
 	RecordWritesPerDelivery *float64 `json:"record_writes_per_delivery,omitempty"`
+	// The node's NATS connection (durability.go): messages it published
+	// and received per message published (journal appends and their
+	// acknowledgements, envelopes, KV writes and reads, API requests).
+	NATSOutPerPublish *float64 `json:"nats_out_per_publish,omitempty"`
+	NATSInPerPublish  *float64 `json:"nats_in_per_publish,omitempty"`
 
 	// churn (churn.go): login (users) and connect-only (devices or
 	// anonymous) figures; nil or zero in other scenarios.

@@ -86,5 +86,9 @@ func (r *Report) WriteTable(out io.Writer) {
 			fmt.Fprintf(out, "%s: journal: %.3f records and %.0f bytes stored per message published, %s store errors, %s session-record writes per delivery\n",
 				x.System, *x.StoredPerPublish, *x.StoredBytesPerPublish, optf(x.StoreErrors, "%.0f"), optf(x.RecordWritesPerDelivery, "%.5f"))
 		}
+		if x.Error == "" && x.NATSOutPerPublish != nil {
+			fmt.Fprintf(out, "%s: NATS: %.2f messages out and %.2f in per message published (the node's connection: appends and acknowledgements, envelopes, KV, API)\n",
+				x.System, *x.NATSOutPerPublish, *x.NATSInPerPublish)
+		}
 	}
 }

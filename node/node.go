@@ -567,6 +567,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.connectNATS(); err != nil {
 		return nil, err
 	}
+	if err := n.natsMetrics(); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(n.nc)
 	if err != nil {
 		return nil, fmt.Errorf("node: jetstream: %w", err)
@@ -1181,4 +1184,27 @@ func advertiseAddr(a net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// natsMetrics registers the counters of the node's NATS connection: what
+// every message costs NATS and JetStream (journal appends and their
+// acknowledgements, envelopes between nodes, KV writes and reads, API
+// requests), per message published or per delivery, in any deployment.
+func (n *Node) natsMetrics() error {
+	for _, c := range []struct {
+		name, help string
+		v          func(nats.Statistics) uint64
+	}{
+		{"pushring_nats_out_messages_total", "Messages this node's NATS connection published (journal appends, envelopes, KV writes, JetStream API requests).", func(s nats.Statistics) uint64 { return s.OutMsgs }},
+		{"pushring_nats_in_messages_total", "Messages this node's NATS connection received (acknowledgements, envelopes, KV updates, replies).", func(s nats.Statistics) uint64 { return s.InMsgs }},
+		{"pushring_nats_out_bytes_total", "Payload bytes this node's NATS connection published.", func(s nats.Statistics) uint64 { return s.OutBytes }},
+		{"pushring_nats_in_bytes_total", "Payload bytes this node's NATS connection received.", func(s nats.Statistics) uint64 { return s.InBytes }},
+	} {
+		f := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.v(n.nc.Stats())) })
+		if err := n.registry.Register(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
