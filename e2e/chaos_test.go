@@ -181,7 +181,7 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: MQTT connections at the end (members and devices): %s", strings.Join(conns, " "))
 	for _, n := range nodes {
 		var parts []string
-		for _, m := range []string{"pushring_fanout_resent_total", "pushring_fanout_ack_timeouts_total", "pushring_session_replays_total", "pushring_session_replayed_total", "pushring_session_positions_rewound_total", "pushring_queue_dropped_total", "pushring_fanout_withhold_timeouts_total", "pushring_session_kicked_total", "pushring_mqtt_slow_sessions_total", "pushring_fanout_muted_total", "pushring_fanout_peer_drops_total", "pushring_journal_replay_withdrawn_total"} {
+		for _, m := range []string{"pushring_fanout_resent_total", "pushring_fanout_ack_timeouts_total", "pushring_session_replays_total", "pushring_session_replayed_total", "pushring_session_positions_rewound_total", "pushring_queue_dropped_total", "pushring_fanout_withhold_timeouts_total", "pushring_session_kicked_total", "pushring_mqtt_slow_sessions_total", "pushring_fanout_muted_total", "pushring_fanout_peer_drops_total", "pushring_fanout_dropped_repeats_total", "pushring_journal_replay_withdrawn_total"} {
 			parts = append(parts, fmt.Sprintf("%s=%v", strings.TrimPrefix(m, "pushring_"), metricValue(n.p, m)))
 		}
 		t.Logf("chaos: counters of %s (since its last start): %s", n.p.id, strings.Join(parts, " "))

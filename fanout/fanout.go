@@ -103,6 +103,13 @@ type Config struct {
 	// journal. Nil (the default, for tests of routing alone): nothing is
 	// stored, and a PUBACK means "handed to the bus".
 	Store Store
+	// DroppedRepeat: after this node's connection dropped, the Dropped
+	// notice that makes the other nodes hold their sessions (mute.go)
+	// goes again this often for as long as the catch-up of its stored
+	// group messages runs, so that no session's position moves past a
+	// group message it still holds. Default 2 s (the nodes hold for
+	// longer after each notice).
+	DroppedRepeat time.Duration
 	// Now is the clock that times QoS 1 flow control: the publishers'
 	// waits (AckTimeout) and the confirmations withheld for backlogged
 	// recipients (AckWithhold); ackLoop compares it against their due times
@@ -124,6 +131,7 @@ func DefaultConfig() Config {
 		AckWithhold:      time.Second,
 		Now:              time.Now,
 		OutputBatch:      64,
+		DroppedRepeat:    2 * time.Second,
 	}
 }
 
@@ -153,6 +161,7 @@ func (c Config) withDefaults() Config {
 		c.Now = d.Now
 	}
 	c.OutputBatch = cmp.Or(c.OutputBatch, d.OutputBatch)
+	c.DroppedRepeat = cmp.Or(c.DroppedRepeat, d.DroppedRepeat)
 	return c
 }
 
@@ -174,6 +183,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "AttachTTL", c.AttachTTL),
 		configerr.Positive(check, "AttachRenew", c.AttachRenew),
 		configerr.Positive(check, "AckTimeout", c.AckTimeout),
+		configerr.Positive(check, "DroppedRepeat", c.DroppedRepeat),
 		configerr.Positive(check, "AckWithhold", c.AckWithhold),
 		configerr.Positive(check, "OutputBatch", c.OutputBatch),
 	)
@@ -258,6 +268,7 @@ type Fanout struct {
 	viewFn       atomic.Pointer[func()]
 	lastMismatch atomic.Int64
 	muted        atomic.Bool            // see Mute
+	repeating    atomic.Bool            // a repeatDropped runs
 	droppedFn    atomic.Pointer[func()] // see OnPeerDropped
 
 	// storeFailing: unix ns of the first Store failure since its last
@@ -961,6 +972,7 @@ type Stats struct {
 	ViewMismatches    uint64 // Delivers of stored messages routed under another ring than this node's (view.go)
 	Muted             uint64 // stored messages whose envelopes were not sent while muted (mute.go)
 	PeerDrops         uint64 // Dropped notices from other nodes (mute.go)
+	DroppedRepeats    uint64 // Dropped notices sent again while a catch-up ran (mute.go)
 	Waiting           uint64 // QoS 1 publishes waiting here for confirmations now
 }
 
@@ -979,7 +991,7 @@ type counters struct {
 	acksReceived, acksWithheld, withholdTimeouts       atomic.Uint64
 	ackTimeouts, ackDrops, resent, heldBack            atomic.Uint64
 	catchUps, caughtUp, catchUpErrors, catchUpOverflow atomic.Uint64
-	viewMismatches, muted, peerDrops                   atomic.Uint64
+	viewMismatches, muted, peerDrops, droppedRepeats   atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -1021,6 +1033,7 @@ func (f *Fanout) Stats() Stats {
 		ViewMismatches:    c.viewMismatches.Load(),
 		Muted:             c.muted.Load(),
 		PeerDrops:         c.peerDrops.Load(),
+		DroppedRepeats:    c.droppedRepeats.Load(),
 		Waiting:           uint64(f.waits.len()),
 	}
 }
@@ -1065,6 +1078,8 @@ var (
 		"Stored messages whose envelopes were not sent because this node's NATS connection was down, or the other nodes were not yet told it is back: the nodes of their recipients read them from the journal (and the wait sends them again).")
 	peerDropsDesc = fanoutDesc("peer_drops_total",
 		"Notices from other nodes that their NATS connection dropped and is back: each holds this node's sessions as a ring change does.")
+	droppedRepeatsDesc = fanoutDesc("dropped_repeats_total",
+		"Notices that this node's NATS connection dropped sent again while its catch-up of stored group messages still ran, so the other nodes keep holding their sessions.")
 	viewMismatchesDesc = fanoutDesc("view_mismatches_total",
 		"Deliver envelopes of stored messages routed by their sender under another hash ring than this node's (views converging): the first in 10 s holds the sessions as a ring change does.")
 	catchUpOverflowDesc = fanoutDesc("catchup_overflow_total",
@@ -1086,7 +1101,7 @@ type collector struct{ f *Fanout }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
 		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
-		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, viewMismatchesDesc, mutedDesc, peerDropsDesc, attachRecordsDesc} {
+		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, viewMismatchesDesc, mutedDesc, peerDropsDesc, droppedRepeatsDesc, attachRecordsDesc} {
 		ch <- d
 	}
 }
@@ -1117,6 +1132,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- counter(viewMismatchesDesc, &s.viewMismatches, s.created)
 	ch <- counter(mutedDesc, &s.muted, s.created)
 	ch <- counter(peerDropsDesc, &s.peerDrops, s.created)
+	ch <- counter(droppedRepeatsDesc, &s.droppedRepeats, s.created)
 	ch <- prometheus.MustNewConstMetric(attachRecordsDesc, prometheus.GaugeValue, float64(c.f.attachRecords()))
 }
 

@@ -1,6 +1,11 @@
 package fanout
 
-import "github.com/pushring/pushring/message"
+import (
+	"slices"
+	"time"
+
+	"github.com/pushring/pushring/message"
+)
 
 // Muting. NATS delivers at most once: envelopes written to a connection
 // as it drops are lost, and those published while it is down wait in
@@ -30,20 +35,62 @@ func (f *Fanout) Mute() { f.muted.Store(true) }
 // Unmute tells each of peers (the other nodes; this node is skipped)
 // that this node's connection dropped and is back, then sends the
 // envelopes of stored messages again. Goroutine-safe.
+//
+// While the catch-up after the drop (Disconnected, Reconnected) runs,
+// the notice goes again every Config.DroppedRepeat: a catch-up that
+// waits for the store (up to catchUpPatience) holds group messages
+// for longer than the other nodes hold their sessions after one notice,
+// and a session that moved on meanwhile could move past such a message.
 func (f *Fanout) Unmute(peers []string) {
 	if f.muted.Load() {
-		var buf [64]byte
-		notice := appendHeader(buf[:0], KindDropped, 0, f.self)
-		for _, p := range peers {
-			if p == f.self {
-				continue
-			}
-			if err := f.publish(p, notice); err != nil {
-				f.warn("could not tell a node that the connection dropped", "node", p, "err", err)
-			}
+		f.tellDropped(peers)
+		if f.store != nil && f.repeating.CompareAndSwap(false, true) {
+			go f.repeatDropped(slices.Clone(peers))
 		}
 	}
 	f.muted.Store(false)
+}
+
+// tellDropped sends the Dropped notice to each of peers but this node.
+func (f *Fanout) tellDropped(peers []string) {
+	var buf [64]byte
+	notice := appendHeader(buf[:0], KindDropped, 0, f.self)
+	for _, p := range peers {
+		if p == f.self {
+			continue
+		}
+		if err := f.publish(p, notice); err != nil {
+			f.warn("could not tell a node that the connection dropped", "node", p, "err", err)
+		}
+	}
+}
+
+// repeatDropped tells peers, and this node's OnPeerDropped, again every
+// DroppedRepeat while the catch-up is pending or running, until it ends, the connection drops
+// again (the next Unmute starts over) or the Fanout closes.
+func (f *Fanout) repeatDropped(peers []string) {
+	defer f.repeating.Store(false)
+	t := time.NewTicker(f.cfg.DroppedRepeat)
+	defer t.Stop()
+	c := &f.cu
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		active := c.active
+		c.mu.Unlock()
+		if !active || f.muted.Load() || f.closed.Load() {
+			return
+		}
+		f.stats.droppedRepeats.Add(1)
+		f.tellDropped(peers)
+		if fn := f.droppedFn.Load(); fn != nil {
+			(*fn)() // this node's sessions hold as long
+		}
+	}
 }
 
 // mute reports whether the envelopes of m are not to be sent now (see

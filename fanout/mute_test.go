@@ -2,9 +2,11 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,4 +87,48 @@ func TestMuteUntilPeersTold(t *testing.T) {
 	if len(told) != 1 {
 		t.Fatalf("%d notices after an Unmute that was not muted", len(told))
 	}
+}
+
+// TestDroppedRepeatsWhileCatchingUp: while the catch-up after a dropped
+// connection is pending or running, the Dropped notice goes again every
+// DroppedRepeat, so the other nodes (and this one) keep holding their
+// sessions; once it is done the repeats stop.
+func TestDroppedRepeatsWhileCatchingUp(t *testing.T) {
+	j := openJournal(t, startNATS(t), "n1")
+	bus := NewMemoryBus()
+	place := &mapPlacement{def: "n2"}
+	owner := mustNew(t, Config{Cluster: "c", NodeID: "n1", Store: j, DroppedRepeat: 10 * time.Millisecond}, bus, staticMembers{}, place, &orderRecorder{})
+	peer := mustNew(t, Config{Cluster: "c", NodeID: "n2"}, bus, staticMembers{}, place, &orderRecorder{})
+	var told, own atomic.Int64
+	peer.OnPeerDropped(func() { told.Add(1) })
+	owner.OnPeerDropped(func() { own.Add(1) }) // its own sessions hold with the others
+	for _, f := range []*Fanout{owner, peer} {
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+	}
+	owner.Mute()
+	owner.Disconnected()
+	owner.Unmute([]string{"n1", "n2"})
+	// The catch-up is pending (Reconnected not called yet): notices keep coming.
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if n := told.Load(); n < 4 {
+			return fmt.Errorf("%d notices, want at least 4", n)
+		}
+		return nil
+	})
+	owner.Reconnected()
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if owner.repeating.Load() {
+			return errors.New("still repeating after the catch-up")
+		}
+		return nil
+	})
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if n, r := told.Load(), owner.Stats().DroppedRepeats; uint64(n) != r+1 || uint64(own.Load()) != r {
+			return fmt.Errorf("peer told %d times, owner's sessions %d, owner repeated %d", n, own.Load(), r)
+		}
+		return nil
+	})
 }

@@ -32,6 +32,7 @@ var goldenNodeFamilies = []string{
 	`pushring_fanout_catchups_total counter [] "Times this node, as groups' owner, read the stored group messages back after its NATS connection dropped (or NATS dropped envelopes for it)."`,
 	`pushring_fanout_caught_up_total counter [] "Stored group messages resolved again by catch-ups: those this node had not resolved."`,
 	`pushring_fanout_decode_errors_total counter [] "Envelopes dropped because they could not be decoded."`,
+	`pushring_fanout_dropped_repeats_total counter [] "Notices that this node's NATS connection dropped sent again while its catch-up of stored group messages still ran, so the other nodes keep holding their sessions."`,
 	`pushring_fanout_envelopes_received_total counter [peer] "Envelopes received and decoded, by sending node."`,
 	`pushring_fanout_envelopes_sent_total counter [peer] "Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total."`,
 	`pushring_fanout_held_back_total counter [] "Stored QoS 1 messages not forwarded because their publisher was not acknowledged (an earlier message could not be stored, a takeover, a shutdown): the publisher sends them again, and the stored copies are withdrawn."`,
