@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -73,6 +75,9 @@ type Deps struct {
 	// Ready reports whether the node can serve (/readyz): nil error is
 	// ready. nil: always ready. Goroutine-safe; should answer quickly.
 	Ready func() error
+	// MQTT serves GET /mqtt: MQTT over WebSocket (package mqtt/ws).
+	// nil: not served.
+	MQTT http.Handler
 }
 
 // ErrInvalidConfig is matched (errors.Is) by every error New returns for
@@ -315,6 +320,9 @@ func (a *API) routes() {
 	a.handle("GET /healthz", a.healthz)
 	a.handle("GET /readyz", a.readyz)
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}))
+	if a.deps.MQTT != nil {
+		a.mux.Handle("GET /mqtt", a.deps.MQTT)
+	}
 }
 
 // request is one call on its way through a handler.
@@ -416,6 +424,16 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection over (MQTT over WebSocket at /mqtt),
+// recorded as 101 Switching Protocols.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && !w.wrote {
+		w.status, w.wrote = http.StatusSwitchingProtocols, true
+	}
+	return c, rw, err
+}
 
 func (w *statusWriter) statusText() string {
 	if !w.wrote {

@@ -95,6 +95,8 @@ var goldenNodeFamilies = []string{
 	`pushring_session_store_errors_total counter [] "Session claims (CONNECT refused) and replays that the store failed."`,
 	`pushring_store_check_failures_total counter [] "Checks of the store (journal stream and session records bucket) that failed or timed out."`,
 	`pushring_store_reachable gauge [] "1 while the last check of the store (the journal's stream and the session records' bucket) succeeded, else 0; /readyz fails meanwhile."`,
+	`pushring_ws_connections_total counter [] "MQTT over WebSocket connections upgraded and handed to the MQTT server."`,
+	`pushring_ws_refusals_total counter [reason] "MQTT over WebSocket upgrades refused (origin, subprotocol, handshake) and connections closed for a text or oversized message."`,
 }
 
 func TestMetricsServed(t *testing.T) {

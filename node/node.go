@@ -52,6 +52,7 @@ import (
 	"github.com/pushring/pushring/journal"
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/mqtt/ws"
 	"github.com/pushring/pushring/ring"
 	"github.com/pushring/pushring/router"
 	"github.com/pushring/pushring/store"
@@ -260,6 +261,10 @@ type Config struct {
 	// timeouts, header size, and the cap on open connections. Zero fields
 	// take api.DefaultHTTPConfig's values.
 	HTTP api.HTTPConfig
+	// WSOrigins lists the Origin values a browser may open MQTT over
+	// WebSocket (GET /mqtt on the HTTP and HTTPS listeners) from; empty:
+	// any. Requests without an Origin (not from a browser) are allowed.
+	WSOrigins []string
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
 	// Logger and Registerer are filled in by the node. Zero fields take
 	// router's defaults (DefaultConfig sets router.DefaultConfig()).
@@ -759,12 +764,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	acfg := cfg.apiConfig()
 	acfg.Logger, acfg.Registry = n.log, n.registry
+	mqttWS, err := ws.New(ws.Config{Serve: n.router.ServeConn, Origins: cfg.WSOrigins,
+		MaxMessageBytes: int64(n.router.MaxPacketSize()) + 16, Logger: n.log, Registerer: n.registry})
+	if err != nil {
+		return nil, err
+	}
 	n.api, err = api.New(acfg, n.dir, api.Deps{
 		Publisher: storedPublisher{n.fan},
 		ACL:       n.dir,
 		Cluster:   members,
 		IDs:       ids,
 		Ready:     n.ready,
+		MQTT:      mqttWS,
 	})
 	if err != nil {
 		return nil, err

@@ -291,6 +291,17 @@ func (s *Server) allowConnect(nc net.Conn) bool {
 	return true
 }
 
+// MaxPacketSize is the largest remaining length of an inbound packet
+// (Config.MaxPacketSize).
+func (s *Server) MaxPacketSize() int { return s.cfg.MaxPacketSize }
+
+// ServeConn serves one client connection that came another way than a
+// listener of the server (MQTT over WebSocket: the HTTP server accepted
+// and upgraded it), with the same limits, auth and ACL, on a reader and
+// a writer goroutine. The server owns nc from the call on; it is closed
+// at once when the server is closing.
+func (s *Server) ServeConn(nc net.Conn) { s.accept(nc) }
+
 func (s *Server) accept(nc net.Conn) {
 	if !s.allowConnect(nc) {
 		return

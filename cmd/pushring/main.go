@@ -64,6 +64,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT/TCP listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP API listen address")
 	fs.StringVar(&advertise, "advertise-mqtt", "", "comma-separated MQTT addresses returned at login (default: the bound MQTT address)")
+	var wsOrigins string
+	fs.StringVar(&wsOrigins, "ws-origins", "", "comma-separated Origin values (https://app.example.com) browsers may open MQTT over WebSocket (GET /mqtt on the HTTP listeners) from (default: any; requests without Origin are always allowed)")
 	fs.StringVar(&cfg.AdminKeyFile, "admin-key-file", "", "file of admin keys, one per line, all accepted, reread on SIGHUP (default: read or generate <data-dir>/admin.key)")
 	fs.StringVar(&cfg.AdminKey, "admin-key", "", "admin key; a secret on the command line is readable by every local user: prefer --admin-key-file or PUSHRING_ADMIN_KEY")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "comma-separated NATS server URLs (default: embedded NATS server)")
@@ -165,6 +167,9 @@ func run(args []string) error {
 		return configerr.Wrap(errUsage, fmt.Errorf("unexpected arguments: %v", fs.Args()))
 	}
 	cfg.AuthTopic = authTopic
+	if wsOrigins != "" {
+		cfg.WSOrigins = strings.Split(wsOrigins, ",")
+	}
 	if join != "" {
 		cfg.Join = strings.Split(join, ",")
 	}
