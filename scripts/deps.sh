@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Go modules: the stock mosquitto
-# clients (mosquitto_pub, mosquitto_sub). With "bench", also the mosquitto
-# broker that pushbench runs as a baseline. Idempotent.
+# clients (mosquitto_pub, mosquitto_sub), Node.js and MQTT.js (npm, the
+# version node/testdata/mqttjs/package-lock.json pins). With "bench",
+# also the mosquitto broker that pushbench runs as a baseline.
+# Idempotent.
 set -euo pipefail
-want=(mosquitto-clients)
-command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && want=()
+cd "$(dirname "$0")/.."
+want=()
+command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || want+=(mosquitto-clients)
+command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
 if [ "${1:-}" = bench ] && ! [ -x /usr/sbin/mosquitto ] && ! command -v mosquitto >/dev/null; then
   want+=(mosquitto)
 fi
-[ ${#want[@]} -eq 0 ] && exit 0
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq "${want[@]}" >/dev/null
+if [ ${#want[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${want[@]}" >/dev/null
+fi
+js=node/testdata/mqttjs
+if ! [ -d "$js/node_modules/mqtt" ] || [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
+  npm ci --prefix "$js" --no-audit --no-fund --loglevel=error
+fi

@@ -159,9 +159,10 @@ func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
 // by one goroutine and Write by one other (the MQTT server's reader and
 // writer), as the WebSocket library requires.
 type conn struct {
-	ws *websocket.Conn
-	h  *Handler
-	r  io.Reader // the message being read; nil between messages
+	ws      *websocket.Conn
+	h       *Handler
+	r       io.Reader // the message being read; nil between messages
+	closing atomic.Bool
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -213,6 +214,9 @@ func (c *conn) readErr(err error) error {
 // unread bytes, the socket would reset, and the client might lose the
 // close frame that says why.
 func (c *conn) closeWith(code int, text string) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 	nc := c.ws.UnderlyingConn()
 	_ = nc.SetReadDeadline(time.Now().Add(time.Second))
@@ -227,7 +231,27 @@ func (c *conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (c *conn) Close() error                       { return c.ws.Close() }
+// Close ends the WebSocket as the protocol asks: a close frame (1000),
+// then the TCP connection once the client answered with its own or
+// after a second (the bytes it still sends are dropped). Closed at once,
+// the socket would reset under the client's close frame, which browsers
+// and MQTT.js report as an error after a normal DISCONNECT.
+func (c *conn) Close() error {
+	if !c.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	if err != nil {
+		return c.ws.Close()
+	}
+	go func() {
+		nc := c.ws.UnderlyingConn()
+		_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
+		_ = c.ws.Close()
+	}()
+	return nil
+}
 func (c *conn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
 func (c *conn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
 func (c *conn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
