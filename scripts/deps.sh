@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Go modules: the stock mosquitto
 # clients (mosquitto_pub, mosquitto_sub), Node.js and MQTT.js (npm, the
-# version node/testdata/mqttjs/package-lock.json pins). With "bench",
+# version node/testdata/mqttjs/package-lock.json pins), and Chromium for
+# the browser test (driven by chromedp). With "bench",
 # also the mosquitto broker that pushbench runs as a baseline.
 # Idempotent.
 set -euo pipefail
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 want=()
 command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || want+=(mosquitto-clients)
 command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
+command -v chromium >/dev/null || want+=(chromium)
 if [ "${1:-}" = bench ] && ! [ -x /usr/sbin/mosquitto ] && ! command -v mosquitto >/dev/null; then
   want+=(mosquitto)
 fi
