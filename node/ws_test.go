@@ -188,3 +188,29 @@ func TestWebSocketRefusals(t *testing.T) {
 		return nil
 	})
 }
+
+// TestMQTTOverSecureWebSocket: /mqtt is served on the HTTPS listener too
+// (wss://), with the same login.
+func TestMQTTOverSecureWebSocket(t *testing.T) {
+	f := newTLSFiles(t)
+	n := startNode(t, t.TempDir(), f.configure)
+	defer n.Close()
+	w := setupWorld(t, n)
+	alice := &received{}
+	opts := mqtt.NewClientOptions().AddBroker("wss://" + n.HTTPSAddr() + "/mqtt").SetTLSConfig(f.clientConfig(t, ""))
+	opts.SetClientID("alice-wss").SetUsername("alice").SetPassword(w.api.login("alice", passwordOf("alice")).Token)
+	opts.SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetDefaultPublishHandler(alice.handler)
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect over wss: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	subscribe(t, c, "/private/alice/#", 1, alice)
+	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "over tls"}, nil)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := strings.Join(alice.list(), ","); got != "/private/alice over tls" {
+			return fmt.Errorf("alice got %q", got)
+		}
+		return nil
+	})
+}
