@@ -226,7 +226,7 @@ func RunChurn(ctx context.Context, sys System, cfg ChurnConfig) (res Result) {
 	nsrc := min(cfg.Workers, 64) // worker w dials from 127.0.0.(w%64+1): ephemeral ports, per-address limits
 	dial := func(w int, c Client, password string) (*mqttc.Conn, error) {
 		return mqttc.Dial(dialAddr(sys, c), mqttc.Options{ClientID: c.ID, Username: c.Username, Password: password,
-			LocalAddr: sourceAddr(w, nsrc), BufSize: 4 << 10, TLS: ct.config()})
+			LocalAddr: sourceAddr(w, nsrc), BufSize: 4 << 10, TLS: ct.config(), WebSocket: wsOf(sys)})
 	}
 	subscribe := func(c *mqttc.Conn, cl Client, done func(int, time.Time), step int) error {
 		t := time.Now()

@@ -304,7 +304,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	} else {
 		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
 			m := plan.Members[i]
-			c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, TLS: ct.config(),
+			c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, TLS: ct.config(), WebSocket: wsOf(sys),
 				Persistent: cfg.Persistent})
 			if err != nil {
 				return fmt.Errorf("member %s: %w", m.ID, err)
@@ -340,7 +340,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	}()
 	for i, p := range plan.Publishers {
 		c, err := mqttc.Dial(dialAddr(sys, p), mqttc.Options{ClientID: p.ID, Username: p.Username, Password: p.Password, Inflight: cfg.Inflight,
-			TLS: ct.config()})
+			TLS: ct.config(), WebSocket: wsOf(sys)})
 		if err != nil {
 			return fail(fmt.Errorf("publisher %s: %w", p.ID, err))
 		}

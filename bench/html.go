@@ -127,7 +127,10 @@ func sectionTitle(r *Report) string {
 			s += ", max rate"
 		}
 	}
-	if tlsSuffix(x.System) != "" {
+	if tlsSuffix(x.System) == WSSuffix {
+		s += ", MQTT over WebSocket"
+	}
+	if tlsSuffix(x.System) == TLSSuffix {
 		s += ", MQTT over TLS"
 		if x.TLS != "" {
 			s += " (" + x.TLS + ")"
@@ -171,7 +174,7 @@ var palette = map[string]string{"pushring": "#1f5fbf", "mosquitto": "#e07b00", "
 var extraColors = []string{"#b8336a", "#7a4fbf", "#8c6d31", "#17a2b8", "#555555"}
 
 func color(system string, i int) string {
-	if c, ok := palette[strings.TrimSuffix(system, TLSSuffix)]; ok {
+	if c, ok := palette[strings.TrimSuffix(strings.TrimSuffix(system, TLSSuffix), WSSuffix)]; ok {
 		return c
 	}
 	return extraColors[i%len(extraColors)]

@@ -92,7 +92,7 @@ func RunIdle(ctx context.Context, sys System, cfg IdleConfig) (res Result) {
 		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
 			m := plan.Members[i]
 			c, err := mqttc.Dial(sys.MQTTAddr(), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password,
-				LocalAddr: sourceAddr(i, cfg.SourceAddrs), BufSize: 512, TLS: ct.config()})
+				LocalAddr: sourceAddr(i, cfg.SourceAddrs), BufSize: 512, TLS: ct.config(), WebSocket: wsOf(sys)})
 			if err != nil {
 				return fmt.Errorf("client %s: %w", m.ID, err)
 			}

@@ -176,6 +176,7 @@ type Pushring struct {
 	api        *client.Client // the admin key's
 	prefix     string
 	tls        *clientTLS // clients dial mqtt over TLS; nil: plain TCP
+	ws         bool       // clients dial MQTT over WebSocket at /mqtt on the HTTP listener
 }
 
 // NewPushring targets a running node.
@@ -259,15 +260,34 @@ func StartPushring(bin string, t *TLSMaterial, extra ...string) (*Pushring, erro
 }
 
 func (s *Pushring) Name() string {
-	if s.tls != nil {
+	switch {
+	case s.tls != nil:
 		return "pushring" + TLSSuffix
+	case s.ws:
+		return "pushring" + WSSuffix
 	}
 	return "pushring"
 }
+
+// UseWebSocket points the clients at the node's MQTT over WebSocket
+// (/mqtt on its HTTP listener) instead of MQTT over TCP.
+func (s *Pushring) UseWebSocket() { s.ws = true }
+
 func (s *Pushring) clientTLS() *clientTLS { return s.tls }
-func (s *Pushring) MQTTAddr() string      { return s.mqtt }
-func (s *Pushring) PID() int              { return s.pid }
-func (s *Pushring) Stop() error           { return s.proc.stop() }
+func (s *Pushring) webSocket() string {
+	if s.ws {
+		return "/mqtt"
+	}
+	return ""
+}
+func (s *Pushring) MQTTAddr() string {
+	if s.ws {
+		return strings.TrimPrefix(s.http, "http://")
+	}
+	return s.mqtt
+}
+func (s *Pushring) PID() int    { return s.pid }
+func (s *Pushring) Stop() error { return s.proc.stop() }
 
 // parallel runs fn(i) for i in [0, n) on k workers and returns the first error.
 func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int) error) error {
@@ -410,10 +430,12 @@ type Broker struct {
 	addr string
 	proc *process
 	tls  *clientTLS // clients dial addr over TLS; nil: plain TCP
+	ws   string     // the WebSocket path clients dial; "": MQTT over TCP
 }
 
 func (b *Broker) Name() string          { return b.name }
 func (b *Broker) clientTLS() *clientTLS { return b.tls }
+func (b *Broker) webSocket() string     { return b.ws }
 func (b *Broker) MQTTAddr() string      { return b.addr }
 func (b *Broker) PID() int              { return b.proc.pid() }
 func (b *Broker) Stop() error           { return b.proc.stop() }
@@ -491,7 +513,18 @@ func StartMosquittoPersist(bin string, t *TLSMaterial) (*Broker, error) {
 	return startMosquitto(bin, t, true)
 }
 
+// StartMosquittoWS is StartMosquitto (persist false) or
+// StartMosquittoPersist with a WebSocket listener instead of MQTT over
+// TCP (protocol websockets); the row is "mosquitto+ws".
+func StartMosquittoWS(bin string, persist bool) (*Broker, error) {
+	return startMosquittoOn(bin, nil, persist, true)
+}
+
 func startMosquitto(bin string, t *TLSMaterial, persist bool) (*Broker, error) {
+	return startMosquittoOn(bin, t, persist, false)
+}
+
+func startMosquittoOn(bin string, t *TLSMaterial, persist, ws bool) (*Broker, error) {
 	dir, err := os.MkdirTemp("", "pushbench-mosquitto-")
 	if err != nil {
 		return nil, err
@@ -518,6 +551,11 @@ func startMosquitto(bin string, t *TLSMaterial, persist bool) (*Broker, error) {
 		b.name += PersistSuffix
 	}
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n%slog_dest stderr\nlog_type error\nlog_type warning\n", port, persistence)
+	if ws {
+		conf += "protocol websockets\n" // of the listener above
+		b.ws = "/mqtt"
+		b.name += WSSuffix
+	}
 	if t != nil {
 		var f tlsFiles
 		f, b.tls, err = t.install(dir)
@@ -578,12 +616,18 @@ func NATSServerPath() (string, error) {
 // StartNATS starts the NATS server with JetStream (which its MQTT needs)
 // and MQTT on free loopback ports; with t, its MQTT listener speaks TLS
 // with t's certificate (mqtt { tls { … } }) and the row is "nats+tls".
-func StartNATS(bin string, t *TLSMaterial) (*Broker, error) {
+func StartNATS(bin string, t *TLSMaterial) (*Broker, error) { return startNATS(bin, t, false) }
+
+// StartNATSWS is StartNATS with the clients on its MQTT over WebSocket
+// (a websocket listener, path /mqtt, no TLS); the row is "nats+ws".
+func StartNATSWS(bin string) (*Broker, error) { return startNATS(bin, nil, true) }
+
+func startNATS(bin string, t *TLSMaterial, ws bool) (*Broker, error) {
 	dir, err := os.MkdirTemp("", "pushbench-nats-")
 	if err != nil {
 		return nil, err
 	}
-	var ports [2]int
+	var ports [3]int
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			os.RemoveAll(dir)
@@ -604,6 +648,12 @@ func StartNATS(bin string, t *TLSMaterial) (*Broker, error) {
 	}
 	conf := fmt.Sprintf("server_name: pushbench\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q }\nmqtt { listen: %q%s }\n",
 		ports[0], filepath.Join(dir, "js"), b.addr, mqttTLS)
+	if ws {
+		b.addr = "127.0.0.1:" + strconv.Itoa(ports[2])
+		conf += fmt.Sprintf("websocket { listen: %q, no_tls: true }\n", b.addr)
+		b.ws = "/mqtt"
+		b.name += WSSuffix
+	}
 	cf := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		os.RemoveAll(dir)

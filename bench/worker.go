@@ -55,6 +55,7 @@ type workerMsg struct {
 	ConnectWorkers int      `json:"connect_workers,omitempty"`
 	CAPEM          string   `json:"ca_pem,omitempty"`     // set: dial over TLS, verifying the server against this CA
 	Persistent     bool     `json:"persistent,omitempty"` // clients ask for persistent sessions
+	WebSocket      string   `json:"web_socket,omitempty"` // set: dial MQTT over WebSocket at this path
 
 	// arm: the window as unix ns (window's t0, start, end).
 	T0    int64 `json:"t0,omitempty"`
@@ -124,7 +125,7 @@ func ServeWorker(in io.Reader, out io.Writer) error {
 	defer closeAll()
 	err := parallel(context.Background(), len(job.Clients), job.ConnectWorkers, func(ctx context.Context, i int) error {
 		m := job.Clients[i]
-		o := mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, BufSize: job.BufSize, TLS: ct.config(), Persistent: job.Persistent}
+		o := mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, BufSize: job.BufSize, TLS: ct.config(), Persistent: job.Persistent, WebSocket: job.WebSocket}
 		if len(job.SourceAddrs) > 0 {
 			o.LocalAddr = job.SourceAddrs[i%len(job.SourceAddrs)]
 		}
@@ -404,7 +405,7 @@ func (p *workerPool) connect(ctx context.Context, sys System, job workerMsg, add
 	ct := tlsOf(sys)
 	out, err := p.each(ctx, func(i int) workerMsg {
 		m := job
-		m.Clients, m.SourceAddrs, m.CAPEM = shares[i], workerAddrs(i, n, per), ct.ca()
+		m.Clients, m.SourceAddrs, m.CAPEM, m.WebSocket = shares[i], workerAddrs(i, n, per), ct.ca(), wsOf(sys)
 		return m
 	}, "connected", 0)
 	for _, m := range out {

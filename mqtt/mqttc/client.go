@@ -13,6 +13,7 @@ package mqttc
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/mqtt/packet"
+	"github.com/pushring/pushring/mqtt/ws"
 )
 
 // Conn is one MQTT connection. Write methods are not safe for concurrent
@@ -50,6 +52,9 @@ type Options struct {
 	// (the handshake is done within Timeout before they return). Nil:
 	// plain TCP.
 	TLS *tls.Config
+	// WebSocket, if set (a path: "/mqtt"), makes Dial and DialTCP speak
+	// MQTT over WebSocket to ws://addr/path (wss:// with TLS).
+	WebSocket string
 	// Persistent makes Dial ask for a persistent session (CleanSession
 	// false): the server keeps the subscriptions and queues QoS 1
 	// messages while the client is away. Default: clean session.
@@ -97,6 +102,19 @@ func Dial(addr string, o Options) (*Conn, error) {
 // first packet (Connect, or any bytes through WritePacket).
 func DialTCP(addr string, o Options) (*Conn, error) {
 	o = o.withDefaults()
+	if o.WebSocket != "" {
+		scheme := "ws://"
+		if o.TLS != nil {
+			scheme = "wss://"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+		defer cancel()
+		nc, err := ws.Dial(ctx, scheme+addr+o.WebSocket, o.TLS, o.LocalAddr)
+		if err != nil {
+			return nil, err
+		}
+		return New(nc, o), nil
+	}
 	d := net.Dialer{Timeout: o.Timeout}
 	if o.LocalAddr != "" {
 		ip := net.ParseIP(o.LocalAddr)

@@ -9,6 +9,8 @@
 package ws
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -140,8 +142,46 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.cfg.Serve(&conn{ws: c, h: h})
 }
 
-// refuse counts a refusal and logs it, at most once a second.
+// Dial opens MQTT over WebSocket to url (ws://host:port/path, or wss://
+// with tlsConfig), offering the mqtt subprotocol, from the source IP
+// localAddr unless empty, and returns the connection as the MQTT byte
+// stream: the client side of what a Handler serves (load tests, tools).
+func Dial(ctx context.Context, url string, tlsConfig *tls.Config, localAddr string) (net.Conn, error) {
+	nd := &net.Dialer{}
+	if localAddr != "" {
+		ip := net.ParseIP(localAddr)
+		if ip == nil {
+			return nil, fmt.Errorf("ws: bad local address %q", localAddr)
+		}
+		nd.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	d := websocket.Dialer{
+		NetDialContext:  nd.DialContext,
+		TLSClientConfig: tlsConfig,
+		Subprotocols:    []string{Subprotocol},
+		ReadBufferSize:  4 << 10,
+		WriteBufferSize: 4 << 10,
+	}
+	c, resp, err := d.DialContext(ctx, url, nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("ws: dial %s: %w (HTTP %s)", url, err, resp.Status)
+		}
+		return nil, fmt.Errorf("ws: dial %s: %w", url, err)
+	}
+	if c.Subprotocol() != Subprotocol {
+		c.Close()
+		return nil, fmt.Errorf("ws: %s did not select the mqtt subprotocol", url)
+	}
+	return &conn{ws: c}, nil
+}
+
+// refuse counts a refusal and logs it, at most once a second; nil h (a
+// dialed connection) does neither.
 func (h *Handler) refuse(reason string, err error) {
+	if h == nil {
+		return
+	}
 	h.refused.WithLabelValues(reason).Inc()
 	now := time.Now().UnixNano()
 	if last := h.logged.Load(); now-last >= int64(time.Second) && h.logged.CompareAndSwap(last, now) {
@@ -157,7 +197,8 @@ func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
 
 // conn is a WebSocket connection as the MQTT byte stream. Read is called
 // by one goroutine and Write by one other (the MQTT server's reader and
-// writer), as the WebSocket library requires.
+// writer), as the WebSocket library requires. h is nil on the client side
+// (Dial).
 type conn struct {
 	ws      *websocket.Conn
 	h       *Handler

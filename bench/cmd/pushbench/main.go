@@ -77,6 +77,7 @@ func run(args []string) error {
 	runs := fs.Int("runs", 1, "run the scenario N times over all systems, their order reversed every other run; report the medians")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	useTLS := fs.Bool("tls", false, "MQTT over TLS: every server the harness starts gets a TLS listener with a throwaway CA's certificate for 127.0.0.1, and every client dials it (rows named <system>+tls); fanout, direct, idle, churn")
+	useWS := fs.Bool("ws", false, "MQTT over WebSocket: pushring's clients dial ws://<http>/mqtt, the NATS server gets a websocket listener and mosquitto a websockets one (Debian's mosquitto is built without: that row fails); rows named <system>+ws; fanout, direct, idle")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -151,9 +152,22 @@ func run(args []string) error {
 			return fmt.Errorf("--tls: %w", err)
 		}
 	}
+	if *useWS {
+		switch {
+		case *useTLS:
+			return errors.New("--ws and --tls: choose one")
+		case *scenario != "fanout" && *scenario != "direct" && *scenario != "idle":
+			return errors.New("--ws applies to the fanout, direct and idle scenarios")
+		case *system == "pushring" && *startPushring == "":
+			return errors.New("--ws needs --start-pushring, or --system none")
+		}
+	}
 	suffix := ""
 	if *useTLS {
 		suffix = bench.TLSSuffix
+	}
+	if *useWS {
+		suffix = bench.WSSuffix
 	}
 	logf := func(format string, a ...any) {
 		if !*quiet {
@@ -238,7 +252,11 @@ func run(args []string) error {
 		}
 		runOne("pushring"+suffix, func() (bench.System, error) {
 			if *startPushring != "" {
-				return bench.StartPushring(*startPushring, tlsMat, strings.Fields(*pushringArgs)...)
+				s, err := bench.StartPushring(*startPushring, tlsMat, strings.Fields(*pushringArgs)...)
+				if err == nil && *useWS {
+					s.UseWebSocket()
+				}
+				return s, err
 			}
 			key := *adminKey
 			if key == "" && *adminKeyFile != "" {
@@ -272,6 +290,9 @@ func run(args []string) error {
 						return nil, err
 					}
 				}
+				if *useWS {
+					return bench.StartMosquittoWS(bin, false)
+				}
 				return bench.StartMosquitto(bin, tlsMat)
 			})
 		case "mosquitto-persist":
@@ -283,6 +304,9 @@ func run(args []string) error {
 						return nil, err
 					}
 				}
+				if *useWS {
+					return bench.StartMosquittoWS(bin, true)
+				}
 				return bench.StartMosquittoPersist(bin, tlsMat)
 			})
 		case "nats":
@@ -293,6 +317,9 @@ func run(args []string) error {
 					if bin, err = bench.NATSServerPath(); err != nil {
 						return nil, err
 					}
+				}
+				if *useWS {
+					return bench.StartNATSWS(bin)
 				}
 				return bench.StartNATS(bin, tlsMat)
 			})
