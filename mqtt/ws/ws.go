@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,12 +63,13 @@ const (
 
 // Handler serves MQTT over WebSocket.
 type Handler struct {
-	cfg      Config
-	up       websocket.Upgrader
-	log      *slog.Logger
-	accepted prometheus.Counter
-	refused  *prometheus.CounterVec
-	logged   atomic.Int64 // unix ns of the last refusal logged
+	cfg       Config
+	up        websocket.Upgrader
+	log       *slog.Logger
+	accepted  prometheus.Counter
+	refused   *prometheus.CounterVec
+	logged    atomic.Int64 // unix ns of the last refusal logged
+	writeBufs sync.Pool
 }
 
 // New returns a Handler for cfg.
@@ -108,6 +110,9 @@ func New(cfg Config) (*Handler, error) {
 		// keep an idle connection cheap.
 		ReadBufferSize:  4 << 10,
 		WriteBufferSize: 4 << 10,
+		// A write buffer only while a message is written: an idle
+		// connection holds none.
+		WriteBufferPool: &h.writeBufs,
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
 			h.refuse(RefusedHandshake, reason)
 			writeJSONError(w, status, "websocket_handshake", reason.Error())
