@@ -1,0 +1,43 @@
+package bench_test
+
+import (
+	"testing"
+	"time"
+)
+
+// TestSmokeWebSocket runs pushbench --ws: a QoS 1 fanout (1 × 40, 2 s at
+// 200 msgs/s) whose clients speak MQTT over WebSocket to the node's
+// /mqtt, then an idle run whose clients are all in worker processes
+// (--procs 2), so the workers' WebSocket path is taken too. Every
+// delivery arrives once; the rows are named pushring+ws.
+func TestSmokeWebSocket(t *testing.T) {
+	t.Run("fanout", func(t *testing.T) {
+		rep, _ := runPushbench(t, 2*time.Minute, 1, "--ws", "--scenario", "fanout", "--members", "40", "--qos", "1",
+			"--rate", "200", "--duration", "2s", "--warmup", "500ms")
+		r := rep.Results[0]
+		var all uint64
+		for _, n := range r.Series {
+			all += n
+		}
+		switch {
+		case r.System != "pushring+ws" || r.Scenario != "fanout" || r.Connections != 41:
+			t.Errorf("system %q scenario %q connections %d", r.System, r.Scenario, r.Connections)
+		case r.Sent == 0 || r.Deliveries == 0:
+			t.Errorf("sent %d, window deliveries %d: nothing measured", r.Sent, r.Deliveries)
+		case !r.lossless():
+			t.Errorf("%s", r.losses())
+		case all != r.Sent*40:
+			t.Errorf("deliveries over the whole run %d, want sent × members = %d × 40", all, r.Sent)
+		}
+	})
+	t.Run("idle-procs", func(t *testing.T) {
+		rep, _ := runPushbench(t, 2*time.Minute, 1, "--ws", "--procs", "2", "--scenario", "idle", "--clients", "60", "--settle", "500ms")
+		r := rep.Results[0]
+		switch {
+		case r.System != "pushring+ws" || r.Connections != 60 || r.Procs != 2:
+			t.Errorf("system %q connections %d procs %d", r.System, r.Connections, r.Procs)
+		case r.KiBPerConn == nil || *r.KiBPerConn <= 0:
+			t.Errorf("kib_per_conn %v, want > 0", r.KiBPerConn)
+		}
+	})
+}
