@@ -106,7 +106,7 @@ func New(cfg Config) (*Handler, error) {
 		HandshakeTimeout: 10 * time.Second,
 		Subprotocols:     []string{Subprotocol},
 		CheckOrigin:      h.originAllowed,
-		// The MQTT server buffers its own output; small frames buffers
+		// The MQTT server buffers its own output; small frame buffers
 		// keep an idle connection cheap.
 		ReadBufferSize:  4 << 10,
 		WriteBufferSize: 4 << 10,
