@@ -255,14 +255,20 @@ func (c *conn) readErr(err error) error {
 	return err
 }
 
-// closeWith sends a close frame with code, then reads and drops what the
-// client still sends (up to a second, 1 MiB) before closing: closed with
-// unread bytes, the socket would reset, and the client might lose the
-// close frame that says why.
+// closeWith ends the connection with code (a refused message), from the
+// reading goroutine.
 func (c *conn) closeWith(code int, text string) {
-	if !c.closing.CompareAndSwap(false, true) {
-		return
+	if c.closing.CompareAndSwap(false, true) {
+		c.finish(code, text)
 	}
+}
+
+// finish sends a close frame with code, then reads and drops what the
+// client still sends (up to a second, 1 MiB) before closing the socket:
+// closed with unread bytes, it would reset, and the client might lose the
+// close frame that says why (browsers and MQTT.js report a reset after a
+// normal DISCONNECT as an error).
+func (c *conn) finish(code int, text string) {
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 	nc := c.ws.UnderlyingConn()
 	_ = nc.SetReadDeadline(time.Now().Add(time.Second))
@@ -277,27 +283,17 @@ func (c *conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Close ends the WebSocket as the protocol asks: a close frame (1000),
-// then the TCP connection once the client answered with its own or
-// after a second (the bytes it still sends are dropped). Closed at once,
-// the socket would reset under the client's close frame, which browsers
-// and MQTT.js report as an error after a normal DISCONNECT.
+// Close ends the WebSocket as the protocol asks (finish, code 1000) on
+// a goroutine of its own, and returns at once: the MQTT server may close
+// under its locks, and a client that does not read would hold the close
+// frame's write for up to a second.
 func (c *conn) Close() error {
-	if !c.closing.CompareAndSwap(false, true) {
-		return nil
+	if c.closing.CompareAndSwap(false, true) {
+		go c.finish(websocket.CloseNormalClosure, "")
 	}
-	err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	if err != nil {
-		return c.ws.Close()
-	}
-	go func() {
-		nc := c.ws.UnderlyingConn()
-		_ = nc.SetReadDeadline(time.Now().Add(time.Second))
-		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
-		_ = c.ws.Close()
-	}()
 	return nil
 }
+
 func (c *conn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
 func (c *conn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
 func (c *conn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
