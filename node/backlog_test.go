@@ -41,6 +41,7 @@ func TestBacklogBounds(t *testing.T) {
 	c := connect(t, n, opts, nil)
 	subscribe(t, c, "/private/alice/#", 1, nil)
 	c.Disconnect(50)
+	waitConnections(t, n, 0)
 
 	d1 := connect(t, n, clientOpts{user: "d1", password: w.d1Key}, nil)
 	for i := range 30 {
@@ -63,6 +64,10 @@ func TestBacklogBounds(t *testing.T) {
 		t.Fatalf("dropped{bound=messages} = %v, want 20", v)
 	}
 	c.Disconnect(50)
+	// Offline before the late messages come: had the node not seen the
+	// DISCONNECT yet, they would go to the closing connection and come
+	// back as resends, which no bound drops.
+	waitConnections(t, n, 1) // d1
 
 	for i := range 3 {
 		publish(t, d1, "/group/g1", 1, fmt.Sprint("late-", i))
@@ -77,6 +82,17 @@ func TestBacklogBounds(t *testing.T) {
 	if v := counter(t, n, "pushring_session_backlog_dropped_total", map[string]string{"bound": "age"}); v != 3 {
 		t.Fatalf("dropped{bound=age} = %v, want 3", v)
 	}
+}
+
+// waitConnections waits until the node counts want MQTT connections.
+func waitConnections(t *testing.T, n *Node, want float64) {
+	t.Helper()
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if got := counter(t, n, "pushring_mqtt_connections", nil); got != want {
+			return fmt.Errorf("%v MQTT connections, want %v", got, want)
+		}
+		return nil
+	})
 }
 
 // waitGap waits for n messages, the last of them a gap notice, and
