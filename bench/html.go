@@ -127,10 +127,10 @@ func sectionTitle(r *Report) string {
 			s += ", max rate"
 		}
 	}
-	if tlsSuffix(x.System) == WSSuffix {
+	switch transportSuffix(x.System) {
+	case WSSuffix:
 		s += ", MQTT over WebSocket"
-	}
-	if tlsSuffix(x.System) == TLSSuffix {
+	case TLSSuffix:
 		s += ", MQTT over TLS"
 		if x.TLS != "" {
 			s += " (" + x.TLS + ")"
@@ -174,7 +174,7 @@ var palette = map[string]string{"pushring": "#1f5fbf", "mosquitto": "#e07b00", "
 var extraColors = []string{"#b8336a", "#7a4fbf", "#8c6d31", "#17a2b8", "#555555"}
 
 func color(system string, i int) string {
-	if c, ok := palette[strings.TrimSuffix(strings.TrimSuffix(system, TLSSuffix), WSSuffix)]; ok {
+	if c, ok := palette[strings.TrimSuffix(system, transportSuffix(system))]; ok {
 		return c
 	}
 	return extraColors[i%len(extraColors)]
@@ -326,7 +326,7 @@ func columns(scenario string, ref *Result) []column {
 
 func writeHTMLTable(b *strings.Builder, rs []Result) {
 	esc := html.EscapeString
-	want := "pushring" + tlsSuffix(rs[0].System) // a run is all TLS or all plain
+	want := "pushring" + transportSuffix(rs[0].System) // a run is all TLS, all WebSocket or all plain
 	if rs[0].Scenario == "cluster" {
 		want = "pushring-cluster"
 	}

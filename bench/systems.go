@@ -501,7 +501,7 @@ func MosquittoPath() (string, error) {
 // listener speaks TLS with t's certificate (certfile, keyfile, cafile;
 // no client certificate required) and the row is "mosquitto+tls".
 func StartMosquitto(bin string, t *TLSMaterial) (*Broker, error) {
-	return startMosquitto(bin, t, false)
+	return startMosquitto(bin, t, false, false)
 }
 
 // StartMosquittoPersist starts mosquitto as StartMosquitto does, with
@@ -510,21 +510,17 @@ func StartMosquitto(bin string, t *TLSMaterial) (*Broker, error) {
 // "mosquitto-persist", the durable configuration a QoS 1 deployment of
 // mosquitto would run.
 func StartMosquittoPersist(bin string, t *TLSMaterial) (*Broker, error) {
-	return startMosquitto(bin, t, true)
+	return startMosquitto(bin, t, true, false)
 }
 
 // StartMosquittoWS is StartMosquitto (persist false) or
 // StartMosquittoPersist with a WebSocket listener instead of MQTT over
 // TCP (protocol websockets); the row is "mosquitto+ws".
 func StartMosquittoWS(bin string, persist bool) (*Broker, error) {
-	return startMosquittoOn(bin, nil, persist, true)
+	return startMosquitto(bin, nil, persist, true)
 }
 
-func startMosquitto(bin string, t *TLSMaterial, persist bool) (*Broker, error) {
-	return startMosquittoOn(bin, t, persist, false)
-}
-
-func startMosquittoOn(bin string, t *TLSMaterial, persist, ws bool) (*Broker, error) {
+func startMosquitto(bin string, t *TLSMaterial, persist, ws bool) (*Broker, error) {
 	dir, err := os.MkdirTemp("", "pushbench-mosquitto-")
 	if err != nil {
 		return nil, err

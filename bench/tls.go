@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -165,29 +164,4 @@ func tlsOf(sys System) *clientTLS {
 		return s.clientTLS()
 	}
 	return nil
-}
-
-// WSSuffix ends the name of a system whose clients speak MQTT over
-// WebSocket (--ws).
-const WSSuffix = "+ws"
-
-// wsOf returns the WebSocket path sys's clients dial ("": MQTT over TCP).
-func wsOf(sys System) string {
-	if s, ok := sys.(interface{ webSocket() string }); ok {
-		return s.webSocket()
-	}
-	return ""
-}
-
-// tlsSuffix is TLSSuffix if system names a TLS row, WSSuffix if a
-// WebSocket row, else "": the pushring row a row is compared with is
-// "pushring"+tlsSuffix(row).
-func tlsSuffix(system string) string {
-	if strings.HasSuffix(system, TLSSuffix) {
-		return TLSSuffix
-	}
-	if strings.HasSuffix(system, WSSuffix) {
-		return WSSuffix
-	}
-	return ""
 }

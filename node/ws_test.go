@@ -2,12 +2,13 @@ package node
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,7 +22,13 @@ import (
 // connectWS is connect over MQTT over WebSocket (ws://<http>/mqtt).
 func connectWS(t testing.TB, n *Node, o clientOpts, sink *received) mqtt.Client {
 	t.Helper()
-	opts := mqtt.NewClientOptions().AddBroker("ws://" + n.HTTPAddr() + "/mqtt")
+	return dialWS(t, "ws://"+n.HTTPAddr()+"/mqtt", nil, o, sink)
+}
+
+// dialWS connects paho to url (ws:// or wss:// with tc) as o.
+func dialWS(t testing.TB, url string, tc *tls.Config, o clientOpts, sink *received) mqtt.Client {
+	t.Helper()
+	opts := mqtt.NewClientOptions().AddBroker(url).SetTLSConfig(tc)
 	opts.SetClientID(o.user + "-ws").SetUsername(o.user).SetPassword(o.password)
 	opts.SetCleanSession(!o.persistent).SetAutoReconnect(false).SetConnectRetry(false)
 	opts.SetProtocolVersion(4).SetConnectTimeout(5 * time.Second)
@@ -30,10 +37,22 @@ func connectWS(t testing.TB, n *Node, o clientOpts, sink *received) mqtt.Client 
 	}
 	c := mqtt.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect %s over websocket: %v", o.user, tok.Error())
+		t.Fatalf("connect %s to %s: %v", o.user, url, tok.Error())
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	return c
+}
+
+// waitReceived waits until r holds exactly want ("topic payload", in
+// order).
+func waitReceived(t testing.TB, r *received, want ...string) {
+	t.Helper()
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := r.list(); !slices.Equal(got, want) {
+			return fmt.Errorf("got %q, want %q", got, want)
+		}
+		return nil
+	})
 }
 
 // TestMQTTOverWebSocket: paho over ws:// at /mqtt on the HTTP listener,
@@ -60,22 +79,13 @@ func TestMQTTOverWebSocket(t *testing.T) {
 	for i := range 20 {
 		publish(t, d1, "/group/g1", 1, fmt.Sprintf("m%02d", i))
 	}
-	want := func(r *received, who string) func() error {
-		return func() error {
-			got := r.list()
-			if len(got) != 20 {
-				return fmt.Errorf("%s got %d of 20", who, len(got))
-			}
-			for i, g := range got {
-				if w := fmt.Sprintf("/private/%s/group/g1 m%02d", who, i); g != w {
-					return fmt.Errorf("%s message %d: %q, want %q", who, i, g, w)
-				}
-			}
-			return nil
-		}
+	var wantA, wantB []string
+	for i := range 20 {
+		wantA = append(wantA, fmt.Sprintf("/private/alice/group/g1 m%02d", i))
+		wantB = append(wantB, fmt.Sprintf("/private/bob/group/g1 m%02d", i))
 	}
-	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, want(alice, "alice"))
-	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, want(bob, "bob"))
+	waitReceived(t, alice, wantA...)
+	waitReceived(t, bob, wantB...)
 	if got := counter(t, n, "pushring_ws_connections_total", nil); got != 2 {
 		t.Fatalf("pushring_ws_connections_total %v, want 2", got)
 	}
@@ -174,12 +184,7 @@ func TestWebSocketRefusals(t *testing.T) {
 
 	// Alice, on her own WebSocket, was spared.
 	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "still here"}, nil)
-	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if got := strings.Join(alice.list(), ","); got != "/private/alice still here" {
-			return fmt.Errorf("alice got %q", got)
-		}
-		return nil
-	})
+	waitReceived(t, alice, "/private/alice still here")
 }
 
 // TestMQTTOverSecureWebSocket: /mqtt is served on the HTTPS listener too
@@ -190,22 +195,11 @@ func TestMQTTOverSecureWebSocket(t *testing.T) {
 	defer n.Close()
 	w := setupWorld(t, n)
 	alice := &received{}
-	opts := mqtt.NewClientOptions().AddBroker("wss://" + n.HTTPSAddr() + "/mqtt").SetTLSConfig(f.clientConfig(t, ""))
-	opts.SetClientID("alice-wss").SetUsername("alice").SetPassword(w.api.login("alice", passwordOf("alice")).Token)
-	opts.SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetDefaultPublishHandler(alice.handler)
-	c := mqtt.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect over wss: %v", tok.Error())
-	}
-	defer c.Disconnect(100)
+	c := dialWS(t, "wss://"+n.HTTPSAddr()+"/mqtt", f.clientConfig(t, ""),
+		clientOpts{user: "alice", password: w.api.login("alice", passwordOf("alice")).Token}, alice)
 	subscribe(t, c, "/private/alice/#", 1, alice)
 	w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "over tls"}, nil)
-	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if got := strings.Join(alice.list(), ","); got != "/private/alice over tls" {
-			return fmt.Errorf("alice got %q", got)
-		}
-		return nil
-	})
+	waitReceived(t, alice, "/private/alice over tls")
 }
 
 // TestWebSocketOutlivesHTTPDeadlines: the HTTP server's request deadlines
@@ -227,10 +221,5 @@ func TestWebSocketOutlivesHTTPDeadlines(t *testing.T) {
 	subscribe(t, d1, "/private/d1/#", 1, got)
 	time.Sleep(1500 * time.Millisecond) // three times the deadlines
 	api.must(202, "POST", "/v1/users/d1/messages", admin, map[string]any{"payload": "later"}, nil)
-	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if l := strings.Join(got.list(), ","); l != "/private/d1 later" {
-			return fmt.Errorf("d1 got %q", l)
-		}
-		return nil
-	})
+	waitReceived(t, got, "/private/d1 later")
 }

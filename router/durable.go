@@ -556,7 +556,8 @@ func (s *session) rewind(pos uint64) {
 
 // tickPosition computes the position and returns the lowest of the last
 // posHistory ticks, if it advanced past what was written and is due
-// (save: true): a saved position is never above what a ring change's
+// (save: true, recorded as written: the caller hands it to the store): a
+// saved position is never above what a ring change's
 // replay would start from, so a session that moves to another node
 // meanwhile replays as much from there. s.mu held.
 func (s *session) tickPosition() (pos uint64, save bool) {
@@ -571,6 +572,7 @@ func (s *session) tickPosition() (pos uint64, save bool) {
 	if s.pos <= s.written || !s.writeDue() {
 		return 0, false
 	}
+	s.wrote(s.pos)
 	return s.pos, true
 }
 
@@ -649,9 +651,6 @@ func (s *Server) positionLoop() {
 			}
 			sess.idleAdvance(seen)
 			pos, save := sess.tickPosition()
-			if save {
-				sess.wrote(pos)
-			}
 			newest = max(newest, sess.maxSeq)
 			if sess.conn != nil {
 				lowest = min(lowest, sess.pos)
