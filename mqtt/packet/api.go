@@ -1,4 +1,4 @@
-// Package packet is pushring's MQTT codec: 3.1.1 now, laid out for 5.0.
+// Package packet is pushring's MQTT codec: 3.1, 3.1.1 and 5.0.
 // Standard library only. Decoders are strict (every bound checked, every
 // flag validated, trailing bytes refused) and do not allocate for PUBLISH:
 // Topic and Payload alias the input buffer. Encoders append to a caller's
@@ -30,9 +30,8 @@
 //
 // Every decoder takes the connection's protocol level (from its CONNECT).
 // Levels 3 (MQTT 3.1, "MQIsdp") and 4 (3.1.1) share one wire format. Level 5
-// is laid out but not implemented yet: DecodeConnect refuses it with
-// ErrV5NotSupported (Code 0x84, answer CONNACK 0x01) and so do the other
-// decoders.
+// (MQTT 5.0) adds properties (props.go) and reason codes: the decoders read
+// and check them, and the *V5 encoders write them.
 //
 // # Errors
 //
@@ -42,8 +41,9 @@
 // inside one): use errors.As(err, new(*Error)) to tell a protocol fault.
 // On a 3.1.1 connection every *Error means "close the connection without a
 // reply", with one exception: DecodeConnect's Code 0x84
-// (ErrUnsupportedLevel, ErrV5NotSupported) is answered with CONNACK 0x01
-// (ConnBadProtocol) before closing.
+// (ErrUnsupportedLevel) is answered with CONNACK 0x01 (ConnBadProtocol)
+// before closing. On a 5.0 connection the server sends DISCONNECT (or,
+// for CONNECT, CONNACK) with Code before closing [MQTT-4.13.1-1].
 //
 // # Left to the server
 //
@@ -120,14 +120,49 @@ type Error struct {
 
 func (e *Error) Error() string { return "mqtt: " + e.Msg }
 
-// Reason codes carried by Error.
+// MQTT 5.0 reason codes (section 2.4). Error carries those of decode
+// faults; the server sends the others in CONNACK, the acks and DISCONNECT.
 const (
-	CodeMalformed          byte = 0x81
-	CodeProtocolError      byte = 0x82
-	CodeUnsupportedVersion byte = 0x84
-	CodeTopicFilterInvalid byte = 0x8F
-	CodeTopicNameInvalid   byte = 0x90
-	CodePacketTooLarge     byte = 0x95
+	CodeSuccess                 byte = 0x00 // also Normal disconnection, Granted QoS 0
+	CodeGrantedQoS1             byte = 0x01
+	CodeGrantedQoS2             byte = 0x02
+	CodeDisconnectWithWill      byte = 0x04
+	CodeNoMatchingSubscribers   byte = 0x10
+	CodeNoSubscriptionExisted   byte = 0x11
+	CodeUnspecified             byte = 0x80
+	CodeMalformed               byte = 0x81
+	CodeProtocolError           byte = 0x82
+	CodeImplementationSpecific  byte = 0x83
+	CodeUnsupportedVersion      byte = 0x84
+	CodeClientIDNotValid        byte = 0x85
+	CodeBadCredentials          byte = 0x86
+	CodeNotAuthorized           byte = 0x87
+	CodeServerUnavailable       byte = 0x88
+	CodeServerBusy              byte = 0x89
+	CodeServerShuttingDown      byte = 0x8B
+	CodeBadAuthMethod           byte = 0x8C
+	CodeKeepAliveTimeout        byte = 0x8D
+	CodeSessionTakenOver        byte = 0x8E
+	CodeTopicFilterInvalid      byte = 0x8F
+	CodeTopicNameInvalid        byte = 0x90
+	CodePacketIDInUse           byte = 0x91
+	CodePacketIDNotFound        byte = 0x92
+	CodeReceiveMaximumExceeded  byte = 0x93
+	CodeTopicAliasInvalid       byte = 0x94
+	CodePacketTooLarge          byte = 0x95
+	CodeMessageRateTooHigh      byte = 0x96
+	CodeQuotaExceeded           byte = 0x97
+	CodeAdministrativeAction    byte = 0x98
+	CodePayloadFormatInvalid    byte = 0x99
+	CodeRetainNotSupported      byte = 0x9A
+	CodeQoSNotSupported         byte = 0x9B
+	CodeUseAnotherServer        byte = 0x9C
+	CodeServerMoved             byte = 0x9D
+	CodeSharedSubNotSupported   byte = 0x9E
+	CodeConnectionRateExceeded  byte = 0x9F
+	CodeMaximumConnectTime      byte = 0xA0
+	CodeSubIDsNotSupported      byte = 0xA1
+	CodeWildcardSubNotSupported byte = 0xA2
 )
 
 // Error sentinels. Decoders return exactly these values (never wrapped), so
@@ -150,7 +185,6 @@ var (
 	// CONNECT.
 	ErrProtocolName     = &Error{CodeMalformed, "unknown protocol name"}               // neither "MQTT" nor "MQIsdp": close, no CONNACK
 	ErrUnsupportedLevel = &Error{CodeUnsupportedVersion, "unsupported protocol level"} // a level the name does not go with: CONNACK 0x01
-	ErrV5NotSupported   = &Error{CodeUnsupportedVersion, "MQTT 5.0 not yet supported"} // level 5: CONNACK 0x01
 	ErrConnectFlags     = &Error{CodeMalformed, "invalid CONNECT flags"}               // reserved flag, will QoS 3, will or password flags that do not go together
 
 	// Topics.
@@ -159,11 +193,27 @@ var (
 
 	// SUBSCRIBE / UNSUBSCRIBE.
 	ErrNoFilters  = &Error{CodeProtocolError, "no topic filters"}              // [MQTT-3.8.3-3], [MQTT-3.10.3-2]
-	ErrSubOptions = &Error{CodeMalformed, "reserved subscription option bits"} // [MQTT-3.8.3-4]
+	ErrSubOptions = &Error{CodeMalformed, "reserved subscription option bits"} // [MQTT-3.8.3-4], 5.0 [MQTT-3.8.3-5]
+
+	// MQTT 5.0.
+	ErrVarint          = &Error{CodeMalformed, "malformed variable byte integer"}             // 5th byte, or a padded encoding
+	ErrPropertyID      = &Error{CodeMalformed, "property not valid for this packet"}          // unknown identifier, or another packet's
+	ErrPropertyDup     = &Error{CodeProtocolError, "property given more than once"}           // any but User Property
+	ErrPropertyValue   = &Error{CodeProtocolError, "property value out of range"}             // a 0/1 byte that is neither, Receive Maximum, Maximum Packet Size or Subscription Identifier 0
+	ErrTopicAlias      = &Error{CodeTopicAliasInvalid, "topic alias 0 or above the maximum"}  // the maximum is the server's check
+	ErrNoTopic         = &Error{CodeProtocolError, "empty topic without a topic alias"}       // [MQTT-3.3.2-1] with 3.3.2.3.4
+	ErrResponseTopic   = &Error{CodeTopicNameInvalid, "invalid response topic"}               // [MQTT-3.3.2-14]
+	ErrPayloadFormat   = &Error{CodePayloadFormatInvalid, "payload is not UTF-8"}             // Payload Format Indicator 1 [MQTT-3.3.2-4]
+	ErrRetainHandling  = &Error{CodeProtocolError, "retain handling 3"}                       // [MQTT-3.8.3-5]
+	ErrSharedNoLocal   = &Error{CodeProtocolError, "no local on a shared subscription"}       // [MQTT-3.8.3-4]
+	ErrReasonCode      = &Error{CodeProtocolError, "reason code not valid for this packet"}   // acks, DISCONNECT
 )
 
 // Connect is a decoded CONNECT. It holds no reference to the decoded body:
 // strings and byte slices are copies, so it may be kept.
+//
+// In 5.0 CleanSession is the Clean Start flag, and Props and WillProps
+// hold the CONNECT's and the Will's properties.
 type Connect struct {
 	ProtocolName  string
 	ProtocolLevel byte
@@ -179,33 +229,57 @@ type Connect struct {
 	Username      string
 	PasswordFlag  bool
 	Password      []byte
+	Props         Properties
+	WillProps     Properties
 }
 
-// Publish is a decoded PUBLISH. Topic and Payload alias the body buffer
-// given to DecodePublish: copy them before the buffer is reused.
+// Publish is a decoded PUBLISH. Topic, Payload and Props alias the body
+// buffer given to DecodePublish: copy them before the buffer is reused.
+//
+// In 5.0 Props is the property block (without its length; empty, not
+// nil, when there is none), checked but kept as bytes so that a PUBLISH
+// decodes without allocating; TopicAlias and the Message Expiry Interval
+// are read out of it. Topic is empty when a Topic Alias stands for it.
 type Publish struct {
-	Dup      bool
-	QoS      byte
-	Retain   bool
-	Topic    []byte
-	PacketID uint16
-	Payload  []byte
+	Dup       bool
+	QoS       byte
+	Retain    bool
+	HasExpiry bool // a Message Expiry Interval was given (5.0)
+	Topic     []byte
+	PacketID  uint16
+	// TopicAlias is 0 when none was given (0 itself is refused).
+	TopicAlias uint16
+	Expiry     uint32 // Message Expiry Interval, seconds
+	Props      []byte
+	Payload    []byte
 }
 
-// Subscription is one filter of a SUBSCRIBE.
+// Subscription is one filter of a SUBSCRIBE. The options after QoS are
+// 5.0's (always zero in 3.1.1).
 type Subscription struct {
-	Filter string
-	QoS    byte
+	Filter            string
+	QoS               byte
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte // 0 send retained on subscribe, 1 only if new, 2 never
 }
 
-// Subscribe is a decoded SUBSCRIBE.
+// Subscribe is a decoded SUBSCRIBE. Props is 5.0's.
 type Subscribe struct {
 	PacketID uint16
 	Filters  []Subscription
+	Props    Properties
 }
 
-// Unsubscribe is a decoded UNSUBSCRIBE.
+// Unsubscribe is a decoded UNSUBSCRIBE. Props is 5.0's.
 type Unsubscribe struct {
 	PacketID uint16
 	Filters  []string
+	Props    Properties
+}
+
+// Disconnect is a decoded DISCONNECT: in 3.1.1 always the zero value.
+type Disconnect struct {
+	Code  byte
+	Props Properties
 }

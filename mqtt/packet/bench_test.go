@@ -64,7 +64,7 @@ func BenchmarkDecodePublish(b *testing.B) {
 
 func BenchmarkEncodePublish(b *testing.B) {
 	buf := make([]byte, 0, 256)
-	b.SetBytes(int64(packet.PublishLen(1, len(benchPayload), benchTopic)))
+	b.SetBytes(int64(packet.PublishLen(1, nil, len(benchPayload), benchTopic)))
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = packet.AppendPublish(buf[:0], 1, false, false, 7, benchPayload, "/private/", benchID, "/group/", benchGID)

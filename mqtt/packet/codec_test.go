@@ -12,18 +12,29 @@ import (
 
 // decodeAny decodes one packet the way the server dispatches it (clients
 // may send only ValidClientPacketType types), or with the client-side
-// decoders when server is set.
+// decoders when server is set. Level 5 acks, CONNACKs and UNSUBACKs
+// decode to their 5.0 forms.
 func decodeAny(header byte, body []byte, level byte, server bool) (any, error) {
 	typ := header >> 4
 	if server {
 		switch typ {
 		case CONNACK:
+			if level == V5 {
+				var v TConnack5
+				sp, code, err := DecodeConnackProps(header, body, level, &v.Props)
+				v.SessionPresent, v.Code = sp, code
+				return v, err
+			}
 			sp, code, err := DecodeConnack(header, body, level)
 			return TConnack{sp, code}, err
 		case SUBACK:
 			id, codes, err := DecodeSuback(header, body, level)
 			return TSuback{id, codes}, err
 		case UNSUBACK:
+			if level == V5 {
+				id, codes, err := DecodeUnsubackCodes(header, body, level)
+				return TUnsuback5{id, codes}, err
+			}
 			id, err := DecodeUnsuback(header, body, level)
 			return TUnsuback{id}, err
 		case PINGRESP:
@@ -31,11 +42,15 @@ func decodeAny(header byte, body []byte, level byte, server bool) (any, error) {
 				return nil, ErrFlags
 			}
 			return TEmpty{PINGRESP}, nil
+		case DISCONNECT:
+			if level != V5 {
+				return nil, ErrPacketType
+			}
 		case PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP:
 		default:
 			return nil, ErrPacketType
 		}
-	} else if !ValidClientPacketType(typ, level) {
+	} else if !ValidClientPacketType(typ, level) || typ == AUTH {
 		return nil, ErrPacketType
 	}
 	switch typ {
@@ -52,27 +67,51 @@ func decodeAny(header byte, body []byte, level byte, server bool) (any, error) {
 		u := new(Unsubscribe)
 		return u, DecodeUnsubscribe(header, body, level, u)
 	case PUBACK, PUBREC, PUBREL, PUBCOMP:
+		if level == V5 {
+			id, code, err := DecodeAckCode(header, body, level)
+			return TAck5{typ, id, code}, err
+		}
 		id, err := DecodeAck(header, body, level)
 		return TAck{typ, id}, err
-	case PINGREQ, DISCONNECT:
+	case DISCONNECT:
+		if level == V5 {
+			d := new(Disconnect)
+			return d, DecodeDisconnect(header, body, level, d)
+		}
+		return TEmpty{typ}, DecodeEmpty(header, body, level)
+	case PINGREQ:
 		return TEmpty{typ}, DecodeEmpty(header, body, level)
 	}
 	return nil, ErrPacketType
 }
 
-// encodeAny encodes a decoded value with the package's encoders.
-func encodeAny(dst []byte, v any) []byte {
+// encodeAny encodes a decoded value with the package's encoders, those of
+// level (5.0 or earlier) where they differ.
+func encodeAny(dst []byte, v any, level byte) []byte {
 	switch v := v.(type) {
 	case *Connect:
 		return AppendConnect(dst, v)
 	case *Publish:
+		if level == V5 {
+			return AppendPublishV5(dst, v.QoS, v.Dup, v.Retain, v.PacketID, &PublishProps{Raw: v.Props}, v.Payload, string(v.Topic))
+		}
 		return AppendPublish(dst, v.QoS, v.Dup, v.Retain, v.PacketID, v.Payload, string(v.Topic))
 	case *Subscribe:
+		if level == V5 {
+			return AppendSubscribeV5(dst, v)
+		}
 		return AppendSubscribe(dst, v)
 	case *Unsubscribe:
+		if level == V5 {
+			return AppendUnsubscribeV5(dst, v)
+		}
 		return AppendUnsubscribe(dst, v)
+	case *Disconnect:
+		return AppendDisconnectV5(dst, v.Code, &v.Props)
 	case TAck:
 		return AppendAck(dst, v.Type, v.ID)
+	case TAck5:
+		return AppendAckV5(dst, v.Type, v.ID, v.Code, "")
 	case TEmpty:
 		switch v.Type {
 		case PINGREQ:
@@ -84,10 +123,17 @@ func encodeAny(dst []byte, v any) []byte {
 		}
 	case TConnack:
 		return AppendConnack(dst, v.SessionPresent, v.Code)
+	case TConnack5:
+		return AppendConnackV5(dst, v.SessionPresent, v.Code, &v.Props)
 	case TSuback:
+		if level == V5 {
+			return AppendSubackV5(dst, v.ID, v.Codes, "")
+		}
 		return AppendSuback(dst, v.ID, v.Codes)
 	case TUnsuback:
 		return AppendUnsuback(dst, v.ID)
+	case TUnsuback5:
+		return AppendUnsubackV5(dst, v.ID, v.Codes, "")
 	}
 	panic("encodeAny: no encoder for " + reflect.TypeOf(v).String())
 }
@@ -128,8 +174,11 @@ func TestTableErrorCodes(t *testing.T) {
 	want := map[*Error]byte{
 		ErrRemainingLength: 0x81, ErrTooLarge: 0x95, ErrPacketType: 0x82, ErrFlags: 0x81,
 		ErrShort: 0x81, ErrTrailing: 0x81, ErrPacketIDZero: 0x82, ErrQoS: 0x81, ErrUTF8: 0x81,
-		ErrProtocolName: 0x81, ErrUnsupportedLevel: 0x84, ErrV5NotSupported: 0x84,
+		ErrProtocolName: 0x81, ErrUnsupportedLevel: 0x84,
 		ErrConnectFlags: 0x81, ErrTopicName: 0x90, ErrFilter: 0x81, ErrNoFilters: 0x82, ErrSubOptions: 0x81,
+		ErrVarint: 0x81, ErrPropertyID: 0x81, ErrPropertyDup: 0x82, ErrPropertyValue: 0x82, ErrTopicAlias: 0x94,
+		ErrNoTopic: 0x82, ErrResponseTopic: 0x90, ErrPayloadFormat: 0x99, ErrRetainHandling: 0x82,
+		ErrSharedNoLocal: 0x82, ErrReasonCode: 0x82,
 	}
 	for e, code := range want {
 		if e.Code != code {
@@ -156,12 +205,12 @@ func TestTableEncode(t *testing.T) {
 		}
 		t.Run(tp.Name, func(t *testing.T) {
 			want := tp.Bytes()
-			if got := encodeAny(nil, tp.Want); !bytes.Equal(got, want) {
+			if got := encodeAny(nil, tp.Want, tp.ProtocolLevel()); !bytes.Equal(got, want) {
 				t.Fatalf("encoded\n% X\nwant\n% X", got, want)
 			}
 			// Appending keeps what dst held.
 			prefix := []byte{0xAA, 0xBB}
-			if got := encodeAny(prefix, tp.Want); !bytes.Equal(got[:2], prefix) || !bytes.Equal(got[2:], want) {
+			if got := encodeAny(prefix, tp.Want, tp.ProtocolLevel()); !bytes.Equal(got[:2], prefix) || !bytes.Equal(got[2:], want) {
 				t.Fatalf("append to prefix\n% X", got)
 			}
 		})
@@ -174,7 +223,7 @@ func TestTableRoundTrip(t *testing.T) {
 			continue
 		}
 		t.Run(tp.Name, func(t *testing.T) {
-			enc := encodeAny(nil, tp.Want)
+			enc := encodeAny(nil, tp.Want, tp.ProtocolLevel())
 			header, body, err := readOne(enc, TMaxSize)
 			if err != nil {
 				t.Fatal(err)
@@ -272,7 +321,7 @@ func TestPublishRoundTripRandom(t *testing.T) {
 		}
 		dup, retain := qos > 0 && rng.IntN(2) == 0, rng.IntN(2) == 0
 		buf = AppendPublish(buf[:0], qos, dup, retain, id, payload, parts...)
-		if n := PublishLen(qos, len(payload), parts...); n != len(buf) {
+		if n := PublishLen(qos, nil, len(payload), parts...); n != len(buf) {
 			t.Fatalf("PublishLen %d, encoded %d", n, len(buf))
 		}
 		header, body, err := readOne(buf, MaxRemainingLength)
@@ -301,10 +350,10 @@ func TestAppendPublishLimits(t *testing.T) {
 	if got := AppendPublish(dst, 0, false, false, 0, nil, long); len(got) != 3+1+3+2+MaxStringLen {
 		t.Errorf("65535-byte topic: %d bytes", len(got))
 	}
-	if PublishLen(0, MaxRemainingLength, "t") != -1 || PublishLen(3, 0, "t") != -1 {
+	if PublishLen(0, nil, MaxRemainingLength, "t") != -1 || PublishLen(3, nil, 0, "t") != -1 {
 		t.Error("PublishLen accepted an unencodable packet")
 	}
-	if n := PublishLen(0, MaxRemainingLength-2-1, "t"); n != 1+4+MaxRemainingLength {
+	if n := PublishLen(0, nil, MaxRemainingLength-2-1, "t"); n != 1+4+MaxRemainingLength {
 		t.Errorf("PublishLen at the limit: %d", n)
 	}
 	// DUP is never set at QoS 0.
@@ -354,22 +403,31 @@ func TestSetPacketID(t *testing.T) {
 
 func TestDecodeConnectLevelReported(t *testing.T) {
 	var c Connect
-	pkt := AppendConnect(nil, &Connect{ProtocolLevel: V5, ClientID: "x", WillTopic: "w", Username: "u"})
+	pkt := AppendConnect(nil, &Connect{ProtocolLevel: 6, ClientID: "x", WillTopic: "w", Username: "u"})
 	header, body, _ := readOne(pkt, TMaxSize)
-	if err := DecodeConnect(header, body, &c); err != ErrV5NotSupported || c.ProtocolLevel != V5 || c.ProtocolName != "MQTT" {
-		t.Fatalf("level 5: %v, %+v", err, c)
+	if err := DecodeConnect(header, body, &c); err != ErrUnsupportedLevel || c.ProtocolLevel != 6 || c.ProtocolName != "MQTT" {
+		t.Fatalf("level 6: %v, %+v", err, c)
+	}
+	// A malformed level 5 CONNECT still says its level, so the server
+	// answers with a 5.0 CONNACK.
+	pkt = AppendConnect(nil, &Connect{ProtocolLevel: V5, ClientID: "x"})
+	pkt = append(pkt, 0)
+	pkt[1]++
+	header, body, _ = readOne(pkt, TMaxSize)
+	if err := DecodeConnect(header, body, &c); err != ErrTrailing || c.ProtocolLevel != V5 {
+		t.Fatalf("level 5 with a trailing byte: %v, %+v", err, c)
 	}
 }
 
 func TestDecodeReusesSlices(t *testing.T) {
 	var s Subscribe
-	pkt := AppendSubscribe(nil, &Subscribe{PacketID: 1, Filters: []Subscription{{"a", 0}, {"b", 1}, {"c", 2}}})
+	pkt := AppendSubscribe(nil, &Subscribe{PacketID: 1, Filters: []Subscription{{Filter: "a"}, {Filter: "b", QoS: 1}, {Filter: "c", QoS: 2}}})
 	header, body, _ := readOne(pkt, TMaxSize)
 	if err := DecodeSubscribe(header, body, V311, &s); err != nil || len(s.Filters) != 3 {
 		t.Fatal(err)
 	}
 	p := &s.Filters[0]
-	pkt = AppendSubscribe(nil, &Subscribe{PacketID: 2, Filters: []Subscription{{"d", 1}}})
+	pkt = AppendSubscribe(nil, &Subscribe{PacketID: 2, Filters: []Subscription{{Filter: "d", QoS: 1}}})
 	header, body, _ = readOne(pkt, TMaxSize)
 	if err := DecodeSubscribe(header, body, V311, &s); err != nil || len(s.Filters) != 1 || &s.Filters[0] != p {
 		t.Fatalf("filters not reused: %v %+v", err, s)
@@ -510,9 +568,6 @@ func TestDecodersCheckTypeAndLevel(t *testing.T) {
 			continue // the level is in the body
 		}
 		h := d.typ<<4 | d.flags
-		if err := d.decode(h, V5); err != ErrV5NotSupported {
-			t.Errorf("%s level 5: %v", name, err)
-		}
 		if err := d.decode(h, 0); err != ErrUnsupportedLevel {
 			t.Errorf("%s level 0: %v", name, err)
 		}

@@ -46,33 +46,157 @@ func AppendUnsuback(dst []byte, packetID uint16) []byte {
 // AppendAck appends a PUBACK, PUBREC, PUBREL or PUBCOMP (typ), with the
 // flags its type requires (PUBREL 0b0010). Another typ appends nothing.
 func AppendAck(dst []byte, typ byte, packetID uint16) []byte {
-	var h byte
-	switch typ {
-	case PUBACK, PUBREC, PUBCOMP:
-		h = typ << 4
-	case PUBREL:
-		h = typ<<4 | 0x02
-	default:
+	h, ok := ackHeader(typ)
+	if !ok {
 		return dst
 	}
 	return append(dst, h, 2, byte(packetID>>8), byte(packetID))
 }
 
+// ackHeader is the first byte of an ack of type typ.
+func ackHeader(typ byte) (byte, bool) {
+	switch typ {
+	case PUBACK, PUBREC, PUBCOMP:
+		return typ << 4, true
+	case PUBREL:
+		return typ<<4 | 0x02, true
+	}
+	return 0, false
+}
+
 // AppendPingresp appends a PINGRESP.
 func AppendPingresp(dst []byte) []byte { return append(dst, PINGRESP<<4, 0) }
 
-// AppendPublish appends a PUBLISH whose topic is the concatenation of
-// topicParts (so "/private/"+id+"/group/"+gid needs no allocation: the
-// variadic slice does not escape and lives on the caller's stack).
-// packetID is written only when qos > 0 (0 is written as given, to be
-// patched with SetPacketID); dup is ignored at QoS 0 [MQTT-3.3.1-2].
-// The topic is not validated. PublishLen gives the encoded size.
-func AppendPublish(dst []byte, qos byte, dup, retain bool, packetID uint16, payload []byte, topicParts ...string) []byte {
+// AppendConnackV5 appends a 5.0 CONNACK: session present, reason code and
+// properties (nil: none).
+func AppendConnackV5(dst []byte, sessionPresent bool, code byte, props *Properties) []byte {
+	pl := propsLen(props)
+	rl := 2 + varintLen(pl) + pl
+	if rl > MaxRemainingLength {
+		return dst
+	}
+	var sp byte
+	if sessionPresent {
+		sp = 1
+	}
+	dst = slices.Grow(dst, 1+varintLen(rl)+rl)
+	dst = append(dst, CONNACK<<4)
+	dst = appendVarint(dst, rl)
+	dst = append(dst, sp, code)
+	return appendProps(dst, props, pl)
+}
+
+// AppendAckV5 appends a 5.0 PUBACK, PUBREC, PUBREL or PUBCOMP with a
+// reason code and, if not empty, a Reason String, in the shortest form
+// that says it (success without a reason is the 3.1.1 form).
+func AppendAckV5(dst []byte, typ byte, packetID uint16, code byte, reason string) []byte {
+	h, ok := ackHeader(typ)
+	switch {
+	case !ok || len(reason) > MaxStringLen:
+		return dst
+	case reason == "" && code == CodeSuccess:
+		return append(dst, h, 2, byte(packetID>>8), byte(packetID))
+	case reason == "":
+		return append(dst, h, 3, byte(packetID>>8), byte(packetID), code)
+	}
+	props := Properties{ReasonString: reason}
+	props.Set(PropReasonString)
+	pl := propsLen(&props)
+	rl := 3 + varintLen(pl) + pl
+	dst = slices.Grow(dst, 1+varintLen(rl)+rl)
+	dst = append(dst, h)
+	dst = appendVarint(dst, rl)
+	dst = append(dst, byte(packetID>>8), byte(packetID), code)
+	return appendProps(dst, &props, pl)
+}
+
+// AppendSubackV5 appends a 5.0 SUBACK: one reason code per filter and,
+// if not empty, a Reason String.
+func AppendSubackV5(dst []byte, packetID uint16, codes []byte, reason string) []byte {
+	return appendAckListV5(dst, SUBACK<<4, packetID, codes, reason)
+}
+
+// AppendUnsubackV5 appends a 5.0 UNSUBACK: one reason code per filter
+// and, if not empty, a Reason String.
+func AppendUnsubackV5(dst []byte, packetID uint16, codes []byte, reason string) []byte {
+	return appendAckListV5(dst, UNSUBACK<<4, packetID, codes, reason)
+}
+
+func appendAckListV5(dst []byte, header byte, packetID uint16, codes []byte, reason string) []byte {
+	var props Properties
+	if reason != "" {
+		props.ReasonString = reason
+		props.Set(PropReasonString)
+	}
+	pl := propsLen(&props)
+	rl := 2 + varintLen(pl) + pl + len(codes)
+	if rl > MaxRemainingLength || len(reason) > MaxStringLen {
+		return dst
+	}
+	dst = slices.Grow(dst, 1+varintLen(rl)+rl)
+	dst = append(dst, header)
+	dst = appendVarint(dst, rl)
+	dst = append(dst, byte(packetID>>8), byte(packetID))
+	dst = appendProps(dst, &props, pl)
+	return append(dst, codes...)
+}
+
+// AppendDisconnectV5 appends a 5.0 DISCONNECT with a reason code and
+// properties (nil: none), in the shortest form that says it.
+func AppendDisconnectV5(dst []byte, code byte, props *Properties) []byte {
+	pl := propsLen(props)
+	switch {
+	case pl == 0 && code == CodeSuccess:
+		return append(dst, DISCONNECT<<4, 0)
+	case pl == 0:
+		return append(dst, DISCONNECT<<4, 1, code)
+	}
+	rl := 1 + varintLen(pl) + pl
+	if rl > MaxRemainingLength {
+		return dst
+	}
+	dst = slices.Grow(dst, 1+varintLen(rl)+rl)
+	dst = append(dst, DISCONNECT<<4)
+	dst = appendVarint(dst, rl)
+	dst = append(dst, code)
+	return appendProps(dst, props, pl)
+}
+
+// PublishProps are the properties of a 5.0 PUBLISH being encoded: the
+// Message Expiry Interval (when HasExpiry), a Topic Alias (when not 0),
+// then Raw, a block of other properties (from ForwardProps, or a decoded
+// Publish.Props as it came).
+type PublishProps struct {
+	Expiry     uint32
+	HasExpiry  bool
+	TopicAlias uint16
+	Raw        []byte
+}
+
+func (pp *PublishProps) len() int {
+	if pp == nil {
+		return -1
+	}
+	n := len(pp.Raw)
+	if pp.HasExpiry {
+		n += 5
+	}
+	if pp.TopicAlias != 0 {
+		n += 3
+	}
+	return n
+}
+
+// AppendPublishV5 is AppendPublish for a 5.0 connection, with the
+// properties pp. A nil pp appends a 3.1.1 PUBLISH: AppendPublish is
+// AppendPublishV5 with pp nil.
+func AppendPublishV5(dst []byte, qos byte, dup, retain bool, packetID uint16, pp *PublishProps, payload []byte, topicParts ...string) []byte {
 	tlen := 0
 	for _, p := range topicParts {
 		tlen += len(p)
 	}
-	rl := publishRemaining(qos, tlen, len(payload))
+	pl := pp.len()
+	rl := publishRemaining(qos, tlen, len(payload), pl)
 	if rl < 0 {
 		return dst
 	}
@@ -93,31 +217,58 @@ func AppendPublish(dst []byte, qos byte, dup, retain bool, packetID uint16, payl
 	if qos > 0 {
 		dst = append(dst, byte(packetID>>8), byte(packetID))
 	}
+	if pl >= 0 {
+		dst = appendVarint(dst, pl)
+		if pp.HasExpiry {
+			e := pp.Expiry
+			dst = append(dst, PropMessageExpiry, byte(e>>24), byte(e>>16), byte(e>>8), byte(e))
+		}
+		if pp.TopicAlias != 0 {
+			dst = append(dst, PropTopicAlias, byte(pp.TopicAlias>>8), byte(pp.TopicAlias))
+		}
+		dst = append(dst, pp.Raw...)
+	}
 	return append(dst, payload...)
 }
 
-// PublishLen returns the size in bytes of the PUBLISH that AppendPublish
-// would append, or -1 if it cannot be encoded. Compare it with a client's
-// maximum packet size before queueing.
-func PublishLen(qos byte, payloadLen int, topicParts ...string) int {
+// AppendPublish appends a PUBLISH whose topic is the concatenation of
+// topicParts (so "/private/"+id+"/group/"+gid needs no allocation: the
+// variadic slice does not escape and lives on the caller's stack).
+// packetID is written only when qos > 0 (0 is written as given, to be
+// patched with SetPacketID); dup is ignored at QoS 0 [MQTT-3.3.1-2].
+// The topic is not validated. PublishLen gives the encoded size.
+func AppendPublish(dst []byte, qos byte, dup, retain bool, packetID uint16, payload []byte, topicParts ...string) []byte {
+	return AppendPublishV5(dst, qos, dup, retain, packetID, nil, payload, topicParts...)
+}
+
+// PublishLen returns the size in bytes of the PUBLISH that
+// AppendPublishV5 would append with pp (nil: a 3.1.1 one), or -1 if it
+// cannot be encoded. Compare it with a client's maximum packet size
+// before queueing.
+func PublishLen(qos byte, pp *PublishProps, payloadLen int, topicParts ...string) int {
 	tlen := 0
 	for _, p := range topicParts {
 		tlen += len(p)
 	}
-	rl := publishRemaining(qos, tlen, payloadLen)
+	rl := publishRemaining(qos, tlen, payloadLen, pp.len())
 	if rl < 0 {
 		return -1
 	}
 	return 1 + varintLen(rl) + rl
 }
 
-func publishRemaining(qos byte, tlen, plen int) int {
-	if qos > 2 || tlen > MaxStringLen || plen < 0 || plen > MaxRemainingLength {
+// publishRemaining is the Remaining Length of a PUBLISH, or -1; pl is the
+// property block's length, -1 for none (3.1.1).
+func publishRemaining(qos byte, tlen, plen, pl int) int {
+	if qos > 2 || tlen > MaxStringLen || plen < 0 || plen > MaxRemainingLength || pl > MaxRemainingLength {
 		return -1
 	}
 	rl := 2 + tlen + plen
 	if qos > 0 {
 		rl += 2
+	}
+	if pl >= 0 {
+		rl += varintLen(pl) + pl
 	}
 	if rl > MaxRemainingLength {
 		return -1
@@ -169,7 +320,7 @@ func SetDup(pkt []byte) bool {
 // AppendConnect appends a CONNECT built from c. ProtocolLevel 0 means 4;
 // an empty ProtocolName means "MQIsdp" for level 3 and "MQTT" otherwise.
 // A flag is set if its Flag field is set or its value is non-empty. For
-// level 5 the CONNECT and Will properties are written empty.
+// level 5 c.Props and c.WillProps are written.
 func AppendConnect(dst []byte, c *Connect) []byte {
 	level := c.ProtocolLevel
 	if level == 0 {
@@ -219,10 +370,11 @@ func AppendConnect(dst []byte, c *Connect) []byte {
 		add(c.Password)
 	}
 	rl := 4 // level, flags, keep alive
+	pl, wl := propsLen(&c.Props), propsLen(&c.WillProps)
 	if level == V5 {
-		rl += 1 // property length 0
+		rl += varintLen(pl) + pl
 		if will {
-			rl += 1 // will property length 0
+			rl += varintLen(wl) + wl
 		}
 	}
 	for _, f := range fields[:n] {
@@ -237,12 +389,12 @@ func AppendConnect(dst []byte, c *Connect) []byte {
 	dst = appendBinary(dst, fields[0])
 	dst = append(dst, level, flags, byte(c.KeepAlive>>8), byte(c.KeepAlive))
 	if level == V5 {
-		dst = append(dst, 0)
+		dst = appendProps(dst, &c.Props, pl)
 	}
 	dst = appendBinary(dst, fields[1])
 	for i, f := range fields[2:n] {
 		if i == 0 && will && level == V5 {
-			dst = append(dst, 0)
+			dst = appendProps(dst, &c.WillProps, wl)
 		}
 		dst = appendBinary(dst, f)
 	}
@@ -250,8 +402,18 @@ func AppendConnect(dst []byte, c *Connect) []byte {
 }
 
 // AppendSubscribe appends a SUBSCRIBE (3.1.1) of s.Filters.
-func AppendSubscribe(dst []byte, s *Subscribe) []byte {
-	rl := 2
+func AppendSubscribe(dst []byte, s *Subscribe) []byte { return appendSubscribe(dst, s, V311) }
+
+// AppendSubscribeV5 appends a 5.0 SUBSCRIBE of s.Filters, their options
+// and s.Props.
+func AppendSubscribeV5(dst []byte, s *Subscribe) []byte { return appendSubscribe(dst, s, V5) }
+
+func appendSubscribe(dst []byte, s *Subscribe, level byte) []byte {
+	rl, pl := 2, 0
+	if level == V5 {
+		pl = propsLen(&s.Props)
+		rl += varintLen(pl) + pl
+	}
 	for _, f := range s.Filters {
 		if len(f.Filter) > MaxStringLen {
 			return dst
@@ -265,16 +427,35 @@ func AppendSubscribe(dst []byte, s *Subscribe) []byte {
 	dst = append(dst, SUBSCRIBE<<4|0x02)
 	dst = appendVarint(dst, rl)
 	dst = append(dst, byte(s.PacketID>>8), byte(s.PacketID))
+	if level == V5 {
+		dst = appendProps(dst, &s.Props, pl)
+	}
 	for _, f := range s.Filters {
 		dst = appendString(dst, f.Filter)
-		dst = append(dst, f.QoS)
+		opts := f.QoS | f.RetainHandling<<4
+		if f.NoLocal {
+			opts |= 0x04
+		}
+		if f.RetainAsPublished {
+			opts |= 0x08
+		}
+		dst = append(dst, opts)
 	}
 	return dst
 }
 
 // AppendUnsubscribe appends an UNSUBSCRIBE (3.1.1) of u.Filters.
-func AppendUnsubscribe(dst []byte, u *Unsubscribe) []byte {
-	rl := 2
+func AppendUnsubscribe(dst []byte, u *Unsubscribe) []byte { return appendUnsubscribe(dst, u, V311) }
+
+// AppendUnsubscribeV5 appends a 5.0 UNSUBSCRIBE of u.Filters and u.Props.
+func AppendUnsubscribeV5(dst []byte, u *Unsubscribe) []byte { return appendUnsubscribe(dst, u, V5) }
+
+func appendUnsubscribe(dst []byte, u *Unsubscribe, level byte) []byte {
+	rl, pl := 2, 0
+	if level == V5 {
+		pl = propsLen(&u.Props)
+		rl += varintLen(pl) + pl
+	}
 	for _, f := range u.Filters {
 		if len(f) > MaxStringLen {
 			return dst
@@ -288,6 +469,9 @@ func AppendUnsubscribe(dst []byte, u *Unsubscribe) []byte {
 	dst = append(dst, UNSUBSCRIBE<<4|0x02)
 	dst = appendVarint(dst, rl)
 	dst = append(dst, byte(u.PacketID>>8), byte(u.PacketID))
+	if level == V5 {
+		dst = appendProps(dst, &u.Props, pl)
+	}
 	for _, f := range u.Filters {
 		dst = appendString(dst, f)
 	}

@@ -2,6 +2,7 @@ package packet
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -16,7 +17,9 @@ import (
 // Properties checked beyond "never panics":
 //   - the Reader's buffer never exceeds max(initial size, maxSize+5);
 //   - whatever decodes re-encodes to exactly the bytes it came from, so a
-//     decoder cannot accept a packet it would not itself produce;
+//     decoder cannot accept a packet it would not itself produce (5.0
+//     packets, whose properties may come in any order, re-encode to bytes
+//     that decode to the same value);
 //   - decoded topics and filters satisfy ValidTopicName / ValidFilter;
 //   - Match agrees with a split-based reference implementation.
 
@@ -39,11 +42,24 @@ func wholePacket(header byte, body []byte) []byte {
 	return append(appendVarint([]byte{header}, len(body)), body...)
 }
 
-// checkReencode fails t unless v encodes back to exactly pkt.
-func checkReencode(t *testing.T, v any, pkt []byte) {
+// checkReencode fails t unless v, decoded from pkt at level, encodes back
+// to exactly pkt; at level 5, unless it encodes to bytes that decode to v.
+func checkReencode(t *testing.T, v any, pkt []byte, level byte, server bool) {
 	t.Helper()
-	if got := encodeAny(nil, v); !bytes.Equal(got, pkt) {
-		t.Fatalf("decoded %#v from\n% X\nbut it encodes to\n% X", v, pkt, got)
+	got := encodeAny(nil, v, level)
+	if level != V5 {
+		if !bytes.Equal(got, pkt) {
+			t.Fatalf("decoded %#v from\n% X\nbut it encodes to\n% X", v, pkt, got)
+		}
+		return
+	}
+	header, body, err := readOne(got, MaxRemainingLength)
+	if err != nil {
+		t.Fatalf("decoded %#v from\n% X\nbut its encoding % X does not read: %v", v, pkt, got, err)
+	}
+	again, err := decodeAny(header, body, level, server)
+	if err != nil || !reflect.DeepEqual(again, v) {
+		t.Fatalf("decoded %#v from\n% X\nbut its encoding % X decodes to %#v, %v", v, pkt, got, again, err)
 	}
 }
 
@@ -82,12 +98,14 @@ func FuzzReader(f *testing.F) {
 				t.Fatalf("body %d > maxSize %d", len(body), r.maxSize)
 			}
 			pkt := wholePacket(header, body)
-			for _, server := range []bool{false, true} {
-				v, err := decodeAny(header, body, V311, server)
-				if err == nil {
-					checkReencode(t, v, pkt)
-				} else if _, ok := err.(*Error); !ok {
-					t.Fatalf("error %T %v is not an *Error", err, err)
+			for _, level := range []byte{V311, V5} {
+				for _, server := range []bool{false, true} {
+					v, err := decodeAny(header, body, level, server)
+					if err == nil {
+						checkReencode(t, v, pkt, level, server)
+					} else if _, ok := err.(*Error); !ok {
+						t.Fatalf("error %T %v is not an *Error", err, err)
+					}
 				}
 			}
 		}
@@ -113,7 +131,10 @@ func FuzzDecodeConnect(f *testing.F) {
 			(c.WillFlag && !ValidTopicName([]byte(c.WillTopic))) {
 			t.Fatalf("accepted %+v", c)
 		}
-		checkReencode(t, &c, wholePacket(header, body))
+		if c.ProtocolLevel == V5 && !validProps(&c.Props) {
+			t.Fatalf("accepted properties %+v", c.Props)
+		}
+		checkReencode(t, &c, wholePacket(header, body), c.ProtocolLevel, false)
 	})
 }
 
@@ -124,16 +145,34 @@ func FuzzDecodePublish(f *testing.F) {
 		}
 	})
 	f.Fuzz(func(t *testing.T, header byte, body []byte) {
+		level := V311
+		if header&0x80 != 0 { // the type bits are overwritten: the high one picks the level
+			level = V5
+		}
 		header = PUBLISH<<4 | header&0x0f
 		var p Publish
-		if err := DecodePublish(header, body, V311, &p); err != nil {
+		if err := DecodePublish(header, body, level, &p); err != nil {
 			return
 		}
-		if !ValidTopicName(p.Topic) || p.QoS > 2 || (p.QoS > 0) != (p.PacketID != 0) {
+		validTopic := ValidTopicName(p.Topic) || (level == V5 && len(p.Topic) == 0 && p.TopicAlias != 0)
+		if !validTopic || p.QoS > 2 || (p.QoS > 0) != (p.PacketID != 0) {
 			t.Fatalf("accepted %+v", p)
 		}
+		if level == V5 {
+			var all Properties
+			if err := decodeProps(p.Props, propsPublish, &all); err != nil || all.TopicAlias != p.TopicAlias ||
+				all.Is(PropMessageExpiry) != p.HasExpiry || all.MessageExpiry != p.Expiry {
+				t.Fatalf("properties % X read as %+v, decode as %+v, %v", p.Props, p, all, err)
+			}
+			// What is forwarded is a valid block without alias or expiry.
+			fw := ForwardProps(nil, p.Props)
+			var f Properties
+			if err := decodeProps(fw, propsForward, &f); err != nil {
+				t.Fatalf("forwarded block % X: %v", fw, err)
+			}
+		}
 		pkt := wholePacket(header, body)
-		checkReencode(t, &p, pkt)
+		checkReencode(t, &p, pkt, level, false)
 		off := PublishIDOffset(pkt)
 		switch {
 		case p.QoS == 0 && off != -1:
@@ -151,25 +190,90 @@ func FuzzDecodeSubscribe(f *testing.F) {
 		}
 	})
 	f.Fuzz(func(t *testing.T, header byte, body []byte) {
-		var s Subscribe
-		if err := DecodeSubscribe(SUBSCRIBE<<4|header&0x0f, body, V311, &s); err == nil {
-			for _, sub := range s.Filters {
-				if !ValidFilter(sub.Filter) || sub.QoS > 2 {
-					t.Fatalf("accepted %+v", s)
+		for _, level := range []byte{V311, V5} {
+			var s Subscribe
+			if err := DecodeSubscribe(SUBSCRIBE<<4|header&0x0f, body, level, &s); err == nil {
+				for _, sub := range s.Filters {
+					if !ValidFilter(sub.Filter) || sub.QoS > 2 || sub.RetainHandling > 2 {
+						t.Fatalf("accepted %+v", s)
+					}
 				}
+				checkReencode(t, &s, wholePacket(SUBSCRIBE<<4|header&0x0f, body), level, false)
 			}
-			checkReencode(t, &s, wholePacket(SUBSCRIBE<<4|header&0x0f, body))
-		}
-		var u Unsubscribe
-		if err := DecodeUnsubscribe(UNSUBSCRIBE<<4|header&0x0f, body, V311, &u); err == nil {
-			for _, f := range u.Filters {
-				if !ValidFilter(f) {
-					t.Fatalf("accepted %+v", u)
+			var u Unsubscribe
+			if err := DecodeUnsubscribe(UNSUBSCRIBE<<4|header&0x0f, body, level, &u); err == nil {
+				for _, f := range u.Filters {
+					if !ValidFilter(f) {
+						t.Fatalf("accepted %+v", u)
+					}
 				}
+				checkReencode(t, &u, wholePacket(UNSUBSCRIBE<<4|header&0x0f, body), level, false)
 			}
-			checkReencode(t, &u, wholePacket(UNSUBSCRIBE<<4|header&0x0f, body))
 		}
 	})
+}
+
+// FuzzProperties decodes arbitrary property blocks against every
+// packet's set: what decodes has values in range and re-encodes to a
+// block that decodes to the same.
+func FuzzProperties(f *testing.F) {
+	for _, tp := range TPackets() {
+		if tp.ProtocolLevel() == V5 || tp.Level == 0 && len(tp.Hex) > 0 {
+			b := tp.Bytes()
+			for i := 1; i < len(b) && i < 40; i += 7 {
+				f.Add(b[i:], uint8(i))
+			}
+		}
+	}
+	sets := []uint64{propsConnect, propsWill, propsConnack, propsPublish, propsAck, propsSubscribe, propsUnsubscribe, propsDisconnect}
+	f.Fuzz(func(t *testing.T, block []byte, which uint8) {
+		allowed := sets[int(which)%len(sets)]
+		var p Properties
+		if err := decodeProps(block, allowed, &p); err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error %T", err)
+			}
+			if checkProps(block, allowed) == nil {
+				t.Fatalf("checkProps accepts % X that decodeProps refuses: %v", block, err)
+			}
+			return
+		}
+		if checkProps(block, allowed) != nil {
+			t.Fatalf("checkProps refuses % X that decodeProps accepts", block)
+		}
+		if p.Has&^allowed != 0 || !validProps(&p) {
+			t.Fatalf("accepted %+v", p)
+		}
+		n := propsLen(&p)
+		enc := appendProps(nil, &p, n)
+		got, next, err := readProps(enc, 0)
+		if err != nil || next != len(enc) || len(got) != n {
+			t.Fatalf("encoded % X: %v", enc, err)
+		}
+		var again Properties
+		if err := decodeProps(got, allowed, &again); err != nil || !reflect.DeepEqual(again, p) {
+			t.Fatalf("%+v re-encodes to % X, which decodes to %+v, %v", p, got, again, err)
+		}
+	})
+}
+
+// validProps checks the value bounds decoded properties must keep.
+func validProps(p *Properties) bool {
+	for _, b := range []byte{p.PayloadFormat, p.RequestProblemInfo, p.RequestResponseInfo, p.MaximumQoS,
+		p.RetainAvailable, p.WildcardSubAvailable, p.SubIDAvailable, p.SharedSubAvailable} {
+		if b > 1 {
+			return false
+		}
+	}
+	switch {
+	case p.Is(PropReceiveMaximum) && p.ReceiveMaximum == 0,
+		p.Is(PropMaximumPacketSize) && p.MaximumPacketSize == 0,
+		p.Is(PropSubscriptionID) && (p.SubscriptionID == 0 || p.SubscriptionID > MaxRemainingLength),
+		p.Is(PropTopicAlias) && p.TopicAlias == 0,
+		p.Is(PropResponseTopic) && !ValidTopicName([]byte(p.ResponseTopic)):
+		return false
+	}
+	return true
 }
 
 func FuzzMatch(f *testing.F) {

@@ -25,6 +25,23 @@ type (
 		Codes []byte
 	}
 	TUnsuback struct{ ID uint16 }
+
+	// MQTT 5.0 forms: an ack with its reason code, a CONNACK with its
+	// properties, an UNSUBACK with its reason codes.
+	TAck5 struct {
+		Type byte
+		ID   uint16
+		Code byte
+	}
+	TConnack5 struct {
+		SessionPresent bool
+		Code           byte
+		Props          Properties
+	}
+	TUnsuback5 struct {
+		ID    uint16
+		Codes []byte
+	}
 )
 
 // TPacket is one entry of TPackets.
@@ -34,7 +51,7 @@ type TPacket struct {
 	Raw    []byte // instead of Hex, for generated packets
 	Level  byte   // protocol level to decode with; 0 means V311
 	Server bool   // sent by the server (decoded with the client-side decoders)
-	Want   any    // *Connect, *Publish, *Subscribe, *Unsubscribe, TAck, TEmpty, TConnack, TSuback, TUnsuback
+	Want   any    // *Connect, *Publish, *Subscribe, *Unsubscribe, *Disconnect, TAck, TAck5, TEmpty, TConnack, TConnack5, TSuback, TUnsuback, TUnsuback5
 	Err    *Error // expected error; nil means Want
 	NoEnc  bool   // valid, but the encoder writes other bytes for Want
 	Ref    string // class of hostile input (see TPackets)
@@ -45,11 +62,7 @@ func (tp *TPacket) Bytes() []byte {
 	if tp.Raw != nil {
 		return tp.Raw
 	}
-	b, err := hex.DecodeString(strings.ReplaceAll(tp.Hex, " ", ""))
-	if err != nil {
-		panic(tp.Name + ": " + err.Error())
-	}
-	return b
+	return hexBytes(tp.Hex)
 }
 
 // ProtocolLevel is the level to decode the packet with.
@@ -69,6 +82,15 @@ func TPacketNamed(name string) TPacket {
 		}
 	}
 	panic("packet: no TPackets entry " + name)
+}
+
+// hexBytes decodes a hex string with spaces, for table values.
+func hexBytes(h string) []byte {
+	b, err := hex.DecodeString(strings.ReplaceAll(h, " ", ""))
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // TMaxSize is the Reader limit the table is decoded with.
@@ -118,7 +140,9 @@ func rawSubscribe(filter string, opts byte) []byte {
 // a topic name, C2 empty, C3 UTF-8, C4 BOM, C5 identities that are
 // wildcards, C6 partial SUBACK, C7 odd levels, C8 $ topics, C9 shared
 // subscriptions, C10 filters, C11 depth and length), D1 wills, E5 the
-// packet size limit.
+// packet size limit, F MQTT 5.0 (F1 properties: unknown, of another
+// packet, repeated, out of range, malformed; F2 topic aliases; F3
+// reason codes; F4 subscription options; F5 payload format).
 //
 // The table is built on first use, so a program that links the codec but
 // never calls TPackets pays no memory or start-up time for it (its text
@@ -186,7 +210,6 @@ var TPackets = sync.OnceValue(func() []TPacket {
 		{Name: "CONNECT protocol name mqtt (case)", Hex: "10 0D 00 04 6D 71 74 74 04 02 00 0A 00 01 70", Err: ErrProtocolName},
 		{Name: "CONNECT MQTT level 3", Hex: "10 0D 00 04 4D 51 54 54 03 02 00 0A 00 01 70", Err: ErrUnsupportedLevel},
 		{Name: "CONNECT MQIsdp level 4", Hex: "10 0F 00 06 4D 51 49 73 64 70 04 02 00 0A 00 01 70", Err: ErrUnsupportedLevel},
-		{Name: "CONNECT level 5 (not yet)", Hex: "10 0E 00 04 4D 51 54 54 05 02 00 0A 00 00 01 70", Err: ErrV5NotSupported},
 		{Name: "CONNECT B4 username with NUL", Hex: "10 16 00 04 4D 51 54 54 04 82 00 0A 00 01 70 00 07 61 6C 69 63 65 00 78", Err: ErrUTF8, Ref: "B4"},
 		{Name: "CONNECT C3 client id U+D800", Hex: "10 0F 00 04 4D 51 54 54 04 02 00 0A 00 03 ED A0 80", Err: ErrUTF8, Ref: "C3"},
 		{Name: "CONNECT C3 client id overlong /", Hex: "10 0E 00 04 4D 51 54 54 04 02 00 0A 00 02 C0 AF", Err: ErrUTF8, Ref: "C3"},
@@ -260,15 +283,15 @@ var TPackets = sync.OnceValue(func() []TPacket {
 
 		// ---- SUBSCRIBE ----
 		{Name: "SUBSCRIBE one filter", Hex: "82 0A 00 01 00 05 74 6F 70 69 63 01",
-			Want: &Subscribe{PacketID: 1, Filters: []Subscription{{"topic", 1}}}},
+			Want: &Subscribe{PacketID: 1, Filters: []Subscription{{Filter: "topic", QoS: 1}}}},
 		{Name: "SUBSCRIBE two filters", Hex: "82 1B 00 02 00 03 61 2F 2B 00 00 10 2F 70 72 69 76 61 74 65 2F 61 6C 69 63 65 2F 23 02",
-			Want: &Subscribe{PacketID: 2, Filters: []Subscription{{"a/+", 0}, {"/private/alice/#", 2}}}},
+			Want: &Subscribe{PacketID: 2, Filters: []Subscription{{Filter: "a/+", QoS: 0}, {Filter: "/private/alice/#", QoS: 2}}}},
 		{Name: "SUBSCRIBE C5 /private/+ decodes (ACL refuses)", Hex: "82 0F 00 01 00 0A 2F 70 72 69 76 61 74 65 2F 2B 01",
-			Want: &Subscribe{PacketID: 1, Filters: []Subscription{{"/private/+", 1}}}, Ref: "C5"},
+			Want: &Subscribe{PacketID: 1, Filters: []Subscription{{Filter: "/private/+", QoS: 1}}}, Ref: "C5"},
 		{Name: "SUBSCRIBE C9 $share decodes (server decides)", Hex: "82 0F 00 03 00 0A 24 73 68 61 72 65 2F 67 2F 23 00",
-			Want: &Subscribe{PacketID: 3, Filters: []Subscription{{"$share/g/#", 0}}}, Ref: "C9"},
+			Want: &Subscribe{PacketID: 3, Filters: []Subscription{{Filter: "$share/g/#", QoS: 0}}}, Ref: "C9"},
 		{Name: "SUBSCRIBE C11 filter of MaxLevels + levels", Raw: rawSubscribe(strings.Repeat("+/", MaxLevels-1)+"+", 0),
-			Want: &Subscribe{PacketID: 1, Filters: []Subscription{{strings.Repeat("+/", MaxLevels-1) + "+", 0}}}, Ref: "C11"},
+			Want: &Subscribe{PacketID: 1, Filters: []Subscription{{Filter: strings.Repeat("+/", MaxLevels-1) + "+", QoS: 0}}}, Ref: "C11"},
 		{Name: "SUBSCRIBE C11 filter of 10000 + levels", Raw: rawSubscribe(strings.Repeat("+/", 9999)+"+", 0), Err: ErrFilter, Ref: "C11"},
 		{Name: "SUBSCRIBE A3 no options byte", Hex: "82 09 00 01 00 05 74 6F 70 69 63", Err: ErrShort, Ref: "A3"},
 		{Name: "SUBSCRIBE A3 filter length past end", Hex: "82 06 00 01 00 09 74 6F", Err: ErrShort, Ref: "A3"},
@@ -311,9 +334,124 @@ var TPackets = sync.OnceValue(func() []TPacket {
 		{Name: "PINGREQ A5 flags", Hex: "C1 00", Err: ErrFlags, Ref: "A5"},
 		{Name: "DISCONNECT A5 flags", Hex: "E2 00", Err: ErrFlags, Ref: "A5"},
 
-		// ---- Level 5 is refused for now ----
-		{Name: "PUBLISH on a level 5 connection", Hex: "30 0E 00 05 74 6F 70 69 63 70 61 79 6C 6F 61 64", Level: V5, Err: ErrV5NotSupported},
 		{Name: "PUBACK on a level 9 connection", Hex: "40 02 00 01", Level: 9, Err: ErrUnsupportedLevel},
+
+		// ---- MQTT 5.0: CONNECT ----
+		{Name: "CONNECT 5.0 minimal", Hex: "10 0E 00 04 4D 51 54 54 05 02 00 0A 00 00 01 70",
+			Want: &Connect{ProtocolName: "MQTT", ProtocolLevel: 5, CleanSession: true, KeepAlive: 10, ClientID: "p"}},
+		{Name: "CONNECT 5.0 specification example (Figure 3-6)",
+			Hex: "10 20 00 04 4D 51 54 54 05 CE 00 0A 05 11 00 00 00 0A 00 01 63 00 00 01 77 00 01 78 00 01 75 00 01 70",
+			Want: &Connect{ProtocolName: "MQTT", ProtocolLevel: 5, CleanSession: true, KeepAlive: 10, ClientID: "c",
+				WillFlag: true, WillQoS: 1, WillTopic: "w", WillPayload: []byte("x"),
+				UsernameFlag: true, Username: "u", PasswordFlag: true, Password: []byte("p"),
+				Props: Properties{Has: 1 << PropSessionExpiry, SessionExpiry: 10}}},
+		{Name: "CONNECT 5.0 properties",
+			Hex: "10 2C 00 04 4D 51 54 54 05 C2 00 3C 17 11 00 00 0E 10 21 00 14 22 00 0A 27 00 00 10 00 26 00 01 6B 00 01 76 00 01 70 00 01 75 00 02 70 77",
+			Want: &Connect{ProtocolName: "MQTT", ProtocolLevel: 5, CleanSession: true, KeepAlive: 60, ClientID: "p",
+				UsernameFlag: true, Username: "u", PasswordFlag: true, Password: []byte("pw"),
+				Props: Properties{Has: 1<<PropSessionExpiry | 1<<PropReceiveMaximum | 1<<PropTopicAliasMaximum | 1<<PropMaximumPacketSize,
+					SessionExpiry: 3600, ReceiveMaximum: 20, TopicAliasMaximum: 10, MaximumPacketSize: 4096,
+					User: []UserProperty{{"k", "v"}}}}},
+		{Name: "CONNECT 5.0 will properties",
+			Hex: "10 23 00 04 4D 51 54 54 05 0E 00 0A 00 00 01 70 0C 01 01 02 00 00 00 3C 18 00 00 00 05 00 01 77 00 03 62 79 65",
+			Want: &Connect{ProtocolName: "MQTT", ProtocolLevel: 5, CleanSession: true, KeepAlive: 10, ClientID: "p",
+				WillFlag: true, WillQoS: 1, WillTopic: "w", WillPayload: []byte("bye"),
+				WillProps: Properties{Has: 1<<PropPayloadFormat | 1<<PropMessageExpiry | 1<<PropWillDelay,
+					PayloadFormat: 1, MessageExpiry: 60, WillDelay: 5}}},
+		{Name: "CONNECT 5.0 password without username", Hex: "10 13 00 04 4D 51 54 54 05 42 00 0A 00 00 01 70 00 03 74 6F 6B",
+			Want: &Connect{ProtocolName: "MQTT", ProtocolLevel: 5, CleanSession: true, KeepAlive: 10, ClientID: "p", PasswordFlag: true, Password: []byte("tok")}},
+		{Name: "CONNECT F1 5.0 unknown property", Hex: "10 10 00 04 4D 51 54 54 05 02 00 0A 02 7F 00 00 01 70", Err: ErrPropertyID, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 topic alias property", Hex: "10 11 00 04 4D 51 54 54 05 02 00 0A 03 23 00 01 00 01 70", Err: ErrPropertyID, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 session expiry twice", Hex: "10 18 00 04 4D 51 54 54 05 02 00 0A 0A 11 00 00 00 01 11 00 00 00 02 00 01 70", Err: ErrPropertyDup, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 receive maximum 0", Hex: "10 11 00 04 4D 51 54 54 05 02 00 0A 03 21 00 00 00 01 70", Err: ErrPropertyValue, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 maximum packet size 0", Hex: "10 13 00 04 4D 51 54 54 05 02 00 0A 05 27 00 00 00 00 00 01 70", Err: ErrPropertyValue, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 request problem information 2", Hex: "10 10 00 04 4D 51 54 54 05 02 00 0A 02 17 02 00 01 70", Err: ErrPropertyValue, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 property length past end", Hex: "10 0E 00 04 4D 51 54 54 05 02 00 0A 20 00 01 70", Err: ErrShort, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 padded property length", Hex: "10 0F 00 04 4D 51 54 54 05 02 00 0A 80 00 00 01 70", Err: ErrVarint, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 truncated property", Hex: "10 11 00 04 4D 51 54 54 05 02 00 0A 03 11 00 00 00 01 70", Err: ErrShort, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 user property not UTF-8", Hex: "10 16 00 04 4D 51 54 54 05 02 00 0A 08 26 00 02 C0 AF 00 01 76 00 01 70", Err: ErrUTF8, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 will topic alias", Hex: "10 18 00 04 4D 51 54 54 05 0E 00 0A 00 00 01 70 03 23 00 01 00 01 77 00 01 78", Err: ErrPropertyID, Ref: "F1"},
+		{Name: "CONNECT F5 5.0 UTF-8 will that is not", Hex: "10 17 00 04 4D 51 54 54 05 0E 00 0A 00 00 01 70 02 01 01 00 01 77 00 01 FF", Err: ErrPayloadFormat, Ref: "F5"},
+
+		// ---- MQTT 5.0: PUBLISH ----
+		{Name: "PUBLISH 5.0 QoS 0", Hex: "30 0F 00 05 74 6F 70 69 63 00 70 61 79 6C 6F 61 64", Level: V5,
+			Want: &Publish{Topic: []byte("topic"), Props: []byte{}, Payload: []byte("payload")}},
+		{Name: "PUBLISH 5.0 QoS 1 properties", Level: V5,
+			Hex: "32 33 00 05 74 6F 70 69 63 00 01 27 01 01 02 00 00 00 3C 03 00 04 74 65 78 74 08 00 03 72 2F 31 09 00 02 01 02 26 00 01 61 00 01 62 26 00 01 61 00 01 63 68 69",
+			Want: &Publish{QoS: 1, Topic: []byte("topic"), PacketID: 1, HasExpiry: true, Expiry: 60, Payload: []byte("hi"),
+				Props: hexBytes("01 01 02 00 00 00 3C 03 00 04 74 65 78 74 08 00 03 72 2F 31 09 00 02 01 02 26 00 01 61 00 01 62 26 00 01 61 00 01 63")}},
+		{Name: "PUBLISH F2 5.0 topic alias with topic", Hex: "30 0C 00 05 74 6F 70 69 63 03 23 00 01 78", Level: V5,
+			Want: &Publish{Topic: []byte("topic"), TopicAlias: 1, Props: hexBytes("23 00 01"), Payload: []byte("x")}, Ref: "F2"},
+		{Name: "PUBLISH F2 5.0 topic alias only", Hex: "30 07 00 00 03 23 00 01 78", Level: V5,
+			Want: &Publish{Topic: []byte{}, TopicAlias: 1, Props: hexBytes("23 00 01"), Payload: []byte("x")}, Ref: "F2"},
+		{Name: "PUBLISH F2 5.0 topic alias 0", Hex: "30 0C 00 05 74 6F 70 69 63 03 23 00 00 78", Level: V5, Err: ErrTopicAlias, Ref: "F2"},
+		{Name: "PUBLISH F2 5.0 empty topic without alias", Hex: "30 04 00 00 00 78", Level: V5, Err: ErrNoTopic, Ref: "F2"},
+		{Name: "PUBLISH F1 5.0 subscription identifier from a client", Hex: "30 0B 00 05 74 6F 70 69 63 02 0B 01 78", Level: V5, Err: ErrPropertyID, Ref: "F1"},
+		{Name: "PUBLISH F1 5.0 message expiry twice", Hex: "30 13 00 05 74 6F 70 69 63 0A 02 00 00 00 01 02 00 00 00 01 78", Level: V5, Err: ErrPropertyDup, Ref: "F1"},
+		{Name: "PUBLISH F1 5.0 payload format 2", Hex: "30 0B 00 05 74 6F 70 69 63 02 01 02 78", Level: V5, Err: ErrPropertyValue, Ref: "F1"},
+		{Name: "PUBLISH F1 5.0 response topic with wildcard", Hex: "30 0F 00 05 74 6F 70 69 63 06 08 00 03 72 2F 23 78", Level: V5, Err: ErrResponseTopic, Ref: "F1"},
+		{Name: "PUBLISH F1 5.0 session expiry property", Hex: "30 0E 00 05 74 6F 70 69 63 05 11 00 00 00 01 78", Level: V5, Err: ErrPropertyID, Ref: "F1"},
+		{Name: "PUBLISH F1 5.0 properties past end", Hex: "30 09 00 05 74 6F 70 69 63 10 02", Level: V5, Err: ErrShort, Ref: "F1"},
+		{Name: "PUBLISH F1 5.0 identifier 0x80", Hex: "30 0B 00 05 74 6F 70 69 63 02 80 01 78", Level: V5, Err: ErrPropertyID, Ref: "F1"},
+		{Name: "PUBLISH F5 5.0 UTF-8 payload that is not", Hex: "30 0B 00 05 74 6F 70 69 63 02 01 01 FF", Level: V5, Err: ErrPayloadFormat, Ref: "F5"},
+
+		// ---- MQTT 5.0: acks ----
+		{Name: "PUBACK 5.0 short form", Hex: "40 02 00 01", Level: V5, Want: TAck5{PUBACK, 1, CodeSuccess}},
+		{Name: "PUBACK F3 5.0 code", Hex: "40 03 00 01 10", Level: V5, Want: TAck5{PUBACK, 1, CodeNoMatchingSubscribers}, Ref: "F3"},
+		{Name: "PUBACK F3 5.0 reason string", Hex: "40 0A 00 01 87 06 1F 00 03 62 61 64", Level: V5, Want: TAck5{PUBACK, 1, CodeNotAuthorized}, NoEnc: true, Ref: "F3"},
+		{Name: "PUBACK 5.0 empty properties", Hex: "40 04 00 01 00 00", Level: V5, Want: TAck5{PUBACK, 1, CodeSuccess}, NoEnc: true},
+		{Name: "PUBREL 5.0 packet identifier not found", Hex: "62 03 00 01 92", Level: V5, Want: TAck5{PUBREL, 1, CodePacketIDNotFound}},
+		{Name: "PUBACK F3 5.0 session taken over", Hex: "40 03 00 01 8E", Level: V5, Err: ErrReasonCode, Ref: "F3"},
+		{Name: "PUBREL F3 5.0 code 0x10", Hex: "62 03 00 01 10", Level: V5, Err: ErrReasonCode, Ref: "F3"},
+		{Name: "PUBACK F1 5.0 message expiry property", Hex: "40 09 00 01 00 05 02 00 00 00 01", Level: V5, Err: ErrPropertyID, Ref: "F1"},
+		{Name: "PUBACK A4 5.0 trailing after properties", Hex: "40 05 00 01 00 00 00", Level: V5, Err: ErrTrailing, Ref: "A4"},
+
+		// ---- MQTT 5.0: SUBSCRIBE, UNSUBSCRIBE ----
+		{Name: "SUBSCRIBE F4 5.0 options", Hex: "82 0B 00 01 00 00 05 74 6F 70 69 63 2D", Level: V5,
+			Want: &Subscribe{PacketID: 1, Filters: []Subscription{{Filter: "topic", QoS: 1, NoLocal: true, RetainAsPublished: true, RetainHandling: 2}}}, Ref: "F4"},
+		{Name: "SUBSCRIBE 5.0 subscription identifier", Hex: "82 0B 00 02 02 0B 05 00 03 61 2F 2B 01", Level: V5,
+			Want: &Subscribe{PacketID: 2, Filters: []Subscription{{Filter: "a/+", QoS: 1}}, Props: Properties{Has: 1 << PropSubscriptionID, SubscriptionID: 5}}},
+		{Name: "SUBSCRIBE F4 5.0 retain handling 3", Hex: "82 0B 00 01 00 00 05 74 6F 70 69 63 30", Level: V5, Err: ErrRetainHandling, Ref: "F4"},
+		{Name: "SUBSCRIBE F4 5.0 reserved option bit 6", Hex: "82 0B 00 01 00 00 05 74 6F 70 69 63 40", Level: V5, Err: ErrSubOptions, Ref: "F4"},
+		{Name: "SUBSCRIBE F4 5.0 no local on $share", Hex: "82 10 00 01 00 00 0A 24 73 68 61 72 65 2F 67 2F 74 04", Level: V5, Err: ErrSharedNoLocal, Ref: "F4"},
+		{Name: "SUBSCRIBE F1 5.0 subscription identifier 0", Hex: "82 0D 00 01 02 0B 00 00 05 74 6F 70 69 63 00", Level: V5, Err: ErrPropertyValue, Ref: "F1"},
+		{Name: "SUBSCRIBE F1 5.0 two subscription identifiers", Hex: "82 0F 00 01 04 0B 01 0B 02 00 05 74 6F 70 69 63 00", Level: V5, Err: ErrPropertyDup, Ref: "F1"},
+		{Name: "SUBSCRIBE F1 5.0 padded subscription identifier", Hex: "82 0E 00 01 03 0B 81 00 00 05 74 6F 70 69 63 00", Level: V5, Err: ErrVarint, Ref: "F1"},
+		{Name: "SUBSCRIBE C10 5.0 properties, no filters", Hex: "82 03 00 01 00", Level: V5, Err: ErrNoFilters, Ref: "C10"},
+		{Name: "UNSUBSCRIBE 5.0 user property", Hex: "A2 11 00 03 07 26 00 01 6B 00 01 76 00 05 74 6F 70 69 63", Level: V5,
+			Want: &Unsubscribe{PacketID: 3, Filters: []string{"topic"}, Props: Properties{User: []UserProperty{{"k", "v"}}}}},
+		{Name: "UNSUBSCRIBE F1 5.0 subscription identifier", Hex: "A2 0C 00 03 02 0B 01 00 05 74 6F 70 69 63", Level: V5, Err: ErrPropertyID, Ref: "F1"},
+
+		// ---- MQTT 5.0: PINGREQ, DISCONNECT ----
+		{Name: "PINGREQ 5.0", Hex: "C0 00", Level: V5, Want: TEmpty{PINGREQ}},
+		{Name: "DISCONNECT 5.0 short form", Hex: "E0 00", Level: V5, Want: &Disconnect{}},
+		{Name: "DISCONNECT 5.0 with will", Hex: "E0 01 04", Level: V5, Want: &Disconnect{Code: CodeDisconnectWithWill}},
+		{Name: "DISCONNECT 5.0 session expiry", Hex: "E0 07 00 05 11 00 00 00 00", Level: V5,
+			Want: &Disconnect{Props: Properties{Has: 1 << PropSessionExpiry}}},
+		{Name: "DISCONNECT F3 5.0 code 0x03", Hex: "E0 01 03", Level: V5, Err: ErrReasonCode, Ref: "F3"},
+		{Name: "DISCONNECT F1 5.0 topic alias property", Hex: "E0 05 00 03 23 00 01", Level: V5, Err: ErrPropertyID, Ref: "F1"},
+
+		// ---- MQTT 5.0: sent by the server ----
+		{Name: "CONNACK 5.0 properties", Level: V5, Server: true,
+			Hex: "20 1D 00 00 1A 12 00 02 63 31 21 00 64 22 00 0A 24 01 25 00 27 00 10 00 00 28 01 29 00 2A 00",
+			Want: TConnack5{false, CodeSuccess, Properties{
+				Has: 1<<PropAssignedClientID | 1<<PropReceiveMaximum | 1<<PropTopicAliasMaximum | 1<<PropMaximumQoS | 1<<PropRetainAvailable |
+					1<<PropMaximumPacketSize | 1<<PropWildcardSubAvailable | 1<<PropSubIDAvailable | 1<<PropSharedSubAvailable,
+				AssignedClientID: "c1", ReceiveMaximum: 100, TopicAliasMaximum: 10, MaximumQoS: 1, MaximumPacketSize: 1 << 20, WildcardSubAvailable: 1}}},
+		{Name: "CONNACK 5.0 use another server", Level: V5, Server: true,
+			Hex:  "20 14 00 9C 11 1C 00 0E 31 32 37 2E 30 2E 30 2E 32 3A 31 38 38 33",
+			Want: TConnack5{false, CodeUseAnotherServer, Properties{Has: 1 << PropServerReference, ServerReference: "127.0.0.2:1883"}}},
+		{Name: "SUBACK 5.0 granted and not authorized", Hex: "90 05 00 01 00 01 87", Level: V5, Server: true, Want: TSuback{1, []byte{1, CodeNotAuthorized}}},
+		{Name: "SUBACK 5.0 reason string", Hex: "90 09 00 01 05 1F 00 02 6E 6F 87", Level: V5, Server: true, Want: TSuback{1, []byte{CodeNotAuthorized}}, NoEnc: true},
+		{Name: "UNSUBACK 5.0", Hex: "B0 05 00 01 00 00 11", Level: V5, Server: true, Want: TUnsuback5{1, []byte{0, CodeNoSubscriptionExisted}}},
+		{Name: "DISCONNECT 5.0 session taken over", Hex: "E0 01 8E", Level: V5, Server: true, Want: &Disconnect{Code: CodeSessionTakenOver}},
+		{Name: "DISCONNECT 5.0 use another server", Level: V5, Server: true,
+			Hex:  "E0 13 9C 11 1C 00 0E 31 32 37 2E 30 2E 30 2E 32 3A 31 38 38 33",
+			Want: &Disconnect{Code: CodeUseAnotherServer, Props: Properties{Has: 1 << PropServerReference, ServerReference: "127.0.0.2:1883"}}},
+		{Name: "PUBLISH 5.0 from the server", Level: V5, Server: true,
+			Hex: "32 21 00 0E 2F 70 72 69 76 61 74 65 2F 61 6C 69 63 65 00 07 0C 02 00 00 00 1E 26 00 01 6B 00 01 76 68 69",
+			Want: &Publish{QoS: 1, Topic: []byte("/private/alice"), PacketID: 7, HasExpiry: true, Expiry: 30,
+				Props: hexBytes("02 00 00 00 1E 26 00 01 6B 00 01 76"), Payload: []byte("hi")}},
 
 		// ---- Sent by the server ----
 		{Name: "CONNACK accepted", Hex: "20 02 00 00", Server: true, Want: TConnack{false, ConnAccepted}},
