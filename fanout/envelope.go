@@ -29,11 +29,19 @@ package fanout
 //	        8     stream sequence, big-endian: the message's sequence in
 //	              the cluster's message stream, 0 when it is not stored
 //	              (QoS 0)
-//	        1     message kind: 1 direct, 2 group (Resolve: group only)
+//	        1     message kind: 1 direct, 2 group (Resolve: group only),
+//	              plus 0x80 when the extension below follows the payload
 //	        1     QoS: 0 or 1
 //	        str   from: publisher principal id, may be empty (admin over HTTP)
 //	        str   to: principal id (direct) or group id (group), non-empty
 //	        str   payload, may be empty
+//
+// The extension (message.Message's Expires and Props), present only when
+// one of them is set, so a node of an earlier release refuses such a
+// message (an unknown kind) rather than deliver it without them:
+//
+//	        uvarint  expires: Unix milliseconds, 0 for never
+//	        str      MQTT 5.0 property block, may be empty
 //
 // Deliver then lists its recipients:
 //
@@ -102,6 +110,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/pushring/pushring/message"
@@ -213,6 +222,7 @@ var (
 	errVarint          = fmt.Errorf("%w: bad uvarint", ErrMalformed)
 	errEmptySender     = fmt.Errorf("%w: empty sender", ErrMalformed)
 	errMsgKind         = fmt.Errorf("%w: bad message kind", ErrMalformed)
+	errMsgExt          = fmt.Errorf("%w: empty or out-of-range message extension", ErrMalformed)
 	errQoS             = fmt.Errorf("%w: bad QoS", ErrMalformed)
 	errEmptyTo         = fmt.Errorf("%w: empty to", ErrMalformed)
 	errNoRecipients    = fmt.Errorf("%w: no recipients", ErrMalformed)
@@ -452,13 +462,36 @@ func acksSize(acks []Ack) int {
 }
 
 func appendMessage(dst []byte, m *message.Message) []byte {
+	ext := hasExt(m)
+	kind := byte(m.Kind)
+	if ext {
+		kind |= msgExt
+	}
 	dst = binary.BigEndian.AppendUint64(dst, m.ID)
 	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
-	dst = append(dst, byte(m.Kind), m.QoS)
+	dst = append(dst, kind, m.QoS)
 	dst = appendString(dst, m.From)
 	dst = appendString(dst, m.To)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Payload)))
-	return append(dst, m.Payload...)
+	dst = append(dst, m.Payload...)
+	if ext {
+		dst = binary.AppendUvarint(dst, uint64(m.Expires))
+		dst = binary.AppendUvarint(dst, uint64(len(m.Props)))
+		dst = append(dst, m.Props...)
+	}
+	return dst
+}
+
+// msgExt flags a message kind whose extension follows the payload.
+const msgExt = 0x80
+
+func hasExt(m *message.Message) bool { return m.Expires != 0 || len(m.Props) > 0 }
+
+func extSize(m *message.Message) int {
+	if !hasExt(m) {
+		return 0
+	}
+	return uvarintSize(uint64(m.Expires)) + uvarintSize(uint64(len(m.Props))) + len(m.Props)
 }
 
 func appendRecipients(dst []byte, rcpts []string) []byte {
@@ -489,7 +522,7 @@ func headerSize(sender string) int { return headerLen + stringSize(sender) }
 
 func messageSize(m *message.Message) int {
 	return msgFixedLen + stringSize(m.From) + stringSize(m.To) +
-		uvarintSize(uint64(len(m.Payload))) + len(m.Payload)
+		uvarintSize(uint64(len(m.Payload))) + len(m.Payload) + extSize(m)
 }
 
 func recipientsSize(rcpts []string) int {
@@ -580,16 +613,29 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 			}
 		}
 		m := &e.Msg
+		ext := false
 		if r.need(msgFixedLen) {
 			m.ID = binary.BigEndian.Uint64(buf[r.off:])
 			m.Seq = binary.BigEndian.Uint64(buf[r.off+8:])
-			m.Kind = message.Kind(buf[r.off+16])
+			m.Kind = message.Kind(buf[r.off+16] &^ msgExt)
+			ext = buf[r.off+16]&msgExt != 0
 			m.QoS = buf[r.off+17]
 			r.off += msgFixedLen
 		}
 		m.From = r.str()
 		m.To = r.str()
 		m.Payload = r.bytes()
+		if ext {
+			exp := r.uvarint()
+			m.Props = r.bytes()
+			if r.err == nil && (exp > math.MaxInt64 || exp == 0 && len(m.Props) == 0) {
+				return errMsgExt // an empty extension has one encoding: none
+			}
+			m.Expires = int64(exp)
+			if len(m.Props) == 0 {
+				m.Props = nil
+			}
+		}
 		if r.err != nil {
 			return r.err
 		}

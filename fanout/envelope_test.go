@@ -36,6 +36,20 @@ var envelopeTests = []struct {
 			" 03 05 616c696365 03 626f62 01 63",
 	},
 	{
+		Name: "deliver direct with the extension: expires 1000 ms, MQTT 5.0 properties",
+		Envelope: Envelope{Kind: KindDeliver, Sender: "n1",
+			Msg: message.Message{ID: 1, Seq: 2, Kind: message.Direct, To: "b", QoS: 1, Payload: []byte("hi"),
+				Expires: 1000, Props: []byte{0x03, 0, 1, 't'}},
+			Recipients: []string{"b"}},
+		Hex: "02 02 00 02 6e31 0000000000000001 0000000000000002 81 01 00 01 62 02 6869 e807 04 03000174 01 01 62",
+	},
+	{
+		Name: "resolve with the extension: props only",
+		Envelope: Envelope{Kind: KindResolve, Sender: "n1",
+			Msg: message.Message{ID: 1, Kind: message.Group, To: "g", Props: []byte{0x01, 0x01}}},
+		Hex: "02 01 00 02 6e31 0000000000000001 0000000000000000 82 00 00 01 67 00 00 02 0101",
+	},
+	{
 		Name: "resolve",
 		Envelope: Envelope{Kind: KindResolve, Hops: 0, Sender: "node-a",
 			Msg: message.Message{ID: 42, Seq: 7, Kind: message.Group, From: "dev1", To: "g", QoS: 1, Payload: []byte{0, 1, 2}}},
@@ -95,6 +109,8 @@ var badEnvelopes = []struct {
 	Err  error
 }{
 	{"empty", "", ErrMalformed},
+	{"message extension flagged but empty", "02 02 00 02 6e31 0000000000000001 0000000000000002 81 01 00 01 62 00 00 00 01 01 62", ErrMalformed},
+	{"message extension expiry past int64", "02 02 00 02 6e31 0000000000000001 0000000000000002 81 01 00 01 62 00 ffffffffffffffffff01 00 01 01 62", ErrMalformed},
 	{"version only", "02", ErrMalformed},
 	{"no hops", "02 02", ErrMalformed},
 	{"version 0", "00 02 00 02 6e31", ErrEnvelopeVersion},
@@ -188,7 +204,7 @@ func equalEnvelope(a, b *Envelope) bool {
 	}
 	am, bm := a.Msg, b.Msg
 	return am.ID == bm.ID && am.Seq == bm.Seq && am.Kind == bm.Kind && am.From == bm.From && am.To == bm.To &&
-		am.QoS == bm.QoS && bytes.Equal(am.Payload, bm.Payload)
+		am.QoS == bm.QoS && bytes.Equal(am.Payload, bm.Payload) && am.Expires == bm.Expires && bytes.Equal(am.Props, bm.Props)
 }
 
 func fmtEnvelope(e *Envelope) string {

@@ -74,7 +74,11 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			e.Acks = append(e.Acks, Ack{ID: uint64(acks[0]) << 20, N: uint32(acks[1]) << 24, Expect: acks[2]&1 == 1})
 		}
 		if e.Kind == KindResolve || e.Kind == KindDeliver {
-			e.Msg = message.Message{ID: id, Seq: seq, Kind: message.Kind(mkind), QoS: qos, From: from, To: to, Payload: payload}
+			e.Msg = message.Message{ID: id, Seq: seq, Kind: message.Kind(mkind &^ 0x40), QoS: qos, From: from, To: to, Payload: payload}
+			if mkind&0x40 != 0 { // the extension: an expiry from the id, properties from the payload's first half
+				e.Msg.Expires = int64(id >> 1)
+				e.Msg.Payload, e.Msg.Props = payload[len(payload)/2:], payload[:len(payload)/2]
+			}
 		}
 		if e.Kind == KindDeliver || e.Kind == KindAttachMany {
 			// NUL-separated recipients (or principals); a trailing NUL

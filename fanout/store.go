@@ -145,12 +145,16 @@ func (f *Fanout) StoreReachable(checked time.Time) {
 // of bytes plus the Message: the copy is kept while the store answers
 // and until its deliveries are confirmed.
 func cloneMessage(m *message.Message) *message.Message {
-	buf := make([]byte, 0, len(m.From)+len(m.To)+len(m.Payload))
-	buf = append(append(append(buf, m.From...), m.To...), m.Payload...)
+	buf := make([]byte, 0, len(m.From)+len(m.To)+len(m.Payload)+len(m.Props))
+	buf = append(append(append(append(buf, m.From...), m.To...), m.Payload...), m.Props...)
 	c := *m
 	c.From = unsafe.String(unsafe.SliceData(buf), len(m.From))
 	c.To = unsafe.String(unsafe.SliceData(buf[len(m.From):]), len(m.To))
-	c.Payload = buf[len(m.From)+len(m.To):]
+	rest := buf[len(m.From)+len(m.To):]
+	c.Payload = rest[:len(m.Payload):len(m.Payload)]
+	if m.Props != nil {
+		c.Props = rest[len(m.Payload):]
+	}
 	return &c
 }
 

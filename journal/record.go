@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/pushring/pushring/message"
 )
@@ -12,14 +13,22 @@ import (
 // varints of their shortest form):
 //
 //	version  1 byte   1, or 2 when prev follows id
-//	kind     1 byte   message.Direct (1) or message.Group (2)
+//	kind     1 byte   message.Direct (1) or message.Group (2), plus 0x80
+//	                  when the extension follows the payload
 //	qos      1 byte   0 or 1
 //	id       8 bytes  message.Message.ID
 //	prev     8 bytes  version 2 only, never 0: see below
 //	from     uvarint length (0..64), bytes: "" or a valid id
 //	to       uvarint length (1..64), bytes: a valid id
-//	payload  uvarint length, bytes: up to the end of the record
+//	payload  uvarint length, bytes
+//	expires  extension only: uvarint, Unix milliseconds, 0 for never
+//	props    extension only: uvarint length, bytes (MQTT 5.0 properties)
 //
+// The extension carries message.Message's Expires and Props and is there
+// only when one of them is set, so records without them read as before,
+// and a release that does not know it refuses such a record (an unknown
+// kind) rather than deliver the message without them.
+
 // prev is the id of the message appended to the same subject just before
 // this one, when that one's result was not reported yet: if it was lost
 // on the way, this one may be withdrawn (see settleAge). A
@@ -49,7 +58,12 @@ func AppendRecord(dst []byte, m *message.Message, prev uint64) []byte {
 	if prev != 0 {
 		version = recordVersionPrev
 	}
-	dst = append(dst, version, byte(m.Kind), m.QoS)
+	kind := byte(m.Kind)
+	ext := m.Expires != 0 || len(m.Props) > 0
+	if ext {
+		kind |= recordExt
+	}
+	dst = append(dst, version, kind, m.QoS)
 	dst = binary.BigEndian.AppendUint64(dst, m.ID)
 	if prev != 0 {
 		dst = binary.BigEndian.AppendUint64(dst, prev)
@@ -59,14 +73,26 @@ func AppendRecord(dst []byte, m *message.Message, prev uint64) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(m.To)))
 	dst = append(dst, m.To...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Payload)))
-	return append(dst, m.Payload...)
+	dst = append(dst, m.Payload...)
+	if ext {
+		dst = binary.AppendUvarint(dst, uint64(m.Expires))
+		dst = binary.AppendUvarint(dst, uint64(len(m.Props)))
+		dst = append(dst, m.Props...)
+	}
+	return dst
 }
+
+// recordExt flags a kind whose record carries the extension.
+const recordExt = 0x80
 
 // recordSize is len(AppendRecord(nil, m, prev)).
 func recordSize(m *message.Message, prev uint64) int {
 	n := 0
 	if prev != 0 {
 		n = 8
+	}
+	if m.Expires != 0 || len(m.Props) > 0 {
+		n += uvarintLen(uint64(m.Expires)) + uvarintLen(uint64(len(m.Props))) + len(m.Props)
 	}
 	return n + 3 + 8 + uvarintLen(uint64(len(m.From))) + len(m.From) +
 		uvarintLen(uint64(len(m.To))) + len(m.To) +
@@ -96,7 +122,8 @@ func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
 	if data[0] != recordVersion && data[0] != recordVersionPrev {
 		return nil, 0, fmt.Errorf("%w: version %d", ErrBadRecord, data[0])
 	}
-	m = &message.Message{Kind: message.Kind(data[1]), QoS: data[2], ID: binary.BigEndian.Uint64(data[3:11])}
+	ext := data[1]&recordExt != 0
+	m = &message.Message{Kind: message.Kind(data[1] &^ recordExt), QoS: data[2], ID: binary.BigEndian.Uint64(data[3:11])}
 	if m.Kind != message.Direct && m.Kind != message.Group {
 		return nil, 0, fmt.Errorf("%w: kind %d", ErrBadRecord, data[1])
 	}
@@ -121,6 +148,20 @@ func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	var props []byte
+	if ext {
+		exp, k := binary.Uvarint(rest)
+		if k <= 0 || k != uvarintLen(exp) || exp > math.MaxInt64 {
+			return nil, 0, fmt.Errorf("%w: bad expires", ErrBadRecord)
+		}
+		if props, rest, err = field(rest[k:], len(rest), "props"); err != nil {
+			return nil, 0, err
+		}
+		if exp == 0 && len(props) == 0 {
+			return nil, 0, fmt.Errorf("%w: empty extension", ErrBadRecord)
+		}
+		m.Expires = int64(exp)
+	}
 	if len(rest) != 0 {
 		return nil, 0, fmt.Errorf("%w: %d trailing bytes", ErrBadRecord, len(rest))
 	}
@@ -133,6 +174,9 @@ func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
 	m.From, m.To = string(from), string(to)
 	if len(payload) > 0 {
 		m.Payload = append([]byte(nil), payload...)
+	}
+	if len(props) > 0 {
+		m.Props = append([]byte(nil), props...)
 	}
 	return m, prev, nil
 }

@@ -23,6 +23,11 @@ func TestRecordBytes(t *testing.T) {
 			[]byte("\x01\x02\x00" + "\xfe\xdc\xba\x98\x76\x54\x32\x10" + "\x00" + "\x06team.a" + "\x82\x01" + strings.Repeat("x", 130))},
 		{"prev", message.Message{ID: 0x0102030405060708, Kind: message.Direct, From: "dev.1", To: "alice", QoS: 1, Payload: []byte("hi")}, 0x1112131415161718,
 			[]byte("\x02\x01\x01" + "\x01\x02\x03\x04\x05\x06\x07\x08" + "\x11\x12\x13\x14\x15\x16\x17\x18" + "\x05dev.1" + "\x05alice" + "\x02hi")},
+		{"extension", message.Message{ID: 0x0102030405060708, Kind: message.Direct, To: "alice", QoS: 1, Payload: []byte("hi"),
+			Expires: 1000, Props: []byte{0x01, 0x01}}, 0,
+			[]byte("\x01\x81\x01" + "\x01\x02\x03\x04\x05\x06\x07\x08" + "\x00" + "\x05alice" + "\x02hi" + "\xe8\x07" + "\x02\x01\x01")},
+		{"extension, expiry only", message.Message{ID: 1, Kind: message.Group, To: "g", Expires: 1}, 0,
+			[]byte("\x01\x82\x00" + "\x00\x00\x00\x00\x00\x00\x00\x01" + "\x00" + "\x01g" + "\x00" + "\x01" + "\x00")},
 	} {
 		got := AppendRecord([]byte("prefix"), &tc.m, tc.prev)
 		if !bytes.Equal(got[6:], tc.want) || string(got[:6]) != "prefix" {
@@ -47,7 +52,7 @@ func TestRecordBytes(t *testing.T) {
 
 func sameMessage(a, b *message.Message) bool {
 	return a.ID == b.ID && a.Kind == b.Kind && a.From == b.From && a.To == b.To && a.QoS == b.QoS &&
-		bytes.Equal(a.Payload, b.Payload)
+		bytes.Equal(a.Payload, b.Payload) && a.Expires == b.Expires && bytes.Equal(a.Props, b.Props)
 }
 
 // TestDecodeRecordStrict: every way a record can be malformed is refused.
@@ -61,28 +66,34 @@ func TestDecodeRecordStrict(t *testing.T) {
 		t.Fatal(p, err)
 	}
 	for name, rec := range map[string]string{
-		"empty":             "",
-		"short":             good[:10],
-		"version 0":         "\x00" + good[1:],
-		"version 3":         "\x03" + good[1:],
-		"version 2 prev 0":  "\x02" + good[1:11] + "\x00\x00\x00\x00\x00\x00\x00\x00" + good[11:],
-		"version 2 short":   prev[:18],
-		"version 2 no prev": "\x02" + good[1:],
-		"kind 0":            good[:1] + "\x00" + good[2:],
-		"kind 3":            good[:1] + "\x03" + good[2:],
-		"qos 2":             good[:2] + "\x02" + good[3:],
-		"trailing byte":     good + "!",
-		"truncated payload": good[:len(good)-1],
-		"padded from len":   good[:11] + "\x85\x00dev.1" + "\x05alice" + "\x02hi",
-		"padded payload":    good[:11] + "\x05dev.1" + "\x05alice" + "\x82\x00hi",
-		"long from":         good[:11] + "\x41" + strings.Repeat("a", 65) + "\x05alice" + "\x02hi",
-		"empty to":          good[:11] + "\x05dev.1" + "\x00" + "\x02hi",
-		"to with =":         good[:11] + "\x05dev.1" + "\x05al=ce" + "\x02hi",
-		"to with *":         good[:11] + "\x05dev.1" + "\x05al*ce" + "\x02hi",
-		"to ..":             good[:11] + "\x05dev.1" + "\x02.." + "\x02hi",
-		"from with space":   good[:11] + "\x05dev 1" + "\x05alice" + "\x02hi",
-		"huge payload len":  good[:11] + "\x05dev.1" + "\x05alice" + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01hi",
-		"varint overflow":   good[:11] + "\x05dev.1" + "\x05alice" + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+		"empty":              "",
+		"short":              good[:10],
+		"version 0":          "\x00" + good[1:],
+		"version 3":          "\x03" + good[1:],
+		"version 2 prev 0":   "\x02" + good[1:11] + "\x00\x00\x00\x00\x00\x00\x00\x00" + good[11:],
+		"version 2 short":    prev[:18],
+		"version 2 no prev":  "\x02" + good[1:],
+		"kind 0":             good[:1] + "\x00" + good[2:],
+		"kind 3":             good[:1] + "\x03" + good[2:],
+		"qos 2":              good[:2] + "\x02" + good[3:],
+		"trailing byte":      good + "!",
+		"truncated payload":  good[:len(good)-1],
+		"padded from len":    good[:11] + "\x85\x00dev.1" + "\x05alice" + "\x02hi",
+		"padded payload":     good[:11] + "\x05dev.1" + "\x05alice" + "\x82\x00hi",
+		"long from":          good[:11] + "\x41" + strings.Repeat("a", 65) + "\x05alice" + "\x02hi",
+		"empty to":           good[:11] + "\x05dev.1" + "\x00" + "\x02hi",
+		"to with =":          good[:11] + "\x05dev.1" + "\x05al=ce" + "\x02hi",
+		"to with *":          good[:11] + "\x05dev.1" + "\x05al*ce" + "\x02hi",
+		"to ..":              good[:11] + "\x05dev.1" + "\x02.." + "\x02hi",
+		"from with space":    good[:11] + "\x05dev 1" + "\x05alice" + "\x02hi",
+		"huge payload len":   good[:11] + "\x05dev.1" + "\x05alice" + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01hi",
+		"varint overflow":    good[:11] + "\x05dev.1" + "\x05alice" + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+		"empty extension":    good[:1] + "\x81" + good[2:] + "\x00\x00",
+		"no extension":       good[:1] + "\x81" + good[2:],
+		"short extension":    good[:1] + "\x81" + good[2:] + "\x01\x05ab",
+		"padded expires":     good[:1] + "\x81" + good[2:] + "\x81\x00\x00",
+		"expires past int64": good[:1] + "\x81" + good[2:] + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x00",
+		"extension kind 3":   good[:1] + "\x83" + good[2:] + "\x01\x00",
 	} {
 		if m, _, err := DecodeRecord([]byte(rec)); err == nil || !errors.Is(err, ErrBadRecord) {
 			t.Errorf("%s: decoded %+v, %v", name, m, err)
@@ -109,6 +120,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(AppendRecord(nil, &message.Message{ID: 1 << 63, Kind: message.Group, To: "g.1", Payload: bytes.Repeat([]byte{0}, 300)}, 0))
 	f.Add(AppendRecord(nil, &message.Message{ID: 2, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("x")}, 1))
 	f.Add([]byte("\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01a\x00"))
+	f.Add(AppendRecord(nil, &message.Message{ID: 3, Kind: message.Direct, To: "b", QoS: 1, Expires: 1 << 40, Props: []byte{1, 1}}, 2))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, prev, err := DecodeRecord(data)
 		if err != nil {

@@ -40,20 +40,50 @@ func (k Kind) String() string {
 // receiver shares the same value and the same Payload bytes.
 //
 // The fields are ordered for size: Kind and QoS share the word after the
-// two uint64s, the only padding, so a Message is 80 bytes on 64-bit
-// platforms (pinned by a test).
+// two uint64s and Expires, the only padding, so a Message is 112 bytes on
+// 64-bit platforms (pinned by a test).
 type Message struct {
 	ID uint64 // cluster-unique, see IDSource
 	// Seq is the message's sequence in the cluster's message stream, where
 	// every QoS 1 message is stored once before it is forwarded between
 	// nodes; a delivering node tracks each persistent session's position
 	// by it. 0 when the message is not stored (QoS 0).
-	Seq     uint64
+	Seq uint64
+	// Expires is when the message stops being delivered, in Unix
+	// milliseconds (MQTT 5.0's Message Expiry Interval, an HTTP publish's
+	// ttl); 0: never. It stays a deadline on its way through the cluster,
+	// so every receiver sees what is left of the interval.
+	Expires int64
 	Kind    Kind
 	QoS     byte   // 0 or 1: the publisher's QoS, capped per subscription at delivery
 	From    string // principal id of the publisher ("" for admin over HTTP)
 	To      string // principal id (Direct) or group id (Group)
 	Payload []byte
+	// Props are the MQTT 5.0 properties that travel with the message to
+	// its receivers (a property block without its length: payload format,
+	// content type, response topic, correlation data, user properties),
+	// already checked by the codec; empty for most messages. Receivers on
+	// 3.1.1 connections get the payload alone.
+	Props []byte
+}
+
+// Expired reports whether m's expiry has passed at now.
+func (m *Message) Expired(now time.Time) bool {
+	return m.Expires != 0 && now.UnixMilli() >= m.Expires
+}
+
+// ExpiryLeft returns what is left of m's expiry interval at now, in whole
+// seconds rounded up (at least 1 while not expired), and whether m expires
+// at all.
+func (m *Message) ExpiryLeft(now time.Time) (seconds uint32, ok bool) {
+	if m.Expires == 0 {
+		return 0, false
+	}
+	left := m.Expires - now.UnixMilli()
+	if left <= 0 {
+		return 0, true
+	}
+	return uint32(min((left+999)/1000, 1<<32-1)), true
 }
 
 // IDSource makes cluster-unique message ids without coordination: the top

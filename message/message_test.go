@@ -71,7 +71,7 @@ func TestMessageSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes pinned for 64-bit platforms")
 	}
-	if n := unsafe.Sizeof(Message{}); n != 80 {
-		t.Errorf("unsafe.Sizeof(Message{}) = %d, want 80", n)
+	if n := unsafe.Sizeof(Message{}); n != 112 {
+		t.Errorf("unsafe.Sizeof(Message{}) = %d, want 112", n)
 	}
 }

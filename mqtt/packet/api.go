@@ -196,17 +196,17 @@ var (
 	ErrSubOptions = &Error{CodeMalformed, "reserved subscription option bits"} // [MQTT-3.8.3-4], 5.0 [MQTT-3.8.3-5]
 
 	// MQTT 5.0.
-	ErrVarint          = &Error{CodeMalformed, "malformed variable byte integer"}             // 5th byte, or a padded encoding
-	ErrPropertyID      = &Error{CodeMalformed, "property not valid for this packet"}          // unknown identifier, or another packet's
-	ErrPropertyDup     = &Error{CodeProtocolError, "property given more than once"}           // any but User Property
-	ErrPropertyValue   = &Error{CodeProtocolError, "property value out of range"}             // a 0/1 byte that is neither, Receive Maximum, Maximum Packet Size or Subscription Identifier 0
-	ErrTopicAlias      = &Error{CodeTopicAliasInvalid, "topic alias 0 or above the maximum"}  // the maximum is the server's check
-	ErrNoTopic         = &Error{CodeProtocolError, "empty topic without a topic alias"}       // [MQTT-3.3.2-1] with 3.3.2.3.4
-	ErrResponseTopic   = &Error{CodeTopicNameInvalid, "invalid response topic"}               // [MQTT-3.3.2-14]
-	ErrPayloadFormat   = &Error{CodePayloadFormatInvalid, "payload is not UTF-8"}             // Payload Format Indicator 1 [MQTT-3.3.2-4]
-	ErrRetainHandling  = &Error{CodeProtocolError, "retain handling 3"}                       // [MQTT-3.8.3-5]
-	ErrSharedNoLocal   = &Error{CodeProtocolError, "no local on a shared subscription"}       // [MQTT-3.8.3-4]
-	ErrReasonCode      = &Error{CodeProtocolError, "reason code not valid for this packet"}   // acks, DISCONNECT
+	ErrVarint         = &Error{CodeMalformed, "malformed variable byte integer"}            // 5th byte, or a padded encoding
+	ErrPropertyID     = &Error{CodeMalformed, "property not valid for this packet"}         // unknown identifier, or another packet's
+	ErrPropertyDup    = &Error{CodeProtocolError, "property given more than once"}          // any but User Property
+	ErrPropertyValue  = &Error{CodeProtocolError, "property value out of range"}            // a 0/1 byte that is neither, Receive Maximum, Maximum Packet Size or Subscription Identifier 0
+	ErrTopicAlias     = &Error{CodeTopicAliasInvalid, "topic alias 0 or above the maximum"} // the maximum is the server's check
+	ErrNoTopic        = &Error{CodeProtocolError, "empty topic without a topic alias"}      // [MQTT-3.3.2-1] with 3.3.2.3.4
+	ErrResponseTopic  = &Error{CodeTopicNameInvalid, "invalid response topic"}              // [MQTT-3.3.2-14]
+	ErrPayloadFormat  = &Error{CodePayloadFormatInvalid, "payload is not UTF-8"}            // Payload Format Indicator 1 [MQTT-3.3.2-4]
+	ErrRetainHandling = &Error{CodeProtocolError, "retain handling 3"}                      // [MQTT-3.8.3-5]
+	ErrSharedNoLocal  = &Error{CodeProtocolError, "no local on a shared subscription"}      // [MQTT-3.8.3-4]
+	ErrReasonCode     = &Error{CodeProtocolError, "reason code not valid for this packet"}  // acks, DISCONNECT
 )
 
 // Connect is a decoded CONNECT. It holds no reference to the decoded body:
