@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,3 +88,50 @@ func TestMQTTJS(t *testing.T) {
 		})
 	}
 }
+
+// runMQTTJS runs an MQTT.js script to its end and returns its output.
+func runMQTTJS(t *testing.T, script string, env ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Dir = "testdata/mqttjs"
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("MQTT.js %s: %v: %s", script, err, out)
+	}
+	return string(out)
+}
+
+// TestMQTTJSv5: MQTT.js at 5.0, over TCP and WebSocket: a device
+// publishes with a topic alias, a content type, an expiry and user
+// properties; a member with a session expiry and a receive maximum gets
+// them all, in order.
+func TestMQTTJSv5(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	defer n.Close()
+	w := setupWorld(t, n)
+	for _, tr := range []struct{ name, url string }{
+		{"tcp", "mqtt://" + n.MQTTAddr()},
+		{"websocket", "ws://" + n.HTTPAddr() + "/mqtt"},
+	} {
+		t.Run(tr.name, func(t *testing.T) {
+			token := w.api.login("alice", passwordOf("alice")).Token
+			wait := mqttJS(t, "URL="+tr.url, "USERNAME=alice", "PASSWORD="+token, "CLIENT_ID=alice-js5-"+tr.name,
+				"FILTER=/private/alice/#", "COUNT=3", "PROTOCOL_VERSION=5", "SESSION_EXPIRY=300", "RECEIVE_MAXIMUM=1")
+			if out := runMQTTJS(t, "publish.js", "URL="+tr.url, "USERNAME=d1", "PASSWORD="+w.d1Key,
+				"CLIENT_ID=d1-js5-"+tr.name, "TOPIC=/group/g1", "COUNT=3"); strings.TrimSpace(out) != "done" {
+				t.Fatalf("publish.js: %q", out)
+			}
+			var want []string
+			for i := range 3 {
+				want = append(want, fmt.Sprintf(`/private/alice/group/g1 %d {"contentType":"text/plain","expiry":true,"user":{"k":"v%d"}}`, i, i))
+			}
+			if got := wait(); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("MQTT.js 5.0 over %s got\n%q\nwant\n%q", tr.name, got, want)
+			}
+		})
+	}
+}
+

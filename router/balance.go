@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Balance: after a node died, its clients reconnect through the other
@@ -122,6 +124,6 @@ func (s *Server) rebalance(now time.Time) {
 	s.log.Info("mqtt: moving clients toward their home nodes", "closed", len(victims))
 	for _, c := range victims {
 		c.noForward.Store(true) // its client sends what it was not answered again
-		c.kill(false)
+		c.kill(false, packet.CodeUseAnotherServer)
 	}
 }

@@ -56,6 +56,11 @@ type Config struct {
 	// Default 256 KiB.
 	MaxPacketSize int
 
+	// TopicAliasMaximum is the highest Topic Alias a 5.0 client may set
+	// (announced in CONNACK); each costs the connection a copy of its
+	// topic. Negative turns aliases off; at most 65535. Default 32.
+	TopicAliasMaximum int
+
 	// MaxConnectPacketSize, in bytes, is MaxPacketSize until the client is
 	// authenticated (the CONNECT, and the auth PUBLISH in auth-topic
 	// mode), so an unauthenticated connection holds little memory. The
@@ -301,6 +306,7 @@ func DefaultConfig() Config {
 		GroupPrefix:             "/group",
 		ServicePrefix:           "/service",
 		MaxPacketSize:           256 << 10,
+		TopicAliasMaximum:       32,
 		MaxConnectPacketSize:    80 << 10,
 		ConnectTimeout:          10 * time.Second,
 		MaxInflight:             32,
@@ -357,6 +363,11 @@ func (c Config) withDefaults() Config {
 		c.MaxConnectPacketSize = min(c.MaxConnectPacketSize, c.MaxPacketSize)
 	}
 	c.MaxInflight = cmp.Or(c.MaxInflight, d.MaxInflight)
+	if c.TopicAliasMaximum == 0 {
+		c.TopicAliasMaximum = d.TopicAliasMaximum
+	} else if c.TopicAliasMaximum < 0 {
+		c.TopicAliasMaximum = 0 // negative: off
+	}
 	c.MaxUnconfirmed = cmp.Or(c.MaxUnconfirmed, d.MaxUnconfirmed) // negative stays: none (puback.go)
 	c.MaxQueued = cmp.Or(c.MaxQueued, d.MaxQueued)
 	c.MaxQueuedBytes = cmp.Or(c.MaxQueuedBytes, d.MaxQueuedBytes)
@@ -404,6 +415,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "MaxConnectPacketSize", c.MaxConnectPacketSize),
 		configerr.Positive(check, "ConnectTimeout", c.ConnectTimeout),
 		configerr.Positive(check, "MaxInflight", c.MaxInflight),
+		check.If(c.TopicAliasMaximum > 65535, "TopicAliasMaximum must be at most 65535 (got %d)", c.TopicAliasMaximum),
 		check.If(c.MaxInflight > maxInflight, "MaxInflight must be at most %d, so a packet id is always free (got %d)", maxInflight, c.MaxInflight),
 		configerr.Positive(check, "MaxQueued", c.MaxQueued),
 		configerr.Positive(check, "MaxQueuedBytes", c.MaxQueuedBytes),

@@ -100,6 +100,11 @@ type handler interface {
 	// closed is called exactly once, after the socket is closed and the
 	// last handlePacket returned. err says why (nil is never passed).
 	closed(err error)
+	// failed: reading ends with err (the stream's, the Reader's or
+	// handlePacket's), and what the handler writes now still goes out
+	// before the close. Called at most once, from the reading side, not
+	// when the server closes the connection.
+	failed(err error)
 	// mayBlock: handling the next packet may block on I/O (the CONNECT
 	// and the auth-topic login call the Authenticator). An event loop
 	// runs such a packet off its loop. Called between handlePacket calls.
@@ -388,9 +393,11 @@ func (t *tcpTransport) read() error {
 		t.applyDeadline()
 		header, body, err := rd.ReadPacket()
 		if err != nil {
+			t.h.failed(err)
 			return err
 		}
 		if err := t.h.handlePacket(header, body); err != nil {
+			t.h.failed(err)
 			return err
 		}
 		if !t.resumeAt.IsZero() {

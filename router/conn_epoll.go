@@ -588,6 +588,9 @@ func (p *poller) unpause(now time.Time) {
 // packet, a handler error or a timeout. What is already buffered is
 // flushed first (bounded by WriteTimeout), as in tcpTransport.
 func (p *poller) readFailed(t *epollTransport, err error) {
+	if !t.readDone {
+		t.h.failed(err)
+	}
 	if t.reason == nil {
 		t.reason = err
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"time"
+
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Graceful shutdown: the node stops the server in steps, so that its
@@ -110,7 +112,7 @@ func (s *Server) Drain(ctx context.Context) int {
 		}
 		for _, c := range conns[i:min(i+perStep, len(conns))] {
 			c.noForward.Store(true) // its client sends what it was not answered again
-			c.kill(false)
+			c.kill(false, packet.CodeServerShuttingDown)
 		}
 	}
 	s.log.Info("mqtt: closed the client connections for shutdown", "connections", len(conns))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Durable sessions: with a SessionStore, a persistent session lives
@@ -119,7 +120,13 @@ func (c *mqttConn) claim() bool {
 		return true
 	}
 	ctx, done := c.authContext()
-	cl, err := st.Claim(ctx, c.id.ID, c.clientID, c.clean)
+	cl, err := st.Claim(ctx, c.id.ID, c.clientID, c.cleanStart)
+	if err == nil && c.cleanStart && !c.clean {
+		// 5.0 Clean Start with a Session Expiry Interval: the stored
+		// session is discarded (above), and the new one is kept (a
+		// second claim, of the record the first left clean).
+		cl, err = st.Claim(ctx, c.id.ID, c.clientID, false)
+	}
 	done()
 	if err != nil {
 		c.srv.m.storeError()
@@ -966,6 +973,6 @@ func (s *Server) Kick(principal, clientID string, gen uint64) {
 	if victim != nil {
 		s.log.Info("mqtt: session taken over on another node", "id", principal, "client_id", clientID, "remote", victim.remote)
 		victim.noForward.Store(true)
-		victim.kill(true)
+		victim.kill(true, packet.CodeSessionTakenOver)
 	}
 }

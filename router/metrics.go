@@ -78,12 +78,13 @@ const (
 	resultBadCredentials = "bad_credentials"
 	resultNotAuthorized  = "not_authorized"
 	resultAuthTopicFail  = "auth_topic_failed"
+	resultBadAuthMethod  = "bad_auth_method" // a 5.0 CONNECT asking for enhanced authentication
 )
 
 // connectResults are the values of pushring_mqtt_connects_total{result};
 // accepted comes first (see stats).
 var connectResults = []string{resultAccepted, resultBadProtocol, resultIDRejected,
-	resultUnavailable, resultBadCredentials, resultNotAuthorized, resultAuthTopicFail}
+	resultUnavailable, resultBadCredentials, resultNotAuthorized, resultAuthTopicFail, resultBadAuthMethod}
 
 // Each Prometheus family of the server.
 var (

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,14 +32,17 @@ const (
 var (
 	errClosedByServer   = errors.New("closed by server")
 	errClientDisconnect = errors.New("client sent DISCONNECT")
-	errSecondConnect    = errors.New("second CONNECT")
-	errRefused          = errors.New("connection refused")
-	errAuthFailed       = errors.New("auth-topic login failed")
-	errUnexpectedPacket = errors.New("unexpected packet type") // a type clients never send
-	errQoS2Window       = errors.New("too many QoS 2 packet ids awaiting PUBREL")
-	errQoS1Window       = errors.New("too many QoS 1 publishes awaiting PUBACK")
-	errForward          = errors.New("could not forward a QoS 1 message")
-	errReplayStopped    = errors.New("replay stopped: the session went offline or away")
+	// errClientDisconnectWill: a 5.0 DISCONNECT with reason 0x04, which
+	// asks for the will to be published.
+	errClientDisconnectWill = errors.New("client sent DISCONNECT with will")
+	errSecondConnect        = errors.New("second CONNECT")
+	errRefused              = errors.New("connection refused")
+	errAuthFailed           = errors.New("auth-topic login failed")
+	errUnexpectedPacket     = errors.New("unexpected packet type") // a type clients never send
+	errQoS2Window           = errors.New("too many QoS 2 packet ids awaiting PUBREL")
+	errQoS1Window           = errors.New("too many QoS 1 publishes awaiting PUBACK")
+	errForward              = errors.New("could not forward a QoS 1 message")
+	errReplayStopped        = errors.New("replay stopped: the session went offline or away")
 )
 
 // maxLoggedRefusals: refused publishes and subscriptions are logged this
@@ -49,6 +53,8 @@ type willMsg struct {
 	topic   string
 	payload []byte
 	qos     byte
+	expiry  uint32 // 5.0 Message Expiry Interval, seconds; 0: none
+	props   []byte // 5.0 properties carried on
 }
 
 type mqttConn struct {
@@ -66,19 +72,33 @@ type mqttConn struct {
 	level     byte
 	keepAlive time.Duration // 1.5 × the client's keepalive; 0: none
 	clientID  string
-	clean     bool
-	will      *willMsg
-	qos2      []uint16 // inbound QoS 2 ids held until PUBREL, at most MaxInflight
-	expire    *time.Timer
-	refusals  int
-	pub       packet.Publish
-	sub       packet.Subscribe
-	unsub     packet.Unsubscribe
-	codes     []byte
+	// clean: the session ends with the connection (3.1.1 clean session
+	// 1, 5.0 Session Expiry Interval 0); cleanStart: an existing session
+	// is discarded at CONNECT (3.1.1: the same flag; 5.0 Clean Start).
+	clean, cleanStart bool
+	// lifetime: how long the session outlives the connection (3.1.1:
+	// Config.SessionExpiry, 5.0: the interval granted); recvMax: the
+	// client's Receive Maximum (0: none given); maxOut: its Maximum
+	// Packet Size (0: none given). Set at CONNECT, read by the session.
+	lifetime time.Duration
+	recvMax  uint16
+	maxOut   uint32
+	v5       *v5Conn // nil on 3.1.1 and 3.1 connections
+	will     *willMsg
+	qos2     []uint16 // inbound QoS 2 ids held until PUBREL, at most MaxInflight
+	expire   *time.Timer
+	refusals int
+	pub      packet.Publish
+	sub      packet.Subscribe
+	unsub    packet.Unsubscribe
+	codes    []byte
 
 	acks *pendingAcks // QoS 1 PUBACKs waiting for their Receipt (puback.go); nil until the first QoS 1 PUBLISH
 
 	claimed *Claimed // the session's claim in the SessionStore (durable.go), made before bind
+	// connack writes a 5.0 CONNACK with its properties (nil: 3.1.1's);
+	// set at CONNECT, dropped at bind.
+	connack func(buf []byte, present bool) []byte
 
 	// cert: the TLS handshake verified a client certificate against the
 	// client CA; certID is its Subject Common Name, the principal it
@@ -92,6 +112,7 @@ type mqttConn struct {
 	sess    atomic.Pointer[session]
 	counted bool        // counted in Server.m.connections; under Server.mu
 	noWill  atomic.Bool // closed by the server for a reason that skips the will
+	isV5    atomic.Bool // v5 != nil, for kill from other goroutines
 	// noForward: the server closed this connection with QoS 1 messages
 	// unanswered (one could not be stored, a takeover, shutdown): those
 	// stored later are not forwarded, since the client sends them again
@@ -108,12 +129,18 @@ func (c *mqttConn) authContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
 }
 
-// kill closes the connection at once from any goroutine. publishWill:
-// whether its will is published (takeover: yes; revoke, token expiry,
-// server shutdown: no).
-func (c *mqttConn) kill(publishWill bool) {
+// kill closes the connection from any goroutine. publishWill: whether
+// its will is published (takeover: yes; revoke, token expiry, server
+// shutdown: no). A 3.1.1 connection closes at once; a 5.0 one is sent a
+// DISCONNECT with reason code first, flushed with what is buffered.
+func (c *mqttConn) kill(publishWill bool, code byte) {
 	if !publishWill {
 		c.noWill.Store(true)
+	}
+	if c.isV5.Load() {
+		c.writeDisconnect(code)
+		c.t.close(true)
+		return
 	}
 	c.t.close(false)
 }
@@ -138,11 +165,11 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 	case packet.PUBLISH:
 		return c.handlePublish(header, body)
 	case packet.PUBACK:
-		pid, err := packet.DecodeAck(header, body, c.level)
+		pid, _, err := packet.DecodeAckCode(header, body, c.level)
 		if err != nil {
 			return err
 		}
-		c.sess.Load().ack(c, pid)
+		c.sess.Load().ack(c, pid) // an error code from the client ends the message too
 	case packet.PUBREL:
 		pid, err := packet.DecodeAck(header, body, c.level)
 		if err != nil {
@@ -159,10 +186,15 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 		if err := packet.DecodeUnsubscribe(header, body, c.level, u); err != nil {
 			return err
 		}
-		c.sess.Load().unsubscribe(c, u.Filters)
+		c.codes = c.sess.Load().unsubscribe(c, u.Filters, c.codes[:0])
 		c.sess.Load().saveSubs()
 		buf, _, _ := c.t.beginWrite()
-		c.t.endWrite(packet.AppendUnsuback(buf, u.PacketID))
+		if c.v5 != nil {
+			buf = packet.AppendUnsubackV5(buf, u.PacketID, c.codes, "")
+		} else {
+			buf = packet.AppendUnsuback(buf, u.PacketID)
+		}
+		c.t.endWrite(buf)
 	case packet.PINGREQ:
 		if err := packet.DecodeEmpty(header, body, c.level); err != nil {
 			return err
@@ -170,13 +202,19 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 		buf, _, _ := c.t.beginWrite()
 		c.t.endWrite(packet.AppendPingresp(buf))
 	case packet.DISCONNECT:
-		if err := packet.DecodeEmpty(header, body, c.level); err != nil {
+		var d packet.Disconnect
+		if err := packet.DecodeDisconnect(header, body, c.level, &d); err != nil {
 			return err
+		}
+		if c.v5 != nil {
+			return c.disconnectV5(&d)
 		}
 		c.will = nil // [MQTT-3.14.4-3]
 		return errClientDisconnect
 	case packet.CONNECT:
 		return errSecondConnect
+	case packet.AUTH:
+		return errAuthPacket // only 5.0 clients get here (checkHeader)
 	default:
 		// PUBREC/PUBCOMP (the server never sends QoS 2), AUTH on 3.1.1,
 		// server-to-client and reserved types.
@@ -198,6 +236,7 @@ func (c *mqttConn) closed(err error) {
 	c.srv.detach(c)
 	c.dropAcks()
 	if c.state == stateActive && c.will != nil && !c.noWill.Load() && !errors.Is(err, errClientDisconnect) {
+		// (errClientDisconnectWill: a 5.0 client asked for it)
 		c.publishWill()
 	}
 	if !c.countBadInput(err) {
@@ -212,28 +251,56 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 	if err := packet.DecodeConnect(header, body, &cp); err != nil {
 		var pe *packet.Error
 		if errors.As(err, &pe) && pe.Code == packet.CodeUnsupportedVersion {
-			// 5.0 and unknown levels. MQTT 5.0 comes later; the
-			// session keeps the level so it can slot in.
+			// Unknown levels get the 3.1.1 CONNACK, which any
+			// client reads ([MQTT-3.1.2-2]).
 			return c.refuse(packet.ConnBadProtocol, resultBadProtocol)
 		}
-		return err // malformed: close without CONNACK
+		if cp.ProtocolLevel == packet.V5 && pe != nil {
+			// A 5.0 CONNECT that does not decode is answered with
+			// its reason code (3.2.2.2), then closed as bad input.
+			buf, _, _ := c.t.beginWrite()
+			c.t.endWrite(packet.AppendConnackV5(buf, false, pe.Code, nil))
+		}
+		return err // malformed: close (3.1.1: without CONNACK)
 	}
 	cfg := &c.srv.cfg
 	c.level = cp.ProtocolLevel
-	c.clean = cp.CleanSession
+	c.clean, c.cleanStart = cp.CleanSession, cp.CleanSession
+	c.lifetime = cfg.SessionExpiry
 	c.clientID = cp.ClientID
 	c.keepAlive = time.Duration(cp.KeepAlive) * 1500 * time.Millisecond
+	var expiry uint32
+	if c.level == packet.V5 {
+		var err error
+		if expiry, err = c.connectV5(&cp); err != nil {
+			return c.refuse(packet.CodeBadAuthMethod, resultBadAuthMethod)
+		}
+	}
+	assigned := false
 	if c.clientID == "" {
-		if !c.clean {
+		if !c.clean && c.v5 == nil {
 			return c.refuse(packet.ConnIDRejected, resultIDRejected) // [MQTT-3.1.3-8]
 		}
-		c.clientID = c.srv.assignClientID()
+		c.clientID = c.srv.assignClientID() // 5.0: told in CONNACK [MQTT-3.2.2-16]
+		assigned = true
 	}
 	if cp.WillFlag {
 		// The codec has checked the will topic is a valid topic name (a
 		// wildcard closes); the ACL is checked once the identity is
 		// known, and again when the will is published.
 		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: min(cp.WillQoS, 1)}
+		if c.v5 != nil {
+			wp := &cp.WillProps
+			if wp.Is(packet.PropMessageExpiry) {
+				c.will.expiry = max(wp.MessageExpiry, 1)
+			}
+			c.will.props = packet.AppendForwardProps(nil, wp)
+		}
+	}
+	if c.v5 != nil {
+		c.connack = func(buf []byte, present bool) []byte {
+			return packet.AppendConnackV5(buf, present, packet.CodeSuccess, c.connackProps(&cp, assigned, expiry))
+		}
 	}
 
 	if c.cert {
@@ -287,9 +354,14 @@ func (c *mqttConn) login(id Identity, err error) error {
 	if !c.willAllowed() {
 		return c.refuse(packet.ConnNotAuthorized, resultNotAuthorized)
 	}
-	code := c.srv.bind(c, func(buf []byte, present bool) []byte {
-		return packet.AppendConnack(buf, present, packet.ConnAccepted)
-	})
+	connack := c.connack
+	if connack == nil {
+		connack = func(buf []byte, present bool) []byte {
+			return packet.AppendConnack(buf, present, packet.ConnAccepted)
+		}
+	}
+	c.connack = nil
+	code := c.srv.bind(c, connack)
 	if code == packet.ConnBadCredentials {
 		return c.refuse(code, resultBadCredentials) // revoked meanwhile
 	}
@@ -324,11 +396,19 @@ func (c *mqttConn) checkIdentity(id Identity, err error) (code byte, result stri
 	return 0, ""
 }
 
-// refuse sends CONNACK code and closes.
+// refuse sends CONNACK code (3.1.1's; a 5.0 client gets the matching
+// reason code, and result as its Reason String) and closes.
 func (c *mqttConn) refuse(code byte, result string) error {
 	c.srv.m.connect(result) // counted before the client can see the CONNACK
 	buf, _, _ := c.t.beginWrite()
-	c.t.endWrite(packet.AppendConnack(buf, false, code))
+	if c.v5 != nil {
+		props := &packet.Properties{ReasonString: strings.ReplaceAll(result, "_", " ")}
+		props.Set(packet.PropReasonString)
+		buf = packet.AppendConnackV5(buf, false, v5Reason(code), props)
+	} else {
+		buf = packet.AppendConnack(buf, false, code)
+	}
+	c.t.endWrite(buf)
 	c.srv.log.Info("mqtt: connection refused", "code", code, "result", result, "id", c.id.ID, "remote", c.remote)
 	return errRefused
 }
@@ -341,7 +421,7 @@ func (c *mqttConn) activate() {
 	if !c.id.Expires.IsZero() {
 		c.expire = time.AfterFunc(time.Until(c.id.Expires), func() {
 			c.srv.log.Info("mqtt: session token expired, disconnecting", "id", c.id.ID, "remote", c.remote)
-			c.kill(false)
+			c.kill(false, packet.CodeMaximumConnectTime)
 		})
 	}
 	c.srv.m.connect(resultAccepted)
@@ -383,7 +463,10 @@ func (c *mqttConn) publishWill() {
 	}
 	m := &message.Message{
 		ID: c.srv.ids.Next(), Kind: kind, From: c.id.ID, To: to,
-		QoS: c.will.qos, Payload: c.will.payload,
+		QoS: c.will.qos, Payload: c.will.payload, Props: c.will.props,
+	}
+	if c.will.expiry != 0 {
+		m.Expires = time.Now().UnixMilli() + int64(c.will.expiry)*1000
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
 	defer cancel()
@@ -477,6 +560,11 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	if err := packet.DecodePublish(header, body, c.level, p); err != nil {
 		return err // QoS 3, DUP at QoS 0, wildcard or bad topic, id 0: close
 	}
+	if c.v5 != nil {
+		if err := c.checkPublishV5(p); err != nil {
+			return err
+		}
+	}
 	// Every PUBLISH counts against the principal's rate, refused ones
 	// too (they cost the node as much to read); over it, the next packet
 	// of this connection waits (limits.go).
@@ -502,10 +590,15 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	}
 	if reason != "" {
 		// 3.1.1 has no negative ack: drop, log, count; still ack so the
-		// client's flow does not stall.
+		// client's flow does not stall. 5.0 says why (0x87).
 		c.srv.m.refusal(reason)
 		if c.refusals++; c.refusals <= maxLoggedRefusals {
 			c.srv.log.Warn("mqtt: publish refused", "id", c.id.ID, "topic", logTopic(&c.srv.tp, p.Topic), "reason", reason, "remote", c.remote)
+		}
+		if c.v5 != nil && qos == 1 {
+			buf, _, _ := c.t.beginWrite()
+			c.t.endWrite(packet.AppendAckV5(buf, packet.PUBACK, pid, packet.CodeNotAuthorized, c.reasonString(reason)))
+			return nil
 		}
 		c.ackPublish(qos, pid, false)
 		return nil
@@ -518,6 +611,9 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	*m = message.Message{
 		ID: c.srv.ids.Next(), Kind: kind, From: c.id.ID, To: to,
 		QoS: min(qos, 1), Payload: p.Payload,
+	}
+	if c.v5 != nil {
+		c.fillV5(m, p, time.Now())
 	}
 	if qos == 1 && c.srv.afwd != nil {
 		return c.forwardAcked(m, pid)
@@ -592,12 +688,15 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 	if err := packet.DecodeSubscribe(header, body, c.level, s); err != nil {
 		return err // invalid filter, no filters, QoS 3, reserved bits: close
 	}
+	if c.v5 != nil && s.Props.Is(packet.PropSubscriptionID) {
+		return errSubIDs // announced as not available
+	}
 	sess := c.sess.Load()
 	codes := c.codes[:0]
 	for _, f := range s.Filters {
 		if len(f.Filter) > c.srv.cfg.MaxFilterLen {
 			c.refuseFilter(reasonFilterTooLong, f.Filter)
-			codes = append(codes, packet.SubackFailure)
+			codes = append(codes, c.subackFailure(packet.CodeQuotaExceeded))
 			continue
 		}
 		gid, ok := c.srv.tp.subscribeTarget(c.id.ID, f.Filter)
@@ -609,14 +708,36 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 			if c.refusals++; c.refusals <= maxLoggedRefusals {
 				c.srv.log.Warn("mqtt: subscribe refused", "id", c.id.ID, "filter", logTopic(&c.srv.tp, []byte(f.Filter)), "remote", c.remote)
 			}
-			codes = append(codes, packet.SubackFailure)
+			code := packet.CodeNotAuthorized
+			if strings.HasPrefix(f.Filter, "$share/") {
+				code = packet.CodeSharedSubNotSupported
+			}
+			codes = append(codes, c.subackFailure(code))
 			continue
 		}
-		codes = append(codes, sess.subscribe(c, f.Filter, min(f.QoS, 1), gid))
+		code := sess.subscribe(c, f.Filter, min(f.QoS, 1), gid)
+		if code == packet.SubackFailure {
+			code = c.subackFailure(packet.CodeQuotaExceeded) // the subscription caps
+		}
+		codes = append(codes, code)
 	}
 	c.codes = codes
 	sess.saveSubs()
 	buf, _, _ := c.t.beginWrite()
-	c.t.endWrite(packet.AppendSuback(buf, s.PacketID, codes))
+	if c.v5 != nil {
+		buf = packet.AppendSubackV5(buf, s.PacketID, codes, "")
+	} else {
+		buf = packet.AppendSuback(buf, s.PacketID, codes)
+	}
+	c.t.endWrite(buf)
 	return nil
+}
+
+// subackFailure is the SUBACK code of a refused filter: code in 5.0,
+// 0x80 before.
+func (c *mqttConn) subackFailure(code byte) byte {
+	if c.v5 != nil {
+		return code
+	}
+	return packet.SubackFailure
 }

@@ -146,7 +146,7 @@ func (c *mqttConn) Stored(tag uint64, err error) bool {
 		c.srv.log.Warn("mqtt: a QoS 1 message could not be stored; closing its publisher's connection without PUBACK",
 			"id", c.id.ID, "client_id", c.clientID, "err", err, "remote", c.remote, "since_last_logged", n)
 	}
-	c.kill(false)
+	c.kill(false, packet.CodeServerBusy)
 	return false
 }
 

@@ -45,9 +45,11 @@ func badInputReason(err error) string {
 		switch pe.Code {
 		case packet.CodePacketTooLarge:
 			return reasonTooLarge
-		case packet.CodeProtocolError, packet.CodeTopicNameInvalid, packet.CodeUnsupportedVersion:
+		case packet.CodeProtocolError, packet.CodeTopicNameInvalid, packet.CodeUnsupportedVersion,
+			packet.CodeTopicAliasInvalid, packet.CodeRetainNotSupported, packet.CodeQoSNotSupported,
+			packet.CodeSubIDsNotSupported:
 			return reasonProtocol
-		default: // CodeMalformed, CodeTopicFilterInvalid
+		default: // CodeMalformed, CodeTopicFilterInvalid, CodePayloadFormatInvalid
 			return reasonMalformed
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pushring/pushring/internal/configerr"
 	"github.com/pushring/pushring/internal/lograte"
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // ErrServerClosed is returned by Serve after Close. It wraps
@@ -359,7 +360,7 @@ func (s *Server) Close() error {
 	}
 	for _, c := range conns {
 		c.noForward.Store(true) // its client sends what it was not answered again
-		c.kill(false)
+		c.kill(false, packet.CodeServerShuttingDown)
 	}
 	if s.posStop != nil {
 		close(s.posStop)
@@ -450,7 +451,7 @@ func (s *Server) Revoke(tokenHash string) {
 	s.mu.Unlock()
 	for _, c := range conns {
 		s.log.Info("mqtt: session token revoked, disconnecting", "id", c.id.ID, "remote", c.remote)
-		c.kill(false)
+		c.kill(false, packet.CodeNotAuthorized)
 	}
 }
 
@@ -535,7 +536,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		// to c and leaves it alone.
 		s.log.Info("mqtt: session taken over", "id", c.id.ID, "client_id", c.clientID, "old_remote", victim.remote, "remote", c.remote)
 		victim.noForward.Store(true)
-		victim.kill(true)
+		victim.kill(true, packet.CodeSessionTakenOver)
 	}
 	return code
 }
@@ -580,7 +581,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		// so what it holds here may miss what was delivered there; the
 		// store's record is the session now.
 		stale := cl != nil && sess.gen != cl.Prev
-		if c.clean || sess.clean || stale {
+		if c.cleanStart || sess.clean || stale {
 			sess.mu.Unlock()
 			s.removeSessionLocked(sess, false)
 			sess = nil
@@ -724,7 +725,7 @@ func (s *Server) detach(c *mqttConn) {
 		sess.mu.Unlock()
 		return
 	}
-	if sess.clean || s.closed {
+	if sess.clean || s.closed || sess.lifetime <= 0 {
 		if s.stoppedLocked() {
 			s.countUnsentLocked(sess)
 		}
@@ -745,11 +746,11 @@ func (s *Server) detach(c *mqttConn) {
 		sess.retry.Stop()
 		sess.retryArmed = false
 	}
-	sess.expiry = time.AfterFunc(s.cfg.SessionExpiry, func() { s.expire(sess, gen) })
+	sess.expiry = time.AfterFunc(sess.lifetime, func() { s.expire(sess, gen) })
 	sess.mu.Unlock()
 }
 
-// expire drops a persistent session that stayed offline for SessionExpiry.
+// expire drops a persistent session that stayed offline for its lifetime.
 func (s *Server) expire(sess *session, gen uint64) {
 	defer s.flushPresence() // runs after the Unlock below
 	s.mu.Lock()

@@ -38,9 +38,12 @@ type session struct {
 	lim       *principalState // shared by the principal's sessions (limits.go); set for life
 
 	mu         sync.Mutex
-	conn       *mqttConn // nil while offline
-	level      byte      // protocol level of the last connection (5.0 slots in here)
-	removed    bool      // dropped from the server: ignore everything
+	conn       *mqttConn     // nil while offline
+	level      byte          // protocol level of the last connection: 5 gets 5.0 PUBLISHes
+	recvMax    uint16        // the last connection's Receive Maximum (0: none given)
+	maxOut     uint32        // the last connection's Maximum Packet Size (0: none given)
+	lifetime   time.Duration // how long the session outlives its connection; 0: it ends with it
+	removed    bool          // dropped from the server: ignore everything
 	retryArmed bool
 	clean      bool // set by newSession, never changed (here to pack the small fields)
 	nextPID    uint16
@@ -167,6 +170,9 @@ func (s *session) offerLocked(m *message.Message, hc *withholdCtx) {
 	if !ok {
 		return
 	}
+	if !s.sendable(m, form, qos) {
+		return // as if sent: it never will be
+	}
 	if s.recent == nil {
 		s.recent = new(idRing)
 	}
@@ -235,6 +241,32 @@ func (s *session) match(m *message.Message) (form topicForm, qos byte, ok bool) 
 	return form, qos, true
 }
 
+// sendable drops, counted, a message that expired or that the client
+// said is too large for it (5.0: [MQTT-3.3.2-5], [MQTT-3.1.2-25]).
+func (s *session) sendable(m *message.Message, form topicForm, qos byte) bool {
+	if m.Expires != 0 && m.Expired(time.Now()) {
+		s.srv.m.refusal(reasonExpired)
+		return false
+	}
+	if s.maxOut != 0 {
+		o := outMsg{m: m, form: form, qos: qos}
+		if n := s.publishLen(&o); n < 0 || n > int(s.maxOut) {
+			s.srv.m.refusal(reasonTooLargeForClient)
+			return false
+		}
+	}
+	return true
+}
+
+// window is how many QoS 1 messages may await PUBACK: MaxInflight, or
+// fewer if the client's Receive Maximum says so.
+func (s *session) window() int {
+	if w := int(s.recvMax); w != 0 && w < s.srv.cfg.MaxInflight {
+		return w
+	}
+	return s.srv.cfg.MaxInflight
+}
+
 // buildTopic writes m's private-tree delivery topic into s.topicBuf.
 func (s *session) buildTopic(m *message.Message) {
 	s.topicBuf = append(append(s.topicBuf[:0], s.srv.tp.privateSlash...), s.principal...)
@@ -265,7 +297,7 @@ func (s *session) offer(o outMsg) {
 		}
 		return
 	}
-	if c == nil || s.queue.len() > 0 || s.resendDue > 0 || len(s.inflight) >= cfg.MaxInflight {
+	if c == nil || s.queue.len() > 0 || s.resendDue > 0 || len(s.inflight) >= s.window() {
 		// (resendDue: unacked messages still wait to be resent, and go
 		// first)
 		s.enqueue(o)
@@ -318,19 +350,50 @@ func (s *session) enqueue(o outMsg) {
 }
 
 // appendPublish encodes o for this session; the topic is written from its
-// parts, never concatenated.
+// parts, never concatenated. A 5.0 client gets the message's properties
+// and what is left of its expiry interval.
 func (s *session) appendPublish(buf []byte, o *outMsg, pid uint16, dup bool) []byte {
+	var parts [4]string
+	var pp packet.PublishProps
+	return packet.AppendPublishV5(buf, o.qos, dup, false, pid, s.publishProps(o, &pp), o.m.Payload, s.topicParts(o, &parts)...)
+}
+
+// publishLen is the size of appendPublish's packet for o.
+func (s *session) publishLen(o *outMsg) int {
+	var parts [4]string
+	var pp packet.PublishProps
+	return packet.PublishLen(o.qos, s.publishProps(o, &pp), len(o.m.Payload), s.topicParts(o, &parts)...)
+}
+
+// topicParts fills parts with o's delivery topic, in pieces.
+func (s *session) topicParts(o *outMsg, parts *[4]string) []string {
 	tp := &s.srv.tp
 	switch o.form {
 	case formDirect:
-		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.privateSlash, s.principal)
+		parts[0], parts[1] = tp.privateSlash, s.principal
+		return parts[:2]
 	case formPrivateGroup:
-		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.privateSlash, s.principal, "/group/", o.m.To)
+		parts[0], parts[1], parts[2], parts[3] = tp.privateSlash, s.principal, "/group/", o.m.To
+		return parts[:4]
 	case formGap:
-		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.privateSlash, s.principal, gapLevel)
-	default:
-		return packet.AppendPublish(buf, o.qos, dup, false, pid, o.m.Payload, tp.groupSlash, o.m.To)
+		parts[0], parts[1], parts[2] = tp.privateSlash, s.principal, gapLevel
+		return parts[:3]
 	}
+	parts[0], parts[1] = tp.groupSlash, o.m.To
+	return parts[:2]
+}
+
+// publishProps fills pp for a 5.0 session and returns it; nil for 3.1.1.
+func (s *session) publishProps(o *outMsg, pp *packet.PublishProps) *packet.PublishProps {
+	if s.level != packet.V5 {
+		return nil
+	}
+	pp.Raw = o.m.Props
+	if o.m.Expires != 0 {
+		pp.Expiry, pp.HasExpiry = o.m.ExpiryLeft(time.Now())
+		pp.Expiry = max(pp.Expiry, 1) // on its way before it expired: never sent as 0
+	}
+	return pp
 }
 
 // newPacketID returns an id not used by any inflight message ([MQTT-2.3.1-2]).
@@ -387,8 +450,13 @@ func (s *session) drainQueueLocked() {
 		return
 	}
 	cfg := &s.srv.cfg
-	for s.queue.len() > 0 && len(s.inflight) < cfg.MaxInflight {
+	for s.queue.len() > 0 && len(s.inflight) < s.window() {
 		if !s.stillAllowed(s.queue.front()) {
+			s.queue.pop()
+			continue
+		}
+		if f := s.queue.front(); f.m.Expires != 0 && f.m.Expired(time.Now()) {
+			s.srv.m.refusal(reasonExpired) // expired while it waited
 			s.queue.pop()
 			continue
 		}
@@ -551,6 +619,7 @@ func (s *session) retryFire() {
 func (s *session) attach(c *mqttConn, level byte) {
 	s.conn = c
 	s.level = level
+	s.recvMax, s.maxOut, s.lifetime = c.recvMax, c.maxOut, c.lifetime
 	s.offlineGen++
 	if s.expiry != nil {
 		s.expiry.Stop()
@@ -607,20 +676,33 @@ func (s *session) newSubscription(filter string, qos byte, gid string) subscript
 	return subscription{filter: filter, qos: qos, group: gid, all: all}
 }
 
-func (s *session) unsubscribe(c *mqttConn, filters []string) {
+// unsubscribe removes filters, and appends to codes each one's 5.0
+// UNSUBACK reason code: success, or no subscription existed.
+func (s *session) unsubscribe(c *mqttConn, filters []string, codes []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn != c || s.removed {
-		return
-	}
 	for _, f := range filters {
+		code := packet.CodeNoSubscriptionExisted
 		for i := range s.subs {
-			if s.subs[i].filter == f {
+			if s.conn == c && !s.removed && s.subs[i].filter == f {
 				s.lim.subBytes.Add(-subscriptionCost(f))
 				s.subs = append(s.subs[:i], s.subs[i+1:]...)
+				code = packet.CodeSuccess
 				break
 			}
 		}
+		codes = append(codes, code)
+	}
+	return codes
+}
+
+// setLifetime sets how long the session outlives connection c (a 5.0
+// DISCONNECT's Session Expiry Interval).
+func (s *session) setLifetime(c *mqttConn, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == c {
+		s.lifetime = d
 	}
 }
 

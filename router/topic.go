@@ -38,15 +38,17 @@ const (
 	reasonStoreFailed   = "store_failed"   // a QoS 1 message could not be stored: no PUBACK, connection closed
 	reasonConnectRate   = "connect_rate"   // too many new connections from one address
 
-	reasonFilterTooLong     = "filter_too_long"    // a filter over MaxFilterLen
-	reasonSubscriptionBytes = "subscription_bytes" // the principal's filters would pass MaxSubscriptionBytes
+	reasonFilterTooLong     = "filter_too_long"      // a filter over MaxFilterLen
+	reasonSubscriptionBytes = "subscription_bytes"   // the principal's filters would pass MaxSubscriptionBytes
+	reasonTooLargeForClient = "too_large_for_client" // a delivery over the 5.0 client's Maximum Packet Size, dropped
+	reasonExpired           = "expired"              // a message whose expiry passed before it could be sent, dropped
 )
 
 var allReasons = []string{
 	reasonTopic, reasonService, reasonGroupACL, reasonDirectACL,
 	reasonSubscribeACL, reasonSubscribeMax, reasonWillACL, reasonReplayACL,
 	reasonDeliverACL, reasonForwardFailed, reasonStoreFailed, reasonConnectRate,
-	reasonFilterTooLong, reasonSubscriptionBytes,
+	reasonFilterTooLong, reasonSubscriptionBytes, reasonTooLargeForClient, reasonExpired,
 	// bad input that closed a connection (refusal.go)
 	reasonMalformed, reasonTooLarge, reasonProtocol, reasonTimeout,
 }

@@ -169,7 +169,11 @@ func (c *Conn) Connect(p *packet.Connect, timeout time.Duration) (sessionPresent
 	if err != nil {
 		return false, 0, fmt.Errorf("reading CONNACK: %w", err)
 	}
-	return packet.DecodeConnack(h, body, packet.V311)
+	level := p.ProtocolLevel
+	if level == 0 {
+		level = packet.V311
+	}
+	return packet.DecodeConnack(h, body, level)
 }
 
 // WritePacket writes b (one or more packets, or any bytes) to the socket

@@ -515,6 +515,22 @@ func ForwardProps(dst, block []byte) []byte {
 	}
 }
 
+// AppendForwardProps appends to dst, as a property block without its
+// length, the properties of p that travel on to receivers (those
+// ForwardProps keeps): a Will's, published later.
+func AppendForwardProps(dst []byte, p *Properties) []byte {
+	q := *p
+	q.Has &= propsForward
+	n := propsLen(&q)
+	if n == 0 {
+		return dst
+	}
+	start := len(dst)
+	dst = appendProps(dst, &q, n)
+	k := varintLen(n)
+	return append(dst[:start], dst[start+k:]...)
+}
+
 // readVarint reads a Variable Byte Integer of at most 4 bytes in its
 // shortest form [MQTT-1.5.5-1].
 func readVarint(b []byte, off int) (v, next int, err error) {

@@ -1,16 +1,23 @@
 // Connects with MQTT.js, subscribes, and prints what arrives: the tests'
 // MQTT.js client. Environment: URL (mqtt://host:port or
 // ws://host:port/mqtt), USERNAME, PASSWORD, CLIENT_ID, FILTER, COUNT,
-// PROTOCOL_VERSION (4: 3.1.1, the default). Prints "ready" once the
-// subscription is granted (with its QoS), then one line per message,
-// "<topic> <payload>", and exits 0 after COUNT messages; any error
-// exits 1 with the error on stderr.
+// PROTOCOL_VERSION (4: 3.1.1, the default; 5), and for 5.0
+// SESSION_EXPIRY and RECEIVE_MAXIMUM (CONNECT properties). Prints
+// "ready" once the subscription is granted (with its QoS), then one line
+// per message, "<topic> <payload>", followed for 5.0 by the message's
+// properties as JSON (content type, expiry, user properties), and exits
+// 0 after COUNT messages; any error exits 1 with the error on stderr.
 const mqtt = require("mqtt");
 
 const env = process.env;
 const count = Number(env.COUNT || "1");
+const v5 = env.PROTOCOL_VERSION === "5";
+const properties = {};
+if (env.SESSION_EXPIRY) properties.sessionExpiryInterval = Number(env.SESSION_EXPIRY);
+if (env.RECEIVE_MAXIMUM) properties.receiveMaximum = Number(env.RECEIVE_MAXIMUM);
 const client = mqtt.connect(env.URL, {
-  protocolVersion: Number(env.PROTOCOL_VERSION || "4"),
+  protocolVersion: v5 ? 5 : 4,
+  properties: v5 ? properties : undefined,
   username: env.USERNAME,
   password: env.PASSWORD,
   clientId: env.CLIENT_ID,
@@ -29,8 +36,17 @@ client.on("connect", () => {
     console.log("ready " + granted.map((g) => g.qos).join(","));
   });
 });
-client.on("message", (topic, payload) => {
-  console.log(topic + " " + payload.toString());
+client.on("message", (topic, payload, packet) => {
+  let line = topic + " " + payload.toString();
+  if (v5) {
+    const p = packet.properties || {};
+    line += " " + JSON.stringify({
+      contentType: p.contentType,
+      expiry: p.messageExpiryInterval === undefined ? undefined : p.messageExpiryInterval > 0,
+      user: p.userProperties,
+    });
+  }
+  console.log(line);
   if (++got === count) {
     client.end(false, () => process.exit(0));
   }
