@@ -134,4 +134,3 @@ func TestMQTTJSv5(t *testing.T) {
 		})
 	}
 }
-
