@@ -337,6 +337,11 @@ func TestMessages(t *testing.T) {
 	if m.From != "d1" || m.QoS != 0 || string(m.Payload) != "\x00\x01\xff" {
 		t.Fatalf("forwarded %+v", m)
 	}
+	before := time.Now().UnixMilli()
+	m = send("/v1/groups/g1/messages", admin, map[string]any{"payload": "soon stale", "ttl": 30})
+	if m.Expires < before+30_000 || m.Expires > time.Now().UnixMilli()+30_000 {
+		t.Fatalf("ttl 30: expires %d, sent at %d", m.Expires, before)
+	}
 	m = send("/v1/groups/open/messages", alice, map[string]any{"payload": ""})
 	if m.From != "alice" || len(m.Payload) != 0 {
 		t.Fatalf("forwarded %+v", m)
@@ -377,6 +382,10 @@ func TestMessages(t *testing.T) {
 		{map[string]any{"payload": "a", "qos": 2}, 400, "invalid_qos"},
 		{map[string]any{"payload": "a", "qos": -1}, 400, "invalid_qos"},
 		{map[string]any{"payload": "a", "qos": 1.5}, 400, "invalid_field"},
+		{map[string]any{"payload": "a", "ttl": 0}, 400, "invalid_ttl"},
+		{map[string]any{"payload": "a", "ttl": -5}, 400, "invalid_ttl"},
+		{map[string]any{"payload": "a", "ttl": 1 << 32}, 400, "invalid_ttl"},
+		{map[string]any{"payload": "a", "ttl": 1.5}, 400, "invalid_field"},
 		{map[string]any{"payload": "a", "qos": "1"}, 400, "invalid_field"},
 		{map[string]any{"payload": 5}, 400, "invalid_field"},
 		{map[string]any{"payload": "a", "to": "bob"}, 400, "unknown_field"},
@@ -396,8 +405,8 @@ func TestMessages(t *testing.T) {
 	f.pub.mu.Unlock()
 	f.mustErr(503, "unavailable", "POST", "/v1/groups/g1/messages", admin, map[string]any{"payload": "x"})
 
-	if got := f.counter("pushring_http_messages_total", "group"); got != 5 {
-		t.Errorf("group messages counted %v, want 5", got)
+	if got := f.counter("pushring_http_messages_total", "group"); got != 6 {
+		t.Errorf("group messages counted %v, want 6", got)
 	}
 	if got := f.counter("pushring_http_messages_total", "direct"); got != 4 {
 		t.Errorf("direct messages counted %v, want 4", got)

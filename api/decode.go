@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"sync"
 )
 
@@ -42,7 +43,14 @@ type messageRequest struct {
 	Payload       *string `json:"payload"`
 	PayloadBase64 *string `json:"payload_base64"`
 	QoS           *int    `json:"qos"`
+	// TTL, in seconds, is the message's expiry: after it the message is
+	// no longer delivered (also not from an offline session's backlog),
+	// and MQTT 5.0 receivers are told what is left of it.
+	TTL *int64 `json:"ttl"`
 }
+
+// maxTTL bounds ttl: MQTT 5.0's Message Expiry Interval is 32 bits.
+const maxTTL = 1<<32 - 1
 
 var (
 	errBodyTimeout  = newError(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time")
@@ -50,6 +58,7 @@ var (
 	errNotObject    = newError(http.StatusBadRequest, "bad_json", "request body must be a JSON object")
 	errTrailingData = newError(http.StatusBadRequest, "trailing_data", "data after the JSON object")
 	errBadQoS       = newError(http.StatusBadRequest, "invalid_qos", "qos must be 0 or 1")
+	errBadTTL       = newError(http.StatusBadRequest, "invalid_ttl", "ttl must be a whole number of seconds from 1 to 4294967295")
 	errOnePayload   = newError(http.StatusBadRequest, "invalid_payload", `give exactly one of "payload" and "payload_base64"`)
 	errBadBase64    = newError(http.StatusBadRequest, "invalid_payload", `"payload_base64" is not valid padded standard base64`)
 )
@@ -220,6 +229,18 @@ func fieldNames(dst any) map[string]bool {
 	}
 	fieldCache.Store(t, m)
 	return m
+}
+
+// expires returns the deadline of a message request's ttl in Unix
+// milliseconds from now (0: none).
+func (m *messageRequest) expires(now time.Time) (int64, *apiError) {
+	if m.TTL == nil {
+		return 0, nil
+	}
+	if *m.TTL < 1 || *m.TTL > maxTTL {
+		return 0, errBadTTL
+	}
+	return now.UnixMilli() + *m.TTL*1000, nil
 }
 
 // payload returns the message bytes and QoS of a message request.

@@ -372,6 +372,10 @@ func (a *API) publish(q *request, kind message.Kind, to string) error {
 	if e != nil {
 		return e
 	}
+	expires, e := req.expires(time.Now())
+	if e != nil {
+		return e
+	}
 	ctx := q.r.Context()
 	if kind == message.Group {
 		_, err = a.st.Group(ctx, to)
@@ -388,6 +392,7 @@ func (a *API) publish(q *request, kind message.Kind, to string) error {
 		To:      to,
 		QoS:     qos,
 		Payload: payload,
+		Expires: expires,
 	}
 	if err := a.deps.Publisher.Forward(ctx, m); err != nil {
 		// The log line says what was refused; the client learns only
