@@ -29,6 +29,8 @@ type FanoutConfig struct {
 	// Persistent: members connect with persistent sessions (CleanSession
 	// false), so a durable server keeps their positions as they go.
 	Persistent bool
+	// MQTT5: every client speaks MQTT 5.0 (3.1.1 otherwise).
+	MQTT5 bool
 	// Messages > 0 makes the run a burst: each publisher sends this many
 	// messages as fast as the connection takes them, then stops;
 	// deliveries/s and latency cover every delivery, from the start of
@@ -56,6 +58,7 @@ type Result struct {
 	Procs          int      `json:"procs,omitempty"`      // worker processes holding the receiving clients (--procs > 1)
 	TLS            string   `json:"tls,omitempty"`        // the TLS version the clients negotiated ("TLS 1.3"); "": plain TCP
 	Persistent     bool     `json:"persistent,omitempty"` // members held persistent sessions (--persistent)
+	MQTT5          bool     `json:"mqtt5,omitempty"`      // every client spoke MQTT 5.0 (--mqtt5)
 	Sent           uint64   `json:"sent"`
 	Deliveries     uint64   `json:"deliveries"` // in the measured window
 	DeliveriesPerS float64  `json:"deliveries_per_s"`
@@ -293,11 +296,15 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		res.Persistent = true
 		res.Note += "; members hold persistent sessions (clean session off)"
 	}
+	if cfg.MQTT5 {
+		res.MQTT5 = true
+		res.Note += "; MQTT 5.0 clients"
+	}
 	var pool *workerPool // --procs > 1: the members are in worker processes, recv stays empty
 	if cfg.Procs > 1 {
 		recv = nil
 		pool, err = connectInWorkers(ctx, sys, cfg.Procs, workerMsg{Op: "fanout", Clients: plan.Members, QoS: cfg.QoS,
-			Publishers: len(plan.Publishers), SeriesLen: seriesLen, ConnectWorkers: cfg.ConnectWorkers, Persistent: cfg.Persistent}, 0, &res)
+			Publishers: len(plan.Publishers), SeriesLen: seriesLen, ConnectWorkers: cfg.ConnectWorkers, Persistent: cfg.Persistent, MQTT5: cfg.MQTT5}, 0, &res)
 		if pool != nil {
 			defer pool.close()
 		}
@@ -305,7 +312,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 		err = parallel(ctx, len(plan.Members), cfg.ConnectWorkers, func(ctx context.Context, i int) error {
 			m := plan.Members[i]
 			c, err := mqttc.Dial(dialAddr(sys, m), mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, TLS: ct.config(), WebSocket: wsOf(sys),
-				Persistent: cfg.Persistent})
+				Persistent: cfg.Persistent, MQTT5: cfg.MQTT5})
 			if err != nil {
 				return fmt.Errorf("member %s: %w", m.ID, err)
 			}
@@ -340,7 +347,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	}()
 	for i, p := range plan.Publishers {
 		c, err := mqttc.Dial(dialAddr(sys, p), mqttc.Options{ClientID: p.ID, Username: p.Username, Password: p.Password, Inflight: cfg.Inflight,
-			TLS: ct.config(), WebSocket: wsOf(sys)})
+			TLS: ct.config(), WebSocket: wsOf(sys), MQTT5: cfg.MQTT5})
 		if err != nil {
 			return fail(fmt.Errorf("publisher %s: %w", p.ID, err))
 		}

@@ -72,6 +72,7 @@ type smokeResult struct {
 	Connections    int      `json:"connections"`
 	Procs          int      `json:"procs"`
 	TLS            string   `json:"tls"`
+	MQTT5          bool     `json:"mqtt5"`
 	Sent           uint64   `json:"sent"`
 	Deliveries     uint64   `json:"deliveries"`
 	DeliveriesPerS float64  `json:"deliveries_per_s"`

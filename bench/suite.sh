@@ -83,6 +83,12 @@ run idle-tls            "${tlsbase[@]}" --scenario idle --clients "$CLIENTS_TLS"
 wsbase=(--ws --baseline nats)
 run fanout-qos1-max-ws  "${wsbase[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run idle-ws             --ws --pushring-args "--http-max-conns -1" --scenario idle --clients 10000 --qos 0 --runs 1
+# MQTT 5.0 clients on every system that speaks it (mosquitto; the NATS
+# server has no 5.0): compare with fanout-qos1-max and fanout-qos0-max,
+# the same entries at 3.1.1.
+v5base=(--mqtt5 --baseline mosquitto)
+run fanout-qos1-max-mqtt5 "${v5base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
+run fanout-qos0-max-mqtt5 "${v5base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
 # pushring only: one node, then 3 nodes, the same fanout (the baselines' fanout is above).
 run cluster           --scenario cluster --nodes 3 --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs 1 "${common[@]}" --drain "$DRAIN"
 # Not a speed row: 3 nodes on 3 NATS servers (R3), 300 persistent members,

@@ -55,6 +55,7 @@ type workerMsg struct {
 	ConnectWorkers int      `json:"connect_workers,omitempty"`
 	CAPEM          string   `json:"ca_pem,omitempty"`     // set: dial over TLS, verifying the server against this CA
 	Persistent     bool     `json:"persistent,omitempty"` // clients ask for persistent sessions
+	MQTT5          bool     `json:"mqtt5,omitempty"`      // clients speak MQTT 5.0
 	WebSocket      string   `json:"web_socket,omitempty"` // set: dial MQTT over WebSocket at this path
 
 	// arm: the window as unix ns (window's t0, start, end).
@@ -125,7 +126,7 @@ func ServeWorker(in io.Reader, out io.Writer) error {
 	defer closeAll()
 	err := parallel(context.Background(), len(job.Clients), job.ConnectWorkers, func(ctx context.Context, i int) error {
 		m := job.Clients[i]
-		o := mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, BufSize: job.BufSize, TLS: ct.config(), Persistent: job.Persistent, WebSocket: job.WebSocket}
+		o := mqttc.Options{ClientID: m.ID, Username: m.Username, Password: m.Password, BufSize: job.BufSize, TLS: ct.config(), Persistent: job.Persistent, WebSocket: job.WebSocket, MQTT5: job.MQTT5}
 		if len(job.SourceAddrs) > 0 {
 			o.LocalAddr = job.SourceAddrs[i%len(job.SourceAddrs)]
 		}

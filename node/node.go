@@ -685,6 +685,26 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Clients that failed over drift back to their homes once the ring
 	// is quiet again.
 	n.router.SetHome(func(id string) bool { return n.cluster.Home(id) == cfg.NodeID })
+	// --redirect-home: 5.0 clients are sent to their home's advertised
+	// address (the first one, plain or TLS as they came).
+	n.router.SetRedirect(func(id string, tls bool) string {
+		home := n.cluster.Home(id)
+		if home == cfg.NodeID {
+			return ""
+		}
+		m, ok := n.cluster.Member(home)
+		if !ok || m.State != membership.StateAlive {
+			return ""
+		}
+		addrs := m.MQTT
+		if tls {
+			addrs = m.MQTTTLS
+		}
+		if len(addrs) == 0 {
+			return ""
+		}
+		return addrs[0]
+	})
 	// While this node's NATS connection was down, stored messages may
 	// have been forwarded to it and lost: persistent sessions replay as
 	// after a ring change.

@@ -35,6 +35,25 @@ func (s *Server) SetHome(home func(id string) (local bool)) {
 	s.bal.homeAt.Store(&home)
 }
 
+// SetRedirect gives the server the client address of a principal's home:
+// redirect(id, tls) is the home's MQTT (tls: MQTT over TLS) address, or
+// "" when the home is this node or has no such address. Config.RedirectHome
+// uses it; call it before Serve.
+func (s *Server) SetRedirect(redirect func(id string, tls bool) string) {
+	s.redirect.Store(&redirect)
+}
+
+// homeAddr is where c's principal should connect instead of here, or "".
+// From another goroutine than c's reader only once c is bound (c.sess
+// set), so that c.id is settled.
+func (s *Server) homeAddr(c *mqttConn) string {
+	r := s.redirect.Load()
+	if r == nil || !c.isV5.Load() || c.via == viaWebSocket {
+		return ""
+	}
+	return (*r)(c.id.ID, c.via == viaTLS)
+}
+
 // homedElsewhere reports whether SetHome says id's home is another node
 // (false without SetHome). Lock-free: register calls it with Server.mu
 // and session.mu held, which rebalance takes under balancer.mu.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/mqtt/mqttc"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // BenchmarkDeliverGroup1000 delivers one group message to 1,000 local
@@ -19,18 +21,20 @@ import (
 // client has read every message (ns/delivery, clients included, on
 // however many cores there are), the time spent in Deliver calls, and
 // the allocations of the whole process. Each runs on both transports
-// (epoll event loop, goroutines per connection), side by side.
+// (epoll event loop, goroutines per connection), side by side, and on
+// the event loop with MQTT 5.0 clients receiving a message that carries
+// an expiry and a user property.
 func BenchmarkDeliverGroup1000(b *testing.B) {
-	for _, model := range []string{"epoll", "goroutines"} {
+	for _, model := range []string{"epoll", "goroutines", "epoll-v5"} {
 		for _, qos := range []byte{0, 1} {
 			b.Run(fmt.Sprintf("%s/qos%d", model, qos), func(b *testing.B) {
-				benchDeliver(b, 1000, qos, model == "goroutines")
+				benchDeliver(b, 1000, qos, model == "goroutines", model == "epoll-v5")
 			})
 		}
 	}
 }
 
-func benchDeliver(b *testing.B, n int, qos byte, goroutines bool) {
+func benchDeliver(b *testing.B, n int, qos byte, goroutines, v5 bool) {
 	// Default window (32); a queue deep enough that nothing is dropped
 	// while QoS 1 acks catch up.
 	e := newEnv(b, func(c *Config) {
@@ -45,18 +49,27 @@ func benchDeliver(b *testing.B, n int, qos byte, goroutines bool) {
 		ids[i] = id
 		e.auth.add(id, "tok-"+id)
 		e.acl.setMember("bg", id, true)
-		r := connectRaw(b, e, id, "bench", true)
-		r.subscribe(1, "/private/"+id+"/#")
+		c, err := mqttc.Dial(e.addr, mqttc.Options{ClientID: "bench", Username: id, Password: "tok-" + id, MQTT5: v5})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Subscribe("/private/"+id+"/#", 1, 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.Run(func(_, _ []byte) { received.Add(1) })
+			c.Run(func(_, _ []byte) { received.Add(1) })
 		}()
 	}
 	payload := make([]byte, 64)
 	msgs := make([]message.Message, b.N)
 	for i := range msgs {
 		msgs[i] = message.Message{ID: uint64(i + 1), Kind: message.Group, To: "bg", QoS: qos, Payload: payload}
+		if v5 {
+			msgs[i].Expires = time.Now().Add(time.Hour).UnixMilli()
+			msgs[i].Props = []byte{packet.PropUser, 0, 1, 'k', 0, 1, 'v'}
+		}
 	}
 	received.Store(0)
 	want := int64(b.N) * int64(n)

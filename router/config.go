@@ -41,6 +41,14 @@ type Config struct {
 	// default): CONNECT must carry username and password.
 	AuthTopic bool
 
+	// RedirectHome sends a 5.0 client that logs in over TCP or TLS on a
+	// node that is not its home to its home: CONNACK 0x9C (Use another
+	// server) with the home's address as Server Reference (SetRedirect
+	// says where). A draining node then also names each 5.0 client's new
+	// home in its DISCONNECT (0x9C). 3.1.1 and WebSocket clients are
+	// served where they land, through attach records, as without it.
+	RedirectHome bool
+
 	// PrivatePrefix, GroupPrefix and ServicePrefix are the topic roots:
 	// "<PrivatePrefix>/<id>" is a principal's private tree,
 	// "<GroupPrefix>/<gid>" a group topic, "<ServicePrefix>/..." is

@@ -135,13 +135,20 @@
 // takeover included) and the ACL still allows its topic, but not when the
 // server shuts down or the token is revoked or expires.
 //
+// MQTT 5.0 clients (mqtt5.go) are served on the same listeners: the
+// CONNECT's level picks the codec's forms, properties travel with the
+// message to 5.0 receivers, and the server says why it refuses or
+// closes. Session Expiry Interval stands in for clean session
+// (mqttConn.clean, cleanStart and lifetime carry both levels' meaning).
+//
 // # Not supported (yet)
 //
 // Retained messages (the retain flag is ignored, everything is delivered
-// with retain=0); outbound QoS 2 (inbound QoS 2 is accepted and forwarded
-// as QoS 1, without flow control; its ids wait for PUBREL on the
-// connection, at most MaxInflight of them, one more closes it); MQTT 5.0
-// (CONNACK 0x01; the session keeps the protocol level so 5.0 slots in);
-// shared subscriptions (SUBACK 0x80). The limits are per node: a
-// principal connected to several nodes has each node's budget.
+// with retain=0; a 5.0 client is told Retain Available 0); outbound QoS 2
+// (a 3.1.1 client's inbound QoS 2 is accepted and forwarded as QoS 1,
+// without flow control; its ids wait for PUBREL on the connection, at
+// most MaxInflight of them, one more closes it; a 5.0 client is told
+// Maximum QoS 1); shared subscriptions
+// (SUBACK 0x80, 5.0: 0x9E). The limits are per node: a principal
+// connected to several nodes has each node's budget.
 package router

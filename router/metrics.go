@@ -79,12 +79,13 @@ const (
 	resultNotAuthorized  = "not_authorized"
 	resultAuthTopicFail  = "auth_topic_failed"
 	resultBadAuthMethod  = "bad_auth_method" // a 5.0 CONNECT asking for enhanced authentication
+	resultRedirected     = "redirected"      // a 5.0 client sent to its home node (Config.RedirectHome)
 )
 
 // connectResults are the values of pushring_mqtt_connects_total{result};
 // accepted comes first (see stats).
 var connectResults = []string{resultAccepted, resultBadProtocol, resultIDRejected,
-	resultUnavailable, resultBadCredentials, resultNotAuthorized, resultAuthTopicFail, resultBadAuthMethod}
+	resultUnavailable, resultBadCredentials, resultNotAuthorized, resultAuthTopicFail, resultBadAuthMethod, resultRedirected}
 
 // Each Prometheus family of the server.
 var (

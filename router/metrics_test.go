@@ -53,6 +53,7 @@ var (
 		`pushring_mqtt_connects_total{result="bad_protocol"}`,
 		`pushring_mqtt_connects_total{result="id_rejected"}`,
 		`pushring_mqtt_connects_total{result="not_authorized"}`,
+		`pushring_mqtt_connects_total{result="redirected"}`,
 		`pushring_mqtt_connects_total{result="unavailable"}`,
 		`pushring_mqtt_panics_total`,
 		`pushring_mqtt_publish_throttled_total`,

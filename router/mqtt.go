@@ -53,8 +53,9 @@ type willMsg struct {
 	topic   string
 	payload []byte
 	qos     byte
-	expiry  uint32 // 5.0 Message Expiry Interval, seconds; 0: none
-	props   []byte // 5.0 properties carried on
+	expiry  uint32        // 5.0 Message Expiry Interval, seconds; 0: none
+	props   []byte        // 5.0 properties carried on
+	delay   time.Duration // 5.0 Will Delay Interval
 }
 
 type mqttConn struct {
@@ -84,6 +85,7 @@ type mqttConn struct {
 	recvMax  uint16
 	maxOut   uint32
 	v5       *v5Conn // nil on 3.1.1 and 3.1 connections
+	via      byte    // viaTCP, viaTLS or viaWebSocket; set before the transport starts
 	will     *willMsg
 	qos2     []uint16 // inbound QoS 2 ids held until PUBREL, at most MaxInflight
 	expire   *time.Timer
@@ -138,7 +140,18 @@ func (c *mqttConn) kill(publishWill bool, code byte) {
 		c.noWill.Store(true)
 	}
 	if c.isV5.Load() {
-		c.writeDisconnect(code)
+		ref := ""
+		if code == packet.CodeServerShuttingDown && c.srv.cfg.RedirectHome {
+			// Draining: its home is another node now (this one left
+			// the ring), which the client is told to use.
+			if c.sess.Load() != nil {
+				ref = c.srv.homeAddr(c)
+			}
+			if ref != "" {
+				code = packet.CodeUseAnotherServer
+			}
+		}
+		c.writeDisconnect(code, ref)
 		c.t.close(true)
 		return
 	}
@@ -237,7 +250,11 @@ func (c *mqttConn) closed(err error) {
 	c.dropAcks()
 	if c.state == stateActive && c.will != nil && !c.noWill.Load() && !errors.Is(err, errClientDisconnect) {
 		// (errClientDisconnectWill: a 5.0 client asked for it)
-		c.publishWill()
+		if c.will.delay > 0 {
+			c.delayWill()
+		} else {
+			c.publishWill()
+		}
 	}
 	if !c.countBadInput(err) {
 		c.srv.log.Debug("mqtt: connection closed", "id", c.id.ID, "client_id", c.clientID, "remote", c.remote, "reason", err)
@@ -294,6 +311,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 			if wp.Is(packet.PropMessageExpiry) {
 				c.will.expiry = max(wp.MessageExpiry, 1)
 			}
+			c.will.delay = time.Duration(wp.WillDelay) * time.Second
 			c.will.props = packet.AppendForwardProps(nil, wp)
 		}
 	}
@@ -330,7 +348,13 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 			return c.refuse(packet.ConnServerUnavailable, resultUnavailable)
 		}
 		buf, _, _ := c.t.beginWrite()
-		c.t.endWrite(packet.AppendConnack(buf, false, packet.ConnAccepted))
+		if c.connack != nil {
+			buf = c.connack(buf, false)
+			c.connack = nil
+		} else {
+			buf = packet.AppendConnack(buf, false, packet.ConnAccepted)
+		}
+		c.t.endWrite(buf)
 		c.state = stateAuth
 		c.t.setTimeouts(time.Now().Add(cfg.ConnectTimeout), c.keepAlive)
 		return nil
@@ -351,6 +375,11 @@ func (c *mqttConn) login(id Identity, err error) error {
 	}
 	// From here on the identity is id.ID, whatever the username said.
 	c.id = id
+	if c.srv.cfg.RedirectHome {
+		if addr := c.srv.homeAddr(c); addr != "" {
+			return c.redirectHome(addr)
+		}
+	}
 	if !c.willAllowed() {
 		return c.refuse(packet.ConnNotAuthorized, resultNotAuthorized)
 	}
@@ -528,7 +557,7 @@ func (c *mqttConn) handleAuth(header byte, body []byte) error {
 		case 2:
 			buf = packet.AppendAck(buf, packet.PUBREC, pid)
 		}
-		return packet.AppendPublish(buf, 0, false, false, 0, reply, topic)
+		return c.appendReply(buf, reply, topic)
 	})
 	if code == packet.ConnBadCredentials {
 		return c.authFail(topic, "invalid session token") // revoked meanwhile
@@ -543,12 +572,22 @@ func (c *mqttConn) handleAuth(header byte, body []byte) error {
 	return nil
 }
 
+// appendReply appends the QoS 0 PUBLISH of an auth-topic answer, in the
+// connection's protocol level.
+func (c *mqttConn) appendReply(buf, reply []byte, topic string) []byte {
+	var pp *packet.PublishProps
+	if c.v5 != nil {
+		pp = new(packet.PublishProps)
+	}
+	return packet.AppendPublishV5(buf, 0, false, false, 0, pp, reply, topic)
+}
+
 // authFail answers a failed auth-topic login on topic and closes.
 func (c *mqttConn) authFail(topic, reason string) error {
 	reply, _ := json.Marshal(authReply{OK: false, Error: reason})
 	c.srv.m.connect(resultAuthTopicFail) // counted before the client sees the reply
 	buf, _, _ := c.t.beginWrite()
-	c.t.endWrite(packet.AppendPublish(buf, 0, false, false, 0, reply, topic))
+	c.t.endWrite(c.appendReply(buf, reply, topic))
 	c.srv.log.Info("mqtt: auth-topic login failed", "reason", reason, "remote", c.remote)
 	return errAuthFailed
 }

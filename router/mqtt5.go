@@ -114,6 +114,25 @@ func (c *mqttConn) connectV5(cp *packet.Connect) (uint32, error) {
 	return uint32(expiry), nil
 }
 
+// How a connection reached the server (mqttConn.via).
+const (
+	viaTCP byte = iota
+	viaTLS
+	viaWebSocket
+)
+
+// redirectHome refuses a 5.0 login on a node that is not the
+// principal's home with CONNACK 0x9C and the home's address.
+func (c *mqttConn) redirectHome(addr string) error {
+	c.srv.m.connect(resultRedirected)
+	props := &packet.Properties{ServerReference: addr, ReasonString: "connect to your home node"}
+	props.Set(packet.PropServerReference, packet.PropReasonString)
+	buf, _, _ := c.t.beginWrite()
+	c.t.endWrite(packet.AppendConnackV5(buf, false, packet.CodeUseAnotherServer, props))
+	c.srv.log.Debug("mqtt: redirected to the home node", "id", c.id.ID, "home", addr, "remote", c.remote)
+	return errRefused
+}
+
 // v5Reason maps a 3.1.1 CONNACK code to the 5.0 one.
 func v5Reason(code byte) byte {
 	switch code {
@@ -221,17 +240,53 @@ func (c *mqttConn) failed(err error) {
 		return
 	}
 	if code := disconnectCode(err); code != 0 {
-		c.writeDisconnect(code)
+		c.writeDisconnect(code, "")
 	}
 }
 
-// writeDisconnect queues a 5.0 DISCONNECT with code.
-func (c *mqttConn) writeDisconnect(code byte) {
+// writeDisconnect queues a 5.0 DISCONNECT with code, and with ref as its
+// Server Reference if not empty.
+func (c *mqttConn) writeDisconnect(code byte, ref string) {
+	var props *packet.Properties
+	if ref != "" {
+		props = &packet.Properties{ServerReference: ref}
+		props.Set(packet.PropServerReference)
+	}
 	buf, _, open := c.t.beginWrite()
 	if open {
-		buf = packet.AppendDisconnectV5(buf, code, nil)
+		buf = packet.AppendDisconnectV5(buf, code, props)
 	}
 	c.t.endWrite(buf)
+}
+
+// delayWill publishes the will after the Will Delay Interval, or when
+// the session ends if that comes first, unless a new connection has
+// resumed the session meanwhile (3.1.3.2.2). Called by closed, after
+// detach.
+func (c *mqttConn) delayWill() {
+	s := c.sess.Load()
+	if s == nil {
+		c.publishWill()
+		return
+	}
+	s.mu.Lock()
+	gen, removed, resumed, delay := s.offlineGen, s.removed, s.conn != nil, min(c.will.delay, s.lifetime)
+	s.mu.Unlock()
+	switch {
+	case resumed && !removed:
+		return // a takeover that resumed the session
+	case removed || delay <= 0:
+		c.publishWill() // the session ended with the connection
+		return
+	}
+	time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		resumed := !s.removed && (s.conn != nil || s.offlineGen != gen)
+		s.mu.Unlock()
+		if !resumed && c.srv.stopping.Err() == nil {
+			c.publishWill()
+		}
+	})
 }
 
 // disconnectV5 handles a 5.0 DISCONNECT: a new Session Expiry Interval

@@ -55,11 +55,12 @@ type Server struct {
 
 	pres presenceQueue // see SetPresence
 
-	sessStore   SessionStore  // see SetSessionStore; set before Serve, then read-only
-	posStop     chan struct{} // closed by Close: positionLoop ends
-	ringEpoch   atomic.Uint64 // ring changes seen (RingChanged)
-	ringRunning atomic.Bool   // a shared journal read after a ring change is running
-	bal         balancer      // moving clients toward their homes (balance.go)
+	sessStore   SessionStore                                     // see SetSessionStore; set before Serve, then read-only
+	posStop     chan struct{}                                    // closed by Close: positionLoop ends
+	ringEpoch   atomic.Uint64                                    // ring changes seen (RingChanged)
+	ringRunning atomic.Bool                                      // a shared journal read after a ring change is running
+	bal         balancer                                         // moving clients toward their homes (balance.go)
+	redirect    atomic.Pointer[func(id string, tls bool) string] // SetRedirect's (balance.go)
 
 	wg         sync.WaitGroup
 	loops      eventLoops                    // the event-loop transport's pollers
@@ -192,7 +193,7 @@ func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 		if tc != nil {
 			s.acceptTLS(nc, tc)
 		} else {
-			s.accept(nc)
+			s.accept(nc, viaTCP)
 		}
 	}
 }
@@ -246,6 +247,7 @@ func (s *Server) handshake(nc net.Conn, cfg *tls.Config) {
 	cs := tc.ConnectionState()
 	t := newTLSTransport(s, tc)
 	c := newMQTTConn(s, t)
+	c.via = viaTLS
 	if len(cs.VerifiedChains) > 0 {
 		c.cert, c.certID = true, certs.PeerID(&cs)
 	}
@@ -301,9 +303,9 @@ func (s *Server) MaxPacketSize() int { return s.cfg.MaxPacketSize }
 // and upgraded it), with the same limits, auth and ACL, on a reader and
 // a writer goroutine. The server owns nc from the call on; it is closed
 // at once when the server is closing.
-func (s *Server) ServeConn(nc net.Conn) { s.accept(nc) }
+func (s *Server) ServeConn(nc net.Conn) { s.accept(nc, viaWebSocket) }
 
-func (s *Server) accept(nc net.Conn) {
+func (s *Server) accept(nc net.Conn, via byte) {
 	if !s.allowConnect(nc) {
 		return
 	}
@@ -311,7 +313,9 @@ func (s *Server) accept(nc net.Conn) {
 	if t == nil {
 		t = newTCPTransport(s, nc)
 	}
-	s.startConn(newMQTTConn(s, t), t)
+	c := newMQTTConn(s, t)
+	c.via = via
+	s.startConn(c, t)
 }
 
 // startConn registers c and starts its transport; false (t aborted) once

@@ -406,3 +406,52 @@ func TestV5AckCodesAndWill(t *testing.T) {
 		t.Fatalf("will: got %q", p.Payload)
 	}
 }
+
+// Auth-topic login at 5.0: the CONNACK before the token is a 5.0 one.
+func TestV5AuthTopic(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.AuthTopic = true })
+	r := dialRaw(t, e.addr)
+	r.send(packet.AppendConnect(nil, &packet.Connect{ProtocolLevel: packet.V5, ClientID: "at", CleanSession: true, KeepAlive: 60}))
+	var p packet.Properties
+	if _, code, err := packet.DecodeConnackProps(packet.CONNACK<<4, r.mustRead(packet.CONNACK), packet.V5, &p); err != nil || code != 0 || p.MaximumQoS != 1 {
+		t.Fatalf("CONNACK %#x %+v %v", code, p, err)
+	}
+	r.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{}, []byte("tok-alice"), "/service/auth"))
+	if q := r.readPublish5(); !bytes.Contains(q.Payload, []byte(`"ok":true`)) {
+		t.Fatalf("auth answer %s", q.Payload)
+	}
+}
+
+// The Will Delay Interval: the will goes after it, and not at all if the
+// session is resumed first.
+func TestV5WillDelay(t *testing.T) {
+	e := newEnv(t, nil)
+	bob, _ := connect5(t, e, "bob", "b", true, packet.Properties{}, 0)
+	bob.subscribe5(1, "/private/bob/#")
+	willConnect := func(cleanStart bool) *rawClient {
+		r := dialRaw(t, e.addr)
+		c := &packet.Connect{ProtocolLevel: packet.V5, ClientID: "w", CleanSession: cleanStart, KeepAlive: 60,
+			Username: "alice", Password: []byte("tok-alice"), WillTopic: "/private/bob", WillPayload: []byte("gone"),
+			Props: expiryProps(60)}
+		c.WillProps.WillDelay = 1
+		c.WillProps.Set(packet.PropWillDelay)
+		r.send(packet.AppendConnect(nil, c))
+		r.mustRead(packet.CONNACK)
+		return r
+	}
+	// Resumed within the delay: no will.
+	r := willConnect(true)
+	start := time.Now()
+	r.Abort()
+	r = willConnect(false)
+	bob.expectNothing(time.Until(start.Add(1500 * time.Millisecond)))
+	// Not resumed: the will, after the delay.
+	start = time.Now()
+	r.Abort()
+	if p := bob.readPublish5(); string(p.Payload) != "gone" {
+		t.Fatalf("got %q", p.Payload)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Fatalf("the will came after %v, before its 1 s delay", d)
+	}
+}

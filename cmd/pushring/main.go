@@ -59,7 +59,7 @@ func run(args []string) error {
 	cfg := node.DefaultConfig()
 	fs := flag.NewFlagSet("pushring", flag.ContinueOnError)
 	var advertise, logLevel, join, pprofAddr string
-	var authTopic bool
+	var authTopic, redirectHome bool
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for JetStream data and the generated admin key")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT/TCP listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP API listen address")
@@ -93,6 +93,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.Membership.PushPullInterval, "gossip-push-pull-interval", cfg.Membership.PushPullInterval, "period of full gossip state syncs with a random peer")
 	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "cluster name: prefix of NATS subjects and KV buckets")
 	fs.BoolVar(&authTopic, "auth-topic", false, "enable the prototype's login by publishing the session token to /service/auth")
+	fs.BoolVar(&redirectHome, "redirect-home", false, "send MQTT 5.0 clients that log in on a node other than their home to it (CONNACK 0x9C with the home's address as Server Reference), and name the new home when draining")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a login session")
 	fs.Float64Var(&cfg.LoginRate, "login-rate", 1, "login attempts a second per client address (negative: no limit)")
 	fs.IntVar(&cfg.LoginBurst, "login-burst", 10, "burst of login attempts per client address")
@@ -167,6 +168,7 @@ func run(args []string) error {
 		return configerr.Wrap(errUsage, fmt.Errorf("unexpected arguments: %v", fs.Args()))
 	}
 	cfg.AuthTopic = authTopic
+	cfg.Router.RedirectHome = redirectHome
 	if wsOrigins != "" {
 		cfg.WSOrigins = strings.Split(wsOrigins, ",")
 	}

@@ -35,6 +35,8 @@ type Conn struct {
 
 	nextID   uint16
 	inflight chan struct{} // QoS 1 publish window; nil if no QoS 1 publishing
+	level    byte          // protocol level: packet.V311, or packet.V5 with Options.MQTT5
+	props    packet.PublishProps
 }
 
 // Options for Dial and DialTCP.
@@ -59,6 +61,9 @@ type Options struct {
 	// false): the server keeps the subscriptions and queues QoS 1
 	// messages while the client is away. Default: clean session.
 	Persistent bool
+	// MQTT5 makes the client speak MQTT 5.0 (Dial's CONNECT, Subscribe,
+	// Publish and Run); default 3.1.1.
+	MQTT5 bool
 }
 
 func (o Options) withDefaults() Options {
@@ -82,12 +87,18 @@ func Dial(addr string, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, code, err := c.Connect(&packet.Connect{
-		CleanSession: !o.Persistent,
-		ClientID:     o.ClientID,
-		Username:     o.Username,
-		Password:     []byte(o.Password),
-	}, o.Timeout)
+	cp := &packet.Connect{
+		ProtocolLevel: c.level,
+		CleanSession:  !o.Persistent,
+		ClientID:      o.ClientID,
+		Username:      o.Username,
+		Password:      []byte(o.Password),
+	}
+	if o.MQTT5 && o.Persistent {
+		cp.Props.SessionExpiry = 1<<32 - 1 // as long as the server keeps any
+		cp.Props.Set(packet.PropSessionExpiry)
+	}
+	_, code, err := c.Connect(cp, o.Timeout)
 	if err == nil && code != packet.ConnAccepted {
 		err = fmt.Errorf("CONNACK refused with code %d", code)
 	}
@@ -144,11 +155,16 @@ func DialTCP(addr string, o Options) (*Conn, error) {
 // options of its own, say); like DialTCP it sends nothing.
 func New(nc net.Conn, o Options) *Conn {
 	o = o.withDefaults()
+	level := packet.V311
+	if o.MQTT5 {
+		level = packet.V5
+	}
 	return &Conn{
 		nc:       nc,
 		r:        packet.NewReaderSize(nc, maxPacket, o.BufSize),
 		w:        bufio.NewWriterSize(nc, o.BufSize),
 		inflight: make(chan struct{}, o.Inflight),
+		level:    level,
 	}
 }
 
@@ -210,7 +226,12 @@ func (c *Conn) NetConn() net.Conn { return c.nc }
 func (c *Conn) Subscribe(filter string, qos byte, timeout time.Duration) error {
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	defer c.nc.SetDeadline(time.Time{})
-	c.buf = packet.AppendSubscribe(c.buf[:0], &packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: filter, QoS: qos}}})
+	s := &packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: filter, QoS: qos}}}
+	if c.level == packet.V5 {
+		c.buf = packet.AppendSubscribeV5(c.buf[:0], s)
+	} else {
+		c.buf = packet.AppendSubscribe(c.buf[:0], s)
+	}
 	if _, err := c.nc.Write(c.buf); err != nil {
 		return err
 	}
@@ -222,11 +243,11 @@ func (c *Conn) Subscribe(filter string, qos byte, timeout time.Duration) error {
 		if h>>4 != packet.SUBACK {
 			continue
 		}
-		_, codes, err := packet.DecodeSuback(h, body, packet.V311)
+		_, codes, err := packet.DecodeSuback(h, body, c.level)
 		if err != nil {
 			return err
 		}
-		if len(codes) != 1 || codes[0] == packet.SubackFailure {
+		if len(codes) != 1 || codes[0] >= packet.SubackFailure {
 			return errors.New("subscription refused")
 		}
 		return nil
@@ -255,7 +276,11 @@ func (c *Conn) Publish(topic string, qos byte, payload []byte, done <-chan struc
 		}
 		id = c.nextID
 	}
-	c.buf = packet.AppendPublish(c.buf[:0], qos, false, false, id, payload, topic)
+	var pp *packet.PublishProps
+	if c.level == packet.V5 {
+		pp = &c.props
+	}
+	c.buf = packet.AppendPublishV5(c.buf[:0], qos, false, false, id, pp, payload, topic)
 	_, err := c.w.Write(c.buf)
 	return err == nil
 }
@@ -289,7 +314,7 @@ func (c *Conn) Run(fn func(topic, payload []byte)) error {
 		}
 		switch h >> 4 {
 		case packet.PUBLISH:
-			if err := packet.DecodePublish(h, body, packet.V311, &p); err != nil {
+			if err := packet.DecodePublish(h, body, c.level, &p); err != nil {
 				return err
 			}
 			if fn != nil {

@@ -57,6 +57,7 @@ func run(args []string) error {
 	warmup := fs.Duration("warmup", time.Second, "publishing before the measured window")
 	drain := fs.Duration("drain", 10*time.Second, "longest wait for late deliveries after publishing stops (then missing ones count as lost)")
 	inflight := fs.Int("inflight", 16, "QoS 1 publish window per device")
+	mqtt5 := fs.Bool("mqtt5", false, "fanout, direct: every client speaks MQTT 5.0 (systems without 5.0 refuse the CONNECT)")
 	persistent := fs.Bool("persistent", false, "fanout, direct: members connect with persistent sessions (clean session off), so pushring writes their delivery positions; the journal line reports those writes per delivery")
 	messages := fs.Int("messages", 0, "fanout, direct: a burst: each publishing device sends N messages as fast as it can, then stops; deliveries/s from the start of publishing to the last delivery (--warmup, --duration, --rate do not apply)")
 	users := fs.Int("users", 100, "direct: users receiving direct messages (N)")
@@ -176,7 +177,7 @@ func run(args []string) error {
 	}
 	cfg := bench.FanoutConfig{Groups: *groups, Members: *members, Devices: *devices, Rate: *rate, QoS: byte(*qos),
 		Payload: *payload, Duration: *duration, Warmup: *warmup, Drain: *drain, Inflight: *inflight, Procs: *procs,
-		Messages: *messages, Persistent: *persistent, Log: logf}
+		Messages: *messages, Persistent: *persistent, MQTT5: *mqtt5, Log: logf}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

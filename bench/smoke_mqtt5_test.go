@@ -1,0 +1,34 @@
+package bench_test
+
+import (
+	"testing"
+	"time"
+)
+
+// TestSmokeMQTT5 runs pushbench --mqtt5: a QoS 1 fanout (1 × 40, 2 s at
+// 200 msgs/s) whose clients all speak MQTT 5.0, in this process and in
+// worker processes (--procs 2). Every delivery arrives once and the
+// result says 5.0.
+func TestSmokeMQTT5(t *testing.T) {
+	for _, procs := range []string{"1", "2"} {
+		t.Run("procs-"+procs, func(t *testing.T) {
+			rep, _ := runPushbench(t, 2*time.Minute, 1, "--mqtt5", "--procs", procs, "--scenario", "fanout", "--members", "40",
+				"--qos", "1", "--rate", "200", "--duration", "2s", "--warmup", "500ms")
+			r := rep.Results[0]
+			var all uint64
+			for _, n := range r.Series {
+				all += n
+			}
+			switch {
+			case !r.MQTT5 || r.Connections != 41:
+				t.Errorf("mqtt5 %v connections %d", r.MQTT5, r.Connections)
+			case r.Sent == 0 || r.Deliveries == 0:
+				t.Errorf("sent %d, window deliveries %d: nothing measured", r.Sent, r.Deliveries)
+			case !r.lossless():
+				t.Errorf("%s", r.losses())
+			case procs == "1" && all != r.Sent*40:
+				t.Errorf("deliveries over the whole run %d, want sent × members = %d × 40", all, r.Sent)
+			}
+		})
+	}
+}
