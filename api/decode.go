@@ -19,8 +19,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"sync"
+	"time"
 )
 
 // Request bodies.
