@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,55 @@ func TestMQTTJSv5(t *testing.T) {
 			}
 			if got := wait(); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("MQTT.js 5.0 over %s got\n%q\nwant\n%q", tr.name, got, want)
+			}
+		})
+	}
+}
+
+// TestMQTTJSv5Sessions: MQTT.js at 5.0 on a 2-node cluster with
+// --redirect-home: logging in away from home is answered with 0x9C and
+// the home's address; at home, a session with a Session Expiry Interval
+// outlives its connection, and what was sent meanwhile arrives when it is
+// resumed (an HTTP publish's ttl as a 5.0 expiry), over TCP and over
+// WebSocket.
+func TestMQTTJSv5Sessions(t *testing.T) {
+	tc := startClusterWith(t, 2, func(c *Config) { c.Router.RedirectHome = true })
+	n1, n2 := tc.byID("n1"), tc.byID("n2")
+	id := ""
+	for i := 0; id == ""; i++ {
+		if u := "js" + strconv.Itoa(i); n1.cluster.Home(u) == "n2" {
+			id = u
+		}
+	}
+	token := tc.user(t, id)
+	creds := []string{"USERNAME=" + id, "PASSWORD=" + token}
+
+	out := runMQTTJS(t, "connect.js", append(creds, "URL=mqtt://"+n1.MQTTAddr(), "CLIENT_ID=r")...)
+	if want := "connack 156 false " + n2.MQTTAddr(); strings.TrimSpace(out) != want {
+		t.Fatalf("away from home: %q, want %q", out, want)
+	}
+	for _, tr := range []struct{ name, url string }{
+		{"tcp", "mqtt://" + n2.MQTTAddr()},
+		{"websocket", "ws://" + n2.HTTPAddr() + "/mqtt"},
+	} {
+		t.Run(tr.name, func(t *testing.T) {
+			cid := "CLIENT_ID=s-" + tr.name
+			out := runMQTTJS(t, "connect.js", append(creds, "URL="+tr.url, cid, "CLEAN=1", "SESSION_EXPIRY=300", "FILTER=/private/"+id+"/#")...)
+			if strings.TrimSpace(out) != "connack 0 false -" {
+				t.Fatalf("first connect: %q", out)
+			}
+			// The first with a ttl: a 5.0 receiver sees an expiry.
+			for _, body := range []map[string]any{{"payload": "offline-0", "ttl": 300}, {"payload": "offline-1"}} {
+				newAPI(t, n1).must(202, "POST", "/v1/users/"+id+"/messages", "Bearer cluster-admin-key", body, nil)
+			}
+			wait := mqttJS(t, append(creds, "URL="+tr.url, cid, "CLEAN=0", "SESSION_EXPIRY=300", "RESUME=1",
+				"FILTER=/private/"+id+"/#", "COUNT=2", "PROTOCOL_VERSION=5")...)
+			want := []string{
+				"/private/" + id + ` offline-0 {"expiry":true}`,
+				"/private/" + id + ` offline-1 {}`,
+			}
+			if got := wait(); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("resumed session got %q, want %q", got, want)
 			}
 		})
 	}

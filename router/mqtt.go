@@ -190,6 +190,10 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 		}
 		if i := slices.Index(c.qos2, pid); i >= 0 {
 			c.qos2 = slices.Delete(c.qos2, i, i+1)
+		} else if c.v5 != nil {
+			buf, _, _ := c.t.beginWrite()
+			c.t.endWrite(packet.AppendAckV5(buf, packet.PUBCOMP, pid, packet.CodePacketIDNotFound, ""))
+			return nil
 		}
 		c.writeAck(packet.PUBCOMP, pid) // also for an unknown id [MQTT-4.3.3-1]
 	case packet.SUBSCRIBE:

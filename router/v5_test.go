@@ -455,3 +455,16 @@ func TestV5WillDelay(t *testing.T) {
 		t.Fatalf("the will came after %v, before its 1 s delay", d)
 	}
 }
+
+// A PUBREL for a packet id the server does not hold gets PUBCOMP 0x92
+// (Packet Identifier not found), and the connection goes on.
+func TestV5PubrelUnknownID(t *testing.T) {
+	e := newEnv(t, nil)
+	r, _ := connect5(t, e, "alice", "a", true, packet.Properties{}, 0)
+	r.send(packet.AppendAck(nil, packet.PUBREL, 77))
+	id, code, err := packet.DecodeAckCode(packet.PUBCOMP<<4, r.mustRead(packet.PUBCOMP), packet.V5)
+	if err != nil || id != 77 || code != packet.CodePacketIDNotFound {
+		t.Fatalf("PUBCOMP %d %#x %v", id, code, err)
+	}
+	r.expectQuiet()
+}

@@ -2,7 +2,9 @@
 // MQTT.js client. Environment: URL (mqtt://host:port or
 // ws://host:port/mqtt), USERNAME, PASSWORD, CLIENT_ID, FILTER, COUNT,
 // PROTOCOL_VERSION (4: 3.1.1, the default; 5), and for 5.0
-// SESSION_EXPIRY and RECEIVE_MAXIMUM (CONNECT properties). Prints
+// SESSION_EXPIRY and RECEIVE_MAXIMUM (CONNECT properties); CLEAN "0"
+// resumes a session, and RESUME "1" subscribes to nothing (the resumed
+// session's subscription stands). Prints
 // "ready" once the subscription is granted (with its QoS), then one line
 // per message, "<topic> <payload>", followed for 5.0 by the message's
 // properties as JSON (content type, expiry, user properties), and exits
@@ -21,13 +23,17 @@ const client = mqtt.connect(env.URL, {
   username: env.USERNAME,
   password: env.PASSWORD,
   clientId: env.CLIENT_ID,
-  clean: true,
+  clean: env.CLEAN !== "0",
   reconnectPeriod: 0,
   connectTimeout: 10000,
 });
 
 let got = 0;
 client.on("connect", () => {
+  if (env.RESUME === "1") {
+    console.log("ready 1"); // a resumed session: its subscription is kept
+    return;
+  }
   client.subscribe(env.FILTER, { qos: 1 }, (err, granted) => {
     if (err) {
       fail(err);
