@@ -579,3 +579,29 @@ func TestDecodersCheckTypeAndLevel(t *testing.T) {
 		t.Error("Error()")
 	}
 }
+
+// The 5.0 hot path allocates nothing either: a PUBLISH with properties
+// decodes, its forwarded properties are copied into a reused buffer, and
+// it encodes again with an expiry, as the server does per message.
+func TestAllocsV5Publish(t *testing.T) {
+	pp := &PublishProps{Raw: hexBytes("01 01 03 00 04 74 65 78 74 26 00 01 6B 00 01 76"), Expiry: 60, HasExpiry: true, TopicAlias: 3}
+	pkt := AppendPublishV5(nil, 1, false, false, 7, pp, make([]byte, 64), "/group/g1")
+	header, body, _ := readOne(pkt, TMaxSize)
+	var p Publish
+	fw := make([]byte, 0, 64)
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(1000, func() {
+		if err := DecodePublish(header, body, V5, &p); err != nil || p.TopicAlias != 3 || p.Expiry != 60 {
+			t.Fatal(err)
+		}
+		fw = ForwardProps(fw[:0], p.Props)
+		out := PublishProps{Raw: fw, Expiry: 59, HasExpiry: true}
+		buf = AppendPublishV5(buf[:0], 1, false, false, 9, &out, p.Payload, "/private/", idVar, "/group/", gidVar)
+	}); n != 0 {
+		t.Fatalf("5.0 PUBLISH decode, forward, encode: %v allocs", n)
+	}
+	if !bytes.Equal(fw, hexBytes("01 01 03 00 04 74 65 78 74 26 00 01 6B 00 01 76")) {
+		t.Fatalf("forwarded % X", fw)
+	}
+	allocSink = buf
+}
