@@ -91,8 +91,6 @@ type mqttConn struct {
 	expire   *time.Timer
 	refusals int
 	pub      packet.Publish
-	sub      packet.Subscribe
-	unsub    packet.Unsubscribe
 	codes    []byte
 
 	acks *pendingAcks // QoS 1 PUBACKs waiting for their Receipt (puback.go); nil until the first QoS 1 PUBLISH
@@ -199,7 +197,7 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 	case packet.SUBSCRIBE:
 		return c.handleSubscribe(header, body)
 	case packet.UNSUBSCRIBE:
-		u := &c.unsub
+		u := new(packet.Unsubscribe) // rare: not kept on the connection, whose idle size counts
 		if err := packet.DecodeUnsubscribe(header, body, c.level, u); err != nil {
 			return err
 		}
@@ -727,7 +725,7 @@ func logTopic(tp *topics, t []byte) string {
 // ---- SUBSCRIBE ----
 
 func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
-	s := &c.sub
+	s := new(packet.Subscribe) // rare: not kept on the connection, whose idle size counts
 	if err := packet.DecodeSubscribe(header, body, c.level, s); err != nil {
 		return err // invalid filter, no filters, QoS 3, reserved bits: close
 	}

@@ -529,6 +529,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		return 0x03 // the session store is unreachable: fail closed
 	}
 	sess, present, victim, code := s.register(c)
+	c.claimed = nil // read by register alone: an idle connection keeps none of it
 	if code == 0 {
 		sess.replay(func(buf []byte) []byte { return preamble(buf, present) })
 		sess.mu.Unlock()
