@@ -67,6 +67,10 @@ type Message struct {
 	Props []byte
 }
 
+// Size is what m's bytes weigh against a queue's byte bound: its payload
+// and its properties.
+func (m *Message) Size() int { return len(m.Payload) + len(m.Props) }
+
 // Expired reports whether m's expiry has passed at now.
 func (m *Message) Expired(now time.Time) bool {
 	return m.Expires != 0 && now.UnixMilli() >= m.Expires

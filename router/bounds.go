@@ -68,7 +68,7 @@ func (k *keptBacklog) add(m *message.Message, stored time.Time) {
 		k.drop(m, boundAge)
 		return
 	}
-	size := len(m.Payload)
+	size := m.Size()
 	for k.n > 0 && (k.n >= k.max || k.bytes+size > k.maxBytes) {
 		bound := boundBytes
 		if k.n >= k.max {
@@ -102,7 +102,7 @@ func (k *keptBacklog) pop() *message.Message {
 	k.buf[k.head] = nil
 	k.head = (k.head + 1) % len(k.buf)
 	k.n--
-	k.bytes -= len(m.Payload)
+	k.bytes -= m.Size()
 	return m
 }
 

@@ -109,7 +109,7 @@ type Config struct {
 	// dropped and counted (pushring_queue_dropped_total). Default 1000.
 	MaxQueued int
 
-	// MaxQueuedBytes caps the payload bytes of one session's queue, on
+	// MaxQueuedBytes caps the payload and 5.0 property bytes of one session's queue, on
 	// top of MaxQueued (a persistent offline session would otherwise hold
 	// MaxQueued × MaxPacketSize). Over it the oldest messages are dropped
 	// and counted like MaxQueued drops; a single message larger than the
@@ -257,7 +257,7 @@ type Config struct {
 	// SessionBacklogMessages, SessionBacklogBytes and SessionBacklogAge
 	// bound what a persistent session gets back when it replays the
 	// journal (a resume on any node, after a restart, or when its queue
-	// overflowed): at most that many messages, that many payload bytes,
+	// overflowed): at most that many messages, that many payload (and 5.0 property) bytes,
 	// none stored longer ago than the age. Over a bound the OLDEST are
 	// dropped and the newest kept (for push notifications the latest
 	// matter most); the drops are counted

@@ -966,6 +966,7 @@ func (s *Server) Kick(principal, clientID string, gen uint64) {
 		return
 	}
 	victim := sess.conn
+	sess.moved = true // resumed elsewhere: a delayed will is not due (mqtt5.go)
 	sess.mu.Unlock()
 	s.m.kicked()
 	s.removeSessionLocked(sess, true)

@@ -113,6 +113,10 @@ type mqttConn struct {
 	counted bool        // counted in Server.m.connections; under Server.mu
 	noWill  atomic.Bool // closed by the server for a reason that skips the will
 	isV5    atomic.Bool // v5 != nil, for kill from other goroutines
+	// connacked: the CONNACK went out (a DISCONNECT may follow it);
+	// killed: the server closes the connection, its packets are no
+	// longer handled while the close flushes.
+	connacked, killed atomic.Bool
 	// noForward: the server closed this connection with QoS 1 messages
 	// unanswered (one could not be stored, a takeover, shutdown): those
 	// stored later are not forwarded, since the client sends them again
@@ -137,7 +141,8 @@ func (c *mqttConn) kill(publishWill bool, code byte) {
 	if !publishWill {
 		c.noWill.Store(true)
 	}
-	if c.isV5.Load() {
+	c.killed.Store(true) // no packet is handled after this one
+	if c.isV5.Load() && c.connacked.Load() {
 		ref := ""
 		if code == packet.CodeServerShuttingDown && c.srv.cfg.RedirectHome {
 			// Draining: its home is another node now (this one left
@@ -165,6 +170,9 @@ func (c *mqttConn) mayBlock() bool { return c.state != stateActive }
 func (c *mqttConn) handlePacket(header byte, body []byte) error {
 	if h := c.srv.hookPacket.Load(); h != nil {
 		(*h)(header, body)
+	}
+	if c.killed.Load() {
+		return errClosedByServer
 	}
 	switch c.state {
 	case stateConnect:
@@ -278,7 +286,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 			// A 5.0 CONNECT that does not decode is answered with
 			// its reason code (3.2.2.2), then closed as bad input.
 			buf, _, _ := c.t.beginWrite()
-			c.t.endWrite(packet.AppendConnackV5(buf, false, pe.Code, nil))
+			c.t.endWrite(packet.AppendConnackV5(buf, false, connackCode(pe.Code), nil))
 		}
 		return err // malformed: close (3.1.1: without CONNACK)
 	}
@@ -292,7 +300,10 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 	if c.level == packet.V5 {
 		var err error
 		if expiry, err = c.connectV5(&cp); err != nil {
-			return c.refuse(packet.CodeBadAuthMethod, resultBadAuthMethod)
+			if err == errBadAuthMethod {
+				return c.refuse(packet.CodeBadAuthMethod, resultBadAuthMethod)
+			}
+			return c.refuse(err.(*packet.Error).Code, resultBadProtocol)
 		}
 	}
 	assigned := false
@@ -310,9 +321,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: min(cp.WillQoS, 1)}
 		if c.v5 != nil {
 			wp := &cp.WillProps
-			if wp.Is(packet.PropMessageExpiry) {
-				c.will.expiry = max(wp.MessageExpiry, 1)
-			}
+			c.will.expiry = wp.MessageExpiry // 0: none
 			c.will.delay = time.Duration(wp.WillDelay) * time.Second
 			c.will.props = packet.AppendForwardProps(nil, wp)
 		}
@@ -357,6 +366,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 			buf = packet.AppendConnack(buf, false, packet.ConnAccepted)
 		}
 		c.t.endWrite(buf)
+		c.connacked.Store(true)
 		c.state = stateAuth
 		c.t.setTimeouts(time.Now().Add(cfg.ConnectTimeout), c.keepAlive)
 		return nil

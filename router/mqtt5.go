@@ -111,6 +111,12 @@ func (c *mqttConn) connectV5(cp *packet.Connect) (uint32, error) {
 		c.recvMax = cp.Props.ReceiveMaximum
 	}
 	c.maxOut = cp.Props.MaximumPacketSize // 0: not given, no limit
+	switch {
+	case cp.WillQoS == 2:
+		return 0, errQoS2V5 // above the Maximum QoS the CONNACK would announce [MQTT-3.2.2-12]
+	case cp.WillRetain:
+		return 0, errRetainV5 // Retain Available 0 [MQTT-3.2.2-13]
+	}
 	return uint32(expiry), nil
 }
 
@@ -131,6 +137,20 @@ func (c *mqttConn) redirectHome(addr string) error {
 	c.t.endWrite(packet.AppendConnackV5(buf, false, packet.CodeUseAnotherServer, props))
 	c.srv.log.Debug("mqtt: redirected to the home node", "id", c.id.ID, "home", addr, "remote", c.remote)
 	return errRefused
+}
+
+// connackCode is code if a CONNACK may carry it (3.2.2.2), else 0x81
+// (malformed) or 0x82 (protocol error): the codec's errors name the
+// fault of any packet, and a few codes are not CONNACK's.
+func connackCode(code byte) byte {
+	switch code {
+	case packet.CodeMalformed, packet.CodeProtocolError, packet.CodeUnsupportedVersion,
+		packet.CodeTopicNameInvalid, packet.CodePacketTooLarge, packet.CodePayloadFormatInvalid:
+		return code
+	case packet.CodeTopicAliasInvalid:
+		return packet.CodeMalformed
+	}
+	return packet.CodeProtocolError
 }
 
 // v5Reason maps a 3.1.1 CONNACK code to the 5.0 one.
@@ -168,12 +188,20 @@ func (c *mqttConn) resolveAlias(p *packet.Publish) error {
 		p.Topic = v.aliases[a-1]
 		return nil
 	}
+	if len(p.Topic) > maxAliasTopic {
+		return nil // no topic this long is one the ACL lets through: not kept
+	}
 	if a > len(v.aliases) {
 		v.aliases = append(v.aliases, make([][]byte, a-len(v.aliases))...)
 	}
 	v.aliases[a-1] = append(v.aliases[a-1][:0], p.Topic...)
 	return nil
 }
+
+// maxAliasTopic bounds the topics a Topic Alias keeps (the aliases of
+// one connection hold at most TopicAliasMaximum of them): longer than
+// any topic a client may publish to (a prefix and a 64-byte id).
+const maxAliasTopic = 256
 
 // checkPublishV5 refuses what a 5.0 client was told not to send, and
 // resolves its topic alias.
@@ -190,7 +218,7 @@ func (c *mqttConn) checkPublishV5(p *packet.Publish) error {
 // fillV5 sets what a 5.0 PUBLISH gives its message: the expiry deadline
 // and the properties that travel on.
 func (c *mqttConn) fillV5(m *message.Message, p *packet.Publish, now time.Time) {
-	if p.HasExpiry {
+	if p.HasExpiry && p.Expiry > 0 { // 0: no expiry, as mosquitto reads it
 		m.Expires = now.UnixMilli() + int64(p.Expiry)*1000
 	}
 	if len(p.Props) > 0 {
@@ -273,15 +301,15 @@ func (c *mqttConn) delayWill() {
 	gen, removed, resumed, delay := s.offlineGen, s.removed, s.conn != nil, min(c.will.delay, s.lifetime)
 	s.mu.Unlock()
 	switch {
-	case resumed && !removed:
-		return // a takeover that resumed the session
+	case resumed && !removed, s.moved:
+		return // a takeover that resumed the session, here or on another node
 	case removed || delay <= 0:
 		c.publishWill() // the session ended with the connection
 		return
 	}
 	time.AfterFunc(delay, func() {
 		s.mu.Lock()
-		resumed := !s.removed && (s.conn != nil || s.offlineGen != gen)
+		resumed := s.moved || !s.removed && (s.conn != nil || s.offlineGen != gen)
 		s.mu.Unlock()
 		if !resumed && c.srv.stopping.Err() == nil {
 			c.publishWill()

@@ -23,14 +23,14 @@ type outMsg struct {
 }
 
 // msgQueue is a bounded FIFO ring of outMsg, bounded both in entries and
-// in payload bytes. It grows by doubling up to max entries and drops its
+// in payload and property bytes. It grows by doubling up to max entries and drops its
 // oldest entries to make room. Not goroutine-safe (the session lock guards
 // it).
 type msgQueue struct {
 	buf   []outMsg
 	head  int
 	n     int
-	bytes int // payload bytes of the queued messages
+	bytes int // payload and property bytes of the queued messages (Message.Size)
 	// dropped is push's result, kept to be reused (no allocation per
 	// drop once a queue has dropped before).
 	dropped []*message.Message
@@ -39,16 +39,16 @@ type msgQueue struct {
 func (q *msgQueue) len() int { return q.n }
 
 // push appends o, first dropping the oldest entries while the queue holds
-// max entries or its payload bytes plus o's would exceed maxBytes; it
+// max entries or its bytes plus o's would exceed maxBytes; it
 // returns the messages it dropped, in a slice valid until the next push.
 // A message larger than maxBytes on its own is still queued (alone):
 // MaxPacketSize bounds it.
 func (q *msgQueue) push(o outMsg, max, maxBytes int) (dropped []*message.Message) {
-	size := len(o.m.Payload)
+	size := o.m.Size()
 	clear(q.dropped) // the last push's: no message kept past its drop
 	q.dropped = q.dropped[:0]
 	for q.n > 0 && (q.n >= max || q.bytes+size > maxBytes) {
-		q.bytes -= len(q.buf[q.head].m.Payload)
+		q.bytes -= q.buf[q.head].m.Size()
 		q.dropped = append(q.dropped, q.buf[q.head].m)
 		q.buf[q.head] = outMsg{}
 		q.head = (q.head + 1) % len(q.buf)
@@ -84,7 +84,7 @@ func (q *msgQueue) pop() outMsg {
 	q.buf[q.head] = outMsg{}
 	q.head = (q.head + 1) % len(q.buf)
 	q.n--
-	q.bytes -= len(o.m.Payload)
+	q.bytes -= o.m.Size()
 	if q.n == 0 {
 		q.head = 0
 		q.bytes = 0

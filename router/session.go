@@ -44,6 +44,7 @@ type session struct {
 	maxOut     uint32        // the last connection's Maximum Packet Size (0: none given)
 	lifetime   time.Duration // how long the session outlives its connection; 0: it ends with it
 	removed    bool          // dropped from the server: ignore everything
+	moved      bool          // removed because another node resumed it (Kick)
 	retryArmed bool
 	clean      bool // set by newSession, never changed (here to pack the small fields)
 	nextPID    uint16
@@ -170,13 +171,13 @@ func (s *session) offerLocked(m *message.Message, hc *withholdCtx) {
 	if !ok {
 		return
 	}
-	if !s.sendable(m, form, qos) {
-		return // as if sent: it never will be
-	}
 	if s.recent == nil {
 		s.recent = new(idRing)
 	}
-	s.recent.add(m.ID)
+	s.recent.add(m.ID) // also when dropped below: a replay's copy is not counted again
+	if !s.sendable(m, form, qos) {
+		return // as if sent: it never will be
+	}
 	s.offer(outMsg{m: m, form: form, qos: qos})
 	if hc != nil && qos == 1 && s.conn != nil && s.backlogged() {
 		s.withholdOn(hc)
@@ -248,12 +249,19 @@ func (s *session) sendable(m *message.Message, form topicForm, qos byte) bool {
 		s.srv.m.refusal(reasonExpired)
 		return false
 	}
-	if s.maxOut != 0 {
-		o := outMsg{m: m, form: form, qos: qos}
-		if n := s.publishLen(&o); n < 0 || n > int(s.maxOut) {
-			s.srv.m.refusal(reasonTooLargeForClient)
-			return false
-		}
+	o := outMsg{m: m, form: form, qos: qos}
+	return s.fits(&o)
+}
+
+// fits reports whether o fits the client's Maximum Packet Size, and
+// counts it if not. s.mu held.
+func (s *session) fits(o *outMsg) bool {
+	if s.maxOut == 0 {
+		return true
+	}
+	if n := s.publishLen(o); n < 0 || n > int(s.maxOut) {
+		s.srv.m.refusal(reasonTooLargeForClient)
+		return false
 	}
 	return true
 }
@@ -460,6 +468,10 @@ func (s *session) drainQueueLocked() {
 			s.queue.pop()
 			continue
 		}
+		if !s.fits(s.queue.front()) {
+			s.queue.pop() // the client reconnected with a smaller Maximum Packet Size
+			continue
+		}
 		buf, backlog, open := c.t.beginWrite()
 		if !open {
 			c.t.endWrite(buf)
@@ -530,17 +542,24 @@ func (s *session) flushResend() bool {
 	limit := s.srv.cfg.MaxOutboundBytes
 	now := time.Now()
 	start := len(buf)
-	blocked := false
+	blocked, full := false, false
+	// outstanding: sent on this connection and not acknowledged; a 5.0
+	// client's Receive Maximum bounds it, resends included (its window
+	// may be smaller than when they were first sent).
+	outstanding := len(s.inflight) - s.resendDue
 	kept := s.inflight[:0]
 	for _, f := range s.inflight {
-		if f.due && !blocked {
-			if !s.stillAllowed(&f.outMsg) {
+		if f.due && !blocked && !full {
+			if !s.stillAllowed(&f.outMsg) || !s.fits(&f.outMsg) {
 				s.resendDue--
 				continue
 			}
-			if backlog+len(buf)-start >= limit {
+			if outstanding >= s.window() {
+				full = true // the rest go as acks come (drainLocked)
+			} else if backlog+len(buf)-start >= limit {
 				blocked = true
 			} else {
+				outstanding++
 				buf = s.appendPublish(buf, &f.outMsg, f.pid, true)
 				f.due = false
 				f.sent = now
@@ -556,7 +575,7 @@ func (s *session) flushResend() bool {
 	if blocked {
 		c.t.notifyDrained()
 	}
-	return !blocked
+	return s.resendDue == 0
 }
 
 // ack handles PUBACK pid from connection c.
@@ -635,6 +654,7 @@ func (s *session) replay(preamble func([]byte) []byte) {
 	buf, _, _ := c.t.beginWrite()
 	buf = preamble(buf)
 	c.t.endWrite(buf)
+	c.connacked.Store(true)
 	s.resendInflight(0)
 	s.drainLocked()
 	s.armRetry()

@@ -198,6 +198,20 @@ func TestV5Connack(t *testing.T) {
 	auth := packet.Properties{AuthMethod: "SCRAM-SHA-1"}
 	auth.Set(packet.PropAuthMethod)
 	connect5(t, e, "alice", "x", true, auth, packet.CodeBadAuthMethod)
+	// A will above what CONNACK announces is refused [MQTT-3.2.2-12, -13].
+	for _, tc := range []struct {
+		qos    byte
+		retain bool
+		code   byte
+	}{{2, false, packet.CodeQoSNotSupported}, {1, true, packet.CodeRetainNotSupported}} {
+		r := dialRaw(t, e.addr)
+		r.send(packet.AppendConnect(nil, &packet.Connect{ProtocolLevel: packet.V5, ClientID: "w", Username: "alice",
+			Password: []byte("tok-alice"), WillTopic: "/private/bob", WillPayload: []byte("x"), WillQoS: tc.qos, WillRetain: tc.retain}))
+		if _, code, err := packet.DecodeConnack(packet.CONNACK<<4, r.mustRead(packet.CONNACK), packet.V5); err != nil || code != tc.code {
+			t.Errorf("will QoS %d retain %v: CONNACK %#x, %v; want %#x", tc.qos, tc.retain, code, err, tc.code)
+		}
+		r.expectClosed()
+	}
 }
 
 // Properties a 5.0 publisher sets reach 5.0 members, with what is left
@@ -294,11 +308,11 @@ func TestV5MessageExpiryOffline(t *testing.T) {
 	bob.send(packet.AppendDisconnectV5(nil, 0, nil))
 	bob.expectClosed()
 	alice, _ := connect5(t, e, "alice", "a", true, packet.Properties{}, 0)
-	deadline := time.Now().Add(time.Second)
 	alice.send(packet.AppendPublishV5(nil, 1, false, false, 1, &packet.PublishProps{Expiry: 1, HasExpiry: true}, []byte("short"), "/private/bob"))
 	alice.send(packet.AppendPublishV5(nil, 1, false, false, 2, &packet.PublishProps{}, []byte("kept"), "/private/bob"))
 	alice.mustRead(packet.PUBACK)
 	alice.mustRead(packet.PUBACK)
+	deadline := time.Now().Add(time.Second)                      // the server took it in before this
 	for time.Now().Before(deadline.Add(50 * time.Millisecond)) { // the expiry is a time: wait it out
 		time.Sleep(time.Until(deadline.Add(50 * time.Millisecond)))
 	}
@@ -467,4 +481,35 @@ func TestV5PubrelUnknownID(t *testing.T) {
 		t.Fatalf("PUBCOMP %d %#x %v", id, code, err)
 	}
 	r.expectQuiet()
+}
+
+// A connection the server closes handles no more packets, also while
+// its close waits to flush a backlog to a client that does not read
+// (revocation, token expiry and takeover must take effect at once): the
+// transports stop reading, and the connection refuses what they had
+// read already (mqttConn.killed).
+func TestV5KilledConnectionHandlesNothing(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.WriteTimeout = 3 * time.Second; c.PublishRate, c.PublishByteRate = -1, -1 })
+	e.auth.addIdentity("tok-revoke", Identity{ID: "alice", TokenHash: "h-revoke"})
+	bob, _ := connect5(t, e, "bob", "b", true, packet.Properties{}, 0)
+	bob.subscribe5(1, "/private/bob/#")
+	r := dialRaw(t, e.addr)
+	r.send(packet.AppendConnect(nil, &packet.Connect{ProtocolLevel: packet.V5, ClientID: "slow", CleanSession: true,
+		Username: "alice", Password: []byte("tok-revoke")}))
+	r.mustRead(packet.CONNACK)
+	r.subscribe5(1, "/private/alice/#")
+	// alice stops reading; d1 fills her socket and backlog.
+	d1 := connectRaw(t, e, "d1", "d", true)
+	big := string(make([]byte, 60<<10))
+	for range 200 {
+		d1.publish(0, 0, "/private/alice", big)
+	}
+	d1.expectQuiet()
+	in := e.srv.Stats().MessagesIn
+	e.srv.Revoke("h-revoke")
+	r.publish(0, 0, "/private/bob", "after revocation")
+	bob.expectNothing(300 * time.Millisecond)
+	if got := e.srv.Stats().MessagesIn; got != in {
+		t.Fatalf("messages in went from %d to %d after the revocation", in, got)
+	}
 }

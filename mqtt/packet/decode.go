@@ -251,7 +251,7 @@ func DecodePublish(header byte, body []byte, level byte, p *Publish) error {
 // is 1.
 func (p *Publish) readProps() (utf8Payload bool, err error) {
 	var seen uint64
-	it := propIter{b: p.Props}
+	it := propIter{b: p.Props, allowed: propsPublish}
 	for {
 		ok, err := it.next()
 		if err != nil {
@@ -261,9 +261,6 @@ func (p *Publish) readProps() (utf8Payload bool, err error) {
 			return utf8Payload, nil
 		}
 		id := it.id
-		if propsPublish&(1<<id) == 0 {
-			return false, ErrPropertyID
-		}
 		if id != PropUser {
 			if seen&(1<<id) != 0 {
 				return false, ErrPropertyDup

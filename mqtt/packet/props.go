@@ -152,16 +152,18 @@ var (
 	propsForward = propSet(PropPayloadFormat, PropContentType, PropResponseTopic, PropCorrelationData, PropUser)
 )
 
-// propIter walks a property block. Values are checked for their type
-// (strings UTF-8, varints minimal) and for the bounds the specification
-// sets on them; whether the identifier is allowed is the caller's check.
+// propIter walks a property block. An identifier not in allowed is
+// refused first (so a property of another packet is malformed, whatever
+// its value); values are checked for their type (strings UTF-8, varints
+// minimal) and for the bounds the specification sets on them.
 type propIter struct {
-	b   []byte
-	off int
-	id  byte
-	n   uint32 // byte, two- and four-byte integers, varints
-	s   []byte // strings and binary data; a pair's key
-	v   []byte // a pair's value
+	b       []byte
+	allowed uint64
+	off     int
+	id      byte
+	n       uint32 // byte, two- and four-byte integers, varints
+	s       []byte // strings and binary data; a pair's key
+	v       []byte // a pair's value
 }
 
 // next reads the next property; ok false at the end or on err.
@@ -173,7 +175,7 @@ func (it *propIter) next() (ok bool, err error) {
 	// so a first byte with the high bit set is an unknown identifier.
 	id := it.b[it.off]
 	it.off++
-	if id >= 64 || propKinds[id] == kindNone {
+	if id >= 64 || propKinds[id] == kindNone || it.allowed&(1<<id) == 0 {
 		return false, ErrPropertyID
 	}
 	it.id = id
@@ -266,7 +268,7 @@ func readProps(b []byte, off int) (props []byte, next int, err error) {
 // allowing the identifiers in allowed. Strings and byte slices are copies.
 func decodeProps(block []byte, allowed uint64, p *Properties) error {
 	*p = Properties{}
-	it := propIter{b: block}
+	it := propIter{b: block, allowed: allowed}
 	for {
 		ok, err := it.next()
 		if err != nil {
@@ -276,9 +278,6 @@ func decodeProps(block []byte, allowed uint64, p *Properties) error {
 			return nil
 		}
 		id := it.id
-		if allowed&(1<<id) == 0 {
-			return ErrPropertyID
-		}
 		if id != PropUser {
 			if p.Is(id) {
 				return ErrPropertyDup
@@ -350,14 +349,11 @@ func decodeProps(block []byte, allowed uint64, p *Properties) error {
 // for nothing.
 func checkProps(block []byte, allowed uint64) error {
 	var seen uint64
-	it := propIter{b: block}
+	it := propIter{b: block, allowed: allowed}
 	for {
 		ok, err := it.next()
 		if err != nil || !ok {
 			return err
-		}
-		if allowed&(1<<it.id) == 0 {
-			return ErrPropertyID
 		}
 		if it.id != PropUser {
 			if seen&(1<<it.id) != 0 {
@@ -502,7 +498,7 @@ func appendProps(dst []byte, p *Properties, n int) []byte {
 // Indicator, Content Type, Response Topic, Correlation Data and User
 // Properties, in their order. The block must come from DecodePublish.
 func ForwardProps(dst, block []byte) []byte {
-	it := propIter{b: block}
+	it := propIter{b: block, allowed: propsPublish}
 	for {
 		start := it.off
 		ok, err := it.next()

@@ -362,6 +362,7 @@ var TPackets = sync.OnceValue(func() []TPacket {
 			Want: &Connect{ProtocolName: "MQTT", ProtocolLevel: 5, CleanSession: true, KeepAlive: 10, ClientID: "p", PasswordFlag: true, Password: []byte("tok")}},
 		{Name: "CONNECT F1 5.0 unknown property", Hex: "10 10 00 04 4D 51 54 54 05 02 00 0A 02 7F 00 00 01 70", Err: ErrPropertyID, Ref: "F1"},
 		{Name: "CONNECT F1 5.0 topic alias property", Hex: "10 11 00 04 4D 51 54 54 05 02 00 0A 03 23 00 01 00 01 70", Err: ErrPropertyID, Ref: "F1"},
+		{Name: "CONNECT F1 5.0 topic alias 0 property", Hex: "10 11 00 04 4D 51 54 54 05 02 00 0A 03 23 00 00 00 01 70", Err: ErrPropertyID, Ref: "F1"},
 		{Name: "CONNECT F1 5.0 session expiry twice", Hex: "10 18 00 04 4D 51 54 54 05 02 00 0A 0A 11 00 00 00 01 11 00 00 00 02 00 01 70", Err: ErrPropertyDup, Ref: "F1"},
 		{Name: "CONNECT F1 5.0 receive maximum 0", Hex: "10 11 00 04 4D 51 54 54 05 02 00 0A 03 21 00 00 00 01 70", Err: ErrPropertyValue, Ref: "F1"},
 		{Name: "CONNECT F1 5.0 maximum packet size 0", Hex: "10 13 00 04 4D 51 54 54 05 02 00 0A 05 27 00 00 00 00 00 01 70", Err: ErrPropertyValue, Ref: "F1"},

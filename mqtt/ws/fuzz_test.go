@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -31,12 +32,16 @@ func FuzzStream(f *testing.F) {
 	f.Add([]byte("x"), []byte{0xfc, 0x04})
 	f.Add([]byte("hello"), []byte{0x13, 0x03, 0x10})
 
-	got := make(chan []byte, 1)
+	// Each iteration's connection reports to its own channel, found by
+	// the client's address, so a late result never lands in another.
+	var results sync.Map // client address -> chan []byte
 	h, err := New(Config{
 		Serve: func(nc net.Conn) {
 			b, _ := io.ReadAll(io.LimitReader(nc, 1<<20))
 			nc.Close()
-			got <- b
+			if ch, ok := results.Load(nc.RemoteAddr().String()); ok {
+				ch.(chan []byte) <- b
+			}
 		},
 		MaxMessageBytes: fuzzMaxMessage,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -58,6 +63,9 @@ func FuzzStream(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer nc.Close()
+		got := make(chan []byte, 1)
+		results.Store(nc.LocalAddr().String(), got)
+		defer results.Delete(nc.LocalAddr().String())
 		nc.SetDeadline(time.Now().Add(10 * time.Second))
 		br := upgrade(t, nc, addr)
 		if _, err := nc.Write(frames); err != nil {
