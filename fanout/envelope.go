@@ -462,7 +462,7 @@ func acksSize(acks []Ack) int {
 }
 
 func appendMessage(dst []byte, m *message.Message) []byte {
-	ext := hasExt(m)
+	ext := m.HasExtension()
 	kind := byte(m.Kind)
 	if ext {
 		kind |= msgExt
@@ -475,24 +475,13 @@ func appendMessage(dst []byte, m *message.Message) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(m.Payload)))
 	dst = append(dst, m.Payload...)
 	if ext {
-		dst = binary.AppendUvarint(dst, uint64(m.Expires))
-		dst = binary.AppendUvarint(dst, uint64(len(m.Props)))
-		dst = append(dst, m.Props...)
+		dst = m.AppendExtension(dst)
 	}
 	return dst
 }
 
 // msgExt flags a message kind whose extension follows the payload.
 const msgExt = 0x80
-
-func hasExt(m *message.Message) bool { return m.Expires != 0 || len(m.Props) > 0 }
-
-func extSize(m *message.Message) int {
-	if !hasExt(m) {
-		return 0
-	}
-	return uvarintSize(uint64(m.Expires)) + uvarintSize(uint64(len(m.Props))) + len(m.Props)
-}
 
 func appendRecipients(dst []byte, rcpts []string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(rcpts)))
@@ -522,7 +511,7 @@ func headerSize(sender string) int { return headerLen + stringSize(sender) }
 
 func messageSize(m *message.Message) int {
 	return msgFixedLen + stringSize(m.From) + stringSize(m.To) +
-		uvarintSize(uint64(len(m.Payload))) + len(m.Payload) + extSize(m)
+		uvarintSize(uint64(len(m.Payload))) + len(m.Payload) + m.ExtensionSize()
 }
 
 func recipientsSize(rcpts []string) int {

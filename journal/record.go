@@ -59,7 +59,7 @@ func AppendRecord(dst []byte, m *message.Message, prev uint64) []byte {
 		version = recordVersionPrev
 	}
 	kind := byte(m.Kind)
-	ext := m.Expires != 0 || len(m.Props) > 0
+	ext := m.HasExtension()
 	if ext {
 		kind |= recordExt
 	}
@@ -75,9 +75,7 @@ func AppendRecord(dst []byte, m *message.Message, prev uint64) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(m.Payload)))
 	dst = append(dst, m.Payload...)
 	if ext {
-		dst = binary.AppendUvarint(dst, uint64(m.Expires))
-		dst = binary.AppendUvarint(dst, uint64(len(m.Props)))
-		dst = append(dst, m.Props...)
+		dst = m.AppendExtension(dst)
 	}
 	return dst
 }
@@ -91,9 +89,7 @@ func recordSize(m *message.Message, prev uint64) int {
 	if prev != 0 {
 		n = 8
 	}
-	if m.Expires != 0 || len(m.Props) > 0 {
-		n += uvarintLen(uint64(m.Expires)) + uvarintLen(uint64(len(m.Props))) + len(m.Props)
-	}
+	n += m.ExtensionSize()
 	return n + 3 + 8 + uvarintLen(uint64(len(m.From))) + len(m.From) +
 		uvarintLen(uint64(len(m.To))) + len(m.To) +
 		uvarintLen(uint64(len(m.Payload))) + len(m.Payload)

@@ -67,6 +67,37 @@ type Message struct {
 	Props []byte
 }
 
+// HasExtension reports whether m carries Expires or Props: the wire forms
+// of a message (fanout's envelopes, the journal's records) then write
+// its extension after the payload, and flag that they do.
+func (m *Message) HasExtension() bool { return m.Expires != 0 || len(m.Props) > 0 }
+
+// AppendExtension appends m's extension, in the encoding both wire forms
+// share: Expires as an unsigned varint, then Props' length as an unsigned
+// varint and its bytes. Call it only when HasExtension.
+func (m *Message) AppendExtension(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(m.Expires))
+	dst = binary.AppendUvarint(dst, uint64(len(m.Props)))
+	return append(dst, m.Props...)
+}
+
+// ExtensionSize is the length AppendExtension appends, 0 without one.
+func (m *Message) ExtensionSize() int {
+	if !m.HasExtension() {
+		return 0
+	}
+	return uvarintLen(uint64(m.Expires)) + uvarintLen(uint64(len(m.Props))) + len(m.Props)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
 // Size is what m's bytes weigh against a queue's byte bound: its payload
 // and its properties.
 func (m *Message) Size() int { return len(m.Payload) + len(m.Props) }

@@ -40,6 +40,29 @@ func outputLines(b *testutil.SyncBuffer) []string {
 	return out
 }
 
+// mosquittoSub runs the mosquitto_sub at path with args until the test
+// ends, and returns its output once a direct message "probe" to user
+// shows in it as probe (the subscription is live: probes sent before
+// its SUBSCRIBE are simply not delivered).
+func mosquittoSub(t *testing.T, ctx context.Context, w *world, user, probe, path string, args ...string) *testutil.SyncBuffer {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, path, args...)
+	out := &testutil.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if out.Contains(probe) {
+			return nil
+		}
+		w.api.must(202, "POST", "/v1/users/"+user+"/messages", w.admin, map[string]any{"payload": "probe"}, nil)
+		return fmt.Errorf("%s: no probe yet: %q", user, outputLines(out))
+	})
+	return out
+}
+
 // TestMosquittoClients runs the push flow with the stock mosquitto_sub and
 // mosquitto_pub: alice and bob listen on their private trees, d1 publishes
 // to the group, carol hears nothing.
@@ -56,24 +79,8 @@ func TestMosquittoClients(t *testing.T) {
 	outs := map[string]*testutil.SyncBuffer{}
 	for _, u := range []string{"alice", "bob", "carol"} {
 		s := w.api.login(u, passwordOf(u))
-		cmd := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "mqttv311", "-q", "1",
+		outs[u] = mosquittoSub(t, ctx, w, u, " probe", sub, "-h", host, "-p", port, "-V", "mqttv311", "-q", "1",
 			"-i", u+"-mosq", "-u", u, "-P", s.Token, "-t", "/private/"+u+"/#", "-v")
-		out := &testutil.SyncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { cmd.Process.Kill(); cmd.Wait() }()
-		outs[u] = out
-		// A direct probe shows the subscription is live: send until one
-		// arrives (probes before the SUBSCRIBE are simply not delivered).
-		testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-			if out.Contains(" probe") {
-				return nil
-			}
-			w.api.must(202, "POST", "/v1/users/"+u+"/messages", w.admin, map[string]any{"payload": "probe"}, nil)
-			return fmt.Errorf("%s: no probe yet: %q", u, outputLines(out))
-		})
 	}
 
 	for i := range 2 {
@@ -127,21 +134,8 @@ func TestMosquittoClientsV5(t *testing.T) {
 	defer cancel()
 
 	s := w.api.login("alice", passwordOf("alice"))
-	cmd := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-x", "300",
+	out := mosquittoSub(t, ctx, w, "alice", " probe|", sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-x", "300",
 		"-i", "alice-mosq5", "-u", "alice", "-P", s.Token, "-t", "/private/alice/#", "-F", "%t %p|%C|%P|%E")
-	out := &testutil.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
-		if out.Contains(" probe|") {
-			return nil
-		}
-		w.api.must(202, "POST", "/v1/users/alice/messages", w.admin, map[string]any{"payload": "probe"}, nil)
-		return fmt.Errorf("no probe yet: %q", out.String())
-	})
 
 	res, err := exec.CommandContext(ctx, pub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1",
 		"-i", "d1-mosq5", "-u", "d1", "-P", w.d1Key, "-t", "/group/g1", "-m", "hello5",
