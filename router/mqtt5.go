@@ -90,7 +90,9 @@ func (c *mqttConn) connackProps(cp *packet.Connect, assigned bool, expiry uint32
 
 // connectV5 reads a 5.0 CONNECT's properties into c. It returns the
 // Session Expiry Interval granted, in seconds (bounded by
-// Config.SessionExpiry), or errBadAuthMethod.
+// Config.SessionExpiry), or why the CONNECT is refused: errBadAuthMethod,
+// or a *packet.Error whose code the CONNACK carries (a Will above what
+// the CONNACK announces).
 func (c *mqttConn) connectV5(cp *packet.Connect) (uint32, error) {
 	v := &v5Conn{problems: !cp.Props.Is(packet.PropRequestProblemInfo) || cp.Props.RequestProblemInfo == 1}
 	c.v5 = v
@@ -298,10 +300,11 @@ func (c *mqttConn) delayWill() {
 		return
 	}
 	s.mu.Lock()
-	gen, removed, resumed, delay := s.offlineGen, s.removed, s.conn != nil, min(c.will.delay, s.lifetime)
+	gen, removed, moved, resumed := s.offlineGen, s.removed, s.moved, s.conn != nil
+	delay := min(c.will.delay, s.lifetime)
 	s.mu.Unlock()
 	switch {
-	case resumed && !removed, s.moved:
+	case resumed && !removed, moved:
 		return // a takeover that resumed the session, here or on another node
 	case removed || delay <= 0:
 		c.publishWill() // the session ended with the connection
