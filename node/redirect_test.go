@@ -1,10 +1,12 @@
 package node
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/mqtt/mqttc"
 	"github.com/pushring/pushring/mqtt/packet"
 )
@@ -74,4 +76,59 @@ func TestRedirectHome(t *testing.T) {
 		d.Props.ServerReference != n2.MQTTAddr() {
 		t.Fatalf("drain: DISCONNECT %#x %q, %v; want 0x9C and %s", d.Code, d.Props.ServerReference, err, n2.MQTTAddr())
 	}
+}
+
+// TestV5SessionMovesBetweenNodes: a 5.0 session started with Clean
+// Start and a Session Expiry Interval (claimed twice in the store: the
+// old record discarded, a kept one made) is resumed on another node
+// with Clean Start off, and gets what was sent while it was away; a
+// Clean Start there would have found nothing.
+func TestV5SessionMovesBetweenNodes(t *testing.T) {
+	tc := startCluster(t, 2)
+	n1, n2 := tc.byID("n1"), tc.byID("n2")
+	token := tc.user(t, "mover")
+	expiry := packet.Properties{SessionExpiry: 300}
+	expiry.Set(packet.PropSessionExpiry)
+	dial := func(n *Node, cleanStart bool) (*mqttc.Conn, bool) {
+		t.Helper()
+		c, err := mqttc.DialTCP(n.MQTTAddr(), mqttc.Options{Timeout: 5 * time.Second, MQTT5: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Abort() })
+		present, code, err := c.Connect(&packet.Connect{ProtocolLevel: packet.V5, ClientID: "m", CleanSession: cleanStart,
+			KeepAlive: 60, Username: "mover", Password: []byte(token), Props: expiry}, 5*time.Second)
+		if err != nil || code != 0 {
+			t.Fatalf("CONNACK %#x, %v", code, err)
+		}
+		return c, present
+	}
+	c, present := dial(n1, true)
+	if present {
+		t.Fatal("session present on the first connect")
+	}
+	if err := c.Subscribe("/private/mover/#", 1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := n1.router.Stats().Connections; n != 0 {
+			return fmt.Errorf("%d connections on n1", n)
+		}
+		return nil
+	})
+	newAPI(t, n2).must(202, "POST", "/v1/users/mover/messages", "Bearer cluster-admin-key", map[string]any{"payload": "while away"}, nil)
+
+	c, present = dial(n2, false)
+	if !present {
+		t.Fatal("the session was not resumed on n2")
+	}
+	var got inbox
+	go c.Run(got.add)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if l := got.list(); len(l) != 1 || l[0] != "/private/mover while away" {
+			return fmt.Errorf("got %q", l)
+		}
+		return nil
+	})
 }
