@@ -300,24 +300,41 @@ func (c *mqttConn) delayWill() {
 		return
 	}
 	s.mu.Lock()
-	gen, removed, moved, resumed := s.offlineGen, s.removed, s.moved, s.conn != nil
-	delay := min(c.will.delay, s.lifetime)
-	s.mu.Unlock()
 	switch {
-	case resumed && !removed, moved:
+	case s.moved || s.conn != nil && !s.removed:
+		s.mu.Unlock()
 		return // a takeover that resumed the session, here or on another node
-	case removed || delay <= 0:
+	case s.removed || s.lifetime <= 0:
+		s.mu.Unlock()
 		c.publishWill() // the session ended with the connection
 		return
 	}
-	time.AfterFunc(delay, func() {
-		s.mu.Lock()
-		resumed := s.moved || !s.removed && (s.conn != nil || s.offlineGen != gen)
-		s.mu.Unlock()
-		if !resumed && c.srv.stopping.Err() == nil {
+	s.takeWill() // a will of an earlier connection that is still waiting: replaced
+	s.will = func() {
+		if c.srv.stopping.Err() == nil {
 			c.publishWill()
 		}
+	}
+	s.willTimer = time.AfterFunc(min(c.will.delay, s.lifetime), func() {
+		s.mu.Lock()
+		w := s.takeWill()
+		s.mu.Unlock()
+		if w != nil {
+			w()
+		}
 	})
+	s.mu.Unlock()
+}
+
+// takeWill removes the session's waiting will and returns it (nil: none).
+// s.mu held.
+func (s *session) takeWill() func() {
+	w := s.will
+	if s.willTimer != nil {
+		s.willTimer.Stop()
+	}
+	s.will, s.willTimer = nil, nil
+	return w
 }
 
 // disconnectV5 handles a 5.0 DISCONNECT: a new Session Expiry Interval

@@ -45,6 +45,12 @@ type session struct {
 	lifetime   time.Duration // how long the session outlives its connection; 0: it ends with it
 	removed    bool          // dropped from the server: ignore everything
 	moved      bool          // removed because another node resumed it (Kick)
+	// will is the will of the session's last connection while its Will
+	// Delay Interval runs (mqtt5.go), willTimer its timer: published
+	// when the timer fires or the session ends here, dropped if the
+	// session is resumed.
+	will      func()
+	willTimer *time.Timer
 	retryArmed bool
 	clean      bool // set by newSession, never changed (here to pack the small fields)
 	nextPID    uint16
@@ -636,6 +642,7 @@ func (s *session) retryFire() {
 // attach makes c the session's connection (registration, under
 // Server.mu and s.mu); replay must follow before s.mu is released.
 func (s *session) attach(c *mqttConn, level byte) {
+	s.takeWill() // resumed within the Will Delay Interval: no will
 	s.conn = c
 	s.level = level
 	s.recvMax, s.maxOut, s.lifetime = c.recvMax, c.maxOut, c.lifetime
@@ -738,6 +745,9 @@ func (s *session) release() {
 	}
 	s.removed = true
 	s.conn = nil
+	if w := s.takeWill(); w != nil && !s.moved {
+		go w() // the session ended: its delayed will goes now (off the locks held here)
+	}
 	s.offlineBacklog()
 	s.parked = nil
 	s.sent = nil

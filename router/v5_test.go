@@ -513,3 +513,31 @@ func TestV5KilledConnectionHandlesNothing(t *testing.T) {
 		t.Fatalf("messages in went from %d to %d after the revocation", in, got)
 	}
 }
+
+// A delayed will goes as soon as its session ends, before the delay: a
+// Clean Start from the same client id ends the old session.
+func TestV5WillDelaySessionEnds(t *testing.T) {
+	e := newEnv(t, nil)
+	bob, _ := connect5(t, e, "bob", "b", true, packet.Properties{}, 0)
+	bob.subscribe5(1, "/private/bob/#")
+	c := &packet.Connect{ProtocolLevel: packet.V5, ClientID: "w", KeepAlive: 60,
+		Username: "alice", Password: []byte("tok-alice"), WillTopic: "/private/bob", WillPayload: []byte("ended"),
+		Props: expiryProps(600)}
+	c.WillProps.WillDelay = 60
+	c.WillProps.Set(packet.PropWillDelay)
+	r := dialRaw(t, e.addr)
+	r.send(packet.AppendConnect(nil, c))
+	r.mustRead(packet.CONNACK)
+	r.Abort()
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if n := e.srv.m.connections.Load(); n != 1 {
+			return fmt.Errorf("%d connections", n)
+		}
+		return nil
+	})
+	bob.expectQuiet() // the will waits
+	connect5(t, e, "alice", "w", true, expiryProps(600), 0) // Clean Start: the old session ends
+	if p := bob.readPublish5(); string(p.Payload) != "ended" {
+		t.Fatalf("got %q", p.Payload)
+	}
+}
