@@ -37,20 +37,20 @@ type session struct {
 	clientID  string
 	lim       *principalState // shared by the principal's sessions (limits.go); set for life
 
-	mu         sync.Mutex
-	conn       *mqttConn     // nil while offline
-	level      byte          // protocol level of the last connection: 5 gets 5.0 PUBLISHes
-	recvMax    uint16        // the last connection's Receive Maximum (0: none given)
-	maxOut     uint32        // the last connection's Maximum Packet Size (0: none given)
-	lifetime   time.Duration // how long the session outlives its connection; 0: it ends with it
-	removed    bool          // dropped from the server: ignore everything
-	moved      bool          // removed because another node resumed it (Kick)
+	mu       sync.Mutex
+	conn     *mqttConn     // nil while offline
+	level    byte          // protocol level of the last connection: 5 gets 5.0 PUBLISHes
+	recvMax  uint16        // the last connection's Receive Maximum (0: none given)
+	maxOut   uint32        // the last connection's Maximum Packet Size (0: none given)
+	lifetime time.Duration // how long the session outlives its connection; 0: it ends with it
+	removed  bool          // dropped from the server: ignore everything
+	moved    bool          // removed because another node resumed it (Kick)
 	// will is the will of the session's last connection while its Will
 	// Delay Interval runs (mqtt5.go), willTimer its timer: published
 	// when the timer fires or the session ends here, dropped if the
 	// session is resumed.
-	will      func()
-	willTimer *time.Timer
+	will       func()
+	willTimer  *time.Timer
 	retryArmed bool
 	clean      bool // set by newSession, never changed (here to pack the small fields)
 	nextPID    uint16

@@ -535,7 +535,7 @@ func TestV5WillDelaySessionEnds(t *testing.T) {
 		}
 		return nil
 	})
-	bob.expectQuiet() // the will waits
+	bob.expectQuiet()                                       // the will waits
 	connect5(t, e, "alice", "w", true, expiryProps(600), 0) // Clean Start: the old session ends
 	if p := bob.readPublish5(); string(p.Payload) != "ended" {
 		t.Fatalf("got %q", p.Payload)
