@@ -68,8 +68,10 @@ type transport interface {
 	// handler.handlePacket.
 	pause(until time.Time)
 	// close stops the connection. flush: write what is buffered first
-	// (bounded by the write timeout); else at once. No more handlePacket
-	// calls start after close; handler.closed follows. Idempotent,
+	// (bounded by the write timeout); else at once. Without flush no more
+	// handlePacket calls start after close; with flush the reading side
+	// may still hand over packets while the output drains (the handler
+	// refuses them: mqttConn.killed). handler.closed follows. Idempotent,
 	// goroutine-safe, never blocks.
 	close(flush bool)
 	// remoteAddr is the peer's address, for logs.

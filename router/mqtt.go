@@ -664,7 +664,7 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		QoS: min(qos, 1), Payload: p.Payload,
 	}
 	if c.v5 != nil {
-		c.fillV5(m, p, time.Now())
+		c.fillV5(m, p)
 	}
 	if qos == 1 && c.srv.afwd != nil {
 		return c.forwardAcked(m, pid)

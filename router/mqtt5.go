@@ -219,9 +219,9 @@ func (c *mqttConn) checkPublishV5(p *packet.Publish) error {
 
 // fillV5 sets what a 5.0 PUBLISH gives its message: the expiry deadline
 // and the properties that travel on.
-func (c *mqttConn) fillV5(m *message.Message, p *packet.Publish, now time.Time) {
+func (c *mqttConn) fillV5(m *message.Message, p *packet.Publish) {
 	if p.HasExpiry && p.Expiry > 0 { // 0: no expiry, as mosquitto reads it
-		m.Expires = now.UnixMilli() + int64(p.Expiry)*1000
+		m.Expires = time.Now().UnixMilli() + int64(p.Expiry)*1000
 	}
 	if len(p.Props) > 0 {
 		c.v5.fwd = packet.ForwardProps(c.v5.fwd[:0], p.Props)

@@ -181,10 +181,11 @@ func (s *session) offerLocked(m *message.Message, hc *withholdCtx) {
 		s.recent = new(idRing)
 	}
 	s.recent.add(m.ID) // also when dropped below: a replay's copy is not counted again
-	if !s.sendable(m, form, qos) {
+	o := outMsg{m: m, form: form, qos: qos}
+	if !s.live(m) || !s.fits(&o) {
 		return // as if sent: it never will be
 	}
-	s.offer(outMsg{m: m, form: form, qos: qos})
+	s.offer(o)
 	if hc != nil && qos == 1 && s.conn != nil && s.backlogged() {
 		s.withholdOn(hc)
 	}
@@ -248,19 +249,18 @@ func (s *session) match(m *message.Message) (form topicForm, qos byte, ok bool) 
 	return form, qos, true
 }
 
-// sendable drops, counted, a message that expired or that the client
-// said is too large for it (5.0: [MQTT-3.3.2-5], [MQTT-3.1.2-25]).
-func (s *session) sendable(m *message.Message, form topicForm, qos byte) bool {
-	if m.Expires != 0 && m.Expired(time.Now()) {
-		s.srv.m.refusal(reasonExpired)
-		return false
+// live reports whether m has not expired, and counts it if it has
+// ([MQTT-3.3.2-5]): not sent, from the queue or on its first offer.
+func (s *session) live(m *message.Message) bool {
+	if m.Expires == 0 || !m.Expired(time.Now()) {
+		return true
 	}
-	o := outMsg{m: m, form: form, qos: qos}
-	return s.fits(&o)
+	s.srv.m.refusal(reasonExpired)
+	return false
 }
 
-// fits reports whether o fits the client's Maximum Packet Size, and
-// counts it if not. s.mu held.
+// fits reports whether o fits the client's Maximum Packet Size
+// ([MQTT-3.1.2-25]), and counts it if not. s.mu held.
 func (s *session) fits(o *outMsg) bool {
 	if s.maxOut == 0 {
 		return true
@@ -469,13 +469,8 @@ func (s *session) drainQueueLocked() {
 			s.queue.pop()
 			continue
 		}
-		if f := s.queue.front(); f.m.Expires != 0 && f.m.Expired(time.Now()) {
-			s.srv.m.refusal(reasonExpired) // expired while it waited
-			s.queue.pop()
-			continue
-		}
-		if !s.fits(s.queue.front()) {
-			s.queue.pop() // the client reconnected with a smaller Maximum Packet Size
+		if f := s.queue.front(); !s.live(f.m) || !s.fits(f) {
+			s.queue.pop() // expired while it waited, or the client came back with a smaller Maximum Packet Size
 			continue
 		}
 		buf, backlog, open := c.t.beginWrite()
@@ -708,10 +703,11 @@ func (s *session) newSubscription(filter string, qos byte, gid string) subscript
 func (s *session) unsubscribe(c *mqttConn, filters []string, codes []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	mine := s.conn == c && !s.removed
 	for _, f := range filters {
 		code := packet.CodeNoSubscriptionExisted
 		for i := range s.subs {
-			if s.conn == c && !s.removed && s.subs[i].filter == f {
+			if mine && s.subs[i].filter == f {
 				s.lim.subBytes.Add(-subscriptionCost(f))
 				s.subs = append(s.subs[:i], s.subs[i+1:]...)
 				code = packet.CodeSuccess
