@@ -78,7 +78,24 @@ type Deps struct {
 	// MQTT serves GET /mqtt: MQTT over WebSocket (package mqtt/ws).
 	// nil: not served.
 	MQTT http.Handler
+	// Retainer keeps a group message published with "retain": true as
+	// the group's retained message. nil: such a publish is refused
+	// (400 retain_not_supported).
+	Retainer Retainer
 }
+
+// Retainer keeps retained group messages.
+type Retainer interface {
+	// Retain makes m its group's retained message (an empty payload
+	// clears it) and returns once it is kept, or why not: an error
+	// matching ErrRetainedFull when there is no room. Goroutine-safe;
+	// honours ctx. m is not kept after the call.
+	Retain(ctx context.Context, m *message.Message) error
+}
+
+// ErrRetainedFull is matched by a Retainer's error when the retained
+// messages have no room left (507 retained_full).
+var ErrRetainedFull = errors.New("api: no room for retained messages")
 
 // ErrInvalidConfig is matched (errors.Is) by every error New returns for
 // a Config or Deps it cannot run with; the error's text names the field.

@@ -413,6 +413,38 @@ func TestMessages(t *testing.T) {
 	}
 }
 
+// "retain": a group message is kept by the Retainer before it is
+// forwarded; a direct one is refused; no room is 507 and nothing is
+// forwarded; without a Retainer it is refused.
+func TestMessagesRetain(t *testing.T) {
+	f := newFixture(t)
+	dev := f.device("d1")
+	f.user("alice")
+	f.group("g1", false, []string{"alice"}, []string{"d1"})
+	f.must(202, "POST", "/v1/groups/g1/messages", dev, map[string]any{"payload": "state", "retain": true})
+	if f.ret.count() != 1 || f.pub.count() != 1 || f.ret.msgs[0] != f.pub.last(t) {
+		t.Fatalf("retained %d, forwarded %d", f.ret.count(), f.pub.count())
+	}
+	f.must(202, "POST", "/v1/groups/g1/messages", dev, map[string]any{"payload": "plain"})
+	f.mustErr(400, "invalid_retain", "POST", "/v1/users/alice/messages", admin, map[string]any{"payload": "x", "retain": true})
+	f.mustErr(400, "invalid_field", "POST", "/v1/groups/g1/messages", admin, map[string]any{"payload": "x", "retain": "yes"})
+	f.ret.mu.Lock()
+	f.ret.err = fmt.Errorf("bucket: %w", ErrRetainedFull)
+	f.ret.mu.Unlock()
+	f.mustErr(507, "retained_full", "POST", "/v1/groups/g1/messages", dev, map[string]any{"payload": "x", "retain": true})
+	f.ret.mu.Lock()
+	f.ret.err = errDown
+	f.ret.mu.Unlock()
+	f.mustErr(503, "unavailable", "POST", "/v1/groups/g1/messages", dev, map[string]any{"payload": "x", "retain": true})
+	if f.ret.count() != 1 || f.pub.count() != 2 {
+		t.Fatalf("retained %d, forwarded %d", f.ret.count(), f.pub.count())
+	}
+
+	g := newFixtureDeps(t, func(d *Deps) { d.Retainer = nil })
+	g.group("g1", false, nil, nil)
+	g.mustErr(400, "retain_not_supported", "POST", "/v1/groups/g1/messages", admin, map[string]any{"payload": "x", "retain": true})
+}
+
 func TestRouteAndCluster(t *testing.T) {
 	f := newFixture(t)
 	f.user("alice")

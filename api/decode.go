@@ -47,6 +47,9 @@ type messageRequest struct {
 	// no longer delivered (also not from an offline session's backlog),
 	// and MQTT 5.0 receivers are told what is left of it.
 	TTL *int64 `json:"ttl"`
+	// Retain makes a group message the group's retained message, which
+	// members get when they subscribe (an empty payload clears it).
+	Retain bool `json:"retain"`
 }
 
 // maxTTL bounds ttl: MQTT 5.0's Message Expiry Interval is 32 bits.
@@ -59,6 +62,9 @@ var (
 	errTrailingData = newError(http.StatusBadRequest, "trailing_data", "data after the JSON object")
 	errBadQoS       = newError(http.StatusBadRequest, "invalid_qos", "qos must be 0 or 1")
 	errBadTTL       = newError(http.StatusBadRequest, "invalid_ttl", "ttl must be a whole number of seconds from 1 to 4294967295")
+	errRetainDirect = newError(http.StatusBadRequest, "invalid_retain", "only group messages can be retained")
+	errNoRetain     = newError(http.StatusBadRequest, "retain_not_supported", "this server keeps no retained messages")
+	errRetainedFull = newError(http.StatusInsufficientStorage, "retained_full", "no room for another retained message")
 	errOnePayload   = newError(http.StatusBadRequest, "invalid_payload", `give exactly one of "payload" and "payload_base64"`)
 	errBadBase64    = newError(http.StatusBadRequest, "invalid_payload", `"payload_base64" is not valid padded standard base64`)
 )

@@ -376,6 +376,12 @@ func (a *API) publish(q *request, kind message.Kind, to string) error {
 	if e != nil {
 		return e
 	}
+	switch {
+	case req.Retain && kind != message.Group:
+		return errRetainDirect
+	case req.Retain && a.deps.Retainer == nil:
+		return errNoRetain
+	}
 	ctx := q.r.Context()
 	if kind == message.Group {
 		_, err = a.st.Group(ctx, to)
@@ -393,6 +399,17 @@ func (a *API) publish(q *request, kind message.Kind, to string) error {
 		QoS:     qos,
 		Payload: payload,
 		Expires: expires,
+	}
+	if req.Retain {
+		// Kept before it is delivered: a failure leaves nothing for the
+		// client's retry to duplicate.
+		if err := a.deps.Retainer.Retain(ctx, m); err != nil {
+			cause := fmt.Errorf("group message %s to %s not retained: %w", message.FormatID(m.ID), to, err)
+			if errors.Is(err, ErrRetainedFull) {
+				return errRetainedFull.with(cause)
+			}
+			return errUnavailable.with(cause)
+		}
 	}
 	if err := a.deps.Publisher.Forward(ctx, m); err != nil {
 		// The log line says what was refused; the client learns only

@@ -69,6 +69,29 @@ func (p *recPublisher) count() int {
 	return len(p.msgs)
 }
 
+// recRetainer records retained messages; err, if set, fails Retain.
+type recRetainer struct {
+	mu   sync.Mutex
+	msgs []*message.Message
+	err  error
+}
+
+func (r *recRetainer) Retain(ctx context.Context, m *message.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.msgs = append(r.msgs, m)
+	return nil
+}
+
+func (r *recRetainer) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
 // twoNodes is a Cluster of two nodes where everyone lives on n1.
 type twoNodes struct{}
 
@@ -104,6 +127,7 @@ type fixture struct {
 	st    *store.Memory
 	acl   *store.Directory // also the API's store, as in node
 	pub   *recPublisher
+	ret   *recRetainer
 	clock *clock
 	logs  *testutil.SyncBuffer
 	reg   *prometheus.Registry
@@ -116,10 +140,18 @@ type fixture struct {
 // config before New.
 func newFixture(t *testing.T, mod ...func(*Config)) *fixture {
 	t.Helper()
+	return newFixtureDeps(t, nil, mod...)
+}
+
+// newFixtureDeps is newFixture with deps (if not nil) changing the Deps
+// before New.
+func newFixtureDeps(t *testing.T, deps func(*Deps), mod ...func(*Config)) *fixture {
+	t.Helper()
 	f := &fixture{
 		t:     t,
 		st:    store.NewMemory(),
 		pub:   &recPublisher{},
+		ret:   &recRetainer{},
 		clock: &clock{t: time.Now().UTC()},
 		logs:  &testutil.SyncBuffer{},
 		reg:   prometheus.NewRegistry(),
@@ -139,13 +171,18 @@ func newFixture(t *testing.T, mod ...func(*Config)) *fixture {
 	for _, m := range mod {
 		m(&cfg)
 	}
-	a, err := New(cfg, f.acl, Deps{
+	d := Deps{
 		Publisher: f.pub,
+		Retainer:  f.ret,
 		ACL:       f.acl,
 		Cluster:   twoNodes{},
 		IDs:       message.NewIDSource("n1"),
 		Ready:     func() error { return f.ready },
-	})
+	}
+	if deps != nil {
+		deps(&d)
+	}
+	a, err := New(cfg, f.acl, d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,7 @@ import (
 	"github.com/pushring/pushring/membership"
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/mqtt/ws"
+	"github.com/pushring/pushring/retained"
 	"github.com/pushring/pushring/ring"
 	"github.com/pushring/pushring/router"
 	"github.com/pushring/pushring/store"
@@ -191,6 +192,12 @@ type Config struct {
 	// (pushring_session_gaps_total, and a log line). Cluster, NodeID and
 	// Replicas are set by the node.
 	Journal journal.Config
+	// RetainedMaxBytes bounds the bucket of retained messages, one per
+	// group at most (replicated like the KV buckets). Every node holds it
+	// in memory. A retained message that does not fit is delivered but
+	// not kept (pushring_mqtt_refusals_total{reason="retained_full"}).
+	// Default 64 MiB.
+	RetainedMaxBytes int64
 	// StoreWait is how long Start keeps trying to open the KV buckets and
 	// the journal while JetStream does not answer (default 60 s): NATS
 	// servers started together, or one restarting, may need seconds to
@@ -430,7 +437,19 @@ func (c Config) validate() error {
 		configerr.Wrap(ErrInvalidConfig, c.apiConfig().Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.kvConfig().Validate()),
 		configerr.Wrap(ErrInvalidConfig, c.journalConfig().Validate()),
+		configerr.Wrap(ErrInvalidConfig, c.retainedConfig().Validate()),
 	)
+}
+
+// retainedConfig is the retained messages' config as Start builds it:
+// one record holds the largest message MQTT or HTTP accepts.
+func (c Config) retainedConfig() retained.Config {
+	r := retained.DefaultConfig()
+	r.Cluster, r.Replicas = c.Cluster, c.KVReplicas
+	r.MaxBytes = cmp.Or(c.RetainedMaxBytes, r.MaxBytes)
+	largest := max(cmp.Or(c.Router.MaxPacketSize, router.DefaultConfig().MaxPacketSize), c.apiConfig().MaxPayloadBytes)
+	r.MaxValueBytes = int32(min(int64(largest)+1024, r.MaxBytes, 1<<31-1))
+	return r
 }
 
 // kvConfig is the store's config as Start builds it.
@@ -517,6 +536,7 @@ type Node struct {
 	reloadMu sync.Mutex // one Reload at a time
 	dir      *store.Directory
 	journal  *journal.Journal
+	retained *retained.Store
 	posBatch *store.MQTTPosBatcher
 	sessions *sessionStore
 	fan      *fanout.Fanout
@@ -601,6 +621,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("node: journal: %w", err)
 	}
+	rcfgRet := cfg.retainedConfig()
+	rcfgRet.Logger, rcfgRet.Registerer = n.log, n.registry
+	if err := n.untilStoreAnswers(ctx, "the retained messages", func() (err error) {
+		n.retained, err = retained.Open(ctx, js, rcfgRet)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("node: retained messages: %w", err)
+	}
 	bcfg := store.DefaultMQTTPosBatcherConfig()
 	bcfg.Logger, bcfg.Registerer = n.log, n.registry
 	if n.posBatch, err = store.NewMQTTPosBatcher(kv, bcfg); err != nil {
@@ -681,6 +709,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
 	n.router.SetSessionStore(n.sessions)
+	n.router.SetRetained(n.retained, n.dir.MemberOf)
 	n.router.SetJournalEnd(n.fan.LastStored)
 	// Clients that failed over drift back to their homes once the ring
 	// is quiet again.
@@ -791,6 +820,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.api, err = api.New(acfg, n.dir, api.Deps{
 		Publisher: storedPublisher{n.fan},
+		Retainer:  retainedWaiter{n.retained},
 		ACL:       n.dir,
 		Cluster:   members,
 		IDs:       ids,
@@ -1117,6 +1147,9 @@ func (n *Node) Close() error {
 	if n.journal != nil {
 		n.journal.Close()
 	}
+	if n.retained != nil {
+		n.retained.Close()
+	}
 	if n.fan != nil {
 		n.fan.Close()
 	}
@@ -1147,6 +1180,24 @@ type storedPublisher struct{ f *fanout.Fanout }
 
 func (p storedPublisher) Forward(ctx context.Context, m *message.Message) error {
 	return p.f.ForwardStored(ctx, m)
+}
+
+// retainedWaiter is the API's Retainer: Retain waits for the store's
+// answer.
+type retainedWaiter struct{ s *retained.Store }
+
+func (r retainedWaiter) Retain(ctx context.Context, m *message.Message) error {
+	done := make(chan error, 1)
+	r.s.Retain(m, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		if errors.Is(err, retained.ErrFull) {
+			return fmt.Errorf("%w: %w", api.ErrRetainedFull, err)
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // lazyPlacement places everything on this node until the cluster view

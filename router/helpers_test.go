@@ -239,6 +239,13 @@ func newEnv(t testing.TB, edit func(*Config)) *env {
 // loopFwd (nil: the loopFwd itself).
 func newEnvWith(t testing.TB, edit func(*Config), wrap func(*loopFwd) Forwarder) *env {
 	t.Helper()
+	return newEnvSetup(t, edit, wrap, nil)
+}
+
+// newEnvSetup is newEnvWith with setup called on the env before the
+// server serves.
+func newEnvSetup(t testing.TB, edit func(*Config), wrap func(*loopFwd) Forwarder, setup func(*env)) *env {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeID = "test"
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -274,6 +281,9 @@ func newEnvWith(t testing.TB, edit func(*Config), wrap func(*loopFwd) Forwarder)
 		t.Fatal(err)
 	}
 	e.addr = ln.Addr().String()
+	if setup != nil {
+		setup(e)
+	}
 	done := make(chan error, 1)
 	go func() { done <- e.srv.Serve(ln) }()
 	t.Cleanup(func() {

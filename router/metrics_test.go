@@ -68,6 +68,8 @@ var (
 		`pushring_mqtt_refusals_total{reason="malformed"}`,
 		`pushring_mqtt_refusals_total{reason="protocol"}`,
 		`pushring_mqtt_refusals_total{reason="replay_acl"}`,
+		`pushring_mqtt_refusals_total{reason="retained_failed"}`,
+		`pushring_mqtt_refusals_total{reason="retained_full"}`,
 		`pushring_mqtt_refusals_total{reason="service"}`,
 		`pushring_mqtt_refusals_total{reason="store_failed"}`,
 		`pushring_mqtt_refusals_total{reason="subscribe_acl"}`,

@@ -56,6 +56,7 @@ type willMsg struct {
 	expiry  uint32        // 5.0 Message Expiry Interval, seconds; 0: none
 	props   []byte        // 5.0 properties carried on
 	delay   time.Duration // 5.0 Will Delay Interval
+	retain  bool          // Will Retain: kept as its group's retained message
 }
 
 type mqttConn struct {
@@ -77,6 +78,9 @@ type mqttConn struct {
 	// 1, 5.0 Session Expiry Interval 0); cleanStart: an existing session
 	// is discarded at CONNECT (3.1.1: the same flag; 5.0 Clean Start).
 	clean, cleanStart bool
+	// fresh: the session was made for this connection, not resumed
+	// (set at bind; retain.go).
+	fresh bool
 	// lifetime: how long the session outlives the connection (3.1.1:
 	// Config.SessionExpiry, 5.0: the interval granted); recvMax: the
 	// client's Receive Maximum (0: none given); maxOut: its Maximum
@@ -318,7 +322,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 		// The codec has checked the will topic is a valid topic name (a
 		// wildcard closes); the ACL is checked once the identity is
 		// known, and again when the will is published.
-		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: min(cp.WillQoS, 1)}
+		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: min(cp.WillQoS, 1), retain: cp.WillRetain}
 		if c.v5 != nil {
 			wp := &cp.WillProps
 			c.will.expiry = wp.MessageExpiry // 0: none
@@ -517,6 +521,9 @@ func (c *mqttConn) publishWill() {
 		return
 	}
 	c.srv.m.messageIn(kind)
+	if c.will.retain && kind == message.Group && c.srv.retained != nil {
+		c.retainUnacked(m)
+	}
 }
 
 // ---- auth-topic login ----
@@ -632,7 +639,6 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 			return errQoS2Window // counted and logged by closed
 		}
 	}
-	// The retain flag is ignored: retained messages are not supported.
 	kind, toB, reason := c.srv.tp.publishTarget(p.Topic)
 	var to string
 	if reason == "" {
@@ -666,8 +672,9 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	if c.v5 != nil {
 		c.fillV5(m, p)
 	}
+	retain := p.Retain && kind == message.Group && c.srv.retained != nil
 	if qos == 1 && c.srv.afwd != nil {
-		return c.forwardAcked(m, pid)
+		return c.forwardAcked(m, pid, retain)
 	}
 	if err := c.srv.forward(context.Background(), m); err != nil {
 		c.srv.m.refusal(reasonForwardFailed)
@@ -680,14 +687,29 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		return nil
 	}
 	c.srv.m.messageIn(kind)
+	if retain && qos == 1 {
+		// Handed on: the PUBACK waits for the Retainer alone.
+		tag, ok := c.pendAck(pid, true)
+		if !ok {
+			return errQoS1Window
+		}
+		c.readyAck(tag, true)
+		c.retainAcked(m, tag)
+		return nil
+	}
+	if retain {
+		c.retainUnacked(m)
+	}
 	c.ackPublish(qos, pid, true)
 	return nil
 }
 
 // forwardAcked forwards QoS 1 message m, whose PUBACK for pid goes out
 // when the Forwarder's Receipt says it was stored (puback.go).
-func (c *mqttConn) forwardAcked(m *message.Message, pid uint16) error {
-	tag, ok := c.pendAck(pid)
+// retain: m is also its group's retained message, and its PUBACK waits
+// for the Retainer too.
+func (c *mqttConn) forwardAcked(m *message.Message, pid uint16, retain bool) error {
+	tag, ok := c.pendAck(pid, retain)
 	if !ok {
 		return errQoS1Window
 	}
@@ -698,6 +720,9 @@ func (c *mqttConn) forwardAcked(m *message.Message, pid uint16) error {
 		return errForward // no PUBACK: the client sends it again after reconnecting
 	}
 	c.srv.m.messageIn(m.Kind) // its PUBACK waits for Stored
+	if retain {
+		c.retainAcked(m, tag)
+	}
 	return nil
 }
 
@@ -744,6 +769,7 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 	}
 	sess := c.sess.Load()
 	codes := c.codes[:0]
+	var retained []retainedFilter
 	for _, f := range s.Filters {
 		if len(f.Filter) > c.srv.cfg.MaxFilterLen {
 			c.refuseFilter(reasonFilterTooLong, f.Filter)
@@ -766,9 +792,11 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 			codes = append(codes, c.subackFailure(code))
 			continue
 		}
-		code := sess.subscribe(c, f.Filter, min(f.QoS, 1), gid)
+		code, isNew := sess.subscribe(c, f.Filter, min(f.QoS, 1), gid)
 		if code == packet.SubackFailure {
 			code = c.subackFailure(packet.CodeQuotaExceeded) // the subscription caps
+		} else if c.srv.retained != nil {
+			retained = append(retained, retainedFilter{f.Filter, gid, code, f.RetainHandling, isNew})
 		}
 		codes = append(codes, code)
 	}
@@ -781,7 +809,18 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 		buf = packet.AppendSuback(buf, s.PacketID, codes)
 	}
 	c.t.endWrite(buf)
+	for _, r := range retained { // after the SUBACK
+		c.sendRetained(sess, r.filter, r.gid, r.qos, r.rh, r.isNew)
+	}
 	return nil
+}
+
+// retainedFilter is a filter granted by a SUBSCRIBE whose retained
+// messages go after the SUBACK.
+type retainedFilter struct {
+	filter, gid string
+	qos, rh     byte
+	isNew       bool
 }
 
 // subackFailure is the SUBACK code of a refused filter: code in 5.0,

@@ -15,10 +15,10 @@ import (
 // server sends before it closes a 5.0 connection.
 //
 // What pushring announces in CONNACK, and why:
-//   - Maximum QoS 1 and Retain Available 0, until QoS 2 and retained
-//     messages are served: a 5.0 client then never sends them, and one
-//     that does is disconnected with 0x9B or 0x9A as the specification
-//     asks.
+//   - Maximum QoS 1, until QoS 2 is served: a 5.0 client then never
+//     sends it, and one that does is disconnected with 0x9B as the
+//     specification asks. Retain Available 0 when the server has no
+//     Retainer (retain.go), with 0x9A for a retained PUBLISH or will.
 //   - Subscription Identifiers and Shared Subscriptions not available:
 //     every subscription is to the client's own tree or a group.
 //   - Topic Alias Maximum Config.TopicAliasMaximum (inbound aliases; the
@@ -66,14 +66,16 @@ func (c *mqttConn) connackProps(cp *packet.Connect, assigned bool, expiry uint32
 	cfg := &c.srv.cfg
 	p := &packet.Properties{
 		MaximumQoS:         1,
-		RetainAvailable:    0,
 		SubIDAvailable:     0,
 		SharedSubAvailable: 0,
 		MaximumPacketSize:  uint32(cfg.MaxPacketSize),
 		TopicAliasMaximum:  uint16(cfg.TopicAliasMaximum),
 	}
-	p.Set(packet.PropMaximumQoS, packet.PropRetainAvailable, packet.PropSubIDAvailable,
+	p.Set(packet.PropMaximumQoS, packet.PropSubIDAvailable,
 		packet.PropSharedSubAvailable, packet.PropMaximumPacketSize)
+	if c.srv.retained == nil {
+		p.Set(packet.PropRetainAvailable) // 0; left out, it means 1
+	}
 	if cfg.TopicAliasMaximum > 0 {
 		p.Set(packet.PropTopicAliasMaximum)
 	}
@@ -116,7 +118,7 @@ func (c *mqttConn) connectV5(cp *packet.Connect) (uint32, error) {
 	switch {
 	case cp.WillQoS == 2:
 		return 0, errQoS2V5 // above the Maximum QoS the CONNACK would announce [MQTT-3.2.2-12]
-	case cp.WillRetain:
+	case cp.WillRetain && c.srv.retained == nil:
 		return 0, errRetainV5 // Retain Available 0 [MQTT-3.2.2-13]
 	}
 	return uint32(expiry), nil
@@ -211,7 +213,7 @@ func (c *mqttConn) checkPublishV5(p *packet.Publish) error {
 	switch {
 	case p.QoS == 2:
 		return errQoS2V5
-	case p.Retain:
+	case p.Retain && c.srv.retained == nil:
 		return errRetainV5
 	}
 	return c.resolveAlias(p)

@@ -59,13 +59,16 @@ type pendingAck struct {
 	pid       uint16
 	ready     bool // handed on (or refused): may be answered
 	confirmed bool // Accepted, or needs no confirmation (refused)
+	retain    bool // waits for the Retainer too (retain.go)
+	code      byte // 5.0 reason code of the PUBACK (0: success)
 }
 
-// pendAck queues a PUBACK for pid that is not sent before ready(tag). It
-// returns false when maxPendingAcks are unanswered already. The FIFO is
-// allocated with the first QoS 1 PUBLISH (subscribers that never publish
-// do without), before any Receipt can run.
-func (c *mqttConn) pendAck(pid uint16) (tag uint64, ok bool) {
+// pendAck queues a PUBACK for pid that is not sent before ready(tag) (and,
+// with retain, keptRetained(tag)). It returns false when maxPendingAcks
+// are unanswered already. The FIFO is allocated with the first QoS 1
+// PUBLISH (subscribers that never publish do without), before any
+// Receipt can run.
+func (c *mqttConn) pendAck(pid uint16, retain bool) (tag uint64, ok bool) {
 	if c.acks == nil {
 		c.acks = new(pendingAcks)
 	}
@@ -75,18 +78,19 @@ func (c *mqttConn) pendAck(pid uint16) (tag uint64, ok bool) {
 	if len(q.list)-q.head >= maxPendingAcks {
 		return 0, false
 	}
-	q.list = append(q.list, pendingAck{pid: pid})
+	q.list = append(q.list, pendingAck{pid: pid, retain: retain})
 	return q.base + uint64(len(q.list)-q.head-1), true
 }
 
 // readyAck marks tag's message handed on: its PUBACK may go (early, or on
-// confirmation).
-func (c *mqttConn) readyAck(tag uint64) {
+// confirmation; confirmed: it needs none).
+func (c *mqttConn) readyAck(tag uint64, confirmed bool) {
 	q := c.acks
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if i := q.index(tag); i >= 0 {
 		q.list[i].ready = true
+		q.list[i].confirmed = q.list[i].confirmed || confirmed
 		c.sendAcksLocked()
 	}
 }
@@ -137,17 +141,24 @@ func (c *mqttConn) Stored(tag uint64, err error) bool {
 		if c.noForward.Load() {
 			return false
 		}
-		c.readyAck(tag)
+		c.readyAck(tag, false)
 		return true
 	}
-	c.noForward.Store(true)
 	c.srv.m.refusal(reasonStoreFailed)
 	if ok, n := c.srv.storeLog.Allow(time.Second); ok {
 		c.srv.log.Warn("mqtt: a QoS 1 message could not be stored; closing its publisher's connection without PUBACK",
 			"id", c.id.ID, "client_id", c.clientID, "err", err, "remote", c.remote, "since_last_logged", n)
 	}
-	c.kill(false, packet.CodeServerBusy)
+	c.storeFailed()
 	return false
+}
+
+// storeFailed closes c, whose QoS 1 message could not be stored (counted
+// and logged by the caller), without its PUBACK; its later messages are
+// not forwarded (see Stored).
+func (c *mqttConn) storeFailed() {
+	c.noForward.Store(true)
+	c.kill(false, packet.CodeServerBusy)
 }
 
 // Accepted is the Receipt of the QoS 1 message with tag. Goroutine-safe;
@@ -192,7 +203,7 @@ func (c *mqttConn) sendAcksLocked() {
 	buf, _, _ := c.t.beginWrite()
 	for q.head < len(q.list) {
 		e := &q.list[q.head]
-		if !e.ready || (!e.confirmed && len(q.ahead) >= maxAhead) {
+		if !e.ready || e.retain || (!e.confirmed && len(q.ahead) >= maxAhead) {
 			break
 		}
 		if !e.confirmed {
@@ -201,7 +212,11 @@ func (c *mqttConn) sendAcksLocked() {
 			}
 			q.ahead[q.base] = struct{}{}
 		}
-		buf = packet.AppendAck(buf, packet.PUBACK, e.pid)
+		if e.code != 0 && c.isV5.Load() {
+			buf = packet.AppendAckV5(buf, packet.PUBACK, e.pid, e.code, "")
+		} else {
+			buf = packet.AppendAck(buf, packet.PUBACK, e.pid)
+		}
 		q.head++
 		q.base++
 	}

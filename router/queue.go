@@ -17,9 +17,10 @@ const (
 // outMsg is one message on its way to one session. m is shared by every
 // receiver and never modified.
 type outMsg struct {
-	m    *message.Message
-	form topicForm
-	qos  byte
+	m      *message.Message
+	form   topicForm
+	qos    byte
+	retain bool // a retained message sent on SUBSCRIBE: the PUBLISH's retain flag is set
 }
 
 // msgQueue is a bounded FIFO ring of outMsg, bounded both in entries and

@@ -61,6 +61,8 @@ type Server struct {
 	ringRunning atomic.Bool                                      // a shared journal read after a ring change is running
 	bal         balancer                                         // moving clients toward their homes (balance.go)
 	redirect    atomic.Pointer[func(id string, tls bool) string] // SetRedirect's (balance.go)
+	retained    Retainer                                         // SetRetained's (retain.go); nil: no retained messages
+	memberOf    func(id string) []string                         // SetRetained's
 
 	wg         sync.WaitGroup
 	loops      eventLoops                    // the event-loop transport's pollers
@@ -529,6 +531,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		return 0x03 // the session store is unreachable: fail closed
 	}
 	sess, present, victim, code := s.register(c)
+	c.fresh = !present
 	c.claimed = nil // read by register alone: an idle connection keeps none of it
 	if code == 0 {
 		sess.replay(func(buf []byte) []byte { return preamble(buf, present) })

@@ -369,7 +369,7 @@ func (s *session) enqueue(o outMsg) {
 func (s *session) appendPublish(buf []byte, o *outMsg, pid uint16, dup bool) []byte {
 	var parts [4]string
 	var pp packet.PublishProps
-	return packet.AppendPublishV5(buf, o.qos, dup, false, pid, s.publishProps(o, &pp), o.m.Payload, s.topicParts(o, &parts)...)
+	return packet.AppendPublishV5(buf, o.qos, dup, o.retain, pid, s.publishProps(o, &pp), o.m.Payload, s.topicParts(o, &parts)...)
 }
 
 // publishLen is the size of appendPublish's packet for o.
@@ -665,30 +665,30 @@ func (s *session) replay(preamble func([]byte) []byte) {
 // ---- subscriptions ----
 
 // subscribe adds or replaces a filter for connection c and returns the
-// SUBACK code.
-func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) byte {
+// SUBACK code, and whether the filter is new to the session.
+func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) (code byte, isNew bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != c || s.removed {
-		return packet.SubackFailure
+		return packet.SubackFailure, false
 	}
 	for i := range s.subs {
 		if s.subs[i].filter == filter {
 			// Same filter, same cost: nothing more is held.
 			s.subs[i] = s.newSubscription(filter, qos, gid)
-			return qos
+			return qos, false
 		}
 	}
 	if len(s.subs) >= s.srv.cfg.MaxSubscriptions {
 		s.srv.m.refusal(reasonSubscribeMax)
-		return packet.SubackFailure
+		return packet.SubackFailure, false
 	}
 	if !s.lim.addSubBytes(subscriptionCost(filter), int64(s.srv.cfg.MaxSubscriptionBytes)) {
 		c.refuseFilter(reasonSubscriptionBytes, filter)
-		return packet.SubackFailure
+		return packet.SubackFailure, false
 	}
 	s.subs = append(s.subs, s.newSubscription(filter, qos, gid))
-	return qos
+	return qos, true
 }
 
 // newSubscription makes the subscription of an accepted filter.

@@ -99,7 +99,7 @@ func boundSession(t *testing.T, edit func(*Config)) (*Server, *mqttConn, *fakeTr
 	if code := srv.bind(c, func(b []byte, _ bool) []byte { return b }); code != 0 {
 		t.Fatalf("bind: %#x", code)
 	}
-	if q := c.sess.Load().subscribe(c, "/private/alice/#", 1, ""); q != 1 {
+	if q, _ := c.sess.Load().subscribe(c, "/private/alice/#", 1, ""); q != 1 {
 		t.Fatalf("subscribe: %#x", q)
 	}
 	return srv, c, ft

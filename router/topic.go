@@ -42,6 +42,8 @@ const (
 	reasonSubscriptionBytes = "subscription_bytes"   // the principal's filters would pass MaxSubscriptionBytes
 	reasonTooLargeForClient = "too_large_for_client" // a delivery over the 5.0 client's Maximum Packet Size, dropped
 	reasonExpired           = "expired"              // a message whose expiry passed before it could be sent, dropped
+	reasonRetainedFull      = "retained_full"        // a retained message not kept: no room (delivered, acknowledged)
+	reasonRetainedFailed    = "retained_failed"      // a retained message not kept: store failure (QoS 1: no PUBACK, connection closed)
 )
 
 var allReasons = []string{
@@ -49,6 +51,7 @@ var allReasons = []string{
 	reasonSubscribeACL, reasonSubscribeMax, reasonWillACL, reasonReplayACL,
 	reasonDeliverACL, reasonForwardFailed, reasonStoreFailed, reasonConnectRate,
 	reasonFilterTooLong, reasonSubscriptionBytes, reasonTooLargeForClient, reasonExpired,
+	reasonRetainedFull, reasonRetainedFailed,
 	// bad input that closed a connection (refusal.go)
 	reasonMalformed, reasonTooLarge, reasonProtocol, reasonTimeout,
 }

@@ -1,0 +1,178 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/store"
+)
+
+// retainedSink records "R topic payload" (retain flag set) or "L topic
+// payload" (live) per message, in arrival order.
+type retainedSink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (s *retainedSink) handler(_ mqtt.Client, m mqtt.Message) {
+	flag := "L"
+	if m.Retained() {
+		flag = "R"
+	}
+	s.mu.Lock()
+	s.msgs = append(s.msgs, flag+" "+m.Topic()+" "+string(m.Payload()))
+	s.mu.Unlock()
+}
+
+func (s *retainedSink) wait(t *testing.T, n int) []string {
+	t.Helper()
+	var got []string
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		s.mu.Lock()
+		got = append([]string(nil), s.msgs...)
+		s.mu.Unlock()
+		if len(got) < n {
+			return fmt.Errorf("%d messages, want %d: %q", len(got), n, got)
+		}
+		return nil
+	})
+	return got
+}
+
+// TestRetainedMessages, through real clients on a real node: a retained
+// message published with mosquitto_pub (3.1.1) reaches mosquitto_sub
+// (5.0) subscribing to the group topic, flagged retained; one published
+// over HTTP reaches a new session's private tree (paho, 3.1.1); both
+// survive a restart of the node; an empty retained payload clears it;
+// a direct message cannot be retained over HTTP.
+func TestRetainedMessages(t *testing.T) {
+	sub := needTool(t, "mosquitto_sub")
+	pub := needTool(t, "mosquitto_pub")
+	dir := t.TempDir()
+	n := startNode(t, dir, nil)
+	w := setupWorld(t, n)
+	host, port, _ := net.SplitHostPort(n.MQTTAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	if out, err := exec.CommandContext(ctx, pub, "-h", host, "-p", port, "-V", "mqttv311", "-q", "1", "-r",
+		"-i", "d1-mosq", "-u", "d1", "-P", w.d1Key, "-t", "/group/g1", "-m", "door open").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub -r: %v: %s", err, out)
+	}
+	alice := w.api.login("alice", passwordOf("alice"))
+	// -C 1: the retained message alone ends it; -F %r is the retain flag.
+	out, err := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-C", "1", "-W", "10",
+		"-i", "alice-mosq5", "-u", "alice", "-P", alice.Token, "-t", "/group/g1", "-F", "%r %t %p").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "1 /group/g1 door open" {
+		t.Fatalf("mosquitto_sub -V mqttv5 on the group topic: %v: %q", err, out)
+	}
+
+	// Over HTTP, admin: replaces the group's retained message.
+	w.api.must(202, "POST", "/v1/groups/g1/messages", w.admin, map[string]any{"payload": "door closed", "retain": true}, nil)
+	w.api.must(400, "POST", "/v1/users/bob/messages", w.admin, map[string]any{"payload": "x", "retain": true}, nil)
+	bob := w.api.login("bob", passwordOf("bob"))
+	sink := &retainedSink{}
+	c := connect(t, n, clientOpts{user: "bob", password: bob.Token}, nil)
+	subscribeTo(t, c, "/private/bob/#", sink.handler)
+	if got := sink.wait(t, 1); got[0] != "R /private/bob/group/g1 door closed" {
+		t.Fatalf("bob's new session got %q", got)
+	}
+	c.Disconnect(100)
+
+	// The node restarts on its data: the message is still there.
+	n.Close()
+	n = startNode(t, dir, nil)
+	defer n.Close()
+	sink = &retainedSink{}
+	c = connect(t, n, clientOpts{user: "alice", password: alice.Token}, nil)
+	subscribeTo(t, c, "/group/g1", sink.handler)
+	if got := sink.wait(t, 1); got[0] != "R /group/g1 door closed" {
+		t.Fatalf("after a restart: %q", got)
+	}
+
+	// An empty retained payload clears it, and is delivered live.
+	if out, err := exec.CommandContext(ctx, pub, "-h", host, "-p", portOf(n), "-V", "mqttv5", "-q", "1", "-r", "-n",
+		"-i", "d1-mosq", "-u", "d1", "-P", w.d1Key, "-t", "/group/g1").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub -r -n: %v: %s", err, out)
+	}
+	if got := sink.wait(t, 2); got[1] != "L /group/g1 " {
+		t.Fatalf("the clearing message: %q", got)
+	}
+	// A new subscriber gets no retained message: the first message it
+	// sees is the next one published.
+	sink2 := &retainedSink{}
+	c2 := connect(t, n, clientOpts{user: "bob", password: bob.Token, clientID: "bob-2"}, nil)
+	subscribeTo(t, c2, "/group/g1", sink2.handler)
+	publish(t, connect(t, n, clientOpts{user: "d1", password: w.d1Key}, nil), "/group/g1", 1, "after")
+	if got := sink2.wait(t, 1); got[0] != "L /group/g1 after" {
+		t.Fatalf("after clearing: %q", got)
+	}
+	if v := counter(t, n, "pushring_retained_writes_total", map[string]string{"result": "cleared"}); v != 1 {
+		t.Fatalf("cleared writes %v", v)
+	}
+}
+
+// subscribeTo subscribes c to filter at QoS 1 with handler h.
+func subscribeTo(t *testing.T, c mqtt.Client, filter string, h mqtt.MessageHandler) {
+	t.Helper()
+	if tok := c.Subscribe(filter, 1, h); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", filter, tok.Error())
+	}
+}
+
+func portOf(n *Node) string {
+	_, port, _ := net.SplitHostPort(n.MQTTAddr())
+	return port
+}
+
+// TestRetainedAcrossNodes: a retained message published on one node of a
+// cluster reaches a subscriber on the other node.
+func TestRetainedAcrossNodes(t *testing.T) {
+	tc := startCluster(t, 2)
+	ctx := context.Background()
+	a, b := tc.nodes[0], tc.nodes[1]
+	token := tc.user(t, "u1")
+	key := tc.device(t, "dev")
+	st := a.dir
+	if err := st.CreateGroup(ctx, store.Group{ID: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetRole(ctx, "g", "u1", store.Member, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetRole(ctx, "g", "dev", store.Publisher, true); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !a.dir.CanPublishGroup("dev", "g") || !b.dir.IsMember("g", "u1") {
+			return fmt.Errorf("roles not seen yet")
+		}
+		return nil
+	})
+	d := connect(t, a, clientOpts{user: "dev", password: key}, nil)
+	if tok := d.Publish("/group/g", 1, true, "on"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	// The other node's copy follows its watch.
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if b.retained.Retained("g") == nil {
+			return fmt.Errorf("not on %s yet", b.cfg.NodeID)
+		}
+		return nil
+	})
+	sink := &retainedSink{}
+	c := connect(t, b, clientOpts{user: "u1", password: token, clientID: "u1-b"}, nil)
+	subscribeTo(t, c, "/group/g", sink.handler)
+	if got := sink.wait(t, 1); got[0] != "R /group/g on" {
+		t.Fatalf("on the other node: %q", got)
+	}
+}
