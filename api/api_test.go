@@ -379,7 +379,7 @@ func TestMessages(t *testing.T) {
 		{map[string]any{"payload": nil}, 400, "invalid_payload"},
 		{map[string]any{"payload_base64": "not base64!"}, 400, "invalid_payload"},
 		{map[string]any{"payload_base64": "YQ"}, 400, "invalid_payload"}, // unpadded
-		{map[string]any{"payload": "a", "qos": 2}, 400, "invalid_qos"},
+		{map[string]any{"payload": "a", "qos": 3}, 400, "invalid_qos"},
 		{map[string]any{"payload": "a", "qos": -1}, 400, "invalid_qos"},
 		{map[string]any{"payload": "a", "qos": 1.5}, 400, "invalid_field"},
 		{map[string]any{"payload": "a", "ttl": 0}, 400, "invalid_ttl"},

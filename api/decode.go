@@ -60,7 +60,7 @@ var (
 	errEmptyBody    = newError(http.StatusBadRequest, "empty_body", "request body is empty")
 	errNotObject    = newError(http.StatusBadRequest, "bad_json", "request body must be a JSON object")
 	errTrailingData = newError(http.StatusBadRequest, "trailing_data", "data after the JSON object")
-	errBadQoS       = newError(http.StatusBadRequest, "invalid_qos", "qos must be 0 or 1")
+	errBadQoS       = newError(http.StatusBadRequest, "invalid_qos", "qos must be 0, 1 or 2")
 	errBadTTL       = newError(http.StatusBadRequest, "invalid_ttl", "ttl must be a whole number of seconds from 1 to 4294967295")
 	errRetainDirect = newError(http.StatusBadRequest, "invalid_retain", "only group messages can be retained")
 	errNoRetain     = newError(http.StatusBadRequest, "retain_not_supported", "this server keeps no retained messages")
@@ -254,7 +254,7 @@ func (m *messageRequest) payload(maxBytes int) ([]byte, byte, *apiError) {
 	qos := byte(1)
 	if m.QoS != nil {
 		switch *m.QoS {
-		case 0, 1:
+		case 0, 1, 2:
 			qos = byte(*m.QoS)
 		default:
 			return nil, 0, errBadQoS

@@ -203,6 +203,7 @@ type Payload struct {
 	Base64   string // already base64-encoded bytes
 	IsBase64 bool
 	QoS      int
+	Retain   bool // a group message that becomes the group's retained message
 }
 
 func (p Payload) body() map[string]any {
@@ -214,6 +215,9 @@ func (p Payload) body() map[string]any {
 	}
 	if p.QoS >= 0 {
 		m["qos"] = p.QoS
+	}
+	if p.Retain {
+		m["retain"] = true
 	}
 	return m
 }

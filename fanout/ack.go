@@ -55,9 +55,10 @@ import (
 // follows once every node delivering m has taken it in, or after
 // Config.AckTimeout, unless the Fanout is closed first (the node closes
 // the router before it). On an error nothing was registered and r is
-// never called. m.QoS must be 1. Neither m nor m.Payload is kept.
+// never called. m.QoS must be 1 or 2 (both are stored and acknowledged
+// alike). Neither m nor m.Payload is kept.
 func (f *Fanout) ForwardAcked(m *message.Message, r flow.Receipt, tag uint64) error {
-	if m != nil && m.QoS != 1 {
+	if m != nil && m.QoS == 0 {
 		return ErrInvalidMessage
 	}
 	if f.store != nil {

@@ -390,7 +390,7 @@ func validMessage(m *message.Message) error {
 	if m.Kind != message.Direct && m.Kind != message.Group {
 		return errMsgKind
 	}
-	if m.QoS > 1 {
+	if m.QoS > 2 {
 		return errQoS
 	}
 	if m.To == "" {

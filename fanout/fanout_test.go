@@ -287,7 +287,7 @@ func TestForwardRefuses(t *testing.T) {
 	}{
 		"nil":                  {nil, ErrInvalidMessage},
 		"kind 0":               {&message.Message{To: "a"}, ErrInvalidMessage},
-		"QoS 2":                {&message.Message{Kind: message.Direct, To: "a", QoS: 2}, ErrInvalidMessage},
+		"QoS 3":                {&message.Message{Kind: message.Direct, To: "a", QoS: 3}, ErrInvalidMessage},
 		"no to":                {&message.Message{Kind: message.Group}, ErrInvalidMessage},
 		"too large direct":     {&message.Message{Kind: message.Direct, To: "a", Payload: big}, ErrTooLarge},
 		"too large group":      {&message.Message{Kind: message.Group, To: "g", Payload: big}, ErrTooLarge},

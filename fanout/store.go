@@ -169,7 +169,7 @@ func (s *stored) Accepted(uint64)                 {}
 // answered (nil: stored), or with ctx's error (the message may still be
 // stored and delivered). Without a Store, or for QoS 0, it is Forward.
 func (f *Fanout) ForwardStored(ctx context.Context, m *message.Message) error {
-	if f.store == nil || m == nil || m.QoS != 1 {
+	if f.store == nil || m == nil || m.QoS == 0 {
 		return f.Forward(ctx, m)
 	}
 	if err := ctx.Err(); err != nil {

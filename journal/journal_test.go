@@ -599,7 +599,7 @@ func TestAppendInvalid(t *testing.T) {
 		{Kind: message.Direct, To: "a=b"},
 		{Kind: message.Direct, To: ""},
 		{Kind: 3, To: "a"},
-		{Kind: message.Group, To: "a", QoS: 2},
+		{Kind: message.Group, To: "a", QoS: 3},
 		{Kind: message.Group, To: "a", From: "x y"},
 	} {
 		if err := j.Append(m, r, 0); !errors.Is(err, ErrInvalidMessage) {

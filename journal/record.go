@@ -15,7 +15,7 @@ import (
 //	version  1 byte   1, or 2 when prev follows id
 //	kind     1 byte   message.Direct (1) or message.Group (2), plus 0x80
 //	                  when the extension follows the payload
-//	qos      1 byte   0 or 1
+//	qos      1 byte   0, 1 or 2
 //	id       8 bytes  message.Message.ID
 //	prev     8 bytes  version 2 only, never 0: see below
 //	from     uvarint length (0..64), bytes: "" or a valid id
@@ -123,7 +123,7 @@ func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
 	if m.Kind != message.Direct && m.Kind != message.Group {
 		return nil, 0, fmt.Errorf("%w: kind %d", ErrBadRecord, data[1])
 	}
-	if m.QoS > 1 {
+	if m.QoS > 2 {
 		return nil, 0, fmt.Errorf("%w: qos %d", ErrBadRecord, m.QoS)
 	}
 	if fixed > 11 {
@@ -207,9 +207,9 @@ func validID[T string | []byte](id T) bool {
 	return true
 }
 
-// ValidMessage reports whether m can be stored: a known kind, QoS 0 or
-// 1, To a valid id, From empty or a valid id.
+// ValidMessage reports whether m can be stored: a known kind, QoS 0, 1
+// or 2, To a valid id, From empty or a valid id.
 func ValidMessage(m *message.Message) bool {
-	return (m.Kind == message.Direct || m.Kind == message.Group) && m.QoS <= 1 &&
+	return (m.Kind == message.Direct || m.Kind == message.Group) && m.QoS <= 2 &&
 		validID(m.To) && (m.From == "" || validID(m.From))
 }

@@ -75,7 +75,7 @@ func TestDecodeRecordStrict(t *testing.T) {
 		"version 2 no prev":  "\x02" + good[1:],
 		"kind 0":             good[:1] + "\x00" + good[2:],
 		"kind 3":             good[:1] + "\x03" + good[2:],
-		"qos 2":              good[:2] + "\x02" + good[3:],
+		"qos 3":              good[:2] + "\x03" + good[3:],
 		"trailing byte":      good + "!",
 		"truncated payload":  good[:len(good)-1],
 		"padded from len":    good[:11] + "\x85\x00dev.1" + "\x05alice" + "\x02hi",

@@ -55,7 +55,7 @@ type Message struct {
 	// so every receiver sees what is left of the interval.
 	Expires int64
 	Kind    Kind
-	QoS     byte   // 0 or 1: the publisher's QoS, capped per subscription at delivery
+	QoS     byte   // 0, 1 or 2: the publisher's QoS, capped per subscription at delivery; 1 and 2 are stored alike
 	From    string // principal id of the publisher ("" for admin over HTTP)
 	To      string // principal id (Direct) or group id (Group)
 	Payload []byte

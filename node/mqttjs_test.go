@@ -44,9 +44,15 @@ func mqttJS(t *testing.T, env ...string) (wait func() []string) {
 		cancel()
 		_ = cmd.Wait()
 	})
+	ready := "ready 1" // the QoS granted: the one asked for
+	for _, e := range env {
+		if q, ok := strings.CutPrefix(e, "QOS="); ok {
+			ready = "ready " + q
+		}
+	}
 	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "ready 1" {
-		t.Fatalf("MQTT.js: first line %q, want %q; stderr: %s", lines.Text(), "ready 1", stderr.String())
+	if !lines.Scan() || lines.Text() != ready {
+		t.Fatalf("MQTT.js: first line %q, want %q; stderr: %s", lines.Text(), ready, stderr.String())
 	}
 	return func() []string {
 		t.Helper()
@@ -183,6 +189,38 @@ func TestMQTTJSv5Sessions(t *testing.T) {
 			}
 			if got := wait(); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("resumed session got %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestMQTTJSQoS2: MQTT.js publishes at QoS 2 (PUBREC, PUBREL, PUBCOMP);
+// subscribers at QoS 2, 3.1.1 and 5.0, over TCP and WebSocket, get each
+// message once, at QoS 2.
+func TestMQTTJSQoS2(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	defer n.Close()
+	w := setupWorld(t, n)
+	for _, tr := range []struct{ name, url, version string }{
+		{"tcp-3.1.1", "mqtt://" + n.MQTTAddr(), "4"},
+		{"websocket-5.0", "ws://" + n.HTTPAddr() + "/mqtt", "5"},
+	} {
+		t.Run(tr.name, func(t *testing.T) {
+			token := w.api.login("alice", passwordOf("alice")).Token
+			wait := mqttJS(t, "URL="+tr.url, "USERNAME=alice", "PASSWORD="+token, "CLIENT_ID=alice-q2-"+tr.name,
+				"FILTER=/group/g1", "COUNT=3", "PROTOCOL_VERSION="+tr.version, "QOS=2")
+			if out := runMQTTJS(t, "publish.js", "URL="+tr.url, "USERNAME=d1", "PASSWORD="+w.d1Key,
+				"CLIENT_ID=d1-q2-"+tr.name, "TOPIC=/group/g1", "COUNT=3", "QOS=2"); strings.TrimSpace(out) != "done" {
+				t.Fatalf("publish.js: %q", out)
+			}
+			got := wait()
+			for i, line := range got {
+				if !strings.HasPrefix(line, fmt.Sprintf("/group/g1 %d", i)) || !strings.HasSuffix(line, " qos=2") {
+					t.Fatalf("MQTT.js QoS 2 over %s got %q", tr.name, got)
+				}
+			}
+			if len(got) != 3 {
+				t.Fatalf("got %q", got)
 			}
 		})
 	}

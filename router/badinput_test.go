@@ -133,7 +133,6 @@ func badInputs() []badInput {
 		{"A6 SUBACK", false, tp("A6 SUBACK from a client"), reasonProtocol},
 		{"A6 UNSUBACK", false, tp("A6 UNSUBACK from a client"), reasonProtocol},
 		{"A6 PINGRESP", false, tp("A6 PINGRESP from a client"), reasonProtocol},
-		{"A6 PUBREC (server never sends QoS 2)", false, tp("PUBREC"), reasonProtocol},
 		{"A7 PUBLISH id 0", false, tp("PUBLISH A7 QoS 1 packet id 0"), reasonProtocol},
 		{"A7 SUBSCRIBE id 0", false, tp("SUBSCRIBE A7 packet id 0"), reasonProtocol},
 		{"A7 UNSUBSCRIBE id 0", false, tp("UNSUBSCRIBE A7 packet id 0"), reasonProtocol},
@@ -206,11 +205,6 @@ func TestBadInputsFromCodecTable(t *testing.T) {
 			// A CONNECT the server answers with a CONNACK code
 			// (protocol level) is TestBadConnectReplies' case.
 			continue
-		}
-		if typ := c.Bytes()[0] >> 4; typ == packet.PUBREC || typ == packet.PUBCOMP {
-			// The server never sends QoS 2, so a client's PUBREC or
-			// PUBCOMP is refused by its type before it is decoded.
-			want = reasonProtocol
 		}
 		n++
 		t.Run(c.Name, func(t *testing.T) {
@@ -494,9 +488,10 @@ func TestPublishRefusals(t *testing.T) {
 }
 
 func TestQoS2Inbound(t *testing.T) {
-	// QoS 2 accepted, delivered as QoS 1, a repeated id before PUBREL
-	// forwarded once; ids awaiting PUBREL are capped.
-	e := newEnv(t, func(c *Config) { c.MaxInflight = 4 })
+	// QoS 2 accepted, delivered as QoS 1 to a QoS 1 subscription, a
+	// repeated id before PUBREL forwarded once; ids awaiting PUBREL are
+	// capped (maxQoS2In).
+	e := newEnv(t, nil)
 	bob := connectRaw(t, e, "bob", "b", true)
 	bob.subscribe(1, "/private/bob/#")
 	r := connectRaw(t, e, "alice", "a", true)
@@ -518,11 +513,15 @@ func TestQoS2Inbound(t *testing.T) {
 		t.Fatalf("forwarded %d", e.fwd.count())
 	}
 	// after PUBREL the id may be used again for a new message
-	for pid := uint16(1); pid <= 4; pid++ {
-		r.send(packet.AppendPublish(nil, 2, false, false, pid, []byte("n"), "/group/g1"))
+	buf := []byte(nil)
+	for pid := uint16(1); pid <= maxQoS2In; pid++ {
+		buf = packet.AppendPublish(buf, 2, false, false, pid, []byte("n"), "/group/g1")
+	}
+	r.send(buf)
+	for range maxQoS2In {
 		r.mustRead(packet.PUBREC)
 	}
-	r.send(packet.AppendPublish(nil, 2, false, false, 5, []byte("n"), "/group/g1"))
+	r.send(packet.AppendPublish(nil, 2, false, false, maxQoS2In+1, []byte("n"), "/group/g1"))
 	r.expectClosed()
 }
 

@@ -142,7 +142,7 @@ func (s *Server) rebalance(now time.Time) {
 	s.m.rebalanced(len(victims))
 	s.log.Info("mqtt: moving clients toward their home nodes", "closed", len(victims))
 	for _, c := range victims {
-		c.noForward.Store(true) // its client sends what it was not answered again
+		c.stopForwarding() // its client sends what it was not answered again
 		c.kill(false, packet.CodeUseAnotherServer)
 	}
 }

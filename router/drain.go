@@ -111,7 +111,7 @@ func (s *Server) Drain(ctx context.Context) int {
 			}
 		}
 		for _, c := range conns[i:min(i+perStep, len(conns))] {
-			c.noForward.Store(true) // its client sends what it was not answered again
+			c.stopForwarding() // its client sends what it was not answered again
 			c.kill(false, packet.CodeServerShuttingDown)
 		}
 	}

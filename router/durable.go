@@ -159,7 +159,7 @@ func (s *session) resume(cl *Claimed) (present bool) {
 			!s.lim.addSubBytes(subscriptionCost(sub.Filter), int64(s.srv.cfg.MaxSubscriptionBytes)) {
 			continue // the limits hold for resumed sessions too
 		}
-		s.subs = append(s.subs, s.newSubscription(sub.Filter, min(sub.QoS, 1), gid))
+		s.subs = append(s.subs, s.newSubscription(sub.Filter, min(sub.QoS, 2), gid))
 	}
 	return true
 }
@@ -973,7 +973,7 @@ func (s *Server) Kick(principal, clientID string, gen uint64) {
 	s.mu.Unlock()
 	if victim != nil {
 		s.log.Info("mqtt: session taken over on another node", "id", principal, "client_id", clientID, "remote", victim.remote)
-		victim.noForward.Store(true)
+		victim.stopForwarding()
 		victim.kill(true, packet.CodeSessionTakenOver)
 	}
 }

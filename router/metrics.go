@@ -151,7 +151,7 @@ type metrics struct {
 	connections   atomic.Int64
 	connects      []atomic.Uint64  // by result, as connectResults
 	messagesIn    [2]atomic.Uint64 // group, direct
-	deliveries    [2]atomic.Uint64 // by QoS
+	deliveries    [3]atomic.Uint64 // by QoS
 	refusals      []atomic.Uint64  // by reason, as allReasons
 	queueDropped  atomic.Uint64
 	panics        atomic.Uint64
@@ -209,6 +209,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- m.counter(messagesInDesc, &m.messagesIn[1], "mqtt", "direct")
 	ch <- m.counter(deliveriesDesc, &m.deliveries[0], "0")
 	ch <- m.counter(deliveriesDesc, &m.deliveries[1], "1")
+	ch <- m.counter(deliveriesDesc, &m.deliveries[2], "2")
 	for i, r := range allReasons {
 		ch <- m.counter(refusalsDesc, &m.refusals[i], r)
 	}
@@ -269,7 +270,7 @@ func (m *metrics) messageIn(kind message.Kind) {
 	}
 }
 
-func (m *metrics) delivered(qos byte) { m.deliveries[qos&1].Add(1) }
+func (m *metrics) delivered(qos byte) { m.deliveries[min(qos, 2)].Add(1) }
 
 func (m *metrics) dropped() { m.queueDropped.Add(1) }
 

@@ -43,6 +43,7 @@ var (
 	goldenSeries = []string{
 		`pushring_deliveries_total{qos="0"}`,
 		`pushring_deliveries_total{qos="1"}`,
+		`pushring_deliveries_total{qos="2"}`,
 		`pushring_messages_in_total{kind="direct",proto="mqtt"}`,
 		`pushring_messages_in_total{kind="group",proto="mqtt"}`,
 		`pushring_mqtt_connections`,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -91,7 +90,6 @@ type mqttConn struct {
 	v5       *v5Conn // nil on 3.1.1 and 3.1 connections
 	via      byte    // viaTCP, viaTLS or viaWebSocket; set before the transport starts
 	will     *willMsg
-	qos2     []uint16 // inbound QoS 2 ids held until PUBREL, at most MaxInflight
 	expire   *time.Timer
 	refusals int
 	pub      packet.Publish
@@ -126,6 +124,10 @@ type mqttConn struct {
 	// stored later are not forwarded, since the client sends them again
 	// after reconnecting, in order (puback.go, Stored).
 	noForward atomic.Bool
+	// answered: the first tag of the answer FIFO not answered yet
+	// (puback.go); answeredAtStop: its value when noForward was set
+	// (stopForwarding; qos2.go).
+	answered, answeredAtStop atomic.Uint64
 }
 
 func newMQTTConn(srv *Server, t transport) *mqttConn {
@@ -198,14 +200,19 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 		if err != nil {
 			return err
 		}
-		if i := slices.Index(c.qos2, pid); i >= 0 {
-			c.qos2 = slices.Delete(c.qos2, i, i+1)
-		} else if c.v5 != nil {
-			buf, _, _ := c.t.beginWrite()
-			c.t.endWrite(packet.AppendAckV5(buf, packet.PUBCOMP, pid, packet.CodePacketIDNotFound, ""))
-			return nil
+		c.handlePubrel(pid)
+	case packet.PUBREC:
+		pid, code, err := packet.DecodeAckCode(header, body, c.level)
+		if err != nil {
+			return err
 		}
-		c.writeAck(packet.PUBCOMP, pid) // also for an unknown id [MQTT-4.3.3-1]
+		c.sess.Load().received(c, pid, code)
+	case packet.PUBCOMP:
+		pid, _, err := packet.DecodeAckCode(header, body, c.level)
+		if err != nil {
+			return err
+		}
+		c.sess.Load().completed(c, pid)
 	case packet.SUBSCRIBE:
 		return c.handleSubscribe(header, body)
 	case packet.UNSUBSCRIBE:
@@ -243,8 +250,7 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 	case packet.AUTH:
 		return errAuthPacket // only 5.0 clients get here (checkHeader)
 	default:
-		// PUBREC/PUBCOMP (the server never sends QoS 2), AUTH on 3.1.1,
-		// server-to-client and reserved types.
+		// AUTH on 3.1.1, server-to-client and reserved types.
 		return errUnexpectedPacket
 	}
 	return nil
@@ -322,7 +328,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 		// The codec has checked the will topic is a valid topic name (a
 		// wildcard closes); the ACL is checked once the identity is
 		// known, and again when the will is published.
-		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: min(cp.WillQoS, 1), retain: cp.WillRetain}
+		c.will = &willMsg{topic: cp.WillTopic, payload: cp.WillPayload, qos: cp.WillQoS, retain: cp.WillRetain}
 		if c.v5 != nil {
 			wp := &cp.WillProps
 			c.will.expiry = wp.MessageExpiry // 0: none
@@ -584,8 +590,8 @@ func (c *mqttConn) handleAuth(header byte, body []byte) error {
 	if code != 0 {
 		return c.authFail(topic, "server unavailable")
 	}
-	if qos == 2 {
-		c.qos2 = append(c.qos2, pid)
+	if qos == 2 && !c.sess.Load().qos2Add(c, pid, false, 0) {
+		return errQoS2Window
 	}
 	c.activate()
 	return nil
@@ -628,16 +634,12 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	// of this connection waits (limits.go).
 	c.throttle(len(body))
 	qos, pid := p.QoS, p.PacketID
-	if qos == 2 {
-		if slices.Contains(c.qos2, pid) {
-			// A retransmission before PUBREL: acknowledged, not
-			// forwarded again.
-			c.writeAck(packet.PUBREC, pid)
-			return nil
-		}
-		if len(c.qos2) >= c.srv.cfg.MaxInflight {
-			return errQoS2Window // counted and logged by closed
-		}
+	sess := c.sess.Load()
+	if qos == 2 && sess.qos2Received(pid) {
+		// A retransmission before PUBREL: answered (behind what waits
+		// for an answer), not forwarded again.
+		c.answer(2, pid)
+		return nil
 	}
 	kind, toB, reason := c.srv.tp.publishTarget(p.Topic)
 	var to string
@@ -652,12 +654,14 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		if c.refusals++; c.refusals <= maxLoggedRefusals {
 			c.srv.log.Warn("mqtt: publish refused", "id", c.id.ID, "topic", logTopic(&c.srv.tp, p.Topic), "reason", reason, "remote", c.remote)
 		}
-		if c.v5 != nil && qos == 1 {
+		if c.v5 != nil && qos > 0 {
 			buf, _, _ := c.t.beginWrite()
-			c.t.endWrite(packet.AppendAckV5(buf, packet.PUBACK, pid, packet.CodeNotAuthorized, c.reasonString(reason)))
+			c.t.endWrite(packet.AppendAckV5(buf, ackType(qos), pid, packet.CodeNotAuthorized, c.reasonString(reason)))
 			return nil
 		}
-		c.ackPublish(qos, pid, false)
+		if qos > 0 {
+			c.answer(qos, pid) // a PUBREL follows, answered for an unknown id too
+		}
 		return nil
 	}
 	// The Forwarder keeps neither the message nor its payload (it
@@ -667,14 +671,14 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	defer c.srv.putMessage(m)
 	*m = message.Message{
 		ID: c.srv.ids.Next(), Kind: kind, From: c.id.ID, To: to,
-		QoS: min(qos, 1), Payload: p.Payload,
+		QoS: qos, Payload: p.Payload,
 	}
 	if c.v5 != nil {
 		c.fillV5(m, p)
 	}
 	retain := p.Retain && kind == message.Group && c.srv.retained != nil
-	if qos == 1 && c.srv.afwd != nil {
-		return c.forwardAcked(m, pid, retain)
+	if qos > 0 && c.srv.afwd != nil {
+		return c.forwardAcked(m, qos, pid, retain)
 	}
 	if err := c.srv.forward(context.Background(), m); err != nil {
 		c.srv.m.refusal(reasonForwardFailed)
@@ -687,9 +691,12 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		return nil
 	}
 	c.srv.m.messageIn(kind)
-	if retain && qos == 1 {
-		// Handed on: the PUBACK waits for the Retainer alone.
-		tag, ok := c.pendAck(pid, true)
+	if qos == 2 && !sess.qos2Add(c, pid, false, 0) {
+		return errQoS2Window
+	}
+	if retain && qos > 0 {
+		// Handed on: the answer waits for the Retainer alone.
+		tag, ok := c.pendAck(pid, qos, true)
 		if !ok {
 			return errQoS1Window
 		}
@@ -700,16 +707,18 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	if retain {
 		c.retainUnacked(m)
 	}
-	c.ackPublish(qos, pid, true)
+	if qos > 0 {
+		c.answer(qos, pid)
+	}
 	return nil
 }
 
-// forwardAcked forwards QoS 1 message m, whose PUBACK for pid goes out
-// when the Forwarder's Receipt says it was stored (puback.go).
-// retain: m is also its group's retained message, and its PUBACK waits
-// for the Retainer too.
-func (c *mqttConn) forwardAcked(m *message.Message, pid uint16, retain bool) error {
-	tag, ok := c.pendAck(pid, retain)
+// forwardAcked forwards QoS 1 or 2 message m, whose PUBACK or PUBREC
+// for pid goes out when the Forwarder's Receipt says it was stored
+// (puback.go). retain: m is also its group's retained message, and its
+// answer waits for the Retainer too.
+func (c *mqttConn) forwardAcked(m *message.Message, qos byte, pid uint16, retain bool) error {
+	tag, ok := c.pendAck(pid, qos, retain)
 	if !ok {
 		return errQoS1Window
 	}
@@ -719,25 +728,22 @@ func (c *mqttConn) forwardAcked(m *message.Message, pid uint16, retain bool) err
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
 		return errForward // no PUBACK: the client sends it again after reconnecting
 	}
-	c.srv.m.messageIn(m.Kind) // its PUBACK waits for Stored
+	c.srv.m.messageIn(m.Kind) // its answer waits for Stored
+	if qos == 2 && !c.sess.Load().qos2Add(c, pid, true, tag) {
+		return errQoS2Window
+	}
 	if retain {
 		c.retainAcked(m, tag)
 	}
 	return nil
 }
 
-// ackPublish acknowledges an inbound PUBLISH: PUBACK for QoS 1, PUBREC
-// for QoS 2 (keeping the id until PUBREL when keep).
-func (c *mqttConn) ackPublish(qos byte, pid uint16, keep bool) {
-	switch qos {
-	case 1:
-		c.puback(pid)
-	case 2:
-		if keep {
-			c.qos2 = append(c.qos2, pid)
-		}
-		c.writeAck(packet.PUBREC, pid)
+// ackType is the packet that answers a PUBLISH of qos (1 or 2).
+func ackType(qos byte) byte {
+	if qos == 2 {
+		return packet.PUBREC
 	}
+	return packet.PUBACK
 }
 
 func (c *mqttConn) writeAck(typ byte, pid uint16) {
@@ -792,7 +798,7 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 			codes = append(codes, c.subackFailure(code))
 			continue
 		}
-		code, isNew := sess.subscribe(c, f.Filter, min(f.QoS, 1), gid)
+		code, isNew := sess.subscribe(c, f.Filter, f.QoS, gid)
 		if code == packet.SubackFailure {
 			code = c.subackFailure(packet.CodeQuotaExceeded) // the subscription caps
 		} else if c.srv.retained != nil {

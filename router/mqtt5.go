@@ -15,10 +15,9 @@ import (
 // server sends before it closes a 5.0 connection.
 //
 // What pushring announces in CONNACK, and why:
-//   - Maximum QoS 1, until QoS 2 is served: a 5.0 client then never
-//     sends it, and one that does is disconnected with 0x9B as the
-//     specification asks. Retain Available 0 when the server has no
-//     Retainer (retain.go), with 0x9A for a retained PUBLISH or will.
+//   - Maximum QoS and Retain Available are left out (2 and 1), but
+//     Retain Available is 0 when the server has no Retainer (retain.go),
+//     with 0x9A for a retained PUBLISH or will.
 //   - Subscription Identifiers and Shared Subscriptions not available:
 //     every subscription is to the client's own tree or a group.
 //   - Topic Alias Maximum Config.TopicAliasMaximum (inbound aliases; the
@@ -52,7 +51,6 @@ var (
 	errAliasAbove    = &packet.Error{Code: packet.CodeTopicAliasInvalid, Msg: "topic alias above the maximum"}
 	errAliasUnset    = &packet.Error{Code: packet.CodeProtocolError, Msg: "topic alias not set"}
 	errRetainV5      = &packet.Error{Code: packet.CodeRetainNotSupported, Msg: "retain not supported"}
-	errQoS2V5        = &packet.Error{Code: packet.CodeQoSNotSupported, Msg: "QoS 2 not supported"}
 	errSubIDs        = &packet.Error{Code: packet.CodeSubIDsNotSupported, Msg: "subscription identifiers not supported"}
 	errAuthPacket    = &packet.Error{Code: packet.CodeProtocolError, Msg: "AUTH without an authentication method"}
 	errExpiryRaised  = &packet.Error{Code: packet.CodeProtocolError, Msg: "session expiry raised from 0 at DISCONNECT"}
@@ -65,13 +63,12 @@ var (
 func (c *mqttConn) connackProps(cp *packet.Connect, assigned bool, expiry uint32) *packet.Properties {
 	cfg := &c.srv.cfg
 	p := &packet.Properties{
-		MaximumQoS:         1,
 		SubIDAvailable:     0,
 		SharedSubAvailable: 0,
 		MaximumPacketSize:  uint32(cfg.MaxPacketSize),
 		TopicAliasMaximum:  uint16(cfg.TopicAliasMaximum),
 	}
-	p.Set(packet.PropMaximumQoS, packet.PropSubIDAvailable,
+	p.Set(packet.PropSubIDAvailable,
 		packet.PropSharedSubAvailable, packet.PropMaximumPacketSize)
 	if c.srv.retained == nil {
 		p.Set(packet.PropRetainAvailable) // 0; left out, it means 1
@@ -115,10 +112,7 @@ func (c *mqttConn) connectV5(cp *packet.Connect) (uint32, error) {
 		c.recvMax = cp.Props.ReceiveMaximum
 	}
 	c.maxOut = cp.Props.MaximumPacketSize // 0: not given, no limit
-	switch {
-	case cp.WillQoS == 2:
-		return 0, errQoS2V5 // above the Maximum QoS the CONNACK would announce [MQTT-3.2.2-12]
-	case cp.WillRetain && c.srv.retained == nil:
+	if cp.WillRetain && c.srv.retained == nil {
 		return 0, errRetainV5 // Retain Available 0 [MQTT-3.2.2-13]
 	}
 	return uint32(expiry), nil
@@ -210,10 +204,7 @@ const maxAliasTopic = 256
 // checkPublishV5 refuses what a 5.0 client was told not to send, and
 // resolves its topic alias.
 func (c *mqttConn) checkPublishV5(p *packet.Publish) error {
-	switch {
-	case p.QoS == 2:
-		return errQoS2V5
-	case p.Retain && c.srv.retained == nil:
+	if p.Retain && c.srv.retained == nil {
 		return errRetainV5
 	}
 	return c.resolveAlias(p)

@@ -60,7 +60,8 @@ type pendingAck struct {
 	ready     bool // handed on (or refused): may be answered
 	confirmed bool // Accepted, or needs no confirmation (refused)
 	retain    bool // waits for the Retainer too (retain.go)
-	code      byte // 5.0 reason code of the PUBACK (0: success)
+	qos2      bool // answered with PUBREC, not PUBACK
+	code      byte // 5.0 reason code of the answer (0: success)
 }
 
 // pendAck queues a PUBACK for pid that is not sent before ready(tag) (and,
@@ -68,7 +69,7 @@ type pendingAck struct {
 // are unanswered already. The FIFO is allocated with the first QoS 1
 // PUBLISH (subscribers that never publish do without), before any
 // Receipt can run.
-func (c *mqttConn) pendAck(pid uint16, retain bool) (tag uint64, ok bool) {
+func (c *mqttConn) pendAck(pid uint16, qos byte, retain bool) (tag uint64, ok bool) {
 	if c.acks == nil {
 		c.acks = new(pendingAcks)
 	}
@@ -78,7 +79,7 @@ func (c *mqttConn) pendAck(pid uint16, retain bool) (tag uint64, ok bool) {
 	if len(q.list)-q.head >= maxPendingAcks {
 		return 0, false
 	}
-	q.list = append(q.list, pendingAck{pid: pid, retain: retain})
+	q.list = append(q.list, pendingAck{pid: pid, retain: retain, qos2: qos == 2})
 	return q.base + uint64(len(q.list)-q.head-1), true
 }
 
@@ -107,22 +108,23 @@ func (c *mqttConn) unpendAck(tag uint64) {
 	}
 }
 
-// puback answers QoS 1 PUBLISH pid, which needs no confirmation (refused):
-// at once when nothing before it waits, else behind the ones that do
-// (order, MQTT-4.6.0-2).
-func (c *mqttConn) puback(pid uint16) {
+// answer answers PUBLISH pid of qos (1: PUBACK, 2: PUBREC), which needs
+// no confirmation (refused, or forwarded without a store): at once when
+// nothing before it waits, else behind the ones that do (order,
+// MQTT-4.6.0-2).
+func (c *mqttConn) answer(qos byte, pid uint16) {
 	q := c.acks
 	if q == nil {
-		c.writeAck(packet.PUBACK, pid)
+		c.writeAck(ackType(qos), pid)
 		return
 	}
 	q.mu.Lock()
 	if len(q.list) == q.head {
 		q.mu.Unlock()
-		c.writeAck(packet.PUBACK, pid)
+		c.writeAck(ackType(qos), pid)
 		return
 	}
-	q.list = append(q.list, pendingAck{pid: pid, ready: true, confirmed: true})
+	q.list = append(q.list, pendingAck{pid: pid, ready: true, confirmed: true, qos2: qos == 2})
 	c.sendAcksLocked()
 	q.mu.Unlock()
 }
@@ -157,7 +159,7 @@ func (c *mqttConn) Stored(tag uint64, err error) bool {
 // and logged by the caller), without its PUBACK; its later messages are
 // not forwarded (see Stored).
 func (c *mqttConn) storeFailed() {
-	c.noForward.Store(true)
+	c.stopForwarding()
 	c.kill(false, packet.CodeServerBusy)
 }
 
@@ -212,15 +214,20 @@ func (c *mqttConn) sendAcksLocked() {
 			}
 			q.ahead[q.base] = struct{}{}
 		}
+		typ := packet.PUBACK
+		if e.qos2 {
+			typ = packet.PUBREC
+		}
 		if e.code != 0 && c.isV5.Load() {
-			buf = packet.AppendAckV5(buf, packet.PUBACK, e.pid, e.code, "")
+			buf = packet.AppendAckV5(buf, typ, e.pid, e.code, "")
 		} else {
-			buf = packet.AppendAck(buf, packet.PUBACK, e.pid)
+			buf = packet.AppendAck(buf, typ, e.pid)
 		}
 		q.head++
 		q.base++
 	}
 	c.t.endWrite(buf)
+	c.answered.Store(q.base)
 	switch {
 	case q.head == len(q.list):
 		q.list, q.head = q.list[:0], 0

@@ -300,7 +300,7 @@ func TestRetainedFailures(t *testing.T) {
 // readAck5 reads a 5.0 ack of type typ: its reason code and id.
 func readAck5(t *testing.T, r *rawClient, typ byte) (code byte, pid uint16) {
 	t.Helper()
-	pid, code, err := packet.DecodeAckCode(typ<<4, r.mustRead(typ), packet.V5)
+	pid, code, err := packet.DecodeAckCode(ackHeader(typ), r.mustRead(typ), packet.V5)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -365,7 +365,7 @@ func (s *Server) Close() error {
 		}
 	}
 	for _, c := range conns {
-		c.noForward.Store(true) // its client sends what it was not answered again
+		c.stopForwarding() // its client sends what it was not answered again
 		c.kill(false, packet.CodeServerShuttingDown)
 	}
 	if s.posStop != nil {
@@ -543,7 +543,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		// will is published; its late close finds the session bound
 		// to c and leaves it alone.
 		s.log.Info("mqtt: session taken over", "id", c.id.ID, "client_id", c.clientID, "old_remote", victim.remote, "remote", c.remote)
-		victim.noForward.Store(true)
+		victim.stopForwarding()
 		victim.kill(true, packet.CodeSessionTakenOver)
 	}
 	return code

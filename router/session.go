@@ -2,6 +2,7 @@ package router
 
 import (
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,7 +56,9 @@ type session struct {
 	clean      bool // set by newSession, never changed (here to pack the small fields)
 	nextPID    uint16
 	subs       []subscription
-	inflight   []inflightMsg // QoS 1 sent, awaiting PUBACK, in send order
+	inflight   []inflightMsg // QoS 1 and 2 sent, awaiting PUBACK or PUBREC, in send order
+	rel        []uint16      // QoS 2 ids released (PUBREL sent), awaiting PUBCOMP (qos2.go)
+	qos2In     []qos2In      // QoS 2 ids received from the client, awaiting PUBREL (qos2.go)
 	resendDue  int           // inflight entries with due set
 	queue      msgQueue
 	recent     *idRing  // allocated with the first delivery: an idle session has none
@@ -186,7 +189,7 @@ func (s *session) offerLocked(m *message.Message, hc *withholdCtx) {
 		return // as if sent: it never will be
 	}
 	s.offer(o)
-	if hc != nil && qos == 1 && s.conn != nil && s.backlogged() {
+	if hc != nil && qos > 0 && s.conn != nil && s.backlogged() {
 		s.withholdOn(hc)
 	}
 }
@@ -272,8 +275,8 @@ func (s *session) fits(o *outMsg) bool {
 	return true
 }
 
-// window is how many QoS 1 messages may await PUBACK: MaxInflight, or
-// fewer if the client's Receive Maximum says so.
+// window is how many QoS 1 and 2 messages may await PUBACK or PUBCOMP:
+// MaxInflight, or fewer if the client's Receive Maximum says so.
 func (s *session) window() int {
 	if w := int(s.recvMax); w != 0 && w < s.srv.cfg.MaxInflight {
 		return w
@@ -311,7 +314,7 @@ func (s *session) offer(o outMsg) {
 		}
 		return
 	}
-	if c == nil || s.queue.len() > 0 || s.resendDue > 0 || len(s.inflight) >= s.window() {
+	if c == nil || s.queue.len() > 0 || s.resendDue > 0 || s.outstanding() >= s.window() {
 		// (resendDue: unacked messages still wait to be resent, and go
 		// first)
 		s.enqueue(o)
@@ -326,12 +329,17 @@ func (s *session) offer(o outMsg) {
 		}
 		return
 	}
-	s.sendQoS1(c, buf, o)
+	s.sendInflight(c, buf, o)
 }
 
-// sendQoS1 appends o with a fresh packet id to buf (from c's beginWrite),
-// ends the write and records o as inflight. s.mu held.
-func (s *session) sendQoS1(c *mqttConn, buf []byte, o outMsg) {
+// outstanding is how many QoS 1 and 2 messages the client has not
+// answered: inflight ones, and QoS 2 ones awaiting PUBCOMP. s.mu held.
+func (s *session) outstanding() int { return len(s.inflight) + len(s.rel) }
+
+// sendInflight appends QoS 1 or 2 message o with a fresh packet id to buf
+// (from c's beginWrite), ends the write and records o as inflight. s.mu
+// held.
+func (s *session) sendInflight(c *mqttConn, buf []byte, o outMsg) {
 	pid := s.newPacketID()
 	buf = s.appendPublish(buf, &o, pid, false)
 	c.t.endWrite(buf)
@@ -342,7 +350,7 @@ func (s *session) sendQoS1(c *mqttConn, buf []byte, o outMsg) {
 	if o.m.Seq != 0 && !s.clean {
 		s.sent.add(o.m.Seq)
 	}
-	s.srv.m.delivered(1)
+	s.srv.m.delivered(o.qos)
 	s.armRetry()
 }
 
@@ -431,7 +439,7 @@ func (s *session) pidInflight(pid uint16) bool {
 			return true
 		}
 	}
-	return false
+	return slices.Contains(s.rel, pid)
 }
 
 // stillAllowed re-checks the ACL for a queued or resent group message:
@@ -464,7 +472,7 @@ func (s *session) drainQueueLocked() {
 		return
 	}
 	cfg := &s.srv.cfg
-	for s.queue.len() > 0 && len(s.inflight) < s.window() {
+	for s.queue.len() > 0 && s.outstanding() < s.window() {
 		if !s.stillAllowed(s.queue.front()) {
 			s.queue.pop()
 			continue
@@ -490,7 +498,7 @@ func (s *session) drainQueueLocked() {
 			s.srv.m.delivered(0)
 			continue
 		}
-		s.sendQoS1(c, buf, o)
+		s.sendInflight(c, buf, o)
 	}
 }
 
@@ -547,7 +555,7 @@ func (s *session) flushResend() bool {
 	// outstanding: sent on this connection and not acknowledged; a 5.0
 	// client's Receive Maximum bounds it, resends included (its window
 	// may be smaller than when they were first sent).
-	outstanding := len(s.inflight) - s.resendDue
+	outstanding := s.outstanding() - s.resendDue
 	kept := s.inflight[:0]
 	for _, f := range s.inflight {
 		if f.due && !blocked && !full {
@@ -565,7 +573,7 @@ func (s *session) flushResend() bool {
 				f.due = false
 				f.sent = now
 				s.resendDue--
-				s.srv.m.delivered(1)
+				s.srv.m.delivered(f.qos)
 			}
 		}
 		kept = append(kept, f)
@@ -586,6 +594,15 @@ func (s *session) ack(c *mqttConn, pid uint16) {
 	if s.conn != c || s.removed {
 		return
 	}
+	// An unknown id is ignored (a late ack of a message resent after
+	// reconnect, or a confused client).
+	s.takeInflight(pid)
+	s.drainLocked()
+}
+
+// takeInflight removes the inflight message with pid; false: none.
+// s.mu held.
+func (s *session) takeInflight(pid uint16) bool {
 	for i := range s.inflight {
 		if s.inflight[i].pid == pid {
 			if s.inflight[i].due {
@@ -594,12 +611,10 @@ func (s *session) ack(c *mqttConn, pid uint16) {
 			copy(s.inflight[i:], s.inflight[i+1:])
 			s.inflight[len(s.inflight)-1] = inflightMsg{}
 			s.inflight = s.inflight[:len(s.inflight)-1]
-			break
+			return true
 		}
 	}
-	// An unknown id is ignored (a late ack of a message resent after
-	// reconnect, or a confused client).
-	s.drainLocked()
+	return false
 }
 
 // armRetry schedules the redelivery check. s.mu held.
@@ -657,6 +672,7 @@ func (s *session) replay(preamble func([]byte) []byte) {
 	buf = preamble(buf)
 	c.t.endWrite(buf)
 	c.connacked.Store(true)
+	s.resendPubrels(c)
 	s.resendInflight(0)
 	s.drainLocked()
 	s.armRetry()

@@ -138,7 +138,6 @@ func TestBadInputsV5Server(t *testing.T) {
 	}{
 		{"F2 topic alias above the maximum", alias(5, "/group/g1"), packet.CodeTopicAliasInvalid},
 		{"F2 topic alias never set", alias(3, ""), packet.CodeProtocolError},
-		{"QoS 2 after Maximum QoS 1", packet.AppendPublishV5(nil, 2, false, false, 1, &packet.PublishProps{}, []byte("x"), "/group/g1"), packet.CodeQoSNotSupported},
 		{"retain after Retain Available 0", packet.AppendPublishV5(nil, 0, false, true, 0, &packet.PublishProps{}, []byte("x"), "/group/g1"), packet.CodeRetainNotSupported},
 		{"subscription identifier", packet.AppendSubscribeV5(nil, sub), packet.CodeSubIDsNotSupported},
 		{"AUTH", []byte{packet.AUTH << 4, 0}, packet.CodeProtocolError},
@@ -178,7 +177,7 @@ func TestV5Connack(t *testing.T) {
 	if !p.Is(packet.PropSessionExpiry) || p.SessionExpiry != 3600 {
 		t.Errorf("Session Expiry Interval %d (set %v), want 3600", p.SessionExpiry, p.Is(packet.PropSessionExpiry))
 	}
-	if p.MaximumQoS != 1 || !p.Is(packet.PropMaximumQoS) || p.RetainAvailable != 0 || !p.Is(packet.PropRetainAvailable) ||
+	if p.Is(packet.PropMaximumQoS) || p.RetainAvailable != 0 || !p.Is(packet.PropRetainAvailable) ||
 		p.TopicAliasMaximum != 32 || p.MaximumPacketSize != uint32(DefaultConfig().MaxPacketSize) ||
 		!p.Is(packet.PropSharedSubAvailable) || p.SharedSubAvailable != 0 || !p.Is(packet.PropSubIDAvailable) {
 		t.Errorf("CONNACK properties %+v", p)
@@ -198,12 +197,13 @@ func TestV5Connack(t *testing.T) {
 	auth := packet.Properties{AuthMethod: "SCRAM-SHA-1"}
 	auth.Set(packet.PropAuthMethod)
 	connect5(t, e, "alice", "x", true, auth, packet.CodeBadAuthMethod)
-	// A will above what CONNACK announces is refused [MQTT-3.2.2-12, -13].
+	// A will above what CONNACK announces is refused [MQTT-3.2.2-13]
+	// (a server with no Retainer).
 	for _, tc := range []struct {
 		qos    byte
 		retain bool
 		code   byte
-	}{{2, false, packet.CodeQoSNotSupported}, {1, true, packet.CodeRetainNotSupported}} {
+	}{{1, true, packet.CodeRetainNotSupported}} {
 		r := dialRaw(t, e.addr)
 		r.send(packet.AppendConnect(nil, &packet.Connect{ProtocolLevel: packet.V5, ClientID: "w", Username: "alice",
 			Password: []byte("tok-alice"), WillTopic: "/private/bob", WillPayload: []byte("x"), WillQoS: tc.qos, WillRetain: tc.retain}))
@@ -427,7 +427,7 @@ func TestV5AuthTopic(t *testing.T) {
 	r := dialRaw(t, e.addr)
 	r.send(packet.AppendConnect(nil, &packet.Connect{ProtocolLevel: packet.V5, ClientID: "at", CleanSession: true, KeepAlive: 60}))
 	var p packet.Properties
-	if _, code, err := packet.DecodeConnackProps(packet.CONNACK<<4, r.mustRead(packet.CONNACK), packet.V5, &p); err != nil || code != 0 || p.MaximumQoS != 1 {
+	if _, code, err := packet.DecodeConnackProps(packet.CONNACK<<4, r.mustRead(packet.CONNACK), packet.V5, &p); err != nil || code != 0 || !p.Is(packet.PropTopicAliasMaximum) {
 		t.Fatalf("CONNACK %#x %+v %v", code, p, err)
 	}
 	r.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{}, []byte("tok-alice"), "/service/auth"))

@@ -95,7 +95,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.group, "group", "", "send typed lines to this group")
 	fs.StringVar(&o.direct, "direct", "", "send typed lines as direct messages to this user instead")
 	fs.StringVar(&o.mqttAddr, "mqtt", "", "MQTT address, host:port or URL (default: the first address login returns)")
-	fs.IntVar(&o.qos, "qos", 1, "QoS of the messages sent, 0 or 1")
+	fs.IntVar(&o.qos, "qos", 1, "QoS of the messages sent, 0, 1 or 2")
 	fs.DurationVar(&o.linger, "linger", 0, "at end of input, keep receiving for this long before exiting")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of each network step")
 	if err := fs.Parse(args); err != nil {

@@ -53,7 +53,8 @@ Anyone with a credential:
   group show <gid>                           members and publishers of a group
   publish group <gid> <text…>                send to every member of a group
   publish user <id> <text…>                  send a direct message
-      --qos N     QoS 0 or 1 (default: the server's)
+      --qos N     QoS 0, 1 or 2 (default: the server's)
+      --retain    (group) the group's retained message; empty text clears it
       --base64    <text> is base64-encoded bytes, sent as payload_base64
       text "-"    read the payload from stdin
     (publish authenticates as --device/--key if given, else --token, else the admin key)
@@ -494,7 +495,8 @@ func cmdWhoami(ctx context.Context, c *cli, args []string) error {
 func publishCmd(group bool) func(context.Context, *cli, []string) error {
 	return func(ctx context.Context, c *cli, args []string) error {
 		fs := c.flags("publish")
-		qos := fs.Int("qos", -1, "QoS 0 or 1 (default: the server's)")
+		qos := fs.Int("qos", -1, "QoS 0, 1 or 2 (default: the server's)")
+		retain := fs.Bool("retain", false, "make it the group's retained message")
 		b64 := fs.Bool("base64", false, "the text is base64-encoded bytes")
 		pos, err := c.parse(fs, args, 2, -1)
 		if err != nil {
@@ -507,7 +509,7 @@ func publishCmd(group bool) func(context.Context, *cli, []string) error {
 		if err != nil {
 			return err
 		}
-		p.QoS = *qos
+		p.QoS, p.Retain = *qos, *retain
 		to := pos[0]
 		return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Published, error) {
 			if group {

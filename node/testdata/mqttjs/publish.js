@@ -4,7 +4,8 @@
 // the topic, the others with the alias alone, each with a content type,
 // a Message Expiry Interval and a user property; prints "done" once all
 // are acknowledged and exits 0; any error, or a PUBACK with an error
-// reason code, exits 1 with the error on stderr.
+// reason code, exits 1 with the error on stderr. QOS (default 1) is the
+// QoS of the messages (2: done once each PUBCOMP came).
 const mqtt = require("mqtt");
 
 const env = process.env;
@@ -23,7 +24,7 @@ client.on("connect", async () => {
   try {
     for (let i = 0; i < count; i++) {
       const packet = await client.publishAsync(i === 0 ? env.TOPIC : "", String(i), {
-        qos: 1,
+        qos: Number(env.QOS || "1"),
         properties: {
           topicAlias: 1,
           contentType: "text/plain",

@@ -9,6 +9,8 @@
 // per message, "<topic> <payload>", followed for 5.0 by the message's
 // properties as JSON (content type, expiry, user properties), and exits
 // 0 after COUNT messages; any error exits 1 with the error on stderr.
+// QOS (default 1) is the subscription's QoS; when set, each line ends
+// with " qos=<the message's QoS>".
 const mqtt = require("mqtt");
 
 const env = process.env;
@@ -34,7 +36,7 @@ client.on("connect", () => {
     console.log("ready 1"); // a resumed session: its subscription is kept
     return;
   }
-  client.subscribe(env.FILTER, { qos: 1 }, (err, granted) => {
+  client.subscribe(env.FILTER, { qos: Number(env.QOS || "1") }, (err, granted) => {
     if (err) {
       fail(err);
       return;
@@ -52,6 +54,7 @@ client.on("message", (topic, payload, packet) => {
       user: p.userProperties,
     });
   }
+  if (env.QOS) line += " qos=" + packet.qos;
   console.log(line);
   if (++got === count) {
     client.end(false, () => process.exit(0));
