@@ -192,11 +192,12 @@ type Config struct {
 	// (pushring_session_gaps_total, and a log line). Cluster, NodeID and
 	// Replicas are set by the node.
 	Journal journal.Config
-	// RetainedMaxBytes bounds the bucket of retained messages, one per
-	// group at most (replicated like the KV buckets). Every node holds it
-	// in memory. A retained message that does not fit is delivered but
-	// not kept (pushring_mqtt_refusals_total{reason="retained_full"}).
-	// Default 64 MiB.
+	// RetainedMaxBytes bounds the retained messages (payload and
+	// properties), one per group at most, kept in the MQTT session
+	// records' bucket. Every node holds them in memory. A retained message
+	// that does not fit is delivered but not kept
+	// (pushring_mqtt_refusals_total{reason="retained_full"}). Default
+	// 64 MiB.
 	RetainedMaxBytes int64
 	// StoreWait is how long Start keeps trying to open the KV buckets and
 	// the journal while JetStream does not answer (default 60 s): NATS
@@ -442,13 +443,12 @@ func (c Config) validate() error {
 }
 
 // retainedConfig is the retained messages' config as Start builds it:
-// one record holds the largest message MQTT or HTTP accepts.
+// one holds the largest message MQTT or HTTP accepts.
 func (c Config) retainedConfig() retained.Config {
 	r := retained.DefaultConfig()
-	r.Cluster, r.Replicas = c.Cluster, c.KVReplicas
 	r.MaxBytes = cmp.Or(c.RetainedMaxBytes, r.MaxBytes)
 	largest := max(cmp.Or(c.Router.MaxPacketSize, router.DefaultConfig().MaxPacketSize), c.apiConfig().MaxPayloadBytes)
-	r.MaxValueBytes = int32(min(int64(largest)+1024, r.MaxBytes, 1<<31-1))
+	r.MaxValueBytes = int(min(int64(largest), r.MaxBytes))
 	return r
 }
 
@@ -623,8 +623,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	rcfgRet := cfg.retainedConfig()
 	rcfgRet.Logger, rcfgRet.Registerer = n.log, n.registry
-	if err := n.untilStoreAnswers(ctx, "the retained messages", func() (err error) {
-		n.retained, err = retained.Open(ctx, js, rcfgRet)
+	if err := n.untilStoreAnswers(ctx, "the retained messages", func() error {
+		bucket, err := js.KeyValue(ctx, mqttBucketName(cfg))
+		if err != nil {
+			return err
+		}
+		n.retained, err = retained.Open(ctx, n.nc, bucket, rcfgRet)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("node: retained messages: %w", err)
@@ -681,7 +685,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.storeMetrics(); err != nil {
 		return nil, fmt.Errorf("node: store metrics: %w", err)
 	}
-	mqttBucket := cfg.kvConfig().Cluster + "_mqtt"
+	mqttBucket := mqttBucketName(cfg)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -1181,6 +1185,10 @@ type storedPublisher struct{ f *fanout.Fanout }
 func (p storedPublisher) Forward(ctx context.Context, m *message.Message) error {
 	return p.f.ForwardStored(ctx, m)
 }
+
+// mqttBucketName is the store's bucket of MQTT session records, which
+// also holds the retained messages.
+func mqttBucketName(cfg Config) string { return cfg.kvConfig().Cluster + "_mqtt" }
 
 // retainedWaiter is the API's Retainer: Retain waits for the store's
 // answer.

@@ -2,22 +2,27 @@
 // message published to a group with MQTT's retain flag (or an HTTP
 // publish with "retain"), which members get when they subscribe.
 //
-// The messages live in a JetStream key-value bucket, "<cluster>_retained":
-// one key per group (its id, every '.' written '='), history 1, file
-// storage, the value the message's journal record. A put with an empty
-// payload deletes the key. The bucket is bounded in bytes
-// (Config.MaxBytes: a put that does not fit is refused, ErrFull) and, with
-// one key per group, never holds more messages than there are groups. A
-// message with an expiry is put with a per-message TTL: the server drops
-// it when it expires, and Retained never returns it after.
+// The messages live in a JetStream key-value bucket the node's store
+// already has (the MQTT session records' bucket, "<cluster>_mqtt"), under
+// keys "r.<gid>" (every '.' of the id written '='): no bucket, stream or
+// permission of their own, since a node's NATS credentials carry every
+// subject it may use and a JWT's CONNECT is capped at 4 KiB. The value is
+// the message's journal record; a put with an empty payload deletes the
+// key. The messages are bounded in bytes (Config.MaxBytes, checked by each
+// node against its copy of all of them: a put that does not fit is
+// refused, ErrFull) and, with one key per group, never more than there are
+// groups. A message with an expiry is put with a per-message TTL (the
+// bucket allows them): the server drops it when it expires, and Retained
+// never returns it after.
 //
-// Every node holds the whole bucket in memory, fresh through a watch, so a
-// SUBSCRIBE reads it without waiting (Retained). A put is answered (its
+// Every node holds all of them in memory, fresh through a watch, so a
+// SUBSCRIBE reads them without waiting (Retained). A put is answered (its
 // done callback) once the server stored it, and this node's copy changes
 // then, before its watch brings it: a client that got its PUBACK finds
 // the message on the same node at once, on other nodes as soon as their
-// watch brings it (milliseconds). Revisions order the two sources: an
-// older revision never replaces a newer one.
+// watch brings it (milliseconds). Revisions order the two sources: a
+// local answer is applied only if the watch has not gone past it, and
+// never over a newer revision.
 package retained
 
 import (
@@ -35,13 +40,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushring/pushring/internal/configerr"
-	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/journal"
 	"github.com/pushring/pushring/message"
 )
 
 var (
-	// ErrFull: the bucket has no room for the message (Config.MaxBytes).
+	// ErrFull: no room for the message (Config.MaxBytes, MaxValueBytes).
 	ErrFull = errors.New("retained: store full")
 	// ErrTimeout: the server did not answer within Config.Timeout.
 	ErrTimeout = errors.New("retained: no answer")
@@ -53,34 +57,32 @@ var (
 	ErrNotGroup = errors.New("retained: not a group message")
 )
 
+// keyPrefix starts the keys of retained messages in the bucket.
+const keyPrefix = "r."
+
 // Config configures a Store. Zero fields take DefaultConfig's values.
 type Config struct {
-	// Cluster prefixes the bucket's name, as the store's buckets.
-	Cluster string
-	// Replicas of the bucket: 1 on one server, 3 on a NATS cluster.
-	Replicas int
-	// MaxBytes bounds the bucket (every record with its key and
-	// headers). Default 64 MiB: every node holds the bucket in memory.
+	// MaxBytes bounds the retained messages: payload and properties of
+	// all of them. Default 64 MiB: every node holds them in memory.
 	MaxBytes int64
-	// MaxValueBytes bounds one record: set it above the largest message
-	// the node accepts (a record adds at most 200 bytes). Default 1 MiB.
-	MaxValueBytes int32
+	// MaxValueBytes bounds one message's payload and properties: set it
+	// to the largest message the node accepts. Default 1 MiB.
+	MaxValueBytes int
 	// MaxPending bounds the puts waiting for their answer; past it a put
 	// fails at once (ErrBusy). Default 4096.
 	MaxPending int
-	// Timeout bounds the wait for one answer. Default 5 s.
+	// Timeout bounds the wait for one answer, from the put. Default 5 s.
 	Timeout time.Duration
 	// Logger: nil is slog.Default().
 	Logger *slog.Logger
-	// Registerer gets the pushring_retained_* metrics; nil: none.
+	// Registerer gets the pushring_retained_* metrics once Open
+	// succeeded; nil: none.
 	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Cluster:       "pushring",
-		Replicas:      1,
 		MaxBytes:      64 << 20,
 		MaxValueBytes: 1 << 20,
 		MaxPending:    4096,
@@ -90,8 +92,6 @@ func DefaultConfig() Config {
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	c.Cluster = cmp.Or(c.Cluster, d.Cluster)
-	c.Replicas = cmp.Or(c.Replicas, d.Replicas)
 	c.MaxBytes = cmp.Or(c.MaxBytes, d.MaxBytes)
 	c.MaxValueBytes = cmp.Or(c.MaxValueBytes, d.MaxValueBytes)
 	c.MaxPending = cmp.Or(c.MaxPending, d.MaxPending)
@@ -109,8 +109,6 @@ var check = configerr.Checker{Sentinel: ErrInvalidConfig, Pkg: "retained"}
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	return configerr.First(
-		check.If(!natsauth.ValidCluster(c.Cluster), "Cluster %q must be 1 to 200 of A-Z, a-z, 0-9, '_' and '-' (it names the bucket)", c.Cluster),
-		check.If(c.Replicas < 1 || c.Replicas > 5, "Replicas must be 1 to 5 (got %d)", c.Replicas),
 		check.If(c.MaxBytes < 1<<20, "MaxBytes must be at least 1 MiB (got %d)", c.MaxBytes),
 		check.If(c.MaxValueBytes < 1<<10 || int64(c.MaxValueBytes) > c.MaxBytes,
 			"MaxValueBytes must be at least 1 KiB and at most MaxBytes (got %d)", c.MaxValueBytes),
@@ -123,14 +121,15 @@ func (c Config) Validate() error {
 // Goroutine-safe.
 type Store struct {
 	cfg     Config
-	js      jetstream.JetStream
+	js      jetstream.JetStream // its own context: async puts time out
 	kv      jetstream.KeyValue
-	subject string // "$KV.<bucket>.": a key's subject is subject + key
+	subject string // "$KV.<bucket>.r.": a group's subject is subject + encodeKey(gid)
 	log     *slog.Logger
 
-	mu    sync.RWMutex
-	cache map[string]entry // by group id
-	bytes int64            // payload and property bytes of the messages in cache
+	mu      sync.RWMutex
+	cache   map[string]entry // by group id
+	bytes   int64            // payload and property bytes of the messages in cache
+	watched uint64           // the highest revision the watch brought
 
 	pending chan put // puts waiting for their answer, in publish order
 	stop    context.CancelFunc
@@ -150,44 +149,36 @@ type entry struct {
 
 // put is one write waiting for the server's answer.
 type put struct {
-	fut  jetstream.PubAckFuture
-	gid  string
-	m    *message.Message // nil: a delete
-	done func(error)
+	fut      jetstream.PubAckFuture
+	gid      string
+	m        *message.Message // nil: a delete
+	deadline time.Time
+	done     func(error)
 }
 
-// Open creates or updates the bucket, loads it, and watches it until
-// Close. It returns once this node's copy holds everything the bucket
-// held when it began.
-func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+// Open loads the retained messages of kv (a bucket that allows
+// per-message TTLs) and watches them until Close. It returns once this
+// node's copy holds everything the bucket held when it began; metrics are
+// registered then.
+func Open(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	bucket := cfg.Cluster + "_retained"
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:       bucket,
-		Description:  "pushring retained messages: one per group",
-		History:      1,
-		MaxBytes:     cfg.MaxBytes,
-		MaxValueSize: cfg.MaxValueBytes,
-		// Allows a TTL per message, so an expiring message goes when
-		// it expires; its marker goes a minute later.
-		LimitMarkerTTL: time.Minute,
-		Storage:        jetstream.FileStorage,
-		Replicas:       cfg.Replicas,
-	})
+	// Its own JetStream context, so that a put the server never answers
+	// is dropped from the client's table after Timeout, and the table
+	// is never what makes a put wait (pending is the bound).
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.Timeout),
+		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxPending))
 	if err != nil {
-		return nil, fmt.Errorf("retained: open bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("retained: %w", err)
 	}
 	s := &Store{
-		cfg: cfg, js: js, kv: kv, subject: "$KV." + bucket + ".", log: cfg.Logger,
+		cfg: cfg, js: js, kv: kv, subject: "$KV." + kv.Bucket() + "." + keyPrefix, log: cfg.Logger,
 		cache:   make(map[string]entry),
 		pending: make(chan put, cfg.MaxPending),
 		closing: make(chan struct{}),
-	}
-	if s.met, err = newMetrics(cfg.Registerer, s); err != nil {
-		return nil, err
+		met:     newMetrics(),
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -200,9 +191,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	if err == nil {
+		err = s.met.register(cfg.Registerer, s)
+	}
 	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("retained: load bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("retained: load from bucket %s: %w", kv.Bucket(), err)
 	}
 	return s, nil
 }
@@ -220,12 +214,12 @@ func (s *Store) Retained(gid string) *message.Message {
 }
 
 // Retain makes m its group's retained message, or, when m's payload is
-// empty, clears the group's. It copies what it keeps of m before it
-// returns and later calls done (if not nil) once, from any goroutine,
-// possibly before Retain returns: nil once the server stored the change,
-// else why not (ErrFull, ErrTimeout, ErrBusy, ErrClosed, or the
-// server's error). A change whose answer failed may still have been
-// stored.
+// empty (or m expired already), clears the group's. It copies what it
+// keeps of m before it returns and later calls done (if not nil) once,
+// from any goroutine, possibly before Retain returns: nil once the server
+// stored the change, else why not (ErrFull, ErrTimeout, ErrBusy,
+// ErrClosed, or the server's error). A change whose answer failed may
+// still have been stored.
 func (s *Store) Retain(m *message.Message, done func(error)) {
 	if done == nil {
 		done = func(error) {}
@@ -237,17 +231,21 @@ func (s *Store) Retain(m *message.Message, done func(error)) {
 	msg := &nats.Msg{Subject: s.subject + encodeKey(m.To), Header: nats.Header{}}
 	var kept *message.Message
 	var opts []jetstream.PublishOpt
-	if len(m.Payload) == 0 {
+	left := time.Duration(0)
+	if m.Expires != 0 {
+		left = time.Until(time.UnixMilli(m.Expires))
+	}
+	if len(m.Payload) == 0 || left < 0 {
 		msg.Header.Set("KV-Operation", "DEL")
 	} else {
+		if m.Size() > s.cfg.MaxValueBytes || !s.fits(m) {
+			s.met.full.Inc()
+			done(ErrFull)
+			return
+		}
 		kept = copyMessage(m)
 		msg.Data = journal.AppendRecord(nil, kept, 0)
-		if m.Expires != 0 {
-			left := time.Until(time.UnixMilli(m.Expires))
-			if left <= 0 {
-				done(nil) // expired already: as if stored and dropped at once
-				return
-			}
+		if left > 0 {
 			// Whole seconds, rounded up: never gone before it expires.
 			opts = append(opts, jetstream.WithMsgTTL((left + time.Second - 1).Truncate(time.Second)))
 		}
@@ -256,6 +254,18 @@ func (s *Store) Retain(m *message.Message, done func(error)) {
 		s.met.failed.Inc()
 		done(err)
 	}
+}
+
+// fits reports whether m fits in MaxBytes in place of its group's
+// message, as this node's copy counts.
+func (s *Store) fits(m *message.Message) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := s.bytes + int64(m.Size())
+	if old := s.cache[m.To].m; old != nil {
+		n -= int64(old.Size())
+	}
+	return n <= s.cfg.MaxBytes
 }
 
 // send publishes msg and queues its answer for done; an error means
@@ -269,18 +279,20 @@ func (s *Store) send(msg *nats.Msg, opts []jetstream.PublishOpt, gid string, kep
 	if len(s.pending) == cap(s.pending) {
 		return ErrBusy
 	}
+	deadline := time.Now().Add(s.cfg.Timeout)
 	fut, err := s.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
 		return fmt.Errorf("retained: put %s: %w", gid, err)
 	}
 	// Only send sends on pending, under closeMu, after the check above:
 	// there is room.
-	s.pending <- put{fut: fut, gid: gid, m: kept, done: done}
+	s.pending <- put{fut: fut, gid: gid, m: kept, deadline: deadline, done: done}
 	return nil
 }
 
 // answer waits for the puts' answers in publish order, applies the ones
-// stored to this node's copy and tells their callers.
+// stored to this node's copy and tells their callers. Each put waits at
+// most until its own deadline, however many wait before it.
 func (s *Store) answer() {
 	defer s.wg.Done()
 	t := time.NewTimer(time.Hour)
@@ -294,7 +306,7 @@ func (s *Store) answer() {
 			return
 		}
 		var err error
-		t.Reset(s.cfg.Timeout)
+		t.Reset(time.Until(p.deadline))
 		select {
 		case ack := <-p.fut.Ok():
 			s.apply(p.gid, p.m, ack.Sequence, false)
@@ -344,13 +356,21 @@ func classify(gid string, err error) error {
 	return fmt.Errorf("retained: put %s: %w", gid, err)
 }
 
-// apply sets gid's message at revision rev (m nil: deleted), unless this
-// node knows a newer one. A delete seen by the watch drops the entry; one
-// this node made stays as a marker until its watch event comes, so an
-// older put the watch still brings cannot bring the message back.
+// apply sets gid's message at revision rev (m nil: deleted). From the
+// watch (watched), it is applied unless this node knows a newer revision
+// of gid, and a delete drops the entry. A local answer is applied only
+// past everything the watch brought (the watch has it otherwise, and
+// maybe newer changes too); a delete then stays as a marker until its
+// watch event comes, so an older put the watch still brings cannot bring
+// the message back.
 func (s *Store) apply(gid string, m *message.Message, rev uint64, watched bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if watched {
+		s.watched = max(s.watched, rev)
+	} else if rev <= s.watched {
+		return
+	}
 	old, ok := s.cache[gid]
 	if ok && old.rev > rev {
 		return
@@ -369,10 +389,10 @@ func (s *Store) apply(gid string, m *message.Message, rev uint64, watched bool) 
 	}
 }
 
-// watch keeps this node's copy fresh: the bucket's content first (then
-// ready gets nil), every change after. A watch that ends (the server
-// went away and the watcher gave up) starts again after a pause, and
-// reads the bucket whole again.
+// watch keeps this node's copy fresh: the bucket's retained messages
+// first (then ready gets nil), every change after. A watch that ends (the
+// server went away and the watcher gave up) starts again after a pause,
+// and reads them all again.
 func (s *Store) watch(ctx context.Context, ready chan<- error) {
 	defer s.wg.Done()
 	first := true
@@ -399,7 +419,7 @@ func (s *Store) watch(ctx context.Context, ready chan<- error) {
 }
 
 func (s *Store) watchOnce(ctx context.Context, loaded func()) error {
-	w, err := s.kv.WatchAll(ctx)
+	w, err := s.kv.Watch(ctx, keyPrefix+">")
 	if err != nil {
 		return err
 	}
@@ -419,7 +439,7 @@ func (s *Store) watchOnce(ctx context.Context, loaded func()) error {
 			loaded()
 			continue
 		}
-		gid := decodeKey(e.Key())
+		gid := decodeKey(strings.TrimPrefix(e.Key(), keyPrefix))
 		if e.Operation() != jetstream.KeyValuePut {
 			s.apply(gid, nil, e.Revision(), true)
 			continue
@@ -435,7 +455,7 @@ func (s *Store) watchOnce(ctx context.Context, loaded func()) error {
 }
 
 // Close stops the watch and answers every put still waiting (ErrClosed).
-// The bucket stays.
+// The messages stay in the bucket.
 func (s *Store) Close() {
 	s.closeMu.Lock()
 	if s.closed {
@@ -450,6 +470,9 @@ func (s *Store) Close() {
 	s.failPending()
 }
 
+// IsFull reports whether err says there was no room (ErrFull).
+func (*Store) IsFull(err error) bool { return errors.Is(err, ErrFull) }
+
 // copyMessage is a copy of m that owns its payload and properties, with
 // no sequence: a retained message is not a position in the journal.
 func copyMessage(m *message.Message) *message.Message {
@@ -462,11 +485,8 @@ func copyMessage(m *message.Message) *message.Message {
 	return &c
 }
 
-// encodeKey is gid's key: ids may hold '.', which separates the tokens
-// of a key, and never '=', which a key may hold.
+// encodeKey is gid's key token: ids may hold '.', which separates the
+// tokens of a key, and never '=', which a key may hold.
 func encodeKey(gid string) string { return strings.ReplaceAll(gid, ".", "=") }
 
 func decodeKey(key string) string { return strings.ReplaceAll(key, "=", ".") }
-
-// IsFull reports whether err says the bucket had no room (ErrFull).
-func (*Store) IsFull(err error) bool { return errors.Is(err, ErrFull) }

@@ -57,7 +57,13 @@ func (s *server) open(t *testing.T, cfg Config) (*Store, jetstream.JetStream, *p
 	cfg.Logger, cfg.Registerer = slog.New(slog.DiscardHandler), reg
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := Open(ctx, js, cfg)
+	// The bucket as the store makes its MQTT session records' one.
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "pushring_mqtt", History: 1,
+		LimitMarkerTTL: time.Minute, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(ctx, nc, kv, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,12 +181,15 @@ func TestRetainSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestRetainFull: past MaxBytes a put is refused with ErrFull and counted,
-// and what was kept stays; replacing a group's message with a smaller
-// one or clearing it still works.
+// TestRetainFull: past MaxBytes (or MaxValueBytes) a put is refused with
+// ErrFull and counted, and what was kept stays; clearing a group's
+// message makes room again.
 func TestRetainFull(t *testing.T) {
 	srv := startServer(t)
 	st, _, reg := srv.open(t, Config{MaxBytes: 1 << 20, MaxValueBytes: 200 << 10})
+	if err := retain(t, st, groupMsg(99, "huge", strings.Repeat("x", 201<<10))); !errors.Is(err, ErrFull) {
+		t.Fatalf("over MaxValueBytes: %v", err)
+	}
 	big := strings.Repeat("x", 150<<10)
 	var full int
 	for i := range 10 {
@@ -202,7 +211,7 @@ func TestRetainFull(t *testing.T) {
 	if err := retain(t, st, groupMsg(100, "g0", "")); err != nil {
 		t.Fatalf("clear when full: %v", err)
 	}
-	if s := testutil.MetricSeries(t, reg, "pushring_retained_"); s[`pushring_retained_writes_total{result="full"}`] != 1 {
+	if s := testutil.MetricSeries(t, reg, "pushring_retained_"); s[`pushring_retained_writes_total{result="full"}`] != 2 {
 		t.Fatalf("metrics: %v", s)
 	}
 	// The cleared group's room is the server's once the delete lands;
@@ -230,17 +239,21 @@ func TestRetainExpires(t *testing.T) {
 	if early := time.Until(deadline); early > 5*time.Millisecond {
 		t.Fatalf("gone %v before it expired", early)
 	}
-	kv, err := js.KeyValue(context.Background(), "pushring_retained")
+	kv, err := js.KeyValue(context.Background(), "pushring_mqtt")
 	if err != nil {
 		t.Fatal(err)
 	}
 	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if _, err := kv.Get(context.Background(), "g"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if _, err := kv.Get(context.Background(), "r.g"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fmt.Errorf("the server still has it: %v", err)
 		}
 		return nil
 	})
-	expired := groupMsg(2, "g", "expired already")
+	// A message that expired on its way clears the group's.
+	if err := retain(t, a, groupMsg(2, "g", "kept")); err != nil {
+		t.Fatal(err)
+	}
+	expired := groupMsg(3, "g", "expired already")
 	expired.Expires = time.Now().Add(-time.Second).UnixMilli()
 	if err := retain(t, a, expired); err != nil || payloadOf(a, "g") != "" {
 		t.Fatalf("expired on arrival: %v, %q", err, payloadOf(a, "g"))
@@ -252,11 +265,14 @@ func TestRetainExpires(t *testing.T) {
 func TestRetainSkipsCorrupt(t *testing.T) {
 	srv := startServer(t)
 	st, js, reg := srv.open(t, Config{})
-	kv, err := js.KeyValue(context.Background(), "pushring_retained")
+	kv, err := js.KeyValue(context.Background(), "pushring_mqtt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(context.Background(), "bad", []byte("not a record")); err != nil {
+	if _, err := kv.Put(context.Background(), "s.other", []byte("not ours: never read")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), "r.bad", []byte("not a record")); err != nil {
 		t.Fatal(err)
 	}
 	// A valid record under another group's key.
@@ -264,14 +280,14 @@ func TestRetainSkipsCorrupt(t *testing.T) {
 	if err := retain(t, other, groupMsg(1, "g1", "for g1")); err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(context.Background(), "g1")
+	e, err := kv.Get(context.Background(), "r.g1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(context.Background(), "g2", e.Value()); err != nil {
+	if _, err := kv.Put(context.Background(), "r.g2", e.Value()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(context.Background(), "g3", e.Value()); err != nil {
+	if _, err := kv.Put(context.Background(), "r.g3", e.Value()); err != nil {
 		t.Fatal(err)
 	}
 	waitPayload(t, st, "g1", "for g1")
@@ -286,8 +302,10 @@ func TestRetainSkipsCorrupt(t *testing.T) {
 	}
 }
 
-// TestRetainApplyOrder: an older revision never replaces a newer one,
-// and a delete made here holds off an older put the watch brings late.
+// TestRetainApplyOrder: an older revision never replaces a newer one; a
+// delete made here holds off an older put the watch brings late; a local
+// answer the watch has gone past is not applied (the watch brought it,
+// and maybe a newer change).
 func TestRetainApplyOrder(t *testing.T) {
 	s := &Store{cache: map[string]entry{}}
 	s.apply("g", groupMsg(2, "g", "new"), 5, false)
@@ -304,8 +322,20 @@ func TestRetainApplyOrder(t *testing.T) {
 	if _, ok := s.cache["g"]; ok {
 		t.Fatal("the delete marker stayed after the watch brought the delete")
 	}
-	if s.bytes != 0 {
-		t.Fatalf("bytes %d", s.bytes)
+	// This node put X (rev 10), another cleared it (rev 11); the watch
+	// brought both before X's answer came.
+	s.apply("h", groupMsg(3, "h", "x"), 10, true)
+	s.apply("h", nil, 11, true)
+	s.apply("h", groupMsg(3, "h", "x"), 10, false)
+	if payloadOf(s, "h") != "" {
+		t.Fatal("a late local answer brought back a cleared message")
+	}
+	// A local delete the watch brought first leaves no marker.
+	s.apply("k", groupMsg(4, "k", "y"), 12, true)
+	s.apply("k", nil, 13, true)
+	s.apply("k", nil, 13, false)
+	if len(s.cache) != 0 || s.bytes != 0 {
+		t.Fatalf("cache %v, bytes %d", s.cache, s.bytes)
 	}
 }
 
@@ -325,7 +355,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{}).Validate(); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []Config{{Cluster: "a.b"}, {Replicas: 6}, {MaxBytes: 1000}, {MaxValueBytes: 10}, {MaxPending: -1}, {Timeout: -1}} {
+	for _, c := range []Config{{MaxBytes: 1000}, {MaxValueBytes: 10}, {MaxValueBytes: 128 << 20}, {MaxPending: -1}, {Timeout: -1}} {
 		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: %v", c, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -153,6 +154,11 @@ func (s *session) resume(cl *Claimed) (present bool) {
 	if !cl.Found || s.clean {
 		return false
 	}
+	// Resumed from the store: the client may still hold QoS 2 ids the
+	// node that held the session used (awaiting PUBREL), which are not
+	// known here. Packet ids start at a random place rather than at 1,
+	// where every node starts, so that reusing one is unlikely.
+	s.nextPID = uint16(rand.Uint32())
 	for _, sub := range cl.Subs {
 		gid, ok := s.srv.tp.subscribeTarget(s.principal, sub.Filter)
 		if !ok || len(sub.Filter) > s.srv.cfg.MaxFilterLen || len(s.subs) >= s.srv.cfg.MaxSubscriptions ||
@@ -426,6 +432,11 @@ func (s *session) position() uint64 {
 			w = q - 1
 		}
 	}
+	for _, r := range s.rel() { // QoS 2 awaiting PUBCOMP (qos2.go)
+		if r.seq != 0 && r.seq-1 < w {
+			w = r.seq - 1
+		}
+	}
 	for i := 0; i < s.queue.n; i++ {
 		if q := s.queue.buf[(s.queue.head+i)%len(s.queue.buf)].m.Seq; q != 0 && q-1 < w {
 			w = q - 1
@@ -522,7 +533,7 @@ const posHistory = 4
 // position past it would skip it when the session moves. s.mu held.
 func (s *session) idleAdvance(seen uint64) {
 	if seen <= s.maxSeq || len(s.subs) > 0 || s.replaying || s.ringHold || s.floor != noFloor ||
-		len(s.inflight) > 0 || s.queue.n > 0 || len(s.parked) > 0 {
+		len(s.inflight) > 0 || len(s.rel()) > 0 || s.queue.n > 0 || len(s.parked) > 0 {
 		return
 	}
 	s.maxSeq = seen

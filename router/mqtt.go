@@ -125,9 +125,9 @@ type mqttConn struct {
 	// after reconnecting, in order (puback.go, Stored).
 	noForward atomic.Bool
 	// answered: the first tag of the answer FIFO not answered yet
-	// (puback.go); answeredAtStop: its value when noForward was set
-	// (stopForwarding; qos2.go).
-	answered, answeredAtStop atomic.Uint64
+	// (puback.go); ended: closed was called (qos2.go reads both).
+	answered atomic.Uint64
+	ended    atomic.Bool
 }
 
 func newMQTTConn(srv *Server, t transport) *mqttConn {
@@ -263,6 +263,7 @@ func (c *mqttConn) drained() {
 }
 
 func (c *mqttConn) closed(err error) {
+	c.ended.Store(true)
 	if c.expire != nil {
 		c.expire.Stop()
 	}
@@ -680,20 +681,23 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	if qos > 0 && c.srv.afwd != nil {
 		return c.forwardAcked(m, qos, pid, retain)
 	}
+	if qos == 2 && !sess.qos2Add(c, pid, false, 0) {
+		return errQoS2Window // before forwarding: its retransmission is new
+	}
 	if err := c.srv.forward(context.Background(), m); err != nil {
 		c.srv.m.refusal(reasonForwardFailed)
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
 		if qos > 0 {
 			// No PUBACK for what was not handed on: close, so the
 			// client sends it again after reconnecting.
+			if qos == 2 {
+				sess.qos2Release(pid)
+			}
 			return errForward
 		}
 		return nil
 	}
 	c.srv.m.messageIn(kind)
-	if qos == 2 && !sess.qos2Add(c, pid, false, 0) {
-		return errQoS2Window
-	}
 	if retain && qos > 0 {
 		// Handed on: the answer waits for the Retainer alone.
 		tag, ok := c.pendAck(pid, qos, true)
@@ -722,16 +726,21 @@ func (c *mqttConn) forwardAcked(m *message.Message, qos byte, pid uint16, retain
 	if !ok {
 		return errQoS1Window
 	}
+	sess := c.sess.Load()
+	if qos == 2 && !sess.qos2Add(c, pid, true, tag) {
+		c.unpendAck(tag)
+		return errQoS2Window // before forwarding: its retransmission is new
+	}
 	if err := c.srv.afwd.ForwardAcked(m, c, tag); err != nil {
 		c.unpendAck(tag)
+		if qos == 2 {
+			sess.qos2Release(pid)
+		}
 		c.srv.m.refusal(reasonForwardFailed)
 		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
 		return errForward // no PUBACK: the client sends it again after reconnecting
 	}
 	c.srv.m.messageIn(m.Kind) // its answer waits for Stored
-	if qos == 2 && !c.sess.Load().qos2Add(c, pid, true, tag) {
-		return errQoS2Window
-	}
 	if retain {
 		c.retainAcked(m, tag)
 	}

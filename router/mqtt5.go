@@ -25,8 +25,9 @@ import (
 //     be tracked per connection on the fan-out path).
 //   - Maximum Packet Size Config.MaxPacketSize, and the Session Expiry
 //     Interval when the client asked for more than Config.SessionExpiry.
-//   - Receive Maximum is left at its default (65535), the inbound window
-//     of unanswered QoS 1 PUBLISHes the server keeps anyway.
+//   - Receive Maximum 1,024 (maxQoS2In): the QoS 2 ids a session holds
+//     awaiting PUBREL. Unanswered QoS 1 PUBLISHes are held up to 65,535
+//     (maxPendingAcks), for clients that do not read the property.
 
 // v5Conn is a 5.0 connection's own state; reader side only (set at
 // CONNECT, then read and written by handlePacket and closed).
@@ -63,12 +64,13 @@ var (
 func (c *mqttConn) connackProps(cp *packet.Connect, assigned bool, expiry uint32) *packet.Properties {
 	cfg := &c.srv.cfg
 	p := &packet.Properties{
+		ReceiveMaximum:     maxQoS2In,
 		SubIDAvailable:     0,
 		SharedSubAvailable: 0,
 		MaximumPacketSize:  uint32(cfg.MaxPacketSize),
 		TopicAliasMaximum:  uint16(cfg.TopicAliasMaximum),
 	}
-	p.Set(packet.PropSubIDAvailable,
+	p.Set(packet.PropReceiveMaximum, packet.PropSubIDAvailable,
 		packet.PropSharedSubAvailable, packet.PropMaximumPacketSize)
 	if c.srv.retained == nil {
 		p.Set(packet.PropRetainAvailable) // 0; left out, it means 1

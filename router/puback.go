@@ -61,7 +61,10 @@ type pendingAck struct {
 	confirmed bool // Accepted, or needs no confirmation (refused)
 	retain    bool // waits for the Retainer too (retain.go)
 	qos2      bool // answered with PUBREC, not PUBACK
-	code      byte // 5.0 reason code of the answer (0: success)
+	// notRetained: to be retained, but there was no room; a 5.0 client
+	// that asked for problem information is told so in a Reason String
+	// (the code stays success: the message was accepted and delivered).
+	notRetained bool
 }
 
 // pendAck queues a PUBACK for pid that is not sent before ready(tag) (and,
@@ -218,8 +221,8 @@ func (c *mqttConn) sendAcksLocked() {
 		if e.qos2 {
 			typ = packet.PUBREC
 		}
-		if e.code != 0 && c.isV5.Load() {
-			buf = packet.AppendAckV5(buf, typ, e.pid, e.code, "")
+		if e.notRetained && c.isV5.Load() && c.v5.problems {
+			buf = packet.AppendAckV5(buf, typ, e.pid, packet.CodeSuccess, "delivered; not retained: no room")
 		} else {
 			buf = packet.AppendAck(buf, typ, e.pid)
 		}

@@ -34,8 +34,30 @@ import (
 // PUBCOMP are not carried over: at least once, not exactly once, across
 // a move.
 
-// maxQoS2In bounds the QoS 2 ids one session holds awaiting PUBREL; a
-// client over it is disconnected (5.0: 0x93, Receive Maximum exceeded).
+// relID is a QoS 2 id awaiting PUBCOMP, with its message's sequence
+// (0: not stored), under which the session's durable position stays
+// until PUBCOMP: a client may deliver a QoS 2 message only at PUBREL, so
+// a session that moves to another node before it comes gets the message
+// again from the journal.
+type relID struct {
+	pid uint16
+	seq uint64
+}
+
+// relIndex is the index of pid in rel, or -1.
+func relIndex(rel []relID, pid uint16) int {
+	for i := range rel {
+		if rel[i].pid == pid {
+			return i
+		}
+	}
+	return -1
+}
+
+// maxQoS2In bounds the QoS 2 ids one session holds awaiting PUBREL: a
+// 5.0 client is told so in CONNACK (Receive Maximum); one over it is
+// disconnected (5.0: 0x93, Receive Maximum exceeded; 3.1.1 has no way to
+// say it).
 const maxQoS2In = 1024
 
 // qos2In is a QoS 2 PUBLISH received and not yet released by PUBREL.
@@ -46,10 +68,17 @@ type qos2In struct {
 	tag    uint64
 }
 
-// forwarded reports whether the message of e was, or will be, forwarded:
-// not when the server stopped c's forwarding before e's PUBREC went out.
+// forwarded reports whether the message of e was, or will be, forwarded.
+// A PUBREC that went out was for a message forwarded (only those are
+// answered); one still waiting on a connection that is open and still
+// forwarding will go out in order, or the connection closes first. On a
+// connection closed or stopped meanwhile, the message may not have
+// been: the client's retransmission is then taken as new.
 func (e *qos2In) forwarded() bool {
-	return !e.queued || !e.c.noForward.Load() || e.tag < e.c.answeredAtStop.Load()
+	if !e.queued || e.tag < e.c.answered.Load() {
+		return true
+	}
+	return !e.c.noForward.Load() && !e.c.ended.Load()
 }
 
 // qos2Received reports whether pid is a QoS 2 message received already
@@ -57,40 +86,57 @@ func (e *qos2In) forwarded() bool {
 func (s *session) qos2Received(pid uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range s.qos2In {
-		if s.qos2In[i].pid == pid {
-			if s.qos2In[i].forwarded() {
+	if s.rare == nil {
+		return false
+	}
+	in := s.rare.qos2In
+	for i := range in {
+		if in[i].pid == pid {
+			if in[i].forwarded() {
 				return true
 			}
-			s.qos2In = append(s.qos2In[:i], s.qos2In[i+1:]...)
+			s.rare.qos2In = append(in[:i], in[i+1:]...)
 			return false
 		}
 	}
 	return false
 }
 
-// qos2Add records pid, received on c, until PUBREL; queued: its PUBREC
-// waits in c's FIFO under tag. It returns false when the session holds
-// maxQoS2In already.
+// qos2Add records pid, received on c, until PUBREL (replacing what was
+// kept under pid); queued: its PUBREC waits in c's FIFO under tag. It
+// returns false when the session holds maxQoS2In already.
 func (s *session) qos2Add(c *mqttConn, pid uint16, queued bool, tag uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.qos2In) >= maxQoS2In {
+	e := qos2In{pid: pid, queued: queued, c: c, tag: tag}
+	x := s.rareState()
+	for i := range x.qos2In {
+		if x.qos2In[i].pid == pid {
+			x.qos2In[i] = e
+			return true
+		}
+	}
+	if len(x.qos2In) >= maxQoS2In {
 		return false
 	}
-	s.qos2In = append(s.qos2In, qos2In{pid: pid, queued: queued, c: c, tag: tag})
+	x.qos2In = append(x.qos2In, e)
 	return true
 }
 
-// qos2Release forgets pid at PUBREL; false: it was not held.
+// qos2Release forgets pid (at PUBREL, or its message was not forwarded);
+// false: it was not held.
 func (s *session) qos2Release(pid uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range s.qos2In {
-		if s.qos2In[i].pid == pid {
-			s.qos2In = append(s.qos2In[:i], s.qos2In[i+1:]...)
-			if len(s.qos2In) == 0 {
-				s.qos2In = nil // an idle session keeps nothing
+	if s.rare == nil {
+		return false
+	}
+	in := s.rare.qos2In
+	for i := range in {
+		if in[i].pid == pid {
+			s.rare.qos2In = append(in[:i], in[i+1:]...)
+			if len(s.rare.qos2In) == 0 {
+				s.rare.qos2In = nil // an idle session keeps no array
 			}
 			return true
 		}
@@ -99,12 +145,10 @@ func (s *session) qos2Release(pid uint16) bool {
 }
 
 // stopForwarding makes the server stop forwarding what c's client sent
-// and was not answered (Stored returns false from now on), noting which
-// answers went out before: their QoS 2 ids stay known (qos2In).
-func (c *mqttConn) stopForwarding() {
-	c.answeredAtStop.Store(c.answered.Load())
-	c.noForward.Store(true)
-}
+// and was not answered: Stored returns false from now on, and QoS 2 ids
+// whose PUBREC did not go out are forgotten at the client's
+// retransmission (forwarded).
+func (c *mqttConn) stopForwarding() { c.noForward.Store(true) }
 
 // handlePubrel answers PUBREL pid with PUBCOMP ([MQTT-4.3.3-11]), also
 // for an unknown id (5.0: with 0x92).
@@ -128,11 +172,12 @@ func (s *session) received(c *mqttConn, pid uint16, code byte) {
 	if s.conn != c || s.removed {
 		return
 	}
-	known := s.takeInflight(pid)
-	if !known && slices.Contains(s.rel, pid) {
+	seq, known := s.takeInflight(pid)
+	if !known && relIndex(s.rel(), pid) >= 0 {
 		known = true // a repeated PUBREC: PUBREL again
 	} else if known && code < 0x80 {
-		s.rel = append(s.rel, pid)
+		x := s.rareState()
+		x.rel = append(x.rel, relID{pid, seq})
 	}
 	if code >= 0x80 {
 		s.drainLocked()
@@ -152,16 +197,13 @@ func (s *session) received(c *mqttConn, pid uint16, code byte) {
 func (s *session) completed(c *mqttConn, pid uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn != c || s.removed {
+	if s.conn != c || s.removed || s.rare == nil {
 		return
 	}
-	for i, p := range s.rel {
-		if p == pid {
-			s.rel = append(s.rel[:i], s.rel[i+1:]...)
-			if len(s.rel) == 0 {
-				s.rel = nil
-			}
-			break
+	if i := relIndex(s.rare.rel, pid); i >= 0 {
+		s.rare.rel = slices.Delete(s.rare.rel, i, i+1)
+		if len(s.rare.rel) == 0 {
+			s.rare.rel = nil
 		}
 	}
 	s.drainLocked()
@@ -170,12 +212,13 @@ func (s *session) completed(c *mqttConn, pid uint16) {
 // resendPubrels sends PUBREL again for every id awaiting PUBCOMP (on
 // reconnect, [MQTT-4.4.0-1]). s.mu held.
 func (s *session) resendPubrels(c *mqttConn) {
-	if len(s.rel) == 0 {
+	rel := s.rel()
+	if len(rel) == 0 {
 		return
 	}
 	buf, _, _ := c.t.beginWrite()
-	for _, pid := range s.rel {
-		buf = packet.AppendAck(buf, packet.PUBREL, pid)
+	for _, r := range rel {
+		buf = packet.AppendAck(buf, packet.PUBREL, r.pid)
 	}
 	c.t.endWrite(buf)
 }

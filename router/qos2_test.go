@@ -197,3 +197,93 @@ func TestQoS2V5(t *testing.T) {
 		t.Fatalf("will QoS 2: CONNACK %#x %v", code, err)
 	}
 }
+
+// A retransmission after the client's connection dropped while its
+// first copy waited for the store is taken as new (forwarded again, a
+// possible duplicate): the first copy's store may still fail, and a
+// PUBREC for it would lose the message.
+func TestQoS2ResendWhileStorePending(t *testing.T) {
+	var f *ackingFwd
+	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
+		f = &ackingFwd{loopFwd: l, pending: map[string]func(){}, stores: map[string]func(error) bool{}, storeLate: true}
+		return f
+	})
+	r := connectRaw(t, e, "alice", "a", false)
+	r.publish(2, 5, "/group/g1", "m5")
+	r.expectQuiet()
+	r.Abort()
+	r.expectClosed()
+	r = connectRaw(t, e, "alice", "a", false)
+	r.send(packet.AppendPublish(nil, 2, true, false, 5, []byte("m5"), "/group/g1"))
+	r.expectQuiet() // not answered at once: it waits for its own store
+	if !f.store(t, "m5", nil) {
+		t.Fatal("the retransmission is to be forwarded")
+	}
+	r.readAck(packet.PUBREC)
+	if n := f.count(); n != 2 {
+		t.Fatalf("forwarded %d times, want 2", n)
+	}
+}
+
+// A queued QoS 2 message resent after a reconnect that the ACL no longer
+// allows is not sent, and its id is released with PUBREL (the client may
+// hold it), not reused before PUBCOMP.
+func TestQoS2DroppedOnResendReleasesID(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := connectRaw(t, e, "bob", "b", false)
+	bob.subscribeQoS(1, "/private/bob/#", 2)
+	d1 := connectRaw(t, e, "d1", "d1", true)
+	d1.publish(2, 1, "/group/g1", "x")
+	d1.readAck(packet.PUBREC)
+	p := bob.readPublish()
+	bob.Abort()
+	bob.expectClosed()
+	e.acl.setMember("g1", "bob", false)
+	bob = connectRaw(t, e, "bob", "b", false)
+	if pid := bob.readAck(packet.PUBREL); pid != p.PacketID {
+		t.Fatalf("PUBREL %d, want %d", pid, p.PacketID)
+	}
+	bob.sendAck(packet.PUBCOMP, p.PacketID)
+	bob.expectQuiet()
+}
+
+// 5.0: a retained QoS 2 publish with no room is answered PUBREC success
+// (with a Reason String); PUBREL completes it and the id is free again.
+func TestQoS2RetainedFull(t *testing.T) {
+	e, ret := newRetainEnv(t, nil)
+	ret.mu.Lock()
+	ret.fail = errRetainFull
+	ret.mu.Unlock()
+	d1, props := connect5(t, e, "d1", "d1", true, packet.Properties{}, 0)
+	if !props.Is(packet.PropReceiveMaximum) || props.ReceiveMaximum != maxQoS2In {
+		t.Fatalf("Receive Maximum %d (set %v)", props.ReceiveMaximum, props.Is(packet.PropReceiveMaximum))
+	}
+	d1.send(packet.AppendPublishV5(nil, 2, false, true, 3, &packet.PublishProps{}, []byte("r"), "/group/g1"))
+	if code, pid := readAck5(t, d1, packet.PUBREC); code != 0 || pid != 3 {
+		t.Fatalf("PUBREC %#x for %d", code, pid)
+	}
+	d1.send(packet.AppendAck(nil, packet.PUBREL, 3))
+	if code, _ := readAck5(t, d1, packet.PUBCOMP); code != 0 {
+		t.Fatalf("PUBCOMP %#x", code)
+	}
+	d1.send(packet.AppendPublishV5(nil, 2, false, false, 3, &packet.PublishProps{}, []byte("next"), "/group/g1"))
+	readAck5(t, d1, packet.PUBREC)
+	if n := e.fwd.count(); n != 2 {
+		t.Fatalf("forwarded %d, want 2", n)
+	}
+}
+
+// A durable session's position stays under a QoS 2 message until its
+// PUBCOMP (a client may deliver it only at PUBREL): a session that moves
+// before then gets it again from the journal.
+func TestQoS2PositionHeldUntilPubcomp(t *testing.T) {
+	s := &session{maxSeq: 10, floor: noFloor, ringFloor: noFloor}
+	s.rareState().rel = []relID{{pid: 1, seq: 7}, {pid: 2, seq: 0}}
+	if p := s.position(); p != 6 {
+		t.Fatalf("position %d with seq 7 awaiting PUBCOMP, want 6", p)
+	}
+	s.rare.rel = s.rare.rel[1:]
+	if p := s.position(); p != 10 {
+		t.Fatalf("position %d, want 10", p)
+	}
+}

@@ -11,13 +11,15 @@ import (
 // (and a will with Will Retain) makes the message its group's retained
 // message, kept by the Retainer; an empty payload clears it. Either way
 // the message is also delivered as any other ([MQTT-3.3.1-10]). A QoS 1
-// PUBLISH is acknowledged once the message is stored in the journal and
-// the Retainer kept it: its PUBACK waits for both, in order (puback.go).
-// A Retainer with no room left (IsFull) does not close the connection,
-// since sending the message again would not help: the message is
-// delivered and acknowledged (5.0: PUBACK 0x97, Quota exceeded), and the
-// refusal counted (retained_full). Any other failure is a store failure:
-// no PUBACK, the connection closed, as for the journal.
+// or 2 PUBLISH is acknowledged once the message is stored in the journal
+// and the Retainer kept it: its PUBACK (PUBREC) waits for both, in order
+// (puback.go). A Retainer with no room left (IsFull) does not close the
+// connection, since sending the message again would not help: the
+// message is delivered and acknowledged, with success (an error code
+// would have the client send it again, or end a QoS 2 exchange the
+// server still holds) and, at 5.0, a Reason String saying it was not
+// retained; the refusal is counted (retained_full). Any other failure is
+// a store failure: no answer, the connection closed, as for the journal.
 //
 // A retain flag on a direct message (<private>/<id>) is ignored: only
 // groups have retained messages.
@@ -98,13 +100,9 @@ func (c *mqttConn) retainFailed(err error) (full bool) {
 // room it goes anyway (0x97 at 5.0); any other failure is a store
 // failure.
 func (c *mqttConn) keptRetained(tag uint64, err error) {
-	var code byte
-	if err != nil {
-		if !c.retainFailed(err) {
-			c.storeFailed()
-			return
-		}
-		code = packet.CodeQuotaExceeded
+	if err != nil && !c.retainFailed(err) {
+		c.storeFailed()
+		return
 	}
 	q := c.acks
 	q.mu.Lock()
@@ -113,7 +111,7 @@ func (c *mqttConn) keptRetained(tag uint64, err error) {
 		return
 	}
 	if i := q.index(tag); i >= 0 {
-		q.list[i].retain, q.list[i].code = false, code
+		q.list[i].retain, q.list[i].notRetained = false, err != nil
 		c.sendAcksLocked()
 	}
 }
@@ -144,8 +142,8 @@ func (c *mqttConn) sendRetained(sess *session, f string, gid string, qos, rh byt
 
 // offerRetained sends or queues retained message m in form at qos, with
 // the retain flag, if c is still the session's connection. filter, for
-// the private tree, must match m's delivery topic, and a message the
-// session got already (live, or by another filter) is not sent again.
+// the private tree, must match m's delivery topic, and a group's
+// retained message goes to the private tree once per session.
 func (s *session) offerRetained(c *mqttConn, m *message.Message, form topicForm, qos byte, filter string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -154,13 +152,17 @@ func (s *session) offerRetained(c *mqttConn, m *message.Message, form topicForm,
 	}
 	if filter != "" {
 		s.buildTopic(m)
-		if !packet.Match(filter, s.topicBuf) || s.recent.has(m.ID) {
+		if !packet.Match(filter, s.topicBuf) {
 			return
 		}
-		if s.recent == nil {
-			s.recent = new(idRing)
+		x := s.rareState()
+		if _, sent := x.retainedSent[m.To]; sent {
+			return
 		}
-		s.recent.add(m.ID)
+		if x.retainedSent == nil {
+			x.retainedSent = make(map[string]struct{})
+		}
+		x.retainedSent[m.To] = struct{}{}
 	}
 	o := outMsg{m: m, form: form, qos: qos, retain: true}
 	if !s.live(m) || !s.fits(&o) {

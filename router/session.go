@@ -2,7 +2,6 @@ package router
 
 import (
 	"runtime/debug"
-	"slices"
 	"sync"
 	"time"
 
@@ -57,8 +56,7 @@ type session struct {
 	nextPID    uint16
 	subs       []subscription
 	inflight   []inflightMsg // QoS 1 and 2 sent, awaiting PUBACK or PUBREC, in send order
-	rel        []uint16      // QoS 2 ids released (PUBREL sent), awaiting PUBCOMP (qos2.go)
-	qos2In     []qos2In      // QoS 2 ids received from the client, awaiting PUBREL (qos2.go)
+	rare       *sessionRare  // state few sessions need; nil until one does
 	resendDue  int           // inflight entries with due set
 	queue      msgQueue
 	recent     *idRing  // allocated with the first delivery: an idle session has none
@@ -100,6 +98,32 @@ type session struct {
 	tail       bool
 	replayAt   uint64
 	replayedTo uint64
+}
+
+// sessionRare is the state of a session that few sessions ever have,
+// kept out of the session itself so that an idle session stays small.
+type sessionRare struct {
+	rel    []relID  // QoS 2 ids released (PUBREL sent), awaiting PUBCOMP (qos2.go)
+	qos2In []qos2In // QoS 2 ids received from the client, awaiting PUBREL (qos2.go)
+	// retainedSent: groups whose retained message went to the private
+	// tree of this (new) session (retain.go).
+	retainedSent map[string]struct{}
+}
+
+// rareState returns s.rare, made if need be. s.mu held.
+func (s *session) rareState() *sessionRare {
+	if s.rare == nil {
+		s.rare = new(sessionRare)
+	}
+	return s.rare
+}
+
+// rel is the QoS 2 ids awaiting PUBCOMP. s.mu held.
+func (s *session) rel() []relID {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.rel
 }
 
 // subscription is one granted filter.
@@ -334,7 +358,7 @@ func (s *session) offer(o outMsg) {
 
 // outstanding is how many QoS 1 and 2 messages the client has not
 // answered: inflight ones, and QoS 2 ones awaiting PUBCOMP. s.mu held.
-func (s *session) outstanding() int { return len(s.inflight) + len(s.rel) }
+func (s *session) outstanding() int { return len(s.inflight) + len(s.rel()) }
 
 // sendInflight appends QoS 1 or 2 message o with a fresh packet id to buf
 // (from c's beginWrite), ends the write and records o as inflight. s.mu
@@ -439,7 +463,7 @@ func (s *session) pidInflight(pid uint16) bool {
 			return true
 		}
 	}
-	return slices.Contains(s.rel, pid)
+	return relIndex(s.rel(), pid) >= 0
 }
 
 // stillAllowed re-checks the ACL for a queued or resent group message:
@@ -561,6 +585,12 @@ func (s *session) flushResend() bool {
 		if f.due && !blocked && !full {
 			if !s.stillAllowed(&f.outMsg) || !s.fits(&f.outMsg) {
 				s.resendDue--
+				if f.qos == 2 {
+					// The client may hold the id (it got the
+					// PUBLISH): released, not reused before PUBCOMP.
+					buf = packet.AppendAck(buf, packet.PUBREL, f.pid)
+					s.rareState().rel = append(s.rareState().rel, relID{f.pid, f.m.Seq})
+				}
 				continue
 			}
 			if outstanding >= s.window() {
@@ -600,21 +630,22 @@ func (s *session) ack(c *mqttConn, pid uint16) {
 	s.drainLocked()
 }
 
-// takeInflight removes the inflight message with pid; false: none.
-// s.mu held.
-func (s *session) takeInflight(pid uint16) bool {
+// takeInflight removes the inflight message with pid and returns its
+// sequence; false: none. s.mu held.
+func (s *session) takeInflight(pid uint16) (seq uint64, ok bool) {
 	for i := range s.inflight {
 		if s.inflight[i].pid == pid {
+			seq = s.inflight[i].m.Seq
 			if s.inflight[i].due {
 				s.resendDue--
 			}
 			copy(s.inflight[i:], s.inflight[i+1:])
 			s.inflight[len(s.inflight)-1] = inflightMsg{}
 			s.inflight = s.inflight[:len(s.inflight)-1]
-			return true
+			return seq, true
 		}
 	}
-	return false
+	return 0, false
 }
 
 // armRetry schedules the redelivery check. s.mu held.

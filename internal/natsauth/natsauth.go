@@ -32,7 +32,7 @@ import (
 
 // Buckets are the suffixes of the KV buckets a cluster uses
 // ("<cluster>_<suffix>"), as the store creates them.
-var Buckets = []string{"principals", "groups", "roles", "sessions", "mqtt", "retained"}
+var Buckets = []string{"principals", "groups", "roles", "sessions", "mqtt"}
 
 // Key is one node allowed on NATS: its id and its public user nkey.
 type Key struct {
