@@ -32,3 +32,30 @@ func TestSmokeMQTT5(t *testing.T) {
 		})
 	}
 }
+
+// TestSmokeQoS2 runs pushbench --qos 2 (publisher and members at QoS 2,
+// 3.1.1 and 5.0): every delivery arrives once, at no loss.
+func TestSmokeQoS2(t *testing.T) {
+	for _, v5 := range []bool{false, true} {
+		args := []string{"--scenario", "fanout", "--members", "40", "--qos", "2", "--rate", "200", "--duration", "2s", "--warmup", "500ms"}
+		if v5 {
+			args = append(args, "--mqtt5")
+		}
+		rep, _ := runPushbench(t, 2*time.Minute, 1, args...)
+		r := rep.Results[0]
+		var all uint64
+		for _, n := range r.Series {
+			all += n
+		}
+		switch {
+		case r.QoS != 2:
+			t.Errorf("qos %d", r.QoS)
+		case r.Sent == 0 || r.Deliveries == 0:
+			t.Errorf("sent %d, window deliveries %d: nothing measured", r.Sent, r.Deliveries)
+		case !r.lossless():
+			t.Errorf("%s", r.losses())
+		case all != r.Sent*40:
+			t.Errorf("deliveries over the whole run %d, want sent × members = %d × 40", all, r.Sent)
+		}
+	}
+}

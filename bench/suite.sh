@@ -89,6 +89,8 @@ run idle-ws             --ws --pushring-args "--http-max-conns -1" --scenario id
 v5base=(--mqtt5 --baseline mosquitto)
 run fanout-qos1-max-mqtt5 "${v5base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run fanout-qos0-max-mqtt5 "${v5base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
+# QoS 2 end to end (publisher and members at QoS 2) against mosquitto.
+run fanout-qos2-max --baseline mosquitto --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 2 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 # pushring only: one node, then 3 nodes, the same fanout (the baselines' fanout is above).
 run cluster           --scenario cluster --nodes 3 --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs 1 "${common[@]}" --drain "$DRAIN"
 # Not a speed row: 3 nodes on 3 NATS servers (R3), 300 persistent members,

@@ -34,7 +34,7 @@ type Conn struct {
 	buf []byte
 
 	nextID   uint16
-	inflight chan struct{} // QoS 1 publish window; nil if no QoS 1 publishing
+	inflight chan struct{} // QoS 1 and 2 publish window; nil if no QoS 1 or 2 publishing
 	level    byte          // protocol level: packet.V311, or packet.V5 with Options.MQTT5
 	props    packet.PublishProps
 }
@@ -255,8 +255,9 @@ func (c *Conn) Subscribe(filter string, qos byte, timeout time.Duration) error {
 }
 
 // Publish appends a PUBLISH to the write buffer (Flush sends it). At QoS 1
-// it first waits for a free slot in the inflight window, which Run frees
-// on PUBACK; it returns false if the connection closed meanwhile.
+// and 2 it first waits for a free slot in the inflight window, which Run
+// frees on PUBACK or PUBCOMP (answering PUBREC with PUBREL); it returns
+// false if the connection closed meanwhile.
 func (c *Conn) Publish(topic string, qos byte, payload []byte, done <-chan struct{}) bool {
 	var id uint16
 	if qos > 0 {
@@ -318,13 +319,27 @@ func (c *Conn) Run(fn func(topic, payload []byte)) error {
 				return err
 			}
 			if fn != nil {
-				fn(p.Topic, p.Payload)
+				fn(p.Topic, p.Payload) // QoS 2 too: delivered at once, as most clients do
 			}
-			if p.QoS > 0 {
+			switch p.QoS {
+			case 1:
 				ack = packet.AppendAck(ack[:0], packet.PUBACK, p.PacketID)
 				aw.Write(ack)
+			case 2:
+				ack = packet.AppendAck(ack[:0], packet.PUBREC, p.PacketID)
+				aw.Write(ack)
 			}
-		case packet.PUBACK:
+		case packet.PUBREL: // the server released a QoS 2 message it sent
+			if pid, err := packet.DecodeAck(h, body, c.level); err == nil {
+				ack = packet.AppendAck(ack[:0], packet.PUBCOMP, pid)
+				aw.Write(ack)
+			}
+		case packet.PUBREC: // a QoS 2 publish of ours was received
+			if pid, err := packet.DecodeAck(h, body, c.level); err == nil {
+				ack = packet.AppendAck(ack[:0], packet.PUBREL, pid)
+				aw.Write(ack)
+			}
+		case packet.PUBACK, packet.PUBCOMP: // a QoS 1 or 2 publish of ours is done
 			select {
 			case <-c.inflight:
 			default:

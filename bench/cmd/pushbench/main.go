@@ -51,7 +51,7 @@ func run(args []string) error {
 	members := fs.Int("members", 100, "members per group (M)")
 	devices := fs.Int("devices", 1, "publishing devices per group (D)")
 	rate := fs.Float64("rate", 0, "messages/s published in total over all devices; 0: as fast as possible")
-	qos := fs.Int("qos", 0, "QoS of publishes and subscriptions: 0 or 1")
+	qos := fs.Int("qos", 0, "QoS of publishes and subscriptions: 0, 1 or 2")
 	payload := fs.Int("payload", 64, "payload bytes (at least 20: publisher, sequence, timestamp)")
 	duration := fs.Duration("duration", 5*time.Second, "measured window")
 	warmup := fs.Duration("warmup", time.Second, "publishing before the measured window")
@@ -110,8 +110,8 @@ func run(args []string) error {
 			nodes: *nodes, members: *members, rate: *rate, directRate: *directRate, duration: *duration, drain: *drain,
 			faults: *faults, jsonPath: *jsonPath, reportPath: *reportPath, quiet: *quiet})
 	}
-	if *qos != 0 && *qos != 1 {
-		return errors.New("--qos must be 0 or 1")
+	if *qos < 0 || *qos > 2 {
+		return errors.New("--qos must be 0, 1 or 2")
 	}
 	if *procs < 1 {
 		return errors.New("--procs must be at least 1")
