@@ -28,6 +28,30 @@ func needTool(t *testing.T, name string) string {
 	return p
 }
 
+// mosqTest is what the tests of the mosquitto tools share: the tools'
+// paths, a node with the world, its MQTT host and port, and a context
+// bounding the tools' runs (cancelled at cleanup). The caller closes the
+// node.
+type mosqTest struct {
+	sub, pub   string
+	n          *Node
+	w          *world
+	host, port string
+	ctx        context.Context
+}
+
+func newMosqTest(t *testing.T, dir string) *mosqTest {
+	t.Helper()
+	m := &mosqTest{sub: needTool(t, "mosquitto_sub"), pub: needTool(t, "mosquitto_pub")}
+	m.n = startNode(t, dir, nil)
+	m.w = setupWorld(t, m.n)
+	m.host, m.port, _ = net.SplitHostPort(m.n.MQTTAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	m.ctx = ctx
+	return m
+}
+
 // outputLines returns the complete lines of a process's output, without
 // the probe lines tests use to see a subscription is live.
 func outputLines(b *testutil.SyncBuffer) []string {
@@ -67,15 +91,9 @@ func mosquittoSub(t *testing.T, ctx context.Context, w *world, user, probe, path
 // mosquitto_pub: alice and bob listen on their private trees, d1 publishes
 // to the group, carol hears nothing.
 func TestMosquittoClients(t *testing.T) {
-	sub := needTool(t, "mosquitto_sub")
-	pub := needTool(t, "mosquitto_pub")
-	n := startNode(t, t.TempDir(), nil)
-	defer n.Close()
-	w := setupWorld(t, n)
-	host, port, _ := net.SplitHostPort(n.MQTTAddr())
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	m := newMosqTest(t, t.TempDir())
+	defer m.n.Close()
+	sub, pub, w, host, port, ctx := m.sub, m.pub, m.w, m.host, m.port, m.ctx
 	outs := map[string]*testutil.SyncBuffer{}
 	for _, u := range []string{"alice", "bob", "carol"} {
 		s := w.api.login(u, passwordOf(u))
@@ -124,14 +142,9 @@ func TestMosquittoClients(t *testing.T) {
 // reach the subscriber; a publish the ACL refuses is answered with
 // reason code 0x87, which mosquitto_pub reports.
 func TestMosquittoClientsV5(t *testing.T) {
-	sub := needTool(t, "mosquitto_sub")
-	pub := needTool(t, "mosquitto_pub")
-	n := startNode(t, t.TempDir(), nil)
-	defer n.Close()
-	w := setupWorld(t, n)
-	host, port, _ := net.SplitHostPort(n.MQTTAddr())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	m := newMosqTest(t, t.TempDir())
+	defer m.n.Close()
+	sub, pub, w, host, port, ctx := m.sub, m.pub, m.w, m.host, m.port, m.ctx
 
 	s := w.api.login("alice", passwordOf("alice"))
 	out := mosquittoSub(t, ctx, w, "alice", " probe|", sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-x", "300",

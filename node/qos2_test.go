@@ -1,9 +1,7 @@
 package node
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -19,14 +17,9 @@ import (
 // (5.0) and paho (3.1.1), subscribed at QoS 2, get the message once at
 // QoS 2; paho publishes at QoS 2 too (its token completes at PUBCOMP).
 func TestQoS2Clients(t *testing.T) {
-	sub := needTool(t, "mosquitto_sub")
-	pub := needTool(t, "mosquitto_pub")
-	n := startNode(t, t.TempDir(), nil)
-	defer n.Close()
-	w := setupWorld(t, n)
-	host, port, _ := net.SplitHostPort(n.MQTTAddr())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	m := newMosqTest(t, t.TempDir())
+	defer m.n.Close()
+	sub, pub, n, w, host, port, ctx := m.sub, m.pub, m.n, m.w, m.host, m.port, m.ctx
 
 	alice := w.api.login("alice", passwordOf("alice"))
 	out := mosquittoSub(t, ctx, w, "alice", "/private/alice probe", sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "2",

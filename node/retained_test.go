@@ -55,14 +55,9 @@ func (s *retainedSink) wait(t *testing.T, n int) []string {
 // survive a restart of the node; an empty retained payload clears it;
 // a direct message cannot be retained over HTTP.
 func TestRetainedMessages(t *testing.T) {
-	sub := needTool(t, "mosquitto_sub")
-	pub := needTool(t, "mosquitto_pub")
 	dir := t.TempDir()
-	n := startNode(t, dir, nil)
-	w := setupWorld(t, n)
-	host, port, _ := net.SplitHostPort(n.MQTTAddr())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	m := newMosqTest(t, dir)
+	sub, pub, n, w, host, port, ctx := m.sub, m.pub, m.n, m.w, m.host, m.port, m.ctx
 
 	if out, err := exec.CommandContext(ctx, pub, "-h", host, "-p", port, "-V", "mqttv311", "-q", "1", "-r",
 		"-i", "d1-mosq", "-u", "d1", "-P", w.d1Key, "-t", "/group/g1", "-m", "door open").CombinedOutput(); err != nil {

@@ -90,6 +90,17 @@ func newAckingEnv(t *testing.T, maxUnconfirmed int) (*env, *ackingFwd) {
 	return e, f
 }
 
+// newStoreLateEnv is newEnv with an ackingFwd whose Stored waits for the
+// test's store call.
+func newStoreLateEnv(t *testing.T) (*env, *ackingFwd) {
+	var f *ackingFwd
+	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
+		f = &ackingFwd{loopFwd: l, pending: map[string]func(){}, stores: map[string]func(error) bool{}, storeLate: true}
+		return f
+	})
+	return e, f
+}
+
 // With an AckForwarder a QoS 1 PUBACK waits for its Receipt, and PUBACKs
 // leave in the order of the PUBLISHes whatever order the receipts come
 // in (MQTT-4.6.0-2), a refused publish's included. A publish the
@@ -185,11 +196,7 @@ func readPuback(t *testing.T, r *rawClient) uint16 {
 // a later message of that connection stored meanwhile is not to be
 // forwarded (its publisher sends both again, in order).
 func TestPubackWaitsForStore(t *testing.T) {
-	var f *ackingFwd
-	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
-		f = &ackingFwd{loopFwd: l, pending: map[string]func(){}, stores: map[string]func(error) bool{}, storeLate: true}
-		return f
-	})
+	e, f := newStoreLateEnv(t)
 	alice := connectRaw(t, e, "alice", "a", true)
 	alice.publish(1, 1, "/group/g1", "m1")
 	alice.expectQuiet()

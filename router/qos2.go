@@ -81,24 +81,41 @@ func (e *qos2In) forwarded() bool {
 	return !e.c.noForward.Load() && !e.c.ended.Load()
 }
 
+// qos2Find is the index of pid among the received QoS 2 ids, or -1.
+// s.mu held.
+func (s *session) qos2Find(pid uint16) int {
+	if s.rare == nil {
+		return -1
+	}
+	for i := range s.rare.qos2In {
+		if s.rare.qos2In[i].pid == pid {
+			return i
+		}
+	}
+	return -1
+}
+
+// qos2Drop forgets received QoS 2 id i. s.mu held.
+func (s *session) qos2Drop(i int) {
+	s.rare.qos2In = slices.Delete(s.rare.qos2In, i, i+1)
+	if len(s.rare.qos2In) == 0 {
+		s.rare.qos2In = nil // an idle session keeps no array
+	}
+}
+
 // qos2Received reports whether pid is a QoS 2 message received already
 // (a retransmission), forgetting it if it may not have been forwarded.
 func (s *session) qos2Received(pid uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rare == nil {
+	i := s.qos2Find(pid)
+	if i < 0 {
 		return false
 	}
-	in := s.rare.qos2In
-	for i := range in {
-		if in[i].pid == pid {
-			if in[i].forwarded() {
-				return true
-			}
-			s.rare.qos2In = append(in[:i], in[i+1:]...)
-			return false
-		}
+	if s.rare.qos2In[i].forwarded() {
+		return true
 	}
+	s.qos2Drop(i)
 	return false
 }
 
@@ -109,13 +126,11 @@ func (s *session) qos2Add(c *mqttConn, pid uint16, queued bool, tag uint64) bool
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := qos2In{pid: pid, queued: queued, c: c, tag: tag}
-	x := s.rareState()
-	for i := range x.qos2In {
-		if x.qos2In[i].pid == pid {
-			x.qos2In[i] = e
-			return true
-		}
+	if i := s.qos2Find(pid); i >= 0 {
+		s.rare.qos2In[i] = e
+		return true
 	}
+	x := s.rareState()
 	if len(x.qos2In) >= maxQoS2In {
 		return false
 	}
@@ -128,20 +143,12 @@ func (s *session) qos2Add(c *mqttConn, pid uint16, queued bool, tag uint64) bool
 func (s *session) qos2Release(pid uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rare == nil {
+	i := s.qos2Find(pid)
+	if i < 0 {
 		return false
 	}
-	in := s.rare.qos2In
-	for i := range in {
-		if in[i].pid == pid {
-			s.rare.qos2In = append(in[:i], in[i+1:]...)
-			if len(s.rare.qos2In) == 0 {
-				s.rare.qos2In = nil // an idle session keeps no array
-			}
-			return true
-		}
-	}
-	return false
+	s.qos2Drop(i)
+	return true
 }
 
 // stopForwarding makes the server stop forwarding what c's client sent

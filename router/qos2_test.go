@@ -104,11 +104,7 @@ func TestQoS2Outbound(t *testing.T) {
 // new again. A message whose store failed is forgotten: its
 // retransmission is forwarded.
 func TestQoS2InboundStored(t *testing.T) {
-	var f *ackingFwd
-	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
-		f = &ackingFwd{loopFwd: l, pending: map[string]func(){}, stores: map[string]func(error) bool{}, storeLate: true}
-		return f
-	})
+	e, f := newStoreLateEnv(t)
 	r := connectRaw(t, e, "alice", "a", false)
 	r.publish(2, 7, "/group/g1", "m7")
 	r.send(packet.AppendPublish(nil, 2, true, false, 7, []byte("m7"), "/group/g1"))
@@ -203,11 +199,7 @@ func TestQoS2V5(t *testing.T) {
 // possible duplicate): the first copy's store may still fail, and a
 // PUBREC for it would lose the message.
 func TestQoS2ResendWhileStorePending(t *testing.T) {
-	var f *ackingFwd
-	e := newEnvWith(t, nil, func(l *loopFwd) Forwarder {
-		f = &ackingFwd{loopFwd: l, pending: map[string]func(){}, stores: map[string]func(error) bool{}, storeLate: true}
-		return f
-	})
+	e, f := newStoreLateEnv(t)
 	r := connectRaw(t, e, "alice", "a", false)
 	r.publish(2, 5, "/group/g1", "m5")
 	r.expectQuiet()
