@@ -49,6 +49,7 @@ type sessionStore struct {
 	mu      sync.Mutex
 	held    map[sessKey]uint64     // gen of each session this node holds
 	subs    map[sessKey]pendingSub // to write
+	qos2    map[sessKey]pendingIDs // to write
 	release map[sessKey]uint64     // gen to delete
 	wake    chan struct{}
 	failLog lograte.Limiter
@@ -74,6 +75,11 @@ type pendingSub struct {
 	subs []store.MQTTSub
 }
 
+type pendingIDs struct {
+	gen uint64
+	ids []uint16
+}
+
 var (
 	_ router.SessionStore = (*sessionStore)(nil)
 	_ router.RingReplayer = (*sessionStore)(nil)
@@ -91,6 +97,7 @@ func newSessionStore(self string, recs store.MQTTSessions, j *journal.Journal, d
 		touchIn: max(expiry/4, time.Second),
 		held:    map[sessKey]uint64{},
 		subs:    map[sessKey]pendingSub{},
+		qos2:    map[sessKey]pendingIDs{},
 		release: map[sessKey]uint64{},
 		wake:    make(chan struct{}, 1),
 		replays: make(chan struct{}, maxReplays),
@@ -143,7 +150,7 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 	if err != nil {
 		return router.Claimed{}, err
 	}
-	cl := router.Claimed{Gen: cur.Gen, Pos: cur.Pos, Found: found && !clean && !prev.Clean}
+	cl := router.Claimed{Gen: cur.Gen, Pos: cur.Pos, Found: found && !clean && !prev.Clean, QoS2: cur.QoS2}
 	if found {
 		cl.Prev = prev.Gen
 	}
@@ -155,6 +162,7 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 	s.held[k] = cur.Gen
 	delete(s.release, k)
 	delete(s.subs, k)
+	delete(s.qos2, k)
 	s.mu.Unlock()
 	return cl, nil
 }
@@ -316,6 +324,13 @@ func (s *sessionStore) SaveSubs(principal, clientID string, gen uint64, subs []r
 	s.kick()
 }
 
+func (s *sessionStore) SaveQoS2(principal, clientID string, gen uint64, ids []uint16) {
+	s.mu.Lock()
+	s.qos2[sessKey{principal, clientID}] = pendingIDs{gen: gen, ids: ids}
+	s.mu.Unlock()
+	s.kick()
+}
+
 func (s *sessionStore) SavePosition(principal, clientID string, gen uint64, pos uint64) {
 	s.pos.Note(principal, clientID, gen, pos)
 }
@@ -331,6 +346,7 @@ func (s *sessionStore) Release(principal, clientID string, gen uint64) {
 		delete(s.held, k)
 	}
 	delete(s.subs, k)
+	delete(s.qos2, k)
 	s.release[k] = gen
 	s.mu.Unlock()
 	s.pos.Forget(principal, clientID)
@@ -345,6 +361,7 @@ func (s *sessionStore) taken(principal, clientID string, gen uint64) {
 	if g, ok := s.held[k]; ok && g < gen {
 		delete(s.held, k)
 		delete(s.subs, k)
+		delete(s.qos2, k)
 	}
 	s.mu.Unlock()
 }
@@ -377,14 +394,17 @@ func (s *sessionStore) run(ctx context.Context) {
 	}
 }
 
-// write sends what SaveSubs and Release queued.
+// write sends what SaveSubs, SaveQoS2 and Release queued.
 func (s *sessionStore) write(ctx context.Context) {
 	s.mu.Lock()
-	subs, rel := s.subs, s.release
-	s.subs, s.release = map[sessKey]pendingSub{}, map[sessKey]uint64{}
+	subs, qos2, rel := s.subs, s.qos2, s.release
+	s.subs, s.qos2, s.release = map[sessKey]pendingSub{}, map[sessKey]pendingIDs{}, map[sessKey]uint64{}
 	s.mu.Unlock()
 	for k, p := range subs {
 		s.check("save subscriptions", k, s.recs.SaveMQTTSubs(ctx, k.principal, k.clientID, p.gen, p.subs))
+	}
+	for k, p := range qos2 {
+		s.check("save QoS 2 ids", k, s.recs.SaveMQTTQoS2(ctx, k.principal, k.clientID, p.gen, p.ids))
 	}
 	for k, gen := range rel {
 		s.check("release", k, s.recs.DeleteMQTT(ctx, k.principal, k.clientID, gen))

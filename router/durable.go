@@ -69,6 +69,10 @@ type SessionStore interface {
 	// session.
 	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message, stored time.Time) error) (last, gapTo uint64, err error)
 	SaveSubs(principal, clientID string, gen uint64, subs []SessionSub)
+	// SaveQoS2 replaces the packet ids of QoS 2 messages sent and not
+	// completed (the client may hold them), which a node resuming the
+	// session releases first (Claimed.QoS2). ids is not kept.
+	SaveQoS2(principal, clientID string, gen uint64, ids []uint16)
 	SavePosition(principal, clientID string, gen uint64, pos uint64)
 	// RewindPosition is SavePosition for a position lower than one saved
 	// before (a stored message reached the session after its position
@@ -92,6 +96,9 @@ type Claimed struct {
 	// Pos is the position to replay from (found) or to start at (new:
 	// the journal's end).
 	Pos uint64
+	// QoS2 are the packet ids of QoS 2 messages the session's holder
+	// sent and the client did not complete (SaveQoS2; found sessions).
+	QoS2 []uint16
 }
 
 // SessionSub is one stored subscription.
@@ -154,11 +161,24 @@ func (s *session) resume(cl *Claimed) (present bool) {
 	if !cl.Found || s.clean {
 		return false
 	}
-	// Resumed from the store: the client may still hold QoS 2 ids the
-	// node that held the session used (awaiting PUBREL), which are not
-	// known here. Packet ids start at a random place rather than at 1,
-	// where every node starts, so that reusing one is unlikely.
+	// Resumed from the store: the client may hold the QoS 2 ids the
+	// node that held the session used. Those it saved are released
+	// (PUBREL at once, not reused before PUBCOMP); their messages come
+	// again from the journal (the position stayed under them). Those it
+	// used since its last save are not known here: packet ids start at a
+	// random place rather than at 1, where every node starts, so that
+	// reusing one is unlikely.
 	s.nextPID = uint16(rand.Uint32())
+	if len(cl.QoS2) > 0 {
+		x := s.rareState()
+		x.rel = x.rel[:0]
+		for _, pid := range cl.QoS2 {
+			if pid != 0 && relIndex(x.rel, pid) < 0 {
+				x.rel = append(x.rel, relID{pid: pid})
+			}
+		}
+		x.savedQoS2 = slices.Clone(cl.QoS2)
+	}
 	for _, sub := range cl.Subs {
 		gid, ok := s.srv.tp.subscribeTarget(s.principal, sub.Filter)
 		if !ok || len(sub.Filter) > s.srv.cfg.MaxFilterLen || len(s.subs) >= s.srv.cfg.MaxSubscriptions ||
@@ -677,9 +697,13 @@ func (s *Server) positionLoop() {
 				sess.replayLocked(sess.floor + 1) // a replay that failed
 			}
 			gen := sess.gen
+			ids, saveIDs := sess.qos2Due()
 			sess.mu.Unlock()
 			if save {
 				st.SavePosition(sess.principal, sess.clientID, gen, pos)
+			}
+			if saveIDs {
+				st.SaveQoS2(sess.principal, sess.clientID, gen, ids)
 			}
 			list[i] = nil
 		}

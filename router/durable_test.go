@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ type memRecord struct {
 	gen  uint64
 	subs []SessionSub
 	pos  uint64
+	qos2 []uint16
 }
 
 func newMemSessions(acl *memACL) *memSessions {
@@ -80,9 +82,9 @@ func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean
 	prev := r.gen
 	r.gen++
 	if !found {
-		r.subs, r.pos = nil, uint64(len(m.journal))
+		r.subs, r.pos, r.qos2 = nil, uint64(len(m.journal)), nil
 	}
-	cl := Claimed{Gen: r.gen, Prev: prev, Found: found, Subs: append([]SessionSub(nil), r.subs...), Pos: r.pos}
+	cl := Claimed{Gen: r.gen, Prev: prev, Found: found, Subs: append([]SessionSub(nil), r.subs...), Pos: r.pos, QoS2: r.qos2}
 	servers := m.servers
 	m.mu.Unlock()
 	for _, s := range servers {
@@ -142,6 +144,14 @@ func (m *memSessions) SaveSubs(principal, clientID string, gen uint64, subs []Se
 	}
 }
 
+func (m *memSessions) SaveQoS2(principal, clientID string, gen uint64, ids []uint16) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.recs[sessionKey(principal, clientID)]; r != nil && r.gen == gen {
+		r.qos2 = slices.Clone(ids)
+	}
+}
+
 func (m *memSessions) SavePosition(principal, clientID string, gen uint64, pos uint64) {
 	m.posWrites.Add(1)
 	m.mu.Lock()
@@ -182,7 +192,7 @@ func (m *memSessions) position(principal, clientID string) uint64 {
 	return 0
 }
 
-// storingFwd stores QoS 1 messages in the memSessions journal before
+// storingFwd stores QoS 1 and 2 messages in the memSessions journal before
 // delivering them through the server(s) it forwards to.
 type storingFwd struct {
 	st      *memSessions
@@ -190,7 +200,7 @@ type storingFwd struct {
 }
 
 func (f *storingFwd) Forward(_ context.Context, m *message.Message) error {
-	if m.QoS == 1 {
+	if m.QoS > 0 {
 		m = f.st.store(m)
 	} else {
 		c := *m
@@ -996,4 +1006,59 @@ func TestPositionWriteEvery(t *testing.T) {
 	if n := d.st.posWrites.Load(); n != 2 {
 		t.Fatalf("%d position writes for 6 messages, want 2", n)
 	}
+}
+
+// A durable session with QoS 2 messages not completed moves to another
+// server: the new server releases the ids the old one saved (PUBREL, not
+// reused before PUBCOMP), and the message whose PUBCOMP had not come is
+// delivered again from the journal (the position stayed under it), with
+// a new id.
+func TestDurableQoS2MovesBetweenServers(t *testing.T) {
+	d := newDurableEnv(t)
+	a, b := d.start(nil), d.start(nil)
+	onA := connectRaw(t, a, "alice", "phone", false)
+	onA.subscribeQoS(1, "/private/alice/#", 2)
+	pub := connectRaw(t, a, "bob", "pc", true)
+	pub.publish(2, 1, "/private/alice", "q2")
+	pub.readAck(packet.PUBREC)
+	p := onA.readPublish()
+	if p.QoS != 2 {
+		t.Fatalf("QoS %d", p.QoS)
+	}
+	onA.sendAck(packet.PUBREC, p.PacketID)
+	onA.readAck(packet.PUBREL) // no PUBCOMP: the client holds the id
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		d.st.mu.Lock()
+		defer d.st.mu.Unlock()
+		if r := d.st.recs[sessionKey("alice", "phone")]; r == nil || !slices.Equal(r.qos2, []uint16{p.PacketID}) {
+			return fmt.Errorf("saved QoS 2 ids %v, want [%d]", r.qos2, p.PacketID)
+		}
+		return nil
+	})
+	onA.Abort()
+	onB := dialRaw(t, b.addr)
+	onB.send(connectPacket("alice", "tok-alice", "phone", false, 60))
+	if !onB.expectConnack(0) {
+		t.Fatal("session present = 0 on the other server")
+	}
+	if pid := onB.readAck(packet.PUBREL); pid != p.PacketID {
+		t.Fatalf("PUBREL %d, want %d", pid, p.PacketID)
+	}
+	again := onB.readPublish()
+	if string(again.Payload) != "q2" || again.QoS != 2 || again.PacketID == p.PacketID {
+		t.Fatalf("redelivered %+v (first id %d)", again, p.PacketID)
+	}
+	onB.sendAck(packet.PUBCOMP, p.PacketID)
+	onB.sendAck(packet.PUBREC, again.PacketID)
+	onB.readAck(packet.PUBREL)
+	onB.sendAck(packet.PUBCOMP, again.PacketID)
+	// Completed: nothing held, and the saved ids follow.
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		d.st.mu.Lock()
+		defer d.st.mu.Unlock()
+		if r := d.st.recs[sessionKey("alice", "phone")]; r == nil || len(r.qos2) != 0 {
+			return fmt.Errorf("saved QoS 2 ids %v, want none", r.qos2)
+		}
+		return nil
+	})
 }

@@ -216,6 +216,43 @@ func (s *session) completed(c *mqttConn, pid uint16) {
 	s.drainLocked()
 }
 
+// qos2Due returns the packet ids of the QoS 2 messages sent and not
+// completed (inflight awaiting PUBREC, released awaiting PUBCOMP), in
+// order, when they differ from those saved last: the durable session's
+// record keeps them, so that a node resuming it elsewhere releases them
+// before it uses them again. s.mu held.
+func (s *session) qos2Due() (ids []uint16, due bool) {
+	if s.removed || s.clean || (s.rare == nil && !s.hasQoS2Inflight()) {
+		return nil, false
+	}
+	for i := range s.inflight {
+		if s.inflight[i].qos == 2 {
+			ids = append(ids, s.inflight[i].pid)
+		}
+	}
+	for _, r := range s.rel() {
+		ids = append(ids, r.pid)
+	}
+	slices.Sort(ids)
+	x := s.rareState()
+	if slices.Equal(ids, x.savedQoS2) {
+		return nil, false
+	}
+	x.savedQoS2 = ids
+	return slices.Clone(ids), true
+}
+
+// hasQoS2Inflight reports whether a QoS 2 message awaits PUBREC. s.mu
+// held.
+func (s *session) hasQoS2Inflight() bool {
+	for i := range s.inflight {
+		if s.inflight[i].qos == 2 {
+			return true
+		}
+	}
+	return false
+}
+
 // resendPubrels sends PUBREL again for every id awaiting PUBCOMP (on
 // reconnect, [MQTT-4.4.0-1]). s.mu held.
 func (s *session) resendPubrels(c *mqttConn) {

@@ -108,6 +108,8 @@ type sessionRare struct {
 	// retainedSent: groups whose retained message went to the private
 	// tree of this (new) session (retain.go).
 	retainedSent map[string]struct{}
+	// savedQoS2: the QoS 2 ids last handed to SaveQoS2 (qos2.go).
+	savedQoS2 []uint16
 }
 
 // rareState returns s.rare, made if need be. s.mu held.

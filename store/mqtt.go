@@ -103,6 +103,12 @@ type MQTTSession struct {
 	// Pos is a journal sequence: every message for this session at or
 	// below it was acknowledged (0: none).
 	Pos uint64 `json:"pos"`
+	// QoS2 are the packet ids of QoS 2 messages the holder sent and the
+	// client has not completed (no PUBCOMP yet): the client may hold
+	// them, so a node that resumes the session releases them (PUBREL)
+	// before it uses them again. Kept across claims until the new holder
+	// saves its own.
+	QoS2 []uint16 `json:"qos2,omitempty"`
 	// Updated is the time of the record's last write.
 	Updated time.Time `json:"updated"`
 }
@@ -127,6 +133,9 @@ type MQTTSessions interface {
 	// SaveMQTTSubs replaces the subscriptions, only if gen is still
 	// current (ErrStale otherwise).
 	SaveMQTTSubs(ctx context.Context, principal, clientID string, gen uint64, subs []MQTTSub) error
+	// SaveMQTTQoS2 replaces the QoS 2 ids the client may hold (QoS2),
+	// only if gen is still current (ErrStale otherwise).
+	SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []uint16) error
 	// SaveMQTTPos records a position, only if gen is current (ErrStale
 	// otherwise) and pos is higher than the stored one (a lower or equal
 	// pos is ignored, not an error, and writes nothing).
@@ -257,7 +266,7 @@ func claimed(prev MQTTSession, found bool, principal, clientID, node string, cle
 		Gen: nextGen(prev.Gen, now), Clean: clean, Pos: startPos, Updated: now,
 	}
 	if found && !clean {
-		cur.Subs, cur.Pos = prev.Subs, prev.Pos
+		cur.Subs, cur.Pos, cur.QoS2 = prev.Subs, prev.Pos, prev.QoS2
 	}
 	return cur
 }
@@ -279,6 +288,7 @@ const (
 	opClaim  = "claim"
 	opSubs   = "subs"
 	opPos    = "pos"
+	opQoS2   = "qos2"
 	opTouch  = "touch"
 	opDelete = "delete"
 	opGet    = "get"
@@ -308,13 +318,13 @@ func newMQTTMetrics(reg prometheus.Registerer) (*mqttMetrics, error) {
 			Help: "MQTT session record writes refused because another claim took the session over, by operation.",
 		}, []string{"op"}),
 	}
-	for _, op := range []string{opClaim, opSubs, opPos, opTouch, opDelete, opNotice} {
+	for _, op := range []string{opClaim, opSubs, opPos, opQoS2, opTouch, opDelete, opNotice} {
 		m.writes.WithLabelValues(op)
 		m.errors.WithLabelValues(op)
 	}
 	m.errors.WithLabelValues(opGet)
 	m.errors.WithLabelValues(opWatch)
-	for _, op := range []string{opSubs, opPos, opTouch, opDelete} {
+	for _, op := range []string{opSubs, opPos, opQoS2, opTouch, opDelete} {
 		m.stale.WithLabelValues(op)
 	}
 	if reg == nil {
@@ -670,6 +680,17 @@ func (k *KV) SaveMQTTSubs(ctx context.Context, principal, clientID string, gen u
 	subs = slices.Clone(subs) // the cache keeps it; the caller may reuse its slice
 	return k.updateMQTT(ctx, opSubs, principal, clientID, gen, func(r *MQTTSession) bool {
 		r.Subs = subs
+		return true
+	})
+}
+
+func (k *KV) SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []uint16) error {
+	ids = slices.Clone(ids) // the cache keeps it; the caller may reuse its slice
+	return k.updateMQTT(ctx, opQoS2, principal, clientID, gen, func(r *MQTTSession) bool {
+		if slices.Equal(r.QoS2, ids) {
+			return false
+		}
+		r.QoS2 = ids
 		return true
 	})
 }

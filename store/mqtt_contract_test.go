@@ -110,15 +110,28 @@ func testMQTTClaimKeeps(t *testing.T, f *mqttFixture) {
 	if err := st.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 17); err != nil {
 		t.Fatal(err)
 	}
+	ids := []uint16{7, 65535}
+	if err := st.SaveMQTTQoS2(ctx, "alice", "phone", c1.Gen, ids); err != nil {
+		t.Fatal(err)
+	}
 	saved := mustGet(t, st, "alice", "phone")
 	// Another node takes it over: the previous record comes back, the new
-	// one keeps subscriptions and position (startPos is ignored).
+	// one keeps subscriptions, position and QoS 2 ids (startPos is
+	// ignored).
 	prev, found, c2 := mustClaim(t, peer, "alice", "phone", "n2", false, 999)
-	if !found || !sameRecord(prev, saved) || !slices.Equal(prev.Subs, subs) || prev.Pos != 17 {
+	if !found || !sameRecord(prev, saved) || !slices.Equal(prev.Subs, subs) || prev.Pos != 17 || !slices.Equal(prev.QoS2, ids) {
 		t.Fatalf("prev %+v (found %v), want %+v", prev, found, saved)
 	}
-	if c2.Node != "n2" || c2.Gen <= c1.Gen || !slices.Equal(c2.Subs, subs) || c2.Pos != 17 || c2.Clean {
+	if c2.Node != "n2" || c2.Gen <= c1.Gen || !slices.Equal(c2.Subs, subs) || c2.Pos != 17 || c2.Clean || !slices.Equal(c2.QoS2, ids) {
 		t.Fatalf("second claim %+v", c2)
+	}
+	// The new holder saves its own ids (none left).
+	if err := peer.SaveMQTTQoS2(ctx, "alice", "phone", c2.Gen, nil); err != nil {
+		t.Fatal(err)
+	}
+	c2 = mustGet(t, st, "alice", "phone")
+	if len(c2.QoS2) != 0 {
+		t.Fatalf("QoS 2 ids %v after saving none", c2.QoS2)
 	}
 	if got := mustGet(t, st, "alice", "phone"); !sameRecord(got, c2) {
 		t.Fatalf("GetMQTT = %+v, want %+v", got, c2)
@@ -140,11 +153,14 @@ func testMQTTCleanResets(t *testing.T, f *mqttFixture) {
 	if err := st.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 50); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.SaveMQTTQoS2(ctx, "alice", "phone", c1.Gen, []uint16{3}); err != nil {
+		t.Fatal(err)
+	}
 	prev, found, c2 := mustClaim(t, st, "alice", "phone", "n2", true, 77)
 	if !found || prev.Pos != 50 || len(prev.Subs) != 1 {
 		t.Fatalf("prev %+v found %v", prev, found)
 	}
-	if !c2.Clean || len(c2.Subs) != 0 || c2.Pos != 77 || c2.Gen <= c1.Gen || c2.Node != "n2" {
+	if !c2.Clean || len(c2.Subs) != 0 || c2.Pos != 77 || c2.Gen <= c1.Gen || c2.Node != "n2" || len(c2.QoS2) != 0 {
 		t.Fatalf("clean claim %+v", c2)
 	}
 	if got := mustGet(t, st, "alice", "phone"); !sameRecord(got, c2) {
@@ -254,6 +270,7 @@ func testMQTTStale(t *testing.T, f *mqttFixture) {
 	for name, write := range map[string]func() error{
 		"SaveMQTTSubs": func() error { return st.SaveMQTTSubs(ctx, "alice", "phone", c1.Gen, []MQTTSub{{"y", 0}}) },
 		"SaveMQTTPos":  func() error { return st.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 100) },
+		"SaveMQTTQoS2": func() error { return st.SaveMQTTQoS2(ctx, "alice", "phone", c1.Gen, []uint16{1}) },
 		"SetMQTTPos":   func() error { return st.SetMQTTPos(ctx, "alice", "phone", c1.Gen, 1) },
 		"TouchMQTT":    func() error { return st.TouchMQTT(ctx, "alice", "phone", c1.Gen) },
 		"DeleteMQTT":   func() error { return st.DeleteMQTT(ctx, "alice", "phone", c1.Gen) },

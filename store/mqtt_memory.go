@@ -134,6 +134,17 @@ func (m *Memory) SaveMQTTSubs(ctx context.Context, principal, clientID string, g
 	})
 }
 
+func (m *Memory) SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []uint16) error {
+	ids = slices.Clone(ids)
+	return m.mqttUpdate(ctx, principal, clientID, gen, func(r *MQTTSession) bool {
+		if slices.Equal(r.QoS2, ids) {
+			return false
+		}
+		r.QoS2 = ids
+		return true
+	})
+}
+
 func (m *Memory) SaveMQTTPos(ctx context.Context, principal, clientID string, gen uint64, pos uint64) error {
 	return m.mqttUpdate(ctx, principal, clientID, gen, func(r *MQTTSession) bool {
 		if pos <= r.Pos {
