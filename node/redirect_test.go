@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -131,4 +133,73 @@ func TestV5SessionMovesBetweenNodes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestQoS2SessionMovesBetweenNodes: a persistent session holding a QoS 2
+// message the client received and released (PUBREC sent, PUBREL got, no
+// PUBCOMP) moves to the other node: that node sends PUBREL for the id
+// first, from the session's record, and the message comes again from the
+// journal under a new id.
+func TestQoS2SessionMovesBetweenNodes(t *testing.T) {
+	tc := startCluster(t, 2)
+	n1, n2 := tc.byID("n1"), tc.byID("n2")
+	token := tc.user(t, "mover")
+	dial := func(n *Node) *mqttc.Conn {
+		t.Helper()
+		c, err := mqttc.DialTCP(n.MQTTAddr(), mqttc.Options{Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Abort() })
+		if _, code, err := c.Connect(&packet.Connect{ProtocolLevel: packet.V311, ClientID: "q2", KeepAlive: 60,
+			Username: "mover", Password: []byte(token)}, 5*time.Second); err != nil || code != 0 {
+			t.Fatalf("CONNACK %#x, %v", code, err)
+		}
+		return c
+	}
+	read := func(c *mqttc.Conn, typ byte) (byte, []byte) {
+		t.Helper()
+		for {
+			h, body, err := c.ReadPacket(10 * time.Second)
+			if err != nil {
+				t.Fatalf("waiting for packet type %d: %v", typ, err)
+			}
+			if h>>4 == typ {
+				return h, body
+			}
+		}
+	}
+	c := dial(n1)
+	if err := c.Subscribe("/private/mover/#", 2, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	newAPI(t, n2).must(202, "POST", "/v1/users/mover/messages", "Bearer cluster-admin-key", map[string]any{"payload": "once", "qos": 2}, nil)
+	h, body := read(c, packet.PUBLISH)
+	var p packet.Publish
+	if err := packet.DecodePublish(h, body, packet.V311, &p); err != nil || p.QoS != 2 || string(p.Payload) != "once" {
+		t.Fatalf("%+v %v", p, err)
+	}
+	if err := c.WritePacket(packet.AppendAck(nil, packet.PUBREC, p.PacketID), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	read(c, packet.PUBREL) // and no PUBCOMP: the client holds the id
+	// The id reaches the session's record with n1's next position tick.
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		rec, err := n1.sessions.recs.GetMQTT(context.Background(), "mover", "q2")
+		if err != nil || !slices.Equal(rec.QoS2, []uint16{p.PacketID}) {
+			return fmt.Errorf("record %+v, %v", rec, err)
+		}
+		return nil
+	})
+	c.Abort()
+	c = dial(n2)
+	h, body = read(c, packet.PUBREL)
+	if pid, err := packet.DecodeAck(h, body, packet.V311); err != nil || pid != p.PacketID {
+		t.Fatalf("PUBREL %d, %v; want %d", pid, err, p.PacketID)
+	}
+	h, body = read(c, packet.PUBLISH)
+	var again packet.Publish
+	if err := packet.DecodePublish(h, body, packet.V311, &again); err != nil || string(again.Payload) != "once" || again.PacketID == p.PacketID {
+		t.Fatalf("redelivered %+v %v (first id %d)", again, err, p.PacketID)
+	}
 }
