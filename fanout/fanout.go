@@ -196,7 +196,7 @@ var (
 	// ErrTooLarge: the message does not fit in an envelope of
 	// Config.MaxEnvelopeBytes. Not transient.
 	ErrTooLarge = errors.New("fanout: message too large for an envelope")
-	// ErrInvalidMessage: nil message, unknown kind, QoS above 1 or empty
+	// ErrInvalidMessage: nil message, unknown kind, QoS above 2 or empty
 	// To. Not transient.
 	ErrInvalidMessage = errors.New("fanout: invalid message")
 	// ErrInvalidConfig is matched (errors.Is) by every error New returns

@@ -77,7 +77,7 @@ type pendingSub struct {
 
 type pendingIDs struct {
 	gen uint64
-	ids []uint16
+	ids []store.MQTTQoS2
 }
 
 var (
@@ -150,19 +150,35 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 	if err != nil {
 		return router.Claimed{}, err
 	}
-	cl := router.Claimed{Gen: cur.Gen, Pos: cur.Pos, Found: found && !clean && !prev.Clean, QoS2: cur.QoS2}
+	cl := router.Claimed{Gen: cur.Gen, Pos: cur.Pos, Found: found && !clean && !prev.Clean}
 	if found {
 		cl.Prev = prev.Gen
 	}
 	for _, sub := range cur.Subs {
 		cl.Subs = append(cl.Subs, router.SessionSub{Filter: sub.Filter, QoS: sub.QoS})
 	}
+	for _, q := range cur.QoS2 {
+		cl.QoS2 = append(cl.QoS2, router.QoS2Msg{PID: q.PID, Seq: q.Seq, Released: q.Released})
+	}
 	k := sessKey{principal, clientID}
 	s.mu.Lock()
+	// Writes queued for the generation this claim follows, when this
+	// node held it: the router resumes that session from its memory
+	// (newer than the record), so they are written under the new
+	// generation; any other claim makes them stale.
+	if found && !clean && s.held[k] == prev.Gen {
+		if p, ok := s.subs[k]; ok && p.gen == prev.Gen {
+			s.subs[k] = pendingSub{gen: cur.Gen, subs: p.subs}
+		}
+		if p, ok := s.qos2[k]; ok && p.gen == prev.Gen {
+			s.qos2[k] = pendingIDs{gen: cur.Gen, ids: p.ids}
+		}
+	} else {
+		delete(s.subs, k)
+		delete(s.qos2, k)
+	}
 	s.held[k] = cur.Gen
 	delete(s.release, k)
-	delete(s.subs, k)
-	delete(s.qos2, k)
 	s.mu.Unlock()
 	return cl, nil
 }
@@ -324,7 +340,11 @@ func (s *sessionStore) SaveSubs(principal, clientID string, gen uint64, subs []r
 	s.kick()
 }
 
-func (s *sessionStore) SaveQoS2(principal, clientID string, gen uint64, ids []uint16) {
+func (s *sessionStore) SaveQoS2(principal, clientID string, gen uint64, msgs []router.QoS2Msg) {
+	ids := make([]store.MQTTQoS2, len(msgs))
+	for i, m := range msgs {
+		ids[i] = store.MQTTQoS2{PID: m.PID, Seq: m.Seq, Released: m.Released}
+	}
 	s.mu.Lock()
 	s.qos2[sessKey{principal, clientID}] = pendingIDs{gen: gen, ids: ids}
 	s.mu.Unlock()

@@ -69,10 +69,10 @@ type SessionStore interface {
 	// session.
 	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message, stored time.Time) error) (last, gapTo uint64, err error)
 	SaveSubs(principal, clientID string, gen uint64, subs []SessionSub)
-	// SaveQoS2 replaces the packet ids of QoS 2 messages sent and not
-	// completed (the client may hold them), which a node resuming the
-	// session releases first (Claimed.QoS2). ids is not kept.
-	SaveQoS2(principal, clientID string, gen uint64, ids []uint16)
+	// SaveQoS2 replaces the QoS 2 messages sent and not completed (the
+	// client may hold their ids), which a node resuming the session
+	// finishes under the same ids (Claimed.QoS2). msgs is the callee's.
+	SaveQoS2(principal, clientID string, gen uint64, msgs []QoS2Msg)
 	SavePosition(principal, clientID string, gen uint64, pos uint64)
 	// RewindPosition is SavePosition for a position lower than one saved
 	// before (a stored message reached the session after its position
@@ -96,9 +96,18 @@ type Claimed struct {
 	// Pos is the position to replay from (found) or to start at (new:
 	// the journal's end).
 	Pos uint64
-	// QoS2 are the packet ids of QoS 2 messages the session's holder
-	// sent and the client did not complete (SaveQoS2; found sessions).
-	QoS2 []uint16
+	// QoS2 are the QoS 2 messages the session's holder sent and the
+	// client did not complete (SaveQoS2; found sessions).
+	QoS2 []QoS2Msg
+}
+
+// QoS2Msg is a QoS 2 message a session sent and its client did not
+// complete: its packet id, its journal sequence (0: not stored), and
+// whether the client answered PUBREC (Released: PUBREL was sent).
+type QoS2Msg struct {
+	PID      uint16
+	Seq      uint64
+	Released bool
 }
 
 // SessionSub is one stored subscription.
@@ -162,23 +171,12 @@ func (s *session) resume(cl *Claimed) (present bool) {
 		return false
 	}
 	// Resumed from the store: the client may hold the QoS 2 ids the
-	// node that held the session used. Those it saved are released
-	// (PUBREL at once, not reused before PUBCOMP); their messages come
-	// again from the journal (the position stayed under them). Those it
-	// used since its last save are not known here: packet ids start at a
-	// random place rather than at 1, where every node starts, so that
-	// reusing one is unlikely.
+	// node that held the session used; those it saved are finished
+	// under the same ids (resumeQoS2). Those it used since its last save
+	// are not known here: packet ids start at a random place rather than
+	// at 1, where every node starts, so that reusing one is unlikely.
 	s.nextPID = uint16(rand.Uint32())
-	if len(cl.QoS2) > 0 {
-		x := s.rareState()
-		x.rel = x.rel[:0]
-		for _, pid := range cl.QoS2 {
-			if pid != 0 && relIndex(x.rel, pid) < 0 {
-				x.rel = append(x.rel, relID{pid: pid})
-			}
-		}
-		x.savedQoS2 = slices.Clone(cl.QoS2)
-	}
+	s.resumeQoS2(cl.QoS2)
 	for _, sub := range cl.Subs {
 		gid, ok := s.srv.tp.subscribeTarget(s.principal, sub.Filter)
 		if !ok || len(sub.Filter) > s.srv.cfg.MaxFilterLen || len(s.subs) >= s.srv.cfg.MaxSubscriptions ||
@@ -197,7 +195,7 @@ func (s *session) resume(cl *Claimed) (present bool) {
 func (s *session) replayLocked(from uint64) {
 	// What is queued comes again from the journal: from its lowest,
 	// and not taken for a duplicate of itself. What the journal does
-	// not hold (wills, QoS 2 publishes: not stored) waits with the
+	// not hold (wills: not stored) waits with the
 	// parked messages, which go after the replay.
 	for i := 0; i < s.queue.n; i++ {
 		m := s.queue.buf[(s.queue.head+i)%len(s.queue.buf)].m
@@ -325,6 +323,7 @@ func (s *session) replayFrom(from, gen uint64) {
 			s.replayedTo = max(s.replayedTo, last)
 		}
 		s.replaying = false
+		s.releaseUnsent()
 		for _, m := range s.takeParked() {
 			// Under start: a late one (sent again, or long on its way)
 			// the replay did not cover.
@@ -697,13 +696,13 @@ func (s *Server) positionLoop() {
 				sess.replayLocked(sess.floor + 1) // a replay that failed
 			}
 			gen := sess.gen
-			ids, saveIDs := sess.qos2Due()
+			msgs, saveQoS2 := sess.qos2Due()
 			sess.mu.Unlock()
 			if save {
 				st.SavePosition(sess.principal, sess.clientID, gen, pos)
 			}
-			if saveIDs {
-				st.SaveQoS2(sess.principal, sess.clientID, gen, ids)
+			if saveQoS2 {
+				st.SaveQoS2(sess.principal, sess.clientID, gen, msgs)
 			}
 			list[i] = nil
 		}
@@ -955,6 +954,9 @@ func (s *Server) savePositionsNow() {
 				sess.pos = w
 				sess.wrote(w)
 				st.SavePosition(sess.principal, sess.clientID, sess.gen, w)
+			}
+			if msgs, due := sess.qos2Due(); due {
+				st.SaveQoS2(sess.principal, sess.clientID, sess.gen, msgs)
 			}
 		}
 		sess.mu.Unlock()

@@ -42,7 +42,7 @@ type memRecord struct {
 	gen  uint64
 	subs []SessionSub
 	pos  uint64
-	qos2 []uint16
+	qos2 []QoS2Msg
 }
 
 func newMemSessions(acl *memACL) *memSessions {
@@ -144,7 +144,7 @@ func (m *memSessions) SaveSubs(principal, clientID string, gen uint64, subs []Se
 	}
 }
 
-func (m *memSessions) SaveQoS2(principal, clientID string, gen uint64, ids []uint16) {
+func (m *memSessions) SaveQoS2(principal, clientID string, gen uint64, ids []QoS2Msg) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r := m.recs[sessionKey(principal, clientID)]; r != nil && r.gen == gen {
@@ -1009,29 +1009,33 @@ func TestPositionWriteEvery(t *testing.T) {
 }
 
 // A durable session with QoS 2 messages not completed moves to another
-// server: the new server releases the ids the old one saved (PUBREL, not
-// reused before PUBCOMP), and the message whose PUBCOMP had not come is
-// delivered again from the journal (the position stayed under it), with
-// a new id.
+// server, which finishes them under the ids the old one saved: the one
+// the client released (PUBREC sent, no PUBCOMP) is released again and not
+// sent again; the one it had not answered is sent again under its id,
+// with DUP. Each reaches the client once, whether it delivers at PUBLISH
+// or at PUBREL.
 func TestDurableQoS2MovesBetweenServers(t *testing.T) {
 	d := newDurableEnv(t)
 	a, b := d.start(nil), d.start(nil)
 	onA := connectRaw(t, a, "alice", "phone", false)
 	onA.subscribeQoS(1, "/private/alice/#", 2)
 	pub := connectRaw(t, a, "bob", "pc", true)
-	pub.publish(2, 1, "/private/alice", "q2")
+	pub.publish(2, 1, "/private/alice", "released")
 	pub.readAck(packet.PUBREC)
-	p := onA.readPublish()
-	if p.QoS != 2 {
-		t.Fatalf("QoS %d", p.QoS)
+	pub.publish(2, 2, "/private/alice", "unanswered")
+	pub.readAck(packet.PUBREC)
+	p1, p2 := onA.readPublish(), onA.readPublish()
+	if p1.QoS != 2 || p2.QoS != 2 || string(p2.Payload) != "unanswered" {
+		t.Fatalf("%+v %+v", p1, p2)
 	}
-	onA.sendAck(packet.PUBREC, p.PacketID)
-	onA.readAck(packet.PUBREL) // no PUBCOMP: the client holds the id
+	onA.sendAck(packet.PUBREC, p1.PacketID)
+	onA.readAck(packet.PUBREL) // no PUBCOMP, and no PUBREC for p2
+	want := []QoS2Msg{{PID: p2.PacketID, Seq: 2}, {PID: p1.PacketID, Seq: 1, Released: true}}
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		d.st.mu.Lock()
 		defer d.st.mu.Unlock()
-		if r := d.st.recs[sessionKey("alice", "phone")]; r == nil || !slices.Equal(r.qos2, []uint16{p.PacketID}) {
-			return fmt.Errorf("saved QoS 2 ids %v, want [%d]", r.qos2, p.PacketID)
+		if r := d.st.recs[sessionKey("alice", "phone")]; r == nil || !slices.Equal(r.qos2, want) {
+			return fmt.Errorf("saved QoS 2 messages %+v, want %+v", r.qos2, want)
 		}
 		return nil
 	})
@@ -1041,23 +1045,24 @@ func TestDurableQoS2MovesBetweenServers(t *testing.T) {
 	if !onB.expectConnack(0) {
 		t.Fatal("session present = 0 on the other server")
 	}
-	if pid := onB.readAck(packet.PUBREL); pid != p.PacketID {
-		t.Fatalf("PUBREL %d, want %d", pid, p.PacketID)
+	if pid := onB.readAck(packet.PUBREL); pid != p1.PacketID {
+		t.Fatalf("PUBREL %d, want %d", pid, p1.PacketID)
 	}
 	again := onB.readPublish()
-	if string(again.Payload) != "q2" || again.QoS != 2 || again.PacketID == p.PacketID {
-		t.Fatalf("redelivered %+v (first id %d)", again, p.PacketID)
+	if string(again.Payload) != "unanswered" || again.QoS != 2 || again.PacketID != p2.PacketID || !again.Dup {
+		t.Fatalf("sent again %+v, want id %d with DUP", again, p2.PacketID)
 	}
-	onB.sendAck(packet.PUBCOMP, p.PacketID)
-	onB.sendAck(packet.PUBREC, again.PacketID)
+	onB.sendAck(packet.PUBCOMP, p1.PacketID)
+	onB.sendAck(packet.PUBREC, p2.PacketID)
 	onB.readAck(packet.PUBREL)
-	onB.sendAck(packet.PUBCOMP, again.PacketID)
-	// Completed: nothing held, and the saved ids follow.
+	onB.sendAck(packet.PUBCOMP, p2.PacketID)
+	onB.expectQuiet() // "released" is not sent again
+	// Completed: nothing held, and the saved messages follow.
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		d.st.mu.Lock()
 		defer d.st.mu.Unlock()
 		if r := d.st.recs[sessionKey("alice", "phone")]; r == nil || len(r.qos2) != 0 {
-			return fmt.Errorf("saved QoS 2 ids %v, want none", r.qos2)
+			return fmt.Errorf("saved QoS 2 messages %+v, want none", r.qos2)
 		}
 		return nil
 	})

@@ -704,6 +704,9 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		if !ok {
 			return errQoS1Window
 		}
+		if qos == 2 {
+			sess.qos2Add(c, pid, true, tag) // its PUBREC now waits in the FIFO (replaces the entry)
+		}
 		c.readyAck(tag, true)
 		c.retainAcked(m, tag)
 		return nil

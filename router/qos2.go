@@ -27,18 +27,21 @@ import (
 // only its packet id is kept (rel) until PUBCOMP, PUBREL being sent again
 // on reconnect. Both count against the client's Receive Maximum.
 //
-// Session state lives on the node that holds the session. When a
-// persistent session moves to another node (its node died, or a client
-// reconnects elsewhere), the journal replays what it had not
-// acknowledged with new packet ids, and the ids awaiting PUBREL or
-// PUBCOMP are not carried over: at least once, not exactly once, across
-// a move.
+// Session state lives on the node that holds the session, and what a
+// durable session's client may hold travels with its record: the QoS 2
+// messages sent and not completed, with their ids and sequences, saved
+// from the position tick when they change (qos2Due). A node resuming the
+// session from the store finishes them under the same ids (resumeQoS2).
+// Ids used after the last save (a node that died within that tick) are
+// not known there: that node starts its ids at a random place.
 
 // relID is a QoS 2 id awaiting PUBCOMP, with its message's sequence
 // (0: not stored), under which the session's durable position stays
 // until PUBCOMP: a client may deliver a QoS 2 message only at PUBREL, so
-// a session that moves to another node before it comes gets the message
-// again from the journal.
+// a session that moves to another node before its record says the
+// message was released (qos2Due) gets it again from the journal rather
+// than never. As a QoS 1 message never acknowledged, one never completed
+// holds the position for as long as the session lives.
 type relID struct {
 	pid uint16
 	seq uint64
@@ -216,30 +219,46 @@ func (s *session) completed(c *mqttConn, pid uint16) {
 	s.drainLocked()
 }
 
-// qos2Due returns the packet ids of the QoS 2 messages sent and not
-// completed (inflight awaiting PUBREC, released awaiting PUBCOMP), in
-// order, when they differ from those saved last: the durable session's
-// record keeps them, so that a node resuming it elsewhere releases them
-// before it uses them again. s.mu held.
-func (s *session) qos2Due() (ids []uint16, due bool) {
-	if s.removed || s.clean || (s.rare == nil && !s.hasQoS2Inflight()) {
+// qos2Due returns the QoS 2 messages sent and not completed (inflight
+// awaiting PUBREC, released awaiting PUBCOMP), when they differ from
+// those saved last: the durable session's record keeps them, so that a
+// node resuming it elsewhere finishes them under the same ids
+// (resumeQoS2). Nothing is allocated while nothing changed. s.mu held.
+func (s *session) qos2Due() (msgs []QoS2Msg, due bool) {
+	if s.removed || s.clean || s.rare == nil && !s.hasQoS2Inflight() {
 		return nil, false
+	}
+	x := s.rareState()
+	n := 0
+	same := true
+	add := func(m QoS2Msg) {
+		if same && (n >= len(x.savedQoS2) || x.savedQoS2[n] != m) {
+			same = false
+		}
+		n++
 	}
 	for i := range s.inflight {
-		if s.inflight[i].qos == 2 {
-			ids = append(ids, s.inflight[i].pid)
+		if f := &s.inflight[i]; f.qos == 2 {
+			add(QoS2Msg{PID: f.pid, Seq: f.m.Seq})
 		}
 	}
-	for _, r := range s.rel() {
-		ids = append(ids, r.pid)
+	for _, r := range x.rel {
+		add(QoS2Msg{PID: r.pid, Seq: r.seq, Released: true})
 	}
-	slices.Sort(ids)
-	x := s.rareState()
-	if slices.Equal(ids, x.savedQoS2) {
+	if same && n == len(x.savedQoS2) {
 		return nil, false
 	}
-	x.savedQoS2 = ids
-	return slices.Clone(ids), true
+	msgs = make([]QoS2Msg, 0, n)
+	for i := range s.inflight {
+		if f := &s.inflight[i]; f.qos == 2 {
+			msgs = append(msgs, QoS2Msg{PID: f.pid, Seq: f.m.Seq})
+		}
+	}
+	for _, r := range x.rel {
+		msgs = append(msgs, QoS2Msg{PID: r.pid, Seq: r.seq, Released: true})
+	}
+	x.savedQoS2 = msgs
+	return slices.Clone(msgs), true
 }
 
 // hasQoS2Inflight reports whether a QoS 2 message awaits PUBREC. s.mu
@@ -251,6 +270,76 @@ func (s *session) hasQoS2Inflight() bool {
 		}
 	}
 	return false
+}
+
+// resumeQoS2 takes over the QoS 2 messages the session's previous holder
+// saved: a released one is released again (PUBREL with the CONNACK, its
+// id not reused before PUBCOMP) and skipped by the replay (the client
+// has it); one awaiting PUBREC is sent again by the replay under its id,
+// with DUP (resendAs). A client thus gets each once, whether it delivers
+// at PUBLISH or at PUBREL. s.mu held.
+func (s *session) resumeQoS2(msgs []QoS2Msg) {
+	if len(msgs) == 0 {
+		return
+	}
+	x := s.rareState()
+	x.savedQoS2 = slices.Clone(msgs)
+	for _, m := range msgs {
+		switch {
+		case m.PID == 0 || relIndex(x.rel, m.PID) >= 0:
+		case m.Released || m.Seq == 0:
+			// (One not stored cannot come again: released, so the
+			// client's state for it ends.)
+			x.rel = append(x.rel, relID{pid: m.PID})
+			if m.Seq != 0 {
+				s.sent.add(m.Seq)
+			}
+		default:
+			if x.resendAs == nil {
+				x.resendAs = make(map[uint64]uint16)
+			}
+			x.resendAs[m.Seq] = m.PID
+		}
+	}
+}
+
+// resentID is the id o goes under when it is a stored QoS 2 message the
+// previous holder sent under that id (resumeQoS2): sent again with DUP.
+// s.mu held.
+func (s *session) resentID(o *outMsg) (pid uint16, ok bool) {
+	if s.rare == nil || s.rare.resendAs == nil || o.qos != 2 || o.m.Seq == 0 {
+		return 0, false
+	}
+	pid, ok = s.rare.resendAs[o.m.Seq]
+	if ok {
+		delete(s.rare.resendAs, o.m.Seq)
+	}
+	return pid, ok
+}
+
+// releaseUnsent releases, once the replay after a resume is done, the
+// ids of the saved QoS 2 messages it did not bring again (expired, no
+// longer allowed, out of the journal): PUBREL, so the client's state for
+// them ends. s.mu held.
+func (s *session) releaseUnsent() {
+	if s.rare == nil || len(s.rare.resendAs) == 0 {
+		return
+	}
+	var buf []byte
+	var c *mqttConn
+	if c = s.conn; c != nil {
+		buf, _, _ = c.t.beginWrite()
+	}
+	for _, pid := range s.rare.resendAs {
+		s.rare.rel = append(s.rare.rel, relID{pid: pid})
+		if c != nil {
+			buf = packet.AppendAck(buf, packet.PUBREL, pid)
+		}
+	}
+	clear(s.rare.resendAs)
+	if c != nil {
+		c.t.endWrite(buf)
+	}
 }
 
 // resendPubrels sends PUBREL again for every id awaiting PUBCOMP (on

@@ -108,8 +108,11 @@ type sessionRare struct {
 	// retainedSent: groups whose retained message went to the private
 	// tree of this (new) session (retain.go).
 	retainedSent map[string]struct{}
-	// savedQoS2: the QoS 2 ids last handed to SaveQoS2 (qos2.go).
-	savedQoS2 []uint16
+	// savedQoS2: the QoS 2 messages last handed to SaveQoS2; resendAs:
+	// the ids to send stored QoS 2 messages under again, by sequence,
+	// after a resume from the store (qos2.go).
+	savedQoS2 []QoS2Msg
+	resendAs  map[uint64]uint16
 }
 
 // rareState returns s.rare, made if need be. s.mu held.
@@ -366,8 +369,11 @@ func (s *session) outstanding() int { return len(s.inflight) + len(s.rel()) }
 // (from c's beginWrite), ends the write and records o as inflight. s.mu
 // held.
 func (s *session) sendInflight(c *mqttConn, buf []byte, o outMsg) {
-	pid := s.newPacketID()
-	buf = s.appendPublish(buf, &o, pid, false)
+	pid, dup := s.resentID(&o)
+	if !dup {
+		pid = s.newPacketID()
+	}
+	buf = s.appendPublish(buf, &o, pid, dup)
 	c.t.endWrite(buf)
 	if s.inflight == nil {
 		s.inflight = make([]inflightMsg, 0, s.srv.cfg.MaxInflight)
@@ -465,7 +471,17 @@ func (s *session) pidInflight(pid uint16) bool {
 			return true
 		}
 	}
-	return relIndex(s.rel(), pid) >= 0
+	if relIndex(s.rel(), pid) >= 0 {
+		return true
+	}
+	if s.rare != nil {
+		for _, p := range s.rare.resendAs {
+			if p == pid {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stillAllowed re-checks the ACL for a queued or resent group message:

@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/pushring/pushring/mqtt/packet"
@@ -105,7 +106,7 @@ func Parse(data []byte, reserved []string) (*Rules, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrInvalid)
 	}
 	if len(f.Rules) > MaxRules {
@@ -217,7 +218,7 @@ func (r *Rules) Len() int {
 // CanPublish reports whether a may publish to topic (a valid topic
 // name).
 func (r *Rules) CanPublish(a Actor, topic []byte, m Membership) bool {
-	if r == nil {
+	if r == nil || !validID(a.ID) { // an empty id would make %u match an empty level
 		return false
 	}
 	for i := range r.list {
@@ -232,7 +233,7 @@ func (r *Rules) CanPublish(a Actor, topic []byte, m Membership) bool {
 // CanSubscribe reports whether a may subscribe to filter (a valid
 // filter).
 func (r *Rules) CanSubscribe(a Actor, filter string, m Membership) bool {
-	if r == nil {
+	if r == nil || !validID(a.ID) {
 		return false
 	}
 	f := strings.Split(filter, "/")

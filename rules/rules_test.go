@@ -85,6 +85,9 @@ func TestExample(t *testing.T) {
 			t.Errorf("%s subscribe %q: %v, want %v", c.a.ID, c.filter, got, c.want)
 		}
 	}
+	if r.CanSubscribe(Actor{}, "public/news", m) || r.CanPublish(Actor{ID: "a/b"}, []byte("chat/x/room"), m) {
+		t.Fatal("an invalid actor id is allowed")
+	}
 	var none *Rules
 	if none.CanPublish(alice, []byte("a"), m) || none.CanSubscribe(alice, "a", m) || none.Len() != 0 {
 		t.Fatal("nil Rules allow something")
@@ -104,6 +107,7 @@ func TestParseRefuses(t *testing.T) {
 		{"unknown field", `{"rules": [], "extra": 1}`, "unknown field"},
 		{"unknown rule field", `{"rules": [{"pattern": "a", "who": ["all"]}]}`, "unknown field"},
 		{"trailing data", `{"rules": []} {}`, "data after"},
+		{"trailing brace", `{"rules": []}}`, "invalid"},
 		{"empty pattern", `{"rules": [{"pattern": ""}]}`, "rule 1"},
 		{"long pattern", `{"rules": [{"pattern": "` + long + `"}]}`, "1 to 256 bytes"},
 		{"bad filter", `{"rules": [{"pattern": "a/#/b"}]}`, "not a valid MQTT topic filter"},

@@ -103,14 +103,23 @@ type MQTTSession struct {
 	// Pos is a journal sequence: every message for this session at or
 	// below it was acknowledged (0: none).
 	Pos uint64 `json:"pos"`
-	// QoS2 are the packet ids of QoS 2 messages the holder sent and the
-	// client has not completed (no PUBCOMP yet): the client may hold
-	// them, so a node that resumes the session releases them (PUBREL)
-	// before it uses them again. Kept across claims until the new holder
-	// saves its own.
-	QoS2 []uint16 `json:"qos2,omitempty"`
+	// QoS2 are the QoS 2 messages the holder sent and the client has not
+	// completed (no PUBCOMP yet): the client may hold their packet ids,
+	// so a node that resumes the session finishes them under the same
+	// ids. Kept across claims until the new holder saves its own.
+	QoS2 []MQTTQoS2 `json:"qos2,omitempty"`
 	// Updated is the time of the record's last write.
 	Updated time.Time `json:"updated"`
+}
+
+// MQTTQoS2 is one QoS 2 message a session's holder sent and its client
+// did not complete.
+type MQTTQoS2 struct {
+	PID uint16 `json:"pid"`
+	Seq uint64 `json:"seq,omitempty"` // its journal sequence; 0: not stored
+	// Released: the client answered PUBREC and was sent PUBREL; else it
+	// has not answered the PUBLISH yet.
+	Released bool `json:"rel,omitempty"`
 }
 
 // MQTTSessions keeps MQTT session records, one per (principal, client id)
@@ -133,9 +142,9 @@ type MQTTSessions interface {
 	// SaveMQTTSubs replaces the subscriptions, only if gen is still
 	// current (ErrStale otherwise).
 	SaveMQTTSubs(ctx context.Context, principal, clientID string, gen uint64, subs []MQTTSub) error
-	// SaveMQTTQoS2 replaces the QoS 2 ids the client may hold (QoS2),
+	// SaveMQTTQoS2 replaces the QoS 2 messages not completed (QoS2),
 	// only if gen is still current (ErrStale otherwise).
-	SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []uint16) error
+	SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []MQTTQoS2) error
 	// SaveMQTTPos records a position, only if gen is current (ErrStale
 	// otherwise) and pos is higher than the stored one (a lower or equal
 	// pos is ignored, not an error, and writes nothing).
@@ -684,7 +693,7 @@ func (k *KV) SaveMQTTSubs(ctx context.Context, principal, clientID string, gen u
 	})
 }
 
-func (k *KV) SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []uint16) error {
+func (k *KV) SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []MQTTQoS2) error {
 	ids = slices.Clone(ids) // the cache keeps it; the caller may reuse its slice
 	return k.updateMQTT(ctx, opQoS2, principal, clientID, gen, func(r *MQTTSession) bool {
 		if slices.Equal(r.QoS2, ids) {

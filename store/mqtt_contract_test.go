@@ -110,7 +110,7 @@ func testMQTTClaimKeeps(t *testing.T, f *mqttFixture) {
 	if err := st.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 17); err != nil {
 		t.Fatal(err)
 	}
-	ids := []uint16{7, 65535}
+	ids := []MQTTQoS2{{PID: 7, Seq: 12, Released: true}, {PID: 65535, Seq: 13}}
 	if err := st.SaveMQTTQoS2(ctx, "alice", "phone", c1.Gen, ids); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func testMQTTCleanResets(t *testing.T, f *mqttFixture) {
 	if err := st.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 50); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SaveMQTTQoS2(ctx, "alice", "phone", c1.Gen, []uint16{3}); err != nil {
+	if err := st.SaveMQTTQoS2(ctx, "alice", "phone", c1.Gen, []MQTTQoS2{{PID: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	prev, found, c2 := mustClaim(t, st, "alice", "phone", "n2", true, 77)
@@ -270,7 +270,7 @@ func testMQTTStale(t *testing.T, f *mqttFixture) {
 	for name, write := range map[string]func() error{
 		"SaveMQTTSubs": func() error { return st.SaveMQTTSubs(ctx, "alice", "phone", c1.Gen, []MQTTSub{{"y", 0}}) },
 		"SaveMQTTPos":  func() error { return st.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 100) },
-		"SaveMQTTQoS2": func() error { return st.SaveMQTTQoS2(ctx, "alice", "phone", c1.Gen, []uint16{1}) },
+		"SaveMQTTQoS2": func() error { return st.SaveMQTTQoS2(ctx, "alice", "phone", c1.Gen, []MQTTQoS2{{PID: 1}}) },
 		"SetMQTTPos":   func() error { return st.SetMQTTPos(ctx, "alice", "phone", c1.Gen, 1) },
 		"TouchMQTT":    func() error { return st.TouchMQTT(ctx, "alice", "phone", c1.Gen) },
 		"DeleteMQTT":   func() error { return st.DeleteMQTT(ctx, "alice", "phone", c1.Gen) },

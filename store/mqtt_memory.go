@@ -134,7 +134,7 @@ func (m *Memory) SaveMQTTSubs(ctx context.Context, principal, clientID string, g
 	})
 }
 
-func (m *Memory) SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []uint16) error {
+func (m *Memory) SaveMQTTQoS2(ctx context.Context, principal, clientID string, gen uint64, ids []MQTTQoS2) error {
 	ids = slices.Clone(ids)
 	return m.mqttUpdate(ctx, principal, clientID, gen, func(r *MQTTSession) bool {
 		if slices.Equal(r.QoS2, ids) {
