@@ -120,9 +120,14 @@ func TestKVMQTTContractR3(t *testing.T) {
 		}
 		// Each subtest places new R3 buckets (a raft group each): under
 		// make test's load that can take longer than ctxT's 10 s, as a
-		// node's start may (it retries for --store-wait).
+		// node's start may (it retries for --store-wait), and longer than
+		// the store's per-call Timeout, which bounds each bucket's
+		// creation too (seen: 10 s for two buckets, in make test).
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if cfg.Timeout == 0 {
+			cfg.Timeout = 30 * time.Second
+		}
 		kv, err := NewKV(ctx, js, cfg)
 		if err != nil {
 			t.Fatal(err)
