@@ -2,7 +2,6 @@ package node
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
 )
 
 // mqttJS starts testdata/mqttjs/subscribe.js (MQTT.js from npm, installed
@@ -31,8 +32,8 @@ func mqttJS(t *testing.T, env ...string) (wait func() []string) {
 	cmd := exec.CommandContext(ctx, "node", "subscribe.js")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &testutil.SyncBuffer{} // read while the process may still write it
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

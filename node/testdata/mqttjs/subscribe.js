@@ -31,9 +31,19 @@ const client = mqtt.connect(env.URL, {
 });
 
 let got = 0;
+// A resumed session's subscription is kept: it is ready at once. MQTT.js
+// may hand over the messages waiting for it before its "connect" event,
+// so whichever comes first prints the line.
+let readyPrinted = false;
+function resumedReady() {
+  if (!readyPrinted) {
+    readyPrinted = true;
+    console.log("ready 1");
+  }
+}
 client.on("connect", () => {
   if (env.RESUME === "1") {
-    console.log("ready 1"); // a resumed session: its subscription is kept
+    resumedReady();
     return;
   }
   client.subscribe(env.FILTER, { qos: Number(env.QOS || "1") }, (err, granted) => {
@@ -45,6 +55,7 @@ client.on("connect", () => {
   });
 });
 client.on("message", (topic, payload, packet) => {
+  if (env.RESUME === "1") resumedReady();
   let line = topic + " " + payload.toString();
   if (v5) {
     const p = packet.properties || {};
