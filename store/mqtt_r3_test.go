@@ -128,9 +128,20 @@ func TestKVMQTTContractR3(t *testing.T) {
 		if cfg.Timeout == 0 {
 			cfg.Timeout = 30 * time.Second
 		}
-		kv, err := NewKV(ctx, js, cfg)
-		if err != nil {
-			t.Fatal(err)
+		// A loaded machine can also have the cluster take a peer for
+		// offline for a moment ("no suitable peers for placement"): try
+		// again, as a node does for --store-wait.
+		var kv *KV
+		for {
+			kv, err = NewKV(ctx, js, cfg)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			t.Logf("opening the buckets, trying again: %v", err)
+			time.Sleep(200 * time.Millisecond)
 		}
 		t.Cleanup(func() {
 			kv.Close()
