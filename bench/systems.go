@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/client"
+	"github.com/pushring/pushring/internal/chaos"
 )
 
 // Client is one MQTT identity of a scenario.
@@ -54,42 +54,16 @@ type System interface {
 	Stop() error
 }
 
-// freePort returns a loopback port that is free for TCP and UDP now (a
-// node's gossip port takes both). It picks below the kernel's ephemeral
-// range (32768 and up by default): a port the kernel handed out as
-// ephemeral could be taken again, between this check and the server's
-// bind, by one of the harness's own outgoing connections (seen after an
-// idle run of 15,000 clients). A port is never handed out twice by one
-// process: the check does not hold the port, so two calls in a row
-// (the ports of one server) could otherwise pick the same.
+// freePort returns a loopback port free for TCP and UDP now, never one
+// handed out before in this process (chaos.FreeAddr).
 func freePort() (int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 200 {
-		port := 20000 + mrand.IntN(12000)
-		if portsGiven[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		portsGiven[port] = true
-		return port, nil
+	addr, err := chaos.FreeAddr()
+	if err != nil {
+		return 0, err
 	}
-	return 0, errors.New("no free loopback port in 20000-31999")
+	_, port, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(port)
 }
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{} // every port freePort returned
-)
 
 func randHex(n int) string {
 	b := make([]byte, n)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/pushring/pushring/internal/testutil"
 )
 
@@ -25,14 +23,10 @@ func TestQoS2Clients(t *testing.T) {
 	out := mosquittoSub(t, ctx, w, "alice", "/private/alice probe", sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "2",
 		"-i", "alice-q2", "-u", "alice", "-P", alice.Token, "-t", "/group/g1", "-t", "/private/alice", "-F", "%q %t %p")
 	bob := w.api.login("bob", passwordOf("bob"))
-	sink := &retainedSink{}
+	sink := &received{}
 	b := connect(t, n, clientOpts{user: "bob", password: bob.Token}, nil)
-	qos := make(chan byte, 10)
-	if tok := b.Subscribe("/private/bob/#", 2, func(c mqtt.Client, m mqtt.Message) {
-		qos <- m.Qos()
-		sink.handler(c, m)
-	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
+	if code := subscribe(t, b, "/private/bob/#", 2, sink); code != 2 {
+		t.Fatalf("SUBACK %d", code)
 	}
 
 	if res, err := exec.CommandContext(ctx, pub, "-h", host, "-p", port, "-V", "mqttv311", "-q", "2",
@@ -53,13 +47,12 @@ func TestQoS2Clients(t *testing.T) {
 	if got := strings.Join(outputLines(out), "\n"); got != want {
 		t.Fatalf("mosquitto_sub -q 2 got\n%s\nwant\n%s", got, want)
 	}
-	got := sink.wait(t, 2)
-	if strings.Join(got, "|") != "L /private/bob/group/g1 exactly once|L /private/bob/group/g1 from paho" {
+	if got := sink.flagged(t, 2); strings.Join(got, "|") != "L /private/bob/group/g1 exactly once|L /private/bob/group/g1 from paho" {
 		t.Fatalf("paho got %q", got)
 	}
-	for range 2 {
-		if q := <-qos; q != 2 {
-			t.Fatalf("paho got QoS %d", q)
+	for _, m := range sink.waitMsgs(t, 2) {
+		if m.Qos() != 2 {
+			t.Fatalf("paho got QoS %d", m.Qos())
 		}
 	}
 	if v := counter(t, n, "pushring_deliveries_total", map[string]string{"qos": "2"}); v != 4 {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,36 +15,35 @@ import (
 	"github.com/pushring/pushring/store"
 )
 
-// retainedSink records "R topic payload" (retain flag set) or "L topic
-// payload" (live) per message, in arrival order.
-type retainedSink struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (s *retainedSink) handler(_ mqtt.Client, m mqtt.Message) {
-	flag := "L"
-	if m.Retained() {
-		flag = "R"
-	}
-	s.mu.Lock()
-	s.msgs = append(s.msgs, flag+" "+m.Topic()+" "+string(m.Payload()))
-	s.mu.Unlock()
-}
-
-func (s *retainedSink) wait(t *testing.T, n int) []string {
+// waitMsgs waits until r holds n messages and returns them.
+func (r *received) waitMsgs(t *testing.T, n int) []mqtt.Message {
 	t.Helper()
-	var got []string
+	var got []mqtt.Message
 	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		s.mu.Lock()
-		got = append([]string(nil), s.msgs...)
-		s.mu.Unlock()
+		r.mu.Lock()
+		got = append([]mqtt.Message(nil), r.msgs...)
+		r.mu.Unlock()
 		if len(got) < n {
-			return fmt.Errorf("%d messages, want %d: %q", len(got), n, got)
+			return fmt.Errorf("%d messages, want %d", len(got), n)
 		}
 		return nil
 	})
 	return got
+}
+
+// flagged waits for n messages and returns them as "R topic payload"
+// (retain flag set) or "L topic payload" (live), in arrival order.
+func (r *received) flagged(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	for _, m := range r.waitMsgs(t, n) {
+		flag := "L"
+		if m.Retained() {
+			flag = "R"
+		}
+		out = append(out, flag+" "+m.Topic()+" "+string(m.Payload()))
+	}
+	return out
 }
 
 // TestRetainedMessages, through real clients on a real node: a retained
@@ -75,10 +73,10 @@ func TestRetainedMessages(t *testing.T) {
 	w.api.must(202, "POST", "/v1/groups/g1/messages", w.admin, map[string]any{"payload": "door closed", "retain": true}, nil)
 	w.api.must(400, "POST", "/v1/users/bob/messages", w.admin, map[string]any{"payload": "x", "retain": true}, nil)
 	bob := w.api.login("bob", passwordOf("bob"))
-	sink := &retainedSink{}
+	sink := &received{}
 	c := connect(t, n, clientOpts{user: "bob", password: bob.Token}, nil)
-	subscribeTo(t, c, "/private/bob/#", sink.handler)
-	if got := sink.wait(t, 1); got[0] != "R /private/bob/group/g1 door closed" {
+	subscribe(t, c, "/private/bob/#", 1, sink)
+	if got := sink.flagged(t, 1); got[0] != "R /private/bob/group/g1 door closed" {
 		t.Fatalf("bob's new session got %q", got)
 	}
 	c.Disconnect(100)
@@ -87,10 +85,10 @@ func TestRetainedMessages(t *testing.T) {
 	n.Close()
 	n = startNode(t, dir, nil)
 	defer n.Close()
-	sink = &retainedSink{}
+	sink = &received{}
 	c = connect(t, n, clientOpts{user: "alice", password: alice.Token}, nil)
-	subscribeTo(t, c, "/group/g1", sink.handler)
-	if got := sink.wait(t, 1); got[0] != "R /group/g1 door closed" {
+	subscribe(t, c, "/group/g1", 1, sink)
+	if got := sink.flagged(t, 1); got[0] != "R /group/g1 door closed" {
 		t.Fatalf("after a restart: %q", got)
 	}
 
@@ -99,28 +97,20 @@ func TestRetainedMessages(t *testing.T) {
 		"-i", "d1-mosq", "-u", "d1", "-P", w.d1Key, "-t", "/group/g1").CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_pub -r -n: %v: %s", err, out)
 	}
-	if got := sink.wait(t, 2); got[1] != "L /group/g1 " {
+	if got := sink.flagged(t, 2); got[1] != "L /group/g1 " {
 		t.Fatalf("the clearing message: %q", got)
 	}
 	// A new subscriber gets no retained message: the first message it
 	// sees is the next one published.
-	sink2 := &retainedSink{}
+	sink2 := &received{}
 	c2 := connect(t, n, clientOpts{user: "bob", password: bob.Token, clientID: "bob-2"}, nil)
-	subscribeTo(t, c2, "/group/g1", sink2.handler)
+	subscribe(t, c2, "/group/g1", 1, sink2)
 	publish(t, connect(t, n, clientOpts{user: "d1", password: w.d1Key}, nil), "/group/g1", 1, "after")
-	if got := sink2.wait(t, 1); got[0] != "L /group/g1 after" {
+	if got := sink2.flagged(t, 1); got[0] != "L /group/g1 after" {
 		t.Fatalf("after clearing: %q", got)
 	}
 	if v := counter(t, n, "pushring_retained_writes_total", map[string]string{"result": "cleared"}); v != 1 {
 		t.Fatalf("cleared writes %v", v)
-	}
-}
-
-// subscribeTo subscribes c to filter at QoS 1 with handler h.
-func subscribeTo(t *testing.T, c mqtt.Client, filter string, h mqtt.MessageHandler) {
-	t.Helper()
-	if tok := c.Subscribe(filter, 1, h); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe %s: %v", filter, tok.Error())
 	}
 }
 
@@ -164,10 +154,10 @@ func TestRetainedAcrossNodes(t *testing.T) {
 		}
 		return nil
 	})
-	sink := &retainedSink{}
+	sink := &received{}
 	c := connect(t, b, clientOpts{user: "u1", password: token, clientID: "u1-b"}, nil)
-	subscribeTo(t, c, "/group/g", sink.handler)
-	if got := sink.wait(t, 1); got[0] != "R /group/g on" {
+	subscribe(t, c, "/group/g", 1, sink)
+	if got := sink.flagged(t, 1); got[0] != "R /group/g on" {
 		t.Fatalf("on the other node: %q", got)
 	}
 }

@@ -183,12 +183,7 @@ func TestPubacksAheadOfConfirmation(t *testing.T) {
 
 func readPuback(t *testing.T, r *rawClient) uint16 {
 	t.Helper()
-	body := r.mustRead(packet.PUBACK)
-	pid, err := packet.DecodeAck(packet.PUBACK<<4, body, packet.V311)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
+	return r.readAck(packet.PUBACK)
 }
 
 // A PUBACK waits for the store: none before Stored, one after; a message

@@ -229,36 +229,21 @@ func (s *session) qos2Due() (msgs []QoS2Msg, due bool) {
 		return nil, false
 	}
 	x := s.rareState()
-	n := 0
-	same := true
-	add := func(m QoS2Msg) {
-		if same && (n >= len(x.savedQoS2) || x.savedQoS2[n] != m) {
-			same = false
-		}
-		n++
-	}
+	now := x.qos2Now[:0]
 	for i := range s.inflight {
 		if f := &s.inflight[i]; f.qos == 2 {
-			add(QoS2Msg{PID: f.pid, Seq: f.m.Seq})
+			now = append(now, QoS2Msg{PID: f.pid, Seq: f.m.Seq})
 		}
 	}
 	for _, r := range x.rel {
-		add(QoS2Msg{PID: r.pid, Seq: r.seq, Released: true})
+		now = append(now, QoS2Msg{PID: r.pid, Seq: r.seq, Released: true})
 	}
-	if same && n == len(x.savedQoS2) {
+	x.qos2Now = now
+	if slices.Equal(now, x.savedQoS2) {
 		return nil, false
 	}
-	msgs = make([]QoS2Msg, 0, n)
-	for i := range s.inflight {
-		if f := &s.inflight[i]; f.qos == 2 {
-			msgs = append(msgs, QoS2Msg{PID: f.pid, Seq: f.m.Seq})
-		}
-	}
-	for _, r := range x.rel {
-		msgs = append(msgs, QoS2Msg{PID: r.pid, Seq: r.seq, Released: true})
-	}
-	x.savedQoS2 = msgs
-	return slices.Clone(msgs), true
+	x.savedQoS2 = slices.Clone(now)
+	return slices.Clone(now), true
 }
 
 // hasQoS2Inflight reports whether a QoS 2 message awaits PUBREC. s.mu

@@ -63,8 +63,9 @@ func (s *Server) SetRetained(r Retainer, memberOf func(id string) []string) {
 	s.retained, s.memberOf = r, memberOf
 }
 
-// retainAcked keeps QoS 1 message m, which has PUBACK entry tag, as its
-// group's retained message: the PUBACK waits for it (keptRetained).
+// retainAcked keeps QoS 1 or 2 message m, whose answer (PUBACK or
+// PUBREC) has entry tag, as its group's retained message: the answer
+// waits for it (keptRetained).
 func (c *mqttConn) retainAcked(m *message.Message, tag uint64) {
 	c.srv.retained.Retain(m, func(err error) { c.keptRetained(tag, err) })
 }
@@ -95,10 +96,10 @@ func (c *mqttConn) retainFailed(err error) (full bool) {
 	return full
 }
 
-// keptRetained is the Retainer's answer for the retained QoS 1 message
-// with PUBACK entry tag: its PUBACK may go once it is stored too; with no
-// room it goes anyway (0x97 at 5.0); any other failure is a store
-// failure.
+// keptRetained is the Retainer's answer for the retained QoS 1 or 2
+// message with answer entry tag: its answer may go once it is stored
+// too; with no room it goes anyway (success, and at 5.0 a Reason String);
+// any other failure is a store failure.
 func (c *mqttConn) keptRetained(tag uint64, err error) {
 	if err != nil && !c.retainFailed(err) {
 		c.storeFailed()

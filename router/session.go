@@ -108,10 +108,12 @@ type sessionRare struct {
 	// retainedSent: groups whose retained message went to the private
 	// tree of this (new) session (retain.go).
 	retainedSent map[string]struct{}
-	// savedQoS2: the QoS 2 messages last handed to SaveQoS2; resendAs:
+	// savedQoS2: the QoS 2 messages last handed to SaveQoS2 (qos2Now
+	// the ones a tick found, kept to be reused); resendAs:
 	// the ids to send stored QoS 2 messages under again, by sequence,
 	// after a resume from the store (qos2.go).
 	savedQoS2 []QoS2Msg
+	qos2Now   []QoS2Msg // qos2Due's scratch
 	resendAs  map[uint64]uint16
 }
 

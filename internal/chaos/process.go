@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -210,10 +211,19 @@ func WaitFor(within, poll time.Duration, fn func() error) error {
 // now (a node's gossip port takes both). It picks below the kernel's
 // ephemeral range (32768 and up by default): a port the kernel handed
 // out as ephemeral could be taken again, between this check and the
-// server's bind, by one of the harness's own outgoing connections.
+// server's bind, by one of the harness's own outgoing connections. A port
+// is never handed out twice by one process: the check does not hold the
+// port, so two calls in a row (the ports of one server, or of the
+// servers of one cluster) could otherwise pick the same.
 func FreeAddr() (string, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	for range 200 {
-		addr := "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(12000))
+		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
@@ -224,10 +234,16 @@ func FreeAddr() (string, error) {
 			continue
 		}
 		u.Close()
+		portsGiven[port] = true
 		return addr, nil
 	}
 	return "", errors.New("no free loopback port in 20000-31999")
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{} // every port FreeAddr returned
+)
 
 // shortHTTP has a timeout: a stopped server never answers.
 var shortHTTP = &http.Client{Timeout: 2 * time.Second}
