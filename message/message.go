@@ -24,6 +24,11 @@ const (
 	// /private/<member>/group/<To> (or /group/<To> for members that
 	// subscribed to the group topic itself).
 	Group Kind = 2
+	// Topic messages go to topic To as it is, a topic outside
+	// pushring's own namespaces that the operator's topic rules open: to
+	// every session with a matching subscription, as a plain broker
+	// would.
+	Topic Kind = 3
 )
 
 func (k Kind) String() string {
@@ -32,6 +37,8 @@ func (k Kind) String() string {
 		return "direct"
 	case Group:
 		return "group"
+	case Topic:
+		return "topic"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -57,7 +64,7 @@ type Message struct {
 	Kind    Kind
 	QoS     byte   // 0, 1 or 2: the publisher's QoS, capped per subscription at delivery; 1 and 2 are stored alike
 	From    string // principal id of the publisher ("" for admin over HTTP)
-	To      string // principal id (Direct) or group id (Group)
+	To      string // principal id (Direct), group id (Group) or topic name (Topic)
 	Payload []byte
 	// Props are the MQTT 5.0 properties that travel with the message to
 	// its receivers (a property block without its length: payload format,
