@@ -1,6 +1,9 @@
 package fanout
 
 import (
+	"context"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -13,14 +16,36 @@ import (
 // subscribes to swallows messages. After a handler returns, MemoryBus
 // overwrites the bytes it was given, so a handler that keeps data past the
 // call sees garbage in tests instead of a rare bug in production.
+//
+// It is a TopicBus too: topic subscriptions match subjects with NATS
+// wildcards, and each queue group gets one copy of a message however
+// many of its subscriptions match, from one goroutine per group (as
+// natsBus has one channel per connection), with the fn of the group's
+// first subscription.
 type MemoryBus struct {
-	mu   sync.Mutex
-	subs map[string][]*memSub // copy on write: Publish reads without mu
+	mu     sync.Mutex
+	subs   map[string][]*memSub // copy on write: Publish reads without mu
+	groups []*memGroup          // copy on write, as subs
+	nextID uint64               // of topic subscriptions
 
 	bufs sync.Pool // of *[]byte
 }
 
-var _ Bus = (*MemoryBus)(nil)
+var _ TopicBus = (*MemoryBus)(nil)
+
+// memGroup is a queue group of topic subscriptions. Never modified once
+// published in MemoryBus.groups (a change makes a new one, with the same
+// sub).
+type memGroup struct {
+	queue   string
+	sub     *memSub
+	filters []memFilter
+}
+
+type memFilter struct {
+	id      uint64
+	subject string // may hold wildcards
+}
 
 // NewMemoryBus returns an empty MemoryBus. (It returns the concrete type;
 // it is a Bus.)
@@ -38,24 +63,119 @@ type memSub struct {
 	queue []*[]byte
 }
 
-// Publish copies data to every subscription of subject. It never blocks
-// on a handler: queues are unbounded.
+// Publish copies data to every subscription of subject, and to every
+// queue group with a topic subscription matching it. It never blocks on
+// a handler: queues are unbounded.
 func (b *MemoryBus) Publish(subject string, data []byte) error {
 	b.mu.Lock()
-	subs := b.subs[subject]
+	subs, groups := b.subs[subject], b.groups
 	b.mu.Unlock()
 	for _, s := range subs {
-		bp := b.getBuf(len(data))
-		copy(*bp, data)
-		s.mu.Lock()
-		s.queue = append(s.queue, bp)
-		s.mu.Unlock()
-		select {
-		case s.wake <- struct{}{}:
-		default:
+		s.push(data)
+	}
+	for _, g := range groups {
+		for _, f := range g.filters {
+			if subjectMatch(f.subject, subject) {
+				g.sub.push(data) // once per group
+				break
+			}
 		}
 	}
 	return nil
+}
+
+// push queues a copy of data for s's goroutine.
+func (s *memSub) push(data []byte) {
+	bp := s.bus.getBuf(len(data))
+	copy(*bp, data)
+	s.mu.Lock()
+	s.queue = append(s.queue, bp)
+	s.mu.Unlock()
+	s.wakeUp()
+}
+
+func (s *memSub) wakeUp() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SubscribeTopic adds a subscription to queue group queue, starting the
+// group's goroutine (with fn) if it is the group's first. The returned
+// func removes it; the group's last one stops the goroutine, without
+// waiting for a call in progress, and discards what was queued.
+func (b *MemoryBus) SubscribeTopic(subject, queue string, fn func(data []byte)) (func(), error) {
+	b.mu.Lock()
+	b.nextID++
+	id := b.nextID
+	next := make([]*memGroup, 0, len(b.groups)+1)
+	var added bool
+	for _, g := range b.groups {
+		if g.queue == queue {
+			c := *g
+			c.filters = append(slices.Clip(g.filters), memFilter{id, subject})
+			g, added = &c, true
+		}
+		next = append(next, g)
+	}
+	if !added {
+		s := &memSub{bus: b, fn: fn, wake: make(chan struct{}, 1)}
+		next = append(next, &memGroup{queue: queue, sub: s, filters: []memFilter{{id, subject}}})
+		go s.run()
+	}
+	b.groups = next
+	b.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { b.unsubscribeTopic(queue, id) }) }, nil
+}
+
+func (b *MemoryBus) unsubscribeTopic(queue string, id uint64) {
+	b.mu.Lock()
+	next := make([]*memGroup, 0, len(b.groups))
+	var stopped *memSub
+	for _, g := range b.groups {
+		if g.queue == queue {
+			c := *g
+			c.filters = slices.DeleteFunc(slices.Clone(g.filters), func(f memFilter) bool { return f.id == id })
+			if len(c.filters) == 0 {
+				stopped = g.sub
+				continue
+			}
+			g = &c
+		}
+		next = append(next, g)
+	}
+	b.groups = next
+	b.mu.Unlock()
+	if stopped != nil {
+		stopped.stopped.Store(true)
+		stopped.wakeUp()
+	}
+}
+
+// FlushContext returns ctx's error, if any: a subscription is already
+// in place when SubscribeTopic returns.
+func (b *MemoryBus) FlushContext(ctx context.Context) error { return ctx.Err() }
+
+// subjectMatch reports whether subject (no wildcards) matches filter as
+// NATS matches them: tokens separated by '.', '*' matches any one token,
+// a final '>' one or more.
+func subjectMatch(filter, subject string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		if ft == ">" && !fmore {
+			return subject != ""
+		}
+		st, srest, smore := strings.Cut(subject, ".")
+		if ft != "*" && ft != st {
+			return false
+		}
+		if !fmore || !smore {
+			return fmore == smore
+		}
+		filter, subject = frest, srest
+	}
 }
 
 // Subscribe starts a goroutine that calls fn for each message published
@@ -88,10 +208,7 @@ func (b *MemoryBus) Subscribe(subject string, fn func(data []byte)) (func(), err
 			}
 			b.mu.Unlock()
 			s.stopped.Store(true)
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
+			s.wakeUp()
 		})
 	}, nil
 }

@@ -3,7 +3,8 @@ package fanout
 // Envelope format, version 2
 //
 // Every message between nodes is one envelope, published on the receiving
-// node's subject (see Subject). All integers marked "uvarint" are unsigned
+// node's subject (see Subject), or, for a Topic envelope, on the topic's
+// subject (see TopicSubject). All integers marked "uvarint" are unsigned
 // LEB128 varints as written by encoding/binary.AppendUvarint, in their
 // shortest form: the decoder refuses padded varints, so every valid
 // envelope has exactly one encoding. A "str" is a uvarint byte length
@@ -13,27 +14,29 @@ package fanout
 //	0       1     version, 2
 //	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach,
 //	              5 AttachMany, 6 Resolve awaiting an ack, 7 Deliver
-//	              awaiting an ack, 8 Ack, 9 Dropped
+//	              awaiting an ack, 8 Ack, 9 Dropped, 10 Topic
 //	2       1     hops: Resolve: how many times a node re-sent the message
 //	              because ownership had moved (see Config.HopLimit);
 //	              Deliver: 0 from the resolving or sending node, 1 when a
 //	              home sent it on along an attach record (never forwarded
-//	              again); Attach, Detach: 0
+//	              again); Attach, Detach, Topic: 0
 //	3       str   sender node id, non-empty
 //
-// Resolve (a group message on its way to the group's owner) and Deliver
-// (a message plus the recipients homed at the receiving node) go on with
-// the message:
+// Resolve (a group message on its way to the group's owner), Deliver
+// (a message plus the recipients homed at the receiving node) and Topic
+// go on with the message:
 //
 //	        8     message id, big-endian
 //	        8     stream sequence, big-endian: the message's sequence in
 //	              the cluster's message stream, 0 when it is not stored
 //	              (QoS 0)
-//	        1     message kind: 1 direct, 2 group (Resolve: group only),
-//	              plus 0x80 when the extension below follows the payload
+//	        1     message kind: 1 direct, 2 group, 3 topic (Resolve: group
+//	              only; Deliver: direct or group; Topic: topic only), plus
+//	              0x80 when the extension below follows the payload
 //	        1     QoS: 0 or 1
 //	        str   from: publisher principal id, may be empty (admin over HTTP)
-//	        str   to: principal id (direct) or group id (group), non-empty
+//	        str   to: principal id (direct), group id (group) or topic
+//	              name (topic), non-empty
 //	        str   payload, may be empty
 //
 // The extension (message.Message's Expires and Props), present only when
@@ -47,6 +50,13 @@ package fanout
 //
 //	        uvarint  recipient count, at least 1
 //	        str      recipient principal id, non-empty; count times
+//
+// Topic (kind 10) is the header and the message, nothing after: a topic
+// message (message kind 3, to: the MQTT topic name) for every session of
+// the receiving node whose subscription matches it. It goes to a topic
+// subject, never to a node's subject, and carries no ack request. Nodes
+// of an earlier release refuse the kind, but they never subscribe to
+// topic subjects either, so the format's version did not change.
 //
 // Kinds 6 and 7 are Resolve and Deliver of a QoS 1 message whose
 // publisher waits for its PUBACK until the message is queued for every
@@ -89,7 +99,7 @@ package fanout
 // purpose: a sender may encode the envelope first and write the sequence
 // into it when the stream answers, without moving any other byte. Its
 // offset is the header's length, plus the ack node and id of kinds 6
-// and 7, plus 8.
+// and 7, plus 8 (Topic envelopes included).
 //
 // Example, a Deliver of direct message 0x0102030405060708, stream
 // sequence 0x1234, at QoS 1 from "a" to "b", payload "hi", sent by node
@@ -140,6 +150,10 @@ const (
 	KindAck EnvelopeKind = 8
 	// KindDropped: the sender's bus connection dropped and is back.
 	KindDropped EnvelopeKind = 9
+	// KindTopic: hand topic message Msg to the local sessions whose
+	// subscriptions match its topic (TopicDeliverer). Sent on the
+	// topic's subject, to every node that watches a matching filter.
+	KindTopic EnvelopeKind = 10
 )
 
 // Wire kinds of a Resolve and a Deliver with AckNode set.
@@ -164,6 +178,8 @@ func (k EnvelopeKind) String() string {
 		return "ack"
 	case KindDropped:
 		return "dropped"
+	case KindTopic:
+		return "topic"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -175,7 +191,7 @@ type Envelope struct {
 	Hops   uint8
 	Sender string // node id of the sending node
 
-	// Msg: Resolve and Deliver.
+	// Msg: Resolve, Deliver and Topic.
 	Msg message.Message
 	// Recipients: Deliver only; principal ids homed at the receiving node.
 	Recipients []string
@@ -259,7 +275,7 @@ func AppendEnvelope(dst []byte, e *Envelope) ([]byte, error) {
 		dst = appendHeader(dst, e.Kind, e.Hops, e.Sender)
 	}
 	switch e.Kind {
-	case KindResolve:
+	case KindResolve, KindTopic:
 		dst = appendMessage(dst, &e.Msg)
 	case KindDeliver:
 		dst = appendMessage(dst, &e.Msg)
@@ -283,7 +299,7 @@ func EnvelopeSize(e *Envelope) int {
 		n += ackReq{e.AckNode, e.AckID}.size()
 	}
 	switch e.Kind {
-	case KindResolve:
+	case KindResolve, KindTopic:
 		n += messageSize(&e.Msg)
 	case KindDeliver:
 		n += messageSize(&e.Msg) + recipientsSize(e.Recipients)
@@ -309,10 +325,10 @@ func validEnvelope(e *Envelope) error {
 		if err := validMessage(&e.Msg); err != nil {
 			return err
 		}
+		if !msgKindOK(e.Kind, e.Msg.Kind) {
+			return errMsgKind
+		}
 		if e.Kind == KindResolve {
-			if e.Msg.Kind != message.Group {
-				return errMsgKind
-			}
 			if e.Recipients != nil {
 				return errors.New("recipients on a resolve")
 			}
@@ -373,6 +389,18 @@ func validEnvelope(e *Envelope) error {
 			e.AckNode != "" || e.AckID != 0 || e.Acks != nil {
 			return errors.New("message, recipients or acks on a " + e.Kind.String())
 		}
+	case KindTopic:
+		if err := validMessage(&e.Msg); err != nil {
+			return err
+		}
+		if !msgKindOK(e.Kind, e.Msg.Kind) {
+			return errMsgKind
+		}
+		// No ack request: a topic message's publisher waits for nobody.
+		if e.Recipients != nil || e.Principal != "" || e.Node != "" || e.Principals != nil || e.Acks != nil ||
+			e.AckNode != "" || e.AckID != 0 {
+			return errors.New("recipients, principal, node, acks or an ack request on a topic")
+		}
 	case KindDropped:
 		m := &e.Msg
 		if m.ID != 0 || m.Seq != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil ||
@@ -385,9 +413,10 @@ func validEnvelope(e *Envelope) error {
 	return nil
 }
 
-// validMessage reports whether m can travel in an envelope.
+// validMessage reports whether m can travel in an envelope (of some
+// kind: see msgKindOK).
 func validMessage(m *message.Message) error {
-	if m.Kind != message.Direct && m.Kind != message.Group {
+	if m.Kind != message.Direct && m.Kind != message.Group && m.Kind != message.Topic {
 		return errMsgKind
 	}
 	if m.QoS > 2 {
@@ -397,6 +426,22 @@ func validMessage(m *message.Message) error {
 		return errEmptyTo
 	}
 	return nil
+}
+
+// msgKindOK reports whether an envelope of kind k may carry a message of
+// kind mk: a Resolve a group message, a Deliver a direct or group one
+// (a topic message has no recipients: it travels in Topic envelopes), a
+// Topic a topic message.
+func msgKindOK(k EnvelopeKind, mk message.Kind) bool {
+	switch k {
+	case KindResolve:
+		return mk == message.Group
+	case KindDeliver:
+		return mk == message.Direct || mk == message.Group
+	case KindTopic:
+		return mk == message.Topic
+	}
+	return false
 }
 
 // The append and size helpers below are what the hot path uses directly,
@@ -552,7 +597,7 @@ func decodeEnvelope(data []byte, scratch []string) (*Envelope, error) {
 		return nil, ErrEnvelopeVersion
 	}
 	if len(data) > 1 {
-		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindDropped {
+		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindTopic {
 			return nil, ErrEnvelopeKind
 		}
 	}
@@ -590,8 +635,8 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 		return errBadSender
 	}
 	switch e.Kind {
-	case KindResolve, KindDeliver:
-		if acked {
+	case KindResolve, KindDeliver, KindTopic:
+		if acked { // Resolve or Deliver only (wire kinds 6, 7)
 			e.AckNode = r.str()
 			e.AckID = r.uvarint()
 			if r.err == nil && e.AckNode == "" {
@@ -631,10 +676,10 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 		if err := validMessage(m); err != nil {
 			return err
 		}
-		if e.Kind == KindResolve {
-			if m.Kind != message.Group {
-				return errMsgKind
-			}
+		if !msgKindOK(e.Kind, m.Kind) {
+			return errMsgKind
+		}
+		if e.Kind != KindDeliver {
 			break
 		}
 		rcpts, err := r.list(scratch, errNoRecipients, errEmptyRecipient)

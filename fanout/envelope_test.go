@@ -99,6 +99,18 @@ var envelopeTests = []struct {
 		Envelope: Envelope{Kind: KindDropped, Sender: "n3"},
 		Hex:      "02 09 00 02 6e33",
 	},
+	{
+		Name: "topic",
+		Envelope: Envelope{Kind: KindTopic, Sender: "n1",
+			Msg: message.Message{ID: 5, Seq: 6, Kind: message.Topic, From: "d", To: "t/a.b", QoS: 1, Payload: []byte("hi")}},
+		Hex: "02 0a 00 02 6e31 0000000000000005 0000000000000006 03 01 01 64 05 742f612e62 02 6869",
+	},
+	{
+		Name: "topic with the extension, QoS 2",
+		Envelope: Envelope{Kind: KindTopic, Sender: "n1",
+			Msg: message.Message{ID: 1, Kind: message.Topic, To: "t", QoS: 2, Expires: 1000}},
+		Hex: "02 0a 00 02 6e31 0000000000000001 0000000000000000 83 02 00 01 74 00 e807 00",
+	},
 }
 
 // badEnvelopes must all be refused by DecodeEnvelope with an error that
@@ -119,7 +131,13 @@ var badEnvelopes = []struct {
 	{"version 1", "01 02 00 02 6e31 0102030405060708 01 01 01 61 01 62 02 6869 01 01 62", ErrEnvelopeVersion},
 	{"version 3", "03 02 00 02 6e31", ErrEnvelopeVersion},
 	{"kind 0", "02 00 00 02 6e31", ErrEnvelopeKind},
-	{"kind 10", "02 0a 00 02 6e31", ErrEnvelopeKind},
+	{"kind 11", "02 0b 00 02 6e31", ErrEnvelopeKind},
+	{"topic of a direct message", "02 0a 00 01 6e 0000000000000001 0000000000000000 01 00 00 01 74 00", ErrMalformed},
+	{"topic of a group message", "02 0a 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 74 00", ErrMalformed},
+	{"topic empty to", "02 0a 00 01 6e 0000000000000001 0000000000000000 03 00 00 00 00", ErrMalformed},
+	{"topic with a recipient", "02 0a 00 01 6e 0000000000000001 0000000000000000 03 00 00 01 74 00 01 01 62", ErrMalformed},
+	{"topic truncated", "02 0a 00 01 6e 0000000000000001 0000000000000000 03 00 00 01 74", ErrMalformed},
+	{"resolve of a topic message", "02 01 00 01 6e 0000000000000001 0000000000000000 03 00 00 01 74 00", ErrMalformed},
 	{"dropped with a field", "02 09 00 02 6e31 01 61", errTrailing},
 	{"ack zero entries", "02 08 00 02 6e33 00", ErrMalformed},
 	{"ack without entries", "02 08 00 02 6e33", ErrMalformed},
@@ -280,6 +298,7 @@ func TestDecodeEnvelopeRefuses(t *testing.T) {
 
 func TestAppendEnvelopeRefuses(t *testing.T) {
 	msg := message.Message{ID: 1, Kind: message.Group, To: "g"}
+	topic := message.Message{ID: 1, Kind: message.Topic, To: "a/b"}
 	for name, e := range map[string]Envelope{
 		"unknown kind":            {Kind: 10, Sender: "n"},
 		"no sender":               {Kind: KindAttach, Principal: "a", Node: "n"},
@@ -303,6 +322,16 @@ func TestAppendEnvelopeRefuses(t *testing.T) {
 		"attach with sequence": {Kind: KindAttach, Sender: "n", Principal: "a", Node: "n", Msg: message.Message{Seq: 1}},
 		"ack with sequence":    {Kind: KindAck, Sender: "n", Acks: []Ack{{ID: 1, N: 1}}, Msg: message.Message{Seq: 1}},
 		"dropped with a node":  {Kind: KindDropped, Sender: "n", Node: "m"},
+		// A topic message has no recipients and no ack request; the other
+		// kinds carry none.
+		"topic of a group":          {Kind: KindTopic, Sender: "n", Msg: msg},
+		"topic with recipients":     {Kind: KindTopic, Sender: "n", Msg: topic, Recipients: []string{"a"}},
+		"topic awaiting an ack":     {Kind: KindTopic, Sender: "n", Msg: topic, AckNode: "n", AckID: 1},
+		"topic with a node":         {Kind: KindTopic, Sender: "n", Msg: topic, Node: "m"},
+		"deliver of a topic":        {Kind: KindDeliver, Sender: "n", Msg: topic, Recipients: []string{"a"}},
+		"resolve of a topic":        {Kind: KindResolve, Sender: "n", Msg: topic},
+		"topic message kind 4":      {Kind: KindTopic, Sender: "n", Msg: message.Message{Kind: 4, To: "t"}},
+		"topic with an empty topic": {Kind: KindTopic, Sender: "n", Msg: message.Message{Kind: message.Topic}},
 	} {
 		if b, err := AppendEnvelope(nil, &e); !errors.Is(err, ErrInvalidEnvelope) || len(b) != 0 {
 			t.Errorf("%s: got %x, %v; want ErrInvalidEnvelope", name, b, err)
@@ -368,7 +397,7 @@ func BenchmarkEnvelopeDecodeDeliver1000(b *testing.B) {
 // sequence from the start.
 func TestEnvelopeSeqPatchable(t *testing.T) {
 	for _, tt := range envelopeTests {
-		if tt.Envelope.Kind != KindResolve && tt.Envelope.Kind != KindDeliver {
+		if tt.Envelope.Kind != KindResolve && tt.Envelope.Kind != KindDeliver && tt.Envelope.Kind != KindTopic {
 			continue
 		}
 		t.Run(tt.Name, func(t *testing.T) {

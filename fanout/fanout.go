@@ -196,8 +196,9 @@ var (
 	// ErrTooLarge: the message does not fit in an envelope of
 	// Config.MaxEnvelopeBytes. Not transient.
 	ErrTooLarge = errors.New("fanout: message too large for an envelope")
-	// ErrInvalidMessage: nil message, unknown kind, QoS above 2 or empty
-	// To. Not transient.
+	// ErrInvalidMessage: nil message, unknown kind, QoS above 2, empty
+	// To, or a topic name with a wildcard or too long for a NATS subject.
+	// Not transient.
 	ErrInvalidMessage = errors.New("fanout: invalid message")
 	// ErrInvalidConfig is matched (errors.Is) by every error New returns
 	// for a Config it cannot run with; the error's text names the field.
@@ -253,6 +254,10 @@ type Fanout struct {
 	// readers load the map without a lock, writers hold peersMu.
 	peers   atomic.Pointer[map[string]*peer]
 	peersMu sync.Mutex
+
+	topics       topicWatches   // filters watched, with their subscriptions (topic.go)
+	onTopic      func([]byte)   // receiveTopic, made once: every topic subscription's handler
+	topicDeliver TopicDeliverer // d, if it is one
 
 	att  attachTable // home side of attach records (attach.go)
 	pres presence    // principals present here, with the attach goroutine (attach.go)
@@ -329,6 +334,8 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 	f.stats.created = time.Now()
 	f.ackDeliver, _ = d.(flow.AckDeliverer)
 	f.outHold, _ = d.(OutputBatcher)
+	f.topicDeliver, _ = d.(TopicDeliverer)
+	f.onTopic = f.receiveTopic
 	f.store = cfg.Store
 	f.work.New = func() any { return new(work) }
 	f.pres.init()
@@ -399,8 +406,9 @@ func validToken(s string) error {
 	return nil
 }
 
-// Close unsubscribes and unregisters the metrics. When it returns no
-// Deliverer call is running or will start; Forward returns ErrClosed. It
+// Close unsubscribes (the node's subject and every watched filter) and
+// unregisters the metrics. When it returns no Deliverer call is running
+// or will start; Forward and Watch return ErrClosed. It
 // does not flush the bus (the node does, when it drains NATS). Safe to
 // call more than once.
 func (f *Fanout) Close() error {
@@ -425,6 +433,7 @@ func (f *Fanout) Close() error {
 	if unsub != nil {
 		unsub()
 	}
+	f.unwatchAll()
 	if started {
 		f.unregisterMetrics()
 	}
@@ -432,7 +441,8 @@ func (f *Fanout) Close() error {
 }
 
 // Forward takes message m from a local client into the cluster (see the
-// package documentation for the flows). It returns when the bus has
+// package documentation for the flows; a topic message goes to the nodes
+// that watch a matching filter, see Watch). It returns when the bus has
 // accepted every envelope, without waiting for delivery or a Flush: a nil
 // error means "handed to the bus", which is not durable: a crash of this
 // node or of the bus can still lose the message. On an error some
@@ -494,6 +504,11 @@ func (f *Fanout) check(m *message.Message) error {
 	if err := validMessage(m); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 	}
+	if m.Kind == message.Topic {
+		if err := f.checkTopic(m); err != nil {
+			return err
+		}
+	}
 	// Refused here rather than dropped by a node further on: with the
 	// slack, the envelope still fits when the owner re-sends it under its
 	// own (longer) node id or builds a Deliver with one recipient.
@@ -527,8 +542,9 @@ func (f *Fanout) resend(m *message.Message, id uint64) {
 }
 
 // route sends m's envelopes for the ring as it is now, each carrying ack
-// if set. It returns how many Deliver envelopes it sent when that is
-// known here (-1 when the group's owner resolves it).
+// if set (but a Topic envelope). It returns how many Deliver envelopes it
+// sent when that is known here (-1 when the group's owner resolves it; 0
+// for a topic message: nothing confirms it, see sendTopic).
 func (f *Fanout) route(m *message.Message, ack ackReq) (int, error) {
 	w := f.getWork()
 	defer f.putWork(w)
@@ -543,6 +559,11 @@ func (f *Fanout) route(m *message.Message, ack ackReq) (int, error) {
 		}
 		if err == nil {
 			f.stats.groupMessages.Add(1)
+		}
+	case message.Topic:
+		sent, err = f.sendTopic(w, m)
+		if err == nil {
+			f.stats.topicMessages.Add(1)
 		}
 	default: // message.Direct
 		rcpt := [1]string{m.To}
@@ -700,14 +721,7 @@ func (f *Fanout) handle(data []byte) (perRecipient int) {
 	if f.closed.Load() {
 		return 0
 	}
-	defer func() {
-		// A panic here (a Deliverer bug, say) would kill the process from
-		// the bus goroutine: one envelope must not do that.
-		if r := recover(); r != nil {
-			f.stats.panics.Add(1)
-			f.log.Error("recovered a panic while handling an envelope", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		}
-	}()
+	defer f.recoverHandler()
 	sp := f.getRecipients()
 	defer f.putRecipients(sp)
 	// env (and env.Msg) is fresh for every envelope and never reused, so
@@ -717,6 +731,13 @@ func (f *Fanout) handle(data []byte) (perRecipient int) {
 	if err != nil {
 		f.stats.decodeErrors.Add(1)
 		f.warn("dropped an undecodable envelope", "err", err, "bytes", len(data))
+		return 0
+	}
+	if env.Kind == KindTopic {
+		// Topic envelopes go to topic subjects only (receiveTopic): one
+		// here was sent by mistake, and is not delivered twice.
+		f.stats.decodeErrors.Add(1)
+		f.warn("dropped a topic envelope sent to this node's subject", "from", env.Sender)
 		return 0
 	}
 	f.peer(env.Sender).received.Add(1)
@@ -752,6 +773,16 @@ func (f *Fanout) handle(data []byte) (perRecipient int) {
 		f.peerDropped(env.Sender)
 	}
 	return perRecipient
+}
+
+// recoverHandler, deferred by the receive paths, recovers a panic while
+// handling an envelope (a Deliverer bug, say), which would kill the
+// process from the bus goroutine: one envelope must not do that.
+func (f *Fanout) recoverHandler() {
+	if r := recover(); r != nil {
+		f.stats.panics.Add(1)
+		f.log.Error("recovered a panic while handling an envelope", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	}
 }
 
 // deliverAcked delivers a Deliver whose publisher waits and confirms it
@@ -901,6 +932,7 @@ type peerCounts struct {
 type work struct {
 	buf   []byte
 	split ring.Split // recipients by node
+	subj  []byte     // a topic message's subject
 }
 
 // Pooled scratch that grew past these is dropped rather than kept.
@@ -943,14 +975,15 @@ func (f *Fanout) putRecipients(sp *[]string) {
 // Stats are the Fanout's counters since New, readable without
 // Prometheus.
 type Stats struct {
-	EnvelopesSent     uint64 // all kinds but Ack (AcksSent), accepted by Bus.Publish
+	EnvelopesSent     uint64 // all kinds but Ack (AcksSent) and Topic (TopicEnvelopesSent), accepted by Bus.Publish
 	ResolvesSent      uint64 // including ResolvesForwarded
 	DeliversSent      uint64
-	EnvelopesReceived uint64 // decoded, all kinds
+	EnvelopesReceived uint64 // decoded, all kinds but Topic (TopicEnvelopesReceived)
 	ResolvesReceived  uint64
 	DeliversReceived  uint64
 	GroupMessages     uint64 // group messages Forward handed on
 	DirectMessages    uint64 // direct messages Forward handed on
+	TopicMessages     uint64 // topic messages Forward handed on
 	ResolvesForwarded uint64 // Resolve envelopes re-sent because ownership moved
 	HopLimitDrops     uint64
 	DecodeErrors      uint64
@@ -974,6 +1007,12 @@ type Stats struct {
 	PeerDrops         uint64 // Dropped notices from other nodes (mute.go)
 	DroppedRepeats    uint64 // Dropped notices sent again while a catch-up ran (mute.go)
 	Waiting           uint64 // QoS 1 publishes waiting here for confirmations now
+
+	// Topic envelopes are counted apart from the others: one sent goes
+	// to as many nodes as watch a matching filter, none or all.
+	TopicEnvelopesSent     uint64 // accepted by Bus.Publish
+	TopicEnvelopesReceived uint64 // decoded, from topic subscriptions
+	TopicFilters           uint64 // filters watched now (Watch)
 }
 
 // counters are the Fanout's counts but the per-peer ones (peerCounts).
@@ -992,6 +1031,7 @@ type counters struct {
 	ackTimeouts, ackDrops, resent, heldBack            atomic.Uint64
 	catchUps, caughtUp, catchUpErrors, catchUpOverflow atomic.Uint64
 	viewMismatches, muted, peerDrops, droppedRepeats   atomic.Uint64
+	topicMessages, topicSent, topicReceived            atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. Goroutine-safe.
@@ -1035,10 +1075,17 @@ func (f *Fanout) Stats() Stats {
 		PeerDrops:         c.peerDrops.Load(),
 		DroppedRepeats:    c.droppedRepeats.Load(),
 		Waiting:           uint64(f.waits.len()),
+
+		TopicMessages:          c.topicMessages.Load(),
+		TopicEnvelopesSent:     c.topicSent.Load(),
+		TopicEnvelopesReceived: c.topicReceived.Load(),
+		TopicFilters:           f.topicFilters(),
 	}
 }
 
 func (f *Fanout) attachRecords() uint64 { return uint64(max(f.att.n.Load(), 0)) }
+
+func (f *Fanout) topicFilters() uint64 { return uint64(max(f.topics.n.Load(), 0)) }
 
 // Each Prometheus family of the fanout.
 var (
@@ -1049,7 +1096,13 @@ var (
 	receivedDesc = fanoutDesc("envelopes_received_total",
 		"Envelopes received and decoded, by sending node.", "peer")
 	messagesDesc = fanoutDesc("messages_total",
-		"Messages handed on by Forward, by kind (group, direct).", "kind")
+		"Messages handed on by Forward, by kind (group, direct, topic).", "kind")
+	topicSentDesc = fanoutDesc("topic_envelopes_sent_total",
+		"Topic envelopes published, one per topic message, on the topic's subject (NATS brings each to every node watching a matching filter).")
+	topicReceivedDesc = fanoutDesc("topic_envelopes_received_total",
+		"Topic envelopes received and decoded: at most one per topic message, however many of this node's filters match it.")
+	topicFiltersDesc = fanoutDesc("topic_filters",
+		"MQTT topic filters this node watches (subscribed to on NATS) for its sessions.")
 	hopLimitDropsDesc = fanoutDesc("hop_limit_drops_total",
 		"Group messages resolved off-owner because owners still disagreed after HopLimit re-sends.")
 	decodeErrorsDesc = fanoutDesc("decode_errors_total",
@@ -1101,7 +1154,8 @@ type collector struct{ f *Fanout }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sentDesc, acksSentDesc, receivedDesc, messagesDesc,
 		hopLimitDropsDesc, decodeErrorsDesc, recipientsDesc, publishErrorsDesc, attachForwardsDesc,
-		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, viewMismatchesDesc, mutedDesc, peerDropsDesc, droppedRepeatsDesc, attachRecordsDesc} {
+		ackTimeoutsDesc, acksWithheldDesc, withholdTimeoutsDesc, resentDesc, heldBackDesc, catchUpsDesc, caughtUpDesc, catchUpErrorsDesc, catchUpOverflowDesc, viewMismatchesDesc, mutedDesc, peerDropsDesc, droppedRepeatsDesc, attachRecordsDesc,
+		topicSentDesc, topicReceivedDesc, topicFiltersDesc} {
 		ch <- d
 	}
 }
@@ -1115,6 +1169,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	s := &c.f.stats
 	ch <- counter(messagesDesc, &s.groupMessages, s.created, "group")
 	ch <- counter(messagesDesc, &s.directMessages, s.created, "direct")
+	ch <- counter(messagesDesc, &s.topicMessages, s.created, "topic")
+	ch <- counter(topicSentDesc, &s.topicSent, s.created)
+	ch <- counter(topicReceivedDesc, &s.topicReceived, s.created)
 	ch <- counter(hopLimitDropsDesc, &s.hopLimitDrops, s.created)
 	ch <- counter(decodeErrorsDesc, &s.decodeErrors, s.created)
 	ch <- counter(recipientsDesc, &s.recipients, s.created)
@@ -1134,6 +1191,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- counter(peerDropsDesc, &s.peerDrops, s.created)
 	ch <- counter(droppedRepeatsDesc, &s.droppedRepeats, s.created)
 	ch <- prometheus.MustNewConstMetric(attachRecordsDesc, prometheus.GaugeValue, float64(c.f.attachRecords()))
+	ch <- prometheus.MustNewConstMetric(topicFiltersDesc, prometheus.GaugeValue, float64(c.f.topicFilters()))
 }
 
 func counter(d *prometheus.Desc, n *atomic.Uint64, created time.Time, labels ...string) prometheus.Metric {

@@ -1,6 +1,10 @@
 package fanout
 
-import "github.com/pushring/pushring/message"
+import (
+	"context"
+
+	"github.com/pushring/pushring/message"
+)
 
 // Deliverer hands messages to the sessions connected to this node. The
 // router implements it; node wires it in.
@@ -13,6 +17,21 @@ type Deliverer interface {
 	// inflight window); recipients is reused by the caller and must not be
 	// kept after Deliver returns.
 	Deliver(m *message.Message, recipients []string)
+}
+
+// TopicDeliverer is implemented by a Deliverer that serves topic
+// messages (message.Topic, see Watch): the router, which matches m.To
+// against the subscriptions of its sessions as a plain broker would.
+// Without it, topic envelopes are counted and dropped.
+type TopicDeliverer interface {
+	// DeliverTopic gives m to every session on this node with a
+	// subscription matching topic m.To. fanout calls it once per node
+	// however many of the node's watched filters match (see Watch).
+	// Goroutine-safe (it runs on the topic subscription's goroutine, not
+	// the one that calls Deliver); must not block on slow clients (it
+	// queues), nor call Watch, Unwatch or SyncWatches back. m is
+	// immutable once delivered and may be kept.
+	DeliverTopic(m *message.Message)
 }
 
 // OutputBatcher is implemented by a Deliverer whose writes to clients are
@@ -57,7 +76,8 @@ type Placement interface {
 // unit tests.
 type Bus interface {
 	// Publish sends data to subject. It may return before delivery
-	// (fire-and-forget) and must not keep data after it returns.
+	// (fire-and-forget) and must keep neither data nor subject after it
+	// returns (Forward builds topic subjects in a reused buffer).
 	Publish(subject string, data []byte) error
 	// Subscribe calls fn for each message on subject, from one goroutine
 	// at a time; data is only valid during the call. The returned func
@@ -65,4 +85,28 @@ type Bus interface {
 	Subscribe(subject string, fn func(data []byte)) (unsubscribe func(), err error)
 	// Flush waits until everything published so far reached the server.
 	Flush() error
+}
+
+// TopicBus is a Bus that carries topic messages by interest (see Watch):
+// wildcard subscriptions in queue groups, as NATS has them.
+type TopicBus interface {
+	Bus
+	// SubscribeTopic calls fn for each message published on a subject
+	// that subject matches, NATS-style: tokens separated by '.', '*'
+	// matches one token, a final '>' one or more. Every subscription
+	// with the same queue name forms one queue group, and a message
+	// matched by several subscriptions of a group reaches the group once,
+	// whatever subjects they have: fanout subscribes all of a node's
+	// filters under the node's id, so a node gets one envelope per topic
+	// message however many of its filters overlap. fn is called from one
+	// goroutine at a time per group, in publish order; data is only valid
+	// during the call. A bus may call the fn of the group's first
+	// subscription for all of them (fanout passes the same one). The
+	// returned func unsubscribes; it must not wait for a call of fn in
+	// progress (Unwatch may run with locks held that fn's Deliverer
+	// takes).
+	SubscribeTopic(subject, queue string, fn func(data []byte)) (unsubscribe func(), err error)
+	// FlushContext is Flush bounded by ctx: once it returns nil, the
+	// server knows every subscription made before the call.
+	FlushContext(ctx context.Context) error
 }

@@ -606,6 +606,7 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 		"group of 1000 on 3 nodes": {ID: 1, Kind: message.Group, To: "g", Payload: []byte("hello")},
 		"group owned elsewhere":    {ID: 2, Kind: message.Group, To: "remote", Payload: []byte("hello")},
 		"direct":                   {ID: 3, Kind: message.Direct, To: "user-0001", Payload: []byte("hello")},
+		"topic":                    {ID: 4, Kind: message.Topic, To: "telemetry/é d1/temp", Payload: []byte("hello")},
 	} {
 		if n := testing.AllocsPerRun(200, func() {
 			if err := f.Forward(ctx, m); err != nil {

@@ -73,7 +73,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		for ; len(acks) >= 3; acks = acks[3:] {
 			e.Acks = append(e.Acks, Ack{ID: uint64(acks[0]) << 20, N: uint32(acks[1]) << 24, Expect: acks[2]&1 == 1})
 		}
-		if e.Kind == KindResolve || e.Kind == KindDeliver {
+		if e.Kind == KindResolve || e.Kind == KindDeliver || e.Kind == KindTopic {
 			e.Msg = message.Message{ID: id, Seq: seq, Kind: message.Kind(mkind &^ 0x40), QoS: qos, From: from, To: to, Payload: payload}
 			if mkind&0x40 != 0 { // the extension: an expiry from the id, properties from the payload's first half
 				e.Msg.Expires = int64(id >> 1)

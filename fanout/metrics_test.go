@@ -34,12 +34,15 @@ var (
 		`pushring_fanout_envelopes_sent_total counter [peer] "Envelopes published, by destination node; Ack envelopes are counted in acks_sent_total."`,
 		`pushring_fanout_held_back_total counter [] "Stored QoS 1 messages not forwarded because their publisher was not acknowledged (an earlier message could not be stored, a takeover, a shutdown): the publisher sends them again, and the stored copies are withdrawn."`,
 		`pushring_fanout_hop_limit_drops_total counter [] "Group messages resolved off-owner because owners still disagreed after HopLimit re-sends."`,
-		`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct)."`,
+		`pushring_fanout_messages_total counter [kind] "Messages handed on by Forward, by kind (group, direct, topic)."`,
 		`pushring_fanout_muted_total counter [] "Stored messages whose envelopes were not sent because this node's NATS connection was down, or the other nodes were not yet told it is back: the nodes of their recipients read them from the journal (and the wait sends them again)."`,
 		`pushring_fanout_peer_drops_total counter [] "Notices from other nodes that their NATS connection dropped and is back: each holds this node's sessions as a ring change does."`,
 		`pushring_fanout_publish_errors_total counter [] "Envelopes the bus refused to publish."`,
 		`pushring_fanout_recipients_total counter [] "Recipients handed to local delivery."`,
 		`pushring_fanout_resent_total counter [] "Stored QoS 1 messages forwarded again because their deliveries were not confirmed in time."`,
+		`pushring_fanout_topic_envelopes_received_total counter [] "Topic envelopes received and decoded: at most one per topic message, however many of this node's filters match it."`,
+		`pushring_fanout_topic_envelopes_sent_total counter [] "Topic envelopes published, one per topic message, on the topic's subject (NATS brings each to every node watching a matching filter)."`,
+		`pushring_fanout_topic_filters gauge [] "MQTT topic filters this node watches (subscribed to on NATS) for its sessions."`,
 		`pushring_fanout_view_mismatches_total counter [] "Deliver envelopes of stored messages routed by their sender under another hash ring than this node's (views converging): the first in 10 s holds the sessions as a ring change does."`,
 		`pushring_fanout_withhold_timeouts_total counter [] "Withheld QoS 1 confirmations sent after AckWithhold although the backlog had not drained."`,
 	}
@@ -58,11 +61,15 @@ var (
 		`pushring_fanout_hop_limit_drops_total`,
 		`pushring_fanout_messages_total{kind="direct"}`,
 		`pushring_fanout_messages_total{kind="group"}`,
+		`pushring_fanout_messages_total{kind="topic"}`,
 		`pushring_fanout_muted_total`,
 		`pushring_fanout_peer_drops_total`,
 		`pushring_fanout_publish_errors_total`,
 		`pushring_fanout_recipients_total`,
 		`pushring_fanout_resent_total`,
+		`pushring_fanout_topic_envelopes_received_total`,
+		`pushring_fanout_topic_envelopes_sent_total`,
+		`pushring_fanout_topic_filters`,
 		`pushring_fanout_view_mismatches_total`,
 		`pushring_fanout_withhold_timeouts_total`,
 	}
@@ -87,11 +94,15 @@ var (
 		`pushring_fanout_hop_limit_drops_total`,
 		`pushring_fanout_messages_total{kind="direct"}`,
 		`pushring_fanout_messages_total{kind="group"}`,
+		`pushring_fanout_messages_total{kind="topic"}`,
 		`pushring_fanout_muted_total`,
 		`pushring_fanout_peer_drops_total`,
 		`pushring_fanout_publish_errors_total`,
 		`pushring_fanout_recipients_total`,
 		`pushring_fanout_resent_total`,
+		`pushring_fanout_topic_envelopes_received_total`,
+		`pushring_fanout_topic_envelopes_sent_total`,
+		`pushring_fanout_topic_filters`,
 		`pushring_fanout_view_mismatches_total`,
 		`pushring_fanout_withhold_timeouts_total`,
 	}
@@ -241,6 +252,10 @@ func checkStatsMatch(t *testing.T, name string, f *Fanout, reg *prometheus.Regis
 			{"EnvelopesReceived", st.EnvelopesReceived, sum("envelopes_received_total")},
 			{"GroupMessages", st.GroupMessages, s[`pushring_fanout_messages_total{kind="group"}`]},
 			{"DirectMessages", st.DirectMessages, s[`pushring_fanout_messages_total{kind="direct"}`]},
+			{"TopicMessages", st.TopicMessages, s[`pushring_fanout_messages_total{kind="topic"}`]},
+			{"TopicEnvelopesSent", st.TopicEnvelopesSent, sum("topic_envelopes_sent_total")},
+			{"TopicEnvelopesReceived", st.TopicEnvelopesReceived, sum("topic_envelopes_received_total")},
+			{"TopicFilters", st.TopicFilters, sum("topic_filters")},
 			{"HopLimitDrops", st.HopLimitDrops, sum("hop_limit_drops_total")},
 			{"DecodeErrors", st.DecodeErrors, sum("decode_errors_total")},
 			{"PublishErrors", st.PublishErrors, sum("publish_errors_total")},
@@ -400,4 +415,26 @@ func TestStatsMatchMetrics(t *testing.T) {
 		return nil
 	})
 	check("attached")
+
+	// n2 watches a topic filter and gets n1's topic message (its Deliverer
+	// takes no topic messages: counted and dropped).
+	if err := nodes["n2"].f.Watch("t/#"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Forward(ctx, &message.Message{ID: 8, Kind: message.Topic, To: "t/x"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if n := nodes["n2"].f.Stats().TopicEnvelopesReceived; n != 1 {
+			return fmt.Errorf("%d topic envelopes received", n)
+		}
+		return nil
+	})
+	st = check("topics")
+	if s := st["n1"]; s.TopicMessages != 1 || s.TopicEnvelopesSent != 1 {
+		t.Errorf("n1: %+v", s)
+	}
+	if s := st["n2"]; s.TopicFilters != 1 {
+		t.Errorf("n2: %+v", s)
+	}
 }

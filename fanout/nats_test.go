@@ -91,3 +91,72 @@ func TestLargeGroupNATS(t *testing.T) {
 		}
 	}
 }
+
+// Topic messages over real NATS, each node on its own connection: queue
+// groups keep one envelope per node, SUB and UNSUB take effect once
+// SyncWatches returns.
+func TestTopicsNATS(t *testing.T) {
+	runTopicScenario(t, natsBuses(t, startNATS(t)))
+}
+
+// A node's topic subscriptions share one channel and one goroutine
+// (however many filters it watches), which stops with the last one.
+func TestNATSTopicSink(t *testing.T) {
+	s := startNATS(t)
+	nc, err := s.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	bus := NewNATSBus(nc).(*natsBus)
+	got := make(chan string, 10)
+	fn := func(data []byte) { got <- string(data) }
+	var unsubs []func()
+	for _, subject := range []string{"x.a.>", "x.*.b", "x.a.b"} {
+		u, err := bus.SubscribeTopic(subject, "q", fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unsubs = append(unsubs, u)
+	}
+	sink := bus.topic
+	if sink == nil || sink.n != 3 || nc.NumSubscriptions() != 3 {
+		t.Fatalf("sink %+v, %d subscriptions", sink, nc.NumSubscriptions())
+	}
+	if err := bus.FlushContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish("x.a.b", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish("x.c.b", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1", "2"} {
+		select {
+		case m := <-got:
+			if m != want {
+				t.Fatalf("got %q, want %q", m, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message %q", want)
+		}
+	}
+	for _, u := range unsubs {
+		u()
+		u() // twice is once
+	}
+	select {
+	case <-sink.stop:
+	default:
+		t.Fatal("the sink's goroutine was not stopped")
+	}
+	if bus.topic != nil || nc.NumSubscriptions() != 0 {
+		t.Fatalf("sink %+v, %d subscriptions left", bus.topic, nc.NumSubscriptions())
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("unexpected %q", m)
+	default:
+	}
+}

@@ -6,8 +6,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
@@ -148,5 +151,66 @@ func TestNodePermissionsJournal(t *testing.T) {
 	}
 	if JournalIngress("c1", "n1") != "pushring.c1.m.n1.>" || JournalSubjects("c1") != "pushring.c1.m.>" || JournalStream("c1") != "MSGS_c1" {
 		t.Error(JournalIngress("c1", "n1"), JournalSubjects("c1"), JournalStream("c1"))
+	}
+}
+
+// TestNodePermissionsFitCreds: a user JWT carrying NodePermissions, as
+// a creds file holds it, travels in the client's CONNECT, which a
+// nats-server caps at its max_control_line (4 KiB by default): a node
+// with a short id connects to a server in operator mode with the
+// default limit. The budget is spent: with cluster "pushring", a node
+// id of 10 bytes or more no longer fits (a JWT of some 3,820 bytes), and
+// any subject added to the table breaks these ids too. The test logs
+// the sizes.
+func TestNodePermissionsFitCreds(t *testing.T) {
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	okp, err := nkeys.CreateOperator()
+	must(err)
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	skp, _ := nkeys.CreateAccount()
+	spub, _ := skp.PublicKey()
+	sjwt, err := jwt.NewAccountClaims(spub).Encode(okp)
+	must(err)
+	oc.SystemAccount = spub
+	akp, _ := nkeys.CreateAccount()
+	apub, _ := akp.PublicKey()
+	ajwt, err := jwt.NewAccountClaims(apub).Encode(okp)
+	must(err)
+	resolver := &server.MemAccResolver{}
+	must(resolver.Store(apub, ajwt))
+	must(resolver.Store(spub, sjwt))
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver, SystemAccount: spub})
+	must(err)
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+
+	for _, id := range []string{"n1", "node-01"} {
+		ukp, _ := nkeys.CreateUser()
+		upub, _ := ukp.PublicKey()
+		useed, _ := ukp.Seed()
+		perms := NodePermissions("pushring", id)
+		uc := jwt.NewUserClaims(upub)
+		uc.Permissions.Pub.Allow.Add(perms.Publish...)
+		uc.Permissions.Sub.Allow.Add(perms.Subscribe...)
+		ujwt, err := uc.Encode(akp)
+		must(err)
+		t.Logf("node %s: user JWT of %d bytes for %d publish and %d subscribe subjects",
+			id, len(ujwt), len(perms.Publish), len(perms.Subscribe))
+		nc, err := nats.Connect(s.ClientURL(), nats.UserJWTAndSeed(ujwt, string(useed)), nats.Name("pushring-"+id),
+			nats.NoReconnect())
+		if err != nil {
+			t.Fatalf("node %s cannot connect with its creds (JWT of %d bytes): %v", id, len(ujwt), err)
+		}
+		nc.Close()
 	}
 }
