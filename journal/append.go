@@ -160,15 +160,22 @@ func (j *Journal) unreported(a lastAppend) uint64 {
 // dest returns m's destination, from a bounded cache: the same
 // destinations come back, and building the subject would allocate.
 func (j *Journal) dest(m *message.Message) *dest {
-	j.key = append(append(j.key[:0], byte(m.Kind)), m.To...)
+	j.key = append(j.key[:0], byte(m.Kind))
+	if m.Kind != message.Topic {
+		j.key = append(j.key, m.To...)
+	}
 	if d, ok := j.dests[string(j.key)]; ok {
 		return d
 	}
-	kind := kindDirect
-	if m.Kind == message.Group {
-		kind = kindGroup
+	var d *dest
+	switch m.Kind {
+	case message.Topic:
+		d = &dest{subject: j.prefix + j.cfg.NodeID + "." + kindTopic}
+	case message.Group:
+		d = &dest{subject: j.prefix + j.cfg.NodeID + "." + kindGroup + "." + encodeID(m.To)}
+	default:
+		d = &dest{subject: j.prefix + j.cfg.NodeID + "." + kindDirect + "." + encodeID(m.To)}
 	}
-	d := &dest{subject: j.prefix + j.cfg.NodeID + "." + kind + "." + encodeID(m.To)}
 	if len(j.dests) >= maxSubjects {
 		clear(j.dests)
 	}
@@ -378,6 +385,9 @@ func (j *Journal) finish(s *slot) {
 // subjectKind and subjectTo read back a stream subject's kind and
 // destination, for logs.
 func subjectKind(subject string) string {
+	if strings.HasSuffix(subject, "."+kindTopic) {
+		return message.Topic.String()
+	}
 	rest := subject[:strings.LastIndexByte(subject, '.')]
 	switch rest[strings.LastIndexByte(rest, '.')+1:] {
 	case kindDirect:
@@ -389,5 +399,8 @@ func subjectKind(subject string) string {
 }
 
 func subjectTo(subject string) string {
+	if strings.HasSuffix(subject, "."+kindTopic) {
+		return "" // in the record only
+	}
 	return strings.ReplaceAll(subject[strings.LastIndexByte(subject, '.')+1:], "=", ".")
 }

@@ -211,7 +211,7 @@ func BenchmarkReplay(b *testing.B) {
 			total := 0
 			for range b.N {
 				got := 0
-				_, _, err := j.Replay(context.Background(), 0, "alice", bc.groups, func(uint64, time.Time, *message.Message) error {
+				_, _, err := j.Replay(context.Background(), 0, "alice", bc.groups, false, func(uint64, time.Time, *message.Message) error {
 					got++
 					return nil
 				})

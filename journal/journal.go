@@ -11,6 +11,8 @@
 //	                                        (the oldest messages go first)
 //	subjects pushring.<c>.m.<ingress>.d.<to>  a direct message to principal <to>
 //	         pushring.<c>.m.<ingress>.g.<to>  a group message to group <to>
+//	         pushring.<c>.m.<ingress>.t       a message to a rule topic (the
+//	                                        topic is in the record)
 //
 // <ingress> is the node that accepted the message; a node's NATS
 // permissions let it publish under its own ingress id only. Ids may hold
@@ -224,10 +226,14 @@ type Journal struct {
 	withdrawLog  lograte.Limiter
 }
 
-// The streams's subjects per ingress and kind: ".d." direct, ".g." group.
+// The streams's subjects per ingress and kind: ".d." direct, ".g." group,
+// ".t" topic. Topic messages share one subject per ingress: a topic name
+// is no subject token, and a replay reads them all and matches them
+// against its session's filters.
 const (
 	kindDirect = "d"
 	kindGroup  = "g"
+	kindTopic  = "t"
 )
 
 // Open creates the stream (or updates its configuration to cfg) and

@@ -135,7 +135,7 @@ type replayed struct {
 
 func replay(t testing.TB, j *Journal, from uint64, principal string, groups ...string) (got []replayed, first, last uint64) {
 	t.Helper()
-	first, last, err := j.Replay(context.Background(), from, principal, groups, func(seq uint64, stored time.Time, m *message.Message) error {
+	first, last, err := j.Replay(context.Background(), from, principal, groups, false, func(seq uint64, stored time.Time, m *message.Message) error {
 		// The stream's stored time: what per-session age bounds read.
 		if age := time.Since(stored); age < -time.Second || age > time.Minute {
 			t.Errorf("seq %d stored %v ago", seq, age)
@@ -235,7 +235,7 @@ func TestAppendReplay(t *testing.T) {
 	// fn stops a replay with an error.
 	stop := errors.New("stop")
 	var calls int
-	_, _, err := j1.Replay(context.Background(), 0, "alice", nil, func(uint64, time.Time, *message.Message) error {
+	_, _, err := j1.Replay(context.Background(), 0, "alice", nil, false, func(uint64, time.Time, *message.Message) error {
 		calls++
 		return stop
 	})
@@ -248,16 +248,44 @@ func TestAppendReplay(t *testing.T) {
 		t.Errorf("consumers left after the replays: %v, %v", info.CachedInfo().State.Consumers, err)
 	}
 	// Ids that are not ids.
-	if _, _, err := j1.Replay(context.Background(), 0, "a*", nil, nil); !errors.Is(err, ErrInvalidMessage) {
+	if _, _, err := j1.Replay(context.Background(), 0, "a*", nil, false, nil); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("principal a*: %v", err)
 	}
-	if _, _, err := j1.Replay(context.Background(), 0, "a", []string{"x>"}, nil); !errors.Is(err, ErrInvalidMessage) {
+	if _, _, err := j1.Replay(context.Background(), 0, "a", []string{"x>"}, false, nil); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("group x>: %v", err)
 	}
 }
 
 // TestReplayManyGroups: past maxGroupFilters groups, the replay still
 // gets exactly its groups' messages.
+// TestReplayTopics: rule topic messages are stored once per publish,
+// whatever their topic, and a replay gets them all only when it asks
+// for topics; they come back with their topic and in stream order
+// among the principal's other messages.
+func TestReplayTopics(t *testing.T) {
+	n := startNATS(t)
+	j1, _ := n.open(t, Config{NodeID: "n1"})
+	j2, _ := n.open(t, Config{NodeID: "n2"})
+	topic := func(id uint64, to string) *message.Message {
+		return &message.Message{ID: id, Kind: message.Topic, From: "dev", To: to, QoS: 1, Payload: []byte("t")}
+	}
+	appendAll(t, j1, topic(1, "telemetry/d1/temp"), direct(2, "alice"), topic(3, "/a b/c.d/\u00e9/"))
+	appendAll(t, j2, topic(4, "telemetry/d2"), group(5, "g"))
+	got, _, _ := replay(t, j1, 0, "alice")
+	if !slices.Equal(ids(got), []uint64{2}) {
+		t.Errorf("without topics: %v", ids(got))
+	}
+	var topics []string
+	_, _, err := j2.Replay(context.Background(), 0, "alice", []string{"g"}, true, func(_ uint64, _ time.Time, m *message.Message) error {
+		topics = append(topics, fmt.Sprintf("%d %s %s", m.ID, m.Kind, m.To))
+		return nil
+	})
+	want := []string{"1 topic telemetry/d1/temp", "2 direct alice", "3 topic /a b/c.d/\u00e9/", "4 topic telemetry/d2", "5 group g"}
+	if err != nil || !slices.Equal(topics, want) {
+		t.Errorf("with topics: %q, %v; want %q", topics, err, want)
+	}
+}
+
 func TestReplayManyGroups(t *testing.T) {
 	n := startNATS(t)
 	j, _ := n.open(t, Config{})
@@ -313,7 +341,7 @@ func TestReplayBounds(t *testing.T) {
 	// Messages stored during a replay are left out of it.
 	r := &recorder{}
 	var more int
-	_, _, err = j.Replay(context.Background(), 8, "alice", nil, func(seq uint64, _ time.Time, m *message.Message) error {
+	_, _, err = j.Replay(context.Background(), 8, "alice", nil, false, func(seq uint64, _ time.Time, m *message.Message) error {
 		if seq == 8 {
 			for i := range 3 {
 				if err := j.Append(direct(uint64(100+i), "alice"), r, uint64(i)); err != nil {
@@ -598,7 +626,10 @@ func TestAppendInvalid(t *testing.T) {
 		{Kind: message.Direct, To: "a*"},
 		{Kind: message.Direct, To: "a=b"},
 		{Kind: message.Direct, To: ""},
-		{Kind: 3, To: "a"},
+		{Kind: 4, To: "a"},
+		{Kind: message.Topic, To: ""},
+		{Kind: message.Topic, To: "a/+"},
+		{Kind: message.Topic, To: "a/#"},
 		{Kind: message.Group, To: "a", QoS: 3},
 		{Kind: message.Group, To: "a", From: "x y"},
 	} {

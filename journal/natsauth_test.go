@@ -224,7 +224,7 @@ func TestReplayStalls(t *testing.T) {
 	}
 	defer jn.Close()
 	start := time.Now()
-	_, _, err = jn.Replay(context.Background(), 0, "alice", nil, func(uint64, time.Time, *message.Message) error { return nil })
+	_, _, err = jn.Replay(context.Background(), 0, "alice", nil, false, func(uint64, time.Time, *message.Message) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "replay stalled") {
 		t.Fatalf("replay: %v", err)
 	}

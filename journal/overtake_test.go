@@ -157,7 +157,7 @@ func TestReplaySkipsWithdrawn(t *testing.T) {
 	done := make(chan read, 1)
 	go func() {
 		var ids []uint64
-		_, _, err := j.Replay(context.Background(), 1, "a", nil, func(_ uint64, _ time.Time, m *message.Message) error {
+		_, _, err := j.Replay(context.Background(), 1, "a", nil, false, func(_ uint64, _ time.Time, m *message.Message) error {
 			ids = append(ids, m.ID)
 			return nil
 		})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/pushring/pushring/message"
 )
@@ -120,7 +121,12 @@ func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
 	}
 	ext := data[1]&recordExt != 0
 	m = &message.Message{Kind: message.Kind(data[1] &^ recordExt), QoS: data[2], ID: binary.BigEndian.Uint64(data[3:11])}
-	if m.Kind != message.Direct && m.Kind != message.Group {
+	maxTo := maxIDLen
+	switch m.Kind {
+	case message.Direct, message.Group:
+	case message.Topic:
+		maxTo = maxTopicLen
+	default:
 		return nil, 0, fmt.Errorf("%w: kind %d", ErrBadRecord, data[1])
 	}
 	if m.QoS > 2 {
@@ -136,7 +142,7 @@ func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	to, rest, err := field(rest, maxIDLen, "to")
+	to, rest, err := field(rest, maxTo, "to")
 	if err != nil {
 		return nil, 0, err
 	}
@@ -164,8 +170,8 @@ func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
 	if len(from) > 0 && !validID(from) {
 		return nil, 0, fmt.Errorf("%w: bad from id", ErrBadRecord)
 	}
-	if !validID(to) {
-		return nil, 0, fmt.Errorf("%w: bad to id", ErrBadRecord)
+	if m.Kind == message.Topic && !validTopic(string(to)) || m.Kind != message.Topic && !validID(to) {
+		return nil, 0, fmt.Errorf("%w: bad to", ErrBadRecord)
 	}
 	m.From, m.To = string(from), string(to)
 	if len(payload) > 0 {
@@ -208,8 +214,26 @@ func validID[T string | []byte](id T) bool {
 }
 
 // ValidMessage reports whether m can be stored: a known kind, QoS 0, 1
-// or 2, To a valid id, From empty or a valid id.
+// or 2, To a valid id (a topic name for a Topic message), From empty or
+// a valid id.
 func ValidMessage(m *message.Message) bool {
-	return (m.Kind == message.Direct || m.Kind == message.Group) && m.QoS <= 2 &&
-		validID(m.To) && (m.From == "" || validID(m.From))
+	if m.QoS > 2 || m.From != "" && !validID(m.From) {
+		return false
+	}
+	switch m.Kind {
+	case message.Direct, message.Group:
+		return validID(m.To)
+	case message.Topic:
+		return validTopic(m.To)
+	}
+	return false
+}
+
+// maxTopicLen is MQTT's bound on a topic name.
+const maxTopicLen = 65535
+
+// validTopic reports whether t can be a topic name: 1 to 65535 bytes,
+// no wildcard and no NUL (the codec checked the rest where it came in).
+func validTopic(t string) bool {
+	return len(t) > 0 && len(t) <= maxTopicLen && !strings.ContainsAny(t, "+#\x00")
 }

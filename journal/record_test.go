@@ -65,6 +65,10 @@ func TestDecodeRecordStrict(t *testing.T) {
 	if _, p, err := DecodeRecord([]byte(prev)); err != nil || p != 9 {
 		t.Fatal(p, err)
 	}
+	topic := good[:1] + "\x03" + good[2:11] + "\x05dev.1" + "\x0c/a b/c.d/\xc3\xa9/" + "\x02hi"
+	if m, _, err := DecodeRecord([]byte(topic)); err != nil || m.Kind != message.Topic || m.To != "/a b/c.d/\u00e9/" {
+		t.Fatalf("topic record: %+v, %v", m, err)
+	}
 	for name, rec := range map[string]string{
 		"empty":              "",
 		"short":              good[:10],
@@ -74,7 +78,11 @@ func TestDecodeRecordStrict(t *testing.T) {
 		"version 2 short":    prev[:18],
 		"version 2 no prev":  "\x02" + good[1:],
 		"kind 0":             good[:1] + "\x00" + good[2:],
-		"kind 3":             good[:1] + "\x03" + good[2:],
+		"kind 4":             good[:1] + "\x04" + good[2:],
+		"topic with +":       good[:1] + "\x03" + good[2:11] + "\x05dev.1" + "\x03a/+" + "\x02hi",
+		"topic with #":       good[:1] + "\x03" + good[2:11] + "\x05dev.1" + "\x03a/#" + "\x02hi",
+		"topic with NUL":     good[:1] + "\x03" + good[2:11] + "\x05dev.1" + "\x03a\x00b" + "\x02hi",
+		"empty topic":        good[:1] + "\x03" + good[2:11] + "\x05dev.1" + "\x00" + "\x02hi",
 		"qos 3":              good[:2] + "\x03" + good[3:],
 		"trailing byte":      good + "!",
 		"truncated payload":  good[:len(good)-1],
@@ -93,7 +101,7 @@ func TestDecodeRecordStrict(t *testing.T) {
 		"short extension":    good[:1] + "\x81" + good[2:] + "\x01\x05ab",
 		"padded expires":     good[:1] + "\x81" + good[2:] + "\x81\x00\x00",
 		"expires past int64": good[:1] + "\x81" + good[2:] + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x00",
-		"extension kind 3":   good[:1] + "\x83" + good[2:] + "\x01\x00",
+		"extension kind 4":   good[:1] + "\x84" + good[2:] + "\x01\x00",
 	} {
 		if m, _, err := DecodeRecord([]byte(rec)); err == nil || !errors.Is(err, ErrBadRecord) {
 			t.Errorf("%s: decoded %+v, %v", name, m, err)

@@ -31,7 +31,8 @@ const replayBatch = 256
 const stallCheck = time.Second
 
 // Replay calls fn, in stream order, for every stored message addressed
-// to principal directly (through any ingress node) or to one of groups,
+// to principal directly (through any ingress node), to one of groups,
+// or, with topics, to any rule topic (the caller matches the topics),
 // with a sequence at or above from and at or below last, the stream's
 // last sequence when Replay began: messages stored later are left to
 // the caller's live path, and Replay ends. from 0 means from the first
@@ -46,7 +47,7 @@ const stallCheck = time.Second
 //
 // With more than 64 groups, Replay reads every group message in the
 // range and skips those of other groups itself (see maxGroupFilters).
-func (j *Journal) Replay(ctx context.Context, from uint64, principal string, groups []string,
+func (j *Journal) Replay(ctx context.Context, from uint64, principal string, groups []string, topics bool,
 	fn func(seq uint64, stored time.Time, m *message.Message) error) (first, last uint64, err error) {
 	if !validID(principal) {
 		return 0, 0, fmt.Errorf("%w: principal %q", ErrInvalidMessage, principal)
@@ -62,6 +63,9 @@ func (j *Journal) Replay(ctx context.Context, from uint64, principal string, gro
 		return first, last, err
 	}
 	filters := []string{j.prefix + "*." + kindDirect + "." + encodeID(principal)}
+	if topics {
+		filters = append(filters, j.prefix+"*."+kindTopic)
+	}
 	var only map[string]bool // nil: the server filters the groups
 	if len(groups) > maxGroupFilters {
 		filters = append(filters, j.prefix+"*."+kindGroup+".*")

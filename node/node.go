@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pushring/pushring/rules"
 	"log/slog"
 	"net"
 	"net/http"
@@ -199,6 +200,13 @@ type Config struct {
 	// (pushring_mqtt_refusals_total{reason="retained_full"}). Default
 	// 64 MiB.
 	RetainedMaxBytes int64
+	// TopicRulesFile names the topic rules file (package rules): the
+	// topics outside pushring's namespaces that principals may publish
+	// and subscribe to, as on a plain broker. Read once at Start; a file
+	// that does not parse, or whose patterns overlap pushring's own
+	// namespaces, stops the node from starting. "" (the default): every
+	// such topic is closed.
+	TopicRulesFile string
 	// StoreWait is how long Start keeps trying to open the KV buckets and
 	// the journal while JetStream does not answer (default 60 s): NATS
 	// servers started together, or one restarting, may need seconds to
@@ -587,6 +595,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 	n.adminKey = adminKeys[0]
+	topicRules, err := cfg.topicRules()
+	if err != nil {
+		return nil, err
+	}
 
 	// NATS: the bus between nodes and the home of the KV buckets.
 	if err := n.connectNATS(); err != nil {
@@ -714,6 +726,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.dir.OnRevoke(n.router.Revoke)
 	n.router.SetSessionStore(n.sessions)
 	n.router.SetRetained(n.retained, n.dir.MemberOf)
+	if topicRules != nil {
+		n.router.SetTopicRules(topicRules, n.fan)
+	}
 	n.router.SetJournalEnd(n.fan.LastStored)
 	// Clients that failed over drift back to their homes once the ring
 	// is quiet again.
@@ -1229,6 +1244,22 @@ func (l *lazyPlacement) Owner(gid string) string {
 	return l.self
 }
 
+// topicRules reads and parses TopicRulesFile (nil without one).
+func (c Config) topicRules() (*rules.Rules, error) {
+	if c.TopicRulesFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(c.TopicRulesFile)
+	if err != nil {
+		return nil, fmt.Errorf("node: topic rules: %w", err)
+	}
+	r, err := rules.Parse(data, router.ReservedFilters(c.routerConfig()))
+	if err != nil {
+		return nil, fmt.Errorf("node: topic rules file %s: %w", c.TopicRulesFile, err)
+	}
+	return r, nil
+}
+
 // lazyRouter is fanout's Deliverer and AckDeliverer: the router, once it
 // exists (until then there are no sessions to deliver to).
 type lazyRouter atomic.Pointer[router.Server]
@@ -1236,6 +1267,12 @@ type lazyRouter atomic.Pointer[router.Server]
 func (l *lazyRouter) Deliver(m *message.Message, recipients []string) {
 	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
 		r.Deliver(m, recipients)
+	}
+}
+
+func (l *lazyRouter) DeliverTopic(m *message.Message) {
+	if r := (*atomic.Pointer[router.Server])(l).Load(); r != nil {
+		r.DeliverTopic(m)
 	}
 }
 
@@ -1262,6 +1299,7 @@ func (l *lazyRouter) EndOutputRun() {
 var (
 	_ flow.AckDeliverer    = (*lazyRouter)(nil)
 	_ fanout.OutputBatcher = (*lazyRouter)(nil)
+	_ router.TopicInterest = (*fanout.Fanout)(nil)
 )
 
 // advertiseAddr turns a bound address into one a client can dial.

@@ -187,8 +187,8 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 // node died and its clients reconnect here together): requests that
 // wait at the same moment share one read of the journal (replayShared)
 // instead of one consumer each, which under load stall and fail.
-func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message, time.Time) error) (last, gapTo uint64, err error) {
-	r := &replayReq{principal: principal, from: from, fn: fn, done: make(chan replayResult, 1)}
+func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64, topics bool, fn func(*message.Message, time.Time) error) (last, gapTo uint64, err error) {
+	r := &replayReq{principal: principal, from: from, topics: topics, fn: fn, done: make(chan replayResult, 1)}
 	s.bulkMu.Lock()
 	s.waiting = append(s.waiting, r)
 	start := !s.gathering
@@ -210,6 +210,7 @@ func (s *sessionStore) Replay(ctx context.Context, principal string, from uint64
 type replayReq struct {
 	principal string
 	from      uint64
+	topics    bool // the session has rule topic filters: it gets every topic message
 	fn        func(*message.Message, time.Time) error
 	done      chan replayResult
 	cancelled atomic.Bool
@@ -259,7 +260,7 @@ func (s *sessionStore) replayOne(r *replayReq) {
 	groups := s.dir.MemberOf(r.principal)
 	var res replayResult
 	var first uint64
-	first, res.last, res.err = s.j.Replay(ctx, r.from, r.principal, groups, func(seq uint64, stored time.Time, m *message.Message) error {
+	first, res.last, res.err = s.j.Replay(ctx, r.from, r.principal, groups, r.topics, func(seq uint64, stored time.Time, m *message.Message) error {
 		if r.cancelled.Load() {
 			return context.Canceled
 		}
@@ -298,7 +299,8 @@ func (s *sessionStore) replayShared(reqs []*replayReq) {
 				if r.err != nil || seq < r.from || r.cancelled.Load() {
 					continue
 				}
-				if m.Kind == message.Direct && m.To != r.principal || m.Kind == message.Group && !r.groups[m.To] {
+				if m.Kind == message.Direct && m.To != r.principal || m.Kind == message.Group && !r.groups[m.To] ||
+					m.Kind == message.Topic && !r.topics {
 					continue
 				}
 				r.err = r.fn(m, stored)
@@ -319,9 +321,12 @@ func (s *sessionStore) ReplayAll(ctx context.Context, from uint64, fn func(*mess
 	var one [1]string
 	return s.j.ReplayAll(ctx, from, func(seq uint64, _ time.Time, m *message.Message) error {
 		m.Seq = seq
-		if m.Kind == message.Group {
+		switch m.Kind {
+		case message.Group:
 			fn(m, s.dir.Members(m.To))
-		} else {
+		case message.Topic:
+			fn(m, nil) // the router finds the sessions whose filters match
+		default:
 			one[0] = m.To
 			fn(m, one[:])
 		}

@@ -132,7 +132,7 @@ func BenchmarkDeliverGroupCPU(b *testing.B) {
 				c := newMQTTConn(srv, &discardTransport{})
 				c.id, c.clientID, c.clean = Identity{ID: ids[i]}, "c", true
 				srv.bind(c, func(b []byte, _ bool) []byte { return b })
-				c.sess.Load().subscribe(c, "/private/"+ids[i]+"/#", 1, "")
+				c.sess.Load().subscribe(c, "/private/"+ids[i]+"/#", 1, subTarget{})
 				conns[i] = c
 			}
 			payload := make([]byte, 64)

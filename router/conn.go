@@ -110,7 +110,7 @@ type handler interface {
 	// mayBlock: handling the next packet may block on I/O (the CONNECT
 	// and the auth-topic login call the Authenticator). An event loop
 	// runs such a packet off its loop. Called between handlePacket calls.
-	mayBlock() bool
+	mayBlock(header byte) bool
 }
 
 var (

@@ -485,7 +485,7 @@ func (p *poller) consume(t *epollTransport, data []byte, now time.Time) {
 		if len(b) < total {
 			break
 		}
-		if t.h.mayBlock() {
+		if t.h.mayBlock(b[0]) {
 			// Off the poller: the packet and what follows it are copied
 			// out of the shared buffer, the socket leaves the epoll set
 			// until the handler is done (opResume).

@@ -26,6 +26,10 @@
 //	withhold.go          QoS 1 flow control, delivering side: DeliverAcked, confirmations withheld while a recipient is backlogged
 //	durable.go           durable sessions over a SessionStore: claims, resume and replay, positions, ring-change replays, Kick
 //	topic.go             topic layout, ACL rules, refusal reasons
+//	mqtt5.go             MQTT 5.0: properties, session and message expiry, aliases, redirect home, reason strings
+//	rules.go             rule topics: SetTopicRules, the topic index, DeliverTopic, TopicInterest
+//	retain.go            retained messages of groups: the Retainer, sending them on SUBSCRIBE
+//	qos2.go              QoS 2 both ways: ids awaiting PUBREL, PUBREC/PUBREL/PUBCOMP toward clients
 //	refusal.go           bad input that closes a connection: its reason, log line and count
 //	ratelimit.go         the per-address connect rate limit (Config.ConnectRate, ConnectBurst)
 //	limits.go            per-principal limits: filter length, subscription bytes, publish rate (backpressure)
@@ -141,14 +145,15 @@
 // closes. Session Expiry Interval stands in for clean session
 // (mqttConn.clean, cleanStart and lifetime carry both levels' meaning).
 //
+// Retained messages (retain.go) are kept per group; QoS 2 (qos2.go) is
+// served both ways. Topics outside pushring's namespaces are closed
+// unless the operator's topic rules open them (rules.go): those are
+// served as a plain broker serves them, found through a topic index,
+// and watched between nodes through TopicInterest.
+//
 // # Not supported (yet)
 //
-// Retained messages (the retain flag is ignored, everything is delivered
-// with retain=0; a 5.0 client is told Retain Available 0); outbound QoS 2
-// (a 3.1.1 client's inbound QoS 2 is accepted and forwarded as QoS 1,
-// without flow control; its ids wait for PUBREL on the connection, at
-// most MaxInflight of them, one more closes it; a 5.0 client is told
-// Maximum QoS 1); shared subscriptions
-// (SUBACK 0x80, 5.0: 0x9E). The limits are per node: a principal
-// connected to several nodes has each node's budget.
+// Shared subscriptions (SUBACK 0x80, 5.0: 0x9E); retained messages on
+// rule topics. The limits are per node: a principal connected to
+// several nodes has each node's budget.
 package router

@@ -60,14 +60,14 @@ type SessionStore interface {
 	// discards what was stored.
 	Claim(ctx context.Context, principal, clientID string, clean bool) (Claimed, error)
 	// Replay calls fn, in journal order, for every stored message for
-	// principal (direct, or to a group it is a member of) with a
-	// sequence at or above from, up to the journal's end when Replay
+	// principal (direct, or to a group it is a member of; with topics,
+	// every rule topic message too) with a sequence at or above from, up to the journal's end when Replay
 	// started, with the time the journal stored it (zero: unknown, never
 	// too old), and returns that end. fn may block. gapTo, when not
 	// 0, says the journal no longer held sequences from to gapTo (its
 	// age or size bounds dropped them): some may have been for the
 	// session.
-	Replay(ctx context.Context, principal string, from uint64, fn func(m *message.Message, stored time.Time) error) (last, gapTo uint64, err error)
+	Replay(ctx context.Context, principal string, from uint64, topics bool, fn func(m *message.Message, stored time.Time) error) (last, gapTo uint64, err error)
 	SaveSubs(principal, clientID string, gen uint64, subs []SessionSub)
 	// SaveQoS2 replaces the QoS 2 messages sent and not completed (the
 	// client may hold their ids), which a node resuming the session
@@ -178,12 +178,23 @@ func (s *session) resume(cl *Claimed) (present bool) {
 	s.nextPID = uint16(rand.Uint32())
 	s.resumeQoS2(cl.QoS2)
 	for _, sub := range cl.Subs {
-		gid, ok := s.srv.tp.subscribeTarget(s.principal, sub.Filter)
+		var t subTarget
+		var ok bool
+		t.gid, ok = s.srv.tp.subscribeTarget(s.principal, sub.Filter)
+		if !ok {
+			// A rule topic filter, if the rules (maybe changed since)
+			// still allow it.
+			t.topic, t.byGroup = s.srv.subscribeTopic(s.principal, s.device, sub.Filter)
+			ok = t.topic
+		}
 		if !ok || len(sub.Filter) > s.srv.cfg.MaxFilterLen || len(s.subs) >= s.srv.cfg.MaxSubscriptions ||
 			!s.lim.addSubBytes(subscriptionCost(sub.Filter), int64(s.srv.cfg.MaxSubscriptionBytes)) {
 			continue // the limits hold for resumed sessions too
 		}
-		s.subs = append(s.subs, s.newSubscription(sub.Filter, min(sub.QoS, 2), gid))
+		s.subs = append(s.subs, s.newSubscription(sub.Filter, min(sub.QoS, 2), t))
+		if t.topic {
+			s.srv.topicIdx.add(sub.Filter, s)
+		}
 	}
 	return true
 }
@@ -235,7 +246,10 @@ func (s *session) replayFrom(from, gen uint64) {
 	for {
 		s.srv.m.replay()
 		kept.cutoff = s.srv.cfg.Now().Add(-s.srv.cfg.SessionBacklogAge)
-		last, gapTo, err := st.Replay(ctx, s.principal, from, func(m *message.Message, stored time.Time) error {
+		s.mu.Lock()
+		topics := s.hasTopicSubs()
+		s.mu.Unlock()
+		last, gapTo, err := st.Replay(ctx, s.principal, from, topics, func(m *message.Message, stored time.Time) error {
 			return s.keepReplayed(kept, m, stored, gen)
 		})
 		if err == nil && last+1 < from {
@@ -856,10 +870,18 @@ func (s *Server) ringReplay(due []*session) {
 // sessions of its recipients held for that change (epoch).
 func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 	var arr [16]*session
+	if m.Kind == message.Topic {
+		rcpts = []string{""} // one pass, over the sessions the topic index finds
+	}
 	for _, r := range rcpts {
-		s.mu.RLock()
-		list := append(arr[:0], s.byPrincipal[r]...)
-		s.mu.RUnlock()
+		var list []*session
+		if m.Kind == message.Topic {
+			list = s.topicIdx.match(m.To, arr[:0])
+		} else {
+			s.mu.RLock()
+			list = append(arr[:0], s.byPrincipal[r]...)
+			s.mu.RUnlock()
+		}
 		for i, sess := range list {
 			sess.mu.Lock()
 			if !sess.removed && sess.ringHold && sess.ringEpoch <= epoch && m.Seq > sess.ringFloor {

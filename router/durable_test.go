@@ -93,7 +93,7 @@ func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean
 	return cl, nil
 }
 
-func (m *memSessions) Replay(ctx context.Context, principal string, from uint64, fn func(*message.Message, time.Time) error) (uint64, uint64, error) {
+func (m *memSessions) Replay(ctx context.Context, principal string, from uint64, topics bool, fn func(*message.Message, time.Time) error) (uint64, uint64, error) {
 	defer m.replayed.Add(1)
 	m.mu.Lock()
 	list := append([]*message.Message(nil), m.journal...)
@@ -105,7 +105,8 @@ func (m *memSessions) Replay(ctx context.Context, principal string, from uint64,
 		gapTo, from = first-1, first
 	}
 	for _, msg := range list[min(from-1, uint64(len(list))):] {
-		if msg.Kind == message.Direct && msg.To != principal || msg.Kind == message.Group && !m.acl.IsMember(msg.To, principal) {
+		if msg.Kind == message.Direct && msg.To != principal || msg.Kind == message.Group && !m.acl.IsMember(msg.To, principal) ||
+			msg.Kind == message.Topic && !topics {
 			continue
 		}
 		if gate != nil {

@@ -203,9 +203,12 @@ func (f *loopFwd) Forward(_ context.Context, m *message.Message) error {
 	f.mu.Lock()
 	f.msgs = append(f.msgs, m)
 	f.mu.Unlock()
-	if m.Kind == message.Group {
+	switch m.Kind {
+	case message.Group:
 		f.srv.Load().Deliver(m, f.acl.memberList(m.To))
-	} else {
+	case message.Topic:
+		f.srv.Load().DeliverTopic(m)
+	default:
 		f.srv.Load().Deliver(m, []string{m.To})
 	}
 	return nil

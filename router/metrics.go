@@ -150,7 +150,7 @@ type metrics struct {
 	// check MaxConnections against it and count in one step.
 	connections   atomic.Int64
 	connects      []atomic.Uint64  // by result, as connectResults
-	messagesIn    [2]atomic.Uint64 // group, direct
+	messagesIn    [3]atomic.Uint64 // group, direct, topic
 	deliveries    [3]atomic.Uint64 // by QoS
 	refusals      []atomic.Uint64  // by reason, as allReasons
 	queueDropped  atomic.Uint64
@@ -207,6 +207,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- m.counter(messagesInDesc, &m.messagesIn[0], "mqtt", "group")
 	ch <- m.counter(messagesInDesc, &m.messagesIn[1], "mqtt", "direct")
+	ch <- m.counter(messagesInDesc, &m.messagesIn[2], "mqtt", "topic")
 	ch <- m.counter(deliveriesDesc, &m.deliveries[0], "0")
 	ch <- m.counter(deliveriesDesc, &m.deliveries[1], "1")
 	ch <- m.counter(deliveriesDesc, &m.deliveries[2], "2")
@@ -263,9 +264,12 @@ func (m *metrics) refusal(reason string) {
 }
 
 func (m *metrics) messageIn(kind message.Kind) {
-	if kind == message.Group {
+	switch kind {
+	case message.Group:
 		m.messagesIn[0].Add(1)
-	} else {
+	case message.Topic:
+		m.messagesIn[2].Add(1)
+	default:
 		m.messagesIn[1].Add(1)
 	}
 }

@@ -170,8 +170,12 @@ func (c *mqttConn) kill(publishWill bool, code byte) {
 // ---- handler ----
 
 // mayBlock: until the client is authenticated, handling a packet calls
-// the Authenticator, which may wait on the store.
-func (c *mqttConn) mayBlock() bool { return c.state != stateActive }
+// the Authenticator, which may wait on the store; with rule topics
+// between nodes, a SUBSCRIBE waits for the cluster to know the node's
+// interest (syncWatches).
+func (c *mqttConn) mayBlock(header byte) bool {
+	return c.state != stateActive || header>>4 == packet.SUBSCRIBE && c.srv.topicIdx.interest != nil
+}
 
 func (c *mqttConn) handlePacket(header byte, body []byte) error {
 	if h := c.srv.hookPacket.Load(); h != nil {
@@ -494,13 +498,8 @@ func (c *mqttConn) willAllowed() bool {
 }
 
 func (c *mqttConn) willTarget() (kind message.Kind, to string, ok bool) {
-	kind, toB, reason := c.srv.tp.publishTarget([]byte(c.will.topic))
-	if reason != "" {
-		return 0, "", false
-	}
-	to = string(toB)
-	ok, _ = allowPublish(c.srv.acl, c.id.ID, kind, to)
-	return kind, to, ok
+	kind, to, reason := c.srv.publishTo(&c.id, []byte(c.will.topic))
+	return kind, to, reason == ""
 }
 
 // publishWill publishes the will after an abnormal close, if the ACL
@@ -642,12 +641,7 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		c.answer(2, pid)
 		return nil
 	}
-	kind, toB, reason := c.srv.tp.publishTarget(p.Topic)
-	var to string
-	if reason == "" {
-		to = string(toB)
-		_, reason = allowPublish(c.srv.acl, c.id.ID, kind, to)
-	}
+	kind, to, reason := c.srv.publishTo(&c.id, p.Topic)
 	if reason != "" {
 		// 3.1.1 has no negative ack: drop, log, count; still ack so the
 		// client's flow does not stall. 5.0 says why (0x87).
@@ -788,15 +782,21 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 	sess := c.sess.Load()
 	codes := c.codes[:0]
 	var retained []retainedFilter
+	watched := false // a rule topic filter new to the session: the SUBACK waits for the cluster's interest
 	for _, f := range s.Filters {
 		if len(f.Filter) > c.srv.cfg.MaxFilterLen {
 			c.refuseFilter(reasonFilterTooLong, f.Filter)
 			codes = append(codes, c.subackFailure(packet.CodeQuotaExceeded))
 			continue
 		}
-		gid, ok := c.srv.tp.subscribeTarget(c.id.ID, f.Filter)
-		if ok && gid != "" && !c.srv.acl.IsMember(gid, c.id.ID) {
+		var t subTarget
+		var ok bool
+		t.gid, ok = c.srv.tp.subscribeTarget(c.id.ID, f.Filter)
+		if ok && t.gid != "" && !c.srv.acl.IsMember(t.gid, c.id.ID) {
 			ok = false
+		} else if !ok {
+			t.topic, t.byGroup = c.srv.subscribeTopic(c.id.ID, c.id.Device, f.Filter)
+			ok = t.topic
 		}
 		if !ok {
 			c.srv.m.refusal(reasonSubscribeACL)
@@ -810,16 +810,20 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 			codes = append(codes, c.subackFailure(code))
 			continue
 		}
-		code, isNew := sess.subscribe(c, f.Filter, f.QoS, gid)
+		code, isNew := sess.subscribe(c, f.Filter, f.QoS, t)
 		if code == packet.SubackFailure {
 			code = c.subackFailure(packet.CodeQuotaExceeded) // the subscription caps
-		} else if c.srv.retained != nil {
-			retained = append(retained, retainedFilter{f.Filter, gid, code, f.RetainHandling, isNew})
+		} else if c.srv.retained != nil && !t.topic {
+			retained = append(retained, retainedFilter{f.Filter, t.gid, code, f.RetainHandling, isNew})
 		}
+		watched = watched || t.topic && isNew
 		codes = append(codes, code)
 	}
 	c.codes = codes
 	sess.saveSubs()
+	if watched {
+		c.syncWatches()
+	}
 	buf, _, _ := c.t.beginWrite()
 	if c.v5 != nil {
 		buf = packet.AppendSubackV5(buf, s.PacketID, codes, "")

@@ -12,6 +12,7 @@ const (
 	formPrivateGroup                      // <private>/<id>/group/<gid>
 	formGroup                             // <group>/<gid>
 	formGap                               // <private>/<id>/$gap: a gap notice (durable.go)
+	formTopic                             // the message's own topic: a rule topic (rules.go)
 )
 
 // outMsg is one message on its way to one session. m is shared by every

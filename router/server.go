@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/pushring/pushring/rules"
 	"log/slog"
 	"net"
 	"os"
@@ -62,6 +63,8 @@ type Server struct {
 	bal         balancer                                         // moving clients toward their homes (balance.go)
 	redirect    atomic.Pointer[func(id string, tls bool) string] // SetRedirect's (balance.go)
 	retained    Retainer                                         // SetRetained's (retain.go); nil: no retained messages
+	rules       *rules.Rules                                     // SetTopicRules' (rules.go); nil: no rule topics
+	topicIdx    topicIndex                                       // the sessions' topic filters (rules.go)
 	memberOf    func(id string) []string                         // SetRetained's
 
 	wg         sync.WaitGroup
@@ -613,6 +616,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 			s.endSessionLocked(oldest)
 		}
 		sess = newSession(s, id, c.clientID, c.clean)
+		sess.device = c.id.Device
 		s.sessions[key] = sess
 		s.byPrincipal[id] = append(s.byPrincipal[id], sess)
 		sess.mu.Lock()

@@ -53,6 +53,7 @@ type session struct {
 	willTimer  *time.Timer
 	retryArmed bool
 	clean      bool // set by newSession, never changed (here to pack the small fields)
+	device     bool // the principal is a device (rule topics tell users and devices apart); set with clean
 	nextPID    uint16
 	subs       []subscription
 	inflight   []inflightMsg // QoS 1 and 2 sent, awaiting PUBACK or PUBREC, in send order
@@ -137,8 +138,12 @@ func (s *session) rel() []relID {
 type subscription struct {
 	filter string
 	qos    byte
-	group  string // gid when the filter is exactly <group>/<gid>, else "" (private tree)
+	group  string // gid when the filter is exactly <group>/<gid>, else "" (private tree or topic)
 	all    bool   // filter is <private>/<id>/#: matches every delivery topic of the tree
+	topic  bool   // a rule topic filter (rules.go)
+	// byGroup: only a rule naming a group admits the topic filter;
+	// checked again at each delivery.
+	byGroup bool
 }
 
 // inflightMsg is one QoS 1 message sent and not yet acknowledged. It keeps
@@ -239,6 +244,15 @@ func (s *session) match(m *message.Message) (form topicForm, qos byte, ok bool) 
 		form = formDirect
 	case message.Group:
 		form = formPrivateGroup
+	case message.Topic:
+		best, refused := s.topicQoS(m)
+		if best < 0 {
+			if refused {
+				s.srv.m.refusal(reasonDeliverACL)
+			}
+			return 0, 0, false
+		}
+		return formTopic, min(m.QoS, byte(best)), true
 	default:
 		return 0, 0, false
 	}
@@ -246,7 +260,7 @@ func (s *session) match(m *message.Message) (form topicForm, qos byte, ok bool) 
 	built := false
 	for i := range s.subs {
 		sub := &s.subs[i]
-		if sub.group != "" || int(sub.qos) <= best {
+		if sub.group != "" || sub.topic || int(sub.qos) <= best {
 			continue
 		}
 		if !sub.all {
@@ -434,6 +448,9 @@ func (s *session) topicParts(o *outMsg, parts *[4]string) []string {
 	case formGap:
 		parts[0], parts[1], parts[2] = tp.privateSlash, s.principal, gapLevel
 		return parts[:3]
+	case formTopic:
+		parts[0] = o.m.To
+		return parts[:1]
 	}
 	parts[0], parts[1] = tp.groupSlash, o.m.To
 	return parts[:2]
@@ -489,11 +506,18 @@ func (s *session) pidInflight(pid uint16) bool {
 // stillAllowed re-checks the ACL for a queued or resent group message:
 // the principal must still be a member of the group.
 func (s *session) stillAllowed(o *outMsg) bool {
-	if o.form == formDirect || o.form == formGap {
+	switch o.form {
+	case formDirect, formGap:
 		return true
-	}
-	if s.srv.acl.IsMember(o.m.To, s.principal) {
-		return true
+	case formTopic:
+		// Still subscribed and admitted (a byGroup rule's group).
+		if best, _ := s.topicQoS(o.m); best >= 0 {
+			return true
+		}
+	default:
+		if s.srv.acl.IsMember(o.m.To, s.principal) {
+			return true
+		}
 	}
 	s.srv.m.refusal(reasonReplayACL)
 	return false
@@ -733,7 +757,7 @@ func (s *session) replay(preamble func([]byte) []byte) {
 
 // subscribe adds or replaces a filter for connection c and returns the
 // SUBACK code, and whether the filter is new to the session.
-func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) (code byte, isNew bool) {
+func (s *session) subscribe(c *mqttConn, filter string, qos byte, t subTarget) (code byte, isNew bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != c || s.removed {
@@ -741,8 +765,9 @@ func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) (c
 	}
 	for i := range s.subs {
 		if s.subs[i].filter == filter {
-			// Same filter, same cost: nothing more is held.
-			s.subs[i] = s.newSubscription(filter, qos, gid)
+			// Same filter, same cost, same place in the topic index:
+			// nothing more is held.
+			s.subs[i] = s.newSubscription(filter, qos, t)
 			return qos, false
 		}
 	}
@@ -754,15 +779,26 @@ func (s *session) subscribe(c *mqttConn, filter string, qos byte, gid string) (c
 		c.refuseFilter(reasonSubscriptionBytes, filter)
 		return packet.SubackFailure, false
 	}
-	s.subs = append(s.subs, s.newSubscription(filter, qos, gid))
+	s.subs = append(s.subs, s.newSubscription(filter, qos, t))
+	if t.topic {
+		s.srv.topicIdx.add(filter, s)
+	}
 	return qos, true
 }
 
+// subTarget is what a granted filter is: a group topic (gid), a rule
+// topic filter (topic; byGroup if only a group rule admits it), or
+// else a filter of the principal's private tree.
+type subTarget struct {
+	gid            string
+	topic, byGroup bool
+}
+
 // newSubscription makes the subscription of an accepted filter.
-func (s *session) newSubscription(filter string, qos byte, gid string) subscription {
-	all := gid == "" && len(filter) == len(s.srv.tp.privateSlash)+len(s.principal)+2 &&
+func (s *session) newSubscription(filter string, qos byte, t subTarget) subscription {
+	all := t.gid == "" && !t.topic && len(filter) == len(s.srv.tp.privateSlash)+len(s.principal)+2 &&
 		filter == s.srv.tp.privateSlash+s.principal+"/#"
-	return subscription{filter: filter, qos: qos, group: gid, all: all}
+	return subscription{filter: filter, qos: qos, group: t.gid, all: all, topic: t.topic, byGroup: t.byGroup}
 }
 
 // unsubscribe removes filters, and appends to codes each one's 5.0
@@ -776,6 +812,9 @@ func (s *session) unsubscribe(c *mqttConn, filters []string, codes []byte) []byt
 		for i := range s.subs {
 			if mine && s.subs[i].filter == f {
 				s.lim.subBytes.Add(-subscriptionCost(f))
+				if s.subs[i].topic {
+					s.srv.topicIdx.remove(f, s)
+				}
 				s.subs = append(s.subs[:i], s.subs[i+1:]...)
 				code = packet.CodeSuccess
 				break
@@ -803,6 +842,9 @@ func (s *session) release() {
 	if !s.removed {
 		for i := range s.subs {
 			s.lim.subBytes.Add(-subscriptionCost(s.subs[i].filter))
+			if s.subs[i].topic {
+				s.srv.topicIdx.remove(s.subs[i].filter, s)
+			}
 		}
 		s.srv.releasePrincipalLocked(s.principal, s.lim)
 	}

@@ -99,7 +99,7 @@ func boundSession(t *testing.T, edit func(*Config)) (*Server, *mqttConn, *fakeTr
 	if code := srv.bind(c, func(b []byte, _ bool) []byte { return b }); code != 0 {
 		t.Fatalf("bind: %#x", code)
 	}
-	if q, _ := c.sess.Load().subscribe(c, "/private/alice/#", 1, ""); q != 1 {
+	if q, _ := c.sess.Load().subscribe(c, "/private/alice/#", 1, subTarget{}); q != 1 {
 		t.Fatalf("subscribe: %#x", q)
 	}
 	return srv, c, ft
@@ -157,7 +157,7 @@ func TestLateCloseAfterTakeoverLeavesSession(t *testing.T) {
 	if s := nc.sess.Load(); s == nil || s == sess || s.removed {
 		t.Fatal("new connection lost its session")
 	}
-	nc.sess.Load().subscribe(nc, "/private/alice", 1, "")
+	nc.sess.Load().subscribe(nc, "/private/alice", 1, subTarget{})
 	// now a persistent takeover: same session object handed over
 	ft2 := &fakeTransport{}
 	nc2 := newMQTTConn(srv, ft2)

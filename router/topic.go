@@ -28,6 +28,7 @@ const (
 	reasonTopic         = "topic"          // not a publishable topic shape
 	reasonService       = "service"        // /service/... after auth
 	reasonGroupACL      = "group_acl"      // not a publisher of the group
+	reasonTopicACL      = "topic_acl"      // a rule topic the topic rules do not let the principal publish to
 	reasonDirectACL     = "direct_acl"     // may not message that principal
 	reasonSubscribeACL  = "subscribe_acl"  // filter outside the allowed trees
 	reasonSubscribeMax  = "subscribe_max"  // MaxSubscriptions reached
@@ -47,7 +48,7 @@ const (
 )
 
 var allReasons = []string{
-	reasonTopic, reasonService, reasonGroupACL, reasonDirectACL,
+	reasonTopic, reasonService, reasonGroupACL, reasonTopicACL, reasonDirectACL,
 	reasonSubscribeACL, reasonSubscribeMax, reasonWillACL, reasonReplayACL,
 	reasonDeliverACL, reasonForwardFailed, reasonStoreFailed, reasonConnectRate,
 	reasonFilterTooLong, reasonSubscriptionBytes, reasonTooLargeForClient, reasonExpired,

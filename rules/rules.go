@@ -195,10 +195,17 @@ func parseWho(list []string) (who, error) {
 
 // admits reports whether w lists a.
 func (w *who) admits(a Actor, m Membership) bool {
-	switch {
-	case w.all, w.users && !a.Device, w.devices && a.Device:
-		return true
-	}
+	return w.admitsAs(a) || w.admitsMember(a, m)
+}
+
+// admitsAs reports whether w lists a as what it is (any principal, a
+// user, a device).
+func (w *who) admitsAs(a Actor) bool {
+	return w.all || w.users && !a.Device || w.devices && a.Device
+}
+
+// admitsMember reports whether w lists a group a is a member of.
+func (w *who) admitsMember(a Actor, m Membership) bool {
 	for _, gid := range w.groups {
 		if m != nil && m.IsMember(gid, a.ID) {
 			return true
@@ -233,17 +240,32 @@ func (r *Rules) CanPublish(a Actor, topic []byte, m Membership) bool {
 // CanSubscribe reports whether a may subscribe to filter (a valid
 // filter).
 func (r *Rules) CanSubscribe(a Actor, filter string, m Membership) bool {
+	ok, _ := r.Subscribe(a, filter, m)
+	return ok
+}
+
+// Subscribe is CanSubscribe, and also reports whether only rules that
+// name groups admit a: a membership can end, so such a subscription is
+// to be checked again before each delivery (a rule for all, users or
+// devices holds for as long as the principal does).
+func (r *Rules) Subscribe(a Actor, filter string, m Membership) (ok, byGroup bool) {
 	if r == nil || !validID(a.ID) {
-		return false
+		return false, false
 	}
 	f := strings.Split(filter, "/")
 	for i := range r.list {
 		ru := &r.list[i]
-		if covers(ru.levels, a.ID, f) && ru.subscribe.admits(a, m) {
-			return true
+		if !covers(ru.levels, a.ID, f) {
+			continue
+		}
+		if ru.subscribe.admitsAs(a) {
+			return true, false
+		}
+		if !ok && ru.subscribe.admitsMember(a, m) {
+			ok, byGroup = true, true
 		}
 	}
-	return false
+	return ok, byGroup
 }
 
 // level is pattern level l for the principal id.

@@ -76,6 +76,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.Journal.MaxAge, "journal-max-age", jd.MaxAge, "how long a stored QoS 1 message waits for an offline persistent session")
 	fs.Int64Var(&cfg.Journal.MaxBytes, "journal-max-bytes", jd.MaxBytes, "cluster-wide cap of the journal of stored QoS 1 messages (the oldest go first)")
 	fs.Int64Var(&cfg.RetainedMaxBytes, "retained-max-bytes", retained.DefaultConfig().MaxBytes, "cluster-wide cap of the retained messages, one per group; every node holds them in memory")
+	fs.StringVar(&cfg.TopicRulesFile, "topic-rules", "", "JSON file of topic rules: who may publish and subscribe to topics outside /private, /group and /service (default: none, those topics are closed)")
 	fs.DurationVar(&cfg.StoreWait, "store-wait", node.DefaultConfig().StoreWait, "at start, how long to keep trying to open the KV buckets and the journal while JetStream does not answer")
 	fs.DurationVar(&cfg.Journal.Timeout, "journal-timeout", jd.Timeout, "a QoS 1 message not stored within this long gets no PUBACK (the publisher's connection is closed) or an HTTP 503")
 	fs.Float64Var(&cfg.Router.RebalanceRate, "rebalance-rate", router.DefaultConfig().RebalanceRate, "connections a second closed so that clients homed on another node reconnect there, once the ring is quiet for 30 s (negative: never)")

@@ -6,7 +6,8 @@
 // nats-server, so both enforce the same table.
 //
 // The permissions name pushring's subjects literally: the fanout subject
-// of every node (pushring.<cluster>.node.<id>), the KV buckets
+// of every node (pushring.<cluster>.node.<id>), the topic subjects of
+// the cluster's topic messages (pushring.<cluster>.t.>), the KV buckets
 // <cluster>_<bucket> of Buckets and the JetStream API calls the nats.go
 // KV client makes for them. A subject the code starts using must be added
 // here: the node's tests run against these permissions, and a node
@@ -63,6 +64,12 @@ func NodeSubject(cluster, nodeID string) string {
 	return "pushring." + cluster + ".node." + nodeID
 }
 
+// TopicSubjects are the subjects of cluster's topic messages (fanout's
+// TopicSubject and FilterSubjects: one token per MQTT topic level under
+// pushring.<cluster>.t.): every node publishes topic messages there and
+// subscribes there to the filters its sessions hold.
+func TopicSubjects(cluster string) string { return "pushring." + cluster + ".t.>" }
+
 // JournalStream is the JetStream stream of the QoS 1 messages of cluster
 // (the journal package's stream).
 func JournalStream(cluster string) string { return "MSGS_" + cluster }
@@ -88,20 +95,24 @@ var clusterPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
 func ValidCluster(name string) bool { return clusterPattern.MatchString(name) }
 
 // NodePermissions are the subjects node nodeID of cluster needs, and
-// nothing more: publish to any node's fanout subject of the cluster and
-// to the cluster's buckets (KV writes, the JetStream API calls of the KV
-// client on those streams only), to the journal under its own ingress id
-// (and the journal's API calls on that stream only), subscribe to its
-// own fanout subject and its own inbox. Nothing of another cluster, no
+// nothing more: publish to any node's fanout subject of the cluster, to
+// the cluster's topic subjects and to the cluster's buckets (KV writes,
+// the JetStream API calls of the KV client on those streams only), to the
+// journal under its own ingress id (and the journal's API calls on that
+// stream only), subscribe to its own fanout subject, to the cluster's
+// topic subjects (any of them: which ones depends on its sessions'
+// subscriptions) and to its own inbox. Nothing of another cluster, no
 // other stream, no $SYS.
 func NodePermissions(cluster, nodeID string) Permissions {
 	p := Permissions{
 		Publish: []string{
 			NodeSubject(cluster, "*"),
+			TopicSubjects(cluster),
 			"$JS.API.INFO", // account info: the KV client checks JetStream is on
 		},
 		Subscribe: []string{
 			NodeSubject(cluster, nodeID),
+			TopicSubjects(cluster),
 			InboxPrefix(cluster, nodeID) + ".>",
 		},
 	}
@@ -119,8 +130,7 @@ func NodePermissions(cluster, nodeID string) Permissions {
 			"$JS.API.STREAM.UPDATE."+stream,        // or update its config
 			"$JS.API.DIRECT.GET."+stream+".>",      // get the last value of a key
 			"$JS.API.CONSUMER.CREATE."+stream+".>", // watch: a named ordered consumer
-			"$JS.API.CONSUMER.DELETE."+stream+".*", // stop watching
-			"$JS.API.CONSUMER.INFO."+stream+".*",   // consumer checks
+			consumerCalls(stream),                  // stop watching, consumer checks
 			"$JS.FC."+stream+".>",                  // watch flow control replies
 		)
 	}
@@ -137,14 +147,20 @@ func NodePermissions(cluster, nodeID string) Permissions {
 		"$JS.API.STREAM.CREATE."+stream,          // create it if missing
 		"$JS.API.STREAM.UPDATE."+stream,          // or update its config
 		"$JS.API.CONSUMER.CREATE."+stream+".>",   // replay: with a name (and filter)
-		"$JS.API.CONSUMER.DELETE."+stream+".*",   // replay done
-		"$JS.API.CONSUMER.INFO."+stream+".*",     // replay stalled: still pending?
+		consumerCalls(stream),                    // replay done (delete), replay stalled (info: still pending?)
 		"$JS.API.CONSUMER.MSG.NEXT."+stream+".*", // replay: pull
 		"$JS.API.STREAM.MSG.DELETE."+stream,      // withdraw a message not acknowledged
 		"$JS.API.STREAM.MSG.GET."+stream,         // replay: is a young record withdrawn?
 	)
 	return p
 }
+
+// consumerCalls are the JetStream API calls on one consumer of stream:
+// DELETE and INFO are the ones used, named by one entry for both (PAUSE
+// and UNPIN come with it, no more than a node that may delete the
+// consumer could do anyway): every entry spends room in a creds file's
+// JWT, which travels in a CONNECT the server caps at 4 KiB.
+func consumerCalls(stream string) string { return "$JS.API.CONSUMER.*." + stream + ".*" }
 
 // validNodeID is node.Config's rule for a node id: a subject token.
 func validNodeID(id string) bool {

@@ -82,13 +82,17 @@ func TestLoadOrCreateSeed(t *testing.T) {
 	}
 }
 
-// TestNodePermissionsScope: a node subscribes to its own subject and
-// inbox only, and nothing it may publish to or subscribe to names another
-// cluster or wildcards past its cluster's prefixes.
+// TestNodePermissionsScope: a node subscribes to its own subject, its
+// cluster's topic subjects and its own inbox only, and nothing it may
+// publish to or subscribe to names another cluster or wildcards past its
+// cluster's prefixes.
 func TestNodePermissionsScope(t *testing.T) {
 	p := NodePermissions("c1", "n1")
-	if want := []string{"pushring.c1.node.n1", "_INBOX_c1.n1.>"}; !slices.Equal(p.Subscribe, want) {
+	if want := []string{"pushring.c1.node.n1", "pushring.c1.t.>", "_INBOX_c1.n1.>"}; !slices.Equal(p.Subscribe, want) {
 		t.Errorf("subscribe %v, want %v", p.Subscribe, want)
+	}
+	if !slices.Contains(p.Publish, "pushring.c1.t.>") || TopicSubjects("c1") != "pushring.c1.t.>" {
+		t.Errorf("publish %v: no topic subjects (%s)", p.Publish, TopicSubjects("c1"))
 	}
 	for _, s := range p.Publish {
 		if s == ">" || strings.HasPrefix(s, "$SYS") || !(strings.Contains(s, "c1") || s == "$JS.API.INFO") {
@@ -140,8 +144,7 @@ func TestNodePermissionsJournal(t *testing.T) {
 		"$JS.API.STREAM.CREATE.MSGS_c1",
 		"$JS.API.STREAM.UPDATE.MSGS_c1",
 		"$JS.API.CONSUMER.CREATE.MSGS_c1.>",
-		"$JS.API.CONSUMER.DELETE.MSGS_c1.*",
-		"$JS.API.CONSUMER.INFO.MSGS_c1.*",
+		"$JS.API.CONSUMER.*.MSGS_c1.*", // DELETE, INFO (and PAUSE, UNPIN)
 		"$JS.API.CONSUMER.MSG.NEXT.MSGS_c1.*",
 		"$JS.API.STREAM.MSG.DELETE.MSGS_c1",
 		"$JS.API.STREAM.MSG.GET.MSGS_c1",
@@ -158,10 +161,9 @@ func TestNodePermissionsJournal(t *testing.T) {
 // a creds file holds it, travels in the client's CONNECT, which a
 // nats-server caps at its max_control_line (4 KiB by default): a node
 // with a short id connects to a server in operator mode with the
-// default limit. The budget is spent: with cluster "pushring", a node
-// id of 10 bytes or more no longer fits (a JWT of some 3,820 bytes), and
-// any subject added to the table breaks these ids too. The test logs
-// the sizes.
+// default limit, with ids up to 32 bytes (a JWT of about 3,820 bytes no
+// longer fits: each subject added to the table spends that room). The
+// test logs the sizes.
 func TestNodePermissionsFitCreds(t *testing.T) {
 	must := func(err error) {
 		t.Helper()
@@ -194,7 +196,7 @@ func TestNodePermissionsFitCreds(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 
-	for _, id := range []string{"n1", "node-01"} {
+	for _, id := range []string{"n1", "node-01", "pushring-node-0123456789abcdefgh"} {
 		ukp, _ := nkeys.CreateUser()
 		upub, _ := ukp.PublicKey()
 		useed, _ := ukp.Seed()

@@ -115,7 +115,7 @@ func checkFilter(f []byte) error {
 // given anything else it never panics and errs on the side of no match:
 // a '#' level that is not last matches nothing, and '+' or '#' inside a
 // level are plain characters (which no valid topic name contains).
-func Match(f string, t []byte) bool {
+func Match[T string | []byte](f string, t T) bool {
 	if len(f) == 0 || len(t) == 0 {
 		return false
 	}
@@ -133,7 +133,7 @@ func Match(f string, t []byte) bool {
 			return fe == len(f)
 		}
 		te := len(t)
-		if i := bytes.IndexByte(t[ti:], '/'); i >= 0 {
+		if i := indexByte(t[ti:], '/'); i >= 0 {
 			te = ti + i
 		}
 		if fl != "+" && fl != string(t[ti:te]) {
@@ -152,4 +152,15 @@ func Match(f string, t []byte) bool {
 		fi, ti = fe+1, te+1
 	}
 	return false
+}
+
+// indexByte is bytes.IndexByte or strings.IndexByte, as T is.
+func indexByte[T string | []byte](s T, c byte) int {
+	switch v := any(s).(type) {
+	case string:
+		return strings.IndexByte(v, c)
+	case []byte:
+		return bytes.IndexByte(v, c)
+	}
+	return -1
 }

@@ -1,0 +1,362 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/mqtt/packet"
+	"github.com/pushring/pushring/rules"
+)
+
+// testRules: devices publish and read their own telemetry tree, members
+// of g1 read every device's, members of g1 publish to news, which every
+// principal reads, and users chat in rooms.
+const testRules = `{"rules": [
+  {"pattern": "telemetry/%u/#", "publish": ["devices"], "subscribe": ["devices"]},
+  {"pattern": "telemetry/+/#", "subscribe": ["group:g1"]},
+  {"pattern": "public/news", "publish": ["group:g1"], "subscribe": ["all"]},
+  {"pattern": "chat/+", "publish": ["users"], "subscribe": ["users"]}
+]}`
+
+// watchLog is a TopicInterest that records its calls.
+type watchLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (w *watchLog) Watch(f string) error { w.add("watch " + f); return nil }
+func (w *watchLog) Unwatch(f string)     { w.add("unwatch " + f) }
+func (w *watchLog) SyncWatches(context.Context) error {
+	w.add("sync")
+	return nil
+}
+
+func (w *watchLog) add(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls = append(w.calls, s)
+}
+
+func (w *watchLog) get() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.calls)
+}
+
+// newRulesEnv is newEnv with testRules, d1 a device, and in recording
+// the interest.
+func newRulesEnv(t *testing.T, in TopicInterest) *env {
+	t.Helper()
+	return newEnvSetup(t, nil, nil, func(e *env) {
+		r, err := rules.Parse([]byte(testRules), ReservedFilters(e.srv.cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.srv.SetTopicRules(r, in)
+		e.auth.addIdentity("tok-d1", Identity{ID: "d1", Device: true})
+	})
+}
+
+// TestRuleTopicsClosedByDefault: without rules, every topic outside
+// pushring's namespaces is refused, as before.
+func TestRuleTopicsClosedByDefault(t *testing.T) {
+	e := newEnv(t, nil)
+	c := connectRaw(t, e, "alice", "c1", true)
+	if codes := c.subscribe(1, "telemetry/#", "public/news"); !slices.Equal(codes, []byte{0x80, 0x80}) {
+		t.Fatalf("suback %x", codes)
+	}
+	c.publish(1, 2, "public/news", "x")
+	c.mustRead(packet.PUBACK) // 3.1.1: dropped, still acknowledged
+	if n := refusals(e, reasonTopic); n != 1 {
+		t.Errorf("topic refusals %d", n)
+	}
+	if e.fwd.count() != 0 {
+		t.Errorf("forwarded %d", e.fwd.count())
+	}
+}
+
+// TestRuleTopics: who may subscribe and publish is what the rules say;
+// a message reaches every matching session once, on its own topic, at
+// the QoS of its best matching subscription.
+func TestRuleTopics(t *testing.T) {
+	in := &watchLog{}
+	e := newRulesEnv(t, in)
+	d1 := connectRaw(t, e, "d1", "d1", true)
+	alice := connectRaw(t, e, "alice", "a", true) // member of g1
+	carol := connectRaw(t, e, "carol", "c", true) // not a member of g1
+
+	if codes := d1.subscribe(1, "telemetry/d1/#", "telemetry/d2/#", "telemetry/#", "chat/x"); !slices.Equal(codes, []byte{1, 0x80, 0x80, 0x80}) {
+		t.Fatalf("d1 suback %x", codes)
+	}
+	// Overlapping filters: one delivery, at the best QoS.
+	s := packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{
+		{Filter: "telemetry/+/#", QoS: 0}, {Filter: "telemetry/d1/temp", QoS: 1}, {Filter: "public/news", QoS: 1},
+		{Filter: "/private/alice/#", QoS: 1},
+	}}
+	alice.send(packet.AppendSubscribe(nil, &s))
+	alice.mustRead(packet.SUBACK)
+	if codes := carol.subscribe(1, "telemetry/+/#", "public/news", "public/#", "chat/+"); !slices.Equal(codes, []byte{0x80, 1, 0x80, 1}) {
+		t.Fatalf("carol suback %x", codes)
+	}
+
+	d1.publish(1, 7, "telemetry/d1/temp", "21.5")
+	for range 2 { // its PUBACK, and its own message, in either order
+		h, body, err := d1.read(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p packet.Publish
+		if h>>4 == packet.PUBLISH && (packet.DecodePublish(h, body, packet.V311, &p) != nil || string(p.Topic) != "telemetry/d1/temp") {
+			t.Fatalf("d1 got %q", p.Topic)
+		} else if h>>4 != packet.PUBLISH && h>>4 != packet.PUBACK {
+			t.Fatalf("d1 got packet %#x", h)
+		}
+	}
+	p := alice.readPublish()
+	if string(p.Topic) != "telemetry/d1/temp" || string(p.Payload) != "21.5" || p.QoS != 1 {
+		t.Fatalf("alice got %q %q qos %d", p.Topic, p.Payload, p.QoS)
+	}
+	alice.send(packet.AppendAck(nil, packet.PUBACK, p.PacketID))
+	// Refused publishes: another device's tree, a user to telemetry, a
+	// non-member to news.
+	d1.publish(0, 0, "telemetry/d2/temp", "x")
+	alice.publish(0, 0, "telemetry/alice/temp", "x")
+	carol.publish(0, 0, "public/news", "x")
+	waitFor(t, "three topic_acl refusals", func() bool { return refusals(e, reasonTopicACL) == 3 })
+	// A member's news reaches everyone subscribed.
+	alice.publish(0, 0, "public/news", "hello")
+	for _, c := range []*rawClient{alice, carol} {
+		if p := c.readPublish(); string(p.Topic) != "public/news" || string(p.Payload) != "hello" {
+			t.Fatalf("got %q %q", p.Topic, p.Payload)
+		}
+	}
+	// Users chat; the device does not get it, nor alice (not subscribed).
+	alice.publish(0, 0, "chat/x", "hi")
+	if p := carol.readPublish(); string(p.Topic) != "chat/x" {
+		t.Fatalf("carol got %q", p.Topic)
+	}
+	alice.ping()
+	alice.mustRead(packet.PINGRESP) // nothing came before
+	d1.ping()
+	d1.mustRead(packet.PINGRESP)
+	if n := e.srv.topicIdx.filters; n != 5 {
+		t.Errorf("%d filters indexed", n)
+	}
+	// The interest followed the filters, and each SUBSCRIBE that added
+	// one synced it before its SUBACK.
+	want := []string{"watch telemetry/d1/#", "sync", "watch telemetry/+/#", "watch telemetry/d1/temp", "watch public/news", "sync",
+		"watch chat/+", "sync"}
+	got := in.get()
+	if !slices.Equal(got[:len(want)], want) {
+		t.Errorf("interest %q, want %q", got, want)
+	}
+	// Leaving unwatches what nobody here holds any more.
+	alice.disconnect()
+	d1.disconnect()
+	waitFor(t, "the filters of alice and d1 gone", func() bool {
+		e.srv.topicIdx.mu.RLock()
+		defer e.srv.topicIdx.mu.RUnlock()
+		return e.srv.topicIdx.filters == 2
+	})
+	got = in.get()[len(want):]
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"unwatch telemetry/+/#", "unwatch telemetry/d1/#", "unwatch telemetry/d1/temp"}) {
+		t.Errorf("unwatched %q", got)
+	}
+	if codes := carol.unsubscribe(2, "public/news", "chat/+"); len(codes) != 2 {
+		t.Fatal(codes)
+	}
+	waitFor(t, "no filters", func() bool {
+		e.srv.topicIdx.mu.RLock()
+		defer e.srv.topicIdx.mu.RUnlock()
+		return e.srv.topicIdx.filters == 0 && len(e.srv.topicIdx.root.kids) == 0
+	})
+}
+
+// TestRuleTopicGroupLeft: a subscription only a group rule admits stops
+// at once when the principal leaves the group, queued messages too.
+func TestRuleTopicGroupLeft(t *testing.T) {
+	e := newRulesEnv(t, nil)
+	d1 := connectRaw(t, e, "d1", "d1", true)
+	alice := connectRaw(t, e, "alice", "a", true)
+	if codes := alice.subscribe(1, "telemetry/+/#", "public/news"); !slices.Equal(codes, []byte{1, 1}) {
+		t.Fatalf("suback %x", codes)
+	}
+	d1.publish(0, 0, "telemetry/d1/a", "1")
+	if p := alice.readPublish(); string(p.Payload) != "1" {
+		t.Fatalf("got %q", p.Payload)
+	}
+	e.acl.setMember("g1", "alice", false)
+	d1.publish(0, 0, "telemetry/d1/a", "2")
+	waitFor(t, "a deliver_acl refusal", func() bool { return refusals(e, reasonDeliverACL) == 1 })
+	// "all" may still read the news.
+	e.acl.setMember("g1", "bob", true)
+	bob := connectRaw(t, e, "bob", "b", true)
+	bob.publish(0, 0, "public/news", "n")
+	if p := alice.readPublish(); string(p.Payload) != "n" {
+		t.Fatalf("got %q", p.Payload)
+	}
+}
+
+// TestRuleTopicWill: a will to a rule topic is published when the
+// rules allow it, refused at CONNECT when they do not.
+func TestRuleTopicWill(t *testing.T) {
+	e := newRulesEnv(t, nil)
+	alice := connectRaw(t, e, "alice", "a", true)
+	alice.subscribe(1, "telemetry/+/#")
+	c, err := tryConnectWill(e.addr, "d1", "tok-d1", "telemetry/d1/status", "offline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // no DISCONNECT: the will goes
+	if p := alice.readPublish(); string(p.Topic) != "telemetry/d1/status" || string(p.Payload) != "offline" {
+		t.Fatalf("got %q %q", p.Topic, p.Payload)
+	}
+	if _, err := tryConnectWill(e.addr, "d1", "tok-d1", "telemetry/d2/status", "x"); err == nil {
+		t.Fatal("a will to another device's tree was accepted")
+	}
+}
+
+// TestTopicIndexMatch: the index finds exactly the sessions whose
+// filters packet.Match matches, each once, for random filters and
+// topics; and removing every filter leaves an empty tree.
+func TestTopicIndexMatch(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	levels := []string{"a", "b", "", "$x", "c.d"}
+	randTopic := func() string {
+		n := 1 + r.IntN(4)
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = levels[r.IntN(len(levels))]
+		}
+		return strings.Join(parts, "/")
+	}
+	randFilter := func() string {
+		n := 1 + r.IntN(4)
+		parts := make([]string, n)
+		for i := range parts {
+			switch k := r.IntN(len(levels) + 2); {
+			case k == len(levels):
+				parts[i] = "+"
+			case k == len(levels)+1 && i == n-1:
+				parts[i] = "#"
+			default:
+				parts[i] = levels[r.IntN(len(levels))]
+			}
+		}
+		return strings.Join(parts, "/")
+	}
+	var x topicIndex
+	sessions := make([]*session, 20)
+	filters := make(map[*session][]string)
+	for i := range sessions {
+		s := &session{key: fmt.Sprint(i)}
+		sessions[i] = s
+		for range 1 + r.IntN(3) {
+			f := randFilter()
+			if !packet.ValidFilter(f) || slices.Contains(filters[s], f) {
+				continue
+			}
+			filters[s] = append(filters[s], f)
+			x.add(f, s)
+		}
+	}
+	for range 2000 {
+		topic := randTopic()
+		if topic == "" {
+			continue // not a topic name
+		}
+		var want []string
+		for _, s := range sessions {
+			for _, f := range filters[s] {
+				if packet.Match(f, topic) {
+					want = append(want, s.key)
+					break
+				}
+			}
+		}
+		var got []string
+		for _, s := range x.match(topic, nil) {
+			got = append(got, s.key)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("topic %q: got %v, want %v", topic, got, want)
+		}
+	}
+	for s, fs := range filters {
+		for _, f := range fs {
+			x.remove(f, s)
+		}
+	}
+	if x.filters != 0 || len(x.root.kids) != 0 {
+		t.Errorf("left %d filters, %d root levels", x.filters, len(x.root.kids))
+	}
+}
+
+// TestDeliverTopicAllocs: delivering a topic message to sessions
+// allocates nothing once warm.
+func TestDeliverTopicAllocs(t *testing.T) {
+	var x topicIndex
+	s1, s2 := &session{}, &session{}
+	x.add("telemetry/+/#", s1)
+	x.add("telemetry/d1/#", s1)
+	x.add("telemetry/d1/temp", s2)
+	buf := make([]*session, 0, 8)
+	n := testing.AllocsPerRun(100, func() {
+		if got := x.match("telemetry/d1/temp", buf[:0]); len(got) != 2 {
+			t.Fatalf("%d sessions", len(got))
+		}
+	})
+	if n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
+		}
+		return nil
+	})
+}
+
+func (r *rawClient) unsubscribe(pid uint16, filters ...string) []byte {
+	r.t.Helper()
+	r.send(packet.AppendUnsubscribe(nil, &packet.Unsubscribe{PacketID: pid, Filters: filters}))
+	body := r.mustRead(packet.UNSUBACK)
+	return body
+}
+
+// tryConnectWill connects as id (token tok) with a QoS 0 will to topic.
+func tryConnectWill(addr, id, tok, topic, payload string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write(packet.AppendConnect(nil, &packet.Connect{CleanSession: true, KeepAlive: 60, ClientID: id + "-will",
+		Username: id, Password: []byte(tok), WillFlag: true, WillTopic: topic, WillPayload: []byte(payload)}))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if buf[0] != packet.CONNACK<<4 || buf[3] != 0 {
+		c.Close()
+		return nil, fmt.Errorf("connack % x", buf)
+	}
+	return c, nil
+}
