@@ -162,3 +162,51 @@ func TestTopicRulesFileRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestTopicRulesV5, on one node with real 5.0 clients: a device
+// publishes telemetry with MQTT.js at 5.0 (a topic alias after the
+// first message, properties) over TCP; a member of g1 reads it with
+// MQTT.js at 5.0 over WebSocket, with the properties; mosquitto at 5.0
+// is told 0x87 for the filter and the publish the rules refuse carol.
+func TestTopicRulesV5(t *testing.T) {
+	sub, pub := needTool(t, "mosquitto_sub"), needTool(t, "mosquitto_pub")
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.json")
+	if err := os.WriteFile(rulesFile, []byte(strings.ReplaceAll(clusterRules, "group:ops", "group:g1")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, dir, func(c *Config) { c.TopicRulesFile = rulesFile })
+	defer n.Close()
+	w := setupWorld(t, n)
+	alice := w.api.login("alice", passwordOf("alice")).Token
+	wait := mqttJS(t, "URL=ws://"+n.HTTPAddr()+"/mqtt", "USERNAME=alice", "PASSWORD="+alice, "CLIENT_ID=alice-js5",
+		"FILTER=telemetry/+/#", "COUNT=3", "PROTOCOL_VERSION=5", "SESSION_EXPIRY=300")
+	if out := runMQTTJS(t, "publish.js", "URL=mqtt://"+n.MQTTAddr(), "USERNAME=d1", "PASSWORD="+w.d1Key,
+		"CLIENT_ID=d1-js5", "TOPIC=telemetry/d1/temp", "COUNT=3"); strings.TrimSpace(out) != "done" {
+		t.Fatalf("publish.js: %q", out)
+	}
+	var want []string
+	for i := range 3 {
+		want = append(want, fmt.Sprintf(`telemetry/d1/temp %d {"contentType":"text/plain","expiry":true,"user":{"k":"v%d"}}`, i, i))
+	}
+	if got := wait(); !slices.Equal(got, want) {
+		t.Fatalf("MQTT.js 5.0 got\n%q\nwant\n%q", got, want)
+	}
+
+	carol := w.api.login("carol", passwordOf("carol")).Token
+	host, port, _ := net.SplitHostPort(n.MQTTAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// -d prints the SUBACK's codes: 135 is 0x87, Not authorized.
+	out, err := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-C", "1", "-W", "5", "-d",
+		"-i", "carol-mosq5", "-u", "carol", "-P", carol, "-t", "telemetry/+/#").CombinedOutput()
+	if !strings.Contains(string(out), "Subscribed (mid: 1): 135") || !strings.Contains(string(out), "All subscription requests were denied") {
+		t.Fatalf("mosquitto_sub -V mqttv5 on a filter the rules refuse: %v: %q", err, out)
+	}
+	// The PUBACK says why: 0x87 with the Reason String "topic_acl".
+	out, _ = exec.CommandContext(ctx, pub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1",
+		"-i", "carol-mosq5p", "-u", "carol", "-P", carol, "-t", "public/news", "-m", "x").CombinedOutput()
+	if !strings.Contains(string(out), "Publish 1 failed: Not authorized.") || !strings.Contains(string(out), "topic_acl") {
+		t.Fatalf("mosquitto_pub -V mqttv5 to a topic the rules refuse: %q", out)
+	}
+}

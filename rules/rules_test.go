@@ -233,3 +233,31 @@ func splitAs(levels []string, id string) []string {
 	}
 	return out
 }
+
+// TestSubscribeByGroup: Subscribe says when only a group rule admits a
+// filter (a membership that can end), and not when another rule admits
+// the principal as what it is.
+func TestSubscribeByGroup(t *testing.T) {
+	r, err := Parse([]byte(example), reserved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := members{"ops/alice": true, "ops/d1": true}
+	for _, c := range []struct {
+		a           Actor
+		filter      string
+		ok, byGroup bool
+	}{
+		{Actor{ID: "alice"}, "telemetry/+/#", true, true},
+		{Actor{ID: "alice"}, "telemetry/d9/temp", true, true},
+		{Actor{ID: "d1", Device: true}, "telemetry/d1/#", true, false}, // its own tree: as a device
+		{Actor{ID: "d1", Device: true}, "telemetry/+/#", true, true},   // everyone's: as a member of ops
+		{Actor{ID: "bob"}, "telemetry/+/#", false, false},
+		{Actor{ID: "bob"}, "public/news", true, false},
+	} {
+		ok, byGroup := r.Subscribe(c.a, c.filter, m)
+		if ok != c.ok || byGroup != c.byGroup {
+			t.Errorf("%+v %s: %v %v, want %v %v", c.a, c.filter, ok, byGroup, c.ok, c.byGroup)
+		}
+	}
+}
