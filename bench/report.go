@@ -61,7 +61,7 @@ func (r *Report) WriteTable(out io.Writer) {
 		}
 		rd, rp := "-", "-"
 		for _, p := range r.Results {
-			if p.System == "pushring"+transportSuffix(x.System) && p.Error == "" && p.Scenario == x.Scenario && p.QoS == x.QoS {
+			if isPushringRow(p.System, x.System) && p.Error == "" && p.Scenario == x.Scenario && p.QoS == x.QoS {
 				if x.DeliveriesPerS > 0 {
 					rd = fmt.Sprintf("%.2f", p.DeliveriesPerS/x.DeliveriesPerS)
 				}

@@ -59,3 +59,26 @@ func TestSmokeQoS2(t *testing.T) {
 		}
 	}
 }
+
+// TestSmokeRuleTopics runs pushbench --rule-topics: a node with topic
+// rules, members subscribed to a plain topic, QoS 1: every delivery
+// arrives once, and the row says so.
+func TestSmokeRuleTopics(t *testing.T) {
+	rep, _ := runPushbench(t, 2*time.Minute, 1, "--rule-topics", "--scenario", "fanout", "--members", "40",
+		"--qos", "1", "--rate", "200", "--duration", "2s", "--warmup", "500ms")
+	r := rep.Results[0]
+	var all uint64
+	for _, n := range r.Series {
+		all += n
+	}
+	switch {
+	case r.System != "pushring+topics" || r.Connections != 41:
+		t.Errorf("system %q connections %d", r.System, r.Connections)
+	case r.Sent == 0 || r.Deliveries == 0:
+		t.Errorf("sent %d, window deliveries %d: nothing measured", r.Sent, r.Deliveries)
+	case !r.lossless():
+		t.Errorf("%s", r.losses())
+	case all != r.Sent*40:
+		t.Errorf("deliveries over the whole run %d, want sent × members = %d × 40", all, r.Sent)
+	}
+}

@@ -91,6 +91,11 @@ run fanout-qos1-max-mqtt5 "${v5base[@]}" --scenario fanout --groups 1 --members 
 run fanout-qos0-max-mqtt5 "${v5base[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
 # QoS 2 end to end (publisher and members at QoS 2) against mosquitto.
 run fanout-qos2-max --baseline mosquitto --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 2 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
+# Rule topics (--topic-rules): the group is one plain topic its members
+# subscribe to, as on the baseline; compare with fanout-qos1-max and
+# fanout-qos0-max (pushring's groups).
+run fanout-qos1-max-topics --rule-topics --baseline mosquitto --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
+run fanout-qos0-max-topics --rule-topics --baseline mosquitto --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
 # pushring only: one node, then 3 nodes, the same fanout (the baselines' fanout is above).
 run cluster           --scenario cluster --nodes 3 --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs 1 "${common[@]}" --drain "$DRAIN"
 # Not a speed row: 3 nodes on 3 NATS servers (R3), 300 persistent members,

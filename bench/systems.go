@@ -164,6 +164,7 @@ type Pushring struct {
 	prefix     string
 	tls        *clientTLS // clients dial mqtt over TLS; nil: plain TCP
 	ws         bool       // clients dial MQTT over WebSocket at /mqtt on the HTTP listener
+	ruleTopics bool       // fanout on a rule topic per group (UseRuleTopics)
 }
 
 // NewPushring targets a running node.
@@ -252,6 +253,8 @@ func (s *Pushring) Name() string {
 		return "pushring" + TLSSuffix
 	case s.ws:
 		return "pushring" + WSSuffix
+	case s.ruleTopics:
+		return "pushring+topics"
 	}
 	return "pushring"
 }
@@ -259,6 +262,16 @@ func (s *Pushring) Name() string {
 // UseWebSocket points the clients at the node's MQTT over WebSocket
 // (/mqtt on its HTTP listener) instead of MQTT over TCP.
 func (s *Pushring) UseWebSocket() { s.ws = true }
+
+// RuleTopicsFile is a topic rules file (--topic-rules) that opens
+// bench/# to every device, to publish and subscribe: the plain broker
+// shape of UseRuleTopics.
+const RuleTopicsFile = `{"rules": [{"pattern": "bench/#", "publish": ["devices"], "subscribe": ["devices"]}]}`
+
+// UseRuleTopics makes SetupFanout use no groups: each "group" is a rule
+// topic bench/<gid> its members subscribe to and its publishers publish
+// to, as on a plain broker (the node must run with RuleTopicsFile).
+func (s *Pushring) UseRuleTopics() { s.ruleTopics = true }
 
 func (s *Pushring) clientTLS() *clientTLS { return s.tls }
 func (s *Pushring) webSocket() string {
@@ -321,6 +334,9 @@ func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int
 		Note:       "members and publishers are devices (POST /v1/devices, key auth, no argon2); members subscribe /private/<id>/#",
 	}
 	gid := func(g int) string { return s.prefix + "g" + strconv.Itoa(g) }
+	if s.ruleTopics {
+		return s.setupRuleTopics(ctx, plan, gid, members, devices)
+	}
 	if err := parallel(ctx, groups, 8, func(ctx context.Context, g int) error {
 		_, err := s.api.CreateGroup(ctx, gid(g), false)
 		return err
@@ -357,6 +373,37 @@ func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int
 		plan.Publishers[i] = Client{ID: id, Username: id, Password: key, Topic: "/group/" + gid(g), Group: g}
 		_, err = s.api.SetPublisher(ctx, gid(g), id, true)
 		return err
+	}); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// setupRuleTopics is SetupFanout with UseRuleTopics: devices subscribe
+// to and publish to bench/<gid>, no group in the store.
+func (s *Pushring) setupRuleTopics(ctx context.Context, plan *FanoutPlan, gid func(int) string, members, devices int) (*FanoutPlan, error) {
+	plan.Note = "rule topics (--topic-rules: bench/# open to devices): members and publishers are devices; a group is one topic bench/<gid>, as on a plain broker"
+	all := append(plan.Members, plan.Publishers...)
+	if err := parallel(ctx, len(all), 16, func(ctx context.Context, i int) error {
+		role, k, per := "m", i, members
+		if i >= len(plan.Members) {
+			role, k, per = "d", i-len(plan.Members), devices
+		}
+		g := k / per
+		id := fmt.Sprintf("%sg%d%s%d", s.prefix, g, role, k%per)
+		d, err := s.api.CreateDevice(ctx, id)
+		if err != nil {
+			return err
+		}
+		c := Client{ID: id, Username: id, Password: d.Key, Group: g}
+		if role == "m" {
+			c.Filter = "bench/" + gid(g)
+			plan.Members[k] = c
+		} else {
+			c.Topic = "bench/" + gid(g)
+			plan.Publishers[k] = c
+		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}

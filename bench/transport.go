@@ -18,8 +18,15 @@ func wsOf(sys System) string {
 }
 
 // transportSuffix is TLSSuffix if system names a TLS row, WSSuffix if a
-// WebSocket row, else "": the pushring row a row is compared with is
-// "pushring"+transportSuffix(row).
+// WebSocket row, else "" (isPushringRow uses it).
+// isPushringRow reports whether system is the pushring row that row's
+// ratio columns compare with: pushring on row's transport, with groups
+// or with rule topics (--rule-topics), whichever the run has.
+func isPushringRow(system, row string) bool {
+	suffix := transportSuffix(row)
+	return system == "pushring"+suffix || system == "pushring+topics"+suffix
+}
+
 func transportSuffix(system string) string {
 	for _, suffix := range []string{TLSSuffix, WSSuffix} {
 		if strings.HasSuffix(system, suffix) {

@@ -105,7 +105,7 @@ func (s *memSub) wakeUp() {
 // group's goroutine (with fn) if it is the group's first. The returned
 // func removes it; the group's last one stops the goroutine, without
 // waiting for a call in progress, and discards what was queued.
-func (b *MemoryBus) SubscribeTopic(subject, queue string, fn func(data []byte)) (func(), error) {
+func (b *MemoryBus) SubscribeTopic(subject, queue string, fn func(data []byte, more bool)) (func(), error) {
 	b.mu.Lock()
 	b.nextID++
 	id := b.nextID
@@ -120,7 +120,7 @@ func (b *MemoryBus) SubscribeTopic(subject, queue string, fn func(data []byte)) 
 		next = append(next, g)
 	}
 	if !added {
-		s := &memSub{bus: b, fn: fn, wake: make(chan struct{}, 1)}
+		s := &memSub{bus: b, fn: func(data []byte) { fn(data, false) }, wake: make(chan struct{}, 1)}
 		next = append(next, &memGroup{queue: queue, sub: s, filters: []memFilter{{id, subject}}})
 		go s.run()
 	}

@@ -102,7 +102,7 @@ const topicChanLen = 1 << 16
 // watches it any more), and the next SubscribeTopic makes a new one.
 type topicSink struct {
 	ch   chan *nats.Msg
-	fn   func(data []byte) // of the first subscription: fanout passes the same for all
+	fn   func(data []byte, more bool) // of the first subscription: fanout passes the same for all
 	n    int               // live subscriptions, under natsBus.topicMu
 	stop chan struct{}
 }
@@ -113,7 +113,7 @@ func (s *topicSink) run() {
 		case <-s.stop:
 			return
 		case m := <-s.ch:
-			s.fn(m.Data)
+			s.fn(m.Data, len(s.ch) > 0)
 		}
 	}
 }
@@ -124,7 +124,7 @@ func (s *topicSink) run() {
 // once into the channel, and nats.go stops sending into it for a
 // subscription once Unsubscribe has returned, so the channel is never
 // closed.
-func (b *natsBus) SubscribeTopic(subject, queue string, fn func(data []byte)) (func(), error) {
+func (b *natsBus) SubscribeTopic(subject, queue string, fn func(data []byte, more bool)) (func(), error) {
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
 	s := b.topic

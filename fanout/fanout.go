@@ -256,7 +256,7 @@ type Fanout struct {
 	peersMu sync.Mutex
 
 	topics       topicWatches   // filters watched, with their subscriptions (topic.go)
-	onTopic      func([]byte)   // receiveTopic, made once: every topic subscription's handler
+	onTopic      func([]byte, bool) // receiveTopicBatch, made once: every topic subscription's handler
 	topicDeliver TopicDeliverer // d, if it is one
 
 	att  attachTable // home side of attach records (attach.go)
@@ -298,6 +298,9 @@ type Fanout struct {
 	// The run of envelopes the output is held for (receiveBatch): the
 	// bus's one receiving goroutine only.
 	runN, runBytes int
+	// topicRunN, topicRunBytes: the same for the topic subscriptions'
+	// goroutine (receiveTopicBatch).
+	topicRunN, topicRunBytes int
 }
 
 // router.Forwarder, without importing router.
@@ -335,7 +338,7 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 	f.ackDeliver, _ = d.(flow.AckDeliverer)
 	f.outHold, _ = d.(OutputBatcher)
 	f.topicDeliver, _ = d.(TopicDeliverer)
-	f.onTopic = f.receiveTopic
+	f.onTopic = f.receiveTopicBatch
 	f.store = cfg.Store
 	f.work.New = func() any { return new(work) }
 	f.pres.init()

@@ -100,12 +100,14 @@ type TopicBus interface {
 	// filters under the node's id, so a node gets one envelope per topic
 	// message however many of its filters overlap. fn is called from one
 	// goroutine at a time per group, in publish order; data is only valid
-	// during the call. A bus may call the fn of the group's first
+	// during the call, and more says that further messages already wait
+	// (as SubscribeBatch's; a bus that cannot tell passes false). A bus
+	// may call the fn of the group's first
 	// subscription for all of them (fanout passes the same one). The
 	// returned func unsubscribes; it must not wait for a call of fn in
 	// progress (Unwatch may run with locks held that fn's Deliverer
 	// takes).
-	SubscribeTopic(subject, queue string, fn func(data []byte)) (unsubscribe func(), err error)
+	SubscribeTopic(subject, queue string, fn func(data []byte, more bool)) (unsubscribe func(), err error)
 	// FlushContext is Flush bounded by ctx: once it returns nil, the
 	// server knows every subscription made before the call.
 	FlushContext(ctx context.Context) error

@@ -110,7 +110,7 @@ func TestNATSTopicSink(t *testing.T) {
 	t.Cleanup(nc.Close)
 	bus := NewNATSBus(nc).(*natsBus)
 	got := make(chan string, 10)
-	fn := func(data []byte) { got <- string(data) }
+	fn := func(data []byte, _ bool) { got <- string(data) }
 	var unsubs []func()
 	for _, subject := range []string{"x.a.>", "x.*.b", "x.a.b"} {
 		u, err := bus.SubscribeTopic(subject, "q", fn)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -226,15 +228,38 @@ func (f *Fanout) sendTopic(w *work, m *message.Message) (int, error) {
 	return 0, nil
 }
 
+// receiveTopicBatch is receiveTopic with receiveBatch's output runs:
+// while more topic envelopes wait, the Deliverer holds the output of up
+// to OutputBatch of them (and outputBatchBytes for one subscriber), then
+// writes it at once. Its run is its own (the node subject's goroutine
+// runs others at the same time: a hold promises nothing, one run's end
+// writes what the other held, which costs writes, never messages).
+func (f *Fanout) receiveTopicBatch(data []byte, more bool) {
+	f.topicRunN++
+	if more && f.outHold != nil && f.topicRunN < f.cfg.OutputBatch && f.topicRunBytes < outputBatchBytes {
+		f.outHold.BeginOutputRun()
+	} else {
+		more = false
+	}
+	f.topicRunBytes += f.receiveTopic(data)
+	if !more {
+		f.topicRunN, f.topicRunBytes = 0, 0
+		if f.outHold != nil {
+			f.outHold.EndOutputRun()
+		}
+	}
+}
+
 // receiveTopic handles one envelope from a topic subscription, as handle
 // does one from the node's subject: under mu, never after Close, a panic
 // recovered. The bus calls it from one goroutine at a time (not the one
-// that calls receive).
-func (f *Fanout) receiveTopic(data []byte) {
+// that calls receive). It returns the bytes the message adds to each
+// subscriber's output (its payload and topic).
+func (f *Fanout) receiveTopic(data []byte) (perSubscriber int) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.closed.Load() {
-		return
+		return 0
 	}
 	defer f.recoverHandler()
 	// A fresh envelope, as in handle: the TopicDeliverer may keep m.
@@ -242,19 +267,20 @@ func (f *Fanout) receiveTopic(data []byte) {
 	if err != nil {
 		f.stats.decodeErrors.Add(1)
 		f.warn("dropped an undecodable envelope from a topic subject", "err", err, "bytes", len(data))
-		return
+		return 0
 	}
 	if env.Kind != KindTopic {
 		f.stats.decodeErrors.Add(1)
 		f.warn("dropped an envelope of another kind from a topic subject", "kind", env.Kind, "from", env.Sender)
-		return
+		return 0
 	}
 	f.stats.topicReceived.Add(1)
 	if f.topicDeliver == nil {
 		f.warn("dropped a topic message: the Deliverer is not a TopicDeliverer", "topic", env.Msg.To)
-		return
+		return 0
 	}
 	f.topicDeliver.DeliverTopic(&env.Msg)
+	return len(env.Msg.Payload) + len(env.Msg.To) + 64
 }
 
 // topicWatches are the filters this node watches, with their
@@ -263,9 +289,15 @@ func (f *Fanout) receiveTopic(data []byte) {
 // and it never takes Fanout.mu.
 type topicWatches struct {
 	mu     sync.Mutex
-	closed bool                   // by Close: Watch refuses
-	m      map[string]*topicWatch // by filter
-	n      atomic.Int64           // len(m), for Stats and the gauge without mu
+	closed bool // by Close: Watch refuses
+	// queue is the queue group of this node's topic subscriptions: its
+	// id and an incarnation, new for each Fanout and each RenewWatches,
+	// so that a stale connection of this node (a process that died, a
+	// connection the server has not yet seen drop) is never a member of
+	// the group the live one is in, taking half of its messages.
+	queue string
+	m     map[string]*topicWatch // by filter
+	n     atomic.Int64           // len(m), for Stats and the gauge without mu
 }
 
 type topicWatch struct {
@@ -316,7 +348,7 @@ func (f *Fanout) Watch(filter string) error {
 	for _, s := range subjects {
 		// Every subscription in the node's queue group: one envelope per
 		// message for the node, however many of its filters match.
-		u, err := tb.SubscribeTopic(s, f.self, f.onTopic)
+		u, err := tb.SubscribeTopic(s, w.queueName(f.self), f.onTopic)
 		if err != nil {
 			t.unsubscribe()
 			return fmt.Errorf("fanout: watch %q: %w", filter, err)
@@ -329,6 +361,51 @@ func (f *Fanout) Watch(filter string) error {
 	w.m[strings.Clone(filter)] = t // filter may alias a packet buffer
 	w.n.Store(int64(len(w.m)))
 	return nil
+}
+
+// queueName returns the current queue group, made at first use. w.mu
+// held.
+func (w *topicWatches) queueName(self string) string {
+	if w.queue == "" {
+		w.queue = self + "." + strconv.FormatUint(rand.Uint64(), 36)
+	}
+	return w.queue
+}
+
+// RenewWatches subscribes every watched filter again under a new queue
+// group, then drops the old subscriptions. Call it once the bus's
+// connection is back after a drop: the server may keep the dead
+// connection, with its subscriptions in the old group, for a while, and
+// NATS would hand it part of the messages. Messages published while
+// both are subscribed may come twice (sessions drop repeated ids).
+// Goroutine-safe.
+func (f *Fanout) RenewWatches() {
+	tb, ok := f.bus.(TopicBus)
+	if !ok {
+		return
+	}
+	w := &f.topics
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || len(w.m) == 0 {
+		w.queue = ""
+		return
+	}
+	w.queue = ""
+	queue := w.queueName(f.self)
+	for filter, t := range w.m {
+		renewed := make([]func(), 0, len(t.unsub))
+		for _, s := range FilterSubjects(f.cfg.Cluster, filter) {
+			u, err := tb.SubscribeTopic(s, queue, f.onTopic)
+			if err != nil {
+				f.warn("could not watch a topic filter again after a reconnect", "filter", filter, "err", err)
+				continue
+			}
+			renewed = append(renewed, u)
+		}
+		t.unsubscribe()
+		t.unsub = renewed
+	}
 }
 
 // Unwatch undoes one Watch of filter; the last one unsubscribes (the

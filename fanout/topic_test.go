@@ -481,7 +481,7 @@ func TestTopicsMemoryBus(t *testing.T) {
 	bus.mu.Lock()
 	defer bus.mu.Unlock()
 	for _, g := range bus.groups {
-		if g.queue == "b" {
+		if strings.HasPrefix(g.queue, "b.") {
 			t.Errorf("b's queue group left after Close: %d filters", len(g.filters))
 		}
 	}
@@ -495,8 +495,8 @@ func TestMemoryBusQueueGroups(t *testing.T) {
 	bus := NewMemoryBus()
 	var mu sync.Mutex
 	got := map[string][]string{}
-	record := func(name string) func([]byte) {
-		return func(data []byte) {
+	record := func(name string) func([]byte, bool) {
+		return func(data []byte, _ bool) {
 			mu.Lock()
 			got[name] = append(got[name], string(data))
 			mu.Unlock()
@@ -719,4 +719,36 @@ func TestTopicDelivererPanic(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRenewWatches: after RenewWatches the node's filters are watched
+// under a new queue group (a stale connection of the node keeps the old
+// one), the old subscriptions are gone, and messages still arrive once.
+func TestRenewWatches(t *testing.T) {
+	bus := NewMemoryBus()
+	n := startTopicNode(t, "n1", bus)
+	f := n.f
+	mustWatch(t, f, "a/#", "a/+")
+	queues := func() []string {
+		bus.mu.Lock()
+		defer bus.mu.Unlock()
+		var out []string
+		for _, g := range bus.groups {
+			out = append(out, fmt.Sprintf("%s:%d", g.queue, len(g.filters)))
+		}
+		return out
+	}
+	before := queues()
+	f.RenewWatches()
+	after := queues()
+	if len(before) != 1 || len(after) != 1 || before[0] == after[0] || !strings.HasPrefix(after[0], "n1.") || !strings.HasSuffix(after[0], ":3") {
+		t.Fatalf("queue groups before %q, after %q", before, after)
+	}
+	m := &message.Message{ID: 7, Kind: message.Topic, To: "a/b", Payload: []byte("x")}
+	if err := f.Forward(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if ids := n.rec.waitFor(t, 7); !slices.Equal(ids, []uint64{7}) {
+		t.Fatalf("received %v", ids)
+	}
 }

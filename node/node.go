@@ -777,6 +777,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.fan.OnPeerDropped(func() { n.router.RingChangedFor(afterDrop) })
 	n.nc.SetReconnectHandler(func(nc *nats.Conn) {
 		n.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		n.fan.RenewWatches() // before the sessions read back what they missed
 		// Sessions held here and told elsewhere before anything stored
 		// goes out again, the catch-up's Delivers included.
 		n.router.RingChangedFor(afterDrop)
@@ -787,6 +788,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.fan.Unmute(peers)
 		n.fan.Reconnected()
 	})
+	topicPrefix := strings.TrimSuffix(natsauth.TopicSubjects(cfg.Cluster), ">")
 	n.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 		subject := ""
 		if sub != nil {
@@ -798,6 +800,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			// connection.
 			n.fan.Disconnected()
 			n.fan.Reconnected()
+			n.router.RingChangedFor(afterDrop)
+		} else if errors.Is(err, nats.ErrSlowConsumer) && strings.HasPrefix(subject, topicPrefix) {
+			// NATS dropped topic messages for this node: its persistent
+			// sessions read the stored ones back, as after a drop.
 			n.router.RingChangedFor(afterDrop)
 		}
 	})

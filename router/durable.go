@@ -243,12 +243,18 @@ func (s *session) replayFrom(from, gen uint64) {
 	s.mu.Lock()
 	kept := s.newKeptBacklog()
 	s.mu.Unlock()
+	// topicsRead: every pass read the journal's topic messages. A pass
+	// that did not (the session had no topic filter when it began) did
+	// not cover the topic messages parked meanwhile: a filter added
+	// during the replay gets them after it, whatever their sequence.
+	topicsRead := true
 	for {
 		s.srv.m.replay()
 		kept.cutoff = s.srv.cfg.Now().Add(-s.srv.cfg.SessionBacklogAge)
 		s.mu.Lock()
 		topics := s.hasTopicSubs()
 		s.mu.Unlock()
+		topicsRead = topicsRead && topics
 		last, gapTo, err := st.Replay(ctx, s.principal, from, topics, func(m *message.Message, stored time.Time) error {
 			return s.keepReplayed(kept, m, stored, gen)
 		})
@@ -341,7 +347,7 @@ func (s *session) replayFrom(from, gen uint64) {
 		for _, m := range s.takeParked() {
 			// Under start: a late one (sent again, or long on its way)
 			// the replay did not cover.
-			if m.Seq > last || m.Seq < start {
+			if m.Seq > last || m.Seq < start || m.Kind == message.Topic && !topicsRead {
 				s.deliverLocked(m, nil)
 			}
 		}

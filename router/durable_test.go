@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/pushring/pushring/rules"
 	"slices"
 	"strconv"
 	"sync"
@@ -36,6 +37,9 @@ type memSessions struct {
 	// SavePosition calls.
 	replayed  atomic.Int32
 	posWrites atomic.Int32
+	// beforeRead, when set, runs as Replay starts, before it reads the
+	// journal (and its end): a slow store.
+	beforeRead atomic.Pointer[func()]
 }
 
 type memRecord struct {
@@ -95,6 +99,9 @@ func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean
 
 func (m *memSessions) Replay(ctx context.Context, principal string, from uint64, topics bool, fn func(*message.Message, time.Time) error) (uint64, uint64, error) {
 	defer m.replayed.Add(1)
+	if h := m.beforeRead.Load(); h != nil {
+		(*h)()
+	}
 	m.mu.Lock()
 	list := append([]*message.Message(nil), m.journal...)
 	stamps := append([]time.Time(nil), m.stamps...)
@@ -213,7 +220,11 @@ func (f *storingFwd) Forward(_ context.Context, m *message.Message) error {
 		rcpts = f.st.acl.memberList(m.To)
 	}
 	for _, s := range f.targets() {
-		s.Deliver(m, rcpts)
+		if m.Kind == message.Topic {
+			s.DeliverTopic(m)
+		} else {
+			s.Deliver(m, rcpts)
+		}
 	}
 	return nil
 }
@@ -222,10 +233,11 @@ func (f *storingFwd) Forward(_ context.Context, m *message.Message) error {
 // the servers running at the time (as a cluster's fanout would reach
 // whichever node holds the session).
 type durableEnv struct {
-	t    *testing.T
-	st   *memSessions
-	mu   sync.Mutex
-	envs []*env
+	t     *testing.T
+	rules *rules.Rules // the servers' topic rules, if set
+	st    *memSessions
+	mu    sync.Mutex
+	envs  []*env
 }
 
 func newDurableEnv(t *testing.T) *durableEnv {
@@ -234,7 +246,7 @@ func newDurableEnv(t *testing.T) *durableEnv {
 
 func (d *durableEnv) start(edit func(*Config)) *env {
 	var e *env
-	e = newEnvWith(d.t, func(c *Config) {
+	e = newEnvSetup(d.t, func(c *Config) {
 		c.PositionInterval = 20 * time.Millisecond
 		c.PositionWriteEvery = 1 // positions follow every tick; TestPositionWriteEvery tests the batching
 		if edit != nil {
@@ -247,6 +259,10 @@ func (d *durableEnv) start(edit func(*Config)) *env {
 			l.acl = d.st.acl
 		}
 		return &storingFwd{st: d.st, targets: d.running}
+	}, func(e *env) {
+		if d.rules != nil {
+			e.srv.SetTopicRules(d.rules, nil)
+		}
 	})
 	e.acl = d.st.acl
 	e.srv.SetSessionStore(d.st)

@@ -188,20 +188,32 @@ func (c *mqttConn) resolveAlias(p *packet.Publish) error {
 		p.Topic = v.aliases[a-1]
 		return nil
 	}
-	if len(p.Topic) > maxAliasTopic {
-		return nil // no topic this long is one the ACL lets through: not kept
-	}
 	if a > len(v.aliases) {
 		v.aliases = append(v.aliases, make([][]byte, a-len(v.aliases))...)
+	}
+	if len(p.Topic) > maxAliasTopic {
+		// No topic this long is one the ACL lets through: not kept, but
+		// the alias no longer names its old topic either.
+		v.aliases[a-1] = aliasRefused
+		return nil
+	}
+	if len(v.aliases[a-1]) > 0 && &v.aliases[a-1][0] == &aliasRefused[0] {
+		v.aliases[a-1] = nil // not aliasRefused's array
 	}
 	v.aliases[a-1] = append(v.aliases[a-1][:0], p.Topic...)
 	return nil
 }
 
 // maxAliasTopic bounds the topics a Topic Alias keeps (the aliases of
-// one connection hold at most TopicAliasMaximum of them): longer than
-// any topic a client may publish to (a prefix and a 64-byte id).
-const maxAliasTopic = 256
+// one connection hold at most TopicAliasMaximum of them): no shorter
+// than any topic a client may publish to (a prefix and a 64-byte id, a
+// rule topic).
+const maxAliasTopic = maxRuleTopic
+
+// aliasRefused is what an alias set to a topic over maxAliasTopic names:
+// a topic name no ACL lets through (a NUL is never valid in one), so a
+// PUBLISH through the alias is refused like the topic itself was.
+var aliasRefused = []byte{0}
 
 // checkPublishV5 refuses what a 5.0 client was told not to send, and
 // resolves its topic alias.

@@ -2,10 +2,13 @@ package router
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/mqtt/packet"
@@ -258,63 +261,62 @@ func (x *topicIndex) remove(filter string, sess *session) {
 // match appends to out the sessions with a filter that matches topic,
 // each once.
 func (x *topicIndex) match(topic string, out []*session) []*session {
+	from := len(out)
+	filters := 0 // filters that matched, each with its sessions once
 	x.mu.RLock()
 	if x.filters > 0 {
-		out = x.root.match(topic, true, out)
+		out = x.root.match(topic, true, out, &filters)
 	}
 	x.mu.RUnlock()
-	if len(out) < 2 {
+	if filters < 2 {
 		return out
 	}
-	// A session with overlapping filters was found once per filter.
-	kept := out[:0]
-	for i, sess := range out {
-		dup := false
-		for _, k := range out[:i] {
-			if k == sess {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			kept = append(kept, sess)
-		}
-	}
-	return kept
+	// A session with overlapping filters was found once per filter:
+	// sorted, its copies are neighbours (n log n, for channels with
+	// many subscribers).
+	found := out[from:]
+	slices.SortFunc(found, func(a, b *session) int {
+		return cmp.Compare(uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(b)))
+	})
+	return out[:from+len(slices.Compact(found))]
 }
 
 // match walks the levels of topic (what is left of it, first: at its
 // first level) from n.
-func (n *topicNode) match(topic string, first bool, out []*session) []*session {
+func (n *topicNode) match(topic string, first bool, out []*session, filters *int) []*session {
 	// A wildcard first level matches no $ topic [MQTT-4.7.2-1].
 	wild := !first || !strings.HasPrefix(topic, "$")
 	if k := n.kids["#"]; k != nil && wild {
-		out = appendSessions(out, k) // '#' also matches the parent level
+		out = appendSessions(out, k, filters) // '#' also matches the parent level
 	}
 	level, rest, more := strings.Cut(topic, "/")
 	if k := n.kids[level]; k != nil {
-		out = k.matchRest(rest, more, out)
+		out = k.matchRest(rest, more, out, filters)
 	}
 	if k := n.kids["+"]; k != nil && wild {
-		out = k.matchRest(rest, more, out)
+		out = k.matchRest(rest, more, out, filters)
 	}
 	return out
 }
 
 // matchRest goes on from n, the node of a matched level, with the rest
 // of the topic (more: there is a rest, maybe empty).
-func (n *topicNode) matchRest(rest string, more bool, out []*session) []*session {
+func (n *topicNode) matchRest(rest string, more bool, out []*session, filters *int) []*session {
 	if !more {
-		out = appendSessions(out, n)
+		out = appendSessions(out, n, filters)
 		if k := n.kids["#"]; k != nil {
-			out = appendSessions(out, k) // "a/#" matches "a"
+			out = appendSessions(out, k, filters) // "a/#" matches "a"
 		}
 		return out
 	}
-	return n.match(rest, false, out)
+	return n.match(rest, false, out, filters)
 }
 
-func appendSessions(out []*session, n *topicNode) []*session {
+func appendSessions(out []*session, n *topicNode, filters *int) []*session {
+	if len(n.sessions) == 0 {
+		return out
+	}
+	*filters++
 	for s := range n.sessions {
 		out = append(out, s)
 	}

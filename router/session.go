@@ -510,8 +510,10 @@ func (s *session) stillAllowed(o *outMsg) bool {
 	case formDirect, formGap:
 		return true
 	case formTopic:
-		// Still subscribed and admitted (a byGroup rule's group).
-		if best, _ := s.topicQoS(o.m); best >= 0 {
+		// Refused only by a group rule the principal no longer meets; a
+		// message whose filter was unsubscribed since is still finished
+		// ([MQTT-3.10.4-3]).
+		if best, refused := s.topicQoS(o.m); best >= 0 || !refused {
 			return true
 		}
 	default:

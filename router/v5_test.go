@@ -3,6 +3,7 @@ package router
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -259,10 +260,21 @@ func TestV5TopicAlias(t *testing.T) {
 	alice.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{TopicAlias: 1}, []byte("two"), ""))
 	alice.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{TopicAlias: 1}, []byte("three"), "/group/g1"))
 	alice.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{TopicAlias: 1}, []byte("four"), ""))
-	for _, want := range []string{"/private/bob one", "/private/bob two", "/private/bob/group/g1 three", "/private/bob/group/g1 four"} {
+	// A topic too long to keep moves the alias off its old topic: what
+	// follows through the alias is refused, not sent to /group/g1.
+	long := "/group/" + strings.Repeat("x", maxAliasTopic)
+	alice.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{TopicAlias: 1}, []byte("five"), long))
+	alice.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{TopicAlias: 1}, []byte("six"), ""))
+	alice.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{TopicAlias: 1}, []byte("x"), "/private/bob"))
+	alice.send(packet.AppendPublishV5(nil, 0, false, false, 0, &packet.PublishProps{TopicAlias: 1}, []byte("seven"), ""))
+	for _, want := range []string{"/private/bob one", "/private/bob two", "/private/bob/group/g1 three", "/private/bob/group/g1 four",
+		"/private/bob x", "/private/bob seven"} {
 		if p := bob.readPublish5(); string(p.Topic)+" "+string(p.Payload) != want {
 			t.Fatalf("got %s %s, want %s", p.Topic, p.Payload, want)
 		}
+	}
+	if n := refusals(e, reasonTopic); n != 2 {
+		t.Errorf("topic refusals %d, want 2 (five, six)", n)
 	}
 }
 

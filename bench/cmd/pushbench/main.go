@@ -78,6 +78,7 @@ func run(args []string) error {
 	runs := fs.Int("runs", 1, "run the scenario N times over all systems, their order reversed every other run; report the medians")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	useTLS := fs.Bool("tls", false, "MQTT over TLS: every server the harness starts gets a TLS listener with a throwaway CA's certificate for 127.0.0.1, and every client dials it (rows named <system>+tls); fanout, direct, idle, churn")
+	ruleTopics := fs.Bool("rule-topics", false, "pushring (with --start-pushring): fanout over rule topics (--topic-rules opening bench/# to devices; each group is a topic bench/<gid> its members subscribe to), the plain broker shape; rows named pushring+topics")
 	useWS := fs.Bool("ws", false, "MQTT over WebSocket: pushring's clients dial ws://<http>/mqtt, the NATS server gets a websocket listener and mosquitto a websockets one (Debian's mosquitto is built without: that row fails); rows named <system>+ws; fanout, direct, idle")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -162,6 +163,9 @@ func run(args []string) error {
 		case *system == "pushring" && *startPushring == "":
 			return errors.New("--ws needs --start-pushring, or --system none")
 		}
+	}
+	if *ruleTopics && (*scenario != "fanout" || *system == "pushring" && *startPushring == "") {
+		return errors.New("--rule-topics applies to --scenario fanout with --start-pushring")
 	}
 	suffix := ""
 	if *useTLS {
@@ -251,11 +255,31 @@ func run(args []string) error {
 			}
 			break
 		}
-		runOne("pushring"+suffix, func() (bench.System, error) {
+		name := "pushring" + suffix
+		if *ruleTopics {
+			name = "pushring+topics" + suffix
+		}
+		runOne(name, func() (bench.System, error) {
 			if *startPushring != "" {
-				s, err := bench.StartPushring(*startPushring, tlsMat, strings.Fields(*pushringArgs)...)
+				args := strings.Fields(*pushringArgs)
+				if *ruleTopics {
+					f, err := os.CreateTemp("", "pushbench-rules-*.json")
+					if err != nil {
+						return nil, err
+					}
+					defer os.Remove(f.Name()) // read at start
+					if _, err := f.WriteString(bench.RuleTopicsFile); err != nil {
+						return nil, err
+					}
+					f.Close()
+					args = append(args, "--topic-rules", f.Name())
+				}
+				s, err := bench.StartPushring(*startPushring, tlsMat, args...)
 				if err == nil && *useWS {
 					s.UseWebSocket()
+				}
+				if err == nil && *ruleTopics {
+					s.UseRuleTopics()
 				}
 				return s, err
 			}
