@@ -252,10 +252,9 @@ func (r *Rules) Subscribe(a Actor, filter string, m Membership) (ok, byGroup boo
 	if r == nil || !validID(a.ID) {
 		return false, false
 	}
-	f := strings.Split(filter, "/")
 	for i := range r.list {
 		ru := &r.list[i]
-		if !covers(ru.levels, a.ID, f) {
+		if !covers(ru.levels, a.ID, filter) {
 			continue
 		}
 		if ru.subscribe.admitsAs(a) {
@@ -306,28 +305,32 @@ func matches(p []string, id string, topic []byte) bool {
 }
 
 // covers reports whether the pattern levels p, with %u as id, match every
-// topic filter f matches.
-func covers(p []string, id string, f []string) bool {
-	if (p[0] == "+" || p[0] == "#") && strings.HasPrefix(f[0], "$") {
+// topic filter f matches. It walks f in place: no allocation (it runs at
+// every delivery through a subscription a group rule admits).
+func covers(p []string, id string, f string) bool {
+	if (p[0] == "+" || p[0] == "#") && strings.HasPrefix(f, "$") {
 		return false // as in matches
 	}
+	rest, more := f, true // more: f has levels left
 	for i := 0; ; i++ {
 		if i == len(p) {
-			return i == len(f)
+			return !more
 		}
 		l := level(p[i], id)
 		if l == "#" {
 			return true
 		}
-		if i == len(f) {
+		if !more {
 			return false // f matches topics that end here; l is no '#'
 		}
+		var fl string
+		fl, rest, more = strings.Cut(rest, "/")
 		switch {
-		case f[i] == "#":
+		case fl == "#":
 			return false // f matches deeper than l alone
 		case l == "+":
-			// f[i] is a name or '+': one level either way
-		case f[i] == "+" || f[i] != l:
+			// fl is a name or '+': one level either way
+		case fl == "+" || fl != l:
 			return false
 		}
 	}
