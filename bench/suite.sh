@@ -77,10 +77,10 @@ tlsbase=(--tls --baseline mosquitto)
 run fanout-qos0-max-tls "${tlsbase[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
 run fanout-qos1-max-tls "${tlsbase[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run idle-tls            "${tlsbase[@]}" --scenario idle --clients "$CLIENTS_TLS" --qos 0 --runs 1
-# MQTT over WebSocket (pushring's /mqtt), against the NATS server's
-# (Debian's mosquitto has no WebSocket support); idle at 10,000 clients
-# with the HTTP connection cap lifted (it counts WebSocket connections).
-wsbase=(--ws --baseline nats)
+# MQTT over WebSocket (pushring's /mqtt), against mosquitto's websockets
+# listener and the NATS server's; idle at 10,000 clients with the HTTP
+# connection cap lifted (it counts WebSocket connections).
+wsbase=(--ws --baseline mosquitto,nats)
 run fanout-qos1-max-ws  "${wsbase[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run idle-ws             --ws --pushring-args "--http-max-conns -1" --scenario idle --clients 10000 --qos 0 --runs 1
 # MQTT 5.0 clients on every system that speaks it (mosquitto; the NATS

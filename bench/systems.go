@@ -580,7 +580,19 @@ func startMosquitto(bin string, t *TLSMaterial, persist, ws bool) (*Broker, erro
 		persistence = fmt.Sprintf("persistence true\npersistence_location %s/\n", pdir)
 		b.name += PersistSuffix
 	}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n%slog_dest stderr\nlog_type error\nlog_type warning\n", port, persistence)
+	conf := fmt.Sprintf("allow_anonymous true\nmax_queued_messages 1000000\n%slog_dest stderr\nlog_type error\nlog_type warning\n", persistence)
+	if ws {
+		// mosquitto 2.0 refuses to start with websockets listeners only
+		// ("Unable to start any listening sockets": they are not counted),
+		// so a plain one no client uses comes first.
+		tcp, err := freePort()
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		conf += fmt.Sprintf("listener %d 127.0.0.1\n", tcp)
+	}
+	conf += fmt.Sprintf("listener %d 127.0.0.1\n", port)
 	if ws {
 		conf += "protocol websockets\n" // of the listener above
 		b.ws = "/mqtt"

@@ -79,7 +79,7 @@ func run(args []string) error {
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	useTLS := fs.Bool("tls", false, "MQTT over TLS: every server the harness starts gets a TLS listener with a throwaway CA's certificate for 127.0.0.1, and every client dials it (rows named <system>+tls); fanout, direct, idle, churn")
 	ruleTopics := fs.Bool("rule-topics", false, "pushring (with --start-pushring): fanout over rule topics (--topic-rules opening bench/# to devices; each group is a topic bench/<gid> its members subscribe to), the plain broker shape; rows named pushring+topics")
-	useWS := fs.Bool("ws", false, "MQTT over WebSocket: pushring's clients dial ws://<http>/mqtt, the NATS server gets a websocket listener and mosquitto a websockets one (Debian's mosquitto is built without: that row fails); rows named <system>+ws; fanout, direct, idle")
+	useWS := fs.Bool("ws", false, "MQTT over WebSocket: pushring's clients dial ws://<http>/mqtt, the NATS server gets a websocket listener and mosquitto a websockets one; rows named <system>+ws; fanout, direct, idle")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
