@@ -27,9 +27,10 @@ import (
 // (TopicInterest, fanout's NATS subscriptions): the first session of
 // the node with a filter watches it, the last one to drop it unwatches
 // it, and a topic message reaches a node once however many of its
-// filters match. A SUBSCRIBE that adds a filter is answered once the
-// interest is known to NATS, so a message published after the SUBACK
-// is delivered.
+// filters match. A SUBSCRIBE that adds a filter is answered once this
+// node's NATS server knows the interest, so a message published after
+// the SUBACK is delivered (other servers of a NATS cluster learn it
+// within about a round trip between them).
 //
 // A subscription that only a rule naming a group admits is checked
 // again before each delivery, as a group subscription is: a principal
