@@ -103,7 +103,7 @@ const topicChanLen = 1 << 16
 type topicSink struct {
 	ch   chan *nats.Msg
 	fn   func(data []byte, more bool) // of the first subscription: fanout passes the same for all
-	n    int               // live subscriptions, under natsBus.topicMu
+	n    int                          // live subscriptions, under natsBus.topicMu
 	stop chan struct{}
 }
 

@@ -255,9 +255,9 @@ type Fanout struct {
 	peers   atomic.Pointer[map[string]*peer]
 	peersMu sync.Mutex
 
-	topics       topicWatches   // filters watched, with their subscriptions (topic.go)
+	topics       topicWatches       // filters watched, with their subscriptions (topic.go)
 	onTopic      func([]byte, bool) // receiveTopicBatch, made once: every topic subscription's handler
-	topicDeliver TopicDeliverer // d, if it is one
+	topicDeliver TopicDeliverer     // d, if it is one
 
 	att  attachTable // home side of attach records (attach.go)
 	pres presence    // principals present here, with the attach goroutine (attach.go)
@@ -295,12 +295,10 @@ type Fanout struct {
 	// the clock on set it shorter before Start.
 	ackTick time.Duration
 
-	// The run of envelopes the output is held for (receiveBatch): the
-	// bus's one receiving goroutine only.
-	runN, runBytes int
-	// topicRunN, topicRunBytes: the same for the topic subscriptions'
-	// goroutine (receiveTopicBatch).
-	topicRunN, topicRunBytes int
+	// The runs of envelopes the output is held for: the node subject's
+	// (receiveBatch) and the topic subscriptions' (receiveTopicBatch),
+	// each touched by its bus goroutine only.
+	run, topicRun outputRun
 }
 
 // router.Forwarder, without importing router.
@@ -698,16 +696,29 @@ const outputBatchBytes = 256 << 10
 // Deliverer holds the output of up to OutputBatch of them (and
 // outputBatchBytes for one recipient), then writes it at once.
 func (f *Fanout) receiveBatch(data []byte, more bool) {
-	f.runN++
-	if more && f.runN < f.cfg.OutputBatch && f.runBytes < outputBatchBytes {
-		f.outHold.BeginOutputRun()
+	f.run.deliver(f.outHold, f.cfg.OutputBatch, more, func() int { return f.handle(data) })
+}
+
+// outputRun counts the envelopes of one run held by an OutputBatcher.
+type outputRun struct{ n, bytes int }
+
+// deliver handles one envelope (handle returns the bytes it adds to a
+// recipient's output) inside the run: while more wait, under a hold of
+// at most maxN envelopes and outputBatchBytes for one recipient; the
+// run ends, and the held output is written, after the last.
+func (r *outputRun) deliver(h OutputBatcher, maxN int, more bool, handle func() int) {
+	r.n++
+	if more && h != nil && r.n < maxN && r.bytes < outputBatchBytes {
+		h.BeginOutputRun()
 	} else {
 		more = false
 	}
-	f.runBytes += f.handle(data)
+	r.bytes += handle()
 	if !more {
-		f.runN, f.runBytes = 0, 0
-		f.outHold.EndOutputRun()
+		r.n, r.bytes = 0, 0
+		if h != nil {
+			h.EndOutputRun()
+		}
 	}
 }
 

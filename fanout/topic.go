@@ -235,19 +235,7 @@ func (f *Fanout) sendTopic(w *work, m *message.Message) (int, error) {
 // runs others at the same time: a hold promises nothing, one run's end
 // writes what the other held, which costs writes, never messages).
 func (f *Fanout) receiveTopicBatch(data []byte, more bool) {
-	f.topicRunN++
-	if more && f.outHold != nil && f.topicRunN < f.cfg.OutputBatch && f.topicRunBytes < outputBatchBytes {
-		f.outHold.BeginOutputRun()
-	} else {
-		more = false
-	}
-	f.topicRunBytes += f.receiveTopic(data)
-	if !more {
-		f.topicRunN, f.topicRunBytes = 0, 0
-		if f.outHold != nil {
-			f.outHold.EndOutputRun()
-		}
-	}
+	f.topicRun.deliver(f.outHold, f.cfg.OutputBatch, more, func() int { return f.receiveTopic(data) })
 }
 
 // receiveTopic handles one envelope from a topic subscription, as handle
