@@ -61,9 +61,10 @@ type SessionStore interface {
 	Claim(ctx context.Context, principal, clientID string, clean bool) (Claimed, error)
 	// Replay calls fn, in journal order, for every stored message for
 	// principal (direct, or to a group it is a member of; with topics,
-	// every rule topic message too) with a sequence at or above from, up to the journal's end when Replay
-	// started, with the time the journal stored it (zero: unknown, never
-	// too old), and returns that end. fn may block. gapTo, when not
+	// every rule topic message too) with a sequence at or above from,
+	// up to the journal's end when Replay started, with the time the
+	// journal stored it (zero: unknown, never too old), and returns that
+	// end. fn may block. gapTo, when not
 	// 0, says the journal no longer held sequences from to gapTo (its
 	// age or size bounds dropped them): some may have been for the
 	// session.
@@ -872,12 +873,15 @@ func (s *Server) ringReplay(due []*session) {
 	}()
 }
 
+// topicPass is deliverRing's one pass for a topic message.
+var topicPass = []string{""}
+
 // deliverRing offers a message read back after a ring change to the
 // sessions of its recipients held for that change (epoch).
 func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 	var arr [16]*session
 	if m.Kind == message.Topic {
-		rcpts = []string{""} // one pass, over the sessions the topic index finds
+		rcpts = topicPass // one pass, over the sessions the topic index finds
 	}
 	for _, r := range rcpts {
 		var list []*session
