@@ -382,17 +382,23 @@ func (f *Fanout) RenewWatches() {
 	w.queue = ""
 	queue := w.queueName(f.self)
 	for filter, t := range w.m {
-		renewed := make([]func(), 0, len(t.unsub))
+		renewed := &topicWatch{unsub: make([]func(), 0, len(t.unsub))}
 		for _, s := range FilterSubjects(f.cfg.Cluster, filter) {
 			u, err := tb.SubscribeTopic(s, queue, f.onTopic)
 			if err != nil {
+				// The old subscriptions stay: a stale connection may
+				// share them, a filter without any gets nothing.
 				f.warn("could not watch a topic filter again after a reconnect", "filter", filter, "err", err)
-				continue
+				renewed.unsubscribe()
+				renewed = nil
+				break
 			}
-			renewed = append(renewed, u)
+			renewed.unsub = append(renewed.unsub, u)
 		}
-		t.unsubscribe()
-		t.unsub = renewed
+		if renewed != nil {
+			t.unsubscribe()
+			t.unsub = renewed.unsub
+		}
 	}
 }
 

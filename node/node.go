@@ -789,10 +789,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.fan.Reconnected()
 	})
 	topicPrefix := strings.TrimSuffix(natsauth.TopicSubjects(cfg.Cluster), ">")
+	var topicDropAt atomic.Int64 // the last slow consumer on a topic subject acted on
 	n.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 		subject := ""
 		if sub != nil {
 			subject = sub.Subject
+		}
+		topicSlow := errors.Is(err, nats.ErrSlowConsumer) && strings.HasPrefix(subject, topicPrefix)
+		if topicSlow && time.Since(time.Unix(0, topicDropAt.Load())) <= afterDrop {
+			return // the same episode, told by another topic subscription
 		}
 		n.log.Error("NATS async error", "subject", subject, "err", err)
 		if errors.Is(err, nats.ErrSlowConsumer) && subject == fanout.Subject(cfg.Cluster, cfg.NodeID) {
@@ -801,9 +806,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.fan.Disconnected()
 			n.fan.Reconnected()
 			n.router.RingChangedFor(afterDrop)
-		} else if errors.Is(err, nats.ErrSlowConsumer) && strings.HasPrefix(subject, topicPrefix) {
+		} else if topicSlow {
 			// NATS dropped topic messages for this node: its persistent
-			// sessions read the stored ones back, as after a drop.
+			// sessions read the stored ones back, as after a drop. The
+			// topic subscriptions share one channel, so a full one is
+			// reported once per subscription: one read for them all.
+			topicDropAt.Store(time.Now().UnixNano())
 			n.router.RingChangedFor(afterDrop)
 		}
 	})

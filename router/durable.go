@@ -244,18 +244,12 @@ func (s *session) replayFrom(from, gen uint64) {
 	s.mu.Lock()
 	kept := s.newKeptBacklog()
 	s.mu.Unlock()
-	// topicsRead: every pass read the journal's topic messages. A pass
-	// that did not (the session had no topic filter when it began) did
-	// not cover the topic messages parked meanwhile: a filter added
-	// during the replay gets them after it, whatever their sequence.
-	topicsRead := true
 	for {
 		s.srv.m.replay()
 		kept.cutoff = s.srv.cfg.Now().Add(-s.srv.cfg.SessionBacklogAge)
 		s.mu.Lock()
 		topics := s.hasTopicSubs()
 		s.mu.Unlock()
-		topicsRead = topicsRead && topics
 		last, gapTo, err := st.Replay(ctx, s.principal, from, topics, func(m *message.Message, stored time.Time) error {
 			return s.keepReplayed(kept, m, stored, gen)
 		})
@@ -286,6 +280,9 @@ func (s *session) replayFrom(from, gen uint64) {
 		// The drops stand even if delivery stopped: the replay resumes
 		// at the first kept message, past them.
 		s.backlogNotice(kept)
+		if err == nil && !topics && s.hasTopicSubs() {
+			s.offerParkedTopics(from, last)
+		}
 		if err != nil {
 			if !errors.Is(err, errReplayStopped) {
 				s.srv.m.storeError()
@@ -299,6 +296,9 @@ func (s *session) replayFrom(from, gen uint64) {
 			resume := from
 			if stopped != 0 {
 				resume = stopped
+			}
+			if !topics && resume > from && s.hasTopicSubs() {
+				s.offerParkedTopics(from, resume-1)
 			}
 			if s.conn != nil && ctx.Err() == nil {
 				// Still connected (a client slow to make room, a store
@@ -348,7 +348,7 @@ func (s *session) replayFrom(from, gen uint64) {
 		for _, m := range s.takeParked() {
 			// Under start: a late one (sent again, or long on its way)
 			// the replay did not cover.
-			if m.Seq > last || m.Seq < start || m.Kind == message.Topic && !topicsRead {
+			if m.Seq > last || m.Seq < start {
 				s.deliverLocked(m, nil)
 			}
 		}
@@ -871,6 +871,35 @@ func (s *Server) ringReplay(due []*session) {
 			sess.mu.Unlock()
 		}
 	}()
+}
+
+// offerParkedTopics offers, in sequence order, the parked topic messages
+// with sequences from from to last: a replay pass read that range
+// without topic messages (the session had no topic filter when it
+// began), so the replay's end would drop them as covered, and a filter
+// subscribed since wants them: now, ahead of the next pass's messages,
+// and once (a later pass starts past last). s.mu held.
+func (s *session) offerParkedTopics(from, last uint64) {
+	var due []*message.Message
+	kept := s.parked[:0]
+	for _, m := range s.parked {
+		if m.Kind == message.Topic && m.Seq >= from && m.Seq <= last {
+			due = append(due, m)
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	clear(s.parked[len(kept):])
+	s.parked = kept
+	slices.SortFunc(due, bySeq)
+	for _, m := range due {
+		if s.sent.has(m.Seq) {
+			continue
+		}
+		s.replayAt = max(s.replayAt, m.Seq)
+		s.rewindIfLate(m)
+		s.offerLocked(m, nil)
+	}
 }
 
 // topicPass is deliverRing's one pass for a topic message.

@@ -258,6 +258,34 @@ func TestTopicSubscribeDuringReplay(t *testing.T) {
 	}
 }
 
+// TestTopicSubscribeBetweenReplayPasses: a session away from its home
+// replays in two passes (the second after RingSettle); a topic filter
+// subscribed after the first pass, which read no topic messages, gets
+// every message published after its SUBACK once and in order: none
+// again from what was parked while the replay ran.
+func TestTopicSubscribeBetweenReplayPasses(t *testing.T) {
+	d := newDurableEnv(t)
+	r, err := rules.Parse([]byte(testRules), ReservedFilters(DefaultConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.rules = r
+	a := d.start(func(c *Config) { c.RingSettle = 500 * time.Millisecond })
+	a.srv.SetHome(func(id string) bool { return id != "carol" })
+	carol := connectRaw(t, a, "carol", "phone", false) // new, away from home: a replay runs
+	waitFor(t, "the first replay pass", func() bool { return d.st.replayed.Load() >= 1 })
+	if codes := carol.subscribe(1, "public/news"); !slices.Equal(codes, []byte{1}) {
+		t.Fatalf("suback %x", codes)
+	}
+	bob := connectRaw(t, a, "bob", "pc", true)
+	for i := range 100 {
+		bob.publish(1, uint16(i+1), "public/news", fmt.Sprintf("m%d", i+1))
+		bob.mustRead(packet.PUBACK)
+	}
+	checkSeq(t, readNumbered(carol, 100), numbered(1, 100))
+	carol.expectNothing(time.Second) // past the second pass
+}
+
 // TestTopicRingChangeReplays: a topic message that went astray while
 // the ring changed (stored, never delivered here) reaches the session
 // from the ring change's read of the journal, found through the topic

@@ -204,7 +204,10 @@ var errConflicts = errors.New("too many concurrent writes")
 
 // noResponderWait bounds the retries of a read nobody answered (see
 // getMQTT): a new R3 bucket's replicas took longer than 0.3 s to answer
-// direct gets under make test's load (TestKVMQTTContractR3).
+// direct gets under make test's load (TestKVMQTTContractR3). The pauses
+// grow from 10 ms to 250 ms: some 15 reads in all, not one every few
+// milliseconds from every connecting client while a bucket has no
+// leader.
 const noResponderWait = 3 * time.Second
 
 // maxClaimAttempts bounds the compare-and-set retries of one call; only
@@ -489,7 +492,8 @@ func (k *KV) getMQTT(ctx context.Context, key, clientID string) (rec MQTTSession
 		// A replicated bucket's direct gets go unanswered for a moment
 		// while its replicas change (a new bucket, a leader election):
 		// ask again shortly rather than refuse a connection's claim.
-		if !errors.Is(err, nats.ErrNoResponders) || time.Since(start) > noResponderWait || backoff(ctx, attempt+2) != nil {
+		if !errors.Is(err, nats.ErrNoResponders) || time.Since(start) > noResponderWait ||
+			pause(ctx, min(10*time.Millisecond<<attempt, 250*time.Millisecond)) != nil {
 			break
 		}
 	}
@@ -548,8 +552,8 @@ func isWrongLastSeq(err error) bool {
 
 // backoff waits a little before the next compare-and-set attempt, so
 // racing writers do not retry in lock step.
-func backoff(ctx context.Context, attempt int) error {
-	d := time.Duration(1+rand.IntN(1<<min(attempt, 5))) * time.Millisecond
+// pause waits d, or until ctx ends (its error).
+func pause(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -558,6 +562,10 @@ func backoff(ctx context.Context, attempt int) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+func backoff(ctx context.Context, attempt int) error {
+	return pause(ctx, time.Duration(1+rand.IntN(1<<min(attempt, 5)))*time.Millisecond)
 }
 
 func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, clean bool, startPos uint64) (prev MQTTSession, found bool, cur MQTTSession, err error) {
