@@ -53,6 +53,18 @@ func (w *watchLog) get() []string {
 	return slices.Clone(w.calls)
 }
 
+// newRulesDurableEnv is newDurableEnv whose servers have testRules.
+func newRulesDurableEnv(t *testing.T) *durableEnv {
+	t.Helper()
+	d := newDurableEnv(t)
+	r, err := rules.Parse([]byte(testRules), ReservedFilters(DefaultConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.rules = r
+	return d
+}
+
 // newRulesEnv is newEnv with testRules, d1 a device, and in recording
 // the interest.
 func newRulesEnv(t *testing.T, in TopicInterest) *env {
@@ -233,12 +245,7 @@ func TestRuleTopicWill(t *testing.T) {
 // messages published after its SUBACK, although that pass of the replay
 // read no topic messages and its end lies past them.
 func TestTopicSubscribeDuringReplay(t *testing.T) {
-	d := newDurableEnv(t)
-	r, err := rules.Parse([]byte(testRules), ReservedFilters(DefaultConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.rules = r
+	d := newRulesDurableEnv(t)
 	e1 := d.start(nil)
 	a := connectRaw(t, e1, "alice", "a", false)
 	a.subscribe(1, "/private/alice/#")
@@ -264,12 +271,7 @@ func TestTopicSubscribeDuringReplay(t *testing.T) {
 // every message published after its SUBACK once and in order: none
 // again from what was parked while the replay ran.
 func TestTopicSubscribeBetweenReplayPasses(t *testing.T) {
-	d := newDurableEnv(t)
-	r, err := rules.Parse([]byte(testRules), ReservedFilters(DefaultConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.rules = r
+	d := newRulesDurableEnv(t)
 	a := d.start(func(c *Config) { c.RingSettle = 500 * time.Millisecond })
 	a.srv.SetHome(func(id string) bool { return id != "carol" })
 	carol := connectRaw(t, a, "carol", "phone", false) // new, away from home: a replay runs
@@ -291,12 +293,7 @@ func TestTopicSubscribeBetweenReplayPasses(t *testing.T) {
 // from the ring change's read of the journal, found through the topic
 // index, before the topic message that came after it.
 func TestTopicRingChangeReplays(t *testing.T) {
-	d := newDurableEnv(t)
-	r, err := rules.Parse([]byte(testRules), ReservedFilters(DefaultConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.rules = r
+	d := newRulesDurableEnv(t)
 	a := d.start(func(c *Config) { c.RingSettle = 200 * time.Millisecond })
 	carol := connectRaw(t, a, "carol", "phone", false)
 	carol.subscribe(1, "public/news")
