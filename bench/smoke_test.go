@@ -3,6 +3,8 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -121,6 +123,25 @@ type smokeResult struct {
 // and none of either.
 func (r *smokeResult) lossless() bool {
 	return r.Lost != nil && *r.Lost == 0 && r.Duplicates != nil && *r.Duplicates == 0
+}
+
+// fannedOut reports the first way r falls short of a fan-out that
+// measured something and delivered every message once to each of
+// members (0: the whole run's deliveries are not checked), or nil.
+func (r *smokeResult) fannedOut(members uint64) error {
+	var all uint64
+	for _, n := range r.Series {
+		all += n
+	}
+	switch {
+	case r.Sent == 0 || r.Deliveries == 0:
+		return fmt.Errorf("sent %d, window deliveries %d: nothing measured", r.Sent, r.Deliveries)
+	case !r.lossless():
+		return errors.New(r.losses())
+	case members != 0 && all != r.Sent*members:
+		return fmt.Errorf("deliveries over the whole run %d, want sent × members = %d × %d", all, r.Sent, members)
+	}
+	return nil
 }
 
 // losses is what r counted of lost and duplicate messages, for failure

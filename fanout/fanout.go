@@ -699,6 +699,11 @@ func (f *Fanout) receiveBatch(data []byte, more bool) {
 	f.run.deliver(f.outHold, f.cfg.OutputBatch, more, func() int { return f.handle(data) })
 }
 
+// outputBytes is what message m adds to a recipient's held output: its
+// payload, the group, principal or topic in its topic, and room for the
+// rest of the topic and the header.
+func outputBytes(m *message.Message) int { return len(m.Payload) + len(m.To) + 64 }
+
 // outputRun counts the envelopes of one run held by an OutputBatcher.
 type outputRun struct{ n, bytes int }
 
@@ -769,9 +774,7 @@ func (f *Fanout) handle(data []byte) (perRecipient int) {
 			f.forwardAttached(env)
 		}
 		*sp = env.Recipients // the scratch, or a larger slice to keep instead
-		// The payload, the group or principal in the topic, and room
-		// for the rest of the topic and the header.
-		perRecipient = len(env.Msg.Payload) + len(env.Msg.To) + 64
+		perRecipient = outputBytes(&env.Msg)
 	case KindResolve:
 		f.stats.resolvesReceived.Add(1)
 		f.handleResolve(env)

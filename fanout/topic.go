@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/mqtt/packet"
 )
 
 // Topic messages (message.Topic) are routed by interest, as a plain
@@ -20,7 +21,8 @@ import (
 // topic message is published once, on its topic's subject. NATS does
 // the matching, so a node without a matching subscription never sees the
 // message; all of a node's subscriptions share one queue group (its node
-// id), so a node whose filters overlap gets it once.
+// id and an incarnation, see topicWatches.queue), so a node whose filters
+// overlap gets it once.
 //
 // Subjects. The topic "a/b/c" of cluster c is "pushring.c.t.a.b.c":
 // each level one subject token, encoded so that no topic byte can act
@@ -173,36 +175,13 @@ func (f *Fanout) checkTopic(m *message.Message) error {
 	if strings.ContainsAny(m.To, "+#\x00") {
 		return fmt.Errorf("%w: topic %q has a wildcard or U+0000", ErrInvalidMessage, m.To)
 	}
-	if topicSubjectLen(f.cfg.Cluster, m.To) > maxTopicSubjectLen {
+	// Each topic byte takes at most 3 subject bytes: most topics are
+	// known to fit without walking them a second time (sendTopic does).
+	if 3*len(m.To) > maxTopicSubjectLen-len("pushring..t.")-len(f.cfg.Cluster) &&
+		topicSubjectLen(f.cfg.Cluster, m.To) > maxTopicSubjectLen {
 		return fmt.Errorf("%w: topic too long for a NATS subject (%d bytes)", ErrInvalidMessage, len(m.To))
 	}
 	return nil
-}
-
-// validFilter reports whether filter is an MQTT topic filter: non-empty,
-// no U+0000, '+' only as a whole level, '#' only as the whole last level.
-func validFilter(filter string) bool {
-	if filter == "" {
-		return false
-	}
-	start := 0 // of the current level
-	for i := 0; i < len(filter); i++ {
-		switch filter[i] {
-		case 0:
-			return false
-		case '/':
-			start = i + 1
-		case '+':
-			if i != start || i+1 < len(filter) && filter[i+1] != '/' {
-				return false
-			}
-		case '#':
-			if i != start || i != len(filter)-1 {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // sendTopic publishes m's one Topic envelope on its topic's subject. It
@@ -268,7 +247,7 @@ func (f *Fanout) receiveTopic(data []byte) (perSubscriber int) {
 		return 0
 	}
 	f.topicDeliver.DeliverTopic(&env.Msg)
-	return len(env.Msg.Payload) + len(env.Msg.To) + 64
+	return outputBytes(&env.Msg)
 }
 
 // topicWatches are the filters this node watches, with their
@@ -315,7 +294,7 @@ func (f *Fanout) Watch(filter string) error {
 	if !ok {
 		return errNoTopicBus
 	}
-	if !validFilter(filter) {
+	if !packet.ValidFilter(filter) {
 		return fmt.Errorf("%w: %q", ErrInvalidFilter, filter)
 	}
 	w := &f.topics
@@ -332,23 +311,34 @@ func (f *Fanout) Watch(filter string) error {
 	if len(subjects[0]) > maxTopicSubjectLen { // the first is the longest
 		return fmt.Errorf("%w: too long for a NATS subject (%d bytes)", ErrInvalidFilter, len(filter))
 	}
-	t := &topicWatch{refs: 1, unsub: make([]func(), 0, len(subjects))}
-	for _, s := range subjects {
-		// Every subscription in the node's queue group: one envelope per
-		// message for the node, however many of its filters match.
-		u, err := tb.SubscribeTopic(s, w.queueName(f.self), f.onTopic)
-		if err != nil {
-			t.unsubscribe()
-			return fmt.Errorf("fanout: watch %q: %w", filter, err)
-		}
-		t.unsub = append(t.unsub, u)
+	unsub, err := f.subscribeTopic(tb, subjects, w.queueName(f.self))
+	if err != nil {
+		return fmt.Errorf("fanout: watch %q: %w", filter, err)
 	}
+	t := &topicWatch{refs: 1, unsub: unsub}
 	if w.m == nil {
 		w.m = make(map[string]*topicWatch)
 	}
 	w.m[strings.Clone(filter)] = t // filter may alias a packet buffer
 	w.n.Store(int64(len(w.m)))
 	return nil
+}
+
+// subscribeTopic subscribes to every one of a filter's subjects in
+// queue group queue (all of a node's: one envelope per message for the
+// node, however many of its filters match), and returns their
+// unsubscribes; on an error none is left subscribed.
+func (f *Fanout) subscribeTopic(tb TopicBus, subjects []string, queue string) ([]func(), error) {
+	t := topicWatch{unsub: make([]func(), 0, len(subjects))}
+	for _, s := range subjects {
+		u, err := tb.SubscribeTopic(s, queue, f.onTopic)
+		if err != nil {
+			t.unsubscribe()
+			return nil, err
+		}
+		t.unsub = append(t.unsub, u)
+	}
+	return t.unsub, nil
 }
 
 // queueName returns the current queue group, made at first use. w.mu
@@ -375,30 +365,21 @@ func (f *Fanout) RenewWatches() {
 	w := &f.topics
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.queue = "" // the next queueName is a new group
 	if w.closed || len(w.m) == 0 {
-		w.queue = ""
 		return
 	}
-	w.queue = ""
 	queue := w.queueName(f.self)
 	for filter, t := range w.m {
-		renewed := &topicWatch{unsub: make([]func(), 0, len(t.unsub))}
-		for _, s := range FilterSubjects(f.cfg.Cluster, filter) {
-			u, err := tb.SubscribeTopic(s, queue, f.onTopic)
-			if err != nil {
-				// The old subscriptions stay: a stale connection may
-				// share them, a filter without any gets nothing.
-				f.warn("could not watch a topic filter again after a reconnect", "filter", filter, "err", err)
-				renewed.unsubscribe()
-				renewed = nil
-				break
-			}
-			renewed.unsub = append(renewed.unsub, u)
+		unsub, err := f.subscribeTopic(tb, FilterSubjects(f.cfg.Cluster, filter), queue)
+		if err != nil {
+			// The old subscriptions stay: a stale connection may share
+			// them, a filter without any gets nothing.
+			f.warn("could not watch a topic filter again after a reconnect", "filter", filter, "err", err)
+			continue
 		}
-		if renewed != nil {
-			t.unsubscribe()
-			t.unsub = renewed.unsub
-		}
+		t.unsubscribe()
+		t.unsub = unsub
 	}
 }
 

@@ -66,13 +66,24 @@ func (s *Server) SetTopicRules(r *rules.Rules, interest TopicInterest) {
 // that do).
 func ReservedFilters(c Config) []string {
 	tp := newTopics(c.withDefaults())
-	return []string{tp.private + "/#", tp.group + "/#", tp.service + "/#", tp.authTopicProto + "/#"}
+	var out []string
+	for _, p := range tp.namespaces() {
+		out = append(out, p+"/#")
+	}
+	return out
+}
+
+// namespaces are the prefixes of pushring's own topics: the private
+// trees, the groups, the service topics and the older clients' auth
+// topic.
+func (tp *topics) namespaces() [4]string {
+	return [...]string{tp.private, tp.group, tp.service, tp.authTopicProto}
 }
 
 // reserved reports whether topic or filter t lies in one of pushring's
 // namespaces, or is their parent level.
 func (tp *topics) reserved(t []byte) bool {
-	for _, p := range [...]string{tp.private, tp.group, tp.service, tp.authTopicProto} {
+	for _, p := range tp.namespaces() {
 		if rest, ok := bytes.CutPrefix(t, []byte(p)); ok && (len(rest) == 0 || rest[0] == '/') {
 			return true
 		}

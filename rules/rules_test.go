@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/pushring/pushring/mqtt/packet"
+	"github.com/pushring/pushring/store"
 )
 
 // pushring's namespaces, as the node would pass them.
@@ -277,5 +278,19 @@ func TestSubscribeAllocs(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations", n)
+	}
+}
+
+// TestValidIDIsStores: the rules' id check is the store's.
+func TestValidIDIsStores(t *testing.T) {
+	ids := []string{"", ".", "..", "...", "a", "a.b", "a=b", "a*", ">", "a b", "a/b", "a+", "#", "%u", "é", "a\x00",
+		strings.Repeat("a", 64), strings.Repeat("a", 65), "A-Z_0.9", "-", "_"}
+	for c := 0; c < 256; c++ {
+		ids = append(ids, "x"+string(rune(c)), string([]byte{byte(c)}))
+	}
+	for _, id := range ids {
+		if validID(id) != store.ValidID(id) {
+			t.Errorf("validID(%q) = %v, store.ValidID = %v", id, validID(id), store.ValidID(id))
+		}
 	}
 }
