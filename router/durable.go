@@ -789,6 +789,7 @@ type RingReplayer interface {
 	// ReplayAll calls fn, in journal order, for every stored message
 	// from sequence from to the journal's end when it started, with the
 	// principals it is for (the group's members now, or the addressee;
+	// none for a topic message, whose sessions the server finds itself;
 	// fn does not keep the slice), and returns that end.
 	ReplayAll(ctx context.Context, from uint64, fn func(m *message.Message, recipients []string)) (last uint64, err error)
 }
