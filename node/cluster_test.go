@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -774,5 +775,52 @@ func TestClusterAwayFromHome(t *testing.T) {
 	})
 	if forwards() != before {
 		t.Fatalf("home forwarded after the client disconnected")
+	}
+}
+
+// One connection per client id across the cluster, whatever the kind of
+// session: a clean session keeps no record in the store, yet closes the
+// connection its client id holds on another node (by its claim's
+// notice), and is closed by a later one there, clean or persistent.
+func TestClusterTakeover(t *testing.T) {
+	tc := startCluster(t, 2)
+	token := tc.user(t, "alice")
+	steps := []struct {
+		on         *Node
+		persistent bool
+	}{{tc.nodes[0], false}, {tc.nodes[1], false}, {tc.nodes[0], true}, {tc.nodes[1], false}, {tc.nodes[0], false}, {tc.nodes[1], true}}
+	var prevEnded chan error
+	for i, s := range steps {
+		c, err := mqttc.Dial(s.on.MQTTAddr(), mqttc.Options{ClientID: "phone", Username: "alice", Password: token, Persistent: s.persistent})
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		ended := make(chan error, 1)
+		go func() { ended <- c.Run(nil) }()
+		if prevEnded != nil {
+			select {
+			case <-prevEnded:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("step %d (%s, persistent %v): the connection before it is still open", i, s.on.cfg.NodeID, s.persistent)
+			}
+		}
+		_, err = tc.nodes[0].sessions.recs.GetMQTT(context.Background(), "alice", "phone")
+		if s.persistent && err != nil || !s.persistent && !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("step %d (persistent %v): the session's record: %v", i, s.persistent, err)
+		}
+		prevEnded = ended
+	}
+	select {
+	case err := <-prevEnded:
+		t.Fatalf("the last connection closed: %v", err)
+	default:
+	}
+	kicked := 0.0
+	for _, n := range tc.nodes {
+		kicked += counter(t, n, "pushring_session_kicked_total", nil)
+	}
+	if kicked != float64(len(steps)-1) {
+		t.Fatalf("%v sessions kicked, want %d", kicked, len(steps)-1)
 	}
 }

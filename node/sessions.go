@@ -20,8 +20,10 @@ import (
 // session records and the message journal: what makes persistent
 // sessions outlive this node.
 //
-//   - Claim: one compare-and-set of the session's record (the journal's
-//     end, cached for a moment, is where a new session starts).
+//   - Claim: one compare-and-set of the session's record (a clean claim
+//     removes it) and a notice (the journal's end, cached for a moment,
+//     is where a new session starts). Clean sessions are not held:
+//     they have no record to touch or delete.
 //   - Replay: an ordered consumer over the journal, filtered to the
 //     principal's direct messages and the groups it is a member of now.
 //   - Positions go through the store's batcher (one write a session a
@@ -177,7 +179,11 @@ func (s *sessionStore) Claim(ctx context.Context, principal, clientID string, cl
 		delete(s.subs, k)
 		delete(s.qos2, k)
 	}
-	s.held[k] = cur.Gen
+	if clean {
+		delete(s.held, k) // a clean session has no record to touch or delete
+	} else {
+		s.held[k] = cur.Gen
+	}
 	delete(s.release, k)
 	s.mu.Unlock()
 	return cl, nil
@@ -367,15 +373,20 @@ func (s *sessionStore) RewindPosition(principal, clientID string, gen uint64, po
 func (s *sessionStore) Release(principal, clientID string, gen uint64) {
 	k := sessKey{principal, clientID}
 	s.mu.Lock()
-	if s.held[k] == gen {
+	// Only a record this node holds is deleted: a clean session has
+	// none, and one claimed elsewhere since is the claimer's.
+	held := s.held[k] == gen
+	if held {
 		delete(s.held, k)
+		s.release[k] = gen
 	}
 	delete(s.subs, k)
 	delete(s.qos2, k)
-	s.release[k] = gen
 	s.mu.Unlock()
 	s.pos.Forget(principal, clientID)
-	s.kick()
+	if held {
+		s.kick()
+	}
 }
 
 // taken is the watch's word that another node claimed a session: this

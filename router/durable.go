@@ -80,8 +80,9 @@ type SessionStore interface {
 	// had passed it): written even so, unless a later SavePosition
 	// moves it up again first.
 	RewindPosition(principal, clientID string, gen uint64, pos uint64)
-	// Release forgets the session's record (a clean session ended, a
-	// persistent one expired), unless another generation claimed it.
+	// Release forgets the session (a clean session ended, a persistent
+	// one expired) and deletes its record, unless another generation
+	// claimed it.
 	Release(principal, clientID string, gen uint64)
 }
 
@@ -130,13 +131,33 @@ func (s *Server) SetSessionStore(st SessionStore) {
 	}
 }
 
+// claimWait counts the claims of one session in progress on this node
+// (between claim and register), and keeps the highest gen another node's
+// claim of it was announced with meanwhile (Kick).
+type claimWait struct {
+	n      int
+	kicked uint64
+}
+
 // claim is login's step before bind: c's session is claimed cluster-wide.
-// false: the store could not be reached (the CONNECT is refused).
+// false: the store could not be reached (the CONNECT is refused). Every
+// claim is ended by claimDone, after register.
 func (c *mqttConn) claim() bool {
 	st := c.srv.sessStore
 	if st == nil {
 		return true
 	}
+	// A Kick for a claim made elsewhere after this one may arrive before
+	// register; it is kept for register to see.
+	key := sessionKey(c.id.ID, c.clientID)
+	c.srv.mu.Lock()
+	if c.srv.claiming == nil {
+		c.srv.claiming = make(map[string]claimWait)
+	}
+	w := c.srv.claiming[key]
+	w.n++
+	c.srv.claiming[key] = w
+	c.srv.mu.Unlock()
 	ctx, done := c.authContext()
 	cl, err := st.Claim(ctx, c.id.ID, c.clientID, c.cleanStart)
 	if err == nil && c.cleanStart && !c.clean {
@@ -156,6 +177,22 @@ func (c *mqttConn) claim() bool {
 	}
 	c.claimed = &cl
 	return true
+}
+
+// claimDone ends the claim claim began.
+func (s *Server) claimDone(c *mqttConn) {
+	if s.sessStore == nil {
+		return
+	}
+	key := sessionKey(c.id.ID, c.clientID)
+	s.mu.Lock()
+	if w := s.claiming[key]; w.n > 1 {
+		w.n--
+		s.claiming[key] = w
+	} else {
+		delete(s.claiming, key)
+	}
+	s.mu.Unlock()
 }
 
 // resume fills a session new to this node from its claim. Server.mu and
@@ -1052,8 +1089,13 @@ func (s *session) saveSubs() {
 // a takeover on one node. Goroutine-safe.
 func (s *Server) Kick(principal, clientID string, gen uint64) {
 	defer s.flushPresence()
+	key := sessionKey(principal, clientID)
 	s.mu.Lock()
-	sess := s.sessions[sessionKey(principal, clientID)]
+	if w, ok := s.claiming[key]; ok && gen > w.kicked {
+		w.kicked = gen
+		s.claiming[key] = w
+	}
+	sess := s.sessions[key]
 	if sess == nil {
 		s.mu.Unlock()
 		return

@@ -40,6 +40,9 @@ type memSessions struct {
 	// beforeRead, when set, runs as Replay starts, before it reads the
 	// journal (and its end): a slow store.
 	beforeRead atomic.Pointer[func()]
+	// afterClaim, when set, runs as Claim returns, with what it returns
+	// and the servers it told.
+	afterClaim atomic.Pointer[func(principal, clientID string, cl Claimed)]
 }
 
 type memRecord struct {
@@ -93,6 +96,9 @@ func (m *memSessions) Claim(_ context.Context, principal, clientID string, clean
 	m.mu.Unlock()
 	for _, s := range servers {
 		s.Kick(principal, clientID, cl.Gen)
+	}
+	if h := m.afterClaim.Load(); h != nil {
+		(*h)(principal, clientID, cl)
 	}
 	return cl, nil
 }
@@ -430,6 +436,38 @@ func TestDurableSessionMovesBetweenServers(t *testing.T) {
 		t.Fatal("session present = 1 for a clean session")
 	}
 	onA.expectClosed()
+}
+
+// A claim made on another node while this node's claim of the same
+// session was between the store and the registration (its Kick found no
+// session to close) still wins: the CONNECT here is refused, so one
+// client holds the session, whatever the order of the two nodes' steps.
+func TestKickDuringClaim(t *testing.T) {
+	d := newDurableEnv(t)
+	a := d.start(nil)
+	for _, clean := range []bool{true, false} {
+		hook := func(principal, clientID string, cl Claimed) {
+			a.srv.Kick(principal, clientID, cl.Gen+1) // the later claim, elsewhere
+		}
+		d.st.afterClaim.Store(&hook)
+		r := dialRaw(t, a.addr)
+		r.send(connectPacket("alice", "tok-alice", "phone", clean, 60))
+		r.expectConnack(0x03)
+		r.expectClosed()
+		d.st.afterClaim.Store(nil)
+		if n := a.srv.Stats().Sessions; n != 0 {
+			t.Fatalf("clean=%v: %d sessions after the refused CONNECT", clean, n)
+		}
+		// The claims in progress are forgotten: the next CONNECT is
+		// served.
+		connectRaw(t, a, "alice", "phone", clean).disconnect()
+		a.srv.mu.RLock()
+		n := len(a.srv.claiming)
+		a.srv.mu.RUnlock()
+		if n != 0 {
+			t.Fatalf("%d claims still in progress", n)
+		}
+	}
 }
 
 // Messages that arrive while a resumed session replays wait behind the

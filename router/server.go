@@ -57,6 +57,7 @@ type Server struct {
 	pres presenceQueue // see SetPresence
 
 	sessStore   SessionStore                                     // see SetSessionStore; set before Serve, then read-only
+	claiming    map[string]claimWait                             // under mu: sessions claimed and not yet registered, by sessionKey (durable.go)
 	posStop     chan struct{}                                    // closed by Close: positionLoop ends
 	ringEpoch   atomic.Uint64                                    // ring changes seen (RingChanged)
 	ringRunning atomic.Bool                                      // a shared journal read after a ring change is running
@@ -531,9 +532,11 @@ func (s *Server) panicked(where string, r any, stack []byte) {
 // before the preamble.
 func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byte) byte {
 	if !c.claim() {
+		s.claimDone(c)
 		return 0x03 // the session store is unreachable: fail closed
 	}
 	sess, present, victim, code := s.register(c)
+	s.claimDone(c)
 	c.fresh = !present
 	c.claimed = nil // read by register alone: an idle connection keeps none of it
 	if code == 0 {
@@ -580,6 +583,12 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 		return nil, false, nil, 0x04
 	}
 	if !c.counted && s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {
+		return nil, false, nil, 0x03
+	}
+	if cl != nil && s.claiming[key].kicked > cl.Gen {
+		// Another node claimed the session after this claim, before it
+		// was registered here: that claim's Kick found nothing to close.
+		s.log.Info("mqtt: session claimed on another node while connecting; CONNECT refused", "id", id, "client_id", c.clientID, "remote", c.remote)
 		return nil, false, nil, 0x03
 	}
 	sess = s.sessions[key]

@@ -147,6 +147,7 @@ type KV struct {
 	mqttM   *mqttMetrics
 	mqttL   mqttLog
 	cache   mqttCache
+	gens    genClock
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close

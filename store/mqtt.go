@@ -1,8 +1,10 @@
 package store
 
 // MQTT session records: what a node needs to resume an MQTT session
-// (principal + client id) anywhere in the cluster, one record per session
-// cluster-wide. Both KV (below) and Memory (mqtt_memory.go) implement
+// (principal + client id) anywhere in the cluster, one record per
+// persistent session cluster-wide. A clean session keeps no record: it
+// has nothing to resume, and an idle connection should cost no storage;
+// its claim is known to the cluster through its notice alone. Both KV (below) and Memory (mqtt_memory.go) implement
 // MQTTSessions and pass the same tests (mqtt_contract_test.go).
 //
 // Bucket "<Cluster>_mqtt", history 1, per-key TTL:
@@ -47,11 +49,22 @@ package store
 // after one expired or was deleted, takes a Gen no earlier holder had but
 // by a clock tie to the nanosecond).
 //
-// A claim that takes a record from another node also writes a claim
-// notice, which WatchMQTTClaims reports: the record's own key changes on
+// A claim writes a claim notice, which WatchMQTTClaims reports to every
+// node, unless it is a persistent claim of a record this node already
+// held: a clean session anywhere would have removed that record, and
+// the record's holder is this node. (The record's own key changes on
 // every position write, and having every node watch those would send
-// every node every position of the cluster. Notices expire after
-// mqttNoticeTTL; nothing reads them but live watches.
+// every node every position of the cluster.) Notices expire after
+// mqttNoticeTTL; nothing reads them but live watches. A claim is done
+// once its notice is stored: for a clean session the notice is the only
+// trace, so a claim whose notice fails fails.
+//
+// Gens order claims cluster-wide, so every holder but the latest gives
+// way: a Gen is above the record's previous Gen, the claimer's clock,
+// and every Gen the claimer's store handle has seen in a notice (a
+// Lamport clock). Two claims of one session on two nodes are thus
+// ordered as they happened whenever either node had seen the other's
+// notice, whatever the skew of their clocks.
 
 import (
 	"context"
@@ -65,6 +78,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -96,8 +110,8 @@ type MQTTSession struct {
 	// Gen is set by every claim and only grows along a record's claims;
 	// a write with another Gen is refused with ErrStale. Opaque otherwise.
 	Gen uint64 `json:"gen"`
-	// Clean: a clean session. Its record exists only while it is
-	// connected, and there is nothing to resume.
+	// Clean: a clean session's claim (ClaimMQTT's cur), which is not
+	// stored; a stored record with it set holds nothing to resume.
 	Clean bool      `json:"clean,omitempty"`
 	Subs  []MQTTSub `json:"subs,omitempty"`
 	// Pos is a journal sequence: every message for this session at or
@@ -133,11 +147,13 @@ type MQTTQoS2 struct {
 // vanishes MQTTSessionExpiry after its last write.
 type MQTTSessions interface {
 	// ClaimMQTT makes node the holder of (principal, clientID) with a new
-	// Gen (compare-and-set on the record, retried on conflict). With
-	// clean, any previous state is discarded (Subs empty, Pos =
-	// startPos); else the previous Subs and Pos are kept (startPos is
-	// the Pos of a record that did not exist). It returns the previous
-	// record (found=false if none) and the new one.
+	// Gen (compare-and-set on the record, retried on conflict), and
+	// writes its notice (see WatchMQTTClaims). With clean, any previous
+	// state is discarded: the record is removed, and cur (Clean, Subs
+	// empty, Pos = startPos) is not stored. Else the previous Subs and
+	// Pos are kept (startPos is the Pos of a record that did not exist).
+	// It returns the previous record (found=false if none) and the new
+	// one.
 	ClaimMQTT(ctx context.Context, principal, clientID, node string, clean bool, startPos uint64) (prev MQTTSession, found bool, cur MQTTSession, err error)
 	// SaveMQTTSubs replaces the subscriptions, only if gen is still
 	// current (ErrStale otherwise).
@@ -164,13 +180,13 @@ type MQTTSessions interface {
 	// GetMQTT reads one record (ErrNotFound). On a replicated bucket it
 	// may miss a write made a moment ago; claims and writes never do.
 	GetMQTT(ctx context.Context, principal, clientID string) (MQTTSession, error)
-	// WatchMQTTClaims calls fn for every claim, made after the watch is
-	// ready, that took a record another node held (principal, clientID,
-	// the claiming node, its gen), until ctx is done: a node that held a
+	// WatchMQTTClaims calls fn for every claim made after the watch is
+	// ready (principal, clientID, the claiming node, its gen), this
+	// node's own included, until ctx is done: a node that holds the
 	// session learns that another node took it over, and closes its
 	// connection if the gen is higher than the one it holds (two
 	// notices may arrive out of order; gens tell which claim is later).
-	// A claim of a record this node already held, or of no record,
+	// Only a persistent claim of a record the same node already held
 	// notifies nobody. Takeovers of one session in quick succession may
 	// be reported as the last of them only (one notice per session is
 	// kept); that is enough, as every holder with a lower gen gives way.
@@ -267,16 +283,30 @@ func clientIDOfToken(tok string) (string, bool) {
 	return string(b), true
 }
 
-// nextGen is the Gen of a claim after prev (0: no record).
-func nextGen(prev uint64, now time.Time) uint64 {
-	return max(prev+1, uint64(now.UnixNano()))
+// genClock hands out claim Gens (see the file comment): above the
+// previous record's, the clock's, and every Gen seen in a notice.
+type genClock struct{ seen atomic.Uint64 }
+
+// next is the Gen of a claim after prev (0: no record).
+func (c *genClock) next(prev uint64, now time.Time) uint64 {
+	return max(prev+1, uint64(now.UnixNano()), c.seen.Load()+1)
 }
 
-// claimed builds the record a claim writes.
-func claimed(prev MQTTSession, found bool, principal, clientID, node string, clean bool, startPos uint64, now time.Time) MQTTSession {
+// saw notes a Gen claimed anywhere.
+func (c *genClock) saw(gen uint64) {
+	for {
+		s := c.seen.Load()
+		if gen <= s || c.seen.CompareAndSwap(s, gen) {
+			return
+		}
+	}
+}
+
+// claimed builds the record a claim writes (or, clean, would write).
+func claimed(prev MQTTSession, found bool, principal, clientID, node string, clean bool, startPos, gen uint64, now time.Time) MQTTSession {
 	cur := MQTTSession{
 		Principal: principal, ClientID: clientID, Node: node,
-		Gen: nextGen(prev.Gen, now), Clean: clean, Pos: startPos, Updated: now,
+		Gen: gen, Clean: clean, Pos: startPos, Updated: now,
 	}
 	if found && !clean {
 		cur.Subs, cur.Pos, cur.QoS2 = prev.Subs, prev.Pos, prev.QoS2
@@ -584,12 +614,29 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 		if err != nil {
 			return MQTTSession{}, false, MQTTSession{}, k.fail(opClaim, principal, clientID, err)
 		}
-		cur = claimed(prev, found, principal, clientID, node, clean, startPos, time.Now().UTC())
-		data, err := json.Marshal(cur)
-		if err != nil {
-			return MQTTSession{}, false, MQTTSession{}, fmt.Errorf("store: mqtt session: %w", err)
+		now := time.Now().UTC()
+		cur = claimed(prev, found, principal, clientID, node, clean, startPos, k.gens.next(prev.Gen, now), now)
+		var conflict bool
+		switch {
+		case clean && !found:
+		case clean:
+			// A purge with a TTL: the marker it leaves goes too.
+			err = k.mqtt.Purge(ctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(mqttMarkerTTL))
+			if conflict = isWrongLastSeq(err); err != nil && !conflict {
+				err = unavailable("claim mqtt session", err)
+			}
+			k.cache.drop(key)
+		default:
+			var data []byte
+			if data, err = json.Marshal(cur); err != nil {
+				return MQTTSession{}, false, MQTTSession{}, fmt.Errorf("store: mqtt session: %w", err)
+			}
+			var newRev uint64
+			newRev, conflict, err = k.putMQTT(ctx, key, data, rev, k.cfg.MQTTSessionExpiry)
+			if err == nil {
+				k.cache.put(key, newRev, cur)
+			}
 		}
-		newRev, conflict, err := k.putMQTT(ctx, key, data, rev, k.cfg.MQTTSessionExpiry)
 		if conflict && attempt+1 < maxClaimAttempts {
 			if err := backoff(ctx, attempt); err != nil {
 				return MQTTSession{}, false, MQTTSession{}, k.fail(opClaim, principal, clientID, unavailable("claim mqtt session", err))
@@ -603,21 +650,17 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 			}
 			return MQTTSession{}, false, MQTTSession{}, k.fail(opClaim, principal, clientID, err)
 		}
-		k.cache.put(key, newRev, cur)
 		break
 	}
 	k.mqttM.writes.WithLabelValues(opClaim).Inc()
-	if found && prev.Node != node {
-		// The claim holds whatever happens to the notice: the previous
-		// holder's next write is refused (ErrStale) even if it never
-		// hears of the takeover.
+	k.gens.saw(cur.Gen)
+	if clean || !found || prev.Node != node {
 		data, _ := json.Marshal(claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen})
 		msg := nats.Msg{Subject: k.mqttPre + noticeKey, Data: data}
 		if _, err := k.js.PublishMsg(ctx, &msg, jetstream.WithMsgTTL(mqttNoticeTTL)); err != nil {
-			k.fail(opNotice, principal, clientID, unavailable("put mqtt claim notice", err))
-		} else {
-			k.mqttM.writes.WithLabelValues(opNotice).Inc()
+			return MQTTSession{}, false, MQTTSession{}, k.fail(opNotice, principal, clientID, unavailable("put mqtt claim notice", err))
 		}
+		k.mqttM.writes.WithLabelValues(opNotice).Inc()
 	}
 	return prev, found, cur, nil
 }
@@ -856,6 +899,7 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 			if json.Unmarshal(e.Value(), &n) != nil || n.Principal != principal || clientToken(n.ClientID) != tok {
 				continue
 			}
+			k.gens.saw(n.Gen)
 			fn(n.Principal, n.ClientID, n.Node, n.Gen)
 		}
 	}

@@ -163,15 +163,25 @@ func testMQTTCleanResets(t *testing.T, f *mqttFixture) {
 	if !c2.Clean || len(c2.Subs) != 0 || c2.Pos != 77 || c2.Gen <= c1.Gen || c2.Node != "n2" || len(c2.QoS2) != 0 {
 		t.Fatalf("clean claim %+v", c2)
 	}
-	if got := mustGet(t, st, "alice", "phone"); !sameRecord(got, c2) {
-		t.Fatalf("GetMQTT = %+v, want %+v", got, c2)
+	// A clean session keeps no record: the stored one is gone, and its
+	// holder's writes are stale.
+	if _, err := st.GetMQTT(ctx, "alice", "phone"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetMQTT after a clean claim: %v", err)
 	}
-	// A persistent claim after a clean one keeps the (empty) state of the
-	// clean one: the caller learns from prev.Clean there was nothing to
-	// resume.
+	if err := st.SaveMQTTPos(ctx, "alice", "phone", c1.Gen, 60); !errors.Is(err, ErrStale) {
+		t.Fatalf("write with the discarded session's gen: %v", err)
+	}
+	// A persistent claim after a clean one starts afresh, later than it.
 	prev, found, c3 := mustClaim(t, st, "alice", "phone", "n1", false, 1000)
-	if !found || !prev.Clean || c3.Clean || c3.Pos != 77 || len(c3.Subs) != 0 {
-		t.Fatalf("persistent after clean: prev %+v, cur %+v", prev, c3)
+	if found || c3.Clean || c3.Pos != 1000 || len(c3.Subs) != 0 || c3.Gen <= c2.Gen {
+		t.Fatalf("persistent after clean: prev %+v (found %v), cur %+v", prev, found, c3)
+	}
+	// A clean claim of no record finds nothing and leaves nothing.
+	if _, found, c4 := mustClaim(t, st, "alice", "tablet", "n1", true, 3); found || !c4.Clean || c4.Pos != 3 {
+		t.Fatalf("clean claim of a new session: found %v, cur %+v", found, c4)
+	}
+	if _, err := st.GetMQTT(ctx, "alice", "tablet"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetMQTT after a clean claim of a new session: %v", err)
 	}
 }
 
@@ -322,7 +332,7 @@ func testMQTTPosOnlyUp(t *testing.T, f *mqttFixture) {
 func testMQTTDelete(t *testing.T, f *mqttFixture) {
 	st := f.St
 	ctx := ctxT(t)
-	_, _, c := mustClaim(t, st, "alice", "phone", "n1", true, 0)
+	_, _, c := mustClaim(t, st, "alice", "phone", "n1", false, 0)
 	if err := st.DeleteMQTT(ctx, "alice", "phone", c.Gen); err != nil {
 		t.Fatal(err)
 	}
@@ -407,24 +417,35 @@ func testMQTTWatchClaims(t *testing.T, f *mqttFixture) {
 			return nil
 		})
 	}
-	long := strings.Repeat("é", 100)                   // hashed in KV keys
-	mustClaim(t, st, "alice", "phone", "n1", false, 0) // new: nobody to tell
-	mustClaim(t, st, "alice", "phone", "n1", false, 0) // same node: nobody to tell
+	long := strings.Repeat("é", 100) // hashed in KV keys
+	// A new session is told: a clean session elsewhere has no record
+	// that the claim could find.
+	_, _, a := mustClaim(t, st, "alice", "phone", "n1", false, 0)
+	want := []claimEvent{{"alice", "phone", "n1", a.Gen}}
+	seen(want)
+	mustClaim(t, st, "alice", "phone", "n1", false, 0) // its own record: nobody to tell
+	// A clean claim is always told, record or not. (Two claims of one
+	// session in a row may be reported as the last one only: each is
+	// waited for.)
 	_, _, c := mustClaim(t, peer, "alice", "phone", "n2", true, 0)
-	want := []claimEvent{{"alice", "phone", "n2", c.Gen}}
-	// (Two takeovers of one session in a row may be reported as the
-	// last one only: wait for the first.)
+	want = append(want, claimEvent{"alice", "phone", "n2", c.Gen})
+	seen(want)
+	_, _, c2 := mustClaim(t, peer, "alice", "phone", "n2", true, 0)
+	want = append(want, claimEvent{"alice", "phone", "n2", c2.Gen})
 	seen(want)
 	_, _, d := mustClaim(t, st, "alice", "phone", "n1", false, 0)
-	mustClaim(t, st, "a.b", long, "n1", false, 0)
+	want = append(want, claimEvent{"alice", "phone", "n1", d.Gen})
+	seen(want)
+	_, _, l1 := mustClaim(t, st, "a.b", long, "n1", false, 0)
+	want = append(want, claimEvent{"a.b", long, "n1", l1.Gen})
+	seen(want)
 	_, _, e := mustClaim(t, peer, "a.b", long, "n2", false, 0)
-	want = append(want, claimEvent{"alice", "phone", "n1", d.Gen}, claimEvent{"a.b", long, "n2", e.Gen})
+	want = append(want, claimEvent{"a.b", long, "n2", e.Gen})
 	seen(want)
 	// Nothing else arrives: a write of the holder is no claim.
 	if err := st.SaveMQTTPos(ctxT(t), "alice", "phone", d.Gen, 4); err != nil {
 		t.Fatal(err)
 	}
-	mustClaim(t, peer, "alice", "marker", "n2", false, 0)
 	_, _, m := mustClaim(t, st, "alice", "marker", "n1", false, 0)
 	seen(append(want, claimEvent{"alice", "marker", "n1", m.Gen}))
 }

@@ -20,6 +20,7 @@ type memMQTTState struct {
 	records  map[mqttMemKey]MQTTSession
 	expiry   time.Duration // 0: DefaultKVConfig's MQTTSessionExpiry
 	watchers map[*memClaimWatcher]struct{}
+	gens     genClock // one for the whole Memory: every handle sees every notice at once
 }
 
 // memClaimWatcher is one running WatchMQTTClaims: a queue filled under
@@ -90,9 +91,14 @@ func (m *Memory) ClaimMQTT(ctx context.Context, principal, clientID, node string
 	now := time.Now().UTC()
 	prev, found = m.mqttRecord(k, now)
 	prev.Subs = slices.Clone(prev.Subs)
-	cur = claimed(prev, found, principal, clientID, node, clean, startPos, now)
-	m.mqttPut(k, cur)
-	if found && prev.Node != node {
+	cur = claimed(prev, found, principal, clientID, node, clean, startPos, m.mqtt.gens.next(prev.Gen, now), now)
+	if clean {
+		delete(m.mqtt.records, k) // a clean session keeps no record
+	} else {
+		m.mqttPut(k, cur)
+	}
+	m.mqtt.gens.saw(cur.Gen)
+	if clean || !found || prev.Node != node {
 		n := claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen}
 		for w := range m.mqtt.watchers {
 			w.mu.Lock()
