@@ -777,20 +777,20 @@ type epollTransport struct {
 	// poller reads them after opResume.
 	in            []byte // bytes of an incomplete packet (nil: none)
 	maxPacket     int
-	first         bool // the next packet is the first (must be CONNECT)
 	deadline      time.Time
 	idle          time.Duration
 	lastPacket    int64 // unix ns: the last whole packet (or accept)
 	partialDue    int64 // unix ns: an incomplete packet must be whole by then (0: none)
-	busy          bool  // a may-block packet runs on its goroutine
 	resumeAt      int64 // unix ns: paused until then (0: not paused), see poller.park
-	blockErr      error // its handler error
+	blockErr      error // its handler error (see busy)
+	first         bool  // the next packet is the first (must be CONNECT)
+	busy          bool  // a may-block packet runs on its goroutine
 	closeWhenIdle bool  // close once busy ends
 	readDone      bool
-	outWait       bool   // output waits for the socket (EPOLLOUT)
-	events        uint32 // registered epoll events (0: not in the set)
+	outWait       bool // output waits for the socket (EPOLLOUT)
 	fdClosed      bool
-	reason        error // why it closed (handler.closed's err)
+	events        uint32 // registered epoll events (0: not in the set)
+	reason        error  // why it closed (handler.closed's err)
 
 	writeTimeout time.Duration
 	drainMark    int
@@ -805,10 +805,10 @@ type epollTransport struct {
 	closing    bool   // take no more output
 	flushClose bool   // closing after what is buffered is written
 	wantDrain  bool
-	writeDue   int64 // unix ns: output must make progress by then (0: none)
-	lastOut    int64 // unix ns: output last emptied
 	ops        uint8
 	queued     bool
+	writeDue   int64 // unix ns: output must make progress by then (0: none)
+	lastOut    int64 // unix ns: output last emptied
 }
 
 var _ transportStarter = (*epollTransport)(nil)

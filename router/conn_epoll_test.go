@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pushring/pushring/internal/testutil"
 	"github.com/pushring/pushring/message"
@@ -173,4 +174,12 @@ func TestEventLoopSlowLoginDoesNotStall(t *testing.T) {
 
 func directMsg(id uint64, payload string) *message.Message {
 	return &message.Message{ID: id, Kind: message.Direct, From: "d1", To: "bob", QoS: 1, Payload: []byte(payload)}
+}
+
+// TestEpollTransportSize: as TestIdleStructSizes, for the event loop's
+// per-connection state.
+func TestEpollTransportSize(t *testing.T) {
+	if n := unsafe.Sizeof(epollTransport{}); n > 320 {
+		t.Errorf("epollTransport is %d bytes, over its budget of 320", n)
+	}
 }

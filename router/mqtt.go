@@ -92,8 +92,7 @@ type mqttConn struct {
 	will     *willMsg
 	expire   *time.Timer
 	refusals int
-	pub      packet.Publish
-	codes    []byte
+	pub      *packet.Publish // reused from PUBLISH to PUBLISH; made at the first: most subscribers never publish
 
 	acks *pendingAcks // QoS 1 PUBACKs waiting for their Receipt (puback.go); nil until the first QoS 1 PUBLISH
 
@@ -128,6 +127,14 @@ type mqttConn struct {
 	// (puback.go); ended: closed was called (qos2.go reads both).
 	answered atomic.Uint64
 	ended    atomic.Bool
+}
+
+// publishScratch returns c.pub, made if need be. Reader side only.
+func (c *mqttConn) publishScratch() *packet.Publish {
+	if c.pub == nil {
+		c.pub = new(packet.Publish)
+	}
+	return c.pub
 }
 
 func newMQTTConn(srv *Server, t transport) *mqttConn {
@@ -224,11 +231,11 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 		if err := packet.DecodeUnsubscribe(header, body, c.level, u); err != nil {
 			return err
 		}
-		c.codes = c.sess.Load().unsubscribe(c, u.Filters, c.codes[:0])
+		codes := c.sess.Load().unsubscribe(c, u.Filters, make([]byte, 0, len(u.Filters)))
 		c.sess.Load().saveSubs()
 		buf, _, _ := c.t.beginWrite()
 		if c.v5 != nil {
-			buf = packet.AppendUnsubackV5(buf, u.PacketID, c.codes, "")
+			buf = packet.AppendUnsubackV5(buf, u.PacketID, codes, "")
 		} else {
 			buf = packet.AppendUnsuback(buf, u.PacketID)
 		}
@@ -548,7 +555,7 @@ func (c *mqttConn) handleAuth(header byte, body []byte) error {
 	if header>>4 != packet.PUBLISH {
 		return c.authFail(tp.authTopic, "authentication required: publish your session token to "+tp.authTopic)
 	}
-	p := &c.pub
+	p := c.publishScratch()
 	if err := packet.DecodePublish(header, body, c.level, p); err != nil {
 		return err
 	}
@@ -620,7 +627,7 @@ func (c *mqttConn) authFail(topic, reason string) error {
 // ---- PUBLISH ----
 
 func (c *mqttConn) handlePublish(header byte, body []byte) error {
-	p := &c.pub
+	p := c.publishScratch()
 	if err := packet.DecodePublish(header, body, c.level, p); err != nil {
 		return err // QoS 3, DUP at QoS 0, wildcard or bad topic, id 0: close
 	}
@@ -780,7 +787,7 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 		return errSubIDs // announced as not available
 	}
 	sess := c.sess.Load()
-	codes := c.codes[:0]
+	codes := make([]byte, 0, len(s.Filters)) // rare, as s
 	var retained []retainedFilter
 	watched := false // a rule topic filter new to the session: the SUBACK waits for the cluster's interest
 	for _, f := range s.Filters {
@@ -819,7 +826,6 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 		watched = watched || t.topic && isNew
 		codes = append(codes, code)
 	}
-	c.codes = codes
 	sess.saveSubs()
 	if watched {
 		c.syncWatches()

@@ -45,6 +45,12 @@ type session struct {
 	lifetime time.Duration // how long the session outlives its connection; 0: it ends with it
 	removed  bool          // dropped from the server: ignore everything
 	moved    bool          // removed because another node resumed it (Kick)
+	// The durable flags (below, with the fields they go with), here to
+	// pack the small fields: an idle session's size counts.
+	replaying, parkOverflow bool
+	ringHold                bool // a ring change's replay is due or running: stored messages park
+	ringSkipped             bool // the shared read passed it by while it replayed on its own
+	tail                    bool // see replayAt
 	// will is the will of the session's last connection while its Will
 	// Delay Interval runs (mqtt5.go), willTimer its timer: published
 	// when the timer fires or the session ends here, dropped if the
@@ -80,12 +86,9 @@ type session struct {
 	sinceWrite, writeAge    int
 	hist                    [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
 	histAt                  int
-	replaying, parkOverflow bool
 	ringFloor               uint64             // position when the ring changed (noFloor: no change pending)
 	ringAt                  time.Time          // when the ring is taken as settled (zero: not waiting)
-	ringHold                bool               // a ring change's replay is due or running: stored messages park
 	ringEpoch               uint64             // the ring change the hold is for (Server.ringEpoch)
-	ringSkipped             bool               // the shared read passed it by while it replayed on its own
 	sent                    sentSeqs           // stored sequences sent, which replays skip
 	replayGen               uint64             // invalidates a replay that was overtaken
 	parked                  []*message.Message // live stored messages that came during a replay
@@ -96,7 +99,6 @@ type session struct {
 	// after it reached the end (see register). replayAt: the highest
 	// sequence the running replay offered, or read up to (position).
 	// replayedTo: the journal's end the last finished replay read to.
-	tail       bool
 	replayAt   uint64
 	replayedTo uint64
 }
