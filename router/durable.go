@@ -163,7 +163,7 @@ func (c *mqttConn) claim() bool {
 	if err == nil && c.cleanStart && !c.clean {
 		// 5.0 Clean Start with a Session Expiry Interval: the stored
 		// session is discarded (above), and the new one is kept (a
-		// second claim, of the record the first left clean).
+		// second claim, which finds no record: the first removed it).
 		cl, err = st.Claim(ctx, c.id.ID, c.clientID, false)
 	}
 	done()

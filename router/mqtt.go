@@ -387,8 +387,11 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 		} else {
 			buf = packet.AppendConnack(buf, false, packet.ConnAccepted)
 		}
-		c.t.endWrite(buf)
+		// Set before the CONNACK can reach the client (the write lock
+		// is held): a kill once the client has it sends a DISCONNECT,
+		// which goes after the CONNACK.
 		c.connacked.Store(true)
+		c.t.endWrite(buf)
 		c.state = stateAuth
 		c.t.setTimeouts(time.Now().Add(cfg.ConnectTimeout), c.keepAlive)
 		return nil

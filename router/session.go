@@ -749,8 +749,8 @@ func (s *session) replay(preamble func([]byte) []byte) {
 	c := s.conn
 	buf, _, _ := c.t.beginWrite()
 	buf = preamble(buf)
+	c.connacked.Store(true) // before the CONNACK can reach the client: a kill then sends its DISCONNECT after it
 	c.t.endWrite(buf)
-	c.connacked.Store(true)
 	s.resendPubrels(c)
 	s.resendInflight(0)
 	s.drainLocked()

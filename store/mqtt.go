@@ -43,18 +43,19 @@ package store
 // that write fail and the read decide. On a replicated bucket a read may
 // come from a replica a moment behind the leader (direct gets): such a
 // read costs a failed compare-and-set and another read, never a wrong
-// write. Gens
-// only grow along a record's claims (each claim takes max(previous+1, the
-// claimer's clock in nanoseconds), so even a claim that finds no record,
-// after one expired or was deleted, takes a Gen no earlier holder had but
-// by a clock tie to the nanosecond).
+// write, except for a clean claim, which writes no record: one that
+// reads no record from a replica behind leaves the record it missed (its
+// notice still closes the holder's connection). Gens only grow along a
+// record's claims (see genClock below).
 //
-// A claim writes a claim notice, which WatchMQTTClaims reports to every
-// node, unless it is a persistent claim of a record this node already
-// held: a clean session anywhere would have removed that record, and
-// the record's holder is this node. (The record's own key changes on
-// every position write, and having every node watch those would send
-// every node every position of the cluster.) Notices expire after
+// Every claim writes a claim notice, which WatchMQTTClaims reports to
+// every node: a clean session holds no record that a later claim could
+// find, so only the notice tells its holder. Even a claim of a record
+// this node held writes one: a clean claim elsewhere that did not see
+// the record (a replica behind, a persistent claim racing it) may be
+// connected. (The record's own key changes on every position write, and
+// having every node watch those would send every node every position of
+// the cluster.) Notices expire after
 // mqttNoticeTTL; nothing reads them but live watches. A claim is done
 // once its notice is stored: for a clean session the notice is the only
 // trace, so a claim whose notice fails fails.
@@ -186,8 +187,7 @@ type MQTTSessions interface {
 	// session learns that another node took it over, and closes its
 	// connection if the gen is higher than the one it holds (two
 	// notices may arrive out of order; gens tell which claim is later).
-	// Only a persistent claim of a record the same node already held
-	// notifies nobody. Takeovers of one session in quick succession may
+	// Takeovers of one session in quick succession may
 	// be reported as the last of them only (one notice per session is
 	// kept); that is enough, as every holder with a lower gen gives way.
 	// A claim made while the watch was starting may be reported too. fn is called from one goroutine at a time; ready
@@ -652,16 +652,18 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 		}
 		break
 	}
-	k.mqttM.writes.WithLabelValues(opClaim).Inc()
-	k.gens.saw(cur.Gen)
-	if clean || !found || prev.Node != node {
-		data, _ := json.Marshal(claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen})
-		msg := nats.Msg{Subject: k.mqttPre + noticeKey, Data: data}
-		if _, err := k.js.PublishMsg(ctx, &msg, jetstream.WithMsgTTL(mqttNoticeTTL)); err != nil {
-			return MQTTSession{}, false, MQTTSession{}, k.fail(opNotice, principal, clientID, unavailable("put mqtt claim notice", err))
-		}
-		k.mqttM.writes.WithLabelValues(opNotice).Inc()
+	if !clean || found {
+		k.mqttM.writes.WithLabelValues(opClaim).Inc() // a record written or removed
 	}
+	k.gens.saw(cur.Gen)
+	data, _ := json.Marshal(claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen})
+	msg := nats.Msg{Subject: k.mqttPre + noticeKey, Data: data}
+	if _, err := k.js.PublishMsg(ctx, &msg, jetstream.WithMsgTTL(mqttNoticeTTL)); err != nil {
+		// A failed persistent claim's record stays taken: a retry's
+		// notice tells the previous holder (every claim writes one).
+		return MQTTSession{}, false, MQTTSession{}, k.fail(opNotice, principal, clientID, unavailable("put mqtt claim notice", err))
+	}
+	k.mqttM.writes.WithLabelValues(opNotice).Inc()
 	return prev, found, cur, nil
 }
 

@@ -98,16 +98,14 @@ func (m *Memory) ClaimMQTT(ctx context.Context, principal, clientID, node string
 		m.mqttPut(k, cur)
 	}
 	m.mqtt.gens.saw(cur.Gen)
-	if clean || !found || prev.Node != node {
-		n := claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen}
-		for w := range m.mqtt.watchers {
-			w.mu.Lock()
-			w.queue = append(w.queue, n)
-			w.mu.Unlock()
-			select {
-			case w.notify <- struct{}{}:
-			default:
-			}
+	n := claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen}
+	for w := range m.mqtt.watchers {
+		w.mu.Lock()
+		w.queue = append(w.queue, n)
+		w.mu.Unlock()
+		select {
+		case w.notify <- struct{}{}:
+		default:
 		}
 	}
 	return prev, found, cur, nil
