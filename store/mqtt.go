@@ -187,13 +187,17 @@ type MQTTSessions interface {
 	// session learns that another node took it over, and closes its
 	// connection if the gen is higher than the one it holds (two
 	// notices may arrive out of order; gens tell which claim is later).
-	// Takeovers of one session in quick succession may
-	// be reported as the last of them only (one notice per session is
-	// kept); that is enough, as every holder with a lower gen gives way.
-	// A claim made while the watch was starting may be reported too. fn is called from one goroutine at a time; ready
-	// is called once, when later claims will be seen. It returns nil when
-	// ctx is done or the store closed, ErrUnavailable if the watch broke
-	// (the caller may watch again; claims meanwhile are not replayed).
+	// Takeovers of one session in quick succession may be reported as
+	// the last of them only (one notice per session is kept). Claims
+	// made before the watch started may be reported too: KV reports the
+	// last notice of each session still kept (mqttNoticeTTL), so a
+	// watch started again after a break learns of the claims made
+	// meanwhile, if the break was shorter than that; a clean session
+	// has no record whose failed writes would tell its holder later. fn
+	// is called from one goroutine at a time; ready is called once, when
+	// later claims will be seen. It returns nil when ctx is done or the
+	// store closed, ErrUnavailable if the watch broke (the caller may
+	// watch again).
 	WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, node string, gen uint64), ready func()) error
 }
 
@@ -853,27 +857,15 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 		return fmt.Errorf("store: %w: closed", ErrUnavailable)
 	default:
 	}
-	// Notices up to the bucket's last sequence now were written before
-	// the watch: an ordered consumer that resets before its first
-	// message starts over from the stream's first sequence, and would
-	// report them.
-	var since uint64
-	sctx, scancel := context.WithTimeout(ctx, k.cfg.Timeout)
-	st, err := k.mqtt.Status(sctx)
-	scancel()
-	if err != nil {
-		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
-	}
-	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
-		since = bs.StreamInfo().State.LastSeq
-	}
-	w, err := k.mqtt.WatchFiltered(ctx, []string{"c.>"}, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	// The last notice of every session first (a break of the watch
+	// loses none of those still kept), then every new one.
+	w, err := k.mqtt.WatchFiltered(ctx, []string{"c.>"}, jetstream.IgnoreDeletes())
 	if err != nil {
 		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
 	}
 	defer w.Stop()
 	// The consumer exists once WatchFiltered returns: later notices
-	// reach it (updates only: no nil marker comes).
+	// reach it (after the kept ones and the nil marker that ends them).
 	if ready != nil {
 		ready()
 	}
@@ -890,7 +882,7 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 				}
 				return k.fail(opWatch, "", "", unavailable("watch mqtt claims", jetstream.ErrConnectionClosed))
 			}
-			if e == nil || e.Revision() <= since {
+			if e == nil {
 				continue
 			}
 			kind, principal, tok, ok := parseMQTTKey(e.Key())

@@ -67,6 +67,33 @@ func TestKVMQTTGensFollowNotices(t *testing.T) {
 	}
 }
 
+// TestKVMQTTWatchAgainSeesGap: a claim watch started again after a break
+// reports the claims made during the break (their notices are kept a
+// minute), so the node closes the clean sessions they took over: no
+// record of theirs would tell it later.
+func TestKVMQTTWatchAgainSeesGap(t *testing.T) {
+	n := startNATS(t)
+	cfg := KVConfig{Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}
+	kv, peer := n.openKV(t, cfg), n.openKV(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- kv.WatchMQTTClaims(ctx, func(string, string, string, uint64) {}, func() { close(ready) }) }()
+	<-ready
+	cancel() // the watch breaks
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	_, _, c := mustClaim(t, peer, "alice", "phone", "n2", true, 0)
+	events := watchClaims(t, kv)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := events(); !slices.Equal(got, []claimEvent{{"alice", "phone", "n2", c.Gen}}) {
+			return fmt.Errorf("claims seen %v", got)
+		}
+		return nil
+	})
+}
+
 // kvKeyChar: what a KV key may hold besides the '.' between tokens.
 func kvKeyChar(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=", r)
