@@ -1088,8 +1088,18 @@ func (s *session) saveSubs() {
 // node's: the client connected elsewhere. Its will is published, as for
 // a takeover on one node. Goroutine-safe.
 func (s *Server) Kick(principal, clientID string, gen uint64) {
-	defer s.flushPresence()
 	key := sessionKey(principal, clientID)
+	// Most claims are of sessions this node neither holds nor claims: a
+	// read lock tells, without stalling deliveries. A claim that begins
+	// after this look takes a gen above gen (its store saw the notice).
+	s.mu.RLock()
+	_, claiming := s.claiming[key]
+	_, here := s.sessions[key]
+	s.mu.RUnlock()
+	if !claiming && !here {
+		return
+	}
+	defer s.flushPresence()
 	s.mu.Lock()
 	if w, ok := s.claiming[key]; ok && gen > w.kicked {
 		w.kicked = gen

@@ -78,7 +78,9 @@ func TestKVMQTTWatchAgainSeesGap(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- kv.WatchMQTTClaims(ctx, func(string, string, string, uint64) {}, func() { close(ready) }) }()
+	go func() {
+		done <- kv.WatchMQTTClaims(ctx, func(string, string, string, uint64) {}, func() { close(ready) })
+	}()
 	<-ready
 	cancel() // the watch breaks
 	if err := <-done; err != nil {
