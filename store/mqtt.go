@@ -4,8 +4,9 @@ package store
 // (principal + client id) anywhere in the cluster, one record per
 // persistent session cluster-wide. A clean session keeps no record: it
 // has nothing to resume, and an idle connection should cost no storage;
-// its claim is known to the cluster through its notice alone. Both KV (below) and Memory (mqtt_memory.go) implement
-// MQTTSessions and pass the same tests (mqtt_contract_test.go).
+// its claim is known to the cluster through its notice alone. Both KV
+// (below) and Memory (mqtt_memory.go) implement MQTTSessions and pass
+// the same tests (mqtt_contract_test.go).
 //
 // Bucket "<Cluster>_mqtt", history 1, per-key TTL:
 //
@@ -55,10 +56,10 @@ package store
 // the record (a replica behind, a persistent claim racing it) may be
 // connected. (The record's own key changes on every position write, and
 // having every node watch those would send every node every position of
-// the cluster.) Notices expire after
-// mqttNoticeTTL; nothing reads them but live watches. A claim is done
-// once its notice is stored: for a clean session the notice is the only
-// trace, so a claim whose notice fails fails.
+// the cluster.) Notices expire after mqttNoticeTTL; nothing reads them
+// but watches. A claim is done once its notice is stored: for a clean
+// session the notice is the only trace, so a claim whose notice fails
+// fails.
 //
 // Gens order claims cluster-wide, so every holder but the latest gives
 // way: a Gen is above the record's previous Gen, the claimer's clock,
@@ -182,9 +183,10 @@ type MQTTSessions interface {
 	// may miss a write made a moment ago; claims and writes never do.
 	GetMQTT(ctx context.Context, principal, clientID string) (MQTTSession, error)
 	// WatchMQTTClaims calls fn for every claim made after the watch is
-	// ready (principal, clientID, the claiming node, its gen), this
-	// node's own included, until ctx is done: a node that holds the
-	// session learns that another node took it over, and closes its
+	// ready, this node's own included (principal, clientID, the claiming
+	// node, its gen), and maybe for earlier ones (below), until ctx is
+	// done: a node that holds the session learns that another node took
+	// it over, and closes its
 	// connection if the gen is higher than the one it holds (two
 	// notices may arrive out of order; gens tell which claim is later).
 	// Takeovers of one session in quick succession may be reported as
