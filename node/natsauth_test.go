@@ -26,7 +26,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
 	"github.com/pushring/pushring/internal/natsauth"
 	"github.com/pushring/pushring/internal/testutil"
@@ -616,56 +615,17 @@ func TestLoopbackAddr(t *testing.T) {
 // natsauth.NodePermissions, and runs (buckets, login, delivery); the
 // permissions in the JWT hold (a subject outside them is refused).
 func TestNATSCredsFile(t *testing.T) {
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	okp, err := nkeys.CreateOperator()
-	must(err)
-	opub, _ := okp.PublicKey()
-	oc := jwt.NewOperatorClaims(opub)
-	// JetStream needs a system account.
-	skp, err := nkeys.CreateAccount()
-	must(err)
-	spub, _ := skp.PublicKey()
-	sjwt, err := jwt.NewAccountClaims(spub).Encode(okp)
-	must(err)
-	oc.SystemAccount = spub
-	akp, err := nkeys.CreateAccount()
-	must(err)
-	apub, _ := akp.PublicKey()
-	ac := jwt.NewAccountClaims(apub)
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
-	ajwt, err := ac.Encode(okp)
-	must(err)
-	ukp, err := nkeys.CreateUser()
-	must(err)
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
+	s, account := testutil.OperatorNATS(t, true)
 	perms := natsauth.NodePermissions("pushring", "n1")
-	uc.Permissions.Pub.Allow.Add(perms.Publish...)
-	uc.Permissions.Sub.Allow.Add(perms.Subscribe...)
-	ujwt, err := uc.Encode(akp)
-	must(err)
-	useed, _ := ukp.Seed()
+	ujwt, useed := testutil.UserJWT(t, account, perms.Publish, perms.Subscribe)
 	creds, err := jwt.FormatUserConfig(ujwt, useed)
-	must(err)
-	credsFile := filepath.Join(t.TempDir(), "n1.creds")
-	must(os.WriteFile(credsFile, creds, 0o600))
-
-	resolver := &server.MemAccResolver{}
-	must(resolver.Store(apub, ajwt))
-	must(resolver.Store(spub, sjwt))
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		NoSigs: true, NoLog: true, TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver, SystemAccount: spub})
-	must(err)
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	credsFile := filepath.Join(t.TempDir(), "n1.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	dir := t.TempDir()
 	n := startNode(t, dir, func(c *Config) { c.NATSURL, c.NATSCredsFile = s.ClientURL(), credsFile })

@@ -139,17 +139,16 @@ type claimWait struct {
 	kicked uint64
 }
 
-// claim is login's step before bind: c's session is claimed cluster-wide.
-// false: the store could not be reached (the CONNECT is refused). Every
-// claim is ended by claimDone, after register.
-func (c *mqttConn) claim() bool {
+// claim is login's step before bind: c's session (key, its sessionKey)
+// is claimed cluster-wide. false: the store could not be reached (the
+// CONNECT is refused). Every claim is ended by claimDone, after register.
+func (c *mqttConn) claim(key string) bool {
 	st := c.srv.sessStore
 	if st == nil {
 		return true
 	}
 	// A Kick for a claim made elsewhere after this one may arrive before
 	// register; it is kept for register to see.
-	key := sessionKey(c.id.ID, c.clientID)
 	c.srv.mu.Lock()
 	if c.srv.claiming == nil {
 		c.srv.claiming = make(map[string]claimWait)
@@ -180,11 +179,10 @@ func (c *mqttConn) claim() bool {
 }
 
 // claimDone ends the claim claim began.
-func (s *Server) claimDone(c *mqttConn) {
+func (s *Server) claimDone(key string) {
 	if s.sessStore == nil {
 		return
 	}
-	key := sessionKey(c.id.ID, c.clientID)
 	s.mu.Lock()
 	if w := s.claiming[key]; w.n > 1 {
 		w.n--

@@ -531,12 +531,13 @@ func (s *Server) panicked(where string, r any, stack []byte) {
 // taken before Server.mu is released, so nothing reaches the session
 // before the preamble.
 func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byte) byte {
-	if !c.claim() {
-		s.claimDone(c)
+	key := sessionKey(c.id.ID, c.clientID)
+	if !c.claim(key) {
+		s.claimDone(key)
 		return 0x03 // the session store is unreachable: fail closed
 	}
-	sess, present, victim, code := s.register(c)
-	s.claimDone(c)
+	sess, present, victim, code := s.register(c, key)
+	s.claimDone(key)
 	c.fresh = !present
 	c.claimed = nil // read by register alone: an idle connection keeps none of it
 	if code == 0 {
@@ -562,9 +563,8 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 // or whose queue dropped stored messages while offline, or outgrew the
 // backlog bounds (bounds.go), starts a replay of the journal
 // (durable.go).
-func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqttConn, code byte) {
+func (s *Server) register(c *mqttConn, key string) (sess *session, present bool, victim *mqttConn, code byte) {
 	id := c.id.ID
-	key := sessionKey(id, c.clientID)
 	cl := c.claimed
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -624,7 +624,7 @@ func (s *Server) register(c *mqttConn) (sess *session, present bool, victim *mqt
 			}
 			s.endSessionLocked(oldest)
 		}
-		sess = newSession(s, id, c.clientID, c.clean)
+		sess = newSession(s, key, id, c.clientID, c.clean)
 		sess.device = c.id.Device
 		s.sessions[key] = sess
 		s.byPrincipal[id] = append(s.byPrincipal[id], sess)

@@ -157,12 +157,13 @@ type inflightMsg struct {
 	due  bool // to be sent again (DUP) as soon as the backlog allows
 }
 
-// newSession makes a session of principal; Server.mu held (it takes a
-// reference to the principal's shared state, which release gives back).
-func newSession(srv *Server, principal, clientID string, clean bool) *session {
+// newSession makes a session of principal (key: its sessionKey);
+// Server.mu held (it takes a reference to the principal's shared state,
+// which release gives back).
+func newSession(srv *Server, key, principal, clientID string, clean bool) *session {
 	return &session{
 		srv:       srv,
-		key:       sessionKey(principal, clientID),
+		key:       key,
 		principal: principal,
 		clientID:  clientID,
 		lim:       srv.acquirePrincipalLocked(principal),

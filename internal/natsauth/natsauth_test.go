@@ -6,12 +6,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/pushring/pushring/internal/testutil"
 )
 
 func pubKey(t *testing.T) string {
@@ -165,47 +165,10 @@ func TestNodePermissionsJournal(t *testing.T) {
 // longer fits: each subject added to the table spends that room). The
 // test logs the sizes.
 func TestNodePermissionsFitCreds(t *testing.T) {
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	okp, err := nkeys.CreateOperator()
-	must(err)
-	opub, _ := okp.PublicKey()
-	oc := jwt.NewOperatorClaims(opub)
-	skp, _ := nkeys.CreateAccount()
-	spub, _ := skp.PublicKey()
-	sjwt, err := jwt.NewAccountClaims(spub).Encode(okp)
-	must(err)
-	oc.SystemAccount = spub
-	akp, _ := nkeys.CreateAccount()
-	apub, _ := akp.PublicKey()
-	ajwt, err := jwt.NewAccountClaims(apub).Encode(okp)
-	must(err)
-	resolver := &server.MemAccResolver{}
-	must(resolver.Store(apub, ajwt))
-	must(resolver.Store(spub, sjwt))
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver, SystemAccount: spub})
-	must(err)
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-
+	s, account := testutil.OperatorNATS(t, false)
 	for _, id := range []string{"n1", "node-01", "pushring-node-0123456789abcdefgh"} {
-		ukp, _ := nkeys.CreateUser()
-		upub, _ := ukp.PublicKey()
-		useed, _ := ukp.Seed()
 		perms := NodePermissions("pushring", id)
-		uc := jwt.NewUserClaims(upub)
-		uc.Permissions.Pub.Allow.Add(perms.Publish...)
-		uc.Permissions.Sub.Allow.Add(perms.Subscribe...)
-		ujwt, err := uc.Encode(akp)
-		must(err)
+		ujwt, useed := testutil.UserJWT(t, account, perms.Publish, perms.Subscribe)
 		t.Logf("node %s: user JWT of %d bytes for %d publish and %d subscribe subjects",
 			id, len(ujwt), len(perms.Publish), len(perms.Subscribe))
 		nc, err := nats.Connect(s.ClientURL(), nats.UserJWTAndSeed(ujwt, string(useed)), nats.Name("pushring-"+id),
