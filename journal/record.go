@@ -170,10 +170,10 @@ func DecodeRecord(data []byte) (m *message.Message, prev uint64, err error) {
 	if len(from) > 0 && !validID(from) {
 		return nil, 0, fmt.Errorf("%w: bad from id", ErrBadRecord)
 	}
-	if m.Kind == message.Topic && !validTopic(string(to)) || m.Kind != message.Topic && !validID(to) {
+	m.From, m.To = string(from), string(to)
+	if m.Kind == message.Topic && !validTopic(m.To) || m.Kind != message.Topic && !validID(to) {
 		return nil, 0, fmt.Errorf("%w: bad to", ErrBadRecord)
 	}
-	m.From, m.To = string(from), string(to)
 	if len(payload) > 0 {
 		m.Payload = append([]byte(nil), payload...)
 	}

@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pushring/pushring/rules"
 	"log/slog"
 	"net"
 	"net/http"
@@ -57,6 +56,7 @@ import (
 	"github.com/pushring/pushring/retained"
 	"github.com/pushring/pushring/ring"
 	"github.com/pushring/pushring/router"
+	"github.com/pushring/pushring/rules"
 	"github.com/pushring/pushring/store"
 )
 
