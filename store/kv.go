@@ -9,7 +9,9 @@ package store
 //	pushring_roles       key <gid>.m.<id>          member        value roleRecord (JSON)
 //	                     key <gid>.p.<id>          publisher
 //	pushring_sessions    key <tokenHash>           value Session (JSON); bucket MaxAge
-//	pushring_mqtt        MQTT session records and claim notices (mqtt.go)
+//	pushring_mqtt        MQTT session records (mqtt.go)
+//
+// and the stream CLAIMS_pushring of MQTT claim notices (mqtt_notice.go).
 //
 // Key encoding: '.' separates tokens in KV keys (they are NATS subjects),
 // but ids may contain '.'. Ids never contain '=' (ValidID), and '=' is a
@@ -144,10 +146,14 @@ type KV struct {
 
 	js      jetstream.JetStream
 	mqttPre string // subject prefix of the mqtt bucket's keys
-	mqttM   *mqttMetrics
-	mqttL   mqttLog
-	cache   mqttCache
-	gens    genClock
+	// claimsStream is the stream of the claim notices, notices their
+	// writer (mqtt_notice.go).
+	claimsStream string
+	notices      *noticer
+	mqttM        *mqttMetrics
+	mqttL        mqttLog
+	cache        mqttCache
+	gens         genClock
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
@@ -188,7 +194,7 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, erro
 		{&k.groups, "groups", "pushring groups", 0, 0, jetstream.KeyValueMaxHistory},
 		{&k.roles, "roles", "pushring group roles: <gid>.m.<id>, <gid>.p.<id>", 0, 0, jetstream.KeyValueMaxHistory},
 		{&k.sessions, "sessions", "pushring login sessions by token hash", cfg.SessionMaxAge, 0, 1},
-		{&k.mqtt, "mqtt", "pushring MQTT sessions: s.<principal>.<client>, claim notices c.<principal>.<client>", 0, mqttMarkerTTL, 1},
+		{&k.mqtt, "mqtt", "pushring MQTT sessions: s.<principal>.<client>", 0, mqttMarkerTTL, 1},
 	} {
 		octx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		kv, err := js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{
@@ -205,6 +211,9 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, erro
 			return nil, unavailable("open bucket "+b.name, err)
 		}
 		*b.kv = kv
+	}
+	if err := k.openClaims(ctx); err != nil {
+		return nil, err
 	}
 	return k, nil
 }

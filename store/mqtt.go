@@ -11,7 +11,8 @@ package store
 // Bucket "<Cluster>_mqtt", history 1, per-key TTL:
 //
 //	s.<principal>.<client>  value MQTTSession (JSON)       TTL MQTTSessionExpiry
-//	c.<principal>.<client>  value claim notice (JSON)      TTL mqttNoticeTTL
+//
+// and the claim notices on a stream of their own (mqtt_notice.go).
 //
 // <principal> is encodeID of the principal id ('.' -> '='). <client> is
 // one key token made from the client id, which may be any UTF-8 string of
@@ -56,8 +57,8 @@ package store
 // the record (a replica behind, a persistent claim racing it) may be
 // connected. (The record's own key changes on every position write, and
 // having every node watch those would send every node every position of
-// the cluster.) Notices expire after mqttNoticeTTL; nothing reads them
-// but watches. A claim is done once its notice is stored: for a clean
+// the cluster.) Notices are kept mqttNoticeTTL; nothing reads them but
+// watches. A claim is done once its notice is stored: for a clean
 // session the notice is the only trace, so a claim whose notice fails
 // fails.
 //
@@ -189,13 +190,11 @@ type MQTTSessions interface {
 	// it over, and closes its
 	// connection if the gen is higher than the one it holds (two
 	// notices may arrive out of order; gens tell which claim is later).
-	// Takeovers of one session in quick succession may be reported as
-	// the last of them only (one notice per session is kept). Claims
-	// made before the watch started may be reported too: KV reports the
-	// last notice of each session still kept (mqttNoticeTTL), so a
-	// watch started again after a break learns of the claims made
-	// meanwhile, if the break was shorter than that; a clean session
-	// has no record whose failed writes would tell its holder later. fn
+	// Claims made before the watch started may be reported too: KV
+	// reports every notice still kept (mqttNoticeTTL), so a watch
+	// started again after a break learns of the claims made meanwhile,
+	// if the break was shorter than that; a clean session has no
+	// record whose failed writes would tell its holder later. fn
 	// is called from one goroutine at a time; ready is called once, when
 	// later claims will be seen. It returns nil when ctx is done or the
 	// store closed, ErrUnavailable if the watch broke (the caller may
@@ -213,7 +212,7 @@ var (
 const maxRawClientID = 96
 
 // mqttNoticeTTL is how long a claim notice is kept: watchers get it live,
-// and nothing reads it later.
+// or when they watch again after a break.
 const mqttNoticeTTL = time.Minute
 
 // mqttMarkerTTL is how long the marker of a deleted or expired record
@@ -245,48 +244,18 @@ func clientToken(clientID string) string {
 	return "h" + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// mqttKeys returns the record and notice keys of a session, or
-// ErrInvalidID.
-func mqttKeys(principal, clientID string) (rec, notice string, err error) {
+// mqttKey returns the record key of a session, or ErrInvalidID.
+func mqttKey(principal, clientID string) (string, error) {
 	if !ValidID(principal) || !validClientID(clientID) {
-		return "", "", ErrInvalidID
+		return "", ErrInvalidID
 	}
-	rest := encodeID(principal) + "." + clientToken(clientID)
-	return "s." + rest, "c." + rest, nil
+	return "s." + encodeID(principal) + "." + clientToken(clientID), nil
 }
 
 // validClientID: any valid UTF-8 without NUL (MQTT forbids U+0000 in
 // strings) of at most 65535 bytes.
 func validClientID(id string) bool {
 	return len(id) <= 65535 && utf8.ValidString(id) && !strings.ContainsRune(id, 0)
-}
-
-// parseMQTTKey reverses the key of a record or notice: its kind ('s' or
-// 'c'), principal and client token. ok is false for anything else.
-func parseMQTTKey(key string) (kind byte, principal, token string, ok bool) {
-	k, rest, ok1 := strings.Cut(key, ".")
-	p, tok, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || (k != "s" && k != "c") || tok == "" || strings.Contains(tok, ".") {
-		return 0, "", "", false
-	}
-	principal = decodeID(p)
-	if !ValidID(principal) {
-		return 0, "", "", false
-	}
-	return k[0], principal, tok, true
-}
-
-// clientIDOfToken reverses clientToken for ids kept whole; ok is false for
-// hashed ones.
-func clientIDOfToken(tok string) (string, bool) {
-	if tok == "" || tok[0] != 'b' {
-		return "", false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok[1:])
-	if err != nil {
-		return "", false
-	}
-	return string(b), true
 }
 
 // genClock hands out claim Gens (see the file comment): above the
@@ -320,12 +289,14 @@ func claimed(prev MQTTSession, found bool, principal, clientID, node string, cle
 	return cur
 }
 
-// claimNotice is the value of a notice key.
+// claimNotice is one claim's notice (mqtt_notice.go).
+// One-letter names: a burst of connects keeps thousands of them for a
+// minute.
 type claimNotice struct {
-	Principal string `json:"principal"`
-	ClientID  string `json:"client_id"`
-	Node      string `json:"node"`
-	Gen       uint64 `json:"gen"`
+	Principal string `json:"p"`
+	ClientID  string `json:"c"`
+	Node      string `json:"n"`
+	Gen       uint64 `json:"g"`
 }
 
 // ---------------------------------------------------------------------
@@ -605,7 +576,7 @@ func backoff(ctx context.Context, attempt int) error {
 }
 
 func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, clean bool, startPos uint64) (prev MQTTSession, found bool, cur MQTTSession, err error) {
-	key, noticeKey, err := mqttKeys(principal, clientID)
+	key, err := mqttKey(principal, clientID)
 	if err != nil {
 		return MQTTSession{}, false, MQTTSession{}, err
 	}
@@ -662,9 +633,7 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 		k.mqttM.writes.WithLabelValues(opClaim).Inc() // a record written or removed
 	}
 	k.gens.saw(cur.Gen)
-	data, _ := json.Marshal(claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen})
-	msg := nats.Msg{Subject: k.mqttPre + noticeKey, Data: data}
-	if _, err := k.js.PublishMsg(ctx, &msg, jetstream.WithMsgTTL(mqttNoticeTTL)); err != nil {
+	if err := k.notices.announce(ctx, claimNotice{Principal: principal, ClientID: clientID, Node: node, Gen: cur.Gen}); err != nil {
 		// A failed persistent claim's record stays taken: a retry's
 		// notice tells the previous holder (every claim writes one).
 		return MQTTSession{}, false, MQTTSession{}, k.fail(opNotice, principal, clientID, unavailable("put mqtt claim notice", err))
@@ -683,7 +652,7 @@ func (k *KV) ClaimMQTT(ctx context.Context, principal, clientID, node string, cl
 // only lands if nobody wrote since (another node's claim, an expiry);
 // otherwise the loop reads and decides again.
 func (k *KV) updateMQTT(ctx context.Context, op, principal, clientID string, gen uint64, change func(*MQTTSession) bool) error {
-	key, _, err := mqttKeys(principal, clientID)
+	key, err := mqttKey(principal, clientID)
 	if err != nil {
 		return err
 	}
@@ -790,7 +759,7 @@ func (k *KV) TouchMQTT(ctx context.Context, principal, clientID string, gen uint
 }
 
 func (k *KV) DeleteMQTT(ctx context.Context, principal, clientID string, gen uint64) error {
-	key, _, err := mqttKeys(principal, clientID)
+	key, err := mqttKey(principal, clientID)
 	if err != nil {
 		return err
 	}
@@ -830,7 +799,7 @@ func (k *KV) DeleteMQTT(ctx context.Context, principal, clientID string, gen uin
 }
 
 func (k *KV) GetMQTT(ctx context.Context, principal, clientID string) (MQTTSession, error) {
-	key, _, err := mqttKeys(principal, clientID)
+	key, err := mqttKey(principal, clientID)
 	if err != nil {
 		return MQTTSession{}, err
 	}
@@ -847,56 +816,4 @@ func (k *KV) GetMQTT(ctx context.Context, principal, clientID string) (MQTTSessi
 		return MQTTSession{}, ErrNotFound
 	}
 	return rec, nil
-}
-
-// WatchMQTTClaims implements MQTTSessions.WatchMQTTClaims with a watcher
-// of the notice keys only, updates only.
-func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, node string, gen uint64), ready func()) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	select {
-	case <-k.done:
-		return fmt.Errorf("store: %w: closed", ErrUnavailable)
-	default:
-	}
-	// The last notice of every session first (a break of the watch
-	// loses none of those still kept), then every new one.
-	w, err := k.mqtt.WatchFiltered(ctx, []string{"c.>"}, jetstream.IgnoreDeletes())
-	if err != nil {
-		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
-	}
-	defer w.Stop()
-	// The consumer exists once WatchFiltered returns: later notices
-	// reach it (after the kept ones and the nil marker that ends them).
-	if ready != nil {
-		ready()
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-k.done:
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return k.fail(opWatch, "", "", unavailable("watch mqtt claims", jetstream.ErrConnectionClosed))
-			}
-			if e == nil {
-				continue
-			}
-			kind, principal, tok, ok := parseMQTTKey(e.Key())
-			if !ok || kind != 'c' {
-				continue
-			}
-			var n claimNotice
-			if json.Unmarshal(e.Value(), &n) != nil || n.Principal != principal || clientToken(n.ClientID) != tok {
-				continue
-			}
-			k.gens.saw(n.Gen)
-			fn(n.Principal, n.ClientID, n.Node, n.Gen)
-		}
-	}
 }

@@ -44,9 +44,7 @@ func TestKVMQTTGensFollowNotices(t *testing.T) {
 	events := watchClaims(t, behind)
 	// The notice of a clean claim on a node whose clock is a day ahead.
 	gen := uint64(time.Now().Add(24 * time.Hour).UnixNano())
-	_, noticeKey, _ := mqttKeys("alice", "phone")
-	data, _ := json.Marshal(claimNotice{Principal: "alice", ClientID: "phone", Node: "n2", Gen: gen})
-	if _, err := ahead.js.PublishMsg(ctxT(t), &nats.Msg{Subject: ahead.mqttPre + noticeKey, Data: data}, jetstream.WithMsgTTL(time.Minute)); err != nil {
+	if err := ahead.notices.announce(ctxT(t), claimNotice{Principal: "alice", ClientID: "phone", Node: "n2", Gen: gen}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
@@ -102,44 +100,28 @@ func kvKeyChar(r rune) bool {
 }
 
 // TestKVMQTTKeys: every client id makes a valid key of three tokens,
-// short and distinct; short ids come back from the key, long ones are
-// hashed; anything that is not a record or notice key does not parse.
+// short and distinct.
 func TestKVMQTTKeys(t *testing.T) {
 	seen := map[string]string{}
 	for _, p := range []string{"alice", "a.b", strings.Repeat("p", 64)} {
 		for _, id := range oddClientIDs {
-			rec, notice, err := mqttKeys(p, id)
+			key, err := mqttKey(p, id)
 			if err != nil {
 				t.Fatalf("%q/%q: %v", p, logID(id), err)
 			}
-			if len(rec) > 2+64+1+1+(maxRawClientID*4+2)/3 || len(rec) > 200 {
-				t.Errorf("%q/%q: key of %d chars", p, logID(id), len(rec))
+			if len(key) > 2+64+1+1+(maxRawClientID*4+2)/3 || len(key) > 200 {
+				t.Errorf("%q/%q: key of %d chars", p, logID(id), len(key))
 			}
-			if prev, dup := seen[rec]; dup {
-				t.Errorf("%q and %q share key %q", prev, id, rec)
+			if prev, dup := seen[key]; dup {
+				t.Errorf("%q and %q share key %q", prev, id, key)
 			}
-			seen[rec] = p + "/" + id
-			for _, key := range []string{rec, notice} {
-				toks := strings.Split(key, ".")
-				if len(toks) != 3 || slices.ContainsFunc(toks, func(s string) bool {
-					return s == "" || strings.IndexFunc(s, func(r rune) bool { return !kvKeyChar(r) }) >= 0
-				}) {
-					t.Fatalf("%q/%q: bad key %q", p, logID(id), key)
-				}
-				kind, gotP, tok, ok := parseMQTTKey(key)
-				if !ok || kind != key[0] || gotP != p || tok != clientToken(id) {
-					t.Fatalf("parseMQTTKey(%q) = %c %q %q %v", key, kind, gotP, tok, ok)
-				}
+			seen[key] = p + "/" + id
+			toks := strings.Split(key, ".")
+			if len(toks) != 3 || toks[0] != "s" || toks[1] != encodeID(p) || slices.ContainsFunc(toks, func(s string) bool {
+				return s == "" || strings.IndexFunc(s, func(r rune) bool { return !kvKeyChar(r) }) >= 0
+			}) {
+				t.Fatalf("%q/%q: bad key %q", p, logID(id), key)
 			}
-			back, ok := clientIDOfToken(clientToken(id))
-			if short := len(id) <= maxRawClientID; ok != short || short && back != id {
-				t.Errorf("%q: token %q reverses to %q, %v", logID(id), logID(clientToken(id)), logID(back), ok)
-			}
-		}
-	}
-	for _, bad := range []string{"", "s", "s.alice", "x.alice.bYQ", "s..bYQ", "s.alice.", "s.a/b.bYQ", "s.alice.b.c"} {
-		if _, _, _, ok := parseMQTTKey(bad); ok {
-			t.Errorf("parseMQTTKey(%q) ok", bad)
 		}
 	}
 }
@@ -162,7 +144,7 @@ func TestKVMQTTBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The last write carries the expiry as its TTL.
-	key, _, _ := mqttKeys("alice", "phone")
+	key, _ := mqttKey("alice", "phone")
 	js, _ := jetstream.New(mustConnect(t, n))
 	s, err := js.Stream(ctx, "KV_c1_mqtt")
 	if err != nil {
@@ -175,17 +157,45 @@ func TestKVMQTTBucket(t *testing.T) {
 	if ttl := msg.Header.Get(jetstream.MsgTTLHeader); ttl != "1h0m0s" {
 		t.Fatalf("record TTL header %q, want 1h0m0s", ttl)
 	}
-	// A takeover's notice carries its own short TTL, the second one
-	// within that TTL too (it replaces the first).
-	_, noticeKey, _ := mqttKeys("alice", "phone")
-	for i, node := range []string{"n2", "n3"} {
-		mustClaim(t, kv, "alice", "phone", node, false, 0)
-		msg, err := s.GetLastMsgForSubject(ctx, "$KV.c1_mqtt."+noticeKey)
+	// Every claim's notice is kept, none replaced by the next, in the
+	// claims stream (in memory, a minute), and the bucket holds the
+	// record only.
+	c2 := mustClaimGen(t, kv, "alice", "phone", "n2")
+	c3 := mustClaimGen(t, kv, "alice", "phone", "n3")
+	cs, err := js.Stream(ctx, "CLAIMS_c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cs.CachedInfo().Config
+	if cfg.Storage != jetstream.MemoryStorage || cfg.MaxAge != mqttNoticeTTL || cfg.MaxBytes != claimsMaxBytes ||
+		!slices.Equal(cfg.Subjects, []string{"pushring.c1.claims"}) {
+		t.Fatalf("claims stream %+v", cfg)
+	}
+	var notices []claimNotice
+	for seq := uint64(1); seq <= cs.CachedInfo().State.LastSeq; seq++ {
+		m, err := cs.GetMsg(ctx, seq)
 		if err != nil {
-			t.Fatalf("notice %d: %v", i, err)
+			t.Fatal(err)
 		}
-		if ttl := msg.Header.Get(jetstream.MsgTTLHeader); ttl != mqttNoticeTTL.String() || !strings.Contains(string(msg.Data), node) {
-			t.Fatalf("notice %d: TTL header %q, value %s", i, ttl, msg.Data)
+		var batch []claimNotice
+		if err := json.Unmarshal(m.Data, &batch); err != nil {
+			t.Fatalf("notice message %d: %v: %s", seq, err, m.Data)
+		}
+		notices = append(notices, batch...)
+	}
+	want := []claimNotice{{"alice", "phone", "n1", c.Gen}, {"alice", "phone", "n2", c2}, {"alice", "phone", "n3", c3}}
+	if !slices.Equal(notices, want) {
+		t.Fatalf("notices %+v, want %+v", notices, want)
+	}
+	if keys, err := kv.mqtt.ListKeys(ctx); err != nil {
+		t.Fatal(err)
+	} else {
+		var got []string
+		for k := range keys.Keys() {
+			got = append(got, k)
+		}
+		if !slices.Equal(got, []string{key}) {
+			t.Fatalf("bucket keys %q, want the record's only", got)
 		}
 	}
 	n.restart()
@@ -201,6 +211,14 @@ func TestKVMQTTBucket(t *testing.T) {
 			t.Errorf("%v: %v", d, err)
 		}
 	}
+}
+
+// mustClaimGen claims (principal, clientID) for node, persistent, and
+// returns the gen.
+func mustClaimGen(t *testing.T, kv *KV, principal, clientID, node string) uint64 {
+	t.Helper()
+	_, _, c := mustClaim(t, kv, principal, clientID, node, false, 0)
+	return c.Gen
 }
 
 func mustConnect(t *testing.T, n *natsServer) *nats.Conn {

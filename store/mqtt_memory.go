@@ -71,7 +71,7 @@ func (m *Memory) mqttPut(k mqttMemKey, r MQTTSession) {
 // mqttBegin checks the ids and the store's state and locks m.mu; the
 // caller unlocks it if err is nil.
 func (m *Memory) mqttBegin(ctx context.Context, principal, clientID string) (mqttMemKey, error) {
-	if _, _, err := mqttKeys(principal, clientID); err != nil {
+	if _, err := mqttKey(principal, clientID); err != nil {
 		return mqttMemKey{}, err
 	}
 	m.mu.Lock()

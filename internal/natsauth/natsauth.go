@@ -85,6 +85,13 @@ func JournalIngress(cluster, nodeID string) string {
 	return "pushring." + cluster + ".m." + nodeID + ".>"
 }
 
+// ClaimsStream is the JetStream stream of cluster's MQTT claim notices
+// (the store package's), on the one subject ClaimsSubject.
+func ClaimsStream(cluster string) string { return "CLAIMS_" + cluster }
+
+// ClaimsSubject is the subject of cluster's claim notices.
+func ClaimsSubject(cluster string) string { return "pushring." + cluster + ".claims" }
+
 // clusterPattern is what a cluster name may be: it prefixes NATS subjects
 // and KV bucket names, so a '.', '*' or '>' in it would turn the
 // permissions of one cluster into wildcards over others.
@@ -123,9 +130,14 @@ func NodePermissions(cluster, nodeID string) Permissions {
 	for _, b := range Buckets {
 		bucket := cluster + "_" + b
 		stream := "KV_" + bucket
+		p.Publish = append(p.Publish, "$KV."+bucket+".>") // put, create, update, delete
+		if b == "mqtt" {
+			// Looked up by name (the store health check, the node's
+			// own reads); the others are only ever created or updated,
+			// which answers with the stream's info.
+			p.Publish = append(p.Publish, "$JS.API.STREAM.INFO."+stream)
+		}
 		p.Publish = append(p.Publish,
-			"$KV."+bucket+".>",                     // put, create, update, delete
-			"$JS.API.STREAM.INFO."+stream,          // open the bucket
 			"$JS.API.STREAM.CREATE."+stream,        // create it if missing
 			"$JS.API.STREAM.UPDATE."+stream,        // or update its config
 			"$JS.API.DIRECT.GET."+stream+".>",      // get the last value of a key
@@ -151,6 +163,18 @@ func NodePermissions(cluster, nodeID string) Permissions {
 		"$JS.API.CONSUMER.MSG.NEXT."+stream+".*", // replay: pull
 		"$JS.API.STREAM.MSG.DELETE."+stream,      // withdraw a message not acknowledged
 		"$JS.API.STREAM.MSG.GET."+stream,         // replay: is a young record withdrawn?
+	)
+	// The claim notices: publish them, create the stream if missing
+	// (no update: its settings are constants, see the store package),
+	// read it with ordered pull consumers (create, info, delete, pull).
+	// Four entries, not the journal's eight: a node id of 32 bytes
+	// still fits the CONNECT's 4 KiB.
+	claims := ClaimsStream(cluster)
+	p.Publish = append(p.Publish,
+		ClaimsSubject(cluster),
+		"$JS.API.STREAM.CREATE."+claims,
+		"$JS.API.CONSUMER.*."+claims+".>",
+		"$JS.API.CONSUMER.MSG.NEXT."+claims+".*",
 	)
 	return p
 }
