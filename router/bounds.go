@@ -215,5 +215,5 @@ func (s *session) queueOverBounds() bool {
 		return false
 	}
 	return s.queue.len() > cfg.SessionBacklogMessages || s.queue.bytes > cfg.SessionBacklogBytes ||
-		!s.offlineSince.IsZero() && cfg.Now().Sub(s.offlineSince) > cfg.SessionBacklogAge
+		s.offlineSince != 0 && cfg.Now().Sub(time.Unix(0, s.offlineSince)) > cfg.SessionBacklogAge
 }

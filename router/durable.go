@@ -142,7 +142,7 @@ type claimWait struct {
 // claim is login's step before bind: c's session (key, its sessionKey)
 // is claimed cluster-wide. false: the store could not be reached (the
 // CONNECT is refused). Every claim is ended by claimDone, after register.
-func (c *mqttConn) claim(key string) bool {
+func (c *mqttConn) claim(key sessKey) bool {
 	st := c.srv.sessStore
 	if st == nil {
 		return true
@@ -151,7 +151,7 @@ func (c *mqttConn) claim(key string) bool {
 	// register; it is kept for register to see.
 	c.srv.mu.Lock()
 	if c.srv.claiming == nil {
-		c.srv.claiming = make(map[string]claimWait)
+		c.srv.claiming = make(map[sessKey]claimWait)
 	}
 	w := c.srv.claiming[key]
 	w.n++
@@ -179,7 +179,7 @@ func (c *mqttConn) claim(key string) bool {
 }
 
 // claimDone ends the claim claim began.
-func (s *Server) claimDone(key string) {
+func (s *Server) claimDone(key sessKey) {
 	if s.sessStore == nil {
 		return
 	}
@@ -658,7 +658,7 @@ func (s *session) tickPosition() (pos uint64, save bool) {
 	s.hist[s.histAt] = s.position()
 	low := slices.Min(s.hist[:])
 	pos = max(s.pos, low)
-	s.sinceWrite += s.sent.count(s.pos, pos)
+	s.sinceWrite += int32(s.sent.count(s.pos, pos))
 	s.pos = pos
 	s.sent.trim(min(low, s.ringFloor, s.floor))
 	s.writeAge++
@@ -691,7 +691,7 @@ const (
 // the client has gone (one write as it leaves: a resume elsewhere
 // repeats nothing). s.mu held.
 func (s *session) writeDue() bool {
-	return s.sinceWrite >= s.srv.cfg.PositionWriteEvery || s.conn == nil ||
+	return int(s.sinceWrite) >= s.srv.cfg.PositionWriteEvery || s.conn == nil ||
 		s.sinceWrite == 0 && s.writeAge >= posIdleTicks || s.writeAge >= posStaleTicks
 }
 
@@ -738,8 +738,8 @@ func (s *Server) positionLoop() {
 		var newest, lowest uint64 = 0, noFloor
 		for i, sess := range list {
 			sess.mu.Lock()
-			if !sess.ringAt.IsZero() && now.After(sess.ringAt) {
-				sess.ringAt = time.Time{}
+			if sess.ringAt != 0 && now.UnixNano() > sess.ringAt {
+				sess.ringAt = 0
 				due = append(due, sess)
 			}
 			sess.idleAdvance(seen)
@@ -809,7 +809,7 @@ func (s *Server) RingChangedFor(settle time.Duration) {
 		}
 		sess.mu.Lock()
 		sess.ringFloor = min(sess.ringFloor, sess.position(), slices.Min(sess.hist[:]))
-		if at.After(sess.ringAt) {
+		if at := at.UnixNano(); at > sess.ringAt {
 			sess.ringAt = at
 		}
 		sess.ringHold, sess.ringEpoch = true, epoch
@@ -841,7 +841,7 @@ func (s *Server) ringReplay(due []*session) {
 			if !ok {
 				sess.ringSettled()
 			} else {
-				sess.ringAt = time.Now() // a read is running: join the next one
+				sess.ringAt = time.Now().UnixNano() // a read is running: join the next one
 			}
 			sess.mu.Unlock()
 		}
@@ -859,7 +859,7 @@ func (s *Server) ringReplay(due []*session) {
 	if from == noFloor { // nothing to read (cannot happen: a position is a sequence)
 		for _, sess := range due {
 			sess.mu.Lock()
-			if sess.ringHold && sess.ringAt.IsZero() {
+			if sess.ringHold && sess.ringAt == 0 {
 				sess.ringSettled()
 			}
 			sess.mu.Unlock()
@@ -875,7 +875,7 @@ func (s *Server) ringReplay(due []*session) {
 				s.panicked("ring replay", r, debug.Stack())
 				for _, sess := range due { // no hold is left on
 					sess.mu.Lock()
-					if sess.ringHold && sess.ringAt.IsZero() {
+					if sess.ringHold && sess.ringAt == 0 {
 						sess.ringSettled()
 					}
 					sess.mu.Unlock()
@@ -894,7 +894,7 @@ func (s *Server) ringReplay(due []*session) {
 		for _, sess := range due {
 			sess.mu.Lock()
 			switch {
-			case sess.removed || !sess.ringHold || !sess.ringAt.IsZero():
+			case sess.removed || !sess.ringHold || sess.ringAt != 0:
 				// Gone, or held again by a later change: the next read.
 			case err != nil || sess.replaying || sess.ringSkipped:
 				// (A session replaying on its own took nothing, or not
@@ -1009,12 +1009,12 @@ func (s *session) ringSettled() {
 		// made every session that replayed through a ring change replay
 		// again from before the change, and again at the next one.)
 		s.tail = true
-		s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, time.Time{}, false, false
+		s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, 0, false, false
 		return
 	}
 	// What the last replay read (replayedTo) needs no second read.
 	s.floor = min(s.floor, max(s.ringFloor, s.replayedTo))
-	s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, time.Time{}, false, false
+	s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, 0, false, false
 	if s.conn != nil || s.replaying {
 		if !s.replaying && s.conn != nil {
 			s.replayLocked(s.floor + 1) // keeps the parked messages for after

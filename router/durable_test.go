@@ -25,7 +25,7 @@ type memSessions struct {
 	mu      sync.Mutex
 	journal []*message.Message
 	stamps  []time.Time // when each was stored
-	recs    map[string]*memRecord
+	recs    map[sessKey]*memRecord
 	servers []*Server
 	acl     *memACL
 	// gate, when set, is received from before each replayed message.
@@ -53,7 +53,7 @@ type memRecord struct {
 }
 
 func newMemSessions(acl *memACL) *memSessions {
-	return &memSessions{recs: map[string]*memRecord{}, acl: acl}
+	return &memSessions{recs: map[sessKey]*memRecord{}, acl: acl}
 }
 
 func (m *memSessions) store(msg *message.Message) *message.Message {
@@ -918,7 +918,7 @@ func TestRingChangedForKeepsTheLongerSettle(t *testing.T) {
 	a.srv.RingChangedFor(time.Hour)
 	a.srv.RingChanged()
 	sess.mu.Lock()
-	at, hold := sess.ringAt, sess.ringHold
+	at, hold := time.Unix(0, sess.ringAt), sess.ringHold
 	sess.mu.Unlock()
 	if !hold || at.Sub(start) < 59*time.Minute {
 		t.Fatalf("hold %v, read due in %v; want held for about an hour", hold, at.Sub(start))

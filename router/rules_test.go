@@ -341,7 +341,7 @@ func TestTopicIndexMatch(t *testing.T) {
 	sessions := make([]*session, 20)
 	filters := make(map[*session][]string)
 	for i := range sessions {
-		s := &session{key: fmt.Sprint(i)}
+		s := &session{clientID: fmt.Sprint(i)}
 		sessions[i] = s
 		for range 1 + r.IntN(3) {
 			f := randFilter()
@@ -361,14 +361,14 @@ func TestTopicIndexMatch(t *testing.T) {
 		for _, s := range sessions {
 			for _, f := range filters[s] {
 				if packet.Match(f, topic) {
-					want = append(want, s.key)
+					want = append(want, s.clientID)
 					break
 				}
 			}
 		}
 		var got []string
 		for _, s := range x.match(topic, nil) {
-			got = append(got, s.key)
+			got = append(got, s.clientID)
 		}
 		slices.Sort(want)
 		slices.Sort(got)

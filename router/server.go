@@ -47,7 +47,7 @@ type Server struct {
 	draining    bool // StopAccepting: no new connections or sessions (drain.go)
 	listeners   []net.Listener
 	conns       map[*mqttConn]struct{} // every open connection
-	sessions    map[string]*session    // by sessionKey
+	sessions    map[sessKey]*session
 	byPrincipal map[string][]*session  // principal id → its sessions
 	byToken     map[string][]*mqttConn // Identity.TokenHash → connections
 	principals  principalTable         // per-principal limits (limits.go)
@@ -57,7 +57,7 @@ type Server struct {
 	pres presenceQueue // see SetPresence
 
 	sessStore   SessionStore                                     // see SetSessionStore; set before Serve, then read-only
-	claiming    map[string]claimWait                             // under mu: sessions claimed and not yet registered, by sessionKey (durable.go)
+	claiming    map[sessKey]claimWait                            // under mu: sessions claimed and not yet registered, by sessionKey (durable.go)
 	posStop     chan struct{}                                    // closed by Close: positionLoop ends
 	ringEpoch   atomic.Uint64                                    // ring changes seen (RingChanged)
 	ringRunning atomic.Bool                                      // a shared journal read after a ring change is running
@@ -132,7 +132,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		rate:        newConnLimiter(cfg.ConnectRate, cfg.ConnectBurst),
 		conns:       make(map[*mqttConn]struct{}),
 		holdMax:     holdMax,
-		sessions:    make(map[string]*session),
+		sessions:    make(map[sessKey]*session),
 		byPrincipal: make(map[string][]*session),
 		byToken:     make(map[string][]*mqttConn),
 		revoked:     make(map[string]time.Time),
@@ -563,7 +563,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 // or whose queue dropped stored messages while offline, or outgrew the
 // backlog bounds (bounds.go), starts a replay of the journal
 // (durable.go).
-func (s *Server) register(c *mqttConn, key string) (sess *session, present bool, victim *mqttConn, code byte) {
+func (s *Server) register(c *mqttConn, key sessKey) (sess *session, present bool, victim *mqttConn, code byte) {
 	id := c.id.ID
 	cl := c.claimed
 	s.mu.Lock()
@@ -624,7 +624,7 @@ func (s *Server) register(c *mqttConn, key string) (sess *session, present bool,
 			}
 			s.endSessionLocked(oldest)
 		}
-		sess = newSession(s, key, id, c.clientID, c.clean)
+		sess = newSession(s, id, c.clientID, c.clean)
 		sess.device = c.id.Device
 		s.sessions[key] = sess
 		s.byPrincipal[id] = append(s.byPrincipal[id], sess)
@@ -679,10 +679,10 @@ func (s *Server) countConnected(c *mqttConn) bool {
 
 func (s *Server) oldestOfflineLocked(list []*session) *session {
 	var oldest *session
-	var since time.Time
+	var since int64
 	for _, sess := range list {
 		sess.mu.Lock()
-		if sess.conn == nil && (oldest == nil || sess.offlineSince.Before(since)) {
+		if sess.conn == nil && (oldest == nil || sess.offlineSince < since) {
 			oldest, since = sess, sess.offlineSince
 		}
 		sess.mu.Unlock()
@@ -694,8 +694,8 @@ func (s *Server) oldestOfflineLocked(list []*session) *session {
 // reporting a release to the Presence if it was the principal's last
 // session and notify is set. s.mu held, sess.mu not held.
 func (s *Server) removeSessionLocked(sess *session, notify bool) {
-	if s.sessions[sess.key] == sess {
-		delete(s.sessions, sess.key)
+	if key := (sessKey{sess.principal, sess.clientID}); s.sessions[key] == sess {
+		delete(s.sessions, key)
 	}
 	list := s.byPrincipal[sess.principal]
 	if i := slices.Index(list, sess); i >= 0 {
@@ -760,7 +760,7 @@ func (s *Server) detach(c *mqttConn) {
 	}
 	sess.conn = nil
 	sess.offlineBacklog() // offline sessions are not waited for
-	sess.offlineSince = time.Now()
+	sess.offlineSince = time.Now().UnixNano()
 	sess.offlineGen++
 	gen := sess.offlineGen
 	if sess.retry != nil {

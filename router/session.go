@@ -32,7 +32,6 @@ import (
 // queued QoS 1 messages (MQTT orders per QoS level only).
 type session struct {
 	srv       *Server
-	key       string
 	principal string
 	clientID  string
 	lim       *principalState // shared by the principal's sessions (limits.go); set for life
@@ -45,6 +44,7 @@ type session struct {
 	lifetime time.Duration // how long the session outlives its connection; 0: it ends with it
 	removed  bool          // dropped from the server: ignore everything
 	moved    bool          // removed because another node resumed it (Kick)
+	histAt   uint8         // hist[histAt] is the latest position (durable, below)
 	// The durable flags (below, with the fields they go with), here to
 	// pack the small fields: an idle session's size counts.
 	replaying, parkOverflow bool
@@ -70,7 +70,7 @@ type session struct {
 	backlog    *backlog // allocated when first backlogged (withhold.go)
 	topicBuf   []byte   // scratch for building a topic to match
 
-	offlineSince time.Time
+	offlineSince int64  // Unix ns; 0: online (or never connected)
 	offlineGen   uint64 // invalidates stale expiry timers
 	expiry       *time.Timer
 	retry        *time.Timer
@@ -83,11 +83,10 @@ type session struct {
 	// ticks since it was written.
 	gen, pos, maxSeq, floor uint64
 	written                 uint64
-	sinceWrite, writeAge    int
+	sinceWrite, writeAge    int32
 	hist                    [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
-	histAt                  int
 	ringFloor               uint64             // position when the ring changed (noFloor: no change pending)
-	ringAt                  time.Time          // when the ring is taken as settled (zero: not waiting)
+	ringAt                  int64              // Unix ns when the ring is taken as settled (0: not waiting)
 	ringEpoch               uint64             // the ring change the hold is for (Server.ringEpoch)
 	sent                    sentSeqs           // stored sequences sent, which replays skip
 	replayGen               uint64             // invalidates a replay that was overtaken
@@ -160,10 +159,9 @@ type inflightMsg struct {
 // newSession makes a session of principal (key: its sessionKey);
 // Server.mu held (it takes a reference to the principal's shared state,
 // which release gives back).
-func newSession(srv *Server, key, principal, clientID string, clean bool) *session {
+func newSession(srv *Server, principal, clientID string, clean bool) *session {
 	return &session{
 		srv:       srv,
-		key:       key,
 		principal: principal,
 		clientID:  clientID,
 		lim:       srv.acquirePrincipalLocked(principal),
@@ -173,9 +171,11 @@ func newSession(srv *Server, key, principal, clientID string, clean bool) *sessi
 	}
 }
 
-func sessionKey(principal, clientID string) string {
-	return principal + "\x00" + clientID
-}
+// sessKey is a session's key in Server.sessions (and claiming): the two
+// strings the session holds anyway, no third made from them.
+type sessKey struct{ principal, clientID string }
+
+func sessionKey(principal, clientID string) sessKey { return sessKey{principal, clientID} }
 
 // ---- delivery ----
 
