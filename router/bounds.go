@@ -147,7 +147,7 @@ func (k *keptBacklog) reset() {
 func (s *session) keepReplayed(k *keptBacklog, m *message.Message, stored time.Time, gen uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.removed || s.replayGen != gen || s.conn == nil {
+	if s.removed || s.d().replayGen != gen || s.conn == nil {
 		return errReplayStopped
 	}
 	if _, _, ok := s.match(m); !ok {

@@ -112,7 +112,7 @@ func TestBacklogBoundMessages(t *testing.T) {
 	sess := b.srv.sessions[sessionKey("alice", "phone")]
 	b.srv.mu.RUnlock()
 	sess.mu.Lock()
-	sess.hist = [posHistory]uint64{}
+	sess.d().hist = [posHistory]uint64{}
 	sess.mu.Unlock()
 	replays := b.srv.Stats().Replays
 	b.srv.RingChanged()

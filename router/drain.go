@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/mqtt/packet"
 )
 
@@ -154,10 +155,14 @@ func (s *Server) countUnsentLocked(sess *session) {
 	for i := 0; i < sess.queue.n; i++ {
 		note(sess.queue.buf[(sess.queue.head+i)%len(sess.queue.buf)].m.Seq)
 	}
-	for _, m := range sess.parked {
+	var parked []*message.Message
+	if sess.dur != nil {
+		parked = sess.dur.parked
+	}
+	for _, m := range parked {
 		note(m.Seq)
 	}
-	if len(sess.inflight)+sess.queue.n+len(sess.parked) > 0 {
+	if len(sess.inflight)+sess.queue.n+len(parked) > 0 {
 		s.unsentSessions++
 	}
 }

@@ -198,12 +198,17 @@ func (s *Server) claimDone(key sessKey) {
 // present; the caller replays it from cl.Pos+1).
 func (s *session) resume(cl *Claimed) (present bool) {
 	s.gen = cl.Gen
-	s.pos, s.maxSeq, s.written = cl.Pos, cl.Pos, cl.Pos
-	s.sinceWrite, s.writeAge = 0, 0
-	for i := range s.hist {
-		s.hist[i] = cl.Pos
+	s.maxSeq = cl.Pos
+	if s.clean {
+		return false // no position to save, nothing to replay: no durable state
 	}
-	if !cl.Found || s.clean {
+	d := s.d()
+	d.pos, d.written = cl.Pos, cl.Pos
+	d.sinceWrite, d.writeAge = 0, 0
+	for i := range d.hist {
+		d.hist[i] = cl.Pos
+	}
+	if !cl.Found {
 		return false
 	}
 	// Resumed from the store: the client may hold the QoS 2 ids the
@@ -247,19 +252,19 @@ func (s *session) replayLocked(from uint64) {
 	for i := 0; i < s.queue.n; i++ {
 		m := s.queue.buf[(s.queue.head+i)%len(s.queue.buf)].m
 		if m.Seq == 0 {
-			s.parked = append(s.parked, m)
+			s.d().parked = append(s.d().parked, m)
 			continue
 		}
 		from = min(from, m.Seq)
 		s.recent.forget(m.ID)
 	}
 	s.replaying = true
-	s.replayGen++
-	s.replayAt = from - 1
+	s.d().replayGen++
+	s.d().replayAt = from - 1
 	s.floor = noFloor
 	s.queue.reset()
 	s.checkBacklog()
-	go s.replayFrom(from, s.replayGen)
+	go s.replayFrom(from, s.d().replayGen)
 }
 
 // replayFrom delivers what the journal holds for the session from
@@ -305,7 +310,7 @@ func (s *session) replayFrom(from, gen uint64) {
 			}
 		}
 		s.mu.Lock()
-		if s.removed || s.replayGen != gen {
+		if s.removed || s.d().replayGen != gen {
 			s.mu.Unlock()
 			return
 		}
@@ -363,7 +368,7 @@ func (s *session) replayFrom(from, gen uint64) {
 			// Read what the home may have dropped until it learned
 			// where the session is (register).
 			s.tail = false
-			s.replayAt = max(s.replayAt, last)
+			s.d().replayAt = max(s.d().replayAt, last)
 			s.mu.Unlock()
 			select {
 			case <-ctx.Done():
@@ -373,10 +378,10 @@ func (s *session) replayFrom(from, gen uint64) {
 			continue
 		}
 		s.srv.log.Debug("mqtt: persistent session replayed from the journal", "id", s.principal, "client_id", s.clientID,
-			"from", start, "to", last, "parked", len(s.parked), "err", err)
+			"from", start, "to", last, "parked", len(s.d().parked), "err", err)
 		s.maxSeq = max(s.maxSeq, last)
 		if err == nil {
-			s.replayedTo = max(s.replayedTo, last)
+			s.d().replayedTo = max(s.d().replayedTo, last)
 		}
 		s.replaying = false
 		s.releaseUnsent()
@@ -425,7 +430,7 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 	defer s.mu.Unlock()
 	var deadline *time.Timer
 	start := time.Now()
-	for !s.removed && s.replayGen == gen && s.conn != nil && s.queueHalfFull() {
+	for !s.removed && s.d().replayGen == gen && s.conn != nil && s.queueHalfFull() {
 		if time.Since(start) > replayWait {
 			// A client that does not read holds no replay slot: the
 			// replay stops (its position stays) and resumes later.
@@ -434,27 +439,27 @@ func (s *session) deliverReplayed(m *message.Message, gen uint64) error {
 			}
 			return errReplayStopped
 		}
-		if s.room == nil {
-			s.room = sync.NewCond(&s.mu)
+		if s.d().room == nil {
+			s.d().room = sync.NewCond(&s.mu)
 		}
 		if deadline == nil {
-			room := s.room
+			room := s.d().room
 			deadline = time.AfterFunc(replayWait, func() {
 				s.mu.Lock()
 				room.Broadcast()
 				s.mu.Unlock()
 			})
 		}
-		s.room.Wait()
+		s.d().room.Wait()
 	}
 	if deadline != nil {
 		deadline.Stop()
 	}
-	if s.removed || s.replayGen != gen || s.conn == nil {
+	if s.removed || s.d().replayGen != gen || s.conn == nil {
 		return errReplayStopped
 	}
-	s.replayAt = max(s.replayAt, m.Seq)
-	if s.sent.has(m.Seq) {
+	s.d().replayAt = max(s.d().replayAt, m.Seq)
+	if s.d().sent.has(m.Seq) {
 		return nil // acknowledged, or in flight and resent with the session
 	}
 	s.srv.m.replayed()
@@ -489,11 +494,11 @@ func (s *session) queueHalfFull() bool {
 // park keeps a live stored message that arrived during a replay. s.mu
 // held.
 func (s *session) park(m *message.Message) {
-	if len(s.parked) >= s.srv.cfg.MaxQueued {
+	if len(s.d().parked) >= s.srv.cfg.MaxQueued {
 		s.parkOverflow = true // replayed again after the first pass
 		return
 	}
-	s.parked = append(s.parked, m)
+	s.d().parked = append(s.d().parked, m)
 }
 
 // position is the session's position now: below the lowest sequence
@@ -521,18 +526,18 @@ func (s *session) position() uint64 {
 	// whose replays take long, or are cut short by reconnects, still
 	// moves on.
 	if s.replaying {
-		w = min(w, s.replayAt)
+		w = min(w, s.d().replayAt)
 	}
 	// Nor above a message parked for after a replay or a ring change's
 	// read (a late one among them is under the floor of that read).
-	for _, m := range s.parked {
+	for _, m := range s.d().parked {
 		if m.Seq != 0 && m.Seq-1 < w {
 			w = m.Seq - 1
 		}
 	}
 	// Nor above a drop, or a ring change whose replay is still due
 	// (noFloor is the largest value: min leaves w alone).
-	return min(w, s.floor, s.ringFloor)
+	return min(w, s.floor, s.d().ringFloor)
 }
 
 // maxSent bounds the sequences a session remembers having sent: past
@@ -608,7 +613,7 @@ const posHistory = 4
 // position past it would skip it when the session moves. s.mu held.
 func (s *session) idleAdvance(seen uint64) {
 	if seen <= s.maxSeq || len(s.subs) > 0 || s.replaying || s.ringHold || s.floor != noFloor ||
-		len(s.inflight) > 0 || len(s.rel()) > 0 || s.queue.n > 0 || len(s.parked) > 0 {
+		len(s.inflight) > 0 || len(s.rel()) > 0 || s.queue.n > 0 || len(s.d().parked) > 0 {
 		return
 	}
 	s.maxSeq = seen
@@ -619,7 +624,7 @@ func (s *session) idleAdvance(seen uint64) {
 // confirmation timeout is not late), and for this session. One compare
 // for the messages that are not. s.mu held.
 func (s *session) rewindIfLate(m *message.Message) {
-	if m.Seq == 0 || m.Seq > s.pos || s.clean || s.srv.sessStore == nil || s.sent.has(m.Seq) || s.recent.has(m.ID) {
+	if m.Seq == 0 || s.clean || s.srv.sessStore == nil || m.Seq > s.d().pos || s.d().sent.has(m.Seq) || s.recent.has(m.ID) {
 		return
 	}
 	if _, _, ok := s.match(m); ok {
@@ -637,12 +642,12 @@ func (s *session) rewindIfLate(m *message.Message) {
 // another node replays it from there instead of skipping it. s.mu held.
 func (s *session) rewind(pos uint64) {
 	s.srv.m.rewound()
-	s.pos = pos
-	for i := range s.hist {
-		s.hist[i] = min(s.hist[i], pos)
+	s.d().pos = pos
+	for i := range s.d().hist {
+		s.d().hist[i] = min(s.d().hist[i], pos)
 	}
-	if pos < s.written { // else the store holds a position under it already
-		s.written = pos
+	if pos < s.d().written { // else the store holds a position under it already
+		s.d().written = pos
 		s.srv.sessStore.RewindPosition(s.principal, s.clientID, s.gen, pos)
 	}
 }
@@ -654,19 +659,19 @@ func (s *session) rewind(pos uint64) {
 // replay would start from, so a session that moves to another node
 // meanwhile replays as much from there. s.mu held.
 func (s *session) tickPosition() (pos uint64, save bool) {
-	s.histAt = (s.histAt + 1) % posHistory
-	s.hist[s.histAt] = s.position()
-	low := slices.Min(s.hist[:])
-	pos = max(s.pos, low)
-	s.sinceWrite += int32(s.sent.count(s.pos, pos))
-	s.pos = pos
-	s.sent.trim(min(low, s.ringFloor, s.floor))
-	s.writeAge++
-	if s.pos <= s.written || !s.writeDue() {
+	s.d().histAt = (s.d().histAt + 1) % posHistory
+	s.d().hist[s.d().histAt] = s.position()
+	low := slices.Min(s.d().hist[:])
+	pos = max(s.d().pos, low)
+	s.d().sinceWrite += int32(s.d().sent.count(s.d().pos, pos))
+	s.d().pos = pos
+	s.d().sent.trim(min(low, s.d().ringFloor, s.floor))
+	s.d().writeAge++
+	if s.d().pos <= s.d().written || !s.writeDue() {
 		return 0, false
 	}
-	s.wrote(s.pos)
-	return s.pos, true
+	s.wrote(s.d().pos)
+	return s.d().pos, true
 }
 
 // posIdleTicks: the position of a session that advanced without being
@@ -691,13 +696,13 @@ const (
 // the client has gone (one write as it leaves: a resume elsewhere
 // repeats nothing). s.mu held.
 func (s *session) writeDue() bool {
-	return int(s.sinceWrite) >= s.srv.cfg.PositionWriteEvery || s.conn == nil ||
-		s.sinceWrite == 0 && s.writeAge >= posIdleTicks || s.writeAge >= posStaleTicks
+	return int(s.d().sinceWrite) >= s.srv.cfg.PositionWriteEvery || s.conn == nil ||
+		s.d().sinceWrite == 0 && s.d().writeAge >= posIdleTicks || s.d().writeAge >= posStaleTicks
 }
 
 // wrote records that pos was handed to the store. s.mu held.
 func (s *session) wrote(pos uint64) {
-	s.written, s.sinceWrite, s.writeAge = pos, 0, 0
+	s.d().written, s.d().sinceWrite, s.d().writeAge = pos, 0, 0
 }
 
 // positionLoop saves the positions of durable sessions every
@@ -738,15 +743,15 @@ func (s *Server) positionLoop() {
 		var newest, lowest uint64 = 0, noFloor
 		for i, sess := range list {
 			sess.mu.Lock()
-			if sess.ringAt != 0 && now.UnixNano() > sess.ringAt {
-				sess.ringAt = 0
+			if sess.d().ringAt != 0 && now.UnixNano() > sess.d().ringAt {
+				sess.d().ringAt = 0
 				due = append(due, sess)
 			}
 			sess.idleAdvance(seen)
 			pos, save := sess.tickPosition()
 			newest = max(newest, sess.maxSeq)
 			if sess.conn != nil {
-				lowest = min(lowest, sess.pos)
+				lowest = min(lowest, sess.d().pos)
 			}
 			if !sess.replaying && !sess.removed && sess.floor != noFloor && sess.conn != nil {
 				sess.replayLocked(sess.floor + 1) // a replay that failed
@@ -808,11 +813,11 @@ func (s *Server) RingChangedFor(settle time.Duration) {
 			continue
 		}
 		sess.mu.Lock()
-		sess.ringFloor = min(sess.ringFloor, sess.position(), slices.Min(sess.hist[:]))
-		if at := at.UnixNano(); at > sess.ringAt {
-			sess.ringAt = at
+		sess.d().ringFloor = min(sess.d().ringFloor, sess.position(), slices.Min(sess.d().hist[:]))
+		if at := at.UnixNano(); at > sess.d().ringAt {
+			sess.d().ringAt = at
 		}
-		sess.ringHold, sess.ringEpoch = true, epoch
+		sess.ringHold, sess.d().ringEpoch = true, epoch
 		sess.mu.Unlock()
 	}
 }
@@ -841,7 +846,7 @@ func (s *Server) ringReplay(due []*session) {
 			if !ok {
 				sess.ringSettled()
 			} else {
-				sess.ringAt = time.Now().UnixNano() // a read is running: join the next one
+				sess.d().ringAt = time.Now().UnixNano() // a read is running: join the next one
 			}
 			sess.mu.Unlock()
 		}
@@ -851,15 +856,15 @@ func (s *Server) ringReplay(due []*session) {
 	from := noFloor
 	for _, sess := range due {
 		sess.mu.Lock()
-		if sess.ringHold && sess.ringFloor != noFloor {
-			from = min(from, sess.ringFloor+1)
+		if sess.ringHold && sess.d().ringFloor != noFloor {
+			from = min(from, sess.d().ringFloor+1)
 		}
 		sess.mu.Unlock()
 	}
 	if from == noFloor { // nothing to read (cannot happen: a position is a sequence)
 		for _, sess := range due {
 			sess.mu.Lock()
-			if sess.ringHold && sess.ringAt == 0 {
+			if sess.ringHold && sess.d().ringAt == 0 {
 				sess.ringSettled()
 			}
 			sess.mu.Unlock()
@@ -875,7 +880,7 @@ func (s *Server) ringReplay(due []*session) {
 				s.panicked("ring replay", r, debug.Stack())
 				for _, sess := range due { // no hold is left on
 					sess.mu.Lock()
-					if sess.ringHold && sess.ringAt == 0 {
+					if sess.ringHold && sess.d().ringAt == 0 {
 						sess.ringSettled()
 					}
 					sess.mu.Unlock()
@@ -894,7 +899,7 @@ func (s *Server) ringReplay(due []*session) {
 		for _, sess := range due {
 			sess.mu.Lock()
 			switch {
-			case sess.removed || !sess.ringHold || sess.ringAt != 0:
+			case sess.removed || !sess.ringHold || sess.d().ringAt != 0:
 				// Gone, or held again by a later change: the next read.
 			case err != nil || sess.replaying || sess.ringSkipped:
 				// (A session replaying on its own took nothing, or not
@@ -917,22 +922,22 @@ func (s *Server) ringReplay(due []*session) {
 // and once (a later pass starts past last). s.mu held.
 func (s *session) offerParkedTopics(from, last uint64) {
 	var due []*message.Message
-	kept := s.parked[:0]
-	for _, m := range s.parked {
+	kept := s.d().parked[:0]
+	for _, m := range s.d().parked {
 		if m.Kind == message.Topic && m.Seq >= from && m.Seq <= last {
 			due = append(due, m)
 		} else {
 			kept = append(kept, m)
 		}
 	}
-	clear(s.parked[len(kept):])
-	s.parked = kept
+	clear(s.d().parked[len(kept):])
+	s.d().parked = kept
 	slices.SortFunc(due, bySeq)
 	for _, m := range due {
-		if s.sent.has(m.Seq) {
+		if s.d().sent.has(m.Seq) {
 			continue
 		}
-		s.replayAt = max(s.replayAt, m.Seq)
+		s.d().replayAt = max(s.d().replayAt, m.Seq)
 		s.rewindIfLate(m)
 		s.offerLocked(m, nil)
 	}
@@ -959,10 +964,10 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 		}
 		for i, sess := range list {
 			sess.mu.Lock()
-			if !sess.removed && sess.ringHold && sess.ringEpoch <= epoch && m.Seq > sess.ringFloor {
+			if !sess.removed && sess.ringHold && sess.d().ringEpoch <= epoch && m.Seq > sess.d().ringFloor {
 				if sess.replaying {
 					sess.ringSkipped = true
-				} else if !sess.sent.has(m.Seq) {
+				} else if !sess.d().sent.has(m.Seq) {
 					s.m.replayed()
 					sess.rewindIfLate(m) // went astray, and the saved position may have passed it
 					sess.offerLocked(m, nil)
@@ -977,8 +982,8 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 // ringDone ends a ring hold after the journal was read up to last: the
 // parked messages after it follow. s.mu held.
 func (s *session) ringDone(last uint64) {
-	floor := s.ringFloor
-	s.ringHold, s.ringFloor, s.ringSkipped = false, noFloor, false
+	floor := s.d().ringFloor
+	s.ringHold, s.d().ringFloor, s.ringSkipped = false, noFloor, false
 	s.maxSeq = max(s.maxSeq, last)
 	for _, m := range s.takeParked() {
 		// At or under floor: a late one (sent again, or long on its
@@ -1009,12 +1014,12 @@ func (s *session) ringSettled() {
 		// made every session that replayed through a ring change replay
 		// again from before the change, and again at the next one.)
 		s.tail = true
-		s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, 0, false, false
+		s.d().ringFloor, s.d().ringAt, s.ringHold, s.ringSkipped = noFloor, 0, false, false
 		return
 	}
 	// What the last replay read (replayedTo) needs no second read.
-	s.floor = min(s.floor, max(s.ringFloor, s.replayedTo))
-	s.ringFloor, s.ringAt, s.ringHold, s.ringSkipped = noFloor, 0, false, false
+	s.floor = min(s.floor, max(s.d().ringFloor, s.d().replayedTo))
+	s.d().ringFloor, s.d().ringAt, s.ringHold, s.ringSkipped = noFloor, 0, false, false
 	if s.conn != nil || s.replaying {
 		if !s.replaying && s.conn != nil {
 			s.replayLocked(s.floor + 1) // keeps the parked messages for after
@@ -1030,8 +1035,8 @@ func (s *session) ringSettled() {
 // takeParked returns the parked messages in sequence order and forgets
 // them. s.mu held.
 func (s *session) takeParked() []*message.Message {
-	parked := s.parked
-	s.parked = nil
+	parked := s.d().parked
+	s.d().parked = nil
 	slices.SortFunc(parked, bySeq)
 	return parked
 }
@@ -1046,9 +1051,9 @@ func (s *Server) savePositionsNow() {
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
 		if !sess.clean && !sess.replaying {
-			w := max(sess.pos, min(sess.position(), slices.Min(sess.hist[:])))
-			if w > sess.written {
-				sess.pos = w
+			w := max(sess.d().pos, min(sess.position(), slices.Min(sess.d().hist[:])))
+			if w > sess.d().written {
+				sess.d().pos = w
 				sess.wrote(w)
 				st.SavePosition(sess.principal, sess.clientID, sess.gen, w)
 			}

@@ -470,6 +470,41 @@ func TestKickDuringClaim(t *testing.T) {
 	}
 }
 
+// A clean session, which neither saves a position nor replays, holds no
+// durable state, even while it gets stored messages: an idle clean
+// connection stays in the session's small size class. A persistent one
+// has it from its claim.
+func TestCleanSessionHoldsNoDurableState(t *testing.T) {
+	d := newDurableEnv(t)
+	a := d.start(nil)
+	dur := func(clientID string) *durable {
+		a.srv.mu.RLock()
+		sess := a.srv.sessions[sessionKey("alice", clientID)]
+		a.srv.mu.RUnlock()
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		return sess.dur
+	}
+	alice := connectRaw(t, a, "alice", "phone", true)
+	alice.subscribe(1, "/private/alice/#")
+	pub := connectRaw(t, a, "bob", "pc", true)
+	for i := 1; i <= 3; i++ {
+		pub.publish(1, uint16(i), "/private/alice", "m"+strconv.Itoa(i))
+	}
+	checkSeq(t, readNumbered(alice, 3), numbered(1, 3))
+	if d.st.stored() < 3 {
+		t.Fatalf("%d messages stored, want 3: the session got no stored message", d.st.stored())
+	}
+	if x := dur("phone"); x != nil {
+		t.Fatalf("a clean session holds durable state %+v", x)
+	}
+	tv := connectRaw(t, a, "alice", "tv", false)
+	tv.subscribe(1, "/private/alice/#")
+	if dur("tv") == nil {
+		t.Fatal("a persistent session holds no durable state")
+	}
+}
+
 // Messages that arrive while a resumed session replays wait behind the
 // replayed ones: order per publisher holds.
 func TestDurableReplayKeepsOrder(t *testing.T) {
@@ -505,8 +540,8 @@ func TestDurableReplayKeepsOrder(t *testing.T) {
 		b.srv.mu.RUnlock()
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
-		if len(sess.parked) < 3 {
-			return fmt.Errorf("%d parked", len(sess.parked))
+		if len(sess.d().parked) < 3 {
+			return fmt.Errorf("%d parked", len(sess.d().parked))
 		}
 		return nil
 	})
@@ -918,7 +953,7 @@ func TestRingChangedForKeepsTheLongerSettle(t *testing.T) {
 	a.srv.RingChangedFor(time.Hour)
 	a.srv.RingChanged()
 	sess.mu.Lock()
-	at, hold := time.Unix(0, sess.ringAt), sess.ringHold
+	at, hold := time.Unix(0, sess.d().ringAt), sess.ringHold
 	sess.mu.Unlock()
 	if !hold || at.Sub(start) < 59*time.Minute {
 		t.Fatalf("hold %v, read due in %v; want held for about an hour", hold, at.Sub(start))
@@ -1031,8 +1066,8 @@ func TestPositionWriteEvery(t *testing.T) {
 		testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 			sess.mu.Lock()
 			defer sess.mu.Unlock()
-			if sess.pos != want {
-				return fmt.Errorf("position %d, want %d", sess.pos, want)
+			if sess.d().pos != want {
+				return fmt.Errorf("position %d, want %d", sess.d().pos, want)
 			}
 			return nil
 		})

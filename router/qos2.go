@@ -277,7 +277,7 @@ func (s *session) resumeQoS2(msgs []QoS2Msg) {
 			// client's state for it ends.)
 			x.rel = append(x.rel, relID{pid: m.PID})
 			if m.Seq != 0 {
-				s.sent.add(m.Seq)
+				s.d().sent.add(m.Seq)
 			}
 		default:
 			if x.resendAs == nil {

@@ -269,7 +269,7 @@ func TestQoS2RetainedFull(t *testing.T) {
 // PUBCOMP (a client may deliver it only at PUBREL): a session that moves
 // before then gets it again from the journal.
 func TestQoS2PositionHeldUntilPubcomp(t *testing.T) {
-	s := &session{maxSeq: 10, floor: noFloor, ringFloor: noFloor}
+	s := &session{maxSeq: 10, floor: noFloor}
 	s.rareState().rel = []relID{{pid: 1, seq: 7}, {pid: 2, seq: 0}}
 	if p := s.position(); p != 6 {
 		t.Fatalf("position %d with seq 7 awaiting PUBCOMP, want 6", p)

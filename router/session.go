@@ -44,31 +44,30 @@ type session struct {
 	lifetime time.Duration // how long the session outlives its connection; 0: it ends with it
 	removed  bool          // dropped from the server: ignore everything
 	moved    bool          // removed because another node resumed it (Kick)
-	histAt   uint8         // hist[histAt] is the latest position (durable, below)
 	// The durable flags (below, with the fields they go with), here to
 	// pack the small fields: an idle session's size counts.
 	replaying, parkOverflow bool
 	ringHold                bool // a ring change's replay is due or running: stored messages park
 	ringSkipped             bool // the shared read passed it by while it replayed on its own
-	tail                    bool // see replayAt
+	tail                    bool // see durable.replayAt
+	retryArmed              bool
 	// will is the will of the session's last connection while its Will
 	// Delay Interval runs (mqtt5.go), willTimer its timer: published
 	// when the timer fires or the session ends here, dropped if the
 	// session is resumed.
-	will       func()
-	willTimer  *time.Timer
-	retryArmed bool
-	clean      bool // set by newSession, never changed (here to pack the small fields)
-	device     bool // the principal is a device (rule topics tell users and devices apart); set with clean
-	nextPID    uint16
-	subs       []subscription
-	inflight   []inflightMsg // QoS 1 and 2 sent, awaiting PUBACK or PUBREC, in send order
-	rare       *sessionRare  // state few sessions need; nil until one does
-	resendDue  int           // inflight entries with due set
-	queue      msgQueue
-	recent     *idRing  // allocated with the first delivery: an idle session has none
-	backlog    *backlog // allocated when first backlogged (withhold.go)
-	topicBuf   []byte   // scratch for building a topic to match
+	will      func()
+	willTimer *time.Timer
+	clean     bool // set by newSession, never changed (here to pack the small fields)
+	device    bool // the principal is a device (rule topics tell users and devices apart); set with clean
+	nextPID   uint16
+	resendDue int32 // inflight entries with due set (at most MaxInflight)
+	subs      []subscription
+	inflight  []inflightMsg // QoS 1 and 2 sent, awaiting PUBACK or PUBREC, in send order
+	rare      *sessionRare  // state few sessions need; nil until one does
+	queue     msgQueue
+	recent    *idRing  // allocated with the first delivery: an idle session has none
+	backlog   *backlog // allocated when first backlogged (withhold.go)
+	topicBuf  []byte   // scratch for building a topic to match
 
 	offlineSince int64  // Unix ns; 0: online (or never connected)
 	offlineGen   uint64 // invalidates stale expiry timers
@@ -76,30 +75,49 @@ type session struct {
 	retry        *time.Timer
 
 	// Durable sessions (durable.go): the claim's generation, the
-	// position to save, the one computed a tick ago, the highest sequence
-	// offered, and the position a dropped message holds it under;
-	// written: the position last handed to the store, sinceWrite: the
-	// stored messages sent that the position passed since, writeAge:
-	// ticks since it was written.
-	gen, pos, maxSeq, floor uint64
-	written                 uint64
-	sinceWrite, writeAge    int32
-	hist                    [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
-	ringFloor               uint64             // position when the ring changed (noFloor: no change pending)
-	ringAt                  int64              // Unix ns when the ring is taken as settled (0: not waiting)
-	ringEpoch               uint64             // the ring change the hold is for (Server.ringEpoch)
-	sent                    sentSeqs           // stored sequences sent, which replays skip
-	replayGen               uint64             // invalidates a replay that was overtaken
-	parked                  []*message.Message // live stored messages that came during a replay
-	dropNoticed             uint64             // newest sequence a backlog notice covered (bounds.go)
-	room                    *sync.Cond         // on mu: the queue made room for a replay
+	// highest sequence offered, the position a dropped message holds it
+	// under, the newest sequence a backlog notice covered (bounds.go);
+	// the rest, which only persistent sessions use, in dur.
+	gen, maxSeq, floor, dropNoticed uint64
+	dur                             *durable // made by d(), when first needed
+}
 
-	// tail: the running replay reads the journal once more, RingSettle
-	// after it reached the end (see register). replayAt: the highest
-	// sequence the running replay offered, or read up to (position).
-	// replayedTo: the journal's end the last finished replay read to.
+// durable is the state of a persistent session's position and replays
+// (durable.go), held apart so that a clean session, which never saves a
+// position nor replays, stays in a smaller size class. Made by
+// session.d(); s.mu guards it.
+type durable struct {
+	// pos: the position to save; written: the position last handed to
+	// the store; sinceWrite: the stored messages sent that the position
+	// passed since; writeAge: ticks since it was written.
+	pos, written         uint64
+	sinceWrite, writeAge int32
+	hist                 [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
+	histAt               uint8
+	ringFloor            uint64             // position when the ring changed (noFloor: no change pending)
+	ringAt               int64              // Unix ns when the ring is taken as settled (0: not waiting)
+	ringEpoch            uint64             // the ring change the hold is for (Server.ringEpoch)
+	sent                 sentSeqs           // stored sequences sent, which replays skip
+	replayGen            uint64             // invalidates a replay that was overtaken
+	parked               []*message.Message // live stored messages that came during a replay
+	room                 *sync.Cond         // on mu: the queue made room for a replay
+
+	// tail (session): the running replay reads the journal once more,
+	// RingSettle after it reached the end (see register). replayAt: the
+	// highest sequence the running replay offered, or read up to
+	// (position). replayedTo: the journal's end the last finished
+	// replay read to.
 	replayAt   uint64
 	replayedTo uint64
+}
+
+// d returns the session's durable state, made if need be. s.mu held
+// (or the session not yet shared).
+func (s *session) d() *durable {
+	if s.dur == nil {
+		s.dur = &durable{ringFloor: noFloor}
+	}
+	return s.dur
 }
 
 // sessionRare is the state of a session that few sessions ever have,
@@ -167,7 +185,6 @@ func newSession(srv *Server, principal, clientID string, clean bool) *session {
 		lim:       srv.acquirePrincipalLocked(principal),
 		clean:     clean,
 		floor:     noFloor,
-		ringFloor: noFloor,
 	}
 }
 
@@ -399,7 +416,7 @@ func (s *session) sendInflight(c *mqttConn, buf []byte, o outMsg) {
 	}
 	s.inflight = append(s.inflight, inflightMsg{outMsg: o, pid: pid, sent: time.Now()})
 	if o.m.Seq != 0 && !s.clean {
-		s.sent.add(o.m.Seq)
+		s.d().sent.add(o.m.Seq)
 	}
 	s.srv.m.delivered(o.qos)
 	s.armRetry()
@@ -534,8 +551,8 @@ func (s *session) stillAllowed(o *outMsg) bool {
 func (s *session) drainLocked() {
 	s.drainQueueLocked()
 	s.checkBacklog()
-	if s.room != nil {
-		s.room.Broadcast() // a replay waiting for room (durable.go)
+	if d := s.dur; d != nil && d.room != nil {
+		d.room.Broadcast() // a replay waiting for room (durable.go)
 	}
 }
 
@@ -628,7 +645,7 @@ func (s *session) flushResend() bool {
 	// outstanding: sent on this connection and not acknowledged; a 5.0
 	// client's Receive Maximum bounds it, resends included (its window
 	// may be smaller than when they were first sent).
-	outstanding := s.outstanding() - s.resendDue
+	outstanding := s.outstanding() - int(s.resendDue)
 	kept := s.inflight[:0]
 	for _, f := range s.inflight {
 		if f.due && !blocked && !full {
@@ -859,10 +876,12 @@ func (s *session) release() {
 		go w() // the session ended: its delayed will goes now (off the locks held here)
 	}
 	s.offlineBacklog()
-	s.parked = nil
-	s.sent = nil
-	if s.room != nil {
-		s.room.Broadcast() // a replay ends
+	if d := s.dur; d != nil {
+		d.parked = nil
+		d.sent = nil
+		if d.room != nil {
+			d.room.Broadcast() // a replay ends
+		}
 	}
 	s.subs = nil
 	s.inflight = nil
