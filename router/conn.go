@@ -123,6 +123,7 @@ var (
 // (TCP, TLS, or anything else that is a net.Conn).
 type tcpTransport struct {
 	nc           net.Conn
+	remote       string   // nc's, for logs
 	raw          net.Conn // under a *tls.Conn nc: the socket itself; nil otherwise
 	srv          *Server
 	h            handler
@@ -162,6 +163,7 @@ func newTCPTransport(srv *Server, nc net.Conn) *tcpTransport {
 	cfg := &srv.cfg
 	return &tcpTransport{
 		nc:            nc,
+		remote:        nc.RemoteAddr().String(),
 		srv:           srv,
 		maxPacket:     cfg.MaxConnectPacketSize,
 		writeTimeout:  cfg.WriteTimeout,
@@ -206,7 +208,7 @@ func (t *tcpTransport) start(h handler) {
 	go t.readLoop()
 }
 
-func (t *tcpTransport) remoteAddr() string { return t.nc.RemoteAddr().String() }
+func (t *tcpTransport) remoteAddr() string { return t.remote }
 
 func (t *tcpTransport) setTimeouts(deadline time.Time, idle time.Duration) {
 	t.deadline, t.idle = deadline, idle

@@ -164,17 +164,14 @@ func newEventTransport(srv *Server, nc net.Conn) transportStarter {
 	cfg := &srv.cfg
 	now := time.Now()
 	return &epollTransport{
-		p:            p,
-		srv:          srv,
-		fd:           fd,
-		remote:       remote,
-		maxPacket:    cfg.MaxConnectPacketSize,
-		first:        true,
-		deadline:     now.Add(cfg.ConnectTimeout),
-		lastPacket:   now.UnixNano(),
-		writeTimeout: cfg.WriteTimeout,
-		drainMark:    cfg.MaxOutboundBytes / 2,
-		hardMax:      4 * cfg.MaxOutboundBytes,
+		p:          p,
+		srv:        srv,
+		fd:         fd,
+		remote:     remote,
+		maxPacket:  cfg.MaxConnectPacketSize,
+		first:      true,
+		deadline:   now.Add(cfg.ConnectTimeout).UnixNano(),
+		lastPacket: now.UnixNano(),
 	}
 }
 
@@ -658,9 +655,9 @@ func (p *poller) flush(t *epollTransport, now time.Time) {
 		t.writeDue = 0
 		t.lastOut = now.UnixNano()
 	} else if progress || t.writeDue == 0 {
-		t.writeDue = now.Add(t.writeTimeout).UnixNano()
+		t.writeDue = now.Add(t.srv.cfg.WriteTimeout).UnixNano()
 	}
-	notify := t.wantDrain && len(t.out)+t.pending < t.drainMark
+	notify := t.wantDrain && len(t.out)+t.pending < t.srv.cfg.MaxOutboundBytes/2
 	if notify {
 		t.wantDrain = false
 	}
@@ -777,7 +774,7 @@ type epollTransport struct {
 	// poller reads them after opResume.
 	in            []byte // bytes of an incomplete packet (nil: none)
 	maxPacket     int
-	deadline      time.Time
+	deadline      int64 // unix ns: the handler's read deadline (0: none)
 	idle          time.Duration
 	lastPacket    int64 // unix ns: the last whole packet (or accept)
 	partialDue    int64 // unix ns: an incomplete packet must be whole by then (0: none)
@@ -792,9 +789,9 @@ type epollTransport struct {
 	events        uint32 // registered epoll events (0: not in the set)
 	reason        error  // why it closed (handler.closed's err)
 
-	writeTimeout time.Duration
-	drainMark    int
-	hardMax      int
+	// (The write timeout and the backlog marks are the Server's
+	// Config: WriteTimeout, MaxOutboundBytes/2 and 4*MaxOutboundBytes,
+	// not copied into every connection.)
 
 	mu         sync.Mutex
 	out        []byte // appended to by beginWrite/endWrite callers
@@ -825,7 +822,10 @@ func (t *epollTransport) abort() { unix.Close(t.fd) }
 func (t *epollTransport) remoteAddr() string { return t.remote }
 
 func (t *epollTransport) setTimeouts(deadline time.Time, idle time.Duration) {
-	t.deadline, t.idle = deadline, idle
+	t.deadline, t.idle = 0, idle
+	if !deadline.IsZero() {
+		t.deadline = deadline.UnixNano()
+	}
 }
 
 func (t *epollTransport) pause(until time.Time) { t.resumeAt = max(until.UnixNano(), 1) }
@@ -860,10 +860,7 @@ func (t *epollTransport) keep(rest []byte) {
 // the handler's deadline, idle after the last packet, and the deadline
 // of a started packet.
 func (t *epollTransport) readDue() int64 {
-	var due int64
-	if !t.deadline.IsZero() {
-		due = t.deadline.UnixNano()
-	}
+	due := t.deadline
 	if t.idle > 0 {
 		if d := t.lastPacket + int64(t.idle); due == 0 || d < due {
 			due = d
@@ -902,7 +899,7 @@ func (t *epollTransport) endWrite(buf []byte) {
 		buf = buf[:t.mark]
 	}
 	t.out = buf
-	over := len(buf)+t.pending > t.hardMax
+	over := len(buf)+t.pending > 4*t.srv.cfg.MaxOutboundBytes
 	push := len(buf) > t.mark && t.markLocked(opFlush)
 	t.mu.Unlock()
 	if push {

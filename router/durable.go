@@ -170,7 +170,7 @@ func (c *mqttConn) claim(key sessKey) bool {
 		c.srv.m.storeError()
 		if ok, n := c.srv.storeLog.Allow(time.Second); ok {
 			c.srv.log.Warn("mqtt: could not claim a session in the store; CONNECT refused",
-				"id", c.id.ID, "client_id", c.clientID, "err", err, "remote", c.remote, "since_last_logged", n)
+				"id", c.id.ID, "client_id", c.clientID, "err", err, "remote", c.remoteAddr(), "since_last_logged", n)
 		}
 		return false
 	}
@@ -1126,7 +1126,7 @@ func (s *Server) Kick(principal, clientID string, gen uint64) {
 	s.removeSessionLocked(sess, true)
 	s.mu.Unlock()
 	if victim != nil {
-		s.log.Info("mqtt: session taken over on another node", "id", principal, "client_id", clientID, "remote", victim.remote)
+		s.log.Info("mqtt: session taken over on another node", "id", principal, "client_id", clientID, "remote", victim.remoteAddr())
 		victim.stopForwarding()
 		victim.kill(true, packet.CodeSessionTakenOver)
 	}

@@ -220,7 +220,7 @@ func (c *mqttConn) throttle(n int) {
 	srv.m.throttled()
 	if ok, missed := sess.lim.pubLog.Allow(limitLogEvery); ok {
 		srv.log.Warn("mqtt: principal over its publish rate, reading its connections more slowly",
-			"id", c.id.ID, "remote", c.remote, "wait", wait,
+			"id", c.id.ID, "remote", c.remoteAddr(), "wait", wait,
 			"rate", srv.cfg.PublishRate, "byte_rate", srv.cfg.PublishByteRate, "since_last_line", missed)
 	}
 	c.t.pause(now.Add(wait))
@@ -238,6 +238,6 @@ func (c *mqttConn) refuseFilter(reason, filter string) {
 		c.srv.log.Warn("mqtt: subscribe refused: per-principal limit", "id", c.id.ID, "reason", reason,
 			"filter_len", len(filter), "max_filter_len", c.srv.cfg.MaxFilterLen,
 			"subscription_bytes", sess.lim.subBytes.Load(), "max_subscription_bytes", c.srv.cfg.MaxSubscriptionBytes,
-			"remote", c.remote, "since_last_line", missed)
+			"remote", c.remoteAddr(), "since_last_line", missed)
 	}
 }

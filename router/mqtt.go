@@ -58,10 +58,10 @@ type willMsg struct {
 	retain  bool          // Will Retain: kept as its group's retained message
 }
 
+// The peer's address is the transport's (remoteAddr), not kept twice.
 type mqttConn struct {
-	srv    *Server
-	t      transport
-	remote string
+	srv *Server
+	t   transport
 	// No context lives as long as the connection (an idle connection's
 	// memory is its protocol state and nothing else): each Authenticator call
 	// gets its own, bounded by ConnectTimeout. Both transports call
@@ -138,7 +138,7 @@ func (c *mqttConn) publishScratch() *packet.Publish {
 }
 
 func newMQTTConn(srv *Server, t transport) *mqttConn {
-	return &mqttConn{srv: srv, t: t, remote: t.remoteAddr()}
+	return &mqttConn{srv: srv, t: t}
 }
 
 // authContext bounds one Authenticator call by ConnectTimeout.
@@ -289,7 +289,7 @@ func (c *mqttConn) closed(err error) {
 		}
 	}
 	if !c.countBadInput(err) {
-		c.srv.log.Debug("mqtt: connection closed", "id", c.id.ID, "client_id", c.clientID, "remote", c.remote, "reason", err)
+		c.srv.log.Debug("mqtt: connection closed", "id", c.id.ID, "client_id", c.clientID, "remote", c.remoteAddr(), "reason", err)
 	}
 }
 
@@ -361,7 +361,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 		// checked as for any client (a user with a certificate still
 		// logs in with a token).
 		if cp.UsernameFlag && cp.Username != c.certID {
-			c.srv.log.Info("mqtt: username differs from the client certificate's common name", "cn", c.certID, "remote", c.remote)
+			c.srv.log.Info("mqtt: username differs from the client certificate's common name", "cn", c.certID, "remote", c.remoteAddr())
 			return c.refuse(packet.ConnNotAuthorized, resultNotAuthorized)
 		}
 		if !cp.PasswordFlag {
@@ -447,13 +447,13 @@ func (c *mqttConn) checkIdentity(id Identity, err error) (code byte, result stri
 	case errors.Is(err, ErrNotAuthorized):
 		return packet.ConnNotAuthorized, resultNotAuthorized
 	default: // ErrAuthUnavailable or anything unexpected: fail closed
-		c.srv.log.Warn("mqtt: authentication failed", "err", err, "remote", c.remote)
+		c.srv.log.Warn("mqtt: authentication failed", "err", err, "remote", c.remoteAddr())
 		return packet.ConnServerUnavailable, resultUnavailable
 	}
 	if !validID(id.ID) {
 		// The store never issues such ids; refuse rather than put a
 		// wildcard or a '/' into the ACL.
-		c.srv.log.Error("mqtt: authenticator returned an invalid principal id", "remote", c.remote)
+		c.srv.log.Error("mqtt: authenticator returned an invalid principal id", "remote", c.remoteAddr())
 		return packet.ConnBadCredentials, resultBadCredentials
 	}
 	if !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
@@ -475,7 +475,7 @@ func (c *mqttConn) refuse(code byte, result string) error {
 		buf = packet.AppendConnack(buf, false, code)
 	}
 	c.t.endWrite(buf)
-	c.srv.log.Info("mqtt: connection refused", "code", code, "result", result, "id", c.id.ID, "remote", c.remote)
+	c.srv.log.Info("mqtt: connection refused", "code", code, "result", result, "id", c.id.ID, "remote", c.remoteAddr())
 	return errRefused
 }
 
@@ -486,12 +486,12 @@ func (c *mqttConn) activate() {
 	c.t.setMaxPacket(c.srv.cfg.MaxPacketSize)
 	if !c.id.Expires.IsZero() {
 		c.expire = time.AfterFunc(time.Until(c.id.Expires), func() {
-			c.srv.log.Info("mqtt: session token expired, disconnecting", "id", c.id.ID, "remote", c.remote)
+			c.srv.log.Info("mqtt: session token expired, disconnecting", "id", c.id.ID, "remote", c.remoteAddr())
 			c.kill(false, packet.CodeMaximumConnectTime)
 		})
 	}
 	c.srv.m.connect(resultAccepted)
-	c.srv.log.Debug("mqtt: connected", "id", c.id.ID, "client_id", c.clientID, "clean", c.clean, "remote", c.remote)
+	c.srv.log.Debug("mqtt: connected", "id", c.id.ID, "client_id", c.clientID, "clean", c.clean, "remote", c.remoteAddr())
 }
 
 // willAllowed checks the will topic against the ACL for c.id.
@@ -503,7 +503,7 @@ func (c *mqttConn) willAllowed() bool {
 		return true
 	}
 	c.srv.m.refusal(reasonWillACL)
-	c.srv.log.Warn("mqtt: will topic not allowed", "id", c.id.ID, "topic", logTopic(&c.srv.tp, []byte(c.will.topic)), "remote", c.remote)
+	c.srv.log.Warn("mqtt: will topic not allowed", "id", c.id.ID, "topic", logTopic(&c.srv.tp, []byte(c.will.topic)), "remote", c.remoteAddr())
 	return false
 }
 
@@ -519,7 +519,7 @@ func (c *mqttConn) publishWill() {
 	kind, to, ok := c.willTarget()
 	if !ok {
 		c.srv.m.refusal(reasonWillACL)
-		c.srv.log.Warn("mqtt: will topic no longer allowed, not published", "id", c.id.ID, "remote", c.remote)
+		c.srv.log.Warn("mqtt: will topic no longer allowed, not published", "id", c.id.ID, "remote", c.remoteAddr())
 		return
 	}
 	m := &message.Message{
@@ -623,7 +623,7 @@ func (c *mqttConn) authFail(topic, reason string) error {
 	c.srv.m.connect(resultAuthTopicFail) // counted before the client sees the reply
 	buf, _, _ := c.t.beginWrite()
 	c.t.endWrite(c.appendReply(buf, reply, topic))
-	c.srv.log.Info("mqtt: auth-topic login failed", "reason", reason, "remote", c.remote)
+	c.srv.log.Info("mqtt: auth-topic login failed", "reason", reason, "remote", c.remoteAddr())
 	return errAuthFailed
 }
 
@@ -657,7 +657,7 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 		// client's flow does not stall. 5.0 says why (0x87).
 		c.srv.m.refusal(reason)
 		if c.refusals++; c.refusals <= maxLoggedRefusals {
-			c.srv.log.Warn("mqtt: publish refused", "id", c.id.ID, "topic", logTopic(&c.srv.tp, p.Topic), "reason", reason, "remote", c.remote)
+			c.srv.log.Warn("mqtt: publish refused", "id", c.id.ID, "topic", logTopic(&c.srv.tp, p.Topic), "reason", reason, "remote", c.remoteAddr())
 		}
 		if c.v5 != nil && qos > 0 {
 			buf, _, _ := c.t.beginWrite()
@@ -690,7 +690,7 @@ func (c *mqttConn) handlePublish(header byte, body []byte) error {
 	}
 	if err := c.srv.forward(context.Background(), m); err != nil {
 		c.srv.m.refusal(reasonForwardFailed)
-		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
+		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remoteAddr())
 		if qos > 0 {
 			// No PUBACK for what was not handed on: close, so the
 			// client sends it again after reconnecting.
@@ -744,7 +744,7 @@ func (c *mqttConn) forwardAcked(m *message.Message, qos byte, pid uint16, retain
 			sess.qos2Release(pid)
 		}
 		c.srv.m.refusal(reasonForwardFailed)
-		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remote)
+		c.srv.log.Warn("mqtt: forward failed", "id", c.id.ID, "err", err, "remote", c.remoteAddr())
 		return errForward // no PUBACK: the client sends it again after reconnecting
 	}
 	c.srv.m.messageIn(m.Kind) // its answer waits for Stored
@@ -811,7 +811,7 @@ func (c *mqttConn) handleSubscribe(header byte, body []byte) error {
 		if !ok {
 			c.srv.m.refusal(reasonSubscribeACL)
 			if c.refusals++; c.refusals <= maxLoggedRefusals {
-				c.srv.log.Warn("mqtt: subscribe refused", "id", c.id.ID, "filter", logTopic(&c.srv.tp, []byte(f.Filter)), "remote", c.remote)
+				c.srv.log.Warn("mqtt: subscribe refused", "id", c.id.ID, "filter", logTopic(&c.srv.tp, []byte(f.Filter)), "remote", c.remoteAddr())
 			}
 			code := packet.CodeNotAuthorized
 			if strings.HasPrefix(f.Filter, "$share/") {
@@ -862,3 +862,6 @@ func (c *mqttConn) subackFailure(code byte) byte {
 	}
 	return packet.SubackFailure
 }
+
+// remoteAddr is the peer's address, for logs.
+func (c *mqttConn) remoteAddr() string { return c.t.remoteAddr() }

@@ -135,7 +135,7 @@ func (c *mqttConn) redirectHome(addr string) error {
 	props.Set(packet.PropServerReference, packet.PropReasonString)
 	buf, _, _ := c.t.beginWrite()
 	c.t.endWrite(packet.AppendConnackV5(buf, false, packet.CodeUseAnotherServer, props))
-	c.srv.log.Debug("mqtt: redirected to the home node", "id", c.id.ID, "home", addr, "remote", c.remote)
+	c.srv.log.Debug("mqtt: redirected to the home node", "id", c.id.ID, "home", addr, "remote", c.remoteAddr())
 	return errRefused
 }
 

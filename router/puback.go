@@ -152,7 +152,7 @@ func (c *mqttConn) Stored(tag uint64, err error) bool {
 	c.srv.m.refusal(reasonStoreFailed)
 	if ok, n := c.srv.storeLog.Allow(time.Second); ok {
 		c.srv.log.Warn("mqtt: a QoS 1 message could not be stored; closing its publisher's connection without PUBACK",
-			"id", c.id.ID, "client_id", c.clientID, "err", err, "remote", c.remote, "since_last_logged", n)
+			"id", c.id.ID, "client_id", c.clientID, "err", err, "remote", c.remoteAddr(), "since_last_logged", n)
 	}
 	c.storeFailed()
 	return false

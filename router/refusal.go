@@ -75,7 +75,7 @@ func (c *mqttConn) countBadInput(err error) bool {
 		level = slog.LevelInfo // also a client that went away silently
 	}
 	c.srv.log.Log(context.Background(), level, "mqtt: bad input, connection closed",
-		"reason", reason, "err", err.Error(), "remote", c.remote, "id", c.id.ID)
+		"reason", reason, "err", err.Error(), "remote", c.remoteAddr(), "id", c.id.ID)
 	c.srv.m.refusal(reason)
 	return true
 }

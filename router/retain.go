@@ -91,7 +91,7 @@ func (c *mqttConn) retainFailed(err error) (full bool) {
 	c.srv.m.refusal(reason)
 	if ok, n := c.srv.storeLog.Allow(time.Second); ok {
 		c.srv.log.Warn("mqtt: a retained message was not kept", "id", c.id.ID, "reason", reason, "err", err,
-			"remote", c.remote, "since_last_logged", n)
+			"remote", c.remoteAddr(), "since_last_logged", n)
 	}
 	return full
 }

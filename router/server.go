@@ -460,7 +460,7 @@ func (s *Server) Revoke(tokenHash string) {
 	conns := slices.Clone(s.byToken[tokenHash])
 	s.mu.Unlock()
 	for _, c := range conns {
-		s.log.Info("mqtt: session token revoked, disconnecting", "id", c.id.ID, "remote", c.remote)
+		s.log.Info("mqtt: session token revoked, disconnecting", "id", c.id.ID, "remote", c.remoteAddr())
 		c.kill(false, packet.CodeNotAuthorized)
 	}
 }
@@ -549,7 +549,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		// Takeover ([MQTT-3.1.4-2]): close the old connection. Its
 		// will is published; its late close finds the session bound
 		// to c and leaves it alone.
-		s.log.Info("mqtt: session taken over", "id", c.id.ID, "client_id", c.clientID, "old_remote", victim.remote, "remote", c.remote)
+		s.log.Info("mqtt: session taken over", "id", c.id.ID, "client_id", c.clientID, "old_remote", victim.remoteAddr(), "remote", c.remoteAddr())
 		victim.stopForwarding()
 		victim.kill(true, packet.CodeSessionTakenOver)
 	}
@@ -588,7 +588,7 @@ func (s *Server) register(c *mqttConn, key sessKey) (sess *session, present bool
 	if cl != nil && s.claiming[key].kicked > cl.Gen {
 		// Another node claimed the session after this claim, before it
 		// was registered here: that claim's Kick found nothing to close.
-		s.log.Info("mqtt: session claimed on another node while connecting; CONNECT refused", "id", id, "client_id", c.clientID, "remote", c.remote)
+		s.log.Info("mqtt: session claimed on another node while connecting; CONNECT refused", "id", id, "client_id", c.clientID, "remote", c.remoteAddr())
 		return nil, false, nil, 0x03
 	}
 	sess = s.sessions[key]
