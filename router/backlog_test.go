@@ -221,7 +221,7 @@ func TestOutboundBacklogCountsBufferBeingWritten(t *testing.T) {
 func serverSocket(t *testing.T, e *env, id string) (sock func(fn func(fd int)), outBuffered func() int) {
 	t.Helper()
 	e.srv.mu.RLock()
-	sessions := e.srv.byPrincipal[id]
+	sessions := e.srv.sessionsOf(id)
 	e.srv.mu.RUnlock()
 	if len(sessions) != 1 {
 		t.Fatalf("%d sessions for %s", len(sessions), id)

@@ -109,7 +109,11 @@ func (s *Server) rebalance(now time.Time) {
 	}
 	var victims []*mqttConn
 	s.mu.RLock()
-	for id, list := range s.byPrincipal {
+	for id, p := range s.principals.m {
+		list := p.sessions
+		if len(list) == 0 {
+			continue
+		}
 		if len(victims) >= n {
 			break
 		}

@@ -109,7 +109,7 @@ func TestBacklogBoundMessages(t *testing.T) {
 	// still the claim's) reads the journal for the session from before
 	// the drops: the dropped messages do not come that way either.
 	b.srv.mu.RLock()
-	sess := b.srv.sessions[sessionKey("alice", "phone")]
+	sess := b.srv.sessionLocked(sessionKey("alice", "phone"))
 	b.srv.mu.RUnlock()
 	sess.mu.Lock()
 	sess.d().hist = [posHistory]uint64{}

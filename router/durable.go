@@ -731,11 +731,11 @@ func (s *Server) positionLoop() {
 		last = time.Now()
 		s.mu.RLock()
 		list = list[:0]
-		for _, sess := range s.sessions {
+		s.eachSessionLocked(func(sess *session) {
 			if !sess.clean {
 				list = append(list, sess)
 			}
-		}
+		})
 		st := s.sessStore
 		s.mu.RUnlock()
 		now := time.Now()
@@ -808,18 +808,19 @@ func (s *Server) RingChangedFor(settle time.Duration) {
 	at := time.Now().Add(settle)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, sess := range s.sessions {
+	s.eachSessionLocked(func(sess *session) {
 		if sess.clean {
-			continue
+			return
 		}
 		sess.mu.Lock()
-		sess.d().ringFloor = min(sess.d().ringFloor, sess.position(), slices.Min(sess.d().hist[:]))
-		if at := at.UnixNano(); at > sess.d().ringAt {
-			sess.d().ringAt = at
+		d := sess.d()
+		d.ringFloor = min(d.ringFloor, sess.position(), slices.Min(d.hist[:]))
+		if at := at.UnixNano(); at > d.ringAt {
+			d.ringAt = at
 		}
-		sess.ringHold, sess.d().ringEpoch = true, epoch
+		sess.ringHold, d.ringEpoch = true, epoch
 		sess.mu.Unlock()
-	}
+	})
 }
 
 // RingReplayer is a SessionStore that reads the journal once for all
@@ -959,7 +960,7 @@ func (s *Server) deliverRing(m *message.Message, rcpts []string, epoch uint64) {
 			list = s.topicIdx.match(m.To, arr[:0])
 		} else {
 			s.mu.RLock()
-			list = append(arr[:0], s.byPrincipal[r]...)
+			list = append(arr[:0], s.sessionsOf(r)...)
 			s.mu.RUnlock()
 		}
 		for i, sess := range list {
@@ -1048,12 +1049,13 @@ func (s *Server) savePositionsNow() {
 	if st == nil {
 		return
 	}
-	for _, sess := range s.sessions {
+	s.eachSessionLocked(func(sess *session) {
 		sess.mu.Lock()
 		if !sess.clean && !sess.replaying {
-			w := max(sess.d().pos, min(sess.position(), slices.Min(sess.d().hist[:])))
-			if w > sess.d().written {
-				sess.d().pos = w
+			d := sess.d()
+			w := max(d.pos, min(sess.position(), slices.Min(d.hist[:])))
+			if w > d.written {
+				d.pos = w
 				sess.wrote(w)
 				st.SavePosition(sess.principal, sess.clientID, sess.gen, w)
 			}
@@ -1062,7 +1064,7 @@ func (s *Server) savePositionsNow() {
 			}
 		}
 		sess.mu.Unlock()
-	}
+	})
 }
 
 // saveSubs writes the subscriptions of a durable session. Called without
@@ -1097,7 +1099,7 @@ func (s *Server) Kick(principal, clientID string, gen uint64) {
 	// after this look takes a gen above gen (its store saw the notice).
 	s.mu.RLock()
 	_, claiming := s.claiming[key]
-	_, here := s.sessions[key]
+	here := s.sessionLocked(key) != nil
 	s.mu.RUnlock()
 	if !claiming && !here {
 		return
@@ -1108,7 +1110,7 @@ func (s *Server) Kick(principal, clientID string, gen uint64) {
 		w.kicked = gen
 		s.claiming[key] = w
 	}
-	sess := s.sessions[key]
+	sess := s.sessionLocked(key)
 	if sess == nil {
 		s.mu.Unlock()
 		return

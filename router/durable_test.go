@@ -479,7 +479,7 @@ func TestCleanSessionHoldsNoDurableState(t *testing.T) {
 	a := d.start(nil)
 	dur := func(clientID string) *durable {
 		a.srv.mu.RLock()
-		sess := a.srv.sessions[sessionKey("alice", clientID)]
+		sess := a.srv.sessionLocked(sessionKey("alice", clientID))
 		a.srv.mu.RUnlock()
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
@@ -536,7 +536,7 @@ func TestDurableReplayKeepsOrder(t *testing.T) {
 	}
 	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		b.srv.mu.RLock()
-		sess := b.srv.sessions[sessionKey("alice", "phone")]
+		sess := b.srv.sessionLocked(sessionKey("alice", "phone"))
 		b.srv.mu.RUnlock()
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
@@ -676,7 +676,7 @@ func TestDurablePositionMovesDuringReplay(t *testing.T) {
 	checkSeq(t, readNumbered(alice, 8), numbered(1, 8)) // then it reads no more
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		b.srv.mu.RLock()
-		sess := b.srv.sessions[sessionKey("alice", "phone")]
+		sess := b.srv.sessionLocked(sessionKey("alice", "phone"))
 		b.srv.mu.RUnlock()
 		sess.mu.Lock()
 		replaying := sess.replaying
@@ -720,7 +720,7 @@ func TestDurableRingChangeDuringReplay(t *testing.T) {
 	b.srv.RingChanged()
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		b.srv.mu.RLock()
-		sess := b.srv.sessions[sessionKey("alice", "phone")]
+		sess := b.srv.sessionLocked(sessionKey("alice", "phone"))
 		b.srv.mu.RUnlock()
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
@@ -947,7 +947,7 @@ func TestRingChangedForKeepsTheLongerSettle(t *testing.T) {
 	alice := connectRaw(t, a, "alice", "phone", false)
 	alice.subscribe(1, "/private/alice/#")
 	a.srv.mu.RLock()
-	sess := a.srv.sessions[sessionKey("alice", "phone")]
+	sess := a.srv.sessionLocked(sessionKey("alice", "phone"))
 	a.srv.mu.RUnlock()
 	start := time.Now()
 	a.srv.RingChangedFor(time.Hour)
@@ -1058,7 +1058,7 @@ func TestPositionWriteEvery(t *testing.T) {
 	sess := func() *session {
 		e.srv.mu.RLock()
 		defer e.srv.mu.RUnlock()
-		return e.srv.sessions[sessionKey("alice", "phone")]
+		return e.srv.sessionLocked(sessionKey("alice", "phone"))
 	}()
 	// inMemory waits for the position the node would save to reach want.
 	inMemory := func(want uint64) {

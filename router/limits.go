@@ -72,6 +72,7 @@ func minFilterLen(c Config) int {
 // the buckets are under mu, a leaf lock.
 type principalState struct {
 	refs     int             // sessions holding it (Server.mu)
+	sessions []*session      // its registered sessions (Server.mu): Server.sessionsOf
 	subBytes atomic.Int64    // subscription bytes held, see subscriptionCost
 	subLog   lograte.Limiter // subscription-limit log lines
 	pubLog   lograte.Limiter // publish-rate log lines
@@ -81,6 +82,38 @@ type principalState struct {
 	msgs  float64 // message tokens; negative: debt
 	bytes float64 // byte tokens; negative: debt
 	last  int64   // monoNow when the buckets were last refilled
+}
+
+// sessionsOf returns the sessions of principal id registered here (the
+// caller copies the slice before releasing Server.mu). Server.mu held.
+func (s *Server) sessionsOf(id string) []*session {
+	if p := s.principals.m[id]; p != nil {
+		return p.sessions
+	}
+	return nil
+}
+
+// sessionLocked returns the session k registered here, or nil: one of
+// its principal's few sessions (at most MaxSessionsPerPrincipal), found
+// without a map of all sessions, which would cost every idle
+// connection an entry. Server.mu held.
+func (s *Server) sessionLocked(k sessKey) *session {
+	for _, sess := range s.sessionsOf(k.principal) {
+		if sess.clientID == k.clientID {
+			return sess
+		}
+	}
+	return nil
+}
+
+// eachSessionLocked calls fn for every session registered here. fn may
+// take session locks, not add or remove sessions. Server.mu held.
+func (s *Server) eachSessionLocked(fn func(*session)) {
+	for _, p := range s.principals.m {
+		for _, sess := range p.sessions {
+			fn(sess)
+		}
+	}
 }
 
 // principalTable is the Server's principal states, under Server.mu.

@@ -37,9 +37,11 @@ func (s *Server) SetPresence(p Presence) {
 func (s *Server) Present() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.byPrincipal))
-	for id := range s.byPrincipal {
-		out = append(out, id)
+	out := make([]string, 0, len(s.principals.m))
+	for id, p := range s.principals.m {
+		if len(p.sessions) > 0 {
+			out = append(out, id)
+		}
 	}
 	return out
 }

@@ -42,17 +42,16 @@ type Server struct {
 	m    *metrics
 	rate *connLimiter // nil: no per-address connect limit
 
-	mu          sync.RWMutex
-	closed      bool
-	draining    bool // StopAccepting: no new connections or sessions (drain.go)
-	listeners   []net.Listener
-	conns       map[*mqttConn]struct{} // every open connection
-	sessions    map[sessKey]*session
-	byPrincipal map[string][]*session  // principal id → its sessions
-	byToken     map[string][]*mqttConn // Identity.TokenHash → connections
-	principals  principalTable         // per-principal limits (limits.go)
-	revoked     map[string]time.Time   // Identity.TokenHash → when Revoke saw it
-	revokedQ    []revokedEntry         // the same, oldest first, for pruning
+	mu         sync.RWMutex
+	closed     bool
+	draining   bool // StopAccepting: no new connections or sessions (drain.go)
+	listeners  []net.Listener
+	conns      map[*mqttConn]struct{} // every open connection
+	nSessions  int                    // registered: in their principals' sessions (limits.go)
+	byToken    map[string][]*mqttConn // Identity.TokenHash → connections
+	principals principalTable         // per-principal limits (limits.go)
+	revoked    map[string]time.Time   // Identity.TokenHash → when Revoke saw it
+	revokedQ   []revokedEntry         // the same, oldest first, for pruning
 
 	pres presenceQueue // see SetPresence
 
@@ -120,22 +119,20 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 	}
 	afwd, _ := fwd.(AckForwarder)
 	s := &Server{
-		afwd:        afwd,
-		cfg:         cfg,
-		auth:        auth,
-		acl:         acl,
-		fwd:         fwd,
-		ids:         ids,
-		log:         cfg.Logger.With("component", "router"),
-		tp:          newTopics(cfg),
-		m:           m,
-		rate:        newConnLimiter(cfg.ConnectRate, cfg.ConnectBurst),
-		conns:       make(map[*mqttConn]struct{}),
-		holdMax:     holdMax,
-		sessions:    make(map[sessKey]*session),
-		byPrincipal: make(map[string][]*session),
-		byToken:     make(map[string][]*mqttConn),
-		revoked:     make(map[string]time.Time),
+		afwd:    afwd,
+		cfg:     cfg,
+		auth:    auth,
+		acl:     acl,
+		fwd:     fwd,
+		ids:     ids,
+		log:     cfg.Logger.With("component", "router"),
+		tp:      newTopics(cfg),
+		m:       m,
+		rate:    newConnLimiter(cfg.ConnectRate, cfg.ConnectBurst),
+		conns:   make(map[*mqttConn]struct{}),
+		holdMax: holdMax,
+		byToken: make(map[string][]*mqttConn),
+		revoked: make(map[string]time.Time),
 	}
 	s.msgs.New = func() any { return new(message.Message) }
 	s.stopping, s.stop = context.WithCancel(context.Background())
@@ -379,19 +376,25 @@ func (s *Server) Close() error {
 	s.loops.stop()
 	defer s.flushPresence()
 	s.mu.Lock()
-	for id := range s.byPrincipal {
-		s.presenceLocked(id, false)
+	for id, p := range s.principals.m {
+		if len(p.sessions) > 0 {
+			s.presenceLocked(id, false)
+		}
 	}
 	s.savePositionsNow()
-	for _, sess := range s.sessions {
+	var all []*session
+	s.eachSessionLocked(func(sess *session) { all = append(all, sess) })
+	for _, sess := range all {
 		sess.mu.Lock()
 		s.countUnsentLocked(sess)
 		sess.release()
 		sess.mu.Unlock()
 	}
 	s.logUnsent()
-	clear(s.sessions)
-	clear(s.byPrincipal)
+	for _, p := range s.principals.m {
+		p.sessions = nil
+	}
+	s.nSessions = 0
 	s.mu.Unlock()
 	return err
 }
@@ -411,7 +414,7 @@ func (s *Server) Addrs() []net.Addr {
 func (s *Server) Stats() Stats {
 	st := s.m.stats()
 	s.mu.RLock()
-	st.Sessions = int64(len(s.sessions))
+	st.Sessions = int64(s.nSessions)
 	s.mu.RUnlock()
 	return st
 }
@@ -433,7 +436,7 @@ func (s *Server) deliver(m *message.Message, recipients []string, hc *withholdCt
 	var arr [16]*session
 	for _, r := range recipients {
 		s.mu.RLock()
-		list := append(arr[:0], s.byPrincipal[r]...)
+		list := append(arr[:0], s.sessionsOf(r)...)
 		s.mu.RUnlock()
 		for i, sess := range list {
 			sess.deliver(m, hc) // a session removed meanwhile ignores it
@@ -573,9 +576,9 @@ func (s *Server) register(c *mqttConn, key sessKey) (sess *session, present bool
 	}
 	// Presence: a takeover or a session dropped for the cap is not a
 	// release when the principal still holds a session afterwards.
-	held := len(s.byPrincipal[id]) > 0
+	held := len(s.sessionsOf(id)) > 0
 	defer func() {
-		if now := len(s.byPrincipal[id]) > 0; now != held {
+		if now := len(s.sessionsOf(id)) > 0; now != held {
 			s.presenceLocked(id, now)
 		}
 	}()
@@ -591,7 +594,7 @@ func (s *Server) register(c *mqttConn, key sessKey) (sess *session, present bool
 		s.log.Info("mqtt: session claimed on another node while connecting; CONNECT refused", "id", id, "client_id", c.clientID, "remote", c.remoteAddr())
 		return nil, false, nil, 0x03
 	}
-	sess = s.sessions[key]
+	sess = s.sessionLocked(key)
 	if sess != nil {
 		sess.mu.Lock()
 		victim = sess.conn
@@ -614,7 +617,7 @@ func (s *Server) register(c *mqttConn, key sessKey) (sess *session, present bool
 	}
 	from := uint64(0) // replay from, when set
 	if sess == nil {
-		if list := s.byPrincipal[id]; len(list) >= s.cfg.MaxSessionsPerPrincipal {
+		if list := s.sessionsOf(id); len(list) >= s.cfg.MaxSessionsPerPrincipal {
 			oldest := s.oldestOfflineLocked(list)
 			if oldest == nil {
 				return nil, false, nil, 0x03
@@ -626,8 +629,8 @@ func (s *Server) register(c *mqttConn, key sessKey) (sess *session, present bool
 		}
 		sess = newSession(s, id, c.clientID, c.clean)
 		sess.device = c.id.Device
-		s.sessions[key] = sess
-		s.byPrincipal[id] = append(s.byPrincipal[id], sess)
+		s.nSessions++
+		sess.lim.sessions = append(sess.lim.sessions, sess)
 		sess.mu.Lock()
 		if cl != nil && sess.resume(cl) {
 			present, from = true, cl.Pos+1
@@ -694,19 +697,15 @@ func (s *Server) oldestOfflineLocked(list []*session) *session {
 // reporting a release to the Presence if it was the principal's last
 // session and notify is set. s.mu held, sess.mu not held.
 func (s *Server) removeSessionLocked(sess *session, notify bool) {
-	if key := (sessKey{sess.principal, sess.clientID}); s.sessions[key] == sess {
-		delete(s.sessions, key)
-	}
-	list := s.byPrincipal[sess.principal]
-	if i := slices.Index(list, sess); i >= 0 {
-		list = slices.Delete(list, i, i+1)
-		if len(list) == 0 {
-			delete(s.byPrincipal, sess.principal)
+	p := sess.lim
+	if i := slices.Index(p.sessions, sess); i >= 0 {
+		s.nSessions--
+		p.sessions = slices.Delete(p.sessions, i, i+1)
+		if len(p.sessions) == 0 {
+			p.sessions = nil // a principal that comes back makes a new one
 			if notify {
 				s.presenceLocked(sess.principal, false)
 			}
-		} else {
-			s.byPrincipal[sess.principal] = list
 		}
 	}
 	sess.mu.Lock()
