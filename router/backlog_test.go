@@ -234,7 +234,7 @@ func serverSocket(t *testing.T, e *env, id string) (sock func(fn func(fd int)), 
 	}
 	switch tr := c.t.(type) {
 	case *epollTransport:
-		fd := tr.fd
+		fd := int(tr.fd)
 		sock = func(fn func(int)) { fn(fd) }
 		outBuffered = func() int {
 			tr.mu.Lock()

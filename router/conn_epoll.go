@@ -165,10 +165,9 @@ func newEventTransport(srv *Server, nc net.Conn) transportStarter {
 	now := time.Now()
 	return &epollTransport{
 		p:          p,
-		srv:        srv,
-		fd:         fd,
+		fd:         int32(fd),
 		remote:     remote,
-		maxPacket:  cfg.MaxConnectPacketSize,
+		maxPacket:  int32(cfg.MaxConnectPacketSize),
 		first:      true,
 		deadline:   now.Add(cfg.ConnectTimeout).UnixNano(),
 		lastPacket: now.UnixNano(),
@@ -364,7 +363,7 @@ func (p *poller) work(t *epollTransport, now time.Time) {
 	t.mu.Unlock()
 	p.guard(t, func() {
 		if ops&opRegister != 0 {
-			p.conns[int32(t.fd)] = t
+			p.conns[t.fd] = t
 			p.arm(t)
 		}
 		if ops&opResume != 0 {
@@ -411,8 +410,8 @@ func (p *poller) arm(t *epollTransport) {
 	case t.events == 0:
 		op = unix.EPOLL_CTL_ADD
 	}
-	ev := unix.EpollEvent{Events: want, Fd: int32(t.fd)}
-	if err := unix.EpollCtl(p.epfd, op, t.fd, &ev); err != nil {
+	ev := unix.EpollEvent{Events: want, Fd: t.fd}
+	if err := unix.EpollCtl(p.epfd, op, int(t.fd), &ev); err != nil {
 		p.closeNow(t, os.NewSyscallError("epoll_ctl", err))
 		return
 	}
@@ -425,7 +424,7 @@ func (p *poller) readable(t *epollTransport, now time.Time) {
 	if t.busy || t.readDone || t.resumeAt != 0 {
 		return
 	}
-	n, err := unix.Read(t.fd, p.rbuf)
+	n, err := unix.Read(int(t.fd), p.rbuf)
 	if n <= 0 {
 		switch {
 		case err == unix.EAGAIN || err == unix.EINTR:
@@ -470,7 +469,7 @@ func (p *poller) consume(t *epollTransport, data []byte, now time.Time) {
 		if hl == 0 {
 			break
 		}
-		if rl > t.maxPacket {
+		if rl > int(t.maxPacket) {
 			p.readFailed(t, packet.ErrTooLarge)
 			return
 		}
@@ -629,7 +628,7 @@ func (p *poller) flush(t *epollTransport, now time.Time) {
 			}
 		}
 		t.mu.Unlock()
-		n, err := unix.Write(t.fd, t.wbuf[t.woff:])
+		n, err := unix.Write(int(t.fd), t.wbuf[t.woff:])
 		t.mu.Lock()
 		if n > 0 {
 			t.woff += n
@@ -655,9 +654,9 @@ func (p *poller) flush(t *epollTransport, now time.Time) {
 		t.writeDue = 0
 		t.lastOut = now.UnixNano()
 	} else if progress || t.writeDue == 0 {
-		t.writeDue = now.Add(t.srv.cfg.WriteTimeout).UnixNano()
+		t.writeDue = now.Add(t.p.srv.cfg.WriteTimeout).UnixNano()
 	}
-	notify := t.wantDrain && len(t.out)+t.pending < t.srv.cfg.MaxOutboundBytes/2
+	notify := t.wantDrain && len(t.out)+t.pending < t.p.srv.cfg.MaxOutboundBytes/2
 	if notify {
 		t.wantDrain = false
 	}
@@ -704,7 +703,7 @@ func (p *poller) sweep(now time.Time) {
 			}
 			// writeDue is written by the poller alone (flush).
 			if t.outWait && t.writeDue != 0 && ns >= t.writeDue {
-				t.srv.slowConsumer(slowWriteTimeout, t.remote)
+				t.p.srv.slowConsumer(slowWriteTimeout, t.remote)
 				p.closeNow(t, errWriteTimeout)
 				return
 			}
@@ -751,61 +750,64 @@ func (p *poller) closeNow(t *epollTransport, reason error) {
 		return
 	}
 	if t.events != 0 {
-		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(t.fd), nil)
 		t.events = 0
 	}
-	unix.Close(t.fd)
+	unix.Close(int(t.fd))
 	t.fdClosed = true
 	t.in = nil
-	delete(p.conns, int32(t.fd))
+	delete(p.conns, t.fd)
 	go t.closeHandler()
 }
 
-// epollTransport is one connection of the event loop.
+// epollTransport is one connection of the event loop. Its size counts
+// (every idle connection holds one): the small fields are packed
+// together, the Server is reached through the poller.
 type epollTransport struct {
 	p      *poller
-	srv    *Server
 	h      handler
-	fd     int
 	remote string
 
 	// Poller side. While busy, the may-block goroutine owns the fields
 	// the handler sets (deadline, idle, maxPacket) and blockErr; the
 	// poller reads them after opResume.
-	in            []byte // bytes of an incomplete packet (nil: none)
-	maxPacket     int
-	deadline      int64 // unix ns: the handler's read deadline (0: none)
-	idle          time.Duration
-	lastPacket    int64 // unix ns: the last whole packet (or accept)
-	partialDue    int64 // unix ns: an incomplete packet must be whole by then (0: none)
-	resumeAt      int64 // unix ns: paused until then (0: not paused), see poller.park
-	blockErr      error // its handler error (see busy)
-	first         bool  // the next packet is the first (must be CONNECT)
-	busy          bool  // a may-block packet runs on its goroutine
-	closeWhenIdle bool  // close once busy ends
-	readDone      bool
-	outWait       bool // output waits for the socket (EPOLLOUT)
-	fdClosed      bool
-	events        uint32 // registered epoll events (0: not in the set)
-	reason        error  // why it closed (handler.closed's err)
+	in         []byte // bytes of an incomplete packet (nil: none)
+	deadline   int64  // unix ns: the handler's read deadline (0: none)
+	idle       time.Duration
+	lastPacket int64 // unix ns: the last whole packet (or accept)
+	partialDue int64 // unix ns: an incomplete packet must be whole by then (0: none)
+	resumeAt   int64 // unix ns: paused until then (0: not paused), see poller.park
+	blockErr   error // its handler error (see busy)
+	reason     error // why it closed (handler.closed's err)
+	fd         int32
+	maxPacket  int32
+	events     uint32 // registered epoll events (0: not in the set)
+	first      bool   // the next packet is the first (must be CONNECT)
+	busy       bool   // a may-block packet runs on its goroutine
+	// closeWhenIdle: close once busy ends.
+	closeWhenIdle, readDone bool
+	outWait                 bool // output waits for the socket (EPOLLOUT)
+	fdClosed                bool
+
+	// Writer side, under mu (these flags above it, to pack them).
+	closing    bool // take no more output
+	flushClose bool // closing after what is buffered is written
+	wantDrain  bool
+	ops        uint8
+	queued     bool
 
 	// (The write timeout and the backlog marks are the Server's
 	// Config: WriteTimeout, MaxOutboundBytes/2 and 4*MaxOutboundBytes,
 	// not copied into every connection.)
 
-	mu         sync.Mutex
-	out        []byte // appended to by beginWrite/endWrite callers
-	wbuf       []byte // being written by the poller: wbuf[woff:] is not written yet
-	woff       int    // poller only (wbuf too, once swapped in)
-	pending    int    // len(wbuf)-woff, for the callers' backlog
-	mark       int    // len(out) at beginWrite
-	closing    bool   // take no more output
-	flushClose bool   // closing after what is buffered is written
-	wantDrain  bool
-	ops        uint8
-	queued     bool
-	writeDue   int64 // unix ns: output must make progress by then (0: none)
-	lastOut    int64 // unix ns: output last emptied
+	mu       sync.Mutex
+	out      []byte // appended to by beginWrite/endWrite callers
+	wbuf     []byte // being written by the poller: wbuf[woff:] is not written yet
+	woff     int    // poller only (wbuf too, once swapped in)
+	pending  int    // len(wbuf)-woff, for the callers' backlog
+	mark     int    // len(out) at beginWrite
+	writeDue int64  // unix ns: output must make progress by then (0: none)
+	lastOut  int64  // unix ns: output last emptied
 }
 
 var _ transportStarter = (*epollTransport)(nil)
@@ -817,7 +819,7 @@ func (t *epollTransport) start(h handler) {
 
 func (t *epollTransport) goroutines() int { return 1 }
 
-func (t *epollTransport) abort() { unix.Close(t.fd) }
+func (t *epollTransport) abort() { unix.Close(int(t.fd)) }
 
 func (t *epollTransport) remoteAddr() string { return t.remote }
 
@@ -837,7 +839,7 @@ func (t *epollTransport) setMaxPacket(n int) {
 	case n > packet.MaxRemainingLength:
 		n = packet.MaxRemainingLength
 	}
-	t.maxPacket = n
+	t.maxPacket = int32(n)
 }
 
 // keep stores rest (a suffix of the shared buffer or of t.in) as t.in.
@@ -875,7 +877,7 @@ func (t *epollTransport) readDue() int64 {
 func (t *epollTransport) runBlocking(header byte, body []byte) {
 	defer func() {
 		if r := recover(); r != nil {
-			t.srv.panicked("reader", r, debug.Stack())
+			t.p.srv.panicked("reader", r, debug.Stack())
 			t.blockErr = errConnPanic
 		}
 		t.p.enqueue(t, opResume)
@@ -884,8 +886,8 @@ func (t *epollTransport) runBlocking(header byte, body []byte) {
 }
 
 func (t *epollTransport) closeHandler() {
-	defer t.srv.wg.Done()
-	callClosed(t.srv, t.h, t.reason)
+	defer t.p.srv.wg.Done()
+	callClosed(t.p.srv, t.h, t.reason)
 }
 
 func (t *epollTransport) beginWrite() ([]byte, int, bool) {
@@ -899,14 +901,14 @@ func (t *epollTransport) endWrite(buf []byte) {
 		buf = buf[:t.mark]
 	}
 	t.out = buf
-	over := len(buf)+t.pending > 4*t.srv.cfg.MaxOutboundBytes
+	over := len(buf)+t.pending > 4*t.p.srv.cfg.MaxOutboundBytes
 	push := len(buf) > t.mark && t.markLocked(opFlush)
 	t.mu.Unlock()
 	if push {
 		t.p.push(t)
 	}
 	if over {
-		t.srv.slowConsumer(slowBacklog, t.remote)
+		t.p.srv.slowConsumer(slowBacklog, t.remote)
 		t.close(false)
 	}
 }

@@ -161,7 +161,10 @@ func TestRuleTopics(t *testing.T) {
 	alice.mustRead(packet.PINGRESP) // nothing came before
 	d1.ping()
 	d1.mustRead(packet.PINGRESP)
-	if n := e.srv.topicIdx.filters; n != 5 {
+	e.srv.topicIdx.mu.RLock()
+	n := e.srv.topicIdx.filters
+	e.srv.topicIdx.mu.RUnlock()
+	if n != 5 {
 		t.Errorf("%d filters indexed", n)
 	}
 	// The interest followed the filters, and each SUBSCRIBE that added
