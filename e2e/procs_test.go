@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -72,11 +73,14 @@ func goBinary(t *testing.T, name, pkg string) string {
 }
 
 // freeAddr returns a loopback address with a port that was free a moment
-// ago (TCP; memberlist also binds UDP on it, so it is checked too).
+// ago (TCP; memberlist also binds UDP on it, so it is checked too). The
+// host is one of 127.0.0.2-249, not 127.0.0.1: the tests of the other
+// packages, running meanwhile, bind ports on 127.0.0.1 and could take
+// this one before the node binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:0", 2+rand.IntN(248)))
 		if err != nil {
 			t.Fatal(err)
 		}
