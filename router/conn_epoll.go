@@ -167,7 +167,7 @@ func newEventTransport(srv *Server, nc net.Conn) transportStarter {
 		p:          p,
 		fd:         int32(fd),
 		remote:     remote,
-		maxPacket:  int32(cfg.MaxConnectPacketSize),
+		maxPacket:  int32(min(cfg.MaxConnectPacketSize, packet.MaxRemainingLength)),
 		first:      true,
 		deadline:   now.Add(cfg.ConnectTimeout).UnixNano(),
 		lastPacket: now.UnixNano(),

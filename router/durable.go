@@ -666,7 +666,9 @@ func (s *session) tickPosition() (pos uint64, save bool) {
 	s.d().sinceWrite += int32(s.d().sent.count(s.d().pos, pos))
 	s.d().pos = pos
 	s.d().sent.trim(min(low, s.d().ringFloor, s.floor))
-	s.d().writeAge++
+	if s.d().writeAge < posStaleTicks {
+		s.d().writeAge++ // (no further: an int32 that counted on would wrap)
+	}
 	if s.d().pos <= s.d().written || !s.writeDue() {
 		return 0, false
 	}
@@ -738,12 +740,12 @@ func (s *Server) positionLoop() {
 		})
 		st := s.sessStore
 		s.mu.RUnlock()
-		now := time.Now()
+		now, mono := time.Now(), monoNow()
 		var due []*session // ring changes settled: one replay for them all
 		var newest, lowest uint64 = 0, noFloor
 		for i, sess := range list {
 			sess.mu.Lock()
-			if sess.d().ringAt != 0 && now.UnixNano() > sess.d().ringAt {
+			if sess.d().ringAt != 0 && mono > sess.d().ringAt {
 				sess.d().ringAt = 0
 				due = append(due, sess)
 			}
@@ -805,7 +807,7 @@ func (s *Server) RingChangedFor(settle time.Duration) {
 		return
 	}
 	epoch := s.ringEpoch.Add(1)
-	at := time.Now().Add(settle)
+	at := monoNow() + int64(settle)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	s.eachSessionLocked(func(sess *session) {
@@ -815,7 +817,7 @@ func (s *Server) RingChangedFor(settle time.Duration) {
 		sess.mu.Lock()
 		d := sess.d()
 		d.ringFloor = min(d.ringFloor, sess.position(), slices.Min(d.hist[:]))
-		if at := at.UnixNano(); at > d.ringAt {
+		if at > d.ringAt {
 			d.ringAt = at
 		}
 		sess.ringHold, d.ringEpoch = true, epoch
@@ -847,7 +849,7 @@ func (s *Server) ringReplay(due []*session) {
 			if !ok {
 				sess.ringSettled()
 			} else {
-				sess.d().ringAt = time.Now().UnixNano() // a read is running: join the next one
+				sess.d().ringAt = monoNow() // a read is running: join the next one
 			}
 			sess.mu.Unlock()
 		}

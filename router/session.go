@@ -95,7 +95,7 @@ type durable struct {
 	hist                 [posHistory]uint64 // positions of the last ticks, hist[histAt] the latest
 	histAt               uint8
 	ringFloor            uint64             // position when the ring changed (noFloor: no change pending)
-	ringAt               int64              // Unix ns when the ring is taken as settled (0: not waiting)
+	ringAt               int64              // monoNow when the ring is taken as settled (0: not waiting)
 	ringEpoch            uint64             // the ring change the hold is for (Server.ringEpoch)
 	sent                 sentSeqs           // stored sequences sent, which replays skip
 	replayGen            uint64             // invalidates a replay that was overtaken
@@ -174,8 +174,7 @@ type inflightMsg struct {
 	due  bool // to be sent again (DUP) as soon as the backlog allows
 }
 
-// newSession makes a session of principal (key: its sessionKey);
-// Server.mu held (it takes a reference to the principal's shared state,
+// newSession makes the session of (principal, clientID); Server.mu held (it takes a reference to the principal's shared state,
 // which release gives back).
 func newSession(srv *Server, principal, clientID string, clean bool) *session {
 	return &session{
@@ -188,8 +187,8 @@ func newSession(srv *Server, principal, clientID string, clean bool) *session {
 	}
 }
 
-// sessKey is a session's key in Server.sessions (and claiming): the two
-// strings the session holds anyway, no third made from them.
+// sessKey names a session (Server.sessionLocked, Server.claiming): the
+// two strings the session holds anyway, no third made from them.
 type sessKey struct{ principal, clientID string }
 
 func sessionKey(principal, clientID string) sessKey { return sessKey{principal, clientID} }

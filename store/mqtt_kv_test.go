@@ -94,6 +94,59 @@ func TestKVMQTTWatchAgainSeesGap(t *testing.T) {
 	})
 }
 
+// TestKVMQTTClaimsStreamLost: the claims stream lives in the NATS
+// server's memory, which a restart empties. The next claim makes it
+// again, and a watch that was running reads the new stream from its
+// start (the new stream's first sequence is above the old one's last),
+// so the holder of a clean session still learns of its takeover.
+func TestKVMQTTClaimsStreamLost(t *testing.T) {
+	n := startNATS(t)
+	cfg := KVConfig{Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}
+	kv, peer := n.openKV(t, cfg), n.openKV(t, cfg)
+	events := watchClaims(t, kv)
+	waitClaim := func(c MQTTSession) {
+		t.Helper()
+		testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+			if got := events(); !slices.Contains(got, claimEvent{c.Principal, c.ClientID, c.Node, c.Gen}) {
+				return fmt.Errorf("claims seen %v, want %s/%s gen %d", got, c.Principal, c.ClientID, c.Gen)
+			}
+			return nil
+		})
+	}
+	_, _, c := mustClaim(t, peer, "alice", "phone", "n2", true, 0)
+	waitClaim(c)
+	js, _ := jetstream.New(mustConnect(t, n))
+	s, err := js.Stream(ctxT(t), "CLAIMS_pushring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := s.CachedInfo().State.LastSeq
+	if err := js.DeleteStream(ctxT(t), "CLAIMS_pushring"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, c = mustClaim(t, peer, "bob", "tv", "n2", true, 0)
+	if s, err = js.Stream(ctxT(t), "CLAIMS_pushring"); err != nil {
+		t.Fatalf("the claim did not make the stream again: %v", err)
+	}
+	if first := s.CachedInfo().State.FirstSeq; first <= last {
+		t.Fatalf("the new stream starts at %d, the lost one reached %d", first, last)
+	}
+	waitClaim(c)
+	// A watch started while the stream is missing makes it.
+	if err := js.DeleteStream(ctxT(t), "CLAIMS_pushring"); err != nil {
+		t.Fatal(err)
+	}
+	later := watchClaims(t, peer)
+	_, _, c = mustClaim(t, kv, "carol", "pc", "n1", true, 0)
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if got := later(); !slices.Contains(got, claimEvent{"carol", "pc", "n1", c.Gen}) {
+			return fmt.Errorf("the new watch saw %v", got)
+		}
+		return nil
+	})
+	waitClaim(c)
+}
+
 // kvKeyChar: what a KV key may hold besides the '.' between tokens.
 func kvKeyChar(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=", r)
@@ -172,7 +225,7 @@ func TestKVMQTTBucket(t *testing.T) {
 		t.Fatalf("claims stream %+v", cfg)
 	}
 	var notices []claimNotice
-	for seq := uint64(1); seq <= cs.CachedInfo().State.LastSeq; seq++ {
+	for seq := cs.CachedInfo().State.FirstSeq; seq <= cs.CachedInfo().State.LastSeq; seq++ {
 		m, err := cs.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)

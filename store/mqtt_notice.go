@@ -15,7 +15,8 @@ package store
 // Notices are batched: claims made while a notice message is being
 // stored go out together in the next one (one JSON array), so a burst
 // of connects costs a handful of messages, and a lone claim waits for
-// one store round trip as before.
+// one store round trip as before. Claims that come while a publish is
+// slow wait for it (at most the store's timeout) before theirs goes.
 
 import (
 	"context"
@@ -32,21 +33,39 @@ import (
 )
 
 const (
-	// claimsMaxBytes bounds the claims stream: a connect storm beyond
-	// it within mqttNoticeTTL drops the oldest notices, which live
-	// watchers have read already.
-	claimsMaxBytes = 64 << 20
+	// claimsMaxBytes bounds the claims stream (JetStream memory, per
+	// replica): about 350,000 notices; a connect storm beyond it within
+	// mqttNoticeTTL drops the oldest, which live watchers have read
+	// already.
+	claimsMaxBytes = 32 << 20
 	// noticeBatchBytes bounds one notice message's payload, far below
 	// NATS's default 1 MiB.
 	noticeBatchBytes = 64 << 10
 )
 
-// openClaims creates the claims stream if it is missing. A node may
-// only create it (natsauth.NodePermissions): the settings are constants,
-// and a stream that exists with others (another replica count) is used
-// as it is.
+// openClaims creates the claims stream if it is missing and makes the
+// notices' writer.
 func (k *KV) openClaims(ctx context.Context) error {
 	k.claimsStream = natsauth.ClaimsStream(k.cfg.Cluster)
+	k.notices = &noticer{js: k.js, subject: natsauth.ClaimsSubject(k.cfg.Cluster), timeout: k.cfg.Timeout, create: k.createClaims}
+	return k.createClaims(ctx)
+}
+
+// createClaims creates the claims stream if it is missing. A node may
+// only create it (natsauth.NodePermissions): the settings are constants,
+// and a stream that exists with others (another replica count, another
+// first sequence) is used as it is.
+//
+// The stream is in memory: a NATS server that restarts (standalone, or
+// a whole cluster) comes back without it. Any node's next claim makes it
+// again (noticer.run), and each watch's consumer carries on once it
+// exists. It starts at a sequence made from the clock (milliseconds ×
+// 1000), above any sequence the lost stream reached unless it stored
+// more than a million notice messages a second: a running watch, whose
+// consumer resumes after the last sequence it read, then reads the new
+// stream from its first message instead of skipping up to that
+// sequence.
+func (k *KV) createClaims(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
 	defer cancel()
 	_, err := k.js.CreateStream(ctx, jetstream.StreamConfig{
@@ -59,12 +78,12 @@ func (k *KV) openClaims(ctx context.Context) error {
 		MaxBytes:    claimsMaxBytes,
 		Storage:     jetstream.MemoryStorage,
 		Replicas:    k.cfg.Replicas,
+		FirstSeq:    uint64(time.Now().UnixMilli()) * 1000,
 	})
 	var apiErr *jetstream.APIError
 	if err != nil && !(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNameInUse) {
 		return unavailable("create stream "+k.claimsStream, err)
 	}
-	k.notices = &noticer{js: k.js, subject: natsauth.ClaimsSubject(k.cfg.Cluster), timeout: k.cfg.Timeout}
 	return nil
 }
 
@@ -73,6 +92,7 @@ type noticer struct {
 	js      jetstream.JetStream
 	subject string
 	timeout time.Duration
+	create  func(context.Context) error // the stream, when a publish finds none
 
 	mu    sync.Mutex
 	queue []*noticeBatch // waiting to be stored, oldest first
@@ -96,7 +116,7 @@ func (q *noticer) announce(ctx context.Context, n claimNotice) error {
 	}
 	q.mu.Lock()
 	var b *noticeBatch
-	if l := len(q.queue); l > 0 && len(q.queue[l-1].buf)+1+len(entry) <= noticeBatchBytes {
+	if l := len(q.queue); l > 0 && len(q.queue[l-1].buf)+len(entry)+2 <= noticeBatchBytes { // ',' and the closing ']'
 		b = q.queue[l-1]
 		b.buf = append(b.buf, ',')
 	} else {
@@ -132,11 +152,26 @@ func (q *noticer) run() {
 		q.queue = q.queue[1:]
 		q.mu.Unlock()
 		b.buf = append(b.buf, ']')
-		ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
-		_, b.err = q.js.PublishMsg(ctx, &nats.Msg{Subject: q.subject, Data: b.buf})
-		cancel()
+		b.err = q.publish(b.buf)
 		close(b.done)
 	}
+}
+
+// publish stores one notice message; if no stream answers (the NATS
+// server lost the in-memory stream), it makes the stream and tries once
+// more.
+func (q *noticer) publish(data []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
+	defer cancel()
+	_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: q.subject, Data: data})
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+		return err
+	}
+	if err := q.create(ctx); err != nil {
+		return err
+	}
+	_, err = q.js.PublishMsg(ctx, &nats.Msg{Subject: q.subject, Data: data})
+	return err
 }
 
 // WatchMQTTClaims implements MQTTSessions.WatchMQTTClaims with an
@@ -152,11 +187,15 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 		return fmt.Errorf("store: %w: closed", ErrUnavailable)
 	default:
 	}
-	octx, ocancel := context.WithTimeout(ctx, k.cfg.Timeout)
-	cons, err := k.js.OrderedConsumer(octx, k.claimsStream, jetstream.OrderedConsumerConfig{
+	cfg := jetstream.OrderedConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		InactiveThreshold: max(30*time.Second, 2*k.cfg.Timeout), // the server drops it after a node died
-	})
+	}
+	octx, ocancel := context.WithTimeout(ctx, k.cfg.Timeout)
+	cons, err := k.js.OrderedConsumer(octx, k.claimsStream, cfg)
+	if errors.Is(err, jetstream.ErrStreamNotFound) && k.createClaims(octx) == nil {
+		cons, err = k.js.OrderedConsumer(octx, k.claimsStream, cfg) // the NATS server lost it (createClaims)
+	}
 	ocancel()
 	if err != nil {
 		return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
@@ -190,6 +229,9 @@ func (k *KV) WatchMQTTClaims(ctx context.Context, fn func(principal, clientID, n
 			}
 			return k.fail(opWatch, "", "", unavailable("watch mqtt claims", err))
 		}
+		// (Unmarshal decodes into the slice's old elements, keeping
+		// the fields a notice leaves out: cleared first.)
+		clear(batch[:cap(batch)])
 		batch = batch[:0]
 		if err := json.Unmarshal(msg.Data(), &batch); err != nil {
 			k.badNotice(err)
