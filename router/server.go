@@ -49,7 +49,7 @@ type Server struct {
 	conns      map[*mqttConn]struct{} // every open connection
 	nSessions  int                    // registered: in their principals' sessions (limits.go)
 	byToken    map[string][]*mqttConn // Identity.TokenHash → connections
-	principals principalTable         // per-principal limits (limits.go)
+	principals principalTable         // per-principal state: limits, sessions (limits.go)
 	revoked    map[string]time.Time   // Identity.TokenHash → when Revoke saw it
 	revokedQ   []revokedEntry         // the same, oldest first, for pruning
 

@@ -7,10 +7,10 @@ package store
 // A stream of its own rather than keys of the mqtt bucket: a key per
 // session made the NATS server keep per-subject state (its subject
 // index, a TTL entry, the file block's cache) for every connect of the
-// last minute, most of an idle connection's memory in the store. Here a
-// notice is bytes in a message and nothing else, and no notice replaces
-// another: a watcher that lags still reads both of two claims racing on
-// two nodes, and gives way to the later.
+// last minute, most of an idle connection's memory in the store. Here
+// notices are messages on one subject, several claims to a message, and
+// no notice replaces another: a watcher that lags still reads both of
+// two claims racing on two nodes, and gives way to the later.
 //
 // Notices are batched: claims made while a notice message is being
 // stored go out together in the next one (one JSON array), so a burst
