@@ -239,11 +239,12 @@ func (f *storingFwd) Forward(_ context.Context, m *message.Message) error {
 // the servers running at the time (as a cluster's fanout would reach
 // whichever node holds the session).
 type durableEnv struct {
-	t     *testing.T
-	rules *rules.Rules // the servers' topic rules, if set
-	st    *memSessions
-	mu    sync.Mutex
-	envs  []*env
+	t        *testing.T
+	rules    *rules.Rules  // the servers' topic rules, if set
+	interest TopicInterest // the next servers' topic interest, with rules
+	st       *memSessions
+	mu       sync.Mutex
+	envs     []*env
 }
 
 func newDurableEnv(t *testing.T) *durableEnv {
@@ -267,7 +268,7 @@ func (d *durableEnv) start(edit func(*Config)) *env {
 		return &storingFwd{st: d.st, targets: d.running}
 	}, func(e *env) {
 		if d.rules != nil {
-			e.srv.SetTopicRules(d.rules, nil)
+			e.srv.SetTopicRules(d.rules, d.interest)
 		}
 	})
 	e.acl = d.st.acl

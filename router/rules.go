@@ -335,6 +335,37 @@ func appendSessions(out []*session, n *topicNode, filters *int) []*session {
 	return out
 }
 
+// prewatch watches the rule-topic filters of the persistent session c's
+// claim found, before register resumes it, and waits until the watch is
+// known between nodes (syncWatches): a resumed session's CONNACK then
+// promises what a SUBACK does, delivery of what is published after it.
+// Once registered, the session's own watches (resume, through
+// topicIdx) hold the filters, and bind drops these (unwatch). No lock
+// held: a watch is a NATS subscription, and the sync a round trip.
+func (c *mqttConn) prewatch() []string {
+	in, cl := c.srv.topicIdx.interest, c.claimed
+	if in == nil || cl == nil || !cl.Found || c.clean {
+		return nil
+	}
+	var watched []string
+	for _, sub := range cl.Subs {
+		if ok, _ := c.srv.subscribeTopic(c.id.ID, c.id.Device, sub.Filter); ok && in.Watch(sub.Filter) == nil {
+			watched = append(watched, sub.Filter)
+		}
+	}
+	if len(watched) > 0 {
+		c.syncWatches()
+	}
+	return watched
+}
+
+// unwatch drops the watches prewatch took.
+func (c *mqttConn) unwatch(filters []string) {
+	for _, f := range filters {
+		c.srv.topicIdx.interest.Unwatch(f)
+	}
+}
+
 // syncWatches waits, within ConnectTimeout, until the topic filters c's
 // SUBSCRIBE added are known between nodes; past it (NATS unreachable)
 // the SUBACK goes anyway and the interest follows when it can.

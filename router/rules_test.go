@@ -65,6 +65,43 @@ func newRulesDurableEnv(t *testing.T) *durableEnv {
 	return d
 }
 
+// TestResumeWatchesTopicsBeforeConnack: a persistent session resumed on another
+// node watches its rule-topic filters, and syncs the watch between
+// nodes, before its CONNACK, as a SUBSCRIBE does before its SUBACK: a
+// message published right after the CONNACK reaches this node.
+func TestResumeWatchesTopicsBeforeConnack(t *testing.T) {
+	d := newRulesDurableEnv(t)
+	a := d.start(nil)
+	c := connectRaw(t, a, "alice", "phone", false)
+	if codes := c.subscribe(1, "public/news"); !slices.Equal(codes, []byte{1}) {
+		t.Fatalf("suback %x", codes)
+	}
+	c.disconnect()
+	in := &watchLog{}
+	d.interest = in
+	b := d.start(nil)
+	r := dialRaw(t, b.addr)
+	r.send(connectPacket("alice", "tok-alice", "phone", false, 60))
+	r.expectConnack(0)
+	if got := in.get(); len(got) < 2 || got[0] != "watch public/news" || got[1] != "sync" {
+		t.Fatalf("before the CONNACK: %q, want the filter watched, then synced", got)
+	}
+	// Once registered, the session's own watch holds the filter, and
+	// the one taken for the CONNACK is dropped: watched once in all.
+	waitFor(t, "the watches settled", func() bool {
+		w := 0
+		for _, s := range in.get() {
+			switch s {
+			case "watch public/news":
+				w++
+			case "unwatch public/news":
+				w--
+			}
+		}
+		return w == 1
+	})
+}
+
 // newRulesEnv is newEnv with testRules, d1 a device, and in recording
 // the interest.
 func newRulesEnv(t *testing.T, in TopicInterest) *env {
