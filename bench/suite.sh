@@ -83,6 +83,8 @@ run idle-tls            "${tlsbase[@]}" --scenario idle --clients "$CLIENTS_TLS"
 wsbase=(--ws --baseline mosquitto,nats)
 run fanout-qos1-max-ws  "${wsbase[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run idle-ws             --ws --pushring-args "--http-max-conns -1" --scenario idle --clients 10000 --qos 0 --runs 1
+# Its plain TCP counterpart, the same clients (the budget: 3 KiB each).
+run idle-10k            "${base[@]}" --scenario idle --clients 10000 --qos 0 --runs 1
 # MQTT 5.0 clients on every system that speaks it (mosquitto; the NATS
 # server has no 5.0): compare with fanout-qos1-max and fanout-qos0-max,
 # the same entries at 3.1.1.

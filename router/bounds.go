@@ -214,6 +214,6 @@ func (s *session) queueOverBounds() bool {
 	if s.srv.sessStore == nil || s.clean || s.queue.len() == 0 {
 		return false
 	}
-	return s.queue.len() > cfg.SessionBacklogMessages || s.queue.bytes > cfg.SessionBacklogBytes ||
+	return s.queue.len() > cfg.SessionBacklogMessages || s.queue.size() > cfg.SessionBacklogBytes ||
 		s.offlineSince != 0 && cfg.Now().Sub(time.Unix(0, s.offlineSince)) > cfg.SessionBacklogAge
 }

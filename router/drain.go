@@ -152,8 +152,8 @@ func (s *Server) countUnsentLocked(sess *session) {
 	for i := range sess.inflight {
 		note(sess.inflight[i].m.Seq)
 	}
-	for i := 0; i < sess.queue.n; i++ {
-		note(sess.queue.buf[(sess.queue.head+i)%len(sess.queue.buf)].m.Seq)
+	for i := range sess.queue.len() {
+		note(sess.queue.at(i).m.Seq)
 	}
 	var parked []*message.Message
 	if sess.dur != nil {
@@ -162,7 +162,7 @@ func (s *Server) countUnsentLocked(sess *session) {
 	for _, m := range parked {
 		note(m.Seq)
 	}
-	if len(sess.inflight)+sess.queue.n+len(parked) > 0 {
+	if len(sess.inflight)+sess.queue.len()+len(parked) > 0 {
 		s.unsentSessions++
 	}
 }

@@ -249,8 +249,8 @@ func (s *session) replayLocked(from uint64) {
 	// and not taken for a duplicate of itself. What the journal does
 	// not hold (wills: not stored) waits with the
 	// parked messages, which go after the replay.
-	for i := 0; i < s.queue.n; i++ {
-		m := s.queue.buf[(s.queue.head+i)%len(s.queue.buf)].m
+	for i := range s.queue.len() {
+		m := s.queue.at(i).m
 		if m.Seq == 0 {
 			s.d().parked = append(s.d().parked, m)
 			continue
@@ -488,7 +488,7 @@ const replayWait = 10 * time.Second
 // queueHalfFull: a replay waits before adding to the queue. s.mu held.
 func (s *session) queueHalfFull() bool {
 	cfg := &s.srv.cfg
-	return s.queue.len() >= max(cfg.MaxQueued/2, 1) || s.queue.bytes >= cfg.MaxQueuedBytes/2
+	return s.queue.len() >= max(cfg.MaxQueued/2, 1) || s.queue.size() >= cfg.MaxQueuedBytes/2
 }
 
 // park keeps a live stored message that arrived during a replay. s.mu
@@ -517,8 +517,8 @@ func (s *session) position() uint64 {
 			w = r.seq - 1
 		}
 	}
-	for i := 0; i < s.queue.n; i++ {
-		if q := s.queue.buf[(s.queue.head+i)%len(s.queue.buf)].m.Seq; q != 0 && q-1 < w {
+	for i := range s.queue.len() {
+		if q := s.queue.at(i).m.Seq; q != 0 && q-1 < w {
 			w = q - 1
 		}
 	}
@@ -613,7 +613,7 @@ const posHistory = 4
 // position past it would skip it when the session moves. s.mu held.
 func (s *session) idleAdvance(seen uint64) {
 	if seen <= s.maxSeq || len(s.subs) > 0 || s.replaying || s.ringHold || s.floor != noFloor ||
-		len(s.inflight) > 0 || len(s.rel()) > 0 || s.queue.n > 0 || len(s.d().parked) > 0 {
+		len(s.inflight) > 0 || len(s.rel()) > 0 || s.queue.len() > 0 || len(s.d().parked) > 0 {
 		return
 	}
 	s.maxSeq = seen

@@ -67,12 +67,14 @@ func minFilterLen(c Config) int {
 	return max(len(c.PrivatePrefix)+1+idMax+len("/group/")+idMax, len(c.GroupPrefix)+1+idMax)
 }
 
-// principalState is what one principal's sessions share. refs and the
-// table entry change under Server.mu; subBytes and logged are atomics;
-// the buckets are under mu, a leaf lock.
+// principalState is what one principal's sessions share. sessions and
+// the table entry change under Server.mu; subBytes and logged are
+// atomics; the buckets are under mu, a leaf lock.
 type principalState struct {
-	refs     int             // sessions holding it (Server.mu)
-	sessions []*session      // its registered sessions (Server.mu): Server.sessionsOf
+	// sessions are its registered sessions (Server.mu): Server.sessionsOf.
+	// A session is listed from its creation (register) until it is
+	// released, so they are also what holds the state in the table.
+	sessions []*session
 	subBytes atomic.Int64    // subscription bytes held, see subscriptionCost
 	subLog   lograte.Limiter // subscription-limit log lines
 	pubLog   lograte.Limiter // publish-rate log lines
@@ -125,8 +127,8 @@ type principalTable struct {
 // minPrincipalSweep is the table size at which sweeping starts.
 const minPrincipalSweep = 1024
 
-// acquirePrincipalLocked returns id's state, creating it, and counts one
-// more session holding it. Server.mu held.
+// acquirePrincipalLocked returns id's state, creating it, for a new
+// session (which register lists in it at once). Server.mu held.
 func (s *Server) acquirePrincipalLocked(id string) *principalState {
 	t := &s.principals
 	p := t.m[id]
@@ -137,7 +139,7 @@ func (s *Server) acquirePrincipalLocked(id string) *principalState {
 		now := monoNow()
 		if len(t.m) >= max(t.sweepAt, minPrincipalSweep) {
 			for k, q := range t.m {
-				if q.refs == 0 && s.bucketsFull(q, now) {
+				if len(q.sessions) == 0 && s.bucketsFull(q, now) {
 					delete(t.m, k)
 				}
 			}
@@ -150,15 +152,14 @@ func (s *Server) acquirePrincipalLocked(id string) *principalState {
 		}
 		t.m[id] = p
 	}
-	p.refs++
 	return p
 }
 
-// releasePrincipalLocked counts one session less holding p (id's state)
-// and drops p from the table when nothing is left in it. Server.mu held.
+// releasePrincipalLocked drops p (id's state) from the table when its
+// last session went (removeSessionLocked took it off p.sessions) and
+// nothing is left in its buckets. Server.mu held.
 func (s *Server) releasePrincipalLocked(id string, p *principalState) {
-	p.refs--
-	if p.refs == 0 && s.bucketsFull(p, monoNow()) && s.principals.m[id] == p {
+	if len(p.sessions) == 0 && s.bucketsFull(p, monoNow()) && s.principals.m[id] == p {
 		delete(s.principals.m, id)
 	}
 }

@@ -27,7 +27,8 @@ type outMsg struct {
 // msgQueue is a bounded FIFO ring of outMsg, bounded both in entries and
 // in payload and property bytes. It grows by doubling up to max entries and drops its
 // oldest entries to make room. Not goroutine-safe (the session lock guards
-// it).
+// it). A session holds one from its first queued message on: nil
+// reads as empty (len, size, at, reset).
 type msgQueue struct {
 	buf   []outMsg
 	head  int
@@ -38,7 +39,23 @@ type msgQueue struct {
 	dropped []*message.Message
 }
 
-func (q *msgQueue) len() int { return q.n }
+func (q *msgQueue) len() int {
+	if q == nil {
+		return 0
+	}
+	return q.n
+}
+
+// size is the payload and property bytes queued.
+func (q *msgQueue) size() int {
+	if q == nil {
+		return 0
+	}
+	return q.bytes
+}
+
+// at returns the i-th oldest entry, i < len().
+func (q *msgQueue) at(i int) *outMsg { return &q.buf[(q.head+i)%len(q.buf)] }
 
 // push appends o, first dropping the oldest entries while the queue holds
 // max entries or its bytes plus o's would exceed maxBytes; it
@@ -98,7 +115,11 @@ func (q *msgQueue) pop() outMsg {
 }
 
 // reset empties the queue and releases its memory.
-func (q *msgQueue) reset() { *q = msgQueue{} }
+func (q *msgQueue) reset() {
+	if q != nil {
+		*q = msgQueue{}
+	}
+}
 
 // recentIDs is how many delivered message ids a session remembers to
 // drop duplicates: a message reaching a session

@@ -64,10 +64,10 @@ type session struct {
 	subs      []subscription
 	inflight  []inflightMsg // QoS 1 and 2 sent, awaiting PUBACK or PUBREC, in send order
 	rare      *sessionRare  // state few sessions need; nil until one does
-	queue     msgQueue
-	recent    *idRing  // allocated with the first delivery: an idle session has none
-	backlog   *backlog // allocated when first backlogged (withhold.go)
-	topicBuf  []byte   // scratch for building a topic to match
+	queue     *msgQueue     // made by the first message queued (queued)
+	recent    *idRing       // allocated with the first delivery: an idle session has none
+	backlog   *backlog      // allocated when first backlogged (withhold.go)
+	topicBuf  []byte        // scratch for building a topic to match
 
 	offlineSince int64  // Unix ns; 0: online (or never connected)
 	offlineGen   uint64 // invalidates stale expiry timers
@@ -135,6 +135,14 @@ type sessionRare struct {
 	savedQoS2 []QoS2Msg
 	qos2Now   []QoS2Msg // qos2Due's scratch
 	resendAs  map[uint64]uint16
+}
+
+// queued returns s.queue, made if need be. s.mu held.
+func (s *session) queued() *msgQueue {
+	if s.queue == nil {
+		s.queue = new(msgQueue)
+	}
+	return s.queue
 }
 
 // rareState returns s.rare, made if need be. s.mu held.
@@ -423,7 +431,7 @@ func (s *session) sendInflight(c *mqttConn, buf []byte, o outMsg) {
 
 func (s *session) enqueue(o outMsg) {
 	stored := false
-	for _, d := range s.queue.push(o, s.srv.cfg.MaxQueued, s.srv.cfg.MaxQueuedBytes) {
+	for _, d := range s.queued().push(o, s.srv.cfg.MaxQueued, s.srv.cfg.MaxQueuedBytes) {
 		s.srv.m.dropped()
 		s.recent.forget(d.ID) // a replay may bring it again
 		if d := d.Seq; d != 0 && !s.clean {

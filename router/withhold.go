@@ -66,7 +66,7 @@ type withholdCtx struct {
 // confirmations are withheld. s.mu held.
 func (s *session) backlogged() bool {
 	cfg := &s.srv.cfg
-	return s.queue.len() >= max(cfg.MaxQueued/4, 1) || s.queue.bytes >= cfg.MaxQueuedBytes/4
+	return s.queue.len() >= max(cfg.MaxQueued/4, 1) || s.queue.size() >= cfg.MaxQueuedBytes/4
 }
 
 // backlog is a session's part in withholdings: the deliveries whose
