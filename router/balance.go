@@ -48,7 +48,7 @@ func (s *Server) SetRedirect(redirect func(id string, tls bool) string) {
 // set), so that c.id is settled.
 func (s *Server) homeAddr(c *mqttConn) string {
 	r := s.redirect.Load()
-	if r == nil || !c.isV5.Load() || c.via == viaWebSocket {
+	if r == nil || !c.flags.has(flagV5) || c.via == viaWebSocket {
 		return ""
 	}
 	return (*r)(c.id.ID, c.via == viaTLS)

@@ -71,7 +71,7 @@ type transport interface {
 	// (bounded by the write timeout); else at once. Without flush no more
 	// handlePacket calls start after close; with flush the reading side
 	// may still hand over packets while the output drains (the handler
-	// refuses them: mqttConn.killed). handler.closed follows. Idempotent,
+	// refuses them: mqttConn flagKilled). handler.closed follows. Idempotent,
 	// goroutine-safe, never blocks.
 	close(flush bool)
 	// remoteAddr is the peer's address, for logs.

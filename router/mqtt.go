@@ -69,8 +69,14 @@ type mqttConn struct {
 	// progress to cancel then.
 
 	// Reader-side state: only handlePacket and closed touch it.
-	state     connState
-	level     byte
+	state connState
+	level byte
+	via   byte // viaTCP, viaTLS or viaWebSocket; set before the transport starts
+	// cert: the TLS handshake verified a client certificate against the
+	// client CA; certID is its Subject Common Name, the principal it
+	// names. Set before the transport starts, then read-only.
+	cert      bool
+	counted   bool          // counted in Server.m.connections; under Server.mu (here to pack the small fields)
 	keepAlive time.Duration // 1.5 × the client's keepalive; 0: none
 	clientID  string
 	// clean: the session ends with the connection (3.1.1 clean session
@@ -88,7 +94,6 @@ type mqttConn struct {
 	recvMax  uint16
 	maxOut   uint32
 	v5       *v5Conn // nil on 3.1.1 and 3.1 connections
-	via      byte    // viaTCP, viaTLS or viaWebSocket; set before the transport starts
 	will     *willMsg
 	expire   *time.Timer
 	refusals int
@@ -101,33 +106,38 @@ type mqttConn struct {
 	// set at CONNECT, dropped at bind.
 	connack func(buf []byte, present bool) []byte
 
-	// cert: the TLS handshake verified a client certificate against the
-	// client CA; certID is its Subject Common Name, the principal it
-	// names. Set before the transport starts, then read-only.
-	cert   bool
-	certID string
+	certID string // see cert
 
 	// id is set before the connection is registered (bind) and never
 	// changes after (no second CONNECT, no re-authentication).
-	id      Identity
-	sess    atomic.Pointer[session]
-	counted bool        // counted in Server.m.connections; under Server.mu
-	noWill  atomic.Bool // closed by the server for a reason that skips the will
-	isV5    atomic.Bool // v5 != nil, for kill from other goroutines
-	// connacked: the CONNACK went out (a DISCONNECT may follow it);
-	// killed: the server closes the connection, its packets are no
-	// longer handled while the close flushes.
-	connacked, killed atomic.Bool
-	// noForward: the server closed this connection with QoS 1 messages
-	// unanswered (one could not be stored, a takeover, shutdown): those
-	// stored later are not forwarded, since the client sends them again
-	// after reconnecting, in order (puback.go, Stored).
-	noForward atomic.Bool
+	id   Identity
+	sess atomic.Pointer[session]
+	// flags are the connFlags set from any goroutine, never cleared.
+	flags connFlags
 	// answered: the first tag of the answer FIFO not answered yet
-	// (puback.go); ended: closed was called (qos2.go reads both).
+	// (puback.go).
 	answered atomic.Uint64
-	ended    atomic.Bool
 }
+
+// connFlags are a connection's one-way flags, set from any goroutine,
+// in one word (an idle connection's size counts).
+type connFlags struct{ v atomic.Uint32 }
+
+const (
+	flagNoWill    uint32 = 1 << iota // closed by the server for a reason that skips the will
+	flagV5                           // v5 != nil, for kill from other goroutines
+	flagConnacked                    // the CONNACK went out (a DISCONNECT may follow it)
+	flagKilled                       // the server closes the connection: its packets are no longer handled while the close flushes
+	// flagNoForward: the server closed this connection with QoS 1
+	// messages unanswered (one could not be stored, a takeover,
+	// shutdown): those stored later are not forwarded, since the client
+	// sends them again after reconnecting, in order (puback.go, Stored).
+	flagNoForward
+	flagEnded // closed was called (qos2.go reads it with answered)
+)
+
+func (f *connFlags) set(flag uint32)      { f.v.Or(flag) }
+func (f *connFlags) has(flag uint32) bool { return f.v.Load()&flag != 0 }
 
 // publishScratch returns c.pub, made if need be. Reader side only.
 func (c *mqttConn) publishScratch() *packet.Publish {
@@ -152,10 +162,10 @@ func (c *mqttConn) authContext() (context.Context, context.CancelFunc) {
 // DISCONNECT with reason code first, flushed with what is buffered.
 func (c *mqttConn) kill(publishWill bool, code byte) {
 	if !publishWill {
-		c.noWill.Store(true)
+		c.flags.set(flagNoWill)
 	}
-	c.killed.Store(true) // no packet is handled after this one
-	if c.isV5.Load() && c.connacked.Load() {
+	c.flags.set(flagKilled) // no packet is handled after this one
+	if c.flags.has(flagV5) && c.flags.has(flagConnacked) {
 		ref := ""
 		if code == packet.CodeServerShuttingDown && c.srv.cfg.RedirectHome {
 			// Draining: its home is another node now (this one left
@@ -188,7 +198,7 @@ func (c *mqttConn) handlePacket(header byte, body []byte) error {
 	if h := c.srv.hookPacket.Load(); h != nil {
 		(*h)(header, body)
 	}
-	if c.killed.Load() {
+	if c.flags.has(flagKilled) {
 		return errClosedByServer
 	}
 	switch c.state {
@@ -274,13 +284,13 @@ func (c *mqttConn) drained() {
 }
 
 func (c *mqttConn) closed(err error) {
-	c.ended.Store(true)
+	c.flags.set(flagEnded)
 	if c.expire != nil {
 		c.expire.Stop()
 	}
 	c.srv.detach(c)
 	c.dropAcks()
-	if c.state == stateActive && c.will != nil && !c.noWill.Load() && !errors.Is(err, errClientDisconnect) {
+	if c.state == stateActive && c.will != nil && !c.flags.has(flagNoWill) && !errors.Is(err, errClientDisconnect) {
 		// (errClientDisconnectWill: a 5.0 client asked for it)
 		if c.will.delay > 0 {
 			c.delayWill()
@@ -390,7 +400,7 @@ func (c *mqttConn) handleConnect(header byte, body []byte) error {
 		// Set before the CONNACK can reach the client (the write lock
 		// is held): a kill once the client has it sends a DISCONNECT,
 		// which goes after the CONNACK.
-		c.connacked.Store(true)
+		c.flags.set(flagConnacked)
 		c.t.endWrite(buf)
 		c.state = stateAuth
 		c.t.setTimeouts(time.Now().Add(cfg.ConnectTimeout), c.keepAlive)

@@ -97,7 +97,7 @@ func (c *mqttConn) connackProps(cp *packet.Connect, assigned bool, expiry uint32
 func (c *mqttConn) connectV5(cp *packet.Connect) (uint32, error) {
 	v := &v5Conn{problems: !cp.Props.Is(packet.PropRequestProblemInfo) || cp.Props.RequestProblemInfo == 1}
 	c.v5 = v
-	c.isV5.Store(true)
+	c.flags.set(flagV5)
 	if cp.Props.Is(packet.PropAuthMethod) {
 		return 0, errBadAuthMethod // no enhanced authentication: CONNACK 0x8C
 	}

@@ -143,7 +143,7 @@ func (c *mqttConn) answer(qos byte, pid uint16) {
 // Goroutine-safe.
 func (c *mqttConn) Stored(tag uint64, err error) bool {
 	if err == nil {
-		if c.noForward.Load() {
+		if c.flags.has(flagNoForward) {
 			return false
 		}
 		c.readyAck(tag, false)
@@ -221,7 +221,7 @@ func (c *mqttConn) sendAcksLocked() {
 		if e.qos2 {
 			typ = packet.PUBREC
 		}
-		if e.notRetained && c.isV5.Load() && c.v5.problems {
+		if e.notRetained && c.flags.has(flagV5) && c.v5.problems {
 			buf = packet.AppendAckV5(buf, typ, e.pid, packet.CodeSuccess, "delivered; not retained: no room")
 		} else {
 			buf = packet.AppendAck(buf, typ, e.pid)

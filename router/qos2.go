@@ -81,7 +81,7 @@ func (e *qos2In) forwarded() bool {
 	if !e.queued || e.tag < e.c.answered.Load() {
 		return true
 	}
-	return !e.c.noForward.Load() && !e.c.ended.Load()
+	return !e.c.flags.has(flagNoForward) && !e.c.flags.has(flagEnded)
 }
 
 // qos2Find is the index of pid among the received QoS 2 ids, or -1.
@@ -158,7 +158,7 @@ func (s *session) qos2Release(pid uint16) bool {
 // and was not answered: Stored returns false from now on, and QoS 2 ids
 // whose PUBREC did not go out are forgotten at the client's
 // retransmission (forwarded).
-func (c *mqttConn) stopForwarding() { c.noForward.Store(true) }
+func (c *mqttConn) stopForwarding() { c.flags.set(flagNoForward) }
 
 // handlePubrel answers PUBREL pid with PUBCOMP ([MQTT-4.3.3-11]), also
 // for an unknown id (5.0: with 0x92).

@@ -774,7 +774,7 @@ func (s *session) replay(preamble func([]byte) []byte) {
 	c := s.conn
 	buf, _, _ := c.t.beginWrite()
 	buf = preamble(buf)
-	c.connacked.Store(true) // before the CONNACK can reach the client: a kill then sends its DISCONNECT after it
+	c.flags.set(flagConnacked) // before the CONNACK can reach the client: a kill then sends its DISCONNECT after it
 	c.t.endWrite(buf)
 	s.resendPubrels(c)
 	s.resendInflight(0)
