@@ -68,15 +68,19 @@ type mqttConn struct {
 	// closed only after the handler has returned, so there is no call in
 	// progress to cancel then.
 
+	// Small fields packed together: state and level are reader-side
+	// (below); via and cert are set before the transport starts, then
+	// read-only (cert: the TLS handshake verified a client certificate
+	// against the client CA; certID is its Subject Common Name, the
+	// principal it names); counted: counted in Server.m.connections,
+	// under Server.mu.
+	state   connState
+	level   byte
+	via     byte // viaTCP, viaTLS or viaWebSocket
+	cert    bool
+	counted bool
+
 	// Reader-side state: only handlePacket and closed touch it.
-	state connState
-	level byte
-	via   byte // viaTCP, viaTLS or viaWebSocket; set before the transport starts
-	// cert: the TLS handshake verified a client certificate against the
-	// client CA; certID is its Subject Common Name, the principal it
-	// names. Set before the transport starts, then read-only.
-	cert      bool
-	counted   bool          // counted in Server.m.connections; under Server.mu (here to pack the small fields)
 	keepAlive time.Duration // 1.5 × the client's keepalive; 0: none
 	clientID  string
 	// clean: the session ends with the connection (3.1.1 clean session

@@ -28,7 +28,7 @@ type outMsg struct {
 // in payload and property bytes. It grows by doubling up to max entries and drops its
 // oldest entries to make room. Not goroutine-safe (the session lock guards
 // it). A session holds one from its first queued message on: nil
-// reads as empty (len, size, at, reset).
+// reads as empty (len, size, reset; at and front need an entry).
 type msgQueue struct {
 	buf   []outMsg
 	head  int

@@ -38,13 +38,15 @@ import (
 
 // TopicInterest is this node's interest in topic messages between
 // nodes. fanout implements it. Watch and Unwatch are called with router
-// locks held: they must not block beyond handing a subscription to the
-// bus, and must never call back into the router.
+// locks held (and without, by bind's prewatch): they must not block
+// beyond handing a subscription to the bus, and must never call back
+// into the router.
 type TopicInterest interface {
-	// Watch makes this node receive the topic messages filter matches
-	// (reference counted by the caller: once per filter).
+	// Watch makes this node receive the topic messages filter matches.
+	// It counts: the topic index calls it once per filter it holds, and
+	// bind's prewatch once more for a resumed session's filters.
 	Watch(filter string) error
-	// Unwatch undoes Watch.
+	// Unwatch undoes one Watch.
 	Unwatch(filter string)
 	// SyncWatches returns once every Watch so far took effect.
 	SyncWatches(ctx context.Context) error
@@ -349,6 +351,9 @@ func (c *mqttConn) prewatch() []string {
 	}
 	var watched []string
 	for _, sub := range cl.Subs {
+		if c.srv.topicIdx.holds(sub.Filter) {
+			continue // watched already (the session is here, or another with the filter): synced at its SUBSCRIBE
+		}
 		if ok, _ := c.srv.subscribeTopic(c.id.ID, c.id.Device, sub.Filter); ok && in.Watch(sub.Filter) == nil {
 			watched = append(watched, sub.Filter)
 		}
@@ -357,6 +362,19 @@ func (c *mqttConn) prewatch() []string {
 		c.syncWatches()
 	}
 	return watched
+}
+
+// holds reports whether filter is in the index (and so watched).
+func (x *topicIndex) holds(filter string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n := &x.root
+	for l := range strings.SplitSeq(filter, "/") {
+		if n = n.kids[l]; n == nil {
+			return false
+		}
+	}
+	return len(n.sessions) > 0
 }
 
 // unwatch drops the watches prewatch took.

@@ -539,7 +539,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		s.claimDone(key)
 		return 0x03 // the session store is unreachable: fail closed
 	}
-	pre := c.prewatch()
+	defer c.unwatch(c.prewatch())
 	sess, present, victim, code := s.register(c, key)
 	s.claimDone(key)
 	c.fresh = !present
@@ -548,7 +548,6 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		sess.replay(func(buf []byte) []byte { return preamble(buf, present) })
 		sess.mu.Unlock()
 	}
-	c.unwatch(pre)
 	s.flushPresence()
 	if victim != nil {
 		// Takeover ([MQTT-3.1.4-2]): close the old connection. Its

@@ -499,7 +499,7 @@ func TestV5PubrelUnknownID(t *testing.T) {
 // its close waits to flush a backlog to a client that does not read
 // (revocation, token expiry and takeover must take effect at once): the
 // transports stop reading, and the connection refuses what they had
-// read already (mqttConn.killed).
+// read already (mqttConn flagKilled).
 func TestV5KilledConnectionHandlesNothing(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.WriteTimeout = 3 * time.Second; c.PublishRate, c.PublishByteRate = -1, -1 })
 	e.auth.addIdentity("tok-revoke", Identity{ID: "alice", TokenHash: "h-revoke"})
