@@ -35,7 +35,7 @@ func TestWithDefaultsKeepsSetFields(t *testing.T) {
 	if c.PrivatePrefix != "/p" {
 		t.Errorf("PrivatePrefix %q, want trailing slashes dropped", c.PrivatePrefix)
 	}
-	if c.LoginBurst != 10 || c.MaxBodyBytes != 1<<20 || c.MaxPayloadBytes != 256<<10 {
+	if c.LoginBurst != 50 || c.MaxBodyBytes != 1<<20 || c.MaxPayloadBytes != 256<<10 {
 		t.Errorf("zero fields not filled: %+v", c)
 	}
 	h := Config{LoginAccountFailures: -1, HTTP: HTTPConfig{MaxConns: -1, ReadTimeout: time.Second}}.withDefaults()

@@ -334,8 +334,55 @@ func TestLoginAccountBackoff(t *testing.T) {
 	}
 }
 
+// With the defaults, 24 people behind one address (an office's NAT, a
+// load balancer) log in one after another, every login served; 1,000
+// wrong passwords for one account, from ten addresses, are slowed: the
+// account's lock answers 429 before any password check, so at most a
+// handful are checked.
+func TestLoginDefaultsServeAnOffice(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		d := DefaultConfig()
+		c.LoginRate, c.LoginBurst = d.LoginRate, d.LoginBurst
+		c.LoginAccountFailures, c.LoginAccountBackoff, c.LoginAccountMaxBackoff = d.LoginAccountFailures, d.LoginAccountBackoff, d.LoginAccountMaxBackoff
+		c.Now = time.Now
+	})
+	url := "http://" + serve(t, f.api) + "/v1/sessions"
+	office := oneShot("127.0.0.2")
+	for i := range 24 {
+		id := fmt.Sprintf("staff%d", i)
+		f.user(id)
+		if r := postJSON(t, office, url, `{"id":"`+id+`","password":"`+userPass+`"}`); r.status != 201 {
+			t.Fatalf("login %d of 24 from one address: %d %s", i+1, r.status, r.body)
+		}
+	}
+	f.user("alice")
+	var clients []*http.Client
+	for i := 3; i <= 12; i++ {
+		clients = append(clients, oneShot(fmt.Sprintf("127.0.0.%d", i)))
+	}
+	checked, throttled := 0, 0
+	start := time.Now()
+	for i := range 1000 {
+		r := postJSON(t, clients[i%len(clients)], url, `{"id":"alice","password":"wrong-password"}`)
+		switch {
+		case r.status == 401:
+			checked++
+		case r.status == 429:
+			throttled++
+		default:
+			t.Fatalf("attempt %d: %d %s", i+1, r.status, r.body)
+		}
+	}
+	// The first lock (1 s) may end during the loop: each failure after
+	// it doubles the next.
+	if limit := DefaultConfig().LoginAccountFailures + 1 + int(time.Since(start)/time.Second); checked > limit {
+		t.Fatalf("%d of 1,000 wrong passwords checked in %v, want at most %d (429: %d)", checked, time.Since(start), limit, throttled)
+	}
+	t.Logf("1,000 wrong passwords for one account from 10 addresses: %d checked, %d refused (429), in %v", checked, throttled, time.Since(start).Round(time.Millisecond))
+}
+
 // 40 wrong passwords for alice from five source addresses, 8 each (under
-// the per-address limit of 10), are met with 429 after the fifth, while
+// the per-address limit), are met with 429 after the fifth, while
 // bob logs in from the same addresses.
 func TestLoginThrottledAcrossAddresses(t *testing.T) {
 	f := newFixture(t, func(c *Config) {

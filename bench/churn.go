@@ -82,7 +82,7 @@ func (s *Pushring) login(ctx context.Context, id, password string) (string, erro
 	var ae *client.APIError
 	switch {
 	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
-		return "", errors.New("login: 429 rate limited (a node's default --login-rate is 1/s per address; the node pushbench starts has -1)")
+		return "", errors.New("login: 429 rate limited (a node's default --login-rate is 2/s per address, burst 50; the node pushbench starts has -1)")
 	case err != nil:
 		return "", fmt.Errorf("login: %w", err)
 	case out.Token == "":

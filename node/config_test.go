@@ -36,7 +36,7 @@ func TestWithDefaults(t *testing.T) {
 	if c.KVReplicas != 3 || c.LoginRate != -1 {
 		t.Errorf("set fields changed: %+v", c)
 	}
-	if c.LoginBurst != 10 || c.SessionTTL != 24*time.Hour || c.Cluster != "pushring" {
+	if c.LoginBurst != 50 || c.SessionTTL != 24*time.Hour || c.Cluster != "pushring" {
 		t.Errorf("zero fields not filled: %+v", c)
 	}
 	if c.Membership.JoinRetryInterval != time.Second {
