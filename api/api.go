@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -136,6 +137,11 @@ type Config struct {
 	// the addresses.
 	LoginRate  float64
 	LoginBurst int
+	// TrustedProxies are the load balancers and proxies in front of the
+	// API: from their addresses, the client's address is read from the
+	// Forwarded or X-Forwarded-For header (forwarded.go) for the login
+	// limits and the logs. Empty (the default): headers are ignored.
+	TrustedProxies []netip.Prefix
 	// LoginAccountFailures is how many consecutive failed logins for one
 	// id, from any address, lock that id: each later attempt is answered
 	// 429 with Retry-After until the lock ends, right password or not,
@@ -249,6 +255,7 @@ type API struct {
 	connLog        lograte.Limiter // the connection cap's refusals
 	acceptLog      lograte.Limiter // failed Accepts (out of files)
 	tlsLog         lograte.Limiter // failed HTTPS handshakes
+	forwardedLog   lograte.Limiter // forwarded headers that did not parse
 	limitLog       lograte.Limiter // 429 answers
 	slowLog        lograte.Limiter // 408 answers (bodies cut by the read deadline)
 	unavailableLog lograte.Limiter // 503 answers (store or bus unavailable)

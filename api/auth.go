@@ -174,6 +174,7 @@ func (a *API) acquireHash(q *request) (release func(), err error) {
 	}
 }
 
-// clientKey is the rate-limit key of a request: its remote IP, IPv6 cut to
-// the /64.
-func clientKey(r *http.Request) string { return addrKey(r.RemoteAddr) }
+// clientKey is the rate-limit key of a request: its client's IP (the
+// peer's, or the forwarded one from a trusted proxy), IPv6 cut to the
+// /64.
+func (a *API) clientKey(r *http.Request) string { return addrKey(a.clientAddr(r)) }

@@ -20,6 +20,7 @@ type metrics struct {
 	connsRefused prometheus.Counter // HTTP connections refused at the cap
 	lockouts     prometheus.Counter // login ids that entered a backoff
 	tlsFailures  prometheus.Counter // HTTPS handshakes that failed
+	badForwarded prometheus.Counter // forwarded headers from a trusted proxy that did not parse
 }
 
 // newMetrics registers the API's metrics on reg. It fails if reg holds
@@ -61,6 +62,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.lockouts, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pushring_http_login_lockouts_total",
 		Help: "Times a login id entered a backoff after repeated failed logins.",
+	})); err != nil {
+		return nil, err
+	}
+	if m.badForwarded, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushring_http_forwarded_invalid_total",
+		Help: "Requests from a trusted proxy whose Forwarded or X-Forwarded-For header did not parse (the proxy's address was used).",
 	})); err != nil {
 		return nil, err
 	}

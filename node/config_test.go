@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +141,13 @@ func TestRouterBacklogAgeWithinJournal(t *testing.T) {
 	c.Router.SessionBacklogAge = -time.Second
 	if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "SessionBacklogAge") {
 		t.Errorf("negative age bound: %v", err)
+	}
+}
+
+// The node hands its trusted proxies to the API.
+func TestTrustedProxiesReachTheAPI(t *testing.T) {
+	p := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	if got := (Config{TrustedProxies: p}).apiConfig().TrustedProxies; !slices.Equal(got, p) {
+		t.Fatalf("api TrustedProxies %v, want %v", got, p)
 	}
 }

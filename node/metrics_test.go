@@ -50,6 +50,7 @@ var goldenNodeFamilies = []string{
 	`pushring_fanout_withhold_timeouts_total counter [] "Withheld QoS 1 confirmations sent after AckWithhold although the backlog had not drained."`,
 	`pushring_gossip_auth_failures_total counter [] "Gossip packets and streams dropped because no key of the keyring decrypts them, or because they came in clear."`,
 	`pushring_http_conns_refused_total counter [] "HTTP connections refused at once because the connection cap was reached."`,
+	`pushring_http_forwarded_invalid_total counter [] "Requests from a trusted proxy whose Forwarded or X-Forwarded-For header did not parse (the proxy's address was used)."`,
 	`pushring_http_login_lockouts_total counter [] "Times a login id entered a backoff after repeated failed logins."`,
 	`pushring_http_open_conns gauge [] "HTTP connections open now, over every limited listener."`,
 	`pushring_http_requests_total counter [code route] "HTTP API requests by route pattern and status code."`,

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -281,6 +282,10 @@ type Config struct {
 	// WebSocket (GET /mqtt on the HTTP and HTTPS listeners) from; empty:
 	// any. Requests without an Origin (not from a browser) are allowed.
 	WSOrigins []string
+	// TrustedProxies are the load balancers in front of the HTTP API
+	// whose Forwarded / X-Forwarded-For headers name the client
+	// (api.Config.TrustedProxies). Default none.
+	TrustedProxies []netip.Prefix
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
 	// Logger and Registerer are filled in by the node. Zero fields take
 	// router's defaults (DefaultConfig sets router.DefaultConfig()).
@@ -525,6 +530,7 @@ func (c Config) apiConfig() api.Config {
 	a.LoginAccountFailures, a.LoginAccountMaxBackoff = c.LoginAccountFailures, c.LoginAccountMaxBackoff
 	a.HTTP = c.HTTP
 	a.PrivatePrefix = c.Router.PrivatePrefix
+	a.TrustedProxies = c.TrustedProxies
 	return a
 }
 

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -65,7 +66,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT/TCP listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP API listen address")
 	fs.StringVar(&advertise, "advertise-mqtt", "", "comma-separated MQTT addresses returned at login (default: the bound MQTT address)")
-	var wsOrigins string
+	var wsOrigins, trustedProxies string
+	fs.StringVar(&trustedProxies, "trusted-proxies", "", "comma-separated CIDRs (or addresses) of the load balancers in front of the HTTP API: from them, the client's address is read from Forwarded / X-Forwarded-For (login limits, logs); default none")
 	fs.StringVar(&wsOrigins, "ws-origins", "", "comma-separated Origin values (https://app.example.com) browsers may open MQTT over WebSocket (GET /mqtt on the HTTP listeners) from (default: any; requests without Origin are always allowed)")
 	fs.StringVar(&cfg.AdminKeyFile, "admin-key-file", "", "file of admin keys, one per line, all accepted, reread on SIGHUP (default: read or generate <data-dir>/admin.key)")
 	fs.StringVar(&cfg.AdminKey, "admin-key", "", "admin key; a secret on the command line is readable by every local user: prefer --admin-key-file or PUSHRING_ADMIN_KEY")
@@ -174,6 +176,15 @@ func run(args []string) error {
 	cfg.Router.RedirectHome = redirectHome
 	if wsOrigins != "" {
 		cfg.WSOrigins = strings.Split(wsOrigins, ",")
+	}
+	if trustedProxies != "" {
+		for s := range strings.SplitSeq(trustedProxies, ",") {
+			p, err := parsePrefix(strings.TrimSpace(s))
+			if err != nil {
+				return configerr.Wrap(errUsage, fmt.Errorf("--trusted-proxies: %w", err))
+			}
+			cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+		}
 	}
 	if join != "" {
 		cfg.Join = strings.Split(join, ",")
@@ -317,4 +328,17 @@ func applyEnv(fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// parsePrefix reads a CIDR, or an address as a one-address prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }

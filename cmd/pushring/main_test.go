@@ -108,3 +108,18 @@ func TestRunRejectsBadBacklogBounds(t *testing.T) {
 		t.Errorf("PUSHRING_SESSION_BACKLOG_BYTES=-5: %v", err)
 	}
 }
+
+// --trusted-proxies takes CIDRs and bare addresses (one-address
+// prefixes), and refuses anything else.
+func TestParsePrefix(t *testing.T) {
+	for in, want := range map[string]string{"10.0.0.0/8": "10.0.0.0/8", "10.1.2.3/8": "10.0.0.0/8", "192.0.2.1": "192.0.2.1/32", "fd00::/8": "fd00::/8", "::1": "::1/128"} {
+		if p, err := parsePrefix(in); err != nil || p.String() != want {
+			t.Errorf("parsePrefix(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	for _, bad := range []string{"", "nonsense", "10.0.0.0/33", "10.0.0.0/"} {
+		if _, err := parsePrefix(bad); err == nil {
+			t.Errorf("parsePrefix(%q) accepted", bad)
+		}
+	}
+}
