@@ -363,6 +363,8 @@ type request struct {
 
 	// subject is the principal id a refused login tried, for the log.
 	subject string
+	// client is the client's address (API.client), once asked for.
+	client string
 }
 
 // handlerFunc serves q; a non-nil error is written as the JSON error.

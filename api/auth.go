@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
@@ -177,4 +176,13 @@ func (a *API) acquireHash(q *request) (release func(), err error) {
 // clientKey is the rate-limit key of a request: its client's IP (the
 // peer's, or the forwarded one from a trusted proxy), IPv6 cut to the
 // /64.
-func (a *API) clientKey(r *http.Request) string { return addrKey(a.clientAddr(r)) }
+func (a *API) clientKey(q *request) string { return addrKey(a.client(q)) }
+
+// client is q's client address (clientAddr), worked out once per
+// request: a bad forwarded header is counted once.
+func (a *API) client(q *request) string {
+	if q.client == "" {
+		q.client = a.clientAddr(q.r)
+	}
+	return q.client
+}

@@ -115,7 +115,7 @@ func (a *API) logRefusal(q *request, e *apiError, extra []any) {
 		"method", q.r.Method,
 		"status", e.status,
 		"code", e.code,
-		"remote", a.clientAddr(q.r),
+		"remote", a.client(q),
 	}
 	if q.caller.kind != 0 {
 		attrs = append(attrs, "caller", q.caller.String())

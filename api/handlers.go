@@ -106,7 +106,7 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // POST /v1/sessions (login; no Authorization needed)
 func (a *API) createSession(q *request) error {
 	if a.login != nil {
-		if ok, wait := a.login.Allow(a.clientKey(q.r), a.now()); !ok {
+		if ok, wait := a.login.Allow(a.clientKey(q), a.now()); !ok {
 			e := *newError(http.StatusTooManyRequests, "rate_limited", "too many login attempts, slow down")
 			e.retryAfter = retryAfter(wait)
 			return &e
