@@ -131,8 +131,9 @@ type Config struct {
 	// attempts. A negative LoginRate turns the limit off. Defaults 2/s
 	// and 50: an office behind one NAT address (or a load balancer)
 	// logs 50 people in at once and 120 a minute after, while one
-	// address costs the node at most two password checks (argon2id,
-	// tens of milliseconds of a core each) a second. Guessing one
+	// address costs the node, past its burst of 50, at most two
+	// password checks (argon2id, tens of milliseconds of a core each) a
+	// second. Guessing one
 	// account's password is bounded by LoginAccountFailures, whatever
 	// the addresses.
 	LoginRate  float64

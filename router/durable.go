@@ -659,21 +659,22 @@ func (s *session) rewind(pos uint64) {
 // replay would start from, so a session that moves to another node
 // meanwhile replays as much from there. s.mu held.
 func (s *session) tickPosition() (pos uint64, save bool) {
-	s.d().histAt = (s.d().histAt + 1) % posHistory
-	s.d().hist[s.d().histAt] = s.position()
-	low := slices.Min(s.d().hist[:])
-	pos = max(s.d().pos, low)
-	s.d().sinceWrite += int32(s.d().sent.count(s.d().pos, pos))
-	s.d().pos = pos
-	s.d().sent.trim(min(low, s.d().ringFloor, s.floor))
-	if s.d().writeAge < posStaleTicks {
-		s.d().writeAge++ // (no further: an int32 that counted on would wrap)
+	d := s.d()
+	d.histAt = (d.histAt + 1) % posHistory
+	d.hist[d.histAt] = s.position()
+	low := slices.Min(d.hist[:])
+	pos = max(d.pos, low)
+	d.sinceWrite += int32(d.sent.count(d.pos, pos))
+	d.pos = pos
+	d.sent.trim(min(low, d.ringFloor, s.floor))
+	if d.writeAge < posStaleTicks {
+		d.writeAge++ // (no further: an int32 that counted on would wrap)
 	}
-	if s.d().pos <= s.d().written || !s.writeDue() {
+	if d.pos <= d.written || !s.writeDue() {
 		return 0, false
 	}
-	s.wrote(s.d().pos)
-	return s.d().pos, true
+	s.wrote(d.pos)
+	return d.pos, true
 }
 
 // posIdleTicks: the position of a session that advanced without being
@@ -698,13 +699,15 @@ const (
 // the client has gone (one write as it leaves: a resume elsewhere
 // repeats nothing). s.mu held.
 func (s *session) writeDue() bool {
-	return int(s.d().sinceWrite) >= s.srv.cfg.PositionWriteEvery || s.conn == nil ||
-		s.d().sinceWrite == 0 && s.d().writeAge >= posIdleTicks || s.d().writeAge >= posStaleTicks
+	d := s.d()
+	return int(d.sinceWrite) >= s.srv.cfg.PositionWriteEvery || s.conn == nil ||
+		d.sinceWrite == 0 && d.writeAge >= posIdleTicks || d.writeAge >= posStaleTicks
 }
 
 // wrote records that pos was handed to the store. s.mu held.
 func (s *session) wrote(pos uint64) {
-	s.d().written, s.d().sinceWrite, s.d().writeAge = pos, 0, 0
+	d := s.d()
+	d.written, d.sinceWrite, d.writeAge = pos, 0, 0
 }
 
 // positionLoop saves the positions of durable sessions every
