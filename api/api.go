@@ -351,7 +351,7 @@ func (a *API) routes() {
 	a.handle("GET /readyz", a.readyz)
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}))
 	if a.deps.MQTT != nil {
-		a.mux.Handle("GET /mqtt", a.deps.MQTT)
+		a.mux.Handle("GET /mqtt", http.HandlerFunc(a.mqttOverWS))
 	}
 }
 

@@ -124,3 +124,16 @@ func parseForwarded(values []string) ([]netip.Addr, bool) {
 	}
 	return out, true
 }
+
+// mqttOverWS hands GET /mqtt to the MQTT over WebSocket handler with the
+// client's address as the request's RemoteAddr (port 0 when a
+// balancer's header gave the address alone), so the MQTT server's
+// connect rate and logs count the client behind a trusted proxy.
+func (a *API) mqttOverWS(w http.ResponseWriter, r *http.Request) {
+	if c := a.clientAddr(r); c != r.RemoteAddr {
+		if ip, err := netip.ParseAddr(c); err == nil {
+			r.RemoteAddr = netip.AddrPortFrom(ip, 0).String()
+		}
+	}
+	a.deps.MQTT.ServeHTTP(w, r)
+}

@@ -151,3 +151,23 @@ func TestTrustedProxiesReachTheAPI(t *testing.T) {
 		t.Fatalf("api TrustedProxies %v, want %v", got, p)
 	}
 }
+
+// The node hands its trusted proxies to the MQTT listeners too, unless
+// the router names its own; PROXY protocol without any is refused.
+func TestTrustedProxiesReachTheRouter(t *testing.T) {
+	p := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	if got := (Config{TrustedProxies: p}).routerConfig().TrustedProxies; !slices.Equal(got, p) {
+		t.Fatalf("router TrustedProxies %v, want %v", got, p)
+	}
+	own := []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}
+	c := Config{TrustedProxies: p}
+	c.Router.TrustedProxies = own
+	if got := c.routerConfig().TrustedProxies; !slices.Equal(got, own) {
+		t.Fatalf("router TrustedProxies %v, want its own %v", got, own)
+	}
+	c = DefaultConfig()
+	c.Router.ProxyProtocol = true
+	if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "ProxyProtocol") {
+		t.Errorf("PROXY protocol without trusted proxies: %v", err)
+	}
+}

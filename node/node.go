@@ -282,9 +282,12 @@ type Config struct {
 	// WebSocket (GET /mqtt on the HTTP and HTTPS listeners) from; empty:
 	// any. Requests without an Origin (not from a browser) are allowed.
 	WSOrigins []string
-	// TrustedProxies are the load balancers in front of the HTTP API
-	// whose Forwarded / X-Forwarded-For headers name the client
-	// (api.Config.TrustedProxies). Default none.
+	// TrustedProxies are the load balancers in front of the node: the
+	// HTTP API reads the client's address from their Forwarded /
+	// X-Forwarded-For headers (api.Config.TrustedProxies), and with
+	// Router.ProxyProtocol the MQTT listeners take PROXY protocol
+	// headers from them alone (unless Router.TrustedProxies is set).
+	// Default none.
 	TrustedProxies []netip.Prefix
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
 	// Logger and Registerer are filled in by the node. Zero fields take
@@ -510,6 +513,9 @@ func (c Config) membershipConfig(mqtt, mqttTLS []string, http string, keys [][]b
 func (c Config) routerConfig() router.Config {
 	r := c.Router
 	r.NodeID, r.AuthTopic = c.NodeID, c.AuthTopic
+	if len(r.TrustedProxies) == 0 {
+		r.TrustedProxies = c.TrustedProxies // the same balancers front both listeners
+	}
 	// A persistent session's backlog bound by age is at most the
 	// journal's: older messages have left the journal anyway (the
 	// client is told of that gap instead), so a larger bound would

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -202,6 +203,23 @@ type Config struct {
 	// few milliseconds a handshake, far more than honest reconnect
 	// storms keep in flight.
 	MaxTLSHandshakes int
+
+	// ProxyProtocol: every connection to the MQTT listeners (Serve and
+	// ServeTLS, not ServeConn) comes from a load balancer in
+	// TrustedProxies and starts with a PROXY protocol header, version 1
+	// or 2, naming the client it serves. That client's address is the
+	// connection's in the connect rate, logs and refusal counts. A
+	// connection from any other address, or one whose header is missing,
+	// invalid or later than ConnectTimeout, is closed and counted in
+	// pushring_mqtt_refusals_total (reasons proxy_untrusted,
+	// proxy_header). Header reads run off the accept loop and share the
+	// MaxTLSHandshakes slots with TLS handshakes (over it, proxy_header).
+	// A header that names no client (a balancer's health check: version
+	// 1 UNKNOWN, version 2 LOCAL) leaves the balancer's own address.
+	ProxyProtocol bool
+	// TrustedProxies are the addresses PROXY protocol headers are taken
+	// from; ProxyProtocol needs at least one.
+	TrustedProxies []netip.Prefix
 
 	// WriteTimeout bounds each socket write; a client that does not read
 	// for this long is disconnected as a slow consumer. Default 10 s.
@@ -442,6 +460,7 @@ func (c Config) validate() error {
 		configerr.Positive(check, "WriteTimeout", c.WriteTimeout),
 		configerr.Positive(check, "TLSHandshakeTimeout", c.TLSHandshakeTimeout),
 		configerr.Positive(check, "MaxTLSHandshakes", c.MaxTLSHandshakes),
+		check.If(c.ProxyProtocol && len(c.TrustedProxies) == 0, "ProxyProtocol needs TrustedProxies, the balancers the headers come from"),
 		configerr.Positive(check, "MaxOutboundBytes", c.MaxOutboundBytes),
 		configerr.Positive(check, "RetryInterval", c.RetryInterval),
 		configerr.Positive(check, "PositionInterval", c.PositionInterval),

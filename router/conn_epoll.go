@@ -128,7 +128,7 @@ func (l *eventLoops) stop() {
 // loop is off or failed to start: the caller then uses tcpTransport.
 // On success nc is closed: the transport owns a duplicate of its fd.
 func newEventTransport(srv *Server, nc net.Conn) transportStarter {
-	tc, ok := nc.(*net.TCPConn)
+	tc, ok := tcpConn(nc)
 	if !ok || srv.cfg.GoroutinePerConn {
 		return nil
 	}

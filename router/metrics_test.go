@@ -69,6 +69,8 @@ var (
 		`pushring_mqtt_refusals_total{reason="group_acl"}`,
 		`pushring_mqtt_refusals_total{reason="malformed"}`,
 		`pushring_mqtt_refusals_total{reason="protocol"}`,
+		`pushring_mqtt_refusals_total{reason="proxy_header"}`,
+		`pushring_mqtt_refusals_total{reason="proxy_untrusted"}`,
 		`pushring_mqtt_refusals_total{reason="replay_acl"}`,
 		`pushring_mqtt_refusals_total{reason="retained_failed"}`,
 		`pushring_mqtt_refusals_total{reason="retained_full"}`,

@@ -74,11 +74,12 @@ type Server struct {
 	loopErr    sync.Once                     // the event loop could not start: logged once
 	rateLog    lograte.Limiter               // connect-rate refusal log lines
 	tlsLog     lograte.Limiter               // TLS handshake failure log lines
+	proxyLog   lograte.Limiter               // PROXY protocol refusal log lines
 	storeLog   lograte.Limiter               // store refusal log lines
 	slowLog    lograte.Limiter               // slow consumers cut off
 	backlogLog lograte.Limiter               // replays that dropped messages over the backlog bounds
 	journalEnd atomic.Pointer[func() uint64] // SetJournalEnd
-	handshakes chan struct{}                 // a slot per TLS handshake in progress (MaxTLSHandshakes)
+	handshakes chan struct{}                 // a slot per TLS handshake or PROXY header read in progress (MaxTLSHandshakes)
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
 	stop     context.CancelFunc
@@ -193,7 +194,9 @@ func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 			return err
 		}
 		backoff = 0
-		if tc != nil {
+		if s.cfg.ProxyProtocol {
+			s.acceptProxied(nc, tc)
+		} else if tc != nil {
 			s.acceptTLS(nc, tc)
 		} else {
 			s.accept(nc, viaTCP)
@@ -232,6 +235,12 @@ var errHandshakesBusy = errors.New("too many TLS handshakes in progress")
 // handshake runs one TLS handshake, then starts the connection.
 func (s *Server) handshake(nc net.Conn, cfg *tls.Config) {
 	defer s.wg.Done()
+	s.tlsHandshake(nc, cfg)
+}
+
+// tlsHandshake runs one TLS handshake holding a handshakes slot, gives
+// the slot back, then starts the connection.
+func (s *Server) tlsHandshake(nc net.Conn, cfg *tls.Config) {
 	tc := tls.Server(nc, cfg)
 	nc.SetDeadline(time.Now().Add(s.cfg.TLSHandshakeTimeout))
 	err := tc.HandshakeContext(s.stopping)

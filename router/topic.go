@@ -25,19 +25,21 @@ import (
 
 // Refusal reasons, the values of pushring_mqtt_refusals_total{reason}.
 const (
-	reasonTopic         = "topic"          // not a publishable topic shape
-	reasonService       = "service"        // /service/... after auth
-	reasonGroupACL      = "group_acl"      // not a publisher of the group
-	reasonTopicACL      = "topic_acl"      // a rule topic the topic rules do not let the principal publish to
-	reasonDirectACL     = "direct_acl"     // may not message that principal
-	reasonSubscribeACL  = "subscribe_acl"  // filter outside the allowed trees
-	reasonSubscribeMax  = "subscribe_max"  // MaxSubscriptions reached
-	reasonWillACL       = "will_acl"       // will topic not allowed
-	reasonReplayACL     = "replay_acl"     // queued group message, no longer a member
-	reasonDeliverACL    = "deliver_acl"    // /group/<gid> subscriber, no longer a member
-	reasonForwardFailed = "forward_failed" // Forwarder returned an error
-	reasonStoreFailed   = "store_failed"   // a QoS 1 message could not be stored: no PUBACK, connection closed
-	reasonConnectRate   = "connect_rate"   // too many new connections from one address
+	reasonTopic          = "topic"           // not a publishable topic shape
+	reasonService        = "service"         // /service/... after auth
+	reasonGroupACL       = "group_acl"       // not a publisher of the group
+	reasonTopicACL       = "topic_acl"       // a rule topic the topic rules do not let the principal publish to
+	reasonDirectACL      = "direct_acl"      // may not message that principal
+	reasonSubscribeACL   = "subscribe_acl"   // filter outside the allowed trees
+	reasonSubscribeMax   = "subscribe_max"   // MaxSubscriptions reached
+	reasonWillACL        = "will_acl"        // will topic not allowed
+	reasonReplayACL      = "replay_acl"      // queued group message, no longer a member
+	reasonDeliverACL     = "deliver_acl"     // /group/<gid> subscriber, no longer a member
+	reasonForwardFailed  = "forward_failed"  // Forwarder returned an error
+	reasonStoreFailed    = "store_failed"    // a QoS 1 message could not be stored: no PUBACK, connection closed
+	reasonConnectRate    = "connect_rate"    // too many new connections from one address
+	reasonProxyUntrusted = "proxy_untrusted" // PROXY protocol listener, peer not in TrustedProxies
+	reasonProxyHeader    = "proxy_header"    // PROXY protocol header missing, invalid or late, or too many connections being set up
 
 	reasonFilterTooLong     = "filter_too_long"      // a filter over MaxFilterLen
 	reasonSubscriptionBytes = "subscription_bytes"   // the principal's filters would pass MaxSubscriptionBytes
@@ -51,6 +53,7 @@ var allReasons = []string{
 	reasonTopic, reasonService, reasonGroupACL, reasonTopicACL, reasonDirectACL,
 	reasonSubscribeACL, reasonSubscribeMax, reasonWillACL, reasonReplayACL,
 	reasonDeliverACL, reasonForwardFailed, reasonStoreFailed, reasonConnectRate,
+	reasonProxyUntrusted, reasonProxyHeader,
 	reasonFilterTooLong, reasonSubscriptionBytes, reasonTooLargeForClient, reasonExpired,
 	reasonRetainedFull, reasonRetainedFailed,
 	// bad input that closed a connection (refusal.go)

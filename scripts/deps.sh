@@ -2,7 +2,8 @@
 # Installs what the tests need beyond Go modules: the stock mosquitto
 # clients (mosquitto_pub, mosquitto_sub), Node.js and MQTT.js (npm, the
 # version node/testdata/mqttjs/package-lock.json pins), and Chromium for
-# the browser test (driven by chromedp). With "bench",
+# the browser test (driven by chromedp), HAProxy for the load-balancer
+# test (PROXY protocol, X-Forwarded-For). With "bench",
 # also the mosquitto broker that pushbench runs as a baseline.
 # Idempotent.
 set -euo pipefail
@@ -11,6 +12,7 @@ want=()
 command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || want+=(mosquitto-clients)
 command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
 command -v chromium >/dev/null || want+=(chromium)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || want+=(haproxy)
 if [ "${1:-}" = bench ] && ! [ -x /usr/sbin/mosquitto ] && ! command -v mosquitto >/dev/null; then
   want+=(mosquitto)
 fi

@@ -123,3 +123,11 @@ func TestParsePrefix(t *testing.T) {
 		}
 	}
 }
+
+// --mqtt-proxy-protocol needs --trusted-proxies: it is refused alone.
+func TestRunRejectsProxyProtocolWithoutProxies(t *testing.T) {
+	err := run([]string{"--data-dir", t.TempDir(), "--mqtt-proxy-protocol"})
+	if err == nil || !strings.Contains(err.Error(), "ProxyProtocol needs TrustedProxies") {
+		t.Fatalf("--mqtt-proxy-protocol alone: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -144,7 +145,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.SetReadLimit(h.cfg.MaxMessageBytes)
 	h.accepted.Inc()
-	h.cfg.Serve(&conn{ws: c, h: h})
+	h.cfg.Serve(&conn{ws: c, h: h, remote: remoteAddr(r, c)})
 }
 
 // Dial opens MQTT over WebSocket to url (ws://host:port/path, or wss://
@@ -207,6 +208,7 @@ func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
 type conn struct {
 	ws      *websocket.Conn
 	h       *Handler
+	remote  net.Addr  // the request's RemoteAddr: a balancer's client, where a proxy in front says so
 	r       io.Reader // the message being read; nil between messages
 	closing atomic.Bool
 }
@@ -294,8 +296,17 @@ func (c *conn) Close() error {
 	return nil
 }
 
-func (c *conn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
-func (c *conn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
+func (c *conn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }
+func (c *conn) RemoteAddr() net.Addr { return c.remote }
+
+// remoteAddr is r.RemoteAddr, which the HTTP server in front may have
+// set to the client behind a trusted balancer, or else the socket's peer.
+func remoteAddr(r *http.Request, c *websocket.Conn) net.Addr {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return c.RemoteAddr()
+}
 func (c *conn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
 func (c *conn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 func (c *conn) SetDeadline(t time.Time) error {
