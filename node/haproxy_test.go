@@ -136,9 +136,9 @@ func TestBehindHAProxy(t *testing.T) {
 
 	// MQTT through version 1 (alice) and version 2 (the device).
 	mqttVia := func(front, src, user, password string, sink *received) (mqtt.Client, error) {
-		o := mqtt.NewClientOptions().AddBroker("tcp://"+front).SetClientID(user+"-lb").
+		o := mqtt.NewClientOptions().AddBroker("tcp://" + front).SetClientID(user + "-lb").
 			SetUsername(user).SetPassword(password).SetCleanSession(true).
-			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5*time.Second).
+			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).
 			SetDialer(from(src))
 		if sink != nil {
 			o.SetDefaultPublishHandler(sink.handler)
@@ -185,7 +185,7 @@ func TestBehindHAProxy(t *testing.T) {
 
 	// MQTT over WebSocket through the HTTP frontend: the balancer's
 	// X-Forwarded-For names the client to the MQTT server as well.
-	wsOpts := mqtt.NewClientOptions().AddBroker("ws://"+api+"/mqtt").SetClientID("ws-lb").
+	wsOpts := mqtt.NewClientOptions().AddBroker("ws://" + api + "/mqtt").SetClientID("ws-lb").
 		SetUsername("carol").SetPassword("not-a-token").SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(5 * time.Second).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
