@@ -46,6 +46,8 @@ func runContract(t *testing.T, newFixture func(t *testing.T) *fixture) {
 	t.Run("Watch", func(t *testing.T) { testWatch(t, newFixture(t)) })
 	t.Run("WatchPeer", func(t *testing.T) { testWatchPeer(t, newFixture(t)) })
 	t.Run("WatchEveryWrite", func(t *testing.T) { testWatchEveryWrite(t, newFixture(t)) })
+	t.Run("Lists", func(t *testing.T) { testLists(t, newFixture(t)) })
+	t.Run("Deletes", func(t *testing.T) { testDeletes(t, newFixture(t)) })
 	t.Run("Restart", func(t *testing.T) {
 		f := newFixture(t)
 		if f.Restart == nil {
@@ -318,6 +320,10 @@ func describe(events []Event) []string {
 			out = append(out, fmt.Sprintf("role- %s %s %v", e.GroupID, e.Principal, e.Role))
 		case SessionRevoked:
 			out = append(out, "revoked "+e.TokenHash)
+		case PrincipalPut:
+			out = append(out, fmt.Sprintf("principal+ %s %s", e.Principal, e.Kind))
+		case PrincipalDeleted:
+			out = append(out, "principal- "+e.Principal)
 		default:
 			out = append(out, fmt.Sprintf("event?%d", e.Type))
 		}
@@ -361,8 +367,8 @@ func waitEvents(t *testing.T, rec *recorder, want ...string) {
 		events, _, at := rec.snapshot()
 		got := describe(events[at:])
 		// Each bucket has its own watcher: order holds within a bucket
-		// (groups, roles, sessions), not across them.
-		for _, prefix := range []string{"group", "role", "revoked"} {
+		// (groups, roles, sessions, principals), not across them.
+		for _, prefix := range []string{"group", "role", "revoked", "principal"} {
 			if g, w := byPrefix(got, prefix), byPrefix(want, prefix); !slices.Equal(g, w) {
 				return fmt.Errorf("live %s events\n got %q\nwant %q", prefix, g, w)
 			}
@@ -528,7 +534,7 @@ func testWatchPeer(t *testing.T, f *fixture) {
 	if err := peer.SetRole(ctx, "pg", "p.1", Publisher, true); err != nil {
 		t.Fatal(err)
 	}
-	waitEvents(t, rec, "group+ pg false", "role+ pg p.1 publisher")
+	waitEvents(t, rec, "principal+ p.1 device", "group+ pg false", "role+ pg p.1 publisher")
 	if _, err := f.St.Principal(ctx, "p.1"); err != nil {
 		t.Fatalf("peer's principal not visible: %v", err)
 	}
@@ -566,4 +572,245 @@ func testRestart(t *testing.T, f *fixture) {
 	if err := st.CreateGroup(ctx, Group{ID: "g.1"}); !errors.Is(err, ErrExists) {
 		t.Fatalf("after restart: CreateGroup dup: %v", err)
 	}
+}
+
+// listAll follows a list's cursors to the end, checking each page's size.
+func listAll[T any](t *testing.T, limit int, list func(after string) ([]T, string, error), id func(T) string) []string {
+	t.Helper()
+	var ids []string
+	after := ""
+	for range 1000 {
+		page, next, err := list(after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > limit {
+			t.Fatalf("page of %d, limit %d", len(page), limit)
+		}
+		for _, v := range page {
+			ids = append(ids, id(v))
+		}
+		if next == "" {
+			return ids
+		}
+		if next <= after {
+			t.Fatalf("cursor %q does not move past %q", next, after)
+		}
+		after = next
+	}
+	t.Fatal("the list never ends")
+	return nil
+}
+
+func testLists(t *testing.T, f *fixture) {
+	ctx, st := ctxT(t), f.St
+	users := []string{"a.1", "a.2", "alice", "b", "bob", "z"}
+	devices := []string{"a-dev", "d.1", "d2", "sensor"}
+	for _, id := range users {
+		if err := st.CreatePrincipal(ctx, Principal{ID: id, Kind: User}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range devices {
+		if err := st.CreatePrincipal(ctx, Principal{ID: id, Kind: Device}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, gid := range []string{"g.1", "g2", "home", "g=x"[:1]} {
+		if err := st.CreateGroup(ctx, Group{ID: gid}); err != nil && !errors.Is(err, ErrExists) {
+			t.Fatal(err)
+		}
+	}
+	pid := func(p Principal) string { return p.ID }
+	for _, tc := range []struct {
+		kind   Kind
+		prefix string
+		want   []string
+	}{
+		{User, "", users},
+		{Device, "", devices},
+		{"", "", []string{"a-dev", "a.1", "a.2", "alice", "b", "bob", "d.1", "d2", "sensor", "z"}},
+		{User, "a", []string{"a.1", "a.2", "alice"}},
+		{User, "a.", []string{"a.1", "a.2"}},
+		{Device, "a", []string{"a-dev"}},
+		{"", "q", nil},
+	} {
+		for _, limit := range []int{1, 2, 3, 100} {
+			got := listAll(t, limit, func(after string) ([]Principal, string, error) {
+				return st.ListPrincipals(ctx, tc.kind, tc.prefix, after, limit)
+			}, pid)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("ListPrincipals(%q, %q) by %d: %q, want %q", tc.kind, tc.prefix, limit, got, tc.want)
+			}
+		}
+	}
+	// A cursor from the middle goes on from there.
+	ps, _, err := st.ListPrincipals(ctx, User, "", "alice", 2)
+	if err != nil || len(ps) != 2 || ps[0].ID != "b" || ps[1].ID != "bob" || ps[0].Kind != User {
+		t.Fatalf("ListPrincipals after alice: %+v, %v", ps, err)
+	}
+	gid := func(g Group) string { return g.ID }
+	for _, limit := range []int{1, 2, 100} {
+		got := listAll(t, limit, func(after string) ([]Group, string, error) { return st.ListGroups(ctx, "", after, limit) }, gid)
+		if want := []string{"g", "g.1", "g2", "home"}; !slices.Equal(got, want) {
+			t.Fatalf("ListGroups by %d: %q, want %q", limit, got, want)
+		}
+		got = listAll(t, limit, func(after string) ([]Group, string, error) { return st.ListGroups(ctx, "g.", after, limit) }, gid)
+		if want := []string{"g.1"}; !slices.Equal(got, want) {
+			t.Fatalf("ListGroups g. by %d: %q, want %q", limit, got, want)
+		}
+	}
+	if ps, _, err := st.ListPrincipals(ctx, "", "", "", 0); err != nil || len(ps) != 10 {
+		t.Fatalf("limit 0 (the default): %d, %v", len(ps), err)
+	}
+}
+
+func testDeletes(t *testing.T, f *fixture) {
+	ctx, st := ctxT(t), f.St
+	for _, p := range []Principal{{ID: "alice", Kind: User, SecretHash: "old"}, {ID: "bob", Kind: User}, {ID: "d.1", Kind: Device}} {
+		if err := st.CreatePrincipal(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, gid := range []string{"g1", "g.2"} {
+		if err := st.CreateGroup(ctx, Group{ID: gid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []struct {
+		gid, id string
+		r       Role
+	}{{"g1", "alice", Member}, {"g1", "alice", Publisher}, {"g.2", "alice", Member}, {"g1", "bob", Member}, {"g1", "d.1", Publisher}} {
+		if err := st.SetRole(ctx, r.gid, r.id, r.r, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if roles, err := st.PrincipalRoles(ctx, "alice"); err != nil || len(roles) != 2 || roles["g1"] != Member|Publisher || roles["g.2"] != Member {
+		t.Fatalf("PrincipalRoles(alice) = %v, %v", roles, err)
+	}
+	if roles, err := st.PrincipalRoles(ctx, "nobody"); err != nil || len(roles) != 0 {
+		t.Fatalf("PrincipalRoles(nobody) = %v, %v", roles, err)
+	}
+	now := time.Now().UTC()
+	var hashes []string
+	for i, s := range []struct {
+		id      string
+		created time.Time
+		expires time.Time
+	}{
+		{"alice", now.Add(-time.Minute), now.Add(time.Hour)},
+		{"alice", now.Add(-2 * time.Minute), now.Add(time.Hour)},
+		{"alice", now.Add(-3 * time.Minute), now.Add(-time.Second)}, // expired
+		{"bob", now, now.Add(time.Hour)},
+	} {
+		_, h, _ := NewToken()
+		hashes = append(hashes, h)
+		if err := st.CreateSession(ctx, Session{TokenHash: h, PrincipalID: s.id, Created: s.created, Expires: s.expires}); err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+	}
+	ss, err := st.Sessions(ctx, "alice")
+	if err != nil || len(ss) != 2 || ss[0].TokenHash != hashes[1] || ss[1].TokenHash != hashes[0] {
+		t.Fatalf("Sessions(alice) = %+v, %v; want the two live ones, oldest first", ss, err)
+	}
+	var mq MQTTSessions
+	if m, ok := st.(MQTTSessions); ok {
+		mq = m
+		if _, _, _, err := mq.ClaimMQTT(ctx, "alice", "phone", "n1", false, 7); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := mq.ClaimMQTT(ctx, "bob", "phone", "n1", false, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	rec := startWatch(t, st)
+	if err := st.SetSecret(ctx, "alice", "new"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := st.Principal(ctx, "alice"); err != nil || p.SecretHash != "new" || p.Kind != User {
+		t.Fatalf("after SetSecret: %+v, %v", p, err)
+	}
+	if err := st.SetSecret(ctx, "nobody", "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("SetSecret(nobody): %v", err)
+	}
+	if err := st.DeletePrincipal(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeletePrincipal(ctx, "alice"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v, want ErrNotFound", err)
+	}
+	if _, err := st.Principal(ctx, "alice"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted principal: %v", err)
+	}
+	if roles, err := st.PrincipalRoles(ctx, "alice"); err != nil || len(roles) != 0 {
+		t.Fatalf("deleted principal's roles: %v, %v", roles, err)
+	}
+	if ss, err := st.Sessions(ctx, "alice"); err != nil || len(ss) != 0 {
+		t.Fatalf("deleted principal's sessions: %v, %v", ss, err)
+	}
+	for _, h := range hashes[:2] {
+		if _, err := st.Session(ctx, h); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted principal's session %s: %v", h, err)
+		}
+	}
+	if s, err := st.Session(ctx, hashes[3]); err != nil || s.PrincipalID != "bob" {
+		t.Fatalf("bob's session: %+v, %v", s, err)
+	}
+	if members, publishers, err := st.Roles(ctx, "g1"); err != nil || !slices.Equal(members, []string{"bob"}) || !slices.Equal(publishers, []string{"d.1"}) {
+		t.Fatalf("g1 after the delete: %v %v %v", members, publishers, err)
+	}
+	if mq != nil {
+		if _, err := mq.GetMQTT(ctx, "alice", "phone"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted principal's MQTT session: %v", err)
+		}
+		if _, err := mq.GetMQTT(ctx, "bob", "phone"); err != nil {
+			t.Fatalf("bob's MQTT session: %v", err)
+		}
+	}
+
+	if err := st.DeleteGroup(ctx, "g1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteGroup(ctx, "g1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second group delete: %v", err)
+	}
+	if _, err := st.Group(ctx, "g1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted group: %v", err)
+	}
+	if roles, err := st.PrincipalRoles(ctx, "bob"); err != nil || len(roles) != 0 {
+		t.Fatalf("bob's roles after the group went: %v, %v", roles, err)
+	}
+	if err := st.CreateGroup(ctx, Group{ID: "g1"}); err != nil {
+		t.Fatal(err)
+	}
+	if members, publishers, err := st.Roles(ctx, "g1"); err != nil || len(members)+len(publishers) != 0 {
+		t.Fatalf("a group made again kept roles: %v %v %v", members, publishers, err)
+	}
+	for _, err := range []error{st.DeletePrincipal(ctx, "a/b"), st.DeleteGroup(ctx, "a b"), st.SetSecret(ctx, "", "x")} {
+		if !errors.Is(err, ErrInvalidID) {
+			t.Fatalf("bad id: %v, want ErrInvalidID", err)
+		}
+	}
+	want := []string{
+		"principal+ alice user", "principal- alice",
+		"role- g1 alice member", "role- g1 alice publisher", "role- g.2 alice member",
+		"revoked " + hashes[1], "revoked " + hashes[0], "revoked " + hashes[2], // the expired one goes too
+		"group- g1", "role- g1 bob member", "role- g1 d.1 publisher", "group+ g1 false",
+	}
+	// Within one delete the order of its roles and sessions is not fixed.
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		events, _, at := rec.snapshot()
+		got := describe(events[at:])
+		if g, w := sorted(got), sorted(want); !slices.Equal(g, w) {
+			return fmt.Errorf("events\n got %q\nwant %q", got, want)
+		}
+		return nil
+	})
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

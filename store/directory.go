@@ -59,8 +59,9 @@ type Directory struct {
 	// delivered yet, with that write's event type (see pendingWrite).
 	ahead map[string]EventType
 
-	revMu    sync.Mutex
-	onRevoke []func(tokenHash string)
+	revMu       sync.Mutex
+	onRevoke    []func(tokenHash string)
+	onPrincipal []func(e Event)
 
 	startOnce sync.Once
 	ctx       context.Context // of the watch loop; cancelled by Close
@@ -166,8 +167,12 @@ func (d *Directory) loop() {
 
 // apply is the Watch callback.
 func (d *Directory) apply(e Event) {
-	if e.Type == SessionRevoked {
+	switch e.Type {
+	case SessionRevoked:
 		d.revoked(e.TokenHash)
+		return
+	case PrincipalPut, PrincipalDeleted:
+		d.principalChanged(e)
 		return
 	}
 	d.mu.Lock()
@@ -227,6 +232,27 @@ func (d *Directory) revoked(tokenHash string) {
 	d.revMu.Unlock()
 	for _, fn := range fns {
 		fn(tokenHash)
+	}
+}
+
+// OnPrincipal registers fn to be called with every PrincipalPut (a
+// principal created or its secret changed) and PrincipalDeleted event:
+// changes by any process (through the watch) and SetSecret and
+// DeletePrincipal calls on this Directory (at once). An event may be
+// reported more than once, so fn must be idempotent; it must not block
+// for long. Call before Start to miss nothing.
+func (d *Directory) OnPrincipal(fn func(e Event)) {
+	d.revMu.Lock()
+	d.onPrincipal = append(d.onPrincipal, fn)
+	d.revMu.Unlock()
+}
+
+func (d *Directory) principalChanged(e Event) {
+	d.revMu.Lock()
+	fns := d.onPrincipal
+	d.revMu.Unlock()
+	for _, fn := range fns {
+		fn(e)
 	}
 }
 
@@ -383,6 +409,79 @@ func (d *Directory) DeleteSession(ctx context.Context, tokenHash string) error {
 	}
 	d.revoked(tokenHash)
 	return nil
+}
+
+func (d *Directory) ListPrincipals(ctx context.Context, kind Kind, prefix, after string, limit int) ([]Principal, string, error) {
+	return d.st.ListPrincipals(ctx, kind, prefix, after, limit)
+}
+
+func (d *Directory) ListGroups(ctx context.Context, prefix, after string, limit int) ([]Group, string, error) {
+	return d.st.ListGroups(ctx, prefix, after, limit)
+}
+
+func (d *Directory) PrincipalRoles(ctx context.Context, id string) (map[string]Role, error) {
+	return d.st.PrincipalRoles(ctx, id)
+}
+
+func (d *Directory) Sessions(ctx context.Context, id string) ([]Session, error) {
+	return d.st.Sessions(ctx, id)
+}
+
+// SetSecret changes the secret and, on success, calls the OnPrincipal
+// callbacks at once (the watch reports it again later).
+func (d *Directory) SetSecret(ctx context.Context, id, secretHash string) error {
+	p, err := d.st.Principal(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := d.st.SetSecret(ctx, id, secretHash); err != nil {
+		return err
+	}
+	d.principalChanged(Event{Type: PrincipalPut, Principal: id, Kind: p.Kind})
+	return nil
+}
+
+// DeletePrincipal takes the principal's roles away through the view
+// first (this process stops delivering to it at once), then deletes it
+// in the store, which sweeps roles given meanwhile, its sessions and
+// MQTT session records; then the OnPrincipal and OnRevoke callbacks are
+// called at once.
+func (d *Directory) DeletePrincipal(ctx context.Context, id string) error {
+	if _, err := d.st.Principal(ctx, id); err != nil {
+		return err
+	}
+	roles, err := d.st.PrincipalRoles(ctx, id)
+	if err != nil {
+		return err
+	}
+	sessions, err := d.st.Sessions(ctx, id)
+	if err != nil {
+		return err
+	}
+	for gid, r := range roles {
+		for _, role := range [...]Role{Member, Publisher} {
+			if r&role == 0 {
+				continue
+			}
+			if err := d.SetRole(ctx, gid, id, role, false); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+	}
+	if err := d.st.DeletePrincipal(ctx, id); err != nil {
+		return err
+	}
+	d.principalChanged(Event{Type: PrincipalDeleted, Principal: id})
+	for _, s := range sessions {
+		d.revoked(s.TokenHash)
+	}
+	return nil
+}
+
+// DeleteGroup deletes the group and its roles; the view drops the group
+// at once (its roles grant nothing without it).
+func (d *Directory) DeleteGroup(ctx context.Context, gid string) error {
+	return d.write(Event{Type: GroupDeleted, Group: Group{ID: gid}}, func() error { return d.st.DeleteGroup(ctx, gid) })
 }
 
 // Close stops the watch, waits for it, and closes the backing store.

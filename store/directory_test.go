@@ -485,3 +485,64 @@ func must2(b *testing.B, err error) {
 		b.Fatal(err)
 	}
 }
+
+// TestDirectoryDeletePrincipal: deleting a principal through the
+// Directory takes it out of its groups in the view at once, reports it
+// and its revoked sessions to the callbacks at once, and a key rotation
+// is reported with the principal's kind; a deleted group leaves the view.
+func TestDirectoryDeletePrincipal(t *testing.T) {
+	ctx := context.Background()
+	mem := NewMemory()
+	d := startDirectory(t, mem)
+	var mu sync.Mutex
+	var seen []string
+	d.OnPrincipal(func(e Event) {
+		mu.Lock()
+		seen = append(seen, describe([]Event{e})...)
+		mu.Unlock()
+	})
+	d.OnRevoke(func(h string) {
+		mu.Lock()
+		seen = append(seen, "revoked "+h)
+		mu.Unlock()
+	})
+	for _, p := range []Principal{{ID: "alice", Kind: User}, {ID: "d1", Kind: Device}} {
+		if err := d.CreatePrincipal(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.CreateGroup(ctx, Group{ID: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetRole(ctx, "g", "alice", Member, true); err != nil {
+		t.Fatal(err)
+	}
+	_, h, _ := NewToken()
+	if err := d.CreateSession(ctx, Session{TokenHash: h, PrincipalID: "alice", Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetSecret(ctx, "d1", "rotated"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeletePrincipal(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// At once, before any watch event could be waited for.
+	if d.IsMember("g", "alice") || len(d.Members("g")) != 0 || len(d.MemberOf("alice")) != 0 {
+		t.Fatalf("alice still in the view: %v", d.Members("g"))
+	}
+	mu.Lock()
+	got := slices.Clone(seen)
+	mu.Unlock()
+	for _, want := range []string{"principal+ d1 device", "principal- alice", "revoked " + h} {
+		if !slices.Contains(got, want) {
+			t.Fatalf("callbacks saw %q, missing %q", got, want)
+		}
+	}
+	if err := d.DeleteGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.GroupInfo("g"); ok {
+		t.Fatal("deleted group still in the view")
+	}
+}

@@ -420,41 +420,23 @@ func (k *KV) Roles(ctx context.Context, gid string) (members, publishers []strin
 	if err := k.exists(ctx, k.groups, "group", encodeID(gid)); err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel, err := k.op(ctx)
+	keys, err := k.keysOf(ctx, k.roles, "roles", encodeID(gid)+".>")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer cancel()
-	// A filtered, headers-only watcher over this group's keys: the server
-	// sends the last message of each matching key, then the nil marker.
-	w, err := k.roles.WatchFiltered(ctx, []string{encodeID(gid) + ".>"}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
-	if err != nil {
-		return nil, nil, unavailable("list roles", err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, nil, unavailable("list roles", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, nil, unavailable("list roles", jetstream.ErrConnectionClosed)
-			}
-			if e == nil {
-				slices.Sort(members)
-				slices.Sort(publishers)
-				return slices.Compact(members), slices.Compact(publishers), nil
-			}
-			_, id, r, ok := parseRoleKey(e.Key())
-			switch {
-			case !ok:
-			case r == Member:
-				members = append(members, id)
-			case r == Publisher:
-				publishers = append(publishers, id)
-			}
+	for _, key := range keys {
+		_, id, r, ok := parseRoleKey(key)
+		switch {
+		case !ok:
+		case r == Member:
+			members = append(members, id)
+		case r == Publisher:
+			publishers = append(publishers, id)
 		}
 	}
+	slices.Sort(members)
+	slices.Sort(publishers)
+	return members, publishers, nil
 }
 
 func (k *KV) CreateSession(ctx context.Context, s Session) error {
@@ -464,7 +446,10 @@ func (k *KV) CreateSession(ctx context.Context, s Session) error {
 	if s.Created.IsZero() {
 		s.Created = time.Now().UTC()
 	}
-	return k.create(ctx, k.sessions, "session", encodeID(s.TokenHash), s)
+	if err := k.create(ctx, k.sessions, "session", encodeID(s.TokenHash), s); err != nil {
+		return err
+	}
+	return k.indexSession(ctx, s)
 }
 
 func (k *KV) Session(ctx context.Context, tokenHash string) (Session, error) {
@@ -485,20 +470,15 @@ func (k *KV) DeleteSession(ctx context.Context, tokenHash string) error {
 	if !ValidID(tokenHash) {
 		return ErrNotFound
 	}
-	key := encodeID(tokenHash)
-	if err := k.exists(ctx, k.sessions, "session", key); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return ErrNotFound
-		}
+	var sess Session
+	if err := k.get(ctx, k.sessions, "session", encodeID(tokenHash), &sess); err != nil {
 		return err
 	}
-	ctx, cancel, err := k.op(ctx)
-	if err != nil {
+	if err := k.del(ctx, k.sessions, "session", encodeID(tokenHash)); err != nil {
 		return err
 	}
-	defer cancel()
-	if err := k.sessions.Delete(ctx, key); err != nil {
-		return unavailable("delete session", err)
+	if ValidID(sess.PrincipalID) {
+		return k.del(ctx, k.sessions, "session index", sessionIndexKey(sess.PrincipalID, tokenHash))
 	}
 	return nil
 }
@@ -523,6 +503,8 @@ func (k *KV) Close() error {
 //   - sessions: updates only (no replay of sessions); live deletes and
 //     purges become SessionRevoked, puts are ignored. Revocations made
 //     while no watch runs are not replayed.
+//   - principals: updates only, like sessions: puts become PrincipalPut,
+//     deletes PrincipalDeleted.
 //
 // ready is called once both replays are complete. Until then only the
 // replays are read (live changes wait in the watchers' buffers), so every
@@ -562,11 +544,17 @@ func (k *KV) Watch(ctx context.Context, fn func(Event), ready func()) error {
 		return err
 	}
 	defer sw.Stop()
+	pw, err := watch(k.principals, "principals", jetstream.UpdatesOnly())
+	if err != nil {
+		return err
+	}
+	defer pw.Stop()
 
-	// gch, rch, sch are the watchers' channels; the select reads the *sel
-	// copies, which are nil while that watcher is paused.
-	gch, rch, sch := gw.Updates(), rw.Updates(), sw.Updates()
-	gsel, rsel, ssel := gch, rch, (<-chan jetstream.KeyValueEntry)(nil)
+	// gch, rch, sch, pch are the watchers' channels; the select reads the
+	// *sel copies, which are nil while that watcher is paused.
+	gch, rch, sch, pch := gw.Updates(), rw.Updates(), sw.Updates(), pw.Updates()
+	gsel, rsel := gch, rch
+	var ssel, psel <-chan jetstream.KeyValueEntry
 	groupsReady, rolesReady := false, false
 	for {
 		var (
@@ -585,6 +573,8 @@ func (k *KV) Watch(ctx context.Context, fn func(Event), ready func()) error {
 			ch = rch
 		case e, ok = <-ssel:
 			ch = sch
+		case e, ok = <-psel:
+			ch = pch
 		}
 		if !ok {
 			if ctx.Err() != nil {
@@ -604,25 +594,43 @@ func (k *KV) Watch(ctx context.Context, fn func(Event), ready func()) error {
 				if ready != nil {
 					ready()
 				}
-				gsel, rsel, ssel = gch, rch, sch
+				gsel, rsel, ssel, psel = gch, rch, sch, pch
 			}
 			continue
 		}
-		if ev, ok := k.event(ch == gch, ch == rch, e, initial); ok {
+		src := fromSessions
+		switch ch {
+		case gch:
+			src = fromGroups
+		case rch:
+			src = fromRoles
+		case pch:
+			src = fromPrincipals
+		}
+		if ev, ok := k.event(src, e, initial); ok {
 			fn(ev)
 		}
 	}
 }
 
-// event turns a bucket entry into an Event; false for entries that are no
-// event (session puts, deletes in a replay, malformed keys or values).
-func (k *KV) event(isGroup, isRole bool, e jetstream.KeyValueEntry, initial bool) (Event, bool) {
+// The buckets Watch reads.
+const (
+	fromGroups = iota
+	fromRoles
+	fromSessions
+	fromPrincipals
+)
+
+// event turns an entry of bucket src into an Event; false for entries
+// that are no event (session puts and index entries, deletes in a
+// replay, malformed keys or values).
+func (k *KV) event(src int, e jetstream.KeyValueEntry, initial bool) (Event, bool) {
 	deleted := e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
 	if deleted && initial {
 		return Event{}, false
 	}
-	switch {
-	case isGroup:
+	switch src {
+	case fromGroups:
 		gid := decodeID(e.Key())
 		if !ValidID(gid) {
 			return Event{}, false
@@ -635,7 +643,7 @@ func (k *KV) event(isGroup, isRole bool, e jetstream.KeyValueEntry, initial bool
 			return Event{}, false
 		}
 		return Event{Type: GroupPut, Group: g}, true
-	case isRole:
+	case fromRoles:
 		gid, id, r, ok := parseRoleKey(e.Key())
 		if !ok {
 			return Event{}, false
@@ -645,9 +653,22 @@ func (k *KV) event(isGroup, isRole bool, e jetstream.KeyValueEntry, initial bool
 			t = RoleRemoved
 		}
 		return Event{Type: t, GroupID: gid, Principal: id, Role: r}, true
-	default: // sessions
+	case fromPrincipals:
+		id := decodeID(e.Key())
+		if !ValidID(id) {
+			return Event{}, false
+		}
+		if deleted {
+			return Event{Type: PrincipalDeleted, Principal: id}, true
+		}
+		var p Principal
+		if err := json.Unmarshal(e.Value(), &p); err != nil || p.ID != id {
+			return Event{}, false
+		}
+		return Event{Type: PrincipalPut, Principal: id, Kind: p.Kind}, true
+	default: // sessions; an index key (two tokens) is no event
 		h := decodeID(e.Key())
-		if !deleted || !ValidID(h) {
+		if !deleted || strings.Contains(e.Key(), ".") || !ValidID(h) {
 			return Event{}, false
 		}
 		return Event{Type: SessionRevoked, TokenHash: h}, true

@@ -83,6 +83,7 @@ func (m *Memory) CreatePrincipal(ctx context.Context, p Principal) error {
 		return ErrExists
 	}
 	m.principals[p.ID] = p
+	m.emit(Event{Type: PrincipalPut, Principal: p.ID, Kind: p.Kind})
 	return nil
 }
 

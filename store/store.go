@@ -103,11 +103,13 @@ func (s Session) Expired(now time.Time) bool { return !now.Before(s.Expires) }
 type EventType uint8
 
 const (
-	GroupPut       EventType = iota + 1 // Group created or updated
-	GroupDeleted                        // Group removed
-	RoleSet                             // Principal got Role in Group
-	RoleRemoved                         // Principal lost Role in Group
-	SessionRevoked                      // session TokenHash deleted (logout)
+	GroupPut         EventType = iota + 1 // Group created or updated
+	GroupDeleted                          // Group removed
+	RoleSet                               // Principal got Role in Group
+	RoleRemoved                           // Principal lost Role in Group
+	SessionRevoked                        // session TokenHash deleted (logout)
+	PrincipalPut                          // Principal created, or its secret changed (Kind set)
+	PrincipalDeleted                      // Principal removed
 )
 
 // Event is one change seen by Watch.
@@ -115,9 +117,10 @@ type Event struct {
 	Type      EventType
 	Group     Group  // GroupPut, GroupDeleted (ID only)
 	GroupID   string // RoleSet, RoleRemoved
-	Principal string // RoleSet, RoleRemoved
+	Principal string // RoleSet, RoleRemoved, PrincipalPut, PrincipalDeleted
 	Role      Role   // RoleSet, RoleRemoved
 	TokenHash string // SessionRevoked
+	Kind      Kind   // PrincipalPut
 }
 
 // Store is the contract both implementations meet. All methods are
@@ -147,12 +150,52 @@ type Store interface {
 
 	// Watch calls fn for every group and role that exists now (as GroupPut
 	// and RoleSet events), then calls ready once, then calls fn for every
-	// later change, including SessionRevoked, until ctx is done. fn is
-	// called from one goroutine at a time and must not block for long.
+	// later change, including SessionRevoked, PrincipalPut and
+	// PrincipalDeleted, until ctx is done. fn is called from one
+	// goroutine at a time and must not block for long.
 	Watch(ctx context.Context, fn func(Event), ready func()) error
+
+	Admin
 
 	Close() error
 }
+
+// Admin is what the admin API needs beyond the hot paths: listing,
+// deleting and changing principals and groups. Lists are pages in byte
+// order of id: the ids after `after` (the previous page's cursor; ""
+// from the start) that start with prefix, at most limit of them; next is
+// the cursor of the following page, "" after the last. A page may hold
+// fewer than limit and still have a next (a bounded scan, see
+// MaxListScan).
+type Admin interface {
+	ListPrincipals(ctx context.Context, kind Kind, prefix, after string, limit int) (ps []Principal, next string, err error)
+	ListGroups(ctx context.Context, prefix, after string, limit int) (gs []Group, next string, err error)
+	// PrincipalRoles returns the roles principal id holds, by group id
+	// (none: an empty map; the principal need not exist).
+	PrincipalRoles(ctx context.Context, id string) (map[string]Role, error)
+	// Sessions returns the unexpired login sessions of principal id,
+	// oldest first.
+	Sessions(ctx context.Context, id string) ([]Session, error)
+	// SetSecret replaces the secret hash of principal id (ErrNotFound);
+	// watchers see PrincipalPut.
+	SetSecret(ctx context.Context, id, secretHash string) error
+	// DeletePrincipal removes principal id (ErrNotFound), then its roles,
+	// login sessions and MQTT session records. Watchers see
+	// PrincipalDeleted, a RoleRemoved per role and a SessionRevoked per
+	// session.
+	DeletePrincipal(ctx context.Context, id string) error
+	// DeleteGroup removes group gid (ErrNotFound), then its roles.
+	// Watchers see GroupDeleted and a RoleRemoved per role.
+	DeleteGroup(ctx context.Context, gid string) error
+}
+
+// MaxListScan bounds the records one list call reads to fill a page of
+// one kind of principal (users and devices share one key space): a page
+// can come back short, with a next cursor, rather than read everything.
+const MaxListScan = 1000
+
+// MaxListLimit is the largest page a list call returns.
+const MaxListLimit = 500
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
