@@ -524,8 +524,8 @@ func TestRouting(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ method, path, allow string }{
-		{"GET", "/v1/users", "POST"},
-		{"DELETE", "/v1/groups/g1", "GET, HEAD"},
+		{"PUT", "/v1/users", "GET, HEAD, POST"},
+		{"POST", "/v1/groups/g1", "DELETE, GET, HEAD"},
 		{"POST", "/v1/sessions/current", "DELETE, GET, HEAD"},
 		{"PATCH", "/v1/groups/g1/members/a", "DELETE, PUT"},
 		{"POST", "/healthz", "GET, HEAD"},

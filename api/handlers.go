@@ -166,8 +166,16 @@ func (a *API) createSession(q *request) error {
 		Created:     now,
 		Expires:     now.Add(a.cfg.SessionTTL).Truncate(time.Second),
 	}
-	if err := a.st.CreateSession(q.r.Context(), s); err != nil {
+	ctx := q.r.Context()
+	if err := a.st.CreateSession(ctx, s); err != nil {
 		return storeError(err, errUnavailable)
+	}
+	// A delete of the principal that ran meanwhile may have swept its
+	// sessions before this one was written: looked at again, it is
+	// either gone (and this session with it) or this one is swept.
+	if _, err := a.st.Principal(ctx, p.ID); err != nil {
+		a.st.DeleteSession(ctx, s.TokenHash)
+		return storeError(err, errBadLogin)
 	}
 	plain, tls := a.mqttAddrs(p.ID)
 	writeJSON(q.w, http.StatusCreated, loginResponse{

@@ -736,6 +736,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
+	n.dir.OnPrincipal(func(e store.Event) {
+		if e.Type == store.PrincipalDeleted {
+			n.router.DropPrincipal(e.Principal)
+		} else {
+			n.router.PrincipalChanged(e.Principal, e.Kind == store.Device)
+		}
+	})
 	n.router.SetSessionStore(n.sessions)
 	n.router.SetRetained(n.retained, n.dir.MemberOf)
 	if topicRules != nil {

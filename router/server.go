@@ -464,17 +464,22 @@ func (s *Server) Revoke(tokenHash string) {
 	if tokenHash == "" {
 		return
 	}
-	now := time.Now()
 	s.mu.Lock()
-	s.revoked[tokenHash] = now
-	s.revokedQ = append(s.revokedQ, revokedEntry{hash: tokenHash, at: now})
-	s.pruneRevokedLocked(now)
+	s.revokeLocked(tokenHash, time.Now())
 	conns := slices.Clone(s.byToken[tokenHash])
 	s.mu.Unlock()
 	for _, c := range conns {
 		s.log.Info("mqtt: session token revoked, disconnecting", "id", c.id.ID, "remote", c.remoteAddr())
 		c.kill(false, packet.CodeNotAuthorized)
 	}
+}
+
+// revokeLocked adds key (a token hash, or principalRevokeKey) to the
+// revoked set. s.mu held.
+func (s *Server) revokeLocked(key string, now time.Time) {
+	s.revoked[key] = now
+	s.revokedQ = append(s.revokedQ, revokedEntry{hash: key, at: now})
+	s.pruneRevokedLocked(now)
 }
 
 // The revoked set only has to cover the time between an Authenticate that
@@ -592,7 +597,7 @@ func (s *Server) register(c *mqttConn, key sessKey) (sess *session, present bool
 			s.presenceLocked(id, now)
 		}
 	}()
-	if s.isRevokedLocked(c.id.TokenHash) {
+	if s.isRevokedLocked(c.id.TokenHash) || len(s.revoked) > 0 && s.isRevokedLocked(principalRevokeKey(id)) {
 		return nil, false, nil, 0x04
 	}
 	if !c.counted && s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {
