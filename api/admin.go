@@ -7,8 +7,8 @@ package api
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pushring/pushring/message"
