@@ -242,13 +242,15 @@ func (c Config) validate() error {
 
 // API is the HTTP handler of a node. It is goroutine-safe.
 type API struct {
-	cfg   Config
-	st    store.Store
-	deps  Deps
-	log   *slog.Logger
-	mux   *http.ServeMux
-	met   *metrics
-	login *ratelimit.Limiter[string] // nil: no login limit
+	cfg  Config
+	st   store.Store
+	deps Deps
+	log  *slog.Logger
+	mux  *http.ServeMux
+	// patterns are the routes registered on mux, for the OpenAPI check.
+	patterns []string
+	met      *metrics
+	login    *ratelimit.Limiter[string] // nil: no login limit
 	// accounts throttles logins per id; nil: off.
 	accounts *accountGuard
 
@@ -363,8 +365,11 @@ func (a *API) routes() {
 	a.handle("GET /v1/cluster", a.cluster)
 	a.handle("GET /healthz", a.healthz)
 	a.handle("GET /readyz", a.readyz)
+	a.handle("GET /v1/openapi.json", a.openAPI)
+	a.patterns = append(a.patterns, "GET /metrics")
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}))
 	if a.deps.MQTT != nil {
+		a.patterns = append(a.patterns, "GET /mqtt")
 		a.mux.Handle("GET /mqtt", http.HandlerFunc(a.mqttOverWS))
 	}
 }
@@ -386,6 +391,7 @@ type request struct {
 type handlerFunc func(q *request) error
 
 func (a *API) handle(pattern string, h handlerFunc) {
+	a.patterns = append(a.patterns, pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		q := &request{w: w, r: r, route: pattern}
 		if err := h(q); err != nil {

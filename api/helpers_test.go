@@ -297,6 +297,11 @@ func (f *fixture) try(method, path, auth string, body any, hdr ...string) (resp,
 	if err != nil {
 		return resp{}, err
 	}
+	// Every answer of every test must be one the OpenAPI document
+	// describes.
+	if err := checkAnswer(req, res.StatusCode, res.Header, data); err != nil {
+		return resp{}, err
+	}
 	return resp{status: res.StatusCode, header: res.Header, body: data}, nil
 }
 
