@@ -1,12 +1,15 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/store"
 )
 
 // listIDs follows a list call's cursors and returns the ids, pages of
@@ -237,4 +240,20 @@ func (r *recRetainer) last() *message.Message {
 		return nil
 	}
 	return r.msgs[len(r.msgs)-1]
+}
+
+// TestTokenOfMissingPrincipal: a session whose principal is gone (one a
+// delete did not find, as sessions from before the index) authenticates
+// nothing.
+func TestTokenOfMissingPrincipal(t *testing.T) {
+	f := newFixture(t)
+	tok, hash, err := store.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.CreateSession(context.Background(), store.Session{TokenHash: hash, PrincipalID: "ghost", Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	f.mustErr(401, "unauthorized", "GET", "/v1/sessions/current", "Bearer "+tok, nil)
+	f.mustErr(401, "unauthorized", "GET", "/v1/cluster", "Bearer "+tok, nil)
 }

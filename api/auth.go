@@ -92,6 +92,12 @@ func (a *API) bearer(q *request, token string) (caller, error) {
 	if s.Expired(a.now()) || s.TokenHash != th || !store.ValidID(s.PrincipalID) {
 		return caller{}, errUnauthorized
 	}
+	// A deleted user's tokens stop at once, even one her deletion did
+	// not find to revoke (a session written before sessions were
+	// indexed by user, or by a login racing the delete).
+	if _, err := a.st.Principal(q.r.Context(), s.PrincipalID); err != nil {
+		return caller{}, storeError(err, errUnauthorized)
+	}
 	return caller{kind: kindUser, id: s.PrincipalID, tokenHash: th, expires: s.Expires}, nil
 }
 

@@ -41,7 +41,7 @@ func (a *authenticator) Authenticate(ctx context.Context, username string, passw
 		}
 		return router.Identity{ID: p.ID, Device: true}, nil
 	}
-	id, err := a.AuthenticateToken(ctx, password)
+	id, err := a.tokenSession(ctx, password)
 	if err != nil {
 		return router.Identity{}, err
 	}
@@ -54,7 +54,22 @@ func (a *authenticator) Authenticate(ctx context.Context, username string, passw
 	return id, nil
 }
 
+// AuthenticateToken admits a session token whose principal still
+// exists: a deleted user's tokens stop at once, even one its deletion
+// did not find to revoke.
 func (a *authenticator) AuthenticateToken(ctx context.Context, token []byte) (router.Identity, error) {
+	id, err := a.tokenSession(ctx, token)
+	if err != nil {
+		return router.Identity{}, err
+	}
+	if _, err := a.st.Principal(ctx, id.ID); err != nil {
+		return router.Identity{}, mapStoreErr(err)
+	}
+	return id, nil
+}
+
+// tokenSession looks a session token up.
+func (a *authenticator) tokenSession(ctx context.Context, token []byte) (router.Identity, error) {
 	if len(token) == 0 || len(token) > maxSecretLen {
 		return router.Identity{}, router.ErrBadCredentials
 	}
