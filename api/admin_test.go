@@ -257,3 +257,57 @@ func TestTokenOfMissingPrincipal(t *testing.T) {
 	f.mustErr(401, "unauthorized", "GET", "/v1/sessions/current", "Bearer "+tok, nil)
 	f.mustErr(401, "unauthorized", "GET", "/v1/cluster", "Bearer "+tok, nil)
 }
+
+// fakePresence answers from a fixed table: node → connected ids.
+type fakePresence struct {
+	byNode  map[string][]string
+	missing []string
+}
+
+func (p fakePresence) Online(_ context.Context, group string, ids []string) Online {
+	out := Online{ByNode: map[string][]string{}, Counts: map[string]int{}, Missing: p.missing}
+	for node, on := range p.byNode {
+		for _, id := range on {
+			if group != "" || slices.Contains(ids, id) {
+				out.ByNode[node] = append(out.ByNode[node], id)
+			}
+		}
+		out.Counts[node] = len(out.ByNode[node])
+	}
+	return out
+}
+
+func TestPresenceCalls(t *testing.T) {
+	pres := fakePresence{byNode: map[string][]string{"n1": {"alice"}, "n2": {"alice", "bob"}}, missing: []string{"n3"}}
+	f := newFixtureDeps(t, func(d *Deps) { d.Presence = pres })
+	for _, id := range []string{"alice", "bob", "carol", "dave"} {
+		f.user(id)
+	}
+	f.group("g", false, []string{"alice", "bob", "carol"}, nil)
+	var up userPresenceResponse
+	f.must(200, "GET", "/v1/users/alice/presence", admin, nil).json(t, &up)
+	if !up.Online || !slices.Equal(up.Nodes, []string{"n1", "n2"}) || up.Complete || !slices.Equal(up.MissingNodes, []string{"n3"}) {
+		t.Fatalf("alice's presence: %+v", up)
+	}
+	carol := f.login("carol")
+	f.must(200, "GET", "/v1/users/carol/presence", carol, nil).json(t, &up) // herself
+	if up.Online || len(up.Nodes) != 0 {
+		t.Fatalf("carol's presence: %+v", up)
+	}
+	f.must(200, "GET", "/v1/users/alice/presence", carol, nil) // a fellow member
+	dave := f.login("dave")
+	f.mustErr(403, "forbidden", "GET", "/v1/users/alice/presence", dave, nil) // shares no group
+	f.mustErr(404, "not_found", "GET", "/v1/users/nobody/presence", admin, nil)
+
+	var gp groupPresenceResponse
+	f.must(200, "GET", "/v1/groups/g/presence", carol, nil).json(t, &gp)
+	if !slices.Equal(gp.Online, []string{"alice", "bob"}) || gp.Count != 2 || gp.Truncated || gp.Complete {
+		t.Fatalf("g's presence: %+v", gp)
+	}
+	f.mustErr(403, "forbidden", "GET", "/v1/groups/g/presence", dave, nil)
+	f.mustErr(404, "not_found", "GET", "/v1/groups/nope/presence", admin, nil)
+
+	none := newFixture(t)
+	none.user("erin")
+	none.mustErr(503, "unavailable", "GET", "/v1/users/erin/presence", admin, nil)
+}

@@ -83,6 +83,29 @@ type Deps struct {
 	// the group's retained message. nil: such a publish is refused
 	// (400 retain_not_supported).
 	Retainer Retainer
+	// Presence answers who is connected, cluster-wide. nil: the
+	// presence calls answer 503.
+	Presence Presence
+}
+
+// Presence answers who is connected now, cluster-wide.
+type Presence interface {
+	// Online asks every live node which of ids, or of group's members
+	// when group is not empty, have a connected MQTT session on it,
+	// within a bounded wait. Goroutine-safe; honours ctx.
+	Online(ctx context.Context, group string, ids []string) Online
+}
+
+// Online is what the nodes answered.
+type Online struct {
+	// ByNode lists, per node that answered, the principals connected
+	// to it (at most 10,000 per node); Counts says how many there were.
+	ByNode map[string][]string
+	Counts map[string]int
+	// Missing are the live nodes that did not answer in time (a node
+	// that died and is not yet known to have, or one of an earlier
+	// release). Their clients are not counted.
+	Missing []string
 }
 
 // Retainer keeps retained group messages.
@@ -355,6 +378,8 @@ func (a *API) routes() {
 	a.handle("GET /v1/groups", a.listGroups)
 	a.handle("GET /v1/groups/{gid}", a.getGroup)
 	a.handle("DELETE /v1/groups/{gid}", a.deleteGroup)
+	a.handle("GET /v1/groups/{gid}/presence", a.groupPresence)
+	a.handle("GET /v1/users/{id}/presence", a.userPresence)
 	a.handle("PUT /v1/groups/{gid}/members/{id}", a.setRole(store.Member, true))
 	a.handle("DELETE /v1/groups/{gid}/members/{id}", a.setRole(store.Member, false))
 	a.handle("PUT /v1/groups/{gid}/publishers/{id}", a.setRole(store.Publisher, true))

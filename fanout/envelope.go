@@ -14,7 +14,8 @@ package fanout
 //	0       1     version, 2
 //	1       1     kind: 1 Resolve, 2 Deliver, 3 Attach, 4 Detach,
 //	              5 AttachMany, 6 Resolve awaiting an ack, 7 Deliver
-//	              awaiting an ack, 8 Ack, 9 Dropped, 10 Topic
+//	              awaiting an ack, 8 Ack, 9 Dropped, 10 Topic,
+//	              11 Presence, 12 PresenceAnswer
 //	2       1     hops: Resolve: how many times a node re-sent the message
 //	              because ownership had moved (see Config.HopLimit);
 //	              Deliver: 0 from the resolving or sending node, 1 when a
@@ -91,6 +92,24 @@ package fanout
 //	        uvarint  principal count, at least 1
 //	        str      principal id, non-empty; count times
 //
+// Presence (kind 11) asks the receiving node which principals are
+// connected to it now; PresenceAnswer (kind 12) answers, to the asking
+// node's subject:
+//
+//	Presence:
+//	        uvarint  query id, at least 1: the asking node's number for it
+//	        str      group id: its members are asked about; or empty, and
+//	uvarint  principal count, then str principal ids: those are
+//	              (exactly one of the two is non-empty)
+//	PresenceAnswer:
+//	        uvarint  query id, at least 1
+//	        uvarint  how many of those asked about are connected
+//	        uvarint  count listed, at most the one before; then
+//	        str      a connected principal id, non-empty; count times
+//
+// Nodes of an earlier release refuse the kinds (counted); the asking
+// node then hears nothing from them, as from a node that died.
+//
 // Dropped (kind 9) is the header alone: the sender's bus connection
 // dropped and is back; envelopes it sent or was sent meanwhile may be
 // lost (see Mute).
@@ -154,6 +173,12 @@ const (
 	// subscriptions match its topic (TopicDeliverer). Sent on the
 	// topic's subject, to every node that watches a matching filter.
 	KindTopic EnvelopeKind = 10
+	// KindPresence: which of Principals (or of Group's members) are
+	// connected to the receiving node? Asked under Query.
+	KindPresence EnvelopeKind = 11
+	// KindPresenceAnswer: Count of those asked about under Query are
+	// connected to the sender; Principals lists them (all, or the first).
+	KindPresenceAnswer EnvelopeKind = 12
 )
 
 // Wire kinds of a Resolve and a Deliver with AckNode set.
@@ -180,6 +205,10 @@ func (k EnvelopeKind) String() string {
 		return "dropped"
 	case KindTopic:
 		return "topic"
+	case KindPresence:
+		return "presence"
+	case KindPresenceAnswer:
+		return "presence-answer"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -210,6 +239,14 @@ type Envelope struct {
 
 	// Acks: Ack only, at least one.
 	Acks []Ack
+
+	// Query: Presence and PresenceAnswer, at least 1. Group: Presence,
+	// when its members are asked about (Principals empty then; else
+	// Principals are, at least one). Count: PresenceAnswer, how many are
+	// connected, of which Principals lists all or the first.
+	Query uint64
+	Group string
+	Count uint64
 }
 
 // Ack is one entry of an Ack envelope (see the format above).
@@ -251,6 +288,8 @@ var (
 	errBadAckNode      = fmt.Errorf("%w: ack node is not a node id", ErrMalformed)
 	errBadSender       = fmt.Errorf("%w: sender is not a node id", ErrMalformed)
 	errBadNode         = fmt.Errorf("%w: attachment node is not a node id", ErrMalformed)
+	errPresence        = fmt.Errorf("%w: presence without a query id, or with both or neither of group and principals", ErrMalformed)
+	errPresenceCount   = fmt.Errorf("%w: presence answer lists more than its count", ErrMalformed)
 )
 
 // headerLen is the fixed part of the header: version, kind, hops.
@@ -288,6 +327,14 @@ func AppendEnvelope(dst []byte, e *Envelope) ([]byte, error) {
 	case KindAttachMany:
 		dst = appendString(dst, e.Node)
 		dst = appendRecipients(dst, e.Principals)
+	case KindPresence:
+		dst = binary.AppendUvarint(dst, e.Query)
+		dst = appendString(dst, e.Group)
+		dst = appendIDs(dst, e.Principals)
+	case KindPresenceAnswer:
+		dst = binary.AppendUvarint(dst, e.Query)
+		dst = binary.AppendUvarint(dst, e.Count)
+		dst = appendIDs(dst, e.Principals)
 	}
 	return dst, nil
 }
@@ -309,6 +356,10 @@ func EnvelopeSize(e *Envelope) int {
 		n += stringSize(e.Principal) + stringSize(e.Node)
 	case KindAttachMany:
 		n += stringSize(e.Node) + recipientsSize(e.Principals)
+	case KindPresence:
+		n += uvarintSize(e.Query) + stringSize(e.Group) + recipientsSize(e.Principals)
+	case KindPresenceAnswer:
+		n += uvarintSize(e.Query) + uvarintSize(e.Count) + recipientsSize(e.Principals)
 	}
 	return n
 }
@@ -406,6 +457,27 @@ func validEnvelope(e *Envelope) error {
 		if m.ID != 0 || m.Seq != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil ||
 			e.Principal != "" || e.Node != "" || e.Principals != nil || e.AckNode != "" || e.AckID != 0 || e.Acks != nil {
 			return errors.New("fields other than the sender on a dropped")
+		}
+	case KindPresence, KindPresenceAnswer:
+		m := &e.Msg
+		if m.ID != 0 || m.Seq != 0 || m.Kind != 0 || m.From != "" || m.To != "" || m.QoS != 0 || m.Payload != nil || e.Recipients != nil ||
+			e.Principal != "" || e.Node != "" || e.AckNode != "" || e.AckID != 0 || e.Acks != nil || e.Hops != 0 {
+			return errors.New("fields other than presence fields on a " + e.Kind.String())
+		}
+		if e.Principals != nil && len(e.Principals) == 0 {
+			return errors.New("an empty, non-nil principal list")
+		}
+		for _, p := range e.Principals {
+			if p == "" {
+				return errEmptyAttachment
+			}
+		}
+		if e.Kind == KindPresence {
+			if e.Query == 0 || (e.Group == "") == (len(e.Principals) == 0) || e.Count != 0 {
+				return errPresence
+			}
+		} else if e.Query == 0 || e.Group != "" || uint64(len(e.Principals)) > e.Count {
+			return errPresenceCount
 		}
 	default:
 		return ErrEnvelopeKind
@@ -536,6 +608,15 @@ func appendRecipients(dst []byte, rcpts []string) []byte {
 	return dst
 }
 
+// appendIDs appends a count and the ids, which may be none.
+func appendIDs(dst []byte, ids []string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(ids)))
+	for _, id := range ids {
+		dst = appendString(dst, id)
+	}
+	return dst
+}
+
 func appendString(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)
@@ -597,7 +678,7 @@ func decodeEnvelope(data []byte, scratch []string) (*Envelope, error) {
 		return nil, ErrEnvelopeVersion
 	}
 	if len(data) > 1 {
-		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindTopic {
+		if k := EnvelopeKind(data[1]); k < KindResolve || k > KindPresenceAnswer {
 			return nil, ErrEnvelopeKind
 		}
 	}
@@ -721,6 +802,27 @@ func decodeInto(e *Envelope, buf []byte, scratch []string, acked bool) error {
 			return err
 		}
 		e.Acks = acks
+	case KindPresence, KindPresenceAnswer:
+		if e.Hops != 0 {
+			return errPresence
+		}
+		e.Query = r.uvarint()
+		if e.Kind == KindPresence {
+			e.Group = r.str()
+		} else {
+			e.Count = r.uvarint()
+		}
+		ids, err := r.list(scratch, nil, errEmptyAttachment)
+		if err != nil {
+			return err
+		}
+		e.Principals = ids
+		if e.Kind == KindPresence && (e.Query == 0 || (e.Group == "") == (len(ids) == 0)) {
+			return errPresence
+		}
+		if e.Kind == KindPresenceAnswer && (e.Query == 0 || uint64(len(ids)) > e.Count) {
+			return errPresenceCount
+		}
 	}
 	if r.err != nil {
 		return r.err
@@ -741,14 +843,14 @@ type reader struct {
 
 // list reads a uvarint count (at least 1) and that many non-empty str
 // fields, into scratch when it has room. errNone and errEmpty are the
-// errors for a zero count and an empty id.
+// errors for a zero count (nil: allowed, no list) and an empty id.
 func (r *reader) list(scratch []string, errNone, errEmpty error) ([]string, error) {
 	n := r.uvarint()
 	if r.err != nil {
 		return nil, r.err
 	}
 	if n == 0 {
-		return nil, errNone
+		return nil, errNone // nil: none is allowed
 	}
 	// Every id takes at least two bytes (length and one byte): a count
 	// that cannot fit is refused before it sizes an allocation.

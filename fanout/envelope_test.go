@@ -21,6 +21,26 @@ var envelopeTests = []struct {
 	Hex      string // spaces are ignored
 }{
 	{
+		Name:     "presence of a group's members",
+		Envelope: Envelope{Kind: KindPresence, Sender: "n1", Query: 300, Group: "g1"},
+		Hex:      "02 0b 00 02 6e31 ac02 02 6731 00",
+	},
+	{
+		Name:     "presence of two principals",
+		Envelope: Envelope{Kind: KindPresence, Sender: "n1", Query: 1, Principals: []string{"alice", "b"}},
+		Hex:      "02 0b 00 02 6e31 01 00 02 05 616c696365 01 62",
+	},
+	{
+		Name:     "presence answer: three connected, two listed",
+		Envelope: Envelope{Kind: KindPresenceAnswer, Sender: "n2", Query: 300, Count: 3, Principals: []string{"a", "b"}},
+		Hex:      "02 0c 00 02 6e32 ac02 03 02 01 61 01 62",
+	},
+	{
+		Name:     "presence answer: nobody",
+		Envelope: Envelope{Kind: KindPresenceAnswer, Sender: "n2", Query: 1},
+		Hex:      "02 0c 00 02 6e32 01 00 00",
+	},
+	{
 		Name: "deliver direct (the example in envelope.go)",
 		Envelope: Envelope{Kind: KindDeliver, Sender: "n1",
 			Msg:        message.Message{ID: 0x0102030405060708, Seq: 0x1234, Kind: message.Direct, From: "a", To: "b", QoS: 1, Payload: []byte("hi")},
@@ -131,7 +151,15 @@ var badEnvelopes = []struct {
 	{"version 1", "01 02 00 02 6e31 0102030405060708 01 01 01 61 01 62 02 6869 01 01 62", ErrEnvelopeVersion},
 	{"version 3", "03 02 00 02 6e31", ErrEnvelopeVersion},
 	{"kind 0", "02 00 00 02 6e31", ErrEnvelopeKind},
-	{"kind 11", "02 0b 00 02 6e31", ErrEnvelopeKind},
+	{"kind 13", "02 0d 00 02 6e31", ErrEnvelopeKind},
+	{"presence without a query id", "02 0b 00 02 6e31 00 01 67 00", ErrMalformed},
+	{"presence with group and principals", "02 0b 00 02 6e31 01 01 67 01 01 61", ErrMalformed},
+	{"presence with neither", "02 0b 00 02 6e31 01 00 00", ErrMalformed},
+	{"presence with hops", "02 0b 01 02 6e31 01 01 67 00", ErrMalformed},
+	{"presence with an empty principal", "02 0b 00 02 6e31 01 00 01 00", ErrMalformed},
+	{"presence answer listing more than its count", "02 0c 00 02 6e32 07 01 02 01 61 01 62", ErrMalformed},
+	{"presence answer without a query id", "02 0c 00 02 6e32 00 00 00", ErrMalformed},
+	{"presence answer truncated", "02 0c 00 02 6e32 07 02 02 01 61", ErrMalformed},
 	{"topic of a direct message", "02 0a 00 01 6e 0000000000000001 0000000000000000 01 00 00 01 74 00", ErrMalformed},
 	{"topic of a group message", "02 0a 00 01 6e 0000000000000001 0000000000000000 02 00 00 01 74 00", ErrMalformed},
 	{"topic empty to", "02 0a 00 01 6e 0000000000000001 0000000000000000 03 00 00 00 00", ErrMalformed},
@@ -202,7 +230,7 @@ func equalEnvelope(a, b *Envelope) bool {
 	if a.Kind != b.Kind || a.Hops != b.Hops || a.Sender != b.Sender ||
 		a.Principal != b.Principal || a.Node != b.Node || len(a.Recipients) != len(b.Recipients) ||
 		len(a.Principals) != len(b.Principals) || a.AckNode != b.AckNode || a.AckID != b.AckID ||
-		len(a.Acks) != len(b.Acks) {
+		len(a.Acks) != len(b.Acks) || a.Query != b.Query || a.Group != b.Group || a.Count != b.Count {
 		return false
 	}
 	for i := range a.Acks {

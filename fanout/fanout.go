@@ -261,6 +261,7 @@ type Fanout struct {
 
 	att  attachTable // home side of attach records (attach.go)
 	pres presence    // principals present here, with the attach goroutine (attach.go)
+	ask  asks        // presence queries waiting for answers (ask.go)
 
 	waits    waits        // QoS 1 publishers waiting here (ack.go)
 	acksOut  ackOut       // Ack entries to send, with ackLoop
@@ -788,6 +789,10 @@ func (f *Fanout) handle(data []byte) (perRecipient int) {
 		f.handleAcks(env.Acks)
 	case KindDropped:
 		f.peerDropped(env.Sender)
+	case KindPresence:
+		f.handlePresence(env)
+	case KindPresenceAnswer:
+		f.handlePresenceAnswer(env)
 	}
 	return perRecipient
 }

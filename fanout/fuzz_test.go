@@ -80,7 +80,16 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 				e.Msg.Payload, e.Msg.Props = payload[len(payload)/2:], payload[:len(payload)/2]
 			}
 		}
-		if e.Kind == KindDeliver || e.Kind == KindAttachMany {
+		if e.Kind == KindPresence || e.Kind == KindPresenceAnswer {
+			// The query id from the ack id, the group from the node,
+			// the count from the sequence.
+			e.Query, e.Group, e.Count = ackID, node, seq
+			e.AckID, e.Node = 0, ""
+			if e.Kind == KindPresenceAnswer {
+				e.Group = ""
+			}
+		}
+		if e.Kind == KindDeliver || e.Kind == KindAttachMany || e.Kind == KindPresence || e.Kind == KindPresenceAnswer {
 			// NUL-separated recipients (or principals); a trailing NUL
 			// ends the last one.
 			var ids []string

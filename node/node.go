@@ -736,6 +736,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
+	n.fan.SetPresenceSource(connectedHere{r: n.router, dir: n.dir})
 	n.dir.OnPrincipal(func(e store.Event) {
 		if e.Type == store.PrincipalDeleted {
 			n.router.DropPrincipal(e.Principal)
@@ -873,6 +874,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.api, err = api.New(acfg, n.dir, api.Deps{
 		Publisher: storedPublisher{n.fan},
 		Retainer:  retainedWaiter{n.retained},
+		Presence:  clusterPresence{fan: n.fan, cluster: n.cluster},
 		ACL:       n.dir,
 		Cluster:   members,
 		IDs:       ids,

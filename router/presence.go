@@ -112,3 +112,31 @@ func (s *Server) flushPresence() {
 		pq.spare = batch[:0]
 	}
 }
+
+// Connected returns how many of ids have a connected session on this
+// node (an MQTT connection over any transport, past its CONNACK; an
+// offline persistent session is not one), listing up to max of them in
+// the order of ids. Goroutine-safe.
+func (s *Server) Connected(ids []string, max int) (listed []string, n int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, id := range ids {
+		p := s.principals.m[id]
+		if p == nil {
+			continue
+		}
+		for _, sess := range p.sessions {
+			sess.mu.Lock()
+			on := sess.conn != nil
+			sess.mu.Unlock()
+			if on {
+				if n < max {
+					listed = append(listed, id)
+				}
+				n++
+				break
+			}
+		}
+	}
+	return listed, n
+}
