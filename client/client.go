@@ -51,6 +51,7 @@ var (
 	ErrNoAdminKey  = fmt.Errorf("%w: this call needs the admin key", ErrNoCredentials)
 	ErrNoToken     = fmt.Errorf("%w: this call needs a session token", ErrNoCredentials)
 	ErrNoPublisher = fmt.Errorf("%w: publishing needs a device key, a session token or the admin key", ErrNoCredentials)
+	ErrNoSelf      = fmt.Errorf("%w: this call needs the principal's own credential (a user's session token, a device's key) or the admin key", ErrNoCredentials)
 )
 
 // Response keeps the body a call returned. Every result type embeds it.
@@ -67,17 +68,111 @@ func (r *Response) setRaw(b []byte) { r.raw = b }
 // (membership changes, logout).
 type Ack struct{ Response }
 
-// User is the result of POST /v1/users.
+// User is the result of POST /v1/users and GET /v1/users/{id}, and an
+// entry of GET /v1/users (an entry's Body is empty).
 type User struct {
 	Response
-	ID string `json:"id"`
+	ID      string    `json:"id"`
+	Kind    string    `json:"kind"`    // "user"; not sent by POST
+	Created Timestamp `json:"created"` // not sent by POST
 }
 
-// Device is the result of POST /v1/devices. Key is shown only once.
+// Device is the result of POST /v1/devices, POST /v1/devices/{id}/key and
+// GET /v1/devices/{id}, and an entry of GET /v1/devices (an entry's Body
+// is empty). Key is sent only by the POSTs, and shown only once.
 type Device struct {
 	Response
-	ID  string `json:"id"`
-	Key string `json:"key"`
+	ID      string    `json:"id"`
+	Key     string    `json:"key"`
+	Kind    string    `json:"kind"`    // "device"; sent by GET only
+	Created Timestamp `json:"created"` // sent by GET only
+}
+
+// ListOptions is the query of a list call (GET /v1/users, /v1/devices,
+// /v1/groups). The zero value asks for the first page of everything at
+// the server's page size.
+type ListOptions struct {
+	Prefix string // only ids that start with Prefix
+	Cursor string // the NextCursor of the previous page; "" for the first page
+	Limit  int    // entries per page, 1 to 500; 0 leaves the server's default (100)
+}
+
+// query is the URL query of o, with its "?", or "" for the zero value.
+func (o ListOptions) query() string {
+	v := url.Values{}
+	if o.Prefix != "" {
+		v.Set("prefix", o.Prefix)
+	}
+	if o.Cursor != "" {
+		v.Set("cursor", o.Cursor)
+	}
+	if o.Limit != 0 {
+		v.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	return "?" + v.Encode()
+}
+
+// UserList is a page of GET /v1/users.
+type UserList struct {
+	Response
+	Users      []User `json:"users"`
+	NextCursor string `json:"next_cursor"` // "" on the last page; else ListOptions.Cursor of the next
+}
+
+// DeviceList is a page of GET /v1/devices.
+type DeviceList struct {
+	Response
+	Devices    []Device `json:"devices"`
+	NextCursor string   `json:"next_cursor"` // "" on the last page; else ListOptions.Cursor of the next
+}
+
+// GroupList is a page of GET /v1/groups. Its entries carry no members
+// or publishers.
+type GroupList struct {
+	Response
+	Groups     []Group `json:"groups"`
+	NextCursor string  `json:"next_cursor"` // "" on the last page; else ListOptions.Cursor of the next
+}
+
+// PasswordChange is the body of PUT /v1/users/{id}/password.
+type PasswordChange struct {
+	Password    string // the new password
+	OldPassword string // the current password: needed by the user, not by the admin
+	// RevokeSessions ends the user's other login sessions (all of them
+	// when the admin asks).
+	RevokeSessions bool
+}
+
+// Membership is a principal's roles in one group.
+type Membership struct {
+	ID        string `json:"id"` // the group
+	Member    bool   `json:"member"`
+	Publisher bool   `json:"publisher"`
+}
+
+// Memberships is the result of GET /v1/users/{id}/groups and
+// /v1/devices/{id}/groups.
+type Memberships struct {
+	Response
+	Groups []Membership `json:"groups"`
+}
+
+// LoginSession is one login session of a user. ID names it (never the
+// token, which the server does not keep).
+type LoginSession struct {
+	ID        string    `json:"id"`
+	Created   Timestamp `json:"created"`
+	ExpiresAt Timestamp `json:"expires_at"`
+	Current   bool      `json:"current"` // the session of the request's token
+}
+
+// LoginSessions is the result of GET /v1/users/{id}/sessions.
+type LoginSessions struct {
+	Response
+	Sessions []LoginSession `json:"sessions"`
 }
 
 // Session is the result of POST /v1/sessions (login).
@@ -109,7 +204,8 @@ func (s *SessionInfo) Principal() string {
 	return s.PrincipalID
 }
 
-// Group is the result of POST /v1/groups and GET /v1/groups/{gid}.
+// Group is the result of POST /v1/groups and GET /v1/groups/{gid}, and an
+// entry of GET /v1/groups (an entry's Body is empty).
 type Group struct {
 	Response
 	ID                string    `json:"id"`
@@ -237,6 +333,102 @@ func (c *Client) CreateDevice(ctx context.Context, id string) (*Device, error) {
 	return &out, c.do(ctx, "POST", "/v1/devices", authAdmin, map[string]string{"id": id}, &out)
 }
 
+// ListUsers is GET /v1/users (admin): one page.
+func (c *Client) ListUsers(ctx context.Context, o ListOptions) (*UserList, error) {
+	var out UserList
+	return &out, c.do(ctx, "GET", "/v1/users"+o.query(), authAdmin, nil, &out)
+}
+
+// ListDevices is GET /v1/devices (admin): one page.
+func (c *Client) ListDevices(ctx context.Context, o ListOptions) (*DeviceList, error) {
+	var out DeviceList
+	return &out, c.do(ctx, "GET", "/v1/devices"+o.query(), authAdmin, nil, &out)
+}
+
+// ListGroups is GET /v1/groups (admin): one page.
+func (c *Client) ListGroups(ctx context.Context, o ListOptions) (*GroupList, error) {
+	var out GroupList
+	return &out, c.do(ctx, "GET", "/v1/groups"+o.query(), authAdmin, nil, &out)
+}
+
+// User is GET /v1/users/{id} (the user's token, else the admin key).
+func (c *Client) User(ctx context.Context, id string) (*User, error) {
+	var out User
+	return &out, c.do(ctx, "GET", "/v1/users/"+url.PathEscape(id), authUserSelf, nil, &out)
+}
+
+// Device is GET /v1/devices/{id} (the device's key, else the admin key).
+func (c *Client) Device(ctx context.Context, id string) (*Device, error) {
+	var out Device
+	return &out, c.do(ctx, "GET", "/v1/devices/"+url.PathEscape(id), authDeviceSelf, nil, &out)
+}
+
+// DeleteUser is DELETE /v1/users/{id} (admin). The user's connections
+// close, its memberships, sessions and offline messages go.
+func (c *Client) DeleteUser(ctx context.Context, id string) (*Ack, error) {
+	var out Ack
+	return &out, c.do(ctx, "DELETE", "/v1/users/"+url.PathEscape(id), authAdmin, nil, &out)
+}
+
+// DeleteDevice is DELETE /v1/devices/{id} (admin), like DeleteUser.
+func (c *Client) DeleteDevice(ctx context.Context, id string) (*Ack, error) {
+	var out Ack
+	return &out, c.do(ctx, "DELETE", "/v1/devices/"+url.PathEscape(id), authAdmin, nil, &out)
+}
+
+// DeleteGroup is DELETE /v1/groups/{gid} (admin).
+func (c *Client) DeleteGroup(ctx context.Context, gid string) (*Ack, error) {
+	var out Ack
+	return &out, c.do(ctx, "DELETE", "/v1/groups/"+url.PathEscape(gid), authAdmin, nil, &out)
+}
+
+// SetPassword is PUT /v1/users/{id}/password (the user's token, with
+// p.OldPassword; else the admin key).
+func (c *Client) SetPassword(ctx context.Context, id string, p PasswordChange) (*Ack, error) {
+	body := map[string]any{"password": p.Password, "revoke_sessions": p.RevokeSessions}
+	if p.OldPassword != "" {
+		body["old_password"] = p.OldPassword
+	}
+	var out Ack
+	return &out, c.do(ctx, "PUT", "/v1/users/"+url.PathEscape(id)+"/password", authUserSelf, body, &out)
+}
+
+// RotateKey is POST /v1/devices/{id}/key (admin): a new key, shown only
+// once; the old one stops working.
+func (c *Client) RotateKey(ctx context.Context, id string) (*Device, error) {
+	var out Device
+	return &out, c.do(ctx, "POST", "/v1/devices/"+url.PathEscape(id)+"/key", authAdmin, nil, &out)
+}
+
+// UserGroups is GET /v1/users/{id}/groups (the user's token, else the
+// admin key).
+func (c *Client) UserGroups(ctx context.Context, id string) (*Memberships, error) {
+	var out Memberships
+	return &out, c.do(ctx, "GET", "/v1/users/"+url.PathEscape(id)+"/groups", authUserSelf, nil, &out)
+}
+
+// DeviceGroups is GET /v1/devices/{id}/groups (the device's key, else the
+// admin key).
+func (c *Client) DeviceGroups(ctx context.Context, id string) (*Memberships, error) {
+	var out Memberships
+	return &out, c.do(ctx, "GET", "/v1/devices/"+url.PathEscape(id)+"/groups", authDeviceSelf, nil, &out)
+}
+
+// UserSessions is GET /v1/users/{id}/sessions (the user's token, else the
+// admin key).
+func (c *Client) UserSessions(ctx context.Context, id string) (*LoginSessions, error) {
+	var out LoginSessions
+	return &out, c.do(ctx, "GET", "/v1/users/"+url.PathEscape(id)+"/sessions", authUserSelf, nil, &out)
+}
+
+// RevokeSessions is DELETE /v1/users/{id}/sessions (the user's token,
+// else the admin key): every login session of the user ends, the
+// caller's own too.
+func (c *Client) RevokeSessions(ctx context.Context, id string) (*Ack, error) {
+	var out Ack
+	return &out, c.do(ctx, "DELETE", "/v1/users/"+url.PathEscape(id)+"/sessions", authUserSelf, nil, &out)
+}
+
 // Login is POST /v1/sessions (no credential but the password).
 func (c *Client) Login(ctx context.Context, id, password string) (*Session, error) {
 	var out Session
@@ -319,11 +511,13 @@ func (c *Client) Cluster(ctx context.Context) (*Cluster, error) {
 type auth int
 
 const (
-	authNone      auth = iota
-	authAdmin          // admin key, required
-	authUser           // session token, required
-	authPublisher      // device basic auth, else token, else admin key; one required
-	authReader         // admin key, else token, else device; none is also tried
+	authNone       auth = iota
+	authAdmin           // admin key, required
+	authUser            // session token, required
+	authPublisher       // device basic auth, else token, else admin key; one required
+	authReader          // admin key, else token, else device; none is also tried
+	authUserSelf        // token (the user itself), else admin key; one required
+	authDeviceSelf      // device basic auth (the device itself), else admin key; one required
 )
 
 func (c *Client) authorize(req *http.Request, a auth) error {
@@ -351,6 +545,24 @@ func (c *Client) authorize(req *http.Request, a auth) error {
 			bearer(c.AdminKey)
 		default:
 			return ErrNoPublisher
+		}
+	case authUserSelf:
+		switch {
+		case c.Token != "":
+			bearer(c.Token)
+		case c.AdminKey != "":
+			bearer(c.AdminKey)
+		default:
+			return ErrNoSelf
+		}
+	case authDeviceSelf:
+		switch {
+		case hasDevice:
+			device()
+		case c.AdminKey != "":
+			bearer(c.AdminKey)
+		default:
+			return ErrNoSelf
 		}
 	case authReader:
 		switch {

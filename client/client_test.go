@@ -1,9 +1,14 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -77,6 +82,12 @@ func TestAuthorize(t *testing.T) {
 		{Client{Token: "tok"}, authAdmin, "!"},
 		{Client{AdminKey: "adm"}, authUser, "!"},
 		{Client{DeviceID: "d"}, authPublisher, "!"},
+		{all, authUserSelf, "Bearer tok"},
+		{all, authDeviceSelf, "Basic ZDpr"},
+		{Client{AdminKey: "adm", DeviceID: "d", DeviceKey: "k"}, authUserSelf, "Bearer adm"},
+		{Client{AdminKey: "adm", Token: "tok"}, authDeviceSelf, "Bearer adm"},
+		{Client{DeviceID: "d", DeviceKey: "k"}, authUserSelf, "!"},
+		{Client{Token: "tok"}, authDeviceSelf, "!"},
 	} {
 		req, _ := http.NewRequest("GET", "http://x/", nil)
 		err := tc.c.authorize(req, tc.a)
@@ -89,5 +100,126 @@ func TestAuthorize(t *testing.T) {
 		if err != nil || req.Header.Get("Authorization") != tc.want {
 			t.Errorf("%+v/%d: Authorization %q err %v, want %q", tc.c, tc.a, req.Header.Get("Authorization"), err, tc.want)
 		}
+	}
+}
+
+// The admin calls send the method, path, query and body of the API and
+// decode its answers.
+func TestAdminCalls(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string // "METHOD path?query body"
+	requests := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(sent) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		sent = append(sent, r.Method+" "+r.URL.RequestURI()+" "+string(b))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch r.Method + " " + r.URL.Path {
+		case "GET /v1/users":
+			io.WriteString(w, `{"users":[{"id":"alice","kind":"user","created":"2030-01-02T03:04:05Z"}],"next_cursor":"alice"}`)
+		case "GET /v1/devices":
+			io.WriteString(w, `{"devices":[{"id":"d1","kind":"device","created":1893553445}],"next_cursor":""}`)
+		case "GET /v1/groups":
+			io.WriteString(w, `{"groups":[{"id":"g1","members_can_publish":true,"created":"2030-01-02T03:04:05Z"}],"next_cursor":""}`)
+		case "GET /v1/users/alice":
+			io.WriteString(w, `{"id":"alice","kind":"user","created":"2030-01-02T03:04:05Z"}`)
+		case "POST /v1/devices/d1/key":
+			io.WriteString(w, `{"id":"d1","key":"k2"}`)
+		case "GET /v1/devices/d1/groups":
+			io.WriteString(w, `{"groups":[{"id":"g1","member":false,"publisher":true}]}`)
+		case "GET /v1/users/alice/sessions":
+			io.WriteString(w, `{"sessions":[{"id":"00ff","created":"2030-01-01T00:00:00Z","expires_at":"2030-01-02T03:04:05Z","current":true}]}`)
+		case "DELETE /v1/users/ghost":
+			w.WriteHeader(404)
+			io.WriteString(w, `{"error":{"code":"not_found","message":"no user ghost"}}`)
+		default:
+			w.WriteHeader(204)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	c := &Client{BaseURL: srv.URL, AdminKey: "adm"}
+	want := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+	ul, err := c.ListUsers(ctx, ListOptions{Prefix: "a", Limit: 1})
+	if err != nil || len(ul.Users) != 1 || ul.Users[0].ID != "alice" || !ul.Users[0].Created.Equal(want) || ul.NextCursor != "alice" {
+		t.Errorf("ListUsers: %+v %v", ul, err)
+	}
+	dl, err := c.ListDevices(ctx, ListOptions{Cursor: "c 1"})
+	if err != nil || len(dl.Devices) != 1 || dl.Devices[0].Kind != "device" || !dl.Devices[0].Created.Equal(want) || dl.NextCursor != "" {
+		t.Errorf("ListDevices: %+v %v", dl, err)
+	}
+	gl, err := c.ListGroups(ctx, ListOptions{})
+	if err != nil || len(gl.Groups) != 1 || !gl.Groups[0].MembersCanPublish {
+		t.Errorf("ListGroups: %+v %v", gl, err)
+	}
+	if u, err := c.User(ctx, "alice"); err != nil || u.Kind != "user" || !u.Created.Equal(want) || len(u.Body()) == 0 {
+		t.Errorf("User: %+v %v", u, err)
+	}
+	if d, err := c.RotateKey(ctx, "d1"); err != nil || d.ID != "d1" || d.Key != "k2" {
+		t.Errorf("RotateKey: %+v %v", d, err)
+	}
+	if m, err := c.DeviceGroups(ctx, "d1"); err != nil || len(m.Groups) != 1 || m.Groups[0] != (Membership{"g1", false, true}) {
+		t.Errorf("DeviceGroups: %+v %v", m, err)
+	}
+	if s, err := c.UserSessions(ctx, "alice"); err != nil || len(s.Sessions) != 1 || !s.Sessions[0].Current || !s.Sessions[0].ExpiresAt.Equal(want) {
+		t.Errorf("UserSessions: %+v %v", s, err)
+	}
+	if _, err := c.SetPassword(ctx, "alice", PasswordChange{Password: "new"}); err != nil {
+		t.Error(err)
+	}
+	if _, err := c.SetPassword(ctx, "alice", PasswordChange{Password: "new", OldPassword: "old", RevokeSessions: true}); err != nil {
+		t.Error(err)
+	}
+	for _, call := range []func() (*Ack, error){
+		func() (*Ack, error) { return c.DeleteUser(ctx, "alice") },
+		func() (*Ack, error) { return c.DeleteDevice(ctx, "d1") },
+		func() (*Ack, error) { return c.DeleteGroup(ctx, "g/1") },
+		func() (*Ack, error) { return c.RevokeSessions(ctx, "alice") },
+	} {
+		if _, err := call(); err != nil {
+			t.Error(err)
+		}
+	}
+	var apiErr *APIError
+	if _, err := c.DeleteUser(ctx, "ghost"); !errors.As(err, &apiErr) || apiErr.Status != 404 || apiErr.Code != "not_found" {
+		t.Errorf("DeleteUser(ghost): %v", err)
+	}
+	wantReqs := []string{
+		"GET /v1/users?limit=1&prefix=a ",
+		"GET /v1/devices?cursor=c+1 ",
+		"GET /v1/groups ",
+		"GET /v1/users/alice ",
+		"POST /v1/devices/d1/key ",
+		"GET /v1/devices/d1/groups ",
+		"GET /v1/users/alice/sessions ",
+		`PUT /v1/users/alice/password {"password":"new","revoke_sessions":false}`,
+		`PUT /v1/users/alice/password {"old_password":"old","password":"new","revoke_sessions":true}`,
+		"DELETE /v1/users/alice ",
+		"DELETE /v1/devices/d1 ",
+		"DELETE /v1/groups/g%2F1 ",
+		"DELETE /v1/users/alice/sessions ",
+		"DELETE /v1/users/ghost ",
+	}
+	got := requests()
+	if len(got) != len(wantReqs) {
+		t.Fatalf("requests:\n%q\nwant:\n%q", got, wantReqs)
+	}
+	for i := range got {
+		if got[i] != wantReqs[i] {
+			t.Errorf("request %d: %q, want %q", i, got[i], wantReqs[i])
+		}
+	}
+
+	// The self calls send no request without a credential.
+	if _, err := (&Client{BaseURL: srv.URL}).User(ctx, "alice"); !errors.Is(err, ErrNoSelf) {
+		t.Errorf("User without credentials: %v", err)
+	}
+	if _, err := (&Client{BaseURL: srv.URL, Token: "tok"}).ListUsers(ctx, ListOptions{}); !errors.Is(err, ErrNoAdminKey) {
+		t.Errorf("ListUsers with a token: %v", err)
+	}
+	if got := requests(); len(got) != len(wantReqs) {
+		t.Errorf("a request went out: %q", got[len(wantReqs):])
 	}
 }

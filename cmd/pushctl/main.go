@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -37,12 +38,39 @@ const usageText = `usage: pushctl [global flags] <command> [args] [flags]
 
 Admin (needs --admin-key, --admin-key-file or PUSHRING_ADMIN_KEY):
   user create <id> --password P              create a user
+  user list [--prefix P] [--limit N] [--cursor C] [--all] [-q]
+  device list [...]                          the same options: one id per line, with when it
+  group list [...]                           was made (-q: the ids only); --prefix: the ids that
+                                             start with P; a page of --limit ids (default 100,
+                                             at most 500), then "more: --cursor C" on stderr if
+                                             there are more; --all: every page
+  user delete <id>                           delete a user: its connections close, its
+                                             memberships, sessions and offline messages go
   device create <id> [-q]                    create a device; prints its id and key (-q: the key only)
+  device rotate-key <id> [-q]                a new key for a device, printed like device create;
+                                             the old key stops working
+  device delete <id>                         delete a device, like user delete
   group create <gid> [--members-can-publish] create a group
+  group delete <gid>                         delete a group, its roles and retained message
   group add-member <gid> <id>                make <id> a member (receives the group's messages)
   group remove-member <gid> <id>
   group add-publisher <gid> <id>             allow <id> (e.g. a device) to publish to the group
   group remove-publisher <gid> <id>
+
+Admin, or the user or device itself (these send the user's --token or the
+device's --device/--key if given, else the admin key):
+  user show <id>                             a user: kind and when it was made
+  device show <id>                           the same for a device
+  user groups <id>                           the groups of a user and its roles in them
+  device groups <id>                         the same for a device
+  user sessions <id>                         the login sessions of a user (* marks --token's)
+  user revoke-sessions <id>                  end every login session of a user, --token's too
+  user password <id> [--revoke-sessions]     set a user's password: the new one from
+                                             PUSHRING_PASSWORD, the old one (needed with
+                                             --token, not with the admin key) from
+                                             PUSHRING_OLD_PASSWORD; those not set are read from
+                                             stdin, one a line, the new one first
+      --revoke-sessions  end the user's other login sessions (all of them with the admin key)
 
 User (needs --token or PUSHRING_TOKEN, except login):
   login <id> --password P [-q]               open a session; -q prints only the token
@@ -147,8 +175,22 @@ type command struct {
 
 var commands = map[string]command{
 	"user create":            {"user create <id> --password P", cmdUserCreate},
+	"user list":              {"user list [--prefix P] [--limit N] [--cursor C] [--all] [-q]", listCmd("users", listUsers)},
+	"user show":              {"user show <id>", cmdUserShow},
+	"user delete":            {"user delete <id>", deleteCmd("user")},
+	"user password":          {"user password <id> [--revoke-sessions]", cmdUserPassword},
+	"user groups":            {"user groups <id>", groupsCmd(false)},
+	"user sessions":          {"user sessions <id>", cmdUserSessions},
+	"user revoke-sessions":   {"user revoke-sessions <id>", cmdUserRevokeSessions},
 	"device create":          {"device create <id> [-q]", cmdDeviceCreate},
+	"device list":            {"device list [--prefix P] [--limit N] [--cursor C] [--all] [-q]", listCmd("devices", listDevices)},
+	"device show":            {"device show <id>", cmdDeviceShow},
+	"device delete":          {"device delete <id>", deleteCmd("device")},
+	"device rotate-key":      {"device rotate-key <id> [-q]", cmdDeviceRotateKey},
+	"device groups":          {"device groups <id>", groupsCmd(true)},
 	"group create":           {"group create <gid> [--members-can-publish]", cmdGroupCreate},
+	"group list":             {"group list [--prefix P] [--limit N] [--cursor C] [--all] [-q]", listCmd("groups", listGroups)},
+	"group delete":           {"group delete <gid>", deleteCmd("group")},
 	"group add-member":       {"group add-member <gid> <id>", roleCmd("members", true)},
 	"group remove-member":    {"group remove-member <gid> <id>", roleCmd("members", false)},
 	"group add-publisher":    {"group add-publisher <gid> <id>", roleCmd("publishers", true)},
@@ -373,6 +415,8 @@ func flagHint(err error) error {
 		return fmt.Errorf("%w: this call needs a session token (--token or PUSHRING_TOKEN; get one with 'pushctl login')", client.ErrNoCredentials)
 	case errors.Is(err, client.ErrNoPublisher):
 		return fmt.Errorf("%w: publishing needs --device/--key, --token or the admin key", client.ErrNoCredentials)
+	case errors.Is(err, client.ErrNoSelf):
+		return fmt.Errorf("%w: this call needs the admin key (--admin-key, --admin-key-file or PUSHRING_ADMIN_KEY), or the user's own --token (PUSHRING_TOKEN) or the device's own --device/--key", client.ErrNoCredentials)
 	}
 	return err
 }
@@ -450,6 +494,299 @@ func cmdGroupShow(ctx context.Context, c *cli, args []string) error {
 	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Group, error) {
 		return cl.Group(ctx, pos[0])
 	}, printGroup)
+}
+
+// listPage is one page of a list call, in the form list commands print.
+type listPage struct {
+	body []byte     // the response body
+	rows [][]string // one per entry: its id, then the other columns
+	next string     // the next page's cursor; "" on the last page
+}
+
+func listUsers(ctx context.Context, cl *client.Client, o client.ListOptions) (listPage, error) {
+	l, err := cl.ListUsers(ctx, o)
+	if err != nil {
+		return listPage{}, err
+	}
+	p := listPage{body: l.Body(), next: l.NextCursor}
+	for _, u := range l.Users {
+		p.rows = append(p.rows, []string{u.ID, timestamp(u.Created)})
+	}
+	return p, nil
+}
+
+func listDevices(ctx context.Context, cl *client.Client, o client.ListOptions) (listPage, error) {
+	l, err := cl.ListDevices(ctx, o)
+	if err != nil {
+		return listPage{}, err
+	}
+	p := listPage{body: l.Body(), next: l.NextCursor}
+	for _, d := range l.Devices {
+		p.rows = append(p.rows, []string{d.ID, timestamp(d.Created)})
+	}
+	return p, nil
+}
+
+func listGroups(ctx context.Context, cl *client.Client, o client.ListOptions) (listPage, error) {
+	l, err := cl.ListGroups(ctx, o)
+	if err != nil {
+		return listPage{}, err
+	}
+	p := listPage{body: l.Body(), next: l.NextCursor}
+	for _, g := range l.Groups {
+		row := []string{g.ID, timestamp(g.Created)}
+		if g.MembersCanPublish {
+			row = append(row, "members can publish")
+		}
+		p.rows = append(p.rows, row)
+	}
+	return p, nil
+}
+
+// listing is the result of a list command: one page, or with --all every
+// page from the first asked for.
+type listing struct {
+	field  string // the entries' field in a page: users, devices, groups
+	bodies [][]byte
+	rows   [][]string
+	next   string
+}
+
+// Body is the page's body as it came or, for several pages, one body in
+// the same form with the entries of them all.
+func (l *listing) Body() []byte {
+	if len(l.bodies) == 1 {
+		return l.bodies[0]
+	}
+	all := []json.RawMessage{}
+	for _, b := range l.bodies {
+		var page map[string]json.RawMessage
+		var entries []json.RawMessage
+		if json.Unmarshal(b, &page) == nil && json.Unmarshal(page[l.field], &entries) == nil {
+			all = append(all, entries...)
+		}
+	}
+	b, _ := json.Marshal(map[string]any{l.field: all, "next_cursor": l.next})
+	return b
+}
+
+// listCmd is user list, device list and group list: field names the
+// entries in a page, page fetches one.
+func listCmd(field string, page func(context.Context, *client.Client, client.ListOptions) (listPage, error)) func(context.Context, *cli, []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		fs := c.flags(field)
+		var o client.ListOptions
+		fs.StringVar(&o.Prefix, "prefix", "", "only the ids that start with this")
+		fs.StringVar(&o.Cursor, "cursor", "", "start at this page (the cursor a previous page printed)")
+		fs.IntVar(&o.Limit, "limit", 0, "ids per page, 1 to 500 (default: the server's, 100)")
+		all := fs.Bool("all", false, "follow the pages to the last one")
+		quiet := quietFlag(fs)
+		if _, err := c.parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		if o.Limit < 0 || o.Limit > 500 || isSet(fs, "limit") && o.Limit == 0 {
+			return usagef("--limit must be 1 to 500")
+		}
+		var res listing
+		err := call(ctx, c, func(_ context.Context, cl *client.Client) (*listing, error) {
+			res = listing{field: field}
+			for {
+				// --timeout bounds each page, not all of them.
+				pctx, cancel := context.WithTimeout(ctx, c.g.timeout)
+				p, err := page(pctx, cl, o)
+				cancel()
+				if err != nil {
+					return nil, err
+				}
+				res.bodies = append(res.bodies, p.body)
+				res.rows = append(res.rows, p.rows...)
+				res.next = p.next
+				if !*all || p.next == "" {
+					return &res, nil
+				}
+				if p.next == o.Cursor {
+					return nil, fmt.Errorf("the server answered cursor %q with itself as the next one", p.next)
+				}
+				o.Cursor = p.next
+			}
+		}, func(w io.Writer, l *listing) { printRows(w, l.rows, *quiet) })
+		if err == nil && res.next != "" {
+			fmt.Fprintf(c.stderr, "more: --cursor %s\n", res.next)
+		}
+		return err
+	}
+}
+
+// isSet reports whether the command line gave flag name.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func cmdUserShow(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags("user show"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.User, error) {
+		return cl.User(ctx, pos[0])
+	}, func(w io.Writer, u *client.User) { printPrincipal(w, or(u.ID, pos[0]), or(u.Kind, "user"), u.Created) })
+}
+
+func cmdDeviceShow(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags("device show"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Device, error) {
+		return cl.Device(ctx, pos[0])
+	}, func(w io.Writer, d *client.Device) {
+		printPrincipal(w, or(d.ID, pos[0]), or(d.Kind, "device"), d.Created)
+	})
+}
+
+// deleteCmd is user delete, device delete and group delete.
+func deleteCmd(what string) func(context.Context, *cli, []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		pos, err := c.parse(c.flags(what+" delete"), args, 1, 1)
+		if err != nil {
+			return err
+		}
+		return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Ack, error) {
+			switch what {
+			case "user":
+				return cl.DeleteUser(ctx, pos[0])
+			case "device":
+				return cl.DeleteDevice(ctx, pos[0])
+			}
+			return cl.DeleteGroup(ctx, pos[0])
+		}, func(w io.Writer, _ *client.Ack) { fmt.Fprintf(w, "deleted %s %s\n", what, pos[0]) })
+	}
+}
+
+// maxPasswordLine bounds what user password reads of stdin.
+const maxPasswordLine = 64 << 10
+
+func cmdUserPassword(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("user password")
+	revoke := fs.Bool("revoke-sessions", false, "end the user's other login sessions (all of them with the admin key)")
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	// Check the credential before reading stdin: the client sends the
+	// user's token if given (the old password is then needed), else the
+	// admin key.
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	if cl.Token == "" && cl.AdminKey == "" {
+		return flagHint(client.ErrNoSelf)
+	}
+	asUser := cl.Token != ""
+	p := client.PasswordChange{
+		Password:       c.getenv("PUSHRING_PASSWORD"),
+		OldPassword:    c.getenv("PUSHRING_OLD_PASSWORD"),
+		RevokeSessions: *revoke,
+	}
+	// The passwords not in the environment come from stdin, one a line.
+	in := bufio.NewReader(io.LimitReader(c.stdin, maxPasswordLine))
+	readLine := func(what string) (string, error) {
+		if f, ok := c.stdin.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				fmt.Fprintf(c.stderr, "%s for %s: ", what, pos[0])
+			}
+		}
+		line, err := in.ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("reading stdin: %w", err)
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	if p.Password == "" {
+		if p.Password, err = readLine("new password"); err != nil {
+			return err
+		}
+		if p.Password == "" {
+			return usageError{"no new password: set PUSHRING_PASSWORD or write it on stdin"}
+		}
+	}
+	if asUser && p.OldPassword == "" {
+		if p.OldPassword, err = readLine("old password"); err != nil {
+			return err
+		}
+		if p.OldPassword == "" {
+			return usageError{"no old password (needed with --token, not with the admin key): set PUSHRING_OLD_PASSWORD or write it on stdin after the new one"}
+		}
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Ack, error) {
+		return cl.SetPassword(ctx, pos[0], p)
+	}, func(w io.Writer, _ *client.Ack) {
+		switch {
+		case !*revoke:
+			fmt.Fprintf(w, "changed the password of %s\n", pos[0])
+		case asUser:
+			fmt.Fprintf(w, "changed the password of %s and ended its other login sessions\n", pos[0])
+		default:
+			fmt.Fprintf(w, "changed the password of %s and ended all its login sessions\n", pos[0])
+		}
+	})
+}
+
+func cmdDeviceRotateKey(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("device rotate-key")
+	quiet := quietFlag(fs)
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Device, error) {
+		return cl.RotateKey(ctx, pos[0])
+	}, func(w io.Writer, d *client.Device) {
+		if *quiet {
+			fmt.Fprintln(w, d.Key)
+			return
+		}
+		printDevice(w, d)
+	})
+}
+
+// groupsCmd is user groups and device groups.
+func groupsCmd(device bool) func(context.Context, *cli, []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		pos, err := c.parse(c.flags("groups"), args, 1, 1)
+		if err != nil {
+			return err
+		}
+		return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Memberships, error) {
+			if device {
+				return cl.DeviceGroups(ctx, pos[0])
+			}
+			return cl.UserGroups(ctx, pos[0])
+		}, printMemberships)
+	}
+}
+
+func cmdUserSessions(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags("user sessions"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.LoginSessions, error) {
+		return cl.UserSessions(ctx, pos[0])
+	}, func(w io.Writer, s *client.LoginSessions) { printLoginSessions(w, s, time.Now()) })
+}
+
+func cmdUserRevokeSessions(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags("user revoke-sessions"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Ack, error) {
+		return cl.RevokeSessions(ctx, pos[0])
+	}, func(w io.Writer, _ *client.Ack) { fmt.Fprintf(w, "ended every login session of %s\n", pos[0]) })
 }
 
 func cmdLogin(ctx context.Context, c *cli, args []string) error {

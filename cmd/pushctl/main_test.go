@@ -24,8 +24,8 @@ import (
 type fakeAPI struct {
 	mu   sync.Mutex
 	last struct {
-		method, path, auth string
-		body               map[string]any
+		method, path, query, auth string
+		body                      map[string]any
 	}
 }
 
@@ -33,7 +33,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	json.NewDecoder(r.Body).Decode(&body)
 	f.mu.Lock()
-	f.last.method, f.last.path, f.last.auth, f.last.body = r.Method, r.URL.Path, r.Header.Get("Authorization"), body
+	f.last.method, f.last.path, f.last.query, f.last.auth, f.last.body = r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Authorization"), body
 	f.mu.Unlock()
 
 	reply := func(status int, v string) {
@@ -70,6 +70,44 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(200, `{"self":{"id":"n1"},"nodes":[{"id":"n1","mqtt":["127.0.0.1:1883"],"http":"127.0.0.1:8080","state":"alive","ring_share":1,"version":"dev"}]}`)
 	case route == "GET /v1/route/alice":
 		reply(200, `{"id":"alice","node":{"id":"n1","mqtt":["127.0.0.1:1883"],"http":"127.0.0.1:8080"}}`)
+	case route == "GET /v1/users" && !admin:
+		reply(401, `{"error":{"code":"unauthorized","message":"admin key required"}}`)
+	case route == "GET /v1/users" && r.URL.Query().Get("cursor") == "loop":
+		reply(200, `{"users":[],"next_cursor":"loop"}`)
+	case route == "GET /v1/users" && r.URL.Query().Get("cursor") == "alice":
+		reply(200, `{"users":[{"id":"bob","kind":"user","created":"2030-01-03T00:00:00Z"}],"next_cursor":""}`)
+	case route == "GET /v1/users":
+		reply(200, `{"users":[{"id":"alice","kind":"user","created":"2030-01-02T03:04:05Z"}],"next_cursor":"alice"}`)
+	case route == "GET /v1/devices":
+		reply(200, `{"devices":[{"id":"dev1","kind":"device","created":"2030-01-02T03:04:05Z"}],"next_cursor":""}`)
+	case route == "GET /v1/groups":
+		reply(200, `{"groups":[{"id":"g1","members_can_publish":true,"created":"2030-01-02T03:04:05Z"},`+
+			`{"id":"group2","members_can_publish":false,"created":"2030-01-02T03:04:05Z"}],"next_cursor":""}`)
+	case route == "GET /v1/users/alice":
+		reply(200, `{"id":"alice","kind":"user","created":"2030-01-02T03:04:05Z"}`)
+	case route == "GET /v1/devices/dev1":
+		reply(200, `{"id":"dev1","kind":"device","created":"2030-01-02T03:04:05Z"}`)
+	case route == "DELETE /v1/users/alice", route == "DELETE /v1/devices/dev1", route == "DELETE /v1/groups/g1":
+		if !admin {
+			reply(401, `{"error":{"code":"unauthorized","message":"admin key required"}}`)
+			return
+		}
+		w.WriteHeader(204)
+	case route == "PUT /v1/users/alice/password" && !admin && body["old_password"] != "old":
+		reply(403, `{"error":{"code":"forbidden","message":"old_password is required and must be the current password"}}`)
+	case route == "PUT /v1/users/alice/password":
+		w.WriteHeader(204)
+	case route == "POST /v1/devices/dev1/key":
+		reply(200, `{"id":"dev1","key":"n3wk3y"}`)
+	case route == "GET /v1/users/alice/groups":
+		reply(200, `{"groups":[{"id":"g1","member":true,"publisher":false},{"id":"group2","member":true,"publisher":true}]}`)
+	case route == "GET /v1/devices/dev1/groups":
+		reply(200, `{"groups":[]}`)
+	case route == "GET /v1/users/alice/sessions":
+		reply(200, `{"sessions":[{"id":"0123456789abcdef","created":"2029-01-02T03:04:05Z","expires_at":"2030-01-02T03:04:05Z","current":true},`+
+			`{"id":"fedcba9876543210","created":"2029-01-01T00:00:00Z","expires_at":"2000-01-01T00:00:00Z","current":false}]}`)
+	case route == "DELETE /v1/users/alice/sessions":
+		w.WriteHeader(204)
 	case r.Method == "GET" && r.URL.Path == "/v1/route/bad":
 		w.WriteHeader(502)
 		io.WriteString(w, "<html>bad gateway</html>")
@@ -110,8 +148,10 @@ func TestCommands(t *testing.T) {
 		contains bool
 		stderr   string // substring
 		req      string // "METHOD path" of the last request
+		query    string // its raw query, if not ""; "-" means none
 		auth     string
 		body     map[string]any
+		noMore   bool // stderr has no "more:" line
 	}{
 		{name: "user create, flag after arg", env: admin, args: []string{"user", "create", "alice", "--password", "secret123"},
 			stdout: "created user alice\n", req: "POST /v1/users", auth: "Bearer adm",
@@ -174,6 +214,101 @@ func TestCommands(t *testing.T) {
 		{name: "route non-json error", args: []string{"route", "bad"}, code: 1, stderr: "error: bad_gateway: <html>bad gateway</html>\n"},
 		{name: "cluster", args: []string{"cluster"},
 			stdout: "1 node(s)\nID   STATE  RING    MQTT            HTTP            VERSION\nn1*  alive  100.0%  127.0.0.1:1883  127.0.0.1:8080  dev\n* the node that answered\n"},
+
+		// Lists.
+		{name: "user list", env: admin, args: []string{"user", "list"},
+			stdout: "alice  2030-01-02T03:04:05Z\n", stderr: "more: --cursor alice\n",
+			req: "GET /v1/users", query: "-", auth: "Bearer adm"},
+		{name: "user list prefix limit quiet", env: admin, args: []string{"user", "list", "--prefix", "al", "--limit", "1", "-q"},
+			stdout: "alice\n", stderr: "more: --cursor alice\n", query: "limit=1&prefix=al"},
+		{name: "user list next page", env: admin, args: []string{"user", "list", "--cursor=alice"},
+			stdout: "bob  2030-01-03T00:00:00Z\n", query: "cursor=alice", noMore: true},
+		{name: "user list all", env: admin, args: []string{"user", "list", "--all", "-q", "--limit", "1"},
+			stdout: "alice\nbob\n", query: "cursor=alice&limit=1", noMore: true},
+		{name: "user list all json", env: admin, args: []string{"--json", "user", "list", "--all"},
+			stdout: "{\n  \"next_cursor\": \"\",\n  \"users\": [\n    {\n      \"id\": \"alice\",\n      \"kind\": \"user\",\n      \"created\": \"2030-01-02T03:04:05Z\"\n    },\n" +
+				"    {\n      \"id\": \"bob\",\n      \"kind\": \"user\",\n      \"created\": \"2030-01-03T00:00:00Z\"\n    }\n  ]\n}\n",
+			noMore: true},
+		{name: "user list one page json", env: admin, args: []string{"user", "list", "--json"},
+			stdout: `"next_cursor": "alice"`, contains: true, stderr: "more: --cursor alice\n"},
+		{name: "user list cursor loop", env: admin, args: []string{"user", "list", "--all", "--cursor", "loop"},
+			code: 1, stderr: "with itself as the next one"},
+		{name: "user list needs admin", args: []string{"user", "list"}, code: 1, stderr: "needs the admin key"},
+		{name: "user list limit 0", env: admin, args: []string{"user", "list", "--limit", "0"}, code: 2, stderr: "--limit must be 1 to 500"},
+		{name: "user list limit 501", env: admin, args: []string{"user", "list", "--limit=501"}, code: 2, stderr: "--limit must be 1 to 500"},
+		{name: "user list stray argument", env: admin, args: []string{"user", "list", "alice"}, code: 2, stderr: `unexpected argument "alice"`},
+		{name: "device list", env: admin, args: []string{"device", "list"},
+			stdout: "dev1  2030-01-02T03:04:05Z\n", req: "GET /v1/devices", noMore: true},
+		{name: "group list", env: admin, args: []string{"group", "list", "--prefix", "g"},
+			stdout: "g1      2030-01-02T03:04:05Z  members can publish\ngroup2  2030-01-02T03:04:05Z\n",
+			req:    "GET /v1/groups", query: "prefix=g", noMore: true},
+		// Show.
+		{name: "user show", env: admin, args: []string{"user", "show", "alice"},
+			stdout: "id:       alice\nkind:     user\ncreated:  2030-01-02T03:04:05Z\n", req: "GET /v1/users/alice", auth: "Bearer adm"},
+		{name: "user show as the user", env: admin, args: []string{"user", "show", "alice", "--token", "tok123"},
+			stdout: "id:       alice\n", contains: true, auth: "Bearer tok123"},
+		{name: "device show as the device", args: []string{"device", "show", "dev1", "--device", "dev1", "--key", "k3y"},
+			stdout: "id:       dev1\nkind:     device\ncreated:  2030-01-02T03:04:05Z\n", req: "GET /v1/devices/dev1", auth: "Basic ZGV2MTprM3k="},
+		{name: "user show json", env: admin, args: []string{"user", "show", "alice", "--json"},
+			stdout: "{\n  \"id\": \"alice\",\n  \"kind\": \"user\",\n  \"created\": \"2030-01-02T03:04:05Z\"\n}\n"},
+		{name: "user show not found", env: admin, args: []string{"user", "show", "ghost"}, code: 1, stderr: "error: not_found: "},
+		{name: "user show no credential", args: []string{"user", "show", "alice"}, code: 1, stderr: "or the user's own --token"},
+		{name: "device show missing id", env: admin, args: []string{"device", "show"}, code: 2, stderr: "usage: pushctl device show <id>"},
+		// Delete.
+		{name: "user delete", env: admin, args: []string{"user", "delete", "alice"},
+			stdout: "deleted user alice\n", req: "DELETE /v1/users/alice", auth: "Bearer adm"},
+		{name: "device delete", env: admin, args: []string{"device", "delete", "dev1"},
+			stdout: "deleted device dev1\n", req: "DELETE /v1/devices/dev1"},
+		{name: "group delete", env: admin, args: []string{"group", "delete", "g1"},
+			stdout: "deleted group g1\n", req: "DELETE /v1/groups/g1"},
+		{name: "group delete json", env: admin, args: []string{"group", "delete", "g1", "--json"}, stdout: "{}\n"},
+		{name: "user delete not found", env: admin, args: []string{"user", "delete", "ghost"}, code: 1, stderr: "error: not_found: "},
+		{name: "user delete needs admin", args: []string{"user", "delete", "alice", "--token", "tok123"}, code: 1, stderr: "needs the admin key"},
+		{name: "group delete two ids", env: admin, args: []string{"group", "delete", "g1", "g2"}, code: 2, stderr: `unexpected argument "g2"`},
+		// Password.
+		{name: "password by admin from env", env: map[string]string{"PUSHRING_ADMIN_KEY": "adm", "PUSHRING_PASSWORD": "n3w-pass"},
+			args: []string{"user", "password", "alice"}, stdout: "changed the password of alice\n",
+			req: "PUT /v1/users/alice/password", auth: "Bearer adm",
+			body: map[string]any{"password": "n3w-pass", "revoke_sessions": false, "old_password": nil}},
+		{name: "password by admin from stdin, revoke", env: admin, stdin: "n3w pass\r\n",
+			args: []string{"user", "password", "--revoke-sessions", "alice"}, stdout: "changed the password of alice and ended all its login sessions\n",
+			body: map[string]any{"password": "n3w pass", "revoke_sessions": true, "old_password": nil}},
+		{name: "password by the user from stdin", env: map[string]string{"PUSHRING_TOKEN": "tok123", "PUSHRING_ADMIN_KEY": "adm"}, stdin: "n3w\nold\n",
+			args: []string{"user", "password", "alice", "--revoke-sessions"}, stdout: "changed the password of alice and ended its other login sessions\n",
+			auth: "Bearer tok123", body: map[string]any{"password": "n3w", "old_password": "old", "revoke_sessions": true}},
+		{name: "password by the user, new from env, old from stdin", env: map[string]string{"PUSHRING_TOKEN": "tok123", "PUSHRING_PASSWORD": "n3w"}, stdin: "old",
+			args: []string{"user", "password", "alice"}, stdout: "changed the password of alice\n",
+			body: map[string]any{"password": "n3w", "old_password": "old"}},
+		{name: "password by the user from env", env: map[string]string{"PUSHRING_TOKEN": "tok123", "PUSHRING_PASSWORD": "n3w", "PUSHRING_OLD_PASSWORD": "old"},
+			stdin: "ignored\n", args: []string{"user", "password", "alice"}, stdout: "changed the password of alice\n",
+			body: map[string]any{"password": "n3w", "old_password": "old"}},
+		{name: "password wrong old", env: map[string]string{"PUSHRING_TOKEN": "tok123"}, stdin: "n3w\nwrong\n",
+			args: []string{"user", "password", "alice"}, code: 1, stderr: "error: forbidden: old_password"},
+		{name: "password by the user without old", env: map[string]string{"PUSHRING_TOKEN": "tok123"}, stdin: "n3w\n",
+			args: []string{"user", "password", "alice"}, code: 2, stderr: "no old password"},
+		{name: "password missing", env: admin, args: []string{"user", "password", "alice"}, code: 2, stderr: "no new password"},
+		{name: "password not as a flag", env: admin, args: []string{"user", "password", "alice", "--password", "x"},
+			code: 2, stderr: "flag provided but not defined: -password"},
+		{name: "password no credential", stdin: "n3w\n", args: []string{"user", "password", "alice"}, code: 1, stderr: "needs the admin key"},
+		// Keys, groups, sessions.
+		{name: "rotate key quiet", env: admin, args: []string{"device", "rotate-key", "dev1", "-q"},
+			stdout: "n3wk3y\n", req: "POST /v1/devices/dev1/key", auth: "Bearer adm"},
+		{name: "rotate key", env: admin, args: []string{"device", "rotate-key", "dev1"},
+			stdout: "id:  dev1\nkey: n3wk3y\n", contains: true},
+		{name: "rotate key needs admin", args: []string{"device", "rotate-key", "dev1", "--device", "dev1", "--key", "k3y"},
+			code: 1, stderr: "needs the admin key"},
+		{name: "user groups", env: admin, args: []string{"user", "groups", "alice"},
+			stdout: "2 group(s)\nGROUP   MEMBER  PUBLISHER\ng1      yes     no\ngroup2  yes     yes\n", req: "GET /v1/users/alice/groups"},
+		{name: "device groups", env: admin, args: []string{"device", "groups", "dev1"}, stdout: "0 group(s)\n", req: "GET /v1/devices/dev1/groups"},
+		{name: "device groups json", env: admin, args: []string{"device", "groups", "dev1", "--json"}, stdout: "{\n  \"groups\": []\n}\n"},
+		{name: "user sessions", env: map[string]string{"PUSHRING_TOKEN": "tok123"}, args: []string{"user", "sessions", "alice"},
+			stdout:   "2 login session(s)\nID                 CREATED               EXPIRES\n0123456789abcdef*  2029-01-02T03:04:05Z  2030-01-02T03:04:05Z (in ",
+			contains: true, req: "GET /v1/users/alice/sessions", auth: "Bearer tok123"},
+		{name: "user sessions expired and footnote", env: admin, args: []string{"user", "sessions", "alice"},
+			stdout: "fedcba9876543210   2029-01-01T00:00:00Z  2000-01-01T00:00:00Z (expired)\n* the session of --token\n", contains: true},
+		{name: "user revoke-sessions", env: admin, args: []string{"user", "revoke-sessions", "alice"},
+			stdout: "ended every login session of alice\n", req: "DELETE /v1/users/alice/sessions", auth: "Bearer adm"},
+		{name: "user revoke-sessions missing id", env: admin, args: []string{"user", "revoke-sessions"}, code: 2, stderr: "missing arguments"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,6 +326,12 @@ func TestCommands(t *testing.T) {
 			defer f.mu.Unlock()
 			if tc.req != "" && f.last.method+" "+f.last.path != tc.req {
 				t.Errorf("request %s %s, want %s", f.last.method, f.last.path, tc.req)
+			}
+			if q := strings.TrimPrefix(tc.query, "-"); tc.query != "" && f.last.query != q {
+				t.Errorf("query %q, want %q", f.last.query, q)
+			}
+			if tc.noMore && strings.Contains(stderr, "more:") {
+				t.Errorf("stderr %q has a more: line", stderr)
 			}
 			if tc.auth != "" && f.last.auth != tc.auth {
 				t.Errorf("Authorization %q, want %q", f.last.auth, tc.auth)

@@ -104,6 +104,63 @@ func printCluster(w io.Writer, c *client.Cluster) {
 	}
 }
 
+// printPrincipal shows a user or device.
+func printPrincipal(w io.Writer, id, kind string, created client.Timestamp) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "id:\t%s\n", id)
+	fmt.Fprintf(tw, "kind:\t%s\n", kind)
+	fmt.Fprintf(tw, "created:\t%s\n", timestamp(created))
+	tw.Flush()
+}
+
+// printRows prints the entries of a list, one a line: the id, then the
+// other columns aligned (quiet: the id only).
+func printRows(w io.Writer, rows [][]string, quiet bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		if quiet {
+			r = r[:1]
+		}
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+func printMemberships(w io.Writer, m *client.Memberships) {
+	fmt.Fprintf(w, "%d group(s)\n", len(m.Groups))
+	if len(m.Groups) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tMEMBER\tPUBLISHER")
+	for _, g := range m.Groups {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.ID, yesNo(g.Member), yesNo(g.Publisher))
+	}
+	tw.Flush()
+}
+
+func printLoginSessions(w io.Writer, s *client.LoginSessions, now time.Time) {
+	fmt.Fprintf(w, "%d login session(s)\n", len(s.Sessions))
+	if len(s.Sessions) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCREATED\tEXPIRES")
+	current := false
+	for _, ls := range s.Sessions {
+		id := ls.ID
+		if ls.Current {
+			id += "*"
+			current = true
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", id, timestamp(ls.Created), expiry(ls.ExpiresAt, now))
+	}
+	tw.Flush()
+	if current {
+		fmt.Fprintln(w, "* the session of --token")
+	}
+}
+
 // roleMessage is the confirmation of a membership change.
 func roleMessage(gid, id, role string, on bool) string {
 	what := "a member"
@@ -126,6 +183,14 @@ func expiry(t client.Timestamp, now time.Time) string {
 		return s + " (in " + d.String() + ")"
 	}
 	return s + " (expired)"
+}
+
+// timestamp renders a time in UTC, RFC 3339, or "-" for none.
+func timestamp(t client.Timestamp) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func list(ss []string) string {
