@@ -86,7 +86,40 @@ type Deps struct {
 	// Presence answers who is connected, cluster-wide. nil: the
 	// presence calls answer 503.
 	Presence Presence
+	// Webhooks keeps the webhook endpoints. nil: the webhook calls
+	// answer 503.
+	Webhooks Webhooks
+	// Refused, if set, is told of every refused request (its error code
+	// and status), for webhooks; it must not block.
+	Refused func(code string, status int)
 }
+
+// Webhooks keeps the cluster's webhook endpoints.
+type Webhooks interface {
+	// Create stores an endpoint for url and events (empty: every type)
+	// with a new id and secret. Errors: ErrWebhookInvalid (its text says
+	// why), ErrWebhookTooMany, or the store's.
+	Create(ctx context.Context, url string, events []string) (WebhookEndpoint, error)
+	// Delete removes one (ErrWebhookNotFound).
+	Delete(ctx context.Context, id string) error
+	List() []WebhookEndpoint
+}
+
+// WebhookEndpoint is one configured receiver.
+type WebhookEndpoint struct {
+	ID      string
+	URL     string
+	Events  []string
+	Secret  string
+	Created time.Time
+}
+
+// Errors a Webhooks returns.
+var (
+	ErrWebhookInvalid  = errors.New("api: invalid webhook endpoint")
+	ErrWebhookNotFound = errors.New("api: no such webhook endpoint")
+	ErrWebhookTooMany  = errors.New("api: too many webhook endpoints")
+)
 
 // Presence answers who is connected now, cluster-wide.
 type Presence interface {
@@ -379,6 +412,9 @@ func (a *API) routes() {
 	a.handle("GET /v1/groups/{gid}", a.getGroup)
 	a.handle("DELETE /v1/groups/{gid}", a.deleteGroup)
 	a.handle("GET /v1/groups/{gid}/presence", a.groupPresence)
+	a.handle("POST /v1/webhooks", a.createWebhook)
+	a.handle("GET /v1/webhooks", a.listWebhooks)
+	a.handle("DELETE /v1/webhooks/{id}", a.deleteWebhook)
 	a.handle("GET /v1/users/{id}/presence", a.userPresence)
 	a.handle("PUT /v1/groups/{gid}/members/{id}", a.setRole(store.Member, true))
 	a.handle("DELETE /v1/groups/{gid}/members/{id}", a.setRole(store.Member, false))

@@ -85,6 +85,9 @@ func (a *API) fail(q *request, err error) {
 		e = errInternal.with(err)
 	}
 	a.met.errors.WithLabelValues(e.code).Inc()
+	if a.deps.Refused != nil && e.status < 500 {
+		a.deps.Refused(e.code, e.status)
+	}
 	// A throttled or stalling client may cause thousands of these: one
 	// line a minute for each, with the count of those not logged.
 	switch e.status {

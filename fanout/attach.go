@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pushring/pushring/message"
 )
 
 // Attach records: a principal connected to a node
@@ -411,4 +413,43 @@ func (f *Fanout) forwardAttached(env *Envelope) {
 		}
 		f.stats.attachForwards.Add(1)
 	}
+}
+
+// SetOffline sets fn to be told, for each recipient of a message
+// delivered on this node, of the message where its way ends: on the
+// recipient's home when no other node has it attached, or on the node
+// the home forwarded it to. fn decides whether the recipient is
+// connected there (a message for a member with no live session, for
+// webhooks). It is called on the bus goroutine and must not block;
+// nil: no calls.
+func (f *Fanout) SetOffline(fn func(m *message.Message, id string)) {
+	if fn == nil {
+		f.offline.Store(nil)
+		return
+	}
+	f.offline.Store(&fn)
+}
+
+// endsHere calls fn for the recipients of env whose message ends here.
+func (f *Fanout) endsHere(env *Envelope, fn func(m *message.Message, id string)) {
+	now := time.Now().UnixNano()
+	for _, r := range env.Recipients {
+		if env.Hops == 0 && f.att.n.Load() > 0 && f.attachedElsewhere(r, now) {
+			continue // the attached node tells
+		}
+		fn(&env.Msg, r)
+	}
+}
+
+// attachedElsewhere: principal id has a live attach record on another
+// node.
+func (f *Fanout) attachedElsewhere(id string, now int64) bool {
+	f.att.mu.RLock()
+	defer f.att.mu.RUnlock()
+	for _, rec := range f.att.recs[id] {
+		if rec.expires > now && rec.node != f.self {
+			return true
+		}
+	}
+	return false
 }

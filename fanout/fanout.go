@@ -262,6 +262,9 @@ type Fanout struct {
 	att  attachTable // home side of attach records (attach.go)
 	pres presence    // principals present here, with the attach goroutine (attach.go)
 	ask  asks        // presence queries waiting for answers (ask.go)
+	// offline, when set, is told of recipients a Deliver ends at here
+	// (SetOffline).
+	offline atomic.Pointer[func(m *message.Message, id string)]
 
 	waits    waits        // QoS 1 publishers waiting here (ack.go)
 	acksOut  ackOut       // Ack entries to send, with ackLoop
@@ -773,6 +776,9 @@ func (f *Fanout) handle(data []byte) (perRecipient int) {
 		}
 		if env.Hops == 0 && f.att.n.Load() > 0 {
 			f.forwardAttached(env)
+		}
+		if fn := f.offline.Load(); fn != nil {
+			f.endsHere(env, *fn)
 		}
 		*sp = env.Recipients // the scratch, or a larger slice to keep instead
 		perRecipient = outputBytes(&env.Msg)

@@ -103,6 +103,9 @@ var goldenNodeFamilies = []string{
 	`pushring_session_store_errors_total counter [] "Session claims (CONNECT refused) and replays that the store failed."`,
 	`pushring_store_check_failures_total counter [] "Checks of the store (journal stream and session records bucket) that failed or timed out."`,
 	`pushring_store_reachable gauge [] "1 while the last check of the store (the journal's stream and the session records' bucket) succeeded, else 0; /readyz fails meanwhile."`,
+	`pushring_webhook_attempts_total counter [result] "Webhook POSTs by result: ok (2xx), status (another status), error (no answer)."`,
+	`pushring_webhook_events_total counter [result] "Webhook events, once per endpoint that takes them, by what became of them: delivered, or dropped (queue_full, failed, removed)."`,
+	`pushring_webhook_queued gauge [] "Webhook events waiting to be sent, all endpoints together."`,
 	`pushring_ws_connections_total counter [] "MQTT over WebSocket connections upgraded and handed to the MQTT server."`,
 	`pushring_ws_refusals_total counter [reason] "MQTT over WebSocket upgrades refused (origin, subprotocol, handshake) and connections closed for a text or oversized message."`,
 }

@@ -59,6 +59,7 @@ import (
 	"github.com/pushring/pushring/router"
 	"github.com/pushring/pushring/rules"
 	"github.com/pushring/pushring/store"
+	"github.com/pushring/pushring/webhook"
 )
 
 // Version is reported in the node metadata and /v1/cluster.
@@ -289,6 +290,9 @@ type Config struct {
 	// headers from them alone (unless Router.TrustedProxies is set).
 	// Default none.
 	TrustedProxies []netip.Prefix
+	// Webhooks tunes the webhook senders (queues, retries); Node, Logger
+	// and Registerer are filled in by the node.
+	Webhooks webhook.Config
 	// Router tunes the MQTT server (limits, timeouts); NodeID, AuthTopic,
 	// Logger and Registerer are filled in by the node. Zero fields take
 	// router's defaults (DefaultConfig sets router.DefaultConfig()).
@@ -557,6 +561,8 @@ type Node struct {
 	dir      *store.Directory
 	journal  *journal.Journal
 	retained *retained.Store
+	hooks    *webhook.Dispatcher
+	hookEps  *webhook.Endpoints
 	posBatch *store.MQTTPosBatcher
 	sessions *sessionStore
 	fan      *fanout.Fanout
@@ -737,6 +743,24 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	deliverTo.Store(n.router)
 	n.dir.OnRevoke(n.router.Revoke)
 	n.fan.SetPresenceSource(connectedHere{r: n.router, dir: n.dir})
+	wcfg := cfg.Webhooks
+	wcfg.Node, wcfg.Logger, wcfg.Registerer = cfg.NodeID, n.log, n.registry
+	if n.hooks, err = webhook.New(wcfg); err != nil {
+		return nil, fmt.Errorf("node: webhooks: %w", err)
+	}
+	if err := n.untilStoreAnswers(ctx, "the webhook endpoints", func() error {
+		bucket, err := js.KeyValue(ctx, mqttBucketName(cfg))
+		if err != nil {
+			return err
+		}
+		n.hookEps, err = webhook.Open(ctx, bucket, n.hooks)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("node: webhook endpoints: %w", err)
+	}
+	events := hookEvents{d: n.hooks, r: n.router}
+	n.router.SetEvents(events)
+	n.fan.SetOffline(events.offline)
 	n.dir.OnPrincipal(func(e store.Event) {
 		if e.Type == store.PrincipalDeleted {
 			n.router.DropPrincipal(e.Principal)
@@ -875,6 +899,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Publisher: storedPublisher{n.fan},
 		Retainer:  retainedWaiter{n.retained},
 		Presence:  clusterPresence{fan: n.fan, cluster: n.cluster},
+		Webhooks:  webhookAdmin{n.hookEps},
+		Refused:   events.httpRefused,
 		ACL:       n.dir,
 		Cluster:   members,
 		IDs:       ids,
@@ -1203,6 +1229,12 @@ func (n *Node) Close() error {
 	}
 	if n.retained != nil {
 		n.retained.Close()
+	}
+	if n.hookEps != nil {
+		n.hookEps.Close()
+	}
+	if n.hooks != nil {
+		n.hooks.Close()
 	}
 	if n.fan != nil {
 		n.fan.Close()

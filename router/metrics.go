@@ -144,7 +144,8 @@ var (
 // lookup on the delivery path. Every labelled series exists from the
 // start, at zero, so the label values are fixed lists.
 type metrics struct {
-	created time.Time // when the counters started, for Prometheus
+	created time.Time              // when the counters started, for Prometheus
+	events  atomic.Pointer[Events] // SetEvents' hook, told of refusals here
 
 	// connections is changed under Server.mu only, so that Server can
 	// check MaxConnections against it and count in one step.
@@ -257,10 +258,18 @@ func index(values []string, v string) int {
 
 func (m *metrics) connect(result string) {
 	m.connects[index(connectResults, result)].Add(1)
+	if result != resultAccepted && result != resultRedirected {
+		if e := m.hook(); e != nil {
+			e.Refused("connect_" + result)
+		}
+	}
 }
 
 func (m *metrics) refusal(reason string) {
 	m.refusals[index(allReasons, reason)].Add(1)
+	if e := m.hook(); e != nil {
+		e.Refused(reason)
+	}
 }
 
 func (m *metrics) messageIn(kind message.Kind) {

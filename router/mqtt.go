@@ -302,6 +302,9 @@ func (c *mqttConn) closed(err error) {
 			c.publishWill()
 		}
 	}
+	if e := c.srv.m.hook(); e != nil && c.state == stateActive {
+		e.Disconnected(c.info(), disconnectReason(err))
+	}
 	if !c.countBadInput(err) {
 		c.srv.log.Debug("mqtt: connection closed", "id", c.id.ID, "client_id", c.clientID, "remote", c.remoteAddr(), "reason", err)
 	}
@@ -505,6 +508,9 @@ func (c *mqttConn) activate() {
 		})
 	}
 	c.srv.m.connect(resultAccepted)
+	if e := c.srv.m.hook(); e != nil {
+		e.Connected(c.info())
+	}
 	c.srv.log.Debug("mqtt: connected", "id", c.id.ID, "client_id", c.clientID, "clean", c.clean, "remote", c.remoteAddr())
 }
 

@@ -121,21 +121,11 @@ func (s *Server) Connected(ids []string, max int) (listed []string, n int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, id := range ids {
-		p := s.principals.m[id]
-		if p == nil {
-			continue
-		}
-		for _, sess := range p.sessions {
-			sess.mu.Lock()
-			on := sess.conn != nil
-			sess.mu.Unlock()
-			if on {
-				if n < max {
-					listed = append(listed, id)
-				}
-				n++
-				break
+		if s.connectedLocked(id) {
+			if n < max {
+				listed = append(listed, id)
 			}
+			n++
 		}
 	}
 	return listed, n

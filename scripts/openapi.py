@@ -44,6 +44,9 @@ schemas = {
  "Route": obj({"id": S("Id"), "node": S("Node")}),
  "Cluster": obj({"self": S("Node"), "nodes": {"type": "array", "items": S("Node")}}),
  "Status": obj({"status": string(enum=["ok", "ready"])}),
+ "WebhookRequest": obj({"url": string("http:// or https://, no credentials or fragment, at most 2,048 bytes"), "events": {"type": "array", "items": string(enum=["session.connected", "session.disconnected", "message.offline", "refusal"]), "description": "the types sent to it; empty or absent: all"}}, required=["url"]),
+ "Webhook": obj({"id": string(), "url": string(), "events": {"type": "array", "items": string()}, "secret": string("signs the requests (X-Pushring-Signature: v1=hex HMAC-SHA256 of timestamp + \".\" + body); only in the answer to the creation"), "created": time_}, required=["id", "url", "events", "created"]),
+ "WebhookList": obj({"webhooks": {"type": "array", "items": S("Webhook")}}),
  "UserPresence": obj({"id": S("Id"), "online": boolean("connected to some node now (an offline persistent session does not count)"), "nodes": {"type": "array", "items": string(), "description": "the nodes she is connected to"}, "complete": boolean("every live node answered within a second"), "missing_nodes": {"type": "array", "items": string(), "description": "live nodes that did not answer (died, and not yet known to have): their clients are not counted"}}),
  "GroupPresence": obj({"id": S("Id"), "online": {"type": "array", "items": S("Id"), "description": "the members connected now, sorted (at most 10,000 per node)"}, "count": {"type": "integer", "minimum": 0}, "truncated": boolean("a node had more connected members than it lists; count then adds up the nodes' counts"), "complete": boolean("every live node answered within a second"), "missing_nodes": {"type": "array", "items": string()}}),
 }
@@ -154,6 +157,14 @@ paths = {
  "/v1/groups/{gid}/messages": {
   "parameters": [P("gid")],
   "post": op("Publish to a group", ANY, ok(202, "MessageAccepted", "accepted: stored (QoS 1 and 2) and on its way"), body="Message", desc="The admin, a publisher, or a member when members_can_publish."),
+ },
+ "/v1/webhooks": {
+  "post": op("Add a webhook endpoint", ADMIN, ok(201, "Webhook", "created; the secret is shown once"), body="WebhookRequest", desc="In force on every node within milliseconds. Events are POSTed as JSON, signed, in order per node, retried with backoff on failure, dropped (counted) when the endpoint's queue is full or every attempt failed."),
+  "get": op("List the webhook endpoints", ADMIN, ok(200, "WebhookList"), desc="Without their secrets."),
+ },
+ "/v1/webhooks/{id}": {
+  "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+  "delete": op("Remove a webhook endpoint", ADMIN, ok(204)),
  },
  "/v1/route/{id}": {
   "parameters": [P("id")],

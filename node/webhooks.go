@@ -1,0 +1,139 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/pushring/pushring/api"
+	"github.com/pushring/pushring/message"
+	"github.com/pushring/pushring/router"
+	"github.com/pushring/pushring/webhook"
+)
+
+// hookEvents turns what the router and the fanout report into webhook
+// events. Every call is cheap when no endpoint takes the event's type.
+type hookEvents struct {
+	d *webhook.Dispatcher
+	r *router.Server
+}
+
+var _ router.Events = hookEvents{}
+
+type sessionData struct {
+	Principal string `json:"principal"`
+	ClientID  string `json:"client_id"`
+	Remote    string `json:"remote"`
+	Transport string `json:"transport"`
+	Version   byte   `json:"mqtt_version"`
+	Clean     bool   `json:"clean"`
+	Device    bool   `json:"device"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func sessionOf(c router.ConnInfo, reason string) sessionData {
+	return sessionData{Principal: c.Principal, ClientID: c.ClientID, Remote: c.Remote, Transport: c.Transport,
+		Version: c.Version, Clean: c.Clean, Device: c.Device, Reason: reason}
+}
+
+func (h hookEvents) Connected(c router.ConnInfo) {
+	if h.d.Wants(webhook.SessionConnected) {
+		h.d.Emit(webhook.SessionConnected, sessionOf(c, ""))
+	}
+}
+
+func (h hookEvents) Disconnected(c router.ConnInfo, reason string) {
+	if h.d.Wants(webhook.SessionDisconnected) {
+		h.d.Emit(webhook.SessionDisconnected, sessionOf(c, reason))
+	}
+}
+
+type refusalData struct {
+	Source string `json:"source"` // "mqtt" or "http"
+	Reason string `json:"reason"`
+	Status int    `json:"status,omitempty"` // http
+}
+
+func (h hookEvents) Refused(reason string) {
+	if h.d.Wants(webhook.Refusal) {
+		h.d.Emit(webhook.Refusal, refusalData{Source: "mqtt", Reason: reason})
+	}
+}
+
+// httpRefused is the API's refusal hook.
+func (h hookEvents) httpRefused(code string, status int) {
+	if h.d.Wants(webhook.Refusal) {
+		h.d.Emit(webhook.Refusal, refusalData{Source: "http", Reason: code, Status: status})
+	}
+}
+
+type offlineData struct {
+	Recipient string `json:"recipient"`
+	MessageID string `json:"message_id"`
+	Kind      string `json:"kind"`            // "group" or "direct"
+	Group     string `json:"group,omitempty"` // kind group
+	From      string `json:"from"`            // "" from the admin over HTTP
+	QoS       byte   `json:"qos"`
+	// Payload is the payload as text when it is valid UTF-8;
+	// PayloadBase64 always carries the bytes.
+	Payload       string `json:"payload,omitempty"`
+	PayloadBase64 string `json:"payload_base64"`
+}
+
+// offline is the fanout's SetOffline hook: m's way to recipient id ends
+// on this node; with no connected session here, id has no live session.
+func (h hookEvents) offline(m *message.Message, id string) {
+	if !h.d.Wants(webhook.MessageOffline) || h.r.IsConnected(id) {
+		return
+	}
+	d := offlineData{Recipient: id, MessageID: message.FormatID(m.ID), Kind: m.Kind.String(), From: m.From, QoS: m.QoS,
+		PayloadBase64: base64.StdEncoding.EncodeToString(m.Payload)}
+	if m.Kind == message.Group {
+		d.Group = m.To
+	}
+	if utf8.Valid(m.Payload) {
+		d.Payload = string(m.Payload)
+	}
+	h.d.Emit(webhook.MessageOffline, d)
+}
+
+// webhookAdmin is the API's view of the endpoints.
+type webhookAdmin struct{ e *webhook.Endpoints }
+
+var _ api.Webhooks = webhookAdmin{}
+
+func endpointOut(e webhook.Endpoint) api.WebhookEndpoint {
+	return api.WebhookEndpoint{ID: e.ID, URL: e.URL, Events: e.Events, Secret: e.Secret, Created: e.Created}
+}
+
+func (w webhookAdmin) Create(ctx context.Context, url string, events []string) (api.WebhookEndpoint, error) {
+	e, err := w.e.Create(ctx, url, events)
+	switch {
+	case errors.Is(err, webhook.ErrInvalid):
+		return api.WebhookEndpoint{}, fmt.Errorf("%w: %w", api.ErrWebhookInvalid, err)
+	case errors.Is(err, webhook.ErrTooMany):
+		return api.WebhookEndpoint{}, fmt.Errorf("%w: %w", api.ErrWebhookTooMany, err)
+	case err != nil:
+		return api.WebhookEndpoint{}, err
+	}
+	return endpointOut(e), nil
+}
+
+func (w webhookAdmin) Delete(ctx context.Context, id string) error {
+	if err := w.e.Delete(ctx, id); errors.Is(err, webhook.ErrNotFound) {
+		return fmt.Errorf("%w: %w", api.ErrWebhookNotFound, err)
+	} else {
+		return err
+	}
+}
+
+func (w webhookAdmin) List() []api.WebhookEndpoint {
+	eps := w.e.List()
+	out := make([]api.WebhookEndpoint, len(eps))
+	for i, e := range eps {
+		out[i] = endpointOut(e)
+	}
+	return out
+}

@@ -1,0 +1,291 @@
+package webhook
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Dispatcher. Zero fields take the defaults.
+type Config struct {
+	// Node names this node in every event.
+	Node string
+	// QueueLen bounds the events waiting for one endpoint. Default
+	// 10,000.
+	QueueLen int
+	// Timeout bounds one attempt, from connecting to the answer's
+	// status. Default 5 s.
+	Timeout time.Duration
+	// MaxAttempts of one event before it is dropped. Default 6.
+	MaxAttempts int
+	// Backoff is the wait after the first failed attempt; it doubles
+	// with each further one, up to MaxBackoff. Defaults 500 ms, 30 s:
+	// six attempts span about 15 s.
+	Backoff, MaxBackoff time.Duration
+	// Logger: nil is slog.Default(). Registerer gets the
+	// pushring_webhook_* metrics; nil: none.
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+func (c Config) withDefaults() Config {
+	c.QueueLen = cmp.Or(c.QueueLen, 10_000)
+	c.Timeout = cmp.Or(c.Timeout, 5*time.Second)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 6)
+	c.Backoff = cmp.Or(c.Backoff, 500*time.Millisecond)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, 30*time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	return c
+}
+
+// Dispatcher queues events for the configured endpoints and sends them.
+// Goroutine-safe.
+type Dispatcher struct {
+	cfg    Config
+	log    *slog.Logger
+	client *http.Client
+	prefix string // event ids: prefix + seq
+	seq    atomic.Uint64
+	met    metrics
+
+	mu      sync.Mutex
+	senders map[string]*sender // by endpoint id
+	closed  bool
+	// live is the senders Emit reads, replaced whole on each change.
+	live atomic.Pointer[[]*sender]
+}
+
+// New returns a Dispatcher with no endpoints (SetEndpoints adds them).
+func New(cfg Config) (*Dispatcher, error) {
+	cfg = cfg.withDefaults()
+	var r [6]byte
+	rand.Read(r[:])
+	d := &Dispatcher{
+		cfg: cfg, log: cfg.Logger.With("component", "webhook"),
+		// Redirects are not followed: the configured URL is the
+		// receiver, and a redirect elsewhere would carry the signature.
+		client: &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		prefix:  cfg.Node + "-" + hex.EncodeToString(r[:]) + "-",
+		senders: make(map[string]*sender),
+	}
+	if err := d.met.register(cfg.Registerer, d); err != nil {
+		return nil, err
+	}
+	d.live.Store(&[]*sender{})
+	return d, nil
+}
+
+// Wants reports whether some endpoint takes events of type typ: callers
+// build an event's data only then. Never blocks.
+func (d *Dispatcher) Wants(typ string) bool {
+	for _, s := range *d.live.Load() {
+		if s.ep.wants(typ) {
+			return true
+		}
+	}
+	return false
+}
+
+// Emit queues an event of type typ with data (marshalled to JSON) for
+// every endpoint that takes it. It never blocks: an endpoint whose queue
+// is full loses the event (counted).
+func (d *Dispatcher) Emit(typ string, data any) {
+	var body []byte
+	var id string
+	for _, s := range *d.live.Load() {
+		if !s.ep.wants(typ) {
+			continue
+		}
+		if body == nil {
+			seq := d.seq.Add(1)
+			id = d.prefix + strconv.FormatUint(seq, 10)
+			b, err := json.Marshal(Event{ID: id, Type: typ, Time: time.Now().UTC(), Node: d.cfg.Node, Seq: seq, Data: data})
+			if err != nil {
+				d.log.Error("webhook: event not encoded", "type", typ, "err", err)
+				return
+			}
+			body = b
+		}
+		select {
+		case s.q <- item{id: id, typ: typ, body: body}:
+		default:
+			d.met.events.WithLabelValues(resultQueueFull).Inc()
+		}
+	}
+}
+
+// SetEndpoints makes eps the endpoints: new ones start, removed ones
+// stop (what they still queued is dropped, counted), changed ones start
+// afresh.
+func (d *Dispatcher) SetEndpoints(eps []Endpoint) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	keep := make(map[string]*sender, len(eps))
+	for _, ep := range eps {
+		if s := d.senders[ep.ID]; s != nil && sameEndpoint(&s.ep, &ep) {
+			keep[ep.ID] = s
+			continue
+		}
+		keep[ep.ID] = d.start(ep)
+	}
+	for id, s := range d.senders {
+		if keep[id] != s {
+			s.stop()
+		}
+	}
+	d.senders = keep
+	live := make([]*sender, 0, len(keep))
+	for _, s := range keep {
+		live = append(live, s)
+	}
+	d.live.Store(&live)
+}
+
+func sameEndpoint(a, b *Endpoint) bool {
+	return a.URL == b.URL && a.Secret == b.Secret && slices.Equal(a.Events, b.Events)
+}
+
+// Close stops every sender; queued events are dropped.
+func (d *Dispatcher) Close() {
+	d.mu.Lock()
+	d.closed = true
+	for _, s := range d.senders {
+		s.stop()
+	}
+	d.senders = nil
+	d.live.Store(&[]*sender{})
+	d.mu.Unlock()
+}
+
+// queued is the events waiting, all endpoints together.
+func (d *Dispatcher) queued() int {
+	n := 0
+	for _, s := range *d.live.Load() {
+		n += len(s.q)
+	}
+	return n
+}
+
+// item is one queued event.
+type item struct {
+	id, typ string
+	body    []byte
+}
+
+// sender sends one endpoint's events in order.
+type sender struct {
+	d    *Dispatcher
+	ep   Endpoint
+	q    chan item
+	quit chan struct{}
+	once sync.Once
+}
+
+func (d *Dispatcher) start(ep Endpoint) *sender {
+	s := &sender{d: d, ep: ep, q: make(chan item, d.cfg.QueueLen), quit: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+func (s *sender) stop() { s.once.Do(func() { close(s.quit) }) }
+
+func (s *sender) run() {
+	for {
+		select {
+		case <-s.quit:
+			s.d.met.events.WithLabelValues(resultRemoved).Add(float64(len(s.q)))
+			return
+		case it := <-s.q:
+			s.deliver(it)
+		}
+	}
+}
+
+// deliver sends one event, retrying, until it is taken, it failed every
+// attempt, or the sender stops.
+func (s *sender) deliver(it item) {
+	wait := s.d.cfg.Backoff
+	for attempt := 1; ; attempt++ {
+		err := s.post(it)
+		if err == nil {
+			s.d.met.events.WithLabelValues(resultDelivered).Inc()
+			return
+		}
+		if attempt == s.d.cfg.MaxAttempts {
+			s.d.met.events.WithLabelValues(resultFailed).Inc()
+			if ok, missed := s.d.met.failLog.Allow(time.Minute); ok {
+				s.d.log.Warn("webhook: event dropped after every attempt failed (logged at most once a minute; see pushring_webhook_events_total)",
+					"endpoint", s.ep.ID, "event", it.id, "type", it.typ, "attempts", attempt, "err", err, "since_last_line", missed)
+			}
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-s.quit:
+			t.Stop()
+			s.d.met.events.WithLabelValues(resultRemoved).Inc()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, s.d.cfg.MaxBackoff)
+	}
+}
+
+// errStatus is an answer other than 2xx.
+var errStatus = errors.New("webhook: endpoint answered an error status")
+
+// post makes one attempt.
+func (s *sender) post(it item) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.d.cfg.Timeout)
+	defer cancel()
+	go func() { // the sender stopping ends an attempt in flight
+		select {
+		case <-s.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ep.URL, bytes.NewReader(it.body))
+	if err != nil {
+		s.d.met.attempts.WithLabelValues("error").Inc()
+		return err
+	}
+	now := time.Now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "pushring-webhook/1")
+	req.Header.Set("X-Pushring-Event", it.typ)
+	req.Header.Set("X-Pushring-Id", it.id)
+	req.Header.Set("X-Pushring-Timestamp", strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set("X-Pushring-Signature", Sign(s.ep.Secret, now, it.body))
+	resp, err := s.d.client.Do(req)
+	if err != nil {
+		s.d.met.attempts.WithLabelValues("error").Inc()
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		s.d.met.attempts.WithLabelValues("status").Inc()
+		return fmt.Errorf("%w: %s", errStatus, resp.Status)
+	}
+	s.d.met.attempts.WithLabelValues("ok").Inc()
+	return nil
+}
