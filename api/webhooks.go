@@ -93,4 +93,3 @@ func (a *API) deleteWebhook(q *request) error {
 	q.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
-

@@ -79,7 +79,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "webhook"),
 		// Redirects are not followed: the configured URL is the
 		// receiver, and a redirect elsewhere would carry the signature.
-		client: &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		client:  &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		prefix:  cfg.Node + "-" + hex.EncodeToString(r[:]) + "-",
 		senders: make(map[string]*sender),
 	}
