@@ -292,6 +292,51 @@ func (c *Cluster) AllNodes() []Node {
 	return c.Members
 }
 
+// Webhook is the result of POST /v1/webhooks and an entry of GET
+// /v1/webhooks (an entry's Body is empty). Secret, which signs the
+// requests sent to URL, is sent only by the POST: it is shown only once.
+type Webhook struct {
+	Response
+	ID      string    `json:"id"`
+	URL     string    `json:"url"`
+	Events  []string  `json:"events"` // the event types sent to URL; empty: all of them
+	Secret  string    `json:"secret"` // POST only
+	Created Timestamp `json:"created"`
+}
+
+// WebhookList is the result of GET /v1/webhooks.
+type WebhookList struct {
+	Response
+	Webhooks []Webhook `json:"webhooks"`
+}
+
+// UserPresence is the result of GET /v1/users/{id}/presence.
+type UserPresence struct {
+	Response
+	ID     string   `json:"id"`
+	Online bool     `json:"online"`
+	Nodes  []string `json:"nodes"` // the nodes the user is connected to
+	// Complete: every live node answered; else MissingNodes did not,
+	// and connections there are not counted.
+	Complete     bool     `json:"complete"`
+	MissingNodes []string `json:"missing_nodes"`
+}
+
+// GroupPresence is the result of GET /v1/groups/{gid}/presence.
+type GroupPresence struct {
+	Response
+	ID     string `json:"id"`
+	Online IDList `json:"online"` // the members connected now
+	Count  int    `json:"count"`
+	// Truncated: a node had more connected members than it listed;
+	// Online is not all of them and Count adds up the nodes' counts.
+	Truncated bool `json:"truncated"`
+	// Complete: every live node answered; else MissingNodes did not,
+	// and connections there are not counted.
+	Complete     bool     `json:"complete"`
+	MissingNodes []string `json:"missing_nodes"`
+}
+
 // Payload is the body of a message to publish over HTTP. Exactly one of
 // Text and Base64 is sent; QoS < 0 leaves the server's default.
 type Payload struct {
@@ -491,6 +536,44 @@ func (c *Client) PublishGroup(ctx context.Context, gid string, p Payload) (*Publ
 func (c *Client) PublishUser(ctx context.Context, id string, p Payload) (*Published, error) {
 	var out Published
 	return &out, c.do(ctx, "POST", "/v1/users/"+url.PathEscape(id)+"/messages", authPublisher, p.body(), &out)
+}
+
+// CreateWebhook is POST /v1/webhooks (admin): events of the given types
+// (none: every type) are POSTed to endpoint, signed with the returned
+// Secret, which is shown only once.
+func (c *Client) CreateWebhook(ctx context.Context, endpoint string, events []string) (*Webhook, error) {
+	body := map[string]any{"url": endpoint}
+	if len(events) > 0 {
+		body["events"] = events
+	}
+	var out Webhook
+	return &out, c.do(ctx, "POST", "/v1/webhooks", authAdmin, body, &out)
+}
+
+// ListWebhooks is GET /v1/webhooks (admin), without the secrets.
+func (c *Client) ListWebhooks(ctx context.Context) (*WebhookList, error) {
+	var out WebhookList
+	return &out, c.do(ctx, "GET", "/v1/webhooks", authAdmin, nil, &out)
+}
+
+// DeleteWebhook is DELETE /v1/webhooks/{id} (admin).
+func (c *Client) DeleteWebhook(ctx context.Context, id string) (*Ack, error) {
+	var out Ack
+	return &out, c.do(ctx, "DELETE", "/v1/webhooks/"+url.PathEscape(id), authAdmin, nil, &out)
+}
+
+// UserPresence is GET /v1/users/{id}/presence (admin key preferred, else
+// token or device: the admin, the user, or one sharing a group with her).
+func (c *Client) UserPresence(ctx context.Context, id string) (*UserPresence, error) {
+	var out UserPresence
+	return &out, c.do(ctx, "GET", "/v1/users/"+url.PathEscape(id)+"/presence", authReader, nil, &out)
+}
+
+// GroupPresence is GET /v1/groups/{gid}/presence (admin key preferred,
+// else token or device: the admin or a member).
+func (c *Client) GroupPresence(ctx context.Context, gid string) (*GroupPresence, error) {
+	var out GroupPresence
+	return &out, c.do(ctx, "GET", "/v1/groups/"+url.PathEscape(gid)+"/presence", authReader, nil, &out)
 }
 
 // Route is GET /v1/route/{id}.

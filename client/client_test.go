@@ -223,3 +223,104 @@ func TestAdminCalls(t *testing.T) {
 		t.Errorf("a request went out: %q", got[len(wantReqs):])
 	}
 }
+
+// The webhook and presence calls send the method, path, body and
+// credential of the API and decode its answers.
+func TestWebhookAndPresenceCalls(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string // "METHOD path body | Authorization"
+	requests := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(sent) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		sent = append(sent, r.Method+" "+r.URL.RequestURI()+" "+string(b)+"| "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch r.Method + " " + r.URL.Path {
+		case "POST /v1/webhooks":
+			w.WriteHeader(201)
+			io.WriteString(w, `{"id":"wh01","url":"https://h/hook","events":["refusal"],"secret":"whsec_1","created":"2030-01-02T03:04:05Z"}`)
+		case "GET /v1/webhooks":
+			io.WriteString(w, `{"webhooks":[{"id":"wh01","url":"https://h/hook","events":[],"created":1893553445}]}`)
+		case "DELETE /v1/webhooks/wh99":
+			w.WriteHeader(404)
+			io.WriteString(w, `{"error":{"code":"not_found","message":"no such webhook endpoint"}}`)
+		case "GET /v1/users/alice/presence":
+			io.WriteString(w, `{"id":"alice","online":true,"nodes":["n1"],"complete":false,"missing_nodes":["n2"]}`)
+		case "GET /v1/groups/g 1/presence":
+			io.WriteString(w, `{"id":"g 1","online":[{"id":"alice"},{"id":"bob"}],"count":5,"truncated":true,"complete":true,"missing_nodes":[]}`)
+		default:
+			w.WriteHeader(204)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	c := &Client{BaseURL: srv.URL, AdminKey: "adm"}
+	want := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+	h, err := c.CreateWebhook(ctx, "https://h/hook", []string{"refusal"})
+	if err != nil || h.ID != "wh01" || h.Secret != "whsec_1" || !slices.Equal(h.Events, []string{"refusal"}) || !h.Created.Equal(want) || len(h.Body()) == 0 {
+		t.Errorf("CreateWebhook: %+v %v", h, err)
+	}
+	if _, err := c.CreateWebhook(ctx, "https://h/all", nil); err != nil {
+		t.Error(err)
+	}
+	l, err := c.ListWebhooks(ctx)
+	if err != nil || len(l.Webhooks) != 1 || l.Webhooks[0].URL != "https://h/hook" || l.Webhooks[0].Secret != "" ||
+		len(l.Webhooks[0].Events) != 0 || !l.Webhooks[0].Created.Equal(want) {
+		t.Errorf("ListWebhooks: %+v %v", l, err)
+	}
+	if _, err := c.DeleteWebhook(ctx, "wh01"); err != nil {
+		t.Error(err)
+	}
+	var apiErr *APIError
+	if _, err := c.DeleteWebhook(ctx, "wh99"); !errors.As(err, &apiErr) || apiErr.Status != 404 || apiErr.Code != "not_found" {
+		t.Errorf("DeleteWebhook(wh99): %v", err)
+	}
+	// Presence: the admin key preferred, else a token, else a device.
+	up, err := (&Client{BaseURL: srv.URL, Token: "tok"}).UserPresence(ctx, "alice")
+	if err != nil || !up.Online || !slices.Equal(up.Nodes, []string{"n1"}) || up.Complete || !slices.Equal(up.MissingNodes, []string{"n2"}) {
+		t.Errorf("UserPresence: %+v %v", up, err)
+	}
+	gp, err := (&Client{BaseURL: srv.URL, AdminKey: "adm", DeviceID: "d", DeviceKey: "k"}).GroupPresence(ctx, "g 1")
+	if err != nil || !slices.Equal(gp.Online, IDList{"alice", "bob"}) || gp.Count != 5 || !gp.Truncated || !gp.Complete || len(gp.MissingNodes) != 0 {
+		t.Errorf("GroupPresence: %+v %v", gp, err)
+	}
+	if _, err := (&Client{BaseURL: srv.URL, DeviceID: "d", DeviceKey: "k"}).UserPresence(ctx, "alice"); err != nil {
+		t.Error(err)
+	}
+	wantReqs := []string{
+		`POST /v1/webhooks {"events":["refusal"],"url":"https://h/hook"}| Bearer adm`,
+		`POST /v1/webhooks {"url":"https://h/all"}| Bearer adm`,
+		"GET /v1/webhooks | Bearer adm",
+		"DELETE /v1/webhooks/wh01 | Bearer adm",
+		"DELETE /v1/webhooks/wh99 | Bearer adm",
+		"GET /v1/users/alice/presence | Bearer tok",
+		"GET /v1/groups/g%201/presence | Bearer adm",
+		"GET /v1/users/alice/presence | Basic ZDpr",
+	}
+	got := requests()
+	if len(got) != len(wantReqs) {
+		t.Fatalf("requests:\n%q\nwant:\n%q", got, wantReqs)
+	}
+	for i := range got {
+		if got[i] != wantReqs[i] {
+			t.Errorf("request %d: %q, want %q", i, got[i], wantReqs[i])
+		}
+	}
+
+	// The webhook calls send no request without the admin key.
+	tok := &Client{BaseURL: srv.URL, Token: "tok", DeviceID: "d", DeviceKey: "k"}
+	if _, err := tok.CreateWebhook(ctx, "https://h/", nil); !errors.Is(err, ErrNoAdminKey) {
+		t.Errorf("CreateWebhook with a token: %v", err)
+	}
+	if _, err := tok.ListWebhooks(ctx); !errors.Is(err, ErrNoAdminKey) {
+		t.Errorf("ListWebhooks with a token: %v", err)
+	}
+	if _, err := tok.DeleteWebhook(ctx, "wh01"); !errors.Is(err, ErrNoAdminKey) {
+		t.Errorf("DeleteWebhook with a token: %v", err)
+	}
+	if got := requests(); len(got) != len(wantReqs) {
+		t.Errorf("a request went out: %q", got[len(wantReqs):])
+	}
+}

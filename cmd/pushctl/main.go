@@ -56,6 +56,14 @@ Admin (needs --admin-key, --admin-key-file or PUSHRING_ADMIN_KEY):
   group remove-member <gid> <id>
   group add-publisher <gid> <id>             allow <id> (e.g. a device) to publish to the group
   group remove-publisher <gid> <id>
+  webhook add <url> [--event T]... [-q]      POST signed events to <url>: those of type T
+                                             (repeatable; T is session.connected,
+                                             session.disconnected, message.offline or refusal),
+                                             default every type; prints the id and the signing
+                                             secret, shown only once (-q: the secret only)
+  webhook list [-q]                          the webhooks, one a line: id, when it was made, url
+                                             and event types; never the secret (-q: the ids only)
+  webhook delete <id>                        stop sending events to a webhook
 
 Admin, or the user or device itself (these send the user's --token or the
 device's --device/--key if given, else the admin key):
@@ -79,6 +87,12 @@ User (needs --token or PUSHRING_TOKEN, except login):
 
 Anyone with a credential:
   group show <gid>                           members and publishers of a group
+  group presence <gid>                       the members connected now, one a line, then their
+                                             count (the admin or a member)
+  user presence <id>                         online or offline, and the nodes a user is
+                                             connected to (the admin, the user, or anyone
+                                             sharing a group with her)
+    (presence names the nodes that did not answer, if any: their clients are not counted)
   publish group <gid> <text…>                send to every member of a group
   publish user <id> <text…>                  send a direct message
       --qos N     QoS 0, 1 or 2 (default: the server's)
@@ -182,6 +196,7 @@ var commands = map[string]command{
 	"user groups":            {"user groups <id>", groupsCmd(false)},
 	"user sessions":          {"user sessions <id>", cmdUserSessions},
 	"user revoke-sessions":   {"user revoke-sessions <id>", cmdUserRevokeSessions},
+	"user presence":          {"user presence <id>", cmdUserPresence},
 	"device create":          {"device create <id> [-q]", cmdDeviceCreate},
 	"device list":            {"device list [--prefix P] [--limit N] [--cursor C] [--all] [-q]", listCmd("devices", listDevices)},
 	"device show":            {"device show <id>", cmdDeviceShow},
@@ -196,6 +211,10 @@ var commands = map[string]command{
 	"group add-publisher":    {"group add-publisher <gid> <id>", roleCmd("publishers", true)},
 	"group remove-publisher": {"group remove-publisher <gid> <id>", roleCmd("publishers", false)},
 	"group show":             {"group show <gid>", cmdGroupShow},
+	"group presence":         {"group presence <gid>", cmdGroupPresence},
+	"webhook add":            {"webhook add <url> [--event T]... [-q]", cmdWebhookAdd},
+	"webhook list":           {"webhook list [-q]", cmdWebhookList},
+	"webhook delete":         {"webhook delete <id>", deleteCmd("webhook")},
 	"login":                  {"login <id> --password P [-q]", cmdLogin},
 	"logout":                 {"logout", cmdLogout},
 	"whoami":                 {"whoami", cmdWhoami},
@@ -496,6 +515,69 @@ func cmdGroupShow(ctx context.Context, c *cli, args []string) error {
 	}, printGroup)
 }
 
+func cmdGroupPresence(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags("group presence"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.GroupPresence, error) {
+		return cl.GroupPresence(ctx, pos[0])
+	}, printGroupPresence)
+}
+
+func cmdUserPresence(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags("user presence"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.UserPresence, error) {
+		return cl.UserPresence(ctx, pos[0])
+	}, func(w io.Writer, p *client.UserPresence) { printUserPresence(w, p, pos[0]) })
+}
+
+func cmdWebhookAdd(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("webhook add")
+	var events []string
+	fs.Func("event", "send only events of this type (repeatable; default: every type)", func(v string) error {
+		if v == "" {
+			return errors.New("empty event type")
+		}
+		events = append(events, v)
+		return nil
+	})
+	quiet := quietFlag(fs)
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.Webhook, error) {
+		return cl.CreateWebhook(ctx, pos[0], events)
+	}, func(w io.Writer, h *client.Webhook) {
+		if *quiet {
+			fmt.Fprintln(w, h.Secret)
+			return
+		}
+		printWebhook(w, h)
+	})
+}
+
+func cmdWebhookList(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("webhook list")
+	quiet := quietFlag(fs)
+	if _, err := c.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	return call(ctx, c, func(ctx context.Context, cl *client.Client) (*client.WebhookList, error) {
+		return cl.ListWebhooks(ctx)
+	}, func(w io.Writer, l *client.WebhookList) {
+		rows := make([][]string, 0, len(l.Webhooks))
+		for _, h := range l.Webhooks {
+			rows = append(rows, []string{h.ID, timestamp(h.Created), h.URL, eventTypes(h.Events)})
+		}
+		printRows(w, rows, *quiet)
+	})
+}
+
 // listPage is one page of a list call, in the form list commands print.
 type listPage struct {
 	body []byte     // the response body
@@ -646,7 +728,8 @@ func cmdDeviceShow(ctx context.Context, c *cli, args []string) error {
 	})
 }
 
-// deleteCmd is user delete, device delete and group delete.
+// deleteCmd is user delete, device delete, group delete and webhook
+// delete.
 func deleteCmd(what string) func(context.Context, *cli, []string) error {
 	return func(ctx context.Context, c *cli, args []string) error {
 		pos, err := c.parse(c.flags(what+" delete"), args, 1, 1)
@@ -659,6 +742,8 @@ func deleteCmd(what string) func(context.Context, *cli, []string) error {
 				return cl.DeleteUser(ctx, pos[0])
 			case "device":
 				return cl.DeleteDevice(ctx, pos[0])
+			case "webhook":
+				return cl.DeleteWebhook(ctx, pos[0])
 			}
 			return cl.DeleteGroup(ctx, pos[0])
 		}, func(w io.Writer, _ *client.Ack) { fmt.Fprintf(w, "deleted %s %s\n", what, pos[0]) })

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -108,6 +109,42 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			`{"id":"fedcba9876543210","created":"2029-01-01T00:00:00Z","expires_at":"2000-01-01T00:00:00Z","current":false}]}`)
 	case route == "DELETE /v1/users/alice/sessions":
 		w.WriteHeader(204)
+	case strings.HasPrefix(route, "POST /v1/webhooks") || strings.HasPrefix(route, "GET /v1/webhooks") ||
+		strings.HasPrefix(route, "DELETE /v1/webhooks/"):
+		switch {
+		case !admin:
+			reply(401, `{"error":{"code":"unauthorized","message":"admin key required"}}`)
+		case route == "POST /v1/webhooks" && body["url"] == "ftp://x":
+			reply(400, `{"error":{"code":"invalid_webhook","message":"url must be an http:// or https:// URL"}}`)
+		case route == "POST /v1/webhooks":
+			events, _ := json.Marshal(body["events"])
+			if body["events"] == nil {
+				events = []byte("[]")
+			}
+			url, _ := json.Marshal(body["url"])
+			reply(201, `{"id":"wh01","url":`+string(url)+`,"events":`+string(events)+`,"secret":"whsec_s3cr3t","created":"2030-01-02T03:04:05Z"}`)
+		case route == "GET /v1/webhooks":
+			reply(200, `{"webhooks":[{"id":"wh01","url":"https://example.com/hook","events":[],"created":"2030-01-02T03:04:05Z"},`+
+				`{"id":"wh02","url":"http://10.0.0.9/h","events":["refusal","session.connected"],"created":"2030-01-03T00:00:00Z"}]}`)
+		case route == "DELETE /v1/webhooks/wh01":
+			w.WriteHeader(204)
+		default:
+			reply(404, `{"error":{"code":"not_found","message":"no such webhook endpoint"}}`)
+		}
+	case route == "GET /v1/users/alice/presence":
+		reply(200, `{"id":"alice","online":true,"nodes":["n1","n2"],"complete":true,"missing_nodes":[]}`)
+	case route == "GET /v1/users/bob/presence":
+		reply(200, `{"id":"bob","online":false,"nodes":[],"complete":false,"missing_nodes":["n2","n3"]}`)
+	case route == "GET /v1/users/carol/presence" && admin:
+		reply(403, `{"error":{"code":"forbidden","message":"forbidden"}}`)
+	case route == "GET /v1/users/carol/presence":
+		reply(200, `{"id":"carol","online":false,"nodes":[],"complete":true,"missing_nodes":[]}`)
+	case route == "GET /v1/groups/g1/presence":
+		reply(200, `{"id":"g1","online":["alice","bob"],"count":2,"truncated":false,"complete":true,"missing_nodes":[]}`)
+	case route == "GET /v1/groups/group2/presence":
+		reply(200, `{"id":"group2","online":[],"count":0,"truncated":false,"complete":true,"missing_nodes":[]}`)
+	case route == "GET /v1/groups/big/presence":
+		reply(200, `{"id":"big","online":["alice","bob"],"count":7,"truncated":true,"complete":false,"missing_nodes":["n3"]}`)
 	case r.Method == "GET" && r.URL.Path == "/v1/route/bad":
 		w.WriteHeader(502)
 		io.WriteString(w, "<html>bad gateway</html>")
@@ -309,6 +346,66 @@ func TestCommands(t *testing.T) {
 		{name: "user revoke-sessions", env: admin, args: []string{"user", "revoke-sessions", "alice"},
 			stdout: "ended every login session of alice\n", req: "DELETE /v1/users/alice/sessions", auth: "Bearer adm"},
 		{name: "user revoke-sessions missing id", env: admin, args: []string{"user", "revoke-sessions"}, code: 2, stderr: "missing arguments"},
+		// Webhooks.
+		{name: "webhook add", env: admin, args: []string{"webhook", "add", "https://example.com/hook"},
+			stdout: "id:      wh01\nurl:     https://example.com/hook\nevents:  all\nsecret:  whsec_s3cr3t\n" +
+				"(the secret is shown only once: store it now; it signs every request, X-Pushring-Signature)\n",
+			req: "POST /v1/webhooks", auth: "Bearer adm", body: map[string]any{"url": "https://example.com/hook", "events": nil}},
+		{name: "webhook add events quiet", env: admin,
+			args:   []string{"webhook", "add", "--event", "session.connected", "http://10.0.0.9/h", "--event=refusal", "-q"},
+			stdout: "whsec_s3cr3t\n", req: "POST /v1/webhooks",
+			body: map[string]any{"url": "http://10.0.0.9/h", "events": []any{"session.connected", "refusal"}}},
+		{name: "webhook add events shown", env: admin, args: []string{"webhook", "add", "http://h/", "--event", "refusal", "--event", "message.offline"},
+			stdout: "events:  refusal,message.offline\n", contains: true},
+		{name: "webhook add json", env: admin, args: []string{"--json", "webhook", "add", "http://h/"},
+			stdout: `"secret": "whsec_s3cr3t"`, contains: true},
+		{name: "webhook add invalid", env: admin, args: []string{"webhook", "add", "ftp://x"},
+			code: 1, stderr: "error: invalid_webhook: url must be"},
+		{name: "webhook add needs admin", args: []string{"webhook", "add", "http://h/", "--token", "tok123"},
+			code: 1, stderr: "needs the admin key"},
+		{name: "webhook add missing url", env: admin, args: []string{"webhook", "add", "--event", "refusal"},
+			code: 2, stderr: "missing arguments\nusage: pushctl webhook add <url> [--event T]... [-q]\n"},
+		{name: "webhook add two urls", env: admin, args: []string{"webhook", "add", "http://a/", "http://b/"},
+			code: 2, stderr: `unexpected argument "http://b/"`},
+		{name: "webhook add empty event", env: admin, args: []string{"webhook", "add", "http://a/", "--event", ""},
+			code: 2, stderr: "empty event type"},
+		{name: "webhook add event without value", env: admin, args: []string{"webhook", "add", "http://a/", "--event"},
+			code: 2, stderr: "flag needs an argument"},
+		{name: "webhook list", env: admin, args: []string{"webhook", "list"},
+			stdout: "wh01  2030-01-02T03:04:05Z  https://example.com/hook  all\nwh02  2030-01-03T00:00:00Z  http://10.0.0.9/h         refusal,session.connected\n",
+			req:    "GET /v1/webhooks", auth: "Bearer adm"},
+		{name: "webhook list quiet", env: admin, args: []string{"webhook", "list", "-q"}, stdout: "wh01\nwh02\n"},
+		{name: "webhook list json", env: admin, args: []string{"webhook", "list", "--json"}, stdout: `"id": "wh02"`, contains: true},
+		{name: "webhook list needs admin", args: []string{"webhook", "list"}, code: 1, stderr: "needs the admin key"},
+		{name: "webhook list stray argument", env: admin, args: []string{"webhook", "list", "wh01"}, code: 2, stderr: `unexpected argument "wh01"`},
+		{name: "webhook delete", env: admin, args: []string{"webhook", "delete", "wh01"},
+			stdout: "deleted webhook wh01\n", req: "DELETE /v1/webhooks/wh01", auth: "Bearer adm"},
+		{name: "webhook delete json", env: admin, args: []string{"webhook", "delete", "wh01", "--json"}, stdout: "{}\n"},
+		{name: "webhook delete not found", env: admin, args: []string{"webhook", "delete", "wh99"}, code: 1, stderr: "error: not_found: "},
+		{name: "webhook delete missing id", env: admin, args: []string{"webhook", "delete"}, code: 2, stderr: "usage: pushctl webhook delete <id>"},
+		{name: "webhook unknown subcommand", env: admin, args: []string{"webhook", "show", "wh01"}, code: 2, stderr: `unknown command "webhook show"`},
+		// Presence.
+		{name: "user presence online", env: admin, args: []string{"user", "presence", "alice"},
+			stdout: "alice is online, connected to n1, n2\n", req: "GET /v1/users/alice/presence", auth: "Bearer adm"},
+		{name: "user presence offline incomplete", env: admin, args: []string{"user", "presence", "bob"},
+			stdout: "bob is offline\nincomplete: n2, n3 did not answer (clients connected there are not counted)\n"},
+		{name: "user presence as a user", args: []string{"user", "presence", "carol", "--token", "tok123"},
+			stdout: "carol is offline\n", auth: "Bearer tok123"},
+		{name: "user presence as a device", args: []string{"user", "presence", "carol", "--device", "dev1", "--key", "k3y"},
+			stdout: "carol is offline\n", auth: "Basic ZGV2MTprM3k="},
+		{name: "user presence forbidden", env: admin, args: []string{"user", "presence", "carol"}, code: 1, stderr: "error: forbidden: "},
+		{name: "user presence json", env: admin, args: []string{"user", "presence", "alice", "--json"},
+			stdout: "{\n  \"id\": \"alice\",\n  \"online\": true,\n  \"nodes\": [\n    \"n1\",\n    \"n2\"\n  ],\n  \"complete\": true,\n  \"missing_nodes\": []\n}\n"},
+		{name: "user presence missing id", env: admin, args: []string{"user", "presence"}, code: 2, stderr: "usage: pushctl user presence <id>"},
+		{name: "group presence", env: map[string]string{"PUSHRING_TOKEN": "tok123"}, args: []string{"group", "presence", "g1"},
+			stdout: "alice\nbob\n2 member(s) online\n", req: "GET /v1/groups/g1/presence", auth: "Bearer tok123"},
+		{name: "group presence none", env: admin, args: []string{"group", "presence", "group2"}, stdout: "0 member(s) online\n"},
+		{name: "group presence truncated incomplete", env: admin, args: []string{"group", "presence", "big"},
+			stdout: "alice\nbob\n7 member(s) online, 2 listed (truncated: a node had more than it lists; a member connected to two nodes counts twice)\n" +
+				"incomplete: n3 did not answer (clients connected there are not counted)\n"},
+		{name: "group presence json", env: admin, args: []string{"group", "presence", "g1", "--json"}, stdout: `"count": 2`, contains: true},
+		{name: "group presence not found", env: admin, args: []string{"group", "presence", "g9"}, code: 1, stderr: "error: not_found: "},
+		{name: "group presence two gids", env: admin, args: []string{"group", "presence", "g1", "g2"}, code: 2, stderr: `unexpected argument "g2"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -337,7 +434,7 @@ func TestCommands(t *testing.T) {
 				t.Errorf("Authorization %q, want %q", f.last.auth, tc.auth)
 			}
 			for k, v := range tc.body {
-				if f.last.body[k] != v {
+				if !reflect.DeepEqual(f.last.body[k], v) {
 					t.Errorf("body[%s] = %#v, want %#v (body %v)", k, f.last.body[k], v, f.last.body)
 				}
 			}

@@ -19,6 +19,58 @@ func printDevice(w io.Writer, d *client.Device) {
 	fmt.Fprintln(w, "(the key is shown only once: store it now)")
 }
 
+func printWebhook(w io.Writer, h *client.Webhook) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "id:\t%s\n", h.ID)
+	fmt.Fprintf(tw, "url:\t%s\n", h.URL)
+	fmt.Fprintf(tw, "events:\t%s\n", eventTypes(h.Events))
+	fmt.Fprintf(tw, "secret:\t%s\n", h.Secret)
+	tw.Flush()
+	fmt.Fprintln(w, "(the secret is shown only once: store it now; it signs every request, X-Pushring-Signature)")
+}
+
+// eventTypes renders the event types of a webhook: none means all.
+func eventTypes(types []string) string {
+	if len(types) == 0 {
+		return "all"
+	}
+	return strings.Join(types, ",")
+}
+
+// printUserPresence says whether a user is online and where.
+func printUserPresence(w io.Writer, p *client.UserPresence, asked string) {
+	id := or(p.ID, asked)
+	if p.Online {
+		fmt.Fprintf(w, "%s is online, connected to %s\n", id, list(p.Nodes))
+	} else {
+		fmt.Fprintf(w, "%s is offline\n", id)
+	}
+	printIncomplete(w, p.Complete, p.MissingNodes)
+}
+
+// printGroupPresence lists the members online, one a line, then their
+// count.
+func printGroupPresence(w io.Writer, p *client.GroupPresence) {
+	for _, id := range p.Online {
+		fmt.Fprintln(w, id)
+	}
+	if p.Truncated {
+		fmt.Fprintf(w, "%d member(s) online, %d listed (truncated: a node had more than it lists; a member connected to two nodes counts twice)\n",
+			p.Count, len(p.Online))
+	} else {
+		fmt.Fprintf(w, "%d member(s) online\n", p.Count)
+	}
+	printIncomplete(w, p.Complete, p.MissingNodes)
+}
+
+// printIncomplete notes the nodes that did not answer a presence query.
+func printIncomplete(w io.Writer, complete bool, missing []string) {
+	if complete {
+		return
+	}
+	fmt.Fprintf(w, "incomplete: %s did not answer (clients connected there are not counted)\n", list(missing))
+}
+
 func printGroup(w io.Writer, g *client.Group) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "group:\t%s\n", g.ID)
