@@ -92,6 +92,29 @@ type Deps struct {
 	// Refused, if set, is told of every refused request (its error code
 	// and status), for webhooks; it must not block.
 	Refused func(code string, status int)
+	// Stats returns every live node's last sample (GET
+	// /v1/cluster/stats); nil: that call answers 503.
+	Stats func() []NodeStats
+	// Tail calls fn for each message stored for group gid from now on,
+	// until ctx ends (GET /v1/groups/{gid}/tail); nil: 503.
+	Tail func(ctx context.Context, gid string, fn func(stored time.Time, m *message.Message)) error
+}
+
+// NodeStats is one node's sample of its own figures.
+type NodeStats struct {
+	Node        string    `json:"node"`
+	Time        time.Time `json:"time"`
+	Connections int64     `json:"connections"`
+	Sessions    int64     `json:"sessions"`
+	// Totals since the node started, and their rates over the
+	// interval before Time.
+	MessagesIn       uint64  `json:"messages_in_total"`
+	Deliveries       uint64  `json:"deliveries_total"`
+	MessagesInPerSec float64 `json:"messages_in_per_sec"`
+	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	// Refusals since the node started, by "mqtt:<reason>",
+	// "mqtt:connect_<result>" and "http:<code>"; only those above 0.
+	Refusals map[string]uint64 `json:"refusals"`
 }
 
 // Webhooks keeps the cluster's webhook endpoints.
@@ -298,11 +321,12 @@ func (c Config) validate() error {
 
 // API is the HTTP handler of a node. It is goroutine-safe.
 type API struct {
-	cfg  Config
-	st   store.Store
-	deps Deps
-	log  *slog.Logger
-	mux  *http.ServeMux
+	cfg   Config
+	st    store.Store
+	deps  Deps
+	log   *slog.Logger
+	mux   *http.ServeMux
+	tails chan struct{} // a slot per group tail streaming (maxTails)
 	// patterns are the routes registered on mux, for the OpenAPI check.
 	patterns []string
 	met      *metrics
@@ -355,6 +379,7 @@ func New(cfg Config, st store.Store, deps Deps) (*API, error) {
 		deps:      deps,
 		log:       cfg.Logger,
 		mux:       http.NewServeMux(),
+		tails:     make(chan struct{}, maxTails),
 		met:       met,
 		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
@@ -424,9 +449,16 @@ func (a *API) routes() {
 	a.handle("POST /v1/users/{id}/messages", a.directMessage)
 	a.handle("GET /v1/route/{id}", a.route)
 	a.handle("GET /v1/cluster", a.cluster)
+	a.handle("GET /v1/cluster/stats", a.clusterStats)
+	a.handle("GET /v1/groups/{gid}/tail", a.groupTail)
 	a.handle("GET /healthz", a.healthz)
 	a.handle("GET /readyz", a.readyz)
 	a.handle("GET /v1/openapi.json", a.openAPI)
+	a.handle("GET /console", a.consolePage)
+	a.handle("GET /console/{file}", a.consolePage)
+	a.handle("POST /console/login", a.consoleLogin)
+	a.handle("POST /console/logout", a.consoleLogout)
+	a.handle("GET /console/session", a.consoleSessionInfo)
 	a.patterns = append(a.patterns, "GET /metrics")
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}))
 	if a.deps.MQTT != nil {

@@ -22,6 +22,7 @@ const (
 // caller is an authenticated request's identity.
 type caller struct {
 	kind      callerKind
+	console   bool      // kindAdmin by a console session cookie
 	id        string    // principal id; "" for admin
 	tokenHash string    // kindUser: the session's key
 	expires   time.Time // kindUser: session expiry
@@ -30,6 +31,9 @@ type caller struct {
 func (c caller) String() string {
 	switch c.kind {
 	case kindAdmin:
+		if c.console {
+			return "admin:console"
+		}
 		return "admin"
 	case kindUser:
 		return "user:" + c.id
@@ -56,7 +60,11 @@ var dummyKeyHash = strings.Repeat("0", 2*sha256.Size)
 func (a *API) authenticate(q *request) (caller, error) {
 	h := q.r.Header.Get("Authorization")
 	if h == "" {
-		return caller{}, errUnauthorized
+		c, err := a.consoleCaller(q)
+		if err == nil {
+			q.caller = c
+		}
+		return c, err
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	cred = strings.TrimLeft(cred, " ")

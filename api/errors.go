@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/pushring/pushring/store"
 )
@@ -140,7 +141,12 @@ func (a *API) logRefusal(q *request, e *apiError, extra []any) {
 func (a *API) writeError(q *request, e *apiError) {
 	if e.status == http.StatusUnauthorized {
 		q.w.Header().Add("WWW-Authenticate", `Bearer realm="pushring"`)
-		q.w.Header().Add("WWW-Authenticate", `Basic realm="pushring"`)
+		// A Basic challenge makes a browser ask for a user name and
+		// password in a dialog of its own: offered only to a client that
+		// tried Basic already (a device), never to the console's pages.
+		if a, _, _ := strings.Cut(q.r.Header.Get("Authorization"), " "); strings.EqualFold(a, "Basic") {
+			q.w.Header().Add("WWW-Authenticate", `Basic realm="pushring"`)
+		}
 	}
 	if e.retryAfter > 0 {
 		q.w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))

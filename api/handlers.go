@@ -439,6 +439,9 @@ type routeResponse struct {
 type clusterResponse struct {
 	Self  membership.Node   `json:"self"`
 	Nodes []membership.Node `json:"nodes"`
+	// Members are the live nodes and, for a few minutes after they went,
+	// the dead and left ones, each with its state.
+	Members []membership.Node `json:"members"`
 }
 
 // GET /v1/route/{id} (any credential)
@@ -459,10 +462,12 @@ func (a *API) cluster(q *request) error {
 	if _, err := a.authenticate(q); err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusOK, clusterResponse{
-		Self:  a.deps.Cluster.Self(),
-		Nodes: nonNil(a.deps.Cluster.Nodes()),
-	})
+	out := clusterResponse{Self: a.deps.Cluster.Self(), Nodes: nonNil(a.deps.Cluster.Nodes())}
+	out.Members = out.Nodes
+	if m, ok := a.deps.Cluster.(interface{ Members() []membership.Node }); ok {
+		out.Members = nonNil(m.Members())
+	}
+	writeJSON(q.w, http.StatusOK, out)
 	return nil
 }
 

@@ -28,6 +28,11 @@ var (
 // loadSpec parses and validates the served document once.
 func loadSpec() (*openapi3.T, routers.Router, error) {
 	specOnce.Do(func() {
+		// The console's pages and the tail's stream are text: checked for
+		// their content type and status, their bodies taken as strings.
+		for _, ct := range []string{"text/html", "text/javascript", "text/css", "text/event-stream"} {
+			openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
+		}
 		spec, specErr = openapi3.NewLoader().LoadFromData(openAPIDoc)
 		if specErr == nil {
 			specErr = spec.Validate(context.Background())

@@ -420,24 +420,35 @@ func (f *Fanout) forwardAttached(env *Envelope) {
 // recipient's home when no other node has it attached, or on the node
 // the home forwarded it to. fn decides whether the recipient is
 // connected there (a message for a member with no live session, for
-// webhooks). It is called on the bus goroutine and must not block;
-// nil: no calls.
-func (f *Fanout) SetOffline(fn func(m *message.Message, id string)) {
+// webhooks). want is asked first, once per message: false skips the
+// recipients at no cost (no endpoint takes the events, or none has room
+// for them). Both are called on the bus goroutine and must not block;
+// a nil fn: no calls.
+func (f *Fanout) SetOffline(want func() bool, fn func(m *message.Message, id string)) {
 	if fn == nil {
 		f.offline.Store(nil)
 		return
 	}
-	f.offline.Store(&fn)
+	f.offline.Store(&offlineHook{want: want, fn: fn})
 }
 
-// endsHere calls fn for the recipients of env whose message ends here.
-func (f *Fanout) endsHere(env *Envelope, fn func(m *message.Message, id string)) {
+// offlineHook is SetOffline's pair.
+type offlineHook struct {
+	want func() bool
+	fn   func(m *message.Message, id string)
+}
+
+// endsHere tells h of the recipients of env whose message ends here.
+func (f *Fanout) endsHere(env *Envelope, h *offlineHook) {
+	if !h.want() {
+		return
+	}
 	now := time.Now().UnixNano()
 	for _, r := range env.Recipients {
 		if env.Hops == 0 && f.att.n.Load() > 0 && f.attachedElsewhere(r, now) {
 			continue // the attached node tells
 		}
-		fn(&env.Msg, r)
+		h.fn(&env.Msg, r)
 	}
 }
 

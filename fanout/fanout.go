@@ -264,7 +264,7 @@ type Fanout struct {
 	ask  asks        // presence queries waiting for answers (ask.go)
 	// offline, when set, is told of recipients a Deliver ends at here
 	// (SetOffline).
-	offline atomic.Pointer[func(m *message.Message, id string)]
+	offline atomic.Pointer[offlineHook]
 
 	waits    waits        // QoS 1 publishers waiting here (ack.go)
 	acksOut  ackOut       // Ack entries to send, with ackLoop
@@ -777,8 +777,8 @@ func (f *Fanout) handle(data []byte) (perRecipient int) {
 		if env.Hops == 0 && f.att.n.Load() > 0 {
 			f.forwardAttached(env)
 		}
-		if fn := f.offline.Load(); fn != nil {
-			f.endsHere(env, *fn)
+		if h := f.offline.Load(); h != nil {
+			f.endsHere(env, h)
 		}
 		*sp = env.Recipients // the scratch, or a larger slice to keep instead
 		perRecipient = outputBytes(&env.Msg)

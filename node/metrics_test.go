@@ -106,6 +106,7 @@ var goldenNodeFamilies = []string{
 	`pushring_webhook_attempts_total counter [result] "Webhook POSTs by result: ok (2xx), status (another status), error (no answer)."`,
 	`pushring_webhook_events_total counter [result] "Webhook events, once per endpoint that takes them, by what became of them: delivered, or dropped (queue_full, failed, removed)."`,
 	`pushring_webhook_queued gauge [] "Webhook events waiting to be sent, all endpoints together."`,
+	`pushring_webhook_skipped_total counter [type] "Occasions for webhook events not worked out because every endpoint taking their type had a full queue, by type (message.offline: one per message)."`,
 	`pushring_ws_connections_total counter [] "MQTT over WebSocket connections upgraded and handed to the MQTT server."`,
 	`pushring_ws_refusals_total counter [reason] "MQTT over WebSocket upgrades refused (origin, subprotocol, handshake) and connections closed for a text or oversized message."`,
 }

@@ -760,7 +760,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	events := hookEvents{d: n.hooks, r: n.router}
 	n.router.SetEvents(events)
-	n.fan.SetOffline(events.offline)
+	n.fan.SetOffline(events.offlineWanted, events.offline)
+	stats := &clusterStats{self: cfg.NodeID, js: js, subject: "$KV." + mqttBucketName(cfg) + "." + statsKey,
+		r: n.router, reg: n.registry, log: n.log, samples: make(map[string]api.NodeStats)}
+	if bucket, err := js.KeyValue(ctx, mqttBucketName(cfg)); err == nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			stats.run(runCtx, bucket)
+		}()
+	} else {
+		n.log.Warn("cluster statistics off: the records' bucket did not open", "err", err)
+	}
 	n.dir.OnPrincipal(func(e store.Event) {
 		if e.Type == store.PrincipalDeleted {
 			n.router.DropPrincipal(e.Principal)
@@ -901,6 +912,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Presence:  clusterPresence{fan: n.fan, cluster: n.cluster},
 		Webhooks:  webhookAdmin{n.hookEps},
 		Refused:   events.httpRefused,
+		Stats:     stats.list,
+		Tail:      n.journal.Tail,
 		ACL:       n.dir,
 		Cluster:   members,
 		IDs:       ids,

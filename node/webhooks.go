@@ -39,13 +39,13 @@ func sessionOf(c router.ConnInfo, reason string) sessionData {
 }
 
 func (h hookEvents) Connected(c router.ConnInfo) {
-	if h.d.Wants(webhook.SessionConnected) {
+	if h.d.Room(webhook.SessionConnected) {
 		h.d.Emit(webhook.SessionConnected, sessionOf(c, ""))
 	}
 }
 
 func (h hookEvents) Disconnected(c router.ConnInfo, reason string) {
-	if h.d.Wants(webhook.SessionDisconnected) {
+	if h.d.Room(webhook.SessionDisconnected) {
 		h.d.Emit(webhook.SessionDisconnected, sessionOf(c, reason))
 	}
 }
@@ -57,14 +57,14 @@ type refusalData struct {
 }
 
 func (h hookEvents) Refused(reason string) {
-	if h.d.Wants(webhook.Refusal) {
+	if h.d.Room(webhook.Refusal) {
 		h.d.Emit(webhook.Refusal, refusalData{Source: "mqtt", Reason: reason})
 	}
 }
 
 // httpRefused is the API's refusal hook.
 func (h hookEvents) httpRefused(code string, status int) {
-	if h.d.Wants(webhook.Refusal) {
+	if h.d.Room(webhook.Refusal) {
 		h.d.Emit(webhook.Refusal, refusalData{Source: "http", Reason: code, Status: status})
 	}
 }
@@ -82,10 +82,14 @@ type offlineData struct {
 	PayloadBase64 string `json:"payload_base64"`
 }
 
+// offlineWanted is the fanout's SetOffline gate: an endpoint takes
+// message.offline events and has room for one.
+func (h hookEvents) offlineWanted() bool { return h.d.Room(webhook.MessageOffline) }
+
 // offline is the fanout's SetOffline hook: m's way to recipient id ends
 // on this node; with no connected session here, id has no live session.
 func (h hookEvents) offline(m *message.Message, id string) {
-	if !h.d.Wants(webhook.MessageOffline) || h.r.IsConnected(id) {
+	if h.r.IsConnected(id) {
 		return
 	}
 	d := offlineData{Recipient: id, MessageID: message.FormatID(m.ID), Kind: m.Kind.String(), From: m.From, QoS: m.QoS,

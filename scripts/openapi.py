@@ -42,7 +42,11 @@ schemas = {
  "MessageAccepted": obj({"id": string("the message id")}),
  "Node": obj({"id": string(), "mqtt": {"type": "array", "items": string()}, "mqtt_tls": {"type": "array", "items": string()}, "http": string(), "version": string(), "state": string(enum=["alive", "dead", "left"]), "ring_share": {"type": "number"}}, required=["id", "mqtt", "http", "version", "state", "ring_share"]),
  "Route": obj({"id": S("Id"), "node": S("Node")}),
- "Cluster": obj({"self": S("Node"), "nodes": {"type": "array", "items": S("Node")}}),
+ "Cluster": obj({"self": S("Node"), "nodes": {"type": "array", "items": S("Node"), "description": "the live nodes"}, "members": {"type": "array", "items": S("Node"), "description": "the live nodes and, for a few minutes after they went, the dead and left ones"}}),
+ "NodeStats": obj({"node": string(), "time": time_, "connections": {"type": "integer"}, "sessions": {"type": "integer"}, "messages_in_total": {"type": "integer"}, "deliveries_total": {"type": "integer"}, "messages_in_per_sec": {"type": "number"}, "deliveries_per_sec": {"type": "number"}, "refusals": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "since the node started, by mqtt:<reason>, mqtt:connect_<result> and http:<code>"}}),
+ "ClusterStats": obj({"nodes": {"type": "array", "items": S("NodeStats")}}),
+ "ConsoleLogin": obj({"admin_key": string()}),
+ "ConsoleSession": obj({"csrf": string("the X-CSRF-Token value for calls that change something"), "expires_at": time_}),
  "Status": obj({"status": string(enum=["ok", "ready"])}),
  "WebhookRequest": obj({"url": string("http:// or https://, no credentials or fragment, at most 2,048 bytes"), "events": {"type": "array", "items": string(enum=["session.connected", "session.disconnected", "message.offline", "refusal"]), "description": "the types sent to it; empty or absent: all"}}, required=["url"]),
  "Webhook": obj({"id": string(), "url": string(), "events": {"type": "array", "items": string()}, "secret": string("signs the requests (X-Pushring-Signature: v1=hex HMAC-SHA256 of timestamp + \".\" + body); only in the answer to the creation"), "created": time_}, required=["id", "url", "events", "created"]),
@@ -58,7 +62,7 @@ def ok(code, schema=None, desc="done"):
     else:
         r[str(code)] = {"description": desc}
     return r
-ADMIN = [{"adminKey": []}]
+ADMIN = [{"adminKey": []}, {"consoleCookie": []}]
 USER = [{"sessionToken": []}]
 DEVICE = [{"deviceKey": []}]
 ANY = ADMIN + USER + DEVICE
@@ -173,6 +177,29 @@ paths = {
  "/v1/cluster": {
   "get": op("The nodes of the cluster", ANY, ok(200, "Cluster")),
  },
+ "/v1/cluster/stats": {
+  "get": op("Every live node's figures", ADMIN, ok(200, "ClusterStats"), desc="Each node writes a sample every 2 s (connections, sessions, messages in and deliveries with their rates, refusals by reason); a node's sample goes within 10 s of its death."),
+ },
+ "/v1/groups/{gid}/tail": {
+  "parameters": [P("gid")],
+  "get": op("A live tail of a group's messages", ADMIN, {"200": {"description": "text/event-stream: one 'message' event per message stored for the group (QoS 1 and 2) from now on, data {id, from, qos, stored, payload (UTF-8), payload_base64}", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "default": {"$ref": "#/components/responses/Error"}}),
+ },
+ "/console": {
+  "get": op("The web console", NOAUTH, {"200": {"description": "the console's page", "content": {"text/html": {"schema": {"type": "string"}}}}, "default": {"$ref": "#/components/responses/Error"}}),
+ },
+ "/console/{file}": {
+  "parameters": [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
+  "get": op("The console's script and style", NOAUTH, {"200": {"description": "a file of the console", "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}}}}, "default": {"$ref": "#/components/responses/Error"}}),
+ },
+ "/console/login": {
+  "post": op("Log in to the console with the admin key", NOAUTH, ok(200, "ConsoleSession", "logged in: the pushring_console cookie is set (HttpOnly, SameSite=Strict, Secure over TLS, 8 h)"), body="ConsoleLogin", desc="Throttled per client address like every login."),
+ },
+ "/console/logout": {
+  "post": op("Log out of the console", NOAUTH, ok(204), desc="The cookie is cleared."),
+ },
+ "/console/session": {
+  "get": op("The console session of the cookie", ADMIN, ok(200, "ConsoleSession")),
+ },
  "/v1/openapi.json": {
   "get": op("This document", NOAUTH, {"200": {"description": "the OpenAPI 3 document of the HTTP API", "content": {"application/json": {"schema": {"type": "object"}}}}}),
  },
@@ -200,6 +227,7 @@ doc = {
    "adminKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <admin key>"},
    "sessionToken": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <session token> (POST /v1/sessions)"},
    "deviceKey": {"type": "http", "scheme": "basic", "description": "HTTP Basic with the device id and key"},
+   "consoleCookie": {"type": "apiKey", "in": "cookie", "name": "pushring_console", "description": "the console's session (POST /console/login); a call that changes something also needs X-CSRF-Token and, if the browser sends one, this site's Origin"},
   },
  },
 }

@@ -101,14 +101,41 @@ func (d *Dispatcher) Wants(typ string) bool {
 	return false
 }
 
+// Room reports whether some endpoint takes events of type typ and has
+// room in its queue for one: a caller on a hot path asks first, and
+// spends nothing on events no endpoint could take. When endpoints take
+// the type but all their queues are full, the occasion is counted in
+// pushring_webhook_skipped_total{type} (for message.offline one per
+// message, whatever its recipients). Never blocks.
+func (d *Dispatcher) Room(typ string) bool {
+	wanted := false
+	for _, s := range *d.live.Load() {
+		if s.ep.wants(typ) {
+			if len(s.q) < cap(s.q) {
+				return true
+			}
+			wanted = true
+		}
+	}
+	if wanted {
+		d.met.skipped.WithLabelValues(typ).Inc()
+	}
+	return false
+}
+
 // Emit queues an event of type typ with data (marshalled to JSON) for
 // every endpoint that takes it. It never blocks: an endpoint whose queue
-// is full loses the event (counted).
+// is full loses the event (counted), and when every such queue is full
+// the event is not even built.
 func (d *Dispatcher) Emit(typ string, data any) {
 	var body []byte
 	var id string
 	for _, s := range *d.live.Load() {
 		if !s.ep.wants(typ) {
+			continue
+		}
+		if len(s.q) == cap(s.q) {
+			d.met.events.WithLabelValues(resultQueueFull).Inc()
 			continue
 		}
 		if body == nil {

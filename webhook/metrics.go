@@ -17,6 +17,7 @@ const (
 type metrics struct {
 	events   *prometheus.CounterVec
 	attempts *prometheus.CounterVec
+	skipped  *prometheus.CounterVec
 	failLog  lograte.Limiter
 }
 
@@ -29,6 +30,13 @@ func (m *metrics) register(reg prometheus.Registerer, d *Dispatcher) error {
 		Name: "pushring_webhook_attempts_total",
 		Help: "Webhook POSTs by result: ok (2xx), status (another status), error (no answer).",
 	}, []string{"result"})
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushring_webhook_skipped_total",
+		Help: "Occasions for webhook events not worked out because every endpoint taking their type had a full queue, by type (message.offline: one per message).",
+	}, []string{"type"})
+	for _, t := range Types {
+		m.skipped.WithLabelValues(t)
+	}
 	for _, r := range []string{resultDelivered, resultQueueFull, resultFailed, resultRemoved} {
 		m.events.WithLabelValues(r)
 	}
@@ -42,7 +50,7 @@ func (m *metrics) register(reg prometheus.Registerer, d *Dispatcher) error {
 		Name: "pushring_webhook_queued",
 		Help: "Webhook events waiting to be sent, all endpoints together.",
 	}, func() float64 { return float64(d.queued()) })
-	for _, c := range []prometheus.Collector{m.events, m.attempts, queued} {
+	for _, c := range []prometheus.Collector{m.events, m.attempts, m.skipped, queued} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -168,6 +168,16 @@ func TestDeadEndpointNeverBlocks(t *testing.T) {
 	if n := count(t, reg, resultQueueFull); n < 89 || n > 90 {
 		t.Fatalf("queue_full %v, want 89 or 90", n)
 	}
+	// Full: a hot path asking first builds nothing, and the skip counts.
+	if d.Room(MessageOffline) {
+		t.Fatal("Room with the only message.offline endpoint's queue full")
+	}
+	if n := testutil.MetricSeries(t, reg, "pushring_webhook_skipped_total")[`pushring_webhook_skipped_total{type="message.offline"}`]; n != 1 {
+		t.Fatalf("skipped %v, want 1", n)
+	}
+	if !d.Room(Refusal) {
+		t.Fatal("no Room for refusals with the live endpoint's queue empty")
+	}
 	d.SetEndpoints([]Endpoint{{ID: "live", URL: ok.URL, Events: []string{Refusal}}})
 	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		if n := count(t, reg, resultRemoved); n < 10 {
