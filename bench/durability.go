@@ -46,7 +46,8 @@ func (s *Pushring) scrapeCounters(ctx context.Context, names []string) (map[stri
 }
 
 // parseCounters sums, per name in names, the values of the Prometheus
-// text format's samples of that name (any labels).
+// text format's samples of that name (any labels). A name with labels,
+// `name{label="value"}`, is the one sample written exactly so.
 func parseCounters(r io.Reader, names []string) (map[string]float64, error) {
 	out := map[string]float64{}
 	sc := bufio.NewScanner(r)
@@ -62,7 +63,8 @@ func parseCounters(r io.Reader, names []string) (map[string]float64, error) {
 		}
 		name := line[:end]
 		for _, n := range names {
-			if n != name {
+			labelled := strings.IndexByte(n, '{') >= 0
+			if labelled && !(strings.HasPrefix(line, n) && strings.HasPrefix(line[len(n):], " ")) || !labelled && n != name {
 				continue
 			}
 			rest := line[end:]
@@ -77,7 +79,7 @@ func parseCounters(r io.Reader, names []string) (map[string]float64, error) {
 			if err != nil {
 				return nil, fmt.Errorf("metrics: %q: %w", line, err)
 			}
-			out[name] += v
+			out[n] += v
 		}
 	}
 	return out, sc.Err()

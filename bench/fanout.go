@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,23 @@ type Result struct {
 	// acknowledgements, envelopes, KV writes and reads, API requests).
 	NATSOutPerPublish *float64 `json:"nats_out_per_publish,omitempty"`
 	NATSInPerPublish  *float64 `json:"nats_in_per_publish,omitempty"`
+
+	// pushring with --webhook and --offline-members (webhook.go): the
+	// receiver the harness registered ("dead", "ok"; "": none), the
+	// members per group that never connect, the node's
+	// pushring_webhook_events_total by result and pushring_webhook_queued
+	// after the drain (totals since the node started, every event type),
+	// and the requests the harness's receiver got (of those,
+	// message.offline events).
+	Webhook                string   `json:"webhook,omitempty"`
+	OfflineMembers         int      `json:"offline_members,omitempty"`
+	WebhookDelivered       *float64 `json:"webhook_delivered,omitempty"`
+	WebhookQueueFull       *float64 `json:"webhook_queue_full,omitempty"`
+	WebhookFailed          *float64 `json:"webhook_failed,omitempty"`
+	WebhookQueued          *float64 `json:"webhook_queued,omitempty"`
+	WebhookSkipped         *float64 `json:"webhook_skipped,omitempty"`
+	WebhookRequests        *float64 `json:"webhook_requests,omitempty"`
+	WebhookOfflineRequests *float64 `json:"webhook_offline_requests,omitempty"`
 
 	// churn (churn.go): login (users) and connect-only (devices or
 	// anonymous) figures; nil or zero in other scenarios.
@@ -270,6 +288,10 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	}
 	res.SetupS = time.Since(t0).Seconds()
 	res.Note = plan.Note
+	res.OfflineMembers = plan.Offline
+	if p, ok := sys.(*Pushring); ok && p.hook != nil {
+		res.Webhook = p.hook.Kind
+	}
 	logf("%s: set up %d groups, %d members, %d publishers in %.1f s", sys.Name(), cfg.Groups, len(plan.Members), len(plan.Publishers), res.SetupS)
 
 	// Connect and subscribe the members.
@@ -367,9 +389,10 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	sent := make([]atomic.Uint64, len(pubs))
 	perPub := cfg.Rate / float64(len(pubs))
 	node, _ := sys.(*Pushring)
+	scraped := append(slices.Clone(durableMetrics), webhookMetrics...)
 	var counters0 map[string]float64
 	if node != nil {
-		if counters0, err = node.scrapeCounters(ctx, durableMetrics); err != nil {
+		if counters0, err = node.scrapeCounters(ctx, scraped); err != nil {
 			logf("%s: %v (no stored-per-publish figures)", sys.Name(), err)
 			node = nil
 		}
@@ -499,7 +522,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	}
 	var counters1 map[string]float64
 	if node != nil {
-		if counters1, err = node.scrapeCounters(ctx, durableMetrics); err != nil {
+		if counters1, err = node.scrapeCounters(ctx, scraped); err != nil {
 			logf("%s: %v (no stored-per-publish figures)", sys.Name(), err)
 		}
 	}
@@ -539,6 +562,7 @@ func run(ctx context.Context, sys System, cfg FanoutConfig, direct bool) (res Re
 	}
 	if counters1 != nil {
 		fillDurable(&res, counters0, counters1, distinct)
+		fillWebhook(&res, sys, counters1)
 	}
 	if burst {
 		if lastAt > 0 {

@@ -368,6 +368,9 @@ func writeHTMLTable(b *strings.Builder, rs []Result) {
 		if x.Note != "" && x.Error == "" {
 			fmt.Fprintf(b, "<p class=\"note\"><b>%s</b>: %s</p>\n", esc(x.System), esc(x.Note))
 		}
+		if line := webhookLine(&x); x.Error == "" && line != "" {
+			fmt.Fprintf(b, "<p class=\"note\"><b>%s</b>: %s</p>\n", esc(x.System), esc(strings.TrimPrefix(line, x.System+": ")))
+		}
 	}
 	if ref != nil && ref.ClusterOverSingle != nil {
 		fmt.Fprintf(b, "<p class=\"note\"><b>cluster/single deliveries/s</b>: %.2f (target ≥ 0.7)</p>\n", *ref.ClusterOverSingle)

@@ -90,5 +90,8 @@ func (r *Report) WriteTable(out io.Writer) {
 			fmt.Fprintf(out, "%s: NATS: %.2f messages out and %.2f in per message published (the node's connection: appends and acknowledgements, envelopes, KV, API)\n",
 				x.System, *x.NATSOutPerPublish, *x.NATSInPerPublish)
 		}
+		if line := webhookLine(&x); x.Error == "" && line != "" {
+			fmt.Fprintln(out, line)
+		}
 	}
 }

@@ -98,6 +98,17 @@ run fanout-qos2-max --baseline mosquitto --scenario fanout --groups 1 --members 
 # fanout-qos0-max (pushring's groups).
 run fanout-qos1-max-topics --rule-topics --baseline mosquitto --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 run fanout-qos0-max-topics --rule-topics --baseline mosquitto --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
+# Webhooks (pushring only): the same node with no receiver and with a
+# dead one (accepts connections, never answers), two rows side by side
+# in one invocation, their order alternating over the runs; both groups
+# have 50 more members that never connect, so every message makes 50
+# message.offline events, which the dead receiver's bounded queue drops.
+# The promise: no slower fan-out. At max rate (throughput) and at 200
+# msgs/s (latency at a rate the node keeps up with; the queue is full
+# within the warmup).
+hook=(--webhook none,dead --offline-members 50)
+run fanout-hook-dead        "${hook[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 0 --runs "$RUNS" "${common[@]}" "${overload[@]}"
+run fanout-hook-dead-200mps "${hook[@]}" --scenario fanout --groups 1 --members "$MEMBERS" --devices 1 --qos 0 --rate 200 --runs "$RUNS" "${common[@]}" --drain "$DRAIN"
 # pushring only: one node, then 3 nodes, the same fanout (the baselines' fanout is above).
 run cluster           --scenario cluster --nodes 3 --groups 1 --members "$MEMBERS" --devices 1 --qos 1 --rate 0 --runs 1 "${common[@]}" --drain "$DRAIN"
 # Not a speed row: 3 nodes on 3 NATS servers (R3), 300 persistent members,

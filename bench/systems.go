@@ -38,6 +38,9 @@ type FanoutPlan struct {
 	Members    []Client // grouped: Members[i].Group
 	Publishers []Client
 	Note       string
+	// Offline is the members per group set up beyond Members that never
+	// connect (pushring's UseOfflineMembers): nothing is expected at them.
+	Offline int
 }
 
 // System is a server under test.
@@ -162,9 +165,11 @@ type Pushring struct {
 	hc         *http.Client
 	api        *client.Client // the admin key's
 	prefix     string
-	tls        *clientTLS // clients dial mqtt over TLS; nil: plain TCP
-	ws         bool       // clients dial MQTT over WebSocket at /mqtt on the HTTP listener
-	ruleTopics bool       // fanout on a rule topic per group (UseRuleTopics)
+	tls        *clientTLS  // clients dial mqtt over TLS; nil: plain TCP
+	ws         bool        // clients dial MQTT over WebSocket at /mqtt on the HTTP listener
+	ruleTopics bool        // fanout on a rule topic per group (UseRuleTopics)
+	hook       *HookServer // the webhook receiver registered (UseWebhook); closed by Stop
+	offline    int         // members per group that never connect (UseOfflineMembers)
 }
 
 // NewPushring targets a running node.
@@ -248,15 +253,20 @@ func StartPushring(bin string, t *TLSMaterial, extra ...string) (*Pushring, erro
 }
 
 func (s *Pushring) Name() string {
+	name := "pushring"
+	if s.ruleTopics {
+		name += "+topics"
+	}
+	if s.hook != nil {
+		name += HookSuffix(s.hook.Kind)
+	}
 	switch {
 	case s.tls != nil:
-		return "pushring" + TLSSuffix
+		name += TLSSuffix
 	case s.ws:
-		return "pushring" + WSSuffix
-	case s.ruleTopics:
-		return "pushring+topics"
+		name += WSSuffix
 	}
-	return "pushring"
+	return name
 }
 
 // UseWebSocket points the clients at the node's MQTT over WebSocket
@@ -286,8 +296,12 @@ func (s *Pushring) MQTTAddr() string {
 	}
 	return s.mqtt
 }
-func (s *Pushring) PID() int    { return s.pid }
-func (s *Pushring) Stop() error { return s.proc.stop() }
+func (s *Pushring) PID() int { return s.pid }
+func (s *Pushring) Stop() error {
+	err := s.proc.stop()
+	s.hook.Close() // after the node: a dead receiver holds its requests until then
+	return err
+}
 
 // parallel runs fn(i) for i in [0, n) on k workers and returns the first error.
 func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int) error) error {
@@ -362,6 +376,24 @@ func (s *Pushring) SetupFanout(ctx context.Context, groups, members, devices int
 		return err
 	}); err != nil {
 		return nil, err
+	}
+	if s.offline > 0 {
+		// Members that never connect: not in the plan, so the run expects
+		// nothing at them; each group message is one message.offline
+		// event per such member.
+		if err := parallel(ctx, groups*s.offline, 16, func(ctx context.Context, i int) error {
+			g := i / s.offline
+			id := fmt.Sprintf("%sg%do%d", s.prefix, g, i%s.offline)
+			if _, err := device(ctx, id); err != nil {
+				return err
+			}
+			_, err := s.api.SetMember(ctx, gid(g), id, true)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		plan.Offline = s.offline
+		plan.Note += fmt.Sprintf("; %d more members per group never connect (offline: a message.offline webhook event each per message)", s.offline)
 	}
 	if err := parallel(ctx, len(plan.Publishers), 8, func(ctx context.Context, i int) error {
 		g := i / devices

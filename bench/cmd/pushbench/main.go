@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -79,6 +80,8 @@ func run(args []string) error {
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	useTLS := fs.Bool("tls", false, "MQTT over TLS: every server the harness starts gets a TLS listener with a throwaway CA's certificate for 127.0.0.1, and every client dials it (rows named <system>+tls); fanout, direct, idle, churn")
 	ruleTopics := fs.Bool("rule-topics", false, "pushring (with --start-pushring): fanout over rule topics (--topic-rules opening bench/# to devices; each group is a topic bench/<gid> its members subscribe to), the plain broker shape; rows named pushring+topics")
+	webhook := fs.String("webhook", bench.HookNone, "pushring (with --start-pushring), fanout and direct: a webhook receiver the harness runs on loopback and registers (POST /v1/webhooks, every event type) before the scenario: none, dead (accepts connections, never answers), ok (answers 204 at once); a comma-separated list (none,dead) runs one pushring row each, rows named pushring+hook-<kind>")
+	offlineMembers := fs.Int("offline-members", 0, "pushring, fanout: N more members per group that are added to the group and never connect, so every group message makes N message.offline webhook events; nothing is expected at them (the baselines have no groups: they get none)")
 	useWS := fs.Bool("ws", false, "MQTT over WebSocket: pushring's clients dial ws://<http>/mqtt, the NATS server gets a websocket listener and mosquitto a websockets one; rows named <system>+ws; fanout, direct, idle")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -167,6 +170,31 @@ func run(args []string) error {
 	if *ruleTopics && (*scenario != "fanout" || *system == "pushring" && *startPushring == "") {
 		return errors.New("--rule-topics applies to --scenario fanout with --start-pushring")
 	}
+	var hooks []string
+	for _, k := range strings.Split(*webhook, ",") {
+		k = strings.TrimSpace(k)
+		if !slices.Contains(bench.HookKinds, k) {
+			return fmt.Errorf("--webhook %q: want none, dead or ok (or a comma-separated list of them)", k)
+		}
+		if slices.Contains(hooks, k) {
+			return fmt.Errorf("--webhook: %s twice", k)
+		}
+		hooks = append(hooks, k)
+	}
+	if len(hooks) > 1 || hooks[0] != bench.HookNone {
+		switch {
+		case *system != "pushring" || *startPushring == "":
+			return errors.New("--webhook needs --start-pushring (the harness's receiver is on loopback, registered with the node it started)")
+		case *scenario != "fanout" && *scenario != "direct":
+			return errors.New("--webhook applies to the fanout and direct scenarios")
+		}
+	}
+	if *offlineMembers < 0 {
+		return errors.New("--offline-members must not be negative")
+	}
+	if *offlineMembers > 0 && (*scenario != "fanout" || *ruleTopics) {
+		return errors.New("--offline-members applies to --scenario fanout on pushring's groups (not --rule-topics)")
+	}
 	suffix := ""
 	if *useTLS {
 		suffix = bench.TLSSuffix
@@ -238,28 +266,10 @@ func run(args []string) error {
 		queue = append(queue, queued{name, start})
 	}
 
-	switch *system {
-	case "pushring":
-		if *scenario == "cluster" { // a single node and the cluster, both started here
-			if *startPushring == "" {
-				return errors.New("--scenario cluster starts its nodes itself: it needs --start-pushring")
-			}
-			for _, n := range []int{1, *nodes} {
-				name := "pushring-cluster"
-				if n == 1 {
-					name = "pushring-single"
-				}
-				runOne(name, func() (bench.System, error) {
-					return bench.StartCluster(*startPushring, n, strings.Fields(*pushringArgs)...)
-				})
-			}
-			break
-		}
-		name := "pushring" + suffix
-		if *ruleTopics {
-			name = "pushring+topics" + suffix
-		}
-		runOne(name, func() (bench.System, error) {
+	// startNode starts (or targets) the pushring node of one row, with
+	// the webhook receiver hook registered.
+	startNode := func(hook string) func() (bench.System, error) {
+		return func() (bench.System, error) {
 			if *startPushring != "" {
 				args := strings.Fields(*pushringArgs)
 				if *ruleTopics {
@@ -281,6 +291,13 @@ func run(args []string) error {
 				if err == nil && *ruleTopics {
 					s.UseRuleTopics()
 				}
+				if err == nil {
+					s.UseOfflineMembers(*offlineMembers)
+					if err = s.UseWebhook(ctx, hook); err != nil {
+						s.Stop()
+						return nil, fmt.Errorf("webhook: %w", err)
+					}
+				}
 				return s, err
 			}
 			key := *adminKey
@@ -297,8 +314,36 @@ func run(args []string) error {
 			if key == "" {
 				return nil, errors.New("no admin key: --admin-key, --admin-key-file or PUSHRING_ADMIN_KEY")
 			}
-			return bench.NewPushring(*target, *httpURL, key, *serverPID), nil
-		})
+			s := bench.NewPushring(*target, *httpURL, key, *serverPID)
+			s.UseOfflineMembers(*offlineMembers)
+			return s, nil
+		}
+	}
+
+	switch *system {
+	case "pushring":
+		if *scenario == "cluster" { // a single node and the cluster, both started here
+			if *startPushring == "" {
+				return errors.New("--scenario cluster starts its nodes itself: it needs --start-pushring")
+			}
+			for _, n := range []int{1, *nodes} {
+				name := "pushring-cluster"
+				if n == 1 {
+					name = "pushring-single"
+				}
+				runOne(name, func() (bench.System, error) {
+					return bench.StartCluster(*startPushring, n, strings.Fields(*pushringArgs)...)
+				})
+			}
+			break
+		}
+		for _, hook := range hooks {
+			name := "pushring"
+			if *ruleTopics {
+				name += "+topics"
+			}
+			runOne(name+bench.HookSuffix(hook)+suffix, startNode(hook))
+		}
 	case "none", "":
 	default:
 		return fmt.Errorf("unknown --system %q", *system)
