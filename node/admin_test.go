@@ -49,14 +49,7 @@ func TestAdminDeleteAcrossCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		for _, n := range tc.nodes {
-			if len(n.dir.Members("g")) != 2 {
-				return fmt.Errorf("%s does not know g yet", n.cfg.NodeID)
-			}
-		}
-		return nil
-	})
+	tc.waitMembers(t, "g", 2)
 	home := tc.byID(tc.nodes[0].cluster.Home("alice"))
 
 	// alice's persistent session, offline, at her home.

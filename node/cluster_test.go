@@ -88,6 +88,19 @@ func (tc *testCluster) waitConverged(t *testing.T) {
 	})
 }
 
+// waitMembers waits until every node's directory has n members in gid.
+func (tc *testCluster) waitMembers(t *testing.T, gid string, n int) {
+	t.Helper()
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		for _, node := range tc.nodes {
+			if got := len(node.dir.Members(gid)); got != n {
+				return fmt.Errorf("%s knows %d members of %s, want %d", node.cfg.NodeID, got, gid, n)
+			}
+		}
+		return nil
+	})
+}
+
 func (tc *testCluster) byID(id string) *Node {
 	for _, n := range tc.nodes {
 		if n.cfg.NodeID == id {

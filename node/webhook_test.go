@@ -131,14 +131,7 @@ func TestWebhooks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		for _, n := range tc.nodes {
-			if len(n.dir.Members("g")) != 2 {
-				return fmt.Errorf("%s does not know g", n.cfg.NodeID)
-			}
-		}
-		return nil
-	})
+	tc.waitMembers(t, "g", 2)
 
 	// alice connects to n2 and disconnects: two events, in order.
 	var box inbox
