@@ -193,13 +193,30 @@ func (a *API) setPassword(q *request) error {
 	if len(req.Password) > maxPasswordBytes || len(req.OldPassword) > maxPasswordBytes {
 		return errPasswordTooLong
 	}
+	checked, ok := false, false // the old password's check, for accounts.end
+	if c.kind != kindAdmin {
+		// The old password is a guess like a login's: the same limits
+		// per address and per account, so a stolen token does not buy
+		// unthrottled guesses at the password it cannot see.
+		if e := a.beginGuess(q, p.ID); e != nil {
+			return e
+		}
+		defer func() {
+			if a.accounts.end(p.ID, checked, ok, a.now()) {
+				a.met.lockouts.Inc()
+			}
+		}()
+	}
 	release, err := a.acquireHash(q)
 	if err != nil {
 		return err
 	}
-	if c.kind != kindAdmin && !store.CheckPassword(p.SecretHash, req.OldPassword) {
-		release()
-		return errOldPassword
+	if c.kind != kindAdmin {
+		ok, checked = store.CheckPassword(p.SecretHash, req.OldPassword), true
+		if !ok {
+			release()
+			return errOldPassword
+		}
 	}
 	if e := checkNewPassword(p.ID, req.Password); e != nil {
 		release()
@@ -220,6 +237,22 @@ func (a *API) setPassword(q *request) error {
 		}
 	}
 	q.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// beginGuess applies the login limits to a password guess for id: per
+// client address, then per account (ended by accounts.end).
+func (a *API) beginGuess(q *request, id string) *apiError {
+	if a.login != nil {
+		if ok, wait := a.login.Allow(a.clientKey(q), a.now()); !ok {
+			return rateLimited(wait)
+		}
+	}
+	if ok, wait := a.accounts.begin(id, a.now()); !ok {
+		e := *errLoginThrottled
+		e.retryAfter = retryAfter(wait)
+		return &e
+	}
 	return nil
 }
 

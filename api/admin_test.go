@@ -311,3 +311,16 @@ func TestPresenceCalls(t *testing.T) {
 	none.user("erin")
 	none.mustErr(503, "unavailable", "GET", "/v1/users/erin/presence", admin, nil)
 }
+
+// TestPasswordChangeThrottled: guesses at the old password through a
+// stolen token meet the per-account lock of logins.
+func TestPasswordChangeThrottled(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.LoginAccountFailures = 3 })
+	f.user("alice")
+	tok := f.login("alice")
+	for range 3 {
+		f.mustErr(403, "forbidden", "PUT", "/v1/users/alice/password", tok, map[string]any{"password": "violet-harbor-quantum-mosaic", "old_password": "guess"})
+	}
+	f.mustErr(429, "login_throttled", "PUT", "/v1/users/alice/password", tok, map[string]any{"password": "violet-harbor-quantum-mosaic", "old_password": userPass})
+	f.mustErr(429, "login_throttled", "POST", "/v1/sessions", "", map[string]any{"id": "alice", "password": userPass})
+}

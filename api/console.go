@@ -150,9 +150,7 @@ type consoleSessionResponse struct {
 func (a *API) consoleLogin(q *request) error {
 	if a.login != nil {
 		if ok, wait := a.login.Allow(a.clientKey(q), a.now()); !ok {
-			e := *newError(http.StatusTooManyRequests, "rate_limited", "too many login attempts, slow down")
-			e.retryAfter = retryAfter(wait)
-			return &e
+			return rateLimited(wait)
 		}
 	}
 	if !a.sameOrigin(q.r) {

@@ -107,9 +107,7 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 func (a *API) createSession(q *request) error {
 	if a.login != nil {
 		if ok, wait := a.login.Allow(a.clientKey(q), a.now()); !ok {
-			e := *newError(http.StatusTooManyRequests, "rate_limited", "too many login attempts, slow down")
-			e.retryAfter = retryAfter(wait)
-			return &e
+			return rateLimited(wait)
 		}
 	}
 	var req credentialsRequest
@@ -192,6 +190,13 @@ func (a *API) createSession(q *request) error {
 // logins. It is the same for ids that do not exist.
 var errLoginThrottled = newError(http.StatusTooManyRequests, "login_throttled",
 	"too many failed logins for this id, retry later")
+
+// rateLimited answers a login attempt over its client address's rate.
+func rateLimited(wait time.Duration) *apiError {
+	e := *newError(http.StatusTooManyRequests, "rate_limited", "too many login attempts, slow down")
+	e.retryAfter = retryAfter(wait)
+	return &e
+}
 
 // retryAfter is the Retry-After of a wait: whole seconds, rounded up, at
 // least 1.
