@@ -102,9 +102,14 @@ func (a *API) bearer(q *request, token string) (caller, error) {
 	}
 	// A deleted user's tokens stop at once, even one her deletion did
 	// not find to revoke (a session written before sessions were
-	// indexed by user, or by a login racing the delete).
-	if _, err := a.st.Principal(q.r.Context(), s.PrincipalID); err != nil {
+	// indexed by user, or by a login racing the delete), and stay
+	// stopped if the id is made again.
+	p, err := a.st.Principal(q.r.Context(), s.PrincipalID)
+	if err != nil {
 		return caller{}, storeError(err, errUnauthorized)
+	}
+	if !s.Of(p) {
+		return caller{}, errUnauthorized // an earlier principal of this id
 	}
 	return caller{kind: kindUser, id: s.PrincipalID, tokenHash: th, expires: s.Expires}, nil
 }

@@ -159,8 +159,9 @@ func (a *API) createSession(q *request) error {
 	}
 	now := a.now().UTC()
 	s := store.Session{
-		TokenHash:   tokenHash,
-		PrincipalID: p.ID,
+		TokenHash:        tokenHash,
+		PrincipalID:      p.ID,
+		PrincipalCreated: p.Created,
 		Created:     now,
 		Expires:     now.Add(a.cfg.SessionTTL).Truncate(time.Second),
 	}

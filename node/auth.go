@@ -41,10 +41,14 @@ func (a *authenticator) Authenticate(ctx context.Context, username string, passw
 		}
 		return router.Identity{ID: p.ID, Device: true}, nil
 	}
-	id, err := a.tokenSession(ctx, password)
+	s, err := a.tokenSession(ctx, password)
 	if err != nil {
 		return router.Identity{}, err
 	}
+	if !s.Of(p) {
+		return router.Identity{}, router.ErrBadCredentials // an earlier principal of this id
+	}
+	id := identityOf(s)
 	// The identity comes from the validated token; a username that
 	// disagrees with it is somebody else's token: refused, so a stolen
 	// token cannot be used under its victim's name, nor the other way.
@@ -55,29 +59,38 @@ func (a *authenticator) Authenticate(ctx context.Context, username string, passw
 }
 
 // AuthenticateToken admits a session token whose principal still
-// exists: a deleted user's tokens stop at once, even one its deletion
-// did not find to revoke.
+// exists, as the one that logged in: a deleted user's tokens stop at
+// once, even one its deletion did not find to revoke, and stay stopped
+// if the id is made again.
 func (a *authenticator) AuthenticateToken(ctx context.Context, token []byte) (router.Identity, error) {
-	id, err := a.tokenSession(ctx, token)
+	s, err := a.tokenSession(ctx, token)
 	if err != nil {
 		return router.Identity{}, err
 	}
-	if _, err := a.st.Principal(ctx, id.ID); err != nil {
-		return router.Identity{}, mapStoreErr(err)
-	}
-	return id, nil
-}
-
-// tokenSession looks a session token up.
-func (a *authenticator) tokenSession(ctx context.Context, token []byte) (router.Identity, error) {
-	if len(token) == 0 || len(token) > maxSecretLen {
-		return router.Identity{}, router.ErrBadCredentials
-	}
-	s, err := a.st.Session(ctx, store.HashToken(string(token)))
+	p, err := a.st.Principal(ctx, s.PrincipalID)
 	if err != nil {
 		return router.Identity{}, mapStoreErr(err)
 	}
-	return router.Identity{ID: s.PrincipalID, TokenHash: s.TokenHash, Expires: s.Expires}, nil
+	if !s.Of(p) {
+		return router.Identity{}, router.ErrBadCredentials // an earlier principal of this id
+	}
+	return identityOf(s), nil
+}
+
+// tokenSession looks a session token up.
+func (a *authenticator) tokenSession(ctx context.Context, token []byte) (store.Session, error) {
+	if len(token) == 0 || len(token) > maxSecretLen {
+		return store.Session{}, router.ErrBadCredentials
+	}
+	s, err := a.st.Session(ctx, store.HashToken(string(token)))
+	if err != nil {
+		return store.Session{}, mapStoreErr(err)
+	}
+	return s, nil
+}
+
+func identityOf(s store.Session) router.Identity {
+	return router.Identity{ID: s.PrincipalID, TokenHash: s.TokenHash, Expires: s.Expires}
 }
 
 func mapStoreErr(err error) error {

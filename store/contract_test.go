@@ -787,6 +787,31 @@ func testDeletes(t *testing.T, f *fixture) {
 	if members, publishers, err := st.Roles(ctx, "g1"); err != nil || len(members)+len(publishers) != 0 {
 		t.Fatalf("a group made again kept roles: %v %v %v", members, publishers, err)
 	}
+	// What a delete that failed half way left (here: a session of a
+	// principal that is gone) is swept by deleting again, which says
+	// ErrNotFound.
+	_, ghost, _ := NewToken()
+	if err := st.CreateSession(ctx, Session{TokenHash: ghost, PrincipalID: "ghost", Expires: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeletePrincipal(ctx, "ghost"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleting a principal that is gone: %v, want ErrNotFound", err)
+	}
+	if _, err := st.Session(ctx, ghost); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the gone principal's session was not swept: %v", err)
+	}
+	// The id made again is another principal: the old sessions are not
+	// its own.
+	if err := st.CreatePrincipal(ctx, Principal{ID: "alice", Kind: User, Created: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := st.Principal(ctx, "alice")
+	old := Session{TokenHash: hashes[0], PrincipalID: "alice", Created: now.Add(-time.Minute), PrincipalCreated: now.Add(-time.Hour)}
+	legacy := Session{TokenHash: hashes[0], PrincipalID: "alice", Created: now.Add(-time.Minute)}
+	fresh := Session{TokenHash: hashes[0], PrincipalID: "alice", Created: now.Add(2 * time.Minute), PrincipalCreated: again.Created}
+	if old.Of(again) || legacy.Of(again) || !fresh.Of(again) {
+		t.Fatalf("Session.Of: old %v, legacy %v, fresh %v; want false, false, true", old.Of(again), legacy.Of(again), fresh.Of(again))
+	}
 	for _, err := range []error{st.DeletePrincipal(ctx, "a/b"), st.DeleteGroup(ctx, "a b"), st.SetSecret(ctx, "", "x")} {
 		if !errors.Is(err, ErrInvalidID) {
 			t.Fatalf("bad id: %v, want ErrInvalidID", err)
@@ -797,6 +822,7 @@ func testDeletes(t *testing.T, f *fixture) {
 		"role- g1 alice member", "role- g1 alice publisher", "role- g.2 alice member",
 		"revoked " + hashes[1], "revoked " + hashes[0], "revoked " + hashes[2], // the expired one goes too
 		"group- g1", "role- g1 bob member", "role- g1 d.1 publisher", "group+ g1 false",
+		"revoked " + ghost, "principal+ alice user",
 	}
 	// Within one delete the order of its roles and sessions is not fixed.
 	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {

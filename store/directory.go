@@ -447,7 +447,9 @@ func (d *Directory) SetSecret(ctx context.Context, id, secretHash string) error 
 // MQTT session records; then the OnPrincipal and OnRevoke callbacks are
 // called at once.
 func (d *Directory) DeletePrincipal(ctx context.Context, id string) error {
-	if _, err := d.st.Principal(ctx, id); err != nil {
+	if _, err := d.st.Principal(ctx, id); errors.Is(err, ErrNotFound) {
+		return d.st.DeletePrincipal(ctx, id) // what a failed delete left is swept; ErrNotFound
+	} else if err != nil {
 		return err
 	}
 	roles, err := d.st.PrincipalRoles(ctx, id)

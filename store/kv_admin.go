@@ -212,14 +212,30 @@ func (k *KV) DeletePrincipal(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return ErrInvalidID
 	}
-	if _, err := k.Principal(ctx, id); err != nil {
+	_, gone := k.Principal(ctx, id)
+	if gone != nil && !errors.Is(gone, ErrNotFound) {
+		return gone
+	}
+	// The principal first: from here no login or CONNECT succeeds for
+	// it. A SetRole that checked the principal just before may still
+	// write a role after the sweep below; it grants nothing to a
+	// principal that does not exist, and the id made again is another
+	// principal (Session.Of). A principal already gone (a delete that
+	// failed half way) gets the sweep again, and ErrNotFound.
+	if gone == nil {
+		if err := k.del(ctx, k.principals, "principal", encodeID(id)); err != nil {
+			return err
+		}
+	}
+	if err := k.sweep(ctx, id); err != nil {
 		return err
 	}
-	// The principal first: from here no login, CONNECT or new role
-	// succeeds for it, so what is swept below stays swept.
-	if err := k.del(ctx, k.principals, "principal", encodeID(id)); err != nil {
-		return err
-	}
+	return gone
+}
+
+// sweep removes what a deleted principal leaves: its roles, login
+// sessions and MQTT session records.
+func (k *KV) sweep(ctx context.Context, id string) error {
 	roles, err := k.PrincipalRoles(ctx, id)
 	if err != nil {
 		return err

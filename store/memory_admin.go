@@ -114,11 +114,13 @@ func (m *Memory) DeletePrincipal(ctx context.Context, id string) error {
 	if err := m.check(ctx); err != nil {
 		return err
 	}
-	if _, ok := m.principals[id]; !ok {
-		return ErrNotFound
+	var gone error
+	if _, ok := m.principals[id]; ok {
+		delete(m.principals, id)
+		m.emit(Event{Type: PrincipalDeleted, Principal: id})
+	} else {
+		gone = ErrNotFound // swept all the same, as KV does
 	}
-	delete(m.principals, id)
-	m.emit(Event{Type: PrincipalDeleted, Principal: id})
 	for gid, ids := range m.roles {
 		m.dropRolesLocked(gid, id, ids[id])
 	}
@@ -131,7 +133,7 @@ func (m *Memory) DeletePrincipal(ctx context.Context, id string) error {
 			delete(m.mqtt.records, k)
 		}
 	}
-	return nil
+	return gone
 }
 
 // dropRolesLocked removes the roles r of id in gid, an event each.

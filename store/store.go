@@ -94,6 +94,23 @@ type Session struct {
 	PrincipalID string    `json:"principal_id"`
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires"`
+	// PrincipalCreated is the Created of the principal that logged in:
+	// a principal deleted and made again under the same id is another
+	// one, and the old one's sessions are not its (see Of).
+	PrincipalCreated time.Time `json:"principal_created,omitzero"`
+}
+
+// Of reports whether the session belongs to p as it is now, not to an
+// earlier principal of the same id. A session written before
+// PrincipalCreated existed belongs to p if it began after p was made.
+func (s Session) Of(p Principal) bool {
+	if s.PrincipalID != p.ID {
+		return false
+	}
+	if s.PrincipalCreated.IsZero() {
+		return !s.Created.Before(p.Created)
+	}
+	return s.PrincipalCreated.Equal(p.Created)
 }
 
 // Expired reports whether the session is past its expiry at now.
@@ -179,10 +196,11 @@ type Admin interface {
 	// SetSecret replaces the secret hash of principal id (ErrNotFound);
 	// watchers see PrincipalPut.
 	SetSecret(ctx context.Context, id, secretHash string) error
-	// DeletePrincipal removes principal id (ErrNotFound), then its roles,
-	// login sessions and MQTT session records. Watchers see
-	// PrincipalDeleted, a RoleRemoved per role and a SessionRevoked per
-	// session.
+	// DeletePrincipal removes principal id, then its roles, login
+	// sessions and MQTT session records. Watchers see PrincipalDeleted,
+	// a RoleRemoved per role and a SessionRevoked per session. With no
+	// such principal it still sweeps what one of that id left (a delete
+	// that failed half way) and returns ErrNotFound.
 	DeletePrincipal(ctx context.Context, id string) error
 	// DeleteGroup removes group gid (ErrNotFound), then its roles.
 	// Watchers see GroupDeleted and a RoleRemoved per role.
