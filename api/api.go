@@ -95,6 +95,9 @@ type Deps struct {
 	// Stats returns every live node's last sample (GET
 	// /v1/cluster/stats); nil: that call answers 503.
 	Stats func() []NodeStats
+	// ConsoleKeys signs and ends console sessions the same on every
+	// node; nil: a random secret of this API alone (one node).
+	ConsoleKeys ConsoleKeys
 	// Tail calls fn for each message stored for group gid from now on,
 	// until ctx ends (GET /v1/groups/{gid}/tail); nil: 503.
 	Tail func(ctx context.Context, gid string, fn func(stored time.Time, m *message.Message)) error
@@ -321,12 +324,13 @@ func (c Config) validate() error {
 
 // API is the HTTP handler of a node. It is goroutine-safe.
 type API struct {
-	cfg   Config
-	st    store.Store
-	deps  Deps
-	log   *slog.Logger
-	mux   *http.ServeMux
-	tails chan struct{} // a slot per group tail streaming (maxTails)
+	cfg         Config
+	st          store.Store
+	deps        Deps
+	log         *slog.Logger
+	mux         *http.ServeMux
+	tails       chan struct{} // a slot per group tail streaming (maxTails)
+	consoleKeys ConsoleKeys   // deps.ConsoleKeys, or this API's own
 	// patterns are the routes registered on mux, for the OpenAPI check.
 	patterns []string
 	met      *metrics
@@ -374,16 +378,20 @@ func New(cfg Config, st store.Store, deps Deps) (*API, error) {
 		return nil, err
 	}
 	a := &API{
-		cfg:       cfg,
-		st:        st,
-		deps:      deps,
-		log:       cfg.Logger,
-		mux:       http.NewServeMux(),
-		tails:     make(chan struct{}, maxTails),
-		met:       met,
-		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		cfg:         cfg,
+		st:          st,
+		deps:        deps,
+		log:         cfg.Logger,
+		mux:         http.NewServeMux(),
+		tails:       make(chan struct{}, maxTails),
+		consoleKeys: deps.ConsoleKeys,
+		met:         met,
+		hashSlots:   make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	a.SetAdminKeys(cfg.AdminKey)
+	if a.consoleKeys == nil {
+		a.consoleKeys = newMemConsoleKeys()
+	}
 	if cfg.LoginRate > 0 {
 		a.login = ratelimit.New[string](cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)
 	}

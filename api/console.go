@@ -4,17 +4,20 @@ package api
 // reached with a session cookie instead of the admin key.
 //
 // Logging in (POST /console/login with the admin key, throttled like
-// every login per client address) sets a cookie that names an expiry
-// and a nonce, signed with a key derived from the admin key that logged
-// in: it is checked on any node that accepts that admin key, no state
-// is kept, and rotating the admin key ends every console session. The
-// cookie is HttpOnly (scripts cannot read it), SameSite=Strict (no other
-// site's page sends it) and Secure over TLS. A call that changes
-// anything must also carry X-CSRF-Token, a second signature of the
-// cookie that the page gets from the login's answer or GET
+// every login per client address) sets a cookie naming an expiry, a
+// nonce and which admin key logged in, signed with the cluster's console
+// secret (ConsoleKeys): any node checks it, no node keeps it, and the
+// cookie says nothing about the admin key to whoever reads it (the key
+// is named by a MAC under the secret). Retiring that admin key, or
+// logging out (the nonce is ended cluster-wide until the expiry), ends
+// the session. The cookie is HttpOnly (scripts cannot read it),
+// SameSite=Strict (no other site's page sends it) and Secure over TLS. A
+// call that changes anything must also carry X-CSRF-Token, another MAC
+// of the cookie that the page gets from the login's answer or GET
 // /console/session, and an Origin, if any, of this very site.
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -24,6 +27,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,50 +44,95 @@ var (
 	errCSRF         = newError(http.StatusForbidden, "csrf", "a console call that changes something needs X-CSRF-Token and this site's Origin")
 )
 
-// consoleKey derives the cookie signing key from an admin key's hash.
-func consoleKey(adminHash [sha256.Size]byte, purpose string) []byte {
-	mac := hmac.New(sha256.New, adminHash[:])
-	mac.Write([]byte("pushring console " + purpose))
-	return mac.Sum(nil)
+// ConsoleKeys keeps what console sessions are signed and ended with,
+// the same on every node of a cluster.
+type ConsoleKeys interface {
+	// Secret signs the cookies: random, kept by the cluster, never sent.
+	Secret() []byte
+	// End ends the session of nonce until its expiry, on every node.
+	End(ctx context.Context, nonce string, until time.Time) error
+	// Ended reports whether the session of nonce was ended.
+	Ended(nonce string) bool
 }
 
-func sign(key []byte, parts ...string) string {
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(strings.Join(parts, "|")))
-	return hex.EncodeToString(mac.Sum(nil))
+// memConsoleKeys is the ConsoleKeys of an API alone (no cluster): a
+// random secret, ends kept in memory.
+type memConsoleKeys struct {
+	secret []byte
+	mu     sync.Mutex
+	ended  map[string]time.Time
 }
 
-// newConsoleCookie is a cookie value for the admin key of hash h.
-func newConsoleCookie(h [sha256.Size]byte, exp time.Time) string {
-	var nonce [16]byte
-	rand.Read(nonce[:])
-	e, n := strconv.FormatInt(exp.Unix(), 10), hex.EncodeToString(nonce[:])
-	return "v1." + e + "." + n + "." + sign(consoleKey(h, "cookie"), e, n)
+func newMemConsoleKeys() *memConsoleKeys {
+	k := &memConsoleKeys{secret: make([]byte, 32), ended: make(map[string]time.Time)}
+	rand.Read(k.secret)
+	return k
 }
 
-// consoleSession checks a cookie value: the admin key hash that signed
-// it, if it is valid and not expired with a key still accepted.
-func (a *API) consoleSession(v string, now time.Time) ([sha256.Size]byte, bool) {
-	f := strings.Split(v, ".")
-	if len(f) != 4 || f[0] != "v1" || len(v) > 256 {
-		return [sha256.Size]byte{}, false
-	}
-	exp, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil || now.Unix() >= exp {
-		return [sha256.Size]byte{}, false
-	}
-	for _, h := range *a.admin.Load() {
-		if hmac.Equal([]byte(sign(consoleKey(h, "cookie"), f[1], f[2])), []byte(f[3])) {
-			return h, true
+func (k *memConsoleKeys) Secret() []byte { return k.secret }
+
+func (k *memConsoleKeys) End(_ context.Context, nonce string, until time.Time) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := time.Now()
+	for n, t := range k.ended {
+		if now.After(t) {
+			delete(k.ended, n)
 		}
 	}
-	return [sha256.Size]byte{}, false
+	k.ended[nonce] = until
+	return nil
+}
+
+func (k *memConsoleKeys) Ended(nonce string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.ended[nonce]
+	return ok
+}
+
+func (a *API) mac(parts ...string) string {
+	m := hmac.New(sha256.New, a.consoleKeys.Secret())
+	m.Write([]byte(strings.Join(parts, "|")))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// keyID names an admin key (by its hash) in a cookie, under the secret.
+func (a *API) keyID(h [sha256.Size]byte) string { return a.mac("kid", string(h[:]))[:16] }
+
+// newConsoleCookie is a cookie value for the admin key of hash h.
+func (a *API) newConsoleCookie(h [sha256.Size]byte, exp time.Time) string {
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	e, n, kid := strconv.FormatInt(exp.Unix(), 10), hex.EncodeToString(nonce[:]), a.keyID(h)
+	return "v2." + e + "." + n + "." + kid + "." + a.mac("cookie", e, n, kid)
+}
+
+// consoleSession checks a cookie value: valid, not expired, not ended,
+// and signed for an admin key still accepted. It returns the nonce and
+// the expiry.
+func (a *API) consoleSession(v string, now time.Time) (nonce string, exp time.Time, ok bool) {
+	f := strings.Split(v, ".")
+	if len(f) != 5 || f[0] != "v2" || len(v) > 256 {
+		return "", time.Time{}, false
+	}
+	e, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || now.Unix() >= e {
+		return "", time.Time{}, false
+	}
+	if !hmac.Equal([]byte(a.mac("cookie", f[1], f[2], f[3])), []byte(f[4])) || a.consoleKeys.Ended(f[2]) {
+		return "", time.Time{}, false
+	}
+	for _, h := range *a.admin.Load() {
+		if hmac.Equal([]byte(a.keyID(h)), []byte(f[3])) {
+			return f[2], time.Unix(e, 0), true
+		}
+	}
+	return "", time.Time{}, false
 }
 
 // csrfToken is the token state-changing console calls carry.
-func csrfToken(h [sha256.Size]byte, cookie string) string {
-	return sign(consoleKey(h, "csrf"), cookie)
-}
+func (a *API) csrfToken(cookie string) string { return a.mac("csrf", cookie) }
 
 // consoleCaller authenticates a request without an Authorization header
 // by its console cookie, as the admin; a method other than GET and HEAD
@@ -94,17 +143,19 @@ func (a *API) consoleCaller(q *request) (caller, error) {
 	if err != nil {
 		return caller{}, errUnauthorized
 	}
-	h, ok := a.consoleSession(ck.Value, a.now())
-	if !ok {
+	if _, _, ok := a.consoleSession(ck.Value, a.now()); !ok {
 		return caller{}, errUnauthorized
 	}
-	if m := q.r.Method; m != http.MethodGet && m != http.MethodHead {
-		tok := q.r.Header.Get("X-CSRF-Token")
-		if !hmac.Equal([]byte(tok), []byte(csrfToken(h, ck.Value))) || !a.sameOrigin(q.r) {
-			return caller{}, errCSRF
-		}
+	if m := q.r.Method; m != http.MethodGet && m != http.MethodHead && !a.csrfOK(q, ck.Value) {
+		return caller{}, errCSRF
 	}
 	return caller{kind: kindAdmin, console: true}, nil
+}
+
+// csrfOK: q carries the CSRF token of cookie and no foreign Origin.
+func (a *API) csrfOK(q *request, cookie string) bool {
+	tok := q.r.Header.Get("X-CSRF-Token")
+	return hmac.Equal([]byte(tok), []byte(a.csrfToken(cookie))) && a.sameOrigin(q.r)
 }
 
 // sameOrigin: r carries no Origin, or the origin of the site it was sent
@@ -163,11 +214,10 @@ func (a *API) consoleLogin(q *request) error {
 	if req.AdminKey == "" || len(req.AdminKey) > maxCredentialBytes || !a.isAdminKey(req.AdminKey) {
 		return errConsoleLogin
 	}
-	h := sha256.Sum256([]byte(req.AdminKey))
 	exp := a.now().Add(consoleTTL)
-	v := newConsoleCookie(h, exp)
+	v := a.newConsoleCookie(sha256.Sum256([]byte(req.AdminKey)), exp)
 	a.setConsoleCookie(q, v, int(consoleTTL/time.Second))
-	writeJSON(q.w, http.StatusOK, consoleSessionResponse{CSRF: csrfToken(h, v), ExpiresAt: rfc3339(exp)})
+	writeJSON(q.w, http.StatusOK, consoleSessionResponse{CSRF: a.csrfToken(v), ExpiresAt: rfc3339(exp)})
 	return nil
 }
 
@@ -177,17 +227,28 @@ func (a *API) consoleSessionInfo(q *request) error {
 	if err != nil {
 		return errUnauthorized
 	}
-	h, ok := a.consoleSession(ck.Value, a.now())
+	_, exp, ok := a.consoleSession(ck.Value, a.now())
 	if !ok {
 		return errUnauthorized
 	}
-	exp, _ := strconv.ParseInt(strings.Split(ck.Value, ".")[1], 10, 64)
-	writeJSON(q.w, http.StatusOK, consoleSessionResponse{CSRF: csrfToken(h, ck.Value), ExpiresAt: rfc3339(time.Unix(exp, 0))})
+	writeJSON(q.w, http.StatusOK, consoleSessionResponse{CSRF: a.csrfToken(ck.Value), ExpiresAt: rfc3339(exp)})
 	return nil
 }
 
-// POST /console/logout: the cookie is cleared.
+// POST /console/logout: the session ends on every node (with its CSRF
+// token: another site cannot log the admin out), and the cookie is
+// cleared.
 func (a *API) consoleLogout(q *request) error {
+	if ck, err := q.r.Cookie(consoleCookie); err == nil {
+		if nonce, exp, ok := a.consoleSession(ck.Value, a.now()); ok {
+			if !a.csrfOK(q, ck.Value) {
+				return errCSRF
+			}
+			if err := a.consoleKeys.End(q.r.Context(), nonce, exp); err != nil {
+				return errUnavailable.with(err)
+			}
+		}
+	}
 	a.setConsoleCookie(q, "", -1)
 	q.w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -60,9 +62,9 @@ func TestConsoleSession(t *testing.T) {
 	}
 	// Forged and tampered cookies are nothing.
 	for _, bad := range []string{
-		consoleCookie + "=v1.9999999999.00.00",
+		consoleCookie + "=v2.9999999999.00.00.00",
 		cookie[:len(cookie)-2] + "00",
-		strings.Replace(cookie, "v1.", "v1.9", 1),
+		strings.Replace(cookie, "v2.", "v2.9", 1),
 	} {
 		if r := f.do("GET", "/v1/users", "", nil, "Cookie", bad); r.status != 401 {
 			t.Fatalf("GET with cookie %q: %d", bad, r.status)
@@ -79,10 +81,27 @@ func TestConsoleSession(t *testing.T) {
 	if r := f.do("GET", "/v1/users", "", nil, "Cookie", cookie); r.status != 401 {
 		t.Fatalf("a cookie of a retired admin key: %d", r.status)
 	}
-	// Logout clears the cookie.
-	r := f.must(204, "POST", "/console/logout", "", nil)
+	// Logout needs the token (another site cannot log the admin out),
+	// clears the cookie and ends the session: its value no longer works.
+	f.api.SetAdminKeys(adminKey)
+	cookie, csrf = f.consoleLogin(adminKey)
+	if r := f.do("POST", "/console/logout", "", nil, "Cookie", cookie); r.status != 403 {
+		t.Fatalf("logout without the token: %d", r.status)
+	}
+	r := f.do("POST", "/console/logout", "", nil, "Cookie", cookie, "X-CSRF-Token", csrf)
+	if r.status != 204 {
+		t.Fatalf("logout: %d %s", r.status, r.body)
+	}
 	if sc := r.header.Get("Set-Cookie"); !strings.Contains(sc, consoleCookie+"=;") || !strings.Contains(sc, "Max-Age=0") {
 		t.Fatalf("logout Set-Cookie %q", sc)
+	}
+	if r := f.do("GET", "/v1/users", "", nil, "Cookie", cookie); r.status != 401 {
+		t.Fatalf("a logged-out cookie: %d", r.status)
+	}
+	// The cookie says nothing about the admin key: no part of it is a
+	// function of the key alone.
+	if strings.Contains(cookie, fmt.Sprintf("%x", sha256.Sum256([]byte(adminKey)))[:16]) {
+		t.Fatal("the cookie carries the admin key's hash")
 	}
 }
 

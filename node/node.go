@@ -762,15 +762,25 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.router.SetEvents(events)
 	n.fan.SetOffline(events.offlineWanted, events.offline)
 	stats := &clusterStats{self: cfg.NodeID, js: js, subject: "$KV." + mqttBucketName(cfg) + "." + statsKey,
-		r: n.router, reg: n.registry, log: n.log, samples: make(map[string]api.NodeStats)}
-	if bucket, err := js.KeyValue(ctx, mqttBucketName(cfg)); err == nil {
+		r: n.router, reg: n.registry, log: n.log, samples: make(map[string]sample)}
+	var ckeys *consoleKeys
+	if err := n.untilStoreAnswers(ctx, "the console keys", func() error {
+		bucket, err := js.KeyValue(ctx, mqttBucketName(cfg))
+		if err != nil {
+			return err
+		}
+		ckeys, err = openConsoleKeys(ctx, runCtx, js, bucket, n.log)
+		if err != nil {
+			return err
+		}
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			stats.run(runCtx, bucket)
 		}()
-	} else {
-		n.log.Warn("cluster statistics off: the records' bucket did not open", "err", err)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("node: console keys: %w", err)
 	}
 	n.dir.OnPrincipal(func(e store.Event) {
 		if e.Type == store.PrincipalDeleted {
@@ -907,18 +917,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.api, err = api.New(acfg, n.dir, api.Deps{
-		Publisher: storedPublisher{n.fan},
-		Retainer:  retainedWaiter{n.retained},
-		Presence:  clusterPresence{fan: n.fan, cluster: n.cluster},
-		Webhooks:  webhookAdmin{n.hookEps},
-		Refused:   events.httpRefused,
-		Stats:     stats.list,
-		Tail:      n.journal.Tail,
-		ACL:       n.dir,
-		Cluster:   members,
-		IDs:       ids,
-		Ready:     n.ready,
-		MQTT:      mqttWS,
+		Publisher:   storedPublisher{n.fan},
+		Retainer:    retainedWaiter{n.retained},
+		Presence:    clusterPresence{fan: n.fan, cluster: n.cluster},
+		Webhooks:    webhookAdmin{n.hookEps},
+		Refused:     events.httpRefused,
+		Stats:       stats.list,
+		ConsoleKeys: ckeys,
+		Tail:        n.journal.Tail,
+		ACL:         n.dir,
+		Cluster:     members,
+		IDs:         ids,
+		Ready:       n.ready,
+		MQTT:        mqttWS,
 	})
 	if err != nil {
 		return nil, err

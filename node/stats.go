@@ -36,13 +36,26 @@ type clusterStats struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	samples map[string]api.NodeStats
+	samples map[string]sample
 	prev    api.NodeStats // this node's last sample
+}
+
+// sample is a node's figures and when this node got them (its own
+// clock: another node's may be off).
+type sample struct {
+	api.NodeStats
+	got time.Time
 }
 
 // run samples and watches until ctx ends.
 func (s *clusterStats) run(ctx context.Context, kv jetstream.KeyValue) {
-	go s.watch(ctx, kv)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.watch(ctx, kv)
+	}()
+	defer wg.Wait()
 	t := time.NewTicker(statsEvery)
 	defer t.Stop()
 	for {
@@ -75,7 +88,7 @@ func (s *clusterStats) watch(ctx context.Context, kv jetstream.KeyValue) {
 			var st api.NodeStats
 			s.mu.Lock()
 			if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &st) == nil && st.Node == node {
-				s.samples[node] = st
+				s.samples[node] = sample{st, time.Now()}
 			} else {
 				delete(s.samples, node)
 			}
@@ -132,18 +145,20 @@ func (s *clusterStats) publish(ctx context.Context) {
 		s.log.Debug("cluster statistics: sample not written", "err", err)
 	}
 	s.mu.Lock()
-	s.samples[s.self] = st // shown here at once, whatever the store does
+	s.samples[s.self] = sample{st, time.Now()} // shown here at once, whatever the store does
 	s.mu.Unlock()
 }
 
-// list returns the samples younger than statsTTL, by node.
+// list returns the samples got within statsTTL, by node.
 func (s *clusterStats) list() []api.NodeStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]api.NodeStats, 0, len(s.samples))
-	for _, st := range s.samples {
-		if time.Since(st.Time) < statsTTL {
-			out = append(out, st)
+	for node, st := range s.samples {
+		if time.Since(st.got) < statsTTL {
+			out = append(out, st.NodeStats)
+		} else {
+			delete(s.samples, node) // a node gone
 		}
 	}
 	slices.SortFunc(out, func(a, b api.NodeStats) int { return strings.Compare(a.Node, b.Node) })
