@@ -31,6 +31,11 @@ const leaveTimeout = 2 * time.Second
 // positionsTimeout bounds each write of the session positions.
 const positionsTimeout = 5 * time.Second
 
+// webhookDrainTimeout bounds the wait for the webhook queues at shutdown
+// (within ShutdownTimeout): an endpoint that does not answer keeps its
+// events, which go with the node.
+const webhookDrainTimeout = 5 * time.Second
+
 // stopReserve is the part of ShutdownTimeout kept for stopping the
 // components once the drain is over (or cut short): positions, appends
 // in flight, NATS.

@@ -758,7 +758,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("node: webhook endpoints: %w", err)
 	}
-	events := hookEvents{d: n.hooks, r: n.router}
+	events := hookEvents{d: n.hooks, r: n.router, boot: bootID(cfg.NodeID)}
 	n.router.SetEvents(events)
 	n.fan.SetOffline(events.offlineWanted, events.offline)
 	stats := &clusterStats{self: cfg.NodeID, js: js, subject: "$KV." + mqttBucketName(cfg) + "." + statsKey,
@@ -1253,6 +1253,16 @@ func (n *Node) Close() error {
 	}
 	if n.retained != nil {
 		n.retained.Close()
+	}
+	if n.hooks != nil {
+		// What the drain made (the clients' disconnects) and the offline
+		// messages still queued go out to endpoints that answer, within
+		// what is left of the shutdown.
+		ctx, cancel := clock.stopCtx(webhookDrainTimeout)
+		if err := n.hooks.Drain(ctx); err != nil {
+			n.log.Warn("webhook events not all sent at shutdown", "err", err)
+		}
+		cancel()
 	}
 	if n.hookEps != nil {
 		n.hookEps.Close()

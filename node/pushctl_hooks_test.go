@@ -55,7 +55,7 @@ func (h *hookLog) events(path, secret, principal string) (types []string, bad in
 			continue
 		}
 		var ev webhook.Event
-		if !webhook.Verify(secret, r.timestamp, r.signed, r.body) || json.Unmarshal(r.body, &ev) != nil ||
+		if !webhook.Verify(secret, r.timestamp, r.signed, r.body, time.Now(), time.Minute) || json.Unmarshal(r.body, &ev) != nil ||
 			ev.Type != r.event || ev.ID != r.id {
 			bad++
 			continue

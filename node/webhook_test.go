@@ -35,7 +35,7 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !webhook.Verify(h.secret, r.Header.Get("X-Pushring-Timestamp"), r.Header.Get("X-Pushring-Signature"), body) {
+	if !webhook.Verify(h.secret, r.Header.Get("X-Pushring-Timestamp"), r.Header.Get("X-Pushring-Signature"), body, time.Now(), time.Minute) {
 		h.bad++
 		w.WriteHeader(http.StatusUnauthorized)
 		return
@@ -185,6 +185,32 @@ func TestWebhooks(t *testing.T) {
 		}
 		return nil
 	})
+	// A takeover: the new connection's connected event may come first;
+	// the old one's disconnected names its own connection, taken over.
+	first, err := mqttc.Dial(tc.nodes[0].MQTTAddr(), mqttc.Options{ClientID: "tk", Username: "alice", Password: aliceTok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Abort()
+	second, err := mqttc.Dial(tc.nodes[0].MQTTAddr(), mqttc.Options{ClientID: "tk", Username: "alice", Password: aliceTok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Abort()
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		conn := recv.find(webhook.SessionConnected, "client_id", "tk")
+		disc := recv.find(webhook.SessionDisconnected, "client_id", "tk")
+		if len(conn) != 2 || len(disc) != 1 {
+			return fmt.Errorf("takeover events: %d connected, %d disconnected", len(conn), len(disc))
+		}
+		c1, c2 := conn[0].Data.(map[string]any), conn[1].Data.(map[string]any)
+		d := disc[0].Data.(map[string]any)
+		if c1["connection"] == c2["connection"] || d["connection"] != c1["connection"] || d["reason"] != "taken_over" {
+			return fmt.Errorf("takeover: connected %v then %v, disconnected %v", c1, c2, d)
+		}
+		return nil
+	})
+
 	recv.mu.Lock()
 	defer recv.mu.Unlock()
 	if recv.bad != 0 {

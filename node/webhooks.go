@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/pushring/pushring/api"
@@ -18,12 +21,19 @@ import (
 type hookEvents struct {
 	d *webhook.Dispatcher
 	r *router.Server
+	// boot names this run of the node: a connection is boot-<seq>.
+	boot string
 }
 
 var _ router.Events = hookEvents{}
 
 type sessionData struct {
-	Principal string `json:"principal"`
+	// Connection names the connection, the same in its connected and
+	// disconnected events: a client that reconnects (or whose session
+	// another connection takes over, reason "taken_over") has a new one,
+	// whose connected event may come before the old one's disconnected.
+	Connection string `json:"connection"`
+	Principal  string `json:"principal"`
 	ClientID  string `json:"client_id"`
 	Remote    string `json:"remote"`
 	Transport string `json:"transport"`
@@ -33,20 +43,20 @@ type sessionData struct {
 	Reason    string `json:"reason,omitempty"`
 }
 
-func sessionOf(c router.ConnInfo, reason string) sessionData {
-	return sessionData{Principal: c.Principal, ClientID: c.ClientID, Remote: c.Remote, Transport: c.Transport,
+func (h hookEvents) sessionOf(c router.ConnInfo, reason string) sessionData {
+	return sessionData{Connection: h.boot + "-" + strconv.FormatUint(uint64(c.Seq), 10), Principal: c.Principal, ClientID: c.ClientID, Remote: c.Remote, Transport: c.Transport,
 		Version: c.Version, Clean: c.Clean, Device: c.Device, Reason: reason}
 }
 
 func (h hookEvents) Connected(c router.ConnInfo) {
 	if h.d.Room(webhook.SessionConnected) {
-		h.d.Emit(webhook.SessionConnected, sessionOf(c, ""))
+		h.d.Emit(webhook.SessionConnected, h.sessionOf(c, ""))
 	}
 }
 
 func (h hookEvents) Disconnected(c router.ConnInfo, reason string) {
 	if h.d.Room(webhook.SessionDisconnected) {
-		h.d.Emit(webhook.SessionDisconnected, sessionOf(c, reason))
+		h.d.Emit(webhook.SessionDisconnected, h.sessionOf(c, reason))
 	}
 }
 
@@ -140,4 +150,11 @@ func (w webhookAdmin) List() []api.WebhookEndpoint {
 		out[i] = endpointOut(e)
 	}
 	return out
+}
+
+// bootID names this run of the node in connection names.
+func bootID(node string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return node + "-" + hex.EncodeToString(b[:])
 }

@@ -21,6 +21,11 @@ type Events interface {
 
 // ConnInfo describes a connection that logged in.
 type ConnInfo struct {
+	// Seq is this node's number for the connection, from 1 in the order
+	// they logged in since the node started: a session taken over has
+	// its new connection's Connected before the old one's Disconnected
+	// (reason "taken_over"), and Seq tells them apart.
+	Seq       uint32
 	Principal string
 	ClientID  string
 	Remote    string
@@ -55,12 +60,17 @@ func (c *mqttConn) info() ConnInfo {
 	case viaWebSocket:
 		t = "websocket"
 	}
-	return ConnInfo{Principal: c.id.ID, ClientID: c.clientID, Remote: c.remoteAddr(), Transport: t,
+	return ConnInfo{Seq: c.seq, Principal: c.id.ID, ClientID: c.clientID, Remote: c.remoteAddr(), Transport: t,
 		Version: c.level, Clean: c.clean, Device: c.id.Device}
 }
 
-// disconnectReason names why a connection that had logged in ended.
-func disconnectReason(err error) string {
+// disconnectReason names why a connection that had logged in ended:
+// taken over by a connection of the same client id, the client's
+// DISCONNECT, the stream's end, bad input, or "error".
+func (c *mqttConn) disconnectReason(err error) string {
+	if c.flags.has(flagTakenOver) {
+		return "taken_over"
+	}
 	switch {
 	case errors.Is(err, errClientDisconnect), errors.Is(err, errClientDisconnectWill):
 		return "client_disconnect"

@@ -118,6 +118,9 @@ type mqttConn struct {
 	sess atomic.Pointer[session]
 	// flags are the connFlags set from any goroutine, never cleared.
 	flags connFlags
+	// seq is this node's number for the connection, set when it logs in
+	// (ConnInfo.Seq); it fills what would be padding before answered.
+	seq uint32
 	// answered: the first tag of the answer FIFO not answered yet
 	// (puback.go).
 	answered atomic.Uint64
@@ -137,7 +140,8 @@ const (
 	// shutdown): those stored later are not forwarded, since the client
 	// sends them again after reconnecting, in order (puback.go, Stored).
 	flagNoForward
-	flagEnded // closed was called (qos2.go reads it with answered)
+	flagEnded     // closed was called (qos2.go reads it with answered)
+	flagTakenOver // another connection of the same client id took the session over (events)
 )
 
 func (f *connFlags) set(flag uint32)      { f.v.Or(flag) }
@@ -303,7 +307,7 @@ func (c *mqttConn) closed(err error) {
 		}
 	}
 	if e := c.srv.m.hook(); e != nil && c.state == stateActive {
-		e.Disconnected(c.info(), disconnectReason(err))
+		e.Disconnected(c.info(), c.disconnectReason(err))
 	}
 	if !c.countBadInput(err) {
 		c.srv.log.Debug("mqtt: connection closed", "id", c.id.ID, "client_id", c.clientID, "remote", c.remoteAddr(), "reason", err)
@@ -508,6 +512,7 @@ func (c *mqttConn) activate() {
 		})
 	}
 	c.srv.m.connect(resultAccepted)
+	c.seq = c.srv.connSeq.Add(1)
 	if e := c.srv.m.hook(); e != nil {
 		e.Connected(c.info())
 	}

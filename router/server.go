@@ -83,7 +83,8 @@ type Server struct {
 	// stopping is cancelled by Close: TLS handshakes in progress end.
 	stopping context.Context
 	stop     context.CancelFunc
-	autoID   uint64 // under mu: assigned client ids
+	autoID   uint64        // under mu: assigned client ids
+	connSeq  atomic.Uint32 // numbers the connections that log in (ConnInfo.Seq)
 	// Under mu: what sessions held and had not delivered when the
 	// server drained and closed (drain.go).
 	unsentDropped, unsentStored, unsentSessions int
@@ -569,6 +570,7 @@ func (s *Server) bind(c *mqttConn, preamble func(buf []byte, present bool) []byt
 		// to c and leaves it alone.
 		s.log.Info("mqtt: session taken over", "id", c.id.ID, "client_id", c.clientID, "old_remote", victim.remoteAddr(), "remote", c.remoteAddr())
 		victim.stopForwarding()
+		victim.flags.set(flagTakenOver)
 		victim.kill(true, packet.CodeSessionTakenOver)
 	}
 	return code

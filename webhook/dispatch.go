@@ -19,15 +19,23 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushring/pushring/internal/ratelimit"
 )
 
 // Config configures a Dispatcher. Zero fields take the defaults.
 type Config struct {
 	// Node names this node in every event.
 	Node string
-	// QueueLen bounds the events waiting for one endpoint. Default
-	// 10,000.
-	QueueLen int
+	// QueueLen bounds the events waiting for one endpoint, and
+	// QueueBytes their bytes. Defaults 10,000 and 16 MiB.
+	QueueLen   int
+	QueueBytes int64
+	// RefusalRate bounds the refusal events a second (with bursts of 10
+	// times as many): refusals come from whoever sends garbage, and must
+	// not crowd the other events out of the queues. Default 10; past
+	// it, counted in pushring_webhook_skipped_total{type="refusal"}.
+	RefusalRate float64
 	// Timeout bounds one attempt, from connecting to the answer's
 	// status. Default 5 s.
 	Timeout time.Duration
@@ -45,6 +53,8 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	c.QueueLen = cmp.Or(c.QueueLen, 10_000)
+	c.QueueBytes = cmp.Or(c.QueueBytes, 16<<20)
+	c.RefusalRate = cmp.Or(c.RefusalRate, 10)
 	c.Timeout = cmp.Or(c.Timeout, 5*time.Second)
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, 6)
 	c.Backoff = cmp.Or(c.Backoff, 500*time.Millisecond)
@@ -63,6 +73,8 @@ type Dispatcher struct {
 	seq    atomic.Uint64
 	met    metrics
 
+	refusals *ratelimit.Limiter[struct{}] // RefusalRate
+
 	mu      sync.Mutex
 	senders map[string]*sender // by endpoint id
 	closed  bool
@@ -79,9 +91,10 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "webhook"),
 		// Redirects are not followed: the configured URL is the
 		// receiver, and a redirect elsewhere would carry the signature.
-		client:  &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		prefix:  cfg.Node + "-" + hex.EncodeToString(r[:]) + "-",
-		senders: make(map[string]*sender),
+		client:   &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		prefix:   cfg.Node + "-" + hex.EncodeToString(r[:]) + "-",
+		senders:  make(map[string]*sender),
+		refusals: ratelimit.New[struct{}](cfg.RefusalRate, max(1, int(10*cfg.RefusalRate)), 1),
 	}
 	if err := d.met.register(cfg.Registerer, d); err != nil {
 		return nil, err
@@ -104,23 +117,28 @@ func (d *Dispatcher) Wants(typ string) bool {
 // Room reports whether some endpoint takes events of type typ and has
 // room in its queue for one: a caller on a hot path asks first, and
 // spends nothing on events no endpoint could take. When endpoints take
-// the type but all their queues are full, the occasion is counted in
+// the type but all their queues are full (or, for refusals, past
+// RefusalRate), the occasion is counted in
 // pushring_webhook_skipped_total{type} (for message.offline one per
 // message, whatever its recipients). Never blocks.
 func (d *Dispatcher) Room(typ string) bool {
-	wanted := false
+	wanted, room := false, false
 	for _, s := range *d.live.Load() {
 		if s.ep.wants(typ) {
-			if len(s.q) < cap(s.q) {
-				return true
-			}
 			wanted = true
+			if s.hasRoom(0) {
+				room = true
+				break
+			}
 		}
 	}
-	if wanted {
+	if room && typ == Refusal && d.refusals != nil {
+		room, _ = d.refusals.Allow(struct{}{}, time.Now())
+	}
+	if wanted && !room {
 		d.met.skipped.WithLabelValues(typ).Inc()
 	}
-	return false
+	return room
 }
 
 // Emit queues an event of type typ with data (marshalled to JSON) for
@@ -134,23 +152,33 @@ func (d *Dispatcher) Emit(typ string, data any) {
 		if !s.ep.wants(typ) {
 			continue
 		}
-		if len(s.q) == cap(s.q) {
+		if !s.hasRoom(0) {
 			d.met.events.WithLabelValues(resultQueueFull).Inc()
 			continue
 		}
 		if body == nil {
 			seq := d.seq.Add(1)
 			id = d.prefix + strconv.FormatUint(seq, 10)
-			b, err := json.Marshal(Event{ID: id, Type: typ, Time: time.Now().UTC(), Node: d.cfg.Node, Seq: seq, Data: data})
-			if err != nil {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(false) // a payload's < > & as they are, not six bytes each
+			if err := enc.Encode(Event{ID: id, Type: typ, Time: time.Now().UTC(), Node: d.cfg.Node, Seq: seq, Data: data}); err != nil {
 				d.log.Error("webhook: event not encoded", "type", typ, "err", err)
 				return
 			}
-			body = b
+			body = bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 		}
+		if !s.hasRoom(len(body)) {
+			d.met.events.WithLabelValues(resultQueueFull).Inc()
+			continue
+		}
+		s.bytes.Add(int64(len(body)))
+		s.pending.Add(1)
 		select {
 		case s.q <- item{id: id, typ: typ, body: body}:
 		default:
+			s.bytes.Add(-int64(len(body)))
+			s.pending.Add(-1)
 			d.met.events.WithLabelValues(resultQueueFull).Inc()
 		}
 	}
@@ -190,6 +218,31 @@ func sameEndpoint(a, b *Endpoint) bool {
 	return a.URL == b.URL && a.Secret == b.Secret && slices.Equal(a.Events, b.Events)
 }
 
+// Drain waits until every endpoint's queue is empty and nothing is in
+// flight, or ctx ends (then it returns its error): at shutdown, the
+// events of the connections the node closed, and the offline messages,
+// still go out if their endpoints answer.
+func (d *Dispatcher) Drain(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		idle := true
+		for _, s := range *d.live.Load() {
+			if s.pending.Load() > 0 {
+				idle = false
+			}
+		}
+		if idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // Close stops every sender; queued events are dropped.
 func (d *Dispatcher) Close() {
 	d.mu.Lock()
@@ -219,11 +272,19 @@ type item struct {
 
 // sender sends one endpoint's events in order.
 type sender struct {
-	d    *Dispatcher
-	ep   Endpoint
-	q    chan item
-	quit chan struct{}
-	once sync.Once
+	d     *Dispatcher
+	ep    Endpoint
+	q     chan item
+	bytes atomic.Int64 // bodies queued
+	// pending counts events queued or being sent: 0 when idle.
+	pending atomic.Int64
+	quit    chan struct{}
+	once    sync.Once
+}
+
+// hasRoom: another event of n bytes fits the queue (n 0: any room).
+func (s *sender) hasRoom(n int) bool {
+	return len(s.q) < cap(s.q) && s.bytes.Load()+int64(n) <= s.d.cfg.QueueBytes
 }
 
 func (d *Dispatcher) start(ep Endpoint) *sender {
@@ -241,7 +302,9 @@ func (s *sender) run() {
 			s.d.met.events.WithLabelValues(resultRemoved).Add(float64(len(s.q)))
 			return
 		case it := <-s.q:
+			s.bytes.Add(-int64(len(it.body)))
 			s.deliver(it)
+			s.pending.Add(-1)
 		}
 	}
 }

@@ -3,8 +3,8 @@
 // to the HTTP endpoints an operator configured, signed.
 //
 // Each endpoint has its own bounded queue and one sender: events go out
-// in the order they were emitted (so per session, a connect before its
-// disconnect), one POST each, retried with backoff on a network error or
+// in the order they were queued (so per connection, its connect before
+// its disconnect), one POST each, retried with backoff on a network error or
 // an answer other than 2xx. Emit never waits: an event for a full queue
 // is dropped and counted, so a slow or dead endpoint costs the hot paths
 // a failed channel send at most and never slows delivery. An event that
@@ -74,9 +74,11 @@ type Event struct {
 	Type string    `json:"type"`
 	Time time.Time `json:"time"`
 	Node string    `json:"node"`
-	// Seq numbers the events of Node from 1, in the order they were
-	// emitted (per node: a restart starts again at 1, with a new ID
-	// prefix).
+	// Seq numbers the events of Node from 1, as they were made (a
+	// restart starts again at 1, with a new ID prefix). Events of one
+	// session go out in order; events of sessions made at the same
+	// moment on different goroutines may go out a little out of Seq
+	// order.
 	Seq  uint64 `json:"seq"`
 	Data any    `json:"data"`
 }
@@ -91,12 +93,19 @@ func Sign(secret string, ts time.Time, body []byte) string {
 }
 
 // Verify checks a request's timestamp header value and signature against
-// secret: what a receiver does (the tests do it too).
-func Verify(secret, timestamp, signature string, body []byte) bool {
+// secret, and that the timestamp is within tolerance of now (a replayed
+// request is old): what a receiver does (the tests do it too). A
+// tolerance of 5 minutes leaves room for retries in flight and clocks a
+// little apart.
+func Verify(secret, timestamp, signature string, body []byte, now time.Time, tolerance time.Duration) bool {
 	sec, err := strconv.ParseInt(timestamp, 10, 64)
 	if err != nil {
 		return false
 	}
-	want := Sign(secret, time.Unix(sec, 0), body)
+	ts := time.Unix(sec, 0)
+	if d := now.Sub(ts); d > tolerance || d < -tolerance {
+		return false
+	}
+	want := Sign(secret, ts, body)
 	return hmac.Equal([]byte(want), []byte(signature))
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,8 +26,11 @@ func TestSignVerify(t *testing.T) {
 	ts := time.Unix(1700000000, 0)
 	body := []byte(`{"id":"x"}`)
 	sig := Sign("whsec_1", ts, body)
-	if !Verify("whsec_1", "1700000000", sig, body) {
+	if !Verify("whsec_1", "1700000000", sig, body, ts.Add(time.Minute), 5*time.Minute) {
 		t.Fatal("a signature does not verify")
+	}
+	if Verify("whsec_1", "1700000000", sig, body, ts.Add(6*time.Minute), 5*time.Minute) {
+		t.Fatal("a request 6 minutes old verifies")
 	}
 	for _, c := range []struct{ secret, ts, sig, body string }{
 		{"whsec_2", "1700000000", sig, string(body)},
@@ -35,7 +39,7 @@ func TestSignVerify(t *testing.T) {
 		{"whsec_1", "x", sig, string(body)},
 		{"whsec_1", "1700000000", "v1=00", string(body)},
 	} {
-		if Verify(c.secret, c.ts, c.sig, []byte(c.body)) {
+		if Verify(c.secret, c.ts, c.sig, []byte(c.body), ts, 5*time.Minute) {
 			t.Fatalf("verified %+v", c)
 		}
 	}
@@ -260,4 +264,54 @@ func TestEndpointsAcrossNodes(t *testing.T) {
 	if err := e1.Delete(ctx, ep.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
+}
+
+// TestDrain: Drain returns once an answering endpoint has every event;
+// with one that never answers it returns at its deadline.
+func TestDrain(t *testing.T) {
+	live := &recorder{}
+	ok := httptest.NewServer(live)
+	defer ok.Close()
+	d, _ := newDispatcher(t, Config{})
+	d.SetEndpoints([]Endpoint{{ID: "live", URL: ok.URL}})
+	for i := range 50 {
+		d.Emit(Refusal, i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Drain(ctx); err != nil || len(live.seqs()) != 50 {
+		t.Fatalf("Drain: %v with %d of 50 taken", err, len(live.seqs()))
+	}
+	block := make(chan struct{})
+	dead := httptest.NewServer(&recorder{block: block})
+	defer func() { close(block); dead.Close() }()
+	d.SetEndpoints([]Endpoint{{ID: "dead", URL: dead.URL}})
+	d.Emit(Refusal, 0)
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := d.Drain(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Drain with a dead endpoint: %v, want its deadline", err)
+	}
+}
+
+// TestQueueBytes: an endpoint's queue is bounded in bytes too: large
+// events past QueueBytes are dropped and counted, whatever their count.
+func TestQueueBytes(t *testing.T) {
+	block := make(chan struct{})
+	dead := httptest.NewServer(&recorder{block: block})
+	defer func() { close(block); dead.Close() }()
+	d, reg := newDispatcher(t, Config{QueueBytes: 3000, Timeout: time.Minute})
+	d.SetEndpoints([]Endpoint{{ID: "dead", URL: dead.URL}})
+	big := strings.Repeat("x", 1000)
+	for range 10 {
+		d.Emit(MessageOffline, big)
+	}
+	// One in flight (its bytes no longer queued), two queued (~2.2 KB);
+	// a third would pass 3,000 bytes.
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := count(t, reg, resultQueueFull); n < 7 || n > 8 {
+			return fmt.Errorf("queue_full %v, want 7 or 8", n)
+		}
+		return nil
+	})
 }
