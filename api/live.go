@@ -39,6 +39,9 @@ type tailMessage struct {
 	PayloadBase64 string `json:"payload_base64"`
 }
 
+// tailWriteTimeout bounds each write of a tail.
+const tailWriteTimeout = 30 * time.Second
+
 // maxTails bounds the tails streaming at once on a node: each holds a
 // connection and a consumer on the message stream.
 const maxTails = 16
@@ -68,15 +71,21 @@ func (a *API) groupTail(q *request) error {
 		return newError(http.StatusServiceUnavailable, "busy", "too many live tails on this node")
 	}
 	rc := http.NewResponseController(q.w)
-	// The server's write deadline would end the stream: lifted for it.
-	rc.SetWriteDeadline(time.Time{})
+	// The server's write deadline would end the stream: each write gets
+	// its own instead, so a client that stops reading is let go.
+	write := func(b ...[]byte) {
+		rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
+		for _, p := range b {
+			q.w.Write(p)
+		}
+		rc.Flush()
+	}
 	h := q.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	q.w.WriteHeader(http.StatusOK)
-	q.w.Write([]byte(": tail of " + gid + "\n\n"))
-	rc.Flush()
+	write([]byte(": tail of " + gid + "\n\n"))
 	msgs := make(chan tailMessage, 256)
 	errc := make(chan error, 1)
 	go func() {
@@ -104,13 +113,10 @@ func (a *API) groupTail(q *request) error {
 			}
 			return nil
 		case <-keep.C:
-			q.w.Write([]byte(": keepalive\n\n"))
+			write([]byte(": keepalive\n\n"))
 		case t := <-msgs:
 			b, _ := json.Marshal(t)
-			q.w.Write([]byte("event: message\ndata: "))
-			q.w.Write(b)
-			q.w.Write([]byte("\n\n"))
+			write([]byte("event: message\ndata: "), b, []byte("\n\n"))
 		}
-		rc.Flush()
 	}
 }

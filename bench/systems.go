@@ -206,7 +206,8 @@ func StartPushring(bin string, t *TLSMaterial, extra ...string) (*Pushring, erro
 		"--mqtt-addr", mqtt, "--http-addr", httpAddr,
 		"--gossip-addr", "127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--node-id", "bench",
-		"--connect-rate", "-1", "--login-rate", "-1", "--publish-rate", "-1", "--publish-bytes-rate", "-1", "--log-level", "warn"}
+		"--connect-rate", "-1", "--login-rate", "-1", "--publish-rate", "-1", "--publish-bytes-rate", "-1", "--log-level", "warn",
+		"--webhook-allow-private"} // the harness's webhook receiver is on loopback
 	var ct *clientTLS
 	if t != nil {
 		f, c, err := t.install(dir)

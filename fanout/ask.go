@@ -46,6 +46,7 @@ type PresenceResult struct {
 
 // asks is the state of the presence queries this node waits for.
 type asks struct {
+	slots   chan struct{} // maxPresenceAnswers
 	mu      sync.Mutex
 	src     PresenceSource
 	next    uint64
@@ -68,7 +69,7 @@ const maxPresenceList = 10_000
 // ctx to end. Goroutine-safe.
 func (f *Fanout) Presence(ctx context.Context, nodes []string, group string, ids []string) PresenceResult {
 	res := PresenceResult{Answers: make(map[string]NodePresence, len(nodes))}
-	ch := make(chan nodeAnswer, len(nodes))
+	ch := make(chan nodeAnswer, 2*len(nodes)+1) // room for a node that answers twice
 	f.ask.mu.Lock()
 	f.ask.next++
 	q := f.ask.next
@@ -100,7 +101,8 @@ func (f *Fanout) Presence(ctx context.Context, nodes []string, group string, ids
 		if data == nil {
 			var err error
 			if data, err = AppendEnvelope(nil, &e); err != nil {
-				break // nothing to ask about: every node stays missing
+				f.warn("presence query not encoded", "err", err)
+				continue // this node stays pending: reported missing
 			}
 		}
 		if err := f.publish(node, data); err != nil {
@@ -137,8 +139,31 @@ func (f *Fanout) connected(group string, ids []string) NodePresence {
 	return NodePresence{Count: n, Connected: listed}
 }
 
-// handlePresence answers a Presence envelope to its sender.
+// maxPresenceAnswers bounds the presence answers worked out at once:
+// each walks a group's members, off the bus goroutine that delivers.
+// A query over it is not answered (the asking node reports this one
+// missing).
+const maxPresenceAnswers = 4
+
+// handlePresence answers a Presence envelope to its sender, on a
+// goroutine of its own: a large group's answer must not hold up the
+// deliveries behind it.
 func (f *Fanout) handlePresence(env *Envelope) {
+	select {
+	case f.ask.slots <- struct{}{}:
+	default:
+		f.warn("presence query not answered: too many at once", "from", env.Sender)
+		return
+	}
+	e := *env
+	e.Principals = slices.Clone(env.Principals) // the scratch is reused after handle
+	go func() {
+		defer func() { <-f.ask.slots }()
+		f.answerPresence(&e)
+	}()
+}
+
+func (f *Fanout) answerPresence(env *Envelope) {
 	a := f.connected(env.Group, env.Principals)
 	out := Envelope{Kind: KindPresenceAnswer, Sender: f.self, Query: env.Query, Count: uint64(a.Count)}
 	if len(a.Connected) > 0 {

@@ -327,6 +327,7 @@ func New(cfg Config, bus Bus, members Members, place Placement, d Deliverer) (*F
 	f := &Fanout{
 		cfg:      cfg,
 		self:     cfg.NodeID,
+		ask:      asks{slots: make(chan struct{}, maxPresenceAnswers)},
 		hopLimit: uint8(cfg.HopLimit),
 		maxBytes: cfg.MaxEnvelopeBytes,
 		bus:      bus,

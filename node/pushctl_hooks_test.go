@@ -75,7 +75,10 @@ func (h *hookLog) events(path, secret, principal string) (types []string, bad in
 // lists her.
 func TestPushctlHooks(t *testing.T) {
 	bin := buildTools(t)
-	n := startNode(t, t.TempDir(), func(c *Config) { c.Webhooks.Backoff = 20 * time.Millisecond })
+	n := startNode(t, t.TempDir(), func(c *Config) {
+		c.Webhooks.Backoff = 20 * time.Millisecond
+		c.Webhooks.AllowPrivate = true // the receiver is on loopback
+	})
 	defer n.Close()
 	env := append(os.Environ(), "PUSHRING_SERVER=http://"+n.HTTPAddr(), "PUSHRING_ADMIN_KEY="+n.AdminKey())
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -78,6 +78,7 @@ func (h *hookReceiver) find(typ, key, value string) []webhook.Event {
 func TestWebhooks(t *testing.T) {
 	tc := startClusterWith(t, 2, func(c *Config) {
 		c.Webhooks.Backoff, c.Webhooks.Timeout = 20*time.Millisecond, 300*time.Millisecond
+		c.Webhooks.AllowPrivate = true // the receivers are on loopback
 	})
 	ctx := context.Background()
 	api := newAPI(t, tc.nodes[0])

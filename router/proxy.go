@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -94,7 +95,10 @@ func (s *Server) acceptProxied(nc net.Conn, tc *tls.Config) {
 // refusal counted).
 func (s *Server) readProxyHeader(nc net.Conn) net.Conn {
 	nc.SetReadDeadline(time.Now().Add(s.cfg.ConnectTimeout))
+	// Close cuts a read in progress short rather than wait for it.
+	stop := context.AfterFunc(s.stopping, func() { nc.SetReadDeadline(time.Now()) })
 	h, err := proxyproto.Read(nc)
+	stop()
 	if err == nil {
 		err = nc.SetReadDeadline(time.Time{}) // the transport sets its own
 	}

@@ -11,11 +11,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +48,12 @@ type Config struct {
 	// with each further one, up to MaxBackoff. Defaults 500 ms, 30 s:
 	// six attempts span about 15 s.
 	Backoff, MaxBackoff time.Duration
+	// AllowPrivate lets endpoints be on loopback, private, link-local
+	// and other non-public addresses. Off, such an address is refused
+	// when a request connects (not only when the URL is stored: a name
+	// may resolve elsewhere later), so the admin API cannot be used to
+	// reach the node's own network (metadata services, NATS monitoring).
+	AllowPrivate bool
 	// Logger: nil is slog.Default(). Registerer gets the
 	// pushring_webhook_* metrics; nil: none.
 	Logger     *slog.Logger
@@ -91,7 +100,8 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "webhook"),
 		// Redirects are not followed: the configured URL is the
 		// receiver, and a redirect elsewhere would carry the signature.
-		client:   &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		client: &http.Client{Timeout: cfg.Timeout, Transport: transport(cfg.AllowPrivate),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		prefix:   cfg.Node + "-" + hex.EncodeToString(r[:]) + "-",
 		senders:  make(map[string]*sender),
 		refusals: ratelimit.New[struct{}](cfg.RefusalRate, max(1, int(10*cfg.RefusalRate)), 1),
@@ -379,3 +389,34 @@ func (s *sender) post(it item) error {
 	s.d.met.attempts.WithLabelValues("ok").Inc()
 	return nil
 }
+
+// errPrivate: an endpoint's address is not a public one.
+var errPrivate = errors.New("webhook: endpoint address is not public (see Config.AllowPrivate)")
+
+// transport is the HTTP transport of the senders: its dialer checks the
+// address it connects to, after name resolution.
+func transport(allowPrivate bool) *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if !allowPrivate {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil || !public(ap.Addr()) {
+				return errPrivate
+			}
+			return nil
+		}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = d.DialContext
+	t.Proxy = nil // an environment's proxy would reach what the check refuses
+	return t
+}
+
+// public: ip is a global unicast address outside the private ranges.
+func public(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !cgnat.Contains(ip)
+}
+
+// cgnat is the shared address space of carrier-grade NAT (RFC 6598).
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -92,6 +93,7 @@ func newDispatcher(t *testing.T, cfg Config) (*Dispatcher, *prometheus.Registry)
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Node, cfg.Logger, cfg.Registerer = "n1", slog.New(slog.DiscardHandler), reg
+	cfg.AllowPrivate = true // the receivers are on loopback
 	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -314,4 +316,35 @@ func TestQueueBytes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPrivateRefused: without AllowPrivate, a loopback endpoint gets no
+// request: the dial is refused, the attempts count as errors.
+func TestPrivateRefused(t *testing.T) {
+	rec := &recorder{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	d, err := New(Config{Node: "n1", Logger: slog.New(slog.DiscardHandler), Registerer: reg, Backoff: time.Millisecond, MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.SetEndpoints([]Endpoint{{ID: "lo", URL: srv.URL}})
+	d.Emit(Refusal, 1)
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := count(t, reg, resultFailed); n != 1 {
+			return fmt.Errorf("failed %v, want 1", n)
+		}
+		return nil
+	})
+	if n := len(rec.seqs()); n != 0 {
+		t.Fatalf("a loopback endpoint got %d requests", n)
+	}
+	for ip, want := range map[string]bool{"8.8.8.8": true, "2606:4700::1": true, "127.0.0.1": false, "10.1.2.3": false,
+		"169.254.169.254": false, "::1": false, "fd00::1": false, "100.64.0.1": false, "0.0.0.0": false, "::ffff:127.0.0.1": false} {
+		if got := public(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("public(%s) = %v, want %v", ip, got, want)
+		}
+	}
 }

@@ -68,6 +68,7 @@ func run(args []string) error {
 	fs.StringVar(&advertise, "advertise-mqtt", "", "comma-separated MQTT addresses returned at login (default: the bound MQTT address)")
 	var wsOrigins, trustedProxies string
 	fs.StringVar(&trustedProxies, "trusted-proxies", "", "comma-separated CIDRs (or addresses) of the load balancers in front of the node: from them, the client's address is read from Forwarded / X-Forwarded-For on the HTTP listener and, with --mqtt-proxy-protocol, from PROXY protocol headers on the MQTT listeners (limits, logs); default none")
+	fs.BoolVar(&cfg.Webhooks.AllowPrivate, "webhook-allow-private", false, "let webhook endpoints be on loopback, private and link-local addresses (default: refused when a request connects, so the admin API cannot reach the node's own network)")
 	fs.BoolVar(&cfg.Router.ProxyProtocol, "mqtt-proxy-protocol", false, "every connection to the MQTT listeners (TCP and TLS, not WebSocket) starts with a PROXY protocol v1 or v2 header from one of --trusted-proxies; connections from elsewhere or without a valid header are refused")
 	fs.StringVar(&wsOrigins, "ws-origins", "", "comma-separated Origin values (https://app.example.com) browsers may open MQTT over WebSocket (GET /mqtt on the HTTP listeners) from (default: any; requests without Origin are always allowed)")
 	fs.StringVar(&cfg.AdminKeyFile, "admin-key-file", "", "file of admin keys, one per line, all accepted, reread on SIGHUP (default: read or generate <data-dir>/admin.key)")
