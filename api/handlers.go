@@ -162,8 +162,8 @@ func (a *API) createSession(q *request) error {
 		TokenHash:        tokenHash,
 		PrincipalID:      p.ID,
 		PrincipalCreated: p.Created,
-		Created:     now,
-		Expires:     now.Add(a.cfg.SessionTTL).Truncate(time.Second),
+		Created:          now,
+		Expires:          now.Add(a.cfg.SessionTTL).Truncate(time.Second),
 	}
 	ctx := q.r.Context()
 	if err := a.st.CreateSession(ctx, s); err != nil {

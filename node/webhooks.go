@@ -34,13 +34,13 @@ type sessionData struct {
 	// whose connected event may come before the old one's disconnected.
 	Connection string `json:"connection"`
 	Principal  string `json:"principal"`
-	ClientID  string `json:"client_id"`
-	Remote    string `json:"remote"`
-	Transport string `json:"transport"`
-	Version   byte   `json:"mqtt_version"`
-	Clean     bool   `json:"clean"`
-	Device    bool   `json:"device"`
-	Reason    string `json:"reason,omitempty"`
+	ClientID   string `json:"client_id"`
+	Remote     string `json:"remote"`
+	Transport  string `json:"transport"`
+	Version    byte   `json:"mqtt_version"`
+	Clean      bool   `json:"clean"`
+	Device     bool   `json:"device"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 func (h hookEvents) sessionOf(c router.ConnInfo, reason string) sessionData {
