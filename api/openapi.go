@@ -5,9 +5,9 @@ import (
 	"net/http"
 )
 
-// openAPIDoc is the OpenAPI 3 document of this API, kept by hand beside
-// the handlers; TestOpenAPI holds it to the routes registered and the
-// answers given.
+// openAPIDoc is the OpenAPI 3 document of this API, written by
+// scripts/openapi.py; TestOpenAPI holds it to the routes registered and
+// the answers given.
 //
 //go:embed openapi.json
 var openAPIDoc []byte

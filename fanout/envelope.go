@@ -98,9 +98,10 @@ package fanout
 //
 //	Presence:
 //	        uvarint  query id, at least 1: the asking node's number for it
-//	        str      group id: its members are asked about; or empty, and
-//	uvarint  principal count, then str principal ids: those are
-//	              (exactly one of the two is non-empty)
+//	        str      group id: its members are asked about; or empty
+//	        uvarint  principal count, then that many str principal ids:
+//	                 those are asked about (exactly one of group and
+//	                 principals is non-empty)
 //	PresenceAnswer:
 //	        uvarint  query id, at least 1
 //	        uvarint  how many of those asked about are connected

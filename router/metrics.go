@@ -87,6 +87,16 @@ const (
 var connectResults = []string{resultAccepted, resultBadProtocol, resultIDRejected,
 	resultUnavailable, resultBadCredentials, resultNotAuthorized, resultAuthTopicFail, resultBadAuthMethod, resultRedirected}
 
+// connectRefusals are the refusal reasons of refused CONNECTs (Events),
+// made once: "connect_" and the result, by connectResults' index.
+var connectRefusals = func() []string {
+	out := make([]string, len(connectResults))
+	for i, r := range connectResults {
+		out[i] = "connect_" + r
+	}
+	return out
+}()
+
 // Each Prometheus family of the server.
 var (
 	connectionsDesc = prometheus.NewDesc("pushring_mqtt_connections",
@@ -260,7 +270,7 @@ func (m *metrics) connect(result string) {
 	m.connects[index(connectResults, result)].Add(1)
 	if result != resultAccepted && result != resultRedirected {
 		if e := m.hook(); e != nil {
-			e.Refused("connect_" + result)
+			e.Refused(connectRefusals[index(connectResults, result)])
 		}
 	}
 }

@@ -415,8 +415,30 @@ func (d *Directory) ListPrincipals(ctx context.Context, kind Kind, prefix, after
 	return d.st.ListPrincipals(ctx, kind, prefix, after, limit)
 }
 
+// ListGroups pages the groups of the view (it holds every group): no
+// read of the store, whose key list it would have to take whole.
 func (d *Directory) ListGroups(ctx context.Context, prefix, after string, limit int) ([]Group, string, error) {
-	return d.st.ListGroups(ctx, prefix, after, limit)
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	d.mu.RLock()
+	ids := make([]string, 0, len(d.v.groups))
+	for gid, g := range d.v.groups {
+		if g.known && listable(gid, prefix, after) {
+			ids = append(ids, gid)
+		}
+	}
+	d.mu.RUnlock()
+	page, next := pageOf(ids, prefix, after, limit)
+	gs := make([]Group, 0, len(page))
+	d.mu.RLock()
+	for _, gid := range page {
+		if g := d.v.groups[gid]; g != nil && g.known {
+			gs = append(gs, g.info)
+		}
+	}
+	d.mu.RUnlock()
+	return gs, next, nil
 }
 
 func (d *Directory) PrincipalRoles(ctx context.Context, id string) (map[string]Role, error) {

@@ -9,6 +9,7 @@ package store
 //	pushring_roles       key <gid>.m.<id>          member        value roleRecord (JSON)
 //	                     key <gid>.p.<id>          publisher
 //	pushring_sessions    key <tokenHash>           value Session (JSON); bucket MaxAge
+//	                     key <id>.<tokenHash>      empty: the index of id's sessions (kv_admin.go)
 //	pushring_mqtt        MQTT session records (mqtt.go)
 //
 // and the stream CLAIMS_pushring of MQTT claim notices (mqtt_notice.go).

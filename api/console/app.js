@@ -263,7 +263,7 @@ async function group(gid, view = $("#view")) {
   source.addEventListener("open", () => tail.setAttribute("data-open", "1"));
   source.addEventListener("message", (ev) => {
     const m = JSON.parse(ev.data);
-    tail.prepend(el("li", { "data-msg": m.id }, m.stored.slice(11, 23) + "  " + (m.from || "admin") + "  " + (m.payload !== undefined ? m.payload : "(" + m.payload_base64.length + " base64 bytes)")));
+    tail.prepend(el("li", { "data-msg": m.id }, m.stored.slice(11, 23) + "  " + (m.from || "admin") + "  " + (m.payload !== undefined ? m.payload : "(binary payload, " + Math.floor(m.payload_base64.length * 3 / 4) + " bytes)")));
     while (tail.children.length > 200) tail.lastChild.remove();
   });
 }
@@ -297,7 +297,7 @@ async function webhooks(view) {
   async function load() {
     const w = await api("GET", "/v1/webhooks");
     list.replaceChildren(...w.webhooks.map((h) => el("tr", {}, el("td", {}, h.id), el("td", {}, h.url), el("td", {}, h.events.length ? h.events.join(", ") : "all"),
-      el("td", {}, el("button", { class: "danger", type: "button", onclick: async () => { try { await api("DELETE", "/v1/webhooks/" + h.id); await load(); } catch (e) { fail(e); } } }, "Delete")))));
+      el("td", {}, el("button", { class: "danger", type: "button", onclick: async () => { try { await api("DELETE", "/v1/webhooks/" + encodeURIComponent(h.id)); await load(); } catch (e) { fail(e); } } }, "Delete")))));
   }
   view.append(el("h2", {}, "Webhooks"),
     el("form", { class: "inline", onsubmit: async (ev) => {
