@@ -34,21 +34,7 @@ func TestPushctlAdmin(t *testing.T) {
 	// stdout and stderr (trimmed) and its exit status.
 	run := func(extra []string, stdin string, args ...string) (stdout, stderr string, code int) {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "pushctl"), args...)
-		cmd.Env = append(env[:len(env):len(env)], extra...)
-		cmd.Stdin = strings.NewReader(stdin)
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var exit *exec.ExitError
-		switch {
-		case err == nil:
-		case errors.As(err, &exit):
-			code = exit.ExitCode()
-		default:
-			t.Fatalf("pushctl %v: %v", args, err)
-		}
-		return strings.TrimSpace(out.String()), strings.TrimSpace(errb.String()), code
+		return runPushctl(t, ctx, bin, append(env[:len(env):len(env)], extra...), stdin, args...)
 	}
 	// ok wants exit 0 and nothing on stderr, and returns stdout.
 	ok := func(extra []string, stdin string, args ...string) string {
@@ -307,4 +293,25 @@ func TestPushctlAdmin(t *testing.T) {
 	if out := pushctl("group", "list", "-q"); out != "home" {
 		t.Fatalf("group list after the usage errors: %q", out)
 	}
+}
+
+// runPushctl runs pushctl from bin with env and stdin, and returns its
+// stdout and stderr (trimmed) and its exit status.
+func runPushctl(t *testing.T, ctx context.Context, bin string, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pushctl"), args...)
+	cmd.Env = env
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("pushctl %v: %v", args, err)
+	}
+	return strings.TrimSpace(out.String()), strings.TrimSpace(errb.String()), code
 }

@@ -3,14 +3,11 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -86,20 +83,7 @@ func TestPushctlHooks(t *testing.T) {
 
 	run := func(extra []string, args ...string) (stdout, stderr string, code int) {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "pushctl"), args...)
-		cmd.Env = append(env[:len(env):len(env)], extra...)
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var exit *exec.ExitError
-		switch {
-		case err == nil:
-		case errors.As(err, &exit):
-			code = exit.ExitCode()
-		default:
-			t.Fatalf("pushctl %v: %v", args, err)
-		}
-		return strings.TrimSpace(out.String()), strings.TrimSpace(errb.String()), code
+		return runPushctl(t, ctx, bin, append(env[:len(env):len(env)], extra...), "", args...)
 	}
 	ok := func(extra []string, args ...string) string {
 		t.Helper()
