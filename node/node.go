@@ -782,6 +782,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("node: console keys: %w", err)
 	}
+	// Deletions made while this node's watch was broken were not
+	// reported: the principals present here are looked up again.
+	n.dir.OnRewatch(func() { go n.dropGonePrincipals(runCtx) })
 	n.dir.OnPrincipal(func(e store.Event) {
 		if e.Type == store.PrincipalDeleted {
 			n.router.DropPrincipal(e.Principal)
@@ -1436,4 +1439,18 @@ func (n *Node) natsMetrics() error {
 		}
 	}
 	return nil
+}
+
+// dropGonePrincipals drops the principals present here that the store
+// no longer has (deleted while the directory's watch was broken).
+func (n *Node) dropGonePrincipals(ctx context.Context) {
+	for _, id := range n.router.Present() {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := n.dir.Principal(ctx, id); errors.Is(err, store.ErrNotFound) {
+			n.log.Info("principal deleted while the store watch was broken: dropping its sessions here", "id", id)
+			n.router.DropPrincipal(id)
+		}
+	}
 }

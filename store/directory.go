@@ -62,6 +62,7 @@ type Directory struct {
 	revMu       sync.Mutex
 	onRevoke    []func(tokenHash string)
 	onPrincipal []func(e Event)
+	onRewatch   []func()
 
 	startOnce sync.Once
 	ctx       context.Context // of the watch loop; cancelled by Close
@@ -212,7 +213,26 @@ func (d *Directory) ready() {
 	// arrive as live events in order.
 	clear(d.ahead)
 	d.mu.Unlock()
-	d.readyOnce.Do(func() { close(d.readyCh) })
+	first := false
+	d.readyOnce.Do(func() { close(d.readyCh); first = true })
+	if !first {
+		d.revMu.Lock()
+		fns := d.onRewatch
+		d.revMu.Unlock()
+		for _, fn := range fns {
+			fn()
+		}
+	}
+}
+
+// OnRewatch registers fn to be called each time the watch, broken, is
+// back (not at the first start): the deletions and revocations made
+// meanwhile were not reported (the watch reports live ones only), and
+// fn can look for them. It must not block for long.
+func (d *Directory) OnRewatch(fn func()) {
+	d.revMu.Lock()
+	d.onRewatch = append(d.onRewatch, fn)
+	d.revMu.Unlock()
 }
 
 // OnRevoke registers fn to be called with the token hash of every revoked

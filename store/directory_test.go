@@ -7,6 +7,7 @@ import (
 	"github.com/pushring/pushring/internal/testutil"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -545,4 +546,44 @@ func TestDirectoryDeletePrincipal(t *testing.T) {
 	if _, ok := d.GroupInfo("g"); ok {
 		t.Fatal("deleted group still in the view")
 	}
+}
+
+// breakable is a Memory whose running watch ends when told.
+type breakable struct {
+	*Memory
+	breakc chan struct{}
+}
+
+func (b *breakable) Watch(ctx context.Context, fn func(Event), ready func()) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.breakc:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	return b.Memory.Watch(wctx, fn, ready)
+}
+
+// TestDirectoryOnRewatch: the callbacks run each time a broken watch is
+// back, not at the first start.
+func TestDirectoryOnRewatch(t *testing.T) {
+	b := &breakable{Memory: NewMemory(), breakc: make(chan struct{})}
+	d := NewDirectory(b)
+	var n atomic.Int32
+	d.OnRewatch(func() { n.Add(1) })
+	t.Cleanup(func() { d.Close() })
+	must(t, d.Start(ctxT(t)))
+	if got := n.Load(); got != 0 {
+		t.Fatalf("OnRewatch ran %d times at the first start", got)
+	}
+	b.breakc <- struct{}{}
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got := n.Load(); got != 1 {
+			return fmt.Errorf("OnRewatch ran %d times after one break", got)
+		}
+		return nil
+	})
 }
