@@ -156,6 +156,9 @@ type KV struct {
 	cache        mqttCache
 	gens         genClock
 
+	// listScan is MaxListScan (tests lower it).
+	listScan int
+
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 }
@@ -174,7 +177,7 @@ func NewKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, erro
 	if err != nil {
 		return nil, err
 	}
-	k := &KV{cfg: cfg, done: make(chan struct{}), js: js, mqttM: m}
+	k := &KV{cfg: cfg, done: make(chan struct{}), js: js, mqttM: m, listScan: MaxListScan}
 	k.mqttL.log = cfg.Logger.With("component", "store")
 	k.mqttPre = "$KV." + cfg.Cluster + "_mqtt."
 	for _, b := range []struct {

@@ -84,7 +84,7 @@ func (k *KV) ListPrincipals(ctx context.Context, kind Kind, prefix, after string
 		case kind == "" || p.Kind == kind:
 			ps = append(ps, p)
 		}
-		if last := i == len(ids)-1; !last && (len(ps) == limit || i+1 == MaxListScan) {
+		if last := i == len(ids)-1; !last && (len(ps) == limit || i+1 == k.listScan) {
 			return ps, id, nil
 		}
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -178,5 +179,50 @@ func TestKVUnavailable(t *testing.T) {
 	kv.Close()
 	if err := kv.CreateGroup(ctx, Group{ID: "g"}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// TestKVListScanBound: a page of one kind reads at most listScan records
+// and may come back short, with a cursor; following the cursors still
+// lists every principal of the kind once, in order.
+func TestKVListScanBound(t *testing.T) {
+	n := startNATS(t)
+	kv := n.openKV(t, KVConfig{})
+	kv.listScan = 3
+	ctx := ctxT(t)
+	var users []string
+	for i := range 12 {
+		id := fmt.Sprintf("p%02d", i)
+		kind := Device
+		if i%4 == 3 { // one in four a user: pages of devices in between
+			kind = User
+			users = append(users, id)
+		}
+		must(t, kv.CreatePrincipal(ctx, Principal{ID: id, Kind: kind}))
+	}
+	var got []string
+	short := 0
+	after := ""
+	for range 20 {
+		ps, next, err := kv.ListPrincipals(ctx, User, "", after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next != "" && len(ps) < 2 {
+			short++
+		}
+		for _, p := range ps {
+			got = append(got, p.ID)
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if !slices.Equal(got, users) {
+		t.Fatalf("users listed %q, want %q", got, users)
+	}
+	if short == 0 {
+		t.Fatal("no page came back short: the scan bound was not reached")
 	}
 }
