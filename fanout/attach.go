@@ -420,11 +420,11 @@ func (f *Fanout) forwardAttached(env *Envelope) {
 // recipient's home when no other node has it attached, or on the node
 // the home forwarded it to. fn decides whether the recipient is
 // connected there (a message for a member with no live session, for
-// webhooks). want is asked first, once per message: false skips the
-// recipients at no cost (no endpoint takes the events, or none has room
-// for them). Both are called on the bus goroutine and must not block;
+// webhooks); its false skips the message's other recipients. want is
+// asked first, once per message: false skips the recipients at no cost
+// (no endpoint takes the events, or none has room for them). Both are called on the bus goroutine and must not block;
 // a nil fn: no calls.
-func (f *Fanout) SetOffline(want func() bool, fn func(m *message.Message, id string)) {
+func (f *Fanout) SetOffline(want func() bool, fn func(m *message.Message, id string) bool) {
 	if fn == nil {
 		f.offline.Store(nil)
 		return
@@ -435,7 +435,7 @@ func (f *Fanout) SetOffline(want func() bool, fn func(m *message.Message, id str
 // offlineHook is SetOffline's pair.
 type offlineHook struct {
 	want func() bool
-	fn   func(m *message.Message, id string)
+	fn   func(m *message.Message, id string) bool
 }
 
 // endsHere tells h of the recipients of env whose message ends here.
@@ -448,7 +448,9 @@ func (f *Fanout) endsHere(env *Envelope, h *offlineHook) {
 		if env.Hops == 0 && f.att.n.Load() > 0 && f.attachedElsewhere(r, now) {
 			continue // the attached node tells
 		}
-		h.fn(&env.Msg, r)
+		if !h.fn(&env.Msg, r) {
+			return // no room for more
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pushring/pushring/internal/testutil"
+	"github.com/pushring/pushring/message"
 	"github.com/pushring/pushring/mqtt/mqttc"
 	"github.com/pushring/pushring/store"
 	"github.com/pushring/pushring/webhook"
@@ -227,4 +229,28 @@ func TestWebhooks(t *testing.T) {
 		t.Fatalf("%d events taken on their second attempt after a 500, want the 40 offline ones", retried)
 	}
 
+}
+
+// TestOfflineEventPayload: a message.offline event carries a small
+// payload once, as text or (not UTF-8) base64, and leaves a large one
+// out, saying its size.
+func TestOfflineEventPayload(t *testing.T) {
+	m := &message.Message{ID: 7, Kind: message.Group, From: "d1", To: "g", QoS: 1}
+	for _, tc := range []struct {
+		payload   []byte
+		text, b64 string
+		omitted   bool
+	}{
+		{[]byte("door <open> & lit"), "door <open> & lit", "", false},
+		{[]byte{0xff, 0x00, 0x01}, "", "/wAB", false},
+		{bytes.Repeat([]byte("x"), maxEventPayload), strings.Repeat("x", maxEventPayload), "", false},
+		{bytes.Repeat([]byte("x"), maxEventPayload+1), "", "", true},
+	} {
+		m.Payload = tc.payload
+		d := offlineOf(m, "bob")
+		if d.Payload != tc.text || d.PayloadBase64 != tc.b64 || d.PayloadOmit != tc.omitted || d.PayloadBytes != len(tc.payload) ||
+			d.Recipient != "bob" || d.Group != "g" || d.Kind != "group" {
+			t.Fatalf("payload of %d bytes: %+v", len(tc.payload), d)
+		}
+	}
 }

@@ -86,11 +86,19 @@ type offlineData struct {
 	Group     string `json:"group,omitempty"` // kind group
 	From      string `json:"from"`            // "" from the admin over HTTP
 	QoS       byte   `json:"qos"`
-	// Payload is the payload as text when it is valid UTF-8;
-	// PayloadBase64 always carries the bytes.
+	// The payload, up to maxEventPayload bytes: as text when it is valid
+	// UTF-8, else in base64; a larger one is left out (PayloadBytes says
+	// its size), so that a push service gets what a notification needs
+	// and a queue of events stays small.
 	Payload       string `json:"payload,omitempty"`
-	PayloadBase64 string `json:"payload_base64"`
+	PayloadBase64 string `json:"payload_base64,omitempty"`
+	PayloadBytes  int    `json:"payload_bytes"`
+	PayloadOmit   bool   `json:"payload_omitted,omitempty"`
 }
+
+// maxEventPayload is the largest payload a message.offline event
+// carries.
+const maxEventPayload = 4 << 10
 
 // offlineWanted is the fanout's SetOffline gate: an endpoint takes
 // message.offline events and has room for one.
@@ -98,19 +106,32 @@ func (h hookEvents) offlineWanted() bool { return h.d.Room(webhook.MessageOfflin
 
 // offline is the fanout's SetOffline hook: m's way to recipient id ends
 // on this node; with no connected session here, id has no live session.
-func (h hookEvents) offline(m *message.Message, id string) {
+// It returns false once no endpoint has room for more: the rest of the
+// message's recipients are not looked at.
+func (h hookEvents) offline(m *message.Message, id string) bool {
 	if h.r.IsConnected(id) {
-		return
+		return true
 	}
+	h.d.Emit(webhook.MessageOffline, offlineOf(m, id))
+	return h.d.Room(webhook.MessageOffline)
+}
+
+// offlineOf is the message.offline event of m for recipient id.
+func offlineOf(m *message.Message, id string) offlineData {
 	d := offlineData{Recipient: id, MessageID: message.FormatID(m.ID), Kind: m.Kind.String(), From: m.From, QoS: m.QoS,
-		PayloadBase64: base64.StdEncoding.EncodeToString(m.Payload)}
+		PayloadBytes: len(m.Payload)}
 	if m.Kind == message.Group {
 		d.Group = m.To
 	}
-	if utf8.Valid(m.Payload) {
+	switch {
+	case len(m.Payload) > maxEventPayload:
+		d.PayloadOmit = true
+	case utf8.Valid(m.Payload):
 		d.Payload = string(m.Payload)
+	default:
+		d.PayloadBase64 = base64.StdEncoding.EncodeToString(m.Payload)
 	}
-	h.d.Emit(webhook.MessageOffline, d)
+	return d
 }
 
 // webhookAdmin is the API's view of the endpoints.
