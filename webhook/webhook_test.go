@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -346,5 +347,52 @@ func TestPrivateRefused(t *testing.T) {
 		if got := public(netip.MustParseAddr(ip)); got != want {
 			t.Errorf("public(%s) = %v, want %v", ip, got, want)
 		}
+	}
+}
+
+// TestBodyAsIs: an event's body keeps < > & as they are (not six-byte
+// escapes) and ends with the JSON object, no newline.
+func TestBodyAsIs(t *testing.T) {
+	var mu sync.Mutex
+	var got []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = b
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	d, _ := newDispatcher(t, Config{})
+	d.SetEndpoints([]Endpoint{{ID: "a", URL: srv.URL}})
+	d.Emit(Refusal, map[string]string{"reason": "<b>&"})
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !bytes.Contains(got, []byte(`"<b>&"`)) || bytes.HasSuffix(got, []byte("\n")) {
+			return fmt.Errorf("body %q", got)
+		}
+		return nil
+	})
+}
+
+// TestRefusalRate: refusal events past RefusalRate (bursts of ten times
+// as many) find no Room, counted as skipped; other types are not held.
+func TestRefusalRate(t *testing.T) {
+	live := &recorder{}
+	ok := httptest.NewServer(live)
+	defer ok.Close()
+	d, reg := newDispatcher(t, Config{RefusalRate: 0.001}) // a burst of 1, then almost nothing
+	d.SetEndpoints([]Endpoint{{ID: "a", URL: ok.URL}})
+	if !d.Room(Refusal) {
+		t.Fatal("no room for the first refusal")
+	}
+	if d.Room(Refusal) {
+		t.Fatal("room for a refusal past the rate")
+	}
+	if !d.Room(SessionConnected) {
+		t.Fatal("the refusal rate held another type")
+	}
+	if n := testutil.MetricSeries(t, reg, "pushring_webhook_skipped_total")[`pushring_webhook_skipped_total{type="refusal"}`]; n != 1 {
+		t.Fatalf("skipped refusals %v, want 1", n)
 	}
 }
