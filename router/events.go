@@ -44,7 +44,7 @@ func (s *Server) SetEvents(e Events) {
 	s.m.events.Store(&e)
 }
 
-// events returns the hook, or nil.
+// hook returns the Events hook, or nil.
 func (m *metrics) hook() Events {
 	if e := m.events.Load(); e != nil {
 		return *e

@@ -267,10 +267,11 @@ func index(values []string, v string) int {
 }
 
 func (m *metrics) connect(result string) {
-	m.connects[index(connectResults, result)].Add(1)
+	i := index(connectResults, result)
+	m.connects[i].Add(1)
 	if result != resultAccepted && result != resultRedirected {
 		if e := m.hook(); e != nil {
-			e.Refused(connectRefusals[index(connectResults, result)])
+			e.Refused(connectRefusals[i])
 		}
 	}
 }

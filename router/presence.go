@@ -118,15 +118,24 @@ func (s *Server) flushPresence() {
 // offline persistent session is not one), listing up to max of them in
 // the order of ids. Goroutine-safe.
 func (s *Server) Connected(ids []string, max int) (listed []string, n int) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, id := range ids {
-		if s.connectedLocked(id) {
-			if n < max {
-				listed = append(listed, id)
+	// In chunks: a large group's walk does not hold connects and
+	// disconnects off the registry for all of its length.
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), connectedChunk)]
+		ids = ids[len(chunk):]
+		s.mu.RLock()
+		for _, id := range chunk {
+			if s.connectedLocked(id) {
+				if n < max {
+					listed = append(listed, id)
+				}
+				n++
 			}
-			n++
 		}
+		s.mu.RUnlock()
 	}
 	return listed, n
 }
+
+// connectedChunk is how many ids Connected looks at per hold of Server.mu.
+const connectedChunk = 256

@@ -7,10 +7,6 @@ import (
 	"github.com/pushring/pushring/mqtt/packet"
 )
 
-// A principal's key in the revoked set: token hashes are hex, so a NUL
-// first byte cannot collide with one.
-func principalRevokeKey(id string) string { return "\x00" + id }
-
 // DropPrincipal ends everything principal id holds on this node, as when
 // the principal is deleted: its connections are closed at once (without
 // their wills; a 5.0 client gets DISCONNECT 0x87), and its sessions,
@@ -23,7 +19,7 @@ func (s *Server) DropPrincipal(id string) {
 	defer s.flushPresence()
 	var conns []*mqttConn
 	s.mu.Lock()
-	s.revokeLocked(principalRevokeKey(id), time.Now())
+	s.revokeLocked(revokeKey{s: id, principal: true}, time.Now())
 	for _, sess := range slices.Clone(s.sessionsOf(id)) {
 		sess.mu.Lock()
 		if c := sess.conn; c != nil {
@@ -48,7 +44,7 @@ func (s *Server) DropPrincipal(id string) {
 func (s *Server) PrincipalChanged(id string, device bool) {
 	var conns []*mqttConn
 	s.mu.Lock()
-	delete(s.revoked, principalRevokeKey(id)) // its revokedQ entry is pruned in time
+	delete(s.revoked, revokeKey{s: id, principal: true}) // its revokedQ entry is pruned in time
 	if device {
 		for _, sess := range s.sessionsOf(id) {
 			sess.mu.Lock()

@@ -46,12 +46,12 @@ type Server struct {
 	closed     bool
 	draining   bool // StopAccepting: no new connections or sessions (drain.go)
 	listeners  []net.Listener
-	conns      map[*mqttConn]struct{} // every open connection
-	nSessions  int                    // registered: in their principals' sessions (limits.go)
-	byToken    map[string][]*mqttConn // Identity.TokenHash → connections
-	principals principalTable         // per-principal state: limits, sessions (limits.go)
-	revoked    map[string]time.Time   // Identity.TokenHash → when Revoke saw it
-	revokedQ   []revokedEntry         // the same, oldest first, for pruning
+	conns      map[*mqttConn]struct{}  // every open connection
+	nSessions  int                     // registered: in their principals' sessions (limits.go)
+	byToken    map[string][]*mqttConn  // Identity.TokenHash → connections
+	principals principalTable          // per-principal state: limits, sessions (limits.go)
+	revoked    map[revokeKey]time.Time // revoked token hashes and dropped principals → when
+	revokedQ   []revokedEntry          // the same, oldest first, for pruning
 
 	pres presenceQueue // see SetPresence
 
@@ -134,7 +134,7 @@ func New(cfg Config, auth Authenticator, acl ACL, fwd Forwarder, ids *message.ID
 		conns:   make(map[*mqttConn]struct{}),
 		holdMax: holdMax,
 		byToken: make(map[string][]*mqttConn),
-		revoked: make(map[string]time.Time),
+		revoked: make(map[revokeKey]time.Time),
 	}
 	s.msgs.New = func() any { return new(message.Message) }
 	s.stopping, s.stop = context.WithCancel(context.Background())
@@ -466,7 +466,7 @@ func (s *Server) Revoke(tokenHash string) {
 		return
 	}
 	s.mu.Lock()
-	s.revokeLocked(tokenHash, time.Now())
+	s.revokeLocked(revokeKey{s: tokenHash}, time.Now())
 	conns := slices.Clone(s.byToken[tokenHash])
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -475,11 +475,17 @@ func (s *Server) Revoke(tokenHash string) {
 	}
 }
 
-// revokeLocked adds key (a token hash, or principalRevokeKey) to the
-// revoked set. s.mu held.
-func (s *Server) revokeLocked(key string, now time.Time) {
+// revokeKey is an entry of the revoked set: a token hash, or (principal)
+// a principal id DropPrincipal dropped.
+type revokeKey struct {
+	s         string
+	principal bool
+}
+
+// revokeLocked adds key to the revoked set. s.mu held.
+func (s *Server) revokeLocked(key revokeKey, now time.Time) {
 	s.revoked[key] = now
-	s.revokedQ = append(s.revokedQ, revokedEntry{hash: key, at: now})
+	s.revokedQ = append(s.revokedQ, revokedEntry{key: key, at: now})
 	s.pruneRevokedLocked(now)
 }
 
@@ -493,8 +499,8 @@ const (
 )
 
 type revokedEntry struct {
-	hash string
-	at   time.Time
+	key revokeKey
+	at  time.Time
 }
 
 // pruneRevokedLocked forgets revoked hashes older than revokedTTL, and the
@@ -506,8 +512,8 @@ func (s *Server) pruneRevokedLocked(now time.Time) {
 		if len(s.revokedQ)-n <= maxRevoked && now.Sub(e.at) < revokedTTL {
 			break
 		}
-		if s.revoked[e.hash].Equal(e.at) {
-			delete(s.revoked, e.hash)
+		if s.revoked[e.key].Equal(e.at) {
+			delete(s.revoked, e.key)
 		}
 		n++
 	}
@@ -520,13 +526,13 @@ func (s *Server) pruneRevokedLocked(now time.Time) {
 	}
 }
 
-// isRevokedLocked reports whether tokenHash was revoked (and not yet
+// isRevokedLocked reports whether key was revoked (and not yet
 // forgotten). s.mu held.
-func (s *Server) isRevokedLocked(tokenHash string) bool {
-	if tokenHash == "" {
+func (s *Server) isRevokedLocked(key revokeKey) bool {
+	if len(s.revoked) == 0 {
 		return false
 	}
-	at, ok := s.revoked[tokenHash]
+	at, ok := s.revoked[key]
 	return ok && time.Since(at) < revokedTTL
 }
 
@@ -599,7 +605,7 @@ func (s *Server) register(c *mqttConn, key sessKey) (sess *session, present bool
 			s.presenceLocked(id, now)
 		}
 	}()
-	if s.isRevokedLocked(c.id.TokenHash) || len(s.revoked) > 0 && s.isRevokedLocked(principalRevokeKey(id)) {
+	if c.id.TokenHash != "" && s.isRevokedLocked(revokeKey{s: c.id.TokenHash}) || s.isRevokedLocked(revokeKey{s: id, principal: true}) {
 		return nil, false, nil, 0x04
 	}
 	if !c.counted && s.cfg.MaxConnections > 0 && s.m.connections.Load() >= int64(s.cfg.MaxConnections) {

@@ -851,8 +851,8 @@ func TestRevokedSetPruned(t *testing.T) {
 	}
 	e.srv.mu.RLock()
 	n, q := len(e.srv.revoked), len(e.srv.revokedQ)
-	first := e.srv.isRevokedLocked("h0")
-	last := e.srv.isRevokedLocked(fmt.Sprint("h", maxRevoked+9))
+	first := e.srv.isRevokedLocked(revokeKey{s: "h0"})
+	last := e.srv.isRevokedLocked(revokeKey{s: fmt.Sprint("h", maxRevoked+9)})
 	e.srv.mu.RUnlock()
 	if n != maxRevoked || q != maxRevoked || first || !last {
 		t.Fatalf("revoked set %d/%d entries, oldest kept %v, newest kept %v", n, q, first, last)
