@@ -63,13 +63,13 @@ type nodeAnswer struct {
 // NATS's default 1 MiB message).
 const maxPresenceList = 10_000
 
-// Presence asks every node in nodes (this one answers at once, the
-// others over the bus) which of ids, or of group's members when group is
+// Presence asks every node in nodes (the others over the bus, then this
+// one directly) which of ids, or of group's members when group is
 // not empty, are connected to it, and waits for all the answers or for
 // ctx to end. Goroutine-safe.
 func (f *Fanout) Presence(ctx context.Context, nodes []string, group string, ids []string) PresenceResult {
 	res := PresenceResult{Answers: make(map[string]NodePresence, len(nodes))}
-	ch := make(chan nodeAnswer, 2*len(nodes)+1) // room for a node that answers twice
+	ch := make(chan nodeAnswer, len(nodes)) // a node's second answer is dropped (handlePresenceAnswer)
 	f.ask.mu.Lock()
 	f.ask.next++
 	q := f.ask.next
@@ -89,15 +89,16 @@ func (f *Fanout) Presence(ctx context.Context, nodes []string, group string, ids
 	}
 	pending := make(map[string]bool, len(nodes))
 	var data []byte
+	self := false
 	for _, node := range nodes {
+		if node == f.self {
+			self = true
+			continue
+		}
 		if pending[node] {
 			continue
 		}
 		pending[node] = true
-		if node == f.self {
-			ch <- nodeAnswer{node: node, NodePresence: f.connected(group, ids)}
-			continue
-		}
 		if data == nil {
 			var err error
 			if data, err = AppendEnvelope(nil, &e); err != nil {
@@ -108,6 +109,9 @@ func (f *Fanout) Presence(ctx context.Context, nodes []string, group string, ids
 		if err := f.publish(node, data); err != nil {
 			f.warn("presence query not sent", "node", node, "err", err)
 		}
+	}
+	if self { // while the others work out theirs
+		res.Answers[f.self] = f.connected(group, ids)
 	}
 	for len(pending) > 0 {
 		select {
