@@ -35,8 +35,8 @@ type tailMessage struct {
 	From          string `json:"from"`
 	QoS           byte   `json:"qos"`
 	Stored        string `json:"stored"`
-	Payload       string `json:"payload,omitempty"` // when valid UTF-8
-	PayloadBase64 string `json:"payload_base64"`
+	Payload       string `json:"payload,omitempty"`        // when valid UTF-8
+	PayloadBase64 string `json:"payload_base64,omitempty"` // otherwise
 }
 
 // tailWriteTimeout bounds each write of a tail.
@@ -72,28 +72,34 @@ func (a *API) groupTail(q *request) error {
 	}
 	rc := http.NewResponseController(q.w)
 	// The server's write deadline would end the stream: each write gets
-	// its own instead, so a client that stops reading is let go.
-	write := func(b ...[]byte) {
+	// its own instead, so a client that stops reading is let go (the
+	// stream ends at the first write that fails).
+	write := func(b ...[]byte) error {
 		rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
 		for _, p := range b {
-			q.w.Write(p)
+			if _, err := q.w.Write(p); err != nil {
+				return err
+			}
 		}
-		rc.Flush()
+		return rc.Flush()
 	}
 	h := q.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	q.w.WriteHeader(http.StatusOK)
-	write([]byte(": tail of " + gid + "\n\n"))
+	if write([]byte(": tail of "+gid+"\n\n")) != nil {
+		return nil
+	}
 	msgs := make(chan tailMessage, 256)
 	errc := make(chan error, 1)
 	go func() {
 		errc <- a.deps.Tail(ctx, gid, func(stored time.Time, m *message.Message) {
-			t := tailMessage{ID: message.FormatID(m.ID), From: m.From, QoS: m.QoS, Stored: stored.UTC().Format(time.RFC3339Nano),
-				PayloadBase64: base64.StdEncoding.EncodeToString(m.Payload)}
+			t := tailMessage{ID: message.FormatID(m.ID), From: m.From, QoS: m.QoS, Stored: stored.UTC().Format(time.RFC3339Nano)}
 			if utf8.Valid(m.Payload) {
 				t.Payload = string(m.Payload)
+			} else {
+				t.PayloadBase64 = base64.StdEncoding.EncodeToString(m.Payload)
 			}
 			select {
 			case msgs <- t:
@@ -113,10 +119,14 @@ func (a *API) groupTail(q *request) error {
 			}
 			return nil
 		case <-keep.C:
-			write([]byte(": keepalive\n\n"))
+			if write([]byte(": keepalive\n\n")) != nil {
+				return nil
+			}
 		case t := <-msgs:
 			b, _ := json.Marshal(t)
-			write([]byte("event: message\ndata: "), b, []byte("\n\n"))
+			if write([]byte("event: message\ndata: "), b, []byte("\n\n")) != nil {
+				return nil
+			}
 		}
 	}
 }

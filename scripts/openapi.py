@@ -182,7 +182,7 @@ paths = {
  },
  "/v1/groups/{gid}/tail": {
   "parameters": [P("gid")],
-  "get": op("A live tail of a group's messages", ADMIN, {"200": {"description": "text/event-stream: one 'message' event per message stored for the group (QoS 1 and 2) from now on, data {id, from, qos, stored, payload (UTF-8), payload_base64}", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "default": {"$ref": "#/components/responses/Error"}}),
+  "get": op("A live tail of a group's messages", ADMIN, {"200": {"description": "text/event-stream: one 'message' event per message stored for the group (QoS 1 and 2) from now on, data {id, from, qos, stored, and payload when it is UTF-8, else payload_base64}", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "default": {"$ref": "#/components/responses/Error"}}),
  },
  "/console": {
   "get": op("The web console", NOAUTH, {"200": {"description": "the console's page", "content": {"text/html": {"schema": {"type": "string"}}}}, "default": {"$ref": "#/components/responses/Error"}}),

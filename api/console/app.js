@@ -263,7 +263,7 @@ async function group(gid, view = $("#view")) {
   source.addEventListener("open", () => tail.setAttribute("data-open", "1"));
   source.addEventListener("message", (ev) => {
     const m = JSON.parse(ev.data);
-    tail.prepend(el("li", { "data-msg": m.id }, m.stored.slice(11, 23) + "  " + (m.from || "admin") + "  " + (m.payload !== undefined ? m.payload : "(binary payload, " + Math.floor(m.payload_base64.length * 3 / 4) + " bytes)")));
+    tail.prepend(el("li", { "data-msg": m.id }, m.stored.slice(11, 23) + "  " + (m.from || "admin") + "  " + (m.payload_base64 !== undefined ? "(binary payload, " + Math.floor(m.payload_base64.length * 3 / 4) + " bytes)" : m.payload || "")));
     while (tail.children.length > 200) tail.lastChild.remove();
   });
 }
