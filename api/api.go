@@ -390,7 +390,7 @@ func New(cfg Config, st store.Store, deps Deps) (*API, error) {
 	}
 	a.SetAdminKeys(cfg.AdminKey)
 	if a.consoleKeys == nil {
-		a.consoleKeys = newMemConsoleKeys()
+		a.consoleKeys = NewLocalConsoleKeys(nil)
 	}
 	if cfg.LoginRate > 0 {
 		a.login = ratelimit.New[string](cfg.LoginRate, cfg.LoginBurst, maxLimiterEntries)

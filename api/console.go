@@ -55,23 +55,30 @@ type ConsoleKeys interface {
 	Ended(nonce string) bool
 }
 
-// memConsoleKeys is the ConsoleKeys of an API alone (no cluster): a
-// random secret, ends kept in memory.
-type memConsoleKeys struct {
+// LocalConsoleKeys are ConsoleKeys of one process: a secret given (or
+// random), ended sessions kept in memory. An API alone uses them; a
+// node shares the secret and the ends through its store, with these as
+// its local part.
+type LocalConsoleKeys struct {
 	secret []byte
 	mu     sync.Mutex
-	ended  map[string]time.Time
+	ended  map[string]time.Time // nonce -> the session's expiry
 }
 
-func newMemConsoleKeys() *memConsoleKeys {
-	k := &memConsoleKeys{secret: make([]byte, 32), ended: make(map[string]time.Time)}
-	rand.Read(k.secret)
-	return k
+// NewLocalConsoleKeys returns LocalConsoleKeys with secret, or a random
+// one if secret is nil.
+func NewLocalConsoleKeys(secret []byte) *LocalConsoleKeys {
+	if secret == nil {
+		secret = make([]byte, 32)
+		rand.Read(secret)
+	}
+	return &LocalConsoleKeys{secret: secret, ended: make(map[string]time.Time)}
 }
 
-func (k *memConsoleKeys) Secret() []byte { return k.secret }
+func (k *LocalConsoleKeys) Secret() []byte { return k.secret }
 
-func (k *memConsoleKeys) End(_ context.Context, nonce string, until time.Time) error {
+// End records an ended session, forgetting those past their expiry.
+func (k *LocalConsoleKeys) End(_ context.Context, nonce string, until time.Time) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	now := time.Now()
@@ -84,7 +91,7 @@ func (k *memConsoleKeys) End(_ context.Context, nonce string, until time.Time) e
 	return nil
 }
 
-func (k *memConsoleKeys) Ended(nonce string) bool {
+func (k *LocalConsoleKeys) Ended(nonce string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	_, ok := k.ended[nonce]

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,19 +26,16 @@ const (
 )
 
 type consoleKeys struct {
-	secret  []byte
-	js      jetstream.JetStream
-	subject string // "$KV.<bucket>.console.ended."
-	log     *slog.Logger
-
-	mu    sync.Mutex
-	ended map[string]time.Time // nonce -> when its session would have expired
+	*api.LocalConsoleKeys // the secret, and the ended sessions known here
+	js                    jetstream.JetStream
+	subject               string // "$KV.<bucket>.console.ended."
+	log                   *slog.Logger
 }
 
 var _ api.ConsoleKeys = (*consoleKeys)(nil)
 
 // openConsoleKeys reads (or makes) the secret and watches the ended
-// sessions until ctx ends.
+// sessions until runCtx ends.
 func openConsoleKeys(ctx, runCtx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger) (*consoleKeys, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
@@ -55,12 +51,13 @@ func openConsoleKeys(ctx, runCtx context.Context, js jetstream.JetStream, kv jet
 	if len(secret) < 16 {
 		return nil, errors.New("node: the console secret in the bucket is shorter than 16 bytes")
 	}
-	k := &consoleKeys{secret: secret, js: js, subject: "$KV." + kv.Bucket() + "." + consoleEndedKey, log: log,
-		ended: make(map[string]time.Time)}
+	k := &consoleKeys{LocalConsoleKeys: api.NewLocalConsoleKeys(secret), js: js,
+		subject: "$KV." + kv.Bucket() + "." + consoleEndedKey, log: log}
 	go k.watch(runCtx, kv)
 	return k, nil
 }
 
+// watch records the sessions other nodes end.
 func (k *consoleKeys) watch(ctx context.Context, kv jetstream.KeyValue) {
 	for ctx.Err() == nil {
 		w, err := kv.Watch(ctx, consoleEndedKey+">")
@@ -77,42 +74,20 @@ func (k *consoleKeys) watch(ctx context.Context, kv jetstream.KeyValue) {
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
-			until, err := time.Parse(time.RFC3339, string(e.Value()))
-			if err != nil {
-				continue
+			if until, err := time.Parse(time.RFC3339, string(e.Value())); err == nil {
+				k.LocalConsoleKeys.End(ctx, strings.TrimPrefix(e.Key(), consoleEndedKey), until)
 			}
-			k.mark(strings.TrimPrefix(e.Key(), consoleEndedKey), until)
 		}
 		w.Stop()
 	}
 }
 
-// mark records an ended session, forgetting those past their expiry.
-func (k *consoleKeys) mark(nonce string, until time.Time) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	now := time.Now()
-	for n, t := range k.ended {
-		if now.After(t) {
-			delete(k.ended, n)
-		}
-	}
-	k.ended[nonce] = until
-}
-
-func (k *consoleKeys) Secret() []byte { return k.secret }
-
+// End ends the session here at once and, through the bucket, on every
+// node until its expiry.
 func (k *consoleKeys) End(ctx context.Context, nonce string, until time.Time) error {
-	k.mark(nonce, until) // here at once
+	k.LocalConsoleKeys.End(ctx, nonce, until)
 	ttl := max(time.Until(until).Truncate(time.Second)+time.Second, time.Second)
 	_, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: k.subject + nonce, Data: []byte(until.UTC().Format(time.RFC3339))},
 		jetstream.WithMsgTTL(ttl))
 	return err
-}
-
-func (k *consoleKeys) Ended(nonce string) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	_, ok := k.ended[nonce]
-	return ok
 }
